@@ -1,0 +1,42 @@
+"""The clock the core receives, so tests and drills can run time faster or frozen."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now_ns(self) -> int:
+        """Wall-clock time for timestamps (ns since the epoch, UTC)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds for intervals; never goes back."""
+        ...
+
+
+class SystemClock:
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class ManualClock:
+    """A clock that moves only when told; for tests of the pure core."""
+
+    def __init__(self, start_ns: int = 1_700_000_000_000_000_000, start_mono: float = 1000.0):
+        self._ns = start_ns
+        self._mono = start_mono
+
+    def now_ns(self) -> int:
+        return self._ns
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._ns += int(seconds * 1e9)
+        self._mono += seconds

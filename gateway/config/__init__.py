@@ -1,0 +1,1 @@
+"""Config and profile models (pydantic) and their YAML loader."""

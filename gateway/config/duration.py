@@ -1,0 +1,50 @@
+"""Durations written as `5s`, `500ms`, `2m`, `1h` (or a bare number of seconds)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Return seconds for `value`; raise ValueError with a readable reason."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number with a unit, e.g. 5s, 500ms, 2m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _PATTERN.match(value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not a duration; write a number with a unit: 500ms, 5s, 2m, 1h"
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError("a duration is a number with a unit, e.g. 5s, 500ms, 2m")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact text for `seconds` (the inverse of parse_duration)."""
+    if seconds and seconds < 1:
+        return f"{round(seconds * 1000, 3):g}ms"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+"""Seconds as a float in Python; `5s`-style text in YAML and JSON."""

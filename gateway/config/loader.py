@@ -1,0 +1,324 @@
+"""Load YAML config and profile files into validated models, with errors a technician can act on.
+
+Every error names the file, the line, the YAML path and the reason. Loading collects all the
+errors of a file (and of the profiles it uses) rather than stopping at the first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from gateway.config.profile import ModbusProfile, Profile, SerialTextProfile
+from gateway.config.site import Device, GatewayConfig
+
+PathPart = str | int
+YamlPath = tuple[PathPart, ...]
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+_PROFILE_ADAPTER: TypeAdapter[ModbusProfile | SerialTextProfile] = TypeAdapter(Profile)
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    file: str
+    path: YamlPath
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {format_path(self.path) or '(top)'}: {self.reason}"
+
+
+class ConfigErrors(Exception):
+    """One or more problems in config files; `errors` lists each with file, path and reason."""
+
+    def __init__(self, errors: Iterable[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+def format_path(path: YamlPath) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+# --- YAML with line numbers --------------------------------------------------------------
+
+
+@dataclass
+class LineMap:
+    """Line (1-based) of every node of a YAML document, keyed by its path."""
+
+    lines: dict[YamlPath, int] = field(default_factory=dict)
+
+    def line_of(self, path: YamlPath) -> int | None:
+        """The line of `path`, or of its nearest ancestor that exists in the document."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    pass
+
+
+def _walk(node: yaml.Node, path: YamlPath, lines: LineMap, problems: list[tuple[YamlPath, str]],
+          ) -> None:
+    lines.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[object] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            if key in seen:
+                lines.lines.setdefault(path + (key,), key_node.start_mark.line + 1)
+                problems.append((path + (key,), f"key {key!r} appears twice in this mapping"))
+            seen.add(key)
+            _walk(value_node, path + (key,), lines, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, path + (index,), lines, problems)
+
+
+def read_yaml(path: Path) -> tuple[Any, LineMap]:
+    """Parse one YAML file; raise ConfigErrors for unreadable, oversized or malformed files."""
+    name = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigErrors([ConfigError(name, (), f"file is {size} bytes; the limit is "
+                                                      f"{MAX_FILE_BYTES}")])
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigErrors([ConfigError(name, (), f"cannot read: {exc.strerror or exc}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigErrors([ConfigError(name, (), f"not UTF-8 text: {exc.reason}")]) from exc
+    return parse_yaml(text, name)
+
+
+def parse_yaml(text: str, name: str) -> tuple[Any, LineMap]:
+    lines = LineMap()
+    try:
+        node = yaml.compose(text, Loader=_UniqueKeyLoader)
+        if node is None:
+            raise ConfigErrors([ConfigError(name, (), "file is empty")])
+        problems: list[tuple[YamlPath, str]] = []
+        _walk(node, (), lines, problems)
+        if problems:
+            raise ConfigErrors(
+                ConfigError(name, p, reason, lines.line_of(p)) for p, reason in problems
+            )
+        data = _UniqueKeyLoader(text).get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigErrors(
+            [ConfigError(name, (), f"not valid YAML: {exc.problem or exc}", line)]
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigErrors([ConfigError(name, (), f"not valid YAML: {exc}")]) from exc
+    return data, lines
+
+
+def _pydantic_errors(exc: ValidationError, name: str, lines: LineMap,
+                     prefix: YamlPath = ()) -> list[ConfigError]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        path = prefix + _strip_tags(tuple(err["loc"]), lines, prefix)
+        reason = str(err["msg"])
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key (not part of the schema; check its spelling)"
+        elif err["type"] == "missing":
+            reason = "required key is missing"
+        elif reason.startswith("Value error, "):
+            reason = reason.removeprefix("Value error, ")
+        elif err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            reason = f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+        errors.append(ConfigError(name, path, reason, lines.line_of(path)))
+    return errors
+
+
+def _strip_tags(loc: tuple[Any, ...], lines: LineMap, prefix: YamlPath) -> YamlPath:
+    """Drop the discriminator tags pydantic puts in error paths (`buses[0].modbus_rtu.port`)."""
+    out: list[PathPart] = []
+    for part in loc:
+        if isinstance(part, str) and part in _TAGS and (*prefix, *out, part) not in lines.lines:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+_TAGS = {"modbus_rtu", "modbus_tcp", "serial_text", "modbus", "function-after", "function-before"}
+
+
+def validate(model: type[M], data: Any, name: str, lines: LineMap) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigErrors(_pydantic_errors(exc, name, lines)) from exc
+
+
+# --- profiles ---------------------------------------------------------------------------
+
+
+def load_profile(path: Path) -> ModbusProfile | SerialTextProfile:
+    data, lines = read_yaml(path)
+    try:
+        profile = _PROFILE_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ConfigErrors(_pydantic_errors(exc, str(path), lines)) from exc
+    if profile.id != path.stem:
+        raise ConfigErrors([ConfigError(str(path), ("id",), f"profile id {profile.id!r} must "
+                            f"match its file name {path.stem!r}", lines.line_of(("id",)))])
+    return profile
+
+
+def default_profiles_dir() -> Path:
+    env = os.environ.get("ROOMWARDEN_PROFILES")
+    if env:
+        return Path(env)
+    in_repo = Path(__file__).resolve().parents[2] / "hardware" / "profiles"
+    if in_repo.is_dir():
+        return in_repo
+    return Path("/usr/share/roomwarden/profiles")
+
+
+def profile_files(directory: Path) -> Iterator[Path]:
+    yield from sorted(p for p in directory.glob("*.yaml") if p.is_file())
+
+
+# --- gateway configs --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated gateway config with the profiles its devices use."""
+
+    path: Path
+    config: GatewayConfig
+    profiles: dict[str, ModbusProfile | SerialTextProfile]
+
+    def profile_of(self, device: Device) -> ModbusProfile | SerialTextProfile:
+        return self.profiles[device.profile]
+
+
+def load_gateway_config(path: Path) -> LoadedConfig:
+    """Load, validate and cross-check a gateway config; raise ConfigErrors listing every problem."""
+    name = str(path)
+    data, lines = read_yaml(path)
+    config = validate(GatewayConfig, data, name, lines)
+    profiles_dir = (
+        (path.parent / config.profiles_dir) if config.profiles_dir else default_profiles_dir()
+    )
+    errors: list[ConfigError] = []
+    profiles: dict[str, ModbusProfile | SerialTextProfile] = {}
+    for profile_id in sorted({d.profile for d in config.devices}):
+        profile_path = profiles_dir / f"{profile_id}.yaml"
+        if not profile_path.is_file():
+            continue  # reported per device below
+        try:
+            profiles[profile_id] = load_profile(profile_path)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+    errors.extend(cross_check(config, profiles, name, lines, profiles_dir))
+    if errors:
+        raise ConfigErrors(errors)
+    return LoadedConfig(path=path, config=config, profiles=profiles)
+
+
+def cross_check(config: GatewayConfig, profiles: dict[str, ModbusProfile | SerialTextProfile],
+                name: str, lines: LineMap, profiles_dir: Path) -> list[ConfigError]:
+    errors: list[ConfigError] = []
+
+    def err(path: YamlPath, reason: str) -> None:
+        errors.append(ConfigError(name, path, reason, lines.line_of(path)))
+
+    for section, items in (("rooms", config.rooms), ("buses", config.buses),
+                           ("devices", config.devices)):
+        first_index: dict[str, int] = {}
+        for index, item in enumerate(items):
+            if item.id in first_index:
+                err((section, index, "id"),
+                    f"id {item.id!r} is already used by {section}[{first_index[item.id]}]")
+            else:
+                first_index[item.id] = index
+
+    buses = {b.id: b for b in config.buses}
+    rooms = {r.id for r in config.rooms}
+    units_on_bus: dict[tuple[str, int], int] = {}
+    ports: dict[str, int] = {}
+    for index, bus in enumerate(config.buses):
+        port = getattr(bus, "port", None)
+        if bus.type != "modbus_tcp" and isinstance(port, str):
+            if port in ports:
+                err(("buses", index, "port"),
+                    f"serial port {port!r} is already used by buses[{ports[port]}]")
+            ports.setdefault(port, index)
+
+    for index, device in enumerate(config.devices):
+        here: YamlPath = ("devices", index)
+        bus = buses.get(device.bus)
+        if bus is None:
+            err(here + ("bus",), f"bus {device.bus!r} is not defined in `buses` "
+                                 f"(defined: {', '.join(sorted(buses)) or 'none'})")
+        if device.room not in rooms:
+            err(here + ("room",), f"room {device.room!r} is not defined in `rooms`")
+        profile = profiles.get(device.profile)
+        if profile is None:
+            err(here + ("profile",), f"profile {device.profile!r} not found: no "
+                                     f"{profiles_dir / (device.profile + '.yaml')}")
+            continue
+        if bus is not None:
+            wants = "serial_text" if profile.kind == "serial_text" else ("modbus_rtu",
+                                                                         "modbus_tcp")
+            if (bus.type != wants) if isinstance(wants, str) else (bus.type not in wants):
+                err(here + ("bus",), f"profile {profile.id!r} is a {profile.kind} device but "
+                                     f"bus {bus.id!r} is {bus.type}")
+            elif bus.type in ("modbus_rtu", "modbus_tcp") and device.enabled:
+                if bus.type == "modbus_rtu" and device.unit == 0:
+                    err(here + ("unit",), "unit 0 is the RTU broadcast address; use 1-247")
+                key = (bus.id, device.unit)
+                if key in units_on_bus:
+                    err(here + ("unit",), f"unit {device.unit} on bus {bus.id!r} is already "
+                                          f"used by devices[{units_on_bus[key]}]")
+                else:
+                    units_on_bus[key] = index
+            elif bus.type == "serial_text":
+                other = [i for i, d in enumerate(config.devices[:index])
+                         if d.bus == bus.id and d.enabled]
+                if other and device.enabled:
+                    err(here + ("bus",), f"serial-text bus {bus.id!r} already carries "
+                                         f"devices[{other[0]}]; one device per serial line")
+        point_names = _point_names(profile)
+        for point_name in device.points:
+            if point_name not in point_names:
+                err(here + ("points", point_name),
+                    f"profile {profile.id!r} has no point {point_name!r}")
+        if device.poll_interval is not None and bus is not None and \
+                device.poll_interval < bus.timeout:
+            err(here + ("poll_interval",),
+                f"poll_interval {device.poll_interval:g}s is shorter than the bus timeout "
+                f"{bus.timeout:g}s")
+    return errors
+
+
+def _point_names(profile: ModbusProfile | SerialTextProfile) -> set[str]:
+    points = profile.points if isinstance(profile, ModbusProfile) else profile.fields
+    return {p.name for p in points}

@@ -1,0 +1,304 @@
+"""Device profiles: what one device model exposes (points, registers, data types, quantities).
+
+A profile is data, in `hardware/profiles/*.yaml`. Two kinds exist:
+
+* `modbus`: points read from coils, discrete inputs, input registers or holding registers;
+* `serial_text`: an ASCII request/reply device (Megatec Q1 UPS, simple sensors): a request
+  string, a reply regular expression with named groups and a mapping of groups to points.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gateway.config.duration import Duration
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegisterType(StrEnum):
+    COIL = "coil"
+    DISCRETE_INPUT = "discrete_input"
+    INPUT = "input"
+    HOLDING = "holding"
+
+    @property
+    def is_bit(self) -> bool:
+        return self in (RegisterType.COIL, RegisterType.DISCRETE_INPUT)
+
+
+class DataType(StrEnum):
+    BOOL = "bool"  # a coil/discrete input, or one bit of a register (`bit:`)
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    STRING = "string"
+
+    @property
+    def is_numeric(self) -> bool:
+        return self not in (DataType.BOOL, DataType.STRING)
+
+
+WIDTH_REGISTERS: dict[DataType, int] = {
+    DataType.BOOL: 1,
+    DataType.INT16: 1,
+    DataType.UINT16: 1,
+    DataType.INT32: 2,
+    DataType.UINT32: 2,
+    DataType.FLOAT32: 2,
+    DataType.INT64: 4,
+    DataType.UINT64: 4,
+    DataType.FLOAT64: 4,
+}
+
+
+class ByteOrder(StrEnum):
+    """Order of the bytes of a multi-register value as they arrive, A = most significant.
+
+    ABCD: big-endian words, big-endian registers (Modbus default).
+    CDAB: word-swapped (low word first), common on meters.
+    BADC: byte-swapped inside each register.
+    DCBA: little-endian throughout.
+    For 64-bit values the same rule extends to four registers; for 16-bit values only the
+    byte swap inside the register matters (BADC and DCBA swap, ABCD and CDAB do not).
+    """
+
+    ABCD = "ABCD"
+    BADC = "BADC"
+    CDAB = "CDAB"
+    DCBA = "DCBA"
+
+    @property
+    def swaps_bytes(self) -> bool:
+        return self in (ByteOrder.BADC, ByteOrder.DCBA)
+
+    @property
+    def swaps_words(self) -> bool:
+        return self in (ByteOrder.CDAB, ByteOrder.DCBA)
+
+
+class ValidRange(Strict):
+    """Engineering values outside [min, max] are reported with quality `invalid`."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ValidRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class Flag(Strict):
+    """One named bit of a status word; becomes its own boolean point `<point>.<name>`."""
+
+    bit: Annotated[int, Field(ge=0, le=63)]
+    name: Name
+    quantity: Name | None = None
+    description: str | None = None
+    active_low: bool = False
+
+
+class PointCommon(Strict):
+    """Fields shared by Modbus and serial-text points."""
+
+    name: Name
+    description: str | None = None
+    unit: str | None = None
+    quantity: Name | None = None
+    """What the value means (temperature, relative_humidity, h2_lel, smoke …); rules select by it."""
+    scale: float = 1.0
+    offset: float = 0.0
+    """Engineering value = raw × scale + offset."""
+    valid: ValidRange | None = None
+    enum: dict[int, str] | None = None
+    """Status codes: raw value → label."""
+    flags: tuple[Flag, ...] = ()
+    writable: bool = False
+
+    @field_validator("flags")
+    @classmethod
+    def _unique_flags(cls, flags: tuple[Flag, ...]) -> tuple[Flag, ...]:
+        seen_bits: set[int] = set()
+        seen_names: set[str] = set()
+        for flag in flags:
+            if flag.bit in seen_bits:
+                raise ValueError(f"bit {flag.bit} is named twice")
+            if flag.name in seen_names:
+                raise ValueError(f"flag name {flag.name!r} is used twice")
+            seen_bits.add(flag.bit)
+            seen_names.add(flag.name)
+        return flags
+
+
+class ModbusPoint(PointCommon):
+    register: RegisterType
+    address: Annotated[int, Field(ge=0, le=65535)]
+    type: DataType = DataType.UINT16
+    order: ByteOrder = ByteOrder.ABCD
+    bit: Annotated[int, Field(ge=0, le=15)] | None = None
+    """For `type: bool` on a register: which bit (0 = least significant)."""
+    length: Annotated[int, Field(ge=1, le=123)] | None = None
+    """For `type: string`: its length in registers (two characters each)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModbusPoint:
+        reg, typ = self.register, self.type
+        if reg.is_bit and typ is not DataType.BOOL:
+            raise ValueError(f"a {reg.value} holds one bit: its type must be bool, not {typ}")
+        if typ is DataType.BOOL and not reg.is_bit and self.bit is None:
+            raise ValueError("a bool in a register needs `bit:` (0-15)")
+        if self.bit is not None and (reg.is_bit or typ is not DataType.BOOL):
+            raise ValueError("`bit:` is only for type bool in an input or holding register")
+        if typ is DataType.STRING and self.length is None:
+            raise ValueError("a string needs `length:` in registers")
+        if typ is not DataType.STRING and self.length is not None:
+            raise ValueError("`length:` is only for type string")
+        if self.flags and typ not in (DataType.UINT16, DataType.UINT32, DataType.UINT64,
+                                      DataType.INT16, DataType.INT32, DataType.INT64):
+            raise ValueError("flags need an integer type")
+        width_bits = 16 * self.width
+        for flag in self.flags:
+            if flag.bit >= width_bits:
+                raise ValueError(f"flag bit {flag.bit} is outside a {width_bits}-bit {typ}")
+        if self.address + self.width > 65536:
+            raise ValueError(f"address {self.address} + {self.width} registers passes 65535")
+        if self.writable and reg in (RegisterType.INPUT, RegisterType.DISCRETE_INPUT):
+            raise ValueError(f"a {reg.value} is read-only and cannot be writable")
+        return self
+
+    @property
+    def width(self) -> int:
+        """Registers (or bits, for coils and discrete inputs) the point occupies."""
+        if self.register.is_bit:
+            return 1
+        if self.type is DataType.STRING:
+            assert self.length is not None
+            return self.length
+        return WIDTH_REGISTERS[self.type]
+
+
+class ModbusProfile(Strict):
+    kind: Literal["modbus"]
+    id: Name
+    manufacturer: str
+    model: str
+    generic: bool = False
+    """True when the register map is a typical one, not a named model's documented map."""
+    source: str | None = None
+    """The public document the register map comes from (title, version, section)."""
+    description: str | None = None
+    default_poll_interval: Duration = 5.0
+    max_registers_per_request: Annotated[int, Field(ge=1, le=125)] = 125
+    max_bits_per_request: Annotated[int, Field(ge=1, le=2000)] = 2000
+    points: tuple[ModbusPoint, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModbusProfile:
+        _require_source(self.generic, self.source)
+        _unique_point_names(self.points)
+        return self
+
+
+class TextField(PointCommon):
+    """One named group of a serial reply regex, as a point."""
+
+    group: Name
+    type: Literal["float", "int", "bool", "string", "bitstring"] = "float"
+    """`bitstring`: a run of 0/1 characters, first character = highest bit (Megatec Q1)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TextField:
+        if self.flags and self.type not in ("bitstring", "int"):
+            raise ValueError("flags need type bitstring or int")
+        return self
+
+
+class SerialTextProfile(Strict):
+    kind: Literal["serial_text"]
+    id: Name
+    manufacturer: str
+    model: str
+    generic: bool = False
+    source: str | None = None
+    description: str | None = None
+    default_poll_interval: Duration = 5.0
+    request: str
+    """Bytes sent to ask for a reading, with Python escapes (`Q1\\r`)."""
+    reply_terminator: str = "\r"
+    reply_pattern: str
+    """A regular expression with named groups; it must match the whole reply line."""
+    reply_format: str | None = None
+    """How the simulator writes a reply: Python format fields named after the points
+    (`({input_voltage:05.1f} …{status}\\r`); a bitstring field is given as its integer."""
+    reply_timeout: Duration = 1.0
+    encoding: str = "ascii"
+    fields: tuple[TextField, ...] = Field(min_length=1)
+
+    @field_validator("reply_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"reply_pattern is not a valid regular expression: {exc}") from exc
+        return pattern
+
+    @model_validator(mode="after")
+    def _check(self) -> SerialTextProfile:
+        _require_source(self.generic, self.source)
+        _unique_point_names(self.fields)
+        groups = set(re.compile(self.reply_pattern).groupindex)
+        for field in self.fields:
+            if field.group not in groups:
+                raise ValueError(
+                    f"field {field.name!r} names group {field.group!r}, which reply_pattern "
+                    f"does not define (it has: {', '.join(sorted(groups)) or 'none'})"
+                )
+        return self
+
+    @property
+    def request_bytes(self) -> bytes:
+        return self.request.encode(self.encoding).decode("unicode_escape").encode("latin-1")
+
+    @property
+    def terminator_bytes(self) -> bytes:
+        return self.reply_terminator.encode(self.encoding)
+
+
+Profile = Annotated[ModbusProfile | SerialTextProfile, Field(discriminator="kind")]
+
+
+def _require_source(generic: bool, source: str | None) -> None:
+    if not generic and not source:
+        raise ValueError(
+            "a profile of a named model cites its register map's `source:` document; "
+            "mark a typical map `generic: true` instead"
+        )
+
+
+def _unique_point_names(points: tuple[PointCommon, ...]) -> None:
+    seen: set[str] = set()
+    for point in points:
+        names = [point.name] + [f"{point.name}.{flag.name}" for flag in point.flags]
+        for name in names:
+            if name in seen:
+                raise ValueError(f"point name {name!r} is used twice")
+            seen.add(name)

@@ -1,0 +1,141 @@
+"""The gateway config as flashed to a site: identity, rooms, buses and devices."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from gateway.config.duration import Duration
+from gateway.config.profile import Name, Strict
+
+Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+
+
+class GatewayIdentity(Strict):
+    id: Id
+    site: Id
+    name: str | None = None
+    timezone: str = "Asia/Shanghai"
+
+
+class Room(Strict):
+    id: Id
+    type: Literal[
+        "equipment", "data_center", "battery", "energy_storage", "distribution", "ups", "other"
+    ]
+    name: str | None = None
+
+
+class FailurePolicy(Strict):
+    """How a bus treats a device that stops answering."""
+
+    offline_after: Annotated[int, Field(ge=1, le=100)] = 3
+    """Consecutive failed polls before the device is reported offline."""
+    backoff_max: Duration = 60.0
+    """Longest wait between polls of a failing device (exponential from its interval)."""
+    backoff_multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+
+
+class BusCommon(Strict):
+    id: Id
+    timeout: Duration = 1.0
+    """How long one request may wait for its reply; bounds what a dead device costs the bus."""
+    max_gap: Annotated[int, Field(ge=0, le=124)] = 8
+    """Unused registers (or bits × 16) a merged request may read across to save a request."""
+    failure: FailurePolicy = FailurePolicy()
+
+
+class ModbusRtuBus(BusCommon):
+    type: Literal["modbus_rtu"]
+    port: str
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    inter_frame_delay: Duration | None = None
+    """Silence between frames; default 3.5 characters at the bus speed (1.75 ms above 19200)."""
+
+    @property
+    def bits_per_char(self) -> int:
+        return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+
+    @property
+    def char_time(self) -> float:
+        return self.bits_per_char / self.baudrate
+
+    @property
+    def frame_gap(self) -> float:
+        if self.inter_frame_delay is not None:
+            return self.inter_frame_delay
+        return 0.00175 if self.baudrate > 19200 else 3.5 * self.char_time
+
+
+class ModbusTcpBus(BusCommon):
+    type: Literal["modbus_tcp"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+
+
+class SerialTextBus(BusCommon):
+    type: Literal["serial_text"]
+    port: str
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 2400
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+Bus = Annotated[ModbusRtuBus | ModbusTcpBus | SerialTextBus, Field(discriminator="type")]
+
+
+class Location(Strict):
+    row: str | None = None
+    rack: str | None = None
+    position: str | None = None
+
+
+class PointOverride(Strict):
+    """Site adjustments of one profile point for one device."""
+
+    valid_min: float | None = None
+    valid_max: float | None = None
+    scale: float | None = None
+    offset: float | None = None
+    """Calibration offset added after the profile's own scale and offset."""
+    quantity: Name | None = None
+    enabled: bool = True
+
+
+class Device(Strict):
+    id: Id
+    bus: Id
+    profile: Name
+    unit: Annotated[int, Field(ge=0, le=247)] = 1
+    """Modbus unit (slave) id; ignored on serial-text buses."""
+    room: Id
+    location: Location = Location()
+    poll_interval: Duration | None = None
+    """Defaults to the profile's default_poll_interval."""
+    name: str | None = None
+    points: dict[Name, PointOverride] = {}
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _interval(self) -> Device:
+        if self.poll_interval is not None and self.poll_interval < 0.05:
+            raise ValueError("poll_interval must be at least 50ms")
+        return self
+
+
+class GatewayConfig(Strict):
+    """One site's gateway config file."""
+
+    version: Literal[1] = 1
+    gateway: GatewayIdentity
+    profiles_dir: str | None = None
+    """Where device profiles live, relative to this file; default: the repository's
+    `hardware/profiles`, or /usr/share/roomwarden/profiles on an installed gateway."""
+    rooms: tuple[Room, ...] = Field(min_length=1)
+    buses: tuple[Bus, ...] = Field(min_length=1)
+    devices: tuple[Device, ...] = Field(min_length=1)

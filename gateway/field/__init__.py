@@ -1,0 +1,1 @@
+"""Field acquisition: buses, request planning, decoding, polling."""

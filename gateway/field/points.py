@@ -1,0 +1,119 @@
+"""Points bound to a device: a profile's point with the site's overrides and its full id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.config.profile import (
+    Flag,
+    ModbusPoint,
+    ModbusProfile,
+    SerialTextProfile,
+    TextField,
+)
+from gateway.config.site import Device, PointOverride
+
+
+@dataclass(frozen=True, slots=True)
+class BoundFlag:
+    id: str  # device.point.flag
+    bit: int
+    quantity: str | None
+    active_low: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BoundPoint:
+    """A point of one device, ready for decoding: engineering value = raw × scale + offset."""
+
+    id: str  # device.point
+    device: str
+    name: str
+    quantity: str | None
+    unit: str | None
+    scale: float
+    offset: float
+    valid_min: float | None
+    valid_max: float | None
+    enum: dict[int, str] | None
+    flags: tuple[BoundFlag, ...]
+    spec: ModbusPoint | TextField = field(repr=False, compare=False)
+
+    @property
+    def modbus(self) -> ModbusPoint:
+        assert isinstance(self.spec, ModbusPoint)
+        return self.spec
+
+    def engineering(self, raw: float) -> float:
+        if self.scale == 1.0 and self.offset == 0.0:
+            return raw
+        return raw * self.scale + self.offset
+
+    def in_range(self, value: float) -> bool:
+        if value != value:  # NaN
+            return False
+        if self.valid_min is not None and value < self.valid_min:
+            return False
+        return self.valid_max is None or value <= self.valid_max
+
+
+def bind_points(device: Device, profile: ModbusProfile | SerialTextProfile) -> list[BoundPoint]:
+    """The enabled points of `device`, with its overrides applied."""
+    specs: tuple[ModbusPoint, ...] | tuple[TextField, ...] = (
+        profile.points if isinstance(profile, ModbusProfile) else profile.fields
+    )
+    bound = []
+    for spec in specs:
+        override = device.points.get(spec.name)
+        if override is not None and not override.enabled:
+            continue
+        bound.append(_bind(device.id, spec, override))
+    return bound
+
+
+def _bind(device_id: str, spec: ModbusPoint | TextField,
+          override: PointOverride | None) -> BoundPoint:
+    scale, offset = spec.scale, spec.offset
+    valid_min = spec.valid.min if spec.valid else None
+    valid_max = spec.valid.max if spec.valid else None
+    quantity = spec.quantity
+    if override is not None:
+        if override.scale is not None:
+            scale = override.scale
+        if override.offset is not None:
+            offset += override.offset
+        if override.valid_min is not None:
+            valid_min = override.valid_min
+        if override.valid_max is not None:
+            valid_max = override.valid_max
+        if override.quantity is not None:
+            quantity = override.quantity
+    point_id = f"{device_id}.{spec.name}"
+    return BoundPoint(
+        id=point_id,
+        device=device_id,
+        name=spec.name,
+        quantity=quantity,
+        unit=spec.unit,
+        scale=scale,
+        offset=offset,
+        valid_min=valid_min,
+        valid_max=valid_max,
+        enum=spec.enum,
+        flags=tuple(_bind_flag(point_id, f) for f in spec.flags),
+        spec=spec,
+    )
+
+
+def _bind_flag(point_id: str, flag: Flag) -> BoundFlag:
+    return BoundFlag(id=f"{point_id}.{flag.name}", bit=flag.bit, quantity=flag.quantity,
+                     active_low=flag.active_low)
+
+
+def all_point_ids(points: list[BoundPoint]) -> list[str]:
+    """Every sample id the points produce, flags included."""
+    ids = []
+    for point in points:
+        ids.append(point.id)
+        ids.extend(flag.id for flag in point.flags)
+    return ids
