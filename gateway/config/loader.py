@@ -148,11 +148,18 @@ def _pydantic_errors(exc: ValidationError, name: str, lines: LineMap,
             reason = "required key is missing"
         elif reason.startswith("Value error, "):
             reason = reason.removeprefix("Value error, ")
-        elif err["type"] == "union_tag_invalid":
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             ctx = err.get("ctx", {})
-            reason = f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+            key = str(ctx.get("discriminator", "")).strip("'") or "type"
+            path = (*path, key)
+            reason = (f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+                      if err["type"] == "union_tag_invalid" else "required key is missing")
         errors.append(ConfigError(name, path, reason, lines.line_of(path)))
-    return errors
+    # a failed item also makes pydantic report its list as too short: say only the cause
+    return [e for e in errors if not (e.reason.startswith(("Tuple should have at least",
+                                                           "List should have at least"))
+                                      and any(o.path[:len(e.path)] == e.path and o is not e
+                                              for o in errors))]
 
 
 def _strip_tags(loc: tuple[Any, ...], lines: LineMap, prefix: YamlPath) -> YamlPath:
@@ -264,9 +271,9 @@ def cross_check(config: GatewayConfig, profiles: dict[str, ModbusProfile | Seria
     rooms = {r.id for r in config.rooms}
     units_on_bus: dict[tuple[str, int], int] = {}
     ports: dict[str, int] = {}
-    for index, bus in enumerate(config.buses):
-        port = getattr(bus, "port", None)
-        if bus.type != "modbus_tcp" and isinstance(port, str):
+    for index, bus_def in enumerate(config.buses):
+        port = getattr(bus_def, "port", None)
+        if bus_def.type != "modbus_tcp" and isinstance(port, str):
             if port in ports:
                 err(("buses", index, "port"),
                     f"serial port {port!r} is already used by buses[{ports[port]}]")
@@ -282,6 +289,8 @@ def cross_check(config: GatewayConfig, profiles: dict[str, ModbusProfile | Seria
             err(here + ("room",), f"room {device.room!r} is not defined in `rooms`")
         profile = profiles.get(device.profile)
         if profile is None:
+            if (profiles_dir / f"{device.profile}.yaml").is_file():
+                continue  # it exists but is invalid: its own errors are already listed
             err(here + ("profile",), f"profile {device.profile!r} not found: no "
                                      f"{profiles_dir / (device.profile + '.yaml')}")
             continue

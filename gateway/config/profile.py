@@ -10,6 +10,7 @@ A profile is data, in `hardware/profiles/*.yaml`. Two kinds exist:
 from __future__ import annotations
 
 import re
+import warnings
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -123,7 +124,7 @@ class PointCommon(Strict):
     description: str | None = None
     unit: str | None = None
     quantity: Name | None = None
-    """What the value means (temperature, relative_humidity, h2_lel, smoke …); rules select by it."""
+    """What the value means (temperature, h2_lel, smoke …); rules select points by it."""
     scale: float = 1.0
     offset: float = 0.0
     """Engineering value = raw × scale + offset."""
@@ -148,8 +149,12 @@ class PointCommon(Strict):
         return flags
 
 
+warnings.filterwarnings(  # `register` is the natural YAML key; ABCMeta.register is not used
+    "ignore", message='Field name "register"', category=UserWarning)
+
+
 class ModbusPoint(PointCommon):
-    register: RegisterType
+    register: RegisterType = Field(...)
     address: Annotated[int, Field(ge=0, le=65535)]
     type: DataType = DataType.UINT16
     order: ByteOrder = ByteOrder.ABCD

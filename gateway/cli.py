@@ -1,0 +1,254 @@
+"""The `roomwarden` command (also `python -m gateway`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import TypeAdapter
+
+from gateway import __version__
+from gateway.config.loader import (
+    ConfigErrors,
+    LoadedConfig,
+    load_gateway_config,
+    load_profile,
+)
+from gateway.config.profile import ModbusProfile, Profile
+from gateway.config.site import GatewayConfig, ModbusRtuBus
+from gateway.field.planner import plan_requests, theoretical_rtu_seconds
+from gateway.field.points import bind_points
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # we log outcomes ourselves
+    result: int = args.func(args)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roomwarden", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"roomwarden {__version__}")
+    sub = parser.add_subparsers(title="commands")
+
+    check = sub.add_parser("check", help="validate gateway configs and device profiles")
+    check.add_argument("paths", nargs="+", type=Path,
+                       help="config files, profile files, or directories of them")
+    check.set_defaults(func=cmd_check)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema for editors")
+    schema.add_argument("--profile", action="store_true",
+                        help="the schema of device profiles instead of gateway configs")
+    schema.set_defaults(func=cmd_schema)
+
+    plan = sub.add_parser("plan", help="print the Modbus requests each device costs per cycle")
+    plan.add_argument("config", type=Path)
+    plan.set_defaults(func=cmd_plan)
+
+    run = sub.add_parser("run", help="run the gateway")
+    run.add_argument("config", type=Path)
+    run.add_argument("--print", dest="print_every", type=float, metavar="SECONDS",
+                     help="print the live readings every SECONDS")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    simulate = sub.add_parser("simulate", help="serve every device of a config on loopback")
+    simulate.add_argument("config", type=Path)
+    simulate.add_argument("--write-config", type=Path, required=True, metavar="PATH",
+                          help="write a copy of the config that points at the simulator")
+    simulate.add_argument("--control-port", type=int, default=0,
+                          help="loopback TCP port of the JSON-lines control channel (0 = any)")
+    simulate.add_argument("--duration", type=float, help="stop after this many seconds")
+    simulate.set_defaults(func=cmd_simulate)
+    return parser
+
+
+# --- check --------------------------------------------------------------------------------
+
+
+def _yaml_files(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*.yaml") if p.is_file()))
+        else:
+            files.append(path)
+    return files
+
+
+def _is_profile(path: Path) -> bool:
+    return "profiles" in path.parts
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    files = _yaml_files(args.paths)
+    if not files:
+        print("no YAML files found", file=sys.stderr)
+        return 1
+    failed = 0
+    for path in files:
+        try:
+            if _is_profile(path):
+                profile = load_profile(path)
+                count = len(profile.points if isinstance(profile, ModbusProfile)
+                            else profile.fields)
+                print(f"ok   {path}: profile {profile.id}, {count} points")
+            else:
+                loaded = load_gateway_config(path)
+                points = sum(len(bind_points(d, loaded.profile_of(d)))
+                             for d in loaded.config.devices)
+                cfg = loaded.config
+                print(f"ok   {path}: gateway {cfg.gateway.id} at {cfg.gateway.site}, "
+                      f"{len(cfg.buses)} buses, {len(cfg.devices)} devices, {points} points")
+        except ConfigErrors as exc:
+            failed += 1
+            print(f"FAIL {path}: {len(exc.errors)} error(s)")
+            for error in exc.errors:
+                print(f"  {error}")
+    return 1 if failed else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    if args.profile:
+        schema = TypeAdapter(Profile).json_schema()
+    else:
+        schema = GatewayConfig.model_json_schema()
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+
+def _load_or_report(path: Path) -> LoadedConfig | None:
+    try:
+        return load_gateway_config(path)
+    except ConfigErrors as exc:
+        print(f"FAIL {path}: {len(exc.errors)} error(s)", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return None
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return 1
+    cfg = loaded.config
+    for bus in cfg.buses:
+        devices = [d for d in cfg.devices if d.bus == bus.id and d.enabled]
+        print(f"bus {bus.id} ({bus.type}, timeout {bus.timeout:g}s, max_gap {bus.max_gap})")
+        bus_requests = []
+        for device in devices:
+            profile = loaded.profile_of(device)
+            interval = device.poll_interval or profile.default_poll_interval
+            if not isinstance(profile, ModbusProfile):
+                print(f"  device {device.id} ({profile.id}) every {interval:g}s: "
+                      f"1 request {profile.request!r}")
+                continue
+            points = bind_points(device, profile)
+            requests = plan_requests(points, max_registers=profile.max_registers_per_request,
+                                     max_bits=profile.max_bits_per_request,
+                                     max_gap=bus.max_gap)
+            bus_requests.extend(requests)
+            print(f"  device {device.id} unit {device.unit} ({profile.id}) every "
+                  f"{interval:g}s: {len(points)} points in {len(requests)} requests")
+            for request in requests:
+                print(f"    {request.describe()}")
+        if isinstance(bus, ModbusRtuBus) and bus_requests:
+            minimum = theoretical_rtu_seconds(bus_requests, char_time=bus.char_time,
+                                              frame_gap=bus.frame_gap)
+            print(f"  one pass over every device at {bus.baudrate} baud takes at least "
+                  f"{minimum * 1000:.1f} ms on the wire")
+    return 0
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return 1
+    from gateway.daemon import Gateway
+
+    gateway = Gateway(loaded)
+
+    async def printer() -> None:
+        while True:
+            await asyncio.sleep(args.print_every)
+            print_readings(gateway)
+
+    async def main_task() -> None:
+        tasks = [asyncio.create_task(gateway.run())]
+        if args.print_every:
+            tasks.append(asyncio.create_task(printer()))
+        try:
+            if args.duration:
+                await asyncio.wait(tasks, timeout=args.duration)
+            else:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main_task())
+    return 0
+
+
+def print_readings(gateway: object) -> None:
+    from gateway.daemon import Gateway
+
+    assert isinstance(gateway, Gateway)
+    latest = gateway.latest.latest
+    now = time.time_ns()
+    lines = [f"--- {time.strftime('%H:%M:%S')}  {len(latest)} points"]
+    for loop in gateway.bus_loops:
+        for device_id, health in loop.stats.device_health.items():
+            state = {True: "online", False: "OFFLINE", None: "unknown"}[health.online]
+            lines.append(f"{loop.bus_id}/{device_id}: {state}"
+                         + (f" ({health.last_error})" if health.last_error else ""))
+            prefix = device_id + "."
+            for point, sample in sorted(latest.items()):
+                if not point.startswith(prefix) or point.endswith(".online"):
+                    continue
+                age = (now - sample.ts) / 1e9
+                value = f"{sample.value:.2f}" if isinstance(sample.value, float) else sample.value
+                lines.append(f"    {point[len(prefix):]:<28} {value!s:>12}  "
+                             f"{sample.quality.value:<10} {age:4.1f}s ago")
+    print("\n".join(lines), flush=True)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return 1
+    from gateway.sim.cli_runner import run_simulator
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_simulator(loaded, args.write_config, args.control_port, args.duration))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""One poll loop per bus: devices strictly in turn, each at its own interval.
+
+The loop owns the schedule and device health; a `DevicePoller` (Modbus or serial text) owns
+the protocol. A poll never raises into the loop: every failure becomes samples with a bad
+quality and a failed health record, and the loop goes on with the next device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.clock import Clock, SystemClock
+from gateway.config.site import FailurePolicy
+from gateway.field.health import DeviceHealth
+from gateway.field.sample import Quality, Sample
+
+log = logging.getLogger("roomwarden.field")
+
+ONLINE_POINT = "online"
+"""Every device reports `<device>.online` (bool) with each poll."""
+
+
+@dataclass
+class PollResult:
+    samples: list[Sample]
+    answered: bool
+    """True when the device answered at all (even with some points invalid)."""
+    error: str | None = None
+    requests: int = 0
+
+
+class DevicePoller(Protocol):
+    device_id: str
+    interval: float
+
+    async def poll(self) -> PollResult: ...
+
+
+class BusLink(Protocol):
+    """The bus's connection (a Modbus client, a serial port)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+SampleSink = Callable[[list[Sample]], None]
+
+
+@dataclass
+class BusStats:
+    cycles: int = 0
+    overruns: int = 0
+    """Polls that started later than their due time by more than the device's interval."""
+    requests: int = 0
+    last_poll_seconds: float = 0.0
+    poll_seconds_total: float = 0.0
+    device_health: dict[str, DeviceHealth] = field(default_factory=dict)
+
+
+class BusLoop:
+    def __init__(self, bus_id: str, link: BusLink, pollers: list[DevicePoller],
+                 sink: SampleSink, policy: FailurePolicy, clock: Clock | None = None) -> None:
+        self.bus_id = bus_id
+        self.link = link
+        self.pollers = pollers
+        self.sink = sink
+        self.clock = clock or SystemClock()
+        self.stats = BusStats()
+        for poller in pollers:
+            self.stats.device_health[poller.device_id] = DeviceHealth(
+                poller.device_id, poller.interval, policy)
+        self.alive_mono = self.clock.monotonic()
+        """Last time the loop made progress (for the watchdog)."""
+
+    async def run(self) -> None:
+        """Poll forever (until cancelled)."""
+        try:
+            await self.link.open()
+        except Exception as exc:  # the port may appear later; polls will report it
+            log.warning("event=bus_open_failed bus=%s error=%r", self.bus_id, exc)
+        start = self.clock.monotonic()
+        # (due time, order, poller): the order breaks ties so devices keep their config order
+        queue = [(start, order, poller) for order, poller in enumerate(self.pollers)]
+        heapq.heapify(queue)
+        try:
+            while queue:
+                due, order, poller = queue[0]
+                now = self.clock.monotonic()
+                if due > now:
+                    self.alive_mono = now
+                    await asyncio.sleep(due - now)
+                    continue
+                heapq.heappop(queue)
+                health = self.stats.device_health[poller.device_id]
+                if now - due > poller.interval:
+                    self.stats.overruns += 1
+                await self.poll_once(poller)
+                after = self.clock.monotonic()
+                if health.consecutive_failures:
+                    next_due = after + health.next_delay()
+                else:
+                    # keep the cadence; if we fell more than one interval behind, restart it
+                    next_due = due + poller.interval
+                    if next_due < after:
+                        next_due = after + poller.interval if after - next_due > \
+                            poller.interval else next_due
+                heapq.heappush(queue, (next_due, order, poller))
+        finally:
+            await self.link.close()
+
+    async def poll_once(self, poller: DevicePoller) -> PollResult:
+        """Poll one device, update its health, hand its samples on; never raises."""
+        health = self.stats.device_health[poller.device_id]
+        began = self.clock.monotonic()
+        try:
+            result = await poller.poll()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or an unexpected driver error: contain it
+            log.exception("event=poll_crashed bus=%s device=%s", self.bus_id, poller.device_id)
+            result = PollResult([], answered=False, error=f"poll crashed: {exc!r}")
+        ended = self.clock.monotonic()
+        self.alive_mono = ended
+        self.stats.cycles += 1
+        self.stats.requests += result.requests
+        self.stats.last_poll_seconds = ended - began
+        self.stats.poll_seconds_total += ended - began
+        if result.answered:
+            if health.record_success(ended):
+                log.info("event=device_online bus=%s device=%s", self.bus_id, poller.device_id)
+        elif health.record_failure(result.error or "no answer"):
+            log.warning("event=device_offline bus=%s device=%s failures=%d error=%s",
+                        self.bus_id, poller.device_id, health.consecutive_failures,
+                        result.error)
+        samples = result.samples
+        samples.append(Sample(f"{poller.device_id}.{ONLINE_POINT}", health.online is not False,
+                              self.clock.now_ns(), Quality.GOOD))
+        try:
+            self.sink(samples)
+        except Exception:
+            log.exception("event=sink_failed bus=%s device=%s", self.bus_id, poller.device_id)
+        return result

@@ -1,0 +1,154 @@
+"""A Modbus bus connection (RTU over a serial port, or TCP) on top of pymodbus's async clients.
+
+It turns pymodbus's many outcomes into two: a list of values, or one of two errors —
+`ExceptionReply` (the device answered with a Modbus exception code) and `CommFailure`
+(timeout, CRC error, garbage, truncated frame, connection lost). pymodbus is told not to
+retry (`retries=0`): the bus loop owns retry and back-off, so one dead device costs at most
+one timeout per poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from gateway.config.profile import RegisterType
+from gateway.config.site import ModbusRtuBus, ModbusTcpBus
+from gateway.field.planner import ReadRequest
+
+log = logging.getLogger("roomwarden.field")
+
+ILLEGAL_FUNCTION = 1
+ILLEGAL_ADDRESS = 2
+ILLEGAL_VALUE = 3
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+class ExceptionReply(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+        super().__init__(f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
+
+
+class CommFailure(Exception):
+    """No usable reply: timeout, CRC error, garbage, truncated frame or no connection."""
+
+
+class ModbusLink:
+    def __init__(self, bus: ModbusRtuBus | ModbusTcpBus) -> None:
+        self.bus = bus
+        self.client: AsyncModbusSerialClient | AsyncModbusTcpClient
+        if isinstance(bus, ModbusRtuBus):
+            self.client = AsyncModbusSerialClient(
+                bus.port, baudrate=bus.baudrate, parity=bus.parity, stopbits=bus.stopbits,
+                bytesize=bus.bytesize, timeout=bus.timeout, retries=0,
+                reconnect_delay=0.5, reconnect_delay_max=10.0, name=bus.id)
+            self.frame_gap = bus.frame_gap
+        else:
+            self.client = AsyncModbusTcpClient(
+                bus.host, port=bus.port, timeout=bus.timeout, retries=0,
+                reconnect_delay=0.5, reconnect_delay_max=10.0, name=bus.id)
+            self.frame_gap = 0.0
+        self._last_frame_end = 0.0
+
+    async def open(self) -> None:
+        await self.client.connect()
+
+    async def close(self) -> None:
+        self.client.close()
+
+    async def read(self, request: ReadRequest, unit: int) -> Sequence[int] | Sequence[bool]:
+        if not self.client.connected and not await self.client.connect():
+            raise CommFailure(f"not connected to {self._endpoint()}")
+        await self._respect_frame_gap()
+        try:
+            reply = await self._send(request, unit)
+        except ModbusException as exc:
+            raise CommFailure(_short(exc)) from exc
+        except (TimeoutError, OSError) as exc:
+            raise CommFailure(repr(exc)) from exc
+        finally:
+            self._last_frame_end = asyncio.get_running_loop().time()
+        if reply is None:
+            raise CommFailure("no reply")
+        if reply.isError():
+            code = getattr(reply, "exception_code", None)
+            if isinstance(code, int) and code:
+                raise ExceptionReply(code)
+            raise CommFailure(f"error reply: {reply}")
+        if request.register.is_bit:
+            bits: list[bool] = list(reply.bits)
+            if len(bits) < request.count:
+                raise CommFailure(f"reply carries {len(bits)} bits, asked {request.count}")
+            return bits[:request.count]
+        registers: list[int] = list(reply.registers)
+        if len(registers) != request.count:
+            raise CommFailure(f"reply carries {len(registers)} registers, asked {request.count}")
+        return registers
+
+    async def write_coil(self, address: int, value: bool, unit: int) -> None:
+        await self._write("write_coil", address, value, unit)
+
+    async def write_register(self, address: int, value: int, unit: int) -> None:
+        await self._write("write_register", address, value, unit)
+
+    async def _write(self, method: str, address: int, value: Any, unit: int) -> None:
+        if not self.client.connected and not await self.client.connect():
+            raise CommFailure(f"not connected to {self._endpoint()}")
+        await self._respect_frame_gap()
+        try:
+            reply = await getattr(self.client, method)(address, value, device_id=unit)
+        except ModbusException as exc:
+            raise CommFailure(_short(exc)) from exc
+        finally:
+            self._last_frame_end = asyncio.get_running_loop().time()
+        if reply.isError():
+            raise ExceptionReply(int(getattr(reply, "exception_code", 0) or 0))
+
+    async def _send(self, request: ReadRequest, unit: int) -> Any:
+        client = self.client
+        if request.register is RegisterType.HOLDING:
+            return await client.read_holding_registers(request.address, count=request.count,
+                                                       device_id=unit)
+        if request.register is RegisterType.INPUT:
+            return await client.read_input_registers(request.address, count=request.count,
+                                                     device_id=unit)
+        if request.register is RegisterType.COIL:
+            return await client.read_coils(request.address, count=request.count, device_id=unit)
+        return await client.read_discrete_inputs(request.address, count=request.count,
+                                                 device_id=unit)
+
+    async def _respect_frame_gap(self) -> None:
+        """RTU needs 3.5 characters of silence between frames; sleep only what is missing."""
+        if not self.frame_gap:
+            return
+        wait = self._last_frame_end + self.frame_gap - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def _endpoint(self) -> str:
+        bus = self.bus
+        return bus.port if isinstance(bus, ModbusRtuBus) else f"{bus.host}:{bus.port}"
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).replace("\n", " ")
+    if "No response" in text or "timeout" in text.lower():
+        return "timeout: no valid reply"
+    return text[:200]

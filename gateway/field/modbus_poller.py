@@ -1,0 +1,102 @@
+"""Poll one Modbus device: run its planned reads, decode, learn splits around illegal ranges."""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.clock import Clock
+from gateway.config.profile import ModbusProfile
+from gateway.config.site import Device
+from gateway.field.bus_loop import PollResult
+from gateway.field.modbus_link import (
+    ILLEGAL_ADDRESS,
+    ILLEGAL_VALUE,
+    CommFailure,
+    ExceptionReply,
+    ModbusLink,
+)
+from gateway.field.planner import Barrier, ReadRequest, plan_requests, split_request
+from gateway.field.points import BoundPoint, bind_points
+from gateway.field.readings import bit_samples, failed_samples, register_samples
+from gateway.field.sample import Quality, Sample
+
+log = logging.getLogger("roomwarden.field")
+
+SPLITTABLE = (ILLEGAL_ADDRESS, ILLEGAL_VALUE)
+
+
+class ModbusDevicePoller:
+    def __init__(self, device: Device, profile: ModbusProfile, link: ModbusLink, clock: Clock,
+                 *, max_gap: int) -> None:
+        self.device = device
+        self.device_id = device.id
+        self.interval = device.poll_interval or profile.default_poll_interval
+        self.profile = profile
+        self.link = link
+        self.clock = clock
+        self.max_gap = max_gap
+        self.points: list[BoundPoint] = bind_points(device, profile)
+        self.barriers: set[Barrier] = set()
+        self.unreadable: set[str] = set()
+        """Points the device refuses even when read alone (reported `invalid`)."""
+        self.plan: list[ReadRequest] = self._plan()
+
+    def _plan(self) -> list[ReadRequest]:
+        return plan_requests(self.points, max_registers=self.profile.max_registers_per_request,
+                             max_bits=self.profile.max_bits_per_request, max_gap=self.max_gap,
+                             barriers=self.barriers)
+
+    async def poll(self) -> PollResult:
+        samples: list[Sample] = []
+        pending = list(self.plan)
+        answered = False
+        error: str | None = None
+        requests = 0
+        learned = False
+        while pending:
+            request = pending.pop(0)
+            requests += 1
+            try:
+                values = await self.link.read(request, self.device.unit)
+            except ExceptionReply as exc:
+                answered = True  # the device is alive; it refused this range
+                if exc.code in SPLITTABLE:
+                    split = split_request(request)
+                    if split is not None:
+                        barrier, parts = split
+                        self.barriers.add(barrier)
+                        learned = True
+                        pending[0:0] = parts
+                        log.info("event=request_split device=%s request=%r barrier=%d code=%d",
+                                 self.device_id, request.describe(), barrier.address, exc.code)
+                        continue
+                    new = {p.id for p in request.points} - self.unreadable
+                    if new:
+                        self.unreadable |= new
+                        log.warning("event=points_unreadable device=%s points=%s reason=%s",
+                                    self.device_id, ",".join(sorted(new)), exc)
+                    failed_samples(request.points, self.clock.now_ns(), Quality.INVALID, samples)
+                else:
+                    error = str(exc)
+                    failed_samples(request.points, self.clock.now_ns(), Quality.COMM_ERROR,
+                                   samples)
+                continue
+            except CommFailure as exc:
+                # A device that does not answer one request will not answer the next: fail the
+                # rest of this poll at once so it costs the bus at most one timeout.
+                error = str(exc)
+                ts = self.clock.now_ns()
+                failed_samples(request.points, ts, Quality.COMM_ERROR, samples)
+                for rest in pending:
+                    failed_samples(rest.points, ts, Quality.COMM_ERROR, samples)
+                pending.clear()
+                break
+            answered = True
+            ts = self.clock.now_ns()
+            if request.register.is_bit:
+                bit_samples(request, values, ts, samples)  # type: ignore[arg-type]
+            else:
+                register_samples(request, values, ts, samples)
+        if learned:
+            self.plan = self._plan()
+        return PollResult(samples, answered=answered, error=error, requests=requests)

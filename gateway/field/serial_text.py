@@ -1,0 +1,169 @@
+"""Serial text devices: send a request line, read a reply line, map regex groups to points.
+
+Megatec Q1 UPSs and simple ASCII sensors are both just profiles of this one mechanism (see
+`hardware/profiles/megatec_q1_ups.yaml`). The port is opened with pyserial in non-blocking
+mode and read through the event loop, so a silent device never blocks other buses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+import serial
+
+from gateway.clock import Clock
+from gateway.config.profile import SerialTextProfile, TextField
+from gateway.config.site import Device, SerialTextBus
+from gateway.field.bus_loop import PollResult
+from gateway.field.points import BoundPoint, bind_points
+from gateway.field.readings import failed_samples, point_samples
+from gateway.field.sample import Quality, Sample
+
+log = logging.getLogger("roomwarden.field")
+
+MAX_REPLY_BYTES = 512
+_TRUE = {"1", "true", "on", "yes", "y", "t"}
+_FALSE = {"0", "false", "off", "no", "n", "f"}
+
+
+class SerialTextLink:
+    """A serial port exchanging request/reply lines."""
+
+    def __init__(self, bus: SerialTextBus) -> None:
+        self.bus = bus
+        self._port: serial.Serial | None = None
+        self._buffer = bytearray()
+        self._arrived = asyncio.Event()
+
+    async def open(self) -> None:
+        if self._port is not None:
+            return
+        port = serial.Serial(self.bus.port, baudrate=self.bus.baudrate, parity=self.bus.parity,
+                             stopbits=self.bus.stopbits, bytesize=self.bus.bytesize,
+                             timeout=0, write_timeout=0, exclusive=True)
+        asyncio.get_running_loop().add_reader(port.fileno(), self._on_readable)
+        self._port = port
+
+    async def close(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            asyncio.get_running_loop().remove_reader(port.fileno())
+            port.close()
+
+    def _on_readable(self) -> None:
+        port = self._port
+        if port is None:
+            return
+        try:
+            data = port.read(4096)
+        except (serial.SerialException, OSError) as exc:
+            log.warning("event=serial_read_failed bus=%s error=%r", self.bus.id, exc)
+            asyncio.get_running_loop().remove_reader(port.fileno())
+            self._port = None
+            port.close()
+            self._arrived.set()
+            return
+        if data:
+            self._buffer += data
+            if len(self._buffer) > 4 * MAX_REPLY_BYTES:  # a babbling line: keep the tail
+                del self._buffer[:-MAX_REPLY_BYTES]
+            self._arrived.set()
+
+    async def exchange(self, request: bytes, terminator: bytes, timeout: float) -> bytes:
+        """Send `request`, return the reply line without its terminator.
+
+        Raises TimeoutError when no complete line arrives in time and OSError when the port
+        is gone. Bytes left over from an earlier late reply are discarded first."""
+        if self._port is None:
+            await self.open()
+        port = self._port
+        assert port is not None
+        self._buffer.clear()
+        port.write(request)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            end = self._buffer.find(terminator)
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[:end + len(terminator)]
+                return line
+            if self._port is None:
+                raise OSError(f"serial port {self.bus.port} closed")
+            if len(self._buffer) > MAX_REPLY_BYTES:
+                raise ValueError(f"no terminator within {MAX_REPLY_BYTES} bytes")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no complete reply within {timeout:g}s "
+                                   f"({len(self._buffer)} bytes received)")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                continue
+
+
+class SerialTextPoller:
+    def __init__(self, device: Device, profile: SerialTextProfile, link: SerialTextLink,
+                 clock: Clock) -> None:
+        self.device = device
+        self.device_id = device.id
+        self.interval = device.poll_interval or profile.default_poll_interval
+        self.profile = profile
+        self.link = link
+        self.clock = clock
+        self.points: list[BoundPoint] = bind_points(device, profile)
+        self.pattern = re.compile(profile.reply_pattern)
+        self.request = profile.request_bytes
+        self.terminator = profile.terminator_bytes
+
+    async def poll(self) -> PollResult:
+        samples: list[Sample] = []
+        try:
+            raw = await self.link.exchange(self.request, self.terminator,
+                                           self.profile.reply_timeout)
+        except (TimeoutError, OSError, ValueError, serial.SerialException) as exc:
+            failed_samples(self.points, self.clock.now_ns(), Quality.COMM_ERROR, samples)
+            return PollResult(samples, answered=False, error=str(exc) or repr(exc), requests=1)
+        ts = self.clock.now_ns()
+        text = raw.decode(self.profile.encoding, errors="replace")
+        match = self.pattern.fullmatch(text)
+        if match is None:
+            failed_samples(self.points, ts, Quality.COMM_ERROR, samples)
+            return PollResult(samples, answered=False, requests=1,
+                              error=f"reply does not match the profile: {text[:80]!r}")
+        for point in self.points:
+            spec = point.spec
+            assert isinstance(spec, TextField)
+            try:
+                value = parse_field(spec, match.group(spec.group))
+            except ValueError:
+                failed_samples((point,), ts, Quality.INVALID, samples)
+                continue
+            point_samples(point, value, ts, samples)
+        return PollResult(samples, answered=True, requests=1)
+
+
+def parse_field(spec: TextField, text: str | None) -> int | float | bool | str:
+    """A regex group's text as the field's type; ValueError if it is not one."""
+    if text is None:
+        raise ValueError("group did not match")
+    text = text.strip()
+    if spec.type == "float":
+        return float(text)
+    if spec.type == "int":
+        return int(text)
+    if spec.type == "bitstring":
+        if not text or set(text) - {"0", "1"}:
+            raise ValueError(f"{text!r} is not a bit string")
+        return int(text, 2)
+    if spec.type == "bool":
+        lowered = text.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"{text!r} is not a boolean")
+    return text

@@ -1,0 +1,74 @@
+"""`roomwarden check`: valid configs pass; each broken config fails with the right message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config.loader import ConfigErrors, load_gateway_config
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+BROKEN = sorted((DATA / "broken").glob("*.yaml"))
+
+
+def expectations(path: Path) -> list[str]:
+    return [line.removeprefix("# expect:").strip()
+            for line in path.read_text().splitlines() if line.startswith("# expect:")]
+
+
+def test_valid_config_loads_with_its_profiles() -> None:
+    loaded = load_gateway_config(DATA / "configs" / "valid.yaml")
+    assert {d.id for d in loaded.config.devices} == {"th1", "th2", "ups1"}
+    assert loaded.config.buses[0].timeout == 0.5
+    assert set(loaded.profiles) == {"test_th", "test_q1"}
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=[p.stem for p in BROKEN])
+def test_broken_config_fails_with_file_path_and_reason(path: Path) -> None:
+    wanted = expectations(path)
+    assert wanted, f"{path} has no '# expect:' line"
+    with pytest.raises(ConfigErrors) as caught:
+        load_gateway_config(path)
+    messages = [str(e) for e in caught.value.errors]
+    for expected in wanted:
+        assert any(expected in m for m in messages), f"{expected!r} not in {messages}"
+    for error in caught.value.errors:
+        assert error.file.endswith(".yaml")
+        if error.path:
+            assert error.line is not None, f"no line for {error}"
+
+
+def test_error_line_points_at_the_offending_entry() -> None:
+    with pytest.raises(ConfigErrors) as caught:
+        load_gateway_config(DATA / "broken" / "unit_collision.yaml")
+    [error] = caught.value.errors
+    text = (DATA / "broken" / "unit_collision.yaml").read_text().splitlines()
+    assert error.line is not None
+    assert "th2" in text[error.line - 1]
+
+
+def test_cli_check_exit_codes_and_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(DATA / "configs" / "valid.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "ok" in out and "3 devices" in out
+    assert main(["check", str(DATA / "configs" / "valid.yaml"),
+                 str(DATA / "broken" / "missing_bus.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "missing_bus.yaml:" in out and "devices[0].bus" in out
+
+
+def test_cli_check_reports_a_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "/nonexistent/site.yaml"]) == 1
+    assert "cannot read" in capsys.readouterr().out
+
+
+def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert "devices" in schema["properties"]
+    assert main(["schema", "--profile"]) == 0
+    profile_schema = json.loads(capsys.readouterr().out)
+    assert profile_schema["discriminator"]["propertyName"] == "kind"
