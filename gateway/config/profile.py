@@ -157,11 +157,21 @@ class ModbusPoint(PointCommon):
     register: RegisterType = Field(...)
     address: Annotated[int, Field(ge=0, le=65535)]
     type: DataType = DataType.UINT16
+    """Defaults to uint16 for registers and bool for coils and discrete inputs."""
     order: ByteOrder = ByteOrder.ABCD
     bit: Annotated[int, Field(ge=0, le=15)] | None = None
     """For `type: bool` on a register: which bit (0 = least significant)."""
     length: Annotated[int, Field(ge=1, le=123)] | None = None
     """For `type: string`: its length in registers (two characters each)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bits_default_to_bool(cls, data: object) -> object:
+        """Coils and discrete inputs hold one bit: `type: bool` goes without saying."""
+        if isinstance(data, dict) and "type" not in data and \
+                data.get("register") in ("coil", "discrete_input"):
+            return {**data, "type": "bool"}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ModbusPoint:

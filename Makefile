@@ -1,0 +1,55 @@
+# RoomWarden — the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what they need on a fresh Debian machine (apt packages as root, a virtualenv,
+# pip packages) before they run.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+APT_PACKAGES := python3 python3-venv python3-dev
+DEMO_CONFIG ?= firmware_configs/telecom_equipment_room.yaml
+
+.PHONY: all setup system-packages test lint typecheck unit bench demo clean
+
+all: test
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml | system-packages
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: system-packages $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check gateway tests
+
+typecheck: setup
+	$(VENV)/bin/mypy gateway
+
+unit: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test: lint typecheck unit
+
+bench: setup
+	$(PY) -m tests.bench.run_all
+
+demo: setup
+	$(VENV)/bin/roomwarden demo $(DEMO_CONFIG)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,207 @@
+"""The Modbus poller and bus loop against a real pymodbus TCP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType as SimType
+from pymodbus.simulator import SimData, SimDevice
+
+from gateway.clock import SystemClock
+from gateway.config.profile import DataType
+from gateway.config.site import Device, FailurePolicy, ModbusTcpBus
+from gateway.field.bus_loop import BusLoop, DevicePoller
+from gateway.field.codec import encode
+from gateway.field.modbus_link import ModbusLink
+from gateway.field.modbus_poller import ModbusDevicePoller
+from gateway.field.sample import Quality, Sample
+from tests.helpers import modbus_profile
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Unit:
+    """A device behind the test server; `silent` makes it stop answering."""
+
+    silent: bool = False
+    reads: list[tuple[int, int, int]] = field(default_factory=list)
+
+    async def action(self, function_code: int, _start: int, address: int, count: int,
+                     _registers: list[int], _values: object) -> None:
+        self.reads.append((function_code, address, count))
+        while self.silent:
+            await asyncio.sleep(0.05)
+
+
+def holding_blocks(spans: dict[int, list[int]]) -> list[SimData]:
+    return [SimData(address, values=values, datatype=SimType.REGISTERS)
+            for address, values in spans.items()]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[int, dict[int, Unit]]]:
+    units = {1: Unit(), 2: Unit()}
+    temperature = encode(21.5, DataType.FLOAT32)
+    registers = holding_blocks({0: [100, 101, 102, 103], 6: [106, 107, *temperature]})
+    devices = [
+        SimDevice(id=unit_id, simdata=([SimData(0, values=[True] * 16,
+                                                datatype=SimType.BITS)],
+                                       [SimData(0, values=[False] * 16,
+                                                datatype=SimType.BITS)],
+                                       list(registers), [SimData(0, values=[7],
+                                                                 datatype=SimType.REGISTERS)]),
+                  action=unit.action)
+        for unit_id, unit in units.items()
+    ]
+    port = free_port()
+    srv = ModbusTcpServer(devices, address=("127.0.0.1", port), ignore_missing_devices=True)
+    await srv.serve_forever(background=True)
+    try:
+        yield port, units
+    finally:
+        for unit in units.values():
+            unit.silent = False
+        await srv.shutdown()
+
+
+
+
+PROFILE = modbus_profile([
+    {"name": "a0", "register": "holding", "address": 0},
+    {"name": "a1", "register": "holding", "address": 1},
+    {"name": "a3", "register": "holding", "address": 3, "valid": {"max": 102}},
+    # registers 4 and 5 are not mapped on the device: reading across them is refused
+    {"name": "a6", "register": "holding", "address": 6, "scale": 0.5},
+    {"name": "temp", "register": "holding", "address": 8, "type": "float32",
+     "quantity": "temperature"},
+    {"name": "status", "register": "input", "address": 0,
+     "flags": [{"bit": 0, "name": "b0"}, {"bit": 1, "name": "b1"}, {"bit": 2, "name": "b2"}]},
+    {"name": "relay", "register": "coil", "address": 3},
+])
+
+
+def make_poller(port: int, unit: int, timeout: float = 0.3,
+                interval: float = 0.2) -> tuple[ModbusDevicePoller, ModbusLink]:
+    bus = ModbusTcpBus(id="tcp1", type="modbus_tcp", host="127.0.0.1", port=port,
+                       timeout=timeout, max_gap=8)
+    link = ModbusLink(bus)
+    device = Device(id=f"dev{unit}", bus="tcp1", unit=unit, profile=PROFILE.id, room="r",
+                    poll_interval=interval)
+    return ModbusDevicePoller(device, PROFILE, link, SystemClock(), max_gap=8), link
+
+
+def by_point(samples: list[Sample]) -> dict[str, Sample]:
+    return {s.point: s for s in samples}
+
+
+async def test_reads_decode_and_split_around_an_unmapped_range(
+        server: tuple[int, dict[int, Unit]]) -> None:
+    port, units = server
+    poller, link = make_poller(port, 1)
+    await link.open()
+    try:
+        assert [(r.address, r.count) for r in poller.plan if r.function_code == 3] == [(0, 10)]
+        first = await poller.poll()
+        assert first.answered
+        values = by_point(first.samples)
+        assert values["dev1.a0"].value == 100 and values["dev1.a0"].good
+        assert values["dev1.a1"].value == 101
+        assert values["dev1.a3"].value == 103
+        assert values["dev1.a3"].quality is Quality.INVALID  # outside valid: kept, not clamped
+        assert values["dev1.a6"].value == 53.0
+        assert values["dev1.temp"].value == pytest.approx(21.5)
+        assert values["dev1.status"].value == 7
+        assert [values[f"dev1.status.b{i}"].value for i in range(3)] == [True, True, True]
+        assert values["dev1.relay"].value is True
+        # the refused merged read was split at the hole and the split is remembered
+        assert [(r.address, r.count) for r in poller.plan if r.function_code == 3] == [
+            (0, 4), (6, 4)]
+        units[1].reads.clear()
+        second = await poller.poll()
+        assert all(s.good for s in second.samples if s.point != "dev1.a3")
+        assert [(a, c) for fc, a, c in units[1].reads if fc == 3] == [(0, 4), (6, 4)]
+    finally:
+        await link.close()
+
+
+async def test_a_point_the_device_refuses_alone_is_invalid_and_others_stay_good(
+        server: tuple[int, dict[int, Unit]]) -> None:
+    port, _ = server
+    profile = modbus_profile([
+        {"name": "good", "register": "holding", "address": 0},
+        {"name": "missing", "register": "holding", "address": 4},
+    ])
+    bus = ModbusTcpBus(id="tcp1", type="modbus_tcp", host="127.0.0.1", port=port, timeout=0.5)
+    link = ModbusLink(bus)
+    device = Device(id="d", bus="tcp1", unit=1, profile=profile.id, room="r")
+    poller = ModbusDevicePoller(device, profile, link, SystemClock(), max_gap=8)
+    await link.open()
+    try:
+        for _ in range(2):
+            result = await poller.poll()
+            values = by_point(result.samples)
+            assert values["d.good"].good and values["d.good"].value == 100
+            assert values["d.missing"].quality is Quality.INVALID
+            assert values["d.missing"].value is None
+        assert poller.unreadable == {"d.missing"}
+    finally:
+        await link.close()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+
+    def __call__(self, batch: list[Sample]) -> None:
+        self.samples.extend(batch)
+
+    def times(self, point: str) -> list[float]:
+        return [s.ts / 1e9 for s in self.samples if s.point == point]
+
+
+async def test_dead_device_is_backed_off_and_does_not_starve_a_healthy_one(
+        server: tuple[int, dict[int, Unit]]) -> None:
+    port, units = server
+    units[2].silent = True
+    timeout, interval = 0.3, 0.2
+    healthy, link = make_poller(port, 1, timeout, interval)
+    dead, _ = make_poller(port, 2, timeout, interval)
+    dead.link = healthy.link = link
+    recorder = Recorder()
+    policy = FailurePolicy(offline_after=3, backoff_max=1.0, backoff_multiplier=2.0)
+    pollers: list[DevicePoller] = [healthy, dead]
+    loop = BusLoop("tcp1", link, pollers, recorder, policy)
+    task = asyncio.create_task(loop.run())
+    try:
+        await asyncio.sleep(4.0)
+        health = loop.stats.device_health
+        assert health["dev2"].online is False
+        assert health["dev1"].online is True
+        # back-off: the dead device was tried far less often than every interval
+        assert 3 <= health["dev2"].polls <= 10
+        healthy_times = recorder.times("dev1.a0")
+        gaps = [b - a for a, b in zip(healthy_times, healthy_times[1:], strict=False)]
+        # the healthy device waits at most one timeout of the dead one (plus scheduling slack)
+        assert max(gaps) <= interval + timeout + 0.15, gaps
+        dead_samples = [s for s in recorder.samples if s.point.startswith("dev2.a")]
+        assert dead_samples and all(s.quality is Quality.COMM_ERROR for s in dead_samples)
+        assert [s.value for s in recorder.samples if s.point == "dev2.online"][-1] is False
+
+        units[2].silent = False  # the device comes back: one good poll brings it online
+        await asyncio.sleep(2.0)
+        assert health["dev2"].online is True
+        assert [s.value for s in recorder.samples if s.point == "dev2.online"][-1] is True
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
