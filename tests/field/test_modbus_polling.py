@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -32,16 +33,29 @@ def free_port() -> int:
 
 @dataclass
 class Unit:
-    """A device behind the test server; `silent` makes it stop answering."""
+    """A device behind the test server; while `silent`, it does not answer."""
 
-    silent: bool = False
+    answering: asyncio.Event = field(default_factory=asyncio.Event)
     reads: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.answering.set()
+
+    @property
+    def silent(self) -> bool:
+        return not self.answering.is_set()
+
+    @silent.setter
+    def silent(self, value: bool) -> None:
+        if value:
+            self.answering.clear()
+        else:
+            self.answering.set()
 
     async def action(self, function_code: int, _start: int, address: int, count: int,
                      _registers: list[int], _values: object) -> None:
         self.reads.append((function_code, address, count))
-        while self.silent:
-            await asyncio.sleep(0.05)
+        await self.answering.wait()
 
 
 def holding_blocks(spans: dict[int, list[int]]) -> list[SimData]:
@@ -191,7 +205,7 @@ async def test_dead_device_is_backed_off_and_does_not_starve_a_healthy_one(
         # back-off: the dead device was tried far less often than every interval
         assert 3 <= health["dev2"].polls <= 10
         healthy_times = recorder.times("dev1.a0")
-        gaps = [b - a for a, b in zip(healthy_times, healthy_times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(healthy_times)]
         # the healthy device waits at most one timeout of the dead one (plus scheduling slack)
         assert max(gaps) <= interval + timeout + 0.15, gaps
         dead_samples = [s for s in recorder.samples if s.point.startswith("dev2.a")]
