@@ -127,7 +127,11 @@ class SerialTextPoller:
         except (TimeoutError, OSError, ValueError, serial.SerialException) as exc:
             failed_samples(self.points, self.clock.now_ns(), Quality.COMM_ERROR, samples)
             return PollResult(samples, answered=False, error=str(exc) or repr(exc), requests=1)
-        ts = self.clock.now_ns()
+        return self.parse_reply(raw, self.clock.now_ns())
+
+    def parse_reply(self, raw: bytes, ts: int) -> PollResult:
+        """Samples from one reply line (pure: any bytes in, never an exception out)."""
+        samples: list[Sample] = []
         text = raw.decode(self.profile.encoding, errors="replace")
         match = self.pattern.fullmatch(text)
         if match is None:
