@@ -78,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
                           help="loopback TCP port of the JSON-lines control channel (0 = any)")
     simulate.add_argument("--duration", type=float, help="stop after this many seconds")
     simulate.set_defaults(func=cmd_simulate)
+
+    simctl = sub.add_parser("simctl", help="send one JSON command to a running simulator")
+    simctl.add_argument("port", type=int, help="the simulator's control port")
+    simctl.add_argument("command", help='e.g. \'{"cmd": "fault", "device": "th-1", '
+                                        '"mode": "no_reply"}\'')
+    simctl.set_defaults(func=cmd_simctl)
+
+    demo = sub.add_parser("demo", help="a simulated site and the gateway polling it, live")
+    demo.add_argument("config", type=Path, nargs="?",
+                      default=Path("firmware_configs/telecom_equipment_room.yaml"))
+    demo.add_argument("--print", dest="print_every", type=float, default=5.0,
+                      metavar="SECONDS", help="print the live readings every SECONDS")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -243,10 +257,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     loaded = _load_or_report(args.config)
     if loaded is None:
         return 1
-    from gateway.sim.cli_runner import run_simulator
+    from gateway.sim.runner import run_simulator
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_simulator(loaded, args.write_config, args.control_port, args.duration))
+    return 0
+
+
+def cmd_simctl(args: argparse.Namespace) -> int:
+    from gateway.sim.runner import parse_command, send_control
+
+    try:
+        command = parse_command(args.command)
+    except ValueError as exc:
+        print(f"not a command: {exc}", file=sys.stderr)
+        return 2
+    try:
+        reply = asyncio.run(send_control(args.port, command))
+    except (OSError, TimeoutError) as exc:
+        print(f"no simulator on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(reply)
+    return 0 if json.loads(reply).get("ok") else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return 1
+    from gateway.daemon import Gateway
+    from gateway.sim.runner import run_demo
+
+    async def run_gateway(gateway: object) -> None:
+        assert isinstance(gateway, Gateway)
+        await gateway.run()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(loaded, args.print_every, args.duration, print_readings,
+                             Gateway, run_gateway))
     return 0
 
 

@@ -329,5 +329,6 @@ def cross_check(config: GatewayConfig, profiles: dict[str, ModbusProfile | Seria
 
 
 def _point_names(profile: ModbusProfile | SerialTextProfile) -> set[str]:
+    """Names a device's `points:` may override: every point and every `point.flag`."""
     points = profile.points if isinstance(profile, ModbusProfile) else profile.fields
-    return {p.name for p in points}
+    return {p.name for p in points} | {f"{p.name}.{f.name}" for p in points for f in p.flags}

@@ -163,6 +163,8 @@ class ModbusPoint(PointCommon):
     """For `type: bool` on a register: which bit (0 = least significant)."""
     length: Annotated[int, Field(ge=1, le=123)] | None = None
     """For `type: string`: its length in registers (two characters each)."""
+    invert: bool = False
+    """For `type: bool`: report the opposite (a normally-closed contact reads true in alarm)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -195,6 +197,8 @@ class ModbusPoint(PointCommon):
                 raise ValueError(f"flag bit {flag.bit} is outside a {width_bits}-bit {typ}")
         if self.address + self.width > 65536:
             raise ValueError(f"address {self.address} + {self.width} registers passes 65535")
+        if self.invert and typ is not DataType.BOOL:
+            raise ValueError("`invert:` is only for type bool")
         if self.writable and reg in (RegisterType.INPUT, RegisterType.DISCRETE_INPUT):
             raise ValueError(f"a {reg.value} is read-only and cannot be writable")
         return self
@@ -291,11 +295,16 @@ class SerialTextProfile(Strict):
 
     @property
     def request_bytes(self) -> bytes:
-        return self.request.encode(self.encoding).decode("unicode_escape").encode("latin-1")
+        return _unescape(self.request, self.encoding)
 
     @property
     def terminator_bytes(self) -> bytes:
-        return self.reply_terminator.encode(self.encoding)
+        return _unescape(self.reply_terminator, self.encoding)
+
+
+def _unescape(text: str, encoding: str) -> bytes:
+    """Bytes of `text` with Python escapes (`\\r`, `\\x03`) applied, however YAML quoted it."""
+    return text.encode(encoding).decode("unicode_escape").encode("latin-1")
 
 
 Profile = Annotated[ModbusProfile | SerialTextProfile, Field(discriminator="kind")]

@@ -104,7 +104,14 @@ class PointOverride(Strict):
     offset: float | None = None
     """Calibration offset added after the profile's own scale and offset."""
     quantity: Name | None = None
+    invert: bool | None = None
+    """For a bool point: report the opposite of the profile (a contact wired the other way)."""
     enabled: bool = True
+
+
+PointKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$",
+                                max_length=129)]
+"""A point name, or `point.flag` for one flag of a status word."""
 
 
 class Device(Strict):
@@ -118,7 +125,7 @@ class Device(Strict):
     poll_interval: Duration | None = None
     """Defaults to the profile's default_poll_interval."""
     name: str | None = None
-    points: dict[Name, PointOverride] = {}
+    points: dict[PointKey, PointOverride] = {}
     enabled: bool = True
 
     @model_validator(mode="after")

@@ -37,6 +37,7 @@ class BoundPoint:
     valid_max: float | None
     enum: dict[int, str] | None
     flags: tuple[BoundFlag, ...]
+    invert: bool
     spec: ModbusPoint | TextField = field(repr=False, compare=False)
 
     @property
@@ -67,17 +68,22 @@ def bind_points(device: Device, profile: ModbusProfile | SerialTextProfile) -> l
         override = device.points.get(spec.name)
         if override is not None and not override.enabled:
             continue
-        bound.append(_bind(device.id, spec, override))
+        flag_overrides = {flag.name: device.points[f"{spec.name}.{flag.name}"]
+                          for flag in spec.flags if f"{spec.name}.{flag.name}" in device.points}
+        bound.append(_bind(device.id, spec, override, flag_overrides))
     return bound
 
 
-def _bind(device_id: str, spec: ModbusPoint | TextField,
-          override: PointOverride | None) -> BoundPoint:
+def _bind(device_id: str, spec: ModbusPoint | TextField, override: PointOverride | None,
+          flag_overrides: dict[str, PointOverride]) -> BoundPoint:
     scale, offset = spec.scale, spec.offset
     valid_min = spec.valid.min if spec.valid else None
     valid_max = spec.valid.max if spec.valid else None
     quantity = spec.quantity
+    invert = isinstance(spec, ModbusPoint) and spec.invert
     if override is not None:
+        if override.invert is not None:
+            invert = override.invert
         if override.scale is not None:
             scale = override.scale
         if override.offset is not None:
@@ -100,14 +106,21 @@ def _bind(device_id: str, spec: ModbusPoint | TextField,
         valid_min=valid_min,
         valid_max=valid_max,
         enum=spec.enum,
-        flags=tuple(_bind_flag(point_id, f) for f in spec.flags),
+        flags=tuple(_bind_flag(point_id, f, flag_overrides.get(f.name)) for f in spec.flags
+                    if f.name not in flag_overrides or flag_overrides[f.name].enabled),
+        invert=invert,
         spec=spec,
     )
 
 
-def _bind_flag(point_id: str, flag: Flag) -> BoundFlag:
-    return BoundFlag(id=f"{point_id}.{flag.name}", bit=flag.bit, quantity=flag.quantity,
-                     active_low=flag.active_low)
+def _bind_flag(point_id: str, flag: Flag, override: PointOverride | None) -> BoundFlag:
+    quantity, active_low = flag.quantity, flag.active_low
+    if override is not None:
+        quantity = override.quantity or quantity
+        if override.invert is not None:
+            active_low = override.invert
+    return BoundFlag(id=f"{point_id}.{flag.name}", bit=flag.bit, quantity=quantity,
+                     active_low=active_low)
 
 
 def all_point_ids(points: list[BoundPoint]) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.config.profile import DataType
 from gateway.field.codec import DecodeError, decode
 from gateway.field.planner import ReadRequest
 from gateway.field.points import BoundPoint
@@ -20,7 +19,10 @@ GOOD, INVALID = Quality.GOOD, Quality.INVALID
 def point_samples(point: BoundPoint, raw: int | float | bool | str, ts: int,
                   out: list[Sample]) -> None:
     """Append the samples of one decoded raw value (the point and its flags) to `out`."""
-    if isinstance(raw, bool | str):
+    if isinstance(raw, bool):
+        out.append(Sample(point.id, raw != point.invert, ts, GOOD))
+        return
+    if isinstance(raw, str):
         out.append(Sample(point.id, raw, ts, GOOD))
         return
     value = point.engineering(raw)
@@ -72,11 +74,5 @@ def bit_samples(request: ReadRequest, bits: Sequence[bool], ts: int,
         if offset >= len(bits):
             failed_samples((point,), ts, INVALID, out)
             continue
-        value: Value = bool(bits[offset])
+        value: Value = bool(bits[offset]) != point.invert
         out.append(Sample(point.id, value, ts, GOOD))
-
-
-def is_numeric(point: BoundPoint) -> bool:
-    spec = point.spec
-    kind = getattr(spec, "type", None)
-    return kind not in (DataType.BOOL, DataType.STRING, "bool", "string")
