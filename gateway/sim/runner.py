@@ -10,8 +10,8 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.config.profile import ModbusProfile
