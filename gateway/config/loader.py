@@ -320,11 +320,6 @@ def cross_check(config: GatewayConfig, profiles: dict[str, ModbusProfile | Seria
             if point_name not in point_names:
                 err(here + ("points", point_name),
                     f"profile {profile.id!r} has no point {point_name!r}")
-        if device.poll_interval is not None and bus is not None and \
-                device.poll_interval < bus.timeout:
-            err(here + ("poll_interval",),
-                f"poll_interval {device.poll_interval:g}s is shorter than the bus timeout "
-                f"{bus.timeout:g}s")
     return errors
 
 

@@ -88,8 +88,13 @@ class BusLoop:
         # (due time, order, poller): the order breaks ties so devices keep their config order
         queue = [(start, order, poller) for order, poller in enumerate(self.pollers)]
         heapq.heapify(queue)
+        me = asyncio.current_task()
         try:
             while queue:
+                # Python 3.11's wait_for (inside pymodbus) can swallow a cancel that lands as a
+                # reply arrives; honour a pending cancel here so the loop always stops.
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError
                 due, order, poller = queue[0]
                 now = self.clock.monotonic()
                 if due > now:

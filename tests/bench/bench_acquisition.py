@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
 import statistics
 import tempfile
 import time
@@ -96,7 +98,8 @@ async def run_tcp(sim_config: Path, seconds: float) -> dict[str, float]:
             "points_per_second": samples / wall,
             "points_per_cpu_second": samples / cpu if cpu else 0.0,
             "cpu_seconds_per_1000_points": 1000 * cpu / samples if samples else float("inf"),
-            "cpu_share_of_one_core": cpu / wall}
+            "cpu_share_of_one_core": cpu / wall,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 async def run_rtu(sim_config: Path, passes: int) -> dict[str, float]:
@@ -129,6 +132,7 @@ async def run_rtu(sim_config: Path, passes: int) -> dict[str, float]:
 
 
 def main(seconds: float = 10.0, passes: int = 10) -> dict[str, Any]:
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # as `roomwarden run` does
     with tempfile.TemporaryDirectory(prefix="roomwarden-bench-") as tmp:
         work = Path(tmp)
         profiles = write_profiles(work / "profiles")
@@ -148,6 +152,7 @@ def main(seconds: float = 10.0, passes: int = 10) -> dict[str, Any]:
         ("CPU s per 1,000 points", f"{tcp['cpu_seconds_per_1000_points']:.4f}", ""),
         ("CPU share of one core", f"{tcp['cpu_share_of_one_core']:.0%}", ""),
         ("good / all points", f"{tcp['good_points']:,.0f} / {tcp['points']:,.0f}", ""),
+        ("peak RSS of the gateway process", f"{tcp['peak_rss_mib']:.1f} MiB", ""),
     ])
     print_table(f"Acquisition, Modbus RTU at {rtu['baud']:.0f} baud: "
                 f"{rtu['requests_per_pass']:.0f} requests per pass, {passes} passes", [
