@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -232,25 +231,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_readings(gateway: object) -> None:
     from gateway.daemon import Gateway
+    from gateway.readout import render
 
     assert isinstance(gateway, Gateway)
-    latest = gateway.latest.latest
-    now = time.time_ns()
-    lines = [f"--- {time.strftime('%H:%M:%S')}  {len(latest)} points"]
-    for loop in gateway.bus_loops:
-        for device_id, health in loop.stats.device_health.items():
-            state = {True: "online", False: "OFFLINE", None: "unknown"}[health.online]
-            lines.append(f"{loop.bus_id}/{device_id}: {state}"
-                         + (f" ({health.last_error})" if health.last_error else ""))
-            prefix = device_id + "."
-            for point, sample in sorted(latest.items()):
-                if not point.startswith(prefix) or point.endswith(".online"):
-                    continue
-                age = (now - sample.ts) / 1e9
-                value = f"{sample.value:.2f}" if isinstance(sample.value, float) else sample.value
-                lines.append(f"    {point[len(prefix):]:<28} {value!s:>12}  "
-                             f"{sample.quality.value:<10} {age:4.1f}s ago")
-    print("\n".join(lines), flush=True)
+    print(render(gateway.bus_loops, gateway.latest), flush=True)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import itertools
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from pymodbus.server import ModbusTcpServer
@@ -15,7 +16,7 @@ from pymodbus.simulator import SimData, SimDevice
 
 from gateway.clock import SystemClock
 from gateway.config.profile import DataType
-from gateway.config.site import Device, FailurePolicy, ModbusTcpBus
+from gateway.config.site import Device, FailurePolicy, ModbusRtuBus, ModbusTcpBus
 from gateway.field.bus_loop import BusLoop, DevicePoller
 from gateway.field.codec import encode
 from gateway.field.modbus_link import ModbusLink
@@ -219,3 +220,17 @@ async def test_dead_device_is_backed_off_and_does_not_starve_a_healthy_one(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_rtu_port_that_is_not_there_gives_comm_errors(tmp_path: Path) -> None:
+    bus = ModbusRtuBus(id="b", type="modbus_rtu", port=str(tmp_path / "ttyUSB9"), timeout=0.3)
+    link = ModbusLink(bus)
+    await link.open()  # an unplugged adapter is not fatal at start
+    poller = ModbusDevicePoller(Device(id="d", bus="b", profile=PROFILE.id, room="r"), PROFILE,
+                                link, SystemClock(), max_gap=8)
+    try:
+        result = await poller.poll()
+        assert not result.answered and result.error and "not connected" in result.error
+        assert result.samples and all(s.quality is Quality.COMM_ERROR for s in result.samples)
+    finally:
+        await link.close()
