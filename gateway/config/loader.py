@@ -7,7 +7,7 @@ errors of a file (and of the profiles it uses) rather than stopping at the first
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from gateway.config.profile import ModbusProfile, Profile, SerialTextProfile
+from gateway.config.profile import ModbusProfile, Profile, RegisterType, SerialTextProfile
 from gateway.config.site import Device, GatewayConfig
 
 PathPart = str | int
@@ -320,7 +320,52 @@ def cross_check(config: GatewayConfig, profiles: dict[str, ModbusProfile | Seria
             if point_name not in point_names:
                 err(here + ("points", point_name),
                     f"profile {profile.id!r} has no point {point_name!r}")
+    _check_outputs(config, profiles, err)
     return errors
+
+
+def _check_outputs(config: GatewayConfig,
+                   profiles: dict[str, ModbusProfile | SerialTextProfile],
+                   err: Callable[[YamlPath, str], None]) -> None:
+    devices = {d.id: d for d in config.devices}
+    rooms = {r.id for r in config.rooms}
+    outputs: dict[str, int] = {}
+    targets: dict[tuple[str, str], int] = {}
+    for index, output in enumerate(config.outputs):
+        here: YamlPath = ("outputs", index)
+        if output.id in outputs:
+            err((*here, "id"), f"id {output.id!r} is already used by outputs[{outputs[output.id]}]")
+        outputs.setdefault(output.id, index)
+        for room in output.rooms:
+            if room not in rooms:
+                err((*here, "rooms"), f"room {room!r} is not defined in `rooms`")
+        device = devices.get(output.device)
+        if device is None:
+            err((*here, "device"), f"device {output.device!r} is not defined in `devices`")
+            continue
+        profile = profiles.get(device.profile)
+        if not isinstance(profile, ModbusProfile):
+            if profile is not None:
+                err((*here, "device"), f"device {device.id!r} is not a Modbus device")
+            continue
+        point = next((p for p in profile.points if p.name == output.point), None)
+        if point is None:
+            err((*here, "point"), f"profile {profile.id!r} has no point {output.point!r}")
+        elif not point.writable or point.register is not RegisterType.COIL:
+            err((*here, "point"), f"point {output.point!r} of {profile.id!r} is not a "
+                                  "writable coil (`register: coil`, `writable: true`)")
+        key = (output.device, output.point)
+        if key in targets:
+            err((*here, "point"), f"{output.device}.{output.point} already drives "
+                                  f"outputs[{targets[key]}]")
+        targets.setdefault(key, index)
+    for index, lock in enumerate(config.interlocks):
+        for field_name in ("output", "while_on"):
+            if getattr(lock, field_name) not in outputs:
+                err(("interlocks", index, field_name),
+                    f"output {getattr(lock, field_name)!r} is not defined in `outputs`")
+        if lock.output == lock.while_on:
+            err(("interlocks", index), "an output cannot be interlocked with itself")
 
 
 def _point_names(profile: ModbusProfile | SerialTextProfile) -> set[str]:

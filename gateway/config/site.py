@@ -135,6 +135,49 @@ class Device(Strict):
         return self
 
 
+OutputRole = Literal["siren", "strobe", "exhaust_fan", "alarm_panel", "hvac_stop",
+                     "charge_inhibit", "other"]
+
+
+class Output(Strict):
+    """A local alarm output: one writable coil (or register bit) of a relay module.
+
+    Rules name output *roles* (`siren`, `exhaust_fan` …); an output serves the rooms listed
+    (default: its device's room), so one rule pack drives every site's outputs."""
+
+    id: Id
+    role: OutputRole
+    device: Id
+    point: Name
+    rooms: tuple[Id, ...] = ()
+    on_value: bool = True
+    """What the coil is written to switch the output on (False for normally-closed wiring)."""
+    silence_on_ack: bool | None = None
+    """Acknowledge switches it off while the alarm stays active (default: sirens only)."""
+    latch_until_ack: bool = False
+    """Stays on after the alarm clears until it is acknowledged."""
+    restore_on_clear: bool = True
+    """False: once on, it stays on until an operator resets it."""
+    min_on: Duration = 0.0
+    """Shortest time the output stays on once switched on."""
+    verify: bool = True
+    """Read the coil back after each write; a mismatch counts as a failed write."""
+    write_retries: Annotated[int, Field(ge=0, le=10)] = 3
+
+    @property
+    def silences_on_ack(self) -> bool:
+        return self.silence_on_ack if self.silence_on_ack is not None else self.role == "siren"
+
+
+class Interlock(Strict):
+    """Never run `output` while `while_on` is on (e.g. no HVAC recirculation while the
+    exhaust fan purges hydrogen). The blocked output is held off and the block is reported."""
+
+    output: Id
+    while_on: Id
+    reason: str | None = None
+
+
 class GatewayConfig(Strict):
     """One site's gateway config file."""
 
@@ -146,3 +189,5 @@ class GatewayConfig(Strict):
     rooms: tuple[Room, ...] = Field(min_length=1)
     buses: tuple[Bus, ...] = Field(min_length=1)
     devices: tuple[Device, ...] = Field(min_length=1)
+    outputs: tuple[Output, ...] = ()
+    interlocks: tuple[Interlock, ...] = ()

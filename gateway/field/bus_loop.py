@@ -8,9 +8,11 @@ quality and a failed health record, and the loop goes on with the next device.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -77,6 +79,24 @@ class BusLoop:
                 poller.device_id, poller.interval, policy)
         self.alive_mono = self.clock.monotonic()
         """Last time the loop made progress (for the watchdog)."""
+        self._jobs: deque[Callable[[], Awaitable[None]]] = deque()
+        self._wake = asyncio.Event()
+
+    def submit(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Run `job` (a write to a device of this bus) before the next poll: the bus is used
+        strictly in turn, and a waiting alarm output never waits for a poll cycle."""
+        self._jobs.append(job)
+        self._wake.set()
+
+    async def _run_jobs(self) -> None:
+        while self._jobs:
+            job = self._jobs.popleft()
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event=bus_job_failed bus=%s", self.bus_id)
 
     async def run(self) -> None:
         """Poll forever (until cancelled)."""
@@ -95,11 +115,14 @@ class BusLoop:
                 # reply arrives; honour a pending cancel here so the loop always stops.
                 if me is not None and me.cancelling():
                     raise asyncio.CancelledError
+                await self._run_jobs()
                 due, order, poller = queue[0]
                 now = self.clock.monotonic()
                 if due > now:
                     self.alive_mono = now
-                    await asyncio.sleep(due - now)
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), due - now)
                     continue
                 heapq.heappop(queue)
                 health = self.stats.device_health[poller.device_id]

@@ -1,0 +1,1 @@
+"""Local alarm actions: which outputs should be on, and driving their coils."""

@@ -1,0 +1,106 @@
+"""Which local outputs should be on, given the alarms that demand them. Pure, clock-injected.
+
+An alarm demands every output whose role its rule names (`siren`, `exhaust_fan` …) and that
+serves the alarm's room. Per output:
+
+* a siren-like output (`silence_on_ack`, default for sirens) is on while a demanding alarm is
+  active and unacknowledged — acknowledge silences it, the alarm stays active;
+* any other output (strobe, exhaust fan) is on while a demanding alarm's condition is active,
+  acknowledged or not (a visual alarm cannot be silenced; a fan keeps purging);
+* `latch_until_ack`: also on after the condition cleared, until the alarm is acknowledged;
+* `restore_on_clear: false`: once on, stays on until an operator resets it;
+* `min_on`: once switched on, stays on at least that long;
+* interlocks are applied last: an output interlocked with one that is on is held off, and the
+  block is reported.
+
+Shelved, suppressed and out-of-service alarms demand nothing; the caller leaves them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gateway.clock import Clock
+from gateway.config.site import Interlock, Output
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What one alarm asks of the outputs."""
+
+    alarm: str
+    roles: tuple[str, ...]
+    room: str | None
+    active: bool
+    """The alarm's condition is active (or it is latched active)."""
+    unacknowledged: bool
+
+
+@dataclass
+class OutputPlan:
+    on: bool = False
+    on_since: float | None = None
+    held_by_reset: bool = False
+    """restore_on_clear is off and the output was on: it waits for an operator reset."""
+    blocked_by: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    """The alarms (or hold) keeping it on, for the panel and logs."""
+
+
+class OutputPlanner:
+    def __init__(self, outputs: Iterable[Output], interlocks: Iterable[Interlock],
+                 device_rooms: dict[str, str], clock: Clock) -> None:
+        self.outputs = {o.id: o for o in outputs}
+        self.interlocks = tuple(interlocks)
+        self.clock = clock
+        self.rooms = {o.id: set(o.rooms) or {device_rooms.get(o.device, "")}
+                      for o in self.outputs.values()}
+        self.state = {o: OutputPlan() for o in self.outputs}
+
+    def plan(self, demands: Iterable[Demand]) -> dict[str, bool]:
+        """The wanted on/off state of every output (also kept in `state`)."""
+        demands = list(demands)
+        now = self.clock.monotonic()
+        wanted: dict[str, bool] = {}
+        for output_id, output in self.outputs.items():
+            plan = self.state[output_id]
+            reasons = [d.alarm for d in demands if self._wants(output, d)]
+            on = bool(reasons)
+            if not on and plan.on and plan.on_since is not None \
+                    and now - plan.on_since < output.min_on:
+                on, reasons = True, [f"min_on {output.min_on:g}s"]
+            if not on and plan.held_by_reset:
+                on, reasons = True, ["held until reset"]
+            plan.reasons = reasons
+            wanted[output_id] = on
+        for lock in self.interlocks:
+            if wanted.get(lock.while_on) and wanted.get(lock.output):
+                wanted[lock.output] = False
+                self.state[lock.output].blocked_by = lock.while_on
+            elif lock.output in self.state:
+                self.state[lock.output].blocked_by = None
+        for output_id, on in wanted.items():
+            plan, output = self.state[output_id], self.outputs[output_id]
+            if on and not plan.on:
+                plan.on_since = now
+            if not on:
+                plan.on_since = None
+            plan.on = on
+            plan.held_by_reset = on and not output.restore_on_clear
+        return wanted
+
+    def reset(self, output_id: str) -> None:
+        """An operator releases an output that does not restore on clear."""
+        if output_id not in self.state:
+            raise KeyError(f"no output {output_id!r}")
+        self.state[output_id].held_by_reset = False
+
+    def _wants(self, output: Output, demand: Demand) -> bool:
+        if output.role not in demand.roles:
+            return False
+        if demand.room is not None and demand.room not in self.rooms[output.id]:
+            return False
+        if output.silences_on_ack:
+            return demand.unacknowledged and (demand.active or output.latch_until_ack)
+        return demand.active or (output.latch_until_ack and demand.unacknowledged)

@@ -1,0 +1,97 @@
+"""Which outputs are on: roles, rooms, acknowledge, latching, min_on, reset, interlocks."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.actions.planner import Demand, OutputPlanner
+from gateway.clock import ManualClock
+from gateway.config.site import Interlock, Output
+
+
+def out(id_: str, role: str, **extra: object) -> Output:
+    return Output.model_validate({"id": id_, "role": role, "device": "do1", "point": "do1",
+                                  **extra})
+
+
+def planner(*outputs: Output, interlocks: tuple[Interlock, ...] = ()) -> tuple[
+        OutputPlanner, ManualClock]:
+    clock = ManualClock()
+    return OutputPlanner(outputs, interlocks, {"do1": "batt"}, clock), clock
+
+
+def alarm(roles: tuple[str, ...], *, active: bool = True, unack: bool = True,
+          room: str | None = "batt", name: str = "a") -> Demand:
+    return Demand(name, roles, room, active, unack)
+
+
+def test_siren_sounds_until_acknowledged_fan_runs_until_clear() -> None:
+    p, _ = planner(out("siren", "siren"), out("fan", "exhaust_fan"), out("strobe", "strobe"))
+    roles = ("siren", "exhaust_fan", "strobe")
+    assert p.plan([alarm(roles)]) == {"siren": True, "fan": True, "strobe": True}
+    acked = alarm(roles, unack=False)
+    assert p.plan([acked]) == {"siren": False, "fan": True, "strobe": True}
+    assert p.plan([alarm(roles, active=False, unack=False)]) == {
+        "siren": False, "fan": False, "strobe": False}
+
+
+def test_only_outputs_serving_the_alarm_room_and_role() -> None:
+    p, _ = planner(out("siren", "siren", rooms=("tx",)), out("fan", "exhaust_fan"))
+    assert p.plan([alarm(("siren",), room="batt")]) == {"siren": False, "fan": False}
+    assert p.plan([alarm(("siren",), room="tx")]) == {"siren": True, "fan": False}
+    assert p.plan([alarm(("exhaust_fan",), room=None)]) == {"siren": False, "fan": True}
+
+
+def test_latch_until_ack_and_restore_on_clear() -> None:
+    p, _ = planner(out("siren", "siren", latch_until_ack=True),
+                   out("fan", "exhaust_fan", restore_on_clear=False))
+    roles = ("siren", "exhaust_fan")
+    p.plan([alarm(roles)])
+    returned = alarm(roles, active=False, unack=True)
+    assert p.plan([returned]) == {"siren": True, "fan": True}
+    assert p.plan([]) == {"siren": False, "fan": True}  # the fan waits for a reset
+    p.reset("fan")
+    assert p.plan([]) == {"siren": False, "fan": False}
+
+
+def test_min_on_holds_an_output() -> None:
+    p, clock = planner(out("fan", "exhaust_fan", min_on="30s"))
+    p.plan([alarm(("exhaust_fan",))])
+    clock.advance(10)
+    assert p.plan([]) == {"fan": True}
+    clock.advance(21)
+    assert p.plan([]) == {"fan": False}
+
+
+def test_interlock_holds_an_output_off_and_reports_it() -> None:
+    p, _ = planner(out("fan", "exhaust_fan"), out("hvac", "other"),
+                   interlocks=(Interlock(output="hvac", while_on="fan"),))
+    assert p.plan([alarm(("exhaust_fan", "other"))]) == {"fan": True, "hvac": False}
+    assert p.state["hvac"].blocked_by == "fan"
+    assert p.plan([alarm(("other",))]) == {"fan": False, "hvac": True}
+    assert p.state["hvac"].blocked_by is None
+
+
+demands = st.lists(st.builds(Demand, st.sampled_from(["a", "b", "c"]),
+                             st.lists(st.sampled_from(["siren", "strobe", "exhaust_fan"]),
+                                      max_size=3).map(tuple),
+                             st.sampled_from(["batt", "tx", None]), st.booleans(),
+                             st.booleans()), max_size=5)
+
+
+@given(st.lists(demands, min_size=1, max_size=8))
+def test_invariants(sequence: list[list[Demand]]) -> None:
+    p, clock = planner(out("siren", "siren"), out("fan", "exhaust_fan"),
+                       out("hvac", "strobe", rooms=("tx",)),
+                       interlocks=(Interlock(output="hvac", while_on="fan"),))
+    for step in sequence:
+        wanted = p.plan(step)
+        clock.advance(1)
+        # a siren never sounds for acknowledged alarms only
+        if wanted["siren"]:
+            assert any(d.unacknowledged and d.active and "siren" in d.roles for d in step)
+        # the fan runs exactly while an active alarm in its room (or roomless) asks for it
+        assert wanted["fan"] == any(d.active and "exhaust_fan" in d.roles
+                                    and d.room in ("batt", None) for d in step)
+        assert not (wanted["fan"] and wanted["hvac"])  # the interlock always holds
