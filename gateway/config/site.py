@@ -178,6 +178,25 @@ class Interlock(Strict):
     reason: str | None = None
 
 
+class PanelUser(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]+$", max_length=64)]
+    password_hash: str
+    """`roomwarden passwd` prints one (scrypt); never a plain password."""
+
+
+class Panel(Strict):
+    """The local alarm panel: HTTP server in the daemon."""
+
+    enabled: bool = True
+    bind: str = "127.0.0.1"
+    """Address to listen on; a gateway's LAN address (or 0.0.0.0) to reach it from a phone."""
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    users: tuple[PanelUser, ...] = ()
+    login_to_view: bool = False
+    """Reading needs no login unless this is set; changing state always does."""
+    session_ttl: Duration = 8 * 3600.0
+
+
 class GatewayConfig(Strict):
     """One site's gateway config file."""
 
@@ -191,3 +210,4 @@ class GatewayConfig(Strict):
     devices: tuple[Device, ...] = Field(min_length=1)
     outputs: tuple[Output, ...] = ()
     interlocks: tuple[Interlock, ...] = ()
+    panel: Panel = Panel()

@@ -1,0 +1,25 @@
+"""What the panel needs from the daemon: a snapshot to show and commands to pass on."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from gateway.panel.views import AlarmRef, PanelState
+
+
+class CommandRefused(Exception):
+    """A command the alarm manager refused (unknown alarm, not in a state that allows it)."""
+
+
+class PanelBackend(Protocol):
+    def panel_state(self) -> PanelState: ...
+
+    def acknowledge(self, alarms: list[AlarmRef], actor: str, note: str | None) -> int:
+        """Acknowledge; returns how many alarms changed state. Raises CommandRefused."""
+        ...
+
+    def shelve(self, alarm: AlarmRef, actor: str, minutes: float, reason: str) -> None: ...
+
+    def suppress(self, scope: str, actor: str, minutes: float, reason: str) -> None: ...
+
+    def unsuppress(self, scope: str, actor: str) -> None: ...

@@ -1,0 +1,139 @@
+"""The panel's JSON contract: what `GET /api/state` returns and the commands it accepts.
+
+These models are the panel API's single source of truth; the README documents them and the
+daemon fills them (`gateway.daemon.Gateway.panel_snapshot`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.field.sample import Value
+
+
+class View(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AlarmView(View):
+    rule: str
+    subject: str
+    title: str
+    severity: Literal["critical", "major", "minor", "warning"]
+    level: int
+    state: str
+    """normal, active_unacknowledged, active_acknowledged, returned_unacknowledged, shelved,
+    suppressed, out_of_service"""
+    value: Value
+    room: str | None
+    activated_ns: int | None
+    first_out: bool = False
+    chattering: bool = False
+    shelved_until_ns: int | None = None
+    note: str | None = None
+
+
+class PointView(View):
+    name: str
+    value: Value
+    unit: str | None
+    quantity: str | None
+    quality: str
+    age_s: float | None
+    label: str | None = None
+    """Enum label of a status code, when the profile names it."""
+
+
+class DeviceView(View):
+    id: str
+    name: str | None
+    bus: str
+    online: bool | None
+    last_error: str | None
+    points: list[PointView]
+
+
+class RoomView(View):
+    id: str
+    name: str | None
+    type: str
+    devices: list[DeviceView]
+
+
+class BusView(View):
+    id: str
+    type: str
+    devices_online: int
+    devices_total: int
+    polls: int
+    overruns: int
+    last_poll_ms: float
+
+
+class OutputView(View):
+    id: str
+    role: str
+    on: bool | None
+    confirmed: bool | None
+    failed: bool
+    error: str | None
+    blocked_by: str | None
+    reasons: list[str]
+
+
+class HealthView(View):
+    buses: list[BusView]
+    outputs: list[OutputView]
+    devices_online: int
+    devices_total: int
+    uplink: str
+    """`not configured` until the uplink exists; later: connected, disconnected …"""
+    outbox_depth: int | None = None
+    flood: bool = False
+    uptime_s: float
+
+
+class PanelState(View):
+    gateway: str
+    site: str
+    name: str | None
+    now_ns: int
+    alarms: list[AlarmView]
+    rooms: list[RoomView]
+    health: HealthView
+
+
+# --- commands (POST bodies) -------------------------------------------------------------------
+
+
+class AlarmRef(View):
+    rule: str
+    subject: str
+
+
+class AcknowledgeCommand(View):
+    alarms: Annotated[list[AlarmRef], Field(min_length=1, max_length=1000)]
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+
+class ShelveCommand(View):
+    alarm: AlarmRef
+    minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)]
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class SuppressCommand(View):
+    scope: Annotated[str, Field(min_length=1, max_length=128)]
+    """A device id, room id or rule id: e.g. a room during permitted hot work."""
+    minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)]
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class UnsuppressCommand(View):
+    scope: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class LoginCommand(View):
+    user: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
