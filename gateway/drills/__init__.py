@@ -1,0 +1,1 @@
+"""Scripted drills: scenarios on a simulated site with expected and forbidden alarms."""

@@ -1,0 +1,100 @@
+"""Drill files (`edge_rules/drills/*.yaml`): a scripted scenario on a simulated site.
+
+    drill: h2_buildup
+    title: Hydrogen builds up in the lead-acid battery room; the exhaust fan starts
+    site: ../../firmware_configs/telecom_equipment_room.yaml   # relative to this file
+    duration: 15m
+    steps:
+      - at: 1m
+        set: {h2-batt-01.h2: {kind: ramp, start: 1, end: 40, duration: 10m}}
+      - at: 9m
+        acknowledge: all                  # the operator acknowledges every alarm
+    expect:                               # each must become active inside its window
+      - {alarm: explosion.h2_warning, subject: h2-batt-01.h2, after: 3m18s, within: 20s}
+      - {output: fan-batt, on: true, after: 4m50s, within: 20s}
+    forbid: ["fire.*", "power.*"]         # rules (fnmatch) that must never become active
+
+`after` is when the hazard starts (the drill author computes it from the script); `within`
+is the latency allowed after it. An alarm becoming active before `after` is a false alarm.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.config.duration import Duration
+from gateway.config.profile import Strict
+from gateway.sim.faults import Fault
+from gateway.sim.signals import Signal, parse_signal
+
+
+class FaultStep(Fault):
+    device: str
+
+
+class Step(Strict):
+    at: Duration
+    set: dict[str, Signal] | None = None
+    """Point id → signal (a bare value means a constant)."""
+    fault: FaultStep | None = None
+    release: list[str] | None = None
+    """Points that go back to their default signal."""
+    acknowledge: Literal["all"] | list[str] | None = None
+    """`all`, or alarm rule ids to acknowledge (actor `drill`)."""
+
+    @field_validator("set", mode="before")
+    @classmethod
+    def _bare_values(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: parse_signal(v) if isinstance(v, bool | int | float | str) else v
+                    for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _one_thing(self) -> Step:
+        done = [n for n in ("set", "fault", "release", "acknowledge")
+                if getattr(self, n) is not None]
+        if len(done) != 1:
+            raise ValueError("a step does exactly one of: set, fault, release, acknowledge")
+        return self
+
+
+class ExpectAlarm(Strict):
+    alarm: str
+    """Full rule id, e.g. `explosion.h2_alarm`."""
+    subject: str | None = None
+    """The alarm's subject (point, device or room id); any subject if left out."""
+    after: Duration
+    within: Duration
+
+
+class ExpectOutput(Strict):
+    output: str
+    on: bool = True
+    after: Duration
+    within: Duration
+
+
+class Drill(Strict):
+    drill: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    title: str
+    site: str
+    duration: Duration
+    tick: Duration = 1.0
+    """How often the rules are evaluated (the daemon evaluates at least this often)."""
+    steps: tuple[Step, ...] = ()
+    expect: tuple[ExpectAlarm | ExpectOutput, ...] = ()
+    forbid: tuple[str, ...] = ()
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _inside(self) -> Drill:
+        for index, step in enumerate(self.steps):
+            if step.at > self.duration:
+                raise ValueError(f"steps[{index}] at {step.at:g}s is after the drill's end")
+        for index, item in enumerate(self.expect):
+            if item.after + item.within > self.duration:
+                raise ValueError(f"expect[{index}] ends after the drill's end")
+        return self
