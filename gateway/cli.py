@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
                                         '"mode": "no_reply"}\'')
     simctl.set_defaults(func=cmd_simctl)
 
+    drill = sub.add_parser("drill", help="run scripted drills against the simulated site")
+    drill.add_argument("paths", nargs="+", type=Path, help="drill files or directories")
+    drill.set_defaults(func=cmd_drill)
+
+    passwd = sub.add_parser("passwd", help="print a password hash for a panel user")
+    passwd.set_defaults(func=cmd_passwd)
+
     demo = sub.add_parser("demo", help="a simulated site and the gateway polling it, live")
     demo.add_argument("config", type=Path, nargs="?",
                       default=Path("firmware_configs/telecom_equipment_room.yaml"))
@@ -107,8 +114,50 @@ def _yaml_files(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
-def _is_profile(path: Path) -> bool:
-    return "profiles" in path.parts
+def _kind_of(path: Path) -> str:
+    """What a YAML file is, by where it lives: a profile, a rule pack, a drill or a config."""
+    parts = path.resolve().parts
+    if "profiles" in parts:
+        return "profile"
+    if "drills" in parts:
+        return "drill"
+    if "edge_rules" in parts:
+        return "pack"
+    return "config"
+
+
+def check_file(path: Path) -> str:
+    """Validate one file; return a one-line summary or raise ConfigErrors."""
+    kind = _kind_of(path)
+    if kind == "profile":
+        profile = load_profile(path)
+        count = len(profile.points if isinstance(profile, ModbusProfile) else profile.fields)
+        return f"profile {profile.id}, {count} points"
+    if kind == "pack":
+        from gateway.rules.model import load_pack
+
+        pack = load_pack(path)
+        return f"rule pack {pack.pack}, {len(pack.rules)} rules"
+    if kind == "drill":
+        from gateway.drills.runner import load_drill
+
+        drill = load_drill(path)
+        load_gateway_config((path.parent / drill.site).resolve())
+        return f"drill {drill.drill}, {len(drill.steps)} steps, {len(drill.expect)} expectations"
+    from gateway.rules.config import check_rules, default_rules_dir, load_rule_packs
+
+    loaded = load_gateway_config(path)
+    cfg = loaded.config
+    packs = load_rule_packs(default_rules_dir(),
+                            list(cfg.rules.packs) if cfg.rules.packs is not None else None)
+    errors = check_rules(cfg.rules, packs, loaded)
+    if errors:
+        raise ConfigErrors(errors)
+    points = sum(len(bind_points(d, loaded.profile_of(d))) for d in cfg.devices)
+    rules = sum(len(p.rules) for p in packs.values())
+    return (f"gateway {cfg.gateway.id} at {cfg.gateway.site}, {len(cfg.buses)} buses, "
+            f"{len(cfg.devices)} devices, {points} points, {len(cfg.outputs)} outputs, "
+            f"{rules} rules")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -119,18 +168,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = 0
     for path in files:
         try:
-            if _is_profile(path):
-                profile = load_profile(path)
-                count = len(profile.points if isinstance(profile, ModbusProfile)
-                            else profile.fields)
-                print(f"ok   {path}: profile {profile.id}, {count} points")
-            else:
-                loaded = load_gateway_config(path)
-                points = sum(len(bind_points(d, loaded.profile_of(d)))
-                             for d in loaded.config.devices)
-                cfg = loaded.config
-                print(f"ok   {path}: gateway {cfg.gateway.id} at {cfg.gateway.site}, "
-                      f"{len(cfg.buses)} buses, {len(cfg.devices)} devices, {points} points")
+            print(f"ok   {path}: {check_file(path)}")
         except ConfigErrors as exc:
             failed += 1
             print(f"FAIL {path}: {len(exc.errors)} error(s)")
@@ -245,6 +283,52 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_simulator(loaded, args.write_config, args.control_port, args.duration))
+    return 0
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    from gateway.drills.runner import run_drill
+    from gateway.rules.config import default_rules_dir, load_rule_packs
+
+    files = _yaml_files(args.paths)
+    if not files:
+        print("no drill files found", file=sys.stderr)
+        return 1
+    try:
+        packs = load_rule_packs(default_rules_dir())
+    except ConfigErrors as exc:
+        print("\n".join(str(e) for e in exc.errors), file=sys.stderr)
+        return 1
+    failed = 0
+    for path in files:
+        try:
+            report = run_drill(path, packs)
+        except ConfigErrors as exc:
+            failed += 1
+            print(f"FAIL {path}: {len(exc.errors)} error(s)")
+            for error in exc.errors:
+                print(f"  {error}")
+            continue
+        print(report.render(), flush=True)
+        failed += 0 if report.ok else 1
+    print(f"drills: {len(files) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    import getpass
+
+    from gateway.panel.passwords import hash_password
+
+    first = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline()
+    first = first.rstrip("\n")
+    if sys.stdin.isatty() and getpass.getpass("again: ") != first:
+        print("the passwords differ", file=sys.stderr)
+        return 1
+    if not first:
+        print("an empty password is not allowed", file=sys.stderr)
+        return 1
+    print(hash_password(first))
     return 0
 
 

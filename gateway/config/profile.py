@@ -20,6 +20,8 @@ from gateway.config.duration import Duration
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+"""Ids of gateways, sites, rooms, buses, devices and outputs."""
 
 
 class Strict(BaseModel):

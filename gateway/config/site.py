@@ -7,9 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from gateway.config.duration import Duration
-from gateway.config.profile import Name, Strict
-
-Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+from gateway.config.profile import Id, Name, Strict
+from gateway.rules.section import RulesSection
 
 
 class GatewayIdentity(Strict):
@@ -211,3 +210,4 @@ class GatewayConfig(Strict):
     outputs: tuple[Output, ...] = ()
     interlocks: tuple[Interlock, ...] = ()
     panel: Panel = Panel()
+    rules: RulesSection = RulesSection()

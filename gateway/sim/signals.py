@@ -411,14 +411,15 @@ def _inside(value: float, valid: tuple[float | None, float | None]) -> bool:
 
 
 def _wandering(low: float, high: float, seed: int) -> Signal:
-    """Drifts across the middle half of [low, high] over ~10 minutes, with noise of 1/40 of
-    the band, clamped to the band."""
+    """Drifts across the middle half of [low, high] over about an hour (a quiet room's
+    temperature moves about 1 °C/h, well inside ASHRAE's 5 °C/h), with noise of 1/40 of the
+    band, clamped to the band."""
     span = high - low
     if span <= 0:
         return Constant(value=low)
     rng = random.Random(seed)
     start = low + span * (0.3 + 0.4 * rng.random())
-    rate = span / 600.0 * (1 if rng.random() < 0.5 else -1)
+    rate = span / 7200.0 * (1 if rng.random() < 0.5 else -1)
     drift = Drift(start=start, rate=rate, low=low + span / 4, high=high - span / 4)
     return Clamp(signal=noisy(drift, span / 40, seed=seed), low=low, high=high)
 

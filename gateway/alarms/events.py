@@ -1,0 +1,147 @@
+"""What the alarm manager hands out: events (every transition, journalled and sent uplink),
+read-only views of alarms, the flood status and the command error the panel shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from gateway.alarms.lifecycle import (
+    AlarmKey,
+    AlarmRecord,
+    AlarmState,
+    OutOfService,
+    Shelf,
+)
+from gateway.alarms.types import Severity
+from gateway.field.sample import Value
+
+SYSTEM_ACTOR = "system"
+
+
+class AlarmCommandError(ValueError):
+    """An operator command that cannot be carried out (unknown alarm, nothing to acknowledge,
+    already shelved …). The message is meant for the panel."""
+
+
+class EventKind(StrEnum):
+    ALARM = "alarm"
+    """A state transition of the alarm `rule`@`subject`."""
+    FLOOD_START = "flood_start"
+    """An alarm flood began; `rule`@`subject` is its first-out alarm (`first_out` is True)."""
+    FLOOD_END = "flood_end"
+    """The flood is over; `rule`@`subject` is the flood's first-out alarm."""
+    SUPPRESSION_START = "suppression_start"
+    """A suppression of scope `subject` (rule `$suppression`) began; note: reason and until."""
+    SUPPRESSION_END = "suppression_end"
+    """A suppression of scope `subject` ended (unsuppressed by `actor`, or expired: system)."""
+    JOURNAL = "journal"
+    """Journal trouble (rule `$journal`): a corrupt file was moved aside, a fresh one begun."""
+
+
+SUPPRESSION_RULE = "$suppression"
+JOURNAL_RULE = "$journal"
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEvent:
+    """One journalled event. `seq` increases strictly (also across journal recovery)."""
+
+    seq: int
+    ts: int
+    """ns since the epoch (the manager's clock when the transition happened)."""
+    kind: EventKind
+    rule: str
+    subject: str
+    state: AlarmState
+    previous_state: AlarmState
+    value: Value
+    severity: Severity | None
+    actor: str
+    """`system` or the operator's name."""
+    note: str | None
+    first_out: bool
+    """ALARM: this activation is the first in its room since the room was all-normal.
+    FLOOD_START/END: always True (the event names the flood's first-out alarm)."""
+    room: str | None
+    title: str
+    chattering: bool = False
+
+    @property
+    def key(self) -> AlarmKey:
+        return AlarmKey(self.rule, self.subject)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form for the uplink and the panel."""
+        return {
+            "seq": self.seq, "ts": self.ts, "kind": str(self.kind), "rule": self.rule,
+            "subject": self.subject, "state": str(self.state),
+            "previous_state": str(self.previous_state), "value": self.value,
+            "severity": None if self.severity is None else str(self.severity),
+            "actor": self.actor, "note": self.note, "first_out": self.first_out,
+            "room": self.room, "title": self.title, "chattering": self.chattering,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmView:
+    """A read-only snapshot of one alarm for the panel, actions and tests."""
+
+    key: AlarmKey
+    state: AlarmState
+    condition: bool
+    """The rule's debounced condition, as last observed."""
+    value: Value
+    severity: Severity
+    title: str
+    room: str | None
+    actions: tuple[str, ...]
+    latching: bool
+    chattering: bool
+    activated_ns: int | None
+    acked_by: str | None
+    acked_ns: int | None
+    shelf: Shelf | None
+    suppression: str | None
+    out_of_service: OutOfService | None
+    first_out: bool
+    """First alarm to activate in its room since the room was last all-normal."""
+    flood_first_out: bool
+    """The activation that started the current flood."""
+    demanded_roles: frozenset[str]
+    acknowledgeable: bool
+
+    @property
+    def audible(self) -> bool:
+        return self.state.audible
+
+    @property
+    def demands_actions(self) -> bool:
+        return self.state.demands_actions
+
+    @property
+    def annunciated(self) -> bool:
+        return self.state.annunciated
+
+    @staticmethod
+    def of(rec: AlarmRecord, *, first_out: bool, flood_first_out: bool) -> AlarmView:
+        ev = rec.ev
+        return AlarmView(
+            key=rec.key, state=rec.state, condition=rec.condition, value=ev.value,
+            severity=ev.severity, title=ev.title, room=ev.room, actions=ev.actions,
+            latching=ev.latching, chattering=rec.chattering, activated_ns=rec.activated_ns,
+            acked_by=rec.acked_by, acked_ns=rec.acked_ns, shelf=rec.shelf,
+            suppression=rec.suppression, out_of_service=rec.oos, first_out=first_out,
+            flood_first_out=flood_first_out, demanded_roles=rec.demanded_roles(),
+            acknowledgeable=rec.acknowledgeable)
+
+
+@dataclass(frozen=True, slots=True)
+class FloodStatus:
+    active: bool
+    since_ns: int | None
+    first_out: AlarmKey | None
+    """The activation that started the burst (None when no flood)."""
+    activations: int
+    """Activations within the flood window now."""

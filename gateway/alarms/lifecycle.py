@@ -1,0 +1,350 @@
+"""The ISA-18.2 / IEC 62682 state machine of one alarm (rule, subject): pure, no I/O, no clock.
+
+Times come in as arguments (`mono` seconds for intervals, `*_ns` for timestamps); the manager
+(`gateway.alarms.manager`) owns the clock, the journal and the events.
+
+States
+------
+An alarm has a *base* state that follows its condition and the operator's acknowledge, and up
+to three *overlays* that hide it. The reported state is the strongest overlay, else the base::
+
+    out_of_service  >  suppressed  >  shelved  >  base
+    base ∈ {normal, active_unacknowledged, active_acknowledged, returned_unacknowledged}
+
+"Active" below means the *held* condition: the debounced condition from the rule, or the alarm
+being held active because it chatters (see Chattering).
+
+Base transitions (non-latching; L = latching alarm, see `Evaluation.latching`)::
+
+    state                    condition on     condition off          acknowledge
+    normal                   active_unack     -                      error
+    active_unacknowledged    -                returned_unack         active_acknowledged
+                                              (L: stays, latched)    (L, latched: normal)
+    active_acknowledged      -                normal                 error
+                             (L, latched: →   (L: stays, latched)    (L, latched: normal = reset)
+                              active_unack)
+    returned_unacknowledged  active_unack     -                      normal
+
+Overlays: shelve (operator, with expiry), suppress (maintenance of a device, room or rule, with
+who, why and until), out of service (operator, no expiry). While overlaid, the condition is still
+tracked but produces no transitions; acknowledge is refused. When the last overlay goes (unshelve,
+expiry, unsuppress, return to service) the alarm takes the state its condition implies:
+`active_unacknowledged` (annunciated afresh) if active, else `normal`; earlier acknowledgements
+are not carried over.
+
+What each state demands (read by gateway.actions and the panel)
+---------------------------------------------------------------
+=========================  ===========  =======  ===============  ===============
+state                      annunciated  audible  demands_actions  unacknowledged
+=========================  ===========  =======  ===============  ===============
+normal                     no           no       no               no
+active_unacknowledged      yes          YES      YES              yes
+active_acknowledged        yes          no       YES              no
+returned_unacknowledged    yes          no       no               yes
+shelved                    no           no       no               no
+suppressed                 no           no       no               no
+out_of_service             no           no       no               no
+=========================  ===========  =======  ===============  ===============
+
+* `annunciated`: shown in the panel's alarm list.
+* `audible`: the sounders (roles in `AUDIBLE_ROLES`: siren, buzzer, horn, sounder) sound. An
+  acknowledge silences them while the alarm stays active. A returned-unacknowledged alarm is
+  silent (the hazard is gone; it only waits for the acknowledge in the list). A *latching* alarm
+  stays `active_unacknowledged` after its condition clears, so its siren keeps sounding until
+  someone acknowledges it.
+* `demands_actions`: every other role the rule asks for (exhaust_fan, strobe, shutdown …) is
+  driven while the alarm is active — acknowledged or not. A latching alarm keeps demanding them
+  after its condition clears, until it is reset by an acknowledge. A chattering alarm is held
+  active, so a fan does not cycle with each toggle.
+* `unacknowledged`: blinks in the panel and is counted as waiting for an operator.
+
+Use `AlarmRecord.demanded_roles()` (or `AlarmManager.demanded_outputs()`) to get both at once.
+
+Chattering
+----------
+An alarm whose condition rises `count` times within `window` seconds (default 3 in 60 s) is marked
+chattering and held active: further toggles produce no transitions (not re-annunciated) and its
+actions keep running. It is released when the condition has been clear for `hold` seconds; then
+the held "condition off" transition is applied.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+from gateway.alarms.types import Evaluation
+
+
+class AlarmKey(NamedTuple):
+    """An alarm: one rule bound to one subject."""
+
+    rule: str
+    subject: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}@{self.subject}"
+
+
+class AlarmState(StrEnum):
+    NORMAL = "normal"
+    ACTIVE_UNACKNOWLEDGED = "active_unacknowledged"
+    ACTIVE_ACKNOWLEDGED = "active_acknowledged"
+    RETURNED_UNACKNOWLEDGED = "returned_unacknowledged"
+    SHELVED = "shelved"
+    SUPPRESSED = "suppressed"
+    OUT_OF_SERVICE = "out_of_service"
+
+    @property
+    def annunciated(self) -> bool:
+        """Shown in the alarm list."""
+        return self in _ANNUNCIATED
+
+    @property
+    def audible(self) -> bool:
+        """Sounders (siren, buzzer …) sound; silenced by acknowledge."""
+        return self is AlarmState.ACTIVE_UNACKNOWLEDGED
+
+    @property
+    def demands_actions(self) -> bool:
+        """Non-audible output roles (exhaust fan, strobe …) are driven, acknowledged or not."""
+        return self in _ACTIVE
+
+    @property
+    def unacknowledged(self) -> bool:
+        return self in _UNACKNOWLEDGED
+
+    @property
+    def overlay(self) -> bool:
+        """Shelved, suppressed or out of service: hidden, silent, demanding nothing."""
+        return self in _OVERLAYS
+
+
+_ANNUNCIATED = frozenset({AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED,
+                          AlarmState.RETURNED_UNACKNOWLEDGED})
+_ACTIVE = frozenset({AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED})
+_UNACKNOWLEDGED = frozenset({AlarmState.ACTIVE_UNACKNOWLEDGED,
+                             AlarmState.RETURNED_UNACKNOWLEDGED})
+_OVERLAYS = frozenset({AlarmState.SHELVED, AlarmState.SUPPRESSED, AlarmState.OUT_OF_SERVICE})
+BASE_STATES = frozenset({AlarmState.NORMAL}) | _ANNUNCIATED
+
+AUDIBLE_ROLES = frozenset({"siren", "buzzer", "horn", "sounder"})
+"""Output roles that follow `audible` (silenced by acknowledge); all others follow
+`demands_actions`."""
+
+
+def base_on_condition(base: AlarmState, rising: bool, latching: bool) -> AlarmState:
+    """The base state after the held condition rose (`rising`) or fell."""
+    if rising:
+        if base in (AlarmState.NORMAL, AlarmState.RETURNED_UNACKNOWLEDGED,
+                    AlarmState.ACTIVE_ACKNOWLEDGED):
+            # active_acknowledged is only inactive when latched: a new activation re-annunciates.
+            return AlarmState.ACTIVE_UNACKNOWLEDGED
+        return base
+    if latching:
+        return base
+    if base is AlarmState.ACTIVE_UNACKNOWLEDGED:
+        return AlarmState.RETURNED_UNACKNOWLEDGED
+    if base is AlarmState.ACTIVE_ACKNOWLEDGED:
+        return AlarmState.NORMAL
+    return base
+
+
+def base_on_acknowledge(base: AlarmState, active: bool) -> AlarmState | None:
+    """The base state after an acknowledge, or None when there is nothing to acknowledge."""
+    if base is AlarmState.ACTIVE_UNACKNOWLEDGED:
+        return AlarmState.ACTIVE_ACKNOWLEDGED if active else AlarmState.NORMAL
+    if base is AlarmState.RETURNED_UNACKNOWLEDGED:
+        return AlarmState.NORMAL
+    if base is AlarmState.ACTIVE_ACKNOWLEDGED and not active:
+        return AlarmState.NORMAL  # reset of a latched alarm
+    return None
+
+
+def base_after_overlay(active: bool) -> AlarmState:
+    """The state an alarm takes when its last overlay goes: what its condition implies."""
+    return AlarmState.ACTIVE_UNACKNOWLEDGED if active else AlarmState.NORMAL
+
+
+@dataclass(frozen=True, slots=True)
+class ChatterPolicy:
+    count: int = 3
+    window: float = 60.0
+    hold: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Shelf:
+    actor: str
+    reason: str
+    since_ns: int
+    until_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfService:
+    actor: str
+    reason: str
+    since_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """Maintenance suppression of every alarm of a device, room or rule (e.g. permitted hot
+    work)."""
+
+    scope: str
+    actor: str
+    reason: str
+    since_ns: int
+    until_ns: int
+
+    def covers(self, rule: str, subject: str, room: str | None) -> bool:
+        return scope_covers(self.scope, rule, subject, room)
+
+
+def scope_covers(scope: str, rule: str, subject: str, room: str | None) -> bool:
+    """A scope is a rule id, a room id, a device id (the part of a point id before the first
+    dot) or a whole subject."""
+    return (scope in (rule, subject, room) or scope == subject.partition(".")[0])
+
+
+@dataclass(slots=True, eq=False)
+class AlarmRecord:
+    """The live state of one alarm. Mutated only through its methods, which return whether the
+    reported `state` may have changed; the manager turns changes into events."""
+
+    key: AlarmKey
+    ev: Evaluation
+    """The latest evaluation: value, severity, title, room, actions, latching."""
+    base: AlarmState = AlarmState.NORMAL
+    condition: bool = False
+    chattering: bool = False
+    shelf: Shelf | None = None
+    suppression: str | None = None
+    """Scope of the suppression covering it."""
+    oos: OutOfService | None = None
+    activated_ns: int | None = None
+    acked_by: str | None = None
+    acked_ns: int | None = None
+    activations: deque[float] = field(default_factory=deque)
+    clear_since: float | None = None
+
+    @property
+    def state(self) -> AlarmState:
+        if self.oos is not None:
+            return AlarmState.OUT_OF_SERVICE
+        if self.suppression is not None:
+            return AlarmState.SUPPRESSED
+        if self.shelf is not None:
+            return AlarmState.SHELVED
+        return self.base
+
+    @property
+    def overlaid(self) -> bool:
+        return self.oos is not None or self.suppression is not None or self.shelf is not None
+
+    @property
+    def held_active(self) -> bool:
+        return self.condition or self.chattering
+
+    @property
+    def latched(self) -> bool:
+        """Held active by latching only: condition clear, waiting for the acknowledge (reset)."""
+        return (not self.overlaid and not self.held_active
+                and self.base in _ACTIVE)
+
+    @property
+    def acknowledgeable(self) -> bool:
+        return (not self.overlaid
+                and base_on_acknowledge(self.base, self.held_active) is not None)
+
+    def demanded_roles(self) -> frozenset[str]:
+        """The output roles this alarm demands now (see the module docstring)."""
+        state = self.state
+        if not state.demands_actions:
+            return frozenset()
+        roles = frozenset(self.ev.actions)
+        return roles if state.audible else roles - AUDIBLE_ROLES
+
+    # transitions -------------------------------------------------------------------------
+
+    def set_condition(self, active: bool, mono: float, now_ns: int,
+                      policy: ChatterPolicy) -> bool:
+        """Apply a new debounced condition. Returns True when chattering began with it."""
+        if active == self.condition:
+            return False
+        was = self.held_active
+        self.condition = active
+        began = False
+        if active:
+            self.clear_since = None
+            if not self.overlaid:
+                acts = self.activations
+                acts.append(mono)
+                while len(acts) > policy.count:
+                    acts.popleft()
+                if (not self.chattering and len(acts) >= policy.count
+                        and mono - acts[0] <= policy.window):
+                    self.chattering = began = True
+        else:
+            self.clear_since = mono
+        now = self.held_active
+        if not self.overlaid and now != was:
+            self._move(base_on_condition(self.base, now, self.ev.latching), now_ns)
+        return began
+
+    def release_chatter(self, mono: float, now_ns: int, policy: ChatterPolicy) -> bool:
+        """End chattering once the condition has been clear for the hold time."""
+        if (not self.chattering or self.condition or self.clear_since is None
+                or mono - self.clear_since < policy.hold):
+            return False
+        self.chattering = False
+        self.activations.clear()
+        if not self.overlaid:
+            self._move(base_on_condition(self.base, False, self.ev.latching), now_ns)
+        return True
+
+    def acknowledge(self, actor: str, now_ns: int) -> bool:
+        """Acknowledge; False when there is nothing to acknowledge (the caller raises)."""
+        if self.overlaid:
+            return False
+        new = base_on_acknowledge(self.base, self.held_active)
+        if new is None:
+            return False
+        self._move(new, now_ns)
+        if new is not AlarmState.NORMAL:
+            self.acked_by, self.acked_ns = actor, now_ns
+        return True
+
+    def set_overlay(self, *, shelf: Shelf | bool | None = False,
+                    suppression: str | bool | None = False,
+                    oos: OutOfService | bool | None = False, now_ns: int) -> None:
+        """Set or clear overlays (False: leave as is). Applying the first overlay drops the
+        chattering mark; removing the last one puts the alarm where its condition implies."""
+        was = self.overlaid
+        if not isinstance(shelf, bool):
+            self.shelf = shelf
+        if not isinstance(suppression, bool):
+            self.suppression = suppression
+        if not isinstance(oos, bool):
+            self.oos = oos
+        if self.overlaid and not was:
+            self.chattering = False
+            self.activations.clear()
+        elif was and not self.overlaid:
+            self.acked_by = self.acked_ns = None
+            self._move(base_after_overlay(self.condition), now_ns)
+
+    def _move(self, new: AlarmState, now_ns: int) -> None:
+        if new is self.base:
+            return
+        if new is AlarmState.ACTIVE_UNACKNOWLEDGED:
+            self.activated_ns = now_ns
+            self.acked_by = self.acked_ns = None
+        elif new is AlarmState.NORMAL:
+            self.activated_ns = None
+            self.acked_by = self.acked_ns = None
+        self.base = new

@@ -1,0 +1,158 @@
+"""Run a drill: play its script on a fast-mode site through the real safety core, then compare
+the alarms and outputs observed with the ones expected and forbidden."""
+
+from __future__ import annotations
+
+import fnmatch
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.alarms.lifecycle import AlarmState
+from gateway.clock import ManualClock
+from gateway.config.loader import load_gateway_config, read_yaml, validate
+from gateway.drills.fast_site import FastSite
+from gateway.drills.model import Drill, ExpectAlarm, ExpectOutput, Step
+from gateway.rules.model import RulePack
+from gateway.safety import SafetyCore
+
+ACTIVE_STATES = {AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED}
+
+
+@dataclass
+class Check:
+    what: str
+    window: tuple[float, float]
+    observed: float | None
+    ok: bool
+    note: str = ""
+
+    @property
+    def latency(self) -> float | None:
+        return None if self.observed is None else self.observed - self.window[0]
+
+
+@dataclass
+class DrillReport:
+    drill: Drill
+    path: Path
+    checks: list[Check] = field(default_factory=list)
+    forbidden: list[str] = field(default_factory=list)
+    activations: list[tuple[float, str]] = field(default_factory=list)
+    polls: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks) and not self.forbidden
+
+    def render(self) -> str:
+        head = f"{'PASS' if self.ok else 'FAIL'}  {self.drill.drill}: {self.drill.title}"
+        lines = [head, f"      {self.path}  ({self.drill.duration:g} s simulated, "
+                       f"{self.polls} polls, {len(self.activations)} activations)"]
+        for check in self.checks:
+            low, high = check.window
+            seen = "never" if check.observed is None else f"at {check.observed:7.1f} s"
+            latency = "" if check.latency is None else f"  latency {check.latency:5.1f} s"
+            lines.append(f"  {'ok  ' if check.ok else 'MISS'} {check.what:<58} "
+                         f"window {low:6.1f}..{high:6.1f} s  {seen}{latency} {check.note}")
+        for item in self.forbidden:
+            lines.append(f"  FORBIDDEN {item}")
+        return "\n".join(lines)
+
+
+def load_drill(path: Path) -> Drill:
+    data, lines = read_yaml(path)
+    return validate(Drill, data, str(path), lines)
+
+
+def run_drill(path: Path, packs: dict[str, RulePack] | None = None) -> DrillReport:
+    drill = load_drill(path)
+    site_path = (path.parent / drill.site).resolve()
+    loaded = load_gateway_config(site_path)
+    clock = ManualClock(start_mono=0.0)
+    site = FastSite(loaded, clock, seed=drill.seed)
+    report = DrillReport(drill, path)
+    with tempfile.TemporaryDirectory(prefix="roomwarden-drill-") as tmp:
+        core = SafetyCore(loaded, clock, Path(tmp) / "journal.sqlite", packs=packs)
+        try:
+            _play(drill, site, core, clock, report)
+        finally:
+            core.close()
+    return report
+
+
+def _play(drill: Drill, site: FastSite, core: SafetyCore, clock: ManualClock,
+          report: DrillReport) -> None:
+    steps = sorted(drill.steps, key=lambda s: s.at)
+    first_active: dict[tuple[str, str], float] = {}
+    output_changes: dict[str, list[tuple[float, bool]]] = {o: [] for o in core.outputs}
+    last_wanted = dict(core.wanted)
+    next_tick = drill.tick
+
+    def evaluate() -> None:
+        for event in core.step():
+            if event.kind != "alarm" or AlarmState(event.state) not in ACTIVE_STATES:
+                continue
+            if AlarmState(event.previous_state) in ACTIVE_STATES:
+                continue
+            now = clock.monotonic()
+            key = (event.rule, event.subject)
+            report.activations.append((now, f"{event.rule} @ {event.subject}"))
+            first_active.setdefault(key, now)
+        for output_id, on in core.wanted.items():
+            if last_wanted.get(output_id) != on:
+                output_changes[output_id].append((clock.monotonic(), on))
+                last_wanted[output_id] = on
+
+    while clock.monotonic() < drill.duration:
+        until = min([drill.duration, next_tick, *(s.at for s in steps[:1])])
+        for batch in site.polls_until(until):
+            report.polls += 1
+            core.ingest(batch)
+            evaluate()  # the daemon evaluates as soon as a batch arrives
+        while steps and steps[0].at <= clock.monotonic():
+            _apply(steps.pop(0), site, core)
+            evaluate()
+        if clock.monotonic() >= next_tick:
+            evaluate()
+            next_tick += drill.tick
+
+    for item in drill.expect:
+        window = (item.after, item.after + item.within)
+        if isinstance(item, ExpectAlarm):
+            times = [t for (rule, subject), t in first_active.items()
+                     if rule == item.alarm and (item.subject is None or subject == item.subject)]
+            observed = min(times) if times else None
+            what = f"alarm {item.alarm}" + (f" @ {item.subject}" if item.subject else "")
+        else:
+            assert isinstance(item, ExpectOutput)
+            times = [t for t, on in output_changes.get(item.output, []) if on == item.turns]
+            observed = min(times) if times else None
+            what = f"output {item.output} {'on' if item.turns else 'off'}"
+        ok = observed is not None and window[0] <= observed <= window[1]
+        note = "" if ok or observed is None else (
+            "(too early: false alarm)" if observed < window[0] else "(too late)")
+        report.checks.append(Check(what, window, observed, ok, note))
+
+    expected_rules = {i.alarm for i in drill.expect if isinstance(i, ExpectAlarm)}
+    for (rule, subject), at in sorted(first_active.items(), key=lambda kv: kv[1]):
+        if rule in expected_rules:
+            continue
+        if any(fnmatch.fnmatchcase(rule, pattern) for pattern in drill.forbid):
+            report.forbidden.append(f"{rule} @ {subject} at {at:.1f} s")
+
+
+def _apply(step: Step, site: FastSite, core: SafetyCore) -> None:
+    if step.set is not None:
+        for point, signal in step.set.items():
+            site.signals.set(point, signal)
+    elif step.fault is not None:
+        site.faults.set(step.fault.device, step.fault)
+    elif step.release is not None:
+        for point in step.release:
+            site.signals.release(point)
+    elif step.acknowledge is not None:
+        keys = [v.key for v in core.alarms.active() if v.acknowledgeable and (
+            step.acknowledge == "all" or v.key.rule in step.acknowledge)]
+        if keys:
+            core.alarms.acknowledge(keys, "drill", "drill step")

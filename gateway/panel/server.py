@@ -1,0 +1,516 @@
+"""The panel's HTTP server: the page, the JSON API and /healthz, on aiohttp.
+
+Everything that arrives is parsed at the boundary: a POST must be `application/json`, at most
+`MAX_BODY` bytes, valid JSON and valid against its pydantic command model, or it gets a JSON
+error (`{"error": <code>, "message": <reason>}`) with a 4xx status. Changing state needs a
+session (cookie from `POST /api/login`); reading needs one only with `login_to_view`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway.clock import Clock
+from gateway.config.site import Panel
+from gateway.panel.backend import CommandRefused, PanelBackend
+from gateway.panel.passwords import ScryptHash, parse_hash, verify_password
+from gateway.panel.views import (
+    AcknowledgeCommand,
+    LoginCommand,
+    ShelveCommand,
+    SuppressCommand,
+    UnsuppressCommand,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+COOKIE = "roomwarden_session"
+MAX_SESSIONS = 256
+LOGIN_FAILURES = 5
+"""Failed logins allowed per client address within LOGIN_WINDOW seconds."""
+LOGIN_WINDOW = 60.0
+MAX_TRACKED_CLIENTS = 1024
+
+_STATIC = {
+    "/": ("index.html", "text/html"),
+    "/static/panel.js": ("panel.js", "text/javascript"),
+    "/static/panel.css": ("panel.css", "text/css"),
+}
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    ),
+}
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def kv(event: str, **fields: object) -> str:
+    """One structured log line: `event=... key=value ...`, values with spaces JSON-quoted."""
+    parts = [f"event={event}"]
+    for key, value in fields.items():
+        text = "" if value is None else str(value)
+        if not text or any(c.isspace() or c in '"=\\' for c in text) or not text.isprintable():
+            text = json.dumps(text)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, error: str, message: str, details: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.details = details
+        self.headers: dict[str, str] = {}
+
+
+def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    response = web.Response(
+        text=json.dumps(data, separators=(",", ":")),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _error_response(exc: ApiError) -> web.Response:
+    body: dict[str, object] = {"error": exc.error, "message": exc.message}
+    if exc.details is not None:
+        body["details"] = exc.details
+    return _json(body, exc.status, exc.headers or None)
+
+
+_HTTP_ERRORS = {
+    400: "bad_request",
+    401: "not_logged_in",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@dataclass(slots=True)
+class Session:
+    user: str
+    expires: float
+    """clock.monotonic() after which the session is gone."""
+
+
+class SessionTable:
+    """In-memory sessions: random tokens, fixed lifetime, bounded size (oldest evicted)."""
+
+    def __init__(self, clock: Clock, ttl: float, limit: int = MAX_SESSIONS) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._limit = limit
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+
+    def create(self, user: str) -> str:
+        self._prune()
+        while len(self._sessions) >= self._limit:
+            self._sessions.popitem(last=False)
+        token = secrets.token_urlsafe(32)
+        self._sessions[token] = Session(user, self._clock.monotonic() + self._ttl)
+        return token
+
+    def user(self, token: str | None) -> str | None:
+        if not token:
+            return None
+        session = self._sessions.get(token)
+        if session is None:
+            return None
+        if self._clock.monotonic() >= session.expires:
+            del self._sessions[token]
+            return None
+        return session.user
+
+    def drop(self, token: str | None) -> None:
+        if token:
+            self._sessions.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def _prune(self) -> None:
+        now = self._clock.monotonic()
+        for token in [t for t, s in self._sessions.items() if now >= s.expires]:
+            del self._sessions[token]
+
+
+class LoginThrottle:
+    """At most `limit` failed logins per client address in a sliding `window` of seconds."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        limit: int = LOGIN_FAILURES,
+        window: float = LOGIN_WINDOW,
+        max_clients: int = MAX_TRACKED_CLIENTS,
+    ) -> None:
+        self._clock = clock
+        self._limit = limit
+        self._window = window
+        self._max_clients = max_clients
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, client: str) -> float:
+        """Seconds until `client` may try again; 0 if it may now."""
+        failures = self._recent(client)
+        if len(failures) < self._limit:
+            return 0.0
+        return max(0.0, failures[0] + self._window - self._clock.monotonic())
+
+    def failed(self, client: str) -> None:
+        failures = self._recent(client)
+        failures.append(self._clock.monotonic())
+        self._failures[client] = failures
+        self._failures.move_to_end(client)
+        while len(self._failures) > self._max_clients:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
+
+    def _recent(self, client: str) -> deque[float]:
+        failures = self._failures.get(client)
+        if failures is None:
+            return deque(maxlen=self._limit)
+        cutoff = self._clock.monotonic() - self._window
+        while failures and failures[0] <= cutoff:
+            failures.popleft()
+        if not failures:
+            del self._failures[client]
+        return failures
+
+
+def _load_static() -> dict[str, tuple[bytes, str]]:
+    root = resources.files("gateway.panel").joinpath("static")
+    return {
+        path: (root.joinpath(name).read_bytes(), ctype) for path, (name, ctype) in _STATIC.items()
+    }
+
+
+class PanelServer:
+    """The panel's HTTP server; `start()` binds and returns the port, `stop()` closes it."""
+
+    def __init__(self, backend: PanelBackend, settings: Panel, clock: Clock) -> None:
+        self._backend = backend
+        self._settings = settings
+        self._clock = clock
+        self._users: dict[str, ScryptHash] = {}
+        for user in settings.users:
+            try:
+                self._users[user.name] = parse_hash(user.password_hash)
+            except ValueError as exc:
+                raise ValueError(f"panel user {user.name!r}: {exc}") from None
+        # A well-formed hash to verify against for unknown users, so a login takes as long
+        # whether or not the user exists.
+        self._decoy = ScryptHash(
+            n=2**14, r=8, p=1, salt=secrets.token_bytes(16), digest=secrets.token_bytes(32)
+        )
+        self.sessions = SessionTable(clock, settings.session_ttl)
+        self.throttle = LoginThrottle(clock)
+        self._verify_lock = asyncio.Semaphore(1)
+        self._static = _load_static()
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
+        for path in self._static:
+            app.router.add_get(path, self._static_file)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/api/state", self._state)
+        app.router.add_get("/api/me", self._me)
+        app.router.add_post("/api/login", self._login)
+        app.router.add_post("/api/logout", self._logout)
+        app.router.add_post("/api/alarms/acknowledge", self._acknowledge)
+        app.router.add_post("/api/alarms/shelve", self._shelve)
+        app.router.add_post("/api/suppress", self._suppress)
+        app.router.add_post("/api/unsuppress", self._unsuppress)
+        return app
+
+    async def start(self) -> int:
+        if self._runner is not None:
+            raise RuntimeError("panel server already started")
+        runner = web.AppRunner(
+            self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._settings.bind, self._settings.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        address = runner.addresses[0]
+        self.port = int(address[1])
+        log.info(kv("panel_started", bind=self._settings.bind, port=self.port))
+        return self.port
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            log.info(kv("panel_stopped", port=self.port))
+
+    # --- middleware and helpers ---------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = _error_response(exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = _HTTP_ERRORS.get(exc.status, "http_error")
+            message = exc.reason
+            if exc.status == 404:
+                message = f"no such page or API: {request.method} {request.path}"
+            elif exc.status == 413:
+                message = f"request body is larger than {MAX_BODY} bytes"
+            error = ApiError(exc.status, code, message)
+            if exc.status == 405 and "Allow" in exc.headers:
+                error.headers["Allow"] = exc.headers["Allow"]
+            response = _error_response(error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(kv("panel_error", method=request.method, path=request.path))
+            response = _error_response(ApiError(500, "internal_error", "internal server error"))
+        for key, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    def _user(self, request: web.Request) -> str | None:
+        return self.sessions.user(request.cookies.get(COOKIE))
+
+    def _require_user(self, request: web.Request) -> str:
+        user = self._user(request)
+        if user is None:
+            raise ApiError(401, "not_logged_in", "log in first")
+        return user
+
+    def _check_origin(self, request: web.Request) -> None:
+        """Refuse cross-site POSTs (SameSite=Strict and the JSON content type do the rest)."""
+        fetch_site = request.headers.get("Sec-Fetch-Site")
+        if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+            raise ApiError(403, "forbidden", f"cross-site request refused ({fetch_site})")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != "null" and urlsplit(origin).netloc != request.host:
+            raise ApiError(403, "forbidden", "request from another origin refused")
+
+    async def _body(self, request: web.Request, model: type[M]) -> M:
+        self._check_origin(request)
+        if request.content_type != "application/json":
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type must be application/json, not {request.content_type or 'none'}",
+            )
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise ApiError(413, "body_too_large", f"request body is larger than {MAX_BODY} bytes")
+        raw = await request.read()
+        try:
+            data: Any = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            reason = str(exc) if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON"
+            if isinstance(exc, RecursionError):
+                reason = "nested too deeply"
+            raise ApiError(400, "malformed_json", f"body is not valid JSON: {reason}") from None
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            details = [
+                {
+                    "loc": ".".join(str(part) for part in err["loc"]) or "(body)",
+                    "msg": err["msg"],
+                }
+                for err in exc.errors(include_url=False, include_input=False, include_context=False)
+            ]
+            summary = "; ".join(f"{d['loc']}: {d['msg']}" for d in details[:5])
+            raise ApiError(
+                400, "invalid_body", f"invalid {model.__name__}: {summary}", details
+            ) from None
+
+    async def _empty_body(self, request: web.Request) -> None:
+        self._check_origin(request)
+        if request.content_type != "application/json":
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type must be application/json, not {request.content_type or 'none'}",
+            )
+        await request.read()
+
+    @staticmethod
+    def _client(request: web.Request) -> str:
+        return request.remote or "unknown"
+
+    # --- handlers -----------------------------------------------------------------------------
+
+    async def _static_file(self, request: web.Request) -> web.Response:
+        body, ctype = self._static[request.path]
+        response = web.Response(body=body, content_type=ctype, charset="utf-8")
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return _json({"ok": True})
+
+    async def _state(self, request: web.Request) -> web.Response:
+        if self._settings.login_to_view:
+            self._require_user(request)
+        state = self._backend.panel_state()
+        return _json(state.model_dump(mode="json"))
+
+    async def _me(self, request: web.Request) -> web.Response:
+        return _json(
+            {
+                "user": self._user(request),
+                "login_to_view": self._settings.login_to_view,
+                "login_enabled": bool(self._users),
+            }
+        )
+
+    async def _login(self, request: web.Request) -> web.Response:
+        client = self._client(request)
+        wait = self.throttle.retry_after(client)
+        if wait > 0:
+            error = ApiError(
+                429, "too_many_attempts", f"too many failed logins; try again in {wait:.0f} s"
+            )
+            error.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+            raise error
+        command = await self._body(request, LoginCommand)
+        known = self._users.get(command.user)
+        # Count the attempt as a failure before checking it, so parallel guesses from one
+        # address cannot slip past the limit while scrypt runs; a success clears the count.
+        self.throttle.failed(client)
+        async with self._verify_lock:  # scrypt is CPU and memory heavy: one at a time
+            ok = await asyncio.get_running_loop().run_in_executor(
+                None, verify_password, command.password, known or self._decoy
+            )
+        if not ok or known is None:
+            log.warning(kv("panel_login_failed", user=command.user, client=client))
+            raise ApiError(401, "login_failed", "wrong user name or password")
+        self.throttle.succeeded(client)
+        self.sessions.drop(request.cookies.get(COOKIE))
+        token = self.sessions.create(command.user)
+        log.info(kv("panel_login", user=command.user, client=client))
+        response = _json({"ok": True, "user": command.user})
+        response.set_cookie(
+            COOKIE,
+            token,
+            max_age=max(1, int(self._settings.session_ttl)),
+            path="/",
+            httponly=True,
+            samesite="Strict",
+        )
+        return response
+
+    async def _logout(self, request: web.Request) -> web.Response:
+        await self._empty_body(request)
+        token = request.cookies.get(COOKIE)
+        user = self.sessions.user(token)
+        self.sessions.drop(token)
+        if user is not None:
+            log.info(kv("panel_logout", user=user, client=self._client(request)))
+        response = _json({"ok": True})
+        response.del_cookie(COOKIE, path="/")
+        return response
+
+    async def _acknowledge(self, request: web.Request) -> web.Response:
+        user = self._require_user(request)
+        command = await self._body(request, AcknowledgeCommand)
+        alarms = ",".join(f"{a.rule}/{a.subject}" for a in command.alarms)
+        try:
+            changed = self._backend.acknowledge(command.alarms, user, command.note)
+        except CommandRefused as exc:
+            log.info(kv("panel_acknowledge_refused", user=user, alarms=alarms, reason=exc))
+            raise ApiError(409, "refused", str(exc) or "command refused") from None
+        log.info(
+            kv("panel_acknowledge", user=user, alarms=alarms, changed=changed, note=command.note)
+        )
+        return _json({"ok": True, "changed": changed})
+
+    async def _shelve(self, request: web.Request) -> web.Response:
+        user = self._require_user(request)
+        command = await self._body(request, ShelveCommand)
+        alarm = f"{command.alarm.rule}/{command.alarm.subject}"
+        try:
+            self._backend.shelve(command.alarm, user, command.minutes, command.reason)
+        except CommandRefused as exc:
+            log.info(kv("panel_shelve_refused", user=user, alarm=alarm, reason=exc))
+            raise ApiError(409, "refused", str(exc) or "command refused") from None
+        log.info(
+            kv(
+                "panel_shelve",
+                user=user,
+                alarm=alarm,
+                minutes=command.minutes,
+                reason=command.reason,
+            )
+        )
+        return _json({"ok": True})
+
+    async def _suppress(self, request: web.Request) -> web.Response:
+        user = self._require_user(request)
+        command = await self._body(request, SuppressCommand)
+        try:
+            self._backend.suppress(command.scope, user, command.minutes, command.reason)
+        except CommandRefused as exc:
+            log.info(kv("panel_suppress_refused", user=user, scope=command.scope, reason=exc))
+            raise ApiError(409, "refused", str(exc) or "command refused") from None
+        log.info(
+            kv(
+                "panel_suppress",
+                user=user,
+                scope=command.scope,
+                minutes=command.minutes,
+                reason=command.reason,
+            )
+        )
+        return _json({"ok": True})
+
+    async def _unsuppress(self, request: web.Request) -> web.Response:
+        user = self._require_user(request)
+        command = await self._body(request, UnsuppressCommand)
+        try:
+            self._backend.unsuppress(command.scope, user)
+        except CommandRefused as exc:
+            log.info(kv("panel_unsuppress_refused", user=user, scope=command.scope, reason=exc))
+            raise ApiError(409, "refused", str(exc) or "command refused") from None
+        log.info(kv("panel_unsuppress", user=user, scope=command.scope))
+        return _json({"ok": True})

@@ -1,0 +1,670 @@
+"""The condition vocabulary at run time: pure, clock-free classes with bounded state.
+
+Everything here takes the time (`now`, seconds on a monotonic scale) as an argument, so the
+engine's injected clock, a test or a drill decides what time it is.
+
+Building blocks:
+
+* `PointState`: what the engine knows of one point (latest value and quality, last good
+  time, how long it has been invalid) plus the windows that want its good samples;
+* tests with hysteresis (`Above`, `Below`, `Outside`) and `Debounce` (on/off delays);
+* `RateWindow` (least-squares slope over a bounded window), `FlatTracker` (stuck values);
+* derived values: `dew_point` (Magnus), `unbalance` (max deviation from the mean, %),
+  `load_pct`;
+* nodes: `CompareLeaf`, `EqualsLeaf`, `StaleLeaf`, `FlatLeaf`, `InvalidLeaf` and the
+  combinators `AllNode`, `AnyNode`, `AtLeastNode`. A node's `eval(now)` returns whether it is
+  active (delays and hysteresis included) and leaves the deciding value in `node.value`.
+
+Unknown is not false: a bad-quality sample (quality != good) or a missing value makes a test
+*unknown*; an unknown test keeps the previous state, cancels a pending on-delay and never
+activates anything. For a group of points (a device or room subject) the bad members are left
+out; a group with no good member is unknown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from gateway.field.sample import Quality, Value
+
+Number = float | int
+
+
+class PointState:
+    """What the engine keeps of one point between polls. Times are engine seconds."""
+
+    __slots__ = ("device", "flats", "good", "id", "invalid_since", "last_good_t", "online",
+                 "rates", "t", "ts_ns", "value")
+
+    def __init__(self, point_id: str, device: str, start: float) -> None:
+        self.id = point_id
+        self.device = device
+        self.value: Value = None
+        self.good = False
+        self.ts_ns = 0
+        self.t = start
+        self.last_good_t = start
+        """Time of the last good sample; the engine's start until one arrives."""
+        self.invalid_since: float | None = None
+        self.online: PointState | None = None
+        """The `<device>.online` point of this point's device (None for that point itself)."""
+        self.rates: list[RateWindow] = []
+        self.flats: list[FlatTracker] = []
+
+    def update(self, value: Value, quality: Quality, ts_ns: int, t: float) -> None:
+        self.value = value
+        self.ts_ns = ts_ns
+        self.t = t
+        if quality is Quality.GOOD and value is not None:
+            self.good = True
+            self.last_good_t = t
+            self.invalid_since = None
+            if (self.rates or self.flats) and isinstance(value, int | float):
+                number = float(value)
+                for rate in self.rates:
+                    rate.add(t, number)
+                for flat in self.flats:
+                    flat.add(t, number)
+        else:
+            self.good = False
+            if quality is Quality.INVALID:
+                if self.invalid_since is None:
+                    self.invalid_since = t
+            else:
+                self.invalid_since = None
+
+    def number(self) -> float | None:
+        """The latest value as a number, or None when it is bad, missing or not numeric."""
+        value = self.value
+        if self.good and isinstance(value, int | float):
+            return float(value)
+        return None
+
+    @property
+    def offline(self) -> bool:
+        online = self.online
+        return online is not None and online.good and online.value is False
+
+
+# --- tests with hysteresis ------------------------------------------------------------------
+
+
+class Test(Protocol):
+    active: bool
+
+    def step(self, value: float) -> bool: ...
+
+
+class Above:
+    """Active above `limit` (or at it, `inclusive`); back to normal only once the value is
+    below limit − deadband (at or below, for the strict form)."""
+
+    __slots__ = ("active", "clear", "inclusive", "limit")
+
+    def __init__(self, limit: float, deadband: float = 0.0, inclusive: bool = False) -> None:
+        self.limit = limit
+        self.clear = limit - abs(deadband)
+        self.inclusive = inclusive
+        self.active = False
+
+    def step(self, value: float) -> bool:
+        if self.inclusive:
+            self.active = value >= (self.clear if self.active else self.limit)
+        else:
+            self.active = value > (self.clear if self.active else self.limit)
+        return self.active
+
+
+class Below:
+    """Mirror of Above: active below `limit`, normal again only above limit + deadband."""
+
+    __slots__ = ("active", "clear", "inclusive", "limit")
+
+    def __init__(self, limit: float, deadband: float = 0.0, inclusive: bool = False) -> None:
+        self.limit = limit
+        self.clear = limit + abs(deadband)
+        self.inclusive = inclusive
+        self.active = False
+
+    def step(self, value: float) -> bool:
+        if self.inclusive:
+            self.active = value <= (self.clear if self.active else self.limit)
+        else:
+            self.active = value < (self.clear if self.active else self.limit)
+        return self.active
+
+
+class Outside:
+    """Active below `low` or above `high`; normal again only inside [low + db, high − db]."""
+
+    __slots__ = ("active", "db", "high", "low")
+
+    def __init__(self, low: float, high: float, deadband: float = 0.0) -> None:
+        if low > high:
+            raise ValueError(f"outside: low {low} is above high {high}")
+        self.low, self.high, self.db = low, high, abs(deadband)
+        self.active = False
+
+    def excursion(self, value: float) -> float:
+        """How far the value is outside the band (negative inside)."""
+        return max(self.low - value, value - self.high)
+
+    def step(self, value: float) -> bool:
+        self.active = self.excursion(value) > (-self.db if self.active else 0.0)
+        return self.active
+
+
+# --- delays ---------------------------------------------------------------------------------
+
+
+class Debounce:
+    """On-delay and off-delay over a raw condition that may be unknown (None).
+
+    True must hold continuously for `on_delay` before the output becomes active; False must
+    hold for `off_delay` before it clears. Unknown keeps the output and restarts both timers.
+    """
+
+    __slots__ = ("active", "off_delay", "off_since", "on_delay", "on_since")
+
+    def __init__(self, on_delay: float = 0.0, off_delay: float = 0.0) -> None:
+        self.on_delay = on_delay
+        self.off_delay = off_delay
+        self.active = False
+        self.on_since: float | None = None
+        self.off_since: float | None = None
+
+    def step(self, raw: bool | None, now: float) -> bool:
+        if raw is None:
+            self.on_since = self.off_since = None
+        elif raw:
+            self.off_since = None
+            if not self.active:
+                if self.on_since is None:
+                    self.on_since = now
+                if now - self.on_since >= self.on_delay:
+                    self.active = True
+                    self.on_since = None
+        else:
+            self.on_since = None
+            if self.active:
+                if self.off_since is None:
+                    self.off_since = now
+                if now - self.off_since >= self.off_delay:
+                    self.active = False
+                    self.off_since = None
+        return self.active
+
+
+# --- windows --------------------------------------------------------------------------------
+
+MAX_WINDOW_SAMPLES = 240
+"""A rate window keeps at most this many samples: faster samples are thinned out."""
+
+
+class RateWindow:
+    """Least-squares slope of the good samples of one point over a sliding window.
+
+    No rate is given until the samples span at least `min_span` of the window: a slope from a
+    few seconds of sensor noise, extrapolated to °C/h, would be a false alarm."""
+
+    __slots__ = (
+        "_cache",
+        "_dirty",
+        "_slot",
+        "min_samples",
+        "min_spacing",
+        "min_span",
+        "per",
+        "samples",
+        "window",
+    )
+
+    def __init__(self, window: float, per: float = 60.0, min_samples: int = 3,
+                 min_span: float = 0.5) -> None:
+        if window <= 0:
+            raise ValueError("a rate window must be longer than 0 s")
+        self.window = window
+        self.min_span = min_span * window
+        self.per = per
+        self.min_samples = max(2, min_samples)
+        self.min_spacing = window / MAX_WINDOW_SAMPLES
+        self.samples: deque[tuple[float, float]] = deque(maxlen=MAX_WINDOW_SAMPLES + 1)
+        self._cache: float | None = None
+        self._dirty = True
+        self._slot = -math.inf
+
+    def add(self, t: float, value: float) -> None:
+        samples = self.samples
+        if samples and t < samples[-1][0]:
+            return  # out of order: ignore
+        if samples and t - self._slot < self.min_spacing:
+            samples[-1] = (t, value)  # thin out: one sample (the newest) per short slot
+        else:
+            samples.append((t, value))
+            self._slot = t
+        self._dirty = True
+
+    def rate(self, now: float) -> float | None:
+        samples = self.samples
+        horizon = now - self.window
+        while samples and samples[0][0] < horizon:
+            samples.popleft()
+            self._dirty = True
+        if not self._dirty:
+            return self._cache
+        self._dirty = False
+        n = len(samples)
+        if n < self.min_samples or samples[-1][0] - samples[0][0] < self.min_span:
+            self._cache = None
+            return None
+        t0 = samples[0][0]
+        st = sv = stt = stv = 0.0
+        for t, v in samples:
+            x = t - t0
+            st += x
+            sv += v
+            stt += x * x
+            stv += x * v
+        denominator = n * stt - st * st
+        if denominator <= 1e-12:
+            self._cache = None
+        else:
+            self._cache = (n * stv - st * sv) / denominator * self.per
+        return self._cache
+
+
+class FlatTracker:
+    """When the good values of a point last moved by more than `epsilon`.
+
+    O(1) per sample: keeps the range of the values since `since`; when the range exceeds
+    epsilon it restarts at the newest value. `since` is therefore the start of the current
+    run of values that all lie within a range of epsilon."""
+
+    __slots__ = ("epsilon", "high", "low", "since")
+
+    def __init__(self, epsilon: float) -> None:
+        self.epsilon = abs(epsilon)
+        self.low = self.high = 0.0
+        self.since: float | None = None
+
+    def add(self, t: float, value: float) -> None:
+        if self.since is None:
+            self.low = self.high = value
+            self.since = t
+            return
+        low = value if value < self.low else self.low
+        high = value if value > self.high else self.high
+        if high - low > self.epsilon:
+            self.low = self.high = value
+            self.since = t
+        else:
+            self.low, self.high = low, high
+
+    def flat_for(self, now: float) -> float:
+        return 0.0 if self.since is None else now - self.since
+
+
+# --- derived values -------------------------------------------------------------------------
+
+MAGNUS_A, MAGNUS_B = 17.62, 243.12
+"""Magnus coefficients over water (Sonntag 1990), good from −45 to 60 °C."""
+
+
+def dew_point(temperature: float, relative_humidity: float) -> float | None:
+    """Dew point in °C from air temperature (°C) and relative humidity (%), Magnus formula."""
+    if relative_humidity <= 0 or relative_humidity > 100.5 or temperature <= -MAGNUS_B:
+        return None
+    gamma = math.log(min(relative_humidity, 100.0) / 100.0) + \
+        MAGNUS_A * temperature / (MAGNUS_B + temperature)
+    return MAGNUS_B * gamma / (MAGNUS_A - gamma)
+
+
+def unbalance(values: Sequence[float]) -> float | None:
+    """Voltage unbalance in %: the largest deviation from the mean over the mean (NEMA-style
+    estimate of the GB/T 15543 negative-sequence ratio). None when the supply is dead."""
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    if mean <= 1.0:
+        return None
+    return max(abs(v - mean) for v in values) / mean * 100.0
+
+
+def load_pct(currents: Sequence[float], rating: float) -> float | None:
+    """The largest current as % of a rating; None without a positive rating or a current."""
+    if rating <= 0 or not currents:
+        return None
+    return max(currents) / rating * 100.0
+
+
+# --- signals --------------------------------------------------------------------------------
+
+Pick = Callable[[float], float]
+"""How to rank the values of a group: the member with the highest key is the worst."""
+
+
+class Signal(Protocol):
+    def read(self, now: float) -> float | None: ...
+
+
+class ValueSignal:
+    """Each member's latest good value; for a group the worst one by `key`."""
+
+    __slots__ = ("key", "members", "single")
+
+    def __init__(self, members: Sequence[PointState], key: Pick) -> None:
+        self.members = tuple(members)
+        self.single = self.members[0] if len(self.members) == 1 else None
+        self.key = key
+
+    def read(self, now: float) -> float | None:
+        single = self.single
+        if single is not None:
+            value = single.value
+            if single.good and isinstance(value, int | float):
+                return float(value)
+            return None
+        best: float | None = None
+        best_key = -math.inf
+        key = self.key
+        for member in self.members:
+            number = member.number()
+            if number is not None:
+                k = key(number)
+                if best is None or k > best_key:
+                    best, best_key = number, k
+        return best
+
+
+class RateSignal:
+    """Each member's slope over its window; for a group the worst by `key`."""
+
+    __slots__ = ("absolute", "key", "members", "windows")
+
+    def __init__(self, members: Sequence[PointState], window: float, per: float,
+                 min_samples: int, key: Pick, absolute: bool = False) -> None:
+        self.members = tuple(members)
+        self.absolute = absolute
+        self.windows = []
+        for member in self.members:
+            rate = RateWindow(window, per, min_samples)
+            member.rates.append(rate)
+            self.windows.append(rate)
+        self.key = key
+
+    def read(self, now: float) -> float | None:
+        best: float | None = None
+        best_key = -math.inf
+        for member, window in zip(self.members, self.windows, strict=True):
+            rate = window.rate(now)
+            if rate is None or not member.good:
+                continue
+            if self.absolute:
+                rate = abs(rate)
+            k = self.key(rate)
+            if best is None or k > best_key:
+                best, best_key = rate, k
+        return best
+
+
+class GroupSignal:
+    """A value computed from the good values of several members."""
+
+    __slots__ = ("func", "members", "minimum")
+
+    def __init__(self, members: Sequence[PointState],
+                 func: Callable[[list[float]], float | None], minimum: int) -> None:
+        self.members = tuple(members)
+        self.func = func
+        self.minimum = minimum
+
+    def read(self, now: float) -> float | None:
+        values = [n for n in (m.number() for m in self.members) if n is not None]
+        if len(values) < self.minimum:
+            return None
+        return self.func(values)
+
+
+def spread_of(values: list[float]) -> float:
+    return max(values) - min(values)
+
+
+def mean_of(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+class DewPointSignal:
+    """Dew point from the temperature and humidity members of a device or room. Members of
+    one device are paired; a room without pairs uses its mean temperature and humidity."""
+
+    __slots__ = ("key", "pairs", "rh", "temperature")
+
+    def __init__(self, temperature: Sequence[PointState], rh: Sequence[PointState],
+                 key: Pick) -> None:
+        self.temperature = tuple(temperature)
+        self.rh = tuple(rh)
+        self.pairs = tuple((t, h) for t in self.temperature for h in self.rh
+                           if t.device == h.device)
+        self.key = key
+
+    def read(self, now: float) -> float | None:
+        if self.pairs:
+            best: float | None = None
+            best_key = -math.inf
+            for t_state, h_state in self.pairs:
+                t, h = t_state.number(), h_state.number()
+                if t is None or h is None:
+                    continue
+                dp = dew_point(t, h)
+                if dp is not None and (best is None or self.key(dp) > best_key):
+                    best, best_key = dp, self.key(dp)
+            return best
+        temperatures = [n for n in (m.number() for m in self.temperature) if n is not None]
+        humidities = [n for n in (m.number() for m in self.rh) if n is not None]
+        if not temperatures or not humidities:
+            return None
+        return dew_point(mean_of(temperatures), mean_of(humidities))
+
+
+# --- nodes ----------------------------------------------------------------------------------
+
+
+class Node(Protocol):
+    value: Value
+
+    def eval(self, now: float) -> bool: ...
+
+
+class CompareLeaf:
+    """A numeric signal through a hysteresis test and on/off delays.
+
+    The deadband holds an alarm that is active, not one still waiting out its on-delay: the
+    test's hysteresis state follows the debounced result, so a value that falls back below
+    the limit during the on-delay restarts it."""
+
+    __slots__ = ("debounce", "signal", "test", "value")
+
+    def __init__(self, signal: Signal, test: Test, debounce: Debounce) -> None:
+        self.signal = signal
+        self.test = test
+        self.debounce = debounce
+        self.value: Value = None
+
+    def eval(self, now: float) -> bool:
+        value = self.signal.read(now)
+        if value is None:
+            return self.debounce.step(None, now)
+        self.value = value
+        result = self.debounce.step(self.test.step(value), now)
+        self.test.active = result
+        return result
+
+
+class EqualsLeaf:
+    """Any good member's value is one of its accepted values (contacts, flags, enum codes)."""
+
+    __slots__ = ("accepted", "debounce", "members", "value")
+
+    def __init__(self, members: Sequence[PointState], accepted: Sequence[frozenset[object]],
+                 debounce: Debounce) -> None:
+        self.members = tuple(members)
+        self.accepted = tuple(accepted)
+        self.debounce = debounce
+        self.value: Value = None
+
+    def eval(self, now: float) -> bool:
+        raw: bool | None = None
+        for member, accepted in zip(self.members, self.accepted, strict=True):
+            if not member.good:
+                continue
+            value = member.value
+            if _matches(value, accepted):
+                raw = True
+                self.value = value
+                break
+            if raw is None:
+                raw = False
+                self.value = value
+        return self.debounce.step(raw, now)
+
+
+def _matches(value: Value, accepted: frozenset[object]) -> bool:
+    if isinstance(value, bool):
+        return any(item is value for item in accepted)
+    return any(item == value and not isinstance(item, bool) for item in accepted)
+
+
+def accepted_values(wanted: Sequence[bool | int | float | str],
+                    enum: dict[int, str] | None) -> frozenset[object]:
+    """The sample values that mean one of `wanted`: enum labels become their codes; booleans
+    match booleans only."""
+    out: set[object] = set()
+    labels = {label: code for code, label in (enum or {}).items()}
+    for item in wanted:
+        if isinstance(item, str) and item in labels:
+            out.add(labels[item])
+        out.add(item)
+    return frozenset(out)
+
+
+class StaleLeaf:
+    """No good sample for `max_age` seconds (not counted while the device is offline)."""
+
+    __slots__ = ("debounce", "include_offline", "max_age", "member", "value")
+
+    def __init__(self, member: PointState, max_age: float, include_offline: bool = False
+                 ) -> None:
+        self.member = member
+        self.max_age = max_age
+        self.include_offline = include_offline
+        self.debounce = Debounce()
+        self.value: Value = None
+
+    def eval(self, now: float) -> bool:
+        member = self.member
+        age = now - member.last_good_t
+        stale = age >= self.max_age and (self.include_offline or not member.offline)
+        self.value = round(age) if stale else None  # the age, in whole seconds, while stale
+        return self.debounce.step(stale, now)
+
+
+class FlatLeaf:
+    """The point's good values have stayed within epsilon for `window` seconds."""
+
+    __slots__ = ("debounce", "member", "tracker", "value", "window")
+
+    def __init__(self, member: PointState, window: float, epsilon: float) -> None:
+        self.member = member
+        self.window = window
+        self.tracker = FlatTracker(epsilon)
+        member.flats.append(self.tracker)
+        self.debounce = Debounce()
+        self.value: Value = None
+
+    def eval(self, now: float) -> bool:
+        member = self.member
+        if not member.good:
+            return self.debounce.step(None, now)
+        self.value = member.value
+        return self.debounce.step(self.tracker.flat_for(now) >= self.window, now)
+
+
+class InvalidLeaf:
+    """The point's samples have had quality invalid for `duration` seconds."""
+
+    __slots__ = ("debounce", "duration", "member", "value")
+
+    def __init__(self, member: PointState, duration: float) -> None:
+        self.member = member
+        self.duration = duration
+        self.debounce = Debounce()
+        self.value: Value = None
+
+    def eval(self, now: float) -> bool:
+        since = self.member.invalid_since
+        self.value = self.member.value
+        return self.debounce.step(since is not None and now - since >= self.duration, now)
+
+
+class AllNode:
+    __slots__ = ("children", "value")
+
+    def __init__(self, children: Sequence[Node]) -> None:
+        self.children = tuple(children)
+        self.value: Value = None
+
+    def eval(self, now: float) -> bool:
+        result = True
+        decider: Node | None = None
+        for child in self.children:  # evaluate all: every child's timers must advance
+            if not child.eval(now) and result:
+                result = False
+                decider = child
+        self.value = (decider or self.children[0]).value
+        return result
+
+
+class AnyNode:
+    __slots__ = ("children", "value")
+
+    def __init__(self, children: Sequence[Node]) -> None:
+        self.children = tuple(children)
+        self.value: Value = None
+
+    def eval(self, now: float) -> bool:
+        result = False
+        decider: Node | None = None
+        for child in self.children:
+            if child.eval(now) and not result:
+                result = True
+                decider = child
+        self.value = (decider or self.children[0]).value
+        return result
+
+
+class AtLeastNode:
+    """At least `count` children active; with `groups`, children of one group (one device)
+    count once, so two flags of one detector are not two independent detectors."""
+
+    __slots__ = ("children", "count", "groups", "value")
+
+    def __init__(self, children: Sequence[Node], count: int,
+                 groups: Sequence[str] | None = None) -> None:
+        self.children = tuple(children)
+        self.count = count
+        self.groups = tuple(groups) if groups is not None else None
+        self.value: Value = 0
+
+    def eval(self, now: float) -> bool:
+        groups = self.groups
+        if groups is None:
+            active = sum(1 for child in self.children if child.eval(now))
+        else:
+            seen = {group for child, group in zip(self.children, groups, strict=True)
+                    if child.eval(now)}
+            active = len(seen)
+        self.value = active
+        return active >= self.count

@@ -1,0 +1,163 @@
+"""What a gateway config says about rules, and loading the rule packs.
+
+A gateway config's `rules:` section (model `RulesSection`):
+
+    rules:
+      packs: [fire, explosion, power, environment, sensor_health]   # default: all
+      disabled: [environment.door_open_long]
+      parameters:
+        - {rule: power.branch_overload, device: meter-ap1, set: {rating_a: 63}}
+        - {rule: power.branch_load_high, device: meter-ap1, set: {rating_a: 63}}
+        - {rule: environment.temperature_recommended, room_type: battery, set: {high: 30}}
+        - {rule: power.mains_frequency, set: {low_hz: 49.5, high_hz: 50.5}}   # site-wide
+
+An override applies to one rule at one scope: the whole site (no scope key), a room type, a
+room id or a device id. The most specific wins: device > room > room type > site > default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from gateway.config.loader import (
+    ConfigError,
+    ConfigErrors,
+    LineMap,
+    LoadedConfig,
+    YamlPath,
+    read_yaml,
+)
+from gateway.rules.model import RulePack, load_pack
+from gateway.rules.section import (
+    ParameterOverride,
+    ParamValue,
+    RulesSection,
+)
+
+
+def default_rules_dir() -> Path:
+    """`edge_rules/` of the repository, or /usr/share/roomwarden/rules on a gateway."""
+    in_repo = Path(__file__).resolve().parents[2] / "edge_rules"
+    if in_repo.is_dir():
+        return in_repo
+    return Path("/usr/share/roomwarden/rules")
+
+
+class ParameterOverrides:
+    """Site parameter overrides and disabled rules, resolved per binding by the engine."""
+
+    def __init__(self, entries: Iterable[ParameterOverride] = (),
+                 disabled: Iterable[str] = ()) -> None:
+        self.entries = tuple(entries)
+        self.disabled = frozenset(disabled)
+        self._by_rule: dict[str, list[ParameterOverride]] = {}
+        for entry in sorted(self.entries, key=lambda e: e.rank):
+            self._by_rule.setdefault(entry.rule, []).append(entry)
+
+    @classmethod
+    def from_section(cls, section: RulesSection) -> ParameterOverrides:
+        return cls(section.parameters, section.disabled)
+
+    def resolve(self, rule_id: str, defaults: Mapping[str, ParamValue], *,
+                device: str | None, room: str | None, room_type: str | None,
+                ) -> dict[str, ParamValue]:
+        """The rule's parameters for one subject: defaults, then site, room type, room and
+        device overrides in that order (the most specific applied last)."""
+        values = dict(defaults)
+        for entry in self._by_rule.get(rule_id, ()):
+            if entry.device is not None and entry.device != device:
+                continue
+            if entry.room is not None and entry.room != room:
+                continue
+            if entry.room_type is not None and entry.room_type != room_type:
+                continue
+            values.update({k: v for k, v in entry.set.items() if k in values})
+        return values
+
+
+def load_rule_packs(directory: Path, ids: list[str] | None = None) -> dict[str, RulePack]:
+    """Load the packs `ids` (default: every `*.yaml` in `directory`), keyed by pack id.
+    Raise ConfigErrors listing every problem of every pack (file, YAML path, line, reason);
+    rule ids are checked for uniqueness across packs too."""
+    errors: list[ConfigError] = []
+    if ids is None:
+        paths = sorted(p for p in directory.glob("*.yaml") if p.is_file())
+        if not paths:
+            raise ConfigErrors([ConfigError(str(directory), (), "no rule packs (*.yaml) here")])
+    else:
+        paths = []
+        for pack_id in ids:
+            path = directory / f"{pack_id}.yaml"
+            if not path.is_file():
+                errors.append(ConfigError(str(path), (), f"rule pack {pack_id!r} not found"))
+            else:
+                paths.append(path)
+    packs: dict[str, RulePack] = {}
+    for path in paths:
+        try:
+            pack = load_pack(path)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        packs[pack.pack] = pack
+    if errors:
+        raise ConfigErrors(errors)
+    return packs
+
+
+def _config_lines(loaded: LoadedConfig) -> LineMap:
+    try:
+        return read_yaml(loaded.path)[1]
+    except ConfigErrors:
+        return LineMap()
+
+
+def check_rules(section: RulesSection, packs: Mapping[str, RulePack],
+                loaded: LoadedConfig) -> list[ConfigError]:
+    """Problems of a `rules:` section against the loaded packs and the site: unknown packs,
+    rule ids and parameters, overrides naming rooms or devices that do not exist, values of
+    the wrong kind. Errors name the gateway config file and the `rules.…` YAML path."""
+    name = str(loaded.path)
+    lines = _config_lines(loaded)
+    errors: list[ConfigError] = []
+
+    def err(path: YamlPath, reason: str) -> None:
+        full = ("rules", *path)
+        errors.append(ConfigError(name, full, reason, lines.line_of(full)))
+
+    rules = {pack.full_id(rule): rule for pack in packs.values() for rule in pack.rules}
+    known = ", ".join(sorted(packs)) or "none"
+    for index, pack_id in enumerate(section.packs or ()):
+        if pack_id not in packs:
+            err(("packs", index), f"rule pack {pack_id!r} is not loaded (loaded: {known})")
+    for index, rule_id in enumerate(section.disabled):
+        if rule_id not in rules:
+            err(("disabled", index), f"no rule {rule_id!r} in the loaded packs")
+    devices = {d.id for d in loaded.config.devices}
+    rooms = {r.id for r in loaded.config.rooms}
+    for index, entry in enumerate(section.parameters):
+        here: YamlPath = ("parameters", index)
+        rule = rules.get(entry.rule)
+        if rule is None:
+            err(here + ("rule",), f"no rule {entry.rule!r} in the loaded packs")
+        if entry.device is not None and entry.device not in devices:
+            err(here + ("device",), f"device {entry.device!r} is not in this config")
+        if entry.room is not None and entry.room not in rooms:
+            err(here + ("room",), f"room {entry.room!r} is not in this config")
+        if rule is None:
+            continue
+        if entry.device is not None and rule.subject == "room":
+            err(here + ("device",), f"{entry.rule} is evaluated per room; override it per "
+                                    f"room or room type, not per device")
+        for key, value in entry.set.items():
+            if key not in rule.parameters:
+                declared = ", ".join(sorted(rule.parameters)) or "none"
+                err(here + ("set", key), f"{entry.rule} has no parameter {key!r} "
+                                         f"(it has: {declared})")
+                continue
+            default = rule.parameters[key]
+            if isinstance(default, bool) != isinstance(value, bool):
+                kind = "true/false" if isinstance(default, bool) else "a number or duration"
+                err(here + ("set", key), f"{key} takes {kind}")
+    return errors

@@ -1,0 +1,469 @@
+"""Rule packs as data: pydantic models of `edge_rules/<pack>.yaml` and their loader.
+
+A pack holds rules; a rule selects its subjects (points, devices or rooms) by quantity and
+location, names its thresholds as parameters with defaults, and states its condition as
+structured YAML (never an evaluated string). Parameters are referenced as `$name`.
+
+    pack: explosion
+    title: Explosive gas
+    rules:
+      - id: h2_alarm
+        title: Hydrogen at 25 % LEL
+        severity: critical
+        basis: "IBC §420.6.1 (detector acts at ≤ 25 % LFL); GB 51048-2014 §9.0.2"
+        parameters: {alarm_lel: 25, deadband: 2, delay: 5s}
+        select: {quantity: h2_lel}
+        condition: {at_or_above: $alarm_lel, deadband: $deadband, on_delay: $delay}
+        actions: [exhaust_fan, alarm_panel]
+
+Errors name the file, the YAML path, the line and the reason (gateway.config.loader.ConfigError).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.alarms.types import Severity
+from gateway.config.duration import parse_duration
+from gateway.config.loader import ConfigError, ConfigErrors, LineMap, YamlPath, read_yaml
+from gateway.config.profile import NAME_PATTERN, Name, Strict
+from gateway.rules.section import (
+    ParamValue,
+    RoomType,
+    parse_param_value,
+)
+
+DEVICE_ONLINE = "device_online"
+"""Pseudo-quantity of the `<device>.online` point every device reports."""
+
+_REF = re.compile(r"^\$([a-z][a-z0-9_]*)$")
+_NAME = re.compile(NAME_PATTERN)
+
+
+# --- scalar types ---------------------------------------------------------------------------
+
+
+
+def _ref_or(parse: Any) -> Any:
+    def validator(value: object) -> object:
+        if isinstance(value, str) and value.startswith("$"):
+            if not _REF.match(value):
+                raise ValueError(f"{value!r} is not a parameter reference; write $name "
+                                 "(lower case, digits, underscores)")
+            return value
+        return parse(value)
+    return validator
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected a number or a $parameter")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("expected a finite number")
+    return float(value)
+
+
+Num = Annotated[float | str, BeforeValidator(_ref_or(_number))]
+"""A number, or `$name` of one of the rule's parameters."""
+Dur = Annotated[float | str, BeforeValidator(_ref_or(parse_duration))]
+"""A duration (`5s`, `2m`, a number of seconds), or `$name`."""
+
+
+def _names(value: object) -> object:
+    """One name or a list of names → a tuple."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+Names = Annotated[tuple[Name, ...], BeforeValidator(_names)]
+RoomTypes = Annotated[tuple[RoomType, ...], BeforeValidator(_names)]
+Ids = Annotated[tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], ...],
+                BeforeValidator(_names)]
+Scalar = bool | int | float | str
+"""What `equals`/`in` compare with: a flag, a number, or an enum label."""
+
+
+# --- selection ------------------------------------------------------------------------------
+
+
+class Select(Strict):
+    """Which points a rule looks at; the rule's `subject` then groups them per point, device
+    or room. Every given filter must match. No `quantity` = every point with a quantity."""
+
+    quantity: Names | None = None
+    exclude_quantity: Names = ()
+    room_type: RoomTypes | None = None
+    room: Ids | None = None
+    profile: Names | None = None
+    device_has: Names | None = None
+    """Only devices that have a point of one of these quantities (e.g. the detector's own
+    fault flag, only on H2 detectors)."""
+    min_members: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Bind a device/room subject only when it has at least this many selected points."""
+
+
+# --- signals --------------------------------------------------------------------------------
+
+
+class RateSpec(Strict):
+    window: Dur
+    """Samples older than this are left out of the slope."""
+    per: Dur = 60.0
+    """The rate's time unit: 60 s gives units per minute (°C/min)."""
+    min_samples: Annotated[int, Field(ge=2, le=256)] = 3
+    absolute: bool = False
+    """Use the magnitude of the slope (rising or falling)."""
+
+
+class RateSignal(Strict):
+    """Least-squares slope of each point over a window (the fastest member for a group)."""
+
+    rate: RateSpec
+
+
+class LoadSpec(Strict):
+    rating: Num
+    """The breaker/branch rating in A, normally a per-device parameter with no default."""
+
+
+class LoadSignal(Strict):
+    """Largest member current as % of the rating."""
+
+    load_pct: LoadSpec
+
+
+SignalName = Literal["value", "spread", "unbalance", "dew_point", "mean"]
+"""`value`: each point's value (the worst member of a group); `spread`: max − min of the
+members (redundant sensors); `unbalance`: max |V − mean| / mean in % of a device's phase
+voltages; `dew_point`: Magnus dew point from temperature and relative_humidity; `mean`."""
+
+Signal = SignalName | RateSignal | LoadSignal
+
+
+# --- conditions -----------------------------------------------------------------------------
+
+
+class Compare(Strict):
+    """A test of a signal with hysteresis and delays. Exactly one of the tests is given."""
+
+    quantity: Names | None = None
+    """Use only the subject's points of these quantities."""
+    signal: Signal = "value"
+    above: Num | None = None
+    at_or_above: Num | None = None
+    below: Num | None = None
+    at_or_below: Num | None = None
+    outside: tuple[Num, Num] | None = None
+    """[low, high]: active below low or above high."""
+    equals: Scalar | None = None
+    in_: tuple[Scalar, ...] | None = Field(default=None, alias="in")
+    deadband: Num = 0.0
+    """Returns to normal only past limit ∓ deadband (hysteresis)."""
+    on_delay: Dur = 0.0
+    """The test must hold continuously this long before the condition becomes active."""
+    off_delay: Dur = 0.0
+    """The test must be false continuously this long before the condition clears."""
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Compare:
+        given = [name for name in ("above", "at_or_above", "below", "at_or_below", "outside",
+                                   "equals", "in_") if getattr(self, name) is not None]
+        if len(given) != 1:
+            named = ", ".join(n.rstrip("_") for n in given) or "none"
+            raise ValueError("a comparison needs exactly one of above, at_or_above, below, "
+                             f"at_or_below, outside, equals, in (given: {named})")
+        if given[0] in ("equals", "in_") and self.signal != "value":
+            raise ValueError("equals/in compare the points' own values: signal must be value")
+        if given[0] in ("equals", "in_") and self.deadband not in (0, 0.0):
+            raise ValueError("deadband applies to numeric limits, not to equals/in")
+        return self
+
+    @property
+    def test(self) -> str:
+        for name in ("above", "at_or_above", "below", "at_or_below", "outside", "equals"):
+            if getattr(self, name) is not None:
+                return name
+        return "in"
+
+
+class Stale(Strict):
+    """No good sample of the point for this long (while its device is not reported offline:
+    the offline rule covers that)."""
+
+    quantity: Names | None = None
+    stale: Dur
+    include_offline: bool = False
+
+
+class FlatlineSpec(Strict):
+    window: Dur
+    epsilon: Num = 0.0
+    """Stuck when every good value over `window` lies within a range of at most epsilon."""
+
+
+class Flatline(Strict):
+    quantity: Names | None = None
+    flatline: FlatlineSpec
+
+
+class Invalid(Strict):
+    """The latest samples have had quality `invalid` (out of range, undecodable) this long."""
+
+    quantity: Names | None = None
+    invalid_for: Dur
+
+
+class All(Strict):
+    all: tuple[Condition, ...] = Field(min_length=1)
+
+
+class AnyOf(Strict):
+    any: tuple[Condition, ...] = Field(min_length=1)
+
+
+class AtLeastSpec(Strict):
+    count: Num
+    """How many (a whole number ≥ 1, or `$name`)."""
+    of: tuple[Condition, ...] | None = None
+    """k of these conditions."""
+    each: Condition | None = None
+    """k of the subject's points for which this condition holds (k independent devices)."""
+    distinct: Literal["device", "point"] = "device"
+    """With `each`: count distinct devices (independent detectors) or points."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AtLeastSpec:
+        if (self.of is None) == (self.each is None):
+            raise ValueError("at_least needs exactly one of `of` (conditions) or `each` "
+                             "(a condition per point)")
+        if isinstance(self.count, float):
+            if self.count < 1 or not self.count.is_integer():
+                raise ValueError("at_least count must be a whole number, at least 1")
+            if self.of is not None and len(self.of) < self.count:
+                raise ValueError(f"at_least {self.count:g} of {len(self.of)} conditions can "
+                                 f"never hold")
+        return self
+
+
+class AtLeast(Strict):
+    at_least: AtLeastSpec
+
+
+_KINDS = ("all", "any", "at_least", "stale", "flatline", "invalid_for")
+
+
+def _condition_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in _KINDS:
+            if key in value:
+                return key
+        return "compare"
+    for model, kind in ((All, "all"), (AnyOf, "any"), (AtLeast, "at_least"), (Stale, "stale"),
+                        (Flatline, "flatline"), (Invalid, "invalid_for")):
+        if isinstance(value, model):
+            return kind
+    return "compare"
+
+
+Condition = Annotated[
+    Annotated[Compare, Tag("compare")]
+    | Annotated[All, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[AtLeast, Tag("at_least")]
+    | Annotated[Stale, Tag("stale")]
+    | Annotated[Flatline, Tag("flatline")]
+    | Annotated[Invalid, Tag("invalid_for")],
+    Discriminator(_condition_kind),
+]
+
+for _model in (All, AnyOf, AtLeastSpec, AtLeast):
+    _model.model_rebuild()
+
+
+def iter_conditions(condition: Condition) -> Iterator[Condition]:
+    """The condition and every condition nested in it."""
+    yield condition
+    children: tuple[Condition, ...] = ()
+    if isinstance(condition, All):
+        children = condition.all
+    elif isinstance(condition, AnyOf):
+        children = condition.any
+    elif isinstance(condition, AtLeast):
+        spec = condition.at_least
+        children = spec.of if spec.of is not None else (spec.each,) if spec.each else ()
+    for child in children:
+        yield from iter_conditions(child)
+
+
+def _refs_in(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        match = _REF.match(value)
+        if match:
+            yield match.group(1)
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _refs_in(item)
+    elif isinstance(value, Strict):
+        for name in type(value).model_fields:
+            yield from _refs_in(getattr(value, name))
+
+
+def condition_refs(condition: Condition) -> set[str]:
+    """Names of the parameters a condition refers to."""
+    refs: set[str] = set()
+    for node in iter_conditions(condition):
+        for name in type(node).model_fields:
+            if name in ("all", "any", "at_least"):
+                continue
+            refs.update(_refs_in(getattr(node, name)))
+        if isinstance(node, AtLeast):
+            refs.update(_refs_in(node.at_least.count))
+    return refs
+
+
+# --- rules and packs ------------------------------------------------------------------------
+
+ActionRole = Name
+"""An output role the actions layer maps to a device output: siren, strobe, exhaust_fan,
+alarm_panel, charge_inhibit …"""
+
+
+class Rule(Strict):
+    id: Name
+    title: str = Field(min_length=3)
+    severity: Severity
+    basis: str = Field(min_length=5)
+    """The standard and clause the threshold rests on, or `vendor default: …`."""
+    description: str | None = None
+    parameters: dict[Name, Annotated[ParamValue, BeforeValidator(parse_param_value)]] = {}
+    select: Select
+    subject: Literal["point", "device", "room"] = "point"
+    condition: Condition
+    actions: tuple[ActionRole, ...] = ()
+    latching: bool = False
+
+    @field_validator("actions")
+    @classmethod
+    def _unique_actions(cls, actions: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(actions)) != len(actions):
+            raise ValueError("an action role is listed twice")
+        return actions
+
+    @model_validator(mode="after")
+    def _parameters_used(self) -> Rule:
+        refs = condition_refs(self.condition)
+        unknown = sorted(refs - set(self.parameters))
+        if unknown:
+            raise ValueError(f"condition refers to undeclared parameter(s) "
+                             f"{', '.join('$' + n for n in unknown)}; declare them under "
+                             f"`parameters`")
+        unused = sorted(set(self.parameters) - refs)
+        if unused:
+            raise ValueError(f"parameter(s) {', '.join(unused)} are declared but not used "
+                             f"in the condition")
+        if self.select.min_members > 1 and self.subject == "point":
+            raise ValueError("min_members needs subject device or room")
+        return self
+
+
+class RulePack(Strict):
+    pack: Name
+    title: str = Field(min_length=3)
+    description: str | None = None
+    rules: tuple[Rule, ...] = Field(min_length=1)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_ids(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.id in seen:
+                raise ValueError(f"rule id {rule.id!r} is used twice in this pack")
+            seen.add(rule.id)
+        return rules
+
+    def full_id(self, rule: Rule) -> str:
+        return f"{self.pack}.{rule.id}"
+
+    def rule(self, rule_id: str) -> Rule | None:
+        """The rule with this short or full id."""
+        short = rule_id.removeprefix(f"{self.pack}.")
+        return next((r for r in self.rules if r.id == short), None)
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def load_pack(path: Path) -> RulePack:
+    """Load and validate one pack file; raise ConfigErrors naming file, path, line, reason."""
+    name = str(path)
+    data, lines = read_yaml(path)
+    try:
+        pack = RulePack.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigErrors(validation_errors(exc, name, lines)) from exc
+    if pack.pack != path.stem:
+        raise ConfigErrors([ConfigError(name, ("pack",), f"pack id {pack.pack!r} must match "
+                                        f"its file name {path.stem!r}", lines.line_of(("pack",)))])
+    errors = []
+    for index, rule in enumerate(pack.rules):
+        for quantity in (rule.select.quantity or ()):
+            if quantity == "online":
+                where: YamlPath = ("rules", index, "select", "quantity")
+                errors.append(ConfigError(name, where, f"the online point's quantity is "
+                                          f"{DEVICE_ONLINE!r}", lines.line_of(where)))
+    if errors:
+        raise ConfigErrors(errors)
+    return pack
+
+
+_TAG_PARTS = {*_KINDS, "compare", "function-after", "function-before", "str", "float",
+              "bool", "int", "tuple[...]", "RateSignal", "LoadSignal", "literal['value',"
+              "'spread','unbalance','dew_point','mean']"}
+
+
+def validation_errors(exc: ValidationError, name: str, lines: LineMap,
+                      prefix: YamlPath = ()) -> list[ConfigError]:
+    """pydantic errors as ConfigErrors, with pydantic's union tags dropped from the paths."""
+    seen: set[YamlPath] = set()
+    errors: list[ConfigError] = []
+    for err in exc.errors(include_url=False):
+        path: list[str | int] = list(prefix)
+        for part in err["loc"]:
+            if isinstance(part, str) and (tuple(path) + (part,)) not in lines.lines and (
+                    part in _TAG_PARTS or part.startswith(("literal[", "function-"))
+                    or "[" in part):
+                continue
+            path.append("in" if part == "in_" else part)
+        where = tuple(path)
+        reason = str(err["msg"])
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key (not part of the schema; check its spelling)"
+        elif err["type"] == "missing":
+            reason = "required key is missing"
+        elif reason.startswith("Value error, "):
+            reason = reason.removeprefix("Value error, ")
+        if where in seen:
+            continue  # one reason per place: the first alternative of a union
+        seen.add(where)
+        errors.append(ConfigError(name, where, reason, lines.line_of(where)))
+    # a failed item also makes pydantic report its list as too short: say only the cause
+    return [e for e in errors
+            if not (e.reason.startswith(("Tuple should have at least", "List should have at least"))
+                    and any(o is not e and o.path[:len(e.path)] == e.path for o in errors))]

@@ -1,0 +1,75 @@
+"""The `rules:` section of a gateway config: which packs, disabled rules, parameter overrides.
+
+A leaf module (no loader imports), so the gateway config model can hold it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from gateway.config.duration import parse_duration
+from gateway.config.profile import Id, Name, Strict
+
+RoomType = Literal["equipment", "data_center", "battery", "energy_storage", "distribution",
+                   "ups", "other"]
+ROOM_TYPES: tuple[str, ...] = ("equipment", "data_center", "battery", "energy_storage",
+                               "distribution", "ups", "other")
+
+
+ParamValue = float | bool | None
+"""A parameter's value: a number (durations in seconds), a flag, or None = not configured."""
+
+
+def parse_param_value(value: object) -> ParamValue:
+    """A parameter default or override: a number, a duration (`10m`), true/false, or null."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("a parameter must be a finite number")
+        return float(value)
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("a parameter is a number, a duration (5s, 10m), true/false or null")
+
+
+RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$", max_length=129)]
+"""A full rule id, `<pack>.<rule>`."""
+
+
+class ParameterOverride(Strict):
+    rule: RuleId
+    device: Id | None = None
+    room: Id | None = None
+    room_type: RoomType | None = None
+    set: dict[Name, Annotated[ParamValue, BeforeValidator(parse_param_value)]] = Field(
+        min_length=1)
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> ParameterOverride:
+        scopes = [s for s in ("device", "room", "room_type") if getattr(self, s) is not None]
+        if len(scopes) > 1:
+            raise ValueError(f"give at most one scope (device, room or room_type), not "
+                             f"{' and '.join(scopes)}")
+        return self
+
+    @property
+    def rank(self) -> int:
+        """Specificity: site 0 < room type 1 < room 2 < device 3."""
+        if self.device is not None:
+            return 3
+        if self.room is not None:
+            return 2
+        return 1 if self.room_type is not None else 0
+
+
+class RulesSection(Strict):
+    """The `rules:` section of a gateway config."""
+
+    packs: tuple[Name, ...] | None = None
+    """Pack ids to load; None = every pack in the rules directory."""
+    disabled: tuple[RuleId, ...] = ()
+    parameters: tuple[ParameterOverride, ...] = ()
+
+
