@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--print", dest="print_every", type=float, metavar="SECONDS",
                      help="print the live readings every SECONDS")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--state-dir", type=Path, default=None,
+                     help="alarm journal and other state (default: $STATE_DIRECTORY, "
+                          "/var/lib/roomwarden, or ./var)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
 
@@ -97,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--print", dest="print_every", type=float, default=5.0,
                       metavar="SECONDS", help="print the live readings every SECONDS")
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--panel-port", type=int, default=8080,
+                      help="port of the local panel on 127.0.0.1 (0 = any free port)")
     demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -241,17 +246,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     from gateway.daemon import Gateway
 
-    gateway = Gateway(loaded)
-
-    async def printer() -> None:
+    async def printer(gateway: Gateway) -> None:
         while True:
             await asyncio.sleep(args.print_every)
             print_readings(gateway)
 
     async def main_task() -> None:
+        gateway = Gateway(loaded, state_dir=args.state_dir)  # inside the loop: pymodbus asks
         tasks = [asyncio.create_task(gateway.run())]
         if args.print_every:
-            tasks.append(asyncio.create_task(printer()))
+            tasks.append(asyncio.create_task(printer(gateway)))
         try:
             if args.duration:
                 await asyncio.wait(tasks, timeout=args.duration)
@@ -353,16 +357,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     loaded = _load_or_report(args.config)
     if loaded is None:
         return 1
-    from gateway.daemon import Gateway
-    from gateway.sim.runner import run_demo
-
-    async def run_gateway(gateway: object) -> None:
-        assert isinstance(gateway, Gateway)
-        await gateway.run()
+    from gateway.demo import run_demo
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_demo(loaded, args.print_every, args.duration, print_readings,
-                             Gateway, run_gateway))
+        asyncio.run(run_demo(loaded, args.print_every, args.duration, args.panel_port))
     return 0
 
 
