@@ -45,8 +45,13 @@ class SafetyCore:
             packs = load_rule_packs(rules_dir or default_rules_dir(), ids)
         self.engine = RuleEngine(packs, loaded, clock,
                                  ParameterOverrides.from_section(cfg.rules))
-        self.journal = Journal(journal_path, clock=clock)
-        self.alarms = AlarmManager(self.journal, clock)
+        settings = cfg.alarms
+        self.journal = Journal(journal_path, clock=clock, retention_days=settings.retention_days)
+        self.alarms = AlarmManager(self.journal, clock, chatter_count=settings.chatter_count,
+                                   chatter_window=settings.chatter_window,
+                                   chatter_hold=settings.chatter_hold,
+                                   flood_count=settings.flood_count,
+                                   flood_window=settings.flood_window)
         rooms = {d.id: d.room for d in cfg.devices}
         self.planner = OutputPlanner(cfg.outputs, cfg.interlocks, rooms, clock)
         self.outputs = {o.id: o for o in cfg.outputs}

@@ -196,6 +196,21 @@ class Panel(Strict):
     session_ttl: Duration = 8 * 3600.0
 
 
+class AlarmSettings(Strict):
+    """Alarm management (ISA-18.2 / EEMUA 191 starting values)."""
+
+    chatter_count: Annotated[int, Field(ge=2, le=100_000)] = 3
+    """Activations within `chatter_window` that make an alarm chattering (held active)."""
+    chatter_window: Duration = 60.0
+    chatter_hold: Duration = 60.0
+    """How long the condition must stay clear before a chattering alarm returns."""
+    flood_count: Annotated[int, Field(ge=2, le=100_000)] = 10
+    """More new alarms than this within `flood_window` is a flood."""
+    flood_window: Duration = 600.0
+    retention_days: Annotated[float, Field(gt=0, le=3650)] = 90.0
+    """How long the alarm journal keeps events."""
+
+
 class GatewayConfig(Strict):
     """One site's gateway config file."""
 
@@ -211,3 +226,4 @@ class GatewayConfig(Strict):
     interlocks: tuple[Interlock, ...] = ()
     panel: Panel = Panel()
     rules: RulesSection = RulesSection()
+    alarms: AlarmSettings = AlarmSettings()

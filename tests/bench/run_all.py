@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from tests.bench import bench_acquisition
+from tests.bench import bench_acquisition, bench_alarm_latency, bench_alarms, bench_rules
 
 
 def main() -> None:
     bench_acquisition.main()
+    bench_rules.main()
+    bench_alarms.main()
+    bench_alarm_latency.main(trials=100)
 
 
 if __name__ == "__main__":
