@@ -11,6 +11,7 @@ Device faults (no reply, garbage, …) become comm errors and device health as o
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -77,6 +78,10 @@ class FastSite:
         start = clock.monotonic()
         self._queue = [(start, index) for index in range(len(self._devices))]
         heapq.heapify(self._queue)
+
+    def next_due(self) -> float:
+        """Monotonic time of the next poll (inf when there is none)."""
+        return self._queue[0][0] if self._queue else math.inf
 
     def health(self) -> dict[str, DeviceHealth]:
         return {p.device.id: p.health for p in self._devices}

@@ -13,6 +13,7 @@
       - {alarm: explosion.h2_warning, subject: h2-batt-01.h2, after: 198s, within: 20s}
       - {output: fan-batt, turns: on, after: 290s, within: 20s}
     forbid: ["fire.*", "power.*"]         # rules (fnmatch) that must never become active
+    allow: ["explosion.h2_warning@*"]      # may fire, not required (rule or rule@subject)
 
 `after` is when the hazard starts (the drill author computes it from the script); `within`
 is the latency allowed after it. An alarm becoming active before `after` is a false alarm.
@@ -88,6 +89,9 @@ class Drill(Strict):
     steps: tuple[Step, ...] = ()
     expect: tuple[ExpectAlarm | ExpectOutput, ...] = ()
     forbid: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    """Alarms that may fire without being required (fnmatch on `rule` or `rule@subject`),
+    e.g. every sensor of a room that warms as a whole; they are exempt from `forbid`."""
     seed: int = 0
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ from pathlib import Path
 from gateway.alarms.lifecycle import AlarmState
 from gateway.clock import ManualClock
 from gateway.config.loader import load_gateway_config, read_yaml, validate
+from gateway.daemon import MIN_EVALUATION_SPACING
 from gateway.drills.fast_site import FastSite
 from gateway.drills.model import Drill, ExpectAlarm, ExpectOutput, Step
 from gateway.rules.model import RulePack
@@ -106,10 +107,17 @@ def _play(drill: Drill, site: FastSite, core: SafetyCore, clock: ManualClock,
 
     while clock.monotonic() < drill.duration:
         until = min([drill.duration, next_tick, *(s.at for s in steps[:1])])
-        for batch in site.polls_until(until):
-            report.polls += 1
-            core.ingest(batch)
-            evaluate()  # the daemon evaluates as soon as a batch arrives
+        due = site.next_due()
+        if due <= until:
+            # Like the daemon: evaluate as soon as samples arrive, but at most every
+            # MIN_EVALUATION_SPACING, so batches due together are evaluated together.
+            for batch in site.polls_until(min(due + MIN_EVALUATION_SPACING, until)):
+                report.polls += 1
+                core.ingest(batch)
+            evaluate()
+        else:
+            for _ in site.polls_until(until):
+                pass  # nothing is due: just move the clock
         while steps and steps[0].at <= clock.monotonic():
             _apply(steps.pop(0), site, core)
             evaluate()
@@ -134,9 +142,12 @@ def _play(drill: Drill, site: FastSite, core: SafetyCore, clock: ManualClock,
             "(too early: false alarm)" if observed < window[0] else "(too late)")
         report.checks.append(Check(what, window, observed, ok, note))
 
-    expected_rules = {i.alarm for i in drill.expect if isinstance(i, ExpectAlarm)}
+    expected = [(i.alarm, i.subject) for i in drill.expect if isinstance(i, ExpectAlarm)]
     for (rule, subject), at in sorted(first_active.items(), key=lambda kv: kv[1]):
-        if rule in expected_rules:
+        if any(rule == r and s in (None, subject) for r, s in expected):
+            continue  # an expected alarm (of the expected subject) is not forbidden
+        if any(fnmatch.fnmatchcase(rule, p) or fnmatch.fnmatchcase(f"{rule}@{subject}", p)
+               for p in drill.allow):
             continue
         if any(fnmatch.fnmatchcase(rule, pattern) for pattern in drill.forbid):
             report.forbidden.append(f"{rule} @ {subject} at {at:.1f} s")

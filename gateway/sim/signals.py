@@ -250,6 +250,7 @@ NORMAL: dict[str, Normal] = {
     "air_temperature": Normal(22.0, 24.0, "°C"),
     "supply_air_temperature": Normal(18.0, 20.0, "°C"),
     "return_air_temperature": Normal(26.0, 28.0, "°C"),
+    "return_air_humidity": Normal(30.0, 40.0, "%RH"),
     "battery_temperature": Normal(23.0, 25.0, "°C"),
     "cell_temperature": Normal(23.0, 25.0, "°C"),
     "relative_humidity": Normal(40.0, 50.0, "%"),

@@ -1,0 +1,125 @@
+"""The drill library (`edge_rules/drills/`): every drill passes on the real safety core, every
+shipped rule is fired by at least one drill on a site that binds it, and every shipped site
+has a quiet (normal-noise) drill of at least 2 h in which nothing may fire.
+
+The drills run on a manual clock, but the rule engine evaluates after every poll batch, so a
+simulated hour still costs 10-50 s of CPU. They run in worker processes (one per CPU,
+longest first); the rule packs are loaded once, before the workers are forked.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import ManualClock
+from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.drills.model import Drill, ExpectAlarm
+from gateway.drills.runner import load_drill, run_drill
+from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
+from gateway.rules.engine import RuleEngine
+from gateway.rules.model import RulePack
+
+REPO = Path(__file__).resolve().parents[2]
+DRILLS_DIR = REPO / "edge_rules" / "drills"
+DRILLS = sorted(DRILLS_DIR.glob("*.yaml"))
+CONFIGS = sorted((REPO / "firmware_configs").glob("*.yaml"))
+QUIET_MIN_S = 2 * 3600.0
+
+PACKS: dict[str, RulePack] = load_rule_packs(default_rules_dir())
+"""Loaded once at import: the forked workers inherit them."""
+
+
+def _site_of(drill: Drill, path: Path) -> Path:
+    return (path.parent / drill.site).resolve()
+
+
+def _cost(path: Path) -> float:
+    """Polls the drill will make (what its run time is proportional to)."""
+    drill = load_drill(path)
+    loaded = load_gateway_config(_site_of(drill, path))
+    rate = 0.0
+    for device in loaded.config.devices:
+        if device.enabled:
+            interval = device.poll_interval or loaded.profile_of(device).default_poll_interval
+            rate += 1.0 / interval
+    return drill.duration * rate
+
+
+def _run(path: Path) -> tuple[bool, str]:
+    report = run_drill(path, PACKS)
+    return report.ok, report.render()
+
+
+@pytest.fixture(scope="module")
+def reports() -> Iterator[dict[Path, tuple[bool, str]]]:
+    order = sorted(DRILLS, key=_cost, reverse=True)
+    workers = max(1, min(os.cpu_count() or 1, len(order)))
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        results = dict(zip(order, pool.map(_run, order), strict=True))
+    yield results
+
+
+def test_there_are_drills() -> None:
+    assert DRILLS, f"no drills in {DRILLS_DIR}"
+
+
+@pytest.mark.parametrize("path", DRILLS, ids=[p.stem for p in DRILLS])
+def test_drill_passes(path: Path, reports: dict[Path, tuple[bool, str]]) -> None:
+    ok, rendered = reports[path]
+    print(rendered)
+    assert ok, f"drill failed:\n{rendered}"
+
+
+_ENGINES: dict[Path, RuleEngine] = {}
+
+
+def _engine(site: Path) -> RuleEngine:
+    if site not in _ENGINES:
+        loaded: LoadedConfig = load_gateway_config(site)
+        _ENGINES[site] = RuleEngine(PACKS, loaded, ManualClock(start_mono=0.0),
+                                    ParameterOverrides.from_section(loaded.config.rules))
+    return _ENGINES[site]
+
+
+def test_every_rule_is_fired_by_a_drill_on_a_site_that_binds_it() -> None:
+    every = {pack.full_id(rule) for pack in PACKS.values() for rule in pack.rules}
+    covered: dict[str, list[str]] = {}
+    unbound: list[str] = []
+    for path in DRILLS:
+        drill = load_drill(path)
+        bindings = set(_engine(_site_of(drill, path)).bindings())
+        bound_rules = {rule for rule, _ in bindings}
+        for item in drill.expect:
+            if not isinstance(item, ExpectAlarm):
+                continue
+            if item.alarm not in bound_rules or (
+                    item.subject is not None and (item.alarm, item.subject) not in bindings):
+                unbound.append(f"{path.name}: {item.alarm} @ {item.subject} is not bound on "
+                               f"{drill.site}")
+                continue
+            covered.setdefault(item.alarm, []).append(path.stem)
+    assert not unbound, "\n".join(unbound)
+    missing = sorted(every - covered.keys())
+    assert not missing, f"rules no drill fires: {missing}"
+    assert not covered.keys() - every, f"drills expect unknown rules: {covered.keys() - every}"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_site_has_a_quiet_drill(config: Path) -> None:
+    quiet = []
+    for path in DRILLS:
+        drill = load_drill(path)
+        if _site_of(drill, path) != config.resolve():
+            continue
+        if drill.forbid == ("*",) and not drill.steps and not drill.expect \
+                and drill.duration >= QUIET_MIN_S:
+            quiet.append(path.name)
+    assert quiet, (f"{config.name} has no quiet drill (no steps, no expectations, "
+                   f"forbid ['*'], >= 2 h)")
