@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from tests.bench import bench_acquisition, bench_alarm_latency, bench_alarms, bench_rules
+from tests.bench import (
+    bench_acquisition,
+    bench_alarm_latency,
+    bench_alarms,
+    bench_outbox,
+    bench_rules,
+)
 
 
 def main() -> None:
     bench_acquisition.main()
     bench_rules.main()
     bench_alarms.main()
+    bench_outbox.main()
     bench_alarm_latency.main(trials=100)
 
 

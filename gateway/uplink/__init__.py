@@ -1,0 +1,1 @@
+"""MQTT uplink: wire contract, report-by-exception filter, durable outbox, replay pacing."""

@@ -1,0 +1,142 @@
+"""One example of every MQTT message, built from the contract's models.
+
+`python -m gateway.uplink.examples` prints the examples section of docs/mqtt-contract.md; the
+tests check that the document shows exactly these, and that each one decodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from gateway.alarms.events import EventKind
+from gateway.alarms.lifecycle import AlarmState
+from gateway.alarms.types import Severity
+from gateway.field.sample import Quality, Sample
+from gateway.uplink.contract import (
+    Acknowledge,
+    AcknowledgeAll,
+    ActiveAlarm,
+    ActiveAlarmsSnapshot,
+    AlarmEventMessage,
+    AlarmRef,
+    Channel,
+    CommandResult,
+    ConfigSet,
+    ConfigStatus,
+    GatewayState,
+    Message,
+    MessageKind,
+    OutboxStatus,
+    PointCatalog,
+    PointMeta,
+    RequestState,
+    Shelve,
+    TelemetryBatch,
+    Topic,
+    Unshelve,
+    channel_of,
+    encode,
+)
+
+SITE, GATEWAY = "bj-yizhuang-idc", "gw-bj-yz-01"
+T = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+
+
+def _points() -> dict[str, PointMeta]:
+    return {
+        "th-1.temperature": PointMeta(device="th-1", room="battery-1", quantity="temperature",
+                                      unit="°C"),
+        "th-1.humidity": PointMeta(device="th-1", room="battery-1",
+                                   quantity="relative_humidity", unit="%"),
+        "h2-1.h2": PointMeta(device="h2-1", room="battery-1", quantity="h2_lel", unit="%LEL"),
+        "h2-1.online": PointMeta(device="h2-1", room="battery-1"),
+    }
+
+
+def examples() -> list[tuple[str, Message]]:
+    """(title, message) pairs, in the order the document shows them."""
+    catalog = PointCatalog.build(site=SITE, gateway=GATEWAY, produced=T, points=_points())
+    config = "gateway: {id: gw-bj-yz-01, site: bj-yizhuang-idc}\n"
+    return [
+        ("Gateway state (birth)", GatewayState(
+            site=SITE, gateway=GATEWAY, status="online", ts=T, software="0.1.0",
+            config_version="2026-01-01.1",
+            config_hash="9f2c" * 16, catalog=catalog.catalog, boot=T - 60_000_000_000,
+            outbox=OutboxStatus(depth=3, bytes=2048, budget=268435456, oldest_age_s=0.4),
+            dropped={MessageKind.TELEMETRY: 0, MessageKind.STATE: 0, MessageKind.ALARM: 0},
+            devices_online=11, devices_total=12)),
+        ("Gateway state (last will)", GatewayState(
+            site=SITE, gateway=GATEWAY, status="offline", ts=T)),
+        ("Point catalog", catalog),
+        ("Telemetry batch", TelemetryBatch.from_samples(
+            site=SITE, gateway=GATEWAY, seq=48213, produced=T + 2_000_000,
+            catalog=catalog.catalog, samples=[
+                Sample("th-1.temperature", 24.6, T, Quality.GOOD),
+                Sample("th-1.humidity", 41.2, T + 1_250_000, Quality.GOOD),
+                Sample("h2-1.h2", None, T + 501_000_000, Quality.COMM_ERROR),
+                Sample("h2-1.online", False, T + 501_000_000, Quality.GOOD)])),
+        ("Alarm event", AlarmEventMessage(
+            site=SITE, gateway=GATEWAY, seq=1207, ts=T + 3_000_000_000, kind=EventKind.ALARM,
+            rule="explosion.h2_alarm", subject="h2-1.h2",
+            state=AlarmState.ACTIVE_UNACKNOWLEDGED, previous_state=AlarmState.NORMAL,
+            value=27.5, severity=Severity.CRITICAL, actor="system", note=None, first_out=True,
+            room="battery-1", title="Hydrogen at 25 % LEL — ventilate", chattering=False)),
+        ("Active alarms snapshot", ActiveAlarmsSnapshot(
+            site=SITE, gateway=GATEWAY, ts=T + 3_000_000_000, seq=1207, alarms=(ActiveAlarm(
+                rule="explosion.h2_alarm", subject="h2-1.h2",
+                state=AlarmState.ACTIVE_UNACKNOWLEDGED, severity=Severity.CRITICAL,
+                title="Hydrogen at 25 % LEL — ventilate", room="battery-1", value=27.5,
+                activated=T + 3_000_000_000, first_out=True),))),
+        ("Command: acknowledge", Acknowledge(
+            id="ack-7f3a", ts=T + 60_000_000_000, expires=T + 120_000_000_000, actor="li.wei",
+            action="acknowledge",
+            alarms=(AlarmRef(rule="explosion.h2_alarm", subject="h2-1.h2"),),
+            note="fan running, on site in 10 min")),
+        ("Command: acknowledge all", AcknowledgeAll(
+            id="ack-all-1", ts=T, actor="li.wei", action="acknowledge_all", room="battery-1")),
+        ("Command: shelve", Shelve(
+            id="shelve-1", ts=T, actor="li.wei", action="shelve",
+            alarm=AlarmRef(rule="environment.high_humidity", subject="th-1.humidity"),
+            until=T + 3_600_000_000_000, reason="dehumidifier being replaced")),
+        ("Command: unshelve", Unshelve(
+            id="unshelve-1", ts=T, actor="li.wei", action="unshelve",
+            alarm=AlarmRef(rule="environment.high_humidity", subject="th-1.humidity"))),
+        ("Command: request state", RequestState(
+            id="ingest-restart-42", ts=T, actor="ingest", action="request_state")),
+        ("Command result", CommandResult(
+            site=SITE, gateway=GATEWAY, id="ack-7f3a", ts=T + 60_100_000_000, ok=True)),
+        ("Config set", ConfigSet(
+            id="flash-2026-01-01-1", ts=T, version="2026-01-01.1",
+            sha256=hashlib.sha256(config.encode()).hexdigest(), signature=None,
+            config=config)),
+        ("Config status", ConfigStatus(
+            site=SITE, gateway=GATEWAY, id="flash-2026-01-01-1", ts=T + 5_000_000_000,
+            state="rejected",
+            version="2026-01-01.1", sha256=hashlib.sha256(config.encode()).hexdigest(),
+            error="signature missing")),
+    ]
+
+
+def markdown() -> str:
+    """The examples as markdown: a heading, the topic, the JSON (pretty-printed here; on the
+    wire it is compact)."""
+    parts = []
+    for title, message in examples():
+        channel = channel_of(message)
+        topic = Topic(SITE, GATEWAY, channel)
+        spec = topic.spec
+        wire = encode(message)
+        pretty = json.dumps(json.loads(wire), indent=2, ensure_ascii=False)
+        parts.append(
+            f"### {title}\n\nTopic `{topic}` — QoS {spec.qos}"
+            f"{', retained' if spec.retain else ''}, "
+            f"{'gateway → central' if spec.upstream else 'central → gateway'}; "
+            f"{len(wire)} bytes on the wire.\n\n```json\n{pretty}\n```\n")
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(markdown())
+
+__all__ = ["Channel", "examples", "markdown"]

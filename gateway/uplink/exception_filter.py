@@ -1,0 +1,145 @@
+"""Report by exception: which samples of a poll cycle are worth sending uplink.
+
+A sample passes when
+- its point has not been sent before (or was forgotten);
+- its quality differs from the last sent quality of the point;
+- it is numeric and differs from the last *sent* value by more than the point's deadband
+  (absolute; per point, else per quantity, else the default) — comparing with the last sent
+  value, not the last seen one, so a slow drift is still reported once it adds up;
+- it is a boolean, string or null (or its type changed) and differs from the last sent value;
+- or the point's maximum interval (heartbeat) has passed since it was last sent.
+
+Alarms and gateway state never pass through here: they are always sent. Pure and
+clock-injected (`clock.monotonic()` for intervals); memory is one small entry per point, capped
+by `max_points` (the least recently sent point is forgotten first, which at worst costs one
+extra sample).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from gateway.clock import Clock
+from gateway.field.sample import Quality, Sample, Value
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionPolicy:
+    deadband: float = 0.0
+    """Default absolute deadband; 0 sends every change."""
+    max_interval: float = 300.0
+    """Default heartbeat, seconds: a point is sent at least this often while it is polled."""
+    deadband_by_quantity: Mapping[str, float] = field(default_factory=dict)
+    max_interval_by_quantity: Mapping[str, float] = field(default_factory=dict)
+    deadband_by_point: Mapping[str, float] = field(default_factory=dict)
+    max_interval_by_point: Mapping[str, float] = field(default_factory=dict)
+    max_points: int = 100_000
+
+    def __post_init__(self) -> None:
+        bands = [self.deadband, *self.deadband_by_quantity.values(),
+                 *self.deadband_by_point.values()]
+        intervals = [self.max_interval, *self.max_interval_by_quantity.values(),
+                     *self.max_interval_by_point.values()]
+        if any(not math.isfinite(b) or b < 0 for b in bands):
+            raise ValueError("deadbands must be finite and >= 0")
+        if any(not math.isfinite(i) or i <= 0 for i in intervals):
+            raise ValueError("max intervals must be finite and > 0")
+        if self.max_points < 1:
+            raise ValueError("max_points must be >= 1")
+
+    def limits(self, point: str, quantity: str | None) -> tuple[float, float]:
+        """(deadband, max_interval) of one point."""
+        band = self.deadband_by_point.get(point)
+        if band is None:
+            band = self.deadband_by_quantity.get(quantity, self.deadband) if quantity \
+                else self.deadband
+        interval = self.max_interval_by_point.get(point)
+        if interval is None:
+            interval = (self.max_interval_by_quantity.get(quantity, self.max_interval)
+                        if quantity else self.max_interval)
+        return band, interval
+
+
+class _Sent:
+    __slots__ = ("band", "interval", "quality", "sent_at", "value")
+
+    def __init__(self, value: Value, quality: Quality, sent_at: float, band: float,
+                 interval: float) -> None:
+        self.value = value
+        self.quality = quality
+        self.sent_at = sent_at
+        self.band = band
+        self.interval = interval
+
+
+def _numeric(value: Value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def changed(last: Value, new: Value, band: float) -> bool:
+    """Does `new` differ from the last sent `last` enough to be reported?"""
+    if _numeric(last) and _numeric(new):
+        assert isinstance(last, int | float) and isinstance(new, int | float)
+        if (isinstance(last, float) and not math.isfinite(last)) or \
+                (isinstance(new, float) and not math.isfinite(new)):
+            same = (last == new) or (last != last and new != new)
+            return not same
+        return abs(new - last) > band
+    return type(last) is not type(new) or last != new
+
+
+class ExceptionFilter:
+    """Stateful per point, pure otherwise: `filter(batch)` returns the samples to send."""
+
+    def __init__(self, policy: ExceptionPolicy, clock: Clock,
+                 quantity_of: Callable[[str], str | None] | Mapping[str, str | None]
+                 | None = None) -> None:
+        self.policy = policy
+        self._clock = clock
+        if quantity_of is None:
+            self._quantity: Callable[[str], str | None] = lambda _p: None
+        elif callable(quantity_of):
+            self._quantity = quantity_of
+        else:
+            mapping = quantity_of
+            self._quantity = mapping.get
+        self._sent: dict[str, _Sent] = {}
+        self.seen = 0
+        self.passed = 0
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+    def filter(self, samples: Iterable[Sample]) -> list[Sample]:
+        now = self._clock.monotonic()
+        out: list[Sample] = []
+        sent = self._sent
+        for s in samples:
+            self.seen += 1
+            last = sent.get(s.point)
+            if last is not None and last.quality == s.quality \
+                    and now - last.sent_at < last.interval \
+                    and not changed(last.value, s.value, last.band):
+                continue
+            if last is None:
+                band, interval = self.policy.limits(s.point, self._quantity(s.point))
+                last = _Sent(s.value, s.quality, now, band, interval)
+                if len(sent) >= self.policy.max_points:
+                    del sent[next(iter(sent))]
+            else:
+                del sent[s.point]  # re-inserted at the end: dict order = least recently sent
+                last.value, last.quality, last.sent_at = s.value, s.quality, now
+            sent[s.point] = last
+            out.append(s)
+        self.passed += len(out)
+        return out
+
+    def forget(self, point: str) -> None:
+        """The next sample of `point` passes (e.g. after its device came back online)."""
+        self._sent.pop(point, None)
+
+    def reset(self) -> None:
+        """Every point's next sample passes (e.g. after a config change)."""
+        self._sent.clear()

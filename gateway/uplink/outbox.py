@@ -1,0 +1,473 @@
+"""Store-and-forward outbox: every uplink message is durable here before it is published and
+leaves only after the broker acknowledged it (PUBACK) — DESIGN principle 5.
+
+One SQLite database in WAL mode, one table of encoded messages (topic, payload, kind, QoS,
+retain flag, creation time) and one of counters (sequence numbers, dropped counts).
+
+Durability and cost
+- `put()` appends to an in-memory batch; the batch is committed in one transaction when it is
+  `commit_interval` old (≤ 1 s, default 1 s), when it holds `max_batch` messages, or at once
+  for kinds in `immediate` (default: alarm events, which are rare and must not wait). The shell
+  calls `maybe_flush()` at least every `commit_interval` (or `flush()` itself), so a process
+  killed with SIGKILL, or a board that loses power, loses at most the messages of the last
+  uncommitted interval — never a committed one, never the database's integrity.
+- `synchronous=FULL`: in WAL mode every commit fsyncs the WAL. NORMAL would skip that fsync and
+  survive a process crash but not a power cut — committed transactions since the last
+  checkpoint could vanish, which breaks the "at most the last interval" promise on a board that
+  is simply unplugged. Because commits are batched (≤ 1 per second in steady state, plus one per
+  alarm event), FULL costs about one fsync a second, which an SD card sustains easily.
+- `ack()` only records ids; the rows are deleted in the next commit. A crash in between
+  re-sends them (at-least-once); the ingest drops duplicates by (gateway, seq).
+- Only committed rows are handed to the publisher, so nothing is published that a crash could
+  take back (a reused telemetry sequence number would otherwise describe two batches).
+
+Sequence numbers (`next_seq(name)`) are counters stored in the same transaction as the
+messages that carry them: after a crash the counter resumes at the last committed message, so
+a number is never reused for two published messages.
+
+Disk budget (`budget_bytes`, default 256 MiB) is enforced at each commit on the accounted size
+of the rows (`stored_size`: the pages a row occupies, as SQLite lays it out): the oldest
+telemetry is dropped first, then state, alarm events last. Dropped counts per kind are
+persisted and reported in GatewayState.
+SQLite reuses freed pages, so the file stays near the budget; the WAL is truncated to
+`journal_size_limit` (4 MiB) after each checkpoint.
+
+Sizing — a typical site, 24 h outage (tests/uplink/test_outbox_sizing.py measures it):
+200 points, 60 % of them reported every 10 s after the exception filter, the rest only on the
+5-minute heartbeat, one batch per 10-s poll cycle: 120 + 80 × 10/300 ≈ 123 samples per batch,
+8,640 batches, ≈ 1.06 M samples a day. Measured: a stored sample costs ≈ 57 bytes of
+payload (a JSON row ≈ 50 bytes — scaled register values such as 23.400000000000002 print long
+— plus the batch header spread over its rows) and ≈ 68.5 bytes on disk (SQLite pages, WAL
+checkpointed), i.e. ≈ 69 MiB a day: the default 256 MiB holds about 3.7 days.
+
+Replay: `start_session()` on every (re)connect makes everything stored so far *backlog*; what
+is put afterwards is *live*. `next_batch(limit, backlog_limit=…)` hands out live messages first
+(alarm, state, telemetry; each in put order), then backlog in the same order, at most
+`backlog_limit` of it — the pacer in gateway.uplink.replay sets that limit from a rate.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.clock import Clock
+from gateway.uplink.contract import MessageKind, OutboxStatus
+
+DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
+ROW_OVERHEAD = 48
+"""Bytes per row beyond payload and topic: record header, the other columns, rowid, the
+(kind, id) index entry."""
+PAGE_SIZE = 4096
+
+
+def stored_size(payload_bytes: int, topic_bytes: int, page_size: int = PAGE_SIZE) -> int:
+    """What a row costs on disk, as SQLite lays it out: small rows share a leaf page; a row
+    larger than a page keeps part of itself in the leaf (which then holds few rows) and the
+    rest in whole overflow pages. Accounting pages, not payload bytes, keeps the budget honest
+    for telemetry batches of several KiB (the sizing test compares it with the file)."""
+    n = payload_bytes + topic_bytes + ROW_OVERHEAD
+    usable = page_size
+    max_local = usable - 35
+    if n <= max_local:
+        local, overflow = n, 0
+    else:
+        min_local = (usable - 12) * 32 // 255 - 23
+        surplus = min_local + (n - min_local) % (usable - 4)
+        local = surplus if surplus <= max_local else min_local
+        overflow = -(-(n - local) // (usable - 4))
+    per_leaf = max(1, (usable - 8) // (local + 8))
+    return -(-usable // per_leaf) + overflow * usable
+KINDS = tuple(sorted(MessageKind, key=lambda k: k.priority))
+"""Send order; the reverse is the drop order."""
+_KIND_OF = {k.priority: k for k in MessageKind}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a late PUBACK cannot ack a new row
+    kind INTEGER NOT NULL,                 -- MessageKind.priority
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    created_ns INTEGER NOT NULL,
+    size INTEGER NOT NULL                  -- accounted bytes
+);
+CREATE INDEX IF NOT EXISTS messages_kind_id ON messages (kind, id);
+CREATE INDEX IF NOT EXISTS messages_topic ON messages (topic) WHERE retain = 1;
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class OutboxError(RuntimeError):
+    """The outbox cannot store (disk gone, database unusable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: int
+    kind: MessageKind
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    created_ns: int
+    backlog: bool
+    """Stored before the current session began (replayed, paced)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    kind: MessageKind
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    created_ns: int
+    replace: bool
+    size: int
+    since: float
+
+
+class Outbox:
+    """Durable, bounded, ordered. Thread-safe (one lock), so the async shell may run `flush()`
+    in a worker thread to keep fsync off the event loop."""
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock,
+                 budget_bytes: int = DEFAULT_BUDGET_BYTES, commit_interval: float = 1.0,
+                 max_batch: int = 1000, immediate: Iterable[MessageKind] = (MessageKind.ALARM,),
+                 synchronous: str = "FULL", max_pending: int = 20_000) -> None:
+        if not 0 < commit_interval <= 1.0:
+            raise ValueError("commit_interval must be in (0, 1] seconds")
+        if budget_bytes <= 0 or max_batch < 1 or max_pending < max_batch:
+            raise ValueError("budget_bytes, max_batch and max_pending must be positive "
+                             "(max_pending >= max_batch)")
+        if synchronous not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
+        self.path = Path(path)
+        self.budget_bytes = budget_bytes
+        self.commit_interval = commit_interval
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.immediate = frozenset(immediate)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA journal_size_limit=4194304")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
+        self._pending: list[_Pending] = []
+        self._acked: set[int] = set()
+        self._counters: dict[str, int] = {
+            str(name): int(value)
+            for name, value in self._db.execute("SELECT name, value FROM counters")}
+        self._dirty_counters: set[str] = set()
+        self._count = dict.fromkeys(MessageKind, 0)
+        self._bytes = dict.fromkeys(MessageKind, 0)
+        for kind, count, size in self._db.execute(
+                "SELECT kind, COUNT(*), COALESCE(SUM(size), 0) FROM messages GROUP BY kind"):
+            self._count[_KIND_OF[kind]], self._bytes[_KIND_OF[kind]] = count, size
+        self._boundary = self._max_id()
+        self._live_cursor = dict.fromkeys(MessageKind, self._boundary)
+        self._backlog_cursor = dict.fromkeys(MessageKind, 0)
+
+    # ------------------------------------------------------------------ writing
+
+    def next_seq(self, name: str = "telemetry") -> int:
+        """The next number of sequence `name` (1, 2, …); persisted with the next commit, so it
+        survives restarts together with the messages that carry it."""
+        with self._lock:
+            key = f"seq.{name}"
+            value = self._counters.get(key, 0) + 1
+            self._counters[key] = value
+            self._dirty_counters.add(key)
+            return value
+
+    def put(self, kind: MessageKind, topic: str, payload: bytes, *, qos: int = 1,
+            retain: bool = False, replace: bool = False, created_ns: int | None = None
+            ) -> bool:
+        """Queue a message for the next commit; commits now if one is due (see module doc).
+        `replace`: a newer message on the same topic supersedes any older one not yet
+        acknowledged (snapshots such as state and the active-alarm list). Returns True if it
+        committed."""
+        if qos not in (0, 1, 2):
+            raise ValueError("qos must be 0, 1 or 2")
+        if replace and not retain:
+            raise ValueError("replace applies to retained messages (snapshots) only")
+        with self._lock:
+            self._pending.append(_Pending(
+                MessageKind(kind), topic, bytes(payload), qos, retain,
+                self._clock.now_ns() if created_ns is None else created_ns, replace,
+                stored_size(len(payload), len(topic.encode())), self._clock.monotonic()))
+            if len(self._pending) > self.max_pending:  # commits keep failing: stay bounded
+                self._drop_pending(len(self._pending) - self.max_pending)
+            if kind in self.immediate or len(self._pending) >= self.max_batch:
+                self.flush()
+                return True
+            return self.maybe_flush()
+
+    def flush_due(self) -> bool:
+        with self._lock:
+            if self._pending:
+                return self._clock.monotonic() - self._pending[0].since >= self.commit_interval
+            return bool(self._acked or self._dirty_counters)
+
+    def maybe_flush(self) -> bool:
+        """Commit if the oldest uncommitted message is `commit_interval` old (or acks or counters
+        wait). Call at least every `commit_interval`."""
+        with self._lock:
+            if self.flush_due():
+                self.flush()
+                return True
+            return False
+
+    def flush(self) -> int:
+        """Commit everything pending (acks, replacements, budget drops, new messages, counters)
+        in one transaction; returns the number of messages stored."""
+        with self._lock:
+            if not (self._pending or self._acked or self._dirty_counters):
+                return 0
+            pending = self._coalesce(self._pending)
+            db = self._db
+            count, size = dict(self._count), dict(self._bytes)
+            dropped: dict[MessageKind, int] = {}
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                if self._acked:
+                    self._delete_ids(sorted(self._acked), count, size)
+                topics = {p.topic for p in pending if p.replace}
+                for topic in topics:
+                    for kind, sz in db.execute(
+                            "DELETE FROM messages WHERE topic = ? AND retain = 1 "
+                            "RETURNING kind, size", (topic,)).fetchall():
+                        count[_KIND_OF[kind]] -= 1
+                        size[_KIND_OF[kind]] -= sz
+                pending = self._enforce_budget(pending, count, size, dropped)
+                db.executemany(
+                    "INSERT INTO messages (kind, topic, payload, qos, retain, created_ns, size) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(p.kind.priority, p.topic, p.payload, p.qos, int(p.retain),
+                      p.created_ns, p.size) for p in pending])
+                for p in pending:
+                    count[p.kind] += 1
+                    size[p.kind] += p.size
+                counters = dict(self._counters)
+                dirty = set(self._dirty_counters)
+                for kind, n in dropped.items():
+                    counters[f"dropped.{kind.value}"] = counters.get(f"dropped.{kind.value}",
+                                                                     0) + n
+                    dirty.add(f"dropped.{kind.value}")
+                db.executemany("INSERT INTO counters (name, value) VALUES (?, ?) "
+                               "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                               [(name, counters[name]) for name in sorted(dirty)])
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise OutboxError(f"outbox commit failed: {exc}") from exc
+            self._pending.clear()
+            self._acked.clear()
+            self._dirty_counters.clear()
+            self._counters = counters
+            self._count, self._bytes = count, size
+            return len(pending)
+
+    @staticmethod
+    def _coalesce(pending: list[_Pending]) -> list[_Pending]:
+        """Of `replace` messages to one retained topic only the newest is kept."""
+        if not any(p.replace for p in pending):
+            return list(pending)
+        newest: dict[str, int] = {}
+        for i, p in enumerate(pending):
+            if p.replace:
+                newest[p.topic] = i
+        return [p for i, p in enumerate(pending)
+                if not p.replace or newest[p.topic] == i]
+
+    def _delete_ids(self, ids: list[int], count: dict[MessageKind, int],
+                    size: dict[MessageKind, int]) -> None:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for kind, sz in self._db.execute(
+                    f"DELETE FROM messages WHERE id IN ({marks}) RETURNING kind, size",
+                    chunk).fetchall():
+                count[_KIND_OF[kind]] -= 1
+                size[_KIND_OF[kind]] -= sz
+
+    def _enforce_budget(self, pending: list[_Pending], count: dict[MessageKind, int],
+                        size: dict[MessageKind, int], dropped: dict[MessageKind, int]
+                        ) -> list[_Pending]:
+        excess = sum(size.values()) + sum(p.size for p in pending) - self.budget_bytes
+        for kind in reversed(KINDS):  # telemetry first, alarms last
+            if excess <= 0:
+                break
+            while excess > 0 and count[kind] > 0:  # oldest stored rows of this kind
+                rows = self._db.execute(
+                    "SELECT id, size FROM messages WHERE kind = ? ORDER BY id LIMIT 256",
+                    (kind.priority,)).fetchall()
+                if not rows:
+                    break
+                last, freed, n = rows[-1][0], 0, 0
+                for row_id, sz in rows:
+                    last, freed, n = row_id, freed + sz, n + 1
+                    if freed >= excess:
+                        break
+                self._db.execute("DELETE FROM messages WHERE kind = ? AND id <= ?",
+                                 (kind.priority, last))
+                count[kind] -= n
+                size[kind] -= freed
+                excess -= freed
+                dropped[kind] = dropped.get(kind, 0) + n
+            if excess > 0:  # then this kind's uncommitted messages, oldest first
+                kept: list[_Pending] = []
+                for p in pending:
+                    if excess > 0 and p.kind is kind:
+                        excess -= p.size
+                        dropped[kind] = dropped.get(kind, 0) + 1
+                    else:
+                        kept.append(p)
+                pending = kept
+        return pending
+
+    def _drop_pending(self, n: int) -> None:
+        for kind in reversed(KINDS):
+            keep: list[_Pending] = []
+            for p in self._pending:
+                if n > 0 and p.kind is kind:
+                    n -= 1
+                    key = f"dropped.{kind.value}"
+                    self._counters[key] = self._counters.get(key, 0) + 1
+                    self._dirty_counters.add(key)
+                else:
+                    keep.append(p)
+            self._pending = keep
+
+    # ------------------------------------------------------------------ publishing
+
+    def start_session(self) -> None:
+        """Call on every (re)connect, before `next_batch`: commits what is pending, makes every
+        stored message backlog and hands out unacknowledged ones again from the start."""
+        with self._lock:
+            self.flush()
+            self._boundary = self._max_id()
+            self._live_cursor = dict.fromkeys(MessageKind, self._boundary)
+            self._backlog_cursor = dict.fromkeys(MessageKind, 0)
+
+    def next_batch(self, limit: int, *, backlog_limit: int | None = None
+                   ) -> list[OutboxMessage]:
+        """Up to `limit` committed messages not handed out yet in this session: live ones
+        first, then at most `backlog_limit` backlog ones; each part in priority order (alarm,
+        state, telemetry) and, within a kind, in the order they were put."""
+        with self._lock:
+            out: list[OutboxMessage] = []
+            for kind in KINDS:
+                if len(out) >= limit:
+                    break
+                start = max(self._live_cursor[kind], self._boundary)
+                rows = self._select(kind, start, None, limit - len(out), backlog=False)
+                if rows:
+                    self._live_cursor[kind] = rows[-1].id
+                out += rows
+            room = limit - len(out)
+            if backlog_limit is not None:
+                room = min(room, backlog_limit)
+            for kind in KINDS:
+                if room <= 0:
+                    break
+                rows = self._select(kind, self._backlog_cursor[kind], self._boundary, room,
+                                    backlog=True)
+                if rows:
+                    self._backlog_cursor[kind] = rows[-1].id
+                out += rows
+                room -= len(rows)
+            return out
+
+    def _select(self, kind: MessageKind, after: int, upto: int | None, limit: int, *,
+                backlog: bool) -> list[OutboxMessage]:
+        if upto is not None and after >= upto:
+            return []
+        sql = ("SELECT id, topic, payload, qos, retain, created_ns FROM messages "
+               "WHERE kind = ? AND id > ?" + (" AND id <= ?" if upto is not None else "")
+               + " ORDER BY id LIMIT ?")
+        args: tuple[int, ...] = ((kind.priority, after, upto, limit) if upto is not None
+                                 else (kind.priority, after, limit))
+        return [OutboxMessage(row_id, kind, topic, payload, qos, bool(retain), created, backlog)
+                for row_id, topic, payload, qos, retain, created in
+                self._db.execute(sql, args)]
+
+    def ack(self, ids: Iterable[int]) -> None:
+        """The broker acknowledged these messages (PUBACK): removed at the next commit."""
+        with self._lock:
+            self._acked.update(ids)
+
+    # ------------------------------------------------------------------ status
+
+    def depth(self, kind: MessageKind | None = None) -> int:
+        """Messages not yet removed (committed and pending; acks count at their commit)."""
+        with self._lock:
+            kinds = list(MessageKind) if kind is None else [kind]
+            return sum(self._count[k] for k in kinds) + sum(
+                1 for p in self._pending if p.kind in kinds)
+
+    def stored_bytes(self) -> int:
+        with self._lock:
+            return sum(self._bytes.values()) + sum(p.size for p in self._pending)
+
+    def oldest_age(self) -> float | None:
+        """Seconds since the oldest message still here was created; None when empty."""
+        with self._lock:
+            oldest = [p.created_ns for p in self._pending[:1]]
+            for kind in MessageKind:
+                row = self._db.execute(
+                    "SELECT created_ns FROM messages WHERE kind = ? ORDER BY id LIMIT 1",
+                    (kind.priority,)).fetchone()
+                if row is not None:
+                    oldest.append(row[0])
+            if not oldest:
+                return None
+            return max(0.0, (self._clock.now_ns() - min(oldest)) / 1e9)
+
+    def dropped(self) -> dict[MessageKind, int]:
+        """Messages dropped to keep within the budget, per kind, since the outbox was created."""
+        with self._lock:
+            return {k: self._counters.get(f"dropped.{k.value}", 0) for k in MessageKind}
+
+    def status(self) -> OutboxStatus:
+        return OutboxStatus(depth=self.depth(), bytes=self.stored_bytes(),
+                            budget=self.budget_bytes, oldest_age_s=self.oldest_age())
+
+    def disk_bytes(self) -> int:
+        """The database file and its WAL, as on disk."""
+        return sum(p.stat().st_size for p in
+                   (self.path, self.path.with_name(self.path.name + "-wal"))
+                   if p.exists())
+
+    def _max_id(self) -> int:
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'"
+                               ).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        """Commit what is pending and close."""
+        with self._lock:
+            try:
+                self.flush()
+            finally:
+                self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

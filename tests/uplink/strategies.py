@@ -1,0 +1,121 @@
+"""Hypothesis strategies for every contract message."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from hypothesis import strategies as st
+
+from gateway.alarms.events import EventKind
+from gateway.alarms.lifecycle import AlarmState
+from gateway.alarms.types import Severity
+from gateway.field.sample import Quality, Sample
+from gateway.uplink import contract as c
+
+ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+names = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
+points = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", fullmatch=True)
+ns = st.integers(0, 2**62)
+text = st.text(max_size=40)
+values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30))
+req_ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,30}", fullmatch=True)
+actors = st.text(min_size=1, max_size=20)
+up = {"site": ids, "gateway": ids}
+
+
+def samples(min_size: int = 1, max_size: int = 30) -> st.SearchStrategy[list[Sample]]:
+    return st.lists(st.builds(Sample, points, values, ns, st.sampled_from(Quality)),
+                    min_size=min_size, max_size=max_size)
+
+
+telemetry = st.builds(
+    lambda site, gw, seq, produced, smp, cat: c.TelemetryBatch.from_samples(
+        site=site, gateway=gw, seq=seq, produced=produced, samples=smp, catalog=cat),
+    ids, ids, st.integers(0, 2**62), ns, samples(),
+    st.none() | st.from_regex(r"[0-9a-f]{16}", fullmatch=True))
+
+point_meta = st.builds(c.PointMeta, device=ids, room=st.none() | ids,
+                       quantity=st.none() | names, unit=st.none() | st.text(max_size=8))
+catalog = st.builds(
+    lambda site, gw, produced, pts: c.PointCatalog.build(
+        site=site, gateway=gw, produced=produced, points=pts),
+    ids, ids, ns, st.dictionaries(points, point_meta, max_size=10))
+
+alarm_event = st.builds(
+    c.AlarmEventMessage, **up, seq=st.integers(0, 2**62), ts=ns,
+    kind=st.sampled_from(EventKind), rule=st.text(min_size=1, max_size=30),
+    subject=st.text(min_size=1, max_size=30), state=st.sampled_from(AlarmState),
+    previous_state=st.sampled_from(AlarmState), value=values,
+    severity=st.none() | st.sampled_from(Severity), actor=actors, note=st.none() | text,
+    first_out=st.booleans(), room=st.none() | ids, title=text, chattering=st.booleans())
+
+active_alarm = st.builds(
+    c.ActiveAlarm, rule=st.text(min_size=1, max_size=30),
+    subject=st.text(min_size=1, max_size=30), state=st.sampled_from(AlarmState),
+    severity=st.sampled_from(Severity), title=text, room=st.none() | ids, value=values,
+    activated=st.none() | ns, acked_by=st.none() | actors, acked=st.none() | ns,
+    first_out=st.booleans(), chattering=st.booleans())
+snapshot = st.builds(c.ActiveAlarmsSnapshot, **up, ts=ns, seq=st.integers(0, 2**62),
+                     alarms=st.lists(active_alarm, max_size=5).map(tuple))
+
+outbox_status = st.builds(c.OutboxStatus, depth=st.integers(0, 10**9),
+                          bytes=st.integers(0, 10**12), budget=st.integers(0, 10**12),
+                          oldest_age_s=st.none() | st.floats(0, 1e9))
+state = st.builds(
+    c.GatewayState, **up, status=st.sampled_from(["online", "offline"]), ts=ns,
+    software=st.none() | st.text(max_size=10),
+    config_version=st.none() | st.text(max_size=10),
+    config_hash=st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    catalog=st.none() | st.from_regex(r"[0-9a-f]{16}", fullmatch=True), boot=st.none() | ns,
+    outbox=st.none() | outbox_status,
+    dropped=st.dictionaries(st.sampled_from(c.MessageKind), st.integers(0, 10**9)),
+    devices_online=st.none() | st.integers(0, 1000),
+    devices_total=st.none() | st.integers(0, 1000))
+
+alarm_ref = st.builds(c.AlarmRef, rule=st.text(min_size=1, max_size=20),
+                      subject=st.text(min_size=1, max_size=20))
+_cmd: dict[str, Any] = {"id": req_ids, "ts": ns, "expires": st.none() | ns, "actor": actors}
+commands = st.one_of(
+    st.builds(c.Acknowledge, **_cmd, action=st.just("acknowledge"),
+              alarms=st.lists(alarm_ref, min_size=1, max_size=3).map(tuple),
+              note=st.none() | text),
+    st.builds(c.AcknowledgeAll, **_cmd, action=st.just("acknowledge_all"),
+              room=st.none() | ids, note=st.none() | text),
+    st.builds(c.Shelve, **_cmd, action=st.just("shelve"), alarm=alarm_ref, until=ns,
+              reason=st.text(min_size=1, max_size=20)),
+    st.builds(c.Unshelve, **_cmd, action=st.just("unshelve"), alarm=alarm_ref),
+    st.builds(c.RequestState, **_cmd, action=st.just("request_state")),
+)
+command_result = st.builds(c.CommandResult, **up, id=req_ids, ts=ns, ok=st.booleans(),
+                           error=st.none() | text)
+config_set = st.builds(
+    lambda rid, ts, version, sig, body: c.ConfigSet(
+        id=rid, ts=ts, version=version, signature=sig, config=body,
+        sha256=hashlib.sha256(body.encode()).hexdigest()),
+    req_ids, ns, st.text(max_size=10), st.none() | st.text(max_size=20),
+    st.text(min_size=1, max_size=200))
+config_status = st.builds(
+    c.ConfigStatus, **up, id=st.none() | req_ids, ts=ns,
+    state=st.sampled_from(["received", "rejected", "staged", "applied", "failed",
+                           "rolled_back"]),
+    version=st.none() | st.text(max_size=10),
+    sha256=st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    error=st.none() | text)
+
+messages = st.one_of(telemetry, catalog, alarm_event, snapshot, state, commands,
+                     command_result, config_set, config_status)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=10),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids,
+                                                              max_size=4),
+    max_leaves=20)
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
