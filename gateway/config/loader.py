@@ -136,11 +136,19 @@ def parse_yaml(text: str, name: str) -> tuple[Any, LineMap]:
     return data, lines
 
 
-def _pydantic_errors(exc: ValidationError, name: str, lines: LineMap,
-                     prefix: YamlPath = ()) -> list[ConfigError]:
-    errors = []
+def pydantic_errors(exc: ValidationError, name: str, lines: LineMap, prefix: YamlPath = (),
+                    tags: frozenset[str] = frozenset()) -> list[ConfigError]:
+    """pydantic's errors as ConfigErrors with file, line, YAML path and a readable reason.
+
+    pydantic puts the names of union members in error paths (`buses[0].modbus_rtu.port`,
+    `expect[2].ExpectAlarm.alarm`); they are dropped (`tags` adds model-specific ones). One
+    reason is kept per place (the first alternative of a union), and a list that is "too
+    short" only because one of its items failed is not reported besides that item."""
+    known = _TAGS | tags
+    seen: set[YamlPath] = set()
+    errors: list[ConfigError] = []
     for err in exc.errors(include_url=False):
-        path = prefix + _strip_tags(tuple(err["loc"]), lines, prefix)
+        path = prefix + _strip_tags(tuple(err["loc"]), lines, prefix, known)
         reason = str(err["msg"])
         if err["type"] == "extra_forbidden":
             reason = "unknown key (not part of the schema; check its spelling)"
@@ -154,32 +162,37 @@ def _pydantic_errors(exc: ValidationError, name: str, lines: LineMap,
             path = (*path, key)
             reason = (f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
                       if err["type"] == "union_tag_invalid" else "required key is missing")
+        if path in seen:
+            continue
+        seen.add(path)
         errors.append(ConfigError(name, path, reason, lines.line_of(path)))
-    # a failed item also makes pydantic report its list as too short: say only the cause
     return [e for e in errors if not (e.reason.startswith(("Tuple should have at least",
                                                            "List should have at least"))
                                       and any(o.path[:len(e.path)] == e.path and o is not e
                                               for o in errors))]
 
 
-def _strip_tags(loc: tuple[Any, ...], lines: LineMap, prefix: YamlPath) -> YamlPath:
-    """Drop the discriminator tags pydantic puts in error paths (`buses[0].modbus_rtu.port`)."""
+def _strip_tags(loc: tuple[Any, ...], lines: LineMap, prefix: YamlPath,
+                tags: frozenset[str]) -> YamlPath:
     out: list[PathPart] = []
     for part in loc:
-        if isinstance(part, str) and part in _TAGS and (*prefix, *out, part) not in lines.lines:
-            continue
-        out.append(part)
+        if isinstance(part, str) and (*prefix, *out, part) not in lines.lines and (
+                part in tags or part[:1].isupper() or "[" in part
+                or part.startswith(("function-", "literal["))):
+            continue  # a union member's name, not a key of the file
+        out.append("in" if part == "in_" else part)
     return tuple(out)
 
 
-_TAGS = {"modbus_rtu", "modbus_tcp", "serial_text", "modbus", "function-after", "function-before"}
+_TAGS = frozenset({"modbus_rtu", "modbus_tcp", "serial_text", "modbus", "str", "float", "bool",
+                   "int"})
 
 
 def validate(model: type[M], data: Any, name: str, lines: LineMap) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigErrors(_pydantic_errors(exc, name, lines)) from exc
+        raise ConfigErrors(pydantic_errors(exc, name, lines)) from exc
 
 
 # --- profiles ---------------------------------------------------------------------------
@@ -190,7 +203,7 @@ def load_profile(path: Path) -> ModbusProfile | SerialTextProfile:
     try:
         profile = _PROFILE_ADAPTER.validate_python(data)
     except ValidationError as exc:
-        raise ConfigErrors(_pydantic_errors(exc, str(path), lines)) from exc
+        raise ConfigErrors(pydantic_errors(exc, str(path), lines)) from exc
     if profile.id != path.stem:
         raise ConfigErrors([ConfigError(str(path), ("id",), f"profile id {profile.id!r} must "
                             f"match its file name {path.stem!r}", lines.line_of(("id",)))])

@@ -38,7 +38,13 @@ from pydantic import (
 
 from gateway.alarms.types import Severity
 from gateway.config.duration import parse_duration
-from gateway.config.loader import ConfigError, ConfigErrors, LineMap, YamlPath, read_yaml
+from gateway.config.loader import (
+    ConfigError,
+    ConfigErrors,
+    YamlPath,
+    pydantic_errors,
+    read_yaml,
+)
 from gateway.config.profile import NAME_PATTERN, Name, Strict
 from gateway.rules.section import (
     ParamValue,
@@ -417,7 +423,7 @@ def load_pack(path: Path) -> RulePack:
     try:
         pack = RulePack.model_validate(data)
     except ValidationError as exc:
-        raise ConfigErrors(validation_errors(exc, name, lines)) from exc
+        raise ConfigErrors(pydantic_errors(exc, name, lines, tags=_TAG_PARTS)) from exc
     if pack.pack != path.stem:
         raise ConfigErrors([ConfigError(name, ("pack",), f"pack id {pack.pack!r} must match "
                                         f"its file name {path.stem!r}", lines.line_of(("pack",)))])
@@ -433,37 +439,8 @@ def load_pack(path: Path) -> RulePack:
     return pack
 
 
-_TAG_PARTS = {*_KINDS, "compare", "function-after", "function-before", "str", "float",
+_TAG_PARTS = frozenset({*_KINDS, "compare", "function-after", "function-before", "str", "float",
               "bool", "int", "tuple[...]", "RateSignal", "LoadSignal", "literal['value',"
-              "'spread','unbalance','dew_point','mean']"}
+              "'spread','unbalance','dew_point','mean']"})
 
 
-def validation_errors(exc: ValidationError, name: str, lines: LineMap,
-                      prefix: YamlPath = ()) -> list[ConfigError]:
-    """pydantic errors as ConfigErrors, with pydantic's union tags dropped from the paths."""
-    seen: set[YamlPath] = set()
-    errors: list[ConfigError] = []
-    for err in exc.errors(include_url=False):
-        path: list[str | int] = list(prefix)
-        for part in err["loc"]:
-            if isinstance(part, str) and (tuple(path) + (part,)) not in lines.lines and (
-                    part in _TAG_PARTS or part.startswith(("literal[", "function-"))
-                    or "[" in part):
-                continue
-            path.append("in" if part == "in_" else part)
-        where = tuple(path)
-        reason = str(err["msg"])
-        if err["type"] == "extra_forbidden":
-            reason = "unknown key (not part of the schema; check its spelling)"
-        elif err["type"] == "missing":
-            reason = "required key is missing"
-        elif reason.startswith("Value error, "):
-            reason = reason.removeprefix("Value error, ")
-        if where in seen:
-            continue  # one reason per place: the first alternative of a union
-        seen.add(where)
-        errors.append(ConfigError(name, where, reason, lines.line_of(where)))
-    # a failed item also makes pydantic report its list as too short: say only the cause
-    return [e for e in errors
-            if not (e.reason.startswith(("Tuple should have at least", "List should have at least"))
-                    and any(o is not e and o.path[:len(e.path)] == e.path for o in errors))]
