@@ -27,7 +27,7 @@ from gateway.field.latest import LatestSamples
 from gateway.field.sample import Sample
 from gateway.panel.backend import CommandRefused
 from gateway.panel.server import PanelServer
-from gateway.panel.views import AlarmRef, AlarmView, PanelState
+from gateway.panel.views import AlarmRef, AlarmView, PanelState, SuppressionView
 from gateway.safety import SafetyCore
 from gateway.status import health_view, room_views
 
@@ -145,10 +145,13 @@ class Gateway:
         health = health_view(self.loaded, self.bus_loops, self.core.planner, self.driver,
                              self.clock.monotonic() - self.started_mono,
                              flood=self.core.alarms.flood.active)
+        suppressions = [SuppressionView(scope=x.scope, actor=x.actor, reason=x.reason,
+                                        since_ns=x.since_ns, until_ns=x.until_ns)
+                        for x in self.core.alarms.suppressions()]
         return PanelState(gateway=cfg.gateway.id, site=cfg.gateway.site, name=cfg.gateway.name,
                           now_ns=now_ns, alarms=alarms,
                           rooms=room_views(self.loaded, self.bus_loops, self.latest, now_ns),
-                          health=health)
+                          health=health, suppressions=suppressions)
 
     def _command(self, action: Callable[[], list[AlarmEvent]]) -> int:
         try:

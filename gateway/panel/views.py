@@ -94,6 +94,15 @@ class HealthView(View):
     uptime_s: float
 
 
+class SuppressionView(View):
+    scope: str
+    """The room, device or rule whose alarms are suppressed."""
+    actor: str
+    reason: str
+    since_ns: int
+    until_ns: int
+
+
 class PanelState(View):
     gateway: str
     site: str
@@ -102,6 +111,7 @@ class PanelState(View):
     alarms: list[AlarmView]
     rooms: list[RoomView]
     health: HealthView
+    suppressions: list[SuppressionView] = []
 
 
 # --- commands (POST bodies) -------------------------------------------------------------------

@@ -97,6 +97,14 @@ async def test_alarm_appears_is_acknowledged_and_the_siren_drops(live: Live,
             assert live.site.read_point(STROBE) is True  # … the strobe stays while active
             siren = page.locator('[data-testid="output"]').filter(has_text="siren-3f")
             await expect(siren).to_contain_text("off", timeout=5_000)
+
+            # hot work in the battery room: the suppression is listed with who and why
+            await page.get_by_test_id("suppress-scope").fill("batt-3f")
+            await page.get_by_test_id("suppress-minutes").fill("30")
+            await page.get_by_test_id("suppress-reason").fill("hot work permit 42")
+            await page.get_by_test_id("suppress-submit").click()
+            listed = page.locator('[data-testid="suppression"][data-scope="batt-3f"]')
+            await expect(listed).to_contain_text("hot work permit 42 (by demo", timeout=5_000)
             await page.screenshot(path=str(tmp_path / "end-to-end.png"), full_page=True)
         finally:
             await browser.close()

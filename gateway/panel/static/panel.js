@@ -321,6 +321,15 @@
     if (ok) ui.unsuppressScope.value = "";
   }
 
+  function renderSuppressions(state) {
+    const list = state.suppressions || [];
+    ui.suppressions.replaceChildren(...(list.length ? list.map((x) => el("li",
+      { testid: "suppression", "data-scope": x.scope },
+      el("strong", { text: x.scope }), ` — ${x.reason} (by ${x.actor}, until `,
+      new Date(x.until_ns / 1e6).toLocaleString(), ")")) :
+      [el("li", { class: "hint", text: "No suppressions in force." })]));
+  }
+
   function renderScopes(state) {
     const ids = new Set();
     for (const room of state.rooms || []) {
@@ -415,6 +424,7 @@
     document.title = `${countUnacked(state) ? `(${countUnacked(state)}) ` : ""}${state.name || state.gateway} · RoomWarden`;
     renderAlarms(state);
     renderScopes(state);
+    renderSuppressions(state);
     renderRooms(state);
     renderHealth(state);
   }
@@ -458,7 +468,7 @@
       suppressForm: $("suppress-form"), suppressScope: $("suppress-scope"),
       suppressMinutes: $("suppress-minutes"), suppressReason: $("suppress-reason"),
       unsuppressForm: $("unsuppress-form"), unsuppressScope: $("unsuppress-scope"),
-      scopes: document.getElementById("scopes"),
+      scopes: document.getElementById("scopes"), suppressions: $("suppressions"),
       rooms: $("rooms"), health: $("health-summary"), buses: $("buses"), outputs: $("outputs"),
       loginDialog: $("login-dialog"), loginForm: $("login-form"), loginUser: $("login-user"),
       loginPassword: $("login-password"), loginError: $("login-error"), loginReason: $("login-reason"),
