@@ -1,6 +1,7 @@
 # RoomWarden — the two commands a newcomer needs are `make demo` and `make test`.
 # Both install what they need on a fresh Debian machine (apt packages as root, a virtualenv,
-# pip packages) before they run.
+# pip packages) before they run. The tests start their own Mosquitto and VictoriaMetrics on
+# free loopback ports, so the system services those packages bring are stopped and disabled.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -21,6 +22,9 @@ system-packages:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    if command -v systemctl >/dev/null 2>&1; then \
+	      systemctl disable --now mosquitto victoria-metrics >/dev/null 2>&1 || true; \
+	    fi; \
 	  else \
 	    echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; \
 	  fi; \
