@@ -27,8 +27,13 @@ from gateway.field.points import bind_points
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["ingest"]:  # the central service has its own options
+        from gateway.ingest.cli import main as ingest_main
+
+        return ingest_main(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -93,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     passwd = sub.add_parser("passwd", help="print a password hash for a panel user")
     passwd.set_defaults(func=cmd_passwd)
+
+    sub.add_parser("ingest", help="run the central ingest service (MQTT → InfluxDB): "
+                                  "roomwarden ingest --config CENTRAL.yaml [--check]")
 
     demo = sub.add_parser("demo", help="a simulated site and the gateway polling it, live")
     demo.add_argument("config", type=Path, nargs="?",

@@ -1,0 +1,49 @@
+"""`roomwarden ingest --config central.yaml`: the lead hooks `main` into gateway/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from gateway.config.loader import ConfigErrors
+from gateway.ingest.service import IngestService
+from gateway.ingest.settings import load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="roomwarden ingest",
+                                     description="MQTT (contract v1) to InfluxDB ingest service")
+    parser.add_argument("--config", type=Path, required=True, help="central ingest YAML")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the config, print it (secrets hidden) and exit")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s level=%(levelname)s %(message)s")
+    try:
+        settings = load_settings(args.config)
+        if args.check:
+            print(json.dumps(settings.model_dump(mode="json"), indent=2))
+            return 0
+        service = IngestService(settings)
+    except ConfigErrors as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        service.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    service.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The ingest's central YAML: broker, database and local files, validated with precise errors.
+
+```yaml
+mqtt:
+  host: broker.example.net
+  port: 8883
+  protocol: 5                 # or "3.1.1"
+  client_id: roomwarden-ingest-1
+  shared_group: ingest        # MQTT 5: $share/<group>/<root>/+/+/<channel>
+  username: ingest
+  password_file: /etc/roomwarden/mqtt.pass
+  tls: {ca_file: /etc/roomwarden/ca.pem, cert_file: ..., key_file: ...}
+  root: roomwarden
+influx:
+  url: http://influx.example.net:8086
+  token_file: /etc/roomwarden/influx.token
+  org: ops
+  bucket: roomwarden
+  batch_size: 5000            # points per write
+  flush_interval: 1s
+dead_letter: /var/lib/roomwarden/ingest/dead-letter.jsonl
+catalog_store: /var/lib/roomwarden/ingest/catalogs.sqlite
+```
+
+Relative file paths are relative to the YAML file's directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
+
+from gateway.config.duration import Duration
+from gateway.config.loader import ConfigError, ConfigErrors, read_yaml, validate
+from gateway.uplink.contract import DEFAULT_ROOT, ContractError, check_root
+
+
+def _protocol(value: object) -> object:
+    """`protocol: 5` is an int in YAML and `3.1.1` a string; both are accepted."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _root(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            check_root(value)
+        except ContractError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(_Model):
+    ca_file: Path | None = None
+    """None: the system's CA store."""
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+    """Skip the host-name check (test brokers only)."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate)")
+        return self
+
+
+class MqttSettings(_Model):
+    host: Annotated[str, StringConstraints(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    protocol: Annotated[Literal["3.1.1", "5"], BeforeValidator(_protocol)] = "5"
+    client_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    """Fixed, so the broker keeps the session (and unacknowledged messages) across restarts."""
+    shared_group: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = (
+        "roomwarden-ingest")
+    """MQTT 5 shared-subscription group (several ingest instances share the stream);
+    None subscribes plainly. Ignored with protocol 3.1.1."""
+    username: str | None = None
+    password_file: Path | None = None
+    tls: TlsSettings | None = None
+    root: Annotated[str, BeforeValidator(_root)] = DEFAULT_ROOT
+    keepalive: Duration = 30.0
+    session_expiry: Duration = 7 * 24 * 3600.0
+    """MQTT 5: how long the broker keeps the session (and queued messages) while we are away."""
+    receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 1000
+    """MQTT 5: unacknowledged messages the broker may have in flight to us."""
+
+    @model_validator(mode="after")
+    def _auth(self) -> Self:
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
+        return self
+
+
+class InfluxSettings(_Model):
+    url: Annotated[str, StringConstraints(pattern=r"^https?://.+")]
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    org: Annotated[str, StringConstraints(min_length=1)]
+    bucket: Annotated[str, StringConstraints(min_length=1)]
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    flush_interval: Duration = 1.0
+    """Longest wait before a partial batch is written."""
+    timeout: Duration = 10.0
+    retry_max_wait: Duration = 30.0
+    """Longest pause between write attempts while the database is unreachable."""
+
+    @model_validator(mode="after")
+    def _token(self) -> Self:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give token or token_file, not both")
+        if not 0 < self.flush_interval <= 60:
+            raise ValueError("flush_interval must be more than 0 and at most 60s")
+        return self
+
+
+class IngestSettings(_Model):
+    mqtt: MqttSettings
+    influx: InfluxSettings
+    dead_letter: Path = Path("dead-letter.jsonl")
+    catalog_store: Path = Path("catalogs.sqlite")
+
+    def resolve(self, base: Path) -> IngestSettings:
+        """Relative file paths made relative to `base` (the YAML file's directory)."""
+        def fix(p: Path | None) -> Path | None:
+            return p if p is None or p.is_absolute() else base / p
+
+        tls = self.mqtt.tls
+        if tls is not None:
+            tls = tls.model_copy(update={"ca_file": fix(tls.ca_file),
+                                         "cert_file": fix(tls.cert_file),
+                                         "key_file": fix(tls.key_file)})
+        mqtt = self.mqtt.model_copy(update={"password_file": fix(self.mqtt.password_file),
+                                            "tls": tls})
+        influx = self.influx.model_copy(update={"token_file": fix(self.influx.token_file)})
+        return self.model_copy(update={"mqtt": mqtt, "influx": influx,
+                                       "dead_letter": fix(self.dead_letter),
+                                       "catalog_store": fix(self.catalog_store)})
+
+    def influx_token(self) -> str:
+        """The token (from the file if one is named); ConfigErrors if it cannot be read."""
+        if self.influx.token is not None:
+            return self.influx.token.get_secret_value()
+        if self.influx.token_file is None:
+            return ""
+        return _read_secret(self.influx.token_file, "influx.token_file")
+
+    def mqtt_password(self) -> str | None:
+        if self.mqtt.password_file is None:
+            return None
+        return _read_secret(self.mqtt.password_file, "mqtt.password_file")
+
+
+def _read_secret(path: Path, key: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigErrors([ConfigError(str(path), tuple(key.split(".")),
+                                        f"cannot read: {exc}")]) from exc
+
+
+def load_settings(path: Path) -> IngestSettings:
+    """Read and validate the central YAML; ConfigErrors names file, line, path and reason."""
+    data, lines = read_yaml(path)
+    settings: Any = validate(IngestSettings, data, str(path), lines)
+    assert isinstance(settings, IngestSettings)
+    return settings.resolve(path.parent)

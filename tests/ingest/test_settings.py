@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config.loader import ConfigErrors
+from gateway.ingest.cli import main
+from gateway.ingest.settings import load_settings
+
+GOOD = """\
+mqtt:
+  host: 127.0.0.1
+  port: 8883
+  protocol: 3.1.1
+  client_id: ingest-1
+  username: ingest
+  password_file: mqtt.pass
+influx:
+  url: http://127.0.0.1:8086
+  token_file: influx.token
+  org: ops
+  bucket: roomwarden
+  flush_interval: 500ms
+dead_letter: state/dead.jsonl
+"""
+
+
+def test_loads_and_resolves_paths(tmp_path: Path) -> None:
+    (tmp_path / "central.yaml").write_text(GOOD)
+    (tmp_path / "influx.token").write_text("secret\n")
+    s = load_settings(tmp_path / "central.yaml")
+    assert s.mqtt.protocol == "3.1.1" and s.influx.flush_interval == 0.5
+    assert s.dead_letter == tmp_path / "state/dead.jsonl"
+    assert s.influx_token() == "secret"
+
+
+def test_errors_name_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "central.yaml"
+    path.write_text(GOOD.replace("port: 8883", "port: 70000").replace("protocol: 3.1.1",
+                                                                      "protocol: 4"))
+    with pytest.raises(ConfigErrors) as err:
+        load_settings(path)
+    text = str(err.value)
+    assert f"{path}:3: mqtt.port" in text and f"{path}:4: mqtt.protocol" in text
+
+
+def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "central.yaml").write_text(GOOD.replace("token_file: influx.token",
+                                                        "token: abc"))
+    assert main(["--config", str(tmp_path / "central.yaml"), "--check"]) == 0
+    assert "abc" not in capsys.readouterr().out
+    (tmp_path / "bad.yaml").write_text("mqtt: {}\n")
+    assert main(["--config", str(tmp_path / "bad.yaml")]) == 2
