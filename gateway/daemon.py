@@ -21,15 +21,18 @@ from gateway.alarms.events import AlarmCommandError, AlarmEvent
 from gateway.alarms.lifecycle import AlarmKey
 from gateway.clock import Clock, SystemClock
 from gateway.config.loader import LoadedConfig
-from gateway.field.bus_loop import BusLoop
+from gateway.field.bus_loop import ONLINE_POINT, BusLoop
 from gateway.field.buses import build_bus_loops
 from gateway.field.latest import LatestSamples
+from gateway.field.points import bind_points
 from gateway.field.sample import Sample
 from gateway.panel.backend import CommandRefused
 from gateway.panel.server import PanelServer
 from gateway.panel.views import AlarmRef, AlarmView, PanelState, SuppressionView
 from gateway.safety import SafetyCore
 from gateway.status import health_view, room_views
+from gateway.uplink.contract import PointMeta
+from gateway.uplink.publisher import Uplink
 
 log = logging.getLogger("roomwarden.daemon")
 
@@ -37,6 +40,23 @@ TICK = 1.0
 """The rules are evaluated at least this often (stale data, delays, expiries)."""
 MIN_EVALUATION_SPACING = 0.05
 """…and at most this often, however many batches arrive (bounds the CPU on a large site)."""
+
+
+def catalog_points(loaded: LoadedConfig) -> dict[str, PointMeta]:
+    """What the central side needs to tag every point this gateway reports."""
+    points: dict[str, PointMeta] = {}
+    for device in loaded.config.devices:
+        if not device.enabled:
+            continue
+        for point in bind_points(device, loaded.profile_of(device)):
+            points[point.id] = PointMeta(device=device.id, room=device.room,
+                                         quantity=point.quantity, unit=point.unit)
+            for flag in point.flags:
+                points[flag.id] = PointMeta(device=device.id, room=device.room,
+                                            quantity=flag.quantity)
+        points[f"{device.id}.{ONLINE_POINT}"] = PointMeta(device=device.id, room=device.room,
+                                                          quantity="device_online")
+    return points
 
 
 def default_state_dir() -> Path:
@@ -61,7 +81,13 @@ class Gateway:
         self.latest = LatestSamples()
         self.core = SafetyCore(loaded, self.clock, self.state_dir / "alarms.sqlite",
                                rules_dir=rules_dir)
+        self.uplink = (Uplink(loaded.config.uplink, loaded.config.gateway.site,
+                              loaded.config.gateway.id, self.state_dir, self.clock,
+                              catalog_points(loaded))
+                       if loaded.config.uplink is not None else None)
         self.sinks = [self.latest.update, self.core.ingest, *(extra_sinks or [])]
+        if self.uplink is not None:
+            self.sinks.append(self.uplink.on_samples)
         self.bus_loops: list[BusLoop] = build_bus_loops(loaded, self._on_samples, self.clock)
         self.driver = OutputDriver(loaded, self.bus_loops, self.latest, self.clock)
         settings = loaded.config.panel
@@ -93,7 +119,14 @@ class Gateway:
                      "value=%r actor=%s", event.kind, event.rule, event.subject, event.state,
                      event.previous_state, event.severity, event.value, event.actor)
         self.driver.apply(self.core.wanted)
+        self._hand_on(events)
         return events
+
+    def _hand_on(self, events: list[AlarmEvent]) -> None:
+        """Alarm events and the new active set to the uplink (never waits on the network)."""
+        if self.uplink is not None and events:
+            self.uplink.on_alarm_events(events)
+            self.uplink.set_active_alarms(self.core.alarms.active(), seq=events[-1].seq)
 
     async def _evaluator(self) -> None:
         changed = self._changed
@@ -125,7 +158,11 @@ class Gateway:
                 for loop in self.bus_loops:
                     group.create_task(loop.run(), name=f"bus:{loop.bus_id}")
                 group.create_task(self._evaluator(), name="evaluator")
+                if self.uplink is not None:
+                    group.create_task(self.uplink.run(), name="uplink")
         finally:
+            if self.uplink is not None:
+                await self.uplink.close()
             if self.panel is not None:
                 await self.panel.stop()
             self.core.close()
@@ -142,9 +179,16 @@ class Gateway:
             chattering=v.chattering, shelved_until_ns=v.shelf.until_ns if v.shelf else None,
             note=(f"acknowledged by {v.acked_by}" if v.acked_by else None))
             for v in self.core.alarms.active()]
+        uplink, depth = "not configured", None
+        if self.uplink is not None:
+            status = self.uplink.status()
+            uplink = "connected" if status.connected else (
+                f"disconnected ({status.last_error})" if status.last_error else "disconnected")
+            depth = status.outbox.depth
         health = health_view(self.loaded, self.bus_loops, self.core.planner, self.driver,
                              self.clock.monotonic() - self.started_mono,
-                             flood=self.core.alarms.flood.active)
+                             flood=self.core.alarms.flood.active, uplink=uplink,
+                             outbox_depth=depth)
         suppressions = [SuppressionView(scope=x.scope, actor=x.actor, reason=x.reason,
                                         since_ns=x.since_ns, until_ns=x.until_ns)
                         for x in self.core.alarms.suppressions()]
@@ -160,6 +204,7 @@ class Gateway:
             raise CommandRefused(str(exc)) from exc
         self.core.plan_outputs()  # an acknowledge silences the siren now, not at the next tick
         self.driver.apply(self.core.wanted)
+        self._hand_on(events)
         return sum(1 for e in events if e.kind == "alarm")
 
     def acknowledge(self, alarms: list[AlarmRef], actor: str, note: str | None) -> int:

@@ -62,7 +62,7 @@ def _point_view(point: BoundPoint, name: str, unit: str | None, quantity: str | 
 
 def health_view(loaded: LoadedConfig, bus_loops: list[BusLoop], planner: OutputPlanner,
                 driver: OutputDriver, uptime_s: float, *, flood: bool = False,
-                uplink: str = "not configured") -> HealthView:
+                uplink: str = "not configured", outbox_depth: int | None = None) -> HealthView:
     buses = []
     for loop in bus_loops:
         healths = loop.stats.device_health.values()
@@ -82,4 +82,4 @@ def health_view(loaded: LoadedConfig, bus_loops: list[BusLoop], planner: OutputP
     return HealthView(buses=buses, outputs=outputs,
                       devices_online=sum(b.devices_online for b in buses),
                       devices_total=sum(b.devices_total for b in buses), uplink=uplink,
-                      flood=flood, uptime_s=round(uptime_s, 1))
+                      outbox_depth=outbox_depth, flood=flood, uptime_s=round(uptime_s, 1))

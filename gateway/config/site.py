@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from gateway.config.duration import Duration
 from gateway.config.profile import Id, Name, Strict
 from gateway.rules.section import RulesSection
+from gateway.uplink.settings import UplinkSettings
 
 
 class GatewayIdentity(Strict):
@@ -227,3 +228,5 @@ class GatewayConfig(Strict):
     panel: Panel = Panel()
     rules: RulesSection = RulesSection()
     alarms: AlarmSettings = AlarmSettings()
+    uplink: UplinkSettings | None = None
+    """MQTT uplink to the central ingest; none = this gateway works on its own."""

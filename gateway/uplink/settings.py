@@ -1,0 +1,118 @@
+"""The `uplink:` section of a gateway config: the MQTT broker, the outbox, report by exception
+and replay pacing. Absent section = no uplink (the gateway runs standalone).
+
+```yaml
+uplink:
+  broker: mqtt.example.net
+  port: 8883
+  tls: {ca_file: /etc/roomwarden/ca.pem}
+  username: gw-bj-yz-01
+  password_file: /etc/roomwarden/mqtt.password   # read at each connect, never logged
+  exception: {deadband: 0.1, deadbands: {temperature: 0.2}, max_interval: 5m}
+  replay: {messages_per_s: 20, bytes_per_s: 65536}
+```
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from gateway.config.duration import Duration
+from gateway.config.profile import Name, Strict
+from gateway.uplink.contract import DEFAULT_ROOT, ContractError, check_root
+
+
+class TlsSettings(Strict):
+    ca_file: str | None = None
+    """CA bundle that signed the broker's certificate; None: the system's trust store."""
+    cert_file: str | None = None
+    """Client certificate (mutual TLS), with `key_file`."""
+    key_file: str | None = None
+    insecure: bool = False
+    """Skip the broker host-name check (test benches only)."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class OutboxSettings(Strict):
+    path: str = "uplink/outbox.sqlite"
+    """Relative to the gateway's state directory (or absolute)."""
+    budget_mb: Annotated[float, Field(gt=0, le=100_000)] = 256.0
+    commit_interval: Duration = 1.0
+    """Longest a message waits in memory before its commit: what a power cut can lose."""
+
+    @model_validator(mode="after")
+    def _interval(self) -> OutboxSettings:
+        if not 0.01 <= self.commit_interval <= 1.0:
+            raise ValueError("commit_interval must be between 10ms and 1s")
+        return self
+
+
+class ExceptionSettings(Strict):
+    """Report by exception (gateway.uplink.exception_filter)."""
+
+    deadband: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    """Default absolute deadband; 0 reports every change."""
+    deadbands: dict[Name, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = {}
+    """Per quantity (`temperature: 0.2`)."""
+    point_deadbands: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = {}
+    """Per point (`th-1.temperature: 0.5`)."""
+    max_interval: Duration = 300.0
+    """Heartbeat: a polled point is reported at least this often."""
+
+    @model_validator(mode="after")
+    def _interval(self) -> ExceptionSettings:
+        if self.max_interval <= 0:
+            raise ValueError("max_interval must be positive")
+        return self
+
+
+class ReplaySettings(Strict):
+    """Pacing of the backlog after an outage (live messages are never paced)."""
+
+    messages_per_s: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)] = 20.0
+    bytes_per_s: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] = 64 * 1024.0
+
+
+class UplinkSettings(Strict):
+    broker: Annotated[str, Field(min_length=1, max_length=253)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    client_id: Annotated[str, Field(min_length=1, max_length=64,
+                                    pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
+    """Default `roomwarden-<gateway id>`."""
+    root: str = DEFAULT_ROOT
+    """Topic root, one or more levels (`acme/roomwarden`)."""
+    keepalive: Duration = 30.0
+    tls: TlsSettings | None = None
+    username: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    password_file: str | None = None
+    """Read at every connect (so a rotated password needs no restart); never logged."""
+    reconnect_min: Duration = 1.0
+    reconnect_max: Duration = 60.0
+    """Reconnects back off exponentially from reconnect_min to reconnect_max."""
+    max_inflight: Annotated[int, Field(ge=1, le=1000)] = 20
+    """Messages published and awaiting PUBACK at once."""
+    outbox: OutboxSettings = OutboxSettings()
+    exception: ExceptionSettings = ExceptionSettings()
+    replay: ReplaySettings = ReplaySettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> UplinkSettings:
+        try:
+            check_root(self.root)
+        except ContractError as exc:
+            raise ValueError(str(exc)) from None
+        if not 1.0 <= self.keepalive <= 65535:
+            raise ValueError("keepalive must be between 1s and 18h")
+        if not 0.01 <= self.reconnect_min <= self.reconnect_max <= 3600:
+            raise ValueError("need 10ms <= reconnect_min <= reconnect_max <= 1h")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
+        return self

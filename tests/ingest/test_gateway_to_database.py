@@ -1,0 +1,79 @@
+"""End to end: a simulated device → the real gateway daemon (poll, rules, alarms, outbox,
+MQTT publisher) → a real Mosquitto → the ingest service → a row in a real VictoriaMetrics."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+from gateway.config.loader import load_gateway_config
+from gateway.daemon import Gateway
+from gateway.ingest.service import IngestService
+from gateway.sim.signals import Constant
+from gateway.sim.site import SimulatedSite
+from gateway.uplink.settings import UplinkSettings
+from tests.ingest.conftest import Broker, Victoria
+from tests.ingest.test_service import make_settings
+
+REPO = Path(__file__).resolve().parents[2]
+SITE = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
+
+
+async def until(check: object, seconds: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not check():  # type: ignore[operator]
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+def series(vm: Victoria, match: str) -> list[dict[str, object]]:
+    return vm.export(match)
+
+
+async def test_a_simulated_reading_and_an_alarm_reach_the_database(
+        tmp_path: Path, broker: Broker, victoria: Victoria) -> None:
+    service = IngestService(make_settings(tmp_path, broker, victoria))
+    service.start()
+    try:
+        async with SimulatedSite(load_gateway_config(SITE)) as site:
+            loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
+            uplink = UplinkSettings.model_validate(
+                {"broker": "127.0.0.1", "port": broker.port, "protocol": "5"})
+            config = loaded.config.model_copy(update={
+                "uplink": uplink,
+                "panel": loaded.config.panel.model_copy(update={"enabled": False})})
+            gateway = Gateway(dataclasses.replace(loaded, config=config),
+                              state_dir=tmp_path / "state")
+            site.set_signal("th-tx-a03.temperature", Constant(value=31.5))
+            task = asyncio.create_task(gateway.run())
+            try:
+                await until(lambda: gateway.uplink is not None
+                            and gateway.uplink.status().connected, 15, "uplink connected")
+                # a reading: the T/H sensor of the transmission room
+                await until(lambda: any(
+                    s["metric"].get("device") == "th-tx-a03"
+                    for s in series(victoria, '{__name__="temperature_value"}')), 30,
+                    "th-tx-a03 temperature in the database")
+                rows = [s for s in series(victoria, '{__name__="temperature_value"}')
+                        if s["metric"].get("device") == "th-tx-a03"]
+                labels = rows[0]["metric"]
+                assert labels["site"] == "gz-tianhe-exchange"
+                assert labels["gateway"] == "fsu-gz-tianhe-0301"
+                assert labels["room"] == "tx-3f" and labels["quality"] == "good"
+                assert 31.5 in rows[0]["values"]  # type: ignore[operator]
+
+                # an alarm: smoke in both detectors → a confirmed fire, journalled centrally
+                site.set_signal("smoke-tx-01.alarm", Constant(value=True))
+                site.set_signal("smoke-tx-02.alarm", Constant(value=True))
+                await until(lambda: any(
+                    s["metric"].get("rule") == "fire.smoke_coincidence"
+                    for s in series(victoria, '{__name__=~"alarm_events_.*"}')), 30,
+                    "the fire alarm event in the database")
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        assert service.status()["dead_lettered"] == 0
+    finally:
+        service.stop()
