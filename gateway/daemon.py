@@ -99,7 +99,9 @@ class Gateway:
         self.evaluations = 0
         self._changed: asyncio.Event | None = None
         self.started = asyncio.Event()
-        """Set once the panel listens and the loops run."""
+        """Set once the loops run."""
+        self.panel_ready = asyncio.Event()
+        """Set once the panel listens (`panel_port`)."""
 
     # --- the data path -------------------------------------------------------------------
 
@@ -149,12 +151,11 @@ class Gateway:
         log.info("event=gateway_start gateway=%s site=%s buses=%d devices=%d rules=%d",
                  cfg.gateway.id, cfg.gateway.site, len(self.bus_loops), len(cfg.devices),
                  len(self.core.engine.bindings()))
-        if self.panel is not None:
-            self.panel_port = await self.panel.start()
-            log.info("event=panel_listening bind=%s port=%d", cfg.panel.bind, self.panel_port)
         self.started.set()
         try:
             async with asyncio.TaskGroup() as group:
+                if self.panel is not None:
+                    group.create_task(self._serve_panel(), name="panel")
                 for loop in self.bus_loops:
                     group.create_task(loop.run(), name=f"bus:{loop.bus_id}")
                 group.create_task(self._evaluator(), name="evaluator")
@@ -166,6 +167,25 @@ class Gateway:
             if self.panel is not None:
                 await self.panel.stop()
             self.core.close()
+
+    async def _serve_panel(self) -> None:
+        """Start the panel; if its port is taken, keep trying — the safety functions run on
+        regardless (a failing panel never delays an alarm)."""
+        assert self.panel is not None
+        bind = self.loaded.config.panel.bind
+        delay = 1.0
+        while True:
+            try:
+                self.panel_port = await self.panel.start()
+            except OSError as exc:
+                log.error("event=panel_start_failed bind=%s error=%r retry_in=%gs", bind, exc,
+                          delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+                continue
+            log.info("event=panel_listening bind=%s port=%d", bind, self.panel_port)
+            self.panel_ready.set()
+            return
 
     # --- the panel's backend ---------------------------------------------------------------
 

@@ -104,7 +104,7 @@ async def run_demo(loaded: LoadedConfig, print_every: float, duration: float | N
             started = time.monotonic()
 
             async def scene() -> None:
-                await gateway.started.wait()
+                await gateway.panel_ready.wait()
                 print(f"\nLocal panel: http://127.0.0.1:{gateway.panel_port}/  "
                       "(log in as demo / demo to acknowledge)", flush=True)
                 print("\nThe demo scene:" if script else "", flush=True)

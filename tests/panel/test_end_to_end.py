@@ -48,7 +48,7 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
         gateway = Gateway(loaded, state_dir=tmp_path / "state", panel_port=0)
         task = asyncio.create_task(gateway.run())
         try:
-            await asyncio.wait_for(gateway.started.wait(), 10)
+            await asyncio.wait_for(gateway.panel_ready.wait(), 10)
             yield Live(site, gateway, f"http://127.0.0.1:{gateway.panel_port}")
         finally:
             task.cancel()
@@ -113,3 +113,24 @@ async def test_alarm_appears_is_acknowledged_and_the_siren_drops(live: Live,
     events = live.gateway.core.alarms.events_since(0)
     acks = [e for e in events if e.rule == "fire.smoke_coincidence" and e.actor == "demo"]
     assert acks and acks[-1].state == "active_acknowledged"
+
+
+async def test_a_taken_panel_port_does_not_stop_the_gateway(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with SimulatedSite(load_gateway_config(SITE)) as site:
+            loaded = with_demo_user(load_gateway_config(site.write_config(tmp_path / "s.yaml")))
+            gateway = Gateway(loaded, state_dir=tmp_path / "state", panel_port=port)
+            task = asyncio.create_task(gateway.run())
+            try:
+                await asyncio.sleep(3.0)
+                assert not task.done() and not gateway.panel_ready.is_set()
+                assert gateway.latest.samples > 0  # polling goes on
+                assert gateway.evaluations > 0  # and so do the rules
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
