@@ -38,7 +38,7 @@ from gateway.config.site import Device, ModbusRtuBus, ModbusTcpBus
 from gateway.field.codec import decode, encode
 from gateway.field.points import BoundPoint, bind_points
 from gateway.sim.faults import FaultTable, Transport, apply_fault
-from gateway.sim.signals import Constant, SignalTable, Value, define_points
+from gateway.sim.signals import Constant, SignalTable, Value, apply_set_flags, define_points
 from gateway.sim.wire import LineSettings, SerialLine
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class DeviceImage:
                 continue
             raw = to_raw(point, table.value(point.id))
             if point.flags:
-                raw = self._with_flags(point, int(raw))
+                raw = apply_set_flags(self.signals, point, int(raw))
             for offset, word in enumerate(encode(raw, spec.type, spec.order, spec.length)):
                 words[spec.address + offset] = word
         for point in points:
@@ -213,17 +213,6 @@ class DeviceImage:
             mask = 1 << _physical_bit(spec)
             word = words.get(spec.address, 0)
             words[spec.address] = (word | mask) if table.value(point.id) else (word & ~mask)
-
-    def _with_flags(self, point: BoundPoint, word: int) -> int:
-        """A status word with the flags that were set explicitly applied over it."""
-        for flag in point.flags:
-            if self.signals.is_default(flag.id):
-                continue
-            if bool(self.signals.value(flag.id)) != flag.active_low:
-                word |= 1 << flag.bit
-            else:
-                word &= ~(1 << flag.bit)
-        return word
 
     def registers_of(self, point: BoundPoint) -> list[int]:
         spec = point.modbus

@@ -20,7 +20,7 @@ from gateway.config.profile import SerialTextProfile, TextField
 from gateway.config.site import Device, SerialTextBus
 from gateway.field.points import BoundPoint, bind_points
 from gateway.sim.faults import FaultTable, apply_fault
-from gateway.sim.signals import SignalTable, Value, define_points
+from gateway.sim.signals import SignalTable, Value, apply_set_flags, define_points
 from gateway.sim.wire import LineSettings, SerialLine
 
 log = logging.getLogger(__name__)
@@ -70,14 +70,7 @@ class TextDevice:
         raw = (float(value) - point.offset) / point.scale if point.scale else float(value)
         if spec.type == "float":
             return raw
-        word = round(raw)
-        for flag in point.flags:
-            if self.signals.is_default(flag.id):
-                continue
-            if bool(self.signals.value(flag.id)) != flag.active_low:
-                word |= 1 << flag.bit
-            else:
-                word &= ~(1 << flag.bit)
+        word = apply_set_flags(self.signals, point, round(raw))
         return max(word, 0) if spec.type == "bitstring" else word
 
     def reply(self) -> bytes:

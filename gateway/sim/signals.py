@@ -541,3 +541,16 @@ def define_points(table: SignalTable, points: Iterable[BoundPoint], seed: int = 
 
 def _seed(seed: int, point_id: str) -> int:
     return seed * 1_000_003 + zlib.crc32(point_id.encode())
+
+
+def apply_set_flags(table: SignalTable, point: BoundPoint, word: int) -> int:
+    """A status word with the flags whose signals were set explicitly applied over it (flags
+    left at their default follow the word's own signal)."""
+    for flag in point.flags:
+        if table.is_default(flag.id):
+            continue
+        if bool(table.value(flag.id)) != flag.active_low:
+            word |= 1 << flag.bit
+        else:
+            word &= ~(1 << flag.bit)
+    return word
