@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := python3 python3-venv chromium mosquitto victoria-metrics
 DEMO_CONFIG ?= firmware_configs/telecom_equipment_room.yaml
 
-.PHONY: all setup system-packages test lint typecheck unit bench demo clean
+.PHONY: all setup system-packages test lint typecheck unit bench demo clean install
 
 all: test
 
@@ -52,8 +52,16 @@ test: lint typecheck unit
 bench: setup
 	$(PY) -m tests.bench.run_all
 
+# The whole picture on loopback: simulated room, gateway, panel (:8080, demo/demo), and its own
+# mosquitto, ingest and VictoriaMetrics on free ports (the apt packages `setup` installs; without
+# them the demo says what it skipped). DEMO_ARGS: e.g. --panel-port 0, --no-uplink, --duration 60.
 demo: setup
-	$(VENV)/bin/roomwarden demo $(DEMO_CONFIG)
+	$(VENV)/bin/roomwarden demo $(DEMO_CONFIG) $(DEMO_ARGS)
+
+# Install the gateway as a systemd service (as root on Debian 12 / Raspberry Pi OS): user,
+# /opt/roomwarden/venv, /etc/roomwarden, the units. INSTALL_FLAGS: --start, --ingest, --dry-run.
+install:
+	sh systemd/install.sh $(INSTALL_FLAGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -26,6 +26,15 @@ log = logging.getLogger("roomwarden.field")
 ONLINE_POINT = "online"
 """Every device reports `<device>.online` (bool) with each poll."""
 
+IDLE_WAKE = 1.0
+"""The idle wait between polls wakes at least this often to refresh `alive_mono`, so a loop
+whose devices are polled rarely (or backed off for a minute) still shows it is alive."""
+STALL_MARGIN = 10.0
+"""Seconds added to a loop's worst legitimate poll before it counts as hung (event-loop
+latency, a slow SD card under SQLite, a few queued output writes)."""
+DEFAULT_WORST_POLL = 10.0
+"""Worst poll assumed for a poller the stall estimate does not know."""
+
 
 @dataclass
 class PollResult:
@@ -79,8 +88,31 @@ class BusLoop:
                 poller.device_id, poller.interval, policy)
         self.alive_mono = self.clock.monotonic()
         """Last time the loop made progress (for the watchdog)."""
+        self.link_open: bool | None = None
+        """None until `run` tried `link.open()`; then whether it returned without raising."""
+        self.link_error: str | None = None
+        """Why the last `link.open()` raised (None when it did not)."""
+        self.stall_allowance = 0.0
+        """Seconds of queued jobs (output writes) a stall may also contain; set by whoever
+        submits them (see `gateway.service.watchdog.configure_stall_limits`)."""
+        self._stall_limit: float | None = None
         self._jobs: deque[Callable[[], Awaitable[None]]] = deque()
         self._wake = asyncio.Event()
+
+    @property
+    def stall_limit(self) -> float:
+        """How long the loop may go without progress (`alive_mono`) before it counts as hung:
+        its worst legitimate single poll (every request answered just inside the timeout,
+        after a reconnect) + `stall_allowance` + `STALL_MARGIN`. Recomputed on every read
+        (a device's plan grows when it learns a split); assigning a number overrides it."""
+        if self._stall_limit is not None:
+            return self._stall_limit
+        worst = max((worst_poll_seconds(p) for p in self.pollers), default=0.0)
+        return worst + self.stall_allowance + STALL_MARGIN
+
+    @stall_limit.setter
+    def stall_limit(self, value: float | None) -> None:
+        self._stall_limit = value
 
     def submit(self, job: Callable[[], Awaitable[None]]) -> None:
         """Run `job` (a write to a device of this bus) before the next poll: the bus is used
@@ -97,13 +129,17 @@ class BusLoop:
                 raise
             except Exception:
                 log.exception("event=bus_job_failed bus=%s", self.bus_id)
+            self.alive_mono = self.clock.monotonic()  # a write is progress too
 
     async def run(self) -> None:
         """Poll forever (until cancelled)."""
         try:
             await self.link.open()
         except Exception as exc:  # the port may appear later; polls will report it
+            self.link_open, self.link_error = False, repr(exc)
             log.warning("event=bus_open_failed bus=%s error=%r", self.bus_id, exc)
+        else:
+            self.link_open, self.link_error = True, None
         start = self.clock.monotonic()
         # (due time, order, poller): the order breaks ties so devices keep their config order
         queue = [(start, order, poller) for order, poller in enumerate(self.pollers)]
@@ -122,7 +158,7 @@ class BusLoop:
                     self.alive_mono = now
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), due - now)
+                        await asyncio.wait_for(self._wake.wait(), min(due - now, IDLE_WAKE))
                     continue
                 heapq.heappop(queue)
                 health = self.stats.device_health[poller.device_id]
@@ -174,3 +210,21 @@ class BusLoop:
         except Exception:
             log.exception("event=sink_failed bus=%s device=%s", self.bus_id, poller.device_id)
         return result
+
+
+def worst_poll_seconds(poller: DevicePoller) -> float:
+    """The longest one legitimate poll of `poller` takes: a (re)connect and every planned
+    request answered just inside the bus timeout, with the RTU silence before each; for a
+    serial-text device its reply timeout (the whole reply must arrive within it). Pollers
+    may say so themselves (`worst_poll_seconds` attribute), else `DEFAULT_WORST_POLL`."""
+    # imported here: both modules import this one
+    from gateway.field.modbus_poller import ModbusDevicePoller
+    from gateway.field.serial_text import SerialTextPoller
+
+    if isinstance(poller, ModbusDevicePoller):
+        timeout = poller.link.bus.timeout
+        return timeout + len(poller.plan) * (timeout + poller.link.frame_gap)
+    if isinstance(poller, SerialTextPoller):  # the reply must be complete within it
+        return poller.profile.reply_timeout
+    declared = getattr(poller, "worst_poll_seconds", None)
+    return float(declared) if isinstance(declared, int | float) else DEFAULT_WORST_POLL
