@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 
 from gateway.config.duration import Duration
 from gateway.config.profile import Id, Name, Strict
+from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
 from gateway.rules.section import RulesSection
+from gateway.uplink.contract import MAX_CONFIG_BYTES
 from gateway.uplink.settings import UplinkSettings
 
 
@@ -163,10 +166,20 @@ class Output(Strict):
     verify: bool = True
     """Read the coil back after each write; a mismatch counts as a failed write."""
     write_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    on_stop: Literal["off", "on", "hold"] | None = None
+    """What the gateway leaves the output at when it stops (SIGTERM, `systemctl stop`):
+    default `off` for sirens, strobes and the alarm panel (a planned stop does not leave a
+    siren sounding), `hold` for the rest (a fan purging hydrogen keeps running)."""
 
     @property
     def silences_on_ack(self) -> bool:
         return self.silence_on_ack if self.silence_on_ack is not None else self.role == "siren"
+
+    @property
+    def stop_state(self) -> Literal["off", "on", "hold"]:
+        if self.on_stop is not None:
+            return self.on_stop
+        return "off" if self.role in ("siren", "strobe", "alarm_panel") else "hold"
 
 
 class Interlock(Strict):
@@ -184,6 +197,11 @@ class PanelUser(Strict):
     """`roomwarden passwd` prints one (scrypt); never a plain password."""
 
 
+METRICS_ALLOW_DEFAULT: tuple[IPvAnyNetwork, ...] = tuple(
+    ip_network(n) for n in ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12",
+                            "192.168.0.0/16", "fc00::/7"))
+
+
 class Panel(Strict):
     """The local alarm panel: HTTP server in the daemon."""
 
@@ -195,6 +213,11 @@ class Panel(Strict):
     login_to_view: bool = False
     """Reading needs no login unless this is set; changing state always does."""
     session_ttl: Duration = 8 * 3600.0
+    metrics: bool = True
+    """Serve Prometheus metrics on `GET /metrics` (no login, like any exporter)."""
+    metrics_allow: tuple[IPvAnyNetwork, ...] = METRICS_ALLOW_DEFAULT
+    """Client networks `/metrics` answers (others get 403): by default loopback and the private
+    ranges (RFC 1918, IPv6 ULA) a site LAN or the NOC's VPN uses; `[0.0.0.0/0, ::/0]` = any."""
 
 
 class AlarmSettings(Strict):
@@ -210,6 +233,36 @@ class AlarmSettings(Strict):
     flood_window: Duration = 600.0
     retention_days: Annotated[float, Field(gt=0, le=3650)] = 90.0
     """How long the alarm journal keeps events."""
+
+
+class FlashingSettings(Strict):
+    """Signed config flashing (`roomwarden flash`): who may change this gateway's config."""
+
+    trusted_keys: tuple[str, ...] = ()
+    """Public key lines as written by `roomwarden keys new` (`ed25519:<base64> NAME`)."""
+    max_bytes: Annotated[int, Field(ge=1024, le=MAX_CONFIG_BYTES)] = MAX_CONFIG_BYTES
+    """Largest config (UTF-8 bytes) a `config/set` may carry."""
+    health_timeout: Duration = 30.0
+    """How long a newly applied config must run healthy before it becomes last-known-good."""
+    allow_local_unsigned: bool = True
+    """Accept unsigned configs over the local control socket (root on the gateway only)."""
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys(cls, lines: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for index, line in enumerate(lines):
+            try:
+                key = parse_public_key_line(line)
+            except KeyFileError as exc:
+                raise ValueError(f"trusted_keys[{index}]: {exc}") from None
+            if key.key_id in seen:
+                raise ValueError(f"trusted_keys[{index}]: key {key.key_id} is listed twice")
+            seen.add(key.key_id)
+        return lines
+
+    def trusted(self) -> tuple[TrustedKey, ...]:
+        return tuple(parse_public_key_line(line) for line in self.trusted_keys)
 
 
 class GatewayConfig(Strict):
@@ -230,3 +283,5 @@ class GatewayConfig(Strict):
     alarms: AlarmSettings = AlarmSettings()
     uplink: UplinkSettings | None = None
     """MQTT uplink to the central ingest; none = this gateway works on its own."""
+    flashing: FlashingSettings | None = None
+    """Signed config flashing over the uplink; none = configs change only locally."""

@@ -1,0 +1,493 @@
+"""The gateway's config store: the last-known-good config, the one before it, a staged one
+being tried, and what it has seen — crash-safe.
+
+Layout of the store directory (in the gateway's state directory, e.g. `<state>/config`)::
+
+    state.json                  the single authority, replaced atomically:
+                                {"v": 1, "active": GEN|null, "previous": GEN|null,
+                                 "staged": GEN|null, "applying": bool}
+    configs/GEN/config.yaml     one generation: the YAML text, written once
+    configs/GEN/meta.json       its ConfigMeta (version, sha256, author, key_id, applied_ns,
+                                source, request_id); rewritten (atomically) only at commit
+    seen.json                   {"v": 1, "highest": N, "digests": [...]}: the highest version
+                                ever accepted and the last 1000 envelope digests processed
+    active, previous            convenience symlinks to configs/GEN (not authoritative)
+
+GEN is `v<version>-<sha256[:12]>-<ns>`. Every file is written to a temporary name, fsynced,
+renamed into place and its directory fsynced; a generation directory is complete before
+`state.json` names it. So a crash (SIGKILL, power cut) at any instant leaves `state.json`
+naming either the old or the new generation, each complete and hash-consistent.
+
+`applying` is set by `stage()` and cleared by `commit()` / `discard()` in the same atomic write
+that moves the generations. If the process dies in between, `boot()` finds it set, drops the
+staged config and starts the last-known-good one, reporting `recovered=True`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from gateway.flashing.envelope import (
+    DOWNGRADE,
+    REPLAYED,
+    EnvelopeRejected,
+    envelope_digest,
+)
+from gateway.uplink.contract import ConfigSet
+
+Source = Literal["factory", "flash", "local"]
+SEEN_DIGESTS = 1000
+"""How many envelope digests `seen.json` keeps for replay detection (the version check
+covers older ones)."""
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (nothing staged, unreadable directory …)."""
+
+
+@dataclass(frozen=True)
+class ConfigMeta:
+    """Where a config came from: kept next to it as meta.json."""
+
+    version: int
+    sha256: str
+    source: Source
+    author: str | None = None
+    key_id: str | None = None
+    request_id: str | None = None
+    applied_ns: int | None = None
+    """When it was committed as last-known-good (None while staged, and for the factory)."""
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, indent=1).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ConfigMeta:
+        raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise ValueError("meta.json is not an object")
+        try:
+            meta = cls(**raw)
+        except TypeError as exc:
+            raise ValueError(f"meta.json: {exc}") from None
+        if not isinstance(meta.version, int) or isinstance(meta.version, bool) \
+                or meta.version < 0:
+            raise ValueError("meta.json: bad version")
+        if not isinstance(meta.sha256, str) or len(meta.sha256) != 64:
+            raise ValueError("meta.json: bad sha256")
+        if meta.source not in ("factory", "flash", "local"):
+            raise ValueError("meta.json: bad source")
+        return meta
+
+    @classmethod
+    def of_envelope(cls, envelope: ConfigSet) -> ConfigMeta:
+        return cls(version=envelope.version, sha256=envelope.sha256, source="flash",
+                   author=envelope.author, key_id=envelope.key_id, request_id=envelope.id)
+
+
+@dataclass(frozen=True)
+class BootChoice:
+    """Which config the gateway starts with."""
+
+    text: str
+    path: Path
+    """The file holding `text` (a generation's config.yaml, or the factory file)."""
+    meta: ConfigMeta
+    recovered: bool = False
+    """The process died while applying `interrupted`: it was dropped, the LKG runs."""
+    interrupted: ConfigMeta | None = None
+    problems: tuple[str, ...] = ()
+    """Damage found and worked around (a generation whose files do not match its hash)."""
+
+
+@dataclass
+class _State:
+    active: str | None = None
+    previous: str | None = None
+    staged: str | None = None
+    applying: bool = False
+
+    def to_json(self) -> bytes:
+        return json.dumps({"v": 1, "active": self.active, "previous": self.previous,
+                           "staged": self.staged, "applying": self.applying},
+                          indent=1).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes) -> _State:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("v") != 1:
+            raise ValueError("state.json is not a version-1 state")
+        out = cls(active=raw.get("active"), previous=raw.get("previous"),
+                  staged=raw.get("staged"), applying=bool(raw.get("applying")))
+        for name in (out.active, out.previous, out.staged):
+            if name is not None and (not isinstance(name, str) or "/" in name
+                                     or name.startswith(".")):
+                raise ValueError(f"state.json names a bad generation {name!r}")
+        return out
+
+
+@dataclass
+class _Seen:
+    highest: int = 0
+    digests: list[str] = field(default_factory=list)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data` so that a crash leaves the old or the new file, whole."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class ConfigStore:
+    """The config directory of one gateway (see the module docstring). Not thread-safe: one
+    owner (the daemon's config task) at a time."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.configs = root / "configs"
+        self.configs.mkdir(parents=True, exist_ok=True)
+        self._state_path = root / "state.json"
+        self._seen_path = root / "seen.json"
+
+    # ---------------------------------------------------------------- reading
+
+    def _state(self) -> _State:
+        try:
+            return _State.from_json(self._state_path.read_bytes())
+        except FileNotFoundError:
+            return _State()
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self._state_path} is unreadable: {exc}") from exc
+
+    def _write_state(self, state: _State) -> None:
+        atomic_write(self._state_path, state.to_json())
+
+    def _read_generation(self, name: str) -> tuple[str, ConfigMeta]:
+        """Text and meta of a generation, checked against each other; ValueError if damaged."""
+        directory = self.configs / name
+        meta = ConfigMeta.from_json((directory / "meta.json").read_bytes())
+        data = (directory / "config.yaml").read_bytes()
+        if hashlib.sha256(data).hexdigest() != meta.sha256:
+            raise ValueError(f"configs/{name}/config.yaml does not match its sha256")
+        return data.decode("utf-8"), meta
+
+    def active_meta(self) -> ConfigMeta | None:
+        """The last-known-good config's meta, None while the factory config runs."""
+        state = self._state()
+        if state.active is None:
+            return None
+        try:
+            return self._read_generation(state.active)[1]
+        except (OSError, ValueError):
+            return None
+
+    def previous_meta(self) -> ConfigMeta | None:
+        state = self._state()
+        if state.previous is None:
+            return None
+        try:
+            return self._read_generation(state.previous)[1]
+        except (OSError, ValueError):
+            return None
+
+    def staged_meta(self) -> ConfigMeta | None:
+        state = self._state()
+        if state.staged is None:
+            return None
+        try:
+            return self._read_generation(state.staged)[1]
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def applying(self) -> bool:
+        return self._state().applying
+
+    # ---------------------------------------------------------------- boot
+
+    def boot(self, factory_path: Path) -> BootChoice:
+        """The config to start with: the last-known-good one (the previous if the active is
+        damaged), else the factory file as version 0. A staged config never survives a
+        restart: if `applying` was set the process died mid-apply (`recovered=True`)."""
+        problems: list[str] = []
+        try:
+            state = self._state()
+        except StoreError as exc:  # not from a crash (writes are atomic): damage
+            problems.append(str(exc))
+            state = self._rebuild_state()
+            problems.append(f"recovered the newest committed config: {state.active}")
+        interrupted: ConfigMeta | None = None
+        recovered = state.applying
+        if state.staged is not None:
+            try:
+                interrupted = self._read_generation(state.staged)[1]
+            except (OSError, ValueError):
+                interrupted = None
+        if state.staged is not None or state.applying:
+            state = replace(state, staged=None, applying=False)
+            self._write_state(state)
+        choice: BootChoice | None = None
+        for slot in ("active", "previous"):
+            name = getattr(state, slot)
+            if name is None:
+                continue
+            try:
+                text, meta = self._read_generation(name)
+            except (OSError, ValueError, UnicodeDecodeError) as exc:
+                problems.append(f"{slot} config configs/{name} is damaged: {exc}")
+                continue
+            if slot == "previous":  # the active one was damaged: the previous becomes it
+                state = replace(state, active=name, previous=None)
+                self._write_state(state)
+            choice = BootChoice(text=text, path=self.configs / name / "config.yaml",
+                                meta=meta, recovered=recovered, interrupted=interrupted,
+                                problems=tuple(problems))
+            break
+        if choice is None:
+            if state.active is not None or state.previous is not None:
+                state = replace(state, active=None, previous=None)
+                self._write_state(state)
+            choice = replace(self.factory_choice(factory_path), recovered=recovered,
+                             interrupted=interrupted, problems=tuple(problems))
+        self._collect(state)
+        self._link(state)
+        return choice
+
+    def _rebuild_state(self) -> _State:
+        """A state from the generations on disk: the two most recently committed ones."""
+        committed: list[tuple[int, str]] = []
+        for entry in _listdir(self.configs):
+            if entry.name.startswith("."):
+                continue
+            try:
+                _text, meta = self._read_generation(entry.name)
+            except (OSError, ValueError, UnicodeDecodeError):
+                continue
+            if meta.applied_ns is not None:
+                committed.append((meta.applied_ns, entry.name))
+        committed.sort(reverse=True)
+        names = [name for _ns, name in committed]
+        state = _State(active=names[0] if names else None,
+                       previous=names[1] if len(names) > 1 else None)
+        self._write_state(state)
+        return state
+
+    @staticmethod
+    def factory_choice(factory_path: Path) -> BootChoice:
+        """The factory (installed) config file as version 0, whatever the store holds (for a
+        last-known-good that no longer loads). StoreError if it cannot be read."""
+        try:
+            text = factory_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"the factory config {factory_path} is unreadable: {exc}"
+                             ) from exc
+        meta = ConfigMeta(version=0, sha256=sha256_text(text), source="factory")
+        return BootChoice(text=text, path=factory_path, meta=meta)
+
+    # ---------------------------------------------------------------- freshness
+
+    def _seen(self) -> _Seen:
+        try:
+            raw = json.loads(self._seen_path.read_bytes())
+            highest = raw["highest"]
+            digests = raw["digests"]
+            if not isinstance(highest, int) or not isinstance(digests, list):
+                raise ValueError("bad types")
+            return _Seen(highest=highest, digests=[d for d in digests if isinstance(d, str)])
+        except FileNotFoundError:
+            return _Seen()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{self._seen_path} is unreadable: {exc}") from exc
+
+    def highest_version(self) -> int:
+        """The highest version ever accepted (0: none yet)."""
+        active = self.active_meta()
+        return max(self._seen().highest, active.version if active else 0)
+
+    def check_fresh(self, envelope: ConfigSet) -> None:
+        """EnvelopeRejected `replayed` if this envelope was processed before or carries the
+        active config's version (even with `force`), `downgrade` if its version is not above
+        the highest ever accepted (allowed with `force`)."""
+        seen = self._seen()
+        digest = envelope_digest(envelope)
+        if digest in seen.digests:
+            raise EnvelopeRejected(REPLAYED, f"envelope {envelope.id} (version "
+                                             f"{envelope.version}) was already processed")
+        active = self.active_meta()
+        active_version = active.version if active else 0
+        if envelope.version == active_version:
+            raise EnvelopeRejected(REPLAYED, f"version {envelope.version} is already the "
+                                             "active config")
+        highest = max(seen.highest, active_version)
+        if envelope.version <= highest and not envelope.force:
+            raise EnvelopeRejected(DOWNGRADE, f"version {envelope.version} is not above "
+                                              f"{highest}, the highest accepted so far "
+                                              "(a downgrade needs --force)")
+
+    def remember(self, envelope: ConfigSet, *, accepted: bool = True) -> None:
+        """Record an envelope as processed (its digest; and, if `accepted`, its version as the
+        highest accepted). Call it once the envelope passed verify_envelope and check_fresh,
+        before staging — a later failure still burns the version."""
+        seen = self._seen()
+        digest = envelope_digest(envelope)
+        if digest not in seen.digests:
+            seen.digests.append(digest)
+        seen.digests = seen.digests[-SEEN_DIGESTS:]
+        if accepted:
+            seen.highest = max(seen.highest, envelope.version)
+        atomic_write(self._seen_path, json.dumps(
+            {"v": 1, "highest": seen.highest, "digests": seen.digests}).encode() + b"\n")
+
+    # ---------------------------------------------------------------- stage / commit
+
+    def _new_generation(self, text: str, meta: ConfigMeta) -> str:
+        data = text.encode("utf-8")
+        if hashlib.sha256(data).hexdigest() != meta.sha256:
+            raise StoreError("meta.sha256 does not match the config text")
+        name = f"v{meta.version}-{meta.sha256[:12]}-{time.time_ns()}"
+        tmp = Path(tempfile.mkdtemp(dir=self.configs, prefix=".tmp-"))
+        try:
+            for file_name, content in (("config.yaml", data), ("meta.json", meta.to_json())):
+                with open(tmp / file_name, "wb") as handle:
+                    handle.write(content)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.chmod(tmp, 0o755)
+            _fsync_dir(tmp)
+            os.rename(tmp, self.configs / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_dir(self.configs)
+        return name
+
+    def stage(self, source: ConfigSet | str, meta: ConfigMeta | None = None) -> Path:
+        """Write a config to try and mark the store `applying`; returns the staged file's
+        path (load it from there). A ConfigSet brings its own meta (source `flash`); text
+        needs `meta` (e.g. source `local`). Replaces anything staged before."""
+        if isinstance(source, ConfigSet):
+            text = source.config
+            meta = meta or ConfigMeta.of_envelope(source)
+        else:
+            text = source
+            if meta is None:
+                raise StoreError("staging text needs its ConfigMeta")
+        meta = replace(meta, applied_ns=None)
+        name = self._new_generation(text, meta)
+        state = self._state()
+        old_staged = state.staged
+        state = replace(state, staged=name, applying=True)
+        self._write_state(state)
+        if old_staged is not None:
+            self._collect(state)
+        return self.configs / name / "config.yaml"
+
+    def commit(self, *, now_ns: int | None = None) -> ConfigMeta:
+        """The staged config becomes the last-known-good (the old one becomes previous);
+        clears `applying`. Returns the new active meta."""
+        state = self._state()
+        if state.staged is None:
+            raise StoreError("nothing is staged")
+        name = state.staged
+        try:
+            _text, meta = self._read_generation(name)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"the staged config is damaged: {exc}") from exc
+        meta = replace(meta, applied_ns=time.time_ns() if now_ns is None else now_ns)
+        atomic_write(self.configs / name / "meta.json", meta.to_json())
+        new = _State(active=name, previous=state.active if state.active != name
+                     else state.previous, staged=None, applying=False)
+        self._write_state(new)
+        self._collect(new)
+        self._link(new)
+        return meta
+
+    def discard(self) -> ConfigMeta | None:
+        """Drop the staged config (rollback: the active one stays); clears `applying`.
+        Returns the dropped config's meta, if any."""
+        state = self._state()
+        dropped = self.staged_meta()
+        if state.staged is None and not state.applying:
+            return None
+        new = replace(state, staged=None, applying=False)
+        self._write_state(new)
+        self._collect(new)
+        return dropped
+
+    def active_text(self) -> tuple[str, ConfigMeta] | None:
+        state = self._state()
+        if state.active is None:
+            return None
+        try:
+            return self._read_generation(state.active)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"the active config is damaged: {exc}") from exc
+
+    # ---------------------------------------------------------------- housekeeping
+
+    def _collect(self, state: _State) -> None:
+        """Remove generations and temporary files nothing refers to."""
+        keep = {state.active, state.previous, state.staged}
+        for entry in _listdir(self.configs):
+            if entry.name not in keep:
+                shutil.rmtree(entry, ignore_errors=True)
+        for entry in _listdir(self.root):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+
+    def _link(self, state: _State) -> None:
+        """Best-effort convenience symlinks `active` and `previous` for people."""
+        for slot in ("active", "previous"):
+            name = getattr(state, slot)
+            link = self.root / slot
+            with contextlib.suppress(OSError):
+                if name is None:
+                    if link.is_symlink():
+                        link.unlink()
+                    continue
+                tmp = self.root / f".{slot}.link.tmp"
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                os.symlink(Path("configs") / name, tmp)
+                os.replace(tmp, link)
+
+
+def _listdir(path: Path) -> Iterable[Path]:
+    try:
+        return list(path.iterdir())
+    except OSError:
+        return []
