@@ -14,6 +14,8 @@ from types import FrameType
 from gateway.config.loader import ConfigErrors
 from gateway.ingest.service import IngestService
 from gateway.ingest.settings import load_settings
+from gateway.service.notify import Notifier
+from gateway.service.watchdog import feed_watchdog_blocking
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,8 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    service.run()
-    return 0
+    notifier = Notifier.from_env()
+    service.start()
+    mqtt, influx = settings.mqtt, settings.influx
+    notifier.ready(f"consuming {mqtt.host}:{mqtt.port} into {influx.url}")
+    try:
+        feed_watchdog_blocking(notifier, service.stopping, [service.liveness])
+    finally:
+        notifier.stopping()
+        service.stop()
+    return 1 if service.failed else 0  # Restart=on-failure restarts a writer that failed
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
+from gateway.field.sample import Quality
 from gateway.uplink.contract import (
     AlarmEventMessage,
     GatewayState,
@@ -33,6 +34,10 @@ CatalogLookup = Callable[[str, str, str], Mapping[str, PointMeta] | None]
 """(site, gateway, catalog hash) → the catalog's points, or None if it was never seen."""
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
 class UnknownCatalog(LookupError):
     """A telemetry batch names a catalog the ingest has not received (yet)."""
 
@@ -46,9 +51,40 @@ class Line(NamedTuple):
     time_ns: int
 
     def to_line_protocol(self) -> str:
-        tags = "".join(f",{k}={_tag_value(v)}" for k, v in self.tags)
-        fields = ",".join(f"{k}={_field_value(v)}" for k, v in self.fields)
-        return f"{self.measurement}{tags} {fields} {self.time_ns}"
+        measurement, tags = self.measurement, self.tags
+        # measurement and escaped tags: the same for every line of a series, whose tags tuple
+        # is one object (`telemetry_lines` reuses it); the memo entry keeps that object alive,
+        # so its id cannot name another tuple while the entry exists
+        known = _SERIES_TEXT.get(id(tags))
+        if known is not None and known[0] is tags and known[1] == measurement:
+            series = known[2]
+        else:
+            series = measurement + "".join(f",{k}={_tag_value(v)}" for k, v in tags)
+            _remember(_SERIES_TEXT, id(tags), (tags, measurement, series))
+        fields = self.fields
+        if len(fields) == 1:
+            name, value = fields[0]
+            if type(value) is float:  # the usual telemetry line: one float `value`
+                return f"{series} {name}={value!r} {self.time_ns}"
+            return f"{series} {name}={_field_value(value)} {self.time_ns}"
+        text = ",".join(f"{k}={_field_value(v)}" for k, v in fields)
+        return f"{series} {text} {self.time_ns}"
+
+
+CACHE_LIMIT = 1 << 17
+"""Entries per memo below: series repeat in every batch, so converting a row is mostly two
+lookups. Both memos together hold ≈ 1 KB per series (≈ 130 MB when full, for 131,072 series);
+a full memo is simply emptied, which costs recomputation, never a different result."""
+_SERIES_TEXT: dict[int, tuple[tuple[tuple[str, str], ...], str, str]] = {}
+"""id(tags) → (tags, measurement, the line's measurement and escaped tags)."""
+_TELEMETRY_SERIES: dict[tuple[object, ...], tuple[str, tuple[tuple[str, str], ...]]] = {}
+"""(site, gateway, point, quality[, device, room, quantity, unit]) → (measurement, tags)."""
+
+
+def _remember(memo: dict[_K, _V], key: _K, value: _V) -> None:
+    if len(memo) >= CACHE_LIMIT:
+        memo.clear()
+    memo[key] = value
 
 
 def _line(measurement: str, tags: dict[str, str | None], fields: dict[str, FieldValue | None],
@@ -125,19 +161,45 @@ def device_of(point: str) -> str:
 def telemetry_lines(batch: TelemetryBatch, catalog: Mapping[str, PointMeta] | None) -> list[Line]:
     """One line per row. Points missing from the catalog (or without one) are written with the
     tags they have: measurement `unclassified`, device from the point id, no room or unit."""
+    site, gateway, t0 = batch.site, batch.gateway, batch.t0
+    memo = _TELEMETRY_SERIES
+    new_line = tuple.__new__  # Line(...) without its Python-level __new__
     lines: list[Line] = []
+    append = lines.append
     for point, value, dt, quality in batch.samples:
         meta = catalog.get(point) if catalog is not None else None
-        tags: dict[str, str | None] = {
-            "site": batch.site, "gateway": batch.gateway, "point": point,
-            "quality": quality.value,
-            "device": meta.device if meta is not None else device_of(point),
-            "room": meta.room if meta is not None else None,
-            "unit": meta.unit if meta is not None else None,
-        }
-        lines.append(_line(measurement_for(meta.quantity if meta is not None else None), tags,
-                           _value_fields(value, text_field="text"), batch.t0 + dt))
+        key: tuple[object, ...] = (
+            (site, gateway, point, quality) if meta is None else
+            (site, gateway, point, quality, meta.device, meta.room, meta.quantity, meta.unit))
+        series = memo.get(key)
+        if series is None:
+            series = _telemetry_series(site, gateway, point, quality, meta)
+            _remember(memo, key, series)
+        if type(value) is float and value - value == 0:  # finite: the usual row
+            fields: tuple[tuple[str, FieldValue], ...] = (("value", value),)
+        else:
+            fields = _value_field(value, text_field="text")
+        append(new_line(Line, (series[0], series[1], fields, t0 + dt)))
     return lines
+
+
+def _telemetry_series(site: str, gateway: str, point: str, quality: Quality,
+                      meta: PointMeta | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+    tags: dict[str, str | None] = {
+        "site": site, "gateway": gateway, "point": point, "quality": quality.value,
+        "device": meta.device if meta is not None else device_of(point),
+        "room": meta.room if meta is not None else None,
+        "unit": meta.unit if meta is not None else None,
+    }
+    line = _line(measurement_for(meta.quantity if meta is not None else None), tags, {}, 0)
+    return line.measurement, line.tags
+
+
+def _value_field(value: object, *, text_field: str) -> tuple[tuple[str, FieldValue], ...]:
+    """`_value_fields` of a one-field value, as `_line` sorts it."""
+    ((name, field),) = _value_fields(value, text_field=text_field).items()
+    assert field is not None
+    return ((name, field),)
 
 
 def alarm_line(event: AlarmEventMessage) -> Line:

@@ -4,25 +4,37 @@ Flow (DESIGN principle 5):
 
 * A paho-mqtt 2 client with a persistent session (MQTT 3.1.1 `clean_session=False`, MQTT 5
   `clean_start=False` plus a session expiry) subscribes at QoS 1 to `telemetry`, `meta`,
-  `alarms` and `state` of every gateway — with MQTT 5 through a shared subscription
-  `$share/<group>/<root>/+/+/<channel>`, so several ingest instances split the stream.
+  `alarms` and `state` of every gateway. With MQTT 5 and a `shared_group`, `telemetry`,
+  `alarms` and `state` go through shared subscriptions `$share/<group>/<root>/+/+/<channel>`,
+  so several ingest instances split the stream, while `meta` is subscribed plainly by every
+  instance: each one needs every point catalog, since the batches that name a catalog may reach
+  any of them. (`state` stays shared: each state message is written once.)
 * `manual_ack=True`: paho does not acknowledge a PUBLISH on its own. The network thread decodes
   each message (`contract.decode`), remembers catalogs (`meta`) and turns the rest into line
   protocol (`schema`); a queue hands them to one writer thread.
-* The writer collects messages until `batch_size` points or `flush_interval`, writes them with
-  influxdb-client's synchronous write API and retries (tenacity, exponential backoff) on 429,
-  5xx and connection errors for as long as it takes. Only when the database accepted the batch
-  are its messages acknowledged, in the order they arrived. While the database is down nothing
-  is acknowledged: the broker keeps the messages (and redelivers them after a reconnect).
-* Malformed messages, batches naming a catalog never seen and points the database rejects
-  (4xx) go to the dead-letter log and are acknowledged: they never block the stream.
+* The writer collects messages until `batch_size` points or `flush_interval`, drops those
+  already written (`gateway.ingest.dedup`: the contract's duplicate keys, so a redelivery is
+  acknowledged, not written again), writes the rest with influxdb-client's synchronous write
+  API and retries (tenacity, exponential backoff) on 429, 5xx and connection errors for as long
+  as it takes. Only when the database accepted the batch are its keys recorded and its messages
+  acknowledged. While the database is down nothing is acknowledged: the broker keeps the
+  messages (and redelivers them after a reconnect).
+* A telemetry batch naming a catalog this instance has not seen is *parked*, unacknowledged,
+  and the ingest asks the gateway for its catalog (`request_state` on `<root>/<site>/<gw>/cmd`,
+  at most every `request_state_interval`); when the catalog arrives the batch is written. Only
+  after `catalog_wait` (or beyond `max_parked` batches) does it go to the dead-letter log,
+  payload included, so it can be replayed.
+* Malformed messages and points the database rejects (4xx) go to the dead-letter log and are
+  acknowledged: they never block the stream.
 * A message received before a disconnect is never acknowledged after it (its packet id may
-  name another message by then); the broker redelivers it and the duplicate collapses onto the
-  same series and timestamp.
+  name another message by then); the broker redelivers it and the duplicate is recognised.
+* Optional HTTP endpoint (`http:`): `/healthz` and Prometheus `/metrics`
+  (`gateway.ingest.metrics`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import ssl
@@ -50,14 +62,31 @@ from tenacity import (
 
 from gateway.ingest.catalogs import CatalogStore
 from gateway.ingest.deadletter import DeadLetterLog
+from gateway.ingest.dedup import SeenKey, SeenStore, seen_key
+from gateway.ingest.metrics import HttpEndpoint, IngestMetrics
 from gateway.ingest.schema import UnknownCatalog, message_lines
 from gateway.ingest.settings import IngestSettings
-from gateway.uplink.contract import Channel, ContractError, PointCatalog, decode, topic_filter
+from gateway.uplink.contract import (
+    Channel,
+    ContractError,
+    PointCatalog,
+    RequestState,
+    TelemetryBatch,
+    Topic,
+    decode,
+    encode,
+    topic_filter,
+)
 
 log = logging.getLogger("roomwarden.ingest")
 
 CHANNELS = (Channel.TELEMETRY, Channel.META, Channel.ALARMS, Channel.STATE)
 """What the ingest subscribes to (`alarms/active` is a dashboard's business, not history's)."""
+UNSHARED = frozenset({Channel.META})
+"""Subscribed plainly by every instance even with a shared group: every instance needs every
+point catalog."""
+
+CatalogKey = tuple[str, str, str]
 
 
 @dataclass(slots=True)
@@ -67,8 +96,17 @@ class _Item:
     generation: int
     topic: str
     payload: bytes
+    received: float = 0.0
+    """monotonic time of arrival"""
+    channel: str = "unknown"
     lines: list[str] = field(default_factory=list)
+    key: SeenKey | None = None
+    waiting: CatalogKey | None = None
+    """The catalog this batch names and the ingest does not know (yet)."""
+    batch: TelemetryBatch | None = None
     dead_reason: str | None = None
+    dead_kind: str = "malformed"
+    duplicate: bool = False
 
 
 class _Stopping(Exception):
@@ -85,10 +123,10 @@ def retryable(exc: BaseException) -> bool:
 
 def subscriptions(settings: IngestSettings) -> list[str]:
     m = settings.mqtt
-    filters = [topic_filter(ch, root=m.root) for ch in CHANNELS]
-    if m.protocol == "5" and m.shared_group:
-        filters = [f"$share/{m.shared_group}/{f}" for f in filters]
-    return filters
+    shared = m.protocol == "5" and m.shared_group
+    return [f"$share/{m.shared_group}/{topic_filter(ch, root=m.root)}"
+            if shared and ch not in UNSHARED else topic_filter(ch, root=m.root)
+            for ch in CHANNELS]
 
 
 class IngestService:
@@ -99,17 +137,40 @@ class IngestService:
         self.settings = settings
         self._clock = clock
         self._catalogs = CatalogStore(settings.catalog_store)
+        self._seen = SeenStore(settings.seen_store,
+                               retention_ns=int(settings.dedup_retention * 1e9))
         self._dead = DeadLetterLog(settings.dead_letter)
         self._queue: queue.Queue[_Item] = queue.Queue()
+        self._parked: list[_Item] = []
+        self._parked_count = 0
+        self._in_writer = 0
         self._stopping = threading.Event()
+        self._heartbeat = time.monotonic()
+        """Last time the writer thread made progress (for systemd's watchdog)."""
+        self.failed = False
+        """The writer stopped on a bug (the process should exit non-zero to be restarted)."""
         self._ack_lock = threading.Lock()
         self._generation = 0
         self._connected = False
+        self._last_write_ok: bool | None = None
         self._writer: threading.Thread | None = None
+        self._requested: dict[tuple[str, str], float] = {}
+        self._request_lock = threading.Lock()
+        self._request_n = 0
         self._counters = {"received": 0, "written_points": 0, "written_messages": 0,
                           "acked": 0, "write_retries": 0, "write_errors": 0,
-                          "not_acked_reconnected": 0, "catalogs_added": 0}
+                          "not_acked_reconnected": 0, "catalogs_added": 0, "duplicates": 0,
+                          "requested_state": 0, "parked_total": 0}
         self._count_lock = threading.Lock()
+        self.metrics = IngestMetrics(
+            queue_depth=lambda: float(self._queue.qsize() + self._in_writer),
+            parked=lambda: float(self._parked_count),
+            connected=lambda: float(self._connected),
+            catalogs=lambda: float(len(self._catalogs)))
+        self._http: HttpEndpoint | None = None
+        if settings.http is not None:
+            self._http = HttpEndpoint(settings.http.bind, settings.http.port, self.metrics,
+                                      self.health)
         influx = settings.influx
         self._influx = InfluxDBClient(url=influx.url, token=settings.influx_token(),
                                       org=influx.org, timeout=int(influx.timeout * 1000),
@@ -139,8 +200,15 @@ class IngestService:
         client.on_message = self._on_message
         return client
 
+    @property
+    def http_port(self) -> int | None:
+        """The port of /healthz and /metrics (None without `http:`)."""
+        return self._http.port if self._http is not None else None
+
     def start(self) -> None:
         m = self.settings.mqtt
+        if self._http is not None:
+            self._http.start()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer",
                                         daemon=True)
         self._writer.start()
@@ -153,9 +221,9 @@ class IngestService:
         else:
             self._client.connect_async(m.host, m.port, int(m.keepalive))
         self._client.loop_start()
-        log.info("event=ingest_start broker=%s:%s protocol=%s client_id=%s influx=%s bucket=%s",
-                 m.host, m.port, m.protocol, m.client_id, self.settings.influx.url,
-                 self.settings.influx.bucket)
+        log.info("event=ingest_start broker=%s:%s protocol=%s client_id=%s influx=%s bucket=%s"
+                 " http=%s", m.host, m.port, m.protocol, m.client_id,
+                 self.settings.influx.url, self.settings.influx.bucket, self.http_port)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop without acknowledging anything unwritten (the broker keeps it for next time)."""
@@ -166,8 +234,11 @@ class IngestService:
             self._generation += 1  # nothing received so far is acknowledged any more
         self._client.disconnect()
         self._client.loop_stop()
+        if self._http is not None:
+            self._http.stop()
         self._influx.close()  # type: ignore[no-untyped-call]
         self._catalogs.close()
+        self._seen.close()
         log.info("event=ingest_stop %s", " ".join(f"{k}={v}" for k, v in self.status().items()))
 
     def run(self) -> None:
@@ -177,6 +248,24 @@ class IngestService:
         finally:
             self.stop()
 
+    @property
+    def stopping(self) -> threading.Event:
+        """Set when the service is asked to stop (or its writer failed)."""
+        return self._stopping
+
+    def liveness(self) -> str | None:
+        """None while the service makes progress; else why not (systemd's watchdog is then
+        withheld and the service restarted)."""
+        writer = self._writer
+        if writer is None or not writer.is_alive():
+            return "the ingest writer thread is not running"
+        influx = self.settings.influx
+        limit = influx.timeout + influx.flush_interval + 10.0
+        stalled = time.monotonic() - self._heartbeat
+        if stalled > limit:
+            return f"the ingest writer stalled for {stalled:.0f}s (limit {limit:.0f}s)"
+        return None
+
     def request_stop(self) -> None:
         """Ask `run()` to return (from a signal handler or another thread)."""
         self._stopping.set()
@@ -185,10 +274,20 @@ class IngestService:
         with self._count_lock:
             counters: dict[str, int | bool] = dict(self._counters)
         counters["dead_lettered"] = self._dead.count
-        counters["pending"] = self._queue.qsize()
+        counters["pending"] = self._queue.qsize() + self._in_writer
+        counters["parked"] = self._parked_count
         counters["catalogs"] = len(self._catalogs)
         counters["connected"] = self._connected
         return counters
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy: connected to the broker, and the last database write succeeded (or there
+        is nothing to write)."""
+        status = self.status()
+        pending = int(status["pending"])
+        ok = bool(self._connected) and (self._last_write_ok is not False or pending == 0)
+        return ok, {"connected": self._connected, "last_write_ok": self._last_write_ok,
+                    "pending": pending, "parked": self._parked_count, "status": status}
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._count_lock:
@@ -219,7 +318,9 @@ class IngestService:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._count("received")
         payload = bytes(msg.payload)
-        item = _Item(msg.mid, msg.qos, self._generation, msg.topic, payload)
+        item = _Item(msg.mid, msg.qos, self._generation, msg.topic, payload, time.monotonic())
+        with contextlib.suppress(ContractError):
+            item.channel = Topic.parse(msg.topic, self.settings.mqtt.root).channel.value
         try:
             message = decode(msg.topic, payload, root=self.settings.mqtt.root)
             if isinstance(message, PointCatalog):
@@ -229,14 +330,44 @@ class IngestService:
                              message.site, message.gateway, message.catalog,
                              len(message.points))
             else:
-                item.lines = [line.to_line_protocol()
-                              for line in message_lines(message, self._catalogs.get)]
-        except (ContractError, UnknownCatalog) as exc:
+                item.key = seen_key(message)
+                try:
+                    item.lines = [line.to_line_protocol()
+                                  for line in message_lines(message, self._catalogs.get)]
+                except UnknownCatalog:
+                    assert isinstance(message, TelemetryBatch) and message.catalog is not None
+                    item.waiting = (message.site, message.gateway, message.catalog)
+                    item.batch = message
+                    self.request_state(message.site, message.gateway)
+        except ContractError as exc:
             item.dead_reason = str(exc)
         except Exception as exc:  # a bug must not stop the stream; keep the evidence
             log.exception("event=ingest_bug topic=%s", msg.topic)
             item.dead_reason = f"internal error: {type(exc).__name__}: {exc}"
+            item.dead_kind = "internal"
+        self.metrics.received.labels(channel=item.channel).inc()
         self._queue.put(item)
+
+    def request_state(self, site: str, gateway: str) -> bool:
+        """Ask a gateway to publish its state, active alarms and point catalog again
+        (`request_state` on its `cmd` topic), at most every `request_state_interval`."""
+        now = time.monotonic()
+        with self._request_lock:
+            last = self._requested.get((site, gateway))
+            if last is not None and now - last < self.settings.request_state_interval:
+                return False
+            self._requested[(site, gateway)] = now
+            self._request_n += 1
+            n = self._request_n
+        ts = self._clock()
+        command = RequestState(id=f"{self.settings.mqtt.client_id}-{n}"[:64], ts=ts,
+                               expires=ts + int(self.settings.catalog_wait * 1e9),
+                               actor="ingest", action="request_state")
+        topic = str(Topic(site, gateway, Channel.CMD, self.settings.mqtt.root))
+        self._client.publish(topic, encode(command), qos=1)
+        self._count("requested_state")
+        log.info("event=request_state site=%s gateway=%s id=%s", site, gateway, command.id)
+        return True
 
     # ------------------------------------------------------------------------ writer side
 
@@ -263,7 +394,10 @@ class IngestService:
 
     def _write_loop(self) -> None:
         while not self._stopping.is_set():
+            self._heartbeat = time.monotonic()
             items = self._collect()
+            self._in_writer = len(items)
+            items = self._unpark() + items
             if not items:
                 continue
             try:
@@ -272,33 +406,119 @@ class IngestService:
                 return
             except Exception:
                 log.exception("event=writer_bug")  # unacknowledged: redelivered after restart
+                self.failed = True
                 self._stopping.set()
                 return
+            finally:
+                self._in_writer = 0
+
+    def _park_limit(self) -> int:
+        m = self.settings.mqtt
+        limit = self.settings.max_parked
+        if m.protocol == "5":
+            limit = min(limit, max(1, m.receive_maximum // 2))
+        return limit
+
+    def _unpark(self) -> list[_Item]:
+        """Parked batches whose catalog has arrived (or whose wait is over); batches received
+        before a reconnect are forgotten (the broker sends them again)."""
+        if not self._parked:
+            return []
+        out: list[_Item] = []
+        keep: list[_Item] = []
+        now = time.monotonic()
+        for item in self._parked:
+            if item.generation != self._generation:
+                continue
+            assert item.waiting is not None
+            if self._catalogs.get(*item.waiting) is not None or \
+                    now - item.received >= self.settings.catalog_wait:
+                out.append(item)
+            else:
+                keep.append(item)
+                self.request_state(item.waiting[0], item.waiting[1])
+        self._parked = keep
+        self._parked_count = len(keep)
+        return out
+
+    def _resolve(self, items: list[_Item]) -> list[_Item]:
+        """Lines for batches that waited for their catalog; park those still waiting (or
+        dead-letter them when their time is up or too many wait)."""
+        now = time.monotonic()
+        ready: list[_Item] = []
+        for item in items:
+            if item.waiting is None or item.dead_reason is not None:
+                ready.append(item)
+                continue
+            assert item.batch is not None
+            try:
+                item.lines = [line.to_line_protocol() for line in
+                              message_lines(item.batch, self._catalogs.get)]
+                item.waiting = None
+                item.batch = None
+                ready.append(item)
+            except UnknownCatalog as exc:
+                if now - item.received >= self.settings.catalog_wait:
+                    item.dead_reason = (f"{exc} (not received within "
+                                        f"{self.settings.catalog_wait:g}s)")
+                    item.dead_kind = "unknown_catalog"
+                    ready.append(item)
+                else:
+                    self._count("parked_total")
+                    self._parked.append(item)
+        limit = self._park_limit()
+        while len(self._parked) > limit:
+            oldest = self._parked.pop(0)
+            oldest.dead_reason = (f"unknown catalog {oldest.waiting}: more than {limit} "
+                                  "batches waiting for catalogs")
+            oldest.dead_kind = "unknown_catalog"
+            ready.append(oldest)
+        self._parked_count = len(self._parked)
+        return ready
 
     def _process(self, items: list[_Item]) -> None:
-        lines = [line for item in items if item.dead_reason is None for line in item.lines]
+        items = self._resolve(items)
+        keys: set[SeenKey] = set()
+        for item in items:
+            if item.dead_reason is None and item.key is not None:
+                if item.key in keys or item.key in self._seen:
+                    item.duplicate = True
+                else:
+                    keys.add(item.key)
+        todo = [item for item in items if item.dead_reason is None and not item.duplicate]
+        lines = [line for item in todo for line in item.lines]
         if lines:
             try:
                 self._write(lines)
             except ApiException as exc:  # rejected (4xx): find the messages at fault
                 log.warning("event=write_rejected status=%s reason=%s points=%d",
                             exc.status, _api_reason(exc), len(lines))
-                for item in items:
-                    if item.dead_reason is None and item.lines:
+                for item in todo:
+                    if item.lines:
                         try:
                             self._write(item.lines)
                         except ApiException as one:
                             item.dead_reason = (f"database rejected the points: {one.status} "
                                                 f"{_api_reason(one)}")
+                            item.dead_kind = "rejected"
         now = self._clock()
+        self._seen.add([item.key for item in todo
+                        if item.key is not None and item.dead_reason is None], now)
         for item in items:
             if item.dead_reason is not None:
                 self._dead.add(item.topic, item.payload, item.dead_reason, now)
+                self.metrics.dead.labels(reason=item.dead_kind).inc()
                 log.warning("event=dead_letter topic=%s reason=%s", item.topic,
                             item.dead_reason[:300])
+            elif item.duplicate:
+                self._count("duplicates")
+                self.metrics.duplicates.labels(channel=item.channel).inc()
             else:
                 self._count("written_points", len(item.lines))
                 self._count("written_messages")
+                self.metrics.written.labels(channel=item.channel).inc()
+                if item.lines:
+                    self.metrics.points_written(len(item.lines))
         self._ack(items)
 
     def _write(self, lines: Sequence[str]) -> None:
@@ -308,19 +528,34 @@ class IngestService:
 
         def before_sleep(state: RetryCallState) -> None:
             self._count("write_retries")
+            self.metrics.write_retries.inc()
             exc = state.outcome.exception() if state.outcome is not None else None
             log.warning("event=write_retry attempt=%d error=%s", state.attempt_number,
                         _short(exc))
 
         def sleep(seconds: float) -> None:
+            self._heartbeat = time.monotonic()  # waiting out a database outage is not a hang
             if self._stopping.wait(seconds):
                 raise _Stopping
+
+        def attempt() -> None:
+            began = time.monotonic()
+            try:
+                self._write_api.write(bucket=influx.bucket, org=influx.org, record="\n".join(lines))
+            except Exception:
+                self._last_write_ok = False
+                self._count("write_errors")
+                self.metrics.write_errors.inc()
+                raise
+            self._last_write_ok = True
+            self.metrics.write_seconds.observe(time.monotonic() - began)
+            self.metrics.last_success.set(time.time())
 
         retrying = Retrying(
             retry=retry_if_exception(retryable),
             wait=wait_exponential(multiplier=0.2, max=influx.retry_max_wait),
             sleep=sleep, before_sleep=before_sleep, reraise=True)
-        retrying(self._write_api.write, bucket=influx.bucket, org=influx.org, record=list(lines))
+        retrying(attempt)
 
     def _ack(self, items: list[_Item]) -> None:
         with self._ack_lock:

@@ -20,6 +20,9 @@ influx:
   flush_interval: 1s
 dead_letter: /var/lib/roomwarden/ingest/dead-letter.jsonl
 catalog_store: /var/lib/roomwarden/ingest/catalogs.sqlite
+dedup_store: /var/lib/roomwarden/ingest/seen.sqlite   # default: next to catalog_store
+catalog_wait: 60s             # a batch whose catalog is unknown waits this long for it
+http: {bind: 127.0.0.1, port: 9108}                   # /healthz and /metrics (optional)
 ```
 
 Relative file paths are relative to the YAML file's directory.
@@ -129,11 +132,39 @@ class InfluxSettings(_Model):
         return self
 
 
+class HttpSettings(_Model):
+    """`/healthz` and `/metrics` (Prometheus) of the ingest."""
+
+    bind: Annotated[str, StringConstraints(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9108
+    """0: any free port (tests)."""
+
+
 class IngestSettings(_Model):
     mqtt: MqttSettings
     influx: InfluxSettings
     dead_letter: Path = Path("dead-letter.jsonl")
     catalog_store: Path = Path("catalogs.sqlite")
+    dedup_store: Path | None = None
+    """Keys of the messages already written (gateway.ingest.dedup); default `seen.sqlite`
+    next to `catalog_store`."""
+    dedup_retention: Duration = 8 * 24 * 3600.0
+    catalog_wait: Duration = 60.0
+    """How long a telemetry batch naming an unknown point catalog is held (unacknowledged)
+    while the ingest asks its gateway for the catalog (`request_state`); then it is
+    dead-lettered."""
+    max_parked: Annotated[int, Field(ge=1, le=10_000)] = 200
+    """Batches held for their catalog at most (never more than half of
+    `mqtt.receive_maximum`, so the catalog itself can still arrive); the oldest beyond is
+    dead-lettered."""
+    request_state_interval: Duration = 30.0
+    """At most one `request_state` command per gateway this often."""
+    http: HttpSettings | None = None
+
+    @property
+    def seen_store(self) -> Path:
+        return self.dedup_store if self.dedup_store is not None else (
+            self.catalog_store.parent / "seen.sqlite")
 
     def resolve(self, base: Path) -> IngestSettings:
         """Relative file paths made relative to `base` (the YAML file's directory)."""
@@ -150,7 +181,8 @@ class IngestSettings(_Model):
         influx = self.influx.model_copy(update={"token_file": fix(self.influx.token_file)})
         return self.model_copy(update={"mqtt": mqtt, "influx": influx,
                                        "dead_letter": fix(self.dead_letter),
-                                       "catalog_store": fix(self.catalog_store)})
+                                       "catalog_store": fix(self.catalog_store),
+                                       "dedup_store": fix(self.dedup_store)})
 
     def influx_token(self) -> str:
         """The token (from the file if one is named); ConfigErrors if it cannot be read."""

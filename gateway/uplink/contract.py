@@ -10,7 +10,7 @@ one or more segments), site and gateway are config ids (`[A-Za-z0-9][A-Za-z0-9_.
 
 | channel         | direction | QoS | retained | payload               |
 |-----------------|-----------|-----|----------|-----------------------|
-| `state`         | up        | 1   | yes      | GatewayState (birth; last will = offline) |
+| `state`         | up        | 1   | yes      | GatewayState (birth, refreshes; will = offline) |
 | `telemetry`     | up        | 1   | no       | TelemetryBatch        |
 | `meta`          | up        | 1   | no       | PointCatalog          |
 | `alarms`        | up        | 1   | no       | AlarmEventMessage     |
@@ -47,8 +47,10 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from gateway.alarms.events import AlarmEvent, AlarmView, EventKind
 from gateway.alarms.lifecycle import AlarmState
@@ -298,14 +300,17 @@ class OutboxStatus(_Model):
 
 class GatewayState(_Up):
     """Retained on `state`: the birth message on connect, the last will (`offline`, few fields),
-    and updates when something here changes."""
+    a refresh every `state_interval` and at once when the devices online or the config identity
+    change."""
 
     status: Literal["online", "offline"]
     ts: Ns
     software: Short | None = None
     """RoomWarden version."""
     config_version: Short | None = None
+    """The running config's version as a decimal string (`"0"`: the installed file)."""
     config_hash: Sha256 | None = None
+    """SHA-256 (hex) of the running config."""
     catalog: Hash | None = None
     boot: Ns | None = None
     outbox: OutboxStatus | None = None
@@ -377,33 +382,82 @@ class CommandResult(_Up):
 
 # ---------------------------------------------------------------------------------- config
 
+KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+"""A signing key's short fingerprint (gateway.flashing.keys.key_id)."""
+ConfigVersion = Annotated[int, Field(ge=0, lt=2**63)]
+"""A config's version: 0 is the factory config, flashed configs count up from 1."""
+MAX_STATUS_ERROR = 4000
+StatusCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+
+
+def _digest_mismatch() -> PydanticCustomError:
+    return PydanticCustomError("digest_mismatch", "sha256 does not match the config")
+
+
 class ConfigSet(_Model):
-    """A config to flash (signing and staging come with gateway.ops)."""
+    """A signed config to flash (gateway.flashing.envelope signs and verifies it).
+
+    The Ed25519 `signature` (base64) covers every other field: see
+    `gateway.flashing.envelope.signing_bytes`. `sha256` is of `config` in UTF-8 and is checked
+    on decode; the signature, the key and the version by the gateway."""
 
     v: Literal[1] = 1
     id: RequestId
+    """Chosen by the sender; every ConfigStatus about this envelope echoes it."""
     ts: Ns
-    version: Short
+    gateway: Id
+    """The gateway the config is for; any other gateway refuses it."""
+    version: Annotated[int, Field(ge=1, lt=2**63)]
+    """Strictly increasing per gateway: a gateway refuses a version it has already accepted
+    or passed (unless `force`)."""
     sha256: Sha256
-    """SHA-256 of `config` (UTF-8); checked here, the signature by gateway.ops."""
-    signature: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    author: Actor
+    force: bool = False
+    """Allow a version at or below the highest accepted (a signed downgrade)."""
     config: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONFIG_BYTES)]
+    """The YAML text, at most MAX_CONFIG_BYTES in UTF-8."""
+    key_id: KeyId | None = None
+    signature: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _v_is_an_integer(cls, value: object) -> object:
+        if type(value) is not int:  # Literal[1] alone takes `true` and 1.0 (both == 1)
+            raise ValueError("v must be the integer 1")
+        return value
 
     @model_validator(mode="after")
     def _digest(self) -> Self:
-        if hashlib.sha256(self.config.encode()).hexdigest() != self.sha256:
-            raise ValueError("sha256 does not match the config")
+        data = self.config.encode()  # a lone surrogate raises UnicodeEncodeError: invalid
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ValueError(f"config is {len(data)} bytes in UTF-8; the limit is "
+                             f"{MAX_CONFIG_BYTES}")
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise _digest_mismatch()
         return self
 
 
 class ConfigStatus(_Up):
+    """The gateway's answer to a ConfigSet (retained: the last one shows the running config).
+
+    `state`: received → staged → applying → applied, or rejected (refused before staging:
+    `code` says why, e.g. `bad_signature`, `replayed`, `downgrade`, `schema`) or rolled_back
+    (applied but unhealthy, or interrupted: the last-known-good config runs again)."""
+
     id: RequestId | None = None
     """The ConfigSet this answers, or None for the running config at boot."""
     ts: Ns
-    state: Literal["received", "rejected", "staged", "applied", "failed", "rolled_back"]
-    version: Short | None = None
+    state: Literal["received", "rejected", "staged", "applying", "applied", "rolled_back"]
+    code: StatusCode | None = None
+    """A short machine-readable reason for rejected / rolled_back."""
+    version: ConfigVersion | None = None
+    """The version of the ConfigSet this answers."""
     sha256: Sha256 | None = None
-    error: LongText | None = None
+    error: Annotated[str, StringConstraints(max_length=MAX_STATUS_ERROR)] | None = None
+    """What went wrong, for people (e.g. every error of an invalid config, one a line)."""
+    active_version: ConfigVersion | None = None
+    """The version running now (after this step)."""
+    active_sha256: Sha256 | None = None
 
 
 # ---------------------------------------------------------------------------------- topics
@@ -548,13 +602,14 @@ def _build(cls: type[_M], **fields: Any) -> _M:
     try:
         return cls.model_validate(fields)
     except ValidationError as exc:
-        raise ContractError(_describe(exc)) from None
+        raise ContractError(describe_errors(exc)) from None
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_errors(exc: ValidationError, root: str = "payload", limit: int = 5) -> str:
+    """A validation error in one line: the first `limit` problems as `field.path: reason`."""
     parts = []
-    for err in exc.errors(include_url=False, include_input=False)[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "payload"
+    for err in exc.errors(include_url=False, include_input=False)[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or root
         parts.append(f"{loc}: {err['msg']}")
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
@@ -589,7 +644,7 @@ def decode(topic: str | Topic, payload: bytes, *, root: str = DEFAULT_ROOT) -> M
         try:
             message: Message = _ADAPTERS[parsed.channel].validate_json(text)
         except ValidationError as exc:
-            raise ContractError(f"{parsed.channel.value}: {_describe(exc)}") from None
+            raise ContractError(f"{parsed.channel.value}: {describe_errors(exc)}") from None
         if isinstance(message, _Up) and (message.site, message.gateway) != (
                 parsed.site, parsed.gateway):
             raise ContractError(

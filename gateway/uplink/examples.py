@@ -6,6 +6,7 @@ tests check that the document shows exactly these, and that each one decodes.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 
@@ -58,14 +59,24 @@ def examples() -> list[tuple[str, Message]]:
     """(title, message) pairs, in the order the document shows them."""
     catalog = PointCatalog.build(site=SITE, gateway=GATEWAY, produced=T, points=_points())
     config = "gateway: {id: gw-bj-yz-01, site: bj-yizhuang-idc}\n"
+    running = hashlib.sha256(b"gateway: {id: gw-bj-yz-01, site: bj-yizhuang-idc}  # v7\n"
+                             ).hexdigest()
     return [
         ("Gateway state (birth)", GatewayState(
             site=SITE, gateway=GATEWAY, status="online", ts=T, software="0.1.0",
-            config_version="2026-01-01.1",
-            config_hash="9f2c" * 16, catalog=catalog.catalog, boot=T - 60_000_000_000,
+            config_version="7", config_hash=running, catalog=catalog.catalog,
+            boot=T - 60_000_000_000,
             outbox=OutboxStatus(depth=3, bytes=2048, budget=268435456, oldest_age_s=0.4),
             dropped={MessageKind.TELEMETRY: 0, MessageKind.STATE: 0, MessageKind.ALARM: 0},
             devices_online=11, devices_total=12)),
+        ("Gateway state (periodic update)", GatewayState(
+            site=SITE, gateway=GATEWAY, status="online", ts=T + 60_000_000_000,
+            software="0.1.0", config_version="7", config_hash=running, catalog=catalog.catalog,
+            boot=T - 60_000_000_000,
+            outbox=OutboxStatus(depth=41, bytes=180_224, budget=268435456,
+                                oldest_age_s=37.2),
+            dropped={MessageKind.TELEMETRY: 0, MessageKind.STATE: 0, MessageKind.ALARM: 0},
+            devices_online=10, devices_total=12)),
         ("Gateway state (last will)", GatewayState(
             site=SITE, gateway=GATEWAY, status="offline", ts=T)),
         ("Point catalog", catalog),
@@ -106,15 +117,26 @@ def examples() -> list[tuple[str, Message]]:
             id="ingest-restart-42", ts=T, actor="ingest", action="request_state")),
         ("Command result", CommandResult(
             site=SITE, gateway=GATEWAY, id="ack-7f3a", ts=T + 60_100_000_000, ok=True)),
+        ("Command result (refused)", CommandResult(
+            site=SITE, gateway=GATEWAY, id="ack-all-1", ts=T + 100_000_000, ok=False,
+            error="refused: explosion.h2_alarm@h2-1.h2 is normal; nothing to acknowledge")),
+        ("Command result (expired)", CommandResult(
+            site=SITE, gateway=GATEWAY, id="ack-8b21", ts=T + 130_000_000_000, ok=False,
+            error="refused: expired 10.0 s ago")),
+        ("Command result (payload breaks the contract)", CommandResult(
+            site=SITE, gateway=GATEWAY, id="ack-x1", ts=T + 100_000_000, ok=False,
+            error="bad command: cmd: acknowledge.alarms: Field required")),
         ("Config set", ConfigSet(
-            id="flash-2026-01-01-1", ts=T, version="2026-01-01.1",
-            sha256=hashlib.sha256(config.encode()).hexdigest(), signature=None,
-            config=config)),
+            id="flash-2026-01-01-1", ts=T, gateway=GATEWAY, version=8,
+            sha256=hashlib.sha256(config.encode()).hexdigest(), author="li.wei",
+            config=config, key_id="3f9a0c1b2d4e5f60",
+            signature=base64.b64encode(bytes(range(64))).decode("ascii"))),
         ("Config status", ConfigStatus(
             site=SITE, gateway=GATEWAY, id="flash-2026-01-01-1", ts=T + 5_000_000_000,
-            state="rejected",
-            version="2026-01-01.1", sha256=hashlib.sha256(config.encode()).hexdigest(),
-            error="signature missing")),
+            state="rejected", code="bad_signature", version=8,
+            sha256=hashlib.sha256(config.encode()).hexdigest(),
+            error="the signature does not verify with key 3f9a0c1b2d4e5f60",
+            active_version=7, active_sha256=running)),
     ]
 
 

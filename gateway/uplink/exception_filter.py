@@ -116,23 +116,33 @@ class ExceptionFilter:
         now = self._clock.monotonic()
         out: list[Sample] = []
         sent = self._sent
-        for s in samples:
-            self.seen += 1
-            last = sent.get(s.point)
-            if last is not None and last.quality == s.quality \
-                    and now - last.sent_at < last.interval \
-                    and not changed(last.value, s.value, last.band):
-                continue
-            if last is None:
-                band, interval = self.policy.limits(s.point, self._quantity(s.point))
-                last = _Sent(s.value, s.quality, now, band, interval)
-                if len(sent) >= self.policy.max_points:
-                    del sent[next(iter(sent))]
-            else:
-                del sent[s.point]  # re-inserted at the end: dict order = least recently sent
-                last.value, last.quality, last.sent_at = s.value, s.quality, now
-            sent[s.point] = last
-            out.append(s)
+        seen = 0
+        try:
+            for s in samples:
+                seen += 1
+                point, value, quality = s.point, s.value, s.quality
+                last = sent.get(point)
+                if last is not None and last.quality == quality \
+                        and now - last.sent_at < last.interval:
+                    old = last.value
+                    if type(old) is float and type(value) is float \
+                            and old - old == 0 and value - value == 0:
+                        if abs(value - old) <= last.band:  # `changed` of finite floats
+                            continue
+                    elif not changed(old, value, last.band):
+                        continue
+                if last is None:
+                    band, interval = self.policy.limits(point, self._quantity(point))
+                    last = _Sent(value, quality, now, band, interval)
+                    if len(sent) >= self.policy.max_points:
+                        del sent[next(iter(sent))]
+                else:
+                    del sent[point]  # re-inserted at the end: dict order = least recently sent
+                    last.value, last.quality, last.sent_at = value, quality, now
+                sent[point] = last
+                out.append(s)
+        finally:
+            self.seen += seen
         self.passed += len(out)
         return out
 

@@ -193,6 +193,19 @@ class Outbox:
             self._dirty_counters.add(key)
             return value
 
+    def mark(self, name: str) -> int | None:
+        """A high-water mark kept with the messages (None if never set)."""
+        with self._lock:
+            return self._counters.get(f"mark.{name}")
+
+    def set_mark(self, name: str, value: int) -> None:
+        """Set a high-water mark; committed in the same transaction as the messages put before
+        the next commit (e.g. the last alarm event handed to the outbox)."""
+        with self._lock:
+            key = f"mark.{name}"
+            self._counters[key] = value
+            self._dirty_counters.add(key)
+
     def put(self, kind: MessageKind, topic: str, payload: bytes, *, qos: int = 1,
             retain: bool = False, replace: bool = False, created_ns: int | None = None
             ) -> bool:

@@ -28,18 +28,40 @@ On every connect: last will = retained `offline` GatewayState, then a retained `
 the PointCatalog and the retained ActiveAlarmsSnapshot (all through the outbox, as snapshots
 that replace older unpublished ones). `close()` publishes `offline`, disconnects cleanly and
 commits the outbox; a cancelled `run()` (the process dying) drops the connection without a
-DISCONNECT, so the broker publishes the last will.
+DISCONNECT, so the broker publishes the last will. The retained GatewayState is refreshed every
+`state_interval` and at once when the devices online or the config identity change (each one a
+snapshot too: only the newest unpublished state is kept).
+
+Inbound (subscribed with QoS 1 on every connect, since each connect is a fresh clean session):
+- `cmd`: decoded with the contract, deduplicated by id (a bounded memory of recent ids: a
+  redelivered command gets the first answer again and is not applied twice; `request_state`,
+  which only publishes again, is always carried out), refused when
+  expired or delivered as a retained message (a stale acknowledge must never be applied),
+  then handed to `on_command` on the event loop (`request_state` is answered here). The answer
+  is a `CommandResult` on `cmd/result`, through the outbox. A payload that breaks the contract
+  is logged and counted, and answered with ok=false when its `id` can still be read.
+- `config/set`: the raw payload goes to `on_config_set` on the event loop (verifying the signed
+  envelope is its job); `publish_config_status()` answers on the retained `config/status`.
+paho's `on_message` only copies topic and payload and hops to the event loop; nothing that
+arrives can raise in paho's thread or in the loop.
+
+Publish latency (produced → PUBACK) is kept as a count, a sum and a fixed-bucket histogram in
+`UplinkStatus`, O(1) per message, for a Prometheus endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import json
 import logging
 import random
+import re
 import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,12 +74,19 @@ from gateway import __version__
 from gateway.alarms.events import AlarmEvent, AlarmView
 from gateway.clock import Clock
 from gateway.field.sample import Sample
+from gateway.panel.backend import CommandRefused
 from gateway.uplink.contract import (
+    CHANNELS,
+    COMMAND_TYPES,
     MAX_BATCH_ROWS,
+    MAX_PAYLOAD_BYTES,
     ActiveAlarm,
     ActiveAlarmsSnapshot,
     AlarmEventMessage,
     Channel,
+    Command,
+    CommandResult,
+    ConfigStatus,
     ContractError,
     GatewayState,
     Message,
@@ -65,8 +94,11 @@ from gateway.uplink.contract import (
     OutboxStatus,
     PointCatalog,
     PointMeta,
+    RequestState,
     TelemetryBatch,
     Topic,
+    channel_of,
+    decode,
     encode,
 )
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
@@ -76,11 +108,23 @@ from gateway.uplink.settings import UplinkSettings
 
 log = logging.getLogger("roomwarden.uplink")
 
+ALARM_MARK = "alarm_events"
+"""Outbox mark: the last alarm event (journal seq) committed to the outbox."""
 MAX_QUEUED = 20_000
 """Items (batches, events, snapshots) waiting in memory for the committer; beyond this the
 oldest telemetry is dropped (only reached if commits keep failing)."""
 CLOSE_TIMEOUT = 3.0
 """How long `close()` waits for the offline state's PUBACK."""
+LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                                      300.0)
+"""Upper bounds (s) of the publish-latency histogram (produced → PUBACK); +Inf is `count`."""
+RECENT_COMMANDS = 1024
+"""Command ids remembered for deduplication (with the answer each got)."""
+STATE_CHECK = 1.0
+"""How often the devices-online figure is compared with the last published state (s)."""
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +143,22 @@ class UplinkStatus:
     """Samples and events that broke the contract and were not sent (logged)."""
     connects: int
     last_error: str | None
+    latency_count: int = 0
+    """Messages whose PUBACK arrived, with their publish latency (produced → PUBACK)."""
+    latency_sum_s: float = 0.0
+    latency_buckets: tuple[tuple[float, int], ...] = ()
+    """(upper bound s, messages with latency ≤ it) — cumulative, as Prometheus wants."""
+    latency_last_s: float | None = None
+    commands_received: int = 0
+    """Payloads that arrived on `cmd` (every one, good or bad)."""
+    commands_bad: int = 0
+    """…of them that broke the contract (logged; answered when their id was readable)."""
+    commands_duplicate: int = 0
+    """…of them already seen (same id): answered again, not applied again."""
+    commands_refused: int = 0
+    """…answered ok=false (expired, retained, refused by the handler, failed)."""
+    config_sets: int = 0
+    """Payloads that arrived on `config/set` (handed on unparsed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +177,25 @@ class _Session:
         self.connack: asyncio.Future[str | None] = loop.create_future()
         """None on success, else the broker's refusal."""
         self.lost = asyncio.Event()
-        self.inflight: dict[int, int] = {}
-        """paho mid → outbox id."""
+        self.inflight: dict[int, tuple[int, int]] = {}
+        """paho mid → (outbox id, when the message was produced, ns)."""
 
 
 class Uplink:
     def __init__(self, settings: UplinkSettings, site: str, gateway_id: str, state_dir: Path,
-                 clock: Clock, catalog_points: Mapping[str, PointMeta]) -> None:
+                 clock: Clock, catalog_points: Mapping[str, PointMeta], *,
+                 devices: Callable[[], tuple[int, int]] | None = None,
+                 on_command: Callable[[Command], None] | None = None,
+                 on_config_set: Callable[[bytes], None] | None = None) -> None:
         """`catalog_points`: point id → PointMeta (device, room, quantity, unit), one entry per
         point the gateway reports — the PointCatalog, and the quantities the per-quantity
-        deadbands need."""
+        deadbands need.
+
+        `devices`: returns (devices online, devices total), for GatewayState; called on the
+        event loop. `on_command`: applies an operator command (acknowledge, acknowledge_all,
+        shelve, unshelve) on the event loop; raises `CommandRefused(reason)` to refuse.
+        `on_config_set`: receives the raw payload of every `config/set` message on the event
+        loop."""
         self.settings = settings
         self.site = site
         self.gateway_id = gateway_id
@@ -165,6 +234,21 @@ class Uplink:
         self._last_error: str | None = None
         self._outbox_status = OutboxStatus(depth=0, bytes=0, budget=self.outbox.budget_bytes)
         self._dropped: dict[MessageKind, int] = dict.fromkeys(MessageKind, 0)
+        self._devices = devices
+        self._on_command = on_command
+        self._on_config_set = on_config_set
+        self._devices_now: tuple[int, int] | None = None
+        self._devices_failed = False
+        self._config_identity: tuple[str, str] | None = None
+        self._state_published: tuple[object, ...] | None = None
+        """What the last queued state said about devices and config (a change re-queues)."""
+        self._wake_state: asyncio.Event | None = None
+        self._recent: OrderedDict[str, CommandResult] = OrderedDict()
+        self._cmd_topic = Topic(site, gateway_id, Channel.CMD, settings.root)
+        self._counts = dict.fromkeys(("received", "bad", "duplicate", "refused", "config"), 0)
+        self._lat_buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket; the last is > 300 s
+        self._lat_sum = 0.0
+        self._lat_last: float | None = None
         self._refresh_status()
 
     # ------------------------------------------------------------------ the data path (loop)
@@ -189,6 +273,17 @@ class Uplink:
             queued = True
         if queued and self._wake_commit is not None:
             self._wake_commit.set()
+
+    def alarm_events_stored(self) -> int | None:
+        """The journal sequence number of the last alarm event this outbox ever committed
+        (None: none yet). Events the journal holds beyond it were lost between the journal's
+        commit and the outbox's (the process died in those milliseconds): hand them to
+        `on_alarm_events` again."""
+        return self.outbox.mark(ALARM_MARK)
+
+    def note_alarm_events_stored(self, seq: int) -> None:
+        """Start the mark at `seq` (a fresh outbox: older journal history is not sent)."""
+        self.outbox.set_mark(ALARM_MARK, seq)
 
     def set_active_alarms(self, alarms: Iterable[AlarmView], seq: int) -> None:
         """The annunciated alarms now (`core.alarms.active()`) and the last event's seq they
@@ -247,15 +342,15 @@ class Uplink:
                 self._store_telemetry(samples[start:start + MAX_BATCH_ROWS], item.produced)
             return
         msg = item.payload
-        channel = Channel.ALARMS if isinstance(msg, AlarmEventMessage) else (
-            Channel.META if isinstance(msg, PointCatalog) else
-            Channel.STATE if isinstance(msg, GatewayState) else Channel.ALARMS_ACTIVE)
-        retained = channel in (Channel.STATE, Channel.ALARMS_ACTIVE)
+        channel = channel_of(msg)
+        retained = CHANNELS[channel].retain
         try:
             payload = encode(msg)
         except ContractError as exc:
             self._reject(f"{channel.value}: {exc}")
             return
+        if isinstance(msg, AlarmEventMessage):  # committed together with the event
+            self.outbox.set_mark(ALARM_MARK, max(msg.seq, self.outbox.mark(ALARM_MARK) or 0))
         self._put(item.kind, channel, payload, retained, item.produced)
 
     def _store_telemetry(self, samples: list[Sample], produced: int) -> None:
@@ -274,11 +369,11 @@ class Uplink:
                     self._reject(f"sample {s.point!r}: {exc}")
             if not good:
                 return
-            samples = good
-        seq = self.outbox.next_seq("telemetry")
-        batch = TelemetryBatch.from_samples(site=self.site, gateway=self.gateway_id, seq=seq,
-                                            produced=produced, samples=samples,
-                                            catalog=self._catalog.catalog)
+            batch = TelemetryBatch.from_samples(site=self.site, gateway=self.gateway_id, seq=0,
+                                                produced=produced, samples=good,
+                                                catalog=self._catalog.catalog)
+        # validated once: the real sequence number is only copied in (seq ≥ 1 as validated)
+        batch = batch.model_copy(update={"seq": self.outbox.next_seq("telemetry")})
         self._put(MessageKind.TELEMETRY, Channel.TELEMETRY, encode(batch), False, produced)
 
     def _put(self, kind: MessageKind, channel: Channel, payload: bytes, retained: bool,
@@ -319,7 +414,9 @@ class Uplink:
         self._run_task = asyncio.current_task()
         self._wake_commit = asyncio.Event()
         self._wake_pump = asyncio.Event()
+        self._wake_state = asyncio.Event()
         committer = asyncio.create_task(self._committer(), name="uplink-commit")
+        stater = asyncio.create_task(self._stater(), name="uplink-state")
         try:
             delay = self.settings.reconnect_min
             while not self._closed:
@@ -341,6 +438,7 @@ class Uplink:
                 delay = min(self.settings.reconnect_max, delay * 2)
         finally:
             committer.cancel()
+            stater.cancel()
             session, self._session = self._session, None
             if session is not None:
                 _drop(session.client)
@@ -365,9 +463,26 @@ class Uplink:
                            keyfile=s.tls.key_file)
             client.tls_insecure_set(s.tls.insecure)
 
-        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        inbound = [(self._topics[Channel.CMD], 1), (self._topics[Channel.CONFIG_SET], 1)]
+
+        def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
             result = None if not rc.is_failure else str(rc)
+            if result is None:  # a fresh clean session each time: subscribe on every connect
+                c.subscribe(inbound)
             loop.call_soon_threadsafe(_resolve, session.connack, result)
+
+        def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode],
+                         _p: Any) -> None:
+            refused = [str(rc) for rc in codes if rc.is_failure]
+            if refused:
+                loop.call_soon_threadsafe(self._on_suback_refused, refused)
+
+        def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            try:  # never raise in paho's thread: it would end the network loop
+                topic, payload, retained = msg.topic, bytes(msg.payload), bool(msg.retain)
+                loop.call_soon_threadsafe(self._on_inbound, topic, payload, retained)
+            except Exception as exc:
+                log.error("event=uplink_inbound_dropped error=%r", f"{type(exc).__name__}")
 
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
             loop.call_soon_threadsafe(session.lost.set)
@@ -379,6 +494,8 @@ class Uplink:
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
         client.on_publish = on_publish
+        client.on_subscribe = on_subscribe
+        client.on_message = on_message
         return session
 
     def _read_password(self) -> str | None:
@@ -405,7 +522,8 @@ class Uplink:
             self._last_error = None
             log.info("event=uplink_connected broker=%s port=%d client_id=%s", s.broker, s.port,
                      self.client_id)
-            await asyncio.to_thread(self._start_session)
+            birth = self._gateway_state()
+            await asyncio.to_thread(self._start_session, birth)
             await self._pump(session)
             log.warning("event=uplink_disconnected broker=%s", s.broker)
             return True
@@ -416,27 +534,222 @@ class Uplink:
                 _drop(client)
             await asyncio.to_thread(_join, client)
 
-    def _start_session(self) -> None:
+    def _start_session(self, birth: GatewayState | None) -> None:
         """On connect (worker thread): everything stored becomes backlog, then birth,
         catalog and the active-alarm snapshot go out live."""
         with self._drain_lock:
             self.outbox.start_session()
             self._refresh_status()
-            self._queue_births()
+            if birth is not None:
+                birth = birth.model_copy(update={"outbox": self._outbox_status,
+                                                 "dropped": dict(self._dropped)})
+            self._queue_births(birth)
             self._drain()
 
-    def _queue_births(self) -> None:
+    def _queue_births(self, state: GatewayState | None) -> None:
+        """State (if any), catalog and active-alarm snapshot, ahead of everything queued."""
         now = self.clock.now_ns()
-        birth = GatewayState(site=self.site, gateway=self.gateway_id, status="online", ts=now,
-                             software=__version__, catalog=self._catalog.catalog,
-                             boot=self.boot_ns, outbox=self._outbox_status,
-                             dropped=self._dropped)
         catalog = self._catalog.model_copy(update={"produced": now})
-        items = [_Item(MessageKind.STATE, birth, now), _Item(MessageKind.STATE, catalog, now)]
+        items = [_Item(MessageKind.STATE, catalog, now)]
+        if state is not None:
+            items.insert(0, _Item(MessageKind.STATE, state, state.ts))
         if self._snapshot is not None:
             items.append(_Item(MessageKind.STATE, self._snapshot, now))
         with self._qlock:
+            if state is not None:  # an older state queued behind it must not replace it
+                self._queue = [i for i in self._queue if not isinstance(i.payload, GatewayState)]
             self._queue[:0] = items
+
+    # ------------------------------------------------------------------ gateway state (loop)
+
+    def set_config_identity(self, version: int, sha256: str) -> None:
+        """The running config's version and SHA-256 (hex); shown in GatewayState, which is
+        re-published at once when they change."""
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise ValueError("config version must be a non-negative integer")
+        if not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None:
+            raise ValueError("config sha256 must be 64 lowercase hex digits")
+        self._config_identity = (str(version), sha256)
+        if self._wake_state is not None:
+            self._wake_state.set()
+
+    def _poll_devices(self) -> tuple[int, int] | None:
+        """Ask the daemon for (online, total); a failing provider is logged once, not fatal."""
+        if self._devices is None:
+            return None
+        try:
+            online, total = self._devices()
+            value = (max(0, int(online)), max(0, int(total)))
+        except Exception as exc:
+            if not self._devices_failed:
+                log.error("event=uplink_devices_provider_failed error=%r",
+                          f"{type(exc).__name__}: {exc}")
+            self._devices_failed = True
+            return self._devices_now
+        self._devices_failed = False
+        self._devices_now = value
+        return value
+
+    def _state_key(self) -> tuple[object, ...]:
+        return (self._devices_now, self._config_identity)
+
+    def _gateway_state(self) -> GatewayState | None:
+        """The `online` GatewayState now (None if it cannot be built: logged)."""
+        self._poll_devices()
+        version, digest = self._config_identity or (None, None)
+        online, total = self._devices_now or (None, None)
+        try:
+            state = GatewayState(site=self.site, gateway=self.gateway_id, status="online",
+                                 ts=self.clock.now_ns(), software=__version__,
+                                 config_version=version, config_hash=digest,
+                                 catalog=self._catalog.catalog, boot=self.boot_ns,
+                                 outbox=self._outbox_status, dropped=dict(self._dropped),
+                                 devices_online=online, devices_total=total)
+        except ValueError as exc:
+            self._reject(f"state: {exc}")
+            return None
+        self._state_published = self._state_key()
+        return state
+
+    def _queue_state(self) -> None:
+        state = self._gateway_state()
+        if state is None:
+            return
+        self._enqueue(_Item(MessageKind.STATE, state, state.ts))
+        if self._wake_commit is not None:
+            self._wake_commit.set()
+
+    async def _stater(self) -> None:
+        """Re-queue the retained state every `state_interval`, and at once when the devices
+        online or the config identity changed (checked every STATE_CHECK seconds)."""
+        wake = self._wake_state
+        assert wake is not None
+        interval = self.settings.state_interval
+        last = self.clock.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), min(STATE_CHECK, interval))
+            wake.clear()
+            try:
+                self._poll_devices()
+                now = self.clock.monotonic()
+                if self._state_key() != self._state_published or now - last >= interval:
+                    last = now
+                    self._queue_state()
+            except Exception:  # the state must never stop the uplink
+                log.exception("event=uplink_state_failed")
+
+    # ------------------------------------------------------------------ inbound (loop)
+
+    def _on_suback_refused(self, refused: list[str]) -> None:
+        self._last_error = f"subscription refused: {', '.join(refused)}"
+        log.error("event=uplink_subscribe_refused topics=%s,%s reasons=%s",
+                  self._topics[Channel.CMD], self._topics[Channel.CONFIG_SET],
+                  ",".join(refused))
+
+    def _on_inbound(self, topic: str, payload: bytes, retained: bool) -> None:
+        """A message on a subscribed topic, on the event loop. Never raises."""
+        try:
+            if topic == self._topics[Channel.CMD]:
+                self._on_cmd(payload, retained)
+            elif topic == self._topics[Channel.CONFIG_SET]:
+                self._on_config(payload)
+            else:
+                log.warning("event=uplink_unexpected_message topic=%r", topic[:200])
+        except Exception:
+            log.exception("event=uplink_inbound_failed topic=%r", topic[:200])
+
+    def _on_config(self, payload: bytes) -> None:
+        self._counts["config"] += 1
+        log.info("event=uplink_config_set bytes=%d", len(payload))
+        if self._on_config_set is None:
+            log.warning("event=uplink_config_set_ignored reason=%r", "no handler")
+            return
+        try:
+            self._on_config_set(payload)
+        except Exception:
+            log.exception("event=uplink_config_set_handler_failed")
+
+    def _on_cmd(self, payload: bytes, retained: bool) -> None:
+        self._counts["received"] += 1
+        try:
+            cmd: Message = decode(self._cmd_topic, payload)
+        except ContractError as exc:
+            self._counts["bad"] += 1
+            cid = _recover_id(payload)
+            log.error("event=uplink_bad_command id=%s bytes=%d error=%r", cid or "-",
+                      len(payload), str(exc))
+            if cid is not None:
+                self._answer(cid, f"bad command: {exc}", remember=False)
+            return
+        if not isinstance(cmd, COMMAND_TYPES):  # decode() on `cmd` gives commands only
+            self._counts["bad"] += 1
+            return
+        # request_state only publishes again (idempotent): always carried out, so an ingest
+        # that restarts and numbers its requests from 1 again still gets its catalog
+        previous = None if isinstance(cmd, RequestState) else self._recent.get(cmd.id)
+        if previous is not None:
+            self._counts["duplicate"] += 1
+            self._recent.move_to_end(cmd.id)
+            log.info("event=uplink_command_duplicate id=%s action=%s", cmd.id, cmd.action)
+            self._send(previous.model_copy(update={"ts": self.clock.now_ns()}))
+            return
+        now = self.clock.now_ns()
+        error: str | None = None
+        if retained:
+            error = "refused: retained command (commands must not be retained)"
+        elif cmd.expires is not None and cmd.expires < now:
+            error = f"refused: expired {(now - cmd.expires) / 1e9:.1f} s ago"
+        else:
+            error = self._apply(cmd)
+        log.info("event=uplink_command id=%s action=%s actor=%r ok=%s error=%r", cmd.id,
+                 cmd.action, cmd.actor, error is None, error)
+        if error is not None:
+            self._counts["refused"] += 1
+        self._answer(cmd.id, error, remember=True)
+
+    def _apply(self, cmd: Command) -> str | None:
+        """Carry out a command; the refusal's reason, or None."""
+        if isinstance(cmd, RequestState):
+            state = self._gateway_state()
+            self._queue_births(state)
+            if self._wake_commit is not None:
+                self._wake_commit.set()
+            return None
+        if self._on_command is None:
+            return f"refused: {cmd.action} is not handled by this gateway"
+        try:
+            self._on_command(cmd)
+        except CommandRefused as exc:
+            return f"refused: {exc}" if str(exc) else "refused"
+        except Exception as exc:
+            log.exception("event=uplink_command_handler_failed id=%s action=%s", cmd.id,
+                          cmd.action)
+            return f"failed: {type(exc).__name__}"
+        return None
+
+    def _answer(self, cid: str, error: str | None, *, remember: bool) -> None:
+        result = _result(self.site, self.gateway_id, cid, self.clock.now_ns(), error)
+        if remember:
+            self._recent[cid] = result
+            while len(self._recent) > RECENT_COMMANDS:
+                self._recent.popitem(last=False)
+        self._send(result)
+
+    def _send(self, message: CommandResult | ConfigStatus) -> None:
+        self._enqueue(_Item(MessageKind.STATE, message, self.clock.now_ns()))
+        if self._wake_commit is not None:
+            self._wake_commit.set()
+
+    def publish_config_status(self, payload: ConfigStatus) -> None:
+        """Publish a ConfigStatus (retained, through the outbox, replacing an older unpublished
+        one). Call on the event loop."""
+        if not isinstance(payload, ConfigStatus):
+            raise TypeError("publish_config_status takes a ConfigStatus")
+        if (payload.site, payload.gateway) != (self.site, self.gateway_id):
+            raise ValueError(f"ConfigStatus names {payload.site}/{payload.gateway}, "
+                             f"this gateway is {self.site}/{self.gateway_id}")
+        self._send(payload)
 
     async def _pump(self, session: _Session) -> None:
         wake = self._wake_pump
@@ -454,7 +767,7 @@ class Uplink:
                 info = client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:  # connection gone: re-sent next session
                     return
-                session.inflight[info.mid] = m.id
+                session.inflight[info.mid] = (m.id, m.created_ns)
             if batch and len(batch) == window:
                 timeout = 0.5  # window full: a PUBACK wakes us
             elif batch:
@@ -471,17 +784,24 @@ class Uplink:
                 woken.cancel()
 
     def _on_puback(self, session: _Session, mid: int, failed: bool, reason: str) -> None:
-        outbox_id = session.inflight.pop(mid, None)
-        if outbox_id is None:
+        entry = session.inflight.pop(mid, None)
+        if entry is None:
             return
+        outbox_id, produced = entry
         if failed:  # MQTT 5 refusal (e.g. not authorized): kept, re-sent next session
             self._last_error = f"publish refused: {reason}"
             log.warning("event=uplink_publish_refused reason=%s", reason)
         else:
             self.outbox.ack([outbox_id])
             self._published += 1
+            self._observe_latency(max(0.0, (self.clock.now_ns() - produced) / 1e9))
         if self._wake_pump is not None:
             self._wake_pump.set()
+
+    def _observe_latency(self, seconds: float) -> None:
+        self._lat_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._lat_sum += seconds
+        self._lat_last = seconds
 
     # ------------------------------------------------------------------ status and close
 
@@ -495,7 +815,13 @@ class Uplink:
             and session.connack.result() is None and not session.lost.is_set(),
             outbox=self._outbox_status, dropped=dict(self._dropped),
             published=self._published, queued=queued, rejected=self._rejected,
-            connects=self._connects, last_error=self._last_error)
+            connects=self._connects, last_error=self._last_error,
+            latency_count=sum(self._lat_buckets), latency_sum_s=self._lat_sum,
+            latency_buckets=tuple(zip(LATENCY_BUCKETS, _cumulative(self._lat_buckets),
+                                      strict=False)),
+            latency_last_s=self._lat_last, commands_received=self._counts["received"],
+            commands_bad=self._counts["bad"], commands_duplicate=self._counts["duplicate"],
+            commands_refused=self._counts["refused"], config_sets=self._counts["config"])
 
     async def close(self) -> None:
         """Stop cleanly: retained `offline` state (waits briefly for its PUBACK), DISCONNECT,
@@ -525,6 +851,39 @@ class Uplink:
         self._drain()
         with self._drain_lock:
             self.outbox.close()
+
+
+def _cumulative(counts: list[int]) -> list[int]:
+    out, total = [], 0
+    for n in counts:
+        total += n
+        out.append(total)
+    return out
+
+
+def _recover_id(payload: bytes) -> str | None:
+    """The `id` of a payload that broke the contract, if it still has a readable one."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        data = json.loads(payload)
+    except Exception:  # not JSON, not UTF-8, nested too deep …
+        return None
+    cid = data.get("id") if isinstance(data, dict) else None
+    if isinstance(cid, str) and _REQUEST_ID.fullmatch(cid):
+        return cid
+    return None
+
+
+def _result(site: str, gateway: str, cid: str, ts: int, error: str | None) -> CommandResult:
+    if error is not None:  # anything printable, within the contract's limit
+        error = error.encode("utf-8", "backslashreplace").decode("utf-8")[:1000]
+    try:
+        return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=error is None,
+                             error=error)
+    except ValueError:
+        return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=False,
+                             error="refused")
 
 
 def _resolve(future: asyncio.Future[str | None], result: str | None) -> None:

@@ -10,6 +10,7 @@ uplink:
   password_file: /etc/roomwarden/mqtt.password   # read at each connect, never logged
   exception: {deadband: 0.1, deadbands: {temperature: 0.2}, max_interval: 5m}
   replay: {messages_per_s: 20, bytes_per_s: 65536}
+  state_interval: 60s                             # retained GatewayState refresh
 ```
 """
 
@@ -99,6 +100,9 @@ class UplinkSettings(Strict):
     """Reconnects back off exponentially from reconnect_min to reconnect_max."""
     max_inflight: Annotated[int, Field(ge=1, le=1000)] = 20
     """Messages published and awaiting PUBACK at once."""
+    state_interval: Duration = 60.0
+    """The retained GatewayState is re-published this often (outbox figures, devices online),
+    and at once when the devices online or the config identity change."""
     outbox: OutboxSettings = OutboxSettings()
     exception: ExceptionSettings = ExceptionSettings()
     replay: ReplaySettings = ReplaySettings()
@@ -113,6 +117,8 @@ class UplinkSettings(Strict):
             raise ValueError("keepalive must be between 1s and 18h")
         if not 0.01 <= self.reconnect_min <= self.reconnect_max <= 3600:
             raise ValueError("need 10ms <= reconnect_min <= reconnect_max <= 1h")
+        if not 0.1 <= self.state_interval <= 86400:
+            raise ValueError("state_interval must be between 100ms and 24h")
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file needs a username")
         return self

@@ -6,7 +6,10 @@ from tests.bench import (
     bench_acquisition,
     bench_alarm_latency,
     bench_alarms,
+    bench_ingest,
     bench_outbox,
+    bench_publish,
+    bench_replay,
     bench_rules,
 )
 
@@ -16,6 +19,9 @@ def main() -> None:
     bench_rules.main()
     bench_alarms.main()
     bench_outbox.main()
+    bench_publish.main()
+    bench_replay.main()
+    bench_ingest.main()
     bench_alarm_latency.main(trials=100)
 
 

@@ -77,3 +77,44 @@ async def test_a_simulated_reading_and_an_alarm_reach_the_database(
         assert service.status()["dead_lettered"] == 0
     finally:
         service.stop()
+
+
+async def test_an_ingest_that_missed_the_catalog_gets_it_from_the_gateway(
+        tmp_path: Path, broker: Broker, victoria: Victoria) -> None:
+    """A second ingest instance joins the shared subscription after the gateway sent its point
+    catalog: its share of the batches waits while it sends `request_state`, the real gateway
+    answers with its catalog, and every batch is written — none dead-lettered."""
+    first = IngestService(make_settings(tmp_path / "a", broker, victoria, client_id="ingest-a"))
+    late = IngestService(make_settings(tmp_path / "b", broker, victoria, client_id="ingest-b"))
+    first.start()
+    try:
+        async with SimulatedSite(load_gateway_config(SITE)) as site:
+            loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
+            uplink = UplinkSettings.model_validate(
+                {"broker": "127.0.0.1", "port": broker.port, "protocol": "5"})
+            config = loaded.config.model_copy(update={
+                "uplink": uplink,
+                "panel": loaded.config.panel.model_copy(update={"enabled": False})})
+            gateway = Gateway(dataclasses.replace(loaded, config=config),
+                              state_dir=tmp_path / "state")
+            task = asyncio.create_task(gateway.run())
+            try:
+                await until(lambda: first.status()["catalogs"] == 1
+                            and int(first.status()["written_points"]) > 0, 30,
+                            "the first instance writing")
+                late.start()
+                await until(lambda: int(late.status()["requested_state"]) >= 1, 30,
+                            "request_state from the late instance")
+                await until(lambda: late.status()["catalogs"] == 1
+                            and int(late.status()["written_points"]) > 0, 30,
+                            "the late instance writing with the resent catalog")
+                await until(lambda: late.status()["parked"] == 0, 10, "nothing waiting")
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        # (request_state is only sent for a batch naming an unknown catalog; the gateway may
+        # answer before the writer even parks it)
+        assert first.status()["dead_lettered"] == late.status()["dead_lettered"] == 0
+    finally:
+        first.stop()
+        late.stop()

@@ -18,21 +18,21 @@ from gateway.field.sample import Quality, Sample
 from gateway.ingest.service import IngestService
 from gateway.ingest.settings import IngestSettings
 from gateway.uplink import contract as c
-from tests.ingest.conftest import Broker, Victoria, wait_for
+from tests.fixtures.services import Broker, Subscriber, Victoria, wait_for
 
 SITE, GW = "bj-idc", "gw-1"
 NOW = (time.time_ns() // 10**9 - 3600) * 10**9  # whole seconds, an hour ago
 
 
 def make_settings(tmp_path: Path, broker: Broker, vm: Victoria, protocol: str = "5",
-                  client_id: str = "ingest-test") -> IngestSettings:
+                  client_id: str = "ingest-test", **extra: object) -> IngestSettings:
     return IngestSettings.model_validate({
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "protocol": protocol,
                  "client_id": client_id, "shared_group": "ingest"},
         "influx": {"url": vm.url, "token": "t", "org": "o", "bucket": "b", "batch_size": 500,
                    "flush_interval": "200ms", "retry_max_wait": "1s"},
         "dead_letter": str(tmp_path / "dead.jsonl"),
-        "catalog_store": str(tmp_path / "catalogs.sqlite")})
+        "catalog_store": str(tmp_path / "catalogs.sqlite"), **extra})
 
 
 class Gateway:
@@ -144,7 +144,11 @@ def test_end_to_end(tmp_path: Path, broker: Broker, victoria: Victoria, gateway:
 
 def test_malformed_is_dead_lettered_and_stream_continues(
         tmp_path: Path, broker: Broker, victoria: Victoria, gateway: Gateway) -> None:
-    settings = make_settings(tmp_path, broker, victoria)
+    """A malformed message is dead-lettered at once; a batch naming a catalog that never comes
+    waits `catalog_wait` (the ingest asks the gateway for it meanwhile), then is dead-lettered
+    too — while the stream behind both goes on."""
+    settings = make_settings(tmp_path, broker, victoria, catalog_wait="1500ms")
+    commands = Subscriber(broker.port, f"roomwarden/{SITE}/{GW}/cmd")
     service = IngestService(settings)
     service.start()
     try:
@@ -155,14 +159,20 @@ def test_malformed_is_dead_lettered_and_stream_continues(
         unknown = batch(5, 5).model_copy(update={"catalog": "0123456789abcdef"})
         gateway.raw(f"roomwarden/{SITE}/{GW}/telemetry", c.encode(unknown))
         gateway.send(batch(6, 6, 30.5))
-        wait_for(lambda: service.status()["acked"] == 4, what="4 messages acknowledged")
+        wait_for(lambda: service.status()["acked"] == 3, what="3 messages acknowledged")
         assert values(victoria, "temperature_value") == {ms(6): 30.5}
+        assert service.status()["parked"] == 1 and service.status()["dead_lettered"] == 1
+        wait_for(lambda: len(commands.snapshot()) == 1, what="request_state sent")
+        command = c.decode(commands.snapshot()[0].topic, commands.snapshot()[0].payload)
+        assert isinstance(command, c.RequestState) and command.actor == "ingest"
+        wait_for(lambda: service.status()["acked"] == 4, what="the waiting batch given up")
         records = [json.loads(x) for x in settings.dead_letter.read_text().splitlines()]
         assert [r["topic"] for r in records] == [f"roomwarden/{SITE}/{GW}/telemetry"] * 2
         assert "unknown catalog" in records[1]["reason"]
-        assert service.status()["dead_lettered"] == 2
+        assert service.status()["dead_lettered"] == 2 and service.status()["parked"] == 0
     finally:
         service.stop()
+        commands.close()
 
 
 def test_database_down_nothing_lost_nothing_doubled(

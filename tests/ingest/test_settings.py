@@ -52,3 +52,20 @@ def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "abc" not in capsys.readouterr().out
     (tmp_path / "bad.yaml").write_text("mqtt: {}\n")
     assert main(["--config", str(tmp_path / "bad.yaml")]) == 2
+
+
+def test_http_dedup_and_catalog_wait(tmp_path: Path) -> None:
+    path = tmp_path / "central.yaml"
+    path.write_text(GOOD)
+    s = load_settings(path)
+    assert s.http is None and s.catalog_wait == 60 and s.max_parked == 200
+    assert s.seen_store == tmp_path / "seen.sqlite"  # next to the catalog store
+    path.write_text(GOOD + "http: {bind: 127.0.0.2, port: 9200}\ncatalog_wait: 2m\n"
+                    "dedup_store: state/seen.sqlite\n")
+    s = load_settings(path)
+    assert s.http is not None and (s.http.bind, s.http.port) == ("127.0.0.2", 9200)
+    assert s.catalog_wait == 120 and s.seen_store == tmp_path / "state/seen.sqlite"
+    path.write_text(GOOD + "http: {port: 70000}\n")
+    with pytest.raises(ConfigErrors) as err:
+        load_settings(path)
+    assert "http.port" in str(err.value)

@@ -93,18 +93,21 @@ commands = st.one_of(
 command_result = st.builds(c.CommandResult, **up, id=req_ids, ts=ns, ok=st.booleans(),
                            error=st.none() | text)
 config_set = st.builds(
-    lambda rid, ts, version, sig, body: c.ConfigSet(
-        id=rid, ts=ts, version=version, signature=sig, config=body,
-        sha256=hashlib.sha256(body.encode()).hexdigest()),
-    req_ids, ns, st.text(max_size=10), st.none() | st.text(max_size=20),
-    st.text(min_size=1, max_size=200))
+    lambda rid, ts, gw, version, author, force, key, sig, body: c.ConfigSet(
+        id=rid, ts=ts, gateway=gw, version=version, author=author, force=force, key_id=key,
+        signature=sig, config=body, sha256=hashlib.sha256(body.encode()).hexdigest()),
+    req_ids, ns, ids, st.integers(min_value=1, max_value=2**63 - 1), actors, st.booleans(),
+    st.none() | st.from_regex(r"[0-9a-f]{16}", fullmatch=True),
+    st.none() | st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=200))
+versions = st.none() | st.integers(min_value=0, max_value=2**63 - 1)
 config_status = st.builds(
     c.ConfigStatus, **up, id=st.none() | req_ids, ts=ns,
-    state=st.sampled_from(["received", "rejected", "staged", "applied", "failed",
+    state=st.sampled_from(["received", "rejected", "staged", "applying", "applied",
                            "rolled_back"]),
-    version=st.none() | st.text(max_size=10),
-    sha256=st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
-    error=st.none() | text)
+    code=st.none() | st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True),
+    version=versions, sha256=st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    error=st.none() | text, active_version=versions,
+    active_sha256=st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True))
 
 messages = st.one_of(telemetry, catalog, alarm_event, snapshot, state, commands,
                      command_result, config_set, config_status)

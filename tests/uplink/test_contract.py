@@ -223,3 +223,18 @@ def test_document_shows_the_current_examples() -> None:
     text = DOC.read_text()
     section = text.split("<!-- examples:begin -->\n")[1].split("<!-- examples:end -->")[0]
     assert section == markdown(), "regenerate: python -m gateway.uplink.examples"
+
+
+def test_the_document_shows_every_channel_and_the_new_answers() -> None:
+    found = doc_examples()
+    channels = {c.Topic.parse(topic).channel for topic, _body in found}
+    assert channels == set(c.Channel)
+    answers = [c.decode(topic, body) for topic, body in found
+               if topic.endswith("/cmd/result")]
+    assert any(isinstance(a, c.CommandResult) and a.ok for a in answers)
+    assert any(isinstance(a, c.CommandResult) and not a.ok and a.error for a in answers)
+    states = [c.decode(topic, body) for topic, body in found if topic.endswith("/state")]
+    online = [s for s in states if isinstance(s, c.GatewayState) and s.status == "online"]
+    assert online and all(s.config_version is not None and s.config_version.isdecimal()
+                          and s.outbox is not None and s.devices_total is not None
+                          for s in online)

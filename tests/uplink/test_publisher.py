@@ -102,11 +102,15 @@ async def running(s: UplinkSettings, state_dir: Path) -> AsyncIterator[Running]:
         await uplink.close()  # publishes offline, commits and closes the outbox
 
 
+PROTOCOLS = pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+
+
+@PROTOCOLS
 async def test_samples_and_alarm_events_in_contract_format(
-        broker: Broker, subscribers: list[Subscriber], tmp_path: Path) -> None:
+        protocol: str, broker: Broker, subscribers: list[Subscriber], tmp_path: Path) -> None:
     sub = Subscriber(broker.port)
     subscribers.append(sub)
-    async with running(settings(broker.port), tmp_path / "state") as r:
+    async with running(settings(broker.port, protocol=protocol), tmp_path / "state") as r:
         up = r.uplink
         await until(lambda: up.status().connected, what="connect")
         for i in range(3):
@@ -119,6 +123,7 @@ async def test_samples_and_alarm_events_in_contract_format(
         await until(lambda: up.status().outbox.depth == 0, what="all acknowledged")
         status = up.status()
         assert status.published >= 6 and status.rejected == 0 and status.queued == 0
+        assert status.latency_count == status.published and status.latency_last_s is not None
 
         batches = [decode(m.topic, m.payload) for m in sub.snapshot(of("telemetry"))]
         assert all(isinstance(b, TelemetryBatch) for b in batches)
@@ -158,9 +163,10 @@ def _tp(m: Received) -> tuple[str, bytes]:
     return m.topic, m.payload
 
 
+@PROTOCOLS
 async def test_lost_connection_shows_retained_last_will_then_reconnects(
-        broker: Broker, subscribers: list[Subscriber], tmp_path: Path) -> None:
-    s = settings(broker.port, reconnect_min="2s", reconnect_max="2s")
+        protocol: str, broker: Broker, subscribers: list[Subscriber], tmp_path: Path) -> None:
+    s = settings(broker.port, reconnect_min="2s", reconnect_max="2s", protocol=protocol)
     async with running(s, tmp_path / "state") as r:
         up = r.uplink
         await until(lambda: up.status().connected, what="connect")
@@ -217,7 +223,6 @@ async def test_outage_backlog_replays_once_in_order_and_live_alarms_go_first(
         await until(lambda: len(sub.snapshot(of("telemetry"))) >= 30, timeout=15,
                     what="replay under way")
         up.on_alarm_events([event(4)])  # live, during the replay
-        live_put = time.monotonic()
         await until(lambda: len(sub.snapshot(of("telemetry"))) == n
                     and len(sub.snapshot(of("alarms"))) == 4, timeout=20, what="everything")
         await asyncio.sleep(0.5)  # nothing more (no duplicates) arrives
@@ -229,7 +234,6 @@ async def test_outage_backlog_replays_once_in_order_and_live_alarms_go_first(
         live = alarms[3]
         behind = [m for m in telemetry if m.at > live.at]
         assert len(behind) >= 10, "the live alarm waited behind the backlog"
-        assert live.at - live_put < 1.0
         await until(lambda: up.status().outbox.depth == 0, what="all acknowledged")
 
 
@@ -243,6 +247,7 @@ async def test_killed_publisher_resends_unacknowledged_with_the_same_seq(
     first = Uplink(s, SITE, GW, state, SystemClock(), POINTS)
     a = Running(first)
     await until(lambda: first.status().connected, what="connect")
+    await until(lambda: first.status().published == 2, what="birth and catalog acknowledged")
     # delivered, but the process dies before the acknowledgements are committed
     monkeypatch.setattr(first.outbox, "ack", lambda ids: None)
     for i in range(5):

@@ -1,0 +1,103 @@
+"""What the ingest has already written, so a redelivered message is acknowledged, not rewritten.
+
+MQTT QoS 1 is at-least-once: a gateway re-sends what it published but had not seen
+acknowledged when it lost its connection or was killed, and the broker re-sends to the ingest
+what the ingest had not acknowledged. InfluxDB collapses a re-written point onto the stored one;
+other v2-write-API databases (VictoriaMetrics without deduplication) store it twice, and even
+InfluxDB pays for the write. So the ingest keeps the duplicate keys of the contract — per
+gateway the telemetry `seq`, the alarm journal `seq`, the state's `ts` — together with the
+message's own time (a batch's `t0`, an event's `ts`), so that a gateway whose outbox was wiped
+and whose numbers start again at 1 is not mistaken for a replay.
+
+Keys are committed (SQLite, WAL, synchronous FULL) after the database accepted the message's
+points and before the message is acknowledged: a crash in between at worst writes a message
+twice (which InfluxDB collapses), never loses one. Keys older than `retention` (default 8 days,
+longer than the broker keeps a session) are pruned. One store per ingest instance: with several
+instances on a shared subscription, a duplicate that reaches another instance is written
+again (and collapses in InfluxDB).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+from gateway.uplink.contract import AlarmEventMessage, GatewayState, Message, TelemetryBatch
+
+
+class SeenKey(NamedTuple):
+    kind: str
+    site: str
+    gateway: str
+    seq: int
+    time: int
+
+
+def seen_key(message: Message) -> SeenKey | None:
+    """The duplicate key of a message the ingest writes (None for messages it does not)."""
+    if isinstance(message, TelemetryBatch):
+        return SeenKey("telemetry", message.site, message.gateway, message.seq, message.t0)
+    if isinstance(message, AlarmEventMessage):
+        return SeenKey("alarm", message.site, message.gateway, message.seq, message.ts)
+    if isinstance(message, GatewayState):
+        return SeenKey("state", message.site, message.gateway, message.ts,
+                       int(message.status == "online"))
+    return None
+
+
+class SeenStore:
+    PRUNE_EVERY = 10_000
+    """Keys added between two prunes."""
+
+    def __init__(self, path: Path, *, retention_ns: int = 8 * 24 * 3600 * 10**9) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.retention_ns = retention_ns
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS seen (kind TEXT NOT NULL, "
+                         "site TEXT NOT NULL, gateway TEXT NOT NULL, seq INTEGER NOT NULL, "
+                         "time INTEGER NOT NULL, added INTEGER NOT NULL, "
+                         "PRIMARY KEY (kind, site, gateway, seq, time)) WITHOUT ROWID")
+        self._db.execute("CREATE INDEX IF NOT EXISTS seen_added ON seen (added)")
+        self._since_prune = 0
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, SeenKey):
+            return False
+        with self._lock:
+            return self._db.execute(
+                "SELECT 1 FROM seen WHERE kind = ? AND site = ? AND gateway = ? AND seq = ? "
+                "AND time = ?", tuple(key)).fetchone() is not None
+
+    def add(self, keys: Iterable[SeenKey], now_ns: int) -> None:
+        """Remember `keys` durably (one transaction); prunes old keys now and then."""
+        rows = [(*k, now_ns) for k in keys]
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?, ?)",
+                                     rows)
+                self._since_prune += len(rows)
+                if self._since_prune >= self.PRUNE_EVERY:
+                    self._db.execute("DELETE FROM seen WHERE added < ?",
+                                     (now_ns - self.retention_ns,))
+                    self._since_prune = 0
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM seen").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,160 @@
+"""The ingest's health and metrics over HTTP: `/healthz` (JSON, 200 or 503) and `/metrics`
+(Prometheus text format, prometheus_client). Enabled by `http: {bind: 127.0.0.1, port: 9108}`
+in the central config.
+
+Metrics (all prefixed `roomwarden_ingest_`):
+
+| name | type | labels |
+|---|---|---|
+| `messages_received_total` | counter | `channel` |
+| `messages_written_total` | counter | `channel` (acked after the database accepted them) |
+| `messages_duplicate_total` | counter | `channel` (written before: acked, not rewritten) |
+| `messages_dead_lettered_total` | counter | malformed, unknown_catalog, rejected, internal|
+| `points_written_total` | counter | |
+| `write_errors_total` | counter | failed write attempts (timeouts, 5xx, 429, connection, 4xx) |
+| `write_retries_total` | counter | |
+| `write_seconds` | histogram | one successful write request |
+| `queue_depth` | gauge | messages received and not yet written |
+| `parked` | gauge | batches waiting for their point catalog |
+| `write_rate_points_per_second` | gauge | points written per second over the last 10 s |
+| `connected` | gauge | 1 while connected to the broker |
+| `catalogs` | gauge | point catalogs known |
+| `last_write_success_timestamp_seconds` | gauge | |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+log = logging.getLogger("roomwarden.ingest")
+
+PREFIX = "roomwarden_ingest"
+DEAD_REASONS = ("malformed", "unknown_catalog", "rejected", "internal")
+RATE_WINDOW_S = 10.0
+
+
+class IngestMetrics:
+    """One registry per service (several services may run in one process, e.g. in tests)."""
+
+    def __init__(self, *, queue_depth: Callable[[], float], parked: Callable[[], float],
+                 connected: Callable[[], float], catalogs: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.received = Counter(f"{PREFIX}_messages_received", "Messages received",
+                                ["channel"], registry=r)
+        self.written = Counter(f"{PREFIX}_messages_written",
+                               "Messages written to the database and acknowledged",
+                               ["channel"], registry=r)
+        self.duplicates = Counter(f"{PREFIX}_messages_duplicate",
+                                  "Messages already written (acknowledged, not rewritten)",
+                                  ["channel"], registry=r)
+        self.dead = Counter(f"{PREFIX}_messages_dead_lettered",
+                            "Messages put in the dead-letter log", ["reason"], registry=r)
+        for reason in DEAD_REASONS:
+            self.dead.labels(reason=reason)
+        self.points = Counter(f"{PREFIX}_points_written", "Points written", registry=r)
+        self.write_errors = Counter(f"{PREFIX}_write_errors", "Failed write attempts",
+                                    registry=r)
+        self.write_retries = Counter(f"{PREFIX}_write_retries", "Write retries", registry=r)
+        self.write_seconds = Histogram(
+            f"{PREFIX}_write_seconds", "Duration of a successful write request",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r)
+        Gauge(f"{PREFIX}_queue_depth", "Messages received and not yet written",
+              registry=r).set_function(queue_depth)
+        Gauge(f"{PREFIX}_parked", "Batches waiting for their point catalog",
+              registry=r).set_function(parked)
+        Gauge(f"{PREFIX}_connected", "1 while connected to the broker",
+              registry=r).set_function(connected)
+        Gauge(f"{PREFIX}_catalogs", "Point catalogs known", registry=r).set_function(catalogs)
+        Gauge(f"{PREFIX}_write_rate_points_per_second",
+              f"Points written per second over the last {RATE_WINDOW_S:g} s",
+              registry=r).set_function(self.write_rate)
+        self.last_success = Gauge(f"{PREFIX}_last_write_success_timestamp_seconds",
+                                  "When the database last accepted a write", registry=r)
+        self._recent: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()
+
+    def points_written(self, n: int) -> None:
+        self.points.inc(n)
+        now = time.monotonic()
+        with self._lock:
+            self._recent.append((now, n))
+            self._trim(now)
+
+    def write_rate(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            self._trim(now)
+            return sum(n for _t, n in self._recent) / RATE_WINDOW_S
+
+    def _trim(self, now: float) -> None:
+        while self._recent and self._recent[0][0] < now - RATE_WINDOW_S:
+            self._recent.popleft()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HttpEndpoint:
+    """A small threaded HTTP server: GET /healthz and GET /metrics, nothing else."""
+
+    def __init__(self, bind: str, port: int, metrics: IngestMetrics,
+                 health: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/healthz":
+                    ok, body = health()
+                    endpoint._send(self, 200 if ok else 503, "application/json",
+                                   json.dumps({"ok": ok, **body}).encode())
+                elif path == "/metrics":
+                    endpoint._send(self, 200, CONTENT_TYPE_LATEST, metrics.exposition())
+                else:
+                    endpoint._send(self, 404, "application/json", b'{"error": "not found"}')
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("event=http_request %s", format % args)
+
+        self._server = ThreadingHTTPServer((bind, port), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="ingest-http",
+                                        daemon=True)
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, content_type: str,
+              body: bytes) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.send_header("Cache-Control", "no-store")
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which must run
+            self._server.shutdown()
+            self._thread.join(5)
+        self._server.server_close()

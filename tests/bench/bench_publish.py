@@ -1,0 +1,131 @@
+"""Gateway publish path: samples → `Uplink.on_samples` → exception filter → committer →
+SQLite outbox (WAL, synchronous=FULL, production commit interval) → QoS-1 publish to a real
+mosquitto on a free loopback port → PUBACK → outbox ack.
+
+A site of 50 devices × 40 points (2,000 points); every device poll is one `on_samples` batch,
+as the bus loops deliver them, and every value changes each cycle (so everything passes the
+filter and is published). Cycles are prepared ahead (acquisition is not measured here) and
+fed as fast as the path takes them, with at most `MAX_UNACKED` points not yet acknowledged
+(the daemon's bounded memory queue, not a flood of the event loop). Timed from the first
+batch to the last PUBACK; CPU is `time.process_time()` of this process (every thread: event
+loop, committer, paho's network thread); mosquitto runs in its own process. Target: ≥ 10,000
+points per CPU second (one core).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.clock import SystemClock
+from gateway.field.sample import Quality, Sample
+from gateway.uplink.contract import PointMeta
+from gateway.uplink.publisher import Uplink
+from gateway.uplink.settings import UplinkSettings
+from tests.bench.common import emit_json, print_table
+from tests.bench.services import mosquitto
+
+DEVICES, POINTS_PER_DEVICE = 50, 40
+QUANTITIES = ("temperature", "relative_humidity", "phase_voltage", "active_power",
+              "energy_kwh")
+MAX_UNACKED = 100_000
+"""Points fed but not yet acknowledged by the broker: the feeder waits above this."""
+
+
+def catalog_points() -> dict[str, PointMeta]:
+    return {f"dev-{d:02d}.p{p:02d}": PointMeta(device=f"dev-{d:02d}", room=f"room-{d % 5}",
+                                               quantity=QUANTITIES[p % len(QUANTITIES)],
+                                               unit="V")
+            for d in range(DEVICES) for p in range(POINTS_PER_DEVICE)}
+
+
+def cycles(count: int, start_ns: int) -> list[list[list[Sample]]]:
+    """`count` poll cycles, each a list of per-device batches; every value moves each cycle."""
+    out = []
+    for c in range(count):
+        ts = start_ns + c * 1_000_000_000
+        out.append([[Sample(f"dev-{d:02d}.p{p:02d}", 200.0 + p + 0.37 * c + 0.01 * d,
+                            ts + d * 1_000_000, Quality.GOOD)
+                     for p in range(POINTS_PER_DEVICE)] for d in range(DEVICES)])
+    return out
+
+
+async def until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.002)
+
+
+async def run(port: int, state_dir: Path, n_cycles: int, **overrides: Any) -> dict[str, float]:
+    settings = UplinkSettings.model_validate({"broker": "127.0.0.1", "port": port,
+                                             **overrides})
+    clock = SystemClock()
+    uplink = Uplink(settings, "bench-site", "bench-gw", state_dir, clock, catalog_points())
+    work = cycles(n_cycles, clock.now_ns())
+    task = asyncio.create_task(uplink.run())
+    try:
+        await until(lambda: uplink.status().connected and uplink.status().published >= 2,
+                    15, "uplink connected (birth and catalog acknowledged)")
+        base = uplink.status().published
+        fed_messages = fed_points = 0
+        wall, cpu = time.perf_counter(), time.process_time()
+        for cycle in work:
+            for batch in cycle:
+                uplink.on_samples(batch)
+                fed_messages += 1
+                fed_points += len(batch)
+            await asyncio.sleep(0)
+            await until(lambda n=fed_messages - MAX_UNACKED // POINTS_PER_DEVICE:
+                        uplink.status().published - base >= n, 60, "the broker acknowledging")
+        await until(lambda: uplink.status().published - base >= fed_messages, 120,
+                    "every batch acknowledged")
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        # the acks are deleted from the outbox by the next commit (≤ commit_interval)
+        await until(lambda: uplink.status().outbox.depth == 0, 10, "outbox empty")
+        passed, seen = uplink.filter.passed, uplink.filter.seen
+    finally:
+        await uplink.close()
+        task.cancel()
+    return {"points": fed_points, "messages": fed_messages, "passed_filter": passed,
+            "seen_by_filter": seen, "seconds": wall, "cpu_seconds": cpu,
+            "points_per_second": fed_points / wall,
+            "points_per_cpu_second": fed_points / cpu,
+            "cpu_seconds_per_1000_points": 1000 * cpu / fed_points,
+            "messages_per_second": fed_messages / wall,
+            "cpu_share": cpu / wall}
+
+
+def main(n_cycles: int = 100) -> dict[str, Any]:
+    logging.getLogger("roomwarden").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="roomwarden-bench-publish-") as tmp:
+        work = Path(tmp)
+        with mosquitto(work / "broker") as broker:
+            figures = asyncio.run(run(broker.port, work / "state", n_cycles))
+    figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print_table(f"Uplink publish path: {DEVICES} devices × {POINTS_PER_DEVICE} points, "
+                f"{n_cycles} cycles, every value changing; filter → outbox (WAL, FULL) → "
+                f"QoS 1 → PUBACK", [
+        ("points per second (to the last PUBACK)", f"{figures['points_per_second']:,.0f}", ""),
+        ("points per CPU second", f"{figures['points_per_cpu_second']:,.0f}",
+         "target >= 10,000 per core"),
+        ("CPU s per 1,000 points", f"{figures['cpu_seconds_per_1000_points']:.4f}", ""),
+        ("messages per second", f"{figures['messages_per_second']:,.0f}",
+         f"{POINTS_PER_DEVICE} points each"),
+        ("CPU share of one core", f"{figures['cpu_share']:.0%}", ""),
+        ("points acknowledged", f"{figures['points']:,.0f}",
+         f"filter passed {figures['passed_filter']:,.0f}"),
+        ("peak RSS of the process", f"{figures['peak_rss_mib']:.1f} MiB", ""),
+    ])
+    emit_json("uplink_publish", figures)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

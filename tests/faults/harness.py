@@ -1,0 +1,249 @@
+"""The pieces of the uplink fault test: the simulator and the gateway as real processes (so a
+SIGKILL is a real one), an independent MQTT observer, and read-only views of the gateway's
+SQLite files and of what VictoriaMetrics stored."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.uplink.contract import AlarmEventMessage, Channel, TelemetryBatch, decode, topic_filter
+from tests.fixtures.services import Subscriber, Victoria, free_port, port_open, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+SeriesKey = tuple[str, str, str]
+"""(point, quality, field): `field` is `value` (numbers, booleans) or `no_value` (null)."""
+
+
+def field_of(value: object) -> str:
+    if value is None:
+        return "no_value"
+    if isinstance(value, str):
+        return "text"
+    return "value"
+
+
+class Proc:
+    """A `python -m gateway ...` child with its output appended to a log file."""
+
+    def __init__(self, name: str, args: list[str], log: Path) -> None:
+        self.name = name
+        self.args = args
+        self.log = log
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert self.popen is None or self.popen.poll() is not None
+        with self.log.open("ab") as out:
+            out.write(f"--- start {self.name} {time.strftime('%H:%M:%S')}\n".encode())
+            out.flush()
+            self.popen = subprocess.Popen([sys.executable, "-m", "gateway", *self.args],
+                                          stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int, wait: float = 20.0) -> int:
+        assert self.popen is not None
+        self.popen.send_signal(sig)
+        try:
+            return self.popen.wait(wait)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            raise AssertionError(f"{self.name} did not exit on signal {sig}") from None
+
+    def close(self) -> None:
+        if self.alive:
+            assert self.popen is not None
+            self.popen.kill()
+            self.popen.wait()
+
+    def tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+class Simulator(Proc):
+    def __init__(self, config: Path, directory: Path) -> None:
+        self.control_port = free_port()
+        self.written = directory / "sim.yaml"
+        super().__init__("simulator", ["simulate", str(config), "--write-config",
+                                       str(self.written), "--control-port",
+                                       str(self.control_port)], directory / "simulator.log")
+
+    def start(self) -> None:
+        super().start()
+        wait_for(lambda: self.written.exists() and port_open(self.control_port), 30,
+                 "the simulator's config and control port")
+
+    def command(self, **cmd: Any) -> dict[str, Any]:
+        """One JSON line over the control channel (what `roomwarden simctl` sends)."""
+        with socket.create_connection(("127.0.0.1", self.control_port), timeout=10) as s:
+            s.sendall(json.dumps(cmd).encode() + b"\n")
+            reply = s.makefile("rb").readline()
+        answer: dict[str, Any] = json.loads(reply)
+        assert answer.get("ok"), answer
+        return answer
+
+
+class GatewayProcess(Proc):
+    def __init__(self, sim_config: Path, broker_port: int, directory: Path) -> None:
+        data = yaml.safe_load(sim_config.read_text(encoding="utf-8"))
+        data["uplink"]["port"] = broker_port
+        self.config = directory / "gateway.yaml"
+        self.config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        self.state_dir = directory / "state"
+        super().__init__("gateway", ["run", str(self.config), "--state-dir",
+                                     str(self.state_dir)], directory / "gateway.log")
+        self.site = str(data["gateway"]["site"])
+        self.gateway_id = str(data["gateway"]["id"])
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.state_dir / "uplink" / "outbox.sqlite"
+
+    def _read(self, path: Path, sql: str) -> list[tuple[Any, ...]]:
+        if not path.exists():
+            return []
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return list(db.execute(sql))
+        finally:
+            db.close()
+
+    def outbox_depth(self) -> int:
+        """Messages committed in the outbox and not yet acknowledged by the broker (read-only,
+        while the gateway runs: WAL readers never block its writer)."""
+        rows = self._read(self.outbox_path, "SELECT COUNT(*) FROM messages")
+        return int(rows[0][0]) if rows else 0
+
+    def outbox_rows(self) -> list[tuple[str, bytes]]:
+        """(topic, payload) of every message still in the outbox."""
+        return [(str(t), bytes(p)) for t, p in
+                self._read(self.outbox_path, "SELECT topic, payload FROM messages ORDER BY id")]
+
+    def journal_events(self) -> dict[int, tuple[str, str, str]]:
+        """The alarm journal: seq → (rule, subject, state)."""
+        return {int(seq): (str(rule), str(subject), str(state)) for seq, rule, subject, state in
+                self._read(self.state_dir / "alarms.sqlite",
+                           "SELECT seq, rule, subject, state FROM events")}
+
+
+@dataclass
+class Observed:
+    """What the observer saw, deduplicated by the gateway's sequence numbers."""
+
+    batches: dict[int, TelemetryBatch] = field(default_factory=dict)
+    alarms: dict[int, AlarmEventMessage] = field(default_factory=dict)
+    deliveries: int = 0
+    conflicting: list[int] = field(default_factory=list)
+    """Sequence numbers seen with two different payloads (must never happen)."""
+
+    def add(self, topic: str, payload: bytes) -> None:
+        message = decode(topic, payload)
+        self.deliveries += 1
+        if isinstance(message, TelemetryBatch):
+            old = self.batches.setdefault(message.seq, message)
+            if old != message:
+                self.conflicting.append(message.seq)
+        elif isinstance(message, AlarmEventMessage):
+            old_event = self.alarms.setdefault(message.seq, message)
+            if old_event != message:
+                self.conflicting.append(message.seq)
+
+    def series(self) -> dict[SeriesKey, list[int]]:
+        """(point, quality, field) → sample times in ms (as VictoriaMetrics stores them)."""
+        out: dict[SeriesKey, list[int]] = defaultdict(list)
+        for batch in self.batches.values():
+            for point, value, dt, quality in batch.samples:
+                out[(point, quality.value, field_of(value))].append((batch.t0 + dt) // 10**6)
+        return out
+
+    def points(self) -> int:
+        return sum(len(b.samples) for b in self.batches.values())
+
+    def span_s(self) -> float:
+        times = [b.t0 + dt for b in self.batches.values() for _p, _v, dt, _q in b.samples]
+        return (max(times) - min(times)) / 1e9 if times else 0.0
+
+
+class Observer:
+    """An MQTT client with a persistent session (clean_session false, fixed client id, QoS 1):
+    the broker queues for it across its own restarts, so it sees every batch the gateway got a
+    PUBACK for — an independent record of what was produced."""
+
+    def __init__(self, port: int, root: str = "roomwarden") -> None:
+        self.sub = Subscriber(port, [topic_filter(Channel.TELEMETRY, root=root),
+                                     topic_filter(Channel.ALARMS, root=root)],
+                              client_id="fault-test-observer", clean_session=False)
+
+    def observed(self) -> Observed:
+        out = Observed()
+        for m in self.sub.snapshot():
+            out.add(m.topic, m.payload)
+        return out
+
+    def count(self) -> int:
+        return len(self.sub.snapshot())
+
+    def close(self) -> None:
+        self.sub.close()
+
+
+@dataclass
+class Stored:
+    """What VictoriaMetrics holds for one gateway."""
+
+    series: dict[SeriesKey, list[int]]
+    """(point, quality, field) → sample times (ms), as stored (duplicates kept)."""
+    alarm_seqs: list[int]
+    other_metrics: Counter[str]
+    doubled: list[str]
+    """Every series (telemetry, alarm_events_*, gateway_state_*) holding a timestamp twice."""
+
+
+def stored(vm: Victoria, site: str, gateway: str) -> Stored:
+    series: dict[SeriesKey, list[int]] = defaultdict(list)
+    alarm_seqs: list[int] = []
+    other: Counter[str] = Counter()
+    doubled: list[str] = []
+    for s in vm.export(f'{{site="{site}",gateway="{gateway}"}}'):
+        labels = s["metric"]
+        name = str(labels["__name__"])
+        if len(set(s["timestamps"])) != len(s["timestamps"]):
+            doubled.append(json.dumps(labels, sort_keys=True))
+        if "point" in labels:
+            fld = "no_value" if name.endswith("_no_value") else (
+                "text" if name.endswith("_text") else "value")
+            series[(labels["point"], labels["quality"], fld)] += [int(t) for t in
+                                                                  s["timestamps"]]
+        elif name == "alarm_events_seq":
+            alarm_seqs += [int(v) for v in s["values"]]
+        else:
+            other[name] += len(s["timestamps"])
+    return Stored(series, alarm_seqs, other, doubled)
+
+
+def stop_all(*procs: Proc) -> None:
+    for p in procs:
+        with contextlib.suppress(Exception):
+            if p.alive:
+                p.signal(signal.SIGTERM, wait=10)
+        p.close()
