@@ -62,7 +62,8 @@ def _point_view(point: BoundPoint, name: str, unit: str | None, quantity: str | 
 
 def health_view(loaded: LoadedConfig, bus_loops: list[BusLoop], planner: OutputPlanner,
                 driver: OutputDriver, uptime_s: float, *, flood: bool = False,
-                uplink: str = "not configured", outbox_depth: int | None = None) -> HealthView:
+                uplink: str = "not configured", outbox_depth: int | None = None,
+                config_version: int = 0, config_sha256: str | None = None) -> HealthView:
     buses = []
     for loop in bus_loops:
         healths = loop.stats.device_health.values()
@@ -82,4 +83,5 @@ def health_view(loaded: LoadedConfig, bus_loops: list[BusLoop], planner: OutputP
     return HealthView(buses=buses, outputs=outputs,
                       devices_online=sum(b.devices_online for b in buses),
                       devices_total=sum(b.devices_total for b in buses), uplink=uplink,
-                      outbox_depth=outbox_depth, flood=flood, uptime_s=round(uptime_s, 1))
+                      outbox_depth=outbox_depth, flood=flood, uptime_s=round(uptime_s, 1),
+                      config_version=config_version, config_sha256=config_sha256)

@@ -1,14 +1,22 @@
-"""The panel's HTTP server: the page, the JSON API and /healthz, on aiohttp.
+"""The panel's HTTP server: the page, the JSON API, /healthz and /metrics, on aiohttp.
 
 Everything that arrives is parsed at the boundary: a POST must be `application/json`, at most
 `MAX_BODY` bytes, valid JSON and valid against its pydantic command model, or it gets a JSON
 error (`{"error": <code>, "message": <reason>}`) with a 4xx status. Changing state needs a
 session (cookie from `POST /api/login`); reading needs one only with `login_to_view`.
+
+`GET /healthz` (no login) answers the gateway's health as judged by `gateway.ops.health`:
+`{"ok", "status": ok|degraded|failing, "checks": {...}}`, 200 unless failing (503).
+`GET /metrics` (no login; only for clients in `panel.metrics_allow`, and not at all with
+`panel.metrics: false`) answers Prometheus's text format from `gateway.ops.metrics`. Both need
+a backend that is also a `gateway.ops.source.MetricsSource` (the daemon's Gateway is); with a
+bare panel backend /healthz answers ok with no checks and /metrics is 404.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import secrets
@@ -20,10 +28,15 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
 
 from gateway.clock import Clock
 from gateway.config.site import Panel
+from gateway.ops.health import HealthMonitor, HealthReport, Level, monitor_for
+from gateway.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gateway.ops.metrics import make_registry, render
+from gateway.ops.source import MetricsSource
 from gateway.panel.backend import CommandRefused, PanelBackend
 from gateway.panel.passwords import ScryptHash, parse_hash, verify_password
 from gateway.panel.views import (
@@ -217,10 +230,19 @@ def _load_static() -> dict[str, tuple[bytes, str]]:
 
 
 class PanelServer:
-    """The panel's HTTP server; `start()` binds and returns the port, `stop()` closes it."""
+    """The panel's HTTP server; `start()` binds and returns the port, `stop()` closes it.
 
-    def __init__(self, backend: PanelBackend, settings: Panel, clock: Clock) -> None:
+    `ops`: what /healthz and /metrics read; default: the backend, when it is a MetricsSource
+    (the daemon's Gateway). That is decided at the first request, not here: the daemon makes
+    its panel before it has set every attribute the ops views read."""
+
+    def __init__(self, backend: PanelBackend, settings: Panel, clock: Clock, *,
+                 ops: MetricsSource | None = None) -> None:
         self._backend = backend
+        self._ops = ops
+        self._health: HealthMonitor | None = None
+        self._registry: CollectorRegistry | None = None
+        self._metrics_allow = settings.metrics_allow
         self._settings = settings
         self._clock = clock
         self._users: dict[str, ScryptHash] = {}
@@ -248,6 +270,8 @@ class PanelServer:
         for path in self._static:
             app.router.add_get(path, self._static_file)
         app.router.add_get("/healthz", self._healthz)
+        if self._settings.metrics:
+            app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/api/state", self._state)
         app.router.add_get("/api/me", self._me)
         app.router.add_post("/api/login", self._login)
@@ -386,8 +410,53 @@ class PanelServer:
         response.headers["Cache-Control"] = "no-cache"
         return response
 
+    def _ops_source(self) -> MetricsSource | None:
+        if self._ops is None and isinstance(self._backend, MetricsSource):
+            self._ops = self._backend
+        return self._ops
+
+    @property
+    def health(self) -> HealthMonitor | None:
+        """The gateway's health monitor (None: the backend is no MetricsSource)."""
+        if self._health is None and (ops := self._ops_source()) is not None:
+            self._health = monitor_for(ops)
+        return self._health
+
+    @property
+    def metrics(self) -> CollectorRegistry | None:
+        """This gateway's own Prometheus registry (None: the backend is no MetricsSource)."""
+        if self._registry is None and (ops := self._ops_source()) is not None:
+            self._registry = make_registry(ops, health=self.health)
+        return self._registry
+
     async def _healthz(self, request: web.Request) -> web.Response:
-        return _json({"ok": True})
+        health = self.health
+        if health is None:
+            report = HealthReport(ok=True, status=Level.OK, checks={})
+        else:
+            report = health.check()
+        return _json(report.model_dump(mode="json"), status=report.http_status)
+
+    def _metrics_allowed(self, request: web.Request) -> bool:
+        try:
+            address = ipaddress.ip_address((request.remote or "").split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self._metrics_allow)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        registry = self.metrics
+        if registry is None:
+            raise ApiError(404, "not_found", "this panel has no gateway to report metrics of")
+        if not self._metrics_allowed(request):
+            log.info(kv("metrics_refused", client=self._client(request)))
+            raise ApiError(403, "forbidden", "metrics are not served to this address")
+        response = web.Response(body=render(registry))
+        response.headers["Content-Type"] = METRICS_CONTENT_TYPE
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     async def _state(self, request: web.Request) -> web.Response:
         if self._settings.login_to_view:

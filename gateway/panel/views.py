@@ -92,6 +92,9 @@ class HealthView(View):
     outbox_depth: int | None = None
     flood: bool = False
     uptime_s: float
+    config_version: int = 0
+    """Version of the running config (0: the installed file, never flashed)."""
+    config_sha256: str | None = None
 
 
 class SuppressionView(View):

@@ -389,6 +389,7 @@
       ["Devices online", `${h.devices_online} / ${h.devices_total}`, "devices-online"],
       ["Outbox", h.outbox_depth === null || h.outbox_depth === undefined ? "—" : String(h.outbox_depth), "outbox"],
       ["Uptime", fmtAge(h.uptime_s), "uptime"],
+      ["Config", "v" + h.config_version + (h.config_sha256 ? " · " + h.config_sha256.slice(0, 8) : ""), "config"],
     ];
     ui.health.replaceChildren(...items.flatMap(([k, v, id]) =>
       [el("dt", {}, k), el("dd", { testid: id, class: id === "uplink" && h.uplink !== "connected" ? "warn" : "" }, v)]));

@@ -1,0 +1,188 @@
+"""The gateway's health: ok, degraded or failing, per check and overall (`GET /healthz`).
+
+Checks, each judged from the gateway's own state at the moment of asking:
+
+- `buses`: **failing** when a bus loop is stalled — it has made no progress
+  (`BusLoop.alive_mono`: moves after every poll and at least every second while it waits)
+  for longer than `BusLoop.stall_limit` (its worst legitimate poll + queued output writes + a
+  margin; the same test withholds the systemd watchdog) — or when its link could not be opened
+  (`BusLoop.link_open` false: serial port missing) or every device of the bus is offline (the
+  link is down: cable cut, converter dead). **degraded** when some devices are offline.
+  Devices not yet polled count as neither.
+- `rules`: **failing** when the rule evaluator has not completed a round for
+  `EVALUATOR_STALL_AFTER` seconds (it runs at least every second; a round that raises does not
+  count). A gateway that has never evaluated is judged from the start of its running config.
+- `outputs`: **degraded** when an alarm output's last write failed (the failure is also an
+  alarm, `actions.output_failure`; restarting the gateway would not mend a relay).
+- `uplink`: **degraded** when configured and not connected (the gateway works on its own; the
+  outbox keeps everything). `not configured` is ok.
+
+The overall status is the worst check. `/healthz` answers 200 for ok and degraded and 503 for
+failing, so a supervisor restarts the daemon only for what a restart can mend.
+"""
+
+from __future__ import annotations
+
+import weakref
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from gateway.field.bus_loop import BusLoop
+from gateway.ops.source import MetricsSource
+
+EVALUATOR_STALL_AFTER = 10.0
+"""Seconds without a completed evaluation round before the rules check fails (the daemon's
+evaluator runs at least every `gateway.daemon.TICK` = 1 s)."""
+
+
+class Level(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    FAILING = "failing"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Level.OK: 0, Level.DEGRADED: 1, Level.FAILING: 2}
+
+
+def _short(text: str | None, limit: int = 120) -> str:
+    text = " ".join((text or "unknown").split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def worst(levels: list[Level]) -> Level:
+    return max(levels, key=lambda level: level.rank, default=Level.OK)
+
+
+class CheckResult(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Level
+    detail: str
+
+
+class HealthReport(BaseModel):
+    """The body of `GET /healthz` (`ok` is false only when failing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ok: bool
+    status: Level
+    checks: dict[str, CheckResult]
+
+    @property
+    def http_status(self) -> int:
+        return 503 if self.status is Level.FAILING else 200
+
+
+def progress_age(loop: BusLoop, source: MetricsSource) -> float:
+    """Seconds since `loop` last made progress."""
+    return max(0.0, source.clock.monotonic() - loop.alive_mono)
+
+
+def monitor_for(source: MetricsSource) -> HealthMonitor:
+    """The one HealthMonitor of `source` (made on first use), so /healthz, /metrics and the
+    status report share what it has seen of the evaluator, even across panel restarts."""
+    try:
+        monitor = _MONITORS.get(source)
+        if monitor is None:
+            monitor = _MONITORS[source] = HealthMonitor(source)
+        return monitor
+    except TypeError:  # not hashable or not weak-referenceable: a fresh one
+        return HealthMonitor(source)
+
+
+class HealthMonitor:
+    """Judges a gateway's health; remembers the evaluation count between calls (to tell a
+    stopped evaluator), so one monitor serves every request of one server."""
+
+    def __init__(self, source: MetricsSource, *,
+                 evaluator_stall_after: float = EVALUATOR_STALL_AFTER) -> None:
+        self.source = source
+        self.evaluator_stall_after = evaluator_stall_after
+        self._seen: int | None = None
+        self._progress_mono = source.started_mono
+
+    def evaluator_age(self) -> float:
+        """Seconds since the evaluator was last seen to complete a round."""
+        src = self.source
+        now = src.clock.monotonic()
+        count = src.evaluations
+        if count != self._seen:
+            self._seen = count
+            self._progress_mono = now if count > 0 else src.started_mono
+        return max(0.0, now - self._progress_mono)
+
+    def check(self) -> HealthReport:
+        checks = {
+            "buses": self.check_buses(),
+            "rules": self.check_rules(),
+            "outputs": self.check_outputs(),
+            "uplink": self.check_uplink(),
+        }
+        status = worst([c.status for c in checks.values()])
+        return HealthReport(ok=status is not Level.FAILING, status=status, checks=checks)
+
+    def check_buses(self) -> CheckResult:
+        src = self.source
+        failing: list[str] = []
+        degraded: list[str] = []
+        online = total = 0
+        for loop in src.bus_loops:
+            healths = loop.stats.device_health
+            age, limit = progress_age(loop, src), loop.stall_limit
+            offline = [d for d, h in healths.items() if h.online is False]
+            online += sum(1 for h in healths.values() if h.online)
+            total += len(healths)
+            if age > limit:
+                failing.append(f"{loop.bus_id} stalled ({age:.0f} s without progress, "
+                               f"limit {limit:.0f} s)")
+            elif loop.link_open is False:
+                failing.append(f"{loop.bus_id}: link not open ({_short(loop.link_error)})")
+            elif healths and len(offline) == len(healths):
+                failing.append(f"{loop.bus_id}: no device answers")
+            elif offline:
+                shown = ", ".join(offline[:5]) + (" …" if len(offline) > 5 else "")
+                degraded.append(f"{loop.bus_id}: {len(offline)} offline ({shown})")
+        summary = f"{online}/{total} devices online"
+        if failing:
+            return CheckResult(status=Level.FAILING,
+                               detail="; ".join([*failing, *degraded, summary]))
+        if degraded:
+            return CheckResult(status=Level.DEGRADED, detail="; ".join([*degraded, summary]))
+        return CheckResult(status=Level.OK,
+                           detail=f"{len(src.bus_loops)} buses polling; {summary}")
+
+    def check_rules(self) -> CheckResult:
+        age = self.evaluator_age()
+        if age > self.evaluator_stall_after:
+            return CheckResult(status=Level.FAILING,
+                               detail=f"no rule evaluation for {age:.0f} s")
+        return CheckResult(status=Level.OK,
+                           detail=f"{self.source.evaluations} evaluations")
+
+    def check_outputs(self) -> CheckResult:
+        src = self.source
+        failed = sorted(o for o, s in src.driver.state.items() if s.failed)
+        if failed:
+            return CheckResult(status=Level.DEGRADED,
+                               detail=f"{len(failed)} failed: {', '.join(failed)}")
+        return CheckResult(status=Level.OK, detail=f"{len(src.driver.state)} outputs")
+
+    def check_uplink(self) -> CheckResult:
+        uplink = self.source.uplink
+        if uplink is None:
+            return CheckResult(status=Level.OK, detail="not configured")
+        status = uplink.status()
+        depth = status.outbox.depth
+        if status.connected:
+            return CheckResult(status=Level.OK, detail=f"connected; outbox {depth}")
+        why = f" ({_short(status.last_error)})" if status.last_error else ""
+        return CheckResult(status=Level.DEGRADED, detail=f"disconnected{why}; outbox {depth}")
+
+
+_MONITORS: weakref.WeakKeyDictionary[MetricsSource, HealthMonitor] = weakref.WeakKeyDictionary()

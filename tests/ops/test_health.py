@@ -1,0 +1,155 @@
+"""/healthz of a real gateway: ok → degraded → failing → ok as the simulator's devices fall
+silent and come back, the rules stop, or a bus loop makes no progress."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from gateway.clock import ManualClock
+from gateway.config.loader import load_gateway_config
+from gateway.daemon import Gateway
+from gateway.ops.health import HealthMonitor, Level, monitor_for
+from gateway.sim.faults import Fault, FaultMode
+from gateway.sim.site import SimulatedSite
+from tests.ops.conftest import SITE, Live, stop, until
+
+
+async def _status(live: Live) -> str:
+    return str((await live.healthz())[1]["status"])
+
+
+async def test_healthz_goes_degraded_failing_and_back_to_ok(live: Live) -> None:
+    status, body = await live.healthz()
+    assert (status, body["ok"], body["status"]) == (200, True, "ok")
+    assert {name: c["status"] for name, c in body["checks"].items()} == {
+        "buses": "ok", "rules": "ok", "outputs": "ok", "uplink": "ok"}
+    assert "5/5 devices online" in body["checks"]["buses"]["detail"]
+
+    # one device of a bus silent: degraded, still 200
+    live.site.set_fault("th-1", Fault(mode=FaultMode.NO_REPLY))
+    await until(lambda: live.device_online("th-1") is False, "th-1 offline")
+    status, body = await live.healthz()
+    assert (status, body["ok"], body["status"]) == (200, True, "degraded")
+    assert body["checks"]["buses"]["status"] == "degraded"
+    assert "th-1" in body["checks"]["buses"]["detail"]
+
+    # the only device of tcp-meter silent: nothing answers on that link: failing, 503
+    live.site.set_fault("meter-1", Fault(mode=FaultMode.NO_REPLY))
+    await until(lambda: live.device_online("meter-1") is False, "meter-1 offline")
+    status, body = await live.healthz()
+    assert (status, body["ok"], body["status"]) == (503, False, "failing")
+    assert body["checks"]["buses"]["status"] == "failing"
+    assert "tcp-meter: no device answers" in body["checks"]["buses"]["detail"]
+    scrape = await live.scrape()  # /metrics keeps answering (and says the same)
+    assert scrape.value("roomwarden_health_status", check="buses", status="failing") == 1
+
+    live.site.set_fault("th-1", Fault())
+    live.site.set_fault("meter-1", Fault())
+    await until(live.all_online, "every device back online")
+    status, body = await live.healthz()
+    assert (status, body["status"]) == (200, "ok")
+
+
+async def test_healthz_fails_while_the_rules_are_not_evaluated(
+        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    gw = live.gateway
+    monitor = monitor_for(gw)
+    assert live.gateway.panel is not None and live.gateway.panel.health is monitor
+    monitor.evaluator_stall_after = 0.5  # instead of 10 s, to keep the test short
+    assert await _status(live) == "ok"
+
+    def broken(*_args: object) -> list[object]:
+        raise RuntimeError("a rule bug")
+
+    monkeypatch.setattr(gw.core, "step", broken)  # every round raises: nothing completes
+    stuck = gw.evaluations
+    await _wait_status(live, "failing")
+    assert gw.evaluations == stuck
+    status, body = await live.healthz()
+    assert status == 503 and body["checks"]["rules"]["status"] == "failing"
+    assert "no rule evaluation for" in body["checks"]["rules"]["detail"]
+
+    monkeypatch.undo()
+    await _wait_status(live, "ok")
+    assert gw.evaluations > stuck
+
+
+async def _wait_status(live: Live, wanted: str, seconds: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (status := await _status(live)) != wanted:
+        assert loop.time() < deadline, f"/healthz stayed {status}, never {wanted}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_bus_loop_without_progress_and_rules_never_run_are_failing(
+        tmp_path: Path) -> None:
+    """A gateway built but never run, on a manual clock: nothing makes progress."""
+    clock = ManualClock()
+    gw = Gateway(load_gateway_config(SITE), state_dir=tmp_path / "state", clock=clock,
+                 panel_port=0)
+    try:
+        monitor = HealthMonitor(gw)
+        report = monitor.check()
+        assert report.status is Level.OK  # nothing polled yet is not a fault
+        assert report.checks["buses"].detail == "2 buses polling; 0/5 devices online"
+
+        limit = max(loop.stall_limit for loop in gw.bus_loops)
+        clock.advance(limit + 1)
+        report = monitor.check()
+        assert report.status is Level.FAILING and not report.ok
+        assert report.checks["buses"].status is Level.FAILING
+        for loop in gw.bus_loops:
+            assert f"{loop.bus_id} stalled" in report.checks["buses"].detail
+        assert report.checks["rules"].status is Level.FAILING  # never evaluated, > 10 s
+
+        assert gw.panel is not None  # and the panel says so over HTTP
+        port = await gw.panel.start()
+        try:
+            async with aiohttp.ClientSession() as client, client.get(
+                    f"http://127.0.0.1:{port}/healthz") as r:
+                body = await r.json()
+                assert (r.status, body["status"], body["ok"]) == (503, "failing", False)
+        finally:
+            await gw.panel.stop()
+
+        gw.evaluate_once()  # a round of the rules: that check recovers, the buses do not
+        report = monitor.check()
+        assert report.checks["rules"].status is Level.OK
+        assert report.checks["buses"].status is Level.FAILING
+    finally:
+        gw.core.close()
+
+
+async def test_a_bus_whose_port_is_missing_is_failing(tmp_path: Path) -> None:
+    """An RS-485 adapter that is not plugged in: nothing on that bus can answer."""
+    async with SimulatedSite(load_gateway_config(SITE)) as site:
+        data = site.rewritten_config()
+        data["buses"].append({"id": "rs485-gone", "type": "modbus_rtu", "timeout": "200ms",
+                              "port": str(tmp_path / "no-such-tty"),
+                              "failure": {"offline_after": 2, "backoff_max": "500ms"}})
+        data["devices"].append({"id": "th-9", "bus": "rs485-gone", "unit": 9, "room": "tx",
+                                "profile": "generic_th_sensor", "poll_interval": "200ms"})
+        path = tmp_path / "gone.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        gw = Gateway(load_gateway_config(path), state_dir=tmp_path / "state", panel_port=0)
+        task = asyncio.create_task(gw.run())
+        try:
+            await asyncio.wait_for(gw.panel_ready.wait(), 10)
+            live = Live(site, gw, f"http://127.0.0.1:{gw.panel_port}")
+            await until(lambda: live.device_online("th-9") is False
+                        and live.device_online("meter-1") is True, "th-9 offline")
+            status, body = await live.healthz()
+            assert (status, body["status"]) == (503, "failing")
+            assert "rs485-gone: no device answers" in body["checks"]["buses"]["detail"]
+            scrape = await live.scrape()
+            assert scrape.value("roomwarden_bus_devices_online", bus="rs485-gone") == 0
+            assert scrape.value("roomwarden_device_poll_failures_total", bus="rs485-gone",
+                                device="th-9") >= 2
+        finally:
+            await stop(task)
