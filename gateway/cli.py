@@ -72,10 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print the live readings every SECONDS")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.add_argument("--state-dir", type=Path, default=None,
-                     help="alarm journal and other state (default: $STATE_DIRECTORY, "
+                     help="alarm journal, outbox, flashed configs (default: $STATE_DIRECTORY, "
                           "/var/lib/roomwarden, or ./var)")
+    run.add_argument("--control", type=Path, default=None, metavar="PATH",
+                     help="control socket (default: $RUNTIME_DIRECTORY/control.sock or "
+                          "STATE_DIR/control.sock)")
+    run.add_argument("--panel-port", type=int, default=None,
+                     help="override the panel's port (0 = any free port)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="the running gateway's state, for a technician")
+    _control_options(status)
+    status.add_argument("--json", action="store_true", help="the raw report as JSON")
+    status.set_defaults(func=cmd_status)
 
     simulate = sub.add_parser("simulate", help="serve every device of a config on loopback")
     simulate.add_argument("config", type=Path)
@@ -102,16 +112,47 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ingest", help="run the central ingest service (MQTT → InfluxDB): "
                                   "roomwarden ingest --config CENTRAL.yaml [--check]")
 
-    demo = sub.add_parser("demo", help="a simulated site and the gateway polling it, live")
+    demo = sub.add_parser("demo", help="a simulated site, the gateway polling it, its panel, "
+                                       "and a local broker, ingest and database, live")
     demo.add_argument("config", type=Path, nargs="?",
                       default=Path("firmware_configs/telecom_equipment_room.yaml"))
     demo.add_argument("--print", dest="print_every", type=float, default=5.0,
                       metavar="SECONDS", help="print the live readings every SECONDS")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--duration", type=float, metavar="SECONDS",
+                      help="stop after this many seconds (default: at Ctrl-C)")
     demo.add_argument("--panel-port", type=int, default=8080,
                       help="port of the local panel on 127.0.0.1 (0 = any free port)")
+    demo.add_argument("--no-uplink", dest="uplink", action="store_false",
+                      help="no local MQTT broker, ingest or database: the gateway alone")
     demo.set_defaults(func=cmd_demo)
+
+    from gateway.flashing.cli import add_parsers as add_flashing_parsers
+
+    config_sub = add_flashing_parsers(sub)  # keys new, flash, config diff
+    apply = config_sub.add_parser(
+        "apply", help="apply a config to the gateway on this machine (USB stick, SSH): "
+                      "checked, staged, health-checked, committed or rolled back")
+    apply.add_argument("file", type=Path)
+    apply.add_argument("--author", default=_local_user(),
+                       help="who applies it (default: the login name)")
+    apply.add_argument("--key", type=Path, default=None,
+                       help="sign with this private key (needed when the gateway accepts "
+                            "only signed configs); give --version too")
+    apply.add_argument("--version", type=int, default=None, metavar="N",
+                       help="version of the signed config")
+    apply.add_argument("--force", action="store_true", help="a signed downgrade")
+    _control_options(apply)
+    apply.set_defaults(func=cmd_config_apply)
     return parser
+
+
+def _local_user() -> str:
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (local)"
+    except (KeyError, OSError):
+        return "local"
 
 
 # --- check --------------------------------------------------------------------------------
@@ -157,15 +198,12 @@ def check_file(path: Path) -> str:
         drill = load_drill(path)
         load_gateway_config((path.parent / drill.site).resolve())
         return f"drill {drill.drill}, {len(drill.steps)} steps, {len(drill.expect)} expectations"
-    from gateway.rules.config import check_rules, default_rules_dir, load_rule_packs
+    from gateway.rules.config import default_rules_dir, load_checked_config, load_rule_packs
 
-    loaded = load_gateway_config(path)
+    loaded = load_checked_config(path)
     cfg = loaded.config
     packs = load_rule_packs(default_rules_dir(),
                             list(cfg.rules.packs) if cfg.rules.packs is not None else None)
-    errors = check_rules(cfg.rules, packs, loaded)
-    if errors:
-        raise ConfigErrors(errors)
     points = sum(len(bind_points(d, loaded.profile_of(d))) for d in cfg.devices)
     rules = sum(len(p.rules) for p in packs.values())
     return (f"gateway {cfg.gateway.id} at {cfg.gateway.site}, {len(cfg.buses)} buses, "
@@ -202,7 +240,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 # --- plan ---------------------------------------------------------------------------------
 
 
-def _load_or_report(path: Path) -> LoadedConfig | None:
+def load_or_report(path: Path) -> LoadedConfig | None:
     try:
         return load_gateway_config(path)
     except ConfigErrors as exc:
@@ -213,7 +251,7 @@ def _load_or_report(path: Path) -> LoadedConfig | None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    loaded = _load_or_report(args.config)
+    loaded = load_or_report(args.config)
     if loaded is None:
         return 1
     cfg = loaded.config
@@ -249,34 +287,125 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    loaded = _load_or_report(args.config)
-    if loaded is None:
-        return 1
-    from gateway.daemon import Gateway
+    from gateway.daemon import default_state_dir
+    from gateway.supervisor import BootFailed, Service
 
-    async def printer(gateway: Gateway) -> None:
+    state_dir = args.state_dir or default_state_dir()
+
+    async def printer(service: Service) -> None:
         while True:
             await asyncio.sleep(args.print_every)
-            print_readings(gateway)
+            print_readings(service.gateway)
 
-    async def main_task() -> None:
-        gateway = Gateway(loaded, state_dir=args.state_dir)  # inside the loop: pymodbus asks
-        tasks = [asyncio.create_task(gateway.run())]
-        if args.print_every:
-            tasks.append(asyncio.create_task(printer(gateway)))
+    async def main_task() -> int:
+        try:  # built inside the loop: pymodbus asks for it
+            service = Service(args.config, state_dir=state_dir, control_path=args.control,
+                              panel_port=args.panel_port)
+        except BootFailed as exc:
+            print(f"cannot start: {exc}", file=sys.stderr)
+            return 1
+        extra = asyncio.create_task(printer(service)) if args.print_every else None
         try:
-            if args.duration:
-                await asyncio.wait(tasks, timeout=args.duration)
-            else:
-                await asyncio.gather(*tasks)
+            await service.run(args.duration)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if extra is not None:
+                extra.cancel()
+        return 0
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main_task())
+    return asyncio.run(main_task())
+
+
+def _control_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--control", type=Path, default=None, metavar="PATH",
+                        help="the gateway's control socket (default: /run/roomwarden/"
+                             "control.sock, else $STATE_DIRECTORY or ./var)")
+
+
+def _control_path(args: argparse.Namespace) -> Path:
+    from gateway.control import SOCKET_NAME, default_socket_path
+    from gateway.daemon import default_state_dir
+
+    if args.control is not None:
+        return Path(args.control)
+    system = Path("/run/roomwarden") / SOCKET_NAME
+    if system.exists():
+        return system
+    return default_socket_path(default_state_dir())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gateway.control import ControlError, request
+    from gateway.ops.status_report import StatusReport, render_status
+
+    try:
+        answers = list(request(_control_path(args), {"op": "status"}, timeout=10))
+    except ControlError as exc:
+        print(f"roomwarden status: {exc}", file=sys.stderr)
+        return 3
+    final = answers[-1]
+    if not final.get("ok"):
+        print(f"roomwarden status: {final.get('error')}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(final["status"], indent=2, ensure_ascii=False))
+        return 0
+    report = StatusReport.model_validate(final["status"])
+    print(render_status(report, color=sys.stdout.isatty()))
     return 0
+
+
+def cmd_config_apply(args: argparse.Namespace) -> int:
+    """`roomwarden config apply FILE`: on the gateway itself (USB stick, SSH)."""
+    from gateway.control import ControlError, request
+    from gateway.rules.config import load_checked_config
+
+    try:
+        load_checked_config(args.file)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        print(f"{args.file}: not applied ({len(exc.errors)} problems)", file=sys.stderr)
+        return 1
+    text = args.file.read_text(encoding="utf-8")
+    body: dict[str, object]
+    if args.key is not None:
+        from gateway.flashing.envelope import sign_config
+        from gateway.flashing.keys import load_private_key
+
+        gateway_id = load_checked_config(args.file).config.gateway.id
+        if args.version is None:
+            print("--key needs --version (the next version number)", file=sys.stderr)
+            return 2
+        envelope = sign_config(text, gateway=gateway_id, version=args.version,
+                               author=args.author, private_key=load_private_key(args.key),
+                               force=args.force)
+        body = {"op": "apply", "envelope": envelope.model_dump(mode="json")}
+    else:
+        body = {"op": "apply", "config": text, "author": args.author}
+    try:
+        for answer in request(_control_path(args), body):
+            if "progress" in answer:
+                _print_config_status(answer["progress"])
+                continue
+            if answer.get("error"):
+                print(f"roomwarden config apply: {answer['error']}", file=sys.stderr)
+            return 0 if answer.get("ok") else 1
+    except ControlError as exc:
+        print(f"roomwarden config apply: {exc}", file=sys.stderr)
+        return 3
+    return 1
+
+
+def _print_config_status(status: dict[str, object]) -> None:
+    line = f"{status.get('state')}"
+    if status.get("version") is not None:
+        line += f" v{status['version']}"
+    if status.get("code"):
+        line += f" [{status['code']}]"
+    print(line, flush=True)
+    if status.get("error"):
+        for text in str(status["error"]).splitlines():
+            print(f"    {text}", flush=True)
 
 
 def print_readings(gateway: object) -> None:
@@ -288,7 +417,7 @@ def print_readings(gateway: object) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    loaded = _load_or_report(args.config)
+    loaded = load_or_report(args.config)
     if loaded is None:
         return 1
     from gateway.sim.runner import run_simulator
@@ -362,13 +491,22 @@ def cmd_simctl(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    loaded = _load_or_report(args.config)
-    if loaded is None:
-        return 1
-    from gateway.demo import run_demo
+    import signal
+    from types import FrameType
 
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM like Ctrl-C while starting up; once running, the demo stops everything itself
+    signal.signal(signal.SIGTERM, interrupt)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_demo(loaded, args.print_every, args.duration, args.panel_port))
+        loaded = load_or_report(args.config)
+        if loaded is None:
+            return 1
+        from gateway.demo import run_demo
+
+        asyncio.run(run_demo(loaded, args.print_every, args.duration, args.panel_port,
+                             uplink=args.uplink))
     return 0
 
 

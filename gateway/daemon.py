@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,8 +32,16 @@ from gateway.panel.backend import CommandRefused
 from gateway.panel.server import PanelServer
 from gateway.panel.views import AlarmRef, AlarmView, PanelState, SuppressionView
 from gateway.safety import SafetyCore
+from gateway.service.watchdog import configure_stall_limits
 from gateway.status import health_view, room_views
-from gateway.uplink.contract import PointMeta
+from gateway.uplink.contract import (
+    Acknowledge,
+    AcknowledgeAll,
+    Command,
+    PointMeta,
+    Shelve,
+    Unshelve,
+)
 from gateway.uplink.publisher import Uplink
 
 log = logging.getLogger("roomwarden.daemon")
@@ -40,6 +50,15 @@ TICK = 1.0
 """The rules are evaluated at least this often (stale data, delays, expiries)."""
 MIN_EVALUATION_SPACING = 0.05
 """…and at most this often, however many batches arrive (bounds the CPU on a large site)."""
+STOP_OUTPUT_TIMEOUT = 5.0
+"""How long a clean stop waits for the outputs' stop-state writes to be confirmed."""
+
+
+def _sha256_of(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "0" * 64
 
 
 def catalog_points(loaded: LoadedConfig) -> dict[str, PointMeta]:
@@ -73,46 +92,103 @@ class Gateway:
     def __init__(self, loaded: LoadedConfig, *, state_dir: Path | None = None,
                  clock: Clock | None = None, rules_dir: Path | None = None,
                  extra_sinks: list[Callable[[list[Sample]], None]] | None = None,
-                 panel_port: int | None = None) -> None:
+                 panel_port: int | None = None, config_version: int = 0,
+                 config_sha256: str | None = None) -> None:
         self.loaded = loaded
         self.clock = clock or SystemClock()
         self.state_dir = state_dir or default_state_dir()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.rules_dir = rules_dir
+        self.journal_path = self.state_dir / "alarms.sqlite"
+        self.config_version = config_version
+        """Version of the running config (0: the installed file, never flashed)."""
+        self.config_sha256 = config_sha256 or _sha256_of(loaded.path)
         self.latest = LatestSamples()
-        self.core = SafetyCore(loaded, self.clock, self.state_dir / "alarms.sqlite",
-                               rules_dir=rules_dir)
-        self.uplink = (Uplink(loaded.config.uplink, loaded.config.gateway.site,
-                              loaded.config.gateway.id, self.state_dir, self.clock,
-                              catalog_points(loaded))
-                       if loaded.config.uplink is not None else None)
-        self.sinks = [self.latest.update, self.core.ingest, *(extra_sinks or [])]
-        if self.uplink is not None:
-            self.sinks.append(self.uplink.on_samples)
+        self.extra_sinks = list(extra_sinks or [])
+        self.core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=rules_dir)
+        self.uplink = self._make_uplink(loaded)
+        self._resend_unsent_alarm_events()
         self.bus_loops: list[BusLoop] = build_bus_loops(loaded, self._on_samples, self.clock)
+        configure_stall_limits(loaded, self.bus_loops)
         self.driver = OutputDriver(loaded, self.bus_loops, self.latest, self.clock)
-        settings = loaded.config.panel
-        if panel_port is not None:  # tests and the demo pick a free port (0)
-            settings = settings.model_copy(update={"port": panel_port})
-        self.panel = PanelServer(self, settings, self.clock) if settings.enabled else None
+        self.panel_port_override = panel_port  # tests and the demo pick a free port (0)
+        self.panel = self._make_panel(loaded)
         self.panel_port: int | None = None
         self.started_mono = self.clock.monotonic()
         self.evaluations = 0
+        self.evaluation_seconds_last = 0.0
+        self.evaluation_seconds_total = 0.0
+        self.reconfigurations = 0
         self._changed: asyncio.Event | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._loop_tasks: list[asyncio.Task[None]] = []
+        self._evaluator_task: asyncio.Task[None] | None = None
+        self._uplink_task: asyncio.Task[None] | None = None
+        self._panel_task: asyncio.Task[None] | None = None
+        self._reconfigure_lock = asyncio.Lock()
+        self.on_config_set: Callable[[bytes], None] | None = None
+        """Set by the config applier: a signed config arrived on `config/set`."""
         self.started = asyncio.Event()
         """Set once the loops run."""
         self.panel_ready = asyncio.Event()
         """Set once the panel listens (`panel_port`)."""
 
+    def _make_uplink(self, loaded: LoadedConfig) -> Uplink | None:
+        cfg = loaded.config
+        if cfg.uplink is None:
+            return None
+        uplink = Uplink(cfg.uplink, cfg.gateway.site, cfg.gateway.id, self.state_dir,
+                        self.clock, catalog_points(loaded), devices=self.device_counts,
+                        on_command=self.handle_command, on_config_set=self._config_set)
+        uplink.set_config_identity(self.config_version, self.config_sha256)
+        return uplink
+
+    def _resend_unsent_alarm_events(self) -> int:
+        """Alarm events journalled but never committed to the outbox (the process died between
+        the two commits, a few milliseconds) go to the uplink now, in order: the central side
+        gets every event. A new outbox starts at the journal's present end."""
+        if self.uplink is None:
+            return 0
+        stored = self.uplink.alarm_events_stored()
+        journal = self.core.journal
+        if stored is None:
+            self.uplink.note_alarm_events_stored(journal.last_seq)
+            return 0
+        events = journal.events_since(stored, limit=100_000)
+        if events:
+            log.warning("event=alarm_events_resent count=%d after_seq=%d", len(events), stored)
+            self.uplink.on_alarm_events(events)
+        return len(events)
+
+    def _make_panel(self, loaded: LoadedConfig) -> PanelServer | None:
+        settings = loaded.config.panel
+        if self.panel_port_override is not None:
+            settings = settings.model_copy(update={"port": self.panel_port_override})
+        return PanelServer(self, settings, self.clock) if settings.enabled else None
+
+    def _config_set(self, payload: bytes) -> None:
+        if self.on_config_set is None:
+            log.warning("event=config_set_ignored reason=%s bytes=%d",
+                        "this gateway has no config applier", len(payload))
+            return
+        self.on_config_set(payload)
+
     # --- the data path -------------------------------------------------------------------
 
     def _on_samples(self, batch: list[Sample]) -> None:
-        for sink in self.sinks:
+        self.latest.update(batch)
+        self.core.ingest(batch)
+        for sink in self.extra_sinks:
             sink(batch)
+        if self.uplink is not None:
+            self.uplink.on_samples(batch)
         if self._changed is not None:
             self._changed.set()
 
     def evaluate_once(self) -> list[AlarmEvent]:
         """One round of the safety core, then drive the outputs it wants."""
+        began = time.perf_counter()
         failed = {o: s.last_error for o, s in self.driver.state.items()}
         events = self.core.step(self.core.output_failures(failed, self.clock.now_ns()))
         self.evaluations += 1
@@ -122,6 +198,8 @@ class Gateway:
                      event.previous_state, event.severity, event.value, event.actor)
         self.driver.apply(self.core.wanted)
         self._hand_on(events)
+        self.evaluation_seconds_last = time.perf_counter() - began
+        self.evaluation_seconds_total += self.evaluation_seconds_last
         return events
 
     def _hand_on(self, events: list[AlarmEvent]) -> None:
@@ -134,7 +212,12 @@ class Gateway:
         changed = self._changed
         assert changed is not None
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
         while True:
+            # Python 3.11's wait_for swallows a cancel that lands as `changed` fires: honour a
+            # pending cancel here, or a stop would wait on this loop for ever
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), TICK)
             changed.clear()
@@ -145,28 +228,145 @@ class Gateway:
                 log.exception("event=evaluation_failed")
             await asyncio.sleep(max(0.0, MIN_EVALUATION_SPACING - (loop.time() - began)))
 
+    # --- life cycle ------------------------------------------------------------------------
+
     async def run(self) -> None:
+        """Run until `request_stop()` (a clean stop: outputs to their stop state, outbox
+        committed, offline state published) or until cancelled (no output writes)."""
         cfg = self.loaded.config
         self._changed = asyncio.Event()
-        log.info("event=gateway_start gateway=%s site=%s buses=%d devices=%d rules=%d",
-                 cfg.gateway.id, cfg.gateway.site, len(self.bus_loops), len(cfg.devices),
-                 len(self.core.engine.bindings()))
-        self.started.set()
+        self._stop_requested = asyncio.Event()
+        log.info("event=gateway_start gateway=%s site=%s buses=%d devices=%d rules=%d "
+                 "config_version=%d config_sha256=%s", cfg.gateway.id, cfg.gateway.site,
+                 len(self.bus_loops), len(cfg.devices), len(self.core.engine.bindings()),
+                 self.config_version, self.config_sha256[:12])
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 if self.panel is not None:
-                    group.create_task(self._serve_panel(), name="panel")
-                for loop in self.bus_loops:
-                    group.create_task(loop.run(), name=f"bus:{loop.bus_id}")
-                group.create_task(self._evaluator(), name="evaluator")
+                    self._panel_task = group.create_task(self._serve_panel(), name="panel")
+                self._start_loops()
+                self._evaluator_task = group.create_task(self._evaluator(), name="evaluator")
                 if self.uplink is not None:
-                    group.create_task(self.uplink.run(), name="uplink")
+                    self._uplink_task = group.create_task(self.uplink.run(), name="uplink")
+                self.started.set()
+                await self._stop_requested.wait()
+                log.info("event=gateway_stopping")
+                await self._leave_outputs_safe()
+                for task in [*self._loop_tasks, self._panel_task, self._uplink_task]:
+                    if task is not None:
+                        task.cancel()
         finally:
+            self._group = None
             if self.uplink is not None:
                 await self.uplink.close()
             if self.panel is not None:
                 await self.panel.stop()
             self.core.close()
+            log.info("event=gateway_stopped")
+
+    def request_stop(self) -> None:
+        """A clean stop (SIGTERM): see `run`."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    def _start_loops(self) -> None:
+        assert self._group is not None
+        self._loop_tasks = [self._group.create_task(loop.run(), name=f"bus:{loop.bus_id}")
+                            for loop in self.bus_loops]
+
+    async def _leave_outputs_safe(self, timeout: float = STOP_OUTPUT_TIMEOUT) -> None:
+        """Stop evaluating, then write every output its configured stop state through the
+        still-running bus loops and wait (bounded) for the writes to be confirmed."""
+        if self._evaluator_task is not None:
+            self._evaluator_task.cancel()
+            await asyncio.gather(self._evaluator_task, return_exceptions=True)
+        wanted: dict[str, bool] = {}
+        for output in self.loaded.config.outputs:
+            if output.stop_state != "hold":
+                wanted[output.id] = output.stop_state == "on"
+        if not wanted:
+            return
+        deadline = self.clock.monotonic() + timeout
+        while True:
+            self.driver.apply(wanted)  # skips outputs with a write in flight: apply again
+            settled = all(not self.driver.state[o].pending
+                          and self.driver.state[o].commanded == on
+                          for o, on in wanted.items() if o in self.driver.state)
+            if settled or self.clock.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        for output_id, on in wanted.items():
+            written = self.driver.state.get(output_id)
+            if written is not None:
+                log.info("event=output_stop_state output=%s on=%s confirmed=%s error=%s",
+                         output_id, on, written.confirmed == on and not written.failed,
+                         written.last_error)
+
+    async def reconfigure(self, loaded: LoadedConfig, *, version: int,
+                          sha256: str) -> None:
+        """Run `loaded` from now on: new bus loops, rules and outputs; the alarm journal (and so
+        every alarm in progress, acknowledged or not) carries over, the coils keep their state
+        until the new plan writes them. Raises (and keeps the old config running) if the new
+        safety core cannot be built. Health checking and rollback are the caller's job
+        (gateway.flashing.apply)."""
+        async with self._reconfigure_lock:
+            core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=self.rules_dir)
+            loops = build_bus_loops(loaded, self._on_samples, self.clock)
+            configure_stall_limits(loaded, loops)
+            old_tasks = self._loop_tasks
+            for task in old_tasks:
+                task.cancel()
+            await asyncio.gather(*old_tasks, return_exceptions=True)  # ports closed
+            old_core, old_loaded = self.core, self.loaded
+            self.loaded, self.core, self.bus_loops = loaded, core, loops
+            self.driver = OutputDriver(loaded, loops, self.latest, self.clock)
+            self.config_version, self.config_sha256 = version, sha256
+            old_core.close()
+            if self._group is not None:
+                self._start_loops()
+            await self._reconfigure_uplink(old_loaded, loaded)
+            if self.uplink is not None:
+                self.uplink.set_config_identity(version, sha256)
+            await self._reconfigure_panel(old_loaded, loaded)
+            self.reconfigurations += 1
+            if self._changed is not None:
+                self._changed.set()
+            log.info("event=gateway_reconfigured version=%d sha256=%s buses=%d devices=%d "
+                     "rules=%d", version, sha256[:12], len(loops), len(loaded.config.devices),
+                     len(core.engine.bindings()))
+
+    async def _reconfigure_uplink(self, old: LoadedConfig, new: LoadedConfig) -> None:
+        same = (old.config.uplink == new.config.uplink
+                and old.config.gateway == new.config.gateway
+                and catalog_points(old) == catalog_points(new))
+        if same:
+            return
+        if self._uplink_task is not None:
+            self._uplink_task.cancel()
+            await asyncio.gather(self._uplink_task, return_exceptions=True)
+            self._uplink_task = None
+        if self.uplink is not None:
+            await self.uplink.close()
+        self.uplink = self._make_uplink(new)
+        self._resend_unsent_alarm_events()
+        if self.uplink is not None and self._group is not None:
+            self._uplink_task = self._group.create_task(self.uplink.run(), name="uplink")
+
+    async def _reconfigure_panel(self, old: LoadedConfig, new: LoadedConfig) -> None:
+        if old.config.panel == new.config.panel:
+            return
+        if self._panel_task is not None:
+            self._panel_task.cancel()
+            await asyncio.gather(self._panel_task, return_exceptions=True)
+            self._panel_task = None
+        if self.panel is not None:
+            await self.panel.stop()
+        self.panel_ready.clear()
+        self.panel_port = None
+        self.panel = self._make_panel(new)
+        if self.panel is not None and self._group is not None:
+            self._panel_task = self._group.create_task(self._serve_panel(), name="panel")
 
     async def _serve_panel(self) -> None:
         """Start the panel; if its port is taken, keep trying — the safety functions run on
@@ -208,7 +408,8 @@ class Gateway:
         health = health_view(self.loaded, self.bus_loops, self.core.planner, self.driver,
                              self.clock.monotonic() - self.started_mono,
                              flood=self.core.alarms.flood.active, uplink=uplink,
-                             outbox_depth=depth)
+                             outbox_depth=depth, config_version=self.config_version,
+                             config_sha256=self.config_sha256)
         suppressions = [SuppressionView(scope=x.scope, actor=x.actor, reason=x.reason,
                                         since_ns=x.since_ns, until_ns=x.until_ns)
                         for x in self.core.alarms.suppressions()]
@@ -242,3 +443,29 @@ class Gateway:
 
     def unsuppress(self, scope: str, actor: str) -> None:
         self._command(lambda: self.core.alarms.unsuppress(scope, actor))
+
+    # --- the uplink's remote commands --------------------------------------------------------
+
+    def handle_command(self, cmd: Command) -> None:
+        """An operator command from the central side (`cmd` topic), journalled with its actor;
+        raises CommandRefused with the alarm manager's reason. `request_state` never gets here
+        (the uplink answers it)."""
+        alarms = self.core.alarms
+        if isinstance(cmd, Acknowledge):
+            keys = [AlarmKey(a.rule, a.subject) for a in cmd.alarms]
+            self._command(lambda: alarms.acknowledge(keys, cmd.actor, cmd.note))
+        elif isinstance(cmd, AcknowledgeAll):
+            self._command(lambda: alarms.acknowledge_all(cmd.actor, cmd.room, cmd.note))
+        elif isinstance(cmd, Shelve):
+            key = AlarmKey(cmd.alarm.rule, cmd.alarm.subject)
+            self._command(lambda: alarms.shelve(key, cmd.actor, cmd.until, cmd.reason))
+        elif isinstance(cmd, Unshelve):
+            key = AlarmKey(cmd.alarm.rule, cmd.alarm.subject)
+            self._command(lambda: alarms.unshelve(key, cmd.actor))
+        else:
+            raise CommandRefused(f"{cmd.action} is not an alarm command")
+
+    def device_counts(self) -> tuple[int, int]:
+        """(devices online, devices polled), for the uplink's GatewayState."""
+        healths = [h for loop in self.bus_loops for h in loop.stats.device_health.values()]
+        return sum(1 for h in healths if h.online), len(healths)

@@ -96,9 +96,9 @@ def _walk(node: yaml.Node, path: YamlPath, lines: LineMap, problems: list[tuple[
             _walk(item, path + (index,), lines, problems)
 
 
-def read_yaml(path: Path) -> tuple[Any, LineMap]:
+def read_yaml(path: Path, name: str | None = None) -> tuple[Any, LineMap]:
     """Parse one YAML file; raise ConfigErrors for unreadable, oversized or malformed files."""
-    name = str(path)
+    name = name or str(path)
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -239,14 +239,18 @@ class LoadedConfig:
         return self.profiles[device.profile]
 
 
-def load_gateway_config(path: Path) -> LoadedConfig:
-    """Load, validate and cross-check a gateway config; raise ConfigErrors listing every problem."""
-    name = str(path)
-    data, lines = read_yaml(path)
+def load_gateway_config(path: Path, *, base_dir: Path | None = None,
+                        name: str | None = None) -> LoadedConfig:
+    """Load, validate and cross-check a gateway config; raise ConfigErrors listing every problem.
+
+    `base_dir` resolves a relative `profiles_dir` (default: the file's own directory; a config
+    staged in the state directory resolves against the installed config's directory). `name`
+    is what errors call the file (default: its path)."""
+    name = name or str(path)
+    data, lines = read_yaml(path, name=name)
     config = validate(GatewayConfig, data, name, lines)
-    profiles_dir = (
-        (path.parent / config.profiles_dir) if config.profiles_dir else default_profiles_dir()
-    )
+    base = base_dir if base_dir is not None else path.parent
+    profiles_dir = (base / config.profiles_dir) if config.profiles_dir else default_profiles_dir()
     errors: list[ConfigError] = []
     profiles: dict[str, ModbusProfile | SerialTextProfile] = {}
     for profile_id in sorted({d.profile for d in config.devices}):

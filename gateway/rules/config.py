@@ -161,3 +161,19 @@ def check_rules(section: RulesSection, packs: Mapping[str, RulePack],
                 kind = "true/false" if isinstance(default, bool) else "a number or duration"
                 err(here + ("set", key), f"{key} takes {kind}")
     return errors
+
+
+def load_checked_config(path: Path, *, base_dir: Path | None = None, name: str | None = None,
+                        rules_dir: Path | None = None) -> LoadedConfig:
+    """Everything `roomwarden check` checks of a gateway config: schema, references, device
+    profiles, and its `rules:` section against the rule packs it loads. Raises ConfigErrors."""
+    from gateway.config.loader import load_gateway_config
+
+    loaded = load_gateway_config(path, base_dir=base_dir, name=name)
+    section = loaded.config.rules
+    packs = load_rule_packs(rules_dir or default_rules_dir(),
+                            list(section.packs) if section.packs is not None else None)
+    errors = check_rules(section, packs, loaded)
+    if errors:
+        raise ConfigErrors(errors)
+    return loaded

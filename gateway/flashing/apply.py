@@ -1,0 +1,267 @@
+"""Apply a new config to the running gateway: verify, stage, apply, health-check, then commit it
+as last-known-good or roll back — and say what happened at every step.
+
+One path for every source: a signed envelope from `config/set` (MQTT), the local control socket
+(`roomwarden config apply`, signed or — if the settings allow — unsigned from a local user) and
+SIGHUP (the installed config file changed). Steps, each reported as a ConfigStatus:
+
+    received → (rejected) | staged → applying → applied | rolled_back
+
+- verified before anything is written: size, signature by a trusted key, the gateway it is for,
+  no replay and no downgrade (unless the signed envelope says `force`);
+- staged in the store (with an `applying` marker: a crash from here on boots the last-known-good);
+- validated like `roomwarden check` (schema, references, profiles, rule parameters);
+- applied (`Gateway.reconfigure`): alarms in progress carry over through the journal;
+- health-checked (gateway.flashing.health_check) for `flashing.health_timeout`;
+- committed, or rolled back to the config that ran before, with the reasons.
+
+Applies are serialised: a second request waits for the first to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from gateway.config.loader import ConfigErrors, LoadedConfig
+from gateway.config.site import FlashingSettings
+from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
+from gateway.flashing.health_check import HealthReport, check_health, offline_devices
+from gateway.flashing.keys import parse_public_key_line
+from gateway.flashing.store import ConfigMeta, ConfigStore
+from gateway.rules.config import load_checked_config
+from gateway.uplink.contract import ConfigSet, ConfigStatus
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+
+log = logging.getLogger("roomwarden.flashing")
+
+Source = Literal["flash", "local", "reload"]
+Progress = Callable[[ConfigStatus], None]
+MAX_ERRORS_REPORTED = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A config that passed verification, waiting to be staged."""
+
+    text: str
+    version: int
+    sha256: str
+    author: str
+    source: Source
+    request_id: str | None
+    key_id: str | None = None
+    envelope: ConfigSet | None = None
+
+
+def settings_of(loaded: LoadedConfig) -> FlashingSettings:
+    return loaded.config.flashing or FlashingSettings()
+
+
+class ConfigApplier:
+    def __init__(self, gateway: Gateway, store: ConfigStore, *, base_dir: Path,
+                 factory_path: Path | None = None,
+                 publish: Progress | None = None) -> None:
+        self.gateway = gateway
+        self.store = store
+        self.base_dir = base_dir
+        """Where a staged config's relative paths (profiles_dir) resolve: the installed
+        config's directory."""
+        self.factory_path = factory_path
+        self.factory_sha256 = _file_sha256(factory_path) if factory_path else None
+        self.publish = publish
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[ConfigStatus]] = set()
+
+    # --- entry points -------------------------------------------------------------------
+
+    def submit_envelope(self, raw: bytes) -> None:
+        """From `config/set` (the uplink's event-loop callback): apply in the background."""
+        task = asyncio.get_running_loop().create_task(
+            self.apply_envelope(raw, source="flash"), name="config-apply")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def apply_envelope(self, raw: bytes, *, source: Source = "flash",
+                             progress: Progress | None = None) -> ConfigStatus:
+        settings = settings_of(self.gateway.loaded)
+        request_id = _request_id_of(raw)
+        self._say(progress, "received", request_id)
+        try:
+            trusted = [parse_public_key_line(line) for line in settings.trusted_keys]
+            envelope = verify_envelope(raw, gateway_id=self.gateway.loaded.config.gateway.id,
+                                       trusted=trusted, max_bytes=settings.max_bytes)
+            self.store.check_fresh(envelope)
+        except EnvelopeRejected as exc:
+            log.warning("event=config_rejected source=%s id=%s code=%s reason=%s", source,
+                        request_id, exc.code, exc)
+            return self._say(progress, "rejected", request_id, code=exc.code, error=str(exc))
+        candidate = Candidate(text=envelope.config, version=envelope.version,
+                              sha256=envelope.sha256, author=envelope.author, source=source,
+                              request_id=envelope.id, key_id=envelope.key_id,
+                              envelope=envelope)
+        return await self._apply(candidate, progress, force=envelope.force)
+
+    async def apply_text(self, text: str, *, author: str, source: Source = "local",
+                         progress: Progress | None = None) -> ConfigStatus:
+        """An unsigned config from a trusted local channel (the control socket, whose file
+        permissions are the authentication, or SIGHUP)."""
+        request_id = f"{source}-{uuid.uuid4().hex[:12]}"
+        self._say(progress, "received", request_id)
+        if source == "local" and not settings_of(self.gateway.loaded).allow_local_unsigned:
+            return self._say(progress, "rejected", request_id, code="unsigned",
+                             error="this gateway accepts only signed configs "
+                                   "(flashing.allow_local_unsigned is false)")
+        async with self._lock:
+            version = max(self.gateway.config_version, self.store.highest_version()) + 1
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        candidate = Candidate(text=text, version=version, sha256=digest, author=author,
+                              source=source, request_id=request_id)
+        return await self._apply(candidate, progress, force=False)
+
+    async def reload(self) -> ConfigStatus | None:
+        """SIGHUP: apply the installed config file if it changed since it was last read."""
+        if self.factory_path is None:
+            return None
+        try:
+            text = self.factory_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            log.error("event=reload_failed path=%s error=%s", self.factory_path, exc)
+            return None
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest == self.factory_sha256:
+            log.info("event=reload_unchanged path=%s sha256=%s", self.factory_path, digest[:12])
+            return None
+        status = await self.apply_text(text, author=f"file {self.factory_path}",
+                                       source="reload")
+        self.factory_sha256 = digest  # a failed file is not retried until it changes again
+        return status
+
+    # --- the pipeline ---------------------------------------------------------------------
+
+    async def _apply(self, candidate: Candidate, progress: Progress | None, *,
+                     force: bool) -> ConfigStatus:
+        async with self._lock:
+            return await self._apply_locked(candidate, progress, force=force)
+
+    async def _apply_locked(self, c: Candidate, progress: Progress | None, *,
+                            force: bool) -> ConfigStatus:
+        gw = self.gateway
+        rid = c.request_id
+        if c.envelope is not None:
+            self.store.remember(c.envelope)  # a later failure still burns the version
+            staged = self.store.stage(c.envelope, ConfigMeta.of_envelope(c.envelope))
+        else:
+            staged = self.store.stage(c.text, ConfigMeta(
+                version=c.version, sha256=c.sha256, source="local", author=c.author,
+                request_id=c.request_id))
+        try:
+            loaded = load_checked_config(staged, base_dir=self.base_dir,
+                                         name=f"config v{c.version}", rules_dir=gw.rules_dir)
+        except ConfigErrors as exc:
+            self.store.discard()
+            lines = [str(e) for e in exc.errors][:MAX_ERRORS_REPORTED]
+            return self._say(progress, "rejected", rid, c, code="invalid_config",
+                             error="\n".join(lines))
+        refusal = self._refusal(loaded, force)
+        if refusal is not None:
+            self.store.discard()
+            return self._say(progress, "rejected", rid, c, code=refusal[0], error=refusal[1])
+        self._say(progress, "staged", rid, c)
+        previous, previous_version, previous_sha = gw.loaded, gw.config_version, \
+            gw.config_sha256
+        explained = offline_devices(gw.bus_loops)
+        self._say(progress, "applying", rid, c)
+        log.info("event=config_applying source=%s id=%s version=%d sha256=%s author=%s",
+                 c.source, rid, c.version, c.sha256[:12], c.author)
+        try:
+            await gw.reconfigure(loaded, version=c.version, sha256=c.sha256)
+        except Exception as exc:  # the new safety core could not be built: old one runs on
+            log.exception("event=config_apply_failed id=%s", rid)
+            self.store.discard()
+            return self._say(progress, "rolled_back", rid, c, code="apply_failed",
+                             error=f"could not start the new config: {exc}")
+        report = await check_health(lambda: gw.bus_loops, explained, lambda: gw.evaluations,
+                                    gw.clock, settings_of(loaded).health_timeout)
+        if report.ok:
+            self.store.commit()
+            log.info("event=config_applied id=%s version=%d %s", rid, c.version,
+                     report.summary())
+            return self._say(progress, "applied", rid, c, error=_notes(report))
+        log.error("event=config_rolling_back id=%s version=%d problems=%s", rid, c.version,
+                  report.summary())
+        await gw.reconfigure(previous, version=previous_version, sha256=previous_sha)
+        self.store.discard()
+        return self._say(progress, "rolled_back", rid, c, code="health_check_failed",
+                         error=report.summary())
+
+    def _refusal(self, loaded: LoadedConfig, force: bool) -> tuple[str, str] | None:
+        """Changes a remote flash must not make on its own."""
+        current = self.gateway.loaded.config
+        new = loaded.config
+        if new.gateway.id != current.gateway.id:
+            return ("wrong_gateway", f"the config is for gateway {new.gateway.id!r}, this is "
+                                     f"{current.gateway.id!r}")
+        had_keys = bool(current.flashing and current.flashing.trusted_keys)
+        has_keys = bool(new.flashing and new.flashing.trusted_keys)
+        if had_keys and not has_keys and not force:
+            return ("lockout", "the config trusts no signing key: remote flashing would be "
+                               "locked out (sign it with force to do this on purpose)")
+        return None
+
+    def _say(self, progress: Progress | None, state: str, request_id: str | None,
+             candidate: Candidate | None = None, *, code: str | None = None,
+             error: str | None = None) -> ConfigStatus:
+        gw = self.gateway
+        cfg = gw.loaded.config.gateway
+        status = ConfigStatus.model_validate({
+            "site": cfg.site, "gateway": cfg.id,
+            "id": request_id, "ts": time.time_ns(), "state": state, "code": code,
+            "version": candidate.version if candidate else None,
+            "sha256": candidate.sha256 if candidate else None,
+            "error": error[:4000] if error else None,
+            "active_version": gw.config_version, "active_sha256": gw.config_sha256,
+        })
+        if progress is not None:
+            progress(status)
+        if self.publish is not None:
+            try:
+                self.publish(status)
+            except Exception:
+                log.exception("event=config_status_publish_failed")
+        return status
+
+
+def _notes(report: HealthReport) -> str | None:
+    return "; ".join(report.notes) if report.notes else None
+
+
+def _request_id_of(raw: bytes) -> str | None:
+    """The request id of an envelope, if one can be read (to answer even a broken one)."""
+    import json
+
+    try:
+        data = json.loads(raw[:1_000_000])
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if isinstance(data, dict):
+        rid = data.get("id")
+        if isinstance(rid, str) and 0 < len(rid) <= 64 and rid.isprintable():
+            return rid
+    return None
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

@@ -1,0 +1,192 @@
+"""`roomwarden run`: the gateway as a service.
+
+Boots the config (the last-known-good one if a config was ever flashed, else the installed
+file; after a crash in the middle of an apply, the last-known-good), runs the `Gateway`, and
+around it: the config applier (`config/set`, the control socket, SIGHUP), the control socket,
+the signals (SIGTERM/SIGINT: a clean stop; SIGHUP: reload the installed file), and systemd's
+notify protocol (READY, STATUS, the watchdog fed only while the poll loops are alive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.config.loader import ConfigErrors, LoadedConfig
+from gateway.control import ControlServer, default_socket_path
+from gateway.daemon import Gateway
+from gateway.flashing.apply import ConfigApplier
+from gateway.flashing.store import BootChoice, ConfigStore
+from gateway.rules.config import load_checked_config
+from gateway.service.notify import Notifier
+from gateway.service.watchdog import feed_watchdog
+from gateway.uplink.contract import ConfigStatus
+
+log = logging.getLogger("roomwarden.service")
+
+STATUS_EVERY = 10.0
+EVALUATOR_STALL = 10.0
+"""The watchdog is withheld if the rules have not run for this long (they run every second)."""
+
+
+class BootFailed(RuntimeError):
+    pass
+
+
+def boot_config(store: ConfigStore, factory_path: Path,
+                rules_dir: Path | None = None) -> tuple[LoadedConfig, BootChoice]:
+    """The config to start with, loaded and checked. A last-known-good that no longer loads
+    (a profile it needs was removed by an upgrade) falls back to the installed file."""
+    choice = store.boot(factory_path)
+    try:
+        loaded = load_checked_config(choice.path, base_dir=factory_path.parent,
+                                     rules_dir=rules_dir)
+        return loaded, choice
+    except ConfigErrors as exc:
+        if choice.path == factory_path:
+            raise BootFailed(str(exc)) from exc
+        log.error("event=lkg_config_unusable version=%d errors=%s; starting the installed "
+                  "file", choice.meta.version, exc)
+    fallback = store.factory_choice(factory_path)
+    try:
+        return load_checked_config(fallback.path, rules_dir=rules_dir), fallback
+    except ConfigErrors as exc:
+        raise BootFailed(str(exc)) from exc
+
+
+class Service:
+    """One running gateway with its config applier, control socket, signals and notify."""
+
+    def __init__(self, factory_path: Path, *, state_dir: Path,
+                 control_path: Path | None = None, panel_port: int | None = None,
+                 rules_dir: Path | None = None, notifier: Notifier | None = None) -> None:
+        self.factory_path = factory_path
+        self.state_dir = state_dir
+        self.store = ConfigStore(state_dir / "config")
+        loaded, self.boot = boot_config(self.store, factory_path, rules_dir)
+        self.gateway = Gateway(loaded, state_dir=state_dir, rules_dir=rules_dir,
+                               panel_port=panel_port, config_version=self.boot.meta.version,
+                               config_sha256=self.boot.meta.sha256)
+        self.applier = ConfigApplier(self.gateway, self.store, base_dir=factory_path.parent,
+                                     factory_path=factory_path, publish=self._publish_status)
+        self.gateway.on_config_set = self.applier.submit_envelope
+        self.control = ControlServer(
+            control_path or default_socket_path(state_dir), status=self.status,
+            apply_text=lambda text, author, progress: self.applier.apply_text(
+                text, author=author, source="local", progress=progress),
+            apply_envelope=lambda raw, progress: self.applier.apply_envelope(
+                raw, source="local", progress=progress),
+            reload=self.applier.reload)
+        self.notifier = notifier or Notifier.from_env()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _publish_status(self, status: ConfigStatus) -> None:
+        uplink = self.gateway.uplink
+        if uplink is not None:
+            uplink.publish_config_status(status)
+
+    def status(self) -> dict[str, Any]:
+        from gateway.ops.status_report import build_status_report
+
+        return build_status_report(self.gateway).model_dump(mode="json")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _evaluator_alive(self) -> Callable[[], str | None]:
+        seen = {"count": -1, "mono": time.monotonic()}
+
+        def check() -> str | None:
+            now = time.monotonic()
+            if self.gateway.evaluations != seen["count"]:
+                seen["count"], seen["mono"] = self.gateway.evaluations, now
+                return None
+            stalled = now - seen["mono"]
+            return f"rules not evaluated for {stalled:.0f}s" if stalled > EVALUATOR_STALL else None
+        return check
+
+    async def _reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            await self.applier.reload()
+        finally:
+            self.notifier.ready(self._status_line())
+
+    def _status_line(self) -> str:
+        gw = self.gateway
+        online = sum(1 for loop in gw.bus_loops for h in loop.stats.device_health.values()
+                     if h.online)
+        total = sum(len(loop.stats.device_health) for loop in gw.bus_loops)
+        alarms = len(gw.core.alarms.active())
+        uplink = ""
+        if gw.uplink is not None:
+            st = gw.uplink.status()
+            uplink = (f", uplink {'up' if st.connected else 'down'}, outbox "
+                      f"{st.outbox.depth}")
+        return (f"config v{gw.config_version}, {online}/{total} devices online, "
+                f"{alarms} alarms active{uplink}")
+
+    async def _status_updates(self) -> None:
+        await self.gateway.started.wait()
+        self.notifier.ready(self._status_line())
+        while True:
+            await asyncio.sleep(STATUS_EVERY)
+            self.notifier.status(self._status_line())
+
+    async def run(self, duration: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP,
+                                lambda: self._spawn(self._reload(), "reload"))
+        await self.control.start()
+        if self.boot.recovered:
+            log.warning("event=config_apply_interrupted version=%d; the last-known-good "
+                        "config is in force", self.boot.meta.version)
+        try:
+            run = asyncio.create_task(self.gateway.run(), name="gateway")
+            self._spawn(self._status_updates(), "notify-status")
+            self._spawn(feed_watchdog(self.notifier, lambda: self.gateway.bus_loops,
+                                      self.gateway.clock,
+                                      extra_checks=[self._evaluator_alive()]), "watchdog")
+            if self.boot.recovered:
+                self._spawn(self._report_recovery(), "recovery-report")
+            if duration is not None:
+                loop.call_later(duration, self.stop)
+            await run
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.control.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+
+    async def _report_recovery(self) -> None:
+        await self.gateway.started.wait()
+        cfg = self.gateway.loaded.config.gateway
+        lost = self.boot.interrupted
+        status = ConfigStatus.model_validate({
+            "site": cfg.site, "gateway": cfg.id,
+            "id": lost.request_id if lost else None, "ts": time.time_ns(),
+            "state": "rolled_back", "code": "interrupted",
+            "version": lost.version if lost else None, "sha256": lost.sha256 if lost else None,
+            "error": "the gateway stopped in the middle of applying this config; the "
+                     "last-known-good config is in force",
+            "active_version": self.gateway.config_version,
+            "active_sha256": self.gateway.config_sha256})
+        self._publish_status(status)
+
+    def stop(self) -> None:
+        log.info("event=stop_requested")
+        self.notifier.stopping()
+        self.gateway.request_stop()

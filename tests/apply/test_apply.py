@@ -1,0 +1,162 @@
+"""Applying configs to a running gateway through its control socket (`roomwarden config
+apply`): applied and committed, rolled back on a failed health check, refused when invalid;
+alarms in progress and their outputs carry over; a clean stop leaves outputs in their stop
+state; SIGHUP reloads the installed file through the same path."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+from gateway.sim.signals import Constant
+from tests.apply.conftest import Running, ask, device, edit_config, until
+
+SIREN, STROBE, FAN = "do-tx-01.do1", "do-tx-01.do2", "do-tx-01.do3"
+FIRE = "fire.smoke_coincidence"
+
+
+def states(answers: list[dict[str, Any]]) -> list[str]:
+    return [a["progress"]["state"] for a in answers if "progress" in a]
+
+
+def offset(data: dict[str, Any]) -> None:
+    device(data, "th-tx-a03").setdefault("points", {})["temperature"] = {"offset": -0.5}
+
+
+async def test_a_good_config_is_applied_and_committed(running: Running) -> None:
+    gw = running.service.gateway
+    text = edit_config(running.text, offset)
+    answers = await ask(running.control, {"op": "apply", "config": text, "author": "alice"})
+    assert states(answers) == ["received", "staged", "applying", "applied"]
+    final = answers[-1]
+    assert final["ok"] is True and final["result"]["state"] == "applied"
+    assert final["result"]["active_version"] == 1
+    assert gw.config_version == 1
+    th = next(d for d in gw.loaded.config.devices if d.id == "th-tx-a03")
+    assert th.points["temperature"].offset == -0.5
+    meta = running.service.store.active_meta()
+    assert meta is not None and meta.version == 1 and meta.author == "alice"
+    # the committed config is what a restart boots
+    choice = running.service.store.boot(running.factory)
+    assert choice.meta.version == 1 and not choice.recovered
+
+
+async def test_a_config_that_fails_its_health_check_rolls_back(running: Running) -> None:
+    gw = running.service.gateway
+    before = gw.loaded
+
+    def wrong_unit(data: dict[str, Any]) -> None:
+        device(data, "th-tx-a03")["unit"] = 99  # nothing answers there
+
+    text = edit_config(running.text, wrong_unit)
+    answers = await ask(running.control, {"op": "apply", "config": text, "author": "bob"})
+    assert states(answers)[-1] == "rolled_back"
+    result = answers[-1]["result"]
+    assert answers[-1]["ok"] is False
+    assert result["code"] == "health_check_failed"
+    assert "th-tx-a03" in result["error"]
+    assert gw.config_version == 0 and gw.loaded.config == before.config
+    assert running.service.store.active_meta() is None or \
+        running.service.store.active_meta().version == 0  # type: ignore[union-attr]
+    # the old config polls again: the device answers
+    await until(running.all_online, 20, "every device online again after the rollback")
+
+
+async def test_an_invalid_config_is_refused_with_file_path_and_reason(running: Running) -> None:
+    gw = running.service.gateway
+
+    def bad(data: dict[str, Any]) -> None:
+        device(data, "th-tx-a03")["bus"] = "no-such-bus"
+
+    text = edit_config(running.text, bad)
+    answers = await ask(running.control, {"op": "apply", "config": text, "author": "carol"})
+    assert states(answers) == ["received", "rejected"]
+    result = answers[-1]["result"]
+    assert result["code"] == "invalid_config"
+    assert "devices[" in result["error"] and "no-such-bus" in result["error"]
+    assert gw.config_version == 0 and gw.reconfigurations == 0
+
+
+async def test_alarms_in_progress_and_their_outputs_carry_over(running: Running) -> None:
+    gw = running.service.gateway
+    site = running.site
+    site.set_signal("smoke-tx-01.alarm", Constant(value=True))
+    site.set_signal("smoke-tx-02.alarm", Constant(value=True))
+    await until(lambda: site.read_point(SIREN) is True, 20, "the siren on")
+    [fire] = [a for a in gw.core.alarms.active() if a.key.rule == FIRE]
+
+    dropped: list[str] = []
+
+    async def watch() -> None:  # the siren must never drop while the config changes
+        while True:
+            if site.read_point(SIREN) is not True:
+                dropped.append("siren")
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        answers = await ask(running.control, {"op": "apply", "author": "dave",
+                                              "config": edit_config(running.text, offset)})
+        assert answers[-1]["result"]["state"] == "applied"
+        await asyncio.sleep(1.0)  # a few evaluations under the new config
+    finally:
+        watcher.cancel()
+    assert dropped == []
+    [after] = [a for a in gw.core.alarms.active() if a.key.rule == FIRE]
+    assert after.activated_ns == fire.activated_ns and after.state == fire.state
+
+
+async def test_a_clean_stop_leaves_outputs_in_their_stop_state(running: Running) -> None:
+    site = running.site
+    gw = running.service.gateway
+    site.set_signal("smoke-tx-01.alarm", Constant(value=True))
+    site.set_signal("smoke-tx-02.alarm", Constant(value=True))
+    await until(lambda: site.read_point(SIREN) is True and site.read_point(STROBE) is True,
+                20, "siren and strobe on")
+    fan_before = site.read_point(FAN)
+    running.service.stop()
+    await until(lambda: gw._group is None, 20, "the gateway stopped")
+    # sirens and strobes default to off at a planned stop; the fan holds its state
+    assert site.read_point(SIREN) is False
+    assert site.read_point(STROBE) is False
+    assert site.read_point(FAN) == fan_before
+
+
+async def test_sighup_reloads_the_installed_file_through_the_same_path(
+        running: Running) -> None:
+    gw = running.service.gateway
+    os.kill(os.getpid(), signal.SIGHUP)  # unchanged file: nothing to do
+    await asyncio.sleep(0.5)
+    assert gw.config_version == 0 and gw.reconfigurations == 0
+    running.factory.write_text(edit_config(running.text, offset), encoding="utf-8")
+    os.kill(os.getpid(), signal.SIGHUP)
+    store = running.service.store
+    await until(lambda: (m := store.active_meta()) is not None and m.version == 1, 30,
+                "the edited file applied and committed")
+    assert gw.config_version == 1
+
+
+async def test_bad_control_requests_get_an_error_and_change_nothing(running: Running) -> None:
+    gw = running.service.gateway
+    for body in ({"op": "nope"}, {"op": "apply"}, {"op": "apply", "config": "x: [",
+                                                    "author": "eve"},
+                 {"op": "apply", "config": "gateway: 3", "author": ""}):
+        answers = await ask(running.control, body)
+        assert answers[-1]["ok"] is False, body
+    raw = await asyncio.to_thread(_raw_exchange, running.control, b"not json\n")
+    assert b'"ok": false' in raw
+    assert gw.config_version == 0 and gw.reconfigurations == 0
+    status = await ask(running.control, {"op": "status"})
+    assert status[-1]["ok"] is True
+
+
+def _raw_exchange(path: os.PathLike[str], payload: bytes) -> bytes:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(os.fspath(path))
+        sock.sendall(payload)
+        return sock.recv(65536)
