@@ -164,6 +164,14 @@ async def test_sigterm_stops_cleanly_with_outputs_off_and_tells_systemd(
             site.set_signal("smoke-tx-02.alarm", Constant(value=True))
             await until(lambda: site.read_point(SIREN) is True
                         and site.read_point(STROBE) is True, 30, "siren and strobe on")
+            # what a technician types: `roomwarden status` renders the running gateway
+            shown = await asyncio.to_thread(subprocess.run, [
+                sys.executable, "-m", "gateway", "status", "--control", str(gw.control)],
+                capture_output=True, text=True, timeout=30)
+            assert shown.returncode == 0, shown.stderr
+            for expected in ("fsu-gz-tianhe-0301", "rs485-env", "th-tx-a03",
+                             "fire.smoke_coincidence", "siren-3f"):
+                assert expected in shown.stdout, (expected, shown.stdout)
             assert gw.proc is not None
             gw.proc.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(gw.proc.wait, 30)
@@ -175,3 +183,11 @@ async def test_sigterm_stops_cleanly_with_outputs_off_and_tells_systemd(
             assert "event=gateway_stopped" in log
     finally:
         notify.close()
+
+
+def test_status_says_so_when_no_gateway_runs(tmp_path: Path) -> None:
+    shown = subprocess.run([sys.executable, "-m", "gateway", "status", "--control",
+                            str(tmp_path / "none.sock")], capture_output=True, text=True,
+                           timeout=30)
+    assert shown.returncode == 3
+    assert "no gateway is running here" in shown.stderr
