@@ -196,6 +196,7 @@ class BusLoop:
         self.stats.last_poll_seconds = ended - began
         self.stats.poll_seconds_total += ended - began
         if result.answered:
+            self.link_open, self.link_error = True, None  # (re)connected by the poll itself
             if health.record_success(ended):
                 log.info("event=device_online bus=%s device=%s", self.bus_id, poller.device_id)
         elif health.record_failure(result.error or "no answer"):

@@ -68,7 +68,8 @@ class ModbusLink:
         self._last_frame_end = 0.0
 
     async def open(self) -> None:
-        await self.client.connect()
+        if not await self.client.connect():  # polls retry the connection; the loop notes it
+            raise CommFailure(f"cannot connect to {self._endpoint()}")
 
     async def close(self) -> None:
         self.client.close()

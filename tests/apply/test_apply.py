@@ -34,6 +34,8 @@ async def test_a_good_config_is_applied_and_committed(running: Running) -> None:
     assert final["ok"] is True and final["result"]["state"] == "applied"
     assert final["result"]["active_version"] == 1
     assert gw.config_version == 1
+    health = gw.panel_state().health  # the panel shows the running version and hash
+    assert health.config_version == 1 and health.config_sha256 == final["result"]["sha256"]
     th = next(d for d in gw.loaded.config.devices if d.id == "th-tx-a03")
     assert th.points["temperature"].offset == -0.5
     meta = running.service.store.active_meta()

@@ -19,7 +19,7 @@ from gateway.config.profile import DataType
 from gateway.config.site import Device, FailurePolicy, ModbusRtuBus, ModbusTcpBus
 from gateway.field.bus_loop import BusLoop, DevicePoller
 from gateway.field.codec import encode
-from gateway.field.modbus_link import ModbusLink
+from gateway.field.modbus_link import CommFailure, ModbusLink
 from gateway.field.modbus_poller import ModbusDevicePoller
 from gateway.field.sample import Quality, Sample
 from tests.helpers import modbus_profile
@@ -225,7 +225,8 @@ async def test_dead_device_is_backed_off_and_does_not_starve_a_healthy_one(
 async def test_an_rtu_port_that_is_not_there_gives_comm_errors(tmp_path: Path) -> None:
     bus = ModbusRtuBus(id="b", type="modbus_rtu", port=str(tmp_path / "ttyUSB9"), timeout=0.3)
     link = ModbusLink(bus)
-    await link.open()  # an unplugged adapter is not fatal at start
+    with pytest.raises(CommFailure, match="cannot connect"):
+        await link.open()  # the bus loop notes it (link_open False) and polls on
     poller = ModbusDevicePoller(Device(id="d", bus="b", profile=PROFILE.id, room="r"), PROFILE,
                                 link, SystemClock(), max_gap=8)
     try:

@@ -146,7 +146,8 @@ async def test_a_bus_whose_port_is_missing_is_failing(tmp_path: Path) -> None:
                         and live.device_online("meter-1") is True, "th-9 offline")
             status, body = await live.healthz()
             assert (status, body["status"]) == (503, "failing")
-            assert "rs485-gone: no device answers" in body["checks"]["buses"]["detail"]
+            detail = body["checks"]["buses"]["detail"]
+            assert "rs485-gone: link not open" in detail and "no-such-tty" in detail
             scrape = await live.scrape()
             assert scrape.value("roomwarden_bus_devices_online", bus="rs485-gone") == 0
             assert scrape.value("roomwarden_device_poll_failures_total", bus="rs485-gone",
