@@ -127,8 +127,8 @@ class GatewayCollector:
         now_s = src.clock.now_ns() / 1e9
         started = now_s - (src.clock.monotonic() - src.started_mono)
         yield GaugeMetricFamily("roomwarden_start_time_seconds",
-                                "Unix time the running config started (the gateway's start or "
-                                "its last reconfiguration).", value=round(started, 3))
+                                "Unix time the gateway started (a config apply does not reset "
+                                "it).", value=round(started, 3))
 
     def _buses(self) -> Iterator[Metric]:
         src = self.source
