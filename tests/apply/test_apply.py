@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from gateway.sim.signals import Constant
-from tests.apply.conftest import Running, ask, device, edit_config, until
+from tests.apply.conftest import Running, ask, device, edit_config, running_service, until
 
 SIREN, STROBE, FAN = "do-tx-01.do1", "do-tx-01.do2", "do-tx-01.do3"
 FIRE = "fire.smoke_coincidence"
@@ -162,3 +163,30 @@ def _raw_exchange(path: os.PathLike[str], payload: bytes) -> bytes:
         sock.connect(os.fspath(path))
         sock.sendall(payload)
         return sock.recv(65536)
+
+
+async def test_a_gateway_that_takes_only_signed_configs_refuses_unsigned_local_ones(
+        tmp_path: Path) -> None:
+    from gateway.flashing.envelope import sign_config
+    from gateway.flashing.keys import load_private_key, new_key_pair, public_key_line, public_of
+
+    private_path, _ = new_key_pair(tmp_path / "keys", "ops")
+    key = load_private_key(private_path)
+
+    def signed_only(data: dict[str, Any]) -> None:
+        data["flashing"].update({"trusted_keys": [public_key_line(public_of(key), "ops")],
+                                 "allow_local_unsigned": False})
+
+    async with running_service(tmp_path, change=signed_only) as run:
+        gw = run.service.gateway
+        text = edit_config(run.text, offset)
+        answers = await ask(run.control, {"op": "apply", "config": text, "author": "eve"})
+        assert answers[-1]["result"]["state"] == "rejected"
+        assert answers[-1]["result"]["code"] == "unsigned"
+        assert gw.config_version == 0
+        # `roomwarden config apply --key`: the same config, signed, goes through
+        envelope = sign_config(text, gateway=gw.loaded.config.gateway.id, version=1,
+                               author="alice", private_key=key)
+        answers = await ask(run.control, {"op": "apply",
+                                          "envelope": envelope.model_dump(mode="json")})
+        assert states(answers)[-1] == "applied" and gw.config_version == 1
