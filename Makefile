@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := python3 python3-venv chromium mosquitto victoria-metrics openssl
+APT_PACKAGES := python3 python3-venv chromium libatomic1 mosquitto victoria-metrics openssl shellcheck
 DEMO_CONFIG ?= firmware_configs/telecom_equipment_room.yaml
 
 .PHONY: all setup system-packages test lint typecheck unit bench demo clean install
