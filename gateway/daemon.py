@@ -319,6 +319,7 @@ class Gateway:
                 task.cancel()
             await asyncio.gather(*old_tasks, return_exceptions=True)  # ports closed
             old_core, old_loaded = self.core, self.loaded
+            core.planner.adopt(old_core.planner)  # holds until reset, min_on timers
             self.loaded, self.core, self.bus_loops = loaded, core, loops
             self.driver = OutputDriver(loaded, loops, self.latest, self.clock)
             self.config_version, self.config_sha256 = version, sha256

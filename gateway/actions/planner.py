@@ -90,6 +90,16 @@ class OutputPlanner:
             plan.held_by_reset = on and not output.restore_on_clear
         return wanted
 
+    def adopt(self, previous: OutputPlanner) -> None:
+        """Carry over what the previous planner holds for outputs that still exist (a config
+        apply): an output held until an operator reset stays held, a `min_on` keeps running.
+        The alarms themselves carry over through the journal."""
+        for output_id, plan in previous.state.items():
+            if output_id in self.state:
+                self.state[output_id] = OutputPlan(on=plan.on, on_since=plan.on_since,
+                                                   held_by_reset=plan.held_by_reset,
+                                                   reasons=list(plan.reasons))
+
     def reset(self, output_id: str) -> None:
         """An operator releases an output that does not restore on clear."""
         if output_id not in self.state:

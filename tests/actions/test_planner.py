@@ -64,6 +64,26 @@ def test_min_on_holds_an_output() -> None:
     assert p.plan([]) == {"fan": False}
 
 
+def test_a_new_planner_adopts_holds_and_min_on_of_the_old_one() -> None:
+    """A config apply builds a new planner: an output waiting for an operator reset stays on,
+    a running min_on keeps running, outputs that no longer exist are dropped."""
+    old, clock = planner(out("inhibit", "charge_inhibit", restore_on_clear=False),
+                         out("fan", "exhaust_fan", min_on="30s"), out("gone", "siren"))
+    old.plan([alarm(("charge_inhibit", "exhaust_fan", "siren"))])
+    clock.advance(10)
+    new = OutputPlanner([out("inhibit", "charge_inhibit", restore_on_clear=False),
+                         out("fan", "exhaust_fan", min_on="30s")], (), {"do1": "batt"}, clock)
+    assert new.plan([]) == {"inhibit": False, "fan": False}  # what a fresh one would do
+    new = OutputPlanner([out("inhibit", "charge_inhibit", restore_on_clear=False),
+                         out("fan", "exhaust_fan", min_on="30s")], (), {"do1": "batt"}, clock)
+    new.adopt(old)
+    assert new.plan([]) == {"inhibit": True, "fan": True}
+    clock.advance(21)
+    assert new.plan([]) == {"inhibit": True, "fan": False}
+    new.reset("inhibit")
+    assert new.plan([]) == {"inhibit": False, "fan": False}
+
+
 def test_interlock_holds_an_output_off_and_reports_it() -> None:
     p, _ = planner(out("fan", "exhaust_fan"), out("hvac", "other"),
                    interlocks=(Interlock(output="hvac", while_on="fan"),))
