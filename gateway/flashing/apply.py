@@ -21,6 +21,7 @@ Applies are serialised: a second request waits for the first to finish.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -100,7 +101,6 @@ class ConfigApplier:
             trusted = [parse_public_key_line(line) for line in settings.trusted_keys]
             envelope = verify_envelope(raw, gateway_id=self.gateway.loaded.config.gateway.id,
                                        trusted=trusted, max_bytes=settings.max_bytes)
-            self.store.check_fresh(envelope)
         except EnvelopeRejected as exc:
             log.warning("event=config_rejected source=%s id=%s code=%s reason=%s", source,
                         request_id, exc.code, exc)
@@ -121,11 +121,9 @@ class ConfigApplier:
             return self._say(progress, "rejected", request_id, code="unsigned",
                              error="this gateway accepts only signed configs "
                                    "(flashing.allow_local_unsigned is false)")
-        async with self._lock:
-            version = max(self.gateway.config_version, self.store.highest_version()) + 1
         digest = hashlib.sha256(text.encode()).hexdigest()
-        candidate = Candidate(text=text, version=version, sha256=digest, author=author,
-                              source=source, request_id=request_id)
+        candidate = Candidate(text=text, version=0, sha256=digest, author=author,
+                              source=source, request_id=request_id)  # numbered when its turn comes
         return await self._apply(candidate, progress, force=False)
 
     async def reload(self) -> ConfigStatus | None:
@@ -150,7 +148,18 @@ class ConfigApplier:
 
     async def _apply(self, candidate: Candidate, progress: Progress | None, *,
                      force: bool) -> ConfigStatus:
-        async with self._lock:
+        async with self._lock:  # one apply at a time; freshness and numbering inside the lock
+            if candidate.envelope is not None:
+                try:
+                    self.store.check_fresh(candidate.envelope)
+                except EnvelopeRejected as exc:
+                    log.warning("event=config_rejected source=%s id=%s code=%s reason=%s",
+                                candidate.source, candidate.request_id, exc.code, exc)
+                    return self._say(progress, "rejected", candidate.request_id, candidate,
+                                     code=exc.code, error=str(exc))
+            else:
+                version = max(self.gateway.config_version, self.store.highest_version()) + 1
+                candidate = dataclasses.replace(candidate, version=version)
             return await self._apply_locked(candidate, progress, force=force)
 
     async def _apply_locked(self, c: Candidate, progress: Progress | None, *,

@@ -190,3 +190,28 @@ async def test_a_gateway_that_takes_only_signed_configs_refuses_unsigned_local_o
         answers = await ask(run.control, {"op": "apply",
                                           "envelope": envelope.model_dump(mode="json")})
         assert states(answers)[-1] == "applied" and gw.config_version == 1
+
+
+async def test_the_same_signed_config_sent_twice_at_once_is_applied_once(
+        tmp_path: Path) -> None:
+    from gateway.flashing.envelope import sign_config
+    from gateway.flashing.keys import load_private_key, new_key_pair, public_key_line, public_of
+
+    private_path, _ = new_key_pair(tmp_path / "keys", "ops")
+    key = load_private_key(private_path)
+
+    def trusting(data: dict[str, Any]) -> None:
+        data["flashing"]["trusted_keys"] = [public_key_line(public_of(key), "ops")]
+
+    async with running_service(tmp_path, change=trusting) as run:
+        gw = run.service.gateway
+        envelope = sign_config(edit_config(run.text, offset),
+                               gateway=gw.loaded.config.gateway.id, version=1,
+                               author="alice", private_key=key).model_dump(mode="json")
+        both = await asyncio.gather(ask(run.control, {"op": "apply", "envelope": envelope}),
+                                    ask(run.control, {"op": "apply", "envelope": envelope}))
+        finals = sorted(a[-1]["result"]["state"] for a in both)
+        assert finals == ["applied", "rejected"]
+        [refused] = [a[-1]["result"] for a in both if a[-1]["result"]["state"] == "rejected"]
+        assert refused["code"] == "replayed"
+        assert gw.config_version == 1 and gw.reconfigurations == 1
