@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.actions.driver import OutputDriver
-from gateway.alarms.events import AlarmCommandError, AlarmEvent
+from gateway.alarms.events import AlarmCommandError, AlarmEvent, CommandRefused
 from gateway.alarms.lifecycle import AlarmKey
 from gateway.clock import Clock, SystemClock
 from gateway.config.loader import LoadedConfig
@@ -28,7 +28,6 @@ from gateway.field.buses import build_bus_loops
 from gateway.field.latest import LatestSamples
 from gateway.field.points import bind_points
 from gateway.field.sample import Sample
-from gateway.panel.backend import CommandRefused
 from gateway.panel.server import PanelServer
 from gateway.panel.views import AlarmRef, AlarmView, PanelState, SuppressionView
 from gateway.safety import SafetyCore

@@ -25,6 +25,11 @@ class AlarmCommandError(ValueError):
     already shelved …). The message is meant for the panel."""
 
 
+class CommandRefused(Exception):
+    """An operator command refused (unknown alarm, not in a state that allows it), as told to
+    the panel and to remote commands on `cmd`."""
+
+
 class EventKind(StrEnum):
     ALARM = "alarm"
     """A state transition of the alarm `rule`@`subject`."""

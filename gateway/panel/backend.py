@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from gateway.alarms.events import CommandRefused
 from gateway.panel.views import AlarmRef, PanelState
 
-
-class CommandRefused(Exception):
-    """A command the alarm manager refused (unknown alarm, not in a state that allows it)."""
+__all__ = ["CommandRefused", "PanelBackend"]
 
 
 class PanelBackend(Protocol):

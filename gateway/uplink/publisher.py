@@ -71,10 +71,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway import __version__
-from gateway.alarms.events import AlarmEvent, AlarmView
+from gateway.alarms.events import AlarmEvent, AlarmView, CommandRefused
 from gateway.clock import Clock
 from gateway.field.sample import Sample
-from gateway.panel.backend import CommandRefused
 from gateway.uplink.contract import (
     CHANNELS,
     COMMAND_TYPES,
