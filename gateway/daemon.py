@@ -119,7 +119,8 @@ class Gateway:
         self.evaluation_seconds_total = 0.0
         self.reconfigurations = 0
         self._changed: asyncio.Event | None = None
-        self._stop_requested: asyncio.Event | None = None
+        self._stop_requested = asyncio.Event()
+        """Set by `request_stop` — also before `run` got going (a SIGTERM during start-up)."""
         self._group: asyncio.TaskGroup | None = None
         self._loop_tasks: list[asyncio.Task[None]] = []
         self._evaluator_task: asyncio.Task[None] | None = None
@@ -234,7 +235,6 @@ class Gateway:
         committed, offline state published) or until cancelled (no output writes)."""
         cfg = self.loaded.config
         self._changed = asyncio.Event()
-        self._stop_requested = asyncio.Event()
         log.info("event=gateway_start gateway=%s site=%s buses=%d devices=%d rules=%d "
                  "config_version=%d config_sha256=%s", cfg.gateway.id, cfg.gateway.site,
                  len(self.bus_loops), len(cfg.devices), len(self.core.engine.bindings()),
@@ -266,8 +266,7 @@ class Gateway:
 
     def request_stop(self) -> None:
         """A clean stop (SIGTERM): see `run`."""
-        if self._stop_requested is not None:
-            self._stop_requested.set()
+        self._stop_requested.set()
 
     def _start_loops(self) -> None:
         assert self._group is not None

@@ -215,3 +215,21 @@ async def test_the_same_signed_config_sent_twice_at_once_is_applied_once(
         [refused] = [a[-1]["result"] for a in both if a[-1]["result"]["state"] == "rejected"]
         assert refused["code"] == "replayed"
         assert gw.config_version == 1 and gw.reconfigurations == 1
+
+
+async def test_a_stop_requested_before_the_gateway_got_going_still_stops(
+        tmp_path: Path) -> None:
+    """A SIGTERM during start-up is not lost (systemd would otherwise wait, then SIGKILL)."""
+    from gateway.config.loader import load_gateway_config
+    from gateway.sim.site import SimulatedSite
+    from gateway.supervisor import Service
+    from tests.apply.conftest import SITE, for_tests
+
+    async with SimulatedSite(load_gateway_config(SITE)) as site:
+        factory = site.write_config(tmp_path / "gateway.yaml")
+        factory.write_text(edit_config(factory.read_text(), for_tests))
+        service = Service(factory, state_dir=tmp_path / "state",
+                          control_path=tmp_path / "control.sock")
+        service.stop()
+        await asyncio.wait_for(service.run(), 30)
+        assert service.gateway._group is None
