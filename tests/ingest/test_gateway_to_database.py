@@ -28,6 +28,16 @@ async def until(check: object, seconds: float, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
+def gateway_publishing_to(site: SimulatedSite, broker: Broker, tmp_path: Path) -> Gateway:
+    """The real daemon on the simulated site, its uplink on `broker` (MQTT 5), no panel."""
+    loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
+    uplink = UplinkSettings.model_validate(
+        {"broker": "127.0.0.1", "port": broker.port, "protocol": "5"})
+    config = loaded.config.model_copy(update={
+        "uplink": uplink, "panel": loaded.config.panel.model_copy(update={"enabled": False})})
+    return Gateway(dataclasses.replace(loaded, config=config), state_dir=tmp_path / "state")
+
+
 def series(vm: Victoria, match: str) -> list[dict[str, object]]:
     return vm.export(match)
 
@@ -38,14 +48,7 @@ async def test_a_simulated_reading_and_an_alarm_reach_the_database(
     service.start()
     try:
         async with SimulatedSite(load_gateway_config(SITE)) as site:
-            loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
-            uplink = UplinkSettings.model_validate(
-                {"broker": "127.0.0.1", "port": broker.port, "protocol": "5"})
-            config = loaded.config.model_copy(update={
-                "uplink": uplink,
-                "panel": loaded.config.panel.model_copy(update={"enabled": False})})
-            gateway = Gateway(dataclasses.replace(loaded, config=config),
-                              state_dir=tmp_path / "state")
+            gateway = gateway_publishing_to(site, broker, tmp_path)
             site.set_signal("th-tx-a03.temperature", Constant(value=31.5))
             task = asyncio.create_task(gateway.run())
             try:
@@ -89,14 +92,7 @@ async def test_an_ingest_that_missed_the_catalog_gets_it_from_the_gateway(
     first.start()
     try:
         async with SimulatedSite(load_gateway_config(SITE)) as site:
-            loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
-            uplink = UplinkSettings.model_validate(
-                {"broker": "127.0.0.1", "port": broker.port, "protocol": "5"})
-            config = loaded.config.model_copy(update={
-                "uplink": uplink,
-                "panel": loaded.config.panel.model_copy(update={"enabled": False})})
-            gateway = Gateway(dataclasses.replace(loaded, config=config),
-                              state_dir=tmp_path / "state")
+            gateway = gateway_publishing_to(site, broker, tmp_path)
             task = asyncio.create_task(gateway.run())
             try:
                 await until(lambda: first.status()["catalogs"] == 1
