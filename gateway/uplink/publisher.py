@@ -33,13 +33,9 @@ DISCONNECT, so the broker publishes the last will. The retained GatewayState is 
 snapshot too: only the newest unpublished state is kept).
 
 Inbound (subscribed with QoS 1 on every connect, since each connect is a fresh clean session):
-- `cmd`: decoded with the contract, deduplicated by id (a bounded memory of recent ids: a
-  redelivered command gets the first answer again and is not applied twice; `request_state`,
-  which only publishes again, is always carried out), refused when
-  expired or delivered as a retained message (a stale acknowledge must never be applied),
-  then handed to `on_command` on the event loop (`request_state` is answered here). The answer
-  is a `CommandResult` on `cmd/result`, through the outbox. A payload that breaks the contract
-  is logged and counted, and answered with ok=false when its `id` can still be read.
+- `cmd`: every payload goes to the command inbox (`gateway.operator.inbox`), which checks it
+  and carries it out; its `CommandResult` goes on `cmd/result` through the outbox, and a
+  `request_state` makes the uplink publish state, catalog and active alarms again.
 - `config/set`: the raw payload goes to `on_config_set` on the event loop (verifying the signed
   envelope is its job); `publish_config_status()` answers on the retained `config/status`.
 paho's `on_message` only copies topic and payload and hops to the event loop; nothing that
@@ -54,13 +50,11 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import json
 import logging
 import random
 import re
 import socket
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,14 +65,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway import __version__
-from gateway.alarms.events import AlarmEvent, AlarmView, CommandRefused
+from gateway.alarms.events import AlarmEvent, AlarmView
 from gateway.clock import Clock
 from gateway.field.sample import Sample
+from gateway.operator.inbox import CommandInbox
 from gateway.uplink.contract import (
     CHANNELS,
-    COMMAND_TYPES,
     MAX_BATCH_ROWS,
-    MAX_PAYLOAD_BYTES,
     ActiveAlarm,
     ActiveAlarmsSnapshot,
     AlarmEventMessage,
@@ -93,11 +86,9 @@ from gateway.uplink.contract import (
     OutboxStatus,
     PointCatalog,
     PointMeta,
-    RequestState,
     TelemetryBatch,
     Topic,
     channel_of,
-    decode,
     encode,
 )
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
@@ -117,12 +108,9 @@ CLOSE_TIMEOUT = 3.0
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                                       300.0)
 """Upper bounds (s) of the publish-latency histogram (produced → PUBACK); +Inf is `count`."""
-RECENT_COMMANDS = 1024
-"""Command ids remembered for deduplication (with the answer each got)."""
 STATE_CHECK = 1.0
 """How often the devices-online figure is compared with the last published state (s)."""
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -185,7 +173,8 @@ class Uplink:
                  clock: Clock, catalog_points: Mapping[str, PointMeta], *,
                  devices: Callable[[], tuple[int, int]] | None = None,
                  on_command: Callable[[Command], None] | None = None,
-                 on_config_set: Callable[[bytes], None] | None = None) -> None:
+                 on_config_set: Callable[[bytes], None] | None = None,
+                 inbox: CommandInbox | None = None) -> None:
         """`catalog_points`: point id → PointMeta (device, room, quantity, unit), one entry per
         point the gateway reports — the PointCatalog, and the quantities the per-quantity
         deadbands need.
@@ -193,6 +182,8 @@ class Uplink:
         `devices`: returns (devices online, devices total), for GatewayState; called on the
         event loop. `on_command`: applies an operator command (acknowledge, acknowledge_all,
         shelve, unshelve) on the event loop; raises `CommandRefused(reason)` to refuse.
+        `inbox`: checks and carries out what arrives on `cmd` (default: one around
+        `on_command`).
         `on_config_set`: receives the raw payload of every `config/set` message on the event
         loop."""
         self.settings = settings
@@ -242,8 +233,8 @@ class Uplink:
         self._state_published: tuple[object, ...] | None = None
         """What the last queued state said about devices and config (a change re-queues)."""
         self._wake_state: asyncio.Event | None = None
-        self._recent: OrderedDict[str, CommandResult] = OrderedDict()
-        self._cmd_topic = Topic(site, gateway_id, Channel.CMD, settings.root)
+        self._inbox = inbox or CommandInbox(site, gateway_id, clock, on_command=on_command,
+                                            root=settings.root)
         self._counts = dict.fromkeys(("received", "bad", "duplicate", "refused", "config"), 0)
         self._lat_buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket; the last is > 300 s
         self._lat_sum = 0.0
@@ -670,70 +661,15 @@ class Uplink:
             log.exception("event=uplink_config_set_handler_failed")
 
     def _on_cmd(self, payload: bytes, retained: bool) -> None:
+        """Everything on `cmd` is the command inbox's to judge; publish its answer."""
+        delivery = self._inbox.receive(payload, retained)
         self._counts["received"] += 1
-        try:
-            cmd: Message = decode(self._cmd_topic, payload)
-        except ContractError as exc:
-            self._counts["bad"] += 1
-            cid = _recover_id(payload)
-            log.error("event=uplink_bad_command id=%s bytes=%d error=%r", cid or "-",
-                      len(payload), str(exc))
-            if cid is not None:
-                self._answer(cid, f"bad command: {exc}", remember=False)
-            return
-        if not isinstance(cmd, COMMAND_TYPES):  # decode() on `cmd` gives commands only
-            self._counts["bad"] += 1
-            return
-        # request_state only publishes again (idempotent): always carried out, so an ingest
-        # that restarts and numbers its requests from 1 again still gets its catalog
-        previous = None if isinstance(cmd, RequestState) else self._recent.get(cmd.id)
-        if previous is not None:
-            self._counts["duplicate"] += 1
-            self._recent.move_to_end(cmd.id)
-            log.info("event=uplink_command_duplicate id=%s action=%s", cmd.id, cmd.action)
-            self._send(previous.model_copy(update={"ts": self.clock.now_ns()}))
-            return
-        now = self.clock.now_ns()
-        error: str | None = None
-        if retained:
-            error = "refused: retained command (commands must not be retained)"
-        elif cmd.expires is not None and cmd.expires < now:
-            error = f"refused: expired {(now - cmd.expires) / 1e9:.1f} s ago"
-        else:
-            error = self._apply(cmd)
-        log.info("event=uplink_command id=%s action=%s actor=%r ok=%s error=%r", cmd.id,
-                 cmd.action, cmd.actor, error is None, error)
-        if error is not None:
-            self._counts["refused"] += 1
-        self._answer(cmd.id, error, remember=True)
-
-    def _apply(self, cmd: Command) -> str | None:
-        """Carry out a command; the refusal's reason, or None."""
-        if isinstance(cmd, RequestState):
-            state = self._gateway_state()
-            self._queue_births(state)
-            if self._wake_commit is not None:
-                self._wake_commit.set()
-            return None
-        if self._on_command is None:
-            return f"refused: {cmd.action} is not handled by this gateway"
-        try:
-            self._on_command(cmd)
-        except CommandRefused as exc:
-            return f"refused: {exc}" if str(exc) else "refused"
-        except Exception as exc:
-            log.exception("event=uplink_command_handler_failed id=%s action=%s", cmd.id,
-                          cmd.action)
-            return f"failed: {type(exc).__name__}"
-        return None
-
-    def _answer(self, cid: str, error: str | None, *, remember: bool) -> None:
-        result = _result(self.site, self.gateway_id, cid, self.clock.now_ns(), error)
-        if remember:
-            self._recent[cid] = result
-            while len(self._recent) > RECENT_COMMANDS:
-                self._recent.popitem(last=False)
-        self._send(result)
+        if delivery.outcome != "applied":
+            self._counts[delivery.outcome] += 1
+        if delivery.republish:
+            self._queue_births(self._gateway_state())
+        if delivery.result is not None:
+            self._send(delivery.result)
 
     def _send(self, message: CommandResult | ConfigStatus) -> None:
         self._enqueue(_Item(MessageKind.STATE, message, self.clock.now_ns()))
@@ -858,31 +794,6 @@ def _cumulative(counts: list[int]) -> list[int]:
         total += n
         out.append(total)
     return out
-
-
-def _recover_id(payload: bytes) -> str | None:
-    """The `id` of a payload that broke the contract, if it still has a readable one."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        return None
-    try:
-        data = json.loads(payload)
-    except Exception:  # not JSON, not UTF-8, nested too deep …
-        return None
-    cid = data.get("id") if isinstance(data, dict) else None
-    if isinstance(cid, str) and _REQUEST_ID.fullmatch(cid):
-        return cid
-    return None
-
-
-def _result(site: str, gateway: str, cid: str, ts: int, error: str | None) -> CommandResult:
-    if error is not None:  # anything printable, within the contract's limit
-        error = error.encode("utf-8", "backslashreplace").decode("utf-8")[:1000]
-    try:
-        return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=error is None,
-                             error=error)
-    except ValueError:
-        return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=False,
-                             error="refused")
 
 
 def _resolve(future: asyncio.Future[str | None], result: str | None) -> None:
