@@ -1,4 +1,5 @@
-"""The alarm journal: SQLite (stdlib), WAL, synchronous=NORMAL; one transaction per manager call.
+"""The alarm journal: SQLite (stdlib), WAL, synchronous=FULL (see gateway.storage for why), file
+mode 0600; one transaction per manager call that changed something.
 
 Schema (version 1, table `schema_version`):
 
@@ -44,6 +45,7 @@ from gateway.alarms.lifecycle import (
 from gateway.alarms.types import Evaluation, Severity
 from gateway.clock import Clock, SystemClock
 from gateway.field.sample import Value
+from gateway.storage import open_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -225,10 +227,8 @@ class Journal:
     # opening and recovery ------------------------------------------------------------------
 
     def _connect(self, path: str) -> sqlite3.Connection:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn = open_sqlite(path, synchronous="FULL")  # why FULL: gateway.storage
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             row = conn.execute("PRAGMA quick_check").fetchone()
             if row is None or row[0] != "ok":
                 raise JournalError(f"integrity check failed: {row[0] if row else 'no answer'}")

@@ -15,13 +15,26 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from gateway.config.profile import ModbusProfile, Profile, RegisterType, SerialTextProfile
+from gateway.config.profile import (
+    MAX_PROFILE_POINTS,
+    ModbusProfile,
+    Profile,
+    RegisterType,
+    SerialTextProfile,
+)
 from gateway.config.site import Device, GatewayConfig
+from gateway.config.yamlsafe import (
+    DEFAULT_LIMITS,
+    MAX_BYTES,
+    YamlLimitError,
+    YamlLimits,
+    compose_limited,
+)
 
 PathPart = str | int
 YamlPath = tuple[PathPart, ...]
 
-MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_FILE_BYTES = MAX_BYTES
 
 _PROFILE_ADAPTER: TypeAdapter[ModbusProfile | SerialTextProfile] = TypeAdapter(Profile)
 M = TypeVar("M", bound=BaseModel)
@@ -75,13 +88,14 @@ class LineMap:
         return None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    pass
-
-
 def _walk(node: yaml.Node, path: YamlPath, lines: LineMap, problems: list[tuple[YamlPath, str]],
-          ) -> None:
+          visited: set[int]) -> None:
+    """Record the line of every path and duplicate keys. A node an alias repeats is walked
+    once (its repeats get the anchor's line), so the walk costs what the file holds."""
     lines.lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in visited:
+        return
+    visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[object] = set()
         for key_node, value_node in node.value:
@@ -90,41 +104,49 @@ def _walk(node: yaml.Node, path: YamlPath, lines: LineMap, problems: list[tuple[
                 lines.lines.setdefault(path + (key,), key_node.start_mark.line + 1)
                 problems.append((path + (key,), f"key {key!r} appears twice in this mapping"))
             seen.add(key)
-            _walk(value_node, path + (key,), lines, problems)
+            _walk(value_node, path + (key,), lines, problems, visited)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, path + (index,), lines, problems)
+            _walk(item, path + (index,), lines, problems, visited)
 
 
-def read_yaml(path: Path, name: str | None = None) -> tuple[Any, LineMap]:
-    """Parse one YAML file; raise ConfigErrors for unreadable, oversized or malformed files."""
+def read_yaml(path: Path, name: str | None = None,
+              limits: YamlLimits = DEFAULT_LIMITS) -> tuple[Any, LineMap]:
+    """Parse one YAML file; raise ConfigErrors for unreadable, oversized or malformed files
+    and for files past the limits of gateway.config.yamlsafe."""
     name = name or str(path)
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+        if size > limits.max_bytes:
             raise ConfigErrors([ConfigError(name, (), f"file is {size} bytes; the limit is "
-                                                      f"{MAX_FILE_BYTES}")])
+                                                      f"{limits.max_bytes}")])
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigErrors([ConfigError(name, (), f"cannot read: {exc.strerror or exc}")]) from exc
     except UnicodeDecodeError as exc:
         raise ConfigErrors([ConfigError(name, (), f"not UTF-8 text: {exc.reason}")]) from exc
-    return parse_yaml(text, name)
+    return parse_yaml(text, name, limits)
 
 
-def parse_yaml(text: str, name: str) -> tuple[Any, LineMap]:
+def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,
+               ) -> tuple[Any, LineMap]:
+    """The data of one YAML document and the line of each of its paths; ConfigErrors with
+    `file:line` for malformed YAML, duplicate keys or a document past `limits`."""
     lines = LineMap()
     try:
-        node = yaml.compose(text, Loader=_UniqueKeyLoader)
+        node, loader = compose_limited(text, limits)
         if node is None:
             raise ConfigErrors([ConfigError(name, (), "file is empty")])
         problems: list[tuple[YamlPath, str]] = []
-        _walk(node, (), lines, problems)
+        _walk(node, (), lines, problems, set())
         if problems:
             raise ConfigErrors(
                 ConfigError(name, p, reason, lines.line_of(p)) for p, reason in problems
             )
-        data = _UniqueKeyLoader(text).get_single_data()
+        data = loader.construct_document(node)
+    except YamlLimitError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise ConfigErrors([ConfigError(name, (), f"refused: {exc.reason}", line)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
@@ -198,8 +220,14 @@ def validate(model: type[M], data: Any, name: str, lines: LineMap) -> M:
 # --- profiles ---------------------------------------------------------------------------
 
 
+PROFILE_LIMITS = YamlLimits(top_level_items={"points": MAX_PROFILE_POINTS,
+                                             "fields": MAX_PROFILE_POINTS},
+                            top_level_what="points")
+"""A profile's points are counted while it is read: a longer list is refused at once."""
+
+
 def load_profile(path: Path) -> ModbusProfile | SerialTextProfile:
-    data, lines = read_yaml(path)
+    data, lines = read_yaml(path, limits=PROFILE_LIMITS)
     try:
         profile = _PROFILE_ADAPTER.validate_python(data)
     except ValidationError as exc:

@@ -5,6 +5,9 @@ A profile is data, in `hardware/profiles/*.yaml`. Two kinds exist:
 * `modbus`: points read from coils, discrete inputs, input registers or holding registers;
 * `serial_text`: an ASCII request/reply device (Megatec Q1 UPS, simple sensors): a request
   string, a reply regular expression with named groups and a mapping of groups to points.
+
+A profile has at most MAX_PROFILE_POINTS points (`points` or `fields`; flags not counted). The
+loader refuses a longer list while reading the file, before anything else is done with it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 """Ids of gateways, sites, rooms, buses, devices and outputs."""
+MAX_PROFILE_POINTS = 2000
+"""Points per profile. The largest shipped profile has 37; a real device model with more than
+a few hundred is rare (split a very large one into several profiles on the same unit)."""
 
 
 class Strict(BaseModel):
@@ -229,7 +235,7 @@ class ModbusProfile(Strict):
     default_poll_interval: Duration = 5.0
     max_registers_per_request: Annotated[int, Field(ge=1, le=125)] = 125
     max_bits_per_request: Annotated[int, Field(ge=1, le=2000)] = 2000
-    points: tuple[ModbusPoint, ...] = Field(min_length=1)
+    points: tuple[ModbusPoint, ...] = Field(min_length=1, max_length=MAX_PROFILE_POINTS)
 
     @model_validator(mode="after")
     def _check(self) -> ModbusProfile:
@@ -271,7 +277,7 @@ class SerialTextProfile(Strict):
     (`({input_voltage:05.1f} …{status}\\r`); a bitstring field is given as its integer."""
     reply_timeout: Duration = 1.0
     encoding: str = "ascii"
-    fields: tuple[TextField, ...] = Field(min_length=1)
+    fields: tuple[TextField, ...] = Field(min_length=1, max_length=MAX_PROFILE_POINTS)
 
     @field_validator("reply_pattern")
     @classmethod

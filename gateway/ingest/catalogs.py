@@ -4,11 +4,11 @@ that a restarted ingest still knows the tags of batches that name an old catalog
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from gateway.storage import open_sqlite
 from gateway.uplink.contract import PointCatalog, PointMeta
 
 Key = tuple[str, str, str]
@@ -18,11 +18,8 @@ class CatalogStore:
     """Thread-safe; `get` is served from memory, `add` commits before it returns."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_sqlite(path, synchronous="FULL")  # why FULL: gateway.storage
         self._db.execute("CREATE TABLE IF NOT EXISTS catalogs (site TEXT NOT NULL, "
                          "gateway TEXT NOT NULL, hash TEXT NOT NULL, produced INTEGER NOT NULL, "
                          "points TEXT NOT NULL, PRIMARY KEY (site, gateway, hash))")

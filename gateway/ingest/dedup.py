@@ -19,12 +19,12 @@ again (and collapses in InfluxDB).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from gateway.storage import open_sqlite
 from gateway.uplink.contract import AlarmEventMessage, GatewayState, Message, TelemetryBatch
 
 
@@ -53,12 +53,9 @@ class SeenStore:
     """Keys added between two prunes."""
 
     def __init__(self, path: Path, *, retention_ns: int = 8 * 24 * 3600 * 10**9) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.retention_ns = retention_ns
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_sqlite(path, synchronous="FULL")  # why FULL: gateway.storage
         self._db.execute("CREATE TABLE IF NOT EXISTS seen (kind TEXT NOT NULL, "
                          "site TEXT NOT NULL, gateway TEXT NOT NULL, seq INTEGER NOT NULL, "
                          "time INTEGER NOT NULL, added INTEGER NOT NULL, "

@@ -1,0 +1,166 @@
+"""The one YAML reader of every file RoomWarden takes (configs, profiles, rule packs, drills, the
+config inside a flashed envelope, the ingest's config): PyYAML's safe loader with bounds, so
+that no input makes it use unbounded time, memory or stack.
+
+Limits (`YamlLimits`; the defaults are documented in docs/limits.md):
+
+- size: at most `max_bytes` of text (checked before parsing);
+- nesting: at most `max_depth` levels of lists and mappings (a deeper document is refused at
+  the first node past the limit, before Python's recursion limit could be reached);
+- nodes: at most `max_nodes` scalars, lists and mappings *with aliases expanded* — an alias
+  counts as the whole node it names, so a 400-byte "billion laughs" file is refused after a few
+  hundred thousand counted nodes, long before anything expands it;
+- aliases: at most `max_aliases`, and none that refers to a node containing itself;
+- items: at most `max_items` entries in one list or mapping, and per top-level key a lower
+  cap if the caller sets one (a profile's `points`).
+
+Every limit is checked while the document is composed, node by node, so the work done before
+a refusal is bounded by the limit, not by the file. A refusal is a `YamlLimitError`, a
+`yaml.MarkedYAMLError` carrying the line of the offending node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+MAX_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+MAX_ALIASES = 10_000
+MAX_ITEMS = 50_000
+
+
+@dataclass(frozen=True)
+class YamlLimits:
+    max_bytes: int = MAX_BYTES
+    max_depth: int = MAX_DEPTH
+    max_nodes: int = MAX_NODES
+    max_aliases: int = MAX_ALIASES
+    max_items: int = MAX_ITEMS
+    top_level_items: Mapping[str, int] = field(default_factory=dict)
+    """Lower item caps for the values of some top-level keys (e.g. {"points": 2000})."""
+    top_level_what: str = "entries"
+    """What those items are called in the error (e.g. "points")."""
+
+
+DEFAULT_LIMITS = YamlLimits()
+
+
+class YamlLimitError(yaml.MarkedYAMLError):
+    """A document past one of the limits; `problem` says which, `problem_mark` where."""
+
+    def __init__(self, reason: str, mark: Any) -> None:
+        super().__init__(problem=reason, problem_mark=mark)
+        self.reason = reason
+
+
+class LimitedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that enforces `YamlLimits` while composing (see the module docstring).
+    Use `compose_limited`; construct Python data from its node with `construct_document`."""
+
+    def __init__(self, stream: str, limits: YamlLimits = DEFAULT_LIMITS) -> None:
+        super().__init__(stream)
+        self.limits = limits
+        self._open: list[tuple[int, str | None]] = []
+        """Per node being composed, outermost first: its item cap and its top-level key."""
+        self._nodes = 0
+        self._aliases = 0
+        self._sizes: dict[int, int] = {}
+        """Expanded node count of every anchored node composed so far, by id."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if parent is not None:
+            self._count_item(parent, index)
+        limits = self.limits
+        if self.check_event(yaml.AliasEvent):
+            event = self._peek()
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # an undefined alias is PyYAML's own error
+                size = self._sizes.get(id(target))
+                if size is None:
+                    raise YamlLimitError(f"alias *{event.anchor} refers to a node that "
+                                         "contains it (a recursive structure)", event.start_mark)
+                self._aliases += 1
+                if self._aliases > limits.max_aliases:
+                    raise YamlLimitError(f"more than {limits.max_aliases} aliases",
+                                         event.start_mark)
+                self._add(size, event.start_mark)
+            alias: yaml.Node = super().compose_node(parent, index)  # type: ignore[assignment]
+            return alias
+        event = self._peek()
+        if len(self._open) >= limits.max_depth:
+            raise YamlLimitError(f"nested deeper than {limits.max_depth} levels",
+                                 event.start_mark)
+        key = None
+        if len(self._open) == 1 and isinstance(index, yaml.ScalarNode) \
+                and index.value in limits.top_level_items:
+            key = index.value
+        cap = limits.top_level_items[key] if key is not None else limits.max_items
+        self._open.append((cap, key))
+        before = self._nodes
+        try:
+            node: yaml.Node = super().compose_node(parent, index)  # type: ignore[assignment]
+        finally:
+            self._open.pop()
+        self._add(1, event.start_mark)
+        if event.anchor is not None:
+            self._sizes[id(node)] = self._nodes - before
+        return node
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803
+        """The scanner's `[` / `{`: refused past the depth limit before it looks ahead (its
+        look-ahead for a possible key costs the square of the open brackets)."""
+        if self.flow_level >= self.limits.max_depth:
+            raise YamlLimitError(f"nested deeper than {self.limits.max_depth} levels",
+                                 self.get_mark())  # type: ignore[no-untyped-call]
+        super().fetch_flow_collection_start(TokenClass)  # type: ignore[no-untyped-call]
+
+    def compose_document(self) -> yaml.Node:
+        node: yaml.Node = super().compose_document()  # type: ignore[assignment]
+        self._sizes = {}
+        return node
+
+    def _peek(self) -> Any:
+        """The next event (a NodeEvent wherever this is called: it has an anchor)."""
+        return self.peek_event()  # type: ignore[no-untyped-call]
+
+    def _count_item(self, parent: yaml.Node, index: Any) -> None:
+        if isinstance(index, int):
+            count = index + 1
+        elif index is None and isinstance(parent, yaml.MappingNode):
+            count = len(parent.value) + 1  # a new key
+        else:
+            return  # a mapping's value: counted with its key
+        cap, key = self._open[-1]
+        if count > cap:
+            mark = self._peek().start_mark
+            if key is not None:
+                what = self.limits.top_level_what
+                raise YamlLimitError(f"`{key}` has more than {cap} {what}; the limit is {cap}",
+                                     mark)
+            raise YamlLimitError(f"a list or mapping with more than {cap} entries", mark)
+
+    def _add(self, count: int, mark: Any) -> None:
+        self._nodes += count
+        if self._nodes > self.limits.max_nodes:
+            raise YamlLimitError(f"more than {self.limits.max_nodes} nodes (values, lists and "
+                                 "mappings, aliases counted as what they repeat)", mark)
+
+
+def compose_limited(text: str, limits: YamlLimits = DEFAULT_LIMITS,
+                    ) -> tuple[yaml.Node | None, LimitedLoader]:
+    """The document's root node (None for an empty document) and the loader that composed it
+    (for `loader.construct_document(node)`). Raises YamlLimitError past a limit, any other
+    yaml.YAMLError for malformed text."""
+    if len(text) > limits.max_bytes:
+        raise YamlLimitError(f"the text is {len(text)} characters; the limit is "
+                             f"{limits.max_bytes}", None)
+    loader = LimitedLoader(text, limits)
+    try:
+        return loader.get_single_node(), loader
+    finally:
+        loader.dispose()

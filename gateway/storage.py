@@ -1,0 +1,155 @@
+"""Private state on disk: files and directories only the gateway's user can read, whatever the
+umask, and the one place SQLite databases are opened and tuned.
+
+Everything that holds configs (with panel password hashes), keys, the alarm journal, the
+outbox, the ingest's stores or its dead letters is created with mode 0600 (directories 0700)
+by the calls here. `os.open(..., mode)` alone is not enough: the umask only ever removes bits,
+so a umask of 000 would leave a default 0644 file world-readable — each file is `fchmod`ed to
+its mode right after it is created, and an existing file of ours with wider bits is narrowed
+when it is opened. Nothing here is group-readable: the only group-shared file of the gateway
+is the control socket (0660, `gateway.control`), which is not made here.
+
+SQLite (`open_sqlite`): WAL mode, `isolation_level=None` (transactions are explicit), one
+connection shared by threads under the caller's lock. The database file is created 0600 before
+SQLite opens it; SQLite gives its `-wal` and `-shm` files the database's mode. Durability is
+the caller's choice, named at each call (`synchronous`):
+
+- alarm journal (gateway): FULL. It is the ISA-18.2 record (who acknowledged what, when) and
+  holds the event sequence the outbox continues; both must survive a power cut. It commits
+  only when an alarm changes, so FULL costs one fsync per alarm change.
+- uplink outbox (gateway): FULL (see gateway.uplink.outbox: batched, at most one commit a
+  second plus one per alarm event).
+- duplicate keys (ingest): FULL: a key lost to a power cut lets a redelivery be written twice.
+- point catalogs (ingest): FULL: rare writes; a lost catalog holds that gateway's batches back.
+
+In WAL mode NORMAL skips the fsync at commit: it survives a process crash but a power cut can
+take back every transaction since the last checkpoint (minutes of them). For the journal that
+would lose acknowledgements and reuse event sequence numbers that the outbox (FULL) already
+sent, so the journal pays one fsync per alarm change instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+MEMORY = ":memory:"
+
+Synchronous = Literal["NORMAL", "FULL", "EXTRA"]
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` and any missing parents with mode 0700 (existing directories are left as
+    they are: they may be /var/lib or a systemd StateDirectory). Returns `path`."""
+    missing: list[Path] = []
+    here = path
+    while not here.exists() and here != here.parent:
+        missing.append(here)
+        here = here.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=PRIVATE_DIR)
+            os.chmod(directory, PRIVATE_DIR)  # mkdir's mode is narrowed by the umask only
+    return path
+
+
+def _narrow(fd: int, mode: int) -> None:
+    """Give the open file `mode` if it has any bit beyond it (and is ours to change)."""
+    info = os.fstat(fd)
+    if stat.S_IMODE(info.st_mode) & ~mode and info.st_uid == os.geteuid():
+        os.fchmod(fd, mode)
+
+
+def open_private(path: Path, flags: int = os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                 mode: int = PRIVATE_FILE) -> int:
+    """`os.open` that leaves the file at `mode` (0600) whatever the umask; never follows a
+    symlink at `path`. Returns the file descriptor."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        _narrow(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def append_private(path: Path) -> BinaryIO:
+    """`path` opened for appending bytes, created 0600."""
+    return os.fdopen(open_private(path), "ab")
+
+
+def write_new_private(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
+    """Create `path` (it must not exist: FileExistsError), write `data`, fsync."""
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
+    """Replace `path` with `data` (mode 0600 unless told) so that a crash leaves the old or
+    the new file, whole: a temporary file is written, fsynced, renamed, the directory
+    fsynced."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def open_sqlite(path: str | os.PathLike[str], *, synchronous: Synchronous,
+                journal_size_limit: int | None = None) -> sqlite3.Connection:
+    """A connection to the database at `path` (created 0600; `:memory:` too), in WAL mode with
+    the given durability (see the module docstring for each store's choice). sqlite3.Error
+    if the file is not a usable database (the connection is closed then)."""
+    if synchronous not in ("NORMAL", "FULL", "EXTRA"):
+        raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
+    name = os.fspath(path)
+    if name != MEMORY:
+        target = Path(name)
+        try:
+            private_dir(target.parent)
+            os.close(open_private(target, os.O_RDWR | os.O_CREAT))
+            for suffix in ("-wal", "-shm", "-journal"):  # left by an older, laxer version
+                with contextlib.suppress(FileNotFoundError):
+                    os.close(open_private(Path(name + suffix), os.O_RDONLY))
+        except OSError as exc:
+            raise sqlite3.OperationalError(f"cannot open {name}: {exc.strerror or exc}"
+                                           ) from exc
+    conn = sqlite3.connect(name, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        if journal_size_limit is not None:
+            conn.execute(f"PRAGMA journal_size_limit={int(journal_size_limit)}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
