@@ -124,18 +124,18 @@ def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
     fsync_dir(path.parent)
 
 
-def open_sqlite(path: str | os.PathLike[str], *, synchronous: Synchronous,
+def open_sqlite(path: str | os.PathLike[str], *, synchronous: Synchronous | str,
                 journal_size_limit: int | None = None) -> sqlite3.Connection:
-    """A connection to the database at `path` (created 0600; `:memory:` too), in WAL mode with
-    the given durability (see the module docstring for each store's choice). sqlite3.Error
-    if the file is not a usable database (the connection is closed then)."""
+    """A connection to the database at `path` (created 0600 in an existing directory;
+    `:memory:` too), in WAL mode with the given durability (see the module docstring for each
+    store's choice). sqlite3.Error if the file is not a usable database or cannot be created
+    (the connection is closed then)."""
     if synchronous not in ("NORMAL", "FULL", "EXTRA"):
         raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
     name = os.fspath(path)
     if name != MEMORY:
         target = Path(name)
         try:
-            private_dir(target.parent)
             os.close(open_private(target, os.O_RDWR | os.O_CREAT))
             for suffix in ("-wal", "-shm", "-journal"):  # left by an older, laxer version
                 with contextlib.suppress(FileNotFoundError):

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from gateway.storage import open_sqlite
+from gateway.storage import open_sqlite, private_dir
 from gateway.uplink.contract import PointCatalog, PointMeta
 
 Key = tuple[str, str, str]
@@ -19,6 +19,7 @@ class CatalogStore:
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
+        private_dir(path.parent)
         self._db = open_sqlite(path, synchronous="FULL")  # why FULL: gateway.storage
         self._db.execute("CREATE TABLE IF NOT EXISTS catalogs (site TEXT NOT NULL, "
                          "gateway TEXT NOT NULL, hash TEXT NOT NULL, produced INTEGER NOT NULL, "

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from gateway.storage import open_sqlite
+from gateway.storage import open_sqlite, private_dir
 from gateway.uplink.contract import AlarmEventMessage, GatewayState, Message, TelemetryBatch
 
 
@@ -55,6 +55,7 @@ class SeenStore:
     def __init__(self, path: Path, *, retention_ns: int = 8 * 24 * 3600 * 10**9) -> None:
         self.retention_ns = retention_ns
         self._lock = threading.Lock()
+        private_dir(path.parent)
         self._db = open_sqlite(path, synchronous="FULL")  # why FULL: gateway.storage
         self._db.execute("CREATE TABLE IF NOT EXISTS seen (kind TEXT NOT NULL, "
                          "site TEXT NOT NULL, gateway TEXT NOT NULL, seq INTEGER NOT NULL, "

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.clock import Clock
+from gateway.storage import open_sqlite, private_dir
 from gateway.uplink.contract import MessageKind, OutboxStatus
 
 DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
@@ -156,13 +157,10 @@ class Outbox:
         self.immediate = frozenset(immediate)
         self._clock = clock
         self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute("PRAGMA journal_size_limit=4194304")
+            self._db = open_sqlite(self.path, synchronous=synchronous,
+                                   journal_size_limit=4194304)
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
