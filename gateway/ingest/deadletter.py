@@ -1,30 +1,118 @@
-"""Messages the ingest could not write, kept as JSON lines for a person (or a replay) to look at:
-`{"time": ns, "topic": ..., "reason": ..., "payload": base64}`."""
+"""Messages the ingest could not write, kept as JSON lines for a person (or a replay) to look at,
+in a bounded space.
+
+One record per message::
+
+    {"time": ns, "topic": ..., "reason": ..., "length": bytes, "sha256": hex,
+     "payload": base64, "truncated": false}
+
+A payload of at most `max_payload` bytes (default 16 KiB: every well-formed contract message
+a gateway sends in one batch fits) is kept whole; a larger one — junk, or a message refused
+for its size — keeps only its first `prefix` bytes (default 1 KiB) with its full length and
+SHA-256 (`"truncated": true`), enough to recognise it, never enough to fill the disk. Topics
+are cut at 1,024 characters and reasons at 2,000.
+
+The log rotates: when the current file would pass `max_file_bytes` (default 16 MiB) it becomes
+`<name>.1`, `<name>.1` becomes `<name>.2` …, and the oldest beyond `keep` (default 3) is
+deleted, so the log never takes more than (keep + 1) × max_file_bytes (64 MiB by default).
+Files are created 0600. Each record is fsynced before the message is acknowledged."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import logging
 import os
 import threading
 from pathlib import Path
+from typing import BinaryIO
+
+from gateway.storage import append_private, private_dir
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+KEEP = 3
+MAX_PAYLOAD = 16 * 1024
+PREFIX = 1024
+MAX_TOPIC = 1024
+MAX_REASON = 2000
 
 
 class DeadLetterLog:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """Thread-safe. `count`: records written since start; `rotations`: files rotated."""
+
+    def __init__(self, path: Path, *, max_file_bytes: int = MAX_FILE_BYTES, keep: int = KEEP,
+                 max_payload: int = MAX_PAYLOAD, prefix: int = PREFIX) -> None:
+        if keep < 0 or prefix > max_payload or max_file_bytes < 4 * (max_payload + 4096):
+            raise ValueError("dead-letter limits: keep >= 0, prefix <= max_payload, "
+                             "max_file_bytes >= 4 records of max_payload")
+        private_dir(path.parent)
         self.path = path
+        self.max_file_bytes = max_file_bytes
+        self.keep = keep
+        self.max_payload = max_payload
+        self.prefix = prefix
         self._lock = threading.Lock()
         self.count = 0
+        self.rotations = 0
+        self._file: BinaryIO | None = None
+        self._size = 0
+
+    @property
+    def cap_bytes(self) -> int:
+        """The most the log's files take together."""
+        return (self.keep + 1) * self.max_file_bytes
+
+    def record(self, topic: str, payload: bytes, reason: str, time_ns: int) -> bytes:
+        """One JSON line for a message (see the module docstring)."""
+        truncated = len(payload) > self.max_payload
+        kept = payload[:self.prefix] if truncated else payload
+        entry = {"time": time_ns, "topic": topic[:MAX_TOPIC], "reason": reason[:MAX_REASON],
+                 "length": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
+                 "payload": base64.b64encode(kept).decode("ascii"), "truncated": truncated}
+        return (json.dumps(entry, ensure_ascii=False) + "\n").encode()
 
     def add(self, topic: str, payload: bytes, reason: str, time_ns: int) -> None:
         """Append one record and fsync it (the message is acknowledged right after)."""
-        record = {"time": time_ns, "topic": topic, "reason": reason[:2000],
-                  "payload": base64.b64encode(payload).decode("ascii")}
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        data = self.record(topic, payload, reason, time_ns)
         with self._lock:
-            with self.path.open("ab") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            handle = self._open()
+            if self._size and self._size + len(data) > self.max_file_bytes:
+                handle = self._rotate()
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+            self._size += len(data)
             self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def _open(self) -> BinaryIO:
+        if self._file is None:
+            self._file = append_private(self.path)
+            self._size = os.fstat(self._file.fileno()).st_size
+        return self._file
+
+    def _rotate(self) -> BinaryIO:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        oldest = self.path.with_name(f"{self.path.name}.{self.keep}")
+        if self.keep == 0:
+            oldest = self.path
+        oldest.unlink(missing_ok=True)
+        for index in range(self.keep - 1, -1, -1):
+            source = self.path if index == 0 else self.path.with_name(
+                f"{self.path.name}.{index}")
+            if source.exists():
+                os.replace(source, self.path.with_name(f"{self.path.name}.{index + 1}"))
+        self.rotations += 1
+        log.warning("event=dead_letter_rotated path=%s keep=%d max_file_bytes=%d", self.path,
+                    self.keep, self.max_file_bytes)
+        return self._open()

@@ -1,0 +1,89 @@
+"""The ingest's dead-letter log is bounded: 100 MB of junk through a real Mosquitto into a real
+ingest leaves the log under its cap (it used to grow by the junk's full size), with each junk
+message recognisable by its length and SHA-256."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+from gateway.ingest.deadletter import MAX_PAYLOAD, PREFIX, DeadLetterLog
+from gateway.ingest.service import IngestService
+from tests.fixtures.services import Broker, Victoria, wait_for
+from tests.ingest.test_service import GW, SITE, Gateway, make_settings
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    files = sorted(path.parent.glob(path.name + "*"), key=lambda p: p.name, reverse=True)
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+
+def on_disk(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def test_junk_through_the_broker_leaves_the_log_under_its_cap(
+        tmp_path: Path, broker: Broker, victoria: Victoria, gateway: Gateway) -> None:
+    settings = make_settings(tmp_path, broker, victoria)
+    service = IngestService(settings)
+    service.start()
+    topic = f"roomwarden/{SITE}/{GW}/telemetry"
+    big = [os.urandom(10 * 2**20) for _ in range(5)]  # refused for their size
+    small = os.urandom(MAX_PAYLOAD)  # kept whole: 3,200 of them
+    try:
+        wait_for(lambda: bool(service.status()["connected"]), what="ingest connected")
+        for payload in big:
+            gateway.raw(topic, payload)
+        for i in range(3200):
+            gateway.raw(topic, i.to_bytes(4, "big") + small[4:])
+        sent = len(big) * 10 * 2**20 + 3200 * MAX_PAYLOAD
+        assert sent >= 100 * 10**6
+        wait_for(lambda: service.status()["acked"] == 3205, timeout=180,
+                 what="every junk message acknowledged")
+        assert service.status()["dead_lettered"] == 3205
+    finally:
+        service.stop()
+    dead = settings.dead_letter
+    log = DeadLetterLog(dead)  # the defaults the service used
+    assert on_disk(dead) <= log.cap_bytes < sent
+    kept = records(dead)
+    assert 0 < len(kept) < 3205  # the oldest rotated away …
+    newest = kept[-1]  # … the newest kept, whole
+    assert base64.b64decode(str(newest["payload"]))[:4] == (3199).to_bytes(4, "big")
+    assert newest["length"] == MAX_PAYLOAD and newest["truncated"] is False
+    for f in dead.parent.glob(dead.name + "*"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_an_oversized_payload_keeps_prefix_length_and_hash(tmp_path: Path) -> None:
+    log = DeadLetterLog(tmp_path / "dead.jsonl")
+    payload = os.urandom(10 * 2**20)
+    log.add("t" * 5000, payload, "x" * 5000, 1)
+    [record] = records(tmp_path / "dead.jsonl")
+    assert record["length"] == len(payload) and record["truncated"] is True
+    assert record["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert base64.b64decode(str(record["payload"])) == payload[:PREFIX]
+    assert len(str(record["topic"])) == 1024 and len(str(record["reason"])) == 2000
+    assert (tmp_path / "dead.jsonl").stat().st_size < 8192  # not 10 MB
+
+
+def test_rotation_keeps_the_newest_files_within_the_cap(tmp_path: Path) -> None:
+    path = tmp_path / "dead.jsonl"
+    log = DeadLetterLog(path, max_file_bytes=200_000, keep=2, max_payload=10_000, prefix=100)
+    for i in range(200):
+        log.add("t", i.to_bytes(2, "big") * 5000, "bad", i)
+        assert on_disk(path) <= log.cap_bytes
+    assert log.count == 200 and log.rotations > 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dead.jsonl", "dead.jsonl.1",
+                                                          "dead.jsonl.2"]
+    times = [int(str(r["time"])) for r in records(path)]
+    assert times == sorted(times) and times[-1] == 199  # oldest first, none out of order
+    log.close()
+    again = DeadLetterLog(path, max_file_bytes=200_000, keep=2, max_payload=10_000, prefix=100)
+    again.add("t", b"after a restart", "bad", 200)  # appends, rotating by the file's real size
+    assert on_disk(path) <= again.cap_bytes
+    assert records(path)[-1]["time"] == 200
