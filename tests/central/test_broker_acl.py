@@ -302,6 +302,18 @@ def tls(pki: Pki, name: str) -> dict[str, str]:
             "key_file": str(pki[name].key)}
 
 
+def mqtt_login(broker: ShippedBroker, pki: Pki, name: str, listener: str,
+               secrets_dir: Path) -> dict[str, Any]:
+    """How a gateway's uplink or the ingest logs in as `name`: a certificate on the
+    certificate listener, or username and password file (TLS for the broker only)."""
+    if listener == "certificate":
+        return {"port": broker.port, "tls": tls(pki, name)}
+    secret = secrets_dir / f"{name.replace('/', '_')}.password"
+    secret.write_text(pki[name].password + "\n")
+    return {"port": broker.password_port, "tls": {"ca_file": str(pki.ca)}, "username": name,
+            "password_file": str(secret)}
+
+
 def batch(site: str, gateway: str, seq: int, value: float) -> TelemetryBatch:
     now = time.time_ns()
     return TelemetryBatch.from_samples(
@@ -316,10 +328,11 @@ def reading(value: float) -> list[Sample]:
 
 
 @contextlib.asynccontextmanager
-async def uplink(broker: ShippedBroker, pki: Pki, name: str,
-                 state_dir: Path) -> AsyncIterator[Uplink]:
+async def uplink(broker: ShippedBroker, pki: Pki, name: str, state_dir: Path,
+                 listener: str = "certificate") -> AsyncIterator[Uplink]:
     site, gw = name.split("/")
-    up = Uplink(settings(broker.port, protocol="5", tls=tls(pki, name)), site, gw, state_dir,
+    login = mqtt_login(broker, pki, name, listener, state_dir.parent)
+    up = Uplink(settings(login.pop("port"), protocol="5", **login), site, gw, state_dir,
                 SystemClock(), POINTS)
     task = asyncio.create_task(up.run())
     try:
@@ -345,14 +358,24 @@ def alarm_rules(vm: Victoria) -> set[tuple[str, str, str]]:
             for s in vm.export('{__name__=~"alarm_events_.*"}')}
 
 
-def spoof(pki: Pki, broker: ShippedBroker, clients: list[Client]) -> list[str]:
+def gateway_online(vm: Victoria, gateway: str) -> dict[int, float]:
+    """The `online` field of a gateway's states: timestamp (ms) → 1 or 0."""
+    out: dict[int, float] = {}
+    for s in vm.export('{__name__="gateway_state_online"}'):
+        if s["metric"].get("gateway") == gateway:
+            out.update(zip(s["timestamps"], s["values"], strict=True))
+    return out
+
+
+def spoof(pki: Pki, broker: ShippedBroker, clients: list[Client],
+          password: bool) -> tuple[list[str], int]:
     """What the issue saw a stranger do, with gateway A's and an operator's credentials:
     telemetry, an "all clear" alarm event and a retained `offline` state under B, a catalog
     and telemetry of an invented site; an operator's telemetry under A. Returns the broker's
-    answers (MQTT 5 publishers)."""
-    a5 = Client(broker, pki, pki[A])
-    a3 = Client(broker, pki, pki[A], protocol=mqtt.MQTTv311)
-    op = Client(broker, pki, pki["operator"])
+    answers (MQTT 5 publishers) and the time of the forged `offline` state (ms)."""
+    a5 = Client(broker, pki, pki[A], password=password)
+    a3 = Client(broker, pki, pki[A], protocol=mqtt.MQTTv311, password=password)
+    op = Client(broker, pki, pki["operator"], password=password)
     clients.extend([a5, a3, op])
     site_b, gw_b = B.split("/")
     site_x, gw_x = INVENTED.split("/")
@@ -377,16 +400,17 @@ def spoof(pki: Pki, broker: ShippedBroker, clients: list[Client]) -> list[str]:
     answers.append(op.publish(str(Topic(site_a, gw_a, Channel.TELEMETRY)),
                               encode(batch(site_a, gw_a, 10**6, OPERATOR_VALUE))))
     return [a for a, c in zip(answers, [a5] * 5 + [a3] * 5 + [op], strict=True)
-            if c.client.protocol == mqtt.MQTTv5]
+            if c.client.protocol == mqtt.MQTTv5], offline.ts // 1_000_000
 
 
 async def _scenario(tmp_path: Path, pki: Pki, vm: Victoria, clients: list[Client], *,
-                    acl: bool) -> tuple[IngestService, list[str]]:
+                    acl: bool, listener: str = "certificate",
+                    ) -> tuple[IngestService, list[str], int]:
     broker = ShippedBroker(tmp_path / "broker", pki, acl=acl)
     broker.start()
     service = IngestService(IngestSettings.model_validate({
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "protocol": "5",
-                 "client_id": "ingest-1", "tls": tls(pki, "ingest")},
+        "mqtt": {"host": "127.0.0.1", "protocol": "5", "client_id": "ingest-1",
+                 **mqtt_login(broker, pki, "ingest", listener, tmp_path)},
         "influx": {"url": vm.url, "token": "t", "org": "o", "bucket": "b",
                    "flush_interval": "200ms", "retry_max_wait": "1s"},
         "dead_letter": str(tmp_path / "dead.jsonl"),
@@ -394,8 +418,8 @@ async def _scenario(tmp_path: Path, pki: Pki, vm: Victoria, clients: list[Client
     service.start()
     try:
         await until(lambda: bool(service.status()["connected"]), 15, "ingest connected")
-        async with uplink(broker, pki, A, tmp_path / "a") as up_a, \
-                uplink(broker, pki, B, tmp_path / "b") as up_b:
+        async with uplink(broker, pki, A, tmp_path / "a", listener) as up_a, \
+                uplink(broker, pki, B, tmp_path / "b", listener) as up_b:
             up_a.on_samples(reading(21.5))
             up_b.on_samples(reading(22.5))
             up_a.on_alarm_events([event(1)])
@@ -403,7 +427,8 @@ async def _scenario(tmp_path: Path, pki: Pki, vm: Victoria, clients: list[Client
             await until(lambda: {21.5} <= temperatures(vm).get(("site-1", "gw-a"), set())
                         and {22.5} <= temperatures(vm).get(("site-1", "gw-b"), set()), 30,
                         "A's and B's first readings in the database")
-            answers = await asyncio.to_thread(spoof, pki, broker, clients)
+            answers, offline_ms = await asyncio.to_thread(spoof, pki, broker, clients,
+                                                          listener == "password")
             # after the spoofs, B and A carry on: the ingest is still taking their data
             up_b.on_samples(reading(23.5))
             up_a.on_samples(reading(24.5))
@@ -421,12 +446,17 @@ async def _scenario(tmp_path: Path, pki: Pki, vm: Victoria, clients: list[Client
     finally:
         service.stop()
         broker.stop()
-    return service, answers
+    return service, answers, offline_ms
 
 
+@pytest.mark.parametrize("listener", ["certificate", "password"])
 async def test_a_gateway_cannot_publish_as_another_and_the_ingest_gets_everything_legitimate(
-        tmp_path: Path, pki: Pki, victoria: Victoria, clients: list[Client]) -> None:
-    service, answers = await _scenario(tmp_path, pki, victoria, clients, acl=True)
+        listener: str, tmp_path: Path, pki: Pki, victoria: Victoria,
+        clients: list[Client]) -> None:
+    """The real uplinks and the real ingest log in with the shipped identities as their
+    settings allow today (certificate, or username and password file) — no code change."""
+    service, answers, offline_ms = await _scenario(tmp_path, pki, victoria, clients,
+                                                   acl=True, listener=listener)
     assert answers == ["Not authorized"] * 6  # A's five spoofs and the operator's telemetry
     values = temperatures(victoria)
     assert values[("site-1", "gw-b")] == {22.5, 23.5}, "B's series holds B's readings only"
@@ -436,9 +466,9 @@ async def test_a_gateway_cannot_publish_as_another_and_the_ingest_gets_everythin
                                      ("site-1", "gw-b", "b_rule")}, "no spoofed all-clear"
     # the spoofs never reached the ingest at all (not even as dead letters)
     assert service.status()["dead_lettered"] == 0
-    states = {(s["metric"].get("gateway"), s["metric"].get("status"))
-              for s in victoria.export('{__name__=~"gateway_state_.*"}')}
-    assert ("gw-b", "offline") not in states
+    online = gateway_online(victoria, "gw-b")
+    assert 1 in online.values(), "B's own states arrived"
+    assert offline_ms not in online, "the forged offline state did not"
 
 
 async def test_a_gateway_installed_with_another_gateways_certificate_is_refused_and_says_so(
@@ -470,13 +500,15 @@ async def test_without_the_acl_the_same_spoofs_reach_the_database(
         tmp_path: Path, pki: Pki, victoria: Victoria, clients: list[Client]) -> None:
     """What breaks without the ACL (and proves the test above can fail): every spoof is
     accepted and written as if the gateway had sent it."""
-    _service, answers = await _scenario(tmp_path, pki, victoria, clients, acl=False)
+    _service, answers, offline_ms = await _scenario(tmp_path, pki, victoria, clients,
+                                                    acl=False)
     assert "Not authorized" not in answers
     values = temperatures(victoria)
     assert SPOOF_VALUE in values[("site-1", "gw-b")]
     assert INVENTED_VALUE in values[("site-x", "gw-x")]
     assert OPERATOR_VALUE in values[("site-1", "gw-a")]
     assert ("site-1", "gw-b", "spoof.all_clear") in alarm_rules(victoria)
+    assert gateway_online(victoria, "gw-b").get(offline_ms) == 0
 
 
 @pytest.mark.parametrize("listener", ["certificate", "password"])
