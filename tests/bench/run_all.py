@@ -8,6 +8,7 @@ from tests.bench import (
     bench_alarms,
     bench_ingest,
     bench_outbox,
+    bench_process,
     bench_publish,
     bench_replay,
     bench_rules,
@@ -23,6 +24,7 @@ def main() -> None:
     bench_replay.main()
     bench_ingest.main()
     bench_alarm_latency.main(trials=100)
+    bench_process.main()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,465 @@
+"""Whole-process benchmark: a real `roomwarden run` on a simulated Modbus TCP site, publishing
+to a real Mosquitto (QoS 1, durable outbox), as systemd runs it (a notify socket this
+benchmark owns, `WATCHDOG_USEC` as in the unit, the panel on).
+
+For each load it measures the gateway process only (the simulator, the broker and this
+benchmark are other processes), from /proc over a window after warm-up:
+
+- CPU % of one core: (utime + stime) of /proc/<pid>/stat over the window;
+- RSS: VmRSS sampled every second (median, last) and VmHWM (the peak since start);
+- wake-ups: voluntary context switches per second, summed over the process's threads
+  (/proc/<pid>/task/*/status) — a thread that sleeps in epoll/futex and is woken counts one;
+- threads; polls and rule evaluations per second (from the control socket's status);
+  telemetry points per second arriving at the broker's subscriber;
+- start-up: seconds from spawning the process to the first telemetry message at the broker,
+  and the CPU seconds the process had used by then.
+
+Loads: 1 point @1 s, 200 points @1 s (2 block reads), 2,000 points @1 s (10 devices × 200 in
+rooms of five types, so the five rule packs bind and evaluate), 200 points @100 ms, and 1 point
+@1 s without an uplink (what the rest of the gateway costs). Every register changes every
+second (noise), and the exception filter's deadband is 0, so every change is published.
+
+Environment: BENCH_PROCESS_WINDOW (s, default 30), BENCH_PROCESS_WARMUP (s, default 10),
+BENCH_PROCESS_LOADS (comma-separated load keys, default all), BENCH_PROCESS_SOAK (s, default
+0: a run of that many seconds at 2,000 points reporting RSS every minute, for "no growth").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.control import ControlError, request
+from gateway.localservices import free_port
+from tests.bench.common import REPO, emit_json, simulator
+from tests.bench.services import mosquitto
+
+QUANTITIES = [("temperature", "°C"), ("relative_humidity", "%"), ("phase_voltage", "V"),
+              ("phase_current", "A")]
+ROOM_TYPES = ["data_center", "equipment", "battery", "distribution", "ups"]
+WATCHDOG_USEC = 30_000_000
+"""As systemd/roomwarden.service (WatchdogSec=30s)."""
+
+
+def holding_profile(points: int) -> dict[str, Any]:
+    """`points` int16 holding registers at 0..points-1 (×0.01: the simulator's noise of 1/40
+    of a quantity's normal band moves every register at every second's draw), quantities in
+    turn."""
+    return {
+        "kind": "modbus", "id": f"bench_hr{points}", "manufacturer": "bench",
+        "model": f"{points} holding registers", "generic": True,
+        "points": [{"name": f"r{i}", "register": "holding", "address": i, "type": "int16",
+                    "scale": 0.01, "quantity": QUANTITIES[i % len(QUANTITIES)][0],
+                    "unit": QUANTITIES[i % len(QUANTITIES)][1]} for i in range(points)],
+    }
+
+
+@dataclass(frozen=True)
+class Load:
+    key: str
+    title: str
+    devices: int
+    points: int
+    """Per device."""
+    interval: str
+    uplink: bool = True
+
+
+LOADS = [
+    Load("p1", "1 point @1 s", 1, 1, "1s"),
+    Load("p200", "200 points @1 s", 1, 200, "1s"),
+    Load("p2000", "2,000 points @1 s, 5 rule packs", 10, 200, "1s"),
+    Load("p200f", "200 points @100 ms", 1, 200, "100ms"),
+    Load("p1local", "1 point @1 s, no uplink", 1, 1, "1s", uplink=False),
+]
+
+
+def site(load: Load, profiles: Path) -> dict[str, Any]:
+    rooms = [{"id": f"room-{i}", "type": ROOM_TYPES[i % len(ROOM_TYPES)]}
+             for i in range(load.devices)]
+    return {
+        "gateway": {"id": f"bench-{load.key}", "site": "bench"},
+        "profiles_dir": str(profiles),
+        "rooms": rooms,
+        "buses": [{"id": "tcp", "type": "modbus_tcp", "host": "192.0.2.1", "timeout": "1s"}],
+        "devices": [{"id": f"d{i}", "bus": "tcp", "unit": i + 1,
+                     "profile": f"bench_hr{load.points}", "room": rooms[i]["id"],
+                     "poll_interval": load.interval} for i in range(load.devices)],
+    }
+
+
+# --- /proc ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcSample:
+    at: float
+    cpu_seconds: float
+    rss_kib: int
+    hwm_kib: int
+    voluntary: int
+    involuntary: int
+    threads: int
+
+
+def _status_fields(path: Path) -> dict[str, str]:
+    fields = {}
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    return fields
+
+
+def proc_sample(pid: int) -> ProcSample:
+    """One reading of the process's CPU, memory, threads and context switches."""
+    base = Path(f"/proc/{pid}")
+    stat = (base / "stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    status = _status_fields(base / "status")
+    voluntary = involuntary = 0
+    for task in (base / "task").iterdir():
+        with suppress(OSError):  # a thread that ended between listing and reading
+            fields = _status_fields(task / "status")
+            voluntary += int(fields["voluntary_ctxt_switches"])
+            involuntary += int(fields["nonvoluntary_ctxt_switches"])
+    return ProcSample(time.monotonic(), cpu, int(status["VmRSS"].split()[0]),
+                      int(status["VmHWM"].split()[0]), voluntary, involuntary,
+                      int(status["Threads"]))
+
+
+# --- what arrives at the broker, what systemd would hear -------------------------------------
+
+
+class TelemetryCounter:
+    """Subscribes to every gateway's telemetry; counts messages and points; notes the first."""
+
+    def __init__(self, port: int) -> None:
+        self.messages = 0
+        self.points = 0
+        self.first_at: float | None = None
+        self.first_cpu: float | None = None
+        self.pid: int | None = None
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=f"bench-process-{os.getpid()}")
+
+        def on_connect(client: mqtt.Client, *_: Any) -> None:
+            client.subscribe("roomwarden/+/+/telemetry", qos=1)
+
+        def on_subscribe(*_: Any) -> None:
+            self._subscribed.set()
+
+        def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            rows = len(json.loads(msg.payload)["samples"])
+            with self._lock:
+                if self.first_at is None:
+                    self.first_at = time.monotonic()
+                    if self.pid is not None:
+                        with suppress(OSError):
+                            self.first_cpu = proc_sample(self.pid).cpu_seconds
+                self.messages += 1
+                self.points += rows
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError("benchmark subscriber did not subscribe")
+
+    def reset(self, pid: int) -> None:
+        with self._lock:
+            self.messages = self.points = 0
+            self.first_at = self.first_cpu = None
+            self.pid = pid
+
+    def counts(self) -> tuple[int, int]:
+        with self._lock:
+            return self.messages, self.points
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self.client.disconnect()
+        self.client.loop_stop()
+
+
+class NotifySocket:
+    """The NOTIFY_SOCKET a service manager would own: counts READY and WATCHDOG=1."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.5)
+        self.ready_at: float | None = None
+        self.pings = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            lines = data.decode(errors="replace").splitlines()
+            if "READY=1" in lines and self.ready_at is None:
+                self.ready_at = time.monotonic()
+            self.pings += lines.count("WATCHDOG=1")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def _status(control: Path) -> dict[str, Any] | None:
+    try:
+        for answer in request(control, {"op": "status"}, timeout=10):
+            if "status" in answer:
+                return dict(answer["status"])
+    except (ControlError, OSError):
+        return None
+    return None
+
+
+def _evaluation_ms(panel_port: int) -> float | None:
+    """Mean duration of one round of the safety core since start, from /metrics (scraped after
+    the window: the first scrape loads prometheus_client into the gateway)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{panel_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("roomwarden_rule_evaluation_seconds_sum",
+                    "roomwarden_rule_evaluation_seconds_count"):
+            values[name] = float(value)
+    count = values.get("roomwarden_rule_evaluation_seconds_count")
+    return 1000 * values["roomwarden_rule_evaluation_seconds_sum"] / count if count else None
+
+
+def _polls(status: dict[str, Any] | None) -> int:
+    return sum(int(b["polls"]) for b in status["buses"]) if status else 0
+
+
+# --- one load ---------------------------------------------------------------------------------
+
+
+def _roomwarden() -> list[str]:
+    script = Path(sys.executable).with_name("roomwarden")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway"]
+
+
+@contextmanager
+def gateway_process(config: Path, work: Path, env: dict[str, str], panel_port: int) -> Iterator[
+        subprocess.Popen[bytes]]:
+    log = (work / "gateway.log").open("wb")
+    process = subprocess.Popen(
+        [*_roomwarden(), "run", str(config), "--state-dir", str(work / "state"),
+         "--control", str(work / "control.sock"), "--panel-port", str(panel_port)],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def _wait(check: Any, timeout: float, what: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if process.poll() is not None:
+            raise RuntimeError(f"the gateway exited ({process.returncode}) waiting for {what}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _bindings(log: Path) -> int | None:
+    for line in log.read_text(errors="replace").splitlines():
+        if "event=gateway_start" in line:
+            for part in line.split():
+                if part.startswith("rules="):
+                    return int(part[len("rules="):])
+    return None
+
+
+def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter, *,
+             window: float, warmup: float, soak: float = 0.0) -> dict[str, Any]:
+    work.mkdir(parents=True)
+    profiles = work / "profiles"
+    profiles.mkdir()
+    (profiles / f"bench_hr{load.points}.yaml").write_text(
+        yaml.safe_dump(holding_profile(load.points), sort_keys=False))
+    site_path = work / "site.yaml"
+    site_path.write_text(yaml.safe_dump(site(load, profiles), sort_keys=False))
+    with simulator(site_path, work) as sim_config:
+        config = yaml.safe_load(sim_config.read_text())
+        if load.uplink:
+            config["uplink"] = {"broker": "127.0.0.1", "port": broker_port,
+                                "exception": {"deadband": 0}}
+        gateway_config = work / "gateway.yaml"
+        gateway_config.write_text(yaml.safe_dump(config, sort_keys=False))
+        notify = NotifySocket(work / "notify.sock")
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify.path),
+               "WATCHDOG_USEC": str(WATCHDOG_USEC)}
+        env.pop("WATCHDOG_PID", None)
+        try:
+            panel_port = free_port()
+            started = time.monotonic()
+            with gateway_process(gateway_config, work, env, panel_port) as process:
+                counter.reset(process.pid)
+                if load.uplink:
+                    _wait(lambda: counter.first_at is not None, 60, "the first point", process)
+                else:
+                    _wait(lambda: notify.ready_at is not None, 60, "READY", process)
+                first = counter.first_at
+                figures = measure(process.pid, work / "control.sock", counter,
+                                  window=window, warmup=warmup, soak=soak)
+                if process.poll() is not None:
+                    raise RuntimeError(f"the gateway exited ({process.returncode})")
+                figures["evaluation_ms_mean"] = _evaluation_ms(panel_port)
+        finally:
+            notify.close()
+    figures.update({
+        "load": load.title, "devices": load.devices, "points": load.devices * load.points,
+        "interval": load.interval, "uplink": load.uplink,
+        "startup_to_first_point_s": (first - started) if first is not None else None,
+        "startup_cpu_s": counter.first_cpu if load.uplink else None,
+        "ready_s": (notify.ready_at - started) if notify.ready_at is not None else None,
+        "watchdog_pings": notify.pings, "rule_bindings": _bindings(work / "gateway.log"),
+    })
+    return figures
+
+
+def measure(pid: int, control: Path, counter: TelemetryCounter, *, window: float,
+            warmup: float, soak: float = 0.0) -> dict[str, Any]:
+    time.sleep(warmup)
+    status_before = _status(control)
+    published_before = counter.counts()
+    before = proc_sample(pid)
+    rss: list[int] = []
+    minutes: list[float] = []
+    seconds = max(window, soak)
+    end = before.at + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(1.0, left))
+        sample = proc_sample(pid)
+        rss.append(sample.rss_kib)
+        if soak and len(rss) % 60 == 0:
+            minutes.append(sample.rss_kib / 1024)
+    after = proc_sample(pid)
+    published_after = counter.counts()
+    status_after = _status(control)
+    elapsed = after.at - before.at
+    evaluations = ((status_after or {}).get("evaluations", 0)
+                   - (status_before or {}).get("evaluations", 0))
+    figures: dict[str, Any] = {
+        "window_s": elapsed,
+        "cpu_pct_of_core": 100 * (after.cpu_seconds - before.cpu_seconds) / elapsed,
+        "rss_mib_median": statistics.median(rss) / 1024 if rss else after.rss_kib / 1024,
+        "rss_mib_last": after.rss_kib / 1024,
+        "rss_mib_max": after.hwm_kib / 1024,
+        "wakeups_per_s": (after.voluntary - before.voluntary) / elapsed,
+        "involuntary_per_s": (after.involuntary - before.involuntary) / elapsed,
+        "threads": after.threads,
+        "polls_per_s": (_polls(status_after) - _polls(status_before)) / elapsed,
+        "evaluations_per_s": evaluations / elapsed,
+        "published_points_per_s": (published_after[1] - published_before[1]) / elapsed,
+        "published_messages_per_s": (published_after[0] - published_before[0]) / elapsed,
+        "alarms_active": len((status_after or {}).get("alarms", [])),
+    }
+    if minutes:
+        figures["soak_rss_mib_per_minute"] = minutes
+    return figures
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
+def _opt(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def main() -> dict[str, Any]:
+    window = float(os.environ.get("BENCH_PROCESS_WINDOW", "30"))
+    warmup = float(os.environ.get("BENCH_PROCESS_WARMUP", "10"))
+    soak = float(os.environ.get("BENCH_PROCESS_SOAK", "0"))
+    wanted = os.environ.get("BENCH_PROCESS_LOADS")
+    loads = [load for load in LOADS if not wanted or load.key in wanted.split(",")]
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="roomwarden-bench-process-") as tmp:
+        work = Path(tmp)
+        with mosquitto(work / "broker") as broker:
+            counter = TelemetryCounter(broker.port)
+            try:
+                for load in loads:
+                    results[load.key] = run_load(load, work / load.key, broker.port, counter,
+                                                 window=window, warmup=warmup)
+                if soak:
+                    results["soak"] = run_load(LOADS[2], work / "soak", broker.port, counter,
+                                               window=window, warmup=warmup, soak=soak)
+            finally:
+                counter.close()
+    rows = []
+    for key, r in results.items():
+        rows.append((
+            r["load"] if key != "soak" else f"soak {soak:g} s: {r['load']}",
+            f"{r['cpu_pct_of_core']:.2f} %", f"{r['rss_mib_median']:.1f} / {r['rss_mib_max']:.1f}",
+            f"{r['wakeups_per_s']:.0f}", f"{r['threads']}",
+            f"{r['polls_per_s']:.1f} / {r['evaluations_per_s']:.1f} / "
+            + _opt(r.get("evaluation_ms_mean"), ".1f"),
+            f"{r['published_points_per_s']:.0f}",
+            _opt(r["startup_to_first_point_s"], ".2f") + " / " + _opt(r["startup_cpu_s"], ".2f"),
+        ))
+    _print_rows(f"Whole process: roomwarden run, Modbus TCP simulator, Mosquitto QoS 1, "
+                f"{window:g} s windows after {warmup:g} s", rows)
+    emit_json("process", results)
+    return results
+
+
+HEADERS = ("load", "CPU of a core", "RSS MiB (median / max)", "wake-ups/s", "threads",
+           "polls/s / evaluations/s / ms each", "points/s out", "first point s / CPU s")
+
+
+def _print_rows(title: str, rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+    print(f"\n== {title}")
+    print("  " + "  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True)))
+    for row in rows:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
