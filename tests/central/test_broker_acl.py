@@ -38,6 +38,7 @@ from gateway.ingest.service import IngestService
 from gateway.ingest.settings import IngestSettings
 from gateway.uplink.contract import (
     CHANNELS,
+    MAX_PAYLOAD_BYTES,
     AlarmEventMessage,
     Channel,
     GatewayState,
@@ -530,3 +531,26 @@ def test_a_gateway_cannot_read_another_gateways_commands(
     time.sleep(0.3)
     assert a.topics() == {(f"roomwarden/{A}/cmd", b"for a")}
 
+
+
+def test_the_broker_refuses_a_packet_larger_than_the_contract_allows(
+        shipped_broker: ShippedBroker, pki: Pki, clients: list[Client]) -> None:
+    """`max_packet_size`: the contract's largest payload passes, anything much bigger is
+    refused by the broker itself (MQTT 3.1.1, so the client does not refuse it first) and the
+    sender disconnected; the ingest never sees it."""
+    ingest = Client(shipped_broker, pki, pki["ingest"])
+    a = Client(shipped_broker, pki, pki[A], protocol=mqtt.MQTTv311)
+    clients.extend([ingest, a])
+    ingest.subscribe(f"roomwarden/{A}/telemetry")
+    topic = f"roomwarden/{A}/telemetry"
+    largest = b"x" * MAX_PAYLOAD_BYTES
+    assert a.publish(topic, largest) == "Success"
+    wait_for(lambda: (topic, largest) in ingest.topics(), what="the largest payload")
+    disconnected = threading.Event()
+    a.client.on_disconnect = lambda *_a: disconnected.set()
+    a.client.publish(topic, b"y" * (MAX_PAYLOAD_BYTES + 1024 * 1024), qos=1)
+    assert disconnected.wait(10), "the broker kept a client that sent 3 MiB"
+    time.sleep(0.3)
+    assert {len(p) for _t, p in ingest.topics()} == {MAX_PAYLOAD_BYTES}
+    log = shipped_broker.log.read_text()
+    assert "disconnected due to oversize packet" in log, log[-2000:]
