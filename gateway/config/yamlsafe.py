@@ -116,8 +116,8 @@ class LimitedLoader(yaml.SafeLoader):
         look-ahead for a possible key costs the square of the open brackets)."""
         if self.flow_level >= self.limits.max_depth:
             raise YamlLimitError(f"nested deeper than {self.limits.max_depth} levels",
-                                 self.get_mark())  # type: ignore[no-untyped-call]
-        super().fetch_flow_collection_start(TokenClass)  # type: ignore[no-untyped-call]
+                                 self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
 
     def compose_document(self) -> yaml.Node:
         node: yaml.Node = super().compose_document()  # type: ignore[assignment]

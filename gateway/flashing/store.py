@@ -9,14 +9,27 @@ Layout of the store directory (in the gateway's state directory, e.g. `<state>/c
     configs/GEN/config.yaml     one generation: the YAML text, written once
     configs/GEN/meta.json       its ConfigMeta (version, sha256, author, key_id, applied_ns,
                                 source, request_id); rewritten (atomically) only at commit
-    seen.json                   {"v": 1, "highest": N, "digests": [...]}: the highest version
-                                ever accepted and the last 1000 envelope digests processed
+    seen.json                   {"v": 1, "highest": N, "digests": [...], "forced": [[digest,
+                                ts], ...], "forced_floor": ts}: the highest version ever
+                                accepted, the last 1000 envelope digests processed, the last
+                                1000 *forced* envelopes (kept apart, so no number of ordinary
+                                envelopes pushes them out) and the newest `ts` of any forced
+                                envelope forgotten since
     active, previous            convenience symlinks to configs/GEN (not authoritative)
 
-GEN is `v<version>-<sha256[:12]>-<ns>`. Every file is written to a temporary name, fsynced,
-renamed into place and its directory fsynced; a generation directory is complete before
-`state.json` names it. So a crash (SIGKILL, power cut) at any instant leaves `state.json`
-naming either the old or the new generation, each complete and hash-consistent.
+Replay: an envelope whose digest is remembered is refused (`replayed`), and so is one whose
+version is not above the highest accepted (`downgrade`) unless it is `force`d. A forced
+envelope passes the version check, so it is refused by its own memory instead: its digest
+among the remembered forced ones, or a `ts` not after `forced_floor` (it is older than a forced
+envelope already forgotten, so it was processed before or lost to a newer one: sign it again).
+A captured `--force` envelope can therefore never be applied twice, however many envelopes come
+in between.
+
+Every file is private (0600, directories 0700, whatever the umask): configs hold panel
+password hashes. GEN is `v<version>-<sha256[:12]>-<ns>`. Every file is written to a temporary
+name, fsynced, renamed into place and its directory fsynced; a generation directory is
+complete before `state.json` names it. So a crash (SIGKILL, power cut) at any instant leaves
+`state.json` naming either the old or the new generation, each complete and hash-consistent.
 
 `applying` is set by `stage()` and cleared by `commit()` / `discard()` in the same atomic write
 that moves the generations. If the process dies in between, `boot()` finds it set, drops the
@@ -43,12 +56,15 @@ from gateway.flashing.envelope import (
     EnvelopeRejected,
     envelope_digest,
 )
+from gateway.storage import atomic_write, fsync_dir, private_dir, write_new_private
 from gateway.uplink.contract import ConfigSet
 
 Source = Literal["factory", "flash", "local"]
 SEEN_DIGESTS = 1000
 """How many envelope digests `seen.json` keeps for replay detection (the version check
 covers older ones)."""
+SEEN_FORCED = 1000
+"""How many forced envelopes `seen.json` remembers by digest (older ones: by `forced_floor`)."""
 
 
 class StoreError(RuntimeError):
@@ -140,31 +156,15 @@ class _State:
 class _Seen:
     highest: int = 0
     digests: list[str] = field(default_factory=list)
+    forced: list[tuple[str, int]] = field(default_factory=list)
+    """(digest, ts) of the last SEEN_FORCED forced envelopes processed."""
+    forced_floor: int = 0
+    """The newest ts of a forced envelope dropped from `forced`."""
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace `path` with `data` so that a crash leaves the old or the new file, whole."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    def to_json(self) -> bytes:
+        return json.dumps({"v": 1, "highest": self.highest, "digests": self.digests,
+                           "forced": [list(f) for f in self.forced],
+                           "forced_floor": self.forced_floor}).encode() + b"\n"
 
 
 def sha256_text(text: str) -> str:
@@ -178,7 +178,7 @@ class ConfigStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.configs = root / "configs"
-        self.configs.mkdir(parents=True, exist_ok=True)
+        private_dir(self.configs)
         self._state_path = root / "state.json"
         self._seen_path = root / "seen.json"
 
@@ -324,9 +324,14 @@ class ConfigStore:
             raw = json.loads(self._seen_path.read_bytes())
             highest = raw["highest"]
             digests = raw["digests"]
-            if not isinstance(highest, int) or not isinstance(digests, list):
+            forced = raw.get("forced", [])
+            floor = raw.get("forced_floor", 0)
+            if not isinstance(highest, int) or not isinstance(digests, list) \
+                    or not isinstance(forced, list) or not isinstance(floor, int):
                 raise ValueError("bad types")
-            return _Seen(highest=highest, digests=[d for d in digests if isinstance(d, str)])
+            return _Seen(highest=highest, digests=[d for d in digests if isinstance(d, str)],
+                         forced=[(str(f[0]), int(f[1])) for f in forced],
+                         forced_floor=floor)
         except FileNotFoundError:
             return _Seen()
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -340,12 +345,17 @@ class ConfigStore:
     def check_fresh(self, envelope: ConfigSet) -> None:
         """EnvelopeRejected `replayed` if this envelope was processed before or carries the
         active config's version (even with `force`), `downgrade` if its version is not above
-        the highest ever accepted (allowed with `force`)."""
+        the highest ever accepted (allowed with `force`). A forced envelope is also checked
+        against the forced ones remembered (see the module docstring)."""
         seen = self._seen()
         digest = envelope_digest(envelope)
-        if digest in seen.digests:
+        if digest in seen.digests or (envelope.force
+                                      and any(d == digest for d, _ts in seen.forced)):
             raise EnvelopeRejected(REPLAYED, f"envelope {envelope.id} (version "
                                              f"{envelope.version}) was already processed")
+        if envelope.force and envelope.ts <= seen.forced_floor:
+            raise EnvelopeRejected(REPLAYED, f"forced envelope {envelope.id} is older than a "
+                                             "forced envelope already processed; sign it again")
         active = self.active_meta()
         active_version = active.version if active else 0
         if envelope.version == active_version:
@@ -366,10 +376,14 @@ class ConfigStore:
         if digest not in seen.digests:
             seen.digests.append(digest)
         seen.digests = seen.digests[-SEEN_DIGESTS:]
+        if envelope.force and all(d != digest for d, _ts in seen.forced):
+            seen.forced.append((digest, envelope.ts))
+            seen.forced.sort(key=lambda f: f[1])
+            while len(seen.forced) > SEEN_FORCED:
+                seen.forced_floor = max(seen.forced_floor, seen.forced.pop(0)[1])
         if accepted:
             seen.highest = max(seen.highest, envelope.version)
-        atomic_write(self._seen_path, json.dumps(
-            {"v": 1, "highest": seen.highest, "digests": seen.digests}).encode() + b"\n")
+        atomic_write(self._seen_path, seen.to_json())
 
     # ---------------------------------------------------------------- stage / commit
 
@@ -378,20 +392,16 @@ class ConfigStore:
         if hashlib.sha256(data).hexdigest() != meta.sha256:
             raise StoreError("meta.sha256 does not match the config text")
         name = f"v{meta.version}-{meta.sha256[:12]}-{time.time_ns()}"
-        tmp = Path(tempfile.mkdtemp(dir=self.configs, prefix=".tmp-"))
+        tmp = Path(tempfile.mkdtemp(dir=self.configs, prefix=".tmp-"))  # 0700
         try:
             for file_name, content in (("config.yaml", data), ("meta.json", meta.to_json())):
-                with open(tmp / file_name, "wb") as handle:
-                    handle.write(content)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.chmod(tmp, 0o755)
-            _fsync_dir(tmp)
+                write_new_private(tmp / file_name, content)
+            fsync_dir(tmp)
             os.rename(tmp, self.configs / name)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync_dir(self.configs)
+        fsync_dir(self.configs)
         return name
 
     def stage(self, source: ConfigSet | str, meta: ConfigMeta | None = None) -> Path:
