@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.actions.driver import OutputDriver
 from gateway.alarms.events import AlarmCommandError, AlarmEvent, CommandRefused
@@ -28,7 +29,6 @@ from gateway.field.buses import build_bus_loops
 from gateway.field.latest import LatestSamples
 from gateway.field.points import bind_points
 from gateway.field.sample import Sample
-from gateway.panel.server import PanelServer
 from gateway.panel.views import AlarmRef, AlarmView, PanelState, SuppressionView
 from gateway.safety import SafetyCore
 from gateway.service.watchdog import configure_stall_limits
@@ -41,7 +41,10 @@ from gateway.uplink.contract import (
     Shelve,
     Unshelve,
 )
-from gateway.uplink.publisher import Uplink
+
+if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): aiohttp, paho
+    from gateway.panel.server import PanelServer
+    from gateway.uplink.publisher import Uplink
 
 log = logging.getLogger("roomwarden.daemon")
 
@@ -138,6 +141,8 @@ class Gateway:
         cfg = loaded.config
         if cfg.uplink is None:
             return None
+        from gateway.uplink.publisher import Uplink
+
         uplink = Uplink(cfg.uplink, cfg.gateway.site, cfg.gateway.id, self.state_dir,
                         self.clock, catalog_points(loaded), devices=self.device_counts,
                         on_command=self.handle_command, on_config_set=self._config_set)
@@ -165,7 +170,11 @@ class Gateway:
         settings = loaded.config.panel
         if self.panel_port_override is not None:
             settings = settings.model_copy(update={"port": self.panel_port_override})
-        return PanelServer(self, settings, self.clock) if settings.enabled else None
+        if not settings.enabled:
+            return None
+        from gateway.panel.server import PanelServer
+
+        return PanelServer(self, settings, self.clock)
 
     def _config_set(self, payload: bytes) -> None:
         if self.on_config_set is None:

@@ -7,18 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config.duration import parse_duration
-from gateway.flashing.diff import diff_configs, render
-from gateway.flashing.flash_client import (
-    FlashError,
-    FlashOptions,
-    default_key,
-    default_keys_dir,
-    flash,
-    read_secret,
-)
-from gateway.flashing.keys import KeyFileError, key_id, load_public_key, new_key_pair
-
+# The commands' modules (paho, cryptography) are imported when a command runs: `roomwarden run`
+# builds this parser too and should not pay for them.
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -77,6 +67,9 @@ def add_parsers(sub: SubParsers) -> SubParsers:
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
+    from gateway.flashing.flash_client import FlashError, default_keys_dir, read_secret
+    from gateway.flashing.keys import KeyFileError, key_id, load_public_key, new_key_pair
+
     directory: Path = args.dir or default_keys_dir()
     try:
         passphrase = read_secret(args.passphrase_file)
@@ -94,6 +87,15 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
+    from gateway.config.duration import parse_duration
+    from gateway.flashing.flash_client import (
+        FlashError,
+        FlashOptions,
+        default_key,
+        flash,
+        read_secret,
+    )
+
     try:
         timeout = parse_duration(args.timeout)
         passphrase = read_secret(args.passphrase_file)
@@ -116,6 +118,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 def cmd_config_diff(args: argparse.Namespace) -> int:
     from gateway.cli import load_or_report
+    from gateway.flashing.diff import diff_configs, render
 
     old, new = load_or_report(args.old), load_or_report(args.new)
     if old is None or new is None:

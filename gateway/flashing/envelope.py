@@ -36,10 +36,8 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from gateway.flashing.keys import TrustedKey, key_id
@@ -50,6 +48,9 @@ from gateway.uplink.contract import (
     ContractError,
     describe_errors,
 )
+
+if TYPE_CHECKING:  # cryptography is imported when an envelope is signed or verified
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 SIGNING_PREFIX: Final = b"roomwarden/config-set/v1\n"
 
@@ -206,6 +207,8 @@ def _verify(raw: bytes, gateway_id: str, trusted: Sequence[TrustedKey],
                                               "Ed25519 signature is 64")
     if base64.b64encode(signature).decode("ascii") != envelope.signature:
         raise EnvelopeRejected(BAD_SIGNATURE, "signature is not canonical base64")
+    from cryptography.exceptions import InvalidSignature
+
     message = signing_bytes(envelope)
     for key in candidates:
         try:

@@ -20,13 +20,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+if TYPE_CHECKING:  # cryptography (~7 MiB) is imported by the functions that use it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 PUBLIC_PREFIX = "ed25519:"
 KEY_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
@@ -54,6 +54,8 @@ class TrustedKey:
 
     @property
     def public_key(self) -> Ed25519PublicKey:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         return Ed25519PublicKey.from_public_bytes(self.raw)
 
     def line(self) -> str:
@@ -67,6 +69,8 @@ def _raw_public(public: Ed25519PublicKey | TrustedKey | bytes) -> bytes:
         if len(public) != 32:
             raise KeyFileError(f"an Ed25519 public key is 32 bytes, not {len(public)}")
         return public
+    from cryptography.hazmat.primitives import serialization
+
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -99,6 +103,8 @@ def parse_public_key_line(line: str) -> TrustedKey:
     if len(raw) != 32:
         raise KeyFileError(f"the public key decodes to {len(raw)} bytes; an Ed25519 key "
                            "is 32")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(raw)
     except ValueError as exc:
@@ -122,6 +128,9 @@ def new_key_pair(directory: Path, name: str, *,
     """Write a new key pair `directory/NAME.key` (PKCS#8 PEM, mode 0600; encrypted if a
     passphrase is given) and `directory/NAME.pub` (the public key line). Never overwrites:
     KeyFileError if either file exists. Returns (private_path, public_path)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     check_key_name(name)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     private_path = directory / f"{name}.key"
@@ -177,6 +186,10 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519Priv
     """The Ed25519 private key in a PEM file; KeyFileError (with the reason) if the file is
     missing, readable by others, encrypted without a passphrase given, or not an Ed25519
     key."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     data = _read(path)
     with contextlib.suppress(OSError):
         mode = path.stat().st_mode & 0o777

@@ -24,11 +24,10 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
 
 from gateway.clock import Clock
@@ -46,6 +45,9 @@ from gateway.panel.views import (
     SuppressCommand,
     UnsuppressCommand,
 )
+
+if TYPE_CHECKING:  # prometheus_client is imported at the first scrape (gateway.ops.metrics)
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 

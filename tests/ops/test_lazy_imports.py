@@ -1,0 +1,102 @@
+"""A gateway imports a feature's dependencies only when the feature is configured or used:
+the panel's server (aiohttp) only with the panel enabled, the uplink (paho) only with an
+`uplink:` section, prometheus_client at the first registry (the first scrape), cryptography
+when a key or an envelope is handled. Each case runs in a fresh interpreter (sys.modules of
+this test process already holds everything)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.ops.conftest import SITE
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_fresh(code: str, tmp_path: Path) -> dict[str, object]:
+    """Run `code` in a new interpreter; it prints one JSON object as its last line."""
+    script = tmp_path / "probe.py"
+    script.write_text(textwrap.dedent(code))
+    done = subprocess.run([sys.executable, str(script), str(SITE), str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert isinstance(result, dict)
+    return result
+
+
+def test_the_run_command_imports_no_optional_dependency(tmp_path: Path) -> None:
+    found = run_fresh("""
+        import json, sys
+        import gateway.cli, gateway.supervisor  # what `roomwarden run` imports
+        heavy = ["aiohttp", "prometheus_client", "paho"]
+        print(json.dumps({"loaded": [m for m in heavy if m in sys.modules]}))
+    """, tmp_path)
+    assert found == {"loaded": []}
+
+
+def test_panel_and_uplink_dependencies_come_with_their_sections(tmp_path: Path) -> None:
+    found = run_fresh("""
+        import asyncio, dataclasses, json, sys
+        from pathlib import Path
+        from gateway.config.loader import load_gateway_config
+        from gateway.daemon import Gateway
+        from gateway.uplink.settings import UplinkSettings
+
+        site, tmp = Path(sys.argv[1]), Path(sys.argv[2])
+        loaded = load_gateway_config(site)
+        cfg = loaded.config
+        bare = dataclasses.replace(loaded, config=cfg.model_copy(update={
+            "panel": cfg.panel.model_copy(update={"enabled": False})}))
+        full = dataclasses.replace(loaded, config=cfg.model_copy(update={
+            "uplink": UplinkSettings.model_validate({"broker": "127.0.0.1", "port": 9})}))
+        seen = {}
+
+        async def main() -> None:
+            gateway = Gateway(bare, state_dir=tmp / "bare")
+            seen["bare"] = [m for m in ("aiohttp", "paho") if m in sys.modules]
+            gateway.core.close()
+            gateway = Gateway(full, state_dir=tmp / "full", panel_port=0)
+            seen["full"] = [m for m in ("aiohttp", "paho") if m in sys.modules]
+            seen["metrics_before_scrape"] = "prometheus_client" in sys.modules
+            assert gateway.panel is not None
+            registry = gateway.panel.metrics
+            seen["metrics_after_scrape"] = "prometheus_client" in sys.modules
+            from gateway.ops.metrics import render
+            seen["exposition"] = b"roomwarden_bus_poll_cycles_total" in render(registry)
+            gateway.core.close()
+            if gateway.uplink is not None:
+                await gateway.uplink.close()
+
+        asyncio.run(main())
+        print(json.dumps(seen))
+    """, tmp_path)
+    assert found == {"bare": [], "full": ["aiohttp", "paho"], "metrics_before_scrape": False,
+                     "metrics_after_scrape": True, "exposition": True}
+
+
+def test_cryptography_waits_for_a_key_or_an_envelope(tmp_path: Path) -> None:
+    found = run_fresh("""
+        import json, sys
+        from pathlib import Path
+        import gateway.flashing.cli, gateway.flashing.envelope, gateway.flashing.keys
+        from gateway.flashing.keys import new_key_pair, public_of, load_private_key
+        before = "cryptography" in sys.modules
+        private, _ = new_key_pair(Path(sys.argv[2]) / "keys", "probe")
+        key = public_of(load_private_key(private))
+        print(json.dumps({"before": before, "after": "cryptography" in sys.modules,
+                          "key_id": len(key.key_id)}))
+    """, tmp_path)
+    assert found == {"before": False, "after": True, "key_id": 16}
+
+
+def test_metrics_content_type_is_prometheus_text_0_0_4() -> None:
+    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+    from gateway.ops.metrics import CONTENT_TYPE
+
+    assert CONTENT_TYPE == CONTENT_TYPE_PLAIN_0_0_4
