@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.flashing.cli import add_parsers as add_flashing_parsers
 
     config_sub = add_flashing_parsers(sub)  # keys new, flash, config diff
+    from gateway.operator.cli import add_parsers as add_operator_parsers  # issue 9
+
+    add_operator_parsers(sub)  # ack, shelve, unshelve, suppress, unsuppress
     apply = config_sub.add_parser(
         "apply", help="apply a config to the gateway on this machine (USB stick, SSH): "
                       "checked, staged, health-checked, committed or rolled back")

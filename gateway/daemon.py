@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.actions.driver import OutputDriver
-from gateway.alarms.events import AlarmCommandError, AlarmEvent, CommandRefused
-from gateway.alarms.lifecycle import AlarmKey
+from gateway.alarms.events import AlarmEvent
 from gateway.clock import Clock, SystemClock
 from gateway.config.loader import LoadedConfig
 from gateway.field.bus_loop import ONLINE_POINT, BusLoop
@@ -29,18 +28,14 @@ from gateway.field.buses import build_bus_loops
 from gateway.field.latest import LatestSamples
 from gateway.field.points import bind_points
 from gateway.field.sample import Sample
-from gateway.panel.views import AlarmRef, AlarmView, PanelState, SuppressionView
+from gateway.operator.commands import OperatorCommands
+from gateway.operator.inbox import CLOCK_SKEW_S, CommandInbox
+from gateway.operator.replay import ReplayMemory
+from gateway.panel.views import PanelAlarm, PanelState, SuppressionView
 from gateway.safety import SafetyCore
 from gateway.service.watchdog import configure_stall_limits
 from gateway.status import health_view, room_views
-from gateway.uplink.contract import (
-    Acknowledge,
-    AcknowledgeAll,
-    Command,
-    PointMeta,
-    Shelve,
-    Unshelve,
-)
+from gateway.uplink.contract import AlarmRef, PointMeta
 
 if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): aiohttp, paho
     from gateway.panel.server import PanelServer
@@ -108,6 +103,12 @@ class Gateway:
         self.latest = LatestSamples()
         self.extra_sinks = list(extra_sinks or [])
         self.core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=rules_dir)
+        # --- issue 9: operator commands, the one service behind the panel and `cmd` ----------
+        self.commands = OperatorCommands(lambda: self.core.alarms, self.clock,
+                                         self._after_command)
+        self.replay = ReplayMemory(self.state_dir / "operator" / "commands.sqlite", self.clock,
+                                   skew_ns=CLOCK_SKEW_S * 1_000_000_000)
+        # --- end issue 9 -------------------------------------------------------------------------
         self.uplink = self._make_uplink(loaded)
         self._resend_unsent_alarm_events()
         self.bus_loops: list[BusLoop] = build_bus_loops(loaded, self._on_samples, self.clock)
@@ -145,9 +146,22 @@ class Gateway:
 
         uplink = Uplink(cfg.uplink, cfg.gateway.site, cfg.gateway.id, self.state_dir,
                         self.clock, catalog_points(loaded), devices=self.device_counts,
-                        on_command=self.handle_command, on_config_set=self._config_set)
+                        inbox=self._command_inbox(loaded), on_config_set=self._config_set)
         uplink.set_config_identity(self.config_version, self.config_sha256)
         return uplink
+
+    def _command_inbox(self, loaded: LoadedConfig) -> CommandInbox:
+        """What judges `cmd`: the running config's operator keys, the durable replay memory,
+        and `self.commands` to carry a command out."""
+        cfg = loaded.config
+        if cfg.operators.allow_unsigned:
+            log.warning("event=unsigned_commands_allowed reason=%r", "operators.allow_unsigned "
+                        "is set: anyone who can publish to cmd can acknowledge, shelve and "
+                        "suppress alarms (lab use only)")
+        return CommandInbox(cfg.gateway.site, cfg.gateway.id, self.clock,
+                            root=cfg.uplink.root if cfg.uplink is not None else None,
+                            carry_out=self.commands.carry_out,
+                            policy=lambda: self.loaded.config.operators, memory=self.replay)
 
     def _resend_unsent_alarm_events(self) -> int:
         """Alarm events journalled but never committed to the outbox (the process died between
@@ -400,7 +414,7 @@ class Gateway:
     def panel_state(self) -> PanelState:
         cfg = self.loaded.config
         now_ns = self.clock.now_ns()
-        alarms = [AlarmView(
+        alarms = [PanelAlarm(
             rule=v.key.rule, subject=v.key.subject, title=v.title,
             severity=v.severity.value, level=v.severity.level, state=v.state.value,
             value=v.value, room=v.room, activated_ns=v.activated_ns, first_out=v.first_out,
@@ -426,52 +440,24 @@ class Gateway:
                           rooms=room_views(self.loaded, self.bus_loops, self.latest, now_ns),
                           health=health, suppressions=suppressions)
 
-    def _command(self, action: Callable[[], list[AlarmEvent]]) -> int:
-        try:
-            events = action()
-        except AlarmCommandError as exc:
-            raise CommandRefused(str(exc)) from exc
-        self.core.plan_outputs()  # an acknowledge silences the siren now, not at the next tick
+    def _after_command(self, events: list[AlarmEvent]) -> None:
+        """After an operator command: re-plan the outputs now (an acknowledge silences the
+        siren at once, not at the next tick) and hand the events on."""
+        self.core.plan_outputs()
         self.driver.apply(self.core.wanted)
         self._hand_on(events)
-        return sum(1 for e in events if e.kind == "alarm")
 
     def acknowledge(self, alarms: list[AlarmRef], actor: str, note: str | None) -> int:
-        keys = [AlarmKey(a.rule, a.subject) for a in alarms]
-        return self._command(lambda: self.core.alarms.acknowledge(keys, actor, note))
+        return self.commands.acknowledge(alarms, actor, note)
 
     def shelve(self, alarm: AlarmRef, actor: str, minutes: float, reason: str) -> None:
-        until = self.clock.now_ns() + int(minutes * 60e9)
-        self._command(lambda: self.core.alarms.shelve(AlarmKey(alarm.rule, alarm.subject),
-                                                      actor, until, reason))
+        self.commands.shelve(alarm, actor, self.commands.until(minutes), reason)
 
     def suppress(self, scope: str, actor: str, minutes: float, reason: str) -> None:
-        until = self.clock.now_ns() + int(minutes * 60e9)
-        self._command(lambda: self.core.alarms.suppress(scope, actor, reason, until))
+        self.commands.suppress(scope, actor, self.commands.until(minutes), reason)
 
     def unsuppress(self, scope: str, actor: str) -> None:
-        self._command(lambda: self.core.alarms.unsuppress(scope, actor))
-
-    # --- the uplink's remote commands --------------------------------------------------------
-
-    def handle_command(self, cmd: Command) -> None:
-        """An operator command from the central side (`cmd` topic), journalled with its actor;
-        raises CommandRefused with the alarm manager's reason. `request_state` never gets here
-        (the uplink answers it)."""
-        alarms = self.core.alarms
-        if isinstance(cmd, Acknowledge):
-            keys = [AlarmKey(a.rule, a.subject) for a in cmd.alarms]
-            self._command(lambda: alarms.acknowledge(keys, cmd.actor, cmd.note))
-        elif isinstance(cmd, AcknowledgeAll):
-            self._command(lambda: alarms.acknowledge_all(cmd.actor, cmd.room, cmd.note))
-        elif isinstance(cmd, Shelve):
-            key = AlarmKey(cmd.alarm.rule, cmd.alarm.subject)
-            self._command(lambda: alarms.shelve(key, cmd.actor, cmd.until, cmd.reason))
-        elif isinstance(cmd, Unshelve):
-            key = AlarmKey(cmd.alarm.rule, cmd.alarm.subject)
-            self._command(lambda: alarms.unshelve(key, cmd.actor))
-        else:
-            raise CommandRefused(f"{cmd.action} is not an alarm command")
+        self.commands.unsuppress(scope, actor)
 
     def device_counts(self) -> tuple[int, int]:
         """(devices online, devices polled), for the uplink's GatewayState."""

@@ -10,6 +10,7 @@ from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from gateway.config.duration import Duration
 from gateway.config.profile import Id, Name, Strict
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
+from gateway.operator.settings import OperatorSettings  # issue 9: remote operator commands
 from gateway.rules.section import RulesSection
 from gateway.uplink.contract import MAX_CONFIG_BYTES
 from gateway.uplink.settings import UplinkSettings
@@ -285,3 +286,8 @@ class GatewayConfig(Strict):
     """MQTT uplink to the central ingest; none = this gateway works on its own."""
     flashing: FlashingSettings | None = None
     """Signed config flashing over the uplink; none = configs change only locally."""
+    # --- issue 9: remote operator commands (gateway/operator/settings.py) ---------------------
+    operators: OperatorSettings = OperatorSettings()
+    """Operator keys that may acknowledge, shelve or suppress over `cmd`, and what each may
+    do; none: every remote alarm command is refused."""
+    # --- end issue 9 ----------------------------------------------------------------------------

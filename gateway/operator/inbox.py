@@ -1,9 +1,19 @@
-"""The command inbox: one `cmd` payload (bytes + retained flag) → a command carried out or a
-refusal → the `CommandResult` to publish on `cmd/result`.
+"""The command inbox: one `cmd` payload (bytes + retained flag) → a verified command carried
+out, or a refusal code → the `CommandResult` to publish on `cmd/result`.
 
-Pure: no broker, no event loop. The uplink hands every `cmd` payload to `receive()` and
-publishes what it returns; `request_state` (which only publishes again) is reported back as
-`republish` for the uplink to do. Nothing that arrives can make `receive()` raise.
+No broker and no event loop: the uplink hands every `cmd` payload to `receive()` and publishes
+what it returns; `request_state` (which changes no safety state and needs no signature) comes
+back as `republish` for the uplink to do. Nothing that arrives can make `receive()` raise.
+
+An alarm command is carried out only if, in this order: it fits MAX_COMMAND_BYTES and the
+contract (`oversized`, `malformed`); it did not arrive retained (`retained`); it names this
+gateway (`wrong_gateway`); it is signed (`unsigned`, unless `operators.allow_unsigned`) by a
+trusted operator key (`untrusted_key`) and the signature verifies (`bad_signature`); the key
+may do the action (`not_permitted`); it has a valid lifetime of at most
+MAX_COMMAND_LIFETIME_S (`bad_validity`), is not from the future beyond CLOCK_SKEW_S
+(`not_yet_valid`) and not past its expiry (`expired`); and the key never used its id before,
+also before a restart (`replayed`: `gateway.operator.replay`). Then `OperatorCommands` carries
+it out in the name of the key's owner (`too_long`, `not_applicable` from there).
 """
 
 from __future__ import annotations
@@ -11,18 +21,22 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections import OrderedDict
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway.alarms.events import CommandRefused
 from gateway.clock import Clock
+from gateway.operator import refusals as r
+from gateway.operator.replay import ReplayMemory, ReplayMemoryError
+from gateway.operator.settings import PERMISSION_OF, OperatorSettings
+from gateway.operator.signing import check_signature
 from gateway.uplink.contract import (
     COMMAND_TYPES,
-    MAX_PAYLOAD_BYTES,
+    MAX_COMMAND_BYTES,
+    MAX_COMMAND_LIFETIME_S,
+    AlarmCommand,
     Channel,
-    Command,
     CommandResult,
     ContractError,
     Message,
@@ -31,14 +45,21 @@ from gateway.uplink.contract import (
     decode,
 )
 
-log = logging.getLogger("roomwarden.uplink")
+log = logging.getLogger("roomwarden.operator")
 
-RECENT_COMMANDS = 1024
-"""Command ids remembered for deduplication (with the answer each got)."""
+CLOCK_SKEW_S = 300
+"""How far in the future a command's issue time may be (the sender's clock runs ahead)."""
+UNSIGNED_ACTOR = "unsigned-remote"
+"""Whom the journal names for an unsigned command (lab mode only)."""
+UNSIGNED_KEY = "unsigned"
+"""The replay memory's key for unsigned commands."""
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 Outcome = Literal["applied", "refused", "duplicate", "bad"]
+CarryOut = Callable[[AlarmCommand, str], int]
+"""Carries out an alarm command in an actor's name; returns the alarms changed; raises
+`Refused` (e.g. OperatorCommands.carry_out)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,90 +74,158 @@ class Delivery:
 
 
 class CommandInbox:
-    def __init__(self, site: str, gateway: str, clock: Clock, *,
-                 on_command: Callable[[Command], None] | None = None,
-                 root: str | None = None) -> None:
-        """`on_command` carries out an alarm command (acknowledge, shelve …) on the caller's
-        thread; it raises `CommandRefused(reason)` to refuse."""
+    def __init__(self, site: str, gateway: str, clock: Clock, *, root: str | None = None,
+                 carry_out: CarryOut | None = None,
+                 policy: Callable[[], OperatorSettings] | None = None,
+                 memory: ReplayMemory | None = None) -> None:
+        """`policy` returns the running config's operator keys (read at every command: a
+        config apply changes them); `memory` remembers command ids across restarts; without
+        either every alarm command is refused."""
         self.site = site
         self.gateway = gateway
         self.clock = clock
-        self._on_command = on_command
+        self._carry_out = carry_out
+        self._policy = policy or OperatorSettings
+        self.memory = memory
         self._topic = (Topic(site, gateway, Channel.CMD) if root is None
                        else Topic(site, gateway, Channel.CMD, root))
-        self._recent: OrderedDict[str, CommandResult] = OrderedDict()
 
     def receive(self, payload: bytes, retained: bool) -> Delivery:
-        """Decode, check and carry out one payload; never raises."""
+        """Decode, verify and carry out one payload; never raises."""
         try:
-            return self._receive(payload, retained)
+            return self._receive(bytes(payload), retained)
         except Exception:  # the promise: an answer or a count, never a crash
-            log.exception("event=uplink_command_failed bytes=%d", len(payload))
+            log.exception("event=command_inbox_failed bytes=%d", len(payload))
             return Delivery("bad", None)
 
     def _receive(self, payload: bytes, retained: bool) -> Delivery:
+        if len(payload) > MAX_COMMAND_BYTES:
+            log.error("event=command_bad code=%s bytes=%d", r.OVERSIZED, len(payload))
+            return Delivery("bad", None)
         try:
             cmd: Message = decode(self._topic, payload)
         except ContractError as exc:
             cid = recover_id(payload)
-            log.error("event=uplink_bad_command id=%s bytes=%d error=%r", cid or "-",
-                      len(payload), str(exc))
-            answer = None if cid is None else self._answer(cid, f"bad command: {exc}",
-                                                           remember=False)
-            return Delivery("bad", answer)
+            log.error("event=command_bad code=%s id=%s bytes=%d error=%r", r.MALFORMED,
+                      cid or "-", len(payload), str(exc))
+            return Delivery("bad", None if cid is None else self._answer(
+                cid, r.Refused(r.MALFORMED, f"bad command: {exc}")))
         if not isinstance(cmd, COMMAND_TYPES):  # decode() on `cmd` gives commands only
             return Delivery("bad", None)
-        # request_state only publishes again (idempotent): always carried out, so an ingest
-        # that restarts and numbers its requests from 1 again still gets its catalog
-        previous = None if isinstance(cmd, RequestState) else self._recent.get(cmd.id)
-        if previous is not None:
-            self._recent.move_to_end(cmd.id)
-            log.info("event=uplink_command_duplicate id=%s action=%s", cmd.id, cmd.action)
-            return Delivery("duplicate", previous.model_copy(update={"ts": self.clock.now_ns()}))
-        now = self.clock.now_ns()
-        error: str | None = None
-        if retained:
-            error = "refused: retained command (commands must not be retained)"
-        elif cmd.expires is not None and cmd.expires < now:
-            error = f"refused: expired {(now - cmd.expires) / 1e9:.1f} s ago"
-        else:
-            error = self._apply(cmd)
-        log.info("event=uplink_command id=%s action=%s actor=%r ok=%s error=%r", cmd.id,
-                 cmd.action, cmd.actor, error is None, error)
-        answer = self._answer(cmd.id, error, remember=True)
-        if error is not None:
-            return Delivery("refused", answer)
-        return Delivery("applied", answer, republish=isinstance(cmd, RequestState))
-
-    def _apply(self, cmd: Command) -> str | None:
-        """Carry out a command; the refusal's reason, or None."""
-        if isinstance(cmd, RequestState):
-            return None  # the uplink publishes again (Delivery.republish)
-        if self._on_command is None:
-            return f"refused: {cmd.action} is not handled by this gateway"
         try:
-            self._on_command(cmd)
-        except CommandRefused as exc:
-            return f"refused: {exc}" if str(exc) else "refused"
-        except Exception as exc:
-            log.exception("event=uplink_command_handler_failed id=%s action=%s", cmd.id,
-                          cmd.action)
-            return f"failed: {type(exc).__name__}"
-        return None
+            if retained:
+                raise r.Refused(r.RETAINED, "a retained command is never carried out (it "
+                                            "would be again at every reconnect)")
+            if cmd.gateway is not None and cmd.gateway != self.gateway:
+                raise r.Refused(r.WRONG_GATEWAY, f"the command is for gateway {cmd.gateway}, "
+                                                 f"not {self.gateway}")
+            if isinstance(cmd, RequestState):
+                log.info("event=command id=%s action=request_state ok=True", cmd.id)
+                return Delivery("applied", self._answer(cmd.id, None), republish=True)
+            key, actor = self._authenticate(cmd)
+            self._check_time(cmd)
+            self._remember(cmd, key)
+        except r.Refused as refusal:
+            return self._refused(cmd.id, cmd.action, cmd.key_id, refusal)
+        return self._do(cmd, key, actor)
 
-    def _answer(self, cid: str, error: str | None, *, remember: bool) -> CommandResult:
-        result = command_result(self.site, self.gateway, cid, self.clock.now_ns(), error)
-        if remember:
-            self._recent[cid] = result
-            while len(self._recent) > RECENT_COMMANDS:
-                self._recent.popitem(last=False)
-        return result
+    def _do(self, cmd: AlarmCommand, key: str, actor: str) -> Delivery:
+        try:
+            if self._carry_out is None:
+                raise r.Refused(r.NOT_APPLICABLE, f"{cmd.action} is not handled by this "
+                                                  "gateway")
+            changed = self._carry_out(cmd, actor)
+        except r.Refused as refusal:
+            self._note(key, cmd.id, refusal.code)
+            return self._refused(cmd.id, cmd.action, cmd.key_id, refusal, actor)
+        except Exception as exc:
+            log.exception("event=command_handler_failed id=%s action=%s", cmd.id, cmd.action)
+            self._note(key, cmd.id, r.FAILED)
+            return self._refused(cmd.id, cmd.action, cmd.key_id,
+                                 r.Refused(r.FAILED, f"failed: {type(exc).__name__}"), actor)
+        self._note(key, cmd.id, "ok")
+        log.info("event=command id=%s action=%s actor=%r key=%s ok=True changed=%d", cmd.id,
+                 cmd.action, actor, cmd.key_id or "-", changed)
+        return Delivery("applied", self._answer(cmd.id, None, actor=actor, changed=changed))
+
+    def _authenticate(self, cmd: AlarmCommand) -> tuple[str, str]:
+        """(replay-memory key, actor) of a command this gateway may carry out."""
+        policy = self._policy()
+        if cmd.signature is None and cmd.key_id is None:
+            if policy.allow_unsigned:
+                return UNSIGNED_KEY, UNSIGNED_ACTOR
+            raise r.Refused(r.UNSIGNED, "this gateway carries out signed alarm commands only "
+                                        "(roomwarden ack|shelve|unshelve --key …)")
+        if cmd.signature is None or cmd.key_id is None:
+            missing = "signature" if cmd.signature is None else "key_id"
+            raise r.Refused(r.UNSIGNED, f"the command has no {missing}")
+        operator = policy.find(cmd.key_id)
+        if operator is None:
+            raise r.Refused(r.UNTRUSTED_KEY, f"key {cmd.key_id} is not among this gateway's "
+                                             f"{len(policy.keys)} operator key(s)")
+        check_signature(cmd, operator.trusted)
+        if cmd.gateway != self.gateway:
+            raise r.Refused(r.WRONG_GATEWAY, "a signed command must name the gateway it is for")
+        permission = PERMISSION_OF[cmd.action]
+        if permission not in operator.may:
+            raise r.Refused(r.NOT_PERMITTED, f"key {cmd.key_id} ({operator.owner}) may not "
+                                             f"{permission}; it may {', '.join(operator.may)}")
+        return cmd.key_id, operator.owner
+
+    def _check_time(self, cmd: AlarmCommand) -> None:
+        now = self.clock.now_ns()
+        if cmd.expires is None:
+            raise r.Refused(r.BAD_VALIDITY, "an alarm command needs an expiry (`expires`)")
+        if not 0 <= cmd.expires - cmd.ts <= MAX_COMMAND_LIFETIME_S * 1e9:
+            raise r.Refused(r.BAD_VALIDITY, f"`expires` must be after `ts` by at most "
+                                            f"{MAX_COMMAND_LIFETIME_S} s")
+        if cmd.ts > now + CLOCK_SKEW_S * 1e9:
+            raise r.Refused(r.NOT_YET_VALID, f"issued {(cmd.ts - now) / 1e9:.0f} s in the "
+                                             "future (check the sender's clock)")
+        if cmd.expires < now:
+            raise r.Refused(r.EXPIRED, f"expired {(now - cmd.expires) / 1e9:.1f} s ago")
+
+    def _remember(self, cmd: AlarmCommand, key: str) -> None:
+        memory = self.memory
+        if memory is None:
+            raise r.Refused(r.UNAVAILABLE, "this gateway keeps no replay memory")
+        try:
+            seen = memory.seen(key, cmd.id)
+            if seen is not None:
+                received, outcome = seen
+                raise r.Refused(r.REPLAYED, f"command {cmd.id} was received before, at "
+                                            f"{_iso(received)} ({outcome or 'no outcome'})")
+            if cmd.ts < memory.horizon_ns:
+                raise r.Refused(r.REPLAYED, f"issued before this gateway's replay memory "
+                                            f"began ({_iso(memory.horizon_ns)}): send it anew")
+            memory.record(key, cmd.id, cmd.ts, cmd.expires or cmd.ts)
+        except ReplayMemoryError as exc:
+            log.error("event=command_replay_memory_failed error=%r", str(exc))
+            raise r.Refused(r.UNAVAILABLE, str(exc)) from None
+
+    def _note(self, key: str, cid: str, outcome: str) -> None:
+        if self.memory is not None:
+            self.memory.note_outcome(key, cid, outcome)
+
+    def _refused(self, cid: str, action: str, key_id: str | None, refusal: r.Refused,
+                 actor: str | None = None) -> Delivery:
+        log.warning("event=command_refused id=%s action=%s key=%s code=%s reason=%r", cid,
+                    action, key_id or "-", refusal.code, refusal.message)
+        outcome: Outcome = "duplicate" if refusal.code == r.REPLAYED else "refused"
+        return Delivery(outcome, self._answer(cid, refusal, actor=actor))
+
+    def _answer(self, cid: str, refusal: r.Refused | None, *, actor: str | None = None,
+                changed: int | None = None) -> CommandResult:
+        return command_result(self.site, self.gateway, cid, self.clock.now_ns(), refusal,
+                              actor=actor, changed=changed)
+
+
+def _iso(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
 
 
 def recover_id(payload: bytes) -> str | None:
     """The `id` of a payload that broke the contract, if it still has a readable one."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        return None
     try:
         data = json.loads(payload)
     except Exception:  # not JSON, not UTF-8, nested too deep …
@@ -147,13 +236,16 @@ def recover_id(payload: bytes) -> str | None:
     return None
 
 
-def command_result(site: str, gateway: str, cid: str, ts: int,
-                   error: str | None) -> CommandResult:
-    if error is not None:  # anything printable, within the contract's limit
-        error = error.encode("utf-8", "backslashreplace").decode("utf-8")[:1000]
+def command_result(site: str, gateway: str, cid: str, ts: int, refusal: r.Refused | None, *,
+                   actor: str | None = None, changed: int | None = None) -> CommandResult:
+    """The answer: ok, or the refusal's code and message (made printable, within limits)."""
+    if refusal is None:
+        return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=True, actor=actor,
+                             changed=changed)
+    error = refusal.message.encode("utf-8", "backslashreplace").decode("utf-8")[:1000]
     try:
-        return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=error is None,
-                             error=error)
+        return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=False,
+                             code=refusal.code, error=error, actor=actor)
     except ValueError:
         return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=False,
-                             error="refused")
+                             code=refusal.code)

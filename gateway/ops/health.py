@@ -15,7 +15,8 @@ Checks, each judged from the gateway's own state at the moment of asking:
 - `outputs`: **degraded** when an alarm output's last write failed (the failure is also an
   alarm, `actions.output_failure`; restarting the gateway would not mend a relay).
 - `uplink`: **degraded** when configured and not connected (the gateway works on its own; the
-  outbox keeps everything). `not configured` is ok.
+  outbox keeps everything), or when it carries out unsigned operator commands
+  (`operators.allow_unsigned`, lab only). `not configured` is ok.
 
 The overall status is the worst check. `/healthz` answers 200 for ok and degraded and 503 for
 failing, so a supervisor restarts the daemon only for what a restart can mend.
@@ -179,6 +180,11 @@ class HealthMonitor:
             return CheckResult(status=Level.OK, detail="not configured")
         status = uplink.status()
         depth = status.outbox.depth
+        if self.source.loaded.config.operators.allow_unsigned:  # issue 9: lab mode
+            return CheckResult(status=Level.DEGRADED, detail="unsigned operator commands "
+                               "allowed (operators.allow_unsigned: lab only); "
+                               f"{'connected' if status.connected else 'disconnected'}; "
+                               f"outbox {depth}")
         if status.connected:
             return CheckResult(status=Level.OK, detail=f"connected; outbox {depth}")
         why = f" ({_short(status.last_error)})" if status.last_error else ""

@@ -10,13 +10,20 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.field.sample import Value
+from gateway.uplink.contract import MAX_SHELVE_S, AlarmRef
+
+MAX_MINUTES = MAX_SHELVE_S / 60
+"""Longest shelve or suppression (the limit remote commands on `cmd` have too)."""
 
 
 class View(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class AlarmView(View):
+class PanelAlarm(View):
+    """One alarm as the panel shows it (the alarm manager's own snapshot is
+    `gateway.alarms.events.AlarmView`)."""
+
     rule: str
     subject: str
     title: str
@@ -111,7 +118,7 @@ class PanelState(View):
     site: str
     name: str | None
     now_ns: int
-    alarms: list[AlarmView]
+    alarms: list[PanelAlarm]
     rooms: list[RoomView]
     health: HealthView
     suppressions: list[SuppressionView] = []
@@ -120,9 +127,7 @@ class PanelState(View):
 # --- commands (POST bodies) -------------------------------------------------------------------
 
 
-class AlarmRef(View):
-    rule: str
-    subject: str
+# AlarmRef (rule, subject) is the wire contract's: the panel and `cmd` name alarms alike.
 
 
 class AcknowledgeCommand(View):
@@ -132,14 +137,14 @@ class AcknowledgeCommand(View):
 
 class ShelveCommand(View):
     alarm: AlarmRef
-    minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)]
+    minutes: Annotated[float, Field(gt=0, le=MAX_MINUTES)]
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 
 class SuppressCommand(View):
     scope: Annotated[str, Field(min_length=1, max_length=128)]
     """A device id, room id or rule id: e.g. a room during permitted hot work."""
-    minutes: Annotated[float, Field(gt=0, le=7 * 24 * 60)]
+    minutes: Annotated[float, Field(gt=0, le=MAX_MINUTES)]
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 
@@ -150,3 +155,7 @@ class UnsuppressCommand(View):
 class LoginCommand(View):
     user: Annotated[str, Field(min_length=1, max_length=64)]
     password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+__all__ = ["AcknowledgeCommand", "AlarmRef", "PanelAlarm", "PanelState", "ShelveCommand",
+           "SuppressCommand", "UnsuppressCommand"]

@@ -98,6 +98,11 @@ Value = FiniteFloat | int | bool | Annotated[str, StringConstraints(max_length=2
 AlarmRule = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 AlarmSubject = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Actor = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+"""A signing key's short fingerprint (gateway.flashing.keys.key_id)."""
+Signature = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+"""An Ed25519 signature, base64."""
+StatusCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 
 
 class MessageKind(StrEnum):
@@ -322,18 +327,42 @@ class GatewayState(_Up):
 
 # ---------------------------------------------------------------------------------- commands
 
+MAX_COMMAND_BYTES = 64 * 1024
+"""Largest `cmd` payload a gateway looks at."""
+MAX_COMMAND_LIFETIME_S = 15 * 60
+"""Longest a command may be valid (`expires` − `ts`): bounds the gateway's replay memory."""
+MAX_SHELVE_S = 7 * 24 * 3600
+"""Longest shelve or suppression, from the panel or from `cmd` (7 days)."""
+Scope = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+"""A suppression's scope: a device, room or rule id."""
+
+
 class _Command(_Model):
+    """An operator command. Alarm commands are signed by an operator key the gateway trusts
+    (`gateway.operator.signing`: the Ed25519 `signature` covers every other field); the
+    journal names the key's owner, never text from the payload."""
+
     v: Literal[1] = 1
     id: RequestId
-    """Chosen by the sender; echoed in the CommandResult, and the gateway's dedup key."""
+    """Chosen by the sender, unique per key; echoed in the CommandResult. A gateway carries
+    out an id once (also across restarts): a repeat is refused as `replayed`."""
     ts: Ns
+    """When the command was issued."""
     expires: Ns | None = None
-    """The gateway refuses the command after this time (a stale acknowledge is not applied)."""
-    actor: Actor
-    """The operator, journalled as the event's actor."""
+    """The gateway refuses the command after this time; required on alarm commands, at most
+    MAX_COMMAND_LIFETIME_S after `ts`."""
+    gateway: Id | None = None
+    """The gateway the command is for (required when signed: a signature for one gateway is
+    worthless on another)."""
+    actor: Actor | None = None
+    """Informational (logged); the journal names the signing key's owner."""
+    key_id: KeyId | None = None
+    signature: Signature | None = None
 
 
 class AlarmRef(_Model):
+    """One alarm: a rule bound to a subject (the panel and `cmd` both name alarms so)."""
+
     rule: AlarmRule
     subject: AlarmSubject
 
@@ -362,32 +391,53 @@ class Unshelve(_Command):
     alarm: AlarmRef
 
 
+class Suppress(_Command):
+    """Suppress every alarm of a device, room or rule until `until` (e.g. hot work)."""
+
+    action: Literal["suppress"]
+    scope: Scope
+    until: Ns
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+class Unsuppress(_Command):
+    action: Literal["unsuppress"]
+    scope: Scope
+
+
 class RequestState(_Command):
-    """Publish state, active-alarm snapshot and point catalog again (an ingest that lost them)."""
+    """Publish state, active-alarm snapshot and point catalog again (an ingest that lost them).
+    Changes no safety state: needs no signature."""
 
     action: Literal["request_state"]
 
 
-Command = Annotated[Acknowledge | AcknowledgeAll | Shelve | Unshelve | RequestState,
-                    Field(discriminator="action")]
-COMMAND_TYPES = (Acknowledge, AcknowledgeAll, Shelve, Unshelve, RequestState)
+AlarmCommand = Acknowledge | AcknowledgeAll | Shelve | Unshelve | Suppress | Unsuppress
+Command = Annotated[AlarmCommand | RequestState, Field(discriminator="action")]
+COMMAND_TYPES = (Acknowledge, AcknowledgeAll, Shelve, Unshelve, Suppress, Unsuppress,
+                 RequestState)
+ALARM_COMMAND_TYPES = (Acknowledge, AcknowledgeAll, Shelve, Unshelve, Suppress, Unsuppress)
 
 
 class CommandResult(_Up):
     id: RequestId
     ts: Ns
     ok: bool
+    code: StatusCode | None = None
+    """Why it was refused, for machines (docs/mqtt-contract.md lists the codes)."""
     error: LongText | None = None
+    """Why it was refused, for people."""
+    actor: Actor | None = None
+    """Whom the gateway journalled as having given the command (the key's owner)."""
+    changed: Annotated[int, Field(ge=0)] | None = None
+    """Alarms whose state the command changed."""
 
 
 # ---------------------------------------------------------------------------------- config
 
-KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
-"""A signing key's short fingerprint (gateway.flashing.keys.key_id)."""
 ConfigVersion = Annotated[int, Field(ge=0, lt=2**63)]
 """A config's version: 0 is the factory config, flashed configs count up from 1."""
 MAX_STATUS_ERROR = 4000
-StatusCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 
 
 def _digest_mismatch() -> PydanticCustomError:
@@ -417,7 +467,7 @@ class ConfigSet(_Model):
     config: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONFIG_BYTES)]
     """The YAML text, at most MAX_CONFIG_BYTES in UTF-8."""
     key_id: KeyId | None = None
-    signature: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    signature: Signature | None = None
 
     @field_validator("v", mode="before")
     @classmethod
@@ -476,7 +526,7 @@ class Channel(StrEnum):
 
 Message = (TelemetryBatch | PointCatalog | AlarmEventMessage | ActiveAlarmsSnapshot
            | GatewayState | ConfigSet | ConfigStatus | Acknowledge | AcknowledgeAll | Shelve
-           | Unshelve | RequestState | CommandResult)
+           | Unshelve | Suppress | Unsuppress | RequestState | CommandResult)
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,7 +76,6 @@ from gateway.uplink.contract import (
     ActiveAlarmsSnapshot,
     AlarmEventMessage,
     Channel,
-    Command,
     CommandResult,
     ConfigStatus,
     ContractError,
@@ -172,7 +171,6 @@ class Uplink:
     def __init__(self, settings: UplinkSettings, site: str, gateway_id: str, state_dir: Path,
                  clock: Clock, catalog_points: Mapping[str, PointMeta], *,
                  devices: Callable[[], tuple[int, int]] | None = None,
-                 on_command: Callable[[Command], None] | None = None,
                  on_config_set: Callable[[bytes], None] | None = None,
                  inbox: CommandInbox | None = None) -> None:
         """`catalog_points`: point id → PointMeta (device, room, quantity, unit), one entry per
@@ -180,10 +178,8 @@ class Uplink:
         deadbands need.
 
         `devices`: returns (devices online, devices total), for GatewayState; called on the
-        event loop. `on_command`: applies an operator command (acknowledge, acknowledge_all,
-        shelve, unshelve) on the event loop; raises `CommandRefused(reason)` to refuse.
-        `inbox`: checks and carries out what arrives on `cmd` (default: one around
-        `on_command`).
+        event loop. `inbox`: checks and carries out what arrives on `cmd` (default: one that
+        refuses every alarm command and answers `request_state`).
         `on_config_set`: receives the raw payload of every `config/set` message on the event
         loop."""
         self.settings = settings
@@ -225,7 +221,6 @@ class Uplink:
         self._outbox_status = OutboxStatus(depth=0, bytes=0, budget=self.outbox.budget_bytes)
         self._dropped: dict[MessageKind, int] = dict.fromkeys(MessageKind, 0)
         self._devices = devices
-        self._on_command = on_command
         self._on_config_set = on_config_set
         self._devices_now: tuple[int, int] | None = None
         self._devices_failed = False
@@ -233,8 +228,7 @@ class Uplink:
         self._state_published: tuple[object, ...] | None = None
         """What the last queued state said about devices and config (a change re-queues)."""
         self._wake_state: asyncio.Event | None = None
-        self._inbox = inbox or CommandInbox(site, gateway_id, clock, on_command=on_command,
-                                            root=settings.root)
+        self._inbox = inbox or CommandInbox(site, gateway_id, clock, root=settings.root)
         self._counts = dict.fromkeys(("received", "bad", "duplicate", "refused", "config"), 0)
         self._lat_buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket; the last is > 300 s
         self._lat_sum = 0.0

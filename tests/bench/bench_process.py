@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,8 +47,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.control import ControlError, request
 from gateway.localservices import free_port
+from tests.apply.test_service_process import NotifySocket
 from tests.bench.common import REPO, emit_json, simulator
-from tests.bench.services import mosquitto
+from tests.bench.services import mosquitto, stop_process, wait_until
 
 QUANTITIES = [("temperature", "°C"), ("relative_humidity", "%"), ("phase_voltage", "V"),
               ("phase_current", "A")]
@@ -202,39 +202,6 @@ class TelemetryCounter:
         self.client.loop_stop()
 
 
-class NotifySocket:
-    """The NOTIFY_SOCKET a service manager would own: counts READY and WATCHDOG=1."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.5)
-        self.ready_at: float | None = None
-        self.pings = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            lines = data.decode(errors="replace").splitlines()
-            if "READY=1" in lines and self.ready_at is None:
-                self.ready_at = time.monotonic()
-            self.pings += lines.count("WATCHDOG=1")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
 def _status(control: Path) -> dict[str, Any] | None:
     try:
         for answer in request(control, {"op": "status"}, timeout=10):
@@ -286,24 +253,8 @@ def gateway_process(config: Path, work: Path, env: dict[str, str], panel_port: i
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         log.close()
-
-
-def _wait(check: Any, timeout: float, what: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if process.poll() is not None:
-            raise RuntimeError(f"the gateway exited ({process.returncode}) waiting for {what}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def _bindings(log: Path) -> int | None:
@@ -340,10 +291,11 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
             started = time.monotonic()
             with gateway_process(gateway_config, work, env, panel_port) as process:
                 counter.reset(process.pid)
+                wait_until(lambda: notify.seen("READY=1"), 60, "READY", process)
+                ready = time.monotonic()
                 if load.uplink:
-                    _wait(lambda: counter.first_at is not None, 60, "the first point", process)
-                else:
-                    _wait(lambda: notify.ready_at is not None, 60, "READY", process)
+                    wait_until(lambda: counter.first_at is not None, 60, "the first point",
+                               process)
                 first = counter.first_at
                 figures = measure(process.pid, work / "control.sock", counter,
                                   window=window, warmup=warmup, soak=soak)
@@ -357,8 +309,9 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
         "interval": load.interval, "uplink": load.uplink,
         "startup_to_first_point_s": (first - started) if first is not None else None,
         "startup_cpu_s": counter.first_cpu if load.uplink else None,
-        "ready_s": (notify.ready_at - started) if notify.ready_at is not None else None,
-        "watchdog_pings": notify.pings, "rule_bindings": _bindings(work / "gateway.log"),
+        "ready_s": ready - started,
+        "watchdog_pings": sum(m.splitlines().count("WATCHDOG=1") for m in notify.messages),
+        "rule_bindings": _bindings(work / "gateway.log"),
     })
     return figures
 

@@ -37,7 +37,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str,
         time.sleep(0.02)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -71,7 +71,7 @@ def mosquitto(workdir: Path, *, max_queued: int = 1_000_000) -> Iterator[Mosquit
         wait_until(lambda: port_open(port), 10, "mosquitto", proc)
         yield Mosquitto(port, proc)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 class VictoriaMetrics:
@@ -113,7 +113,7 @@ def victoria_metrics(workdir: Path) -> Iterator[VictoriaMetrics]:
         wait_until(vm.healthy, 30, "victoria-metrics /health", proc)
         yield vm
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def process_cpu_seconds(pid: int) -> float:

@@ -15,11 +15,11 @@ from gateway.panel.passwords import hash_password
 from gateway.panel.server import PanelServer
 from gateway.panel.views import (
     AlarmRef,
-    AlarmView,
     BusView,
     DeviceView,
     HealthView,
     OutputView,
+    PanelAlarm,
     PanelState,
     PointView,
     RoomView,
@@ -31,7 +31,7 @@ PASSWORD = "correct horse battery staple"
 HASH = hash_password(PASSWORD)
 
 
-def alarm(**over: Any) -> AlarmView:
+def alarm(**over: Any) -> PanelAlarm:
     data: dict[str, Any] = {
         "rule": "h2_high",
         "subject": "h2-batt-01.h2",
@@ -45,10 +45,10 @@ def alarm(**over: Any) -> AlarmView:
         "first_out": True,
     }
     data.update(over)
-    return AlarmView(**data)
+    return PanelAlarm(**data)
 
 
-def sample_state(alarms: list[AlarmView] | None = None, **health: Any) -> PanelState:
+def sample_state(alarms: list[PanelAlarm] | None = None, **health: Any) -> PanelState:
     return PanelState(
         gateway="gw-bj-01",
         site="bj-yizhuang-idc",

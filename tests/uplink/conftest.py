@@ -1,6 +1,7 @@
 """A real mosquitto on a free loopback port, and a paho subscriber that records what arrives
 (tests/fixtures/services.py)."""
 
+from tests.fixtures.operators import keys
 from tests.fixtures.services import (
     MOSQUITTO,
     Broker,
@@ -13,4 +14,4 @@ from tests.fixtures.services import (
 )
 
 __all__ = ["MOSQUITTO", "Broker", "Received", "Subscriber", "broker", "free_port",
-           "persistent_broker", "subscribers"]
+           "keys", "persistent_broker", "subscribers"]

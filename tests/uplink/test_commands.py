@@ -1,5 +1,6 @@
-"""Inbound MQTT against a real mosquitto: commands on `cmd` (applied once, answered on
-`cmd/result`, expired / retained / refused / garbage ones answered or counted, never fatal),
+"""Inbound MQTT against a real mosquitto: signed commands on `cmd` (applied once, answered on
+`cmd/result`, replayed / expired / retained / refused / garbage ones answered with their code
+or counted, never fatal),
 `config/set` handed on raw, `config/status` retained, the periodic GatewayState and the
 publish-latency figures; and a remote acknowledge through the whole daemon silencing a siren
 on a simulated relay module."""
@@ -29,15 +30,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
-from gateway.panel.backend import CommandRefused
+from gateway.operator.inbox import CommandInbox
+from gateway.operator.refusals import NOT_APPLICABLE, Refused
+from gateway.operator.replay import ReplayMemory
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
 from gateway.uplink.contract import (
-    Acknowledge,
-    AcknowledgeAll,
     ActiveAlarmsSnapshot,
+    AlarmCommand,
     AlarmRef,
-    Command,
     CommandResult,
     ConfigStatus,
     GatewayState,
@@ -45,12 +46,12 @@ from gateway.uplink.contract import (
     MessageKind,
     PointCatalog,
     RequestState,
-    Shelve,
     decode,
     encode,
 )
 from gateway.uplink.publisher import LATENCY_BUCKETS, Uplink
 from gateway.uplink.settings import UplinkSettings
+from tests.fixtures.operators import Keys, OperatorKeyPair
 from tests.uplink import strategies as s
 from tests.uplink.conftest import Broker, Subscriber
 from tests.uplink.test_publisher import GW, POINTS, PREFIX, SITE, of, samples, settings, until
@@ -88,12 +89,14 @@ def commander(broker: Broker) -> Iterator[Commander]:
     c.close()
 
 
-def ack(cid: str, *, actor: str = "li.wei", expires_in: float | None = 60.0,
-        clock: Clock | None = None) -> Acknowledge:
+def ack(cid: str, signer: OperatorKeyPair, *, note: str | None = None,
+        expires_in: float = 60.0, clock: Clock | None = None) -> AlarmCommand:
+    """A signed acknowledge (issued `expires_in` before it expires; negative: expired)."""
     now = (clock or SystemClock()).now_ns()
-    return Acknowledge(id=cid, ts=now, actor=actor, action="acknowledge",
-                       expires=None if expires_in is None else now + int(expires_in * 1e9),
-                       alarms=(AlarmRef(rule="high_temp", subject="th-1.temperature"),))
+    issued = now if expires_in > 0 else now + int((expires_in - 60) * 1e9)
+    return signer.sign(GW, id=cid, action="acknowledge", note=note, now_ns=issued,
+                       lifetime_s=60.0 if expires_in <= 0 else expires_in,
+                       alarms=[AlarmRef(rule="high_temp", subject="th-1.temperature")])
 
 
 def results(sub: Subscriber) -> list[CommandResult]:
@@ -114,20 +117,34 @@ def decoded(sub: Subscriber, channel: str) -> list[Message]:
 
 
 class Handler:
-    """An `on_command` that records what it is given; some actors make it refuse or fail."""
+    """Carries out commands by recording them (with the actor the inbox names); a note of
+    `refuse-me` makes it refuse, `crash` makes it fail."""
 
     def __init__(self) -> None:
-        self.commands: list[Command] = []
+        self.commands: list[tuple[AlarmCommand, str]] = []
 
-    def __call__(self, cmd: Command) -> None:
-        self.commands.append(cmd)
-        if cmd.actor == "refuse-me":
-            raise CommandRefused("th-1.temperature is normal; nothing to acknowledge")
-        if cmd.actor == "crash":
+    def __call__(self, cmd: AlarmCommand, actor: str) -> int:
+        self.commands.append((cmd, actor))
+        note = getattr(cmd, "note", None)
+        if note == "refuse-me":
+            raise Refused(NOT_APPLICABLE, "th-1.temperature is normal; nothing to acknowledge")
+        if note == "crash":
             raise RuntimeError("a bug in the handler")
+        return 1
 
     def ids(self) -> list[str]:
-        return [c.id for c in self.commands]
+        return [c.id for c, _actor in self.commands]
+
+
+def inbox(handler: Handler, keys: Keys, state_dir: Path,
+          clock: Clock | None = None) -> CommandInbox:
+    """The daemon's inbox: trusts the test keys, remembers ids in `state_dir`."""
+    clock = clock or SystemClock()
+    policy = keys.settings()
+    memory = ReplayMemory(state_dir / "operator" / "commands.sqlite", clock,
+                          skew_ns=300_000_000_000)
+    return CommandInbox(SITE, GW, clock, carry_out=handler, policy=lambda: policy,
+                        memory=memory)
 
 
 @contextlib.asynccontextmanager
@@ -147,46 +164,51 @@ async def uplink(s_: UplinkSettings, state_dir: Path, *, clock: Clock | None = N
 @PROTOCOLS
 async def test_commands_are_applied_once_answered_and_stale_ones_refused(
         protocol: str, broker: Broker, subscribers: list[Subscriber], commander: Commander,
-        tmp_path: Path) -> None:
+        tmp_path: Path, keys: Keys) -> None:
     sub = Subscriber(broker.port, PREFIX + "cmd/result")
     subscribers.append(sub)
     handler = Handler()
-    async with uplink(settings(broker.port, protocol=protocol), tmp_path / "state",
-                      on_command=handler) as up:
+    state = tmp_path / "state"
+    async with uplink(settings(broker.port, protocol=protocol), state,
+                      inbox=inbox(handler, keys, state)) as up:
         await until(lambda: up.status().connected, what="connect")
 
-        commander.send(ack("a1"))
+        first_cmd = ack("a1", keys.zhang)
+        commander.send(first_cmd)
         await until(lambda: len(results_for(sub, "a1")) == 1, what="result a1")
         first = results_for(sub, "a1")[0]
         assert first.ok and first.error is None and (first.site, first.gateway) == (SITE, GW)
+        assert first.actor == "Zhang Wei (NOC)" and first.changed == 1
         assert handler.ids() == ["a1"]
-        assert isinstance(handler.commands[0], Acknowledge)
-        assert handler.commands[0].actor == "li.wei"
+        assert handler.commands[0][1] == "Zhang Wei (NOC)"  # the key's owner
 
-        # redelivered (at least once): answered again with the first answer, not re-applied
-        commander.send(ack("a1"))
+        # redelivered (at least once) or replayed: refused as such, not applied again
+        commander.send(first_cmd)
         await until(lambda: len(results_for(sub, "a1")) == 2, what="second answer to a1")
-        assert results_for(sub, "a1")[1].ok
+        again = results_for(sub, "a1")[1]
+        assert not again.ok and again.code == "replayed" and "(ok)" in (again.error or "")
         assert handler.ids() == ["a1"]
 
-        commander.send(ack("a2", expires_in=-5))
+        commander.send(ack("a2", keys.zhang, expires_in=-5))
         await until(lambda: len(results_for(sub, "a2")) == 1, what="result a2")
         expired = results_for(sub, "a2")[0]
-        assert not expired.ok and expired.error is not None and "expired" in expired.error
+        assert not expired.ok and expired.code == "expired" and "expired" in (expired.error
+                                                                              or "")
         assert "a2" not in handler.ids()
 
-        commander.send(ack("a3", actor="refuse-me"))
+        commander.send(ack("a3", keys.zhang, note="refuse-me"))
         await until(lambda: len(results_for(sub, "a3")) == 1, what="result a3")
         assert results_for(sub, "a3")[0] == CommandResult(
             site=SITE, gateway=GW, id="a3", ts=results_for(sub, "a3")[0].ts, ok=False,
-            error="refused: th-1.temperature is normal; nothing to acknowledge")
+            code="not_applicable", actor="Zhang Wei (NOC)",
+            error="th-1.temperature is normal; nothing to acknowledge")
 
-        commander.send(ack("a4", actor="crash"))
+        commander.send(ack("a4", keys.zhang, note="crash"))
         await until(lambda: len(results_for(sub, "a4")) == 1, what="result a4")
         assert results_for(sub, "a4")[0].error == "failed: RuntimeError"
+        assert results_for(sub, "a4")[0].code == "failed"
 
-        commander.send(AcknowledgeAll(id="a5", ts=time.time_ns(), actor="li.wei",
-                                      action="acknowledge_all", room="r1"))
+        commander.send(keys.zhang.sign(GW, id="a5", action="acknowledge_all", room="r1"))
         await until(lambda: len(results_for(sub, "a5")) == 1, what="result a5")
         assert results_for(sub, "a5")[0].ok and handler.ids()[-1] == "a5"
 
@@ -196,33 +218,35 @@ async def test_commands_are_applied_once_answered_and_stale_ones_refused(
         assert st_.connected
 
 
-async def test_commands_without_a_handler_are_refused_not_dropped(
+async def test_alarm_commands_without_trusted_keys_are_refused_not_dropped(
         broker: Broker, subscribers: list[Subscriber], commander: Commander,
-        tmp_path: Path) -> None:
+        tmp_path: Path, keys: Keys) -> None:
     sub = Subscriber(broker.port, PREFIX + "cmd/result")
     subscribers.append(sub)
     async with uplink(settings(broker.port), tmp_path / "state") as up:
         await until(lambda: up.status().connected, what="connect")
-        commander.send(ack("n1"))
+        commander.send(ack("n1", keys.zhang))
         await until(lambda: len(results_for(sub, "n1")) == 1, what="result")
         answer = results_for(sub, "n1")[0]
-        assert not answer.ok and answer.error == \
-            "refused: acknowledge is not handled by this gateway"
+        assert not answer.ok and answer.code == "untrusted_key"
 
 
 async def test_a_retained_command_is_never_applied(
         broker: Broker, subscribers: list[Subscriber], commander: Commander,
-        tmp_path: Path) -> None:
-    commander.send(ack("stale-1", expires_in=None), retain=True)  # waiting at the broker
+        tmp_path: Path, keys: Keys) -> None:
+    stale = ack("stale-1", keys.zhang, expires_in=600)
+    commander.send(stale, retain=True)  # waiting at the broker
     sub = Subscriber(broker.port, PREFIX + "cmd/result")
     subscribers.append(sub)
     handler = Handler()
-    async with uplink(settings(broker.port), tmp_path / "state", on_command=handler) as up:
+    state = tmp_path / "state"
+    async with uplink(settings(broker.port), state, inbox=inbox(handler, keys, state)) as up:
         await until(lambda: len(results_for(sub, "stale-1")) == 1, what="answer")
         answer = results_for(sub, "stale-1")[0]
-        assert not answer.ok and answer.error is not None and "retained" in answer.error
+        assert not answer.ok and answer.code == "retained"
+        assert answer.error is not None and "retained" in answer.error
         assert handler.commands == []
-        commander.send(ack("fresh-1"))  # a live one is applied
+        commander.send(ack("fresh-1", keys.zhang))  # a live one is applied
         await until(lambda: len(results_for(sub, "fresh-1")) == 1, what="fresh answer")
         assert handler.ids() == ["fresh-1"] and up.status().commands_refused == 1
 
@@ -233,8 +257,7 @@ async def test_request_state_republishes_state_catalog_and_active_alarms(
     sub = Subscriber(broker.port, [PREFIX + "state", PREFIX + "meta", PREFIX + "alarms/active",
                                    PREFIX + "cmd/result"])
     subscribers.append(sub)
-    handler = Handler()
-    async with uplink(settings(broker.port), tmp_path / "state", on_command=handler) as up:
+    async with uplink(settings(broker.port), tmp_path / "state") as up:
         await until(lambda: up.status().connected, what="connect")
         up.set_active_alarms([], seq=5)
         await until(lambda: len(sub.snapshot(of("alarms/active"))) == 1
@@ -247,7 +270,7 @@ async def test_request_state_republishes_state_catalog_and_active_alarms(
         await until(lambda: len(sub.snapshot(of("alarms/active"))) == 2
                     and len(sub.snapshot(of("meta"))) == 2
                     and len(sub.snapshot(of("state"))) > states, what="state again")
-        assert results_for(sub, "rs-1")[0].ok and handler.commands == []
+        assert results_for(sub, "rs-1")[0].ok
         snapshot = decoded(sub, "alarms/active")[-1]
         assert isinstance(snapshot, ActiveAlarmsSnapshot) and snapshot.seq == 5
         assert isinstance(decoded(sub, "meta")[-1], PointCatalog)
@@ -257,28 +280,29 @@ async def test_request_state_republishes_state_catalog_and_active_alarms(
 
 async def test_bad_payloads_are_counted_and_answered_when_their_id_is_readable(
         broker: Broker, subscribers: list[Subscriber], commander: Commander, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, keys: Keys) -> None:
     sub = Subscriber(broker.port, PREFIX + "cmd/result")
     subscribers.append(sub)
     handler = Handler()
-    async with uplink(settings(broker.port), tmp_path / "state", on_command=handler) as up:
+    state = tmp_path / "state"
+    async with uplink(settings(broker.port), state, inbox=inbox(handler, keys, state)) as up:
         await until(lambda: up.status().connected, what="connect")
         commander.send(json.dumps({"v": 1, "id": "bad-1", "ts": 1, "actor": "x",
                                    "action": "acknowledge"}).encode())
         commander.send(json.dumps({"v": 1, "id": "bad/2", "action": "reboot"}).encode())
         commander.send(b"\xff\xfe not even utf-8")
         commander.send(b"[" * 100_000)  # nested too deep for json
-        commander.send(ack("good-1"))
+        commander.send(ack("good-1", keys.zhang))
         await until(lambda: len(results_for(sub, "good-1")) == 1, what="good answer")
         answers = results(sub)
         assert [r.id for r in answers] == ["bad-1", "good-1"]
-        assert not answers[0].ok and answers[0].error == \
+        assert not answers[0].ok and answers[0].code == "malformed" and answers[0].error == \
             "bad command: cmd: acknowledge.alarms: Field required"
         assert handler.ids() == ["good-1"]
         status = up.status()
         assert (status.commands_received, status.commands_bad, status.commands_refused) == \
             (5, 4, 0)
-    bad = [r for r in caplog.records if "event=uplink_bad_command" in r.getMessage()]
+    bad = [r for r in caplog.records if "event=command_bad" in r.getMessage()]
     assert len(bad) == 4 and all(r.levelname == "ERROR" for r in bad)
 
 
@@ -293,7 +317,8 @@ GARBAGE = st.one_of(
 )
 
 
-def test_garbage_on_cmd_never_breaks_the_uplink(broker: Broker, tmp_path: Path) -> None:
+def test_garbage_on_cmd_never_breaks_the_uplink(broker: Broker, tmp_path: Path,
+                                                keys: Keys) -> None:
     """Hypothesis-made payloads on `cmd` while telemetry flows: the uplink keeps its connection,
     answers or counts every one, and publishes every batch."""
     loop = asyncio.new_event_loop()
@@ -312,8 +337,10 @@ def test_garbage_on_cmd_never_breaks_the_uplink(broker: Broker, tmp_path: Path) 
             time.sleep(0.01)
 
     handler = Handler()
-    up: Uplink = on_loop(lambda: Uplink(settings(broker.port), SITE, GW, tmp_path / "state",
-                                        SystemClock(), POINTS, on_command=handler))
+    state = tmp_path / "state"
+    up: Uplink = on_loop(lambda: Uplink(settings(broker.port), SITE, GW, state,
+                                        SystemClock(), POINTS,
+                                        inbox=inbox(handler, keys, state)))
     task: asyncio.Task[None] = on_loop(lambda: loop.create_task(up.run()))
     sub = Subscriber(broker.port, [PREFIX + "telemetry", PREFIX + "cmd/result"])
     commander = Commander(broker.port)
@@ -439,7 +466,8 @@ async def test_state_goes_at_once_when_devices_or_config_identity_change(
         assert (birth.devices_online, birth.devices_total) == (1, 4)
         assert birth.config_version is None and birth.config_hash is None
 
-        devices[0] = 3
+        devices[0] = 3  # noticed by a poll: the devices figure is checked when samples arrive
+        up.on_samples(samples(0))
         await until(lambda: states(sub)[-1].devices_online == 3, what="devices changed")
         up.set_config_identity(7, SHA_B)
         await until(lambda: states(sub)[-1].config_version == "7", what="identity changed")
@@ -549,7 +577,7 @@ async def coil(site: SimulatedSite, point: str, value: bool, seconds: float = 10
 
 async def test_a_remote_acknowledge_silences_the_siren_once(
         tmp_path: Path, broker: Broker, subscribers: list[Subscriber],
-        commander: Commander) -> None:
+        commander: Commander, keys: Keys) -> None:
     async with SimulatedSite(load_gateway_config(SITE_CONFIG)) as site:
         loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
         cfg = loaded.config
@@ -558,7 +586,8 @@ async def test_a_remote_acknowledge_silences_the_siren_once(
             {"broker": "127.0.0.1", "port": broker.port, "reconnect_min": "100ms",
              "reconnect_max": "500ms"})
         config = cfg.model_copy(update={
-            "uplink": uplink_settings, "panel": cfg.panel.model_copy(update={"enabled": False})})
+            "uplink": uplink_settings, "panel": cfg.panel.model_copy(update={"enabled": False}),
+            "operators": keys.settings()})
         gateway = Gateway(dataclasses.replace(loaded, config=config),
                           state_dir=tmp_path / "state")
         sub = Subscriber(broker.port, [prefix + "cmd/result", prefix + "state"])
@@ -575,7 +604,7 @@ async def test_a_remote_acknowledge_silences_the_siren_once(
 
         def remote_acks() -> list[Any]:
             return [e for e in gateway.core.alarms.events_since(0)
-                    if e.rule == FIRE and e.actor == "noc.zhang"]
+                    if e.rule == FIRE and e.actor == "Zhang Wei (NOC)"]
 
         task = asyncio.create_task(gateway.run())
         try:
@@ -587,42 +616,40 @@ async def test_a_remote_acknowledge_silences_the_siren_once(
             await coil(site, SIREN, True)
             fire = next(v for v in gateway.core.alarms.active() if v.key.rule == FIRE)
             ref = AlarmRef(rule=fire.key.rule, subject=fire.key.subject)
-            cmd = Acknowledge(id="noc-ack-1", ts=time.time_ns(), actor="noc.zhang",
-                              action="acknowledge", alarms=(ref,), note="on the phone with site",
-                              expires=time.time_ns() + 60_000_000_000)
+            gw_id = cfg.gateway.id
+            cmd = keys.zhang.sign(gw_id, id="noc-ack-1", action="acknowledge", alarms=[ref],
+                                  note="on the phone with site")
             commander.send(cmd, topic=prefix + "cmd")
             await until(lambda: len(answers("noc-ack-1")) == 1, what="the command result")
             assert answers("noc-ack-1")[0].ok
             await coil(site, SIREN, False)  # acknowledge silences the siren …
             assert site.read_point(STROBE) is True  # … the strobe stays while active
-            assert gateway.core.alarms.get(fire.key).acked_by == "noc.zhang"
+            assert gateway.core.alarms.get(fire.key).acked_by == "Zhang Wei (NOC)"
             assert len(remote_acks()) == 1
 
-            # the same command again: answered as the first time (a second acknowledge
-            # would be refused as "already acknowledged"), and not journalled again
+            # the same command again: refused as replayed (not "already acknowledged": it
+            # is not carried out at all), and not journalled again
             commander.send(cmd, topic=prefix + "cmd")
             await until(lambda: len(answers("noc-ack-1")) == 2, what="the repeated answer")
-            assert answers("noc-ack-1")[1].ok and len(remote_acks()) == 1
+            assert answers("noc-ack-1")[1].code == "replayed" and len(remote_acks()) == 1
 
             # an acknowledge that is no longer wanted is not applied
-            shelve = Shelve(id="noc-shelve-1", ts=time.time_ns() - 120_000_000_000,
-                            expires=time.time_ns() - 60_000_000_000, actor="noc.zhang",
-                            action="shelve", alarm=ref, until=time.time_ns() + 3_600_000_000_000,
-                            reason="late")
+            shelve = keys.zhang.sign(gw_id, id="noc-shelve-1", action="shelve", alarm=ref,
+                                     now_ns=time.time_ns() - 120_000_000_000, lifetime_s=60,
+                                     until=time.time_ns() + 3_600_000_000_000, reason="late")
             commander.send(shelve, topic=prefix + "cmd")
             await until(lambda: len(answers("noc-shelve-1")) == 1, what="the refusal")
             refusal = answers("noc-shelve-1")[0]
-            assert not refusal.ok and refusal.error is not None and "expired" in refusal.error
+            assert not refusal.ok and refusal.code == "expired"
             assert gateway.core.alarms.get(fire.key).shelf is None
 
             # refused by the alarm manager: the reason travels back
-            again = Acknowledge(id="noc-ack-2", ts=time.time_ns(), actor="noc.zhang",
-                                action="acknowledge", alarms=(ref,))
+            again = keys.zhang.sign(gw_id, id="noc-ack-2", action="acknowledge", alarms=[ref])
             commander.send(again, topic=prefix + "cmd")
             await until(lambda: len(answers("noc-ack-2")) == 1, what="the second refusal")
             second = answers("noc-ack-2")[0]
-            assert not second.ok and second.error is not None
-            assert "already acknowledged" in second.error
+            assert not second.ok and second.code == "not_applicable"
+            assert second.error is not None and "already acknowledged" in second.error
 
             # the state carries the devices online of total
             def last_state() -> GatewayState | None:

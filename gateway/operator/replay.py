@@ -1,0 +1,135 @@
+"""Replay memory for operator commands: every command id a key used, kept on disk until the
+command could no longer be valid, so a command is carried out once — also across restarts.
+
+`STATE_DIR/operator/commands.sqlite` (`gateway.storage.open_sqlite`: 0600, WAL,
+synchronous=FULL — an id is on disk before its command is carried out, so a power cut cannot
+make a command new again; one fsync per command, and only commands that passed their
+signature check get this far). Bounded: rows go
+once their command expired (plus the clock-skew allowance), and beyond `limit` rows the oldest
+go early and the *horizon* moves past them. The horizon is when this memory began (or the
+issue time of the newest row dropped early): a command issued before it cannot be told apart
+from a replay and is refused. A corrupt file is moved aside and a new memory begins — with a
+new horizon, so nothing issued before it is accepted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import time
+from pathlib import Path
+
+from gateway.clock import Clock
+from gateway.storage import open_sqlite, private_dir
+
+log = logging.getLogger("roomwarden.operator")
+
+DEFAULT_LIMIT = 20_000
+"""Rows kept at most (a command a second for 5 hours); each is about 100 bytes."""
+
+
+class ReplayMemoryError(Exception):
+    """The memory cannot record a command (disk trouble): refuse the command."""
+
+
+class ReplayMemory:
+    def __init__(self, path: Path, clock: Clock, *, skew_ns: int,
+                 limit: int = DEFAULT_LIMIT) -> None:
+        self.path = path
+        self.clock = clock
+        self.skew_ns = skew_ns
+        self.limit = limit
+        self._db: sqlite3.Connection | None = None
+        self.horizon_ns = 0
+        try:
+            self._open()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            log.error("event=replay_memory_unusable path=%s error=%r", path, str(exc))
+            self._set_aside()
+            with contextlib.suppress(sqlite3.DatabaseError, OSError):
+                self._open()
+
+    def _open(self) -> None:
+        private_dir(self.path.parent)
+        db = open_sqlite(self.path, synchronous="FULL")
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT NOT NULL, id TEXT NOT NULL, "
+                       "ts INTEGER NOT NULL, expires INTEGER NOT NULL, received INTEGER NOT "
+                       "NULL, outcome TEXT, PRIMARY KEY (key, id))")
+            db.execute("CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires)")
+            db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER)")
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('horizon', ?)", (self.clock.now_ns(),))
+            row = db.execute("SELECT value FROM meta WHERE name = 'horizon'").fetchone()
+            db.execute("PRAGMA quick_check").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        self.horizon_ns = int(row[0])
+        self._db = db
+
+    def _set_aside(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            part = self.path.with_name(self.path.name + suffix)
+            if part.exists():
+                aside = part.with_name(f"{part.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+                with contextlib.suppress(OSError):
+                    part.rename(aside)
+
+    def seen(self, key: str, cid: str) -> tuple[int, str | None] | None:
+        """(when received, ns; outcome) if `key` used `cid` before, else None."""
+        db = self._need()
+        try:
+            row = db.execute("SELECT received, outcome FROM seen WHERE key = ? AND id = ?",
+                             (key, cid)).fetchone()
+        except sqlite3.Error as exc:
+            raise ReplayMemoryError(f"replay memory: {exc}") from None
+        return None if row is None else (int(row[0]), row[1])
+
+    def record(self, key: str, cid: str, ts: int, expires: int) -> None:
+        """Remember (durably, before it is carried out) that `key` used `cid`."""
+        db = self._need()
+        now = self.clock.now_ns()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM seen WHERE expires < ?", (now - self.skew_ns,))
+                db.execute("INSERT INTO seen VALUES (?, ?, ?, ?, ?, NULL)",
+                           (key, cid, ts, expires, now))
+                self._bound(db)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise ReplayMemoryError(f"replay memory: {exc}") from None
+
+    def _bound(self, db: sqlite3.Connection) -> None:
+        (count,) = db.execute("SELECT count(*) FROM seen").fetchone()
+        excess = int(count) - self.limit
+        if excess <= 0:
+            return
+        (newest,) = db.execute("SELECT max(ts) FROM (SELECT ts FROM seen ORDER BY ts "
+                               "LIMIT ?)", (excess,)).fetchone()
+        db.execute("DELETE FROM seen WHERE rowid IN (SELECT rowid FROM seen ORDER BY ts "
+                   "LIMIT ?)", (excess,))
+        self.horizon_ns = max(self.horizon_ns, int(newest) + 1)
+        db.execute("UPDATE meta SET value = ? WHERE name = 'horizon'", (self.horizon_ns,))
+
+    def note_outcome(self, key: str, cid: str, outcome: str) -> None:
+        """What became of a recorded command (`ok` or a refusal code), for a replay's answer.
+        Best effort: a failure here changes nothing about the command."""
+        with contextlib.suppress(sqlite3.Error, ReplayMemoryError):
+            self._need().execute("UPDATE seen SET outcome = ? WHERE key = ? AND id = ?",
+                                 (outcome, key, cid))
+
+    def _need(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise ReplayMemoryError(f"replay memory {self.path} could not be opened")
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None

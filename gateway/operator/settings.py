@@ -1,0 +1,77 @@
+"""The `operators:` section of a gateway config: which keys may command this gateway over
+`cmd`, what each may do, and in whose name."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, model_validator
+
+from gateway.config.profile import Strict
+from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
+
+Permission = Literal["acknowledge", "acknowledge_all", "shelve", "suppress"]
+PERMISSION_OF: dict[str, Permission] = {
+    "acknowledge": "acknowledge", "acknowledge_all": "acknowledge_all",
+    "shelve": "shelve", "unshelve": "shelve", "suppress": "suppress", "unsuppress": "suppress",
+}
+"""The permission each alarm command needs."""
+
+OwnerName = Annotated[str, Field(pattern=r"^\S(.*\S)?$", max_length=64)]
+"""1-64 characters, no leading or trailing space: journalled as the actor."""
+
+
+class OperatorKey(Strict):
+    """One operator key: `key` is the public line `roomwarden keys new` prints."""
+
+    key: str
+    name: OwnerName | None = None
+    """Whom the journal names for this key's commands (default: the key line's comment)."""
+    may: Annotated[tuple[Permission, ...], Field(min_length=1)]
+    """What the key may do: acknowledge (named alarms), acknowledge_all, shelve (and
+    unshelve), suppress (and unsuppress)."""
+
+    @model_validator(mode="after")
+    def _parse(self) -> Self:
+        try:
+            parsed = parse_public_key_line(self.key)
+        except KeyFileError as exc:
+            raise ValueError(f"key: {exc}") from None
+        if self.name is None and not parsed.name:
+            raise ValueError("name the key's owner: `name:` or a comment after the key "
+                             "(the journal records who acknowledged)")
+        if self.name is None and len(parsed.name or "") > 64:
+            raise ValueError("the key's comment is longer than 64 characters; give `name:`")
+        return self
+
+    @property
+    def trusted(self) -> TrustedKey:
+        return parse_public_key_line(self.key)
+
+    @property
+    def owner(self) -> str:
+        return self.name or self.trusted.name or self.trusted.key_id
+
+
+class OperatorSettings(Strict):
+    """Remote operator commands on `cmd` (acknowledge, shelve, suppress …)."""
+
+    keys: tuple[OperatorKey, ...] = ()
+    """The operator keys this gateway trusts; none: every alarm command on `cmd` is refused
+    (the local panel works regardless)."""
+    allow_unsigned: bool = False
+    """Lab only: carry out unsigned alarm commands (journalled as `unsigned-remote`). The
+    gateway warns at every start and /healthz reports degraded."""
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        seen: dict[str, int] = {}
+        for index, key in enumerate(self.keys):
+            kid = key.trusted.key_id
+            if kid in seen:
+                raise ValueError(f"keys[{index}]: key {kid} is already keys[{seen[kid]}]")
+            seen[kid] = index
+        return self
+
+    def find(self, key_id: str) -> OperatorKey | None:
+        return next((k for k in self.keys if k.trusted.key_id == key_id), None)
