@@ -3,25 +3,29 @@
 # certificate, and one client certificate per identity, whose CN mosquitto takes as the MQTT
 # username (use_identity_as_username) for the ACL in roomwarden.acl:
 #
-#   issue-cert.sh [--pki DIR] [--days N] ca                         DIR/ca.pem, DIR/ca.key
+#   issue-cert.sh [--pki DIR] ca                                    DIR/ca.pem, .key, crl.pem
 #   issue-cert.sh [--pki DIR] [--days N] broker NAME_OR_IP...       DIR/broker.pem, .key
 #   issue-cert.sh [--pki DIR] [--days N] gateway SITE GATEWAY       CN "SITE/GATEWAY"
 #       -> DIR/gateways/SITE/GATEWAY.pem, .key (install on that gateway only)
 #   issue-cert.sh [--pki DIR] [--days N] central NAME               CN "NAME" (no "/")
 #       -> DIR/central/NAME.pem, .key (ingest, operator, flasher: the ACL's user blocks)
+#   issue-cert.sh [--pki DIR] revoke CERT.pem                       DIR/crl.pem again
+#       (install it as the broker's crlfile and reload: that certificate connects no more)
 #
 # SITE, GATEWAY and NAME are config ids: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 64 characters.
-# DIR defaults to ./pki. Private keys are written 0600 and never overwritten; the CA key
-# signs every identity: keep it offline. See docs/broker-security.md.
+# DIR defaults to ./pki. Issued certificates are valid N days (default 825), the CA and its
+# revocation list (DIR/crl.pem) 3650. Private keys are written 0600 and never overwritten;
+# the CA key signs every identity: keep it offline. See docs/broker-security.md.
 set -eu
 LC_ALL=C
 export LC_ALL
 
 PKI=./pki
 DAYS=825
+CA_DAYS=3650
 
 die() { echo "issue-cert.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -57,6 +61,24 @@ need_ca() {
   fi
 }
 
+# crl: DIR/crl.pem from the CA's database of revoked certificates (openssl ca)
+crl() {
+  cnf=$PKI/ca.cnf
+  printf '[ca]\ndefault_ca = rw\n[rw]\ndatabase = %s\ncrlnumber = %s\n%s\n%s\n%s\n' \
+    "$PKI/index.txt" "$PKI/crlnumber" "default_md = sha256" "default_crl_days = $CA_DAYS" \
+    "unique_subject = no" > "$cnf"
+  [ -f "$PKI/index.txt" ] || : > "$PKI/index.txt"
+  [ -f "$PKI/crlnumber" ] || echo 01 > "$PKI/crlnumber"
+  if [ $# -eq 1 ]; then
+    openssl ca -config "$cnf" -revoke "$1" -keyfile "$CA_KEY" -cert "$CA_CERT" 2>/dev/null \
+      || die "openssl ca could not revoke $1 (not a certificate of this CA?)"
+  fi
+  openssl ca -config "$cnf" -gencrl -keyfile "$CA_KEY" -cert "$CA_CERT" \
+    -out "$PKI/crl.pem" 2>/dev/null || die "openssl ca could not write $PKI/crl.pem"
+  chmod 0644 "$PKI/crl.pem"
+  echo "$PKI/crl.pem"
+}
+
 # new_key_and_csr BASE SUBJECT: an EC P-256 key (BASE.key) and a request (BASE.csr)
 new_key_and_csr() {
   if [ -e "$1.key" ] || [ -e "$1.pem" ]; then
@@ -89,12 +111,14 @@ case "$what" in
     [ $# -eq 0 ] || usage
     [ ! -e "$CA_KEY" ] || die "$CA_KEY exists; not overwritten"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-      -keyout "$CA_KEY" -out "$CA_CERT" -days "$DAYS" -sha256 -subj "/CN=RoomWarden MQTT CA" \
+      -keyout "$CA_KEY" -out "$CA_CERT" -days "$CA_DAYS" -sha256 \
+      -subj "/CN=RoomWarden MQTT CA" \
       -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
       -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || die "openssl failed"
     chmod 0644 "$CA_CERT"
     echo "$CA_CERT"
     echo "$CA_KEY"
+    crl
     ;;
   broker)
     [ $# -ge 1 ] || die "broker wants the names or IP addresses clients connect to"
@@ -133,6 +157,17 @@ extendedKeyUsage=serverAuth"
       *) echo "note: add a 'user $1' block to roomwarden.acl (copy the operator's or" \
               "the flasher's lines), or $1 may do nothing" >&2 ;;
     esac
+    ;;
+  revoke)
+    [ $# -eq 1 ] || die "revoke wants the certificate file to revoke"
+    [ -f "$1" ] || die "no certificate $1"
+    need_ca
+    openssl verify -CAfile "$CA_CERT" "$1" >/dev/null 2>&1 \
+      || die "$1 is not a valid certificate of the CA in $PKI"
+    if openssl x509 -in "$1" -noout -ext basicConstraints 2>/dev/null | grep -q "CA:TRUE"; then
+      die "$1 is a CA certificate; revoke identities, not the CA"
+    fi
+    crl "$1"
     ;;
   *) usage ;;
 esac

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -56,6 +57,7 @@ from tests.central.shipped import (
     Identity,
     Pki,
     ShippedBroker,
+    issue,
     make_pki,
 )
 from tests.fixtures.services import MOSQUITTO, Victoria, wait_for
@@ -130,7 +132,7 @@ class Client:
 
     def __init__(self, broker: ShippedBroker, pki: Pki, ident: Identity, *,
                  password: bool = False, protocol: int = mqtt.MQTTv5,
-                 username: str | None = None) -> None:
+                 username: str | None = None, connect_timeout: float = 10) -> None:
         self.ident = ident
         self.received: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
@@ -170,8 +172,9 @@ class Client:
         self.client.connect("127.0.0.1", broker.password_port if password else broker.port,
                             keepalive=30)
         self.client.loop_start()
-        assert self._connected.wait(10), f"{ident.name}: no CONNACK"
-        assert self.connect_reason == "Success", f"{ident.name}: {self.connect_reason}"
+        if not self._connected.wait(connect_timeout) or self.connect_reason != "Success":
+            self.close()
+            raise ConnectionError(f"{ident.name}: {self.connect_reason or 'no CONNACK'}")
 
     def subscribe(self, *filters: str) -> None:
         self._subscribed.clear()
@@ -275,6 +278,7 @@ def test_the_script_issues_only_ids_the_contract_allows(tmp_path: Path) -> None:
         result = run(*bad)
         assert result.returncode != 0 and "issue-cert.sh:" in result.stderr, bad
     assert run("ca").returncode != 0  # never overwrites the CA
+    assert run("revoke", str(tmp_path / "ca.pem")).returncode != 0  # nor revokes it
     assert run("gateway", "s.1", "gw_1").returncode == 0
     assert run("gateway", "s.1", "gw_1").returncode != 0  # nor an identity
     key = tmp_path / "gateways" / "s.1" / "gw_1.key"
@@ -554,3 +558,36 @@ def test_the_broker_refuses_a_packet_larger_than_the_contract_allows(
     assert {len(p) for _t, p in ingest.topics()} == {MAX_PAYLOAD_BYTES}
     log = shipped_broker.log.read_text()
     assert "disconnected due to oversize packet" in log, log[-2000:]
+
+
+def connects(broker: ShippedBroker, pki: Pki, name: str) -> bool:
+    try:
+        Client(broker, pki, pki[name], connect_timeout=3).close()
+    except (ConnectionError, OSError):  # ssl.SSLError is an OSError
+        return False
+    return True
+
+
+def test_a_revoked_certificate_connects_no_more(tmp_path: Path) -> None:
+    """`issue-cert.sh revoke` writes the CRL the shipped config names; after a reload
+    (SIGHUP) the revoked certificate cannot connect, while the others, and a new certificate
+    for the same gateway, can."""
+    pki = make_pki(tmp_path / "pki", [("site-1", "gw-a"), ("site-1", "gw-b")], ["ingest"])
+    broker = ShippedBroker(tmp_path / "broker", pki)
+    broker.start()
+    try:
+        assert connects(broker, pki, A) and connects(broker, pki, B)
+        issue(pki.dir, "revoke", str(pki[A].cert))
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "Reloading config" in broker.log.read_text(), what="the reload")
+        assert not connects(broker, pki, A)
+        assert connects(broker, pki, B) and connects(broker, pki, "ingest")
+        assert "certificate verify failed" in broker.log.read_text()
+        # the gateway gets a new certificate under the same name (the old files moved away)
+        for old in (pki[A].cert, pki[A].key):
+            old.rename(old.with_name(old.name + ".revoked"))
+        issue(pki.dir, "gateway", *A.split("/"))
+        assert connects(broker, pki, A)
+    finally:
+        broker.stop()
