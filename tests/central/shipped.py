@@ -12,8 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.localservices import port_open
-from tests.fixtures.services import Broker, free_port, wait_for
+from gateway.localservices import free_port, port_open
+from tests.fixtures.services import Broker, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "central" / "mosquitto"

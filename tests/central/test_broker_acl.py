@@ -29,7 +29,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.alarms.lifecycle import AlarmState
@@ -131,7 +131,7 @@ class Client:
     answer to each QoS-1 publish."""
 
     def __init__(self, broker: ShippedBroker, pki: Pki, ident: Identity, *,
-                 password: bool = False, protocol: int = mqtt.MQTTv5,
+                 password: bool = False, protocol: MQTTProtocolVersion = mqtt.MQTTv5,
                  username: str | None = None, connect_timeout: float = 10) -> None:
         self.ident = ident
         self.received: list[tuple[str, bytes]] = []
