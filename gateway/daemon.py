@@ -1,10 +1,12 @@
 """The composition root: config → bus loops → samples → safety core → output coils, + panel.
 
 Samples flow one way: each bus loop hands its batches to the latest-value store and the rule
-engine. The evaluator runs the safety core as soon as new samples arrive (at most every
-`MIN_EVALUATION_SPACING`, and at least every `TICK`), and the output driver writes the coils
-the core wants. The panel reads snapshots and sends operator commands, which re-plan the
-outputs at once (an acknowledge silences the siren without waiting for the next tick).
+engine. The evaluator runs the safety core as soon as new samples arrive (spaced by at least
+`MIN_EVALUATION_SPACING` and by its own cost, see `MAX_EVALUATION_SHARE`; without samples, at
+least every shortest poll interval, between `TICK` and `MAX_TICK`), and the output driver
+writes the coils the core wants. The panel reads snapshots and sends operator commands, which
+re-plan the outputs at once (an acknowledge silences the siren without waiting for the next
+tick).
 """
 
 from __future__ import annotations
@@ -44,9 +46,17 @@ if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): aioht
 log = logging.getLogger("roomwarden.daemon")
 
 TICK = 1.0
-"""The rules are evaluated at least this often (stale data, delays, expiries)."""
+"""Without new samples the rules still run (stale data, delays, expiries) every shortest poll
+interval of the site, but at least every TICK…"""
+MAX_TICK = 5.0
+"""…and at most every MAX_TICK (the health check and the watchdog call 10 s a stalled
+evaluator). Samples wake the evaluator at once, so with polls every second it never ticks."""
 MIN_EVALUATION_SPACING = 0.05
-"""…and at most this often, however many batches arrive (bounds the CPU on a large site)."""
+"""Rounds run at most this often, however many batches arrive…"""
+MAX_EVALUATION_SHARE = 0.25
+"""…and after a round that took c seconds the next waits c × (1 / share − 1): however many
+device batches arrive, evaluating takes at most this share of a core (a large site's rounds
+cover several batches instead of one round per batch saturating the event loop)."""
 STOP_OUTPUT_TIMEOUT = 5.0
 """How long a clean stop waits for the outputs' stop-state writes to be confirmed."""
 
@@ -241,15 +251,20 @@ class Gateway:
             # pending cancel here, or a stop would wait on this loop for ever
             if me is not None and me.cancelling():
                 raise asyncio.CancelledError
+            intervals = [p.interval for bus in self.bus_loops for p in bus.pollers]
+            tick = min(MAX_TICK, max(TICK, min(intervals, default=MAX_TICK)))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), TICK)
+                async with asyncio.timeout(tick):
+                    await changed.wait()
             changed.clear()
             began = loop.time()
             try:
                 self.evaluate_once()
             except Exception:  # a rule bug must not stop the other rules for good
                 log.exception("event=evaluation_failed")
-            await asyncio.sleep(max(0.0, MIN_EVALUATION_SPACING - (loop.time() - began)))
+            cost = loop.time() - began
+            await asyncio.sleep(max(MIN_EVALUATION_SPACING - cost,
+                                    cost * (1 / MAX_EVALUATION_SHARE - 1)))
 
     # --- life cycle ------------------------------------------------------------------------
 

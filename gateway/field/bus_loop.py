@@ -26,9 +26,6 @@ log = logging.getLogger("roomwarden.field")
 ONLINE_POINT = "online"
 """Every device reports `<device>.online` (bool) with each poll."""
 
-IDLE_WAKE = 1.0
-"""The idle wait between polls wakes at least this often to refresh `alive_mono`, so a loop
-whose devices are polled rarely (or backed off for a minute) still shows it is alive."""
 STALL_MARGIN = 10.0
 """Seconds added to a loop's worst legitimate poll before it counts as hung (event-loop
 latency, a slow SD card under SQLite, a few queued output writes)."""
@@ -86,8 +83,9 @@ class BusLoop:
         for poller in pollers:
             self.stats.device_health[poller.device_id] = DeviceHealth(
                 poller.device_id, poller.interval, policy)
-        self.alive_mono = self.clock.monotonic()
-        """Last time the loop made progress (for the watchdog)."""
+        self._progress_mono = self.clock.monotonic()
+        self._idle_until: float | None = None
+        """While the loop sleeps until its next poll: when that poll is due."""
         self.link_open: bool | None = None
         """None until `run` tried `link.open()`; then whether it returned without raising."""
         self.link_error: str | None = None
@@ -98,6 +96,27 @@ class BusLoop:
         self._stall_limit: float | None = None
         self._jobs: deque[Callable[[], Awaitable[None]]] = deque()
         self._wake = asyncio.Event()
+
+    @property
+    def alive_mono(self) -> float:
+        """Last time the loop made progress (for the watchdog and /healthz): after every poll
+        and job, and — while it sleeps until its next poll is due — now, up to that due time.
+        So an idle loop needs no wake-up to show it is alive, and one that does not resume
+        when its poll is due (a blocked event loop, a lost wake-up) ages from then on."""
+        if self._idle_until is None:
+            return self._progress_mono
+        return max(self._progress_mono, min(self.clock.monotonic(), self._idle_until))
+
+    @alive_mono.setter
+    def alive_mono(self, value: float) -> None:
+        self._progress_mono = value
+
+    @property
+    def alive_until(self) -> float:
+        """The time up to which the loop is known to be alive without further progress: the
+        due time of the poll it sleeps until, else its last progress. It counts as hung once
+        `alive_until + stall_limit` has passed (the watchdog sleeps until then)."""
+        return max(self._progress_mono, self._idle_until or 0.0)
 
     @property
     def stall_limit(self) -> float:
@@ -154,11 +173,16 @@ class BusLoop:
                 await self._run_jobs()
                 due, order, poller = queue[0]
                 now = self.clock.monotonic()
-                if due > now:
-                    self.alive_mono = now
+                if due > now:  # asleep until the poll is due or a job is submitted
+                    self.alive_mono, self._idle_until = now, due
                     self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), min(due - now, IDLE_WAKE))
+                    try:
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(due - now):
+                                await self._wake.wait()
+                    finally:
+                        self._idle_until = None
+                    self.alive_mono = self.clock.monotonic()
                     continue
                 heapq.heappop(queue)
                 health = self.stats.device_health[poller.device_id]

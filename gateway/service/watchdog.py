@@ -1,13 +1,20 @@
 """Feed systemd's watchdog only while the gateway really works.
 
 A bus loop is alive when it made progress recently: `BusLoop.alive_mono` moves after every
-poll and at least every `IDLE_WAKE` seconds while it waits for the next one. It may go
-`BusLoop.stall_limit` seconds without progress — its worst legitimate single poll (every
-request answered just inside the bus timeout, after a reconnect), the output writes that may
-be queued before it (`configure_stall_limits`), and a margin. Past that the loop is hung
-(a driver that ignores its timeout, a poll awaiting something that never comes): the feeder
-stops pinging, says which loop in `STATUS=` and the log, and systemd restarts the service
-`WatchdogSec=` after the last ping. A blocked event loop stops the pings by itself.
+poll, and while the loop sleeps until its next poll it counts as alive up to that poll's due
+time (no wake-up needed). It may go `BusLoop.stall_limit` seconds without progress — its
+worst legitimate single poll (every request answered just inside the bus timeout, after a
+reconnect), the output writes that may be queued before it (`configure_stall_limits`), and a
+margin. Past that the loop is hung (a driver that ignores its timeout, a poll awaiting
+something that never comes): the feeder stops pinging, says which loop in `STATUS=` and the
+log, and systemd restarts the service `WatchdogSec=` after the last ping. A blocked event
+loop stops the pings by itself.
+
+Asleep when idle: the feeder wakes for the next ping (half of `WatchdogSec=`) or the first
+moment a loop could pass its limit (`BusLoop.alive_until + stall_limit`), whichever comes
+first — not every second. Extra checks are judged at each wake, so always before a ping. While
+the pings are withheld it checks every `CHECK_EVERY` (STATUS= says why, so that a periodic
+status line elsewhere cannot hide it).
 
 `feed_watchdog` is the asyncio feeder of the gateway; `feed_watchdog_blocking` the same for a
 threaded service (the central ingest), given checks of its threads.
@@ -33,7 +40,9 @@ Check = Callable[[], str | None]
 DEFAULT_PERIOD = 5.0
 """Ping period when the manager gave no WATCHDOG_USEC (pings are harmless then)."""
 CHECK_EVERY = 1.0
-"""Liveness is checked this often (so pings stop as soon as a loop passes its limit)."""
+"""While the pings are withheld, liveness is checked this often (to resume promptly)."""
+MIN_WAIT = 0.01
+"""A wake-up at a deadline comes this much after it (the limit is passed, not just reached)."""
 WRITE_ROUND_TRIPS = 2
 """Modbus round trips of one output write attempt: the write and its read-back."""
 
@@ -54,6 +63,11 @@ def configure_stall_limits(loaded: LoadedConfig, loops: Sequence[BusLoop]) -> No
         allowance[device.bus] = allowance.get(device.bus, 0.0) + seconds
     for loop in loops:
         loop.stall_allowance = allowance.get(loop.bus_id, 0.0)
+
+
+def stall_deadlines(loops: Sequence[BusLoop]) -> list[float]:
+    """For each loop, when it would count as hung if it made no more progress."""
+    return [loop.alive_until + loop.stall_limit for loop in loops]
 
 
 def loop_problems(loops: Sequence[BusLoop], now: float) -> list[tuple[str, float, float]]:
@@ -104,6 +118,15 @@ class _Feeder:
                  for bus, stalled_for, limit in hung] + [text for _, text in failed]
         self.notifier.status("watchdog withheld: " + "; ".join(parts))
 
+    def sleep_for(self, deadlines: Sequence[float] = ()) -> float:
+        """Seconds until the next thing to do: a ping, a loop's stall deadline, or — while
+        withheld — the next check."""
+        if self.withheld:
+            return self.check_every
+        now = self.clock.monotonic()
+        ping = 0.0 if self.last_ping is None else self.last_ping + self.period - now
+        return max(MIN_WAIT, min([ping, *(d - now for d in deadlines)]) + MIN_WAIT)
+
 
 def _run_checks(checks: Sequence[Check]) -> list[tuple[int, str]]:
     failed = []
@@ -126,12 +149,15 @@ async def feed_watchdog(notifier: Notifier, loops: Callable[[], Sequence[BusLoop
     cancelled; never raises otherwise."""
     feeder = _Feeder(notifier, clock or SystemClock(), period)
     while True:
+        wait = feeder.check_every
         try:
-            hung = loop_problems(loops(), feeder.clock.monotonic())
-            feeder.step(hung, _run_checks(extra_checks))
+            current = loops()
+            feeder.step(loop_problems(current, feeder.clock.monotonic()),
+                        _run_checks(extra_checks))
+            wait = feeder.sleep_for(stall_deadlines(current))
         except Exception:  # never take the gateway down; the missing pings will
             log.exception("event=watchdog_feeder_failed")
-        await asyncio.sleep(feeder.check_every)
+        await asyncio.sleep(wait)
 
 
 def feed_watchdog_blocking(notifier: Notifier, stop: threading.Event,
@@ -141,9 +167,11 @@ def feed_watchdog_blocking(notifier: Notifier, stop: threading.Event,
     check returns None (e.g. its worker threads are alive and their heartbeats recent)."""
     feeder = _Feeder(notifier, clock or SystemClock(), period)
     while True:
+        wait = feeder.check_every
         try:
             feeder.step((), _run_checks(checks))
+            wait = feeder.sleep_for()
         except Exception:
             log.exception("event=watchdog_feeder_failed")
-        if stop.wait(feeder.check_every):
+        if stop.wait(wait):
             return

@@ -208,8 +208,9 @@ async def test_pings_flow_while_loops_poll_and_stop_for_good_when_one_hangs(
 
 async def test_a_rarely_polled_loop_stays_alive_between_polls(
         tmp_path: Path, small_margin: None, notify_socket: NotifySocket) -> None:
-    """Devices polled once a minute: the idle wait wakes every second to show progress, so a
-    loop is not taken for hung while it waits (its stall limit here is 1.8 s)."""
+    """Devices polled once a minute: a loop asleep until its next poll counts as alive up to
+    that poll's due time, so it is not taken for hung while it waits (its stall limit here is
+    1.8 s) — and needs no wake-up to show it."""
     async with start_rig(tmp_path, interval="60s") as rig:
         notify_socket.start_async()
         notifier = Notifier(notify_socket.address)

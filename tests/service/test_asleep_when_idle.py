@@ -1,0 +1,137 @@
+"""Idle means asleep: a bus loop sleeps until its next poll is due, the watchdog feeder until
+its next ping or the first moment a loop could pass its stall limit, the evaluator until
+samples arrive (or the site's shortest poll interval passes) — and a large site's evaluation
+rounds are spaced by their own cost. Real bus loops polling the simulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import SystemClock
+from gateway.config.loader import load_gateway_config
+from gateway.daemon import MAX_EVALUATION_SHARE, MAX_TICK, Gateway
+from gateway.field.bus_loop import BusLoop
+from gateway.service.notify import Notifier
+from gateway.service.watchdog import feed_watchdog, stall_deadlines
+from gateway.sim.site import SimulatedSite
+from tests.service.conftest import NotifySocket
+from tests.service.test_watchdog import start_rig, until, write_site
+
+
+class CountingClock(SystemClock):
+    """The system clock, counting how often the loop using it looks at the time."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def monotonic(self) -> float:
+        self.reads += 1
+        return super().monotonic()
+
+
+async def test_an_idle_bus_loop_sleeps_until_its_poll_is_due(tmp_path: Path) -> None:
+    async with start_rig(tmp_path, interval="60s") as rig:
+        assert await until(lambda: all(loop.stats.cycles == 1 for loop in rig.loops), 5.0)
+        loop = rig.loops[0]
+        clock = CountingClock()
+        loop.clock = clock  # from now on every turn of the loop reads this clock
+        await asyncio.sleep(3.0)
+        assert clock.reads == 0  # it did not wake once (it used to every second)
+        # …and still counts as alive, up to the due time of its next poll
+        now = time.monotonic()
+        assert now - 0.5 < loop.alive_mono <= now + 0.01
+        assert loop.alive_until > now + 50
+        assert stall_deadlines([loop]) == [pytest.approx(loop.alive_until + loop.stall_limit)]
+
+
+async def test_the_watchdog_feeder_wakes_for_pings_not_every_second(
+        tmp_path: Path, notify_socket: NotifySocket) -> None:
+    async with start_rig(tmp_path, interval="60s") as rig:
+        wakes = []
+
+        def loops() -> list[BusLoop]:
+            wakes.append(time.monotonic())
+            return rig.loops
+
+        notify_socket.start_async()
+        notifier = Notifier.from_env({"NOTIFY_SOCKET": notify_socket.address,
+                                      "WATCHDOG_USEC": "6000000"})  # a ping every 3 s
+        feeder = asyncio.create_task(feed_watchdog(notifier, loops))
+        try:
+            await asyncio.sleep(4.0)
+        finally:
+            feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+        assert len(notify_socket.pings()) == 2  # at 0 s and 3 s
+        assert len(wakes) <= 3, wakes  # it used to wake every second: 5 times
+        assert not [s for s in notify_socket.statuses() if "withheld" in s]
+
+
+async def running_gateway(tmp_path: Path, interval: str,
+                          gateway_class: type[Gateway] = Gateway) -> tuple[
+        SimulatedSite, Gateway, asyncio.Task[None]]:
+    config = load_gateway_config(write_site(tmp_path, interval=interval))
+    site = SimulatedSite(config)
+    await site.start()
+    loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
+    cfg = loaded.config
+    loaded = dataclasses.replace(loaded, config=cfg.model_copy(update={
+        "panel": cfg.panel.model_copy(update={"enabled": False})}))
+    gateway = gateway_class(loaded, state_dir=tmp_path / "state")
+    task = asyncio.create_task(gateway.run())
+    await asyncio.wait_for(gateway.started.wait(), 10)
+    return site, gateway, task
+
+
+async def stop(site: SimulatedSite, gateway: Gateway, task: asyncio.Task[None]) -> None:
+    gateway.request_stop()
+    await asyncio.wait_for(task, 15)
+    await site.stop()
+
+
+async def test_without_samples_the_rules_run_at_the_poll_interval(tmp_path: Path) -> None:
+    """Devices polled every 5 s: the evaluator runs when their samples arrive (and at most
+    every MAX_TICK without), no longer every second."""
+    site, gateway, task = await running_gateway(tmp_path, "5s")
+    try:
+        assert await until(lambda: gateway.evaluations >= 1, 5.0)
+        before, began = gateway.evaluations, time.monotonic()
+        await asyncio.sleep(4.0)
+        rounds = gateway.evaluations - before
+        elapsed = time.monotonic() - began
+        assert rounds <= elapsed / MAX_TICK + 2, rounds  # used to be one a second
+    finally:
+        await stop(site, gateway, task)
+
+
+class SlowRules(Gateway):
+    """A gateway whose rounds cost 40 ms of CPU, as a large site's do on a small board."""
+
+    def evaluate_once(self) -> list[object]:  # type: ignore[override]
+        events = super().evaluate_once()
+        spin = time.perf_counter() + 0.04
+        while time.perf_counter() < spin:
+            pass
+        return list(events)
+
+
+async def test_costly_rounds_are_spaced_by_their_cost(tmp_path: Path) -> None:
+    """Batches every 100 ms from each of two buses and 40 ms rounds: evaluating takes at most
+    MAX_EVALUATION_SHARE of the time (it used to run a round per batch: ~80 % of a core)."""
+    site, gateway, task = await running_gateway(tmp_path, "100ms", SlowRules)
+    try:
+        await asyncio.sleep(1.0)
+        before, began = gateway.evaluations, time.monotonic()
+        await asyncio.sleep(3.0)
+        rounds = gateway.evaluations - before
+        elapsed = time.monotonic() - began
+        share = rounds * 0.04 / elapsed
+        assert rounds >= 5  # the rules still run several times a second
+        assert share <= MAX_EVALUATION_SHARE + 0.1, (rounds, share)
+    finally:
+        await stop(site, gateway, task)
