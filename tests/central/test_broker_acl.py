@@ -591,3 +591,24 @@ def test_a_revoked_certificate_connects_no_more(tmp_path: Path) -> None:
         assert connects(broker, pki, A)
     finally:
         broker.stop()
+
+
+def test_retained_messages_are_delivered_only_to_those_who_may_read_them(
+        shipped_broker: ShippedBroker, pki: Pki, clients: list[Client]) -> None:
+    """A subscriber that arrives later gets a retained message only if it may read it."""
+    b = Client(shipped_broker, pki, pki[B])
+    clients.append(b)
+    for channel in ("state", "config/status", "alarms/active"):
+        # nobody subscribes yet: accepted and kept, "no matching subscribers"
+        assert b.publish(f"roomwarden/{B}/{channel}", channel.encode(),
+                         retain=True) == "No matching subscribers"
+    late = {name: Client(shipped_broker, pki, pki[name]) for name in (A, "ingest", "operator")}
+    clients.extend(late.values())
+    for c in late.values():
+        c.subscribe("#")
+    want = {"ingest": {"state", "config/status", "alarms/active"},
+            "operator": {"config/status"}, A: set()}
+    wait_for(lambda: all({p.decode() for _t, p in late[n].topics()} >= want[n] for n in want),
+             what="the retained messages each may read")
+    time.sleep(0.3)
+    assert {n: {p.decode() for _t, p in late[n].topics()} for n in want} == want
