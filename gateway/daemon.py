@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.actions.driver import OutputDriver
-from gateway.alarms.events import AlarmEvent
+from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.clock import Clock, SystemClock
 from gateway.config.loader import LoadedConfig
 from gateway.field.bus_loop import ONLINE_POINT, BusLoop
@@ -30,6 +30,7 @@ from gateway.field.buses import build_bus_loops
 from gateway.field.latest import LatestSamples
 from gateway.field.points import bind_points
 from gateway.field.sample import Sample
+from gateway.flashing.trial import TrialHold
 from gateway.operator.commands import OperatorCommands
 from gateway.operator.inbox import CLOCK_SKEW_S, CommandInbox
 from gateway.operator.replay import ReplayMemory
@@ -143,6 +144,8 @@ class Gateway:
         self._reconfigure_lock = asyncio.Lock()
         self.on_config_set: Callable[[bytes], None] | None = None
         """Set by the config applier: a signed config arrived on `config/set`."""
+        self.trial: TrialHold | None = None  # issue 9
+        """While a config is on trial (the applier's health check): its trouble alarms wait."""
         self.started = asyncio.Event()
         """Set once the loops run."""
         self.panel_ready = asyncio.Event()
@@ -223,7 +226,8 @@ class Gateway:
         """One round of the safety core, then drive the outputs it wants."""
         began = time.perf_counter()
         failed = {o: s.last_error for o, s in self.driver.state.items()}
-        events = self.core.step(self.core.output_failures(failed, self.clock.now_ns()))
+        events = self.core.step(self.core.output_failures(failed, self.clock.now_ns()),
+                                trial=self.trial)
         self.evaluations += 1
         for event in events:
             log.info("event=alarm_%s rule=%s subject=%s state=%s previous=%s severity=%s "
@@ -423,6 +427,8 @@ class Gateway:
             log.info("event=panel_listening bind=%s port=%d", bind, self.panel_port)
             self.panel_ready.set()
             return
+
+    # --- end issue 9 -------------------------------------------------------------------------
 
     # --- the panel's backend ---------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.actions.planner import Demand, OutputPlanner
 from gateway.alarms.events import AlarmEvent, AlarmView
@@ -21,6 +22,9 @@ from gateway.field.sample import Sample
 from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
 from gateway.rules.engine import RuleEngine
 from gateway.rules.model import RulePack
+
+if TYPE_CHECKING:
+    from gateway.flashing.trial import TrialHold  # issue 9
 
 OUTPUT_FAILURE_RULE = "actions.output_failure"
 
@@ -60,11 +64,16 @@ class SafetyCore:
     def ingest(self, batch: list[Sample]) -> None:
         self.engine.on_samples(batch)
 
-    def step(self, extra: Iterable[Evaluation] = ()) -> list[AlarmEvent]:
-        """Evaluate every rule, run the alarm lifecycle, plan the outputs."""
+    def step(self, extra: Iterable[Evaluation] = (),
+             trial: TrialHold | None = None) -> list[AlarmEvent]:
+        """Evaluate every rule, run the alarm lifecycle, plan the outputs. `trial`: a config
+        on trial holds its own trouble alarms (gateway.flashing.trial)."""
         evaluations = self.engine.evaluate()
         extra = list(extra)
-        events = self.alarms.observe([*evaluations, *extra] if extra else evaluations)
+        batch = [*evaluations, *extra] if extra else evaluations
+        if trial is not None:  # issue 9: the trial hold
+            batch = trial.admit(batch, self.alarms, self.engine.packs)
+        events = self.alarms.observe(batch)
         events.extend(self.alarms.tick())
         self.plan_outputs()
         return events

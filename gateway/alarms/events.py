@@ -43,10 +43,14 @@ class EventKind(StrEnum):
     """A suppression of scope `subject` ended (unsuppressed by `actor`, or expired: system)."""
     JOURNAL = "journal"
     """Journal trouble (rule `$journal`): a corrupt file was moved aside, a fresh one begun."""
+    CONFIG = "config"
+    """A config change that did not take (rule `$config`, subject `v<version>`): note
+    `config vN rolled back: <reason>`; the alarms held during its trial were dropped."""
 
 
 SUPPRESSION_RULE = "$suppression"
 JOURNAL_RULE = "$journal"
+CONFIG_RULE = "$config"
 
 
 @dataclass(frozen=True, slots=True)

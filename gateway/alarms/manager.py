@@ -123,9 +123,14 @@ class AlarmManager:
 
     # observing -------------------------------------------------------------------------------
 
-    def observe(self, evaluations: Iterable[Evaluation]) -> list[AlarmEvent]:
-        """Take this cycle's evaluations; returns the events (transitions) they caused."""
+    def observe(self, evaluations: Iterable[Evaluation], *,
+                at: tuple[int, float] | None = None) -> list[AlarmEvent]:
+        """Take this cycle's evaluations; returns the events (transitions) they caused.
+        `at`: (wall-clock ns, monotonic s) to use instead of the clock's now — evaluations held
+        while a config was on trial are raised at the time they were seen (issue 9)."""
         self._begin()
+        if at is not None:  # issue 9
+            self._now, self._mono = at
         records = self._records
         changed: list[Evaluation] = []
         for ev in evaluations:
@@ -163,6 +168,14 @@ class AlarmManager:
         journal. `observe()` does the same; call `tick()` when there is nothing to observe."""
         self._begin()
         self._expire()
+        return self._flush()
+
+    def system_event(self, kind: EventKind, rule: str, subject: str,
+                     note: str) -> list[AlarmEvent]:
+        """Journal one system event that changes no alarm (issue 9: `$config`, a config rolled
+        back after its trial)."""
+        self._begin()
+        self._system_event(kind, rule, subject, _N, _N, SYSTEM_ACTOR, note)
         return self._flush()
 
     # operator commands -----------------------------------------------------------------------

@@ -24,7 +24,8 @@ from gateway.field.sample import Quality, Sample
 log = logging.getLogger("roomwarden.field")
 
 ONLINE_POINT = "online"
-"""Every device reports `<device>.online` (bool) with each poll."""
+"""Every device reports `<device>.online` (bool) with each poll; null with quality comm_error
+while unknown (it never answered and has not yet failed `offline_after` polls)."""
 
 STALL_MARGIN = 10.0
 """Seconds added to a loop's worst legitimate poll before it counts as hung (event-loop
@@ -228,8 +229,11 @@ class BusLoop:
                         self.bus_id, poller.device_id, health.consecutive_failures,
                         result.error)
         samples = result.samples
-        samples.append(Sample(f"{poller.device_id}.{ONLINE_POINT}", health.online is not False,
-                              self.clock.now_ns(), Quality.GOOD))
+        # unknown (never answered, fewer than offline_after failures: e.g. the first polls of a
+        # dead device after a config apply) is said as unknown, never as "online" (issue 9)
+        online = health.online
+        samples.append(Sample(f"{poller.device_id}.{ONLINE_POINT}", online, self.clock.now_ns(),
+                              Quality.GOOD if online is not None else Quality.COMM_ERROR))
         try:
             self.sink(samples)
         except Exception:

@@ -74,6 +74,11 @@ class ModbusLink:
     async def close(self) -> None:
         self.client.close()
 
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open now (the config health check asks)."""
+        return bool(self.client.connected)
+
     async def read(self, request: ReadRequest, unit: int) -> Sequence[int] | Sequence[bool]:
         if not self.client.connected and not await self.client.connect():
             raise CommFailure(f"not connected to {self._endpoint()}")

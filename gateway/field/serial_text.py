@@ -46,6 +46,11 @@ class SerialTextLink:
         asyncio.get_running_loop().add_reader(port.fileno(), self._on_readable)
         self._port = port
 
+    @property
+    def connected(self) -> bool:
+        """Whether the port is open now (the config health check asks)."""
+        return self._port is not None
+
     async def close(self) -> None:
         port, self._port = self._port, None
         if port is not None:

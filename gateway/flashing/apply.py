@@ -12,8 +12,12 @@ SIGHUP (the installed config file changed). Steps, each reported as a ConfigStat
 - staged in the store (with an `applying` marker: a crash from here on boots the last-known-good);
 - validated like `roomwarden check` (schema, references, profiles, rule parameters);
 - applied (`Gateway.reconfigure`): alarms in progress carry over through the journal;
-- health-checked (gateway.flashing.health_check) for `flashing.health_timeout`;
-- committed, or rolled back to the config that ran before, with the reasons.
+- on trial while health-checked (gateway.flashing.health_check: decided as soon as the outcome
+  is certain, at most `flashing.health_timeout`): the candidate's own trouble alarms (device
+  offline, sensor health, output failures) are held (gateway.flashing.trial);
+- committed (the held alarms are raised, at the times they were seen), or rolled back to the
+  config that ran before (the held alarms are dropped; one `$config` system event in the alarm
+  journal and uplink records `config vN rolled back: <reason>`), with the reasons.
 
 Applies are serialised: a second request waits for the first to finish.
 """
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from gateway.alarms.events import CONFIG_RULE, EventKind
 from gateway.config.loader import ConfigErrors, LoadedConfig
 from gateway.config.site import FlashingSettings
 from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
@@ -48,6 +53,9 @@ log = logging.getLogger("roomwarden.flashing")
 Source = Literal["flash", "local", "reload"]
 Progress = Callable[[ConfigStatus], None]
 MAX_ERRORS_REPORTED = 20
+MAX_NOTE = 1000
+"""Longest journal note of a rolled-back config (the reason is cut): the uplink contract's
+limit for an alarm event's note."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,26 +200,49 @@ class ConfigApplier:
         self._say(progress, "applying", rid, c)
         log.info("event=config_applying source=%s id=%s version=%d sha256=%s author=%s",
                  c.source, rid, c.version, c.sha256[:12], c.author)
+        gw.begin_trial()  # the candidate's own trouble alarms wait for the verdict
+        committed = False
         try:
-            await gw.reconfigure(loaded, version=c.version, sha256=c.sha256)
-        except Exception as exc:  # the new safety core could not be built: old one runs on
-            log.exception("event=config_apply_failed id=%s", rid)
+            try:
+                await gw.reconfigure(loaded, version=c.version, sha256=c.sha256)
+            except Exception as exc:  # the new safety core could not be built: old one runs
+                log.exception("event=config_apply_failed id=%s", rid)
+                self.store.discard()
+                return self._rolled_back(progress, rid, c, "apply_failed",
+                                         f"could not start the new config: {exc}")
+            began = gw.clock.monotonic()
+            report = await check_health(lambda: gw.bus_loops, explained,
+                                        lambda: gw.evaluations, gw.clock,
+                                        settings_of(loaded).health_timeout)
+            took = gw.clock.monotonic() - began
+            if report.ok:
+                self.store.commit()
+                committed = True
+                gw.end_trial(commit=True)  # what was held is raised now, at its own times
+                log.info("event=config_applied id=%s version=%d health_check_s=%.2f %s", rid,
+                         c.version, took, report.summary())
+                return self._say(progress, "applied", rid, c, error=_notes(report))
+            log.error("event=config_rolling_back id=%s version=%d health_check_s=%.2f "
+                      "problems=%s", rid, c.version, took, report.summary())
+            await gw.reconfigure(previous, version=previous_version, sha256=previous_sha)
             self.store.discard()
-            return self._say(progress, "rolled_back", rid, c, code="apply_failed",
-                             error=f"could not start the new config: {exc}")
-        report = await check_health(lambda: gw.bus_loops, explained, lambda: gw.evaluations,
-                                    gw.clock, settings_of(loaded).health_timeout)
-        if report.ok:
-            self.store.commit()
-            log.info("event=config_applied id=%s version=%d %s", rid, c.version,
-                     report.summary())
-            return self._say(progress, "applied", rid, c, error=_notes(report))
-        log.error("event=config_rolling_back id=%s version=%d problems=%s", rid, c.version,
-                  report.summary())
-        await gw.reconfigure(previous, version=previous_version, sha256=previous_sha)
-        self.store.discard()
-        return self._say(progress, "rolled_back", rid, c, code="health_check_failed",
-                         error=report.summary())
+        finally:
+            if not committed:
+                gw.end_trial(commit=False)  # dropped: the config that runs judges afresh
+        return self._rolled_back(progress, rid, c, "health_check_failed", report.summary())
+
+    def _rolled_back(self, progress: Progress | None, rid: str | None, c: Candidate,
+                     code: str, error: str) -> ConfigStatus:
+        """Say `rolled_back`, after one system event in the alarm journal (and uplink) that
+        records it — the only trace a refused trial leaves for the operator."""
+        note = f"config v{c.version} rolled back: {error}"
+        if len(note) > MAX_NOTE:
+            note = note[:MAX_NOTE - 1] + "…"
+        try:
+            self.gateway.system_event(EventKind.CONFIG, CONFIG_RULE, f"v{c.version}", note)
+        except Exception:  # the journal never stops a rollback
+            log.exception("event=config_event_failed id=%s", rid)
+        return self._say(progress, "rolled_back", rid, c, code=code, error=error)
 
     def _refusal(self, loaded: LoadedConfig, force: bool) -> tuple[str, str] | None:
         """Changes a remote flash must not make on its own."""

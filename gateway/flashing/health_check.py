@@ -1,11 +1,22 @@
 """Is a freshly applied config healthy? Buses open, every device answered or explained, rules
-loaded and evaluated.
+loaded and evaluated — decided as soon as the outcome is certain.
 
 "Explained" means the device was already offline under the config that ran before (a dead
 detector must not block every later change to the site), or it failed with its bus unable to
 open *and* the bus was also unable to open before. A device that answered under the old config
 and does not answer under the new one is exactly what a wrong unit id, baud rate or port looks
 like: that fails the check, and the caller rolls back.
+
+When the verdict is due:
+
+- **healthy at once** when every device answered (or, explained, was polled again) and the
+  rules ran on the new config;
+- **failed at once** when a device that must answer sits on a link that cannot be opened —
+  connection refused, no such serial port — and has stayed so for `REFUSED_CONFIRM` seconds
+  with its polls failing (each poll tries to reconnect): nothing on that link can answer, so
+  waiting is pointless;
+- otherwise (a device that times out on an open link may yet answer) at `timeout`, the upper
+  bound, with whatever has not answered by then as the problems.
 """
 
 from __future__ import annotations
@@ -18,6 +29,8 @@ from gateway.clock import Clock
 from gateway.field.bus_loop import BusLoop
 
 POLL_STEP = 0.05
+REFUSED_CONFIRM = 1.0
+"""Seconds a link must stay unopenable (polls failing too) before the check gives up on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +57,28 @@ def offline_devices(loops: Sequence[BusLoop]) -> dict[str, str]:
     return silent
 
 
+def link_down(loop: BusLoop) -> bool:
+    """The bus's link could not be opened and is still not open (a link that says whether it
+    is connected is asked; one that does not is judged by the failed open alone)."""
+    if loop.link_open is not False:
+        return False
+    return getattr(loop.link, "connected", None) is not True
+
+
 def judge(loops: Sequence[BusLoop], explained: Mapping[str, str], *,
-          evaluated: bool, final: bool) -> HealthReport | None:
-    """The verdict on the current state, or None while it is still too early to tell (some
-    device has not answered yet and `final` is False)."""
+          evaluated: bool, final: bool, elapsed: float = 0.0) -> HealthReport | None:
+    """The verdict on the current state, or None while it is still too early to tell.
+
+    `elapsed`: seconds the check has been running; a device on a link that is down (see
+    `link_down`) counts as certainly failed once this reaches `REFUSED_CONFIRM`."""
     problems: list[str] = []
+    certain: list[str] = []
+    pending: list[str] = []
     notes: list[str] = []
     waiting = False
     for loop in loops:
-        link_error = getattr(loop, "link_error", None)
+        down = link_down(loop)
+        dead: list[str] = []
         for device, health in loop.stats.device_health.items():
             if health.last_success_mono is not None:
                 continue
@@ -63,11 +89,22 @@ def judge(loops: Sequence[BusLoop], explained: Mapping[str, str], *,
                 waiting = True
                 continue
             waiting = True
+            if down and health.polls and elapsed >= REFUSED_CONFIRM:
+                dead.append(device)
+                continue
+            pending.append(device)
             if final:
                 why = health.last_error or "never polled"
-                where = f"bus {loop.bus_id}" + (f" (cannot open: {link_error})"
-                                                if link_error else "")
+                where = f"bus {loop.bus_id}" + (f" (cannot open: {loop.link_error})"
+                                                if loop.link_error else "")
                 problems.append(f"device {device} on {where} did not answer: {why}")
+        if dead:
+            certain.append(f"bus {loop.bus_id}: the link cannot be opened "
+                           f"({_short(loop.link_error)}): {_devices(dead)} did not answer")
+    if certain:
+        if pending and not final:
+            problems = [f"{_devices(pending)} had not answered yet"]
+        return HealthReport(ok=False, problems=certain + problems, notes=notes)
     if not evaluated:
         waiting = True
         if final:
@@ -77,17 +114,31 @@ def judge(loops: Sequence[BusLoop], explained: Mapping[str, str], *,
     return HealthReport(ok=not problems, problems=problems, notes=notes)
 
 
+def _devices(ids: Sequence[str], shown: int = 5) -> str:
+    """`device th-1`, `3 devices (th-1, th-2, th-3)`, `9 devices (a, b, c, d, e, …)`."""
+    if len(ids) == 1:
+        return f"device {ids[0]}"
+    more = ", …" if len(ids) > shown else ""
+    return f"{len(ids)} devices ({', '.join(ids[:shown])}{more})"
+
+
+def _short(text: str | None, limit: int = 160) -> str:
+    text = " ".join((text or "unknown error").split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 async def check_health(loops: Callable[[], Sequence[BusLoop]], explained: Mapping[str, str],
                        evaluations: Callable[[], int], clock: Clock,
                        timeout: float) -> HealthReport:
-    """Wait until every device of the new config answered (or is explained) and the rules ran
-    once, or until `timeout`; return the verdict."""
+    """Wait until the verdict on the new config is certain (see the module docstring), at
+    most `timeout` seconds; return it."""
     start_evaluations = evaluations()
-    deadline = clock.monotonic() + timeout
+    began = clock.monotonic()
+    deadline = began + timeout
     while True:
-        final = clock.monotonic() >= deadline
+        now = clock.monotonic()
         report = judge(loops(), explained, evaluated=evaluations() > start_evaluations,
-                       final=final)
+                       final=now >= deadline, elapsed=now - began)
         if report is not None:
             return report
         await asyncio.sleep(POLL_STEP)

@@ -18,17 +18,33 @@ Checks, each judged from the gateway's own state at the moment of asking:
   outbox keeps everything), or when it carries out unsigned operator commands
   (`operators.allow_unsigned`, lab only). `not configured` is ok.
 
-The overall status is the worst check. `/healthz` answers 200 for ok and degraded and 503 for
-failing, so a supervisor restarts the daemon only for what a restart can mend.
+**Service health vs. site alarm state.** The checks above say whether the *gateway* works
+(`service`: the worst check). Whether the *site* is in trouble is a different question,
+answered beside it (`site`): `normal` (no alarm annunciated), `active` (alarms annunciated,
+none of them critical and active, no flood) or `alarm` (a critical alarm is active, or an alarm
+flood is on). The overall `status` is the service's, except that it is never `ok` — nor
+`degraded` — while the site is in `alarm`: then it says `alarm` (a failing service still says
+`failing`). `summary` says both in words: `Service: ok · Site: ALARM — 1 critical active,
+flood`.
+
+HTTP: `/healthz` answers 503 only when the service is failing and 200 otherwise — also during
+a site alarm: a load balancer or supervisor must not pull or restart the gateway because a room
+is on fire (that is when it is needed most); whoever watches the site reads `site` (or the
+`roomwarden_alarms_active` and `roomwarden_alarm_flood` metrics).
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
+from gateway.alarms.events import AlarmView
+from gateway.alarms.lifecycle import AlarmState
+from gateway.alarms.types import Severity
 from gateway.field.bus_loop import BusLoop
 from gateway.ops.source import MetricsSource
 
@@ -40,6 +56,8 @@ evaluator runs at least every `gateway.daemon.TICK` = 1 s)."""
 class Level(StrEnum):
     OK = "ok"
     DEGRADED = "degraded"
+    ALARM = "alarm"
+    """Overall only: the service works (ok or degraded) but the site is in alarm."""
     FAILING = "failing"
 
     @property
@@ -47,7 +65,19 @@ class Level(StrEnum):
         return _RANK[self]
 
 
-_RANK = {Level.OK: 0, Level.DEGRADED: 1, Level.FAILING: 2}
+_RANK = {Level.OK: 0, Level.DEGRADED: 1, Level.ALARM: 2, Level.FAILING: 3}
+
+
+class SiteLevel(StrEnum):
+    NORMAL = "normal"
+    """No alarm annunciated."""
+    ACTIVE = "active"
+    """Alarms annunciated, none critical and active, no flood."""
+    ALARM = "alarm"
+    """A critical alarm is active, or an alarm flood is on."""
+
+
+_ACTIVE_STATES = (AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED)
 
 
 def _short(text: str | None, limit: int = 120) -> str:
@@ -66,14 +96,77 @@ class CheckResult(BaseModel):
     detail: str
 
 
+class SiteHealth(BaseModel):
+    """The site's alarm state, beside the service's health."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: SiteLevel
+    active: int
+    """Alarms annunciated (active, or returned and waiting for an acknowledge)."""
+    critical: int
+    """Critical alarms whose condition is active (acknowledged or not)."""
+    unacknowledged: int
+    flood: bool
+    detail: str
+    """In words: `ALARM — 1 critical active, flood`, `2 alarms active, 1 unacknowledged`,
+    `normal — no alarm active`."""
+
+
+def site_health(alarms: Sequence[AlarmView], flood: bool) -> SiteHealth:
+    """Judge the site from the alarm manager's annunciated alarms and its flood status."""
+    shown = [a for a in alarms if a.state.annunciated]
+    critical = sum(1 for a in shown
+                   if a.severity is Severity.CRITICAL and a.state in _ACTIVE_STATES)
+    unacked = sum(1 for a in shown if a.state.unacknowledged)
+    if critical or flood:
+        level = SiteLevel.ALARM
+        parts = ([f"{critical} critical active"] if critical else []) + \
+            (["flood"] if flood else [])
+        detail = f"ALARM — {', '.join(parts)}"
+        others = len(shown) - critical
+        if others:
+            detail += f" ({others} other alarm{'s' if others != 1 else ''})"
+    elif shown:
+        level = SiteLevel.ACTIVE
+        detail = f"{len(shown)} alarm{'s' if len(shown) != 1 else ''} active" + (
+            f", {unacked} unacknowledged" if unacked else "")
+    else:
+        level, detail = SiteLevel.NORMAL, "normal — no alarm active"
+    return SiteHealth(status=level, active=len(shown), critical=critical,
+                      unacknowledged=unacked, flood=flood, detail=detail)
+
+
+def overall(service: Level, site: SiteHealth | None) -> Level:
+    """The one-word status: the service's, but never ok or degraded during a site alarm."""
+    if service is not Level.FAILING and site is not None and site.status is SiteLevel.ALARM:
+        return Level.ALARM
+    return service
+
+
 class HealthReport(BaseModel):
-    """The body of `GET /healthz` (`ok` is false only when failing)."""
+    """The body of `GET /healthz` (`ok` is false only when the service is failing)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ok: bool
     status: Level
+    """Overall: `service`, or `alarm` while the site is in alarm (see the module docstring)."""
     checks: dict[str, CheckResult]
+    service: Level | None = None
+    """The gateway's own health: the worst check (None: no gateway behind the panel)."""
+    site: SiteHealth | None = None
+    summary: str | None = None
+    """`Service: ok · Site: ALARM — 1 critical active, flood`."""
+
+    @model_serializer(mode="wrap")
+    def _drop_unknown(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A bare panel (no gateway) knows neither service nor site: leave them out."""
+        data: dict[str, Any] = handler(self)
+        for key in ("service", "site", "summary"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
     @property
     def http_status(self) -> int:
@@ -125,8 +218,12 @@ class HealthMonitor:
             "outputs": self.check_outputs(),
             "uplink": self.check_uplink(),
         }
-        status = worst([c.status for c in checks.values()])
-        return HealthReport(ok=status is not Level.FAILING, status=status, checks=checks)
+        service = worst([c.status for c in checks.values()])
+        alarms = self.source.core.alarms
+        site = site_health(alarms.active(), alarms.flood.active)
+        return HealthReport(ok=service is not Level.FAILING, status=overall(service, site),
+                            checks=checks, service=service, site=site,
+                            summary=f"Service: {service.value} · Site: {site.detail}")
 
     def check_buses(self) -> CheckResult:
         src = self.source

@@ -1,5 +1,10 @@
 """`roomwarden status`: the local gateway's state for a technician, as data and as text.
 
+The header keeps two questions apart: **Service** — does the gateway itself work (polling,
+rules, outputs, uplink; `gateway.ops.health`) — and **Site** — are the rooms in alarm (`ALARM —
+1 critical active, flood`). It never prints a bare "ok" beside an active critical alarm or a
+flood.
+
 `build_status_report(gw)` reads a running gateway (a `MetricsSource`) into a `StatusReport`
 (plain JSON types: the control socket sends it as `model_dump(mode="json")` and the CLI reads it
 back with `StatusReport.model_validate`); `render_status(report, color)` prints it compactly,
@@ -17,7 +22,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict
 
 from gateway import __version__
-from gateway.ops.health import HealthMonitor, HealthReport, Level, monitor_for, progress_age
+from gateway.ops.health import (
+    HealthMonitor,
+    HealthReport,
+    Level,
+    SiteLevel,
+    monitor_for,
+    progress_age,
+)
 from gateway.ops.source import MetricsSource
 
 WIDTH = 100
@@ -186,7 +198,10 @@ def build_status_report(gw: MetricsSource, health: HealthMonitor | None = None) 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
-_LEVEL_COLOR = {Level.OK: "green", Level.DEGRADED: "yellow", Level.FAILING: "red"}
+_LEVEL_COLOR = {Level.OK: "green", Level.DEGRADED: "yellow", Level.ALARM: "red",
+                Level.FAILING: "red"}
+_SITE_COLOR = {SiteLevel.NORMAL: "green", SiteLevel.ACTIVE: "yellow", SiteLevel.ALARM: "red"}
+SERVICE_MEANS = "(the gateway itself: polling, rules, outputs, uplink — not the rooms' alarms)"
 _SEVERITY_COLOR = {"critical": "red", "major": "red", "minor": "yellow", "warning": "cyan"}
 _STATE_TEXT = {
     "active_unacknowledged": "active, unacked",
@@ -294,19 +309,29 @@ def _line(paint: _Painter, indent: int, parts: Iterable[_Part]) -> str:
 
 
 def _header(r: StatusReport, paint: _Painter) -> list[str]:
-    level = r.health.status
-    dot = "●" if level is Level.OK else "✗" if level is Level.FAILING else "▲"
+    level = r.health.status  # overall: never ok during a site alarm
+    service = r.health.service or level
+    site = r.health.site
+    dot = "●" if level is Level.OK else "▲" if level is Level.DEGRADED else "✗"
     lines = [_line(paint, 0, [
         (dot + " ", 2, (_LEVEL_COLOR[level],)),
         (f"{r.gateway} ({r.site})", None, ("bold",)),
     ])]
     if r.name:
         lines.append(_line(paint, 2, [(r.name, None, ("dim",))]))
-    status_text = level.value.upper() if level is not Level.OK else "ok"
+    service_text = service.value.upper() if service is not Level.OK else "ok"
     lines.append(_line(paint, 2, [
-        ("Status:  ", 9, ()), (status_text, len(status_text) + 2, (_LEVEL_COLOR[level], "bold")),
-        (f"up {duration(r.uptime_s)} · {r.evaluations} rule evaluations"
-         + (" · ALARM FLOOD" if r.flood else ""), None, ()),
+        ("Service: ", 9, ()),
+        (service_text, len(service_text) + 2, (_LEVEL_COLOR[service], "bold")),
+        (f"up {duration(r.uptime_s)} · {r.evaluations} rule evaluations", None, ()),
+    ]))
+    lines.append(_line(paint, 2, [("", 9, ()), (SERVICE_MEANS, None, ("dim",))]))
+    if site is None:  # a report from a gateway that does not judge its site
+        site_text, style = ("ALARM FLOOD" if r.flood else "unknown"), "red" if r.flood else "dim"
+    else:
+        site_text, style = site.detail, _SITE_COLOR[site.status]
+    lines.append(_line(paint, 2, [
+        ("Site:    ", 9, ()), (site_text, None, (style, "bold")),
     ]))
     lines.append(_line(paint, 2, [
         ("Version: ", 9, ()),

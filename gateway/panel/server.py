@@ -20,7 +20,7 @@ import ipaddress
 import json
 import logging
 import secrets
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -37,7 +37,15 @@ from gateway.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.ops.metrics import make_registry, render
 from gateway.ops.source import MetricsSource
 from gateway.panel.backend import CommandRefused, PanelBackend
+from gateway.panel.connections import (
+    IDLE_TIMEOUT,
+    LISTEN_BACKLOG,
+    ConnectionGuard,
+    RateLimitFilter,
+    quieten_accept_errors,
+)
 from gateway.panel.passwords import ScryptHash, parse_hash, verify_password
+from gateway.panel.throttle import LoginThrottle
 from gateway.panel.views import (
     AcknowledgeCommand,
     LoginCommand,
@@ -50,14 +58,15 @@ if TYPE_CHECKING:  # prometheus_client is imported at the first scrape (gateway.
     from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
+log.addFilter(RateLimitFilter(prefix="event=panel_error"))  # a failing handler: 1 line a minute
+log.addFilter(RateLimitFilter(prefix="event=panel_login_throttled"))
+_http_log = logging.getLogger(f"{__name__}.http")
+"""aiohttp's own errors (malformed requests, lost connections) of the panel's connections."""
+_http_log.addFilter(RateLimitFilter())
 
 MAX_BODY = 64 * 1024
 COOKIE = "roomwarden_session"
 MAX_SESSIONS = 256
-LOGIN_FAILURES = 5
-"""Failed logins allowed per client address within LOGIN_WINDOW seconds."""
-LOGIN_WINDOW = 60.0
-MAX_TRACKED_CLIENTS = 1024
 
 _STATIC = {
     "/": ("index.html", "text/html"),
@@ -119,6 +128,9 @@ def _error_response(exc: ApiError) -> web.Response:
     return _json(body, exc.status, exc.headers or None)
 
 
+_SCOPES = {"address": "from this address", "user": "for this user name",
+           "panel": "on this panel"}
+
 _HTTP_ERRORS = {
     400: "bad_request",
     401: "not_logged_in",
@@ -178,52 +190,6 @@ class SessionTable:
             del self._sessions[token]
 
 
-class LoginThrottle:
-    """At most `limit` failed logins per client address in a sliding `window` of seconds."""
-
-    def __init__(
-        self,
-        clock: Clock,
-        limit: int = LOGIN_FAILURES,
-        window: float = LOGIN_WINDOW,
-        max_clients: int = MAX_TRACKED_CLIENTS,
-    ) -> None:
-        self._clock = clock
-        self._limit = limit
-        self._window = window
-        self._max_clients = max_clients
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def retry_after(self, client: str) -> float:
-        """Seconds until `client` may try again; 0 if it may now."""
-        failures = self._recent(client)
-        if len(failures) < self._limit:
-            return 0.0
-        return max(0.0, failures[0] + self._window - self._clock.monotonic())
-
-    def failed(self, client: str) -> None:
-        failures = self._recent(client)
-        failures.append(self._clock.monotonic())
-        self._failures[client] = failures
-        self._failures.move_to_end(client)
-        while len(self._failures) > self._max_clients:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
-
-    def _recent(self, client: str) -> deque[float]:
-        failures = self._failures.get(client)
-        if failures is None:
-            return deque(maxlen=self._limit)
-        cutoff = self._clock.monotonic() - self._window
-        while failures and failures[0] <= cutoff:
-            failures.popleft()
-        if not failures:
-            del self._failures[client]
-        return failures
-
-
 def _load_static() -> dict[str, tuple[bytes, str]]:
     root = resources.files("gateway.panel").joinpath("static")
     return {
@@ -259,7 +225,9 @@ class PanelServer:
             n=2**14, r=8, p=1, salt=secrets.token_bytes(16), digest=secrets.token_bytes(32)
         )
         self.sessions = SessionTable(clock, settings.session_ttl)
-        self.throttle = LoginThrottle(clock)
+        self.throttle = LoginThrottle(clock, users=self._users)
+        self.connections: ConnectionGuard | None = None
+        """The connection bounds (gateway.panel.connections), made by `start()`."""
         self._verify_lock = asyncio.Semaphore(1)
         self._static = _load_static()
         self._runner: web.AppRunner | None = None
@@ -288,11 +256,17 @@ class PanelServer:
         if self._runner is not None:
             raise RuntimeError("panel server already started")
         runner = web.AppRunner(
-            self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
+            self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0,
+            keepalive_timeout=IDLE_TIMEOUT, logger=_http_log,
         )
         await runner.setup()
+        quieten_accept_errors()
+        self.connections = ConnectionGuard()
+        assert runner.server is not None
+        self.connections.attach(runner.server)
         try:
-            site = web.TCPSite(runner, self._settings.bind, self._settings.port)
+            site = web.TCPSite(runner, self._settings.bind, self._settings.port,
+                               backlog=LISTEN_BACKLOG)
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -307,12 +281,17 @@ class PanelServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+            if self.connections is not None:
+                self.connections.close_all()
             log.info(kv("panel_stopped", port=self.port))
 
     # --- middleware and helpers ---------------------------------------------------------------
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        guard, protocol = self.connections, request.protocol
+        if guard is not None:
+            guard.begin(protocol)
         try:
             response = await handler(request)
         except ApiError as exc:
@@ -333,8 +312,12 @@ class PanelServer:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception(kv("panel_error", method=request.method, path=request.path))
+            log.exception("event=panel_error method=%s path=%s", request.method,
+                          json.dumps(request.path[:200]))
             response = _error_response(ApiError(500, "internal_error", "internal server error"))
+        finally:
+            if guard is not None:
+                guard.end(protocol)
         for key, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
         return response
@@ -477,18 +460,20 @@ class PanelServer:
 
     async def _login(self, request: web.Request) -> web.Response:
         client = self._client(request)
-        wait = self.throttle.retry_after(client)
-        if wait > 0:
-            error = ApiError(
-                429, "too_many_attempts", f"too many failed logins; try again in {wait:.0f} s"
-            )
-            error.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+        command = await self._body(request, LoginCommand)
+        refusal = self.throttle.check(client, command.user)
+        if refusal is not None:
+            log.warning("event=panel_login_throttled scope=%s wait_s=%.0f", refusal.scope,
+                        refusal.wait)
+            error = ApiError(429, "too_many_attempts", f"too many failed logins ("
+                             f"{_SCOPES[refusal.scope]}); try again in {refusal.wait:.0f} s")
+            error.headers["Retry-After"] = str(max(1, int(refusal.wait + 0.999)))
             raise error
         command = await self._body(request, LoginCommand)
         known = self._users.get(command.user)
-        # Count the attempt as a failure before checking it, so parallel guesses from one
-        # address cannot slip past the limit while scrypt runs; a success clears the count.
-        self.throttle.failed(client)
+        # Count the attempt as a failure before checking it, so parallel guesses cannot slip
+        # past the limits while scrypt runs; a success takes it back (gateway.panel.throttle).
+        self.throttle.failed(client, command.user)
         async with self._verify_lock:  # scrypt is CPU and memory heavy: one at a time
             ok = await asyncio.get_running_loop().run_in_executor(
                 None, verify_password, command.password, known or self._decoy
@@ -496,7 +481,7 @@ class PanelServer:
         if not ok or known is None:
             log.warning(kv("panel_login_failed", user=command.user, client=client))
             raise ApiError(401, "login_failed", "wrong user name or password")
-        self.throttle.succeeded(client)
+        self.throttle.succeeded(client, command.user)
         self.sessions.drop(request.cookies.get(COOKIE))
         token = self.sessions.create(command.user)
         log.info(kv("panel_login", user=command.user, client=client))

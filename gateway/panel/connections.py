@@ -1,0 +1,218 @@
+"""Bounds on the panel's connections: how many are open, how long one may sit idle, and how much
+their failures may log.
+
+`ConnectionGuard` follows the connections of the panel's aiohttp server:
+
+- at most `MAX_CONNECTIONS` (256) open connections — a quarter of a default 1,024-descriptor
+  limit, so the gateway's buses, journal and outbox always have descriptors left (plus, for a
+  moment, those being accepted or closed: see LISTEN_BACKLOG);
+- when a new connection arrives at the cap, one *idle* connection is shed (closed) to make room:
+  the oldest one of the client address holding the most connections. A connection is idle
+  unless a request is being handled on it. So a flood of idle or slow connections evicts its
+  own oldest sockets first and never locks out an operator or a `/healthz` probe: a new
+  connection always gets in, and its request is served. Only when every open connection is
+  busy in a handler is the new one closed at once;
+- a connection that has not completed a request within `IDLE_TIMEOUT` (10 s) of its
+  acceptance or of its last response is closed (this bounds slow-header clients too, which
+  aiohttp alone would keep).
+
+One timer per open connection, none when there is none (idle means asleep).
+
+`RateLimitFilter` turns a burst of identical log records into one line per interval with a
+count of what it swallowed (and drops their tracebacks after the first): the panel's error
+logs go through it, and so does asyncio's "socket.accept() out of system resource", the
+record a descriptor shortage would otherwise repeat with a traceback at every accept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 256
+IDLE_TIMEOUT = 10.0
+LISTEN_BACKLOG = 32
+"""The listening socket's backlog: asyncio accepts up to this many connections in one go before
+the guard sees them, so the panel holds at most about MAX_CONNECTIONS + 2 × LISTEN_BACKLOG
+descriptors at any instant (connections being accepted, and shed ones being closed)."""
+LOG_INTERVAL = 60.0
+
+
+@dataclass(slots=True)
+class _Conn:
+    client: str
+    last: float
+    """loop.time() of the acceptance or the end of the last request."""
+    busy: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
+class ConnectionGuard:
+    """Bounds the connections of one aiohttp `web.Server` (see the module docstring): `attach()`
+    it to the server before it listens, and call `begin()` / `end()` around every request (the
+    panel's middleware does)."""
+
+    def __init__(self, *, limit: int = MAX_CONNECTIONS,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+        if limit < 1 or idle_timeout <= 0:
+            raise ValueError("limit must be >= 1 and idle_timeout > 0")
+        self.limit = limit
+        self.idle_timeout = idle_timeout
+        self._loop = asyncio.get_running_loop()
+        self._conns: OrderedDict[RequestHandler, _Conn] = OrderedDict()
+        self._per_client: Counter[str] = Counter()
+        self.shed = 0
+        """Idle connections closed to make room for new ones."""
+        self.refused = 0
+        """New connections closed because every open one was busy."""
+        self.expired = 0
+        """Connections closed after `idle_timeout` without a request."""
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def attach(self, server: web.Server) -> None:
+        """Follow `server`'s connections: its connection_made / connection_lost hooks (which
+        every request handler calls) are wrapped to tell this guard too."""
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
+            made(handler, transport)
+            self._made(handler, transport)
+
+        def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
+            lost(handler, exc)
+            self._forget(handler)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    def begin(self, handler: RequestHandler) -> None:
+        """A request is being handled on `handler`'s connection: it is not idle."""
+        conn = self._conns.get(handler)
+        if conn is not None:
+            conn.busy += 1
+
+    def end(self, handler: RequestHandler) -> None:
+        conn = self._conns.get(handler)
+        if conn is not None:
+            conn.busy = max(0, conn.busy - 1)
+            conn.last = self._loop.time()
+
+    def close_all(self) -> None:
+        for conn in self._conns.values():
+            if conn.timer is not None:
+                conn.timer.cancel()
+        self._conns.clear()
+        self._per_client.clear()
+
+    # ------------------------------------------------------------------------------------------
+
+    def _made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        if len(self._conns) >= self.limit and not self._shed_one():
+            self.refused += 1
+            log.warning("event=panel_connection_refused total=%d limit=%d", self.refused,
+                        self.limit)
+            transport.close()
+            return
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        conn = _Conn(client=client, last=self._loop.time())
+        self._conns[handler] = conn
+        self._per_client[client] += 1
+        self._arm(handler, conn)
+
+    def _arm(self, handler: RequestHandler, conn: _Conn) -> None:
+        conn.timer = self._loop.call_at(conn.last + self.idle_timeout, self._expire, handler)
+
+    def _expire(self, handler: RequestHandler) -> None:
+        conn = self._conns.get(handler)
+        if conn is None:
+            return
+        if conn.busy == 0 and self._loop.time() - conn.last >= self.idle_timeout:
+            self.expired += 1
+            self._close(handler)
+        else:
+            self._arm(handler, conn)
+
+    def _shed_one(self) -> bool:
+        """Close the oldest idle connection of the client holding the most; False if every
+        connection is busy."""
+        idle_by_client: dict[str, RequestHandler] = {}
+        for handler, conn in self._conns.items():  # oldest first
+            if conn.busy == 0:
+                idle_by_client.setdefault(conn.client, handler)
+        if not idle_by_client:
+            return False
+        client = max(idle_by_client, key=lambda c: self._per_client[c])
+        self.shed += 1
+        log.warning("event=panel_connections_shed total=%d limit=%d", self.shed, self.limit)
+        self._close(idle_by_client[client])
+        return True
+
+    def _close(self, handler: RequestHandler) -> None:
+        self._forget(handler)
+        handler.force_close()
+
+    def _forget(self, handler: RequestHandler) -> None:
+        conn = self._conns.pop(handler, None)
+        if conn is None:
+            return
+        if conn.timer is not None:
+            conn.timer.cancel()
+        self._per_client[conn.client] -= 1
+        if self._per_client[conn.client] <= 0:
+            del self._per_client[conn.client]
+
+
+class RateLimitFilter(logging.Filter):
+    """Lets the first record of each (logger, message template) through, then at most one per
+    `interval` seconds, that one saying how many were suppressed; tracebacks only on the
+    first. Records of other templates are not affected."""
+
+    def __init__(self, interval: float = LOG_INTERVAL, prefix: str = "") -> None:
+        super().__init__()
+        self.interval = interval
+        self.prefix = prefix
+        self._last: dict[tuple[str, str], float] = {}
+        self._suppressed: Counter[tuple[str, str]] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.prefix and not str(record.msg).startswith(self.prefix):
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._suppressed[key] += 1
+            return False
+        if last is not None:
+            record.exc_info = None
+            record.exc_text = None
+            record.stack_info = None
+            suppressed = self._suppressed.pop(key, 0)
+            record.msg = f"{record.msg} (repeated; {suppressed} more in the last " \
+                         f"{self.interval:.0f} s not logged)"
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+_ACCEPT_FILTER = RateLimitFilter(prefix="socket.accept() out of system resource")
+log.addFilter(RateLimitFilter())  # one shed / refused line a minute, with the running totals
+
+
+def quieten_accept_errors() -> None:
+    """Rate-limit asyncio's accept-failure record (process-wide, idempotent)."""
+    logger = logging.getLogger("asyncio")
+    if _ACCEPT_FILTER not in logger.filters:
+        logger.addFilter(_ACCEPT_FILTER)
