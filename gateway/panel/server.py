@@ -469,7 +469,6 @@ class PanelServer:
                              f"{_SCOPES[refusal.scope]}); try again in {refusal.wait:.0f} s")
             error.headers["Retry-After"] = str(max(1, int(refusal.wait + 0.999)))
             raise error
-        command = await self._body(request, LoginCommand)
         known = self._users.get(command.user)
         # Count the attempt as a failure before checking it, so parallel guesses cannot slip
         # past the limits while scrypt runs; a success takes it back (gateway.panel.throttle).
