@@ -430,6 +430,45 @@ class Gateway:
 
     # --- end issue 9 -------------------------------------------------------------------------
 
+    # --- issue 9: config trials (gateway.flashing.trial; driven by gateway.flashing.apply) --
+
+    def begin_trial(self) -> TrialHold:
+        """From now until `end_trial`, the running config's own trouble alarms are held."""
+        self.trial = TrialHold(self.clock)
+        return self.trial
+
+    def end_trial(self, *, commit: bool) -> list[AlarmEvent]:
+        """Commit: raise what was held, each at the time it was seen, re-plan the outputs,
+        journal and send the events. Rollback (`commit` false): drop what was held."""
+        trial, self.trial = self.trial, None
+        if trial is None:
+            return []
+        if not commit:
+            dropped = trial.discard()
+            if dropped:
+                log.info("event=trial_alarms_dropped count=%d alarms=%s", len(dropped),
+                         ",".join(str(k) for k in dropped[:20]))
+            return []
+        events = trial.release(self.core.alarms)
+        if events:
+            log.info("event=trial_alarms_raised count=%d alarms=%s", len(events),
+                     ",".join(f"{e.rule}@{e.subject}" for e in events[:20]))
+        self.core.plan_outputs()
+        self.driver.apply(self.core.wanted)
+        self._hand_on(events)
+        return events
+
+    def system_event(self, kind: EventKind, rule: str, subject: str,
+                     note: str) -> list[AlarmEvent]:
+        """Journal a system event (e.g. a config rolled back) and send it uplink."""
+        events = self.core.alarms.system_event(kind, rule, subject, note)
+        log.info("event=system_event kind=%s rule=%s subject=%s note=%r", kind, rule, subject,
+                 note)
+        self._hand_on(events)
+        return events
+
+    # --- end issue 9 -----------------------------------------------------------------------
+
     # --- the panel's backend ---------------------------------------------------------------
 
     def panel_state(self) -> PanelState:
