@@ -6,6 +6,7 @@ from tests.bench import (
     bench_acquisition,
     bench_alarm_latency,
     bench_alarms,
+    bench_imports,
     bench_ingest,
     bench_outbox,
     bench_process,
@@ -24,6 +25,7 @@ def main() -> None:
     bench_replay.main()
     bench_ingest.main()
     bench_alarm_latency.main(trials=100)
+    bench_imports.main()
     bench_process.main()
 
 
