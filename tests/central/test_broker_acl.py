@@ -30,6 +30,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.alarms.lifecycle import AlarmState
@@ -132,7 +134,8 @@ class Client:
 
     def __init__(self, broker: ShippedBroker, pki: Pki, ident: Identity, *,
                  password: bool = False, protocol: MQTTProtocolVersion = mqtt.MQTTv5,
-                 username: str | None = None, connect_timeout: float = 10) -> None:
+                 username: str | None = None, connect_timeout: float = 10,
+                 client_id: str | None = None, persistent: bool = False) -> None:
         self.ident = ident
         self.received: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
@@ -141,9 +144,10 @@ class Client:
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self.connect_reason = ""
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=f"t-{ident.name.replace('/', '_')}-{id(self)}",
-                                  protocol=protocol)
+        self.session_present = False
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, protocol=protocol,
+            client_id=client_id or f"t-{ident.name.replace('/', '_')}-{id(self)}")
         self.client.tls_set(ca_certs=str(pki.ca),
                             certfile=None if password else str(ident.cert),
                             keyfile=None if password else str(ident.key))
@@ -152,8 +156,10 @@ class Client:
         elif username is not None:
             self.client.username_pw_set(username, pki[username].password)
 
-        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        def on_connect(_c: mqtt.Client, _u: Any, flags: mqtt.ConnectFlags, rc: ReasonCode,
+                       _p: Any) -> None:
             self.connect_reason = str(rc)
+            self.session_present = flags.session_present
             self._connected.set()
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -169,8 +175,13 @@ class Client:
         self.client.on_message = on_message
         self.client.on_publish = on_publish
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
+        session: dict[str, Any] = {}
+        if persistent:  # MQTT 5: keep the session (and what is queued) for an hour
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 3600
+            session = {"clean_start": False, "properties": props}
         self.client.connect("127.0.0.1", broker.password_port if password else broker.port,
-                            keepalive=30)
+                            keepalive=30, **session)
         self.client.loop_start()
         if not self._connected.wait(connect_timeout) or self.connect_reason != "Success":
             self.close()
@@ -378,10 +389,6 @@ def spoof(pki: Pki, broker: ShippedBroker, clients: list[Client],
     telemetry, an "all clear" alarm event and a retained `offline` state under B, a catalog
     and telemetry of an invented site; an operator's telemetry under A. Returns the broker's
     answers (MQTT 5 publishers) and the time of the forged `offline` state (ms)."""
-    a5 = Client(broker, pki, pki[A], password=password)
-    a3 = Client(broker, pki, pki[A], protocol=mqtt.MQTTv311, password=password)
-    op = Client(broker, pki, pki["operator"], password=password)
-    clients.extend([a5, a3, op])
     site_b, gw_b = B.split("/")
     site_x, gw_x = INVENTED.split("/")
     clear = AlarmEventMessage.from_event(dataclasses.replace(
@@ -391,8 +398,12 @@ def spoof(pki: Pki, broker: ShippedBroker, clients: list[Client],
     invented = PointCatalog.build(site=site_x, gateway=gw_x, produced=time.time_ns(),
                                   points=POINTS)
     answers = []
-    for client in (a5, a3):
-        answers += [
+    # one connection at a time: an identity's client id is its name, so two connections of
+    # one identity take each other's place
+    for protocol in (mqtt.MQTTv5, mqtt.MQTTv311):
+        client = Client(broker, pki, pki[A], password=password, protocol=protocol)
+        clients.append(client)
+        said = [
             client.publish(str(Topic(site_b, gw_b, Channel.TELEMETRY)),
                            encode(batch(site_b, gw_b, 10**6, SPOOF_VALUE))),
             client.publish(str(Topic(site_b, gw_b, Channel.ALARMS)), encode(clear)),
@@ -401,11 +412,15 @@ def spoof(pki: Pki, broker: ShippedBroker, clients: list[Client],
             client.publish(str(Topic(site_x, gw_x, Channel.META)), encode(invented)),
             client.publish(str(Topic(site_x, gw_x, Channel.TELEMETRY)),
                            encode(batch(site_x, gw_x, 1, INVENTED_VALUE)))]
+        client.close()
+        if protocol == mqtt.MQTTv5:  # MQTT 3.1.1 has no way to say "not authorized"
+            answers += said
+    op = Client(broker, pki, pki["operator"], password=password)
+    clients.append(op)
     site_a, gw_a = A.split("/")
     answers.append(op.publish(str(Topic(site_a, gw_a, Channel.TELEMETRY)),
                               encode(batch(site_a, gw_a, 10**6, OPERATOR_VALUE))))
-    return [a for a, c in zip(answers, [a5] * 5 + [a3] * 5 + [op], strict=True)
-            if c.client.protocol == mqtt.MQTTv5], offline.ts // 1_000_000
+    return answers, offline.ts // 1_000_000
 
 
 async def _scenario(tmp_path: Path, pki: Pki, vm: Victoria, clients: list[Client], *,
@@ -423,31 +438,35 @@ async def _scenario(tmp_path: Path, pki: Pki, vm: Victoria, clients: list[Client
     service.start()
     try:
         await until(lambda: bool(service.status()["connected"]), 15, "ingest connected")
-        async with uplink(broker, pki, A, tmp_path / "a", listener) as up_a, \
-                uplink(broker, pki, B, tmp_path / "b", listener) as up_b:
-            up_a.on_samples(reading(21.5))
-            up_b.on_samples(reading(22.5))
-            up_a.on_alarm_events([event(1)])
-            up_b.on_alarm_events([dataclasses.replace(event(1), rule="b_rule")])
-            await until(lambda: {21.5} <= temperatures(vm).get(("site-1", "gw-a"), set())
-                        and {22.5} <= temperatures(vm).get(("site-1", "gw-b"), set()), 30,
-                        "A's and B's first readings in the database")
+        async with uplink(broker, pki, B, tmp_path / "b", listener) as up_b:
+            async with uplink(broker, pki, A, tmp_path / "a", listener) as up_a:
+                up_a.on_samples(reading(21.5))
+                up_b.on_samples(reading(22.5))
+                up_a.on_alarm_events([event(1)])
+                up_b.on_alarm_events([dataclasses.replace(event(1), rule="b_rule")])
+                await until(lambda: {21.5} <= temperatures(vm).get(("site-1", "gw-a"), set())
+                            and {22.5} <= temperatures(vm).get(("site-1", "gw-b"), set()),
+                            30, "A's and B's first readings in the database")
+            # A's uplink stops while its credentials are used against B (both at once would
+            # take each other's place: one client id per identity), then runs again
             answers, offline_ms = await asyncio.to_thread(spoof, pki, broker, clients,
                                                           listener == "password")
-            # after the spoofs, B and A carry on: the ingest is still taking their data
-            up_b.on_samples(reading(23.5))
-            up_a.on_samples(reading(24.5))
-            if acl:
-                await until(lambda: {22.5, 23.5} <= temperatures(vm)[("site-1", "gw-b")]
-                            and {21.5, 24.5} <= temperatures(vm)[("site-1", "gw-a")], 30,
-                            "A's and B's later readings")
-            else:
-                await until(lambda: SPOOF_VALUE in temperatures(vm)[("site-1", "gw-b")]
-                            and ("site-x", "gw-x") in temperatures(vm), 30,
-                            "the spoofs, which nothing stops without the ACL")
-            await until(lambda: {("site-1", "gw-a", "high_temp"), ("site-1", "gw-b", "b_rule")}
-                        <= alarm_rules(vm), 30, "A's and B's alarm events")
-            await until(lambda: service.status()["pending"] == 0, 10, "the ingest idle")
+            async with uplink(broker, pki, A, tmp_path / "a", listener) as up_a:
+                # after the spoofs, B and A carry on: the ingest is still taking their data
+                up_b.on_samples(reading(23.5))
+                up_a.on_samples(reading(24.5))
+                if acl:
+                    await until(lambda: {22.5, 23.5} <= temperatures(vm)[("site-1", "gw-b")]
+                                and {21.5, 24.5} <= temperatures(vm)[("site-1", "gw-a")], 30,
+                                "A's and B's later readings")
+                else:
+                    await until(lambda: SPOOF_VALUE in temperatures(vm)[("site-1", "gw-b")]
+                                and ("site-x", "gw-x") in temperatures(vm), 30,
+                                "the spoofs, which nothing stops without the ACL")
+                await until(lambda: {("site-1", "gw-a", "high_temp"),
+                                     ("site-1", "gw-b", "b_rule")} <= alarm_rules(vm), 30,
+                            "A's and B's alarm events")
+                await until(lambda: service.status()["pending"] == 0, 10, "the ingest idle")
     finally:
         service.stop()
         broker.stop()
@@ -612,3 +631,32 @@ def test_retained_messages_are_delivered_only_to_those_who_may_read_them(
              what="the retained messages each may read")
     time.sleep(0.3)
     assert {n: {p.decode() for _t, p in late[n].topics()} for n in want} == want
+
+
+def test_no_client_can_take_over_another_identitys_session(
+        shipped_broker: ShippedBroker, pki: Pki, clients: list[Client]) -> None:
+    """An identity's client id is its name (`use_username_as_clientid`): gateway A connecting
+    with the ingest's configured client id neither disconnects the ingest nor takes over its
+    persistent session — which, under the ACL, would silently drop what the broker queued for
+    the ingest."""
+    ingest = Client(shipped_broker, pki, pki["ingest"], client_id="ingest-1", persistent=True)
+    ingest.subscribe("roomwarden/+/+/telemetry")
+    ingest.close()  # away: the broker queues for it
+    b = Client(shipped_broker, pki, pki[B])
+    clients.append(b)
+    assert b.publish(f"roomwarden/{B}/telemetry", b"queued") == "Success"
+    intruder = Client(shipped_broker, pki, pki[A], client_id="ingest-1", persistent=True)
+    assert not intruder.session_present, "A got the ingest's session"
+    intruder.close()
+    Client(shipped_broker, pki, pki[A], client_id="ingest").close()  # the name, as client id
+    ingest = Client(shipped_broker, pki, pki["ingest"], client_id="ingest-1", persistent=True)
+    clients.append(ingest)
+    assert ingest.session_present
+    wait_for(lambda: (f"roomwarden/{B}/telemetry", b"queued") in ingest.topics(),
+             what="what was queued while the ingest was away")
+    intruder = Client(shipped_broker, pki, pki[A], client_id="ingest-1")
+    clients.append(intruder)
+    assert b.publish(f"roomwarden/{B}/telemetry", b"live") == "Success"
+    wait_for(lambda: (f"roomwarden/{B}/telemetry", b"live") in ingest.topics(),
+             what="the ingest still connected and reading")
+    assert ingest.client.is_connected() and not intruder.topics()
