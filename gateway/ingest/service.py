@@ -28,6 +28,12 @@ Flow (DESIGN principle 5):
   acknowledged: they never block the stream.
 * A message received before a disconnect is never acknowledged after it (its packet id may
   name another message by then); the broker redelivers it and the duplicate is recognised.
+* End-to-end acknowledgement: after the database accepted a batch or event (or it was a
+  duplicate, or was dead-lettered) its delivery sequence counts as done; per gateway and
+  outbox stream the ingest publishes the highest contiguous one, retained, QoS 1, as a
+  `DeliveryAck` on `<root>/<site>/<gateway>/ack` (`gateway.ingest.watermark`), and publishes
+  every gateway's latest watermark again on each connect (a broker without persistence forgets
+  retained messages). The gateway keeps each outbox entry until the watermark covers it.
 * Optional HTTP endpoint (`http:`): `/healthz` and Prometheus `/metrics`
   (`gateway.ingest.metrics`).
 """
@@ -37,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +54,6 @@ import urllib3
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
 from influxdb_client.rest import ApiException
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -66,9 +70,14 @@ from gateway.ingest.dedup import SeenKey, SeenStore, seen_key
 from gateway.ingest.metrics import HttpEndpoint, IngestMetrics
 from gateway.ingest.schema import UnknownCatalog, message_lines
 from gateway.ingest.settings import IngestSettings
+from gateway.ingest.watermark import AckStore, Watermark
+from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
 from gateway.uplink.contract import (
+    AlarmEventMessage,
     Channel,
     ContractError,
+    DeliveryAck,
+    GatewayState,
     PointCatalog,
     RequestState,
     TelemetryBatch,
@@ -107,6 +116,10 @@ class _Item:
     dead_reason: str | None = None
     dead_kind: str = "malformed"
     duplicate: bool = False
+    delivery: tuple[str, str, int, int] | None = None
+    """(site, gateway, stream, dseq): counts towards the gateway's ack watermark when done."""
+    floor: tuple[str, str, int, int] | None = None
+    """(site, gateway, stream, floor) from a gateway state."""
 
 
 class _Stopping(Exception):
@@ -140,6 +153,7 @@ class IngestService:
         self._seen = SeenStore(settings.seen_store,
                                retention_ns=int(settings.dedup_retention * 1e9))
         self._dead = DeadLetterLog(settings.dead_letter)
+        self._acks = AckStore(settings.watermark_store)
         self._queue: queue.Queue[_Item] = queue.Queue()
         self._parked: list[_Item] = []
         self._parked_count = 0
@@ -160,7 +174,7 @@ class IngestService:
         self._counters = {"received": 0, "written_points": 0, "written_messages": 0,
                           "acked": 0, "write_retries": 0, "write_errors": 0,
                           "not_acked_reconnected": 0, "catalogs_added": 0, "duplicates": 0,
-                          "requested_state": 0, "parked_total": 0}
+                          "requested_state": 0, "parked_total": 0, "acks_published": 0}
         self._count_lock = threading.Lock()
         self.metrics = IngestMetrics(
             queue_depth=lambda: float(self._queue.qsize() + self._in_writer),
@@ -182,19 +196,15 @@ class IngestService:
 
     def _make_client(self) -> mqtt.Client:
         m = self.settings.mqtt
-        v5 = m.protocol == "5"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id,
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                             clean_session=None if v5 else False, manual_ack=True)
-        if m.username is not None:
-            client.username_pw_set(m.username, self.settings.mqtt_password())
-        if m.tls is not None:
-            client.tls_set(ca_certs=str(m.tls.ca_file) if m.tls.ca_file else None,
-                           certfile=str(m.tls.cert_file) if m.tls.cert_file else None,
-                           keyfile=str(m.tls.key_file) if m.tls.key_file else None,
-                           cert_reqs=ssl.CERT_REQUIRED)
-            client.tls_insecure_set(m.tls.insecure)
-        client.reconnect_delay_set(1, 30)
+        tls = None if m.tls is None else TlsOptions(
+            str(m.tls.ca_file) if m.tls.ca_file else None,
+            str(m.tls.cert_file) if m.tls.cert_file else None,
+            str(m.tls.key_file) if m.tls.key_file else None, m.tls.insecure)
+        client = build_client(ClientOptions(
+            client_id=m.client_id, protocol=m.protocol, clean_session=False,
+            username=m.username,
+            password=self.settings.mqtt_password() if m.username is not None else None,
+            tls=tls, manual_ack=True, reconnect=(1.0, 30.0)))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -239,6 +249,7 @@ class IngestService:
         self._influx.close()  # type: ignore[no-untyped-call]
         self._catalogs.close()
         self._seen.close()
+        self._acks.close()
         log.info("event=ingest_stop %s", " ".join(f"{k}={v}" for k, v in self.status().items()))
 
     def run(self) -> None:
@@ -305,6 +316,10 @@ class IngestService:
         client.subscribe([(f, 1) for f in filters])
         log.info("event=mqtt_connected session_present=%s subscriptions=%s",
                  flags.session_present, ",".join(filters))
+        try:  # a broker without persistence forgot the retained watermarks: publish them again
+            self._publish_acks(self._acks.latest())
+        except Exception:
+            log.exception("event=ack_republish_failed")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any,
                        flags: mqtt.DisconnectFlags, reason: ReasonCode,
@@ -331,6 +346,7 @@ class IngestService:
                              len(message.points))
             else:
                 item.key = seen_key(message)
+                item.delivery, item.floor = _delivery(message)
                 try:
                     item.lines = [line.to_line_protocol()
                                   for line in message_lines(message, self._catalogs.get)]
@@ -519,7 +535,25 @@ class IngestService:
                 self.metrics.written.labels(channel=item.channel).inc()
                 if item.lines:
                     self.metrics.points_written(len(item.lines))
+        self._acknowledge_delivery(items, now)
         self._ack(items)
+
+    def _acknowledge_delivery(self, items: list[_Item], now: int) -> None:
+        """Everything in `items` is done (written, a duplicate, or dead-lettered): move the
+        gateways' watermarks and publish those that moved."""
+        done = [item.delivery for item in items if item.delivery is not None]
+        floors = [item.floor for item in items if item.floor is not None]
+        if done or floors:
+            self._publish_acks(self._acks.record(done, floors, now))
+
+    def _publish_acks(self, marks: list[Watermark]) -> None:
+        root = self.settings.mqtt.root
+        for m in marks:
+            ack = DeliveryAck(site=m.site, gateway=m.gateway, ts=self._clock(), stream=m.stream,
+                              upto=m.upto, highest=m.highest)
+            self._client.publish(str(Topic(m.site, m.gateway, Channel.ACK, root)), encode(ack),
+                                 qos=1, retain=True)
+            self._count("acks_published")
 
     def _write(self, lines: Sequence[str]) -> None:
         """Write until the database accepts; ApiException for a rejection (not retryable);
@@ -574,3 +608,17 @@ def _api_reason(exc: ApiException) -> str:
 
 def _short(exc: BaseException | None) -> str:
     return "" if exc is None else f"{type(exc).__name__}: {str(exc)[:200]}".replace("\n", " ")
+
+
+def _delivery(message: object) -> tuple[tuple[str, str, int, int] | None,
+                                        tuple[str, str, int, int] | None]:
+    """(site, gateway, stream, dseq) of a message the gateway waits to see acknowledged, and
+    (site, gateway, stream, floor) of a gateway state that tells its floor."""
+    if isinstance(message, TelemetryBatch | AlarmEventMessage) and message.stream is not None \
+            and message.dseq is not None:
+        return (message.site, message.gateway, message.stream, message.dseq), None
+    if isinstance(message, GatewayState) and message.delivery is not None:
+        info = message.delivery
+        if info.mode == "ingest" and info.stream is not None and info.floor is not None:
+            return None, (message.site, message.gateway, info.stream, info.floor)
+    return None, None

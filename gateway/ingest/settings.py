@@ -149,6 +149,9 @@ class IngestSettings(_Model):
     """Keys of the messages already written (gateway.ingest.dedup); default `seen.sqlite`
     next to `catalog_store`."""
     dedup_retention: Duration = 8 * 24 * 3600.0
+    ack_store: Path | None = None
+    """The acknowledgement watermarks (gateway.ingest.watermark); default `acks.sqlite` next to
+    `catalog_store`. Ingest instances of one shared-subscription group on one host share it."""
     catalog_wait: Duration = 60.0
     """How long a telemetry batch naming an unknown point catalog is held (unacknowledged)
     while the ingest asks its gateway for the catalog (`request_state`); then it is
@@ -166,6 +169,11 @@ class IngestSettings(_Model):
         return self.dedup_store if self.dedup_store is not None else (
             self.catalog_store.parent / "seen.sqlite")
 
+    @property
+    def watermark_store(self) -> Path:
+        return self.ack_store if self.ack_store is not None else (
+            self.catalog_store.parent / "acks.sqlite")
+
     def resolve(self, base: Path) -> IngestSettings:
         """Relative file paths made relative to `base` (the YAML file's directory)."""
         def fix(p: Path | None) -> Path | None:
@@ -182,7 +190,8 @@ class IngestSettings(_Model):
         return self.model_copy(update={"mqtt": mqtt, "influx": influx,
                                        "dead_letter": fix(self.dead_letter),
                                        "catalog_store": fix(self.catalog_store),
-                                       "dedup_store": fix(self.dedup_store)})
+                                       "dedup_store": fix(self.dedup_store),
+                                       "ack_store": fix(self.ack_store)})
 
     def influx_token(self) -> str:
         """The token (from the file if one is named); ConfigErrors if it cannot be read."""

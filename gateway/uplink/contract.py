@@ -19,6 +19,7 @@ one or more segments), site and gateway are config ids (`[A-Za-z0-9][A-Za-z0-9_.
 | `config/status` | up        | 1   | yes      | ConfigStatus          |
 | `cmd`           | down      | 1   | no       | Command               |
 | `cmd/result`    | up        | 1   | no       | CommandResult         |
+| `ack`           | down      | 1   | yes      | DeliveryAck (published by the ingest) |
 
 Payloads are UTF-8 JSON objects with `"v": 1`, parsed strictly: unknown keys, wrong types,
 non-finite floats, oversize strings, lists or payloads are errors. `decode()` raises
@@ -133,6 +134,65 @@ class _Up(_Model):
     gateway: Id
 
 
+# ------------------------------------------------------------ delivery (end-to-end ack) ----
+# Owned by the uplink / ingest (issue 10): the ingest's acknowledgement watermark.
+
+StreamId = Annotated[int, Field(ge=1, lt=2**63)]
+"""Names one outbox's delivery numbering (random, made when the outbox file is created): a
+gateway whose outbox was wiped starts a new stream, so an old watermark never covers it."""
+
+
+class DeliveryInfo(_Model):
+    """How a gateway's outbox lets go of telemetry and alarm events (in GatewayState).
+
+    `ingest`: an entry leaves only when the ingest's `ack` watermark covers its `dseq`;
+    `puback`: when the broker acknowledges it (for a consumer other than the RoomWarden
+    ingest; the broker's PUBACK then is the whole guarantee)."""
+
+    mode: Literal["ingest", "puback"]
+    stream: StreamId | None = None
+    floor: Annotated[int, Field(ge=1, lt=2**63)] | None = None
+    """The lowest `dseq` the gateway still holds (or the next it will give): numbers below it
+    will never be sent again (covered, or dropped to stay within the disk budget), so the
+    ingest may count them as done."""
+
+
+class _Delivered(_Up):
+    """A message the ingest acknowledges: `stream` and `dseq` (both or neither; neither in
+    `puback` mode)."""
+
+    stream: StreamId | None = None
+    dseq: Annotated[int, Field(ge=1, lt=2**63)] | None = None
+    """Delivery sequence: 1, 2, 3 … per stream over telemetry batches and alarm events
+    together, in the order the outbox committed them."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.stream is None) != (self.dseq is None):
+            raise ValueError("stream and dseq go together")
+        return self
+
+
+class DeliveryAck(_Up):
+    """Published by the ingest (retained, QoS 1) on `<root>/<site>/<gateway>/ack` after the
+    database accepted a batch or event: every `dseq` ≤ `upto` of `stream` is stored (or
+    dead-lettered: the ingest will do nothing more with it). `highest` is the highest `dseq`
+    stored so far: numbers between `upto` and `highest` are holes the gateway re-sends."""
+
+    ts: Ns
+    stream: StreamId
+    upto: Annotated[int, Field(ge=0, lt=2**63)]
+    highest: Annotated[int, Field(ge=0, lt=2**63)]
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.highest < self.upto:
+            raise ValueError("highest must not be below upto")
+        return self
+
+# -------------------------------------------------------- end of delivery (end-to-end ack) ----
+
+
 # ---------------------------------------------------------------------------------- telemetry
 
 SampleRow = tuple[PointId, Value, Annotated[int, Field(ge=0, lt=2**63)], Quality]
@@ -147,7 +207,7 @@ def wire_value(value: SampleValue) -> SampleValue:
     return value
 
 
-class TelemetryBatch(_Up):
+class TelemetryBatch(_Delivered):
     """One poll cycle's reported samples (after the exception filter)."""
 
     seq: Seq
@@ -223,7 +283,7 @@ class PointCatalog(_Up):
 
 # ---------------------------------------------------------------------------------- alarms
 
-class AlarmEventMessage(_Up):
+class AlarmEventMessage(_Delivered):
     """One alarm-manager event (`AlarmEvent`), as journalled. `seq` is the journal's sequence:
     strictly increasing per gateway, the ingest's duplicate key."""
 
@@ -323,6 +383,8 @@ class GatewayState(_Up):
     """Messages the outbox dropped to stay within its disk budget, per kind, since install."""
     devices_online: Annotated[int, Field(ge=0)] | None = None
     devices_total: Annotated[int, Field(ge=0)] | None = None
+    delivery: DeliveryInfo | None = None
+    """How the outbox lets go of telemetry and alarm events (end-to-end or PUBACK only)."""
 
 
 # ---------------------------------------------------------------------------------- commands
@@ -522,11 +584,13 @@ class Channel(StrEnum):
     CONFIG_STATUS = "config/status"
     CMD = "cmd"
     CMD_RESULT = "cmd/result"
+    ACK = "ack"
 
 
 Message = (TelemetryBatch | PointCatalog | AlarmEventMessage | ActiveAlarmsSnapshot
            | GatewayState | ConfigSet | ConfigStatus | Acknowledge | AcknowledgeAll | Shelve
-           | Unshelve | Suppress | Unsuppress | RequestState | CommandResult)
+           | Unshelve | Suppress | Unsuppress | RequestState | CommandResult
+           | DeliveryAck)
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,6 +613,7 @@ CHANNELS: dict[Channel, ChannelSpec] = {
     Channel.CONFIG_STATUS: ChannelSpec(1, True, True, MessageKind.STATE),
     Channel.CMD: ChannelSpec(1, False, False, None),
     Channel.CMD_RESULT: ChannelSpec(1, False, True, MessageKind.STATE),
+    Channel.ACK: ChannelSpec(1, True, False, None),
 }
 
 _CHANNEL_OF: dict[type[BaseModel], Channel] = {
@@ -556,6 +621,7 @@ _CHANNEL_OF: dict[type[BaseModel], Channel] = {
     AlarmEventMessage: Channel.ALARMS, ActiveAlarmsSnapshot: Channel.ALARMS_ACTIVE,
     GatewayState: Channel.STATE, ConfigSet: Channel.CONFIG_SET,
     ConfigStatus: Channel.CONFIG_STATUS, CommandResult: Channel.CMD_RESULT,
+    DeliveryAck: Channel.ACK,
     **{t: Channel.CMD for t in COMMAND_TYPES},
 }
 
@@ -569,6 +635,7 @@ _ADAPTERS: dict[Channel, TypeAdapter[Any]] = {
     Channel.CONFIG_STATUS: TypeAdapter(ConfigStatus),
     Channel.CMD: TypeAdapter(Command),
     Channel.CMD_RESULT: TypeAdapter(CommandResult),
+    Channel.ACK: TypeAdapter(DeliveryAck),
 }
 
 

@@ -1,14 +1,18 @@
 """Store-and-forward outbox: every uplink message is durable here before it is published and
-leaves only after the broker acknowledged it (PUBACK) — DESIGN principle 5.
+leaves only when it was delivered — DESIGN principle 5. Delivered means, for telemetry and
+alarm events carrying a delivery sequence (`dseq`), that the ingest's acknowledgement
+watermark covers it (`cover()`); for everything else (state snapshots, command results, and
+all messages of a gateway configured for PUBACK-only delivery) that the broker acknowledged it
+(`ack()`). The uplink decides which (gateway.uplink.delivery); the outbox only stores.
 
 One SQLite database in WAL mode, one table of encoded messages (topic, payload, kind, QoS,
 retain flag, creation time) and one of counters (sequence numbers, dropped counts).
 
 Durability and cost
-- `put()` appends to an in-memory batch; the batch is committed in one transaction when it is
-  `commit_interval` old (≤ 1 s, default 1 s), when it holds `max_batch` messages, or at once
-  for kinds in `immediate` (default: alarm events, which are rare and must not wait). The shell
-  calls `maybe_flush()` at least every `commit_interval` (or `flush()` itself), so a process
+- `put()` only appends to an in-memory batch: it never commits. The owner commits with
+  `flush()` — the uplink's committer (gateway.uplink.committer) does so on its one writer
+  thread when the oldest pending message is `commit_interval` old (≤ 1 s, default 1 s), when
+  `max_batch` messages wait (`flush_due()` says so), and at once for alarm events. A process
   killed with SIGKILL, or a board that loses power, loses at most the messages of the last
   uncommitted interval — never a committed one, never the database's integrity.
 - `synchronous=FULL`: in WAL mode every commit fsyncs the WAL. NORMAL would skip that fsync and
@@ -16,14 +20,18 @@ Durability and cost
   checkpoint could vanish, which breaks the "at most the last interval" promise on a board that
   is simply unplugged. Because commits are batched (≤ 1 per second in steady state, plus one per
   alarm event), FULL costs about one fsync a second, which an SD card sustains easily.
-- `ack()` only records ids; the rows are deleted in the next commit. A crash in between
-  re-sends them (at-least-once); the ingest drops duplicates by (gateway, seq).
+- `ack()` and `cover()` only record ids or a watermark; the rows are deleted in the next
+  commit. A crash in between re-sends them (at-least-once); the ingest drops duplicates by
+  (gateway, seq).
 - Only committed rows are handed to the publisher, so nothing is published that a crash could
   take back (a reused telemetry sequence number would otherwise describe two batches).
 
 Sequence numbers (`next_seq(name)`) are counters stored in the same transaction as the
 messages that carry them: after a crash the counter resumes at the last committed message, so
-a number is never reused for two published messages.
+a number is never reused for two published messages. The delivery sequence (`dseq`, counter
+`delivery`) numbers telemetry batches and alarm events together within this outbox's `stream`
+(a random id made with the file: a wiped outbox starts a new stream, so the ingest's old
+watermark cannot cover its new numbers). `floor()` is the lowest `dseq` still stored.
 
 Disk budget (`budget_bytes`, default 256 MiB) is enforced at each commit on the accounted size
 of the rows (`stored_size`: the pages a row occupies, as SQLite lays it out): the oldest
@@ -49,6 +57,7 @@ is put afterwards is *live*. `next_batch(limit, backlog_limit=…)` hands out li
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -96,12 +105,15 @@ CREATE TABLE IF NOT EXISTS messages (
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
     created_ns INTEGER NOT NULL,
-    size INTEGER NOT NULL                  -- accounted bytes
+    size INTEGER NOT NULL,                 -- accounted bytes
+    dseq INTEGER                           -- delivery sequence (NULL: leaves on PUBACK)
 );
 CREATE INDEX IF NOT EXISTS messages_kind_id ON messages (kind, id);
 CREATE INDEX IF NOT EXISTS messages_topic ON messages (topic) WHERE retain = 1;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+_DSEQ_INDEX = ("CREATE INDEX IF NOT EXISTS messages_dseq ON messages (dseq) "
+               "WHERE dseq IS NOT NULL")
 
 
 class OutboxError(RuntimeError):
@@ -119,6 +131,8 @@ class OutboxMessage:
     created_ns: int
     backlog: bool
     """Stored before the current session began (replayed, paced)."""
+    dseq: int | None = None
+    """Delivery sequence: leaves when the ingest's watermark covers it (None: on PUBACK)."""
 
 
 @dataclass(slots=True)
@@ -132,16 +146,17 @@ class _Pending:
     replace: bool
     size: int
     since: float
+    dseq: int | None
 
 
 class Outbox:
-    """Durable, bounded, ordered. Thread-safe (one lock), so the async shell may run `flush()`
-    in a worker thread to keep fsync off the event loop."""
+    """Durable, bounded, ordered. Thread-safe (one lock); the uplink runs every call on its
+    one writer thread, so fsync stays off the event loop."""
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock,
                  budget_bytes: int = DEFAULT_BUDGET_BYTES, commit_interval: float = 1.0,
-                 max_batch: int = 1000, immediate: Iterable[MessageKind] = (MessageKind.ALARM,),
-                 synchronous: str = "FULL", max_pending: int = 20_000) -> None:
+                 max_batch: int = 1000, synchronous: str = "FULL",
+                 max_pending: int = 20_000) -> None:
         if not 0 < commit_interval <= 1.0:
             raise ValueError("commit_interval must be in (0, 1] seconds")
         if budget_bytes <= 0 or max_batch < 1 or max_pending < max_batch:
@@ -154,7 +169,6 @@ class Outbox:
         self.commit_interval = commit_interval
         self.max_batch = max_batch
         self.max_pending = max_pending
-        self.immediate = frozenset(immediate)
         self._clock = clock
         self._lock = threading.RLock()
         private_dir(self.path.parent)
@@ -162,6 +176,10 @@ class Outbox:
             self._db = open_sqlite(self.path, synchronous=synchronous,
                                    journal_size_limit=4194304)
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+            if "dseq" not in columns:  # an outbox from before end-to-end acknowledgement
+                self._db.execute("ALTER TABLE messages ADD COLUMN dseq INTEGER")
+            self._db.execute(_DSEQ_INDEX)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
         self._pending: list[_Pending] = []
@@ -170,6 +188,12 @@ class Outbox:
             str(name): int(value)
             for name, value in self._db.execute("SELECT name, value FROM counters")}
         self._dirty_counters: set[str] = set()
+        if "stream" not in self._counters:  # committed with the first messages
+            self._counters["stream"] = secrets.randbelow(2**62) + 1
+            self._dirty_counters.add("stream")
+        self._covered = 0
+        """The ingest's watermark for this stream: dseq ≤ it are delivered."""
+        self._cover_pending = False
         self._count = dict.fromkeys(MessageKind, 0)
         self._bytes = dict.fromkeys(MessageKind, 0)
         for kind, count, size in self._db.execute(
@@ -205,12 +229,12 @@ class Outbox:
             self._dirty_counters.add(key)
 
     def put(self, kind: MessageKind, topic: str, payload: bytes, *, qos: int = 1,
-            retain: bool = False, replace: bool = False, created_ns: int | None = None
-            ) -> bool:
-        """Queue a message for the next commit; commits now if one is due (see module doc).
+            retain: bool = False, replace: bool = False, created_ns: int | None = None,
+            dseq: int | None = None) -> None:
+        """Queue a message for the next commit (never commits: see `flush_due`).
         `replace`: a newer message on the same topic supersedes any older one not yet
-        acknowledged (snapshots such as state and the active-alarm list). Returns True if it
-        committed."""
+        acknowledged (snapshots such as state and the active-alarm list). `dseq`: the delivery
+        sequence (`next_seq("delivery")`) of a message that leaves only when covered."""
         if qos not in (0, 1, 2):
             raise ValueError("qos must be 0, 1 or 2")
         if replace and not retain:
@@ -219,19 +243,25 @@ class Outbox:
             self._pending.append(_Pending(
                 MessageKind(kind), topic, bytes(payload), qos, retain,
                 self._clock.now_ns() if created_ns is None else created_ns, replace,
-                stored_size(len(payload), len(topic.encode())), self._clock.monotonic()))
+                stored_size(len(payload), len(topic.encode())), self._clock.monotonic(),
+                dseq))
             if len(self._pending) > self.max_pending:  # commits keep failing: stay bounded
                 self._drop_pending(len(self._pending) - self.max_pending)
-            if kind in self.immediate or len(self._pending) >= self.max_batch:
-                self.flush()
-                return True
-            return self.maybe_flush()
 
     def flush_due(self) -> bool:
+        """A commit is due: the oldest pending message is `commit_interval` old, `max_batch`
+        wait, or only acknowledgements and counters wait."""
         with self._lock:
+            if len(self._pending) >= self.max_batch:
+                return True
             if self._pending:
                 return self._clock.monotonic() - self._pending[0].since >= self.commit_interval
-            return bool(self._acked or self._dirty_counters)
+            return self.dirty()
+
+    def dirty(self) -> bool:
+        """Acknowledgements, a new watermark or counters wait for a commit."""
+        with self._lock:
+            return bool(self._acked or self._dirty_counters or self._cover_pending)
 
     def maybe_flush(self) -> bool:
         """Commit if the oldest uncommitted message is `commit_interval` old (or acks or counters
@@ -246,7 +276,8 @@ class Outbox:
         """Commit everything pending (acks, replacements, budget drops, new messages, counters)
         in one transaction; returns the number of messages stored."""
         with self._lock:
-            if not (self._pending or self._acked or self._dirty_counters):
+            if not (self._pending or self._acked or self._dirty_counters
+                    or self._cover_pending):
                 return 0
             pending = self._coalesce(self._pending)
             db = self._db
@@ -256,6 +287,12 @@ class Outbox:
                 db.execute("BEGIN IMMEDIATE")
                 if self._acked:
                     self._delete_ids(sorted(self._acked), count, size)
+                if self._cover_pending:
+                    for kind, sz in db.execute(
+                            "DELETE FROM messages WHERE dseq IS NOT NULL AND dseq <= ? "
+                            "RETURNING kind, size", (self._covered,)).fetchall():
+                        count[_KIND_OF[kind]] -= 1
+                        size[_KIND_OF[kind]] -= sz
                 topics = {p.topic for p in pending if p.replace}
                 for topic in topics:
                     for kind, sz in db.execute(
@@ -265,10 +302,10 @@ class Outbox:
                         size[_KIND_OF[kind]] -= sz
                 pending = self._enforce_budget(pending, count, size, dropped)
                 db.executemany(
-                    "INSERT INTO messages (kind, topic, payload, qos, retain, created_ns, size) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO messages (kind, topic, payload, qos, retain, created_ns, size, "
+                    "dseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [(p.kind.priority, p.topic, p.payload, p.qos, int(p.retain),
-                      p.created_ns, p.size) for p in pending])
+                      p.created_ns, p.size, p.dseq) for p in pending])
                 for p in pending:
                     count[p.kind] += 1
                     size[p.kind] += p.size
@@ -289,6 +326,7 @@ class Outbox:
             self._pending.clear()
             self._acked.clear()
             self._dirty_counters.clear()
+            self._cover_pending = False
             self._counters = counters
             self._count, self._bytes = count, size
             return len(pending)
@@ -408,14 +446,63 @@ class Outbox:
                 backlog: bool) -> list[OutboxMessage]:
         if upto is not None and after >= upto:
             return []
-        sql = ("SELECT id, topic, payload, qos, retain, created_ns FROM messages "
+        sql = ("SELECT id, topic, payload, qos, retain, created_ns, dseq FROM messages "
                "WHERE kind = ? AND id > ?" + (" AND id <= ?" if upto is not None else "")
                + " ORDER BY id LIMIT ?")
         args: tuple[int, ...] = ((kind.priority, after, upto, limit) if upto is not None
                                  else (kind.priority, after, limit))
-        return [OutboxMessage(row_id, kind, topic, payload, qos, bool(retain), created, backlog)
-                for row_id, topic, payload, qos, retain, created in
-                self._db.execute(sql, args)]
+        return [OutboxMessage(row_id, kind, topic, payload, qos, bool(retain), created, backlog,
+                              dseq)
+                for row_id, topic, payload, qos, retain, created, dseq in
+                self._db.execute(sql, args) if dseq is None or dseq > self._covered]
+
+    def fetch(self, ids: Iterable[int]) -> list[OutboxMessage]:
+        """The messages with these ids that are still here and not covered (to publish again:
+        the ingest did not confirm them in time), as backlog, in id order."""
+        wanted = sorted(set(ids))
+        out: list[OutboxMessage] = []
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row_id, kind, topic, payload, qos, retain, created, dseq in self._db.execute(
+                        "SELECT id, kind, topic, payload, qos, retain, created_ns, dseq FROM "
+                        f"messages WHERE id IN ({marks}) ORDER BY id", chunk):
+                    if dseq is None or dseq > self._covered:
+                        out.append(OutboxMessage(row_id, _KIND_OF[kind], topic, payload, qos,
+                                                 bool(retain), created, True, dseq))
+        return out
+
+    @property
+    def stream(self) -> int:
+        """This outbox's delivery stream (see module doc)."""
+        with self._lock:
+            return self._counters["stream"]
+
+    @property
+    def covered(self) -> int:
+        with self._lock:
+            return self._covered
+
+    def cover(self, upto: int) -> None:
+        """The ingest stored every dseq ≤ `upto` of this stream: those messages are removed at
+        the next commit (and never handed out again)."""
+        with self._lock:
+            if upto > self._covered:
+                self._covered = upto
+                self._cover_pending = True
+
+    def floor(self) -> int:
+        """The lowest dseq still stored and not covered, or the next one to be given: every
+        number below it is done (delivered, or dropped to stay within the budget)."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(dseq) FROM messages WHERE dseq > ?",
+                                   (self._covered,)).fetchone()
+            pending = [p.dseq for p in self._pending if p.dseq is not None]
+            candidates = [v for v in (row[0] if row else None, *pending) if v is not None]
+            if candidates:
+                return int(min(candidates))
+            return max(self._covered, self._counters.get("seq.delivery", 0)) + 1
 
     def ack(self, ids: Iterable[int]) -> None:
         """The broker acknowledged these messages (PUBACK): removed at the next commit."""

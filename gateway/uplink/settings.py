@@ -11,6 +11,8 @@ uplink:
   exception: {deadband: 0.1, deadbands: {temperature: 0.2}, max_interval: 5m}
   replay: {messages_per_s: 20, bytes_per_s: 65536}
   state_interval: 60s                             # retained GatewayState refresh
+  delivery: ingest          # or puback: a consumer other than the RoomWarden ingest
+  ack_timeout: 30s          # publish again what the ingest has not confirmed by then
 ```
 """
 
@@ -103,6 +105,14 @@ class UplinkSettings(Strict):
     state_interval: Duration = 60.0
     """The retained GatewayState is re-published this often (outbox figures, devices online),
     and at once when the devices online or the config identity change."""
+    delivery: Literal["ingest", "puback"] = "ingest"
+    """When an outbox entry (telemetry batch, alarm event) may leave: `ingest` — when the
+    RoomWarden ingest's acknowledgement watermark (`<root>/<site>/<gateway>/ack`) says the
+    database stored it; `puback` — when the broker acknowledged it, for a consumer other than
+    the RoomWarden ingest (shown in GatewayState). docs/mqtt-contract.md, "Delivery"."""
+    ack_timeout: Duration = 30.0
+    """An entry the broker acknowledged and the ingest has not confirmed by then is published
+    again (the wait doubles with each attempt, up to 5 minutes)."""
     outbox: OutboxSettings = OutboxSettings()
     exception: ExceptionSettings = ExceptionSettings()
     replay: ReplaySettings = ReplaySettings()
@@ -119,6 +129,8 @@ class UplinkSettings(Strict):
             raise ValueError("need 10ms <= reconnect_min <= reconnect_max <= 1h")
         if not 0.1 <= self.state_interval <= 86400:
             raise ValueError("state_interval must be between 100ms and 24h")
+        if not 0.1 <= self.ack_timeout <= 300:
+            raise ValueError("ack_timeout must be between 100ms and 5m")
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file needs a username")
         return self

@@ -45,13 +45,26 @@ catalog = st.builds(
         site=site, gateway=gw, produced=produced, points=pts),
     ids, ids, ns, st.dictionaries(points, point_meta, max_size=10))
 
+streams = st.integers(1, 2**63 - 1)
+delivered = st.none().map(lambda _: {"stream": None, "dseq": None}) | st.builds(
+    lambda stream, dseq: {"stream": stream, "dseq": dseq}, streams, st.integers(1, 2**63 - 1))
+"""(stream, dseq) of a message the ingest acknowledges, or neither (PUBACK-only delivery)."""
+telemetry = telemetry.flatmap(lambda m: delivered.map(lambda d: m.model_copy(update=d)))
+delivery_info = st.builds(c.DeliveryInfo, mode=st.sampled_from(["ingest", "puback"]),
+                          stream=st.none() | streams,
+                          floor=st.none() | st.integers(1, 2**63 - 1))
+delivery_ack = st.integers(0, 2**62).flatmap(lambda upto: st.builds(
+    c.DeliveryAck, **up, ts=ns, stream=streams, upto=st.just(upto),
+    highest=st.integers(upto, 2**63 - 1)))
+
 alarm_event = st.builds(
     c.AlarmEventMessage, **up, seq=st.integers(0, 2**62), ts=ns,
     kind=st.sampled_from(EventKind), rule=st.text(min_size=1, max_size=30),
     subject=st.text(min_size=1, max_size=30), state=st.sampled_from(AlarmState),
     previous_state=st.sampled_from(AlarmState), value=values,
     severity=st.none() | st.sampled_from(Severity), actor=actors, note=st.none() | text,
-    first_out=st.booleans(), room=st.none() | ids, title=text, chattering=st.booleans())
+    first_out=st.booleans(), room=st.none() | ids, title=text, chattering=st.booleans(),
+).flatmap(lambda m: delivered.map(lambda d: m.model_copy(update=d)))
 
 active_alarm = st.builds(
     c.ActiveAlarm, rule=st.text(min_size=1, max_size=30),
@@ -74,11 +87,15 @@ state = st.builds(
     outbox=st.none() | outbox_status,
     dropped=st.dictionaries(st.sampled_from(c.MessageKind), st.integers(0, 10**9)),
     devices_online=st.none() | st.integers(0, 1000),
-    devices_total=st.none() | st.integers(0, 1000))
+    devices_total=st.none() | st.integers(0, 1000), delivery=st.none() | delivery_info)
 
 alarm_ref = st.builds(c.AlarmRef, rule=st.text(min_size=1, max_size=20),
                       subject=st.text(min_size=1, max_size=20))
-_cmd: dict[str, Any] = {"id": req_ids, "ts": ns, "expires": st.none() | ns, "actor": actors}
+_cmd: dict[str, Any] = {"id": req_ids, "ts": ns, "expires": st.none() | ns,
+                        "actor": st.none() | actors, "gateway": st.none() | ids,
+                        "key_id": st.none() | st.from_regex(r"[0-9a-f]{16}", fullmatch=True),
+                        "signature": st.none() | st.text(min_size=1, max_size=20)}
+scopes = st.text(min_size=1, max_size=20)
 commands = st.one_of(
     st.builds(c.Acknowledge, **_cmd, action=st.just("acknowledge"),
               alarms=st.lists(alarm_ref, min_size=1, max_size=3).map(tuple),
@@ -88,10 +105,16 @@ commands = st.one_of(
     st.builds(c.Shelve, **_cmd, action=st.just("shelve"), alarm=alarm_ref, until=ns,
               reason=st.text(min_size=1, max_size=20)),
     st.builds(c.Unshelve, **_cmd, action=st.just("unshelve"), alarm=alarm_ref),
+    st.builds(c.Suppress, **_cmd, action=st.just("suppress"), scope=scopes, until=ns,
+              reason=st.text(min_size=1, max_size=20)),
+    st.builds(c.Unsuppress, **_cmd, action=st.just("unsuppress"), scope=scopes),
     st.builds(c.RequestState, **_cmd, action=st.just("request_state")),
 )
 command_result = st.builds(c.CommandResult, **up, id=req_ids, ts=ns, ok=st.booleans(),
-                           error=st.none() | text)
+                           code=st.none() | st.from_regex(r"[a-z][a-z0-9_]{0,20}",
+                                                          fullmatch=True),
+                           error=st.none() | text, actor=st.none() | actors,
+                           changed=st.none() | st.integers(0, 1000))
 config_set = st.builds(
     lambda rid, ts, gw, version, author, force, key, sig, body: c.ConfigSet(
         id=rid, ts=ts, gateway=gw, version=version, author=author, force=force, key_id=key,
@@ -110,7 +133,7 @@ config_status = st.builds(
     active_sha256=st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True))
 
 messages = st.one_of(telemetry, catalog, alarm_event, snapshot, state, commands,
-                     command_result, config_set, config_status)
+                     command_result, config_set, config_status, delivery_ack)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)

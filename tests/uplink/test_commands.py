@@ -496,7 +496,8 @@ async def test_unpublished_states_replace_each_other(
             await asyncio.sleep(0.1)
             await until(lambda: up.status().queued == 0, what="state committed")
         devices[0] = 2
-        await asyncio.sleep(1.2)  # seen at the next STATE_CHECK
+        up.on_samples(samples(1))  # the poll that noticed: the devices figure is checked then
+        await asyncio.sleep(0.1)
         await until(lambda: up.status().queued == 0, what="committed")
         topic = PREFIX + "state"
         with contextlib.closing(sqlite3.connect(state_dir / "uplink" / "outbox.sqlite")) as db:
@@ -550,7 +551,7 @@ async def test_publish_latency_is_measured_from_production_to_puback(
 def test_latency_histogram_is_cumulative_with_prometheus_bounds(tmp_path: Path) -> None:
     up = Uplink(settings(1), SITE, GW, tmp_path / "state", ManualClock(), POINTS)
     for seconds in (0.0, 0.05, 0.051, 2.5, 299.0, 301.0, 3600.0):
-        up._observe_latency(seconds)
+        up._latency.observe(seconds)
     status = up.status()
     got = dict(status.latency_buckets)
     assert got[0.05] == 2 and got[0.1] == 3 and got[2.5] == 4 and got[300.0] == 5

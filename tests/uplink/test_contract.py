@@ -23,7 +23,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "mqtt-contract.md"
 
 def topic_for(message: c.Message, site: str = "s1", gateway: str = "g1") -> c.Topic:
     site = getattr(message, "site", site)
-    gateway = getattr(message, "gateway", gateway)
+    gateway = getattr(message, "gateway", None) or gateway  # a command may name none
     return c.Topic(site, gateway, c.channel_of(message))
 
 
@@ -214,7 +214,8 @@ def test_every_example_in_the_document_decodes() -> None:
     assert len(found) == len(examples())
     assert {type(m) for _t, m in examples()} == {
         c.TelemetryBatch, c.PointCatalog, c.AlarmEventMessage, c.ActiveAlarmsSnapshot,
-        c.GatewayState, c.ConfigSet, c.ConfigStatus, c.CommandResult, *c.COMMAND_TYPES}
+        c.GatewayState, c.ConfigSet, c.ConfigStatus, c.CommandResult, *c.COMMAND_TYPES,
+        c.DeliveryAck}
     for (topic, body), (_title, message) in zip(found, examples(), strict=True):
         assert c.decode(topic, body) == message
 

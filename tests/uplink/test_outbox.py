@@ -25,7 +25,7 @@ def test_put_is_committed_after_the_interval_and_only_then_published(tmp_path: P
     clock = ManualClock()
     ob = make(tmp_path, clock, commit_interval=0.5)
     ob.start_session()
-    assert ob.put(T, "t", b"1") is False
+    ob.put(T, "t", b"1")  # put never commits
     assert ob.depth() == 1 and ob.next_batch(10) == []  # not durable yet: not handed out
     clock.advance(0.3)
     assert ob.maybe_flush() is False
@@ -35,13 +35,21 @@ def test_put_is_committed_after_the_interval_and_only_then_published(tmp_path: P
     assert ob.next_batch(10) == []  # handed out once per session
 
 
-def test_alarms_commit_at_once_and_full_batches_too(tmp_path: Path) -> None:
+def test_put_never_commits_a_full_batch_makes_a_commit_due(tmp_path: Path) -> None:
+    """Committing is the owner's job (the uplink's committer commits alarm events at once):
+    put() only appends, and says nothing about commits."""
     ob = make(tmp_path, max_batch=3)
     ob.start_session()
-    assert ob.put(A, "a", b"alarm") is True
+    ob.put(A, "a", b"alarm")
+    assert ob.next_batch(10) == [] and not ob.flush_due()
+    assert ob.flush() == 1
     assert payloads(ob.next_batch(10)) == [b"alarm"]
-    assert not ob.put(T, "t", b"1") and not ob.put(T, "t", b"2")
-    assert ob.put(T, "t", b"3") is True
+    ob.put(T, "t", b"1")
+    ob.put(T, "t", b"2")
+    assert not ob.flush_due()
+    ob.put(T, "t", b"3")
+    assert ob.flush_due() and ob.next_batch(10) == []
+    ob.flush()
     assert payloads(ob.next_batch(10)) == [b"1", b"2", b"3"]
 
 
@@ -154,6 +162,7 @@ def test_budget_drops_oldest_telemetry_then_state_then_alarms(tmp_path: Path) ->
     assert ob.depth(T) == 6 and ob.dropped()[T] == 8
     for i in range(8):  # alarms push out telemetry, then state, then old alarms
         ob.put(A, "a", b"%99d" % (i + 3) + b"A")
+        ob.flush()  # the committer commits each alarm event at once
     assert ob.depth(T) == 0 and ob.depth(S) == 0 and ob.depth(A) == 10
     assert ob.dropped() == {A: 1, S: 1, T: 14}
     ob.start_session()
@@ -222,3 +231,54 @@ def test_pacer_byte_debt(tmp_path: Path) -> None:
     assert pacer.allowance() == 0 and pacer.delay() == pytest.approx(4.001)
     clock.advance(4.01)
     assert pacer.allowance() > 0
+
+
+def test_covered_entries_leave_at_the_next_commit_and_are_never_handed_out(
+        tmp_path: Path) -> None:
+    ob = make(tmp_path)
+    stream = ob.stream
+    for i in range(1, 6):
+        ob.put(T, "t", b"t%d" % i, dseq=ob.next_seq("delivery"))
+    ob.put(S, "s", b"state", retain=True, replace=True)
+    ob.flush()
+    assert ob.floor() == 1
+    ob.start_session()
+    first = ob.next_batch(2)
+    assert [m.dseq for m in first] == [None, 1]  # state first, then telemetry
+    ob.cover(3)
+    assert [m.dseq for m in ob.next_batch(10)] == [4, 5]  # 2 and 3 are covered: skipped
+    assert ob.depth() == 6 and ob.dirty()
+    ob.flush()
+    assert ob.depth() == 3 and ob.floor() == 4
+    assert [m.payload for m in ob.fetch([m.id for m in first])] == [b"state"]
+    ob.close()
+    again = make(tmp_path)  # the stream and the numbering survive a restart
+    assert again.stream == stream and again.next_seq("delivery") == 6
+    assert again.floor() == 4
+    again.cover(5)
+    again.flush()
+    assert again.floor() == 7 and again.depth() == 1  # none left: the next number (6 is taken)
+
+
+def test_floor_skips_what_the_budget_dropped(tmp_path: Path) -> None:
+    ob = make(tmp_path, budget_bytes=3 * stored_size(100, 1))
+    for _ in range(6):
+        ob.put(T, "t", b"x" * 100, dseq=ob.next_seq("delivery"))
+        ob.flush()
+    assert ob.dropped()[T] == 3 and ob.floor() == 4
+
+
+def test_an_outbox_from_before_delivery_numbers_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL,"
+            " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER"
+            " NOT NULL, created_ns INTEGER NOT NULL, size INTEGER NOT NULL);"
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+            "INSERT INTO messages (kind, topic, payload, qos, retain, created_ns, size) "
+            "VALUES (2, 't', x'31', 1, 0, 1, 100);")
+    ob = Outbox(path, clock=ManualClock())
+    ob.start_session()
+    (old,) = ob.next_batch(10)
+    assert old.payload == b"1" and old.dseq is None  # leaves on PUBACK, as before

@@ -36,7 +36,8 @@ while True:
     row = [["dev.p%d" % i, seq * 0.5, i, "good"] for i in range(20)]
     payload = json.dumps({"seq": seq, "put_ns": time.time_ns(), "rows": row}).encode()
     kind = MessageKind.ALARM if seq % 97 == 0 else MessageKind.TELEMETRY
-    if ob.put(kind, "roomwarden/s/g/telemetry", payload) and not announced:
+    ob.put(kind, "roomwarden/s/g/telemetry", payload)
+    if (kind is MessageKind.ALARM or ob.flush_due()) and ob.flush() and not announced:
         print("committed", flush=True)
         announced = True
     time.sleep(0.0002)

@@ -25,7 +25,7 @@ from gateway.uplink.contract import (
     TelemetryBatch,
     decode,
 )
-from gateway.uplink.publisher import Uplink, _drop
+from gateway.uplink.publisher import Uplink
 from gateway.uplink.settings import UplinkSettings
 from tests.uplink.conftest import Broker, Received, Subscriber
 
@@ -39,8 +39,11 @@ POINTS = {
 
 
 def settings(port: int, **kw: Any) -> UplinkSettings:
+    """PUBACK-only delivery unless `delivery` is given: these tests have no ingest (the
+    end-to-end acknowledgement is tested in tests/uplink/test_delivery.py and tests/faults)."""
     base: dict[str, Any] = {"broker": "127.0.0.1", "port": port, "reconnect_min": "100ms",
-                            "reconnect_max": "500ms", "outbox": {"commit_interval": "200ms"}}
+                            "reconnect_max": "500ms", "outbox": {"commit_interval": "200ms"},
+                            "delivery": "puback"}
     base.update(kw)
     return UplinkSettings.model_validate(base)
 
@@ -170,6 +173,8 @@ async def test_lost_connection_shows_retained_last_will_then_reconnects(
     async with running(s, tmp_path / "state") as r:
         up = r.uplink
         await until(lambda: up.status().connected, what="connect")
+        # the birth is at the broker before we subscribe: it arrives as a retained message
+        await until(lambda: up.status().published >= 2, what="birth and catalog acknowledged")
         first = Subscriber(broker.port, PREFIX + "state")
         subscribers.append(first)
         await until(lambda: len(first.snapshot()) == 1, what="birth")
@@ -179,7 +184,7 @@ async def test_lost_connection_shows_retained_last_will_then_reconnects(
 
         session = up._session
         assert session is not None
-        _drop(session.client)  # the network goes away under the gateway: no DISCONNECT
+        session.drop()  # the network goes away under the gateway: no DISCONNECT
         await until(lambda: not up.status().connected, what="disconnect noticed")
         late = Subscriber(broker.port, PREFIX + "state")
         subscribers.append(late)
@@ -248,6 +253,8 @@ async def test_killed_publisher_resends_unacknowledged_with_the_same_seq(
     a = Running(first)
     await until(lambda: first.status().connected, what="connect")
     await until(lambda: first.status().published == 2, what="birth and catalog acknowledged")
+    # …and removed (acknowledgements are committed in batches, within commit_interval)
+    await until(lambda: first.status().outbox.depth == 0, what="birth and catalog removed")
     # delivered, but the process dies before the acknowledgements are committed
     monkeypatch.setattr(first.outbox, "ack", lambda ids: None)
     for i in range(5):

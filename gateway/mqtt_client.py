@@ -1,0 +1,104 @@
+"""One way to build a paho-mqtt 2 client, shared by the uplink, the ingest and the flash and
+command clients: protocol, client id and session, credentials, TLS, and the reconnect policy.
+
+Each user keeps its own callbacks and its own way of running the network loop; what they
+share is how a client is configured, so TLS and credentials behave the same everywhere:
+- TLS: the broker's certificate is always verified (`CERT_REQUIRED`) against `ca_file` or the
+  system's trust store; `cert_file`/`key_file` add a client certificate (mutual TLS);
+  `insecure` skips only the host-name check (test benches).
+- Credentials: username and password are set when a username is given; a password file is
+  read by the caller at each connect (a rotated password needs no restart) and never logged.
+- Reconnect policy (`Backoff`): exponential from `minimum` to `maximum` with ±20 % jitter,
+  reset after a successful connection. The uplink reconnects itself (a fresh client per
+  attempt, paho's own reconnect off); a client that lets paho reconnect (the ingest) gets the
+  same bounds through `reconnect_delay_set`.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+Protocol = Literal["3.1.1", "5"]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    ca_file: str | None = None
+    """CA bundle of the broker's certificate; None: the system's trust store."""
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+    """Skip the broker host-name check (test benches only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    client_id: str
+    protocol: Protocol = "3.1.1"
+    clean_session: bool = True
+    """MQTT 3.1.1 only (MQTT 5 chooses `clean_start` at connect)."""
+    username: str | None = None
+    password: str | None = None
+    tls: TlsOptions | None = None
+    manual_ack: bool = False
+    """The caller acknowledges each received PUBLISH itself (`client.ack`)."""
+    reconnect: tuple[float, float] | None = None
+    """(min, max) seconds for paho's own reconnect; None: paho never reconnects (the caller
+    makes a new client per attempt)."""
+    max_inflight: int | None = None
+
+
+def build_client(options: ClientOptions) -> mqtt.Client:
+    """A configured client, not yet connected and with no callbacks set."""
+    v5 = options.protocol == "5"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=options.client_id,
+                         protocol=MQTTProtocolVersion.MQTTv5 if v5
+                         else MQTTProtocolVersion.MQTTv311,
+                         clean_session=None if v5 else options.clean_session,
+                         reconnect_on_failure=options.reconnect is not None,
+                         manual_ack=options.manual_ack)
+    if options.username is not None:
+        client.username_pw_set(options.username, options.password)
+    tls = options.tls
+    if tls is not None:
+        client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file,
+                       cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_insecure_set(tls.insecure)
+    if options.reconnect is not None:
+        low, high = options.reconnect
+        client.reconnect_delay_set(max(1, round(low)), max(1, round(high)))
+    if options.max_inflight is not None:
+        client.max_inflight_messages_set(options.max_inflight)
+    return client
+
+
+class Backoff:
+    """Reconnect delays: `minimum`, doubling up to `maximum`, each with ±`jitter` (so many
+    gateways that lost one broker do not all come back in the same second)."""
+
+    def __init__(self, minimum: float, maximum: float, *, jitter: float = 0.2,
+                 uniform: Callable[[float, float], float] = random.uniform) -> None:
+        if not 0 < minimum <= maximum:
+            raise ValueError("need 0 < minimum <= maximum")
+        self.minimum = minimum
+        self.maximum = maximum
+        self.jitter = jitter
+        self._uniform = uniform
+        self._next = minimum
+
+    def reset(self) -> None:
+        """After a connection that got as far as a CONNACK."""
+        self._next = self.minimum
+
+    def delay(self) -> float:
+        """The wait before the next attempt (and doubles the one after it)."""
+        base = self._next
+        self._next = min(self.maximum, base * 2)
+        return base * self._uniform(1 - self.jitter, 1 + self.jitter)

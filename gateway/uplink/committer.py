@@ -1,0 +1,378 @@
+"""The committer: one bounded buffer in front of the outbox, and the one thread that does all of
+the outbox's SQLite work — encode, commit, hand out, acknowledge, cover.
+
+The event loop never touches the disk and never hands work to a thread per call. It appends
+to the buffer (`add`, O(1)) and sets requests (`want`, `ack`, `cover`, `resend`,
+`start_session`) under one condition variable; the writer thread sleeps on it until there is
+something to do — a commit that is due (the oldest buffered item `commit_interval` old, an
+urgent item such as an alarm event, acknowledgements or a watermark waiting), messages the
+publisher wants while some are committed and unsent, the replay pacer's next allowance — and
+then does all of it in one go: every buffered item encoded and put, one transaction, then the
+next publish window taken and handed back to the loop with `call_soon_threadsafe`. Nothing
+waits on a timer shorter than a real deadline: an idle uplink's writer sleeps until data or a
+request arrives. Its deadlines are real time (`time.monotonic`), whatever clock the messages'
+timestamps come from.
+
+Telemetry sequence numbers (`seq`) and delivery sequence numbers (`dseq`) are taken in the
+writer, just before the put, so a number is committed with the message that carries it.
+Only committed messages are handed out (a crash cannot take back a published number).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.clock import Clock
+from gateway.field.sample import Sample
+from gateway.uplink.contract import (
+    CHANNELS,
+    MAX_BATCH_ROWS,
+    AlarmEventMessage,
+    Channel,
+    ContractError,
+    Message,
+    MessageKind,
+    OutboxStatus,
+    TelemetryBatch,
+    channel_of,
+    encode,
+)
+from gateway.uplink.outbox import Outbox, OutboxError, OutboxMessage
+from gateway.uplink.replay import ReplayPacer, take
+
+log = logging.getLogger("roomwarden.uplink")
+
+ALARM_MARK = "alarm_events"
+"""Outbox mark: the last alarm event (journal seq) committed to the outbox."""
+MAX_BUFFERED = 20_000
+"""Items (batches, events, snapshots) waiting for the writer; beyond this the oldest telemetry
+is dropped (only reached if commits keep failing) — the one buffer in front of the outbox."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    kind: MessageKind
+    payload: list[Sample] | Message
+    produced: int
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Messages handed to the publisher, for the session `epoch` they were taken in."""
+
+    epoch: int
+    messages: list[OutboxMessage]
+
+
+class Committer:
+    def __init__(self, outbox: Outbox, pacer: ReplayPacer, clock: Clock, *, site: str,
+                 gateway: str, topics: dict[Channel, str], catalog: str,
+                 numbered: bool, on_reject: Callable[[str], None]) -> None:
+        """`numbered`: give telemetry and alarm events a delivery sequence (`ingest` mode)."""
+        self.outbox = outbox
+        self.pacer = pacer
+        self.clock = clock
+        self.site = site
+        self.gateway = gateway
+        self.topics = topics
+        self.catalog = catalog
+        self.numbered = numbered
+        self._on_reject = on_reject
+        self.interval = outbox.commit_interval
+        self._cond = threading.Condition()
+        self._buffer: list[Item] = []
+        self._since: float | None = None
+        """When the oldest buffered item arrived (monotonic)."""
+        self._urgent = False
+        self._acks: list[int] = []
+        self._cover = 0
+        self._resend: list[int] = []
+        self._dirty_since: float | None = None
+        """When acknowledgements or a watermark began to wait for a commit."""
+        self._want = 0
+        self._more = True
+        """Messages may be committed and not handed out yet (a take may find some)."""
+        self._paced_until: float | None = None
+        self._session: tuple[int, list[Item]] | None = None
+        self._epoch = 0
+        self._closing = False
+        self._retry_at: float | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deliver: Callable[[Window], None] | None = None
+        self.status: OutboxStatus = OutboxStatus(depth=0, bytes=0, budget=outbox.budget_bytes)
+        self.dropped: dict[MessageKind, int] = dict.fromkeys(MessageKind, 0)
+        self.last_error: str | None = None
+        self.commits = 0
+        self.floor: int | None = None
+        """The lowest delivery sequence still held (GatewayState.delivery.floor)."""
+        self._refresh()
+
+    # ------------------------------------------------------------------ loop side (cheap)
+
+    def start(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Window], None]) -> None:
+        """Start the writer; `deliver` gets each publish window on the event loop."""
+        self._loop, self._deliver = loop, deliver
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="uplink-writer",
+                                            daemon=True)
+            self._thread.start()
+
+    def add(self, item: Item, *, urgent: bool = False) -> bool:
+        """Buffer an item; False if the buffer was full and the oldest telemetry was dropped."""
+        with self._cond:
+            kept = True
+            self._buffer.append(item)
+            if len(self._buffer) > MAX_BUFFERED:
+                for i, old in enumerate(self._buffer):
+                    if old.kind is MessageKind.TELEMETRY:
+                        del self._buffer[i]
+                        kept = False
+                        break
+            wake = (urgent and not self._urgent) or self._since is None
+            if self._since is None:
+                self._since = time.monotonic()
+            self._urgent = self._urgent or urgent
+            if wake:
+                self._cond.notify()
+            return kept
+
+    def buffered(self) -> int:
+        with self._cond:
+            return len(self._buffer)
+
+    def want(self, n: int) -> None:
+        """The publisher has `n` free in-flight slots (0: none)."""
+        with self._cond:
+            wake = n > 0 and self._want == 0 and (self._more or bool(self._resend))
+            self._want = n
+            if wake:
+                self._cond.notify()
+
+    def ack(self, ids: list[int]) -> None:
+        """Delivered (PUBACK in puback mode, or no watermark applies): removed at the next
+        commit, within `commit_interval`."""
+        with self._cond:
+            self._acks += ids
+            self._mark_dirty()
+
+    def cover(self, upto: int) -> None:
+        """The ingest's watermark for this outbox's stream."""
+        with self._cond:
+            if upto > self._cover:
+                self._cover = upto
+                self._mark_dirty()
+
+    def _mark_dirty(self) -> None:
+        if self._dirty_since is None:
+            self._dirty_since = time.monotonic()
+            self._cond.notify()
+
+    def resend(self, ids: list[int]) -> None:
+        """Publish these entries again (paced like backlog)."""
+        if ids:
+            with self._cond:
+                self._resend += ids
+                self._cond.notify()
+
+    def start_session(self, births: list[Item]) -> int:
+        """A new connection: everything stored becomes backlog, `births` go first; returns the
+        session's epoch (windows of older epochs are stale)."""
+        with self._cond:
+            self._epoch += 1
+            self._session = (self._epoch, births)
+            self._want = 0
+            self._more = True
+            self._resend.clear()
+            self._cond.notify()
+            return self._epoch
+
+    def close(self) -> None:
+        """Commit everything buffered and close the outbox (blocks: call from a thread)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+        else:
+            self._work()
+            self._close_outbox()
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def _due(self) -> list[float]:
+        """Monotonic times at which work falls due (called under the condition)."""
+        due: list[float] = []
+        if self._since is not None:
+            due.append(self._since + self.interval)
+        if self._dirty_since is not None:
+            due.append(self._dirty_since + self.interval)
+        if self._retry_at is not None:
+            due.append(self._retry_at)
+        if self._want > 0 and (self._more or self._resend):
+            due.append(self._paced_until or 0.0)
+        return due
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not (self._closing or self._urgent or self._session is not None):
+                        due = self._due()
+                        wait = None if not due else min(due) - time.monotonic()
+                        if wait is not None and wait <= 0:
+                            break
+                        self._cond.wait(wait)
+                    closing = self._closing
+                self._work()
+                if closing:
+                    break
+        except Exception:  # a bug here must be seen; the outbox keeps what was committed
+            log.exception("event=uplink_writer_failed")
+        finally:
+            self._close_outbox()
+
+    def _work(self) -> None:
+        with self._cond:
+            items, self._buffer = self._buffer, []
+            self._since = self._dirty_since = None
+            self._urgent = False
+            acks, self._acks = self._acks, []
+            cover = self._cover
+            session, self._session = self._session, None
+            retry = self._retry_at is not None
+        try:
+            if session is not None:
+                self.outbox.start_session()
+                items = items + session[1]  # births are the newest snapshots
+            for item in items:
+                self._store(item)
+            self.outbox.ack(acks)
+            self.outbox.cover(cover)
+            if items or retry or self.outbox.dirty():
+                self.outbox.flush()
+                self.commits += 1
+            self._retry_at = None
+            self.last_error = None
+        except OutboxError as exc:  # the outbox keeps what it could not commit, bounded
+            self.last_error = str(exc)
+            self._retry_at = time.monotonic() + self.interval
+            log.error("event=outbox_commit_failed error=%r", str(exc))
+        if items or session is not None:
+            with self._cond:
+                self._more = True
+        self._refresh()
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        with self._cond:
+            want, epoch = self._want, self._epoch
+            resend, self._resend = self._resend, []
+            if want <= 0 or not (self._more or resend):
+                self._resend[:0] = resend
+                return
+        now = time.monotonic()
+        messages: list[OutboxMessage] = []
+        allowance = self.pacer.allowance()
+        if resend and allowance > 0:
+            n = min(want, allowance)
+            messages = self.outbox.fetch(resend[:n])
+            resend = resend[n:]
+            self.pacer.spend(len(messages), sum(len(m.payload) for m in messages))
+        if len(messages) < want:
+            messages += take(self.outbox, self.pacer, want - len(messages))
+        delay = self.pacer.delay()
+        with self._cond:
+            self._resend[:0] = resend
+            if epoch != self._epoch:
+                return  # a new session began meanwhile: its windows start afresh
+            self._more = bool(messages) or delay > 0 or bool(self._resend)
+            self._paced_until = now + delay if delay > 0 else None
+            if messages:
+                self._want = 0
+        if messages and self._loop is not None and self._deliver is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to send
+                self._loop.call_soon_threadsafe(self._deliver, Window(epoch, messages))
+
+    def _close_outbox(self) -> None:
+        with self._cond:
+            items, self._buffer = self._buffer, []
+            acks, self._acks = self._acks, []
+        try:
+            for item in items:
+                self._store(item)
+            self.outbox.ack(acks)
+            self.outbox.cover(self._cover)
+            self.outbox.close()
+        except Exception as exc:
+            log.error("event=outbox_close_failed error=%r", str(exc))
+
+    def _refresh(self) -> None:
+        try:
+            self.status = self.outbox.status()
+            self.dropped = self.outbox.dropped()
+            if self.numbered:
+                self.floor = self.outbox.floor()
+        except Exception as exc:  # status must never break the data path
+            self.last_error = f"status: {exc}"
+
+    # ------------------------------------------------------------------ encoding
+
+    def _store(self, item: Item) -> None:
+        if isinstance(item.payload, list):
+            samples = item.payload
+            for start in range(0, len(samples), MAX_BATCH_ROWS):
+                self._store_telemetry(samples[start:start + MAX_BATCH_ROWS], item.produced)
+            return
+        msg = item.payload
+        channel = channel_of(msg)
+        dseq = None
+        if isinstance(msg, AlarmEventMessage):
+            if self.numbered:
+                dseq = self.outbox.next_seq("delivery")
+                msg = msg.model_copy(update={"stream": self.outbox.stream, "dseq": dseq})
+            # committed together with the event
+            self.outbox.set_mark(ALARM_MARK, max(msg.seq, self.outbox.mark(ALARM_MARK) or 0))
+        try:
+            payload = encode(msg)
+        except ContractError as exc:
+            self._on_reject(f"{channel.value}: {exc}")
+            return
+        retained = CHANNELS[channel].retain
+        self.outbox.put(item.kind, self.topics[channel], payload, qos=1, retain=retained,
+                        replace=retained, created_ns=item.produced, dseq=dseq)
+
+    def _store_telemetry(self, samples: list[Sample], produced: int) -> None:
+        def build(rows: list[Sample], catalog: str | None) -> TelemetryBatch:
+            return TelemetryBatch.from_samples(site=self.site, gateway=self.gateway, seq=0,
+                                               produced=produced, samples=rows,
+                                               catalog=catalog)
+        try:
+            batch = build(samples, self.catalog)
+        except ContractError:  # find the offending samples, send the rest
+            good = []
+            for s in samples:
+                try:
+                    build([s], None)
+                    good.append(s)
+                except ContractError as exc:
+                    self._on_reject(f"sample {s.point!r}: {exc}")
+            if not good:
+                return
+            batch = build(good, self.catalog)
+        # validated once: the real numbers are only copied in (≥ 1, as validated)
+        update: dict[str, int] = {"seq": self.outbox.next_seq("telemetry")}
+        dseq = None
+        if self.numbered:
+            dseq = update["dseq"] = self.outbox.next_seq("delivery")
+            update["stream"] = self.outbox.stream
+        batch = batch.model_copy(update=update)
+        self.outbox.put(MessageKind.TELEMETRY, self.topics[Channel.TELEMETRY], encode(batch),
+                        qos=1, retain=False, replace=False, created_ns=produced, dseq=dseq)

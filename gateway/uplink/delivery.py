@@ -1,0 +1,140 @@
+"""When an outbox entry is delivered: the bookkeeping between PUBLISH, PUBACK and the ingest's
+acknowledgement watermark. Pure and clock-injected; the uplink calls it on the event loop.
+
+A broker's PUBACK is not delivery (DESIGN principle 5): a broker acknowledges before it
+persists, a SIGKILLed or restarted broker without persistence forgets, and MQTT 5 even
+acknowledges with "no matching subscribers" (reason 16) when nobody will ever read the
+message. So, in `ingest` mode:
+
+- a telemetry batch or alarm event carrying a delivery sequence (`dseq`) is only marked
+  *awaiting* when its PUBACK arrives; it leaves the outbox when the ingest's `ack` watermark
+  (`DeliveryAck.upto`, per outbox stream) covers it;
+- it is published again when the ingest has not covered it `ack_timeout` after its PUBACK (the
+  timeout doubles with each attempt, up to `max_timeout`), or at once when an ack shows a hole:
+  the ingest stored a higher `dseq` (`highest`) while this one, acknowledged by the broker at
+  least `gap_grace` earlier, is still missing;
+- everything else (state, catalog, command results: snapshots re-sent on every connect) leaves
+  on PUBACK, as do entries without a `dseq` (stored before the mode was switched on).
+
+In `puback` mode (a consumer other than the RoomWarden ingest, chosen explicitly in the
+config) an entry leaves on PUBACK — except that telemetry and alarm events answered with
+"no matching subscribers" are kept and published again after `ack_timeout`.
+
+A PUBACK with a failure reason (not authorised, quota exceeded …) leaves the entry in the
+outbox for the next session, in both modes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.clock import Clock
+from gateway.uplink.contract import MessageKind
+
+Mode = Literal["ingest", "puback"]
+NO_MATCHING_SUBSCRIBERS = 16
+"""MQTT 5 PUBACK reason: accepted, but nobody subscribes to the topic."""
+TRACKED = frozenset({MessageKind.TELEMETRY, MessageKind.ALARM})
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One PUBLISH awaiting its PUBACK."""
+
+    outbox_id: int
+    kind: MessageKind
+    dseq: int | None
+    produced: int
+    """When the message was produced (ns): publish latency is measured from here."""
+
+
+@dataclass(slots=True)
+class _Awaiting:
+    dseq: int | None
+    pubacked: float
+    due: float
+
+
+class DeliveryTracker:
+    def __init__(self, clock: Clock, *, mode: Mode, ack_timeout: float = 30.0,
+                 max_timeout: float = 300.0, gap_grace: float = 2.0) -> None:
+        if not 0 < ack_timeout <= max_timeout:
+            raise ValueError("need 0 < ack_timeout <= max_timeout")
+        self.clock = clock
+        self.mode: Mode = mode
+        self.ack_timeout = ack_timeout
+        self.max_timeout = max_timeout
+        self.gap_grace = gap_grace
+        self.covered = 0
+        """The highest watermark of this outbox's stream seen so far."""
+        self.highest = 0
+        self._awaiting: dict[int, _Awaiting] = {}
+        """outbox id → awaiting the ingest (or, in puback mode, a subscriber)."""
+        self._attempts: dict[int, int] = {}
+        self.resent = 0
+        """Entries published again since start (timeouts and holes)."""
+        self.delivered = 0
+        """Entries the watermark covered since start."""
+
+    @property
+    def awaiting(self) -> int:
+        return len(self._awaiting)
+
+    def on_puback(self, sent: Sent, reason: int) -> bool:
+        """A successful PUBACK (reason < 0x80). True: the entry leaves the outbox now
+        (`Outbox.ack`); False: it waits for the watermark, or for a subscriber."""
+        tracked = sent.kind in TRACKED
+        if self.mode == "ingest" and tracked and sent.dseq is not None:
+            if sent.dseq <= self.covered:
+                return False  # already covered: the outbox removes it with the watermark
+        elif not (tracked and reason == NO_MATCHING_SUBSCRIBERS and self.mode == "puback"):
+            self._attempts.pop(sent.outbox_id, None)
+            return True
+        now = self.clock.monotonic()
+        attempts = self._attempts.get(sent.outbox_id, 0)
+        timeout = min(self.max_timeout, self.ack_timeout * 2 ** min(attempts, 16))
+        self._awaiting[sent.outbox_id] = _Awaiting(sent.dseq, now, now + timeout)
+        return False
+
+    def on_ack(self, upto: int, highest: int) -> list[int]:
+        """The ingest's watermark for our stream. Covered entries are forgotten (the outbox
+        removes them: `Outbox.cover`); returns the outbox ids to publish again now (holes)."""
+        now = self.clock.monotonic()
+        self.highest = max(self.highest, highest)
+        if upto > self.covered:
+            self.covered = upto
+        resend: list[int] = []
+        for outbox_id, entry in list(self._awaiting.items()):
+            if entry.dseq is None:
+                continue
+            if entry.dseq <= self.covered:
+                del self._awaiting[outbox_id]
+                self._attempts.pop(outbox_id, None)
+                self.delivered += 1
+            elif entry.dseq < self.highest and now - entry.pubacked >= self.gap_grace:
+                resend.append(outbox_id)
+        return self._resend(resend)
+
+    def due(self) -> list[int]:
+        """Outbox ids whose wait is over: publish them again."""
+        now = self.clock.monotonic()
+        return self._resend([i for i, e in self._awaiting.items() if e.due <= now])
+
+    def next_due(self) -> float | None:
+        """Monotonic time of the earliest timeout (None: nothing awaits)."""
+        return min((e.due for e in self._awaiting.values()), default=None)
+
+    def _resend(self, ids: list[int]) -> list[int]:
+        for outbox_id in ids:
+            del self._awaiting[outbox_id]
+            self._attempts[outbox_id] = self._attempts.get(outbox_id, 0) + 1
+        self.resent += len(ids)
+        return ids
+
+    def new_session(self) -> None:
+        """A new connection: the outbox hands out everything it holds again, so nothing
+        awaits any more (attempt counts are kept: the back-off goes on)."""
+        self._awaiting.clear()
+        if len(self._attempts) > 100_000:  # bounded: ids long gone are forgotten
+            self._attempts.clear()

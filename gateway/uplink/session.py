@@ -1,0 +1,158 @@
+"""One MQTT connection of the uplink: a fresh paho client per attempt (built by
+gateway.mqtt_client, paho's own reconnect off), paho's network thread, and its callbacks handed
+to the event loop.
+
+Why paho's network thread (`loop_start`) rather than aiomqtt: paho-mqtt 2 is the one
+dependency (aiomqtt wraps paho anyway); its thread does the socket I/O, keepalive pings and
+TLS, so a slow broker or handshake never runs on the event loop. Callbacks only hand their
+result to the loop with `call_soon_threadsafe`; all state is touched by the loop alone, so
+there is no race between `publish()` returning a mid and its PUBACK. A fresh client per
+attempt means paho never re-sends its own in-flight copies behind the outbox's back, each
+connect re-reads the password file and re-arms the last will, and the connection is a clean
+session (inbound topics are subscribed on every connect).
+
+`end()` closes the socket without a DISCONNECT unless `goodbye()` said goodbye (so the broker
+publishes the last will) and waits for paho's thread with the public `loop_stop()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.mqtt_client import ClientOptions, build_client
+
+log = logging.getLogger("roomwarden.uplink")
+
+
+@dataclass(frozen=True, slots=True)
+class Handlers:
+    """What a session reports, each called on the event loop."""
+
+    puback: Callable[[int, int, str], None]
+    """(mid, reason code value, reason text) for every PUBACK (a value ≥ 0x80 is a refusal)."""
+    message: Callable[[str, bytes, bool], None]
+    """(topic, payload, retained) of a message on a subscribed topic."""
+    suback_refused: Callable[[list[str]], None]
+
+
+class Session:
+    def __init__(self, options: ClientOptions, loop: asyncio.AbstractEventLoop, *,
+                 will: tuple[str, bytes], subscriptions: list[str],
+                 handlers: Handlers) -> None:
+        self.loop = loop
+        self.connack: asyncio.Future[str | None] = loop.create_future()
+        """None on success, else the broker's refusal."""
+        self.lost = asyncio.Event()
+        self._handlers = handlers
+        self._waiters: dict[int, asyncio.Future[int]] = {}
+        self._started = False
+        client = build_client(options)
+        client.will_set(will[0], will[1], qos=1, retain=True)
+        inbound = [(topic, 1) for topic in subscriptions]
+
+        def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+            result = None if not rc.is_failure else str(rc)
+            if result is None and inbound:  # a fresh clean session: subscribe every time
+                c.subscribe(inbound)
+            loop.call_soon_threadsafe(_resolve, self.connack, result)
+
+        def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode],
+                         _p: Any) -> None:
+            refused = [str(rc) for rc in codes if rc.is_failure]
+            if refused:
+                loop.call_soon_threadsafe(handlers.suback_refused, refused)
+
+        def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            try:  # never raise in paho's thread: it would end the network loop
+                loop.call_soon_threadsafe(handlers.message, msg.topic, bytes(msg.payload),
+                                          bool(msg.retain))
+            except Exception as exc:
+                log.error("event=uplink_inbound_dropped error=%r", type(exc).__name__)
+
+        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop may be closed at exit
+                loop.call_soon_threadsafe(self.lost.set)
+                loop.call_soon_threadsafe(_resolve, self.connack, f"disconnected: {rc}")
+
+        def on_publish(_c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._on_puback, mid, int(rc.value), str(rc))
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_publish = on_publish
+        client.on_subscribe = on_subscribe
+        client.on_message = on_message
+        self.client = client
+
+    @property
+    def connected(self) -> bool:
+        return (self.connack.done() and self.connack.result() is None
+                and not self.lost.is_set())
+
+    async def open(self, host: str, port: int, keepalive: float, timeout: float) -> None:
+        """Connect and wait for the CONNACK; ConnectionError if refused or unanswered."""
+        await asyncio.to_thread(self.client.connect, host, port, round(keepalive))
+        self.client.loop_start()
+        self._started = True
+        try:
+            refused = await asyncio.wait_for(asyncio.shield(self.connack), timeout)
+        except TimeoutError:
+            raise ConnectionError(f"no CONNACK within {timeout:g}s") from None
+        if refused is not None:
+            raise ConnectionError(f"broker refused: {refused}")
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
+        """The message's mid, or None if the connection is gone."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        return info.mid if info.rc == mqtt.MQTT_ERR_SUCCESS else None
+
+    def _on_puback(self, mid: int, reason: int, text: str) -> None:
+        waiter = self._waiters.pop(mid, None)
+        if waiter is not None:
+            _resolve(waiter, reason)
+            return
+        self._handlers.puback(mid, reason, text)
+
+    async def goodbye(self, topic: str, payload: bytes, timeout: float) -> None:
+        """Publish a last retained message (the `offline` state), wait briefly for its PUBACK,
+        then DISCONNECT cleanly (the broker then drops the last will)."""
+        if not self.connected:
+            return
+        mid = self.publish(topic, payload, 1, True)
+        if mid is not None:
+            waiter: asyncio.Future[int] = self.loop.create_future()
+            self._waiters[mid] = waiter
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout)
+        self.client.disconnect()
+
+    def drop(self) -> None:
+        """Close the socket without a DISCONNECT: the broker publishes the last will, and
+        paho's thread (which does not reconnect) ends."""
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    async def end(self) -> None:
+        """Drop the connection (if still up) and wait for paho's network thread."""
+        if not self.lost.is_set():
+            self.drop()
+        if self._started:
+            self._started = False
+            await asyncio.to_thread(self.client.loop_stop)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)

@@ -1,0 +1,196 @@
+"""The gateway's retained state on MQTT: the GatewayState (birth, refreshes, offline), the
+point catalog and the active-alarm snapshot, each a snapshot that replaces any older
+unpublished one in the outbox.
+
+When the state is queued again (no timer shorter than a real deadline):
+- every `state_interval` (one `call_later` on the event loop, re-armed each time);
+- at once when the config identity changes (`set_config_identity`);
+- when the devices online changed: checked when a poll's samples arrive (`on_samples`), at
+  most every `STATE_CHECK` seconds — the figure cannot change between polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Iterable
+
+from gateway import __version__
+from gateway.alarms.events import AlarmView
+from gateway.clock import Clock
+from gateway.uplink.committer import Item
+from gateway.uplink.contract import (
+    ActiveAlarm,
+    ActiveAlarmsSnapshot,
+    ContractError,
+    DeliveryInfo,
+    GatewayState,
+    MessageKind,
+    OutboxStatus,
+    PointCatalog,
+)
+
+log = logging.getLogger("roomwarden.uplink")
+
+STATE_CHECK = 1.0
+"""At most this often the devices-online figure is compared with the last published state."""
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class StatePublisher:
+    def __init__(self, site: str, gateway: str, clock: Clock, catalog: PointCatalog, *,
+                 interval: float, send: Callable[[Item], None],
+                 outbox: Callable[[], tuple[OutboxStatus, dict[MessageKind, int]]],
+                 delivery: Callable[[], DeliveryInfo],
+                 devices: Callable[[], tuple[int, int]] | None = None,
+                 on_reject: Callable[[str], None]) -> None:
+        """`send` queues an item for the outbox (urgently); `outbox` gives its latest status
+        and drop counts; `delivery` how the outbox lets go of entries; `devices` returns
+        (online, total) and is called on the event loop."""
+        self.site = site
+        self.gateway = gateway
+        self.clock = clock
+        self.catalog = catalog
+        self.interval = interval
+        self.boot_ns = clock.now_ns()
+        self._send = send
+        self._outbox = outbox
+        self._delivery = delivery
+        self._devices = devices
+        self._on_reject = on_reject
+        self.snapshot: ActiveAlarmsSnapshot | None = None
+        self._devices_now: tuple[int, int] | None = None
+        self._devices_failed = False
+        self._config_identity: tuple[str, str] | None = None
+        self._published: tuple[object, ...] | None = None
+        """What the last queued state said about devices and config (a change re-queues)."""
+        self._checked = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ what changes it
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._arm()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._loop = None
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._loop is not None:
+            self._timer = self._loop.call_later(self.interval, self._refresh)
+
+    def _refresh(self) -> None:
+        try:
+            self.queue_state()
+        except Exception:  # the state must never stop the uplink
+            log.exception("event=uplink_state_failed")
+        self._arm()
+
+    def on_samples(self) -> None:
+        """A poll's samples arrived: re-queue the state if the devices online changed."""
+        now = self.clock.monotonic()
+        if now - self._checked < STATE_CHECK:
+            return
+        self._checked = now
+        self._poll_devices()
+        if self._key() != self._published:
+            self.queue_state()
+
+    def set_config_identity(self, version: int, sha256: str) -> None:
+        """The running config's version and SHA-256 (hex); shown in GatewayState, which is
+        re-published at once when they change."""
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise ValueError("config version must be a non-negative integer")
+        if not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None:
+            raise ValueError("config sha256 must be 64 lowercase hex digits")
+        changed = self._config_identity != (str(version), sha256)
+        self._config_identity = (str(version), sha256)
+        if changed and self._loop is not None:
+            self.queue_state()
+
+    def set_active_alarms(self, alarms: Iterable[AlarmView], seq: int) -> None:
+        """The annunciated alarms now and the last event's seq they reflect."""
+        items: list[ActiveAlarm] = []
+        for view in alarms:
+            try:
+                items.append(ActiveAlarm.from_view(view))
+            except ContractError as exc:
+                self._on_reject(f"active alarm {view.key}: {exc}")
+        try:
+            snap = ActiveAlarmsSnapshot(site=self.site, gateway=self.gateway,
+                                        ts=self.clock.now_ns(), seq=seq, alarms=tuple(items))
+        except ValueError as exc:  # pydantic ValidationError (e.g. too many alarms)
+            self._on_reject(f"active alarms snapshot: {exc}")
+            return
+        self.snapshot = snap
+        self._send(Item(MessageKind.STATE, snap, snap.ts))
+
+    # ------------------------------------------------------------------ the messages
+
+    def _poll_devices(self) -> None:
+        """Ask the daemon for (online, total); a failing provider is logged once, not fatal."""
+        if self._devices is None:
+            return
+        try:
+            online, total = self._devices()
+            value = (max(0, int(online)), max(0, int(total)))
+        except Exception as exc:
+            if not self._devices_failed:
+                log.error("event=uplink_devices_provider_failed error=%r",
+                          f"{type(exc).__name__}: {exc}")
+            self._devices_failed = True
+            return
+        self._devices_failed = False
+        self._devices_now = value
+
+    def _key(self) -> tuple[object, ...]:
+        return (self._devices_now, self._config_identity)
+
+    def state(self) -> GatewayState | None:
+        """The `online` GatewayState now (None if it cannot be built: logged)."""
+        self._poll_devices()
+        version, digest = self._config_identity or (None, None)
+        online, total = self._devices_now or (None, None)
+        status, dropped = self._outbox()
+        try:
+            state = GatewayState(site=self.site, gateway=self.gateway, status="online",
+                                 ts=self.clock.now_ns(), software=__version__,
+                                 config_version=version, config_hash=digest,
+                                 catalog=self.catalog.catalog, boot=self.boot_ns,
+                                 outbox=status, dropped=dict(dropped),
+                                 devices_online=online, devices_total=total,
+                                 delivery=self._delivery())
+        except ValueError as exc:
+            self._on_reject(f"state: {exc}")
+            return None
+        self._published = self._key()
+        return state
+
+    def offline(self) -> GatewayState:
+        """The last will and the clean goodbye."""
+        return GatewayState(site=self.site, gateway=self.gateway, status="offline",
+                            ts=self.clock.now_ns())
+
+    def queue_state(self) -> None:
+        state = self.state()
+        if state is not None:
+            self._send(Item(MessageKind.STATE, state, state.ts))
+
+    def births(self, state: GatewayState | None) -> list[Item]:
+        """State (if any), catalog (produced now) and the active-alarm snapshot."""
+        now = self.clock.now_ns()
+        catalog = self.catalog.model_copy(update={"produced": now})
+        items = [Item(MessageKind.STATE, catalog, now)]
+        if state is not None:
+            items.insert(0, Item(MessageKind.STATE, state, state.ts))
+        if self.snapshot is not None:
+            items.append(Item(MessageKind.STATE, self.snapshot, now))
+        return items
