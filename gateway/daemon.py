@@ -55,8 +55,8 @@ evaluator). Samples wake the evaluator at once, so with polls every second it ne
 MIN_EVALUATION_SPACING = 0.05
 """Rounds run at most this often, however many batches arrive…"""
 MAX_EVALUATION_SHARE = 0.25
-"""…and after a round that took c seconds the next waits c × (1 / share − 1): however many
-device batches arrive, evaluating takes at most this share of a core (a large site's rounds
+"""…and after a round that took c CPU seconds the next waits c × (1 / share − 1): however
+many device batches arrive, evaluating takes at most this share of a core (a large site's rounds
 cover several batches instead of one round per batch saturating the event loop)."""
 STOP_OUTPUT_TIMEOUT = 5.0
 """How long a clean stop waits for the outputs' stop-state writes to be confirmed."""
@@ -261,13 +261,14 @@ class Gateway:
                 async with asyncio.timeout(tick):
                     await changed.wait()
             changed.clear()
-            began = loop.time()
+            began, cpu = loop.time(), time.thread_time()
             try:
                 self.evaluate_once()
             except Exception:  # a rule bug must not stop the other rules for good
                 log.exception("event=evaluation_failed")
-            cost = loop.time() - began
-            await asyncio.sleep(max(MIN_EVALUATION_SPACING - cost,
+            # the round's CPU time (not wall time: a busy machine does not thin out the rounds)
+            cost = time.thread_time() - cpu
+            await asyncio.sleep(max(MIN_EVALUATION_SPACING - (loop.time() - began),
                                     cost * (1 / MAX_EVALUATION_SHARE - 1)))
 
     # --- life cycle ------------------------------------------------------------------------

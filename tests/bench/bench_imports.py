@@ -72,7 +72,7 @@ def probe(statement: str, setup: str = "") -> dict[str, float]:
 
 def main() -> dict[str, Any]:
     bare = probe("pass")
-    results: dict[str, Any] = {"bare_interpreter_rss_mib": bare["rss"], "modules": {}}
+    results: dict[str, Any] = {"interpreter_with_asyncio_rss_mib": bare["rss"], "modules": {}}
     rows = []
     for name, statement, use in MODULES:
         alone = probe(statement)
@@ -83,8 +83,8 @@ def main() -> dict[str, Any]:
     headers = ("module", "MiB alone", "CPU ms alone", "MiB on core", "CPU ms on core",
                "used for")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    print(f"\n== Import cost (fresh interpreters, median of {REPEATS}; bare interpreter "
-          f"{bare['rss']:.1f} MiB)")
+    print(f"\n== Import cost (fresh interpreters, median of {REPEATS}; an interpreter with "
+          f"asyncio and json: {bare['rss']:.1f} MiB)")
     for row in [headers, *rows]:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     emit_json("imports", results)
