@@ -15,11 +15,10 @@ from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.field.sample import Quality, Sample
 from gateway.uplink.contract import (
-    Acknowledge,
-    AcknowledgeAll,
     ActiveAlarm,
     ActiveAlarmsSnapshot,
     AlarmEventMessage,
+    AlarmCommand,
     AlarmRef,
     Channel,
     CommandResult,
@@ -32,16 +31,26 @@ from gateway.uplink.contract import (
     PointCatalog,
     PointMeta,
     RequestState,
-    Shelve,
     TelemetryBatch,
     Topic,
-    Unshelve,
     channel_of,
     encode,
 )
 
 SITE, GATEWAY = "bj-yizhuang-idc", "gw-bj-yz-01"
 T = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+
+
+def _signed(*, now: int = T, **fields: object) -> AlarmCommand:
+    """A command signed with the example operator key (deterministic: Ed25519 signs the same
+    bytes the same way), valid for 2 minutes."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway.operator.signing import sign_command
+
+    key = Ed25519PrivateKey.from_private_bytes(
+        hashlib.sha256(b"roomwarden example operator key").digest())
+    return sign_command(dict(fields), key, gateway=GATEWAY, now_ns=now)
 
 
 def _points() -> dict[str, PointMeta]:
@@ -99,33 +108,44 @@ def examples() -> list[tuple[str, Message]]:
                 state=AlarmState.ACTIVE_UNACKNOWLEDGED, severity=Severity.CRITICAL,
                 title="Hydrogen at 25 % LEL — ventilate", room="battery-1", value=27.5,
                 activated=T + 3_000_000_000, first_out=True),))),
-        ("Command: acknowledge", Acknowledge(
-            id="ack-7f3a", ts=T + 60_000_000_000, expires=T + 120_000_000_000, actor="li.wei",
-            action="acknowledge",
+        ("Command: acknowledge (signed)", _signed(
+            id="ack-7f3a", action="acknowledge", now=T + 60_000_000_000,
             alarms=(AlarmRef(rule="explosion.h2_alarm", subject="h2-1.h2"),),
             note="fan running, on site in 10 min")),
-        ("Command: acknowledge all", AcknowledgeAll(
-            id="ack-all-1", ts=T, actor="li.wei", action="acknowledge_all", room="battery-1")),
-        ("Command: shelve", Shelve(
-            id="shelve-1", ts=T, actor="li.wei", action="shelve",
+        ("Command: acknowledge all (signed)", _signed(
+            id="ack-all-1", action="acknowledge_all", room="battery-1")),
+        ("Command: shelve (signed)", _signed(
+            id="shelve-1", action="shelve",
             alarm=AlarmRef(rule="environment.high_humidity", subject="th-1.humidity"),
             until=T + 3_600_000_000_000, reason="dehumidifier being replaced")),
-        ("Command: unshelve", Unshelve(
-            id="unshelve-1", ts=T, actor="li.wei", action="unshelve",
+        ("Command: unshelve (signed)", _signed(
+            id="unshelve-1", action="unshelve",
             alarm=AlarmRef(rule="environment.high_humidity", subject="th-1.humidity"))),
-        ("Command: request state", RequestState(
+        ("Command: suppress (signed)", _signed(
+            id="suppress-1", action="suppress", scope="battery-1",
+            until=T + 7_200_000_000_000, reason="hot work permit 42")),
+        ("Command: unsuppress (signed)", _signed(
+            id="unsuppress-1", action="unsuppress", scope="battery-1")),
+        ("Command: request state (unsigned: changes no safety state)", RequestState(
             id="ingest-restart-42", ts=T, actor="ingest", action="request_state")),
         ("Command result", CommandResult(
-            site=SITE, gateway=GATEWAY, id="ack-7f3a", ts=T + 60_100_000_000, ok=True)),
-        ("Command result (refused)", CommandResult(
-            site=SITE, gateway=GATEWAY, id="ack-all-1", ts=T + 100_000_000, ok=False,
-            error="refused: explosion.h2_alarm@h2-1.h2 is normal; nothing to acknowledge")),
-        ("Command result (expired)", CommandResult(
-            site=SITE, gateway=GATEWAY, id="ack-8b21", ts=T + 130_000_000_000, ok=False,
-            error="refused: expired 10.0 s ago")),
+            site=SITE, gateway=GATEWAY, id="ack-7f3a", ts=T + 60_100_000_000, ok=True,
+            actor="Li Wei (NOC Beijing)", changed=1)),
+        ("Command result (refused by the alarms)", CommandResult(
+            site=SITE, gateway=GATEWAY, id="ack-all-2", ts=T + 100_000_000, ok=False,
+            code="not_applicable", actor="Li Wei (NOC Beijing)",
+            error="explosion.h2_alarm@h2-1.h2 is normal; nothing to acknowledge")),
+        ("Command result (unsigned)", CommandResult(
+            site=SITE, gateway=GATEWAY, id="ack-x7", ts=T + 100_000_000, ok=False,
+            code="unsigned", error="this gateway carries out signed alarm commands only "
+                                   "(roomwarden ack|shelve|unshelve --key …)")),
+        ("Command result (replayed)", CommandResult(
+            site=SITE, gateway=GATEWAY, id="ack-7f3a", ts=T + 900_000_000_000, ok=False,
+            code="replayed", error="command ack-7f3a was received before, at "
+                                   "2026-01-01T00:01:00Z (ok)")),
         ("Command result (payload breaks the contract)", CommandResult(
             site=SITE, gateway=GATEWAY, id="ack-x1", ts=T + 100_000_000, ok=False,
-            error="bad command: cmd: acknowledge.alarms: Field required")),
+            code="malformed", error="bad command: cmd: acknowledge.alarms: Field required")),
         ("Config set", ConfigSet(
             id="flash-2026-01-01-1", ts=T, gateway=GATEWAY, version=8,
             sha256=hashlib.sha256(config.encode()).hexdigest(), author="li.wei",

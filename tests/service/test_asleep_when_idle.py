@@ -114,8 +114,8 @@ class SlowRules(Gateway):
 
     def evaluate_once(self) -> list[object]:  # type: ignore[override]
         events = super().evaluate_once()
-        spin = time.perf_counter() + 0.04
-        while time.perf_counter() < spin:
+        spin = time.thread_time() + 0.04  # CPU time, as the evaluator counts it
+        while time.thread_time() < spin:
             pass
         return list(events)
 
