@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -35,7 +36,7 @@ from gateway.operator.commands import OperatorCommands
 from gateway.operator.inbox import CLOCK_SKEW_S, CommandInbox
 from gateway.operator.replay import ReplayMemory
 from gateway.panel.views import PanelAlarm, PanelState, SuppressionView
-from gateway.safety import SafetyCore
+from gateway.safety import SafetyCore, acquisition
 from gateway.service.watchdog import configure_stall_limits
 from gateway.status import health_view, room_views
 from gateway.uplink.contract import AlarmRef, PointMeta
@@ -84,6 +85,24 @@ def catalog_points(loaded: LoadedConfig) -> dict[str, PointMeta]:
         points[f"{device.id}.{ONLINE_POINT}"] = PointMeta(device=device.id, room=device.room,
                                                           quantity="device_online")
     return points
+
+
+def carry_output_states(driver: OutputDriver, previous: OutputDriver, loaded: LoadedConfig,
+                        previous_loaded: LoadedConfig) -> None:
+    """What the previous driver knows of each coil it wrote, for the outputs that are the same
+    coil in both configs: the new driver writes only what changes. A write that was in flight
+    when the old bus loops stopped left the coil unknown: it is written again."""
+    for output_id, state in previous.state.items():
+        output = driver.outputs.get(output_id)
+        if output is None or output_id not in driver.state \
+                or previous.outputs.get(output_id) != output \
+                or acquisition(loaded, output.device) != acquisition(previous_loaded,
+                                                                     output.device):
+            continue
+        carried = dataclasses.replace(state, pending=False)
+        if state.pending:
+            carried.commanded = None
+        driver.state[output_id] = carried
 
 
 def default_state_dir() -> Path:
@@ -142,6 +161,8 @@ class Gateway:
         self._uplink_task: asyncio.Task[None] | None = None
         self._panel_task: asyncio.Task[None] | None = None
         self._reconfigure_lock = asyncio.Lock()
+        self._replaced_core: SafetyCore | None = None
+        """The core the last reconfigure replaced (closed): a rollback's earlier state."""
         self.on_config_set: Callable[[bytes], None] | None = None
         """Set by the config applier: a signed config arrived on `config/set`."""
         self.trial: TrialHold | None = None  # issue 9
@@ -346,25 +367,39 @@ class Gateway:
 
     async def reconfigure(self, loaded: LoadedConfig, *, version: int,
                           sha256: str) -> None:
-        """Run `loaded` from now on: new bus loops, rules and outputs; the alarm journal (and so
-        every alarm in progress, acknowledged or not) carries over, the coils keep their state
-        until the new plan writes them. Raises (and keeps the old config running) if the new
+        """Run `loaded` from now on: new bus loops, rules and outputs, without a break in any
+        alarm (DESIGN principle 7): every alarm in progress carries over through the journal,
+        the rule engine's evaluation state (delays, latches, windows, last values) through
+        `SafetyCore.take_over`, the output driver's knowledge of each coil it wrote (so
+        nothing is written that the alarm states do not change). A rollback (back to the
+        config the running one replaced) takes a device the candidate never read from the
+        state before the candidate. Raises (and keeps the old config running) if the new
         safety core cannot be built. Health checking and rollback are the caller's job
         (gateway.flashing.apply)."""
         async with self._reconfigure_lock:
-            core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=self.rules_dir)
+            core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=self.rules_dir,
+                              open_alarms=False)
             loops = build_bus_loops(loaded, self._on_samples, self.clock)
             configure_stall_limits(loaded, loops)
             old_tasks = self._loop_tasks
             for task in old_tasks:
                 task.cancel()
             await asyncio.gather(*old_tasks, return_exceptions=True)  # ports closed
-            old_core, old_loaded = self.core, self.loaded
-            core.planner.adopt(old_core.planner)  # holds until reset, min_on timers
+            # from here to the swap nothing awaits: the old core has stopped writing the
+            # journal, and the new one takes over exactly where it stands
+            old_core, old_loaded, old_driver = self.core, self.loaded, self.driver
+            earlier = self._replaced_core
+            if earlier is not None and earlier.loaded.config != loaded.config:
+                earlier = None  # only a rollback (or revert) looks further back
+            carried, held = core.take_over(old_core, earlier)
             self.loaded, self.core, self.bus_loops = loaded, core, loops
             self.driver = OutputDriver(loaded, loops, self.latest, self.clock)
+            carry_output_states(self.driver, old_driver, loaded, old_loaded)
             self.config_version, self.config_sha256 = version, sha256
             old_core.close()
+            self._replaced_core = old_core
+            log.info("event=rule_state_carried bindings=%d carried=%d held=%d rollback=%s",
+                     len(core.engine.bindings()), carried, held, earlier is not None)
             if self._group is not None:
                 self._start_loops()
             await self._reconfigure_uplink(old_loaded, loaded)
@@ -428,8 +463,6 @@ class Gateway:
             log.info("event=panel_listening bind=%s port=%d", bind, self.panel_port)
             self.panel_ready.set()
             return
-
-    # --- end issue 9 -------------------------------------------------------------------------
 
     # --- issue 9: config trials (gateway.flashing.trial; driven by gateway.flashing.apply) --
 

@@ -3,6 +3,12 @@
 The daemon runs it on the event loop (and drives real coils with what it wants); drills run it
 on a manual clock. Nothing here waits on the network: an alarm and its local actions depend
 only on the samples of this gateway's own buses.
+
+Continuity (DESIGN principle 7): a core built at a start holds the rule bindings of every
+alarm the journal restored with its condition active, and a core that replaces another (a
+config apply or rollback, `take_over`) carries the rule engine's evaluation state, the output
+planner's holds and then holds what the journal still has active — so neither a restart nor an
+apply returns an alarm, re-runs its on-delay or changes an output (gateway.rules.carry).
 """
 
 from __future__ import annotations
@@ -29,6 +35,15 @@ if TYPE_CHECKING:
 OUTPUT_FAILURE_RULE = "actions.output_failure"
 
 
+def acquisition(loaded: LoadedConfig, device_id: str) -> tuple[object, ...] | None:
+    """How a config reads a device (its entry, its bus, its profile); None if it has none."""
+    device = next((d for d in loaded.config.devices if d.id == device_id), None)
+    if device is None or not device.enabled:
+        return None
+    bus = next((b for b in loaded.config.buses if b.id == device.bus), None)
+    return device, bus, loaded.profiles.get(device.profile)
+
+
 def demand_of(view: AlarmView) -> Demand | None:
     """What one alarm asks of the outputs; None when it asks nothing (normal or overlaid)."""
     if not view.annunciated or not view.actions:
@@ -40,7 +55,10 @@ def demand_of(view: AlarmView) -> Demand | None:
 class SafetyCore:
     def __init__(self, loaded: LoadedConfig, clock: Clock, journal_path: Path | str,
                  *, rules_dir: Path | None = None,
-                 packs: dict[str, RulePack] | None = None) -> None:
+                 packs: dict[str, RulePack] | None = None, open_alarms: bool = True) -> None:
+        """`open_alarms` False: the alarm journal is opened by `take_over` (a config apply
+        builds the core first, and opens the journal once the running core has stopped
+        writing to it)."""
         cfg = loaded.config
         self.loaded = loaded
         self.clock = clock
@@ -49,17 +67,50 @@ class SafetyCore:
             packs = load_rule_packs(rules_dir or default_rules_dir(), ids)
         self.engine = RuleEngine(packs, loaded, clock,
                                  ParameterOverrides.from_section(cfg.rules))
-        settings = cfg.alarms
-        self.journal = Journal(journal_path, clock=clock, retention_days=settings.retention_days)
-        self.alarms = AlarmManager(self.journal, clock, chatter_count=settings.chatter_count,
-                                   chatter_window=settings.chatter_window,
-                                   chatter_hold=settings.chatter_hold,
-                                   flood_count=settings.flood_count,
-                                   flood_window=settings.flood_window)
+        self.journal_path = journal_path
+        self.journal: Journal
+        self.alarms: AlarmManager
+        if open_alarms:
+            self._open_alarms()
+            self.engine.hold(self.alarms.held_conditions())  # a restart: restored alarms hold
         rooms = {d.id: d.room for d in cfg.devices}
         self.planner = OutputPlanner(cfg.outputs, cfg.interlocks, rooms, clock)
         self.outputs = {o.id: o for o in cfg.outputs}
         self.wanted: dict[str, bool] = {o: False for o in self.outputs}
+
+    def _open_alarms(self) -> None:
+        settings = self.loaded.config.alarms
+        self.journal = Journal(self.journal_path, clock=self.clock,
+                               retention_days=settings.retention_days)
+        self.alarms = AlarmManager(self.journal, self.clock,
+                                   chatter_count=settings.chatter_count,
+                                   chatter_window=settings.chatter_window,
+                                   chatter_hold=settings.chatter_hold,
+                                   flood_count=settings.flood_count,
+                                   flood_window=settings.flood_window)
+
+    def take_over(self, previous: SafetyCore, earlier: SafetyCore | None = None
+                  ) -> tuple[int, int]:
+        """Replace `previous` (a config apply; built with `open_alarms=False`, called once
+        `previous` has stopped): open the alarm journal, carry the rule engine's state and the
+        output planner's holds, and hold the bindings of alarms still active. `earlier`: the
+        core `previous` replaced, if any — a device that `previous` reached with other
+        settings than this config's and never read (a rolled-back candidate) takes its state
+        from `earlier`. Returns (bindings carried whole, bindings held from the journal)."""
+        self._open_alarms()
+        from_earlier: set[str] = set()
+        if earlier is not None:
+            fresh = previous.engine.fresh_devices()
+            for device in self.loaded.config.devices:
+                mine = acquisition(self.loaded, device.id)
+                if device.id not in fresh and mine != acquisition(previous.loaded, device.id) \
+                        and mine == acquisition(earlier.loaded, device.id):
+                    from_earlier.add(device.id)
+        carried = self.engine.adopt(previous.engine, earlier.engine if earlier else None,
+                                    from_earlier)
+        held = self.engine.hold(self.alarms.held_conditions())
+        self.planner.adopt(previous.planner)  # holds until reset, min_on timers
+        return carried, len(held)
 
     def ingest(self, batch: list[Sample]) -> None:
         self.engine.on_samples(batch)

@@ -46,6 +46,7 @@ from gateway.alarms.lifecycle import (
 )
 from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
+from gateway.field.sample import Value
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,14 @@ class AlarmManager:
             log.info("event=alarms_restored alarms=%d suppressions=%d last_seq=%d",
                      len(contents.records), len(contents.suppressions), self._seq)
         self._flush()  # journals a recovery note, if any
+
+    def held_conditions(self) -> dict[tuple[str, str], Value]:
+        """(rule, subject) → last value of every alarm whose condition is held active (also
+        shelved or suppressed ones): restored from the journal at a start, or carried from the
+        config before. The rule engine holds their bindings active until good data says
+        otherwise (`RuleEngine.hold`), so a restart never returns them nor re-runs an
+        on-delay (DESIGN principle 7)."""
+        return {key: rec.ev.value for key, rec in self._records.items() if rec.condition}
 
     # observing -------------------------------------------------------------------------------
 

@@ -22,12 +22,12 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config.loader import ConfigErrors, LoadedConfig
 from gateway.flashing.envelope import sign_config
 from gateway.flashing.keys import KeyFileError, load_private_key, load_public_key
+from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
 from gateway.uplink.contract import (
     DEFAULT_ROOT,
     MAX_CONFIG_BYTES,
@@ -114,15 +114,12 @@ class _Link:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.refused: str | None = None
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=f"roomwarden-flash-{uuid.uuid4().hex[:12]}",
-                             clean_session=True)
-        if options.username:
-            client.username_pw_set(options.username, options.password)
-        if broker.tls:
-            client.tls_set(ca_certs=options.ca_file, certfile=options.cert_file,
-                           keyfile=options.key_file, cert_reqs=ssl.CERT_REQUIRED)
-            client.tls_insecure_set(options.insecure)
+        tls = TlsOptions(options.ca_file, options.cert_file, options.key_file,
+                         options.insecure) if broker.tls else None
+        client = build_client(ClientOptions(
+            client_id=f"roomwarden-flash-{uuid.uuid4().hex[:12]}", clean_session=True,
+            username=options.username or None,
+            password=options.password if options.username else None, tls=tls))
 
         def on_connect(_c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
             if rc.is_failure:

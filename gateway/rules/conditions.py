@@ -15,10 +15,30 @@ Building blocks:
   combinators `AllNode`, `AnyNode`, `AtLeastNode`. A node's `eval(now)` returns whether it is
   active (delays and hysteresis included) and leaves the deciding value in `node.value`.
 
-Unknown is not false: a bad-quality sample (quality != good) or a missing value makes a test
-*unknown*; an unknown test keeps the previous state, cancels a pending on-delay and never
-activates anything. For a group of points (a device or room subject) the bad members are left
-out; a group with no good member is unknown.
+Unknown is not false (DESIGN principle 7: only good data past the limit less the deadband
+returns an alarm). A leaf's raw result is True, False or None = *unknown*, and `Debounce`
+turns it into the held output: unknown keeps the output as it was (active stays active,
+normal stays normal), cancels a pending on-delay and restarts a running off-delay. So
+unknown never activates anything and never returns anything; combinators (`AllNode`,
+`AnyNode`, `AtLeastNode`, and so coincidence and voting) work on their children's held
+outputs, so a detector whose reading is missing keeps counting as it last did. What is
+unknown, per leaf:
+
+* `CompareLeaf`: no value (bad quality, missing, a rate window not yet long enough), or a
+  value that is not past the limit while some member of the group has no good value (the
+  missing member might be the one past it);
+* `EqualsLeaf`: no good member, or no good member matching while some member is bad;
+* `StaleLeaf`: never unknown once it can judge: "no good sample for max_age" is itself the
+  finding on missing data, so sensor-health rules fire on missing data. Only before the
+  point's first good sample and within max_age of the engine's start is it unknown (an alarm
+  restored at a restart stays until a good sample arrives);
+* `InvalidLeaf`: active after `duration` of invalid samples; False only on a good sample;
+  anything else (invalid for a shorter time, comm errors, no sample) is unknown;
+* `FlatLeaf`: active once the values stayed within epsilon for the window; False only after
+  the values were seen to move; unknown while the point is bad or the history is shorter.
+
+Evaluation state survives a config apply and a restart: `gateway.rules.carry` copies it from
+the previous engine's nodes, or holds a node active for an alarm the journal restored.
 """
 
 from __future__ import annotations
@@ -36,8 +56,8 @@ Number = float | int
 class PointState:
     """What the engine keeps of one point between polls. Times are engine seconds."""
 
-    __slots__ = ("device", "flats", "good", "id", "invalid_since", "last_good_t", "online",
-                 "rates", "t", "ts_ns", "value")
+    __slots__ = ("device", "flats", "fresh", "good", "id", "invalid_since", "last_good_t",
+                 "online", "rates", "seen_good", "t", "ts_ns", "value")
 
     def __init__(self, point_id: str, device: str, start: float) -> None:
         self.id = point_id
@@ -49,6 +69,10 @@ class PointState:
         self.last_good_t = start
         """Time of the last good sample; the engine's start until one arrives."""
         self.invalid_since: float | None = None
+        self.seen_good = False
+        """A good sample is known (this engine's or one carried from the previous engine)."""
+        self.fresh = False
+        """A good sample arrived while this engine ran (not carried over)."""
         self.online: PointState | None = None
         """The `<device>.online` point of this point's device (None for that point itself)."""
         self.rates: list[RateWindow] = []
@@ -59,7 +83,7 @@ class PointState:
         self.ts_ns = ts_ns
         self.t = t
         if quality is Quality.GOOD and value is not None:
-            self.good = True
+            self.good = self.seen_good = self.fresh = True
             self.last_good_t = t
             self.invalid_since = None
             if (self.rates or self.flats) and isinstance(value, int | float):
@@ -283,12 +307,14 @@ class FlatTracker:
     epsilon it restarts at the newest value. `since` is therefore the start of the current
     run of values that all lie within a range of epsilon."""
 
-    __slots__ = ("epsilon", "high", "low", "since")
+    __slots__ = ("epsilon", "high", "low", "moved", "since")
 
     def __init__(self, epsilon: float) -> None:
         self.epsilon = abs(epsilon)
         self.low = self.high = 0.0
         self.since: float | None = None
+        self.moved = False
+        """The values were seen to move by more than epsilon (the run restarted)."""
 
     def add(self, t: float, value: float) -> None:
         if self.since is None:
@@ -300,6 +326,7 @@ class FlatTracker:
         if high - low > self.epsilon:
             self.low = self.high = value
             self.since = t
+            self.moved = True
         else:
             self.low, self.high = low, high
 
@@ -483,14 +510,17 @@ class CompareLeaf:
 
     The deadband holds an alarm that is active, not one still waiting out its on-delay: the
     test's hysteresis state follows the debounced result, so a value that falls back below
-    the limit during the on-delay restarts it."""
+    the limit during the on-delay restarts it. `members`: the points of a group signal; while
+    one of them has no good value, "not past the limit" is unknown, not False."""
 
-    __slots__ = ("debounce", "signal", "test", "value")
+    __slots__ = ("debounce", "members", "signal", "test", "value")
 
-    def __init__(self, signal: Signal, test: Test, debounce: Debounce) -> None:
+    def __init__(self, signal: Signal, test: Test, debounce: Debounce,
+                 members: Sequence[PointState] = ()) -> None:
         self.signal = signal
         self.test = test
         self.debounce = debounce
+        self.members = tuple(members) if len(members) > 1 else ()
         self.value: Value = None
 
     def eval(self, now: float) -> bool:
@@ -498,7 +528,10 @@ class CompareLeaf:
         if value is None:
             return self.debounce.step(None, now)
         self.value = value
-        result = self.debounce.step(self.test.step(value), now)
+        raw: bool | None = self.test.step(value)
+        if not raw and self.members and not all(m.good for m in self.members):
+            raw = None
+        result = self.debounce.step(raw, now)
         self.test.active = result
         return result
 
@@ -517,8 +550,10 @@ class EqualsLeaf:
 
     def eval(self, now: float) -> bool:
         raw: bool | None = None
+        unknown = False
         for member, accepted in zip(self.members, self.accepted, strict=True):
             if not member.good:
+                unknown = True
                 continue
             value = member.value
             if _matches(value, accepted):
@@ -528,6 +563,8 @@ class EqualsLeaf:
             if raw is None:
                 raw = False
                 self.value = value
+        if raw is False and unknown:
+            raw = None  # the bad member may be the one that matches
         return self.debounce.step(raw, now)
 
 
@@ -568,6 +605,8 @@ class StaleLeaf:
         age = now - member.last_good_t
         stale = age >= self.max_age and (self.include_offline or not member.offline)
         self.value = round(age) if stale else None  # the age, in whole seconds, while stale
+        if not stale and not member.seen_good and not member.offline:
+            return self.debounce.step(None, now)  # no good sample yet: cannot say "fresh"
         return self.debounce.step(stale, now)
 
 
@@ -589,7 +628,11 @@ class FlatLeaf:
         if not member.good:
             return self.debounce.step(None, now)
         self.value = member.value
-        return self.debounce.step(self.tracker.flat_for(now) >= self.window, now)
+        tracker = self.tracker
+        raw: bool | None = tracker.flat_for(now) >= self.window
+        if not raw and not tracker.moved:
+            raw = None  # too short a history to say it is not flat
+        return self.debounce.step(raw, now)
 
 
 class InvalidLeaf:
@@ -604,9 +647,15 @@ class InvalidLeaf:
         self.value: Value = None
 
     def eval(self, now: float) -> bool:
-        since = self.member.invalid_since
-        self.value = self.member.value
-        return self.debounce.step(since is not None and now - since >= self.duration, now)
+        member = self.member
+        since = member.invalid_since
+        self.value = member.value
+        raw: bool | None
+        if since is not None and now - since >= self.duration:
+            raw = True
+        else:
+            raw = False if member.good else None
+        return self.debounce.step(raw, now)
 
 
 class AllNode:

@@ -14,6 +14,11 @@ nobody configured) is not evaluated; `unconfigured()` lists it. A subject that l
 inputs a condition needs (a dew point without humidity, a coincidence with one detector) is
 not bound at all.
 
+Continuity: `adopt(previous)` carries the evaluation state of every (rule, subject) and point
+present in both configs (gateway.rules.carry), and `hold(alarms)` makes the bindings of alarms
+the alarm manager holds active (restored from the journal) active without data, so an apply
+or a restart neither returns an alarm nor runs its on-delay again.
+
 Time: the engine runs on the clock's monotonic seconds. A sample's time is its acquisition
 timestamp mapped onto that scale when the batch arrives, so wall-clock steps do not fire or
 clear delays. Pure: no I/O, no threads; the caller owns the schedule.
@@ -21,7 +26,7 @@ clear delays. Pure: no I/O, no threads; the caller owns the schedule.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,8 +35,9 @@ from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
 from gateway.field.bus_loop import ONLINE_POINT
 from gateway.field.points import bind_points
-from gateway.field.sample import Sample
+from gateway.field.sample import Sample, Value
 from gateway.rules import model as m
+from gateway.rules.carry import carry_node, carry_point, held, hold
 from gateway.rules.conditions import (
     Above,
     AllNode,
@@ -274,6 +280,50 @@ class RuleEngine:
     def points(self) -> list[PointInfo]:
         return list(self._infos)
 
+    # --- continuity across configs and restarts (gateway.rules.carry) ------------------------
+
+    def adopt(self, previous: RuleEngine, earlier: RuleEngine | None = None,
+              from_earlier: Collection[str] = ()) -> int:
+        """Carry the state of every point and (rule, subject) present in `previous` (the engine
+        this one replaces; same clock) into this engine; for the devices in `from_earlier`,
+        take it from `earlier` instead (a rollback: what the candidate config read of a device
+        it could not reach is no fact about that device). Returns how many bindings carried
+        their whole condition tree."""
+        def source(devices: Collection[str]) -> RuleEngine:
+            if earlier is not None and any(d in from_earlier for d in devices):
+                return earlier
+            return previous
+
+        for point_id, state in self._states.items():
+            before = source((state.device,))._states.get(point_id)
+            if before is not None:
+                carry_point(state, before)
+        lives = {id(e): {(x.binding.rule, x.binding.subject): x for x in e._live}
+                 for e in (previous, earlier) if e is not None}
+        carried = 0
+        for live in self._live:
+            key = (live.binding.rule, live.binding.subject)
+            before_live = lives[id(source({s.device for s in live.states}))].get(key)
+            if before_live is not None and carry_node(live.node, before_live.node):
+                carried += 1
+        return carried
+
+    def hold(self, alarms: Mapping[tuple[str, str], Value]) -> list[tuple[str, str]]:
+        """Make the bindings of these alarms ((rule, subject) → last value) active unless their
+        state already is: they stay active until good data says otherwise. Returns those
+        made active."""
+        out = []
+        for live in self._live:
+            key = (live.binding.rule, live.binding.subject)
+            if key in alarms and not held(live.node):
+                hold(live.node, alarms[key])
+                out.append(key)
+        return out
+
+    def fresh_devices(self) -> set[str]:
+        """Devices of which a good reading (not just `online`) arrived while this engine ran."""
+        return {s.device for s in self._states.values() if s.fresh and s.online is not None}
+
 
 # --- compiling conditions -------------------------------------------------------------------
 
@@ -379,7 +429,8 @@ class _Compiler:
             assert cond.outside is not None
             outside = Outside(self.num(cond.outside[0]), self.num(cond.outside[1]), deadband)
             test, key = outside, outside.excursion
-        return CompareLeaf(self._signal(cond.signal, infos, states, key), test, debounce)
+        return CompareLeaf(self._signal(cond.signal, infos, states, key), test, debounce,
+                           states)
 
     def _signal(self, spec: m.Signal, infos: Sequence[PointInfo],
                 states: Sequence[PointState], key: Pick) -> Signal:

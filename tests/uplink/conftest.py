@@ -11,7 +11,8 @@ from tests.fixtures.services import (
     free_port,
     persistent_broker,
     subscribers,
+    victoria,
 )
 
 __all__ = ["MOSQUITTO", "Broker", "Received", "Subscriber", "broker", "free_port",
-           "keys", "persistent_broker", "subscribers"]
+           "keys", "persistent_broker", "subscribers", "victoria"]

@@ -1,0 +1,143 @@
+"""End-to-end acknowledgement (issue 10): the delivery tracker on its own (pure, manual clock),
+then a real uplink, Mosquitto, ingest and VictoriaMetrics where the broker answers "no
+matching subscribers" for a while — nothing may leave the outbox before the ingest stored it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from gateway.clock import ManualClock, SystemClock
+from gateway.ingest.service import IngestService
+from gateway.uplink.contract import DeliveryAck, GatewayState, MessageKind, decode
+from gateway.uplink.delivery import NO_MATCHING_SUBSCRIBERS, DeliveryTracker, Sent
+from gateway.uplink.publisher import Uplink
+from tests.faults.harness import stored
+from tests.fixtures.services import Broker, Subscriber, Victoria
+from tests.ingest.test_service import make_settings
+from tests.uplink.test_publisher import GW, POINTS, PREFIX, SITE, event, samples, settings, until
+
+T, A, S = MessageKind.TELEMETRY, MessageKind.ALARM, MessageKind.STATE
+
+
+def sent(outbox_id: int, dseq: int | None, kind: MessageKind = T) -> Sent:
+    return Sent(outbox_id, kind, dseq, 0)
+
+
+def test_puback_only_marks_in_flight_and_the_watermark_delivers() -> None:
+    clock = ManualClock()
+    tracker = DeliveryTracker(clock, mode="ingest", ack_timeout=10)
+    assert tracker.on_puback(sent(1, None, S), 0)  # a snapshot leaves on PUBACK
+    assert not tracker.on_puback(sent(2, 1), 0)
+    assert not tracker.on_puback(sent(3, 2, A), NO_MATCHING_SUBSCRIBERS)
+    assert tracker.on_puback(sent(4, None), 0)  # stored before numbering: leaves on PUBACK
+    assert tracker.awaiting == 2 and tracker.next_due() == clock.monotonic() + 10
+    assert tracker.on_ack(upto=1, highest=1) == []
+    assert tracker.awaiting == 1 and tracker.covered == 1 and tracker.delivered == 1
+    assert tracker.on_ack(upto=0, highest=0) == []  # an older retained ack never goes back
+    assert tracker.covered == 1
+    assert not tracker.on_puback(sent(5, 1), 0)  # a duplicate already covered: no new wait
+    assert tracker.awaiting == 1
+
+
+def test_timeouts_resend_and_back_off() -> None:
+    clock = ManualClock()
+    tracker = DeliveryTracker(clock, mode="ingest", ack_timeout=10, max_timeout=25)
+    tracker.on_puback(sent(1, 1), 0)
+    clock.advance(9.9)
+    assert tracker.due() == []
+    clock.advance(0.1)
+    assert tracker.due() == [1] and tracker.resent == 1 and tracker.awaiting == 0
+    tracker.on_puback(sent(1, 1), 0)  # published again: now waits twice as long
+    clock.advance(19.9)
+    assert tracker.due() == []
+    clock.advance(0.1)
+    assert tracker.due() == [1]
+    tracker.on_puback(sent(1, 1), 0)  # then at most max_timeout
+    assert tracker.next_due() == clock.monotonic() + 25
+
+
+def test_a_hole_below_what_the_ingest_stored_is_sent_again_at_once() -> None:
+    clock = ManualClock()
+    tracker = DeliveryTracker(clock, mode="ingest", ack_timeout=30, gap_grace=2)
+    for i in range(1, 6):
+        tracker.on_puback(sent(i, i), 0)
+    clock.advance(2)
+    tracker.on_puback(sent(6, 6), 0)
+    # the ingest stored 1, 2 and 6: 3..5 went missing (a broker that forgot them)
+    assert tracker.on_ack(upto=2, highest=6) == [3, 4, 5]
+    assert tracker.awaiting == 1  # 6 still waits for the hole to close
+    clock.advance(0.5)
+    tracker.on_puback(sent(7, 7), 0)
+    assert tracker.on_ack(upto=2, highest=8) == []  # 6 and 7 are too recent to call lost
+
+
+def test_puback_mode_keeps_what_nobody_subscribed_to() -> None:
+    clock = ManualClock()
+    tracker = DeliveryTracker(clock, mode="puback", ack_timeout=5)
+    assert tracker.on_puback(sent(1, None), 0)
+    assert not tracker.on_puback(sent(2, None), NO_MATCHING_SUBSCRIBERS)
+    assert tracker.on_puback(sent(3, None, S), NO_MATCHING_SUBSCRIBERS)  # retained anyway
+    clock.advance(5)
+    assert tracker.due() == [2]
+
+
+async def test_no_matching_subscribers_for_a_while_loses_nothing(
+        broker: Broker, victoria: Victoria, subscribers: list[Subscriber],
+        tmp_path: Path) -> None:
+    """MQTT 5: while no ingest subscribes, the broker answers every PUBACK with reason 16 and
+    drops the message. The entries stay in the outbox (awaiting the ingest); once the ingest
+    is there, they are published again (ack timeout) and stored exactly once; then the
+    watermark empties the outbox."""
+    s = settings(broker.port, protocol="5", delivery="ingest", ack_timeout="1s")
+    up = Uplink(s, SITE, GW, tmp_path / "state", SystemClock(), POINTS)
+    task = asyncio.create_task(up.run())
+    ingest = IngestService(make_settings(tmp_path / "ingest", broker, victoria,
+                                         client_id="ack-ingest"))
+    try:
+        await until(lambda: up.status().connected, what="connect")
+        for i in range(20):
+            up.on_samples(samples(i))
+            await asyncio.sleep(0.01)
+        first = event(1)
+        await asyncio.sleep(0.01)  # VictoriaMetrics keeps ms: two events, two timestamps
+        up.on_alarm_events([first, event(2)])
+        await until(lambda: up.status().published >= 22 + 2, what="published into the void")
+        await asyncio.sleep(0.5)
+        st = up.status()
+        assert st.delivery == "ingest" and st.covered == 0
+        assert st.outbox.depth >= 22, "the broker's PUBACK must not remove anything"
+
+        ingest.start()
+        await until(lambda: up.status().outbox.depth == 0, timeout=30,
+                    what="every entry covered by the ingest's watermark")
+        st = up.status()
+        assert st.covered == 22 and st.delivered >= 22 and st.resent >= 22
+        assert st.awaiting == 0
+        acks = Subscriber(broker.port, PREFIX + "ack")  # retained for the next connect
+        subscribers.append(acks)
+        await until(lambda: len(acks.snapshot()) == 1, what="retained ack")
+        ack = decode(acks.snapshot()[0].topic, acks.snapshot()[0].payload)
+        assert isinstance(ack, DeliveryAck) and ack.upto == 22 == ack.highest
+        assert ack.stream == up.outbox.stream
+        state = Subscriber(broker.port, PREFIX + "state")
+        subscribers.append(state)
+        await until(lambda: len(state.snapshot()) == 1, what="retained state")
+        birth = decode(state.snapshot()[0].topic, state.snapshot()[0].payload)
+        assert isinstance(birth, GatewayState) and birth.delivery is not None
+        assert birth.delivery.mode == "ingest" and birth.delivery.stream == up.outbox.stream
+    finally:
+        with contextlib.suppress(Exception):
+            ingest.stop()
+        await up.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    victoria.flush()
+    db = stored(victoria, SITE, GW)
+    assert not db.doubled, f"written twice: {db.doubled[:3]}"
+    assert sorted(db.alarm_seqs) == [1, 2]
+    temperatures = db.series[("th-1.temperature", "good", "value")]
+    assert len(temperatures) == len(set(temperatures)) == 20
