@@ -247,3 +247,45 @@ def stop_all(*procs: Proc) -> None:
             if p.alive:
                 p.signal(signal.SIGTERM, wait=10)
         p.close()
+
+
+def check_exactly_once(seen: Observed, unsent_batches: dict[int, TelemetryBatch],
+                       unsent_alarms: set[int], db: Stored,
+                       journal: dict[int, tuple[str, str, str]]) -> None:
+    """Nothing committed went missing, and the database holds what was delivered, once.
+
+    `unsent_*`: what the stopped gateway's outbox still holds (sent at its next start; with
+    end-to-end acknowledgement it may also have been delivered already — the ingest's
+    watermark had not covered it yet)."""
+    # --- telemetry seq 1..N: delivered or still queued
+    delivered = set(seen.batches)
+    everything = delivered | set(unsent_batches)
+    assert everything == set(range(1, max(everything) + 1)), \
+        f"missing telemetry seqs: {sorted(set(range(1, max(everything) + 1)) - everything)[:20]}"
+    for seq in delivered & set(unsent_batches):
+        assert seen.batches[seq] == unsent_batches[seq], f"seq {seq}: two payloads"
+
+    # --- the database holds exactly what was delivered, per series, once
+    expected = seen.series()
+    assert not [k for k in expected if k[2] == "text"], "string points cannot be counted in VM"
+    assert not db.doubled, f"series with a timestamp written twice: {db.doubled[:5]}"
+    assert set(db.series) == set(expected), (
+        f"series only in the database: {sorted(set(db.series) - set(expected))[:5]}; "
+        f"only delivered: {sorted(set(expected) - set(db.series))[:5]}")
+    wrong = {k: (len(expected[k]), len(db.series[k])) for k in expected
+             if sorted(expected[k]) != sorted(db.series[k])}
+    for k in list(wrong)[:2]:  # where the difference lies, for whoever reads a failure
+        lost = sorted(set(expected[k]) - set(db.series[k]))
+        extra = sorted(set(db.series[k]) - set(expected[k]))
+        print(f"{k}: delivered from {min(expected[k])} ms; not stored {lost[:30]}; "
+              f"stored, never delivered {extra[:30]}")
+    assert not wrong, f"(delivered, stored) samples differ in {len(wrong)} series: " \
+                      f"{list(wrong.items())[:5]}"
+    assert sum(len(ts) for ts in db.series.values()) == seen.points()
+
+    # --- every alarm event arrived, once (or waits in the outbox)
+    assert len(journal) >= 4, f"the h2 drives made only {len(journal)} alarm events"
+    assert len(db.alarm_seqs) == len(set(db.alarm_seqs)), "an alarm event written twice"
+    assert set(seen.alarms) == set(db.alarm_seqs)
+    assert set(journal) == set(db.alarm_seqs) | unsent_alarms, \
+        f"alarm events lost: {sorted(set(journal) - set(db.alarm_seqs) - unsent_alarms)}"
