@@ -17,13 +17,15 @@ from gateway.field.sample import Quality, Sample
 from gateway.uplink.contract import (
     ActiveAlarm,
     ActiveAlarmsSnapshot,
-    AlarmEventMessage,
     AlarmCommand,
+    AlarmEventMessage,
     AlarmRef,
     Channel,
     CommandResult,
     ConfigSet,
     ConfigStatus,
+    DeliveryAck,
+    DeliveryInfo,
     GatewayState,
     Message,
     MessageKind,
@@ -39,6 +41,7 @@ from gateway.uplink.contract import (
 
 SITE, GATEWAY = "bj-yizhuang-idc", "gw-bj-yz-01"
 T = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+STREAM = 3_141_592_653_589_793  # the outbox's delivery stream
 
 
 def _signed(*, now: int = T, **fields: object) -> AlarmCommand:
@@ -77,7 +80,8 @@ def examples() -> list[tuple[str, Message]]:
             boot=T - 60_000_000_000,
             outbox=OutboxStatus(depth=3, bytes=2048, budget=268435456, oldest_age_s=0.4),
             dropped={MessageKind.TELEMETRY: 0, MessageKind.STATE: 0, MessageKind.ALARM: 0},
-            devices_online=11, devices_total=12)),
+            devices_online=11, devices_total=12,
+            delivery=DeliveryInfo(mode="ingest", stream=STREAM, floor=52001))),
         ("Gateway state (periodic update)", GatewayState(
             site=SITE, gateway=GATEWAY, status="online", ts=T + 60_000_000_000,
             software="0.1.0", config_version="7", config_hash=running, catalog=catalog.catalog,
@@ -95,13 +99,18 @@ def examples() -> list[tuple[str, Message]]:
                 Sample("th-1.temperature", 24.6, T, Quality.GOOD),
                 Sample("th-1.humidity", 41.2, T + 1_250_000, Quality.GOOD),
                 Sample("h2-1.h2", None, T + 501_000_000, Quality.COMM_ERROR),
-                Sample("h2-1.online", False, T + 501_000_000, Quality.GOOD)])),
+                Sample("h2-1.online", False, T + 501_000_000, Quality.GOOD)]
+        ).model_copy(update={"stream": STREAM, "dseq": 52001})),
         ("Alarm event", AlarmEventMessage(
             site=SITE, gateway=GATEWAY, seq=1207, ts=T + 3_000_000_000, kind=EventKind.ALARM,
             rule="explosion.h2_alarm", subject="h2-1.h2",
             state=AlarmState.ACTIVE_UNACKNOWLEDGED, previous_state=AlarmState.NORMAL,
             value=27.5, severity=Severity.CRITICAL, actor="system", note=None, first_out=True,
-            room="battery-1", title="Hydrogen at 25 % LEL — ventilate", chattering=False)),
+            room="battery-1", title="Hydrogen at 25 % LEL — ventilate", chattering=False,
+            stream=STREAM, dseq=52002)),
+        ("Delivery acknowledgement (published by the ingest)", DeliveryAck(
+            site=SITE, gateway=GATEWAY, ts=T + 3_400_000_000, stream=STREAM, upto=52002,
+            highest=52002)),
         ("Active alarms snapshot", ActiveAlarmsSnapshot(
             site=SITE, gateway=GATEWAY, ts=T + 3_000_000_000, seq=1207, alarms=(ActiveAlarm(
                 rule="explosion.h2_alarm", subject="h2-1.h2",

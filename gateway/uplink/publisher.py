@@ -14,11 +14,10 @@ The parts, one job each:
 - `StatePublisher` (gateway.uplink.state): GatewayState, point catalog, active alarms;
 - the command inbox (gateway.operator.inbox) for `cmd`.
 
-This module wires them and runs the publish pump, which is event-driven: the writer hands a
-window of committed messages to the loop (`_on_window`), the loop publishes them and says how
-many in-flight slots are free (`Committer.want`) — on a PUBACK, after a window, on connect.
-Nothing polls: an idle uplink sleeps until a sample, a PUBACK, an ack or a deadline (commit,
-replay pacing, an ack timeout, the state refresh) arrives.
+This module wires them and runs the event-driven publish pump: the writer hands a window of
+committed messages to the loop (`_on_window`), the loop publishes them and tells the writer
+how many in-flight slots are free (`Committer.want`). Nothing polls: an idle uplink sleeps
+until a sample, a PUBACK, an ack or a deadline (commit, pacing, ack timeout, state) is due.
 
 On every connect: last will = retained `offline` GatewayState, then a retained `online` birth,
 the PointCatalog and the retained ActiveAlarmsSnapshot (all through the outbox, as snapshots
@@ -49,7 +48,7 @@ from pathlib import Path
 from gateway.alarms.events import AlarmEvent, AlarmView
 from gateway.clock import Clock
 from gateway.field.sample import Sample
-from gateway.mqtt_client import Backoff, ClientOptions, TlsOptions
+from gateway.mqtt_client import Backoff
 from gateway.operator.inbox import CommandInbox
 from gateway.uplink.committer import ALARM_MARK, Committer, Item, Window
 from gateway.uplink.contract import (
@@ -72,7 +71,7 @@ from gateway.uplink.delivery import DeliveryTracker, Sent
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
 from gateway.uplink.outbox import Outbox
 from gateway.uplink.replay import ReplayPacer
-from gateway.uplink.session import Handlers, Session
+from gateway.uplink.session import Handlers, Session, client_options
 from gateway.uplink.settings import UplinkSettings
 from gateway.uplink.state import StatePublisher
 from gateway.uplink.status import LATENCY_BUCKETS, LatencyHistogram, UplinkStatus
@@ -382,28 +381,15 @@ class Uplink:
             if session is not None:
                 session.drop()
 
-    def _client_options(self, password: str | None) -> ClientOptions:
-        s = self.settings
-        tls = None if s.tls is None else TlsOptions(s.tls.ca_file, s.tls.cert_file,
-                                                   s.tls.key_file, s.tls.insecure)
-        return ClientOptions(client_id=self.client_id, protocol=s.protocol, clean_session=True,
-                             username=s.username, password=password, tls=tls,
-                             max_inflight=s.max_inflight)
-
-    def _read_password(self) -> str | None:
-        if self.settings.password_file is None:
-            return None
-        return Path(self.settings.password_file).read_text(encoding="utf-8").strip()
-
     async def _connect_and_publish(self) -> bool:
         """One connection: returns whether it got as far as a CONNACK."""
         s = self.settings
         loop = asyncio.get_running_loop()
-        password = await asyncio.to_thread(self._read_password)
+        options = await asyncio.to_thread(client_options, s, self.client_id)
         inbound = [self._topics[Channel.CMD], self._topics[Channel.CONFIG_SET]]
         if s.delivery == "ingest":
             inbound.append(self._topics[Channel.ACK])
-        session = Session(self._client_options(password), loop,
+        session = Session(options, loop,
                           will=(self._topics[Channel.STATE], encode(self.state.offline())),
                           subscriptions=inbound,
                           handlers=Handlers(self._on_puback, self._on_inbound,

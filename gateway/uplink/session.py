@@ -23,12 +23,14 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.mqtt_client import ClientOptions, build_client
+from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
+from gateway.uplink.settings import UplinkSettings
 
 log = logging.getLogger("roomwarden.uplink")
 
@@ -42,6 +44,19 @@ class Handlers:
     message: Callable[[str, bytes, bool], None]
     """(topic, payload, retained) of a message on a subscribed topic."""
     suback_refused: Callable[[list[str]], None]
+
+
+def client_options(settings: UplinkSettings, client_id: str) -> ClientOptions:
+    """The options of one connection attempt; reads the password file (blocking: call from a
+    thread), so a rotated password needs no restart."""
+    s = settings
+    password = None if s.password_file is None else \
+        Path(s.password_file).read_text(encoding="utf-8").strip()
+    tls = None if s.tls is None else TlsOptions(s.tls.ca_file, s.tls.cert_file,
+                                               s.tls.key_file, s.tls.insecure)
+    return ClientOptions(client_id=client_id, protocol=s.protocol, clean_session=True,
+                         username=s.username, password=password, tls=tls,
+                         max_inflight=s.max_inflight)
 
 
 class Session:
