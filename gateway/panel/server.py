@@ -506,66 +506,47 @@ class PanelServer:
         response.del_cookie(COOKIE, path="/")
         return response
 
-    async def _acknowledge(self, request: web.Request) -> web.Response:
+    async def _command(self, request: web.Request, model: type[M], event: str,
+                       run: Callable[[M, str], int | None],
+                       target: Callable[[M], dict[str, object]],
+                       detail: Callable[[M], dict[str, object]]) -> web.Response:
+        """A logged-in user's alarm command, carried out by the daemon's one
+        `OperatorCommands` (the service `cmd` uses too): parsed, run in the user's name and
+        logged; a refusal is a 409 with the reason."""
         user = self._require_user(request)
-        command = await self._body(request, AcknowledgeCommand)
-        alarms = ",".join(f"{a.rule}/{a.subject}" for a in command.alarms)
+        command = await self._body(request, model)
+        where = target(command)
         try:
-            changed = self._backend.acknowledge(command.alarms, user, command.note)
+            changed = run(command, user)
         except CommandRefused as exc:
-            log.info(kv("panel_acknowledge_refused", user=user, alarms=alarms, reason=exc))
+            log.info(kv(f"panel_{event}_refused", user=user, **where, reason=exc))
             raise ApiError(409, "refused", str(exc) or "command refused") from None
-        log.info(
-            kv("panel_acknowledge", user=user, alarms=alarms, changed=changed, note=command.note)
-        )
-        return _json({"ok": True, "changed": changed})
+        counted: dict[str, object] = {} if changed is None else {"changed": changed}
+        log.info(kv(f"panel_{event}", user=user, **where, **counted, **detail(command)))
+        return _json({"ok": True, **counted})
+
+    async def _acknowledge(self, request: web.Request) -> web.Response:
+        return await self._command(
+            request, AcknowledgeCommand, "acknowledge",
+            lambda c, user: self._backend.acknowledge(c.alarms, user, c.note),
+            lambda c: {"alarms": ",".join(f"{a.rule}/{a.subject}" for a in c.alarms)},
+            lambda c: {"note": c.note})
 
     async def _shelve(self, request: web.Request) -> web.Response:
-        user = self._require_user(request)
-        command = await self._body(request, ShelveCommand)
-        alarm = f"{command.alarm.rule}/{command.alarm.subject}"
-        try:
-            self._backend.shelve(command.alarm, user, command.minutes, command.reason)
-        except CommandRefused as exc:
-            log.info(kv("panel_shelve_refused", user=user, alarm=alarm, reason=exc))
-            raise ApiError(409, "refused", str(exc) or "command refused") from None
-        log.info(
-            kv(
-                "panel_shelve",
-                user=user,
-                alarm=alarm,
-                minutes=command.minutes,
-                reason=command.reason,
-            )
-        )
-        return _json({"ok": True})
+        return await self._command(
+            request, ShelveCommand, "shelve",
+            lambda c, user: self._backend.shelve(c.alarm, user, c.minutes, c.reason),
+            lambda c: {"alarm": f"{c.alarm.rule}/{c.alarm.subject}"},
+            lambda c: {"minutes": c.minutes, "reason": c.reason})
 
     async def _suppress(self, request: web.Request) -> web.Response:
-        user = self._require_user(request)
-        command = await self._body(request, SuppressCommand)
-        try:
-            self._backend.suppress(command.scope, user, command.minutes, command.reason)
-        except CommandRefused as exc:
-            log.info(kv("panel_suppress_refused", user=user, scope=command.scope, reason=exc))
-            raise ApiError(409, "refused", str(exc) or "command refused") from None
-        log.info(
-            kv(
-                "panel_suppress",
-                user=user,
-                scope=command.scope,
-                minutes=command.minutes,
-                reason=command.reason,
-            )
-        )
-        return _json({"ok": True})
+        return await self._command(
+            request, SuppressCommand, "suppress",
+            lambda c, user: self._backend.suppress(c.scope, user, c.minutes, c.reason),
+            lambda c: {"scope": c.scope}, lambda c: {"minutes": c.minutes, "reason": c.reason})
 
     async def _unsuppress(self, request: web.Request) -> web.Response:
-        user = self._require_user(request)
-        command = await self._body(request, UnsuppressCommand)
-        try:
-            self._backend.unsuppress(command.scope, user)
-        except CommandRefused as exc:
-            log.info(kv("panel_unsuppress_refused", user=user, scope=command.scope, reason=exc))
-            raise ApiError(409, "refused", str(exc) or "command refused") from None
-        log.info(kv("panel_unsuppress", user=user, scope=command.scope))
-        return _json({"ok": True})
+        return await self._command(
+            request, UnsuppressCommand, "unsuppress",
+            lambda c, user: self._backend.unsuppress(c.scope, user),
+            lambda c: {"scope": c.scope}, lambda c: {})
