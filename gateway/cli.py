@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
 
-    status = sub.add_parser("status", help="the running gateway's state, for a technician")
+    status = sub.add_parser("status", help="the running gateway's state, for a technician: "
+                            "service health and site alarms apart")
     _control_options(status)
     status.add_argument("--json", action="store_true", help="the raw report as JSON")
     status.set_defaults(func=cmd_status)
