@@ -175,11 +175,15 @@ class Observer:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def alarm_events_published(self, since: float) -> list[dict[str, Any]]:
+    def alarm_events_published(self, since: float, after_seq: int) -> list[dict[str, Any]]:
+        """Alarm events the uplink published since `since` that are new (journal `seq` above
+        `after_seq`); an older event sent again (not yet acknowledged by an ingest) is the
+        uplink's at-least-once delivery, not a new event."""
         if self.subscriber is None:
             return []
-        return [json.loads(m.payload) for m in self.subscriber.snapshot()
-                if m.topic.endswith("/alarms") and m.at >= since]
+        events = [json.loads(m.payload) for m in self.subscriber.snapshot()
+                  if m.topic.endswith("/alarms") and m.at >= since]
+        return [e for e in events if e["seq"] > after_seq]
 
 
 def expected_states(before: dict[Key, tuple[str, int | None]]) -> dict[Key, tuple[str, int]]:

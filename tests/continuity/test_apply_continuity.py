@@ -92,7 +92,7 @@ def assert_unbroken(scene: Scene, seq: int, began: float,
     assert scene.observer.writes == [], "a coil was written that no alarm state changed"
     events = [e for e in journal_events(scene.journal, seq) if e[2] not in allowed_rules]
     assert events == [], events
-    published = [e for e in scene.observer.alarm_events_published(began)
+    published = [e for e in scene.observer.alarm_events_published(began, seq)
                  if e.get("rule") not in allowed_rules]
     assert published == [], published
 
