@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # The commands' modules (paho, cryptography) are imported when a command runs: `roomwarden run`
 # builds this parser too and should not pay for them.
@@ -47,13 +47,7 @@ def add_parsers(sub: SubParsers) -> SubParsers:
     fl.add_argument("--site", default=None, help="default: the config's gateway.site")
     fl.add_argument("--root", default=None,
                     help="topic root (default: the config's uplink.root, or roomwarden)")
-    fl.add_argument("--username", default=None)
-    fl.add_argument("--password-file", type=Path, default=None)
-    fl.add_argument("--ca-file", default=None, help="CA bundle for mqtts:// (default: system)")
-    fl.add_argument("--cert-file", default=None, help="client certificate (mutual TLS)")
-    fl.add_argument("--cert-key-file", default=None, help="the client certificate's key")
-    fl.add_argument("--insecure", action="store_true",
-                    help="skip the broker host-name check (test benches only)")
+    add_broker_options(fl)
     fl.set_defaults(func=cmd_flash)
 
     config = sub.add_parser("config", help="work with gateway configs")
@@ -64,6 +58,26 @@ def add_parsers(sub: SubParsers) -> SubParsers:
     diff.add_argument("new", type=Path)
     diff.set_defaults(func=cmd_config_diff)
     return config_sub
+
+
+def add_broker_options(p: argparse.ArgumentParser) -> None:
+    """Credentials and TLS for the broker: `flash` and the operator commands (`ack` …)."""
+    p.add_argument("--username", default=None)
+    p.add_argument("--password-file", type=Path, default=None)
+    p.add_argument("--ca-file", default=None, help="CA bundle for mqtts:// (default: system)")
+    p.add_argument("--cert-file", default=None, help="client certificate (mutual TLS)")
+    p.add_argument("--cert-key-file", default=None, help="the client certificate's key")
+    p.add_argument("--insecure", action="store_true",
+                   help="skip the broker host-name check (test benches only)")
+
+
+def broker_options(args: argparse.Namespace) -> dict[str, Any]:
+    """FlashOptions' connection fields from `add_broker_options` (reads the password file)."""
+    from gateway.flashing.flash_client import read_secret
+
+    return {"username": args.username, "password": read_secret(args.password_file),
+            "ca_file": args.ca_file, "cert_file": args.cert_file,
+            "key_file": args.cert_key_file, "insecure": args.insecure}
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
@@ -104,9 +118,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
             key=args.key or default_key(),
             passphrase=passphrase.encode() if passphrase else None, author=args.author,
             version=args.config_version, force=args.force, timeout=timeout, site=args.site,
-            root=args.root, username=args.username, password=read_secret(args.password_file),
-            ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.cert_key_file,
-            insecure=args.insecure)
+            root=args.root, **broker_options(args))
     except (ValueError, FlashError) as exc:
         print(f"flash: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.flashing.cli import add_broker_options, broker_options
+
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -57,13 +59,7 @@ def _command(sub: SubParsers, name: str, text: str) -> argparse.ArgumentParser:
                    help="how long the command stays valid (default 2m, at most 15m)")
     p.add_argument("--timeout", default="30s",
                    help="how long to wait for the gateway's answer (default 30s)")
-    p.add_argument("--username", default=None)
-    p.add_argument("--password-file", type=Path, default=None)
-    p.add_argument("--ca-file", default=None, help="CA bundle for mqtts:// (default: system)")
-    p.add_argument("--cert-file", default=None, help="client certificate (mutual TLS)")
-    p.add_argument("--cert-key-file", default=None, help="the client certificate's key")
-    p.add_argument("--insecure", action="store_true",
-                   help="skip the broker host-name check (test benches only)")
+    add_broker_options(p)  # the same credentials and TLS options as `roomwarden flash`
     p.set_defaults(func=run, operator_command=name)
     return p
 
@@ -84,10 +80,7 @@ def run(args: argparse.Namespace) -> int:
         passphrase = read_secret(args.passphrase_file)
         connection = default_connection(
             args.broker, args.key or default_key(),
-            passphrase=passphrase.encode() if passphrase else None,
-            username=args.username, password=read_secret(args.password_file),
-            ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.cert_key_file,
-            insecure=args.insecure)
+            passphrase=passphrase.encode() if passphrase else None, **broker_options(args))
         options = CommandOptions(gateway=args.gateway, site=args.site, fields=fields,
                                  connection=connection, root=args.root,
                                  lifetime_s=parse_duration(args.valid_for),
