@@ -14,14 +14,16 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gateway.localservices import free_port, port_open
 from gateway.uplink.contract import AlarmEventMessage, Channel, TelemetryBatch, decode, topic_filter
-from tests.fixtures.services import Subscriber, Victoria, free_port, port_open, wait_for
+from tests.fixtures.services import Subscriber, Victoria, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SeriesKey = tuple[str, str, str]
@@ -289,3 +291,57 @@ def check_exactly_once(seen: Observed, unsent_batches: dict[int, TelemetryBatch]
     assert set(seen.alarms) == set(db.alarm_seqs)
     assert set(journal) == set(db.alarm_seqs) | unsent_alarms, \
         f"alarm events lost: {sorted(set(journal) - set(db.alarm_seqs) - unsent_alarms)}"
+
+
+class Run:
+    """A fault test's timeline: t = 0 when the observer sees the first batch; each step at
+    its time, logged with the outbox, the observer and the ingest; then the stopped gateway's
+    leftovers and a wait until the ingest and the observer settle. `ingest` returns the
+    running ingest service (a test may replace it)."""
+
+    def __init__(self, gw: GatewayProcess, observer: Observer,
+                 ingest: Callable[[], Any]) -> None:
+        self.gw = gw
+        self.observer = observer
+        self.ingest = ingest
+        self.t0 = 0.0
+
+    def log(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
+
+    def begin(self, began: float) -> None:
+        wait_for(lambda: self.observer.count() > 0, 60, "the first batch at the observer")
+        self.t0 = time.monotonic()
+        self.log(f"production started ({self.t0 - began:.1f}s of setup)")
+
+    def at(self, t: float, what: str, action: Callable[[], object]) -> None:
+        delay = self.t0 + t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        assert self.gw.alive or what.startswith("gateway restart"), \
+            f"the gateway died before {what!r}:\n{self.gw.tail()}"
+        action()
+        self.log(f"{what}: outbox {self.gw.outbox_depth()}, observer {self.observer.count()}, "
+                 f"ingest {self.ingest().status()}")
+
+    def unsent(self) -> tuple[dict[int, TelemetryBatch], set[int]]:
+        """What the stopped gateway's outbox still holds (sent at its next start)."""
+        unsent = [decode(t, p) for t, p in self.gw.outbox_rows()]
+        return ({m.seq: m for m in unsent if isinstance(m, TelemetryBatch)},
+                {m.seq for m in unsent if isinstance(m, AlarmEventMessage)})
+
+    def settle(self) -> None:
+        """Until nothing more arrives at the observer or the ingest, and the ingest is idle."""
+        last = [-1]
+
+        def settled() -> bool:
+            st = self.ingest().status()
+            n = self.observer.count() + int(st["received"])
+            quiet = bool(st["connected"]) and st["pending"] == 0 and st["parked"] == 0
+            if n == last[0] and quiet:
+                return True
+            last[0] = n
+            return False
+
+        wait_for(settled, 60, "the ingest and the observer to settle", 1.0)
+        self.log(f"settled: ingest {self.ingest().status()}")

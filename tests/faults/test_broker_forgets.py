@@ -24,22 +24,22 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.ingest.service import IngestService
-from gateway.uplink.contract import AlarmEventMessage, TelemetryBatch, decode
 from tests.faults.harness import (
     GatewayProcess,
     Observer,
+    Run,
     Simulator,
     check_exactly_once,
     stop_all,
     stored,
 )
-from tests.faults.test_uplink_faults import H2, SITE_CONFIG, ingest_settings, log
+from tests.faults.test_uplink_faults import H2, SITE_CONFIG, ingest_settings
 from tests.fixtures.services import MOSQUITTO, VICTORIA, Broker, Victoria, wait_for
 
 INGEST_AWAY = 120.0
@@ -80,17 +80,9 @@ def test_sigkilled_broker_without_persistence_while_the_ingest_is_away_loses_not
         time.sleep(0.5)  # its subscriptions
         sim.command(cmd="set", point=H2, signal=1.0)
         gw.start()
-        wait_for(lambda: observer.count() > 0, 60, "the first batch at the observer")
-        t0 = time.monotonic()
-        log(t0, f"production started ({t0 - began:.1f}s of setup)")
-
-        def at(t: float, what: str, action: Callable[[], object]) -> None:
-            delay = t0 + t - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            assert gw.alive, f"the gateway died before {what!r}:\n{gw.tail()}"
-            action()
-            log(t0, f"{what}: outbox {gw.outbox_depth()}, observer {observer.count()}")
+        run = Run(gw, observer, lambda: ingest)
+        run.begin(began)
+        at = run.at
 
         at(5, "ingest stop", ingest.stop)
         at(10, "h2 to 40 %LEL", lambda: sim.command(cmd="set", point=H2, signal=40.0))
@@ -108,23 +100,8 @@ def test_sigkilled_broker_without_persistence_while_the_ingest_is_away_loses_not
                             "the gateway's backlog to drain", 0.5))
         at(0, "gateway stop (SIGTERM)", lambda: gw.signal(signal.SIGTERM))
 
-        unsent = [decode(t, p) for t, p in gw.outbox_rows()]
-        unsent_batches = {m.seq: m for m in unsent if isinstance(m, TelemetryBatch)}
-        unsent_alarms = {m.seq for m in unsent if isinstance(m, AlarmEventMessage)}
-
-        last = [-1]
-
-        def settled() -> bool:
-            n = observer.count() + int(ingest.status()["received"])
-            st = ingest.status()
-            quiet = bool(st["connected"]) and st["pending"] == 0 and st["parked"] == 0
-            if n == last[0] and quiet:
-                return True
-            last[0] = n
-            return False
-
-        wait_for(settled, 60, "the ingest and the observer to settle", 1.0)
-        log(t0, f"settled: ingest {ingest.status()}")
+        unsent_batches, unsent_alarms = run.unsent()
+        run.settle()
         seen = observer.observed()
         db = stored(vm, gw.site, gw.gateway_id)
         journal = gw.journal_events()

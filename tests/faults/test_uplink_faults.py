@@ -43,7 +43,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,11 +51,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.ingest.service import IngestService
 from gateway.ingest.settings import IngestSettings
-from gateway.uplink.contract import AlarmEventMessage, TelemetryBatch, decode
 from tests.faults.harness import (
     REPO,
     GatewayProcess,
     Observer,
+    Run,
     Simulator,
     check_exactly_once,
     stop_all,
@@ -136,19 +136,9 @@ def test_nothing_lost_nothing_doubled_through_broker_gateway_and_database_faults
         time.sleep(0.5)  # its subscriptions
         sim.command(cmd="set", point=H2, signal=1.0)
         gw.start()
-        wait_for(lambda: observer.count() > 0, 60, "the first batch at the observer")
-        t0 = time.monotonic()
-        log(t0, f"production started ({t0 - began:.1f}s of setup)")
-
-        def at(t: float, what: str, action: Callable[[], object]) -> None:
-            delay = t0 + t - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            assert gw.alive or what.startswith("gateway restart"), \
-                f"the gateway died before {what!r}:\n{gw.tail()}"
-            action()
-            log(t0, f"{what}: outbox {gw.outbox_depth()}, observer {observer.count()}, "
-                    f"ingest {ingest.status()}")
+        run = Run(gw, observer, lambda: ingest)
+        run.begin(began)
+        at = run.at
 
         at(6, "broker stop", broker.stop)
         at(11, "broker start", broker.start)
@@ -172,26 +162,8 @@ def test_nothing_lost_nothing_doubled_through_broker_gateway_and_database_faults
                                                    "the gateway's backlog to drain", 0.2))
         at(0, "gateway stop (SIGTERM)", lambda: gw.signal(signal.SIGTERM))  # now
 
-        # the stopped gateway's outbox: committed, never published (sent at its next start)
-        unsent = [decode(t, p) for t, p in gw.outbox_rows()]
-        unsent_batches = {m.seq: m for m in unsent if isinstance(m, TelemetryBatch)}
-        unsent_alarms = {m.seq for m in unsent if isinstance(m, AlarmEventMessage)}
-
-        def quiet() -> bool:
-            st = ingest.status()
-            return bool(st["connected"]) and st["pending"] == 0 and st["parked"] == 0
-
-        last = [-1]
-
-        def settled() -> bool:
-            n = observer.count() + int(ingest.status()["received"])
-            if n == last[0] and quiet():
-                return True
-            last[0] = n
-            return False
-
-        wait_for(settled, 60, "the ingest and the observer to settle", 1.0)
-        log(t0, f"settled: ingest {ingest.status()}")
+        unsent_batches, unsent_alarms = run.unsent()
+        run.settle()
         health["end"] = healthz(ingest.http_port)
         metric_points = points_written_metric(ingest.http_port)
         seen = observer.observed()
