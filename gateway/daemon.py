@@ -136,8 +136,9 @@ class Gateway:
         # --- issue 9: operator commands, the one service behind the panel and `cmd` ----------
         self.commands = OperatorCommands(lambda: self.core.alarms, self.clock,
                                          self._after_command)
-        self.replay = ReplayMemory(self.state_dir / "operator" / "commands.sqlite", self.clock,
-                                   skew_ns=CLOCK_SKEW_S * 1_000_000_000)
+        self.replay: ReplayMemory | None = None
+        """Command ids seen on `cmd` (opened with the first uplink: a gateway without one
+        takes no remote commands)."""
         # --- end issue 9 -------------------------------------------------------------------------
         self.uplink = self._make_uplink(loaded)
         self._resend_unsent_alarm_events()
@@ -188,6 +189,9 @@ class Gateway:
         """What judges `cmd`: the running config's operator keys, the durable replay memory,
         and `self.commands` to carry a command out."""
         cfg = loaded.config
+        if self.replay is None:
+            self.replay = ReplayMemory(self.state_dir / "operator" / "commands.sqlite",
+                                       self.clock, skew_ns=CLOCK_SKEW_S * 1_000_000_000)
         if cfg.operators.allow_unsigned:
             log.warning("event=unsigned_commands_allowed reason=%r", "operators.allow_unsigned "
                         "is set: anyone who can publish to cmd can acknowledge, shelve and "
