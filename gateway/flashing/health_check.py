@@ -29,7 +29,7 @@ from gateway.clock import Clock
 from gateway.field.bus_loop import BusLoop
 
 POLL_STEP = 0.05
-REFUSED_CONFIRM = 1.0
+REFUSED_CONFIRM = 0.5
 """Seconds a link must stay unopenable (polls failing too) before the check gives up on it."""
 
 

@@ -41,7 +41,7 @@ __all__ = ["broker"]
 
 REFUSED_BOUND = 5.0
 """Seconds a refused flash may take on the gateway, from `applying` to `rolled_back` (it took
-the whole health_timeout, 30 s here; the health check itself now gives up after about 1 s)."""
+the whole health_timeout, 30 s here; the health check itself now gives up after 0.5 s)."""
 OFFLINE = "sensor_health.device_offline"
 
 
