@@ -33,20 +33,8 @@ a number is never reused for two published messages. The delivery sequence (`dse
 (a random id made with the file: a wiped outbox starts a new stream, so the ingest's old
 watermark cannot cover its new numbers). `floor()` is the lowest `dseq` still stored.
 
-Disk budget (`budget_bytes`, default 256 MiB) is enforced at each commit on the accounted size
-of the rows (`stored_size`: the pages a row occupies, as SQLite lays it out): the oldest
-telemetry is dropped first, then state, alarm events last. Dropped counts per kind are
-persisted and reported in GatewayState.
-SQLite reuses freed pages, so the file stays near the budget; the WAL is truncated to
-`journal_size_limit` (4 MiB) after each checkpoint.
-
-Sizing — a typical site, 24 h outage (tests/uplink/test_outbox_sizing.py measures it):
-200 points, 60 % of them reported every 10 s after the exception filter, the rest only on the
-5-minute heartbeat, one batch per 10-s poll cycle: 120 + 80 × 10/300 ≈ 123 samples per batch,
-8,640 batches, ≈ 1.06 M samples a day. Measured: a stored sample costs ≈ 57 bytes of
-payload (a JSON row ≈ 50 bytes — scaled register values such as 23.400000000000002 print long
-— plus the batch header spread over its rows) and ≈ 68.5 bytes on disk (SQLite pages, WAL
-checkpointed), i.e. ≈ 69 MiB a day: the default 256 MiB holds about 3.7 days.
+Disk budget (`budget_bytes`, default 256 MiB): gateway.uplink.budget — the oldest telemetry is
+dropped first, then state, alarm events last; the drops are counted per kind.
 
 Replay: `start_session()` on every (re)connect makes everything stored so far *backlog*; what
 is put afterwards is *live*. `next_batch(limit, backlog_limit=…)` hands out live messages first
@@ -66,35 +54,14 @@ from pathlib import Path
 
 from gateway.clock import Clock
 from gateway.storage import open_sqlite, private_dir
+from gateway.uplink.budget import (
+    DEFAULT_BUDGET_BYTES,
+    KIND_OF,
+    KINDS,
+    enforce_budget,
+    stored_size,
+)
 from gateway.uplink.contract import MessageKind, OutboxStatus
-
-DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
-ROW_OVERHEAD = 48
-"""Bytes per row beyond payload and topic: record header, the other columns, rowid, the
-(kind, id) index entry."""
-PAGE_SIZE = 4096
-
-
-def stored_size(payload_bytes: int, topic_bytes: int, page_size: int = PAGE_SIZE) -> int:
-    """What a row costs on disk, as SQLite lays it out: small rows share a leaf page; a row
-    larger than a page keeps part of itself in the leaf (which then holds few rows) and the
-    rest in whole overflow pages. Accounting pages, not payload bytes, keeps the budget honest
-    for telemetry batches of several KiB (the sizing test compares it with the file)."""
-    n = payload_bytes + topic_bytes + ROW_OVERHEAD
-    usable = page_size
-    max_local = usable - 35
-    if n <= max_local:
-        local, overflow = n, 0
-    else:
-        min_local = (usable - 12) * 32 // 255 - 23
-        surplus = min_local + (n - min_local) % (usable - 4)
-        local = surplus if surplus <= max_local else min_local
-        overflow = -(-(n - local) // (usable - 4))
-    per_leaf = max(1, (usable - 8) // (local + 8))
-    return -(-usable // per_leaf) + overflow * usable
-KINDS = tuple(sorted(MessageKind, key=lambda k: k.priority))
-"""Send order; the reverse is the drop order."""
-_KIND_OF = {k.priority: k for k in MessageKind}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -198,7 +165,7 @@ class Outbox:
         self._bytes = dict.fromkeys(MessageKind, 0)
         for kind, count, size in self._db.execute(
                 "SELECT kind, COUNT(*), COALESCE(SUM(size), 0) FROM messages GROUP BY kind"):
-            self._count[_KIND_OF[kind]], self._bytes[_KIND_OF[kind]] = count, size
+            self._count[KIND_OF[kind]], self._bytes[KIND_OF[kind]] = count, size
         self._boundary = self._max_id()
         self._live_cursor = dict.fromkeys(MessageKind, self._boundary)
         self._backlog_cursor = dict.fromkeys(MessageKind, 0)
@@ -291,16 +258,16 @@ class Outbox:
                     for kind, sz in db.execute(
                             "DELETE FROM messages WHERE dseq IS NOT NULL AND dseq <= ? "
                             "RETURNING kind, size", (self._covered,)).fetchall():
-                        count[_KIND_OF[kind]] -= 1
-                        size[_KIND_OF[kind]] -= sz
+                        count[KIND_OF[kind]] -= 1
+                        size[KIND_OF[kind]] -= sz
                 topics = {p.topic for p in pending if p.replace}
                 for topic in topics:
                     for kind, sz in db.execute(
                             "DELETE FROM messages WHERE topic = ? AND retain = 1 "
                             "RETURNING kind, size", (topic,)).fetchall():
-                        count[_KIND_OF[kind]] -= 1
-                        size[_KIND_OF[kind]] -= sz
-                pending = self._enforce_budget(pending, count, size, dropped)
+                        count[KIND_OF[kind]] -= 1
+                        size[KIND_OF[kind]] -= sz
+                pending = enforce_budget(db, self.budget_bytes, pending, count, size, dropped)
                 db.executemany(
                     "INSERT INTO messages (kind, topic, payload, qos, retain, created_ns, size, "
                     "dseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -351,43 +318,8 @@ class Outbox:
             for kind, sz in self._db.execute(
                     f"DELETE FROM messages WHERE id IN ({marks}) RETURNING kind, size",
                     chunk).fetchall():
-                count[_KIND_OF[kind]] -= 1
-                size[_KIND_OF[kind]] -= sz
-
-    def _enforce_budget(self, pending: list[_Pending], count: dict[MessageKind, int],
-                        size: dict[MessageKind, int], dropped: dict[MessageKind, int]
-                        ) -> list[_Pending]:
-        excess = sum(size.values()) + sum(p.size for p in pending) - self.budget_bytes
-        for kind in reversed(KINDS):  # telemetry first, alarms last
-            if excess <= 0:
-                break
-            while excess > 0 and count[kind] > 0:  # oldest stored rows of this kind
-                rows = self._db.execute(
-                    "SELECT id, size FROM messages WHERE kind = ? ORDER BY id LIMIT 256",
-                    (kind.priority,)).fetchall()
-                if not rows:
-                    break
-                last, freed, n = rows[-1][0], 0, 0
-                for row_id, sz in rows:
-                    last, freed, n = row_id, freed + sz, n + 1
-                    if freed >= excess:
-                        break
-                self._db.execute("DELETE FROM messages WHERE kind = ? AND id <= ?",
-                                 (kind.priority, last))
-                count[kind] -= n
-                size[kind] -= freed
-                excess -= freed
-                dropped[kind] = dropped.get(kind, 0) + n
-            if excess > 0:  # then this kind's uncommitted messages, oldest first
-                kept: list[_Pending] = []
-                for p in pending:
-                    if excess > 0 and p.kind is kind:
-                        excess -= p.size
-                        dropped[kind] = dropped.get(kind, 0) + 1
-                    else:
-                        kept.append(p)
-                pending = kept
-        return pending
+                count[KIND_OF[kind]] -= 1
+                size[KIND_OF[kind]] -= sz
 
     def _drop_pending(self, n: int) -> None:
         for kind in reversed(KINDS):
@@ -469,7 +401,7 @@ class Outbox:
                         "SELECT id, kind, topic, payload, qos, retain, created_ns, dseq FROM "
                         f"messages WHERE id IN ({marks}) ORDER BY id", chunk):
                     if dseq is None or dseq > self._covered:
-                        out.append(OutboxMessage(row_id, _KIND_OF[kind], topic, payload, qos,
+                        out.append(OutboxMessage(row_id, KIND_OF[kind], topic, payload, qos,
                                                  bool(retain), created, True, dseq))
         return out
 
