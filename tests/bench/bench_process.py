@@ -148,11 +148,18 @@ def proc_sample(pid: int) -> ProcSample:
 
 
 class TelemetryCounter:
-    """Subscribes to every gateway's telemetry; counts messages and points; notes the first."""
+    """Subscribes to every gateway's telemetry; counts messages, points, batches received
+    again (a `seq` seen before: a redelivery the ingest would drop) and rows no newer than a
+    row already received for their point (sent twice under different `seq`s); notes the
+    first."""
 
     def __init__(self, port: int) -> None:
         self.messages = 0
         self.points = 0
+        self.repeated = 0
+        self.old_rows = 0
+        self._seen: set[tuple[str, int]] = set()
+        self._newest: dict[str, int] = {}
         self.first_at: float | None = None
         self.first_cpu: float | None = None
         self.pid: int | None = None
@@ -168,8 +175,18 @@ class TelemetryCounter:
             self._subscribed.set()
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-            rows = len(json.loads(msg.payload)["samples"])
+            batch = json.loads(msg.payload)
+            rows, key = len(batch["samples"]), (msg.topic, int(batch["seq"]))
+            t0 = int(batch["t0"])
             with self._lock:
+                if key in self._seen:
+                    self.repeated += 1
+                self._seen.add(key)
+                for point, _value, dt, _quality in batch["samples"]:
+                    if self._newest.get(point, -1) >= t0 + dt:
+                        self.old_rows += 1
+                    else:
+                        self._newest[point] = t0 + dt
                 if self.first_at is None:
                     self.first_at = time.monotonic()
                     if self.pid is not None:
@@ -188,13 +205,15 @@ class TelemetryCounter:
 
     def reset(self, pid: int) -> None:
         with self._lock:
-            self.messages = self.points = 0
+            self.messages = self.points = self.repeated = self.old_rows = 0
+            self._seen.clear()
+            self._newest.clear()
             self.first_at = self.first_cpu = None
             self.pid = pid
 
-    def counts(self) -> tuple[int, int]:
+    def counts(self) -> tuple[int, int, int, int]:
         with self._lock:
-            return self.messages, self.points
+            return self.messages, self.points, self.repeated, self.old_rows
 
     def close(self) -> None:
         with suppress(Exception):
@@ -351,6 +370,8 @@ def measure(pid: int, control: Path, counter: TelemetryCounter, *, window: float
         "evaluations_per_s": evaluations / elapsed,
         "published_points_per_s": (published_after[1] - published_before[1]) / elapsed,
         "published_messages_per_s": (published_after[0] - published_before[0]) / elapsed,
+        "repeated_batches": published_after[2] - published_before[2],
+        "old_rows": published_after[3] - published_before[3],
         "alarms_active": len((status_after or {}).get("alarms", [])),
     }
     if minutes:
