@@ -26,6 +26,7 @@ outbox for the next session, in both modes.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Literal
 
@@ -71,6 +72,12 @@ class DeliveryTracker:
         self.highest = 0
         self._awaiting: dict[int, _Awaiting] = {}
         """outbox id → awaiting the ingest (or, in puback mode, a subscriber)."""
+        self._by_due: list[tuple[float, int]] = []
+        """(due, outbox id), a heap; an entry whose id no longer awaits with that due is
+        stale and skipped (so a timeout or an ack costs O(log n) per entry it touches, not a
+        scan of everything that awaits — a long ingest outage leaves tens of thousands)."""
+        self._by_dseq: list[tuple[int, int]] = []
+        """(dseq, outbox id) of numbered entries, a heap, stale entries skipped likewise."""
         self._attempts: dict[int, int] = {}
         self.resent = 0
         """Entries published again since start (timeouts and holes)."""
@@ -95,6 +102,9 @@ class DeliveryTracker:
         attempts = self._attempts.get(sent.outbox_id, 0)
         timeout = min(self.max_timeout, self.ack_timeout * 2 ** min(attempts, 16))
         self._awaiting[sent.outbox_id] = _Awaiting(sent.dseq, now, now + timeout)
+        heapq.heappush(self._by_due, (now + timeout, sent.outbox_id))
+        if sent.dseq is not None:
+            heapq.heappush(self._by_dseq, (sent.dseq, sent.outbox_id))
         return False
 
     def on_ack(self, upto: int, highest: int) -> list[int]:
@@ -105,25 +115,53 @@ class DeliveryTracker:
         if upto > self.covered:
             self.covered = upto
         resend: list[int] = []
-        for outbox_id, entry in list(self._awaiting.items()):
-            if entry.dseq is None:
-                continue
-            if entry.dseq <= self.covered:
+        young: list[tuple[int, int]] = []
+        heap = self._by_dseq
+        while heap and heap[0][0] < self.highest:
+            dseq, outbox_id = heapq.heappop(heap)
+            entry = self._awaiting.get(outbox_id)
+            if entry is None or entry.dseq != dseq:
+                continue  # stale: re-sent or delivered meanwhile
+            if dseq <= self.covered:
                 del self._awaiting[outbox_id]
                 self._attempts.pop(outbox_id, None)
                 self.delivered += 1
-            elif entry.dseq < self.highest and now - entry.pubacked >= self.gap_grace:
-                resend.append(outbox_id)
+            elif now - entry.pubacked >= self.gap_grace:
+                resend.append(outbox_id)  # a hole below what the ingest stored
+            else:
+                young.append((dseq, outbox_id))
+        while heap and heap[0][0] <= self.covered:  # covered at or above `highest`
+            dseq, outbox_id = heapq.heappop(heap)
+            entry = self._awaiting.get(outbox_id)
+            if entry is not None and entry.dseq == dseq:
+                del self._awaiting[outbox_id]
+                self._attempts.pop(outbox_id, None)
+                self.delivered += 1
+        for item in young:
+            heapq.heappush(heap, item)
         return self._resend(resend)
 
     def due(self) -> list[int]:
         """Outbox ids whose wait is over: publish them again."""
         now = self.clock.monotonic()
-        return self._resend([i for i, e in self._awaiting.items() if e.due <= now])
+        out: list[int] = []
+        while self._by_due and self._by_due[0][0] <= now:
+            due, outbox_id = heapq.heappop(self._by_due)
+            entry = self._awaiting.get(outbox_id)
+            if entry is not None and entry.due == due:
+                out.append(outbox_id)
+        return self._resend(out)
 
     def next_due(self) -> float | None:
         """Monotonic time of the earliest timeout (None: nothing awaits)."""
-        return min((e.due for e in self._awaiting.values()), default=None)
+        heap = self._by_due
+        while heap:
+            due, outbox_id = heap[0]
+            entry = self._awaiting.get(outbox_id)
+            if entry is not None and entry.due == due:
+                return due
+            heapq.heappop(heap)  # stale
+        return None
 
     def _resend(self, ids: list[int]) -> list[int]:
         for outbox_id in ids:
@@ -136,5 +174,7 @@ class DeliveryTracker:
         """A new connection: the outbox hands out everything it holds again, so nothing
         awaits any more (attempt counts are kept: the back-off goes on)."""
         self._awaiting.clear()
+        self._by_due.clear()
+        self._by_dseq.clear()
         if len(self._attempts) > 100_000:  # bounded: ids long gone are forgotten
             self._attempts.clear()

@@ -82,6 +82,8 @@ log = logging.getLogger("roomwarden.uplink")
 
 CLOSE_TIMEOUT = 3.0
 """How long `close()` waits for the offline state's PUBACK."""
+RESEND_SPACING = 0.5
+"""The ack-timeout timer fires at most this often (what falls due meanwhile goes together)."""
 
 
 class Uplink:
@@ -308,8 +310,8 @@ class Uplink:
                 return
             self._resend_timer.cancel()
             self._resend_timer = None
-        if due is not None and self._loop is not None:
-            delay = max(0.0, due - self.clock.monotonic())
+        if due is not None and self._loop is not None:  # deadlines ≤ 0.5 s apart: one wake-up
+            delay = max(RESEND_SPACING, due - self.clock.monotonic())
             self._resend_timer = self._loop.call_later(delay, self._on_resend_due)
 
     def _on_resend_due(self) -> None:

@@ -73,6 +73,31 @@ def test_a_hole_below_what_the_ingest_stored_is_sent_again_at_once() -> None:
     assert tracker.on_ack(upto=2, highest=8) == []  # 6 and 7 are too recent to call lost
 
 
+def test_a_long_outage_s_backlog_is_tracked_by_number_and_deadline() -> None:
+    """Tens of thousands await after an ingest outage: acks and timeouts touch only what they
+    deliver or re-send (heaps by dseq and by deadline), and re-sent or covered entries are
+    never reported twice."""
+    clock = ManualClock()
+    tracker = DeliveryTracker(clock, mode="ingest", ack_timeout=30, gap_grace=2)
+    n = 50_000
+    for i in range(1, n + 1):
+        tracker.on_puback(sent(i, i), 0)
+    clock.advance(1)
+    assert tracker.on_ack(upto=20_000, highest=20_000) == []
+    assert tracker.delivered == 20_000 and tracker.awaiting == n - 20_000
+    clock.advance(1)
+    holes = tracker.on_ack(upto=20_000, highest=30_001)  # 20,001..30,000 lost
+    assert holes == list(range(20_001, 30_001))
+    for i in holes:  # published again
+        tracker.on_puback(sent(i, i), 0)
+    clock.advance(28)
+    assert tracker.due() == list(range(30_001, n + 1))  # the first attempt's deadline
+    assert tracker.due() == []
+    assert tracker.on_ack(upto=30_001, highest=30_001) == []
+    assert tracker.awaiting == 0 and tracker.delivered == 30_000  # 30,001 was being re-sent
+    assert tracker.next_due() is None
+
+
 def test_puback_mode_keeps_what_nobody_subscribed_to() -> None:
     clock = ManualClock()
     tracker = DeliveryTracker(clock, mode="puback", ack_timeout=5)
