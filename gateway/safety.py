@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.actions.planner import Demand, OutputPlanner
+from gateway.actions.supervision import OutputSupervisor
 from gateway.alarms.events import AlarmEvent, AlarmView
 from gateway.alarms.journal import Journal
 from gateway.alarms.manager import AlarmManager
@@ -66,7 +67,7 @@ class SafetyCore:
             ids = list(cfg.rules.packs) if cfg.rules.packs is not None else None
             packs = load_rule_packs(rules_dir or default_rules_dir(), ids)
         self.engine = RuleEngine(packs, loaded, clock,
-                                 ParameterOverrides.from_section(cfg.rules))
+                                 ParameterOverrides.for_site(loaded, packs))  # issue 11
         self.journal_path = journal_path
         self.journal: Journal
         self.alarms: AlarmManager
@@ -77,6 +78,11 @@ class SafetyCore:
         self.planner = OutputPlanner(cfg.outputs, cfg.interlocks, rooms, clock)
         self.outputs = {o.id: o for o in cfg.outputs}
         self.wanted: dict[str, bool] = {o: False for o in self.outputs}
+        # --- issue 11: supervised outputs (feedback) -----------------------------------------
+        self.supervisor = OutputSupervisor(
+            cfg.outputs, self.planner.rooms, {r.id: r.type for r in cfg.rooms}, clock,
+            OutputSupervisor.escalations_of(packs.values()))
+        # --- end issue 11 --------------------------------------------------------------------
 
     def _open_alarms(self) -> None:
         settings = self.loaded.config.alarms
@@ -114,6 +120,7 @@ class SafetyCore:
 
     def ingest(self, batch: list[Sample]) -> None:
         self.engine.on_samples(batch)
+        self.supervisor.ingest(batch)  # issue 11
 
     def step(self, extra: Iterable[Evaluation] = (),
              trial: TrialHold | None = None) -> list[AlarmEvent]:
@@ -121,6 +128,8 @@ class SafetyCore:
         on trial holds its own trouble alarms (gateway.flashing.trial)."""
         evaluations = self.engine.evaluate()
         extra = list(extra)
+        if self.supervisor.watches:  # issue 11
+            extra.extend(self.supervisor.evaluate(self.wanted, self.alarms.active()))
         batch = [*evaluations, *extra] if extra else evaluations
         if trial is not None:  # issue 9: the trial hold
             batch = trial.admit(batch, self.alarms, self.engine.packs)

@@ -1,10 +1,17 @@
-"""Drive output coils: write on change, read back to verify, retry, report failures.
+"""Drive output coils: write on change, read back to verify, back off when writes fail.
 
 Writes go through the bus loop of the output's device (`BusLoop.submit`), so they share the
 line with polls strictly in turn and run before the next poll. A write counts only when the
-coil reads back as written; otherwise it is retried (`write_retries`) and then reported as a
-failed output until a later write succeeds. If the device's own polls later show the coil in
-another state than commanded (a module reset, a manual override), the command is written again.
+coil reads back as written. A write that gets no valid reply is retried at once
+(`write_retries`); one whose read-back disagrees (a relay that does not follow) is not.
+
+A failed output is written again on its back-off schedule (`backoff`: after `initial`, then
+× `multiplier`, at most `max`), per output: a dead module or a stuck relay costs its bus one
+write attempt per back-off step, however often the safety core re-applies what it wants. Drift
+repair (the device's own polls show the coil in another state than commanded: a module reset,
+a manual override) waits for the back-off too. A new command (the wanted state changed) is
+written at once. The log says what changed — output set, write failed (with the next retry),
+output restored — not every attempt.
 """
 
 from __future__ import annotations
@@ -27,7 +34,10 @@ from gateway.field.sample import Quality
 log = logging.getLogger("roomwarden.actions")
 
 RETRY_SPACING = 0.05
-FAILED_RETRY_INTERVAL = 5.0
+
+
+class ReadBackMismatch(CommFailure):
+    """The module answered, but the coil reads back other than written."""
 
 
 @dataclass
@@ -38,16 +48,26 @@ class OutputState:
     """The state the coil was read back in after the last successful write."""
     pending: bool = False
     failures: int = 0
+    """Failed write attempts since the gateway started."""
+    failing_for: int = 0
+    """Failed attempts in a row (the back-off step)."""
     last_error: str | None = None
     last_write_ns: int = 0
     writes: int = 0
+    """Write attempts (each one write, plus immediate retries after a missing reply)."""
     retry_at: float = 0.0
-    """A failed output is written again no sooner than this (monotonic), so a dead relay
-    module cannot hog its bus."""
+    """A failed output is written again no sooner than this (monotonic)."""
 
     @property
     def failed(self) -> bool:
         return self.last_error is not None
+
+
+def backoff_delay(output: Output, failing_for: int) -> float:
+    """Seconds before attempt `failing_for` + 1 after that many failed attempts in a row."""
+    backoff = output.backoff
+    return float(min(backoff.initial * backoff.multiplier ** max(0, failing_for - 1),
+                     backoff.max))
 
 
 class OutputDriver:
@@ -55,7 +75,6 @@ class OutputDriver:
                  clock: Clock) -> None:
         self.clock = clock
         self.latest = latest
-        self.failed_retry_interval = FAILED_RETRY_INTERVAL
         self.outputs = {o.id: o for o in loaded.config.outputs}
         self.state = {o: OutputState() for o in self.outputs}
         loops = {loop.bus_id: loop for loop in bus_loops}
@@ -78,8 +97,9 @@ class OutputDriver:
             state = self.state.get(output_id)
             if state is None or state.pending or output_id not in self._targets:
                 continue
-            retry_due = state.failed and self.clock.monotonic() >= state.retry_at
-            if state.commanded != on or retry_due or self._drifted(output_id, state):
+            waiting = state.failed and self.clock.monotonic() < state.retry_at
+            if state.commanded != on or (state.failed and not waiting) or (
+                    not waiting and self._drifted(output_id, state)):
                 state.commanded = on
                 state.pending = True
                 loop = self._targets[output_id][0]
@@ -116,25 +136,39 @@ class OutputDriver:
                         [read] = await link.read(
                             ReadRequest(RegisterType.COIL, address, 1, ()), unit)
                         if bool(read) != coil:
-                            raise CommFailure(f"read back {bool(read)} after writing {coil}")
+                            raise ReadBackMismatch(f"read back {bool(read)} after writing "
+                                                   f"{coil}")
                     error = None
                     break
+                except ReadBackMismatch as exc:
+                    error = str(exc)
+                    break  # the module answered: writing again at once will not move it
                 except (CommFailure, ExceptionReply) as exc:
                     error = str(exc)
             state.writes += 1
             state.last_write_ns = self.clock.now_ns()
-            if error is None:
-                state.confirmed = on
-                if state.last_error is not None:
-                    log.info("event=output_restored output=%s on=%s", output_id, on)
-                state.last_error = None
-                log.info("event=output_set output=%s role=%s on=%s coil=%s", output_id,
-                         output.role, on, coil)
-            else:
-                state.failures += 1
-                state.last_error = error
-                state.retry_at = self.clock.monotonic() + self.failed_retry_interval
-                log.error("event=output_write_failed output=%s on=%s error=%s", output_id,
-                          on, error)
+            self._record(output, state, on, coil, error)
         finally:
             state.pending = False
+
+    def _record(self, output: Output, state: OutputState, on: bool, coil: bool,
+                error: str | None) -> None:
+        """Keep the outcome; log only a change of it (set, failed, restored)."""
+        if error is None:
+            if state.last_error is not None:
+                log.info("event=output_restored output=%s on=%s after_failures=%d",
+                         output.id, on, state.failing_for)
+            elif state.confirmed is not on:
+                log.info("event=output_set output=%s role=%s on=%s coil=%s", output.id,
+                         output.role, on, coil)
+            state.confirmed, state.last_error = on, None
+            state.failing_for, state.retry_at = 0, 0.0
+            return
+        state.failures += 1
+        state.failing_for += 1
+        delay = backoff_delay(output, state.failing_for)
+        state.retry_at = self.clock.monotonic() + delay
+        if state.last_error is None:
+            log.error("event=output_write_failed output=%s on=%s error=%s retry_in=%gs "
+                      "backoff_max=%gs", output.id, on, error, delay, output.backoff.max)
+        state.last_error = error

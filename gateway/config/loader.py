@@ -6,8 +6,9 @@ errors of a file (and of the profiles it uses) rather than stopping at the first
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,12 +18,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gateway.config.profile import (
     MAX_PROFILE_POINTS,
+    DataType,
     ModbusProfile,
     Profile,
     RegisterType,
     SerialTextProfile,
 )
-from gateway.config.site import Device, GatewayConfig
+from gateway.config.site import Device, GatewayConfig, OutputFeedback
 from gateway.config.yamlsafe import (
     DEFAULT_LIMITS,
     MAX_BYTES,
@@ -248,6 +250,39 @@ def default_profiles_dir() -> Path:
     return Path("/usr/share/roomwarden/profiles")
 
 
+# --- issue 11: the profile search path ------------------------------------------------------
+
+
+def profile_search_path(profiles_dir: str | None, base: Path) -> tuple[Path, ...]:
+    """Where a config's profiles are looked for, in order: the site's own `profiles_dir`
+    (relative to `base`, the config's directory) first, then the shipped library. A site's
+    profile of the same id as a shipped one replaces it for that site."""
+    shipped = default_profiles_dir()
+    if not profiles_dir:
+        return (shipped,)
+    own = base / profiles_dir
+    return (own,) if own.resolve() == shipped.resolve() else (own, shipped)
+
+
+def find_profile(profile_id: str, search: Sequence[Path]) -> Path | None:
+    """The first `<profile_id>.yaml` on the search path."""
+    for directory in search:
+        path = directory / f"{profile_id}.yaml"
+        if path.is_file():
+            return path
+    return None
+
+
+def profile_not_found(profile_id: str, search: Sequence[Path]) -> str:
+    """"profile not found" naming every directory looked in and the nearest names."""
+    names = sorted({p.stem for d in search if d.is_dir() for p in profile_files(d)})
+    near = difflib.get_close_matches(profile_id, names, n=3, cutoff=0.5)
+    where = ", ".join(str(d) for d in search)
+    hint = f"; nearest: {', '.join(near)}" if near else ""
+    return f"profile {profile_id!r} not found: looked for {profile_id}.yaml in {where}{hint}"
+# --- end issue 11 -----------------------------------------------------------------------------
+
+
 def profile_files(directory: Path) -> Iterator[Path]:
     yield from sorted(p for p in directory.glob("*.yaml") if p.is_file())
 
@@ -278,12 +313,12 @@ def load_gateway_config(path: Path, *, base_dir: Path | None = None,
     data, lines = read_yaml(path, name=name)
     config = validate(GatewayConfig, data, name, lines)
     base = base_dir if base_dir is not None else path.parent
-    profiles_dir = (base / config.profiles_dir) if config.profiles_dir else default_profiles_dir()
+    profiles_dir = profile_search_path(config.profiles_dir, base)
     errors: list[ConfigError] = []
     profiles: dict[str, ModbusProfile | SerialTextProfile] = {}
     for profile_id in sorted({d.profile for d in config.devices}):
-        profile_path = profiles_dir / f"{profile_id}.yaml"
-        if not profile_path.is_file():
+        profile_path = find_profile(profile_id, profiles_dir)
+        if profile_path is None:
             continue  # reported per device below
         try:
             profiles[profile_id] = load_profile(profile_path)
@@ -296,7 +331,7 @@ def load_gateway_config(path: Path, *, base_dir: Path | None = None,
 
 
 def cross_check(config: GatewayConfig, profiles: dict[str, ModbusProfile | SerialTextProfile],
-                name: str, lines: LineMap, profiles_dir: Path) -> list[ConfigError]:
+                name: str, lines: LineMap, profiles_dir: Sequence[Path]) -> list[ConfigError]:
     errors: list[ConfigError] = []
 
     def err(path: YamlPath, reason: str) -> None:
@@ -334,10 +369,9 @@ def cross_check(config: GatewayConfig, profiles: dict[str, ModbusProfile | Seria
             err(here + ("room",), f"room {device.room!r} is not defined in `rooms`")
         profile = profiles.get(device.profile)
         if profile is None:
-            if (profiles_dir / f"{device.profile}.yaml").is_file():
+            if find_profile(device.profile, profiles_dir) is not None:
                 continue  # it exists but is invalid: its own errors are already listed
-            err(here + ("profile",), f"profile {device.profile!r} not found: no "
-                                     f"{profiles_dir / (device.profile + '.yaml')}")
+            err(here + ("profile",), profile_not_found(device.profile, profiles_dir))
             continue
         if bus is not None:
             wants = "serial_text" if profile.kind == "serial_text" else ("modbus_rtu",
@@ -404,6 +438,7 @@ def _check_outputs(config: GatewayConfig,
             err((*here, "point"), f"{output.device}.{output.point} already drives "
                                   f"outputs[{targets[key]}]")
         targets.setdefault(key, index)
+        _check_feedback(output.feedback, devices, profiles, here, err)  # issue 11
     for index, lock in enumerate(config.interlocks):
         for field_name in ("output", "while_on"):
             if getattr(lock, field_name) not in outputs:
@@ -411,6 +446,33 @@ def _check_outputs(config: GatewayConfig,
                     f"output {getattr(lock, field_name)!r} is not defined in `outputs`")
         if lock.output == lock.while_on:
             err(("interlocks", index), "an output cannot be interlocked with itself")
+
+
+# --- issue 11: an output's feedback names a boolean point of a polled device ----------------
+def _check_feedback(feedback: OutputFeedback | None, devices: dict[str, Device],
+                    profiles: dict[str, ModbusProfile | SerialTextProfile], here: YamlPath,
+                    err: Callable[[YamlPath, str], None]) -> None:
+    if feedback is None:
+        return
+    device = devices.get(feedback.device)
+    if device is None:
+        err((*here, "feedback", "device"),
+            f"device {feedback.device!r} is not defined in `devices`")
+        return
+    if not device.enabled:
+        err((*here, "feedback", "device"), f"device {device.id!r} is disabled")
+        return
+    profile = profiles.get(device.profile)
+    if profile is None:
+        return  # reported with the device
+    points = profile.points if isinstance(profile, ModbusProfile) else profile.fields
+    bools = {p.name for p in points if p.type in (DataType.BOOL, "bool")}
+    bools |= {f"{p.name}.{f.name}" for p in points for f in p.flags}
+    override = device.points.get(feedback.point)
+    if feedback.point not in bools or (override is not None and not override.enabled):
+        err((*here, "feedback", "point"), f"{device.id}.{feedback.point} is not an enabled "
+                                          f"boolean point of profile {profile.id!r}")
+# --- end issue 11 -----------------------------------------------------------------------------
 
 
 def _point_names(profile: ModbusProfile | SerialTextProfile) -> set[str]:

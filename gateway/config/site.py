@@ -23,12 +23,20 @@ class GatewayIdentity(Strict):
     timezone: str = "Asia/Shanghai"
 
 
+# --- issue 11: battery chemistry (rule defaults follow it; gateway/rules/config.py) -------
+Chemistry = Literal["vrla", "vla", "lfp", "nmc"]
+"""Battery chemistry: valve-regulated or vented lead-acid, lithium iron phosphate, NMC."""
+# --- end issue 11 -----------------------------------------------------------------------------
+
+
 class Room(Strict):
     id: Id
     type: Literal[
         "equipment", "data_center", "battery", "energy_storage", "distribution", "ups", "other"
     ]
     name: str | None = None
+    chemistry: Chemistry | None = None
+    """The batteries in this room (issue 11): rule defaults follow it (docs/rules.md)."""
 
 
 class FailurePolicy(Strict):
@@ -131,6 +139,8 @@ class Device(Strict):
     name: str | None = None
     points: dict[PointKey, PointOverride] = {}
     enabled: bool = True
+    chemistry: Chemistry | None = None
+    """A battery device's chemistry (issue 11); default: its room's."""
 
     @model_validator(mode="after")
     def _interval(self) -> Device:
@@ -141,6 +151,28 @@ class Device(Strict):
 
 OutputRole = Literal["siren", "strobe", "exhaust_fan", "alarm_panel", "hvac_stop",
                      "charge_inhibit", "other"]
+
+
+# --- issue 11: supervised outputs and write back-off (gateway/actions/supervision.py) -------
+class OutputFeedback(Strict):
+    """What shows that an output really acts: a fan's airflow switch, a siren's current sense,
+    a contactor's auxiliary contact — a boolean point of a device the gateway polls."""
+
+    device: Id
+    point: PointKey
+    expect: bool = True
+    """The point's value while the output acts (False for a contact that opens)."""
+    within: Duration = 30.0
+    """How long the feedback may take to follow the command (fan run-up, contactor travel)."""
+
+
+class WriteBackoff(Strict):
+    """How a failed write is retried: after `initial`, then × `multiplier`, at most `max`."""
+
+    initial: Duration = 5.0
+    multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    max: Duration = 300.0
+# --- end issue 11 -----------------------------------------------------------------------------
 
 
 class Output(Strict):
@@ -167,6 +199,13 @@ class Output(Strict):
     verify: bool = True
     """Read the coil back after each write; a mismatch counts as a failed write."""
     write_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    """Immediate retries after a write that got no valid reply (not after a read-back
+    mismatch: a relay that does not follow is retried on the back-off schedule)."""
+    backoff: WriteBackoff = WriteBackoff()
+    """After a failed write (issue 11)."""
+    feedback: OutputFeedback | None = None
+    """Supervision (issue 11): commanded but no feedback within `within`, or feedback
+    without a command, raises the output's own alarm."""
     on_stop: Literal["off", "on", "hold"] | None = None
     """What the gateway leaves the output at when it stops (SIGTERM, `systemctl stop`):
     default `off` for sirens, strobes and the alarm panel (a planned stop does not leave a
@@ -272,8 +311,10 @@ class GatewayConfig(Strict):
     version: Literal[1] = 1
     gateway: GatewayIdentity
     profiles_dir: str | None = None
-    """Where device profiles live, relative to this file; default: the repository's
-    `hardware/profiles`, or /usr/share/roomwarden/profiles on an installed gateway."""
+    """A directory of the site's own device profiles, relative to this file. Profiles are
+    looked for here first, then in the shipped library (the repository's `hardware/profiles`,
+    or /usr/share/roomwarden/profiles on an installed gateway): a site's profiles add to the
+    shipped ones, and one with a shipped profile's id replaces it for this site."""
     rooms: tuple[Room, ...] = Field(min_length=1)
     buses: tuple[Bus, ...] = Field(min_length=1)
     devices: tuple[Device, ...] = Field(min_length=1)

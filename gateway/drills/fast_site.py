@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig
-from gateway.config.profile import ModbusProfile, SerialTextProfile
+from gateway.config.profile import ModbusProfile, RegisterType, SerialTextProfile
 from gateway.config.site import Device, FailurePolicy
 from gateway.field.bus_loop import ONLINE_POINT
 from gateway.field.health import DeviceHealth
@@ -27,7 +27,8 @@ from gateway.field.readings import bit_samples, failed_samples, register_samples
 from gateway.field.sample import Quality, Sample
 from gateway.field.serial_text import SerialTextLink, SerialTextPoller
 from gateway.sim.faults import FaultMode, FaultTable
-from gateway.sim.modbus_sim import DeviceImage
+from gateway.sim.feedback import wire_feedback
+from gateway.sim.modbus_sim import DeviceImage, LogEntry
 from gateway.sim.serial_sim import TextDevice
 from gateway.sim.signals import SignalTable
 
@@ -75,9 +76,32 @@ class FastSite:
                     device, interval, health, text=TextDevice(device, profile, self.signals,
                                                               seed),
                     parser=SerialTextPoller(device, profile, link, clock)))
+        wire_feedback(self.signals, loaded)
+        self._images = {p.device.id: p.image for p in self._devices if p.image is not None}
+        self._driven: dict[str, bool] = {}
         start = clock.monotonic()
         self._queue = [(start, index) for index in range(len(self._devices))]
         heapq.heapify(self._queue)
+
+    def drive(self, wanted: dict[str, bool]) -> None:
+        """A perfect output driver: write each output's coil when its wanted state changes
+        (what the daemon's driver does over the wire, less the bytes)."""
+        for output in self.loaded.config.outputs:
+            on = wanted.get(output.id)
+            image = self._images.get(output.device)
+            if on is None or image is None or self._driven.get(output.id) is on:
+                continue
+            if self.faults.active(output.device).mode in FAILING:
+                continue  # a module that does not answer takes no write (retried next time)
+            point = image.by_id[f"{output.device}.{output.point}"]
+            coil = output.on_value if on else not output.on_value
+            image.apply_write(RegisterType.COIL, point.modbus.address, [coil])
+            self._driven[output.id] = on
+
+    def log(self) -> list[LogEntry]:
+        """Every simulated Modbus device's coil and input log, in time order."""
+        return sorted((e for image in self._images.values() for e in image.log),
+                      key=lambda e: e.t)
 
     def next_due(self) -> float:
         """Monotonic time of the next poll (inf when there is none)."""

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from gateway.alarms.types import Severity
 from gateway.config.duration import Duration
 from gateway.config.profile import Strict
 from gateway.sim.faults import Fault
@@ -69,6 +70,8 @@ class ExpectAlarm(Strict):
     """The alarm's subject (point, device or room id); any subject if left out."""
     after: Duration
     within: Duration
+    severity: Severity | None = None
+    """The severity it must have when it becomes active (an escalation makes it critical)."""
 
 
 class ExpectOutput(Strict):

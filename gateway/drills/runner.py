@@ -7,15 +7,19 @@ import fnmatch
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from gateway.alarms.lifecycle import AlarmState
 from gateway.clock import ManualClock
-from gateway.config.loader import load_gateway_config, read_yaml, validate
+from gateway.config.loader import LoadedConfig, load_gateway_config, read_yaml, validate
 from gateway.daemon import MIN_EVALUATION_SPACING
 from gateway.drills.fast_site import FastSite
 from gateway.drills.model import Drill, ExpectAlarm, ExpectOutput, Step
 from gateway.rules.model import RulePack
 from gateway.safety import SafetyCore
+from gateway.sim.faults import FaultTable
+from gateway.sim.modbus_sim import LogEntry
+from gateway.sim.signals import SignalTable
 
 ACTIVE_STATES = {AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED}
 
@@ -41,6 +45,8 @@ class DrillReport:
     forbidden: list[str] = field(default_factory=list)
     activations: list[tuple[float, str]] = field(default_factory=list)
     polls: int = 0
+    evidence: list[str] = field(default_factory=list)
+    """The simulator's coil and input log of the outputs and their feedback points."""
 
     @property
     def ok(self) -> bool:
@@ -58,6 +64,9 @@ class DrillReport:
                          f"window {low:6.1f}..{high:6.1f} s  {seen}{latency} {check.note}")
         for item in self.forbidden:
             lines.append(f"  FORBIDDEN {item}")
+        if self.evidence:
+            lines.append("  simulator coil and input log:")
+            lines.extend(f"    {line}" for line in self.evidence)
         return "\n".join(lines)
 
 
@@ -86,6 +95,7 @@ def _play(drill: Drill, site: FastSite, core: SafetyCore, clock: ManualClock,
           report: DrillReport) -> None:
     steps = sorted(drill.steps, key=lambda s: s.at)
     first_active: dict[tuple[str, str], float] = {}
+    severities: dict[tuple[str, str], str] = {}
     output_changes: dict[str, list[tuple[float, bool]]] = {o: [] for o in core.outputs}
     last_wanted = dict(core.wanted)
     next_tick = drill.tick
@@ -100,6 +110,8 @@ def _play(drill: Drill, site: FastSite, core: SafetyCore, clock: ManualClock,
             key = (event.rule, event.subject)
             report.activations.append((now, f"{event.rule} @ {event.subject}"))
             first_active.setdefault(key, now)
+            severities.setdefault(key, str(event.severity))
+        site.drive(core.wanted)
         for output_id, on in core.wanted.items():
             if last_wanted.get(output_id) != on:
                 output_changes[output_id].append((clock.monotonic(), on))
@@ -125,13 +137,24 @@ def _play(drill: Drill, site: FastSite, core: SafetyCore, clock: ManualClock,
             evaluate()
             next_tick += drill.tick
 
+    report.evidence = evidence(site.log(), core.loaded)
+    judge(drill, first_active, severities, output_changes, report)
+
+
+def judge(drill: Drill, first_active: dict[tuple[str, str], float],
+          severities: dict[tuple[str, str], str],
+          output_changes: dict[str, list[tuple[float, bool]]], report: DrillReport) -> None:
+    """Compare what was observed (first activation of each alarm, with its severity; output
+    switchings) with the drill's expectations, windows and forbidden alarms."""
     for item in drill.expect:
         window = (item.after, item.after + item.within)
         if isinstance(item, ExpectAlarm):
             times = [t for (rule, subject), t in first_active.items()
-                     if rule == item.alarm and (item.subject is None or subject == item.subject)]
+                     if rule == item.alarm and item.subject in (None, subject)
+                     and item.severity in (None, severities.get((rule, subject)))]
             observed = min(times) if times else None
-            what = f"alarm {item.alarm}" + (f" @ {item.subject}" if item.subject else "")
+            what = f"alarm {item.alarm}" + (f" @ {item.subject}" if item.subject else "") + (
+                f" ({item.severity})" if item.severity else "")
         else:
             assert isinstance(item, ExpectOutput)
             times = [t for t, on in output_changes.get(item.output, []) if on == item.turns]
@@ -153,7 +176,40 @@ def _play(drill: Drill, site: FastSite, core: SafetyCore, clock: ManualClock,
             report.forbidden.append(f"{rule} @ {subject} at {at:.1f} s")
 
 
-def _apply(step: Step, site: FastSite, core: SafetyCore) -> None:
+def evidence(log: list[LogEntry], loaded: LoadedConfig, limit: int = 40,
+             origin: float = 0.0) -> list[str]:
+    """The log lines of output coils and feedback points: writes and changes, with repeated
+    writes of one value folded into a count (a stuck relay's retries); times in seconds after
+    `origin`."""
+    watched = {f"{o.device}.{o.point}" for o in loaded.config.outputs}
+    watched |= {f"{o.feedback.device}.{o.feedback.point}" for o in loaded.config.outputs
+                if o.feedback is not None}
+    lines: list[str] = []
+    last: tuple[str, object, str] | None = None
+    count = 0
+    for entry in log:
+        if entry.point not in watched:
+            continue
+        key = (entry.point, entry.value, entry.kind)
+        if key == last and entry.kind == "write":
+            count += 1
+            lines[-1] = (f"{lines[-1].split('  (x')[0]}  (x{count + 1}, last "
+                         f"{entry.t - origin:.1f} s)")
+            continue
+        last, count = key, 0
+        lines.append(f"{entry.t - origin:8.1f} s  {entry.kind:<6} {entry.point} = "
+                     f"{entry.value}")
+    return lines[-limit:] if len(lines) > limit else lines
+
+
+class Scene(Protocol):
+    """What a drill step acts on: the simulated site's signals and faults (fast or wire)."""
+
+    signals: SignalTable
+    faults: FaultTable
+
+
+def _apply(step: Step, site: Scene, core: SafetyCore) -> None:
     if step.set is not None:
         for point, signal in step.set.items():
             site.signals.set(point, signal)

@@ -227,17 +227,28 @@ class Debounce:
 MAX_WINDOW_SAMPLES = 240
 """A rate window keeps at most this many samples: faster samples are thinned out."""
 
+DEFAULT_MIN_SPAN = 0.25
+"""Without a `min_span`, a slope is judged once its samples span a quarter of the window."""
+
 
 class RateWindow:
     """Least-squares slope of the good samples of one point over a sliding window.
 
-    No rate is given until the samples span at least `min_span` of the window: a slope from a
-    few seconds of sensor noise, extrapolated to °C/h, would be a false alarm."""
+    When a slope is judged (the minimum detection time of a rate rule):
+    * the good samples must span at least `min_span` seconds (default a quarter of the
+      window) and number at least `min_samples` — from a start, an apply or a gap in the data,
+      a rule sees a trend that soon, not only once its window is half full;
+    * the noise guard: the rate given is the fitted slope shrunk towards zero by `confidence`
+      standard errors of the slope (computed from the fit's own residuals), never past zero.
+      A short span of noisy samples therefore yields a small rate, a long or clean one
+      approaches the slope itself; with confidence 0 the plain slope is given.
+    """
 
     __slots__ = (
         "_cache",
         "_dirty",
         "_slot",
+        "confidence",
         "min_samples",
         "min_spacing",
         "min_span",
@@ -247,13 +258,14 @@ class RateWindow:
     )
 
     def __init__(self, window: float, per: float = 60.0, min_samples: int = 3,
-                 min_span: float = 0.5) -> None:
+                 min_span: float | None = None, confidence: float = 0.0) -> None:
         if window <= 0:
             raise ValueError("a rate window must be longer than 0 s")
         self.window = window
-        self.min_span = min_span * window
+        self.min_span = DEFAULT_MIN_SPAN * window if min_span is None else min(min_span, window)
         self.per = per
-        self.min_samples = max(2, min_samples)
+        self.confidence = max(0.0, confidence)
+        self.min_samples = max(3 if self.confidence else 2, min_samples)
         self.min_spacing = window / MAX_WINDOW_SAMPLES
         self.samples: deque[tuple[float, float]] = deque(maxlen=MAX_WINDOW_SAMPLES + 1)
         self._cache: float | None = None
@@ -264,8 +276,10 @@ class RateWindow:
         samples = self.samples
         if samples and t < samples[-1][0]:
             return  # out of order: ignore
-        if samples and t - self._slot < self.min_spacing:
-            samples[-1] = (t, value)  # thin out: one sample (the newest) per short slot
+        if len(samples) > 1 and t - self._slot < self.min_spacing:
+            # thin out: one sample (the newest) per short slot; the oldest sample stays, so
+            # the span a slope is judged on starts with the first sample
+            samples[-1] = (t, value)
         else:
             samples.append((t, value))
             self._slot = t
@@ -280,9 +294,13 @@ class RateWindow:
         if not self._dirty:
             return self._cache
         self._dirty = False
+        self._cache = self._fit()
+        return self._cache
+
+    def _fit(self) -> float | None:
+        samples = self.samples
         n = len(samples)
         if n < self.min_samples or samples[-1][0] - samples[0][0] < self.min_span:
-            self._cache = None
             return None
         t0 = samples[0][0]
         st = sv = stt = stv = 0.0
@@ -292,12 +310,17 @@ class RateWindow:
             sv += v
             stt += x * x
             stv += x * v
-        denominator = n * stt - st * st
-        if denominator <= 1e-12:
-            self._cache = None
-        else:
-            self._cache = (n * stv - st * sv) / denominator * self.per
-        return self._cache
+        sxx = stt - st * st / n
+        if sxx <= 1e-12:
+            return None
+        slope = (stv - st * sv / n) / sxx
+        if self.confidence and n > 2:
+            intercept = (sv - slope * st) / n
+            residual = sum((v - intercept - slope * (t - t0)) ** 2 for t, v in samples)
+            error = math.sqrt(max(residual, 0.0) / (n - 2) / sxx)
+            shrunk = max(0.0, abs(slope) - self.confidence * error)
+            slope = math.copysign(shrunk, slope)
+        return slope * self.per
 
 
 class FlatTracker:
@@ -412,12 +435,13 @@ class RateSignal:
     __slots__ = ("absolute", "key", "members", "windows")
 
     def __init__(self, members: Sequence[PointState], window: float, per: float,
-                 min_samples: int, key: Pick, absolute: bool = False) -> None:
+                 min_samples: int, key: Pick, absolute: bool = False, *,
+                 min_span: float | None = None, confidence: float = 0.0) -> None:
         self.members = tuple(members)
         self.absolute = absolute
         self.windows = []
         for member in self.members:
-            rate = RateWindow(window, per, min_samples)
+            rate = RateWindow(window, per, min_samples, min_span, confidence)
             member.rates.append(rate)
             self.windows.append(rate)
         self.key = key

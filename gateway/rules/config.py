@@ -12,7 +12,12 @@ A gateway config's `rules:` section (model `RulesSection`):
         - {rule: power.mains_frequency, set: {low_hz: 49.5, high_hz: 50.5}}   # site-wide
 
 An override applies to one rule at one scope: the whole site (no scope key), a room type, a
-room id or a device id. The most specific wins: device > room > room type > site > default.
+room id or a device id. The most specific wins: device > room > room type > site > chemistry
+default > default.
+
+Battery chemistry: a room or device may declare `chemistry: vrla | vla | lfp | nmc`; a rule's
+`chemistry:` block gives its parameter defaults per chemistry (each with its basis), applied
+before any site override (a device's chemistry wins over its room's).
 """
 
 from __future__ import annotations
@@ -48,23 +53,56 @@ class ParameterOverrides:
     """Site parameter overrides and disabled rules, resolved per binding by the engine."""
 
     def __init__(self, entries: Iterable[ParameterOverride] = (),
-                 disabled: Iterable[str] = ()) -> None:
+                 disabled: Iterable[str] = (), *,
+                 chemistry_defaults: Mapping[str, Mapping[str, Mapping[str, ParamValue]]]
+                 | None = None,
+                 device_chemistry: Mapping[str, str] | None = None,
+                 room_chemistry: Mapping[str, str] | None = None) -> None:
         self.entries = tuple(entries)
         self.disabled = frozenset(disabled)
         self._by_rule: dict[str, list[ParameterOverride]] = {}
         for entry in sorted(self.entries, key=lambda e: e.rank):
             self._by_rule.setdefault(entry.rule, []).append(entry)
+        self.chemistry_defaults = dict(chemistry_defaults or {})
+        """rule id → chemistry → parameter defaults."""
+        self.device_chemistry = dict(device_chemistry or {})
+        self.room_chemistry = dict(room_chemistry or {})
 
     @classmethod
     def from_section(cls, section: RulesSection) -> ParameterOverrides:
         return cls(section.parameters, section.disabled)
 
+    @classmethod
+    def for_site(cls, loaded: LoadedConfig, packs: Mapping[str, RulePack] | Iterable[RulePack]
+                 ) -> ParameterOverrides:
+        """The site's overrides plus the chemistry defaults of `packs` for the chemistries its
+        rooms and devices declare."""
+        section = loaded.config.rules
+        pack_list = packs.values() if isinstance(packs, Mapping) else packs
+        defaults = {pack.full_id(rule): {c: d.set for c, d in rule.chemistry.items()}
+                    for pack in pack_list for rule in pack.rules if rule.chemistry}
+        rooms = {r.id: r.chemistry for r in loaded.config.rooms if r.chemistry}
+        devices = {d.id: d.chemistry or rooms.get(d.room) for d in loaded.config.devices}
+        return cls(section.parameters, section.disabled, chemistry_defaults=defaults,
+                   device_chemistry={k: v for k, v in devices.items() if v},
+                   room_chemistry=rooms)
+
+    def chemistry(self, device: str | None, room: str | None) -> str | None:
+        """The battery chemistry of a device (its own, else its room's) or of a room."""
+        if device is not None and device in self.device_chemistry:
+            return self.device_chemistry[device]
+        return self.room_chemistry.get(room) if room is not None else None
+
     def resolve(self, rule_id: str, defaults: Mapping[str, ParamValue], *,
                 device: str | None, room: str | None, room_type: str | None,
                 ) -> dict[str, ParamValue]:
-        """The rule's parameters for one subject: defaults, then site, room type, room and
-        device overrides in that order (the most specific applied last)."""
+        """The rule's parameters for one subject: defaults, the defaults for its battery
+        chemistry, then site, room type, room and device overrides in that order (the most
+        specific applied last)."""
         values = dict(defaults)
+        chemistry = self.chemistry(device, room)
+        if chemistry is not None:
+            values.update(self.chemistry_defaults.get(rule_id, {}).get(chemistry, {}))
         for entry in self._by_rule.get(rule_id, ()):
             if entry.device is not None and entry.device != device:
                 continue

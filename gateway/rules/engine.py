@@ -67,6 +67,7 @@ from gateway.rules.conditions import (
     unbalance,
 )
 from gateway.rules.config import ParameterOverrides
+from gateway.rules.differences import group_difference  # issue 11
 from gateway.rules.model import DEVICE_ONLINE, RulePack, condition_refs
 from gateway.rules.section import ParamValue
 
@@ -454,10 +455,19 @@ class _Compiler:
             if not temperature or not humidity:
                 raise _Skip
             return DewPointSignal(temperature, humidity, key)
+        # --- issue 11 (detection depth): rate span/noise guard and group differences -------
         if isinstance(spec, m.RateSignal):
             rate = spec.rate
             return RateSignal(states, self.num(rate.window), self.num(rate.per),
-                              rate.min_samples, key, rate.absolute)
+                              rate.min_samples, key, rate.absolute,
+                              min_span=None if rate.min_span is None else self.num(
+                                  rate.min_span), confidence=self.num(rate.confidence))
+        if isinstance(spec, m.ExcessSignal) or spec == "outlier":
+            different = group_difference(spec, [i.quantity for i in infos], states)
+            if different is None:
+                raise _Skip
+            return different
+        # --- end issue 11 ------------------------------------------------------------------
         assert isinstance(spec, m.LoadSignal)
         rating = self.num(spec.load_pct.rating)
         return GroupSignal(states, lambda values: load_pct(values, rating), 1)

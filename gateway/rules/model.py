@@ -135,6 +135,12 @@ class RateSpec(Strict):
     min_samples: Annotated[int, Field(ge=2, le=256)] = 3
     absolute: bool = False
     """Use the magnitude of the slope (rising or falling)."""
+    min_span: Dur | None = None
+    """Judge the slope once the good samples span this long (default: a quarter of the
+    window, see `gateway.rules.conditions.RateWindow`); before that the rate is unknown."""
+    confidence: Num = 2.0
+    """Noise guard: the rate reported is the fitted slope less this many standard errors
+    (never past zero), so a short or noisy span cannot pass for a trend."""
 
 
 class RateSignal(Strict):
@@ -154,12 +160,20 @@ class LoadSignal(Strict):
     load_pct: LoadSpec
 
 
-SignalName = Literal["value", "spread", "unbalance", "dew_point", "mean"]
+class ExcessSignal(Strict):
+    """How far the hottest member (not of the reference quantities) stands above the mean of
+    the members of the reference quantities: a battery block above the room air."""
+
+    excess_over: Names
+
+
+SignalName = Literal["value", "spread", "unbalance", "dew_point", "mean", "outlier"]
 """`value`: each point's value (the worst member of a group); `spread`: max − min of the
 members (redundant sensors); `unbalance`: max |V − mean| / mean in % of a device's phase
-voltages; `dew_point`: Magnus dew point from temperature and relative_humidity; `mean`."""
+voltages; `dew_point`: Magnus dew point from temperature and relative_humidity; `mean`;
+`outlier`: the largest distance of a member from the group's median (needs 3 members)."""
 
-Signal = SignalName | RateSignal | LoadSignal
+Signal = SignalName | RateSignal | LoadSignal | ExcessSignal
 
 
 # --- conditions -----------------------------------------------------------------------------
@@ -350,6 +364,18 @@ ActionRole = Name
 alarm_panel, charge_inhibit …"""
 
 
+Chemistry = Literal["vrla", "vla", "lfp", "nmc"]
+"""Battery chemistries a room or device may declare (gateway.config.site.Chemistry)."""
+
+
+class ChemistryDefaults(Strict):
+    """A rule's parameter defaults for one battery chemistry, with their basis."""
+
+    set: dict[Name, Annotated[ParamValue, BeforeValidator(parse_param_value)]] = \
+        Field(min_length=1)
+    basis: str = Field(min_length=5)
+
+
 class Rule(Strict):
     id: Name
     title: str = Field(min_length=3)
@@ -363,6 +389,9 @@ class Rule(Strict):
     condition: Condition
     actions: tuple[ActionRole, ...] = ()
     latching: bool = False
+    chemistry: dict[Chemistry, ChemistryDefaults] = {}
+    """Parameter defaults per battery chemistry of the subject's device or room; a site's
+    `rules: parameters:` overrides still win."""
 
     @field_validator("actions")
     @classmethod
@@ -385,7 +414,34 @@ class Rule(Strict):
                              f"in the condition")
         if self.select.min_members > 1 and self.subject == "point":
             raise ValueError("min_members needs subject device or room")
+        for chemistry, defaults in self.chemistry.items():
+            extra = sorted(set(defaults.set) - set(self.parameters))
+            if extra:
+                raise ValueError(f"chemistry {chemistry}: no parameter(s) {', '.join(extra)}")
         return self
+
+
+SupervisedAlarm = Literal["output_no_feedback", "output_unexpected_feedback"]
+
+
+class Escalation(Strict):
+    """An output supervision alarm (`actions.output_no_feedback` …) made more severe, with
+    more actions, while a hazard is present in a room the output serves: an exhaust fan that
+    does not run while hydrogen is above warning is critical and stops the charging."""
+
+    id: Name
+    title: str = Field(min_length=3)
+    alarm: SupervisedAlarm
+    roles: Names
+    """Output roles this applies to (`exhaust_fan`)."""
+    room_type: RoomTypes | None = None
+    """Only outputs serving a room of these types."""
+    while_active: tuple[Annotated[str, Field(min_length=3)], ...] = Field(min_length=1)
+    """Rule ids (fnmatch patterns) of which an alarm with its condition present in one of
+    the output's rooms escalates it."""
+    severity: Severity
+    basis: str = Field(min_length=5)
+    actions: tuple[ActionRole, ...] = ()
 
 
 class RulePack(Strict):
@@ -393,6 +449,7 @@ class RulePack(Strict):
     title: str = Field(min_length=3)
     description: str | None = None
     rules: tuple[Rule, ...] = Field(min_length=1)
+    escalations: tuple[Escalation, ...] = ()
 
     @field_validator("rules")
     @classmethod
@@ -440,7 +497,7 @@ def load_pack(path: Path) -> RulePack:
 
 
 _TAG_PARTS = frozenset({*_KINDS, "compare", "function-after", "function-before", "str", "float",
-              "bool", "int", "tuple[...]", "RateSignal", "LoadSignal", "literal['value',"
-              "'spread','unbalance','dew_point','mean']"})
+              "bool", "int", "tuple[...]", "RateSignal", "LoadSignal", "ExcessSignal",
+              "literal['value','spread','unbalance','dew_point','mean','outlier']"})
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -103,6 +104,22 @@ def _physical_bit(spec: ModbusPoint) -> int:
 RENDER_PERIOD = 0.1
 """Seconds a device image's rendering of its signals is reused (see DeviceImage.refresh)."""
 
+LOG_LIMIT = 20_000
+"""Entries a device image's coil and input log keeps (the oldest are dropped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One line of a simulated device's coil and input log: the evidence of a drill."""
+
+    t: float
+    """The simulator's clock (monotonic s)."""
+    point: str
+    value: Value
+    kind: str
+    """`write` (the gateway wrote a coil; logged even when the value did not change) or
+    `change` (a coil or discrete input changed, e.g. a fan's airflow switch)."""
+
 
 class DeviceImage:
     """One simulated Modbus device's register map and contents."""
@@ -136,6 +153,9 @@ class DeviceImage:
         self.bits: dict[RegisterType, dict[int, bool]] = {
             RegisterType.COIL: {}, RegisterType.DISCRETE_INPUT: {}}
         self._rendered: dict[RegisterType, tuple[int, float]] = {}
+        self.log: deque[LogEntry] = deque(maxlen=LOG_LIMIT)
+        self.stuck: dict[int, bool] = {}
+        """Coil address → the state a stuck relay stays in whatever is written."""
         for register in RegisterType:
             self.refresh(register)
 
@@ -191,7 +211,12 @@ class DeviceImage:
         if register.is_bit:
             bits = self.bits[register]
             for point in self.by_type[register]:
-                bits[point.modbus.address] = bool(table.value(point.id))
+                address = point.modbus.address
+                value = self.stuck.get(address, bool(table.value(point.id))) \
+                    if register is RegisterType.COIL else bool(table.value(point.id))
+                if address in bits and bits[address] != value:
+                    self.log.append(LogEntry(now, point.id, value, "change"))
+                bits[address] = value
             return
         words = self.words[register]
         points = self.by_type[register]
@@ -246,8 +271,16 @@ class DeviceImage:
         self.refresh(register)
         end = address + len(values)
         if register.is_bit:
+            now = self.signals.clock.monotonic()
             for offset, bit in enumerate(values):
                 self.bits[register][address + offset] = bool(bit)
+                point = next((p for p in self.by_type[register]
+                              if p.modbus.address == address + offset), None)
+                if point is not None:
+                    self.log.append(LogEntry(now, point.id, bool(bit), "write"))
+            for stuck_at, state in self.stuck.items():
+                if address <= stuck_at < end:
+                    self.bits[register][stuck_at] = state
         else:
             for offset, word in enumerate(values):
                 self.words[register][address + offset] = int(word) & 0xFFFF
@@ -306,8 +339,9 @@ class _TcpServer(ModbusTcpServer):
 class _RtuServer(ModbusSerialServer):
     def __init__(self, devices: list[SimDevice], port: str, bus: ModbusRtuBus,
                  hook: PacketHook, trace_pdu: Callable[[bool, ModbusPDU], ModbusPDU]) -> None:
+        # a pty refuses parity (tcsetattr EINVAL); the line's pacing counts the parity bit
         super().__init__(devices, framer=FramerType.RTU, port=port, baudrate=bus.baudrate,
-                         bytesize=bus.bytesize, parity=bus.parity, stopbits=bus.stopbits,
+                         bytesize=bus.bytesize, parity="N", stopbits=bus.stopbits,
                          trace_pdu=trace_pdu)
         self._hook = hook
 
@@ -521,6 +555,14 @@ class ModbusSim:
     def device_of(self, point_id: str) -> DeviceImage | None:
         device_id = point_id.split(".", 1)[0]
         return self.images.get(device_id)
+
+    def coil(self, point_id: str) -> tuple[DeviceImage, int]:
+        """The device image and address of a coil point."""
+        image = self.device_of(point_id)
+        point = None if image is None else image.by_id.get(point_id)
+        if image is None or point is None or point.modbus.register is not RegisterType.COIL:
+            raise KeyError(f"no simulated coil {point_id!r}")
+        return image, point.modbus.address
 
     def read_point(self, point_id: str) -> Value:
         image = self.device_of(point_id)

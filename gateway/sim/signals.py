@@ -18,7 +18,7 @@ import random
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
@@ -253,6 +253,10 @@ NORMAL: dict[str, Normal] = {
     "return_air_humidity": Normal(30.0, 40.0, "%RH"),
     "battery_temperature": Normal(23.0, 25.0, "°C"),
     "cell_temperature": Normal(23.0, 25.0, "°C"),
+    "block_temperature": Normal(23.5, 25.5, "°C"),
+    "block_voltage": Normal(13.45, 13.65, "V"),
+    "string_voltage": Normal(53.9, 54.2, "V"),
+    "string_current": Normal(0.2, 0.6, "A"),
     "relative_humidity": Normal(40.0, 50.0, "%"),
     "humidity": Normal(40.0, 50.0, "%"),
     "dew_point": Normal(9.0, 12.0, "°C"),
@@ -428,10 +432,16 @@ def _wandering(low: float, high: float, seed: int) -> Signal:
 # --- the table -----------------------------------------------------------------------------
 
 
+class Source(Protocol):
+    """Anything a point's value comes from: a signal, or a follower of another point."""
+
+    def at(self, t: float) -> Value: ...
+
+
 @dataclass(slots=True)
 class _Entry:
-    default: Signal
-    signal: Signal
+    default: Source
+    signal: Source
     origin: float
     """Clock time (monotonic s) the current signal's t = 0 corresponds to."""
 
@@ -450,7 +460,7 @@ class SignalTable:
     def clock(self) -> Clock:
         return self._clock
 
-    def define(self, point_id: str, default: Signal) -> None:
+    def define(self, point_id: str, default: Source) -> None:
         """Register a point with its default signal (t = 0 is the table's creation)."""
         self._entries[point_id] = _Entry(default, default, self._start)
 
@@ -466,7 +476,7 @@ class SignalTable:
         except KeyError:
             raise KeyError(f"no simulated point {point_id!r}") from None
 
-    def signal(self, point_id: str) -> Signal:
+    def signal(self, point_id: str) -> Source:
         return self._entry(point_id).signal
 
     def is_default(self, point_id: str) -> bool:

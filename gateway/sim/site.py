@@ -24,9 +24,10 @@ from gateway.config.loader import LoadedConfig, default_profiles_dir
 from gateway.config.profile import SerialTextProfile
 from gateway.sim.control import ControlServer
 from gateway.sim.faults import Fault, FaultTable
-from gateway.sim.modbus_sim import ModbusSim
+from gateway.sim.feedback import wire_feedback
+from gateway.sim.modbus_sim import LogEntry, ModbusSim
 from gateway.sim.serial_sim import SerialTextBusSim, TextDevice
-from gateway.sim.signals import Signal, SignalTable, Value
+from gateway.sim.signals import Constant, Signal, SignalTable, Value
 
 
 class SimulatedSite:
@@ -52,6 +53,7 @@ class SimulatedSite:
             text_device = TextDevice(device, profile, self.signals, seed)
             self._text_devices[device.id] = text_device
             self.text[bus.id] = SerialTextBusSim(bus, text_device, self.faults, paced=paced)
+        wire_feedback(self.signals, loaded)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -120,6 +122,12 @@ class SimulatedSite:
                 bus["host"], bus["port"] = sim.host, sim.port
             elif bus_id in self.modbus.buses or bus_id in self.text:
                 bus["port"] = self.endpoint(bus_id)
+                if bus.get("parity", "N") != "N":
+                    # a pty refuses parity settings; the simulated line is paced for the
+                    # configured frame (parity bit included) all the same
+                    bus["inter_frame_delay"] = bus.get("inter_frame_delay") or \
+                        _frame_gap(bus)
+                    bus["parity"] = "N"
         return data
 
     def write_config(self, path: Path) -> Path:
@@ -150,6 +158,21 @@ class SimulatedSite:
     def fault(self, device_id: str) -> Fault:
         return self.faults.get(device_id)
 
+    def stick(self, point_id: str, state: bool | None) -> None:
+        """A relay that no longer follows its writes: the coil stays at `state` whatever the
+        gateway writes (writes are still taken and logged); None mends it."""
+        image, address = self.modbus.coil(point_id)
+        if state is None:
+            image.stuck.pop(address, None)
+        else:
+            image.stuck[address] = state
+            self.signals.set(point_id, Constant(value=state))
+
+    def log(self, device_id: str | None = None) -> list[LogEntry]:
+        """The coil and input log of one simulated Modbus device, or of all, in time order."""
+        images = [self.modbus.images[device_id]] if device_id else self.modbus.images.values()
+        return sorted((e for image in images for e in image.log), key=lambda e: e.t)
+
     def value(self, point_id: str) -> Value:
         """The signal's present value (what the device is set to report)."""
         return self.signals.value(point_id)
@@ -164,3 +187,11 @@ class SimulatedSite:
         if text is not None:
             return text.read_point(point_id)
         raise KeyError(f"no simulated point {point_id!r}")
+
+
+def _frame_gap(bus: dict[str, Any]) -> str:
+    """3.5 characters of the configured frame (with its parity bit), as a duration."""
+    baud = int(bus.get("baudrate", 9600))
+    bits = 1 + int(bus.get("bytesize", 8)) + 1 + int(bus.get("stopbits", 1))
+    seconds = 0.00175 if baud > 19200 else 3.5 * bits / baud
+    return f"{seconds * 1000:.3f}ms"

@@ -1,9 +1,11 @@
 """Output coils driven on a simulated relay module over an emulated RS-485 line: the write is
-verified by reading back, survives a dead module and is repaired when the coil drifts."""
+verified by reading back, survives a dead module and is repaired when the coil drifts; a stuck
+relay is written once per back-off step (counted at the simulator), and logged once."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.actions.driver import OutputDriver
+from gateway.actions.driver import OutputDriver, backoff_delay
 from gateway.clock import SystemClock
 from gateway.config.loader import load_gateway_config
 from gateway.field.bus_loop import BusLoop
@@ -32,7 +34,8 @@ SITE = {
         {"id": "th1", "bus": "rs485", "unit": 1, "profile": "generic_th_sensor",
          "room": "batt", "poll_interval": "300ms"}],
     "outputs": [
-        {"id": "siren", "role": "siren", "device": "do1", "point": "do1"},
+        {"id": "siren", "role": "siren", "device": "do1", "point": "do1",
+         "backoff": {"initial": "500ms", "max": "2s"}},
         {"id": "fan", "role": "exhaust_fan", "device": "do1", "point": "do3",
          "on_value": False}],
 }
@@ -84,7 +87,6 @@ async def test_outputs_are_written_and_verified(rig: Rig) -> None:
 
 
 async def test_a_dead_module_is_reported_and_retried_later(rig: Rig) -> None:
-    rig.driver.failed_retry_interval = 0.5
     rig.site.set_fault("do1", Fault(mode=FaultMode.NO_REPLY))
     rig.driver.apply({"siren": True})
     await settle(rig, "siren", 5.0)
@@ -110,3 +112,44 @@ async def test_a_coil_that_drifts_is_written_again(rig: Rig) -> None:
     await settle(rig, "siren")
     assert rig.driver.state["siren"].writes == writes + 1
     assert rig.site.read_point("do1.do1") is True
+
+
+STUCK_SECONDS = 60.0
+
+
+async def test_a_stuck_relay_costs_one_write_per_backoff_step(
+        rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    """The fan relay's contacts are welded (the coil stays energised whatever is written):
+    the daemon re-applies what it wants several times a second and the module's polls show the
+    coil wrong every second, yet over 60 s the simulator sees one write per back-off step."""
+    output = rig.driver.outputs["fan"]
+    rig.site.stick("do1.do3", True)  # energised = fan off (NC wiring): it never starts
+    caplog.set_level(logging.INFO, logger="roomwarden.actions")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while loop.time() - start < STUCK_SECONDS:
+        rig.driver.apply({"fan": True})
+        await asyncio.sleep(0.25)
+    writes = [e for e in rig.site.log("do1") if e.point == "do1.do3" and e.kind == "write"]
+    steps, elapsed = 1, 0.0  # attempts a back-off schedule allows within the 60 s
+    while True:
+        elapsed += backoff_delay(output, steps)
+        if elapsed > STUCK_SECONDS:
+            break
+        steps += 1
+    assert 2 <= len(writes) <= steps, (len(writes), steps)
+    assert all(e.value is False for e in writes)  # "on" = coil released
+    state = rig.driver.state["fan"]
+    assert state.failed and state.failing_for == len(writes)
+    assert "read back True after writing False" in (state.last_error or "")
+    failed_lines = [r for r in caplog.records if "event=output_write_failed" in r.getMessage()]
+    assert len(failed_lines) == 1, [r.getMessage() for r in caplog.records]
+
+    rig.site.stick("do1.do3", None)  # repaired: the next back-off step writes it, once
+    deadline = loop.time() + backoff_delay(output, state.failing_for) + 5.0
+    while state.failed:
+        assert loop.time() < deadline, state
+        rig.driver.apply({"fan": True})
+        await asyncio.sleep(0.1)
+    assert rig.site.read_point("do1.do3") is False
+    assert sum("event=output_restored" in r.getMessage() for r in caplog.records) == 1

@@ -26,7 +26,8 @@ SITE = {
          "room": "batt", "poll_interval": "300ms"},
         {"id": "do1", "bus": "rs485", "unit": 2, "profile": "generic_relay_module",
          "room": "batt", "poll_interval": "300ms"}],
-    "outputs": [{"id": "siren", "role": "siren", "device": "do1", "point": "do1"}],
+    "outputs": [{"id": "siren", "role": "siren", "device": "do1", "point": "do1",
+                 "backoff": {"initial": "500ms"}}],
     "panel": {"enabled": False},
     "rules": {"parameters": [{"rule": "explosion.h2_alarm", "set": {"delay": 0}}]},
 }
@@ -46,7 +47,6 @@ async def test_a_dead_relay_module_raises_the_output_alarm(tmp_path: Path) -> No
     async with SimulatedSite(load_gateway_config(config)) as site:
         gateway = Gateway(load_gateway_config(site.write_config(tmp_path / "sim.yaml")),
                           state_dir=tmp_path / "state")
-        gateway.driver.failed_retry_interval = 0.5
         task = asyncio.create_task(gateway.run())
         key = AlarmKey(OUTPUT_FAILURE_RULE, "siren")
         try:

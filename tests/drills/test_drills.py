@@ -2,6 +2,10 @@
 shipped rule is fired by at least one drill on a site that binds it, and every shipped site
 has a quiet (normal-noise) drill of at least 2 h in which nothing may fire.
 
+Output supervision alarms (`actions.output_no_feedback`, `actions.output_unexpected_feedback`)
+count as rules bound to every output with a `feedback`; every pack escalation must be shown by a
+drill that expects its alarm at the escalated severity.
+
 The drills run on a manual clock, but the rule engine evaluates after every poll batch, so a
 simulated hour still costs 10-50 s of CPU. They run in worker processes (one per CPU,
 longest first); the rule packs are loaded once, before the workers are forked.
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.actions.supervision import NO_FEEDBACK_RULE, UNEXPECTED_FEEDBACK_RULE
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.drills.model import Drill, ExpectAlarm
@@ -30,6 +35,9 @@ DRILLS_DIR = REPO / "edge_rules" / "drills"
 DRILLS = sorted(DRILLS_DIR.glob("*.yaml"))
 CONFIGS = sorted((REPO / "firmware_configs").glob("*.yaml"))
 QUIET_MIN_S = 2 * 3600.0
+
+pytestmark = pytest.mark.timeout(1200)
+"""All drills run in the module fixture: minutes of CPU, more on a loaded machine."""
 
 PACKS: dict[str, RulePack] = load_rule_packs(default_rules_dir())
 """Loaded once at import: the forked workers inherit them."""
@@ -88,13 +96,24 @@ def _engine(site: Path) -> RuleEngine:
     return _ENGINES[site]
 
 
+SUPERVISION = (NO_FEEDBACK_RULE, UNEXPECTED_FEEDBACK_RULE)
+"""Output supervision alarms: bound to every output with a `feedback`."""
+
+
+def _bindings(site: Path) -> set[tuple[str, str]]:
+    supervised = {(rule, output.id) for output in load_gateway_config(site).config.outputs
+                  if output.feedback is not None for rule in SUPERVISION}
+    return set(_engine(site).bindings()) | supervised
+
+
 def test_every_rule_is_fired_by_a_drill_on_a_site_that_binds_it() -> None:
     every = {pack.full_id(rule) for pack in PACKS.values() for rule in pack.rules}
+    every |= set(SUPERVISION)
     covered: dict[str, list[str]] = {}
     unbound: list[str] = []
     for path in DRILLS:
         drill = load_drill(path)
-        bindings = set(_engine(_site_of(drill, path)).bindings())
+        bindings = _bindings(_site_of(drill, path))
         bound_rules = {rule for rule, _ in bindings}
         for item in drill.expect:
             if not isinstance(item, ExpectAlarm):
@@ -109,6 +128,15 @@ def test_every_rule_is_fired_by_a_drill_on_a_site_that_binds_it() -> None:
     missing = sorted(every - covered.keys())
     assert not missing, f"rules no drill fires: {missing}"
     assert not covered.keys() - every, f"drills expect unknown rules: {covered.keys() - every}"
+
+
+def test_every_escalation_is_shown_by_a_drill() -> None:
+    """An escalation is shown by a drill expecting its alarm at the escalated severity."""
+    shown = {(item.alarm, item.severity) for path in DRILLS for item in load_drill(path).expect
+             if isinstance(item, ExpectAlarm) and item.severity is not None}
+    missing = [f"{pack.pack}.{e.id}" for pack in PACKS.values() for e in pack.escalations
+               if (f"actions.{e.alarm}", e.severity) not in shown]
+    assert not missing, f"escalations no drill shows: {missing}"
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])

@@ -56,7 +56,8 @@ def test_every_rule_has_a_basis_a_severity_and_parameters(packs: dict[str, RuleP
 def test_unverified_thresholds_are_labelled(packs: dict[str, RulePack]) -> None:
     rise = packs["explosion"].rule("cell_temperature_rise")
     assert rise is not None and "vendor default" in rise.basis
-    assert rise.parameters == {"rate_c_per_min": 1.0, "window": 60.0, "sustain": 120.0}
+    assert rise.parameters == {"rate_c_per_min": 1.0, "window": 60.0, "sustain": 120.0,
+                               "min_span": 30.0, "confidence": 2.0}
 
 
 def test_every_rule_binds_on_some_shipped_site(packs: dict[str, RulePack],

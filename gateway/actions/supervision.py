@@ -1,0 +1,154 @@
+"""Supervised outputs: does the output really do what it is commanded? Pure, clock-injected.
+
+An output with `feedback: {device, point, expect, within}` is watched against the state the
+safety core wants it in:
+
+* commanded on, but the feedback point has not shown `expect` for `within` seconds (a fan whose
+  airflow switch stays open, a siren drawing no current) → `actions.output_no_feedback`;
+* commanded off, but the feedback shows `expect` for `within` seconds (a welded contactor, a
+  fan running on manual) → `actions.output_unexpected_feedback`.
+
+The clock of a mismatch starts at the command change (the feedback gets `within` to follow)
+or at the first sample showing it, whichever is later; only a good sample taken after the
+command counts as evidence. A feedback device that is offline or bad keeps the alarm as it
+was (the device's own alarms report that) and never raises one. Worst case, a mismatch is
+raised `within` + one poll of the feedback device after it began.
+
+Escalations (`escalations:` of a rule pack) make the alarm more severe and ask for more
+outputs while a hazard alarm is present in a room the output serves: an exhaust fan that does
+not run in a battery room while hydrogen is above warning is critical and inhibits charging.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from gateway.alarms.events import AlarmView
+from gateway.alarms.types import Evaluation, Severity
+from gateway.clock import Clock
+from gateway.config.site import Output, OutputFeedback
+from gateway.field.sample import Quality, Sample
+from gateway.rules.model import Escalation, RulePack
+
+NO_FEEDBACK_RULE = "actions.output_no_feedback"
+UNEXPECTED_FEEDBACK_RULE = "actions.output_unexpected_feedback"
+DEFAULT_SEVERITY = Severity.MAJOR
+
+
+@dataclass
+class _Watch:
+    output: Output
+    feedback: OutputFeedback
+    point: str
+    rooms: tuple[str, ...]
+    room_types: frozenset[str]
+    commanded: bool = False
+    command_ns: int = 0
+    command_t: float = 0.0
+    value: bool | None = None
+    """The latest good feedback value (None: none yet, or the latest sample was bad)."""
+    sample_ns: int = 0
+    mismatch_since: float | None = None
+    no_feedback: bool = False
+    unexpected: bool = False
+
+
+class OutputSupervisor:
+    """Watches every output that names a feedback point."""
+
+    def __init__(self, outputs: Iterable[Output], rooms: Mapping[str, Iterable[str]],
+                 room_types: Mapping[str, str], clock: Clock,
+                 escalations: Iterable[Escalation] = ()) -> None:
+        self.clock = clock
+        self.escalations = tuple(escalations)
+        self.watches: dict[str, _Watch] = {}
+        now_ns, now = clock.now_ns(), clock.monotonic()
+        for output in outputs:
+            if output.feedback is None:
+                continue
+            served = tuple(sorted(r for r in rooms.get(output.id, ()) if r))
+            self.watches[output.id] = _Watch(
+                output, output.feedback, f"{output.feedback.device}.{output.feedback.point}",
+                served, frozenset(room_types.get(r, "other") for r in served),
+                command_ns=now_ns, command_t=now)
+        self._by_point = {w.point: w for w in self.watches.values()}
+
+    @staticmethod
+    def escalations_of(packs: Iterable[RulePack]) -> list[Escalation]:
+        return [e for pack in packs for e in pack.escalations]
+
+    def ingest(self, batch: Iterable[Sample]) -> None:
+        by_point = self._by_point
+        if not by_point:
+            return
+        for sample in batch:
+            watch = by_point.get(sample.point)
+            if watch is None:
+                continue
+            if sample.quality is Quality.GOOD and isinstance(sample.value, bool):
+                watch.value, watch.sample_ns = sample.value, sample.ts
+            else:
+                watch.value = None
+
+    def evaluate(self, wanted: Mapping[str, bool], alarms: Iterable[AlarmView]
+                 ) -> list[Evaluation]:
+        """Two evaluations per supervised output (no feedback, unexpected feedback)."""
+        if not self.watches:
+            return []
+        now, now_ns = self.clock.monotonic(), self.clock.now_ns()
+        present = [(v.key.rule, v.room) for v in alarms if v.condition]
+        out: list[Evaluation] = []
+        for output_id, watch in self.watches.items():
+            self._step(watch, bool(wanted.get(output_id, False)), now, now_ns)
+            room = watch.rooms[0] if watch.rooms else None
+            for rule, active, what in (
+                    (NO_FEEDBACK_RULE, watch.no_feedback, "commanded on but no feedback"),
+                    (UNEXPECTED_FEEDBACK_RULE, watch.unexpected, "feedback without command")):
+                escalation = self._escalation(rule, watch, present)
+                title = f"Output {output_id} ({watch.output.role}): {what} from {watch.point}"
+                severity: Severity = DEFAULT_SEVERITY
+                actions: tuple[str, ...] = ("alarm_panel",)
+                if escalation is not None:
+                    title = f"{escalation.title} ({output_id})"
+                    severity, actions = escalation.severity, escalation.actions
+                out.append(Evaluation(rule=rule, subject=output_id, active=active,
+                                      value=watch.value, severity=severity,
+                                      ts=watch.sample_ns or now_ns, title=title, room=room,
+                                      actions=actions))
+        return out
+
+    def _step(self, watch: _Watch, commanded: bool, now: float, now_ns: int) -> None:
+        if commanded != watch.commanded:
+            watch.commanded, watch.command_ns, watch.command_t = commanded, now_ns, now
+            watch.mismatch_since = None
+            watch.no_feedback = watch.unexpected = False
+        if watch.value is None or watch.sample_ns < watch.command_ns:
+            return  # no evidence since the command: keep what we have
+        running = watch.value == watch.feedback.expect
+        if running == commanded:
+            watch.mismatch_since = None
+            watch.no_feedback = watch.unexpected = False
+            return
+        if watch.mismatch_since is None:
+            seen_at = now - max(0, now_ns - watch.sample_ns) * 1e-9
+            watch.mismatch_since = max(watch.command_t, seen_at)
+        late = now - watch.mismatch_since >= watch.feedback.within
+        watch.no_feedback = late and commanded
+        watch.unexpected = late and not commanded
+
+    def _escalation(self, rule: str, watch: _Watch, present: list[tuple[str, str | None]]
+                    ) -> Escalation | None:
+        short = rule.removeprefix("actions.")
+        for escalation in self.escalations:
+            if escalation.alarm != short or watch.output.role not in escalation.roles:
+                continue
+            if escalation.room_type is not None and \
+                    not watch.room_types & set(escalation.room_type):
+                continue
+            if any(room in watch.rooms and any(fnmatch.fnmatchcase(rule_id, pattern)
+                                               for pattern in escalation.while_active)
+                   for rule_id, room in present):
+                return escalation
+        return None

@@ -1,0 +1,233 @@
+"""docs/rules.md, generated from the rule packs: every rule's id, title, severity, selection,
+parameters with their defaults (and per battery chemistry), basis, minimum detection time and
+actions; the output supervision alarms and the packs' escalations; the output roles.
+
+    python -m gateway.rules.doc > docs/rules.md          # regenerate
+    python -m gateway.rules.doc --check docs/rules.md    # exit 1 if it is out of date
+
+tests/rules/test_rules_doc.py runs the check, so the reference cannot drift from the packs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from gateway.actions.supervision import NO_FEEDBACK_RULE, UNEXPECTED_FEEDBACK_RULE
+from gateway.config.site import OutputRole
+from gateway.rules import model as m
+from gateway.rules.conditions import DEFAULT_MIN_SPAN
+from gateway.rules.config import default_rules_dir, load_rule_packs
+from gateway.rules.section import ParamValue
+
+ROLE_NOTES = {
+    "siren": "sounds while a demanding alarm is active and unacknowledged (acknowledge "
+             "silences it)",
+    "strobe": "flashes while a demanding alarm's condition is active",
+    "exhaust_fan": "runs while a demanding alarm's condition is active (H2, off-gas, "
+                   "detector failure, cell temperature rise); supervise it with `feedback:`",
+    "alarm_panel": "a common-alarm relay to an attended location (fire panel, BMS input)",
+    "hvac_stop": "stops air handling (e.g. recirculation while purging gas)",
+    "charge_inhibit": "opens the charger's / PCS's charge-enable contact: asked by cell "
+                      "over-voltage and over-temperature, block above ambient, off-gas, "
+                      "cell temperature rise and the fan-failure escalation",
+    "other": "any other relay; no shipped rule asks for it",
+}
+
+
+def _fmt(value: ParamValue) -> str:
+    if value is None:
+        return "— (set per site)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}"
+
+
+def _seconds(value: float) -> str:
+    if value >= 3600 and value % 3600 == 0:
+        return f"{value / 3600:g} h"
+    if value >= 60 and value % 60 == 0:
+        return f"{value / 60:g} min"
+    return f"{value:g} s"
+
+
+class _Params:
+    def __init__(self, values: Mapping[str, ParamValue]) -> None:
+        self.values = values
+
+    def num(self, value: float | str | None) -> float | None:
+        if isinstance(value, str):
+            resolved = self.values.get(value[1:])
+            return None if resolved is None or isinstance(resolved, bool) else float(resolved)
+        return value
+
+
+def detection_time(condition: m.Condition, params: _Params) -> float | None:
+    """The shortest time from a hazard's start to the condition becoming active, on samples
+    that arrive continuously (add one poll interval of the point): delays, the rate's minimum
+    span, stale/flatline/invalid durations. None when a parameter has no default."""
+    if isinstance(condition, m.All | m.AtLeast):
+        children = condition.all if isinstance(condition, m.All) else (
+            condition.at_least.of or ((condition.at_least.each,)
+                                      if condition.at_least.each else ()))
+        times = [detection_time(c, params) for c in children]
+        return None if any(t is None for t in times) else max(t or 0.0 for t in times)
+    if isinstance(condition, m.AnyOf):
+        known = [t for t in (detection_time(c, params) for c in condition.any) if t is not None]
+        return min(known) if known else None
+    if isinstance(condition, m.Stale):
+        return params.num(condition.stale)
+    if isinstance(condition, m.Flatline):
+        return params.num(condition.flatline.window)
+    if isinstance(condition, m.Invalid):
+        return params.num(condition.invalid_for)
+    delay = params.num(condition.on_delay)
+    if delay is None:
+        return None
+    signal = condition.signal
+    if isinstance(signal, m.RateSignal):
+        window = params.num(signal.rate.window)
+        span = params.num(signal.rate.min_span) if signal.rate.min_span is not None else (
+            None if window is None else DEFAULT_MIN_SPAN * window)
+        return None if span is None else delay + span
+    return delay
+
+
+def _selection(rule: m.Rule) -> str:
+    select = rule.select
+    parts = []
+    if select.quantity:
+        parts.append("quantity " + ", ".join(f"`{q}`" for q in select.quantity))
+    else:
+        parts.append("every point with a quantity")
+    if select.exclude_quantity:
+        parts.append("except " + ", ".join(f"`{q}`" for q in select.exclude_quantity))
+    if select.room_type:
+        parts.append("in rooms of type " + ", ".join(select.room_type))
+    if select.room:
+        parts.append("in rooms " + ", ".join(select.room))
+    if select.profile:
+        parts.append("profile " + ", ".join(select.profile))
+    if select.device_has:
+        parts.append("on devices that have " + ", ".join(f"`{q}`" for q in select.device_has))
+    if select.min_members > 1:
+        parts.append(f"at least {select.min_members} points per {rule.subject}")
+    return "; ".join(parts) + f" — one alarm per {rule.subject}"
+
+
+def _rule(pack: m.RulePack, rule: m.Rule) -> list[str]:
+    params = _Params(rule.parameters)
+    detect = detection_time(rule.condition, params)
+    lines = [f"### `{pack.full_id(rule)}` — {rule.title}", "",
+             f"- **Severity:** {rule.severity}" + (" (latching)" if rule.latching else ""),
+             f"- **Selects:** {_selection(rule)}",
+             "- **Parameters** (durations in s): " + (", ".join(f"`{k}` = {_fmt(v)}"
+                                               for k, v in rule.parameters.items()) or "none")]
+    for chemistry, defaults in rule.chemistry.items():
+        values = ", ".join(f"`{k}` = {_fmt(v)}" for k, v in defaults.set.items())
+        lines.append(f"  - `chemistry: {chemistry}`: {values} — {defaults.basis}")
+    lines.append(f"- **Basis:** {' '.join(rule.basis.split())}")
+    lines.append("- **Minimum detection time:** " + (
+        f"{_seconds(detect)} + one poll of the point" if detect is not None
+        else "needs its parameters set per site"))
+    lines.append("- **Actions:** " + (", ".join(f"`{a}`" for a in rule.actions) or "none"))
+    lines.append("")
+    return lines
+
+
+def _escalation(pack: m.RulePack, escalation: m.Escalation) -> list[str]:
+    return [f"### `{pack.pack}.{escalation.id}` — {escalation.title}", "",
+            f"- **Escalates:** `actions.{escalation.alarm}` of outputs with role "
+            + ", ".join(f"`{r}`" for r in escalation.roles)
+            + (" serving rooms of type " + ", ".join(escalation.room_type)
+               if escalation.room_type else ""),
+            "- **While:** an alarm of " + ", ".join(f"`{p}`" for p in escalation.while_active)
+            + " has its condition present in a room the output serves",
+            f"- **Severity:** {escalation.severity}",
+            f"- **Basis:** {' '.join(escalation.basis.split())}",
+            "- **Actions:** " + (", ".join(f"`{a}`" for a in escalation.actions) or "none"),
+            ""]
+
+
+HEADER = """# Rule reference
+
+Generated from the rule packs in `edge_rules/` by `python -m gateway.rules.doc > docs/rules.md`
+(a test fails when this page and the packs disagree). Every threshold is a parameter: override
+it per site, room type, room or device in the gateway config's `rules: parameters:` (the most
+specific wins: device > room > room type > site > chemistry default > default).
+
+**Battery chemistry.** A room or a device may declare `chemistry: vrla | vla | lfp | nmc`
+(a device's wins over its room's). Rules with per-chemistry defaults list them below with their
+basis; a site override still wins. `nmc` has no values of its own in the packs yet (the domain
+reference gives none): such rules keep their generic defaults.
+
+**Minimum detection time** is the shortest time from a hazard's start to its alarm on samples
+that arrive continuously: the on-delay, for rate rules the minimum span of good samples before
+a slope is judged (`min_span`, default a quarter of the window), for stale/flatline/invalid
+rules their duration. Add one poll interval of the point. A rate rule judges its slope as soon
+as that span is in its window — after a start, an apply or a gap in the data too — and reports
+the fitted slope less `confidence` standard errors (noise guard), so a short or noisy span
+reads low rather than false. The price of judging early: a sudden step (a sensor swapped, a
+set point jumped by 1 °C) within the first minutes of a window reads as a steep rate; in a
+filled window the same step reads as a slow one.
+"""
+
+
+def render(packs: Iterable[m.RulePack]) -> str:
+    packs = sorted(packs, key=lambda p: p.pack)
+    lines = [HEADER]
+    count = sum(len(p.rules) for p in packs)
+    lines.append(f"{count} rules in {len(packs)} packs: "
+                 + ", ".join(f"[{p.pack}](#{p.pack}) ({len(p.rules)})" for p in packs) + ".\n")
+    for pack in packs:
+        lines += [f"## {pack.pack}", "", pack.title + ".", ""]
+        for rule in pack.rules:
+            lines += _rule(pack, rule)
+    lines += ["## Output supervision", "",
+              "An output with `feedback: {device, point, expect, within}` (README, *Local alarm "
+              "outputs*) is watched against what the gateway commands "
+              "(`gateway/actions/supervision.py`):", "",
+              f"- `{NO_FEEDBACK_RULE}` (major): commanded on, but the feedback point has not "
+              "shown `expect` for `within` — a fan whose airflow switch stays open, a siren "
+              "drawing no current. Minimum detection time: `within` + one poll of the feedback "
+              "point.",
+              f"- `{UNEXPECTED_FEEDBACK_RULE}` (major): commanded off, but the feedback shows "
+              "`expect` for `within` — a welded contactor, a fan on manual.",
+              "- `actions.output_failure` (major): a write to the output's coil failed "
+              "(no reply, or it reads back wrong); retried on the output's `backoff`.", "",
+              "Both supervision alarms are made more severe by the packs' escalations:", ""]
+    for pack in packs:
+        for escalation in pack.escalations:
+            lines += _escalation(pack, escalation)
+    lines += ["## Output roles", "",
+              "Rules name output *roles*; a site maps each to a relay coil (`outputs:`).", "",
+              "| role | what it does |", "|---|---|"]
+    for role in typing.get_args(OutputRole):
+        lines.append(f"| `{role}` | {ROLE_NOTES[role]} |")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.rules.doc",
+                                     description="Write docs/rules.md from the rule packs.")
+    parser.add_argument("--rules-dir", type=Path, default=None)
+    parser.add_argument("--check", type=Path, metavar="FILE",
+                        help="compare FILE with what would be generated; exit 1 if it differs")
+    args = parser.parse_args(argv)
+    text = render(load_rule_packs(args.rules_dir or default_rules_dir()).values())
+    if args.check is not None:
+        current = args.check.read_text(encoding="utf-8") if args.check.is_file() else ""
+        if current != text:
+            print(f"{args.check} is out of date: run python -m gateway.rules.doc > "
+                  f"{args.check}", file=sys.stderr)
+            return 1
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
