@@ -51,8 +51,10 @@ from tests.apply.test_service_process import NotifySocket
 from tests.bench.common import REPO, emit_json, simulator
 from tests.bench.services import mosquitto, stop_process, wait_until
 
-QUANTITIES = [("temperature", "°C"), ("relative_humidity", "%"), ("phase_voltage", "V"),
-              ("phase_current", "A")]
+QUANTITIES = [("temperature", "°C"), ("phase_voltage", "V"), ("phase_current", "A")]
+HUMIDITY = ("relative_humidity", "%")
+"""One humidity point per device (register 0): rules pair each humidity with every
+temperature of its device for the dew point, and no real device has dozens of each."""
 ROOM_TYPES = ["data_center", "equipment", "battery", "distribution", "ups"]
 WATCHDOG_USEC = 30_000_000
 """As systemd/roomwarden.service (WatchdogSec=30s)."""
@@ -60,14 +62,16 @@ WATCHDOG_USEC = 30_000_000
 
 def holding_profile(points: int) -> dict[str, Any]:
     """`points` int16 holding registers at 0..points-1 (×0.01: the simulator's noise of 1/40
-    of a quantity's normal band moves every register at every second's draw), quantities in
-    turn."""
+    of a quantity's normal band moves every register at every second's draw): a humidity
+    (with more than one point), then temperature, phase voltage and current in turn."""
+    kinds = [HUMIDITY] * (points > 1) + [QUANTITIES[i % len(QUANTITIES)]
+                                        for i in range(points - (points > 1))]
     return {
         "kind": "modbus", "id": f"bench_hr{points}", "manufacturer": "bench",
         "model": f"{points} holding registers", "generic": True,
         "points": [{"name": f"r{i}", "register": "holding", "address": i, "type": "int16",
-                    "scale": 0.01, "quantity": QUANTITIES[i % len(QUANTITIES)][0],
-                    "unit": QUANTITIES[i % len(QUANTITIES)][1]} for i in range(points)],
+                    "scale": 0.01, "quantity": quantity, "unit": unit}
+                   for i, (quantity, unit) in enumerate(kinds)],
     }
 
 
