@@ -97,6 +97,16 @@ def write_config(site: SimulatedSite, tmp: Path, broker: Broker | None) -> tuple
     return factory, port
 
 
+def watched(site: SimulatedSite, tmp: Path, broker: Broker,
+            subscribers: list[Subscriber]) -> tuple[Path, Observer]:
+    """The site's gateway config for the scene (written to `tmp`) and an observer of it that
+    also subscribes to everything on `broker`."""
+    factory, port = write_config(site, tmp, broker)
+    subscriber = Subscriber(broker.port, "#")
+    subscribers.append(subscriber)
+    return factory, Observer(site, port, subscriber)
+
+
 def raise_hazards(site: SimulatedSite) -> None:
     site.set_signal("h2-batt-01.h2", Constant(value=30.0))
     site.set_signal("th-tx-a03.temperature", Ramp(start=16.0, end=28.0, duration=360.0))

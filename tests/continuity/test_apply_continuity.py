@@ -35,7 +35,7 @@ from tests.continuity.conftest import (
     raise_hazards,
     settle,
     simulated,
-    write_config,
+    watched,
 )
 from tests.fixtures.services import Broker, Subscriber
 
@@ -57,10 +57,7 @@ class Scene:
 async def scene(tmp_path: Path, broker: Broker,
                 subscribers: list[Subscriber]) -> AsyncIterator[Scene]:
     async with simulated(tmp_path) as site:
-        factory, port = write_config(site, tmp_path, broker)
-        subscriber = Subscriber(broker.port, "#")
-        subscribers.append(subscriber)
-        observer = Observer(site, port, subscriber)
+        factory, observer = watched(site, tmp_path, broker, subscribers)
         control = tmp_path / "control.sock"
         service = Service(factory, state_dir=tmp_path / "state", control_path=control)
         task = asyncio.create_task(service.run())
@@ -88,7 +85,8 @@ async def change_and_watch(scene: Scene, text: str) -> tuple[dict[str, Any], int
 def assert_unbroken(scene: Scene, seq: int, began: float,
                     allowed_rules: tuple[str, ...] = ()) -> None:
     seconds = scene.observer.polls[-1].at - began
-    check_held(scene.observer, scene.expected, min_answers=int(seconds / 0.1 * 0.5))
+    # polled every 100 ms; a loaded machine answers fewer (the poller shares the loop)
+    check_held(scene.observer, scene.expected, min_answers=int(seconds / 0.1 * 0.25))
     assert scene.observer.writes == [], "a coil was written that no alarm state changed"
     events = [e for e in journal_events(scene.journal, seq) if e[2] not in allowed_rules]
     assert events == [], events

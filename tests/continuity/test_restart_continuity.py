@@ -13,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.apply.test_service_process import GatewayProcess
+from tests.apply.test_service_process import GatewayProcess, processes
 from tests.continuity.conftest import (
     THRESHOLD,
     Observer,
@@ -29,20 +26,14 @@ from tests.continuity.conftest import (
     settle,
     simulated,
     until,
-    write_config,
+    watched,
 )
 from tests.fixtures.services import Broker, Subscriber
 
+__all__ = ["processes"]  # the fixture, shared with tests/apply
+
 WATCH_AFTER_START = 5.0
 """Seconds of answers from the restarted process that are watched (data flowing again)."""
-
-
-@pytest.fixture
-def processes() -> Iterator[list[GatewayProcess]]:
-    started: list[GatewayProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 async def restart(gw: GatewayProcess, observer: Observer, sig: signal.Signals) -> None:
@@ -64,10 +55,7 @@ async def test_alarms_stay_raised_through_a_sigterm_and_a_crash_restart(
         tmp_path: Path, broker: Broker, subscribers: list[Subscriber],
         processes: list[GatewayProcess]) -> None:
     async with simulated(tmp_path) as site:
-        factory, port = write_config(site, tmp_path, broker)
-        subscriber = Subscriber(broker.port, "#")
-        subscribers.append(subscriber)
-        observer = Observer(site, port, subscriber)
+        factory, observer = watched(site, tmp_path, broker, subscribers)
         state = tmp_path / "state"
         journal = state / "alarms.sqlite"
         gw = GatewayProcess(factory, state, tmp_path / "control.sock")
@@ -83,8 +71,8 @@ async def test_alarms_stay_raised_through_a_sigterm_and_a_crash_restart(
                 await restart(gw, observer, sig)
             finally:
                 await observer.stop()
-            answered = check_held(observer, expected, min_answers=int(WATCH_AFTER_START / 0.1
-                                                                       * 0.5))
+            answered = check_held(observer, expected,
+                                  min_answers=int(WATCH_AFTER_START / 0.1 * 0.25))
             assert any(p.alarms is None for p in observer.polls), "the panel never went away"
             assert journal_events(journal, seq) == [], sig
             assert observer.alarm_events_published(began, seq) == [], sig
