@@ -4,6 +4,7 @@ bounds, and hypothesis-made payloads that never make it raise."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -274,3 +275,10 @@ def test_any_payload_gets_an_answer_or_a_count_never_an_exception(
         assert d.result.ok or d.result.code in r.CODES
     # nothing unsigned is ever carried out: hypothesis cannot sign with a trusted key
     assert bench.recorder.done == []
+
+
+def test_the_contract_document_lists_exactly_the_refusal_codes() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "mqtt-contract.md").read_text()
+    table = doc.split("| code | refused because |")[1].split("\n\n")[0]
+    listed = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE)
+    assert listed == list(r.CODES)  # the same codes, in the same order
