@@ -54,6 +54,12 @@ UNSIGNED_ACTOR = "unsigned-remote"
 UNSIGNED_KEY = "unsigned"
 """The replay memory's key for unsigned commands."""
 
+LOG_BUDGET = 30
+LOG_WINDOW_S = 60.0
+"""At most LOG_BUDGET refusal and bad-payload lines per LOG_WINDOW_S: a flood of junk on `cmd`
+is counted (UplinkStatus), not logged line by line; the next line logged says how many were
+left out (`suppressed=N`)."""
+
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 Outcome = Literal["applied", "refused", "duplicate", "bad"]
@@ -89,6 +95,9 @@ class CommandInbox:
         self.memory = memory
         self._topic = (Topic(site, gateway, Channel.CMD) if root is None
                        else Topic(site, gateway, Channel.CMD, root))
+        self._window_start = clock.monotonic()
+        self._logged = 0
+        self._suppressed = 0
 
     def receive(self, payload: bytes, retained: bool) -> Delivery:
         """Decode, verify and carry out one payload; never raises."""
@@ -100,14 +109,15 @@ class CommandInbox:
 
     def _receive(self, payload: bytes, retained: bool) -> Delivery:
         if len(payload) > MAX_COMMAND_BYTES:
-            log.error("event=command_bad code=%s bytes=%d", r.OVERSIZED, len(payload))
+            self._say(logging.ERROR, "event=command_bad code=%s bytes=%d", r.OVERSIZED,
+                      len(payload))
             return Delivery("bad", None)
         try:
             cmd: Message = decode(self._topic, payload)
         except ContractError as exc:
             cid = recover_id(payload)
-            log.error("event=command_bad code=%s id=%s bytes=%d error=%r", r.MALFORMED,
-                      cid or "-", len(payload), str(exc))
+            self._say(logging.ERROR, "event=command_bad code=%s id=%s bytes=%d error=%r",
+                      r.MALFORMED, cid or "-", len(payload), str(exc))
             return Delivery("bad", None if cid is None else self._answer(
                 cid, r.Refused(r.MALFORMED, f"bad command: {exc}")))
         if not isinstance(cmd, COMMAND_TYPES):  # decode() on `cmd` gives commands only
@@ -209,10 +219,25 @@ class CommandInbox:
 
     def _refused(self, cid: str, action: str, key_id: str | None, refusal: r.Refused,
                  actor: str | None = None) -> Delivery:
-        log.warning("event=command_refused id=%s action=%s key=%s code=%s reason=%r", cid,
-                    action, key_id or "-", refusal.code, refusal.message)
+        self._say(logging.WARNING,
+                  "event=command_refused id=%s action=%s key=%s code=%s reason=%r", cid,
+                  action, key_id or "-", refusal.code, refusal.message)
         outcome: Outcome = "duplicate" if refusal.code == r.REPLAYED else "refused"
         return Delivery(outcome, self._answer(cid, refusal, actor=actor))
+
+    def _say(self, level: int, text: str, *args: object) -> None:
+        """Log within the budget (see LOG_BUDGET)."""
+        now = self.clock.monotonic()
+        if now - self._window_start >= LOG_WINDOW_S:
+            self._window_start, self._logged = now, 0
+        if self._logged >= LOG_BUDGET:
+            self._suppressed += 1
+            return
+        self._logged += 1
+        if self._suppressed:
+            text, args = text + " suppressed=%d", (*args, self._suppressed)
+            self._suppressed = 0
+        log.log(level, text, *args)
 
     def _answer(self, cid: str, refusal: r.Refused | None, *, actor: str | None = None,
                 changed: int | None = None) -> CommandResult:

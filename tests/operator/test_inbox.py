@@ -282,3 +282,16 @@ def test_the_contract_document_lists_exactly_the_refusal_codes() -> None:
     table = doc.split("| code | refused because |")[1].split("\n\n")[0]
     listed = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE)
     assert listed == list(r.CODES)  # the same codes, in the same order
+
+
+def test_a_flood_of_junk_is_counted_not_logged_line_by_line(
+        bench: Bench, caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.operator.inbox import LOG_BUDGET, LOG_WINDOW_S
+
+    caplog.set_level("INFO", logger="roomwarden.operator")
+    for i in range(500):
+        assert bench.send(f'{{"v": 1, "id": "junk-{i}"}}'.encode()).outcome == "bad"
+    assert len(caplog.records) == LOG_BUDGET
+    bench.clock.advance(LOG_WINDOW_S)
+    bench.send(b"junk")
+    assert caplog.records[-1].getMessage().endswith(f"suppressed={500 - LOG_BUDGET}")
