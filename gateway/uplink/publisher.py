@@ -9,7 +9,8 @@ The parts, one job each:
   delivered;
 - `Session` (gateway.uplink.session): one MQTT connection per attempt, reconnected here with
   `Backoff` (bounded exponential with jitter, forever);
-- `DeliveryTracker` (gateway.uplink.delivery): PUBACK → in flight or delivered, the ingest's
+- `DeliveryTracker` (gateway.uplink.delivery, pure) and `Redelivery`
+  (gateway.uplink.redelivery, its loop side): PUBACK → in flight or delivered, the ingest's
   `ack` watermark → covered, holes and timeouts → published again;
 - `StatePublisher` (gateway.uplink.state): GatewayState, point catalog, active alarms;
 - the command inbox (gateway.operator.inbox) for `cmd`.
@@ -57,19 +58,18 @@ from gateway.uplink.contract import (
     CommandResult,
     ConfigStatus,
     ContractError,
-    DeliveryAck,
     DeliveryInfo,
     GatewayState,
     MessageKind,
     PointCatalog,
     PointMeta,
     Topic,
-    decode,
     encode,
 )
 from gateway.uplink.delivery import DeliveryTracker, Sent
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
 from gateway.uplink.outbox import Outbox
+from gateway.uplink.redelivery import Redelivery
 from gateway.uplink.replay import ReplayPacer
 from gateway.uplink.session import Handlers, Session, client_options
 from gateway.uplink.settings import UplinkSettings
@@ -82,8 +82,6 @@ log = logging.getLogger("roomwarden.uplink")
 
 CLOSE_TIMEOUT = 3.0
 """How long `close()` waits for the offline state's PUBACK."""
-RESEND_SPACING = 0.5
-"""The ack-timeout timer fires at most this often (what falls due meanwhile goes together)."""
 
 
 class Uplink:
@@ -135,11 +133,13 @@ class Uplink:
             send=self._send_item, devices=devices, on_reject=self._reject,
             outbox=lambda: (self.committer.status, self.committer.dropped),
             delivery=self._delivery_info)
+        self.redelivery = Redelivery(self.delivery, self.committer, clock, stream=self._stream,
+                                     ack_topic=self._topics[Channel.ACK], root=settings.root,
+                                     tell_floor=self.state.queue_state)
         self._session: Session | None = None
         self._epoch = 0
         self._inflight: dict[int, Sent] = {}
         """paho mid → what it carries, for the current session."""
-        self._resend_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -147,7 +147,6 @@ class Uplink:
         self._rejected = 0
         self._connects = 0
         self._last_error: str | None = None
-        self._floor_told = float("-inf")
         self._on_config_set = on_config_set
         self._inbox = inbox or CommandInbox(site, gateway_id, clock, root=settings.root)
         self._counts = dict.fromkeys(("received", "bad", "duplicate", "refused", "config"), 0)
@@ -233,7 +232,7 @@ class Uplink:
             elif topic == self._topics[Channel.CONFIG_SET]:
                 self._on_config(payload)
             elif topic == self._topics[Channel.ACK]:
-                self._on_ack(payload)
+                self.redelivery.on_ack(payload)
             else:
                 log.warning("event=uplink_unexpected_message topic=%r", topic[:200])
         except Exception:
@@ -274,50 +273,6 @@ class Uplink:
                              f"this gateway is {self.site}/{self.gateway_id}")
         self._send(payload)
 
-    # ------------------------------------------------------------------ delivery (loop)
-
-    def _on_ack(self, payload: bytes) -> None:
-        """The ingest's watermark: covered entries leave, holes are published again, and a
-        watermark stuck below what this gateway still holds makes it tell its floor."""
-        try:
-            ack = decode(self._topics[Channel.ACK], payload, root=self.settings.root)
-        except ContractError as exc:
-            log.warning("event=uplink_bad_ack bytes=%d error=%r", len(payload), str(exc))
-            return
-        if not isinstance(ack, DeliveryAck) or ack.stream != self._stream:
-            return  # another stream: an outbox this gateway had before (wiped)
-        resend = self.delivery.on_ack(ack.upto, ack.highest)
-        self.committer.cover(self.delivery.covered)
-        self._resend(resend)
-        floor = self.committer.floor
-        now = self.clock.monotonic()
-        if floor is not None and ack.upto < floor - 1 and not self.delivery.awaiting \
-                and now - self._floor_told >= self.settings.ack_timeout:
-            self._floor_told = now  # numbers below the floor were dropped: say so
-            self.state.queue_state()
-
-    def _resend(self, ids: list[int]) -> None:
-        if ids:
-            log.info("event=uplink_resend count=%d covered=%d", len(ids), self.delivery.covered)
-            self.committer.resend(ids)
-        self._arm_resend()
-
-    def _arm_resend(self) -> None:
-        """One timer, at the earliest ack timeout (none while nothing awaits the ingest)."""
-        due = self.delivery.next_due()
-        if self._resend_timer is not None:
-            if due is not None and self._resend_timer.when() <= due + 0.05:
-                return
-            self._resend_timer.cancel()
-            self._resend_timer = None
-        if due is not None and self._loop is not None:  # deadlines ≤ 0.5 s apart: one wake-up
-            delay = max(RESEND_SPACING, due - self.clock.monotonic())
-            self._resend_timer = self._loop.call_later(delay, self._on_resend_due)
-
-    def _on_resend_due(self) -> None:
-        self._resend_timer = None
-        self._resend(self.delivery.due())
-
     # ------------------------------------------------------------------ the pump (loop)
 
     def _on_window(self, window: Window) -> None:
@@ -342,10 +297,7 @@ class Uplink:
         else:
             self._published += 1
             self._latency.observe(max(0.0, (self.clock.now_ns() - sent.produced) / 1e9))
-            if self.delivery.on_puback(sent, reason):
-                self.committer.ack([sent.outbox_id])
-            else:
-                self._arm_resend()
+            self.redelivery.on_puback(sent, reason)
         self.committer.want(self.settings.max_inflight - len(self._inflight))
 
     # ------------------------------------------------------------------ connection (loop)
@@ -357,6 +309,7 @@ class Uplink:
         self._loop = asyncio.get_running_loop()
         self.committer.start(self._loop, self._on_window)
         self.state.start(self._loop)
+        self.redelivery.start(self._loop)
         backoff = Backoff(self.settings.reconnect_min, self.settings.reconnect_max)
         try:
             while not self._closed:
@@ -377,8 +330,7 @@ class Uplink:
                 await asyncio.sleep(wait)
         finally:
             self.state.stop()
-            if self._resend_timer is not None:
-                self._resend_timer.cancel()
+            self.redelivery.stop()
             session, self._session = self._session, None
             if session is not None:
                 session.drop()
@@ -404,8 +356,7 @@ class Uplink:
             log.info("event=uplink_connected broker=%s port=%d client_id=%s delivery=%s",
                      s.broker, s.port, self.client_id, s.delivery)
             self._inflight = {}
-            self.delivery.new_session()
-            self._arm_resend()
+            self.redelivery.new_session()
             self._epoch = self.committer.start_session(self.state.births(self.state.state()))
             self.committer.want(s.max_inflight)
             await session.lost.wait()

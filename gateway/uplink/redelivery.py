@@ -1,0 +1,97 @@
+"""Re-delivery on the event loop: the ingest's acknowledgements in (covered entries leave the
+outbox), and what they do not cover out again — at once for a hole, after the ack timeout
+otherwise — with one timer at the earliest deadline (gateway.uplink.delivery decides, this
+module acts). A watermark stuck below the lowest number this gateway still holds (its floor:
+the numbers below were dropped to stay within the disk budget) makes it publish its state,
+which carries the floor, so the ingest can move on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from gateway.clock import Clock
+from gateway.uplink.committer import Committer
+from gateway.uplink.contract import ContractError, DeliveryAck, decode
+from gateway.uplink.delivery import DeliveryTracker, Sent
+
+log = logging.getLogger("roomwarden.uplink")
+
+RESEND_SPACING = 0.5
+"""The ack-timeout timer fires at most this often (what falls due meanwhile goes together)."""
+
+
+class Redelivery:
+    def __init__(self, tracker: DeliveryTracker, committer: Committer, clock: Clock, *,
+                 stream: int, ack_topic: str, root: str, tell_floor: Callable[[], None]) -> None:
+        self.tracker = tracker
+        self.committer = committer
+        self.clock = clock
+        self.stream = stream
+        self.ack_topic = ack_topic
+        self.root = root
+        self._tell_floor = tell_floor
+        self._floor_told = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+
+    def new_session(self) -> None:
+        """Everything the outbox holds is handed out again: nothing awaits any more."""
+        self.tracker.new_session()
+        self._arm()
+
+    def on_puback(self, sent: Sent, reason: int) -> None:
+        """A successful PUBACK: the entry leaves now, or waits for the watermark."""
+        if self.tracker.on_puback(sent, reason):
+            self.committer.ack([sent.outbox_id])
+        else:
+            self._arm()
+
+    def on_ack(self, payload: bytes) -> None:
+        """A DeliveryAck on this gateway's `ack` topic."""
+        try:
+            ack = decode(self.ack_topic, payload, root=self.root)
+        except ContractError as exc:
+            log.warning("event=uplink_bad_ack bytes=%d error=%r", len(payload), str(exc))
+            return
+        if not isinstance(ack, DeliveryAck) or ack.stream != self.stream:
+            return  # another stream: an outbox this gateway had before (wiped)
+        self._resend(self.tracker.on_ack(ack.upto, ack.highest))
+        self.committer.cover(self.tracker.covered)
+        floor = self.committer.floor
+        now = self.clock.monotonic()
+        if floor is not None and ack.upto < floor - 1 \
+                and now - self._floor_told >= self.tracker.ack_timeout:
+            self._floor_told = now
+            self._tell_floor()
+
+    def _resend(self, ids: list[int]) -> None:
+        if ids:
+            log.info("event=uplink_resend count=%d covered=%d", len(ids), self.tracker.covered)
+            self.committer.resend(ids)
+        self._arm()
+
+    def _arm(self) -> None:
+        """One timer, at the earliest ack timeout (none while nothing awaits)."""
+        due = self.tracker.next_due()
+        if self._timer is not None:
+            if due is not None and self._timer.when() <= due + 0.05:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if due is not None and self._loop is not None:  # deadlines ≤ 0.5 s apart: one wake-up
+            delay = max(RESEND_SPACING, due - self.clock.monotonic())
+            self._timer = self._loop.call_later(delay, self._on_due)
+
+    def _on_due(self) -> None:
+        self._timer = None
+        self._resend(self.tracker.due())
