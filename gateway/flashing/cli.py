@@ -95,8 +95,11 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
         return 1
     print(f"private key {private} (keep it secret; mode 0600)")
     print(f"public key  {public}, key id {key_id(trusted)}")
-    print("trust it on a gateway: add this line to the config's flashing.trusted_keys:")
+    print("trust it on a gateway: to flash configs, add this line to the config's "
+          "flashing.trusted_keys:")
     print(f"  - \"{trusted.line()}\"")
+    print("and/or, for remote commands (roomwarden ack|shelve|…), to operators.keys:")
+    print(f"  - {{key: \"{trusted.line()}\", may: [acknowledge]}}")
     return 0
 
 
