@@ -1,0 +1,67 @@
+"""The ingest's acknowledgement watermarks (gateway.ingest.watermark): contiguous per gateway
+and outbox stream, holes wait, a gateway's floor skips what it dropped, durable across a
+restart, and shared by two instances on one file."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.ingest.watermark import AckStore, Watermark
+
+G = ("site-1", "gw-1")
+
+
+def done(stream: int, *seqs: int) -> list[tuple[str, str, int, int]]:
+    return [(*G, stream, s) for s in seqs]
+
+
+def test_the_watermark_is_the_highest_contiguous_number_done(tmp_path: Path) -> None:
+    store = AckStore(tmp_path / "acks.sqlite")
+    assert store.record(done(7, 1, 2, 3), [], 1) == [Watermark(*G, 7, 3, 3)]
+    assert store.record(done(7, 5, 6), [], 2) == [Watermark(*G, 7, 3, 6)]  # 4 is a hole
+    assert store.record(done(7, 2), [], 3) == []  # a duplicate moves nothing
+    assert store.record(done(7, 4), [], 4) == [Watermark(*G, 7, 6, 6)]  # the hole closes
+    assert store.record(done(9, 1), [], 5) == [Watermark(*G, 9, 1, 1)]  # a new stream
+    assert store.latest() == [Watermark(*G, 9, 1, 1)]  # the stream heard from last
+    store.close()
+    again = AckStore(tmp_path / "acks.sqlite")  # durable
+    assert again.record(done(7, 7), [], 6) == [Watermark(*G, 7, 7, 7)]
+    again.close()
+
+
+def test_a_gateway_floor_skips_what_its_budget_dropped(tmp_path: Path) -> None:
+    store = AckStore(tmp_path / "acks.sqlite")
+    store.record(done(7, 1, 2, 10, 11), [], 1)  # 3..9 were dropped by the gateway's outbox
+    assert store.record([], [(*G, 7, 10)], 2) == [Watermark(*G, 7, 11, 11)]
+    assert store.record([], [(*G, 7, 5)], 3) == []  # an older floor never goes back
+
+
+def test_two_instances_share_one_file(tmp_path: Path) -> None:
+    a, b = AckStore(tmp_path / "acks.sqlite"), AckStore(tmp_path / "acks.sqlite")
+    a.record(done(7, 1, 3), [], 1)
+    assert b.record(done(7, 2), [], 2) == [Watermark(*G, 7, 3, 3)]
+    a.close()
+    b.close()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 60), max_size=10), max_size=12))
+def test_any_arrival_order_gives_the_contiguous_prefix(batches: list[list[int]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = AckStore(Path(tmp) / "acks.sqlite")
+        seen: set[int] = set()
+        mark = Watermark(*G, 7, 0, 0)
+        for i, batch in enumerate(batches):
+            seen.update(batch)
+            for moved in store.record(done(7, *batch), [], i):
+                mark = moved
+        expected = 0
+        while expected + 1 in seen:
+            expected += 1
+        assert mark.upto == expected
+        assert mark.highest == (max(seen) if seen else 0)
+        store.close()
