@@ -8,9 +8,10 @@ safety core wants it in:
 * commanded off, but the feedback shows `expect` for `within` seconds (a welded contactor, a
   fan running on manual) → `actions.output_unexpected_feedback`.
 
-The clock of a mismatch starts at the command change (the feedback gets `within` to follow)
-or at the first sample showing it, whichever is later; only a good sample taken after the
-command counts as evidence. A feedback device that is offline or bad keeps the alarm as it
+The clock of a mismatch starts at the command change (the feedback gets `within` to follow),
+or, when the feedback had agreed with the command and then stopped (a fan that stops while
+running), at the first sample showing that; only a good sample taken after the command counts
+as evidence. A feedback device that is offline or bad keeps the alarm as it
 was (the device's own alarms report that) and never raises one. Worst case, a mismatch is
 raised `within` + one poll of the feedback device after it began.
 
@@ -51,6 +52,8 @@ class _Watch:
     """The latest good feedback value (None: none yet, or the latest sample was bad)."""
     sample_ns: int = 0
     mismatch_since: float | None = None
+    agreed: bool = False
+    """The feedback has agreed with the command since it was given."""
     no_feedback: bool = False
     unexpected: bool = False
 
@@ -122,18 +125,20 @@ class OutputSupervisor:
     def _step(self, watch: _Watch, commanded: bool, now: float, now_ns: int) -> None:
         if commanded != watch.commanded:
             watch.commanded, watch.command_ns, watch.command_t = commanded, now_ns, now
-            watch.mismatch_since = None
+            watch.mismatch_since, watch.agreed = None, False
             watch.no_feedback = watch.unexpected = False
         if watch.value is None or watch.sample_ns < watch.command_ns:
             return  # no evidence since the command: keep what we have
         running = watch.value == watch.feedback.expect
         if running == commanded:
-            watch.mismatch_since = None
+            watch.mismatch_since, watch.agreed = None, True
             watch.no_feedback = watch.unexpected = False
             return
         if watch.mismatch_since is None:
+            # never agreed since the command: the output has had since the command to act;
+            # agreed and then lost (a fan that stopped): from the sample that showed it
             seen_at = now - max(0, now_ns - watch.sample_ns) * 1e-9
-            watch.mismatch_since = max(watch.command_t, seen_at)
+            watch.mismatch_since = seen_at if watch.agreed else watch.command_t
         late = now - watch.mismatch_since >= watch.feedback.within
         watch.no_feedback = late and commanded
         watch.unexpected = late and not commanded
