@@ -13,7 +13,10 @@ or, when the feedback had agreed with the command and then stopped (a fan that s
 running), at the first sample showing that; only a good sample taken after the command counts
 as evidence. A feedback device that is offline or bad keeps the alarm as it
 was (the device's own alarms report that) and never raises one. Worst case, a mismatch is
-raised `within` + one poll of the feedback device after it began.
+raised `within` + one poll of the feedback device after it began. Until the feedback has
+given a verdict on the present command (it agreed, or disagreed past `within`), the supervisor
+reports nothing for that output, so an alarm restored from the journal after a restart, or
+carried through a config apply, stands until the feedback shows otherwise.
 
 Escalations (`escalations:` of a rule pack) make the alarm more severe and ask for more
 outputs while a hazard alarm is present in a room the output serves: an exhaust fan that does
@@ -54,6 +57,10 @@ class _Watch:
     mismatch_since: float | None = None
     agreed: bool = False
     """The feedback has agreed with the command since it was given."""
+    judged: bool = False
+    """There is a verdict for the present command (agreement, or a mismatch past `within`);
+    until then nothing is reported and an alarm keeps its state (after a restart or a config
+    apply the journal's alarm stands until the feedback says otherwise)."""
     no_feedback: bool = False
     unexpected: bool = False
 
@@ -97,7 +104,9 @@ class OutputSupervisor:
 
     def evaluate(self, wanted: Mapping[str, bool], alarms: Iterable[AlarmView]
                  ) -> list[Evaluation]:
-        """Two evaluations per supervised output (no feedback, unexpected feedback)."""
+        """Two evaluations per supervised output with a verdict (no feedback, unexpected
+        feedback); none for an output whose feedback has not yet shown anything since its
+        command (the alarm manager keeps what it has)."""
         if not self.watches:
             return []
         now, now_ns = self.clock.monotonic(), self.clock.now_ns()
@@ -105,6 +114,8 @@ class OutputSupervisor:
         out: list[Evaluation] = []
         for output_id, watch in self.watches.items():
             self._step(watch, bool(wanted.get(output_id, False)), now, now_ns)
+            if not watch.judged:
+                continue
             room = watch.rooms[0] if watch.rooms else None
             for rule, active, what in (
                     (NO_FEEDBACK_RULE, watch.no_feedback, "commanded on but no feedback"),
@@ -125,13 +136,13 @@ class OutputSupervisor:
     def _step(self, watch: _Watch, commanded: bool, now: float, now_ns: int) -> None:
         if commanded != watch.commanded:
             watch.commanded, watch.command_ns, watch.command_t = commanded, now_ns, now
-            watch.mismatch_since, watch.agreed = None, False
+            watch.mismatch_since, watch.agreed, watch.judged = None, False, False
             watch.no_feedback = watch.unexpected = False
         if watch.value is None or watch.sample_ns < watch.command_ns:
             return  # no evidence since the command: keep what we have
         running = watch.value == watch.feedback.expect
         if running == commanded:
-            watch.mismatch_since, watch.agreed = None, True
+            watch.mismatch_since, watch.agreed, watch.judged = None, True, True
             watch.no_feedback = watch.unexpected = False
             return
         if watch.mismatch_since is None:
@@ -142,6 +153,7 @@ class OutputSupervisor:
         late = now - watch.mismatch_since >= watch.feedback.within
         watch.no_feedback = late and commanded
         watch.unexpected = late and not commanded
+        watch.judged = watch.judged or late
 
     def _escalation(self, rule: str, watch: _Watch, present: list[tuple[str, str | None]]
                     ) -> Escalation | None:

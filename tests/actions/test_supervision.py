@@ -68,7 +68,7 @@ def test_commanded_without_airflow_is_raised_after_within() -> None:
     sup = _supervisor(clock)
     assert not _run(sup, clock, 30, False, False)[NO_FEEDBACK_RULE].active  # off, no airflow
     result = _run(sup, clock, 20, True, False)  # the command counts from the first of these
-    assert not result[NO_FEEDBACK_RULE].active  # 19 s: the fan may still be running up
+    assert result == {}  # 19 s: the fan may still be running up; no verdict yet
     result = _run(sup, clock, 1, True, False)  # 20 s
     assert result[NO_FEEDBACK_RULE].active and result[NO_FEEDBACK_RULE].severity == "major"
     assert result[NO_FEEDBACK_RULE].subject == "fan" and result[NO_FEEDBACK_RULE].room == "batt"
@@ -92,7 +92,7 @@ def test_airflow_without_command() -> None:
     clock = ManualClock()
     sup = _supervisor(clock)
     # off since the supervisor started (the gateway's start): 19 s, then 20 s
-    assert not _run(sup, clock, 19, False, True)[UNEXPECTED_FEEDBACK_RULE].active
+    assert _run(sup, clock, 19, False, True) == {}
     result = _run(sup, clock, 1, False, True)
     assert result[UNEXPECTED_FEEDBACK_RULE].active
     assert not _run(sup, clock, 1, False, False)[UNEXPECTED_FEEDBACK_RULE].active
@@ -105,7 +105,7 @@ def test_unknown_feedback_never_raises_and_keeps_an_alarm() -> None:
         clock.advance(1.0)
         _airflow(sup, clock, None, Quality.COMM_ERROR)
         result = _by_rule(sup.evaluate({"fan": True}, []))
-    assert not result[NO_FEEDBACK_RULE].active
+    assert not result  # never a verdict on unknown feedback
     assert _run(sup, clock, 21, True, False)[NO_FEEDBACK_RULE].active
     clock.advance(1.0)
     _airflow(sup, clock, None, Quality.COMM_ERROR)
@@ -119,7 +119,7 @@ def test_a_sample_from_before_the_command_is_no_evidence() -> None:
     for _ in range(30):
         clock.advance(1.0)
         result = _by_rule(sup.evaluate({"fan": True}, []))
-    assert not result[NO_FEEDBACK_RULE].active  # no poll since: nothing known
+    assert not result  # no poll since the command: no verdict, nothing reported
     _airflow(sup, clock, False)  # the first poll since: 30 s after the command, no airflow
     assert _by_rule(sup.evaluate({"fan": True}, []))[NO_FEEDBACK_RULE].active
 
@@ -176,3 +176,19 @@ def test_feedback_must_name_an_enabled_boolean_point(tmp_path: Path) -> None:
         "'generic_th_sensor'",
         "outputs.2.feedback.point: di.di6 is not an enabled boolean point of profile "
         "'generic_di_module'"], messages
+
+
+def test_no_verdict_yet_reports_nothing_so_a_restored_alarm_stands() -> None:
+    """After a restart or an apply the supervisor starts afresh: until the feedback shows
+    something since the (new) command, it reports nothing — an active alarm is not cleared."""
+    clock = ManualClock()
+    sup = _supervisor(clock)
+    assert _run(sup, clock, 10, True, False) == {}  # 9 s into `within`: no verdict yet
+    assert _run(sup, clock, 11, True, False)[NO_FEEDBACK_RULE].active
+    # the command changes (the fan no longer wanted) while the airflow switch's module is
+    # offline: no evidence, so no verdict, and the fan alarm is not cleared blindly
+    for _ in range(30):
+        clock.advance(1.0)
+        _airflow(sup, clock, None, Quality.COMM_ERROR)
+        assert _by_rule(sup.evaluate({"fan": False}, [])) == {}
+    assert not _run(sup, clock, 1, False, False)[NO_FEEDBACK_RULE].active
