@@ -76,8 +76,9 @@ class DeliveryTracker:
         """(due, outbox id), a heap; an entry whose id no longer awaits with that due is
         stale and skipped (so a timeout or an ack costs O(log n) per entry it touches, not a
         scan of everything that awaits — a long ingest outage leaves tens of thousands)."""
-        self._by_dseq: list[tuple[int, int]] = []
-        """(dseq, outbox id) of numbered entries, a heap, stale entries skipped likewise."""
+        self._by_dseq: list[tuple[int, float, int]] = []
+        """(dseq, PUBACK time, outbox id) of numbered entries, a heap, stale entries (an id
+        that no longer awaits with that PUBACK time) skipped likewise."""
         self._attempts: dict[int, int] = {}
         self.resent = 0
         """Entries published again since start (timeouts and holes)."""
@@ -104,7 +105,7 @@ class DeliveryTracker:
         self._awaiting[sent.outbox_id] = _Awaiting(sent.dseq, now, now + timeout)
         heapq.heappush(self._by_due, (now + timeout, sent.outbox_id))
         if sent.dseq is not None:
-            heapq.heappush(self._by_dseq, (sent.dseq, sent.outbox_id))
+            heapq.heappush(self._by_dseq, (sent.dseq, now, sent.outbox_id))
         return False
 
     def on_ack(self, upto: int, highest: int) -> list[int]:
@@ -115,13 +116,13 @@ class DeliveryTracker:
         if upto > self.covered:
             self.covered = upto
         resend: list[int] = []
-        young: list[tuple[int, int]] = []
+        young: list[tuple[int, float, int]] = []
         heap = self._by_dseq
         while heap and heap[0][0] < self.highest:
-            dseq, outbox_id = heapq.heappop(heap)
+            dseq, pubacked, outbox_id = heapq.heappop(heap)
             entry = self._awaiting.get(outbox_id)
-            if entry is None or entry.dseq != dseq:
-                continue  # stale: re-sent or delivered meanwhile
+            if entry is None or entry.pubacked != pubacked:
+                continue  # stale: re-sent, delivered or acknowledged again meanwhile
             if dseq <= self.covered:
                 del self._awaiting[outbox_id]
                 self._attempts.pop(outbox_id, None)
@@ -129,11 +130,11 @@ class DeliveryTracker:
             elif now - entry.pubacked >= self.gap_grace:
                 resend.append(outbox_id)  # a hole below what the ingest stored
             else:
-                young.append((dseq, outbox_id))
+                young.append((dseq, pubacked, outbox_id))
         while heap and heap[0][0] <= self.covered:  # covered at or above `highest`
-            dseq, outbox_id = heapq.heappop(heap)
+            dseq, pubacked, outbox_id = heapq.heappop(heap)
             entry = self._awaiting.get(outbox_id)
-            if entry is not None and entry.dseq == dseq:
+            if entry is not None and entry.pubacked == pubacked:
                 del self._awaiting[outbox_id]
                 self._attempts.pop(outbox_id, None)
                 self.delivered += 1
@@ -148,7 +149,7 @@ class DeliveryTracker:
         while self._by_due and self._by_due[0][0] <= now:
             due, outbox_id = heapq.heappop(self._by_due)
             entry = self._awaiting.get(outbox_id)
-            if entry is not None and entry.due == due:
+            if entry is not None and entry.due == due:  # duplicates: _resend takes each once
                 out.append(outbox_id)
         return self._resend(out)
 
@@ -164,11 +165,13 @@ class DeliveryTracker:
         return None
 
     def _resend(self, ids: list[int]) -> list[int]:
+        out = []
         for outbox_id in ids:
-            del self._awaiting[outbox_id]
-            self._attempts[outbox_id] = self._attempts.get(outbox_id, 0) + 1
-        self.resent += len(ids)
-        return ids
+            if self._awaiting.pop(outbox_id, None) is not None:  # each id once
+                self._attempts[outbox_id] = self._attempts.get(outbox_id, 0) + 1
+                out.append(outbox_id)
+        self.resent += len(out)
+        return out
 
     def new_session(self) -> None:
         """A new connection: the outbox hands out everything it holds again, so nothing

@@ -98,6 +98,30 @@ def test_a_long_outage_s_backlog_is_tracked_by_number_and_deadline() -> None:
     assert tracker.next_due() is None
 
 
+def test_an_entry_published_again_is_tracked_by_its_latest_puback() -> None:
+    """The same outbox entry (same dseq) acknowledged by the broker again after a timeout:
+    an ack then re-sends it once and covers it once (the found-in-the-fault-test bug: the
+    entry's two PUBACKs both looked current, so an ack failed half-way and covered nothing)."""
+    clock = ManualClock()
+    tracker = DeliveryTracker(clock, mode="ingest", ack_timeout=30, gap_grace=2)
+    for i in range(1, 11):
+        tracker.on_puback(sent(i, i), 0)
+    clock.advance(30)
+    assert tracker.due() == list(range(1, 11))
+    for i in range(1, 11):
+        tracker.on_puback(sent(i, i), 0)
+    clock.advance(0)
+    tracker.on_puback(sent(5, 5), 0)  # two PUBACKs at one moment: still one entry
+    clock.advance(10)
+    assert tracker.on_ack(upto=0, highest=20) == list(range(1, 11))
+    for i in range(1, 11):
+        tracker.on_puback(sent(i, i), 0)
+    assert tracker.on_ack(upto=10, highest=10) == []
+    assert tracker.awaiting == 0 and tracker.delivered == 10 and tracker.covered == 10
+    clock.advance(1000)
+    assert tracker.due() == [] and tracker.next_due() is None
+
+
 def test_puback_mode_keeps_what_nobody_subscribed_to() -> None:
     clock = ManualClock()
     tracker = DeliveryTracker(clock, mode="puback", ack_timeout=5)
