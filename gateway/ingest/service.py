@@ -51,8 +51,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import urllib3
-from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
 from influxdb_client.rest import ApiException
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -67,10 +65,12 @@ from tenacity import (
 from gateway.ingest.catalogs import CatalogStore
 from gateway.ingest.deadletter import DeadLetterLog
 from gateway.ingest.dedup import SeenKey, SeenStore, seen_key
+from gateway.ingest.eventlabels import shaper
 from gateway.ingest.metrics import HttpEndpoint, IngestMetrics
 from gateway.ingest.schema import UnknownCatalog, message_lines
 from gateway.ingest.settings import IngestSettings
 from gateway.ingest.watermark import AckStore, Watermark
+from gateway.ingest.writers import Writer, make_writer
 from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
 from gateway.uplink.contract import (
     AlarmEventMessage,
@@ -185,11 +185,10 @@ class IngestService:
         if settings.http is not None:
             self._http = HttpEndpoint(settings.http.bind, settings.http.port, self.metrics,
                                       self.health)
-        influx = settings.influx
-        self._influx = InfluxDBClient(url=influx.url, token=settings.influx_token(),
-                                      org=influx.org, timeout=int(influx.timeout * 1000),
-                                      retries=False)
-        self._write_api: WriteApi = self._influx.write_api(write_options=SYNCHRONOUS)
+        # issue 13: v1 or v2 write API, and the store's shape of alarm events (writers.py,
+        # eventlabels.py)
+        self._database: Writer = make_writer(settings)
+        self._shape = shaper(settings.influx.store)
         self._client = self._make_client()
 
     # ------------------------------------------------------------------------ lifecycle
@@ -231,9 +230,9 @@ class IngestService:
         else:
             self._client.connect_async(m.host, m.port, int(m.keepalive))
         self._client.loop_start()
-        log.info("event=ingest_start broker=%s:%s protocol=%s client_id=%s influx=%s bucket=%s"
+        log.info("event=ingest_start broker=%s:%s protocol=%s client_id=%s database=%r"
                  " http=%s", m.host, m.port, m.protocol, m.client_id,
-                 self.settings.influx.url, self.settings.influx.bucket, self.http_port)
+                 self._database.describe(), self.http_port)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop without acknowledging anything unwritten (the broker keeps it for next time)."""
@@ -246,7 +245,7 @@ class IngestService:
         self._client.loop_stop()
         if self._http is not None:
             self._http.stop()
-        self._influx.close()  # type: ignore[no-untyped-call]
+        self._database.close()
         self._catalogs.close()
         self._seen.close()
         self._acks.close()
@@ -348,8 +347,9 @@ class IngestService:
                 item.key = seen_key(message)
                 item.delivery, item.floor = _delivery(message)
                 try:
-                    item.lines = [line.to_line_protocol()
-                                  for line in message_lines(message, self._catalogs.get)]
+                    item.lines = [line.to_line_protocol()  # _shape: issue 13
+                                  for line in self._shape(message_lines(message,
+                                                                        self._catalogs.get))]
                 except UnknownCatalog:
                     assert isinstance(message, TelemetryBatch) and message.catalog is not None
                     item.waiting = (message.site, message.gateway, message.catalog)
@@ -575,7 +575,7 @@ class IngestService:
         def attempt() -> None:
             began = time.monotonic()
             try:
-                self._write_api.write(bucket=influx.bucket, org=influx.org, record="\n".join(lines))
+                self._database.write(lines)  # issue 13: gateway.ingest.writers
             except Exception:
                 self._last_write_ok = False
                 self._count("write_errors")

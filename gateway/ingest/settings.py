@@ -16,6 +16,10 @@ influx:
   token_file: /etc/roomwarden/influx.token
   org: ops
   bucket: roomwarden
+  # api: v1                  # InfluxDB 1.x /write instead of org/bucket/token:
+  # database: roomwarden      #   database, retention_policy (default: the database's),
+  # username: ingest          #   username, password_file
+  # store: victoriametrics    # alarm strings as labels of `alarm_history` (VM drops strings)
   batch_size: 5000            # points per write
   flush_interval: 1s
 dead_letter: /var/lib/roomwarden/ingest/dead-letter.jsonl
@@ -110,12 +114,34 @@ class MqttSettings(_Model):
         return self
 
 
+_Name = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
 class InfluxSettings(_Model):
     url: Annotated[str, StringConstraints(pattern=r"^https?://.+")]
+    # --- issue 13: the write API (gateway.ingest.writers) -----------------------------------
+    api: Literal["v1", "v2"] = "v2"
+    """v2: `/api/v2/write` with org, bucket and token (InfluxDB 2.x/3.x, 1.8+,
+    VictoriaMetrics); v1: `/write` with database, retention policy, username and password
+    (InfluxDB 1.x)."""
+    database: _Name | None = None
+    """v1: the database (`db`)."""
+    retention_policy: _Name | None = None
+    """v1: the retention policy (`rp`); None: the database's default."""
+    username: _Name | None = None
+    """v1: the user (HTTP basic authentication), with `password` or `password_file`."""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    store: Literal["influxdb", "victoriametrics"] = "influxdb"
+    """victoriametrics: the store drops string fields, so each alarm event is also written as
+    an `alarm_history` series whose labels carry its strings (gateway.ingest.eventlabels)."""
+    # --- end issue 13 -----------------------------------------------------------------------
     token: SecretStr | None = None
     token_file: Path | None = None
-    org: Annotated[str, StringConstraints(min_length=1)]
-    bucket: Annotated[str, StringConstraints(min_length=1)]
+    org: _Name | None = None
+    """v2 (required there)."""
+    bucket: _Name | None = None
+    """v2 (required there)."""
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
     flush_interval: Duration = 1.0
     """Longest wait before a partial batch is written."""
@@ -127,6 +153,25 @@ class InfluxSettings(_Model):
     def _token(self) -> Self:
         if self.token is not None and self.token_file is not None:
             raise ValueError("give token or token_file, not both")
+        # --- issue 13: what each API needs, and nothing of the other's ----------------------
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        if self.api == "v2":
+            if self.org is None or self.bucket is None:
+                raise ValueError("api v2 needs org and bucket")
+            stray = [k for k in ("database", "retention_policy", "username", "password",
+                                 "password_file") if getattr(self, k) is not None]
+        else:
+            if self.database is None:
+                raise ValueError("api v1 needs database")
+            if (self.password is not None or self.password_file is not None) and \
+                    self.username is None:
+                raise ValueError("a password needs a username")
+            stray = [k for k in ("org", "bucket", "token", "token_file")
+                     if getattr(self, k) is not None]
+        if stray:
+            raise ValueError(f"api {self.api} does not use {', '.join(stray)}")
+        # --- end issue 13 -------------------------------------------------------------------
         if not 0 < self.flush_interval <= 60:
             raise ValueError("flush_interval must be more than 0 and at most 60s")
         return self
@@ -186,7 +231,8 @@ class IngestSettings(_Model):
                                          "key_file": fix(tls.key_file)})
         mqtt = self.mqtt.model_copy(update={"password_file": fix(self.mqtt.password_file),
                                             "tls": tls})
-        influx = self.influx.model_copy(update={"token_file": fix(self.influx.token_file)})
+        influx = self.influx.model_copy(update={"token_file": fix(self.influx.token_file),
+                                                "password_file": fix(self.influx.password_file)})
         return self.model_copy(update={"mqtt": mqtt, "influx": influx,
                                        "dead_letter": fix(self.dead_letter),
                                        "catalog_store": fix(self.catalog_store),
@@ -200,6 +246,14 @@ class IngestSettings(_Model):
         if self.influx.token_file is None:
             return ""
         return _read_secret(self.influx.token_file, "influx.token_file")
+
+    def influx_password(self) -> str | None:
+        """v1: the password (from the file if one is named); ConfigErrors if unreadable."""
+        if self.influx.password is not None:
+            return self.influx.password.get_secret_value()
+        if self.influx.password_file is None:
+            return None
+        return _read_secret(self.influx.password_file, "influx.password_file")
 
     def mqtt_password(self) -> str | None:
         if self.mqtt.password_file is None:

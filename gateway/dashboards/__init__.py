@@ -1,0 +1,1 @@
+"""Grafana dashboards: one definition (definition.py) rendered for InfluxQL and MetricsQL."""

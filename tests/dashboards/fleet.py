@@ -1,0 +1,236 @@
+"""A small fleet feeding real databases, for the dashboard tests.
+
+Two simulated sites (the shipped telecom equipment room and the lithium data-centre room), each
+with the real gateway daemon (panel and /metrics on a free port, uplink to a real Mosquitto),
+and two real ingest services reading the broker: one writes InfluxDB 1.x through the v1 API,
+the other VictoriaMetrics through the v2 API with `store: victoriametrics`. The scene:
+
+* the telecom room: smoke in both detectors (a confirmed fire), acknowledged by `alice` with a
+  note; the smoke clears and alice resets the latched fire alarm (back to normal); a T/H
+  sensor stops answering (points not good);
+* the data centre: a water leak, left active (an active alarm); then the gateway stops (offline).
+
+The telecom gateway and both ingests keep running while the tests query (Prometheus scrapes
+them). Everything runs in one background thread with its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.daemon import Gateway
+from gateway.demo import _points_by_quantity, with_demo_user
+from gateway.ingest.service import IngestService
+from gateway.ingest.settings import IngestSettings
+from gateway.sim.faults import Fault, FaultMode
+from gateway.sim.signals import Constant
+from gateway.sim.site import SimulatedSite
+from gateway.uplink.settings import UplinkSettings
+from tests.fixtures.databases import InfluxV1
+from tests.fixtures.services import Broker, Victoria
+
+REPO = Path(__file__).resolve().parents[2]
+TELECOM = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
+DATACENTER = REPO / "firmware_configs" / "datacenter_lithium_room.yaml"
+DATABASE = "roomwarden"
+ACTOR = "alice"
+NOTE = "checked on site: detector dusty, siren silenced, ticket INC-4711"
+RESET_NOTE = "smoke gone, fire alarm reset"
+SILENT = "th-tx-a03"
+"""The telecom T/H sensor that stops answering."""
+
+
+@dataclass
+class Fleet:
+    broker: Broker
+    influx: InfluxV1
+    victoria: Victoria
+    workdir: Path
+    ingests: dict[str, IngestService] = field(default_factory=dict)
+    started_ms: int = 0
+    sites: dict[str, str] = field(default_factory=dict)
+    """config file stem → site id"""
+    rooms: dict[str, str] = field(default_factory=dict)
+    """what → room: `fire`, `silent`, `leak`"""
+    gateway_metrics: str = ""
+    """host:port of the running telecom gateway's /metrics"""
+    error: BaseException | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def influxql(self, q: str) -> list[dict[str, Any]]:
+        result = self.influx.query(q, DATABASE, epoch="ms")
+        series = result.get("series", [])
+        assert isinstance(series, list)
+        return series
+
+    def promql(self, q: str) -> list[dict[str, Any]]:
+        self.victoria.flush()  # see _scene
+        body = urllib.parse.urlencode({"query": q}).encode()
+        with urllib.request.urlopen(self.victoria.url + "/api/v1/query", data=body,
+                                    timeout=30) as r:
+            data = json.loads(r.read().decode())
+        assert data["status"] == "success", data
+        result = data["data"]["result"]
+        assert isinstance(result, list)
+        return result
+
+
+def ingest_settings(fleet: Fleet, name: str, influx: dict[str, object]) -> IngestSettings:
+    work = fleet.workdir / name
+    return IngestSettings.model_validate({
+        "mqtt": {"host": "127.0.0.1", "port": fleet.broker.port, "protocol": "5",
+                 "client_id": f"ingest-{name}", "shared_group": None},
+        "influx": {"batch_size": 2000, "flush_interval": "300ms", "retry_max_wait": "1s",
+                   **influx},
+        "dead_letter": str(work / "dead.jsonl"), "catalog_store": str(work / "catalogs.sqlite"),
+        "http": {"bind": "127.0.0.1", "port": 0}})
+
+
+def _gateway(loaded: LoadedConfig, site: SimulatedSite, fleet: Fleet, name: str) -> Gateway:
+    config = with_demo_user(_no_parity(load_gateway_config(
+        site.write_config(fleet.workdir / f"{name}.yaml"))))
+    uplink = UplinkSettings.model_validate({
+        "broker": "127.0.0.1", "port": fleet.broker.port, "protocol": "5",
+        "client_id": f"gw-{name}", "delivery": "puback", "reconnect_min": "500ms",
+        "exception": {"max_interval": "5s"}})
+    config = dataclasses.replace(config, config=config.config.model_copy(
+        update={"uplink": uplink}))
+    return Gateway(config, state_dir=fleet.workdir / f"state-{name}", panel_port=0)
+
+
+def _no_parity(loaded: LoadedConfig) -> LoadedConfig:
+    """The RS-485 buses without parity: the pseudo-terminals of this machine refuse even
+    parity (tcsetattr EINVAL), and parity is irrelevant to what the dashboards show."""
+    buses = tuple(b.model_copy(update={"parity": "N"}) if getattr(b, "parity", "N") != "N"
+                  else b for b in loaded.config.buses)
+    return dataclasses.replace(loaded, config=loaded.config.model_copy(update={"buses": buses}))
+
+
+async def _until(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if await asyncio.to_thread(check):
+                return
+        except (OSError, AssertionError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.5)
+
+
+def _rows(fleet: Fleet, q: str) -> int:
+    return sum(len(s.get("values", [])) for s in fleet.influxql(q))
+
+
+async def _scene(fleet: Fleet) -> None:
+    telecom, datacenter = load_gateway_config(TELECOM), _no_parity(load_gateway_config(DATACENTER))
+    fleet.sites = {"telecom": telecom.config.gateway.site,
+                   "datacenter": datacenter.config.gateway.site}
+    smoke = [p for p, _ in _points_by_quantity(telecom, "smoke")][:2]
+    fleet.rooms["fire"] = _points_by_quantity(telecom, "smoke")[0][1]
+    fleet.rooms["silent"] = next(d.room for d in telecom.config.devices if d.id == SILENT)
+    leak, fleet.rooms["leak"] = _points_by_quantity(datacenter, "water_leak")[0]
+    async with SimulatedSite(telecom) as tel_site, SimulatedSite(datacenter) as dc_site:
+        tel = _gateway(telecom, tel_site, fleet, "telecom")
+        dc = _gateway(datacenter, dc_site, fleet, "datacenter")
+        tasks = {"telecom": asyncio.create_task(tel.run()),
+                 "datacenter": asyncio.create_task(dc.run())}
+        try:
+            sites = "|".join(fleet.sites.values())
+            await _until(lambda: len(fleet.influxql(
+                f'SELECT count("value") FROM "temperature" WHERE "site" =~ /^({sites})$/ '
+                'GROUP BY "site"')) == 2, 60, "both sites' temperatures in InfluxDB")
+            for point in smoke:
+                tel_site.set_signal(point, Constant(value=True))
+            dc_site.set_signal(leak, Constant(value=True))
+            tel_site.set_fault(SILENT, Fault(mode=FaultMode.NO_REPLY))
+            await _until(lambda: _rows(fleet, 'SELECT "state" FROM "alarm_events" WHERE '
+                                       "\"rule\" = 'fire.smoke_coincidence'") > 0, 60, "the fire")
+            assert tel.commands.acknowledge_all(ACTOR, None, NOTE) > 0
+            await _until(lambda: _rows(fleet, f"SELECT \"note\" FROM \"alarm_events\" WHERE "
+                                       f"\"actor\" = '{ACTOR}'") > 0, 30, "the acknowledgement")
+            for point in smoke:
+                tel_site.release(point)
+            # the fire alarm latches: once the smoke is gone an acknowledge resets it
+            deadline = time.monotonic() + 60
+            while not await asyncio.to_thread(lambda: _rows(
+                    fleet, 'SELECT "state" FROM "alarm_events" WHERE "rule" = '
+                    "'fire.smoke_coincidence' AND \"state\" = 'normal'") > 0):
+                assert time.monotonic() < deadline, "timed out waiting for the fire's reset"
+                tel.commands.acknowledge_all(ACTOR, None, RESET_NOTE)
+                await asyncio.sleep(1.0)
+            await _until(lambda: _rows(fleet, 'SELECT "active" FROM "alarm_events" WHERE '
+                                       "\"rule\" =~ /water/ AND \"active\" = true") > 0, 60,
+                         "the water leak alarm")
+            await _until(lambda: _rows(fleet, f'SELECT "no_value" FROM /.*/ WHERE "device" = '
+                                       f"'{SILENT}' AND \"quality\" != 'good'") > 0, 60,
+                         "the silent sensor's points not good")
+            await _until(lambda: bool(fleet.promql(f'alarm_history_seq{{actor="{ACTOR}"}}')),
+                         30, "alice's acknowledgement in VictoriaMetrics")
+            dc.request_stop()  # a clean stop: the retained offline state, published now
+            await asyncio.wait_for(tasks["datacenter"], 30)
+            await _until(lambda: _rows(fleet, 'SELECT "online" FROM "gateway_state" WHERE '
+                                       f"\"site\" = '{fleet.sites['datacenter']}' AND "
+                                       '"online" = false') > 0, 30, "the data centre offline")
+            await tel.panel_ready.wait()
+            fleet.gateway_metrics = f"127.0.0.1:{tel.panel_port}"
+            # Debian's VictoriaMetrics makes a series created in the last seconds searchable
+            # only after its in-memory index part is flushed (-inmemoryDataFlushInterval)
+            await asyncio.to_thread(fleet.victoria.flush)
+            fleet.ready.set()
+            await asyncio.to_thread(fleet.stop.wait)
+        finally:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+def start_fleet(fleet: Fleet, timeout: float = 300.0) -> None:
+    """Databases ready, ingests started; run the scene in a thread until `ready` (or raise)."""
+    fleet.influx.query(f'CREATE DATABASE "{DATABASE}"')
+    fleet.ingests["influx"] = IngestService(ingest_settings(fleet, "influx", {
+        "url": fleet.influx.url, "api": "v1", "database": DATABASE,
+        "retention_policy": "autogen"}))
+    fleet.ingests["victoria"] = IngestService(ingest_settings(fleet, "victoria", {
+        "url": fleet.victoria.url, "org": "ops", "bucket": DATABASE, "token": "t",
+        "store": "victoriametrics"}))
+    for ingest in fleet.ingests.values():
+        ingest.start()
+    fleet.started_ms = int(time.time() * 1000)
+
+    def run() -> None:
+        try:
+            asyncio.run(_scene(fleet))
+        except BaseException as exc:  # reported by the fixture
+            fleet.error = exc
+            fleet.ready.set()
+
+    fleet.thread = threading.Thread(target=run, name="fleet", daemon=True)
+    fleet.thread.start()
+    assert fleet.ready.wait(timeout), "the fleet scene did not finish"
+    if fleet.error is not None:
+        raise fleet.error
+
+
+def stop_fleet(fleet: Fleet) -> None:
+    fleet.stop.set()
+    if fleet.thread is not None:
+        fleet.thread.join(60)
+    for ingest in fleet.ingests.values():
+        with contextlib.suppress(Exception):
+            ingest.stop()
