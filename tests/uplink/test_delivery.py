@@ -8,6 +8,10 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
 from gateway.clock import ManualClock, SystemClock
 from gateway.ingest.service import IngestService
 from gateway.uplink.contract import DeliveryAck, GatewayState, MessageKind, decode
@@ -232,3 +236,44 @@ async def test_what_the_budget_dropped_never_blocks_the_watermark(
     # the budget dropped it, while it waited for the watermark)
     assert 200 - st.dropped[MessageKind.TELEMETRY] <= len(set(temperatures)) \
         == len(temperatures) <= 200
+
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("puback"), st.integers(1, 30), st.sampled_from([0, 16])),
+    st.tuples(st.just("ack"), st.integers(0, 30), st.integers(0, 30)),
+    st.tuples(st.just("advance"), st.floats(0, 100), st.just(0)),
+    st.tuples(st.just("due"), st.just(0), st.just(0)),
+), max_size=60)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(OPS)
+def test_any_sequence_keeps_the_books(ops: list[tuple[str, float, int]]) -> None:
+    """Whatever PUBACKs, acks and timeouts come in whatever order: nothing raises, the
+    watermark never goes back, nothing covered still waits, and an entry is handed back for
+    re-sending at most once per PUBACK."""
+    clock = ManualClock()
+    tracker = DeliveryTracker(clock, mode="ingest", ack_timeout=10, max_timeout=40,
+                              gap_grace=2)
+    waiting: set[int] = set()  # ids with a PUBACK not yet answered by a re-send or cover
+    covered = 0
+    for op, a, b in ops:
+        if op == "puback":
+            n = int(a)  # outbox id n carries dseq n
+            if not tracker.on_puback(sent(n, n), b) and n > tracker.covered:
+                waiting.add(n)
+        elif op == "ack":
+            upto = int(a)
+            again = tracker.on_ack(upto=upto, highest=max(upto, b))
+            assert len(again) == len(set(again)) and set(again) <= waiting
+            waiting -= set(again)
+        elif op == "advance":
+            clock.advance(a)
+        else:
+            again = tracker.due()
+            assert len(again) == len(set(again)) and set(again) <= waiting
+            waiting -= set(again)
+        assert tracker.covered >= covered
+        covered = tracker.covered
+        waiting = {n for n in waiting if n > covered}
+        assert tracker.awaiting == len(waiting)
