@@ -27,20 +27,22 @@ from __future__ import annotations
 
 from gateway.field.sample import Value
 from gateway.rules.conditions import (
-    AllNode,
-    AnyNode,
-    AtLeastNode,
-    CompareLeaf,
     Debounce,
     DewPointSignal,
-    EqualsLeaf,
-    FlatLeaf,
-    InvalidLeaf,
-    Node,
     PointState,
     RateSignal,
     RateWindow,
     Signal,
+)
+from gateway.rules.nodes import (
+    AllNode,
+    AnyNode,
+    AtLeastNode,
+    CompareLeaf,
+    EqualsLeaf,
+    FlatLeaf,
+    InvalidLeaf,
+    Node,
     StaleLeaf,
 )
 

@@ -40,27 +40,17 @@ from gateway.rules import model as m
 from gateway.rules.carry import carry_node, carry_point, held, hold
 from gateway.rules.conditions import (
     Above,
-    AllNode,
-    AnyNode,
-    AtLeastNode,
     Below,
-    CompareLeaf,
     Debounce,
     DewPointSignal,
-    EqualsLeaf,
-    FlatLeaf,
     GroupSignal,
-    InvalidLeaf,
-    Node,
     Outside,
     Pick,
     PointState,
     RateSignal,
     Signal,
-    StaleLeaf,
     Test,
     ValueSignal,
-    accepted_values,
     load_pct,
     mean_of,
     spread_of,
@@ -69,6 +59,18 @@ from gateway.rules.conditions import (
 from gateway.rules.config import ParameterOverrides
 from gateway.rules.differences import group_difference  # issue 11
 from gateway.rules.model import DEVICE_ONLINE, RulePack, condition_refs
+from gateway.rules.nodes import (
+    AllNode,
+    AnyNode,
+    AtLeastNode,
+    CompareLeaf,
+    EqualsLeaf,
+    FlatLeaf,
+    InvalidLeaf,
+    Node,
+    StaleLeaf,
+    accepted_values,
+)
 from gateway.rules.section import ParamValue
 
 SubjectKind = Literal["point", "device", "room"]

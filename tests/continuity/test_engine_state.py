@@ -18,17 +18,19 @@ from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.field.sample import Quality, Sample, Value
 from gateway.rules.conditions import (
     Above,
-    CompareLeaf,
     Debounce,
-    EqualsLeaf,
-    FlatLeaf,
-    InvalidLeaf,
     PointState,
-    StaleLeaf,
     ValueSignal,
 )
 from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
 from gateway.rules.engine import RuleEngine
+from gateway.rules.nodes import (
+    CompareLeaf,
+    EqualsLeaf,
+    FlatLeaf,
+    InvalidLeaf,
+    StaleLeaf,
+)
 from gateway.rules.section import ParameterOverride, RulesSection
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,26 +11,28 @@ from hypothesis import strategies as st
 from gateway.field.sample import Quality
 from gateway.rules.conditions import (
     Above,
-    AllNode,
-    AnyNode,
-    AtLeastNode,
     Below,
-    CompareLeaf,
     Debounce,
     DewPointSignal,
-    EqualsLeaf,
-    FlatLeaf,
     FlatTracker,
-    InvalidLeaf,
     Outside,
     PointState,
     RateWindow,
-    StaleLeaf,
     ValueSignal,
-    accepted_values,
     dew_point,
     load_pct,
     unbalance,
+)
+from gateway.rules.nodes import (
+    AllNode,
+    AnyNode,
+    AtLeastNode,
+    CompareLeaf,
+    EqualsLeaf,
+    FlatLeaf,
+    InvalidLeaf,
+    StaleLeaf,
+    accepted_values,
 )
 
 values = st.floats(min_value=-1000, max_value=1000, allow_nan=False)
