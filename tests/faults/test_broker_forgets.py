@@ -62,6 +62,7 @@ def services(tmp_path: Path) -> Iterator[tuple[Broker, Victoria]]:
         broker.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigkilled_broker_without_persistence_while_the_ingest_is_away_loses_nothing(
         tmp_path: Path, services: tuple[Broker, Victoria]) -> None:
