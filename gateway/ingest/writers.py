@@ -11,6 +11,9 @@
 Both take line protocol and raise what the service's retry logic already understands: an
 `ApiException` carrying the HTTP status (4xx: rejected, dead-letter the culprits; 429/5xx:
 retry) or a urllib3/OS error for a connection that failed (retry). Neither retries by itself.
+A v1 answer that blames the setup, not the points — 401/403 (credentials) or 404 (no such
+database) — is `SetupRefused`, an OSError: retried with back-off and logged, never
+dead-lettered, so fixing the credentials or creating the database loses nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ class V2Writer:
         return f"v2 {self._url} org={self._org} bucket={self._bucket}"
 
 
+class SetupRefused(OSError):
+    """The database refused the write for a reason the points are not to blame for."""
+
+
 class V1Writer:
     """`/write?db=…[&rp=…]&precision=ns`, HTTP basic authentication if a username is set."""
 
@@ -78,8 +85,12 @@ class V1Writer:
     def write(self, lines: Sequence[str]) -> None:
         response = self._pool.request("POST", self._url, body="\n".join(lines).encode(),
                                       headers=self._headers, preload_content=True)
-        if not 200 <= response.status < 300:
-            raise ApiException(http_resp=response)  # type: ignore[no-untyped-call]
+        if 200 <= response.status < 300:
+            return
+        if response.status in (401, 403, 404):
+            body = response.data.decode(errors="replace")[:300].replace("\n", " ")
+            raise SetupRefused(f"{self._where}: HTTP {response.status} {body}")
+        raise ApiException(http_resp=response)  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         self._pool.clear()
