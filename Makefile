@@ -1,13 +1,14 @@
 # RoomWarden — the two commands a newcomer needs are `make demo` and `make test`.
 # Both install what they need on a fresh Debian machine (apt packages as root, a virtualenv,
-# pip packages) before they run. The tests start their own Mosquitto and VictoriaMetrics on
-# free loopback ports, so the system services those packages bring are stopped and disabled.
+# pip packages) before they run. The tests start their own Mosquitto, VictoriaMetrics, InfluxDB
+# 1.x and Prometheus on free loopback ports, so the system services those packages bring are
+# stopped and disabled.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := python3 python3-venv chromium libatomic1 mosquitto victoria-metrics openssl shellcheck
+APT_PACKAGES := python3 python3-venv chromium libatomic1 mosquitto victoria-metrics influxdb prometheus openssl shellcheck
 DEMO_CONFIG ?= firmware_configs/telecom_equipment_room.yaml
 
 .PHONY: all setup system-packages test lint typecheck unit bench demo clean install
@@ -23,7 +24,8 @@ system-packages:
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	    if command -v systemctl >/dev/null 2>&1; then \
-	      systemctl disable --now mosquitto victoria-metrics >/dev/null 2>&1 || true; \
+	      systemctl disable --now mosquitto victoria-metrics influxdb prometheus \
+		 prometheus-node-exporter >/dev/null 2>&1 || true; \
 	    fi; \
 	  else \
 	    echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; \

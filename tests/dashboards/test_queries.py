@@ -12,46 +12,19 @@ alarm history the acknowledging user and note.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from gateway.dashboards.definition import ALARM_HISTORY, DASHBOARDS, UNITS
 from gateway.dashboards.model import PROM, Dashboard, Flavour, Panel, Query
-from tests.dashboards.fleet import ACTOR, NOTE, RESET_NOTE, Fleet, start_fleet, stop_fleet
+from tests.dashboards.fleet import ACTOR, NOTE, RESET_NOTE, Fleet
 from tests.dashboards.grafana import ALL, Selection, TimeRange, expand, filter_options
-from tests.fixtures.databases import INFLUXD, InfluxV1
-from tests.fixtures.services import MOSQUITTO, VICTORIA, Broker, Victoria
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    for binary in (MOSQUITTO, VICTORIA, INFLUXD):
-        if not os.path.exists(binary):
-            pytest.skip(f"{binary} is not installed")
-    workdir = tmp_path_factory.mktemp("fleet")
-    broker = Broker(workdir / "broker")
-    influx = InfluxV1(workdir / "influx")
-    victoria = Victoria(workdir / "vm")
-    fleet = Fleet(broker, influx, victoria, workdir)
-    try:
-        broker.start()
-        influx.start()
-        victoria.start()
-        start_fleet(fleet)
-        yield fleet
-    finally:
-        stop_fleet(fleet)
-        victoria.stop()
-        influx.stop()
-        broker.stop()
 
 
 def time_range(fleet: Fleet) -> TimeRange:
