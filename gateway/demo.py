@@ -28,6 +28,7 @@ from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.config.profile import ModbusProfile
 from gateway.config.site import PanelUser
 from gateway.daemon import Gateway
+from gateway.dashboards.guide import grafana_guide
 from gateway.field.points import bind_points
 from gateway.ingest.service import IngestService
 from gateway.ingest.settings import IngestSettings
@@ -121,6 +122,7 @@ def ingest_settings(broker_port: int, database_url: str, workdir: Path,
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "protocol": "5",
                  "client_id": "roomwarden-demo-ingest", "root": root},
         "influx": {"url": database_url, "token": "demo", "org": "demo", "bucket": "roomwarden",
+                   "store": "victoriametrics",  # alarm strings as alarm_history labels
                    "batch_size": 1000, "flush_interval": "500ms", "retry_max_wait": "2s"},
         "dead_letter": str(workdir / "dead-letter.jsonl"),
         "catalog_store": str(workdir / "catalogs.sqlite")})
@@ -266,12 +268,7 @@ def guide(loaded: LoadedConfig, *, panel_port: int, control_port: int, backend: 
                 '  ("read": true = the coil is energised; acknowledge in the panel and it '
                 "drops)"]
     if backend.database is not None:
-        url = backend.database.url
-        out += ["", "Query the database (the ingest's measurements, as <measurement>_<field>):",
-                f"    curl -s {url}/api/v1/export --data-urlencode 'match[]=alarm_events_seq'",
-                f"    curl -s {url}/api/v1/query --data-urlencode 'query=temperature_value'",
-                f"  Grafana: a Prometheus data source with URL {url} (VictoriaMetrics answers "
-                "PromQL)."]
+        out += ["", *grafana_guide(backend.database.url, cfg.gateway.site)]
     out += ["", "Stop with Ctrl-C: the gateway (its outbox committed) and every service above "
                 "stop, in order;", "the temporary files go.", "=" * 78, ""]
     return "\n".join(out)
