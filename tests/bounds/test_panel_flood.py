@@ -26,7 +26,12 @@ import pytest
 
 from gateway.config.loader import load_gateway_config
 from gateway.localservices import free_port
-from gateway.panel.connections import IDLE_TIMEOUT, LISTEN_BACKLOG, MAX_CONNECTIONS
+from gateway.panel.connections import (
+    IDLE_TIMEOUT,
+    LISTEN_BACKLOG,
+    MAX_CONNECTIONS,
+    ConnectionGuard,
+)
 from gateway.panel.passwords import hash_password
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
@@ -193,23 +198,30 @@ async def panel() -> AsyncIterator[Running]:
         yield running
 
 
-async def test_idle_and_slow_header_connections_are_closed_after_the_timeout(
-        panel: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+def guarded(panel: Running, monkeypatch: pytest.MonkeyPatch,
+            **limits: float) -> tuple[ConnectionGuard, int]:
+    """The panel's connection guard with some limits changed, and the panel's port."""
     guard = panel.server.connections
     assert guard is not None
-    monkeypatch.setattr(guard, "idle_timeout", 0.5)
-    port = int(panel.url.rsplit(":", 1)[1])
+    for name, value in limits.items():
+        monkeypatch.setattr(guard, name, value)
+    return guard, int(panel.url.rsplit(":", 1)[1])
+
+
+async def settled(guard: ConnectionGuard, count: int, seconds: float = 5) -> None:
+    async def reached() -> bool:
+        return len(guard) == count
+    await until(reached, seconds, f"{count} open connections")
+
+
+async def test_idle_and_slow_header_connections_are_closed_after_the_timeout(
+        panel: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    guard, port = guarded(panel, monkeypatch, idle_timeout=0.5)
     idle = socket.create_connection(("127.0.0.1", port))
     slow = socket.create_connection(("127.0.0.1", port))
     slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
-
-    async def both_open() -> bool:
-        return len(guard) == 2
-
-    async def both_closed() -> bool:
-        return len(guard) == 0
-    await until(both_open, 5, "both connections accepted")
-    await until(both_closed, 10, "the idle and the slow connection closed")
+    await settled(guard, 2)
+    await settled(guard, 0, seconds=10)  # the idle and the slow connection closed
     assert guard.expired == 2
     for sock in (idle, slow):
         sock.settimeout(2)
@@ -219,19 +231,11 @@ async def test_idle_and_slow_header_connections_are_closed_after_the_timeout(
 
 async def test_the_busiest_address_loses_its_oldest_idle_connection_first(
         panel: Running, monkeypatch: pytest.MonkeyPatch) -> None:
-    guard = panel.server.connections
-    assert guard is not None
-    monkeypatch.setattr(guard, "limit", 8)
-    port = int(panel.url.rsplit(":", 1)[1])
+    guard, port = guarded(panel, monkeypatch, limit=8)
     operator = socket.create_connection(("127.0.0.1", port))  # opened first: the oldest
-
-    async def settled(count: int) -> None:
-        async def ok() -> bool:
-            return len(guard) == count
-        await until(ok, 5, f"{count} connections")
-    await settled(1)
+    await settled(guard, 1)
     attacker = await asyncio.to_thread(open_idle, port, 20, "127.0.0.3")
-    await settled(8)
+    await settled(guard, 8)
     assert guard.shed == 13
     operator.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     operator.settimeout(5)
