@@ -35,7 +35,8 @@ from gateway.flashing.trial import TrialHold
 from gateway.operator.commands import OperatorCommands
 from gateway.operator.inbox import CLOCK_SKEW_S, CommandInbox
 from gateway.operator.replay import ReplayMemory
-from gateway.panel.views import PanelAlarm, PanelState, SuppressionView
+from gateway.panel.describe import Describer
+from gateway.panel.views import PanelAlarm, PanelState, RoomView, SuppressionView
 from gateway.safety import SafetyCore, acquisition
 from gateway.service.watchdog import configure_stall_limits
 from gateway.status import health_view, room_views
@@ -134,6 +135,7 @@ class Gateway:
         self.extra_sinks = list(extra_sinks or [])
         self.core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=rules_dir)
         # --- issue 9: operator commands, the one service behind the panel and `cmd` ----------
+        self._panel_describer: tuple[object, Describer] | None = None  # issue 14
         self.commands = OperatorCommands(lambda: self.core.alarms, self.clock,
                                          self._after_command)
         self.replay: ReplayMemory | None = None
@@ -512,13 +514,20 @@ class Gateway:
     def panel_state(self) -> PanelState:
         cfg = self.loaded.config
         now_ns = self.clock.now_ns()
-        alarms = [PanelAlarm(
-            rule=v.key.rule, subject=v.key.subject, title=v.title,
-            severity=v.severity.value, level=v.severity.level, state=v.state.value,
-            value=v.value, room=v.room, activated_ns=v.activated_ns, first_out=v.first_out,
-            chattering=v.chattering, shelved_until_ns=v.shelf.until_ns if v.shelf else None,
-            note=(f"acknowledged by {v.acked_by}" if v.acked_by else None))
-            for v in self.core.alarms.active()]
+        rooms = room_views(self.loaded, self.bus_loops, self.latest, now_ns)
+        describe = self._describer(rooms)
+        alarms = []
+        for v in self.core.alarms.active():
+            context = describe.context(v.key.rule, v.key.subject, v.room)
+            alarms.append(PanelAlarm(
+                rule=v.key.rule, subject=v.key.subject, title=v.title,
+                severity=v.severity.value, level=v.severity.level, state=v.state.value,
+                value=v.value, room=v.room, activated_ns=v.activated_ns, first_out=v.first_out,
+                chattering=v.chattering,
+                shelved_until_ns=v.shelf.until_ns if v.shelf else None,
+                note=(f"acknowledged by {v.acked_by}" if v.acked_by else None),
+                actions=list(v.actions), acked_by=v.acked_by, acked_ns=v.acked_ns,
+                acked_note=v.acked_note, **dataclasses.asdict(context)))
         uplink, depth = "not configured", None
         if self.uplink is not None:
             status = self.uplink.status()
@@ -534,9 +543,21 @@ class Gateway:
                                         since_ns=x.since_ns, until_ns=x.until_ns)
                         for x in self.core.alarms.suppressions()]
         return PanelState(gateway=cfg.gateway.id, site=cfg.gateway.site, name=cfg.gateway.name,
-                          now_ns=now_ns, alarms=alarms,
-                          rooms=room_views(self.loaded, self.bus_loops, self.latest, now_ns),
-                          health=health, suppressions=suppressions)
+                          now_ns=now_ns, timezone=cfg.gateway.timezone, alarms=alarms,
+                          rooms=rooms, health=health, suppressions=suppressions)
+
+    def _describer(self, rooms: list[RoomView]) -> Describer:
+        """The panel's alarm context for the running config and rules (issue 14), built once
+        per rule engine."""
+        engine = self.core.engine
+        cached = self._panel_describer
+        if cached is None or cached[0] is not engine:
+            units = {f"{d.id}.{p.name}": p.unit for r in rooms for d in r.devices
+                     for p in d.points}
+            cached = (engine, Describer(self.loaded, engine.packs, engine.binding_details(),
+                                        units))
+            self._panel_describer = cached
+        return cached[1]
 
     def _after_command(self, events: list[AlarmEvent]) -> None:
         """After an operator command: re-plan the outputs now (an acknowledge silences the

@@ -79,7 +79,9 @@ def health_view(loaded: LoadedConfig, bus_loops: list[BusLoop], planner: OutputP
         outputs.append(OutputView(id=output.id, role=output.role, on=state.commanded,
                                   confirmed=state.confirmed, failed=state.failed,
                                   error=state.last_error, blocked_by=plan.blocked_by,
-                                  reasons=list(plan.reasons)))
+                                  reasons=list(plan.reasons),
+                                  rooms=sorted(planner.rooms.get(output.id, ())),
+                                  silence_on_ack=output.silences_on_ack))
     return HealthView(buses=buses, outputs=outputs,
                       devices_online=sum(b.devices_online for b in buses),
                       devices_total=sum(b.devices_total for b in buses), uplink=uplink,

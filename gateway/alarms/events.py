@@ -120,6 +120,8 @@ class AlarmView:
     """The activation that started the current flood."""
     demanded_roles: frozenset[str]
     acknowledgeable: bool
+    acked_note: str | None = None
+    """The note of the acknowledgement shown by `acked_by` (issue 14)."""
 
     @property
     def audible(self) -> bool:
@@ -143,7 +145,8 @@ class AlarmView:
             acked_by=rec.acked_by, acked_ns=rec.acked_ns, shelf=rec.shelf,
             suppression=rec.suppression, out_of_service=rec.oos, first_out=first_out,
             flood_first_out=flood_first_out, demanded_roles=rec.demanded_roles(),
-            acknowledgeable=rec.acknowledgeable)
+            acknowledgeable=rec.acknowledgeable,
+            acked_note=rec.acked_note if rec.acked_by else None)
 
 
 @dataclass(frozen=True, slots=True)

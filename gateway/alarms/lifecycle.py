@@ -229,6 +229,8 @@ class AlarmRecord:
     activated_ns: int | None = None
     acked_by: str | None = None
     acked_ns: int | None = None
+    acked_note: str | None = None
+    """The note given with the acknowledgement (issue 14: shown on the panel's card)."""
     activations: deque[float] = field(default_factory=deque)
     clear_since: float | None = None
 

@@ -218,7 +218,8 @@ class AlarmManager:
 
     def _ack(self, rec: AlarmRecord, actor: str, note: str | None) -> None:
         prev = rec.state
-        rec.acknowledge(actor, self._now)
+        if rec.acknowledge(actor, self._now):
+            rec.acked_note = note  # issue 14: the panel shows it beside the acknowledger
         self._changed(rec, prev, actor, note)
 
     def shelve(self, key: KeyLike, actor: str, until_ns: int, reason: str) -> list[AlarmEvent]:

@@ -72,6 +72,8 @@ _STATIC = {
     "/": ("index.html", "text/html"),
     "/static/panel.js": ("panel.js", "text/javascript"),
     "/static/panel.css": ("panel.css", "text/css"),
+    "/static/sound.js": ("sound.js", "text/javascript"),  # issue 14: the browser's alarm sound
+    "/static/views.js": ("views.js", "text/javascript"),  # issue 14: readings, health, outputs
 }
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

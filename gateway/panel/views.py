@@ -39,6 +39,20 @@ class PanelAlarm(View):
     chattering: bool = False
     shelved_until_ns: int | None = None
     note: str | None = None
+    # issue 14: what a card needs to be read at 3 a.m. without the config at hand
+    room_name: str | None = None
+    device: str | None = None
+    device_name: str | None = None
+    location: str | None = None
+    """The device's place in the room: `row B, rack 12`."""
+    unit: str | None = None
+    limit: str | None = None
+    """The limit crossed (`≥ 25 %LEL`) or the condition in words (`2 devices with …`)."""
+    actions: list[str] = []
+    """Output roles the alarm asks for (siren, strobe, exhaust_fan …)."""
+    acked_by: str | None = None
+    acked_ns: int | None = None
+    acked_note: str | None = None
 
 
 class PointView(View):
@@ -87,6 +101,10 @@ class OutputView(View):
     error: str | None
     blocked_by: str | None
     reasons: list[str]
+    rooms: list[str] = []
+    """The rooms it serves (issue 14: a siren off while their alarms are acknowledged is
+    shown as silenced)."""
+    silence_on_ack: bool = False
 
 
 class HealthView(View):
@@ -118,6 +136,8 @@ class PanelState(View):
     site: str
     name: str | None
     now_ns: int
+    timezone: str = "UTC"
+    """The site's time zone (`gateway.timezone`): the panel shows absolute times in it."""
     alarms: list[PanelAlarm]
     rooms: list[RoomView]
     health: HealthView

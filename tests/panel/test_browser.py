@@ -61,7 +61,7 @@ async def test_see_log_in_acknowledge(panel: Running, browser: Browser, tmp_path
     await expect(h2.get_by_test_id("alarm-state")).to_have_text("active unacknowledged")
     await expect(h2.get_by_test_id("first-out")).to_be_visible()
     await expect(h2.get_by_test_id("alarm-value")).to_have_text("27.50")
-    await expect(h2.get_by_test_id("alarm-room")).to_have_text("battery-1")
+    await expect(h2.get_by_test_id("alarm-room")).to_have_text("battery-1")  # no name given
     await expect(h2.get_by_test_id("alarm-age")).to_have_text("1 min")
     await expect(h2).to_have_class("alarm sev-critical unack first")
     # critical before minor
@@ -121,12 +121,14 @@ async def test_see_log_in_acknowledge(panel: Running, browser: Browser, tmp_path
     await page.get_by_test_id("shelve-submit").click()
     await expect(page.get_by_test_id("message")).to_contain_text("Shelved for 15 min")
     assert backend.commands[-1:] == [("shelve", smoke_ref, USER, 15.0, "detector test")]
+    await page.get_by_test_id("suppress-open").click()  # suppress lives in a dialog
     await page.get_by_test_id("suppress-scope").fill("battery-1")
     await page.get_by_test_id("suppress-minutes").fill("90")
     await page.get_by_test_id("suppress-reason").fill("hot work permit 42")
     await page.get_by_test_id("suppress-submit").click()
     await expect(page.get_by_test_id("message")).to_contain_text("Suppressed battery-1")
     assert backend.commands[-1:] == [("suppress", "battery-1", USER, 90.0, "hot work permit 42")]
+    await page.get_by_test_id("suppress-close").click()
 
     # a refusal is shown, not swallowed
     backend.refuse = "alarm h2_high/h2-batt-01.h2 is not shelvable"

@@ -83,6 +83,20 @@ async def test_alarm_appears_is_acknowledged_and_the_siren_drops(live: Live,
                 "active unacknowledged")
             await coil(live.site, SIREN, True)
             await coil(live.site, STROBE, True)
+            # issue 14: the card names the room and says the condition in words; every
+            # active alarm of the fire fits this phone screen; the siren shows as sounding
+            await expect(fire.get_by_test_id("alarm-room")).to_have_text(
+                "3F transmission equipment room (3楼传输机房)")
+            await expect(fire.get_by_test_id("alarm-value")).to_have_text(
+                "2 devices with smoke on")
+            smoke = page.locator('[data-testid="alarm"][data-rule="fire.smoke_detector"]')
+            await expect(smoke.first.get_by_test_id("alarm-location")).to_contain_text("ceiling")
+            sounding = page.locator('[data-testid="strip-output"][data-output-id="siren-3f"]')
+            await expect(sounding).to_contain_text("SOUNDING", timeout=5_000)
+            cards = page.get_by_test_id("alarm-list").get_by_test_id("alarm")
+            for i in range(await cards.count()):
+                box = await cards.nth(i).bounding_box()
+                assert box is not None and box["y"] + box["height"] <= 844, (i, box)
 
             await fire.get_by_test_id("ack-button").click()
             await expect(page.get_by_test_id("login-dialog")).to_be_visible()
@@ -92,13 +106,17 @@ async def test_alarm_appears_is_acknowledged_and_the_siren_drops(live: Live,
             await expect(page.get_by_test_id("current-user")).to_have_text("Logged in: demo")
             await expect(fire.get_by_test_id("alarm-state")).to_have_text(
                 "active acknowledged", timeout=5_000)
+            await expect(fire.get_by_test_id("alarm-ack")).to_contain_text("Acknowledged by demo")
 
             await coil(live.site, SIREN, False)  # acknowledge silences the siren …
             assert live.site.read_point(STROBE) is True  # … the strobe stays while active
             siren = page.locator('[data-testid="output"]').filter(has_text="siren-3f")
             await expect(siren).to_contain_text("off", timeout=5_000)
+            await expect(siren).to_contain_text("confirmed off")
+            await expect(sounding).to_contain_text("silenced")
 
             # hot work in the battery room: the suppression is listed with who and why
+            await page.get_by_test_id("suppress-open").click()
             await page.get_by_test_id("suppress-scope").fill("batt-3f")
             await page.get_by_test_id("suppress-minutes").fill("30")
             await page.get_by_test_id("suppress-reason").fill("hot work permit 42")

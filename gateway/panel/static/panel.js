@@ -3,10 +3,13 @@
 
 (() => {
   const POLL_MS = 1500;
+  const STALE_MS = 4000;   // no fresh state for this long: the page says so, loudly
+  const FETCH_MS = 3500;   // a request that hangs longer counts as no answer
   const SEVERITY = { critical: 0, major: 1, minor: 2, warning: 3 };
   const ACTIVE = new Set(["active_unacknowledged", "active_acknowledged", "returned_unacknowledged"]);
   const INACTIVE = new Set(["shelved", "suppressed", "out_of_service"]);
 
+  const { el, fmtValue, fmtAge, human, renderRooms, renderHealth } = window.RoomWardenViews;
   const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
   const ui = {};
   let me = { user: null, login_to_view: false, login_enabled: true };
@@ -15,46 +18,25 @@
   let pollTimer = null;
   let shelveTarget = null;
   let scopesKey = "";
+  let lastOkAt = null;     // performance.now() of the last state received
+  let lastOkWall = null;   // Date of the same, for the banner
+  let announced = null;    // alarm keys already announced to screen readers
 
   // --- helpers -------------------------------------------------------------------------------
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") node.className = v;
-      else if (k === "testid") node.dataset.testid = v;
-      else if (k === "text") node.textContent = v;
-      else node.setAttribute(k, v === true ? "" : String(v));
-    }
-    for (const c of children) {
-      if (c === null || c === undefined) continue;
-      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return node;
+  function fmtClock(ns, tz) {
+    if (!ns) return "—";
+    const when = new Date(ns / 1e6);
+    const opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+    let zone = tz;
+    try { new Intl.DateTimeFormat(undefined, { timeZone: zone }); } catch (e) { zone = undefined; }
+    const day = (d) => new Intl.DateTimeFormat("en-CA", { timeZone: zone }).format(d);
+    const sameDay = day(when) === day(lastState ? new Date(lastState.now_ns / 1e6) : new Date());
+    const fmt = new Intl.DateTimeFormat(undefined, sameDay ? { ...opts, timeZone: zone }
+      : { ...opts, month: "short", day: "numeric", timeZone: zone });
+    return fmt.format(when);
   }
 
-  function fmtValue(v, unit) {
-    if (v === null || v === undefined) return "—";
-    let text;
-    if (typeof v === "number") text = Number.isInteger(v) ? String(v) : v.toFixed(Math.abs(v) >= 100 ? 1 : 2);
-    else if (typeof v === "boolean") text = v ? "ON" : "off";
-    else text = String(v);
-    return unit ? `${text} ${unit}` : text;
-  }
-
-  function fmtAge(seconds) {
-    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "—";
-    const s = Math.max(0, Math.round(seconds));
-    if (s < 60) return `${s} s`;
-    const m = Math.floor(s / 60);
-    if (m < 60) return `${m} min`;
-    const h = Math.floor(m / 60);
-    if (h < 24) return `${h} h ${m % 60} min`;
-    return `${Math.floor(h / 24)} d ${h % 24} h`;
-  }
-
-  const human = (text) => String(text).replace(/_/g, " ");
   const isUnacked = (a) => String(a.state).endsWith("_unacknowledged");
   const alarmKey = (a) => `${a.rule}\u0000${a.subject}`;
 
@@ -72,7 +54,11 @@
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body === undefined ? {} : body);
     }
-    const response = await fetch(path, init);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), FETCH_MS);
+    init.signal = abort.signal;
+    let response;
+    try { response = await fetch(path, init); } finally { clearTimeout(timer); }
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
     return { status: response.status, ok: response.ok, data };
@@ -184,22 +170,30 @@
     f.firstOut = el("span", { class: "tag firstout", testid: "first-out", text: "FIRST OUT" });
     f.chatter = el("span", { class: "tag", text: "chattering" });
     f.title = el("strong", { class: "alarm-title", testid: "alarm-title" });
-    f.state = el("span", { class: "state", testid: "alarm-state" });
-    f.value = el("span", { testid: "alarm-value" });
-    f.room = el("span", { testid: "alarm-room" });
+    f.room = el("span", { class: "room-name", testid: "alarm-room" });
+    f.device = el("span", { testid: "alarm-device" });
+    f.location = el("span", { testid: "alarm-location" });
+    f.value = el("span", { class: "value", testid: "alarm-value" });
+    f.limit = el("span", { testid: "alarm-limit" });
+    f.time = el("span", { testid: "alarm-time" });
     f.age = el("span", { testid: "alarm-age" });
+    f.state = el("span", { class: "state", testid: "alarm-state" });
+    f.ack = el("p", { class: "acked", testid: "alarm-ack" });
     f.subject = el("span", { class: "subject", testid: "alarm-subject" });
-    f.note = el("p", { class: "note", testid: "alarm-note" });
-    f.ack = el("button", { type: "button", class: "btn primary", testid: "ack-button", text: "Acknowledge" });
-    f.shelve = el("button", { type: "button", class: "btn", testid: "shelve-button", text: "Shelve" });
+    f.ackBtn = el("button", { type: "button", class: "btn primary", testid: "ack-button" },
+      "Ack", el("span", { class: "long" }, "nowledge"));
+    f.shelve = el("button", { type: "button", class: "btn", testid: "shelve-button" },
+      el("span", { class: "long" }, "Shelve"), "…");
     li.append(
-      el("div", { class: "alarm-head" }, f.sev, f.firstOut, f.chatter, f.state),
-      f.title,
-      el("div", { class: "meta" },
-        el("span", {}, "Value ", f.value), el("span", {}, "Room ", f.room), el("span", {}, "Age ", f.age)),
-      f.subject, f.note,
-      el("div", { class: "alarm-actions" }, f.ack, f.shelve));
-    f.ack.addEventListener("click", () => {
+      el("div", { class: "alarm-body" },
+        el("div", { class: "alarm-head" }, f.sev, f.firstOut, f.chatter, f.title),
+        el("div", { class: "where" }, f.room, f.device, f.location),
+        el("div", { class: "meta" }, f.value, f.limit,
+          el("span", { class: "when" }, f.time, " · ", f.age)),
+        f.ack,
+        el("div", { class: "alarm-foot" }, f.state, f.subject)),
+      el("div", { class: "alarm-actions" }, f.ackBtn, f.shelve));
+    f.ackBtn.addEventListener("click", () => {
       const a = li._alarm;
       act("/api/alarms/acknowledge", { alarms: [{ rule: a.rule, subject: a.subject }] },
         (d) => (d.changed ? `Acknowledged: ${a.title}` : `Already acknowledged: ${a.title}`));
@@ -209,8 +203,11 @@
     return li;
   }
 
-  function updateAlarm(li, a, nowNs) {
+  const numeric = (v) => typeof v === "number";
+
+  function updateAlarm(li, a, state) {
     const f = li._f;
+    const nowNs = state.now_ns;
     li._alarm = a;
     li.dataset.key = alarmKey(a);
     li.dataset.rule = a.rule;
@@ -221,31 +218,56 @@
     f.firstOut.hidden = !a.first_out;
     f.chatter.hidden = !a.chattering;
     f.title.textContent = a.title;
-    let state = human(a.state);
+    let stateText = human(a.state);
     if (a.state === "shelved" && a.shelved_until_ns) {
-      state += ` (${fmtAge((a.shelved_until_ns - nowNs) / 1e9)} left)`;
+      stateText += ` (${fmtAge((a.shelved_until_ns - nowNs) / 1e9)} left)`;
     }
-    f.state.textContent = state;
-    f.value.textContent = fmtValue(a.value);
-    f.room.textContent = a.room || "—";
+    f.state.textContent = stateText;
+    f.room.textContent = a.room_name || a.room || "—";
+    f.room.title = a.room || "";
+    f.device.textContent = a.device ? ` · ${a.device_name || a.device}` : "";
+    f.device.hidden = !a.device;
+    f.location.textContent = a.location ? ` (${a.location})` : "";
+    f.location.hidden = !a.location;
+    // a measurement reads with its unit and the limit it crossed; a contact, a count or a
+    // coincidence reads as its condition in words (never a bare 2, 0 or ON)
+    if (numeric(a.value) && a.unit && a.limit) {
+      f.value.textContent = fmtValue(a.value, a.unit);
+      f.limit.textContent = `limit ${a.limit}`;
+    } else if (a.limit) {
+      f.value.textContent = a.limit;
+      f.limit.textContent = "";
+    } else {
+      f.value.textContent = fmtValue(a.value, a.unit);
+      f.limit.textContent = "";
+    }
+    f.limit.hidden = !f.limit.textContent;
+    f.time.textContent = a.activated_ns ? `since ${fmtClock(a.activated_ns, state.timezone)}` : "since —";
     f.age.textContent = a.activated_ns ? fmtAge((nowNs - a.activated_ns) / 1e9) : "—";
+    if (a.acked_by) {
+      f.ack.textContent = `Acknowledged by ${a.acked_by}` +
+        (a.acked_ns ? ` at ${fmtClock(a.acked_ns, state.timezone)}` : "") +
+        (a.acked_note ? ` — “${a.acked_note}”` : "");
+    } else {
+      f.ack.textContent = "";
+    }
+    f.ack.hidden = !a.acked_by;
     f.subject.textContent = `${a.rule} · ${a.subject}`;
-    f.note.textContent = a.note || "";
-    f.note.hidden = !a.note;
-    f.ack.hidden = !isUnacked(a);
+    f.ackBtn.hidden = !isUnacked(a);
     f.shelve.hidden = a.state === "shelved" || a.state === "suppressed" || a.state === "out_of_service";
-    f.ack.setAttribute("aria-label", `Acknowledge ${a.title}`);
+    f.ackBtn.setAttribute("aria-label", `Acknowledge ${a.title}`);
     f.shelve.setAttribute("aria-label", `Shelve ${a.title}`);
+    li.setAttribute("aria-label", `${a.severity} alarm: ${a.title}, ${f.room.textContent}, ${stateText}`);
   }
 
-  function syncList(list, items, nowNs) {
+  function syncList(list, items, state) {
     const existing = new Map();
     for (const child of Array.from(list.children)) existing.set(child.dataset.key, child);
     items.forEach((item, i) => {
       const key = alarmKey(item);
       let li = existing.get(key);
       if (li) existing.delete(key); else li = buildAlarm();
-      updateAlarm(li, item, nowNs);
+      updateAlarm(li, item, state);
       const at = list.children[i];
       if (at !== li) list.insertBefore(li, at || null);
     });
@@ -256,12 +278,27 @@
     const all = state.alarms || [];
     const active = sortAlarms(all.filter((a) => ACTIVE.has(a.state) || (!INACTIVE.has(a.state) && a.state !== "normal")));
     const inactive = sortAlarms(all.filter((a) => INACTIVE.has(a.state)));
-    syncList(ui.alarmList, active, state.now_ns);
-    syncList(ui.inactiveList, inactive, state.now_ns);
+    syncList(ui.alarmList, active, state);
+    syncList(ui.inactiveList, inactive, state);
+    ui.loading.hidden = true;
+    announce(active);
     ui.alarmCount.textContent = String(active.length);
     ui.inactiveCount.textContent = String(inactive.length);
     ui.noAlarms.hidden = active.length > 0;
     ui.ackAll.disabled = !active.some(isUnacked);
+  }
+
+  // New unacknowledged alarms are read out by screen readers (not the first state's).
+  function announce(active) {
+    const keys = new Set(active.map(alarmKey));
+    if (announced !== null) {
+      const fresh = active.filter((a) => !announced.has(alarmKey(a)) && isUnacked(a));
+      if (fresh.length) {
+        ui.announcer.textContent = fresh.map((a) =>
+          `New ${a.severity} alarm: ${a.title}, ${a.room_name || a.room || ""}`).join(". ");
+      }
+    }
+    announced = keys;
   }
 
   function ackAll() {
@@ -344,78 +381,34 @@
     ui.scopes.replaceChildren(...sorted.map((id) => el("option", { value: id })));
   }
 
-  // --- readings and health -------------------------------------------------------------------
+  // --- freshness -----------------------------------------------------------------------------
 
-  function renderRooms(state) {
-    const rooms = (state.rooms || []).map((room) => {
-      const devices = (room.devices || []).map((d) => {
-        const status = d.online === true ? "online" : d.online === false ? "OFFLINE" : "unknown";
-        const rows = (d.points || []).map((p) => {
-          const bad = p.quality !== "good";
-          const value = p.label ? `${p.label} (${fmtValue(p.value)})` : fmtValue(p.value, p.unit);
-          return el("tr", { testid: "point", "data-point": p.name, class: bad ? "bad" : "" },
-            el("th", { scope: "row" }, p.name),
-            el("td", { testid: "point-value", class: "num" }, value),
-            el("td", {}, el("span", { testid: "point-quality", class: `quality q-${p.quality}` },
-              bad ? `⚠ ${human(p.quality)}` : "good")),
-            el("td", { class: "num" }, fmtAge(p.age_s)));
-        });
-        return el("article", {
-          testid: "device", "data-device-id": d.id,
-          class: `device ${d.online === false ? "offline" : ""}`,
-        },
-        el("div", { class: "device-head" },
-          el("h4", {}, d.name ? `${d.name} (${d.id})` : d.id),
-          el("span", { testid: "device-status", class: `status s-${status.toLowerCase()}` }, status)),
-        el("p", { class: "hint" }, `bus ${d.bus}`),
-        d.last_error ? el("p", { class: "error", testid: "device-error" }, d.last_error) : null,
-        rows.length ? el("div", { class: "scroll" }, el("table", { class: "grid points" },
-          el("thead", {}, el("tr", {},
-            el("th", { scope: "col" }, "Point"), el("th", { scope: "col" }, "Value"),
-            el("th", { scope: "col" }, "Quality"), el("th", { scope: "col" }, "Age"))),
-          el("tbody", {}, ...rows))) : null);
-      });
-      return el("section", { testid: "room", "data-room-id": room.id, class: "room" },
-        el("h3", {}, `${room.name || room.id} `, el("span", { class: "hint" }, human(room.type))),
-        el("div", { class: "devices" }, ...devices));
-    });
-    ui.rooms.replaceChildren(...rooms);
+  function checkStale() {
+    const now = performance.now();
+    const age = lastOkAt === null ? null : (now - lastOkAt) / 1000;
+    const stale = age === null ? now > STALE_MS : age * 1000 > STALE_MS;
+    document.body.classList.toggle("stale", stale && lastState !== null);
+    ui.content.dataset.stale = String(stale);
+    ui.content.setAttribute("aria-busy", String(stale));
+    if (!stale) { ui.stale.hidden = true; return; }
+    ui.stale.textContent = lastState === null
+      ? "NO DATA: the gateway does not answer. Alarms are NOT known — check the room or the gateway."
+      : `NO LIVE DATA: the gateway has not answered for ${fmtAge(age)}. Everything below is from ` +
+        `${lastOkWall.toLocaleTimeString([], { hourCycle: "h23" })} and may be out of date.`;
+    ui.stale.hidden = false;
+    if (lastState === null) ui.loading.textContent = "The gateway does not answer — alarms are not known.";
   }
 
-  function renderHealth(state) {
-    const h = state.health;
-    const items = [
-      ["Uplink", h.uplink, "uplink"],
-      ["Devices online", `${h.devices_online} / ${h.devices_total}`, "devices-online"],
-      ["Outbox", h.outbox_depth === null || h.outbox_depth === undefined ? "—" : String(h.outbox_depth), "outbox"],
-      ["Uptime", fmtAge(h.uptime_s), "uptime"],
-      ["Config", "v" + h.config_version + (h.config_sha256 ? " · " + h.config_sha256.slice(0, 8) : ""), "config"],
-    ];
-    ui.health.replaceChildren(...items.flatMap(([k, v, id]) =>
-      [el("dt", {}, k), el("dd", { testid: id, class: id === "uplink" && h.uplink !== "connected" ? "warn" : "" }, v)]));
-    ui.buses.tBodies[0].replaceChildren(...h.buses.map((b) =>
-      el("tr", { testid: "bus", "data-bus-id": b.id, class: b.devices_online < b.devices_total ? "bad" : "" },
-        el("th", { scope: "row" }, b.id),
-        el("td", { "data-label": "Type" }, b.type),
-        el("td", { class: "num", "data-label": "Devices online" }, `${b.devices_online} / ${b.devices_total}`),
-        el("td", { class: "num", "data-label": "Polls" }, String(b.polls)),
-        el("td", { class: `num ${b.overruns ? "warn" : ""}`, "data-label": "Overruns" }, String(b.overruns)),
-        el("td", { class: "num", "data-label": "Last poll" }, `${b.last_poll_ms.toFixed(0)} ms`))));
-    ui.outputs.tBodies[0].replaceChildren(...h.outputs.map((o) => {
-      const state = o.on === true ? "ON" : o.on === false ? "off" : "unknown";
-      const details = [];
-      if (o.confirmed === true) details.push("confirmed");
-      if (o.confirmed === false) details.push("not confirmed");
-      if (o.failed) details.push(`FAILED${o.error ? `: ${o.error}` : ""}`);
-      if (o.blocked_by) details.push(`blocked by ${o.blocked_by}`);
-      if (o.reasons && o.reasons.length) details.push(`for ${o.reasons.join(", ")}`);
-      return el("tr", { testid: "output", "data-output-id": o.id, class: o.failed ? "bad" : o.blocked_by ? "warn" : "" },
-        el("th", { scope: "row" }, o.id),
-        el("td", { "data-label": "Role" }, human(o.role)),
-        el("td", { testid: "output-state", "data-label": "State" }, state),
-        el("td", { "data-label": "Details" }, details.join("; ") || "—"));
-    }));
-    ui.flood.hidden = !h.flood;
+  // --- sound ---------------------------------------------------------------------------------
+
+  function renderSound(st) {
+    ui.silenceHere.hidden = !st.pattern;
+    const words = st.blocked ? ["Sound blocked", ": tap to allow"] : st.playing ? ["Sounding", " here"]
+      : st.silenced ? ["Silenced", " here"] : ["Sound on", ""];
+    ui.soundToggle.replaceChildren(words[0], el("span", { class: "long" }, words[1]));
+    ui.soundToggle.className = `btn sound ${st.blocked ? "blocked" : st.playing ? "playing" : ""}`;
+    ui.soundToggle.setAttribute("aria-pressed", String(st.playing));
+    document.body.dataset.sound = st.playing ? "playing" : st.blocked ? "blocked" : "quiet";
   }
 
   function render(state) {
@@ -426,8 +419,9 @@
     renderAlarms(state);
     renderScopes(state);
     renderSuppressions(state);
-    renderRooms(state);
-    renderHealth(state);
+    renderRooms(ui, state);
+    renderHealth(ui, state);
+    if (window.RoomWardenSound) window.RoomWardenSound.update(state.alarms || []);
   }
 
   const countUnacked = (state) => state.alarms.filter((a) => ACTIVE.has(a.state) && isUnacked(a)).length;
@@ -445,8 +439,11 @@
         setConn(false, "log in to view");
         if (!ui.loginDialog.open) openLogin("This panel needs a login to view.");
       } else if (r.ok) {
+        lastOkAt = performance.now();
+        lastOkWall = new Date();
         render(r.data);
-        setConn(true, `live · ${new Date().toLocaleTimeString()}`);
+        checkStale();
+        setConn(true, `live ${new Date().toLocaleTimeString([], { hourCycle: "h23" })}`);
       } else {
         setConn(false, `error ${r.status}`);
       }
@@ -477,7 +474,30 @@
       shelveDialog: $("shelve-dialog"), shelveForm: $("shelve-form"), shelveTarget: $("shelve-target"),
       shelveMinutes: $("shelve-minutes"), shelveReason: $("shelve-reason"), shelveError: $("shelve-error"),
       shelveCancel: $("shelve-cancel"),
+      loading: $("loading"), stale: $("stale-banner"), strip: $("outputs-strip"),
+      announcer: $("announcer"), content: $("content"), soundToggle: $("sound-toggle"),
+      silenceHere: $("silence-here"), notifyEnable: $("notify-enable"),
+      suppressOpen: $("suppress-open"), suppressDialog: $("suppress-dialog"), suppressClose: $("suppress-close"),
     });
+    ui.suppressOpen.addEventListener("click", () => ui.suppressDialog.showModal());
+    ui.suppressClose.addEventListener("click", () => ui.suppressDialog.close());
+    const sound = window.RoomWardenSound;
+    if (sound) {
+      sound.onChange(renderSound);
+      renderSound(sound.state());
+      ui.silenceHere.addEventListener("click", () => {
+        sound.silenceHere();
+        showMessage("Silenced in this browser only — the alarms are NOT acknowledged.", "good");
+      });
+      ui.soundToggle.addEventListener("click", () => sound.unlock());
+    }
+    if ("Notification" in window && Notification.permission === "default") {
+      ui.notifyEnable.hidden = false;
+      ui.notifyEnable.addEventListener("click", () => sound.askNotifications().then(() => {
+        ui.notifyEnable.hidden = Notification.permission !== "default";
+      }));
+    }
+    setInterval(checkStale, 1000);
     ui.loginOpen.addEventListener("click", () => openLogin(""));
     ui.logout.addEventListener("click", logout);
     ui.loginForm.addEventListener("submit", submitLogin);

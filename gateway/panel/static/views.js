@@ -1,0 +1,150 @@
+// RoomWarden panel: the readings, the gateway's health and the outputs (siren, strobe, fan),
+// and the small DOM and formatting helpers the panel shares.
+"use strict";
+
+window.RoomWardenViews = (() => {
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "testid") node.dataset.testid = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  function fmtValue(v, unit) {
+    if (v === null || v === undefined) return "—";
+    let text;
+    if (typeof v === "number") text = Number.isInteger(v) ? String(v) : v.toFixed(Math.abs(v) >= 100 ? 1 : 2);
+    else if (typeof v === "boolean") text = v ? "ON" : "off";
+    else text = String(v);
+    return unit ? `${text} ${unit}` : text;
+  }
+
+  function fmtAge(seconds) {
+    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "—";
+    const s = Math.max(0, Math.round(seconds));
+    if (s < 60) return `${s} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m} min`;
+    const h = Math.floor(m / 60);
+    if (h < 24) return `${h} h ${m % 60} min`;
+    return `${Math.floor(h / 24)} d ${h % 24} h`;
+  }
+
+  const human = (text) => String(text).replace(/_/g, " ");
+
+  // --- readings and health -------------------------------------------------------------------
+
+  function renderRooms(ui, state) {
+    const rooms = (state.rooms || []).map((room) => {
+      const devices = (room.devices || []).map((d) => {
+        const status = d.online === true ? "online" : d.online === false ? "OFFLINE" : "unknown";
+        const rows = (d.points || []).map((p) => {
+          const bad = p.quality !== "good";
+          const value = p.label ? `${p.label} (${fmtValue(p.value)})` : fmtValue(p.value, p.unit);
+          return el("tr", { testid: "point", "data-point": p.name, class: bad ? "bad" : "" },
+            el("th", { scope: "row" }, p.name),
+            el("td", { testid: "point-value", class: "num" }, value),
+            el("td", {}, el("span", { testid: "point-quality", class: `quality q-${p.quality}` },
+              bad ? `⚠ ${human(p.quality)}` : "good")),
+            el("td", { class: "num" }, fmtAge(p.age_s)));
+        });
+        return el("article", {
+          testid: "device", "data-device-id": d.id,
+          class: `device ${d.online === false ? "offline" : ""}`,
+        },
+        el("div", { class: "device-head" },
+          el("h4", {}, d.name ? `${d.name} (${d.id})` : d.id),
+          el("span", { testid: "device-status", class: `status s-${status.toLowerCase()}` }, status)),
+        el("p", { class: "hint" }, `bus ${d.bus}`),
+        d.last_error ? el("p", { class: "error", testid: "device-error" }, d.last_error) : null,
+        rows.length ? el("div", { class: "scroll" }, el("table", { class: "grid points" },
+          el("thead", {}, el("tr", {},
+            el("th", { scope: "col" }, "Point"), el("th", { scope: "col" }, "Value"),
+            el("th", { scope: "col" }, "Quality"), el("th", { scope: "col" }, "Age"))),
+          el("tbody", {}, ...rows))) : null);
+      });
+      return el("section", { testid: "room", "data-room-id": room.id, class: "room" },
+        el("h3", {}, `${room.name || room.id} `, el("span", { class: "hint" }, human(room.type))),
+        el("div", { class: "devices" }, ...devices));
+    });
+    ui.rooms.replaceChildren(...rooms);
+  }
+
+  function renderHealth(ui, state) {
+    const h = state.health;
+    const items = [
+      ["Uplink", h.uplink, "uplink"],
+      ["Devices online", `${h.devices_online} / ${h.devices_total}`, "devices-online"],
+      ["Outbox", h.outbox_depth === null || h.outbox_depth === undefined ? "—" : String(h.outbox_depth), "outbox"],
+      ["Uptime", fmtAge(h.uptime_s), "uptime"],
+      ["Config", "v" + h.config_version + (h.config_sha256 ? " · " + h.config_sha256.slice(0, 8) : ""), "config"],
+    ];
+    ui.health.replaceChildren(...items.flatMap(([k, v, id]) =>
+      [el("dt", {}, k), el("dd", { testid: id, class: id === "uplink" && h.uplink !== "connected" ? "warn" : "" }, v)]));
+    ui.buses.tBodies[0].replaceChildren(...h.buses.map((b) =>
+      el("tr", { testid: "bus", "data-bus-id": b.id, class: b.devices_online < b.devices_total ? "bad" : "" },
+        el("th", { scope: "row" }, b.id),
+        el("td", { "data-label": "Type" }, b.type),
+        el("td", { class: "num", "data-label": "Devices online" }, `${b.devices_online} / ${b.devices_total}`),
+        el("td", { class: "num", "data-label": "Polls" }, String(b.polls)),
+        el("td", { class: `num ${b.overruns ? "warn" : ""}`, "data-label": "Overruns" }, String(b.overruns)),
+        el("td", { class: "num", "data-label": "Last poll" }, `${b.last_poll_ms.toFixed(0)} ms`))));
+    ui.outputs.tBodies[0].replaceChildren(...h.outputs.map((o) => {
+      const st = outputState(o, state);
+      const details = [readBack(o)];
+      if (o.failed) details.push(`FAILED${o.error ? `: ${o.error}` : ""}`);
+      if (o.blocked_by) details.push(`blocked by ${o.blocked_by}`);
+      if (o.reasons && o.reasons.length) details.push(`for ${o.reasons.join(", ")}`);
+      return el("tr", { testid: "output", "data-output-id": o.id, class: o.failed ? "bad" : o.blocked_by ? "warn" : "" },
+        el("th", { scope: "row" }, o.id),
+        el("td", { "data-label": "Role" }, human(o.role)),
+        el("td", { testid: "output-state", "data-label": "State" }, st.text),
+        el("td", { testid: "output-details", "data-label": "Details" }, details.join("; ")));
+    }));
+    renderStrip(ui, state);
+    ui.flood.hidden = !h.flood;
+  }
+
+  // What the read-back says: `confirmed` is the state the coil was read back in.
+  function readBack(o) {
+    if (o.confirmed === null || o.confirmed === undefined) return "not confirmed yet";
+    if (o.on === null || o.on === undefined) return `read back ${o.confirmed ? "on" : "off"}`;
+    return o.confirmed === o.on ? `confirmed ${o.on ? "on" : "off"}`
+      : `read back ${o.confirmed ? "on" : "off"}: does not follow`;
+  }
+
+  const LOUD_ROLES = { siren: "Siren", strobe: "Strobe", exhaust_fan: "Fan" };
+
+  // sounding / silenced / off / FAILED, from the plan and the alarms it serves
+  function outputState(o, state) {
+    if (o.failed) return { text: "FAILED", cls: "failed" };
+    if (o.on === true) return { text: o.role === "exhaust_fan" ? "RUNNING" : o.role === "siren" ? "SOUNDING" : "ON", cls: "on" };
+    if (o.on === null || o.on === undefined) return { text: "unknown", cls: "unknown" };
+    const rooms = new Set(o.rooms || []);
+    const silenced = o.silence_on_ack && (state.alarms || []).some((a) => a.state === "active_acknowledged"
+      && (a.actions || []).includes(o.role) && (!rooms.size || rooms.has(a.room)));
+    return silenced ? { text: "silenced", cls: "silenced" } : { text: "off", cls: "off" };
+  }
+
+  function renderStrip(ui, state) {
+    const outs = state.health.outputs.filter((o) => o.role in LOUD_ROLES);
+    ui.strip.replaceChildren(...outs.map((o) => {
+      const st = outputState(o, state);
+      return el("span", { testid: "strip-output", "data-output-id": o.id, class: `chip o-${st.cls}` },
+        `${LOUD_ROLES[o.role]} `, el("span", { class: "chip-id" }, `${o.id}`), ": ",
+        el("strong", {}, st.text));
+    }));
+    ui.strip.hidden = outs.length === 0;
+  }
+
+  return { el, fmtValue, fmtAge, human, renderRooms, renderHealth };
+})();
