@@ -25,6 +25,9 @@ the caller's choice, named at each call (`synchronous`):
   second plus one per alarm event).
 - duplicate keys (ingest): FULL: a key lost to a power cut lets a redelivery be written twice.
 - point catalogs (ingest): FULL: rare writes; a lost catalog holds that gateway's batches back.
+- delivery watermarks (ingest, gateway.ingest.watermark) and operator command ids (gateway,
+  gateway.operator.replay): FULL, for the reasons their docstrings give (a watermark must not
+  move forward past what the database holds; a used command id must not become new again).
 
 In WAL mode NORMAL skips the fsync at commit: it survives a process crash, but a power cut takes
 back whatever the kernel had not yet written of the WAL (up to its writeback delay, about 30 s
