@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.storage import private_dir
+
 if TYPE_CHECKING:  # cryptography (~7 MiB) is imported by the functions that use it
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
         Ed25519PrivateKey,
@@ -132,7 +134,7 @@ def new_key_pair(directory: Path, name: str, *,
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     check_key_name(name)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(directory)  # 0700, and so are any parents it makes, whatever the umask
     private_path = directory / f"{name}.key"
     public_path = directory / f"{name}.pub"
     for path in (private_path, public_path):
