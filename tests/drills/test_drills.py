@@ -36,7 +36,7 @@ DRILLS = sorted(DRILLS_DIR.glob("*.yaml"))
 CONFIGS = sorted((REPO / "firmware_configs").glob("*.yaml"))
 QUIET_MIN_S = 2 * 3600.0
 
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = pytest.mark.timeout(2400)
 """All drills run in the module fixture: minutes of CPU, more on a loaded machine."""
 
 PACKS: dict[str, RulePack] = load_rule_packs(default_rules_dir())
