@@ -34,7 +34,7 @@ from gateway.flashing.trial import TrialHold, held_rules
 from gateway.localservices import free_port
 from gateway.rules.config import default_rules_dir, load_rule_packs
 from gateway.sim.faults import Fault, FaultMode
-from tests.apply.conftest import ask, edit_config, running_service, until
+from tests.apply.conftest import ask, device, edit_config, running_service, until
 from tests.fixtures.services import Broker, Subscriber, broker
 
 __all__ = ["broker"]
@@ -193,6 +193,51 @@ async def test_a_committed_candidate_raises_its_dead_devices_alarm_after_the_com
         assert len(raised) == 1
         assert not any(e.kind is EventKind.CONFIG
                        for e in gw.core.alarms.events_since(seq_before))
+
+
+async def test_a_device_that_times_out_is_waited_for_with_its_offline_alarm_held(
+        tmp_path: Path) -> None:
+    """A wrong unit id: the link opens, the device times out and may yet answer, so the check
+    waits up to health_timeout — meanwhile the device goes offline under the candidate, and
+    its offline alarm is held, never shown, and dropped with the rollback."""
+    async with running_service(tmp_path, health_timeout="6s") as run:
+        gw = run.service.gateway
+        seq_before = gw.core.alarms.last_seq
+        key = AlarmKey(OFFLINE, "th-tx-a03")
+
+        def wrong_unit(data: dict[str, Any]) -> None:
+            th = device(data, "th-tx-a03")
+            th["unit"], th["poll_interval"] = 99, "500ms"  # offline after 3 polls, ~2.5 s
+
+        held: set[AlarmKey] = set()
+        shown: list[int] = []
+
+        async def watch() -> None:
+            while True:
+                if gw.trial is not None:
+                    held.update(gw.trial.held())
+                shown.append(len(gw.panel_state().alarms))
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            began = time.monotonic()
+            answers = await ask(run.control, {"op": "apply", "author": "frank",
+                                              "config": edit_config(run.text, wrong_unit)})
+            took = time.monotonic() - began
+            await until(run.all_online, 20, "the old config polling every device again")
+            await asyncio.sleep(1.0)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        result = answers[-1]["result"]
+        assert (result["state"], result["code"]) == ("rolled_back", "health_check_failed")
+        assert "device th-tx-a03 on bus rs485-env did not answer" in result["error"]
+        assert took >= 6.0  # waited for the upper bound: it might have answered
+        assert key in held  # the candidate did raise it — and it was held
+        assert max(shown) == 0 and gw.core.alarms.active() == []
+        [event] = gw.core.alarms.events_since(seq_before)
+        assert event.kind is EventKind.CONFIG and event.rule == CONFIG_RULE
 
 
 # --- the hold on the real alarm manager and journal ---------------------------------------------
