@@ -30,7 +30,7 @@ from gateway.sim.faults import FaultMode, FaultTable
 from gateway.sim.feedback import wire_feedback
 from gateway.sim.modbus_sim import DeviceImage, LogEntry
 from gateway.sim.serial_sim import TextDevice
-from gateway.sim.signals import SignalTable
+from gateway.sim.signals import Constant, SignalTable
 
 FAILING = {FaultMode.NO_REPLY, FaultMode.GARBAGE, FaultMode.CRC_ERROR, FaultMode.TRUNCATED,
            FaultMode.EXCEPTION}
@@ -97,6 +97,18 @@ class FastSite:
             coil = output.on_value if on else not output.on_value
             image.apply_write(RegisterType.COIL, point.modbus.address, [coil])
             self._driven[output.id] = on
+
+    def stick(self, point_id: str, state: bool | None) -> None:
+        """A relay that no longer follows its writes (see SimulatedSite.stick)."""
+        image = self._images.get(point_id.split(".", 1)[0])
+        point = None if image is None else image.by_id.get(point_id)
+        if image is None or point is None or point.modbus.register is not RegisterType.COIL:
+            raise KeyError(f"no simulated coil {point_id!r}")
+        if state is None:
+            image.stuck.pop(point.modbus.address, None)
+        else:
+            image.stuck[point.modbus.address] = state
+            self.signals.set(point_id, Constant(value=state))
 
     def log(self) -> list[LogEntry]:
         """Every simulated Modbus device's coil and input log, in time order."""

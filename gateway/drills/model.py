@@ -36,6 +36,15 @@ class FaultStep(Fault):
     device: str
 
 
+class Stick(Strict):
+    """A relay whose contacts no longer follow its coil writes (welded, or a dead coil)."""
+
+    point: str
+    """The coil point, `device.point`."""
+    state: bool | None
+    """The state it stays in whatever is written; null mends it."""
+
+
 class Step(Strict):
     at: Duration
     set: dict[str, Signal] | None = None
@@ -45,6 +54,7 @@ class Step(Strict):
     """Points that go back to their default signal."""
     acknowledge: Literal["all"] | list[str] | None = None
     """`all`, or alarm rule ids to acknowledge (actor `drill`)."""
+    stick: Stick | None = None
 
     @field_validator("set", mode="before")
     @classmethod
@@ -56,10 +66,11 @@ class Step(Strict):
 
     @model_validator(mode="after")
     def _one_thing(self) -> Step:
-        done = [n for n in ("set", "fault", "release", "acknowledge")
+        done = [n for n in ("set", "fault", "release", "acknowledge", "stick")
                 if getattr(self, n) is not None]
         if len(done) != 1:
-            raise ValueError("a step does exactly one of: set, fault, release, acknowledge")
+            raise ValueError("a step does exactly one of: set, fault, release, acknowledge, "
+                             "stick")
         return self
 
 
@@ -82,6 +93,17 @@ class ExpectOutput(Strict):
     within: Duration
 
 
+class ExpectWrites(Strict):
+    """At most this many writes of a coil reach the simulator within the window (a stuck
+    relay is written once per back-off step, not once per poll)."""
+
+    writes: str
+    """The coil point, `device.point`."""
+    at_most: Annotated[int, Field(ge=0)]
+    after: Duration
+    within: Duration
+
+
 class Drill(Strict):
     drill: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
     title: str
@@ -90,7 +112,7 @@ class Drill(Strict):
     tick: Duration = 1.0
     """How often the rules are evaluated (the daemon evaluates at least this often)."""
     steps: tuple[Step, ...] = ()
-    expect: tuple[ExpectAlarm | ExpectOutput, ...] = ()
+    expect: tuple[ExpectAlarm | ExpectOutput | ExpectWrites, ...] = ()
     forbid: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
     """Alarms that may fire without being required (fnmatch on `rule` or `rule@subject`),

@@ -14,7 +14,7 @@ from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig, load_gateway_config, read_yaml, validate
 from gateway.daemon import MIN_EVALUATION_SPACING
 from gateway.drills.fast_site import FastSite
-from gateway.drills.model import Drill, ExpectAlarm, ExpectOutput, Step
+from gateway.drills.model import Drill, ExpectAlarm, ExpectOutput, ExpectWrites, Step
 from gateway.rules.model import RulePack
 from gateway.safety import SafetyCore
 from gateway.sim.faults import FaultTable
@@ -58,7 +58,8 @@ class DrillReport:
                        f"{self.polls} polls, {len(self.activations)} activations)"]
         for check in self.checks:
             low, high = check.window
-            seen = "never" if check.observed is None else f"at {check.observed:7.1f} s"
+            seen = ("" if check.what.startswith("writes of") else "never") \
+                if check.observed is None else f"at {check.observed:7.1f} s"
             latency = "" if check.latency is None else f"  latency {check.latency:5.1f} s"
             lines.append(f"  {'ok  ' if check.ok else 'MISS'} {check.what:<58} "
                          f"window {low:6.1f}..{high:6.1f} s  {seen}{latency} {check.note}")
@@ -137,17 +138,35 @@ def _play(drill: Drill, site: FastSite, core: SafetyCore, clock: ManualClock,
             evaluate()
             next_tick += drill.tick
 
-    report.evidence = evidence(site.log(), core.loaded)
-    judge(drill, first_active, severities, output_changes, report)
+    log = site.log()
+    report.evidence = evidence(log, core.loaded)
+    judge(drill, first_active, severities, output_changes, report, write_log(log))
+
+
+def write_log(log: list[LogEntry], origin: float = 0.0) -> dict[str, list[float]]:
+    """Coil point → the times (s after `origin`) the simulator took a write of it."""
+    writes: dict[str, list[float]] = {}
+    for entry in log:
+        if entry.kind == "write":
+            writes.setdefault(entry.point, []).append(entry.t - origin)
+    return writes
 
 
 def judge(drill: Drill, first_active: dict[tuple[str, str], float],
           severities: dict[tuple[str, str], str],
-          output_changes: dict[str, list[tuple[float, bool]]], report: DrillReport) -> None:
+          output_changes: dict[str, list[tuple[float, bool]]], report: DrillReport,
+          writes: dict[str, list[float]]) -> None:
     """Compare what was observed (first activation of each alarm, with its severity; output
-    switchings) with the drill's expectations, windows and forbidden alarms."""
+    switchings; coil writes at the simulator) with the drill's expectations, windows and
+    forbidden alarms."""
     for item in drill.expect:
         window = (item.after, item.after + item.within)
+        if isinstance(item, ExpectWrites):
+            count = sum(window[0] <= t <= window[1] for t in writes.get(item.writes, []))
+            report.checks.append(Check(
+                f"writes of {item.writes} at most {item.at_most}", window, None,
+                count <= item.at_most, f"({count} at the simulator)"))
+            continue
         if isinstance(item, ExpectAlarm):
             times = [t for (rule, subject), t in first_active.items()
                      if rule == item.alarm and item.subject in (None, subject)
@@ -208,6 +227,8 @@ class Scene(Protocol):
     signals: SignalTable
     faults: FaultTable
 
+    def stick(self, point_id: str, state: bool | None) -> None: ...
+
 
 def _apply(step: Step, site: Scene, core: SafetyCore) -> None:
     if step.set is not None:
@@ -218,6 +239,8 @@ def _apply(step: Step, site: Scene, core: SafetyCore) -> None:
     elif step.release is not None:
         for point in step.release:
             site.signals.release(point)
+    elif step.stick is not None:
+        site.stick(step.stick.point, step.stick.state)
     elif step.acknowledge is not None:
         keys = [v.key for v in core.alarms.active() if v.acknowledgeable and (
             step.acknowledge == "all" or v.key.rule in step.acknowledge)]

@@ -21,7 +21,14 @@ from pathlib import Path
 from gateway.alarms.lifecycle import AlarmState
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
-from gateway.drills.runner import DrillReport, _apply, evidence, judge, load_drill
+from gateway.drills.runner import (
+    DrillReport,
+    _apply,
+    evidence,
+    judge,
+    load_drill,
+    write_log,
+)
 from gateway.sim.site import SimulatedSite
 
 WATCH_INTERVAL = 0.05
@@ -74,5 +81,5 @@ async def run_wire_drill(path: Path, work_dir: Path) -> DrillReport:
         if not history or history[-1][1] != on:
             history.append((entry.t - start, on))
     report.evidence = evidence(log, config, origin=start)
-    judge(drill, first_active, severities, changes, report)
+    judge(drill, first_active, severities, changes, report, write_log(log, start))
     return report

@@ -2,11 +2,12 @@
 real gateway polls it, and what the gateway did is read back from the simulator's coil and
 input log (gateway.drills.wire). The short drills of issue 11's new behaviours run this way:
 a fan commanded with no airflow (its own alarm, critical with hydrogen, charging stopped),
-airflow without a command, a VRLA block above ambient and at 52 °C, an LFP cell at 52 °C.
-(A stuck relay's writes are counted at the simulator in tests/actions/test_driver.py.)
+airflow without a command, a VRLA block above ambient and at 52 °C, an LFP cell at 52 °C, and
+a welded fan relay written at most once per back-off step (writes counted at the simulator;
+tests/actions/test_driver.py counts them over 60 s on the driver alone too).
 
 Each drill takes its duration in real time; they run side by side in one event loop (each
-with its own simulator and gateway), so the four take about two minutes.
+with its own simulator and gateway), so the five take about two minutes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gateway.drills.wire import run_wire_drill
 REPO = Path(__file__).resolve().parents[2]
 DRILLS = [REPO / "edge_rules" / "drills" / f"{name}.yaml" for name in (
     "tx_batt_fan_no_airflow", "tx_batt_fan_runs_uncommanded", "tx_vrla_block_quick",
-    "ess_lfp_cell_quick")]
+    "ess_lfp_cell_quick", "tx_stuck_fan_relay")]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
