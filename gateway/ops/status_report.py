@@ -201,7 +201,7 @@ _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "
 _LEVEL_COLOR = {Level.OK: "green", Level.DEGRADED: "yellow", Level.ALARM: "red",
                 Level.FAILING: "red"}
 _SITE_COLOR = {SiteLevel.NORMAL: "green", SiteLevel.ACTIVE: "yellow", SiteLevel.ALARM: "red"}
-SERVICE_MEANS = "(the gateway itself: polling, rules, outputs, uplink — not the rooms' alarms)"
+SERVICE_MEANS = "(the gateway itself: polling, rules, outputs, uplink)"
 _SEVERITY_COLOR = {"critical": "red", "major": "red", "minor": "yellow", "warning": "cyan"}
 _STATE_TEXT = {
     "active_unacknowledged": "active, unacked",
