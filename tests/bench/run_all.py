@@ -6,6 +6,7 @@ from tests.bench import (
     bench_acquisition,
     bench_alarm_latency,
     bench_alarms,
+    bench_fleet,
     bench_imports,
     bench_ingest,
     bench_outbox,
@@ -27,6 +28,7 @@ def main() -> None:
     bench_alarm_latency.main(trials=100)
     bench_imports.main()
     bench_process.main()
+    bench_fleet.main()  # issue 13: the fleet simulation (several minutes)
 
 
 if __name__ == "__main__":
