@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from gateway import __version__
+from gateway.config.duration import duration_arg
 from gateway.config.loader import (
     ConfigErrors,
     LoadedConfig,
@@ -63,23 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
 
     plan = sub.add_parser("plan", help="print the Modbus requests each device costs per cycle")
-    plan.add_argument("config", type=Path)
+    plan.add_argument("config", type=Path, help=CONFIG_HELP)
     plan.set_defaults(func=cmd_plan)
 
     run = sub.add_parser("run", help="run the gateway")
-    run.add_argument("config", type=Path)
-    run.add_argument("--print", dest="print_every", type=float, metavar="SECONDS",
-                     help="print the live readings every SECONDS")
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("config", type=Path, help=CONFIG_HELP)
+    run.add_argument("--print", dest="print_every", type=duration_arg, metavar="DURATION",
+                     help="print the live readings every DURATION (e.g. 5s)")
+    run.add_argument("--duration", type=duration_arg, metavar="DURATION",
+                     help="stop after DURATION (e.g. 3s, 10m; default: run until stopped)")
     run.add_argument("--state-dir", type=Path, default=None,
                      help="alarm journal, outbox, flashed configs (default: $STATE_DIRECTORY, "
                           "/var/lib/roomwarden, or ./var)")
-    run.add_argument("--control", type=Path, default=None, metavar="PATH",
-                     help="control socket (default: $RUNTIME_DIRECTORY/control.sock or "
-                          "STATE_DIR/control.sock)")
+    _control_options(run)
     run.add_argument("--panel-port", type=int, default=None,
                      help="override the panel's port (0 = any free port)")
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="the running gateway's state, for a technician: "
@@ -89,12 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     simulate = sub.add_parser("simulate", help="serve every device of a config on loopback")
-    simulate.add_argument("config", type=Path)
+    simulate.add_argument("config", type=Path, help=CONFIG_HELP)
     simulate.add_argument("--write-config", type=Path, required=True, metavar="PATH",
                           help="write a copy of the config that points at the simulator")
     simulate.add_argument("--control-port", type=int, default=0,
                           help="loopback TCP port of the JSON-lines control channel (0 = any)")
-    simulate.add_argument("--duration", type=float, help="stop after this many seconds")
+    simulate.add_argument("--duration", type=duration_arg, metavar="DURATION",
+                          help="stop after DURATION (e.g. 2m; default: at Ctrl-C)")
     simulate.set_defaults(func=cmd_simulate)
 
     simctl = sub.add_parser("simctl", help="send one JSON command to a running simulator")
@@ -107,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("paths", nargs="+", type=Path, help="drill files or directories")
     drill.set_defaults(func=cmd_drill)
 
-    passwd = sub.add_parser("passwd", help="print a password hash for a panel user")
+    passwd = sub.add_parser("passwd", help="print a password hash for a panel user (reads "
+                                           "the password from the terminal or stdin)")
+    passwd.add_argument("user", nargs="?", default=None,
+                        help="the user's name: prints a whole panel.users entry to paste")
     passwd.set_defaults(func=cmd_passwd)
 
     sub.add_parser("ingest", help="run the central ingest service (MQTT → InfluxDB): "
@@ -116,11 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a simulated site, the gateway polling it, its panel, "
                                        "and a local broker, ingest and database, live")
     demo.add_argument("config", type=Path, nargs="?",
-                      default=Path("firmware_configs/telecom_equipment_room.yaml"))
-    demo.add_argument("--print", dest="print_every", type=float, default=5.0,
-                      metavar="SECONDS", help="print the live readings every SECONDS")
-    demo.add_argument("--duration", type=float, metavar="SECONDS",
-                      help="stop after this many seconds (default: at Ctrl-C)")
+                      default=Path("firmware_configs/telecom_equipment_room.yaml"),
+                      help="the site to simulate (default: the telecom equipment room)")
+    demo.add_argument("--print", dest="print_every", type=duration_arg, default=5.0,
+                      metavar="DURATION", help="redraw the status every DURATION (default 5s)")
+    demo.add_argument("--duration", type=duration_arg, metavar="DURATION",
+                      help="stop after DURATION (e.g. 2m; default: at Ctrl-C)")
     demo.add_argument("--panel-port", type=int, default=8080,
                       help="port of the local panel on 127.0.0.1 (0 = any free port)")
     demo.add_argument("--no-uplink", dest="uplink", action="store_false",
@@ -136,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply = config_sub.add_parser(
         "apply", help="apply a config to the gateway on this machine (USB stick, SSH): "
                       "checked, staged, health-checked, committed or rolled back")
-    apply.add_argument("file", type=Path)
+    apply.add_argument("file", type=Path, help=CONFIG_HELP)
     apply.add_argument("--author", default=_local_user(),
                        help="who applies it (default: the login name)")
     apply.add_argument("--key", type=Path, default=None,
@@ -147,7 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--force", action="store_true", help="a signed downgrade")
     _control_options(apply)
     apply.set_defaults(func=cmd_config_apply)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Issue 14: every subcommand's own --help opens with the line its parent lists it by."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, child in action.choices.items():
+                if not child.description:
+                    child.description = helps.get(name)
+                _describe(child)
 
 
 def _local_user() -> str:
@@ -319,10 +336,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(main_task())
 
 
+CONFIG_HELP = "the gateway config file (YAML)"
+SOCKET_HELP = ("the gateway's control socket (default: $RUNTIME_DIRECTORY/control.sock, "
+               "i.e. /run/roomwarden/control.sock under systemd, else STATE_DIR/control.sock)")
+
+
 def _control_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--control", type=Path, default=None, metavar="PATH",
-                        help="the gateway's control socket (default: /run/roomwarden/"
-                             "control.sock, else $STATE_DIRECTORY or ./var)")
+    """`--socket` (issue 14: one name and one description in run, status and config apply;
+    `--control` still works)."""
+    parser.add_argument("--socket", "--control", dest="control", type=Path, default=None,
+                        metavar="PATH", help=SOCKET_HELP)
 
 
 def _control_path(args: argparse.Namespace) -> Path:
@@ -354,7 +377,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(final["status"], indent=2, ensure_ascii=False))
         return 0
     report = StatusReport.model_validate(final["status"])
-    print(render_status(report, color=sys.stdout.isatty()))
+    import shutil
+
+    width = shutil.get_terminal_size((80, 24)).columns  # $COLUMNS, the terminal, else 80
+    print(render_status(report, color=sys.stdout.isatty(), width=width))
     return 0
 
 
@@ -473,7 +499,11 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     if not first:
         print("an empty password is not allowed", file=sys.stderr)
         return 1
-    print(hash_password(first))
+    if args.user:
+        entry = hash_password(first)
+        print(f"- name: {json.dumps(args.user)}\n  password_hash: {json.dumps(entry)}")
+    else:
+        print(hash_password(first))
     return 0
 
 

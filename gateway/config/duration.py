@@ -48,3 +48,18 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
 """Seconds as a float in Python; `5s`-style text in YAML and JSON."""
+
+
+def duration_arg(text: str) -> float:
+    """An argparse `type=` for command-line durations: the same units as the config files
+    (`--duration 3s`, `--print 500ms`, `--duration 2m`; a bare number is seconds)."""
+    import argparse
+
+    try:
+        value: object = float(text)
+    except ValueError:
+        value = text
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -28,7 +28,7 @@ def add_parsers(sub: SubParsers) -> SubParsers:
     new.set_defaults(func=cmd_keys_new)
 
     fl = sub.add_parser("flash", help="check, sign and send a config to a gateway over MQTT")
-    fl.add_argument("config", type=Path)
+    fl.add_argument("config", type=Path, help="the gateway config file (YAML) to send")
     fl.add_argument("--gateway", required=True, metavar="ID",
                     help="the gateway to flash (must be the config's gateway.id)")
     fl.add_argument("--broker", required=True, metavar="URL",
@@ -36,7 +36,8 @@ def add_parsers(sub: SubParsers) -> SubParsers:
     fl.add_argument("--key", type=Path, default=None,
                     help="private key (default: $ROOMWARDEN_KEY, or the only key in the "
                          "keys directory)")
-    fl.add_argument("--passphrase-file", type=Path, default=None)
+    fl.add_argument("--passphrase-file", type=Path, default=None,
+                    help="file holding the private key's passphrase (if it has one)")
     fl.add_argument("--author", default=None, help="who flashes (default: the key's name)")
     fl.add_argument("--version", dest="config_version", type=int, default=None, metavar="N",
                     help="config version (default: the gateway's highest + 1)")
@@ -54,16 +55,17 @@ def add_parsers(sub: SubParsers) -> SubParsers:
     config_sub: SubParsers = config.add_subparsers(title="config commands")
     diff = config_sub.add_parser("diff", help="show what changes between two configs "
                                               "(exit 0 equal, 1 different, 2 error)")
-    diff.add_argument("old", type=Path)
-    diff.add_argument("new", type=Path)
+    diff.add_argument("old", type=Path, help="the config as it is (YAML)")
+    diff.add_argument("new", type=Path, help="the config as it would be (YAML)")
     diff.set_defaults(func=cmd_config_diff)
     return config_sub
 
 
 def add_broker_options(p: argparse.ArgumentParser) -> None:
     """Credentials and TLS for the broker: `flash` and the operator commands (`ack` …)."""
-    p.add_argument("--username", default=None)
-    p.add_argument("--password-file", type=Path, default=None)
+    p.add_argument("--username", default=None, help="broker user name")
+    p.add_argument("--password-file", type=Path, default=None,
+                   help="file holding the broker password (never on the command line)")
     p.add_argument("--ca-file", default=None, help="CA bundle for mqtts:// (default: system)")
     p.add_argument("--cert-file", default=None, help="client certificate (mutual TLS)")
     p.add_argument("--cert-key-file", default=None, help="the client certificate's key")

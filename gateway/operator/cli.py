@@ -26,34 +26,39 @@ def add_parsers(sub: SubParsers) -> None:
     ack.add_argument("--note", default=None, help="journalled with the acknowledgement")
 
     shelve = _command(sub, "shelve", "shelve an alarm for a while (no siren, no outputs)")
-    shelve.add_argument("--alarm", required=True, metavar="RULE@SUBJECT")
+    shelve.add_argument("--alarm", required=True, metavar="RULE@SUBJECT",
+                        help="the alarm to shelve")
     shelve.add_argument("--for", dest="duration", required=True, metavar="DURATION",
                         help="how long, e.g. 30m or 8h (at most 7 days)")
-    shelve.add_argument("--reason", required=True)
+    shelve.add_argument("--reason", required=True, help="why (journalled with the shelving)")
 
     unshelve = _command(sub, "unshelve", "end an alarm's shelving")
-    unshelve.add_argument("--alarm", required=True, metavar="RULE@SUBJECT")
+    unshelve.add_argument("--alarm", required=True, metavar="RULE@SUBJECT",
+                          help="the shelved alarm")
 
     suppress = _command(sub, "suppress", "suppress a device's, room's or rule's alarms")
     suppress.add_argument("--scope", required=True, help="a device, room or rule id")
-    suppress.add_argument("--for", dest="duration", required=True, metavar="DURATION")
-    suppress.add_argument("--reason", required=True)
+    suppress.add_argument("--for", dest="duration", required=True, metavar="DURATION",
+                          help="how long, e.g. 30m or 8h (at most 7 days)")
+    suppress.add_argument("--reason", required=True,
+                          help="why, e.g. the hot-work permit (journalled)")
 
     unsuppress = _command(sub, "unsuppress", "end a suppression")
-    unsuppress.add_argument("--scope", required=True)
+    unsuppress.add_argument("--scope", required=True, help="the suppressed device, room or rule id")
 
 
 def _command(sub: SubParsers, name: str, text: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=f"{text}: a signed command over MQTT (exit 0 done, 1 "
                                   "refused or no answer, 2 not sent)")
-    p.add_argument("--gateway", required=True, metavar="ID")
+    p.add_argument("--gateway", required=True, metavar="ID", help="the gateway's id")
     p.add_argument("--site", required=True, metavar="ID", help="the gateway's site id")
     p.add_argument("--broker", required=True, metavar="URL",
                    help="mqtt://host:port or mqtts://host:port")
     p.add_argument("--key", type=Path, default=None,
                    help="operator private key (default: $ROOMWARDEN_KEY, or the only key in "
                         "the keys directory); the gateway must trust it under operators.keys")
-    p.add_argument("--passphrase-file", type=Path, default=None)
+    p.add_argument("--passphrase-file", type=Path, default=None,
+                   help="file holding the private key's passphrase (if it has one)")
     p.add_argument("--root", default="roomwarden", help="topic root (default roomwarden)")
     p.add_argument("--valid-for", default="2m",
                    help="how long the command stays valid (default 2m, at most 15m)")

@@ -252,8 +252,9 @@ class HealthMonitor:
                                detail="; ".join([*failing, *degraded, summary]))
         if degraded:
             return CheckResult(status=Level.DEGRADED, detail="; ".join([*degraded, summary]))
-        return CheckResult(status=Level.OK,
-                           detail=f"{len(src.bus_loops)} buses polling; {summary}")
+        count = len(src.bus_loops)
+        return CheckResult(status=Level.OK,  # issue 14: "1 bus", not "1 buses"
+                           detail=f"{count} bus{'es' * (count != 1)} polling; {summary}")
 
     def check_rules(self) -> CheckResult:
         age = self.evaluator_age()

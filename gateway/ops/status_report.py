@@ -32,7 +32,9 @@ from gateway.ops.health import (
 )
 from gateway.ops.source import MetricsSource
 
-WIDTH = 100
+WIDTH = 80
+"""Default line width (issue 14: fits an 80-column terminal; `render_status(width=…)` uses a
+wider one when the terminal has it)."""
 """Longest line `render_status` prints (in terminal columns; CJK characters count 2)."""
 MAX_DEVICES_SHOWN = 60
 MAX_ALARMS_SHOWN = 30
@@ -267,8 +269,9 @@ def _zone(name: str) -> tzinfo:
 
 
 class _Painter:
-    def __init__(self, color: bool) -> None:
+    def __init__(self, color: bool, width: int = WIDTH) -> None:
         self.color = color
+        self.width = width
 
     def __call__(self, text: str, *styles: str) -> str:
         if not self.color or not styles:
@@ -277,9 +280,9 @@ class _Painter:
         return f"\x1b[{codes}m{text}\x1b[0m"
 
 
-def render_status(report: StatusReport, color: bool) -> str:
-    """A compact terminal view of `report`, every line at most `WIDTH` columns."""
-    paint = _Painter(color)
+def render_status(report: StatusReport, color: bool, width: int = WIDTH) -> str:
+    """A compact terminal view of `report`, every line at most `width` columns (60 … 200)."""
+    paint = _Painter(color, max(60, min(200, width)))
     lines: list[str] = []
     lines.extend(_header(report, paint))
     lines.extend(_buses(report, paint))
@@ -298,7 +301,7 @@ def _line(paint: _Painter, indent: int, parts: Iterable[_Part]) -> str:
     out = [" " * indent]
     used = indent
     for text, width, styles in parts:
-        room = WIDTH - used
+        room = paint.width - used
         if room <= 0:
             break
         piece = _fit(text, room) if width is None or width >= room else _pad(text, width)
@@ -379,12 +382,12 @@ def _buses(r: StatusReport, paint: _Painter) -> list[str]:
                 mark, state, style = "✗", "OFFLINE", "red"
             seen = ("never answered" if d.last_success_age_s is None
                     else f"ok {duration(d.last_success_age_s)} ago")
-            tail: list[_Part] = [(seen, 22, ())]
+            tail: list[_Part] = [(seen, 16, ())]  # issue 14: room for the error at 80
             if d.last_error and not d.online:
                 tail.append((d.last_error, None, ("dim",)))
             lines.append(_line(paint, 4, [
                 (mark + " ", 2, (style,)), (d.id, id_width, ()), (state, 9, (style,)),
-                (f"{d.polls} polls", 12, ()),
+                (f"{d.polls} polls", 11, ()),
                 (f"{d.failures} failed", 11, ("yellow",) if d.failures else ()), *tail,
             ]))
     if shown > MAX_DEVICES_SHOWN:
@@ -407,13 +410,13 @@ def _alarms(r: StatusReport, paint: _Painter) -> list[str]:
         lines.append(_line(paint, 2, [
             (alarm.severity.upper(), 10, (_SEVERITY_COLOR.get(alarm.severity, "bold"), "bold")),
             (_STATE_TEXT.get(alarm.state, alarm.state), 19, ()),
-            (alarm.rule + (" (first out)" if alarm.first_out else ""), 38, ()),
-            (since, None, ()),
+            (alarm.rule + (" (first out)" if alarm.first_out else ""), None, ()),
         ]))
+        # issue 14: the time and age come first on their own line, never cut by the width
+        lines.append(_line(paint, 12, [(f"{since} · {where}", None, ())]))
         note = f"by {alarm.acked_by}" if alarm.acked_by else ""
-        lines.append(_line(paint, 12, [(where, 32, ("dim",)),
-                                        (alarm.title + (f" · acked {note}" if note else ""),
-                                         None, ("dim",))]))
+        lines.append(_line(paint, 12, [(alarm.title + (f" · acked {note}" if note else ""),
+                                        None, ("dim",))]))
     if len(r.alarms) > MAX_ALARMS_SHOWN:
         lines.append(_line(paint, 2, [(f"… and {len(r.alarms) - MAX_ALARMS_SHOWN} more",
                                        None, ("dim",))]))

@@ -1,0 +1,50 @@
+"""Every `roomwarden` subcommand explains itself and takes durations with units (issue 14)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.cli import build_parser
+
+
+def subcommands(parser: argparse.ArgumentParser,
+                path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...],
+                                                              argparse.ArgumentParser]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield (*path, name), child
+                yield from subcommands(child, (*path, name))
+
+
+ALL = list(subcommands(build_parser()))
+
+
+def test_there_are_subcommands() -> None:
+    names = {" ".join(p) for p, _ in ALL}
+    assert {"run", "status", "check", "demo", "passwd", "flash", "config apply", "ack"} <= names
+
+
+@pytest.mark.parametrize(("path", "parser"), ALL, ids=[" ".join(p) for p, _ in ALL])
+def test_every_subcommand_and_option_is_described(path: tuple[str, ...],
+                                                  parser: argparse.ArgumentParser) -> None:
+    assert parser.description, f"{' '.join(path)} has no description"
+    missing = [a.option_strings[0] if a.option_strings else a.dest for a in parser._actions
+               if not isinstance(a, argparse._SubParsersAction | argparse._HelpAction)
+               and not a.help]
+    assert missing == [], f"{' '.join(path)}: no help for {missing}"
+
+
+@pytest.mark.parametrize("path", [p for p, _ in ALL], ids=[" ".join(p) for p, _ in ALL])
+def test_help_runs(path: tuple[str, ...]) -> None:
+    if path == ("ingest",):
+        path = ("ingest",)
+    out = subprocess.run([sys.executable, "-m", "gateway", *path, "--help"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "usage:" in out.stdout
