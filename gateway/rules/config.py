@@ -22,6 +22,7 @@ before any site override (a device's chemistry wins over its room's).
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -139,9 +140,27 @@ def load_rule_packs(directory: Path, ids: list[str] | None = None) -> dict[str, 
             errors.extend(exc.errors)
             continue
         packs[pack.pack] = pack
+    errors.extend(_check_escalations(packs))
     if errors:
         raise ConfigErrors(errors)
     return packs
+
+
+def _check_escalations(packs: Mapping[str, RulePack]) -> list[ConfigError]:
+    """An escalation's `while_active` patterns must each match a rule of a loaded pack (a
+    pattern naming a pack that is not loaded is left alone: a site may load fewer packs)."""
+    every = [pack.full_id(rule) for pack in packs.values() for rule in pack.rules]
+    errors = []
+    for pack in packs.values():
+        for index, escalation in enumerate(pack.escalations):
+            for number, pattern in enumerate(escalation.while_active):
+                if pattern.split(".", 1)[0] not in packs:
+                    continue
+                if not any(fnmatch.fnmatchcase(rule, pattern) for rule in every):
+                    errors.append(ConfigError(
+                        f"{pack.pack}.yaml", ("escalations", index, "while_active", number),
+                        f"{pattern!r} matches no rule of the loaded packs"))
+    return errors
 
 
 def _config_lines(loaded: LoadedConfig) -> LineMap:

@@ -4,14 +4,16 @@ its string, rate rules that judge as soon as their span allows (with a noise gua
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
-from gateway.config.loader import load_gateway_config
+from gateway.config.loader import ConfigErrors, load_gateway_config
 from gateway.field.sample import Quality, Sample
 from gateway.rules.conditions import RateWindow
 from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
@@ -152,3 +154,15 @@ def test_the_noise_guard_shrinks_but_keeps_a_real_trend() -> None:
     g, p = guarded.rate(300.0), plain.rate(300.0)
     assert g is not None and p is not None
     assert 5.0 < g < p  # still an alarm at 12 °C/h, but less than the raw fit
+
+
+def test_an_escalation_naming_no_rule_is_refused(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), rules, ignore=shutil.ignore_patterns("drills"))
+    pack = rules / "explosion.yaml"
+    pack.write_text(pack.read_text(encoding="utf-8").replace(
+        "explosion.li_offgas_warning]", "explosion.li_offgas_warnin]"), encoding="utf-8")
+    with pytest.raises(ConfigErrors) as caught:
+        load_rule_packs(rules)
+    assert "'explosion.li_offgas_warnin' matches no rule of the loaded packs" in str(
+        caught.value)

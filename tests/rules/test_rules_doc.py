@@ -59,6 +59,7 @@ def test_detection_times() -> None:
     assert of("explosion.cell_temperature_rise") == 150.0  # 30 s span + 2 min sustain
     assert of("fire.heat_rate_of_rise") == 15.0  # a quarter of the 1 min window
     assert of("explosion.gas_detector_failure") == 10.0  # the quicker of any
-    assert of("power.branch_overload") is None  # needs a rating per site
+    assert of("power.branch_overload") == 10.0  # (once a rating is set per site)
     compare = m.Compare.model_validate({"above": 1, "on_delay": "$d"})
     assert detection_time(compare, _Params({"d": 7.0})) == 7.0
+    assert detection_time(compare, _Params({"d": None})) is None  # a delay set per site
