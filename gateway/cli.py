@@ -239,14 +239,31 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     failed = 0
     for path in files:
+        warnings: list[str] = []
         try:
-            print(f"ok   {path}: {check_file(path)}")
+            if _kind_of(path) == "config":  # issue 14: every layer's errors in one run
+                summary, warnings = check_config_file(path)
+            else:
+                summary = check_file(path)
+            print(f"ok   {path}: {summary}")
         except ConfigErrors as exc:
             failed += 1
             print(f"FAIL {path}: {len(exc.errors)} error(s)")
             for error in exc.errors:
                 print(f"  {error}")
+        for warning in warnings:
+            print(f"  warning: {warning}")
     return 1 if failed else 0
+
+
+def check_config_file(path: Path) -> tuple[str, list[str]]:
+    """A gateway config: (summary, warnings), or ConfigErrors with every layer's errors."""
+    from gateway.config.check_all import check_config
+
+    report = check_config(path)
+    if report.errors:
+        raise ConfigErrors(report.errors)
+    return check_file(path), report.warnings
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

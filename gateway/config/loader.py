@@ -67,6 +67,8 @@ def format_path(path: YamlPath) -> str:
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif part.startswith("["):  # issue 14: `roomwarden check` names items by id
+            text += part
         else:
             text += f".{part}" if text else part
     return text

@@ -57,7 +57,8 @@ def test_cli_check_exit_codes_and_output(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["check", str(DATA / "configs" / "valid.yaml"),
                  str(DATA / "broken" / "missing_bus.yaml")]) == 1
     out = capsys.readouterr().out
-    assert "FAIL" in out and "missing_bus.yaml:" in out and "devices[0].bus" in out
+    # issue 14: devices are named by id
+    assert "FAIL" in out and "missing_bus.yaml:" in out and "devices[th1].bus" in out
 
 
 def test_cli_check_reports_a_missing_file(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,314 @@
+"""`roomwarden check` of a gateway config: every error of the file across all layers in one
+run (schema, references and profiles, the `rules:` section), the nearest names suggested,
+list items named by their id, and warnings about a config that would lock out flashing.
+
+The loader stops at the first layer that fails (a config that does not validate cannot be
+cross-checked). Here the items a schema error is in are set aside, the rest validated and
+cross-checked, and the errors of both are reported together."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from gateway.config.loader import (
+    ConfigError,
+    ConfigErrors,
+    LineMap,
+    LoadedConfig,
+    YamlPath,
+    cross_check,
+    find_profile,
+    load_profile,
+    profile_search_path,
+    pydantic_errors,
+    read_yaml,
+)
+from gateway.config.site import GatewayConfig
+
+SECTIONS = ("rooms", "buses", "devices", "outputs", "interlocks")
+"""Lists whose items have an `id`: errors name the item by it (`devices[th-1]`)."""
+MAX_PASSES = 4
+
+
+@dataclass
+class Report:
+    errors: list[ConfigError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    loaded: LoadedConfig | None = None
+    """The config as loaded, when it has no error."""
+
+
+def _models(model: type[BaseModel], seen: set[type[BaseModel]]) -> None:
+    if model in seen:
+        return
+    seen.add(model)
+    for info in model.model_fields.values():
+        for arg in _types(info.annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                _models(arg, seen)
+
+
+def _types(annotation: Any) -> Iterable[Any]:
+    yield annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        yield from _types(arg)
+    origin = getattr(annotation, "__origin__", None)
+    if origin is not None and hasattr(annotation, "__metadata__"):
+        yield from _types(origin)
+
+
+def known_keys() -> list[str]:
+    """Every key the gateway config schema has, at any depth (for 'did you mean')."""
+    models: set[type[BaseModel]] = set()
+    _models(GatewayConfig, models)
+    return sorted({info.alias or name for m in models for name, info in m.model_fields.items()})
+
+
+def _closest(word: str, names: Iterable[str]) -> str | None:
+    found = difflib.get_close_matches(word, list(names), n=1, cutoff=0.7)
+    return found[0] if found else None
+
+
+# --- setting aside what a schema error is in --------------------------------------------------
+
+
+def _get(data: Any, path: YamlPath) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _salvage(data: Any, errors: list[ConfigError]) -> tuple[Any, set[YamlPath]]:
+    """A copy of `data` without what the errors are in: unknown keys deleted, list items with
+    another error dropped (their paths returned), other bad keys deleted."""
+    data = copy.deepcopy(data)
+    dropped: set[YamlPath] = set()
+    deletions: list[YamlPath] = []
+    for error in errors:
+        path = error.path
+        items = [i for i, part in enumerate(path) if isinstance(part, int)]
+        if error.reason.startswith("unknown key"):
+            deletions.append(path)
+        elif items:
+            dropped.add(path[:items[0] + 1])
+        elif path:
+            deletions.append(path)
+    for path in deletions:
+        if any(path[:len(d)] == d for d in dropped):
+            continue
+        try:
+            parent = _get(data, path[:-1])
+            if isinstance(parent, dict):
+                parent.pop(path[-1], None)
+        except (KeyError, IndexError, TypeError):
+            continue
+    for path in dropped:
+        try:
+            parent = _get(data, path[:-1])
+            if isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent):
+                parent[path[-1]] = None  # a hole keeps the other items' indexes
+        except (KeyError, IndexError, TypeError):
+            continue
+    return data, dropped
+
+
+def _without_holes(data: Any) -> tuple[Any, dict[tuple[str, int], int]]:
+    """Holes removed from every list; the map gives each kept item of a top-level list its
+    index in the file."""
+    index_map: dict[tuple[str, int], int] = {}
+
+    def walk(node: Any, top: str | None) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, k if top is None else "") for k, v in node.items()}
+        if isinstance(node, list):
+            kept = [(i, item) for i, item in enumerate(node) if item is not None]
+            if top:
+                for new, (old, _) in enumerate(kept):
+                    index_map[(top, new)] = old
+            return [walk(item, "") for _, item in kept]
+        return node
+
+    return walk(data, None), index_map
+
+
+# --- the whole check --------------------------------------------------------------------------
+
+
+def check_config(path: Path, rules_dir: Path | None = None) -> Report:
+    """Every error of a gateway config file, and warnings; see the module docstring."""
+    from gateway.rules.config import check_rules, default_rules_dir, load_rule_packs
+
+    name = str(path)
+    report = Report()
+    try:
+        data, lines = read_yaml(path, name=name)
+    except ConfigErrors as exc:
+        report.errors = exc.errors
+        return report
+    ids = _ids(data)
+    config: GatewayConfig | None
+    index_map: dict[tuple[str, int], int] = {}
+    schema_errors: list[ConfigError] = []
+    set_aside: set[str] = set()
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        schema_errors = pydantic_errors(exc, name, lines)
+        set_aside = {ids.get(e.path[:2], "") for e in schema_errors if len(e.path) > 2}
+        config, index_map = _salvaged(data, name, lines, schema_errors)
+    errors = list(schema_errors)
+    if config is not None:
+        later = _deeper_layers(config, path, name, lines, rules_dir, check_rules,
+                               default_rules_dir, load_rule_packs)
+        for error in later:
+            error = _remap(error, index_map, lines)
+            if any(f"{name_!r}" in error.reason for name_ in set_aside if name_):
+                continue  # about an item set aside for its own schema error
+            errors.append(error)
+        if not errors:
+            report.loaded = LoadedConfig(path=path, config=config, profiles=_profiles(config,
+                                                                                      path))
+        report.warnings = lockout_warnings(config)
+    report.errors = _dedupe(_suggest(_named(e, ids), config) for e in errors)
+    return report
+
+
+def _salvaged(data: Any, name: str, lines: LineMap, errors: list[ConfigError]
+              ) -> tuple[GatewayConfig | None, dict[tuple[str, int], int]]:
+    data = copy.deepcopy(data)
+    for _ in range(MAX_PASSES):
+        data, _dropped = _salvage(data, errors)
+        data, index_map = _without_holes(data)
+        try:
+            return GatewayConfig.model_validate(data), index_map
+        except ValidationError as exc:
+            errors = pydantic_errors(exc, name, lines)
+    return None, {}
+
+
+def _deeper_layers(config: GatewayConfig, path: Path, name: str, lines: LineMap,
+                   rules_dir: Path | None, check_rules: Any, default_rules_dir: Any,
+                   load_rule_packs: Any) -> list[ConfigError]:
+    search = profile_search_path(config.profiles_dir, path.parent)
+    errors: list[ConfigError] = []
+    profiles = {}
+    for profile_id in sorted({d.profile for d in config.devices}):
+        found = find_profile(profile_id, search)
+        if found is None:
+            continue
+        try:
+            profiles[profile_id] = load_profile(found)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+    errors.extend(cross_check(config, profiles, name, lines, search))
+    section = config.rules
+    try:
+        packs = load_rule_packs(rules_dir or default_rules_dir(),
+                                list(section.packs) if section.packs is not None else None)
+    except ConfigErrors as exc:
+        return [*errors, *exc.errors]
+    loaded = LoadedConfig(path=path, config=config, profiles=profiles)
+    errors.extend(check_rules(section, packs, loaded))
+    return errors
+
+
+def _profiles(config: GatewayConfig, path: Path) -> dict[str, Any]:
+    search = profile_search_path(config.profiles_dir, path.parent)
+    out = {}
+    for profile_id in sorted({d.profile for d in config.devices}):
+        found = find_profile(profile_id, search)
+        if found is not None:
+            out[profile_id] = load_profile(found)
+    return out
+
+
+def _remap(error: ConfigError, index_map: dict[tuple[str, int], int],
+           lines: LineMap) -> ConfigError:
+    """A path into the salvaged config back to the file's indexes (and its line)."""
+    path = error.path
+    if len(path) >= 2 and isinstance(path[0], str) and isinstance(path[1], int):
+        old = index_map.get((path[0], path[1]))
+        if old is not None and old != path[1]:
+            path = (path[0], old, *path[2:])
+            return replace(error, path=path, line=lines.line_of(path) or error.line)
+    return error
+
+
+# --- naming, suggestions, warnings ------------------------------------------------------------
+
+
+def _ids(data: Any) -> dict[YamlPath, str]:
+    """(section, index) -> the item's id, from the file as written."""
+    out: dict[YamlPath, str] = {}
+    if not isinstance(data, dict):
+        return out
+    for section in SECTIONS:
+        items = data.get(section)
+        if isinstance(items, list):
+            for index, item in enumerate(items):
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    out[(section, index)] = item["id"]
+    return out
+
+
+_INDEXED = re.compile(r"\b(" + "|".join(SECTIONS) + r")\[(\d+)\]")
+
+
+def _named(error: ConfigError, ids: dict[YamlPath, str]) -> ConfigError:
+    """`devices[1].bus` -> `devices[th-1].bus`, in the path and in the reason."""
+    path = error.path
+    if len(path) >= 2 and (path[0], path[1]) in ids:
+        path = (path[0], f"[{ids[(path[0], path[1])]}]", *path[2:])
+
+    def by_id(m: re.Match[str]) -> str:
+        item = ids.get((m.group(1), int(m.group(2))))
+        return f"{m.group(1)}[{item}]" if item else m.group(0)
+
+    return replace(error, path=path, reason=_INDEXED.sub(by_id, error.reason))
+
+
+_UNDEFINED = re.compile(r"^(bus|room|device) '([^']+)' is not defined")
+
+
+def _suggest(error: ConfigError, config: GatewayConfig | None) -> ConfigError:
+    if "did you mean" in error.reason:
+        return error
+    hint = None
+    if error.reason.startswith("unknown key") and error.path:
+        key = error.path[-1]
+        if isinstance(key, str):
+            hint = _closest(key, known_keys())
+    elif config is not None:
+        m = _UNDEFINED.match(error.reason)
+        if m:
+            pool = {"bus": [b.id for b in config.buses], "room": [r.id for r in config.rooms],
+                    "device": [d.id for d in config.devices]}[m.group(1)]
+            hint = _closest(m.group(2), pool)
+    return replace(error, reason=f"{error.reason}; did you mean {hint!r}?") if hint else error
+
+
+def _dedupe(errors: Iterable[ConfigError]) -> list[ConfigError]:
+    seen: set[tuple[YamlPath, str]] = set()
+    out = []
+    for error in errors:
+        if (error.path, error.reason) not in seen:
+            seen.add((error.path, error.reason))
+            out.append(error)
+    return out
+
+
+def lockout_warnings(config: GatewayConfig) -> list[str]:
+    """A config that, once running, refuses every remote flash (no trusted signing key)."""
+    if config.uplink is not None and not (config.flashing and config.flashing.trusted_keys):
+        return ["flashing: the config trusts no signing key: once it runs, every remote "
+                "`roomwarden flash` is refused (lockout); add flashing.trusted_keys, or change "
+                "configs only on the gateway (`roomwarden config apply`)"]
+    return []
