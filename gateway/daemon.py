@@ -37,6 +37,7 @@ from gateway.operator.inbox import CLOCK_SKEW_S, CommandInbox
 from gateway.operator.replay import ReplayMemory
 from gateway.panel.describe import Describer
 from gateway.panel.views import PanelAlarm, PanelState, RoomView, SuppressionView
+from gateway.recorder.hook import Recording  # issue 12
 from gateway.safety import SafetyCore, acquisition
 from gateway.service.watchdog import configure_stall_limits
 from gateway.status import health_view, room_views
@@ -147,6 +148,7 @@ class Gateway:
         self.bus_loops: list[BusLoop] = build_bus_loops(loaded, self._on_samples, self.clock)
         configure_stall_limits(loaded, self.bus_loops)
         self.driver = OutputDriver(loaded, self.bus_loops, self.latest, self.clock)
+        self.recording = Recording(self)  # issue 12: flight recorder and incidents
         self.panel_port_override = panel_port  # tests and the demo pick a free port (0)
         self.panel = self._make_panel(loaded)
         self.panel_port: int | None = None
@@ -242,6 +244,7 @@ class Gateway:
     def _on_samples(self, batch: list[Sample]) -> None:
         self.latest.update(batch)
         self.core.ingest(batch)
+        self.recording.on_samples(batch)  # issue 12: flight recorder and incidents
         for sink in self.extra_sinks:
             sink(batch)
         if self.uplink is not None:
@@ -331,6 +334,7 @@ class Gateway:
                 await self.uplink.close()
             if self.panel is not None:
                 await self.panel.stop()
+            self.recording.close()  # issue 12: open incidents saved as they stand
             self.core.close()
             log.info("event=gateway_stopped")
 

@@ -12,6 +12,7 @@ from tests.bench import (
     bench_outbox,
     bench_process,
     bench_publish,
+    bench_recorder,  # issue 12
     bench_replay,
     bench_rules,
 )
@@ -24,6 +25,7 @@ def main() -> None:
     bench_outbox.main()
     bench_publish.main()
     bench_replay.main()
+    bench_recorder.main()  # issue 12: flight-recorder memory and CPU
     bench_ingest.main()
     bench_alarm_latency.main(trials=100)
     bench_imports.main()

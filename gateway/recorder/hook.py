@@ -1,0 +1,147 @@
+"""The flight recorder and the incident keeper wired to a running gateway: `Recording` takes
+each sample batch (`on_samples`, from `Gateway._on_samples`) and reads what incidents need of
+the gateway (journal, output driver, rule bindings, health) as it stands — also after a config
+apply, which replaces the safety core, the driver and the config."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from gateway.alarms.events import AlarmEvent
+from gateway.field.sample import Sample
+from gateway.recorder.incidents import IncidentKeeper, OutputSnapshot, RoomContext
+from gateway.recorder.ring import FlightRecorder
+from gateway.recorder.store import IncidentStore
+
+if TYPE_CHECKING:
+    from gateway.config.loader import LoadedConfig
+    from gateway.daemon import Gateway
+
+log = logging.getLogger("roomwarden.recorder")
+
+_THRESHOLD_WORDS = ("high", "low", "limit")
+_THRESHOLD_ENDINGS = ("_lel", "_ppm")
+
+
+def is_threshold(name: str) -> bool:
+    """A rule parameter that is a level to draw on a plot (high, low_v, limit_c, alarm_lel)."""
+    return name.split("_")[0] in _THRESHOLD_WORDS or name.endswith(_THRESHOLD_ENDINGS)
+
+
+def intervals(loaded: LoadedConfig) -> dict[str, float]:
+    """Device id → poll interval (s)."""
+    return {d.id: float(d.poll_interval or loaded.profile_of(d).default_poll_interval)
+            for d in loaded.config.devices}
+
+
+class Recording:
+    """See the module docstring. Disabled sections cost nothing per batch."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        cfg = gateway.loaded.config
+        self._loaded = gateway.loaded
+        self._intervals = intervals(gateway.loaded)
+        self.recorder: FlightRecorder | None = None
+        self.keeper: IncidentKeeper | None = None
+        if cfg.recorder.enabled:
+            self.recorder = FlightRecorder(cfg.recorder.window,
+                                           max_points=cfg.recorder.max_points,
+                                           interval_of=self._interval_of)
+        self.store = IncidentStore(gateway.state_dir / "incidents",
+                                   max_bytes=cfg.incidents.max_bytes,
+                                   max_incidents=cfg.incidents.max_incidents)
+        if self.recorder is not None and cfg.incidents.enabled:
+            self.keeper = IncidentKeeper(self.recorder, self.store, cfg.incidents,
+                                         _GatewaySources(gateway))
+
+    def _interval_of(self, point: str) -> float:
+        if self.gateway.loaded is not self._loaded:  # a config apply
+            self._loaded = self.gateway.loaded
+            self._intervals = intervals(self._loaded)
+        return self._intervals.get(point.split(".", 1)[0], 1.0)
+
+    def on_samples(self, batch: list[Sample]) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.record(batch)
+        if self.keeper is not None:
+            try:
+                self.keeper.observe()
+            except Exception:  # evidence keeping must never stop acquisition
+                log.exception("event=incident_keeper_failed")
+
+    def close(self) -> None:
+        if self.keeper is not None:
+            self.keeper.close_all()
+
+
+class _GatewaySources:
+    """`Sources` (gateway.recorder.incidents) read from a running `Gateway`."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def now_ns(self) -> int:
+        return self.gateway.clock.now_ns()
+
+    def last_seq(self) -> int:
+        return self.gateway.core.journal.last_seq
+
+    def events_since(self, seq: int) -> list[AlarmEvent]:
+        return self.gateway.core.journal.events_since(seq, limit=1000)
+
+    def output_states(self) -> dict[str, OutputSnapshot]:
+        return {o: (s.commanded, s.confirmed, s.last_error, s.writes, s.last_write_ns)
+                for o, s in self.gateway.driver.state.items()}
+
+    def room_active(self, room: str) -> bool:
+        from gateway.recorder.incidents import _ACTIVE
+
+        return any(v.room == room and v.state in _ACTIVE
+                   for v in self.gateway.core.alarms.active())
+
+    def room_context(self, room: str) -> RoomContext:
+        from gateway.daemon import catalog_points
+
+        loaded = self.gateway.loaded
+        devices = {d.id for d in loaded.config.devices if d.room == room}
+        rules = []
+        for b in self.gateway.core.engine.binding_details():
+            if b.room != room:
+                continue
+            devices.update(p.split(".", 1)[0] for p in b.points)
+            rules.append({"rule": b.rule, "subject": b.subject, "points": list(b.points),
+                          "thresholds": {k: v for k, v in b.parameters.items()
+                                         if is_threshold(k) and isinstance(v, int | float)
+                                         and not isinstance(v, bool)}})
+        outputs = {o.id: {"role": o.role, "device": o.device, "point": o.point}
+                   for o in loaded.config.outputs if not o.rooms or room in o.rooms}
+        devices.update(o["device"] for o in outputs.values())
+        points = {p: {"device": m.device, "room": m.room, "quantity": m.quantity,
+                      "unit": m.unit}
+                  for p, m in catalog_points(loaded).items() if m.device in devices}
+        return RoomContext(devices, rules, outputs, points)
+
+    def identity(self) -> dict[str, Any]:
+        g = self.gateway
+        return {"gateway": g.loaded.config.gateway.id, "site": g.loaded.config.gateway.site,
+                "config": {"version": g.config_version, "sha256": g.config_sha256,
+                           "file": g.loaded.path.name}}
+
+    def health(self) -> dict[str, Any]:
+        from gateway.status import health_view
+
+        g = self.gateway
+        uplink, depth = "not configured", None
+        if g.uplink is not None:
+            status = g.uplink.status()
+            uplink = "connected" if status.connected else "disconnected"
+            depth = status.outbox.depth
+        view = health_view(g.loaded, g.bus_loops, g.core.planner, g.driver,
+                           g.clock.monotonic() - g.started_mono,
+                           flood=g.core.alarms.flood.active, uplink=uplink,
+                           outbox_depth=depth, config_version=g.config_version,
+                           config_sha256=g.config_sha256)
+        return view.model_dump(mode="json")

@@ -1,0 +1,245 @@
+"""Incident records: when an alarm of the configured severity activates, freeze what happened
+around it in its room — the recorded samples from `pre` before the trigger to `post` after it
+(longer while the room's alarms stay active, at most `max_duration`), every journal event of
+the room, every output command with its read-back, the config identity and the gateway's
+health — and store it (gateway.recorder.store). The record format is in docs/incidents.md.
+
+The keeper is driven by the data path (`observe`, once per sample batch): it sleeps when the
+gateway does, reads the journal only when its sequence moved, and copies from the flight
+recorder at most every `COPY_EVERY` seconds, so an incident longer than the recorder's window
+loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.alarms.events import AlarmEvent, EventKind
+from gateway.alarms.lifecycle import AlarmState
+from gateway.alarms.types import Severity
+from gateway.recorder.ring import FlightRecorder, PointRing, Recorded
+from gateway.recorder.settings import IncidentSettings
+from gateway.recorder.store import FORMAT, IncidentStore
+
+log = logging.getLogger("roomwarden.incidents")
+
+COPY_EVERY = 5.0
+"""Seconds between copies from the recorder into an open incident (and activity checks)."""
+SAVE_EVERY = 60.0
+"""An open incident is written to disk at its trigger, then at least this often, then closed."""
+RECENT_EVENTS = 5000
+RECENT_OUTPUT_CHANGES = 2000
+_NS = 1_000_000_000
+_QUALITY_CHAR = {"good": "g", "stale": "s", "comm_error": "c", "invalid": "i"}
+_ACTIVE = (AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED)
+
+OutputSnapshot = tuple[bool | None, bool | None, str | None, int, int]
+"""(commanded, confirmed, last error, writes, last write ns) of one output."""
+
+
+class Sources(Protocol):
+    """What the keeper reads of the running gateway (gateway.recorder.hook)."""
+
+    def now_ns(self) -> int: ...
+    def last_seq(self) -> int: ...
+    def events_since(self, seq: int) -> list[AlarmEvent]: ...
+    def output_states(self) -> dict[str, OutputSnapshot]: ...
+    def room_active(self, room: str) -> bool: ...
+    def room_context(self, room: str) -> RoomContext: ...
+    def identity(self) -> dict[str, Any]: ...
+    def health(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class RoomContext:
+    devices: set[str]
+    """The room's devices, the devices its rules read and the devices of its outputs."""
+    rules: list[dict[str, Any]]
+    """The room's rule bindings: rule, subject, points, parameters (thresholds)."""
+    outputs: dict[str, dict[str, Any]]
+    """The outputs serving the room: id → role, device, point."""
+    points: dict[str, dict[str, Any]]
+    """Point id → device, room, quantity, unit (of every point of `devices`)."""
+
+
+@dataclass
+class OpenIncident:
+    id: str
+    room: str
+    trigger: AlarmEvent
+    context: RoomContext
+    start_ns: int
+    end_ns: int
+    health_at_trigger: dict[str, Any]
+    identity: dict[str, Any]
+    rings: dict[str, PointRing] = field(default_factory=dict)
+    copied_ns: dict[str, int] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    saved_mono: float = 0.0
+
+
+def incident_id(trigger: AlarmEvent) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(trigger.ts // _NS))
+    room = (trigger.room or "site").replace("/", "_")[:80]
+    return f"{stamp}-{room}-{trigger.seq}"
+
+
+class IncidentKeeper:
+    def __init__(self, recorder: FlightRecorder, store: IncidentStore,
+                 settings: IncidentSettings, sources: Sources) -> None:
+        self.recorder = recorder
+        self.store = store
+        self.settings = settings
+        self.sources = sources
+        self.seq = sources.last_seq()
+        """The last journal event looked at (events before the keeper started are not)."""
+        self.open: dict[str, OpenIncident] = {}
+        """Open incidents by room."""
+        self.recent_events: deque[AlarmEvent] = deque(maxlen=RECENT_EVENTS)
+        self.recent_outputs: deque[dict[str, Any]] = deque(maxlen=RECENT_OUTPUT_CHANGES)
+        self._outputs: dict[str, OutputSnapshot] = {}
+        self._next_copy = 0.0
+        self.closed = 0
+        self.failures = 0
+
+    def observe(self) -> None:
+        """After each sample batch: output changes, new journal events, open incidents."""
+        self._watch_outputs()
+        if self.sources.last_seq() != self.seq:
+            for event in self.sources.events_since(self.seq):
+                self.seq = max(self.seq, event.seq)
+                self._on_event(event)
+        if self.open and time.monotonic() >= self._next_copy:
+            self._next_copy = time.monotonic() + COPY_EVERY
+            for incident in list(self.open.values()):
+                self._advance(incident)
+
+    def _watch_outputs(self) -> None:
+        now = self.sources.now_ns()
+        for output_id, snap in self.sources.output_states().items():
+            if self._outputs.get(output_id) == snap:
+                continue
+            before = self._outputs.get(output_id)
+            self._outputs[output_id] = snap
+            commanded, confirmed, error, writes, last_write_ns = snap
+            wrote = before is None or before[3] != writes
+            change = {"ts": last_write_ns if wrote and last_write_ns else now,
+                      "output": output_id, "commanded": commanded, "read_back": confirmed,
+                      "error": error, "writes": writes,
+                      "pending": before is not None and before[3] == writes}
+            self.recent_outputs.append(change)
+            for incident in self.open.values():
+                if output_id in incident.context.outputs:
+                    incident.outputs.append(change)
+
+    def _on_event(self, event: AlarmEvent) -> None:
+        self.recent_events.append(event)
+        for incident in self.open.values():
+            if event.room in (incident.room, None):
+                incident.events.append(event.as_dict())
+        if self._opens(event) and (event.room or "site") not in self.open:
+            self._begin(event)
+
+    def _opens(self, event: AlarmEvent) -> bool:
+        s = self.settings
+        return (s.enabled and event.kind is EventKind.ALARM
+                and event.state is AlarmState.ACTIVE_UNACKNOWLEDGED
+                and event.previous_state in (AlarmState.NORMAL,
+                                             AlarmState.RETURNED_UNACKNOWLEDGED)
+                and event.severity is not None
+                and event.severity.level <= Severity(s.severity).level)
+
+    def _begin(self, trigger: AlarmEvent) -> None:
+        room = trigger.room or "site"
+        start = trigger.ts - int(self.settings.pre * _NS)
+        incident = OpenIncident(
+            id=incident_id(trigger), room=room, trigger=trigger,
+            context=self.sources.room_context(room), start_ns=start,
+            end_ns=trigger.ts + int(self.settings.post * _NS),
+            health_at_trigger=self.sources.health(), identity=self.sources.identity())
+        incident.events = [e.as_dict() for e in self.recent_events
+                           if e.ts >= start and e.room in (room, None)]
+        incident.outputs = [c for c in self.recent_outputs
+                            if c["ts"] >= start and c["output"] in incident.context.outputs]
+        self.open[room] = incident
+        log.warning("event=incident_opened id=%s room=%s rule=%s subject=%s severity=%s "
+                    "points=%d", incident.id, room, trigger.rule, trigger.subject,
+                    trigger.severity, len(incident.context.points))
+        self._advance(incident, force_save=True)
+
+    def _advance(self, incident: OpenIncident, force_save: bool = False) -> None:
+        """Copy what the recorder got since the last copy; extend, save or close."""
+        now = self.sources.now_ns()
+        self._copy(incident, now)
+        if self.sources.room_active(incident.room):
+            cap = incident.trigger.ts + int(self.settings.max_duration * _NS)
+            incident.end_ns = min(cap, max(incident.end_ns, now))
+        done = now >= incident.end_ns
+        if done or force_save or time.monotonic() - incident.saved_mono >= SAVE_EVERY:
+            self._save(incident, "closed" if done else "open")
+        if done:
+            del self.open[incident.room]
+            self.closed += 1
+            log.info("event=incident_closed id=%s room=%s events=%d outputs=%d",
+                     incident.id, incident.room, len(incident.events), len(incident.outputs))
+
+    def _copy(self, incident: OpenIncident, now: int) -> None:
+        span = incident.end_ns - incident.start_ns + int(self.settings.max_duration * _NS)
+        for point in incident.context.points:
+            since = incident.copied_ns.get(point, incident.start_ns - 1) + 1
+            fresh = self.recorder.samples(point, since, min(now, incident.end_ns))
+            if not fresh:
+                continue
+            ring = incident.rings.get(point)
+            if ring is None:
+                ring = incident.rings[point] = PointRing(span / _NS, 10**9)
+            for s in fresh:
+                ring.append(s.ts, s.value, s.quality)
+            incident.copied_ns[point] = fresh[-1].ts
+
+    def _save(self, incident: OpenIncident, status: str) -> None:
+        try:
+            size = self.store.save(record_of(incident, status, self.sources.health()))
+        except (OSError, ValueError) as exc:
+            self.failures += 1
+            log.error("event=incident_save_failed id=%s error=%r", incident.id, exc)
+            return
+        incident.saved_mono = time.monotonic()
+        log.info("event=incident_saved id=%s status=%s bytes=%d", incident.id, status, size)
+
+    def close_all(self) -> None:
+        """A stop: save every open incident as it stands (status `interrupted`)."""
+        for incident in list(self.open.values()):
+            self._copy(incident, self.sources.now_ns())
+            self._save(incident, "interrupted")
+        self.open.clear()
+
+
+def _columns(samples: list[Recorded]) -> dict[str, Any]:
+    return {"ts": [s.ts // 1_000_000 for s in samples], "v": [s.value for s in samples],
+            "q": "".join(_QUALITY_CHAR[s.quality.value] for s in samples)}
+
+
+def record_of(incident: OpenIncident, status: str, health_now: dict[str, Any]) -> dict[str, Any]:
+    """The stored form of an incident (docs/incidents.md)."""
+    trigger = incident.trigger
+    points = {}
+    for point, meta in sorted(incident.context.points.items()):
+        ring = incident.rings.get(point)
+        points[point] = {**meta, **_columns(ring.samples() if ring is not None else [])}
+    return {
+        "format": FORMAT, "id": incident.id, "status": status, "kind": "alarm",
+        "room": incident.room, **incident.identity,
+        "trigger": trigger.as_dict(),
+        "from_ns": incident.start_ns, "until_ns": incident.end_ns,
+        "rules": incident.context.rules,
+        "outputs_served": incident.context.outputs,
+        "events": incident.events, "output_changes": incident.outputs,
+        "health": {"at_trigger": incident.health_at_trigger, "at_save": health_now},
+        "points": points,
+    }

@@ -1,0 +1,271 @@
+"""The flight recorder's ring: the last N minutes of every point at acquisition resolution.
+
+Each point has its own `PointRing`. New samples go to a small open chunk (millisecond
+timestamps in `array('q')`, values in `array('d')`, one flag byte each); every `CHUNK` samples
+the open chunk is sealed: timestamps become deltas, values are XOR-ed with the previous value's
+bits, both are byte-transposed (all first bytes, then all second bytes …) and the lot is
+deflated. A constant point then costs well under a byte per sample, a slowly moving analog one
+a byte or two. Sealed chunks of one point live back to back in one `bytearray` (their lengths,
+first and last timestamps in small arrays beside it); the oldest is dropped once its newest
+sample is older than the window, or the point holds more than its sample cap.
+
+Flag byte: bits 0-1 quality (good, stale, comm_error, invalid), bits 2-4 the value's kind
+(float, int, bool, None, string). Strings (text points, rare) are kept as an index into a
+per-point table of at most `MAX_STRINGS` distinct strings; later new strings read back as
+`OVERFLOW_STRING`. Timestamps are kept to the millisecond. Integers beyond ±2⁵³ lose precision
+(kept as doubles).
+
+`FlightRecorder` holds the rings, creates one per point on its first sample (at most
+`max_points`; further points are counted, not kept) and sizes each from its device's poll
+interval: `window / interval × 1.25 + CHUNK` samples at most, so memory is bounded whatever a
+device does. docs/incidents.md has the measured budget.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+import struct
+import sys
+import zlib
+from array import array
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from gateway.field.sample import Quality, Sample, Value
+
+CHUNK = 128
+"""Samples per sealed chunk (the open chunk holds at most this many, uncompressed)."""
+MAX_STRINGS = 64
+OVERFLOW_STRING = "\u2026"
+_QUALITIES = (Quality.GOOD, Quality.STALE, Quality.COMM_ERROR, Quality.INVALID)
+_QUALITY_CODE = {q: i for i, q in enumerate(_QUALITIES)}
+_FLOAT, _INT, _BOOL, _NONE, _STR = range(5)
+_HEADER = struct.Struct("<HqB")
+_SCALES = (1, 10, 100, 1000)
+"""Decimal modes: a chunk whose values are all n / scale exactly keeps n's deltas instead."""
+_MS = 1_000_000
+
+
+class Recorded(NamedTuple):
+    """One sample as the recorder gives it back (`ts` in ns, to the millisecond)."""
+
+    ts: int
+    value: Value
+    quality: Quality
+
+
+def _shuffle(data: bytes, width: int) -> bytes:
+    return b"".join(data[i::width] for i in range(width))
+
+
+def _unshuffle(data: bytes, width: int) -> bytes:
+    n = len(data) // width
+    out = bytearray(len(data))
+    for i in range(width):
+        out[i::width] = data[i * n:(i + 1) * n]
+    return bytes(out)
+
+
+def encode_chunk(ts_ms: array[int], values: array[float], flags: bytes) -> bytes:
+    """One sealed chunk: header (count, first ts), shuffled ts deltas, shuffled XOR-ed value
+    bits, flag bytes; raw deflate."""
+    n = len(ts_ms)
+    deltas = array("q", [b - a for a, b in itertools.pairwise(ts_ms)])
+    mode, packed = _pack_values(values)
+    raw = b"".join((_HEADER.pack(n, ts_ms[0], mode), _shuffle(deltas.tobytes(), 8),
+                    _shuffle(packed.tobytes(), 8), flags))
+    return zlib.compress(raw, 6, wbits=-15)
+
+
+def _pack_values(values: array[float]) -> tuple[int, array[int]]:
+    """(mode, words): mode k ≥ 1 — every value is m / _SCALES[k-1] exactly, words are the
+    deltas of m (a scaled register: tiny steps); mode 0 — the doubles' bits, each XOR-ed
+    with the one before (repeats become zeros)."""
+    for mode, scale in enumerate(_SCALES, start=1):
+        try:
+            scaled = [round(v * scale) for v in values]
+        except (OverflowError, ValueError):  # inf, nan
+            break
+        if all(m / scale == v and abs(m) < 2**62 for m, v in zip(scaled, values, strict=True)):
+            return mode, array("q", [scaled[0]] + [b - a for a, b in
+                                                   itertools.pairwise(scaled)])
+    bits = array("Q", values.tobytes())
+    return 0, array("Q", [bits[0]] + [b ^ a for a, b in itertools.pairwise(bits)])
+
+
+def decode_chunk(blob: bytes) -> tuple[list[int], list[float], bytes]:
+    """(ts in ms, value doubles, flags) of a chunk `encode_chunk` made."""
+    raw = zlib.decompress(blob, wbits=-15)
+    n, first, mode = _HEADER.unpack_from(raw)
+    at = _HEADER.size
+    deltas = array("q", _unshuffle(raw[at:at + 8 * (n - 1)], 8))
+    at += 8 * (n - 1)
+    words = _unshuffle(raw[at:at + 8 * n], 8)
+    at += 8 * n
+    flags = raw[at:at + n]
+    ts = list(itertools.accumulate(deltas, initial=first))
+    if mode:
+        scale = _SCALES[mode - 1]
+        return ts, [m / scale for m in itertools.accumulate(array("q", words))], flags
+    bits = array("Q", itertools.accumulate(array("Q", words), operator.xor))
+    return ts, array("d", bits.tobytes()).tolist(), flags
+
+
+class PointRing:
+    """The recent samples of one point (see the module docstring)."""
+
+    __slots__ = ("_data", "_firsts", "_flags", "_lasts", "_lengths", "_strings", "_ts",
+                 "_values", "max_samples", "sealed", "window_ms")
+
+    def __init__(self, window_s: float, max_samples: int) -> None:
+        self.window_ms = int(window_s * 1000)
+        self.max_samples = max(max_samples, 2 * CHUNK)
+        self._ts: array[int] = array("q")
+        self._values: array[float] = array("d")
+        self._flags = bytearray()
+        self._data = bytearray()
+        self._lengths: array[int] = array("l")
+        self._firsts: array[int] = array("q")
+        self._lasts: array[int] = array("q")
+        self._strings: list[str] = []
+        self.sealed = 0
+        """Samples in sealed chunks."""
+
+    def __len__(self) -> int:
+        return self.sealed + len(self._ts)
+
+    def append(self, ts_ns: int, value: Value, quality: Quality) -> None:
+        kind, number = self._encode_value(value)
+        self._ts.append(ts_ns // _MS)
+        self._values.append(number)
+        self._flags.append(_QUALITY_CODE[quality] | kind << 2)
+        if len(self._ts) >= CHUNK:
+            self._seal()
+
+    def _encode_value(self, value: Value) -> tuple[int, float]:
+        if value is None:
+            return _NONE, 0.0
+        if isinstance(value, bool):
+            return _BOOL, float(value)
+        if isinstance(value, int):
+            return _INT, float(value)
+        if isinstance(value, float):
+            return _FLOAT, value
+        try:
+            return _STR, float(self._strings.index(value))
+        except ValueError:
+            if len(self._strings) >= MAX_STRINGS:
+                return _STR, float(MAX_STRINGS)
+            self._strings.append(value)
+            return _STR, float(len(self._strings) - 1)
+
+    def _seal(self) -> None:
+        blob = encode_chunk(self._ts, self._values, bytes(self._flags))
+        self._data += blob
+        self._lengths.append(len(blob))
+        self._firsts.append(self._ts[0])
+        self._lasts.append(self._ts[-1])
+        self.sealed += len(self._ts)
+        newest = self._ts[-1]
+        self._ts = array("q")
+        self._values = array("d")
+        self._flags = bytearray()
+        while self._lengths and (self._lasts[0] < newest - self.window_ms
+                                 or self.sealed > self.max_samples):
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        del self._data[:self._lengths[0]]
+        del self._lengths[0], self._firsts[0], self._lasts[0]
+        self.sealed -= CHUNK
+
+    def nbytes(self) -> int:
+        """Bytes held in the arrays (their allocation, not counting object headers)."""
+        return (self._ts.buffer_info()[1] * 8 + self._values.buffer_info()[1] * 8
+                + len(self._flags) + len(self._data) + len(self._lengths) * 8
+                + len(self._firsts) * 8 + len(self._lasts) * 8)
+
+    def live_bytes(self) -> int:
+        """Memory this ring holds (`sys.getsizeof` of it and everything it owns)."""
+        return sys.getsizeof(self) + sum(sys.getsizeof(part) for part in (
+            self._ts, self._values, self._flags, self._data, self._lengths, self._firsts,
+            self._lasts, self._strings)) + sum(sys.getsizeof(s) for s in self._strings)
+
+    def samples(self, since_ns: int = 0, until_ns: int | None = None) -> list[Recorded]:
+        """The samples with `since_ns` ≤ ts ≤ `until_ns`, oldest first."""
+        lo = since_ns // _MS
+        hi = math.inf if until_ns is None else until_ns // _MS
+        out: list[Recorded] = []
+        at = 0
+        for length, first, last in zip(self._lengths, self._firsts, self._lasts, strict=True):
+            if last >= lo and first <= hi:
+                ts, values, flags = decode_chunk(bytes(self._data[at:at + length]))
+                self._collect(out, ts, values, flags, lo, hi)
+            at += length
+        self._collect(out, self._ts, self._values, self._flags, lo, hi)
+        return out
+
+    def _collect(self, out: list[Recorded], ts: Iterable[int], values: Iterable[float],
+                 flags: Iterable[int], lo: int, hi: float) -> None:
+        for t, v, f in zip(ts, values, flags, strict=True):
+            if lo <= t <= hi:
+                out.append(Recorded(t * _MS, self._decode_value(f >> 2, v), _QUALITIES[f & 3]))
+
+    def _decode_value(self, kind: int, number: float) -> Value:
+        if kind == _FLOAT:
+            return number
+        if kind == _INT:
+            return int(number)
+        if kind == _BOOL:
+            return number != 0.0
+        if kind == _STR:
+            index = int(number)
+            return self._strings[index] if index < len(self._strings) else OVERFLOW_STRING
+        return None
+
+
+class FlightRecorder:
+    """Rings for every point (see the module docstring)."""
+
+    def __init__(self, window_s: float = 900.0, *, max_points: int = 20_000,
+                 interval_of: Callable[[str], float] | None = None) -> None:
+        self.window_s = window_s
+        self.max_points = max_points
+        self.interval_of = interval_of or (lambda point: 1.0)
+        """Seconds between samples of a point (its device's poll interval)."""
+        self.rings: dict[str, PointRing] = {}
+        self.refused_points = 0
+        """Points not recorded because `max_points` were recorded already."""
+        self.samples_in = 0
+
+    def capacity(self, point: str) -> int:
+        interval = max(self.interval_of(point), 0.05)
+        return int(self.window_s / interval * 1.25) + CHUNK
+
+    def record(self, batch: Iterable[Sample]) -> None:
+        rings = self.rings
+        for sample in batch:
+            ring = rings.get(sample.point)
+            if ring is None:
+                if len(rings) >= self.max_points:
+                    self.refused_points += 1
+                    continue
+                ring = rings[sample.point] = PointRing(self.window_s,
+                                                        self.capacity(sample.point))
+            ring.append(sample.ts, sample.value, sample.quality)
+            self.samples_in += 1
+
+    def samples(self, point: str, since_ns: int = 0,
+                until_ns: int | None = None) -> list[Recorded]:
+        ring = self.rings.get(point)
+        return [] if ring is None else ring.samples(since_ns, until_ns)
+
+    def nbytes(self) -> int:
+        return sum(ring.nbytes() for ring in self.rings.values())
+
+    def live_bytes(self) -> int:
+        """Memory the recorder holds: its rings, the dict and the point names."""
+        return sys.getsizeof(self.rings) + sum(sys.getsizeof(point) + ring.live_bytes()
+                                               for point, ring in self.rings.items())

@@ -1,0 +1,99 @@
+"""Incident records on disk: one gzip-compressed JSON file per incident in
+`<state dir>/incidents/`, mode 0600, replaced atomically; the oldest files go first when the
+directory passes its disk budget or count. The record format is in docs/incidents.md."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from gateway.storage import atomic_write, private_dir
+
+log = logging.getLogger("roomwarden.incidents")
+
+FORMAT = "roomwarden-incident/1"
+SUFFIX = ".json.gz"
+ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,80}-[0-9]{1,20}$")
+MAX_RECORD_BYTES = 256 * 2**20
+"""A record larger than this (uncompressed) is refused when read."""
+
+
+class IncidentError(Exception):
+    """An incident that does not exist or cannot be read (the message says why)."""
+
+
+class IncidentStore:
+    def __init__(self, directory: Path, *, max_bytes: int = 64 * 2**20,
+                 max_incidents: int = 500) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.max_incidents = max_incidents
+
+    def path_of(self, incident_id: str) -> Path:
+        if not ID_PATTERN.match(incident_id):
+            raise IncidentError(f"not an incident id: {incident_id!r}")
+        return self.directory / f"{incident_id}{SUFFIX}"
+
+    def save(self, record: dict[str, Any]) -> int:
+        """Write (or replace) the record; returns its size on disk. Then keep the budget."""
+        private_dir(self.directory)
+        data = gzip.compress(json.dumps(record, separators=(",", ":"), default=str,
+                                        allow_nan=True).encode(), 6, mtime=0)
+        path = self.path_of(record["id"])
+        atomic_write(path, data)
+        self.prune(keep=path)
+        return len(data)
+
+    def ids(self) -> list[str]:
+        """Stored incident ids, oldest first (ids begin with the trigger time)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name[:-len(SUFFIX)] for p in self.directory.glob(f"*{SUFFIX}")
+                      if ID_PATTERN.match(p.name[:-len(SUFFIX)]))
+
+    def load(self, incident_id: str) -> dict[str, Any]:
+        path = self.path_of(incident_id)
+        try:
+            with gzip.open(path, "rb") as handle:
+                raw = handle.read(MAX_RECORD_BYTES + 1)
+        except FileNotFoundError:
+            raise IncidentError(f"no incident {incident_id} in {self.directory}") from None
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise IncidentError(f"incident {incident_id} cannot be read: {exc}") from exc
+        if len(raw) > MAX_RECORD_BYTES:
+            raise IncidentError(f"incident {incident_id} is larger than "
+                                f"{MAX_RECORD_BYTES} bytes")
+        try:
+            record = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise IncidentError(f"incident {incident_id} is not valid JSON: {exc}") from exc
+        if not isinstance(record, dict) or record.get("format") != FORMAT:
+            raise IncidentError(f"incident {incident_id} is not a {FORMAT} record")
+        return record
+
+    def prune(self, keep: Path | None = None) -> list[str]:
+        """Delete the oldest records past `max_incidents` or `max_bytes` (never `keep`)."""
+        files = [self.directory / f"{i}{SUFFIX}" for i in self.ids()]
+        sizes = {}
+        for path in files:
+            try:
+                sizes[path] = path.stat().st_size
+            except FileNotFoundError:
+                continue
+        total, count, removed = sum(sizes.values()), len(sizes), []
+        for path, size in sizes.items():
+            if total <= self.max_bytes and count <= self.max_incidents:
+                break
+            if path == keep:
+                continue
+            path.unlink(missing_ok=True)
+            total, count = total - size, count - 1
+            removed.append(path.name)
+        if removed:
+            log.warning("event=incidents_pruned count=%d reason=disk_budget files=%s",
+                        len(removed), ",".join(removed[:10]))
+        return removed

@@ -1,0 +1,96 @@
+"""A confirmed fire on a simulated room, through the real gateway: one incident holding the
+samples at poll resolution from before the trigger (also the small changes the uplink's
+deadband drops), the acknowledgement with its actor and note, the siren's write and read-back,
+the config identity and health; saved 0600 in the state directory."""
+
+from __future__ import annotations
+
+import itertools
+import stat
+import time
+
+from gateway.alarms.lifecycle import AlarmKey, AlarmState
+from gateway.clock import ManualClock
+from gateway.field.sample import Quality, Sample
+from gateway.recorder.store import IncidentStore
+from gateway.sim.signals import Constant
+from gateway.uplink.contract import AlarmRef
+from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
+from tests.recorder.conftest import FIRE, POLL, PRE, Rig, until
+
+
+async def test_a_confirmed_fire_leaves_one_incident_with_the_evidence(rig: Rig) -> None:
+    gateway, site = rig.gateway, rig.site
+    await until(lambda: gateway.recording.recorder is not None
+                and len(gateway.recording.recorder.samples("th-1.temperature")) >= 2 * PRE / POLL)
+    site.set_signal("smoke-1.alarm", Constant(value=True))
+    site.set_signal("smoke-2.alarm", Constant(value=True))
+    key = AlarmKey(*FIRE)
+    await until(lambda: key in gateway.core.alarms.known()
+                and gateway.core.alarms.get(key).state is AlarmState.ACTIVE_UNACKNOWLEDGED)
+    await until(lambda: site.read_point("do-1.do1") is True)  # the siren sounds
+    store = IncidentStore(rig.state_dir / "incidents")
+    await until(lambda: len(store.ids()) == 1)
+    assert store.load(store.ids()[0])["status"] == "open"  # saved at once, before it ends
+    assert gateway.acknowledge([AlarmRef(rule=FIRE[0], subject=FIRE[1])], "alice",
+                               "checked the room: burning cable tray") == 1
+    await until(lambda: site.read_point("do-1.do1") is False)  # silenced by the ack
+    site.set_signal("smoke-1.alarm", Constant(value=False))
+    site.set_signal("smoke-2.alarm", Constant(value=False))
+    await until(lambda: store.load(store.ids()[0])["status"] == "closed", 30)
+
+    [incident_id] = store.ids()
+    path = store.path_of(incident_id)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    record = store.load(incident_id)
+    trigger = record["trigger"]
+    # the first detector's alarm (major) opened it; the confirmed fire is part of the same one
+    assert trigger["rule"] in ("fire.smoke_detector", FIRE[0])
+    assert trigger["severity"] in ("major", "critical")
+    fire = [e for e in record["events"] if (e["rule"], e["subject"]) == FIRE]
+    assert fire[0]["state"] == "active_unacknowledged" and fire[0]["severity"] == "critical"
+    assert record["room"] == "tx" and record["gateway"] == "gw-rec"
+    assert record["config"]["sha256"] == gateway.config_sha256
+    assert record["health"]["at_trigger"]["buses"][0]["id"] == "rs485"
+    trigger_ms = trigger["ts"] // 1_000_000
+
+    # samples at poll resolution from `pre` before the trigger, of every point of the room
+    temps = record["points"]["th-1.temperature"]
+    before = [t for t in temps["ts"] if t < trigger_ms]
+    assert before[0] <= trigger_ms - (PRE - 1.0) * 1000
+    gaps = [b - a for a, b in itertools.pairwise(before)]
+    assert max(gaps) < POLL * 1000 * 2.5, gaps  # every poll, none thinned out
+    assert len(before) >= PRE / POLL - 2
+    assert set(temps["q"]) == {"g"}
+    assert {"smoke-1.alarm", "smoke-2.alarm", "do-1.do1"} <= set(record["points"])
+    smoke = record["points"]["smoke-1.alarm"]
+    assert smoke["v"][0] is False and True in smoke["v"]
+
+    # the uplink's deadband (0.5 °C for temperature) would have sent a fraction of them
+    uplink = ExceptionFilter(ExceptionPolicy(deadband_by_quantity={"temperature": 0.5}),
+                             ManualClock(), quantity_of=lambda point: "temperature")
+    samples = [Sample("th-1.temperature", v, t * 1_000_000, Quality.GOOD)
+               for t, v in zip(temps["ts"], temps["v"], strict=True)]
+    sent = sum(len(uplink.filter([s])) for s in samples)
+    assert sent < len(samples) / 2, (sent, len(samples))
+    assert len(set(temps["v"])) > sent  # distinct values the uplink never saw are here
+
+    # the acknowledgement with its actor and note
+    acks = [e for e in record["events"] if e["state"] == "active_acknowledged"]
+    assert [(e["actor"], e["note"]) for e in acks] == [
+        ("alice", "checked the room: burning cable tray")]
+    # the siren's write and read-back: on, then off after the acknowledgement
+    siren = [(c["commanded"], c["read_back"]) for c in record["output_changes"]
+             if c["output"] == "siren-tx" and not c["pending"]]
+    assert (True, True) in siren and siren[-1] == (False, False)
+    assert siren.index((True, True)) < len(siren) - 1
+    on_at = next(c["ts"] for c in record["output_changes"]
+                 if c["output"] == "siren-tx" and c["read_back"] is True)
+    assert on_at >= trigger["ts"]
+    # the coil as the relay module's own polls saw it
+    coil = record["points"]["do-1.do1"]
+    assert True in coil["v"] and coil["v"][0] is False
+    # the fire rule's binding is there (for the report)
+    assert any(r["rule"] == FIRE[0] for r in record["rules"])
+    assert record["until_ns"] > trigger["ts"] and record["from_ns"] < trigger["ts"]
+    assert time.time_ns() >= record["until_ns"]
