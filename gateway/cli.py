@@ -17,11 +17,11 @@ from gateway import __version__
 from gateway.config.duration import duration_arg
 from gateway.config.loader import (
     ConfigErrors,
-    LoadedConfig,
     load_gateway_config,
     load_profile,
 )
 from gateway.config.profile import ModbusProfile, Profile
+from gateway.config.report import load_or_report
 from gateway.config.site import GatewayConfig, ModbusRtuBus
 from gateway.field.planner import plan_requests, theoretical_rtu_seconds
 from gateway.field.points import bind_points
@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.operator.cli import add_parsers as add_operator_parsers  # issue 9
 
     add_operator_parsers(sub)  # ack, shelve, unshelve, suppress, unsuppress
+    from gateway.recorder.cli import add_parsers as add_incident_parsers  # issue 12
+
+    add_incident_parsers(sub)  # incident list, show, export
     apply = config_sub.add_parser(
         "apply", help="apply a config to the gateway on this machine (USB stick, SSH): "
                       "checked, staged, health-checked, committed or rolled back")
@@ -276,16 +279,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 # --- plan ---------------------------------------------------------------------------------
-
-
-def load_or_report(path: Path) -> LoadedConfig | None:
-    try:
-        return load_gateway_config(path)
-    except ConfigErrors as exc:
-        print(f"FAIL {path}: {len(exc.errors)} error(s)", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        return None
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

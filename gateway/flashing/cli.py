@@ -134,7 +134,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 
 def cmd_config_diff(args: argparse.Namespace) -> int:
-    from gateway.cli import load_or_report
+    from gateway.config.report import load_or_report
     from gateway.flashing.diff import diff_configs, render
 
     old, new = load_or_report(args.old), load_or_report(args.new)

@@ -1,0 +1,19 @@
+"""Load a gateway config for a command-line tool: the config, or its errors printed to stderr
+(`FAIL <file>: N error(s)` and one `file:line: path: reason` line each) and None."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from gateway.config.loader import ConfigErrors, LoadedConfig, load_gateway_config
+
+
+def load_or_report(path: Path) -> LoadedConfig | None:
+    try:
+        return load_gateway_config(path)
+    except ConfigErrors as exc:
+        print(f"FAIL {path}: {len(exc.errors)} error(s)", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return None
