@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)\s*$")
@@ -42,10 +42,18 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|min|m|h)\s*$"
+"""What an editor's JSON schema accepts as a duration string (the parser's own grammar)."""
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
+    # issue 14: in the JSON schema a duration is a string with a unit (or bare seconds), so an
+    # editor accepts `500ms` and flags `5 seconds`
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": DURATION_PATTERN},
+                              {"type": "number", "minimum": 0}],
+                    "examples": ["500ms", "5s", "2m", "1h"]}),
 ]
 """Seconds as a float in Python; `5s`-style text in YAML and JSON."""
 

@@ -33,7 +33,7 @@ a few hundred is rare (split a very large one into several profiles on the same 
 class Strict(BaseModel):
     """Base for every config model: unknown keys are errors, models are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class RegisterType(StrEnum):

@@ -11,7 +11,6 @@ from gateway.config.duration import Duration
 from gateway.config.profile import Id, Name, Strict
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
 from gateway.operator.settings import OperatorSettings  # issue 9: remote operator commands
-from gateway.recorder.settings import IncidentSettings, RecorderSettings  # issue 12
 from gateway.rules.section import RulesSection
 from gateway.uplink.contract import MAX_CONFIG_BYTES
 from gateway.uplink.settings import UplinkSettings
@@ -19,9 +18,14 @@ from gateway.uplink.settings import UplinkSettings
 
 class GatewayIdentity(Strict):
     id: Id
+    """This gateway's id: topic names, journal and panel use it (letters, digits, `-`, `_`)."""
     site: Id
+    """The site's id: gateways of one site share it."""
     name: str | None = None
+    """A human name for the panel's title and `roomwarden status`."""
     timezone: str = "Asia/Shanghai"
+    """IANA time zone of the site (`Asia/Shanghai`, `UTC` …): the panel, `status` and the demo show
+    times in it. Default Asia/Shanghai."""
 
 
 # --- issue 11: battery chemistry (rule defaults follow it; gateway/rules/config.py) -------
@@ -32,10 +36,13 @@ Chemistry = Literal["vrla", "vla", "lfp", "nmc"]
 
 class Room(Strict):
     id: Id
+    """The room's id: devices, outputs, suppressions and rule overrides name it."""
     type: Literal[
         "equipment", "data_center", "battery", "energy_storage", "distribution", "ups", "other"
     ]
+    """What the room holds; rule packs select by it (battery rules only in battery rooms)."""
     name: str | None = None
+    """A human name: the panel's alarm cards and readings show it."""
     chemistry: Chemistry | None = None
     """The batteries in this room (issue 11): rule defaults follow it (docs/rules.md)."""
 
@@ -48,24 +55,33 @@ class FailurePolicy(Strict):
     backoff_max: Duration = 60.0
     """Longest wait between polls of a failing device (exponential from its interval)."""
     backoff_multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    """Each failed poll of an offline device multiplies the wait by this."""
 
 
 class BusCommon(Strict):
     id: Id
+    """The bus's id: devices name the bus they are on."""
     timeout: Duration = 1.0
     """How long one request may wait for its reply; bounds what a dead device costs the bus."""
     max_gap: Annotated[int, Field(ge=0, le=124)] = 8
     """Unused registers (or bits × 16) a merged request may read across to save a request."""
     failure: FailurePolicy = FailurePolicy()
+    """When a device counts as offline and how its polls back off."""
 
 
 class ModbusRtuBus(BusCommon):
     type: Literal["modbus_rtu"]
+    """`modbus_rtu`: Modbus RTU on a serial line (RS-485)."""
     port: str
+    """Serial device (`/dev/ttyUSB0`, `/dev/serial/by-id/...`)."""
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    """Line speed in bit/s (the devices' setting; 9600 is the usual default)."""
     parity: Literal["N", "E", "O"] = "N"
+    """`N` none, `E` even, `O` odd."""
     stopbits: Literal[1, 2] = 1
+    """1 or 2 stop bits."""
     bytesize: Literal[7, 8] = 8
+    """Data bits per character, 7 or 8."""
     inter_frame_delay: Duration | None = None
     """Silence between frames; default 3.5 characters at the bus speed (1.75 ms above 19200)."""
 
@@ -86,17 +102,26 @@ class ModbusRtuBus(BusCommon):
 
 class ModbusTcpBus(BusCommon):
     type: Literal["modbus_tcp"]
+    """`modbus_tcp`: Modbus TCP (a device or an RS-485-to-Ethernet converter)."""
     host: str
+    """The device's or converter's host name or IP address."""
     port: Annotated[int, Field(ge=1, le=65535)] = 502
+    """TCP port (502)."""
 
 
 class SerialTextBus(BusCommon):
     type: Literal["serial_text"]
+    """`serial_text`: a line-based text protocol on a serial port (a UPS's Megatec Q1)."""
     port: str
+    """Serial device (`/dev/ttyAMA0`, `/dev/ttyUSB1` …)."""
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 2400
+    """Line speed in bit/s (2400 for most UPS ports)."""
     parity: Literal["N", "E", "O"] = "N"
+    """`N` none, `E` even, `O` odd."""
     stopbits: Literal[1, 2] = 1
+    """1 or 2 stop bits."""
     bytesize: Literal[7, 8] = 8
+    """Data bits per character, 7 or 8."""
 
 
 Bus = Annotated[ModbusRtuBus | ModbusTcpBus | SerialTextBus, Field(discriminator="type")]
@@ -104,22 +129,30 @@ Bus = Annotated[ModbusRtuBus | ModbusTcpBus | SerialTextBus, Field(discriminator
 
 class Location(Strict):
     row: str | None = None
+    """Rack row (`A`)."""
     rack: str | None = None
+    """Rack (`A03`)."""
     position: str | None = None
+    """Where on or near the rack (`cold aisle, rack inlet 1.1 m`)."""
 
 
 class PointOverride(Strict):
     """Site adjustments of one profile point for one device."""
 
     valid_min: float | None = None
+    """Readings below this are invalid (the profile's own range by default)."""
     valid_max: float | None = None
+    """Readings above this are invalid (the profile's own range by default)."""
     scale: float | None = None
+    """Replaces the profile's scale factor for this device."""
     offset: float | None = None
     """Calibration offset added after the profile's own scale and offset."""
     quantity: Name | None = None
+    """Replaces the point's quantity (what rules select it by)."""
     invert: bool | None = None
     """For a bool point: report the opposite of the profile (a contact wired the other way)."""
     enabled: bool = True
+    """False: the point is not read or reported."""
 
 
 PointKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$",
@@ -129,17 +162,25 @@ PointKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$"
 
 class Device(Strict):
     id: Id
+    """The device's id: point ids (`th-1.temperature`), outputs and alarms name it."""
     bus: Id
+    """The bus it is on (an id from `buses`)."""
     profile: Name
+    """Its device profile (a file in `profiles_dir` or the shipped library)."""
     unit: Annotated[int, Field(ge=0, le=247)] = 1
     """Modbus unit (slave) id; ignored on serial-text buses."""
     room: Id
+    """The room it is in (an id from `rooms`)."""
     location: Location = Location()
+    """Where it hangs in the room; the panel's alarm cards show it."""
     poll_interval: Duration | None = None
     """Defaults to the profile's default_poll_interval."""
     name: str | None = None
+    """A human name for the panel."""
     points: dict[PointKey, PointOverride] = {}
+    """Site adjustments of the profile's points, by point name."""
     enabled: bool = True
+    """False: not polled (kept in the file, e.g. while it is being replaced)."""
     chemistry: Chemistry | None = None
     """A battery device's chemistry (issue 11); default: its room's."""
 
@@ -160,7 +201,9 @@ class OutputFeedback(Strict):
     a contactor's auxiliary contact — a boolean point of a device the gateway polls."""
 
     device: Id
+    """The device with the feedback input (an id from `devices`)."""
     point: PointKey
+    """Its boolean point that is on while the output really acts."""
     expect: bool = True
     """The point's value while the output acts (False for a contact that opens)."""
     within: Duration = 30.0
@@ -171,8 +214,11 @@ class WriteBackoff(Strict):
     """How a failed write is retried: after `initial`, then × `multiplier`, at most `max`."""
 
     initial: Duration = 5.0
+    """Wait before the first retry of a failed write."""
     multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    """Each further failure multiplies the wait by this."""
     max: Duration = 300.0
+    """Longest wait between retries."""
 # --- end issue 11 -----------------------------------------------------------------------------
 
 
@@ -183,10 +229,15 @@ class Output(Strict):
     (default: its device's room), so one rule pack drives every site's outputs."""
 
     id: Id
+    """The output's id (panel, status, journal)."""
     role: OutputRole
+    """What it does; rules ask for roles (`siren`, `strobe`, `exhaust_fan` …)."""
     device: Id
+    """The relay module (an id from `devices`)."""
     point: Name
+    """The module's writable coil point (`do1`)."""
     rooms: tuple[Id, ...] = ()
+    """The rooms it serves (default: its device's room)."""
     on_value: bool = True
     """What the coil is written to switch the output on (False for normally-closed wiring)."""
     silence_on_ack: bool | None = None
@@ -228,12 +279,16 @@ class Interlock(Strict):
     exhaust fan purges hydrogen). The blocked output is held off and the block is reported."""
 
     output: Id
+    """The output held off (an id from `outputs`)."""
     while_on: Id
+    """The output whose running blocks it."""
     reason: str | None = None
+    """Shown on the panel and in status while the block holds."""
 
 
 class PanelUser(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]+$", max_length=64)]
+    """Login name."""
     password_hash: str
     """`roomwarden passwd` prints one (scrypt); never a plain password."""
 
@@ -247,13 +302,17 @@ class Panel(Strict):
     """The local alarm panel: HTTP server in the daemon."""
 
     enabled: bool = True
+    """False: no panel (and no /metrics, /healthz)."""
     bind: str = "127.0.0.1"
     """Address to listen on; a gateway's LAN address (or 0.0.0.0) to reach it from a phone."""
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    """TCP port of the panel."""
     users: tuple[PanelUser, ...] = ()
+    """Who may log in to acknowledge, shelve and suppress."""
     login_to_view: bool = False
     """Reading needs no login unless this is set; changing state always does."""
     session_ttl: Duration = 8 * 3600.0
+    """How long a login lasts."""
     metrics: bool = True
     """Serve Prometheus metrics on `GET /metrics` (no login, like any exporter)."""
     metrics_allow: tuple[IPvAnyNetwork, ...] = METRICS_ALLOW_DEFAULT
@@ -267,11 +326,13 @@ class AlarmSettings(Strict):
     chatter_count: Annotated[int, Field(ge=2, le=100_000)] = 3
     """Activations within `chatter_window` that make an alarm chattering (held active)."""
     chatter_window: Duration = 60.0
+    """The window `chatter_count` counts activations in."""
     chatter_hold: Duration = 60.0
     """How long the condition must stay clear before a chattering alarm returns."""
     flood_count: Annotated[int, Field(ge=2, le=100_000)] = 10
     """More new alarms than this within `flood_window` is a flood."""
     flood_window: Duration = 600.0
+    """The window `flood_count` counts new alarms in."""
     retention_days: Annotated[float, Field(gt=0, le=3650)] = 90.0
     """How long the alarm journal keeps events."""
 
@@ -310,20 +371,30 @@ class GatewayConfig(Strict):
     """One site's gateway config file."""
 
     version: Literal[1] = 1
+    """Config format version: 1."""
     gateway: GatewayIdentity
+    """This gateway's identity and time zone."""
     profiles_dir: str | None = None
     """A directory of the site's own device profiles, relative to this file. Profiles are
     looked for here first, then in the shipped library (the repository's `hardware/profiles`,
     or /usr/share/roomwarden/profiles on an installed gateway): a site's profiles add to the
     shipped ones, and one with a shipped profile's id replaces it for this site."""
     rooms: tuple[Room, ...] = Field(min_length=1)
+    """The rooms the gateway watches."""
     buses: tuple[Bus, ...] = Field(min_length=1)
+    """Serial lines and Modbus TCP links it polls."""
     devices: tuple[Device, ...] = Field(min_length=1)
+    """The devices on those buses."""
     outputs: tuple[Output, ...] = ()
+    """Local alarm outputs (siren, strobe, fan …) the rules drive."""
     interlocks: tuple[Interlock, ...] = ()
+    """Outputs that must not run together."""
     panel: Panel = Panel()
+    """The local alarm panel (HTTP)."""
     rules: RulesSection = RulesSection()
+    """Which rule packs run and site overrides of their parameters."""
     alarms: AlarmSettings = AlarmSettings()
+    """Alarm management: chattering, floods, journal retention."""
     uplink: UplinkSettings | None = None
     """MQTT uplink to the central ingest; none = this gateway works on its own."""
     flashing: FlashingSettings | None = None
@@ -333,9 +404,3 @@ class GatewayConfig(Strict):
     """Operator keys that may acknowledge, shelve or suppress over `cmd`, and what each may
     do; none: every remote alarm command is refused."""
     # --- end issue 9 ----------------------------------------------------------------------------
-    # --- issue 12: flight recorder and incident records (gateway/recorder/settings.py) ---------
-    recorder: RecorderSettings = RecorderSettings()
-    """The last `window` (15 min) of every point at acquisition resolution, in memory."""
-    incidents: IncidentSettings = IncidentSettings()
-    """Evidence records of major and critical alarms, in the state directory."""
-    # --- end issue 12 ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ class OperatorKey(Strict):
     """One operator key: `key` is the public line `roomwarden keys new` prints."""
 
     key: str
+    """The public key line `roomwarden keys new` prints (`ed25519:<base64> NAME`)."""
     name: OwnerName | None = None
     """Whom the journal names for this key's commands (default: the key line's comment)."""
     may: Annotated[tuple[Permission, ...], Field(min_length=1)]

@@ -40,11 +40,16 @@ RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$", max
 
 class ParameterOverride(Strict):
     rule: RuleId
+    """The rule whose parameters change (`fire.heat_fixed`)."""
     device: Id | None = None
+    """Only for this device."""
     room: Id | None = None
+    """Only for this room."""
     room_type: RoomType | None = None
+    """Only for rooms of this type."""
     set: dict[Name, Annotated[ParamValue, BeforeValidator(parse_param_value)]] = Field(
         min_length=1)
+    """Parameter values (`{limit: 60}`; durations with units)."""
 
     @model_validator(mode="after")
     def _one_scope(self) -> ParameterOverride:
@@ -70,6 +75,9 @@ class RulesSection(Strict):
     packs: tuple[Name, ...] | None = None
     """Pack ids to load; None = every pack in the rules directory."""
     disabled: tuple[RuleId, ...] = ()
+    """Rule ids that do not run at this site."""
     parameters: tuple[ParameterOverride, ...] = ()
+    """Site overrides of rule parameters, most specific scope wins (device > room > room type >
+    site)."""
 
 

@@ -33,6 +33,7 @@ class TlsSettings(Strict):
     cert_file: str | None = None
     """Client certificate (mutual TLS), with `key_file`."""
     key_file: str | None = None
+    """The client certificate's private key (with `cert_file`)."""
     insecure: bool = False
     """Skip the broker host-name check (test benches only)."""
 
@@ -47,6 +48,7 @@ class OutboxSettings(Strict):
     path: str = "uplink/outbox.sqlite"
     """Relative to the gateway's state directory (or absolute)."""
     budget_mb: Annotated[float, Field(gt=0, le=100_000)] = 256.0
+    """Disk the outbox may use; past it the oldest telemetry goes first (alarm events last)."""
     commit_interval: Duration = 1.0
     """Longest a message waits in memory before its commit: what a power cut can lose."""
 
@@ -80,24 +82,34 @@ class ReplaySettings(Strict):
     """Pacing of the backlog after an outage (live messages are never paced)."""
 
     messages_per_s: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)] = 20.0
+    """Backlog messages published per second at most."""
     bytes_per_s: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] = 64 * 1024.0
+    """Backlog bytes published per second at most."""
 
 
 class UplinkSettings(Strict):
     broker: Annotated[str, Field(min_length=1, max_length=253)]
+    """The MQTT broker's host name or address."""
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    """The broker's port (1883; 8883 with TLS)."""
     protocol: Literal["3.1.1", "5"] = "3.1.1"
+    """MQTT protocol version: `3.1.1` or `5`."""
     client_id: Annotated[str, Field(min_length=1, max_length=64,
                                     pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
     """Default `roomwarden-<gateway id>`."""
     root: str = DEFAULT_ROOT
     """Topic root, one or more levels (`acme/roomwarden`)."""
     keepalive: Duration = 30.0
+    """MQTT keepalive: the broker drops the session (and sends our will) after 1.5 times this
+    without traffic."""
     tls: TlsSettings | None = None
+    """TLS to the broker (mqtts); none: plain TCP."""
     username: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """Broker user name (the password in `password_file`)."""
     password_file: str | None = None
     """Read at every connect (so a rotated password needs no restart); never logged."""
     reconnect_min: Duration = 1.0
+    """First wait before a reconnect."""
     reconnect_max: Duration = 60.0
     """Reconnects back off exponentially from reconnect_min to reconnect_max."""
     max_inflight: Annotated[int, Field(ge=1, le=1000)] = 20
@@ -114,8 +126,11 @@ class UplinkSettings(Strict):
     """An entry the broker acknowledged and the ingest has not confirmed by then is published
     again (the wait doubles with each attempt, up to 5 minutes)."""
     outbox: OutboxSettings = OutboxSettings()
+    """The durable outbox (SQLite) that keeps what is not yet delivered."""
     exception: ExceptionSettings = ExceptionSettings()
+    """Report by exception: deadbands and heartbeat of telemetry."""
     replay: ReplaySettings = ReplaySettings()
+    """Pacing of the backlog after an outage."""
 
     @model_validator(mode="after")
     def _check(self) -> UplinkSettings:
