@@ -1,0 +1,33 @@
+"""The README and docs/ link nothing outside the repository, and every relative link they
+hold resolves to a file of it (issue 14: the README linked ../shared/…)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_no_link_leaves_the_repository() -> None:
+    broken = []
+    for doc in DOCS:
+        text = doc.read_text()
+        assert "../shared/" not in text, f"{doc.name} names ../shared/"
+        for target in LINK.findall(text):
+            if target.startswith(("http://", "https://", "mailto:", "#")):
+                continue
+            path = (doc.parent / target.split("#", 1)[0]).resolve()
+            if not path.is_relative_to(REPO) or not path.exists():
+                broken.append(f"{doc.relative_to(REPO)}: {target}")
+    assert broken == []
+
+
+def test_the_domain_reference_has_the_sections_rules_cite() -> None:
+    cited = set()
+    for pack in (REPO / "edge_rules").rglob("*.yaml"):
+        cited |= {int(n) for n in re.findall(r"DOMAIN §(\d+)", pack.read_text())}
+    domain = (REPO / "docs" / "domain.md").read_text()
+    assert cited and all(f"## {n}. " in domain for n in cited), cited
