@@ -131,7 +131,10 @@ class ConnectionGuard:
         self._arm(handler, conn)
 
     def _arm(self, handler: RequestHandler, conn: _Conn) -> None:
-        conn.timer = self._loop.call_at(conn.last + self.idle_timeout, self._expire, handler)
+        """Look again when the connection would have been idle for `idle_timeout` (while a
+        request runs: `idle_timeout` from now)."""
+        since = self._loop.time() if conn.busy else conn.last
+        conn.timer = self._loop.call_at(since + self.idle_timeout, self._expire, handler)
 
     def _expire(self, handler: RequestHandler) -> None:
         conn = self._conns.get(handler)

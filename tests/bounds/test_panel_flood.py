@@ -243,3 +243,29 @@ async def test_the_busiest_address_loses_its_oldest_idle_connection_first(
     assert answer.startswith(b"HTTP/1.1 200")  # the operator's connection was kept
     for sock in [operator, *attacker]:
         sock.close()
+
+
+async def test_a_connection_busy_in_a_request_is_neither_closed_nor_polled_hot(
+        panel: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    guard, port = guarded(panel, monkeypatch, idle_timeout=0.3)
+    looks = 0
+    expire = guard._expire
+
+    def counting(handler: Any) -> None:
+        nonlocal looks
+        looks += 1
+        expire(handler)
+    monkeypatch.setattr(guard, "_expire", counting)
+    body = b'{"user": "ops", "password": "wrong"}'
+    client = socket.create_connection(("127.0.0.1", port))
+    client.sendall(b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
+    await settled(guard, 1)
+    await asyncio.sleep(1.5)  # five idle timeouts, with the handler waiting for the body
+    assert len(guard) == 1 and guard.expired == 0
+    assert looks <= 8, looks  # one look per timeout, not a busy loop
+    client.sendall(body[10:])
+    client.settimeout(5)
+    answer = await asyncio.to_thread(client.recv, 4096)
+    assert answer.startswith(b"HTTP/1.1 401")
+    client.close()
