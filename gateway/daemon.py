@@ -26,10 +26,10 @@ from gateway.actions.driver import OutputDriver
 from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.clock import Clock, SystemClock
 from gateway.config.loader import LoadedConfig
-from gateway.field.bus_loop import ONLINE_POINT, BusLoop
+from gateway.field.bus_loop import BusLoop
 from gateway.field.buses import build_bus_loops
+from gateway.field.catalog import catalog_points
 from gateway.field.latest import LatestSamples
-from gateway.field.points import bind_points
 from gateway.field.sample import Sample
 from gateway.flashing.trial import TrialHold
 from gateway.operator.commands import OperatorCommands
@@ -41,7 +41,7 @@ from gateway.recorder.hook import Recording  # issue 12
 from gateway.safety import SafetyCore, acquisition
 from gateway.service.watchdog import configure_stall_limits
 from gateway.status import health_view, room_views
-from gateway.uplink.contract import AlarmRef, PointMeta
+from gateway.uplink.contract import AlarmRef
 
 if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): aiohttp, paho
     from gateway.panel.server import PanelServer
@@ -70,23 +70,6 @@ def _sha256_of(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return "0" * 64
-
-
-def catalog_points(loaded: LoadedConfig) -> dict[str, PointMeta]:
-    """What the central side needs to tag every point this gateway reports."""
-    points: dict[str, PointMeta] = {}
-    for device in loaded.config.devices:
-        if not device.enabled:
-            continue
-        for point in bind_points(device, loaded.profile_of(device)):
-            points[point.id] = PointMeta(device=device.id, room=device.room,
-                                         quantity=point.quantity, unit=point.unit)
-            for flag in point.flags:
-                points[flag.id] = PointMeta(device=device.id, room=device.room,
-                                            quantity=flag.quantity)
-        points[f"{device.id}.{ONLINE_POINT}"] = PointMeta(device=device.id, room=device.room,
-                                                          quantity="device_online")
-    return points
 
 
 def carry_output_states(driver: OutputDriver, previous: OutputDriver, loaded: LoadedConfig,

@@ -103,7 +103,7 @@ class _GatewaySources:
                    for v in self.gateway.core.alarms.active())
 
     def room_context(self, room: str) -> RoomContext:
-        from gateway.daemon import catalog_points
+        from gateway.field.catalog import catalog_points
 
         loaded = self.gateway.loaded
         devices = {d.id for d in loaded.config.devices if d.room == room}

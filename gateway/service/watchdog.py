@@ -26,11 +26,14 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from gateway.clock import Clock, SystemClock
-from gateway.config.loader import LoadedConfig
-from gateway.field.bus_loop import BusLoop
 from gateway.service.notify import Notifier
+
+if TYPE_CHECKING:  # annotations only: the ingest feeds the watchdog without the edge's modules
+    from gateway.config.loader import LoadedConfig
+    from gateway.field.bus_loop import BusLoop
 
 log = logging.getLogger("roomwarden.service")
 
