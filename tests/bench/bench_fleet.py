@@ -73,11 +73,14 @@ def worker(raw: dict[str, Any], ready: Event, stop: Event, result: Any) -> None:
     service.start()
     wait_until(lambda: bool(service.status()["connected"]), 30, "ingest connected")
     ready.set()
-    stop.wait()
+    pending = 0
+    while not stop.wait(0.2):
+        pending = max(pending, int(service.status()["pending"]))
     cpu = time.process_time() - cpu
     status = service.status()
     service.stop()
     result.put({"cpu_seconds": cpu, "written_points": int(status["written_points"]),
+                "max_pending": pending,
                 "dead_lettered": int(status["dead_lettered"])})
 
 
@@ -134,6 +137,14 @@ async def _shard(first: int, n: int, total: int, port: int, workdir: Path, ready
     tasks = [asyncio.create_task(u.run()) for u in uplinks]
     produced: dict[str, list[float]] = {u.gateway_id: [] for u in uplinks}
     cpu = time.process_time()
+    waiting = [0]
+
+    async def watch() -> None:  # entries not yet acknowledged, summed over the shard
+        while True:
+            await asyncio.sleep(1.0)
+            waiting[0] = max(waiting[0], sum(u.status().outbox.depth for u in uplinks))
+
+    tasks.append(asyncio.create_task(watch()))
     try:
         began = time.monotonic()
         while not all(u.status().connected for u in uplinks):
@@ -163,7 +174,8 @@ async def _shard(first: int, n: int, total: int, port: int, workdir: Path, ready
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return {"produced": produced, "cpu_seconds": time.process_time() - cpu}
+    return {"produced": produced, "cpu_seconds": time.process_time() - cpu,
+            "max_outbox": waiting[0]}
 
 
 def shard(first: int, n: int, total: int, port: int, workdir: str, ready: Event,
@@ -213,7 +225,15 @@ def _fleet(ctx: Any, n: int, port: int, workdir: Path, acks: Acks) -> dict[str, 
                     latencies.append(acked - t)
     return {"latencies": sorted(latencies), "missing": missing,
             "batches": sum(len(t) for o in outs for t in o["produced"].values()),
-            "cpu_seconds": sum(o["cpu_seconds"] for o in outs)}
+            "cpu_seconds": sum(o["cpu_seconds"] for o in outs),
+            "max_outbox_entries": sum(o["max_outbox"] for o in outs)}
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine spent busy so far (/proc/stat: all but idle and iowait),
+    to tell this pipeline's share from other work on the machine."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -231,7 +251,10 @@ def run(n: int, workers: int, workdir: Path) -> dict[str, Any]:
                    "influx": {"url": vm.url, "token": "b", "org": "b", "bucket": "b",
                               "flush_interval": FLUSH},
                    "dead_letter": str(workdir / f"w{w}" / "dead.jsonl"),
-                   "catalog_store": str(workdir / f"w{w}" / "catalogs.sqlite")}
+                   "catalog_store": str(workdir / f"w{w}" / "catalogs.sqlite"),
+                   # one group on one host shares its watermarks (else each instance's
+                   # watermark stops at the other's numbers until the gateway re-sends)
+                   "ack_store": str(workdir / "acks.sqlite")}
             ready = ctx.Event()
             proc = ctx.Process(target=worker, args=(raw, ready, stop, result))
             proc.start()
@@ -241,11 +264,13 @@ def run(n: int, workers: int, workdir: Path) -> dict[str, Any]:
         try:
             for ready in readies:
                 assert ready.wait(60), "ingest worker did not start"
+            machine0 = _machine_busy()
             cpu0 = {"broker": process_cpu_seconds(mq.process.pid),
                     "database": process_cpu_seconds(vm.process.pid)}
             wall = time.monotonic()
             fleet = _fleet(ctx, n, mq.port, workdir / "gateways", acks)
             wall = time.monotonic() - wall
+            machine = (_machine_busy() - machine0) / wall
             cpu = {"fleet": fleet["cpu_seconds"],
                    "broker": process_cpu_seconds(mq.process.pid) - cpu0["broker"],
                    "database": process_cpu_seconds(vm.process.pid) - cpu0["database"]}
@@ -261,12 +286,16 @@ def run(n: int, workers: int, workdir: Path) -> dict[str, Any]:
         shares[f"ingest-{w}"] = out["cpu_seconds"] / wall
     busiest = max(shares, key=lambda k: shares[k])
     return {"gateways": n, "points_per_gateway": POINTS, "workers": workers,
+            "load_average_1m": round(os.getloadavg()[0], 1),
             "points_per_s": n * POINTS / PERIOD, "batches": fleet["batches"],
             "measured": len(lat), "missing": fleet["missing"],
             "p50_s": round(quantile(lat, 0.5), 3), "p99_s": round(quantile(lat, 0.99), 3),
             "max_s": round(lat[-1], 3) if lat else None,
             "cpu_cores": {k: round(v, 2) for k, v in shares.items()},
             "cpu_total_cores": round(sum(shares.values()), 2), "busiest": busiest,
+            "machine_busy_cores": round(machine, 2),
+            "max_outbox_entries": fleet["max_outbox_entries"],
+            "max_ingest_pending": max(o["max_pending"] for o in outs),
             "dead_lettered": sum(o["dead_lettered"] for o in outs),
             "ingest_cpu_ms_per_1000_points": round(1e6 * sum(o["cpu_seconds"] for o in outs)
                                                    / max(1, sum(o["written_points"] for o in outs)),
