@@ -126,12 +126,9 @@ class IncidentKeeper:
                 continue
             before = self._outputs.get(output_id)
             self._outputs[output_id] = snap
-            commanded, confirmed, error, writes, last_write_ns = snap
-            wrote = before is None or before[3] != writes
-            change = {"ts": last_write_ns if wrote and last_write_ns else now,
-                      "output": output_id, "commanded": commanded, "read_back": confirmed,
-                      "error": error, "writes": writes,
-                      "pending": before is not None and before[3] == writes}
+            change = output_change(output_id, before, snap, now)
+            if change is None:
+                continue
             self.recent_outputs.append(change)
             for incident in self.open.values():
                 if output_id in incident.context.outputs:
@@ -176,9 +173,10 @@ class IncidentKeeper:
         """Copy what the recorder got since the last copy; extend, save or close."""
         now = self.sources.now_ns()
         self._copy(incident, now)
-        if self.sources.room_active(incident.room):
+        if self.sources.room_active(incident.room):  # `post` after the room's last alarm
             cap = incident.trigger.ts + int(self.settings.max_duration * _NS)
-            incident.end_ns = min(cap, max(incident.end_ns, now))
+            incident.end_ns = min(cap, max(incident.end_ns,
+                                           now + int(self.settings.post * _NS)))
         done = now >= incident.end_ns
         if done or force_save or time.monotonic() - incident.saved_mono >= SAVE_EVERY:
             self._save(incident, "closed" if done else "open")
@@ -218,6 +216,24 @@ class IncidentKeeper:
             self._copy(incident, self.sources.now_ns())
             self._save(incident, "interrupted")
         self.open.clear()
+
+
+def output_change(output_id: str, before: OutputSnapshot | None, now_snap: OutputSnapshot,
+                  now_ns: int) -> dict[str, Any] | None:
+    """What changed of one output since the last look: a write (its time, the state written —
+    on success the state read back — and the error) or a new command not yet written."""
+    commanded, confirmed, error, writes, last_write_ns = now_snap
+    if before is None or before[3] != writes:
+        if not writes:
+            return None
+        return {"ts": last_write_ns, "output": output_id, "kind": "write",
+                "written": confirmed if error is None else commanded,
+                "read_back": confirmed if error is None else None, "error": error,
+                "writes": writes, "pending": False}
+    if before[0] != commanded:
+        return {"ts": now_ns, "output": output_id, "kind": "command", "written": commanded,
+                "read_back": None, "error": None, "writes": writes, "pending": True}
+    return None
 
 
 def _columns(samples: list[Recorded]) -> dict[str, Any]:

@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
-from gateway.sim.signals import Noise
+from gateway.recorder.store import IncidentStore
+from gateway.sim.signals import Constant, Noise
 from gateway.sim.site import SimulatedSite
+from gateway.uplink.contract import AlarmRef
 
 POLL = 0.5
 PRE, POST, MAX_DURATION = 4.0, 2.0, 12.0
@@ -73,3 +76,33 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         finally:
             gateway.request_stop()
             await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 15)
+
+
+ACK_NOTE = "checked the room: burning cable tray"
+
+
+async def confirmed_fire(rig: Rig) -> str:
+    """Quiet data, then both detectors in alarm (a confirmed fire, the siren sounds), the
+    saved open incident, alice's acknowledgement (the siren is silenced), the detectors reset,
+    the incident closed. Returns its id."""
+    gateway, site = rig.gateway, rig.site
+    await until(lambda: gateway.recording.recorder is not None
+                and len(gateway.recording.recorder.samples("th-1.temperature")) >= 2 * PRE / POLL)
+    site.set_signal("smoke-1.alarm", Constant(value=True))
+    site.set_signal("smoke-2.alarm", Constant(value=True))
+    key = AlarmKey(*FIRE)
+    await until(lambda: key in gateway.core.alarms.known()
+                and gateway.core.alarms.get(key).state is AlarmState.ACTIVE_UNACKNOWLEDGED)
+    await until(lambda: site.read_point("do-1.do1") is True)  # the siren sounds
+    store = IncidentStore(rig.state_dir / "incidents")
+    await until(lambda: len(store.ids()) == 1)
+    assert store.load(store.ids()[0])["status"] == "open"  # saved at once, before it ends
+    assert gateway.acknowledge([AlarmRef(rule=FIRE[0], subject=FIRE[1])], "alice",
+                               ACK_NOTE) == 1
+    await until(lambda: site.read_point("do-1.do1") is False)  # silenced by the ack
+    site.set_signal("smoke-1.alarm", Constant(value=False))
+    site.set_signal("smoke-2.alarm", Constant(value=False))
+    await until(lambda: store.load(store.ids()[0])["status"] == "closed", 30)
+
+    [incident_id] = store.ids()
+    return incident_id

@@ -9,37 +9,18 @@ import itertools
 import stat
 import time
 
-from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.clock import ManualClock
 from gateway.field.sample import Quality, Sample
 from gateway.recorder.store import IncidentStore
-from gateway.sim.signals import Constant
-from gateway.uplink.contract import AlarmRef
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
-from tests.recorder.conftest import FIRE, POLL, PRE, Rig, until
+from tests.recorder.conftest import FIRE, MAX_DURATION, POLL, PRE, Rig, confirmed_fire
 
 
 async def test_a_confirmed_fire_leaves_one_incident_with_the_evidence(rig: Rig) -> None:
-    gateway, site = rig.gateway, rig.site
-    await until(lambda: gateway.recording.recorder is not None
-                and len(gateway.recording.recorder.samples("th-1.temperature")) >= 2 * PRE / POLL)
-    site.set_signal("smoke-1.alarm", Constant(value=True))
-    site.set_signal("smoke-2.alarm", Constant(value=True))
-    key = AlarmKey(*FIRE)
-    await until(lambda: key in gateway.core.alarms.known()
-                and gateway.core.alarms.get(key).state is AlarmState.ACTIVE_UNACKNOWLEDGED)
-    await until(lambda: site.read_point("do-1.do1") is True)  # the siren sounds
+    gateway = rig.gateway
+    incident_id = await confirmed_fire(rig)
     store = IncidentStore(rig.state_dir / "incidents")
-    await until(lambda: len(store.ids()) == 1)
-    assert store.load(store.ids()[0])["status"] == "open"  # saved at once, before it ends
-    assert gateway.acknowledge([AlarmRef(rule=FIRE[0], subject=FIRE[1])], "alice",
-                               "checked the room: burning cable tray") == 1
-    await until(lambda: site.read_point("do-1.do1") is False)  # silenced by the ack
-    site.set_signal("smoke-1.alarm", Constant(value=False))
-    site.set_signal("smoke-2.alarm", Constant(value=False))
-    await until(lambda: store.load(store.ids()[0])["status"] == "closed", 30)
-
-    [incident_id] = store.ids()
+    assert store.ids() == [incident_id]
     path = store.path_of(incident_id)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     record = store.load(incident_id)
@@ -49,6 +30,10 @@ async def test_a_confirmed_fire_leaves_one_incident_with_the_evidence(rig: Rig) 
     assert trigger["severity"] in ("major", "critical")
     fire = [e for e in record["events"] if (e["rule"], e["subject"]) == FIRE]
     assert fire[0]["state"] == "active_unacknowledged" and fire[0]["severity"] == "critical"
+    # the latched fire alarm stays active (acknowledged) after the detectors reset: the
+    # incident was kept open while it was, up to its cap
+    assert fire[-1]["state"] == "active_acknowledged"
+    assert record["until_ns"] == trigger["ts"] + int(MAX_DURATION * 1e9)
     assert record["room"] == "tx" and record["gateway"] == "gw-rec"
     assert record["config"]["sha256"] == gateway.config_sha256
     assert record["health"]["at_trigger"]["buses"][0]["id"] == "rs485"
@@ -62,6 +47,7 @@ async def test_a_confirmed_fire_leaves_one_incident_with_the_evidence(rig: Rig) 
     assert max(gaps) < POLL * 1000 * 2.5, gaps  # every poll, none thinned out
     assert len(before) >= PRE / POLL - 2
     assert set(temps["q"]) == {"g"}
+    assert temps["ts"][-1] >= record["until_ns"] // 1_000_000 - 2 * POLL * 1000  # to the end
     assert {"smoke-1.alarm", "smoke-2.alarm", "do-1.do1"} <= set(record["points"])
     smoke = record["points"]["smoke-1.alarm"]
     assert smoke["v"][0] is False and True in smoke["v"]
@@ -79,14 +65,13 @@ async def test_a_confirmed_fire_leaves_one_incident_with_the_evidence(rig: Rig) 
     acks = [e for e in record["events"] if e["state"] == "active_acknowledged"]
     assert [(e["actor"], e["note"]) for e in acks] == [
         ("alice", "checked the room: burning cable tray")]
-    # the siren's write and read-back: on, then off after the acknowledgement
-    siren = [(c["commanded"], c["read_back"]) for c in record["output_changes"]
-             if c["output"] == "siren-tx" and not c["pending"]]
-    assert (True, True) in siren and siren[-1] == (False, False)
-    assert siren.index((True, True)) < len(siren) - 1
-    on_at = next(c["ts"] for c in record["output_changes"]
-                 if c["output"] == "siren-tx" and c["read_back"] is True)
-    assert on_at >= trigger["ts"]
+    # the siren's writes and read-backs: on after the trigger, then off after the ack
+    writes = [c for c in record["output_changes"]
+              if c["output"] == "siren-tx" and c["kind"] == "write"]
+    on = [c for c in writes if (c["written"], c["read_back"], c["error"]) == (True, True, None)]
+    assert on and on[0]["ts"] >= trigger["ts"], writes
+    assert (writes[-1]["written"], writes[-1]["read_back"]) == (False, False)
+    assert writes[-1]["ts"] >= acks[0]["ts"]
     # the coil as the relay module's own polls saw it
     coil = record["points"]["do-1.do1"]
     assert True in coil["v"] and coil["v"][0] is False

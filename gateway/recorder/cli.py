@@ -1,0 +1,108 @@
+"""`roomwarden incident list | show ID | export ID --html FILE`: incident records read from a
+gateway's state directory (docs/incidents.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway.recorder.report import render, timeline, utc
+from gateway.recorder.store import IncidentError, IncidentStore
+from gateway.storage import atomic_write
+
+PROG = "roomwarden incident"
+
+
+def add_parsers(sub: Any) -> None:
+    incident = sub.add_parser("incident", help="incident records: list, show, export a report")
+    isub = incident.add_subparsers(title="incident commands", required=True)
+    listing = isub.add_parser("list", help="stored incidents, oldest first")
+    show = isub.add_parser("show", help="one incident as text: trigger, window, timeline")
+    show.add_argument("id")
+    export = isub.add_parser("export", help="one incident as a self-contained HTML report")
+    export.add_argument("id")
+    export.add_argument("--html", type=Path, required=True, metavar="FILE",
+                        help="where to write the report ('-': standard output)")
+    for parser, func in ((listing, cmd_list), (show, cmd_show), (export, cmd_export)):
+        parser.add_argument("--state-dir", type=Path, default=None,
+                            help="the gateway's state directory (default: $STATE_DIRECTORY, "
+                                 "/var/lib/roomwarden if writable, else ./var)")
+        parser.set_defaults(func=func)
+
+
+def _store(args: argparse.Namespace) -> IncidentStore:
+    from gateway.daemon import default_state_dir
+
+    return IncidentStore((args.state_dir or default_state_dir()) / "incidents")
+
+
+def _load(args: argparse.Namespace) -> dict[str, Any] | None:
+    try:
+        return _store(args).load(args.id)
+    except IncidentError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    ids = store.ids()
+    if not ids:
+        print(f"no incidents in {store.directory}")
+        return 0
+    print(f"{'id':<44} {'status':<11} {'severity':<9} trigger")
+    for incident_id in ids:
+        try:
+            record = store.load(incident_id)
+        except IncidentError as exc:
+            print(f"{incident_id:<44} unreadable: {exc}")
+            continue
+        trigger = record["trigger"]
+        print(f"{incident_id:<44} {record['status']:<11} {trigger['severity'] or '-':<9} "
+              f"{trigger['rule']} @ {trigger['subject']}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    record = _load(args)
+    if record is None:
+        return 1
+    trigger = record["trigger"]
+    print(f"incident {record['id']} ({record['status']})")
+    print(f"  room:     {record['room']} on {record.get('gateway')} ({record.get('site')})")
+    print(f"  trigger:  {trigger['title']} — {trigger['rule']} @ {trigger['subject']} "
+          f"({trigger['severity']}) at {utc(trigger['ts'] / 1e6)} UTC")
+    print(f"  window:   {utc(record['from_ns'] / 1e6)} – {utc(record['until_ns'] / 1e6)} UTC")
+    config = record.get("config") or {}
+    print(f"  config:   version {config.get('version')} sha256 {config.get('sha256')}")
+    samples = sum(len(p["ts"]) for p in record["points"].values())
+    print(f"  recorded: {len(record['points'])} points, {samples} samples")
+    print("  timeline:")
+    for ts, what, item, state, actor, note in timeline(record):
+        print(f"    {utc(ts / 1e6)}  {what:<7} {item}  {state}  by {actor}"
+              + (f"  — {note}" if note else ""))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    record = _load(args)
+    if record is None:
+        return 1
+    try:
+        page = render(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        print(f"{PROG}: incident {args.id} is missing what a report needs: {exc!r}",
+              file=sys.stderr)
+        return 1
+    if str(args.html) == "-":
+        sys.stdout.write(page)
+        return 0
+    try:
+        atomic_write(args.html, page.encode(), mode=0o640)
+    except OSError as exc:
+        print(f"{PROG}: cannot write {args.html}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.html}")
+    return 0
