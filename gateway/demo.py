@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway import demo_screen
 from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.config.profile import ModbusProfile
 from gateway.config.site import PanelUser
@@ -34,7 +35,6 @@ from gateway.ingest.service import IngestService
 from gateway.ingest.settings import IngestSettings
 from gateway.localservices import LocalMosquitto, LocalVictoria, ServiceError
 from gateway.panel.passwords import hash_password
-from gateway.readout import render
 from gateway.rules.config import default_rules_dir
 from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.runner import describe, write_atomically
@@ -322,6 +322,18 @@ async def run_demo(loaded: LoadedConfig, print_every: float, duration: float | N
     database, the broker, and remove the temporary directory."""
     stop = _stop_event()
     started = time.monotonic()
+    log_path = Path(tempfile.gettempdir()) / "roomwarden-demo.log"
+    print(f"the gateway's log goes to {log_path} (tail -f it in another terminal)", flush=True)
+    restore_logging = demo_screen.log_to_file(log_path)
+    with contextlib.ExitStack() as logging_back:
+        logging_back.callback(restore_logging)
+        await _run(loaded, print_every, duration, panel_port, uplink, stop, started, log_path)
+    print("demo stopped.", flush=True)
+
+
+async def _run(loaded: LoadedConfig, print_every: float, duration: float | None,
+               panel_port: int, uplink: bool, stop: asyncio.Event, started: float,
+               log_path: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="roomwarden-demo-") as tmp, \
             contextlib.ExitStack() as services:
         workdir = Path(tmp)
@@ -350,31 +362,21 @@ async def run_demo(loaded: LoadedConfig, print_every: float, duration: float | N
                     act(site)
                     print(f"\n*** {time.monotonic() - started:.0f} s: {text}\n", flush=True)
 
-            async def show() -> None:
-                while True:
-                    await asyncio.sleep(print_every)
-                    lines = [render(gateway.bus_loops, gateway.latest), outputs_line(gateway)]
-                    extra = backend_line(gateway, backend)
-                    print("\n".join(lines + ([extra] if extra else [])), flush=True)
+            # issue 14: a calm terminal (gateway/demo_screen.py): the log in a file, one line
+            # per alarm event and output switch, the status only when it changed
+            pinned = (f"panel http://127.0.0.1:{{port}}/ (demo/demo) · simctl port "
+                      f"{control_port} · log {log_path} · Ctrl-C stops")
 
-            async def watch_outputs() -> None:
-                seen: dict[str, bool] = {}
-                while True:
-                    await asyncio.sleep(0.25)
-                    for output in gateway.loaded.config.outputs:
-                        coil = gateway.latest.latest.get(f"{output.device}.{output.point}")
-                        if coil is None or not isinstance(coil.value, bool):
-                            continue
-                        on = coil.value == output.on_value
-                        if output.id in seen and seen[output.id] != on:
-                            print(f"*** {time.monotonic() - started:.0f} s: {output.role} "
-                                  f"{output.id} {'ON' if on else 'off'} (coil "
-                                  f"{output.device}.{output.point} "
-                                  f"{'energised' if coil.value else 'released'})", flush=True)
-                        seen[output.id] = on
+            async def screen() -> None:
+                await gateway.panel_ready.wait()
+                await demo_screen.watch(
+                    gateway, started, every=print_every,
+                    pinned=pinned.format(port=gateway.panel_port),
+                    outputs=lambda: outputs_line(gateway),
+                    backend=lambda: backend_line(gateway, backend))
 
             tasks = [asyncio.create_task(gateway.run()), asyncio.create_task(scene()),
-                     asyncio.create_task(show()), asyncio.create_task(watch_outputs())]
+                     asyncio.create_task(screen())]
             try:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), duration)
@@ -387,7 +389,6 @@ async def run_demo(loaded: LoadedConfig, print_every: float, duration: float | N
             print("stopping: " + ", ".join(name for name, part in (
                 ("ingest", backend.ingest), ("database", backend.database),
                 ("broker", backend.broker)) if part is not None) + " ...", flush=True)
-    print("demo stopped.", flush=True)
 
 
 def silent_device(loaded: LoadedConfig) -> str | None:
