@@ -9,9 +9,10 @@ A failed output is written again on its back-off schedule (`backoff`: after `ini
 × `multiplier`, at most `max`), per output: a dead module or a stuck relay costs its bus one
 write attempt per back-off step, however often the safety core re-applies what it wants. Drift
 repair (the device's own polls show the coil in another state than commanded: a module reset,
-a manual override) waits for the back-off too. A new command (the wanted state changed) is
-written at once. The log says what changed — output set, write failed (with the next retry),
-output restored — not every attempt.
+a manual override) waits for the back-off too, and a coil that falls back again after each
+good repair is repaired on the same schedule (the first repair at once). A new command (the
+wanted state changed) is written at once. The log says what changed — output set, write
+failed (with the next retry), output restored, drift — not every attempt.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ class OutputState:
     writes: int = 0
     """Write attempts (each one write, plus immediate retries after a missing reply)."""
     retry_at: float = 0.0
-    """A failed output is written again no sooner than this (monotonic)."""
+    """A failed (or drifting) output is written again no sooner than this (monotonic)."""
+    drifts: int = 0
+    """Drift repairs in a row: polls showing the coil other than commanded after a write."""
 
     @property
     def failed(self) -> bool:
@@ -97,7 +100,7 @@ class OutputDriver:
             state = self.state.get(output_id)
             if state is None or state.pending or output_id not in self._targets:
                 continue
-            waiting = state.failed and self.clock.monotonic() < state.retry_at
+            waiting = self.clock.monotonic() < state.retry_at
             if state.commanded != on or (state.failed and not waiting) or (
                     not waiting and self._drifted(output_id, state)):
                 state.commanded = on
@@ -114,11 +117,17 @@ class OutputDriver:
         if sample.ts <= state.last_write_ns:
             return False
         expected = output.on_value if state.commanded else not output.on_value
-        if sample.value != expected:
+        if sample.value == expected:
+            state.drifts = 0  # the repair held
+            return False
+        state.drifts += 1
+        # a coil that keeps falling back after good writes (a module that reverts them) is
+        # repaired on the back-off schedule too, and logged once per series
+        state.retry_at = self.clock.monotonic() + backoff_delay(output, state.drifts)
+        if state.drifts == 1:
             log.warning("event=output_drifted output=%s expected=%s polled=%s", output_id,
                         expected, sample.value)
-            return True
-        return False
+        return True
 
     async def _write(self, output_id: str, on: bool) -> None:
         output: Output = self.outputs[output_id]
@@ -162,7 +171,9 @@ class OutputDriver:
                 log.info("event=output_set output=%s role=%s on=%s coil=%s", output.id,
                          output.role, on, coil)
             state.confirmed, state.last_error = on, None
-            state.failing_for, state.retry_at = 0, 0.0
+            state.failing_for = 0
+            if not state.drifts:
+                state.retry_at = 0.0
             return
         state.failures += 1
         state.failing_for += 1

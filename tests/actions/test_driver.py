@@ -153,3 +153,29 @@ async def test_a_stuck_relay_costs_one_write_per_backoff_step(
         await asyncio.sleep(0.1)
     assert rig.site.read_point("do1.do3") is False
     assert sum("event=output_restored" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_coil_that_keeps_falling_back_is_repaired_on_the_backoff(
+        rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    """A module that takes each write (it reads back right) and then drops the relay again
+    before its next poll: repaired at once the first time, then on the back-off schedule
+    (siren: 0.5 s, then x2, at most 2 s), and the drift is logged once per series."""
+    caplog.set_level(logging.INFO, logger="roomwarden.actions")
+    rig.driver.apply({"siren": True})
+    await settle(rig, "siren")
+    state = rig.driver.state["siren"]
+    first = state.writes
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while loop.time() - start < 10.0:
+        if not state.pending and rig.site.read_point("do1.do1") is True:
+            rig.site.set_signal("do1.do1", Constant(value=False))  # the module drops it
+        rig.driver.apply({"siren": True})
+        await asyncio.sleep(0.05)
+    repairs = state.writes - first
+    # 0.5 + 1 + 2 + 2 + 2 … s apart: at most 7 in 10 s (once per poll, every 0.3 s: ~30)
+    assert 3 <= repairs <= 7, repairs
+    # logged once per series; a poll that catches the repaired coil before the module drops
+    # it again (this loop reverts it within 50 ms) ends a series
+    drifted = [r for r in caplog.records if "event=output_drifted" in r.getMessage()]
+    assert 1 <= len(drifted) <= 3, len(drifted)
