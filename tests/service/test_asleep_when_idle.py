@@ -127,11 +127,13 @@ async def test_costly_rounds_are_spaced_by_their_cost(tmp_path: Path) -> None:
     try:
         await asyncio.sleep(1.0)
         before, began = gateway.evaluations, time.monotonic()
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(4.0)
         rounds = gateway.evaluations - before
         elapsed = time.monotonic() - began
         share = rounds * 0.04 / elapsed
-        assert rounds >= 5  # the rules still run several times a second
+        # the rules still run, several times in the window (about 6 a second on an idle
+        # machine; a starved process gets fewer: once asserted 5 in 3 s, failed at load 26)
+        assert rounds >= 3, rounds
         assert share <= MAX_EVALUATION_SHARE + 0.1, (rounds, share)
     finally:
         await stop(site, gateway, task)
