@@ -63,7 +63,7 @@ async def test_the_watchdog_feeder_wakes_for_pings_not_every_second(
                                       "WATCHDOG_USEC": "6000000"})  # a ping every 3 s
         feeder = asyncio.create_task(feed_watchdog(notifier, loops))
         try:
-            await asyncio.sleep(4.0)
+            await asyncio.sleep(4.5)
         finally:
             feeder.cancel()
             await asyncio.gather(feeder, return_exceptions=True)
