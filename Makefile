@@ -51,6 +51,9 @@ unit: setup
 
 test: lint typecheck unit
 
+# Every benchmark, ending with the whole roomwarden run process (docs/performance.md). A quicker
+# whole-process run: BENCH_PROCESS_WINDOW=5 BENCH_PROCESS_WARMUP=3 make bench; only some loads:
+# BENCH_PROCESS_LOADS=p1,p1local; a 10-minute RSS run at 2,000 points: BENCH_PROCESS_SOAK=600.
 bench: setup
 	$(PY) -m tests.bench.run_all
 
