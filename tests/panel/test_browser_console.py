@@ -15,13 +15,10 @@ import pytest
 
 from gateway.panel.views import HealthView, OutputView, PanelAlarm, PanelState
 from tests.panel.conftest import NOW_NS, Running, alarm, sample_state
+from tests.panel.test_browser import ARGS as BASE_ARGS
+from tests.panel.test_browser import CHROMIUM
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--no-first-run", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-]
+ARGS = [*BASE_ARGS, "--autoplay-policy=no-user-gesture-required"]  # the alarm sound plays
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
          "is_mobile": True, "has_touch": True, "reduced_motion": "reduce"}
 SHOTS = Path(os.environ.get("PANEL_SHOTS", "/tmp/roomwarden-panel-shots"))

@@ -1,5 +1,5 @@
-// RoomWarden panel: the readings, the gateway's health and the outputs (siren, strobe, fan),
-// and the small DOM and formatting helpers the panel shares.
+// RoomWarden panel: what it shows — alarm cards, the readings, the gateway's health and the
+// outputs (siren, strobe, fan) — and the small DOM and formatting helpers the panel shares.
 "use strict";
 
 window.RoomWardenViews = (() => {
@@ -40,6 +40,119 @@ window.RoomWardenViews = (() => {
   }
 
   const human = (text) => String(text).replace(/_/g, " ");
+  const isUnacked = (a) => String(a.state).endsWith("_unacknowledged");
+  const alarmKey = (a) => `${a.rule}\u0000${a.subject}`;
+
+  // A time in the site's zone: HH:MM:SS, with the date when not the day of `refNs`.
+  function fmtClock(ns, tz, refNs) {
+    if (!ns) return "—";
+    const when = new Date(ns / 1e6);
+    const opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+    let zone = tz;
+    try { new Intl.DateTimeFormat(undefined, { timeZone: zone }); } catch (e) { zone = undefined; }
+    const day = (d) => new Intl.DateTimeFormat("en-CA", { timeZone: zone }).format(d);
+    const sameDay = day(when) === day(refNs ? new Date(refNs / 1e6) : new Date());
+    const fmt = new Intl.DateTimeFormat(undefined, sameDay ? { ...opts, timeZone: zone }
+      : { ...opts, month: "short", day: "numeric", timeZone: zone });
+    return fmt.format(when);
+  }
+
+  // --- alarm cards ---------------------------------------------------------------------------
+
+  // One alarm card; `actions.acknowledge(alarm)` and `actions.shelve(alarm)` do the buttons.
+  function buildAlarm(actions) {
+    const li = el("li", { testid: "alarm", class: "alarm" });
+    const f = {};
+    f.sev = el("span", { class: "sev", testid: "alarm-severity" });
+    f.firstOut = el("span", { class: "tag firstout", testid: "first-out", text: "FIRST OUT" });
+    f.chatter = el("span", { class: "tag", text: "chattering" });
+    f.title = el("strong", { class: "alarm-title", testid: "alarm-title" });
+    f.room = el("span", { class: "room-name", testid: "alarm-room" });
+    f.device = el("span", { testid: "alarm-device" });
+    f.location = el("span", { testid: "alarm-location" });
+    f.value = el("span", { class: "value", testid: "alarm-value" });
+    f.limit = el("span", { testid: "alarm-limit" });
+    f.time = el("span", { testid: "alarm-time" });
+    f.age = el("span", { testid: "alarm-age" });
+    f.state = el("span", { class: "state", testid: "alarm-state" });
+    f.ack = el("p", { class: "acked", testid: "alarm-ack" });
+    f.subject = el("span", { class: "subject", testid: "alarm-subject" });
+    f.ackBtn = el("button", { type: "button", class: "btn primary", testid: "ack-button" },
+      "Ack", el("span", { class: "long" }, "nowledge"));
+    f.shelve = el("button", { type: "button", class: "btn", testid: "shelve-button" },
+      el("span", { class: "long" }, "Shelve"), "…");
+    li.append(
+      el("div", { class: "alarm-body" },
+        el("div", { class: "alarm-head" }, f.sev, f.firstOut, f.chatter, f.title),
+        el("div", { class: "where" }, f.room, f.device, f.location),
+        el("div", { class: "meta" }, f.value, f.limit,
+          el("span", { class: "when" }, f.time, " · ", f.age)),
+        f.ack,
+        el("div", { class: "alarm-foot" }, f.state, f.subject)),
+      el("div", { class: "alarm-actions" }, f.ackBtn, f.shelve));
+    f.ackBtn.addEventListener("click", () => actions.acknowledge(li._alarm));
+    f.shelve.addEventListener("click", () => actions.shelve(li._alarm));
+    li._f = f;
+    return li;
+  }
+
+  const numeric = (v) => typeof v === "number";
+
+  function updateAlarm(li, a, state) {
+    const f = li._f;
+    const nowNs = state.now_ns;
+    li._alarm = a;
+    li.dataset.key = alarmKey(a);
+    li.dataset.rule = a.rule;
+    li.dataset.subject = a.subject;
+    li.dataset.state = a.state;
+    li.className = `alarm sev-${a.severity}${isUnacked(a) ? " unack" : ""}${a.first_out ? " first" : ""}`;
+    f.sev.textContent = a.severity.toUpperCase();
+    f.firstOut.hidden = !a.first_out;
+    f.chatter.hidden = !a.chattering;
+    f.title.textContent = a.title;
+    let stateText = human(a.state);
+    if (a.state === "shelved" && a.shelved_until_ns) {
+      stateText += ` (${fmtAge((a.shelved_until_ns - nowNs) / 1e9)} left)`;
+    }
+    f.state.textContent = stateText;
+    f.room.textContent = a.room_name || a.room || "—";
+    f.room.title = a.room || "";
+    f.device.textContent = a.device ? ` · ${a.device_name || a.device}` : "";
+    f.device.hidden = !a.device;
+    f.location.textContent = a.location ? ` (${a.location})` : "";
+    f.location.hidden = !a.location;
+    // a measurement reads with its unit and the limit it crossed; a contact, a count or a
+    // coincidence reads as its condition in words (never a bare 2, 0 or ON)
+    if (numeric(a.value) && a.unit && a.limit) {
+      f.value.textContent = fmtValue(a.value, a.unit);
+      f.limit.textContent = `limit ${a.limit}`;
+    } else if (a.limit) {
+      f.value.textContent = a.limit;
+      f.limit.textContent = "";
+    } else {
+      f.value.textContent = fmtValue(a.value, a.unit);
+      f.limit.textContent = "";
+    }
+    f.limit.hidden = !f.limit.textContent;
+    f.time.textContent = a.activated_ns ? `since ${fmtClock(a.activated_ns, state.timezone, nowNs)}` : "since —";
+    f.age.textContent = a.activated_ns ? fmtAge((nowNs - a.activated_ns) / 1e9) : "—";
+    if (a.acked_by) {
+      f.ack.textContent = `Acknowledged by ${a.acked_by}` +
+        (a.acked_ns ? ` at ${fmtClock(a.acked_ns, state.timezone, nowNs)}` : "") +
+        (a.acked_note ? ` — “${a.acked_note}”` : "");
+    } else {
+      f.ack.textContent = "";
+    }
+    f.ack.hidden = !a.acked_by;
+    f.subject.textContent = `${a.rule} · ${a.subject}`;
+    f.ackBtn.hidden = !isUnacked(a);
+    f.shelve.hidden = a.state === "shelved" || a.state === "suppressed" || a.state === "out_of_service";
+    f.ackBtn.setAttribute("aria-label", `Acknowledge ${a.title}`);
+    f.shelve.setAttribute("aria-label", `Shelve ${a.title}`);
+    li.setAttribute("aria-label", `${a.severity} alarm: ${a.title}, ${f.room.textContent}, ${stateText}`);
+  }
+
 
   // --- readings and health -------------------------------------------------------------------
 
@@ -146,5 +259,5 @@ window.RoomWardenViews = (() => {
     ui.strip.hidden = outs.length === 0;
   }
 
-  return { el, fmtValue, fmtAge, human, renderRooms, renderHealth };
+  return { el, fmtValue, fmtAge, human, renderRooms, renderHealth, buildAlarm, updateAlarm, isUnacked, alarmKey };
 })();
