@@ -4,7 +4,6 @@ read-only views of alarms, the flood status and the command error the panel show
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from gateway.alarms.lifecycle import (
@@ -15,6 +14,7 @@ from gateway.alarms.lifecycle import (
     Shelf,
 )
 from gateway.alarms.types import Severity
+from gateway.contract.enums import EventKind as EventKind  # re-exported (defined in the contract)
 from gateway.field.sample import Value
 
 SYSTEM_ACTOR = "system"
@@ -28,24 +28,6 @@ class AlarmCommandError(ValueError):
 class CommandRefused(Exception):
     """An operator command refused (unknown alarm, not in a state that allows it), as told to
     the panel and to remote commands on `cmd`."""
-
-
-class EventKind(StrEnum):
-    ALARM = "alarm"
-    """A state transition of the alarm `rule`@`subject`."""
-    FLOOD_START = "flood_start"
-    """An alarm flood began; `rule`@`subject` is its first-out alarm (`first_out` is True)."""
-    FLOOD_END = "flood_end"
-    """The flood is over; `rule`@`subject` is the flood's first-out alarm."""
-    SUPPRESSION_START = "suppression_start"
-    """A suppression of scope `subject` (rule `$suppression`) began; note: reason and until."""
-    SUPPRESSION_END = "suppression_end"
-    """A suppression of scope `subject` ended (unsuppressed by `actor`, or expired: system)."""
-    JOURNAL = "journal"
-    """Journal trouble (rule `$journal`): a corrupt file was moved aside, a fresh one begun."""
-    CONFIG = "config"
-    """A config change that did not take (rule `$config`, subject `v<version>`): note
-    `config vN rolled back: <reason>`; the alarms held during its trial were dropped."""
 
 
 SUPPRESSION_RULE = "$suppression"

@@ -72,10 +72,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import NamedTuple
 
 from gateway.alarms.types import Evaluation
+from gateway.contract.enums import AlarmState as AlarmState  # re-exported (defined in the contract)
 
 
 class AlarmKey(NamedTuple):
@@ -88,47 +88,8 @@ class AlarmKey(NamedTuple):
         return f"{self.rule}@{self.subject}"
 
 
-class AlarmState(StrEnum):
-    NORMAL = "normal"
-    ACTIVE_UNACKNOWLEDGED = "active_unacknowledged"
-    ACTIVE_ACKNOWLEDGED = "active_acknowledged"
-    RETURNED_UNACKNOWLEDGED = "returned_unacknowledged"
-    SHELVED = "shelved"
-    SUPPRESSED = "suppressed"
-    OUT_OF_SERVICE = "out_of_service"
-
-    @property
-    def annunciated(self) -> bool:
-        """Shown in the alarm list."""
-        return self in _ANNUNCIATED
-
-    @property
-    def audible(self) -> bool:
-        """Sounders (siren, buzzer …) sound; silenced by acknowledge."""
-        return self is AlarmState.ACTIVE_UNACKNOWLEDGED
-
-    @property
-    def demands_actions(self) -> bool:
-        """Non-audible output roles (exhaust fan, strobe …) are driven, acknowledged or not."""
-        return self in _ACTIVE
-
-    @property
-    def unacknowledged(self) -> bool:
-        return self in _UNACKNOWLEDGED
-
-    @property
-    def overlay(self) -> bool:
-        """Shelved, suppressed or out of service: hidden, silent, demanding nothing."""
-        return self in _OVERLAYS
-
-
-_ANNUNCIATED = frozenset({AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED,
-                          AlarmState.RETURNED_UNACKNOWLEDGED})
-_ACTIVE = frozenset({AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED})
-_UNACKNOWLEDGED = frozenset({AlarmState.ACTIVE_UNACKNOWLEDGED,
-                             AlarmState.RETURNED_UNACKNOWLEDGED})
-_OVERLAYS = frozenset({AlarmState.SHELVED, AlarmState.SUPPRESSED, AlarmState.OUT_OF_SERVICE})
-BASE_STATES = frozenset({AlarmState.NORMAL}) | _ANNUNCIATED
+_ACTIVE = frozenset(s for s in AlarmState if s.demands_actions)
+BASE_STATES = frozenset(s for s in AlarmState if s is AlarmState.NORMAL or s.annunciated)
 
 AUDIBLE_ROLES = frozenset({"siren", "buzzer", "horn", "sounder"})
 """Output roles that follow `audible` (silenced by acknowledge); all others follow

@@ -8,25 +8,9 @@ transitions as `AlarmEvent`s; actions (gateway.actions) drive outputs from the a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
+from gateway.contract.enums import Severity as Severity  # re-exported (defined in the contract)
 from gateway.field.sample import Value
-
-
-class Severity(StrEnum):
-    """Alarm priority; the levels 1-4 of Chinese telecom power-and-environment monitoring."""
-
-    CRITICAL = "critical"  # 1 一级
-    MAJOR = "major"  # 2 二级
-    MINOR = "minor"  # 3 三级
-    WARNING = "warning"  # 4 四级 (hint)
-
-    @property
-    def level(self) -> int:
-        return _LEVELS[self]
-
-
-_LEVELS = {Severity.CRITICAL: 1, Severity.MAJOR: 2, Severity.MINOR: 3, Severity.WARNING: 4}
 
 
 @dataclass(frozen=True, slots=True)

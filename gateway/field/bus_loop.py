@@ -1,8 +1,9 @@
 """One poll loop per bus: devices strictly in turn, each at its own interval.
 
 The loop owns the schedule and device health; a `DevicePoller` (Modbus or serial text) owns
-the protocol. A poll never raises into the loop: every failure becomes samples with a bad
-quality and a failed health record, and the loop goes on with the next device.
+the protocol (the contract between them: gateway.field.poll). A poll never raises into the
+loop: every failure becomes samples with a bad quality and a failed health record, and the loop
+goes on with the next device.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from gateway.clock import Clock, SystemClock
 from gateway.config.site import FailurePolicy
 from gateway.field.health import DeviceHealth
+from gateway.field.poll import BusLink, DevicePoller, PollResult, SampleSink, worst_poll_seconds
 from gateway.field.sample import Quality, Sample
 
 log = logging.getLogger("roomwarden.field")
@@ -30,35 +31,6 @@ while unknown (it never answered and has not yet failed `offline_after` polls)."
 STALL_MARGIN = 10.0
 """Seconds added to a loop's worst legitimate poll before it counts as hung (event-loop
 latency, a slow SD card under SQLite, a few queued output writes)."""
-DEFAULT_WORST_POLL = 10.0
-"""Worst poll assumed for a poller the stall estimate does not know."""
-
-
-@dataclass
-class PollResult:
-    samples: list[Sample]
-    answered: bool
-    """True when the device answered at all (even with some points invalid)."""
-    error: str | None = None
-    requests: int = 0
-
-
-class DevicePoller(Protocol):
-    device_id: str
-    interval: float
-
-    async def poll(self) -> PollResult: ...
-
-
-class BusLink(Protocol):
-    """The bus's connection (a Modbus client, a serial port)."""
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-SampleSink = Callable[[list[Sample]], None]
 
 
 @dataclass
@@ -239,21 +211,3 @@ class BusLoop:
         except Exception:
             log.exception("event=sink_failed bus=%s device=%s", self.bus_id, poller.device_id)
         return result
-
-
-def worst_poll_seconds(poller: DevicePoller) -> float:
-    """The longest one legitimate poll of `poller` takes: a (re)connect and every planned
-    request answered just inside the bus timeout, with the RTU silence before each; for a
-    serial-text device its reply timeout (the whole reply must arrive within it). Pollers
-    may say so themselves (`worst_poll_seconds` attribute), else `DEFAULT_WORST_POLL`."""
-    # imported here: both modules import this one
-    from gateway.field.modbus_poller import ModbusDevicePoller
-    from gateway.field.serial_text import SerialTextPoller
-
-    if isinstance(poller, ModbusDevicePoller):
-        timeout = poller.link.bus.timeout
-        return timeout + len(poller.plan) * (timeout + poller.link.frame_gap)
-    if isinstance(poller, SerialTextPoller):  # the reply must be complete within it
-        return poller.profile.reply_timeout
-    declared = getattr(poller, "worst_poll_seconds", None)
-    return float(declared) if isinstance(declared, int | float) else DEFAULT_WORST_POLL

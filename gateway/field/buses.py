@@ -6,9 +6,10 @@ from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
 from gateway.config.profile import ModbusProfile, SerialTextProfile
 from gateway.config.site import ModbusRtuBus, ModbusTcpBus, SerialTextBus
-from gateway.field.bus_loop import BusLink, BusLoop, DevicePoller, SampleSink
+from gateway.field.bus_loop import BusLoop
 from gateway.field.modbus_link import ModbusLink
 from gateway.field.modbus_poller import ModbusDevicePoller
+from gateway.field.poll import BusLink, DevicePoller, SampleSink
 from gateway.field.serial_text import SerialTextLink, SerialTextPoller
 
 

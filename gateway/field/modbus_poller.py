@@ -7,7 +7,6 @@ import logging
 from gateway.clock import Clock
 from gateway.config.profile import ModbusProfile
 from gateway.config.site import Device
-from gateway.field.bus_loop import PollResult
 from gateway.field.modbus_link import (
     ILLEGAL_ADDRESS,
     ILLEGAL_VALUE,
@@ -17,6 +16,7 @@ from gateway.field.modbus_link import (
 )
 from gateway.field.planner import Barrier, ReadRequest, plan_requests, split_request
 from gateway.field.points import BoundPoint, bind_points
+from gateway.field.poll import PollResult
 from gateway.field.readings import bit_samples, failed_samples, register_samples
 from gateway.field.sample import Quality, Sample
 
@@ -45,6 +45,13 @@ class ModbusDevicePoller:
         return plan_requests(self.points, max_registers=self.profile.max_registers_per_request,
                              max_bits=self.profile.max_bits_per_request, max_gap=self.max_gap,
                              barriers=self.barriers)
+
+    @property
+    def worst_poll_seconds(self) -> float:
+        """A (re)connect and every planned request answered just inside the bus timeout, with
+        the RTU silence before each."""
+        timeout = self.link.bus.timeout
+        return timeout + len(self.plan) * (timeout + self.link.frame_gap)
 
     async def poll(self) -> PollResult:
         samples: list[Sample] = []

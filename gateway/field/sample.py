@@ -1,30 +1,9 @@
-"""Samples: what acquisition produces and everything downstream consumes."""
+"""Samples: what acquisition produces and everything downstream consumes (defined in the
+wire contract's leaf package, `gateway.contract`, which the central ingest shares)."""
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import NamedTuple
+from gateway.contract.enums import Quality
+from gateway.contract.sample import Sample, Value
 
-
-class Quality(StrEnum):
-    GOOD = "good"
-    STALE = "stale"  # no fresh reading within the expected interval
-    COMM_ERROR = "comm_error"  # timeout, CRC error, exception reply, garbage, port gone
-    INVALID = "invalid"  # a reply arrived but the value is outside its valid range or undecodable
-
-
-Value = float | int | bool | str | None
-
-
-class Sample(NamedTuple):
-    """One reading of one point. `point` is `device_id.point_name`; `ts` is ns since the epoch
-    (UTC) when the reply arrived; `value` is the engineering value, or None when there is none."""
-
-    point: str
-    value: Value
-    ts: int
-    quality: Quality
-
-    @property
-    def good(self) -> bool:
-        return self.quality is Quality.GOOD
+__all__ = ["Quality", "Sample", "Value"]

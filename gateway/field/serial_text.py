@@ -16,8 +16,8 @@ import serial
 from gateway.clock import Clock
 from gateway.config.profile import SerialTextProfile, TextField
 from gateway.config.site import Device, SerialTextBus
-from gateway.field.bus_loop import PollResult
 from gateway.field.points import BoundPoint, bind_points
+from gateway.field.poll import PollResult
 from gateway.field.readings import failed_samples, point_samples
 from gateway.field.sample import Quality, Sample
 
@@ -123,6 +123,11 @@ class SerialTextPoller:
         self.pattern = re.compile(profile.reply_pattern)
         self.request = profile.request_bytes
         self.terminator = profile.terminator_bytes
+
+    @property
+    def worst_poll_seconds(self) -> float:
+        """The whole reply must arrive within the profile's reply timeout."""
+        return self.profile.reply_timeout
 
     async def poll(self) -> PollResult:
         samples: list[Sample] = []

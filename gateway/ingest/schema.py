@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import NamedTuple, TypeVar
 
-from gateway.field.sample import Quality
+from gateway.contract.enums import Quality
 from gateway.uplink.contract import (
     AlarmEventMessage,
     GatewayState,

@@ -17,10 +17,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.alarms.events import EventKind
-from gateway.alarms.lifecycle import AlarmState
-from gateway.alarms.types import Severity
-from gateway.field.sample import Quality, Sample
+from gateway.contract.enums import AlarmState, EventKind, Quality, Severity
+from gateway.contract.sample import Sample
 from gateway.ingest.eventlabels import with_history
 from gateway.ingest.schema import FieldValue, Line, alarm_line, state_line, telemetry_lines
 from gateway.uplink import contract as c

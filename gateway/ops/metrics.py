@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.alarms.lifecycle import AlarmState
-
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
@@ -26,9 +24,6 @@ if TYPE_CHECKING:
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format every scraper reads (prometheus_client's CONTENT_TYPE_PLAIN_0_0_4)."""
-
-ALARM_STATES = tuple(s.value for s in AlarmState if s is not AlarmState.NORMAL)
-"""States of `roomwarden_alarms_active` (every severity × state is exposed, zeros included)."""
 
 METRIC_NAMES = (
     "roomwarden_build_info",

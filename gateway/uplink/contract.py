@@ -53,11 +53,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from gateway.alarms.events import AlarmEvent, AlarmView, EventKind
-from gateway.alarms.lifecycle import AlarmState
-from gateway.alarms.types import Severity
-from gateway.field.sample import Quality, Sample
-from gateway.field.sample import Value as SampleValue
+from gateway.contract.enums import AlarmState, EventKind, Quality, Severity
+from gateway.contract.sample import Sample
+from gateway.contract.sample import Value as SampleValue
 
 VERSION = 1
 DEFAULT_ROOT = "roomwarden"
@@ -235,7 +233,7 @@ class TelemetryBatch(_Delivered):
         t0 = min(s.ts for s in samples)
         rows = tuple((s.point, wire_value(s.value), s.ts - t0, Quality(s.quality))
                      for s in samples)
-        return _build(cls, site=site, gateway=gateway, seq=seq, produced=produced,
+        return validated(cls, site=site, gateway=gateway, seq=seq, produced=produced,
                       catalog=catalog, t0=t0, samples=rows)
 
     def to_samples(self) -> list[Sample]:
@@ -277,15 +275,16 @@ class PointCatalog(_Up):
     @classmethod
     def build(cls, *, site: str, gateway: str, produced: int,
               points: dict[str, PointMeta]) -> PointCatalog:
-        return _build(cls, site=site, gateway=gateway, produced=produced,
+        return validated(cls, site=site, gateway=gateway, produced=produced,
                       catalog=catalog_hash(points), points=points)
 
 
 # ---------------------------------------------------------------------------------- alarms
 
 class AlarmEventMessage(_Delivered):
-    """One alarm-manager event (`AlarmEvent`), as journalled. `seq` is the journal's sequence:
-    strictly increasing per gateway, the ingest's duplicate key."""
+    """One alarm-manager event (`AlarmEvent`, converted by gateway.uplink.records), as
+    journalled. `seq` is the journal's sequence: strictly increasing per gateway, the ingest's
+    duplicate key."""
 
     seq: Seq
     ts: Ns
@@ -303,23 +302,6 @@ class AlarmEventMessage(_Delivered):
     title: Text
     chattering: bool = False
 
-    @classmethod
-    def from_event(cls, event: AlarmEvent, *, site: str, gateway: str) -> AlarmEventMessage:
-        return _build(cls, site=site, gateway=gateway, seq=event.seq, ts=event.ts,
-                      kind=event.kind, rule=event.rule, subject=event.subject, state=event.state,
-                      previous_state=event.previous_state, value=wire_value(event.value),
-                      severity=event.severity, actor=event.actor, note=event.note,
-                      first_out=event.first_out, room=event.room, title=event.title,
-                      chattering=event.chattering)
-
-    def to_event(self) -> AlarmEvent:
-        return AlarmEvent(seq=self.seq, ts=self.ts, kind=self.kind, rule=self.rule,
-                          subject=self.subject, state=self.state,
-                          previous_state=self.previous_state, value=self.value,
-                          severity=self.severity, actor=self.actor, note=self.note,
-                          first_out=self.first_out, room=self.room, title=self.title,
-                          chattering=self.chattering)
-
 
 class ActiveAlarm(_Model):
     rule: AlarmRule
@@ -334,14 +316,6 @@ class ActiveAlarm(_Model):
     acked: Ns | None = None
     first_out: bool = False
     chattering: bool = False
-
-    @classmethod
-    def from_view(cls, view: AlarmView) -> ActiveAlarm:
-        return _build(cls, rule=view.key.rule, subject=view.key.subject, state=view.state,
-                      severity=view.severity, title=view.title, room=view.room,
-                      value=wire_value(view.value), activated=view.activated_ns,
-                      acked_by=view.acked_by, acked=view.acked_ns, first_out=view.first_out,
-                      chattering=view.chattering)
 
 
 class ActiveAlarmsSnapshot(_Up):
@@ -714,7 +688,7 @@ def topic_filter(channel: Channel, *, root: str = DEFAULT_ROOT, site: str = "+",
 
 _M = TypeVar("_M", bound=BaseModel)
 
-def _build(cls: type[_M], **fields: Any) -> _M:
+def validated(cls: type[_M], **fields: Any) -> _M:
     """Construct through validation, turning a ValidationError into a ContractError."""
     try:
         return cls.model_validate(fields)

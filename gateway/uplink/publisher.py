@@ -53,7 +53,6 @@ from gateway.mqtt_client import Backoff
 from gateway.operator.inbox import CommandInbox
 from gateway.uplink.committer import ALARM_MARK, Committer, Item, Window
 from gateway.uplink.contract import (
-    AlarmEventMessage,
     Channel,
     CommandResult,
     ConfigStatus,
@@ -69,6 +68,7 @@ from gateway.uplink.contract import (
 from gateway.uplink.delivery import DeliveryTracker, Sent
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
 from gateway.uplink.outbox import Outbox
+from gateway.uplink.records import event_message
 from gateway.uplink.redelivery import Redelivery
 from gateway.uplink.replay import ReplayPacer
 from gateway.uplink.session import Handlers, Session, client_options
@@ -167,8 +167,7 @@ class Uplink:
         """Alarm-manager events (what `Gateway.evaluate_once` returns); committed at once."""
         for event in events:
             try:
-                msg = AlarmEventMessage.from_event(event, site=self.site,
-                                                   gateway=self.gateway_id)
+                msg = event_message(event, site=self.site, gateway=self.gateway_id)
             except ContractError as exc:
                 self._reject(f"alarm event seq={event.seq}: {exc}")
                 continue

@@ -30,6 +30,7 @@ from gateway.uplink.contract import (
     OutboxStatus,
     PointCatalog,
 )
+from gateway.uplink.records import active_alarm
 
 log = logging.getLogger("roomwarden.uplink")
 
@@ -121,7 +122,7 @@ class StatePublisher:
         items: list[ActiveAlarm] = []
         for view in alarms:
             try:
-                items.append(ActiveAlarm.from_view(view))
+                items.append(active_alarm(view))
             except ContractError as exc:
                 self._on_reject(f"active alarm {view.key}: {exc}")
         try:

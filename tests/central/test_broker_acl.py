@@ -42,7 +42,6 @@ from gateway.ingest.settings import IngestSettings
 from gateway.uplink.contract import (
     CHANNELS,
     MAX_PAYLOAD_BYTES,
-    AlarmEventMessage,
     Channel,
     GatewayState,
     PointCatalog,
@@ -52,6 +51,7 @@ from gateway.uplink.contract import (
     encode,
 )
 from gateway.uplink.publisher import Uplink
+from gateway.uplink.records import event_message
 from tests.central.shipped import (
     ISSUE,
     MOSQUITTO_PASSWD,
@@ -391,7 +391,7 @@ def spoof(pki: Pki, broker: ShippedBroker, clients: list[Client],
     answers (MQTT 5 publishers) and the time of the forged `offline` state (ms)."""
     site_b, gw_b = B.split("/")
     site_x, gw_x = INVENTED.split("/")
-    clear = AlarmEventMessage.from_event(dataclasses.replace(
+    clear = event_message(dataclasses.replace(
         event(10**6), rule="spoof.all_clear", state=AlarmState.NORMAL,
         previous_state=AlarmState.ACTIVE_UNACKNOWLEDGED), site=site_b, gateway=gw_b)
     offline = GatewayState(site=site_b, gateway=gw_b, status="offline", ts=time.time_ns())

@@ -17,10 +17,11 @@ from pymodbus.simulator import SimData, SimDevice
 from gateway.clock import SystemClock
 from gateway.config.profile import DataType
 from gateway.config.site import Device, FailurePolicy, ModbusRtuBus, ModbusTcpBus
-from gateway.field.bus_loop import BusLoop, DevicePoller
+from gateway.field.bus_loop import BusLoop
 from gateway.field.codec import encode
 from gateway.field.modbus_link import CommFailure, ModbusLink
 from gateway.field.modbus_poller import ModbusDevicePoller
+from gateway.field.poll import DevicePoller
 from gateway.field.sample import Quality, Sample
 from tests.helpers import modbus_profile
 

@@ -24,9 +24,10 @@ from hypothesis import strategies as st
 from gateway.clock import SystemClock
 from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.config.site import FailurePolicy
-from gateway.field.bus_loop import BusLoop, DevicePoller
+from gateway.field.bus_loop import BusLoop
 from gateway.field.buses import build_bus_loops
 from gateway.field.modbus_poller import ModbusDevicePoller
+from gateway.field.poll import DevicePoller
 from gateway.field.sample import Quality, Sample
 from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.signals import Constant

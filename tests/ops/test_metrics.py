@@ -13,7 +13,8 @@ from gateway import __version__
 from gateway.clock import ManualClock
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
-from gateway.ops.metrics import ALARM_STATES, METRIC_NAMES
+from gateway.ops.collector import ALARM_STATES
+from gateway.ops.metrics import METRIC_NAMES
 from gateway.panel.server import PanelServer
 from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.signals import Constant

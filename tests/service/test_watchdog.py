@@ -21,10 +21,11 @@ import yaml
 import gateway.field.bus_loop as bus_loop_module
 from gateway.clock import ManualClock, SystemClock
 from gateway.config.loader import LoadedConfig, load_gateway_config
-from gateway.field.bus_loop import BusLoop, PollResult, worst_poll_seconds
+from gateway.field.bus_loop import BusLoop
 from gateway.field.buses import build_bus_loops
 from gateway.field.modbus_link import ModbusLink
 from gateway.field.modbus_poller import ModbusDevicePoller
+from gateway.field.poll import PollResult, worst_poll_seconds
 from gateway.field.sample import Sample
 from gateway.service.notify import Notifier
 from gateway.service.watchdog import (

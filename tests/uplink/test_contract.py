@@ -16,6 +16,7 @@ from gateway.alarms.types import Severity
 from gateway.field.sample import Quality, Sample
 from gateway.uplink import contract as c
 from gateway.uplink.examples import examples, markdown
+from gateway.uplink.records import event_message, event_of
 from tests.uplink import strategies as s
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "mqtt-contract.md"
@@ -111,10 +112,10 @@ def test_alarm_event_round_trip_from_the_manager_type() -> None:
                        previous_state=AlarmState.NORMAL, value=27.5,
                        severity=Severity.CRITICAL, actor="system", note=None, first_out=True,
                        room="battery-1", title="H2", chattering=False)
-    msg = c.AlarmEventMessage.from_event(event, site="s", gateway="g")
+    msg = event_message(event, site="s", gateway="g")
     decoded = c.decode("roomwarden/s/g/alarms", c.encode(msg))
     assert isinstance(decoded, c.AlarmEventMessage)
-    assert decoded.to_event() == event
+    assert event_of(decoded) == event
     wire = json.loads(c.encode(msg))
     assert {k: v for k, v in event.as_dict().items() if v is not None} == {
         k: v for k, v in wire.items() if k not in ("v", "site", "gateway")}

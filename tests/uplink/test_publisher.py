@@ -26,6 +26,7 @@ from gateway.uplink.contract import (
     decode,
 )
 from gateway.uplink.publisher import Uplink
+from gateway.uplink.records import event_of
 from gateway.uplink.settings import UplinkSettings
 from tests.uplink.conftest import Broker, Received, Subscriber
 
@@ -140,7 +141,7 @@ async def test_samples_and_alarm_events_in_contract_format(
             assert got[1].ts - got[0].ts == 1000
         alarm = decode(*_tp(sub.snapshot(of("alarms"))[0]))
         assert isinstance(alarm, AlarmEventMessage)
-        assert alarm.to_event() == sent
+        assert event_of(alarm) == sent
         assert (alarm.seq, alarm.rule, alarm.value, alarm.severity) == \
             (7, "high_temp", 45.5, Severity.MAJOR)
 
