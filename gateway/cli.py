@@ -149,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="who applies it (default: the login name)")
     apply.add_argument("--key", type=Path, default=None,
                        help="sign with this private key (needed when the gateway accepts "
-                            "only signed configs); give --version too")
+                            "only signed configs)")
     apply.add_argument("--version", type=int, default=None, metavar="N",
-                       help="version of the signed config")
+                       help="version of the signed config (default: the running config's + 1)")
     apply.add_argument("--force", action="store_true", help="a signed downgrade")
     _control_options(apply)
     apply.set_defaults(func=cmd_config_apply)
@@ -394,6 +394,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _next_version(args: argparse.Namespace) -> int | None:
+    """Issue 14: like `flash`, `config apply --key` works the version out: the running
+    config's + 1, asked over the control socket (None and a message if no gateway answers)."""
+    from gateway.control import ControlError, request
+
+    try:
+        final = list(request(_control_path(args), {"op": "status"}, timeout=10))[-1]
+    except ControlError as exc:
+        print(f"roomwarden config apply: {exc}", file=sys.stderr)
+        return None
+    if not final.get("ok"):
+        print(f"roomwarden config apply: {final.get('error')}", file=sys.stderr)
+        return None
+    version = int(final["status"]["config_version"]) + 1
+    print(f"signing as version {version} (the running config's + 1; --version N to choose)")
+    return version
+
+
 def cmd_config_apply(args: argparse.Namespace) -> int:
     """`roomwarden config apply FILE`: on the gateway itself (USB stick, SSH)."""
     from gateway.control import ControlError, request
@@ -413,10 +431,10 @@ def cmd_config_apply(args: argparse.Namespace) -> int:
         from gateway.flashing.keys import load_private_key
 
         gateway_id = load_checked_config(args.file).config.gateway.id
-        if args.version is None:
-            print("--key needs --version (the next version number)", file=sys.stderr)
-            return 2
-        envelope = sign_config(text, gateway=gateway_id, version=args.version,
+        version = args.version if args.version is not None else _next_version(args)
+        if version is None:
+            return 3
+        envelope = sign_config(text, gateway=gateway_id, version=version,
                                author=args.author, private_key=load_private_key(args.key),
                                force=args.force)
         body = {"op": "apply", "envelope": envelope.model_dump(mode="json")}
