@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.clock import Clock
@@ -80,6 +81,9 @@ class OutputDriver:
         self.latest = latest
         self.outputs = {o.id: o for o in loaded.config.outputs}
         self.state = {o: OutputState() for o in self.outputs}
+        self.on_written: Callable[[str, bool, OutputState], None] | None = None
+        """Issue 12: told after every completed write (output id, state written, the outcome
+        in the output's state): the incident records' output commands with read-back."""
         loops = {loop.bus_id: loop for loop in bus_loops}
         devices = {d.id: d for d in loaded.config.devices}
         self._targets: dict[str, tuple[BusLoop, ModbusLink, int, int]] = {}
@@ -157,6 +161,8 @@ class OutputDriver:
             state.writes += 1
             state.last_write_ns = self.clock.now_ns()
             self._record(output, state, on, coil, error)
+            if self.on_written is not None:  # issue 12
+                self.on_written(output_id, on, state)
         finally:
             state.pending = False
 

@@ -15,6 +15,7 @@ from gateway.recorder.ring import FlightRecorder
 from gateway.recorder.store import IncidentStore
 
 if TYPE_CHECKING:
+    from gateway.actions.driver import OutputDriver
     from gateway.config.loader import LoadedConfig
     from gateway.daemon import Gateway
 
@@ -55,6 +56,18 @@ class Recording:
         if self.recorder is not None and cfg.incidents.enabled:
             self.keeper = IncidentKeeper(self.recorder, self.store, cfg.incidents,
                                          _GatewaySources(gateway))
+        self._driver: OutputDriver | None = None
+        self._watch_driver()
+
+    def _watch_driver(self) -> None:
+        """Hear of every output write of the present driver (a config apply makes another)."""
+        driver = self.gateway.driver
+        if driver is self._driver or self.keeper is None:
+            return
+        keeper = self.keeper
+        self._driver = driver
+        driver.on_written = lambda output, on, s: keeper.on_written(
+            output, on, (s.commanded, s.confirmed, s.last_error, s.writes, s.last_write_ns))
 
     def _interval_of(self, point: str) -> float:
         if self.gateway.loaded is not self._loaded:  # a config apply
@@ -67,6 +80,7 @@ class Recording:
             return
         self.recorder.record(batch)
         if self.keeper is not None:
+            self._watch_driver()
             try:
                 self.keeper.observe()
             except Exception:  # evidence keeping must never stop acquisition

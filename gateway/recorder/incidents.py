@@ -12,9 +12,11 @@ loses nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,7 +32,8 @@ log = logging.getLogger("roomwarden.incidents")
 COPY_EVERY = 5.0
 """Seconds between copies from the recorder into an open incident (and activity checks)."""
 SAVE_EVERY = 60.0
-"""An open incident is written to disk at its trigger, then at least this often, then closed."""
+"""An open incident is written to disk at its trigger, then at least this often, then closed
+(by a writer thread)."""
 RECENT_EVENTS = 5000
 RECENT_OUTPUT_CHANGES = 2000
 _NS = 1_000_000_000
@@ -105,7 +108,9 @@ class IncidentKeeper:
         self._outputs: dict[str, OutputSnapshot] = {}
         self._next_copy = 0.0
         self.closed = 0
+        self.saved = 0
         self.failures = 0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="incidents")
 
     def observe(self) -> None:
         """After each sample batch: output changes, new journal events, open incidents."""
@@ -120,19 +125,29 @@ class IncidentKeeper:
                 self._advance(incident)
 
     def _watch_outputs(self) -> None:
+        """New commands (the safety core wants another state) since the last batch."""
         now = self.sources.now_ns()
         for output_id, snap in self.sources.output_states().items():
-            if self._outputs.get(output_id) == snap:
-                continue
             before = self._outputs.get(output_id)
             self._outputs[output_id] = snap
-            change = output_change(output_id, before, snap, now)
-            if change is None:
-                continue
-            self.recent_outputs.append(change)
-            for incident in self.open.values():
-                if output_id in incident.context.outputs:
-                    incident.outputs.append(change)
+            if before is not None and before[0] != snap[0] and snap[0] is not None:
+                self._output_change({"ts": now, "output": output_id, "kind": "command",
+                                     "written": snap[0], "read_back": None, "error": None,
+                                     "writes": snap[3], "pending": True})
+
+    def on_written(self, output_id: str, on: bool, snap: OutputSnapshot) -> None:
+        """A write completed (from the output driver): its time, what was written, the state
+        read back (None when it failed) and the error."""
+        _, confirmed, error, writes, last_write_ns = snap
+        self._output_change({"ts": last_write_ns, "output": output_id, "kind": "write",
+                             "written": on, "read_back": confirmed if error is None else None,
+                             "error": error, "writes": writes, "pending": False})
+
+    def _output_change(self, change: dict[str, Any]) -> None:
+        self.recent_outputs.append(change)
+        for incident in self.open.values():
+            if change["output"] in incident.context.outputs:
+                incident.outputs.append(change)
 
     def _on_event(self, event: AlarmEvent) -> None:
         self.recent_events.append(event)
@@ -201,39 +216,33 @@ class IncidentKeeper:
             incident.copied_ns[point] = fresh[-1].ts
 
     def _save(self, incident: OpenIncident, status: str) -> None:
+        """Hand a frozen copy to the writer thread: decoding, JSON, gzip and fsync never run
+        on the event loop (an alarm never waits for evidence keeping). One writer, so the
+        saves of one incident land in order."""
+        frozen = dataclasses.replace(
+            incident, rings={p: r.frozen() for p, r in incident.rings.items()},
+            events=list(incident.events), outputs=list(incident.outputs))
+        incident.saved_mono = time.monotonic()
+        self._writer.submit(self._write, frozen, status, self.sources.health())
+
+    def _write(self, incident: OpenIncident, status: str, health: dict[str, Any]) -> None:
         try:
-            size = self.store.save(record_of(incident, status, self.sources.health()))
-        except (OSError, ValueError) as exc:
+            size = self.store.save(record_of(incident, status, health))
+        except Exception as exc:  # a full disk, a bug: logged, the gateway runs on
             self.failures += 1
             log.error("event=incident_save_failed id=%s error=%r", incident.id, exc)
             return
-        incident.saved_mono = time.monotonic()
+        self.saved += 1
         log.info("event=incident_saved id=%s status=%s bytes=%d", incident.id, status, size)
 
     def close_all(self) -> None:
-        """A stop: save every open incident as it stands (status `interrupted`)."""
+        """A stop: save every open incident as it stands (status `interrupted`) and wait for
+        the writer."""
         for incident in list(self.open.values()):
             self._copy(incident, self.sources.now_ns())
             self._save(incident, "interrupted")
         self.open.clear()
-
-
-def output_change(output_id: str, before: OutputSnapshot | None, now_snap: OutputSnapshot,
-                  now_ns: int) -> dict[str, Any] | None:
-    """What changed of one output since the last look: a write (its time, the state written —
-    on success the state read back — and the error) or a new command not yet written."""
-    commanded, confirmed, error, writes, last_write_ns = now_snap
-    if before is None or before[3] != writes:
-        if not writes:
-            return None
-        return {"ts": last_write_ns, "output": output_id, "kind": "write",
-                "written": confirmed if error is None else commanded,
-                "read_back": confirmed if error is None else None, "error": error,
-                "writes": writes, "pending": False}
-    if before[0] != commanded:
-        return {"ts": now_ns, "output": output_id, "kind": "command", "written": commanded,
-                "read_back": None, "error": None, "writes": writes, "pending": True}
-    return None
+        self._writer.shutdown(wait=True)
 
 
 def _columns(samples: list[Recorded]) -> dict[str, Any]:

@@ -187,6 +187,19 @@ class PointRing:
                 + len(self._flags) + len(self._data) + len(self._lengths) * 8
                 + len(self._firsts) * 8 + len(self._lasts) * 8)
 
+    def frozen(self) -> PointRing:
+        """A copy (memory copies of the arrays) that later appends do not touch: for reading
+        in another thread."""
+        copy = PointRing.__new__(PointRing)
+        copy.window_ms, copy.max_samples, copy.sealed = (self.window_ms, self.max_samples,
+                                                          self.sealed)
+        copy._ts, copy._values, copy._flags = array("q", self._ts), array(
+            "d", self._values), bytearray(self._flags)
+        copy._data, copy._lengths = bytearray(self._data), array("l", self._lengths)
+        copy._firsts, copy._lasts = array("q", self._firsts), array("q", self._lasts)
+        copy._strings = list(self._strings)
+        return copy
+
     def live_bytes(self) -> int:
         """Memory this ring holds (`sys.getsizeof` of it and everything it owns)."""
         return sys.getsizeof(self) + sum(sys.getsizeof(part) for part in (

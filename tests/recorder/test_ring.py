@@ -102,3 +102,28 @@ def test_the_store_keeps_records_private_and_within_budget(tmp_path: Path) -> No
     store.path_of(ids[-1]).write_bytes(b"not gzip")
     with pytest.raises(IncidentError, match="cannot be read"):
         store.load(ids[-1])
+
+
+def test_a_frozen_copy_is_not_touched_by_later_samples() -> None:
+    ring = PointRing(window_s=10**6, max_samples=10**6)
+    for i in range(CHUNK + 5):
+        ring.append(T0 + i * 10**9, float(i), Quality.GOOD)
+    frozen = ring.frozen()
+    for i in range(CHUNK + 5, 3 * CHUNK):
+        ring.append(T0 + i * 10**9, float(i), Quality.GOOD)
+    assert [r.value for r in frozen.samples()] == [float(i) for i in range(CHUNK + 5)]
+    assert len(ring.samples()) == 3 * CHUNK
+
+
+def test_settings_errors_are_clear() -> None:
+    from pydantic import ValidationError
+
+    from gateway.recorder.settings import IncidentSettings, RecorderSettings
+
+    with pytest.raises(ValidationError, match="max_duration must be at least post"):
+        IncidentSettings(post=600.0, max_duration=60.0)
+    with pytest.raises(ValidationError, match="window must be between 10s and 6h"):
+        RecorderSettings(window=5.0)
+    with pytest.raises(ValidationError, match="severity"):
+        IncidentSettings(severity="fatal")  # type: ignore[arg-type]
+    assert IncidentSettings().severity == "major" and RecorderSettings().window == 900.0
