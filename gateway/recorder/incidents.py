@@ -25,7 +25,7 @@ from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.recorder.ring import FlightRecorder, PointRing, Recorded
 from gateway.recorder.settings import IncidentSettings
-from gateway.recorder.store import FORMAT, IncidentStore
+from gateway.recorder.store import FORMAT, IncidentError, IncidentStore
 
 log = logging.getLogger("roomwarden.incidents")
 
@@ -111,6 +111,8 @@ class IncidentKeeper:
         self.saved = 0
         self.failures = 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="incidents")
+        self.recovered = mark_interrupted(store)
+
 
     def observe(self) -> None:
         """After each sample batch: output changes, new journal events, open incidents."""
@@ -243,6 +245,25 @@ class IncidentKeeper:
             self._save(incident, "interrupted")
         self.open.clear()
         self._writer.shutdown(wait=True)
+
+
+def mark_interrupted(store: IncidentStore) -> list[str]:
+    """Records left `open` by a process that died: `interrupted` (they hold what was saved)."""
+    marked = []
+    for incident_id in store.ids():
+        try:
+            record = store.load(incident_id)
+            if record.get("status") != "open":
+                continue
+            record["status"] = "interrupted"
+            store.save(record)
+        except (IncidentError, OSError) as exc:
+            log.error("event=incident_unreadable id=%s error=%s", incident_id, exc)
+            continue
+        marked.append(incident_id)
+        log.warning("event=incident_interrupted id=%s reason=%r", incident_id,
+                    "left open by a gateway that stopped without closing it")
+    return marked
 
 
 def _columns(samples: list[Recorded]) -> dict[str, Any]:

@@ -1,0 +1,43 @@
+"""An incident still open when the gateway stops is saved as it stands (`interrupted`, with
+its samples); one left `open` by a process that died is marked `interrupted` at the next
+start."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.alarms.lifecycle import AlarmKey, AlarmState
+from gateway.config.loader import load_gateway_config
+from gateway.daemon import Gateway
+from gateway.recorder.store import IncidentStore
+from gateway.sim.signals import Constant
+from tests.recorder.conftest import FIRE, Rig, until
+
+
+async def test_a_stop_saves_the_open_incident_and_a_crash_is_marked(rig: Rig) -> None:
+    gateway, site = rig.gateway, rig.site
+    store = IncidentStore(rig.state_dir / "incidents")
+    site.set_signal("smoke-1.alarm", Constant(value=True))
+    site.set_signal("smoke-2.alarm", Constant(value=True))
+    key = AlarmKey(*FIRE)
+    await until(lambda: key in gateway.core.alarms.known()
+                and gateway.core.alarms.get(key).state is AlarmState.ACTIVE_UNACKNOWLEDGED)
+    await until(lambda: len(store.ids()) == 1)
+    [incident_id] = store.ids()
+    assert store.load(incident_id)["status"] == "open"
+    gateway.request_stop()
+    await until(lambda: store.load(incident_id)["status"] == "interrupted")
+    record = store.load(incident_id)
+    assert record["points"]["smoke-1.alarm"]["v"][-1] is True
+
+    # a record a dead process left open is marked at the next start
+    record["status"] = "open"
+    store.save(record)
+    again = Gateway(load_gateway_config(gateway.loaded.path), state_dir=rig.state_dir)
+    try:
+        keeper = again.recording.keeper
+        assert keeper is not None and keeper.recovered == [incident_id]
+        assert store.load(incident_id)["status"] == "interrupted"
+    finally:
+        again.core.close()
+    await asyncio.sleep(0)
