@@ -11,6 +11,7 @@ from gateway.config.duration import Duration
 from gateway.config.profile import Id, Name, Strict
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
 from gateway.operator.settings import OperatorSettings  # issue 9: remote operator commands
+from gateway.recorder.settings import IncidentSettings, RecorderSettings  # issue 12
 from gateway.rules.section import RulesSection
 from gateway.uplink.contract import MAX_CONFIG_BYTES
 from gateway.uplink.settings import UplinkSettings
@@ -404,3 +405,9 @@ class GatewayConfig(Strict):
     """Operator keys that may acknowledge, shelve or suppress over `cmd`, and what each may
     do; none: every remote alarm command is refused."""
     # --- end issue 9 ----------------------------------------------------------------------------
+    # --- issue 12: flight recorder and incident records (gateway/recorder/settings.py) ---------
+    recorder: RecorderSettings = RecorderSettings()
+    """The last `window` (15 min) of every point at acquisition resolution, in memory."""
+    incidents: IncidentSettings = IncidentSettings()
+    """Evidence records of major and critical alarms, in the state directory."""
+    # --- end issue 12 ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ class RecorderSettings(Strict):
     """The flight recorder: the last `window` of every point at acquisition resolution."""
 
     enabled: bool = True
+    """False: no flight recorder."""
     window: Duration = 900.0
     """How far back every point is kept (default 15 minutes)."""
     max_points: Annotated[int, Field(ge=1, le=100_000)] = 20_000
@@ -30,6 +31,7 @@ class IncidentSettings(Strict):
     """Incident records: frozen when an alarm of `severity` or worse activates."""
 
     enabled: bool = True
+    """False: no incident records are kept."""
     severity: Literal["critical", "major", "minor", "warning"] = "major"
     """The least severe alarm that opens an incident (default: major and critical)."""
     pre: Duration = 600.0
@@ -41,6 +43,7 @@ class IncidentSettings(Strict):
     max_bytes: Annotated[int, Field(ge=64 * 1024, le=16 * 2**30)] = 64 * 2**20
     """Disk budget of the stored incidents (the oldest go first)."""
     max_incidents: Annotated[int, Field(ge=1, le=100_000)] = 500
+    """Incidents kept at most (the oldest go first)."""
 
     @model_validator(mode="after")
     def _windows(self) -> Self:
