@@ -92,7 +92,7 @@ def _engine(site: Path) -> RuleEngine:
     if site not in _ENGINES:
         loaded: LoadedConfig = load_gateway_config(site)
         _ENGINES[site] = RuleEngine(PACKS, loaded, ManualClock(start_mono=0.0),
-                                    ParameterOverrides.from_section(loaded.config.rules))
+                                    ParameterOverrides.for_site(loaded, PACKS))
     return _ENGINES[site]
 
 
