@@ -20,9 +20,9 @@ def add_parsers(sub: Any) -> None:
     isub = incident.add_subparsers(title="incident commands", required=True)
     listing = isub.add_parser("list", help="stored incidents, oldest first")
     show = isub.add_parser("show", help="one incident as text: trigger, window, timeline")
-    show.add_argument("id")
+    show.add_argument("id", help="the incident's id, as `incident list` prints it")
     export = isub.add_parser("export", help="one incident as a self-contained HTML report")
-    export.add_argument("id")
+    export.add_argument("id", help="the incident's id, as `incident list` prints it")
     export.add_argument("--html", type=Path, required=True, metavar="FILE",
                         help="where to write the report ('-': standard output)")
     for parser, func in ((listing, cmd_list), (show, cmd_show), (export, cmd_export)):
