@@ -9,6 +9,7 @@ authentication (root and the `roomwarden` group). One JSON request per connectio
     {"op": "apply", "config": "<YAML text>", "author": "alice"}     unsigned, local
     {"op": "apply", "envelope": {...}}                               a signed ConfigSet
     {"op": "reload"}                                                 like SIGHUP
+    {"op": "incident", "action": "list"} / {..., "action": "get", "id": ...}   issue 12
 
 Answers are JSON lines: `{"progress": ConfigStatus}` while an apply goes on, then one final
 `{"ok": true|false, ...}`. Bad requests get `{"ok": false, "error": "..."}`; nothing a client
@@ -40,6 +41,7 @@ Progress = Callable[[ConfigStatus], None]
 ApplyText = Callable[[str, str, Progress], Awaitable[ConfigStatus]]
 ApplyEnvelope = Callable[[bytes, Progress], Awaitable[ConfigStatus]]
 Reload = Callable[[], Awaitable[ConfigStatus | None]]
+Incidents = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # issue 12
 
 
 class ControlError(RuntimeError):
@@ -55,8 +57,10 @@ def default_socket_path(state_dir: Path) -> Path:
 
 class ControlServer:
     def __init__(self, path: Path, *, status: StatusHandler, apply_text: ApplyText,
-                 apply_envelope: ApplyEnvelope, reload: Reload) -> None:
+                 apply_envelope: ApplyEnvelope, reload: Reload,
+                 incidents: Incidents | None = None) -> None:
         self.path = path
+        self._incidents = incidents  # issue 12: {"op": "incident"} (gateway/recorder/remote.py)
         self._status = status
         self._apply_text = apply_text
         self._apply_envelope = apply_envelope
@@ -137,6 +141,8 @@ class ControlServer:
             await finish(await self._apply_envelope(raw, progress))
         elif op == "reload":
             await finish(await self._reload())
+        elif op == "incident" and self._incidents is not None:  # issue 12
+            await send(await self._incidents(request))
         else:
             await send({"ok": False, "error": "unknown request: op must be status, reload, or "
                                               "apply with config or envelope"})

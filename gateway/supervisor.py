@@ -23,6 +23,7 @@ from gateway.control import ControlServer, default_socket_path
 from gateway.daemon import Gateway
 from gateway.flashing.apply import ConfigApplier
 from gateway.flashing.store import BootChoice, ConfigStore
+from gateway.recorder.remote import answer as answer_incidents  # issue 12
 from gateway.rules.config import load_checked_config
 from gateway.service.notify import Notifier
 from gateway.service.watchdog import feed_watchdog
@@ -82,7 +83,9 @@ class Service:
                 text, author=author, source="local", progress=progress),
             apply_envelope=lambda raw, progress: self.applier.apply_envelope(
                 raw, source="local", progress=progress),
-            reload=self.applier.reload)
+            reload=self.applier.reload,
+            incidents=lambda request: answer_incidents(  # issue 12
+                self.gateway.recording.store, request))
         self.notifier = notifier or Notifier.from_env()
         self._tasks: set[asyncio.Task[Any]] = set()
 

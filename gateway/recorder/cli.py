@@ -1,5 +1,5 @@
 """`roomwarden incident list | show ID | export ID --html FILE`: incident records read from a
-gateway's state directory (docs/incidents.md)."""
+gateway's state directory, or over its control socket (`--socket`; docs/incidents.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.recorder.remote import answer_now
 from gateway.recorder.report import render, timeline, utc
 from gateway.recorder.store import IncidentError, IncidentStore
 from gateway.storage import atomic_write
@@ -29,7 +30,26 @@ def add_parsers(sub: Any) -> None:
         parser.add_argument("--state-dir", type=Path, default=None,
                             help="the gateway's state directory (default: $STATE_DIRECTORY, "
                                  "/var/lib/roomwarden if writable, else ./var)")
+        parser.add_argument("--socket", type=Path, default=None, metavar="PATH",
+                            help="ask the running gateway over its control socket instead "
+                                 "(members of the roomwarden group may)")
         parser.set_defaults(func=func)
+
+
+def _ask(args: argparse.Namespace, body: dict[str, Any]) -> dict[str, Any] | None:
+    """One incident request over the control socket; None (and a message) if it failed."""
+    from gateway.control import ControlError, request
+
+    try:
+        answers = list(request(args.socket, {"op": "incident", **body}, timeout=60))
+    except ControlError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return None
+    final = answers[-1]
+    if not final.get("ok"):
+        print(f"{PROG}: {final.get('error')}", file=sys.stderr)
+        return None
+    return final
 
 
 def _store(args: argparse.Namespace) -> IncidentStore:
@@ -39,6 +59,9 @@ def _store(args: argparse.Namespace) -> IncidentStore:
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.socket is not None:
+        answer = _ask(args, {"action": "get", "id": args.id})
+        return None if answer is None else dict(answer["record"])
     try:
         return _store(args).load(args.id)
     except IncidentError as exc:
@@ -47,21 +70,24 @@ def _load(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store = _store(args)
-    ids = store.ids()
-    if not ids:
-        print(f"no incidents in {store.directory}")
+    if args.socket is not None:
+        answer = _ask(args, {"action": "list"})
+        if answer is None:
+            return 1
+        rows, where = list(answer["incidents"]), f"the gateway at {args.socket}"
+    else:
+        store = _store(args)
+        rows, where = answer_now(store, {"action": "list"})["incidents"], str(store.directory)
+    if not rows:
+        print(f"no incidents in {where}")
         return 0
     print(f"{'id':<44} {'status':<11} {'severity':<9} trigger")
-    for incident_id in ids:
-        try:
-            record = store.load(incident_id)
-        except IncidentError as exc:
-            print(f"{incident_id:<44} unreadable: {exc}")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['id']:<44} unreadable: {row['error']}")
             continue
-        trigger = record["trigger"]
-        print(f"{incident_id:<44} {record['status']:<11} {trigger['severity'] or '-':<9} "
-              f"{trigger['rule']} @ {trigger['subject']}")
+        print(f"{row['id']:<44} {row['status']:<11} {row['severity'] or '-':<9} "
+              f"{row['rule']} @ {row['subject']}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """A small simulated room (two smoke detectors, a T/H sensor, a relay module with a siren) and
-the real gateway polling it on loopback, with short incident windows so tests stay fast."""
+the real gateway service (as `roomwarden run` runs it, control socket included) polling it on
+loopback, with short incident windows so tests stay fast."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gateway.daemon import Gateway
 from gateway.recorder.store import IncidentStore
 from gateway.sim.signals import Constant, Noise
 from gateway.sim.site import SimulatedSite
+from gateway.supervisor import Service
 from gateway.uplink.contract import AlarmRef
 
 POLL = 0.5
@@ -62,6 +64,8 @@ class Rig:
     site: SimulatedSite
     gateway: Gateway
     state_dir: Path
+    control: Path
+    """The gateway's control socket (a `roomwarden run` service)."""
 
 
 @pytest.fixture
@@ -70,14 +74,16 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     config.write_text(yaml.safe_dump(SITE))
     async with SimulatedSite(load_gateway_config(config)) as site:
         site.set_signal("th-1.temperature", Noise(base=23.0, sigma=0.15, interval=POLL))
-        gateway = Gateway(load_gateway_config(site.write_config(tmp_path / "sim.yaml")),
-                          state_dir=tmp_path / "state")
-        task = asyncio.create_task(gateway.run())
+        control = tmp_path / "control.sock"
+        service = Service(site.write_config(tmp_path / "sim.yaml"),
+                          state_dir=tmp_path / "state", control_path=control)
+        gateway = service.gateway
+        task = asyncio.create_task(service.run())
         try:
-            await until(lambda: gateway.started.is_set())
-            yield Rig(site, gateway, tmp_path / "state")
+            await until(lambda: gateway.started.is_set() and control.exists())
+            yield Rig(site, gateway, tmp_path / "state", control)
         finally:
-            gateway.request_stop()
+            service.stop()
             await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 15)
 
 

@@ -6,6 +6,7 @@ PDF; a screenshot kept for a human look."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -29,9 +30,12 @@ pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK), reason=f"{CHROMIUM} is not installed (apt install chromium)")
 
 
-def roomwarden(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway", "incident", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+async def roomwarden(*args: str) -> subprocess.CompletedProcess[str]:
+    """`roomwarden incident ARGS` in its own process (off the event loop: the gateway under
+    test answers on the control socket meanwhile)."""
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "gateway", "incident", *args], cwd=REPO,
+        capture_output=True, text=True, timeout=60)
 
 
 async def test_the_report_shows_the_fire(rig: Rig, tmp_path: Path) -> None:
@@ -39,19 +43,28 @@ async def test_the_report_shows_the_fire(rig: Rig, tmp_path: Path) -> None:
 
     incident_id = await confirmed_fire(rig)
     state = str(rig.state_dir)
-    listed = roomwarden("list", "--state-dir", state)
+    listed = await roomwarden("list", "--state-dir", state)
     assert listed.returncode == 0, listed.stderr
     assert incident_id in listed.stdout and "closed" in listed.stdout
-    shown = roomwarden("show", incident_id, "--state-dir", state)
+    shown = await roomwarden("show", incident_id, "--state-dir", state)
     assert shown.returncode == 0, shown.stderr
     assert "by alice" in shown.stdout and ACK_NOTE in shown.stdout
     assert "siren-tx" in shown.stdout and "read back on" in shown.stdout
-    missing = roomwarden("show", "20990101T000000Z-tx-1", "--state-dir", state)
+    missing = await roomwarden("show", "20990101T000000Z-tx-1", "--state-dir", state)
     assert missing.returncode == 1 and "no incident" in missing.stderr
-    bad = roomwarden("show", "../x", "--state-dir", state)
+    bad = await roomwarden("show", "../x", "--state-dir", state)
     assert bad.returncode == 1 and "not an incident id" in bad.stderr
+    # the same over the running gateway's control socket
+    remote = await roomwarden("list", "--socket", str(rig.control))
+    assert remote.returncode == 0, remote.stderr
+    assert remote.stdout == listed.stdout.replace(str(rig.state_dir / "incidents"),
+                                                  f"the gateway at {rig.control}")
+    via_socket = await roomwarden("show", incident_id, "--socket", str(rig.control))
+    assert via_socket.returncode == 0 and via_socket.stdout == shown.stdout
+    refused = await roomwarden("show", "20990101T000000Z-tx-1", "--socket", str(rig.control))
+    assert refused.returncode == 1 and "no incident" in refused.stderr
     report = tmp_path / "incident.html"
-    exported = roomwarden("export", incident_id, "--html", str(report), "--state-dir", state)
+    exported = await roomwarden("export", incident_id, "--html", str(report), "--state-dir", state)
     assert exported.returncode == 0, exported.stderr
     page_text = report.read_text(encoding="utf-8")
     assert "http://" not in page_text and "https://" not in page_text and "<script" not in page_text
