@@ -46,10 +46,18 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy gateway
 
-unit: setup
-	$(PY) -m pytest -q -p no:cacheprovider
+# The fast lane: everything that needs no real broker, database, browser, other process or
+# pseudo-terminal and takes well under a few seconds (markers: tests/conftest.py, pyproject).
+UNIT_LANE := not (slow or services or process or browser)
+TEST_WORKERS ?= 2
 
-test: lint typecheck unit
+unit: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m "$(UNIT_LANE)"
+
+# Every test, on $(TEST_WORKERS) pytest-xdist workers (most slow tests wait on real time, not
+# the CPU); the tests of one module stay on one worker (tests/conftest.py).
+test: lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 # Every benchmark, ending with the whole roomwarden run process (docs/performance.md). A quicker
 # whole-process run: BENCH_PROCESS_WINDOW=5 BENCH_PROCESS_WARMUP=3 make bench; only some loads:

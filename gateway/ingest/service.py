@@ -166,6 +166,8 @@ class IngestService:
         self._ack_lock = threading.Lock()
         self._generation = 0
         self._connected = False
+        self._subscribed = False
+        """The broker granted this connection's subscriptions (SUBACK)."""
         self._last_write_ok: bool | None = None
         self._writer: threading.Thread | None = None
         self._requested: dict[tuple[str, str], float] = {}
@@ -207,6 +209,7 @@ class IngestService:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     @property
@@ -288,6 +291,7 @@ class IngestService:
         counters["parked"] = self._parked_count
         counters["catalogs"] = len(self._catalogs)
         counters["connected"] = self._connected
+        counters["subscribed"] = self._subscribed
         return counters
 
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -311,6 +315,7 @@ class IngestService:
             log.warning("event=mqtt_connect_failed reason=%s", reason)
             return
         self._connected = True
+        self._subscribed = False
         filters = subscriptions(self.settings)
         client.subscribe([(f, 1) for f in filters])
         log.info("event=mqtt_connected session_present=%s subscriptions=%s",
@@ -325,9 +330,16 @@ class IngestService:
                        properties: Properties | None) -> None:
         with self._ack_lock:
             self._generation += 1
-        self._connected = False
+        self._connected = self._subscribed = False
         if not self._stopping.is_set():
             log.warning("event=mqtt_disconnected reason=%s", reason)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reasons: list[ReasonCode], properties: Properties | None) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.warning("event=mqtt_subscribe_refused reasons=%s", ",".join(refused))
+        self._subscribed = not refused
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._count("received")

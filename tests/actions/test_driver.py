@@ -86,6 +86,7 @@ async def test_outputs_are_written_and_verified(rig: Rig) -> None:
     assert rig.site.read_point("do1.do3") is True
 
 
+@pytest.mark.slow
 async def test_a_dead_module_is_reported_and_retried_later(rig: Rig) -> None:
     rig.site.set_fault("do1", Fault(mode=FaultMode.NO_REPLY))
     rig.driver.apply({"siren": True})
@@ -117,6 +118,7 @@ async def test_a_coil_that_drifts_is_written_again(rig: Rig) -> None:
 STUCK_SECONDS = 60.0
 
 
+@pytest.mark.slow
 async def test_a_stuck_relay_costs_one_write_per_backoff_step(
         rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     """The fan relay's contacts are welded (the coil stays energised whatever is written):
@@ -155,6 +157,7 @@ async def test_a_stuck_relay_costs_one_write_per_backoff_step(
     assert sum("event=output_restored" in r.getMessage() for r in caplog.records) == 1
 
 
+@pytest.mark.slow
 async def test_a_coil_that_keeps_falling_back_is_repaired_on_the_backoff(
         rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     """A module that takes each write (it reads back right) and then drops the relay again

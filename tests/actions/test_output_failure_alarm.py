@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import yaml
 
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
@@ -41,6 +42,7 @@ async def until(condition: object, seconds: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 async def test_a_dead_relay_module_raises_the_output_alarm(tmp_path: Path) -> None:
     config = tmp_path / "site.yaml"
     config.write_text(yaml.safe_dump(SITE))

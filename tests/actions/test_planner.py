@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -100,6 +101,7 @@ demands = st.lists(st.builds(Demand, st.sampled_from(["a", "b", "c"]),
                              st.booleans()), max_size=5)
 
 
+@pytest.mark.slow
 @given(st.lists(demands, min_size=1, max_size=8))
 def test_invariants(sequence: list[list[Demand]]) -> None:
     p, clock = planner(out("siren", "siren"), out("fan", "exhaust_fan"),

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -176,3 +177,4 @@ AlarmMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 TestAlarmMachine = AlarmMachine.TestCase
+TestAlarmMachine.pytestmark = [pytest.mark.slow]  # type: ignore[attr-defined]

@@ -37,6 +37,7 @@ def refused(store: ConfigStore, env: ConfigSet) -> str:
     return caught.value.message
 
 
+@pytest.mark.slow
 def test_a_forced_envelope_stays_refused_after_a_thousand_others(tmp_path: Path) -> None:
     store = ConfigStore(tmp_path / "config")
     apply(store, envelope(5, ts=1))
@@ -67,6 +68,7 @@ def test_forced_envelopes_forgotten_one_by_one_are_refused_by_their_age(
     assert store.active_meta() is not None and store.active_meta().version == 40  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_an_unforced_replay_is_still_caught_by_the_version(tmp_path: Path) -> None:
     store = ConfigStore(tmp_path / "config")
     old = envelope(1, ts=1)

@@ -34,6 +34,7 @@ async def attempt(panel: Running, address: str, password: str,
         return r.status, await r.json(), dict(r.headers)
 
 
+@pytest.mark.slow
 async def test_forty_guesses_from_eight_addresses_are_throttled(panel: Running) -> None:
     statuses = []
     for i in range(40):
@@ -52,6 +53,7 @@ async def test_forty_guesses_from_eight_addresses_are_throttled(panel: Running) 
     assert (await attempt(panel, "127.0.0.20", PASSWORD))[0] == 200
 
 
+@pytest.mark.slow
 async def test_the_back_off_is_bounded_however_long_the_guessing_goes_on(
         panel: Running) -> None:
     waits = []
@@ -67,6 +69,7 @@ async def test_the_back_off_is_bounded_however_long_the_guessing_goes_on(
     assert (await attempt(panel, "127.0.0.30", PASSWORD))[0] == 200
 
 
+@pytest.mark.slow
 async def test_an_operator_on_a_known_device_is_not_locked_out(panel: Running) -> None:
     assert (await attempt(panel, "127.0.0.1", PASSWORD))[0] == 200  # their phone, yesterday
     for i in range(20):

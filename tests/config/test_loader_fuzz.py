@@ -6,6 +6,7 @@ import contextlib
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,6 +38,7 @@ def mutations() -> st.SearchStrategy[tuple[list[str | int], object]]:
                               max_size=3), documents)
 
 
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(mutation=mutations())
 def test_mutated_configs_load_or_fail_with_errors_naming_the_file(

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -184,6 +185,7 @@ def test_an_alarm_held_from_the_journal_survives_missing_data_until_good_data() 
     assert not fresh.results()[STALE][0]  # every reading arrived: not stale any more
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["h2-batt-01.h2", "th-tx-a03.temperature",
                                            "smoke-tx-01.alarm", "smoke-tx-02.alarm",

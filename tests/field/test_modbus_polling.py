@@ -186,6 +186,7 @@ class Recorder:
         return [s.ts / 1e9 for s in self.samples if s.point == point]
 
 
+@pytest.mark.slow
 async def test_dead_device_is_backed_off_and_does_not_starve_a_healthy_one(
         server: tuple[int, dict[int, Unit]]) -> None:
     port, units = server

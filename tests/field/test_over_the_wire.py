@@ -171,6 +171,7 @@ def site_values(draw: st.DrawFn) -> dict[str, float | bool | str]:
     return values
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(values=site_values())
@@ -238,6 +239,7 @@ def max_gap(samples: list[Sample]) -> float:
     return max(b - a for a, b in itertools.pairwise(times))
 
 
+@pytest.mark.slow
 async def test_dead_device_on_a_shared_rtu_bus_costs_at_most_its_timeout(tmp_path: Path,
                                                                           ) -> None:
     recorder, loop = await run_bus(rtu_site(tmp_path), 5.0,
@@ -254,6 +256,7 @@ async def test_dead_device_on_a_shared_rtu_bus_costs_at_most_its_timeout(tmp_pat
     assert all(s.quality is Quality.COMM_ERROR for s in recorder.of("th2.temperature"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", [
     Fault(mode=FaultMode.GARBAGE),
     Fault(mode=FaultMode.GARBAGE, garbage_before=True),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,6 +132,7 @@ def optimum(points: list[BoundPoint], limit: int, max_gap: int) -> int:
     return best(0)
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(register_maps(), st.integers(4, 125), st.integers(0, 20))
 def test_plan_is_minimal_and_within_limits(points: list[BoundPoint], limit: int,

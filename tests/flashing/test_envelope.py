@@ -199,6 +199,7 @@ def test_arbitrary_bytes_are_refused_with_an_envelope_rejection(raw: bytes) -> N
     code_of(raw)
 
 
+@pytest.mark.slow
 @given(st.dictionaries(st.sampled_from([*ConfigSet.model_fields, "x"]), json_values,
                        max_size=12))
 @settings(max_examples=400)
@@ -243,6 +244,7 @@ def mutations(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     return original, data
 
 
+@pytest.mark.slow
 @given(mutations())
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow,
                                                    HealthCheck.filter_too_much])
@@ -261,6 +263,7 @@ def test_every_single_field_mutation_of_a_signed_envelope_is_refused(
         assert code == "bad_signature"
 
 
+@pytest.mark.slow
 @given(envelopes)
 @settings(max_examples=100)
 def test_sign_verify_round_trip(env: ConfigSet) -> None:

@@ -4,6 +4,7 @@ it — same transitions, same times, same final state (hypothesis)."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,7 @@ def evaluation(key: AlarmKey, active: bool, clock: ManualClock) -> Evaluation:
                       severity=Severity.MAJOR, ts=clock.now_ns(), title=str(key))
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(steps)
 def test_a_commit_replays_what_was_held_as_it_happened(script: list[tuple[float, int, bool]]

@@ -5,7 +5,6 @@ VictoriaMetrics without deduplication)."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -53,7 +52,7 @@ def test_healthz_and_metrics(tmp_path: Path, broker: Broker, victoria: Victoria)
     try:
         wait_for(lambda: health(port)[0] == 200, what="healthy")
         assert get(port, "/nope")[0] == 404
-        time.sleep(0.3)
+        wait_for(lambda: bool(service.status()["subscribed"]), what="subscribed")
         gateway.send(CATALOG)
         gateway.send(batch(1, 0))
         gateway.raw(f"roomwarden/{SITE}/{GW}/telemetry", b"not json")
@@ -105,8 +104,7 @@ def test_a_resent_batch_is_written_once_even_after_an_ingest_restart(
     first = IngestService(make_settings(tmp_path, broker, victoria))
     first.start()
     try:
-        wait_for(lambda: bool(first.status()["connected"]), what="connected")
-        time.sleep(0.3)
+        wait_for(lambda: bool(first.status()["subscribed"]), what="subscribed")
         gateway.send(CATALOG)
         gateway.send(batch(1, 0, 21.0))
         gateway.send(batch(1, 0, 21.0))  # the gateway re-sends after a lost PUBACK
@@ -118,8 +116,7 @@ def test_a_resent_batch_is_written_once_even_after_an_ingest_restart(
     second = IngestService(make_settings(tmp_path, broker, victoria))
     second.start()
     try:
-        wait_for(lambda: bool(second.status()["connected"]), what="connected")
-        time.sleep(0.3)
+        wait_for(lambda: bool(second.status()["subscribed"]), what="subscribed")
         gateway.send(batch(2, 1, 22.0))  # replayed from the outbox after a gateway crash
         # a gateway whose outbox was wiped starts again at seq 1: new data, not a duplicate
         gateway.send(batch(1, 5, 25.0))

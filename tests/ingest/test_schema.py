@@ -37,6 +37,7 @@ def _check(line: Line) -> None:
     assert _LINE.match(text), text
 
 
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(batch=s.telemetry, metas=st.lists(s.point_meta, min_size=0, max_size=5))
 def test_any_batch_converts(batch: c.TelemetryBatch, metas: list[c.PointMeta]) -> None:
@@ -53,6 +54,7 @@ def test_any_batch_converts(batch: c.TelemetryBatch, metas: list[c.PointMeta]) -
     assert telemetry_lines(batch, catalog) == lines  # deterministic: redelivery collapses
 
 
+@pytest.mark.slow
 @given(batch=s.telemetry)
 def test_any_batch_converts_without_catalog(batch: c.TelemetryBatch) -> None:
     for line in telemetry_lines(batch, None):

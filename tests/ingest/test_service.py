@@ -102,8 +102,7 @@ def test_end_to_end(tmp_path: Path, broker: Broker, victoria: Victoria, gateway:
     service = IngestService(make_settings(tmp_path, broker, victoria, protocol))
     service.start()
     try:
-        wait_for(lambda: bool(service.status()["connected"]), what="ingest connected")
-        time.sleep(0.3)  # subscriptions
+        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
         gateway.send(CATALOG)
         gateway.send(batch(1, 0, 24.5))
         gateway.send(batch(2, 1, 25.0))
@@ -152,8 +151,7 @@ def test_malformed_is_dead_lettered_and_stream_continues(
     service = IngestService(settings)
     service.start()
     try:
-        wait_for(lambda: bool(service.status()["connected"]), what="ingest connected")
-        time.sleep(0.3)
+        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
         gateway.send(CATALOG)
         gateway.raw(f"roomwarden/{SITE}/{GW}/telemetry", b'{"v":1,"not":"a batch"')
         unknown = batch(5, 5).model_copy(update={"catalog": "0123456789abcdef"})
@@ -180,8 +178,7 @@ def test_database_down_nothing_lost_nothing_doubled(
     service = IngestService(make_settings(tmp_path, broker, victoria))
     service.start()
     try:
-        wait_for(lambda: bool(service.status()["connected"]), what="ingest connected")
-        time.sleep(0.3)
+        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
         gateway.send(CATALOG)
         gateway.send(batch(1, 0))
         wait_for(lambda: service.status()["acked"] == 2, what="first batch written")
@@ -207,8 +204,7 @@ def test_unacknowledged_messages_survive_an_ingest_restart(
     the next ingest (same client id, persistent session) writes it."""
     first = IngestService(make_settings(tmp_path, broker, victoria))
     first.start()
-    wait_for(lambda: bool(first.status()["connected"]), what="ingest connected")
-    time.sleep(0.3)
+    wait_for(lambda: bool(first.status()["subscribed"]), what="ingest subscribed")
     gateway.send(CATALOG)
     wait_for(lambda: first.status()["acked"] == 1, what="catalog acknowledged")
     victoria.kill()

@@ -5,7 +5,6 @@ instead of being lost."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from gateway.ingest.service import IngestService, subscriptions
@@ -37,9 +36,8 @@ def test_two_instances_share_the_stream_and_both_know_the_catalog(
     for s in (a, b):
         s.start()
     try:
-        wait_for(lambda: bool(a.status()["connected"] and b.status()["connected"]),
-                 what="both connected")
-        time.sleep(0.5)
+        wait_for(lambda: bool(a.status()["subscribed"] and b.status()["subscribed"]),
+                 what="both subscribed")
         gateway.send(CATALOG)
         for i in range(20):
             gateway.send(batch(i + 1, i, 20.0 + i))
@@ -67,13 +65,11 @@ def test_a_batch_whose_catalog_this_instance_missed_waits_for_it(
     a.start()
     b = instance(tmp_path, broker, victoria, "ingest-b")
     try:
-        wait_for(lambda: bool(a.status()["connected"]), what="a connected")
-        time.sleep(0.3)
+        wait_for(lambda: bool(a.status()["subscribed"]), what="a subscribed")
         gateway.send(CATALOG)
         wait_for(lambda: a.status()["catalogs"] == 1, what="a has the catalog")
         b.start()
-        wait_for(lambda: bool(b.status()["connected"]), what="b connected")
-        time.sleep(0.5)
+        wait_for(lambda: bool(b.status()["subscribed"]), what="b subscribed")
         for i in range(20):
             gateway.send(batch(i + 1, i, 30.0 + i))
         wait_for(lambda: int(b.status()["parked"]) > 0, what="b holds batches")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,6 +49,7 @@ def test_two_instances_share_one_file(tmp_path: Path) -> None:
     b.close()
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.lists(st.integers(1, 60), max_size=10), max_size=12))
 def test_any_arrival_order_gives_the_contiguous_prefix(batches: list[list[int]]) -> None:

@@ -10,7 +10,6 @@ once the setup is fixed. v2 with `store: victoriametrics`: the alarm strings as 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,8 +84,7 @@ def test_v1_writes_database_retention_policy_and_strings(
     service = IngestService(v1_settings(tmp_path, broker, influx, "s3cret"))
     service.start()
     try:
-        wait_for(lambda: bool(service.status()["connected"]), what="ingest connected")
-        time.sleep(0.3)
+        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
         gateway.send(event(7))
         wait_for(lambda: service.status()["acked"] == 1, what="the event written")
         assert [r[1:] for r in rows(influx)] == [["zhang.wei", 'checked, "fan" ok',
@@ -106,8 +104,7 @@ def test_v1_refusals_of_the_setup_wait_and_lose_nothing(
     wrong = IngestService(v1_settings(tmp_path, broker, influx, "wrong"))
     wrong.start()
     try:
-        wait_for(lambda: bool(wrong.status()["connected"]), what="ingest connected")
-        time.sleep(0.3)
+        wait_for(lambda: bool(wrong.status()["subscribed"]), what="ingest subscribed")
         gateway.send(event(8))
         wait_for(lambda: int(wrong.status()["write_retries"]) >= 2, what="retries (401)")
         assert wrong.status()["dead_lettered"] == 0 and wrong.status()["acked"] == 0
@@ -139,8 +136,7 @@ def test_v2_into_victoriametrics_keeps_alarm_strings_as_labels(
     service = IngestService(settings)
     service.start()
     try:
-        wait_for(lambda: bool(service.status()["connected"]), what="ingest connected")
-        time.sleep(0.3)
+        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
         gateway.send(event(9, note="line one\nline two"))
         gateway.send(event(9, note="line one\nline two"))  # a redelivery: written once
         wait_for(lambda: service.status()["acked"] == 2, what="both acknowledged")

@@ -263,6 +263,7 @@ PAYLOADS = st.one_of(st.binary(max_size=300), s.json_values.map(s.dumps),
                      s.commands.map(encode), MUTATED)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(payload=PAYLOADS, retained=st.booleans())

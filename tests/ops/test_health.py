@@ -23,6 +23,7 @@ async def _status(live: Live) -> str:
     return str((await live.healthz())[1]["status"])
 
 
+@pytest.mark.slow
 async def test_healthz_goes_degraded_failing_and_back_to_ok(live: Live) -> None:
     status, body = await live.healthz()
     assert (status, body["ok"], body["status"]) == (200, True, "ok")

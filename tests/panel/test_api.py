@@ -363,6 +363,7 @@ _ctypes = st.sampled_from(["application/json", "application/json; charset=utf-8"
                            "", "multipart/form-data; boundary=x"])
 
 
+@pytest.mark.slow
 @given(path=_paths, body=_bodies, ctype=_ctypes, logged_in=st.booleans())
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])

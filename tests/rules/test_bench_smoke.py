@@ -7,6 +7,7 @@ import pytest
 from tests.bench import bench_rules
 
 
+@pytest.mark.slow
 def test_bench_rules_runs(capsys: pytest.CaptureFixture[str]) -> None:
     figures = bench_rules.main(seconds=5)
     assert figures["points"] >= 2000

@@ -62,6 +62,7 @@ def test_below_and_outside_mirror_above() -> None:
         False, True, True, False, True, True, False]
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(limit=values, deadband=st.floats(min_value=0.01, max_value=50),
        start_active=st.booleans(), fractions=st.lists(
@@ -76,6 +77,7 @@ def test_above_never_toggles_inside_the_band(limit: float, deadband: float,
         assert test.step(limit - deadband * fraction) is state
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(low=values, width=st.floats(min_value=1, max_value=100),
        deadband=st.floats(min_value=0.01, max_value=0.5), seq=st.lists(
@@ -111,6 +113,7 @@ steps = st.lists(st.tuples(st.one_of(st.none(), st.booleans()),
                            st.floats(min_value=0.0, max_value=5.0)), max_size=80)
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(steps, st.floats(min_value=0, max_value=20), st.floats(min_value=0, max_value=20))
 def test_on_delay_never_activates_before_continuous_truth(
@@ -225,6 +228,7 @@ def test_bad_quality_keeps_the_state_and_never_activates() -> None:
 qualities = st.sampled_from(list(Quality))
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(st.lists(st.tuples(st.floats(min_value=0, max_value=100), qualities), max_size=60),
        st.floats(min_value=0, max_value=5))

@@ -78,6 +78,7 @@ def _run(engine: RuleEngine, clock: ManualClock, values: dict[str, float], secon
     return result
 
 
+@pytest.mark.slow
 def test_block_above_ambient_and_outlier() -> None:
     engine, clock = _engine(TELECOM)
     values = {f"bm-batt-01.block{i}_temperature": 24.5 for i in range(1, 5)}
@@ -96,6 +97,7 @@ def test_block_above_ambient_and_outlier() -> None:
                if (e.rule, e.subject) == ("explosion.block_above_ambient", "batt-3f"))
 
 
+@pytest.mark.slow
 def test_the_whole_string_warming_is_no_outlier() -> None:
     engine, clock = _engine(TELECOM)
     values = {f"bm-batt-01.block{i}_temperature": 31.0 + i * 0.5 for i in range(1, 5)}

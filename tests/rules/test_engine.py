@@ -150,6 +150,7 @@ def test_bad_quality_never_fires_a_hazard() -> None:
     assert result[("sensor_health.implausible", "h2-batt-01.h2")].active
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.floats(min_value=0, max_value=100), st.sampled_from(list(Quality))),
                 min_size=1, max_size=30))
@@ -258,6 +259,7 @@ def test_residual_current_at_300_ma() -> None:
     assert evaluation.active and "siren" not in evaluation.actions
 
 
+@pytest.mark.slow
 def test_lithium_off_gas_and_cell_temperature_rise() -> None:
     site = Site(DATACENTER)
     result = site.run(3, {"offgas-ess-01.co": 60})

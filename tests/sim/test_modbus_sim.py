@@ -158,6 +158,7 @@ SILENT = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["tcp", "rtu"])
 async def test_faults_are_seen_by_the_client(site: SimulatedSite, transport: str) -> None:
     device, unit = DEVICE[transport]

@@ -49,6 +49,7 @@ async def test_q1_reply_matches_the_pattern(site: SimulatedSite) -> None:
     assert site.read_point("ups1.status.utility_fail") is True
 
 
+@pytest.mark.slow
 async def test_q1_faults(site: SimulatedSite) -> None:
     path = site.endpoint("ups")
     site.set_fault("ups1", Fault(mode=FaultMode.NO_REPLY))

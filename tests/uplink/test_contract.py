@@ -83,12 +83,14 @@ def test_topic_round_trip(site: str, gateway: str, channel: c.Channel) -> None:
 
 # ------------------------------------------------------------------ payloads
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(s.messages)
 def test_encode_decode_is_identity(message: c.Message) -> None:
     assert c.decode(str(topic_for(message)), c.encode(message)) == message
 
 
+@pytest.mark.slow
 @given(s.samples())
 def test_telemetry_rows_keep_samples(samples: list[Sample]) -> None:
     batch = c.TelemetryBatch.from_samples(site="s", gateway="g", seq=1, produced=0,
@@ -172,6 +174,7 @@ def test_arbitrary_bytes_only_raise_contract_error(channel: c.Channel, payload: 
         c.decode(str(c.Topic("s", "g", channel)), payload)
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(st.sampled_from(c.Channel), s.json_values)
 def test_arbitrary_json_only_raises_contract_error(channel: c.Channel, value: Any) -> None:
@@ -179,6 +182,7 @@ def test_arbitrary_json_only_raises_contract_error(channel: c.Channel, value: An
         c.decode(str(c.Topic("s", "g", channel)), s.dumps(value))
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(st.sampled_from(c.Channel), st.data())
 def test_mutated_valid_payloads_only_raise_contract_error(channel: c.Channel,

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -77,6 +78,7 @@ def test_a_hole_below_what_the_ingest_stored_is_sent_again_at_once() -> None:
     assert tracker.on_ack(upto=2, highest=8) == []  # 6 and 7 are too recent to call lost
 
 
+@pytest.mark.slow
 def test_a_long_outage_s_backlog_is_tracked_by_number_and_deadline() -> None:
     """Tens of thousands await after an ingest outage: acks and timeouts touch only what they
     deliver or re-send (heaps by dseq and by deadline), and re-sent or covered entries are
@@ -246,6 +248,7 @@ OPS = st.lists(st.one_of(
 ), max_size=60)
 
 
+@pytest.mark.slow
 @hsettings(max_examples=300, deadline=None)
 @given(OPS)
 def test_any_sequence_keeps_the_books(ops: list[tuple[str, float, int]]) -> None:

@@ -119,6 +119,7 @@ def test_filter_keeps_the_order_of_a_batch() -> None:
     assert (f.seen, f.passed) == (20, 10)
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(base=st.floats(-1e6, 1e6), band=st.floats(0.01, 100), interval=st.floats(1, 600),
        steps=st.lists(st.tuples(st.floats(0.05, 120), st.floats(-0.5, 0.5)), min_size=1,
@@ -140,6 +141,7 @@ def test_quiet_point_is_sent_exactly_on_its_heartbeat(
     assert clock.monotonic() - last_sent < interval
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(band=st.sampled_from([0.0, 0.5, 2.0]), interval=st.floats(1, 100),
        steps=st.lists(st.tuples(st.floats(0, 30), st.integers(-4, 4),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gateway.clock import ManualClock
 from gateway.field.sample import Quality, Sample
 from gateway.uplink.contract import MessageKind, PointCatalog, PointMeta, TelemetryBatch, encode
@@ -59,6 +61,7 @@ def simulate_hour(tmp_path: Path) -> tuple[Outbox, int, int]:
     return ob, samples_stored, int(3600 / CYCLE_S)
 
 
+@pytest.mark.slow
 def test_a_day_of_outage_fits_the_default_budget(tmp_path: Path) -> None:
     ob, samples, batches = simulate_hour(tmp_path)
     assert batches == 360

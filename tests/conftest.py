@@ -1,0 +1,83 @@
+"""The test suite's lanes (markers declared in pyproject.toml; README "Tests" says which make
+target runs which):
+
+- `services`: needs a real Mosquitto, VictoriaMetrics, InfluxDB or Prometheus. Added here to
+  every test whose fixtures start one (so a new test that asks for `broker` is in this lane
+  without saying so); tests that start them by hand say it themselves.
+- `process`: starts another process (a `roomwarden` service, the simulator, a fresh
+  interpreter, openssl, shellcheck …) or opens a pseudo-terminal. Whole modules: `MODULES`.
+- `browser`: drives headless Chromium. Whole modules: `MODULES`.
+- `slow`: takes seconds by itself on the CI machine (real-time waits for bus timeouts and
+  back-offs, long property-based runs, the drill library): `@pytest.mark.slow` on the test,
+  or a whole module in `MODULES`.
+
+`make unit` runs what is in none of them; `make test` runs everything. Under pytest-xdist
+(`make test` runs `-n 2 --dist loadgroup`) the tests of one module stay on one worker, so a
+module-scoped fixture (the drill library's reports) is built once; tests/dashboards shares
+one package-scoped fleet and stays together as a whole.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SERVICE_FIXTURES = frozenset({"broker", "persistent_broker", "subscribers", "victoria",
+                              "influx_v1", "fleet"})
+"""Fixtures (tests/fixtures, tests/dashboards) that start a real broker or database."""
+
+MODULES: dict[str, tuple[str, ...]] = {
+    "tests/apply/test_apply.py": ("slow",),
+    "tests/apply/test_service_process.py": ("process", "slow"),
+    "tests/apply/test_trial.py": ("slow",),
+    "tests/bounds/test_file_modes.py": ("slow",),
+    "tests/bounds/test_panel_flood.py": ("process", "slow"),
+    "tests/bounds/test_yaml_limits.py": ("process", "slow"),
+    "tests/central/test_broker_acl.py": ("services", "process", "slow"),
+    "tests/cli/test_check_all.py": ("process",),
+    "tests/cli/test_cli_options.py": ("process", "slow"),
+    "tests/cli/test_config_apply_version.py": ("process", "slow"),
+    "tests/cli/test_durations.py": ("process", "slow"),
+    "tests/continuity/test_apply_continuity.py": ("services", "slow"),
+    "tests/continuity/test_restart_continuity.py": ("services", "process", "slow"),
+    "tests/demo/test_demo.py": ("services", "process", "slow"),
+    "tests/demo/test_demo_calm.py": ("process", "slow"),
+    "tests/demo/test_demo_dashboards.py": ("services", "process", "slow"),
+    "tests/drills/test_drills.py": ("process", "slow"),
+    "tests/drills/test_wire_drills.py": ("process", "slow"),
+    "tests/faults/test_broker_forgets.py": ("services", "process", "slow"),
+    "tests/faults/test_uplink_faults.py": ("services", "process", "slow"),
+    "tests/field/test_serial_text.py": ("process",),
+    "tests/flashing/test_store.py": ("process", "slow"),
+    "tests/ingest/test_ingest_process.py": ("services", "process"),
+    "tests/operator/test_cli.py": ("services", "process", "slow"),
+    "tests/ops/test_lazy_imports.py": ("process",),
+    "tests/ops/test_site_health.py": ("process", "slow"),
+    "tests/panel/test_browser.py": ("browser", "slow"),
+    "tests/panel/test_browser_console.py": ("browser", "slow"),
+    "tests/panel/test_end_to_end.py": ("browser", "process", "slow"),
+    "tests/recorder/test_fire_incident.py": ("slow",),
+    "tests/recorder/test_report.py": ("browser", "process"),
+    "tests/rules/test_rules_doc.py": ("process",),
+    "tests/service/test_asleep_when_idle.py": ("slow",),
+    "tests/service/test_install.py": ("process",),
+    "tests/service/test_units.py": ("process",),
+    "tests/service/test_watchdog.py": ("slow",),
+    "tests/uplink/test_outbox_crash.py": ("process",),
+    "tests/uplink/test_tls_auth.py": ("services", "process", "slow"),
+}
+"""Modules whose every test is in these lanes (started by hand rather than by a fixture)."""
+
+PACKAGE_GROUPS = ("tests/dashboards/",)
+"""Packages whose tests share a package-scoped fixture: one xdist group for the package."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+        path = item.nodeid.split("::", 1)[0]
+        for lane in MODULES.get(path, ()):
+            item.add_marker(getattr(pytest.mark, lane))
+        group = next((p for p in PACKAGE_GROUPS if path.startswith(p)), path)
+        item.add_marker(pytest.mark.xdist_group(group))
