@@ -1,16 +1,14 @@
 """Device health: consecutive failures, online/offline, and the back-off schedule.
 
 Pure code with an injected clock. A failing device is polled less and less often on an
-exponential schedule (tenacity's `wait_exponential`, capped at `backoff_max`), so it cannot
-starve healthy devices on its bus; it is reported offline after `offline_after` consecutive
-failures and online again after one success.
+exponential schedule (interval × multiplier^(failures − 1), capped at `backoff_max`), so it
+cannot starve healthy devices on its bus; it is reported offline after `offline_after`
+consecutive failures and online again after one success.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import tenacity
+from dataclasses import dataclass
 
 from gateway.config.site import FailurePolicy
 
@@ -27,14 +25,6 @@ class DeviceHealth:
     failures: int = 0
     last_error: str | None = None
     last_success_mono: float | None = None
-    _wait: tenacity.wait.wait_base = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._wait = tenacity.wait_exponential(
-            multiplier=self.interval,
-            exp_base=self.policy.backoff_multiplier,
-            max=max(self.policy.backoff_max, self.interval),
-        )
 
     def record_success(self, now: float) -> bool:
         """Count a good poll; return True if the device just came (back) online."""
@@ -61,6 +51,10 @@ class DeviceHealth:
         """Seconds until the next poll: the interval when healthy, backed off when failing."""
         if self.consecutive_failures == 0:
             return self.interval
-        state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
-        state.attempt_number = self.consecutive_failures
-        return float(self._wait(state))
+        cap = max(self.policy.backoff_max, self.interval)
+        exponent = self.consecutive_failures - 1
+        try:
+            delay = self.interval * self.policy.backoff_multiplier ** exponent
+        except OverflowError:  # thousands of failures in a row: long past the cap
+            return cap
+        return max(0.0, min(float(delay), cap))
