@@ -200,3 +200,19 @@ def test_no_edge_module_except_through_the_site_config(start: str) -> None:
 def test_the_ingest_imports_no_edge_module() -> None:
     edge = _edge_reached("gateway.ingest")
     assert not edge, f"gateway.ingest reaches edge modules:\n{edge}"
+
+
+OWN_MODEL_BASE = {"gateway.strict": "the base itself",
+                  "gateway.panel.views": "View: not yet moved onto StrictModel (issue 16)"}
+"""Modules allowed a class that derives from pydantic's BaseModel directly."""
+
+
+def test_models_derive_from_the_one_strict_base() -> None:
+    """Every pydantic model derives (through its family's base) from gateway.strict's
+    StrictModel: unknown keys are errors and models are immutable everywhere."""
+    direct = sorted(
+        f"{module}.{node.name}" for module, path in MODULES.items() if module not in OWN_MODEL_BASE
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef)
+        and any(getattr(b, "id", getattr(b, "attr", None)) == "BaseModel" for b in node.bases))
+    assert not direct, f"models on pydantic's BaseModel instead of StrictModel: {direct}"

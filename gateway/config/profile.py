@@ -17,9 +17,10 @@ import warnings
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from gateway.config.duration import Duration
+from gateway.strict import StrictModel
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
@@ -30,10 +31,11 @@ MAX_PROFILE_POINTS = 2000
 a few hundred is rare (split a very large one into several profiles on the same unit)."""
 
 
-class Strict(BaseModel):
-    """Base for every config model: unknown keys are errors, models are immutable."""
+class Strict(StrictModel):
+    """Base for every config model: unknown keys are errors, models are immutable, a field's
+    docstring is its description (config reference, editor schema)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
 
 class RegisterType(StrEnum):

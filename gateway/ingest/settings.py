@@ -38,9 +38,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     StringConstraints,
@@ -49,6 +47,7 @@ from pydantic import (
 
 from gateway.config.duration import Duration
 from gateway.config.loader import ConfigError, ConfigErrors, read_yaml, validate
+from gateway.strict import StrictModel
 from gateway.uplink.contract import DEFAULT_ROOT, ContractError, check_root
 
 
@@ -68,11 +67,7 @@ def _root(value: object) -> object:
     return value
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsSettings(_Model):
+class TlsSettings(StrictModel):
     ca_file: Path | None = None
     """None: the system's CA store."""
     cert_file: Path | None = None
@@ -87,7 +82,7 @@ class TlsSettings(_Model):
         return self
 
 
-class MqttSettings(_Model):
+class MqttSettings(StrictModel):
     host: Annotated[str, StringConstraints(min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     protocol: Annotated[Literal["3.1.1", "5"], BeforeValidator(_protocol)] = "5"
@@ -117,7 +112,7 @@ class MqttSettings(_Model):
 _Name = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
-class InfluxSettings(_Model):
+class InfluxSettings(StrictModel):
     url: Annotated[str, StringConstraints(pattern=r"^https?://.+")]
     # --- issue 13: the write API (gateway.ingest.writers) -----------------------------------
     api: Literal["v1", "v2"] = "v2"
@@ -177,7 +172,7 @@ class InfluxSettings(_Model):
         return self
 
 
-class HttpSettings(_Model):
+class HttpSettings(StrictModel):
     """`/healthz` and `/metrics` (Prometheus) of the ingest."""
 
     bind: Annotated[str, StringConstraints(min_length=1)] = "127.0.0.1"
@@ -185,7 +180,7 @@ class HttpSettings(_Model):
     """0: any free port (tests)."""
 
 
-class IngestSettings(_Model):
+class IngestSettings(StrictModel):
     mqtt: MqttSettings
     influx: InfluxSettings
     dead_letter: Path = Path("dead-letter.jsonl")

@@ -40,13 +40,14 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import SerializerFunctionWrapHandler, model_serializer
 
 from gateway.alarms.events import AlarmView
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.field.bus_loop import BusLoop
 from gateway.ops.source import MetricsSource
+from gateway.strict import StrictModel
 
 EVALUATOR_STALL_AFTER = 10.0
 """Seconds without a completed evaluation round before the rules check fails (the daemon's
@@ -89,17 +90,13 @@ def worst(levels: list[Level]) -> Level:
     return max(levels, key=lambda level: level.rank, default=Level.OK)
 
 
-class CheckResult(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class CheckResult(StrictModel):
     status: Level
     detail: str
 
 
-class SiteHealth(BaseModel):
+class SiteHealth(StrictModel):
     """The site's alarm state, beside the service's health."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     status: SiteLevel
     active: int
@@ -144,10 +141,8 @@ def overall(service: Level, site: SiteHealth | None) -> Level:
     return service
 
 
-class HealthReport(BaseModel):
+class HealthReport(StrictModel):
     """The body of `GET /healthz` (`ok` is false only when the service is failing)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     ok: bool
     status: Level

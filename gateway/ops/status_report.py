@@ -19,8 +19,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict
-
 from gateway import __version__
 from gateway.ops.health import (
     HealthMonitor,
@@ -31,6 +29,7 @@ from gateway.ops.health import (
     progress_age,
 )
 from gateway.ops.source import MetricsSource
+from gateway.strict import StrictModel
 
 WIDTH = 80
 """Default line width (issue 14: fits an 80-column terminal; `render_status(width=…)` uses a
@@ -40,11 +39,7 @@ MAX_DEVICES_SHOWN = 60
 MAX_ALARMS_SHOWN = 30
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DeviceLine(_Model):
+class DeviceLine(StrictModel):
     id: str
     name: str | None = None
     online: bool | None
@@ -57,7 +52,7 @@ class DeviceLine(_Model):
     """Seconds since the device last answered; None if it never has."""
 
 
-class BusLine(_Model):
+class BusLine(StrictModel):
     id: str
     type: str
     devices_online: int
@@ -78,7 +73,7 @@ class BusLine(_Model):
         return self.progress_age_s > self.stall_limit_s
 
 
-class AlarmLine(_Model):
+class AlarmLine(StrictModel):
     rule: str
     subject: str
     title: str
@@ -91,7 +86,7 @@ class AlarmLine(_Model):
     first_out: bool = False
 
 
-class OutputLine(_Model):
+class OutputLine(StrictModel):
     id: str
     role: str
     wanted: bool
@@ -106,7 +101,7 @@ class OutputLine(_Model):
     blocked_by: str | None = None
 
 
-class UplinkLine(_Model):
+class UplinkLine(StrictModel):
     connected: bool
     outbox_depth: int
     outbox_bytes: int
@@ -117,7 +112,7 @@ class UplinkLine(_Model):
     last_error: str | None
 
 
-class StatusReport(_Model):
+class StatusReport(StrictModel):
     gateway: str
     site: str
     name: str | None

@@ -23,10 +23,11 @@ import logging
 import math
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from gateway.sim.faults import Fault
 from gateway.sim.signals import Signal, Value, parse_signal
+from gateway.strict import StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ class SimControl(Protocol):
     def read_point(self, point_id: str) -> Value: ...
 
 
-class _Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Command(StrictModel):
+    """A control-port command: unknown keys are errors."""
 
 
 class SetCommand(_Command):

@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from gateway.strict import StrictModel
 
 Transport = Literal["modbus_rtu", "modbus_tcp", "serial_text"]
 
@@ -50,10 +52,8 @@ class FaultMode(StrEnum):
     EXCEPTION = "exception"
 
 
-class Fault(BaseModel):
+class Fault(StrictModel):
     """One device's fault. Fields other than `mode` apply to the modes named in their docs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: FaultMode = FaultMode.NONE
     delay: Annotated[float, Field(ge=0, le=600)] = 0.0

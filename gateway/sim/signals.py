@@ -20,18 +20,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
 from gateway.clock import Clock, SystemClock
 from gateway.config.profile import ModbusPoint
 from gateway.field.points import BoundPoint
+from gateway.strict import StrictModel
 
 Value = float | bool | str
 """What a signal yields: an engineering number, a contact state, or text."""
 
 
-class _SignalBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _SignalBase(StrictModel):
+    """A signal's parameters, as written in a site's simulation section."""
 
 
 class Constant(_SignalBase):

@@ -56,6 +56,7 @@ from pydantic_core import PydanticCustomError
 from gateway.contract.enums import AlarmState, EventKind, Quality, Severity
 from gateway.contract.sample import Sample
 from gateway.contract.sample import Value as SampleValue
+from gateway.strict import StrictModel
 
 VERSION = 1
 DEFAULT_ROOT = "roomwarden"
@@ -120,8 +121,10 @@ class MessageKind(StrEnum):
 _PRIORITY = {MessageKind.ALARM: 0, MessageKind.STATE: 1, MessageKind.TELEMETRY: 2}
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+class _Model(StrictModel):
+    """Strict types (no coercion of "1" to 1) and no NaN or infinity, on top of the base."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)
 
 
 class _Up(_Model):
