@@ -67,12 +67,29 @@ MODULES: dict[str, tuple[str, ...]] = {
 }
 """Modules whose every test is in these lanes (started by hand rather than by a fixture)."""
 
+LONGEST_FIRST = ("tests/drills/test_drills.py", "tests/faults/test_broker_forgets.py",
+                 "tests/drills/test_wire_drills.py", "tests/dashboards/", "tests/faults/",
+                 "tests/continuity/test_restart_continuity.py", "tests/continuity/",
+                 "tests/cli/test_cli_options.py", "tests/demo/", "tests/central/",
+                 "tests/actions/test_driver.py", "tests/flashing/test_store.py",
+                 "tests/bounds/test_panel_flood.py")
+"""Modules (or packages) that take minutes, run first, longest first: xdist hands out whole
+groups in collection order, so a long one started last would leave a worker idle at the end.
+Within a module the order is kept."""
+
 PACKAGE_GROUPS = ("tests/dashboards/",)
 """Packages whose tests share a package-scoped fixture: one xdist group for the package."""
 
 
+def _rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return next((i for i, p in enumerate(LONGEST_FIRST) if path.startswith(p)),
+                len(LONGEST_FIRST))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=_rank)  # stable: each module's tests stay together and in order
     for item in items:
         if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.services)
