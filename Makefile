@@ -57,7 +57,7 @@ unit: setup
 # Every test, on $(TEST_WORKERS) pytest-xdist workers (most slow tests wait on real time, not
 # the CPU); the tests of one module stay on one worker (tests/conftest.py).
 test: lint typecheck
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --durations=20
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope --durations=20
 
 # Every benchmark, ending with the whole roomwarden run process (docs/performance.md). A quicker
 # whole-process run: BENCH_PROCESS_WINDOW=5 BENCH_PROCESS_WARMUP=3 make bench; only some loads:

@@ -12,9 +12,11 @@ target runs which):
   or a whole module in `MODULES`.
 
 `make unit` runs what is in none of them; `make test` runs everything. Under pytest-xdist
-(`make test` runs `-n 2 --dist loadgroup`) the tests of one module stay on one worker, so a
-module-scoped fixture (the drill library's reports) is built once; tests/dashboards shares
-one package-scoped fleet and stays together as a whole.
+(`make test` runs `-n 2 --dist loadscope`) the tests of one module stay on one worker, so a
+module-scoped fixture (the drill library's reports) is built once. (`--dist loadgroup` with
+xdist_group marks split the modules across workers in a trial with pytest-xdist 3.8: the drill
+library ran twice.) tests/dashboards' package-scoped fleet is built by each worker that runs
+one of its modules.
 """
 
 from __future__ import annotations
@@ -77,10 +79,6 @@ LONGEST_FIRST = ("tests/drills/test_drills.py", "tests/faults/test_broker_forget
 groups in collection order, so a long one started last would leave a worker idle at the end.
 Within a module the order is kept."""
 
-PACKAGE_GROUPS = ("tests/dashboards/",)
-"""Packages whose tests share a package-scoped fixture: one xdist group for the package."""
-
-
 def _rank(item: pytest.Item) -> int:
     path = item.nodeid.split("::", 1)[0]
     return next((i for i, p in enumerate(LONGEST_FIRST) if path.startswith(p)),
@@ -96,5 +94,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         path = item.nodeid.split("::", 1)[0]
         for lane in MODULES.get(path, ()):
             item.add_marker(getattr(pytest.mark, lane))
-        group = next((p for p in PACKAGE_GROUPS if path.startswith(p)), path)
-        item.add_marker(pytest.mark.xdist_group(group))
