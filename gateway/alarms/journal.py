@@ -305,6 +305,13 @@ class Journal:
                 "WHERE ended_ns IS NULL ORDER BY id")}
         records = [_record_of(r, shelves) for r in conn.execute(
             f"SELECT {_STATE_COLUMNS} FROM alarm_state")]
+        for rec in records:  # the acknowledgement's note lives in its event (same actor, time)
+            if rec.acked_by is not None:
+                row = conn.execute(
+                    "SELECT note FROM events WHERE rule = ? AND subject = ? AND actor = ? "
+                    "AND ts = ? ORDER BY seq DESC LIMIT 1",
+                    (rec.key.rule, rec.key.subject, rec.acked_by, rec.acked_ns)).fetchone()
+                rec.acked_note = row[0] if row else None
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         return JournalContents(records, shelves, suppressions, meta, self._last_seq)
 

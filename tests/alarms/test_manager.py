@@ -9,7 +9,7 @@ from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.alarms.manager import AlarmManager
 from gateway.alarms.types import Severity
 from gateway.clock import ManualClock
-from tests.alarms.conftest import ev
+from tests.alarms.conftest import MakeManager, ev
 
 N = AlarmState.NORMAL
 AU = AlarmState.ACTIVE_UNACKNOWLEDGED
@@ -257,3 +257,16 @@ def test_events_since_and_seq(manager: AlarmManager) -> None:
     assert seqs == [1, 2, 3, 4]
     assert [e.seq for e in manager.events_since(2, limit=1)] == [3]
     assert manager.events_since(2)[0].as_dict()["state"] == "active_acknowledged"
+
+
+def test_the_acknowledgement_note_survives_a_restart(make_manager: MakeManager,
+                                                     clock: ManualClock) -> None:
+    first = make_manager()
+    first.observe([ev()])
+    clock.advance(5)
+    first.acknowledge(K, "alice", "on my way")
+    clock.advance(5)
+    first.acknowledge_all("bob", note="not this one")  # nothing left to acknowledge
+    first.close()
+    again = make_manager().get(K)
+    assert (again.acked_by, again.acked_note) == ("alice", "on my way")

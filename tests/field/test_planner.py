@@ -41,12 +41,14 @@ def test_gaps_within_max_gap_are_read_across_and_larger_ones_split() -> None:
 
 
 def test_register_types_never_mix_and_bits_respect_2000() -> None:
+    # every other coil of 1..1999, then 2000..2099 (a profile holds at most 2,000 points):
+    # the gaps of one are merged over (max_gap 8), so a span of 2,099 bits is cut at 2,000
     coils = [{"name": f"c{i}", "register": "coil", "address": i, "type": "bool"}
-             for i in range(0, 2100)]
+             for i in [*range(1, 2000, 2), *range(2000, 2100)]]
     holding = registers([0, 1])
     plan = plan_requests(bound(coils + holding))
     assert [(r.register, r.address, r.count) for r in plan] == [
-        (RegisterType.COIL, 0, 2000), (RegisterType.COIL, 2000, 100),
+        (RegisterType.COIL, 1, 2000), (RegisterType.COIL, 2001, 99),
         (RegisterType.HOLDING, 0, 2)]
 
 
