@@ -230,9 +230,13 @@ def check_file(path: Path) -> str:
                             list(cfg.rules.packs) if cfg.rules.packs is not None else None)
     points = sum(len(bind_points(d, loaded.profile_of(d))) for d in cfg.devices)
     rules = sum(len(p.rules) for p in packs.values())
-    return (f"gateway {cfg.gateway.id} at {cfg.gateway.site}, {len(cfg.buses)} buses, "
-            f"{len(cfg.devices)} devices, {points} points, {len(cfg.outputs)} outputs, "
-            f"{rules} rules")
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}" if n == 1 else f"{n} {what}es" if what.endswith("s") else \
+            f"{n} {what}s"
+
+    return (f"gateway {cfg.gateway.id} at {cfg.gateway.site}, {count(len(cfg.buses), 'bus')}, "
+            f"{count(len(cfg.devices), 'device')}, {count(points, 'point')}, "
+            f"{count(len(cfg.outputs), 'output')}, {count(rules, 'rule')} in the rule packs")
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -291,10 +291,12 @@ class Gateway:
         committed, offline state published) or until cancelled (no output writes)."""
         cfg = self.loaded.config
         self._changed = asyncio.Event()
+        bindings = self.core.engine.bindings()
         log.info("event=gateway_start gateway=%s site=%s buses=%d devices=%d rules=%d "
-                 "config_version=%d config_sha256=%s", cfg.gateway.id, cfg.gateway.site,
-                 len(self.bus_loops), len(cfg.devices), len(self.core.engine.bindings()),
-                 self.config_version, self.config_sha256[:12])
+                 "bindings=%d config_version=%d config_sha256=%s", cfg.gateway.id,
+                 cfg.gateway.site, len(self.bus_loops), len(cfg.devices),
+                 len({rule for rule, _ in bindings}), len(bindings), self.config_version,
+                 self.config_sha256[:12])
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -402,9 +404,11 @@ class Gateway:
             self.reconfigurations += 1
             if self._changed is not None:
                 self._changed.set()
+            bindings = core.engine.bindings()
             log.info("event=gateway_reconfigured version=%d sha256=%s buses=%d devices=%d "
-                     "rules=%d", version, sha256[:12], len(loops), len(loaded.config.devices),
-                     len(core.engine.bindings()))
+                     "rules=%d bindings=%d", version, sha256[:12], len(loops),
+                     len(loaded.config.devices), len({rule for rule, _ in bindings}),
+                     len(bindings))
 
     async def _reconfigure_uplink(self, old: LoadedConfig, new: LoadedConfig) -> None:
         same = (old.config.uplink == new.config.uplink

@@ -285,8 +285,8 @@ def _bindings(log: Path) -> int | None:
     for line in log.read_text(errors="replace").splitlines():
         if "event=gateway_start" in line:
             for part in line.split():
-                if part.startswith("rules="):
-                    return int(part[len("rules="):])
+                if part.startswith("bindings="):
+                    return int(part[len("bindings="):])
     return None
 
 
