@@ -22,6 +22,12 @@ one of its modules.
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: the suite runs on a loaded 2-core machine (and on xdist workers), and
+# what the property tests check is behaviour, never time (benchmarks measure time).
+settings.register_profile("roomwarden", deadline=None)
+settings.load_profile("roomwarden")
 
 SERVICE_FIXTURES = frozenset({"broker", "persistent_broker", "subscribers", "victoria",
                               "influx_v1", "fleet"})
