@@ -682,5 +682,7 @@ async def test_request_state_is_carried_out_even_with_a_reused_id(
         await until(lambda: len(sub.snapshot(of("meta"))) == 2, what="catalog again")
         commander.send(request)  # the same id: carried out again
         await until(lambda: len(sub.snapshot(of("meta"))) == 3, what="and again")
+        # the results travel apart from the catalogs: wait for both, not for the catalog only
+        await until(lambda: len(results_for(sub, "ingest-1-1")) == 2, what="two results")
         assert [r.ok for r in results_for(sub, "ingest-1-1")] == [True, True]
         assert up.status().commands_duplicate == 0
