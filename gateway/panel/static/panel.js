@@ -120,7 +120,7 @@
     try {
       r = await api("POST", path, body);
     } catch (e) {
-      showMessage("The gateway does not answer; the action was not sent.", "bad");
+      showMessage("No answer from the gateway in time: the action may not have been carried out — check the alarm list.", "bad");
       return false;
     }
     if (r.status === 401) {
