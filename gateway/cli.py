@@ -204,6 +204,13 @@ def _kind_of(path: Path) -> str:
     return "config"
 
 
+def _counted(n: int, what: str) -> str:
+    """`1 bus`, `3 buses`, `1 device`, `2 devices`."""
+    if n == 1:
+        return f"{n} {what}"
+    return f"{n} {what}es" if what.endswith("s") else f"{n} {what}s"
+
+
 def check_file(path: Path) -> str:
     """Validate one file; return a one-line summary or raise ConfigErrors."""
     kind = _kind_of(path)
@@ -230,13 +237,9 @@ def check_file(path: Path) -> str:
                             list(cfg.rules.packs) if cfg.rules.packs is not None else None)
     points = sum(len(bind_points(d, loaded.profile_of(d))) for d in cfg.devices)
     rules = sum(len(p.rules) for p in packs.values())
-    def count(n: int, what: str) -> str:
-        return f"{n} {what}" if n == 1 else f"{n} {what}es" if what.endswith("s") else \
-            f"{n} {what}s"
-
-    return (f"gateway {cfg.gateway.id} at {cfg.gateway.site}, {count(len(cfg.buses), 'bus')}, "
-            f"{count(len(cfg.devices), 'device')}, {count(points, 'point')}, "
-            f"{count(len(cfg.outputs), 'output')}, {count(rules, 'rule')} in the rule packs")
+    return (f"gateway {cfg.gateway.id} at {cfg.gateway.site}, {_counted(len(cfg.buses), 'bus')}, "
+            f"{_counted(len(cfg.devices), 'device')}, {_counted(points, 'point')}, "
+            f"{_counted(len(cfg.outputs), 'output')}, {_counted(rules, 'rule')} in the rule packs")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
