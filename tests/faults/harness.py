@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import yaml
 
 from gateway.localservices import free_port, port_open
 from gateway.uplink.contract import AlarmEventMessage, Channel, TelemetryBatch, decode, topic_filter
-from tests.fixtures.services import Subscriber, Victoria, wait_for
+from tests.fixtures.services import MOSQUITTO, VICTORIA, Broker, Subscriber, Victoria, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SeriesKey = tuple[str, str, str]
@@ -241,6 +241,28 @@ def stored(vm: Victoria, site: str, gateway: str) -> Stored:
         else:
             other[name] += len(s["timestamps"])
     return Stored(series, alarm_seqs, other, doubled)
+
+
+@contextlib.contextmanager
+def broker_and_database(tmp_path: Path, **broker_options: Any
+                        ) -> Iterator[tuple[Broker, Victoria]]:
+    """A Mosquitto (with `broker_options`) and a VictoriaMetrics without dedup (so a double
+    write would show), both stopped afterwards; skips when either is not installed."""
+    import pytest
+
+    if not (Path(MOSQUITTO).exists() and Path(VICTORIA).exists()):
+        pytest.skip("mosquitto and victoria-metrics are needed")
+    broker = Broker(tmp_path / "broker", **broker_options)
+    vm = Victoria(tmp_path / "vm-data", dedup=False)
+    broker.start()
+    try:
+        vm.start()
+        try:
+            yield broker, vm
+        finally:
+            vm.stop()
+    finally:
+        broker.stop()
 
 
 def stop_all(*procs: Proc) -> None:

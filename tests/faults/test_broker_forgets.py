@@ -35,31 +35,21 @@ from tests.faults.harness import (
     Observer,
     Run,
     Simulator,
+    broker_and_database,
     check_exactly_once,
     stop_all,
     stored,
 )
 from tests.faults.test_uplink_faults import H2, SITE_CONFIG, ingest_settings
-from tests.fixtures.services import MOSQUITTO, VICTORIA, Broker, Victoria, wait_for
+from tests.fixtures.services import Broker, Victoria, wait_for
 
 INGEST_AWAY = 120.0
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[tuple[Broker, Victoria]]:
-    if not (Path(MOSQUITTO).exists() and Path(VICTORIA).exists()):
-        pytest.skip("mosquitto and victoria-metrics are needed")
-    broker = Broker(tmp_path / "broker", persistent=False, max_queued_messages=1_000_000)
-    vm = Victoria(tmp_path / "vm-data", dedup=False)
-    broker.start()
-    try:
-        vm.start()
-        try:
-            yield broker, vm
-        finally:
-            vm.stop()
-    finally:
-        broker.stop()
+    with broker_and_database(tmp_path, persistent=False, max_queued_messages=1_000_000) as both:
+        yield both
 
 
 @pytest.mark.slow

@@ -57,11 +57,12 @@ from tests.faults.harness import (
     Observer,
     Run,
     Simulator,
+    broker_and_database,
     check_exactly_once,
     stop_all,
     stored,
 )
-from tests.fixtures.services import MOSQUITTO, VICTORIA, Broker, Victoria, wait_for
+from tests.fixtures.services import Broker, Victoria, wait_for
 
 SITE_CONFIG = REPO / "tests" / "data" / "configs" / "fault_site.yaml"
 H2 = "h2-1.h2"
@@ -73,19 +74,8 @@ def log(t0: float, text: str) -> None:
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[tuple[Broker, Victoria]]:
-    if not (Path(MOSQUITTO).exists() and Path(VICTORIA).exists()):
-        pytest.skip("mosquitto and victoria-metrics are needed")
-    broker = Broker(tmp_path / "broker", persistent=True)
-    vm = Victoria(tmp_path / "vm-data", dedup=False)
-    broker.start()
-    try:
-        vm.start()
-        try:
-            yield broker, vm
-        finally:
-            vm.stop()
-    finally:
-        broker.stop()
+    with broker_and_database(tmp_path, persistent=True) as both:
+        yield both
 
 
 def ingest_settings(tmp_path: Path, broker: Broker, vm: Victoria) -> IngestSettings:
