@@ -2,5 +2,5 @@
 share — the enums of quality, severity, alarm state and event kind, and the sample tuple.
 
 It imports nothing from the rest of `gateway`; edge modules (field, alarms) re-export these
-names where they were defined before, and `gateway.uplink.contract` builds its messages on them
+names where they were defined before, and `gateway.contract.wire` builds its messages on them
 (tests/test_layering.py checks that the ingest reaches no edge module through it)."""

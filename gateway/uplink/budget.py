@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from gateway.uplink.contract import MessageKind
+from gateway.contract.wire import MessageKind
 
 DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
 ROW_OVERHEAD = 48

@@ -29,8 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.clock import Clock
-from gateway.field.sample import Sample
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     CHANNELS,
     MAX_BATCH_ROWS,
     AlarmEventMessage,
@@ -43,6 +42,7 @@ from gateway.uplink.contract import (
     channel_of,
     encode,
 )
+from gateway.field.sample import Sample
 from gateway.uplink.outbox import Outbox, OutboxError, OutboxMessage
 from gateway.uplink.replay import ReplayPacer, take
 

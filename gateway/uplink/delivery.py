@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.clock import Clock
-from gateway.uplink.contract import MessageKind
+from gateway.contract.wire import MessageKind
 
 Mode = Literal["ingest", "puback"]
 NO_MATCHING_SUBSCRIBERS = 16

@@ -13,8 +13,7 @@ import json
 from gateway.alarms.events import EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
-from gateway.field.sample import Quality, Sample
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     ActiveAlarm,
     ActiveAlarmsSnapshot,
     AlarmCommand,
@@ -38,6 +37,7 @@ from gateway.uplink.contract import (
     channel_of,
     encode,
 )
+from gateway.field.sample import Quality, Sample
 
 SITE, GATEWAY = "bj-yizhuang-idc", "gw-bj-yz-01"
 T = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z

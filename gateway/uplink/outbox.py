@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.clock import Clock
+from gateway.contract.wire import MessageKind, OutboxStatus
 from gateway.storage import open_sqlite, private_dir
 from gateway.uplink.budget import (
     DEFAULT_BUDGET_BYTES,
@@ -61,7 +62,6 @@ from gateway.uplink.budget import (
     enforce_budget,
     stored_size,
 )
-from gateway.uplink.contract import MessageKind, OutboxStatus
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

@@ -48,11 +48,7 @@ from pathlib import Path
 
 from gateway.alarms.events import AlarmEvent, AlarmView
 from gateway.clock import Clock
-from gateway.field.sample import Sample
-from gateway.mqtt_client import Backoff
-from gateway.operator.inbox import CommandInbox
-from gateway.uplink.committer import ALARM_MARK, Committer, Item, Window
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     Channel,
     CommandResult,
     ConfigStatus,
@@ -65,6 +61,10 @@ from gateway.uplink.contract import (
     Topic,
     encode,
 )
+from gateway.field.sample import Sample
+from gateway.mqtt_client import Backoff
+from gateway.operator.inbox import CommandInbox
+from gateway.uplink.committer import ALARM_MARK, Committer, Item, Window
 from gateway.uplink.delivery import DeliveryTracker, Sent
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
 from gateway.uplink.outbox import Outbox

@@ -5,7 +5,7 @@ contract so that the contract (and the central ingest that imports it) needs no 
 from __future__ import annotations
 
 from gateway.alarms.events import AlarmEvent, AlarmView
-from gateway.uplink.contract import ActiveAlarm, AlarmEventMessage, validated, wire_value
+from gateway.contract.wire import ActiveAlarm, AlarmEventMessage, validated, wire_value
 
 
 def event_message(event: AlarmEvent, *, site: str, gateway: str) -> AlarmEventMessage:

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable
 
 from gateway.clock import Clock
+from gateway.contract.wire import ContractError, DeliveryAck, decode
 from gateway.uplink.committer import Committer
-from gateway.uplink.contract import ContractError, DeliveryAck, decode
 from gateway.uplink.delivery import DeliveryTracker, Sent
 
 log = logging.getLogger("roomwarden.uplink")

@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 
 from gateway.config.duration import Duration
 from gateway.config.profile import Name, Strict
-from gateway.uplink.contract import DEFAULT_ROOT, ContractError, check_root
+from gateway.contract.wire import DEFAULT_ROOT, ContractError, check_root
 
 
 class TlsSettings(Strict):

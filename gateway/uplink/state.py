@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterable
 from gateway import __version__
 from gateway.alarms.events import AlarmView
 from gateway.clock import Clock
-from gateway.uplink.committer import Item
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     ActiveAlarm,
     ActiveAlarmsSnapshot,
     ContractError,
@@ -30,6 +29,7 @@ from gateway.uplink.contract import (
     OutboxStatus,
     PointCatalog,
 )
+from gateway.uplink.committer import Item
 from gateway.uplink.records import active_alarm
 
 log = logging.getLogger("roomwarden.uplink")

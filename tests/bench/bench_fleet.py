@@ -40,10 +40,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.clock import SystemClock
+from gateway.contract.wire import DeliveryAck, PointMeta, decode
 from gateway.field.sample import Quality, Sample
 from gateway.ingest.service import IngestService
 from gateway.ingest.settings import IngestSettings
-from gateway.uplink.contract import DeliveryAck, PointMeta, decode
 from gateway.uplink.publisher import Uplink
 from gateway.uplink.settings import UplinkSettings
 from tests.bench.common import emit_json

@@ -39,7 +39,7 @@ MODULES: list[tuple[str, str, str]] = [
     ("prometheus_client", "import prometheus_client", "/metrics"),
     ("gateway.config.loader", "import gateway.config.loader", "config models"),
     ("gateway.rules.config", "import gateway.rules.config", "rule pack models"),
-    ("gateway.uplink.contract", "import gateway.uplink.contract", "wire contract models"),
+    ("gateway.contract.wire", "import gateway.contract.wire", "wire contract models"),
     ("gateway.uplink.publisher", "import gateway.uplink.publisher", "uplink"),
     ("gateway.panel.server", "import gateway.panel.server", "the panel"),
     ("gateway.ops.collector", "import gateway.ops.collector", "/metrics"),

@@ -35,12 +35,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gateway.contract.wire import Channel as Ch
+from gateway.contract.wire import PointCatalog, PointMeta, TelemetryBatch, Topic, encode
 from gateway.field.sample import Quality, Sample
 from gateway.ingest.catalogs import CatalogStore
 from gateway.ingest.service import IngestService, subscriptions
 from gateway.ingest.settings import IngestSettings
-from gateway.uplink.contract import Channel as Ch
-from gateway.uplink.contract import PointCatalog, PointMeta, TelemetryBatch, Topic, encode
 from tests.bench.common import emit_json, print_table
 from tests.bench.services import (
     mosquitto,

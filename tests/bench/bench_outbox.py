@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.clock import SystemClock
+from gateway.contract.wire import MessageKind, TelemetryBatch, encode
 from gateway.field.sample import Quality, Sample
-from gateway.uplink.contract import MessageKind, TelemetryBatch, encode
 from gateway.uplink.outbox import Outbox
 from tests.bench.common import cpu_seconds, emit_json, print_table
 

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.clock import SystemClock
+from gateway.contract.wire import PointMeta
 from gateway.field.sample import Quality, Sample
-from gateway.uplink.contract import PointMeta
 from gateway.uplink.publisher import Uplink
 from gateway.uplink.settings import UplinkSettings
 from tests.bench.common import emit_json, print_table

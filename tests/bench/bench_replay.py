@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.clock import SystemClock
+from gateway.contract.wire import MessageKind, PointMeta, TelemetryBatch, encode
 from gateway.field.sample import Quality, Sample
-from gateway.uplink.contract import MessageKind, PointMeta, TelemetryBatch, encode
 from gateway.uplink.outbox import Outbox
 from gateway.uplink.publisher import Uplink
 from gateway.uplink.settings import UplinkSettings

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.contract.wire import ConfigSet
 from gateway.flashing.envelope import REPLAYED, EnvelopeRejected, sign_config
 from gateway.flashing.store import SEEN_DIGESTS, ConfigStore
-from gateway.uplink.contract import ConfigSet
 
 GATEWAY = "gw-test-01"
 KEY = Ed25519PrivateKey.generate()

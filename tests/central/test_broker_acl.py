@@ -36,10 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.alarms.lifecycle import AlarmState
 from gateway.clock import SystemClock
-from gateway.field.sample import Quality, Sample
-from gateway.ingest.service import IngestService
-from gateway.ingest.settings import IngestSettings
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     CHANNELS,
     MAX_PAYLOAD_BYTES,
     Channel,
@@ -50,6 +47,9 @@ from gateway.uplink.contract import (
     catalog_hash,
     encode,
 )
+from gateway.field.sample import Quality, Sample
+from gateway.ingest.service import IngestService
+from gateway.ingest.settings import IngestSettings
 from gateway.uplink.publisher import Uplink
 from gateway.uplink.records import event_message
 from tests.central.shipped import (

@@ -16,11 +16,11 @@ from gateway.alarms.events import EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.config.loader import load_gateway_config
+from gateway.contract import wire as c
 from gateway.dashboards.guide import DASHBOARD_DIR, dashboard_files, grafana_guide
 from gateway.demo import Backend, guide, ingest_settings
 from gateway.ingest.service import IngestService
 from gateway.localservices import LocalVictoria
-from gateway.uplink import contract as c
 from tests.fixtures.services import Broker, Victoria, broker, victoria, wait_for
 from tests.ingest.test_service import Gateway
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
+from gateway.contract.wire import AlarmEventMessage, Channel, TelemetryBatch, decode, topic_filter
 from gateway.localservices import free_port, port_open
-from gateway.uplink.contract import AlarmEventMessage, Channel, TelemetryBatch, decode, topic_filter
 from tests.fixtures.services import MOSQUITTO, VICTORIA, Broker, Subscriber, Victoria, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from gateway.contract.wire import MAX_CONFIG_BYTES, ConfigSet, ContractError, decode, encode
 from gateway.flashing.envelope import (
     CODES,
     SIGNING_PREFIX,
@@ -25,7 +26,6 @@ from gateway.flashing.envelope import (
     verify_envelope,
 )
 from gateway.flashing.keys import TrustedKey, key_id, public_of
-from gateway.uplink.contract import MAX_CONFIG_BYTES, ConfigSet, ContractError, decode, encode
 from tests.flashing.conftest import GATEWAY, SEED_A
 
 CONFIG = "gateway: {id: gw-bj-yz-01, site: bj-yizhuang-idc}\n# 天河局 3楼\n"

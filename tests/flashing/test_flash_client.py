@@ -17,12 +17,12 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.contract.wire import Channel, ConfigStatus, Topic, encode
 from gateway.flashing.cli import add_parsers
 from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
 from gateway.flashing.flash_client import FlashError, parse_broker_url
 from gateway.flashing.keys import TrustedKey, load_public_key, new_key_pair
 from gateway.flashing.store import ConfigMeta, ConfigStore
-from gateway.uplink.contract import Channel, ConfigStatus, Topic, encode
 from tests.fixtures.services import Broker, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from gateway.alarms.events import EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
+from gateway.contract import wire as c
 from gateway.field.sample import Quality, Sample
 from gateway.ingest.schema import (
     Line,
@@ -20,7 +21,6 @@ from gateway.ingest.schema import (
     state_line,
     telemetry_lines,
 )
-from gateway.uplink import contract as c
 from tests.uplink import strategies as s
 
 T0 = 1_767_225_600_000_000_000

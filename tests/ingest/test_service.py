@@ -14,10 +14,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.alarms.events import EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
+from gateway.contract import wire as c
 from gateway.field.sample import Quality, Sample
 from gateway.ingest.service import IngestService
 from gateway.ingest.settings import IngestSettings
-from gateway.uplink import contract as c
 from tests.fixtures.services import Broker, Subscriber, Victoria, wait_for
 
 SITE, GW = "bj-idc", "gw-1"

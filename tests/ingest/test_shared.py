@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gateway.contract import wire as c
 from gateway.ingest.service import IngestService, subscriptions
-from gateway.uplink import contract as c
 from tests.fixtures.services import Broker, Subscriber, Victoria, wait_for
 from tests.ingest.test_service import CATALOG, GW, SITE, Gateway, batch, make_settings, ms, values
 

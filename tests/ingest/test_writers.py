@@ -19,9 +19,9 @@ from gateway.alarms.events import EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.config.loader import ConfigErrors
+from gateway.contract import wire as c
 from gateway.ingest.service import IngestService
 from gateway.ingest.settings import InfluxSettings, IngestSettings
-from gateway.uplink import contract as c
 from tests.fixtures.databases import INFLUXD, InfluxV1
 from tests.fixtures.services import Broker, Victoria, wait_for
 from tests.ingest.test_service import GW, NOW, SITE, Gateway

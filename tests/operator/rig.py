@@ -18,10 +18,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.config.loader import load_gateway_config
+from gateway.contract.wire import AlarmRef, CommandResult, Message, decode, encode
 from gateway.daemon import Gateway
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
-from gateway.uplink.contract import AlarmRef, CommandResult, Message, decode, encode
 from gateway.uplink.settings import UplinkSettings
 from tests.fixtures.services import Broker, Subscriber
 

@@ -14,12 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
-from gateway.operator import refusals as r
-from gateway.operator.inbox import UNSIGNED_ACTOR, CommandInbox, Delivery
-from gateway.operator.refusals import Refused
-from gateway.operator.replay import ReplayMemory
-from gateway.operator.settings import OperatorSettings
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     MAX_COMMAND_BYTES,
     MAX_SHELVE_S,
     AlarmCommand,
@@ -27,6 +22,11 @@ from gateway.uplink.contract import (
     RequestState,
     encode,
 )
+from gateway.operator import refusals as r
+from gateway.operator.inbox import UNSIGNED_ACTOR, CommandInbox, Delivery
+from gateway.operator.refusals import Refused
+from gateway.operator.replay import ReplayMemory
+from gateway.operator.settings import OperatorSettings
 from tests.fixtures.operators import Keys
 from tests.uplink import strategies as s
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.alarms.lifecycle import AlarmState
-from gateway.uplink.contract import AlarmCommand, AlarmRef
+from gateway.contract.wire import AlarmCommand, AlarmRef
 from tests.fixtures.operators import Keys
 from tests.fixtures.services import Broker
 from tests.operator.rig import FIRE, OWNER, STROBE, rig

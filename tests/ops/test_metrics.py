@@ -12,13 +12,13 @@ import pytest
 from gateway import __version__
 from gateway.clock import ManualClock
 from gateway.config.loader import load_gateway_config
+from gateway.contract.wire import MessageKind
 from gateway.daemon import Gateway
 from gateway.ops.collector import ALARM_STATES
 from gateway.ops.metrics import METRIC_NAMES
 from gateway.panel.server import PanelServer
 from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.signals import Constant
-from gateway.uplink.contract import MessageKind
 from tests.ops.conftest import SITE, Broker, Live, Scrape, start_live, until
 from tests.panel.conftest import FakeBackend, panel_settings
 

@@ -15,12 +15,12 @@ import yaml
 
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.config.loader import load_gateway_config
+from gateway.contract.wire import AlarmRef
 from gateway.daemon import Gateway
 from gateway.recorder.store import IncidentStore
 from gateway.sim.signals import Constant, Noise
 from gateway.sim.site import SimulatedSite
 from gateway.supervisor import Service
-from gateway.uplink.contract import AlarmRef
 
 POLL = 0.5
 PRE, POST, MAX_DURATION = 4.0, 2.0, 12.0

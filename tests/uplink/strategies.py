@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from gateway.alarms.events import EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
+from gateway.contract import wire as c
 from gateway.field.sample import Quality, Sample
-from gateway.uplink import contract as c
 
 ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)
 names = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)

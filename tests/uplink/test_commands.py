@@ -29,13 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.config.loader import load_gateway_config
-from gateway.daemon import Gateway
-from gateway.operator.inbox import CommandInbox
-from gateway.operator.refusals import NOT_APPLICABLE, Refused
-from gateway.operator.replay import ReplayMemory
-from gateway.sim.signals import Constant
-from gateway.sim.site import SimulatedSite
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     ActiveAlarmsSnapshot,
     AlarmCommand,
     AlarmRef,
@@ -49,6 +43,12 @@ from gateway.uplink.contract import (
     decode,
     encode,
 )
+from gateway.daemon import Gateway
+from gateway.operator.inbox import CommandInbox
+from gateway.operator.refusals import NOT_APPLICABLE, Refused
+from gateway.operator.replay import ReplayMemory
+from gateway.sim.signals import Constant
+from gateway.sim.site import SimulatedSite
 from gateway.uplink.publisher import LATENCY_BUCKETS, Uplink
 from gateway.uplink.settings import UplinkSettings
 from tests.fixtures.operators import Keys, OperatorKeyPair

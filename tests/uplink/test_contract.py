@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
+from gateway.contract import wire as c
 from gateway.field.sample import Quality, Sample
-from gateway.uplink import contract as c
 from gateway.uplink.examples import examples, markdown
 from gateway.uplink.records import event_message, event_of
 from tests.uplink import strategies as s

@@ -14,8 +14,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from gateway.clock import ManualClock, SystemClock
+from gateway.contract.wire import DeliveryAck, GatewayState, MessageKind, decode
 from gateway.ingest.service import IngestService
-from gateway.uplink.contract import DeliveryAck, GatewayState, MessageKind, decode
 from gateway.uplink.delivery import NO_MATCHING_SUBSCRIBERS, DeliveryTracker, Sent
 from gateway.uplink.publisher import Uplink
 from tests.faults.harness import stored

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import ManualClock
-from gateway.uplink.contract import MessageKind
+from gateway.contract.wire import MessageKind
 from gateway.uplink.outbox import Outbox, stored_size
 from gateway.uplink.replay import ReplayPacer, take
 

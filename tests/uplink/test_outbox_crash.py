@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import SystemClock
-from gateway.uplink.contract import MessageKind
+from gateway.contract.wire import MessageKind
 from gateway.uplink.outbox import Outbox
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ INTERVAL = 0.25
 WRITER = """
 import json, sys, time
 from gateway.clock import SystemClock
-from gateway.uplink.contract import MessageKind
+from gateway.contract.wire import MessageKind
 from gateway.uplink.outbox import Outbox
 
 ob = Outbox(sys.argv[1], clock=SystemClock(), commit_interval=float(sys.argv[2]),

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import ManualClock
+from gateway.contract.wire import MessageKind, PointCatalog, PointMeta, TelemetryBatch, encode
 from gateway.field.sample import Quality, Sample
-from gateway.uplink.contract import MessageKind, PointCatalog, PointMeta, TelemetryBatch, encode
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
 from gateway.uplink.outbox import DEFAULT_BUDGET_BYTES, Outbox
 

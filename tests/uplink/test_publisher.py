@@ -16,8 +16,7 @@ from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.clock import SystemClock
-from gateway.field.sample import Quality, Sample
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     AlarmEventMessage,
     GatewayState,
     PointCatalog,
@@ -25,6 +24,7 @@ from gateway.uplink.contract import (
     TelemetryBatch,
     decode,
 )
+from gateway.field.sample import Quality, Sample
 from gateway.uplink.publisher import Uplink
 from gateway.uplink.records import event_of
 from gateway.uplink.settings import UplinkSettings

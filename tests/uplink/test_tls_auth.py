@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from gateway.clock import SystemClock
-from gateway.uplink.contract import GatewayState, TelemetryBatch, decode
+from gateway.contract.wire import GatewayState, TelemetryBatch, decode
 from gateway.uplink.publisher import Uplink
 from tests.uplink.conftest import MOSQUITTO, Broker, Subscriber, free_port
 from tests.uplink.test_publisher import GW, POINTS, PREFIX, SITE, of, samples, settings, until

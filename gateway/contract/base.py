@@ -1,0 +1,114 @@
+"""The wire contract's vocabulary: version, size limits, scalar types, message kinds, the
+strict model bases every message derives from, and validated construction."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+from gateway.strict import StrictModel
+
+VERSION = 1
+DEFAULT_ROOT = "roomwarden"
+MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
+"""Largest payload either side accepts (2 MiB; a full telemetry batch stays well below)."""
+MAX_BATCH_ROWS = 4096
+MAX_CATALOG_POINTS = 20_000
+MAX_ACTIVE_ALARMS = 2000
+MAX_CONFIG_BYTES = 512 * 1024
+
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class ContractError(ValueError):
+    """A topic or payload that breaks the contract; the message says why."""
+
+
+# ---------------------------------------------------------------------------------- scalars
+
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+"""Site, gateway, device and room ids (the config's `Id`); safe as a topic level."""
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+PointId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                                           max_length=160)]
+"""`device.point` or `device.point.flag`."""
+RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+                                             max_length=64)]
+Ns = Annotated[int, Field(ge=0, lt=2**63)]
+"""ns since the epoch, UTC."""
+Seq = Annotated[int, Field(ge=0, lt=2**63)]
+Hash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Text = Annotated[str, StringConstraints(max_length=200)]
+LongText = Annotated[str, StringConstraints(max_length=1000)]
+Short = Annotated[str, StringConstraints(max_length=64)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Value = FiniteFloat | int | bool | Annotated[str, StringConstraints(max_length=200)] | None
+"""A sample value on the wire: finite float, integer, boolean, short string or null."""
+AlarmRule = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+AlarmSubject = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Actor = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+"""A signing key's short fingerprint (gateway.flashing.keys.key_id)."""
+Signature = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+"""An Ed25519 signature, base64."""
+StatusCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+
+
+class MessageKind(StrEnum):
+    """What the outbox stores, in priority order for sending and reverse order for dropping."""
+
+    ALARM = "alarm"
+    STATE = "state"
+    TELEMETRY = "telemetry"
+
+    @property
+    def priority(self) -> int:
+        """0 is sent first and dropped last."""
+        return _PRIORITY[self]
+
+
+_PRIORITY = {MessageKind.ALARM: 0, MessageKind.STATE: 1, MessageKind.TELEMETRY: 2}
+
+
+class WireModel(StrictModel):
+    """Strict types (no coercion of "1" to 1) and no NaN or infinity, on top of the base."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)
+
+
+class Upstream(WireModel):
+    """Sent by a gateway: names its site and gateway, so a stored payload is self-describing."""
+
+    v: Literal[1] = 1
+    site: Id
+    gateway: Id
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+def validated(cls: type[_M], **fields: Any) -> _M:
+    """Construct through validation, turning a ValidationError into a ContractError."""
+    try:
+        return cls.model_validate(fields)
+    except ValidationError as exc:
+        raise ContractError(describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError, root: str = "payload", limit: int = 5) -> str:
+    """A validation error in one line: the first `limit` problems as `field.path: reason`."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or root
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -1,0 +1,132 @@
+"""Signed operator commands sent down to a gateway, and their results."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    Field,
+    StringConstraints,
+)
+
+from gateway.contract.base import (
+    Actor,
+    AlarmRule,
+    AlarmSubject,
+    Id,
+    KeyId,
+    LongText,
+    Ns,
+    RequestId,
+    Signature,
+    StatusCode,
+    Upstream,
+    WireModel,
+)
+
+# ---------------------------------------------------------------------------------- commands
+
+MAX_COMMAND_BYTES = 64 * 1024
+"""Largest `cmd` payload a gateway looks at."""
+MAX_COMMAND_LIFETIME_S = 15 * 60
+"""Longest a command may be valid (`expires` − `ts`): bounds the gateway's replay memory."""
+MAX_SHELVE_S = 7 * 24 * 3600
+"""Longest shelve or suppression, from the panel or from `cmd` (7 days)."""
+Scope = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+"""A suppression's scope: a device, room or rule id."""
+
+
+class _Command(WireModel):
+    """An operator command. Alarm commands are signed by an operator key the gateway trusts
+    (`gateway.operator.signing`: the Ed25519 `signature` covers every other field); the
+    journal names the key's owner, never text from the payload."""
+
+    v: Literal[1] = 1
+    id: RequestId
+    """Chosen by the sender, unique per key; echoed in the CommandResult. A gateway carries
+    out an id once (also across restarts): a repeat is refused as `replayed`."""
+    ts: Ns
+    """When the command was issued."""
+    expires: Ns | None = None
+    """The gateway refuses the command after this time; required on alarm commands, at most
+    MAX_COMMAND_LIFETIME_S after `ts`."""
+    gateway: Id | None = None
+    """The gateway the command is for (required when signed: a signature for one gateway is
+    worthless on another)."""
+    actor: Actor | None = None
+    """Informational (logged); the journal names the signing key's owner."""
+    key_id: KeyId | None = None
+    signature: Signature | None = None
+
+
+class AlarmRef(WireModel):
+    """One alarm: a rule bound to a subject (the panel and `cmd` both name alarms so)."""
+
+    rule: AlarmRule
+    subject: AlarmSubject
+
+
+class Acknowledge(_Command):
+    action: Literal["acknowledge"]
+    alarms: Annotated[tuple[AlarmRef, ...], Field(min_length=1, max_length=500)]
+    note: LongText | None = None
+
+
+class AcknowledgeAll(_Command):
+    action: Literal["acknowledge_all"]
+    room: Id | None = None
+    note: LongText | None = None
+
+
+class Shelve(_Command):
+    action: Literal["shelve"]
+    alarm: AlarmRef
+    until: Ns
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+class Unshelve(_Command):
+    action: Literal["unshelve"]
+    alarm: AlarmRef
+
+
+class Suppress(_Command):
+    """Suppress every alarm of a device, room or rule until `until` (e.g. hot work)."""
+
+    action: Literal["suppress"]
+    scope: Scope
+    until: Ns
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+class Unsuppress(_Command):
+    action: Literal["unsuppress"]
+    scope: Scope
+
+
+class RequestState(_Command):
+    """Publish state, active-alarm snapshot and point catalog again (an ingest that lost them).
+    Changes no safety state: needs no signature."""
+
+    action: Literal["request_state"]
+
+
+AlarmCommand = Acknowledge | AcknowledgeAll | Shelve | Unshelve | Suppress | Unsuppress
+Command = Annotated[AlarmCommand | RequestState, Field(discriminator="action")]
+COMMAND_TYPES = (Acknowledge, AcknowledgeAll, Shelve, Unshelve, Suppress, Unsuppress,
+                 RequestState)
+ALARM_COMMAND_TYPES = (Acknowledge, AcknowledgeAll, Shelve, Unshelve, Suppress, Unsuppress)
+
+
+class CommandResult(Upstream):
+    id: RequestId
+    ts: Ns
+    ok: bool
+    code: StatusCode | None = None
+    """Why it was refused, for machines (docs/mqtt-contract.md lists the codes)."""
+    error: LongText | None = None
+    """Why it was refused, for people."""
+    actor: Actor | None = None
+    """Whom the gateway journalled as having given the command (the key's owner)."""
+    changed: Annotated[int, Field(ge=0)] | None = None
+    """Alarms whose state the command changed."""
