@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway.uplink.contract import ConfigStatus
+from gateway.contract.wire import ConfigStatus
 
 log = logging.getLogger("roomwarden.control")
 

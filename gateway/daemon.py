@@ -26,6 +26,7 @@ from gateway.actions.driver import OutputDriver
 from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.clock import Clock, SystemClock
 from gateway.config.loader import LoadedConfig
+from gateway.contract.wire import AlarmRef
 from gateway.field.bus_loop import BusLoop
 from gateway.field.buses import build_bus_loops
 from gateway.field.catalog import catalog_points
@@ -41,7 +42,6 @@ from gateway.recorder.hook import Recording  # issue 12
 from gateway.safety import SafetyCore, acquisition
 from gateway.service.watchdog import configure_stall_limits
 from gateway.status import health_view, room_views
-from gateway.uplink.contract import AlarmRef
 
 if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): aiohttp, paho
     from gateway.panel.server import PanelServer

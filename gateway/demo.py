@@ -28,6 +28,7 @@ from gateway import demo_screen
 from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.config.profile import ModbusProfile
 from gateway.config.site import PanelUser
+from gateway.contract.wire import DEFAULT_ROOT
 from gateway.daemon import Gateway
 from gateway.dashboards.guide import grafana_guide
 from gateway.field.points import bind_points
@@ -40,7 +41,6 @@ from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.runner import describe, write_atomically
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
-from gateway.uplink.contract import DEFAULT_ROOT
 from gateway.uplink.settings import UplinkSettings
 
 Step = tuple[float, str, Callable[[SimulatedSite], None]]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.loader import ConfigErrors, LoadedConfig
+from gateway.contract.wire import ConfigStatus
 from gateway.control import ControlServer, default_socket_path
 from gateway.daemon import Gateway
 from gateway.flashing.apply import ConfigApplier
@@ -27,7 +28,6 @@ from gateway.recorder.remote import answer as answer_incidents  # issue 12
 from gateway.rules.config import load_checked_config
 from gateway.service.notify import Notifier
 from gateway.service.watchdog import feed_watchdog
-from gateway.uplink.contract import ConfigStatus
 
 log = logging.getLogger("roomwarden.service")
 

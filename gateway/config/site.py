@@ -9,11 +9,11 @@ from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 
 from gateway.config.duration import Duration
 from gateway.config.profile import Id, Name, Strict
+from gateway.contract.wire import MAX_CONFIG_BYTES
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
 from gateway.operator.settings import OperatorSettings  # issue 9: remote operator commands
 from gateway.recorder.settings import IncidentSettings, RecorderSettings  # issue 12
 from gateway.rules.section import RulesSection
-from gateway.uplink.contract import MAX_CONFIG_BYTES
 from gateway.uplink.settings import UplinkSettings
 
 

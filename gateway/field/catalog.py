@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gateway.contract.wire import PointMeta
 from gateway.field.bus_loop import ONLINE_POINT
 from gateway.field.points import bind_points
-from gateway.uplink.contract import PointMeta
 
 if TYPE_CHECKING:
     from gateway.config.loader import LoadedConfig

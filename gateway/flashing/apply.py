@@ -38,12 +38,12 @@ from typing import TYPE_CHECKING, Literal
 from gateway.alarms.events import CONFIG_RULE, EventKind
 from gateway.config.loader import ConfigErrors, LoadedConfig
 from gateway.config.site import FlashingSettings
+from gateway.contract.wire import ConfigSet, ConfigStatus
 from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
 from gateway.flashing.health_check import HealthReport, check_health, offline_devices
 from gateway.flashing.keys import parse_public_key_line
 from gateway.flashing.store import ConfigMeta, ConfigStore
 from gateway.rules.config import load_checked_config
-from gateway.uplink.contract import ConfigSet, ConfigStatus
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway

@@ -40,14 +40,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import ValidationError
 
-from gateway.flashing.keys import TrustedKey, key_id
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     MAX_CONFIG_BYTES,
     MAX_PAYLOAD_BYTES,
     ConfigSet,
     ContractError,
     describe_errors,
 )
+from gateway.flashing.keys import TrustedKey, key_id
 
 if TYPE_CHECKING:  # cryptography is imported when an envelope is signed or verified
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -25,10 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config.loader import ConfigErrors, LoadedConfig
-from gateway.flashing.envelope import sign_config
-from gateway.flashing.keys import KeyFileError, load_private_key, load_public_key
-from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     DEFAULT_ROOT,
     MAX_CONFIG_BYTES,
     Channel,
@@ -38,6 +35,9 @@ from gateway.uplink.contract import (
     decode,
     encode,
 )
+from gateway.flashing.envelope import sign_config
+from gateway.flashing.keys import KeyFileError, load_private_key, load_public_key
+from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
 
 TERMINAL = ("applied", "rejected", "rolled_back")
 

@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from gateway.contract.wire import ConfigSet
 from gateway.flashing.envelope import (
     DOWNGRADE,
     REPLAYED,
@@ -57,7 +58,6 @@ from gateway.flashing.envelope import (
     envelope_digest,
 )
 from gateway.storage import atomic_write, fsync_dir, private_dir, write_new_private
-from gateway.uplink.contract import ConfigSet
 
 Source = Literal["factory", "flash", "local"]
 SEEN_DIGESTS = 1000

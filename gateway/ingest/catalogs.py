@@ -8,8 +8,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from gateway.contract.wire import PointCatalog, PointMeta
 from gateway.storage import open_sqlite, private_dir
-from gateway.uplink.contract import PointCatalog, PointMeta
 
 Key = tuple[str, str, str]
 

@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from gateway.contract.wire import AlarmEventMessage, GatewayState, Message, TelemetryBatch
 from gateway.storage import open_sqlite, private_dir
-from gateway.uplink.contract import AlarmEventMessage, GatewayState, Message, TelemetryBatch
 
 
 class SeenKey(NamedTuple):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple, TypeVar
 
 from gateway.contract.enums import Quality
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     AlarmEventMessage,
     GatewayState,
     Message,

@@ -17,11 +17,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.contract import wire as c
 from gateway.contract.enums import AlarmState, EventKind, Quality, Severity
 from gateway.contract.sample import Sample
 from gateway.ingest.eventlabels import with_history
 from gateway.ingest.schema import FieldValue, Line, alarm_line, state_line, telemetry_lines
-from gateway.uplink import contract as c
 
 T0 = 1_767_225_600_000_000_000
 SITE, GW, ROOM = "bj-idc", "gw-1", "battery-1"

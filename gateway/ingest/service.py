@@ -62,17 +62,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from gateway.ingest.catalogs import CatalogStore
-from gateway.ingest.deadletter import DeadLetterLog
-from gateway.ingest.dedup import SeenKey, SeenStore, seen_key
-from gateway.ingest.eventlabels import shaper
-from gateway.ingest.metrics import HttpEndpoint, IngestMetrics
-from gateway.ingest.schema import UnknownCatalog, message_lines
-from gateway.ingest.settings import IngestSettings
-from gateway.ingest.watermark import AckStore, Watermark
-from gateway.ingest.writers import Writer, make_writer
-from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     AlarmEventMessage,
     Channel,
     ContractError,
@@ -86,6 +76,16 @@ from gateway.uplink.contract import (
     encode,
     topic_filter,
 )
+from gateway.ingest.catalogs import CatalogStore
+from gateway.ingest.deadletter import DeadLetterLog
+from gateway.ingest.dedup import SeenKey, SeenStore, seen_key
+from gateway.ingest.eventlabels import shaper
+from gateway.ingest.metrics import HttpEndpoint, IngestMetrics
+from gateway.ingest.schema import UnknownCatalog, message_lines
+from gateway.ingest.settings import IngestSettings
+from gateway.ingest.watermark import AckStore, Watermark
+from gateway.ingest.writers import Writer, make_writer
+from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
 
 log = logging.getLogger("roomwarden.ingest")
 

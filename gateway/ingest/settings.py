@@ -47,8 +47,8 @@ from pydantic import (
 
 from gateway.config.duration import Duration
 from gateway.config.loader import ConfigError, ConfigErrors, read_yaml, validate
+from gateway.contract.wire import DEFAULT_ROOT, ContractError, check_root
 from gateway.strict import StrictModel
-from gateway.uplink.contract import DEFAULT_ROOT, ContractError, check_root
 
 
 def _protocol(value: object) -> object:

@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from gateway.flashing.flash_client import FlashError, FlashOptions, _Link, parse_broker_url
-from gateway.flashing.keys import KeyFileError, load_private_key
-from gateway.operator.signing import sign_command
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     DEFAULT_ROOT,
     AlarmRef,
     Channel,
@@ -28,6 +25,9 @@ from gateway.uplink.contract import (
     decode,
     encode,
 )
+from gateway.flashing.flash_client import FlashError, FlashOptions, _Link, parse_broker_url
+from gateway.flashing.keys import KeyFileError, load_private_key
+from gateway.operator.signing import sign_command
 
 
 @dataclass

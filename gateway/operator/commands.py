@@ -15,8 +15,7 @@ from gateway.alarms.events import AlarmCommandError, AlarmEvent, EventKind
 from gateway.alarms.lifecycle import AlarmKey
 from gateway.alarms.manager import AlarmManager
 from gateway.clock import Clock
-from gateway.operator.refusals import NOT_APPLICABLE, TOO_LONG, Refused
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     MAX_SHELVE_S,
     Acknowledge,
     AcknowledgeAll,
@@ -27,6 +26,7 @@ from gateway.uplink.contract import (
     Unshelve,
     Unsuppress,
 )
+from gateway.operator.refusals import NOT_APPLICABLE, TOO_LONG, Refused
 
 MAX_SHELVE_MINUTES = MAX_SHELVE_S / 60
 

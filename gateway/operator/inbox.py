@@ -27,11 +27,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.clock import Clock
-from gateway.operator import refusals as r
-from gateway.operator.replay import ReplayMemory, ReplayMemoryError
-from gateway.operator.settings import PERMISSION_OF, OperatorSettings
-from gateway.operator.signing import check_signature
-from gateway.uplink.contract import (
+from gateway.contract.wire import (
     COMMAND_TYPES,
     MAX_COMMAND_BYTES,
     MAX_COMMAND_LIFETIME_S,
@@ -44,6 +40,10 @@ from gateway.uplink.contract import (
     Topic,
     decode,
 )
+from gateway.operator import refusals as r
+from gateway.operator.replay import ReplayMemory, ReplayMemoryError
+from gateway.operator.settings import PERMISSION_OF, OperatorSettings
+from gateway.operator.signing import check_signature
 
 log = logging.getLogger("roomwarden.operator")
 

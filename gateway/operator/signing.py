@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import TypeAdapter, ValidationError
 
+from gateway.contract.wire import AlarmCommand, Command, ContractError, describe_errors
 from gateway.flashing.keys import TrustedKey, key_id
 from gateway.operator.refusals import BAD_SIGNATURE, Refused
-from gateway.uplink.contract import AlarmCommand, Command, ContractError, describe_errors
 
 if TYPE_CHECKING:  # cryptography is imported when a command is signed or verified
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

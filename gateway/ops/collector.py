@@ -22,9 +22,9 @@ from prometheus_client.core import (
 from gateway import __version__
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
+from gateway.contract.wire import MessageKind
 from gateway.ops.health import HealthMonitor, Level, progress_age
 from gateway.ops.source import MetricsSource
-from gateway.uplink.contract import MessageKind
 
 ALARM_STATES = tuple(s.value for s in AlarmState if s is not AlarmState.NORMAL)
 """States of `roomwarden_alarms_active` (every severity × state is exposed, zeros included)."""

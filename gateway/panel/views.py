@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.contract.wire import MAX_SHELVE_S, AlarmRef
 from gateway.field.sample import Value
-from gateway.uplink.contract import MAX_SHELVE_S, AlarmRef
 
 MAX_MINUTES = MAX_SHELVE_S / 60
 """Longest shelve or suppression (the limit remote commands on `cmd` have too)."""
