@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from gateway.config.loader import ConfigErrors
+from gateway.config.yamlfile import ConfigErrors
 from gateway.ingest.service import IngestService
 from gateway.ingest.settings import load_settings
 from gateway.service.notify import Notifier

@@ -46,7 +46,7 @@ from pydantic import (
 )
 
 from gateway.config.duration import Duration
-from gateway.config.loader import ConfigError, ConfigErrors, read_yaml, validate
+from gateway.config.yamlfile import ConfigError, ConfigErrors, read_yaml, validate
 from gateway.contract.wire import DEFAULT_ROOT, ContractError, check_root
 from gateway.strict import StrictModel
 

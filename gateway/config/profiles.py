@@ -1,0 +1,85 @@
+"""Device profiles from their files: loading one, and where a site's profiles are looked for.
+
+A site's own `profiles_dir` comes before the shipped library (issue 11); a profile's id must
+match its file name; errors are ConfigErrors (gateway.config.yamlfile).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from pydantic import TypeAdapter, ValidationError
+
+from gateway.config.profile import MAX_PROFILE_POINTS, ModbusProfile, Profile, SerialTextProfile
+from gateway.config.yamlfile import ConfigError, ConfigErrors, pydantic_errors, read_yaml
+from gateway.config.yamlsafe import YamlLimits
+
+_PROFILE_ADAPTER: TypeAdapter[ModbusProfile | SerialTextProfile] = TypeAdapter(Profile)
+
+
+PROFILE_LIMITS = YamlLimits(top_level_items={"points": MAX_PROFILE_POINTS,
+                                             "fields": MAX_PROFILE_POINTS},
+                            top_level_what="points")
+"""A profile's points are counted while it is read: a longer list is refused at once."""
+
+
+def load_profile(path: Path) -> ModbusProfile | SerialTextProfile:
+    data, lines = read_yaml(path, limits=PROFILE_LIMITS)
+    try:
+        profile = _PROFILE_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ConfigErrors(pydantic_errors(exc, str(path), lines)) from exc
+    if profile.id != path.stem:
+        raise ConfigErrors([ConfigError(str(path), ("id",), f"profile id {profile.id!r} must "
+                            f"match its file name {path.stem!r}", lines.line_of(("id",)))])
+    return profile
+
+
+def default_profiles_dir() -> Path:
+    env = os.environ.get("ROOMWARDEN_PROFILES")
+    if env:
+        return Path(env)
+    in_repo = Path(__file__).resolve().parents[2] / "hardware" / "profiles"
+    if in_repo.is_dir():
+        return in_repo
+    return Path("/usr/share/roomwarden/profiles")
+
+
+# --- issue 11: the profile search path ------------------------------------------------------
+
+
+def profile_search_path(profiles_dir: str | None, base: Path) -> tuple[Path, ...]:
+    """Where a config's profiles are looked for, in order: the site's own `profiles_dir`
+    (relative to `base`, the config's directory) first, then the shipped library. A site's
+    profile of the same id as a shipped one replaces it for that site."""
+    shipped = default_profiles_dir()
+    if not profiles_dir:
+        return (shipped,)
+    own = base / profiles_dir
+    return (own,) if own.resolve() == shipped.resolve() else (own, shipped)
+
+
+def find_profile(profile_id: str, search: Sequence[Path]) -> Path | None:
+    """The first `<profile_id>.yaml` on the search path."""
+    for directory in search:
+        path = directory / f"{profile_id}.yaml"
+        if path.is_file():
+            return path
+    return None
+
+
+def profile_not_found(profile_id: str, search: Sequence[Path]) -> str:
+    """"profile not found" naming every directory looked in and the nearest names."""
+    names = sorted({p.stem for d in search if d.is_dir() for p in profile_files(d)})
+    near = difflib.get_close_matches(profile_id, names, n=3, cutoff=0.5)
+    where = ", ".join(str(d) for d in search)
+    hint = f"; nearest: {', '.join(near)}" if near else ""
+    return f"profile {profile_id!r} not found: looked for {profile_id}.yaml in {where}{hint}"
+# --- end issue 11 -----------------------------------------------------------------------------
+
+
+def profile_files(directory: Path) -> Iterator[Path]:
+    yield from sorted(p for p in directory.glob("*.yaml") if p.is_file())

@@ -1,0 +1,204 @@
+"""One YAML file into a validated model, with errors a technician can act on.
+
+The generic half of config loading, shared by the gateway's site configs and profiles, rule
+packs and the central ingest's settings: `ConfigError` (file, line, YAML path, reason),
+reading a YAML file within the limits of gateway.config.yamlsafe while recording each path's
+line, and pydantic's errors turned into ConfigErrors. It imports no schema, so the ingest can
+use it without loading the gateway's site config (tests/test_layering.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from gateway.config.yamlsafe import DEFAULT_LIMITS, YamlLimitError, YamlLimits, compose_limited
+
+PathPart = str | int
+YamlPath = tuple[PathPart, ...]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    file: str
+    path: YamlPath
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {format_path(self.path) or '(top)'}: {self.reason}"
+
+
+class ConfigErrors(Exception):
+    """One or more problems in config files; `errors` lists each with file, path and reason."""
+
+    def __init__(self, errors: Iterable[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+def format_path(path: YamlPath) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part.startswith("["):  # issue 14: `roomwarden check` names items by id
+            text += part
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+# --- YAML with line numbers --------------------------------------------------------------
+
+
+@dataclass
+class LineMap:
+    """Line (1-based) of every node of a YAML document, keyed by its path."""
+
+    lines: dict[YamlPath, int] = field(default_factory=dict)
+
+    def line_of(self, path: YamlPath) -> int | None:
+        """The line of `path`, or of its nearest ancestor that exists in the document."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+
+def _walk(node: yaml.Node, path: YamlPath, lines: LineMap, problems: list[tuple[YamlPath, str]],
+          visited: set[int]) -> None:
+    """Record the line of every path and duplicate keys. A node an alias repeats is walked
+    once (its repeats get the anchor's line), so the walk costs what the file holds."""
+    lines.lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in visited:
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: set[object] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            if key in seen:
+                lines.lines.setdefault(path + (key,), key_node.start_mark.line + 1)
+                problems.append((path + (key,), f"key {key!r} appears twice in this mapping"))
+            seen.add(key)
+            _walk(value_node, path + (key,), lines, problems, visited)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, path + (index,), lines, problems, visited)
+
+
+def read_yaml(path: Path, name: str | None = None,
+              limits: YamlLimits = DEFAULT_LIMITS) -> tuple[Any, LineMap]:
+    """Parse one YAML file; raise ConfigErrors for unreadable, oversized or malformed files
+    and for files past the limits of gateway.config.yamlsafe."""
+    name = name or str(path)
+    try:
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            raise ConfigErrors([ConfigError(name, (), f"file is {size} bytes; the limit is "
+                                                      f"{limits.max_bytes}")])
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigErrors([ConfigError(name, (), f"cannot read: {exc.strerror or exc}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigErrors([ConfigError(name, (), f"not UTF-8 text: {exc.reason}")]) from exc
+    return parse_yaml(text, name, limits)
+
+
+def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,
+               ) -> tuple[Any, LineMap]:
+    """The data of one YAML document and the line of each of its paths; ConfigErrors with
+    `file:line` for malformed YAML, duplicate keys or a document past `limits`."""
+    lines = LineMap()
+    try:
+        node, loader = compose_limited(text, limits)
+        if node is None:
+            raise ConfigErrors([ConfigError(name, (), "file is empty")])
+        problems: list[tuple[YamlPath, str]] = []
+        _walk(node, (), lines, problems, set())
+        if problems:
+            raise ConfigErrors(
+                ConfigError(name, p, reason, lines.line_of(p)) for p, reason in problems
+            )
+        data = loader.construct_document(node)
+    except YamlLimitError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise ConfigErrors([ConfigError(name, (), f"refused: {exc.reason}", line)]) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigErrors(
+            [ConfigError(name, (), f"not valid YAML: {exc.problem or exc}", line)]
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigErrors([ConfigError(name, (), f"not valid YAML: {exc}")]) from exc
+    return data, lines
+
+
+def pydantic_errors(exc: ValidationError, name: str, lines: LineMap, prefix: YamlPath = (),
+                    tags: frozenset[str] = frozenset()) -> list[ConfigError]:
+    """pydantic's errors as ConfigErrors with file, line, YAML path and a readable reason.
+
+    pydantic puts the names of union members in error paths (`buses[0].modbus_rtu.port`,
+    `expect[2].ExpectAlarm.alarm`); they are dropped (`tags` adds model-specific ones). One
+    reason is kept per place (the first alternative of a union), and a list that is "too
+    short" only because one of its items failed is not reported besides that item."""
+    known = _TAGS | tags
+    seen: set[YamlPath] = set()
+    errors: list[ConfigError] = []
+    for err in exc.errors(include_url=False):
+        path = prefix + _strip_tags(tuple(err["loc"]), lines, prefix, known)
+        reason = str(err["msg"])
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key (not part of the schema; check its spelling)"
+        elif err["type"] == "missing":
+            reason = "required key is missing"
+        elif reason.startswith("Value error, "):
+            reason = reason.removeprefix("Value error, ")
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            ctx = err.get("ctx", {})
+            key = str(ctx.get("discriminator", "")).strip("'") or "type"
+            path = (*path, key)
+            reason = (f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+                      if err["type"] == "union_tag_invalid" else "required key is missing")
+        if path in seen:
+            continue
+        seen.add(path)
+        errors.append(ConfigError(name, path, reason, lines.line_of(path)))
+    return [e for e in errors if not (e.reason.startswith(("Tuple should have at least",
+                                                           "List should have at least"))
+                                      and any(o.path[:len(e.path)] == e.path and o is not e
+                                              for o in errors))]
+
+
+def _strip_tags(loc: tuple[Any, ...], lines: LineMap, prefix: YamlPath,
+                tags: frozenset[str]) -> YamlPath:
+    out: list[PathPart] = []
+    for part in loc:
+        if isinstance(part, str) and (*prefix, *out, part) not in lines.lines and (
+                part in tags or part[:1].isupper() or "[" in part
+                or part.startswith(("function-", "literal["))):
+            continue  # a union member's name, not a key of the file
+        out.append("in" if part == "in_" else part)
+    return tuple(out)
+
+
+_TAGS = frozenset({"modbus_rtu", "modbus_tcp", "serial_text", "modbus", "str", "float", "bool",
+                   "int"})
+
+
+def validate(model: type[M], data: Any, name: str, lines: LineMap) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigErrors(pydantic_errors(exc, name, lines)) from exc
