@@ -26,6 +26,7 @@ from gateway.contract.commands import (
 )
 from gateway.contract.configmsg import ConfigSet, ConfigStatus
 from gateway.contract.events import ActiveAlarmsSnapshot, AlarmEventMessage, GatewayState
+from gateway.contract.incidents import IncidentChunk  # issue 12: incident records
 from gateway.contract.telemetry import DeliveryAck, PointCatalog, TelemetryBatch
 
 # ---------------------------------------------------------------------------------- topics
@@ -41,12 +42,13 @@ class Channel(StrEnum):
     CMD = "cmd"
     CMD_RESULT = "cmd/result"
     ACK = "ack"
+    INCIDENTS = "incidents"  # issue 12: incident records, chunked
 
 
 Message = (TelemetryBatch | PointCatalog | AlarmEventMessage | ActiveAlarmsSnapshot
            | GatewayState | ConfigSet | ConfigStatus | Acknowledge | AcknowledgeAll | Shelve
            | Unshelve | Suppress | Unsuppress | RequestState | CommandResult
-           | DeliveryAck)
+           | DeliveryAck | IncidentChunk)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,8 @@ CHANNELS: dict[Channel, ChannelSpec] = {
     Channel.CMD: ChannelSpec(1, False, False, None),
     Channel.CMD_RESULT: ChannelSpec(1, False, True, MessageKind.STATE),
     Channel.ACK: ChannelSpec(1, True, False, None),
+    # issue 12: evidence, so kind `alarm` (sent before telemetry, dropped last)
+    Channel.INCIDENTS: ChannelSpec(1, False, True, MessageKind.ALARM),
 }
 
 _CHANNEL_OF: dict[type[BaseModel], Channel] = {
@@ -77,7 +81,7 @@ _CHANNEL_OF: dict[type[BaseModel], Channel] = {
     AlarmEventMessage: Channel.ALARMS, ActiveAlarmsSnapshot: Channel.ALARMS_ACTIVE,
     GatewayState: Channel.STATE, ConfigSet: Channel.CONFIG_SET,
     ConfigStatus: Channel.CONFIG_STATUS, CommandResult: Channel.CMD_RESULT,
-    DeliveryAck: Channel.ACK,
+    DeliveryAck: Channel.ACK, IncidentChunk: Channel.INCIDENTS,  # issue 12
     **{t: Channel.CMD for t in COMMAND_TYPES},
 }
 
@@ -92,6 +96,7 @@ _ADAPTERS: dict[Channel, TypeAdapter[Any]] = {
     Channel.CMD: TypeAdapter(Command),
     Channel.CMD_RESULT: TypeAdapter(CommandResult),
     Channel.ACK: TypeAdapter(DeliveryAck),
+    Channel.INCIDENTS: TypeAdapter(IncidentChunk),  # issue 12
 }
 
 

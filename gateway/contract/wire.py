@@ -21,6 +21,7 @@ one or more segments), site and gateway are config ids (`[A-Za-z0-9][A-Za-z0-9_.
 | `cmd`           | down      | 1   | no       | Command               |
 | `cmd/result`    | up        | 1   | no       | CommandResult         |
 | `ack`           | down      | 1   | yes      | DeliveryAck (published by the ingest) |
+| `incidents`     | up        | 1   | no       | IncidentChunk (a stored incident record, chunked) |
 
 Payloads are UTF-8 JSON objects with `"v": 1`, parsed strictly: unknown keys, wrong types,
 non-finite floats, oversize strings, lists or payloads are errors. `decode()` raises
@@ -103,6 +104,19 @@ from gateway.contract.events import (
     GatewayState,
     OutboxStatus,
 )
+
+# --- issue 12: incident records, chunked ---
+from gateway.contract.incidents import (
+    CHUNK_BYTES,
+    INCIDENT_FORMAT,
+    MAX_INCIDENT_BYTES,
+    IncidentChunk,
+    IncidentId,
+    chunk_bytes,
+    split_record,
+)
+
+# --- end issue 12 ---
 from gateway.contract.telemetry import (
     DeliveryAck,
     DeliveryInfo,
@@ -128,14 +142,17 @@ from gateway.contract.topics import (
 __all__ = [
     "ALARM_COMMAND_TYPES",
     "CHANNELS",
+    "CHUNK_BYTES",  # issue 12
     "COMMAND_TYPES",
     "DEFAULT_ROOT",
+    "INCIDENT_FORMAT",  # issue 12
     "MAX_ACTIVE_ALARMS",
     "MAX_BATCH_ROWS",
     "MAX_CATALOG_POINTS",
     "MAX_COMMAND_BYTES",
     "MAX_COMMAND_LIFETIME_S",
     "MAX_CONFIG_BYTES",
+    "MAX_INCIDENT_BYTES",  # issue 12
     "MAX_PAYLOAD_BYTES",
     "MAX_SHELVE_S",
     "MAX_STATUS_ERROR",
@@ -166,6 +183,8 @@ __all__ = [
     "GatewayState",
     "Hash",
     "Id",
+    "IncidentChunk",  # issue 12
+    "IncidentId",  # issue 12
     "KeyId",
     "LongText",
     "Message",
@@ -199,9 +218,11 @@ __all__ = [
     "catalog_hash",
     "channel_of",
     "check_root",
+    "chunk_bytes",  # issue 12
     "decode",
     "describe_errors",
     "encode",
+    "split_record",  # issue 12
     "topic_filter",
     "validated",
     "wire_value",

@@ -14,6 +14,7 @@ from gateway.alarms.events import EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.contract.wire import (
+    INCIDENT_FORMAT,  # issue 12
     ActiveAlarm,
     ActiveAlarmsSnapshot,
     AlarmCommand,
@@ -26,6 +27,7 @@ from gateway.contract.wire import (
     DeliveryAck,
     DeliveryInfo,
     GatewayState,
+    IncidentChunk,
     Message,
     MessageKind,
     OutboxStatus,
@@ -36,6 +38,7 @@ from gateway.contract.wire import (
     Topic,
     channel_of,
     encode,
+    split_record,
 )
 from gateway.field.sample import Quality, Sample
 
@@ -166,7 +169,21 @@ def examples() -> list[tuple[str, Message]]:
             sha256=hashlib.sha256(config.encode()).hexdigest(),
             error="the signature does not verify with key 3f9a0c1b2d4e5f60",
             active_version=7, active_sha256=running)),
+        ("Incident record chunk", _incident_chunk()),  # issue 12
     ]
+
+
+# --- issue 12: a (tiny) incident record as its one chunk --------------------------------------
+def _incident_chunk() -> IncidentChunk:
+    import gzip
+
+    record = {"format": INCIDENT_FORMAT, "id": "20260101T000003Z-battery-1-1207",
+              "status": "closed", "kind": "alarm", "room": "battery-1"}
+    data = gzip.compress(json.dumps(record, separators=(",", ":")).encode(), 6, mtime=0)
+    [chunk] = split_record(data, site=SITE, gateway=GATEWAY, incident_id=record["id"],
+                           status="closed", saved=T + 1_203_000_000_000)
+    return chunk.model_copy(update={"stream": STREAM, "dseq": 52107})
+# --- end issue 12 --------------------------------------------------------------------------
 
 
 def markdown() -> str:
