@@ -33,6 +33,18 @@ class CommandRefused(Exception):
 SUPPRESSION_RULE = "$suppression"
 JOURNAL_RULE = "$journal"
 CONFIG_RULE = "$config"
+DRILL_RULE = "$drill"
+"""The rule of a live drill's start and end events (kind `drill`, subject the drill's id)."""
+
+DRILL_PREFIX = "drill:"
+"""A live drill's alarms are alarms of their own: the subject of the rule's binding with this
+prefix (`fire.smoke_coincidence@drill:tx-3f`), so a drill alarm never shares a key — state,
+acknowledgement, journal row — with the real alarm of the same binding (gateway.drills.live)."""
+
+
+def is_drill(subject: str) -> bool:
+    """The subject of a live drill's alarm (`DRILL_PREFIX`)."""
+    return subject.startswith(DRILL_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,8 @@ class AlarmEvent:
     room: str | None
     title: str
     chattering: bool = False
+    drill: bool = False
+    """A live drill's alarm or a drill's start/end: never a real hazard."""
 
     @property
     def key(self) -> AlarmKey:
@@ -72,6 +86,7 @@ class AlarmEvent:
             "severity": None if self.severity is None else str(self.severity),
             "actor": self.actor, "note": self.note, "first_out": self.first_out,
             "room": self.room, "title": self.title, "chattering": self.chattering,
+            "drill": self.drill,
         }
 
 
@@ -104,6 +119,8 @@ class AlarmView:
     acknowledgeable: bool
     acked_note: str | None = None
     """The note of the acknowledgement shown by `acked_by` (issue 14)."""
+    drill: bool = False
+    """A live drill's alarm (its subject has `DRILL_PREFIX`)."""
 
     @property
     def audible(self) -> bool:
@@ -128,7 +145,8 @@ class AlarmView:
             suppression=rec.suppression, out_of_service=rec.oos, first_out=first_out,
             flood_first_out=flood_first_out, demanded_roles=rec.demanded_roles(),
             acknowledgeable=rec.acknowledgeable,
-            acked_note=rec.acked_note if rec.acked_by else None)
+            acked_note=rec.acked_note if rec.acked_by else None,
+            drill=is_drill(rec.key.subject))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,8 @@ mode 0600; one transaction per manager call that changed something.
 
 Schema (version 1, table `schema_version`):
 
-* `events` — every event (`AlarmEvent`), key `seq`; indices on `ts` and `(rule, subject, seq)`.
-  Pruned to `retention_days` and `max_events` rows.
+* `events` — every event (`AlarmEvent`; `drill` 1 for a live drill's), key `seq`; indices on
+  `ts` and `(rule, subject, seq)`. Pruned to `retention_days` and `max_events` rows.
 * `alarm_state` — the current state of every alarm that is not plain normal (state, base state,
   condition, chattering, latest evaluation, activation, acknowledgement, out-of-service), so a
   restart restores it exactly; a row is deleted when its alarm is back to normal.
@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS events (
     first_out INTEGER NOT NULL DEFAULT 0,
     room TEXT,
     title TEXT NOT NULL DEFAULT '',
-    chattering INTEGER NOT NULL DEFAULT 0
+    chattering INTEGER NOT NULL DEFAULT 0,
+    drill INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_key ON events (rule, subject, seq);
@@ -129,7 +130,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _EVENT_COLUMNS = ("seq, ts, kind, rule, subject, state, previous_state, value, severity, actor, "
-                  "note, first_out, room, title, chattering")
+                  "note, first_out, room, title, chattering, drill")
 _STATE_COLUMNS = ("rule, subject, state, base_state, condition, chattering, value, severity, "
                   "title, room, actions, latching, eval_ts, activated_ns, acked_by, acked_ns, "
                   "suppression, oos_actor, oos_reason, oos_since_ns, updated_ns")
@@ -233,6 +234,9 @@ class Journal:
             if row is None or row[0] != "ok":
                 raise JournalError(f"integrity check failed: {row[0] if row else 'no answer'}")
             conn.executescript(_SCHEMA)
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+            if "drill" not in columns:  # a journal of before live drills (issue 12)
+                conn.execute("ALTER TABLE events ADD COLUMN drill INTEGER NOT NULL DEFAULT 0")
             versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
             if not versions:
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)",
@@ -373,7 +377,7 @@ class Journal:
         if batch.events:
             conn.executemany(
                 f"INSERT OR REPLACE INTO events ({_EVENT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_event_row(e) for e in batch.events])
         if batch.snapshot:
             conn.execute("DELETE FROM alarm_state")
@@ -449,7 +453,7 @@ def _value_of(text: str | None) -> Value:
 def _event_row(e: AlarmEvent) -> tuple[Any, ...]:
     return (e.seq, e.ts, str(e.kind), e.rule, e.subject, str(e.state), str(e.previous_state),
             _json_value(e.value), None if e.severity is None else str(e.severity), e.actor,
-            e.note, int(e.first_out), e.room, e.title, int(e.chattering))
+            e.note, int(e.first_out), e.room, e.title, int(e.chattering), int(e.drill))
 
 
 def _event_of(r: Sequence[Any]) -> AlarmEvent:
@@ -457,7 +461,8 @@ def _event_of(r: Sequence[Any]) -> AlarmEvent:
         seq=r[0], ts=r[1], kind=EventKind(r[2]), rule=r[3], subject=r[4], state=AlarmState(r[5]),
         previous_state=AlarmState(r[6]), value=_value_of(r[7]),
         severity=None if r[8] is None else Severity(r[8]), actor=r[9], note=r[10],
-        first_out=bool(r[11]), room=r[12], title=r[13], chattering=bool(r[14]))
+        first_out=bool(r[11]), room=r[12], title=r[13], chattering=bool(r[14]),
+        drill=bool(r[15]))
 
 
 def _state_row(rec: AlarmRecord, now_ns: int) -> tuple[Any, ...]:

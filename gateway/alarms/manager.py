@@ -1,6 +1,7 @@
 """The alarm manager: runs the ISA-18.2 lifecycle (`gateway.alarms.lifecycle`) of every alarm,
-takes operator commands, detects chattering and floods, tracks first-outs and journals every
-transition (`gateway.alarms.journal`) in one transaction per call.
+takes operator commands (`gateway.alarms.commands`), detects chattering and floods, tracks
+first-outs and journals every transition (`gateway.alarms.journal`) in one transaction per call
+(the book-keeping: `gateway.alarms.ledger`).
 
 Pure apart from the journal: time comes from the injected clock (`now_ns()` for timestamps and
 expiries given as wall-clock ns, `monotonic()` for chattering and flood windows).
@@ -12,37 +13,38 @@ the evaluation for its value) — no events, no journal writes.
 Every public call returns the events it caused (also in the journal, with strictly increasing
 `seq`; `events_since(seq)` serves the uplink). Commands that cannot be carried out raise
 `AlarmCommandError` with a message for the panel and change nothing.
+
+A live drill's alarms (gateway.drills.live) are alarms of their own (subject `drill:…`): they
+run the same lifecycle and take the same commands, but never enter the room's first-out or the
+flood count, `end_drill` returns them all to normal at the drill's end, and none outlives a
+restart.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable
-from typing import Any
 
+from gateway.alarms.commands import AlarmCommands
 from gateway.alarms.events import (
-    JOURNAL_RULE,
-    SUPPRESSION_RULE,
+    DRILL_RULE,
     SYSTEM_ACTOR,
-    AlarmCommandError,
     AlarmEvent,
     AlarmView,
     EventKind,
     FloodStatus,
+    is_drill,
 )
-from gateway.alarms.flood import FloodDetector, RoomFirstOut
-from gateway.alarms.journal import Journal, JournalBatch
+from gateway.alarms.flood import FloodDetector
+from gateway.alarms.journal import Journal
+from gateway.alarms.ledger import KeyLike
 from gateway.alarms.lifecycle import (
     AlarmKey,
     AlarmRecord,
     AlarmState,
     ChatterPolicy,
-    OutOfService,
-    Shelf,
     Suppression,
-    scope_covers,
 )
 from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
@@ -50,21 +52,12 @@ from gateway.field.sample import Value
 
 log = logging.getLogger(__name__)
 
-KeyLike = AlarmKey | tuple[str, str]
+__all__ = ["AlarmManager", "KeyLike"]
 
 _N = AlarmState.NORMAL
-_AU = AlarmState.ACTIVE_UNACKNOWLEDGED
 
 
-def _iso(ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
-
-
-def _persistable(rec: AlarmRecord) -> bool:
-    return rec.state is not _N or rec.condition or rec.chattering
-
-
-class AlarmManager:
+class AlarmManager(AlarmCommands):
     def __init__(self, journal: Journal, clock: Clock, *, chatter_count: int = 3,
                  chatter_window: float = 60.0, chatter_hold: float = 60.0,
                  flood_count: int = 10, flood_window: float = 600.0,
@@ -72,25 +65,11 @@ class AlarmManager:
                  prune_interval: float = 3600.0) -> None:
         if chatter_count < 2 or chatter_window <= 0 or chatter_hold < 0:
             raise ValueError("chatter_count must be >= 2, chatter_window > 0, chatter_hold >= 0")
-        self._journal = journal
-        self._clock = clock
-        self._policy = ChatterPolicy(chatter_count, chatter_window, chatter_hold)
-        self._flood = FloodDetector(flood_count, flood_window, flood_clear_count)
-        self._rooms = RoomFirstOut()
+        super().__init__(journal, clock,
+                         ChatterPolicy(chatter_count, chatter_window, chatter_hold),
+                         FloodDetector(flood_count, flood_window, flood_clear_count))
         self._prune_interval = prune_interval
-        self._records: dict[tuple[str, str], AlarmRecord] = {}
-        self._not_normal: set[AlarmKey] = set()
-        self._chattering: set[AlarmKey] = set()
-        self._shelved: set[AlarmKey] = set()
-        self._suppressions: dict[str, Suppression] = {}
-        self._next_expiry: int | None = None
-        self._batch = JournalBatch()
-        self._events: list[AlarmEvent] = []
-        self._meta_dirty = False
-        self._now = clock.now_ns()
-        self._mono = clock.monotonic()
         self._last_prune = self._mono
-        self._seq = 0
         self._restore()
 
     # restart ---------------------------------------------------------------------------------
@@ -107,7 +86,7 @@ class AlarmManager:
             self._records[rec.key] = rec
             if rec.shelf is not None:
                 self._shelved.add(rec.key)
-            if rec.state.annunciated:
+            if rec.state.annunciated and not is_drill(rec.key.subject):
                 self._rooms.enter(rec.key, rec.ev.room)
             self._index(rec)
         try:
@@ -120,6 +99,8 @@ class AlarmManager:
         if contents.records or contents.suppressions:
             log.info("event=alarms_restored alarms=%d suppressions=%d last_seq=%d",
                      len(contents.records), len(contents.suppressions), self._seq)
+        # a drill does not outlive its gateway: its alarms end with the restart
+        self._end_drill_alarms(SYSTEM_ACTOR, "drill ended: the gateway restarted")
         self._flush()  # journals a recovery note, if any
 
     def held_conditions(self) -> dict[tuple[str, str], Value]:
@@ -187,154 +168,40 @@ class AlarmManager:
         self._system_event(kind, rule, subject, _N, _N, SYSTEM_ACTOR, note)
         return self._flush()
 
-    # operator commands -----------------------------------------------------------------------
+    # live drills (gateway.drills.live) --------------------------------------------------------
 
-    def acknowledge(self, keys: KeyLike | Iterable[KeyLike], actor: str,
-                    note: str | None = None) -> list[AlarmEvent]:
-        """Acknowledge one alarm or several (all or none: any that cannot be acknowledged raises
-        `AlarmCommandError` before anything changes)."""
+    def drill_event(self, drill_id: str, actor: str, note: str,
+                    room: str | None) -> list[AlarmEvent]:
+        """Journal a live drill's start or end: kind `drill`, rule `$drill`, subject the
+        drill's id, tagged drill."""
         self._begin()
-        actor = _actor(actor)
-        recs = [self._require(k) for k in _keys(keys)]
-        if not recs:
-            raise AlarmCommandError("no alarm given to acknowledge")
-        for rec in recs:
-            if not rec.acknowledgeable:
-                raise AlarmCommandError(_why_not_ack(rec))
-        for rec in recs:
-            self._ack(rec, actor, note)
+        self._system_event(EventKind.DRILL, DRILL_RULE, drill_id, _N, _N, actor, note,
+                           room=room, drill=True)
         return self._flush()
 
-    def acknowledge_all(self, actor: str, room: str | None = None,
-                        note: str | None = None) -> list[AlarmEvent]:
-        """Acknowledge every alarm that waits for it (optionally only in `room`)."""
+    def end_drill(self, actor: str, note: str) -> list[AlarmEvent]:
+        """The drill is over: every drill alarm back to normal (one event each, `note` saying
+        why) and forgotten. Real alarms are not touched."""
         self._begin()
-        actor = _actor(actor)
-        recs = [r for r in self._ordered() if r.acknowledgeable
-                and (room is None or r.ev.room == room)]
-        for rec in recs:
-            self._ack(rec, actor, note)
+        self._end_drill_alarms(actor, note)
         return self._flush()
 
-    def _ack(self, rec: AlarmRecord, actor: str, note: str | None) -> None:
-        prev = rec.state
-        if rec.acknowledge(actor, self._now):
-            rec.acked_note = note  # issue 14: the panel shows it beside the acknowledger
-        self._changed(rec, prev, actor, note)
-
-    def shelve(self, key: KeyLike, actor: str, until_ns: int, reason: str) -> list[AlarmEvent]:
-        """Shelve an alarm until `until_ns` (wall-clock ns): not annunciated, no actions."""
-        self._begin()
-        rec = self._require(key)
-        actor, reason = _actor(actor), _reason(reason)
-        self._future(until_ns)
-        if rec.oos is not None:
-            raise AlarmCommandError(f"{rec.key} is out of service; return it to service first")
-        if rec.suppression is not None:
-            raise AlarmCommandError(f"{rec.key} is suppressed ({rec.suppression})")
-        if rec.shelf is not None:
-            raise AlarmCommandError(
-                f"{rec.key} is already shelved by {rec.shelf.actor} until "
-                f"{_iso(rec.shelf.until_ns)}; unshelve it first")
-        prev = rec.state
-        shelf = Shelf(actor, reason, self._now, until_ns)
-        rec.set_overlay(shelf=shelf, now_ns=self._now)
-        self._shelved.add(rec.key)
-        self._batch.shelf_opened(rec.key, shelf)
-        self._changed(rec, prev, actor, f"shelved until {_iso(until_ns)}: {reason}")
+    def _end_drill_alarms(self, actor: str, note: str) -> None:
+        for key in [k for k in self._records if is_drill(k[1])]:
+            rec = self._records[key]
+            prev = rec.state
+            if rec.shelf is not None:
+                self._batch.shelf_closed(rec.key, self._now, actor, "drill ended")
+                self._shelved.discard(rec.key)
+            # straight to normal, whatever it was: a drill alarm has no hazard behind it
+            rec.shelf = rec.oos = rec.suppression = None
+            rec.condition = rec.chattering = False
+            rec.base, rec.activated_ns, rec.acked_by, rec.acked_ns = _N, None, None, None
+            self._changed(rec, prev, actor, note)
+            del self._records[key]
         self._plan_expiry()
-        return self._flush()
 
-    def unshelve(self, key: KeyLike, actor: str) -> list[AlarmEvent]:
-        self._begin()
-        rec = self._require(key)
-        actor = _actor(actor)
-        if rec.shelf is None:
-            raise AlarmCommandError(f"{rec.key} is not shelved")
-        self._end_shelf(rec, actor, "unshelved")
-        self._plan_expiry()
-        return self._flush()
-
-    def _end_shelf(self, rec: AlarmRecord, actor: str, why: str) -> None:
-        prev = rec.state
-        rec.set_overlay(shelf=None, now_ns=self._now)
-        self._shelved.discard(rec.key)
-        self._batch.shelf_closed(rec.key, self._now, actor, why)
-        self._changed(rec, prev, actor, why)
-
-    def suppress(self, scope: str, actor: str, reason: str,
-                 until_ns: int) -> list[AlarmEvent]:
-        """Suppress every alarm of a device, room or rule (`scope`) until `until_ns`, e.g. for
-        permitted hot work. A new suppression of the same scope replaces the old one."""
-        self._begin()
-        actor, reason = _actor(actor), _reason(reason)
-        scope = scope.strip() if isinstance(scope, str) else ""
-        if not scope:
-            raise AlarmCommandError("a suppression needs a scope: a device, room or rule id")
-        self._future(until_ns)
-        if scope not in self._suppressions and not any(
-                scope_covers(scope, r.key.rule, r.key.subject, r.ev.room)
-                for r in self._records.values()):
-            raise AlarmCommandError(f"{scope!r} is no known device, room, rule or alarm")
-        note = f"{reason} (until {_iso(until_ns)})"
-        if scope in self._suppressions:
-            self._batch.suppression_closed(scope, self._now, actor, "replaced")
-        sup = Suppression(scope, actor, reason, self._now, until_ns)
-        self._suppressions[scope] = sup
-        self._batch.suppression_opened(sup)
-        self._system_event(EventKind.SUPPRESSION_START, SUPPRESSION_RULE, scope,
-                           AlarmState.SUPPRESSED, _N, actor, note)
-        for rec in self._records.values():
-            if rec.suppression is None and sup.covers(rec.key.rule, rec.key.subject,
-                                                      rec.ev.room):
-                prev = rec.state
-                rec.set_overlay(suppression=scope, now_ns=self._now)
-                self._changed(rec, prev, actor, f"suppressed ({scope}): {note}")
-        self._plan_expiry()
-        return self._flush()
-
-    def unsuppress(self, scope: str, actor: str) -> list[AlarmEvent]:
-        self._begin()
-        actor = _actor(actor)
-        if scope not in self._suppressions:
-            raise AlarmCommandError(f"{scope!r} is not suppressed")
-        self._end_suppression(scope, actor, "unsuppressed")
-        self._plan_expiry()
-        return self._flush()
-
-    def _end_suppression(self, scope: str, actor: str, why: str) -> None:
-        del self._suppressions[scope]
-        self._batch.suppression_closed(scope, self._now, actor, why)
-        self._system_event(EventKind.SUPPRESSION_END, SUPPRESSION_RULE, scope, _N,
-                           AlarmState.SUPPRESSED, actor, why)
-        for rec in self._records.values():
-            if rec.suppression == scope:
-                prev = rec.state
-                rec.set_overlay(suppression=self._covering(rec), now_ns=self._now)
-                self._changed(rec, prev, actor, f"{why} ({scope})")
-
-    def set_out_of_service(self, key: KeyLike, actor: str, reason: str) -> list[AlarmEvent]:
-        """Take an alarm out of service (no expiry) — e.g. a broken detector awaiting repair."""
-        self._begin()
-        rec = self._require(key)
-        actor, reason = _actor(actor), _reason(reason)
-        if rec.oos is not None:
-            raise AlarmCommandError(f"{rec.key} is already out of service ({rec.oos.reason})")
-        prev = rec.state
-        rec.set_overlay(oos=OutOfService(actor, reason, self._now), now_ns=self._now)
-        self._changed(rec, prev, actor, f"out of service: {reason}")
-        return self._flush()
-
-    def return_to_service(self, key: KeyLike, actor: str) -> list[AlarmEvent]:
-        self._begin()
-        rec = self._require(key)
-        actor = _actor(actor)
-        if rec.oos is None:
-            raise AlarmCommandError(f"{rec.key} is not out of service")
-        prev = rec.state
-        rec.set_overlay(oos=None, now_ns=self._now)
-        self._changed(rec, prev, actor, "returned to service")
-        return self._flush()
+    # operator commands: gateway.alarms.commands ----------------------------------------------
 
     # reading ---------------------------------------------------------------------------------
 
@@ -382,122 +249,7 @@ class AlarmManager:
     def close(self) -> None:
         self._journal.close()
 
-    # internals -------------------------------------------------------------------------------
-
-    def _begin(self) -> None:
-        self._now = self._clock.now_ns()
-        self._mono = self._clock.monotonic()
-
-    def _require(self, key: KeyLike) -> AlarmRecord:
-        try:
-            rule, subject = key
-        except (TypeError, ValueError):
-            raise AlarmCommandError(f"not an alarm key (rule, subject): {key!r}") from None
-        rec = self._records.get((rule, subject))
-        if rec is None:
-            raise AlarmCommandError(f"unknown alarm {rule}@{subject}")
-        return rec
-
-    def _future(self, until_ns: int) -> None:
-        if not isinstance(until_ns, int) or until_ns <= self._now:
-            raise AlarmCommandError("the end time must be in the future")
-
-    def _covering(self, rec: AlarmRecord) -> str | None:
-        for scope, sup in self._suppressions.items():
-            if sup.covers(rec.key.rule, rec.key.subject, rec.ev.room):
-                return scope
-        return None
-
-    def _ordered(self) -> list[AlarmRecord]:
-        recs = [self._records[k] for k in self._not_normal]
-        recs.sort(key=lambda r: (r.ev.severity.level, r.activated_ns is None,
-                                 r.activated_ns or 0, r.key))
-        return recs
-
-    def _view(self, rec: AlarmRecord) -> AlarmView:
-        f = self._flood
-        return AlarmView.of(rec, first_out=self._rooms.is_first(rec.key, rec.ev.room),
-                            flood_first_out=f.active and f.first_out == rec.key)
-
-    def _index(self, rec: AlarmRecord) -> None:
-        key = rec.key
-        if rec.state is _N:
-            self._not_normal.discard(key)
-        else:
-            self._not_normal.add(key)
-        if rec.chattering:
-            self._chattering.add(key)
-        else:
-            self._chattering.discard(key)
-
-    def _next(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _changed(self, rec: AlarmRecord, prev: AlarmState, actor: str,
-                 note: str | None) -> None:
-        """Book-keep a possible transition of `rec` from `prev`: event, indices, journal."""
-        key = rec.key
-        state = rec.state
-        self._index(rec)
-        self._batch.records[key] = rec if _persistable(rec) else None
-        if state is prev:
-            return
-        first_out = False
-        if state.annunciated and not prev.annunciated:
-            first_out = self._rooms.enter(key, rec.ev.room)
-            self._meta_dirty = True
-        elif prev.annunciated and not state.annunciated:
-            self._rooms.leave(key)
-            self._meta_dirty = True
-        ev = rec.ev
-        self._emit(AlarmEvent(
-            seq=self._next(), ts=self._now, kind=EventKind.ALARM, rule=key.rule,
-            subject=key.subject, state=state, previous_state=prev, value=ev.value,
-            severity=ev.severity, actor=actor, note=note, first_out=first_out, room=ev.room,
-            title=ev.title, chattering=rec.chattering))
-        if state is _AU:
-            self._meta_dirty = True
-            if self._flood.record(self._mono, self._now, key):
-                self._flood_event(EventKind.FLOOD_START)
-
-    def _flood_event(self, kind: EventKind) -> None:
-        f = self._flood
-        first = f.first_out
-        if first is None:
-            return
-        rec = self._records.get(first)
-        count, window = len(f), f.window
-        note = (f"alarm flood: {count} activations within {window:g} s" if
-                kind is EventKind.FLOOD_START else
-                f"alarm flood over: {count} activations within {window:g} s")
-        state = rec.state if rec is not None else _N
-        self._emit(AlarmEvent(
-            seq=self._next(), ts=self._now, kind=kind, rule=first.rule, subject=first.subject,
-            state=state, previous_state=state, value=None if rec is None else rec.ev.value,
-            severity=None if rec is None else rec.ev.severity, actor=SYSTEM_ACTOR, note=note,
-            first_out=True, room=None if rec is None else rec.ev.room,
-            title="" if rec is None else rec.ev.title))
-        self._meta_dirty = True
-
-    def _system_event(self, kind: EventKind, rule: str, subject: str, state: AlarmState,
-                      prev: AlarmState, actor: str, note: str) -> None:
-        self._emit(AlarmEvent(
-            seq=self._next(), ts=self._now, kind=kind, rule=rule, subject=subject, state=state,
-            previous_state=prev, value=None, severity=None, actor=actor, note=note,
-            first_out=False, room=None, title=""))
-
-    def _emit(self, event: AlarmEvent) -> None:
-        self._events.append(event)
-        self._batch.events.append(event)
-
-    def _plan_expiry(self) -> None:
-        ends = [s.until_ns for s in self._suppressions.values()]
-        for key in self._shelved:
-            shelf = self._records[key].shelf
-            if shelf is not None:
-                ends.append(shelf.until_ns)
-        self._next_expiry = min(ends) if ends else None
+    # expiries --------------------------------------------------------------------------------
 
     def _expire(self) -> None:
         now, mono = self._now, self._mono
@@ -507,15 +259,7 @@ class AlarmManager:
                 prev = rec.state
                 if rec.release_chatter(mono, now, self._policy):
                     self._changed(rec, prev, SYSTEM_ACTOR, "chattering ended")
-        if self._next_expiry is not None and now >= self._next_expiry:
-            for scope, sup in list(self._suppressions.items()):
-                if sup.until_ns <= now:
-                    self._end_suppression(scope, SYSTEM_ACTOR, "suppression expired")
-            for key in sorted(self._shelved):
-                rec = self._records[key]
-                if rec.shelf is not None and rec.shelf.until_ns <= now:
-                    self._end_shelf(rec, SYSTEM_ACTOR, "shelve expired")
-            self._plan_expiry()
+        self._expire_overlays()
         if self._flood.expire(mono):
             self._flood_event(EventKind.FLOOD_END)
             self._flood.finish()
@@ -524,58 +268,3 @@ class AlarmManager:
             pruned = self._journal.prune(now)
             if pruned:
                 log.info("event=alarm_journal_pruned events=%d", pruned)
-
-    def _flush(self) -> list[AlarmEvent]:
-        journal = self._journal
-        if journal.recovery_note is not None:
-            note, journal.recovery_note = journal.recovery_note, None
-            self._seq = max(self._seq, journal.last_seq)
-            self._system_event(EventKind.JOURNAL, JOURNAL_RULE, journal.path, _N, _N,
-                               SYSTEM_ACTOR, note)
-        batch, self._batch = self._batch, JournalBatch()
-        if self._meta_dirty:
-            self._meta_dirty = False
-            batch.meta["flood"] = json.dumps(self._flood.dump())
-            batch.meta["first_out"] = json.dumps(self._rooms.dump())
-        if journal.needs_snapshot:
-            batch.snapshot = True
-            batch.meta["flood"] = json.dumps(self._flood.dump())
-            batch.meta["first_out"] = json.dumps(self._rooms.dump())
-            snapshot = [r for r in self._records.values() if _persistable(r)]
-            shelves = [(r.key, r.shelf) for r in snapshot if r.shelf is not None]
-            journal.commit(batch, snapshot, shelves, list(self._suppressions.values()))
-        elif batch:
-            journal.commit(batch)
-        events, self._events = self._events, []
-        return events
-
-
-# argument checks -------------------------------------------------------------------------------
-
-def _keys(keys: KeyLike | Iterable[KeyLike]) -> list[Any]:
-    if isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys):
-        return [keys]
-    if isinstance(keys, str):
-        raise AlarmCommandError(f"not an alarm key (rule, subject): {keys!r}")
-    return list(keys)
-
-
-def _actor(actor: str) -> str:
-    if not isinstance(actor, str) or not actor.strip():
-        raise AlarmCommandError("an operator command needs an actor (who)")
-    return actor.strip()
-
-
-def _reason(reason: str) -> str:
-    if not isinstance(reason, str) or not reason.strip():
-        raise AlarmCommandError("a reason (why) is required")
-    return reason.strip()
-
-
-def _why_not_ack(rec: AlarmRecord) -> str:
-    state = rec.state
-    if state.overlay:
-        return f"{rec.key} is {state.value.replace('_', ' ')}; nothing to acknowledge"
-    if state is _N:
-        return f"{rec.key} is normal; nothing to acknowledge"
-    return f"{rec.key} is already acknowledged (by {rec.acked_by})"

@@ -87,3 +87,6 @@ class EventKind(StrEnum):
     CONFIG = "config"
     """A config change that did not take (rule `$config`, subject `v<version>`): note
     `config vN rolled back: <reason>`; the alarms held during its trial were dropped."""
+    DRILL = "drill"
+    """A live drill began or ended (rule `$drill`, subject the drill's id, `drill` true);
+    note: `started: <title> (silent|evacuation)` or `ended: <why>` (gateway.drills.live)."""

@@ -1,0 +1,211 @@
+"""The alarm manager's book-keeping (the base of `gateway.alarms.manager.AlarmManager`): the
+records of every alarm, the indices over them, and how one transition becomes an event, index
+updates and journal rows — flushed in one journal transaction per manager call.
+
+Pure apart from the journal: time comes from the injected clock, read once per call
+(`_begin`)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from gateway.alarms.events import (
+    JOURNAL_RULE,
+    SYSTEM_ACTOR,
+    AlarmCommandError,
+    AlarmEvent,
+    AlarmView,
+    EventKind,
+    is_drill,
+)
+from gateway.alarms.flood import FloodDetector, RoomFirstOut
+from gateway.alarms.journal import Journal, JournalBatch
+from gateway.alarms.lifecycle import (
+    AlarmKey,
+    AlarmRecord,
+    AlarmState,
+    ChatterPolicy,
+    Suppression,
+)
+from gateway.clock import Clock
+
+KeyLike = AlarmKey | tuple[str, str]
+
+_N = AlarmState.NORMAL
+_AU = AlarmState.ACTIVE_UNACKNOWLEDGED
+
+
+def iso(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
+
+
+def persistable(rec: AlarmRecord) -> bool:
+    return rec.state is not _N or rec.condition or rec.chattering
+
+
+class AlarmLedger:
+    """The state every manager call works on, and the internals that keep it consistent."""
+
+    def __init__(self, journal: Journal, clock: Clock, policy: ChatterPolicy,
+                 flood: FloodDetector) -> None:
+        self._journal = journal
+        self._clock = clock
+        self._policy = policy
+        self._flood = flood
+        self._rooms = RoomFirstOut()
+        self._records: dict[tuple[str, str], AlarmRecord] = {}
+        self._not_normal: set[AlarmKey] = set()
+        self._chattering: set[AlarmKey] = set()
+        self._shelved: set[AlarmKey] = set()
+        self._suppressions: dict[str, Suppression] = {}
+        self._next_expiry: int | None = None
+        self._batch = JournalBatch()
+        self._events: list[AlarmEvent] = []
+        self._meta_dirty = False
+        self._now = clock.now_ns()
+        self._mono = clock.monotonic()
+        self._seq = 0
+
+    def _begin(self) -> None:
+        self._now = self._clock.now_ns()
+        self._mono = self._clock.monotonic()
+
+    def _require(self, key: KeyLike) -> AlarmRecord:
+        try:
+            rule, subject = key
+        except (TypeError, ValueError):
+            raise AlarmCommandError(f"not an alarm key (rule, subject): {key!r}") from None
+        rec = self._records.get((rule, subject))
+        if rec is None:
+            raise AlarmCommandError(f"unknown alarm {rule}@{subject}")
+        return rec
+
+    def _future(self, until_ns: int) -> None:
+        if not isinstance(until_ns, int) or until_ns <= self._now:
+            raise AlarmCommandError("the end time must be in the future")
+
+    def _covering(self, rec: AlarmRecord) -> str | None:
+        for scope, sup in self._suppressions.items():
+            if sup.covers(rec.key.rule, rec.key.subject, rec.ev.room):
+                return scope
+        return None
+
+    def _ordered(self) -> list[AlarmRecord]:
+        recs = [self._records[k] for k in self._not_normal]
+        recs.sort(key=lambda r: (r.ev.severity.level, r.activated_ns is None,
+                                 r.activated_ns or 0, r.key))
+        return recs
+
+    def _view(self, rec: AlarmRecord) -> AlarmView:
+        f = self._flood
+        return AlarmView.of(rec, first_out=self._rooms.is_first(rec.key, rec.ev.room),
+                            flood_first_out=f.active and f.first_out == rec.key)
+
+    def _index(self, rec: AlarmRecord) -> None:
+        key = rec.key
+        if rec.state is _N:
+            self._not_normal.discard(key)
+        else:
+            self._not_normal.add(key)
+        if rec.chattering:
+            self._chattering.add(key)
+        else:
+            self._chattering.discard(key)
+
+    def _next(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _changed(self, rec: AlarmRecord, prev: AlarmState, actor: str,
+                 note: str | None) -> None:
+        """Book-keep a possible transition of `rec` from `prev`: event, indices, journal. A
+        live drill's alarm takes no part in the room's first-out nor in flood detection: it
+        must never change how a real alarm is annunciated."""
+        key = rec.key
+        state = rec.state
+        self._index(rec)
+        self._batch.records[key] = rec if persistable(rec) else None
+        if state is prev:
+            return
+        drill = is_drill(key.subject)
+        first_out = False
+        if not drill and state.annunciated and not prev.annunciated:
+            first_out = self._rooms.enter(key, rec.ev.room)
+            self._meta_dirty = True
+        elif not drill and prev.annunciated and not state.annunciated:
+            self._rooms.leave(key)
+            self._meta_dirty = True
+        ev = rec.ev
+        self._emit(AlarmEvent(
+            seq=self._next(), ts=self._now, kind=EventKind.ALARM, rule=key.rule,
+            subject=key.subject, state=state, previous_state=prev, value=ev.value,
+            severity=ev.severity, actor=actor, note=note, first_out=first_out, room=ev.room,
+            title=ev.title, chattering=rec.chattering, drill=drill))
+        if state is _AU and not drill:
+            self._meta_dirty = True
+            if self._flood.record(self._mono, self._now, key):
+                self._flood_event(EventKind.FLOOD_START)
+
+    def _flood_event(self, kind: EventKind) -> None:
+        f = self._flood
+        first = f.first_out
+        if first is None:
+            return
+        rec = self._records.get(first)
+        count, window = len(f), f.window
+        note = (f"alarm flood: {count} activations within {window:g} s" if
+                kind is EventKind.FLOOD_START else
+                f"alarm flood over: {count} activations within {window:g} s")
+        state = rec.state if rec is not None else _N
+        self._emit(AlarmEvent(
+            seq=self._next(), ts=self._now, kind=kind, rule=first.rule, subject=first.subject,
+            state=state, previous_state=state, value=None if rec is None else rec.ev.value,
+            severity=None if rec is None else rec.ev.severity, actor=SYSTEM_ACTOR, note=note,
+            first_out=True, room=None if rec is None else rec.ev.room,
+            title="" if rec is None else rec.ev.title))
+        self._meta_dirty = True
+
+    def _system_event(self, kind: EventKind, rule: str, subject: str, state: AlarmState,
+                      prev: AlarmState, actor: str, note: str, *, room: str | None = None,
+                      drill: bool = False) -> None:
+        self._emit(AlarmEvent(
+            seq=self._next(), ts=self._now, kind=kind, rule=rule, subject=subject, state=state,
+            previous_state=prev, value=None, severity=None, actor=actor, note=note,
+            first_out=False, room=room, title="", drill=drill))
+
+    def _emit(self, event: AlarmEvent) -> None:
+        self._events.append(event)
+        self._batch.events.append(event)
+
+    def _plan_expiry(self) -> None:
+        ends = [s.until_ns for s in self._suppressions.values()]
+        for key in self._shelved:
+            shelf = self._records[key].shelf
+            if shelf is not None:
+                ends.append(shelf.until_ns)
+        self._next_expiry = min(ends) if ends else None
+
+    def _flush(self) -> list[AlarmEvent]:
+        journal = self._journal
+        if journal.recovery_note is not None:
+            note, journal.recovery_note = journal.recovery_note, None
+            self._seq = max(self._seq, journal.last_seq)
+            self._system_event(EventKind.JOURNAL, JOURNAL_RULE, journal.path, _N, _N,
+                               SYSTEM_ACTOR, note)
+        batch, self._batch = self._batch, JournalBatch()
+        if self._meta_dirty:
+            self._meta_dirty = False
+            batch.meta["flood"] = json.dumps(self._flood.dump())
+            batch.meta["first_out"] = json.dumps(self._rooms.dump())
+        if journal.needs_snapshot:
+            batch.snapshot = True
+            batch.meta["flood"] = json.dumps(self._flood.dump())
+            batch.meta["first_out"] = json.dumps(self._rooms.dump())
+            snapshot = [r for r in self._records.values() if persistable(r)]
+            shelves = [(r.key, r.shelf) for r in snapshot if r.shelf is not None]
+            journal.commit(batch, snapshot, shelves, list(self._suppressions.values()))
+        elif batch:
+            journal.commit(batch)
+        events, self._events = self._events, []
+        return events
