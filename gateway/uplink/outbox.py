@@ -6,7 +6,8 @@ all messages of a gateway configured for PUBACK-only delivery) that the broker a
 (`ack()`). The uplink decides which (gateway.uplink.delivery); the outbox only stores.
 
 One SQLite database in WAL mode, one table of encoded messages (topic, payload, kind, QoS,
-retain flag, creation time) and one of counters (sequence numbers, dropped counts).
+retain flag, creation time) and one of counters (sequence numbers, dropped counts); the SQL is
+gateway.uplink.outbox_table's, the state and its rules this module's.
 
 Durability and cost
 - `put()` only appends to an in-memory batch: it never commits. The owner commits with
@@ -49,71 +50,16 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.clock import Clock
 from gateway.contract.wire import MessageKind, OutboxStatus
-from gateway.storage import open_sqlite, private_dir
-from gateway.uplink.budget import (
-    DEFAULT_BUDGET_BYTES,
-    KIND_OF,
-    KINDS,
-    enforce_budget,
-    stored_size,
-)
+from gateway.storage import private_dir
+from gateway.uplink import outbox_table as table
+from gateway.uplink.budget import DEFAULT_BUDGET_BYTES, KINDS, enforce_budget, stored_size
+from gateway.uplink.outbox_table import OutboxError, OutboxMessage, Pending
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a late PUBACK cannot ack a new row
-    kind INTEGER NOT NULL,                 -- MessageKind.priority
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    qos INTEGER NOT NULL,
-    retain INTEGER NOT NULL,
-    created_ns INTEGER NOT NULL,
-    size INTEGER NOT NULL,                 -- accounted bytes
-    dseq INTEGER                           -- delivery sequence (NULL: leaves on PUBACK)
-);
-CREATE INDEX IF NOT EXISTS messages_kind_id ON messages (kind, id);
-CREATE INDEX IF NOT EXISTS messages_topic ON messages (topic) WHERE retain = 1;
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
-_DSEQ_INDEX = ("CREATE INDEX IF NOT EXISTS messages_dseq ON messages (dseq) "
-               "WHERE dseq IS NOT NULL")
-
-
-class OutboxError(RuntimeError):
-    """The outbox cannot store (disk gone, database unusable)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    id: int
-    kind: MessageKind
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    created_ns: int
-    backlog: bool
-    """Stored before the current session began (replayed, paced)."""
-    dseq: int | None = None
-    """Delivery sequence: leaves when the ingest's watermark covers it (None: on PUBACK)."""
-
-
-@dataclass(slots=True)
-class _Pending:
-    kind: MessageKind
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    created_ns: int
-    replace: bool
-    size: int
-    since: float
-    dseq: int | None
+__all__ = ["DEFAULT_BUDGET_BYTES", "Outbox", "OutboxError", "OutboxMessage", "stored_size"]
 
 
 class Outbox:
@@ -139,21 +85,10 @@ class Outbox:
         self._clock = clock
         self._lock = threading.RLock()
         private_dir(self.path.parent)
-        try:
-            self._db = open_sqlite(self.path, synchronous=synchronous,
-                                   journal_size_limit=4194304)
-            self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
-            if "dseq" not in columns:  # an outbox from before end-to-end acknowledgement
-                self._db.execute("ALTER TABLE messages ADD COLUMN dseq INTEGER")
-            self._db.execute(_DSEQ_INDEX)
-        except sqlite3.Error as exc:
-            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
-        self._pending: list[_Pending] = []
+        self._db = table.open_table(self.path, synchronous)
+        self._pending: list[Pending] = []
         self._acked: set[int] = set()
-        self._counters: dict[str, int] = {
-            str(name): int(value)
-            for name, value in self._db.execute("SELECT name, value FROM counters")}
+        self._counters = table.read_counters(self._db)
         self._dirty_counters: set[str] = set()
         if "stream" not in self._counters:  # committed with the first messages
             self._counters["stream"] = secrets.randbelow(2**62) + 1
@@ -161,12 +96,8 @@ class Outbox:
         self._covered = 0
         """The ingest's watermark for this stream: dseq ≤ it are delivered."""
         self._cover_pending = False
-        self._count = dict.fromkeys(MessageKind, 0)
-        self._bytes = dict.fromkeys(MessageKind, 0)
-        for kind, count, size in self._db.execute(
-                "SELECT kind, COUNT(*), COALESCE(SUM(size), 0) FROM messages GROUP BY kind"):
-            self._count[KIND_OF[kind]], self._bytes[KIND_OF[kind]] = count, size
-        self._boundary = self._max_id()
+        self._count, self._bytes = table.read_totals(self._db)
+        self._boundary = table.max_id(self._db)
         self._live_cursor = dict.fromkeys(MessageKind, self._boundary)
         self._backlog_cursor = dict.fromkeys(MessageKind, 0)
 
@@ -207,7 +138,7 @@ class Outbox:
         if replace and not retain:
             raise ValueError("replace applies to retained messages (snapshots) only")
         with self._lock:
-            self._pending.append(_Pending(
+            self._pending.append(Pending(
                 MessageKind(kind), topic, bytes(payload), qos, retain,
                 self._clock.now_ns() if created_ns is None else created_ns, replace,
                 stored_size(len(payload), len(topic.encode())), self._clock.monotonic(),
@@ -246,45 +177,27 @@ class Outbox:
             if not (self._pending or self._acked or self._dirty_counters
                     or self._cover_pending):
                 return 0
-            pending = self._coalesce(self._pending)
+            pending = table.coalesce(self._pending)
             db = self._db
             count, size = dict(self._count), dict(self._bytes)
             dropped: dict[MessageKind, int] = {}
             try:
                 db.execute("BEGIN IMMEDIATE")
                 if self._acked:
-                    self._delete_ids(sorted(self._acked), count, size)
+                    table.delete_ids(db, sorted(self._acked), count, size)
                 if self._cover_pending:
-                    for kind, sz in db.execute(
-                            "DELETE FROM messages WHERE dseq IS NOT NULL AND dseq <= ? "
-                            "RETURNING kind, size", (self._covered,)).fetchall():
-                        count[KIND_OF[kind]] -= 1
-                        size[KIND_OF[kind]] -= sz
-                topics = {p.topic for p in pending if p.replace}
-                for topic in topics:
-                    for kind, sz in db.execute(
-                            "DELETE FROM messages WHERE topic = ? AND retain = 1 "
-                            "RETURNING kind, size", (topic,)).fetchall():
-                        count[KIND_OF[kind]] -= 1
-                        size[KIND_OF[kind]] -= sz
+                    table.delete_covered(db, self._covered, count, size)
+                for topic in {p.topic for p in pending if p.replace}:
+                    table.delete_retained(db, topic, count, size)
                 pending = enforce_budget(db, self.budget_bytes, pending, count, size, dropped)
-                db.executemany(
-                    "INSERT INTO messages (kind, topic, payload, qos, retain, created_ns, size, "
-                    "dseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(p.kind.priority, p.topic, p.payload, p.qos, int(p.retain),
-                      p.created_ns, p.size, p.dseq) for p in pending])
-                for p in pending:
-                    count[p.kind] += 1
-                    size[p.kind] += p.size
+                table.insert(db, pending, count, size)
                 counters = dict(self._counters)
                 dirty = set(self._dirty_counters)
                 for kind, n in dropped.items():
                     counters[f"dropped.{kind.value}"] = counters.get(f"dropped.{kind.value}",
                                                                      0) + n
                     dirty.add(f"dropped.{kind.value}")
-                db.executemany("INSERT INTO counters (name, value) VALUES (?, ?) "
-                               "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                               [(name, counters[name]) for name in sorted(dirty)])
+                table.write_counters(db, counters, dirty)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if db.in_transaction:
@@ -298,32 +211,9 @@ class Outbox:
             self._count, self._bytes = count, size
             return len(pending)
 
-    @staticmethod
-    def _coalesce(pending: list[_Pending]) -> list[_Pending]:
-        """Of `replace` messages to one retained topic only the newest is kept."""
-        if not any(p.replace for p in pending):
-            return list(pending)
-        newest: dict[str, int] = {}
-        for i, p in enumerate(pending):
-            if p.replace:
-                newest[p.topic] = i
-        return [p for i, p in enumerate(pending)
-                if not p.replace or newest[p.topic] == i]
-
-    def _delete_ids(self, ids: list[int], count: dict[MessageKind, int],
-                    size: dict[MessageKind, int]) -> None:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for kind, sz in self._db.execute(
-                    f"DELETE FROM messages WHERE id IN ({marks}) RETURNING kind, size",
-                    chunk).fetchall():
-                count[KIND_OF[kind]] -= 1
-                size[KIND_OF[kind]] -= sz
-
     def _drop_pending(self, n: int) -> None:
         for kind in reversed(KINDS):
-            keep: list[_Pending] = []
+            keep: list[Pending] = []
             for p in self._pending:
                 if n > 0 and p.kind is kind:
                     n -= 1
@@ -341,7 +231,7 @@ class Outbox:
         stored message backlog and hands out unacknowledged ones again from the start."""
         with self._lock:
             self.flush()
-            self._boundary = self._max_id()
+            self._boundary = table.max_id(self._db)
             self._live_cursor = dict.fromkeys(MessageKind, self._boundary)
             self._backlog_cursor = dict.fromkeys(MessageKind, 0)
 
@@ -376,34 +266,14 @@ class Outbox:
 
     def _select(self, kind: MessageKind, after: int, upto: int | None, limit: int, *,
                 backlog: bool) -> list[OutboxMessage]:
-        if upto is not None and after >= upto:
-            return []
-        sql = ("SELECT id, topic, payload, qos, retain, created_ns, dseq FROM messages "
-               "WHERE kind = ? AND id > ?" + (" AND id <= ?" if upto is not None else "")
-               + " ORDER BY id LIMIT ?")
-        args: tuple[int, ...] = ((kind.priority, after, upto, limit) if upto is not None
-                                 else (kind.priority, after, limit))
-        return [OutboxMessage(row_id, kind, topic, payload, qos, bool(retain), created, backlog,
-                              dseq)
-                for row_id, topic, payload, qos, retain, created, dseq in
-                self._db.execute(sql, args) if dseq is None or dseq > self._covered]
+        return table.select(self._db, kind, after, upto, limit, backlog=backlog,
+                            covered=self._covered)
 
     def fetch(self, ids: Iterable[int]) -> list[OutboxMessage]:
         """The messages with these ids that are still here and not covered (to publish again:
         the ingest did not confirm them in time), as backlog, in id order."""
-        wanted = sorted(set(ids))
-        out: list[OutboxMessage] = []
         with self._lock:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for row_id, kind, topic, payload, qos, retain, created, dseq in self._db.execute(
-                        "SELECT id, kind, topic, payload, qos, retain, created_ns, dseq FROM "
-                        f"messages WHERE id IN ({marks}) ORDER BY id", chunk):
-                    if dseq is None or dseq > self._covered:
-                        out.append(OutboxMessage(row_id, KIND_OF[kind], topic, payload, qos,
-                                                 bool(retain), created, True, dseq))
-        return out
+            return table.fetch(self._db, ids, self._covered)
 
     @property
     def stream(self) -> int:
@@ -428,10 +298,9 @@ class Outbox:
         """The lowest dseq still stored and not covered, or the next one to be given: every
         number below it is done (delivered, or dropped to stay within the budget)."""
         with self._lock:
-            row = self._db.execute("SELECT MIN(dseq) FROM messages WHERE dseq > ?",
-                                   (self._covered,)).fetchone()
             pending = [p.dseq for p in self._pending if p.dseq is not None]
-            candidates = [v for v in (row[0] if row else None, *pending) if v is not None]
+            stored = table.lowest_dseq(self._db, self._covered)
+            candidates = [v for v in (stored, *pending) if v is not None]
             if candidates:
                 return int(min(candidates))
             return max(self._covered, self._counters.get("seq.delivery", 0)) + 1
@@ -457,13 +326,7 @@ class Outbox:
     def oldest_age(self) -> float | None:
         """Seconds since the oldest message still here was created; None when empty."""
         with self._lock:
-            oldest = [p.created_ns for p in self._pending[:1]]
-            for kind in MessageKind:
-                row = self._db.execute(
-                    "SELECT created_ns FROM messages WHERE kind = ? ORDER BY id LIMIT 1",
-                    (kind.priority,)).fetchone()
-                if row is not None:
-                    oldest.append(row[0])
+            oldest = [p.created_ns for p in self._pending[:1]] + table.oldest_created(self._db)
             if not oldest:
                 return None
             return max(0.0, (self._clock.now_ns() - min(oldest)) / 1e9)
@@ -482,11 +345,6 @@ class Outbox:
         return sum(p.stat().st_size for p in
                    (self.path, self.path.with_name(self.path.name + "-wal"))
                    if p.exists())
-
-    def _max_id(self) -> int:
-        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'"
-                               ).fetchone()
-        return int(row[0]) if row else 0
 
     def close(self) -> None:
         """Commit what is pending and close."""

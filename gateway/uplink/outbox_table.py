@@ -1,0 +1,210 @@
+"""The outbox's SQLite table: its schema, opening it, and the rows written, read and deleted.
+
+gateway.uplink.outbox keeps the in-memory state (pending messages, acknowledgements, the
+watermark, cursors, counters) and calls these inside its one lock and transaction; nothing
+here holds state of its own.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.contract.wire import MessageKind
+from gateway.storage import open_sqlite
+from gateway.uplink.budget import KIND_OF
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a late PUBACK cannot ack a new row
+    kind INTEGER NOT NULL,                 -- MessageKind.priority
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    created_ns INTEGER NOT NULL,
+    size INTEGER NOT NULL,                 -- accounted bytes
+    dseq INTEGER                           -- delivery sequence (NULL: leaves on PUBACK)
+);
+CREATE INDEX IF NOT EXISTS messages_kind_id ON messages (kind, id);
+CREATE INDEX IF NOT EXISTS messages_topic ON messages (topic) WHERE retain = 1;
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_DSEQ_INDEX = ("CREATE INDEX IF NOT EXISTS messages_dseq ON messages (dseq) "
+               "WHERE dseq IS NOT NULL")
+_CHUNK = 500
+"""Ids per `IN (…)` statement (SQLite's bound-parameter limit)."""
+
+Totals = dict[MessageKind, int]
+
+
+class OutboxError(RuntimeError):
+    """The outbox cannot store (disk gone, database unusable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: int
+    kind: MessageKind
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    created_ns: int
+    backlog: bool
+    """Stored before the current session began (replayed, paced)."""
+    dseq: int | None = None
+    """Delivery sequence: leaves when the ingest's watermark covers it (None: on PUBACK)."""
+
+
+@dataclass(slots=True)
+class Pending:
+    """A message put and not committed yet."""
+
+    kind: MessageKind
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    created_ns: int
+    replace: bool
+    size: int
+    since: float
+    dseq: int | None
+
+
+def open_table(path: Path, synchronous: str) -> sqlite3.Connection:
+    """The outbox database, created or upgraded (an outbox from before end-to-end
+    acknowledgement gains its `dseq` column)."""
+    try:
+        db = open_sqlite(path, synchronous=synchronous, journal_size_limit=4194304)
+        db.executescript(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+        if "dseq" not in columns:
+            db.execute("ALTER TABLE messages ADD COLUMN dseq INTEGER")
+        db.execute(_DSEQ_INDEX)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
+    return db
+
+
+def read_counters(db: sqlite3.Connection) -> dict[str, int]:
+    return {str(name): int(value)
+            for name, value in db.execute("SELECT name, value FROM counters")}
+
+
+def read_totals(db: sqlite3.Connection) -> tuple[Totals, Totals]:
+    """Messages and accounted bytes stored, per kind."""
+    count, size = dict.fromkeys(MessageKind, 0), dict.fromkeys(MessageKind, 0)
+    for kind, n, sz in db.execute(
+            "SELECT kind, COUNT(*), COALESCE(SUM(size), 0) FROM messages GROUP BY kind"):
+        count[KIND_OF[kind]], size[KIND_OF[kind]] = n, sz
+    return count, size
+
+
+def max_id(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _deleted(rows: Iterable[tuple[int, int]], count: Totals, size: Totals) -> None:
+    for kind, sz in rows:
+        count[KIND_OF[kind]] -= 1
+        size[KIND_OF[kind]] -= sz
+
+
+def delete_ids(db: sqlite3.Connection, ids: Sequence[int], count: Totals, size: Totals) -> None:
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        _deleted(db.execute(f"DELETE FROM messages WHERE id IN ({marks}) RETURNING kind, size",
+                            chunk).fetchall(), count, size)
+
+
+def delete_covered(db: sqlite3.Connection, covered: int, count: Totals, size: Totals) -> None:
+    _deleted(db.execute("DELETE FROM messages WHERE dseq IS NOT NULL AND dseq <= ? "
+                        "RETURNING kind, size", (covered,)).fetchall(), count, size)
+
+
+def delete_retained(db: sqlite3.Connection, topic: str, count: Totals, size: Totals) -> None:
+    _deleted(db.execute("DELETE FROM messages WHERE topic = ? AND retain = 1 "
+                        "RETURNING kind, size", (topic,)).fetchall(), count, size)
+
+
+def insert(db: sqlite3.Connection, pending: Sequence[Pending], count: Totals,
+           size: Totals) -> None:
+    db.executemany(
+        "INSERT INTO messages (kind, topic, payload, qos, retain, created_ns, size, dseq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(p.kind.priority, p.topic, p.payload, p.qos, int(p.retain), p.created_ns, p.size,
+          p.dseq) for p in pending])
+    for p in pending:
+        count[p.kind] += 1
+        size[p.kind] += p.size
+
+
+def write_counters(db: sqlite3.Connection, counters: dict[str, int], names: set[str]) -> None:
+    db.executemany("INSERT INTO counters (name, value) VALUES (?, ?) "
+                   "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                   [(name, counters[name]) for name in sorted(names)])
+
+
+def coalesce(pending: list[Pending]) -> list[Pending]:
+    """Of `replace` messages to one retained topic only the newest is kept."""
+    if not any(p.replace for p in pending):
+        return list(pending)
+    newest: dict[str, int] = {}
+    for i, p in enumerate(pending):
+        if p.replace:
+            newest[p.topic] = i
+    return [p for i, p in enumerate(pending) if not p.replace or newest[p.topic] == i]
+
+
+def select(db: sqlite3.Connection, kind: MessageKind, after: int, upto: int | None,
+           limit: int, *, backlog: bool, covered: int) -> list[OutboxMessage]:
+    """Up to `limit` messages of `kind` with `after` < id (≤ `upto`), not covered, in id order."""
+    if upto is not None and after >= upto:
+        return []
+    sql = ("SELECT id, topic, payload, qos, retain, created_ns, dseq FROM messages "
+           "WHERE kind = ? AND id > ?" + (" AND id <= ?" if upto is not None else "")
+           + " ORDER BY id LIMIT ?")
+    args: tuple[int, ...] = ((kind.priority, after, upto, limit) if upto is not None
+                             else (kind.priority, after, limit))
+    return [OutboxMessage(row_id, kind, topic, payload, qos, bool(retain), created, backlog,
+                          dseq)
+            for row_id, topic, payload, qos, retain, created, dseq in db.execute(sql, args)
+            if dseq is None or dseq > covered]
+
+
+def fetch(db: sqlite3.Connection, ids: Iterable[int], covered: int) -> list[OutboxMessage]:
+    """The messages with these ids still stored and not covered, as backlog, in id order."""
+    wanted = sorted(set(ids))
+    out: list[OutboxMessage] = []
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start:start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for row_id, kind, topic, payload, qos, retain, created, dseq in db.execute(
+                "SELECT id, kind, topic, payload, qos, retain, created_ns, dseq FROM "
+                f"messages WHERE id IN ({marks}) ORDER BY id", chunk):
+            if dseq is None or dseq > covered:
+                out.append(OutboxMessage(row_id, KIND_OF[kind], topic, payload, qos,
+                                         bool(retain), created, True, dseq))
+    return out
+
+
+def lowest_dseq(db: sqlite3.Connection, covered: int) -> int | None:
+    row = db.execute("SELECT MIN(dseq) FROM messages WHERE dseq > ?", (covered,)).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def oldest_created(db: sqlite3.Connection) -> list[int]:
+    """The creation time of the oldest stored message of each kind that has one."""
+    out: list[int] = []
+    for kind in MessageKind:
+        row = db.execute("SELECT created_ns FROM messages WHERE kind = ? ORDER BY id LIMIT 1",
+                         (kind.priority,)).fetchone()
+        if row is not None:
+            out.append(int(row[0]))
+    return out
