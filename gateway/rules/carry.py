@@ -26,14 +26,7 @@ its on-delay with a new activation time). Instead:
 from __future__ import annotations
 
 from gateway.field.sample import Value
-from gateway.rules.conditions import (
-    Debounce,
-    DewPointSignal,
-    PointState,
-    RateSignal,
-    RateWindow,
-    Signal,
-)
+from gateway.rules.conditions import Debounce, DewPointSignal, PointState, Signal
 from gateway.rules.nodes import (
     AllNode,
     AnyNode,
@@ -45,6 +38,7 @@ from gateway.rules.nodes import (
     Node,
     StaleLeaf,
 )
+from gateway.rules.rate import RateSignal, RateWindow
 
 Combinator = AllNode | AnyNode | AtLeastNode
 _COMBINATORS = (AllNode, AnyNode, AtLeastNode)

@@ -8,10 +8,13 @@ Building blocks:
 * `PointState`: what the engine knows of one point (latest value and quality, last good
   time, how long it has been invalid) plus the windows that want its good samples;
 * tests with hysteresis (`Above`, `Below`, `Outside`) and `Debounce` (on/off delays);
-* `RateWindow` (least-squares slope over a bounded window), `FlatTracker` (stuck values);
+* `FlatTracker` (stuck values);
 * derived values: `dew_point` (Magnus), `unbalance` (max deviation from the mean, %),
   `load_pct`;
-* signals: a group's worst value, rate, mean, spread, unbalance, dew point, load.
+* signals: a group's worst value, mean, spread, unbalance, dew point, load.
+
+Rates (`RateWindow`, `RateSignal`) are in `gateway.rules.rate`, re-exported here for the
+engine's compiler.
 
 The condition nodes built from them, and what *unknown* means for each, are in
 `gateway.rules.nodes`. `Debounce` is where unknown (a raw result of None) is held: it keeps
@@ -21,11 +24,13 @@ the output as it was.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.field.sample import Quality, Value
+from gateway.rules.rate import Pick as Pick
+from gateway.rules.rate import RateSignal as RateSignal
+from gateway.rules.rate import RateWindow
 
 Number = float | int
 
@@ -199,106 +204,7 @@ class Debounce:
         return self.active
 
 
-# --- windows --------------------------------------------------------------------------------
-
-MAX_WINDOW_SAMPLES = 240
-"""A rate window keeps at most this many samples: faster samples are thinned out."""
-
-DEFAULT_MIN_SPAN = 0.25
-"""Without a `min_span`, a slope is judged once its samples span a quarter of the window."""
-
-
-class RateWindow:
-    """Least-squares slope of the good samples of one point over a sliding window.
-
-    When a slope is judged (the minimum detection time of a rate rule):
-    * the good samples must span at least `min_span` seconds (default a quarter of the
-      window) and number at least `min_samples` — from a start, an apply or a gap in the data,
-      a rule sees a trend that soon, not only once its window is half full;
-    * the noise guard: the rate given is the fitted slope shrunk towards zero by `confidence`
-      standard errors of the slope (computed from the fit's own residuals), never past zero.
-      A short span of noisy samples therefore yields a small rate, a long or clean one
-      approaches the slope itself; with confidence 0 the plain slope is given.
-    """
-
-    __slots__ = (
-        "_cache",
-        "_dirty",
-        "_slot",
-        "confidence",
-        "min_samples",
-        "min_spacing",
-        "min_span",
-        "per",
-        "samples",
-        "window",
-    )
-
-    def __init__(self, window: float, per: float = 60.0, min_samples: int = 3,
-                 min_span: float | None = None, confidence: float = 0.0) -> None:
-        if window <= 0:
-            raise ValueError("a rate window must be longer than 0 s")
-        self.window = window
-        self.min_span = DEFAULT_MIN_SPAN * window if min_span is None else min(min_span, window)
-        self.per = per
-        self.confidence = max(0.0, confidence)
-        self.min_samples = max(3 if self.confidence else 2, min_samples)
-        self.min_spacing = window / MAX_WINDOW_SAMPLES
-        self.samples: deque[tuple[float, float]] = deque(maxlen=MAX_WINDOW_SAMPLES + 1)
-        self._cache: float | None = None
-        self._dirty = True
-        self._slot = -math.inf
-
-    def add(self, t: float, value: float) -> None:
-        samples = self.samples
-        if samples and t < samples[-1][0]:
-            return  # out of order: ignore
-        if len(samples) > 1 and t - self._slot < self.min_spacing:
-            # thin out: one sample (the newest) per short slot; the oldest sample stays, so
-            # the span a slope is judged on starts with the first sample
-            samples[-1] = (t, value)
-        else:
-            samples.append((t, value))
-            self._slot = t
-        self._dirty = True
-
-    def rate(self, now: float) -> float | None:
-        samples = self.samples
-        horizon = now - self.window
-        while samples and samples[0][0] < horizon:
-            samples.popleft()
-            self._dirty = True
-        if not self._dirty:
-            return self._cache
-        self._dirty = False
-        self._cache = self._fit()
-        return self._cache
-
-    def _fit(self) -> float | None:
-        samples = self.samples
-        n = len(samples)
-        if n < self.min_samples or samples[-1][0] - samples[0][0] < self.min_span:
-            return None
-        t0 = samples[0][0]
-        st = sv = stt = stv = 0.0
-        for t, v in samples:
-            x = t - t0
-            st += x
-            sv += v
-            stt += x * x
-            stv += x * v
-        sxx = stt - st * st / n
-        if sxx <= 1e-12:
-            return None
-        slope = (stv - st * sv / n) / sxx
-        if self.confidence and n > 2:
-            intercept = (sv - slope * st) / n
-            residual = sum((v - intercept - slope * (t - t0)) ** 2 for t, v in samples)
-            error = math.sqrt(max(residual, 0.0) / (n - 2) / sxx)
-            shrunk = max(0.0, abs(slope) - self.confidence * error)
-            slope = math.copysign(shrunk, slope)
-        return slope * self.per
-
+# --- stuck values -----------------------------------------------------------------------------
 
 class FlatTracker:
     """When the good values of a point last moved by more than `epsilon`.
@@ -369,10 +275,6 @@ def load_pct(currents: Sequence[float], rating: float) -> float | None:
 
 # --- signals --------------------------------------------------------------------------------
 
-Pick = Callable[[float], float]
-"""How to rank the values of a group: the member with the highest key is the worst."""
-
-
 class Signal(Protocol):
     def read(self, now: float) -> float | None: ...
 
@@ -403,38 +305,6 @@ class ValueSignal:
                 k = key(number)
                 if best is None or k > best_key:
                     best, best_key = number, k
-        return best
-
-
-class RateSignal:
-    """Each member's slope over its window; for a group the worst by `key`."""
-
-    __slots__ = ("absolute", "key", "members", "windows")
-
-    def __init__(self, members: Sequence[PointState], window: float, per: float,
-                 min_samples: int, key: Pick, absolute: bool = False, *,
-                 min_span: float | None = None, confidence: float = 0.0) -> None:
-        self.members = tuple(members)
-        self.absolute = absolute
-        self.windows = []
-        for member in self.members:
-            rate = RateWindow(window, per, min_samples, min_span, confidence)
-            member.rates.append(rate)
-            self.windows.append(rate)
-        self.key = key
-
-    def read(self, now: float) -> float | None:
-        best: float | None = None
-        best_key = -math.inf
-        for member, window in zip(self.members, self.windows, strict=True):
-            rate = window.rate(now)
-            if rate is None or not member.good:
-                continue
-            if self.absolute:
-                rate = abs(rate)
-            k = self.key(rate)
-            if best is None or k > best_key:
-                best, best_key = rate, k
         return best
 
 

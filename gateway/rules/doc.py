@@ -19,8 +19,8 @@ from pathlib import Path
 from gateway.actions.supervision import NO_FEEDBACK_RULE, UNEXPECTED_FEEDBACK_RULE
 from gateway.config.site import OutputRole
 from gateway.rules import model as m
-from gateway.rules.conditions import DEFAULT_MIN_SPAN
 from gateway.rules.config import default_rules_dir, load_rule_packs
+from gateway.rules.rate import DEFAULT_MIN_SPAN
 from gateway.rules.section import ParamValue
 
 ROLE_NOTES = {

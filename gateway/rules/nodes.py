@@ -17,9 +17,11 @@ unknown never activates anything and never returns anything; combinators (`AllNo
 outputs, so a detector whose reading is missing keeps counting as it last did. What is
 unknown, per leaf:
 
-* `CompareLeaf`: no value (bad quality, missing, a rate window not yet long enough), or a
+* `CompareLeaf`: no value (bad quality, missing, a rate window not yet long enough), a
   value that is not past the limit while some member of the group has no good value (the
-  missing member might be the one past it);
+  missing member might be the one past it), or a rate whose uncertainty interval straddles
+  the limit (`gateway.rules.rate`: past the limit only when the whole interval is, "not
+  exceeded" only when the whole interval is below);
 * `EqualsLeaf`: no good member, or no good member matching while some member is bad;
 * `StaleLeaf`: never unknown once it can judge: "no good sample for max_age" is itself the
   finding on missing data, so sensor-health rules fire on missing data. Only before the
@@ -41,6 +43,7 @@ from typing import Protocol
 
 from gateway.field.sample import Value
 from gateway.rules.conditions import Debounce, FlatTracker, PointState, Signal, Test
+from gateway.rules.rate import RateSignal
 
 
 class Node(Protocol):
@@ -55,7 +58,8 @@ class CompareLeaf:
     The deadband holds an alarm that is active, not one still waiting out its on-delay: the
     test's hysteresis state follows the debounced result, so a value that falls back below
     the limit during the on-delay restarts it. `members`: the points of a group signal; while
-    one of them has no good value, "not past the limit" is unknown, not False."""
+    one of them has no good value, "not past the limit" is unknown, not False. A rate signal
+    is judged two-sided: see `gateway.rules.rate`."""
 
     __slots__ = ("debounce", "members", "signal", "test", "value")
 
@@ -68,11 +72,20 @@ class CompareLeaf:
         self.value: Value = None
 
     def eval(self, now: float) -> bool:
-        value = self.signal.read(now)
+        signal = self.signal
+        value = signal.read(now)
         if value is None:
             return self.debounce.step(None, now)
         self.value = value
-        raw: bool | None = self.test.step(value)
+        test = self.test
+        latched = test.active
+        raw: bool | None = test.step(value)
+        if not raw and isinstance(signal, RateSignal) and signal.ceiling is not None:
+            # the rate's two-sided noise guard: its calm end is not past the limit, but
+            # while the other end is, "not exceeded" is not yet known
+            test.active = latched
+            if test.step(signal.ceiling):
+                raw = None
         if not raw and self.members and not all(m.good for m in self.members):
             raw = None
         result = self.debounce.step(raw, now)

@@ -17,7 +17,6 @@ from gateway.rules.conditions import (
     FlatTracker,
     Outside,
     PointState,
-    RateWindow,
     ValueSignal,
     dew_point,
     load_pct,
@@ -34,6 +33,7 @@ from gateway.rules.nodes import (
     StaleLeaf,
     accepted_values,
 )
+from gateway.rules.rate import RateWindow
 
 values = st.floats(min_value=-1000, max_value=1000, allow_nan=False)
 

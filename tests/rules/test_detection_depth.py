@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from gateway.clock import ManualClock
 from gateway.config.loader import ConfigErrors, load_gateway_config
 from gateway.field.sample import Quality, Sample
-from gateway.rules.conditions import RateWindow
 from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
 from gateway.rules.engine import RuleEngine
+from gateway.rules.rate import RateWindow
 
 REPO = Path(__file__).resolve().parents[2]
 TELECOM = REPO / "firmware_configs" / "telecom_equipment_room.yaml"

@@ -1,0 +1,182 @@
+"""Rate of change at run time: the least-squares slope of a point over a sliding window
+(`RateWindow`) and the signal rate rules read (`RateSignal`). Pure and clock-free like
+`gateway.rules.conditions`: every call takes the engine's `now` (monotonic seconds).
+
+When a slope is judged (the minimum detection time of a rate rule):
+
+* the good samples in the window must span at least `min_span` seconds (default a quarter of
+  the window) and number at least `min_samples` — from a start, an apply or a gap in the data a
+  rule sees a trend that soon, not only once its window is half full. After a restart the
+  windows are warm-started from the samples the gateway saved (`gateway.rules.warm`), so a
+  trend that began before the restart is judged at the first poll;
+* the noise guard is two-sided: the slope comes with an uncertainty interval of ±`confidence`
+  standard errors (from the fit's own residuals). The signal's value is the end of the interval
+  nearest zero (the slope shrunk towards zero, never past it) — a rule is past its limit only
+  when the whole interval is; `ceiling` is the other end. While the interval straddles the
+  limit, the condition node answers unknown (`gateway.rules.nodes.CompareLeaf`): it keeps its
+  last state, and says "not exceeded" only once the interval is confidently below. A short or
+  noisy window right after a start therefore neither raises nor returns an alarm. With
+  confidence 0 both ends are the plain slope.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.rules.conditions import PointState
+
+Pick = Callable[[float], float]
+"""How to rank values: the member with the highest key is the worst (most alarming)."""
+
+MAX_WINDOW_SAMPLES = 240
+"""A rate window keeps at most this many samples: faster samples are thinned out."""
+
+DEFAULT_MIN_SPAN = 0.25
+"""Without a `min_span`, a slope is judged once its samples span a quarter of the window."""
+
+
+class RateWindow:
+    """Least-squares slope of the good samples of one point over a sliding window (see the
+    module docstring for when it is judged and the noise guard)."""
+
+    __slots__ = (
+        "_cache",
+        "_dirty",
+        "_slot",
+        "confidence",
+        "min_samples",
+        "min_spacing",
+        "min_span",
+        "per",
+        "samples",
+        "window",
+    )
+
+    def __init__(self, window: float, per: float = 60.0, min_samples: int = 3,
+                 min_span: float | None = None, confidence: float = 0.0) -> None:
+        if window <= 0:
+            raise ValueError("a rate window must be longer than 0 s")
+        self.window = window
+        self.min_span = DEFAULT_MIN_SPAN * window if min_span is None else min(min_span, window)
+        self.per = per
+        self.confidence = max(0.0, confidence)
+        self.min_samples = max(3 if self.confidence else 2, min_samples)
+        self.min_spacing = window / MAX_WINDOW_SAMPLES
+        self.samples: deque[tuple[float, float]] = deque(maxlen=MAX_WINDOW_SAMPLES + 1)
+        self._cache: tuple[float, float] | None = None
+        """(slope, confidence × standard error), both per `per`; None: not judged."""
+        self._dirty = True
+        self._slot = -math.inf
+
+    def add(self, t: float, value: float) -> None:
+        samples = self.samples
+        if samples and t < samples[-1][0]:
+            return  # out of order: ignore
+        if len(samples) > 1 and t - self._slot < self.min_spacing:
+            # thin out: one sample (the newest) per short slot; the oldest sample stays, so
+            # the span a slope is judged on starts with the first sample
+            samples[-1] = (t, value)
+        else:
+            samples.append((t, value))
+            self._slot = t
+        self._dirty = True
+
+    def fit(self, now: float) -> tuple[float, float] | None:
+        """(slope, margin) per `per` at `now`: the fitted slope and `confidence` standard
+        errors of it; None while the window cannot be judged."""
+        samples = self.samples
+        horizon = now - self.window
+        while samples and samples[0][0] < horizon:
+            samples.popleft()
+            self._dirty = True
+        if self._dirty:
+            self._dirty = False
+            self._cache = self._fit()
+        return self._cache
+
+    def rate(self, now: float) -> float | None:
+        """The slope shrunk towards zero by the margin, never past zero (the confident end of
+        the interval); None while the window cannot be judged."""
+        fitted = self.fit(now)
+        if fitted is None:
+            return None
+        slope, margin = fitted
+        return math.copysign(max(0.0, abs(slope) - margin), slope)
+
+    def _fit(self) -> tuple[float, float] | None:
+        samples = self.samples
+        n = len(samples)
+        if n < self.min_samples or samples[-1][0] - samples[0][0] < self.min_span:
+            return None
+        t0 = samples[0][0]
+        st = sv = stt = stv = 0.0
+        for t, v in samples:
+            x = t - t0
+            st += x
+            sv += v
+            stt += x * x
+            stv += x * v
+        sxx = stt - st * st / n
+        if sxx <= 1e-12:
+            return None
+        slope = (stv - st * sv / n) / sxx
+        margin = 0.0
+        if self.confidence and n > 2:
+            intercept = (sv - slope * st) / n
+            residual = sum((v - intercept - slope * (t - t0)) ** 2 for t, v in samples)
+            margin = self.confidence * math.sqrt(max(residual, 0.0) / (n - 2) / sxx)
+        return slope * self.per, margin * self.per
+
+
+def interval(fitted: tuple[float, float], absolute: bool) -> tuple[float, float]:
+    """(low, high) of a fit's interval: slope ± margin; of its magnitude when `absolute`."""
+    slope, margin = fitted
+    if absolute:
+        slope = abs(slope)
+        return max(0.0, slope - margin), slope + margin
+    return slope - margin, slope + margin
+
+
+class RateSignal:
+    """Each member's slope over its window; for a group the worst by `key`. `read` gives the
+    confident value (each member's interval end nearest zero), and leaves the worst of the
+    other ends in `ceiling` (None when no member could be judged)."""
+
+    __slots__ = ("absolute", "ceiling", "key", "members", "windows")
+
+    def __init__(self, members: Sequence[PointState], window: float, per: float,
+                 min_samples: int, key: Pick, absolute: bool = False, *,
+                 min_span: float | None = None, confidence: float = 0.0) -> None:
+        self.members = tuple(members)
+        self.absolute = absolute
+        self.windows: list[RateWindow] = []
+        for member in self.members:
+            rate = RateWindow(window, per, min_samples, min_span, confidence)
+            member.rates.append(rate)
+            self.windows.append(rate)
+        self.key = key
+        self.ceiling: float | None = None
+
+    def read(self, now: float) -> float | None:
+        best: float | None = None
+        worst: float | None = None
+        key = self.key
+        for member, window in zip(self.members, self.windows, strict=True):
+            fitted = window.fit(now)
+            if fitted is None or not member.good:
+                continue
+            low, high = interval(fitted, self.absolute)
+            # the calmest and the most alarming value of the interval by the test's key
+            # (zero, if inside, for a band around it: `outside`)
+            calm = min((low, high, min(max(0.0, low), high)), key=key)
+            far = high if key(high) >= key(low) else low
+            if best is None or key(calm) > key(best):
+                best = calm
+            if worst is None or key(far) > key(worst):
+                worst = far
+        self.ceiling = worst
+        return best
