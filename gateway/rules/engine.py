@@ -323,6 +323,12 @@ class RuleEngine:
                 out.append(key)
         return out
 
+    # --- issue 11: warm start of rate windows across restarts (gateway.rules.warm) ---------
+    def rate_points(self) -> dict[str, PointState]:
+        """Point id → state, of the points whose good samples feed rate windows."""
+        return {point_id: s for point_id, s in self._states.items() if s.rates}
+    # --- end issue 11 ------------------------------------------------------------------------
+
     def fresh_devices(self) -> set[str]:
         """Devices of which a good reading (not just `online`) arrived while this engine ran."""
         return {s.device for s in self._states.values() if s.fresh and s.online is not None}
