@@ -51,6 +51,9 @@ class AlarmEventMessage(Delivered):
     room: Id | None = None
     title: Text
     chattering: bool = False
+    drill: bool = False
+    """A live drill's alarm (subject `drill:<subject>`) or a drill's start or end (kind
+    `drill`): an exercise, never a real hazard (issue 12)."""
 
 
 class ActiveAlarm(WireModel):
@@ -66,6 +69,8 @@ class ActiveAlarm(WireModel):
     acked: Ns | None = None
     first_out: bool = False
     chattering: bool = False
+    drill: bool = False
+    """A live drill's alarm (issue 12)."""
 
 
 class ActiveAlarmsSnapshot(Upstream):

@@ -15,7 +15,7 @@ def event_message(event: AlarmEvent, *, site: str, gateway: str) -> AlarmEventMe
                      previous_state=event.previous_state, value=wire_value(event.value),
                      severity=event.severity, actor=event.actor, note=event.note,
                      first_out=event.first_out, room=event.room, title=event.title,
-                     chattering=event.chattering)
+                     chattering=event.chattering, drill=event.drill)
 
 
 def event_of(message: AlarmEventMessage) -> AlarmEvent:
@@ -25,7 +25,7 @@ def event_of(message: AlarmEventMessage) -> AlarmEvent:
                       previous_state=message.previous_state, value=message.value,
                       severity=message.severity, actor=message.actor, note=message.note,
                       first_out=message.first_out, room=message.room, title=message.title,
-                      chattering=message.chattering)
+                      chattering=message.chattering, drill=message.drill)
 
 
 def active_alarm(view: AlarmView) -> ActiveAlarm:
@@ -34,4 +34,5 @@ def active_alarm(view: AlarmView) -> ActiveAlarm:
                      state=view.state, severity=view.severity, title=view.title,
                      room=view.room, value=wire_value(view.value),
                      activated=view.activated_ns, acked_by=view.acked_by, acked=view.acked_ns,
-                     first_out=view.first_out, chattering=view.chattering)
+                     first_out=view.first_out, chattering=view.chattering,
+                     drill=view.drill)
