@@ -113,6 +113,7 @@ from gateway.contract.incidents import (
     IncidentChunk,
     IncidentId,
     chunk_bytes,
+    parse_record,
     split_record,
 )
 
@@ -222,6 +223,7 @@ __all__ = [
     "decode",
     "describe_errors",
     "encode",
+    "parse_record",  # issue 12
     "split_record",  # issue 12
     "topic_filter",
     "validated",

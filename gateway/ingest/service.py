@@ -68,6 +68,7 @@ from gateway.contract.wire import (
     ContractError,
     DeliveryAck,
     GatewayState,
+    IncidentChunk,
     PointCatalog,
     RequestState,
     TelemetryBatch,
@@ -80,6 +81,7 @@ from gateway.ingest.catalogs import CatalogStore
 from gateway.ingest.deadletter import DeadLetterLog
 from gateway.ingest.dedup import SeenKey, SeenStore, seen_key
 from gateway.ingest.eventlabels import shaper
+from gateway.ingest.incidents import CentralIncidents, IncidentChunkError  # issue 12
 from gateway.ingest.metrics import HttpEndpoint, IngestMetrics
 from gateway.ingest.schema import UnknownCatalog, message_lines
 from gateway.ingest.settings import IngestSettings
@@ -89,7 +91,8 @@ from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
 
 log = logging.getLogger("roomwarden.ingest")
 
-CHANNELS = (Channel.TELEMETRY, Channel.META, Channel.ALARMS, Channel.STATE)
+CHANNELS = (Channel.TELEMETRY, Channel.META, Channel.ALARMS, Channel.STATE,
+            Channel.INCIDENTS)  # incidents: issue 12
 """What the ingest subscribes to (`alarms/active` is a dashboard's business, not history's)."""
 UNSHARED = frozenset({Channel.META})
 """Subscribed plainly by every instance even with a shared group: every instance needs every
@@ -120,6 +123,8 @@ class _Item:
     """(site, gateway, stream, dseq): counts towards the gateway's ack watermark when done."""
     floor: tuple[str, str, int, int] | None = None
     """(site, gateway, stream, floor) from a gateway state."""
+    incident: IncidentChunk | None = None
+    """A piece of an incident record, for the incident store (issue 12)."""
 
 
 class _Stopping(Exception):
@@ -154,6 +159,7 @@ class IngestService:
                                retention_ns=int(settings.dedup_retention * 1e9))
         self._dead = DeadLetterLog(settings.dead_letter)
         self._acks = AckStore(settings.watermark_store)
+        self._incidents = CentralIncidents(settings.incident_store, settings.incidents)
         self._queue: queue.Queue[_Item] = queue.Queue()
         self._parked: list[_Item] = []
         self._parked_count = 0
@@ -252,6 +258,7 @@ class IngestService:
         self._catalogs.close()
         self._seen.close()
         self._acks.close()
+        self._incidents.close()  # issue 12
         log.info("event=ingest_stop %s", " ".join(f"{k}={v}" for k, v in self.status().items()))
 
     def run(self) -> None:
@@ -358,6 +365,8 @@ class IngestService:
             else:
                 item.key = seen_key(message)
                 item.delivery, item.floor = _delivery(message)
+                if isinstance(message, IncidentChunk):  # issue 12: for the incident store
+                    item.incident = message
                 try:
                     item.lines = [line.to_line_protocol()  # _shape: issue 13
                                   for line in self._shape(message_lines(message,
@@ -530,6 +539,14 @@ class IngestService:
                                                 f"{_api_reason(one)}")
                             item.dead_kind = "rejected"
         now = self._clock()
+        # --- issue 12: incident chunks into the incident store, durably before the ack ----
+        for item in todo:
+            if item.incident is not None:
+                try:
+                    self._incidents.add(item.incident, now)
+                except IncidentChunkError as exc:
+                    item.dead_reason, item.dead_kind = str(exc), "incident"
+        # --- end issue 12 -------------------------------------------------------------------
         self._seen.add([item.key for item in todo
                         if item.key is not None and item.dead_reason is None], now)
         for item in items:
@@ -626,7 +643,8 @@ def _delivery(message: object) -> tuple[tuple[str, str, int, int] | None,
                                         tuple[str, str, int, int] | None]:
     """(site, gateway, stream, dseq) of a message the gateway waits to see acknowledged, and
     (site, gateway, stream, floor) of a gateway state that tells its floor."""
-    if isinstance(message, TelemetryBatch | AlarmEventMessage) and message.stream is not None \
+    if isinstance(message, TelemetryBatch | AlarmEventMessage | IncidentChunk) \
+            and message.stream is not None \
             and message.dseq is not None:
         return (message.site, message.gateway, message.stream, message.dseq), None
     if isinstance(message, GatewayState) and message.delivery is not None:

@@ -27,6 +27,11 @@ catalog_store: /var/lib/roomwarden/ingest/catalogs.sqlite
 dedup_store: /var/lib/roomwarden/ingest/seen.sqlite   # default: next to catalog_store
 catalog_wait: 60s             # a batch whose catalog is unknown waits this long for it
 http: {bind: 127.0.0.1, port: 9108}                   # /healthz and /metrics (optional)
+incidents:                    # the gateways' incident records (gateway.ingest.incidents)
+  store: /var/lib/roomwarden/ingest/incidents.sqlite  # default: next to catalog_store
+  max_record_bytes: 67108864  # a record (gzip-compressed) at most
+  max_incidents: 100000
+  max_bytes: 17179869184      # disk budget of records and waiting chunks
 ```
 
 Relative file paths are relative to the YAML file's directory.
@@ -48,6 +53,7 @@ from pydantic import (
 from gateway.config.duration import Duration
 from gateway.config.yamlfile import ConfigError, ConfigErrors, read_yaml, validate
 from gateway.contract.wire import DEFAULT_ROOT, ContractError, check_root
+from gateway.ingest.incidents import CentralIncidentSettings  # issue 12
 from gateway.strict import StrictModel
 
 
@@ -203,6 +209,15 @@ class IngestSettings(StrictModel):
     request_state_interval: Duration = 30.0
     """At most one `request_state` command per gateway this often."""
     http: HttpSettings | None = None
+    # --- issue 12: the gateways' incident records (gateway.ingest.incidents) ----------------
+    incidents: CentralIncidentSettings = CentralIncidentSettings()
+    """Where and how much of the gateways' incident records are kept."""
+
+    @property
+    def incident_store(self) -> Path:
+        return self.incidents.store if self.incidents.store is not None else (
+            self.catalog_store.parent / "incidents.sqlite")
+    # --- end issue 12 -----------------------------------------------------------------------
 
     @property
     def seen_store(self) -> Path:
@@ -232,7 +247,9 @@ class IngestSettings(StrictModel):
                                        "dead_letter": fix(self.dead_letter),
                                        "catalog_store": fix(self.catalog_store),
                                        "dedup_store": fix(self.dedup_store),
-                                       "ack_store": fix(self.ack_store)})
+                                       "ack_store": fix(self.ack_store),
+                                       "incidents": self.incidents.model_copy(  # issue 12
+                                           update={"store": fix(self.incidents.store)})})
 
     def influx_token(self) -> str:
         """The token (from the file if one is named); ConfigErrors if it cannot be read."""

@@ -12,12 +12,14 @@ from gateway.alarms.events import AlarmEvent
 from gateway.field.sample import Sample
 from gateway.recorder.incidents import IncidentKeeper, OutputSnapshot, RoomContext
 from gateway.recorder.ring import FlightRecorder
-from gateway.recorder.store import IncidentStore
+from gateway.recorder.store import IncidentError, IncidentStore, parse_record
+from gateway.uplink.incidents import SENT_STATUSES, is_sent, send_record
 
 if TYPE_CHECKING:
     from gateway.actions.driver import OutputDriver
     from gateway.config.loader import LoadedConfig
     from gateway.daemon import Gateway
+    from gateway.uplink.publisher import Uplink
 
 log = logging.getLogger("roomwarden.recorder")
 
@@ -58,6 +60,10 @@ class Recording:
                                          _GatewaySources(gateway))
         self._driver: OutputDriver | None = None
         self._watch_driver()
+        self._uplink: Uplink | None = None
+        """The uplink unsent records were last handed to (a config apply makes another)."""
+        if self.keeper is not None:
+            self.keeper.on_final = self._send
 
     def _watch_driver(self) -> None:
         """Hear of every output write of the present driver (a config apply makes another)."""
@@ -81,10 +87,40 @@ class Recording:
         self.recorder.record(batch)
         if self.keeper is not None:
             self._watch_driver()
+            if self.gateway.uplink is not self._uplink:
+                self._uplink = self.gateway.uplink
+                if self._uplink is not None:
+                    self.keeper.in_writer(self._send_unsent)
             try:
                 self.keeper.observe()
             except Exception:  # evidence keeping must never stop acquisition
                 log.exception("event=incident_keeper_failed")
+
+    # ---------------------------------------------- over the uplink (on the keeper's writer)
+
+    def _send(self, incident_id: str, status: str) -> None:
+        """A record just saved closed or interrupted: to the central side."""
+        uplink = self.gateway.uplink
+        if uplink is not None:
+            send_record(uplink, incident_id, status, self.store.read(incident_id))
+
+    def _send_unsent(self) -> None:
+        """Every final record the outbox never got whole (the process died first, the uplink
+        was down or replaced, a record from before the uplink was configured)."""
+        uplink = self.gateway.uplink
+        if uplink is None:
+            return
+        for incident_id in self.store.ids():
+            try:
+                data = self.store.read(incident_id)
+                if is_sent(uplink, incident_id, data):
+                    continue
+                status = parse_record(data, incident_id).get("status")
+            except IncidentError as exc:
+                log.error("event=incident_unreadable id=%s error=%s", incident_id, exc)
+                continue
+            if status in SENT_STATUSES:
+                send_record(uplink, incident_id, str(status), data)
 
     def close(self) -> None:
         if self.keeper is not None:

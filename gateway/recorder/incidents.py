@@ -12,10 +12,12 @@ loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -111,7 +113,16 @@ class IncidentKeeper:
         self.saved = 0
         self.failures = 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="incidents")
+        self.on_final: Callable[[str, str], None] | None = None
+        """Told (on the writer thread) of every record saved closed or interrupted: its id and
+        status (the uplink sends it: gateway.recorder.hook)."""
         self.recovered = mark_interrupted(store)
+
+    def in_writer(self, work: Callable[[], None]) -> None:
+        """Run `work` on the writer thread, after the saves handed to it so far (not after
+        `close_all`)."""
+        with contextlib.suppress(RuntimeError):  # shut down: the next start does it
+            self._writer.submit(work)
 
 
     def observe(self) -> None:
@@ -236,6 +247,11 @@ class IncidentKeeper:
             return
         self.saved += 1
         log.info("event=incident_saved id=%s status=%s bytes=%d", incident.id, status, size)
+        if status != "open" and self.on_final is not None:
+            try:
+                self.on_final(incident.id, status)
+            except Exception:  # sending is retried at the next start; the gateway runs on
+                log.exception("event=incident_send_failed id=%s", incident.id)
 
     def close_all(self) -> None:
         """A stop: save every open incident as it stands (status `interrupted`) and wait for

@@ -11,19 +11,26 @@ import re
 from pathlib import Path
 from typing import Any
 
+from gateway.contract.wire import INCIDENT_FORMAT, ContractError
+from gateway.contract.wire import parse_record as parse_wire_record
 from gateway.storage import atomic_write, private_dir
 
 log = logging.getLogger("roomwarden.incidents")
 
-FORMAT = "roomwarden-incident/1"
+FORMAT = INCIDENT_FORMAT
 SUFFIX = ".json.gz"
 ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,80}-[0-9]{1,20}$")
-MAX_RECORD_BYTES = 256 * 2**20
-"""A record larger than this (uncompressed) is refused when read."""
 
 
 class IncidentError(Exception):
     """An incident that does not exist or cannot be read (the message says why)."""
+
+
+def parse_record(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        return parse_wire_record(data, what)
+    except ContractError as exc:
+        raise IncidentError(str(exc)) from None
 
 
 class IncidentStore:
@@ -56,24 +63,16 @@ class IncidentStore:
                       if ID_PATTERN.match(p.name[:-len(SUFFIX)]))
 
     def load(self, incident_id: str) -> dict[str, Any]:
-        path = self.path_of(incident_id)
+        return parse_record(self.read(incident_id), f"incident {incident_id}")
+
+    def read(self, incident_id: str) -> bytes:
+        """The record file's bytes (as stored and sent over the uplink)."""
         try:
-            with gzip.open(path, "rb") as handle:
-                raw = handle.read(MAX_RECORD_BYTES + 1)
+            return self.path_of(incident_id).read_bytes()
         except FileNotFoundError:
             raise IncidentError(f"no incident {incident_id} in {self.directory}") from None
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except OSError as exc:
             raise IncidentError(f"incident {incident_id} cannot be read: {exc}") from exc
-        if len(raw) > MAX_RECORD_BYTES:
-            raise IncidentError(f"incident {incident_id} is larger than "
-                                f"{MAX_RECORD_BYTES} bytes")
-        try:
-            record = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise IncidentError(f"incident {incident_id} is not valid JSON: {exc}") from exc
-        if not isinstance(record, dict) or record.get("format") != FORMAT:
-            raise IncidentError(f"incident {incident_id} is not a {FORMAT} record")
-        return record
 
     def prune(self, keep: Path | None = None) -> list[str]:
         """Delete the oldest records past `max_incidents` or `max_bytes` (never `keep`)."""

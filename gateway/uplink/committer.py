@@ -35,6 +35,7 @@ from gateway.contract.wire import (
     AlarmEventMessage,
     Channel,
     ContractError,
+    IncidentChunk,
     Message,
     MessageKind,
     OutboxStatus,
@@ -68,6 +69,13 @@ class Window:
 
     epoch: int
     messages: list[OutboxMessage]
+
+
+# --- issue 12 ---
+def incident_mark(incident_id: str, sha256: str) -> tuple[str, int]:
+    """The outbox mark saying which version of an incident record was handed over whole."""
+    return f"incident.{incident_id}", int(sha256[:15], 16)
+# --- end issue 12 ---
 
 
 class Committer:
@@ -340,6 +348,15 @@ class Committer:
                 msg = msg.model_copy(update={"stream": self.outbox.stream, "dseq": dseq})
             # committed together with the event
             self.outbox.set_mark(ALARM_MARK, max(msg.seq, self.outbox.mark(ALARM_MARK) or 0))
+        # --- issue 12: incident chunks are numbered like alarm events, and the last one of a
+        # record marks it sent, in the same commit (gateway.uplink.incidents)
+        if isinstance(msg, IncidentChunk):
+            if self.numbered:
+                dseq = self.outbox.next_seq("delivery")
+                msg = msg.model_copy(update={"stream": self.outbox.stream, "dseq": dseq})
+            if msg.index == msg.count - 1:
+                self.outbox.set_mark(*incident_mark(msg.id, msg.sha256))
+        # --- end issue 12 ---
         try:
             payload = encode(msg)
         except ContractError as exc:
