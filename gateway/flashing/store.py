@@ -17,13 +17,8 @@ Layout of the store directory (in the gateway's state directory, e.g. `<state>/c
                                 envelope forgotten since
     active, previous            convenience symlinks to configs/GEN (not authoritative)
 
-Replay: an envelope whose digest is remembered is refused (`replayed`), and so is one whose
-version is not above the highest accepted (`downgrade`) unless it is `force`d. A forced
-envelope passes the version check, so it is refused by its own memory instead: its digest
-among the remembered forced ones, or a `ts` not after `forced_floor` (it is older than a forced
-envelope already forgotten, so it was processed before or lost to a newer one: sign it again).
-A captured `--force` envelope can therefore never be applied twice, however many envelopes come
-in between.
+Replay protection (what `seen.json` remembers and refuses) is gateway.flashing.seen's; the
+records (`ConfigMeta`, `BootChoice`, `state.json`) are gateway.flashing.meta's.
 
 Every file is private (0600, directories 0700, whatever the umask): configs hold panel
 password hashes. GEN is `v<version>-<sha256[:12]>-<ns>`. Every file is written to a temporary
@@ -40,135 +35,28 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 from gateway.contract.wire import ConfigSet
-from gateway.flashing.envelope import (
-    DOWNGRADE,
-    REPLAYED,
-    EnvelopeRejected,
-    envelope_digest,
+from gateway.flashing.meta import (
+    BootChoice,
+    ConfigMeta,
+    Source,
+    StoreError,
+    StoreState,
+    sha256_text,
 )
+from gateway.flashing.seen import SEEN_DIGESTS, SEEN_FORCED, Seen
 from gateway.storage import atomic_write, fsync_dir, private_dir, write_new_private
 
-Source = Literal["factory", "flash", "local"]
-SEEN_DIGESTS = 1000
-"""How many envelope digests `seen.json` keeps for replay detection (the version check
-covers older ones)."""
-SEEN_FORCED = 1000
-"""How many forced envelopes `seen.json` remembers by digest (older ones: by `forced_floor`)."""
-
-
-class StoreError(RuntimeError):
-    """The store cannot do what was asked (nothing staged, unreadable directory …)."""
-
-
-@dataclass(frozen=True)
-class ConfigMeta:
-    """Where a config came from: kept next to it as meta.json."""
-
-    version: int
-    sha256: str
-    source: Source
-    author: str | None = None
-    key_id: str | None = None
-    request_id: str | None = None
-    applied_ns: int | None = None
-    """When it was committed as last-known-good (None while staged, and for the factory)."""
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, indent=1).encode() + b"\n"
-
-    @classmethod
-    def from_json(cls, data: bytes) -> ConfigMeta:
-        raw = json.loads(data)
-        if not isinstance(raw, dict):
-            raise ValueError("meta.json is not an object")
-        try:
-            meta = cls(**raw)
-        except TypeError as exc:
-            raise ValueError(f"meta.json: {exc}") from None
-        if not isinstance(meta.version, int) or isinstance(meta.version, bool) \
-                or meta.version < 0:
-            raise ValueError("meta.json: bad version")
-        if not isinstance(meta.sha256, str) or len(meta.sha256) != 64:
-            raise ValueError("meta.json: bad sha256")
-        if meta.source not in ("factory", "flash", "local"):
-            raise ValueError("meta.json: bad source")
-        return meta
-
-    @classmethod
-    def of_envelope(cls, envelope: ConfigSet) -> ConfigMeta:
-        return cls(version=envelope.version, sha256=envelope.sha256, source="flash",
-                   author=envelope.author, key_id=envelope.key_id, request_id=envelope.id)
-
-
-@dataclass(frozen=True)
-class BootChoice:
-    """Which config the gateway starts with."""
-
-    text: str
-    path: Path
-    """The file holding `text` (a generation's config.yaml, or the factory file)."""
-    meta: ConfigMeta
-    recovered: bool = False
-    """The process died while applying `interrupted`: it was dropped, the LKG runs."""
-    interrupted: ConfigMeta | None = None
-    problems: tuple[str, ...] = ()
-    """Damage found and worked around (a generation whose files do not match its hash)."""
-
-
-@dataclass
-class _State:
-    active: str | None = None
-    previous: str | None = None
-    staged: str | None = None
-    applying: bool = False
-
-    def to_json(self) -> bytes:
-        return json.dumps({"v": 1, "active": self.active, "previous": self.previous,
-                           "staged": self.staged, "applying": self.applying},
-                          indent=1).encode() + b"\n"
-
-    @classmethod
-    def from_json(cls, data: bytes) -> _State:
-        raw = json.loads(data)
-        if not isinstance(raw, dict) or raw.get("v") != 1:
-            raise ValueError("state.json is not a version-1 state")
-        out = cls(active=raw.get("active"), previous=raw.get("previous"),
-                  staged=raw.get("staged"), applying=bool(raw.get("applying")))
-        for name in (out.active, out.previous, out.staged):
-            if name is not None and (not isinstance(name, str) or "/" in name
-                                     or name.startswith(".")):
-                raise ValueError(f"state.json names a bad generation {name!r}")
-        return out
-
-
-@dataclass
-class _Seen:
-    highest: int = 0
-    digests: list[str] = field(default_factory=list)
-    forced: list[tuple[str, int]] = field(default_factory=list)
-    """(digest, ts) of the last SEEN_FORCED forced envelopes processed."""
-    forced_floor: int = 0
-    """The newest ts of a forced envelope dropped from `forced`."""
-
-    def to_json(self) -> bytes:
-        return json.dumps({"v": 1, "highest": self.highest, "digests": self.digests,
-                           "forced": [list(f) for f in self.forced],
-                           "forced_floor": self.forced_floor}).encode() + b"\n"
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+__all__ = ["SEEN_DIGESTS", "SEEN_FORCED", "BootChoice", "ConfigMeta", "ConfigStore", "Source",
+           "StoreError", "sha256_text"]
 
 
 class ConfigStore:
@@ -184,15 +72,15 @@ class ConfigStore:
 
     # ---------------------------------------------------------------- reading
 
-    def _state(self) -> _State:
+    def _state(self) -> StoreState:
         try:
-            return _State.from_json(self._state_path.read_bytes())
+            return StoreState.from_json(self._state_path.read_bytes())
         except FileNotFoundError:
-            return _State()
+            return StoreState()
         except (OSError, ValueError) as exc:
             raise StoreError(f"{self._state_path} is unreadable: {exc}") from exc
 
-    def _write_state(self, state: _State) -> None:
+    def _write_state(self, state: StoreState) -> None:
         atomic_write(self._state_path, state.to_json())
 
     def _read_generation(self, name: str) -> tuple[str, ConfigMeta]:
@@ -286,7 +174,7 @@ class ConfigStore:
         self._link(state)
         return choice
 
-    def _rebuild_state(self) -> _State:
+    def _rebuild_state(self) -> StoreState:
         """A state from the generations on disk: the two most recently committed ones."""
         committed: list[tuple[int, str]] = []
         for entry in _listdir(self.configs):
@@ -300,7 +188,7 @@ class ConfigStore:
                 committed.append((meta.applied_ns, entry.name))
         committed.sort(reverse=True)
         names = [name for _ns, name in committed]
-        state = _State(active=names[0] if names else None,
+        state = StoreState(active=names[0] if names else None,
                        previous=names[1] if len(names) > 1 else None)
         self._write_state(state)
         return state
@@ -319,21 +207,11 @@ class ConfigStore:
 
     # ---------------------------------------------------------------- freshness
 
-    def _seen(self) -> _Seen:
+    def _seen(self) -> Seen:
         try:
-            raw = json.loads(self._seen_path.read_bytes())
-            highest = raw["highest"]
-            digests = raw["digests"]
-            forced = raw.get("forced", [])
-            floor = raw.get("forced_floor", 0)
-            if not isinstance(highest, int) or not isinstance(digests, list) \
-                    or not isinstance(forced, list) or not isinstance(floor, int):
-                raise ValueError("bad types")
-            return _Seen(highest=highest, digests=[d for d in digests if isinstance(d, str)],
-                         forced=[(str(f[0]), int(f[1])) for f in forced],
-                         forced_floor=floor)
+            return Seen.from_json(self._seen_path.read_bytes())
         except FileNotFoundError:
-            return _Seen()
+            return Seen()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"{self._seen_path} is unreadable: {exc}") from exc
 
@@ -343,46 +221,17 @@ class ConfigStore:
         return max(self._seen().highest, active.version if active else 0)
 
     def check_fresh(self, envelope: ConfigSet) -> None:
-        """EnvelopeRejected `replayed` if this envelope was processed before or carries the
-        active config's version (even with `force`), `downgrade` if its version is not above
-        the highest ever accepted (allowed with `force`). A forced envelope is also checked
-        against the forced ones remembered (see the module docstring)."""
+        """EnvelopeRejected `replayed` or `downgrade` (gateway.flashing.seen.Seen.check_fresh)."""
         seen = self._seen()
-        digest = envelope_digest(envelope)
-        if digest in seen.digests or (envelope.force
-                                      and any(d == digest for d, _ts in seen.forced)):
-            raise EnvelopeRejected(REPLAYED, f"envelope {envelope.id} (version "
-                                             f"{envelope.version}) was already processed")
-        if envelope.force and envelope.ts <= seen.forced_floor:
-            raise EnvelopeRejected(REPLAYED, f"forced envelope {envelope.id} is older than a "
-                                             "forced envelope already processed; sign it again")
         active = self.active_meta()
-        active_version = active.version if active else 0
-        if envelope.version == active_version:
-            raise EnvelopeRejected(REPLAYED, f"version {envelope.version} is already the "
-                                             "active config")
-        highest = max(seen.highest, active_version)
-        if envelope.version <= highest and not envelope.force:
-            raise EnvelopeRejected(DOWNGRADE, f"version {envelope.version} is not above "
-                                              f"{highest}, the highest accepted so far "
-                                              "(a downgrade needs --force)")
+        seen.check_fresh(envelope, active.version if active else 0)
 
     def remember(self, envelope: ConfigSet, *, accepted: bool = True) -> None:
         """Record an envelope as processed (its digest; and, if `accepted`, its version as the
         highest accepted). Call it once the envelope passed verify_envelope and check_fresh,
         before staging — a later failure still burns the version."""
         seen = self._seen()
-        digest = envelope_digest(envelope)
-        if digest not in seen.digests:
-            seen.digests.append(digest)
-        seen.digests = seen.digests[-SEEN_DIGESTS:]
-        if envelope.force and all(d != digest for d, _ts in seen.forced):
-            seen.forced.append((digest, envelope.ts))
-            seen.forced.sort(key=lambda f: f[1])
-            while len(seen.forced) > SEEN_FORCED:
-                seen.forced_floor = max(seen.forced_floor, seen.forced.pop(0)[1])
-        if accepted:
-            seen.highest = max(seen.highest, envelope.version)
+        seen.remember(envelope, accepted=accepted)
         atomic_write(self._seen_path, seen.to_json())
 
     # ---------------------------------------------------------------- stage / commit
@@ -438,7 +287,7 @@ class ConfigStore:
             raise StoreError(f"the staged config is damaged: {exc}") from exc
         meta = replace(meta, applied_ns=time.time_ns() if now_ns is None else now_ns)
         atomic_write(self.configs / name / "meta.json", meta.to_json())
-        new = _State(active=name, previous=state.active if state.active != name
+        new = StoreState(active=name, previous=state.active if state.active != name
                      else state.previous, staged=None, applying=False)
         self._write_state(new)
         self._collect(new)
@@ -468,7 +317,7 @@ class ConfigStore:
 
     # ---------------------------------------------------------------- housekeeping
 
-    def _collect(self, state: _State) -> None:
+    def _collect(self, state: StoreState) -> None:
         """Remove generations and temporary files nothing refers to."""
         keep = {state.active, state.previous, state.staged}
         for entry in _listdir(self.configs):
@@ -479,7 +328,7 @@ class ConfigStore:
                 with contextlib.suppress(OSError):
                     entry.unlink()
 
-    def _link(self, state: _State) -> None:
+    def _link(self, state: StoreState) -> None:
         """Best-effort convenience symlinks `active` and `previous` for people."""
         for slot in ("active", "previous"):
             name = getattr(state, slot)

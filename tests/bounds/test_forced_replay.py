@@ -53,8 +53,8 @@ def test_a_forced_envelope_stays_refused_after_a_thousand_others(tmp_path: Path)
 
 def test_forced_envelopes_forgotten_one_by_one_are_refused_by_their_age(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gateway.flashing.store.SEEN_FORCED", 5)
-    monkeypatch.setattr("gateway.flashing.store.SEEN_DIGESTS", 3)
+    monkeypatch.setattr("gateway.flashing.seen.SEEN_FORCED", 5)
+    monkeypatch.setattr("gateway.flashing.seen.SEEN_DIGESTS", 3)
     store = ConfigStore(tmp_path / "config")
     apply(store, envelope(100, ts=1))
     first = envelope(50, force=True, ts=10, text="a: 50\n")

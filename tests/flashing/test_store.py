@@ -178,7 +178,7 @@ def test_replay_and_downgrade(tmp_path: Path, signer: Ed25519PrivateKey) -> None
 def test_seen_digests_are_bounded(tmp_path: Path, signer: Ed25519PrivateKey,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     assert SEEN_DIGESTS == 1000
-    monkeypatch.setattr("gateway.flashing.store.SEEN_DIGESTS", 20)
+    monkeypatch.setattr("gateway.flashing.seen.SEEN_DIGESTS", 20)
     store = ConfigStore(tmp_path / "config")
     first = sign_config("a\n", gateway=GATEWAY, version=1, author="li", private_key=signer,
                         request_id="r0", now_ns=0)

@@ -1,0 +1,93 @@
+"""Replay protection of flashed configs: what `seen.json` remembers and what it refuses.
+
+Replay: an envelope whose digest is remembered is refused (`replayed`), and so is one whose
+version is not above the highest accepted (`downgrade`) unless it is `force`d. A forced
+envelope passes the version check, so it is refused by its own memory instead: its digest
+among the remembered forced ones, or a `ts` not after `forced_floor` (it is older than a forced
+envelope already forgotten, so it was processed before or lost to a newer one: sign it again).
+A captured `--force` envelope can therefore never be applied twice, however many envelopes come
+in between.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from gateway.contract.wire import ConfigSet
+from gateway.flashing.envelope import DOWNGRADE, REPLAYED, EnvelopeRejected, envelope_digest
+
+SEEN_DIGESTS = 1000
+"""How many envelope digests `seen.json` keeps for replay detection (the version check
+covers older ones)."""
+SEEN_FORCED = 1000
+"""How many forced envelopes `seen.json` remembers by digest (older ones: by `forced_floor`)."""
+
+
+@dataclass
+class Seen:
+    """seen.json: the highest version accepted and the envelopes processed."""
+
+    highest: int = 0
+    digests: list[str] = field(default_factory=list)
+    forced: list[tuple[str, int]] = field(default_factory=list)
+    """(digest, ts) of the last SEEN_FORCED forced envelopes processed."""
+    forced_floor: int = 0
+    """The newest ts of a forced envelope dropped from `forced`."""
+
+    def to_json(self) -> bytes:
+        return json.dumps({"v": 1, "highest": self.highest, "digests": self.digests,
+                           "forced": [list(f) for f in self.forced],
+                           "forced_floor": self.forced_floor}).encode() + b"\n"
+
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Seen:
+        """ValueError, KeyError or TypeError for a damaged file."""
+        raw = json.loads(data)
+        highest = raw["highest"]
+        digests = raw["digests"]
+        forced = raw.get("forced", [])
+        floor = raw.get("forced_floor", 0)
+        if not isinstance(highest, int) or not isinstance(digests, list) \
+                or not isinstance(forced, list) or not isinstance(floor, int):
+            raise ValueError("bad types")
+        return cls(highest=highest, digests=[d for d in digests if isinstance(d, str)],
+                   forced=[(str(f[0]), int(f[1])) for f in forced], forced_floor=floor)
+
+    def check_fresh(self, envelope: ConfigSet, active_version: int) -> None:
+        """EnvelopeRejected `replayed` if this envelope was processed before or carries the
+        active config's version (even with `force`), `downgrade` if its version is not above
+        the highest ever accepted (allowed with `force`). A forced envelope is also checked
+        against the forced ones remembered (see the module docstring)."""
+        digest = envelope_digest(envelope)
+        if digest in self.digests or (envelope.force
+                                      and any(d == digest for d, _ts in self.forced)):
+            raise EnvelopeRejected(REPLAYED, f"envelope {envelope.id} (version "
+                                             f"{envelope.version}) was already processed")
+        if envelope.force and envelope.ts <= self.forced_floor:
+            raise EnvelopeRejected(REPLAYED, f"forced envelope {envelope.id} is older than a "
+                                             "forced envelope already processed; sign it again")
+        if envelope.version == active_version:
+            raise EnvelopeRejected(REPLAYED, f"version {envelope.version} is already the "
+                                             "active config")
+        highest = max(self.highest, active_version)
+        if envelope.version <= highest and not envelope.force:
+            raise EnvelopeRejected(DOWNGRADE, f"version {envelope.version} is not above "
+                                              f"{highest}, the highest accepted so far "
+                                              "(a downgrade needs --force)")
+
+    def remember(self, envelope: ConfigSet, *, accepted: bool) -> None:
+        """Record an envelope as processed (its digest; if `accepted`, its version as the
+        highest accepted)."""
+        digest = envelope_digest(envelope)
+        if digest not in self.digests:
+            self.digests.append(digest)
+        self.digests = self.digests[-SEEN_DIGESTS:]
+        if envelope.force and all(d != digest for d, _ts in self.forced):
+            self.forced.append((digest, envelope.ts))
+            self.forced.sort(key=lambda f: f[1])
+            while len(self.forced) > SEEN_FORCED:
+                self.forced_floor = max(self.forced_floor, self.forced.pop(0)[1])
+        if accepted:
+            self.highest = max(self.highest, envelope.version)
