@@ -7,7 +7,7 @@
 
 Modbus TCP buses get a server on a free 127.0.0.1 port; Modbus RTU and serial-text buses get
 an emulated line whose client end replaces the bus's `port`. Every point starts with a
-healthy-room default signal (`gateway.sim.signals.point_default`).
+healthy-room default signal (`gateway.sim.normal.point_default`).
 """
 
 from __future__ import annotations
