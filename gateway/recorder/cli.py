@@ -1,13 +1,16 @@
 """`roomwarden incident list | show ID | export ID --html FILE`: incident records read from a
-gateway's state directory, or over its control socket (`--socket`; docs/incidents.md)."""
+gateway's state directory, over its control socket (`--socket`), or from the central ingest's
+incident store (`--central CONFIG`: the records the gateways sent; docs/incidents.md)."""
 
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.ingest.incidents import CentralIncidents, IncidentChunkError
 from gateway.recorder.remote import answer_now
 from gateway.recorder.report import render, timeline, utc
 from gateway.recorder.store import IncidentError, IncidentStore
@@ -33,6 +36,12 @@ def add_parsers(sub: Any) -> None:
         parser.add_argument("--socket", type=Path, default=None, metavar="PATH",
                             help="ask the running gateway over its control socket instead "
                                  "(members of the roomwarden group may)")
+        parser.add_argument("--central", type=Path, default=None, metavar="CONFIG",
+                            help="read the central incident store instead: the ingest's "
+                                 "config file (central.yaml) names it")
+        parser.add_argument("--gateway", default=None, metavar="ID",
+                            help="with --central: the gateway whose incident ID is meant "
+                                 "(needed only when two gateways sent the same id)")
         parser.set_defaults(func=func)
 
 
@@ -58,7 +67,33 @@ def _store(args: argparse.Namespace) -> IncidentStore:
     return IncidentStore((args.state_dir or default_state_dir()) / "incidents")
 
 
+def _central(args: argparse.Namespace) -> CentralIncidents | None:
+    """The central store the ingest's config names, read-only; None (and a message) if not."""
+    from gateway.config.loader import ConfigErrors
+    from gateway.ingest.settings import load_settings
+
+    try:
+        settings = load_settings(args.central)
+        return CentralIncidents(settings.incident_store, settings.incidents, readonly=True)
+    except ConfigErrors as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+    except (IncidentChunkError, OSError, sqlite3.Error) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+    return None
+
+
 def _load(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.central is not None:
+        central = _central(args)
+        if central is None:
+            return None
+        try:
+            return central.load(args.id, args.gateway)
+        except (IncidentChunkError, sqlite3.Error) as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return None
+        finally:
+            central.close()
     if args.socket is not None:
         answer = _ask(args, {"action": "get", "id": args.id})
         return None if answer is None else dict(answer["record"])
@@ -70,6 +105,8 @@ def _load(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.central is not None:
+        return _list_central(args)
     if args.socket is not None:
         answer = _ask(args, {"action": "list"})
         if answer is None:
@@ -88,6 +125,31 @@ def cmd_list(args: argparse.Namespace) -> int:
             continue
         print(f"{row['id']:<44} {row['status']:<11} {row['severity'] or '-':<9} "
               f"{row['rule']} @ {row['subject']}")
+    return 0
+
+
+def _list_central(args: argparse.Namespace) -> int:
+    central = _central(args)
+    if central is None:
+        return 1
+    try:
+        rows, waiting = central.summaries(), central.waiting()
+    except sqlite3.Error as exc:
+        print(f"{PROG}: {central.path}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        central.close()
+    if not rows:
+        print(f"no incidents in {central.path}")
+    else:
+        print(f"{'site/gateway':<32} {'id':<44} {'status':<11} {'severity':<9} trigger")
+    for row in rows:
+        print(f"{row['site'] + '/' + row['gateway']:<32} {row['id']:<44} "
+              f"{row['status'] or '-':<11} {row['severity'] or '-':<9} "
+              f"{row['rule']} @ {row['subject']}" + ("  [drill]" if row["drill"] else ""))
+    for w in waiting:
+        print(f"incomplete: {w['site']}/{w['gateway']} {w['id']}: {w['have']} of "
+              f"{w['count']} chunks received")
     return 0
 
 
