@@ -21,6 +21,8 @@ one of its modules.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import settings
 
@@ -89,6 +91,41 @@ def _rank(item: pytest.Item) -> int:
     path = item.nodeid.split("::", 1)[0]
     return next((i for i, p in enumerate(LONGEST_FIRST) if path.startswith(p)),
                 len(LONGEST_FIRST))
+
+
+PACKAGE_UNITS = ("tests/dashboards/",)
+"""Packages whose tests are one xdist work unit (they share a package-scoped fixture)."""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadscope` as this suite needs it: a module is one work unit, and a package of
+    PACKAGE_UNITS one unit as a whole (tests/dashboards' fleet is built once); the units go out
+    in collection order (LONGEST_FIRST), not reordered by test count (xdist's default, which sent
+    one-test modules such as the 3-minute broker-forgets test last); and a worker holds one unit
+    besides the one it runs (xdist's default, up to 2 pending tests, queued more one-test
+    modules behind a long one while other workers ran dry)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            unit = next((p for p in PACKAGE_UNITS if nodeid.startswith(p)), None)
+            return unit or str(super()._split_scope(nodeid))
+
+        def _reschedule(self, node: Any) -> None:
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            # a worker starts a test only once the next one is queued (pytest's nextitem)
+            if self._pending_of(self.assigned_work[node]) <= 1:
+                self._assign_work_unit(node)
+
+    config.option.loadscopereorder = False
+    return Scheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)
