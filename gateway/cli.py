@@ -104,8 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
                                         '"mode": "no_reply"}\'')
     simctl.set_defaults(func=cmd_simctl)
 
-    drill = sub.add_parser("drill", help="run scripted drills against the simulated site")
-    drill.add_argument("paths", nargs="+", type=Path, help="drill files or directories")
+    drill = sub.add_parser("drill", help="run scripted drills against the simulated site, "
+                                         "or one live on the running gateway (--live)")
+    drill.add_argument("paths", nargs="*", type=Path, help="drill files or directories")
+    from gateway.drills.live_cli import add_options  # issue 12: live drills
+
+    add_options(drill)
+    _control_options(drill)
     drill.set_defaults(func=cmd_drill)
 
     passwd = sub.add_parser("passwd", help="print a password hash for a panel user (reads "
@@ -224,10 +229,10 @@ def check_file(path: Path) -> str:
         pack = load_pack(path)
         return f"rule pack {pack.pack}, {len(pack.rules)} rules"
     if kind == "drill":
-        from gateway.drills.runner import load_drill
+        from gateway.drills.runner import load_drill, site_of
 
         drill = load_drill(path)
-        load_gateway_config((path.parent / drill.site).resolve())
+        load_gateway_config(site_of(path, drill))
         return f"drill {drill.drill}, {len(drill.steps)} steps, {len(drill.expect)} expectations"
     from gateway.rules.config import default_rules_dir, load_checked_config, load_rule_packs
 
@@ -493,6 +498,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
+    if args.live:  # issue 12: a live drill (gateway.drills.live_cli)
+        from gateway.drills.live_cli import run as run_live
+
+        return run_live(args, _control_path(args))
     from gateway.drills.runner import run_drill
     from gateway.rules.config import default_rules_dir, load_rule_packs
 

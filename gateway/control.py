@@ -10,6 +10,8 @@ authentication (root and the `roomwarden` group). One JSON request per connectio
     {"op": "apply", "envelope": {...}}                               a signed ConfigSet
     {"op": "reload"}                                                 like SIGHUP
     {"op": "incident", "action": "list"} / {..., "action": "get", "id": ...}   issue 12
+    {"op": "drill", "action": "start" | "stop" | "status", ...}   issue 12: live drills
+                                                     (gateway.drills.live_control)
 
 Answers are JSON lines: `{"progress": ConfigStatus}` while an apply goes on, then one final
 `{"ok": true|false, ...}`. Bad requests get `{"ok": false, "error": "..."}`; nothing a client
@@ -42,6 +44,7 @@ ApplyText = Callable[[str, str, Progress], Awaitable[ConfigStatus]]
 ApplyEnvelope = Callable[[bytes, Progress], Awaitable[ConfigStatus]]
 Reload = Callable[[], Awaitable[ConfigStatus | None]]
 Incidents = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # issue 12
+Drills = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # issue 12: live drills
 
 
 class ControlError(RuntimeError):
@@ -58,9 +61,10 @@ def default_socket_path(state_dir: Path) -> Path:
 class ControlServer:
     def __init__(self, path: Path, *, status: StatusHandler, apply_text: ApplyText,
                  apply_envelope: ApplyEnvelope, reload: Reload,
-                 incidents: Incidents | None = None) -> None:
+                 incidents: Incidents | None = None, drills: Drills | None = None) -> None:
         self.path = path
         self._incidents = incidents  # issue 12: {"op": "incident"} (gateway/recorder/remote.py)
+        self._drills = drills  # issue 12: {"op": "drill"} (gateway/drills/live_control.py)
         self._status = status
         self._apply_text = apply_text
         self._apply_envelope = apply_envelope
@@ -143,6 +147,8 @@ class ControlServer:
             await finish(await self._reload())
         elif op == "incident" and self._incidents is not None:  # issue 12
             await send(await self._incidents(request))
+        elif op == "drill" and self._drills is not None:  # issue 12: live drills
+            await send(await self._drills(request))
         else:
             await send({"ok": False, "error": "unknown request: op must be status, reload, or "
                                               "apply with config or envelope"})

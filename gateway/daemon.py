@@ -37,7 +37,13 @@ from gateway.operator.commands import OperatorCommands
 from gateway.operator.inbox import CLOCK_SKEW_S, CommandInbox
 from gateway.operator.replay import ReplayMemory
 from gateway.panel.describe import Describer
-from gateway.panel.views import PanelAlarm, PanelState, RoomView, SuppressionView
+from gateway.panel.views import (
+    DrillBanner,
+    PanelAlarm,
+    PanelState,
+    RoomView,
+    SuppressionView,
+)
 from gateway.recorder.hook import Recording  # issue 12
 from gateway.safety import SafetyCore, acquisition
 from gateway.service.watchdog import configure_stall_limits
@@ -518,7 +524,8 @@ class Gateway:
                 shelved_until_ns=v.shelf.until_ns if v.shelf else None,
                 note=(f"acknowledged by {v.acked_by}" if v.acked_by else None),
                 actions=list(v.actions), acked_by=v.acked_by, acked_ns=v.acked_ns,
-                acked_note=v.acked_note, **dataclasses.asdict(context)))
+                acked_note=v.acked_note, drill=v.drill,  # issue 12: drill alarms
+                **dataclasses.asdict(context)))
         uplink, depth = "not configured", None
         if self.uplink is not None:
             status = self.uplink.status()
@@ -535,7 +542,9 @@ class Gateway:
                         for x in self.core.alarms.suppressions()]
         return PanelState(gateway=cfg.gateway.id, site=cfg.gateway.site, name=cfg.gateway.name,
                           now_ns=now_ns, timezone=cfg.gateway.timezone, alarms=alarms,
-                          rooms=rooms, health=health, suppressions=suppressions)
+                          rooms=rooms, health=health, suppressions=suppressions,
+                          drill=None if self.core.drill is None else DrillBanner(
+                              **self.core.drill.banner_fields()))  # issue 12: live drills
 
     def _describer(self, rooms: list[RoomView]) -> Describer:
         """The panel's alarm context for the running config and rules (issue 14), built once

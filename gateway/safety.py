@@ -31,6 +31,7 @@ from gateway.rules.engine import RuleEngine
 from gateway.rules.model import RulePack
 
 if TYPE_CHECKING:
+    from gateway.drills.live import LiveDrill  # issue 12
     from gateway.flashing.trial import TrialHold  # issue 9
 
 OUTPUT_FAILURE_RULE = "actions.output_failure"
@@ -83,6 +84,8 @@ class SafetyCore:
             cfg.outputs, self.planner.rooms, {r.id: r.type for r in cfg.rooms}, clock,
             OutputSupervisor.escalations_of(packs.values()))
         # --- end issue 11 --------------------------------------------------------------------
+        self.drill: LiveDrill | None = None
+        """Issue 12: a live drill's overlay on one room's rule inputs (gateway.drills.live)."""
 
     def _open_alarms(self) -> None:
         settings = self.loaded.config.alarms
@@ -121,6 +124,8 @@ class SafetyCore:
     def ingest(self, batch: list[Sample]) -> None:
         self.engine.on_samples(batch)
         self.supervisor.ingest(batch)  # issue 11
+        if self.drill is not None:  # issue 12: the drill's engine sees the room's samples
+            self.drill.on_samples(batch)
 
     def step(self, extra: Iterable[Evaluation] = (),
              trial: TrialHold | None = None) -> list[AlarmEvent]:
@@ -131,12 +136,18 @@ class SafetyCore:
         if self.supervisor.watches:  # issue 11
             extra.extend(self.supervisor.evaluate(self.wanted, self.alarms.active()))
         batch = [*evaluations, *extra] if extra else evaluations
+        drill_events: list[AlarmEvent] = []
+        if self.drill is not None:  # --- issue 12: a live drill's alarms (gateway.drills.live)
+            drill_events, drilled = self.drill.step(evaluations, self.alarms)
+            batch = [*batch, *drilled]
+            if self.drill.finished:
+                self.drill = None  # --- end issue 12
         if trial is not None:  # issue 9: the trial hold
             batch = trial.admit(batch, self.alarms, self.engine.packs)
         events = self.alarms.observe(batch)
         events.extend(self.alarms.tick())
         self.plan_outputs()
-        return events
+        return [*drill_events, *events] if drill_events else events
 
     def plan_outputs(self) -> dict[str, bool]:
         demands = [d for d in map(demand_of, self.alarms.active()) if d is not None]

@@ -22,6 +22,7 @@ from gateway.config.loader import ConfigErrors, LoadedConfig
 from gateway.contract.wire import ConfigStatus
 from gateway.control import ControlServer, default_socket_path
 from gateway.daemon import Gateway
+from gateway.drills.live_control import LiveDrills  # issue 12: live drills
 from gateway.flashing.apply import ConfigApplier
 from gateway.flashing.store import BootChoice, ConfigStore
 from gateway.recorder.remote import answer as answer_incidents  # issue 12
@@ -77,6 +78,7 @@ class Service:
         self.applier = ConfigApplier(self.gateway, self.store, base_dir=factory_path.parent,
                                      factory_path=factory_path, publish=self._publish_status)
         self.gateway.on_config_set = self.applier.submit_envelope
+        self.drills = LiveDrills(self.gateway)  # issue 12: live drills
         self.control = ControlServer(
             control_path or default_socket_path(state_dir), status=self.status,
             apply_text=lambda text, author, progress: self.applier.apply_text(
@@ -85,7 +87,8 @@ class Service:
                 raw, source="local", progress=progress),
             reload=self.applier.reload,
             incidents=lambda request: answer_incidents(  # issue 12
-                self.gateway.recording.store, request))
+                self.gateway.recording.store, request),
+            drills=self.drills.answer)  # issue 12: live drills
         self.notifier = notifier or Notifier.from_env()
         self._tasks: set[asyncio.Task[Any]] = set()
 

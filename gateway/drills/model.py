@@ -17,6 +17,12 @@
 
 `after` is when the hazard starts (the drill author computes it from the script); `within`
 is the latency allowed after it. An alarm becoming active before `after` is a false alarm.
+
+A live drill (`roomwarden drill --live`, gateway.drills.live) names the `room` it plays in on
+the running gateway; `site` is then optional (give it to also run the drill offline), `set`
+and `release` act on the drill's overlay of that room's rule inputs, `duration` is when it ends
+by itself, and what only a simulator can do (`fault`, `stick`, `writes`) is refused
+(`live_problems`). The whole format: docs/drills.md.
 """
 
 from __future__ import annotations
@@ -104,10 +110,18 @@ class ExpectWrites(Strict):
     within: Duration
 
 
+MAX_LIVE_DURATION = 4 * 3600.0
+"""A live drill ends by itself after its `duration`, which may not exceed this."""
+
+
 class Drill(Strict):
     drill: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
-    title: str
-    site: str
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    site: str | None = None
+    """The site config (relative to the drill file) an offline run simulates; a live drill
+    runs on the gateway's own config and may leave it out."""
+    room: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    """The room a live drill plays in: its rule inputs get the drill's values."""
     duration: Duration
     tick: Duration = 1.0
     """How often the rules are evaluated (the daemon evaluates at least this often)."""
@@ -128,3 +142,22 @@ class Drill(Strict):
             if item.after + item.within > self.duration:
                 raise ValueError(f"expect[{index}] ends after the drill's end")
         return self
+
+
+def live_problems(drill: Drill) -> list[str]:
+    """Why `drill` cannot run live on a gateway ([] when it can)."""
+    problems = []
+    if drill.room is None:
+        problems.append("a live drill names its `room`")
+    if drill.duration > MAX_LIVE_DURATION:
+        problems.append(f"duration {drill.duration:g} s is longer than a live drill may run "
+                        f"({MAX_LIVE_DURATION:g} s)")
+    for index, step in enumerate(drill.steps):
+        if step.fault is not None or step.stick is not None:
+            problems.append(f"steps[{index}]: `fault` and `stick` need a simulator; a live "
+                            "drill can only `set`, `release` and `acknowledge`")
+    for index, item in enumerate(drill.expect):
+        if isinstance(item, ExpectWrites):
+            problems.append(f"expect[{index}]: `writes` counts a simulator's coil writes; a "
+                            "live drill cannot")
+    return problems

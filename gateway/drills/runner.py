@@ -11,7 +11,14 @@ from typing import Protocol
 
 from gateway.alarms.lifecycle import AlarmState
 from gateway.clock import ManualClock
-from gateway.config.loader import LoadedConfig, load_gateway_config, read_yaml, validate
+from gateway.config.loader import (
+    ConfigError,
+    ConfigErrors,
+    LoadedConfig,
+    load_gateway_config,
+    read_yaml,
+    validate,
+)
 from gateway.daemon import MIN_EVALUATION_SPACING
 from gateway.drills.fast_site import FastSite
 from gateway.drills.model import Drill, ExpectAlarm, ExpectOutput, ExpectWrites, Step
@@ -76,10 +83,17 @@ def load_drill(path: Path) -> Drill:
     return validate(Drill, data, str(path), lines)
 
 
+def site_of(path: Path, drill: Drill) -> Path:
+    """The site config an offline run simulates; ConfigErrors for a live-only drill."""
+    if drill.site is None:
+        raise ConfigErrors([ConfigError(str(path), ("site",), "names no site: a live-only "
+                                        "drill (roomwarden drill --live FILE)")])
+    return (path.parent / drill.site).resolve()
+
+
 def run_drill(path: Path, packs: dict[str, RulePack] | None = None) -> DrillReport:
     drill = load_drill(path)
-    site_path = (path.parent / drill.site).resolve()
-    loaded = load_gateway_config(site_path)
+    loaded = load_gateway_config(site_of(path, drill))
     clock = ManualClock(start_mono=0.0)
     site = FastSite(loaded, clock, seed=drill.seed)
     report = DrillReport(drill, path)

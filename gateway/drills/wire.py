@@ -27,6 +27,7 @@ from gateway.drills.runner import (
     evidence,
     judge,
     load_drill,
+    site_of,
     write_log,
 )
 from gateway.sim.site import SimulatedSite
@@ -39,7 +40,7 @@ async def run_wire_drill(path: Path, work_dir: Path) -> DrillReport:
     """Play the drill at `path` against a real gateway over the wire; `work_dir` holds the
     rewritten config and the gateway's state."""
     drill = load_drill(path)
-    loaded = load_gateway_config((path.parent / drill.site).resolve())
+    loaded = load_gateway_config(site_of(path, drill))
     report = DrillReport(drill, path)
     await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
     async with SimulatedSite(loaded, seed=drill.seed) as site:

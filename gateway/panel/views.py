@@ -53,6 +53,20 @@ class PanelAlarm(View):
     acked_by: str | None = None
     acked_ns: int | None = None
     acked_note: str | None = None
+    drill: bool = False
+    """Issue 12: a live drill's alarm (subject `drill:…`), shown marked DRILL."""
+
+
+class DrillBanner(View):
+    """Issue 12: the live drill running on this gateway (gateway.drills.live)."""
+
+    drill: str
+    title: str
+    room: str
+    mode: Literal["silent", "evacuation"]
+    actor: str
+    started_ns: int
+    ends_ns: int
 
 
 class PointView(View):
@@ -142,6 +156,8 @@ class PanelState(View):
     rooms: list[RoomView]
     health: HealthView
     suppressions: list[SuppressionView] = []
+    drill: DrillBanner | None = None
+    """Issue 12: the live drill running now, for the panel's banner."""
 
 
 # --- commands (POST bodies) -------------------------------------------------------------------

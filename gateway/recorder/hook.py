@@ -149,7 +149,7 @@ class _GatewaySources:
     def room_active(self, room: str) -> bool:
         from gateway.recorder.incidents import _ACTIVE
 
-        return any(v.room == room and v.state in _ACTIVE
+        return any(v.room == room and v.state in _ACTIVE and not v.drill  # issue 12
                    for v in self.gateway.core.alarms.active())
 
     def room_context(self, room: str) -> RoomContext:

@@ -86,6 +86,9 @@ class OpenIncident:
     events: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
     saved_mono: float = 0.0
+    drill: dict[str, Any] | None = None
+    """Issue 12: a live drill's evaluation (gateway.drills.live_eval); the record's kind is
+    then `drill`."""
 
 
 def incident_id(trigger: AlarmEvent) -> str:
@@ -176,7 +179,7 @@ class IncidentKeeper:
                 and event.state is AlarmState.ACTIVE_UNACKNOWLEDGED
                 and event.previous_state in (AlarmState.NORMAL,
                                              AlarmState.RETURNED_UNACKNOWLEDGED)
-                and event.severity is not None
+                and event.severity is not None and not event.drill  # issue 12: save_drill
                 and event.severity.level <= Severity(s.severity).level)
 
     def _begin(self, trigger: AlarmEvent) -> None:
@@ -253,6 +256,30 @@ class IncidentKeeper:
             except Exception:  # sending is retried at the next start; the gateway runs on
                 log.exception("event=incident_send_failed id=%s", incident.id)
 
+    # --- issue 12 part 4: a live drill's record (gateway.drills.live_control) -------------
+
+    def save_drill(self, trigger: AlarmEvent, room: str, start_ns: int, end_ns: int,
+                   events: list[AlarmEvent], evaluation: dict[str, Any]) -> str:
+        """A finished live drill as an incident of kind `drill`: the room's recorded samples
+        from `pre` before its start (`trigger`: the drill's start event) to its end, its
+        events and output changes, and `drill`: its evaluation. Saved and sent like any
+        other record; returns its id."""
+        incident = OpenIncident(
+            id=incident_id(dataclasses.replace(trigger, room=f"drill.{room}"[:80])),
+            room=room, trigger=trigger,
+            context=self.sources.room_context(room),
+            start_ns=start_ns - int(self.settings.pre * _NS), end_ns=end_ns,
+            health_at_trigger=self.sources.health(), identity=self.sources.identity(),
+            events=[e.as_dict() for e in events], drill=evaluation)
+        incident.outputs = [c for c in self.recent_outputs
+                            if incident.start_ns <= c["ts"] <= end_ns
+                            and c["output"] in incident.context.outputs]
+        self._copy(incident, self.sources.now_ns())
+        self._save(incident, "closed")
+        return incident.id
+
+    # --- end issue 12 part 4 ----------------------------------------------------------------
+
     def close_all(self) -> None:
         """A stop: save every open incident as it stands (status `interrupted`) and wait for
         the writer."""
@@ -295,7 +322,8 @@ def record_of(incident: OpenIncident, status: str, health_now: dict[str, Any]) -
         ring = incident.rings.get(point)
         points[point] = {**meta, **_columns(ring.samples() if ring is not None else [])}
     return {
-        "format": FORMAT, "id": incident.id, "status": status, "kind": "alarm",
+        "format": FORMAT, "id": incident.id, "status": status,
+        "kind": "alarm" if incident.drill is None else "drill",  # issue 12: live drills
         "room": incident.room, **incident.identity,
         "trigger": trigger.as_dict(),
         "from_ns": incident.start_ns, "until_ns": incident.end_ns,
@@ -304,4 +332,5 @@ def record_of(incident: OpenIncident, status: str, health_now: dict[str, Any]) -
         "events": incident.events, "output_changes": incident.outputs,
         "health": {"at_trigger": incident.health_at_trigger, "at_save": health_now},
         "points": points,
+        **({} if incident.drill is None else {"drill": incident.drill}),
     }

@@ -250,6 +250,15 @@ def timeline(record: dict[str, Any]) -> list[tuple[int, str, str, str, str, str]
     return sorted(rows, key=lambda r: r[0])
 
 
+def _drill(record: dict[str, Any]) -> list[str]:
+    """A live drill's record (kind `drill`): its evaluation (gateway.drills.live_html)."""
+    if record.get("kind") != "drill" or not isinstance(record.get("drill"), dict):
+        return []
+    from gateway.drills.live_html import drill_section
+
+    return [drill_section(record["drill"])]
+
+
 def render(record: dict[str, Any]) -> str:
     """The whole page."""
     t0, t1 = record["from_ns"] / 1e6, record["until_ns"] / 1e6
@@ -275,6 +284,7 @@ def render(record: dict[str, Any]) -> str:
     body = [f"<h1>Incident {esc(record['id'])}</h1>",
             '<table class="meta">' + "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>"
                                             for k, v in meta) + "</table>",
+            *_drill(record),  # issue 12: a live drill's evaluation
             "<h2>Signals</h2>",
             '<p class="legend"><span><i class="sw" style="background:#f8b4b4"></i>critical '
             'alarm active</span><span><i class="sw" style="background:#fbd38d"></i>other '

@@ -1,0 +1,150 @@
+"""Live drills on a running gateway: the control socket's `{"op": "drill"}` requests.
+
+    {"op": "drill", "action": "start", "file": "<drill YAML text>", "name": "<file name>",
+     "evacuation": false, "actor": "alice"}
+    {"op": "drill", "action": "stop", "actor": "alice"}
+    {"op": "drill", "action": "status"}
+
+The socket's file permissions are the authentication (root and the roomwarden group), as for
+`roomwarden config apply`. A start parses and checks the drill (`LiveDrill`: the room, its
+points, no real alarm active there, no other drill running) and attaches it to the safety
+core; nothing else changes until the evaluator's next round. When the drill ends (its
+duration, a stop, a real alarm in the room, a config apply), its evaluation
+(gateway.drills.live_eval) is made from the journal and the output writes, kept as the last
+drill's result and stored as an incident record of kind `drill` (gateway.recorder.incidents),
+which `roomwarden incident show/export` render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from gateway.config.loader import ConfigErrors, parse_yaml, validate
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+    from gateway.drills.live import LiveDrill
+
+log = logging.getLogger("roomwarden.drill")
+
+MAX_FILE_CHARS = 256 * 1024
+MAX_EVENTS = 20_000
+"""The journal events an evaluation reads (a flood in a long drill is cut, and says so)."""
+STOP_WAIT = 10.0
+
+
+class LiveDrills:
+    """The running gateway's live drill (one at a time) and the last one's evaluation."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.session: LiveDrill | None = None
+        self.evaluation: dict[str, Any] | None = None
+        self.incident: str | None = None
+
+    async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        action = request.get("action")
+        actor = request.get("actor", "local")
+        if not isinstance(actor, str) or not 0 < len(actor) <= 64:
+            return {"ok": False, "error": "actor: 1-64 characters"}
+        self._notice_end()
+        if action == "start":
+            return self._start(request, actor)
+        if action == "stop":
+            return await self._stop(actor)
+        if action == "status":
+            return self._status()
+        return {"ok": False, "error": "drill requests: action start (with file), stop or "
+                                      "status"}
+
+    def _start(self, request: dict[str, Any], actor: str) -> dict[str, Any]:
+        # the drill's models and engine are imported when a drill is run, not at every start
+        from gateway.drills.live import LiveDrill, LiveDrillError
+        from gateway.drills.model import Drill
+
+        text, name = request.get("file"), request.get("name", "drill")
+        evacuation = request.get("evacuation", False)
+        if not isinstance(text, str) or len(text) > MAX_FILE_CHARS:
+            return {"ok": False, "error": f"start needs the drill file's text (at most "
+                                          f"{MAX_FILE_CHARS} characters)"}
+        if not isinstance(name, str) or not isinstance(evacuation, bool):
+            return {"ok": False, "error": "name is a string, evacuation true or false"}
+        name = name[-200:]
+        try:
+            data, lines = parse_yaml(text, name)
+            drill = validate(Drill, data, name, lines)
+            session = LiveDrill(drill, self.gateway.core, evacuation=evacuation, actor=actor,
+                                source=name)
+        except ConfigErrors as exc:
+            return {"ok": False, "error": "\n".join(str(e) for e in exc.errors)}
+        except LiveDrillError as exc:
+            return {"ok": False, "error": str(exc)}
+        if self.session is not None and not self.session.finished:
+            return {"ok": False, "error": f"drill {self.session.drill.drill!r} is running; "
+                                          "stop it first"}
+        session.on_end = self._ended
+        self.session, self.evaluation, self.incident = session, None, None
+        self.gateway.core.drill = session
+        log.warning("event=drill_accepted drill=%s room=%s mode=%s actor=%s", drill.drill,
+                    drill.room, session.mode, actor)
+        return {"ok": True, "drill": session.status()}
+
+    async def _stop(self, actor: str) -> dict[str, Any]:
+        session = self.session
+        if session is None or session.finished:
+            return {"ok": False, "error": "no drill is running", **self._last()}
+        session.request_stop(f"stopped by {actor}")
+        deadline = asyncio.get_running_loop().time() + STOP_WAIT
+        while not session.finished and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+            self._notice_end()
+        return {"ok": session.finished, "drill": session.status(), **self._last()}
+
+    def _status(self) -> dict[str, Any]:
+        session = self.session
+        return {"ok": True, "drill": None if session is None else session.status(),
+                **self._last()}
+
+    def _last(self) -> dict[str, Any]:
+        return {"evaluation": self.evaluation, "incident": self.incident}
+
+    def banner(self) -> dict[str, Any] | None:
+        """The running drill for the panel's banner (None when none runs)."""
+        self._notice_end()
+        session = self.session
+        return None if session is None or session.finished else session.status()
+
+    def _notice_end(self) -> None:
+        """A config apply replaced the safety core under a running drill: it is over (the new
+        core's alarm manager ended the drill's alarms when it opened the journal)."""
+        session = self.session
+        if session is not None and not session.finished \
+                and self.gateway.core is not session.core:
+            session.finished = True
+            session.outcome.end_ns = self.gateway.clock.now_ns()
+            session.outcome.end_reason = "the gateway's config changed"
+            self._ended(session)
+
+    def _ended(self, session: LiveDrill) -> None:
+        """The drill is over: evaluate it and keep it as an incident record."""
+        from gateway.drills.live_eval import evaluate  # the drill runner's judge: on demand
+
+        try:
+            alarms = self.gateway.core.alarms
+            events = alarms.events_since(session.outcome.start_seq, limit=MAX_EVENTS)
+            keeper = self.gateway.recording.keeper
+            writes = [dict(c) for c in keeper.recent_outputs if c["kind"] == "write"] \
+                if keeper is not None else []
+            self.evaluation = evaluate(session, events, writes)
+            log.warning("event=drill_evaluated drill=%s ok=%s missed=%d", session.drill.drill,
+                        self.evaluation["ok"], len(self.evaluation["missed"]))
+            start = next((e for e in events if e.drill and e.rule == "$drill"), None)
+            if keeper is not None and start is not None:
+                self.incident = keeper.save_drill(
+                    start, session.room, session.outcome.start_ns,
+                    session.outcome.end_ns or self.gateway.clock.now_ns(),
+                    [e for e in events if e.room in (session.room, None)], self.evaluation)
+        except Exception:  # an evaluation bug must not take the evaluator down
+            log.exception("event=drill_evaluation_failed drill=%s", session.drill.drill)

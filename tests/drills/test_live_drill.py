@@ -1,0 +1,274 @@
+"""A live drill on a running gateway (issue 12 part 4), all real: the telecom site simulated on
+loopback and ptys, `roomwarden run` as a process with its panel and an uplink to a real
+Mosquitto, `roomwarden drill --live` as a process on its control socket, the operator's
+acknowledgement signed and sent by `roomwarden ack` over MQTT.
+
+What must hold: the drill's alarms are on the panel's /api/state marked drill (and the banner
+says a drill runs); in a silent drill the siren coil is never written (the simulator's coil
+write log); a real smoke alarm during the drill ends it at once and sounds the siren; the
+evaluation lists who acknowledged each drill alarm and how long it took; the journal, the
+uplink and the incident record carry the drill flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from gateway.config.loader import load_gateway_config
+from gateway.control import ControlError, request
+from gateway.localservices import free_port
+from gateway.sim.signals import Constant
+from gateway.sim.site import SimulatedSite
+from tests.fixtures.operators import Keys, keys
+from tests.fixtures.services import Broker, Subscriber, broker
+
+__all__ = ["broker", "keys"]  # fixtures
+
+pytestmark = [pytest.mark.slow, pytest.mark.process, pytest.mark.timeout(300)]
+
+REPO = Path(__file__).resolve().parents[2]
+SITE = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
+ROOMWARDEN = Path(sys.executable).with_name("roomwarden")
+SIREN = "do-tx-01.do1"
+SMOKE = ("smoke-tx-01.alarm", "smoke-tx-02.alarm")
+DRILL_ALARMS = ("fire.smoke_coincidence@drill:tx-3f",
+                "fire.smoke_detector@drill:smoke-tx-01.alarm",
+                "fire.smoke_detector@drill:smoke-tx-02.alarm")
+OWNER = "Zhang Wei (NOC)"
+
+DRILL = """\
+drill: tx_fire_drill_test
+title: Fire drill in the equipment room (test)
+room: tx-3f
+duration: 2m
+steps:
+  - at: 2s
+    set: {smoke-tx-01.alarm: true, smoke-tx-02.alarm: true}
+expect:
+  - {alarm: fire.smoke_coincidence, subject: tx-3f, after: 2s, within: 8s}
+  - {output: siren-3f, turns: on, after: 2s, within: 8s}
+forbid: ["*"]
+allow: ["fire.smoke_detector@*"]
+"""
+
+
+async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class Scene:
+    site: SimulatedSite
+    control: Path
+    state: Path
+    panel_port: int
+    broker: Broker
+    gateway_id: str
+    site_id: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            final = list(request(self.control, {"op": "status"}, timeout=5))[-1]
+        except (ControlError, OSError):
+            return None
+        return final.get("status") if final.get("ok") else None
+
+    async def panel(self) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.panel_port}/api/state"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http, \
+                http.get(url) as response:
+            assert response.status == 200
+            body: dict[str, Any] = await response.json()
+            return body
+
+    def siren_writes(self, since: float) -> list[Any]:
+        return [e for e in self.site.log() if e.kind == "write" and e.point == SIREN
+                and e.t >= since]
+
+
+def online(status: dict[str, Any] | None) -> bool:
+    devices = [d for bus in (status or {}).get("buses", []) for d in bus["devices"]]
+    return bool(devices) and all(d["online"] for d in devices)
+
+
+def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """`roomwarden run` as a process of its own, its output in `log`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(args, stdout=out, stderr=out)
+
+
+@contextlib.asynccontextmanager
+async def scene(tmp_path: Path, broker: Broker, keys: Keys) -> AsyncIterator[Scene]:
+    async with SimulatedSite(load_gateway_config(SITE)) as site:
+        factory = site.write_config(tmp_path / "gateway.yaml")
+        data = yaml.safe_load(factory.read_text(encoding="utf-8"))
+        port = free_port()
+        data["panel"] = {"enabled": True, "bind": "127.0.0.1", "port": port}
+        data["uplink"] = {"broker": "127.0.0.1", "port": broker.port,
+                          "reconnect_min": "100ms", "reconnect_max": "500ms"}
+        data["operators"] = keys.operators()
+        factory.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        state, control = tmp_path / "state", tmp_path / "control.sock"
+        log = tmp_path / "gateway.log"
+        proc = spawn([sys.executable, "-m", "gateway", "run", str(factory), "--state-dir",
+                      str(state), "--socket", str(control)], log)
+        s = Scene(site, control, state, port, broker, data["gateway"]["id"],
+                  data["gateway"]["site"], proc, log)
+        try:
+            await until(lambda: online(s.status()), 60, "the gateway up, devices online")
+            yield s
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+async def roomwarden(*args: str, timeout: float = 60) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        str(ROOMWARDEN), *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def ack(s: Scene, keys: Keys, *alarms: str) -> tuple[int, str]:
+    flags = [a for alarm in alarms for a in ("--alarm", alarm)]
+    return await roomwarden(
+        "ack", *flags, "--note", "drill: on my way", "--gateway", s.gateway_id, "--site",
+        s.site_id, "--broker", f"mqtt://127.0.0.1:{s.broker.port}", "--key",
+        str(keys.zhang.private_path), "--timeout", "20s")
+
+
+def drill_alarms(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f"{a['rule']}@{a['subject']}": a for a in state["alarms"] if a.get("drill")}
+
+
+async def test_a_silent_live_drill_ended_by_a_real_fire(tmp_path: Path, broker: Broker,
+                                                       keys: Keys) -> None:
+    drill_file = tmp_path / "fire_drill.yaml"
+    drill_file.write_text(DRILL, encoding="utf-8")
+    async with scene(tmp_path, broker, keys) as s:
+        uplink = Subscriber(broker.port, f"roomwarden/{s.site_id}/{s.gateway_id}/alarms")
+        try:
+            began = time.monotonic()
+            cli = asyncio.create_task(roomwarden(
+                "drill", "--live", str(drill_file), "--socket", str(s.control), "--actor",
+                "drill lead", timeout=240))
+
+            # the drill's alarms on the panel, marked drill, under a drill banner
+            async def shown() -> dict[str, Any] | None:
+                state = await s.panel()
+                return state if set(DRILL_ALARMS) <= set(drill_alarms(state)) else None
+
+            deadline = time.monotonic() + 30
+            while (state := await shown()) is None:
+                assert time.monotonic() < deadline, "drill alarms never on the panel"
+                assert not cli.done(), (await cli)[1]
+                await asyncio.sleep(0.2)
+            assert state["drill"]["drill"] == "tx_fire_drill_test"
+            assert state["drill"]["mode"] == "silent" and state["drill"]["room"] == "tx-3f"
+            shown_alarms = drill_alarms(state)
+            fire = shown_alarms[DRILL_ALARMS[0]]
+            assert fire["state"] == "active_unacknowledged" and fire["severity"] == "critical"
+            assert fire["actions"] == []  # silent: the drill alarm drives nothing
+            assert not any(a["rule"] == "fire.smoke_coincidence" and not a.get("drill")
+                           for a in state["alarms"]), "no real fire alarm from a drill"
+
+            # the operator acknowledges the drill alarms with a signed command
+            await asyncio.sleep(1.0)
+            code, out = await ack(s, keys, *DRILL_ALARMS)
+            assert code == 0, out
+            state = await s.panel()
+            assert all(a["acked_by"] == OWNER for a in drill_alarms(state).values())
+
+            # silent: the siren coil was never written while the drill ran
+            await asyncio.sleep(2.0)
+            assert s.siren_writes(began) == [], s.siren_writes(began)
+            assert s.site.read_point(SIREN) is False
+
+            # a real fire: both detectors really alarm -> the drill ends, the siren sounds
+            for point in SMOKE:
+                s.site.set_signal(point, Constant(value=True))
+            code, out = await asyncio.wait_for(cli, 60)
+            await until(lambda: s.site.read_point(SIREN) is True, 20, "the siren on")
+            writes = s.siren_writes(began)
+            assert writes and all(w.value is True for w in writes), writes
+            state = await s.panel()
+            assert state["drill"] is None and drill_alarms(state) == {}
+            real = [a for a in state["alarms"] if a["rule"] == "fire.smoke_coincidence"]
+            assert [(a["subject"], a["state"], a["drill"]) for a in real] == [
+                ("tx-3f", "active_unacknowledged", False)]
+            assert "siren" in real[0]["actions"]
+
+            # the evaluation: detection, who acknowledged and after how long, the real alarm
+            assert code == 0, out
+            assert "PASS  live drill tx_fire_drill_test" in out, out
+            assert "a real alarm in room tx-3f" in out, out
+            for alarm in DRILL_ALARMS:
+                line = next(x for x in out.splitlines() if x.startswith(f"  alarm {alarm} "))
+                assert f"by {OWNER} after" in line, line
+            assert "held (silent drill): siren, strobe" in out, out
+            incident = next(x.split()[2] for x in out.splitlines()
+                            if x.startswith("incident record: "))
+
+            # the journal and the uplink carry the drill flag
+            journal = sqlite3.connect(s.state / "alarms.sqlite")
+            rows = journal.execute("SELECT kind, rule, subject, drill, actor FROM events "
+                                   "ORDER BY seq").fetchall()
+            journal.close()
+            drill_rows = [r for r in rows if r[3]]
+            assert all(r[2].startswith("drill:") or r[0] == "drill" for r in drill_rows)
+            assert [r[2] for r in rows if r[0] == "drill"] == ["tx_fire_drill_test"] * 2
+            assert any(r[4] == OWNER and r[3] for r in rows)
+            assert not any(r[3] for r in rows if r[1] == "fire.smoke_coincidence"
+                           and r[2] == "tx-3f")
+
+            def published() -> list[dict[str, Any]]:
+                return [json.loads(m.payload) for m in uplink.snapshot()]
+
+            await until(lambda: any(e["kind"] == "drill" and "ended" in (e["note"] or "")
+                                    for e in published()), 20, "the drill's end uplink")
+            sent = published()
+            assert all(e["drill"] for e in sent if e["subject"].startswith("drill:"))
+            assert any(e["drill"] and e["actor"] == OWNER for e in sent)
+            assert any(not e["drill"] and e["subject"] == "tx-3f" for e in sent)
+
+            # the drill incident record, rendered by the incident report
+            code, shown_record = await roomwarden("incident", "show", incident,
+                                                  "--state-dir", str(s.state))
+            assert code == 0, shown_record
+            html_path = tmp_path / "drill.html"
+            code, out = await roomwarden("incident", "export", incident, "--html",
+                                         str(html_path), "--state-dir", str(s.state))
+            assert code == 0, out
+            page = html_path.read_text(encoding="utf-8")
+            assert "DRILL — evaluation" in page and OWNER in page
+            assert "time to acknowledge" in page
+        finally:
+            uplink.close()
