@@ -1,5 +1,10 @@
 """The `roomwarden` command (also `python -m gateway`)."""
 
+# Its parser and the commands of no feature package (check, schema, run, drill, passwd, demo);
+# the others register their own: gateway.field.cli (plan), gateway.control_cli (status,
+# config apply), gateway.sim.cli (simulate, simctl), gateway.flashing.cli, gateway.operator.cli,
+# gateway.recorder.cli. (The docstring is `roomwarden --help`'s description.)
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +26,13 @@ from gateway.config.loader import (
     load_profile,
 )
 from gateway.config.profile import ModbusProfile, Profile
-from gateway.config.report import load_or_report
-from gateway.config.site import GatewayConfig, ModbusRtuBus
-from gateway.field.planner import plan_requests, theoretical_rtu_seconds
+from gateway.config.report import CONFIG_HELP, load_or_report
+from gateway.config.site import GatewayConfig
+from gateway.control_cli import add_apply_parser, add_status_parser
+from gateway.control_cli import control_options as _control_options
+from gateway.field.cli import add_plan_parser
 from gateway.field.points import bind_points
+from gateway.sim.cli import add_parsers as add_simulator_parsers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,9 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the schema of device profiles instead of gateway configs")
     schema.set_defaults(func=cmd_schema)
 
-    plan = sub.add_parser("plan", help="print the Modbus requests each device costs per cycle")
-    plan.add_argument("config", type=Path, help=CONFIG_HELP)
-    plan.set_defaults(func=cmd_plan)
+    add_plan_parser(sub)
 
     run = sub.add_parser("run", help="run the gateway")
     run.add_argument("config", type=Path, help=CONFIG_HELP)
@@ -82,35 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     run.set_defaults(func=cmd_run)
 
-    status = sub.add_parser("status", help="the running gateway's state, for a technician: "
-                            "service health and site alarms apart")
-    _control_options(status)
-    status.add_argument("--json", action="store_true", help="the raw report as JSON")
-    status.set_defaults(func=cmd_status)
+    add_status_parser(sub)
+    add_simulator_parsers(sub)  # simulate, simctl
 
-    simulate = sub.add_parser("simulate", help="serve every device of a config on loopback")
-    simulate.add_argument("config", type=Path, help=CONFIG_HELP)
-    simulate.add_argument("--write-config", type=Path, required=True, metavar="PATH",
-                          help="write a copy of the config that points at the simulator")
-    simulate.add_argument("--control-port", type=int, default=0,
-                          help="loopback TCP port of the JSON-lines control channel (0 = any)")
-    simulate.add_argument("--duration", type=duration_arg, metavar="DURATION",
-                          help="stop after DURATION (e.g. 2m; default: at Ctrl-C)")
-    simulate.set_defaults(func=cmd_simulate)
 
-    simctl = sub.add_parser("simctl", help="send one JSON command to a running simulator")
-    simctl.add_argument("port", type=int, help="the simulator's control port")
-    simctl.add_argument("command", help='e.g. \'{"cmd": "fault", "device": "th-1", '
-                                        '"mode": "no_reply"}\'')
-    simctl.set_defaults(func=cmd_simctl)
-
-    drill = sub.add_parser("drill", help="run scripted drills against the simulated site, "
-                                         "or one live on the running gateway (--live)")
-    drill.add_argument("paths", nargs="*", type=Path, help="drill files or directories")
-    from gateway.drills.live_cli import add_options  # issue 12: live drills
-
-    add_options(drill)
-    _control_options(drill)
+    drill = sub.add_parser("drill", help="run scripted drills against the simulated site")
+    drill.add_argument("paths", nargs="+", type=Path, help="drill files or directories")
     drill.set_defaults(func=cmd_drill)
 
     passwd = sub.add_parser("passwd", help="print a password hash for a panel user (reads "
@@ -146,20 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.recorder.cli import add_parsers as add_incident_parsers  # issue 12
 
     add_incident_parsers(sub)  # incident list, show, export
-    apply = config_sub.add_parser(
-        "apply", help="apply a config to the gateway on this machine (USB stick, SSH): "
-                      "checked, staged, health-checked, committed or rolled back")
-    apply.add_argument("file", type=Path, help=CONFIG_HELP)
-    apply.add_argument("--author", default=_local_user(),
-                       help="who applies it (default: the login name)")
-    apply.add_argument("--key", type=Path, default=None,
-                       help="sign with this private key (needed when the gateway accepts "
-                            "only signed configs)")
-    apply.add_argument("--version", type=int, default=None, metavar="N",
-                       help="version of the signed config (default: the running config's + 1)")
-    apply.add_argument("--force", action="store_true", help="a signed downgrade")
-    _control_options(apply)
-    apply.set_defaults(func=cmd_config_apply)
+    add_apply_parser(config_sub)
     _describe(parser)
     return parser
 
@@ -173,15 +143,6 @@ def _describe(parser: argparse.ArgumentParser) -> None:
                 if not child.description:
                     child.description = helps.get(name)
                 _describe(child)
-
-
-def _local_user() -> str:
-    import getpass
-
-    try:
-        return f"{getpass.getuser()} (local)"
-    except (KeyError, OSError):
-        return "local"
 
 
 # --- check --------------------------------------------------------------------------------
@@ -229,10 +190,10 @@ def check_file(path: Path) -> str:
         pack = load_pack(path)
         return f"rule pack {pack.pack}, {len(pack.rules)} rules"
     if kind == "drill":
-        from gateway.drills.runner import load_drill, site_of
+        from gateway.drills.runner import load_drill
 
         drill = load_drill(path)
-        load_gateway_config(site_of(path, drill))
+        load_gateway_config((path.parent / drill.site).resolve())
         return f"drill {drill.drill}, {len(drill.steps)} steps, {len(drill.expect)} expectations"
     from gateway.rules.config import default_rules_dir, load_checked_config, load_rule_packs
 
@@ -290,42 +251,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- plan ---------------------------------------------------------------------------------
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    loaded = load_or_report(args.config)
-    if loaded is None:
-        return 1
-    cfg = loaded.config
-    for bus in cfg.buses:
-        devices = [d for d in cfg.devices if d.bus == bus.id and d.enabled]
-        print(f"bus {bus.id} ({bus.type}, timeout {bus.timeout:g}s, max_gap {bus.max_gap})")
-        bus_requests = []
-        for device in devices:
-            profile = loaded.profile_of(device)
-            interval = device.poll_interval or profile.default_poll_interval
-            if not isinstance(profile, ModbusProfile):
-                print(f"  device {device.id} ({profile.id}) every {interval:g}s: "
-                      f"1 request {profile.request!r}")
-                continue
-            points = bind_points(device, profile)
-            requests = plan_requests(points, max_registers=profile.max_registers_per_request,
-                                     max_bits=profile.max_bits_per_request,
-                                     max_gap=bus.max_gap)
-            bus_requests.extend(requests)
-            print(f"  device {device.id} unit {device.unit} ({profile.id}) every "
-                  f"{interval:g}s: {len(points)} points in {len(requests)} requests")
-            for request in requests:
-                print(f"    {request.describe()}")
-        if isinstance(bus, ModbusRtuBus) and bus_requests:
-            minimum = theoretical_rtu_seconds(bus_requests, char_time=bus.char_time,
-                                              frame_gap=bus.frame_gap)
-            print(f"  one pass over every device at {bus.baudrate} baud takes at least "
-                  f"{minimum * 1000:.1f} ms on the wire")
-    return 0
-
-
 # --- run ----------------------------------------------------------------------------------
 
 
@@ -358,126 +283,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(main_task())
 
 
-CONFIG_HELP = "the gateway config file (YAML)"
-SOCKET_HELP = ("the gateway's control socket (default: $RUNTIME_DIRECTORY/control.sock, "
-               "i.e. /run/roomwarden/control.sock under systemd, else STATE_DIR/control.sock)")
-
-
-def _control_options(parser: argparse.ArgumentParser) -> None:
-    """`--socket` (issue 14: one name and one description in run, status and config apply;
-    `--control` still works)."""
-    parser.add_argument("--socket", "--control", dest="control", type=Path, default=None,
-                        metavar="PATH", help=SOCKET_HELP)
-
-
-def _control_path(args: argparse.Namespace) -> Path:
-    from gateway.control import SOCKET_NAME, default_socket_path
-    from gateway.daemon import default_state_dir
-
-    if args.control is not None:
-        return Path(args.control)
-    system = Path("/run/roomwarden") / SOCKET_NAME
-    if system.exists():
-        return system
-    return default_socket_path(default_state_dir())
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from gateway.control import ControlError, request
-    from gateway.ops.status_report import StatusReport, render_status
-
-    try:
-        answers = list(request(_control_path(args), {"op": "status"}, timeout=10))
-    except ControlError as exc:
-        print(f"roomwarden status: {exc}", file=sys.stderr)
-        return 3
-    final = answers[-1]
-    if not final.get("ok"):
-        print(f"roomwarden status: {final.get('error')}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(final["status"], indent=2, ensure_ascii=False))
-        return 0
-    report = StatusReport.model_validate(final["status"])
-    import shutil
-
-    width = shutil.get_terminal_size((80, 24)).columns  # $COLUMNS, the terminal, else 80
-    print(render_status(report, color=sys.stdout.isatty(), width=width))
-    return 0
-
-
-def _next_version(args: argparse.Namespace) -> int | None:
-    """Issue 14: like `flash`, `config apply --key` works the version out: the running
-    config's + 1, asked over the control socket (None and a message if no gateway answers)."""
-    from gateway.control import ControlError, request
-
-    try:
-        final = list(request(_control_path(args), {"op": "status"}, timeout=10))[-1]
-    except ControlError as exc:
-        print(f"roomwarden config apply: {exc}", file=sys.stderr)
-        return None
-    if not final.get("ok"):
-        print(f"roomwarden config apply: {final.get('error')}", file=sys.stderr)
-        return None
-    version = int(final["status"]["config_version"]) + 1
-    print(f"signing as version {version} (the running config's + 1; --version N to choose)")
-    return version
-
-
-def cmd_config_apply(args: argparse.Namespace) -> int:
-    """`roomwarden config apply FILE`: on the gateway itself (USB stick, SSH)."""
-    from gateway.control import ControlError, request
-    from gateway.rules.config import load_checked_config
-
-    try:
-        load_checked_config(args.file)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        print(f"{args.file}: not applied ({len(exc.errors)} problems)", file=sys.stderr)
-        return 1
-    text = args.file.read_text(encoding="utf-8")
-    body: dict[str, object]
-    if args.key is not None:
-        from gateway.flashing.envelope import sign_config
-        from gateway.flashing.keys import load_private_key
-
-        gateway_id = load_checked_config(args.file).config.gateway.id
-        version = args.version if args.version is not None else _next_version(args)
-        if version is None:
-            return 3
-        envelope = sign_config(text, gateway=gateway_id, version=version,
-                               author=args.author, private_key=load_private_key(args.key),
-                               force=args.force)
-        body = {"op": "apply", "envelope": envelope.model_dump(mode="json")}
-    else:
-        body = {"op": "apply", "config": text, "author": args.author}
-    try:
-        for answer in request(_control_path(args), body):
-            if "progress" in answer:
-                _print_config_status(answer["progress"])
-                continue
-            if answer.get("error"):
-                print(f"roomwarden config apply: {answer['error']}", file=sys.stderr)
-            return 0 if answer.get("ok") else 1
-    except ControlError as exc:
-        print(f"roomwarden config apply: {exc}", file=sys.stderr)
-        return 3
-    return 1
-
-
-def _print_config_status(status: dict[str, object]) -> None:
-    line = f"{status.get('state')}"
-    if status.get("version") is not None:
-        line += f" v{status['version']}"
-    if status.get("code"):
-        line += f" [{status['code']}]"
-    print(line, flush=True)
-    if status.get("error"):
-        for text in str(status["error"]).splitlines():
-            print(f"    {text}", flush=True)
-
-
 def print_readings(gateway: object) -> None:
     from gateway.daemon import Gateway
     from gateway.readout import render
@@ -486,22 +291,7 @@ def print_readings(gateway: object) -> None:
     print(render(gateway.bus_loops, gateway.latest), flush=True)
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    loaded = load_or_report(args.config)
-    if loaded is None:
-        return 1
-    from gateway.sim.runner import run_simulator
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_simulator(loaded, args.write_config, args.control_port, args.duration))
-    return 0
-
-
 def cmd_drill(args: argparse.Namespace) -> int:
-    if args.live:  # issue 12: a live drill (gateway.drills.live_cli)
-        from gateway.drills.live_cli import run as run_live
-
-        return run_live(args, _control_path(args))
     from gateway.drills.runner import run_drill
     from gateway.rules.config import default_rules_dir, load_rule_packs
 
@@ -549,23 +339,6 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     else:
         print(hash_password(first))
     return 0
-
-
-def cmd_simctl(args: argparse.Namespace) -> int:
-    from gateway.sim.runner import parse_command, send_control
-
-    try:
-        command = parse_command(args.command)
-    except ValueError as exc:
-        print(f"not a command: {exc}", file=sys.stderr)
-        return 2
-    try:
-        reply = asyncio.run(send_control(args.port, command))
-    except (OSError, TimeoutError) as exc:
-        print(f"no simulator on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    print(reply)
-    return 0 if json.loads(reply).get("ok") else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

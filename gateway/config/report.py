@@ -8,6 +8,9 @@ from pathlib import Path
 
 from gateway.config.loader import ConfigErrors, LoadedConfig, load_gateway_config
 
+CONFIG_HELP = "the gateway config file (YAML)"
+"""How every command describes its config file argument."""
+
 
 def load_or_report(path: Path) -> LoadedConfig | None:
     try:
