@@ -45,6 +45,7 @@ from gateway.panel.views import (
     SuppressionView,
 )
 from gateway.recorder.hook import Recording  # issue 12
+from gateway.rules.warm import RateMemory  # issue 11
 from gateway.safety import SafetyCore, acquisition
 from gateway.service.watchdog import configure_stall_limits
 from gateway.status import health_view, room_views
@@ -124,6 +125,11 @@ class Gateway:
         self.latest = LatestSamples()
         self.extra_sinks = list(extra_sinks or [])
         self.core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=rules_dir)
+        # --- issue 11: rate windows warm-started from what the last run saved ---------------
+        self.rate_memory = RateMemory(self.state_dir, self.clock)
+        self.rate_memory.restore(self.core.engine, loaded)
+        self._rate_task: asyncio.Task[None] | None = None
+        # --- end issue 11 -------------------------------------------------------------------
         # --- issue 9: operator commands, the one service behind the panel and `cmd` ----------
         self._panel_describer: tuple[object, Describer] | None = None  # issue 14
         self.commands = OperatorCommands(lambda: self.core.alarms, self.clock,
@@ -312,11 +318,15 @@ class Gateway:
                 self._evaluator_task = group.create_task(self._evaluator(), name="evaluator")
                 if self.uplink is not None:
                     self._uplink_task = group.create_task(self.uplink.run(), name="uplink")
+                self._rate_task = group.create_task(  # issue 11: periodic rate-window saves
+                    self.rate_memory.run(lambda: (self.core.engine, self.loaded)),
+                    name="rate-windows")
                 self.started.set()
                 await self._stop_requested.wait()
                 log.info("event=gateway_stopping")
                 await self._leave_outputs_safe()
-                for task in [*self._loop_tasks, self._panel_task, self._uplink_task]:
+                for task in [*self._loop_tasks, self._panel_task, self._uplink_task,
+                             self._rate_task]:
                     if task is not None:
                         task.cancel()
         finally:
@@ -326,8 +336,16 @@ class Gateway:
             if self.panel is not None:
                 await self.panel.stop()
             self.recording.close()  # issue 12: open incidents saved as they stand
+            self._save_rate_windows()  # issue 11
             self.core.close()
             log.info("event=gateway_stopped")
+
+    def _save_rate_windows(self) -> None:
+        """Issue 11: the rate windows as they stand, for the next start (never raises)."""
+        try:
+            self.rate_memory.save(self.core.engine, self.loaded)
+        except Exception:
+            log.exception("event=rate_windows_save_failed")
 
     def request_stop(self) -> None:
         """A clean stop (SIGTERM): see `run`."""

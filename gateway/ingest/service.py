@@ -94,9 +94,10 @@ log = logging.getLogger("roomwarden.ingest")
 CHANNELS = (Channel.TELEMETRY, Channel.META, Channel.ALARMS, Channel.STATE,
             Channel.INCIDENTS)  # incidents: issue 12
 """What the ingest subscribes to (`alarms/active` is a dashboard's business, not history's)."""
-UNSHARED = frozenset({Channel.META})
+UNSHARED = frozenset({Channel.META, Channel.INCIDENTS})
 """Subscribed plainly by every instance even with a shared group: every instance needs every
-point catalog."""
+point catalog, and every chunk of an incident record must meet its other chunks in one store
+(issue 12: each instance keeps every record; instances on one host may share the file)."""
 
 CatalogKey = tuple[str, str, str]
 

@@ -9,9 +9,8 @@ The parts, one job each:
   delivered;
 - `Session` (gateway.uplink.session): one MQTT connection per attempt, reconnected here with
   `Backoff` (bounded exponential with jitter, forever);
-- `DeliveryTracker` (gateway.uplink.delivery, pure) and `Redelivery`
-  (gateway.uplink.redelivery, its loop side): PUBACK → in flight or delivered, the ingest's
-  `ack` watermark → covered, holes and timeouts → published again;
+- `DeliveryTracker` (gateway.uplink.delivery, pure) and `Redelivery` (its loop side): PUBACK →
+  in flight or delivered, the ingest's `ack` watermark → covered, holes and timeouts → again;
 - `StatePublisher` (gateway.uplink.state): GatewayState, point catalog, active alarms;
 - the command inbox (gateway.operator.inbox) for `cmd`.
 
@@ -34,7 +33,7 @@ Inbound (subscribed with QoS 1 on every connect, since each connect is a fresh c
 - `config/set`: the raw payload goes to `on_config_set` on the event loop (verifying the signed
   envelope is its job); `publish_config_status()` answers on the retained `config/status`.
 - `ack` (`delivery: ingest` only): the ingest's DeliveryAck for this gateway.
-paho's `on_message` only copies topic and payload and hops to the event loop; nothing that
+paho's `on_message` only copies topic and payload and hops to the event loop: nothing that
 arrives can raise in paho's thread or in the loop.
 """
 
@@ -90,15 +89,12 @@ class Uplink:
                  devices: Callable[[], tuple[int, int]] | None = None,
                  on_config_set: Callable[[bytes], None] | None = None,
                  inbox: CommandInbox | None = None) -> None:
-        """`catalog_points`: point id → PointMeta (device, room, quantity, unit), one entry per
-        point the gateway reports — the PointCatalog, and the quantities the per-quantity
-        deadbands need.
-
-        `devices`: returns (devices online, devices total), for GatewayState; called on the
-        event loop. `inbox`: checks and carries out what arrives on `cmd` (default: one that
-        refuses every alarm command and answers `request_state`).
-        `on_config_set`: receives the raw payload of every `config/set` message on the event
-        loop."""
+        """`catalog_points`: point id → PointMeta (device, room, quantity, unit) of every point
+        the gateway reports: the PointCatalog, and the quantities the deadbands need.
+        `devices`: (devices online, devices total) for GatewayState, called on the loop.
+        `inbox`: checks and carries out what arrives on `cmd` (default: one that refuses every
+        alarm command and answers `request_state`). `on_config_set`: the raw payload of every
+        `config/set` message, on the event loop."""
         self.settings = settings
         self.site = site
         self.gateway_id = gateway_id
