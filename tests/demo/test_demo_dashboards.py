@@ -61,8 +61,7 @@ def test_the_printed_alarm_history_command_shows_actor_and_note(
     service.start()
     gateway = Gateway(broker)
     try:
-        wait_for(lambda: bool(service.status()["connected"]), what="ingest connected")
-        time.sleep(0.3)
+        wait_for(lambda: bool(service.status()["subscribed"]), what="the ingest's SUBACK")
         now = time.time_ns()
         for seq, state, actor, note in (
                 (1, AlarmState.ACTIVE_UNACKNOWLEDGED, "system", None),
