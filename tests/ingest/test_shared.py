@@ -23,7 +23,8 @@ def test_meta_is_subscribed_plainly_and_the_rest_shared(tmp_path: Path, broker: 
     settings = make_settings(tmp_path, broker, victoria)
     assert subscriptions(settings) == [
         "$share/ingest/roomwarden/+/+/telemetry", "roomwarden/+/+/meta",
-        "$share/ingest/roomwarden/+/+/alarms", "$share/ingest/roomwarden/+/+/state"]
+        "$share/ingest/roomwarden/+/+/alarms", "$share/ingest/roomwarden/+/+/state",
+        "roomwarden/+/+/incidents"]  # incidents: issue 12
     plain = make_settings(tmp_path, broker, victoria, protocol="3.1.1")
     assert all(not f.startswith("$share") for f in subscriptions(plain))
 
