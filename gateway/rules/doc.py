@@ -65,18 +65,21 @@ class _Params:
         return value
 
 
-def detection_time(condition: m.Condition, params: _Params) -> float | None:
+def detection_time(condition: m.Condition, params: _Params, warm: bool = False
+                   ) -> float | None:
     """The shortest time from a hazard's start to the condition becoming active, on samples
     that arrive continuously (add one poll interval of the point): delays, the rate's minimum
-    span, stale/flatline/invalid durations. None when a parameter has no default."""
+    span, stale/flatline/invalid durations. None when a parameter has no default. `warm`: a
+    restart whose saved rate windows already hold the trend (no span to wait for)."""
     if isinstance(condition, m.All | m.AtLeast):
         children = condition.all if isinstance(condition, m.All) else (
             condition.at_least.of or ((condition.at_least.each,)
                                       if condition.at_least.each else ()))
-        times = [detection_time(c, params) for c in children]
+        times = [detection_time(c, params, warm) for c in children]
         return None if any(t is None for t in times) else max(t or 0.0 for t in times)
     if isinstance(condition, m.AnyOf):
-        known = [t for t in (detection_time(c, params) for c in condition.any) if t is not None]
+        known = [t for t in (detection_time(c, params, warm) for c in condition.any)
+                 if t is not None]
         return min(known) if known else None
     if isinstance(condition, m.Stale):
         return params.num(condition.stale)
@@ -89,11 +92,25 @@ def detection_time(condition: m.Condition, params: _Params) -> float | None:
         return None
     signal = condition.signal
     if isinstance(signal, m.RateSignal):
+        if warm:
+            return delay
         window = params.num(signal.rate.window)
         span = params.num(signal.rate.min_span) if signal.rate.min_span is not None else (
             None if window is None else DEFAULT_MIN_SPAN * window)
         return None if span is None else delay + span
     return delay
+
+
+def _has_rate(condition: m.Condition) -> bool:
+    if isinstance(condition, m.All):
+        return any(_has_rate(c) for c in condition.all)
+    if isinstance(condition, m.AnyOf):
+        return any(_has_rate(c) for c in condition.any)
+    if isinstance(condition, m.AtLeast):
+        spec = condition.at_least
+        return any(_has_rate(c) for c in (*(spec.of or ()), *((spec.each,) if spec.each
+                                                                 else ())))
+    return isinstance(condition, m.Compare) and isinstance(condition.signal, m.RateSignal)
 
 
 def _selection(rule: m.Rule) -> str:
@@ -121,6 +138,7 @@ def _selection(rule: m.Rule) -> str:
 def _rule(pack: m.RulePack, rule: m.Rule) -> list[str]:
     params = _Params(rule.parameters)
     detect = detection_time(rule.condition, params)
+    warm = detection_time(rule.condition, params, warm=True)
     lines = [f"### `{pack.full_id(rule)}` — {rule.title}", "",
              f"- **Severity:** {rule.severity}" + (" (latching)" if rule.latching else ""),
              f"- **Selects:** {_selection(rule)}",
@@ -132,7 +150,10 @@ def _rule(pack: m.RulePack, rule: m.Rule) -> list[str]:
     lines.append(f"- **Basis:** {' '.join(rule.basis.split())}")
     lines.append("- **Minimum detection time:** " + (
         f"{_seconds(detect)} + one poll of the point" if detect is not None
-        else "needs its parameters set per site"))
+        else "needs its parameters set per site") + (
+        "; after a restart, " + (f"{_seconds(warm)} + " if warm else "")
+        + "one poll for a trend already in its saved window"
+        if warm is not None and detect is not None and _has_rate(rule.condition) else ""))
     lines.append("- **Actions:** " + (", ".join(f"`{a}`" for a in rule.actions) or "none"))
     lines.append("")
     return lines
@@ -168,11 +189,25 @@ reference gives none): such rules keep their generic defaults.
 that arrive continuously: the on-delay, for rate rules the minimum span of good samples before
 a slope is judged (`min_span`, default a quarter of the window), for stale/flatline/invalid
 rules their duration. Add one poll interval of the point. A rate rule judges its slope as soon
-as that span is in its window — after a start, an apply or a gap in the data too — and reports
-the fitted slope less `confidence` standard errors (noise guard), so a short or noisy span
-reads low rather than false. The price of judging early: a sudden step (a sensor swapped, a
-set point jumped by 1 °C) within the first minutes of a window reads as a steep rate; in a
-filled window the same step reads as a slow one.
+as that span is in its window — after a start, an apply or a gap in the data too.
+
+**Rate windows survive applies and restarts.** An apply carries them into the new rule engine.
+For a restart the gateway saves the samples its rate windows hold (`rate_windows.bin` in the
+state directory) every tenth of its longest rate window — between 10 s and 1 min; 1 min with
+the shipped packs — and at a clean stop, and a new process fills its windows from them
+(`gateway/rules/warm.py`): a trend already in the saved window (a cooling loss that began before
+the restart) is judged at the first poll after it, not `min_span` later. A crash or power cut
+loses at most one save period of samples; a stop longer than the window, or a point whose
+device or profile changed, starts cold (`min_span` again).
+
+**The noise guard is two-sided.** A slope comes with ± `confidence` standard errors of the fit.
+A rate rule is past its limit only when the whole interval is, and "not exceeded" only when the
+whole interval is below; while the interval straddles the limit the condition is unknown and
+keeps its state — so a short or noisy span right after a start neither raises nor returns an
+alarm. The value shown is the interval's calm end (the slope less its margin). The price of
+judging early: a sudden step (a sensor swapped, a set point jumped by 1 °C) within the first
+minutes of a window reads as a steep rate; in a filled window the same step reads as a slow
+one.
 """
 
 

@@ -49,15 +49,19 @@ def test_a_changed_pack_makes_the_check_fail(tmp_path: Path) -> None:
 def test_detection_times() -> None:
     packs = load_rule_packs(default_rules_dir())
 
-    def of(rule_id: str) -> float | None:
+    def of(rule_id: str, warm: bool = False) -> float | None:
         pack_id, short = rule_id.split(".")
         rule = packs[pack_id].rule(short)
         assert rule is not None
-        return detection_time(rule.condition, _Params(rule.parameters))
+        return detection_time(rule.condition, _Params(rule.parameters), warm)
 
     assert of("environment.temperature_rate") == 300.0  # min_span 5 min, no delay
     assert of("explosion.cell_temperature_rise") == 150.0  # 30 s span + 2 min sustain
     assert of("fire.heat_rate_of_rise") == 15.0  # a quarter of the 1 min window
+    # after a restart with the trend in the saved window: no span to wait for, delays stay
+    assert of("environment.temperature_rate", warm=True) == 0.0
+    assert of("explosion.cell_temperature_rise", warm=True) == 120.0
+    assert of("explosion.gas_detector_failure", warm=True) == 10.0
     assert of("explosion.gas_detector_failure") == 10.0  # the quicker of any
     assert of("power.branch_overload") == 10.0  # (once a rating is set per site)
     compare = m.Compare.model_validate({"above": 1, "on_delay": "$d"})

@@ -1,0 +1,284 @@
+"""Warm start of the rate windows across restarts: the gateway saves the samples its rate
+windows hold and a new process fills its windows from them, so a trend that began before a
+restart (a cooling loss, a battery warming) is judged at the first poll after it, not
+`min_span` later.
+
+Why these samples and not the flight recorder's ring (gateway.recorder.ring): the ring holds
+every point (up to 2,000) at acquisition resolution for its whole window and may be switched
+off; the rate windows need only their own points, at most `MAX_WINDOW_SAMPLES` + 1 samples
+each, already thinned to what the slope uses. Saving exactly that keeps the file small (a few
+KiB per point) and the write cheap enough to repeat.
+
+What is saved (`rate_windows.bin` in the state directory, 0600, replaced atomically: a crash
+leaves the old or the new file whole): per point with a rate window, the union of its windows'
+samples (by wall-clock time, so a reboot that restarts the monotonic clock changes nothing),
+and a fingerprint of how the point is read (its device entry, bus type and profile). When:
+every `period` — a tenth of the longest rate window, between `MIN_PERIOD` and `MAX_PERIOD`
+(10 s to 1 min; 1 min for the shipped packs), and only if a window took a sample since — on
+a thread (it fsyncs), and once more at the stop. A SIGKILL or a power cut loses at most one
+period of samples.
+
+What is restored, at the start, into the new engine's windows: the samples of the same point
+ids whose fingerprint is unchanged, younger than each window and not in the future. Each
+window takes them as it would from the bus (its own thinning and span), so a config whose rate
+rules changed their window, `min_span` or limits works from the same file; a point whose device
+or profile changed starts cold. A file that is missing, too large, corrupt or of another
+format is logged and ignored (the windows start cold, as before); a stop longer than a window
+leaves that window cold. Bounds: `MAX_FILE_BYTES` read, `MAX_DECODED_BYTES` decompressed,
+`MAX_POINT_SAMPLES` per point, `MAX_SAMPLES` in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import ValidationError
+
+from gateway.clock import Clock
+from gateway.rules.rate import MAX_WINDOW_SAMPLES
+from gateway.storage import atomic_write
+from gateway.strict import StrictModel
+
+if TYPE_CHECKING:
+    from gateway.config.loader import LoadedConfig
+    from gateway.rules.conditions import PointState
+    from gateway.rules.engine import RuleEngine
+
+log = logging.getLogger("roomwarden.rules.warm")
+
+FILE_NAME = "rate_windows.bin"
+MAGIC = b"roomwarden-rate-windows 1\n"
+MIN_PERIOD = 10.0
+MAX_PERIOD = 60.0
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_DECODED_BYTES = 64 * 1024 * 1024
+MAX_POINT_SAMPLES = 4 * (MAX_WINDOW_SAMPLES + 1)
+MAX_SAMPLES = 250_000
+_MS = 1_000_000
+
+
+class SavedPoint(StrictModel):
+    source: str
+    """Fingerprint of how the point is read (device entry, bus type, profile)."""
+    age_ms: list[int]
+    """Each sample's age at `saved_ns` in ms (oldest first)."""
+    value: list[float]
+
+
+class SavedWindows(StrictModel):
+    version: Literal[1]
+    saved_ns: int
+    points: dict[str, SavedPoint]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    saved_ns: int
+    newest: float
+    points: dict[str, tuple[str, list[tuple[float, float]]]]
+    """point id → (fingerprint, [(wall seconds, value)] oldest first)."""
+
+
+class RateMemory:
+    """Saves and restores the rate windows of the engine in force (see the module docstring).
+    `restore` once at the start; `run` for the periodic saves; `save` at the stop."""
+
+    def __init__(self, state_dir: Path, clock: Clock) -> None:
+        self.path = state_dir / FILE_NAME
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._written_ns = 0
+        self._saved_newest = -math.inf
+        self._failing = False
+        self._sources: tuple[int, dict[str, str]] = (0, {})
+
+    # --- restore ------------------------------------------------------------------------------
+
+    def restore(self, engine: RuleEngine, loaded: LoadedConfig) -> int:
+        """Fill `engine`'s empty rate windows from the file; returns the samples taken."""
+        points = engine.rate_points()
+        if not points:
+            return 0
+        try:
+            saved = self._read()
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, zlib.error, ValidationError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("event=rate_windows_ignored file=%s reason=%r (rate windows start "
+                        "cold)", self.path, reason[:200])
+            return 0
+        now_ns, mono = self.clock.now_ns(), self.clock.monotonic()
+        gap = (now_ns - saved.saved_ns) / 1e9
+        sources = self._sources_of(loaded)
+        taken = restored = changed = 0
+        for point_id, state in points.items():
+            record = saved.points.get(point_id)
+            if record is None:
+                continue
+            if record.source != sources.get(state.device):
+                changed += 1
+                continue
+            count = _fill(state, record, gap, mono)
+            taken += count
+            restored += count > 0
+        log.info("event=rate_windows_restored points=%d samples=%d saved_s_ago=%.0f "
+                 "source_changed=%d", restored, taken, gap, changed)
+        return taken
+
+    def _read(self) -> SavedWindows:
+        with self.path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+        if not data.startswith(MAGIC):
+            raise ValueError("not a rate-window file of this version")
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(data[len(MAGIC):], MAX_DECODED_BYTES)
+        if inflater.unconsumed_tail:
+            raise ValueError(f"decompresses to more than {MAX_DECODED_BYTES} bytes")
+        if not inflater.eof:
+            raise ValueError("truncated")
+        saved = SavedWindows.model_validate(json.loads(text))
+        total = 0
+        for point_id, record in saved.points.items():
+            if len(record.age_ms) != len(record.value) or \
+                    len(record.value) > MAX_POINT_SAMPLES:
+                raise ValueError(f"{point_id}: {len(record.age_ms)} ages, "
+                                 f"{len(record.value)} values")
+            total += len(record.value)
+        if total > MAX_SAMPLES:
+            raise ValueError(f"{total} samples (at most {MAX_SAMPLES})")
+        return saved
+
+    # --- save ---------------------------------------------------------------------------------
+
+    def period(self, engine: RuleEngine) -> float | None:
+        """Seconds between saves for this engine's windows; None: it has none."""
+        windows = [w.window for s in engine.rate_points().values() for w in s.rates]
+        if not windows:
+            return None
+        return min(MAX_PERIOD, max(MIN_PERIOD, max(windows) / 10.0))
+
+    def snapshot(self, engine: RuleEngine, loaded: LoadedConfig) -> Snapshot:
+        """What the windows hold now (cheap: copies of at most a few hundred samples each)."""
+        now_ns, mono = self.clock.now_ns(), self.clock.monotonic()
+        offset = now_ns / 1e9 - mono
+        sources = self._sources_of(loaded)
+        points: dict[str, tuple[str, list[tuple[float, float]]]] = {}
+        newest = -math.inf
+        total = 0
+        for point_id, state in engine.rate_points().items():
+            merged = sorted({sample for w in state.rates for sample in w.samples
+                             if math.isfinite(sample[1])})
+            if not merged or state.device not in sources:
+                continue
+            if len(merged) > MAX_POINT_SAMPLES:
+                step = len(merged) / MAX_POINT_SAMPLES
+                merged = [merged[int(i * step)] for i in range(MAX_POINT_SAMPLES - 1)] + \
+                    [merged[-1]]
+            if total + len(merged) > MAX_SAMPLES:
+                break
+            total += len(merged)
+            newest = max(newest, merged[-1][0])
+            points[point_id] = (sources[state.device], [(t + offset, v) for t, v in merged])
+        return Snapshot(now_ns, newest, points)
+
+    def save(self, engine: RuleEngine, loaded: LoadedConfig) -> bool:
+        """Write what the windows hold now (at the stop, or from a test). True if written."""
+        if not engine.rate_points():
+            return False
+        return self.write(self.snapshot(engine, loaded))
+
+    def write(self, snapshot: Snapshot) -> bool:
+        """Encode and write `snapshot` unless a newer one was written (thread-safe)."""
+        saved_s = snapshot.saved_ns / 1e9
+        document = {"version": 1, "saved_ns": snapshot.saved_ns, "points": {
+            point_id: {"source": source,
+                       "age_ms": [max(0, round((saved_s - t) * 1000)) for t, _ in samples],
+                       "value": [v for _, v in samples]}
+            for point_id, (source, samples) in snapshot.points.items()}}
+        data = MAGIC + zlib.compress(json.dumps(document, separators=(",", ":"),
+                                                allow_nan=False).encode(), 6)
+        with self._lock:
+            if snapshot.saved_ns <= self._written_ns:
+                return False
+            try:
+                atomic_write(self.path, data)
+            except OSError as exc:
+                if not self._failing:
+                    log.warning("event=rate_windows_save_failed file=%s error=%r", self.path,
+                                str(exc))
+                self._failing = True
+                return False
+            if self._failing:
+                log.info("event=rate_windows_saved file=%s (saving again)", self.path)
+            self._failing = False
+            self._written_ns = snapshot.saved_ns
+        return True
+
+    async def run(self, current: Callable[[], tuple[RuleEngine, LoadedConfig]]) -> None:
+        """Save every `period` while a window took a new sample; `current` gives the engine
+        and config in force (a config apply replaces them)."""
+        while True:
+            engine, _ = current()
+            await asyncio.sleep(self.period(engine) or MAX_PERIOD)
+            try:
+                await self._save_new(*current())
+            except Exception:  # a bug here must not stop the gateway: logged, tried again
+                log.exception("event=rate_windows_save_failed file=%s", self.path)
+
+    async def _save_new(self, engine: RuleEngine, loaded: LoadedConfig) -> None:
+        if not engine.rate_points():
+            return
+        snapshot = self.snapshot(engine, loaded)
+        if snapshot.newest <= self._saved_newest:
+            return  # nothing new (devices offline): no write
+        if await asyncio.to_thread(self.write, snapshot):
+            self._saved_newest = snapshot.newest
+
+    def _sources_of(self, loaded: LoadedConfig) -> dict[str, str]:
+        """Device id → fingerprint of how its points are read (cached per config)."""
+        if self._sources[0] != id(loaded):
+            self._sources = (id(loaded), fingerprints(loaded))
+        return self._sources[1]
+
+
+def fingerprints(loaded: LoadedConfig) -> dict[str, str]:
+    """Device id → a hash of what makes its points' values mean what they mean: the device
+    entry (less its poll interval and location), its bus's type and its profile."""
+    buses = {bus.id: bus.type for bus in loaded.config.buses}
+    out = {}
+    for device in loaded.config.devices:
+        if not device.enabled:
+            continue
+        what = [device.model_dump(mode="json", exclude={"poll_interval", "location"}),
+                buses.get(device.bus), loaded.profile_of(device).model_dump(mode="json")]
+        text = json.dumps(what, sort_keys=True, default=str)
+        out[device.id] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return out
+
+
+def _fill(state: PointState, record: SavedPoint, gap: float, mono: float) -> int:
+    """Add the saved samples of one point to its (empty) windows; returns those taken."""
+    longest = max(w.window for w in state.rates)
+    taken = 0
+    for age_ms, value in zip(record.age_ms, record.value, strict=True):
+        age = gap + age_ms / 1000.0
+        if age < 0 or age > longest or not math.isfinite(value):
+            continue  # in the future (the clock went back) or older than every window
+        taken += 1
+        for window in state.rates:
+            if age <= window.window:
+                window.add(mono - age, value)
+    return taken

@@ -1,0 +1,240 @@
+"""Warm start of the rate windows (gateway.rules.warm) on real rule engines of the telecom site:
+saved, restored into a new engine on a new monotonic clock, judged at once; bounds, corrupt and
+foreign files, changed configs and a stop longer than the window start cold, never crash."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.clock import ManualClock
+from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.field.sample import Quality, Sample
+from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
+from gateway.rules.engine import RuleEngine
+from gateway.rules.rate import MAX_WINDOW_SAMPLES
+from gateway.rules.warm import (
+    FILE_NAME,
+    MAGIC,
+    MAX_DECODED_BYTES,
+    MAX_FILE_BYTES,
+    MAX_PERIOD,
+    MIN_PERIOD,
+    RateMemory,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+TELECOM = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
+PACKS = load_rule_packs(default_rules_dir(), ["environment"])
+POINT = "th-tx-a03.temperature"
+RULE = ("environment.temperature_rate", POINT)
+START_NS = 1_800_000_000_000_000_000
+_LOADED: dict[str, LoadedConfig] = {}
+
+
+def _site(tmp: Path, change: Any = None, name: str = "site.yaml") -> LoadedConfig:
+    data = yaml.safe_load(TELECOM.read_text(encoding="utf-8"))
+    data["profiles_dir"] = str(REPO / "hardware" / "profiles")
+    if change is not None:
+        change(data)
+    path = tmp / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return load_gateway_config(path)
+
+
+def _engine(loaded: LoadedConfig, clock: ManualClock) -> RuleEngine:
+    return RuleEngine(PACKS, loaded, clock, ParameterOverrides.for_site(loaded, PACKS))
+
+
+def _rise(engine: RuleEngine, clock: ManualClock, seconds: float, every: float = 10.0,
+          per_h: float = 12.0, start: float = 22.0) -> float:
+    """Feed a clean rise of `per_h` °C/h for `seconds`; the last value."""
+    value = start
+    t = 0.0
+    while t < seconds:
+        value = start + per_h * t / 3600.0
+        engine.on_samples([Sample(POINT, round(value, 2), clock.now_ns(), Quality.GOOD)])
+        engine.evaluate()
+        clock.advance(every)
+        t += every
+    return value
+
+
+def _judged(engine: RuleEngine, clock: ManualClock, value: float) -> bool:
+    """One new sample and one evaluation: is the rate alarm active?"""
+    engine.on_samples([Sample(POINT, round(value, 2), clock.now_ns(), Quality.GOOD)])
+    return {(e.rule, e.subject): e.active for e in engine.evaluate()}[RULE]
+
+
+def _restart(tmp: Path, loaded: LoadedConfig, gap: float
+             ) -> tuple[RuleEngine, ManualClock, int]:
+    """A new process `gap` s after the save: a new monotonic clock, a fresh engine, restored."""
+    clock = ManualClock(start_ns=START_NS + int((1200 + gap) * 1e9), start_mono=3.0)
+    engine = _engine(loaded, clock)
+    return engine, clock, RateMemory(tmp, clock).restore(engine, loaded)
+
+
+def _saved_run(tmp: Path, loaded: LoadedConfig, seconds: float = 1200.0) -> float:
+    """A first process: 20 min of a 12 °C/h rise (alarm raised), saved; the last value."""
+    clock = ManualClock(start_ns=START_NS, start_mono=50_000.0)
+    engine = _engine(loaded, clock)
+    last = _rise(engine, clock, seconds)
+    assert _judged(engine, clock, last)
+    assert RateMemory(tmp, clock).save(engine, loaded)
+    return last
+
+
+def test_a_restarted_engine_judges_the_rate_at_its_first_sample(tmp_path: Path) -> None:
+    loaded = _site(tmp_path)
+    last = _saved_run(tmp_path, loaded)
+    path = tmp_path / FILE_NAME
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    engine, clock, taken = _restart(tmp_path, loaded, gap=40.0)
+    assert 50 <= taken <= MAX_WINDOW_SAMPLES + 1  # 20 min thinned to the 1 h window's slots
+    assert _judged(engine, clock, last + 0.15)  # at once, not 5 min (min_span) later
+    cold_clock = ManualClock(start_ns=START_NS + int(1240e9), start_mono=3.0)
+    assert not _judged(_engine(loaded, cold_clock), cold_clock, last + 0.15)  # no file
+
+
+def test_the_saved_file_is_bounded(tmp_path: Path) -> None:
+    """Hours of samples every 500 ms: each window keeps its bound, the file stays small."""
+    loaded = _site(tmp_path)
+    clock = ManualClock(start_ns=START_NS, start_mono=50_000.0)
+    engine = _engine(loaded, clock)
+    for step in range(20_000):  # 2.8 h every 0.5 s, every temperature point
+        engine.on_samples([Sample(p, 22.0 + step * 1e-3, clock.now_ns(), Quality.GOOD)
+                           for p in engine.rate_points()])
+        clock.advance(0.5)
+    memory = RateMemory(tmp_path, clock)
+    assert memory.save(engine, loaded)
+    size = (tmp_path / FILE_NAME).stat().st_size
+    points = engine.rate_points()
+    assert size < 4096 * len(points), size
+    body = json.loads(zlib.decompress((tmp_path / FILE_NAME).read_bytes()[len(MAGIC):]))
+    for record in body["points"].values():
+        assert len(record["value"]) <= 2 * (MAX_WINDOW_SAMPLES + 1)
+    assert MIN_PERIOD <= (memory.period(engine) or 0) <= MAX_PERIOD
+    assert memory.period(engine) == MAX_PERIOD  # the 1 h window: once a minute
+
+
+def test_a_stop_longer_than_the_window_starts_cold(tmp_path: Path) -> None:
+    loaded = _site(tmp_path)
+    last = _saved_run(tmp_path, loaded)
+    engine, clock, taken = _restart(tmp_path, loaded, gap=3700.0)  # > the 1 h window
+    assert taken == 0
+    assert not _judged(engine, clock, last)
+
+
+def test_samples_from_the_future_are_dropped(tmp_path: Path) -> None:
+    """The wall clock went back between the runs: no sample lands after `now`."""
+    loaded = _site(tmp_path)
+    _saved_run(tmp_path, loaded)
+    _, _, taken = _restart(tmp_path, loaded, gap=-1500.0)
+    assert taken == 0
+
+
+def test_changed_rule_parameters_take_what_fits(tmp_path: Path) -> None:
+    """A restart with a shorter window and another limit: the new window takes the samples
+    younger than itself and is judged at once against the new limit."""
+    last = _saved_run(tmp_path, _site(tmp_path))
+
+    def shorter(data: dict[str, Any]) -> None:
+        data["rules"] = {"parameters": [{"rule": "environment.temperature_rate",
+                                         "set": {"window": "10m", "min_span": "4m",
+                                                 "rate_c_per_h": 8}}]}
+
+    changed = _site(tmp_path, shorter, "changed.yaml")
+    engine, clock, taken = _restart(tmp_path, changed, gap=20.0)
+    window = engine.rate_points()[POINT].rates[0]
+    assert window.window == 600.0
+    assert taken > 0 and all(clock.monotonic() - t <= 600.0 for t, _ in window.samples)
+    assert _judged(engine, clock, last + 0.1)
+
+
+def test_a_point_read_differently_starts_cold(tmp_path: Path) -> None:
+    """A new calibration offset (or profile, unit, bus type) makes other values: not mixed."""
+    last = _saved_run(tmp_path, _site(tmp_path))
+
+    def recalibrated(data: dict[str, Any]) -> None:
+        device = next(d for d in data["devices"] if d["id"] == "th-tx-a03")
+        device["points"] = {"temperature": {"offset": -1.5}}
+
+    engine, clock, taken = _restart(tmp_path, _site(tmp_path, recalibrated, "cal.yaml"), 20.0)
+    assert not engine.rate_points()[POINT].rates[0].samples
+    assert taken == 0 and not _judged(engine, clock, last)
+
+
+@pytest.mark.parametrize("content", [
+    b"",
+    b"garbage",
+    MAGIC + b"not deflate at all",
+    MAGIC + zlib.compress(b"{not json")[:-3],
+    MAGIC + zlib.compress(b"[1, 2, 3]"),
+    MAGIC + zlib.compress(json.dumps({"version": 2, "saved_ns": 0, "points": {}}).encode()),
+    MAGIC + zlib.compress(json.dumps({"version": 1, "saved_ns": START_NS, "points": {
+        POINT: {"source": "x", "age_ms": [1, 2], "value": [1.0]}}}).encode()),
+    MAGIC + zlib.compress(json.dumps({"version": 1, "saved_ns": START_NS, "extra": 1,
+                                      "points": {}}).encode()),
+], ids=["empty", "garbage", "not-deflate", "truncated", "not-an-object", "version",
+        "lengths", "unknown-key"])
+def test_a_corrupt_file_is_logged_and_ignored(tmp_path: Path, content: bytes,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    loaded = _site(tmp_path)
+    (tmp_path / FILE_NAME).write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="roomwarden.rules.warm"):
+        _, _, taken = _restart(tmp_path, loaded, 10.0)
+    assert taken == 0
+    assert "event=rate_windows_ignored" in caplog.text
+
+
+def test_too_large_files_are_refused_unread(tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    loaded = _site(tmp_path)
+    path = tmp_path / FILE_NAME
+    with path.open("wb") as handle:
+        handle.write(MAGIC)
+        handle.truncate(MAX_FILE_BYTES + 10)
+    with caplog.at_level(logging.WARNING, logger="roomwarden.rules.warm"):
+        assert _restart(tmp_path, loaded, 10.0)[2] == 0
+    assert "larger than" in caplog.text
+    # a small file that inflates past the bound (a deflate bomb) is refused too
+    path.write_bytes(MAGIC + zlib.compress(b" " * (MAX_DECODED_BYTES + 1), 9))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="roomwarden.rules.warm"):
+        assert _restart(tmp_path, loaded, 10.0)[2] == 0
+    assert "decompresses to more than" in caplog.text
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=300), deflate=st.booleans())
+def test_any_bytes_never_crash_the_restore(tmp_path: Path, body: bytes, deflate: bool) -> None:
+    loaded = _LOADED.get("site") or _LOADED.setdefault("site", _site(tmp_path))
+    (tmp_path / FILE_NAME).write_bytes(MAGIC + (zlib.compress(body) if deflate else body))
+    engine = _engine(loaded, ManualClock())
+    assert RateMemory(tmp_path, ManualClock()).restore(engine, loaded) == 0
+
+
+def test_a_newer_save_is_never_replaced_by_an_older_one(tmp_path: Path) -> None:
+    """The periodic save (on a thread) and the stop's save may cross: the newest wins."""
+    loaded = _site(tmp_path)
+    clock = ManualClock(start_ns=START_NS, start_mono=50_000.0)
+    engine = _engine(loaded, clock)
+    _rise(engine, clock, 600.0)
+    memory = RateMemory(tmp_path, clock)
+    older = memory.snapshot(engine, loaded)
+    clock.advance(5.0)
+    assert memory.save(engine, loaded)
+    assert not memory.write(older)
+    body = json.loads(zlib.decompress((tmp_path / FILE_NAME).read_bytes()[len(MAGIC):]))
+    assert body["saved_ns"] == clock.now_ns()
