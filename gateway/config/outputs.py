@@ -1,0 +1,105 @@
+"""A site's local alarm outputs as config: an output (a writable coil of a relay module, with
+the role rules ask for), its supervision feedback and write back-off, and interlocks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from gateway.config.duration import Duration
+from gateway.config.profile import Id, Name, PointKey, Strict
+
+OutputRole = Literal["siren", "strobe", "exhaust_fan", "alarm_panel", "hvac_stop",
+                     "charge_inhibit", "other"]
+
+
+# --- issue 11: supervised outputs and write back-off (gateway/actions/supervision.py) -------
+class OutputFeedback(Strict):
+    """What shows that an output really acts: a fan's airflow switch, a siren's current sense,
+    a contactor's auxiliary contact — a boolean point of a device the gateway polls."""
+
+    device: Id
+    """The device with the feedback input (an id from `devices`)."""
+    point: PointKey
+    """Its boolean point that is on while the output really acts."""
+    expect: bool = True
+    """The point's value while the output acts (False for a contact that opens)."""
+    within: Duration = 30.0
+    """How long the feedback may take to follow the command (fan run-up, contactor travel)."""
+
+
+class WriteBackoff(Strict):
+    """How a failed write is retried: after `initial`, then × `multiplier`, at most `max`."""
+
+    initial: Duration = 5.0
+    """Wait before the first retry of a failed write."""
+    multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    """Each further failure multiplies the wait by this."""
+    max: Duration = 300.0
+    """Longest wait between retries."""
+# --- end issue 11 -----------------------------------------------------------------------------
+
+
+class Output(Strict):
+    """A local alarm output: one writable coil (or register bit) of a relay module.
+
+    Rules name output *roles* (`siren`, `exhaust_fan` …); an output serves the rooms listed
+    (default: its device's room), so one rule pack drives every site's outputs."""
+
+    id: Id
+    """The output's id (panel, status, journal)."""
+    role: OutputRole
+    """What it does; rules ask for roles (`siren`, `strobe`, `exhaust_fan` …)."""
+    device: Id
+    """The relay module (an id from `devices`)."""
+    point: Name
+    """The module's writable coil point (`do1`)."""
+    rooms: tuple[Id, ...] = ()
+    """The rooms it serves (default: its device's room)."""
+    on_value: bool = True
+    """What the coil is written to switch the output on (False for normally-closed wiring)."""
+    silence_on_ack: bool | None = None
+    """Acknowledge switches it off while the alarm stays active (default: sirens only)."""
+    latch_until_ack: bool = False
+    """Stays on after the alarm clears until it is acknowledged."""
+    restore_on_clear: bool = True
+    """False: once on, it stays on until an operator resets it."""
+    min_on: Duration = 0.0
+    """Shortest time the output stays on once switched on."""
+    verify: bool = True
+    """Read the coil back after each write; a mismatch counts as a failed write."""
+    write_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    """Immediate retries after a write that got no valid reply (not after a read-back
+    mismatch: a relay that does not follow is retried on the back-off schedule)."""
+    backoff: WriteBackoff = WriteBackoff()
+    """After a failed write (issue 11)."""
+    feedback: OutputFeedback | None = None
+    """Supervision (issue 11): commanded but no feedback within `within`, or feedback
+    without a command, raises the output's own alarm."""
+    on_stop: Literal["off", "on", "hold"] | None = None
+    """What the gateway leaves the output at when it stops (SIGTERM, `systemctl stop`):
+    default `off` for sirens, strobes and the alarm panel (a planned stop does not leave a
+    siren sounding), `hold` for the rest (a fan purging hydrogen keeps running)."""
+
+    @property
+    def silences_on_ack(self) -> bool:
+        return self.silence_on_ack if self.silence_on_ack is not None else self.role == "siren"
+
+    @property
+    def stop_state(self) -> Literal["off", "on", "hold"]:
+        if self.on_stop is not None:
+            return self.on_stop
+        return "off" if self.role in ("siren", "strobe", "alarm_panel") else "hold"
+
+
+class Interlock(Strict):
+    """Never run `output` while `while_on` is on (e.g. no HVAC recirculation while the
+    exhaust fan purges hydrogen). The blocked output is held off and the block is reported."""
+
+    output: Id
+    """The output held off (an id from `outputs`)."""
+    while_on: Id
+    """The output whose running blocks it."""
+    reason: str | None = None
+    """Shown on the panel and in status while the block holds."""
