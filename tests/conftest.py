@@ -12,11 +12,11 @@ target runs which):
   or a whole module in `MODULES`.
 
 `make unit` runs what is in none of them; `make test` runs everything. Under pytest-xdist
-(`make test` runs `-n 2 --dist loadscope`) the tests of one module stay on one worker, so a
-module-scoped fixture (the drill library's reports) is built once. (`--dist loadgroup` with
-xdist_group marks split the modules across workers in a trial with pytest-xdist 3.8: the drill
-library ran twice.) tests/dashboards' package-scoped fleet is built by each worker that runs
-one of its modules.
+(`make test` runs `-n $(TEST_WORKERS) --dist loadscope`, scheduled by
+pytest_xdist_make_scheduler below) the tests of one module stay on one worker, so a
+module-scoped fixture (the drill library's reports) is built once, and tests/dashboards and
+tests/faults each go to one worker as a whole. (`--dist loadgroup` with xdist_group marks split
+the modules across workers in a trial with pytest-xdist 3.8: the drill library ran twice.)
 """
 
 from __future__ import annotations
@@ -77,15 +77,24 @@ MODULES: dict[str, tuple[str, ...]] = {
 }
 """Modules whose every test is in these lanes (started by hand rather than by a fixture)."""
 
-LONGEST_FIRST = ("tests/drills/test_drills.py", "tests/faults/test_broker_forgets.py",
-                 "tests/drills/test_wire_drills.py", "tests/dashboards/", "tests/faults/",
-                 "tests/continuity/test_restart_continuity.py", "tests/continuity/",
-                 "tests/cli/test_cli_options.py", "tests/demo/", "tests/central/",
-                 "tests/actions/test_driver.py", "tests/flashing/test_store.py",
-                 "tests/bounds/test_panel_flood.py")
-"""Modules (or packages) that take minutes, run first, longest first: xdist hands out whole
-groups in collection order, so a long one started last would leave a worker idle at the end.
-Within a module the order is kept."""
+LONGEST_FIRST = (
+    "tests/drills/test_drills.py",              # ~250 s on both cores (at nice 10)
+    "tests/faults/",                            # ~240 s, one unit (PACKAGE_UNITS)
+    "tests/drills/test_wire_drills.py",         # ~125 s: 2-minute drills in real time
+    "tests/central/test_incidents.py",          # ~90 s
+    "tests/actions/test_driver.py",             # ~85 s: a welded relay's back-off over 60 s
+    "tests/drills/test_live_drill.py",          # ~65 s
+    "tests/dashboards/",                        # one unit (PACKAGE_UNITS)
+    "tests/demo/test_demo_calm.py", "tests/demo/test_demo.py",
+    "tests/continuity/test_restart_continuity.py", "tests/continuity/test_apply_continuity.py",
+    "tests/recorder/test_report.py", "tests/recorder/test_fire_incident.py",
+    "tests/flashing/test_store.py", "tests/bounds/test_panel_flood.py",
+    "tests/cli/test_cli_options.py", "tests/central/", "tests/demo/", "tests/continuity/")
+"""Modules (or packages) that take a minute or more, run first, longest first (quiet 2-core
+figures): xdist hands out whole modules in this order (pytest_xdist_make_scheduler below), so a
+long one started last would leave the other workers idle at the end. Within a module the order
+is kept."""
+
 
 def _rank(item: pytest.Item) -> int:
     path = item.nodeid.split("::", 1)[0]
@@ -93,18 +102,21 @@ def _rank(item: pytest.Item) -> int:
                 len(LONGEST_FIRST))
 
 
-PACKAGE_UNITS = ("tests/dashboards/",)
-"""Packages whose tests are one xdist work unit (they share a package-scoped fixture)."""
+PACKAGE_UNITS = ("tests/dashboards/", "tests/faults/")
+"""Packages whose tests are one xdist work unit: tests/dashboards shares a package-scoped fleet;
+the two fault tests (the 2-minute ingest outage, then the 66-second fault timeline) each run a
+gateway at ~1,600 points/s, and the second asserts >= 1,000 points/s: one after the other, they
+never compete for the CPU."""
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`--dist loadscope` as this suite needs it: a module is one work unit, and a package of
-    PACKAGE_UNITS one unit as a whole (tests/dashboards' fleet is built once); the units go out
-    in collection order (LONGEST_FIRST), not reordered by test count (xdist's default, which sent
-    one-test modules such as the 3-minute broker-forgets test last); and a worker holds one unit
-    besides the one it runs (xdist's default, up to 2 pending tests, queued more one-test
-    modules behind a long one while other workers ran dry)."""
+    PACKAGE_UNITS one unit as a whole; the units go out in collection order (LONGEST_FIRST), not
+    reordered by test count (xdist's default, which sent one-test modules such as the 3-minute
+    broker-forgets test last); and a worker holds one unit besides the one it runs (xdist's
+    default, up to 2 pending tests, queued more one-test modules behind a long one while other
+    workers ran dry)."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
