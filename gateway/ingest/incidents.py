@@ -209,7 +209,8 @@ class CentralIncidents:
                 text(trigger.get("severity")), text(trigger.get("rule")),
                 text(trigger.get("subject")),
                 ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
-                int(bool(record.get("drill") or trigger.get("drill"))))
+                int(record.get("kind") == "drill" or bool(record.get("drill"))
+                    or trigger.get("drill") is True))
 
     def _used(self, db: sqlite3.Connection) -> int:
         return int(db.execute("SELECT (SELECT COALESCE(SUM(size), 0) FROM incidents) + "

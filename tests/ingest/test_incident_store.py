@@ -110,7 +110,7 @@ def test_chunks_in_any_order_and_repeated_give_the_same_record_once(
 
 
 def test_the_summary_is_kept_for_listing(store: CentralIncidents) -> None:
-    for chunk in chunks_of(record_file(drill=True)):
+    for chunk in chunks_of(record_file(kind="drill")):  # a live drill's record
         store.add(chunk, 5)
     [row] = store.summaries()
     assert (row["site"], row["gateway"], row["status"], row["room"], row["severity"],
