@@ -146,15 +146,18 @@ ROOM_DETAIL = Dashboard(
 SEVERITY = Variable("severity", "Severity", values=tuple(s.value for s in Severity), multi=True,
                     include_all=True, all_value=".*")
 HISTORY_COLUMNS = ("state", "previous_state", "severity", "actor", "note", "title", "rule",
-                   "subject")
+                   "subject", "drill")
+"""`drill` is `true` on a live drill's events (issue 12), empty on real ones."""
 _HISTORY_SELECT = ('SELECT "state", "previous_state", "actor", "note", "title", "seq" '
                    f'FROM "$rp"."{ALARMS}" WHERE {SITES} AND "severity" =~ /^$severity$/')
-_HISTORY_GROUP = ' GROUP BY "site", "gateway", "room", "rule", "subject", "severity", "kind"'
+_HISTORY_GROUP = (' GROUP BY "site", "gateway", "room", "rule", "subject", "severity", "kind", '
+                  '"drill"')
 
 ALARM_HISTORY = Dashboard(
     "roomwarden-alarm-history", "RoomWarden / Alarm history",
     "Every alarm transition with its state, severity, the user who acknowledged, shelved or "
-    "cleared it and their note. (On VictoriaMetrics the strings are labels of alarm_history.)",
+    "cleared it and their note; the drill column says true for a live drill's alarms and its "
+    "start and end. (On VictoriaMetrics the strings are labels of alarm_history.)",
     (RP, SITE_MULTI, SEVERITY),
     (Panel("Alarm events", "table", (Query(
         influxql=f"{_HISTORY_SELECT} AND $timeFilter{_HISTORY_GROUP} ORDER BY time DESC LIMIT 1000",
@@ -169,11 +172,12 @@ ALARM_HISTORY = Dashboard(
                     'severity=~"$severity",actor!="system"}[$__range]) * 1000'), table=True,
          expect=Expect(columns=("actor", "note", "state", "rule"))),), width=24),
      Panel("Transitions by severity", "timeseries", (Query(
+         # events without a severity (suppressions, a drill's start and end) are no alarm's
          influxql=(f'SELECT count("seq") FROM "$rp"."{ALARMS}" WHERE {SITES} AND "severity" =~'
-                   " /^$severity$/ AND $timeFilter GROUP BY time($__interval), \"severity\" "
-                   "fill(none)"),
+                   " /^$severity$/ AND \"severity\" != '' AND $timeFilter GROUP BY "
+                   'time($__interval), "severity" fill(none)'),
          metricsql=('sum by (severity) (count_over_time(alarm_events_seq{site=~"$site",'
-                    'severity=~"$severity"}[$__interval]))'),
+                    'severity=~"$severity",severity!=""}[$__interval]))'),
          expect=Expect(tags=("severity",))),), width=24)))
 
 

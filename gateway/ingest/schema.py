@@ -207,6 +207,7 @@ def alarm_line(event: AlarmEventMessage) -> Line:
         "site": event.site, "gateway": event.gateway, "rule": event.rule,
         "subject": event.subject, "kind": event.kind.value, "room": event.room,
         "severity": event.severity.value if event.severity is not None else None,
+        "drill": "true" if event.drill else None,  # issue 12: a live drill's event
     }
     fields: dict[str, FieldValue | None] = {
         "state": event.state.value, "previous_state": event.previous_state.value,

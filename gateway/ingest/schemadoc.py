@@ -47,7 +47,7 @@ def telemetry_sample() -> list[Line]:
 
 def alarm_sample() -> list[Line]:
     """Raised by the system with a number, acknowledged by a user with a note (a string
-    value), and a flood start without a value."""
+    value), a flood start without a value, and a live drill's alarm (tag `drill`)."""
     common = {"site": SITE, "gateway": GW, "rule": "h2_high", "subject": "h2-1.lel",
               "severity": Severity.CRITICAL, "room": ROOM, "title": "Hydrogen high"}
     events = [
@@ -64,6 +64,10 @@ def alarm_sample() -> list[Line]:
                             previous_state=AlarmState.ACTIVE_ACKNOWLEDGED, value=None,
                             actor="system", first_out=True, chattering=True,
                             **common),  # type: ignore[arg-type]
+        c.AlarmEventMessage(seq=44, ts=T0 + 20_000_000_000, kind=EventKind.ALARM,
+                            state=AlarmState.ACTIVE_UNACKNOWLEDGED,
+                            previous_state=AlarmState.NORMAL, value=30.0, actor="system",
+                            drill=True, **{**common, "subject": "drill:h2-1.lel"}),  # type: ignore[arg-type]
     ]
     return [alarm_line(e) for e in events]
 

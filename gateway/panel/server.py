@@ -21,7 +21,7 @@ import json
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,6 +44,7 @@ from gateway.panel.connections import (
     RateLimitFilter,
     quieten_accept_errors,
 )
+from gateway.panel.events import History, Reply  # issue 12: the Events and Incidents views
 from gateway.panel.passwords import ScryptHash, parse_hash, verify_password
 from gateway.panel.throttle import LoginThrottle
 from gateway.panel.views import (
@@ -74,6 +75,7 @@ _STATIC = {
     "/static/panel.css": ("panel.css", "text/css"),
     "/static/sound.js": ("sound.js", "text/javascript"),  # issue 14: the browser's alarm sound
     "/static/views.js": ("views.js", "text/javascript"),  # issue 14: readings, health, outputs
+    "/static/history.js": ("history.js", "text/javascript"),  # issue 12: Events, Incidents
 }
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -82,6 +84,15 @@ _SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
         "frame-ancestors 'none'; form-action 'self'"
+    ),
+}
+
+_REPORT_HEADERS = {  # issue 12: an incident report (inline styles, no script) in the panel's frame
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'self'"
     ),
 }
 
@@ -233,6 +244,7 @@ class PanelServer:
         self._verify_lock = asyncio.Semaphore(1)
         self._static = _load_static()
         self._runner: web.AppRunner | None = None
+        self._history: History | None = None  # issue 12: made at the first read
         self.port: int | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -252,6 +264,12 @@ class PanelServer:
         app.router.add_post("/api/alarms/shelve", self._shelve)
         app.router.add_post("/api/suppress", self._suppress)
         app.router.add_post("/api/unsuppress", self._unsuppress)
+        # --- issue 12: the Events and Incidents views (reading only; gateway.panel.events) ---
+        app.router.add_get("/api/events", self._history_view(lambda h, q: h.events(q)))
+        app.router.add_get("/api/incidents", self._history_view(lambda h, q: h.incidents(q)))
+        app.router.add_get("/api/incidents/report",
+                           self._history_view(lambda h, q: h.report(q)))
+        # --- end issue 12 ---
         return app
 
     async def start(self) -> int:
@@ -450,6 +468,29 @@ class PanelServer:
             self._require_user(request)
         state = self._backend.panel_state()
         return _json(state.model_dump(mode="json"))
+
+    # --- issue 12: the Events and Incidents views ---------------------------------------------
+
+    def _history_view(self, view: Callable[[History, Iterable[tuple[str, str]]],
+                                           Awaitable[Reply]]) -> Handler:
+        """A read of the journal or the incident records: the same login as /api/state."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if self._settings.login_to_view:
+                self._require_user(request)
+            if self._history is None:
+                self._history = History.of(self._backend)
+            if self._history is None:
+                raise ApiError(404, "not_found", "this panel has no alarm journal to show")
+            reply = await view(self._history, list(request.query.items()))
+            if isinstance(reply.body, dict):
+                return _json(reply.body, reply.status)
+            return web.Response(text=reply.body, status=reply.status, content_type="text/html",
+                                headers=_REPORT_HEADERS)
+
+        return handler
+
+    # --- end issue 12 -------------------------------------------------------------------------
 
     async def _me(self, request: web.Request) -> web.Response:
         return _json(

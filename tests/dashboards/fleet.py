@@ -155,6 +155,7 @@ async def _scene(fleet: Fleet) -> None:
             await _until(lambda: len(fleet.influxql(
                 f'SELECT count("value") FROM "temperature" WHERE "site" =~ /^({sites})$/ '
                 'GROUP BY "site"')) == 2, 60, "both sites' temperatures in InfluxDB")
+            await _drill(fleet, tel)  # issue 12: a live drill's events (the drill column)
             for point in smoke:
                 tel_site.set_signal(point, Constant(value=True))
             dc_site.set_signal(leak, Constant(value=True))
@@ -198,6 +199,24 @@ async def _scene(fleet: Fleet) -> None:
             for task in tasks.values():
                 task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+async def _drill(fleet: Fleet, tel: Gateway) -> None:
+    """Issue 12: a silent live drill in the battery room (hydrogen at 40 %LEL in the drill's
+    overlay), ended once its alarm is in InfluxDB: the alarm history's drill column."""
+    from gateway.drills.live import LiveDrill
+    from gateway.drills.model import Drill
+
+    drill = Drill.model_validate({
+        "drill": "dashboard_drill", "title": "Hydrogen drill", "room": "batt-3f",
+        "duration": "5m", "steps": [{"at": "0s", "set": {"h2-batt-01.h2": 40}}]})
+    session = LiveDrill(drill, tel.core, evacuation=False, actor=ACTOR)
+    tel.core.drill = session
+    await _until(lambda: _rows(fleet, 'SELECT "state" FROM "alarm_events" WHERE "drill" = '
+                               "'true' AND \"kind\" = 'alarm'") > 0, 60, "a drill alarm")
+    session.request_stop("the dashboard scene's drill is over")
+    await _until(lambda: _rows(fleet, 'SELECT "note" FROM "alarm_events" WHERE "drill" = '
+                               "'true' AND \"kind\" = 'drill'") > 1, 30, "the drill's end")
 
 
 def start_fleet(fleet: Fleet, timeout: float = 300.0) -> None:

@@ -317,7 +317,10 @@
     renderRooms(ui, state);
     renderHealth(ui, state);
     if (window.RoomWardenSound) window.RoomWardenSound.update(state.alarms || []);
+    if (window.RoomWardenHistory) window.RoomWardenHistory.onState(state, countActive(state));
   }
+
+  const countActive = (state) => state.alarms.filter((a) => ACTIVE.has(a.state)).length;
 
   const countUnacked = (state) => state.alarms.filter((a) => ACTIVE.has(a.state) && isUnacked(a)).length;
 

@@ -66,6 +66,7 @@ window.RoomWardenViews = (() => {
     f.sev = el("span", { class: "sev", testid: "alarm-severity" });
     f.firstOut = el("span", { class: "tag firstout", testid: "first-out", text: "FIRST OUT" });
     f.chatter = el("span", { class: "tag", text: "chattering" });
+    f.drill = el("span", { class: "tag drill", testid: "drill-tag", text: "DRILL" }); // issue 12
     f.title = el("strong", { class: "alarm-title", testid: "alarm-title" });
     f.room = el("span", { class: "room-name", testid: "alarm-room" });
     f.device = el("span", { testid: "alarm-device" });
@@ -83,7 +84,7 @@ window.RoomWardenViews = (() => {
       el("span", { class: "long" }, "Shelve"), "…");
     li.append(
       el("div", { class: "alarm-body" },
-        el("div", { class: "alarm-head" }, f.sev, f.firstOut, f.chatter, f.title),
+        el("div", { class: "alarm-head" }, f.sev, f.drill, f.firstOut, f.chatter, f.title),
         el("div", { class: "where" }, f.room, f.device, f.location),
         el("div", { class: "meta" }, f.value, f.limit,
           el("span", { class: "when" }, f.time, " · ", f.age)),
@@ -110,6 +111,8 @@ window.RoomWardenViews = (() => {
     f.sev.textContent = a.severity.toUpperCase();
     f.firstOut.hidden = !a.first_out;
     f.chatter.hidden = !a.chattering;
+    f.drill.hidden = !a.drill; // issue 12: a live drill's alarm, never a real one
+    if (a.drill) li.className += " drill";
     f.title.textContent = a.title;
     let stateText = human(a.state);
     if (a.state === "shelved" && a.shelved_until_ns) {
@@ -150,7 +153,7 @@ window.RoomWardenViews = (() => {
     f.shelve.hidden = a.state === "shelved" || a.state === "suppressed" || a.state === "out_of_service";
     f.ackBtn.setAttribute("aria-label", `Acknowledge ${a.title}`);
     f.shelve.setAttribute("aria-label", `Shelve ${a.title}`);
-    li.setAttribute("aria-label", `${a.severity} alarm: ${a.title}, ${f.room.textContent}, ${stateText}`);
+    li.setAttribute("aria-label", `${a.drill ? "DRILL " : ""}${a.severity} alarm: ${a.title}, ${f.room.textContent}, ${stateText}`);
   }
 
 
@@ -225,6 +228,22 @@ window.RoomWardenViews = (() => {
     }));
     renderStrip(ui, state);
     ui.flood.hidden = !h.flood;
+    renderDrill(ui, state);
+  }
+
+  // --- issue 12: the live drill running now, as a banner under the flood banner -------------
+  function renderDrill(ui, state) {
+    let banner = document.querySelector('[data-testid="drill-banner"]');
+    if (!banner) {
+      banner = el("div", { testid: "drill-banner", class: "banner message drill", role: "status" });
+      ui.flood.after(banner);
+    }
+    const d = state.drill;
+    banner.hidden = !d;
+    banner.textContent = d ? `DRILL in progress: ${d.title} — room ${d.room}, ${d.mode} drill ` +
+      `(${d.mode === "silent" ? "outputs held" : "outputs driven for real"}), by ${d.actor}, ` +
+      `ends by ${fmtClock(d.ends_ns, state.timezone, state.now_ns)}. Alarms marked DRILL are ` +
+      "the drill's, not real." : "";
   }
 
   // What the read-back says: `confirmed` is the state the coil was read back in.
