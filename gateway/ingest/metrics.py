@@ -1,6 +1,5 @@
-"""The ingest's health and metrics over HTTP: `/healthz` (JSON, 200 or 503) and `/metrics`
-(Prometheus text format, prometheus_client). Enabled by `http: {bind: 127.0.0.1, port: 9108}`
-in the central config.
+"""The ingest's Prometheus metrics (prometheus_client), served at `/metrics` beside `/healthz`
+by `gateway.ingest.opshttp` when the central config has `http: {bind: 127.0.0.1, port: 9108}`.
 
 Metrics (all prefixed `roomwarden_ingest_`):
 
@@ -24,14 +23,11 @@ Metrics (all prefixed `roomwarden_ingest_`):
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,6 +47,8 @@ RATE_WINDOW_S = 10.0
 
 class IngestMetrics:
     """One registry per service (several services may run in one process, e.g. in tests)."""
+
+    content_type = CONTENT_TYPE_LATEST
 
     def __init__(self, *, queue_depth: Callable[[], float], parked: Callable[[], float],
                  connected: Callable[[], float], catalogs: Callable[[], float]) -> None:
@@ -111,50 +109,3 @@ class IngestMetrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
-
-class HttpEndpoint:
-    """A small threaded HTTP server: GET /healthz and GET /metrics, nothing else."""
-
-    def __init__(self, bind: str, port: int, metrics: IngestMetrics,
-                 health: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/healthz":
-                    ok, body = health()
-                    endpoint._send(self, 200 if ok else 503, "application/json",
-                                   json.dumps({"ok": ok, **body}).encode())
-                elif path == "/metrics":
-                    endpoint._send(self, 200, CONTENT_TYPE_LATEST, metrics.exposition())
-                else:
-                    endpoint._send(self, 404, "application/json", b'{"error": "not found"}')
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("event=http_request %s", format % args)
-
-        self._server = ThreadingHTTPServer((bind, port), Handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ingest-http",
-                                        daemon=True)
-
-    @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, content_type: str,
-              body: bytes) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.send_header("Cache-Control", "no-store")
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():  # shutdown() waits for serve_forever, which must run
-            self._server.shutdown()
-            self._thread.join(5)
-        self._server.server_close()

@@ -34,40 +34,30 @@ Flow (DESIGN principle 5):
   `DeliveryAck` on `<root>/<site>/<gateway>/ack` (`gateway.ingest.watermark`), and publishes
   every gateway's latest watermark again on each connect (a broker without persistence forgets
   retained messages). The gateway keeps each outbox entry until the watermark covers it.
+* The writer side (batching, catalogs, duplicates, retries, dead letters) is
+  `gateway.ingest.writer`; this module is the MQTT side, the acknowledgements and the lifecycle.
 * Optional HTTP endpoint (`http:`): `/healthz` and Prometheus `/metrics`
-  (`gateway.ingest.metrics`).
+  (`gateway.ingest.opshttp` on the shared `gateway.ops.http` server; `gateway.ingest.metrics`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import urllib3
-from influxdb_client.rest import ApiException
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    wait_exponential,
-)
 
 from gateway.contract.wire import (
-    AlarmEventMessage,
     Channel,
     ContractError,
     DeliveryAck,
-    GatewayState,
     IncidentChunk,
     PointCatalog,
     RequestState,
@@ -78,15 +68,15 @@ from gateway.contract.wire import (
     topic_filter,
 )
 from gateway.ingest.catalogs import CatalogStore
-from gateway.ingest.deadletter import DeadLetterLog
-from gateway.ingest.dedup import SeenKey, SeenStore, seen_key
+from gateway.ingest.dedup import seen_key
 from gateway.ingest.eventlabels import shaper
-from gateway.ingest.incidents import CentralIncidents, IncidentChunkError  # issue 12
-from gateway.ingest.metrics import HttpEndpoint, IngestMetrics
+from gateway.ingest.items import Item, delivery_of
+from gateway.ingest.metrics import IngestMetrics
+from gateway.ingest.opshttp import OpsEndpoint
 from gateway.ingest.schema import UnknownCatalog, message_lines
 from gateway.ingest.settings import IngestSettings
 from gateway.ingest.watermark import AckStore, Watermark
-from gateway.ingest.writers import Writer, make_writer
+from gateway.ingest.writer import IngestWriter
 from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
 
 log = logging.getLogger("roomwarden.ingest")
@@ -98,47 +88,6 @@ UNSHARED = frozenset({Channel.META, Channel.INCIDENTS})
 """Subscribed plainly by every instance even with a shared group: every instance needs every
 point catalog, and every chunk of an incident record must meet its other chunks in one store
 (issue 12: each instance keeps every record; instances on one host may share the file)."""
-
-CatalogKey = tuple[str, str, str]
-
-
-@dataclass(slots=True)
-class _Item:
-    mid: int
-    qos: int
-    generation: int
-    topic: str
-    payload: bytes
-    received: float = 0.0
-    """monotonic time of arrival"""
-    channel: str = "unknown"
-    lines: list[str] = field(default_factory=list)
-    key: SeenKey | None = None
-    waiting: CatalogKey | None = None
-    """The catalog this batch names and the ingest does not know (yet)."""
-    batch: TelemetryBatch | None = None
-    dead_reason: str | None = None
-    dead_kind: str = "malformed"
-    duplicate: bool = False
-    delivery: tuple[str, str, int, int] | None = None
-    """(site, gateway, stream, dseq): counts towards the gateway's ack watermark when done."""
-    floor: tuple[str, str, int, int] | None = None
-    """(site, gateway, stream, floor) from a gateway state."""
-    incident: IncidentChunk | None = None
-    """A piece of an incident record, for the incident store (issue 12)."""
-
-
-class _Stopping(Exception):
-    """The service is stopping while a write is still failing: acknowledge nothing."""
-
-
-def retryable(exc: BaseException) -> bool:
-    """Worth another try: 429 and 5xx answers, timeouts and connection errors."""
-    if isinstance(exc, ApiException):
-        status = exc.status or 0
-        return status == 0 or status == 429 or status >= 500
-    return isinstance(exc, urllib3.exceptions.HTTPError | OSError)
-
 
 def subscriptions(settings: IngestSettings) -> list[str]:
     m = settings.mqtt
@@ -156,27 +105,13 @@ class IngestService:
         self.settings = settings
         self._clock = clock
         self._catalogs = CatalogStore(settings.catalog_store)
-        self._seen = SeenStore(settings.seen_store,
-                               retention_ns=int(settings.dedup_retention * 1e9))
-        self._dead = DeadLetterLog(settings.dead_letter)
         self._acks = AckStore(settings.watermark_store)
-        self._incidents = CentralIncidents(settings.incident_store, settings.incidents)
-        self._queue: queue.Queue[_Item] = queue.Queue()
-        self._parked: list[_Item] = []
-        self._parked_count = 0
-        self._in_writer = 0
         self._stopping = threading.Event()
-        self._heartbeat = time.monotonic()
-        """Last time the writer thread made progress (for systemd's watchdog)."""
-        self.failed = False
-        """The writer stopped on a bug (the process should exit non-zero to be restarted)."""
         self._ack_lock = threading.Lock()
         self._generation = 0
         self._connected = False
         self._subscribed = False
         """The broker granted this connection's subscriptions (SUBACK)."""
-        self._last_write_ok: bool | None = None
-        self._writer: threading.Thread | None = None
         self._requested: dict[tuple[str, str], float] = {}
         self._request_lock = threading.Lock()
         self._request_n = 0
@@ -186,18 +121,20 @@ class IngestService:
                           "requested_state": 0, "parked_total": 0, "acks_published": 0}
         self._count_lock = threading.Lock()
         self.metrics = IngestMetrics(
-            queue_depth=lambda: float(self._queue.qsize() + self._in_writer),
-            parked=lambda: float(self._parked_count),
+            queue_depth=lambda: float(self._writer.pending()),
+            parked=lambda: float(self._writer.parked_count),
             connected=lambda: float(self._connected),
             catalogs=lambda: float(len(self._catalogs)))
-        self._http: HttpEndpoint | None = None
+        self._writer = IngestWriter(
+            settings, catalogs=self._catalogs, metrics=self.metrics, count=self._count,
+            stopping=self._stopping, generation=lambda: self._generation,
+            request_state=self.request_state, done=self._done, clock=clock)
+        self._http: OpsEndpoint | None = None
         if settings.http is not None:
-            self._http = HttpEndpoint(settings.http.bind, settings.http.port, self.metrics,
-                                      self.health)
-        # issue 13: v1 or v2 write API, and the store's shape of alarm events (writers.py,
-        # eventlabels.py)
-        self._database: Writer = make_writer(settings)
-        self._shape = shaper(settings.influx.store)
+            self._http = OpsEndpoint(settings.http.bind, settings.http.port,
+                                     health=self.health, metrics=self.metrics.exposition,
+                                     content_type=self.metrics.content_type)
+        self._shape = shaper(settings.influx.store)  # issue 13: the store's shape of events
         self._client = self._make_client()
 
     # ------------------------------------------------------------------------ lifecycle
@@ -224,12 +161,15 @@ class IngestService:
         """The port of /healthz and /metrics (None without `http:`)."""
         return self._http.port if self._http is not None else None
 
+    @property
+    def failed(self) -> bool:
+        """The writer stopped on a bug (the process should exit non-zero to be restarted)."""
+        return self._writer.failed
+
     def start(self) -> None:
         m = self.settings.mqtt
         if self._http is not None:
             self._http.start()
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer",
-                                        daemon=True)
         self._writer.start()
         if m.protocol == "5":
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -242,24 +182,21 @@ class IngestService:
         self._client.loop_start()
         log.info("event=ingest_start broker=%s:%s protocol=%s client_id=%s database=%r"
                  " http=%s", m.host, m.port, m.protocol, m.client_id,
-                 self._database.describe(), self.http_port)
+                 self._writer.database.describe(), self.http_port)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop without acknowledging anything unwritten (the broker keeps it for next time)."""
         self._stopping.set()
-        if self._writer is not None:
-            self._writer.join(timeout)
+        self._writer.join(timeout)
         with self._ack_lock:
             self._generation += 1  # nothing received so far is acknowledged any more
         self._client.disconnect()
         self._client.loop_stop()
         if self._http is not None:
             self._http.stop()
-        self._database.close()
+        self._writer.close()
         self._catalogs.close()
-        self._seen.close()
         self._acks.close()
-        self._incidents.close()  # issue 12
         log.info("event=ingest_stop %s", " ".join(f"{k}={v}" for k, v in self.status().items()))
 
     def run(self) -> None:
@@ -277,15 +214,7 @@ class IngestService:
     def liveness(self) -> str | None:
         """None while the service makes progress; else why not (systemd's watchdog is then
         withheld and the service restarted)."""
-        writer = self._writer
-        if writer is None or not writer.is_alive():
-            return "the ingest writer thread is not running"
-        influx = self.settings.influx
-        limit = influx.timeout + influx.flush_interval + 10.0
-        stalled = time.monotonic() - self._heartbeat
-        if stalled > limit:
-            return f"the ingest writer stalled for {stalled:.0f}s (limit {limit:.0f}s)"
-        return None
+        return self._writer.liveness()
 
     def request_stop(self) -> None:
         """Ask `run()` to return (from a signal handler or another thread)."""
@@ -294,9 +223,9 @@ class IngestService:
     def status(self) -> dict[str, int | bool]:
         with self._count_lock:
             counters: dict[str, int | bool] = dict(self._counters)
-        counters["dead_lettered"] = self._dead.count
-        counters["pending"] = self._queue.qsize() + self._in_writer
-        counters["parked"] = self._parked_count
+        counters["dead_lettered"] = self._writer.dead.count
+        counters["pending"] = self._writer.pending()
+        counters["parked"] = self._writer.parked_count
         counters["catalogs"] = len(self._catalogs)
         counters["connected"] = self._connected
         counters["subscribed"] = self._subscribed
@@ -307,9 +236,10 @@ class IngestService:
         is nothing to write)."""
         status = self.status()
         pending = int(status["pending"])
-        ok = bool(self._connected) and (self._last_write_ok is not False or pending == 0)
-        return ok, {"connected": self._connected, "last_write_ok": self._last_write_ok,
-                    "pending": pending, "parked": self._parked_count, "status": status}
+        last_write_ok = self._writer.last_write_ok
+        ok = bool(self._connected) and (last_write_ok is not False or pending == 0)
+        return ok, {"connected": self._connected, "last_write_ok": last_write_ok,
+                    "pending": pending, "parked": self._writer.parked_count, "status": status}
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._count_lock:
@@ -352,7 +282,7 @@ class IngestService:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._count("received")
         payload = bytes(msg.payload)
-        item = _Item(msg.mid, msg.qos, self._generation, msg.topic, payload, time.monotonic())
+        item = Item(msg.mid, msg.qos, self._generation, msg.topic, payload, time.monotonic())
         with contextlib.suppress(ContractError):
             item.channel = Topic.parse(msg.topic, self.settings.mqtt.root).channel.value
         try:
@@ -365,7 +295,7 @@ class IngestService:
                              len(message.points))
             else:
                 item.key = seen_key(message)
-                item.delivery, item.floor = _delivery(message)
+                item.delivery, item.floor = delivery_of(message)
                 if isinstance(message, IncidentChunk):  # issue 12: for the incident store
                     item.incident = message
                 try:
@@ -384,7 +314,7 @@ class IngestService:
             item.dead_reason = f"internal error: {type(exc).__name__}: {exc}"
             item.dead_kind = "internal"
         self.metrics.received.labels(channel=item.channel).inc()
-        self._queue.put(item)
+        self._writer.put(item)
 
     def request_state(self, site: str, gateway: str) -> bool:
         """Ask a gateway to publish its state, active alarms and point catalog again
@@ -407,168 +337,14 @@ class IngestService:
         log.info("event=request_state site=%s gateway=%s id=%s", site, gateway, command.id)
         return True
 
-    # ------------------------------------------------------------------------ writer side
+    # ------------------------------------------------------------------------ acknowledging
 
-    def _collect(self) -> list[_Item]:
-        influx = self.settings.influx
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        items = [first]
-        points = len(first.lines)
-        deadline = time.monotonic() + influx.flush_interval
-        while points < influx.batch_size and not self._stopping.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                item = self._queue.get(timeout=min(remaining, 0.2))
-            except queue.Empty:
-                continue
-            items.append(item)
-            points += len(item.lines)
-        return items
-
-    def _write_loop(self) -> None:
-        while not self._stopping.is_set():
-            self._heartbeat = time.monotonic()
-            items = self._collect()
-            self._in_writer = len(items)
-            items = self._unpark() + items
-            if not items:
-                continue
-            try:
-                self._process(items)
-            except _Stopping:
-                return
-            except Exception:
-                log.exception("event=writer_bug")  # unacknowledged: redelivered after restart
-                self.failed = True
-                self._stopping.set()
-                return
-            finally:
-                self._in_writer = 0
-
-    def _park_limit(self) -> int:
-        m = self.settings.mqtt
-        limit = self.settings.max_parked
-        if m.protocol == "5":
-            limit = min(limit, max(1, m.receive_maximum // 2))
-        return limit
-
-    def _unpark(self) -> list[_Item]:
-        """Parked batches whose catalog has arrived (or whose wait is over); batches received
-        before a reconnect are forgotten (the broker sends them again)."""
-        if not self._parked:
-            return []
-        out: list[_Item] = []
-        keep: list[_Item] = []
-        now = time.monotonic()
-        for item in self._parked:
-            if item.generation != self._generation:
-                continue
-            assert item.waiting is not None
-            if self._catalogs.get(*item.waiting) is not None or \
-                    now - item.received >= self.settings.catalog_wait:
-                out.append(item)
-            else:
-                keep.append(item)
-                self.request_state(item.waiting[0], item.waiting[1])
-        self._parked = keep
-        self._parked_count = len(keep)
-        return out
-
-    def _resolve(self, items: list[_Item]) -> list[_Item]:
-        """Lines for batches that waited for their catalog; park those still waiting (or
-        dead-letter them when their time is up or too many wait)."""
-        now = time.monotonic()
-        ready: list[_Item] = []
-        for item in items:
-            if item.waiting is None or item.dead_reason is not None:
-                ready.append(item)
-                continue
-            assert item.batch is not None
-            try:
-                item.lines = [line.to_line_protocol() for line in
-                              message_lines(item.batch, self._catalogs.get)]
-                item.waiting = None
-                item.batch = None
-                ready.append(item)
-            except UnknownCatalog as exc:
-                if now - item.received >= self.settings.catalog_wait:
-                    item.dead_reason = (f"{exc} (not received within "
-                                        f"{self.settings.catalog_wait:g}s)")
-                    item.dead_kind = "unknown_catalog"
-                    ready.append(item)
-                else:
-                    self._count("parked_total")
-                    self._parked.append(item)
-        limit = self._park_limit()
-        while len(self._parked) > limit:
-            oldest = self._parked.pop(0)
-            oldest.dead_reason = (f"unknown catalog {oldest.waiting}: more than {limit} "
-                                  "batches waiting for catalogs")
-            oldest.dead_kind = "unknown_catalog"
-            ready.append(oldest)
-        self._parked_count = len(self._parked)
-        return ready
-
-    def _process(self, items: list[_Item]) -> None:
-        items = self._resolve(items)
-        keys: set[SeenKey] = set()
-        for item in items:
-            if item.dead_reason is None and item.key is not None:
-                if item.key in keys or item.key in self._seen:
-                    item.duplicate = True
-                else:
-                    keys.add(item.key)
-        todo = [item for item in items if item.dead_reason is None and not item.duplicate]
-        lines = [line for item in todo for line in item.lines]
-        if lines:
-            try:
-                self._write(lines)
-            except ApiException as exc:  # rejected (4xx): find the messages at fault
-                log.warning("event=write_rejected status=%s reason=%s points=%d",
-                            exc.status, _api_reason(exc), len(lines))
-                for item in todo:
-                    if item.lines:
-                        try:
-                            self._write(item.lines)
-                        except ApiException as one:
-                            item.dead_reason = (f"database rejected the points: {one.status} "
-                                                f"{_api_reason(one)}")
-                            item.dead_kind = "rejected"
-        now = self._clock()
-        # --- issue 12: incident chunks into the incident store, durably before the ack ----
-        for item in todo:
-            if item.incident is not None:
-                try:
-                    self._incidents.add(item.incident, now)
-                except IncidentChunkError as exc:
-                    item.dead_reason, item.dead_kind = str(exc), "incident"
-        # --- end issue 12 -------------------------------------------------------------------
-        self._seen.add([item.key for item in todo
-                        if item.key is not None and item.dead_reason is None], now)
-        for item in items:
-            if item.dead_reason is not None:
-                self._dead.add(item.topic, item.payload, item.dead_reason, now)
-                self.metrics.dead.labels(reason=item.dead_kind).inc()
-                log.warning("event=dead_letter topic=%s reason=%s", item.topic,
-                            item.dead_reason[:300])
-            elif item.duplicate:
-                self._count("duplicates")
-                self.metrics.duplicates.labels(channel=item.channel).inc()
-            else:
-                self._count("written_points", len(item.lines))
-                self._count("written_messages")
-                self.metrics.written.labels(channel=item.channel).inc()
-                if item.lines:
-                    self.metrics.points_written(len(item.lines))
+    def _done(self, items: list[Item], now: int) -> None:
+        """The writer is done with `items` (written, duplicates or dead-lettered)."""
         self._acknowledge_delivery(items, now)
         self._ack(items)
 
-    def _acknowledge_delivery(self, items: list[_Item], now: int) -> None:
+    def _acknowledge_delivery(self, items: list[Item], now: int) -> None:
         """Everything in `items` is done (written, a duplicate, or dead-lettered): move the
         gateways' watermarks and publish those that moved."""
         done = [item.delivery for item in items if item.delivery is not None]
@@ -585,43 +361,7 @@ class IngestService:
                                  qos=1, retain=True)
             self._count("acks_published")
 
-    def _write(self, lines: Sequence[str]) -> None:
-        """Write until the database accepts; ApiException for a rejection (not retryable);
-        _Stopping if the service stops first."""
-        influx = self.settings.influx
-
-        def before_sleep(state: RetryCallState) -> None:
-            self._count("write_retries")
-            self.metrics.write_retries.inc()
-            exc = state.outcome.exception() if state.outcome is not None else None
-            log.warning("event=write_retry attempt=%d error=%s", state.attempt_number,
-                        _short(exc))
-
-        def sleep(seconds: float) -> None:
-            self._heartbeat = time.monotonic()  # waiting out a database outage is not a hang
-            if self._stopping.wait(seconds):
-                raise _Stopping
-
-        def attempt() -> None:
-            began = time.monotonic()
-            try:
-                self._database.write(lines)  # issue 13: gateway.ingest.writers
-            except Exception:
-                self._last_write_ok = False
-                self._count("write_errors")
-                self.metrics.write_errors.inc()
-                raise
-            self._last_write_ok = True
-            self.metrics.write_seconds.observe(time.monotonic() - began)
-            self.metrics.last_success.set(time.time())
-
-        retrying = Retrying(
-            retry=retry_if_exception(retryable),
-            wait=wait_exponential(multiplier=0.2, max=influx.retry_max_wait),
-            sleep=sleep, before_sleep=before_sleep, reraise=True)
-        retrying(attempt)
-
-    def _ack(self, items: list[_Item]) -> None:
+    def _ack(self, items: list[Item]) -> None:
         with self._ack_lock:
             for item in items:
                 if item.generation != self._generation:
@@ -630,26 +370,3 @@ class IngestService:
                 self._client.ack(item.mid, item.qos)
                 self._count("acked")
 
-
-def _api_reason(exc: ApiException) -> str:
-    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body)
-    return body[:300].replace("\n", " ")
-
-
-def _short(exc: BaseException | None) -> str:
-    return "" if exc is None else f"{type(exc).__name__}: {str(exc)[:200]}".replace("\n", " ")
-
-
-def _delivery(message: object) -> tuple[tuple[str, str, int, int] | None,
-                                        tuple[str, str, int, int] | None]:
-    """(site, gateway, stream, dseq) of a message the gateway waits to see acknowledged, and
-    (site, gateway, stream, floor) of a gateway state that tells its floor."""
-    if isinstance(message, TelemetryBatch | AlarmEventMessage | IncidentChunk) \
-            and message.stream is not None \
-            and message.dseq is not None:
-        return (message.site, message.gateway, message.stream, message.dseq), None
-    if isinstance(message, GatewayState) and message.delivery is not None:
-        info = message.delivery
-        if info.mode == "ingest" and info.stream is not None and info.floor is not None:
-            return None, (message.site, message.gateway, info.stream, info.floor)
-    return None, None

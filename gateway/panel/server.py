@@ -1,51 +1,55 @@
-"""The panel's HTTP server: the page, the JSON API, /healthz and /metrics, on aiohttp.
+"""The panel's HTTP server: the page, the JSON API, /healthz and /metrics, on
+`gateway.ops.http` (h11 on asyncio streams; every size, time and connection bounded there).
 
 Everything that arrives is parsed at the boundary: a POST must be `application/json`, at most
 `MAX_BODY` bytes, valid JSON and valid against its pydantic command model, or it gets a JSON
 error (`{"error": <code>, "message": <reason>}`) with a 4xx status. Changing state needs a
-session (cookie from `POST /api/login`); reading needs one only with `login_to_view`.
+session (cookie from `POST /api/login`, `gateway.panel.sessions`); reading needs one only with
+`login_to_view`.
 
 `GET /healthz` (no login) answers the gateway's health as judged by `gateway.ops.health`:
 `{"ok", "status": ok|degraded|failing, "checks": {...}}`, 200 unless failing (503).
 `GET /metrics` (no login; only for clients in `panel.metrics_allow`, and not at all with
-`panel.metrics: false`) answers Prometheus's text format from `gateway.ops.metrics`. Both need
-a backend that is also a `gateway.ops.source.MetricsSource` (the daemon's Gateway is); with a
-bare panel backend /healthz answers ok with no checks and /metrics is 404.
+`panel.metrics: false`) answers Prometheus's text format from `gateway.ops.metrics`. Both are
+`gateway.ops.routes` (the ingest serves the same) and need a backend that is also a
+`gateway.ops.source.MetricsSource` (the daemon's Gateway is); with a bare panel backend
+/healthz answers ok with no checks and /metrics is 404.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import secrets
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway.clock import Clock
 from gateway.config.site import Panel
+from gateway.ops.connections import ConnectionGuard, RateLimitFilter
 from gateway.ops.health import HealthMonitor, HealthReport, Level, monitor_for
+from gateway.ops.http import (
+    MAX_BODY,
+    HttpError,
+    HttpServer,
+    Request,
+    Response,
+    Router,
+    json_response,
+)
 from gateway.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.ops.metrics import make_registry, render
+from gateway.ops.routes import add_ops_routes
 from gateway.ops.source import MetricsSource
 from gateway.panel.backend import CommandRefused, PanelBackend
-from gateway.panel.connections import (
-    IDLE_TIMEOUT,
-    LISTEN_BACKLOG,
-    ConnectionGuard,
-    RateLimitFilter,
-    quieten_accept_errors,
-)
 from gateway.panel.events import History, Reply  # issue 12: the Events and Incidents views
 from gateway.panel.passwords import ScryptHash, parse_hash, verify_password
+from gateway.panel.sessions import COOKIE, SessionTable
 from gateway.panel.throttle import LoginThrottle
 from gateway.panel.views import (
     AcknowledgeCommand,
@@ -58,16 +62,13 @@ from gateway.panel.views import (
 if TYPE_CHECKING:  # prometheus_client is imported at the first scrape (gateway.ops.metrics)
     from prometheus_client import CollectorRegistry
 
-log = logging.getLogger(__name__)
-log.addFilter(RateLimitFilter(prefix="event=panel_error"))  # a failing handler: 1 line a minute
-log.addFilter(RateLimitFilter(prefix="event=panel_login_throttled"))
-_http_log = logging.getLogger(f"{__name__}.http")
-"""aiohttp's own errors (malformed requests, lost connections) of the panel's connections."""
-_http_log.addFilter(RateLimitFilter())
+__all__ = ["COOKIE", "MAX_BODY", "ApiError", "PanelServer", "kv"]
 
-MAX_BODY = 64 * 1024
-COOKIE = "roomwarden_session"
-MAX_SESSIONS = 256
+log = logging.getLogger(__name__)
+log.addFilter(RateLimitFilter(prefix="event=panel_login_throttled"))
+
+ApiError = HttpError
+"""A handler's refusal: status, error code, message (and details)."""
 
 _STATIC = {
     "/": ("index.html", "text/html"),
@@ -97,7 +98,6 @@ _REPORT_HEADERS = {  # issue 12: an incident report (inline styles, no script) i
 }
 
 M = TypeVar("M", bound=BaseModel)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def kv(event: str, **fields: object) -> str:
@@ -111,102 +111,15 @@ def kv(event: str, **fields: object) -> str:
     return " ".join(parts)
 
 
-class ApiError(Exception):
-    def __init__(
-        self, status: int, error: str, message: str, details: list[dict[str, str]] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-        self.details = details
-        self.headers: dict[str, str] = {}
-
-
-def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    response = web.Response(
-        text=json.dumps(data, separators=(",", ":")),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _error_response(exc: ApiError) -> web.Response:
-    body: dict[str, object] = {"error": exc.error, "message": exc.message}
-    if exc.details is not None:
-        body["details"] = exc.details
-    return _json(body, exc.status, exc.headers or None)
-
-
 _SCOPES = {"address": "from this address", "user": "for this user name",
            "panel": "on this panel"}
-
-_HTTP_ERRORS = {
-    400: "bad_request",
-    401: "not_logged_in",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-}
-
-
-@dataclass(slots=True)
-class Session:
-    user: str
-    expires: float
-    """clock.monotonic() after which the session is gone."""
-
-
-class SessionTable:
-    """In-memory sessions: random tokens, fixed lifetime, bounded size (oldest evicted)."""
-
-    def __init__(self, clock: Clock, ttl: float, limit: int = MAX_SESSIONS) -> None:
-        self._clock = clock
-        self._ttl = ttl
-        self._limit = limit
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
-
-    def create(self, user: str) -> str:
-        self._prune()
-        while len(self._sessions) >= self._limit:
-            self._sessions.popitem(last=False)
-        token = secrets.token_urlsafe(32)
-        self._sessions[token] = Session(user, self._clock.monotonic() + self._ttl)
-        return token
-
-    def user(self, token: str | None) -> str | None:
-        if not token:
-            return None
-        session = self._sessions.get(token)
-        if session is None:
-            return None
-        if self._clock.monotonic() >= session.expires:
-            del self._sessions[token]
-            return None
-        return session.user
-
-    def drop(self, token: str | None) -> None:
-        if token:
-            self._sessions.pop(token, None)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def _prune(self) -> None:
-        now = self._clock.monotonic()
-        for token in [t for t, s in self._sessions.items() if now >= s.expires]:
-            del self._sessions[token]
 
 
 def _load_static() -> dict[str, tuple[bytes, str]]:
     root = resources.files("gateway.panel").joinpath("static")
     return {
-        path: (root.joinpath(name).read_bytes(), ctype) for path, (name, ctype) in _STATIC.items()
+        path: (root.joinpath(name).read_bytes(), f"{ctype}; charset=utf-8")
+        for path, (name, ctype) in _STATIC.items()
     }
 
 
@@ -239,140 +152,92 @@ class PanelServer:
         )
         self.sessions = SessionTable(clock, settings.session_ttl)
         self.throttle = LoginThrottle(clock, users=self._users)
-        self.connections: ConnectionGuard | None = None
-        """The connection bounds (gateway.panel.connections), made by `start()`."""
         self._verify_lock = asyncio.Semaphore(1)
         self._static = _load_static()
-        self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self._history: History | None = None  # issue 12: made at the first read
         self.port: int | None = None
 
+    @property
+    def connections(self) -> ConnectionGuard | None:
+        """The connection bounds (gateway.ops.connections), made by `start()`."""
+        return None if self._http is None else self._http.connections
+
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
+    def make_router(self) -> Router:
+        """Every route of the panel."""
+        router = Router()
         for path in self._static:
-            app.router.add_get(path, self._static_file)
-        app.router.add_get("/healthz", self._healthz)
-        if self._settings.metrics:
-            app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/api/state", self._state)
-        app.router.add_get("/api/me", self._me)
-        app.router.add_post("/api/login", self._login)
-        app.router.add_post("/api/logout", self._logout)
-        app.router.add_post("/api/alarms/acknowledge", self._acknowledge)
-        app.router.add_post("/api/alarms/shelve", self._shelve)
-        app.router.add_post("/api/suppress", self._suppress)
-        app.router.add_post("/api/unsuppress", self._unsuppress)
+            router.add_get(path, self._static_file)
+        add_ops_routes(router, health=self._healthz,
+                       metrics=self._metrics if self._settings.metrics else None,
+                       allow=self._metrics_allow, name="panel")
+        router.add_get("/api/state", self._state)
+        router.add_get("/api/me", self._me)
+        router.add_post("/api/login", self._login)
+        router.add_post("/api/logout", self._logout)
+        router.add_post("/api/alarms/acknowledge", self._acknowledge)
+        router.add_post("/api/alarms/shelve", self._shelve)
+        router.add_post("/api/suppress", self._suppress)
+        router.add_post("/api/unsuppress", self._unsuppress)
         # --- issue 12: the Events and Incidents views (reading only; gateway.panel.events) ---
-        app.router.add_get("/api/events", self._history_view(lambda h, q: h.events(q)))
-        app.router.add_get("/api/incidents", self._history_view(lambda h, q: h.incidents(q)))
-        app.router.add_get("/api/incidents/report",
-                           self._history_view(lambda h, q: h.report(q)))
+        router.add_get("/api/events", self._history_view(lambda h, q: h.events(q)))
+        router.add_get("/api/incidents", self._history_view(lambda h, q: h.incidents(q)))
+        router.add_get("/api/incidents/report", self._history_view(lambda h, q: h.report(q)))
         # --- end issue 12 ---
-        return app
+        return router
 
     async def start(self) -> int:
-        if self._runner is not None:
+        if self._http is not None:
             raise RuntimeError("panel server already started")
-        runner = web.AppRunner(
-            self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0,
-            keepalive_timeout=IDLE_TIMEOUT, logger=_http_log,
-        )
-        await runner.setup()
-        quieten_accept_errors()
-        self.connections = ConnectionGuard()
-        assert runner.server is not None
-        self.connections.attach(runner.server)
-        try:
-            site = web.TCPSite(runner, self._settings.bind, self._settings.port,
-                               backlog=LISTEN_BACKLOG)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        address = runner.addresses[0]
-        self.port = int(address[1])
+        http = HttpServer(self.make_router(), name="panel", max_body=MAX_BODY,
+                          headers=_SECURITY_HEADERS)
+        self.port = await http.start(self._settings.bind, self._settings.port)
+        self._http = http
         log.info(kv("panel_started", bind=self._settings.bind, port=self.port))
         return self.port
 
     async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-            if self.connections is not None:
-                self.connections.close_all()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.stop()
             log.info(kv("panel_stopped", port=self.port))
 
-    # --- middleware and helpers ---------------------------------------------------------------
+    # --- helpers ------------------------------------------------------------------------------
 
-    @web.middleware
-    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        guard, protocol = self.connections, request.protocol
-        if guard is not None:
-            guard.begin(protocol)
-        try:
-            response = await handler(request)
-        except ApiError as exc:
-            response = _error_response(exc)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            code = _HTTP_ERRORS.get(exc.status, "http_error")
-            message = exc.reason
-            if exc.status == 404:
-                message = f"no such page or API: {request.method} {request.path}"
-            elif exc.status == 413:
-                message = f"request body is larger than {MAX_BODY} bytes"
-            error = ApiError(exc.status, code, message)
-            if exc.status == 405 and "Allow" in exc.headers:
-                error.headers["Allow"] = exc.headers["Allow"]
-            response = _error_response(error)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("event=panel_error method=%s path=%s", request.method,
-                          json.dumps(request.path[:200]))
-            response = _error_response(ApiError(500, "internal_error", "internal server error"))
-        finally:
-            if guard is not None:
-                guard.end(protocol)
-        for key, value in _SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
-        return response
-
-    def _user(self, request: web.Request) -> str | None:
+    def _user(self, request: Request) -> str | None:
         return self.sessions.user(request.cookies.get(COOKIE))
 
-    def _require_user(self, request: web.Request) -> str:
+    def _require_user(self, request: Request) -> str:
         user = self._user(request)
         if user is None:
             raise ApiError(401, "not_logged_in", "log in first")
         return user
 
-    def _check_origin(self, request: web.Request) -> None:
+    def _check_origin(self, request: Request) -> None:
         """Refuse cross-site POSTs (SameSite=Strict and the JSON content type do the rest)."""
-        fetch_site = request.headers.get("Sec-Fetch-Site")
+        fetch_site = request.headers.get("sec-fetch-site")
         if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-            raise ApiError(403, "forbidden", f"cross-site request refused ({fetch_site})")
-        origin = request.headers.get("Origin")
+            raise ApiError(403, "forbidden", f"cross-site request refused ({fetch_site[:40]})")
+        origin = request.headers.get("origin")
         if origin is not None and origin != "null" and urlsplit(origin).netloc != request.host:
             raise ApiError(403, "forbidden", "request from another origin refused")
 
-    async def _body(self, request: web.Request, model: type[M]) -> M:
+    def _json_request(self, request: Request) -> None:
         self._check_origin(request)
         if request.content_type != "application/json":
             raise ApiError(
                 415,
                 "unsupported_media_type",
-                f"Content-Type must be application/json, not {request.content_type or 'none'}",
+                "Content-Type must be application/json, not "
+                f"{request.content_type[:60] or 'none'}",
             )
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise ApiError(413, "body_too_large", f"request body is larger than {MAX_BODY} bytes")
-        raw = await request.read()
+
+    def _body(self, request: Request, model: type[M]) -> M:
+        self._json_request(request)
         try:
-            data: Any = json.loads(raw)
+            data: Any = json.loads(request.body)
         except (ValueError, RecursionError) as exc:
             reason = str(exc) if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON"
             if isinstance(exc, RecursionError):
@@ -393,27 +258,15 @@ class PanelServer:
                 400, "invalid_body", f"invalid {model.__name__}: {summary}", details
             ) from None
 
-    async def _empty_body(self, request: web.Request) -> None:
-        self._check_origin(request)
-        if request.content_type != "application/json":
-            raise ApiError(
-                415,
-                "unsupported_media_type",
-                f"Content-Type must be application/json, not {request.content_type or 'none'}",
-            )
-        await request.read()
-
     @staticmethod
-    def _client(request: web.Request) -> str:
+    def _client(request: Request) -> str:
         return request.remote or "unknown"
 
     # --- handlers -----------------------------------------------------------------------------
 
-    async def _static_file(self, request: web.Request) -> web.Response:
+    async def _static_file(self, request: Request) -> Response:
         body, ctype = self._static[request.path]
-        response = web.Response(body=body, content_type=ctype, charset="utf-8")
-        response.headers["Cache-Control"] = "no-cache"
-        return response
+        return Response(body, 200, ctype, {"Cache-Control": "no-cache"})
 
     def _ops_source(self) -> MetricsSource | None:
         if self._ops is None and isinstance(self._backend, MetricsSource):
@@ -434,66 +287,50 @@ class PanelServer:
             self._registry = make_registry(ops, health=self.health)
         return self._registry
 
-    async def _healthz(self, request: web.Request) -> web.Response:
+    def _healthz(self) -> tuple[int, object]:
         health = self.health
         if health is None:
             report = HealthReport(ok=True, status=Level.OK, checks={})
         else:
             report = health.check()
-        return _json(report.model_dump(mode="json"), status=report.http_status)
+        return report.http_status, report.model_dump(mode="json")
 
-    def _metrics_allowed(self, request: web.Request) -> bool:
-        try:
-            address = ipaddress.ip_address((request.remote or "").split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._metrics_allow)
-
-    async def _metrics(self, request: web.Request) -> web.Response:
+    def _metrics(self) -> tuple[bytes, str] | None:
         registry = self.metrics
-        if registry is None:
-            raise ApiError(404, "not_found", "this panel has no gateway to report metrics of")
-        if not self._metrics_allowed(request):
-            log.info(kv("metrics_refused", client=self._client(request)))
-            raise ApiError(403, "forbidden", "metrics are not served to this address")
-        response = web.Response(body=render(registry))
-        response.headers["Content-Type"] = METRICS_CONTENT_TYPE
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return None if registry is None else (render(registry), METRICS_CONTENT_TYPE)
 
-    async def _state(self, request: web.Request) -> web.Response:
+    async def _state(self, request: Request) -> Response:
         if self._settings.login_to_view:
             self._require_user(request)
         state = self._backend.panel_state()
-        return _json(state.model_dump(mode="json"))
+        return json_response(state.model_dump(mode="json"))
 
     # --- issue 12: the Events and Incidents views ---------------------------------------------
 
     def _history_view(self, view: Callable[[History, Iterable[tuple[str, str]]],
-                                           Awaitable[Reply]]) -> Handler:
+                                           Awaitable[Reply]]) -> Callable[[Request],
+                                                                          Awaitable[Response]]:
         """A read of the journal or the incident records: the same login as /api/state."""
 
-        async def handler(request: web.Request) -> web.StreamResponse:
+        async def handler(request: Request) -> Response:
             if self._settings.login_to_view:
                 self._require_user(request)
             if self._history is None:
                 self._history = History.of(self._backend)
             if self._history is None:
                 raise ApiError(404, "not_found", "this panel has no alarm journal to show")
-            reply = await view(self._history, list(request.query.items()))
+            reply = await view(self._history, request.query.items())
             if isinstance(reply.body, dict):
-                return _json(reply.body, reply.status)
-            return web.Response(text=reply.body, status=reply.status, content_type="text/html",
-                                headers=_REPORT_HEADERS)
+                return json_response(reply.body, reply.status)
+            return Response(reply.body.encode(), reply.status, "text/html; charset=utf-8",
+                            dict(_REPORT_HEADERS))
 
         return handler
 
     # --- end issue 12 -------------------------------------------------------------------------
 
-    async def _me(self, request: web.Request) -> web.Response:
-        return _json(
+    async def _me(self, request: Request) -> Response:
+        return json_response(
             {
                 "user": self._user(request),
                 "login_to_view": self._settings.login_to_view,
@@ -501,9 +338,9 @@ class PanelServer:
             }
         )
 
-    async def _login(self, request: web.Request) -> web.Response:
+    async def _login(self, request: Request) -> Response:
         client = self._client(request)
-        command = await self._body(request, LoginCommand)
+        command = self._body(request, LoginCommand)
         refusal = self.throttle.check(client, command.user)
         if refusal is not None:
             log.warning("event=panel_login_throttled scope=%s wait_s=%.0f", refusal.scope,
@@ -527,37 +364,31 @@ class PanelServer:
         self.sessions.drop(request.cookies.get(COOKIE))
         token = self.sessions.create(command.user)
         log.info(kv("panel_login", user=command.user, client=client))
-        response = _json({"ok": True, "user": command.user})
-        response.set_cookie(
-            COOKIE,
-            token,
-            max_age=max(1, int(self._settings.session_ttl)),
-            path="/",
-            httponly=True,
-            samesite="Strict",
-        )
+        response = json_response({"ok": True, "user": command.user})
+        response.set_cookie(COOKIE, token, max_age=max(1, int(self._settings.session_ttl)),
+                            path="/", httponly=True, samesite="Strict")
         return response
 
-    async def _logout(self, request: web.Request) -> web.Response:
-        await self._empty_body(request)
+    async def _logout(self, request: Request) -> Response:
+        self._json_request(request)
         token = request.cookies.get(COOKIE)
         user = self.sessions.user(token)
         self.sessions.drop(token)
         if user is not None:
             log.info(kv("panel_logout", user=user, client=self._client(request)))
-        response = _json({"ok": True})
+        response = json_response({"ok": True})
         response.del_cookie(COOKIE, path="/")
         return response
 
-    async def _command(self, request: web.Request, model: type[M], event: str,
+    async def _command(self, request: Request, model: type[M], event: str,
                        run: Callable[[M, str], int | None],
                        target: Callable[[M], dict[str, object]],
-                       detail: Callable[[M], dict[str, object]]) -> web.Response:
+                       detail: Callable[[M], dict[str, object]]) -> Response:
         """A logged-in user's alarm command, carried out by the daemon's one
         `OperatorCommands` (the service `cmd` uses too): parsed, run in the user's name and
         logged; a refusal is a 409 with the reason."""
         user = self._require_user(request)
-        command = await self._body(request, model)
+        command = self._body(request, model)
         where = target(command)
         try:
             changed = run(command, user)
@@ -566,29 +397,29 @@ class PanelServer:
             raise ApiError(409, "refused", str(exc) or "command refused") from None
         counted: dict[str, object] = {} if changed is None else {"changed": changed}
         log.info(kv(f"panel_{event}", user=user, **where, **counted, **detail(command)))
-        return _json({"ok": True, **counted})
+        return json_response({"ok": True, **counted})
 
-    async def _acknowledge(self, request: web.Request) -> web.Response:
+    async def _acknowledge(self, request: Request) -> Response:
         return await self._command(
             request, AcknowledgeCommand, "acknowledge",
             lambda c, user: self._backend.acknowledge(c.alarms, user, c.note),
             lambda c: {"alarms": ",".join(f"{a.rule}/{a.subject}" for a in c.alarms)},
             lambda c: {"note": c.note})
 
-    async def _shelve(self, request: web.Request) -> web.Response:
+    async def _shelve(self, request: Request) -> Response:
         return await self._command(
             request, ShelveCommand, "shelve",
             lambda c, user: self._backend.shelve(c.alarm, user, c.minutes, c.reason),
             lambda c: {"alarm": f"{c.alarm.rule}/{c.alarm.subject}"},
             lambda c: {"minutes": c.minutes, "reason": c.reason})
 
-    async def _suppress(self, request: web.Request) -> web.Response:
+    async def _suppress(self, request: Request) -> Response:
         return await self._command(
             request, SuppressCommand, "suppress",
             lambda c, user: self._backend.suppress(c.scope, user, c.minutes, c.reason),
             lambda c: {"scope": c.scope}, lambda c: {"minutes": c.minutes, "reason": c.reason})
 
-    async def _unsuppress(self, request: web.Request) -> web.Response:
+    async def _unsuppress(self, request: Request) -> Response:
         return await self._command(
             request, UnsuppressCommand, "unsuppress",
             lambda c, user: self._backend.unsuppress(c.scope, user),

@@ -26,7 +26,7 @@ import pytest
 
 from gateway.config.loader import load_gateway_config
 from gateway.localservices import free_port
-from gateway.panel.connections import (
+from gateway.ops.connections import (
     IDLE_TIMEOUT,
     LISTEN_BACKLOG,
     MAX_CONNECTIONS,

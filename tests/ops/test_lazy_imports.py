@@ -1,5 +1,5 @@
 """A gateway imports a feature's dependencies only when the feature is configured or used:
-the panel's server (aiohttp) only with the panel enabled, the uplink (paho) only with an
+the panel's server (h11; aiohttp never) only with the panel enabled, the uplink (paho) only with an
 `uplink:` section, prometheus_client at the first registry (the first scrape), cryptography
 when a key or an envelope is handled. Each case runs in a fresh interpreter (sys.modules of
 this test process already holds everything)."""
@@ -33,7 +33,7 @@ def test_the_run_command_imports_no_optional_dependency(tmp_path: Path) -> None:
     found = run_fresh("""
         import json, sys
         import gateway.cli, gateway.supervisor  # what `roomwarden run` imports
-        heavy = ["aiohttp", "prometheus_client", "paho"]
+        heavy = ["h11", "aiohttp", "prometheus_client", "paho"]
         print(json.dumps({"loaded": [m for m in heavy if m in sys.modules]}))
     """, tmp_path)
     assert found == {"loaded": []}
@@ -58,10 +58,10 @@ def test_panel_and_uplink_dependencies_come_with_their_sections(tmp_path: Path) 
 
         async def main() -> None:
             gateway = Gateway(bare, state_dir=tmp / "bare")
-            seen["bare"] = [m for m in ("aiohttp", "paho") if m in sys.modules]
+            seen["bare"] = [m for m in ("h11", "aiohttp", "paho") if m in sys.modules]
             gateway.core.close()
             gateway = Gateway(full, state_dir=tmp / "full", panel_port=0)
-            seen["full"] = [m for m in ("aiohttp", "paho") if m in sys.modules]
+            seen["full"] = [m for m in ("h11", "aiohttp", "paho") if m in sys.modules]
             seen["metrics_before_scrape"] = "prometheus_client" in sys.modules
             assert gateway.panel is not None
             registry = gateway.panel.metrics
@@ -75,7 +75,7 @@ def test_panel_and_uplink_dependencies_come_with_their_sections(tmp_path: Path) 
         asyncio.run(main())
         print(json.dumps(seen))
     """, tmp_path)
-    assert found == {"bare": [], "full": ["aiohttp", "paho"], "metrics_before_scrape": False,
+    assert found == {"bare": [], "full": ["h11", "paho"], "metrics_before_scrape": False,
                      "metrics_after_scrape": True, "exposition": True}
 
 

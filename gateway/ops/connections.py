@@ -1,7 +1,7 @@
-"""Bounds on the panel's connections: how many are open, how long one may sit idle, and how much
-their failures may log.
+"""Bounds on an HTTP server's connections: how many are open, how long one may sit idle, and how
+much their failures may log (the panel's and the ingest's server, `gateway.ops.http`).
 
-`ConnectionGuard` follows the connections of the panel's aiohttp server:
+`ConnectionGuard` follows the connections of one server:
 
 - at most `MAX_CONNECTIONS` (256) open connections — a quarter of a default 1,024-descriptor
   limit, so the gateway's buses, journal and outbox always have descriptors left (plus, for a
@@ -13,8 +13,7 @@ their failures may log.
   connection always gets in, and its request is served. Only when every open connection is
   busy in a handler is the new one closed at once;
 - a connection that has not completed a request within `IDLE_TIMEOUT` (10 s) of its
-  acceptance or of its last response is closed (this bounds slow-header clients too, which
-  aiohttp alone would keep).
+  acceptance or of its last response is closed (this bounds slow-header clients too).
 
 One timer per open connection, none when there is none (idle means asleep).
 
@@ -31,9 +30,7 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-
-from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +43,12 @@ descriptors at any instant (connections being accepted, and shed ones being clos
 LOG_INTERVAL = 60.0
 
 
+class Closable(Protocol):
+    """One connection as the guard sees it: something it can close."""
+
+    def close(self) -> None: ...
+
+
 @dataclass(slots=True)
 class _Conn:
     client: str
@@ -56,18 +59,19 @@ class _Conn:
 
 
 class ConnectionGuard:
-    """Bounds the connections of one aiohttp `web.Server` (see the module docstring): `attach()`
-    it to the server before it listens, and call `begin()` / `end()` around every request (the
-    panel's middleware does)."""
+    """Bounds the connections of one server (see the module docstring): the server calls
+    `made()` for every accepted connection (False: close it at once), `begin()` / `end()` around
+    every request and `lost()` when a connection ends. `name` prefixes its log events."""
 
-    def __init__(self, *, limit: int = MAX_CONNECTIONS,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+    def __init__(self, *, limit: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT,
+                 name: str = "panel") -> None:
         if limit < 1 or idle_timeout <= 0:
             raise ValueError("limit must be >= 1 and idle_timeout > 0")
+        self.name = name
         self.limit = limit
         self.idle_timeout = idle_timeout
         self._loop = asyncio.get_running_loop()
-        self._conns: OrderedDict[RequestHandler, _Conn] = OrderedDict()
+        self._conns: OrderedDict[Closable, _Conn] = OrderedDict()
         self._per_client: Counter[str] = Counter()
         self.shed = 0
         """Idle connections closed to make room for new ones."""
@@ -79,64 +83,53 @@ class ConnectionGuard:
     def __len__(self) -> int:
         return len(self._conns)
 
-    def attach(self, server: web.Server) -> None:
-        """Follow `server`'s connections: its connection_made / connection_lost hooks (which
-        every request handler calls) are wrapped to tell this guard too."""
-        made, lost = server.connection_made, server.connection_lost
+    def made(self, handler: Closable, client: str) -> bool:
+        """A new connection from `client`: False if it must be closed (every place is busy)."""
+        if len(self._conns) >= self.limit and not self._shed_one():
+            self.refused += 1
+            log.warning("event=%s_connection_refused total=%d limit=%d", self.name,
+                        self.refused, self.limit)
+            return False
+        conn = _Conn(client=client, last=self._loop.time())
+        self._conns[handler] = conn
+        self._per_client[client] += 1
+        self._arm(handler, conn)
+        return True
 
-        def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
-            made(handler, transport)
-            self._made(handler, transport)
+    def lost(self, handler: Closable) -> None:
+        """The connection ended (closed by either side)."""
+        self._forget(handler)
 
-        def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
-            lost(handler, exc)
-            self._forget(handler)
-
-        server.connection_made = connection_made  # type: ignore[method-assign]
-        server.connection_lost = connection_lost  # type: ignore[method-assign]
-
-    def begin(self, handler: RequestHandler) -> None:
+    def begin(self, handler: Closable) -> None:
         """A request is being handled on `handler`'s connection: it is not idle."""
         conn = self._conns.get(handler)
         if conn is not None:
             conn.busy += 1
 
-    def end(self, handler: RequestHandler) -> None:
+    def end(self, handler: Closable) -> None:
         conn = self._conns.get(handler)
         if conn is not None:
             conn.busy = max(0, conn.busy - 1)
             conn.last = self._loop.time()
 
     def close_all(self) -> None:
-        for conn in self._conns.values():
+        """Close every connection (the server is stopping)."""
+        for handler, conn in list(self._conns.items()):
             if conn.timer is not None:
                 conn.timer.cancel()
+            handler.close()
         self._conns.clear()
         self._per_client.clear()
 
     # ------------------------------------------------------------------------------------------
 
-    def _made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
-        if len(self._conns) >= self.limit and not self._shed_one():
-            self.refused += 1
-            log.warning("event=panel_connection_refused total=%d limit=%d", self.refused,
-                        self.limit)
-            transport.close()
-            return
-        peer = transport.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
-        conn = _Conn(client=client, last=self._loop.time())
-        self._conns[handler] = conn
-        self._per_client[client] += 1
-        self._arm(handler, conn)
-
-    def _arm(self, handler: RequestHandler, conn: _Conn) -> None:
+    def _arm(self, handler: Closable, conn: _Conn) -> None:
         """Look again when the connection would have been idle for `idle_timeout` (while a
         request runs: `idle_timeout` from now)."""
         since = self._loop.time() if conn.busy else conn.last
         conn.timer = self._loop.call_at(since + self.idle_timeout, self._expire, handler)
 
-    def _expire(self, handler: RequestHandler) -> None:
+    def _expire(self, handler: Closable) -> None:
         conn = self._conns.get(handler)
         if conn is None:
             return
@@ -149,7 +142,7 @@ class ConnectionGuard:
     def _shed_one(self) -> bool:
         """Close the oldest idle connection of the client holding the most; False if every
         connection is busy."""
-        idle_by_client: dict[str, RequestHandler] = {}
+        idle_by_client: dict[str, Closable] = {}
         for handler, conn in self._conns.items():  # oldest first
             if conn.busy == 0:
                 idle_by_client.setdefault(conn.client, handler)
@@ -157,15 +150,16 @@ class ConnectionGuard:
             return False
         client = max(idle_by_client, key=lambda c: self._per_client[c])
         self.shed += 1
-        log.warning("event=panel_connections_shed total=%d limit=%d", self.shed, self.limit)
+        log.warning("event=%s_connections_shed total=%d limit=%d", self.name, self.shed,
+                    self.limit)
         self._close(idle_by_client[client])
         return True
 
-    def _close(self, handler: RequestHandler) -> None:
+    def _close(self, handler: Closable) -> None:
         self._forget(handler)
-        handler.force_close()
+        handler.close()
 
-    def _forget(self, handler: RequestHandler) -> None:
+    def _forget(self, handler: Closable) -> None:
         conn = self._conns.pop(handler, None)
         if conn is None:
             return

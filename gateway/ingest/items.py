@@ -1,0 +1,73 @@
+"""One received MQTT message on its way through the ingest (`Item`: what it decoded to, whether
+it waits for a catalog, is a duplicate or goes to the dead-letter log, and what it counts
+towards a gateway's acknowledgement watermark), and the small judgements made about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import urllib3
+from influxdb_client.rest import ApiException
+
+from gateway.contract.wire import AlarmEventMessage, GatewayState, IncidentChunk, TelemetryBatch
+from gateway.ingest.dedup import SeenKey
+
+CatalogKey = tuple[str, str, str]
+Delivery = tuple[str, str, int, int]
+
+
+@dataclass(slots=True)
+class Item:
+    mid: int
+    qos: int
+    generation: int
+    topic: str
+    payload: bytes
+    received: float = 0.0
+    """monotonic time of arrival"""
+    channel: str = "unknown"
+    lines: list[str] = field(default_factory=list)
+    key: SeenKey | None = None
+    waiting: CatalogKey | None = None
+    """The catalog this batch names and the ingest does not know (yet)."""
+    batch: TelemetryBatch | None = None
+    dead_reason: str | None = None
+    dead_kind: str = "malformed"
+    duplicate: bool = False
+    delivery: Delivery | None = None
+    """(site, gateway, stream, dseq): counts towards the gateway's ack watermark when done."""
+    floor: Delivery | None = None
+    """(site, gateway, stream, floor) from a gateway state."""
+    incident: IncidentChunk | None = None
+    """A piece of an incident record, for the incident store (issue 12)."""
+
+
+def retryable(exc: BaseException) -> bool:
+    """Worth another try: 429 and 5xx answers, timeouts and connection errors."""
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        return status == 0 or status == 429 or status >= 500
+    return isinstance(exc, urllib3.exceptions.HTTPError | OSError)
+
+
+def api_reason(exc: ApiException) -> str:
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body)
+    return body[:300].replace("\n", " ")
+
+
+def short(exc: BaseException | None) -> str:
+    return "" if exc is None else f"{type(exc).__name__}: {str(exc)[:200]}".replace("\n", " ")
+
+
+def delivery_of(message: object) -> tuple[Delivery | None, Delivery | None]:
+    """(site, gateway, stream, dseq) of a message the gateway waits to see acknowledged, and
+    (site, gateway, stream, floor) of a gateway state that tells its floor."""
+    if isinstance(message, TelemetryBatch | AlarmEventMessage | IncidentChunk) \
+            and message.stream is not None \
+            and message.dseq is not None:
+        return (message.site, message.gateway, message.stream, message.dseq), None
+    if isinstance(message, GatewayState) and message.delivery is not None:
+        info = message.delivery
+        if info.mode == "ingest" and info.stream is not None and info.floor is not None:
+            return None, (message.site, message.gateway, info.stream, info.floor)
+    return None, None

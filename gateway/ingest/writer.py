@@ -1,0 +1,300 @@
+"""The ingest's writer thread: received messages from a queue into the database, in batches,
+each acknowledged only once the database accepted it (DESIGN principle 5).
+
+It collects items until `batch_size` points or `flush_interval`, resolves batches that waited
+for their point catalog (parking those still waiting, dead-lettering them after
+`catalog_wait` or beyond the park limit), drops duplicates (`gateway.ingest.dedup`), writes the
+rest and retries (tenacity, exponential back-off) on 429, 5xx and connection errors for as long
+as it takes; a 4xx rejection is narrowed down to the messages at fault, which go to the
+dead-letter log. Then `done(items, now)` (the service) moves the watermarks and acknowledges.
+While the database is down nothing is acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from influxdb_client.rest import ApiException
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
+
+from gateway.ingest.catalogs import CatalogStore
+from gateway.ingest.deadletter import DeadLetterLog
+from gateway.ingest.dedup import SeenKey, SeenStore
+from gateway.ingest.incidents import CentralIncidents, IncidentChunkError  # issue 12
+from gateway.ingest.items import Item, api_reason, retryable, short
+from gateway.ingest.metrics import IngestMetrics
+from gateway.ingest.schema import UnknownCatalog, message_lines
+from gateway.ingest.settings import IngestSettings
+from gateway.ingest.writers import Writer, make_writer
+
+log = logging.getLogger("roomwarden.ingest")
+
+
+class Stopping(Exception):
+    """The service is stopping while a write is still failing: acknowledge nothing."""
+
+
+class IngestWriter:
+    """`start()` runs the writer thread until `stopping` is set; `put()` hands it an item."""
+
+    def __init__(self, settings: IngestSettings, *, catalogs: CatalogStore,
+                 metrics: IngestMetrics, count: Callable[[str, int], None],
+                 stopping: threading.Event, generation: Callable[[], int],
+                 request_state: Callable[[str, str], bool],
+                 done: Callable[[list[Item], int], None], clock: Callable[[], int]) -> None:
+        self.settings = settings
+        self._catalogs = catalogs
+        self._metrics = metrics
+        self._count = count
+        self._stopping = stopping
+        self._generation = generation
+        self._request_state = request_state
+        self._done = done
+        self._clock = clock
+        self._seen = SeenStore(settings.seen_store,
+                               retention_ns=int(settings.dedup_retention * 1e9))
+        self.dead = DeadLetterLog(settings.dead_letter)
+        self.database: Writer = make_writer(settings)  # issue 13: v1 or v2 write API
+        self._incidents = CentralIncidents(settings.incident_store, settings.incidents)  # 12
+        self._queue: queue.Queue[Item] = queue.Queue()
+        self._parked: list[Item] = []
+        self.parked_count = 0
+        self._in_writer = 0
+        self.heartbeat = time.monotonic()
+        """Last time the writer thread made progress (for systemd's watchdog)."""
+        self.last_write_ok: bool | None = None
+        self.failed = False
+        """The writer stopped on a bug (the process should exit non-zero to be restarted)."""
+        self._thread: threading.Thread | None = None
+
+    def put(self, item: Item) -> None:
+        self._queue.put(item)
+
+    def pending(self) -> int:
+        """Received and not yet done."""
+        return self._queue.qsize() + self._in_writer
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._write_loop, name="ingest-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def close(self) -> None:
+        self.database.close()
+        self._seen.close()
+        self._incidents.close()  # issue 12
+
+    def liveness(self) -> str | None:
+        """None while the writer makes progress; else why not."""
+        if self._thread is None or not self._thread.is_alive():
+            return "the ingest writer thread is not running"
+        influx = self.settings.influx
+        limit = influx.timeout + influx.flush_interval + 10.0
+        stalled = time.monotonic() - self.heartbeat
+        if stalled > limit:
+            return f"the ingest writer stalled for {stalled:.0f}s (limit {limit:.0f}s)"
+        return None
+
+    # ------------------------------------------------------------------------------------------
+
+    def _collect(self) -> list[Item]:
+        influx = self.settings.influx
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        items = [first]
+        points = len(first.lines)
+        deadline = time.monotonic() + influx.flush_interval
+        while points < influx.batch_size and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                item = self._queue.get(timeout=min(remaining, 0.2))
+            except queue.Empty:
+                continue
+            items.append(item)
+            points += len(item.lines)
+        return items
+
+    def _write_loop(self) -> None:
+        while not self._stopping.is_set():
+            self.heartbeat = time.monotonic()
+            items = self._collect()
+            self._in_writer = len(items)
+            items = self._unpark() + items
+            if not items:
+                continue
+            try:
+                self._process(items)
+            except Stopping:
+                return
+            except Exception:
+                log.exception("event=writer_bug")  # unacknowledged: redelivered after restart
+                self.failed = True
+                self._stopping.set()
+                return
+            finally:
+                self._in_writer = 0
+
+    def _park_limit(self) -> int:
+        m = self.settings.mqtt
+        limit = self.settings.max_parked
+        if m.protocol == "5":
+            limit = min(limit, max(1, m.receive_maximum // 2))
+        return limit
+
+    def _unpark(self) -> list[Item]:
+        """Parked batches whose catalog has arrived (or whose wait is over); batches received
+        before a reconnect are forgotten (the broker sends them again)."""
+        if not self._parked:
+            return []
+        out: list[Item] = []
+        keep: list[Item] = []
+        now = time.monotonic()
+        for item in self._parked:
+            if item.generation != self._generation():
+                continue
+            assert item.waiting is not None
+            if self._catalogs.get(*item.waiting) is not None or \
+                    now - item.received >= self.settings.catalog_wait:
+                out.append(item)
+            else:
+                keep.append(item)
+                self._request_state(item.waiting[0], item.waiting[1])
+        self._parked = keep
+        self.parked_count = len(keep)
+        return out
+
+    def _resolve(self, items: list[Item]) -> list[Item]:
+        """Lines for batches that waited for their catalog; park those still waiting (or
+        dead-letter them when their time is up or too many wait)."""
+        now = time.monotonic()
+        ready: list[Item] = []
+        for item in items:
+            if item.waiting is None or item.dead_reason is not None:
+                ready.append(item)
+                continue
+            assert item.batch is not None
+            try:
+                item.lines = [line.to_line_protocol() for line in
+                              message_lines(item.batch, self._catalogs.get)]
+                item.waiting = None
+                item.batch = None
+                ready.append(item)
+            except UnknownCatalog as exc:
+                if now - item.received >= self.settings.catalog_wait:
+                    item.dead_reason = (f"{exc} (not received within "
+                                        f"{self.settings.catalog_wait:g}s)")
+                    item.dead_kind = "unknown_catalog"
+                    ready.append(item)
+                else:
+                    self._count("parked_total", 1)
+                    self._parked.append(item)
+        limit = self._park_limit()
+        while len(self._parked) > limit:
+            oldest = self._parked.pop(0)
+            oldest.dead_reason = (f"unknown catalog {oldest.waiting}: more than {limit} "
+                                  "batches waiting for catalogs")
+            oldest.dead_kind = "unknown_catalog"
+            ready.append(oldest)
+        self.parked_count = len(self._parked)
+        return ready
+
+    def _process(self, items: list[Item]) -> None:
+        items = self._resolve(items)
+        keys: set[SeenKey] = set()
+        for item in items:
+            if item.dead_reason is None and item.key is not None:
+                if item.key in keys or item.key in self._seen:
+                    item.duplicate = True
+                else:
+                    keys.add(item.key)
+        todo = [item for item in items if item.dead_reason is None and not item.duplicate]
+        lines = [line for item in todo for line in item.lines]
+        if lines:
+            try:
+                self._write(lines)
+            except ApiException as exc:  # rejected (4xx): find the messages at fault
+                log.warning("event=write_rejected status=%s reason=%s points=%d",
+                            exc.status, api_reason(exc), len(lines))
+                for item in todo:
+                    if item.lines:
+                        try:
+                            self._write(item.lines)
+                        except ApiException as one:
+                            item.dead_reason = (f"database rejected the points: {one.status} "
+                                                f"{api_reason(one)}")
+                            item.dead_kind = "rejected"
+        now = self._clock()
+        # --- issue 12: incident chunks into the incident store, durably before the ack ----
+        for item in todo:
+            if item.incident is not None:
+                try:
+                    self._incidents.add(item.incident, now)
+                except IncidentChunkError as exc:
+                    item.dead_reason, item.dead_kind = str(exc), "incident"
+        # --- end issue 12 -------------------------------------------------------------------
+        self._seen.add([item.key for item in todo
+                        if item.key is not None and item.dead_reason is None], now)
+        for item in items:
+            if item.dead_reason is not None:
+                self.dead.add(item.topic, item.payload, item.dead_reason, now)
+                self._metrics.dead.labels(reason=item.dead_kind).inc()
+                log.warning("event=dead_letter topic=%s reason=%s", item.topic,
+                            item.dead_reason[:300])
+            elif item.duplicate:
+                self._count("duplicates", 1)
+                self._metrics.duplicates.labels(channel=item.channel).inc()
+            else:
+                self._count("written_points", len(item.lines))
+                self._count("written_messages", 1)
+                self._metrics.written.labels(channel=item.channel).inc()
+                if item.lines:
+                    self._metrics.points_written(len(item.lines))
+        self._done(items, now)
+
+    def _write(self, lines: Sequence[str]) -> None:
+        """Write until the database accepts; ApiException for a rejection (not retryable);
+        Stopping if the service stops first."""
+        influx = self.settings.influx
+
+        def before_sleep(state: RetryCallState) -> None:
+            self._count("write_retries", 1)
+            self._metrics.write_retries.inc()
+            exc = state.outcome.exception() if state.outcome is not None else None
+            log.warning("event=write_retry attempt=%d error=%s", state.attempt_number,
+                        short(exc))
+
+        def sleep(seconds: float) -> None:
+            self.heartbeat = time.monotonic()  # waiting out a database outage is not a hang
+            if self._stopping.wait(seconds):
+                raise Stopping
+
+        def attempt() -> None:
+            began = time.monotonic()
+            try:
+                self.database.write(lines)  # issue 13: gateway.ingest.writers
+            except Exception:
+                self.last_write_ok = False
+                self._count("write_errors", 1)
+                self._metrics.write_errors.inc()
+                raise
+            self.last_write_ok = True
+            self._metrics.write_seconds.observe(time.monotonic() - began)
+            self._metrics.last_success.set(time.time())
+
+        retrying = Retrying(
+            retry=retry_if_exception(retryable),
+            wait=wait_exponential(multiplier=0.2, max=influx.retry_max_wait),
+            sleep=sleep, before_sleep=before_sleep, reraise=True)
+        retrying(attempt)

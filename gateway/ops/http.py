@@ -1,0 +1,403 @@
+"""A small HTTP/1.1 server: asyncio streams and h11 (a sans-IO HTTP/1.1 state machine), with
+every input bounded. The panel (`gateway.panel.server`) and the ingest's ops endpoint
+(`gateway.ingest.opshttp`) serve their routes with it; `gateway.ops.routes` adds /healthz and
+/metrics to either.
+
+A request is parsed at the boundary and reaches its handler whole — method, path, query,
+headers, cookies, peer address and the complete body — or is answered with a JSON error
+(`{"error": <code>, "message": <reason>}`) and never reaches a handler:
+
+- request line and headers: at most `MAX_HEADER` bytes (h11's incomplete-event limit: 431);
+  malformed HTTP, conflicting framing or an unknown transfer coding: 400, then closed;
+- body: at most `max_body` bytes, announced or chunked (413, then closed), complete within
+  `BODY_TIMEOUT` of the headers (408, then closed);
+- a response the client does not take within `WRITE_TIMEOUT`: the connection is closed;
+- connections: at most `MAX_CONNECTIONS`, idle ones closed after `IDLE_TIMEOUT` and shed first
+  at the cap (`gateway.ops.connections.ConnectionGuard`); slow headers count as idle;
+- a handler that raises `HttpError` answers its status and reason; any other exception is
+  logged (rate-limited) and answered 500 `internal_error`.
+
+Routes are exact paths (no patterns, no static directory): an unknown path is 404, a known one
+with another method 405 with `Allow`. GET routes answer HEAD too. One task per connection, no
+threads, no timers while nothing is connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import parse_qsl, urlsplit
+
+import h11
+
+from gateway.ops.connections import (
+    IDLE_TIMEOUT,
+    LISTEN_BACKLOG,
+    MAX_CONNECTIONS,
+    ConnectionGuard,
+    RateLimitFilter,
+    quieten_accept_errors,
+)
+
+log = logging.getLogger(__name__)
+log.addFilter(RateLimitFilter(prefix="event=http_handler_error"))  # one line a minute
+log.addFilter(RateLimitFilter(prefix="event=http_protocol_error"))
+
+MAX_HEADER = 16 * 1024
+MAX_BODY = 64 * 1024
+BODY_TIMEOUT = 10.0
+WRITE_TIMEOUT = 10.0
+LINGER_BYTES = 256 * 1024
+"""After an error that leaves a body unread, up to this much of it is read and dropped (for at
+most a second) before closing, so the client reads the answer instead of a reset."""
+_CHUNK = 16 * 1024
+
+ERROR_CODES = {400: "bad_request", 401: "not_logged_in", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 408: "request_timeout", 413: "body_too_large",
+               415: "unsupported_media_type", 431: "headers_too_large"}
+
+
+class HttpError(Exception):
+    """Answer `status` with `{"error", "message"[, "details"]}` (and `headers`)."""
+
+    def __init__(self, status: int, error: str, message: str,
+                 details: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.details = details
+        self.headers: dict[str, str] = {}
+
+
+@dataclass(slots=True)
+class Request:
+    """One complete request. Header names are lower case; repeated headers are joined with
+    ", " (cookies with "; ")."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    remote: str
+    body: bytes = b""
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower case ("" when absent)."""
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    @property
+    def host(self) -> str:
+        return self.headers.get("host", "")
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The request's cookies; an unparsable Cookie header counts as none."""
+        cookie: SimpleCookie = SimpleCookie()
+        try:
+            cookie.load(self.headers.get("cookie", ""))
+        except CookieError:
+            return {}
+        return {name: morsel.value for name, morsel in cookie.items()}
+
+
+@dataclass(slots=True)
+class Response:
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "application/octet-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+    cookies: list[str] = field(default_factory=list)
+    """Set-Cookie header values."""
+
+    def set_cookie(self, name: str, value: str, *, max_age: int, path: str = "/",
+                   httponly: bool = True, samesite: str = "Strict") -> None:
+        parts = [f"{name}={value}", f"Max-Age={max_age}", f"Path={path}",
+                 f"SameSite={samesite}"]
+        if httponly:
+            parts.append("HttpOnly")
+        self.cookies.append("; ".join(parts))
+
+    def del_cookie(self, name: str, path: str = "/") -> None:
+        self.cookies.append(f'{name}=""; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; '
+                            f"Path={path}")
+
+
+def json_response(data: object, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    """Compact JSON, never cached."""
+    return Response(json.dumps(data, separators=(",", ":")).encode(), status,
+                    "application/json", {**(headers or {}), "Cache-Control": "no-store"})
+
+
+def error_response(exc: HttpError) -> Response:
+    body: dict[str, object] = {"error": exc.error, "message": exc.message}
+    if exc.details is not None:
+        body["details"] = exc.details
+    return json_response(body, exc.status, exc.headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Router:
+    """Exact paths to handlers, per method."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, dict[str, Handler]] = {}
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        methods = self._routes.setdefault(path, {})
+        if method in methods:
+            raise ValueError(f"route {method} {path} is already taken")
+        methods[method] = handler
+
+    def add_get(self, path: str, handler: Handler) -> None:
+        self.add("GET", path, handler)
+
+    def add_post(self, path: str, handler: Handler) -> None:
+        self.add("POST", path, handler)
+
+    def paths(self) -> list[str]:
+        return list(self._routes)
+
+    def resolve(self, method: str, path: str) -> Handler:
+        methods = self._routes.get(path)
+        if methods is None:
+            raise HttpError(404, "not_found", f"no such page or API: {method} {path[:200]}")
+        handler = methods.get("GET" if method == "HEAD" else method)
+        if handler is None:
+            allow = ", ".join(sorted(methods))
+            error = HttpError(405, "method_not_allowed",
+                              f"{method[:20]} is not allowed here (only {allow})")
+            error.headers["Allow"] = allow
+            raise error
+        return handler
+
+
+class _Connection:
+    """One accepted connection, as the guard sees it."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class _Close(Exception):
+    """Answer this and close the connection (the rest of the request is not read)."""
+
+    def __init__(self, error: HttpError) -> None:
+        self.error = error
+
+
+class HttpServer:
+    """Serves `router` on `bind:port` (0: any free port); `start()` returns the port."""
+
+    def __init__(self, router: Router, *, name: str, max_body: int = MAX_BODY,
+                 headers: dict[str, str] | None = None,
+                 limit: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT) -> None:
+        self.router = router
+        self.name = name
+        self.max_body = max_body
+        self.headers = dict(headers or {})
+        """Added to every response that does not set them itself."""
+        self._limit = limit
+        self._idle_timeout = idle_timeout
+        self.connections: ConnectionGuard | None = None
+        """The connection bounds, made by `start()`."""
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port: int | None = None
+
+    async def start(self, bind: str, port: int) -> int:
+        if self._server is not None:
+            raise RuntimeError(f"{self.name} server already started")
+        quieten_accept_errors()
+        self.connections = ConnectionGuard(limit=self._limit, idle_timeout=self._idle_timeout,
+                                           name=self.name)
+        self._server = await asyncio.start_server(self._serve, bind, port,
+                                                  backlog=LISTEN_BACKLOG)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop listening, give requests in progress `grace` seconds, then close everything."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace)
+        if self.connections is not None:
+            self.connections.close_all()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    # ------------------------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None and self.connections is not None
+        guard = self.connections
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        conn = _Connection(writer.transport)
+        if self._server is None or not guard.made(conn, client):
+            writer.close()
+            return
+        self._tasks.add(task)
+        h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER)
+        try:
+            while True:
+                event = await _next_event(h, reader)
+                if not isinstance(event, h11.Request):
+                    break  # ConnectionClosed (EOF, or closed by the guard)
+                guard.begin(conn)
+                try:
+                    closing = await self._exchange(h, reader, writer, event, client)
+                finally:
+                    guard.end(conn)
+                if closing or h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+                    break
+                h.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            log.info("event=http_protocol_error server=%s client=%s reason=%s", self.name,
+                     client, json.dumps(str(exc)[:200]))
+            status = exc.error_status_hint if exc.error_status_hint in ERROR_CODES else 400
+            error = HttpError(status, ERROR_CODES[status], f"malformed request: {exc}"[:300])
+            await self._answer_and_close(h, reader, writer, error, linger=False)
+        except (ConnectionError, TimeoutError, h11.LocalProtocolError):
+            pass
+        finally:
+            guard.lost(conn)
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _exchange(self, h: h11.Connection, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter, event: h11.Request, client: str) -> bool:
+        """Read the body, run the handler, send its answer; True: close the connection."""
+        method = event.method.decode("ascii", "replace")
+        target = urlsplit(event.target.decode("ascii", "replace"))
+        headers: dict[str, str] = {}
+        for name, value in event.headers:
+            key = name.decode("ascii", "replace")
+            text = value.decode("latin-1")
+            joiner = "; " if key == "cookie" else ", "
+            headers[key] = f"{headers[key]}{joiner}{text}" if key in headers else text
+        request = Request(method, target.path or "/",
+                          dict(parse_qsl(target.query)[:32]), headers, client)
+        try:
+            request.body = await self._body(h, reader, headers)
+            handler = self.router.resolve(method, request.path)
+            response = await self._call(handler, request)
+        except HttpError as exc:
+            response = error_response(exc)
+        except _Close as close:
+            await self._answer_and_close(h, reader, writer, close.error, linger=True)
+            return True
+        await self._send(h, writer, response, head=method == "HEAD")
+        return False
+
+    async def _call(self, handler: Handler, request: Request) -> Response:
+        try:
+            return await handler(request)
+        except HttpError:
+            raise
+        except Exception:
+            log.exception("event=http_handler_error server=%s method=%s path=%s", self.name,
+                          request.method[:20], json.dumps(request.path[:200]))
+            raise HttpError(500, "internal_error", "internal server error") from None
+
+    async def _body(self, h: h11.Connection, reader: asyncio.StreamReader,
+                    headers: dict[str, str]) -> bytes:
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            raise _Close(self._too_large())
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                while True:
+                    event = await _next_event(h, reader)
+                    if isinstance(event, h11.Data):
+                        size += len(event.data)
+                        if size > self.max_body:
+                            raise _Close(self._too_large())
+                        chunks.append(bytes(event.data))
+                    elif isinstance(event, h11.EndOfMessage):
+                        return b"".join(chunks)
+                    else:  # ConnectionClosed: the client went away mid-body
+                        raise ConnectionResetError("closed while sending the body")
+        except TimeoutError:
+            raise _Close(HttpError(408, "request_timeout", f"the request body did not "
+                                   f"arrive within {BODY_TIMEOUT:g} s")) from None
+
+    def _too_large(self) -> HttpError:
+        return HttpError(413, "body_too_large", f"request body is larger than {self.max_body}"
+                                                " bytes")
+
+    async def _send(self, h: h11.Connection, writer: asyncio.StreamWriter,
+                    response: Response, *, head: bool = False) -> None:
+        headers = {**self.headers, **response.headers}
+        fields: list[tuple[str, str]] = [("Content-Type", response.content_type),
+                                         ("Content-Length", str(len(response.body)))]
+        fields += [(k, v) for k, v in headers.items() if k.lower() != "content-type"]
+        fields += [("Set-Cookie", cookie) for cookie in response.cookies]
+        reason = HTTPStatus(response.status).phrase.encode()
+        data = h.send(h11.Response(status_code=response.status, headers=fields, reason=reason))
+        if not head and response.body:
+            data = (data or b"") + (h.send(h11.Data(data=response.body)) or b"")
+        data = (data or b"") + (h.send(h11.EndOfMessage()) or b"")
+        writer.write(data)
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            await writer.drain()
+
+    async def _answer_and_close(self, h: h11.Connection, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter, error: HttpError, *,
+                                linger: bool) -> None:
+        """Send `error` (if a response can still be sent) and close; with `linger`, read and
+        drop what the client is still sending first, within bounds."""
+        response = error_response(error)
+        response.headers["Connection"] = "close"
+        if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                await self._send(h, writer, response)
+            except (ConnectionError, TimeoutError, h11.LocalProtocolError):
+                return
+        if not linger or not writer.can_write_eof():
+            return
+        writer.write_eof()
+        dropped = 0
+        try:
+            async with asyncio.timeout(1.0):
+                while dropped < LINGER_BYTES and (chunk := await reader.read(_CHUNK)):
+                    dropped += len(chunk)
+        except (TimeoutError, ConnectionError):
+            pass
+
+
+async def _next_event(h: h11.Connection, reader: asyncio.StreamReader) -> h11.Event:
+    """The next h11 event, reading as needed (EOF is ConnectionClosed or a protocol error)."""
+    while True:
+        event = h.next_event()
+        if event is h11.NEED_DATA:
+            h.receive_data(await reader.read(_CHUNK))
+            continue
+        if event is h11.PAUSED:  # pipelined request before this one's answer: not expected
+            raise h11.RemoteProtocolError("pipelined request", error_status_hint=400)
+        assert isinstance(event, h11.Event)
+        return event
+
