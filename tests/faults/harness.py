@@ -92,7 +92,7 @@ class Simulator(Proc):
 
     def start(self) -> None:
         super().start()
-        wait_for(lambda: self.written.exists() and port_open(self.control_port), 30,
+        wait_for(lambda: self.written.exists() and port_open(self.control_port), 60,
                  "the simulator's config and control port")
 
     def command(self, **cmd: Any) -> dict[str, Any]:

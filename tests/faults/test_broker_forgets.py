@@ -67,8 +67,7 @@ def test_sigkilled_broker_without_persistence_while_the_ingest_is_away_loses_not
     ingest.start()
     away: dict[str, int] = {}
     try:
-        wait_for(lambda: bool(ingest.status()["connected"]), 15, "ingest connected")
-        time.sleep(0.5)  # its subscriptions
+        wait_for(lambda: bool(ingest.status()["subscribed"]), 15, "the ingest's SUBACK")
         sim.command(cmd="set", point=H2, signal=1.0)
         gw.start()
         run = Run(gw, observer, lambda: ingest)

@@ -122,8 +122,7 @@ def test_nothing_lost_nothing_doubled_through_broker_gateway_and_database_faults
     ingest = IngestService(ingest_settings(tmp_path, broker, vm))
     ingest.start()
     try:
-        wait_for(lambda: bool(ingest.status()["connected"]), 15, "ingest connected")
-        time.sleep(0.5)  # its subscriptions
+        wait_for(lambda: bool(ingest.status()["subscribed"]), 15, "the ingest's SUBACK")
         sim.command(cmd="set", point=H2, signal=1.0)
         gw.start()
         run = Run(gw, observer, lambda: ingest)
