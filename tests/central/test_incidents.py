@@ -117,6 +117,22 @@ async def arrived(config: Path, incident_id: str) -> list[dict[str, Any]]:
         store.close()
 
 
+async def all_covered(rig: Rig) -> None:
+    """Every chunk left the outbox: the ingest's watermark covered it."""
+    uplink = rig.gateway.uplink
+    assert uplink is not None
+    await until(lambda: uplink.outbox.depth(MessageKind.ALARM) == 0, 30)
+
+
+def stored(config: Path, incident_id: str) -> tuple[tuple[str, str, bytes], int]:
+    """The central store's copy (site, gateway, bytes) and how many records wait for chunks."""
+    store = central_store(config)
+    try:
+        return store.read(incident_id), len(store.waiting())
+    finally:
+        store.close()
+
+
 def same_report(config: Path, state_dir: Path, incident_id: str, tmp_path: Path) -> None:
     """show and export from the central store equal what the gateway's state directory gives."""
     central = ("--central", config)
@@ -141,14 +157,9 @@ async def test_a_confirmed_fire_reaches_the_central_store_and_reports_the_same(
         async with gateway(site, tmp_path, 1) as rig:
             incident_id = await confirmed_fire(rig)
             rows = await arrived(config, incident_id)
-            uplink = rig.gateway.uplink
-            assert uplink is not None
-            # every chunk leaves the outbox once the ingest's watermark covers it
-            await until(lambda: uplink.outbox.depth(MessageKind.ALARM) == 0, 30)
+            await all_covered(rig)
         data = IncidentStore(tmp_path / "state" / "incidents").read(incident_id)
-        store = central_store(config)
-        assert store.read(incident_id) == ("lab", "gw-rec", data)  # the same bytes
-        store.close()
+        assert stored(config, incident_id) == (("lab", "gw-rec", data), 0)  # the same bytes
         assert [(r["id"], r["status"], r["room"], r["rule"]) for r in rows] == [
             (incident_id, "closed", "tx", "fire.smoke_coincidence")]
         assert service.status()["dead_lettered"] == 0
@@ -174,13 +185,9 @@ async def test_an_incident_sent_during_a_broker_outage_arrives_after_a_gateway_r
         await asyncio.to_thread(broker.start)
         async with gateway(site, tmp_path, 2) as rig:
             rows = await arrived(config, incident_id)
-            uplink = rig.gateway.uplink
-            assert uplink is not None
-            await until(lambda: uplink.outbox.depth(MessageKind.ALARM) == 0, 30)
+            await all_covered(rig)
         assert [r["id"] for r in rows] == [incident_id]  # once
-        store = central_store(config)
-        assert store.read(incident_id)[2] == data and store.waiting() == []
-        store.close()
+        assert stored(config, incident_id) == (("lab", "gw-rec", data), 0)
         status = service.status()
         assert status["dead_lettered"] == 0
     same_report(config, tmp_path / "state", incident_id, tmp_path)
