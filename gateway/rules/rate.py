@@ -10,9 +10,10 @@ When a slope is judged (the minimum detection time of a rate rule):
   windows are warm-started from the samples the gateway saved (`gateway.rules.warm`), so a
   trend that began before the restart is judged at the first poll;
 * the noise guard is two-sided: the slope comes with an uncertainty interval of ±`confidence`
-  standard errors (from the fit's own residuals). The signal's value is the end of the interval
-  nearest zero (the slope shrunk towards zero, never past it) — a rule is past its limit only
-  when the whole interval is; `ceiling` is the other end. While the interval straddles the
+  standard errors (from the fit's own residuals; of the magnitude, never below zero, for an
+  `absolute` rate). The signal's value is the interval's calmest value for the rule's test
+  (for a rising-rate limit: the slope less its margin) — a rule is past its limit only when the
+  whole interval is; `ceiling` is its most alarming value. While the interval straddles the
   limit, the condition node answers unknown (`gateway.rules.nodes.CompareLeaf`): it keeps its
   last state, and says "not exceeded" only once the interval is confidently below. A short or
   noisy window right after a start therefore neither raises nor returns an alarm. With
@@ -143,8 +144,8 @@ def interval(fitted: tuple[float, float], absolute: bool) -> tuple[float, float]
 
 class RateSignal:
     """Each member's slope over its window; for a group the worst by `key`. `read` gives the
-    confident value (each member's interval end nearest zero), and leaves the worst of the
-    other ends in `ceiling` (None when no member could be judged)."""
+    confident value (the worst of the members' calmest interval values), and leaves the worst
+    of their most alarming values in `ceiling` (None when no member could be judged)."""
 
     __slots__ = ("absolute", "ceiling", "key", "members", "windows")
 

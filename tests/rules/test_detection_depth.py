@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def _engine(path: Path) -> tuple[RuleEngine, ManualClock]:
     return RuleEngine(PACKS, loaded, clock, ParameterOverrides.for_site(loaded, PACKS)), clock
 
 
-def _params(engine: RuleEngine, rule: str, subject: str) -> dict[str, object]:
+def _params(engine: RuleEngine, rule: str, subject: str) -> Mapping[str, object]:
     return next(b.parameters for b in engine.binding_details()
                 if b.rule == rule and b.subject == subject)
 
