@@ -7,7 +7,7 @@ and, where the store drops strings, `alarm_history` (gateway.ingest.eventlabels)
 
 from __future__ import annotations
 
-from gateway.alarms.types import Severity
+from gateway.contract.enums import Severity
 from gateway.dashboards.model import PROM, Dashboard, Expect, Panel, Query, Row, Variable
 from gateway.ingest.eventlabels import HISTORY_MEASUREMENT
 from gateway.ingest.schema import ALARM_MEASUREMENT as ALARMS
