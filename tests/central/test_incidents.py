@@ -191,3 +191,28 @@ async def test_an_incident_sent_during_a_broker_outage_arrives_after_a_gateway_r
         status = service.status()
         assert status["dead_lettered"] == 0
     same_report(config, tmp_path / "state", incident_id, tmp_path)
+
+
+async def test_records_the_outbox_never_got_are_sent_at_the_next_start(
+        tmp_path: Path, mqtt_broker: Broker, victoria: Victoria) -> None:
+    """A closed record saved before the uplink was configured (or by a process that died before
+    its chunks were committed) and one left open by a process that died: the next start marks
+    the open one interrupted and sends both."""
+    broker = mqtt_broker
+    config = central_config(tmp_path, broker, victoria)
+    incidents = IncidentStore(tmp_path / "state" / "incidents")
+    ids = {"closed": "20261203T031200Z-tx-7", "open": "20261203T031500Z-tx-9"}
+    for status, incident_id in ids.items():
+        incidents.save({"format": "roomwarden-incident/1", "id": incident_id,
+                        "status": status, "kind": "alarm", "room": "tx", "gateway": "gw-rec",
+                        "site": "lab", "trigger": {"rule": "fire.smoke_coincidence",
+                                                   "subject": "tx", "severity": "critical"}})
+    async with ingest(config), simulated_room(tmp_path, broker) as site, \
+            gateway(site, tmp_path, 1) as rig:
+        await arrived(config, ids["closed"])
+        rows = await arrived(config, ids["open"])
+        await all_covered(rig)
+    assert {r["id"]: r["status"] for r in rows} == {ids["closed"]: "closed",
+                                                    ids["open"]: "interrupted"}
+    for incident_id in ids.values():
+        assert stored(config, incident_id)[0][2] == incidents.read(incident_id)
