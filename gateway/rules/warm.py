@@ -26,6 +26,12 @@ or profile changed starts cold. A file that is missing, too large, corrupt or of
 format is logged and ignored (the windows start cold, as before); a stop longer than a window
 leaves that window cold. Bounds: `MAX_FILE_BYTES` read, `MAX_DECODED_BYTES` decompressed,
 `MAX_POINT_SAMPLES` per point, `MAX_SAMPLES` in all.
+
+Cost, measured at the rule benchmark's 2,000-point site with every shipped pack (80 points
+with 112 rate windows, windows full, 24,400 samples; 3 Dec 2026 on the loaded 2-core VM): a
+save takes 17 ms of CPU on the event loop (the snapshot) and 41 ms on its thread (encode,
+write, fsync) for a 9 KiB file — once a minute, about 0.1 % of a core; the restore at a start
+63 ms.
 """
 
 from __future__ import annotations
