@@ -112,6 +112,12 @@ class ConnectionGuard:
             conn.busy = max(0, conn.busy - 1)
             conn.last = self._loop.time()
 
+    def close_idle(self) -> None:
+        """Close every connection on which no request is being handled (the server stops)."""
+        for handler, conn in list(self._conns.items()):
+            if conn.busy == 0:
+                self._close(handler)
+
     def close_all(self) -> None:
         """Close every connection (the server is stopping)."""
         for handler, conn in list(self._conns.items()):

@@ -7,7 +7,8 @@ A request is parsed at the boundary and reaches its handler whole — method, pa
 headers, cookies, peer address and the complete body — or is answered with a JSON error
 (`{"error": <code>, "message": <reason>}`) and never reaches a handler:
 
-- request line and headers: at most `MAX_HEADER` bytes (h11's incomplete-event limit: 431);
+- request line and headers: at most `MAX_HEADER` (16 KiB) and one read (4 KiB) more (h11's
+  incomplete-event limit: 431);
   malformed HTTP, conflicting framing or an unknown transfer coding: 400, then closed;
 - body: at most `max_body` bytes, announced or chunked (413, then closed), complete within
   `BODY_TIMEOUT` of the headers (408, then closed);
@@ -55,7 +56,9 @@ WRITE_TIMEOUT = 10.0
 LINGER_BYTES = 256 * 1024
 """After an error that leaves a body unread, up to this much of it is read and dropped (for at
 most a second) before closing, so the client reads the answer instead of a reset."""
-_CHUNK = 16 * 1024
+_CHUNK = 4 * 1024
+"""One read: h11 refuses headers once more than MAX_HEADER bytes are incomplete, so headers of at
+most MAX_HEADER + _CHUNK bytes pass."""
 
 ERROR_CODES = {400: "bad_request", 401: "not_logged_in", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 408: "request_timeout", 413: "body_too_large",
@@ -236,6 +239,8 @@ class HttpServer:
         if server is None:
             return
         server.close()
+        if self.connections is not None:
+            self.connections.close_idle()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace)
         if self.connections is not None:
@@ -270,8 +275,9 @@ class HttpServer:
                     closing = await self._exchange(h, reader, writer, event, client)
                 finally:
                     guard.end(conn)
-                if closing or h.our_state is not h11.DONE or h.their_state is not h11.DONE:
-                    break
+                if closing or self._server is None or h.our_state is not h11.DONE \
+                        or h.their_state is not h11.DONE:
+                    break  # (None: the server is stopping)
                 h.start_next_cycle()
         except h11.RemoteProtocolError as exc:
             log.info("event=http_protocol_error server=%s client=%s reason=%s", self.name,
