@@ -1,0 +1,262 @@
+"""A live drill's session (gateway.drills.live) on the real safety core, fed by the telecom
+site's simulated devices through the gateway's decoding path on a manual clock (the drills'
+fast mode): what it refuses, what its overlay raises, that a silent drill drives nothing, that
+an evacuation drill does, that a real hazard ends it at once and sounds, and what the
+evaluation makes of it. The control socket's request handling (gateway.drills.live_control) is
+exercised on a real, not started, Gateway: bad requests of any shape get a clear refusal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.alarms.events import AlarmEvent
+from gateway.alarms.lifecycle import AlarmState
+from gateway.clock import ManualClock
+from gateway.config.loader import load_gateway_config
+from gateway.daemon import Gateway
+from gateway.drills.fast_site import FastSite
+from gateway.drills.live import LiveDrill, LiveDrillError
+from gateway.drills.live_control import LiveDrills
+from gateway.drills.live_eval import evaluate, render
+from gateway.drills.model import Drill, live_problems
+from gateway.safety import SafetyCore
+from gateway.sim.signals import Constant
+
+REPO = Path(__file__).resolve().parents[2]
+SITE = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
+SMOKE = ("smoke-tx-01.alarm", "smoke-tx-02.alarm")
+FIRE_DRILL = ("fire.smoke_coincidence", "drill:tx-3f")
+FIRE = ("fire.smoke_coincidence", "tx-3f")
+
+
+def drill(**extra: Any) -> Drill:
+    data: dict[str, Any] = {
+        "drill": "fire_test", "title": "Fire drill", "room": "tx-3f", "duration": "5m",
+        "steps": [{"at": "2s", "set": {SMOKE[0]: True, SMOKE[1]: True}}],
+        "expect": [{"alarm": "fire.smoke_coincidence", "subject": "tx-3f", "after": "2s",
+                    "within": "8s"},
+                   {"output": "siren-3f", "turns": True, "after": "2s", "within": "8s"}],
+        "forbid": ["*"], "allow": ["fire.smoke_detector@*"]}
+    data.update(extra)
+    return Drill.model_validate(data)
+
+
+class Rig:
+    """The safety core on a manual clock, polled and driven as the daemon does."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.loaded = load_gateway_config(SITE)
+        self.clock = ManualClock(start_mono=0.0)
+        self.site = FastSite(self.loaded, self.clock)
+        self.core = SafetyCore(self.loaded, self.clock, tmp / "alarms.sqlite")
+        self.events: list[AlarmEvent] = []
+        self.siren_on_at: float | None = None
+
+    def run(self, seconds: float) -> None:
+        end = self.clock.monotonic() + seconds
+        while self.clock.monotonic() < end:
+            for batch in self.site.polls_until(self.clock.monotonic() + 0.5):
+                self.core.ingest(batch)
+            self.events += self.core.step()
+            self.site.drive(self.core.wanted)
+            if self.core.wanted["siren-3f"] and self.siren_on_at is None:
+                self.siren_on_at = self.clock.monotonic()
+
+    def state(self, key: tuple[str, str]) -> AlarmState | None:
+        views = {(v.key.rule, v.key.subject): v for v in self.core.alarms.active()}
+        return views[key].state if key in views else None
+
+    def start(self, d: Drill, *, evacuation: bool = False) -> LiveDrill:
+        session = LiveDrill(d, self.core, evacuation=evacuation, actor="lead")
+        self.core.drill = session
+        return session
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(tmp_path)
+    r.run(5)  # every device read once
+    yield r
+    r.core.close()
+
+
+def test_what_a_live_drill_file_may_not_do() -> None:
+    assert live_problems(drill()) == []
+    problems = live_problems(drill(room=None, duration="5h", steps=[
+        {"at": "1s", "fault": {"device": "th-tx-a03", "mode": "no_reply"}},
+        {"at": "2s", "stick": {"point": "do-tx-01.do1", "state": True}}],
+        expect=[{"writes": "do-tx-01.do1", "at_most": 1, "after": "1s", "within": "1s"}]))
+    text = " | ".join(problems)
+    assert "names its `room`" in text and "longer than a live drill" in text
+    assert "steps[0]" in text and "steps[1]" in text and "expect[0]" in text
+
+
+def test_refusals_leave_the_core_untouched(rig: Rig) -> None:
+    cases = {
+        "is no room of this gateway": drill(room="nowhere"),
+        "is no point of room 'tx-3f'": drill(steps=[{"at": "1s", "set": {"h2-batt-01.h2": 40}}]),
+        "no rule of room 'tx-3f' reads": drill(steps=[{"at": "1s", "release": [SMOKE[0]]}]),
+        "need a simulator": drill(steps=[{"at": "1s", "fault": {"device": "th-tx-a03",
+                                                                "mode": "no_reply"}}]),
+    }
+    for why, d in cases.items():
+        with pytest.raises(LiveDrillError, match=why):
+            rig.start(d)
+        assert rig.core.drill is None
+    rig.start(drill())
+    with pytest.raises(LiveDrillError, match="is running; stop it first"):
+        LiveDrill(drill(), rig.core, evacuation=False, actor="other")
+
+
+def test_a_silent_drill_raises_drill_alarms_and_drives_nothing(rig: Rig) -> None:
+    session = rig.start(drill())
+    rig.run(6)
+    assert rig.state(FIRE_DRILL) is AlarmState.ACTIVE_UNACKNOWLEDGED
+    assert rig.state(FIRE) is None, "no real alarm from a drill"
+    view = rig.core.alarms.get(FIRE_DRILL)
+    assert view.drill and view.actions == () and view.room == "tx-3f"
+    assert rig.siren_on_at is None and not rig.core.wanted["strobe-3f"]
+    loud = ("do-tx-01.do1", "do-tx-01.do2")  # siren, strobe
+    assert rig.site.log() and not any(e.kind == "write" and e.value is True
+                                      for e in rig.site.log() if e.point in loud)
+    assert rig.core.alarms.first_outs() == {}, "a drill alarm is no room's first-out"
+    rig.core.alarms.acknowledge([FIRE_DRILL], "Li Na", "drill ack")
+    rig.run(2)
+    session.request_stop("stopped by lead")
+    rig.run(1)
+    assert session.finished and rig.core.drill is None
+    assert not any(v.drill for v in rig.core.alarms.active()), "drill alarms end with it"
+    kinds = [(e.kind.value, e.note or "") for e in rig.events if e.kind.value == "drill"]
+    assert kinds[0][1].startswith("started: Fire drill (silent drill in room tx-3f")
+    assert kinds[-1] == ("drill", "ended: stopped by lead")
+    assert all(e.drill for e in rig.events if e.subject.startswith("drill:"))
+
+    result = evaluate(session, rig.core.alarms.events_since(session.outcome.start_seq), [])
+    assert result["ok"] is False  # the two detectors' drill alarms were never acknowledged
+    fire = next(a for a in result["alarms"] if a["alarm"] == "fire.smoke_coincidence@drill:tx-3f")
+    assert fire["acknowledged_by"] == "Li Na" and fire["note"] == "drill ack"
+    assert 0 < fire["time_to_acknowledge_s"] < 10
+    assert [c["ok"] for c in result["expected"]] == [True, True]  # the siren: held
+    assert result["held"]["fire.smoke_coincidence@drill:tx-3f"][:2] == ["siren", "strobe"]
+    assert sorted(result["missed"]) == [
+        "fire.smoke_detector@drill:smoke-tx-01.alarm: not acknowledged",
+        "fire.smoke_detector@drill:smoke-tx-02.alarm: not acknowledged"]
+    assert "acknowledged at" in render(result) and "by Li Na" in render(result)
+
+
+def test_a_real_hazard_ends_the_drill_at_once_and_sounds(rig: Rig) -> None:
+    session = rig.start(drill())
+    rig.run(6)
+    assert rig.state(FIRE_DRILL) is AlarmState.ACTIVE_UNACKNOWLEDGED
+    for point in SMOKE:
+        rig.site.signals.set(point, Constant(value=True))
+    rig.run(4)
+    assert session.finished
+    assert session.outcome.end_reason is not None
+    assert session.outcome.end_reason.startswith("a real alarm in room tx-3f")
+    assert rig.state(FIRE) is AlarmState.ACTIVE_UNACKNOWLEDGED
+    assert rig.state(FIRE_DRILL) is None
+    assert rig.core.wanted["siren-3f"] and rig.siren_on_at is not None
+    real = rig.core.alarms.get(FIRE)
+    assert not real.drill and "siren" in real.actions
+    first = rig.core.alarms.first_outs()["tx-3f"]  # a real alarm: the drill's never count
+    assert not first.subject.startswith("drill:")
+    # the real activation and the drill's end came in the same round
+    end = next(e for e in rig.events if e.kind.value == "drill" and "ended" in (e.note or ""))
+    rise = next(e for e in rig.events if (e.rule, e.subject) == FIRE)
+    assert rise.ts == end.ts
+
+
+def test_an_evacuation_drill_drives_the_outputs(rig: Rig) -> None:
+    session = rig.start(drill(), evacuation=True)
+    rig.run(6)
+    assert rig.core.alarms.get(FIRE_DRILL).actions[:2] == ("siren", "strobe")
+    assert rig.core.wanted["siren-3f"] and rig.core.wanted["strobe-3f"]
+    assert [e.value for e in rig.site.log() if e.point == "do-tx-01.do1"][-1] is True
+    rig.core.alarms.acknowledge([FIRE_DRILL], "Li Na")
+    rig.core.plan_outputs()
+    assert not rig.core.wanted["siren-3f"] and rig.core.wanted["strobe-3f"]  # silenced
+    rig.run(300)
+    assert session.finished and session.outcome.end_reason is not None
+    assert "duration 300 s is over" in session.outcome.end_reason
+    rig.run(1)
+    assert not rig.core.wanted["strobe-3f"], "the drill's end releases its outputs"
+
+
+def test_a_restart_ends_the_drill_alarms(tmp_path: Path) -> None:
+    r = Rig(tmp_path)
+    r.run(5)
+    r.start(drill())
+    r.run(6)
+    assert r.state(FIRE_DRILL) is not None
+    r.core.close()
+    again = SafetyCore(r.loaded, r.clock, tmp_path / "alarms.sqlite")
+    try:
+        assert not any(v.drill for v in again.alarms.active())
+        last = again.alarms.events_since(0, limit=10_000)
+        assert any(e.drill and e.note == "drill ended: the gateway restarted" for e in last)
+    finally:
+        again.close()
+
+
+# --- the control socket's requests ------------------------------------------------------------
+
+class Control:
+    """`LiveDrills` on a real Gateway (built, never started), on an event loop of its own."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+
+        async def build() -> Gateway:  # the bus loops' clients want a running loop
+            return Gateway(load_gateway_config(SITE), state_dir=state_dir)
+
+        self.gateway = self.loop.run_until_complete(build())
+        self.drills = LiveDrills(self.gateway)
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.loop.run_until_complete(self.drills.answer(request))
+
+
+@pytest.fixture(scope="module")
+def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Control]:
+    c = Control(tmp_path_factory.mktemp("state"))
+    yield c
+    c.gateway.core.close()
+    c.loop.close()
+
+
+def test_bad_requests_are_refused_clearly(control: Control) -> None:
+    bad = {
+        "start needs the drill file's text": {"action": "start"},
+        "actor: 1-64 characters": {"action": "status", "actor": ""},
+        "drill requests: action start": {"action": "launch"},
+        "drill:3: (top): not valid YAML": {"action": "start",
+                                           "file": "drill: x\ntitle: [unclosed"},
+        "room": {"action": "start", "file": "drill: x\ntitle: t\nduration: 1m\nroom: 3\n"},
+        "no drill is running": {"action": "stop"},
+        "evacuation true or false": {"action": "start", "file": "x: 1", "evacuation": "yes"},
+    }
+    for why, request in bad.items():
+        answer = control.answer(request)
+        assert answer["ok"] is False and why in answer["error"], (why, answer)
+    assert control.gateway.core.drill is None
+    answer = control.answer({"action": "start", "file": "x" * 300_000})
+    assert answer["ok"] is False and "at most" in answer["error"]
+
+
+@given(st.dictionaries(st.sampled_from(["action", "file", "name", "evacuation", "actor", "x"]),
+                       st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=40),
+                                 st.sampled_from(["start", "stop", "status"])), max_size=5))
+def test_any_request_gets_an_answer(control: Control, request: dict[str, Any]) -> None:
+    answer = control.answer(request)
+    assert isinstance(answer["ok"], bool)
+    if not answer["ok"]:
+        assert isinstance(answer["error"], str) and answer["error"]
+    assert control.gateway.core.drill is None
