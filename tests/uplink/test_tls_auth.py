@@ -13,6 +13,7 @@ import getpass
 import logging
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 
 from gateway.clock import SystemClock
 from gateway.contract.wire import GatewayState, TelemetryBatch, decode
+from gateway.localservices import port_open
 from gateway.uplink.publisher import Uplink
 from tests.uplink.conftest import MOSQUITTO, Broker, Subscriber, free_port
 from tests.uplink.test_publisher import GW, POINTS, PREFIX, SITE, of, samples, settings, until
@@ -109,6 +111,16 @@ class SecureBroker(Broker):
             f"password_file {passwd}", "allow_anonymous false",
             f"listener {self.plain_port} 127.0.0.1", "allow_anonymous true",
         ]) + "\n")
+
+    def start(self) -> None:
+        """Started once both listeners accept: the base waits for `port` only, and mosquitto
+        opens `plain_port` after it (the subscriber was refused now and then)."""
+        super().start()
+        deadline = time.monotonic() + 10
+        while not port_open(self.plain_port):
+            if time.monotonic() > deadline:
+                raise TimeoutError("mosquitto's plain listener did not open")
+            time.sleep(0.02)
 
 
 @pytest.fixture
