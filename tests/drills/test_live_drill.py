@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
 from tests.fixtures.operators import Keys, keys
 from tests.fixtures.services import Broker, Subscriber, broker
+from tests.panel.test_browser import ARGS, CHROMIUM
 
 __all__ = ["broker", "keys"]  # fixtures
 
@@ -272,3 +274,52 @@ async def test_a_silent_live_drill_ended_by_a_real_fire(tmp_path: Path, broker: 
             assert "time to acknowledge" in page
         finally:
             uplink.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"{CHROMIUM} is not installed")
+async def test_an_evacuation_drill_on_the_panel_then_stopped(tmp_path: Path, broker: Broker,
+                                                            keys: Keys) -> None:
+    """--evacuation drives the siren for real; the panel (headless Chromium) shows the drill's
+    banner and its alarm cards tagged DRILL; --stop ends it, prints the evaluation and the
+    siren goes quiet."""
+    from playwright.async_api import async_playwright, expect
+
+    drill_file = tmp_path / "fire_drill.yaml"
+    drill_file.write_text(DRILL, encoding="utf-8")
+    async with scene(tmp_path, broker, keys) as s:
+        began = time.monotonic()
+        code, out = await roomwarden("drill", "--live", str(drill_file), "--evacuation",
+                                     "--no-wait", "--socket", str(s.control), "--actor", "lead")
+        assert code == 0, out
+        assert "DRILL tx_fire_drill_test started in room tx-3f by lead (evacuation)" in out
+        await until(lambda: s.site.read_point(SIREN) is True, 30, "the siren on (evacuation)")
+        assert [w.value for w in s.siren_writes(began)][-1] is True
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS,
+                                               headless=True)
+            try:
+                page = await browser.new_page(viewport={"width": 390, "height": 844})
+                await page.goto(f"http://127.0.0.1:{s.panel_port}/")
+                banner = page.get_by_test_id("drill-banner")
+                await expect(banner).to_be_visible(timeout=10_000)
+                await expect(banner).to_contain_text("DRILL in progress")
+                await expect(banner).to_contain_text("evacuation drill")
+                card = page.locator('[data-testid="alarm"][data-subject="drill:tx-3f"]')
+                await expect(card).to_be_visible(timeout=10_000)
+                await expect(card.get_by_test_id("drill-tag")).to_be_visible()
+                await expect(card.get_by_test_id("drill-tag")).to_have_text("DRILL")
+                real = page.locator('[data-testid="alarm"][data-subject="tx-3f"]')
+                await expect(real).to_have_count(0)
+
+                code, out = await roomwarden("drill", "--live", "--stop", "--socket",
+                                             str(s.control), "--actor", "lead")
+                assert "ended: stopped by lead" in out, out
+                assert code == 1, out  # nobody acknowledged the drill alarms: missed
+                assert "missed: fire.smoke_coincidence@drill:tx-3f: not acknowledged" in out
+                assert "output siren-3f written on at" in out, out
+                await expect(banner).to_be_hidden(timeout=10_000)
+                await expect(card).to_have_count(0, timeout=10_000)
+            finally:
+                await browser.close()
+        await until(lambda: s.site.read_point(SIREN) is False, 20, "the siren off again")
