@@ -7,7 +7,8 @@ What must hold: the drill's alarms are on the panel's /api/state marked drill (a
 says a drill runs); in a silent drill the siren coil is never written (the simulator's coil
 write log); a real smoke alarm during the drill ends it at once and sounds the siren; the
 evaluation lists who acknowledged each drill alarm and how long it took; the journal, the
-uplink and the incident record carry the drill flag.
+uplink and the incident record carry the drill flag. An evacuation drill writes the siren
+coil, shows its banner and DRILL-tagged cards in headless Chromium, and `--stop` ends it.
 """
 
 from __future__ import annotations
