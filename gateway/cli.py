@@ -30,6 +30,7 @@ from gateway.config.report import CONFIG_HELP, load_or_report
 from gateway.config.site import GatewayConfig
 from gateway.control_cli import add_apply_parser, add_status_parser
 from gateway.control_cli import control_options as _control_options
+from gateway.control_cli import control_path as _control_path
 from gateway.field.cli import add_plan_parser
 from gateway.field.points import bind_points
 from gateway.sim.cli import add_parsers as add_simulator_parsers
@@ -91,9 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_status_parser(sub)
     add_simulator_parsers(sub)  # simulate, simctl
 
+    drill = sub.add_parser("drill", help="run scripted drills against the simulated site, "
+                                         "or one live on the running gateway (--live)")
+    drill.add_argument("paths", nargs="*", type=Path, help="drill files or directories")
+    from gateway.drills.live_cli import add_options  # issue 12: live drills
 
-    drill = sub.add_parser("drill", help="run scripted drills against the simulated site")
-    drill.add_argument("paths", nargs="+", type=Path, help="drill files or directories")
+    add_options(drill)
+    _control_options(drill)
     drill.set_defaults(func=cmd_drill)
 
     passwd = sub.add_parser("passwd", help="print a password hash for a panel user (reads "
@@ -190,10 +195,10 @@ def check_file(path: Path) -> str:
         pack = load_pack(path)
         return f"rule pack {pack.pack}, {len(pack.rules)} rules"
     if kind == "drill":
-        from gateway.drills.runner import load_drill
+        from gateway.drills.runner import load_drill, site_of
 
         drill = load_drill(path)
-        load_gateway_config((path.parent / drill.site).resolve())
+        load_gateway_config(site_of(path, drill))
         return f"drill {drill.drill}, {len(drill.steps)} steps, {len(drill.expect)} expectations"
     from gateway.rules.config import default_rules_dir, load_checked_config, load_rule_packs
 
@@ -292,6 +297,10 @@ def print_readings(gateway: object) -> None:
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
+    if args.live:  # issue 12: a live drill (gateway.drills.live_cli)
+        from gateway.drills.live_cli import run as run_live
+
+        return run_live(args, _control_path(args))
     from gateway.drills.runner import run_drill
     from gateway.rules.config import default_rules_dir, load_rule_packs
 
