@@ -102,13 +102,13 @@ def _follow(ask: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
 
 
 def _finish(answer: dict[str, Any]) -> int:
-    from gateway.drills.live_eval import render
+    from gateway.drills.live_html import drill_text
 
     evaluation = answer.get("evaluation")
     if evaluation is None:
         print(f"drill: {answer.get('error') or 'no evaluation'}", file=sys.stderr)
         return 1
-    print(render(evaluation))
+    print(drill_text(evaluation))
     if answer.get("incident"):
         print(f"incident record: {answer['incident']} (roomwarden incident show "
               f"{answer['incident']})")

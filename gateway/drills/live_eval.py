@@ -105,33 +105,3 @@ def _served(session: LiveDrill, outputs: dict[str, Output]) -> set[str]:
     """The outputs serving the drill's room (the output planner's rooms of each)."""
     rooms = session.core.planner.rooms
     return {o_id for o_id in outputs if session.room in rooms.get(o_id, set())}
-
-
-def render(evaluation: dict[str, Any]) -> str:
-    """The evaluation as text (what `roomwarden drill --live` prints at the end)."""
-    e = evaluation
-    lines = [f"{'PASS' if e['ok'] else 'FAIL'}  live drill {e['drill']}: {e['title']}",
-             f"      room {e['room']}, {e['mode']}, by {e['actor']}; {e['duration_s']:.1f} s; "
-             f"ended: {e['end_reason']}"]
-    for c in e["expected"]:
-        seen = "never" if c["observed_s"] is None else f"at {c['observed_s']:7.1f} s"
-        latency = "" if c["latency_s"] is None else f"  detection {c['latency_s']:5.1f} s"
-        low, high = c["window_s"]
-        lines.append(f"  {'ok  ' if c['ok'] else 'MISS'} {c['what']:<52} window {low:6.1f}.."
-                     f"{high:6.1f} s  {seen}{latency} {c['note']}")
-    for a in e["alarms"]:
-        ack = ("not acknowledged" if a["acknowledged_s"] is None else
-               f"acknowledged at {a['acknowledged_s']:.1f} s by {a['acknowledged_by']} after "
-               f"{a['time_to_acknowledge_s']:.1f} s")
-        lines.append(f"  alarm {a['alarm']} ({a['severity']}) active at "
-                     f"{a['activated_s']:.1f} s, {ack}")
-    for name, roles in e["held"].items():
-        lines.append(f"  held (silent drill): {', '.join(roles)} for {name}")
-    for w in e["output_writes"]:
-        lines.append(f"  output {w['output']} written {'on' if w['written'] else 'off'} at "
-                     f"{w['at_s']:.1f} s, read back {w.get('read_back')}"
-                     + (f", error {w['error']}" if w.get("error") else ""))
-    for item in e["ended_by_real_alarm"]:
-        lines.append(f"  REAL ALARM {item}: ended the drill")
-    lines.extend(f"  missed: {m}" for m in e["missed"])
-    return "\n".join(lines)

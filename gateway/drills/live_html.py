@@ -1,7 +1,9 @@
-"""A live drill's evaluation (gateway.drills.live_eval) as a section of the incident report
-(gateway.recorder.report renders a record of kind `drill` with it): the outcome, the expected
-alarms with their detection times, every drill alarm with its time to acknowledge and who
-acknowledged it, the outputs held or written, and what was missed."""
+"""A live drill's evaluation (gateway.drills.live_eval) as people read it: as text (what
+`roomwarden drill --live` and `roomwarden incident show` print) and as a section of the
+incident report (gateway.recorder.report renders a record of kind `drill` with it): the
+outcome, the expected alarms with their detection times, every drill alarm with its time to
+acknowledge and who acknowledged it, the outputs held or written, and what was missed.
+Imports nothing of the gateway: the central side renders drill records too."""
 
 from __future__ import annotations
 
@@ -59,3 +61,33 @@ def drill_section(evaluation: dict[str, Any]) -> str:
     parts.append("<ul>" + "".join(f"<li>{_esc(m)}</li>" for m in e["missed"]) + "</ul>"
                  if e["missed"] else "<p>Nothing.</p>")
     return "".join(parts)
+
+
+def drill_text(evaluation: dict[str, Any]) -> str:
+    """The evaluation as text (what `roomwarden drill --live` prints at the end)."""
+    e = evaluation
+    lines = [f"{'PASS' if e['ok'] else 'FAIL'}  live drill {e['drill']}: {e['title']}",
+             f"      room {e['room']}, {e['mode']}, by {e['actor']}; {e['duration_s']:.1f} s; "
+             f"ended: {e['end_reason']}"]
+    for c in e["expected"]:
+        seen = "never" if c["observed_s"] is None else f"at {c['observed_s']:7.1f} s"
+        latency = "" if c["latency_s"] is None else f"  detection {c['latency_s']:5.1f} s"
+        low, high = c["window_s"]
+        lines.append(f"  {'ok  ' if c['ok'] else 'MISS'} {c['what']:<52} window {low:6.1f}.."
+                     f"{high:6.1f} s  {seen}{latency} {c['note']}")
+    for a in e["alarms"]:
+        ack = ("not acknowledged" if a["acknowledged_s"] is None else
+               f"acknowledged at {a['acknowledged_s']:.1f} s by {a['acknowledged_by']} after "
+               f"{a['time_to_acknowledge_s']:.1f} s")
+        lines.append(f"  alarm {a['alarm']} ({a['severity']}) active at "
+                     f"{a['activated_s']:.1f} s, {ack}")
+    for name, roles in e["held"].items():
+        lines.append(f"  held (silent drill): {', '.join(roles)} for {name}")
+    for w in e["output_writes"]:
+        lines.append(f"  output {w['output']} written {'on' if w['written'] else 'off'} at "
+                     f"{w['at_s']:.1f} s, read back {w.get('read_back')}"
+                     + (f", error {w['error']}" if w.get("error") else ""))
+    for item in e["ended_by_real_alarm"]:
+        lines.append(f"  REAL ALARM {item}: ended the drill")
+    lines.extend(f"  missed: {m}" for m in e["missed"])
+    return "\n".join(lines)

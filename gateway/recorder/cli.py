@@ -171,6 +171,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     for ts, what, item, state, actor, note in timeline(record):
         print(f"    {utc(ts / 1e6)}  {what:<7} {item}  {state}  by {actor}"
               + (f"  — {note}" if note else ""))
+    if record.get("kind") == "drill" and isinstance(record.get("drill"), dict):  # issue 12
+        from gateway.drills.live_html import drill_text
+
+        print(drill_text(record["drill"]))
     return 0
 
 

@@ -266,6 +266,8 @@ async def test_a_silent_live_drill_ended_by_a_real_fire(tmp_path: Path, broker: 
             code, shown_record = await roomwarden("incident", "show", incident,
                                                   "--state-dir", str(s.state))
             assert code == 0, shown_record
+            assert "live drill tx_fire_drill_test" in shown_record, shown_record
+            assert f"by {OWNER} after" in shown_record, shown_record
             html_path = tmp_path / "drill.html"
             code, out = await roomwarden("incident", "export", incident, "--html",
                                          str(html_path), "--state-dir", str(s.state))

@@ -24,7 +24,8 @@ from gateway.daemon import Gateway
 from gateway.drills.fast_site import FastSite
 from gateway.drills.live import LiveDrill, LiveDrillError
 from gateway.drills.live_control import LiveDrills
-from gateway.drills.live_eval import evaluate, render
+from gateway.drills.live_eval import evaluate
+from gateway.drills.live_html import drill_text
 from gateway.drills.model import Drill, live_problems
 from gateway.safety import SafetyCore
 from gateway.sim.signals import Constant
@@ -148,7 +149,7 @@ def test_a_silent_drill_raises_drill_alarms_and_drives_nothing(rig: Rig) -> None
     assert sorted(result["missed"]) == [
         "fire.smoke_detector@drill:smoke-tx-01.alarm: not acknowledged",
         "fire.smoke_detector@drill:smoke-tx-02.alarm: not acknowledged"]
-    assert "acknowledged at" in render(result) and "by Li Na" in render(result)
+    assert "acknowledged at" in drill_text(result) and "by Li Na" in drill_text(result)
 
 
 def test_a_real_hazard_ends_the_drill_at_once_and_sounds(rig: Rig) -> None:
