@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from gateway.contract.wire import ConfigSet
 from gateway.flashing.envelope import DOWNGRADE, REPLAYED, EnvelopeRejected, envelope_digest
@@ -40,20 +41,25 @@ class Seen:
                            "forced": [list(f) for f in self.forced],
                            "forced_floor": self.forced_floor}).encode() + b"\n"
 
-
     @classmethod
     def from_json(cls, data: bytes) -> Seen:
-        """ValueError, KeyError or TypeError for a damaged file."""
+        """The memory `to_json` wrote; ValueError for anything else (a damaged file)."""
         raw = json.loads(data)
-        highest = raw["highest"]
-        digests = raw["digests"]
-        forced = raw.get("forced", [])
-        floor = raw.get("forced_floor", 0)
-        if not isinstance(highest, int) or not isinstance(digests, list) \
-                or not isinstance(forced, list) or not isinstance(floor, int):
+        if not isinstance(raw, dict):
+            raise ValueError("not an object")
+        highest, digests = raw.get("highest"), raw.get("digests")
+        forced, floor = raw.get("forced", []), raw.get("forced_floor", 0)
+        if not (_is_int(highest) and _is_int(floor) and isinstance(digests, list)
+                and isinstance(forced, list)):
             raise ValueError("bad types")
+        pairs: list[tuple[str, int]] = []
+        for entry in forced:
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                    and _is_int(entry[1])):
+                raise ValueError(f"bad forced entry {entry!r:.80}")
+            pairs.append((entry[0], entry[1]))
         return cls(highest=highest, digests=[d for d in digests if isinstance(d, str)],
-                   forced=[(str(f[0]), int(f[1])) for f in forced], forced_floor=floor)
+                   forced=pairs, forced_floor=floor)
 
     def check_fresh(self, envelope: ConfigSet, active_version: int) -> None:
         """EnvelopeRejected `replayed` if this envelope was processed before or carries the
@@ -91,3 +97,7 @@ class Seen:
                 self.forced_floor = max(self.forced_floor, self.forced.pop(0)[1])
         if accepted:
             self.highest = max(self.highest, envelope.version)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
