@@ -43,6 +43,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tests/bounds/test_panel_flood.py": ("process", "slow"),
     "tests/bounds/test_yaml_limits.py": ("process", "slow"),
     "tests/central/test_broker_acl.py": ("services", "process", "slow"),
+    "tests/central/test_incidents.py": ("services", "process", "slow"),  # issue 12
     "tests/cli/test_check_all.py": ("process",),
     "tests/cli/test_cli_options.py": ("process", "slow"),
     "tests/cli/test_config_apply_version.py": ("process", "slow"),
