@@ -38,8 +38,8 @@ def is_sent(uplink: Uplink, incident_id: str, data: bytes) -> bool:
 
 
 def send_record(uplink: Uplink, incident_id: str, status: str, data: bytes) -> int:
-    """Hand a record file's bytes to the outbox as chunks; returns how many (0: refused, and
-    counted as rejected by the uplink: larger than the contract allows)."""
+    """Hand a record file's bytes to the outbox as chunks; returns how many (0: refused —
+    larger than the contract allows —, logged; the record stays on the gateway)."""
     now = uplink.clock.now_ns()
     try:
         chunks = split_record(data, site=uplink.site, gateway=uplink.gateway_id,
