@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -228,7 +229,8 @@ class HttpServer:
         quieten_accept_errors()
         self.connections = ConnectionGuard(limit=self._limit, idle_timeout=self._idle_timeout,
                                            name=self.name)
-        self._server = await asyncio.start_server(self._serve, bind, port,
+        # limit: the stream buffers at most 2 × MAX_HEADER unread bytes before it stops reading
+        self._server = await asyncio.start_server(self._serve, bind, port, limit=MAX_HEADER,
                                                   backlog=LISTEN_BACKLOG)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
@@ -259,6 +261,11 @@ class HttpServer:
         guard = self.connections
         peer = writer.get_extra_info("peername")
         client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # asyncio sets it only on sockets it made itself: without it, Nagle's algorithm
+            # holds a response back until the client's delayed ACK of the previous one
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = _Connection(writer.transport)
         if self._server is None or not guard.made(conn, client):
             writer.close()
