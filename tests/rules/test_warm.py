@@ -4,10 +4,12 @@ foreign files, changed configs and a stop longer than the window start cold, nev
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import stat
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -43,13 +45,19 @@ _LOADED: dict[str, LoadedConfig] = {}
 
 
 def _site(tmp: Path, change: Any = None, name: str = "site.yaml") -> LoadedConfig:
+    """The telecom site (loaded once), or a changed copy of it written to `tmp`."""
+    if change is None and "site" in _LOADED:
+        return _LOADED["site"]
     data = yaml.safe_load(TELECOM.read_text(encoding="utf-8"))
     data["profiles_dir"] = str(REPO / "hardware" / "profiles")
     if change is not None:
         change(data)
     path = tmp / name
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return load_gateway_config(path)
+    loaded = load_gateway_config(path)
+    if change is None:
+        _LOADED["site"] = loaded
+    return loaded
 
 
 def _engine(loaded: LoadedConfig, clock: ManualClock) -> RuleEngine:
@@ -107,14 +115,14 @@ def test_a_restarted_engine_judges_the_rate_at_its_first_sample(tmp_path: Path) 
 
 
 def test_the_saved_file_is_bounded(tmp_path: Path) -> None:
-    """Hours of samples every 500 ms: each window keeps its bound, the file stays small."""
+    """Hours of samples: each window keeps its bound, the file stays small."""
     loaded = _site(tmp_path)
     clock = ManualClock(start_ns=START_NS, start_mono=50_000.0)
     engine = _engine(loaded, clock)
-    for step in range(20_000):  # 2.8 h every 0.5 s, every temperature point
+    for step in range(6_000):  # 3.3 h every 2 s (7 or 8 samples a 15 s slot of the 1 h window)
         engine.on_samples([Sample(p, 22.0 + step * 1e-3, clock.now_ns(), Quality.GOOD)
                            for p in engine.rate_points()])
-        clock.advance(0.5)
+        clock.advance(2.0)
     memory = RateMemory(tmp_path, clock)
     assert memory.save(engine, loaded)
     size = (tmp_path / FILE_NAME).stat().st_size
@@ -197,6 +205,7 @@ def test_a_corrupt_file_is_logged_and_ignored(tmp_path: Path, content: bytes,
     assert "event=rate_windows_ignored" in caplog.text
 
 
+@pytest.mark.slow
 def test_too_large_files_are_refused_unread(tmp_path: Path,
                                             caplog: pytest.LogCaptureFixture) -> None:
     loaded = _site(tmp_path)
@@ -215,11 +224,12 @@ def test_too_large_files_are_refused_unread(tmp_path: Path,
     assert "decompresses to more than" in caplog.text
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.binary(max_size=300), deflate=st.booleans())
 def test_any_bytes_never_crash_the_restore(tmp_path: Path, body: bytes, deflate: bool) -> None:
-    loaded = _LOADED.get("site") or _LOADED.setdefault("site", _site(tmp_path))
+    loaded = _site(tmp_path)
     (tmp_path / FILE_NAME).write_bytes(MAGIC + (zlib.compress(body) if deflate else body))
     engine = _engine(loaded, ManualClock())
     assert RateMemory(tmp_path, ManualClock()).restore(engine, loaded) == 0
@@ -238,3 +248,62 @@ def test_a_newer_save_is_never_replaced_by_an_older_one(tmp_path: Path) -> None:
     assert not memory.write(older)
     body = json.loads(zlib.decompress((tmp_path / FILE_NAME).read_bytes()[len(MAGIC):]))
     assert body["saved_ns"] == clock.now_ns()
+
+
+async def test_periodic_saves_write_only_what_is_new(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` writes once per period while windows take samples, and not at all while no
+    sample arrives (devices offline: idle means asleep, no disk write)."""
+    from gateway.rules import warm
+
+    monkeypatch.setattr(warm, "MIN_PERIOD", 0.05)
+    monkeypatch.setattr(warm, "MAX_PERIOD", 0.05)
+    loaded = _site(tmp_path)
+    clock = ManualClock(start_ns=START_NS, start_mono=50_000.0)
+    engine = _engine(loaded, clock)
+    memory = RateMemory(tmp_path, clock)
+    path = tmp_path / FILE_NAME
+    writes: list[int] = []
+    original = memory.write
+
+    def counted(snapshot: warm.Snapshot) -> bool:
+        written = original(snapshot)
+        writes.append(int(written))
+        return written
+
+    monkeypatch.setattr(memory, "write", counted)
+    task = asyncio.get_running_loop().create_task(memory.run(lambda: (engine, loaded)))
+    try:
+        deadline = time.monotonic() + 20.0
+        while sum(writes) < 3:  # samples arrive: a save per period
+            assert time.monotonic() < deadline, writes
+            _rise(engine, clock, 20.0)
+            await asyncio.sleep(0.08)
+        assert path.exists()
+        newest = max(w.samples[-1][0] for st_ in engine.rate_points().values()
+                     for w in st_.rates if w.samples)
+        while memory._saved_newest < newest:  # the last samples saved too
+            assert time.monotonic() < deadline, (memory._saved_newest, newest)
+            await asyncio.sleep(0.02)
+        before = len(writes)
+        for _ in range(6):  # no samples (the clock still runs): nothing written
+            clock.advance(10.0)
+            await asyncio.sleep(0.08)
+        assert len(writes) == before
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_save_that_fails_is_logged_once_and_the_loop_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    loaded = _site(tmp_path)
+    clock = ManualClock(start_ns=START_NS, start_mono=50_000.0)
+    engine = _engine(loaded, clock)
+    _rise(engine, clock, 120.0)
+    memory = RateMemory(tmp_path / "missing-dir", clock)  # cannot be written
+    with caplog.at_level(logging.WARNING, logger="roomwarden.rules.warm"):
+        assert not memory.save(engine, loaded)
+        clock.advance(1.0)
+        assert not memory.save(engine, loaded)
+    assert caplog.text.count("event=rate_windows_save_failed") == 1
