@@ -57,11 +57,18 @@ async def until(condition: object, seconds: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def show(page: Page) -> None:
+    """Press Show and wait for this query's answer (the status leaves "Reading …")."""
+    await page.get_by_test_id("events-show").click()
+    await expect(page.get_by_test_id("events-status")).not_to_contain_text("Reading",
+                                                                            timeout=15_000)
+
+
 async def acknowledge_the_fire(page: Page, live: Live) -> None:
     live.site.set_signal("smoke-tx-01.alarm", Constant(value=True))
     live.site.set_signal("smoke-tx-02.alarm", Constant(value=True))
     fire = page.locator(f'[data-testid="alarm"][data-rule="{FIRE}"]')
-    await expect(fire).to_be_visible(timeout=15_000)
+    await expect(fire).to_be_visible(timeout=30_000)
     await fire.get_by_test_id("ack-button").click()
     await expect(page.get_by_test_id("login-dialog")).to_be_visible()
     await page.get_by_label("User").fill("demo")
@@ -94,7 +101,7 @@ async def test_the_acknowledged_fire_in_the_events_view_and_its_incident_report(
             rows = page.get_by_test_id("event-row")
             await expect(rows.first).to_be_visible(timeout=10_000)  # the last 24 h, unfiltered
             await view.get_by_label("Who (name contains)").fill("demo")
-            await page.get_by_test_id("events-show").click()
+            await show(page)
             ack = rows.filter(has_text=FIRE)
             await expect(ack).to_have_count(1, timeout=10_000)
             await expect(ack.get_by_test_id("event-state")).to_have_text(
@@ -114,19 +121,23 @@ async def test_the_acknowledged_fire_in_the_events_view_and_its_incident_report(
             await view.get_by_label("Severity", exact=True).select_option("critical")
             await view.get_by_label("Room", exact=True).select_option("tx-3f")
             await view.get_by_label("Who (name contains)").fill("")
-            await page.get_by_test_id("events-show").click()
+            await show(page)
             await expect(rows.filter(has_text=FIRE).first).to_be_visible()
             sevs = await rows.evaluate_all("rs => rs.map(r => r.className)")
             assert sevs and all("sev-critical" in c for c in sevs), sevs
+            actors = set(await rows.evaluate_all("rs => rs.map(r => r.dataset.actor)"))
+            assert {"system", "demo"} <= actors, actors  # the fire's rise and its ack
+            for room in await page.get_by_test_id("event-room").all_inner_texts():
+                assert "(tx-3f)" in room, room
             await view.get_by_label("Who (name contains)").fill("nobody-by-this-name")
-            await page.get_by_test_id("events-show").click()
+            await show(page)
             await expect(page.get_by_test_id("events-status")).to_contain_text("Nothing matches")
             await expect(rows).to_have_count(0)
             # a custom range the gateway refuses is explained, not swallowed
             await view.get_by_label("Period", exact=True).select_option("custom")
             await view.get_by_label("From (site time)", exact=True).fill("2026-01-01T00:00")
             await view.get_by_label("Until (site time)", exact=True).fill("2026-06-01T00:00")
-            await page.get_by_test_id("events-show").click()
+            await show(page)
             await expect(page.get_by_test_id("events-error")).to_contain_text("at most 31 days")
 
             # --- Incidents and the report -----------------------------------------------------
@@ -167,7 +178,7 @@ async def test_the_acknowledged_fire_in_the_events_view_and_its_incident_report(
             await small.goto(live.url + "/#events")
             view = small.get_by_test_id("events-view")
             await view.get_by_label("Who (name contains)").fill("demo")
-            await small.get_by_test_id("events-show").click()
+            await show(small)
             card = small.get_by_test_id("event-row").filter(has_text=FIRE)
             await expect(card).to_be_visible(timeout=10_000)
             await expect(card.get_by_role("cell", name="By: demo")).to_be_visible()

@@ -19,6 +19,8 @@ window.RoomWardenHistory = (() => {
   let eventsNext = null;
   let eventsQuery = null;
   let incidentsNext = null;
+  let eventsTicket = 0;     // a newer read makes an older answer moot (answers can cross)
+  let incidentsTicket = 0;
   const actors = new Set();
   const ui = {};
 
@@ -129,7 +131,7 @@ window.RoomWardenHistory = (() => {
     }
     const p = new URLSearchParams(eventsQuery);
     if (more && eventsNext) p.set("before", eventsNext);
-    ui.eventsShow.disabled = true;
+    const ticket = ++eventsTicket;
     ui.eventsMore.disabled = true;
     ui.eventsStatus.textContent = "Reading the journal…";
     let r;
@@ -137,10 +139,9 @@ window.RoomWardenHistory = (() => {
       r = await getJson(`/api/events?${p}`);
     } catch (e) {
       r = { status: 0, ok: false, data: { message: "The gateway does not answer." } };
-    } finally {
-      ui.eventsShow.disabled = false;
-      ui.eventsMore.disabled = false;
     }
+    if (ticket !== eventsTicket) return;
+    ui.eventsMore.disabled = false;
     if (!r.ok) {
       ui.eventsStatus.textContent = "";
       problem(ui.eventsError, r);
@@ -197,12 +198,14 @@ window.RoomWardenHistory = (() => {
     ui.incidentsError.hidden = true;
     const p = new URLSearchParams();
     if (more && incidentsNext) p.set("before", incidentsNext);
+    const ticket = ++incidentsTicket;
     let r;
     try {
       r = await getJson(`/api/incidents?${p}`);
     } catch (e) {
       r = { status: 0, ok: false, data: { message: "The gateway does not answer." } };
     }
+    if (ticket !== incidentsTicket) return;
     if (!r.ok) { problem(ui.incidentsError, r); return; }
     tz = r.data.timezone || tz;
     const rows = r.data.incidents.map(incidentRow);
