@@ -38,6 +38,7 @@ class ConfigMeta:
 
     @classmethod
     def from_json(cls, data: bytes) -> ConfigMeta:
+        """What `to_json` wrote; ValueError for anything else (a damaged file)."""
         raw = json.loads(data)
         if not isinstance(raw, dict):
             raise ValueError("meta.json is not an object")
@@ -52,6 +53,12 @@ class ConfigMeta:
             raise ValueError("meta.json: bad sha256")
         if meta.source not in ("factory", "flash", "local"):
             raise ValueError("meta.json: bad source")
+        if any(v is not None and not isinstance(v, str)
+               for v in (meta.author, meta.key_id, meta.request_id)):
+            raise ValueError("meta.json: author, key_id and request_id are text or null")
+        if meta.applied_ns is not None and (not isinstance(meta.applied_ns, int)
+                                            or isinstance(meta.applied_ns, bool)):
+            raise ValueError("meta.json: bad applied_ns")
         return meta
 
     @classmethod

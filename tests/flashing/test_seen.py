@@ -1,5 +1,7 @@
-"""The replay memory's file (seen.json) is parsed at the boundary: whatever a damaged file holds
-comes out as a ValueError, which the store reports as StoreError, never as another exception."""
+"""The config store's own files (seen.json, the replay memory; meta.json of a generation;
+state.json) are parsed at the boundary: whatever a damaged file holds comes out as a
+ValueError, which the store handles (StoreError, or the generation skipped), never as another
+exception or a value of the wrong type."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.flashing.meta import ConfigMeta, StoreState
 from gateway.flashing.seen import Seen
 from gateway.flashing.store import ConfigStore, StoreError
 
@@ -64,3 +67,34 @@ def test_a_damaged_memory_is_a_store_error(tmp_path: Path, content: bytes) -> No
     (tmp_path / "config" / "seen.json").write_bytes(content)
     with pytest.raises(StoreError, match=r"seen\.json is unreadable"):
         store.highest_version()
+
+
+META = st.fixed_dictionaries(
+    {"version": st.integers(0, 2**31), "sha256": st.just("ab" * 32),
+     "source": st.sampled_from(["factory", "flash", "local"])},
+    optional={k: JSON for k in ("author", "key_id", "request_id", "applied_ns")})
+"""meta.json objects valid in their required keys, anything in the optional ones."""
+
+
+@given(raw=META | JSON)
+def test_a_generation_meta_is_read_with_its_types_or_refused(raw: Any) -> None:
+    """A meta.json is read with the types ConfigMeta declares or refused with ValueError (a
+    text applied_ns once made rebuilding the state from the generations fail on sorting)."""
+    try:
+        meta = ConfigMeta.from_json(json.dumps(raw).encode())
+    except ValueError:
+        return
+    assert all(v is None or isinstance(v, str) for v in (meta.author, meta.key_id,
+                                                          meta.request_id))
+    assert meta.applied_ns is None or type(meta.applied_ns) is int
+    assert ConfigMeta.from_json(meta.to_json()) == meta
+
+
+@given(raw=JSON)
+def test_the_store_state_is_read_or_refused_with_a_value_error(raw: Any) -> None:
+    try:
+        state = StoreState.from_json(json.dumps(raw).encode())
+    except ValueError:
+        return
+    assert all(n is None or isinstance(n, str) for n in (state.active, state.previous,
+                                                         state.staged))
