@@ -189,3 +189,37 @@ async def test_the_acknowledged_fire_in_the_events_view_and_its_incident_report(
             await small.screenshot(path=shot("events-phone.png"), full_page=True)
         finally:
             await browser.close()
+
+
+async def test_a_panel_that_needs_a_login_to_view_shows_the_report_after_it(
+        tmp_path: Path) -> None:
+    """With `login_to_view` the views ask for the login like the console, and the report in
+    its sandboxed frame is read with the same session."""
+    from tests.panel.conftest import PASSWORD, USER
+    from tests.panel.test_events_http import INCIDENT, _serve
+
+    async for site in _serve(tmp_path, login_to_view=True):
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS,
+                                               headless=True)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                await page.goto(site.url + "/#incidents")
+                await expect(page.get_by_test_id("login-dialog")).to_be_visible()
+                await expect(page.get_by_test_id("incidents-error")).to_contain_text(
+                    "needs a login")
+                await page.get_by_label("User").fill(USER)
+                await page.get_by_label("Password").fill(PASSWORD)
+                await page.get_by_test_id("login-submit").click()
+                await expect(page.get_by_test_id("current-user")).to_have_text(
+                    f"Logged in: {USER}")
+                await page.get_by_test_id("incidents-refresh").click()
+                row = page.locator(f'[data-testid="incident-row"][data-id="{INCIDENT}"]')
+                await row.get_by_test_id("incident-open").click()
+                report = page.frame_locator('[data-testid="report-frame"]')
+                await expect(report.locator("h1")).to_have_text(f"Incident {INCIDENT}",
+                                                                timeout=10_000)
+                await expect(report.locator("table.timeline")).to_contain_text(
+                    "brigade called")
+            finally:
+                await browser.close()
