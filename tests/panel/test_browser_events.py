@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.config.loader import load_gateway_config
-from gateway.daemon import Gateway
-from gateway.demo import with_demo_user
 from gateway.recorder.store import IncidentStore
 from gateway.sim.signals import Constant
-from gateway.sim.site import SimulatedSite
 from tests.panel.test_browser import ARGS, CHROMIUM
 from tests.panel.test_browser_console import PHONE, shot
-from tests.panel.test_end_to_end import SITE, Live
+from tests.panel.test_end_to_end import (
+    Live,
+    live,  # noqa: F401  (the fixture: the real gateway)
+)
 
 FIRE = "fire.smoke_coincidence"
 
@@ -33,20 +31,6 @@ pytestmark = pytest.mark.skipif(
 
 if os.access(CHROMIUM, os.X_OK):
     from playwright.async_api import Page, async_playwright, expect
-
-
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[Live]:
-    async with SimulatedSite(load_gateway_config(SITE)) as site:
-        loaded = with_demo_user(load_gateway_config(site.write_config(tmp_path / "sim.yaml")))
-        gateway = Gateway(loaded, state_dir=tmp_path / "state", panel_port=0)
-        task = asyncio.create_task(gateway.run())
-        try:
-            await asyncio.wait_for(gateway.panel_ready.wait(), 10)
-            yield Live(site, gateway, f"http://127.0.0.1:{gateway.panel_port}")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
 
 async def until(condition: object, seconds: float = 15.0) -> None:
@@ -64,7 +48,7 @@ async def show(page: Page) -> None:
                                                                             timeout=15_000)
 
 
-async def acknowledge_the_fire(page: Page, live: Live) -> None:
+async def acknowledge_the_fire(page: Page, live: Live) -> None:  # noqa: F811
     live.site.set_signal("smoke-tx-01.alarm", Constant(value=True))
     live.site.set_signal("smoke-tx-02.alarm", Constant(value=True))
     fire = page.locator(f'[data-testid="alarm"][data-rule="{FIRE}"]')
@@ -79,7 +63,7 @@ async def acknowledge_the_fire(page: Page, live: Live) -> None:
 
 
 async def test_the_acknowledged_fire_in_the_events_view_and_its_incident_report(
-        live: Live) -> None:
+        live: Live) -> None:  # noqa: F811
     zone = ZoneInfo(live.gateway.loaded.config.gateway.timezone)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
