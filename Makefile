@@ -49,13 +49,17 @@ typecheck: setup
 # The fast lane: everything that needs no real broker, database, browser, other process or
 # pseudo-terminal and takes well under a few seconds (markers: tests/conftest.py, pyproject).
 UNIT_LANE := not (slow or services or process or browser)
-TEST_WORKERS ?= 2
+# Four workers on two cores: most of make test waits on real time (2-minute drills and outages,
+# bus timeouts, back-offs), not the CPU; the CPU-bound drill library runs at nice 10 so it takes
+# what the real-time tests leave (tests/drills/test_drills.py). TEST_WORKERS=2 for a slower,
+# calmer run.
+TEST_WORKERS ?= 4
 
 unit: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "$(UNIT_LANE)"
 
-# Every test, on $(TEST_WORKERS) pytest-xdist workers (most slow tests wait on real time, not
-# the CPU); the tests of one module stay on one worker (tests/conftest.py).
+# Every test, on $(TEST_WORKERS) pytest-xdist workers; the tests of one module stay on one
+# worker, the longest modules first (tests/conftest.py's scheduler and LONGEST_FIRST).
 test: lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope --durations=20
 
