@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,10 +30,10 @@ import pytest
 import yaml
 
 from gateway.config.loader import load_gateway_config
-from gateway.control import ControlError, request
 from gateway.localservices import free_port
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
+from tests.apply.test_service_process import GatewayProcess, devices_online
 from tests.fixtures.operators import Keys, keys
 from tests.fixtures.services import Broker, Subscriber, broker
 from tests.panel.test_browser import ARGS, CHROMIUM
@@ -82,21 +81,16 @@ async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 @dataclass
 class Scene:
     site: SimulatedSite
-    control: Path
+    gateway: GatewayProcess
     state: Path
     panel_port: int
     broker: Broker
     gateway_id: str
     site_id: str
-    proc: subprocess.Popen[bytes]
-    log: Path
 
-    def status(self) -> dict[str, Any] | None:
-        try:
-            final = list(request(self.control, {"op": "status"}, timeout=5))[-1]
-        except (ControlError, OSError):
-            return None
-        return final.get("status") if final.get("ok") else None
+    @property
+    def control(self) -> Path:
+        return self.gateway.control
 
     async def panel(self) -> dict[str, Any]:
         url = f"http://127.0.0.1:{self.panel_port}/api/state"
@@ -106,24 +100,20 @@ class Scene:
             body: dict[str, Any] = await response.json()
             return body
 
+    def settled(self) -> bool:
+        """The gateway wrote the siren's off state at its start, and nothing since for 2 s:
+        from here on a write of the siren coil has a reason."""
+        writes = self.siren_writes(0.0)
+        return bool(writes) and time.monotonic() - writes[-1].t > 2.0
+
     def siren_writes(self, since: float) -> list[Any]:
         return [e for e in self.site.log() if e.kind == "write" and e.point == SIREN
                 and e.t >= since]
 
 
-def online(status: dict[str, Any] | None) -> bool:
-    devices = [d for bus in (status or {}).get("buses", []) for d in bus["devices"]]
-    return bool(devices) and all(d["online"] for d in devices)
-
-
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    """`roomwarden run` as a process of its own, its output in `log`."""
-    with log.open("ab") as out:
-        return subprocess.Popen(args, stdout=out, stderr=out)
-
-
 @contextlib.asynccontextmanager
 async def scene(tmp_path: Path, broker: Broker, keys: Keys) -> AsyncIterator[Scene]:
+    """The simulated telecom site and `roomwarden run` on it (panel, uplink, operator keys)."""
     async with SimulatedSite(load_gateway_config(SITE)) as site:
         factory = site.write_config(tmp_path / "gateway.yaml")
         data = yaml.safe_load(factory.read_text(encoding="utf-8"))
@@ -133,22 +123,21 @@ async def scene(tmp_path: Path, broker: Broker, keys: Keys) -> AsyncIterator[Sce
                           "reconnect_min": "100ms", "reconnect_max": "500ms"}
         data["operators"] = keys.operators()
         factory.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        state, control = tmp_path / "state", tmp_path / "control.sock"
-        log = tmp_path / "gateway.log"
-        proc = spawn([sys.executable, "-m", "gateway", "run", str(factory), "--state-dir",
-                      str(state), "--socket", str(control)], log)
-        s = Scene(site, control, state, port, broker, data["gateway"]["id"],
-                  data["gateway"]["site"], proc, log)
+        state = tmp_path / "state"
+        gateway = GatewayProcess(factory, state, tmp_path / "control.sock")
+        gateway.start()
         try:
-            await until(lambda: online(s.status()), 60, "the gateway up, devices online")
-            yield s
+            await until(lambda: devices_online(gateway.status()), 60,
+                        "the gateway up, devices online")
+            scene = Scene(site, gateway, state, port, broker, data["gateway"]["id"],
+                          data["gateway"]["site"])
+            await until(scene.settled, 30, "the siren's first write, then quiet")
+            yield scene
+        except AssertionError as exc:  # what the gateway said, with the failure
+            log = gateway.log.read_text(encoding="utf-8", errors="replace")
+            raise AssertionError(f"{exc}\n--- gateway log (end) ---\n{log[-6000:]}") from exc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            gateway.stop()
 
 
 async def roomwarden(*args: str, timeout: float = 60) -> tuple[int, str]:
