@@ -116,7 +116,7 @@ def read_events(path: str | os.PathLike[str], flt: EventFilter, *,
         return EventPage([], None, None)
     upper = flt.until_ns
     where = ["ts >= :since", "ts <= :upper"]
-    params: dict[str, Any] = {"since": flt.since_ns, "scan": max_scan}
+    params: dict[str, Any] = {"since": flt.since_ns}
     if flt.before is not None:
         upper = min(upper, flt.before[0])
         where.append("(ts < :before_ts OR seq < :before_seq)")
@@ -135,23 +135,22 @@ def read_events(path: str | os.PathLike[str], flt: EventFilter, *,
         match.append("actor LIKE :actor ESCAPE '\\'")
         params["actor"] = _like(flt.actor)
     order = "ORDER BY ts DESC, seq DESC"
-    sql = (f"SELECT * FROM (SELECT * FROM events WHERE {scope} {order} LIMIT :scan) "
-           f"{'WHERE ' + ' AND '.join(match) if match else ''} {order} LIMIT :page")
-    params["page"] = flt.limit + 1
     try:
         conn = _connect(target)
     except sqlite3.Error as exc:
         raise JournalQueryError(f"the alarm journal cannot be opened: {exc}") from exc
     try:
-        cursor = conn.execute(sql, params)
-        names = [d[0] for d in cursor.description]
-        rows = [_row(names, r) for r in cursor.fetchall()]
-        if len(rows) > flt.limit:
-            page = rows[:flt.limit]
-            return EventPage(page, (page[-1]["ts"], page[-1]["seq"]), None)
-        # the last event the scan looked at, and whether one older is left in the range
+        # the oldest event the scan may look at (the `ts` index alone), and whether an older
+        # one is left in the range
         edge = conn.execute(f"SELECT ts, seq FROM events WHERE {scope} {order} "
                             "LIMIT 2 OFFSET :skip", {**params, "skip": max_scan - 1}).fetchall()
+        if edge:
+            match.append("ts >= :floor_ts AND (ts > :floor_ts OR seq >= :floor_seq)")
+            params.update(floor_ts=edge[0][0], floor_seq=edge[0][1])
+        cursor = conn.execute(f"SELECT * FROM events WHERE {' AND '.join([scope, *match])} "
+                              f"{order} LIMIT :page", {**params, "page": flt.limit + 1})
+        names = [d[0] for d in cursor.description]
+        rows = [_row(names, r) for r in cursor.fetchall()]
     except sqlite3.OperationalError as exc:
         if "interrupt" in str(exc):
             raise JournalQueryError(
@@ -162,6 +161,9 @@ def read_events(path: str | os.PathLike[str], flt: EventFilter, *,
         raise JournalQueryError(f"the alarm journal cannot be read: {exc}") from exc
     finally:
         conn.close()
+    if len(rows) > flt.limit:
+        page = rows[:flt.limit]
+        return EventPage(page, (page[-1]["ts"], page[-1]["seq"]), None)
     if len(edge) < 2:  # the scan reached the start of the time range
         return EventPage(rows, None, None)
     ts, seq = int(edge[0][0]), int(edge[0][1])
