@@ -240,12 +240,11 @@ class IncidentIndex:
 
     def page(self, limit: int, before: str | None) -> dict[str, Any]:
         """Newest first: `limit` incidents older than `before` (blocking: run in a thread)."""
-        ids = self.store.ids()[::-1]
-        if before is not None:
-            ids = [i for i in ids if i < before]
+        stored = self.store.ids()[::-1]
+        ids = stored if before is None else [i for i in stored if i < before]
         chosen = ids[:limit]
         return {"incidents": [self._summary(i) for i in chosen],
-                "next": chosen[-1] if len(ids) > limit else None, "total": len(self.store.ids())}
+                "next": chosen[-1] if len(ids) > limit else None, "total": len(stored)}
 
 
 def report_of(store: IncidentStore, incident_id: str) -> Reply:
