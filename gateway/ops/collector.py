@@ -163,12 +163,15 @@ class GatewayCollector:
                                 value=src.evaluation_seconds_last)
         counts = {(sev.value, state): 0 for sev in Severity for state in ALARM_STATES}
         for view in src.core.alarms.active():
+            if view.drill:  # issue 12: a live drill's alarms are no real alarm's count
+                continue
             key = (view.severity.value, view.state.value)
             if key in counts:
                 counts[key] += 1
         active = GaugeMetricFamily("roomwarden_alarms_active",
                                    "Alarms not in the normal state, by severity and state "
-                                   "(ISA-18.2; shelved and suppressed included).",
+                                   "(ISA-18.2; shelved and suppressed included, a live "
+                                   "drill's alarms not).",
                                    labels=["severity", "state"])
         for (severity, state), n in counts.items():
             active.add_metric([severity, state], n)

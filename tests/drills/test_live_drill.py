@@ -100,6 +100,13 @@ class Scene:
             body: dict[str, Any] = await response.json()
             return body
 
+    async def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.panel_port}/metrics"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http, \
+                http.get(url) as response:
+            assert response.status == 200
+            return await response.text()
+
     def settled(self) -> bool:
         """The gateway wrote the siren's off state at its start, and nothing since for 2 s:
         from here on a write of the siren coil has a reason."""
@@ -191,6 +198,9 @@ async def test_a_silent_live_drill_ended_by_a_real_fire(tmp_path: Path, broker: 
             assert fire["actions"] == []  # silent: the drill alarm drives nothing
             assert not any(a["rule"] == "fire.smoke_coincidence" and not a.get("drill")
                            for a in state["alarms"]), "no real fire alarm from a drill"
+            metrics = await s.metrics()  # Prometheus counts real alarms only
+            assert 'roomwarden_alarms_active{severity="critical",state="active_unacknowledged"}' \
+                ' 0.0' in metrics, metrics
 
             # the operator acknowledges the drill alarms with a signed command
             await asyncio.sleep(1.0)
