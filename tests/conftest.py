@@ -66,6 +66,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tests/panel/test_browser.py": ("browser", "slow"),
     "tests/panel/test_browser_console.py": ("browser", "slow"),
     "tests/panel/test_end_to_end.py": ("browser", "process", "slow"),
+    "tests/panel/test_browser_events.py": ("browser", "process", "slow"),  # issue 12 views
     "tests/recorder/test_fire_incident.py": ("slow",),
     "tests/recorder/test_report.py": ("browser", "process"),
     "tests/rules/test_rules_doc.py": ("process",),
