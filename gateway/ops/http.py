@@ -10,6 +10,7 @@ headers, cookies, peer address and the complete body — or is answered with a J
 - request line and headers: at most `MAX_HEADER` (16 KiB) and one read (4 KiB) more (h11's
   incomplete-event limit: 431);
   malformed HTTP, conflicting framing or an unknown transfer coding: 400, then closed;
+- query: at most `MAX_QUERY` (32) parameters (400);
 - body: at most `max_body` bytes, announced or chunked (413, then closed), complete within
   `BODY_TIMEOUT` of the headers (408, then closed);
 - a response the client does not take within `WRITE_TIMEOUT`: the connection is closed;
@@ -52,6 +53,8 @@ log.addFilter(RateLimitFilter(prefix="event=http_protocol_error"))
 
 MAX_HEADER = 16 * 1024
 MAX_BODY = 64 * 1024
+MAX_QUERY = 32
+"""Query parameters of one request (more: 400)."""
 BODY_TIMEOUT = 10.0
 WRITE_TIMEOUT = 10.0
 LINGER_BYTES = 256 * 1024
@@ -90,6 +93,8 @@ class Request:
     headers: dict[str, str]
     remote: str
     body: bytes = b""
+    query_pairs: list[tuple[str, str]] = field(default_factory=list)
+    """The query's parameters in order, repeats included (`query` keeps the last of each)."""
 
     @property
     def content_type(self) -> str:
@@ -303,17 +308,15 @@ class HttpServer:
                         writer: asyncio.StreamWriter, event: h11.Request, client: str) -> bool:
         """Read the body, run the handler, send its answer; True: close the connection."""
         method = event.method.decode("ascii", "replace")
-        target = urlsplit(event.target.decode("ascii", "replace"))
         headers: dict[str, str] = {}
         for name, value in event.headers:
             key = name.decode("ascii", "replace")
             text = value.decode("latin-1")
             joiner = "; " if key == "cookie" else ", "
             headers[key] = f"{headers[key]}{joiner}{text}" if key in headers else text
-        request = Request(method, target.path or "/",
-                          dict(parse_qsl(target.query)[:32]), headers, client)
         try:
-            request.body = await self._body(h, reader, headers)
+            body = await self._body(h, reader, headers)
+            request = _request(method, event.target, headers, client, body)
             handler = self.router.resolve(method, request.path)
             response = await self._call(handler, request)
         except HttpError as exc:
@@ -400,6 +403,17 @@ class HttpServer:
                     dropped += len(chunk)
         except (TimeoutError, ConnectionError):
             pass
+
+
+def _request(method: str, target: bytes, headers: dict[str, str], client: str,
+             body: bytes) -> Request:
+    """The request's path and query parsed (at most MAX_QUERY parameters), or a 400."""
+    try:
+        url = urlsplit(target.decode("ascii", "replace"))
+        pairs = parse_qsl(url.query, max_num_fields=MAX_QUERY)
+    except ValueError as exc:
+        raise HttpError(400, "bad_request", f"unusable request target: {exc}"[:200]) from None
+    return Request(method, url.path or "/", dict(pairs), headers, client, body, pairs)
 
 
 async def _next_event(h: h11.Connection, reader: asyncio.StreamReader) -> h11.Event:

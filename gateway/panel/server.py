@@ -319,7 +319,7 @@ class PanelServer:
                 self._history = History.of(self._backend)
             if self._history is None:
                 raise ApiError(404, "not_found", "this panel has no alarm journal to show")
-            reply = await view(self._history, request.query.items())
+            reply = await view(self._history, request.query_pairs)
             if isinstance(reply.body, dict):
                 return json_response(reply.body, reply.status)
             return Response(reply.body.encode(), reply.status, "text/html; charset=utf-8",
