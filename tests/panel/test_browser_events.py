@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -205,5 +206,40 @@ async def test_a_panel_that_needs_a_login_to_view_shows_the_report_after_it(
                                                                 timeout=10_000)
                 await expect(report.locator("table.timeline")).to_contain_text(
                     "brigade called")
+            finally:
+                await browser.close()
+
+
+async def test_a_drill_event_is_marked_drill(tmp_path: Path) -> None:
+    """A live drill's journal events are shown as drill, never as a real alarm."""
+    import dataclasses
+
+    from gateway.alarms.journal import Journal, JournalBatch
+    from tests.panel.test_events import EVENTS, NOW
+    from tests.panel.test_events_http import _serve
+
+    async for site in _serve(tmp_path):
+        journal = Journal(tmp_path / "alarms.sqlite")
+        drill = dataclasses.replace(EVENTS[0], seq=10_000, ts=NOW - 60 * 10**9, drill=True,
+                                    subject="drill:tx-3f", actor="system",
+                                    title="Fire confirmed (drill)")
+        assert journal.commit(JournalBatch(events=[drill]))
+        journal.close()
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS,
+                                               headless=True)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                await page.goto(site.url + "/#events")
+                row = page.locator('[data-testid="event-row"][data-seq="10000"]')
+                await expect(row.get_by_test_id("event-drill")).to_have_text("DRILL",
+                                                                             timeout=10_000)
+                await expect(row).to_have_class(re.compile(r"\bdrill\b"))
+                real = page.locator('[data-testid="event-row"]:not(.drill)')
+                await expect(real).to_have_count(0)  # the other events are 2 days old
+                await page.get_by_test_id("events-period").select_option("7d")
+                await show(page)
+                await expect(real.first).to_be_visible()
+                assert await real.get_by_test_id("event-drill").count() == 0
             finally:
                 await browser.close()
