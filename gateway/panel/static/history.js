@@ -114,7 +114,7 @@ window.RoomWardenHistory = (() => {
     }
     return el("tr", { testid: "event-row", "data-seq": e.seq, "data-actor": e.actor,
       class: `ev sev-${sev || "none"}${e.drill ? " drill" : ""}` },
-    el("td", { class: "num", "data-label": "Time", testid: "event-time" }, fmtStamp(e.ts)),
+    el("td", { class: "time", "data-label": "Time", testid: "event-time" }, fmtStamp(e.ts)),
     el("td", { "data-label": "Severity" }, sev ? el("span", { class: "sev" }, sev.toUpperCase()) : "—"),
     el("td", { "data-label": "Room", testid: "event-room" }, roomName(e.room)),
     what,
@@ -183,7 +183,7 @@ window.RoomWardenHistory = (() => {
     const unreadable = i.status === "unreadable";
     open.disabled = unreadable;
     return el("tr", { testid: "incident-row", "data-id": i.id, class: `sev-${i.severity || "none"}` },
-      el("td", { class: "num", "data-label": "Triggered" }, unreadable ? "—" : fmtStamp(i.ts)),
+      el("td", { class: "time", "data-label": "Triggered" }, unreadable ? "—" : fmtStamp(i.ts)),
       el("td", { "data-label": "Severity" }, i.severity ? el("span", { class: "sev" }, i.severity.toUpperCase()) : "—"),
       el("td", { "data-label": "Room" }, roomName(i.room)),
       el("td", { "data-label": "Trigger" }, unreadable ? `cannot be read: ${i.error}` :
