@@ -24,10 +24,9 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from gateway.clock import Clock
 from gateway.config.site import Panel
@@ -49,6 +48,7 @@ from gateway.ops.source import MetricsSource
 from gateway.panel.backend import CommandRefused, PanelBackend
 from gateway.panel.events import History, Reply  # issue 12: the Events and Incidents views
 from gateway.panel.passwords import ScryptHash, parse_hash, verify_password
+from gateway.panel.requests import json_body, json_request
 from gateway.panel.sessions import COOKIE, SessionTable
 from gateway.panel.throttle import LoginThrottle
 from gateway.panel.views import (
@@ -215,49 +215,6 @@ class PanelServer:
             raise ApiError(401, "not_logged_in", "log in first")
         return user
 
-    def _check_origin(self, request: Request) -> None:
-        """Refuse cross-site POSTs (SameSite=Strict and the JSON content type do the rest)."""
-        fetch_site = request.headers.get("sec-fetch-site")
-        if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-            raise ApiError(403, "forbidden", f"cross-site request refused ({fetch_site[:40]})")
-        origin = request.headers.get("origin")
-        if origin is not None and origin != "null" and urlsplit(origin).netloc != request.host:
-            raise ApiError(403, "forbidden", "request from another origin refused")
-
-    def _json_request(self, request: Request) -> None:
-        self._check_origin(request)
-        if request.content_type != "application/json":
-            raise ApiError(
-                415,
-                "unsupported_media_type",
-                "Content-Type must be application/json, not "
-                f"{request.content_type[:60] or 'none'}",
-            )
-
-    def _body(self, request: Request, model: type[M]) -> M:
-        self._json_request(request)
-        try:
-            data: Any = json.loads(request.body)
-        except (ValueError, RecursionError) as exc:
-            reason = str(exc) if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON"
-            if isinstance(exc, RecursionError):
-                reason = "nested too deeply"
-            raise ApiError(400, "malformed_json", f"body is not valid JSON: {reason}") from None
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            details = [
-                {
-                    "loc": ".".join(str(part) for part in err["loc"]) or "(body)",
-                    "msg": err["msg"],
-                }
-                for err in exc.errors(include_url=False, include_input=False, include_context=False)
-            ]
-            summary = "; ".join(f"{d['loc']}: {d['msg']}" for d in details[:5])
-            raise ApiError(
-                400, "invalid_body", f"invalid {model.__name__}: {summary}", details
-            ) from None
-
     @staticmethod
     def _client(request: Request) -> str:
         return request.remote or "unknown"
@@ -340,7 +297,7 @@ class PanelServer:
 
     async def _login(self, request: Request) -> Response:
         client = self._client(request)
-        command = self._body(request, LoginCommand)
+        command = json_body(request, LoginCommand)
         refusal = self.throttle.check(client, command.user)
         if refusal is not None:
             log.warning("event=panel_login_throttled scope=%s wait_s=%.0f", refusal.scope,
@@ -370,7 +327,7 @@ class PanelServer:
         return response
 
     async def _logout(self, request: Request) -> Response:
-        self._json_request(request)
+        json_request(request)
         token = request.cookies.get(COOKIE)
         user = self.sessions.user(token)
         self.sessions.drop(token)
@@ -388,7 +345,7 @@ class PanelServer:
         `OperatorCommands` (the service `cmd` uses too): parsed, run in the user's name and
         logged; a refusal is a 409 with the reason."""
         user = self._require_user(request)
-        command = self._body(request, model)
+        command = json_body(request, model)
         where = target(command)
         try:
             changed = run(command, user)

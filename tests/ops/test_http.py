@@ -135,8 +135,9 @@ async def test_routing_errors_say_why(server: HttpServer) -> None:
     assert status == 200 and int(headers["content-length"]) > 0 and body == b""
 
 
-async def test_handler_refusals_and_bugs(server: HttpServer,
-                                         caplog: pytest.LogCaptureFixture) -> None:
+async def test_handler_refusals_and_bugs(server: HttpServer, caplog: pytest.LogCaptureFixture,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http.log, "filters", [])  # its rate limit is process-wide state
     port = port_of(server)
     status, _, data = parse(await exchange(port, b"GET /refuse HTTP/1.1\r\nHost: x\r\n"
                                            b"Connection: close\r\n\r\n"))

@@ -270,6 +270,8 @@ async def test_backend_crash_is_a_json_500_and_the_server_lives_on(
          "unsupported_media_type", "must be application/json"),
         (json.dumps(ACK), {**JSON, "Origin": "http://evil.example"}, 403, "forbidden",
          "another origin"),
+        (json.dumps(ACK), {**JSON, "Origin": "http://[oops"}, 403, "forbidden",
+         "another origin"),  # an unparsable origin was a 500
         (json.dumps(ACK), {**JSON, "Sec-Fetch-Site": "cross-site"}, 403, "forbidden",
          "cross-site"),
         ('{"alarms": "' + "x" * MAX_BODY + '"}', JSON, 413, "body_too_large", "larger than"),
