@@ -85,7 +85,8 @@ async def test_events_filtered_newest_first(site: Site) -> None:
 async def test_bad_parameters_are_a_400_that_says_why(site: Site) -> None:
     for query, words in (("last=40d", "31 days"), ("severity=fatal", "not one of"),
                          ("limit=500", "1 to 200"), ("since=tomorrow", "not a date"),
-                         ("colour=red", "unknown parameter")):
+                         ("colour=red", "unknown parameter"),
+                         ("room=tx-3f&room=batt-3f", "given twice")):
         status, body, _ = await get(site.url, f"/api/events?{query}")
         assert status == 400 and body["error"] == "bad_query", (query, body)
         assert words in body["message"], (query, body)
