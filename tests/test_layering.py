@@ -243,12 +243,8 @@ OVER_BUDGET = {
                               "in one module; a split is under way (issue 16)",
     "gateway.daemon": "the composition root still holds the evaluator loop and live "
                       "reconfiguration; a split is under way (issue 16)",
-    "gateway.ops.http": "the shared h11 HTTP/1.1 server with all its bounds (headers, body, "
-                        "times, pipelining, lingering close), new in 5844d43",
     "gateway.ops.status_report": "the status report's model and its terminal rendering; left "
                                  "alone while gateway/ops is reworked (issue 16)",
-    "gateway.panel.server": "the panel's page, JSON API and command handlers on gateway.ops.http; "
-                            "the one operator command service is still to come (issue 16)",
     "gateway.rules.engine": "rule binding and evaluation in one class; a split is under way "
                             "(issue 16)",
 }

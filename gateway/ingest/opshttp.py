@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from gateway.ops.http import HttpServer, Router
+from gateway.ops.http import HttpServer
+from gateway.ops.httptypes import Router
 from gateway.ops.routes import add_ops_routes
 
 MAX_CONNECTIONS = 64

@@ -1,5 +1,5 @@
 """The ops routes the gateway's panel and the central ingest share: `GET /healthz` and
-`GET /metrics`, added to a `gateway.ops.http.Router`.
+`GET /metrics`, added to a `gateway.ops.httptypes.Router`.
 
 - `/healthz` answers the JSON body and status the service's `health()` gives (no login: load
   balancers and supervisors ask it);
@@ -17,7 +17,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 
-from gateway.ops.http import HttpError, Request, Response, Router, json_response
+from gateway.ops.httptypes import HttpError, Request, Response, Router, json_response
 
 log = logging.getLogger(__name__)
 

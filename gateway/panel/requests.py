@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from gateway.ops.http import HttpError, Request
+from gateway.ops.httptypes import HttpError, Request
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -32,15 +32,8 @@ from gateway.clock import Clock
 from gateway.config.site import Panel
 from gateway.ops.connections import ConnectionGuard, RateLimitFilter
 from gateway.ops.health import HealthMonitor, HealthReport, Level, monitor_for
-from gateway.ops.http import (
-    MAX_BODY,
-    HttpError,
-    HttpServer,
-    Request,
-    Response,
-    Router,
-    json_response,
-)
+from gateway.ops.http import MAX_BODY, HttpServer
+from gateway.ops.httptypes import HttpError, Request, Response, Router, json_response
 from gateway.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.ops.metrics import make_registry, render
 from gateway.ops.routes import add_ops_routes

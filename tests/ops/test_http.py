@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from gateway.ingest.opshttp import MAX_CONNECTIONS as INGEST_CONNECTIONS
 from gateway.ingest.opshttp import OpsEndpoint
 from gateway.ops import http
-from gateway.ops.http import HttpError, HttpServer, Request, Response, Router, json_response
+from gateway.ops.http import HttpServer
+from gateway.ops.httptypes import HttpError, Request, Response, Router, json_response
 
 
 async def echo(request: Request) -> Response:
