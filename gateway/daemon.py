@@ -1,18 +1,15 @@
 """The composition root: config → bus loops → samples → safety core → output coils, + panel.
 
 Samples flow one way: each bus loop hands its batches to the latest-value store and the rule
-engine. The evaluator runs the safety core as soon as new samples arrive (spaced by at least
-`MIN_EVALUATION_SPACING` and by its own cost, see `MAX_EVALUATION_SHARE`; without samples, at
-least every shortest poll interval, between `TICK` and `MAX_TICK`), and the output driver
-writes the coils the core wants. The panel reads snapshots and sends operator commands, which
-re-plan the outputs at once (an acknowledge silences the siren without waiting for the next
-tick).
+engine. The evaluator (gateway.evaluator) runs a round of the safety core when samples arrive
+or the core's next deadline comes, and sleeps otherwise; the output driver writes the coils
+the core wants. The panel reads snapshots and sends operator commands, which re-plan the
+outputs at once (an acknowledge silences the siren without waiting for a round).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -27,6 +24,7 @@ from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.clock import Clock, SystemClock
 from gateway.config.loader import LoadedConfig
 from gateway.contract.wire import AlarmRef
+from gateway.evaluator import Evaluator
 from gateway.field.bus_loop import BusLoop
 from gateway.field.buses import build_bus_loops
 from gateway.field.catalog import catalog_points
@@ -56,18 +54,6 @@ if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): aioht
 
 log = logging.getLogger("roomwarden.daemon")
 
-TICK = 1.0
-"""Without new samples the rules still run (stale data, delays, expiries) every shortest poll
-interval of the site, but at least every TICK…"""
-MAX_TICK = 5.0
-"""…and at most every MAX_TICK (the health check and the watchdog call 10 s a stalled
-evaluator). Samples wake the evaluator at once, so with polls every second it never ticks."""
-MIN_EVALUATION_SPACING = 0.05
-"""Rounds run at most this often, however many batches arrive…"""
-MAX_EVALUATION_SHARE = 0.25
-"""…and after a round that took c CPU seconds the next waits c × (1 / share − 1): however
-many device batches arrive, evaluating takes at most this share of a core (a large site's rounds
-cover several batches instead of one round per batch saturating the event loop)."""
 STOP_OUTPUT_TIMEOUT = 5.0
 """How long a clean stop waits for the outputs' stop-state writes to be confirmed."""
 
@@ -152,7 +138,8 @@ class Gateway:
         self.evaluation_seconds_last = 0.0
         self.evaluation_seconds_total = 0.0
         self.reconfigurations = 0
-        self._changed: asyncio.Event | None = None
+        self.evaluator = Evaluator(self.clock, self.evaluate_once,
+                                   lambda: self.core.next_deadline())
         self._stop_requested = asyncio.Event()
         """Set by `request_stop` — also before `run` got going (a SIGTERM during start-up)."""
         self._group: asyncio.TaskGroup | None = None
@@ -244,8 +231,7 @@ class Gateway:
             sink(batch)
         if self.uplink is not None:
             self.uplink.on_samples(batch)
-        if self._changed is not None:
-            self._changed.set()
+        self.evaluator.owe()
 
     def evaluate_once(self) -> list[AlarmEvent]:
         """One round of the safety core, then drive the outputs it wants."""
@@ -262,7 +248,12 @@ class Gateway:
         self._hand_on(events)
         self.evaluation_seconds_last = time.perf_counter() - began
         self.evaluation_seconds_total += self.evaluation_seconds_last
+        self.evaluator.round_done()
         return events
+
+    def evaluator_lag(self) -> float:
+        """Seconds a round of the rules has been owed and not done (0 while idle on time)."""
+        return self.evaluator.lag()
 
     def _hand_on(self, events: list[AlarmEvent]) -> None:
         """Alarm events and the new active set to the uplink (never waits on the network)."""
@@ -270,39 +261,12 @@ class Gateway:
             self.uplink.on_alarm_events(events)
             self.uplink.set_active_alarms(self.core.alarms.active(), seq=events[-1].seq)
 
-    async def _evaluator(self) -> None:
-        changed = self._changed
-        assert changed is not None
-        loop = asyncio.get_running_loop()
-        me = asyncio.current_task()
-        while True:
-            # Python 3.11's wait_for swallows a cancel that lands as `changed` fires: honour a
-            # pending cancel here, or a stop would wait on this loop for ever
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError
-            intervals = [p.interval for bus in self.bus_loops for p in bus.pollers]
-            tick = min(MAX_TICK, max(TICK, min(intervals, default=MAX_TICK)))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(tick):
-                    await changed.wait()
-            changed.clear()
-            began, cpu = loop.time(), time.thread_time()
-            try:
-                self.evaluate_once()
-            except Exception:  # a rule bug must not stop the other rules for good
-                log.exception("event=evaluation_failed")
-            # the round's CPU time (not wall time: a busy machine does not thin out the rounds)
-            cost = time.thread_time() - cpu
-            await asyncio.sleep(max(MIN_EVALUATION_SPACING - (loop.time() - began),
-                                    cost * (1 / MAX_EVALUATION_SHARE - 1)))
-
     # --- life cycle ------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until `request_stop()` (a clean stop: outputs to their stop state, outbox
         committed, offline state published) or until cancelled (no output writes)."""
         cfg = self.loaded.config
-        self._changed = asyncio.Event()
         bindings = self.core.engine.bindings()
         log.info("event=gateway_start gateway=%s site=%s buses=%d devices=%d rules=%d "
                  "bindings=%d config_version=%d config_sha256=%s", cfg.gateway.id,
@@ -315,7 +279,7 @@ class Gateway:
                 if self.panel is not None:
                     self._panel_task = group.create_task(self._serve_panel(), name="panel")
                 self._start_loops()
-                self._evaluator_task = group.create_task(self._evaluator(), name="evaluator")
+                self._evaluator_task = group.create_task(self.evaluator.run(), name="evaluator")
                 if self.uplink is not None:
                     self._uplink_task = group.create_task(self.uplink.run(), name="uplink")
                 self._rate_task = group.create_task(  # issue 11: periodic rate-window saves
@@ -426,8 +390,7 @@ class Gateway:
                 self.uplink.set_config_identity(version, sha256)
             await self._reconfigure_panel(old_loaded, loaded)
             self.reconfigurations += 1
-            if self._changed is not None:
-                self._changed.set()
+            self.evaluator.owe()  # the new rules' first round evaluates everything
             bindings = core.engine.bindings()
             log.info("event=gateway_reconfigured version=%d sha256=%s buses=%d devices=%d "
                      "rules=%d bindings=%d", version, sha256[:12], len(loops),
@@ -583,6 +546,7 @@ class Gateway:
         self.core.plan_outputs()
         self.driver.apply(self.core.wanted)
         self._hand_on(events)
+        self.evaluator.reschedule()  # a shelve or suppression may end before the next deadline
 
     def acknowledge(self, alarms: list[AlarmRef], actor: str, note: str | None) -> int:
         return self.commands.acknowledge(alarms, actor, note)

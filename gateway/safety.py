@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from gateway.flashing.trial import TrialHold  # issue 9
 
 OUTPUT_FAILURE_RULE = "actions.output_failure"
+HOUSEKEEPING_TICK = 1.0
+"""While an alarm chatters or a flood is on, rounds run at least this often (the alarm
+manager's chatter release and flood end have no deadline it reports)."""
 
 
 def acquisition(loaded: LoadedConfig, device_id: str) -> tuple[object, ...] | None:
@@ -129,16 +132,17 @@ class SafetyCore:
 
     def step(self, extra: Iterable[Evaluation] = (),
              trial: TrialHold | None = None) -> list[AlarmEvent]:
-        """Evaluate every rule, run the alarm lifecycle, plan the outputs. `trial`: a config
-        on trial holds its own trouble alarms (gateway.flashing.trial)."""
-        evaluations = self.engine.evaluate()
+        """A round: evaluate the rules that are due (gateway.rules.engine: what samples changed
+        and what timers came), run the alarm lifecycle on what changed, plan the outputs.
+        `trial`: a config on trial holds its own trouble alarms (gateway.flashing.trial)."""
+        evaluations = self.engine.evaluate_changed()
         extra = list(extra)
         if self.supervisor.watches:  # issue 11
             extra.extend(self.supervisor.evaluate(self.wanted, self.alarms.active()))
         batch = [*evaluations, *extra] if extra else evaluations
         drill_events: list[AlarmEvent] = []
         if self.drill is not None:  # --- issue 12: a live drill's alarms (gateway.drills.live)
-            drill_events, drilled = self.drill.step(evaluations, self.alarms)
+            drill_events, drilled = self.drill.step(self.engine.current(), self.alarms)
             batch = [*batch, *drilled]
             if self.drill.finished:
                 self.drill = None  # --- end issue 12
@@ -148,6 +152,30 @@ class SafetyCore:
         events.extend(self.alarms.tick())
         self.plan_outputs()
         return [*drill_events, *events] if drill_events else events
+
+    def next_deadline(self) -> float | None:
+        """Monotonic time of the next round the core needs with no new sample — the rules'
+        next timer, an output's `min_on` ending, a supervised output's feedback limit, a shelf
+        or suppression expiring, and every `HOUSEKEEPING_TICK` while an alarm chatters or a
+        flood is on (the alarm manager's own timers); None: nothing waits on time."""
+        now, now_ns = self.clock.monotonic(), self.clock.now_ns()
+        times = [self.engine.next_deadline()]
+        for output_id, plan in self.planner.state.items():
+            min_on = self.planner.outputs[output_id].min_on
+            if plan.on and plan.on_since is not None and now - plan.on_since < min_on:
+                times.append(plan.on_since + min_on)
+        for watch in self.supervisor.watches.values():  # issue 11
+            since = watch.mismatch_since
+            if since is not None and now - since < watch.feedback.within:
+                times.append(since + watch.feedback.within)
+        active = self.alarms.active()
+        expiries = [v.shelf.until_ns for v in active if v.shelf is not None]
+        expiries += [x.until_ns for x in self.alarms.suppressions()]
+        times += [now + (ns - now_ns) * 1e-9 for ns in expiries]
+        if self.alarms.flood.active or any(v.chattering for v in active):
+            times.append(now + HOUSEKEEPING_TICK)
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
 
     def plan_outputs(self) -> dict[str, bool]:
         demands = [d for d in map(demand_of, self.alarms.active()) if d is not None]

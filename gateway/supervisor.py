@@ -108,14 +108,8 @@ class Service:
         task.add_done_callback(self._tasks.discard)
 
     def _evaluator_alive(self) -> Callable[[], str | None]:
-        seen = {"count": -1, "mono": time.monotonic()}
-
-        def check() -> str | None:
-            now = time.monotonic()
-            if self.gateway.evaluations != seen["count"]:
-                seen["count"], seen["mono"] = self.gateway.evaluations, now
-                return None
-            stalled = now - seen["mono"]
+        def check() -> str | None:  # a round owed and not done for long (gateway.evaluator)
+            stalled = self.gateway.evaluator_lag()
             return f"rules not evaluated for {stalled:.0f}s" if stalled > EVALUATOR_STALL else None
         return check
 

@@ -19,9 +19,9 @@ from gateway.config.loader import (
     read_yaml,
     validate,
 )
-from gateway.daemon import MIN_EVALUATION_SPACING
 from gateway.drills.fast_site import FastSite
 from gateway.drills.model import Drill, ExpectAlarm, ExpectOutput, ExpectWrites, Step
+from gateway.evaluator import MIN_EVALUATION_SPACING
 from gateway.rules.model import RulePack
 from gateway.safety import SafetyCore
 from gateway.sim.faults import FaultTable

@@ -9,9 +9,11 @@ Checks, each judged from the gateway's own state at the moment of asking:
   (`BusLoop.link_open` false: serial port missing) or every device of the bus is offline (the
   link is down: cable cut, converter dead). **degraded** when some devices are offline.
   Devices not yet polled count as neither.
-- `rules`: **failing** when the rule evaluator has not completed a round for
-  `EVALUATOR_STALL_AFTER` seconds (it runs at least every second; a round that raises does not
-  count). A gateway that has never evaluated is judged from the start of its running config.
+- `rules`: **failing** when a round of the rules has been owed for `EVALUATOR_STALL_AFTER`
+  seconds without completing (`Gateway.evaluator_lag`, gateway.evaluator: since samples
+  arrived, or since the deadline the evaluator sleeps to; a round that raises does not count;
+  an evaluator asleep with nothing owed is fine). A gateway that has never evaluated owes its
+  first round from the start of its running config.
 - `outputs`: **degraded** when an alarm output's last write failed (the failure is also an
   alarm, `actions.output_failure`; restarting the gateway would not mend a relay).
 - `uplink`: **degraded** when configured and not connected (the gateway works on its own; the
@@ -50,8 +52,8 @@ from gateway.ops.source import MetricsSource
 from gateway.strict import StrictModel
 
 EVALUATOR_STALL_AFTER = 10.0
-"""Seconds without a completed evaluation round before the rules check fails (the daemon's
-evaluator runs at least every `gateway.daemon.TICK` = 1 s)."""
+"""Seconds a round of the rules may be owed without completing before the rules check fails
+(the evaluator runs one as soon as samples arrive or a deadline comes)."""
 
 
 class Level(StrEnum):
@@ -186,25 +188,16 @@ def monitor_for(source: MetricsSource) -> HealthMonitor:
 
 
 class HealthMonitor:
-    """Judges a gateway's health; remembers the evaluation count between calls (to tell a
-    stopped evaluator), so one monitor serves every request of one server."""
+    """Judges a gateway's health; one monitor serves every request of one server."""
 
     def __init__(self, source: MetricsSource, *,
                  evaluator_stall_after: float = EVALUATOR_STALL_AFTER) -> None:
         self.source = source
         self.evaluator_stall_after = evaluator_stall_after
-        self._seen: int | None = None
-        self._progress_mono = source.started_mono
 
     def evaluator_age(self) -> float:
-        """Seconds since the evaluator was last seen to complete a round."""
-        src = self.source
-        now = src.clock.monotonic()
-        count = src.evaluations
-        if count != self._seen:
-            self._seen = count
-            self._progress_mono = now if count > 0 else src.started_mono
-        return max(0.0, now - self._progress_mono)
+        """Seconds a round of the rules has been owed and not completed."""
+        return self.source.evaluator_lag()
 
     def check(self) -> HealthReport:
         checks = {

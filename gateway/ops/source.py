@@ -58,6 +58,10 @@ class MetricsSource(Protocol):
     @property
     def evaluation_seconds_last(self) -> float: ...
 
+    def evaluator_lag(self) -> float:
+        """Seconds a round of the rules has been owed and not completed (gateway.evaluator)."""
+        ...
+
     @property
     def evaluation_seconds_total(self) -> float: ...
 

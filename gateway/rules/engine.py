@@ -1,18 +1,28 @@
-"""The rule engine: binds every rule to its subjects once, then evaluates them on demand.
+"""The rule engine: binds every rule to its subjects once, then evaluates what is due.
 
     engine = RuleEngine(packs, loaded, clock, overrides)
-    engine.on_samples(batch)          # every poll batch: O(samples), no evaluation
-    evaluations = engine.evaluate()   # e.g. once a second: one Evaluation per (rule, subject)
+    engine.on_samples(batch)               # every poll batch: O(samples), marks their readers
+    changed = engine.evaluate_changed()    # a round: the evaluations that changed
+    engine.next_deadline()                 # when the next timer of any binding comes
 
 Binding happens at construction: each rule's `select` picks points of the site's enabled
-devices (by quantity, room type, room, profile, …, with every device's `<device>.online`
-point as quantity `device_online`), `subject` groups them per point, device or room, the
+devices (gateway.rules.sitepoints), `subject` groups them per point, device or room, the
 parameters are resolved for that subject (defaults, then site, room type, room, device
 overrides) and the condition is compiled into a tree of small stateful nodes with the numbers
-baked in. A binding whose condition needs a parameter that has no value (a breaker rating
-nobody configured) is not evaluated; `unconfigured()` lists it. A subject that lacks the
-inputs a condition needs (a dew point without humidity, a coincidence with one detector) is
-not bound at all.
+baked in (gateway.rules.compiler). A binding whose condition needs a parameter that has no
+value (a breaker rating nobody configured) is not evaluated; `unconfigured()` lists it. A
+subject that lacks the inputs a condition needs (a dew point without humidity, a coincidence
+with one detector) is not bound at all.
+
+Change-driven rounds (gateway.rules.schedule): a round evaluates only the bindings a sample
+marked — one with another value or quality for a point the binding reads; for rate windows any
+sample; for a stale leaf a repeated sample after its max age — and those whose own deadline
+has come (an on- or off-delay, a stale timeout, a flat-line window, an invalid-for duration, a
+rate window's oldest sample leaving it). The first round evaluates everything. The results are
+those of evaluating every binding at every round (`RuleEngine(…, every_round=True)` does that,
+the reference the property test compares against). An evaluation is a new object only when
+its result (active, value) changed; its `ts` is then the newest sample time of its inputs
+(the round's time while none has arrived).
 
 Continuity: `adopt(previous)` carries the evaluation state of every (rule, subject) and point
 present in both configs (gateway.rules.carry), and `hold(alarms)` makes the bindings of alarms
@@ -26,6 +36,7 @@ clear delays. Pure: no I/O, no threads; the caller owns the schedule.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -33,60 +44,25 @@ from typing import Literal
 from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
-from gateway.field.bus_loop import ONLINE_POINT
-from gateway.field.points import bind_points
-from gateway.field.sample import Sample, Value
+from gateway.field.sample import Quality, Sample, Value
 from gateway.rules import model as m
 from gateway.rules.carry import carry_node, carry_point, held, hold
-from gateway.rules.conditions import (
-    Above,
-    Below,
-    Debounce,
-    DewPointSignal,
-    GroupSignal,
-    Outside,
-    Pick,
-    PointState,
-    RateSignal,
-    Signal,
-    Test,
-    ValueSignal,
-    load_pct,
-    mean_of,
-    spread_of,
-    unbalance,
-)
+from gateway.rules.compiler import Compiler, PointInfo, Unbindable
+from gateway.rules.conditions import PointState
 from gateway.rules.config import ParameterOverrides
-from gateway.rules.differences import group_difference  # issue 11
-from gateway.rules.model import DEVICE_ONLINE, RulePack, condition_refs
-from gateway.rules.nodes import (
-    AllNode,
-    AnyNode,
-    AtLeastNode,
-    CompareLeaf,
-    EqualsLeaf,
-    FlatLeaf,
-    InvalidLeaf,
-    Node,
-    StaleLeaf,
-    accepted_values,
-)
+from gateway.rules.model import RulePack, condition_refs
+from gateway.rules.nodes import Node
+from gateway.rules.schedule import Schedule, deadline, inputs
 from gateway.rules.section import ParamValue
+from gateway.rules.sitepoints import SitePoints
 
 SubjectKind = Literal["point", "device", "room"]
 
+EVERY_ROUND_TICK = 1.0
+"""A binding this engine cannot schedule (a node kind gateway.rules.schedule does not know) is
+evaluated at every round, and asks for a round at least this often."""
 
-@dataclass(frozen=True, slots=True)
-class PointInfo:
-    """A point of the site as rules see it."""
-
-    id: str
-    device: str
-    room: str
-    room_type: str
-    profile: str
-    quantity: str | None
-    enum: dict[int, str] | None = None
+__all__ = ["Binding", "PointInfo", "RuleEngine", "SubjectKind"]
 
 
 @dataclass(frozen=True)
@@ -120,43 +96,27 @@ class _Live:
         self.last: Evaluation | None = None
 
 
-class _Skip(Exception):
-    """The subject lacks what the condition needs: no binding."""
+def _same(a: Value, b: Value) -> bool:
+    """The same sample value (True is not 1, NaN is never the same)."""
+    return a is b or (type(a) is type(b) and a == b)
 
 
 class RuleEngine:
     def __init__(self, packs: Mapping[str, RulePack] | Iterable[RulePack],
                  loaded: LoadedConfig, clock: Clock,
-                 overrides: ParameterOverrides | None = None) -> None:
+                 overrides: ParameterOverrides | None = None, *,
+                 every_round: bool = False) -> None:
+        """`every_round`: evaluate every binding at every round (the reference behaviour the
+        change-driven rounds are tested against; slower, same results)."""
         self.clock = clock
         self.overrides = overrides or ParameterOverrides()
         self.packs: tuple[RulePack, ...] = tuple(
             packs.values() if isinstance(packs, Mapping) else packs)
-        start = clock.monotonic()
-        self._infos: list[PointInfo] = []
-        self._states: dict[str, PointState] = {}
-        self._device_quantities: dict[str, set[str]] = {}
-        rooms = {room.id: room.type for room in loaded.config.rooms}
-        for device in loaded.config.devices:
-            if not device.enabled:
-                continue
-            room_type = rooms.get(device.room, "other")
-            online = PointInfo(f"{device.id}.{ONLINE_POINT}", device.id, device.room, room_type,
-                               device.profile, DEVICE_ONLINE)
-            infos = [online]
-            for point in bind_points(device, loaded.profile_of(device)):
-                infos.append(PointInfo(point.id, device.id, device.room, room_type,
-                                       device.profile, point.quantity, point.enum))
-                infos.extend(PointInfo(flag.id, device.id, device.room, room_type,
-                                       device.profile, flag.quantity) for flag in point.flags)
-            online_state = PointState(online.id, device.id, start)
-            self._states[online.id] = online_state
-            for info in infos[1:]:
-                state = PointState(info.id, device.id, start)
-                state.online = online_state
-                self._states[info.id] = state
-            self._infos.extend(infos)
-            self._device_quantities[device.id] = {i.quantity for i in infos if i.quantity}
+        self.every_round = every_round
+        site = SitePoints(loaded, clock.monotonic())
+        self._site = site
+        self._infos = site.infos
+        self._states = site.states
         self._live: list[_Live] = []
         self._unconfigured: list[Binding] = []
         for pack in self.packs:
@@ -164,41 +124,23 @@ class RuleEngine:
                 rule_id = pack.full_id(rule)
                 if rule_id not in self.overrides.disabled:
                     self._bind(rule_id, rule)
+        self._schedule = Schedule(len(self._live))
+        self._seen: dict[str, tuple[Value, Quality]] = {}
+        """Point id → (value, quality) of its latest sample: what "changed" compares with."""
+        self._readers: dict[str, list[int]] = {}
+        self._every: dict[str, list[int]] = {}
+        self._gaps: dict[str, tuple[float, list[int]]] = {}
+        self._always: list[int] = []
+        self._index_readers()
+        self.evaluated = 0
+        """Binding evaluations since start (a round evaluates only what is due)."""
+        self._last_round: float | None = None
 
     # --- binding ----------------------------------------------------------------------------
 
-    def _select(self, select: m.Select) -> list[PointInfo]:
-        quantities = set(select.quantity) if select.quantity else None
-        excluded = set(select.exclude_quantity)
-        room_types = set(select.room_type) if select.room_type else None
-        room_ids = set(select.room) if select.room else None
-        profiles = set(select.profile) if select.profile else None
-        device_has = set(select.device_has) if select.device_has else None
-        out = []
-        for info in self._infos:
-            quantity = info.quantity
-            if quantities is None:
-                if quantity is None or quantity == DEVICE_ONLINE:
-                    continue
-            elif quantity not in quantities:
-                continue
-            if quantity in excluded:
-                continue
-            if room_types is not None and info.room_type not in room_types:
-                continue
-            if room_ids is not None and info.room not in room_ids:
-                continue
-            if profiles is not None and info.profile not in profiles:
-                continue
-            if device_has is not None and not device_has & self._device_quantities[info.device]:
-                continue
-            out.append(info)
-        return out
-
     def _bind(self, rule_id: str, rule: m.Rule) -> None:
-        selected = self._select(rule.select)
         groups: dict[str, list[PointInfo]] = {}
-        for info in selected:
+        for info in self._site.select(rule.select):
             key = info.id if rule.subject == "point" else (
                 info.device if rule.subject == "device" else info.room)
             groups.setdefault(key, []).append(info)
@@ -217,55 +159,130 @@ class RuleEngine:
                 self._unconfigured.append(binding)
                 continue
             try:
-                node = _Compiler(params, self._states).compile(rule.condition, members)
-            except _Skip:
+                node = Compiler(params, self._states).compile(rule.condition, members)
+            except Unbindable:
                 continue
             self._live.append(_Live(binding, rule, node,
                                     [self._states[i.id] for i in members]))
 
+    def _index_readers(self) -> None:
+        """Which bindings each point's samples mark (gateway.rules.schedule.inputs)."""
+        gaps: dict[str, tuple[float, list[int]]] = {}
+        for index, live in enumerate(self._live):
+            found = inputs(live.node)
+            if found is None:
+                self._always.append(index)
+                continue
+            for point in found.change:
+                self._readers.setdefault(point, []).append(index)
+            for point in found.every:
+                self._every.setdefault(point, []).append(index)
+            for point, gap in found.gaps.items():
+                least, readers = gaps.get(point, (math.inf, []))
+                readers.append(index)
+                gaps[point] = (min(least, gap), readers)
+        self._gaps = gaps
+
     # --- run time ---------------------------------------------------------------------------
 
     def on_samples(self, batch: list[Sample]) -> None:
-        """Take one poll batch: update the latest value, quality and windows of each point."""
+        """Take one poll batch: update the latest value, quality and windows of each point,
+        and mark the bindings the samples concern for the next round."""
         if not batch:
             return
         mono = self.clock.monotonic()
         offset = mono - self.clock.now_ns() * 1e-9
-        states = self._states
+        states, seen, mark = self._states, self._seen, self._schedule.mark
+        readers, every, gaps = self._readers, self._every, self._gaps
+        good = Quality.GOOD
         for sample in batch:
-            state = states.get(sample.point)
+            point = sample.point
+            state = states.get(point)
             if state is None:
                 continue
+            value, quality = sample.value, sample.quality
+            before = seen.get(point)
+            last_good = state.last_good_t
             t = sample.ts * 1e-9 + offset
-            state.update(sample.value, sample.quality, sample.ts, t if t < mono else mono)
+            state.update(value, quality, sample.ts, t if t < mono else mono)
+            seen[point] = (value, quality)
+            if before is None or before[1] is not quality or not _same(before[0], value):
+                for index in readers.get(point, ()):
+                    mark(index)
+                continue
+            for index in every.get(point, ()):
+                mark(index)
+            gap = gaps.get(point)
+            if gap is not None and quality is good and mono - last_good >= gap[0]:
+                for index in gap[1]:
+                    mark(index)
 
     def evaluate(self) -> list[Evaluation]:
-        """Evaluate every binding at the clock's now; one Evaluation per (rule, subject).
-        An unchanged result is handed on as the same Evaluation object as last time."""
+        """A round (see `evaluate_changed`), then every binding's evaluation, one per
+        (rule, subject) in binding order; an unchanged result is the same object as before."""
+        self.evaluate_changed()
+        return self.current()
+
+    def evaluate_changed(self) -> list[Evaluation]:
+        """A round at the clock's now: evaluate the bindings that are due (all of them with
+        `every_round`); returns the evaluations that changed (new objects), in binding order.
+        The first round returns every binding's."""
         now = self.clock.monotonic()
+        schedule = self._schedule
+        if self.every_round:
+            schedule.mark_all()
+        elif self._always:
+            for index in self._always:
+                schedule.mark(index)
+        due = schedule.due(now)
+        self._last_round = now
+        if not due:
+            return []
+        self.evaluated += len(due)
         now_ns = self.clock.now_ns()
-        out: list[Evaluation] = []
-        append = out.append
-        for live in self._live:
-            active = live.node.eval(now)
-            value = live.node.value
-            single = live.single
-            if single is not None:
-                ts = single.ts_ns or now_ns
-            else:
-                ts = max(s.ts_ns for s in live.states) or now_ns
+        lives = self._live
+        changed: list[Evaluation] = []
+        for index in due:
+            live = lives[index]
+            node = live.node
+            active = node.eval(now)
+            value = node.value
             last = live.last
-            if last is not None and last.active is active and last.ts == ts and \
-                    last.value == value:
-                append(last)
-                continue
-            binding = live.binding
-            evaluation = Evaluation(binding.rule, binding.subject, active, value,
-                                    live.severity, ts, live.title, binding.room,
-                                    live.actions, live.latching)
-            live.last = evaluation
-            append(evaluation)
-        return out
+            if last is None or last.active is not active or not _same(last.value, value):
+                single = live.single
+                ts = (single.ts_ns if single is not None
+                      else max(s.ts_ns for s in live.states)) or now_ns
+                binding = live.binding
+                last = live.last = Evaluation(binding.rule, binding.subject, active, value,
+                                              live.severity, ts, live.title, binding.room,
+                                              live.actions, live.latching)
+                changed.append(last)
+            schedule.set_deadline(index, deadline(node, now))
+        return changed
+
+    def current(self) -> list[Evaluation]:
+        """Every evaluated binding's latest evaluation, in binding order (no round)."""
+        return [live.last for live in self._live if live.last is not None]
+
+    def next_deadline(self) -> float | None:
+        """Monotonic time of the next round some binding needs with no new sample (now or
+        earlier: one is due now); None when nothing waits on time."""
+        if self._schedule.pending:
+            return self.clock.monotonic()
+        due = self._schedule.next_deadline()
+        if self._always and self._last_round is not None:
+            due = min(due, self._last_round + EVERY_ROUND_TICK)
+        return None if due == math.inf else due
+
+    def refresh(self) -> None:
+        """Evaluate every binding at the next round (evaluation state was changed other than
+        through `on_samples`)."""
+        self._schedule.mark_all()
+
+    def unscheduled(self) -> list[tuple[str, str]]:
+        """(rule, subject) of the bindings evaluated at every round (see EVERY_ROUND_TICK)."""
+        return [(self._live[i].binding.rule, self._live[i].binding.subject)
+                for i in self._always]
 
     # --- introspection ----------------------------------------------------------------------
 
@@ -309,6 +326,7 @@ class RuleEngine:
             before_live = lives[id(source({s.device for s in live.states}))].get(key)
             if before_live is not None and carry_node(live.node, before_live.node):
                 carried += 1
+        self._schedule.mark_all()
         return carried
 
     def hold(self, alarms: Mapping[tuple[str, str], Value]) -> list[tuple[str, str]]:
@@ -316,10 +334,11 @@ class RuleEngine:
         state already is: they stay active until good data says otherwise. Returns those
         made active."""
         out = []
-        for live in self._live:
+        for index, live in enumerate(self._live):
             key = (live.binding.rule, live.binding.subject)
             if key in alarms and not held(live.node):
                 hold(live.node, alarms[key])
+                self._schedule.mark(index)
                 out.append(key)
         return out
 
@@ -332,150 +351,3 @@ class RuleEngine:
     def fresh_devices(self) -> set[str]:
         """Devices of which a good reading (not just `online`) arrived while this engine ran."""
         return {s.device for s in self._states.values() if s.fresh and s.online is not None}
-
-
-# --- compiling conditions -------------------------------------------------------------------
-
-
-def _identity(value: float) -> float:
-    return value
-
-
-def _negate(value: float) -> float:
-    return -value
-
-
-class _Compiler:
-    def __init__(self, params: Mapping[str, ParamValue], states: Mapping[str, PointState]
-                 ) -> None:
-        self.params = params
-        self.states = states
-
-    def num(self, value: float | str) -> float:
-        if isinstance(value, str):
-            resolved = self.params[value[1:]]
-            assert resolved is not None  # unconfigured bindings are not compiled
-            return float(resolved)
-        return value
-
-    def compile(self, cond: m.Condition, members: Sequence[PointInfo]) -> Node:
-        if isinstance(cond, m.All):
-            return AllNode([self.compile(c, members) for c in cond.all])
-        if isinstance(cond, m.AnyOf):
-            children = self._some(cond.any, members)
-            if not children:
-                raise _Skip
-            return children[0] if len(children) == 1 else AnyNode(children)
-        if isinstance(cond, m.AtLeast):
-            return self._at_least(cond.at_least, members)
-        chosen = [i for i in members if cond.quantity is None or i.quantity in cond.quantity]
-        if not chosen:
-            raise _Skip
-        states = [self.states[i.id] for i in chosen]
-        if isinstance(cond, m.Compare):
-            return self._compare(cond, chosen, states)
-        leaves: list[Node]
-        if isinstance(cond, m.Stale):
-            max_age = self.num(cond.stale)
-            leaves = [StaleLeaf(s, max_age, cond.include_offline) for s in states]
-        elif isinstance(cond, m.Flatline):
-            window, epsilon = self.num(cond.flatline.window), self.num(cond.flatline.epsilon)
-            leaves = [FlatLeaf(s, window, epsilon) for s in states]
-        else:
-            duration = self.num(cond.invalid_for)
-            leaves = [InvalidLeaf(s, duration) for s in states]
-        return leaves[0] if len(leaves) == 1 else AnyNode(leaves)
-
-    def _some(self, conditions: Sequence[m.Condition], members: Sequence[PointInfo]
-              ) -> list[Node]:
-        out = []
-        for cond in conditions:
-            try:
-                out.append(self.compile(cond, members))
-            except _Skip:
-                continue
-        return out
-
-    def _at_least(self, spec: m.AtLeastSpec, members: Sequence[PointInfo]) -> Node:
-        count = max(1, round(self.num(spec.count)))
-        if spec.of is not None:
-            children = self._some(spec.of, members)
-            if len(children) < count:
-                raise _Skip
-            return AtLeastNode(children, count)
-        assert spec.each is not None
-        nodes: list[Node] = []
-        groups: list[str] = []
-        for info in members:
-            try:
-                nodes.append(self.compile(spec.each, [info]))
-            except _Skip:
-                continue
-            groups.append(info.device if spec.distinct == "device" else info.id)
-        if len(set(groups)) < count:
-            raise _Skip
-        return AtLeastNode(nodes, count, groups)
-
-    def _compare(self, cond: m.Compare, infos: Sequence[PointInfo],
-                 states: Sequence[PointState]) -> Node:
-        debounce = Debounce(self.num(cond.on_delay), self.num(cond.off_delay))
-        if cond.equals is not None or cond.in_ is not None:
-            wanted = (cond.equals,) if cond.equals is not None else (cond.in_ or ())
-            return EqualsLeaf(states, [accepted_values(wanted, i.enum) for i in infos],
-                              debounce)
-        deadband = self.num(cond.deadband)
-        test: Test
-        key: Pick
-        if cond.above is not None or cond.at_or_above is not None:
-            limit = cond.above if cond.above is not None else cond.at_or_above
-            assert limit is not None
-            test, key = Above(self.num(limit), deadband, cond.at_or_above is not None), _identity
-        elif cond.below is not None or cond.at_or_below is not None:
-            limit = cond.below if cond.below is not None else cond.at_or_below
-            assert limit is not None
-            test, key = Below(self.num(limit), deadband, cond.at_or_below is not None), _negate
-        else:
-            assert cond.outside is not None
-            outside = Outside(self.num(cond.outside[0]), self.num(cond.outside[1]), deadband)
-            test, key = outside, outside.excursion
-        return CompareLeaf(self._signal(cond.signal, infos, states, key), test, debounce,
-                           states)
-
-    def _signal(self, spec: m.Signal, infos: Sequence[PointInfo],
-                states: Sequence[PointState], key: Pick) -> Signal:
-        if spec == "value":
-            return ValueSignal(states, key)
-        if spec == "mean":
-            return GroupSignal(states, mean_of, 1)
-        if spec == "spread":
-            if len(states) < 2:
-                raise _Skip
-            return GroupSignal(states, spread_of, 2)
-        if spec == "unbalance":
-            if len(states) < 2:
-                raise _Skip
-            return GroupSignal(states, unbalance, len(states))
-        if spec == "dew_point":
-            temperature = [s for i, s in zip(infos, states, strict=True)
-                           if i.quantity == "temperature"]
-            humidity = [s for i, s in zip(infos, states, strict=True)
-                        if i.quantity == "relative_humidity"]
-            if not temperature or not humidity:
-                raise _Skip
-            return DewPointSignal(temperature, humidity, key)
-        # --- issue 11 (detection depth): rate span/noise guard and group differences -------
-        if isinstance(spec, m.RateSignal):
-            rate = spec.rate
-            return RateSignal(states, self.num(rate.window), self.num(rate.per),
-                              rate.min_samples, key, rate.absolute,
-                              min_span=None if rate.min_span is None else self.num(
-                                  rate.min_span), confidence=self.num(rate.confidence))
-        if isinstance(spec, m.ExcessSignal) or spec == "outlier":
-            different = group_difference(spec, [i.quantity for i in infos], states)
-            if different is None:
-                raise _Skip
-            return different
-        # --- end issue 11 ------------------------------------------------------------------
-        assert isinstance(spec, m.LoadSignal)
-        rating = self.num(spec.load_pct.rating)
-        return GroupSignal(states, lambda values: load_pct(values, rating), 1)

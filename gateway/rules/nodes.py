@@ -161,7 +161,12 @@ class StaleLeaf:
         member = self.member
         age = now - member.last_good_t
         stale = age >= self.max_age and (self.include_offline or not member.offline)
-        self.value = round(age) if stale else None  # the age, in whole seconds, while stale
+        # the age in whole seconds when it went stale, kept while stale (a value that grew
+        # every second would need a round every second: gateway.rules.schedule)
+        if not stale:
+            self.value = None
+        elif self.value is None:
+            self.value = round(age)
         if not stale and not member.seen_good and not member.offline:
             return self.debounce.step(None, now)  # no good sample yet: cannot say "fresh"
         return self.debounce.step(stale, now)

@@ -1,0 +1,273 @@
+"""When a rule binding must be evaluated again: the engine's change-driven rounds.
+
+A binding's condition tree changes its result — or any state of its nodes — only when
+(a) a sample changes something one of its leaves reads, or (b) time passes one of its timers.
+Evaluating it at any other moment is a no-op: every leaf is idempotent over unchanged inputs
+before its next timer (a debounce with the same raw result keeps its timer, a hysteresis test
+fed the same value with its latch following the debounced output gives the same raw result,
+a rate window with nothing to drop keeps its fit). So the engine evaluates a binding only when
+it is marked by a sample or its deadline has come, and gets what evaluating every binding at
+every round would give (tests/rules/test_change_driven.py proves it with random sample
+streams and clock steps). This module says, for one compiled tree:
+
+* `inputs(node)`: the points it reads, and which samples of each matter —
+  `CHANGE`: a sample with another value or quality than the point's previous one;
+  `EVERY`: every sample (a rate window takes every good sample, same value or not);
+  a gap (`Inputs.gaps`, seconds): a repeated good sample after that long without one (a stale
+  leaf can only be stale, and so be cleared by such a sample, after its `max_age`).
+  `None` for a tree with a node or signal this module does not know: such a binding is
+  evaluated at every round (correct for anything, only slower);
+* `deadline(node)`: after an evaluation, the earliest time at which its result can change
+  with no new sample — an on- or off-delay expiring, a stale timeout, a flat-line window
+  filled, an invalid-for duration reached, the oldest sample of a rate window leaving it.
+  Exact to the float: the first representable time at which the leaf's own comparison
+  flips (never later, so no change is missed; `math.inf`: none).
+
+`Schedule` keeps the marks and a heap of deadlines. Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from gateway.rules.conditions import (
+    Debounce,
+    DewPointSignal,
+    GroupSignal,
+    PointState,
+    Signal,
+    ValueSignal,
+)
+from gateway.rules.differences import ExcessSignal, OutlierSignal
+from gateway.rules.nodes import (
+    AllNode,
+    AnyNode,
+    AtLeastNode,
+    CompareLeaf,
+    EqualsLeaf,
+    FlatLeaf,
+    InvalidLeaf,
+    Node,
+    StaleLeaf,
+)
+from gateway.rules.rate import RateSignal, RateWindow
+
+INF = math.inf
+_TIMELESS_SIGNALS = (ValueSignal, GroupSignal, DewPointSignal, ExcessSignal, OutlierSignal)
+"""Signals whose value depends on their members' latest samples only, not on the time."""
+
+
+@dataclass
+class Inputs:
+    """The points a tree reads (by id): `change` — a new value or quality matters; `every` —
+    every sample matters; `gaps` — a repeated good sample matters after this many seconds
+    without a good one (the smallest such gap per point)."""
+
+    change: set[str] = field(default_factory=set)
+    every: set[str] = field(default_factory=set)
+    gaps: dict[str, float] = field(default_factory=dict)
+
+    def gap(self, point: str, seconds: float) -> None:
+        self.gaps[point] = min(seconds, self.gaps.get(point, INF))
+
+
+class _Unknown(Exception):
+    """A node or signal this module does not know."""
+
+
+def inputs(node: Node) -> Inputs | None:
+    """What samples can change `node` (see the module docstring); None: unknown parts."""
+    found = Inputs()
+    try:
+        _collect(node, found)
+    except _Unknown:
+        return None
+    return found
+
+
+def _collect(node: Node, found: Inputs) -> None:
+    if isinstance(node, AllNode | AnyNode | AtLeastNode):
+        for child in node.children:
+            _collect(child, found)
+    elif isinstance(node, CompareLeaf):
+        found.change.update(m.id for m in node.members)
+        for member, every in _signal_members(node.signal):
+            found.change.add(member.id)
+            if every:
+                found.every.add(member.id)
+    elif isinstance(node, EqualsLeaf):
+        found.change.update(m.id for m in node.members)
+    elif isinstance(node, StaleLeaf):
+        member = node.member
+        found.change.add(member.id)
+        found.gap(member.id, node.max_age)
+        if member.online is not None:  # "offline" is read from the device's online point
+            found.change.add(member.online.id)
+    elif isinstance(node, FlatLeaf | InvalidLeaf):
+        found.change.add(node.member.id)
+    else:
+        raise _Unknown(type(node).__name__)
+
+
+def _signal_members(signal: Signal) -> Iterator[tuple[PointState, bool]]:
+    """(member, every sample matters) of a signal."""
+    if isinstance(signal, RateSignal):
+        for member in signal.members:
+            yield member, True
+    elif isinstance(signal, DewPointSignal):
+        for member in (*signal.temperature, *signal.rh):
+            yield member, False
+    elif isinstance(signal, ExcessSignal):
+        for member in (*signal.members, *signal.references):
+            yield member, False
+    elif isinstance(signal, ValueSignal | GroupSignal | OutlierSignal):
+        for member in signal.members:
+            yield member, False
+    else:
+        raise _Unknown(type(signal).__name__)
+
+
+# --- deadlines --------------------------------------------------------------------------------
+
+
+def first_time(guess: float, reached: Callable[[float], bool]) -> float:
+    """The smallest float t with `reached(t)`, for a `reached` that is monotone in t (false,
+    then true for good) and true within a few ulps of `guess`."""
+    t = guess
+    for _ in range(64):
+        if reached(t):
+            break
+        t = math.nextafter(t, INF)
+    for _ in range(64):
+        before = math.nextafter(t, -INF)
+        if not reached(before):
+            return t
+        t = before
+    return t
+
+
+def _elapsed(start: float, length: float) -> float:
+    """First t with `t - start >= length` (how the leaves and `Debounce` compare)."""
+    return first_time(start + length, lambda t: t - start >= length)
+
+
+def _debounce(debounce: Debounce) -> float:
+    if debounce.on_since is not None and not debounce.active:
+        return _elapsed(debounce.on_since, debounce.on_delay)
+    if debounce.off_since is not None and debounce.active:
+        return _elapsed(debounce.off_since, debounce.off_delay)
+    return INF
+
+
+def _window_drops(window: RateWindow) -> float:
+    """First t at which the window's oldest sample leaves it (`t0 < t - window`)."""
+    if not window.samples:
+        return INF
+    t0, length = window.samples[0][0], window.window
+    return first_time(t0 + length, lambda t: t0 < t - length)
+
+
+def deadline(node: Node, now: float) -> float:
+    """The earliest time after `now` at which `node`'s result can change with no new sample
+    (see the module docstring), right after it was evaluated at `now`; `math.inf`: never.
+    Only for trees `inputs` knows."""
+    if isinstance(node, AllNode | AnyNode | AtLeastNode):
+        return min((deadline(child, now) for child in node.children), default=INF)
+    times: list[float] = []
+    if isinstance(node, CompareLeaf | EqualsLeaf | StaleLeaf | FlatLeaf | InvalidLeaf):
+        times.append(_debounce(node.debounce))
+    if isinstance(node, CompareLeaf) and isinstance(node.signal, RateSignal):
+        times.extend(_window_drops(window) for window in node.signal.windows)
+    elif isinstance(node, StaleLeaf):
+        if node.include_offline or not node.member.offline:  # offline: an input, no timer
+            times.append(_elapsed(node.member.last_good_t, node.max_age))
+    elif isinstance(node, FlatLeaf):
+        since = node.tracker.since
+        if node.member.good and since is not None:
+            times.append(_elapsed(since, node.window))
+    elif isinstance(node, InvalidLeaf):
+        since = node.member.invalid_since
+        if since is not None:
+            times.append(_elapsed(since, node.duration))
+    # a time at or before `now` has passed already: the leaf judged it in this evaluation
+    return min((t for t in times if t > now), default=INF)
+
+
+class Schedule:
+    """The bindings (by index) due at a round: marked by a sample, or their deadline come.
+    Each binding has at most one valid heap entry; a deadline that moves later leaves its old
+    entry, which is dropped (or moved) when it comes up."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._marked = bytearray(b"\x01" * count)
+        self._pending: list[int] = list(range(count))  # the first round evaluates everything
+        self._deadline = [INF] * count
+        self._queued = [INF] * count
+        self._heap: list[tuple[float, int]] = []
+
+    def mark(self, index: int) -> None:
+        if not self._marked[index]:
+            self._marked[index] = 1
+            self._pending.append(index)
+
+    def mark_all(self) -> None:
+        for index in range(self.count):
+            self.mark(index)
+
+    def set_deadline(self, index: int, when: float) -> None:
+        self._deadline[index] = when
+        if when < self._queued[index]:
+            self._queued[index] = when
+            heapq.heappush(self._heap, (when, index))
+
+    def due(self, now: float) -> list[int]:
+        """The bindings to evaluate at `now`, in binding order; clears their marks."""
+        heap, queued, deadlines = self._heap, self._queued, self._deadline
+        while heap and heap[0][0] <= now:
+            when, index = heapq.heappop(heap)
+            if when != queued[index]:
+                continue  # superseded by an earlier entry
+            queued[index] = INF
+            wanted = deadlines[index]
+            if wanted <= now:
+                self.mark(index)
+            elif wanted < INF:
+                queued[index] = wanted
+                heapq.heappush(heap, (wanted, index))
+        pending = self._pending
+        if not pending:
+            return []
+        self._pending = []
+        marked = self._marked
+        for index in pending:
+            marked[index] = 0
+        pending.sort()
+        return pending
+
+    def next_deadline(self) -> float:
+        """The earliest deadline of any binding (`math.inf`: none); moves entries whose
+        deadline went later, so the answer is a real deadline."""
+        heap, queued, deadlines = self._heap, self._queued, self._deadline
+        while heap:
+            when, index = heap[0]
+            if when != queued[index]:
+                heapq.heappop(heap)
+                continue
+            wanted = deadlines[index]
+            if wanted <= when:
+                return when
+            heapq.heappop(heap)
+            queued[index] = INF
+            if wanted < INF:
+                queued[index] = wanted
+                heapq.heappush(heap, (wanted, index))
+        return INF
+
+    @property
+    def pending(self) -> bool:
+        """Some binding is marked (a round would evaluate it now)."""
+        return bool(self._pending)
