@@ -10,7 +10,6 @@ outputs at once (an acknowledge silences the siren without waiting for a round).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import logging
 import os
@@ -23,7 +22,6 @@ from gateway.actions.driver import OutputDriver
 from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.clock import Clock, SystemClock
 from gateway.config.loader import LoadedConfig
-from gateway.contract.wire import AlarmRef
 from gateway.evaluator import Evaluator
 from gateway.field.bus_loop import BusLoop
 from gateway.field.buses import build_bus_loops
@@ -35,18 +33,12 @@ from gateway.operator.commands import OperatorCommands
 from gateway.operator.inbox import CLOCK_SKEW_S, CommandInbox
 from gateway.operator.replay import ReplayMemory
 from gateway.panel.describe import Describer
-from gateway.panel.views import (
-    DrillBanner,
-    PanelAlarm,
-    PanelState,
-    RoomView,
-    SuppressionView,
-)
+from gateway.panel_backend import PanelBackend
+from gateway.reconfigure import Reconfiguring
 from gateway.recorder.hook import Recording  # issue 12
 from gateway.rules.warm import RateMemory  # issue 11
-from gateway.safety import SafetyCore, acquisition
+from gateway.safety import SafetyCore
 from gateway.service.watchdog import configure_stall_limits
-from gateway.status import health_view, room_views
 
 if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): aiohttp, paho
     from gateway.panel.server import PanelServer
@@ -65,24 +57,6 @@ def _sha256_of(path: Path) -> str:
         return "0" * 64
 
 
-def carry_output_states(driver: OutputDriver, previous: OutputDriver, loaded: LoadedConfig,
-                        previous_loaded: LoadedConfig) -> None:
-    """What the previous driver knows of each coil it wrote, for the outputs that are the same
-    coil in both configs: the new driver writes only what changes. A write that was in flight
-    when the old bus loops stopped left the coil unknown: it is written again."""
-    for output_id, state in previous.state.items():
-        output = driver.outputs.get(output_id)
-        if output is None or output_id not in driver.state \
-                or previous.outputs.get(output_id) != output \
-                or acquisition(loaded, output.device) != acquisition(previous_loaded,
-                                                                     output.device):
-            continue
-        carried = dataclasses.replace(state, pending=False)
-        if state.pending:
-            carried.commanded = None
-        driver.state[output_id] = carried
-
-
 def default_state_dir() -> Path:
     """systemd's StateDirectory, else /var/lib/roomwarden if writable, else ./var."""
     if os.environ.get("STATE_DIRECTORY"):
@@ -93,7 +67,10 @@ def default_state_dir() -> Path:
     return Path("var")
 
 
-class Gateway:
+class Gateway(PanelBackend, Reconfiguring):
+    """The running gateway: wiring, the data path, life cycle, config trials (reconfiguring:
+    gateway.reconfigure; the panel's side: gateway.panel_backend)."""
+
     def __init__(self, loaded: LoadedConfig, *, state_dir: Path | None = None,
                  clock: Clock | None = None, rules_dir: Path | None = None,
                  extra_sinks: list[Callable[[list[Sample]], None]] | None = None,
@@ -348,87 +325,6 @@ class Gateway:
                          output_id, on, written.confirmed == on and not written.failed,
                          written.last_error)
 
-    async def reconfigure(self, loaded: LoadedConfig, *, version: int,
-                          sha256: str) -> None:
-        """Run `loaded` from now on: new bus loops, rules and outputs, without a break in any
-        alarm (DESIGN principle 7): every alarm in progress carries over through the journal,
-        the rule engine's evaluation state (delays, latches, windows, last values) through
-        `SafetyCore.take_over`, the output driver's knowledge of each coil it wrote (so
-        nothing is written that the alarm states do not change). A rollback (back to the
-        config the running one replaced) takes a device the candidate never read from the
-        state before the candidate. Raises (and keeps the old config running) if the new
-        safety core cannot be built. Health checking and rollback are the caller's job
-        (gateway.flashing.apply)."""
-        async with self._reconfigure_lock:
-            core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=self.rules_dir,
-                              open_alarms=False)
-            loops = build_bus_loops(loaded, self._on_samples, self.clock)
-            configure_stall_limits(loaded, loops)
-            old_tasks = self._loop_tasks
-            for task in old_tasks:
-                task.cancel()
-            await asyncio.gather(*old_tasks, return_exceptions=True)  # ports closed
-            # from here to the swap nothing awaits: the old core has stopped writing the
-            # journal, and the new one takes over exactly where it stands
-            old_core, old_loaded, old_driver = self.core, self.loaded, self.driver
-            earlier = self._replaced_core
-            if earlier is not None and earlier.loaded.config != loaded.config:
-                earlier = None  # only a rollback (or revert) looks further back
-            carried, held = core.take_over(old_core, earlier)
-            self.loaded, self.core, self.bus_loops = loaded, core, loops
-            self.driver = OutputDriver(loaded, loops, self.latest, self.clock)
-            carry_output_states(self.driver, old_driver, loaded, old_loaded)
-            self.config_version, self.config_sha256 = version, sha256
-            old_core.close()
-            self._replaced_core = old_core
-            log.info("event=rule_state_carried bindings=%d carried=%d held=%d rollback=%s",
-                     len(core.engine.bindings()), carried, held, earlier is not None)
-            if self._group is not None:
-                self._start_loops()
-            await self._reconfigure_uplink(old_loaded, loaded)
-            if self.uplink is not None:
-                self.uplink.set_config_identity(version, sha256)
-            await self._reconfigure_panel(old_loaded, loaded)
-            self.reconfigurations += 1
-            self.evaluator.owe()  # the new rules' first round evaluates everything
-            bindings = core.engine.bindings()
-            log.info("event=gateway_reconfigured version=%d sha256=%s buses=%d devices=%d "
-                     "rules=%d bindings=%d", version, sha256[:12], len(loops),
-                     len(loaded.config.devices), len({rule for rule, _ in bindings}),
-                     len(bindings))
-
-    async def _reconfigure_uplink(self, old: LoadedConfig, new: LoadedConfig) -> None:
-        same = (old.config.uplink == new.config.uplink
-                and old.config.gateway == new.config.gateway
-                and catalog_points(old) == catalog_points(new))
-        if same:
-            return
-        if self._uplink_task is not None:
-            self._uplink_task.cancel()
-            await asyncio.gather(self._uplink_task, return_exceptions=True)
-            self._uplink_task = None
-        if self.uplink is not None:
-            await self.uplink.close()
-        self.uplink = self._make_uplink(new)
-        self._resend_unsent_alarm_events()
-        if self.uplink is not None and self._group is not None:
-            self._uplink_task = self._group.create_task(self.uplink.run(), name="uplink")
-
-    async def _reconfigure_panel(self, old: LoadedConfig, new: LoadedConfig) -> None:
-        if old.config.panel == new.config.panel:
-            return
-        if self._panel_task is not None:
-            self._panel_task.cancel()
-            await asyncio.gather(self._panel_task, return_exceptions=True)
-            self._panel_task = None
-        if self.panel is not None:
-            await self.panel.stop()
-        self.panel_ready.clear()
-        self.panel_port = None
-        self.panel = self._make_panel(new)
-        if self.panel is not None and self._group is not None:
-            self._panel_task = self._group.create_task(self._serve_panel(), name="panel")
-
     async def _serve_panel(self) -> None:
         """Start the panel; if its port is taken, keep trying — the safety functions run on
         regardless (a failing panel never delays an alarm)."""
@@ -487,59 +383,6 @@ class Gateway:
 
     # --- end issue 9 -----------------------------------------------------------------------
 
-    # --- the panel's backend ---------------------------------------------------------------
-
-    def panel_state(self) -> PanelState:
-        cfg = self.loaded.config
-        now_ns = self.clock.now_ns()
-        rooms = room_views(self.loaded, self.bus_loops, self.latest, now_ns)
-        describe = self._describer(rooms)
-        alarms = []
-        for v in self.core.alarms.active():
-            context = describe.context(v.key.rule, v.key.subject, v.room)
-            alarms.append(PanelAlarm(
-                rule=v.key.rule, subject=v.key.subject, title=v.title,
-                severity=v.severity.value, level=v.severity.level, state=v.state.value,
-                value=v.value, room=v.room, activated_ns=v.activated_ns, first_out=v.first_out,
-                chattering=v.chattering,
-                shelved_until_ns=v.shelf.until_ns if v.shelf else None,
-                note=(f"acknowledged by {v.acked_by}" if v.acked_by else None),
-                actions=list(v.actions), acked_by=v.acked_by, acked_ns=v.acked_ns,
-                acked_note=v.acked_note, drill=v.drill,  # issue 12: drill alarms
-                **dataclasses.asdict(context)))
-        uplink, depth = "not configured", None
-        if self.uplink is not None:
-            status = self.uplink.status()
-            uplink = "connected" if status.connected else (
-                f"disconnected ({status.last_error})" if status.last_error else "disconnected")
-            depth = status.outbox.depth
-        health = health_view(self.loaded, self.bus_loops, self.core.planner, self.driver,
-                             self.clock.monotonic() - self.started_mono,
-                             flood=self.core.alarms.flood.active, uplink=uplink,
-                             outbox_depth=depth, config_version=self.config_version,
-                             config_sha256=self.config_sha256)
-        suppressions = [SuppressionView(scope=x.scope, actor=x.actor, reason=x.reason,
-                                        since_ns=x.since_ns, until_ns=x.until_ns)
-                        for x in self.core.alarms.suppressions()]
-        return PanelState(gateway=cfg.gateway.id, site=cfg.gateway.site, name=cfg.gateway.name,
-                          now_ns=now_ns, timezone=cfg.gateway.timezone, alarms=alarms,
-                          rooms=rooms, health=health, suppressions=suppressions,
-                          drill=None if self.core.drill is None else DrillBanner(
-                              **self.core.drill.banner_fields()))  # issue 12: live drills
-
-    def _describer(self, rooms: list[RoomView]) -> Describer:
-        """The panel's alarm context for the running config and rules (issue 14), built once
-        per rule engine."""
-        engine = self.core.engine
-        cached = self._panel_describer
-        if cached is None or cached[0] is not engine:
-            units = {f"{d.id}.{p.name}": p.unit for r in rooms for d in r.devices
-                     for p in d.points}
-            cached = (engine, Describer(self.loaded, engine.packs, engine.binding_details(),
-                                        units))
-            self._panel_describer = cached
-        return cached[1]
-
     def _after_command(self, events: list[AlarmEvent]) -> None:
         """After an operator command: re-plan the outputs now (an acknowledge silences the
         siren at once, not at the next tick) and hand the events on."""
@@ -547,20 +390,3 @@ class Gateway:
         self.driver.apply(self.core.wanted)
         self._hand_on(events)
         self.evaluator.reschedule()  # a shelve or suppression may end before the next deadline
-
-    def acknowledge(self, alarms: list[AlarmRef], actor: str, note: str | None) -> int:
-        return self.commands.acknowledge(alarms, actor, note)
-
-    def shelve(self, alarm: AlarmRef, actor: str, minutes: float, reason: str) -> None:
-        self.commands.shelve(alarm, actor, self.commands.until(minutes), reason)
-
-    def suppress(self, scope: str, actor: str, minutes: float, reason: str) -> None:
-        self.commands.suppress(scope, actor, self.commands.until(minutes), reason)
-
-    def unsuppress(self, scope: str, actor: str) -> None:
-        self.commands.unsuppress(scope, actor)
-
-    def device_counts(self) -> tuple[int, int]:
-        """(devices online, devices polled), for the uplink's GatewayState."""
-        healths = [h for loop in self.bus_loops for h in loop.stats.device_health.values()]
-        return sum(1 for h in healths if h.online), len(healths)

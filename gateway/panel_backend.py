@@ -1,0 +1,115 @@
+"""What the local panel reads and asks of a running gateway: its state snapshot (alarms with
+their context, rooms, health, suppressions, a live drill's banner) and the operator commands
+(through the one `OperatorCommands` service). A mixin of `gateway.daemon.Gateway`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from gateway.actions.driver import OutputDriver
+from gateway.clock import Clock
+from gateway.config.loader import LoadedConfig
+from gateway.contract.wire import AlarmRef
+from gateway.field.bus_loop import BusLoop
+from gateway.field.latest import LatestSamples
+from gateway.operator.commands import OperatorCommands
+from gateway.panel.describe import Describer
+from gateway.panel.views import (
+    DrillBanner,
+    PanelAlarm,
+    PanelState,
+    RoomView,
+    SuppressionView,
+)
+from gateway.safety import SafetyCore
+from gateway.status import health_view, room_views
+
+if TYPE_CHECKING:
+    from gateway.uplink.publisher import Uplink
+
+
+class PanelBackend:
+    """The panel's side of `Gateway` (the attributes below are the gateway's)."""
+
+    loaded: LoadedConfig
+    clock: Clock
+    core: SafetyCore
+    driver: OutputDriver
+    latest: LatestSamples
+    bus_loops: list[BusLoop]
+    uplink: Uplink | None
+    commands: OperatorCommands
+    started_mono: float
+    config_version: int
+    config_sha256: str
+    _panel_describer: tuple[object, Describer] | None
+
+    def panel_state(self) -> PanelState:
+        cfg = self.loaded.config
+        now_ns = self.clock.now_ns()
+        rooms = room_views(self.loaded, self.bus_loops, self.latest, now_ns)
+        describe = self._describer(rooms)
+        alarms = []
+        for v in self.core.alarms.active():
+            context = describe.context(v.key.rule, v.key.subject, v.room)
+            alarms.append(PanelAlarm(
+                rule=v.key.rule, subject=v.key.subject, title=v.title,
+                severity=v.severity.value, level=v.severity.level, state=v.state.value,
+                value=v.value, room=v.room, activated_ns=v.activated_ns, first_out=v.first_out,
+                chattering=v.chattering,
+                shelved_until_ns=v.shelf.until_ns if v.shelf else None,
+                note=(f"acknowledged by {v.acked_by}" if v.acked_by else None),
+                actions=list(v.actions), acked_by=v.acked_by, acked_ns=v.acked_ns,
+                acked_note=v.acked_note, drill=v.drill,  # issue 12: drill alarms
+                **dataclasses.asdict(context)))
+        uplink, depth = "not configured", None
+        if self.uplink is not None:
+            status = self.uplink.status()
+            uplink = "connected" if status.connected else (
+                f"disconnected ({status.last_error})" if status.last_error else "disconnected")
+            depth = status.outbox.depth
+        health = health_view(self.loaded, self.bus_loops, self.core.planner, self.driver,
+                             self.clock.monotonic() - self.started_mono,
+                             flood=self.core.alarms.flood.active, uplink=uplink,
+                             outbox_depth=depth, config_version=self.config_version,
+                             config_sha256=self.config_sha256)
+        suppressions = [SuppressionView(scope=x.scope, actor=x.actor, reason=x.reason,
+                                        since_ns=x.since_ns, until_ns=x.until_ns)
+                        for x in self.core.alarms.suppressions()]
+        return PanelState(gateway=cfg.gateway.id, site=cfg.gateway.site, name=cfg.gateway.name,
+                          now_ns=now_ns, timezone=cfg.gateway.timezone, alarms=alarms,
+                          rooms=rooms, health=health, suppressions=suppressions,
+                          drill=None if self.core.drill is None else DrillBanner(
+                              **self.core.drill.banner_fields()))  # issue 12: live drills
+
+    def _describer(self, rooms: list[RoomView]) -> Describer:
+        """The panel's alarm context for the running config and rules (issue 14), built once
+        per rule engine."""
+        engine = self.core.engine
+        cached = self._panel_describer
+        if cached is None or cached[0] is not engine:
+            units = {f"{d.id}.{p.name}": p.unit for r in rooms for d in r.devices
+                     for p in d.points}
+            cached = (engine, Describer(self.loaded, engine.packs, engine.binding_details(),
+                                        units))
+            self._panel_describer = cached
+        return cached[1]
+
+    def acknowledge(self, alarms: list[AlarmRef], actor: str, note: str | None) -> int:
+        return self.commands.acknowledge(alarms, actor, note)
+
+    def shelve(self, alarm: AlarmRef, actor: str, minutes: float, reason: str) -> None:
+        self.commands.shelve(alarm, actor, self.commands.until(minutes), reason)
+
+    def suppress(self, scope: str, actor: str, minutes: float, reason: str) -> None:
+        self.commands.suppress(scope, actor, self.commands.until(minutes), reason)
+
+    def unsuppress(self, scope: str, actor: str) -> None:
+        self.commands.unsuppress(scope, actor)
+
+    def device_counts(self) -> tuple[int, int]:
+        """(devices online, devices polled), for the uplink's GatewayState."""
+        healths = [h for loop in self.bus_loops for h in loop.stats.device_health.values()]
+        return sum(1 for h in healths if h.online), len(healths)

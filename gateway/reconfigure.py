@@ -1,0 +1,172 @@
+"""Running another config without a break in any alarm: `Gateway.reconfigure` (a mixin of
+`gateway.daemon.Gateway`, driven by gateway.flashing.apply) — new bus loops, rules and outputs;
+the alarms carried through the journal, the rules' evaluation state through
+`SafetyCore.take_over`, the output driver's knowledge of each coil (`carry_output_states`);
+the uplink and the panel restarted only when their settings changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gateway.actions.driver import OutputDriver
+from gateway.clock import Clock
+from gateway.config.loader import LoadedConfig
+from gateway.evaluator import Evaluator
+from gateway.field.bus_loop import BusLoop
+from gateway.field.buses import build_bus_loops
+from gateway.field.catalog import catalog_points
+from gateway.field.latest import LatestSamples
+from gateway.field.sample import Sample
+from gateway.safety import SafetyCore, acquisition
+from gateway.service.watchdog import configure_stall_limits
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gateway.panel.server import PanelServer
+    from gateway.uplink.publisher import Uplink
+
+log = logging.getLogger("roomwarden.daemon")
+
+
+def carry_output_states(driver: OutputDriver, previous: OutputDriver, loaded: LoadedConfig,
+                        previous_loaded: LoadedConfig) -> None:
+    """What the previous driver knows of each coil it wrote, for the outputs that are the same
+    coil in both configs: the new driver writes only what changes. A write that was in flight
+    when the old bus loops stopped left the coil unknown: it is written again."""
+    for output_id, state in previous.state.items():
+        output = driver.outputs.get(output_id)
+        if output is None or output_id not in driver.state \
+                or previous.outputs.get(output_id) != output \
+                or acquisition(loaded, output.device) != acquisition(previous_loaded,
+                                                                     output.device):
+            continue
+        carried = dataclasses.replace(state, pending=False)
+        if state.pending:
+            carried.commanded = None
+        driver.state[output_id] = carried
+
+
+class Reconfiguring:
+    """`reconfigure` for `Gateway` (the attributes and methods below are the gateway's)."""
+
+    loaded: LoadedConfig
+    clock: Clock
+    core: SafetyCore
+    driver: OutputDriver
+    latest: LatestSamples
+    bus_loops: list[BusLoop]
+    evaluator: Evaluator
+    uplink: Uplink | None
+    panel: PanelServer | None
+    panel_port: int | None
+    panel_ready: asyncio.Event
+    journal_path: Path
+    rules_dir: Path | None
+    config_version: int
+    config_sha256: str
+    reconfigurations: int
+    _reconfigure_lock: asyncio.Lock
+    _replaced_core: SafetyCore | None
+    _loop_tasks: list[asyncio.Task[None]]
+    _group: asyncio.TaskGroup | None
+    _uplink_task: asyncio.Task[None] | None
+    _panel_task: asyncio.Task[None] | None
+    _on_samples: Callable[[list[Sample]], None]
+
+    if TYPE_CHECKING:
+        def _start_loops(self) -> None: ...
+
+        def _make_uplink(self, loaded: LoadedConfig) -> Uplink | None: ...
+
+        def _resend_unsent_alarm_events(self) -> int: ...
+
+        def _make_panel(self, loaded: LoadedConfig) -> PanelServer | None: ...
+
+        async def _serve_panel(self) -> None: ...
+
+    async def reconfigure(self, loaded: LoadedConfig, *, version: int,
+                          sha256: str) -> None:
+        """Run `loaded` from now on: new bus loops, rules and outputs, without a break in any
+        alarm (DESIGN principle 7): every alarm in progress carries over through the journal,
+        the rule engine's evaluation state (delays, latches, windows, last values) through
+        `SafetyCore.take_over`, the output driver's knowledge of each coil it wrote (so
+        nothing is written that the alarm states do not change). A rollback (back to the
+        config the running one replaced) takes a device the candidate never read from the
+        state before the candidate. Raises (and keeps the old config running) if the new
+        safety core cannot be built. Health checking and rollback are the caller's job
+        (gateway.flashing.apply)."""
+        async with self._reconfigure_lock:
+            core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=self.rules_dir,
+                              open_alarms=False)
+            loops = build_bus_loops(loaded, self._on_samples, self.clock)
+            configure_stall_limits(loaded, loops)
+            old_tasks = self._loop_tasks
+            for task in old_tasks:
+                task.cancel()
+            await asyncio.gather(*old_tasks, return_exceptions=True)  # ports closed
+            # from here to the swap nothing awaits: the old core has stopped writing the
+            # journal, and the new one takes over exactly where it stands
+            old_core, old_loaded, old_driver = self.core, self.loaded, self.driver
+            earlier = self._replaced_core
+            if earlier is not None and earlier.loaded.config != loaded.config:
+                earlier = None  # only a rollback (or revert) looks further back
+            carried, held = core.take_over(old_core, earlier)
+            self.loaded, self.core, self.bus_loops = loaded, core, loops
+            self.driver = OutputDriver(loaded, loops, self.latest, self.clock)
+            carry_output_states(self.driver, old_driver, loaded, old_loaded)
+            self.config_version, self.config_sha256 = version, sha256
+            old_core.close()
+            self._replaced_core = old_core
+            log.info("event=rule_state_carried bindings=%d carried=%d held=%d rollback=%s",
+                     len(core.engine.bindings()), carried, held, earlier is not None)
+            if self._group is not None:
+                self._start_loops()
+            await self._reconfigure_uplink(old_loaded, loaded)
+            if self.uplink is not None:
+                self.uplink.set_config_identity(version, sha256)
+            await self._reconfigure_panel(old_loaded, loaded)
+            self.reconfigurations += 1
+            self.evaluator.owe()  # the new rules' first round evaluates everything
+            bindings = core.engine.bindings()
+            log.info("event=gateway_reconfigured version=%d sha256=%s buses=%d devices=%d "
+                     "rules=%d bindings=%d", version, sha256[:12], len(loops),
+                     len(loaded.config.devices), len({rule for rule, _ in bindings}),
+                     len(bindings))
+
+    async def _reconfigure_uplink(self, old: LoadedConfig, new: LoadedConfig) -> None:
+        same = (old.config.uplink == new.config.uplink
+                and old.config.gateway == new.config.gateway
+                and catalog_points(old) == catalog_points(new))
+        if same:
+            return
+        if self._uplink_task is not None:
+            self._uplink_task.cancel()
+            await asyncio.gather(self._uplink_task, return_exceptions=True)
+            self._uplink_task = None
+        if self.uplink is not None:
+            await self.uplink.close()
+        self.uplink = self._make_uplink(new)
+        self._resend_unsent_alarm_events()
+        if self.uplink is not None and self._group is not None:
+            self._uplink_task = self._group.create_task(self.uplink.run(), name="uplink")
+
+    async def _reconfigure_panel(self, old: LoadedConfig, new: LoadedConfig) -> None:
+        if old.config.panel == new.config.panel:
+            return
+        if self._panel_task is not None:
+            self._panel_task.cancel()
+            await asyncio.gather(self._panel_task, return_exceptions=True)
+            self._panel_task = None
+        if self.panel is not None:
+            await self.panel.stop()
+        self.panel_ready.clear()
+        self.panel_port = None
+        self.panel = self._make_panel(new)
+        if self.panel is not None and self._group is not None:
+            self._panel_task = self._group.create_task(self._serve_panel(), name="panel")
