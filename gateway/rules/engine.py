@@ -52,7 +52,7 @@ from gateway.rules.conditions import PointState
 from gateway.rules.config import ParameterOverrides
 from gateway.rules.model import RulePack, condition_refs
 from gateway.rules.nodes import Node
-from gateway.rules.schedule import Schedule, deadline, inputs
+from gateway.rules.schedule import Schedule, Timer, deadline, inputs, timers
 from gateway.rules.section import ParamValue
 from gateway.rules.sitepoints import SitePoints
 
@@ -81,7 +81,7 @@ class Binding:
 
 class _Live:
     __slots__ = ("actions", "binding", "last", "latching", "node", "severity", "single",
-                 "states", "title")
+                 "states", "timers", "title")
 
     def __init__(self, binding: Binding, rule: m.Rule, node: Node,
                  states: Sequence[PointState]) -> None:
@@ -94,6 +94,8 @@ class _Live:
         self.actions = rule.actions
         self.latching = rule.latching
         self.last: Evaluation | None = None
+        self.timers: tuple[Timer, ...] = ()
+        """The tree's time-dependent parts (gateway.rules.schedule.timers)."""
 
 
 def _same(a: Value, b: Value) -> bool:
@@ -173,6 +175,7 @@ class RuleEngine:
             if found is None:
                 self._always.append(index)
                 continue
+            live.timers = timers(live.node)
             for point in found.change:
                 self._readers.setdefault(point, []).append(index)
             for point in found.every:
@@ -257,7 +260,8 @@ class RuleEngine:
                                               live.severity, ts, live.title, binding.room,
                                               live.actions, live.latching)
                 changed.append(last)
-            schedule.set_deadline(index, deadline(node, now))
+            if live.timers:
+                schedule.set_deadline(index, deadline(live.timers, now))
         return changed
 
     def current(self) -> list[Evaluation]:

@@ -17,11 +17,12 @@ streams and clock steps). This module says, for one compiled tree:
   leaf can only be stale, and so be cleared by such a sample, after its `max_age`).
   `None` for a tree with a node or signal this module does not know: such a binding is
   evaluated at every round (correct for anything, only slower);
-* `deadline(node)`: after an evaluation, the earliest time at which its result can change
-  with no new sample — an on- or off-delay expiring, a stale timeout, a flat-line window
-  filled, an invalid-for duration reached, the oldest sample of a rate window leaving it.
-  Exact to the float: the first representable time at which the leaf's own comparison
-  flips (never later, so no change is missed; `math.inf`: none).
+* `timers(node)` / `deadline(timers, now)`: after an evaluation, the earliest time at which
+  its result can change with no new sample — an on- or off-delay expiring, a stale timeout,
+  a flat-line window filled, an invalid-for duration reached, the oldest sample of a rate
+  window leaving it. Exact to the float: the first representable time at which the leaf's
+  own comparison flips (never later, so no change is missed; `math.inf`: none). Compiled
+  once per binding, and only for its timed parts (a leaf without delays has none).
 
 `Schedule` keeps the marks and a heap of deadlines. Pure: no clock, no I/O.
 """
@@ -132,68 +133,115 @@ def _signal_members(signal: Signal) -> Iterator[tuple[PointState, bool]]:
 
 # --- deadlines --------------------------------------------------------------------------------
 
-
-def first_time(guess: float, reached: Callable[[float], bool]) -> float:
-    """The smallest float t with `reached(t)`, for a `reached` that is monotone in t (false,
-    then true for good) and true within a few ulps of `guess`."""
-    t = guess
-    for _ in range(64):
-        if reached(t):
-            break
-        t = math.nextafter(t, INF)
-    for _ in range(64):
-        before = math.nextafter(t, -INF)
-        if not reached(before):
-            return t
-        t = before
-    return t
+Timer = Callable[[], float]
+"""One time-dependent part of a tree: the next time it can change (`math.inf`: none now)."""
 
 
 def _elapsed(start: float, length: float) -> float:
-    """First t with `t - start >= length` (how the leaves and `Debounce` compare)."""
-    return first_time(start + length, lambda t: t - start >= length)
+    """The first float t with `t - start >= length` (how the leaves and `Debounce` compare):
+    start + length, moved by the few ulps rounding may need."""
+    t = start + length
+    if t - start >= length:
+        before = math.nextafter(t, -INF)
+        while before - start >= length:
+            t, before = before, math.nextafter(before, -INF)
+        return t
+    while t - start < length:
+        t = math.nextafter(t, INF)
+    return t
 
 
-def _debounce(debounce: Debounce) -> float:
-    if debounce.on_since is not None and not debounce.active:
-        return _elapsed(debounce.on_since, debounce.on_delay)
-    if debounce.off_since is not None and debounce.active:
-        return _elapsed(debounce.off_since, debounce.off_delay)
-    return INF
+def _after(t0: float, length: float) -> float:
+    """The first float t with `t0 < t - length` (when a rate window drops a sample of t0)."""
+    t = t0 + length
+    if t0 < t - length:
+        before = math.nextafter(t, -INF)
+        while t0 < before - length:
+            t, before = before, math.nextafter(before, -INF)
+        return t
+    while not t0 < t - length:
+        t = math.nextafter(t, INF)
+    return t
 
 
-def _window_drops(window: RateWindow) -> float:
-    """First t at which the window's oldest sample leaves it (`t0 < t - window`)."""
-    if not window.samples:
+def _debounce_timer(debounce: Debounce) -> Timer | None:
+    if not debounce.on_delay and not debounce.off_delay:
+        return None  # without delays no timer is ever left running after a step
+
+    def due() -> float:
+        if debounce.on_since is not None and not debounce.active:
+            return _elapsed(debounce.on_since, debounce.on_delay)
+        if debounce.off_since is not None and debounce.active:
+            return _elapsed(debounce.off_since, debounce.off_delay)
         return INF
-    t0, length = window.samples[0][0], window.window
-    return first_time(t0 + length, lambda t: t0 < t - length)
+    return due
 
 
-def deadline(node: Node, now: float) -> float:
-    """The earliest time after `now` at which `node`'s result can change with no new sample
-    (see the module docstring), right after it was evaluated at `now`; `math.inf`: never.
-    Only for trees `inputs` knows."""
+def _window_timer(window: RateWindow) -> Timer:
+    def due() -> float:
+        samples = window.samples
+        return _after(samples[0][0], window.window) if samples else INF
+    return due
+
+
+def _stale_timer(leaf: StaleLeaf) -> Timer:
+    member, max_age, include_offline = leaf.member, leaf.max_age, leaf.include_offline
+
+    def due() -> float:
+        if not include_offline and member.offline:
+            return INF  # offline: an input, not a timer
+        return _elapsed(member.last_good_t, max_age)
+    return due
+
+
+def _flat_timer(leaf: FlatLeaf) -> Timer:
+    member, tracker, window = leaf.member, leaf.tracker, leaf.window
+
+    def due() -> float:
+        since = tracker.since
+        return _elapsed(since, window) if member.good and since is not None else INF
+    return due
+
+
+def _invalid_timer(leaf: InvalidLeaf) -> Timer:
+    member, duration = leaf.member, leaf.duration
+
+    def due() -> float:
+        since = member.invalid_since
+        return INF if since is None else _elapsed(since, duration)
+    return due
+
+
+def timers(node: Node) -> tuple[Timer, ...]:
+    """The time-dependent parts of a tree `inputs` knows (see the module docstring), compiled
+    once per binding: after an evaluation at `now`, the tree's deadline is the earliest of
+    their times after `now` (`deadline`)."""
     if isinstance(node, AllNode | AnyNode | AtLeastNode):
-        return min((deadline(child, now) for child in node.children), default=INF)
-    times: list[float] = []
+        return tuple(t for child in node.children for t in timers(child))
+    found: list[Timer | None] = []
     if isinstance(node, CompareLeaf | EqualsLeaf | StaleLeaf | FlatLeaf | InvalidLeaf):
-        times.append(_debounce(node.debounce))
+        found.append(_debounce_timer(node.debounce))
     if isinstance(node, CompareLeaf) and isinstance(node.signal, RateSignal):
-        times.extend(_window_drops(window) for window in node.signal.windows)
+        found.extend(_window_timer(window) for window in node.signal.windows)
     elif isinstance(node, StaleLeaf):
-        if node.include_offline or not node.member.offline:  # offline: an input, no timer
-            times.append(_elapsed(node.member.last_good_t, node.max_age))
+        found.append(_stale_timer(node))
     elif isinstance(node, FlatLeaf):
-        since = node.tracker.since
-        if node.member.good and since is not None:
-            times.append(_elapsed(since, node.window))
+        found.append(_flat_timer(node))
     elif isinstance(node, InvalidLeaf):
-        since = node.member.invalid_since
-        if since is not None:
-            times.append(_elapsed(since, node.duration))
-    # a time at or before `now` has passed already: the leaf judged it in this evaluation
-    return min((t for t in times if t > now), default=INF)
+        found.append(_invalid_timer(node))
+    return tuple(t for t in found if t is not None)
+
+
+def deadline(compiled: tuple[Timer, ...], now: float) -> float:
+    """The earliest time after `now` at which the tree of these timers can change with no
+    new sample, right after it was evaluated at `now` (a time at or before `now` has passed
+    already: the leaf judged it in this evaluation); `math.inf`: never."""
+    due = INF
+    for timer in compiled:
+        t = timer()
+        if now < t < due:
+            due = t
+    return due
 
 
 class Schedule:
