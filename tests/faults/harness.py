@@ -106,9 +106,13 @@ class Simulator(Proc):
 
 
 class GatewayProcess(Proc):
-    def __init__(self, sim_config: Path, broker_port: int, directory: Path) -> None:
+    """`roomwarden run` on the simulator's config, with `uplink.port` set to the test's broker
+    and any other `uplink` settings the test gives."""
+
+    def __init__(self, sim_config: Path, broker_port: int, directory: Path,
+                 **uplink: Any) -> None:
         data = yaml.safe_load(sim_config.read_text(encoding="utf-8"))
-        data["uplink"]["port"] = broker_port
+        data["uplink"].update(uplink, port=broker_port)
         self.config = directory / "gateway.yaml"
         self.config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         self.state_dir = directory / "state"
