@@ -54,6 +54,7 @@ class Evaluator:
         self.sleeping_until: float | None = None
         """The deadline the evaluator sleeps to (None: awake, or asleep until a batch)."""
         self.failed = False
+        self._fallback: float | None = None
 
     def owe(self) -> None:
         """A round is owed now (a sample batch arrived, a config was applied)."""
@@ -69,6 +70,7 @@ class Evaluator:
         """A round completed (also one run outside `run`, e.g. by a test)."""
         self.owed_since = None
         self.failed = False
+        self._fallback = None
 
     def lag(self) -> float:
         """Seconds a round has been owed and not done; 0 while idle on time."""
@@ -85,7 +87,7 @@ class Evaluator:
             if me is not None and me.cancelling():
                 raise asyncio.CancelledError
             now = self.clock.monotonic()
-            due = self._next_deadline()
+            due = self._deadline(now)
             if self.owed_since is None and (due is None or due > now):
                 await self._sleep(due, now)
                 continue
@@ -107,6 +109,16 @@ class Evaluator:
             cost = time.thread_time() - cpu
             await asyncio.sleep(max(MIN_EVALUATION_SPACING - (loop.time() - began),
                                     cost * (1 / MAX_EVALUATION_SHARE - 1)))
+
+    def _deadline(self, now: float) -> float | None:
+        """The core's next deadline; if asking raises (a bug), a round within a second."""
+        try:
+            return self._next_deadline()
+        except Exception:
+            log.exception("event=evaluation_deadline_failed")
+            if self._fallback is None:  # one fixed time, not one that moves with each look
+                self._fallback = now + FAILED_ROUND_RETRY
+            return self._fallback
 
     async def _sleep(self, until: float | None, now: float) -> None:
         """Until a wake-up (`owe`, `reschedule`) or `until` (monotonic; None: no deadline)."""

@@ -70,3 +70,19 @@ async def test_a_failing_round_stays_owed_and_is_retried() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_failing_deadline_falls_back_to_a_round_a_second() -> None:
+    core = Core()
+
+    def broken() -> float | None:
+        raise RuntimeError("a deadline bug")
+
+    evaluator = Evaluator(SystemClock(), core.round, broken)
+    task = asyncio.create_task(evaluator.run())
+    try:
+        await asyncio.sleep(1.6)
+        assert 2 <= len(core.rounds) <= 3 and not task.done()  # the evaluator lives on
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
