@@ -40,7 +40,7 @@ from gateway.rules.warm import RateMemory  # issue 11
 from gateway.safety import SafetyCore
 from gateway.service.watchdog import configure_stall_limits
 
-if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): aiohttp, paho
+if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): h11, paho
     from gateway.panel.server import PanelServer
     from gateway.uplink.publisher import Uplink
 

@@ -166,7 +166,7 @@ if libc.prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0) != 0:
 def test_the_gateway_runs_with_memory_deny_write_execute(tmp_path: Path) -> None:
     """The simulated telecom room (RTU on ptys, TCP, serial text) polled by `roomwarden run`
     with W^X enforced on the gateway process: CPython, pymodbus, pydantic-core, SQLite,
-    aiohttp and ssl must not need a writable+executable mapping."""
+    h11, asyncio and ssl must not need a writable+executable mapping."""
     control = subprocess.run([sys.executable, "-c", MDWE_PRELUDE + """
 import mmap
 try:
