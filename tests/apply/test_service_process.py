@@ -143,7 +143,8 @@ async def test_sigkill_in_the_middle_of_an_apply_keeps_the_last_known_good(
         status = gw.status()
         assert status is not None and status["config_version"] == 0
         assert not store.applying
-        assert store.active_meta() is None or store.active_meta().version == 0  # type: ignore[union-attr]
+        meta = store.active_meta()
+        assert meta is None or meta.version == 0
         assert "event=config_apply_interrupted" in gw.log.read_text()
 
 
