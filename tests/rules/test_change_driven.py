@@ -272,7 +272,7 @@ def play(model: SiteModel, steps: list[tuple[str, object]]) -> None:
 def test_change_driven_rounds_equal_evaluating_everything(site: str) -> None:
     model = MODELS[site]
 
-    @settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow])
     @given(actions(model))
     def check(steps: list[tuple[str, object]]) -> None:
         play(model, steps)

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
 from gateway.config.loader import ConfigErrors, load_gateway_config
@@ -128,21 +126,35 @@ def test_default_min_span_is_a_quarter_of_the_window() -> None:
     assert window.rate(15.0) == 60.0
 
 
-@settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**31), sigma=st.floats(0.05, 0.3),
-       span=st.floats(300.0, 3600.0), interval=st.sampled_from([5.0, 10.0, 30.0]))
-def test_noise_alone_never_reads_as_a_room_temperature_trend(
-        seed: int, sigma: float, span: float, interval: float) -> None:
-    """Flat room temperature with sensor noise (0.1 °C steps): the guarded rate stays far
-    below the 5 °C/h alarm at any span from the 5-minute minimum on."""
-    rng = random.Random(seed)
-    window = RateWindow(3600.0, per=3600.0, min_samples=5, min_span=300.0, confidence=2.0)
-    t = 0.0
-    while t <= span:
-        window.add(t, round(23.0 + rng.gauss(0.0, sigma), 1))
-        t += interval
-    rate = window.rate(t)
-    assert rate is not None and abs(rate) < 5.0
+def _false_trends(sigma: float, interval: float, confidence: float, seeds: int = 2000) -> float:
+    """The share of flat, noisy room-temperature windows (5 minutes: the rule's min_span;
+    0.1 °C steps) whose rate reads as 5 °C/h or more, over `seeds` fixed random series."""
+    bad = 0
+    for seed in range(seeds):
+        rng = random.Random(seed)
+        window = RateWindow(3600.0, per=3600.0, min_samples=5, min_span=300.0,
+                            confidence=confidence)
+        t = 0.0
+        while t <= 300.0:
+            window.add(t, round(23.0 + rng.gauss(0.0, sigma), 1))
+            t += interval
+        rate = window.rate(t)
+        bad += rate is None or abs(rate) >= 5.0
+    return bad / seeds
+
+
+@pytest.mark.parametrize("interval", [5.0, 10.0, 30.0])
+def test_noise_alone_rarely_reads_as_a_room_temperature_trend(interval: float) -> None:
+    """Flat room temperature with sensor noise, judged at the 5-minute minimum span (the
+    hardest case: fewest samples): at ordinary noise (σ ≤ 0.2 °C) no window of 2,000 reads as a
+    5 °C/h trend; at heavy noise (σ 0.3 °C) at most 0.5 % do, where the slope without the guard
+    reads one in 20 (5 s polls) to one in 7 (30 s polls). A statistical bound, not "never": a
+    2-standard-error guard on 11-60 samples lets a rare series through (hypothesis found one at
+    σ 0.28, 30 s; measured 0.05 % at 5 s and 0.2 % at 30 s)."""
+    assert _false_trends(0.2, interval, confidence=2.0) == 0.0
+    guarded = _false_trends(0.3, interval, confidence=2.0)
+    assert guarded <= 0.005
+    assert _false_trends(0.3, interval, confidence=0.0) >= max(0.02, 10 * guarded)
 
 
 def test_the_noise_guard_shrinks_but_keeps_a_real_trend() -> None:
