@@ -77,7 +77,8 @@ def _local_user() -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from gateway.control import ControlError, request
-    from gateway.ops.status_report import StatusReport, render_status
+    from gateway.ops.status_report import StatusReport
+    from gateway.ops.status_text import render_status
 
     try:
         answers = list(request(control_path(args), {"op": "status"}, timeout=10))

@@ -20,7 +20,8 @@ from gateway.alarms.events import (
     is_drill,
 )
 from gateway.alarms.flood import FloodDetector, RoomFirstOut
-from gateway.alarms.journal import Journal, JournalBatch
+from gateway.alarms.journal import Journal
+from gateway.alarms.journal_batch import JournalBatch
 from gateway.alarms.lifecycle import (
     AlarmKey,
     AlarmRecord,

@@ -6,7 +6,9 @@ import sqlite3
 from pathlib import Path
 
 from gateway.alarms.events import EventKind
-from gateway.alarms.journal import SCHEMA_VERSION, Journal, JournalBatch
+from gateway.alarms.journal import Journal
+from gateway.alarms.journal_batch import JournalBatch
+from gateway.alarms.journal_schema import SCHEMA_VERSION
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.alarms.manager import AlarmManager
 from gateway.clock import ManualClock

@@ -6,13 +6,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from gateway.ops.status_report import (
-    WIDTH,
-    StatusReport,
-    build_status_report,
-    duration,
-    render_status,
-)
+from gateway.ops.status_report import StatusReport, build_status_report
+from gateway.ops.status_text import WIDTH, duration, render_status
 from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.signals import Constant
 from tests.ops.conftest import Live, until

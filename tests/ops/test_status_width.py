@@ -3,7 +3,8 @@ and age are never cut, whatever the width."""
 
 from __future__ import annotations
 
-from gateway.ops.status_report import build_status_report, render_status
+from gateway.ops.status_report import build_status_report
+from gateway.ops.status_text import render_status
 from gateway.sim.signals import Constant
 from tests.ops.conftest import Live, until
 from tests.ops.test_status_report import columns

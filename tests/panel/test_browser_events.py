@@ -214,7 +214,8 @@ async def test_a_drill_event_is_marked_drill(tmp_path: Path) -> None:
     """A live drill's journal events are shown as drill, never as a real alarm."""
     import dataclasses
 
-    from gateway.alarms.journal import Journal, JournalBatch
+    from gateway.alarms.journal import Journal
+    from gateway.alarms.journal_batch import JournalBatch
     from tests.panel.test_events import EVENTS, NOW
     from tests.panel.test_events_http import _serve
 

@@ -17,7 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.alarms.events import AlarmEvent, EventKind
-from gateway.alarms.journal import Journal, JournalBatch
+from gateway.alarms.journal import Journal
+from gateway.alarms.journal_batch import JournalBatch
 from gateway.alarms.journal_query import (
     MAX_PAGE,
     EventFilter,

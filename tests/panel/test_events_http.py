@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.alarms.journal import Journal, JournalBatch
+from gateway.alarms.journal import Journal
+from gateway.alarms.journal_batch import JournalBatch
 from gateway.clock import ManualClock
 from gateway.panel.server import PanelServer
 from gateway.recorder.store import IncidentStore
