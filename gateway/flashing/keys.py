@@ -105,12 +105,9 @@ def parse_public_key_line(line: str) -> TrustedKey:
     if len(raw) != 32:
         raise KeyFileError(f"the public key decodes to {len(raw)} bytes; an Ed25519 key "
                            "is 32")
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError as exc:
-        raise KeyFileError(f"not an Ed25519 public key: {exc}") from None
+    # Length is all there is to check here: cryptography's `from_public_bytes` accepts any
+    # 32 bytes (the point is checked when a signature is verified), so a gateway parsing its
+    # `flashing.trusted_keys` need not import it (~7 MiB) before a signed envelope arrives.
     return TrustedKey(raw=raw, name=match.group(2))
 
 

@@ -100,3 +100,42 @@ def test_metrics_content_type_is_prometheus_text_0_0_4() -> None:
     from gateway.ops.metrics import CONTENT_TYPE
 
     assert CONTENT_TYPE == CONTENT_TYPE_PLAIN_0_0_4
+
+
+def test_trusted_keys_in_the_config_do_not_import_cryptography(tmp_path: Path) -> None:
+    """`flashing.trusted_keys` is parsed with the config (a length check), the gateway is built
+    from it, and cryptography stays out until a signature is verified — which still works."""
+    found = run_fresh("""
+        import asyncio, base64, json, sys
+        from pathlib import Path
+        import yaml
+        from gateway.config.loader import load_gateway_config
+        from gateway.daemon import Gateway
+        from gateway.flashing.keys import key_id, load_private_key, new_key_pair, public_of
+
+        site, tmp = Path(sys.argv[1]), Path(sys.argv[2])
+        raw = bytes(range(32))
+        config = yaml.safe_load(site.read_text())
+        config["flashing"] = {"trusted_keys": [
+            "ed25519:" + base64.b64encode(raw).decode() + " ops@example"]}
+        (tmp / "site.yaml").write_text(yaml.safe_dump(config))
+        seen = {}
+
+        async def main() -> None:
+            loaded = load_gateway_config(tmp / "site.yaml")
+            gateway = Gateway(loaded, state_dir=tmp / "state")
+            keys = loaded.config.flashing.trusted()
+            seen["keys"] = [k.name for k in keys]
+            seen["after_start"] = "cryptography" in sys.modules
+            seen["key_id"] = key_id(raw) == keys[0].key_id
+            gateway.core.close()
+
+        asyncio.run(main())
+        private, _ = new_key_pair(tmp / "keys", "probe")
+        signer = load_private_key(private)
+        public_of(signer).public_key.verify(signer.sign(b"config"), b"config")  # raises if bad
+        seen["verified"] = True
+        print(json.dumps(seen))
+    """, tmp_path)
+    assert found == {"keys": ["ops@example"], "after_start": False, "verified": True,
+                     "key_id": True}
