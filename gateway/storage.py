@@ -9,10 +9,11 @@ its mode right after it is created, and an existing file of ours with wider bits
 when it is opened. Nothing here is group-readable: the only group-shared file of the gateway
 is the control socket (0660, `gateway.control`), which is not made here.
 
-SQLite (`open_sqlite`): WAL mode, `isolation_level=None` (transactions are explicit), one
-connection shared by threads under the caller's lock. The database file is created 0600 before
-SQLite opens it; SQLite gives its `-wal` and `-shm` files the database's mode. Durability is
-the caller's choice, named at each call (`synchronous`):
+SQLite (`open_sqlite`; `open_sqlite_readonly` for a reader beside a running writer): WAL
+mode, `isolation_level=None` (transactions are explicit), one connection shared by threads
+under the caller's lock. The database file is created 0600 before SQLite opens it; SQLite gives
+its `-wal` and `-shm` files the database's mode. Durability is the caller's choice, named at
+each call (`synchronous`):
 
 - alarm journal (gateway): FULL. It is the ISA-18.2 record (who acknowledged what, when) and
   holds the event sequence the outbox continues; both must survive a power cut, and the events
@@ -28,6 +29,11 @@ the caller's choice, named at each call (`synchronous`):
 - delivery watermarks (ingest, gateway.ingest.watermark) and operator command ids (gateway,
   gateway.operator.replay): FULL, for the reasons their docstrings give (a watermark must not
   move forward past what the database holds; a used command id must not become new again).
+- central incident records (ingest, gateway.ingest.incidents): FULL: committed before the
+  ingest acknowledges the chunks (an acknowledged chunk is not sent again).
+- readers: the panel's journal queries (gateway.alarms.journal_query) open the journal
+  `query_only` (NORMAL, nothing to make durable); `roomwarden incident --central` opens the
+  incident store with `open_sqlite_readonly`.
 
 In WAL mode NORMAL skips the fsync at commit: it survives a process crash, but a power cut takes
 back whatever the kernel had not yet written of the WAL (up to its writeback delay, about 30 s
@@ -160,3 +166,12 @@ def open_sqlite(path: str | os.PathLike[str], *, synchronous: Synchronous | str,
         conn.close()
         raise
     return conn
+
+
+def open_sqlite_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the existing database at `path` (SQLite `mode=ro`: nothing is
+    created or written; a reader beside a running writer, e.g. `roomwarden incident --central`
+    beside the ingest: WAL lets it read while the writer commits). sqlite3.Error if the file
+    is missing or not a usable database."""
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True,
+                           isolation_level=None, check_same_thread=False)

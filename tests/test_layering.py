@@ -219,8 +219,7 @@ def test_the_site_config_reaches_only_the_settings_sections() -> None:
     assert set(via) >= SECTIONS
 
 
-OWN_MODEL_BASE = {"gateway.strict": "the base itself",
-                  "gateway.panel.views": "View: not yet moved onto StrictModel (issue 16)"}
+OWN_MODEL_BASE = {"gateway.strict": "the base itself"}
 """Modules allowed a class that derives from pydantic's BaseModel directly."""
 
 
@@ -233,6 +232,81 @@ def test_models_derive_from_the_one_strict_base() -> None:
         if isinstance(node, ast.ClassDef)
         and any(getattr(b, "id", getattr(b, "attr", None)) == "BaseModel" for b in node.bases))
     assert not direct, f"models on pydantic's BaseModel instead of StrictModel: {direct}"
+
+
+def _aliases(tree: ast.AST) -> dict[str, str]:
+    """Local name -> the dotted name it is bound to by the module's imports."""
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    bound[alias.asname] = alias.name
+                else:
+                    top = alias.name.partition(".")[0]
+                    bound[top] = top
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return bound
+
+
+def _dotted(expr: ast.expr, bound: dict[str, str]) -> str | None:
+    attrs: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        attrs.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return None
+    return ".".join([bound.get(expr.id, expr.id), *reversed(attrs)])
+
+
+def calls_in(source: str) -> set[str]:
+    """The dotted names of what `source` calls, through its imports (`import sqlite3 as db`
+    then `db.connect()` is `sqlite3.connect`; `from paho.mqtt import client` then
+    `client.Client()` is `paho.mqtt.client.Client`)."""
+    tree = ast.parse(source)
+    bound = _aliases(tree)
+    return {name for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and (name := _dotted(node.func, bound)) is not None}
+
+
+def callers_of(target: str) -> list[str]:
+    return sorted(m for m, path in MODULES.items()
+                  if target in calls_in(path.read_text(encoding="utf-8")))
+
+
+def test_calls_are_found() -> None:
+    """The call finder itself, through the import forms the checks below rely on."""
+    assert calls_in("import sqlite3 as db\ndef f():\n    db.connect(':memory:')\n") == {
+        "sqlite3.connect"}
+    assert calls_in("from sqlite3 import connect\nconnect('x')\n") == {"sqlite3.connect"}
+    assert "paho.mqtt.client.Client" in calls_in(
+        "from paho.mqtt import client\nc = client.Client(2)\n")
+    assert "paho.mqtt.client.Client" in calls_in(
+        "import paho.mqtt.client\npaho.mqtt.client.Client(2)\n")
+    assert calls_in("import sqlite3\nsqlite3.Connection\n") == set()
+
+
+@pytest.mark.parametrize(("target", "owner"), [
+    ("sqlite3.connect", "gateway.storage"),
+    ("paho.mqtt.client.Client", "gateway.mqtt_client"),
+])
+def test_one_place_builds_each_kind_of_connection(target: str, owner: str) -> None:
+    """SQLite is opened and tuned in one module (mode 0600, WAL, durability named per store),
+    and one module builds paho clients (TLS, credentials, reconnect policy): issue 16."""
+    assert callers_of(target) == [owner]
+
+
+def test_only_the_strict_base_sets_the_strict_config() -> None:
+    """`extra` and `frozen` are set once, on gateway.strict's StrictModel: no family copies
+    the base's config (a family adds other keys: docstrings, strict types)."""
+    setters = sorted(
+        module for module, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ConfigDict"
+        and any(k.arg in ("extra", "frozen") for k in node.keywords))
+    assert setters == ["gateway.strict"]
 
 
 LINE_BUDGET = 400

@@ -43,7 +43,7 @@ from gateway.contract.wire import (
     chunk_bytes,
     parse_record,
 )
-from gateway.storage import open_sqlite, private_dir
+from gateway.storage import open_sqlite, open_sqlite_readonly, private_dir
 from gateway.strict import StrictModel
 
 log = logging.getLogger("roomwarden.ingest")
@@ -100,8 +100,7 @@ class CentralIncidents:
         if readonly:
             if not path.exists():
                 raise IncidentChunkError(f"no central incident store at {path}")
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True,
-                                       check_same_thread=False)
+            self._db = open_sqlite_readonly(path)
         else:
             private_dir(path.parent)
             self._db = open_sqlite(path, synchronous="FULL")

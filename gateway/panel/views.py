@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gateway.contract.wire import MAX_SHELVE_S, AlarmRef
 from gateway.field.sample import Value
+from gateway.strict import StrictModel
 
 MAX_MINUTES = MAX_SHELVE_S / 60
 """Longest shelve or suppression (the limit remote commands on `cmd` have too)."""
 
 
-class View(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class View(StrictModel):
+    """Base of the panel's models (the one strict base: unknown keys refused, immutable)."""
 
 
 class PanelAlarm(View):
