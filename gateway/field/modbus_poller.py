@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from gateway.clock import Clock
 from gateway.config.profile import ModbusProfile
 from gateway.config.site import Device
+from gateway.field.block import BlockDecoder
 from gateway.field.modbus_link import (
     ILLEGAL_ADDRESS,
     ILLEGAL_VALUE,
@@ -39,12 +41,26 @@ class ModbusDevicePoller:
         self.barriers: set[Barrier] = set()
         self.unreadable: set[str] = set()
         """Points the device refuses even when read alone (reported `invalid`)."""
-        self.plan: list[ReadRequest] = self._plan()
+        self.plan: list[ReadRequest] = []
+        self._decoders: dict[int, tuple[ReadRequest, BlockDecoder]] = {}
+        """id(request) → the planned register request and its compiled decoder."""
+        self._replan()
 
-    def _plan(self) -> list[ReadRequest]:
-        return plan_requests(self.points, max_registers=self.profile.max_registers_per_request,
-                             max_bits=self.profile.max_bits_per_request, max_gap=self.max_gap,
-                             barriers=self.barriers)
+    def _replan(self) -> None:
+        self.plan = plan_requests(
+            self.points, max_registers=self.profile.max_registers_per_request,
+            max_bits=self.profile.max_bits_per_request, max_gap=self.max_gap,
+            barriers=self.barriers)
+        self._decoders = {id(r): (r, BlockDecoder(r)) for r in self.plan
+                          if not r.register.is_bit}
+
+    def _decode(self, request: ReadRequest, values: Sequence[int], ts: int,
+                out: list[Sample]) -> None:
+        compiled = self._decoders.get(id(request))
+        if compiled is not None and compiled[0] is request:
+            compiled[1](values, ts, out)
+        else:  # a part of a request split in this poll: planned (and compiled) after it
+            register_samples(request, values, ts, out)
 
     @property
     def worst_poll_seconds(self) -> float:
@@ -103,7 +119,7 @@ class ModbusDevicePoller:
             if request.register.is_bit:
                 bit_samples(request, values, ts, samples)  # type: ignore[arg-type]
             else:
-                register_samples(request, values, ts, samples)
+                self._decode(request, values, ts, samples)
         if learned:
-            self.plan = self._plan()
+            self._replan()
         return PollResult(samples, answered=answered, error=error, requests=requests)

@@ -1,0 +1,104 @@
+"""The compiled block decoder gives exactly the samples of the point-by-point reference
+(`register_samples`): same ids, values and their types, qualities and order, for every data
+type, byte order, scale, offset, range, flag and overlap, and for replies that do not fit."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.config.profile import WIDTH_REGISTERS, DataType
+from gateway.field.block import BlockDecoder
+from gateway.field.planner import ReadRequest, plan_requests
+from gateway.field.readings import register_samples
+from gateway.field.sample import Quality, Sample
+from tests.helpers import bound
+
+ORDERS = ["ABCD", "BADC", "CDAB", "DCBA"]
+NUMERIC = [t for t in DataType if t not in (DataType.BOOL, DataType.STRING)]
+INTEGER = [t for t in NUMERIC if not t.startswith("float")]
+
+
+def _key(sample: Sample) -> tuple[Any, ...]:
+    """A sample comparable with NaN (NaN equals NaN here) and with the value's type."""
+    value = sample.value
+    nan = isinstance(value, float) and math.isnan(value)
+    return (sample.point, type(value), "nan" if nan else value, sample.ts, sample.quality)
+
+
+@st.composite
+def point_specs(draw: st.DrawFn, index: int) -> dict[str, Any]:
+    kind = draw(st.sampled_from([*NUMERIC, DataType.BOOL, DataType.STRING]))
+    spec: dict[str, Any] = {"name": f"p{index}", "register": "holding",
+                            "address": draw(st.integers(0, 24)), "type": kind.value,
+                            "order": draw(st.sampled_from(ORDERS))}
+    if kind is DataType.BOOL:
+        spec["bit"] = draw(st.integers(0, 15))
+        spec["invert"] = draw(st.booleans())
+    elif kind is DataType.STRING:
+        spec["length"] = draw(st.integers(1, 4))
+    else:
+        spec["scale"] = draw(st.sampled_from([1.0, 0.1, 0.01, -0.5, 10.0]))
+        spec["offset"] = draw(st.sampled_from([0.0, 0.5, -40.0, 3.0]))
+        if draw(st.booleans()):
+            low = draw(st.floats(-1e6, 1e6))
+            spec["valid"] = {"min": low, "max": low + draw(st.floats(0, 1e6))}
+        if kind in INTEGER and draw(st.booleans()):
+            bits = draw(st.sets(st.integers(0, 16 * WIDTH_REGISTERS[kind] - 1), max_size=3))
+            spec["flags"] = [{"bit": b, "name": f"f{b}", "active_low": draw(st.booleans())}
+                             for b in sorted(bits)]
+    return spec
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> list[ReadRequest]:
+    n = draw(st.integers(1, 8))
+    points = bound([draw(point_specs(i)) for i in range(n)])
+    plan = plan_requests(points, max_gap=draw(st.integers(0, 10)))
+    # overlapping points (a word and a bit of it, a float and its low word) in one request
+    merged = [ReadRequest(r.register, r.address, r.count, r.points) for r in plan]
+    if len(merged) > 1 and draw(st.booleans()):
+        first, last = merged[0], merged[-1]
+        merged = [ReadRequest(first.register, first.address, last.end - first.address,
+                              tuple(p for r in merged for p in r.points))]
+    return merged
+
+
+@settings(max_examples=300, deadline=None)
+@given(plan=requests(), data=st.data())
+def test_block_decoder_equals_reference(plan: list[ReadRequest], data: st.DataObject) -> None:
+    for request in plan:
+        words = st.integers(0, 0xFFFF)
+        registers = data.draw(st.one_of(
+            st.lists(words, min_size=request.count, max_size=request.count),
+            st.lists(words, max_size=request.count + 2),  # a short or long reply
+            st.lists(st.integers(-5, 0x10005), min_size=request.count,
+                     max_size=request.count)))  # words outside 16 bits
+        expected: list[Sample] = []
+        got: list[Sample] = []
+        try:
+            register_samples(request, registers, 7, expected)
+        except Exception as exc:  # words outside 16 bits in a multi-register value
+            with pytest.raises(type(exc)):
+                BlockDecoder(request)(registers, 7, got)
+            continue
+        BlockDecoder(request)(registers, 7, got)
+        assert [_key(s) for s in got] == [_key(s) for s in expected]
+
+
+def test_a_block_of_scaled_int16_in_one_request() -> None:
+    points = bound([{"name": f"r{i}", "register": "holding", "address": i, "type": "int16",
+                     "scale": 0.01, "valid": {"min": -10, "max": 50}} for i in range(100)])
+    (request,) = plan_requests(points)
+    registers = [(i * 97) % 0x10000 for i in range(100)]
+    registers[3] = 0xFFFF  # -1 → -0.01
+    registers[4] = 6000  # 60.0 > 50: kept, invalid
+    out: list[Sample] = []
+    BlockDecoder(request)(registers, 5, out)
+    assert len(out) == 100
+    assert out[3] == Sample("dev1.r3", -0.01, 5, Quality.GOOD)
+    assert out[4] == Sample("dev1.r4", 60.0, 5, Quality.INVALID)
