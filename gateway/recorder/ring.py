@@ -114,18 +114,30 @@ def decode_chunk(blob: bytes) -> tuple[list[int], list[float], bytes]:
 
 
 class PointRing:
-    """The recent samples of one point (see the module docstring)."""
+    """The recent samples of one point (see the module docstring).
 
-    __slots__ = ("_data", "_firsts", "_flags", "_lasts", "_lengths", "_strings", "_ts",
-                 "_values", "max_samples", "sealed", "window_ms")
+    Memory stays put once the ring is in use: the open chunk is one set of fixed arrays of
+    `CHUNK` slots, reused after every seal; sealed chunks live in one `bytearray` used as a
+    queue in place — appended at its end, dropped from its front by moving an offset, moved
+    back to the start when the end is reached — sized at the first seal for a full window at
+    that chunk's size (+⅛), and grown only if later chunks need more. Nothing is re-allocated
+    per chunk: from its first seal on a ring holds what a full one holds, and the allocator's
+    heap does not fragment as the window fills."""
+
+    __slots__ = ("_data", "_end", "_firsts", "_flags", "_lasts", "_lengths", "_open",
+                 "_start", "_strings", "_ts", "_values", "max_samples", "sealed", "window_ms")
 
     def __init__(self, window_s: float, max_samples: int) -> None:
         self.window_ms = int(window_s * 1000)
         self.max_samples = max(max_samples, 2 * CHUNK)
-        self._ts: array[int] = array("q")
-        self._values: array[float] = array("d")
-        self._flags = bytearray()
+        self._ts: array[int] = array("q", bytes(8 * CHUNK))
+        self._values: array[float] = array("d", bytes(8 * CHUNK))
+        self._flags = bytearray(CHUNK)
+        self._open = 0
+        """Samples in the open chunk (its first `_open` slots)."""
         self._data = bytearray()
+        self._start = self._end = 0
+        """The sealed chunks are `_data[_start:_end]`, oldest first."""
         self._lengths: array[int] = array("l")
         self._firsts: array[int] = array("q")
         self._lasts: array[int] = array("q")
@@ -134,14 +146,16 @@ class PointRing:
         """Samples in sealed chunks."""
 
     def __len__(self) -> int:
-        return self.sealed + len(self._ts)
+        return self.sealed + self._open
 
     def append(self, ts_ns: int, value: Value, quality: Quality) -> None:
         kind, number = self._encode_value(value)
-        self._ts.append(ts_ns // _MS)
-        self._values.append(number)
-        self._flags.append(_QUALITY_CODE[quality] | kind << 2)
-        if len(self._ts) >= CHUNK:
+        at = self._open
+        self._ts[at] = ts_ns // _MS
+        self._values[at] = number
+        self._flags[at] = _QUALITY_CODE[quality] | kind << 2
+        self._open = at + 1
+        if at + 1 >= CHUNK:
             self._seal()
 
     def _encode_value(self, value: Value) -> tuple[int, float]:
@@ -163,28 +177,47 @@ class PointRing:
 
     def _seal(self) -> None:
         blob = encode_chunk(self._ts, self._values, bytes(self._flags))
-        self._data += blob
+        newest = self._ts[CHUNK - 1]
+        # the chunks this one pushes out go first, so the store holds no more than a window
+        while self._lengths and (self._lasts[0] < newest - self.window_ms
+                                 or self.sealed + CHUNK > self.max_samples):
+            self._drop_oldest()
+        self._store(blob)
         self._lengths.append(len(blob))
         self._firsts.append(self._ts[0])
-        self._lasts.append(self._ts[-1])
-        self.sealed += len(self._ts)
-        newest = self._ts[-1]
-        self._ts = array("q")
-        self._values = array("d")
-        self._flags = bytearray()
-        while self._lengths and (self._lasts[0] < newest - self.window_ms
-                                 or self.sealed > self.max_samples):
-            self._drop_oldest()
+        self._lasts.append(newest)
+        self.sealed += CHUNK
+        self._open = 0
+
+    def _store(self, blob: bytes) -> None:
+        """Append a sealed chunk to `_data` without re-allocating it if it fits."""
+        size = len(blob)
+        if self._end + size > len(self._data):
+            live = self._end - self._start
+            if self._start:  # move the live chunks back to the start (in place)
+                with memoryview(self._data) as view:
+                    view[:live] = view[self._start:self._end]
+                self._start, self._end = 0, live
+            if live + size > len(self._data):
+                wanted = live + size
+                if not self._data:  # first seal: room for a window of chunks like this one
+                    in_window = (self.max_samples - CHUNK) / 1.25
+                    wanted = int(size * (in_window / CHUNK + 1) * 1.125)
+                self._data.extend(bytes(max(wanted, len(self._data) * 5 // 4)
+                                        - len(self._data)))
+        self._data[self._end:self._end + size] = blob
+        self._end += size
 
     def _drop_oldest(self) -> None:
-        del self._data[:self._lengths[0]]
+        self._start += self._lengths[0]
+        if self._start == self._end:
+            self._start = self._end = 0
         del self._lengths[0], self._firsts[0], self._lasts[0]
         self.sealed -= CHUNK
 
     def nbytes(self) -> int:
         """Bytes held in the arrays (their allocation, not counting object headers)."""
-        return (self._ts.buffer_info()[1] * 8 + self._values.buffer_info()[1] * 8
-                + len(self._flags) + len(self._data) + len(self._lengths) * 8
+        return (CHUNK * 17 + len(self._data) + len(self._lengths) * 8
                 + len(self._firsts) * 8 + len(self._lasts) * 8)
 
     def frozen(self) -> PointRing:
@@ -195,7 +228,10 @@ class PointRing:
                                                           self.sealed)
         copy._ts, copy._values, copy._flags = array("q", self._ts), array(
             "d", self._values), bytearray(self._flags)
-        copy._data, copy._lengths = bytearray(self._data), array("l", self._lengths)
+        copy._open = self._open
+        copy._data = self._data[self._start:self._end]
+        copy._start, copy._end = 0, len(copy._data)
+        copy._lengths = array("l", self._lengths)
         copy._firsts, copy._lasts = array("q", self._firsts), array("q", self._lasts)
         copy._strings = list(self._strings)
         return copy
@@ -211,13 +247,14 @@ class PointRing:
         lo = since_ns // _MS
         hi = math.inf if until_ns is None else until_ns // _MS
         out: list[Recorded] = []
-        at = 0
+        at = self._start
         for length, first, last in zip(self._lengths, self._firsts, self._lasts, strict=True):
             if last >= lo and first <= hi:
                 ts, values, flags = decode_chunk(bytes(self._data[at:at + length]))
                 self._collect(out, ts, values, flags, lo, hi)
             at += length
-        self._collect(out, self._ts, self._values, self._flags, lo, hi)
+        n = self._open
+        self._collect(out, self._ts[:n], self._values[:n], self._flags[:n], lo, hi)
         return out
 
     def _collect(self, out: list[Recorded], ts: Iterable[int], values: Iterable[float],
