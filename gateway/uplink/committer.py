@@ -14,8 +14,9 @@ request arrives. Its deadlines are real time (`time.monotonic`), whatever clock 
 timestamps come from.
 
 Telemetry sequence numbers (`seq`) and delivery sequence numbers (`dseq`) are taken in the
-writer, just before the put, so a number is committed with the message that carries it.
-Only committed messages are handed out (a crash cannot take back a published number).
+writer, just before the put (gateway.uplink.items encodes), so a number is committed with the
+message that carries it. Only committed messages are handed out (a crash cannot take back a
+published number).
 """
 
 from __future__ import annotations
@@ -30,37 +31,19 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.contract.wire import (
-    CHANNELS,
-    MAX_BATCH_ROWS,
-    AlarmEventMessage,
     Channel,
-    ContractError,
-    IncidentChunk,
-    Message,
     MessageKind,
     OutboxStatus,
-    TelemetryBatch,
-    channel_of,
-    encode,
 )
-from gateway.field.sample import Sample
+from gateway.uplink.items import Item, ItemWriter
 from gateway.uplink.outbox import Outbox, OutboxError, OutboxMessage
 from gateway.uplink.replay import ReplayPacer, take
 
 log = logging.getLogger("roomwarden.uplink")
 
-ALARM_MARK = "alarm_events"
-"""Outbox mark: the last alarm event (journal seq) committed to the outbox."""
 MAX_BUFFERED = 20_000
 """Items (batches, events, snapshots) waiting for the writer; beyond this the oldest telemetry
 is dropped (only reached if commits keep failing) — the one buffer in front of the outbox."""
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    kind: MessageKind
-    payload: list[Sample] | Message
-    produced: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +54,6 @@ class Window:
     messages: list[OutboxMessage]
 
 
-# --- issue 12 ---
-def incident_mark(incident_id: str, sha256: str) -> tuple[str, int]:
-    """The outbox mark saying which version of an incident record was handed over whole."""
-    return f"incident.{incident_id}", int(sha256[:15], 16)
-# --- end issue 12 ---
-
-
 class Committer:
     def __init__(self, outbox: Outbox, pacer: ReplayPacer, clock: Clock, *, site: str,
                  gateway: str, topics: dict[Channel, str], catalog: str,
@@ -86,12 +62,9 @@ class Committer:
         self.outbox = outbox
         self.pacer = pacer
         self.clock = clock
-        self.site = site
-        self.gateway = gateway
-        self.topics = topics
-        self.catalog = catalog
         self.numbered = numbered
-        self._on_reject = on_reject
+        self._store = ItemWriter(outbox, site=site, gateway=gateway, topics=topics,
+                                 catalog=catalog, numbered=numbered, on_reject=on_reject).store
         self.interval = outbox.commit_interval
         self._cond = threading.Condition()
         self._buffer: list[Item] = []
@@ -330,66 +303,3 @@ class Committer:
                 self.floor = self.outbox.floor()
         except Exception as exc:  # status must never break the data path
             self.last_error = f"status: {exc}"
-
-    # ------------------------------------------------------------------ encoding
-
-    def _store(self, item: Item) -> None:
-        if isinstance(item.payload, list):
-            samples = item.payload
-            for start in range(0, len(samples), MAX_BATCH_ROWS):
-                self._store_telemetry(samples[start:start + MAX_BATCH_ROWS], item.produced)
-            return
-        msg = item.payload
-        channel = channel_of(msg)
-        dseq = None
-        if isinstance(msg, AlarmEventMessage):
-            if self.numbered:
-                dseq = self.outbox.next_seq("delivery")
-                msg = msg.model_copy(update={"stream": self.outbox.stream, "dseq": dseq})
-            # committed together with the event
-            self.outbox.set_mark(ALARM_MARK, max(msg.seq, self.outbox.mark(ALARM_MARK) or 0))
-        # --- issue 12: incident chunks are numbered like alarm events, and the last one of a
-        # record marks it sent, in the same commit (gateway.uplink.incidents)
-        if isinstance(msg, IncidentChunk):
-            if self.numbered:
-                dseq = self.outbox.next_seq("delivery")
-                msg = msg.model_copy(update={"stream": self.outbox.stream, "dseq": dseq})
-            if msg.index == msg.count - 1:
-                self.outbox.set_mark(*incident_mark(msg.id, msg.sha256))
-        # --- end issue 12 ---
-        try:
-            payload = encode(msg)
-        except ContractError as exc:
-            self._on_reject(f"{channel.value}: {exc}")
-            return
-        retained = CHANNELS[channel].retain
-        self.outbox.put(item.kind, self.topics[channel], payload, qos=1, retain=retained,
-                        replace=retained, created_ns=item.produced, dseq=dseq)
-
-    def _store_telemetry(self, samples: list[Sample], produced: int) -> None:
-        def build(rows: list[Sample], catalog: str | None) -> TelemetryBatch:
-            return TelemetryBatch.from_samples(site=self.site, gateway=self.gateway, seq=0,
-                                               produced=produced, samples=rows,
-                                               catalog=catalog)
-        try:
-            batch = build(samples, self.catalog)
-        except ContractError:  # find the offending samples, send the rest
-            good = []
-            for s in samples:
-                try:
-                    build([s], None)
-                    good.append(s)
-                except ContractError as exc:
-                    self._on_reject(f"sample {s.point!r}: {exc}")
-            if not good:
-                return
-            batch = build(good, self.catalog)
-        # validated once: the real numbers are only copied in (≥ 1, as validated)
-        update: dict[str, int] = {"seq": self.outbox.next_seq("telemetry")}
-        dseq = None
-        if self.numbered:
-            dseq = update["dseq"] = self.outbox.next_seq("delivery")
-            update["stream"] = self.outbox.stream
-        batch = batch.model_copy(update=update)
-        self.outbox.put(MessageKind.TELEMETRY, self.topics[Channel.TELEMETRY], encode(batch),
-                        qos=1, retain=False, replace=False, created_ns=produced, dseq=dseq)

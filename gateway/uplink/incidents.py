@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from gateway.contract.wire import ContractError, MessageKind, split_record
-from gateway.uplink.committer import Item, incident_mark
+from gateway.uplink.items import Item, incident_mark
 
 if TYPE_CHECKING:
     from gateway.uplink.publisher import Uplink

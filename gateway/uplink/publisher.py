@@ -63,9 +63,10 @@ from gateway.contract.wire import (
 from gateway.field.sample import Sample
 from gateway.mqtt_client import Backoff
 from gateway.operator.inbox import CommandInbox
-from gateway.uplink.committer import ALARM_MARK, Committer, Item, Window
+from gateway.uplink.committer import Committer, Window
 from gateway.uplink.delivery import DeliveryTracker, Sent
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
+from gateway.uplink.items import ALARM_MARK, Item
 from gateway.uplink.outbox import Outbox
 from gateway.uplink.records import event_message
 from gateway.uplink.redelivery import Redelivery

@@ -29,7 +29,7 @@ from gateway.contract.wire import (
     OutboxStatus,
     PointCatalog,
 )
-from gateway.uplink.committer import Item
+from gateway.uplink.items import Item
 from gateway.uplink.records import active_alarm
 
 log = logging.getLogger("roomwarden.uplink")

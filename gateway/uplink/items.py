@@ -1,0 +1,142 @@
+"""Items for the outbox, and how the committer's writer thread encodes and puts them.
+
+An `Item` is what the event loop hands the committer: a poll cycle's samples (telemetry) or a
+contract message (alarm event, state snapshot, command result, incident chunk). `ItemWriter`
+turns one into outbox rows on the writer thread: the sequence numbers (`seq`, `dseq`) are
+taken just before the put, so a number is committed with the message that carries it.
+Telemetry goes through `TelemetryEncoder` (gateway.contract.telemetry: the model's exact bytes
+without a model per batch) and, for what that leaves (a text value, a bad point id), through
+`TelemetryBatch`, which names the offending samples: they are rejected, the rest is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.contract.telemetry import TelemetryEncoder
+from gateway.contract.wire import (
+    CHANNELS,
+    MAX_BATCH_ROWS,
+    AlarmEventMessage,
+    Channel,
+    ContractError,
+    IncidentChunk,
+    Message,
+    MessageKind,
+    TelemetryBatch,
+    channel_of,
+    encode,
+)
+from gateway.field.sample import Sample
+from gateway.uplink.outbox import Outbox
+
+ALARM_MARK = "alarm_events"
+"""Outbox mark: the last alarm event (journal seq) committed to the outbox."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    kind: MessageKind
+    payload: list[Sample] | Message
+    produced: int
+
+
+# --- issue 12 ---
+def incident_mark(incident_id: str, sha256: str) -> tuple[str, int]:
+    """The outbox mark saying which version of an incident record was handed over whole."""
+    return f"incident.{incident_id}", int(sha256[:15], 16)
+# --- end issue 12 ---
+
+
+class ItemWriter:
+    def __init__(self, outbox: Outbox, *, site: str, gateway: str, topics: dict[Channel, str],
+                 catalog: str, numbered: bool, on_reject: Callable[[str], None]) -> None:
+        """`numbered`: give telemetry and alarm events a delivery sequence (`ingest` mode)."""
+        self.outbox = outbox
+        self.site = site
+        self.gateway = gateway
+        self.topics = topics
+        self.catalog = catalog
+        self.numbered = numbered
+        self._on_reject = on_reject
+        try:
+            self._encoder: TelemetryEncoder | None = TelemetryEncoder(
+                site=site, gateway=gateway, catalog=catalog)
+        except ContractError:  # every batch then goes through the model, which says why
+            self._encoder = None
+
+    def store(self, item: Item) -> None:
+        """Encode `item` and put it in the outbox (its numbers taken now, committed with it)."""
+        if isinstance(item.payload, list):
+            samples = item.payload
+            for start in range(0, len(samples), MAX_BATCH_ROWS):
+                self._store_telemetry(samples[start:start + MAX_BATCH_ROWS], item.produced)
+            return
+        msg = item.payload
+        channel = channel_of(msg)
+        dseq = None
+        if isinstance(msg, AlarmEventMessage):
+            if self.numbered:
+                dseq = self.outbox.next_seq("delivery")
+                msg = msg.model_copy(update={"stream": self.outbox.stream, "dseq": dseq})
+            # committed together with the event
+            self.outbox.set_mark(ALARM_MARK, max(msg.seq, self.outbox.mark(ALARM_MARK) or 0))
+        # --- issue 12: incident chunks are numbered like alarm events, and the last one of a
+        # record marks it sent, in the same commit (gateway.uplink.incidents)
+        if isinstance(msg, IncidentChunk):
+            if self.numbered:
+                dseq = self.outbox.next_seq("delivery")
+                msg = msg.model_copy(update={"stream": self.outbox.stream, "dseq": dseq})
+            if msg.index == msg.count - 1:
+                self.outbox.set_mark(*incident_mark(msg.id, msg.sha256))
+        # --- end issue 12 ---
+        try:
+            payload = encode(msg)
+        except ContractError as exc:
+            self._on_reject(f"{channel.value}: {exc}")
+            return
+        retained = CHANNELS[channel].retain
+        self.outbox.put(item.kind, self.topics[channel], payload, qos=1, retain=retained,
+                        replace=retained, created_ns=item.produced, dseq=dseq)
+
+    def _store_telemetry(self, samples: list[Sample], produced: int) -> None:
+        encoder = self._encoder
+        fast = encoder.rows(samples, produced) if encoder is not None else None
+        if encoder is not None and fast is not None:  # the common case: no model built
+            seq = self.outbox.next_seq("telemetry")
+            stream = dseq = None
+            if self.numbered:
+                dseq, stream = self.outbox.next_seq("delivery"), self.outbox.stream
+            payload = encoder.encode(*fast, seq=seq, produced=produced, stream=stream,
+                                     dseq=dseq)
+            self.outbox.put(MessageKind.TELEMETRY, self.topics[Channel.TELEMETRY], payload,
+                            qos=1, retain=False, replace=False, created_ns=produced, dseq=dseq)
+            return
+
+        def build(rows: list[Sample], catalog: str | None) -> TelemetryBatch:
+            return TelemetryBatch.from_samples(site=self.site, gateway=self.gateway, seq=0,
+                                               produced=produced, samples=rows,
+                                               catalog=catalog)
+        try:
+            batch = build(samples, self.catalog)
+        except ContractError:  # find the offending samples, send the rest
+            good = []
+            for s in samples:
+                try:
+                    build([s], None)
+                    good.append(s)
+                except ContractError as exc:
+                    self._on_reject(f"sample {s.point!r}: {exc}")
+            if not good:
+                return
+            batch = build(good, self.catalog)
+        # validated once: the real numbers are only copied in (≥ 1, as validated)
+        update: dict[str, int] = {"seq": self.outbox.next_seq("telemetry")}
+        dseq = None
+        if self.numbered:
+            dseq = update["dseq"] = self.outbox.next_seq("delivery")
+            update["stream"] = self.outbox.stream
+        batch = batch.model_copy(update=update)
+        self.outbox.put(MessageKind.TELEMETRY, self.topics[Channel.TELEMETRY], encode(batch),
+                        qos=1, retain=False, replace=False, created_ns=produced, dseq=dseq)
