@@ -1,7 +1,10 @@
-"""Small builders shared by tests: profiles, devices and bound points made in code."""
+"""Small builders shared by tests: profiles, devices and bound points made in code; `until`,
+the wait on a state (instead of a sleep that guesses how long the state takes to come)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from gateway.config.profile import ModbusProfile
@@ -25,3 +28,14 @@ def registers(addresses: list[int], kind: str = "uint16", register: str = "holdi
               ) -> list[dict[str, Any]]:
     return [{"name": f"p{a}", "register": register, "address": a, "type": kind}
             for a in addresses]
+
+
+async def until(check: Callable[[], object], seconds: float = 15.0, what: str = "a condition",
+                interval: float = 0.02) -> None:
+    """Return as soon as `check()` is true; fail after `seconds` naming `what`. The bound
+    separates "slow" from "never": it is not a time the test asserts."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not check():
+        assert loop.time() < deadline, f"timed out after {seconds:g} s waiting for {what}"
+        await asyncio.sleep(interval)

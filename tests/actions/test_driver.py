@@ -22,6 +22,7 @@ from gateway.field.latest import LatestSamples
 from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
+from tests.helpers import until
 
 SITE = {
     "gateway": {"id": "gw", "site": "test"},
@@ -65,11 +66,11 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             await asyncio.gather(task, return_exceptions=True)
 
 
-async def settle(rig: Rig, output: str, seconds: float = 2.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while rig.driver.state[output].pending or rig.driver.state[output].writes == 0:
-        assert asyncio.get_running_loop().time() < deadline, rig.driver.state[output]
-        await asyncio.sleep(0.02)
+async def settle(rig: Rig, output: str, seconds: float = 2.0, after: int = 0) -> None:
+    """Wait until a write of `output` beyond the first `after` has finished."""
+    state = rig.driver.state[output]
+    await until(lambda: not state.pending and state.writes > after, seconds,
+                f"a write of {output} beyond {after}: {state}")
 
 
 async def test_outputs_are_written_and_verified(rig: Rig) -> None:
@@ -79,9 +80,9 @@ async def test_outputs_are_written_and_verified(rig: Rig) -> None:
     assert rig.site.read_point("do1.do1") is True
     assert rig.site.read_point("do1.do3") is False  # normally-closed wiring: off = energised
     assert rig.driver.state["siren"].confirmed is True
+    writes = rig.driver.state["siren"].writes
     rig.driver.apply({"siren": False, "fan": False})
-    await asyncio.sleep(0.3)
-    await settle(rig, "siren")
+    await settle(rig, "siren", after=writes)
     assert rig.site.read_point("do1.do1") is False
     assert rig.site.read_point("do1.do3") is True
 
@@ -94,10 +95,12 @@ async def test_a_dead_module_is_reported_and_retried_later(rig: Rig) -> None:
     state = rig.driver.state["siren"]
     assert state.failed and state.confirmed is None and "timeout" in (state.last_error or "")
     rig.site.set_fault("do1", Fault(mode=FaultMode.NONE))
-    await asyncio.sleep(0.6)
+    clock = rig.driver.clock
+    await until(lambda: clock.monotonic() >= state.retry_at, 5.0, "the retry's back-off over")
+    writes = state.writes
     rig.driver.apply({"siren": True})  # the periodic re-apply retries the failed write
-    await asyncio.sleep(0.05)
-    await settle(rig, "siren", 5.0)
+    assert state.pending  # retried at once, not left for later
+    await settle(rig, "siren", 5.0, after=writes)
     assert not state.failed and state.confirmed is True
     assert rig.site.read_point("do1.do1") is True
 
@@ -107,10 +110,15 @@ async def test_a_coil_that_drifts_is_written_again(rig: Rig) -> None:
     await settle(rig, "siren")
     writes = rig.driver.state["siren"].writes
     rig.site.set_signal("do1.do1", Constant(value=False))  # the module dropped the relay
-    await asyncio.sleep(0.8)  # the relay module's own poll sees it
+    state = rig.driver.state["siren"]
+
+    def polled_dropped() -> bool:  # the relay module's own poll sees it
+        sample = rig.driver.latest.latest.get("do1.do1")
+        return sample is not None and sample.value is False and sample.ts > state.last_write_ns
+
+    await until(polled_dropped, 5.0, "a poll of do1.do1 showing the dropped relay")
     rig.driver.apply({"siren": True})
-    await asyncio.sleep(0.05)
-    await settle(rig, "siren")
+    await settle(rig, "siren", after=writes)
     assert rig.driver.state["siren"].writes == writes + 1
     assert rig.site.read_point("do1.do1") is True
 

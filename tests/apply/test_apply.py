@@ -6,10 +6,13 @@ state; SIGHUP reloads the installed file through the same path."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from gateway.sim.signals import Constant
 from tests.apply.conftest import Running, ask, device, edit_config, running_service, until
@@ -103,7 +106,9 @@ async def test_alarms_in_progress_and_their_outputs_carry_over(running: Running)
         answers = await ask(running.control, {"op": "apply", "author": "dave",
                                               "config": edit_config(running.text, offset)})
         assert answers[-1]["result"]["state"] == "applied"
-        await asyncio.sleep(1.0)  # a few evaluations under the new config
+        rounds = gw.evaluations
+        await until(lambda: gw.evaluations >= rounds + 2, 20,
+                    "two evaluations under the new config (its first evaluates everything)")
     finally:
         watcher.cancel()
     assert dropped == []
@@ -128,10 +133,12 @@ async def test_a_clean_stop_leaves_outputs_in_their_stop_state(running: Running)
 
 
 async def test_sighup_reloads_the_installed_file_through_the_same_path(
-        running: Running) -> None:
+        running: Running, caplog: pytest.LogCaptureFixture) -> None:
     gw = running.service.gateway
+    caplog.set_level(logging.INFO, logger="roomwarden.flashing")
     os.kill(os.getpid(), signal.SIGHUP)  # unchanged file: nothing to do
-    await asyncio.sleep(0.5)
+    await until(lambda: "event=reload_unchanged" in caplog.text, 10,
+                "the SIGHUP handled (the file unchanged)")
     assert gw.config_version == 0 and gw.reconfigurations == 0
     running.factory.write_text(edit_config(running.text, offset), encoding="utf-8")
     os.kill(os.getpid(), signal.SIGHUP)

@@ -144,7 +144,10 @@ async def test_flash_over_mqtt_applies_and_refuses_bad_envelopes(
             garbage()
             for payload in sent:
                 pub.send(set_topic, payload)
-            await asyncio.sleep(3.0)
+            # handled in the order sent: a refusal after them says every one was handled
+            env = envelope(applied_text + "\n# after the garbage\n", 8, key=rogue)
+            assert (await refused(json.dumps(env).encode(), env["id"]))["code"] == \
+                "untrusted_key"
 
             # nothing of that changed the running config, and the gateway runs on
             assert gw.config_version == 1 and gw.reconfigurations == 1

@@ -130,7 +130,13 @@ async def test_sigkill_in_the_middle_of_an_apply_keeps_the_last_known_good(
         worker = threading.Thread(target=apply, daemon=True)
         worker.start()
         await until(lambda: "applying" in seen, 30, "the apply under way")
-        await asyncio.sleep(1.0)  # the new config's loops are polling
+
+        def new_loops_polling() -> bool:  # the candidate (version 1) runs, its loops have polled
+            status = gw.status()
+            return (status is not None and status["config_version"] == 1
+                    and all(bus["polls"] > 0 for bus in status["buses"]))
+
+        await until(new_loops_polling, 30, "the new config's loops polling")
         assert gw.proc is not None
         gw.proc.send_signal(signal.SIGKILL)
         gw.proc.wait(10)

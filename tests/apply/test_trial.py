@@ -88,7 +88,18 @@ async def test_a_flash_whose_links_are_all_refused_rolls_back_at_once_leaving_on
             await until(lambda: gw.uplink is not None and gw.uplink.status().connected, 15,
                         "uplink connected")
             await asyncio.wait_for(gw.panel_ready.wait(), 10)
-            await asyncio.sleep(1.5)  # settled: no alarm of the start-up in flight
+            # settled: no alarm of the start-up in flight — every device has answered, then
+            # the rules have seen it twice
+            devices = {d.id for d in gw.loaded.config.devices}
+
+            def every_device_answered() -> bool:
+                healths = {device: h for loop in gw.bus_loops
+                           for device, h in loop.stats.device_health.items()}
+                return devices <= set(healths) and all(healths[d].online for d in devices)
+
+            await until(every_device_answered, 15, "every device answered")
+            rounds = gw.evaluations
+            await until(lambda: gw.evaluations >= rounds + 2, 15, "two evaluations after that")
             assert gw.core.alarms.active() == []
             seq_before = gw.core.alarms.last_seq
 
