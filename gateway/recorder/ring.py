@@ -84,13 +84,18 @@ def _pack_values(values: array[float]) -> tuple[int, array[int]]:
     deltas of m (a scaled register: tiny steps); mode 0 — the doubles' bits, each XOR-ed
     with the one before (repeats become zeros)."""
     for mode, scale in enumerate(_SCALES, start=1):
+        scaled: list[int] = []
         try:
-            scaled = [round(v * scale) for v in values]
+            for v in values:  # stops at the first value this scale does not fit (CPU)
+                m = round(v * scale)
+                if m / scale != v or abs(m) >= 2**62:
+                    break
+                scaled.append(m)
+            else:
+                return mode, array("q", [scaled[0]] + [b - a for a, b in
+                                                       itertools.pairwise(scaled)])
         except (OverflowError, ValueError):  # inf, nan
             break
-        if all(m / scale == v and abs(m) < 2**62 for m, v in zip(scaled, values, strict=True)):
-            return mode, array("q", [scaled[0]] + [b - a for a, b in
-                                                   itertools.pairwise(scaled)])
     bits = array("Q", values.tobytes())
     return 0, array("Q", [bits[0]] + [b ^ a for a, b in itertools.pairwise(bits)])
 
@@ -149,7 +154,10 @@ class PointRing:
         return self.sealed + self._open
 
     def append(self, ts_ns: int, value: Value, quality: Quality) -> None:
-        kind, number = self._encode_value(value)
+        if type(value) is float:  # the common case, without a call (CPU)
+            kind, number = _FLOAT, value
+        else:
+            kind, number = self._encode_value(value)
         at = self._open
         self._ts[at] = ts_ns // _MS
         self._values[at] = number
@@ -202,8 +210,8 @@ class PointRing:
                 wanted = live + size
                 if not self._data:  # first seal: room for a window of chunks like this one
                     in_window = (self.max_samples - CHUNK) / 1.25
-                    wanted = int(size * (in_window / CHUNK + 1) * 1.125)
-                self._data.extend(bytes(max(wanted, len(self._data) * 5 // 4)
+                    wanted = int(size * (in_window / CHUNK + 1))
+                self._data.extend(bytes(max(wanted, len(self._data) * 9 // 8)
                                         - len(self._data)))
         self._data[self._end:self._end + size] = blob
         self._end += size
@@ -296,16 +304,17 @@ class FlightRecorder:
 
     def record(self, batch: Iterable[Sample]) -> None:
         rings = self.rings
-        for sample in batch:
-            ring = rings.get(sample.point)
+        recorded = 0
+        for point, value, ts, quality in batch:
+            ring = rings.get(point)
             if ring is None:
                 if len(rings) >= self.max_points:
                     self.refused_points += 1
                     continue
-                ring = rings[sample.point] = PointRing(self.window_s,
-                                                        self.capacity(sample.point))
-            ring.append(sample.ts, sample.value, sample.quality)
-            self.samples_in += 1
+                ring = rings[point] = PointRing(self.window_s, self.capacity(point))
+            ring.append(ts, value, quality)
+            recorded += 1
+        self.samples_in += recorded
 
     def samples(self, point: str, since_ns: int = 0,
                 until_ns: int | None = None) -> list[Recorded]:
