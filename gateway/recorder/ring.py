@@ -210,8 +210,8 @@ class PointRing:
                 wanted = live + size
                 if not self._data:  # first seal: room for a window of chunks like this one
                     in_window = (self.max_samples - CHUNK) / 1.25
-                    wanted = int(size * (in_window / CHUNK + 1))
-                self._data.extend(bytes(max(wanted, len(self._data) * 9 // 8)
+                    wanted = int(size * (in_window / CHUNK + 1) * 1.125)
+                self._data.extend(bytes(max(wanted, len(self._data) * 5 // 4)
                                         - len(self._data)))
         self._data[self._end:self._end + size] = blob
         self._end += size
