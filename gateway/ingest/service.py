@@ -277,6 +277,8 @@ class IngestService:
         refused = [str(r) for r in reasons if r.is_failure]
         if refused:
             log.warning("event=mqtt_subscribe_refused reasons=%s", ",".join(refused))
+        else:
+            log.info("event=mqtt_subscribed filters=%d", len(reasons))
         self._subscribed = not refused
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

@@ -89,9 +89,8 @@ def ingest_process(broker_port: int, vm_url: str, workdir: Path) -> Iterator[Non
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "ingest", "--config",
                              str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: b"mqtt_connected" in (workdir / "ingest.log").read_bytes(), 30,
-                   "the ingest connected", proc)
-        time.sleep(0.5)  # its subscriptions
+        wait_until(lambda: b"event=mqtt_subscribed" in (workdir / "ingest.log").read_bytes(),
+                   30, "the ingest's SUBACK", proc)
         yield
     finally:
         stop_process(proc)

@@ -20,6 +20,7 @@ from gateway.daemon import Gateway
 from gateway.demo import with_demo_user
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
+from tests.helpers import until
 from tests.panel.test_browser import ARGS, CHROMIUM
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,7 +134,8 @@ async def test_alarm_appears_is_acknowledged_and_the_siren_drops(live: Live,
     assert acks and acks[-1].state == "active_acknowledged"
 
 
-async def test_a_taken_panel_port_does_not_stop_the_gateway(tmp_path: Path) -> None:
+async def test_a_taken_panel_port_does_not_stop_the_gateway(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import socket
 
     with socket.socket() as taken:
@@ -145,7 +147,13 @@ async def test_a_taken_panel_port_does_not_stop_the_gateway(tmp_path: Path) -> N
             gateway = Gateway(loaded, state_dir=tmp_path / "state", panel_port=port)
             task = asyncio.create_task(gateway.run())
             try:
-                await asyncio.sleep(3.0)
+                def tried_twice() -> bool:  # the panel failed, waited and failed again
+                    return caplog.text.count("event=panel_start_failed") >= 2
+
+                await until(lambda: tried_twice() or task.done(), 15,
+                            "the panel's second failed start")
+                await until(lambda: gateway.evaluations > 0 or task.done(), 15,
+                            "a first evaluation")
                 assert not task.done() and not gateway.panel_ready.is_set()
                 assert gateway.latest.samples > 0  # polling goes on
                 assert gateway.evaluations > 0  # and so do the rules
