@@ -23,7 +23,7 @@ from gateway.field.modbus_link import CommFailure, ModbusLink
 from gateway.field.modbus_poller import ModbusDevicePoller
 from gateway.field.poll import DevicePoller
 from gateway.field.sample import Quality, Sample
-from tests.helpers import modbus_profile
+from tests.helpers import modbus_profile, until
 
 
 def free_port() -> int:
@@ -216,8 +216,7 @@ async def test_dead_device_is_backed_off_and_does_not_starve_a_healthy_one(
         assert [s.value for s in recorder.samples if s.point == "dev2.online"][-1] is False
 
         units[2].silent = False  # the device comes back: one good poll brings it online
-        await asyncio.sleep(2.0)
-        assert health["dev2"].online is True
+        await until(lambda: health["dev2"].online is True, 5.0, "dev2 online again")
         assert [s.value for s in recorder.samples if s.point == "dev2.online"][-1] is True
     finally:
         task.cancel()
