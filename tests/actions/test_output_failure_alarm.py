@@ -16,6 +16,7 @@ from gateway.safety import OUTPUT_FAILURE_RULE
 from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
+from tests.helpers import until
 
 SITE = {
     "gateway": {"id": "gw", "site": "test"},
@@ -32,14 +33,6 @@ SITE = {
     "panel": {"enabled": False},
     "rules": {"parameters": [{"rule": "explosion.h2_alarm", "set": {"delay": 0}}]},
 }
-
-
-async def until(condition: object, seconds: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not condition():  # type: ignore[operator]
-        assert loop.time() < deadline, "condition never held"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from gateway.ingest.opshttp import OpsEndpoint
 from gateway.ops import http
 from gateway.ops.http import HttpServer
 from gateway.ops.httptypes import HttpError, Request, Response, Router, json_response
+from tests.helpers import until
 
 
 async def echo(request: Request) -> Response:
@@ -81,14 +82,6 @@ def parse(raw: bytes) -> tuple[int, dict[str, str], Any]:
 
 
 CRLF = "\r\n"
-
-
-async def until(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not check():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 def port_of(srv: HttpServer) -> int:
