@@ -162,10 +162,7 @@ def _carry_signal(new: Signal, old: Signal) -> bool:
 
 
 def _carry_window(new: RateWindow, old: RateWindow) -> None:
-    new.samples.clear()
-    new.samples.extend(old.samples)
-    new._slot = old._slot
-    new._dirty = True
+    new.take(old)
 
 
 def _signature(node: Node) -> tuple[object, ...]:

@@ -39,9 +39,10 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Literal
 
-from gateway.alarms.types import Evaluation
+from gateway.alarms.types import Evaluation, evaluation
 from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
 from gateway.field.sample import Quality, Sample, Value
@@ -65,7 +66,7 @@ evaluated at every round, and asks for a round at least this often."""
 __all__ = ["Binding", "PointInfo", "RuleEngine", "SubjectKind"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Binding:
     """One rule bound to one subject."""
 
@@ -98,9 +99,8 @@ class _Live:
         """The tree's time-dependent parts (gateway.rules.schedule.timers)."""
 
 
-def _same(a: Value, b: Value) -> bool:
-    """The same sample value (True is not 1, NaN is never the same)."""
-    return a is b or (type(a) is type(b) and a == b)
+_TS = attrgetter("ts_ns")
+INF = math.inf
 
 
 class RuleEngine:
@@ -195,7 +195,7 @@ class RuleEngine:
             return
         mono = self.clock.monotonic()
         offset = mono - self.clock.now_ns() * 1e-9
-        states, seen, mark = self._states, self._seen, self._schedule.mark
+        states, seen, mark = self._states, self._seen, self._schedule.mark_many
         readers, every, gaps = self._readers, self._every, self._gaps
         good = Quality.GOOD
         for sample in batch:
@@ -209,16 +209,19 @@ class RuleEngine:
             t = sample.ts * 1e-9 + offset
             state.update(value, quality, sample.ts, t if t < mono else mono)
             seen[point] = (value, quality)
-            if before is None or before[1] is not quality or not _same(before[0], value):
-                for index in readers.get(point, ()):
-                    mark(index)
+            if before is None or before[1] is not quality or not (
+                    before[0] is value or (type(before[0]) is type(value)
+                                           and before[0] == value)):  # the same value
+                found = readers.get(point)
+                if found is not None:
+                    mark(found)
                 continue
-            for index in every.get(point, ()):
-                mark(index)
+            found = every.get(point)
+            if found is not None:
+                mark(found)
             gap = gaps.get(point)
             if gap is not None and quality is good and mono - last_good >= gap[0]:
-                for index in gap[1]:
-                    mark(index)
+                mark(gap[1])
 
     def evaluate(self) -> list[Evaluation]:
         """A round (see `evaluate_changed`), then every binding's evaluation, one per
@@ -245,23 +248,31 @@ class RuleEngine:
         now_ns = self.clock.now_ns()
         lives = self._live
         changed: list[Evaluation] = []
+        set_deadline = schedule.set_deadline
         for index in due:
             live = lives[index]
             node = live.node
             active = node.eval(now)
             value = node.value
             last = live.last
-            if last is None or last.active is not active or not _same(last.value, value):
+            if last is None or last.active is not active or not (
+                    last.value is value or (type(last.value) is type(value)
+                                            and last.value == value)):  # the same value
                 single = live.single
                 ts = (single.ts_ns if single is not None
-                      else max(s.ts_ns for s in live.states)) or now_ns
+                      else max(map(_TS, live.states))) or now_ns
                 binding = live.binding
-                last = live.last = Evaluation(binding.rule, binding.subject, active, value,
+                last = live.last = evaluation(binding.rule, binding.subject, active, value,
                                               live.severity, ts, live.title, binding.room,
                                               live.actions, live.latching)
                 changed.append(last)
-            if live.timers:
-                schedule.set_deadline(index, deadline(live.timers, now))
+            timers = live.timers
+            if timers:
+                if len(timers) == 1:  # deadline(timers, now), one timer: most bindings
+                    when = timers[0]()
+                    set_deadline(index, when if now < when else INF)
+                else:
+                    set_deadline(index, deadline(timers, now))
         return changed
 
     def current(self) -> list[Evaluation]:

@@ -39,15 +39,46 @@ MAX_WINDOW_SAMPLES = 240
 DEFAULT_MIN_SPAN = 0.25
 """Without a `min_span`, a slope is judged once its samples span a quarter of the window."""
 
+REBUILD_OPS = 2 * (MAX_WINDOW_SAMPLES + 1)
+"""A window's running sums are recomputed from its samples after this many updates…"""
+FAR = 16.0
+"""…or once the mean of its times or values lies further from the origin than this many
+times their spread (Σ(x − x̄)² and Σ(y − ȳ)²; at most 1× right after a rebuild, since the
+origin is one of the samples): the cancellation in Σx² − (Σx)²/n then stays within
+≈ 4n + 1 roundings of the spread."""
+
+SANE = 1e150
+"""Sample values of this magnitude or more (or NaN) are fitted from the samples: their
+squares would overflow the running sums."""
+
 
 class RateWindow:
     """Least-squares slope of the good samples of one point over a sliding window (see the
-    module docstring for when it is judged and the noise guard)."""
+    module docstring for when it is judged and the noise guard).
+
+    Incremental: the window keeps the running sums of its samples (n, Σx, Σy, Σx², Σxy, Σy²,
+    with x and y measured from an origin sample so the sums stay small and precise); a sample
+    that arrives, is replaced (thinning) or leaves the window updates them, so a fit costs the
+    same for 3 samples as for 240. The sums are recomputed from the samples, on the oldest
+    sample as the new origin, every `REBUILD_OPS` updates (rounding never accumulates), when
+    the origin has drifted `FAR` from the samples (precision) and whenever the window
+    empties. While a sample that is not a finite number of sane magnitude
+    is in the window, the slope is computed from the samples (`batch_fit`) as before."""
 
     __slots__ = (
+        "_bad",
         "_cache",
         "_dirty",
+        "_n",
+        "_ops",
         "_slot",
+        "_sx",
+        "_sxx",
+        "_sxy",
+        "_sy",
+        "_syy",
+        "_t0",
+        "_v0",
         "confidence",
         "min_samples",
         "min_spacing",
@@ -68,22 +99,84 @@ class RateWindow:
         self.min_samples = max(3 if self.confidence else 2, min_samples)
         self.min_spacing = window / MAX_WINDOW_SAMPLES
         self.samples: deque[tuple[float, float]] = deque(maxlen=MAX_WINDOW_SAMPLES + 1)
+        """The window's samples (t, value), oldest first; at most MAX_WINDOW_SAMPLES + 1.
+        Read only: change them through `add`, `fit` and `take`."""
         self._cache: tuple[float, float] | None = None
         """(slope, confidence × standard error), both per `per`; None: not judged."""
         self._dirty = True
         self._slot = -math.inf
+        self._reset()
+
+    def _reset(self) -> None:
+        """Sums of nothing; the next sample is the origin."""
+        self._n = self._bad = self._ops = 0
+        self._sx = self._sy = self._sxx = self._sxy = self._syy = 0.0
+        self._t0 = self._v0 = math.nan
+
+    def _include(self, t: float, v: float) -> None:
+        if not -SANE < v < SANE:
+            self._bad += 1
+            return
+        if self._t0 != self._t0:  # no origin yet (NaN)
+            self._t0, self._v0 = t, v
+        x, y = t - self._t0, v - self._v0
+        self._n += 1
+        self._sx += x
+        self._sy += y
+        self._sxx += x * x
+        self._sxy += x * y
+        self._syy += y * y
+        self._ops += 1
+
+    def _exclude(self, t: float, v: float) -> None:
+        if not -SANE < v < SANE:
+            self._bad -= 1
+            return
+        x, y = t - self._t0, v - self._v0
+        self._n -= 1
+        self._sx -= x
+        self._sy -= y
+        self._sxx -= x * x
+        self._sxy -= x * y
+        self._syy -= y * y
+        self._ops += 1
+
+    def _rebuild(self) -> None:
+        """The sums afresh from the samples, the oldest one the origin."""
+        self._reset()
+        for t, v in self.samples:
+            self._include(t, v)
+        self._ops = 0
 
     def add(self, t: float, value: float) -> None:
         samples = self.samples
-        if samples and t < samples[-1][0]:
-            return  # out of order: ignore
-        if len(samples) > 1 and t - self._slot < self.min_spacing:
-            # thin out: one sample (the newest) per short slot; the oldest sample stays, so
-            # the span a slope is judged on starts with the first sample
-            samples[-1] = (t, value)
+        if samples:
+            last = samples[-1]
+            if t < last[0]:
+                return  # out of order: ignore
+            if len(samples) > 1 and t - self._slot < self.min_spacing:
+                # thin out: one sample (the newest) per short slot; the oldest sample stays,
+                # so the span a slope is judged on starts with the first sample
+                self._exclude(*last)
+                samples[-1] = (t, value)
+                self._include(t, value)
+                self._dirty = True
+                return
+            if len(samples) > MAX_WINDOW_SAMPLES:
+                self._exclude(*samples.popleft())
         else:
-            samples.append((t, value))
-            self._slot = t
+            self._reset()
+        samples.append((t, value))
+        self._include(t, value)
+        self._slot = t
+        self._dirty = True
+
+    def take(self, other: RateWindow) -> None:
+        """Hold `other`'s samples (a config apply carries a window: gateway.rules.carry)."""
+        self.samples.clear()
+        self.samples.extend(other.samples)
+        self._slot = other._slot
+        self._rebuild()
         self._dirty = True
 
     def fit(self, now: float) -> tuple[float, float] | None:
@@ -91,8 +184,11 @@ class RateWindow:
         errors of it; None while the window cannot be judged."""
         samples = self.samples
         horizon = now - self.window
-        while samples and samples[0][0] < horizon:
-            samples.popleft()
+        if samples and samples[0][0] < horizon:
+            while samples and samples[0][0] < horizon:
+                self._exclude(*samples.popleft())
+            if not samples:
+                self._reset()
             self._dirty = True
         if self._dirty:
             self._dirty = False
@@ -113,24 +209,54 @@ class RateWindow:
         n = len(samples)
         if n < self.min_samples or samples[-1][0] - samples[0][0] < self.min_span:
             return None
-        t0 = samples[0][0]
-        st = sv = stt = stv = 0.0
-        for t, v in samples:
-            x = t - t0
-            st += x
-            sv += v
-            stt += x * x
-            stv += x * v
-        sxx = stt - st * st / n
+        if self._bad:
+            return batch_fit(samples, self.confidence, self.per)
+        sx, sy = self._sx, self._sy
+        mx, my = sx / n, sy / n
+        sxx, syy = self._sxx - sx * mx, self._syy - sy * my
+        if self._ops and (self._ops >= REBUILD_OPS or mx * mx > FAR * sxx
+                          or my * my > FAR * syy):
+            # the origin is far from the samples (left the window long ago) or rounding
+            # has had many updates to build up: sums afresh on the oldest sample
+            self._rebuild()
+            sx, sy = self._sx, self._sy
+            mx, my = sx / n, sy / n
+            sxx, syy = self._sxx - sx * mx, self._syy - sy * my
         if sxx <= 1e-12:
             return None
-        slope = (stv - st * sv / n) / sxx
+        sxy = self._sxy - sx * my
+        slope = sxy / sxx
         margin = 0.0
         if self.confidence and n > 2:
-            intercept = (sv - slope * st) / n
-            residual = sum((v - intercept - slope * (t - t0)) ** 2 for t, v in samples)
+            residual = syy - slope * sxy
             margin = self.confidence * math.sqrt(max(residual, 0.0) / (n - 2) / sxx)
         return slope * self.per, margin * self.per
+
+
+def batch_fit(samples: Sequence[tuple[float, float]], confidence: float, per: float
+              ) -> tuple[float, float] | None:
+    """(slope, confidence × standard error) per `per` of these samples in one pass over them,
+    times from the first (what `RateWindow` computes incrementally; None: the times do not
+    spread). The reference its tests compare with, and its path for non-finite values."""
+    n = len(samples)
+    t0 = samples[0][0]
+    st = sv = stt = stv = 0.0
+    for t, v in samples:
+        x = t - t0
+        st += x
+        sv += v
+        stt += x * x
+        stv += x * v
+    sxx = stt - st * st / n
+    if sxx <= 1e-12:
+        return None
+    slope = (stv - st * sv / n) / sxx
+    margin = 0.0
+    if confidence and n > 2:
+        intercept = (sv - slope * st) / n
+        residual = sum((v - intercept - slope * (t - t0)) ** 2 for t, v in samples)
+        margin = confidence * math.sqrt(max(residual, 0.0) / (n - 2) / sxx)
+    return slope * per, margin * per
 
 
 def interval(fitted: tuple[float, float], absolute: bool) -> tuple[float, float]:

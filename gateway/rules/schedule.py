@@ -262,6 +262,13 @@ class Schedule:
             self._marked[index] = 1
             self._pending.append(index)
 
+    def mark_many(self, indices: list[int]) -> None:
+        marked, pending = self._marked, self._pending
+        for index in indices:
+            if not marked[index]:
+                marked[index] = 1
+                pending.append(index)
+
     def mark_all(self) -> None:
         for index in range(self.count):
             self.mark(index)

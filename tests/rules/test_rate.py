@@ -102,8 +102,8 @@ def test_a_band_around_zero_is_not_confidently_left_by_an_interval_across_it() -
                         min_span=60.0, confidence=2.0)
     leaf = CompareLeaf(signal, outside, Debounce(), [state])
     state.good = True
-    signal.windows[0].samples.extend(
-        [(0.0, 0.0), (30.0, 1.0), (60.0, -1.0), (90.0, 1.0), (120.0, 0.0)])
+    for t, v in [(0.0, 0.0), (30.0, 1.0), (60.0, -1.0), (90.0, 1.0), (120.0, 0.0)]:
+        signal.windows[0].add(t, v)
     fitted = signal.windows[0].fit(120.0)
     assert fitted is not None
     low, high = interval(fitted, False)

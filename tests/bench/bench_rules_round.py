@@ -1,0 +1,185 @@
+"""Rule rounds in-process: the safety core (rules engine + alarm manager with its journal) on
+the whole-process benchmark's sites (tests/bench/bench_process.py: 200 points @1 s on one
+device; 2,000 points @1 s on ten devices in rooms of five types, with the noise moving every
+value, and in whole units), driven by the simulator's own healthy-room signals on a manual
+clock, so only the rules' and alarms' CPU is measured — none of the polling, the outbox or MQTT.
+
+Each device polls once a simulated second, the ten devices 0.1 s apart; a round runs after
+every second batch (the daemon's evaluator ran 4.6–5.7 rounds a second at 2,000 points), and
+after the one batch at 200 points. Samples are made as the gateway makes them: the signal's
+value to an int16 register (`raw = round(value / scale)`), decoded by
+`gateway.field.readings.point_samples`, plus the device's `online` point. After a warm-up
+(the rate windows fill: a one-minute window is full after 60 s, the hour's window holds more
+samples every 15 s) the process CPU time of `SafetyCore.ingest` and `SafetyCore.step` over
+the measured seconds is the rules' share of a core at that load.
+
+Environment: BENCH_RULES_ROUND_LOADS (p200, p2000, p2000w; default all),
+BENCH_RULES_ROUND_WARMUP (simulated s, default 120), BENCH_RULES_ROUND_SECONDS (measured
+simulated s, default 60), BENCH_RULES_ROUND_PROFILE=1 (cProfile the measured part, top 25 by
+own time), BENCH_RULES_ROUND_MEMORY=1 (tracemalloc: what gateway/rules and gateway/alarms
+hold after the warm-up).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import gc
+import os
+import pstats
+import tempfile
+import time
+import tracemalloc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.clock import ManualClock
+from gateway.config.loader import load_gateway_config
+from gateway.field.points import BoundPoint, bind_points
+from gateway.field.readings import point_samples
+from gateway.field.sample import Quality, Sample
+from gateway.safety import SafetyCore
+from gateway.sim.signals import SignalTable, define_points
+from tests.bench.bench_process import LOADS, Load, holding_profile, site
+from tests.bench.common import emit_json, print_table
+
+ROUND_LOADS = ("p200", "p2000", "p2000w")
+BATCHES_PER_ROUND = 2
+"""At 2,000 points (ten devices), a round after every second batch."""
+
+
+@dataclass
+class Device:
+    id: str
+    points: list[BoundPoint]
+    offset: float
+    """Seconds into each simulated second at which it is polled."""
+
+
+def build(load: Load, work: Path, clock: ManualClock
+          ) -> tuple[SafetyCore, SignalTable, list[Device]]:
+    profiles = work / "profiles"
+    profiles.mkdir(parents=True)
+    (profiles / f"bench_hr{load.points}.yaml").write_text(
+        yaml.safe_dump(holding_profile(load.points, load.scale), sort_keys=False))
+    path = work / "site.yaml"
+    path.write_text(yaml.safe_dump(site(load, profiles), sort_keys=False))
+    loaded = load_gateway_config(path)
+    core = SafetyCore(loaded, clock, work / "alarms.db")
+    table = SignalTable(clock)
+    devices = []
+    for index, device in enumerate(loaded.config.devices):
+        points = bind_points(device, loaded.profile_of(device))
+        define_points(table, points)
+        devices.append(Device(device.id, points, index / len(loaded.config.devices)))
+    return core, table, devices
+
+
+def batch(device: Device, table: SignalTable, ts: int) -> list[Sample]:
+    out = [Sample(f"{device.id}.online", True, ts, Quality.GOOD)]
+    for point in device.points:
+        value = table.value(point.id)
+        assert isinstance(value, int | float)
+        raw = max(-32768, min(32767, round(float(value) / point.scale)))
+        point_samples(point, raw, ts, out)
+    return out
+
+
+def rules_heap() -> int:
+    """Bytes tracemalloc sees allocated by gateway/rules and gateway/alarms (the rules' and
+    alarms' run-time state)."""
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot().filter_traces([
+        tracemalloc.Filter(True, "*/gateway/rules/*"),
+        tracemalloc.Filter(True, "*/gateway/alarms/*")])
+    return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool
+        ) -> dict[str, Any]:
+    clock = ManualClock()
+    with tempfile.TemporaryDirectory(prefix="roomwarden-bench-round-") as tmp:
+        if memory:
+            tracemalloc.start()
+        core, table, devices = build(load, Path(tmp), clock)
+        bindings = len(core.engine.bindings())
+        profiler = cProfile.Profile() if profile else None
+        cpu = 0.0
+        rounds = samples = 0
+        evaluated = 0
+        step = 1.0 / len(devices)
+        per_round = BATCHES_PER_ROUND if len(devices) > 1 else 1
+        gc.collect()
+        for second in range(warmup + seconds):
+            measuring = second >= warmup
+            if measuring and second == warmup:
+                evaluated = core.engine.evaluated
+                if memory:
+                    heap = rules_heap()
+                    tracemalloc.stop()
+                if profiler is not None:
+                    profiler.enable()
+            for index, device in enumerate(devices):
+                made = batch(device, table, clock.now_ns())
+                began = time.process_time()
+                core.ingest(made)
+                if (index + 1) % per_round == 0 or index == len(devices) - 1:
+                    core.step()
+                    if measuring:
+                        rounds += 1
+                if measuring:
+                    cpu += time.process_time() - began
+                    samples += len(made)
+                clock.advance(step)
+        if profiler is not None:
+            profiler.disable()
+        evaluated = core.engine.evaluated - evaluated
+        active = len(core.alarms.active())
+        core.close()
+    figures: dict[str, Any] = {
+        "load": load.title, "bindings": bindings, "simulated_seconds": seconds,
+        "warmup_seconds": warmup, "samples_per_s": samples / seconds,
+        "rounds_per_s": rounds / seconds, "evaluations_per_s": evaluated / seconds,
+        "cpu_pct_of_core": cpu / seconds * 100, "ms_per_round": cpu / rounds * 1000,
+        "alarms_active": active,
+    }
+    if memory:
+        figures["rules_heap_mib"] = heap / 2**20
+        figures["heap_per_binding_bytes"] = heap / bindings
+    if profiler is not None:
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(45)
+    return figures
+
+
+def main() -> dict[str, Any]:
+    keys = [k for k in os.environ.get("BENCH_RULES_ROUND_LOADS", ",".join(ROUND_LOADS)
+                                      ).split(",") if k]
+    warmup = int(os.environ.get("BENCH_RULES_ROUND_WARMUP", "120"))
+    seconds = int(os.environ.get("BENCH_RULES_ROUND_SECONDS", "60"))
+    profile = os.environ.get("BENCH_RULES_ROUND_PROFILE") == "1"
+    memory = os.environ.get("BENCH_RULES_ROUND_MEMORY") == "1"
+    loads = {load.key: load for load in LOADS}
+    results: dict[str, Any] = {}
+    for key in keys:
+        results[key] = run(loads[key], warmup=warmup, seconds=seconds, profile=profile,
+                           memory=memory)
+    rows = []
+    for f in results.values():
+        rows.append((f"{f['load']}: CPU of a core", f"{f['cpu_pct_of_core']:.2f} %",
+                     f"{f['ms_per_round']:.2f} ms × {f['rounds_per_s']:.1f} rounds/s, "
+                     f"{f['evaluations_per_s']:,.0f} evaluations/s of {f['bindings']} "
+                     f"bindings, {f['alarms_active']} alarms"))
+        if "rules_heap_mib" in f:
+            rows.append((f"{f['load']}: rules' and alarms' heap", f"{f['rules_heap_mib']:.1f} MiB",
+                         f"{f['heap_per_binding_bytes']:,.0f} B per binding"))
+    print_table(f"Rule rounds in-process (safety core on a manual clock, {seconds} s after "
+                f"{warmup} s)", rows)
+    emit_json("rules_round", results)
+    return results
+
+
+if __name__ == "__main__":
+    main()
