@@ -44,7 +44,10 @@ _QUALITY_CODE = {q: i for i, q in enumerate(_QUALITIES)}
 _FLOAT, _INT, _BOOL, _NONE, _STR = range(5)
 _HEADER = struct.Struct("<HqB")
 _SCALES = (1, 10, 100, 1000)
-"""Decimal modes: a chunk whose values are all n / scale exactly keeps n's deltas instead."""
+"""Decimal modes: a chunk whose values are all n / scale (exactly, or but for their last bits)
+keeps n's deltas instead."""
+_DOUBLE = struct.Struct("<d")
+_WORD = struct.Struct("<Q")
 _MS = 1_000_000
 
 
@@ -69,35 +72,56 @@ def _unshuffle(data: bytes, width: int) -> bytes:
 
 
 def encode_chunk(ts_ms: array[int], values: array[float], flags: bytes) -> bytes:
-    """One sealed chunk: header (count, first ts), shuffled ts deltas, shuffled XOR-ed value
-    bits, flag bytes; raw deflate."""
+    """One sealed chunk: header (count, first ts, mode), shuffled ts deltas, shuffled value
+    words (see `_pack_values`), in the scaled modes with fixes one byte per value, flag bytes;
+    raw deflate."""
     n = len(ts_ms)
     deltas = array("q", [b - a for a, b in itertools.pairwise(ts_ms)])
-    mode, packed = _pack_values(values)
+    mode, packed, fixes = _pack_values(values)
     raw = b"".join((_HEADER.pack(n, ts_ms[0], mode), _shuffle(deltas.tobytes(), 8),
-                    _shuffle(packed.tobytes(), 8), flags))
+                    _shuffle(packed.tobytes(), 8), fixes, flags))
     return zlib.compress(raw, 6, wbits=-15)
 
 
-def _pack_values(values: array[float]) -> tuple[int, array[int]]:
-    """(mode, words): mode k ≥ 1 — every value is m / _SCALES[k-1] exactly, words are the
-    deltas of m (a scaled register: tiny steps); mode 0 — the doubles' bits, each XOR-ed
-    with the one before (repeats become zeros)."""
+def _float_bits(value: float) -> int:
+    word: int = _WORD.unpack(_DOUBLE.pack(value))[0]
+    return word
+
+
+def _pack_values(values: array[float]) -> tuple[int, array[int], bytes]:
+    """(mode, words, fixes). Mode k in 1-4: every value is m / _SCALES[k-1] exactly; words
+    are the deltas of m (a scaled register: tiny steps). Mode k + 4: the same, but some
+    values are a few units in the last place off m / scale (a register decoded as
+    `raw × 0.01` is 22.830000000000002 where 2283 / 100 is 22.83): `fixes` holds, a byte per
+    value, the low bits to XOR into m / scale's bits to get the value back exactly. Mode 0:
+    the doubles' bits, each XOR-ed with the one before (repeats become zeros)."""
+    bits = array("Q", values.tobytes())
     for mode, scale in enumerate(_SCALES, start=1):
         scaled: list[int] = []
+        fixes: bytearray | None = None
         try:
-            for v in values:  # stops at the first value this scale does not fit (CPU)
+            for i, v in enumerate(values):  # stops at the first value this scale misses (CPU)
                 m = round(v * scale)
-                if m / scale != v or abs(m) >= 2**62:
+                if abs(m) >= 2**62:
                     break
+                exact = m / scale
+                if exact != v or (v == 0.0 and bits[i]):  # (-0.0 == 0.0, but not its bits)
+                    fix = bits[i] ^ _float_bits(exact)
+                    if fix > 0xFF:
+                        break
+                    if fixes is None:
+                        fixes = bytearray(len(values))
+                    fixes[i] = fix
                 scaled.append(m)
             else:
-                return mode, array("q", [scaled[0]] + [b - a for a, b in
-                                                       itertools.pairwise(scaled)])
+                words = array("q", [scaled[0]] + [b - a for a, b in
+                                                  itertools.pairwise(scaled)])
+                if fixes is None:
+                    return mode, words, b""
+                return mode + len(_SCALES), words, bytes(fixes)
         except (OverflowError, ValueError):  # inf, nan
             break
-    bits = array("Q", values.tobytes())
-    return 0, array("Q", [bits[0]] + [b ^ a for a, b in itertools.pairwise(bits)])
+    return 0, array("Q", [bits[0]] + [b ^ a for a, b in itertools.pairwise(bits)]), b""
 
 
 def decode_chunk(blob: bytes) -> tuple[list[int], list[float], bytes]:
@@ -109,13 +133,19 @@ def decode_chunk(blob: bytes) -> tuple[list[int], list[float], bytes]:
     at += 8 * (n - 1)
     words = _unshuffle(raw[at:at + 8 * n], 8)
     at += 8 * n
-    flags = raw[at:at + n]
     ts = list(itertools.accumulate(deltas, initial=first))
     if mode:
-        scale = _SCALES[mode - 1]
-        return ts, [m / scale for m in itertools.accumulate(array("q", words))], flags
+        scale = _SCALES[(mode - 1) % len(_SCALES)]
+        values = [m / scale for m in itertools.accumulate(array("q", words))]
+        if mode > len(_SCALES):
+            fixes = raw[at:at + n]
+            at += n
+            for i, fix in enumerate(fixes):
+                if fix:
+                    values[i] = _DOUBLE.unpack(_WORD.pack(_float_bits(values[i]) ^ fix))[0]
+        return ts, values, raw[at:at + n]
     bits = array("Q", itertools.accumulate(array("Q", words), operator.xor))
-    return ts, array("d", bits.tobytes()).tolist(), flags
+    return ts, array("d", bits.tobytes()).tolist(), raw[at:at + n]
 
 
 class PointRing:
