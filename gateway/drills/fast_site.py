@@ -2,9 +2,10 @@
 
 Devices are the simulator's own (`DeviceImage` for Modbus, `TextDevice` for serial text), driven
 by a `SignalTable` on the drill's clock, and read through the gateway's real decoding path: the
-planned Modbus reads are cut from the device image's registers and decoded by
-`gateway.field.readings`; a serial device's reply line is parsed by `SerialTextPoller`. Only
-the bytes on the wire are skipped — the drills' real-time mode and the benches cover those.
+planned Modbus reads are cut from the device image's registers and decoded by the poller's
+compiled `gateway.field.block.BlockDecoder` (bits by `gateway.field.readings`); a serial
+device's reply line is parsed by `SerialTextPoller`. Only the bytes on the wire are skipped —
+the drills' real-time mode and the benches cover those.
 Device faults (no reply, garbage, …) become comm errors and device health as on a real bus.
 """
 
@@ -19,11 +20,12 @@ from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig
 from gateway.config.profile import ModbusProfile, RegisterType, SerialTextProfile
 from gateway.config.site import Device, FailurePolicy
+from gateway.field.block import BlockDecoder
 from gateway.field.bus_loop import ONLINE_POINT
 from gateway.field.health import DeviceHealth
 from gateway.field.planner import ReadRequest, plan_requests
 from gateway.field.points import bind_points
-from gateway.field.readings import bit_samples, failed_samples, register_samples
+from gateway.field.readings import bit_samples, failed_samples
 from gateway.field.sample import Quality, Sample
 from gateway.field.serial_text import SerialTextLink, SerialTextPoller
 from gateway.sim.faults import FaultMode, FaultTable
@@ -43,6 +45,8 @@ class _Polled:
     health: DeviceHealth
     image: DeviceImage | None = None
     requests: tuple[ReadRequest, ...] = ()
+    decoders: tuple[BlockDecoder, ...] = ()
+    """One per register request (bit requests' unused), compiled once as the poller does."""
     text: TextDevice | None = None
     parser: SerialTextPoller | None = None
 
@@ -65,10 +69,11 @@ class FastSite:
             self.faults.add_device(device.id)
             if isinstance(profile, ModbusProfile):
                 points = bind_points(device, profile)
+                requests = tuple(plan_requests(points, max_gap=0))
                 self._devices.append(_Polled(
                     device, interval, health, image=DeviceImage(device, profile, self.signals,
                                                                 seed),
-                    requests=tuple(plan_requests(points, max_gap=0))))
+                    requests=requests, decoders=tuple(BlockDecoder(r) for r in requests)))
             else:
                 assert isinstance(profile, SerialTextProfile)
                 link = SerialTextLink(bus)  # type: ignore[arg-type]  # never opened
@@ -152,7 +157,7 @@ class FastSite:
             polled.health.record_failure(f"simulated {fault.mode.value}")
         elif polled.image is not None:
             image = polled.image
-            for request in polled.requests:
+            for request, decoder in zip(polled.requests, polled.decoders, strict=True):
                 image.refresh(request.register)
                 if request.register.is_bit:
                     bits = image.bits[request.register]
@@ -160,9 +165,8 @@ class FastSite:
                                           range(request.address, request.end)], ts, samples)
                 else:
                     words = image.words[request.register]
-                    register_samples(request, [words.get(a, 0) for a in
-                                               range(request.address, request.end)], ts,
-                                     samples)
+                    decoder([words.get(a, 0) for a in range(request.address, request.end)],
+                            ts, samples)
             polled.health.record_success(self.clock.monotonic())
         else:
             assert polled.text is not None and polled.parser is not None

@@ -9,8 +9,9 @@ answer with it are gateway.sim.modbus_sim's.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pymodbus.simulator import DataType as SimType
@@ -66,6 +67,24 @@ def to_raw(point: BoundPoint, value: Value) -> int | float | bool | str:
         return max(limits[0], min(limits[1], round(raw)))
     top = _FLOAT_MAX[spec.type]
     return max(-top, min(top, raw)) if raw == raw else raw
+
+
+_STRUCT_CODE = {DataType.INT16: "h", DataType.UINT16: "H", DataType.INT32: "i",
+                DataType.UINT32: "I", DataType.INT64: "q", DataType.UINT64: "Q",
+                DataType.FLOAT32: "f", DataType.FLOAT64: "d"}
+
+
+def register_encoder(point: BoundPoint) -> Callable[[Value], list[int]]:
+    """`encode(to_raw(point, value), ...)` for one point, with the struct work done once: a
+    number in big-endian word order is one precompiled pack and unpack (most points); other
+    orders, strings and bits use the generic codec."""
+    spec = point.modbus
+    code = _STRUCT_CODE.get(spec.type)
+    if code is None or spec.order.swaps_bytes or (spec.order.swaps_words and spec.width > 1):
+        return lambda value: encode(to_raw(point, value), spec.type, spec.order, spec.length)
+    pack = struct.Struct(">" + code).pack
+    unpack = struct.Struct(f">{spec.width}H").unpack
+    return lambda value: list(unpack(pack(to_raw(point, value))))
 
 
 def to_engineering(point: BoundPoint, raw: int | float | bool | str) -> Value:
@@ -130,7 +149,20 @@ class DeviceImage:
             RegisterType.HOLDING: {}, RegisterType.INPUT: {}}
         self.bits: dict[RegisterType, dict[int, bool]] = {
             RegisterType.COIL: {}, RegisterType.DISCRETE_INPUT: {}}
+        self._plan = {r: [(p, p.modbus) for p in self.by_type[r]
+                          if r.is_bit or p.modbus.type is not DataType.BOOL] for r in RegisterType}
+        """What refresh renders, per register type: bits, or whole-word values…"""
+        self._bits_in_words = {r: [(p, p.modbus) for p in self.by_type[r]
+                                   if not r.is_bit and p.modbus.type is DataType.BOOL]
+                               for r in RegisterType}
+        """…and the single bits of words, applied over them."""
         self._rendered: dict[RegisterType, tuple[int, float]] = {}
+        self._encoders = {p.id: register_encoder(p) for r in (RegisterType.HOLDING,
+                                                              RegisterType.INPUT)
+                          for p, _ in self._plan[r]}
+        self._encoded: dict[str, tuple[object, list[int]]] = {}
+        """Point id → its constant signal and that signal's registers (a constant point, much
+        of a quiet room, is converted once, not at every poll)."""
         self.log: deque[LogEntry] = deque(maxlen=LOG_LIMIT)
         self.stuck: dict[int, bool] = {}
         """Coil address → the state a stuck relay stays in whatever is written."""
@@ -188,29 +220,34 @@ class DeviceImage:
         self._rendered[register] = (table.generation, now)
         if register.is_bit:
             bits = self.bits[register]
-            for point in self.by_type[register]:
-                address = point.modbus.address
-                value = self.stuck.get(address, bool(table.value(point.id))) \
-                    if register is RegisterType.COIL else bool(table.value(point.id))
+            stuck = self.stuck if register is RegisterType.COIL else {}
+            for point, spec in self._plan[register]:
+                address = spec.address
+                value = bool(table.value(point.id))
+                value = stuck.get(address, value)
                 if address in bits and bits[address] != value:
                     self.log.append(LogEntry(now, point.id, value, "change"))
                 bits[address] = value
             return
         words = self.words[register]
-        points = self.by_type[register]
-        for point in points:
-            spec = point.modbus
-            if spec.type is DataType.BOOL:
-                continue
-            raw = to_raw(point, table.value(point.id))
-            if point.flags:
-                raw = apply_set_flags(self.signals, point, int(raw))
-            for offset, word in enumerate(encode(raw, spec.type, spec.order, spec.length)):
-                words[spec.address + offset] = word
-        for point in points:
-            spec = point.modbus
-            if spec.type is not DataType.BOOL:
-                continue
+        encoded, encoders = self._encoded, self._encoders
+        for point, spec in self._plan[register]:
+            signal = table.signal(point.id)
+            last = encoded.get(point.id)
+            if last is not None and last[0] is signal:
+                registers = last[1]
+            elif point.flags:
+                raw = apply_set_flags(table, point, int(to_raw(point, table.value(point.id))))
+                registers = encode(raw, spec.type, spec.order, spec.length)
+            else:
+                registers = encoders[point.id](table.value(point.id))
+                if isinstance(signal, Constant):
+                    encoded[point.id] = (signal, registers)
+            address = spec.address
+            for word in registers:
+                words[address] = word
+                address += 1
+        for point, spec in self._bits_in_words[register]:
             if (register, spec.address) in self._covered and table.is_default(point.id):
                 continue  # a whole-word point owns this register unless the bit was set
             mask = 1 << _physical_bit(spec)

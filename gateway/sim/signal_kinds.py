@@ -10,9 +10,10 @@ healthy-room defaults are gateway.sim.normal's.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
-import random
+import struct
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
@@ -74,8 +75,8 @@ class Drift(_SignalBase):
 class Noise(_SignalBase):
     """Gaussian noise of deviation `sigma` around `base`, a new draw every `interval` seconds.
 
-    Pure: the draw for time t depends only on `seed` and the interval t falls in, so the same
-    signal read twice at the same time gives the same value."""
+    Pure: the draw for time t depends only on `seed` and the interval t falls in (`gauss`), so
+    the same signal read twice at the same time gives the same value."""
 
     kind: Literal["noise"] = "noise"
     base: float = 0.0
@@ -86,9 +87,25 @@ class Noise(_SignalBase):
     def at(self, t: float) -> Value:
         if self.sigma == 0:
             return self.base
-        slot = math.floor(t / self.interval)
-        rng = random.Random(f"{self.seed}:{slot}")
-        return self.base + rng.gauss(0.0, self.sigma)
+        return self.base + self.sigma * gauss(self.seed, math.floor(t / self.interval))
+
+
+_MASK64 = (1 << 64) - 1
+_KEY = struct.Struct("<QQ")
+_TWO_PI = 2.0 * math.pi
+
+
+def gauss(seed: int, slot: int) -> float:
+    """A standard normal draw that is a pure function of (`seed`, `slot`): counter-based, no
+    generator state. BLAKE2b of the pair gives two 53-bit uniforms, made normal by Box-Muller.
+    About 1.5 us a draw, where seeding a Mersenne Twister per draw (`random.Random(f"{seed}:
+    {slot}")`, before) took 15 us: the simulator draws one for every noisy point at every poll
+    (half a million in a 2-hour drill)."""
+    digest = hashlib.blake2b(_KEY.pack(seed & _MASK64, slot & _MASK64), digest_size=16)
+    a, b = _KEY.unpack(digest.digest())
+    u1 = ((a >> 11) + 1) * 2.0**-53  # (0, 1]: the log is finite
+    u2 = (b >> 11) * 2.0**-53
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(_TWO_PI * u2)
 
 
 class Step(_SignalBase):
@@ -171,7 +188,12 @@ class Sum(_SignalBase):
     parts: tuple[Signal, ...] = Field(min_length=1)
 
     def at(self, t: float) -> Value:
-        return math.fsum(_number(part.at(t)) for part in self.parts)
+        if len(self.parts) == 2:  # the usual drift plus noise: a + b is fsum's exact rounding
+            first, second = self.parts
+            total = _number(first.at(t)) + _number(second.at(t))
+            if total - total == 0.0:  # finite (fsum raises on inf - inf and on overflow)
+                return total
+        return math.fsum([_number(part.at(t)) for part in self.parts])
 
 
 class Clamp(_SignalBase):
@@ -220,6 +242,8 @@ def _is_number(value: object) -> bool:
 
 
 def _number(value: Value) -> float:
+    if type(value) is float:
+        return value
     if isinstance(value, str):
         raise TypeError(f"text {value!r} used where a number is needed")
     return float(value)
