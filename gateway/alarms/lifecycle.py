@@ -71,7 +71,7 @@ the held "condition off" transition is applied.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from gateway.alarms.types import Evaluation
@@ -192,7 +192,10 @@ class AlarmRecord:
     acked_ns: int | None = None
     acked_note: str | None = None
     """The note given with the acknowledgement (issue 14: shown on the panel's card)."""
-    activations: deque[float] = field(default_factory=deque)
+    activations: deque[float] | None = None
+    """Times of the recent activations (chatter detection); None until the first (a deque is
+    760 bytes, and the manager keeps a record of every evaluated binding: 6,478 at 2,000
+    points)."""
     clear_since: float | None = None
 
     @property
@@ -246,6 +249,8 @@ class AlarmRecord:
             self.clear_since = None
             if not self.overlaid:
                 acts = self.activations
+                if acts is None:
+                    acts = self.activations = deque()
                 acts.append(mono)
                 while len(acts) > policy.count:
                     acts.popleft()
@@ -265,7 +270,7 @@ class AlarmRecord:
                 or mono - self.clear_since < policy.hold):
             return False
         self.chattering = False
-        self.activations.clear()
+        self.activations = None
         if not self.overlaid:
             self._move(base_on_condition(self.base, False, self.ev.latching), now_ns)
         return True
@@ -296,7 +301,7 @@ class AlarmRecord:
             self.oos = oos
         if self.overlaid and not was:
             self.chattering = False
-            self.activations.clear()
+            self.activations = None
         elif was and not self.overlaid:
             self.acked_by = self.acked_ns = None
             self._move(base_after_overlay(self.condition), now_ns)

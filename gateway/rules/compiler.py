@@ -45,6 +45,7 @@ from gateway.rules.nodes import (
     StaleLeaf,
     accepted_values,
 )
+from gateway.rules.rate import falling, rising
 from gateway.rules.section import ParamValue
 
 
@@ -63,14 +64,6 @@ class PointInfo:
 
 class Unbindable(Exception):
     """The subject lacks what the condition needs: no binding."""
-
-
-def _identity(value: float) -> float:
-    return value
-
-
-def _negate(value: float) -> float:
-    return -value
 
 
 class Compiler:
@@ -159,11 +152,11 @@ class Compiler:
         if cond.above is not None or cond.at_or_above is not None:
             limit = cond.above if cond.above is not None else cond.at_or_above
             assert limit is not None
-            test, key = Above(self.num(limit), deadband, cond.at_or_above is not None), _identity
+            test, key = Above(self.num(limit), deadband, cond.at_or_above is not None), rising
         elif cond.below is not None or cond.at_or_below is not None:
             limit = cond.below if cond.below is not None else cond.at_or_below
             assert limit is not None
-            test, key = Below(self.num(limit), deadband, cond.at_or_below is not None), _negate
+            test, key = Below(self.num(limit), deadband, cond.at_or_below is not None), falling
         else:
             assert cond.outside is not None
             outside = Outside(self.num(cond.outside[0]), self.num(cond.outside[1]), deadband)

@@ -61,35 +61,37 @@ class CompareLeaf:
     one of them has no good value, "not past the limit" is unknown, not False. A rate signal
     is judged two-sided: see `gateway.rules.rate`."""
 
-    __slots__ = ("debounce", "members", "signal", "test", "value")
+    __slots__ = ("debounce", "members", "rate", "signal", "test", "value")
 
     def __init__(self, signal: Signal, test: Test, debounce: Debounce,
                  members: Sequence[PointState] = ()) -> None:
         self.signal = signal
+        self.rate = signal if isinstance(signal, RateSignal) else None
         self.test = test
         self.debounce = debounce
         self.members = tuple(members) if len(members) > 1 else ()
         self.value: Value = None
 
     def eval(self, now: float) -> bool:
-        signal = self.signal
-        value = signal.read(now)
+        value = self.signal.read(now)
         if value is None:
             return self.debounce.step(None, now)
         self.value = value
         test = self.test
         latched = test.active
         raw: bool | None = test.step(value)
-        if not raw and isinstance(signal, RateSignal) and signal.ceiling is not None:
-            # the rate's two-sided noise guard: its calm end is not past the limit, but
-            # while the other end is, "not exceeded" is not yet known
-            test.active = latched
-            if test.step(signal.ceiling):
+        if not raw:
+            rate = self.rate
+            if rate is not None and rate.ceiling is not None:
+                # the rate's two-sided noise guard: its calm end is not past the limit, but
+                # while the other end is, "not exceeded" is not yet known
+                test.active = latched
+                if test.step(rate.ceiling):
+                    raw = None
+            if not raw and self.members and not all(m.good for m in self.members):
                 raw = None
-        if not raw and self.members and not all(m.good for m in self.members):
-            raw = None
         result = self.debounce.step(raw, now)
-        self.test.active = result
+        test.active = result
         return result
 
 

@@ -268,12 +268,22 @@ def interval(fitted: tuple[float, float], absolute: bool) -> tuple[float, float]
     return slope - margin, slope + margin
 
 
+def rising(value: float) -> float:
+    """The key of a test against an upper limit: higher is worse."""
+    return value
+
+
+def falling(value: float) -> float:
+    """The key of a test against a lower limit: lower is worse."""
+    return -value
+
+
 class RateSignal:
     """Each member's slope over its window; for a group the worst by `key`. `read` gives the
     confident value (the worst of the members' calmest interval values), and leaves the worst
     of their most alarming values in `ceiling` (None when no member could be judged)."""
 
-    __slots__ = ("absolute", "ceiling", "key", "members", "windows")
+    __slots__ = ("absolute", "ceiling", "key", "members", "order", "single", "windows")
 
     def __init__(self, members: Sequence[PointState], window: float, per: float,
                  min_samples: int, key: Pick, absolute: bool = False, *,
@@ -287,8 +297,34 @@ class RateSignal:
             self.windows.append(rate)
         self.key = key
         self.ceiling: float | None = None
+        self.order = 1 if key is rising else -1 if key is falling else 0
+        """1 / -1: `key` is `rising` / `falling`, so the calm end of an interval is its low /
+        high end (what `read` finds by `key` in general)."""
+        self.single = (self.members[0], self.windows[0]) if len(self.members) == 1 else None
 
     def read(self, now: float) -> float | None:
+        single = self.single
+        if single is not None and self.order:  # one member, monotonic key: the ends directly
+            member, window = single
+            fitted = window.fit(now)
+            if fitted is None or not member.good:
+                self.ceiling = None
+                return None
+            slope, margin = fitted
+            if slope == slope and margin == margin:  # NaN: the general path's comparisons
+                if self.absolute:
+                    slope = abs(slope)
+                    low = slope - margin
+                    if not low > 0.0:
+                        low = 0.0  # max(0.0, slope - margin)
+                else:
+                    low = slope - margin
+                high = slope + margin
+                if self.order > 0:
+                    self.ceiling = high
+                    return low
+                self.ceiling = low
+                return high
         best: float | None = None
         worst: float | None = None
         key = self.key

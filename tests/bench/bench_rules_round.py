@@ -16,8 +16,8 @@ the measured seconds is the rules' share of a core at that load.
 Environment: BENCH_RULES_ROUND_LOADS (p200, p2000, p2000w; default all),
 BENCH_RULES_ROUND_WARMUP (simulated s, default 120), BENCH_RULES_ROUND_SECONDS (measured
 simulated s, default 60), BENCH_RULES_ROUND_PROFILE=1 (cProfile the measured part, top 25 by
-own time), BENCH_RULES_ROUND_MEMORY=1 (tracemalloc: what gateway/rules and gateway/alarms
-hold after the warm-up).
+own time), BENCH_RULES_ROUND_MEMORY=1 (tracemalloc: what was allocated under gateway/rules and
+gateway/alarms and is still held after the warm-up).
 """
 
 from __future__ import annotations
@@ -88,13 +88,14 @@ def batch(device: Device, table: SignalTable, ts: int) -> list[Sample]:
 
 
 def rules_heap() -> int:
-    """Bytes tracemalloc sees allocated by gateway/rules and gateway/alarms (the rules' and
-    alarms' run-time state)."""
+    """Bytes tracemalloc sees held by allocations made under gateway/rules and gateway/alarms
+    (any of the 12 innermost frames: the rules' and alarms' run-time state, their rule models
+    included, and what generated `__init__`s and the standard library made for them)."""
     gc.collect()
     snapshot = tracemalloc.take_snapshot().filter_traces([
-        tracemalloc.Filter(True, "*/gateway/rules/*"),
-        tracemalloc.Filter(True, "*/gateway/alarms/*")])
-    return sum(stat.size for stat in snapshot.statistics("filename"))
+        tracemalloc.Filter(True, "*/gateway/rules/*", all_frames=True),
+        tracemalloc.Filter(True, "*/gateway/alarms/*", all_frames=True)])
+    return sum(trace.size for trace in snapshot.traces)
 
 
 def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool
@@ -102,7 +103,7 @@ def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool
     clock = ManualClock()
     with tempfile.TemporaryDirectory(prefix="roomwarden-bench-round-") as tmp:
         if memory:
-            tracemalloc.start()
+            tracemalloc.start(12)
         core, table, devices = build(load, Path(tmp), clock)
         bindings = len(core.engine.bindings())
         profiler = cProfile.Profile() if profile else None

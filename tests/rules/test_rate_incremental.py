@@ -2,7 +2,8 @@
 arrive, are thinned out and leave the window) gives the batch least-squares fit of the same
 samples (`batch_fit`, one pass over them) within rounding, for any series: long runs that slide
 the window many times and re-anchor its sums, times far from zero, constant series, values
-that are not finite, windows carried across a config apply."""
+that are not finite, windows carried across a config apply. And the rate signal's direct path
+for one member (the ends of the interval without a key) reads as its general path."""
 
 from __future__ import annotations
 
@@ -12,7 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.rules.rate import REBUILD_OPS, RateWindow, batch_fit
+from gateway.field.sample import Quality
+from gateway.rules.conditions import PointState
+from gateway.rules.rate import (
+    REBUILD_OPS,
+    Pick,
+    RateSignal,
+    RateWindow,
+    batch_fit,
+    falling,
+    rising,
+)
 
 ULP = 2.0 ** -52
 
@@ -163,3 +174,35 @@ def test_a_carried_window_fits_like_the_one_it_came_from(
     new.fit(t)
     assert list(new.samples) == list(old.samples)
     _assert_close(new, new.fit(t), 100.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=steps,
+       absolute=st.booleans(),
+       confidence=st.sampled_from([0.0, 2.0]),
+       lower_limit=st.booleans(),
+       bad=st.lists(st.integers(0, 399), max_size=5))
+def test_one_member_with_a_monotonic_key_reads_as_the_general_path(
+        steps: list[tuple[float, float]], absolute: bool, confidence: float,
+        lower_limit: bool, bad: list[int]) -> None:
+    """`RateSignal.read` takes the ends of the interval directly for one member and the
+    compiler's `rising` / `falling` keys; the same function under another name takes the
+    general path (the calmest and most alarming end by key): both read the same value and
+    ceiling, including while the member is bad and with non-finite values."""
+    key = falling if lower_limit else rising
+    general: Pick = (lambda v: -v) if lower_limit else (lambda v: v)
+    direct_state = PointState("p", "d", 0.0)
+    general_state = PointState("p", "d", 0.0)
+    direct = RateSignal([direct_state], 120.0, 60.0, 3, key, absolute, min_span=10.0,
+                        confidence=confidence)
+    slow = RateSignal([general_state], 120.0, 60.0, 3, general, absolute, min_span=10.0,
+                      confidence=confidence)
+    assert direct.order and not slow.order
+    t = 1.7e9
+    for index, (dt, value) in enumerate(steps):
+        t += dt
+        sample = math.inf if index in bad and index % 2 else value
+        quality = Quality.COMM_ERROR if index in bad and not index % 2 else Quality.GOOD
+        for state in (direct_state, general_state):
+            state.update(sample, quality, int(t * 1e9), t)
+        assert repr((direct.read(t), direct.ceiling)) == repr((slow.read(t), slow.ceiling))
