@@ -32,7 +32,7 @@ MODULES: list[tuple[str, str, str]] = [
     ("sqlite3", "import sqlite3", "alarm journal, outbox"),
     ("tenacity", "import tenacity", "back-off schedule"),
     ("paho-mqtt", "import paho.mqtt.client", "uplink"),
-    ("aiohttp (server)", "import aiohttp.web", "the panel"),
+    ("h11", "import h11", "the panel's server (gateway.ops.http)"),
     ("cryptography (Ed25519)",
      "import cryptography.hazmat.primitives.asymmetric.ed25519, "
      "cryptography.hazmat.primitives.serialization", "signed configs and commands"),
@@ -44,6 +44,10 @@ MODULES: list[tuple[str, str, str]] = [
     ("gateway.panel.server", "import gateway.panel.server", "the panel"),
     ("gateway.ops.collector", "import gateway.ops.collector", "/metrics"),
     ("roomwarden run (core)", CORE, "everything the run command imports"),
+    ("a shipped site and the five rule packs, loaded",
+     "from gateway.rules.config import load_checked_config; "
+     "loaded = load_checked_config(__import__('pathlib').Path("
+     "'firmware_configs/datacenter_lithium_room.yaml'))", "every run (kept while it runs)"),
 ]
 
 PROBE = """

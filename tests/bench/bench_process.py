@@ -361,6 +361,7 @@ def measure(pid: int, control: Path, counter: TelemetryCounter, *, window: float
     before = proc_sample(pid)
     rss: list[int] = []
     minutes: list[float] = []
+    parts: list[dict[str, float]] = []
     seconds = max(window, soak)
     end = before.at + seconds
     while (left := end - time.monotonic()) > 0:
@@ -369,6 +370,7 @@ def measure(pid: int, control: Path, counter: TelemetryCounter, *, window: float
         rss.append(sample.rss_kib)
         if soak and len(rss) % 60 == 0:
             minutes.append(sample.rss_kib / 1024)
+            parts.append(rss_parts(pid))
     after = proc_sample(pid)
     published_after = counter.counts()
     status_after = _status(control)
@@ -394,7 +396,21 @@ def measure(pid: int, control: Path, counter: TelemetryCounter, *, window: float
     }
     if minutes:
         figures["soak_rss_mib_per_minute"] = minutes
+        figures["soak_rss_parts_per_minute"] = parts
     return figures
+
+
+def rss_parts(pid: int) -> dict[str, float]:
+    """MiB of the resident set that is anonymous (heap, stacks: the process's own data) and
+    file-backed (the interpreter, libraries, extension modules), from smaps_rollup."""
+    fields: dict[str, float] = {}
+    with suppress(OSError), open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+        for line in handle:
+            name, _, rest = line.partition(":")
+            if name in ("Rss", "Anonymous"):
+                fields[name] = int(rest.split()[0]) / 1024
+    rss, anon = fields.get("Rss", 0.0), fields.get("Anonymous", 0.0)
+    return {"rss": rss, "anon": anon, "file": rss - anon}
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -448,6 +464,8 @@ def main() -> dict[str, Any]:
         ))
     _print_rows(f"Whole process: roomwarden run, Modbus TCP simulator, Mosquitto QoS 1, "
                 f"{window:g} s windows after {warmup:g} s", rows)
+    if "soak" in results:
+        _print_soak(results["soak"], warmup)
     emit_json("process", results)
     return results
 
@@ -462,6 +480,16 @@ def _print_rows(title: str, rows: Sequence[tuple[str, ...]]) -> None:
     print("  " + "  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True)))
     for row in rows:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def _print_soak(result: dict[str, Any], warmup: float) -> None:
+    """The soak's RSS a minute at a time: total, anonymous and file-backed MiB."""
+    parts = result.get("soak_rss_parts_per_minute", [])
+    print(f"\n== Soak at 2,000 points: RSS every minute after {warmup:g} s of warm-up "
+          "(MiB: total, anonymous = heap, file-backed = libraries)")
+    for minute, part in enumerate(parts, start=1):
+        print(f"  minute {minute:3d}  {part['rss']:6.1f}  anon {part['anon']:6.1f}  "
+              f"file {part['file']:5.1f}")
 
 
 if __name__ == "__main__":
