@@ -67,8 +67,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tests/panel/test_browser_console.py": ("browser", "slow"),
     "tests/panel/test_end_to_end.py": ("browser", "process", "slow"),
     "tests/panel/test_browser_events.py": ("browser", "process", "slow"),  # issue 12 views
-    "tests/recorder/test_fire_incident.py": ("slow",),
-    "tests/recorder/test_report.py": ("browser", "process"),
+    "tests/recorder/test_fire_incident.py": ("slow",),  # its report test: browser, process
     "tests/rules/test_rules_doc.py": ("process",),
     "tests/service/test_asleep_when_idle.py": ("slow",),
     "tests/service/test_install.py": ("process",),
@@ -80,7 +79,7 @@ MODULES: dict[str, tuple[str, ...]] = {
 """Modules whose every test is in these lanes (started by hand rather than by a fixture)."""
 
 LONGEST_FIRST = (
-    "tests/drills/test_drills.py",              # ~250 s on both cores (at nice 10)
+    "tests/drills/test_drills.py",              # both cores at nice 10: ~125 s CPU (was ~170)
     "tests/faults/",                            # ~240 s, one unit (PACKAGE_UNITS)
     "tests/drills/test_wire_drills.py",         # ~125 s: 2-minute drills in real time
     "tests/central/test_incidents.py",          # ~90 s
@@ -89,7 +88,7 @@ LONGEST_FIRST = (
     "tests/dashboards/",                        # one unit (PACKAGE_UNITS)
     "tests/demo/test_demo_calm.py", "tests/demo/test_demo.py",
     "tests/continuity/test_restart_continuity.py", "tests/continuity/test_apply_continuity.py",
-    "tests/recorder/test_report.py", "tests/recorder/test_fire_incident.py",
+    "tests/recorder/test_fire_incident.py",
     "tests/flashing/test_store.py", "tests/bounds/test_panel_flood.py",
     "tests/cli/test_cli_options.py", "tests/central/", "tests/demo/", "tests/continuity/")
 """Modules (or packages) that take a minute or more, run first, longest first (quiet 2-core

@@ -5,6 +5,7 @@ loopback, with short incident windows so tests stay fast."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,8 +69,9 @@ class Rig:
     """The gateway's control socket (a `roomwarden run` service)."""
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+@contextlib.asynccontextmanager
+async def running_rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """The simulated room and the gateway service polling it, while the block runs."""
     config = tmp_path / "site.yaml"
     config.write_text(yaml.safe_dump(SITE))
     async with SimulatedSite(load_gateway_config(config)) as site:
@@ -85,6 +87,12 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         finally:
             service.stop()
             await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 15)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with running_rig(tmp_path) as running:
+        yield running
 
 
 ACK_NOTE = "checked the room: burning cable tray"
