@@ -37,6 +37,9 @@ from gateway.field.sample import Quality, Sample, Value
 
 CHUNK = 128
 """Samples per sealed chunk (the open chunk holds at most this many, uncompressed)."""
+FIRST_CHUNKS = 256
+"""Most chunks a ring's store reserves at its first seal (a 15-minute window at 50 ms polls is
+141 chunks)."""
 MAX_STRINGS = 64
 OVERFLOW_STRING = "\u2026"
 _QUALITIES = (Quality.GOOD, Quality.STALE, Quality.COMM_ERROR, Quality.INVALID)
@@ -240,7 +243,11 @@ class PointRing:
                 wanted = live + size
                 if not self._data:  # first seal: room for a window of chunks like this one
                     in_window = (self.max_samples - CHUNK) / 1.25
-                    wanted = int(size * (in_window / CHUNK + 1) * 1.125)
+                    # at most FIRST_CHUNKS: an incident's rings are unbounded (max_samples
+                    # 10**9 would reserve ~1.4 GB here and stall the event loop); beyond,
+                    # the store grows by a quarter when it must
+                    chunks = min(in_window / CHUNK + 1, FIRST_CHUNKS)
+                    wanted = int(size * chunks * 1.125)
                 self._data.extend(bytes(max(wanted, len(self._data) * 5 // 4)
                                         - len(self._data)))
         self._data[self._end:self._end + size] = blob
