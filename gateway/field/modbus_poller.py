@@ -17,8 +17,7 @@ from gateway.field.modbus_link import (
     ModbusLink,
 )
 from gateway.field.planner import Barrier, ReadRequest, plan_requests, split_request
-from gateway.field.points import BoundPoint, bind_points
-from gateway.field.poll import PollResult
+from gateway.field.poll import DevicePollerBase, PollResult
 from gateway.field.readings import bit_samples, failed_samples, register_samples
 from gateway.field.sample import Quality, Sample
 
@@ -27,17 +26,11 @@ log = logging.getLogger("roomwarden.field")
 SPLITTABLE = (ILLEGAL_ADDRESS, ILLEGAL_VALUE)
 
 
-class ModbusDevicePoller:
+class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
     def __init__(self, device: Device, profile: ModbusProfile, link: ModbusLink, clock: Clock,
                  *, max_gap: int) -> None:
-        self.device = device
-        self.device_id = device.id
-        self.interval = device.poll_interval or profile.default_poll_interval
-        self.profile = profile
-        self.link = link
-        self.clock = clock
+        super().__init__(device, profile, link, clock)
         self.max_gap = max_gap
-        self.points: list[BoundPoint] = bind_points(device, profile)
         self.barriers: set[Barrier] = set()
         self.unreadable: set[str] = set()
         """Points the device refuses even when read alone (reported `invalid`)."""

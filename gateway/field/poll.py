@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
+from gateway.clock import Clock
+from gateway.config.profile import ModbusProfile, SerialTextProfile
+from gateway.config.site import Device
+from gateway.field.points import BoundPoint, bind_points
 from gateway.field.sample import Sample
 
 DEFAULT_WORST_POLL = 10.0
@@ -31,6 +35,24 @@ class DevicePoller(Protocol):
     interval: float
 
     async def poll(self) -> PollResult: ...
+
+
+ProfileT = TypeVar("ProfileT", ModbusProfile, SerialTextProfile)
+LinkT = TypeVar("LinkT")
+
+
+class DevicePollerBase(Generic[ProfileT, LinkT]):
+    """What every device poller holds: its device, interval (the device's own or the
+    profile's default), profile, bus link, clock and the device's enabled points."""
+
+    def __init__(self, device: Device, profile: ProfileT, link: LinkT, clock: Clock) -> None:
+        self.device = device
+        self.device_id = device.id
+        self.interval = device.poll_interval or profile.default_poll_interval
+        self.profile: ProfileT = profile
+        self.link: LinkT = link
+        self.clock = clock
+        self.points: list[BoundPoint] = bind_points(device, profile)
 
 
 class BusLink(Protocol):

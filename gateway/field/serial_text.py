@@ -16,8 +16,7 @@ import serial
 from gateway.clock import Clock
 from gateway.config.profile import SerialTextProfile, TextField
 from gateway.config.site import Device, SerialTextBus
-from gateway.field.points import BoundPoint, bind_points
-from gateway.field.poll import PollResult
+from gateway.field.poll import DevicePollerBase, PollResult
 from gateway.field.readings import failed_samples, point_samples
 from gateway.field.sample import Quality, Sample
 
@@ -110,16 +109,10 @@ class SerialTextLink:
                 continue
 
 
-class SerialTextPoller:
+class SerialTextPoller(DevicePollerBase[SerialTextProfile, SerialTextLink]):
     def __init__(self, device: Device, profile: SerialTextProfile, link: SerialTextLink,
                  clock: Clock) -> None:
-        self.device = device
-        self.device_id = device.id
-        self.interval = device.poll_interval or profile.default_poll_interval
-        self.profile = profile
-        self.link = link
-        self.clock = clock
-        self.points: list[BoundPoint] = bind_points(device, profile)
+        super().__init__(device, profile, link, clock)
         self.pattern = re.compile(profile.reply_pattern)
         self.request = profile.request_bytes
         self.terminator = profile.terminator_bytes
