@@ -15,12 +15,14 @@ from tests.bench import (
     bench_recorder,  # issue 12
     bench_replay,
     bench_rules,
+    bench_rules_round,  # issue 15: rule rounds on bench_process's sites, in process
 )
 
 
 def main() -> None:
     bench_acquisition.main()
     bench_rules.main()
+    bench_rules_round.main()
     bench_alarms.main()
     bench_outbox.main()
     bench_publish.main()
