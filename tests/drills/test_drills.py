@@ -7,9 +7,9 @@ count as rules bound to every output with a `feedback`; every pack escalation mu
 drill that expects its alarm at the escalated severity.
 
 The drills run on a manual clock, but the rule engine evaluates after every poll batch, so a
-simulated hour still costs 4-12 s of CPU (the whole library about 100 s). They run in worker processes (one per CPU,
-longest first, at a lower CPU priority: NICENESS); the rule packs are loaded once, before the
-workers are forked.
+simulated hour still costs 4-12 s of CPU (the whole library about 100 s). They run in worker
+processes (one per CPU, longest first, at a lower CPU priority: NICENESS); the rule packs are
+loaded once, before the workers are forked.
 """
 
 from __future__ import annotations
