@@ -223,15 +223,16 @@ class PointRing:
         while self._lengths and (self._lasts[0] < newest - self.window_ms
                                  or self.sealed + CHUNK > self.max_samples):
             self._drop_oldest()
-        self._store(blob)
+        self._store(blob, newest - self._ts[0])
         self._lengths.append(len(blob))
         self._firsts.append(self._ts[0])
         self._lasts.append(newest)
         self.sealed += CHUNK
         self._open = 0
 
-    def _store(self, blob: bytes) -> None:
-        """Append a sealed chunk to `_data` without re-allocating it if it fits."""
+    def _store(self, blob: bytes, span_ms: int) -> None:
+        """Append a sealed chunk (`span_ms` from its first sample to its last) to `_data`
+        without re-allocating it if it fits."""
         size = len(blob)
         if self._end + size > len(self._data):
             live = self._end - self._start
@@ -242,11 +243,13 @@ class PointRing:
             if live + size > len(self._data):
                 wanted = live + size
                 if not self._data:  # first seal: room for a window of chunks like this one
-                    in_window = (self.max_samples - CHUNK) / 1.25
-                    # at most FIRST_CHUNKS: an incident's rings are unbounded (max_samples
-                    # 10**9 would reserve ~1.4 GB here and stall the event loop); beyond,
-                    # the store grows by a quarter when it must
-                    chunks = min(in_window / CHUNK + 1, FIRST_CHUNKS)
+                    # as many as the window holds at the pace of this chunk, or as the sample
+                    # cap allows, whichever is fewer, and at most FIRST_CHUNKS: an incident's
+                    # rings have no sample cap (max_samples 10**9 would reserve ~1.4 GB and
+                    # stall the event loop); beyond, the store grows by a quarter when it must
+                    by_count = (self.max_samples - CHUNK) / 1.25 / CHUNK + 1
+                    by_time = self.window_ms / max(span_ms, 1) + 1
+                    chunks = min(by_count, by_time, FIRST_CHUNKS)
                     wanted = int(size * chunks * 1.125)
                 self._data.extend(bytes(max(wanted, len(self._data) * 5 // 4)
                                         - len(self._data)))

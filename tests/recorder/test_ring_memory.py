@@ -114,3 +114,17 @@ def test_a_decoded_register_costs_what_an_exact_decimal_costs() -> None:
     exact = encode_chunk(ts, array("d", [r / 100 for r in raws]), bytes(CHUNK))
     assert sum(r * 0.01 != r / 100 for r in raws) > 0
     assert len(decoded) <= len(exact) + 40 and len(decoded) < 4 * CHUNK
+
+
+def test_an_incidents_ring_reserves_its_window_at_its_pace() -> None:
+    """An incident's copy of a point (no sample cap) over 20 minutes at 1 s reserves about a
+    window of chunks at its first seal — not FIRST_CHUNKS (256) of them: an incident in a room
+    of 200 points would otherwise take ≈ 25 MiB as it opened."""
+    ring = PointRing(1200.0, 10**9)
+    rng = random.Random(3)
+    for i in range(CHUNK):
+        ring.append(T0 + i * S, (2250 + rng.randint(-25, 25)) * 0.01, Quality.GOOD)
+    store = ring.nbytes() - 17 * CHUNK - 24  # less the open chunk and one chunk's bookkeeping
+    assert ring.sealed == CHUNK
+    # ≈ 1200 / 127 + 1 chunks of a few hundred bytes, +1/8 (256 of them would be ≈ 110 KB)
+    assert 0 < store < 16 * 1024, store
