@@ -16,23 +16,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import TypeAdapter
-
 from gateway import __version__
-from gateway.config.duration import duration_arg
-from gateway.config.loader import (
-    ConfigErrors,
-    load_gateway_config,
-    load_profile,
-)
-from gateway.config.profile import ModbusProfile, Profile
+from gateway.config.duration_parse import duration_arg
 from gateway.config.report import CONFIG_HELP, load_or_report
-from gateway.config.site import GatewayConfig
+from gateway.config.yamlfile import ConfigErrors
 from gateway.control_cli import add_apply_parser, add_status_parser
 from gateway.control_cli import control_options as _control_options
 from gateway.control_cli import control_path as _control_path
 from gateway.field.cli import add_plan_parser
-from gateway.field.points import bind_points
 from gateway.sim.cli import add_parsers as add_simulator_parsers
 
 
@@ -184,6 +175,10 @@ def _counted(n: int, what: str) -> str:
 
 def check_file(path: Path) -> str:
     """Validate one file; return a one-line summary or raise ConfigErrors."""
+    from gateway.config.loader import load_gateway_config, load_profile
+    from gateway.config.profile import ModbusProfile
+    from gateway.field.points import bind_points
+
     kind = _kind_of(path)
     if kind == "profile":
         profile = load_profile(path)
@@ -248,6 +243,11 @@ def check_config_file(path: Path) -> tuple[str, list[str]]:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from pydantic import TypeAdapter
+
+    from gateway.config.profile import Profile
+    from gateway.config.site import GatewayConfig
+
     if args.profile:
         schema = TypeAdapter(Profile).json_schema()
     else:

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config.loader import ConfigErrors
 from gateway.config.report import CONFIG_HELP
+from gateway.config.yamlfile import ConfigErrors
 
 SOCKET_HELP = ("the gateway's control socket (default: $RUNTIME_DIRECTORY/control.sock, "
                "i.e. /run/roomwarden/control.sock under systemd, else STATE_DIR/control.sock)")

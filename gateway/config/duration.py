@@ -1,49 +1,20 @@
-"""Durations written as `5s`, `500ms`, `2m`, `1h` (or a bare number of seconds)."""
+"""The config models' `Duration` type: `5s`, `500ms`, `2m`, `1h` (or a bare number of seconds)
+in YAML and JSON, seconds as a float in Python (the parser: gateway.config.duration_parse)."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)\s*$")
+from gateway.config.duration_parse import (
+    DURATION_PATTERN,
+    duration_arg,
+    format_duration,
+    parse_duration,
+)
 
-
-def parse_duration(value: object) -> float:
-    """Return seconds for `value`; raise ValueError with a readable reason."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number with a unit, e.g. 5s, 500ms, 2m")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _PATTERN.match(value)
-        if match is None:
-            raise ValueError(
-                f"{value!r} is not a duration; write a number with a unit: 500ms, 5s, 2m, 1h"
-            )
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        raise ValueError("a duration is a number with a unit, e.g. 5s, 500ms, 2m")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact text for `seconds` (the inverse of parse_duration)."""
-    if seconds and seconds < 1:
-        return f"{round(seconds * 1000, 3):g}ms"
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:g}h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"
-
-
-DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|min|m|h)\s*$"
-"""What an editor's JSON schema accepts as a duration string (the parser's own grammar)."""
+__all__ = ["DURATION_PATTERN", "Duration", "duration_arg", "format_duration", "parse_duration"]
 
 Duration = Annotated[
     float,
@@ -56,18 +27,3 @@ Duration = Annotated[
                     "examples": ["500ms", "5s", "2m", "1h"]}),
 ]
 """Seconds as a float in Python; `5s`-style text in YAML and JSON."""
-
-
-def duration_arg(text: str) -> float:
-    """An argparse `type=` for command-line durations: the same units as the config files
-    (`--duration 3s`, `--print 500ms`, `--duration 2m`; a bare number is seconds)."""
-    import argparse
-
-    try:
-        value: object = float(text)
-    except ValueError:
-        value = text
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.config.loader import ConfigErrors, LoadedConfig, load_gateway_config
+from gateway.config.yamlfile import ConfigErrors
+
+if TYPE_CHECKING:
+    from gateway.config.loader import LoadedConfig
 
 CONFIG_HELP = "the gateway config file (YAML)"
 """How every command describes its config file argument."""
 
 
 def load_or_report(path: Path) -> LoadedConfig | None:
+    from gateway.config.loader import load_gateway_config  # the models: only when a config is read
+
     try:
         return load_gateway_config(path)
     except ConfigErrors as exc:

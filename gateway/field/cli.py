@@ -7,11 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config.profile import ModbusProfile
 from gateway.config.report import CONFIG_HELP, load_or_report
-from gateway.config.site import ModbusRtuBus
-from gateway.field.planner import plan_requests, theoretical_rtu_seconds
-from gateway.field.points import bind_points
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -25,6 +21,11 @@ def add_plan_parser(sub: SubParsers) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from gateway.config.profile import ModbusProfile
+    from gateway.config.site import ModbusRtuBus
+    from gateway.field.planner import plan_requests, theoretical_rtu_seconds
+    from gateway.field.points import bind_points
+
     loaded = load_or_report(args.config)
     if loaded is None:
         return 1

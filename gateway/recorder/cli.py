@@ -8,13 +8,11 @@ import argparse
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.ingest.incidents import CentralIncidents, IncidentChunkError
-from gateway.recorder.remote import answer_now
-from gateway.recorder.report import render, timeline, utc
-from gateway.recorder.store import IncidentError, IncidentStore
-from gateway.storage import atomic_write
+if TYPE_CHECKING:  # each command imports what it uses: `--help` stays cheap
+    from gateway.ingest.incidents import CentralIncidents
+    from gateway.recorder.store import IncidentStore
 
 PROG = "roomwarden incident"
 
@@ -63,13 +61,15 @@ def _ask(args: argparse.Namespace, body: dict[str, Any]) -> dict[str, Any] | Non
 
 def _store(args: argparse.Namespace) -> IncidentStore:
     from gateway.daemon import default_state_dir
+    from gateway.recorder.store import IncidentStore
 
     return IncidentStore((args.state_dir or default_state_dir()) / "incidents")
 
 
 def _central(args: argparse.Namespace) -> CentralIncidents | None:
     """The central store the ingest's config names, read-only; None (and a message) if not."""
-    from gateway.config.loader import ConfigErrors
+    from gateway.config.yamlfile import ConfigErrors
+    from gateway.ingest.incidents import CentralIncidents, IncidentChunkError
     from gateway.ingest.settings import load_settings
 
     try:
@@ -83,6 +83,9 @@ def _central(args: argparse.Namespace) -> CentralIncidents | None:
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any] | None:
+    from gateway.ingest.incidents import IncidentChunkError
+    from gateway.recorder.store import IncidentError
+
     if args.central is not None:
         central = _central(args)
         if central is None:
@@ -105,6 +108,8 @@ def _load(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from gateway.recorder.remote import answer_now
+
     if args.central is not None:
         return _list_central(args)
     if args.socket is not None:
@@ -154,6 +159,8 @@ def _list_central(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from gateway.recorder.report import timeline, utc
+
     record = _load(args)
     if record is None:
         return 1
@@ -179,6 +186,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from gateway.recorder.report import render
+    from gateway.storage import atomic_write
+
     record = _load(args)
     if record is None:
         return 1

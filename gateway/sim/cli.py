@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config.duration import duration_arg
+from gateway.config.duration_parse import duration_arg
 from gateway.config.report import CONFIG_HELP, load_or_report
 
 if TYPE_CHECKING:
