@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from gateway.config.profile import WIDTH_REGISTERS, ByteOrder, DataType
 from gateway.field.planner import ReadRequest
-from gateway.field.points import BoundPoint
+from gateway.field.points import DECIMAL_DIVISORS, BoundPoint
 from gateway.field.readings import register_samples
 from gateway.field.sample import Quality, Sample
 
@@ -39,14 +39,17 @@ _BLOCK, _OWN, _GENERIC = 0, 1, 2
 """How a point's raw value is read: from the block's one unpack, from its own `Struct`
 (little-endian, or overlapping a point before it), or by the generic decoder."""
 
-# (point id, scale, offset, identity, low, high, back to int, flags) — see `_scaling`
-_Scaling = tuple[str, float, float, bool, float, float, bool,
+# (point id, scale or decimal divisor, offset, identity, divide, low, high, back to int, flags)
+# — see `_scaling`
+_Scaling = tuple[str, float, float, bool, bool, float, float, bool,
                  tuple[tuple[str, int, bool], ...]]
 
 
 def _scaling(point: BoundPoint) -> _Scaling:
     """A numeric point's post-processing as constants (`point_samples`'s rules)."""
-    return (point.id, point.scale, point.offset, point.scale == 1.0 and point.offset == 0.0,
+    divisor = DECIMAL_DIVISORS.get(point.scale)
+    return (point.id, point.scale if divisor is None else divisor, point.offset,
+            point.scale == 1.0 and point.offset == 0.0, divisor is not None,
             -math.inf if point.valid_min is None else point.valid_min,
             math.inf if point.valid_max is None else point.valid_max,
             point.scale == 1.0,
@@ -113,8 +116,8 @@ class BlockDecoder:
             else:
                 assert own is not None
                 raw = own.unpack_from(raw_bytes, at)[0]
-            pid, scale, offset, identity, low, high, back, flags = scaling
-            value = raw if identity else raw * scale + offset
+            pid, scale, offset, identity, divide, low, high, back, flags = scaling
+            value = raw if identity else (raw / scale + offset if divide else raw * scale + offset)
             quality = GOOD if low <= value <= high else INVALID
             if back and type(value) is float and type(raw) is int and value.is_integer():
                 value = int(value)

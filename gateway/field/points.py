@@ -13,6 +13,20 @@ from gateway.config.profile import (
 )
 from gateway.config.site import Device, PointOverride
 
+DECIMAL_DIVISORS: dict[float, int] = {1 / 10 ** k: 10 ** k for k in range(1, 10)}
+"""A scale that is exactly the double of 10^-k (0.1, 0.01, ...) → 10^k. Such a register is
+scaled by dividing: 2283 / 100 is the double nearest 22.83 (published and recorded as 22.83),
+where 2283 × 0.01 is 22.830000000000002 for about one value in seven."""
+
+
+def scaled(raw: float, scale: float, offset: float) -> float:
+    """The engineering value of a raw number: raw × scale + offset, dividing for a decimal
+    scale (`DECIMAL_DIVISORS`)."""
+    divisor = DECIMAL_DIVISORS.get(scale)
+    if divisor is not None:
+        return raw / divisor + offset
+    return raw * scale + offset
+
 
 @dataclass(frozen=True, slots=True)
 class BoundFlag:
@@ -48,7 +62,7 @@ class BoundPoint:
     def engineering(self, raw: float) -> float:
         if self.scale == 1.0 and self.offset == 0.0:
             return raw
-        return raw * self.scale + self.offset
+        return scaled(raw, self.scale, self.offset)
 
     def in_range(self, value: float) -> bool:
         if value != value:  # NaN

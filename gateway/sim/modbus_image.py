@@ -20,7 +20,7 @@ from pymodbus.simulator import SimData
 from gateway.config.profile import DataType, ModbusPoint, ModbusProfile, RegisterType
 from gateway.config.site import Device
 from gateway.field.codec import decode, encode
-from gateway.field.points import BoundPoint, bind_points
+from gateway.field.points import BoundPoint, bind_points, scaled
 from gateway.sim.signals import Constant, SignalTable, Value, apply_set_flags, define_points
 
 REGISTER_OF_FUNCTION: dict[int, RegisterType] = {
@@ -90,7 +90,7 @@ def register_encoder(point: BoundPoint) -> Callable[[Value], list[int]]:
 def to_engineering(point: BoundPoint, raw: int | float | bool | str) -> Value:
     if isinstance(raw, bool | str):
         return raw
-    return raw * point.scale + point.offset
+    return scaled(raw, point.scale, point.offset)
 
 
 def _physical_bit(spec: ModbusPoint) -> int:

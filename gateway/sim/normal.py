@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.config.profile import ModbusPoint
-from gateway.field.points import BoundPoint
+from gateway.field.points import BoundPoint, scaled
 from gateway.sim.signal_kinds import Clamp, Constant, Drift, Signal, noisy
 
 
@@ -225,7 +225,7 @@ def point_default(point: BoundPoint, seed: int = 0) -> Signal:
     kind = point_kind(point)
     if kind == "word":
         word = sum(1 << flag.bit for flag in point.flags if flag.active_low)
-        return Constant(value=float(word * point.scale + point.offset))
+        return Constant(value=float(scaled(word, point.scale, point.offset)))
     return default_signal(quantity=point.quantity, unit=point.unit, kind=kind,
                           valid=(point.valid_min, point.valid_max), enum=point.enum,
                           seed=seed)

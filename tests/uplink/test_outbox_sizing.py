@@ -15,6 +15,7 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.contract.wire import MessageKind, PointCatalog, PointMeta, TelemetryBatch, encode
+from gateway.field.points import scaled
 from gateway.field.sample import Quality, Sample
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
 from gateway.uplink.outbox import DEFAULT_BUDGET_BYTES, Outbox
@@ -46,9 +47,10 @@ def simulate_hour(tmp_path: Path) -> tuple[Outbox, int, int]:
     for cycle in range(int(3600 / CYCLE_S)):
         raw = []
         for i, (pid, _q) in enumerate(points):
-            # scaled registers as acquisition yields them (raw × 0.1: 23.400000000000002 …)
+            # scaled registers as acquisition yields them (gateway.field.points.scaled)
             reg = 2000 + i + (cycle % 2) * 7 if pid in moving else 2000 + i
-            raw.append(Sample(pid, reg * 0.1, clock.now_ns() + i * 3_000_000, Quality.GOOD))
+            raw.append(Sample(pid, scaled(reg, 0.1, 0.0), clock.now_ns() + i * 3_000_000,
+                              Quality.GOOD))
         passed = filt.filter(raw)
         batch = TelemetryBatch.from_samples(
             site="bj-yizhuang-idc", gateway="gw-bj-yz-01", seq=ob.next_seq(),
