@@ -80,9 +80,10 @@ async def test_outputs_are_written_and_verified(rig: Rig) -> None:
     assert rig.site.read_point("do1.do1") is True
     assert rig.site.read_point("do1.do3") is False  # normally-closed wiring: off = energised
     assert rig.driver.state["siren"].confirmed is True
-    writes = rig.driver.state["siren"].writes
+    writes = {name: rig.driver.state[name].writes for name in ("siren", "fan")}
     rig.driver.apply({"siren": False, "fan": False})
-    await settle(rig, "siren", after=writes)
+    await settle(rig, "siren", after=writes["siren"])
+    await settle(rig, "fan", after=writes["fan"])
     assert rig.site.read_point("do1.do1") is False
     assert rig.site.read_point("do1.do3") is True
 
