@@ -40,7 +40,6 @@ class Evaluation:
     """A latching alarm stays active after its condition clears, until acknowledged."""
 
 
-
 class _Draft:
     """An `Evaluation`'s slots without its frozen `__setattr__`: made, it becomes an
     `Evaluation` (see `evaluation`)."""
