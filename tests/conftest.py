@@ -78,30 +78,48 @@ MODULES: dict[str, tuple[str, ...]] = {
 }
 """Modules whose every test is in these lanes (started by hand rather than by a fixture)."""
 
+LONG_PROPERTY = ("tests/rules/test_change_driven.py::"
+                 "test_change_driven_rounds_equal_evaluating_everything_long")
+"""The change-driven property's long runs: all CPU (~140 CPU-s for the three sites), so each
+site's run is a work unit of its own (SPLIT_UNITS) instead of holding one worker for three
+minutes."""
+
 LONGEST_FIRST = (
-    "tests/drills/test_drills.py",              # both cores at nice 10: ~125 s CPU (was ~170)
-    "tests/faults/",                            # ~240 s, one unit (PACKAGE_UNITS)
-    "tests/drills/test_wire_drills.py",         # ~125 s: 2-minute drills in real time
-    "tests/central/test_incidents.py",          # ~90 s
-    "tests/actions/test_driver.py",             # ~85 s: a welded relay's back-off over 60 s
-    "tests/drills/test_live_drill.py",          # ~65 s
-    "tests/dashboards/",                        # one unit (PACKAGE_UNITS)
-    "tests/demo/test_demo_calm.py", "tests/demo/test_demo.py",
-    "tests/continuity/test_restart_continuity.py", "tests/continuity/test_apply_continuity.py",
-    "tests/recorder/test_fire_incident.py",
-    "tests/flashing/test_store.py", "tests/bounds/test_panel_flood.py",
+    "tests/faults/",                            # ~300 s, one unit (PACKAGE_UNITS)
+    "tests/continuity/test_rate_warm_start.py",  # ~155 s: a one-hour rate window, restarts
+    "tests/drills/test_wire_drills.py",         # ~120 s: 2-minute drills in real time
+    "tests/drills/test_drills.py",              # ~115 s, both cores at nice 10 (~105 CPU-s)
+    "tests/actions/test_driver.py",             # ~90 s: a welded relay's back-off over 60 s
+    "tests/central/test_incidents.py",          # ~75 s
+    "tests/continuity/test_apply_continuity.py",  # ~65 s
+    "tests/panel/test_browser_console.py",      # ~60 s
+    LONG_PROPERTY + "[datacenter_lithium_room]",  # ~55 s CPU
+    "tests/recorder/test_fire_incident.py",     # ~50 s
+    "tests/rules/test_change_driven.py",        # ~50 s CPU (the short runs)
+    "tests/demo/test_demo_calm.py", "tests/demo/test_demo.py",  # ~50 s each
+    LONG_PROPERTY,                              # the two other sites, ~45 and ~35 s CPU
+    "tests/drills/test_live_drill.py", "tests/field/test_over_the_wire.py",
+    "tests/flashing/test_envelope.py", "tests/apply/test_apply.py",
+    "tests/flashing/test_store.py", "tests/panel/test_browser_events.py",
+    "tests/continuity/test_restart_continuity.py", "tests/central/test_broker_acl.py",
+    "tests/bounds/test_panel_flood.py", "tests/dashboards/", "tests/panel/test_api.py",
+    "tests/apply/test_trial.py", "tests/bounds/test_yaml_limits.py",
     "tests/cli/test_cli_options.py", "tests/central/", "tests/demo/", "tests/continuity/")
-"""Modules (or packages) that take a minute or more, run first, longest first (quiet 2-core
-figures): xdist hands out whole modules in this order (pytest_xdist_make_scheduler below), so a
-long one started last would leave the other workers idle at the end. Within a module the order
-is kept."""
+"""Work units of about 25 s or more (wall time in a six-worker make test on the quiet 2-core
+machine, 3 Dec 2026 21:42 UTC; a test id or a path prefix), run first, longest first: xdist
+hands out units in this order (pytest_xdist_make_scheduler below), so a long one started last
+would leave the other workers idle at the end (in that run the change-driven property, listed
+nowhere, started at 308 s and ended the suite at 496 s while the other five workers were done
+at ~375 s). Within a module the order is kept."""
 
 
 def _rank(item: pytest.Item) -> int:
-    path = item.nodeid.split("::", 1)[0]
-    return next((i for i, p in enumerate(LONGEST_FIRST) if path.startswith(p)),
+    return next((i for i, p in enumerate(LONGEST_FIRST) if item.nodeid.startswith(p)),
                 len(LONGEST_FIRST))
 
+
+SPLIT_UNITS = (LONG_PROPERTY,)
+"""Tests each of which is a work unit of its own (each parametrisation apart)."""
 
 PACKAGE_UNITS = ("tests/dashboards/", "tests/faults/")
 """Packages whose tests are one xdist work unit: tests/dashboards shares a package-scoped fleet;
@@ -124,6 +142,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class Scheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(SPLIT_UNITS):
+                return nodeid
             unit = next((p for p in PACKAGE_UNITS if nodeid.startswith(p)), None)
             return unit or str(super()._split_scope(nodeid))
 

@@ -22,4 +22,8 @@ def test_a_module_in_the_lane_table_exists(path: str) -> None:
 def test_the_lanes_are_declared(pytestconfig: pytest.Config) -> None:
     declared = {line.split(":")[0] for line in pytestconfig.getini("markers")}
     assert declared >= LANES
-    assert all((ROOT / p).exists() for p in LONGEST_FIRST)
+    for unit in LONGEST_FIRST:  # a path prefix, or a test id (with its parameters) in a module
+        path, _, test = unit.partition("::")
+        assert (ROOT / path).exists(), unit
+        if test:
+            assert f"def {test.split('[')[0]}(" in (ROOT / path).read_text(encoding="utf-8"), unit
