@@ -246,12 +246,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter
 
     from gateway.config.profile import Profile
+    from gateway.config.schema import adapter_schema, model_schema
     from gateway.config.site import GatewayConfig
 
-    if args.profile:
-        schema = TypeAdapter(Profile).json_schema()
-    else:
-        schema = GatewayConfig.model_json_schema()
+    schema = adapter_schema(TypeAdapter(Profile)) if args.profile else model_schema(GatewayConfig)
     print(json.dumps(schema, indent=2))
     return 0
 

@@ -17,7 +17,7 @@ import warnings
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.config.duration import Duration
 from gateway.strict import StrictModel
@@ -36,9 +36,8 @@ a few hundred is rare (split a very large one into several profiles on the same 
 
 class Strict(StrictModel):
     """Base for every config model: unknown keys are errors, models are immutable, a field's
-    docstring is its description (config reference, editor schema)."""
-
-    model_config = ConfigDict(use_attribute_docstrings=True)
+    docstring is its description (config reference, editor schema: read from the source when
+    a schema is generated, gateway.config.schema, not while each class is built)."""
 
 
 class RegisterType(StrEnum):

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from gateway.config.duration import DURATION_PATTERN, format_duration
+from gateway.config.schema import model_schema
 from gateway.config.site import GatewayConfig
 
 HEAD = """# Gateway config reference
@@ -86,7 +87,7 @@ def _table(name: str, model: dict[str, Any]) -> list[str]:
 
 
 def render() -> str:
-    schema = GatewayConfig.model_json_schema()
+    schema = model_schema(GatewayConfig)
     parts = [HEAD]
     parts += _table("GatewayConfig", schema)
     for name, model in sorted(schema.get("$defs", {}).items()):
@@ -97,7 +98,7 @@ def render() -> str:
 
 def undescribed() -> list[str]:
     """`Model.key` of every config key that has no description (should be none)."""
-    schema = GatewayConfig.model_json_schema()
+    schema = model_schema(GatewayConfig)
     models = [("GatewayConfig", schema), *schema.get("$defs", {}).items()]
     return [f"{name}.{key}" for name, model in models
             for key, prop in model.get("properties", {}).items() if not prop.get("description")]
