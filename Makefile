@@ -56,14 +56,19 @@ UNIT_LANE := not (slow or services or process or browser)
 # The fast lane is all CPU: one worker per core (UNIT_WORKERS).
 TEST_WORKERS ?= 6
 UNIT_WORKERS ?= 2
+# Bytecode is cached (__pycache__, ignored by git) even where the environment says not to
+# (PYTHONDONTWRITEBYTECODE): the suite starts hundreds of roomwarden processes and six workers
+# that each import the gateway and the tests; compiling every module from source in each one
+# cost about 0.3 CPU-s per gateway start and a few CPU-s per worker's collection (issue 15/16).
+CACHE_BYTECODE := PYTHONDONTWRITEBYTECODE=
 
 unit: setup
-	$(PY) -m pytest -q -p no:cacheprovider -n $(UNIT_WORKERS) --dist loadscope -m "$(UNIT_LANE)"
+	$(CACHE_BYTECODE) $(PY) -m pytest -q -p no:cacheprovider -n $(UNIT_WORKERS) --dist loadscope -m "$(UNIT_LANE)"
 
 # Every test, on $(TEST_WORKERS) pytest-xdist workers; the tests of one module stay on one
 # worker, the longest modules first (tests/conftest.py's scheduler and LONGEST_FIRST).
 test: lint typecheck
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope --durations=20
+	$(CACHE_BYTECODE) $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope --durations=20
 
 # Every benchmark, ending with the whole roomwarden run process (docs/performance.md). A quicker
 # whole-process run: BENCH_PROCESS_WINDOW=5 BENCH_PROCESS_WARMUP=3 make bench; only some loads:

@@ -7,6 +7,7 @@ match its file name; errors are ConfigErrors (gateway.config.yamlfile).
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,7 +18,11 @@ from gateway.config.profile import MAX_PROFILE_POINTS, ModbusProfile, Profile, S
 from gateway.config.yamlfile import ConfigError, ConfigErrors, pydantic_errors, read_yaml
 from gateway.config.yamlsafe import YamlLimits
 
-_PROFILE_ADAPTER: TypeAdapter[ModbusProfile | SerialTextProfile] = TypeAdapter(Profile)
+
+@functools.cache
+def _profile_adapter() -> TypeAdapter[ModbusProfile | SerialTextProfile]:
+    """The profile union's validator, built when the first profile is loaded."""
+    return TypeAdapter(Profile)
 
 
 PROFILE_LIMITS = YamlLimits(top_level_items={"points": MAX_PROFILE_POINTS,
@@ -29,7 +34,7 @@ PROFILE_LIMITS = YamlLimits(top_level_items={"points": MAX_PROFILE_POINTS,
 def load_profile(path: Path) -> ModbusProfile | SerialTextProfile:
     data, lines = read_yaml(path, limits=PROFILE_LIMITS)
     try:
-        profile = _PROFILE_ADAPTER.validate_python(data)
+        profile = _profile_adapter().validate_python(data)
     except ValidationError as exc:
         raise ConfigErrors(pydantic_errors(exc, str(path), lines)) from exc
     if profile.id != path.stem:

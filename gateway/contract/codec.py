@@ -13,7 +13,7 @@ from gateway.contract.base import (
     Upstream,
     describe_errors,
 )
-from gateway.contract.topics import _ADAPTERS, Message, Topic
+from gateway.contract.topics import Message, Topic, payload_adapter
 
 # ---------------------------------------------------------------------------------- codec
 
@@ -44,7 +44,7 @@ def decode(topic: str | Topic, payload: bytes, *, root: str = DEFAULT_ROOT) -> M
             raise ContractError(f"payload is not UTF-8: {exc.reason} at byte {exc.start}"
                                 ) from None
         try:
-            message: Message = _ADAPTERS[parsed.channel].validate_json(text)
+            message: Message = payload_adapter(parsed.channel).validate_json(text)
         except ValidationError as exc:
             raise ContractError(f"{parsed.channel.value}: {describe_errors(exc)}") from None
         if isinstance(message, Upstream) and (message.site, message.gateway) != (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -85,19 +86,26 @@ _CHANNEL_OF: dict[type[BaseModel], Channel] = {
     **{t: Channel.CMD for t in COMMAND_TYPES},
 }
 
-_ADAPTERS: dict[Channel, TypeAdapter[Any]] = {
-    Channel.STATE: TypeAdapter(GatewayState),
-    Channel.TELEMETRY: TypeAdapter(TelemetryBatch),
-    Channel.META: TypeAdapter(PointCatalog),
-    Channel.ALARMS: TypeAdapter(AlarmEventMessage),
-    Channel.ALARMS_ACTIVE: TypeAdapter(ActiveAlarmsSnapshot),
-    Channel.CONFIG_SET: TypeAdapter(ConfigSet),
-    Channel.CONFIG_STATUS: TypeAdapter(ConfigStatus),
-    Channel.CMD: TypeAdapter(Command),
-    Channel.CMD_RESULT: TypeAdapter(CommandResult),
-    Channel.ACK: TypeAdapter(DeliveryAck),
-    Channel.INCIDENTS: TypeAdapter(IncidentChunk),  # issue 12
+_PAYLOAD_TYPES: dict[Channel, Any] = {
+    Channel.STATE: GatewayState,
+    Channel.TELEMETRY: TelemetryBatch,
+    Channel.META: PointCatalog,
+    Channel.ALARMS: AlarmEventMessage,
+    Channel.ALARMS_ACTIVE: ActiveAlarmsSnapshot,
+    Channel.CONFIG_SET: ConfigSet,
+    Channel.CONFIG_STATUS: ConfigStatus,
+    Channel.CMD: Command,
+    Channel.CMD_RESULT: CommandResult,
+    Channel.ACK: DeliveryAck,
+    Channel.INCIDENTS: IncidentChunk,  # issue 12
 }
+
+
+@functools.cache
+def payload_adapter(channel: Channel) -> TypeAdapter[Any]:
+    """The validator of a channel's payloads, built on its first use (issue 15: a process
+    builds the schemas of the messages it decodes, not of all of them at import)."""
+    return TypeAdapter(_PAYLOAD_TYPES[channel])
 
 
 def channel_of(message: Message) -> Channel:
