@@ -9,10 +9,11 @@ Binding happens at construction: each rule's `select` picks points of the site's
 devices (gateway.rules.sitepoints), `subject` groups them per point, device or room, the
 parameters are resolved for that subject (defaults, then site, room type, room, device
 overrides) and the condition is compiled into a tree of small stateful nodes with the numbers
-baked in (gateway.rules.compiler). A binding whose condition needs a parameter that has no
-value (a breaker rating nobody configured) is not evaluated; `unconfigured()` lists it. A
-subject that lacks the inputs a condition needs (a dew point without humidity, a coincidence
-with one detector) is not bound at all.
+baked in (gateway.rules.compiler; gateway.rules.binding does it, sharing what depends on the
+rule or the config alone between subjects and engines). A binding whose condition needs a
+parameter that has no value (a breaker rating nobody configured) is not evaluated;
+`unconfigured()` lists it. A subject that lacks the inputs a condition needs (a dew point
+without humidity, a coincidence with one detector) is not bound at all.
 
 Change-driven rounds (gateway.rules.schedule): a round evaluates only the bindings a sample
 marked — one with another value or quality for a point the binding reads; for rate windows any
@@ -36,48 +37,31 @@ clear delays. Pure: no I/O, no threads; the caller owns the schedule.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Literal
 
 from gateway.alarms.types import Evaluation, evaluation
 from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
 from gateway.field.sample import Quality, Sample, Value
 from gateway.rules import model as m
+from gateway.rules.binding import Binding, SubjectKind, bind
 from gateway.rules.carry import carry_node, carry_point, held, hold
-from gateway.rules.compiler import Compiler, PointInfo, Unbindable
+from gateway.rules.compiler import PointInfo
 from gateway.rules.conditions import PointState
 from gateway.rules.config import ParameterOverrides
-from gateway.rules.model import RulePack, condition_refs
+from gateway.rules.model import RulePack
 from gateway.rules.nodes import Node
-from gateway.rules.schedule import Schedule, Timer, deadline, inputs, timers
-from gateway.rules.section import ParamValue
+from gateway.rules.schedule import Schedule, Timer, deadline, survey
 from gateway.rules.sitepoints import SitePoints
-
-SubjectKind = Literal["point", "device", "room"]
 
 EVERY_ROUND_TICK = 1.0
 """A binding this engine cannot schedule (a node kind gateway.rules.schedule does not know) is
 evaluated at every round, and asks for a round at least this often."""
 
 __all__ = ["Binding", "PointInfo", "RuleEngine", "SubjectKind"]
-
-
-@dataclass(frozen=True, slots=True)
-class Binding:
-    """One rule bound to one subject."""
-
-    rule: str
-    subject: str
-    kind: SubjectKind
-    room: str | None
-    points: tuple[str, ...]
-    parameters: dict[str, ParamValue] = field(default_factory=dict)
-    missing: tuple[str, ...] = ()
-    """Parameters the condition needs that have no value: the binding is not evaluated."""
 
 
 class _Live:
@@ -115,75 +99,58 @@ class RuleEngine:
         self.packs: tuple[RulePack, ...] = tuple(
             packs.values() if isinstance(packs, Mapping) else packs)
         self.every_round = every_round
-        site = SitePoints(loaded, clock.monotonic())
-        self._site = site
-        self._infos = site.infos
-        self._states = site.states
         self._live: list[_Live] = []
         self._unconfigured: list[Binding] = []
-        for pack in self.packs:
-            for rule in pack.rules:
-                rule_id = pack.full_id(rule)
-                if rule_id not in self.overrides.disabled:
-                    self._bind(rule_id, rule)
-        self._schedule = Schedule(len(self._live))
-        self._seen: dict[str, tuple[Value, Quality]] = {}
-        """Point id → (value, quality) of its latest sample: what "changed" compares with."""
         self._readers: dict[str, list[int]] = {}
         self._every: dict[str, list[int]] = {}
         self._gaps: dict[str, tuple[float, list[int]]] = {}
         self._always: list[int] = []
-        self._index_readers()
+        collecting = gc.isenabled()
+        gc.disable()  # tens of thousands of new objects, none garbage: no cycle hunt meanwhile
+        try:
+            site = SitePoints(loaded, clock.monotonic())
+            self._site = site
+            self._infos = site.infos
+            self._states = site.states
+            for binding, rule, node, states in bind(self.packs, site, self.overrides):
+                if node is None:
+                    self._unconfigured.append(binding)
+                else:
+                    self._live.append(_Live(binding, rule, node, states))
+            self._index_readers()
+        finally:
+            if collecting:
+                gc.enable()
+        self._schedule = Schedule(len(self._live))
+        self._seen: dict[str, tuple[Value, Quality]] = {}
+        """Point id → (value, quality) of its latest sample: what "changed" compares with."""
         self.evaluated = 0
         """Binding evaluations since start (a round evaluates only what is due)."""
         self._last_round: float | None = None
 
     # --- binding ----------------------------------------------------------------------------
 
-    def _bind(self, rule_id: str, rule: m.Rule) -> None:
-        groups: dict[str, list[PointInfo]] = {}
-        for info in self._site.select(rule.select):
-            key = info.id if rule.subject == "point" else (
-                info.device if rule.subject == "device" else info.room)
-            groups.setdefault(key, []).append(info)
-        refs = condition_refs(rule.condition)
-        for subject, members in groups.items():
-            if len(members) < rule.select.min_members:
-                continue
-            first = members[0]
-            device = first.device if rule.subject != "room" else None
-            params = self.overrides.resolve(rule_id, rule.parameters, device=device,
-                                            room=first.room, room_type=first.room_type)
-            binding = Binding(rule_id, subject, rule.subject, first.room,
-                              tuple(i.id for i in members), params,
-                              tuple(sorted(n for n in refs if params.get(n) is None)))
-            if binding.missing:
-                self._unconfigured.append(binding)
-                continue
-            try:
-                node = Compiler(params, self._states).compile(rule.condition, members)
-            except Unbindable:
-                continue
-            self._live.append(_Live(binding, rule, node,
-                                    [self._states[i.id] for i in members]))
-
     def _index_readers(self) -> None:
         """Which bindings each point's samples mark (gateway.rules.schedule.inputs)."""
         gaps: dict[str, tuple[float, list[int]]] = {}
+        readers, every = self._readers, self._every
         for index, live in enumerate(self._live):
-            found = inputs(live.node)
-            if found is None:
+            surveyed = survey(live.node)
+            if surveyed is None:
                 self._always.append(index)
                 continue
-            live.timers = timers(live.node)
+            found, live.timers = surveyed
             for point in found.change:
-                self._readers.setdefault(point, []).append(index)
+                if point in readers:
+                    readers[point].append(index)
+                else:
+                    readers[point] = [index]
             for point in found.every:
-                self._every.setdefault(point, []).append(index)
+                every.setdefault(point, []).append(index)
             for point, gap in found.gaps.items():
-                least, readers = gaps.get(point, (math.inf, []))
-                readers.append(index)
-                gaps[point] = (min(least, gap), readers)
+                least, marked = gaps.get(point, (math.inf, []))
+                marked.append(index)
+                gaps[point] = (min(least, gap), marked)
         self._gaps = gaps
 
     # --- run time ---------------------------------------------------------------------------

@@ -10,14 +10,15 @@ it is marked by a sample or its deadline has come, and gets what evaluating ever
 every round would give (tests/rules/test_change_driven.py proves it with random sample
 streams and clock steps). This module says, for one compiled tree:
 
-* `inputs(node)`: the points it reads, and which samples of each matter —
+* `survey(node)` walks a tree once and gives its inputs and its timers (None for a tree with
+  a node or signal this module does not know: such a binding is evaluated at every round —
+  correct for anything, only slower). Its inputs: the points it reads, and which samples of
+  each matter —
   `CHANGE`: a sample with another value or quality than the point's previous one;
   `EVERY`: every sample (a rate window takes every good sample, same value or not);
   a gap (`Inputs.gaps`, seconds): a repeated good sample after that long without one (a stale
   leaf can only be stale, and so be cleared by such a sample, after its `max_age`).
-  `None` for a tree with a node or signal this module does not know: such a binding is
-  evaluated at every round (correct for anything, only slower);
-* `timers(node)` / `deadline(timers, now)`: after an evaluation, the earliest time at which
+  Its timers, and `deadline(timers, now)`: after an evaluation, the earliest time at which
   its result can change with no new sample — an on- or off-delay expiring, a stale timeout,
   a flat-line window filled, an invalid-for duration reached, the oldest sample of a rate
   window leaving it. Exact to the float: the first representable time at which the leaf's
@@ -33,6 +34,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.rules.conditions import (
     Debounce,
@@ -75,42 +77,93 @@ class Inputs:
         self.gaps[point] = min(seconds, self.gaps.get(point, INF))
 
 
+Timer = Callable[[], float]
+"""One time-dependent part of a tree: the next time it can change (`math.inf`: none now)."""
+
+
 class _Unknown(Exception):
     """A node or signal this module does not know."""
 
 
-def inputs(node: Node) -> Inputs | None:
-    """What samples can change `node` (see the module docstring); None: unknown parts."""
+def survey(node: Node) -> tuple[Inputs, tuple[Timer, ...]] | None:
+    """What samples can change `node` and its time-dependent parts (see the module
+    docstring), in one walk; None: unknown parts. The timers are compiled once per binding,
+    and only for its timed parts (a leaf without delays has none): after an evaluation at
+    `now`, the tree's deadline is the earliest of their times after `now` (`deadline`)."""
     found = Inputs()
+    timed: list[Timer] = []
     try:
-        _collect(node, found)
+        _walk(node, found, timed)
     except _Unknown:
         return None
-    return found
+    return found, tuple(timed)
 
 
-def _collect(node: Node, found: Inputs) -> None:
-    if isinstance(node, AllNode | AnyNode | AtLeastNode):
-        for child in node.children:
-            _collect(child, found)
-    elif isinstance(node, CompareLeaf):
-        found.change.update(m.id for m in node.members)
-        for member, every in _signal_members(node.signal):
-            found.change.add(member.id)
+def _walk(node: Node, found: Inputs, timed: list[Timer]) -> None:
+    walker = _WALKERS.get(type(node))
+    if walker is None:
+        kind = next((k for k in _WALKERS if isinstance(node, k)), None)
+        if kind is None:
+            raise _Unknown(type(node).__name__)
+        walker = _WALKERS[kind]
+    walker(node, found, timed)
+
+
+def _children(node: AllNode | AnyNode | AtLeastNode, found: Inputs, timed: list[Timer]
+              ) -> None:
+    for child in node.children:
+        _walk(child, found, timed)
+
+
+def _debounced(debounce: Debounce, timed: list[Timer]) -> None:
+    if debounce.on_delay or debounce.off_delay:
+        # without delays no timer is ever left running after a step
+        timed.append(_debounce_timer(debounce))
+
+
+def _compare(node: CompareLeaf, found: Inputs, timed: list[Timer]) -> None:
+    change = found.change
+    for member in node.members:
+        change.add(member.id)
+    signal = node.signal
+    if type(signal) is ValueSignal or type(signal) is GroupSignal:  # the common ones, directly
+        for member in signal.members:
+            change.add(member.id)
+    else:
+        for member, every in _signal_members(signal):
+            change.add(member.id)
             if every:
                 found.every.add(member.id)
-    elif isinstance(node, EqualsLeaf):
-        found.change.update(m.id for m in node.members)
-    elif isinstance(node, StaleLeaf):
-        member = node.member
-        found.change.add(member.id)
-        found.gap(member.id, node.max_age)
-        if member.online is not None:  # "offline" is read from the device's online point
-            found.change.add(member.online.id)
-    elif isinstance(node, FlatLeaf | InvalidLeaf):
-        found.change.add(node.member.id)
-    else:
-        raise _Unknown(type(node).__name__)
+    _debounced(node.debounce, timed)
+    if isinstance(signal, RateSignal):
+        timed.extend(_window_timer(window) for window in signal.windows)
+
+
+def _equals(node: EqualsLeaf, found: Inputs, timed: list[Timer]) -> None:
+    found.change.update(m.id for m in node.members)
+    _debounced(node.debounce, timed)
+
+
+def _stale(node: StaleLeaf, found: Inputs, timed: list[Timer]) -> None:
+    member = node.member
+    found.change.add(member.id)
+    found.gap(member.id, node.max_age)
+    if member.online is not None:  # "offline" is read from the device's online point
+        found.change.add(member.online.id)
+    _debounced(node.debounce, timed)
+    timed.append(_stale_timer(node))
+
+
+def _flat(node: FlatLeaf, found: Inputs, timed: list[Timer]) -> None:
+    found.change.add(node.member.id)
+    _debounced(node.debounce, timed)
+    timed.append(_flat_timer(node))
+
+
+def _invalid(node: InvalidLeaf, found: Inputs, timed: list[Timer]) -> None:
+    found.change.add(node.member.id)
+    _debounced(node.debounce, timed)
+    timed.append(_invalid_timer(node))
 
 
 def _signal_members(signal: Signal) -> Iterator[tuple[PointState, bool]]:
@@ -133,8 +186,6 @@ def _signal_members(signal: Signal) -> Iterator[tuple[PointState, bool]]:
 
 # --- deadlines --------------------------------------------------------------------------------
 
-Timer = Callable[[], float]
-"""One time-dependent part of a tree: the next time it can change (`math.inf`: none now)."""
 
 
 def _elapsed(start: float, length: float) -> float:
@@ -164,10 +215,7 @@ def _after(t0: float, length: float) -> float:
     return t
 
 
-def _debounce_timer(debounce: Debounce) -> Timer | None:
-    if not debounce.on_delay and not debounce.off_delay:
-        return None  # without delays no timer is ever left running after a step
-
+def _debounce_timer(debounce: Debounce) -> Timer:
     def due() -> float:
         if debounce.on_since is not None and not debounce.active:
             return _elapsed(debounce.on_since, debounce.on_delay)
@@ -212,26 +260,6 @@ def _invalid_timer(leaf: InvalidLeaf) -> Timer:
     return due
 
 
-def timers(node: Node) -> tuple[Timer, ...]:
-    """The time-dependent parts of a tree `inputs` knows (see the module docstring), compiled
-    once per binding: after an evaluation at `now`, the tree's deadline is the earliest of
-    their times after `now` (`deadline`)."""
-    if isinstance(node, AllNode | AnyNode | AtLeastNode):
-        return tuple(t for child in node.children for t in timers(child))
-    found: list[Timer | None] = []
-    if isinstance(node, CompareLeaf | EqualsLeaf | StaleLeaf | FlatLeaf | InvalidLeaf):
-        found.append(_debounce_timer(node.debounce))
-    if isinstance(node, CompareLeaf) and isinstance(node.signal, RateSignal):
-        found.extend(_window_timer(window) for window in node.signal.windows)
-    elif isinstance(node, StaleLeaf):
-        found.append(_stale_timer(node))
-    elif isinstance(node, FlatLeaf):
-        found.append(_flat_timer(node))
-    elif isinstance(node, InvalidLeaf):
-        found.append(_invalid_timer(node))
-    return tuple(t for t in found if t is not None)
-
-
 def deadline(compiled: tuple[Timer, ...], now: float) -> float:
     """The earliest time after `now` at which the tree of these timers can change with no
     new sample, right after it was evaluated at `now` (a time at or before `now` has passed
@@ -242,6 +270,12 @@ def deadline(compiled: tuple[Timer, ...], now: float) -> float:
         if now < t < due:
             due = t
     return due
+
+
+_WALKERS: dict[type, Callable[[Any, Inputs, list[Timer]], None]] = {
+    AllNode: _children, AnyNode: _children, AtLeastNode: _children, CompareLeaf: _compare,
+    EqualsLeaf: _equals, StaleLeaf: _stale, FlatLeaf: _flat, InvalidLeaf: _invalid}
+"""Node type → its walk (by exact type: one dict look-up per node)."""
 
 
 class Schedule:

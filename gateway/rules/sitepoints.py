@@ -1,9 +1,19 @@
 """The site's points as rules see them: one `PointInfo` and one `PointState` per point of every
 enabled device (flags of a register as points of their own, and every device's
-`<device>.online` as quantity `device_online`), and a rule's `select` over them. Pure.
+`<device>.online` as quantity `device_online`), a rule's `select` over them, and the subjects
+it groups them into. Pure.
+
+What depends only on the config — the points, each device's quantities, the subjects of each
+(select, subject kind) — is computed once per `LoadedConfig` object and kept while that object
+lives (`WeakMemo`): engines built again on the same config (a restart of the rules, the tests)
+reuse it. The states are new for every engine.
 """
 
 from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from gateway.config.loader import LoadedConfig
 from gateway.field.bus_loop import ONLINE_POINT
@@ -13,15 +23,46 @@ from gateway.rules.compiler import PointInfo
 from gateway.rules.conditions import PointState
 from gateway.rules.model import DEVICE_ONLINE
 
+K = TypeVar("K")
+V = TypeVar("V")
 
-class SitePoints:
-    """`infos` (every point, device by device, each device's online point first), `states`
-    (point id → what the engine knows of it, started at `start`)."""
+Groups = list[tuple[str, list[PointInfo]]]
+"""(subject, its points in site order), in order of each subject's first point."""
 
-    def __init__(self, loaded: LoadedConfig, start: float) -> None:
+
+class WeakMemo(Generic[K, V]):
+    """A value made from an object, kept while that object lives (by identity: for objects
+    that cannot be hashed, or only at a cost). Bounded by the objects alive."""
+
+    def __init__(self, make: Callable[[K], V]) -> None:
+        self._make = make
+        self._items: dict[int, tuple[weakref.ref[K], V]] = {}
+
+    def __call__(self, key: K) -> V:
+        ident = id(key)
+        found = self._items.get(ident)
+        if found is not None and found[0]() is key:
+            return found[1]
+        value = self._make(key)
+        items = self._items
+
+        def forget(ref: weakref.ref[K]) -> None:
+            entry = items.get(ident)
+            if entry is not None and entry[0] is ref:
+                del items[ident]
+        self._items[ident] = (weakref.ref(key, forget), value)
+        return value
+
+
+class _Site:
+    """What the rules need of a config's points; no state (shared by engines)."""
+
+    def __init__(self, loaded: LoadedConfig) -> None:
         self.infos: list[PointInfo] = []
-        self.states: dict[str, PointState] = {}
-        self._device_quantities: dict[str, set[str]] = {}
+        self.devices: list[tuple[PointInfo, list[PointInfo]]] = []
+        """Per enabled device: its online point, and its other points."""
+        self.device_quantities: dict[str, set[str]] = {}
+        self.groups: dict[tuple[m.Select, str], Groups] = {}
         rooms = {room.id: room.type for room in loaded.config.rooms}
         for device in loaded.config.devices:
             if not device.enabled:
@@ -29,23 +70,19 @@ class SitePoints:
             room_type = rooms.get(device.room, "other")
             online = PointInfo(f"{device.id}.{ONLINE_POINT}", device.id, device.room, room_type,
                                device.profile, DEVICE_ONLINE)
-            infos = [online]
+            infos = []
             for point in bind_points(device, loaded.profile_of(device)):
                 infos.append(PointInfo(point.id, device.id, device.room, room_type,
                                        device.profile, point.quantity, point.enum))
                 infos.extend(PointInfo(flag.id, device.id, device.room, room_type,
                                        device.profile, flag.quantity) for flag in point.flags)
-            online_state = PointState(online.id, device.id, start)
-            self.states[online.id] = online_state
-            for info in infos[1:]:
-                state = PointState(info.id, device.id, start)
-                state.online = online_state
-                self.states[info.id] = state
+            self.devices.append((online, infos))
+            self.infos.append(online)
             self.infos.extend(infos)
-            self._device_quantities[device.id] = {i.quantity for i in infos if i.quantity}
+            self.device_quantities[device.id] = {DEVICE_ONLINE} | {
+                i.quantity for i in infos if i.quantity}
 
     def select(self, select: m.Select) -> list[PointInfo]:
-        """The points a rule's `select` picks, in site order."""
         quantities = set(select.quantity) if select.quantity else None
         excluded = set(select.exclude_quantity)
         room_types = set(select.room_type) if select.room_type else None
@@ -68,7 +105,49 @@ class SitePoints:
                 continue
             if profiles is not None and info.profile not in profiles:
                 continue
-            if device_has is not None and not device_has & self._device_quantities[info.device]:
+            if device_has is not None and not device_has & self.device_quantities[info.device]:
                 continue
             out.append(info)
         return out
+
+    def subjects(self, select: m.Select, subject: str) -> Groups:
+        key = (select, subject)
+        found = self.groups.get(key)
+        if found is None:
+            groups: dict[str, list[PointInfo]] = {}
+            for info in self.select(select):
+                name = info.id if subject == "point" else (
+                    info.device if subject == "device" else info.room)
+                groups.setdefault(name, []).append(info)
+            found = self.groups[key] = [(name, members) for name, members in groups.items()
+                                        if len(members) >= select.min_members]
+        return found
+
+
+_sites: WeakMemo[LoadedConfig, _Site] = WeakMemo(_Site)
+
+
+class SitePoints:
+    """`infos` (every point, device by device, each device's online point first), `states`
+    (point id → what the engine knows of it, started at `start`)."""
+
+    def __init__(self, loaded: LoadedConfig, start: float) -> None:
+        site = self._site = _sites(loaded)
+        self.infos = site.infos
+        self.states: dict[str, PointState] = {}
+        states = self.states
+        for online, infos in site.devices:
+            device = online.device
+            online_state = states[online.id] = PointState(online.id, device, start)
+            for info in infos:
+                state = states[info.id] = PointState(info.id, device, start)
+                state.online = online_state
+
+    def select(self, select: m.Select) -> list[PointInfo]:
+        """The points a rule's `select` picks, in site order."""
+        return self._site.select(select)
+
+    def subjects(self, rule: m.Rule) -> Groups:
+        """The rule's subjects with its selected points, those with at least its
+        `min_members` (shared between engines: do not change)."""
+        return self._site.subjects(rule.select, rule.subject)
