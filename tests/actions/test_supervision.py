@@ -20,17 +20,16 @@ from gateway.clock import ManualClock
 from gateway.config.loader import ConfigErrors, load_gateway_config
 from gateway.config.site import Output
 from gateway.field.sample import Quality, Sample
-from gateway.rules.config import default_rules_dir, load_rule_packs
+from tests import shipped
 
 FAN = Output.model_validate({
     "id": "fan", "role": "exhaust_fan", "device": "do", "point": "do3", "rooms": ["batt"],
     "feedback": {"device": "di", "point": "di7", "expect": True, "within": "20s"}})
-PACKS = load_rule_packs(default_rules_dir())
 
 
 def _supervisor(clock: ManualClock) -> OutputSupervisor:
     return OutputSupervisor([FAN], {"fan": ["batt"]}, {"batt": "battery"}, clock,
-                            OutputSupervisor.escalations_of(PACKS.values()))
+                            OutputSupervisor.escalations_of(shipped.packs().values()))
 
 
 def _airflow(sup: OutputSupervisor, clock: ManualClock, value: bool | None,
@@ -140,7 +139,7 @@ def test_escalated_while_hydrogen_is_present_in_the_room() -> None:
 def test_no_escalation_outside_battery_rooms() -> None:
     clock = ManualClock()
     sup = OutputSupervisor([FAN], {"fan": ["batt"]}, {"batt": "equipment"}, clock,
-                           OutputSupervisor.escalations_of(PACKS.values()))
+                           OutputSupervisor.escalations_of(shipped.packs().values()))
     alarm = _run(sup, clock, 21, True, False, [_h2_alarm(True)])[NO_FEEDBACK_RULE]
     assert alarm.active and alarm.severity is Severity.MAJOR
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
-from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.config.loader import LoadedConfig
 from gateway.field.sample import Quality, Sample, Value
 from gateway.rules.conditions import (
     Above,
@@ -23,7 +23,7 @@ from gateway.rules.conditions import (
     PointState,
     ValueSignal,
 )
-from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
+from gateway.rules.config import ParameterOverrides
 from gateway.rules.engine import RuleEngine
 from gateway.rules.nodes import (
     CompareLeaf,
@@ -33,10 +33,11 @@ from gateway.rules.nodes import (
     StaleLeaf,
 )
 from gateway.rules.section import ParameterOverride, RulesSection
+from tests import shipped
 
 REPO = Path(__file__).resolve().parents[2]
-SITE = load_gateway_config(REPO / "firmware_configs" / "telecom_equipment_room.yaml")
-PACKS = load_rule_packs(default_rules_dir())
+TELECOM = "telecom_equipment_room"
+"""The site and the packs load on first use, once per process (tests/shipped.py)."""
 
 H2 = ("explosion.h2_alarm", "h2-batt-01.h2")
 RATE = ("fire.heat_rate_of_rise", "th-tx-a03.temperature")
@@ -54,10 +55,11 @@ def overrides(*sets: tuple[str, dict[str, float]]) -> ParameterOverrides:
 class Engine:
     """A rule engine on the telecom site with its own manual clock."""
 
-    def __init__(self, loaded: LoadedConfig = SITE, params: ParameterOverrides | None = None,
+    def __init__(self, loaded: LoadedConfig | None = None, params: ParameterOverrides | None = None,
                  clock: ManualClock | None = None) -> None:
         self.clock = clock or ManualClock()
-        self.engine = RuleEngine(PACKS, loaded, self.clock, params)
+        self.engine = RuleEngine(shipped.packs(), loaded or shipped.site(TELECOM), self.clock,
+                                 params)
 
     def feed(self, values: Mapping[str, Value], quality: Quality = Quality.GOOD) -> None:
         ts = self.clock.now_ns()
@@ -142,9 +144,10 @@ def test_a_pending_on_delay_keeps_running_through_an_apply() -> None:
 def test_a_rollback_takes_a_device_the_candidate_never_read_from_before() -> None:
     old = Engine()
     hazard_for(old, 10)
+    site = shipped.site(TELECOM)
     devices = [d.model_copy(update={"unit": 99}) if d.id == "h2-batt-01" else d
-               for d in SITE.config.devices]
-    wrong = dataclasses.replace(SITE, config=SITE.config.model_copy(
+               for d in site.config.devices]
+    wrong = dataclasses.replace(site, config=site.config.model_copy(
         update={"devices": devices}))
     candidate = Engine(wrong, clock=old.clock)
     candidate.engine.adopt(old.engine)

@@ -10,12 +10,14 @@ from pathlib import Path
 
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.clock import ManualClock
-from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.config.loader import LoadedConfig
 from gateway.field.sample import Quality, Sample, Value
 from gateway.safety import SafetyCore
+from tests import shipped
 
 REPO = Path(__file__).resolve().parents[2]
-SITE = load_gateway_config(REPO / "firmware_configs" / "telecom_equipment_room.yaml")
+TELECOM = "telecom_equipment_room"
+"""Loaded on first use, once per process (tests/shipped.py)."""
 H2 = AlarmKey("explosion.h2_alarm", "h2-batt-01.h2")
 FIRE = AlarmKey("fire.smoke_coincidence", "tx-3f")
 HAZARD: dict[str, Value] = {"h2-batt-01.h2": 30.0, "smoke-tx-01.alarm": True,
@@ -34,7 +36,7 @@ def feed(core: SafetyCore, clock: ManualClock, values: dict[str, Value], seconds
 
 
 def raised(tmp_path: Path, clock: ManualClock) -> SafetyCore:
-    core = SafetyCore(SITE, clock, tmp_path / "alarms.sqlite")
+    core = SafetyCore(shipped.site(TELECOM), clock, tmp_path / "alarms.sqlite")
     events = feed(core, clock, HAZARD, 8)  # past every on-delay (h2_warning: 5 s)
     assert f"{H2.rule}@{H2.subject} active_unacknowledged" in events
     assert core.alarms.get(FIRE).state is AlarmState.ACTIVE_UNACKNOWLEDGED
@@ -52,7 +54,8 @@ def test_a_restart_keeps_restored_alarms_active_without_data(tmp_path: Path) -> 
         if clean:
             core.close()  # else: the process died, the journal was committed as it went
         clock.advance(20.0)
-        again = SafetyCore(SITE, ManualClock(clock.now_ns(), 5.0), directory / "alarms.sqlite")
+        again = SafetyCore(shipped.site(TELECOM), ManualClock(clock.now_ns(), 5.0),
+                           directory / "alarms.sqlite")
         restarted = again.clock
         assert isinstance(restarted, ManualClock)
         quiet = feed(again, restarted, {}, 10)  # no data yet: the buses are starting
@@ -82,7 +85,8 @@ def test_take_over_changes_no_alarm_and_no_output(tmp_path: Path) -> None:
     core = raised(tmp_path, clock)
     wanted = dict(core.wanted)
     activated = {k: core.alarms.get(k).activated_ns for k in (H2, FIRE)}
-    for loaded in (with_device(SITE, "th-tx-b06", poll_interval=7.0), SITE):
+    site = shipped.site(TELECOM)
+    for loaded in (with_device(site, "th-tx-b06", poll_interval=7.0), site):
         new = SafetyCore(loaded, clock, tmp_path / "alarms.sqlite", open_alarms=False)
         carried, _held = new.take_over(core)
         core.close()

@@ -14,9 +14,9 @@ from gateway.alarms.manager import AlarmManager
 from gateway.alarms.types import Evaluation, Severity
 from gateway.clock import ManualClock
 from gateway.flashing.trial import MAX_CHANGES, TrialHold
-from gateway.rules.config import default_rules_dir, load_rule_packs
+from tests import shipped
 
-PACKS = tuple(load_rule_packs(default_rules_dir()).values())
+# The shipped packs: tests/shipped.py (loaded on first use, once per process).
 KEYS = [AlarmKey("sensor_health.device_offline", "th-1"),
         AlarmKey("actions.output_failure", "siren-3f"),
         AlarmKey("sensor_health.stale", "meter-1")]
@@ -50,7 +50,8 @@ def test_a_commit_replays_what_was_held_as_it_happened(script: list[tuple[float,
         direct_clock.advance(dt)
         held_clock.advance(dt)
         expected += direct.observe([evaluation(key, active, direct_clock)])
-        passed = hold.admit([evaluation(key, active, held_clock)], held, PACKS)
+        passed = hold.admit([evaluation(key, active, held_clock)], held,
+                                tuple(shipped.packs().values()))
         assert held.observe(passed) == []  # nothing of it reaches the journal during the trial
         if last.get(key, False) != active:
             changes[key] = changes.get(key, 0) + 1

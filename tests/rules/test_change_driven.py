@@ -17,6 +17,7 @@ windows), config applies and restarts (adopt, hold). After every round:
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -32,19 +33,19 @@ from gateway.alarms.events import AlarmEvent
 from gateway.alarms.journal import Journal
 from gateway.alarms.manager import AlarmManager
 from gateway.clock import ManualClock
-from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.config.loader import LoadedConfig
 from gateway.config.profile import ModbusPoint
 from gateway.field.bus_loop import ONLINE_POINT
 from gateway.field.points import bind_points
 from gateway.field.sample import Quality, Sample, Value
-from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
+from gateway.rules.config import ParameterOverrides
 from gateway.rules.engine import RuleEngine
 from gateway.rules.model import RulePack
+from tests import shipped
 
 REPO = Path(__file__).resolve().parents[2]
-SITES = {path.stem: load_gateway_config(path)
-         for path in sorted((REPO / "firmware_configs").glob("*.yaml"))}
-PACKS = load_rule_packs(default_rules_dir())
+SITE_NAMES = shipped.site_names()
+"""The shipped sites; each is loaded and modelled on first use (tests/shipped.py)."""
 STEPS = [0.0, 0.001, 0.05, 0.3, 0.5, 1.0, 1.0, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0, 60.0,
          61.0, 119.0, 121.0, 300.0, 600.0, 900.0, 3600.0, 21_600.0]
 """Clock steps: polls, and the lengths of the packs' delays, timeouts and windows."""
@@ -72,9 +73,12 @@ def _numbers(engine: RuleEngine) -> tuple[float, ...]:
     return tuple(sorted(found))
 
 
-def _model(name: str) -> SiteModel:
-    loaded = SITES[name]
-    engine = RuleEngine(PACKS, loaded, ManualClock(), ParameterOverrides.for_site(loaded, PACKS))
+@functools.cache
+def model_of(name: str) -> SiteModel:
+    """The model of a shipped site, built once per process."""
+    loaded = shipped.site(name)
+    engine = RuleEngine(shipped.packs(), loaded, ManualClock(),
+                        ParameterOverrides.for_site(loaded, shipped.packs()))
     numbers = _numbers(engine)
     kinds: dict[str, tuple[Value, ...]] = {}
     for device in loaded.config.devices:
@@ -99,8 +103,6 @@ def _model(name: str) -> SiteModel:
         "sensor_health.") for p in b.points if p in kinds}))
     return SiteModel(loaded, points, kinds, tuple(g for g in (rates, health, points) if g))
 
-
-MODELS = {name: _model(name) for name in SITES}
 
 QUALITIES = st.sampled_from([Quality.GOOD] * 6 + [Quality.INVALID, Quality.COMM_ERROR,
                                                   Quality.STALE])
@@ -242,7 +244,7 @@ class Pair:
 @contextmanager
 def pair(model: SiteModel) -> Iterator[Pair]:
     with tempfile.TemporaryDirectory(prefix="change-driven-") as folder:
-        both = Pair(model, ManualClock(), Path(folder), PACKS)
+        both = Pair(model, ManualClock(), Path(folder), shipped.packs())
         try:
             yield both
         finally:
@@ -268,9 +270,9 @@ def play(model: SiteModel, steps: list[tuple[str, object]]) -> None:
             both.round()
 
 
-@pytest.mark.parametrize("site", sorted(MODELS))
+@pytest.mark.parametrize("site", SITE_NAMES)
 def test_change_driven_rounds_equal_evaluating_everything(site: str) -> None:
-    model = MODELS[site]
+    model = model_of(site)
 
     @settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow])
     @given(actions(model))
@@ -287,9 +289,9 @@ more) for a deeper search."""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("site", sorted(MODELS))
+@pytest.mark.parametrize("site", SITE_NAMES)
 def test_change_driven_rounds_equal_evaluating_everything_long(site: str) -> None:
-    model = MODELS[site]
+    model = model_of(site)
 
     @settings(max_examples=LONG_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
     @given(actions(model))
@@ -301,19 +303,19 @@ def test_change_driven_rounds_equal_evaluating_everything_long(site: str) -> Non
 
 def test_every_shipped_binding_is_scheduled() -> None:
     """No binding of the shipped packs on the shipped sites falls back to every round."""
-    for model in MODELS.values():
-        engine = RuleEngine(PACKS, model.loaded, ManualClock(),
-                            ParameterOverrides.for_site(model.loaded, PACKS))
+    for model in map(model_of, SITE_NAMES):
+        engine = RuleEngine(shipped.packs(), model.loaded, ManualClock(),
+                            ParameterOverrides.for_site(model.loaded, shipped.packs()))
         assert engine.bindings() and engine.unscheduled() == []
 
 
 def test_a_quiet_site_sleeps_and_a_sample_wakes_only_its_readers() -> None:
     """After the first round, with nothing new, a round evaluates nothing; a repeated value
     marks only what must see it (rate windows); a changed value marks its readers."""
-    model = MODELS["telecom_equipment_room"]
+    model = model_of("telecom_equipment_room")
     clock = ManualClock()
-    engine = RuleEngine(PACKS, model.loaded, clock,
-                        ParameterOverrides.for_site(model.loaded, PACKS))
+    engine = RuleEngine(shipped.packs(), model.loaded, clock,
+                        ParameterOverrides.for_site(model.loaded, shipped.packs()))
     everything = len(engine.bindings())
     good = [Sample(p, model.kinds[p][0], clock.now_ns(), Quality.GOOD) for p in model.points]
     engine.on_samples(good)
@@ -341,10 +343,10 @@ def test_a_quiet_site_sleeps_and_a_sample_wakes_only_its_readers() -> None:
 
 def test_next_deadline_is_an_on_delay() -> None:
     """An on-delay running is the next deadline, to the float; at it the alarm is raised."""
-    model = MODELS["telecom_equipment_room"]
+    model = model_of("telecom_equipment_room")
     clock = ManualClock()
-    engine = RuleEngine(PACKS, model.loaded, clock,
-                        ParameterOverrides.for_site(model.loaded, PACKS))
+    engine = RuleEngine(shipped.packs(), model.loaded, clock,
+                        ParameterOverrides.for_site(model.loaded, shipped.packs()))
     engine.evaluate_changed()
     baseline = engine.next_deadline()
     engine.on_samples([Sample("h2-batt-01.h2", 30.0, clock.now_ns(), Quality.GOOD),

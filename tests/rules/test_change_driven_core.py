@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import ManualClock
-from gateway.config.loader import load_gateway_config
 from gateway.field.sample import Quality, Sample, Value
 from gateway.safety import SafetyCore
+from tests import shipped
 
 REPO = Path(__file__).resolve().parents[2]
-SITE = load_gateway_config(REPO / "firmware_configs" / "telecom_equipment_room.yaml")
+TELECOM = "telecom_equipment_room"
+"""Loaded on first use, once per process (tests/shipped.py)."""
 H2 = ("explosion.h2_alarm", "h2-batt-01.h2")
 NO_AIRFLOW = ("actions.output_no_feedback", "fan-batt-3f")
 
@@ -26,7 +27,7 @@ NO_AIRFLOW = ("actions.output_no_feedback", "fan-batt-3f")
 @pytest.fixture
 def core(tmp_path: Path) -> Iterator[SafetyCore]:
     clock = ManualClock()
-    safety = SafetyCore(SITE, clock, tmp_path / "journal.sqlite")
+    safety = SafetyCore(shipped.site(TELECOM), clock, tmp_path / "journal.sqlite")
     yield safety
     safety.close()
 

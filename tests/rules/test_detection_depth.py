@@ -17,17 +17,19 @@ from gateway.field.sample import Quality, Sample
 from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
 from gateway.rules.engine import RuleEngine
 from gateway.rules.rate import RateWindow
+from tests import shipped
 
 REPO = Path(__file__).resolve().parents[2]
 TELECOM = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
 DATACENTER = REPO / "firmware_configs" / "datacenter_lithium_room.yaml"
-PACKS = load_rule_packs(default_rules_dir())
+# The shipped packs: tests/shipped.py (loaded on first use, once per process).
 
 
 def _engine(path: Path) -> tuple[RuleEngine, ManualClock]:
     loaded = load_gateway_config(path)
     clock = ManualClock()
-    return RuleEngine(PACKS, loaded, clock, ParameterOverrides.for_site(loaded, PACKS)), clock
+    packs = shipped.packs()
+    return RuleEngine(packs, loaded, clock, ParameterOverrides.for_site(loaded, packs)), clock
 
 
 def _params(engine: RuleEngine, rule: str, subject: str) -> Mapping[str, object]:
@@ -57,10 +59,10 @@ def test_a_site_override_beats_the_chemistry_default(tmp_path: Path) -> None:
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump(data), encoding="utf-8")
     loaded = load_gateway_config(site)
-    overrides = ParameterOverrides.for_site(loaded, PACKS)
+    overrides = ParameterOverrides.for_site(loaded, shipped.packs())
     assert overrides.chemistry("bm-batt-01", "batt-3f") == "vrla"
     assert overrides.chemistry(data["devices"][-1]["id"], "batt-3f") == "lfp"
-    engine = RuleEngine(PACKS, loaded, ManualClock(), overrides)
+    engine = RuleEngine(shipped.packs(), loaded, ManualClock(), overrides)
     assert _params(engine, "explosion.cell_over_temperature",
                    "bm-batt-01.block2_temperature")["limit"] == 45
 

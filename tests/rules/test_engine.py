@@ -12,25 +12,23 @@ from hypothesis import strategies as st
 
 from gateway.alarms.types import Evaluation, Severity
 from gateway.clock import ManualClock
-from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.config.loader import LoadedConfig
 from gateway.field.sample import Quality, Sample, Value
 from gateway.rules.config import (
     ParameterOverrides,
     check_rules,
-    default_rules_dir,
-    load_rule_packs,
 )
 from gateway.rules.engine import RuleEngine
 from gateway.rules.model import RulePack
 from gateway.rules.section import ParameterOverride, RulesSection
+from tests import shipped
 
 REPO = Path(__file__).resolve().parents[2]
 TELECOM = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
 DATACENTER = REPO / "firmware_configs" / "datacenter_lithium_room.yaml"
 DISTRIBUTION = REPO / "firmware_configs" / "power_distribution_room.yaml"
 
-PACKS = load_rule_packs(default_rules_dir())
-SITES = {path: load_gateway_config(path) for path in (TELECOM, DATACENTER, DISTRIBUTION)}
+# The shipped packs and sites: tests/shipped.py (loaded on first use, once per process).
 
 
 class Site:
@@ -38,9 +36,9 @@ class Site:
 
     def __init__(self, path: Path = TELECOM, overrides: ParameterOverrides | None = None,
                  packs: dict[str, RulePack] | None = None) -> None:
-        self.loaded: LoadedConfig = SITES[path]
+        self.loaded: LoadedConfig = shipped.site(path.stem)
         self.clock = ManualClock()
-        self.engine = RuleEngine(packs or PACKS, self.loaded, self.clock, overrides)
+        self.engine = RuleEngine(packs or shipped.packs(), self.loaded, self.clock, overrides)
 
     def feed(self, values: Mapping[str, Value], quality: Quality = Quality.GOOD) -> None:
         ts = self.clock.now_ns()
@@ -337,7 +335,7 @@ def test_rules_section_and_check_rules() -> None:
             {"rule": "environment.door_open_long", "room_type": "battery",
              "set": {"open_for": "5m"}},
         ]})
-    errors = [str(e) for e in check_rules(section, PACKS, SITES[TELECOM])]
+    errors = [str(e) for e in check_rules(section, shipped.packs(), shipped.site(TELECOM.stem))]
     expected = [
         "rules.packs[2]: rule pack 'nonexistent' is not loaded",
         "rules.disabled[0]: no rule 'fire.no_such_rule'",
