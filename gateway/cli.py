@@ -13,8 +13,9 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.config.duration_parse import duration_arg
@@ -25,6 +26,10 @@ from gateway.control_cli import control_options as _control_options
 from gateway.control_cli import control_path as _control_path
 from gateway.field.cli import add_plan_parser
 from gateway.sim.cli import add_parsers as add_simulator_parsers
+
+if TYPE_CHECKING:
+    from gateway.config.loader import LoadedConfig
+    from gateway.rules.model import RulePack
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,7 +182,6 @@ def check_file(path: Path) -> str:
     """Validate one file; return a one-line summary or raise ConfigErrors."""
     from gateway.config.loader import load_gateway_config, load_profile
     from gateway.config.profile import ModbusProfile
-    from gateway.field.points import bind_points
 
     kind = _kind_of(path)
     if kind == "profile":
@@ -201,6 +205,14 @@ def check_file(path: Path) -> str:
     cfg = loaded.config
     packs = load_rule_packs(default_rules_dir(),
                             list(cfg.rules.packs) if cfg.rules.packs is not None else None)
+    return config_summary(loaded, packs)
+
+
+def config_summary(loaded: LoadedConfig, packs: Mapping[str, RulePack]) -> str:
+    """`check`'s line for a valid gateway config and the rule packs it loads."""
+    from gateway.field.points import bind_points
+
+    cfg = loaded.config
     points = sum(len(bind_points(d, loaded.profile_of(d))) for d in cfg.devices)
     rules = sum(len(p.rules) for p in packs.values())
     return (f"gateway {cfg.gateway.id} at {cfg.gateway.site}, {_counted(len(cfg.buses), 'bus')}, "
@@ -239,7 +251,9 @@ def check_config_file(path: Path) -> tuple[str, list[str]]:
     report = check_config(path)
     if report.errors:
         raise ConfigErrors(report.errors)
-    return check_file(path), report.warnings
+    if report.loaded is None or report.packs is None:  # not expected without errors
+        return check_file(path), report.warnings
+    return config_summary(report.loaded, report.packs), report.warnings
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

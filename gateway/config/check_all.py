@@ -44,6 +44,8 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     loaded: LoadedConfig | None = None
     """The config as loaded, when it has no error."""
+    packs: dict[str, Any] | None = None
+    """The rule packs its `rules:` section loads (by id), when it has no error."""
 
 
 def _models(model: type[BaseModel], seen: set[type[BaseModel]]) -> None:
@@ -166,16 +168,16 @@ def check_config(path: Path, rules_dir: Path | None = None) -> Report:
         config, index_map = _salvaged(data, name, lines, schema_errors)
     errors = list(schema_errors)
     if config is not None:
-        later = _deeper_layers(config, path, name, lines, rules_dir, check_rules,
-                               default_rules_dir, load_rule_packs)
+        later, profiles, packs = _deeper_layers(config, path, name, lines, rules_dir,
+                                                check_rules, default_rules_dir, load_rule_packs)
         for error in later:
             error = _remap(error, index_map, lines)
             if any(f"{name_!r}" in error.reason for name_ in set_aside if name_):
                 continue  # about an item set aside for its own schema error
             errors.append(error)
-        if not errors:
-            report.loaded = LoadedConfig(path=path, config=config, profiles=_profiles(config,
-                                                                                      path))
+        if not errors:  # what the layers loaded, not loaded again
+            report.loaded = LoadedConfig(path=path, config=config, profiles=profiles)
+            report.packs = packs
         report.warnings = lockout_warnings(config)
     report.errors = _dedupe(_suggest(_named(e, ids), config) for e in errors)
     return report
@@ -196,7 +198,10 @@ def _salvaged(data: Any, name: str, lines: LineMap, errors: list[ConfigError]
 
 def _deeper_layers(config: GatewayConfig, path: Path, name: str, lines: LineMap,
                    rules_dir: Path | None, check_rules: Any, default_rules_dir: Any,
-                   load_rule_packs: Any) -> list[ConfigError]:
+                   load_rule_packs: Any,
+                   ) -> tuple[list[ConfigError], dict[str, Any], dict[str, Any] | None]:
+    """The errors of the layers under the schema (profiles, cross-references, rule packs and
+    the `rules:` section), with the profiles and packs loaded (None: the packs failed)."""
     search = profile_search_path(config.profiles_dir, path.parent)
     errors: list[ConfigError] = []
     profiles = {}
@@ -214,20 +219,10 @@ def _deeper_layers(config: GatewayConfig, path: Path, name: str, lines: LineMap,
         packs = load_rule_packs(rules_dir or default_rules_dir(),
                                 list(section.packs) if section.packs is not None else None)
     except ConfigErrors as exc:
-        return [*errors, *exc.errors]
+        return [*errors, *exc.errors], profiles, None
     loaded = LoadedConfig(path=path, config=config, profiles=profiles)
     errors.extend(check_rules(section, packs, loaded))
-    return errors
-
-
-def _profiles(config: GatewayConfig, path: Path) -> dict[str, Any]:
-    search = profile_search_path(config.profiles_dir, path.parent)
-    out = {}
-    for profile_id in sorted({d.profile for d in config.devices}):
-        found = find_profile(profile_id, search)
-        if found is not None:
-            out[profile_id] = load_profile(found)
-    return out
+    return errors, profiles, packs
 
 
 def _remap(error: ConfigError, index_map: dict[tuple[str, int], int],
