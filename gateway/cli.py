@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -20,7 +19,6 @@ from typing import TYPE_CHECKING
 from gateway import __version__
 from gateway.config.duration_parse import duration_arg
 from gateway.config.report import CONFIG_HELP, load_or_report
-from gateway.config.yamlfile import ConfigErrors
 from gateway.control_cli import add_apply_parser, add_status_parser
 from gateway.control_cli import control_options as _control_options
 from gateway.control_cli import control_path as _control_path
@@ -221,6 +219,8 @@ def config_summary(loaded: LoadedConfig, packs: Mapping[str, RulePack]) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.config.yamlfile import ConfigErrors
+
     files = _yaml_files(args.paths)
     if not files:
         print("no YAML files found", file=sys.stderr)
@@ -247,6 +247,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def check_config_file(path: Path) -> tuple[str, list[str]]:
     """A gateway config: (summary, warnings), or ConfigErrors with every layer's errors."""
     from gateway.config.check_all import check_config
+    from gateway.config.yamlfile import ConfigErrors
 
     report = check_config(path)
     if report.errors:
@@ -272,6 +273,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from gateway.daemon import default_state_dir
     from gateway.supervisor import BootFailed, Service
 
@@ -313,6 +316,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
         from gateway.drills.live_cli import run as run_live
 
         return run_live(args, _control_path(args))
+    from gateway.config.yamlfile import ConfigErrors
     from gateway.drills.runner import run_drill
     from gateway.rules.config import default_rules_dir, load_rule_packs
 
@@ -363,6 +367,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
     import signal
     from types import FrameType
 

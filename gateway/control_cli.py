@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.config.report import CONFIG_HELP
-from gateway.config.yamlfile import ConfigErrors
 
 SOCKET_HELP = ("the gateway's control socket (default: $RUNTIME_DIRECTORY/control.sock, "
                "i.e. /run/roomwarden/control.sock under systemd, else STATE_DIR/control.sock)")
@@ -120,6 +119,7 @@ def _next_version(args: argparse.Namespace) -> int | None:
 
 def cmd_config_apply(args: argparse.Namespace) -> int:
     """`roomwarden config apply FILE`: on the gateway itself (USB stick, SSH)."""
+    from gateway.config.yamlfile import ConfigErrors  # not at import: --help needs no YAML
     from gateway.control import ControlError, request
     from gateway.rules.config import load_checked_config
 

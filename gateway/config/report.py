@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config.yamlfile import ConfigErrors
-
 if TYPE_CHECKING:
     from gateway.config.loader import LoadedConfig
 
@@ -17,7 +15,8 @@ CONFIG_HELP = "the gateway config file (YAML)"
 
 
 def load_or_report(path: Path) -> LoadedConfig | None:
-    from gateway.config.loader import load_gateway_config  # the models: only when a config is read
+    # the YAML reader and the models: only when a config is read (not for --help)
+    from gateway.config.loader import ConfigErrors, load_gateway_config
 
     try:
         return load_gateway_config(path)

@@ -39,6 +39,34 @@ def test_the_run_command_imports_no_optional_dependency(tmp_path: Path) -> None:
     assert found == {"loaded": []}
 
 
+def test_the_parser_reads_no_yaml_and_builds_no_model(tmp_path: Path) -> None:
+    """`roomwarden --help` and every command's parser: no YAML reader, no pydantic (issue 15:
+    the suite and the operator start the CLI hundreds of times for a line of help)."""
+    found = run_fresh("""
+        import json, sys
+        import gateway.cli
+        gateway.cli.build_parser()
+        print(json.dumps({"loaded": [m for m in ("yaml", "pydantic") if m in sys.modules]}))
+    """, tmp_path)
+    assert found == {"loaded": []}
+
+
+def test_a_config_schema_is_built_when_first_validated(tmp_path: Path) -> None:
+    """Importing the config models builds no validator (issue 15: pydantic's `defer_build`);
+    the first validation builds it, and only for what is validated."""
+    found = run_fresh("""
+        import json, sys
+        from gateway.config.loader import load_gateway_config
+        from gateway.config.site import GatewayConfig
+        from gateway.contract.wire import TelemetryBatch
+        before = GatewayConfig.__pydantic_complete__
+        load_gateway_config(__import__("pathlib").Path(sys.argv[1]))
+        print(json.dumps({"before": before, "after": GatewayConfig.__pydantic_complete__,
+                          "wire": TelemetryBatch.__pydantic_complete__}))
+    """, tmp_path)
+    assert found == {"before": False, "after": True, "wire": False}
+
+
 def test_panel_and_uplink_dependencies_come_with_their_sections(tmp_path: Path) -> None:
     found = run_fresh("""
         import asyncio, dataclasses, json, sys
