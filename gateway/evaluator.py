@@ -10,6 +10,8 @@ again without running a round.
 Rounds are spaced by at least `MIN_EVALUATION_SPACING`, and after a round that took c CPU
 seconds the next waits c × (1 / `MAX_EVALUATION_SHARE` − 1): however many device batches
 arrive, evaluating takes at most that share of a core (several batches then share a round).
+The spacing is a time before which the next round may not start, slept out only when a round
+is owed before it (a quiet site's evaluator does not wake once more after each round).
 A round that raises is logged and retried after `FAILED_ROUND_RETRY` (or the next batch).
 
 Liveness without a heartbeat: `lag()` is how long a round has been owed and not completed —
@@ -81,6 +83,8 @@ class Evaluator:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         me = asyncio.current_task()
+        not_before = float("-inf")
+        """(loop time) No round starts before this: the spacing after the last one."""
         while True:
             # Python 3.11's timeout can swallow a cancel that lands as the event fires: honour
             # a pending cancel here, or a stop would wait on this loop for ever
@@ -90,6 +94,11 @@ class Evaluator:
             due = self._deadline(now)
             if self.owed_since is None and (due is None or due > now):
                 await self._sleep(due, now)
+                continue
+            rest = not_before - loop.time()
+            if rest > 0:  # owed, but the last round was too recent
+                self.sleeping_until = None
+                await asyncio.sleep(rest)
                 continue
             self.sleeping_until = None
             began, cpu = loop.time(), time.thread_time()
@@ -107,8 +116,8 @@ class Evaluator:
             self.round_done()
             # the round's CPU time (not wall time: a busy machine does not thin out the rounds)
             cost = time.thread_time() - cpu
-            await asyncio.sleep(max(MIN_EVALUATION_SPACING - (loop.time() - began),
-                                    cost * (1 / MAX_EVALUATION_SHARE - 1)))
+            not_before = max(began + MIN_EVALUATION_SPACING,
+                             loop.time() + cost * (1 / MAX_EVALUATION_SHARE - 1))
 
     def _deadline(self, now: float) -> float | None:
         """The core's next deadline; if asking raises (a bug), a round within a second."""

@@ -8,6 +8,12 @@ share is how a client is configured, so TLS and credentials behave the same ever
   `insecure` skips only the host-name check (test benches).
 - Credentials: username and password are set when a username is given; a password file is
   read by the caller at each connect (a rotated password needs no restart) and never logged.
+- Network thread (`network_timeout`): paho's own thread (`loop_start`) waits at most 1 s in
+  select, so an idle connection wakes the process every second to look at its keepalive;
+  a client given `network_timeout` waits that long instead (traffic, a publish from another
+  thread through paho's socket pair, or a closed socket wake it at once; the keepalive ping
+  then goes at most that much late, so keep it well under the keepalive: the uplink uses a
+  quarter of it).
 - Reconnect policy (`Backoff`): exponential from `minimum` to `maximum` with ±20 % jitter,
   reset after a successful connection. The uplink reconnects itself (a fresh client per
   attempt, paho's own reconnect off); a client that lets paho reconnect (the ingest) gets the
@@ -53,12 +59,28 @@ class ClientOptions:
     """(min, max) seconds for paho's own reconnect; None: paho never reconnects (the caller
     makes a new client per attempt)."""
     max_inflight: int | None = None
+    network_timeout: float | None = None
+    """Seconds paho's network thread (`loop_start`) waits in select with nothing to do; None:
+    paho's 1 s."""
+
+
+class _PatientClient(mqtt.Client):
+    """A paho client whose network thread waits `network_timeout` in select, not 1 s."""
+
+    network_timeout = 1.0
+
+    def _thread_main(self) -> None:  # paho 2's own, with the timeout
+        try:
+            self.loop_forever(timeout=self.network_timeout, retry_first_connection=True)
+        finally:
+            self._thread = None
 
 
 def build_client(options: ClientOptions) -> mqtt.Client:
     """A configured client, not yet connected and with no callbacks set."""
     v5 = options.protocol == "5"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=options.client_id,
+    kind = mqtt.Client if options.network_timeout is None else _PatientClient
+    client = kind(CallbackAPIVersion.VERSION2, client_id=options.client_id,
                          protocol=MQTTProtocolVersion.MQTTv5 if v5
                          else MQTTProtocolVersion.MQTTv311,
                          clean_session=None if v5 else options.clean_session,
@@ -76,6 +98,8 @@ def build_client(options: ClientOptions) -> mqtt.Client:
         client.reconnect_delay_set(max(1, round(low)), max(1, round(high)))
     if options.max_inflight is not None:
         client.max_inflight_messages_set(options.max_inflight)
+    if isinstance(client, _PatientClient) and options.network_timeout is not None:
+        client.network_timeout = options.network_timeout
     return client
 
 

@@ -13,6 +13,16 @@ waits on a timer shorter than a real deadline: an idle uplink's writer sleeps un
 request arrives. Its deadlines are real time (`time.monotonic`), whatever clock the messages'
 timestamps come from.
 
+Asleep between commits (issue 15): a request wakes the writer only if it makes work due before
+the time the writer already sleeps to (`_nudge`): a sample added while a commit is already
+due sooner, or a PUBACK's removal while the writer will wake for the window's
+acknowledgements anyway, wakes nobody. After handing out a window the writer sleeps to
+`commit_interval` later (its PUBACKs normally arrive long before), so at one batch a second
+the writer wakes once a second: one transaction that inserts the new batch and deletes the
+acknowledged one, and the next window. A take that finds fewer committed messages than the
+publisher wanted says there are no more (`_more` false), so the publisher's next `want` after
+a publish wakes nobody either. `wakeups` counts how often the writer woke.
+
 Telemetry sequence numbers (`seq`) and delivery sequence numbers (`dseq`) are taken in the
 writer, just before the put (gateway.uplink.items encodes), so a number is committed with the
 message that carries it. Only committed messages are handed out (a crash cannot take back a
@@ -79,6 +89,14 @@ class Committer:
         self._want = 0
         self._more = True
         """Messages may be committed and not handed out yet (a take may find some)."""
+        self._handed: float | None = None
+        """When the last window was handed out (its acknowledgements are expected by
+        `commit_interval` later: the writer's next wake-up if nothing comes sooner)."""
+        self._sleeping = False
+        self._wake_at: float | None = None
+        """While the writer sleeps: when it will wake by itself (None: only when woken)."""
+        self.wakeups = 0
+        """How often the writer thread woke up (a request or a deadline)."""
         self._paced_until: float | None = None
         self._session: tuple[int, list[Item]] | None = None
         self._epoch = 0
@@ -116,12 +134,13 @@ class Committer:
                         del self._buffer[i]
                         kept = False
                         break
-            wake = (urgent and not self._urgent) or self._since is None
             if self._since is None:
                 self._since = time.monotonic()
-            self._urgent = self._urgent or urgent
-            if wake:
-                self._cond.notify()
+                if not urgent:
+                    self._nudge(self._since + self.interval)
+            if urgent:
+                self._urgent = True
+                self._nudge(None)
             return kept
 
     def buffered(self) -> int:
@@ -134,7 +153,7 @@ class Committer:
             wake = n > 0 and self._want == 0 and (self._more or bool(self._resend))
             self._want = n
             if wake:
-                self._cond.notify()
+                self._nudge(self._paced_until)
 
     def ack(self, ids: list[int]) -> None:
         """Delivered (PUBACK in puback mode, or no watermark applies): removed at the next
@@ -153,6 +172,12 @@ class Committer:
     def _mark_dirty(self) -> None:
         if self._dirty_since is None:
             self._dirty_since = time.monotonic()
+            self._nudge(self._dirty_since + self.interval)
+
+    def _nudge(self, due: float | None) -> None:
+        """Work falls due at `due` (None: now): wake the writer only if it sleeps past that
+        (awake, it looks at every request before it sleeps again). Under the condition."""
+        if self._sleeping and (due is None or self._wake_at is None or due < self._wake_at):
             self._cond.notify()
 
     def resend(self, ids: list[int]) -> None:
@@ -191,6 +216,8 @@ class Committer:
     def _due(self) -> list[float]:
         """Monotonic times at which work falls due (called under the condition)."""
         due: list[float] = []
+        if self._handed is not None:
+            due.append(self._handed + self.interval)
         if self._since is not None:
             due.append(self._since + self.interval)
         if self._dirty_since is not None:
@@ -207,10 +234,17 @@ class Committer:
                 with self._cond:
                     while not (self._closing or self._urgent or self._session is not None):
                         due = self._due()
-                        wait = None if not due else min(due) - time.monotonic()
+                        self._wake_at = min(due) if due else None
+                        wait = None if self._wake_at is None else \
+                            self._wake_at - time.monotonic()
                         if wait is not None and wait <= 0:
                             break
-                        self._cond.wait(wait)
+                        self._sleeping = True
+                        try:
+                            self._cond.wait(wait)
+                        finally:
+                            self._sleeping = False
+                        self.wakeups += 1
                     closing = self._closing
                 self._work()
                 if closing:
@@ -229,6 +263,8 @@ class Committer:
             cover = self._cover
             session, self._session = self._session, None
             retry = self._retry_at is not None
+            self._handed = None
+        committed = False
         try:
             if session is not None:
                 self.outbox.start_session()
@@ -240,16 +276,19 @@ class Committer:
             if items or retry or self.outbox.dirty():
                 self.outbox.flush()
                 self.commits += 1
+                committed = True
             self._retry_at = None
             self.last_error = None
         except OutboxError as exc:  # the outbox keeps what it could not commit, bounded
             self.last_error = str(exc)
             self._retry_at = time.monotonic() + self.interval
+            committed = True  # (the status shows what is pending)
             log.error("event=outbox_commit_failed error=%r", str(exc))
         if items or session is not None:
             with self._cond:
                 self._more = True
-        self._refresh()
+        if committed or session is not None:  # the figures change only with a commit
+            self._refresh()
         self._hand_out()
 
     def _hand_out(self) -> None:
@@ -274,10 +313,13 @@ class Committer:
             self._resend[:0] = resend
             if epoch != self._epoch:
                 return  # a new session began meanwhile: its windows start afresh
-            self._more = bool(messages) or delay > 0 or bool(self._resend)
+            # fewer than wanted: every committed message is handed out (or the backlog waits
+            # for the pacer, delay > 0), so the publisher's next `want` need not wake the writer
+            self._more = len(messages) >= want or delay > 0 or bool(self._resend)
             self._paced_until = now + delay if delay > 0 else None
             if messages:
                 self._want = 0
+                self._handed = now
         if messages and self._loop is not None and self._deliver is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to send
                 self._loop.call_soon_threadsafe(self._deliver, Window(epoch, messages))

@@ -4,7 +4,9 @@ to the event loop.
 
 Why paho's network thread (`loop_start`) rather than aiomqtt: paho-mqtt 2 is the one
 dependency (aiomqtt wraps paho anyway); its thread does the socket I/O, keepalive pings and
-TLS, so a slow broker or handshake never runs on the event loop. Callbacks only hand their
+TLS, so a slow broker or handshake never runs on the event loop; it sleeps in select until
+traffic, a publish (paho's socket pair) or a quarter of the keepalive (`NETWORK_TIMEOUT_SHARE`,
+gateway.mqtt_client's `network_timeout`). Callbacks only hand their
 result to the loop with `call_soon_threadsafe`; all state is touched by the loop alone, so
 there is no race between `publish()` returning a mid and its PUBACK. A fresh client per
 attempt means paho never re-sends its own in-flight copies behind the outbox's back, each
@@ -34,6 +36,11 @@ from gateway.uplink.settings import UplinkSettings
 
 log = logging.getLogger("roomwarden.uplink")
 
+NETWORK_TIMEOUT_SHARE = 0.25
+"""paho's network thread waits up to this share of the keepalive with nothing to do (not
+paho's 1 s: an idle uplink's connection does not wake the process every second); a keepalive
+ping goes at most that much late, well inside the broker's 1.5 × keepalive."""
+
 
 @dataclass(frozen=True, slots=True)
 class Handlers:
@@ -56,7 +63,8 @@ def client_options(settings: UplinkSettings, client_id: str) -> ClientOptions:
                                                s.tls.key_file, s.tls.insecure)
     return ClientOptions(client_id=client_id, protocol=s.protocol, clean_session=True,
                          username=s.username, password=password, tls=tls,
-                         max_inflight=s.max_inflight)
+                         max_inflight=s.max_inflight,
+                         network_timeout=s.keepalive * NETWORK_TIMEOUT_SHARE)
 
 
 class Session:

@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Coroutine, Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.clock import SystemClock
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
-from gateway.evaluator import MAX_EVALUATION_SHARE
+from gateway.evaluator import MAX_EVALUATION_SHARE, MIN_EVALUATION_SPACING, Evaluator
 from gateway.field.bus_loop import BusLoop
 from gateway.service.notify import Notifier
 from gateway.service.watchdog import feed_watchdog, stall_deadlines
@@ -144,3 +146,53 @@ async def test_costly_rounds_are_spaced_by_their_cost(tmp_path: Path) -> None:
         assert share <= MAX_EVALUATION_SHARE + 0.1, (rounds, share)
     finally:
         await stop(site, gateway, task)
+
+
+class Steps(Coroutine[Any, Any, None]):
+    """A coroutine that counts how often its task resumes it (each resume is a wake-up)."""
+
+    def __init__(self, inner: Coroutine[Any, Any, None]) -> None:
+        self.inner = inner
+        self.steps = 0
+
+    def send(self, value: Any) -> Any:
+        self.steps += 1
+        return self.inner.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self.steps += 1
+        return self.inner.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self.inner.__await__()
+
+
+async def test_after_a_round_the_evaluator_sleeps_until_the_next_batch() -> None:
+    """A round, then nothing owed: the evaluator does not wake once more for the spacing
+    between rounds (it slept out MIN_EVALUATION_SPACING after every round: a wake-up per
+    round); the spacing still holds when batches come faster than it."""
+    rounds: list[float] = []
+    evaluator = Evaluator(SystemClock(), lambda: rounds.append(time.monotonic()), lambda: None)
+    steps = Steps(evaluator.run())
+    task = asyncio.get_running_loop().create_task(steps)
+    try:
+        await asyncio.sleep(0.3)
+        assert len(rounds) == 1  # the first round is owed from the start
+        for batch in range(1, 4):
+            before = steps.steps
+            evaluator.owe()  # a batch arrived
+            await asyncio.sleep(0.3)
+            assert len(rounds) == batch + 1
+            assert steps.steps - before == 1, steps.steps - before  # the round, then asleep
+        evaluator.owe()
+        await asyncio.sleep(0)
+        evaluator.owe()  # a second batch within the spacing: a second round, spaced
+        await asyncio.sleep(0.3)
+        assert len(rounds) == 6
+        assert rounds[-1] - rounds[-2] >= MIN_EVALUATION_SPACING - 0.005
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
