@@ -65,12 +65,13 @@ __all__ = ["Binding", "PointInfo", "RuleEngine", "SubjectKind"]
 
 
 class _Live:
-    __slots__ = ("actions", "binding", "last", "latching", "node", "severity", "single",
-                 "states", "timers", "title")
+    __slots__ = ("actions", "binding", "last", "latching", "node", "room", "rule", "severity",
+                 "single", "states", "subject", "timers", "title")
 
     def __init__(self, binding: Binding, rule: m.Rule, node: Node,
                  states: Sequence[PointState]) -> None:
         self.binding = binding
+        self.rule, self.subject, self.room = binding.rule, binding.subject, binding.room
         self.node = node
         self.states = tuple(states)
         self.single = self.states[0] if len(self.states) == 1 else None
@@ -228,9 +229,8 @@ class RuleEngine:
                 single = live.single
                 ts = (single.ts_ns if single is not None
                       else max(map(_TS, live.states))) or now_ns
-                binding = live.binding
-                last = live.last = evaluation(binding.rule, binding.subject, active, value,
-                                              live.severity, ts, live.title, binding.room,
+                last = live.last = evaluation(live.rule, live.subject, active, value,
+                                              live.severity, ts, live.title, live.room,
                                               live.actions, live.latching)
                 changed.append(last)
             timers = live.timers

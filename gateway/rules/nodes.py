@@ -42,7 +42,15 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from gateway.field.sample import Value
-from gateway.rules.conditions import Debounce, FlatTracker, PointState, Signal, Test
+from gateway.rules.conditions import (
+    NUMBER,
+    Debounce,
+    FlatTracker,
+    PointState,
+    Signal,
+    Test,
+    ValueSignal,
+)
 from gateway.rules.rate import RateSignal
 
 
@@ -59,9 +67,11 @@ class CompareLeaf:
     test's hysteresis state follows the debounced result, so a value that falls back below
     the limit during the on-delay restarts it. `members`: the points of a group signal; while
     one of them has no good value, "not past the limit" is unknown, not False. A rate signal
-    is judged two-sided: see `gateway.rules.rate`."""
+    is judged two-sided: see `gateway.rules.rate`. The commonest leaf, one point's own value
+    (signal `value`, one member: `point`), reads it inline — the same result as the signal's
+    `read`."""
 
-    __slots__ = ("debounce", "members", "rate", "signal", "test", "value")
+    __slots__ = ("debounce", "members", "point", "rate", "signal", "test", "value")
 
     def __init__(self, signal: Signal, test: Test, debounce: Debounce,
                  members: Sequence[PointState] = ()) -> None:
@@ -70,9 +80,20 @@ class CompareLeaf:
         self.test = test
         self.debounce = debounce
         self.members = tuple(members) if len(members) > 1 else ()
+        self.point = signal.single if type(signal) is ValueSignal else None
         self.value: Value = None
 
     def eval(self, now: float) -> bool:
+        point = self.point
+        if point is not None:  # one point's value: ValueSignal.read inline, no rate, no group
+            number = point.value
+            if not point.good or not isinstance(number, NUMBER):
+                return self.debounce.step(None, now)
+            self.value = number = float(number)
+            test = self.test
+            result = self.debounce.step(test.step(number), now)
+            test.active = result
+            return result
         value = self.signal.read(now)
         if value is None:
             return self.debounce.step(None, now)

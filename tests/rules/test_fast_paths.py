@@ -1,0 +1,127 @@
+"""The rules' fast paths give what the general paths give (hypothesis, random streams):
+
+* a compare leaf of one point's own value reads it inline (`CompareLeaf.point`): the same
+  result, deciding value, hysteresis latch and delay timers at every step as the same leaf
+  reading through its `ValueSignal`, for any test (above, at or above, below, at or below,
+  outside; deadband), delays, values (numbers, booleans, text, None) and qualities;
+* the engine's build shares a compiled plan between subjects and engines
+  (`gateway.rules.binding`): an engine built again on the same config and packs equals one
+  built on a freshly loaded copy of them, binding by binding and node by node.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.clock import ManualClock
+from gateway.config.loader import load_gateway_config
+from gateway.field.sample import Quality, Value
+from gateway.rules import conditions
+from gateway.rules.conditions import Above, Below, Debounce, Outside, PointState, ValueSignal
+from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
+from gateway.rules.engine import RuleEngine
+from gateway.rules.nodes import CompareLeaf
+from gateway.rules.rate import Pick, falling, rising
+
+REPO = Path(__file__).resolve().parents[2]
+
+VALUES = st.one_of(st.floats(-5.0, 5.0, allow_nan=False), st.integers(-5, 5), st.booleans(),
+                   st.just("open"), st.none(), st.sampled_from([float("nan"), 0.0, 1.0]))
+QUALITIES = st.sampled_from([Quality.GOOD] * 4 + [Quality.INVALID, Quality.COMM_ERROR])
+STEPS = st.lists(st.tuples(VALUES, QUALITIES, st.sampled_from([0.0, 0.1, 0.5, 1.0, 3.0])),
+                 min_size=1, max_size=60)
+
+
+@st.composite
+def limit_specs(draw: st.DrawFn) -> tuple[str, tuple[float, ...], bool]:
+    kind = draw(st.sampled_from(["above", "below", "outside"]))
+    deadband = draw(st.sampled_from([0.0, 0.5, 2.0]))
+    if kind == "outside":
+        low = draw(st.floats(-3.0, 1.0))
+        return kind, (low, low + draw(st.floats(0.0, 3.0)), deadband), False
+    return kind, (draw(st.floats(-3.0, 3.0)), deadband), draw(st.booleans())
+
+
+def leaf(spec: tuple[str, tuple[float, ...], bool], delays: tuple[float, float],
+         point: PointState) -> CompareLeaf:
+    kind, numbers, inclusive = spec
+    test: conditions.Test
+    key: Pick
+    if kind == "outside":
+        low, high, deadband = numbers
+        outside = Outside(low, high, deadband)
+        test, key = outside, outside.excursion
+    else:
+        limit, deadband = numbers
+        test, key = ((Above(limit, deadband, inclusive), rising) if kind == "above"
+                     else (Below(limit, deadband, inclusive), falling))
+    return CompareLeaf(ValueSignal([point], key), test, Debounce(*delays), [point])
+
+
+def state(node: CompareLeaf) -> tuple[object, ...]:
+    d = node.debounce
+    return (node.value, node.test.active, d.active, d.on_since, d.off_since)
+
+
+@given(limit_specs(), st.tuples(st.sampled_from([0.0, 0.5, 2.0]), st.sampled_from([0.0, 1.0])),
+       STEPS)
+def test_inline_point_compare_equals_the_signal_read(
+        spec: tuple[str, tuple[float, ...], bool], delays: tuple[float, float],
+        steps: list[tuple[Value, Quality, float]]) -> None:
+    fast_point, general_point = PointState("p", "d", 0.0), PointState("p", "d", 0.0)
+    fast, general = leaf(spec, delays, fast_point), leaf(spec, delays, general_point)
+    assert fast.point is fast_point
+    general.point = None  # the general path: through ValueSignal.read
+    now = 0.0
+    for value, quality, step in steps:
+        now += step
+        for point in (fast_point, general_point):
+            point.update(value, quality, 0, now)
+        assert fast.eval(now) is general.eval(now)
+        assert state(fast) == state(general) or (
+            state(fast)[0] != state(fast)[0] and state(general)[0] != state(general)[0]
+            and state(fast)[1:] == state(general)[1:])  # NaN is not equal to itself
+
+
+@pytest.mark.parametrize("site", ["telecom_equipment_room", "datacenter_lithium_room"])
+def test_an_engine_built_again_equals_one_built_on_fresh_objects(site: str) -> None:
+    path = REPO / "firmware_configs" / f"{site}.yaml"
+    engines = []
+    loaded, packs = load_gateway_config(path), load_rule_packs(default_rules_dir())
+    for fresh in (False, False, True):
+        if fresh:
+            loaded, packs = load_gateway_config(path), load_rule_packs(default_rules_dir())
+        engines.append(RuleEngine(packs, loaded, ManualClock(),
+                                  ParameterOverrides.for_site(loaded, packs)))
+    first, again, new = engines
+    for engine in (again, new):
+        assert engine.binding_details() == first.binding_details()
+        assert engine.unconfigured() == first.unconfigured()
+        assert engine.points() == first.points()
+        for mine, theirs in zip(engine._live, first._live, strict=True):
+            assert mine.node is not theirs.node and _shape(mine.node) == _shape(theirs.node)
+            assert len(mine.timers) == len(theirs.timers)
+        assert engine._readers == first._readers and engine._gaps == first._gaps
+        assert engine._every == first._every
+
+
+def _shape(node: object) -> object:
+    """A node tree as nested tuples: class, numbers, the points it reads (by id)."""
+    out: list[object] = [type(node).__name__]
+    for cls in type(node).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            item = getattr(node, name, None)
+            if isinstance(item, PointState):
+                out.append(item.id)
+            elif isinstance(item, tuple | list):
+                out.append(tuple(_shape(i) if not isinstance(i, PointState) else i.id
+                                 for i in item))
+            elif isinstance(item, int | float | str | bool | None):
+                out.append(item)
+            elif hasattr(type(item), "__slots__"):
+                out.append(_shape(item))
+    return tuple(out)
