@@ -21,6 +21,7 @@ from gateway.config.profile import DataType, ModbusPoint, ModbusProfile, Registe
 from gateway.config.site import Device
 from gateway.field.codec import decode, encode
 from gateway.field.points import BoundPoint, bind_points, scaled
+from gateway.sim.compiled import ValueAt, compile_signal
 from gateway.sim.signals import Constant, SignalTable, Value, apply_set_flags, define_points
 
 REGISTER_OF_FUNCTION: dict[int, RegisterType] = {
@@ -76,15 +77,46 @@ _STRUCT_CODE = {DataType.INT16: "h", DataType.UINT16: "H", DataType.INT32: "i",
 
 def register_encoder(point: BoundPoint) -> Callable[[Value], list[int]]:
     """`encode(to_raw(point, value), ...)` for one point, with the struct work done once: a
-    number in big-endian word order is one precompiled pack and unpack (most points); other
-    orders, strings and bits use the generic codec."""
+    number is `to_raw`'s arithmetic and one precompiled pack and unpack (a byte-swapped order
+    reads the words little-endian, a word-swapped one reverses them); strings and bits use the
+    generic codec."""
     spec = point.modbus
     code = _STRUCT_CODE.get(spec.type)
-    if code is None or spec.order.swaps_bytes or (spec.order.swaps_words and spec.width > 1):
+    if code is None:
         return lambda value: encode(to_raw(point, value), spec.type, spec.order, spec.length)
     pack = struct.Struct(">" + code).pack
-    unpack = struct.Struct(f">{spec.width}H").unpack
-    return lambda value: list(unpack(pack(to_raw(point, value))))
+    unpack = struct.Struct(f"{'<' if spec.order.swaps_bytes else '>'}{spec.width}H").unpack
+    reverse = spec.order.swaps_words and spec.width > 1
+    offset, scale = point.offset, point.scale
+    limits = _INT_RANGE.get(spec.type)
+    low, high = limits if limits is not None else (-_FLOAT_MAX[spec.type],
+                                                     _FLOAT_MAX[spec.type])
+
+    def raw_of(value: Value) -> float:  # to_raw's arithmetic, inlined
+        if isinstance(value, str):
+            raise TypeError(f"{point.id}: text {value!r} for a numeric point")
+        return (float(value) - offset) / scale if scale else float(value)
+
+    def words(raw: float) -> list[int]:
+        registers = list(unpack(pack(raw)))
+        if reverse:
+            registers.reverse()
+        return registers
+
+    if limits is not None:
+        def integer(value: Value) -> list[int]:
+            raw = raw_of(value)
+            if raw != raw:  # NaN has no integer form
+                return words(0)
+            return words(max(low, min(high, round(raw))))
+
+        return integer
+
+    def real(value: Value) -> list[int]:
+        raw = raw_of(value)
+        return words(max(low, min(high, raw)) if raw == raw else raw)
+
+    return real
 
 
 def to_engineering(point: BoundPoint, raw: int | float | bool | str) -> Value:
@@ -116,6 +148,27 @@ class LogEntry:
     kind: str
     """`write` (the gateway wrote a coil; logged even when the value did not change) or
     `change` (a coil or discrete input changed, e.g. a fan's airflow switch)."""
+
+
+class _Render:
+    """How one point is rendered: its signal compiled (gateway.sim.compiled) and its register
+    encoder, until the point gets another signal; a constant whole-word point's registers are
+    converted once, not at every poll (much of a quiet room is constant)."""
+
+    __slots__ = ("address", "constant", "encoder", "pid", "point", "registers", "signal",
+                 "value_at")
+
+    def __init__(self, point: BoundPoint, encoder: Callable[[Value], list[int]] | None) -> None:
+        self.point, self.pid, self.address = point, point.id, point.modbus.address
+        self.encoder = encoder
+        self.signal: object = None
+        self.value_at: ValueAt = compile_signal(Constant(value=False))
+        self.constant = False
+        self.registers: list[int] | None = None
+
+    def follow(self, signal: object) -> None:
+        self.signal, self.value_at = signal, compile_signal(signal)
+        self.constant, self.registers = isinstance(signal, Constant), None
 
 
 class DeviceImage:
@@ -157,12 +210,9 @@ class DeviceImage:
                                for r in RegisterType}
         """…and the single bits of words, applied over them."""
         self._rendered: dict[RegisterType, tuple[int, float]] = {}
-        self._encoders = {p.id: register_encoder(p) for r in (RegisterType.HOLDING,
-                                                              RegisterType.INPUT)
-                          for p, _ in self._plan[r]}
-        self._encoded: dict[str, tuple[object, list[int]]] = {}
-        """Point id → its constant signal and that signal's registers (a constant point, much
-        of a quiet room, is converted once, not at every poll)."""
+        self._renders = {r: [_Render(p, register_encoder(p) if not r.is_bit else None)
+                             for p, _ in self._plan[r]] for r in RegisterType}
+        """Per register type, each point's rendering state, in `_plan`'s order."""
         self.log: deque[LogEntry] = deque(maxlen=LOG_LIMIT)
         self.stuck: dict[int, bool] = {}
         """Coil address → the state a stuck relay stays in whatever is written."""
@@ -218,32 +268,38 @@ class DeviceImage:
                 and now - rendered[1] < RENDER_PERIOD:
             return
         self._rendered[register] = (table.generation, now)
+        entries = table.entries
         if register.is_bit:
             bits = self.bits[register]
             stuck = self.stuck if register is RegisterType.COIL else {}
-            for point, spec in self._plan[register]:
-                address = spec.address
-                value = bool(table.value(point.id))
-                value = stuck.get(address, value)
+            for render in self._renders[register]:
+                entry = entries[render.pid]
+                if entry.signal is not render.signal:
+                    render.follow(entry.signal)
+                address = render.address
+                value = stuck.get(address, bool(render.value_at(now - entry.origin)))
                 if address in bits and bits[address] != value:
-                    self.log.append(LogEntry(now, point.id, value, "change"))
+                    self.log.append(LogEntry(now, render.pid, value, "change"))
                 bits[address] = value
             return
         words = self.words[register]
-        encoded, encoders = self._encoded, self._encoders
-        for point, spec in self._plan[register]:
-            signal = table.signal(point.id)
-            last = encoded.get(point.id)
-            if last is not None and last[0] is signal:
-                registers = last[1]
-            elif point.flags:
-                raw = apply_set_flags(table, point, int(to_raw(point, table.value(point.id))))
-                registers = encode(raw, spec.type, spec.order, spec.length)
-            else:
-                registers = encoders[point.id](table.value(point.id))
-                if isinstance(signal, Constant):
-                    encoded[point.id] = (signal, registers)
-            address = spec.address
+        for render in self._renders[register]:
+            entry = entries[render.pid]
+            if entry.signal is not render.signal:
+                render.follow(entry.signal)
+            registers = render.registers
+            if registers is None:
+                point = render.point
+                if point.flags:
+                    raw = apply_set_flags(table, point, int(to_raw(point, table.value(point.id))))
+                    spec = point.modbus
+                    registers = encode(raw, spec.type, spec.order, spec.length)
+                else:
+                    assert render.encoder is not None
+                    registers = render.encoder(render.value_at(now - entry.origin))
+                    if render.constant:
+                        render.registers = registers
+            address = render.address
             for word in registers:
                 words[address] = word
                 address += 1

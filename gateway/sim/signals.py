@@ -11,7 +11,7 @@ and `release` change it at run time.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,8 +41,8 @@ from gateway.sim.signal_kinds import (
     parse_signal,
 )
 
-__all__ = ["NORMAL", "Clamp", "Constant", "Drift", "Noise", "Normal", "Pulse", "Ramp",
-           "Scripted", "Signal", "SignalTable", "Source", "Step", "Sum", "Value",
+__all__ = ["NORMAL", "Clamp", "Constant", "Drift", "Entry", "Noise", "Normal", "Pulse",
+           "Ramp", "Scripted", "Signal", "SignalTable", "Source", "Step", "Sum", "Value",
            "apply_set_flags", "default_signal", "define_points", "noisy", "parse_signal",
            "point_default", "point_kind", "unit_factor"]
 
@@ -54,7 +54,9 @@ class Source(Protocol):
 
 
 @dataclass(slots=True)
-class _Entry:
+class Entry:
+    """One point's signals: its value at clock time `now` is `signal.at(now - origin)`."""
+
     default: Source
     signal: Source
     origin: float
@@ -67,7 +69,7 @@ class SignalTable:
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._start = self._clock.monotonic()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
         self.generation = 0
         """Counts changes of signals, so renderings of them know when they are out of date."""
 
@@ -75,9 +77,15 @@ class SignalTable:
     def clock(self) -> Clock:
         return self._clock
 
+    @property
+    def entries(self) -> Mapping[str, Entry]:
+        """Point id → its entry, read-only: for a renderer that evaluates many points at one
+        time (gateway.sim.modbus_image) without a lookup and a clock reading per point."""
+        return self._entries
+
     def define(self, point_id: str, default: Source) -> None:
         """Register a point with its default signal (t = 0 is the table's creation)."""
-        self._entries[point_id] = _Entry(default, default, self._start)
+        self._entries[point_id] = Entry(default, default, self._start)
 
     def __contains__(self, point_id: object) -> bool:
         return point_id in self._entries
@@ -85,7 +93,7 @@ class SignalTable:
     def points(self) -> list[str]:
         return sorted(self._entries)
 
-    def _entry(self, point_id: str) -> _Entry:
+    def _entry(self, point_id: str) -> Entry:
         try:
             return self._entries[point_id]
         except KeyError:
