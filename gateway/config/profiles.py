@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
 from gateway.config.profile import MAX_PROFILE_POINTS, ModbusProfile, Profile, SerialTextProfile
-from gateway.config.yamlfile import ConfigError, ConfigErrors, pydantic_errors, read_yaml
+from gateway.config.yamlfile import (
+    ConfigError,
+    ConfigErrors,
+    parse_yaml,
+    pydantic_errors,
+    read_text,
+)
 from gateway.config.yamlsafe import YamlLimits
 
 
@@ -31,15 +39,40 @@ PROFILE_LIMITS = YamlLimits(top_level_items={"points": MAX_PROFILE_POINTS,
 """A profile's points are counted while it is read: a longer list is refused at once."""
 
 
+MAX_CACHED_PROFILES = 256
+"""Profiles kept by `load_profile` (oldest dropped first): more than a site's library."""
+_cache: dict[tuple[str, bytes], ModbusProfile | SerialTextProfile] = {}
+_cache_lock = threading.Lock()
+
+
 def load_profile(path: Path) -> ModbusProfile | SerialTextProfile:
-    data, lines = read_yaml(path, limits=PROFILE_LIMITS)
+    """A profile file, validated; ConfigErrors if it is not a valid profile. The same text at
+    the same path gives the same (immutable) profile, parsed and validated once per process (a
+    test run, `check` of several configs and each config apply read the same profiles again);
+    a changed file is read anew (the key is the sha256 of its text)."""
+    name = str(path)
+    text = read_text(path, name, PROFILE_LIMITS)
+    key = (name, hashlib.sha256(text.encode()).digest())
+    with _cache_lock:
+        profile = _cache.get(key)
+    if profile is None:
+        profile = _validated_profile(text, name, path.stem)
+        with _cache_lock:
+            while len(_cache) >= MAX_CACHED_PROFILES:
+                del _cache[next(iter(_cache))]
+            _cache[key] = profile
+    return profile
+
+
+def _validated_profile(text: str, name: str, stem: str) -> ModbusProfile | SerialTextProfile:
+    data, lines = parse_yaml(text, name, PROFILE_LIMITS)
     try:
         profile = _profile_adapter().validate_python(data)
     except ValidationError as exc:
-        raise ConfigErrors(pydantic_errors(exc, str(path), lines)) from exc
-    if profile.id != path.stem:
-        raise ConfigErrors([ConfigError(str(path), ("id",), f"profile id {profile.id!r} must "
-                            f"match its file name {path.stem!r}", lines.line_of(("id",)))])
+        raise ConfigErrors(pydantic_errors(exc, name, lines)) from exc
+    if profile.id != stem:
+        raise ConfigErrors([ConfigError(name, ("id",), f"profile id {profile.id!r} must "
+                            f"match its file name {stem!r}", lines.line_of(("id",)))])
     return profile
 
 

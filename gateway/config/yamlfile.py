@@ -102,6 +102,11 @@ def read_yaml(path: Path, name: str | None = None,
     """Parse one YAML file; raise ConfigErrors for unreadable, oversized or malformed files
     and for files past the limits of gateway.config.yamlsafe."""
     name = name or str(path)
+    return parse_yaml(read_text(path, name, limits), name, limits)
+
+
+def read_text(path: Path, name: str, limits: YamlLimits = DEFAULT_LIMITS) -> str:
+    """The text of a YAML file (UTF-8, at most `limits.max_bytes`), or ConfigErrors."""
     try:
         size = path.stat().st_size
         if size > limits.max_bytes:
@@ -112,7 +117,7 @@ def read_yaml(path: Path, name: str | None = None,
         raise ConfigErrors([ConfigError(name, (), f"cannot read: {exc.strerror or exc}")]) from exc
     except UnicodeDecodeError as exc:
         raise ConfigErrors([ConfigError(name, (), f"not UTF-8 text: {exc.reason}")]) from exc
-    return parse_yaml(text, name, limits)
+    return text
 
 
 def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,
