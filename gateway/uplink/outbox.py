@@ -100,6 +100,12 @@ class Outbox:
         self._boundary = table.max_id(self._db)
         self._live_cursor = dict.fromkeys(MessageKind, self._boundary)
         self._backlog_cursor = dict.fromkeys(MessageKind, 0)
+        self._unread = set(MessageKind)
+        """Kinds whose live rows may go beyond the live cursor: a select that ran out of rows
+        reached the end, a commit storing one of the kind opens it again (no query per kind
+        and window for what cannot be there)."""
+        self._backlog_read: set[MessageKind] = set()
+        """Kinds whose backlog this session has read to its end (it only shrinks)."""
 
     # ------------------------------------------------------------------ writing
 
@@ -203,6 +209,7 @@ class Outbox:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise OutboxError(f"outbox commit failed: {exc}") from exc
+            self._unread.update(p.kind for p in pending)
             self._pending.clear()
             self._acked.clear()
             self._dirty_counters.clear()
@@ -234,6 +241,8 @@ class Outbox:
             self._boundary = table.max_id(self._db)
             self._live_cursor = dict.fromkeys(MessageKind, self._boundary)
             self._backlog_cursor = dict.fromkeys(MessageKind, 0)
+            self._unread = set(MessageKind)
+            self._backlog_read = set()
 
     def next_batch(self, limit: int, *, backlog_limit: int | None = None
                    ) -> list[OutboxMessage]:
@@ -245,10 +254,14 @@ class Outbox:
             for kind in KINDS:
                 if len(out) >= limit:
                     break
+                if kind not in self._unread:
+                    continue
                 start = max(self._live_cursor[kind], self._boundary)
-                rows = self._select(kind, start, None, limit - len(out), backlog=False)
+                rows, ended = self._select(kind, start, None, limit - len(out), backlog=False)
                 if rows:
                     self._live_cursor[kind] = rows[-1].id
+                if ended:
+                    self._unread.discard(kind)
                 out += rows
             room = limit - len(out)
             if backlog_limit is not None:
@@ -256,16 +269,20 @@ class Outbox:
             for kind in KINDS:
                 if room <= 0:
                     break
-                rows = self._select(kind, self._backlog_cursor[kind], self._boundary, room,
-                                    backlog=True)
+                if kind in self._backlog_read:
+                    continue
+                rows, ended = self._select(kind, self._backlog_cursor[kind], self._boundary,
+                                           room, backlog=True)
                 if rows:
                     self._backlog_cursor[kind] = rows[-1].id
+                if ended:
+                    self._backlog_read.add(kind)
                 out += rows
                 room -= len(rows)
             return out
 
     def _select(self, kind: MessageKind, after: int, upto: int | None, limit: int, *,
-                backlog: bool) -> list[OutboxMessage]:
+                backlog: bool) -> tuple[list[OutboxMessage], bool]:
         return table.select(self._db, kind, after, upto, limit, backlog=backlog,
                             covered=self._covered)
 

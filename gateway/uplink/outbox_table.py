@@ -163,19 +163,21 @@ def coalesce(pending: list[Pending]) -> list[Pending]:
 
 
 def select(db: sqlite3.Connection, kind: MessageKind, after: int, upto: int | None,
-           limit: int, *, backlog: bool, covered: int) -> list[OutboxMessage]:
-    """Up to `limit` messages of `kind` with `after` < id (≤ `upto`), not covered, in id order."""
+           limit: int, *, backlog: bool, covered: int) -> tuple[list[OutboxMessage], bool]:
+    """Up to `limit` messages of `kind` with `after` < id (≤ `upto`), not covered, in id order,
+    and whether the rows ran out (fewer than `limit` stored, covered ones included)."""
     if upto is not None and after >= upto:
-        return []
+        return [], True
     sql = ("SELECT id, topic, payload, qos, retain, created_ns, dseq FROM messages "
            "WHERE kind = ? AND id > ?" + (" AND id <= ?" if upto is not None else "")
            + " ORDER BY id LIMIT ?")
     args: tuple[int, ...] = ((kind.priority, after, upto, limit) if upto is not None
                              else (kind.priority, after, limit))
+    rows = db.execute(sql, args).fetchall()
     return [OutboxMessage(row_id, kind, topic, payload, qos, bool(retain), created, backlog,
                           dseq)
-            for row_id, topic, payload, qos, retain, created, dseq in db.execute(sql, args)
-            if dseq is None or dseq > covered]
+            for row_id, topic, payload, qos, retain, created, dseq in rows
+            if dseq is None or dseq > covered], len(rows) < limit
 
 
 def fetch(db: sqlite3.Connection, ids: Iterable[int], covered: int) -> list[OutboxMessage]:
@@ -199,12 +201,13 @@ def lowest_dseq(db: sqlite3.Connection, covered: int) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
+_OLDEST = "SELECT MIN(c) FROM (" + " UNION ALL ".join(
+    f"SELECT (SELECT created_ns FROM messages WHERE kind = {kind.priority:d} ORDER BY id "
+    "LIMIT 1) AS c" for kind in MessageKind) + ")"
+"""Each kind's first row by the (kind, id) index, in one statement."""
+
+
 def oldest_created(db: sqlite3.Connection) -> list[int]:
-    """The creation time of the oldest stored message of each kind that has one."""
-    out: list[int] = []
-    for kind in MessageKind:
-        row = db.execute("SELECT created_ns FROM messages WHERE kind = ? ORDER BY id LIMIT 1",
-                         (kind.priority,)).fetchone()
-        if row is not None:
-            out.append(int(row[0]))
-    return out
+    """The creation time of the oldest of each kind's first stored message (empty: none)."""
+    row = db.execute(_OLDEST).fetchone()
+    return [] if row is None or row[0] is None else [int(row[0])]

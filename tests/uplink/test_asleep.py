@@ -15,6 +15,9 @@ import asyncio
 import threading
 from pathlib import Path
 
+from gateway.clock import ManualClock
+from gateway.contract.wire import MessageKind
+from gateway.uplink.outbox import Outbox
 from tests.uplink.conftest import Broker
 from tests.uplink.test_publisher import running, samples, settings, until
 
@@ -71,3 +74,40 @@ async def test_an_idle_connection_does_not_wake_paho_every_second(
         await asyncio.sleep(4.0)  # nothing to publish (keepalive 30 s: no ping due)
         woke = voluntary_switches(paho) - before
         assert woke <= 1, woke  # paho's select timed out every second: 4 or 5
+
+
+def test_a_steady_window_asks_sqlite_only_where_messages_can_be(tmp_path: Path) -> None:
+    """One batch a second: each commit's window selects the live telemetry only (the kinds
+    with nothing new and the backlog read to its end are not asked again each time; it was
+    three live and three backlog selects a window), and the status one statement (was three)
+    — while a message of another kind, or a new session's backlog, is still found."""
+    clock = ManualClock()
+    ob = Outbox(tmp_path / "outbox.db", clock=clock)
+    ob.put(MessageKind.TELEMETRY, "t", b"old")
+    ob.flush()
+    ob.start_session()  # the stored message is backlog now
+    statements: list[str] = []
+    ob._db.set_trace_callback(statements.append)
+    try:
+        assert [m.payload for m in ob.next_batch(10, backlog_limit=20)] == [b"old"]
+        last: list[int] = [m.id for m in ob.next_batch(10, backlog_limit=20)]
+        for i in range(20):
+            ob.put(MessageKind.TELEMETRY, "t", str(i).encode())
+            ob.ack(last)
+            ob.flush()
+            del statements[:]
+            batch = ob.next_batch(10, backlog_limit=20)
+            ob.status()
+            selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+            assert [m.payload for m in batch] == [str(i).encode()]
+            assert len(selects) <= 2, selects
+            last = [m.id for m in batch]
+        ob.put(MessageKind.ALARM, "a", b"alarm")  # another kind: found at its commit
+        ob.flush()
+        assert [m.payload for m in ob.next_batch(10, backlog_limit=20)] == [b"alarm"]
+        ob.start_session()  # everything unacknowledged is backlog again and read again
+        assert [m.payload for m in ob.next_batch(10, backlog_limit=20)] == [b"alarm", b"old",
+                                                                        b"19"]
+    finally:
+        ob._db.set_trace_callback(None)
+        ob.close()
