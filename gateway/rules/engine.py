@@ -123,8 +123,10 @@ class RuleEngine:
             if collecting:
                 gc.enable()
         self._schedule = Schedule(len(self._live))
-        self._seen: dict[str, tuple[Value, Quality]] = {}
-        """Point id → (value, quality) of its latest sample: what "changed" compares with."""
+        self._seen: dict[str, Value] = {}
+        self._seen_quality: dict[str, Quality] = {}
+        """Point id → value and quality of its latest sample: what "changed" compares with
+        (two dicts, not one of pairs: no tuple a sample, living on to be collected)."""
         self.evaluated = 0
         """Binding evaluations since start (a round evaluates only what is due)."""
         self._last_round: float | None = None
@@ -163,7 +165,8 @@ class RuleEngine:
             return
         mono = self.clock.monotonic()
         offset = mono - self.clock.now_ns() * 1e-9
-        states, seen, mark = self._states, self._seen, self._schedule.mark_many
+        states, mark = self._states, self._schedule.mark_many
+        seen, seen_quality = self._seen, self._seen_quality
         readers, every, gaps = self._readers, self._every, self._gaps
         good = Quality.GOOD
         for sample in batch:
@@ -173,13 +176,15 @@ class RuleEngine:
                 continue
             value, quality = sample.value, sample.quality
             before = seen.get(point)
+            before_quality = seen_quality.get(point)  # None: no sample yet in this engine
             last_good = state.last_good_t
             t = sample.ts * 1e-9 + offset
             state.update(value, quality, sample.ts, t if t < mono else mono)
-            seen[point] = (value, quality)
-            if before is None or before[1] is not quality or not (
-                    before[0] is value or (type(before[0]) is type(value)
-                                           and before[0] == value)):  # the same value
+            seen[point] = value
+            seen_quality[point] = quality
+            if before_quality is not quality or not (
+                    before is value or (type(before) is type(value)
+                                        and before == value)):  # the same value
                 found = readers.get(point)
                 if found is not None:
                     mark(found)
