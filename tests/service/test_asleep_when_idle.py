@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import time
 from collections.abc import Coroutine, Generator
 from pathlib import Path
@@ -22,6 +23,7 @@ from gateway.field.bus_loop import BusLoop
 from gateway.service.notify import Notifier
 from gateway.service.watchdog import feed_watchdog, stall_deadlines
 from gateway.sim.site import SimulatedSite
+from gateway.supervisor import YOUNG_GC_THRESHOLD, Service
 from tests.service.conftest import NotifySocket
 from tests.service.test_watchdog import start_rig, until, write_site
 
@@ -196,3 +198,28 @@ async def test_after_a_round_the_evaluator_sleeps_until_the_next_batch() -> None
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_running_service_hunts_cycles_every_10000_allocations(
+        tmp_path: Path) -> None:
+    """`roomwarden run` raises the cyclic collector's young threshold (700: a 2,000-point site
+    collected ~5 times a second, a quarter of its rounds' CPU) while it runs, and gives the
+    old thresholds back when it stops."""
+    config = load_gateway_config(write_site(tmp_path, interval="1s"))
+    site = SimulatedSite(config)
+    await site.start()
+    before = gc.get_threshold()
+    try:
+        factory = site.write_config(tmp_path / "sim.yaml")
+        service = Service(factory, state_dir=tmp_path / "state",
+                          control_path=tmp_path / "control.sock", panel_port=0)
+        task = asyncio.create_task(service.run())
+        try:
+            assert await until(lambda: service.gateway.started.is_set(), 10.0)
+            assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, *before[1:])
+        finally:
+            service.stop()
+            await asyncio.wait_for(task, 15)
+        assert gc.get_threshold() == before
+    finally:
+        await site.stop()
