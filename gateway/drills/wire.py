@@ -3,7 +3,9 @@ and ptys (paced RS-485 lines, Modbus TCP servers, the serial UPS), a real `Gatew
 evaluates its rules and drives the simulated relay coils through its output driver.
 
 What counts as observed:
-* an alarm: the first time the gateway's alarm manager shows it active (with its severity);
+* an alarm: the first time the gateway's alarm manager shows it active (with its severity),
+  looked at every `WATCH_INTERVAL` when an alarm event was journalled since the last look
+  (every activation is one);
 * an output switching: the simulator's coil log — the write that put the coil into the
   output's on (or off) state, at the simulator, not what the gateway meant to do.
 
@@ -52,6 +54,7 @@ async def run_wire_drill(path: Path, work_dir: Path) -> DrillReport:
         first_active: dict[tuple[str, str], float] = {}
         severities: dict[tuple[str, str], str] = {}
         steps = sorted(drill.steps, key=lambda s: s.at)
+        seen_seq = -1
         try:
             while (now := clock.monotonic() - start) < drill.duration:
                 if task.done():
@@ -59,12 +62,15 @@ async def run_wire_drill(path: Path, work_dir: Path) -> DrillReport:
                     raise RuntimeError("the gateway stopped during the drill")
                 while steps and steps[0].at <= now:
                     _apply(steps.pop(0), site, gateway.core)
-                for view in gateway.core.alarms.active():
-                    key = (view.key.rule, view.key.subject)
-                    if view.state in ACTIVE and key not in first_active:
-                        first_active[key] = now
-                        severities[key] = str(view.severity)
-                        report.activations.append((now, f"{key[0]} @ {key[1]}"))
+                alarms = gateway.core.alarms
+                if alarms.last_seq != seen_seq:  # else no alarm event: nothing became active
+                    seen_seq = alarms.last_seq
+                    for view in alarms.active():
+                        key = (view.key.rule, view.key.subject)
+                        if view.state in ACTIVE and key not in first_active:
+                            first_active[key] = now
+                            severities[key] = str(view.severity)
+                            report.activations.append((now, f"{key[0]} @ {key[1]}"))
                 await asyncio.sleep(WATCH_INTERVAL)
         finally:
             task.cancel()

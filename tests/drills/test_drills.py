@@ -14,6 +14,7 @@ loaded once, before the workers are forked.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -48,10 +49,16 @@ def _site_of(drill: Drill, path: Path) -> Path:
     return (path.parent / drill.site).resolve()
 
 
+@functools.cache
+def _loaded(site: Path) -> LoadedConfig:
+    """A shipped site's config, loaded once for every drill on it (the checks only read it)."""
+    return load_gateway_config(site)
+
+
 def _cost(path: Path) -> float:
     """Polls the drill will make (what its run time is proportional to)."""
     drill = load_drill(path)
-    loaded = load_gateway_config(_site_of(drill, path))
+    loaded = _loaded(_site_of(drill, path))
     rate = 0.0
     for device in loaded.config.devices:
         if device.enabled:
@@ -98,7 +105,7 @@ _ENGINES: dict[Path, RuleEngine] = {}
 
 def _engine(site: Path) -> RuleEngine:
     if site not in _ENGINES:
-        loaded: LoadedConfig = load_gateway_config(site)
+        loaded = _loaded(site)
         _ENGINES[site] = RuleEngine(PACKS, loaded, ManualClock(start_mono=0.0),
                                     ParameterOverrides.for_site(loaded, PACKS))
     return _ENGINES[site]
@@ -109,7 +116,7 @@ SUPERVISION = (NO_FEEDBACK_RULE, UNEXPECTED_FEEDBACK_RULE)
 
 
 def _bindings(site: Path) -> set[tuple[str, str]]:
-    supervised = {(rule, output.id) for output in load_gateway_config(site).config.outputs
+    supervised = {(rule, output.id) for output in _loaded(site).config.outputs
                   if output.feedback is not None for rule in SUPERVISION}
     return set(_engine(site).bindings()) | supervised
 
