@@ -73,37 +73,43 @@ def timed(build: Callable[[], RuleEngine], runs: int, profiler: cProfile.Profile
     return best, engine
 
 
+def measure(path: Path, runs: int, profiler: cProfile.Profile | None) -> dict[str, Any]:
+    """One site's figures: builds on a new config and packs, then on the same objects again."""
+    rules_dir = default_rules_dir()
+    fresh = []
+    for _ in range(runs):  # loaded ahead: only the build is timed
+        loaded = load_gateway_config(path)
+        packs = load_rule_packs(rules_dir)
+        fresh.append((loaded, packs, ParameterOverrides.for_site(loaded, packs)))
+
+    def new_config() -> RuleEngine:
+        loaded, packs, overrides = fresh.pop()
+        return RuleEngine(packs, loaded, ManualClock(), overrides)
+
+    cold, engine = timed(new_config, runs, None)
+    loaded = load_gateway_config(path)
+    packs = load_rule_packs(rules_dir)
+    overrides = ParameterOverrides.for_site(loaded, packs)
+
+    def again() -> RuleEngine:
+        return RuleEngine(packs, loaded, ManualClock(), overrides)
+
+    warm, _ = timed(again, runs, profiler)
+    return {"new_config_ms": cold * 1000, "same_config_ms": warm * 1000,
+            "bindings": len(engine.bindings()), "points": len(engine.points())}
+
+
 def main() -> dict[str, Any]:
     runs = int(os.environ.get("BENCH_RULES_BUILD_RUNS", "7"))
     profile = os.environ.get("BENCH_RULES_BUILD_PROFILE") == "1"
-    rules_dir = default_rules_dir()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="roomwarden-bench-build-") as tmp:
         paths = {path.stem: path for path in sorted((REPO / "firmware_configs").glob("*.yaml"))}
         paths["2,000 points (p2000)"] = large_site_path(Path(tmp))
         profiler = cProfile.Profile() if profile else None
         for name, path in paths.items():
-            fresh: list[tuple[Any, ...]] = []
-
-            def new_config(path: Path = path, fresh: list[tuple[Any, ...]] = fresh
-                           ) -> RuleEngine:
-                loaded, packs, overrides = fresh.pop()
-                return RuleEngine(packs, loaded, ManualClock(), overrides)
-
-            for _ in range(runs):  # loaded ahead: only the build is timed
-                loaded = load_gateway_config(path)
-                packs = load_rule_packs(rules_dir)
-                fresh.append((loaded, packs, ParameterOverrides.for_site(loaded, packs)))
-            cold, engine = timed(new_config, runs, None)
-            loaded = load_gateway_config(path)
-            packs = load_rule_packs(rules_dir)
-            overrides = ParameterOverrides.for_site(loaded, packs)
             last = name == list(paths)[-1]
-            warm, _ = timed(lambda: RuleEngine(packs, loaded, ManualClock(), overrides), runs,
-                            profiler if last else None)
-            results[name] = {"new_config_ms": cold * 1000, "same_config_ms": warm * 1000,
-                             "bindings": len(engine.bindings()),
-                             "points": len(engine.points())}
+            results[name] = measure(path, runs, profiler if last else None)
         if profiler is not None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
     print_table(f"Rule engine build (CPU, best of {runs}): new config / same config again",
