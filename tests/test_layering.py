@@ -271,9 +271,22 @@ def calls_in(source: str) -> set[str]:
             and (name := _dotted(node.func, bound)) is not None}
 
 
+def subclassed_in(source: str) -> set[str]:
+    """The dotted names of the classes `source` subclasses, through its imports."""
+    tree = ast.parse(source)
+    bound = _aliases(tree)
+    return {name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+            for base in node.bases if (name := _dotted(base, bound)) is not None}
+
+
 def callers_of(target: str) -> list[str]:
-    return sorted(m for m, path in MODULES.items()
-                  if target in calls_in(path.read_text(encoding="utf-8")))
+    """Modules that call `target` or subclass it (a subclass builds one too)."""
+    found = []
+    for module, path in MODULES.items():
+        source = path.read_text(encoding="utf-8")
+        if target in calls_in(source) or target in subclassed_in(source):
+            found.append(module)
+    return sorted(found)
 
 
 def test_calls_are_found() -> None:
@@ -286,6 +299,8 @@ def test_calls_are_found() -> None:
     assert "paho.mqtt.client.Client" in calls_in(
         "import paho.mqtt.client\npaho.mqtt.client.Client(2)\n")
     assert calls_in("import sqlite3\nsqlite3.Connection\n") == set()
+    assert subclassed_in("import paho.mqtt.client as mqtt\nclass C(mqtt.Client): pass\n") == {
+        "paho.mqtt.client.Client"}
 
 
 @pytest.mark.parametrize(("target", "owner"), [
