@@ -7,7 +7,7 @@ count as rules bound to every output with a `feedback`; every pack escalation mu
 drill that expects its alarm at the escalated severity.
 
 The drills run on a manual clock, but the rule engine evaluates after every poll batch, so a
-simulated hour still costs 4-12 s of CPU (the whole library about 100 s). They run in worker
+simulated hour still costs 2.5-10 s of CPU (the whole library about 80 s). They run in worker
 processes (one per CPU, longest first, at a lower CPU priority: NICENESS); the rule packs are
 loaded once, before the workers are forked.
 """
