@@ -70,6 +70,7 @@ the held "condition off" transition is applied.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -197,6 +198,8 @@ class AlarmRecord:
     760 bytes, and the manager keeps a record of every evaluated binding: 6,478 at 2,000
     points)."""
     clear_since: float | None = None
+    clear_since_ns: int | None = None
+    """Wall-clock time of `clear_since` (a chatter release replayed at its own time)."""
 
     @property
     def state(self) -> AlarmState:
@@ -246,7 +249,7 @@ class AlarmRecord:
         self.condition = active
         began = False
         if active:
-            self.clear_since = None
+            self.clear_since = self.clear_since_ns = None
             if not self.overlaid:
                 acts = self.activations
                 if acts is None:
@@ -258,11 +261,22 @@ class AlarmRecord:
                         and mono - acts[0] <= policy.window):
                     self.chattering = began = True
         else:
-            self.clear_since = mono
+            self.clear_since, self.clear_since_ns = mono, now_ns
         now = self.held_active
         if not self.overlaid and now != was:
             self._move(base_on_condition(self.base, now, self.ev.latching), now_ns)
         return began
+
+    def chatter_release_due(self, policy: ChatterPolicy) -> tuple[int, float] | None:
+        """(wall-clock ns, monotonic s) at which `release_chatter` would end chattering if the
+        condition stays clear; None when it is not chattering or not clear."""
+        if not self.chattering or self.condition or self.clear_since is None:
+            return None
+        due = self.clear_since + policy.hold
+        while due - self.clear_since < policy.hold:  # the float sum rounded down
+            due = math.nextafter(due, math.inf)
+        since_ns = self.clear_since_ns if self.clear_since_ns is not None else 0
+        return since_ns + round(policy.hold * 1e9), due
 
     def release_chatter(self, mono: float, now_ns: int, policy: ChatterPolicy) -> bool:
         """End chattering once the condition has been clear for the hold time."""

@@ -82,7 +82,7 @@ class AlarmManager(AlarmCommands):
             if rec.suppression is not None and rec.suppression not in self._suppressions:
                 rec.suppression = self._covering(rec)
             if rec.chattering and not rec.condition:
-                rec.clear_since = self._mono
+                rec.clear_since, rec.clear_since_ns = self._mono, self._now
             self._records[rec.key] = rec
             if rec.shelf is not None:
                 self._shelved.add(rec.key)
@@ -153,12 +153,23 @@ class AlarmManager(AlarmCommands):
         began = rec.set_condition(ev.active, self._mono, self._now, self._policy)
         self._changed(rec, prev, SYSTEM_ACTOR, "chattering" if began else None)
 
-    def tick(self) -> list[AlarmEvent]:
+    def tick(self, *, at: tuple[int, float] | None = None) -> list[AlarmEvent]:
         """Expire shelves and suppressions, release chattering alarms, end floods, prune the
-        journal. `observe()` does the same; call `tick()` when there is nothing to observe."""
+        journal. `observe()` does the same; call `tick()` when there is nothing to observe.
+        `at` as in `observe` (a chatter release replayed after a config trial)."""
         self._begin()
+        if at is not None:
+            self._now, self._mono = at
         self._expire()
         return self._flush()
+
+    def next_chatter_release(self) -> tuple[int, float] | None:
+        """(wall-clock ns, monotonic s) of the earliest chatter release due (a chattering
+        alarm whose condition is clear), None if none."""
+        policy = self._policy
+        found = [due for key in self._chattering
+                 if (due := self._records[key].chatter_release_due(policy)) is not None]
+        return min(found, key=lambda due: due[1]) if found else None
 
     def system_event(self, kind: EventKind, rule: str, subject: str,
                      note: str) -> list[AlarmEvent]:

@@ -11,7 +11,8 @@ no output. Alarms on measured values (fire, gas, temperature, power …) are nev
 alarm that was already raised before the trial carries on untouched (its evaluations pass).
 
 On **commit** the held conditions are handed to the alarm manager in the order they were
-seen, each at the time it was first seen (the alarm's activation time is the real one); on
+seen, each at the time it was first seen (the alarm's activation time is the real one), and an
+alarm that chattered and then stayed clear for the hold time ends chattering at that time; on
 **rollback** they are dropped — the config that runs again judges its own devices afresh.
 
 Bounded: one entry per (rule, subject) of the candidate, at most `MAX_CHANGES` condition
@@ -133,11 +134,13 @@ class TrialHold:
         for ns, mono, ev in changes:
             if at is not None and (ns, mono) != at:
                 events.extend(alarms.observe(group, at=at))
+                events.extend(releases_before(alarms, mono))
                 group = []
             at = (ns, mono)
             group.append(ev)
         if group and at is not None:
             events.extend(alarms.observe(group, at=at))
+            events.extend(releases_before(alarms, self.clock.monotonic()))
         return events
 
     def discard(self) -> list[AlarmKey]:
@@ -145,6 +148,16 @@ class TrialHold:
         keys = sorted(self._held)
         self._held.clear()
         return keys
+
+
+def releases_before(alarms: AlarmManager, until: float) -> list[AlarmEvent]:
+    """The chatter releases a running manager would have made before `until` (monotonic s),
+    each at its own time: a held alarm that chattered during the trial and then stayed clear
+    for the hold time ended chattering then, not when the trial was committed."""
+    events: list[AlarmEvent] = []
+    while (due := alarms.next_chatter_release()) is not None and due[1] < until:
+        events.extend(alarms.tick(at=due))
+    return events
 
 
 def _raised(alarms: AlarmManager, key: AlarmKey) -> bool:
