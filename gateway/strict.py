@@ -5,11 +5,36 @@ config models their docstrings as descriptions, the wire contract strict types a
 
 Schemas are built when a model is first used (`defer_build`), not at import (issue 15): a
 process builds the validators of what it validates, not of every model its imports define —
-`roomwarden run` without an uplink never validates a wire message, `check` never a command."""
+`roomwarden run` without an uplink never validates a wire message, `check` never a command.
+
+No pydantic plugins: pydantic looks for them when it builds its first validator, through
+`pydantic.plugin._loader`, which imports `importlib.metadata` (with `email`, `zipfile`, `csv`:
+2 MiB of every gateway process) and reads the metadata of every installed distribution. The
+gateway uses none, so that module is replaced, before any validator is built, by one that
+finds none (`NO_PLUGINS`; its `get_plugins` is the only name pydantic takes from it). If
+pydantic had already loaded the real one (another library built a model first), it stays.
+"""
 
 from __future__ import annotations
 
+import sys
+import types
+from collections.abc import Iterable
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
+
+PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
+def _no_plugins() -> Iterable[Any]:
+    return ()
+
+
+NO_PLUGINS = types.ModuleType(PLUGIN_LOADER, "pydantic's plugin loader, finding no plugins "
+                                            "(gateway.strict)")
+NO_PLUGINS.get_plugins = _no_plugins  # type: ignore[attr-defined]
+sys.modules.setdefault(PLUGIN_LOADER, NO_PLUGINS)
 
 
 class StrictModel(BaseModel):

@@ -6,9 +6,10 @@ from __future__ import annotations
 from ipaddress import ip_network
 from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.config.duration import Duration
+from gateway.config.ipnet import IPvAnyNetwork
 from gateway.config.outputs import Interlock, Output, OutputFeedback, OutputRole, WriteBackoff
 from gateway.config.profile import Id, Name, PointKey, Strict
 from gateway.contract.wire import MAX_CONFIG_BYTES

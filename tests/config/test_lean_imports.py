@@ -1,0 +1,73 @@
+"""What loading a config costs a running gateway (issue 15): no `importlib.metadata` (pydantic's
+plugin search and `pydantic.networks` pulled it in, with `email`, `zipfile` and `csv`: 2 MiB),
+and the config's own network type validates, serialises and describes itself exactly as
+pydantic's `IPvAnyNetwork` it replaces."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
+
+from gateway.config.ipnet import IPvAnyNetwork
+from tests.ops.test_lazy_imports import run_fresh
+
+
+def test_a_loaded_config_leaves_importlib_metadata_out(tmp_path: Any) -> None:
+    found = run_fresh("""
+        import json, sys
+        from pathlib import Path
+        import gateway.cli, gateway.supervisor  # what `roomwarden run` imports
+        import gateway.strict
+        from gateway.rules.config import load_checked_config
+        loaded = load_checked_config(Path("firmware_configs/datacenter_lithium_room.yaml"))
+        heavy = ["importlib.metadata", "email", "zipfile", "csv", "pydantic.networks"]
+        print(json.dumps({
+            "loaded": [m for m in heavy if m in sys.modules],
+            "no_plugins": sys.modules["pydantic.plugin._loader"] is gateway.strict.NO_PLUGINS,
+            "metrics_allow": len(loaded.config.panel.metrics_allow)}))
+    """, tmp_path)
+    assert found == {"loaded": [], "no_plugins": True, "metrics_allow": 6}
+
+
+def _outcome(adapter: TypeAdapter[Any], value: object) -> tuple[str, object]:
+    try:
+        network = adapter.validate_python(value)
+    except ValidationError as exc:
+        return "error", [(e["type"], e["msg"]) for e in exc.errors()]
+    return "ok", (network, adapter.dump_python(network, mode="json"))
+
+
+_NETWORKS = st.one_of(
+    st.ip_addresses().map(str),
+    st.builds(lambda a, p: f"{a}/{p}", st.ip_addresses(), st.integers(-1, 130)),
+    st.builds(lambda a, p: f"{a}/{p}", st.ip_addresses(v=4), st.integers(0, 32)),
+    st.text(max_size=20),
+    st.integers(-1, 2**32),
+    st.ip_addresses(),
+    st.none(),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_NETWORKS)
+def test_the_network_type_validates_as_pydantic_s(value: object) -> None:
+    from pydantic.networks import IPvAnyNetwork as PydanticNetwork
+
+    ours, theirs = TypeAdapter(IPvAnyNetwork), TypeAdapter(PydanticNetwork)
+    assert _outcome(ours, value) == _outcome(theirs, value)
+
+
+@pytest.mark.parametrize("mode", ["validation", "serialization"])
+def test_the_network_type_has_pydantic_s_json_schema(mode: Any) -> None:
+    from pydantic.networks import IPvAnyNetwork as PydanticNetwork
+
+    default = (ipaddress.ip_network("10.0.0.0/8"),)
+    ours = TypeAdapter(tuple[IPvAnyNetwork, ...])
+    theirs = TypeAdapter(tuple[PydanticNetwork, ...])
+    assert ours.json_schema(mode=mode) == theirs.json_schema(mode=mode)
+    assert ours.dump_json(default) == theirs.dump_json(default) == b'["10.0.0.0/8"]'
