@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import time
 import uuid
@@ -30,7 +31,13 @@ if TYPE_CHECKING:  # cryptography is imported when a command is signed or verifi
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 SIGNING_PREFIX: Final = b"roomwarden/cmd/v1\n"
-_COMMAND: TypeAdapter[Any] = TypeAdapter(Command)
+
+
+@functools.cache
+def _command_adapter() -> TypeAdapter[Any]:
+    """The command union's validator, built when a command is first signed (a client's job;
+    the gateway only verifies, so it never builds it: issue 15)."""
+    return TypeAdapter(Command)
 
 
 def signing_bytes(command: AlarmCommand) -> bytes:
@@ -52,7 +59,7 @@ def sign_command(fields: dict[str, Any], private_key: Ed25519PrivateKey, *, gate
             "key_id": key_id(private_key.public_key())}
     data.pop("signature", None)
     try:
-        unsigned = _COMMAND.validate_json(json.dumps(data, default=_plain))
+        unsigned = _command_adapter().validate_json(json.dumps(data, default=_plain))
     except ValidationError as exc:
         raise ContractError(describe_errors(exc, root="command", limit=3)) from None
     signature = base64.b64encode(private_key.sign(signing_bytes(unsigned))).decode("ascii")
