@@ -23,9 +23,10 @@ When a slope is judged (the minimum detection time of a rate rule):
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
+
+from gateway.rules.rate_samples import SampleRing
 
 if TYPE_CHECKING:
     from gateway.rules.conditions import PointState
@@ -35,6 +36,11 @@ Pick = Callable[[float], float]
 
 MAX_WINDOW_SAMPLES = 240
 """A rate window keeps at most this many samples: faster samples are thinned out."""
+
+PLANNED_SPACING = 1.0
+"""A window is made with room for its samples at one a second (the fastest poll of the shipped
+sites; a 60 s window: 64 samples, an hour's: all 241); under faster polls its storage grows
+once to MAX_WINDOW_SAMPLES + 1 (gateway.rules.rate_samples)."""
 
 DEFAULT_MIN_SPAN = 0.25
 """Without a `min_span`, a slope is judged once its samples span a quarter of the window."""
@@ -98,8 +104,11 @@ class RateWindow:
         self.confidence = max(0.0, confidence)
         self.min_samples = max(3 if self.confidence else 2, min_samples)
         self.min_spacing = window / MAX_WINDOW_SAMPLES
-        self.samples: deque[tuple[float, float]] = deque(maxlen=MAX_WINDOW_SAMPLES + 1)
-        """The window's samples (t, value), oldest first; at most MAX_WINDOW_SAMPLES + 1.
+        planned = window / PLANNED_SPACING
+        self.samples = SampleRing(MAX_WINDOW_SAMPLES + 1, math.ceil(planned) + 4
+                                  if planned < MAX_WINDOW_SAMPLES else None)
+        """The window's samples (t, value), oldest first; at most MAX_WINDOW_SAMPLES + 1, in
+        storage allocated when it is made (`gateway.rules.rate_samples`, `PLANNED_SPACING`).
         Read only: change them through `add`, `fit` and `take`."""
         self._cache: tuple[float, float] | None = None
         """(slope, confidence × standard error), both per `per`; None: not judged."""
@@ -150,31 +159,31 @@ class RateWindow:
 
     def add(self, t: float, value: float) -> None:
         samples = self.samples
-        if samples:
+        n = len(samples)
+        if n:
             last = samples[-1]
             if t < last[0]:
                 return  # out of order: ignore
-            if len(samples) > 1 and t - self._slot < self.min_spacing:
+            if n > 1 and t - self._slot < self.min_spacing:
                 # thin out: one sample (the newest) per short slot; the oldest sample stays,
                 # so the span a slope is judged on starts with the first sample
                 self._exclude(*last)
-                samples[-1] = (t, value)
+                samples.set_last(t, value)
                 self._include(t, value)
                 self._dirty = True
                 return
-            if len(samples) > MAX_WINDOW_SAMPLES:
+            if n > MAX_WINDOW_SAMPLES:
                 self._exclude(*samples.popleft())
         else:
             self._reset()
-        samples.append((t, value))
+        samples.append(t, value)
         self._include(t, value)
         self._slot = t
         self._dirty = True
 
     def take(self, other: RateWindow) -> None:
         """Hold `other`'s samples (a config apply carries a window: gateway.rules.carry)."""
-        self.samples.clear()
-        self.samples.extend(other.samples)
+        self.samples.copy_from(other.samples)
         self._slot = other._slot
         self._rebuild()
         self._dirty = True
@@ -184,8 +193,8 @@ class RateWindow:
         errors of it; None while the window cannot be judged."""
         samples = self.samples
         horizon = now - self.window
-        if samples and samples[0][0] < horizon:
-            while samples and samples[0][0] < horizon:
+        if samples and samples.first_t() < horizon:
+            while samples and samples.first_t() < horizon:
                 self._exclude(*samples.popleft())
             if not samples:
                 self._reset()
@@ -254,7 +263,11 @@ def batch_fit(samples: Sequence[tuple[float, float]], confidence: float, per: fl
     margin = 0.0
     if confidence and n > 2:
         intercept = (sv - slope * st) / n
-        residual = sum((v - intercept - slope * (t - t0)) ** 2 for t, v in samples)
+        residual = 0.0
+        for t, v in samples:
+            r = v - intercept - slope * (t - t0)
+            residual += r * r  # not r ** 2: a float power raises OverflowError (a value
+            # above SANE), a product gives inf (an infinite margin: never past a limit)
         margin = confidence * math.sqrt(max(residual, 0.0) / (n - 2) / sxx)
     return slope * per, margin * per
 
