@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from typing import Annotated, Literal, Self
 
 from pydantic import (
@@ -146,9 +147,26 @@ class TelemetryBatch(Delivered):
 
 _WIRE_QUALITY = {q: q.value for q in Quality}
 _LIMIT = 2**63
+_INT = frozenset({int})
+_PLAIN = frozenset({float, int, bool, type(None)})
 MAX_KNOWN_POINTS = 100_000
 """Point ids `TelemetryEncoder` remembers as valid (a config's points; beyond: validated
 through the model each time, which is only slower)."""
+
+_ENVELOPE = 1024
+"""Bytes `payload` may add to a batch's rows at most (ids ≤ 64 characters, catalog, numbers)."""
+Row = tuple[str, SampleValue, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRows:
+    """A batch's rows already in wire form (`TelemetryEncoder.prepare`): `t0` and the JSON of
+    the `samples` array; the numbers and the envelope are added by `TelemetryEncoder.payload`
+    when the outbox gives them."""
+
+    t0: int
+    rows: bytes
+    count: int
 
 
 class TelemetryEncoder:
@@ -156,11 +174,18 @@ class TelemetryEncoder:
     the bytes are exactly `encode(TelemetryBatch.from_samples(...))`'s (the same serializer,
     pydantic-core's `to_json`, over the same fields in the same order). The model's checks
     are done once where they cannot change — site, gateway and catalog when made, each point
-    id the first time it is seen — and per sample only as plain type and range tests; a batch
-    that needs more (a string value, an integer beyond 64 bits, a timestamp out of range, a
-    point id not valid) gets `None` from `rows`, and the caller builds it through the model
-    (which also says what is wrong). tests/uplink/test_telemetry_encoder.py checks the
-    bytes with hypothesis."""
+    id the first time it is seen — and per batch only as plain type and range tests over its
+    columns (C-level passes: `zip`, `map(type, …)`, `min`/`max`, `sum`, set containment; no
+    Python statement per sample); a batch that needs more (a string value, an integer beyond
+    64 bits, a timestamp out of range, a point id not valid) gets `None` from `rows`, and the
+    caller builds it through the model (which also says what is wrong).
+
+    `prepare` turns a batch into its rows' JSON once (on the event loop, while the samples are
+    fresh in the cache); `payload` adds the envelope when the sequence numbers are known (the
+    writer thread): the same bytes as `encode(t0, rows, …)`. tests/uplink/
+    test_telemetry_encoder.py checks the bytes and the rows against the per-sample reference
+    with hypothesis. The encoder's state (the known points) is only added to: `rows` and
+    `prepare` belong to one thread, `payload` and `encode` to any."""
 
     def __init__(self, *, site: str, gateway: str, catalog: str | None) -> None:
         validated(TelemetryBatch, site=site, gateway=gateway, seq=1, produced=0,
@@ -168,39 +193,52 @@ class TelemetryEncoder:
         self.site, self.gateway, self.catalog = site, gateway, catalog
         self._known: set[str] = set()
 
-    def rows(self, samples: list[Sample], produced: int
-             ) -> tuple[int, list[tuple[str, SampleValue, int, str]]] | None:
+    def rows(self, samples: list[Sample], produced: int) -> tuple[int, list[Row]] | None:
         """(t0, wire rows) of a batch made at `produced` that the fast path can encode, else
         None."""
         if not samples or len(samples) > MAX_BATCH_ROWS or type(produced) is not int \
                 or not 0 <= produced < _LIMIT:
             return None
         try:
-            t0 = min(s[2] for s in samples)
-            if t0 < 0 or max(s[2] for s in samples) >= _LIMIT:
+            points, values, stamps, qualities = zip(*samples, strict=True)
+            if not _INT.issuperset(map(type, stamps)):
                 return None
-        except TypeError:
-            return None
-        known, quality_of = self._known, _WIRE_QUALITY
-        rows: list[tuple[str, SampleValue, int, str]] = []
-        append = rows.append
-        for point, value, ts, quality in samples:
-            kind = type(value)
-            if kind is float:
-                if value - value != 0.0:  # type: ignore[operator]  # NaN or ±inf: null
-                    value = None
-            elif kind is int:
-                if not -_LIMIT <= value < _LIMIT:  # type: ignore[operator]
+            t0 = min(stamps)
+            if t0 < 0 or max(stamps) >= _LIMIT:
+                return None
+            kinds = set(map(type, values))
+            if not _PLAIN.issuperset(kinds):
+                return None
+            if int in kinds:
+                ints = values if len(kinds) == 1 else [v for v in values if type(v) is int]
+                if min(ints) < -_LIMIT or max(ints) >= _LIMIT:
                     return None
-            elif value is not None and kind is not bool:
-                return None
-            if point not in known and not self._learn(point):
-                return None
-            wire_quality = quality_of.get(quality)
-            if wire_quality is None or type(ts) is not int:
-                return None
-            append((point, value, ts - t0, wire_quality))
-        return t0, rows
+            if float in kinds:
+                floats = values if len(kinds) == 1 else [v for v in values
+                                                         if type(v) is float]
+                total = sum(floats)
+                if total - total != 0.0:  # a NaN or ±inf among them (or a sum beyond range)
+                    values = tuple(None if type(v) is float and v - v != 0.0 else v
+                                   for v in values)  # JSON has no NaN: null, as the model
+            wire: list[str] = list(map(_WIRE_QUALITY.__getitem__, qualities))
+            known = self._known
+            if not known.issuperset(points):
+                for point in points:
+                    if point not in known and not self._learn(point):
+                        return None
+        except (TypeError, ValueError, KeyError):  # not 4-tuples, not a quality, unhashable
+            return None
+        return t0, list(zip(points, values, [ts - t0 for ts in stamps], wire, strict=True))
+
+    def prepare(self, samples: list[Sample], produced: int) -> EncodedRows | None:
+        """The batch's rows encoded once (None: the model must build it, see `rows`)."""
+        fast = self.rows(samples, produced)
+        if fast is None:
+            return None
+        rows = to_json(fast[1])
+        if len(rows) > MAX_PAYLOAD_BYTES - _ENVELOPE:
+            return None  # the model path says it is too large
+        return EncodedRows(fast[0], rows, len(fast[1]))
 
     def _learn(self, point: object) -> bool:
         if type(point) is not str or len(self._known) >= MAX_KNOWN_POINTS:
@@ -213,19 +251,27 @@ class TelemetryEncoder:
         self._known.add(point)
         return True
 
-    def encode(self, t0: int, rows: list[tuple[str, SampleValue, int, str]], *, seq: int,
-               produced: int, stream: int | None = None, dseq: int | None = None) -> bytes:
+    def encode(self, t0: int, rows: list[Row], *, seq: int, produced: int,
+               stream: int | None = None, dseq: int | None = None) -> bytes:
         """The payload of a batch whose `rows` came from `rows()`. The numbers are copied in as
         given, as the committer's model path does (`seq`, `stream` and `dseq` come from the
         outbox's counters); ContractError only for a payload beyond MAX_PAYLOAD_BYTES."""
+        return self.payload(EncodedRows(t0, to_json(rows), len(rows)), seq=seq,
+                            produced=produced, stream=stream, dseq=dseq)
+
+    def payload(self, encoded: EncodedRows, *, seq: int, produced: int,
+                stream: int | None = None, dseq: int | None = None) -> bytes:
+        """The payload of a batch `prepare` encoded: the envelope (to_json of the model's
+        fields before `samples`, in its order) with the rows' JSON spliced in last."""
         message: dict[str, object] = {"v": 1, "site": self.site, "gateway": self.gateway}
         if stream is not None:
             message["stream"], message["dseq"] = stream, dseq
         message["seq"], message["produced"] = seq, produced
         if self.catalog is not None:
             message["catalog"] = self.catalog
-        message["t0"], message["samples"] = t0, rows
-        data = to_json(message)
+        message["t0"] = encoded.t0
+        head = to_json(message)  # ends with the closing brace
+        data = b"".join((head[:-1], b',"samples":', encoded.rows, b"}"))
         if len(data) > MAX_PAYLOAD_BYTES:
             raise ContractError(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
         return data

@@ -2,7 +2,9 @@
 the outbox's SQLite work — encode, commit, hand out, acknowledge, cover.
 
 The event loop never touches the disk and never hands work to a thread per call. It appends
-to the buffer (`add`, O(1)) and sets requests (`want`, `ack`, `cover`, `resend`,
+to the buffer (`add`, O(1); `add_samples` encodes a poll's telemetry rows first, while the
+samples are fresh in the cache: about half the CPU of encoding them on the writer a second
+later) and sets requests (`want`, `ack`, `cover`, `resend`,
 `start_session`) under one condition variable; the writer thread sleeps on it until there is
 something to do — a commit that is due (the oldest buffered item `commit_interval` old, an
 urgent item such as an alarm event, acknowledgements or a watermark waiting), messages the
@@ -45,7 +47,8 @@ from gateway.contract.wire import (
     MessageKind,
     OutboxStatus,
 )
-from gateway.uplink.items import Item, ItemWriter
+from gateway.field.sample import Sample
+from gateway.uplink.items import Item, ItemWriter, telemetry_items
 from gateway.uplink.outbox import Outbox, OutboxError, OutboxMessage
 from gateway.uplink.replay import ReplayPacer, take
 
@@ -73,8 +76,10 @@ class Committer:
         self.pacer = pacer
         self.clock = clock
         self.numbered = numbered
-        self._store = ItemWriter(outbox, site=site, gateway=gateway, topics=topics,
-                                 catalog=catalog, numbered=numbered, on_reject=on_reject).store
+        writer = ItemWriter(outbox, site=site, gateway=gateway, topics=topics, catalog=catalog,
+                            numbered=numbered, on_reject=on_reject)
+        self._store = writer.store
+        self._encoder = writer.encoder
         self.interval = outbox.commit_interval
         self._cond = threading.Condition()
         self._buffer: list[Item] = []
@@ -142,6 +147,15 @@ class Committer:
                 self._urgent = True
                 self._nudge(None)
             return kept
+
+    def add_samples(self, samples: list[Sample], produced: int) -> bool:
+        """Buffer a poll's reported samples as telemetry, encoded now (on the caller's thread,
+        the event loop, while they are fresh; gateway.uplink.items); False if telemetry had to
+        be dropped to stay within the buffer."""
+        kept = True
+        for item in telemetry_items(self._encoder, samples, produced):
+            kept = self.add(item) and kept
+        return kept
 
     def buffered(self) -> int:
         with self._cond:

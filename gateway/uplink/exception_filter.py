@@ -106,6 +106,8 @@ class ExceptionFilter:
             mapping = quantity_of
             self._quantity = mapping.get
         self._sent: dict[str, _Sent] = {}
+        self._ordered = False
+        """The map's order is least recently sent first (kept once it has been full)."""
         self.seen = 0
         self.passed = 0
 
@@ -115,15 +117,27 @@ class ExceptionFilter:
     def filter(self, samples: Iterable[Sample]) -> list[Sample]:
         now = self._clock.monotonic()
         out: list[Sample] = []
+        append = out.append
         sent = self._sent
+        get = sent.get
+        ordered = self._ordered
         seen = 0
         try:
             for s in samples:
                 seen += 1
-                point, value, quality = s.point, s.value, s.quality
-                last = sent.get(point)
-                if last is not None and last.quality == quality \
-                        and now - last.sent_at < last.interval:
+                point, value, _ts, quality = s
+                last = get(point)
+                if last is None:
+                    band, interval = self.policy.limits(point, self._quantity(point))
+                    if len(sent) >= self.policy.max_points:
+                        if not ordered:
+                            self._order()
+                            ordered = True
+                        del sent[next(iter(sent))]
+                    sent[point] = _Sent(value, quality, now, band, interval)
+                    append(s)
+                    continue
+                if last.quality == quality and now - last.sent_at < last.interval:
                     old = last.value
                     if type(old) is float and type(value) is float \
                             and old - old == 0 and value - value == 0:
@@ -131,20 +145,25 @@ class ExceptionFilter:
                             continue
                     elif not changed(old, value, last.band):
                         continue
-                if last is None:
-                    band, interval = self.policy.limits(point, self._quantity(point))
-                    last = _Sent(value, quality, now, band, interval)
-                    if len(sent) >= self.policy.max_points:
-                        del sent[next(iter(sent))]
-                else:
-                    del sent[point]  # re-inserted at the end: dict order = least recently sent
-                    last.value, last.quality, last.sent_at = value, quality, now
-                sent[point] = last
-                out.append(s)
+                last.value, last.quality, last.sent_at = value, quality, now
+                if ordered:  # re-inserted at the end: dict order = least recently sent
+                    del sent[point]
+                    sent[point] = last
+                append(s)
         finally:
             self.seen += seen
         self.passed += len(out)
         return out
+
+    def _order(self) -> None:
+        """The map is full for the first time: from now on its order is kept least recently
+        sent first (one sort now, then a move to the end per sent sample), so the point
+        forgotten is the least recently sent. Until then (a site's points well within
+        `max_points`, the usual case) no sample pays for the order."""
+        entries = sorted(self._sent.items(), key=lambda kv: kv[1].sent_at)
+        self._sent.clear()  # in place: `filter` holds the map
+        self._sent.update(entries)
+        self._ordered = True
 
     def forget(self, point: str) -> None:
         """The next sample of `point` passes (e.g. after its device came back online)."""
@@ -153,3 +172,4 @@ class ExceptionFilter:
     def reset(self) -> None:
         """Every point's next sample passes (e.g. after a config change)."""
         self._sent.clear()
+        self._ordered = False

@@ -1,11 +1,15 @@
 """Items for the outbox, and how the committer's writer thread encodes and puts them.
 
-An `Item` is what the event loop hands the committer: a poll cycle's samples (telemetry) or a
-contract message (alarm event, state snapshot, command result, incident chunk). `ItemWriter`
-turns one into outbox rows on the writer thread: the sequence numbers (`seq`, `dseq`) are
-taken just before the put, so a number is committed with the message that carries it.
-Telemetry goes through `TelemetryEncoder` (gateway.contract.telemetry: the model's exact bytes
-without a model per batch) and, for what that leaves (a text value, a bad point id), through
+An `Item` is what the event loop hands the committer: a poll cycle's telemetry or a contract
+message (alarm event, state snapshot, command result, incident chunk). `ItemWriter` turns one
+into outbox rows on the writer thread: the sequence numbers (`seq`, `dseq`) are taken just
+before the put, so a number is committed with the message that carries it.
+
+Telemetry is encoded once, on the event loop as the poll's samples arrive (`telemetry_items`:
+`TelemetryEncoder.prepare`, gateway.contract.telemetry — the rows' JSON, the model's exact
+bytes without a model per batch, while the samples are still in the CPU's cache), and the
+writer only adds the envelope with the numbers (`TelemetryEncoder.payload`). What the encoder
+leaves (a text value, a bad point id) travels as the samples and is built on the writer through
 `TelemetryBatch`, which names the offending samples: they are rejected, the rest is sent.
 """
 
@@ -14,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.contract.telemetry import TelemetryEncoder
+from gateway.contract.telemetry import EncodedRows, TelemetryEncoder
 from gateway.contract.wire import (
     CHANNELS,
     MAX_BATCH_ROWS,
@@ -38,8 +42,22 @@ ALARM_MARK = "alarm_events"
 @dataclass(frozen=True, slots=True)
 class Item:
     kind: MessageKind
-    payload: list[Sample] | Message
+    payload: list[Sample] | EncodedRows | Message
     produced: int
+
+
+def telemetry_items(encoder: TelemetryEncoder | None, samples: list[Sample], produced: int
+                    ) -> list[Item]:
+    """A poll's reported samples as telemetry items of at most MAX_BATCH_ROWS rows each,
+    encoded by `encoder` where it can (else the samples, for the model path)."""
+    out: list[Item] = []
+    for start in range(0, len(samples), MAX_BATCH_ROWS):
+        chunk = samples if len(samples) <= MAX_BATCH_ROWS else \
+            samples[start:start + MAX_BATCH_ROWS]
+        encoded = encoder.prepare(chunk, produced) if encoder is not None else None
+        out.append(Item(MessageKind.TELEMETRY, chunk if encoded is None else encoded,
+                        produced))
+    return out
 
 
 # --- issue 12 ---
@@ -61,13 +79,18 @@ class ItemWriter:
         self.numbered = numbered
         self._on_reject = on_reject
         try:
-            self._encoder: TelemetryEncoder | None = TelemetryEncoder(
+            self.encoder: TelemetryEncoder | None = TelemetryEncoder(
                 site=site, gateway=gateway, catalog=catalog)
         except ContractError:  # every batch then goes through the model, which says why
-            self._encoder = None
+            self.encoder = None
+        """Shared with the event loop: it prepares (`telemetry_items`), this thread only adds
+        envelopes (`payload`, which reads nothing the loop changes)."""
 
     def store(self, item: Item) -> None:
         """Encode `item` and put it in the outbox (its numbers taken now, committed with it)."""
+        if isinstance(item.payload, EncodedRows):
+            self._store_encoded(item.payload, item.produced)
+            return
         if isinstance(item.payload, list):
             samples = item.payload
             for start in range(0, len(samples), MAX_BATCH_ROWS):
@@ -100,19 +123,24 @@ class ItemWriter:
         self.outbox.put(item.kind, self.topics[channel], payload, qos=1, retain=retained,
                         replace=retained, created_ns=item.produced, dseq=dseq)
 
-    def _store_telemetry(self, samples: list[Sample], produced: int) -> None:
-        encoder = self._encoder
-        fast = encoder.rows(samples, produced) if encoder is not None else None
-        if encoder is not None and fast is not None:  # the common case: no model built
-            seq = self.outbox.next_seq("telemetry")
-            stream = dseq = None
-            if self.numbered:
-                dseq, stream = self.outbox.next_seq("delivery"), self.outbox.stream
-            payload = encoder.encode(*fast, seq=seq, produced=produced, stream=stream,
-                                     dseq=dseq)
-            self.outbox.put(MessageKind.TELEMETRY, self.topics[Channel.TELEMETRY], payload,
-                            qos=1, retain=False, replace=False, created_ns=produced, dseq=dseq)
+    def _store_encoded(self, encoded: EncodedRows, produced: int) -> None:
+        """The common case: rows encoded on the loop, no model built."""
+        assert self.encoder is not None  # (only an encoder makes EncodedRows)
+        seq = self.outbox.next_seq("telemetry")
+        stream = dseq = None
+        if self.numbered:
+            dseq, stream = self.outbox.next_seq("delivery"), self.outbox.stream
+        try:
+            payload = self.encoder.payload(encoded, seq=seq, produced=produced, stream=stream,
+                                           dseq=dseq)
+        except ContractError as exc:  # (cannot happen: `prepare` leaves room for the envelope)
+            self._on_reject(f"telemetry: {exc}")
             return
+        self.outbox.put(MessageKind.TELEMETRY, self.topics[Channel.TELEMETRY], payload,
+                        qos=1, retain=False, replace=False, created_ns=produced, dseq=dseq)
+
+    def _store_telemetry(self, samples: list[Sample], produced: int) -> None:
+        """What the encoder left: through the model, which names what is wrong."""
 
         def build(rows: list[Sample], catalog: str | None) -> TelemetryBatch:
             return TelemetryBatch.from_samples(site=self.site, gateway=self.gateway, seq=0,

@@ -152,10 +152,10 @@ class Uplink:
     # ------------------------------------------------------------------ the data path (loop)
 
     def on_samples(self, batch: list[Sample]) -> None:
-        """A poll cycle's samples (a daemon sink). Cheap: filter + append, no I/O."""
+        """A poll cycle's samples (a daemon sink). Cheap: filter, encode the rows, append; no
+        I/O."""
         passed = self.filter.filter(batch)
-        if passed and not self.committer.add(Item(MessageKind.TELEMETRY, passed,
-                                                  self.clock.now_ns())):
+        if passed and not self.committer.add_samples(passed, self.clock.now_ns()):
             self._rejected += 1
         if self._loop is not None:
             self.state.on_samples()

@@ -8,7 +8,10 @@ TLS, so a slow broker or handshake never runs on the event loop; it sleeps in se
 traffic, a publish (paho's socket pair) or a quarter of the keepalive (`NETWORK_TIMEOUT_SHARE`,
 gateway.mqtt_client's `network_timeout`). Callbacks only hand their
 result to the loop with `call_soon_threadsafe`; all state is touched by the loop alone, so
-there is no race between `publish()` returning a mid and its PUBACK. A fresh client per
+there is no race between `publish()` returning a mid and its PUBACK. PUBACKs go as a burst:
+paho's thread appends each to a short list under a lock and wakes the loop only for the first
+of a burst (a window's PUBACKs usually arrive in one read: one hop, not one per message); the
+loop takes the list whole and hands each on in the order received. A fresh client per
 attempt means paho never re-sends its own in-flight copies behind the outbox's back, each
 connect re-reads the password file and re-arms the last will, and the connection is a clean
 session (inbound topics are subscribed on every connect).
@@ -23,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +82,9 @@ class Session:
         self._handlers = handlers
         self._waiters: dict[int, asyncio.Future[int]] = {}
         self._started = False
+        self._acks: list[tuple[int, int, str]] = []
+        """PUBACKs paho's thread received and the loop has not taken yet (in order)."""
+        self._acks_lock = threading.Lock()
         client = build_client(options)
         client.will_set(will[0], will[1], qos=1, retain=True)
         inbound = [(topic, 1) for topic in subscriptions]
@@ -107,8 +114,13 @@ class Session:
                 loop.call_soon_threadsafe(_resolve, self.connack, f"disconnected: {rc}")
 
         def on_publish(_c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._on_puback, mid, int(rc.value), str(rc))
+            reason = int(rc.value)
+            with self._acks_lock:  # one hop to the loop for a burst of PUBACKs
+                self._acks.append((mid, reason, str(rc) if reason >= 0x80 else ""))
+                first = len(self._acks) == 1
+            if first:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._on_pubacks)
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
@@ -139,12 +151,16 @@ class Session:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         return info.mid if info.rc == mqtt.MQTT_ERR_SUCCESS else None
 
-    def _on_puback(self, mid: int, reason: int, text: str) -> None:
-        waiter = self._waiters.pop(mid, None)
-        if waiter is not None:
-            _resolve(waiter, reason)
-            return
-        self._handlers.puback(mid, reason, text)
+    def _on_pubacks(self) -> None:
+        """Every PUBACK received since the last call, in order (on the loop)."""
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+        for mid, reason, text in acks:
+            waiter = self._waiters.pop(mid, None)
+            if waiter is not None:
+                _resolve(waiter, reason)
+                continue
+            self._handlers.puback(mid, reason, text)
 
     async def goodbye(self, topic: str, payload: bytes, timeout: float) -> None:
         """Publish a last retained message (the `offline` state), wait briefly for its PUBACK,

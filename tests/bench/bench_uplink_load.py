@@ -146,9 +146,9 @@ def main() -> dict[str, Any]:
     warmup = float(os.environ.get("BENCH_UPLINK_WARMUP", "5"))
     load = os.getloadavg()
     base = asyncio.run(measure(None, Path("."), window, warmup))
-    with tempfile.TemporaryDirectory(prefix="roomwarden-bench-uplink-") as tmp:
-        with mosquitto(Path(tmp) / "broker") as broker:
-            figures = asyncio.run(measure(broker.port, Path(tmp) / "state", window, warmup))
+    with tempfile.TemporaryDirectory(prefix="roomwarden-bench-uplink-") as tmp, \
+            mosquitto(Path(tmp) / "broker") as broker:
+        figures = asyncio.run(measure(broker.port, Path(tmp) / "state", window, warmup))
     points = DEVICES * POINTS * int(window)
     net = figures["cpu_seconds"] - base["cpu_seconds"]
     figures.update(points=points, feed_cpu_seconds=base["cpu_seconds"], uplink_cpu_seconds=net,

@@ -111,6 +111,26 @@ def test_memory_is_bounded_to_one_entry_per_point() -> None:
     assert len(f) == 0
 
 
+def test_the_least_recently_sent_point_is_forgotten_first() -> None:
+    """The order is kept only once the map is full (a sort then): the same point goes."""
+    f, clock = make(ExceptionPolicy(deadband=0.5, max_interval=1000, max_points=3))
+    for point in ("d.a", "d.b", "d.c"):
+        assert send(f, point, 1.0)
+        clock.advance(1)
+    assert send(f, "d.a", 5.0)  # sent again: a is now the most recently sent
+    clock.advance(1)
+    assert send(f, "d.x", 1.0)  # full: b, the least recently sent, is forgotten
+    assert len(f) == 3
+    assert not send(f, "d.a", 5.0)
+    assert not send(f, "d.c", 1.0)
+    clock.advance(1)
+    assert send(f, "d.c", 9.0)  # c is now more recent than a and x
+    assert send(f, "d.b", 1.0)  # b was forgotten: it passes again, and a goes
+    assert not send(f, "d.c", 9.0)
+    assert not send(f, "d.x", 1.0)
+    assert send(f, "d.a", 5.0)
+
+
 def test_filter_keeps_the_order_of_a_batch() -> None:
     f, _clock = make()
     batch = [Sample(f"d.p{i}", float(i), i, G) for i in range(10)]

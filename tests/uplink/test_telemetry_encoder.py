@@ -90,3 +90,85 @@ def test_what_the_fast_path_leaves_to_the_model() -> None:
     assert nan == (12, [("d.t", None, 0, "invalid")])  # JSON has no NaN: null, as the model
     with pytest.raises(c.ContractError):
         TelemetryEncoder(site="not a site", gateway="g1", catalog=None)
+
+
+_LIMIT = 2**63
+
+
+def _reference_rows(encoder: TelemetryEncoder, samples: list[Sample], produced: int
+                    ) -> tuple[int, list[tuple[Any, ...]]] | None:
+    """The encoder's rows as it made them before its checks became per column: one sample
+    at a time (the behaviour the column checks must keep)."""
+    if not samples or len(samples) > c.MAX_BATCH_ROWS or type(produced) is not int \
+            or not 0 <= produced < _LIMIT:
+        return None
+    try:
+        t0 = min(s[2] for s in samples)
+        if t0 < 0 or max(s[2] for s in samples) >= _LIMIT:
+            return None
+    except TypeError:
+        return None
+    wire = {q: q.value for q in Quality}
+    rows: list[tuple[Any, ...]] = []
+    for point, value, ts, quality in samples:
+        kind = type(value)
+        if kind is float:
+            if value - value != 0.0:  # type: ignore[operator]
+                value = None
+        elif kind is int:
+            if not -_LIMIT <= value < _LIMIT:  # type: ignore[operator]
+                return None
+        elif value is not None and kind is not bool:
+            return None
+        if point not in encoder._known and not encoder._learn(point):
+            return None
+        if wire.get(quality) is None or type(ts) is not int:
+            return None
+        rows.append((point, value, ts - t0, wire[quality]))
+    return t0, rows
+
+
+@settings(max_examples=500, deadline=None)
+@given(batch=st.lists(st.builds(Sample, any_points, any_values | plain_values, any_ts,
+                                st.sampled_from(Quality)), min_size=0, max_size=8),
+       produced=st.integers(-1, 2**64))
+def test_the_column_checks_give_the_rows_of_the_per_sample_reference(
+        batch: list[Sample], produced: int) -> None:
+    reference = TelemetryEncoder(site="s1", gateway="g1", catalog=None)
+    encoder = TelemetryEncoder(site="s1", gateway="g1", catalog=None)
+    expected = _reference_rows(reference, batch, produced)
+    got = encoder.rows(batch, produced)
+    assert got == expected
+    if got is not None:  # the same types too (a NaN is None, a bool stays a bool)
+        assert [tuple(map(type, row)) for row in got[1]] == \
+            [tuple(map(type, row)) for row in expected[1]]  # type: ignore[index]
+
+
+@settings(max_examples=300, deadline=None)
+@given(site=ids, gateway=ids, catalog=catalogs,
+       batch=st.lists(st.builds(Sample, good_points, plain_values, st.integers(0, 2**62),
+                                st.sampled_from(Quality)), min_size=1, max_size=20),
+       seq=st.integers(0, 2**63 - 1), produced=st.integers(0, 2**63 - 1), dl=delivery)
+def test_rows_prepared_once_give_the_models_bytes(
+        site: str, gateway: str, catalog: str | None, batch: list[Sample], seq: int,
+        produced: int, dl: tuple[int | None, int | None]) -> None:
+    """What the event loop prepares (`prepare`) and the writer completes (`payload`) is
+    exactly the model's encoding."""
+    encoder = TelemetryEncoder(site=site, gateway=gateway, catalog=catalog)
+    prepared = encoder.prepare(batch, produced)
+    assert prepared is not None and prepared.count == len(batch)
+    payload = encoder.payload(prepared, seq=seq, produced=produced, stream=dl[0], dseq=dl[1])
+    assert payload == _model_bytes(site, gateway, catalog, batch, seq, produced, *dl)
+
+
+def test_odd_samples_are_left_to_the_model_not_raised() -> None:
+    encoder = TelemetryEncoder(site="s1", gateway="g1", catalog=None)
+    odd: list[Any] = [[Sample("d.t", 1.0, 10, Quality.GOOD), ("d.t", 1.0, 10)],  # 3 fields
+                      [("d.t", 1.0, 10, "nonsense")], [(["d.t"], 1.0, 10, Quality.GOOD)],
+                      [("d.t", 1.0, 10.0, Quality.GOOD)], [("d.t", 1.0, True, Quality.GOOD)],
+                      [("d.t", [1.0], 10, Quality.GOOD)], [("d.t", 1.0, 10, ["good"])]]
+    for batch in odd:
+        assert encoder.rows(batch, 20) is None
+        assert encoder.prepare(batch, 20) is None
+    plain = encoder.rows([("d.t", 1.0, 10, "good")], 20)  # a quality given as its text
+    assert plain == (10, [("d.t", 1.0, 0, "good")])
