@@ -1,8 +1,6 @@
 """A site's local alarm outputs as config: an output (a writable coil of a relay module, with
 the role rules ask for), its supervision feedback and write back-off, and interlocks."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from pydantic import Field

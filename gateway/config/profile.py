@@ -10,8 +10,6 @@ A profile has at most MAX_PROFILE_POINTS points (`points` or `fields`; flags not
 loader refuses a longer list while reading the file, before anything else is done with it.
 """
 
-from __future__ import annotations
-
 import re
 import warnings
 from enum import StrEnum
@@ -113,7 +111,7 @@ class ValidRange(Strict):
     max: float | None = None
 
     @model_validator(mode="after")
-    def _ordered(self) -> ValidRange:
+    def _ordered(self) -> "ValidRange":
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
         return self
@@ -188,7 +186,7 @@ class ModbusPoint(PointCommon):
         return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> ModbusPoint:
+    def _consistent(self) -> "ModbusPoint":
         reg, typ = self.register, self.type
         if reg.is_bit and typ is not DataType.BOOL:
             raise ValueError(f"a {reg.value} holds one bit: its type must be bool, not {typ}")
@@ -242,7 +240,7 @@ class ModbusProfile(Strict):
     points: tuple[ModbusPoint, ...] = Field(min_length=1, max_length=MAX_PROFILE_POINTS)
 
     @model_validator(mode="after")
-    def _check(self) -> ModbusProfile:
+    def _check(self) -> "ModbusProfile":
         _require_source(self.generic, self.source)
         _unique_point_names(self.points)
         return self
@@ -256,7 +254,7 @@ class TextField(PointCommon):
     """`bitstring`: a run of 0/1 characters, first character = highest bit (Megatec Q1)."""
 
     @model_validator(mode="after")
-    def _consistent(self) -> TextField:
+    def _consistent(self) -> "TextField":
         if self.flags and self.type not in ("bitstring", "int"):
             raise ValueError("flags need type bitstring or int")
         return self
@@ -293,7 +291,7 @@ class SerialTextProfile(Strict):
         return pattern
 
     @model_validator(mode="after")
-    def _check(self) -> SerialTextProfile:
+    def _check(self) -> "SerialTextProfile":
         _require_source(self.generic, self.source)
         _unique_point_names(self.fields)
         groups = set(re.compile(self.reply_pattern).groupindex)

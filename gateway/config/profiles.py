@@ -6,7 +6,6 @@ match its file name; errors are ConfigErrors (gateway.config.yamlfile).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import os
@@ -111,6 +110,8 @@ def find_profile(profile_id: str, search: Sequence[Path]) -> Path | None:
 
 def profile_not_found(profile_id: str, search: Sequence[Path]) -> str:
     """"profile not found" naming every directory looked in and the nearest names."""
+    import difflib  # only for this message: 0.2 MiB a running gateway need not hold
+
     names = sorted({p.stem for d in search if d.is_dir() for p in profile_files(d)})
     near = difflib.get_close_matches(profile_id, names, n=3, cutoff=0.5)
     where = ", ".join(str(d) for d in search)

@@ -1,8 +1,6 @@
 """The gateway config as flashed to a site: identity, rooms, buses and devices, and the
 sections of the features (outputs are gateway.config.outputs', re-exported here)."""
 
-from __future__ import annotations
-
 from ipaddress import ip_network
 from typing import Annotated, Literal
 
@@ -189,7 +187,7 @@ class Device(Strict):
     """A battery device's chemistry (issue 11); default: its room's."""
 
     @model_validator(mode="after")
-    def _interval(self) -> Device:
+    def _interval(self) -> "Device":
         if self.poll_interval is not None and self.poll_interval < 0.05:
             raise ValueError("poll_interval must be at least 50ms")
         return self

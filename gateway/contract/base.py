@@ -1,8 +1,6 @@
 """The wire contract's vocabulary: version, size limits, scalar types, message kinds, the
 strict model bases every message derives from, and validated construction."""
 
-from __future__ import annotations
-
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar

@@ -1,7 +1,5 @@
 """Signed operator commands sent down to a gateway, and their results."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from pydantic import (

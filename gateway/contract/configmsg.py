@@ -1,7 +1,5 @@
 """Configuration pushed to a gateway (`config/set`) and its retained status."""
 
-from __future__ import annotations
-
 import hashlib
 from typing import Annotated, Literal, Self
 

@@ -1,7 +1,5 @@
 """Alarm events, the active-alarm snapshot and the gateway's retained state."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from pydantic import (

@@ -12,8 +12,6 @@ Pure: `split_record` (file bytes → chunks) and `chunk_bytes` (a chunk's decode
 against its place in the record) are what the gateway's uplink and the central ingest share.
 """
 
-from __future__ import annotations
-
 import base64
 import binascii
 import hashlib
