@@ -14,7 +14,7 @@ from gateway.alarms.events import (
     AlarmEvent,
     EventKind,
 )
-from gateway.alarms.ledger import AlarmLedger, KeyLike, iso
+from gateway.alarms.ledger import AlarmLedger, KeyLike, Known, iso
 from gateway.alarms.lifecycle import (
     AlarmRecord,
     AlarmState,
@@ -23,6 +23,7 @@ from gateway.alarms.lifecycle import (
     Suppression,
     scope_covers,
 )
+from gateway.alarms.types import Evaluation
 
 _N = AlarmState.NORMAL
 
@@ -112,8 +113,7 @@ class AlarmCommands(AlarmLedger):
             raise AlarmCommandError("a suppression needs a scope: a device, room or rule id")
         self._future(until_ns)
         if scope not in self._suppressions and not any(
-                scope_covers(scope, r.key.rule, r.key.subject, r.ev.room)
-                for r in self._records.values()):
+                scope_covers(scope, *_binding(r)) for r in self._records.values()):
             raise AlarmCommandError(f"{scope!r} is no known device, room, rule or alarm")
         note = f"{reason} (until {iso(until_ns)})"
         if scope in self._suppressions:
@@ -123,9 +123,10 @@ class AlarmCommands(AlarmLedger):
         self._batch.suppression_opened(sup)
         self._system_event(EventKind.SUPPRESSION_START, SUPPRESSION_RULE, scope,
                            AlarmState.SUPPRESSED, _N, actor, note)
-        for rec in self._records.values():
-            if rec.suppression is None and sup.covers(rec.key.rule, rec.key.subject,
-                                                      rec.ev.room):
+        for key, known in list(self._records.items()):
+            if sup.covers(*_binding(known)) and (
+                    isinstance(known, Evaluation) or known.suppression is None):
+                rec = self._record(key)
                 prev = rec.state
                 rec.set_overlay(suppression=scope, now_ns=self._now)
                 self._changed(rec, prev, actor, f"suppressed ({scope}): {note}")
@@ -147,7 +148,7 @@ class AlarmCommands(AlarmLedger):
         self._system_event(EventKind.SUPPRESSION_END, SUPPRESSION_RULE, scope, _N,
                            AlarmState.SUPPRESSED, actor, why)
         for rec in self._records.values():
-            if rec.suppression == scope:
+            if isinstance(rec, AlarmRecord) and rec.suppression == scope:
                 prev = rec.state
                 rec.set_overlay(suppression=self._covering(rec), now_ns=self._now)
                 self._changed(rec, prev, actor, f"{why} ({scope})")
@@ -184,10 +185,17 @@ class AlarmCommands(AlarmLedger):
             if sup.until_ns <= now:
                 self._end_suppression(scope, SYSTEM_ACTOR, "suppression expired")
         for key in sorted(self._shelved):
-            rec = self._records[key]
+            rec = self._record(key)
             if rec.shelf is not None and rec.shelf.until_ns <= now:
                 self._end_shelf(rec, SYSTEM_ACTOR, "shelve expired")
         self._plan_expiry()
+
+
+def _binding(known: Known) -> tuple[str, str, str | None]:
+    """(rule, subject, room) of a known alarm, quiet or not."""
+    if isinstance(known, Evaluation):
+        return known.rule, known.subject, known.room
+    return known.key.rule, known.key.subject, known.ev.room
 
 
 # argument checks -------------------------------------------------------------------------------

@@ -2,6 +2,14 @@
 records of every alarm, the indices over them, and how one transition becomes an event, index
 updates and journal rows — flushed in one journal transaction per manager call.
 
+A binding that has only ever been evaluated inactive (most of them: 6,478 at a 2,000-point
+site, nearly all quiet for years) is known by its latest `Evaluation` alone, in place of a
+record (`_records` maps its key to that evaluation): it is normal, with no history, nothing to
+journal. It becomes an `AlarmRecord` — in the same place of `_records`, so the order alarms
+are met in stays the order they were first evaluated — when it first turns active, when a
+suppression covers it, or when a command or `get` names it (`_record`). About 220 bytes less
+per binding than a record and its key.
+
 Pure apart from the journal: time comes from the injected clock, read once per call
 (`_begin`)."""
 
@@ -29,9 +37,13 @@ from gateway.alarms.lifecycle import (
     ChatterPolicy,
     Suppression,
 )
+from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
 
 KeyLike = AlarmKey | tuple[str, str]
+Known = AlarmRecord | Evaluation
+"""What `_records` holds for a key: its record, or, for a binding never active and never
+named, its latest evaluation (see the module docstring)."""
 
 _N = AlarmState.NORMAL
 _AU = AlarmState.ACTIVE_UNACKNOWLEDGED
@@ -55,7 +67,7 @@ class AlarmLedger:
         self._policy = policy
         self._flood = flood
         self._rooms = RoomFirstOut()
-        self._records: dict[tuple[str, str], AlarmRecord] = {}
+        self._records: dict[tuple[str, str], Known] = {}
         self._not_normal: set[AlarmKey] = set()
         self._chattering: set[AlarmKey] = set()
         self._shelved: set[AlarmKey] = set()
@@ -77,9 +89,15 @@ class AlarmLedger:
             rule, subject = key
         except (TypeError, ValueError):
             raise AlarmCommandError(f"not an alarm key (rule, subject): {key!r}") from None
-        rec = self._records.get((rule, subject))
-        if rec is None:
+        if (rule, subject) not in self._records:
             raise AlarmCommandError(f"unknown alarm {rule}@{subject}")
+        return self._record((rule, subject))
+
+    def _record(self, key: tuple[str, str]) -> AlarmRecord:
+        """The record of a known alarm; a quiet one's is made now, in its place."""
+        rec = self._records[key]
+        if isinstance(rec, Evaluation):
+            rec = self._records[key] = AlarmRecord(key=AlarmKey(*key), ev=rec)
         return rec
 
     def _future(self, until_ns: int) -> None:
@@ -87,13 +105,16 @@ class AlarmLedger:
             raise AlarmCommandError("the end time must be in the future")
 
     def _covering(self, rec: AlarmRecord) -> str | None:
+        return self._covering_binding(rec.key.rule, rec.key.subject, rec.ev.room)
+
+    def _covering_binding(self, rule: str, subject: str, room: str | None) -> str | None:
         for scope, sup in self._suppressions.items():
-            if sup.covers(rec.key.rule, rec.key.subject, rec.ev.room):
+            if sup.covers(rule, subject, room):
                 return scope
         return None
 
     def _ordered(self) -> list[AlarmRecord]:
-        recs = [self._records[k] for k in self._not_normal]
+        recs = [self._record(k) for k in self._not_normal]
         recs.sort(key=lambda r: (r.ev.severity.level, r.activated_ns is None,
                                  r.activated_ns or 0, r.key))
         return recs
@@ -153,7 +174,7 @@ class AlarmLedger:
         first = f.first_out
         if first is None:
             return
-        rec = self._records.get(first)
+        rec = self._record(first) if first in self._records else None
         count, window = len(f), f.window
         note = (f"alarm flood: {count} activations within {window:g} s" if
                 kind is EventKind.FLOOD_START else
@@ -182,7 +203,7 @@ class AlarmLedger:
     def _plan_expiry(self) -> None:
         ends = [s.until_ns for s in self._suppressions.values()]
         for key in self._shelved:
-            shelf = self._records[key].shelf
+            shelf = self._record(key).shelf
             if shelf is not None:
                 ends.append(shelf.until_ns)
         self._next_expiry = min(ends) if ends else None
@@ -203,7 +224,8 @@ class AlarmLedger:
             batch.snapshot = True
             batch.meta["flood"] = json.dumps(self._flood.dump())
             batch.meta["first_out"] = json.dumps(self._rooms.dump())
-            snapshot = [r for r in self._records.values() if persistable(r)]
+            snapshot = [r for r in self._records.values()
+                        if isinstance(r, AlarmRecord) and persistable(r)]
             shelves = [(r.key, r.shelf) for r in snapshot if r.shelf is not None]
             journal.commit(batch, snapshot, shelves, list(self._suppressions.values()))
         elif batch:
