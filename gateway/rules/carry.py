@@ -10,7 +10,9 @@ its on-delay with a new activation time). Instead:
   invalid-since) into the new engine's state for the same point id;
 * `carry_node` copies the evaluation state of one (rule, subject)'s condition tree into the
   tree compiled for the new config: debounce timers and the held output, the hysteresis
-  latch, rate windows (by member point), flat-line trackers, last values. Children of a
+  latch, rate windows (by member point), flat-line trackers, the last values of active
+  leaves (a normal leaf's value is not kept up to date between evaluations: a new value on
+  the normal side of its limit does not evaluate it, gateway.rules.quiet). Children of a
   combinator are matched by what they are (node kind and the points they read), so a room
   that gained a detector keeps the state of the detectors it had. The new tree keeps its new
   numbers (limits, deadband, delays): a rule whose parameters changed is re-judged from the
@@ -69,12 +71,12 @@ def carry_node(new: Node, old: Node) -> bool:
         assert isinstance(old, CompareLeaf)
         _carry_debounce(new.debounce, old.debounce)
         new.test.active = new.debounce.active  # the latch follows the held output
-        new.value = old.value
+        new.value = old.value if old.debounce.active else None  # see the module docstring
         return _carry_signal(new.signal, old.signal)
     if isinstance(new, EqualsLeaf | StaleLeaf | InvalidLeaf | FlatLeaf):
         assert isinstance(old, EqualsLeaf | StaleLeaf | InvalidLeaf | FlatLeaf)
         _carry_debounce(new.debounce, old.debounce)
-        new.value = old.value
+        new.value = old.value if old.debounce.active else None  # see the module docstring
         if isinstance(new, FlatLeaf) and isinstance(old, FlatLeaf):
             tracker, before = new.tracker, old.tracker
             tracker.low, tracker.high = before.low, before.high

@@ -16,14 +16,19 @@ parameter that has no value (a breaker rating nobody configured) is not evaluate
 without humidity, a coincidence with one detector) is not bound at all.
 
 Change-driven rounds (gateway.rules.schedule): a round evaluates only the bindings a sample
-marked — one with another value or quality for a point the binding reads; for rate windows any
-sample; for a stale leaf a repeated sample after its max age — and those whose own deadline
-has come (an on- or off-delay, a stale timeout, a flat-line window, an invalid-for duration, a
-rate window's oldest sample leaving it). The first round evaluates everything. The results are
-those of evaluating every binding at every round (`RuleEngine(…, every_round=True)` does that,
-the reference the property test compares against). An evaluation is a new object only when
-its result (active, value) changed; its `ts` is then the newest sample time of its inputs
-(the round's time while none has arrived).
+marked — one with another value or quality for a point the binding reads (another value of
+the same quality only when it leaves the binding's quiet band: gateway.rules.quiet); for rate
+windows any sample; for a stale leaf a repeated sample after its max age — and those whose
+own deadline has come (an on- or off-delay, a stale timeout, a flat-line window, an
+invalid-for duration, a rate window's oldest sample leaving it). The first round evaluates
+everything. The results are those of evaluating every binding at every round
+(`RuleEngine(…, every_round=True)` does that, the reference the property test compares
+against). An evaluation is a new object only when the binding became active or normal, or
+its value changed while it is active: a normal binding's value is the one it had when it
+became normal (or was first evaluated) — nobody is shown a normal binding's value, and on a
+busy site reporting each new value of thousands of normal bindings was most of the rules'
+cost. Its `ts` is the newest sample time of its inputs (the round's time while none has
+arrived).
 
 Continuity: `adopt(previous)` carries the evaluation state of every (rule, subject) and point
 present in both configs (gateway.rules.carry), and `hold(alarms)` makes the bindings of alarms
@@ -45,15 +50,17 @@ from operator import attrgetter
 from gateway.alarms.types import Evaluation, evaluation
 from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
-from gateway.field.sample import Quality, Sample, Value
+from gateway.field.sample import Sample, Value
 from gateway.rules import model as m
 from gateway.rules.binding import Binding, SubjectKind, bind
 from gateway.rules.carry import carry_node, carry_point, held, hold
 from gateway.rules.compiler import PointInfo
 from gateway.rules.conditions import PointState
 from gateway.rules.config import ParameterOverrides
+from gateway.rules.intake import Intake
 from gateway.rules.model import RulePack
 from gateway.rules.nodes import Node
+from gateway.rules.quiet import Band, quiet_band
 from gateway.rules.schedule import Schedule, Timer, deadline, survey
 from gateway.rules.sitepoints import SitePoints
 
@@ -65,8 +72,8 @@ __all__ = ["Binding", "PointInfo", "RuleEngine", "SubjectKind"]
 
 
 class _Live:
-    __slots__ = ("actions", "binding", "last", "latching", "node", "room", "rule", "severity",
-                 "single", "states", "subject", "timers", "title")
+    __slots__ = ("actions", "band", "binding", "last", "latching", "node", "room", "rule",
+                 "severity", "single", "states", "subject", "timers", "title")
 
     def __init__(self, binding: Binding, rule: m.Rule, node: Node,
                  states: Sequence[PointState]) -> None:
@@ -82,6 +89,9 @@ class _Live:
         self.last: Evaluation | None = None
         self.timers: tuple[Timer, ...] = ()
         """The tree's time-dependent parts (gateway.rules.schedule.timers)."""
+        self.band: Band | None = None
+        """The tree's quiet band after an evaluation (gateway.rules.quiet); None: never
+        quiet."""
 
 
 _TS = attrgetter("ts_ns")
@@ -102,9 +112,6 @@ class RuleEngine:
         self.every_round = every_round
         self._live: list[_Live] = []
         self._unconfigured: list[Binding] = []
-        self._readers: dict[str, list[int]] = {}
-        self._every: dict[str, list[int]] = {}
-        self._gaps: dict[str, tuple[float, list[int]]] = {}
         self._always: list[int] = []
         collecting = gc.isenabled()
         gc.disable()  # tens of thousands of new objects, none garbage: no cycle hunt meanwhile
@@ -118,15 +125,12 @@ class RuleEngine:
                     self._unconfigured.append(binding)
                 else:
                     self._live.append(_Live(binding, rule, node, states))
+            self._schedule = Schedule(len(self._live))
+            self._intake = Intake(self._states, self._schedule)
             self._index_readers()
         finally:
             if collecting:
                 gc.enable()
-        self._schedule = Schedule(len(self._live))
-        self._seen: dict[str, Value] = {}
-        self._seen_quality: dict[str, Quality] = {}
-        """Point id → value and quality of its latest sample: what "changed" compares with
-        (two dicts, not one of pairs: no tuple a sample, living on to be collected)."""
         self.evaluated = 0
         """Binding evaluations since start (a round evaluates only what is due)."""
         self._last_round: float | None = None
@@ -134,27 +138,16 @@ class RuleEngine:
     # --- binding ----------------------------------------------------------------------------
 
     def _index_readers(self) -> None:
-        """Which bindings each point's samples mark (gateway.rules.schedule.inputs)."""
-        gaps: dict[str, tuple[float, list[int]]] = {}
-        readers, every = self._readers, self._every
+        """Which bindings each point's samples mark (gateway.rules.schedule.inputs,
+        gateway.rules.quiet, gateway.rules.intake)."""
         for index, live in enumerate(self._live):
             surveyed = survey(live.node)
             if surveyed is None:
                 self._always.append(index)
                 continue
             found, live.timers = surveyed
-            for point in found.change:
-                if point in readers:
-                    readers[point].append(index)
-                else:
-                    readers[point] = [index]
-            for point in found.every:
-                every.setdefault(point, []).append(index)
-            for point, gap in found.gaps.items():
-                least, marked = gaps.get(point, (math.inf, []))
-                marked.append(index)
-                gaps[point] = (min(least, gap), marked)
-        self._gaps = gaps
+            live.band = quiet_band(live.node)
+            self._intake.index(index, found, gated=live.band is not None)
 
     # --- run time ---------------------------------------------------------------------------
 
@@ -164,37 +157,7 @@ class RuleEngine:
         if not batch:
             return
         mono = self.clock.monotonic()
-        offset = mono - self.clock.now_ns() * 1e-9
-        states, mark = self._states, self._schedule.mark_many
-        seen, seen_quality = self._seen, self._seen_quality
-        readers, every, gaps = self._readers, self._every, self._gaps
-        good = Quality.GOOD
-        for sample in batch:
-            point = sample.point
-            state = states.get(point)
-            if state is None:
-                continue
-            value, quality = sample.value, sample.quality
-            before = seen.get(point)
-            before_quality = seen_quality.get(point)  # None: no sample yet in this engine
-            last_good = state.last_good_t
-            t = sample.ts * 1e-9 + offset
-            state.update(value, quality, sample.ts, t if t < mono else mono)
-            seen[point] = value
-            seen_quality[point] = quality
-            if before_quality is not quality or not (
-                    before is value or (type(before) is type(value)
-                                        and before == value)):  # the same value
-                found = readers.get(point)
-                if found is not None:
-                    mark(found)
-                continue
-            found = every.get(point)
-            if found is not None:
-                mark(found)
-            gap = gaps.get(point)
-            if gap is not None and quality is good and mono - last_good >= gap[0]:
-                mark(gap[1])
+        self._intake.take(batch, mono, mono - self.clock.now_ns() * 1e-9)
 
     def evaluate(self) -> list[Evaluation]:
         """A round (see `evaluate_changed`), then every binding's evaluation, one per
@@ -222,15 +185,19 @@ class RuleEngine:
         lives = self._live
         changed: list[Evaluation] = []
         set_deadline = schedule.set_deadline
+        set_band = self._intake.set_band
         for index in due:
             live = lives[index]
             node = live.node
             active = node.eval(now)
             value = node.value
             last = live.last
-            if last is None or last.active is not active or not (
+            band = live.band
+            if band is not None:
+                set_band(index, band())
+            if last is None or last.active is not active or (active and not (
                     last.value is value or (type(last.value) is type(value)
-                                            and last.value == value)):  # the same value
+                                            and last.value == value))):  # the same value
                 single = live.single
                 ts = (single.ts_ns if single is not None
                       else max(map(_TS, live.states))) or now_ns

@@ -226,9 +226,17 @@ def _debounce_timer(debounce: Debounce) -> Timer:
 
 
 def _window_timer(window: RateWindow) -> Timer:
+    known = [math.nan, INF]
+    """(oldest sample's time, when it leaves): the same until the oldest sample changes."""
+
     def due() -> float:
         samples = window.samples
-        return _after(samples[0][0], window.window) if samples else INF
+        if not samples:
+            return INF
+        t0 = samples[0][0]
+        if t0 != known[0]:
+            known[0], known[1] = t0, _after(t0, window.window)
+        return known[1]
     return due
 
 

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from gateway.alarms.events import AlarmEvent
 from gateway.alarms.journal import Journal
 from gateway.alarms.manager import AlarmManager
+from gateway.alarms.types import Evaluation
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig
 from gateway.config.profile import ModbusPoint
@@ -339,6 +340,56 @@ def test_a_quiet_site_sleeps_and_a_sample_wakes_only_its_readers() -> None:
     engine.evaluate_changed()
     rates = sum(1 for b in engine.binding_details() if point in b.points and "rate" in b.rule)
     assert engine.evaluated - before <= max(rates, 1)
+
+
+def test_a_new_value_on_the_normal_side_evaluates_only_what_reads_it_otherwise() -> None:
+    """Noise on a normal temperature (issue 15): another value of the same quality inside
+    every reader's quiet band (gateway.rules.quiet) evaluates only the readers that have no
+    band (rate windows, dew point, sensor disagreement) — counted against a twin engine fed the
+    same value again — and no normal binding reports it. A value past the heat limit
+    evaluates the fixed-heat binding, which becomes active; its next value is reported
+    (active), and a value back below the limit less the deadband reports it normal with that
+    value."""
+    model = model_of("telecom_equipment_room")
+    clock = ManualClock()
+    noisy, steady = (RuleEngine(shipped.packs(), model.loaded, clock,
+                                ParameterOverrides.for_site(model.loaded, shipped.packs()))
+                     for _ in range(2))
+    point = "th-tx-a03.temperature"
+
+    def feed(engine: RuleEngine, value: float) -> list[Evaluation]:
+        engine.on_samples([Sample(point, value, clock.now_ns(), Quality.GOOD)])
+        return engine.evaluate_changed()
+
+    good = [Sample(p, model.kinds[p][0], clock.now_ns(), Quality.GOOD) for p in model.points]
+    for engine in (noisy, steady):
+        engine.on_samples(good)
+        engine.evaluate_changed()
+    clock.advance(1.0)
+    for engine in (noisy, steady):
+        feed(engine, 24.0)
+    reading = [b.rule for b in noisy.binding_details() if point in b.points]
+    gated = {"environment.temperature_recommended", "environment.temperature_allowable",
+             "fire.heat_fixed", "sensor_health.stale", "sensor_health.flatline",
+             "sensor_health.implausible"}
+    ungated = {"environment.dew_point_recommended", "environment.dew_point_allowable",
+               "sensor_health.sensor_disagreement"}  # besides the rates: every sample
+    assert gated | ungated <= set(reading)
+    for value in (24.1, 23.9, 24.05):
+        clock.advance(1.0)
+        before = noisy.evaluated - steady.evaluated
+        assert [e for e in feed(noisy, value) if e.subject == point] == []
+        feed(steady, 24.0)
+        assert noisy.evaluated - steady.evaluated - before == len(ungated)
+    clock.advance(1.0)
+    raised = {e.rule: e for e in feed(noisy, 80.0) if e.subject == point}
+    assert raised["fire.heat_fixed"].active and raised["fire.heat_fixed"].value == 80.0
+    clock.advance(1.0)
+    again = {e.rule: e for e in feed(noisy, 81.0) if e.subject == point}
+    assert again["fire.heat_fixed"].active and again["fire.heat_fixed"].value == 81.0
+    clock.advance(1.0)
+    cleared = {e.rule: e for e in feed(noisy, 24.0) if e.subject == point}
+    assert not cleared["fire.heat_fixed"].active and cleared["fire.heat_fixed"].value == 24.0
 
 
 def test_next_deadline_is_an_on_delay() -> None:

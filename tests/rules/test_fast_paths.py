@@ -105,8 +105,10 @@ def test_an_engine_built_again_equals_one_built_on_fresh_objects(site: str) -> N
         for mine, theirs in zip(engine._live, first._live, strict=True):
             assert mine.node is not theirs.node and _shape(mine.node) == _shape(theirs.node)
             assert len(mine.timers) == len(theirs.timers)
-        assert engine._readers == first._readers and engine._gaps == first._gaps
-        assert engine._every == first._every
+        for point_id, entry in engine._intake.points.items():
+            theirs = first._intake.points[point_id]
+            assert (entry.readers, entry.gated, entry.every, entry.gap, entry.gap_marks) == (
+                theirs.readers, theirs.gated, theirs.every, theirs.gap, theirs.gap_marks)
 
 
 def _shape(node: object) -> object:
