@@ -37,6 +37,8 @@ MODULES: list[tuple[str, str, str]] = [
      "import cryptography.hazmat.primitives.asymmetric.ed25519, "
      "cryptography.hazmat.primitives.serialization", "signed configs and commands"),
     ("prometheus_client", "import prometheus_client", "/metrics"),
+    ("importlib.metadata", "import importlib.metadata",
+     "nothing in a gateway (pydantic's plugin search and pydantic.networks, until 4 Dec 2026)"),
     ("gateway.config.loader", "import gateway.config.loader", "config models"),
     ("gateway.rules.config", "import gateway.rules.config", "rule pack models"),
     ("gateway.contract.wire", "import gateway.contract.wire", "wire contract models"),
