@@ -75,6 +75,8 @@ class RateWindow:
         "_bad",
         "_cache",
         "_dirty",
+        "_last_t",
+        "_last_v",
         "_n",
         "_ops",
         "_slot",
@@ -114,6 +116,9 @@ class RateWindow:
         """(slope, confidence × standard error), both per `per`; None: not judged."""
         self._dirty = True
         self._slot = -math.inf
+        self._last_t = self._last_v = math.nan
+        """The newest sample (while there is one): read at every sample, kept out of the ring
+        (an index into it is a method call)."""
         self._reset()
 
     def _reset(self) -> None:
@@ -161,15 +166,15 @@ class RateWindow:
         samples = self.samples
         n = len(samples)
         if n:
-            last = samples[-1]
-            if t < last[0]:
+            if t < self._last_t:
                 return  # out of order: ignore
             if n > 1 and t - self._slot < self.min_spacing:
                 # thin out: one sample (the newest) per short slot; the oldest sample stays,
                 # so the span a slope is judged on starts with the first sample
-                self._exclude(*last)
+                self._exclude(self._last_t, self._last_v)
                 samples.set_last(t, value)
                 self._include(t, value)
+                self._last_t, self._last_v = t, value
                 self._dirty = True
                 return
             if n > MAX_WINDOW_SAMPLES:
@@ -178,12 +183,14 @@ class RateWindow:
             self._reset()
         samples.append(t, value)
         self._include(t, value)
+        self._last_t, self._last_v = t, value
         self._slot = t
         self._dirty = True
 
     def take(self, other: RateWindow) -> None:
         """Hold `other`'s samples (a config apply carries a window: gateway.rules.carry)."""
         self.samples.copy_from(other.samples)
+        self._last_t, self._last_v = self.samples[-1] if self.samples else (math.nan, math.nan)
         self._slot = other._slot
         self._rebuild()
         self._dirty = True
@@ -216,7 +223,7 @@ class RateWindow:
     def _fit(self) -> tuple[float, float] | None:
         samples = self.samples
         n = len(samples)
-        if n < self.min_samples or samples[-1][0] - samples[0][0] < self.min_span:
+        if n < self.min_samples or self._last_t - samples.first_t() < self.min_span:
             return None
         if self._bad:
             return batch_fit(samples, self.confidence, self.per)

@@ -233,7 +233,7 @@ def _window_timer(window: RateWindow) -> Timer:
         samples = window.samples
         if not samples:
             return INF
-        t0 = samples[0][0]
+        t0 = samples.first_t()
         if t0 != known[0]:
             known[0], known[1] = t0, _after(t0, window.window)
         return known[1]
