@@ -272,9 +272,8 @@ Condition = Annotated[
     | Annotated[Invalid, Tag("invalid_for")],
     Discriminator(_condition_kind),
 ]
-
-for _model in (All, AnyOf, AtLeastSpec, AtLeast):
-    _model.model_rebuild()
+# All, AnyOf and AtLeast(Spec) name `Condition` before it exists: pydantic resolves it when
+# they are first validated (defer_build), not at import (issue 15).
 
 
 def iter_conditions(condition: Condition) -> Iterator[Condition]:
