@@ -10,28 +10,29 @@ each, already thinned to what the slope uses. Saving exactly that keeps the file
 KiB per point) and the write cheap enough to repeat.
 
 What is saved (`rate_windows.bin` in the state directory, 0600, replaced atomically: a crash
-leaves the old or the new file whole): per point with a rate window, the union of its windows'
-samples (by wall-clock time, so a reboot that restarts the monotonic clock changes nothing),
+leaves the old or the new file whole; its format: `gateway.rules.warm_file`): per point with a
+rate window, its windows' samples as they hold them, the monotonic clock at the save and the
+wall-clock time of the save (so a reboot that restarts the monotonic clock changes nothing),
 and a fingerprint of how the point is read (its device entry, bus type and profile). When:
 every `period` — a tenth of the longest rate window, between `MIN_PERIOD` and `MAX_PERIOD`
 (10 s to 1 min; 1 min for the shipped packs), and only if a window took a sample since — on
 a thread (it fsyncs), and once more at the stop. A SIGKILL or a power cut loses at most one
 period of samples.
 
-What is restored, at the start, into the new engine's windows: the samples of the same point
-ids whose fingerprint is unchanged, younger than each window and not in the future. Each
-window takes them as it would from the bus (its own thinning and span), so a config whose rate
-rules changed their window, `min_span` or limits works from the same file; a point whose device
-or profile changed starts cold. A file that is missing, too large, corrupt or of another
-format is logged and ignored (the windows start cold, as before); a stop longer than a window
-leaves that window cold. Bounds: `MAX_FILE_BYTES` read, `MAX_DECODED_BYTES` decompressed,
-`MAX_POINT_SAMPLES` per point, `MAX_SAMPLES` in all.
+What is restored, at the start, into the new engine's windows: the union of the saved samples
+of the same point ids whose fingerprint is unchanged, younger than each window and not in the
+future. Each window takes them as it would from the bus (its own thinning and span), so a
+config whose rate rules changed their window, `min_span` or limits works from the same file; a
+point whose device or profile changed starts cold. A file that is missing, too large, corrupt
+or of another format is logged and ignored (the windows start cold, as before); a stop longer
+than a window leaves that window cold. Bounds: `MAX_FILE_BYTES` read, `MAX_DECODED_BYTES`
+decompressed, `MAX_POINT_SAMPLES` per point, `MAX_SAMPLES` in all.
 
-Cost, measured at the rule benchmark's 2,000-point site with every shipped pack (80 points
-with 112 rate windows, windows full, 24,400 samples; 3 Dec 2026 on the loaded 2-core VM): a
-save takes 17 ms of CPU on the event loop (the snapshot) and 41 ms on its thread (encode,
-write, fsync) for a 9 KiB file — once a minute, about 0.1 % of a core; the restore at a start
-63 ms.
+Cost, at the process benchmark's 2,000-point site with every shipped pack (670 points with 938
+rate windows: 670 of a minute, 268 of an hour; ~105,000 samples; 4 Dec 2026 on the 2-core
+VM): a save copies the windows' arrays on the event loop (~2 ms) and encodes, compresses and
+writes them on its thread; see docs/performance.md for the figures against the JSON format of
+before (version 1, still read).
 """
 
 from __future__ import annotations
@@ -43,56 +44,46 @@ import logging
 import math
 import threading
 import zlib
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from gateway.clock import Clock
-from gateway.rules.rate import MAX_WINDOW_SAMPLES
+from gateway.rules.warm_file import (
+    MAX_FILE_BYTES,
+    MAX_POINT_SAMPLES,
+    MAX_SAMPLES,
+    Restorable,
+    decode,
+    encode,
+)
 from gateway.storage import atomic_write
-from gateway.strict import StrictModel
 
 if TYPE_CHECKING:
     from gateway.config.loader import LoadedConfig
     from gateway.rules.conditions import PointState
     from gateway.rules.engine import RuleEngine
+    from gateway.rules.warm_file import Run
 
 log = logging.getLogger("roomwarden.rules.warm")
 
 FILE_NAME = "rate_windows.bin"
-MAGIC = b"roomwarden-rate-windows 1\n"
 MIN_PERIOD = 10.0
 MAX_PERIOD = 60.0
-MAX_FILE_BYTES = 8 * 1024 * 1024
-MAX_DECODED_BYTES = 64 * 1024 * 1024
-MAX_POINT_SAMPLES = 4 * (MAX_WINDOW_SAMPLES + 1)
-MAX_SAMPLES = 250_000
-_MS = 1_000_000
-
-
-class SavedPoint(StrictModel):
-    source: str
-    """Fingerprint of how the point is read (device entry, bus type, profile)."""
-    age_ms: list[int]
-    """Each sample's age at `saved_ns` in ms (oldest first)."""
-    value: list[float]
-
-
-class SavedWindows(StrictModel):
-    version: Literal[1]
-    saved_ns: int
-    points: dict[str, SavedPoint]
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     saved_ns: int
+    saved_mono: float
     newest: float
-    points: dict[str, tuple[str, list[tuple[float, float]]]]
-    """point id → (fingerprint, [(wall seconds, value)] oldest first)."""
+    """Monotonic time of the newest sample in it."""
+    points: dict[str, tuple[str, list[Run]]]
+    """point id → (fingerprint, its windows' samples: copies of their arrays)."""
 
 
 class RateMemory:
@@ -116,7 +107,7 @@ class RateMemory:
         if not points:
             return 0
         try:
-            saved = self._read()
+            saved_ns, saved = self._read()
         except FileNotFoundError:
             return 0
         except (OSError, ValueError, zlib.error, ValidationError) as exc:
@@ -125,11 +116,11 @@ class RateMemory:
                         "cold)", self.path, reason[:200])
             return 0
         now_ns, mono = self.clock.now_ns(), self.clock.monotonic()
-        gap = (now_ns - saved.saved_ns) / 1e9
+        gap = (now_ns - saved_ns) / 1e9
         sources = self._sources_of(loaded)
         taken = restored = changed = 0
         for point_id, state in points.items():
-            record = saved.points.get(point_id)
+            record = saved.get(point_id)
             if record is None:
                 continue
             if record.source != sources.get(state.device):
@@ -142,30 +133,10 @@ class RateMemory:
                  "source_changed=%d", restored, taken, gap, changed)
         return taken
 
-    def _read(self) -> SavedWindows:
+    def _read(self) -> tuple[int, dict[str, Restorable]]:
         with self.path.open("rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
-        if not data.startswith(MAGIC):
-            raise ValueError("not a rate-window file of this version")
-        inflater = zlib.decompressobj()
-        text = inflater.decompress(data[len(MAGIC):], MAX_DECODED_BYTES)
-        if inflater.unconsumed_tail:
-            raise ValueError(f"decompresses to more than {MAX_DECODED_BYTES} bytes")
-        if not inflater.eof:
-            raise ValueError("truncated")
-        saved = SavedWindows.model_validate(json.loads(text))
-        total = 0
-        for point_id, record in saved.points.items():
-            if len(record.age_ms) != len(record.value) or \
-                    len(record.value) > MAX_POINT_SAMPLES:
-                raise ValueError(f"{point_id}: {len(record.age_ms)} ages, "
-                                 f"{len(record.value)} values")
-            total += len(record.value)
-        if total > MAX_SAMPLES:
-            raise ValueError(f"{total} samples (at most {MAX_SAMPLES})")
-        return saved
+        return decode(data)
 
     # --- save ---------------------------------------------------------------------------------
 
@@ -177,28 +148,28 @@ class RateMemory:
         return min(MAX_PERIOD, max(MIN_PERIOD, max(windows) / 10.0))
 
     def snapshot(self, engine: RuleEngine, loaded: LoadedConfig) -> Snapshot:
-        """What the windows hold now (cheap: copies of at most a few hundred samples each)."""
+        """What the windows hold now: copies of their arrays (cheap, on the event loop; the
+        encoding is `write`'s, on its thread)."""
         now_ns, mono = self.clock.now_ns(), self.clock.monotonic()
-        offset = now_ns / 1e9 - mono
         sources = self._sources_of(loaded)
-        points: dict[str, tuple[str, list[tuple[float, float]]]] = {}
+        points: dict[str, tuple[str, list[Run]]] = {}
         newest = -math.inf
         total = 0
         for point_id, state in engine.rate_points().items():
-            merged = sorted({sample for w in state.rates for sample in w.samples
-                             if math.isfinite(sample[1])})
-            if not merged or state.device not in sources:
+            if state.device not in sources:
                 continue
-            if len(merged) > MAX_POINT_SAMPLES:
-                step = len(merged) / MAX_POINT_SAMPLES
-                merged = [merged[int(i * step)] for i in range(MAX_POINT_SAMPLES - 1)] + \
-                    [merged[-1]]
-            if total + len(merged) > MAX_SAMPLES:
+            runs = [(w.samples.times(), w.samples.values()) for w in state.rates if w.samples]
+            if not runs:
+                continue
+            count = sum(len(times) for times, _ in runs)
+            if count > MAX_POINT_SAMPLES:
+                runs, count = [_thinned(runs)], MAX_POINT_SAMPLES
+            if total + count > MAX_SAMPLES:
                 break
-            total += len(merged)
-            newest = max(newest, merged[-1][0])
-            points[point_id] = (sources[state.device], [(t + offset, v) for t, v in merged])
-        return Snapshot(now_ns, newest, points)
+            total += count
+            newest = max(newest, *(times[-1] for times, _ in runs))
+            points[point_id] = (sources[state.device], runs)
+        return Snapshot(now_ns, mono, newest, points)
 
     def save(self, engine: RuleEngine, loaded: LoadedConfig) -> bool:
         """Write what the windows hold now (at the stop, or from a test). True if written."""
@@ -208,14 +179,7 @@ class RateMemory:
 
     def write(self, snapshot: Snapshot) -> bool:
         """Encode and write `snapshot` unless a newer one was written (thread-safe)."""
-        saved_s = snapshot.saved_ns / 1e9
-        document = {"version": 1, "saved_ns": snapshot.saved_ns, "points": {
-            point_id: {"source": source,
-                       "age_ms": [max(0, round((saved_s - t) * 1000)) for t, _ in samples],
-                       "value": [v for _, v in samples]}
-            for point_id, (source, samples) in snapshot.points.items()}}
-        data = MAGIC + zlib.compress(json.dumps(document, separators=(",", ":"),
-                                                allow_nan=False).encode(), 6)
+        data = encode(snapshot.saved_ns, snapshot.saved_mono, snapshot.points)
         with self._lock:
             if snapshot.saved_ns <= self._written_ns:
                 return False
@@ -275,14 +239,24 @@ def fingerprints(loaded: LoadedConfig) -> dict[str, str]:
     return out
 
 
-def _fill(state: PointState, record: SavedPoint, gap: float, mono: float) -> int:
+def _thinned(runs: list[Run]) -> Run:
+    """The union of a point's runs thinned evenly to `MAX_POINT_SAMPLES` (its newest kept):
+    a point with more windows than that bound holds."""
+    merged = sorted({sample for times, values in runs
+                     for sample in zip(times, values, strict=True)})
+    step = len(merged) / MAX_POINT_SAMPLES
+    kept = [merged[int(i * step)] for i in range(MAX_POINT_SAMPLES - 1)] + [merged[-1]]
+    return (array("d", [t for t, _ in kept]), array("d", [v for _, v in kept]))
+
+
+def _fill(state: PointState, record: Restorable, gap: float, mono: float) -> int:
     """Add the saved samples of one point to its (empty) windows; returns those taken."""
     longest = max(w.window for w in state.rates)
     taken = 0
-    for age_ms, value in zip(record.age_ms, record.value, strict=True):
+    for age_ms, value in zip(record.ages_ms, record.values, strict=True):
         age = gap + age_ms / 1000.0
-        if age < 0 or age > longest or not math.isfinite(value):
-            continue  # in the future (the clock went back) or older than every window
+        if not 0 <= age <= longest or not math.isfinite(value):
+            continue  # in the future (the clock went back), older than every window, or NaN
         taken += 1
         for window in state.rates:
             if age <= window.window:

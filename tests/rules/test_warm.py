@@ -25,15 +25,8 @@ from gateway.field.sample import Quality, Sample
 from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
 from gateway.rules.engine import RuleEngine
 from gateway.rules.rate import MAX_WINDOW_SAMPLES
-from gateway.rules.warm import (
-    FILE_NAME,
-    MAGIC,
-    MAX_DECODED_BYTES,
-    MAX_FILE_BYTES,
-    MAX_PERIOD,
-    MIN_PERIOD,
-    RateMemory,
-)
+from gateway.rules.warm import FILE_NAME, MAX_PERIOD, MIN_PERIOD, RateMemory
+from gateway.rules.warm_file import MAGIC, MAGIC_V1, MAX_DECODED_BYTES, MAX_FILE_BYTES, decode
 
 REPO = Path(__file__).resolve().parents[2]
 TELECOM = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
@@ -128,9 +121,10 @@ def test_the_saved_file_is_bounded(tmp_path: Path) -> None:
     size = (tmp_path / FILE_NAME).stat().st_size
     points = engine.rate_points()
     assert size < 4096 * len(points), size
-    body = json.loads(zlib.decompress((tmp_path / FILE_NAME).read_bytes()[len(MAGIC):]))
-    for record in body["points"].values():
-        assert len(record["value"]) <= 2 * (MAX_WINDOW_SAMPLES + 1)
+    _, saved = decode((tmp_path / FILE_NAME).read_bytes())
+    assert set(saved) == set(points)
+    for record in saved.values():
+        assert 0 < len(record.values) <= 2 * (MAX_WINDOW_SAMPLES + 1)
     assert MIN_PERIOD <= (memory.period(engine) or 0) <= MAX_PERIOD
     assert memory.period(engine) == MAX_PERIOD  # the 1 h window: once a minute
 
@@ -182,19 +176,35 @@ def test_a_point_read_differently_starts_cold(tmp_path: Path) -> None:
     assert taken == 0 and not _judged(engine, clock, last)
 
 
+def _v2(header: object, samples: bytes = b"") -> bytes:
+    return MAGIC + zlib.compress(json.dumps(header).encode() + b"\n" + samples)
+
+
 @pytest.mark.parametrize("content", [
     b"",
     b"garbage",
-    MAGIC + b"not deflate at all",
-    MAGIC + zlib.compress(b"{not json")[:-3],
-    MAGIC + zlib.compress(b"[1, 2, 3]"),
-    MAGIC + zlib.compress(json.dumps({"version": 2, "saved_ns": 0, "points": {}}).encode()),
-    MAGIC + zlib.compress(json.dumps({"version": 1, "saved_ns": START_NS, "points": {
+    MAGIC_V1 + b"not deflate at all",
+    MAGIC_V1 + zlib.compress(b"{not json")[:-3],
+    MAGIC_V1 + zlib.compress(b"[1, 2, 3]"),
+    MAGIC_V1 + zlib.compress(json.dumps({"version": 2, "saved_ns": 0, "points": {}}).encode()),
+    MAGIC_V1 + zlib.compress(json.dumps({"version": 1, "saved_ns": START_NS, "points": {
         POINT: {"source": "x", "age_ms": [1, 2], "value": [1.0]}}}).encode()),
-    MAGIC + zlib.compress(json.dumps({"version": 1, "saved_ns": START_NS, "extra": 1,
-                                      "points": {}}).encode()),
+    MAGIC_V1 + zlib.compress(json.dumps({"version": 1, "saved_ns": START_NS, "extra": 1,
+                                         "points": {}}).encode()),
+    MAGIC + b"not deflate at all",
+    MAGIC + zlib.compress(json.dumps({"version": 2, "saved_ns": 0, "points": {}}).encode()),
+    _v2({"version": 2, "saved_ns": START_NS, "points": {
+        POINT: {"source": "x", "runs": [2]}}}, bytes(16)),
+    _v2({"version": 2, "saved_ns": START_NS, "points": {
+        POINT: {"source": "x", "runs": [3, -1]}}}, bytes(32)),
+    _v2({"version": 2, "saved_ns": START_NS, "points": {
+        POINT: {"source": "x", "runs": [MAX_WINDOW_SAMPLES * 5]}}},
+        bytes(16 * MAX_WINDOW_SAMPLES * 5)),
+    _v2({"version": 1, "saved_ns": START_NS, "points": {}}),
+    _v2({"version": 2, "saved_ns": "soon", "points": {}}),
 ], ids=["empty", "garbage", "not-deflate", "truncated", "not-an-object", "version",
-        "lengths", "unknown-key"])
+        "lengths", "unknown-key", "v2-not-deflate", "v2-no-header-line", "v2-short-samples",
+        "v2-negative-run", "v2-point-too-large", "v2-version", "v2-bad-field"])
 def test_a_corrupt_file_is_logged_and_ignored(tmp_path: Path, content: bytes,
                                               caplog: pytest.LogCaptureFixture) -> None:
     loaded = _site(tmp_path)
@@ -227,10 +237,12 @@ def test_too_large_files_are_refused_unread(tmp_path: Path,
 @pytest.mark.slow
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.binary(max_size=300), deflate=st.booleans())
-def test_any_bytes_never_crash_the_restore(tmp_path: Path, body: bytes, deflate: bool) -> None:
+@given(body=st.binary(max_size=300), deflate=st.booleans(),
+       magic=st.sampled_from([MAGIC, MAGIC_V1]))
+def test_any_bytes_never_crash_the_restore(tmp_path: Path, body: bytes, deflate: bool,
+                                           magic: bytes) -> None:
     loaded = _site(tmp_path)
-    (tmp_path / FILE_NAME).write_bytes(MAGIC + (zlib.compress(body) if deflate else body))
+    (tmp_path / FILE_NAME).write_bytes(magic + (zlib.compress(body) if deflate else body))
     engine = _engine(loaded, ManualClock())
     assert RateMemory(tmp_path, ManualClock()).restore(engine, loaded) == 0
 
@@ -246,8 +258,7 @@ def test_a_newer_save_is_never_replaced_by_an_older_one(tmp_path: Path) -> None:
     clock.advance(5.0)
     assert memory.save(engine, loaded)
     assert not memory.write(older)
-    body = json.loads(zlib.decompress((tmp_path / FILE_NAME).read_bytes()[len(MAGIC):]))
-    assert body["saved_ns"] == clock.now_ns()
+    assert decode((tmp_path / FILE_NAME).read_bytes())[0] == clock.now_ns()
 
 
 async def test_periodic_saves_write_only_what_is_new(tmp_path: Path,

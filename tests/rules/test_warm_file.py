@@ -1,0 +1,112 @@
+"""The saved rate windows' file format (gateway.rules.warm_file): version 2 gives back, for
+any runs of samples, what version 1 saved of them — per point the union of its windows'
+samples, oldest first, with their ages in ms — and a version-1 file left by the release
+before restores the same windows as a version-2 file of the same state (an upgrade keeps its
+warm start)."""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from array import array
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.clock import ManualClock
+from gateway.rules.warm import FILE_NAME, RateMemory
+from gateway.rules.warm_file import MAGIC_V1, MAX_POINT_SAMPLES, decode, encode
+from tests.rules.test_warm import POINT, START_NS, _engine, _judged, _restart, _rise, _site
+
+runs_of = st.lists(  # one window's samples: times in order, any values
+    st.lists(st.tuples(st.floats(0.0, 5000.0), st.one_of(
+        st.floats(-1e6, 1e6), st.sampled_from([0.0, -0.0, 22.0, math.inf, -math.inf]))),
+        max_size=60).map(lambda samples: sorted(samples, key=lambda s: s[0])),
+    min_size=1, max_size=4)
+
+
+def _run(samples: list[tuple[float, float]]) -> tuple[array[float], array[float]]:
+    return array("d", [t for t, _ in samples]), array("d", [v for _, v in samples])
+
+
+def _key(values: list[float]) -> list[str]:
+    return [repr(v) for v in values]
+
+
+@settings(max_examples=200, deadline=None)
+@given(points=st.dictionaries(st.sampled_from(["a.t", "b.t", "c.h", "d.x"]), runs_of,
+                              min_size=1),
+       mono=st.floats(5000.0, 1e7), saved_ns=st.integers(0, 2**62))
+def test_a_file_gives_back_each_points_union_oldest_first(
+        points: dict[str, list[list[tuple[float, float]]]], mono: float,
+        saved_ns: int) -> None:
+    """Ages in ms rounded as version 1 rounded them; one sample per (age, value); by age
+    from the oldest, then by value."""
+    data = encode(saved_ns, mono, {p: ("src-" + p, [_run(r) for r in runs])
+                                   for p, runs in points.items()})
+    got_ns, got = decode(data)
+    assert got_ns == saved_ns and set(got) == set(points)
+    for point_id, runs in points.items():
+        pairs = {(round((mono - t) * 1000.0), v) for run in runs for t, v in run}
+        want = sorted(pairs, key=lambda p: (-p[0], p[1]))
+        record = got[point_id]
+        assert record.source == "src-" + point_id
+        assert record.ages_ms == [age for age, _ in want]
+        assert _key(record.values) == _key([v for _, v in want])
+
+
+def _v1(saved_ns: int, mono: float, points: dict[str, tuple[str, list[list[tuple[float, float]]]]]
+        ) -> bytes:
+    """A file as the release before wrote it (gateway.rules.warm at 0617cfb): per point the
+    union of its windows' finite samples, thinned to MAX_POINT_SAMPLES, as ages in ms."""
+    saved_s = saved_ns / 1e9
+    offset = saved_s - mono
+    document = {"version": 1, "saved_ns": saved_ns, "points": {}}
+    for point_id, (source, runs) in points.items():
+        merged = sorted({s for run in runs for s in run if math.isfinite(s[1])})
+        if len(merged) > MAX_POINT_SAMPLES:
+            step = len(merged) / MAX_POINT_SAMPLES
+            merged = [merged[int(i * step)] for i in range(MAX_POINT_SAMPLES - 1)] + \
+                [merged[-1]]
+        document["points"][point_id] = {  # type: ignore[index]
+            "source": source,
+            "age_ms": [max(0, round((saved_s - (t + offset)) * 1000)) for t, _ in merged],
+            "value": [v for _, v in merged]}
+    return MAGIC_V1 + zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 6)
+
+
+def test_a_file_of_the_release_before_restores_the_same_windows(tmp_path: Path) -> None:
+    """20 min of a rise saved by this release, and the same windows written as the release
+    before wrote them: restored into fresh engines, every window holds the same samples
+    (times within the ms both versions round ages to) and judges the rate at once."""
+    loaded = _site(tmp_path)
+    clock = ManualClock(start_ns=START_NS, start_mono=50_000.0)
+    engine = _engine(loaded, clock)
+    last = _rise(engine, clock, 1200.0, every=7.0)
+    memory = RateMemory(tmp_path, clock)
+    snapshot = memory.snapshot(engine, loaded)
+    assert memory.write(snapshot)
+    new_dir, old_dir = tmp_path / "v2", tmp_path / "v1"
+    new_dir.mkdir()
+    old_dir.mkdir()
+    (new_dir / FILE_NAME).write_bytes((tmp_path / FILE_NAME).read_bytes())
+    (old_dir / FILE_NAME).write_bytes(_v1(snapshot.saved_ns, snapshot.saved_mono, {
+        p: (source, [list(zip(t, v, strict=True)) for t, v in runs])
+        for p, (source, runs) in snapshot.points.items()}))
+    restored = []
+    for directory in (new_dir, old_dir):
+        fresh, fresh_clock, taken = _restart(directory, loaded, gap=30.0)
+        assert taken > 50
+        restored.append((fresh, fresh_clock, taken))
+    (new, _, new_taken), (old, _, old_taken) = restored
+    assert new_taken == old_taken
+    assert new.rate_points()[POINT].rates[0].samples
+    for point_id, state in new.rate_points().items():
+        for mine, theirs in zip(state.rates, old.rate_points()[point_id].rates, strict=True):
+            assert len(mine.samples) == len(theirs.samples)
+            for (t1, v1), (t2, v2) in zip(mine.samples, theirs.samples, strict=True):
+                assert abs(t1 - t2) <= 0.0015 and v1 == v2
+    for fresh, fresh_clock, _ in restored:
+        assert _judged(fresh, fresh_clock, last + 0.1)
