@@ -110,7 +110,9 @@ def wire_value(value: SampleValue) -> SampleValue:
 
 
 class TelemetryBatch(Delivered):
-    """One poll cycle's reported samples (after the exception filter)."""
+    """Reported samples (after the exception filter) of the polls of one commit interval, each
+    point at most once: a gateway's polls of distinct devices share a batch, a point polled
+    again starts the next (gateway.uplink.committer)."""
 
     seq: Seq
     """Per gateway, strictly increasing, survives restarts: the ingest's duplicate key."""
@@ -158,15 +160,18 @@ _ENVELOPE = 1024
 Row = tuple[str, SampleValue, int, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EncodedRows:
-    """A batch's rows already in wire form (`TelemetryEncoder.prepare`): `t0` and the JSON of
-    the `samples` array; the numbers and the envelope are added by `TelemetryEncoder.payload`
-    when the outbox gives them."""
+    """A batch's rows already in wire form (`TelemetryEncoder.prepare`, grown by `extend`):
+    `t0` and the JSON of the `samples` array's rows (`parts`, each a run of rows without the
+    brackets); the numbers and the envelope are added by `TelemetryEncoder.payload` when the
+    outbox gives them. `points`: the point ids it holds (a batch holds each at most once)."""
 
     t0: int
-    rows: bytes
+    parts: list[bytes]
     count: int
+    size: int
+    points: set[str]
 
 
 class TelemetryEncoder:
@@ -181,11 +186,13 @@ class TelemetryEncoder:
     caller builds it through the model (which also says what is wrong).
 
     `prepare` turns a batch into its rows' JSON once (on the event loop, while the samples are
-    fresh in the cache); `payload` adds the envelope when the sequence numbers are known (the
-    writer thread): the same bytes as `encode(t0, rows, …)`. tests/uplink/
-    test_telemetry_encoder.py checks the bytes and the rows against the per-sample reference
-    with hypothesis. The encoder's state (the known points) is only added to: `rows` and
-    `prepare` belong to one thread, `payload` and `encode` to any."""
+    fresh in the cache), `extend` appends a later poll's rows to it (their `dt` counted from
+    its `t0`, so the JSON is spliced, never re-encoded); `payload` adds the envelope when the
+    sequence numbers are known (the writer thread): the same bytes as the model's encoding of
+    all those samples in one batch. tests/uplink/test_telemetry_encoder.py checks the bytes
+    and the rows against the per-sample reference with hypothesis. The encoder's state (the
+    known points) is only added to: `rows`, `prepare` and `extend` belong to one thread,
+    `payload` and `encode` to any."""
 
     def __init__(self, *, site: str, gateway: str, catalog: str | None) -> None:
         validated(TelemetryBatch, site=site, gateway=gateway, seq=1, produced=0,
@@ -193,9 +200,17 @@ class TelemetryEncoder:
         self.site, self.gateway, self.catalog = site, gateway, catalog
         self._known: set[str] = set()
 
-    def rows(self, samples: list[Sample], produced: int) -> tuple[int, list[Row]] | None:
+    def rows(self, samples: list[Sample], produced: int, base: int | None = None
+             ) -> tuple[int, list[Row]] | None:
         """(t0, wire rows) of a batch made at `produced` that the fast path can encode, else
-        None."""
+        None. `base`: the t0 to count `dt` from (a batch these rows join), None if it is older
+        than a sample (else t0 is the oldest sample's time)."""
+        fast = self._rows(samples, produced, base)
+        return None if fast is None else (fast[0], fast[1])
+
+    def _rows(self, samples: list[Sample], produced: int, base: int | None
+              ) -> tuple[int, list[Row], tuple[str, ...]] | None:
+        """`rows`, and the samples' point ids."""
         if not samples or len(samples) > MAX_BATCH_ROWS or type(produced) is not int \
                 or not 0 <= produced < _LIMIT:
             return None
@@ -206,6 +221,10 @@ class TelemetryEncoder:
             t0 = min(stamps)
             if t0 < 0 or max(stamps) >= _LIMIT:
                 return None
+            if base is not None:
+                if base > t0:
+                    return None
+                t0 = base
             kinds = set(map(type, values))
             if not _PLAIN.issuperset(kinds):
                 return None
@@ -228,17 +247,37 @@ class TelemetryEncoder:
                         return None
         except (TypeError, ValueError, KeyError):  # not 4-tuples, not a quality, unhashable
             return None
-        return t0, list(zip(points, values, [ts - t0 for ts in stamps], wire, strict=True))
+        return (t0, list(zip(points, values, [ts - t0 for ts in stamps], wire, strict=True)),
+                points)
 
     def prepare(self, samples: list[Sample], produced: int) -> EncodedRows | None:
         """The batch's rows encoded once (None: the model must build it, see `rows`)."""
-        fast = self.rows(samples, produced)
+        fast = self._rows(samples, produced, None)
         if fast is None:
             return None
-        rows = to_json(fast[1])
-        if len(rows) > MAX_PAYLOAD_BYTES - _ENVELOPE:
-            return None  # the model path says it is too large
-        return EncodedRows(fast[0], rows, len(fast[1]))
+        part = to_json(fast[1])[1:-1]
+        if len(part) > MAX_PAYLOAD_BYTES - _ENVELOPE:
+            return None  # too large: the model path says so
+        return EncodedRows(fast[0], [part], len(fast[1]), len(part), set(fast[2]))
+
+    def extend(self, encoded: EncodedRows, samples: list[Sample], produced: int) -> bool:
+        """Append a poll's samples to `encoded` (their `dt` from its `t0`); False, and
+        `encoded` unchanged, if they cannot join it: a point it holds already, a sample older
+        than its `t0`, more than MAX_BATCH_ROWS rows or the payload limit together, or
+        anything `rows` leaves to the model."""
+        if encoded.count + len(samples) > MAX_BATCH_ROWS:
+            return False
+        fast = self._rows(samples, produced, encoded.t0)
+        if fast is None or not encoded.points.isdisjoint(fast[2]):
+            return False
+        part = to_json(fast[1])[1:-1]
+        if encoded.size + 1 + len(part) > MAX_PAYLOAD_BYTES - _ENVELOPE:
+            return False
+        encoded.parts.append(part)
+        encoded.count += len(fast[1])
+        encoded.size += 1 + len(part)
+        encoded.points.update(fast[2])
+        return True
 
     def _learn(self, point: object) -> bool:
         if type(point) is not str or len(self._known) >= MAX_KNOWN_POINTS:
@@ -256,7 +295,8 @@ class TelemetryEncoder:
         """The payload of a batch whose `rows` came from `rows()`. The numbers are copied in as
         given, as the committer's model path does (`seq`, `stream` and `dseq` come from the
         outbox's counters); ContractError only for a payload beyond MAX_PAYLOAD_BYTES."""
-        return self.payload(EncodedRows(t0, to_json(rows), len(rows)), seq=seq,
+        part = to_json(rows)[1:-1]
+        return self.payload(EncodedRows(t0, [part], len(rows), len(part), set()), seq=seq,
                             produced=produced, stream=stream, dseq=dseq)
 
     def payload(self, encoded: EncodedRows, *, seq: int, produced: int,
@@ -271,7 +311,7 @@ class TelemetryEncoder:
             message["catalog"] = self.catalog
         message["t0"] = encoded.t0
         head = to_json(message)  # ends with the closing brace
-        data = b"".join((head[:-1], b',"samples":', encoded.rows, b"}"))
+        data = b"".join((head[:-1], b',"samples":[', b",".join(encoded.parts), b"]}"))
         if len(data) > MAX_PAYLOAD_BYTES:
             raise ContractError(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
         return data

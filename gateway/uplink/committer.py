@@ -1,19 +1,19 @@
 """The committer: one bounded buffer in front of the outbox, and the one thread that does all of
-the outbox's SQLite work — encode, commit, hand out, acknowledge, cover.
+the outbox's SQLite work — number, commit, hand out, acknowledge, cover.
 
-The event loop never touches the disk and never hands work to a thread per call. It appends
-to the buffer (`add`, O(1); `add_samples` encodes a poll's telemetry rows first, while the
-samples are fresh in the cache: about half the CPU of encoding them on the writer a second
-later) and sets requests (`want`, `ack`, `cover`, `resend`,
-`start_session`) under one condition variable; the writer thread sleeps on it until there is
-something to do — a commit that is due (the oldest buffered item `commit_interval` old, an
-urgent item such as an alarm event, acknowledgements or a watermark waiting), messages the
+The event loop never touches the disk and never hands work to a thread per call. It appends to
+the buffer (`add`, O(1); `add_samples` encodes a poll's telemetry rows first, while the samples
+are fresh in the cache — cheaper than encoding them on the writer a second later — and appends
+them to the interval's open telemetry message) and sets requests (`want`, `ack`, `cover`,
+`resend`, `start_session`) under one condition variable; the writer thread sleeps on it until
+there is something to do — a commit that is due (the oldest buffered item `commit_interval` old,
+an urgent item such as an alarm event, acknowledgements or a watermark waiting), messages the
 publisher wants while some are committed and unsent, the replay pacer's next allowance — and
 then does all of it in one go: every buffered item encoded and put, one transaction, then the
-next publish window taken and handed back to the loop with `call_soon_threadsafe`. Nothing
-waits on a timer shorter than a real deadline: an idle uplink's writer sleeps until data or a
-request arrives. Its deadlines are real time (`time.monotonic`), whatever clock the messages'
-timestamps come from.
+next publish window taken and handed back to the loop with `call_soon_threadsafe`. Nothing waits
+on a timer shorter than a real deadline: an idle uplink's writer sleeps until data or a request
+arrives. Its deadlines are real time (`time.monotonic`), whatever clock the messages' timestamps
+come from.
 
 Asleep between commits (issue 15): a request wakes the writer only if it makes work due before
 the time the writer already sleeps to (`_nudge`): a sample added while a commit is already
@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.clock import Clock
+from gateway.contract.telemetry import EncodedRows
 from gateway.contract.wire import (
     Channel,
     MessageKind,
@@ -83,6 +84,9 @@ class Committer:
         self.interval = outbox.commit_interval
         self._cond = threading.Condition()
         self._buffer: list[Item] = []
+        self._open: Item | None = None
+        """The telemetry item the next poll's rows may join (`add_samples`), while it is the
+        newest in the buffer; the writer closes it when it takes the buffer."""
         self._since: float | None = None
         """When the oldest buffered item arrived (monotonic)."""
         self._urgent = False
@@ -151,11 +155,28 @@ class Committer:
     def add_samples(self, samples: list[Sample], produced: int) -> bool:
         """Buffer a poll's reported samples as telemetry, encoded now (on the caller's thread,
         the event loop, while they are fresh; gateway.uplink.items); False if telemetry had to
-        be dropped to stay within the buffer."""
-        kept = True
-        for item in telemetry_items(self._encoder, samples, produced):
-            kept = self.add(item) and kept
-        return kept
+        be dropped to stay within the buffer.
+
+        The polls of one commit interval share a message: while the newest buffered item is
+        telemetry this method began, the next poll's rows are appended to it
+        (`TelemetryEncoder.extend`) unless it holds one of their points already (a point
+        polled again starts a new message: a batch holds each point once), a sample is older
+        than its `t0`, or it would pass MAX_BATCH_ROWS. One message, one outbox row, one
+        PUBACK per interval instead of one per device poll."""
+        encoder = self._encoder
+        with self._cond:
+            open_ = self._open
+            if open_ is not None and encoder is not None and self._buffer \
+                    and self._buffer[-1] is open_ and isinstance(open_.payload, EncodedRows) \
+                    and encoder.extend(open_.payload, samples, produced):
+                return True
+            kept = True
+            items = telemetry_items(encoder, samples, produced)
+            for item in items:
+                kept = self.add(item) and kept
+            self._open = items[-1] if items and isinstance(items[-1].payload, EncodedRows) \
+                else None
+            return kept
 
     def buffered(self) -> int:
         with self._cond:
@@ -271,6 +292,7 @@ class Committer:
     def _work(self) -> None:
         with self._cond:
             items, self._buffer = self._buffer, []
+            self._open = None  # taken: nothing joins it any more
             self._since = self._dirty_since = None
             self._urgent = False
             acks, self._acks = self._acks, []
@@ -307,6 +329,8 @@ class Committer:
 
     def _hand_out(self) -> None:
         with self._cond:
+            if self._session is not None:
+                return  # a connection began while this commit ran: its start hands out afresh
             want, epoch = self._want, self._epoch
             resend, self._resend = self._resend, []
             if want <= 0 or not (self._more or resend):
@@ -341,6 +365,7 @@ class Committer:
     def _close_outbox(self) -> None:
         with self._cond:
             items, self._buffer = self._buffer, []
+            self._open = None
             acks, self._acks = self._acks, []
         try:
             for item in items:

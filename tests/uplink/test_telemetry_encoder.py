@@ -170,5 +170,50 @@ def test_odd_samples_are_left_to_the_model_not_raised() -> None:
     for batch in odd:
         assert encoder.rows(batch, 20) is None
         assert encoder.prepare(batch, 20) is None
-    plain = encoder.rows([("d.t", 1.0, 10, "good")], 20)  # a quality given as its text
+    text_quality: list[Any] = [("d.t", 1.0, 10, "good")]
+    plain = encoder.rows(text_quality, 20)  # a quality given as its text
     assert plain == (10, [("d.t", 1.0, 0, "good")])
+
+
+@settings(max_examples=300, deadline=None)
+@given(catalog=catalogs,
+       polls=st.lists(st.lists(st.tuples(plain_values, st.integers(0, 10**12),
+                                         st.sampled_from(Quality)), min_size=1, max_size=6),
+                      min_size=1, max_size=6),
+       seq=st.integers(0, 2**63 - 1), produced=st.integers(0, 2**63 - 1), dl=delivery)
+def test_polls_joined_by_extend_give_the_models_bytes_of_one_batch(
+        catalog: str | None, polls: list[list[tuple[Any, int, Quality]]], seq: int,
+        produced: int, dl: tuple[int | None, int | None]) -> None:
+    """Polls of distinct points joined into one message (`extend`, as the committer does
+    within a commit interval) are exactly the model's encoding of all their samples in one
+    batch; a poll that cannot join (older than the batch's t0, or a point it holds) leaves
+    it unchanged."""
+    encoder = TelemetryEncoder(site="s1", gateway="g1", catalog=catalog)
+    batches = [[Sample(f"d{d}.p{i}", value, ts, quality)
+                for i, (value, ts, quality) in enumerate(poll)] for d, poll in enumerate(polls)]
+    joined = encoder.prepare(batches[0], produced)
+    assert joined is not None
+    members = list(batches[0])
+    for batch in batches[1:]:
+        before = (joined.t0, list(joined.parts), joined.count, joined.size, set(joined.points))
+        fits = min(s.ts for s in batch) >= joined.t0
+        assert encoder.extend(joined, batch, produced) == fits
+        if fits:
+            members += batch
+        else:
+            assert (joined.t0, joined.parts, joined.count, joined.size, joined.points) == before
+    assert joined.count == len(members)
+    payload = encoder.payload(joined, seq=seq, produced=produced, stream=dl[0], dseq=dl[1])
+    assert payload == _model_bytes("s1", "g1", catalog, members, seq, produced, *dl)
+    assert not encoder.extend(joined, batches[0][:1], produced)  # a point it holds already
+
+
+def test_extend_stops_at_the_row_limit() -> None:
+    encoder = TelemetryEncoder(site="s1", gateway="g1", catalog=None)
+    joined = encoder.prepare([Sample(f"a.p{i}", 1.0, 5, Quality.GOOD)
+                              for i in range(c.MAX_BATCH_ROWS - 1)], 5)
+    assert joined is not None
+    assert not encoder.extend(joined, [Sample("b.x", 1.0, 5, Quality.GOOD)] * 2, 5)
+    assert encoder.extend(joined, [Sample("b.x", 1.0, 5, Quality.GOOD)], 5)
+    assert joined.count == c.MAX_BATCH_ROWS
+    assert not encoder.extend(joined, [Sample("b.y", "text", 5, Quality.GOOD)], 5)
