@@ -157,7 +157,11 @@ through the model each time, which is only slower)."""
 
 _ENVELOPE = 1024
 """Bytes `payload` may add to a batch's rows at most (ids ≤ 64 characters, catalog, numbers)."""
+_GOOD_TEXT = Quality.GOOD.value
 Row = tuple[str, SampleValue, int, str]
+_Columns = tuple[int, tuple[str, ...], tuple[SampleValue, ...], tuple[int, ...], list[str],
+                 set[type]]
+
 
 
 @dataclass(slots=True)
@@ -172,6 +176,14 @@ class EncodedRows:
     count: int
     size: int
     points: set[str]
+
+
+def _offsets(stamps: tuple[int, ...], t0: int) -> list[int]:
+    """Each row's `dt` (one reply's samples share their time: then one subtraction)."""
+    first = stamps[0]
+    if stamps.count(first) == len(stamps):
+        return [first - t0] * len(stamps)
+    return [ts - t0 for ts in stamps]
 
 
 class TelemetryEncoder:
@@ -211,6 +223,15 @@ class TelemetryEncoder:
     def _rows(self, samples: list[Sample], produced: int, base: int | None
               ) -> tuple[int, list[Row], tuple[str, ...]] | None:
         """`rows`, and the samples' point ids."""
+        cols = self._columns(samples, produced, base)
+        if cols is None:
+            return None
+        t0, points, values, stamps, wire, _kinds = cols
+        return t0, list(zip(points, values, _offsets(stamps, t0), wire, strict=True)), points
+
+    def _columns(self, samples: list[Sample], produced: int, base: int | None) -> _Columns | None:
+        """The batch as checked columns (t0, points, wire values, stamps, wire qualities,
+        value types), or None for the model path."""
         if not samples or len(samples) > MAX_BATCH_ROWS or type(produced) is not int \
                 or not 0 <= produced < _LIMIT:
             return None
@@ -239,7 +260,10 @@ class TelemetryEncoder:
                 if total - total != 0.0:  # a NaN or ±inf among them (or a sum beyond range)
                     values = tuple(None if type(v) is float and v - v != 0.0 else v
                                    for v in values)  # JSON has no NaN: null, as the model
-            wire: list[str] = list(map(_WIRE_QUALITY.__getitem__, qualities))
+                    kinds = set(map(type, values))
+            n = len(qualities)
+            wire: list[str] = [_GOOD_TEXT] * n if qualities.count(Quality.GOOD) == n \
+                else list(map(_WIRE_QUALITY.__getitem__, qualities))
             known = self._known
             if not known.issuperset(points):
                 for point in points:
@@ -247,18 +271,24 @@ class TelemetryEncoder:
                         return None
         except (TypeError, ValueError, KeyError):  # not 4-tuples, not a quality, unhashable
             return None
-        return (t0, list(zip(points, values, [ts - t0 for ts in stamps], wire, strict=True)),
-                points)
+        return t0, points, values, stamps, wire, kinds
+
+    @staticmethod
+    def _part(cols: _Columns) -> bytes:
+        """The rows' JSON without the brackets (`to_json`: ryu's float digits, far cheaper
+        than `repr` joined by hand)."""
+        t0, points, values, stamps, wire, _kinds = cols
+        return to_json(list(zip(points, values, _offsets(stamps, t0), wire, strict=True)))[1:-1]
 
     def prepare(self, samples: list[Sample], produced: int) -> EncodedRows | None:
         """The batch's rows encoded once (None: the model must build it, see `rows`)."""
-        fast = self._rows(samples, produced, None)
-        if fast is None:
+        cols = self._columns(samples, produced, None)
+        if cols is None:
             return None
-        part = to_json(fast[1])[1:-1]
+        part = self._part(cols)
         if len(part) > MAX_PAYLOAD_BYTES - _ENVELOPE:
             return None  # too large: the model path says so
-        return EncodedRows(fast[0], [part], len(fast[1]), len(part), set(fast[2]))
+        return EncodedRows(cols[0], [part], len(cols[1]), len(part), set(cols[1]))
 
     def extend(self, encoded: EncodedRows, samples: list[Sample], produced: int) -> bool:
         """Append a poll's samples to `encoded` (their `dt` from its `t0`); False, and
@@ -267,16 +297,16 @@ class TelemetryEncoder:
         anything `rows` leaves to the model."""
         if encoded.count + len(samples) > MAX_BATCH_ROWS:
             return False
-        fast = self._rows(samples, produced, encoded.t0)
-        if fast is None or not encoded.points.isdisjoint(fast[2]):
+        cols = self._columns(samples, produced, encoded.t0)
+        if cols is None or not encoded.points.isdisjoint(cols[1]):
             return False
-        part = to_json(fast[1])[1:-1]
+        part = self._part(cols)
         if encoded.size + 1 + len(part) > MAX_PAYLOAD_BYTES - _ENVELOPE:
             return False
         encoded.parts.append(part)
-        encoded.count += len(fast[1])
+        encoded.count += len(cols[1])
         encoded.size += 1 + len(part)
-        encoded.points.update(fast[2])
+        encoded.points.update(cols[1])
         return True
 
     def _learn(self, point: object) -> bool:
