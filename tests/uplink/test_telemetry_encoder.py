@@ -54,6 +54,11 @@ def test_plain_batches_take_the_fast_path_with_the_models_bytes(
     assert fast is not None
     payload = encoder.encode(*fast, seq=seq, produced=produced, stream=dl[0], dseq=dl[1])
     assert payload == _model_bytes(site, gateway, catalog, batch, seq, produced, *dl)
+    # what the event loop prepares and the writer completes: the same bytes
+    prepared = encoder.prepare(batch, produced)
+    assert prepared is not None and prepared.count == len(batch)
+    assert encoder.payload(prepared, seq=seq, produced=produced, stream=dl[0],
+                           dseq=dl[1]) == payload
 
 
 @settings(max_examples=400, deadline=None)
@@ -142,23 +147,6 @@ def test_the_column_checks_give_the_rows_of_the_per_sample_reference(
     if got is not None:  # the same types too (a NaN is None, a bool stays a bool)
         assert [tuple(map(type, row)) for row in got[1]] == \
             [tuple(map(type, row)) for row in expected[1]]  # type: ignore[index]
-
-
-@settings(max_examples=300, deadline=None)
-@given(site=ids, gateway=ids, catalog=catalogs,
-       batch=st.lists(st.builds(Sample, good_points, plain_values, st.integers(0, 2**62),
-                                st.sampled_from(Quality)), min_size=1, max_size=20),
-       seq=st.integers(0, 2**63 - 1), produced=st.integers(0, 2**63 - 1), dl=delivery)
-def test_rows_prepared_once_give_the_models_bytes(
-        site: str, gateway: str, catalog: str | None, batch: list[Sample], seq: int,
-        produced: int, dl: tuple[int | None, int | None]) -> None:
-    """What the event loop prepares (`prepare`) and the writer completes (`payload`) is
-    exactly the model's encoding."""
-    encoder = TelemetryEncoder(site=site, gateway=gateway, catalog=catalog)
-    prepared = encoder.prepare(batch, produced)
-    assert prepared is not None and prepared.count == len(batch)
-    payload = encoder.payload(prepared, seq=seq, produced=produced, stream=dl[0], dseq=dl[1])
-    assert payload == _model_bytes(site, gateway, catalog, batch, seq, produced, *dl)
 
 
 def test_odd_samples_are_left_to_the_model_not_raised() -> None:
