@@ -1,6 +1,7 @@
 """A real mosquitto on a free loopback port, and a paho subscriber that records what arrives
 (tests/fixtures/services.py)."""
 
+from gateway.localservices import free_port
 from tests.fixtures.operators import keys
 from tests.fixtures.services import (
     MOSQUITTO,
@@ -8,7 +9,6 @@ from tests.fixtures.services import (
     Received,
     Subscriber,
     broker,
-    free_port,
     persistent_broker,
     subscribers,
     victoria,

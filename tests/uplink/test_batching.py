@@ -1,15 +1,21 @@
 """The polls of one commit interval share a telemetry message (gateway.uplink.committer's
 `add_samples`), against a real mosquitto: distinct devices' polls join one batch with every
 row's own time, a point polled again starts the next batch, and the sequence numbers stay
-consecutive."""
+consecutive; and a commit running while a connection starts hands nothing out twice."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
-from gateway.contract.wire import TelemetryBatch, decode
+from gateway.clock import SystemClock
+from gateway.contract.wire import Channel, MessageKind, TelemetryBatch, decode
 from gateway.field.sample import Quality, Sample
+from gateway.uplink.committer import Committer, Window
+from gateway.uplink.items import Item
+from gateway.uplink.outbox import Outbox
+from gateway.uplink.replay import ReplayPacer
 from tests.uplink.conftest import Broker, Subscriber
 from tests.uplink.test_publisher import of, running, settings, until
 
@@ -46,3 +52,39 @@ async def test_the_polls_of_one_interval_share_a_message(
         assert first.to_samples() == [s for poll in polls for s in poll]
         assert second.to_samples() == again
         assert up.filter.passed == 9
+
+
+async def test_a_commit_running_while_a_connection_starts_hands_nothing_out_twice(
+        tmp_path: Path) -> None:
+    """The race the full test run found: a commit that took its items before `start_session`
+    and handed its window out after it (under the new session's epoch) published them, and
+    the session's start then handed everything out again. Driven step by step: the commit's
+    store starts the session, as the event loop can at that moment."""
+    clock = SystemClock()
+    topics = {ch: f"roomwarden/s/g/{ch.value}" for ch in Channel}
+    committer = Committer(Outbox(tmp_path / "outbox.sqlite", clock=clock),
+                          ReplayPacer(clock), clock, site="s", gateway="g", topics=topics,
+                          catalog="0123456789abcdef", numbered=False, on_reject=print)
+    windows: list[Window] = []
+    # no writer thread: the writer's steps are driven here, in the order of the race
+    committer._loop, committer._deliver = asyncio.get_running_loop(), windows.append
+    epoch = committer.start_session([])
+    committer._work()
+    committer.want(20)
+    assert committer.add_samples([Sample("d.t", 21.5, time.time_ns(), G)], clock.now_ns())
+    store = committer._store
+
+    def store_while_a_connection_starts(item: Item) -> None:
+        store(item)
+        committer.start_session([])  # what the loop does on a CONNACK, meanwhile
+        committer.want(20)
+
+    committer._store = store_while_a_connection_starts
+    committer._work()  # commits the sample; the new session's start is pending
+    committer._store = store
+    committer.want(20)  # the loop published whatever came and has room again
+    committer._work()  # the session's start: hands out what is stored, once
+    await asyncio.sleep(0.05)  # the windows reach the loop
+    handed = [m for w in windows for m in w.messages if m.kind is MessageKind.TELEMETRY]
+    assert len(handed) == 1 and windows[-1].epoch == epoch + 1
+    committer.outbox.close()
