@@ -68,6 +68,14 @@ class Engine:
     def results(self) -> dict[tuple[str, str], tuple[bool, Value]]:
         return {(e.rule, e.subject): (e.active, e.value) for e in self.engine.evaluate()}
 
+    def alarms(self) -> dict[tuple[str, str], tuple[bool, Value]]:
+        """`results` as the alarms see them: every binding's state, an active one's value. A
+        normal binding's value is the one it had when it became normal or was first evaluated
+        (gateway.rules.engine: a new value on the normal side is not even evaluated), so an
+        engine that adopts another shows the latest reading there, the old one an older one."""
+        return {key: (active, value if active else None)
+                for key, (active, value) in self.results().items()}
+
     def run(self, seconds: int, values: Mapping[str, Value],
             quality: Quality = Quality.GOOD) -> dict[tuple[str, str], tuple[bool, Value]]:
         result = {}
@@ -106,11 +114,11 @@ def test_an_apply_of_the_same_rules_carries_every_alarm_with_no_data_at_all() ->
     after = new.results()  # no sample has reached the new engine yet
     for key in (H2, RATE, FIRE, LEAK):
         assert after[key] == before[key], key
-    assert after == before
+    assert new.alarms() == old.alarms()
     for t in range(41, 50):  # and both go on alike: rate windows, delays, latches carried
         old.feed(rising(t))
         new.feed(rising(t))
-        assert new.results() == old.results()
+        assert new.alarms() == old.alarms()
         old.clock.advance(1.0)
 
 
@@ -201,7 +209,7 @@ def test_an_adopted_engine_evaluates_exactly_as_the_one_it_replaced(
         steps: list[tuple[str, float, Quality, float]], data: st.DataObject) -> None:
     """Property: run one engine through a sample sequence; run another through the same
     sequence but replace it, at any step, by a new engine that adopts it. Every evaluation
-    after the replacement is the same in both."""
+    after the replacement is the same in both (as the alarms see it: `Engine.alarms`)."""
     split = data.draw(st.integers(min_value=0, max_value=len(steps)))
     straight, replaced = Engine(), Engine()
     for index, (point, number, quality, dt) in enumerate(steps):
@@ -217,7 +225,7 @@ def test_an_adopted_engine_evaluates_exactly_as_the_one_it_replaced(
         for engine in (straight, replaced):
             engine.feed({point: value}, quality)
             engine.clock.advance(dt)
-        assert straight.results() == replaced.results(), index
+        assert straight.alarms() == replaced.alarms(), index
 
 
 # --- unknown, per leaf -----------------------------------------------------------------------
