@@ -163,7 +163,6 @@ _Columns = tuple[int, tuple[str, ...], tuple[SampleValue, ...], tuple[int, ...],
                  set[type]]
 
 
-
 @dataclass(slots=True)
 class EncodedRows:
     """A batch's rows already in wire form (`TelemetryEncoder.prepare`, grown by `extend`):
@@ -217,17 +216,11 @@ class TelemetryEncoder:
         """(t0, wire rows) of a batch made at `produced` that the fast path can encode, else
         None. `base`: the t0 to count `dt` from (a batch these rows join), None if it is older
         than a sample (else t0 is the oldest sample's time)."""
-        fast = self._rows(samples, produced, base)
-        return None if fast is None else (fast[0], fast[1])
-
-    def _rows(self, samples: list[Sample], produced: int, base: int | None
-              ) -> tuple[int, list[Row], tuple[str, ...]] | None:
-        """`rows`, and the samples' point ids."""
         cols = self._columns(samples, produced, base)
         if cols is None:
             return None
         t0, points, values, stamps, wire, _kinds = cols
-        return t0, list(zip(points, values, _offsets(stamps, t0), wire, strict=True)), points
+        return t0, list(zip(points, values, _offsets(stamps, t0), wire, strict=True))
 
     def _columns(self, samples: list[Sample], produced: int, base: int | None) -> _Columns | None:
         """The batch as checked columns (t0, points, wire values, stamps, wire qualities,
