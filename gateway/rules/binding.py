@@ -5,7 +5,8 @@ Built at every gateway start and config apply, so what does not depend on the su
 once: a rule's parameter references once per rule object, its compiled plan once per rule and
 parameter set (`RuleFacts`, kept while the rule object lives, so engines built on the same
 packs share them), its subjects once per config (`SitePoints.subjects`), its parameters once
-per (device, room) within a rule. Pure.
+per (device, room) within a rule — one parameter dict for all the subjects that share it
+(read-only: `Binding.parameters` is shared), one tuple of point ids per set of points. Pure.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Literal
 
 from gateway.rules import model as m
 from gateway.rules.compiler import Plan, Unbindable, prepare
-from gateway.rules.conditions import PointState
 from gateway.rules.config import ParameterOverrides
 from gateway.rules.model import RulePack, condition_refs
 from gateway.rules.nodes import Node
@@ -39,6 +39,7 @@ class Binding:
     room: str | None
     points: tuple[str, ...]
     parameters: dict[str, ParamValue] = field(default_factory=dict)
+    """Read-only: bindings of a rule with equal parameters share one dict."""
     missing: tuple[str, ...] = ()
     """Parameters the condition needs that have no value: the binding is not evaluated."""
 
@@ -93,10 +94,11 @@ rule_facts: WeakMemo[m.Rule, RuleFacts] = WeakMemo(RuleFacts)
 
 
 def bind(packs: Sequence[RulePack], site: SitePoints, overrides: ParameterOverrides
-         ) -> Iterator[tuple[Binding, m.Rule, Node | None, list[PointState]]]:
-    """Every (rule, subject) of the enabled rules in pack order: its binding, rule, compiled
-    tree (None: a parameter it needs has no value, see `Binding.missing`) and the states of
-    its points. A subject the condition cannot be bound to (`Unbindable`) is left out."""
+         ) -> Iterator[tuple[Binding, m.Rule, Node | None]]:
+    """Every (rule, subject) of the enabled rules in pack order: its binding, rule and
+    compiled tree (None: a parameter it needs has no value, see `Binding.missing`; the states
+    of its points are `site.states[id]` of `Binding.points`). A subject the condition cannot
+    be bound to (`Unbindable`) is left out."""
     states = site.states
     for pack in packs:
         for rule in pack.rules:
@@ -107,7 +109,9 @@ def bind(packs: Sequence[RulePack], site: SitePoints, overrides: ParameterOverri
             kind = rule.subject
             resolved: dict[tuple[str | None, str, str],
                            tuple[dict[str, ParamValue], tuple[str, ...], Plan | None]] = {}
-            for subject, members in site.subjects(rule):
+            shared: dict[tuple[tuple[str, str], ...],
+                         tuple[dict[str, ParamValue], tuple[str, ...], Plan | None]] = {}
+            for subject, members, ids in site.subjects(rule):
                 first = members[0]
                 device = first.device if kind != "room" else None
                 key = (device, first.room, first.room_type)
@@ -115,17 +119,20 @@ def bind(packs: Sequence[RulePack], site: SitePoints, overrides: ParameterOverri
                 if found is None:
                     params = overrides.resolve(rule_id, rule.parameters, device=device,
                                                room=first.room, room_type=first.room_type)
-                    missing = tuple(n for n in facts.refs if params.get(n) is None)
-                    found = resolved[key] = (params, missing,
-                                             None if missing else facts.plan(params))
+                    same = tuple((k, repr(v)) for k, v in params.items())  # 1 is not 1.0
+                    found = shared.get(same)
+                    if found is None:
+                        missing = tuple(n for n in facts.refs if params.get(n) is None)
+                        found = shared[same] = (params, missing,
+                                                None if missing else facts.plan(params))
+                    resolved[key] = found
                 params, missing, plan = found
-                binding = _binding(rule_id, subject, kind, first.room,
-                                   tuple(i.id for i in members), dict(params), missing)
+                binding = _binding(rule_id, subject, kind, first.room, ids, params, missing)
                 if plan is None:
-                    yield binding, rule, None, []
+                    yield binding, rule, None
                     continue
                 try:
                     node = plan.build(members, states)
                 except Unbindable:
                     continue
-                yield binding, rule, node, [states[i.id] for i in members]
+                yield binding, rule, node

@@ -44,8 +44,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from operator import attrgetter
+from collections.abc import Collection, Iterable, Mapping
 
 from gateway.alarms.types import Evaluation, evaluation
 from gateway.clock import Clock
@@ -60,8 +59,8 @@ from gateway.rules.config import ParameterOverrides
 from gateway.rules.intake import Intake
 from gateway.rules.model import RulePack
 from gateway.rules.nodes import Node
-from gateway.rules.quiet import Band, quiet_band
-from gateway.rules.schedule import Schedule, Timer, deadline, survey
+from gateway.rules.quiet import BANDS, Band, quiet_band
+from gateway.rules.schedule import DUE, Schedule, Timed, survey
 from gateway.rules.sitepoints import SitePoints
 
 EVERY_ROUND_TICK = 1.0
@@ -72,29 +71,24 @@ __all__ = ["Binding", "PointInfo", "RuleEngine", "SubjectKind"]
 
 
 class _Live:
-    __slots__ = ("actions", "band", "binding", "last", "latching", "node", "room", "rule",
-                 "severity", "single", "states", "subject", "timers", "title")
+    """One evaluated binding: its compiled tree and what the rounds keep of it (the fewest
+    slots: a site has thousands; the rest is read from `binding` and `model` when an
+    evaluation is made)."""
 
-    def __init__(self, binding: Binding, rule: m.Rule, node: Node,
-                 states: Sequence[PointState]) -> None:
+    __slots__ = ("band", "binding", "last", "model", "node", "timed")
+
+    def __init__(self, binding: Binding, rule: m.Rule, node: Node) -> None:
         self.binding = binding
-        self.rule, self.subject, self.room = binding.rule, binding.subject, binding.room
+        self.model = rule
         self.node = node
-        self.states = tuple(states)
-        self.single = self.states[0] if len(self.states) == 1 else None
-        self.severity = rule.severity
-        self.title = rule.title
-        self.actions = rule.actions
-        self.latching = rule.latching
         self.last: Evaluation | None = None
-        self.timers: tuple[Timer, ...] = ()
-        """The tree's time-dependent parts (gateway.rules.schedule.timers)."""
+        self.timed: Timed | None = None
+        """The tree's time-dependent parts (gateway.rules.schedule.survey); None: none."""
         self.band: Band | None = None
-        """The tree's quiet band after an evaluation (gateway.rules.quiet); None: never
-        quiet."""
+        """The tree if it has a quiet band after an evaluation (gateway.rules.quiet); None:
+        never quiet."""
 
 
-_TS = attrgetter("ts_ns")
 INF = math.inf
 
 
@@ -120,11 +114,11 @@ class RuleEngine:
             self._site = site
             self._infos = site.infos
             self._states = site.states
-            for binding, rule, node, states in bind(self.packs, site, self.overrides):
+            for binding, rule, node in bind(self.packs, site, self.overrides):
                 if node is None:
                     self._unconfigured.append(binding)
                 else:
-                    self._live.append(_Live(binding, rule, node, states))
+                    self._live.append(_Live(binding, rule, node))
             self._schedule = Schedule(len(self._live))
             self._intake = Intake(self._states, self._schedule)
             self._index_readers()
@@ -140,13 +134,14 @@ class RuleEngine:
     def _index_readers(self) -> None:
         """Which bindings each point's samples mark (gateway.rules.schedule.inputs,
         gateway.rules.quiet, gateway.rules.intake)."""
+        sides: dict[tuple[float, float], tuple[float, float]] = {}
         for index, live in enumerate(self._live):
             surveyed = survey(live.node)
             if surveyed is None:
                 self._always.append(index)
                 continue
-            found, live.timers = surveyed
-            live.band = quiet_band(live.node)
+            found, live.timed = surveyed
+            live.band = quiet_band(live.node, sides)
             self._intake.index(index, found, gated=live.band is not None)
 
     # --- run time ---------------------------------------------------------------------------
@@ -183,6 +178,7 @@ class RuleEngine:
         self.evaluated += len(due)
         now_ns = self.clock.now_ns()
         lives = self._live
+        states = self._states
         changed: list[Evaluation] = []
         set_deadline = schedule.set_deadline
         set_band = self._intake.set_band
@@ -193,25 +189,22 @@ class RuleEngine:
             value = node.value
             last = live.last
             band = live.band
-            if band is not None:
-                set_band(index, band())
+            if band is not None:  # gateway.rules.quiet.band_now, inline
+                set_band(index, BANDS[type(band)](band))
             if last is None or last.active is not active or (active and not (
                     last.value is value or (type(last.value) is type(value)
                                             and last.value == value))):  # the same value
-                single = live.single
-                ts = (single.ts_ns if single is not None
-                      else max(map(_TS, live.states))) or now_ns
-                last = live.last = evaluation(live.rule, live.subject, active, value,
-                                              live.severity, ts, live.title, live.room,
-                                              live.actions, live.latching)
+                binding, rule = live.binding, live.model
+                points = binding.points
+                ts = (states[points[0]].ts_ns if len(points) == 1
+                      else max(states[p].ts_ns for p in points)) or now_ns
+                last = live.last = evaluation(binding.rule, binding.subject, active, value,
+                                              rule.severity, ts, rule.title, binding.room,
+                                              rule.actions, rule.latching)
                 changed.append(last)
-            timers = live.timers
-            if timers:
-                if len(timers) == 1:  # deadline(timers, now), one timer: most bindings
-                    when = timers[0]()
-                    set_deadline(index, when if now < when else INF)
-                else:
-                    set_deadline(index, deadline(timers, now))
+            timed = live.timed
+            if timed is not None:  # gateway.rules.schedule.deadline, inline
+                set_deadline(index, DUE[type(timed)](timed, now))
         return changed
 
     def current(self) -> list[Evaluation]:
@@ -277,7 +270,8 @@ class RuleEngine:
         carried = 0
         for live in self._live:
             key = (live.binding.rule, live.binding.subject)
-            before_live = lives[id(source({s.device for s in live.states}))].get(key)
+            devices = {self._states[p].device for p in live.binding.points}
+            before_live = lives[id(source(devices))].get(key)
             if before_live is not None and carry_node(live.node, before_live.node):
                 carried += 1
         self._schedule.mark_all()

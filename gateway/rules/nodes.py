@@ -71,10 +71,12 @@ class CompareLeaf:
     (signal `value`, one member: `point`), reads it inline — the same result as the signal's
     `read`."""
 
-    __slots__ = ("debounce", "members", "point", "rate", "signal", "test", "value")
+    __slots__ = ("debounce", "members", "point", "rate", "side", "signal", "test", "value")
 
     def __init__(self, signal: Signal, test: Test, debounce: Debounce,
                  members: Sequence[PointState] = ()) -> None:
+        self.side: tuple[float, float] | None = None
+        """The test's normal side, once gateway.rules.quiet found the leaf gated."""
         self.signal = signal
         self.rate = signal if isinstance(signal, RateSignal) else None
         self.test = test

@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
-from gateway.rules.conditions import Above, Below, Debounce, Outside
+from gateway.rules.conditions import Above, Below, Outside
 from gateway.rules.nodes import (
     AllNode,
     AnyNode,
@@ -58,60 +59,78 @@ NEVER: tuple[float, float] = (INF, -INF)
 ANY: tuple[float, float] = (-INF, INF)
 """Every value is quiet (only quality and time can change the binding)."""
 
-Band = Callable[[], tuple[float, float]]
-"""A binding's quiet band now, right after it was evaluated."""
+Band = Node
+"""A tree every part of which has a quiet band (`quiet_band`); `band_now(tree)` is its band
+right after it was evaluated. The tree itself: no object is made per binding."""
 
 
 class _Ungated(Exception):
     """A part whose result a new value may change in any state."""
 
 
-def quiet_band(node: Node) -> Band | None:
-    """The band function of a compiled tree; None if a part of it is never quiet (the binding
-    is marked by every change)."""
-    parts: list[Band] = []
+def quiet_band(node: Node, sides: dict[tuple[float, float], tuple[float, float]] | None = None
+               ) -> Band | None:
+    """`node` if every part of it has a quiet band (`band_now` gives it), None if a part of
+    it is never quiet (the binding is marked by every change). `sides`: equal normal sides
+    shared between the compare leaves of the trees given the same dict."""
     try:
-        _collect(node, parts)
+        _check(node, {} if sides is None else sides)
     except _Ungated:
         return None
-    if len(parts) == 1:
-        return parts[0]
-    bands = tuple(parts)
-
-    def band() -> tuple[float, float]:
-        lo, hi = -INF, INF
-        for part in bands:
-            a, b = part()
-            if a > lo:
-                lo = a
-            if b < hi:
-                hi = b
-        return (lo, hi) if lo <= hi else NEVER
-    return band
+    return node
 
 
-def _collect(node: Node, parts: list[Band]) -> None:
+def _check(node: Node, sides: dict[tuple[float, float], tuple[float, float]]) -> None:
     kind = type(node)
     if kind is AllNode or kind is AnyNode or kind is AtLeastNode:
         for child in node.children:  # type: ignore[attr-defined]
-            _collect(child, parts)
+            _check(child, sides)
     elif kind is CompareLeaf:
-        parts.append(_compare(node))  # type: ignore[arg-type]
-    elif kind is InvalidLeaf or kind is FlatLeaf or kind is StaleLeaf:
-        parts.append(_any_value(node.debounce))  # type: ignore[attr-defined]
-    else:
+        leaf: CompareLeaf = node  # type: ignore[assignment]
+        if leaf.point is None:  # a rate, a group, a dew point, a difference: not by one value
+            raise _Ungated("signal")
+        side = normal_side(leaf.test)
+        if side is None:
+            raise _Ungated(type(leaf.test).__name__)
+        leaf.side = sides.setdefault(side, side)
+    elif not (kind is InvalidLeaf or kind is FlatLeaf or kind is StaleLeaf):
         raise _Ungated(kind.__name__)
 
 
-def _idle(debounce: Debounce) -> bool:
-    """Normal, with no on-delay running (an off-delay runs only while active)."""
-    return not debounce.active and debounce.on_since is None
+def band_now(band: Band) -> tuple[float, float]:
+    """The quiet band of a tree `quiet_band` accepted, right after it was evaluated."""
+    return BANDS[type(band)](band)
 
 
-def _any_value(debounce: Debounce) -> Band:
-    def band() -> tuple[float, float]:
-        return ANY if _idle(debounce) else NEVER
-    return band
+def _combined(node: AllNode | AnyNode | AtLeastNode) -> tuple[float, float]:
+    """The intersection of the children's bands."""
+    lo, hi = -INF, INF
+    for child in node.children:
+        a, b = BANDS[type(child)](child)
+        if a > lo:
+            lo = a
+        if b < hi:
+            hi = b
+    return (lo, hi) if lo <= hi else NEVER
+
+
+def _any_value(leaf: InvalidLeaf | FlatLeaf | StaleLeaf) -> tuple[float, float]:
+    """Normal, with no on-delay running (an off-delay runs only while active): any value."""
+    debounce = leaf.debounce
+    return ANY if not debounce.active and debounce.on_since is None else NEVER
+
+
+def _compare(leaf: CompareLeaf) -> tuple[float, float]:
+    debounce = leaf.debounce
+    if leaf.test.active or debounce.active or debounce.on_since is not None:
+        return NEVER
+    return leaf.side  # type: ignore[return-value]  # set by quiet_band
+
+
+BANDS: dict[type, Callable[[Any], tuple[float, float]]] = {
+    AllNode: _combined, AnyNode: _combined, AtLeastNode: _combined, CompareLeaf: _compare,
+    InvalidLeaf: _any_value, FlatLeaf: _any_value, StaleLeaf: _any_value}
+"""Node type → its band now (`band_now`, inline in the engine)."""
 
 
 def normal_side(test: object) -> tuple[float, float] | None:
@@ -130,19 +149,3 @@ def normal_side(test: object) -> tuple[float, float] | None:
         outside: Outside = test  # type: ignore[assignment]
         return (outside.low, outside.high)
     return None
-
-
-def _compare(leaf: CompareLeaf) -> Band:
-    if leaf.point is None:  # a rate, a group, a dew point, a difference: not by one value
-        raise _Ungated("signal")
-    test, debounce = leaf.test, leaf.debounce
-    side = normal_side(test)
-    if side is None:
-        raise _Ungated(type(test).__name__)
-    quiet = side
-
-    def band() -> tuple[float, float]:
-        if test.active or debounce.active or debounce.on_since is not None:
-            return NEVER
-        return quiet
-    return band

@@ -18,12 +18,12 @@ streams and clock steps). This module says, for one compiled tree:
   `EVERY`: every sample (a rate window takes every good sample, same value or not);
   a gap (`Inputs.gaps`, seconds): a repeated good sample after that long without one (a stale
   leaf can only be stale, and so be cleared by such a sample, after its `max_age`).
-  Its timers, and `deadline(timers, now)`: after an evaluation, the earliest time at which
+  Its timed parts, and `deadline(timed, now)`: after an evaluation, the earliest time at which
   its result can change with no new sample — an on- or off-delay expiring, a stale timeout,
   a flat-line window filled, an invalid-for duration reached, the oldest sample of a rate
   window leaving it. Exact to the float: the first representable time at which the leaf's
-  own comparison flips (never later, so no change is missed; `math.inf`: none). Compiled
-  once per binding, and only for its timed parts (a leaf without delays has none).
+  own comparison flips (never later, so no change is missed; `math.inf`: none). Found once
+  per binding; a timed leaf is its own timed part (no object per binding), read by its type.
 
 `Schedule` keeps the marks and a heap of deadlines. Pure: no clock, no I/O.
 """
@@ -63,7 +63,7 @@ _TIMELESS_SIGNALS = (ValueSignal, GroupSignal, DewPointSignal, ExcessSignal, Out
 """Signals whose value depends on their members' latest samples only, not on the time."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Inputs:
     """The points a tree reads (by id): `change` — a new value or quality matters; `every` —
     every sample matters; `gaps` — a repeated good sample matters after this many seconds
@@ -77,29 +77,36 @@ class Inputs:
         self.gaps[point] = min(seconds, self.gaps.get(point, INF))
 
 
-Timer = Callable[[], float]
-"""One time-dependent part of a tree: the next time it can change (`math.inf`: none now)."""
+Timed = Any
+"""A tree's time-dependent parts (`survey`): a timed leaf (stale, flat-line, invalid-for; a
+compare or equals leaf with delays: itself, no object made), a rate window's `WindowTimer`,
+or a tuple of several."""
 
 
 class _Unknown(Exception):
     """A node or signal this module does not know."""
 
 
-def survey(node: Node) -> tuple[Inputs, tuple[Timer, ...]] | None:
+def survey(node: Node) -> tuple[Inputs, Timed | None] | None:
     """What samples can change `node` and its time-dependent parts (see the module
-    docstring), in one walk; None: unknown parts. The timers are compiled once per binding,
-    and only for its timed parts (a leaf without delays has none): after an evaluation at
-    `now`, the tree's deadline is the earliest of their times after `now` (`deadline`)."""
+    docstring), in one walk; None: unknown parts. The timed parts are found once per binding,
+    and only its timed parts count (a leaf without delays has none; None: no part is timed):
+    after an evaluation at `now`, the tree's deadline is `deadline(timed, now)`."""
     found = Inputs()
-    timed: list[Timer] = []
+    timed: list[Timed] = []
     try:
         _walk(node, found, timed)
     except _Unknown:
         return None
-    return found, tuple(timed)
+    return found, (None if not timed else timed[0] if len(timed) == 1 else tuple(timed))
 
 
-def _walk(node: Node, found: Inputs, timed: list[Timer]) -> None:
+def timed_parts(timed: Timed | None) -> tuple[Timed, ...]:
+    """The timed parts `survey` found, as a tuple (for introspection)."""
+    return () if timed is None else timed if type(timed) is tuple else (timed,)
+
+
+def _walk(node: Node, found: Inputs, timed: list[Timed]) -> None:
     walker = _WALKERS.get(type(node))
     if walker is None:
         kind = next((k for k in _WALKERS if isinstance(node, k)), None)
@@ -109,19 +116,20 @@ def _walk(node: Node, found: Inputs, timed: list[Timer]) -> None:
     walker(node, found, timed)
 
 
-def _children(node: AllNode | AnyNode | AtLeastNode, found: Inputs, timed: list[Timer]
+def _children(node: AllNode | AnyNode | AtLeastNode, found: Inputs, timed: list[Timed]
               ) -> None:
     for child in node.children:
         _walk(child, found, timed)
 
 
-def _debounced(debounce: Debounce, timed: list[Timer]) -> None:
+def _debounced(leaf: CompareLeaf | EqualsLeaf, timed: list[Timed]) -> None:
+    debounce = leaf.debounce
     if debounce.on_delay or debounce.off_delay:
         # without delays no timer is ever left running after a step
-        timed.append(_debounce_timer(debounce))
+        timed.append(leaf)
 
 
-def _compare(node: CompareLeaf, found: Inputs, timed: list[Timer]) -> None:
+def _compare(node: CompareLeaf, found: Inputs, timed: list[Timed]) -> None:
     change = found.change
     for member in node.members:
         change.add(member.id)
@@ -134,36 +142,33 @@ def _compare(node: CompareLeaf, found: Inputs, timed: list[Timer]) -> None:
             change.add(member.id)
             if every:
                 found.every.add(member.id)
-    _debounced(node.debounce, timed)
+    _debounced(node, timed)
     if isinstance(signal, RateSignal):
-        timed.extend(_window_timer(window) for window in signal.windows)
+        timed.extend(WindowTimer(window) for window in signal.windows)
 
 
-def _equals(node: EqualsLeaf, found: Inputs, timed: list[Timer]) -> None:
+def _equals(node: EqualsLeaf, found: Inputs, timed: list[Timed]) -> None:
     found.change.update(m.id for m in node.members)
-    _debounced(node.debounce, timed)
+    _debounced(node, timed)
 
 
-def _stale(node: StaleLeaf, found: Inputs, timed: list[Timer]) -> None:
+def _stale(node: StaleLeaf, found: Inputs, timed: list[Timed]) -> None:
     member = node.member
     found.change.add(member.id)
     found.gap(member.id, node.max_age)
     if member.online is not None:  # "offline" is read from the device's online point
         found.change.add(member.online.id)
-    _debounced(node.debounce, timed)
-    timed.append(_stale_timer(node))
+    timed.append(node)  # its own timer, and its debounce's
 
 
-def _flat(node: FlatLeaf, found: Inputs, timed: list[Timer]) -> None:
+def _flat(node: FlatLeaf, found: Inputs, timed: list[Timed]) -> None:
     found.change.add(node.member.id)
-    _debounced(node.debounce, timed)
-    timed.append(_flat_timer(node))
+    timed.append(node)  # its own timer, and its debounce's
 
 
-def _invalid(node: InvalidLeaf, found: Inputs, timed: list[Timer]) -> None:
+def _invalid(node: InvalidLeaf, found: Inputs, timed: list[Timed]) -> None:
     found.change.add(node.member.id)
-    _debounced(node.debounce, timed)
-    timed.append(_invalid_timer(node))
+    timed.append(node)  # its own timer, and its debounce's
 
 
 def _signal_members(signal: Signal) -> Iterator[tuple[PointState, bool]]:
@@ -185,8 +190,6 @@ def _signal_members(signal: Signal) -> Iterator[tuple[PointState, bool]]:
 
 
 # --- deadlines --------------------------------------------------------------------------------
-
-
 
 def _elapsed(start: float, length: float) -> float:
     """The first float t with `t - start >= length` (how the leaves and `Debounce` compare):
@@ -215,72 +218,96 @@ def _after(t0: float, length: float) -> float:
     return t
 
 
-def _debounce_timer(debounce: Debounce) -> Timer:
-    def due() -> float:
-        if debounce.on_since is not None and not debounce.active:
-            return _elapsed(debounce.on_since, debounce.on_delay)
-        if debounce.off_since is not None and debounce.active:
-            return _elapsed(debounce.off_since, debounce.off_delay)
+def _debounce_due(debounce: Debounce) -> float:
+    """When a running on- or off-delay expires (`math.inf`: none runs)."""
+    if debounce.on_since is not None and not debounce.active:
+        return _elapsed(debounce.on_since, debounce.on_delay)
+    if debounce.off_since is not None and debounce.active:
+        return _elapsed(debounce.off_since, debounce.off_delay)
+    return INF
+
+
+def _next(now: float, own: float, debounce: Debounce) -> float:
+    """The earlier of a leaf's own time and its debounce's, of those after `now`."""
+    due = own if now < own else INF
+    t = _debounce_due(debounce)
+    return t if now < t < due else due
+
+
+def _delays_due(leaf: CompareLeaf | EqualsLeaf, now: float) -> float:
+    t = _debounce_due(leaf.debounce)
+    return t if now < t else INF
+
+
+class WindowTimer:
+    """A rate window's timed part: when its oldest sample leaves it."""
+
+    __slots__ = ("t0", "when", "window")
+
+    def __init__(self, window: RateWindow) -> None:
+        self.window = window
+        self.t0 = math.nan
+        self.when = INF
+        """(oldest sample's time, when it leaves): the same until the oldest sample changes."""
+
+
+def _window_due(timer: WindowTimer, now: float) -> float:
+    window = timer.window
+    samples = window.samples
+    if not samples:
         return INF
-    return due
+    t0 = samples.first_t()
+    if t0 != timer.t0:
+        timer.t0, timer.when = t0, _after(t0, window.window)
+    when = timer.when
+    return when if now < when else INF
 
 
-def _window_timer(window: RateWindow) -> Timer:
-    known = [math.nan, INF]
-    """(oldest sample's time, when it leaves): the same until the oldest sample changes."""
-
-    def due() -> float:
-        samples = window.samples
-        if not samples:
-            return INF
-        t0 = samples.first_t()
-        if t0 != known[0]:
-            known[0], known[1] = t0, _after(t0, window.window)
-        return known[1]
-    return due
+def _stale_due(leaf: StaleLeaf, now: float) -> float:
+    member = leaf.member
+    if not leaf.include_offline and member.offline:
+        own = INF  # offline: an input, not a timer
+    else:
+        own = _elapsed(member.last_good_t, leaf.max_age)
+    return _next(now, own, leaf.debounce)
 
 
-def _stale_timer(leaf: StaleLeaf) -> Timer:
-    member, max_age, include_offline = leaf.member, leaf.max_age, leaf.include_offline
-
-    def due() -> float:
-        if not include_offline and member.offline:
-            return INF  # offline: an input, not a timer
-        return _elapsed(member.last_good_t, max_age)
-    return due
+def _flat_due(leaf: FlatLeaf, now: float) -> float:
+    since = leaf.tracker.since
+    own = _elapsed(since, leaf.window) if leaf.member.good and since is not None else INF
+    return _next(now, own, leaf.debounce)
 
 
-def _flat_timer(leaf: FlatLeaf) -> Timer:
-    member, tracker, window = leaf.member, leaf.tracker, leaf.window
-
-    def due() -> float:
-        since = tracker.since
-        return _elapsed(since, window) if member.good and since is not None else INF
-    return due
+def _invalid_due(leaf: InvalidLeaf, now: float) -> float:
+    since = leaf.member.invalid_since
+    own = INF if since is None else _elapsed(since, leaf.duration)
+    return _next(now, own, leaf.debounce)
 
 
-def _invalid_timer(leaf: InvalidLeaf) -> Timer:
-    member, duration = leaf.member, leaf.duration
-
-    def due() -> float:
-        since = member.invalid_since
-        return INF if since is None else _elapsed(since, duration)
-    return due
-
-
-def deadline(compiled: tuple[Timer, ...], now: float) -> float:
-    """The earliest time after `now` at which the tree of these timers can change with no
-    new sample, right after it was evaluated at `now` (a time at or before `now` has passed
-    already: the leaf judged it in this evaluation); `math.inf`: never."""
+def _many_due(parts: tuple[Timed, ...], now: float) -> float:
     due = INF
-    for timer in compiled:
-        t = timer()
-        if now < t < due:
+    for part in parts:
+        t = DUE[type(part)](part, now)
+        if t < due:
             due = t
     return due
 
 
-_WALKERS: dict[type, Callable[[Any, Inputs, list[Timer]], None]] = {
+DUE: dict[type, Callable[[Any, float], float]] = {
+    CompareLeaf: _delays_due, EqualsLeaf: _delays_due, StaleLeaf: _stale_due,
+    FlatLeaf: _flat_due, InvalidLeaf: _invalid_due, WindowTimer: _window_due,
+    tuple: _many_due, type(None): lambda _, now: INF}
+"""Timed part's type → its deadline after `now` (`deadline`, inline in the engine)."""
+
+
+def deadline(timed: Timed | None, now: float) -> float:
+    """The earliest time after `now` at which the tree of these timed parts (`survey`) can
+    change with no new sample, right after it was evaluated at `now` (a time at or before
+    `now` has passed already: the leaf judged it in this evaluation); `math.inf`: never."""
+    return DUE[type(timed)](timed, now)
+
+
+_WALKERS: dict[type, Callable[[Any, Inputs, list[Timed]], None]] = {
     AllNode: _children, AnyNode: _children, AtLeastNode: _children, CompareLeaf: _compare,
     EqualsLeaf: _equals, StaleLeaf: _stale, FlatLeaf: _flat, InvalidLeaf: _invalid}
 """Node type → its walk (by exact type: one dict look-up per node)."""

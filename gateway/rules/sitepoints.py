@@ -26,8 +26,9 @@ from gateway.rules.model import DEVICE_ONLINE
 K = TypeVar("K")
 V = TypeVar("V")
 
-Groups = list[tuple[str, list[PointInfo]]]
-"""(subject, its points in site order), in order of each subject's first point."""
+Groups = list[tuple[str, tuple[PointInfo, ...], tuple[str, ...]]]
+"""(subject, its points in site order, their ids), in order of each subject's first point;
+equal tuples of points are one object, and so are their ids, across the config's groups."""
 
 
 class WeakMemo(Generic[K, V]):
@@ -63,6 +64,8 @@ class _Site:
         """Per enabled device: its online point, and its other points."""
         self.device_quantities: dict[str, set[str]] = {}
         self.groups: dict[tuple[m.Select, str], Groups] = {}
+        self._members: dict[tuple[str, ...], tuple[tuple[PointInfo, ...], tuple[str, ...]]] = {}
+        """Point ids → (those points, their ids): one pair per set of members."""
         rooms = {room.id: room.type for room in loaded.config.rooms}
         for device in loaded.config.devices:
             if not device.enabled:
@@ -119,8 +122,17 @@ class _Site:
                 name = info.id if subject == "point" else (
                     info.device if subject == "device" else info.room)
                 groups.setdefault(name, []).append(info)
-            found = self.groups[key] = [(name, members) for name, members in groups.items()
+            found = self.groups[key] = [(name, *self._shared(members))
+                                        for name, members in groups.items()
                                         if len(members) >= select.min_members]
+        return found
+
+    def _shared(self, members: list[PointInfo]) -> tuple[tuple[PointInfo, ...],
+                                                          tuple[str, ...]]:
+        ids = tuple(info.id for info in members)
+        found = self._members.get(ids)
+        if found is None:
+            found = self._members[ids] = (tuple(members), ids)
         return found
 
 

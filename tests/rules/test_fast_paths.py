@@ -26,6 +26,7 @@ from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rul
 from gateway.rules.engine import RuleEngine
 from gateway.rules.nodes import CompareLeaf
 from gateway.rules.rate import Pick, falling, rising
+from gateway.rules.schedule import timed_parts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,7 +105,7 @@ def test_an_engine_built_again_equals_one_built_on_fresh_objects(site: str) -> N
         assert engine.points() == first.points()
         for mine, theirs in zip(engine._live, first._live, strict=True):
             assert mine.node is not theirs.node and _shape(mine.node) == _shape(theirs.node)
-            assert len(mine.timers) == len(theirs.timers)
+            assert len(timed_parts(mine.timed)) == len(timed_parts(theirs.timed))
         for point_id, entry in engine._intake.points.items():
             theirs = first._intake.points[point_id]
             assert (entry.readers, entry.gated, entry.every, entry.gap, entry.gap_marks) == (

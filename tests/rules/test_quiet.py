@@ -26,7 +26,7 @@ from gateway.rules.nodes import (
     Node,
     StaleLeaf,
 )
-from gateway.rules.quiet import ANY, NEVER, normal_side, quiet_band
+from gateway.rules.quiet import ANY, NEVER, band_now, normal_side, quiet_band
 from gateway.rules.schedule import deadline, survey
 
 QUALITIES = [Quality.GOOD, Quality.GOOD, Quality.GOOD, Quality.INVALID, Quality.COMM_ERROR,
@@ -105,7 +105,7 @@ def test_a_value_in_the_quiet_band_changes_nothing(
     band = quiet_band(node)
     assert band is not None
     now = _play(points, steps, node)
-    lo, hi = band()
+    lo, hi = band_now(band)
     probe = (lo + offset if edge == "lo" and math.isfinite(lo) else
              hi - offset if edge == "hi" and math.isfinite(hi) else free)
     if not lo <= probe <= hi:
@@ -169,7 +169,7 @@ def test_the_band_ends_exactly_where_the_leaf_would_activate(
             leaf.eval(1.0)
             band = quiet_band(leaf)
             assert band is not None
-            if band() == NEVER:
+            if band_now(band) == NEVER:
                 continue  # it started active
             point.update(value, Quality.GOOD, 0, 2.0)
             assert leaf.eval(2.0) is activates, (kind, value)
@@ -182,16 +182,16 @@ def test_an_active_or_pending_leaf_is_never_quiet() -> None:
     assert band is not None
     point.update(20.0, Quality.GOOD, 0, 1.0)
     leaf.eval(1.0)
-    assert band() == (-math.inf, 50.0)
+    assert band_now(band) == (-math.inf, 50.0)
     point.update(60.0, Quality.GOOD, 0, 2.0)
     assert not leaf.eval(2.0)  # the on-delay runs
-    assert band() == NEVER
+    assert band_now(band) == NEVER
     point.update(60.0, Quality.GOOD, 0, 12.0)
     assert leaf.eval(12.0)
-    assert band() == NEVER
+    assert band_now(band) == NEVER
     stale = StaleLeaf(point, 30.0)
     stale_band = quiet_band(stale)
-    assert stale_band is not None and stale_band() == ANY
+    assert stale_band is not None and band_now(stale_band) == ANY
 
 
 def test_parts_read_otherwise_than_by_one_value_are_never_gated() -> None:
