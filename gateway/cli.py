@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    del parser  # every command's parser (0.15 MiB): not kept while a `run` runs (issue 15)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",

@@ -1,5 +1,9 @@
 """The point catalog of a loaded config: every point a gateway reports (with its flags and the
-per-device `online` point), as the central side needs it to tag them (`PointMeta`)."""
+per-device `online` point), as the central side needs it to tag them (`PointMeta`).
+
+Points of one device that share room, quantity and unit share one `PointMeta` (frozen, so
+nothing can tell): a device's points mostly repeat a few quantities, and a model instance
+each was 0.4 KiB of every 2,000-point gateway's memory for as long as it runs (issue 15)."""
 
 from __future__ import annotations
 
@@ -19,12 +23,23 @@ def catalog_points(loaded: LoadedConfig) -> dict[str, PointMeta]:
     for device in loaded.config.devices:
         if not device.enabled:
             continue
+        # built with the same arguments as one each would be (a flag's and the online point's
+        # without `unit`), so each shared one is what the point would have had
+        metas: dict[tuple[str | None, str | None, bool], PointMeta] = {}
         for point in bind_points(device, loaded.profile_of(device)):
-            points[point.id] = PointMeta(device=device.id, room=device.room,
-                                         quantity=point.quantity, unit=point.unit)
+            key = (point.quantity, point.unit, True)
+            meta = metas.get(key)
+            if meta is None:
+                meta = metas[key] = PointMeta(device=device.id, room=device.room,
+                                              quantity=point.quantity, unit=point.unit)
+            points[point.id] = meta
             for flag in point.flags:
-                points[flag.id] = PointMeta(device=device.id, room=device.room,
-                                            quantity=flag.quantity)
+                key = (flag.quantity, None, False)
+                meta = metas.get(key)
+                if meta is None:
+                    meta = metas[key] = PointMeta(device=device.id, room=device.room,
+                                                  quantity=flag.quantity)
+                points[flag.id] = meta
         points[f"{device.id}.{ONLINE_POINT}"] = PointMeta(device=device.id, room=device.room,
                                                           quantity="device_online")
     return points

@@ -32,7 +32,6 @@ from gateway.alarms.journal_query import (
 )
 from gateway.config.duration import parse_duration
 from gateway.recorder.remote import summary
-from gateway.recorder.report import render
 from gateway.recorder.store import ID_PATTERN, IncidentError, IncidentStore
 
 if TYPE_CHECKING:
@@ -254,6 +253,10 @@ def report_of(store: IncidentStore, incident_id: str) -> Reply:
     if not store.path_of(incident_id).is_file():
         return _error(404, "not_found", f"no incident {incident_id} on this gateway (the "
                       "oldest go when the disk budget is full)")
+    # the report's renderer (with `html` and its entity tables) is loaded at the first report
+    # asked for, not with the panel: most gateways never serve one (issue 15)
+    from gateway.recorder.report import render
+
     try:
         return Reply(200, render(store.load(incident_id)))
     except IncidentError as exc:

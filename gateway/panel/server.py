@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
@@ -109,7 +109,9 @@ _SCOPES = {"address": "from this address", "user": "for this user name",
 
 
 def _load_static() -> dict[str, tuple[bytes, str]]:
-    root = resources.files("gateway.panel").joinpath("static")
+    # the files beside this module, read once at start; a plain path rather than
+    # `importlib.resources`, whose readers bring `zipfile` into every gateway with a panel
+    root = Path(__file__).with_name("static")
     return {
         path: (root.joinpath(name).read_bytes(), f"{ctype}; charset=utf-8")
         for path, (name, ctype) in _STATIC.items()
