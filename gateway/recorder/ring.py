@@ -1,13 +1,15 @@
 """The flight recorder's ring: the last N minutes of every point at acquisition resolution.
 
 Each point has its own `PointRing`. New samples go to a small open chunk (millisecond
-timestamps in `array('q')`, values in `array('d')`, one flag byte each); every `CHUNK` samples
-the open chunk is sealed: timestamps become deltas, values are XOR-ed with the previous value's
-bits, both are byte-transposed (all first bytes, then all second bytes …) and the lot is
-deflated. A constant point then costs well under a byte per sample, a slowly moving analog one
-a byte or two. Sealed chunks of one point live back to back in one `bytearray` (their lengths,
-first and last timestamps in small arrays beside it); the oldest is dropped once its newest
-sample is older than the window, or the point holds more than its sample cap.
+timestamps as 4-byte offsets in `array('i')`, values in `array('d')`, one flag byte each);
+every `CHUNK` samples the open chunk is sealed (gateway/recorder/chunk.py): timestamps become
+deltas, values the deltas of a decimal scale's integers or the doubles' bits XOR-ed with the
+previous value's, all in the narrowest width that holds them, byte-transposed (all first bytes,
+then all second bytes …) and deflated. A constant point then costs well under a byte per
+sample, a slowly moving analog one a byte or two. Sealed chunks of one point live back to back
+in one `bytearray` (their lengths, first and last timestamps in one small array beside it);
+the oldest is dropped once its newest sample is older than the window, or the point holds more
+than its sample cap.
 
 Flag byte: bits 0-1 quality (good, stale, comm_error, invalid), bits 2-4 the value's kind
 (float, int, bool, None, string). Strings (text points, rare) are kept as an index into a
@@ -23,17 +25,19 @@ device does. docs/incidents.md has the measured budget.
 
 from __future__ import annotations
 
-import itertools
 import math
-import operator
-import struct
 import sys
-import zlib
 from array import array
 from collections.abc import Callable, Iterable
+from itertools import repeat
+from operator import add
 from typing import NamedTuple
 
 from gateway.field.sample import Quality, Sample, Value
+from gateway.recorder.chunk import decode_chunk, encode_chunk
+
+__all__ = ["CHUNK", "MAX_STRINGS", "OVERFLOW_STRING", "FlightRecorder", "PointRing", "Recorded",
+           "decode_chunk", "encode_chunk"]
 
 CHUNK = 128
 """Samples per sealed chunk (the open chunk holds at most this many, uncompressed)."""
@@ -45,13 +49,9 @@ OVERFLOW_STRING = "\u2026"
 _QUALITIES = (Quality.GOOD, Quality.STALE, Quality.COMM_ERROR, Quality.INVALID)
 _QUALITY_CODE = {q: i for i, q in enumerate(_QUALITIES)}
 _FLOAT, _INT, _BOOL, _NONE, _STR = range(5)
-_HEADER = struct.Struct("<HqB")
-_SCALES = (1, 10, 100, 1000)
-"""Decimal modes: a chunk whose values are all n / scale (exactly, or but for their last bits)
-keeps n's deltas instead."""
-_DOUBLE = struct.Struct("<d")
-_WORD = struct.Struct("<Q")
 _MS = 1_000_000
+_OPEN_BYTES = 9 * CHUNK
+"""The open chunk's values and flags (its timestamps: `CHUNK` × their item size)."""
 
 
 class Recorded(NamedTuple):
@@ -60,95 +60,6 @@ class Recorded(NamedTuple):
     ts: int
     value: Value
     quality: Quality
-
-
-def _shuffle(data: bytes, width: int) -> bytes:
-    return b"".join(data[i::width] for i in range(width))
-
-
-def _unshuffle(data: bytes, width: int) -> bytes:
-    n = len(data) // width
-    out = bytearray(len(data))
-    for i in range(width):
-        out[i::width] = data[i * n:(i + 1) * n]
-    return bytes(out)
-
-
-def encode_chunk(ts_ms: array[int], values: array[float], flags: bytes) -> bytes:
-    """One sealed chunk: header (count, first ts, mode), shuffled ts deltas, shuffled value
-    words (see `_pack_values`), in the scaled modes with fixes one byte per value, flag bytes;
-    raw deflate."""
-    n = len(ts_ms)
-    deltas = array("q", [b - a for a, b in itertools.pairwise(ts_ms)])
-    mode, packed, fixes = _pack_values(values)
-    raw = b"".join((_HEADER.pack(n, ts_ms[0], mode), _shuffle(deltas.tobytes(), 8),
-                    _shuffle(packed.tobytes(), 8), fixes, flags))
-    return zlib.compress(raw, 6, wbits=-15)
-
-
-def _float_bits(value: float) -> int:
-    word: int = _WORD.unpack(_DOUBLE.pack(value))[0]
-    return word
-
-
-def _pack_values(values: array[float]) -> tuple[int, array[int], bytes]:
-    """(mode, words, fixes). Mode k in 1-4: every value is m / _SCALES[k-1] exactly; words
-    are the deltas of m (a scaled register: tiny steps). Mode k + 4: the same, but some
-    values are a few units in the last place off m / scale (a register decoded as
-    `raw × 0.01` is 22.830000000000002 where 2283 / 100 is 22.83): `fixes` holds, a byte per
-    value, the low bits to XOR into m / scale's bits to get the value back exactly. Mode 0:
-    the doubles' bits, each XOR-ed with the one before (repeats become zeros)."""
-    bits = array("Q", values.tobytes())
-    for mode, scale in enumerate(_SCALES, start=1):
-        scaled: list[int] = []
-        fixes: bytearray | None = None
-        try:
-            for i, v in enumerate(values):  # stops at the first value this scale misses (CPU)
-                m = round(v * scale)
-                if abs(m) >= 2**62:
-                    break
-                exact = m / scale
-                if exact != v or (v == 0.0 and bits[i]):  # (-0.0 == 0.0, but not its bits)
-                    fix = bits[i] ^ _float_bits(exact)
-                    if fix > 0xFF:
-                        break
-                    if fixes is None:
-                        fixes = bytearray(len(values))
-                    fixes[i] = fix
-                scaled.append(m)
-            else:
-                words = array("q", [scaled[0]] + [b - a for a, b in
-                                                  itertools.pairwise(scaled)])
-                if fixes is None:
-                    return mode, words, b""
-                return mode + len(_SCALES), words, bytes(fixes)
-        except (OverflowError, ValueError):  # inf, nan
-            break
-    return 0, array("Q", [bits[0]] + [b ^ a for a, b in itertools.pairwise(bits)]), b""
-
-
-def decode_chunk(blob: bytes) -> tuple[list[int], list[float], bytes]:
-    """(ts in ms, value doubles, flags) of a chunk `encode_chunk` made."""
-    raw = zlib.decompress(blob, wbits=-15)
-    n, first, mode = _HEADER.unpack_from(raw)
-    at = _HEADER.size
-    deltas = array("q", _unshuffle(raw[at:at + 8 * (n - 1)], 8))
-    at += 8 * (n - 1)
-    words = _unshuffle(raw[at:at + 8 * n], 8)
-    at += 8 * n
-    ts = list(itertools.accumulate(deltas, initial=first))
-    if mode:
-        scale = _SCALES[(mode - 1) % len(_SCALES)]
-        values = [m / scale for m in itertools.accumulate(array("q", words))]
-        if mode > len(_SCALES):
-            fixes = raw[at:at + n]
-            at += n
-            for i, fix in enumerate(fixes):
-                if fix:
-                    values[i] = _DOUBLE.unpack(_WORD.pack(_float_bits(values[i]) ^ fix))[0]
-        return ts, values, raw[at:at + n]
-    bits = array("Q", itertools.accumulate(array("Q", words), operator.xor))
-    return ts, array("d", bits.tobytes()).tolist(), raw[at:at + n]
 
 
 class PointRing:
@@ -160,15 +71,19 @@ class PointRing:
     back to the start when the end is reached — sized at the first seal for a full window at
     that chunk's size (+⅛), and grown only if later chunks need more. Nothing is re-allocated
     per chunk: from its first seal on a ring holds what a full one holds, and the allocator's
-    heap does not fragment as the window fills."""
+    heap does not fragment as the window fills. (A chunk whose timestamps stray more than ±24
+    days from its first keeps them whole, 8 bytes each, until it is sealed.)"""
 
-    __slots__ = ("_data", "_end", "_firsts", "_flags", "_lasts", "_lengths", "_open",
-                 "_start", "_strings", "_ts", "_values", "max_samples", "sealed", "window_ms")
+    __slots__ = ("_base", "_data", "_end", "_flags", "_index", "_open", "_start", "_strings",
+                 "_ts", "_values", "max_samples", "sealed", "window_ms")
 
     def __init__(self, window_s: float, max_samples: int) -> None:
         self.window_ms = int(window_s * 1000)
         self.max_samples = max(max_samples, 2 * CHUNK)
-        self._ts: array[int] = array("q", bytes(8 * CHUNK))
+        self._ts: array[int] = array("i", bytes(4 * CHUNK))
+        self._base = 0
+        """The open chunk's timestamps are ms after (or before) this one: the newest sealed
+        sample's, or the ring's first sample's."""
         self._values: array[float] = array("d", bytes(8 * CHUNK))
         self._flags = bytearray(CHUNK)
         self._open = 0
@@ -176,10 +91,9 @@ class PointRing:
         self._data = bytearray()
         self._start = self._end = 0
         """The sealed chunks are `_data[_start:_end]`, oldest first."""
-        self._lengths: array[int] = array("l")
-        self._firsts: array[int] = array("q")
-        self._lasts: array[int] = array("q")
-        self._strings: list[str] = []
+        self._index: array[int] = array("q")
+        """Length, first and last timestamp (ms) of each sealed chunk, oldest first."""
+        self._strings: list[str] | None = None
         self.sealed = 0
         """Samples in sealed chunks."""
 
@@ -187,17 +101,33 @@ class PointRing:
         return self.sealed + self._open
 
     def append(self, ts_ns: int, value: Value, quality: Quality) -> None:
+        """Add a sample (`FlightRecorder.record` does the same, written out)."""
         if type(value) is float:  # the common case, without a call (CPU)
             kind, number = _FLOAT, value
         else:
             kind, number = self._encode_value(value)
         at = self._open
-        self._ts[at] = ts_ns // _MS
+        try:
+            self._ts[at] = ts_ns // _MS - self._base
+        except OverflowError:
+            self._rebase(at, ts_ns // _MS)
         self._values[at] = number
         self._flags[at] = _QUALITY_CODE[quality] | kind << 2
         self._open = at + 1
         if at + 1 >= CHUNK:
             self._seal()
+
+    def _rebase(self, at: int, ms: int) -> None:
+        """`ms` is more than ±24 days from `_base`: the first sample of a chunk becomes the
+        base; at a later one the chunk keeps its timestamps whole until it is sealed."""
+        if at == 0:
+            self._base = ms
+            self._ts[0] = 0
+            return
+        base = self._base
+        self._ts = array("q", [t + base for t in self._ts])
+        self._base = 0
+        self._ts[at] = ms
 
     def _encode_value(self, value: Value) -> tuple[int, float]:
         if value is None:
@@ -208,27 +138,32 @@ class PointRing:
             return _INT, float(value)
         if isinstance(value, float):
             return _FLOAT, value
+        strings = self._strings
+        if strings is None:
+            strings = self._strings = []
         try:
-            return _STR, float(self._strings.index(value))
+            return _STR, float(strings.index(value))
         except ValueError:
-            if len(self._strings) >= MAX_STRINGS:
+            if len(strings) >= MAX_STRINGS:
                 return _STR, float(MAX_STRINGS)
-            self._strings.append(value)
-            return _STR, float(len(self._strings) - 1)
+            strings.append(value)
+            return _STR, float(len(strings) - 1)
 
     def _seal(self) -> None:
-        blob = encode_chunk(self._ts, self._values, bytes(self._flags))
-        newest = self._ts[CHUNK - 1]
+        ts, base, index = self._ts, self._base, self._index
+        blob = encode_chunk(ts, self._values, bytes(self._flags), base)
+        first, newest = base + ts[0], base + ts[CHUNK - 1]
         # the chunks this one pushes out go first, so the store holds no more than a window
-        while self._lengths and (self._lasts[0] < newest - self.window_ms
-                                 or self.sealed + CHUNK > self.max_samples):
+        while index and (index[2] < newest - self.window_ms
+                         or self.sealed + CHUNK > self.max_samples):
             self._drop_oldest()
-        self._store(blob, newest - self._ts[0])
-        self._lengths.append(len(blob))
-        self._firsts.append(self._ts[0])
-        self._lasts.append(newest)
+        self._store(blob, newest - first)
+        index.extend((len(blob), first, newest))
         self.sealed += CHUNK
         self._open = 0
+        self._base = newest
+        if ts.itemsize != 4:  # a chunk that strayed: offsets again
+            self._ts = array("i", bytes(4 * CHUNK))
 
     def _store(self, blob: bytes, span_ms: int) -> None:
         """Append a sealed chunk (`span_ms` from its first sample to its last) to `_data`
@@ -257,16 +192,16 @@ class PointRing:
         self._end += size
 
     def _drop_oldest(self) -> None:
-        self._start += self._lengths[0]
+        self._start += self._index[0]
         if self._start == self._end:
             self._start = self._end = 0
-        del self._lengths[0], self._firsts[0], self._lasts[0]
+        del self._index[:3]
         self.sealed -= CHUNK
 
     def nbytes(self) -> int:
         """Bytes held in the arrays (their allocation, not counting object headers)."""
-        return (CHUNK * 17 + len(self._data) + len(self._lengths) * 8
-                + len(self._firsts) * 8 + len(self._lasts) * 8)
+        return (CHUNK * self._ts.itemsize + _OPEN_BYTES + len(self._data)
+                + len(self._index) * 8)
 
     def frozen(self) -> PointRing:
         """A copy (memory copies of the arrays) that later appends do not touch: for reading
@@ -274,21 +209,22 @@ class PointRing:
         copy = PointRing.__new__(PointRing)
         copy.window_ms, copy.max_samples, copy.sealed = (self.window_ms, self.max_samples,
                                                           self.sealed)
-        copy._ts, copy._values, copy._flags = array("q", self._ts), array(
-            "d", self._values), bytearray(self._flags)
+        copy._ts, copy._base = array(self._ts.typecode, self._ts), self._base
+        copy._values, copy._flags = array("d", self._values), bytearray(self._flags)
         copy._open = self._open
         copy._data = self._data[self._start:self._end]
         copy._start, copy._end = 0, len(copy._data)
-        copy._lengths = array("l", self._lengths)
-        copy._firsts, copy._lasts = array("q", self._firsts), array("q", self._lasts)
-        copy._strings = list(self._strings)
+        copy._index = array("q", self._index)
+        copy._strings = None if self._strings is None else list(self._strings)
         return copy
 
     def live_bytes(self) -> int:
         """Memory this ring holds (`sys.getsizeof` of it and everything it owns)."""
-        return sys.getsizeof(self) + sum(sys.getsizeof(part) for part in (
-            self._ts, self._values, self._flags, self._data, self._lengths, self._firsts,
-            self._lasts, self._strings)) + sum(sys.getsizeof(s) for s in self._strings)
+        parts: list[object] = [self, self._ts, self._values, self._flags, self._data,
+                               self._index]
+        if self._strings is not None:
+            parts += [self._strings, *self._strings]
+        return sum(map(sys.getsizeof, parts))
 
     def samples(self, since_ns: int = 0, until_ns: int | None = None) -> list[Recorded]:
         """The samples with `since_ns` ≤ ts ≤ `until_ns`, oldest first."""
@@ -296,13 +232,15 @@ class PointRing:
         hi = math.inf if until_ns is None else until_ns // _MS
         out: list[Recorded] = []
         at = self._start
-        for length, first, last in zip(self._lengths, self._firsts, self._lasts, strict=True):
+        index = self._index
+        for length, first, last in zip(index[0::3], index[1::3], index[2::3], strict=True):
             if last >= lo and first <= hi:
                 ts, values, flags = decode_chunk(bytes(self._data[at:at + length]))
                 self._collect(out, ts, values, flags, lo, hi)
             at += length
         n = self._open
-        self._collect(out, self._ts[:n], self._values[:n], self._flags[:n], lo, hi)
+        self._collect(out, map(add, self._ts[:n], repeat(self._base)), self._values[:n],
+                      self._flags[:n], lo, hi)
         return out
 
     def _collect(self, out: list[Recorded], ts: Iterable[int], values: Iterable[float],
@@ -319,8 +257,8 @@ class PointRing:
         if kind == _BOOL:
             return number != 0.0
         if kind == _STR:
-            index = int(number)
-            return self._strings[index] if index < len(self._strings) else OVERFLOW_STRING
+            index, strings = int(number), self._strings or []
+            return strings[index] if index < len(strings) else OVERFLOW_STRING
         return None
 
 
@@ -343,8 +281,11 @@ class FlightRecorder:
         return int(self.window_s / interval * 1.25) + CHUNK
 
     def record(self, batch: Iterable[Sample]) -> None:
+        """`PointRing.append` of each sample to its point's ring, written out here (the call
+        was about a tenth of the CPU a sample costs outside the seals)."""
         rings = self.rings
         recorded = 0
+        codes = _QUALITY_CODE
         for point, value, ts, quality in batch:
             ring = rings.get(point)
             if ring is None:
@@ -352,7 +293,20 @@ class FlightRecorder:
                     self.refused_points += 1
                     continue
                 ring = rings[point] = PointRing(self.window_s, self.capacity(point))
-            ring.append(ts, value, quality)
+            if type(value) is float:
+                kind, number = _FLOAT, value
+            else:
+                kind, number = ring._encode_value(value)
+            at = ring._open
+            try:
+                ring._ts[at] = ts // _MS - ring._base
+            except OverflowError:
+                ring._rebase(at, ts // _MS)
+            ring._values[at] = number
+            ring._flags[at] = codes[quality] | kind << 2
+            ring._open = at + 1
+            if at + 1 >= CHUNK:
+                ring._seal()
             recorded += 1
         self.samples_in += recorded
 

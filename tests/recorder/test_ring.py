@@ -127,3 +127,40 @@ def test_settings_errors_are_clear() -> None:
     with pytest.raises(ValidationError, match="severity"):
         IncidentSettings(severity="fatal")
     assert IncidentSettings().severity == "major" and RecorderSettings().window == 900.0
+
+
+gaps = st.one_of(st.integers(0, 2_000), st.integers(-2**34, 2**34),
+                 st.sampled_from([2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**32]))
+
+
+@settings(max_examples=80, deadline=None)
+@given(start_ms=st.integers(-2**40, 2**50),
+       items=st.lists(st.tuples(gaps, values, st.sampled_from(list(Quality))), min_size=1,
+                      max_size=3 * CHUNK + 5),
+       freeze_at=st.integers(0, 3 * CHUNK + 5))
+def test_timestamps_far_apart_or_going_back_come_back(start_ms: int, items: list[tuple[
+        int, object, Quality]], freeze_at: int) -> None:
+    """The open chunk keeps 4-byte offsets: gaps past ±24 days (a new base at a chunk's first
+    sample, whole timestamps for the rest of the chunk), clocks stepping back, and
+    `FlightRecorder.record` (the same append written out) keeps what `PointRing.append`
+    keeps."""
+    ring = PointRing(window_s=10**9, max_samples=10**9)
+    recorder = FlightRecorder(10**9, interval_of=lambda point: 1e-9)
+    ts = start_ms * 1_000_000
+    expected = []
+    frozen = None
+    for i, (gap, value, quality) in enumerate(items):
+        ts += gap * 1_000_000 + 321
+        ring.append(ts, value, quality)  # type: ignore[arg-type]
+        recorder.record([Sample("d.p", value, ts, quality)])  # type: ignore[arg-type]
+        expected.append((ts // 1_000_000 * 1_000_000, value, quality))
+        if i == freeze_at:
+            frozen = (ring.frozen(), list(expected))
+    early = -(2**80)  # (samples() starts at the epoch unless told)
+    for got in (ring.samples(early), recorder.samples("d.p", early)):
+        assert len(got) == len(expected)
+        for (t, v, q), r in zip(expected, got, strict=True):
+            assert r.ts == t and r.quality is q and same(r.value, v), (r, v)
+    if frozen is not None:
+        copy, then = frozen
+        assert [(r.ts, r.quality) for r in copy.samples(early)] == [(t, q) for t, _, q in then]

@@ -1,0 +1,155 @@
+"""The flight recorder's sealed chunk: `CHUNK`-odd samples of one point (millisecond timestamps,
+value doubles, flag bytes) in a few hundred deflated bytes.
+
+Layout before deflate: header (count, first timestamp, value mode, the two widths), the
+timestamps' deltas, the value words (see `pack_values`), in the last-bit modes one fix byte per
+value, the flag bytes. Deltas and scaled words are kept in the narrowest signed width that
+holds them all (1, 2, 4 or 8 bytes: a 1 s poll's deltas take 2, a register's noise 1) and
+byte-transposed (all first bytes, then all second bytes ...), so deflate sees short runs of
+alike bytes and little else (and has a quarter of the bytes to go through); the doubles'
+XOR-ed bits (mode 0) keep 8 bytes. Every pass over a chunk is a C-level one (`map`, array
+conversions, no Python loop per value), and a decimal scale is tried on three of its values
+before the whole chunk (CPU at each seal).
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import zlib
+from array import array
+from collections.abc import Sequence
+from itertools import repeat
+from operator import sub, truediv, xor
+
+SCALES = (1, 10, 100, 1000)
+"""Decimal modes: a chunk whose values are all m / scale (exactly, or but for their last bits)
+keeps m's deltas instead of the doubles."""
+_HEADER = struct.Struct("<HqBB")
+_FIRST = struct.Struct("<q")
+_WIDTHS = ((1, "b"), (2, "h"), (4, "i"), (8, "q"))
+"""Width code → (bytes, array type code) of packed deltas."""
+_LIMIT = 2**62
+"""Scaled values at or beyond this magnitude keep the doubles' bits (their deltas must fit 8
+bytes)."""
+
+
+def shuffle(data: bytes, width: int) -> bytes:
+    if width == 1:
+        return data
+    return b"".join(data[i::width] for i in range(width))
+
+
+def unshuffle(data: bytes, width: int) -> bytes:
+    if width == 1:
+        return data
+    n = len(data) // width
+    out = bytearray(len(data))
+    for i in range(width):
+        out[i::width] = data[i * n:(i + 1) * n]
+    return bytes(out)
+
+
+def narrow(ints: Sequence[int]) -> tuple[int, bytes]:
+    """(width code, shuffled bytes) of `ints` in the narrowest signed width that holds them;
+    OverflowError beyond 8 bytes."""
+    for code, (width, typecode) in enumerate(_WIDTHS):
+        try:
+            packed = array(typecode, ints)
+        except OverflowError:  # (at the first item that does not fit: cheaper than min/max)
+            continue
+        return code, shuffle(packed.tobytes(), width)
+    raise OverflowError("delta beyond 64 bits")
+
+
+def _near(value: float, scale: int) -> bool:
+    """False if `value` cannot be m / scale but for its last 8 bits (cheap, on a few values of
+    a chunk: true of every value `pack_values` could keep at this scale)."""
+    try:
+        exact = round(value * scale) / scale
+    except (OverflowError, ValueError):  # inf, nan
+        return False
+    # last 8 bits: less than 2⁸ units in the last place, 2⁻⁴⁴ of the value (2⁻¹⁰⁶⁶ subnormal)
+    return abs(value - exact) <= abs(value) * 2.0**-43 + 2.0**-1066
+
+
+def pack_values(values: array[float]) -> tuple[int, int, list[int], bytes]:
+    """(mode, first m, deltas of m, fixes). Mode k in 1-4: every value is m / SCALES[k-1]
+    exactly (a scaled register: tiny steps). Mode k + 4: the same, but some values are a few
+    units in the last place off m / scale (a register decoded as `raw × 0.01` is
+    22.830000000000002 where 2283 / 100 is 22.83): `fixes` holds, a byte per value, the low
+    bits to XOR into m / scale's bits to get the value back exactly. The first scale that
+    fits every value wins (m = round(value × scale), |m| < 2⁶²). Mode 0 (no scale fits, or a
+    value is not finite): first m 0, no deltas; the chunk keeps the doubles' bits."""
+    raw = values.tobytes()
+    items = values.tolist()  # (a list's floats exist: faster to go through than the array)
+    n = len(items)
+    probes = (items[0], items[n // 2], items[n - 1])
+    for mode, scale in enumerate(SCALES, start=1):
+        if not (_near(probes[0], scale) and _near(probes[1], scale)
+                and _near(probes[2], scale)):
+            continue  # a cheap no: this scale cannot fit the whole chunk
+        try:
+            scaled = [round(v * scale) for v in items]
+        except (OverflowError, ValueError):  # inf, nan: no scale fits
+            break
+        if max(scaled) >= _LIMIT or min(scaled) <= -_LIMIT:
+            continue
+        exact = array("d", [m / scale for m in scaled]).tobytes()
+        deltas = list(map(sub, scaled[1:], scaled[:-1]))
+        if exact == raw:  # bit for bit (so -0.0, which m / scale never gives, is not)
+            return mode, scaled[0], deltas, b""
+        fixes = list(map(xor, array("Q", raw), array("Q", exact)))
+        if max(fixes) <= 0xFF:
+            return mode + len(SCALES), scaled[0], deltas, bytes(fixes)
+    return 0, 0, [], b""
+
+
+def encode_chunk(ts_ms: Sequence[int], values: array[float], flags: bytes,
+                 base: int = 0) -> bytes:
+    """One sealed chunk of `ts_ms` (+ `base`: the open chunk keeps offsets), `values` and a
+    flag byte each; raw deflate. At least one sample."""
+    n = len(ts_ms)
+    ts = ts_ms.tolist() if isinstance(ts_ms, array) else list(ts_ms)
+    ts_code, ts_data = narrow(list(map(sub, ts[1:], ts[:-1])))
+    mode, first, deltas, fixes = pack_values(values)
+    if mode:
+        value_code, value_data = narrow(deltas)
+        value_data = _FIRST.pack(first) + value_data
+    else:
+        bits = array("Q", values.tobytes()).tolist()
+        words = array("Q", bits[:1])
+        words.extend(map(xor, bits[1:], bits[:-1]))
+        value_code, value_data = 3, shuffle(words.tobytes(), 8)
+    head = _HEADER.pack(n, base + ts_ms[0], mode, ts_code | value_code << 4)
+    return zlib.compress(b"".join((head, ts_data, value_data, fixes, flags)), 6, wbits=-15)
+
+
+def decode_chunk(blob: bytes) -> tuple[list[int], list[float], bytes]:
+    """(ts in ms, value doubles, flags) of a chunk `encode_chunk` made."""
+    raw = zlib.decompress(blob, wbits=-15)
+    n, first, mode, codes = _HEADER.unpack_from(raw)
+    at = _HEADER.size
+    width, typecode = _WIDTHS[codes & 15]
+    deltas = array(typecode, unshuffle(raw[at:at + width * (n - 1)], width))
+    at += width * (n - 1)
+    ts = list(itertools.accumulate(deltas, initial=first))
+    if not mode:
+        words = array("Q", unshuffle(raw[at:at + 8 * n], 8))
+        at += 8 * n
+        bits = array("Q", itertools.accumulate(words, xor))
+        return ts, array("d", bits.tobytes()).tolist(), raw[at:at + n]
+    (m,) = _FIRST.unpack_from(raw, at)
+    at += _FIRST.size
+    width, typecode = _WIDTHS[codes >> 4]
+    steps = array(typecode, unshuffle(raw[at:at + width * (n - 1)], width))
+    at += width * (n - 1)
+    scale = SCALES[(mode - 1) % len(SCALES)]
+    values = list(map(truediv, itertools.accumulate(steps, initial=m), repeat(scale)))
+    if mode > len(SCALES):
+        fixes = raw[at:at + n]
+        at += n
+        if any(fixes):
+            bits = array("Q", map(xor, array("Q", array("d", values).tobytes()), fixes))
+            values = array("d", bits.tobytes()).tolist()
+    return ts, values, raw[at:at + n]
