@@ -46,6 +46,9 @@ MODULES: list[tuple[str, str, str]] = [
     ("gateway.panel.server", "import gateway.panel.server", "the panel"),
     ("gateway.ops.collector", "import gateway.ops.collector", "/metrics"),
     ("roomwarden run (core)", CORE, "everything the run command imports"),
+    ("roomwarden run with the panel and an uplink",
+     CORE + ", gateway.panel.server, gateway.uplink.publisher",
+     "what a site with both sections imports before it serves or connects"),
     ("a shipped site and the five rule packs, loaded",
      "from gateway.rules.config import load_checked_config; "
      "loaded = load_checked_config(__import__('pathlib').Path("
