@@ -107,15 +107,15 @@ class Uplink:
                              budget_bytes=int(settings.outbox.budget_mb * 1024 * 1024),
                              commit_interval=settings.outbox.commit_interval)
         self._stream = self.outbox.stream
-        self._points = dict(catalog_points)
+        points = dict(catalog_points)  # the catalog and the filter keep what they need of it
         catalog = PointCatalog.build(site=site, gateway=gateway_id, produced=clock.now_ns(),
-                                     points=self._points)
+                                     points=points)
         exc = settings.exception
         self.filter = ExceptionFilter(
             ExceptionPolicy(deadband=exc.deadband, max_interval=exc.max_interval,
                             deadband_by_quantity=dict(exc.deadbands),
                             deadband_by_point=dict(exc.point_deadbands)),
-            clock, {p: m.quantity for p, m in self._points.items()})
+            clock, {p: m.quantity for p, m in points.items()})
         self.pacer = ReplayPacer(clock, messages_per_s=settings.replay.messages_per_s,
                                  bytes_per_s=settings.replay.bytes_per_s)
         self.delivery = DeliveryTracker(clock, mode=settings.delivery,
