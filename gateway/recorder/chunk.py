@@ -105,13 +105,18 @@ def pack_values(values: array[float]) -> tuple[int, int, list[int], bytes]:
     return 0, 0, [], b""
 
 
-def encode_chunk(ts_ms: Sequence[int], values: array[float], flags: bytes,
-                 base: int = 0) -> bytes:
-    """One sealed chunk of `ts_ms` (+ `base`: the open chunk keeps offsets), `values` and a
-    flag byte each; raw deflate. At least one sample."""
-    n = len(ts_ms)
+def encode_chunk(ts_ms: Sequence[int], values: array[float], flags: bytes) -> bytes:
+    """One sealed chunk of `ts_ms`, `values` and a flag byte each; raw deflate. At least one
+    sample."""
     ts = ts_ms.tolist() if isinstance(ts_ms, array) else list(ts_ms)
-    ts_code, ts_data = narrow(list(map(sub, ts[1:], ts[:-1])))
+    return encode_steps(ts[0], list(map(sub, ts[1:], ts[:-1])), values, flags)
+
+
+def encode_steps(first_ms: int, steps: Sequence[int], values: array[float],
+                 flags: bytes) -> bytes:
+    """`encode_chunk` of timestamps given as the first and the ms from each to the next (as
+    the open chunk keeps them)."""
+    ts_code, ts_data = narrow(steps)
     mode, first, deltas, fixes = pack_values(values)
     if mode:
         value_code, value_data = narrow(deltas)
@@ -121,7 +126,7 @@ def encode_chunk(ts_ms: Sequence[int], values: array[float], flags: bytes,
         words = array("Q", bits[:1])
         words.extend(map(xor, bits[1:], bits[:-1]))
         value_code, value_data = 3, shuffle(words.tobytes(), 8)
-    head = _HEADER.pack(n, base + ts_ms[0], mode, ts_code | value_code << 4)
+    head = _HEADER.pack(len(values), first_ms, mode, ts_code | value_code << 4)
     return zlib.compress(b"".join((head, ts_data, value_data, fixes, flags)), 6, wbits=-15)
 
 

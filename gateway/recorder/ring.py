@@ -1,15 +1,15 @@
 """The flight recorder's ring: the last N minutes of every point at acquisition resolution.
 
-Each point has its own `PointRing`. New samples go to a small open chunk (millisecond
-timestamps as 4-byte offsets in `array('i')`, values in `array('d')`, one flag byte each);
-every `CHUNK` samples the open chunk is sealed (gateway/recorder/chunk.py): timestamps become
-deltas, values the deltas of a decimal scale's integers or the doubles' bits XOR-ed with the
-previous value's, all in the narrowest width that holds them, byte-transposed (all first bytes,
-then all second bytes …) and deflated. A constant point then costs well under a byte per
-sample, a slowly moving analog one a byte or two. Sealed chunks of one point live back to back
-in one `bytearray` (their lengths, first and last timestamps in one small array beside it);
-the oldest is dropped once its newest sample is older than the window, or the point holds more
-than its sample cap.
+Each point has its own `PointRing`. New samples go to a small open chunk (the milliseconds
+from each timestamp to the next in `array('h')`, values in `array('d')`, one flag byte each);
+every `CHUNK` samples the open chunk is sealed (gateway/recorder/chunk.py): values become the
+deltas of a decimal scale's integers or the doubles' bits XOR-ed with the previous value's,
+timestamps and deltas go in the narrowest width that holds them, byte-transposed (all first
+bytes, then all second bytes …), and the lot is deflated. A constant point then costs well
+under a byte per sample, a slowly moving analog one a byte or two. Sealed chunks of one point
+live back to back in one `bytearray` (their lengths, first and last timestamps in one small
+array beside it); the oldest is dropped once its newest sample is older than the window, or the
+point holds more than its sample cap.
 
 Flag byte: bits 0-1 quality (good, stale, comm_error, invalid), bits 2-4 the value's kind
 (float, int, bool, None, string). Strings (text points, rare) are kept as an index into a
@@ -29,12 +29,11 @@ import math
 import sys
 from array import array
 from collections.abc import Callable, Iterable
-from itertools import repeat
-from operator import add
+from itertools import accumulate, islice
 from typing import NamedTuple
 
 from gateway.field.sample import Quality, Sample, Value
-from gateway.recorder.chunk import decode_chunk, encode_chunk
+from gateway.recorder.chunk import decode_chunk, encode_chunk, encode_steps
 
 __all__ = ["CHUNK", "MAX_STRINGS", "OVERFLOW_STRING", "FlightRecorder", "PointRing", "Recorded",
            "decode_chunk", "encode_chunk"]
@@ -74,16 +73,20 @@ class PointRing:
     heap does not fragment as the window fills. (A chunk whose timestamps stray more than ±24
     days from its first keeps them whole, 8 bytes each, until it is sealed.)"""
 
-    __slots__ = ("_base", "_data", "_end", "_flags", "_index", "_open", "_start", "_strings",
-                 "_ts", "_values", "max_samples", "sealed", "window_ms")
+    __slots__ = ("_base", "_data", "_end", "_flags", "_index", "_last", "_open", "_start",
+                 "_steps", "_strings", "_values", "max_samples", "sealed", "window_ms")
 
     def __init__(self, window_s: float, max_samples: int) -> None:
         self.window_ms = int(window_s * 1000)
         self.max_samples = max(max_samples, 2 * CHUNK)
-        self._ts: array[int] = array("i", bytes(4 * CHUNK))
+        self._steps: array[int] = array("h", bytes(2 * CHUNK))
+        """The open chunk's timestamps: ms from the sample before (the first's from `_base`),
+        2 bytes each; 4 from the first step past ±32 s on (polls that far apart), 8 for a
+        chunk with a step past ±24 days (until it is sealed)."""
         self._base = 0
-        """The open chunk's timestamps are ms after (or before) this one: the newest sealed
-        sample's, or the ring's first sample's."""
+        """The newest sealed sample's timestamp (ms), or the open chunk's first."""
+        self._last = 0
+        """The newest sample's timestamp (ms)."""
         self._values: array[float] = array("d", bytes(8 * CHUNK))
         self._flags = bytearray(CHUNK)
         self._open = 0
@@ -107,27 +110,28 @@ class PointRing:
         else:
             kind, number = self._encode_value(value)
         at = self._open
+        ms = ts_ns // _MS
         try:
-            self._ts[at] = ts_ns // _MS - self._base
+            self._steps[at] = ms - self._last
         except OverflowError:
-            self._rebase(at, ts_ns // _MS)
+            self._widen(at, ms)
+        self._last = ms
         self._values[at] = number
         self._flags[at] = _QUALITY_CODE[quality] | kind << 2
         self._open = at + 1
         if at + 1 >= CHUNK:
             self._seal()
 
-    def _rebase(self, at: int, ms: int) -> None:
-        """`ms` is more than ±24 days from `_base`: the first sample of a chunk becomes the
-        base; at a later one the chunk keeps its timestamps whole until it is sealed."""
+    def _widen(self, at: int, ms: int) -> None:
+        """The step to `ms` does not fit `_steps`: the first sample of a chunk becomes its base
+        (a ring's first sample, a gap); later in the chunk the steps widen."""
         if at == 0:
             self._base = ms
-            self._ts[0] = 0
+            self._steps[0] = 0
             return
-        base = self._base
-        self._ts = array("q", [t + base for t in self._ts])
-        self._base = 0
-        self._ts[at] = ms
+        step = ms - self._last
+        self._steps = array("i" if -2**31 <= step < 2**31 else "q", self._steps)
+        self._steps[at] = step
 
     def _encode_value(self, value: Value) -> tuple[int, float]:
         if value is None:
@@ -150,9 +154,9 @@ class PointRing:
             return _STR, float(len(strings) - 1)
 
     def _seal(self) -> None:
-        ts, base, index = self._ts, self._base, self._index
-        blob = encode_chunk(ts, self._values, bytes(self._flags), base)
-        first, newest = base + ts[0], base + ts[CHUNK - 1]
+        steps, index = self._steps, self._index
+        first, newest = self._base + steps[0], self._last
+        blob = encode_steps(first, steps[1:], self._values, bytes(self._flags))
         # the chunks this one pushes out go first, so the store holds no more than a window
         while index and (index[2] < newest - self.window_ms
                          or self.sealed + CHUNK > self.max_samples):
@@ -162,8 +166,8 @@ class PointRing:
         self.sealed += CHUNK
         self._open = 0
         self._base = newest
-        if ts.itemsize != 4:  # a chunk that strayed: offsets again
-            self._ts = array("i", bytes(4 * CHUNK))
+        if steps.itemsize == 8:  # a chunk whose clock jumped
+            self._steps = array("i", bytes(4 * CHUNK))
 
     def _store(self, blob: bytes, span_ms: int) -> None:
         """Append a sealed chunk (`span_ms` from its first sample to its last) to `_data`
@@ -200,7 +204,7 @@ class PointRing:
 
     def nbytes(self) -> int:
         """Bytes held in the arrays (their allocation, not counting object headers)."""
-        return (CHUNK * self._ts.itemsize + _OPEN_BYTES + len(self._data)
+        return (CHUNK * self._steps.itemsize + _OPEN_BYTES + len(self._data)
                 + len(self._index) * 8)
 
     def frozen(self) -> PointRing:
@@ -209,7 +213,8 @@ class PointRing:
         copy = PointRing.__new__(PointRing)
         copy.window_ms, copy.max_samples, copy.sealed = (self.window_ms, self.max_samples,
                                                           self.sealed)
-        copy._ts, copy._base = array(self._ts.typecode, self._ts), self._base
+        copy._steps = array(self._steps.typecode, self._steps)
+        copy._base, copy._last = self._base, self._last
         copy._values, copy._flags = array("d", self._values), bytearray(self._flags)
         copy._open = self._open
         copy._data = self._data[self._start:self._end]
@@ -220,7 +225,7 @@ class PointRing:
 
     def live_bytes(self) -> int:
         """Memory this ring holds (`sys.getsizeof` of it and everything it owns)."""
-        parts: list[object] = [self, self._ts, self._values, self._flags, self._data,
+        parts: list[object] = [self, self._steps, self._values, self._flags, self._data,
                                self._index]
         if self._strings is not None:
             parts += [self._strings, *self._strings]
@@ -239,8 +244,8 @@ class PointRing:
                 self._collect(out, ts, values, flags, lo, hi)
             at += length
         n = self._open
-        self._collect(out, map(add, self._ts[:n], repeat(self._base)), self._values[:n],
-                      self._flags[:n], lo, hi)
+        open_ts = islice(accumulate(self._steps[:n], initial=self._base), 1, None)
+        self._collect(out, open_ts, self._values[:n], self._flags[:n], lo, hi)
         return out
 
     def _collect(self, out: list[Recorded], ts: Iterable[int], values: Iterable[float],
@@ -298,10 +303,12 @@ class FlightRecorder:
             else:
                 kind, number = ring._encode_value(value)
             at = ring._open
+            ms = ts // _MS
             try:
-                ring._ts[at] = ts // _MS - ring._base
+                ring._steps[at] = ms - ring._last
             except OverflowError:
-                ring._rebase(at, ts // _MS)
+                ring._widen(at, ms)
+            ring._last = ms
             ring._values[at] = number
             ring._flags[at] = codes[quality] | kind << 2
             ring._open = at + 1

@@ -140,8 +140,8 @@ gaps = st.one_of(st.integers(0, 2_000), st.integers(-2**34, 2**34),
        freeze_at=st.integers(0, 3 * CHUNK + 5))
 def test_timestamps_far_apart_or_going_back_come_back(start_ms: int, items: list[tuple[
         int, object, Quality]], freeze_at: int) -> None:
-    """The open chunk keeps 4-byte offsets: gaps past ±24 days (a new base at a chunk's first
-    sample, whole timestamps for the rest of the chunk), clocks stepping back, and
+    """The open chunk keeps 2-byte steps: steps past ±32 s and ±24 days (a new base at a
+    chunk's first sample, wider steps after), clocks stepping back, and
     `FlightRecorder.record` (the same append written out) keeps what `PointRing.append`
     keeps."""
     ring = PointRing(window_s=10**9, max_samples=10**9)
