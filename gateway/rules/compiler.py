@@ -305,9 +305,15 @@ def _below(limit: float, deadband: float, inclusive: bool) -> TestMaker:
 
 
 def _outside(low: float, high: float, deadband: float) -> TestMaker:
+    keys: list[Pick] = []
+    """`excursion` of a test with these limits (it reads only them): the key of every leaf
+    of this plan, one bound method, not one per leaf."""
+
     def make() -> tuple[Test, Pick]:
         outside = Outside(low, high, deadband)  # ValueError if low > high, as it was
-        return outside, outside.excursion
+        if not keys:
+            keys.append(Outside(low, high, deadband).excursion)
+        return outside, keys[0]
     return make
 
 

@@ -59,7 +59,7 @@ from gateway.rules.config import ParameterOverrides
 from gateway.rules.intake import Intake
 from gateway.rules.model import RulePack
 from gateway.rules.nodes import Node
-from gateway.rules.quiet import BANDS, Band, quiet_band
+from gateway.rules.quiet import BANDS, quiet_band
 from gateway.rules.schedule import DUE, Schedule, Timed, survey
 from gateway.rules.sitepoints import SitePoints
 
@@ -68,25 +68,6 @@ EVERY_ROUND_TICK = 1.0
 evaluated at every round, and asks for a round at least this often."""
 
 __all__ = ["Binding", "PointInfo", "RuleEngine", "SubjectKind"]
-
-
-class _Live:
-    """One evaluated binding: its compiled tree and what the rounds keep of it (the fewest
-    slots: a site has thousands; the rest is read from `binding` and `model` when an
-    evaluation is made)."""
-
-    __slots__ = ("band", "binding", "last", "model", "node", "timed")
-
-    def __init__(self, binding: Binding, rule: m.Rule, node: Node) -> None:
-        self.binding = binding
-        self.model = rule
-        self.node = node
-        self.last: Evaluation | None = None
-        self.timed: Timed | None = None
-        """The tree's time-dependent parts (gateway.rules.schedule.survey); None: none."""
-        self.band: Band | None = None
-        """The tree if it has a quiet band after an evaluation (gateway.rules.quiet); None:
-        never quiet."""
 
 
 INF = math.inf
@@ -104,7 +85,19 @@ class RuleEngine:
         self.packs: tuple[RulePack, ...] = tuple(
             packs.values() if isinstance(packs, Mapping) else packs)
         self.every_round = every_round
-        self._live: list[_Live] = []
+        # one entry per evaluated binding, by index (lists, not an object per binding: a site
+        # has thousands)
+        self._bindings: list[Binding] = []
+        self._models: list[m.Rule] = []
+        """Each binding's rule (severity, title, actions, latching: read when an evaluation
+        is made)."""
+        self._nodes: list[Node] = []
+        self._last: list[Evaluation | None] = []
+        self._timed: list[Timed | None] = []
+        """The tree's time-dependent parts (gateway.rules.schedule.survey); None: none."""
+        self._gated = bytearray()
+        """1: the tree has a quiet band after an evaluation (gateway.rules.quiet); 0: never
+        quiet."""
         self._unconfigured: list[Binding] = []
         self._always: list[int] = []
         collecting = gc.isenabled()
@@ -118,8 +111,14 @@ class RuleEngine:
                 if node is None:
                     self._unconfigured.append(binding)
                 else:
-                    self._live.append(_Live(binding, rule, node))
-            self._schedule = Schedule(len(self._live))
+                    self._bindings.append(binding)
+                    self._models.append(rule)
+                    self._nodes.append(node)
+            count = len(self._nodes)
+            self._last = [None] * count
+            self._timed = [None] * count
+            self._gated = bytearray(count)
+            self._schedule = Schedule(count)
             self._intake = Intake(self._states, self._schedule)
             self._index_readers()
         finally:
@@ -135,14 +134,15 @@ class RuleEngine:
         """Which bindings each point's samples mark (gateway.rules.schedule.inputs,
         gateway.rules.quiet, gateway.rules.intake)."""
         sides: dict[tuple[float, float], tuple[float, float]] = {}
-        for index, live in enumerate(self._live):
-            surveyed = survey(live.node)
+        for index, node in enumerate(self._nodes):
+            surveyed = survey(node)
             if surveyed is None:
                 self._always.append(index)
                 continue
-            found, live.timed = surveyed
-            live.band = quiet_band(live.node, sides)
-            self._intake.index(index, found, gated=live.band is not None)
+            found, self._timed[index] = surveyed
+            gated = quiet_band(node, sides) is not None
+            self._gated[index] = gated
+            self._intake.index(index, found, gated=gated)
 
     # --- run time ---------------------------------------------------------------------------
 
@@ -177,39 +177,37 @@ class RuleEngine:
             return []
         self.evaluated += len(due)
         now_ns = self.clock.now_ns()
-        lives = self._live
+        nodes, lasts, timeds, gated = self._nodes, self._last, self._timed, self._gated
         states = self._states
         changed: list[Evaluation] = []
         set_deadline = schedule.set_deadline
         set_band = self._intake.set_band
         for index in due:
-            live = lives[index]
-            node = live.node
+            node = nodes[index]
             active = node.eval(now)
             value = node.value
-            last = live.last
-            band = live.band
-            if band is not None:  # gateway.rules.quiet.band_now, inline
-                set_band(index, BANDS[type(band)](band))
+            last = lasts[index]
+            if gated[index]:  # the tree is its band: gateway.rules.quiet.band_now, inline
+                set_band(index, BANDS[type(node)](node))
             if last is None or last.active is not active or (active and not (
                     last.value is value or (type(last.value) is type(value)
                                             and last.value == value))):  # the same value
-                binding, rule = live.binding, live.model
+                binding, rule = self._bindings[index], self._models[index]
                 points = binding.points
                 ts = (states[points[0]].ts_ns if len(points) == 1
                       else max(states[p].ts_ns for p in points)) or now_ns
-                last = live.last = evaluation(binding.rule, binding.subject, active, value,
+                last = lasts[index] = evaluation(binding.rule, binding.subject, active, value,
                                               rule.severity, ts, rule.title, binding.room,
                                               rule.actions, rule.latching)
                 changed.append(last)
-            timed = live.timed
+            timed = timeds[index]
             if timed is not None:  # gateway.rules.schedule.deadline, inline
                 set_deadline(index, DUE[type(timed)](timed, now))
         return changed
 
     def current(self) -> list[Evaluation]:
         """Every evaluated binding's latest evaluation, in binding order (no round)."""
-        return [live.last for live in self._live if live.last is not None]
+        return [last for last in self._last if last is not None]
 
     def next_deadline(self) -> float | None:
         """Monotonic time of the next round some binding needs with no new sample (now or
@@ -228,17 +226,16 @@ class RuleEngine:
 
     def unscheduled(self) -> list[tuple[str, str]]:
         """(rule, subject) of the bindings evaluated at every round (see EVERY_ROUND_TICK)."""
-        return [(self._live[i].binding.rule, self._live[i].binding.subject)
-                for i in self._always]
+        return [(self._bindings[i].rule, self._bindings[i].subject) for i in self._always]
 
     # --- introspection ----------------------------------------------------------------------
 
     def bindings(self) -> list[tuple[str, str]]:
         """(rule id, subject) of every evaluated binding, in evaluation order."""
-        return [(live.binding.rule, live.binding.subject) for live in self._live]
+        return [(binding.rule, binding.subject) for binding in self._bindings]
 
     def binding_details(self) -> list[Binding]:
-        return [live.binding for live in self._live]
+        return list(self._bindings)
 
     def unconfigured(self) -> list[Binding]:
         """Bindings left out because a parameter they need has no value (see `missing`)."""
@@ -265,14 +262,14 @@ class RuleEngine:
             before = source((state.device,))._states.get(point_id)
             if before is not None:
                 carry_point(state, before)
-        lives = {id(e): {(x.binding.rule, x.binding.subject): x for x in e._live}
+        trees = {id(e): {(b.rule, b.subject): node
+                         for b, node in zip(e._bindings, e._nodes, strict=True)}
                  for e in (previous, earlier) if e is not None}
         carried = 0
-        for live in self._live:
-            key = (live.binding.rule, live.binding.subject)
-            devices = {self._states[p].device for p in live.binding.points}
-            before_live = lives[id(source(devices))].get(key)
-            if before_live is not None and carry_node(live.node, before_live.node):
+        for binding, node in zip(self._bindings, self._nodes, strict=True):
+            devices = {self._states[p].device for p in binding.points}
+            tree = trees[id(source(devices))].get((binding.rule, binding.subject))
+            if tree is not None and carry_node(node, tree):
                 carried += 1
         self._schedule.mark_all()
         return carried
@@ -282,10 +279,11 @@ class RuleEngine:
         state already is: they stay active until good data says otherwise. Returns those
         made active."""
         out = []
-        for index, live in enumerate(self._live):
-            key = (live.binding.rule, live.binding.subject)
-            if key in alarms and not held(live.node):
-                hold(live.node, alarms[key])
+        for index, (binding, node) in enumerate(zip(self._bindings, self._nodes,
+                                                                 strict=True)):
+            key = (binding.rule, binding.subject)
+            if key in alarms and not held(node):
+                hold(node, alarms[key])
                 self._schedule.mark(index)
                 out.append(key)
         return out

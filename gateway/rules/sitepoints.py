@@ -12,7 +12,7 @@ reuse it. The states are new for every engine.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from gateway.config.loader import LoadedConfig
@@ -26,9 +26,10 @@ from gateway.rules.model import DEVICE_ONLINE
 K = TypeVar("K")
 V = TypeVar("V")
 
-Groups = list[tuple[str, tuple[PointInfo, ...], tuple[str, ...]]]
-"""(subject, its points in site order, their ids), in order of each subject's first point;
-equal tuples of points are one object, and so are their ids, across the config's groups."""
+Groups = Iterator[tuple[str, tuple[PointInfo, ...], tuple[str, ...]]]
+"""(subject, its points in site order, their ids), in order of each subject's first point.
+The ids are one tuple per set of points across the config's groups (the config keeps only
+those: the points are looked up by id as the groups are read)."""
 
 
 class WeakMemo(Generic[K, V]):
@@ -63,9 +64,9 @@ class _Site:
         self.devices: list[tuple[PointInfo, list[PointInfo]]] = []
         """Per enabled device: its online point, and its other points."""
         self.device_quantities: dict[str, set[str]] = {}
-        self.groups: dict[tuple[m.Select, str], Groups] = {}
-        self._members: dict[tuple[str, ...], tuple[tuple[PointInfo, ...], tuple[str, ...]]] = {}
-        """Point ids → (those points, their ids): one pair per set of members."""
+        self.groups: dict[tuple[m.Select, str], list[tuple[str, ...]]] = {}
+        self._ids: dict[tuple[str, ...], tuple[str, ...]] = {}
+        """One tuple per set of point ids."""
         rooms = {room.id: room.type for room in loaded.config.rooms}
         for device in loaded.config.devices:
             if not device.enabled:
@@ -84,6 +85,7 @@ class _Site:
             self.infos.extend(infos)
             self.device_quantities[device.id] = {DEVICE_ONLINE} | {
                 i.quantity for i in infos if i.quantity}
+        self.by_id = {info.id: info for info in self.infos}
 
     def select(self, select: m.Select) -> list[PointInfo]:
         quantities = set(select.quantity) if select.quantity else None
@@ -119,21 +121,21 @@ class _Site:
         if found is None:
             groups: dict[str, list[PointInfo]] = {}
             for info in self.select(select):
-                name = info.id if subject == "point" else (
-                    info.device if subject == "device" else info.room)
-                groups.setdefault(name, []).append(info)
-            found = self.groups[key] = [(name, *self._shared(members))
-                                        for name, members in groups.items()
-                                        if len(members) >= select.min_members]
-        return found
+                groups.setdefault(_name(info, subject), []).append(info)
+            shared = self._ids
+            found = self.groups[key] = [
+                shared.setdefault(ids, ids) for ids in (
+                    tuple(info.id for info in members) for members in groups.values()
+                    if len(members) >= select.min_members)]
+        by_id = self.by_id
+        for ids in found:
+            members = tuple([by_id[i] for i in ids])
+            yield _name(members[0], subject), members, ids  # every member has its name
 
-    def _shared(self, members: list[PointInfo]) -> tuple[tuple[PointInfo, ...],
-                                                          tuple[str, ...]]:
-        ids = tuple(info.id for info in members)
-        found = self._members.get(ids)
-        if found is None:
-            found = self._members[ids] = (tuple(members), ids)
-        return found
+
+def _name(info: PointInfo, subject: str) -> str:
+    """The subject of kind `subject` (point, device, room) that `info` belongs to."""
+    return info.id if subject == "point" else info.device if subject == "device" else info.room
 
 
 _sites: WeakMemo[LoadedConfig, _Site] = WeakMemo(_Site)

@@ -17,7 +17,9 @@ Environment: BENCH_RULES_ROUND_LOADS (p200, p2000, p2000w; default all),
 BENCH_RULES_ROUND_WARMUP (simulated s, default 120), BENCH_RULES_ROUND_SECONDS (measured
 simulated s, default 60), BENCH_RULES_ROUND_PROFILE=1 (cProfile the measured part, top 25 by
 own time), BENCH_RULES_ROUND_MEMORY=1 (tracemalloc: what was allocated under gateway/rules and
-gateway/alarms and is still held after the warm-up).
+gateway/alarms and is still held after the warm-up), BENCH_RULES_ROUND_MEMORY_TOP=N (with
+MEMORY: the N source lines holding most of it, each allocation counted at its innermost
+gateway/rules or gateway/alarms frame).
 """
 
 from __future__ import annotations
@@ -87,18 +89,31 @@ def batch(device: Device, table: SignalTable, ts: int) -> list[Sample]:
     return out
 
 
-def rules_heap() -> int:
+def rules_heap(top: int = 0) -> tuple[int, list[tuple[str, int, int]]]:
     """Bytes tracemalloc sees held by allocations made under gateway/rules and gateway/alarms
     (any of the 12 innermost frames: the rules' and alarms' run-time state, their rule models
-    included, and what generated `__init__`s and the standard library made for them)."""
+    included, and what generated `__init__`s and the standard library made for them); and
+    the `top` lines holding most (line, bytes, blocks) by the innermost such frame."""
     gc.collect()
     snapshot = tracemalloc.take_snapshot().filter_traces([
         tracemalloc.Filter(True, "*/gateway/rules/*", all_frames=True),
         tracemalloc.Filter(True, "*/gateway/alarms/*", all_frames=True)])
-    return sum(trace.size for trace in snapshot.traces)
+    lines: dict[str, list[int]] = {}
+    for trace in snapshot.traces:
+        for frame in reversed(trace.traceback):  # innermost first
+            name = frame.filename
+            if "/gateway/rules/" in name or "/gateway/alarms/" in name:
+                held = lines.setdefault(f"{name.rsplit('/gateway/', 1)[1]}:{frame.lineno}",
+                                        [0, 0])
+                held[0] += trace.size
+                held[1] += 1
+                break
+    biggest = sorted(lines.items(), key=lambda item: -item[1][0])[:top]
+    return (sum(trace.size for trace in snapshot.traces),
+            [(line, size, count) for line, (size, count) in biggest])
 
 
-def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool
+def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool, top: int = 0
         ) -> dict[str, Any]:
     clock = ManualClock()
     with tempfile.TemporaryDirectory(prefix="roomwarden-bench-round-") as tmp:
@@ -118,7 +133,7 @@ def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool
             if measuring and second == warmup:
                 evaluated = core.engine.evaluated
                 if memory:
-                    heap = rules_heap()
+                    heap, lines = rules_heap(top)
                     tracemalloc.stop()
                 if profiler is not None:
                     profiler.enable()
@@ -149,6 +164,8 @@ def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool
     if memory:
         figures["rules_heap_mib"] = heap / 2**20
         figures["heap_per_binding_bytes"] = heap / bindings
+        if lines:
+            figures["heap_lines"] = lines
     if profiler is not None:
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(45)
@@ -162,11 +179,12 @@ def main() -> dict[str, Any]:
     seconds = int(os.environ.get("BENCH_RULES_ROUND_SECONDS", "60"))
     profile = os.environ.get("BENCH_RULES_ROUND_PROFILE") == "1"
     memory = os.environ.get("BENCH_RULES_ROUND_MEMORY") == "1"
+    top = int(os.environ.get("BENCH_RULES_ROUND_MEMORY_TOP", "0"))
     loads = {load.key: load for load in LOADS}
     results: dict[str, Any] = {}
     for key in keys:
         results[key] = run(loads[key], warmup=warmup, seconds=seconds, profile=profile,
-                           memory=memory)
+                           memory=memory, top=top)
     rows = []
     for f in results.values():
         rows.append((f"{f['load']}: CPU of a core", f"{f['cpu_pct_of_core']:.2f} %",
@@ -176,6 +194,8 @@ def main() -> dict[str, Any]:
         if "rules_heap_mib" in f:
             rows.append((f"{f['load']}: rules' and alarms' heap", f"{f['rules_heap_mib']:.1f} MiB",
                          f"{f['heap_per_binding_bytes']:,.0f} B per binding"))
+            rows.extend((f"  {line}", f"{size / 2**20:.3f} MiB", f"{count:,} blocks")
+                        for line, size, count in f.get("heap_lines", ()))
     print_table(f"Rule rounds in-process (safety core on a manual clock, {seconds} s after "
                 f"{warmup} s)", rows)
     emit_json("rules_round", results)

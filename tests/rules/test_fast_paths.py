@@ -103,9 +103,10 @@ def test_an_engine_built_again_equals_one_built_on_fresh_objects(site: str) -> N
         assert engine.binding_details() == first.binding_details()
         assert engine.unconfigured() == first.unconfigured()
         assert engine.points() == first.points()
-        for mine, theirs in zip(engine._live, first._live, strict=True):
-            assert mine.node is not theirs.node and _shape(mine.node) == _shape(theirs.node)
-            assert len(timed_parts(mine.timed)) == len(timed_parts(theirs.timed))
+        for mine, theirs in zip(engine._nodes, first._nodes, strict=True):
+            assert mine is not theirs and _shape(mine) == _shape(theirs)
+        for timed, their_timed in zip(engine._timed, first._timed, strict=True):
+            assert len(timed_parts(timed)) == len(timed_parts(their_timed))
         for point_id, entry in engine._intake.points.items():
             theirs = first._intake.points[point_id]
             assert (entry.readers, entry.gated, entry.every, entry.gap, entry.gap_marks) == (
