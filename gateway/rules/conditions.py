@@ -325,7 +325,9 @@ class GroupSignal:
         self.minimum = minimum
 
     def read(self, now: float) -> float | None:
-        values = [n for n in (m.number() for m in self.members) if n is not None]
+        # each member's number() inline (a room's group: tens of members a read)
+        values = [float(m.value) for m in self.members
+                  if m.good and isinstance(m.value, NUMBER)]
         if len(values) < self.minimum:
             return None
         return self.func(values)
@@ -357,13 +359,17 @@ class DewPointSignal:
         if self.pairs:
             best: float | None = None
             best_key = -math.inf
-            for t_state, h_state in self.pairs:
-                t, h = t_state.number(), h_state.number()
-                if t is None or h is None:
+            key = self.key
+            for t_state, h_state in self.pairs:  # number() of each inline
+                t, h = t_state.value, h_state.value
+                if not (t_state.good and h_state.good and isinstance(t, NUMBER)
+                        and isinstance(h, NUMBER)):
                     continue
-                dp = dew_point(t, h)
-                if dp is not None and (best is None or self.key(dp) > best_key):
-                    best, best_key = dp, self.key(dp)
+                dp = dew_point(float(t), float(h))
+                if dp is not None:
+                    k = key(dp)  # a pure function of the value
+                    if best is None or k > best_key:
+                        best, best_key = dp, k
             return best
         temperatures = [n for n in (m.number() for m in self.temperature) if n is not None]
         humidities = [n for n in (m.number() for m in self.rh) if n is not None]

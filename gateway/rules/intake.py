@@ -23,11 +23,12 @@ import math
 from collections.abc import Iterable, Mapping
 
 from gateway.field.sample import Quality, Sample, Value
-from gateway.rules.conditions import PointState
+from gateway.rules.conditions import NUMBER, PointState
 from gateway.rules.schedule import Inputs, Schedule
 
 INF = math.inf
 GOOD = Quality.GOOD
+INVALID = Quality.INVALID
 
 
 class PointIntake:
@@ -95,21 +96,44 @@ class Intake:
     def take(self, batch: Iterable[Sample], mono: float, offset: float) -> None:
         """Update each sample's point and mark what it concerns. `mono`: the engine's now;
         `offset`: engine seconds minus wall-clock seconds (a sample's time on the engine's
-        scale, never after now)."""
-        points = self.points
+        scale, never after now). `PointState.update` is inline (the same assignments in the
+        same order; tests/rules/test_intake.py compares the two)."""
+        get = self.points.get
         mark, mark_one = self.schedule.mark_many, self.schedule.mark
         lo, hi = self.lo, self.hi
-        for sample in batch:
-            entry = points.get(sample.point)
+        for point_id, value, ts, quality in batch:
+            entry = get(point_id)
             if entry is None:
                 continue
             state = entry.state
-            value, quality = sample.value, sample.quality
             before, before_quality = entry.value, entry.quality
             entry.value, entry.quality = value, quality
             last_good = state.last_good_t
-            t = sample.ts * 1e-9 + offset
-            state.update(value, quality, sample.ts, t if t < mono else mono)
+            t = ts * 1e-9 + offset
+            if not t < mono:
+                t = mono
+            # state.update(value, quality, ts, t), inline
+            state.value = value
+            state.ts_ns = ts
+            state.t = t
+            if quality is GOOD and value is not None:
+                state.good = state.seen_good = state.fresh = True
+                state.last_good_t = t
+                state.invalid_since = None
+                rates, flats = state.rates, state.flats
+                if (rates or flats) and isinstance(value, NUMBER):
+                    number = float(value)
+                    for rate in rates:
+                        rate.add(t, number)
+                    for flat in flats:
+                        flat.add(t, number)
+            else:
+                state.good = False
+                if quality is INVALID:
+                    if state.invalid_since is None:
+                        state.invalid_since = t
+                else:
+                    state.invalid_since = None
             if before_quality is not quality or not (
                     before is value or (type(before) is type(value)
                                         and before == value)):  # another value or quality

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from gateway.rules.rate_samples import SampleRing
+from gateway.rules.rate_samples import batch_fit as batch_fit
 
 if TYPE_CHECKING:
     from gateway.rules.conditions import PointState
@@ -163,28 +164,50 @@ class RateWindow:
         self._ops = 0
 
     def add(self, t: float, value: float) -> None:
-        samples = self.samples
-        n = len(samples)
-        if n:
-            if t < self._last_t:
-                return  # out of order: ignore
-            if n > 1 and t - self._slot < self.min_spacing:
-                # thin out: one sample (the newest) per short slot; the oldest sample stays,
-                # so the span a slope is judged on starts with the first sample
-                self._exclude(self._last_t, self._last_v)
-                samples.set_last(t, value)
-                self._include(t, value)
-                self._last_t, self._last_v = t, value
-                self._dirty = True
-                return
-            if n > MAX_WINDOW_SAMPLES:
-                self._exclude(*samples.popleft())
+        # `_include` and the ring's `append` inline (a sample a second into each window): the
+        # same operations in the same order as through them, so the same sums bit for bit
+        ring = self.samples
+        n = ring._len
+        if n and t < self._last_t:
+            return  # out of order: ignore
+        if n > 1 and t - self._slot < self.min_spacing:
+            # thin out: one sample (the newest) per short slot; the oldest sample stays,
+            # so the span a slope is judged on starts with the first sample
+            self._exclude(self._last_t, self._last_v)
+            ring.set_last(t, value)
         else:
-            self._reset()
-        samples.append(t, value)
-        self._include(t, value)
+            if not n:
+                self._reset()
+            elif n > MAX_WINDOW_SAMPLES:
+                self._exclude(*ring.popleft())
+                n -= 1
+            size = ring._size
+            if n < size:
+                slot = ring._head + n
+                if slot >= size:
+                    slot -= size
+                ring._t[slot] = t
+                ring._v[slot] = value
+                ring._len = n + 1
+            else:
+                ring.append(t, value)  # grows the ring once (or raises, as it did)
+            self._slot = t
+        if -SANE < value < SANE:
+            t0 = self._t0
+            if t0 != t0:  # no origin yet (NaN)
+                self._t0 = t0 = t
+                self._v0 = value
+            x, y = t - t0, value - self._v0
+            self._n += 1
+            self._sx += x
+            self._sy += y
+            self._sxx += x * x
+            self._sxy += x * y
+            self._syy += y * y
+            self._ops += 1
+        else:
+            self._bad += 1
         self._last_t, self._last_v = t, value
-        self._slot = t
         self._dirty = True
 
     def take(self, other: RateWindow) -> None:
@@ -198,18 +221,40 @@ class RateWindow:
     def fit(self, now: float) -> tuple[float, float] | None:
         """(slope, margin) per `per` at `now`: the fitted slope and `confidence` standard
         errors of it; None while the window cannot be judged."""
-        samples = self.samples
-        horizon = now - self.window
-        if samples and samples.first_t() < horizon:
-            while samples and samples.first_t() < horizon:
-                self._exclude(*samples.popleft())
-            if not samples:
-                self._reset()
-            self._dirty = True
-        if self._dirty:
-            self._dirty = False
-            self._cache = self._fit()
-        return self._cache
+        # the slide (`SampleRing.popleft` and `_exclude`) inline: a sample leaves each
+        # window about once a second
+        ring = self.samples
+        n = ring._len
+        if n:
+            times, head = ring._t, ring._head
+            horizon = now - self.window
+            if times[head] < horizon:
+                values, size = ring._v, ring._size
+                t0, v0 = self._t0, self._v0
+                while n and times[head] < horizon:
+                    t, v = times[head], values[head]
+                    head = 0 if head + 1 == size else head + 1
+                    n -= 1
+                    if -SANE < v < SANE:
+                        x, y = t - t0, v - v0
+                        self._n -= 1
+                        self._sx -= x
+                        self._sy -= y
+                        self._sxx -= x * x
+                        self._sxy -= x * y
+                        self._syy -= y * y
+                        self._ops += 1
+                    else:
+                        self._bad -= 1
+                ring._head, ring._len = head, n
+                if not n:
+                    self._reset()
+                self._dirty = True
+        if not self._dirty:
+            return self._cache
+        self._dirty = False
+        self._cache = fitted = self._fit(ring, n)
+        return fitted
 
     def rate(self, now: float) -> float | None:
         """The slope shrunk towards zero by the margin, never past zero (the confident end of
@@ -220,13 +265,12 @@ class RateWindow:
         slope, margin = fitted
         return math.copysign(max(0.0, abs(slope) - margin), slope)
 
-    def _fit(self) -> tuple[float, float] | None:
-        samples = self.samples
-        n = len(samples)
-        if n < self.min_samples or self._last_t - samples.first_t() < self.min_span:
+    def _fit(self, ring: SampleRing, n: int) -> tuple[float, float] | None:
+        """The fit of the window's `n` samples in `ring` (`self.samples`)."""
+        if n < self.min_samples or self._last_t - ring._t[ring._head] < self.min_span:
             return None
         if self._bad:
-            return batch_fit(samples, self.confidence, self.per)
+            return batch_fit(ring, self.confidence, self.per)
         sx, sy = self._sx, self._sy
         mx, my = sx / n, sy / n
         sxx, syy = self._sxx - sx * mx, self._syy - sy * my
@@ -245,38 +289,9 @@ class RateWindow:
         margin = 0.0
         if self.confidence and n > 2:
             residual = syy - slope * sxy
-            margin = self.confidence * math.sqrt(max(residual, 0.0) / (n - 2) / sxx)
+            margin = self.confidence * math.sqrt(
+                (0.0 if residual < 0.0 else residual) / (n - 2) / sxx)  # max(residual, 0.0)
         return slope * self.per, margin * self.per
-
-
-def batch_fit(samples: Sequence[tuple[float, float]], confidence: float, per: float
-              ) -> tuple[float, float] | None:
-    """(slope, confidence × standard error) per `per` of these samples in one pass over them,
-    times from the first (what `RateWindow` computes incrementally; None: the times do not
-    spread). The reference its tests compare with, and its path for non-finite values."""
-    n = len(samples)
-    t0 = samples[0][0]
-    st = sv = stt = stv = 0.0
-    for t, v in samples:
-        x = t - t0
-        st += x
-        sv += v
-        stt += x * x
-        stv += x * v
-    sxx = stt - st * st / n
-    if sxx <= 1e-12:
-        return None
-    slope = (stv - st * sv / n) / sxx
-    margin = 0.0
-    if confidence and n > 2:
-        intercept = (sv - slope * st) / n
-        residual = 0.0
-        for t, v in samples:
-            r = v - intercept - slope * (t - t0)
-            residual += r * r  # not r ** 2: a float power raises OverflowError (a value
-            # above SANE), a product gives inf (an infinite margin: never past a limit)
-        margin = confidence * math.sqrt(max(residual, 0.0) / (n - 2) / sxx)
-    return slope * per, margin * per
 
 
 def interval(fitted: tuple[float, float], absolute: bool) -> tuple[float, float]:

@@ -11,10 +11,16 @@ its capacity — within the window's first length, and only under faster polls.
 Read it as a sequence of `(t, value)` tuples, oldest first (`len`, indexing with negative
 indices, slices as lists, iteration); the window changes it through `append`, `popleft`,
 `set_last`, `clear` and `copy_from`. Values are stored as C doubles: every value a window
-takes is a Python float already (`PointState.update` converts), so nothing is lost."""
+takes is a Python float already (`PointState.update` converts), so nothing is lost.
+
+`RateWindow.add` and `fit` append and slide the ring through its fields (`_t`, `_v`, `_head`,
+`_len`, `_size`) rather than its methods, a sample a second into each window: they keep its
+invariants as `append` and `popleft` do. `batch_fit` is the least-squares fit of samples in
+one pass over them (the reference of the window's incremental fit)."""
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Iterator, Sequence
 from typing import overload
@@ -147,3 +153,33 @@ class SampleRing(Sequence[tuple[float, float]]):
         self._t[:keep] = times[len(times) - keep:]
         self._v[:keep] = values[len(values) - keep:]
         self._head, self._len = 0, keep
+
+
+def batch_fit(samples: Sequence[tuple[float, float]], confidence: float, per: float
+              ) -> tuple[float, float] | None:
+    """(slope, confidence × standard error) per `per` of these samples in one pass over them,
+    times from the first (what `RateWindow` computes incrementally; None: the times do not
+    spread). The reference its tests compare with, and its path for non-finite values."""
+    n = len(samples)
+    t0 = samples[0][0]
+    st = sv = stt = stv = 0.0
+    for t, v in samples:
+        x = t - t0
+        st += x
+        sv += v
+        stt += x * x
+        stv += x * v
+    sxx = stt - st * st / n
+    if sxx <= 1e-12:
+        return None
+    slope = (stv - st * sv / n) / sxx
+    margin = 0.0
+    if confidence and n > 2:
+        intercept = (sv - slope * st) / n
+        residual = 0.0
+        for t, v in samples:
+            r = v - intercept - slope * (t - t0)
+            residual += r * r  # not r ** 2: a float power raises OverflowError (a value
+            # above SANE), a product gives inf (an infinite margin: never past a limit)
+        margin = confidence * math.sqrt(max(residual, 0.0) / (n - 2) / sxx)
+    return slope * per, margin * per
