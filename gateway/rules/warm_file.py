@@ -31,6 +31,7 @@ import json
 import sys
 import zlib
 from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import TYPE_CHECKING, Literal, TypeAlias, TypeVar
@@ -96,26 +97,39 @@ def encode(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[R
     header = {"version": 2, "saved_ns": saved_ns, "points": {
         point_id: {"source": source, "runs": [len(times) for times, _ in runs]}
         for point_id, (source, runs) in points.items()}}
-    times, values = array("d"), array("d")
-    for _, runs in points.values():
-        for run_times, run_values in runs:
-            times.extend(run_times)
-            values.extend(run_values)
-    ms = [round((saved_mono - t) * 1000.0) for t in times]
-    steps = array("q", ms[:1])
-    steps.extend(map(int.__sub__, ms[1:], ms))
+    packer = zlib.compressobj(LEVEL)
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    return MAGIC + zlib.compress(b"".join((text, b"\n", _planes(steps), _planes(values))),
-                                 LEVEL)
+    parts = [MAGIC, packer.compress(text + b"\n")]
+    runs = [run for _, point_runs in points.values() for run in point_runs]
+    steps = array("q", _age_steps(runs, saved_mono))
+    parts.extend(map(packer.compress, _planes([steps])))
+    del steps
+    parts.extend(map(packer.compress, _planes([values for _, values in runs])))
+    parts.append(packer.flush())
+    return b"".join(parts)
 
 
-def _planes(numbers: array[int] | array[float]) -> bytes:
-    """The byte planes of 8-byte numbers (little-endian)."""
-    if sys.byteorder != "little":
-        numbers = array(numbers.typecode, numbers)
-        numbers.byteswap()
-    raw = numbers.tobytes()
-    return b"".join(raw[k::8] for k in range(8))
+def _age_steps(runs: list[Run], saved_mono: float) -> Iterator[int]:
+    """Each sample's age at the save in ms, less the one before (the first as itself)."""
+    before = 0
+    for times, _ in runs:
+        for t in times:
+            age = round((saved_mono - t) * 1000.0)
+            yield age - before
+            before = age
+
+
+def _planes(arrays: Iterable[array[int] | array[float]]) -> Iterator[bytes]:
+    """The byte planes (little-endian) of these 8-byte numbers taken one after another, in
+    pieces: byte 0 of every number, then byte 1, … A save holds no copy of them all (a
+    whole-site save would otherwise raise the heap by megabytes, and glibc keeps it)."""
+    arrays = list(arrays)
+    for k in range(8):
+        for numbers in arrays:
+            if sys.byteorder != "little":
+                numbers = array(numbers.typecode, numbers)
+                numbers.byteswap()
+            yield numbers.tobytes()[k::8]
 
 
 def _numbers(numbers: A, planes: bytes) -> A:
