@@ -27,6 +27,8 @@ SCALES = (1, 10, 100, 1000)
 keeps m's deltas instead of the doubles."""
 _HEADER = struct.Struct("<HqBB")
 _FIRST = struct.Struct("<q")
+_DOUBLE = struct.Struct("<d")
+_WORD = struct.Struct("<Q")
 _WIDTHS = ((1, "b"), (2, "h"), (4, "i"), (8, "q"))
 """Width code → (bytes, array type code) of packed deltas."""
 _LIMIT = 2**62
@@ -82,8 +84,10 @@ def pack_values(values: array[float]) -> tuple[int, int, list[int], bytes]:
     fits every value wins (m = round(value × scale), |m| < 2⁶²). Mode 0 (no scale fits, or a
     value is not finite): first m 0, no deltas; the chunk keeps the doubles' bits."""
     raw = values.tobytes()
+    n = len(values)
+    if raw == raw[:8] * n:  # one value all along (a status code, a contact): it decides
+        return _pack_constant(values[0], n)
     items = values.tolist()  # (a list's floats exist: faster to go through than the array)
-    n = len(items)
     probes = (items[0], items[n // 2], items[n - 1])
     for mode, scale in enumerate(SCALES, start=1):
         if not (_near(probes[0], scale) and _near(probes[1], scale)
@@ -102,6 +106,23 @@ def pack_values(values: array[float]) -> tuple[int, int, list[int], bytes]:
         fixes = list(map(xor, array("Q", raw), array("Q", exact)))
         if max(fixes) <= 0xFF:
             return mode + len(SCALES), scaled[0], deltas, bytes(fixes)
+    return 0, 0, [], b""
+
+
+def _pack_constant(value: float, n: int) -> tuple[int, int, list[int], bytes]:
+    """`pack_values` of `n` times `value`."""
+    for mode, scale in enumerate(SCALES, start=1):
+        try:
+            m = round(value * scale)
+        except (OverflowError, ValueError):  # inf, nan
+            break
+        if abs(m) >= _LIMIT:
+            continue
+        fix = _WORD.unpack(_DOUBLE.pack(value))[0] ^ _WORD.unpack(_DOUBLE.pack(m / scale))[0]
+        if not fix:
+            return mode, m, [0] * (n - 1), b""
+        if fix <= 0xFF:
+            return mode + len(SCALES), m, [0] * (n - 1), bytes((fix,)) * n
     return 0, 0, [], b""
 
 

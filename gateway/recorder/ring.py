@@ -105,8 +105,12 @@ class PointRing:
 
     def append(self, ts_ns: int, value: Value, quality: Quality) -> None:
         """Add a sample (`FlightRecorder.record` does the same, written out)."""
-        if type(value) is float:  # the common case, without a call (CPU)
+        if type(value) is float:  # the common cases without a call (CPU)
             kind, number = _FLOAT, value
+        elif type(value) is bool:
+            kind, number = _BOOL, 1.0 if value else 0.0
+        elif type(value) is int:
+            kind, number = _INT, float(value)
         else:
             kind, number = self._encode_value(value)
         at = self._open
@@ -300,6 +304,10 @@ class FlightRecorder:
                 ring = rings[point] = PointRing(self.window_s, self.capacity(point))
             if type(value) is float:
                 kind, number = _FLOAT, value
+            elif type(value) is bool:
+                kind, number = _BOOL, 1.0 if value else 0.0
+            elif type(value) is int:
+                kind, number = _INT, float(value)
             else:
                 kind, number = ring._encode_value(value)
             at = ring._open

@@ -76,10 +76,13 @@ any_float = st.one_of(st.floats(), specials, decimals, registers)
 
 @st.composite
 def chunks_of_values(draw: st.DrawFn) -> array[float]:
-    """Mostly values of one kind (a chunk of a register, of a decimal, of noise), some mixed,
-    1-128 of them."""
-    kind = draw(st.sampled_from([decimals, registers, st.floats(), any_float]))
-    values = draw(st.lists(kind, min_size=1, max_size=128))
+    """Mostly values of one kind (a chunk of a register, of a decimal, of noise, of one
+    value), some mixed, 1-128 of them."""
+    kind = draw(st.sampled_from([decimals, registers, st.floats(), any_float, None]))
+    if kind is None:  # one value all along (a status code, a contact)
+        values = [draw(any_float)] * draw(st.integers(1, 128))
+    else:
+        values = draw(st.lists(kind, min_size=1, max_size=128))
     if draw(st.booleans()):
         for _ in range(draw(st.integers(0, 3))):
             values[draw(st.integers(0, len(values) - 1))] = draw(any_float)
