@@ -70,8 +70,9 @@ class PointRing:
     back to the start when the end is reached — sized at the first seal for a full window at
     that chunk's size (+⅛), and grown only if later chunks need more. Nothing is re-allocated
     per chunk: from its first seal on a ring holds what a full one holds, and the allocator's
-    heap does not fragment as the window fills. (A chunk whose timestamps stray more than ±24
-    days from its first keeps them whole, 8 bytes each, until it is sealed.)"""
+    heap does not fragment as the window fills. (The open chunk's timestamp steps widen once
+    from 2 to 4 bytes for a ring whose samples come more than 32 s apart, and to 8 for a chunk
+    whose clock jumps past ±24 days, until its seal.)"""
 
     __slots__ = ("_base", "_data", "_end", "_flags", "_index", "_last", "_open", "_start",
                  "_steps", "_strings", "_values", "max_samples", "sealed", "window_ms")

@@ -1,7 +1,10 @@
 """Flight-recorder benchmark: 2,000 points sampled every second for 15 minutes (the default
 window), a plausible mix — 40 % contacts and flags (a rare change), 30 % scaled analog values
 (0.1 steps of a random walk), 20 % status codes (constant), 10 % counters — with 0-30 ms of
-poll-time jitter on every timestamp. Then the worst case: every value random noise.
+poll-time jitter on every timestamp. Then the whole-process benchmark's load (`p2000`,
+tests/bench/bench_process.py: 10 devices × 200 int16 registers at 0.01, the simulator's drift
+plus noise of 1/40 of each quantity's band, so every value moves every second: floats like
+22.83), and the worst case: every value random noise.
 
 Memory is what the recorder holds (`sys.getsizeof` of every ring, array, point name and the
 dict) and, as an upper bound, the process's resident-set growth while it fills (which also
@@ -16,6 +19,7 @@ import gc
 import os
 import random
 import time
+from collections.abc import Iterable, Iterator
 
 from gateway.field.sample import Quality, Sample, Value
 from gateway.recorder.ring import FlightRecorder
@@ -32,16 +36,35 @@ def rss_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def fill(points: int, seconds: int, noise: bool) -> tuple[FlightRecorder, float, int]:
-    """The recorder after `seconds` of `points`; CPU seconds in `record`; RSS growth."""
+BANDS = [(40.0, 50.0), (22.0, 24.0), (220.0, 230.0), (8.0, 15.0)]
+"""p2000's quantities (gateway/sim/normal.py): a humidity per device, then temperature, phase
+voltage and current in turn."""
+
+
+def registers(points: int, seconds: int) -> Iterator[list[Sample]]:
+    """p2000's samples, a batch a second: each device's registers read at one time."""
+    rng = random.Random(2)
+    bands = [BANDS[0] if i % 200 == 0 else BANDS[1 + (i % 200 - 1) % 3] for i in range(points)]
+    start = [low + (high - low) * (0.3 + 0.4 * rng.random()) for low, high in bands]
+    rate = [(high - low) / 7200 * rng.choice((1, -1)) for low, high in bands]
+    names = [f"d{i // 200}.r{i % 200}" for i in range(points)]
+    for second in range(seconds):
+        stamps = [T0 + second * 10**9 + rng.randint(0, 30_000_000)
+                  for _ in range(points // 200 + 1)]
+        batch = []
+        for i, (low, high) in enumerate(bands):
+            value = start[i] + rate[i] * second + rng.gauss(0, (high - low) / 40)
+            raw = round(min(high, max(low, value)) * 100)  # the int16 register
+            batch.append(Sample(names[i], raw / 100, stamps[i // 200], Quality.GOOD))
+        yield batch
+
+
+def mix(points: int, seconds: int, noise: bool) -> Iterator[list[Sample]]:
+    """The plausible mix (or random noise), a batch a second."""
     rng = random.Random(1)
     names = [f"dev{i // 20}.p{i}" for i in range(points)]
     kinds = [i % 10 for i in range(points)]
     state: list[float] = [20.0 + i % 7 for i in range(points)]
-    gc.collect()
-    before = rss_bytes()
-    recorder = FlightRecorder(float(seconds), interval_of=lambda point: 1.0)
-    cpu = 0.0
     for second in range(seconds):
         base = T0 + second * 1_000_000_000
         batch = []
@@ -62,6 +85,16 @@ def fill(points: int, seconds: int, noise: bool) -> tuple[FlightRecorder, float,
                 value = int(state[i])
             batch.append(Sample(names[i], value, base + rng.randint(0, 30_000_000),
                                 Quality.GOOD))
+        yield batch
+
+
+def fill(batches: Iterable[list[Sample]], seconds: int) -> tuple[FlightRecorder, float, int]:
+    """The recorder after `batches`; CPU seconds in `record`; RSS growth."""
+    gc.collect()
+    before = rss_bytes()
+    recorder = FlightRecorder(float(seconds), interval_of=lambda point: 1.0)
+    cpu = 0.0
+    for batch in batches:
         began = time.process_time()
         recorder.record(batch)
         cpu += time.process_time() - began
@@ -70,7 +103,7 @@ def fill(points: int, seconds: int, noise: bool) -> tuple[FlightRecorder, float,
 
 
 def main(points: int = POINTS, seconds: int = SECONDS) -> dict[str, float]:
-    recorder, cpu, grown = fill(points, seconds, noise=False)
+    recorder, cpu, grown = fill(mix(points, seconds, noise=False), seconds)
     samples = points * seconds
     began = time.process_time()
     room = [recorder.samples(p, T0 + (seconds - 600) * 10**9) for p in list(recorder.rings)[:50]]
@@ -84,7 +117,16 @@ def main(points: int = POINTS, seconds: int = SECONDS) -> dict[str, float]:
         "cpu_ms_per_1000_samples": cpu / samples * 1e6,
         "read_10min_50_points_ms": read_s * 1000,
     }
-    noisy, _, _ = fill(points // 10, seconds, noise=True)
+    del recorder, room
+    p2000, cpu, grown = fill(registers(points, seconds), seconds)
+    figures.update({
+        "p2000_rss_growth_mib": grown / 2**20,
+        "p2000_live_mib": p2000.live_bytes() / 2**20,
+        "p2000_bytes_per_sample": p2000.live_bytes() / samples,
+        "p2000_cpu_ms_per_1000_samples": cpu / samples * 1e6,
+    })
+    del p2000
+    noisy, _, _ = fill(mix(points // 10, seconds, noise=True), seconds)
     figures["worst_case_bytes_per_sample"] = noisy.live_bytes() / (points // 10 * seconds)
     figures["worst_case_mib_scaled"] = figures["worst_case_bytes_per_sample"] * samples / 2**20
     del noisy
@@ -95,6 +137,11 @@ def main(points: int = POINTS, seconds: int = SECONDS) -> dict[str, float]:
         ("CPU per 1,000 samples", f"{figures['cpu_ms_per_1000_samples']:.2f} ms",
          "= ms CPU/s per 1,000 points at 1 s"),
         ("read 10 min of 50 points", f"{figures['read_10min_50_points_ms']:.1f} ms", ""),
+        ("p2000 registers: memory held", f"{figures['p2000_live_mib']:.2f} MiB",
+         f"{figures['p2000_bytes_per_sample']:.2f} bytes per sample"),
+        ("p2000 registers: RSS growth", f"{figures['p2000_rss_growth_mib']:.2f} MiB", ""),
+        ("p2000 registers: CPU per 1,000", f"{figures['p2000_cpu_ms_per_1000_samples']:.2f} ms",
+         ""),
         ("worst case (random noise)", f"{figures['worst_case_mib_scaled']:.1f} MiB",
          "scaled from 200 points"),
     ])
