@@ -294,23 +294,27 @@ class FlightRecorder:
         """`PointRing.append` of each sample to its point's ring, written out here (the call
         was about a tenth of the CPU a sample costs outside the seals)."""
         rings = self.rings
-        recorded = 0
+        find = rings.get
         codes = _QUALITY_CODE
+        recorded = 0
         for point, value, ts, quality in batch:
-            ring = rings.get(point)
+            ring = find(point)
             if ring is None:
                 if len(rings) >= self.max_points:
                     self.refused_points += 1
                     continue
                 ring = rings[point] = PointRing(self.window_s, self.capacity(point))
             if type(value) is float:
-                kind, number = _FLOAT, value
-            elif type(value) is bool:
-                kind, number = _BOOL, 1.0 if value else 0.0
-            elif type(value) is int:
-                kind, number = _INT, float(value)
+                number = value
+                flag = codes[quality]  # (| _FLOAT << 2, which is 0)
             else:
-                kind, number = ring._encode_value(value)
+                if type(value) is bool:
+                    kind, number = _BOOL, 1.0 if value else 0.0
+                elif type(value) is int:
+                    kind, number = _INT, float(value)
+                else:
+                    kind, number = ring._encode_value(value)
+                flag = codes[quality] | kind << 2
             at = ring._open
             ms = ts // _MS
             try:
@@ -319,9 +323,10 @@ class FlightRecorder:
                 ring._widen(at, ms)
             ring._last = ms
             ring._values[at] = number
-            ring._flags[at] = codes[quality] | kind << 2
-            ring._open = at + 1
-            if at + 1 >= CHUNK:
+            ring._flags[at] = flag
+            at += 1
+            ring._open = at
+            if at >= CHUNK:
                 ring._seal()
             recorded += 1
         self.samples_in += recorded
