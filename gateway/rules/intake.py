@@ -96,8 +96,8 @@ class Intake:
     def take(self, batch: Iterable[Sample], mono: float, offset: float) -> None:
         """Update each sample's point and mark what it concerns. `mono`: the engine's now;
         `offset`: engine seconds minus wall-clock seconds (a sample's time on the engine's
-        scale, never after now). `PointState.update` is inline (the same assignments in the
-        same order; tests/rules/test_intake.py compares the two)."""
+        scale, never after now). `PointState.update` and `FlatTracker.add` are inline (the
+        same assignments in the same order; tests/rules/test_intake.py compares them)."""
         get = self.points.get
         mark, mark_one = self.schedule.mark_many, self.schedule.mark
         lo, hi = self.lo, self.hi
@@ -116,17 +116,29 @@ class Intake:
             state.value = value
             state.ts_ns = ts
             state.t = t
+            kind = type(value)
             if quality is GOOD and value is not None:
                 state.good = state.seen_good = state.fresh = True
                 state.last_good_t = t
                 state.invalid_since = None
                 rates, flats = state.rates, state.flats
-                if (rates or flats) and isinstance(value, NUMBER):
+                if (rates or flats) and (kind is float or isinstance(value, NUMBER)):
                     number = float(value)
                     for rate in rates:
                         rate.add(t, number)
-                    for flat in flats:
-                        flat.add(t, number)
+                    for flat in flats:  # FlatTracker.add inline
+                        if flat.since is None:
+                            flat.low = flat.high = number
+                            flat.since = t
+                            continue
+                        low = number if number < flat.low else flat.low
+                        high = number if number > flat.high else flat.high
+                        if high - low > flat.epsilon:
+                            flat.low = flat.high = number
+                            flat.since = t
+                            flat.moved = True
+                        else:
+                            flat.low, flat.high = low, high
             else:
                 state.good = False
                 if quality is INVALID:
@@ -135,13 +147,13 @@ class Intake:
                 else:
                     state.invalid_since = None
             if before_quality is not quality or not (
-                    before is value or (type(before) is type(value)
+                    before is value or (type(before) is kind
                                         and before == value)):  # another value or quality
                 if entry.readers:
                     mark(entry.readers)
                 gated = entry.gated
                 if gated:
-                    kind, was = type(value), type(before)
+                    was = type(before)
                     if before_quality is quality and (kind is float or kind is int) and (
                             was is float or was is int):  # a number after a number
                         if not entry.lo <= value <= entry.hi:  # type: ignore[operator]

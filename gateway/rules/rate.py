@@ -164,8 +164,8 @@ class RateWindow:
         self._ops = 0
 
     def add(self, t: float, value: float) -> None:
-        # `_include` and the ring's `append` inline (a sample a second into each window): the
-        # same operations in the same order as through them, so the same sums bit for bit
+        # `_include`, `_exclude` and the ring's `append` and `set_last` inline (a sample a second
+        # into each window): the same operations in the same order, the same sums bit for bit
         ring = self.samples
         n = ring._len
         if n and t < self._last_t:
@@ -173,8 +173,23 @@ class RateWindow:
         if n > 1 and t - self._slot < self.min_spacing:
             # thin out: one sample (the newest) per short slot; the oldest sample stays,
             # so the span a slope is judged on starts with the first sample
-            self._exclude(self._last_t, self._last_v)
-            ring.set_last(t, value)
+            last = self._last_v  # _exclude(self._last_t, last) and ring.set_last inline
+            if -SANE < last < SANE:
+                x, y = self._last_t - self._t0, last - self._v0
+                self._n -= 1
+                self._sx -= x
+                self._sy -= y
+                self._sxx -= x * x
+                self._sxy -= x * y
+                self._syy -= y * y
+                self._ops += 1
+            else:
+                self._bad -= 1
+            slot = ring._head + n - 1
+            if slot >= ring._size:
+                slot -= ring._size
+            ring._t[slot] = t
+            ring._v[slot] = value
         else:
             if not n:
                 self._reset()
@@ -253,7 +268,34 @@ class RateWindow:
         if not self._dirty:
             return self._cache
         self._dirty = False
-        self._cache = fitted = self._fit(ring, n)
+        # the fit of the window's `n` samples, inline
+        fitted: tuple[float, float] | None = None
+        if n < self.min_samples or self._last_t - ring._t[ring._head] < self.min_span:
+            fitted = None
+        elif self._bad:
+            fitted = batch_fit(ring, self.confidence, self.per)
+        else:
+            sx, sy = self._sx, self._sy
+            mx, my = sx / n, sy / n
+            sxx, syy = self._sxx - sx * mx, self._syy - sy * my
+            if self._ops and (self._ops >= REBUILD_OPS or mx * mx > FAR * sxx
+                              or my * my > FAR * syy):
+                # the origin is far from the samples (left the window long ago) or rounding
+                # has had many updates to build up: sums afresh on the oldest sample
+                self._rebuild()
+                sx, sy = self._sx, self._sy
+                mx, my = sx / n, sy / n
+                sxx, syy = self._sxx - sx * mx, self._syy - sy * my
+            if not sxx <= 1e-12:  # (NaN included)
+                sxy = self._sxy - sx * my
+                slope = sxy / sxx
+                margin = 0.0
+                if self.confidence and n > 2:
+                    residual = syy - slope * sxy
+                    margin = self.confidence * math.sqrt(
+                        (0.0 if residual < 0.0 else residual) / (n - 2) / sxx)  # max(r, 0.0)
+                fitted = slope * self.per, margin * self.per
+        self._cache = fitted
         return fitted
 
     def rate(self, now: float) -> float | None:
@@ -264,34 +306,6 @@ class RateWindow:
             return None
         slope, margin = fitted
         return math.copysign(max(0.0, abs(slope) - margin), slope)
-
-    def _fit(self, ring: SampleRing, n: int) -> tuple[float, float] | None:
-        """The fit of the window's `n` samples in `ring` (`self.samples`)."""
-        if n < self.min_samples or self._last_t - ring._t[ring._head] < self.min_span:
-            return None
-        if self._bad:
-            return batch_fit(ring, self.confidence, self.per)
-        sx, sy = self._sx, self._sy
-        mx, my = sx / n, sy / n
-        sxx, syy = self._sxx - sx * mx, self._syy - sy * my
-        if self._ops and (self._ops >= REBUILD_OPS or mx * mx > FAR * sxx
-                          or my * my > FAR * syy):
-            # the origin is far from the samples (left the window long ago) or rounding
-            # has had many updates to build up: sums afresh on the oldest sample
-            self._rebuild()
-            sx, sy = self._sx, self._sy
-            mx, my = sx / n, sy / n
-            sxx, syy = self._sxx - sx * mx, self._syy - sy * my
-        if sxx <= 1e-12:
-            return None
-        sxy = self._sxy - sx * my
-        slope = sxy / sxx
-        margin = 0.0
-        if self.confidence and n > 2:
-            residual = syy - slope * sxy
-            margin = self.confidence * math.sqrt(
-                (0.0 if residual < 0.0 else residual) / (n - 2) / sxx)  # max(residual, 0.0)
-        return slope * self.per, margin * self.per
 
 
 def interval(fitted: tuple[float, float], absolute: bool) -> tuple[float, float]:
