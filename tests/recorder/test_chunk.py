@@ -66,19 +66,25 @@ def reference_pack(values: array[float]) -> tuple[int, list[int], bytes]:
 
 specials = st.sampled_from([0.0, -0.0, math.inf, -math.inf, math.nan, 5e-324, -5e-324,
                             2.2250738585072014e-308, 1e308, -1e308, 2.0**62, 2.0**62 / 1000,
-                            2.0**59, -(2.0**59), 4611686018427387.5, 0.5, 2.5, 1e-7])
+                            2.0**59, -(2.0**59), 4611686018427387.5, 0.5, 2.5, 1e-7,
+                            0.49999999999999994, -0.49999999999999994, 0.125, 0.0125, -2.5,
+                            2.0**40, 2.0**40 / 100, 2.0**40 - 0.5, 2.0**52 + 1, 2.0**53 + 2])
 decimals = st.builds(lambda m, k: m / 10**k, st.integers(-2**40, 2**40), st.integers(0, 4))
 registers = st.builds(lambda raw, scale, offset: raw * scale + offset,
                       st.integers(-2**15, 2**16), st.sampled_from([1.0, 0.1, 0.01, 0.001, 0.05]),
                       st.sampled_from([0.0, -40.0, 273.15, 0.3]))
-any_float = st.one_of(st.floats(), specials, decimals, registers)
+wholes = st.builds(float, st.one_of(st.integers(-2**54, 2**54),  # past 2⁴⁰: `round`
+                                    st.integers(2**52, 2**54), st.integers(2**39, 2**41)))
+ties = st.builds(lambda m, k: (m + 0.5) / 10**k, st.integers(-2**20, 2**20), st.integers(0, 3))
+any_float = st.one_of(st.floats(), specials, decimals, registers, wholes, ties)
 
 
 @st.composite
 def chunks_of_values(draw: st.DrawFn) -> array[float]:
     """Mostly values of one kind (a chunk of a register, of a decimal, of noise, of one
     value), some mixed, 1-128 of them."""
-    kind = draw(st.sampled_from([decimals, registers, st.floats(), any_float, None]))
+    kind = draw(st.sampled_from([decimals, registers, st.floats(), wholes, ties, any_float,
+                                 None]))
     if kind is None:  # one value all along (a status code, a contact)
         values = [draw(any_float)] * draw(st.integers(1, 128))
     else:
@@ -116,6 +122,18 @@ def test_the_three_value_test_never_turns_down_a_value_that_fits(value: float,
 def test_subnormals_a_few_units_off_zero_still_fit() -> None:
     for value in (5e-324, 255 * 5e-324):  # (-5e-324 has the sign bit m / scale lacks)
         assert _near(value, 1) and reference_pack(array("d", [value]))[0] == 5
+
+
+def test_large_and_halfway_values_pack_as_round_would() -> None:
+    """Past 2⁵², x + 0.5 rounds to even: floor(x + 0.5) is not round(x) for odd x."""
+    for values in ([2.0**52 + 1, 2.0**52 + 3, 2.0**52 + 5], [2.0**40 + 1, 2.0**40 + 3],
+                   [0.49999999999999994, 1.0], [0.125, 0.375, 0.625], [-2.5, -1.5, 0.5],
+                   [(2**39 + 0.5) / 100, 3.0]):
+        chunk = array("d", values)
+        mode, first, deltas, fixes = pack_values(chunk)
+        want_mode, want_words, want_fixes = reference_pack(chunk)
+        assert (mode, [first, *deltas] if mode else [], fixes) == (
+            want_mode, want_words if want_mode else [], want_fixes), values
 
 
 @given(st.lists(st.integers(-2**63, 2**63 - 1), min_size=1, max_size=130))
