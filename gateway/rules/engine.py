@@ -143,6 +143,7 @@ class RuleEngine:
             gated = quiet_band(node, sides) is not None
             self._gated[index] = gated
             self._intake.index(index, found, gated=gated)
+        self._intake.freeze()
 
     # --- run time ---------------------------------------------------------------------------
 

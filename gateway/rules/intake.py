@@ -40,11 +40,13 @@ class PointIntake:
         self.value: Value = None
         self.quality: Quality | None = None
         """Of this point's previous sample in this engine (None: none yet)."""
-        self.readers: list[int] = []
-        self.gated: list[int] = []
-        self.every: list[int] = []
+        self.readers: tuple[int, ...] = ()
+        self.gated: tuple[int, ...] = ()
+        self.every: tuple[int, ...] = ()
         self.gap = INF
-        self.gap_marks: list[int] = []
+        self.gap_marks: tuple[int, ...] = ()
+        """Tuples (a site has thousands, most empty or short), grown while the engine indexes
+        its bindings."""
         self.lo, self.hi = INF, -INF
         """The intersection of the gated readers' quiet bands (empty until each is known)."""
 
@@ -56,27 +58,36 @@ class Intake:
         self.lo = [INF] * schedule.count
         self.hi = [-INF] * schedule.count
         """Each binding's quiet band since its last evaluation (empty until then)."""
-        self._gated_points: dict[int, tuple[PointIntake, ...]] = {}
+        self._gated_points: list[tuple[PointIntake, ...]] = [()] * schedule.count
+        """Each binding's gated points (one tuple per distinct set, shared)."""
+        self._sets: dict[tuple[PointIntake, ...], tuple[PointIntake, ...]] | None = {}
 
     def index(self, binding: int, found: Inputs, gated: bool) -> None:
         """Which of binding `binding`'s points mark it, and how (see the module docstring)."""
-        points = self.points
+        points, sets = self.points, self._sets
+        if sets is None:
+            raise RuntimeError("the intake is frozen: bindings are indexed before it runs")
         mine = []
         for point_id in found.change:
             entry = points[point_id]
             if gated:
-                entry.gated.append(binding)
+                entry.gated += (binding,)
                 mine.append(entry)
             else:
-                entry.readers.append(binding)
+                entry.readers += (binding,)
         if mine:
-            self._gated_points[binding] = tuple(mine)
+            key = tuple(mine)
+            self._gated_points[binding] = sets.setdefault(key, key)
         for point_id in found.every:
-            points[point_id].every.append(binding)
+            points[point_id].every += (binding,)
         for point_id, gap in found.gaps.items():
             entry = points[point_id]
             entry.gap = min(entry.gap, gap)
-            entry.gap_marks.append(binding)
+            entry.gap_marks += (binding,)
+
+    def freeze(self) -> None:
+        """Every binding is indexed: drop the table that shared the gated points' tuples."""
+        self._sets = None
 
     def set_band(self, binding: int, band: tuple[float, float]) -> None:
         """A gated binding was evaluated: its quiet band now, and its points' intersections."""
@@ -84,7 +95,7 @@ class Intake:
         if (lo[binding], hi[binding]) == band:
             return
         lo[binding], hi[binding] = band
-        for entry in self._gated_points.get(binding, ()):
+        for entry in self._gated_points[binding]:
             low, high = -INF, INF
             for index in entry.gated:
                 if lo[index] > low:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -331,7 +331,7 @@ class Schedule:
             self._marked[index] = 1
             self._pending.append(index)
 
-    def mark_many(self, indices: list[int]) -> None:
+    def mark_many(self, indices: Iterable[int]) -> None:
         marked, pending = self._marked, self._pending
         for index in indices:
             if not marked[index]:
