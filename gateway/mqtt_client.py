@@ -18,18 +18,75 @@ share is how a client is configured, so TLS and credentials behave the same ever
   reset after a successful connection. The uplink reconnects itself (a fresh client per
   attempt, paho's own reconnect off); a client that lets paho reconnect (the ingest) gets the
   same bounds through `reconnect_delay_set`.
+
+urllib.request waits for its first use (issue 15): paho imports it at the top of its client
+module for one thing, the proxy it looks up at each connect (`Client._get_proxy`), and reads
+it only where PySocks (`socks`) is installed; without it paho connects directly. Imported, it
+brings http.client, `email` (15 modules) and `calendar`: 0.5 MiB of code objects in every
+process with an MQTT client. So before paho is imported, urllib.request is bound to a module
+whose code runs at the first look-up of a name it does not have yet (`FirstUse`): whoever
+reads it — paho with PySocks, any other caller — gets the whole module, as before; a gateway
+without PySocks never runs it. If it was imported already (another library came first), it
+stays as it is. (Not `importlib.util.LazyLoader`: its module runs at any attribute access,
+`__spec__` included, which every later `import urllib.request` statement reads.)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import ssl
+import sys
+import threading
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+DEFERRED = "urllib.request"
+_RUNNING: set[str] = set()
+_FIRST_USE = threading.RLock()
+
+
+class FirstUse(types.ModuleType):
+    """A module with only its import attributes (`__spec__`, `__file__`, ...) until a name it
+    lacks is looked up: then its code runs, once, in its namespace, and it is a plain module."""
+
+    def __getattr__(self, name: str) -> Any:
+        spec = self.__spec__
+        assert spec is not None and spec.loader is not None  # as `defer_import` found it
+        loader = spec.loader
+        with _FIRST_USE:
+            if type(self) is FirstUse and spec.name not in _RUNNING:
+                _RUNNING.add(spec.name)  # its own code finds what it has defined so far
+                try:
+                    loader.exec_module(self)
+                finally:
+                    _RUNNING.discard(spec.name)
+                self.__class__ = types.ModuleType  # type: ignore[assignment]
+        return types.ModuleType.__getattribute__(self, name)
+
+
+def defer_import(name: str) -> None:
+    """Bind `name` (a submodule not yet imported) to a `FirstUse` module; nothing if it is
+    imported already or cannot be found."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = FirstUse
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)  # as `import urllib.request` binds it
+
+
+defer_import(DEFERRED)
+
+import paho.mqtt.client as mqtt  # noqa: E402  (after the deferral, which paho's import binds)
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
 Protocol = Literal["3.1.1", "5"]
 

@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.ops.conftest import SITE
+from tests.ops.conftest import SITE, Broker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,6 +105,60 @@ def test_panel_and_uplink_dependencies_come_with_their_sections(tmp_path: Path) 
     """, tmp_path)
     assert found == {"bare": [], "full": ["h11", "paho"], "metrics_before_scrape": False,
                      "metrics_after_scrape": True, "exposition": True}
+
+
+def test_an_uplink_publishing_leaves_urllib_request_unrun(broker: Broker, tmp_path: Path) -> None:
+    """paho imports urllib.request (http.client, `email`, `calendar`) for a proxy it reads only
+    with PySocks installed: an uplink connects and publishes without running it, a later
+    `import urllib.request` does not run it either, and its first use finds the whole module
+    (the proxy paho would look up)."""
+    found = run_fresh("""
+        import asyncio, contextlib, json, os, sys, time, types
+        from pathlib import Path
+        import gateway.cli, gateway.supervisor  # what `roomwarden run` imports
+        from gateway.clock import SystemClock
+        from gateway.contract.wire import PointMeta
+        from gateway.field.sample import Quality, Sample
+        from gateway.uplink.publisher import Uplink
+        from gateway.uplink.settings import UplinkSettings
+
+        heavy = ["http.client", "email", "calendar"]
+        seen = {"socks": "socks" in sys.modules}
+
+        async def main() -> None:
+            settings = UplinkSettings.model_validate({
+                "broker": "127.0.0.1", "port": BROKER_PORT, "delivery": "puback",
+                "outbox": {"commit_interval": "200ms"}})
+            points = {"th-1.temperature": PointMeta(device="th-1", room="r1",
+                                                    quantity="temperature", unit="°C")}
+            uplink = Uplink(settings, "site-1", "gw-1", Path(sys.argv[2]) / "state",
+                            SystemClock(), points)
+            task = asyncio.create_task(uplink.run())
+            uplink.on_samples([Sample("th-1.temperature", 21.5, time.time_ns(), Quality.GOOD)])
+            deadline = time.monotonic() + 20
+            while uplink.status().published < 1 or uplink.status().outbox.depth:
+                assert time.monotonic() < deadline, uplink.status()
+                await asyncio.sleep(0.02)
+            seen["published"] = uplink.status().published >= 1
+            seen["connected"] = uplink.status().connected
+            await uplink.close()  # ends run()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())
+        seen["after_publish"] = [m for m in heavy if m in sys.modules]
+        import urllib.request
+        seen["after_import"] = [m for m in heavy if m in sys.modules]
+        os.environ["mqtt_proxy"] = "http://127.0.0.1:3128"
+        seen["proxies"] = urllib.request.getproxies().get("mqtt")
+        seen["bypass"] = urllib.request.proxy_bypass("127.0.0.1")
+        seen["whole"] = type(sys.modules["urllib.request"]) is types.ModuleType
+        seen["after_use"] = [m for m in heavy if m in sys.modules]
+        print(json.dumps(seen))
+    """.replace("BROKER_PORT", str(broker.port)), tmp_path)
+    assert found == {"socks": False, "published": True, "connected": True, "after_publish": [],
+                     "after_import": [], "proxies": "http://127.0.0.1:3128", "bypass": False,
+                     "whole": True, "after_use": ["http.client", "email", "calendar"]}
 
 
 def test_cryptography_waits_for_a_key_or_an_envelope(tmp_path: Path) -> None:
