@@ -6,6 +6,10 @@ config models their docstrings as descriptions, the wire contract strict types a
 Schemas are built when a model is first used (`defer_build`), not at import (issue 15): a
 process builds the validators of what it validates, not of every model its imports define —
 `roomwarden run` without an uplink never validates a wire message, `check` never a command.
+So a field's default sub-model is `Section.model_construct()`, not `Section()`: an instance
+made at import builds its class's validator then (12 config sections did, kept by every
+gateway although it validates only `GatewayConfig`, whose own validator holds theirs);
+tests/config/test_lean_imports.py checks each such default equals `Section()`.
 
 No pydantic plugins: pydantic looks for them when it builds its first validator, through
 `pydantic.plugin._loader`, which imports `importlib.metadata` (with `email`, `zipfile`, `csv`:

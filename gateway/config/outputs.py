@@ -70,7 +70,7 @@ class Output(Strict):
     write_retries: Annotated[int, Field(ge=0, le=10)] = 3
     """Immediate retries after a write that got no valid reply (not after a read-back
     mismatch: a relay that does not follow is retried on the back-off schedule)."""
-    backoff: WriteBackoff = WriteBackoff()
+    backoff: WriteBackoff = WriteBackoff.model_construct()
     """After a failed write (issue 11)."""
     feedback: OutputFeedback | None = None
     """Supervision (issue 11): commanded but no feedback within `within`, or feedback

@@ -72,7 +72,7 @@ class BusCommon(Strict):
     """How long one request may wait for its reply; bounds what a dead device costs the bus."""
     max_gap: Annotated[int, Field(ge=0, le=124)] = 8
     """Unused registers (or bits × 16) a merged request may read across to save a request."""
-    failure: FailurePolicy = FailurePolicy()
+    failure: FailurePolicy = FailurePolicy.model_construct()
     """When a device counts as offline and how its polls back off."""
 
 
@@ -173,7 +173,7 @@ class Device(Strict):
     """Modbus unit (slave) id; ignored on serial-text buses."""
     room: Id
     """The room it is in (an id from `rooms`)."""
-    location: Location = Location()
+    location: Location = Location.model_construct()
     """Where it hangs in the room; the panel's alarm cards show it."""
     poll_interval: Duration | None = None
     """Defaults to the profile's default_poll_interval."""
@@ -296,24 +296,24 @@ class GatewayConfig(Strict):
     """Local alarm outputs (siren, strobe, fan …) the rules drive."""
     interlocks: tuple[Interlock, ...] = ()
     """Outputs that must not run together."""
-    panel: Panel = Panel()
+    panel: Panel = Panel.model_construct()
     """The local alarm panel (HTTP)."""
-    rules: RulesSection = RulesSection()
+    rules: RulesSection = RulesSection.model_construct()
     """Which rule packs run and site overrides of their parameters."""
-    alarms: AlarmSettings = AlarmSettings()
+    alarms: AlarmSettings = AlarmSettings.model_construct()
     """Alarm management: chattering, floods, journal retention."""
     uplink: UplinkSettings | None = None
     """MQTT uplink to the central ingest; none = this gateway works on its own."""
     flashing: FlashingSettings | None = None
     """Signed config flashing over the uplink; none = configs change only locally."""
     # --- issue 9: remote operator commands (gateway/operator/settings.py) ---------------------
-    operators: OperatorSettings = OperatorSettings()
+    operators: OperatorSettings = OperatorSettings.model_construct()
     """Operator keys that may acknowledge, shelve or suppress over `cmd`, and what each may
     do; none: every remote alarm command is refused."""
     # --- end issue 9 ----------------------------------------------------------------------------
     # --- issue 12: flight recorder and incident records (gateway/recorder/settings.py) ---------
-    recorder: RecorderSettings = RecorderSettings()
+    recorder: RecorderSettings = RecorderSettings.model_construct()
     """The last `window` (15 min) of every point at acquisition resolution, in memory."""
-    incidents: IncidentSettings = IncidentSettings()
+    incidents: IncidentSettings = IncidentSettings.model_construct()
     """Evidence records of major and critical alarms, in the state directory."""
     # --- end issue 12 ---------------------------------------------------------------------------

@@ -125,11 +125,11 @@ class UplinkSettings(Strict):
     ack_timeout: Duration = 30.0
     """An entry the broker acknowledged and the ingest has not confirmed by then is published
     again (the wait doubles with each attempt, up to 5 minutes)."""
-    outbox: OutboxSettings = OutboxSettings()
+    outbox: OutboxSettings = OutboxSettings.model_construct()
     """The durable outbox (SQLite) that keeps what is not yet delivered."""
-    exception: ExceptionSettings = ExceptionSettings()
+    exception: ExceptionSettings = ExceptionSettings.model_construct()
     """Report by exception: deadbands and heartbeat of telemetry."""
-    replay: ReplaySettings = ReplaySettings()
+    replay: ReplaySettings = ReplaySettings.model_construct()
     """Pacing of the backlog after an outage."""
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gateway.config.ipnet import IPvAnyNetwork
 from tests.ops.test_lazy_imports import run_fresh
@@ -71,3 +71,60 @@ def test_the_network_type_has_pydantic_s_json_schema(mode: Any) -> None:
     theirs = TypeAdapter(tuple[PydanticNetwork, ...])
     assert ours.json_schema(mode=mode) == theirs.json_schema(mode=mode)
     assert ours.dump_json(default) == theirs.dump_json(default) == b'["10.0.0.0/8"]'
+
+
+def test_a_loaded_config_builds_no_default_section_s_validator(tmp_path: Any) -> None:
+    """The config's sections a site leaves out (panel, alarms, the uplink's outbox ...) are
+    defaults made at import; they build no validator of their own, and `roomwarden run`
+    builds only the config's and the rule packs' (issue 15)."""
+    found = run_fresh("""
+        import json, sys
+        from pathlib import Path
+        import pydantic
+        import gateway.cli, gateway.supervisor  # what `roomwarden run` imports
+        from gateway.rules.config import load_checked_config
+        load_checked_config(Path("firmware_configs/datacenter_lithium_room.yaml"))
+        built, seen = [], set()
+        def walk(cls):
+            for sub in cls.__subclasses__():
+                if sub not in seen:
+                    seen.add(sub)
+                    if sub.__dict__.get("__pydantic_complete__"):
+                        built.append(sub.__name__)
+                    walk(sub)
+        walk(pydantic.BaseModel)
+        print(json.dumps({"built": sorted(built)}))
+    """, tmp_path)
+    assert found == {"built": ["GatewayConfig", "RulePack"]}
+
+
+def _model_defaults() -> list[tuple[str, BaseModel]]:
+    import gateway.config.site  # noqa: F401  (every config model, with its sections)
+
+    out, seen = [], set()
+    todo: list[type[BaseModel]] = [BaseModel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub in seen:
+                continue
+            seen.add(sub)
+            todo.append(sub)
+            if not sub.__module__.startswith("gateway."):
+                continue
+            for name, field in sub.model_fields.items():
+                if isinstance(field.default, BaseModel):
+                    out.append((f"{sub.__qualname__}.{name}", field.default))
+    return sorted(out, key=lambda item: item[0])
+
+
+def test_each_default_section_is_what_validating_nothing_gives() -> None:
+    """A default made with `model_construct()` skips validation: it must equal (fields, set
+    fields, private state) what `Section()` validates."""
+    defaults = _model_defaults()
+    assert len(defaults) >= 12
+    for where, default in defaults:
+        validated = type(default)()
+        assert default == validated, where
+        assert default.__dict__ == validated.__dict__, where
+        assert default.model_fields_set == validated.model_fields_set == set(), where
+        assert default.__pydantic_private__ == validated.__pydantic_private__, where
