@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from http.cookies import CookieError, SimpleCookie
 
 
 class HttpError(Exception):
@@ -50,10 +49,17 @@ class Request:
 
     @property
     def cookies(self) -> dict[str, str]:
-        """The request's cookies; an unparsable Cookie header counts as none."""
+        """The request's cookies; an unparsable Cookie header counts as none. `http.cookies`
+        is imported at the first request with a Cookie header (a browser's, not a scraper's
+        or a health check's: issue 15)."""
+        header = self.headers.get("cookie", "")
+        if not header:
+            return {}
+        from http.cookies import CookieError, SimpleCookie
+
         cookie: SimpleCookie = SimpleCookie()
         try:
-            cookie.load(self.headers.get("cookie", ""))
+            cookie.load(header)
         except CookieError:
             return {}
         return {name: morsel.value for name, morsel in cookie.items()}

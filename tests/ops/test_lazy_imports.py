@@ -161,6 +161,58 @@ def test_an_uplink_publishing_leaves_urllib_request_unrun(broker: Broker, tmp_pa
                      "whole": True, "after_use": ["http.client", "email", "calendar"]}
 
 
+def test_an_outlier_rule_judges_without_statistics(tmp_path: Path) -> None:
+    """A block 11 °C from its string's median raises `explosion.block_outlier` in the real
+    rule engine, and `statistics` (its median, 57 KiB of code) is never imported."""
+    found = run_fresh("""
+        import json, sys
+        from pathlib import Path
+        import gateway.cli, gateway.supervisor  # what `roomwarden run` imports
+        from gateway.clock import ManualClock
+        from gateway.config.loader import load_gateway_config
+        from gateway.field.sample import Quality, Sample
+        from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
+        from gateway.rules.engine import RuleEngine
+
+        loaded = load_gateway_config(Path("firmware_configs/telecom_equipment_room.yaml"))
+        packs = load_rule_packs(default_rules_dir())
+        clock = ManualClock()
+        engine = RuleEngine(packs, loaded, clock, ParameterOverrides.for_site(loaded, packs))
+        values = {f"bm-batt-01.block{i}_temperature": 24.5 for i in range(1, 5)}
+        values["bm-batt-01.block3_temperature"] = 35.5
+        for _ in range(310):  # past the rule's 5-minute delay
+            engine.on_samples([Sample(p, v, clock.now_ns(), Quality.GOOD)
+                               for p, v in values.items()])
+            result = {(e.rule, e.subject): e.active for e in engine.evaluate()}
+            clock.advance(1.0)
+        print(json.dumps({"outlier": result[("explosion.block_outlier", "bm-batt-01")],
+                          "statistics": "statistics" in sys.modules}))
+    """, tmp_path)
+    assert found == {"outlier": True, "statistics": False}
+
+
+def test_a_request_without_cookies_leaves_http_cookies_out(tmp_path: Path) -> None:
+    """A scrape or a health check carries no Cookie header: `http.cookies` waits for the first
+    request that does (a browser's), whose cookies are then read as before."""
+    found = run_fresh("""
+        import json, sys
+        import gateway.cli, gateway.supervisor, gateway.panel.server  # a run with its panel
+        from gateway.ops.httptypes import Request
+        def request(headers):
+            return Request(method="GET", path="/metrics", query={}, headers=headers,
+                           remote="127.0.0.1")
+        seen = {"none": request({}).cookies, "empty": request({"cookie": ""}).cookies}
+        seen["before"] = "http.cookies" in sys.modules
+        seen["session"] = request({"cookie": "rw_session=abc; theme=dark"}).cookies
+        seen["bad"] = request({"cookie": "a=b; expires=x; c"}).cookies
+        seen["after"] = "http.cookies" in sys.modules
+        print(json.dumps(seen))
+    """, tmp_path)
+    assert found == {"none": {}, "empty": {}, "before": False,
+                     "session": {"rw_session": "abc", "theme": "dark"}, "bad": {},
+                     "after": True}
+
+
 def test_cryptography_waits_for_a_key_or_an_envelope(tmp_path: Path) -> None:
     found = run_fresh("""
         import json, sys

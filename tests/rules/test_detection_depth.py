@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import random
 import shutil
+import statistics
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
 from gateway.config.loader import ConfigErrors, load_gateway_config
 from gateway.field.sample import Quality, Sample
 from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
+from gateway.rules.differences import median_of
 from gateway.rules.engine import RuleEngine
 from gateway.rules.rate import RateWindow
 from tests import shipped
@@ -96,6 +100,14 @@ def test_block_above_ambient_and_outlier() -> None:
                               Quality.COMM_ERROR)])
     assert any(e.active for e in engine.evaluate()
                if (e.rule, e.subject) == ("explosion.block_above_ambient", "batt-3f"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.floats(), min_size=1, max_size=12))
+def test_the_outlier_s_median_is_statistics_median(values: list[float]) -> None:
+    """The rule layer's own median (not importing `statistics`) gives `statistics.median`'s
+    value, to the bit (repr: NaN and the sign of zero included)."""
+    assert repr(median_of(values)) == repr(statistics.median(values))
 
 
 @pytest.mark.slow
