@@ -120,16 +120,36 @@ def pack_values(values: array[float]) -> tuple[int, int, list[int], bytes]:
     return 0, 0, [], b""
 
 
+def _scaled(value: float, scale: int) -> tuple[int, int] | None:
+    """(m, fix): m = round(value × scale) (|m| < 2⁶²) and the bits to XOR into m / scale's to
+    get `value` (0: m / scale is `value` bit for bit); None if `value` is not finite or m is
+    too large."""
+    try:
+        m = round(value * scale)
+    except (OverflowError, ValueError):  # inf, nan
+        return None
+    if abs(m) >= _LIMIT:
+        return None
+    return m, _WORD.unpack(_DOUBLE.pack(value))[0] ^ _WORD.unpack(_DOUBLE.pack(m / scale))[0]
+
+
+def exact_scale(value: float) -> int:
+    """The first of `SCALES` at which `value` is m / scale bit for bit (0: none — not finite,
+    -0.0, or not such a decimal)."""
+    for scale in SCALES:
+        found = _scaled(value, scale)
+        if found is not None and not found[1]:
+            return scale
+    return 0
+
+
 def _pack_constant(value: float, n: int) -> tuple[int, int, list[int], bytes]:
     """`pack_values` of `n` times `value`."""
     for mode, scale in enumerate(SCALES, start=1):
-        try:
-            m = round(value * scale)
-        except (OverflowError, ValueError):  # inf, nan
-            break
-        if abs(m) >= _LIMIT:
+        found = _scaled(value, scale)
+        if found is None:
             continue
-        fix = _WORD.unpack(_DOUBLE.pack(value))[0] ^ _WORD.unpack(_DOUBLE.pack(m / scale))[0]
+        m, fix = found
         if not fix:
             return mode, m, [0] * (n - 1), b""
         if fix <= 0xFF:
@@ -148,18 +168,40 @@ def encode_steps(first_ms: int, steps: Sequence[int], values: array[float],
                  flags: bytes) -> bytes:
     """`encode_chunk` of timestamps given as the first and the ms from each to the next (as
     the open chunk keeps them)."""
-    ts_code, ts_data = narrow(steps)
     mode, first, deltas, fixes = pack_values(values)
     if mode:
-        value_code, value_data = narrow(deltas)
-        value_data = _FIRST.pack(first) + value_data
-    else:
-        bits = array("Q", values.tobytes()).tolist()
-        words = array("Q", bits[:1])
-        words.extend(map(xor, bits[1:], bits[:-1]))
-        value_code, value_data = 3, shuffle(words.tobytes(), 8)
-    head = _HEADER.pack(len(values), first_ms, mode, ts_code | value_code << 4)
-    return zlib.compress(b"".join((head, ts_data, value_data, fixes, flags)), 6, wbits=-15)
+        return _deflate(first_ms, steps, len(values), mode, first, deltas, fixes, flags)
+    bits = array("Q", values.tobytes()).tolist()
+    words = array("Q", bits[:1])
+    words.extend(map(xor, bits[1:], bits[:-1]))
+    ts_code, ts_data = narrow(steps)
+    head = _HEADER.pack(len(values), first_ms, 0, ts_code | 3 << 4)
+    return zlib.compress(b"".join((head, ts_data, shuffle(words.tobytes(), 8), flags)), 6,
+                         wbits=-15)
+
+
+def encode_scaled(first_ms: int, steps: Sequence[int], scale: int, ints: array[int],
+                  flags: bytes) -> bytes:
+    """`encode_steps` of the values `ints[i] / scale`, each of which is that double bit for
+    bit, `scale` being 1 or the first of `SCALES` at which one of them is (`exact_scale`), and
+    |ints| < 2³¹ (the ring's open chunk keeps such values so): the blob `encode_steps` makes,
+    without its search. `pack_values` settles on `scale` for these values — no smaller scale
+    fits the one that needs `scale` (it would be m / scale' exactly, or off it by more than
+    its last 8 bits: two multiples of 1/1000 apart, below 2³¹, are ≥ 2⁻¹⁰ apart), and at
+    `scale` every value is exact (tests/recorder/test_ring_narrow.py checks the blobs agree)."""
+    m = ints.tolist()
+    return _deflate(first_ms, steps, len(m), SCALES.index(scale) + 1, m[0],
+                    list(map(sub, m[1:], m[:-1])), b"", flags)
+
+
+def _deflate(first_ms: int, steps: Sequence[int], n: int, mode: int, first: int,
+             deltas: list[int], fixes: bytes, flags: bytes) -> bytes:
+    """A decimal-mode chunk (`pack_values`'s result) in its layout, deflated."""
+    ts_code, ts_data = narrow(steps)
+    value_code, value_data = narrow(deltas)
+    head = _HEADER.pack(n, first_ms, mode, ts_code | value_code << 4)
+    return zlib.compress(b"".join((head, ts_data, _FIRST.pack(first), value_data, fixes,
+                                   flags)), 6, wbits=-15)
 
 
 def decode_chunk(blob: bytes) -> tuple[list[int], list[float], bytes]:

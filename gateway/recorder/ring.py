@@ -1,8 +1,9 @@
 """The flight recorder's ring: the last N minutes of every point at acquisition resolution.
 
 Each point has its own `PointRing`. New samples go to a small open chunk (the milliseconds
-from each timestamp to the next in `array('h')`, values in `array('d')`, one flag byte each);
-every `CHUNK` samples the open chunk is sealed (gateway/recorder/chunk.py): values become the
+from each timestamp to the next in `array('h')`, values as scaled integers in the narrowest
+array that holds them or doubles (gateway/recorder/open_chunk.py), one flag byte each); every
+`CHUNK` samples the open chunk is sealed (gateway/recorder/chunk.py): values become the
 deltas of a decimal scale's integers or the doubles' bits XOR-ed with the previous value's,
 timestamps and deltas go in the narrowest width that holds them, byte-transposed (all first
 bytes, then all second bytes …), and the lot is deflated. A constant point then costs well
@@ -30,16 +31,22 @@ import sys
 from array import array
 from collections.abc import Callable, Iterable
 from itertools import accumulate, islice
-from typing import NamedTuple
+from math import copysign, floor
+from typing import Any, NamedTuple
 
 from gateway.field.sample import Quality, Sample, Value
-from gateway.recorder.chunk import decode_chunk, encode_chunk, encode_steps
+from gateway.recorder.chunk import (
+    decode_chunk,
+    encode_chunk,
+    encode_scaled,
+    encode_steps,
+    exact_scale,
+)
+from gateway.recorder.open_chunk import CHUNK, as_doubles, spill, zeros
 
 __all__ = ["CHUNK", "MAX_STRINGS", "OVERFLOW_STRING", "FlightRecorder", "PointRing", "Recorded",
            "decode_chunk", "encode_chunk"]
 
-CHUNK = 128
-"""Samples per sealed chunk (the open chunk holds at most this many, uncompressed)."""
 FIRST_CHUNKS = 256
 """Most chunks a ring's store reserves at its first seal (a 15-minute window at 50 ms polls is
 141 chunks)."""
@@ -49,8 +56,6 @@ _QUALITIES = (Quality.GOOD, Quality.STALE, Quality.COMM_ERROR, Quality.INVALID)
 _QUALITY_CODE = {q: i for i, q in enumerate(_QUALITIES)}
 _FLOAT, _INT, _BOOL, _NONE, _STR = range(5)
 _MS = 1_000_000
-_OPEN_BYTES = 9 * CHUNK
-"""The open chunk's values and flags (its timestamps: `CHUNK` × their item size)."""
 
 
 class Recorded(NamedTuple):
@@ -72,15 +77,16 @@ class PointRing:
     per chunk: from its first seal on a ring holds what a full one holds, and the allocator's
     heap does not fragment as the window fills. (The open chunk's timestamp steps widen once
     from 2 to 4 bytes for a ring whose samples come more than 32 s apart, and to 8 for a chunk
-    whose clock jumps past ±24 days, until its seal.)"""
+    whose clock jumps past ±24 days, until its seal; its values widen from 1 to 2 or 4 bytes
+    once, and take doubles in a chunk with a value that is no decimal.)"""
 
-    __slots__ = ("_base", "_data", "_end", "_flags", "_index", "_last", "_open", "_start",
-                 "_steps", "_strings", "_values", "max_samples", "sealed", "window_ms")
+    __slots__ = ("_base", "_data", "_end", "_flags", "_index", "_last", "_open", "_scale",
+                 "_start", "_steps", "_strings", "_values", "max_samples", "sealed", "window_ms")
 
     def __init__(self, window_s: float, max_samples: int) -> None:
         self.window_ms = int(window_s * 1000)
         self.max_samples = max(max_samples, 2 * CHUNK)
-        self._steps: array[int] = array("h", bytes(2 * CHUNK))
+        self._steps: array[int] = zeros("h")
         """The open chunk's timestamps: ms from the sample before (the first's from `_base`),
         2 bytes each; 4 from the first step past ±32 s on (polls that far apart), 8 for a
         chunk with a step past ±24 days (until it is sealed)."""
@@ -88,7 +94,10 @@ class PointRing:
         """The newest sealed sample's timestamp (ms), or the open chunk's first."""
         self._last = 0
         """The newest sample's timestamp (ms)."""
-        self._values: array[float] = array("d", bytes(8 * CHUNK))
+        self._values: array[Any] = zeros("b")
+        """The open chunk's values, `_values[i] / _scale`: scaled integers, or doubles with
+        `_scale` 0 (gateway/recorder/open_chunk.py)."""
+        self._scale = 1
         self._flags = bytearray(CHUNK)
         self._open = 0
         """Samples in the open chunk (its first `_open` slots)."""
@@ -106,22 +115,36 @@ class PointRing:
 
     def append(self, ts_ns: int, value: Value, quality: Quality) -> None:
         """Add a sample (`FlightRecorder.record` does the same, written out)."""
+        number: float
         if type(value) is float:  # the common cases without a call (CPU)
             kind, number = _FLOAT, value
         elif type(value) is bool:
-            kind, number = _BOOL, 1.0 if value else 0.0
+            kind, number = _BOOL, 1 if value else 0
         elif type(value) is int:
-            kind, number = _INT, float(value)
+            kind, number = _INT, value
         else:
             kind, number = self._encode_value(value)
         at = self._open
+        scale = self._scale
+        if not scale:
+            self._values[at] = number
+        else:
+            try:
+                if type(number) is float:
+                    m: float = floor(number * scale + 0.5)
+                    if m / scale != number or (not m and copysign(1.0, number) < 0):
+                        raise ValueError  # not m / scale bit for bit
+                else:
+                    m = number * scale
+                self._values[at] = m
+            except (OverflowError, ValueError):
+                self._spill(at, number)
         ms = ts_ns // _MS
         try:
             self._steps[at] = ms - self._last
         except OverflowError:
             self._widen(at, ms)
         self._last = ms
-        self._values[at] = number
         self._flags[at] = _QUALITY_CODE[quality] | kind << 2
         self._open = at + 1
         if at + 1 >= CHUNK:
@@ -138,30 +161,40 @@ class PointRing:
         self._steps = array("i" if -2**31 <= step < 2**31 else "q", self._steps)
         self._steps[at] = step
 
+    def _spill(self, at: int, number: float) -> None:
+        self._values, self._scale = spill(self._values, self._scale, at, number)
+
     def _encode_value(self, value: Value) -> tuple[int, float]:
         if value is None:
-            return _NONE, 0.0
+            return _NONE, 0
         if isinstance(value, bool):
-            return _BOOL, float(value)
+            return _BOOL, int(value)
         if isinstance(value, int):
-            return _INT, float(value)
+            return _INT, value
         if isinstance(value, float):
-            return _FLOAT, value
+            return _FLOAT, float(value)
         strings = self._strings
         if strings is None:
             strings = self._strings = []
         try:
-            return _STR, float(strings.index(value))
+            return _STR, strings.index(value)
         except ValueError:
             if len(strings) >= MAX_STRINGS:
-                return _STR, float(MAX_STRINGS)
+                return _STR, MAX_STRINGS
             strings.append(value)
-            return _STR, float(len(strings) - 1)
+            return _STR, len(strings) - 1
 
     def _seal(self) -> None:
         steps, index = self._steps, self._index
         first, newest = self._base + steps[0], self._last
-        blob = encode_steps(first, steps[1:], self._values, bytes(self._flags))
+        values = self._values
+        if self._scale:
+            blob = encode_scaled(first, steps[1:], self._scale, values, bytes(self._flags))
+            self._scale = 1  # (the next chunk's values find theirs)
+        else:
+            blob = encode_steps(first, steps[1:], values, bytes(self._flags))
+            if exact_scale(values[-1]):  # the next chunk tries integers again
+                self._values, self._scale = zeros("b"), 1
         # the chunks this one pushes out go first, so the store holds no more than a window
         while index and (index[2] < newest - self.window_ms
                          or self.sealed + CHUNK > self.max_samples):
@@ -172,7 +205,7 @@ class PointRing:
         self._open = 0
         self._base = newest
         if steps.itemsize == 8:  # a chunk whose clock jumped
-            self._steps = array("i", bytes(4 * CHUNK))
+            self._steps = zeros("i")
 
     def _store(self, blob: bytes, span_ms: int) -> None:
         """Append a sealed chunk (`span_ms` from its first sample to its last) to `_data`
@@ -209,7 +242,7 @@ class PointRing:
 
     def nbytes(self) -> int:
         """Bytes held in the arrays (their allocation, not counting object headers)."""
-        return (CHUNK * self._steps.itemsize + _OPEN_BYTES + len(self._data)
+        return (CHUNK * (self._steps.itemsize + self._values.itemsize + 1) + len(self._data)
                 + len(self._index) * 8)
 
     def frozen(self) -> PointRing:
@@ -220,7 +253,9 @@ class PointRing:
                                                           self.sealed)
         copy._steps = array(self._steps.typecode, self._steps)
         copy._base, copy._last = self._base, self._last
-        copy._values, copy._flags = array("d", self._values), bytearray(self._flags)
+        copy._values, copy._flags = array(self._values.typecode, self._values), bytearray(
+            self._flags)
+        copy._scale = self._scale
         copy._open = self._open
         copy._data = self._data[self._start:self._end]
         copy._start, copy._end = 0, len(copy._data)
@@ -250,7 +285,8 @@ class PointRing:
             at += length
         n = self._open
         open_ts = islice(accumulate(self._steps[:n], initial=self._base), 1, None)
-        self._collect(out, open_ts, self._values[:n], self._flags[:n], lo, hi)
+        self._collect(out, open_ts, as_doubles(self._values[:n], self._scale),
+                      self._flags[:n], lo, hi)
         return out
 
     def _collect(self, out: list[Recorded], ts: Iterable[int], values: Iterable[float],
@@ -304,25 +340,42 @@ class FlightRecorder:
                     self.refused_points += 1
                     continue
                 ring = rings[point] = PointRing(self.window_s, self.capacity(point))
+            number: float
+            at = ring._open
+            scale = ring._scale
             if type(value) is float:
-                number = value
                 flag = codes[quality]  # (| _FLOAT << 2, which is 0)
+                if not scale:
+                    ring._values[at] = value
+                else:
+                    try:
+                        m = floor(value * scale + 0.5)  # (round: see chunk.pack_values)
+                        if m / scale != value or (not m and copysign(1.0, value) < 0):
+                            raise ValueError  # not m / scale bit for bit
+                        ring._values[at] = m
+                    except (OverflowError, ValueError):
+                        ring._spill(at, value)
             else:
                 if type(value) is bool:
-                    kind, number = _BOOL, 1.0 if value else 0.0
+                    kind, number = _BOOL, 1 if value else 0
                 elif type(value) is int:
-                    kind, number = _INT, float(value)
+                    kind, number = _INT, value
                 else:
                     kind, number = ring._encode_value(value)
                 flag = codes[quality] | kind << 2
-            at = ring._open
+                if not scale:
+                    ring._values[at] = number
+                else:
+                    try:
+                        ring._values[at] = number * scale
+                    except (OverflowError, TypeError):  # (TypeError: a float's subclass)
+                        ring._spill(at, number)
             ms = ts // _MS
             try:
                 ring._steps[at] = ms - ring._last
             except OverflowError:
                 ring._widen(at, ms)
             ring._last = ms
-            ring._values[at] = number
             ring._flags[at] = flag
             at += 1
             ring._open = at

@@ -77,10 +77,15 @@ def test_a_rings_allocation_stays_put_once_its_first_chunk_is_sealed() -> None:
     for second in range(3 * 900):
         ring.append(T0 + second * S, round(20 + rng.randint(-50, 50) / 100, 2), Quality.GOOD)
         if ring.sealed:  # nbytes less the open chunk and the per-chunk bookkeeping (3 × 8)
-            store_sizes.add(ring.nbytes() - 11 * CHUNK - 24 * (ring.sealed // CHUNK))
+            store_sizes.add(ring.nbytes() - open_bytes(ring) - 24 * (ring.sealed // CHUNK))
     assert len(store_sizes) == 1, store_sizes
     assert ring.sealed >= 900 - CHUNK  # a window was kept all along
     assert ring.samples()[-1].ts == T0 + (3 * 900 - 1) * S
+
+
+def open_bytes(ring: PointRing) -> int:
+    """The open chunk's arrays: steps, values (their widths vary) and flags."""
+    return CHUNK * (ring._steps.itemsize + ring._values.itemsize + 1)
 
 
 def bits(value: float) -> int:
@@ -124,7 +129,7 @@ def test_an_incidents_ring_reserves_its_window_at_its_pace() -> None:
     rng = random.Random(3)
     for i in range(CHUNK):
         ring.append(T0 + i * S, (2250 + rng.randint(-25, 25)) * 0.01, Quality.GOOD)
-    store = ring.nbytes() - 11 * CHUNK - 24  # less the open chunk and one chunk's bookkeeping
+    store = ring.nbytes() - open_bytes(ring) - 24  # less the open chunk, a chunk's bookkeeping
     assert ring.sealed == CHUNK
     # ≈ 1200 / 127 + 1 chunks of a few hundred bytes, +1/8 (256 of them would be ≈ 110 KB)
     assert 0 < store < 16 * 1024, store

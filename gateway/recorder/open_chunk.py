@@ -1,0 +1,71 @@
+"""The values of a flight-recorder ring's open chunk (gateway/recorder/ring.py): the chunk's
+decimals as integers `value × scale` in the narrowest array that holds them ('b', 'h', 'i'),
+the scale being 1 or the first of `chunk.SCALES` at which one of the chunk's values is
+m / scale bit for bit (`chunk.exact_scale`, the codec's own test), or doubles from a value
+that is no such decimal (noise, nan, ±inf, -0.0, past ±2³¹ scaled) to the chunk's seal.
+
+A register at 0.01 then takes 2 bytes a value instead of 8, a flag or a status code 1; the
+ring's `record()` keeps a value that fits in place and calls `spill` for one that does not.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable
+from itertools import repeat
+from operator import truediv
+from typing import Any
+
+from gateway.recorder.chunk import exact_scale
+
+CHUNK = 128
+"""Samples per sealed chunk (the open chunk holds at most this many, uncompressed)."""
+WIDER = {"b": "h", "h": "i"}
+"""Each integer array type to the next wider one ('i' is the widest: past ±2³¹ the chunk keeps
+doubles, as integers past 2⁵³ are)."""
+
+
+def zeros(typecode: str) -> array[Any]:
+    """An open chunk's array of `CHUNK` zeros, allocated to size (`array(code, bytes(n))`
+    over-allocates by a sixteenth)."""
+    return array(typecode, [0]) * CHUNK
+
+
+def spill(values: array[Any], scale: int, at: int, number: float) -> tuple[array[Any], int]:
+    """(values, scale) once `number` is the chunk's `at`-th value, `number` being an int or
+    flag that does not fit `values`, or a float that is not m / `scale` bit for bit (`scale`
+    not 0): the chunk takes the first scale at which `number` is exact if that is larger (its
+    integers multiplied up, in place), a wider array if they need one, or doubles from here to
+    its seal (scale 0)."""
+    kept = values[:at].tolist()
+    wanted = scale
+    if type(number) is float:
+        wanted = exact_scale(number)
+        if wanted > scale:
+            kept = [m * (wanted // scale) for m in kept]
+        else:
+            wanted = scale if wanted else 0
+        m = round(number * wanted) if wanted else 0
+        exact = bool(wanted) and m / wanted == number
+    else:
+        m, exact = int(number) * scale, True
+    code: str | None = values.typecode
+    while exact and code is not None:
+        try:
+            wider = array(code, [*kept, m])
+        except OverflowError:
+            code = WIDER.get(code)
+            continue
+        if code != values.typecode:
+            values = zeros(code)
+        values[:at + 1] = wider
+        return values, wanted
+    doubles = zeros("d")
+    doubles[:at] = array("d", [m / scale for m in values[:at]])
+    doubles[at] = float(number)
+    return doubles, 0
+
+
+def as_doubles(values: array[Any], scale: int) -> Iterable[float]:
+    """The doubles of an open chunk's `values`."""
+    return map(truediv, values, repeat(scale)) if scale else values
