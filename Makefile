@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := python3 python3-venv chromium libatomic1 mosquitto victoria-metrics influxdb prometheus openssl shellcheck
 DEMO_CONFIG ?= firmware_configs/telecom_equipment_room.yaml
 
-.PHONY: all setup system-packages test lint typecheck unit bench demo clean install
+.PHONY: all setup system-packages test lint typecheck unit bench bench-peer demo clean install
 
 all: test
 
@@ -75,6 +75,11 @@ test: lint typecheck
 # BENCH_PROCESS_LOADS=p1,p1local; a 10-minute RSS run at 2,000 points: BENCH_PROCESS_SOAK=600.
 bench: setup
 	$(PY) -m tests.bench.run_all
+
+# ThingsBoard IoT Gateway 3.8.5 beside roomwarden run on the same site and broker (issue 15's
+# relative targets); installs it from PyPI into ~/.cache/roomwarden-bench on first use.
+bench-peer: setup
+	$(PY) -m tests.bench.bench_peer
 
 # The whole picture on loopback: simulated room, gateway, panel (:8080, demo/demo), and its own
 # mosquitto, ingest and VictoriaMetrics on free ports (the apt packages `setup` installs; without

@@ -40,11 +40,11 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 import yaml
@@ -178,15 +178,8 @@ class TelemetryCounter:
         self.first_cpu: float | None = None
         self.pid: int | None = None
         self._lock = threading.Lock()
-        self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"bench-process-{os.getpid()}")
-
-        def on_connect(client: mqtt.Client, *_: Any) -> None:
-            client.subscribe("roomwarden/+/+/telemetry", qos=1)
-
-        def on_subscribe(*_: Any) -> None:
-            self._subscribed.set()
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             batch = json.loads(msg.payload)
@@ -209,13 +202,7 @@ class TelemetryCounter:
                 self.messages += 1
                 self.points += rows
 
-        self.client.on_connect = on_connect
-        self.client.on_subscribe = on_subscribe
-        self.client.on_message = on_message
-        self.client.connect("127.0.0.1", port, keepalive=30)
-        self.client.loop_start()
-        if not self._subscribed.wait(10):
-            raise RuntimeError("benchmark subscriber did not subscribe")
+        start_subscriber(self.client, port, ["roomwarden/+/+/telemetry"], on_message)
 
     def reset(self, pid: int) -> None:
         with self._lock:
@@ -233,6 +220,27 @@ class TelemetryCounter:
         with suppress(Exception):
             self.client.disconnect()
         self.client.loop_stop()
+
+
+def start_subscriber(client: mqtt.Client, port: int, topics: Sequence[str],
+                     on_message: Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]) -> None:
+    """Connect `client` to the broker on loopback, subscribe it to `topics` (QoS 1) on every
+    connect, and return once the first subscription is acknowledged."""
+    subscribed = threading.Event()
+
+    def on_connect(client: mqtt.Client, *_: Any) -> None:
+        client.subscribe([(topic, 1) for topic in topics])
+
+    def on_subscribe(*_: Any) -> None:
+        subscribed.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.connect("127.0.0.1", port, keepalive=30)
+    client.loop_start()
+    if not subscribed.wait(10):
+        raise RuntimeError("benchmark subscriber did not subscribe")
 
 
 def _status(control: Path) -> dict[str, Any] | None:
@@ -299,8 +307,8 @@ def _bindings(log: Path) -> int | None:
     return None
 
 
-def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter, *,
-             window: float, warmup: float, soak: float = 0.0) -> dict[str, Any]:
+def write_site(load: Load, work: Path) -> Path:
+    """Make `work` with the load's profile and site (for the simulator); return the site."""
     work.mkdir(parents=True)
     profiles = work / "profiles"
     profiles.mkdir()
@@ -308,6 +316,12 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
         yaml.safe_dump(holding_profile(load.points, load.scale), sort_keys=False))
     site_path = work / "site.yaml"
     site_path.write_text(yaml.safe_dump(site(load, profiles), sort_keys=False))
+    return site_path
+
+
+def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter, *,
+             window: float, warmup: float, soak: float = 0.0) -> dict[str, Any]:
+    site_path = write_site(load, work)
     with simulator(site_path, work) as sim_config:
         config = yaml.safe_load(sim_config.read_text())
         if load.uplink:
@@ -353,10 +367,19 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
     return figures
 
 
-def measure(pid: int, control: Path, counter: TelemetryCounter, *, window: float,
+class PublishedCounts(Protocol):
+    """What `measure` reads from a subscriber: messages, points, batches received again and
+    rows older than one already received, so far."""
+
+    def counts(self) -> tuple[int, int, int, int]: ...
+
+
+def measure(pid: int, control: Path | None, counter: PublishedCounts, *, window: float,
             warmup: float, soak: float = 0.0) -> dict[str, Any]:
+    """The process's figures over `window` after `warmup` (`control`: a roomwarden control
+    socket for polls and evaluations; None for another program)."""
     time.sleep(warmup)
-    status_before = _status(control)
+    status_before = _status(control) if control else None
     published_before = counter.counts()
     before = proc_sample(pid)
     rss: list[int] = []
@@ -373,7 +396,7 @@ def measure(pid: int, control: Path, counter: TelemetryCounter, *, window: float
             parts.append(rss_parts(pid))
     after = proc_sample(pid)
     published_after = counter.counts()
-    status_after = _status(control)
+    status_after = _status(control) if control else None
     elapsed = after.at - before.at
     evaluations = ((status_after or {}).get("evaluations", 0)
                    - (status_before or {}).get("evaluations", 0))
@@ -462,8 +485,8 @@ def main() -> dict[str, Any]:
             f"{r['published_points_per_s']:.0f}",
             _opt(r["startup_to_first_point_s"], ".2f") + " / " + _opt(r["startup_cpu_s"], ".2f"),
         ))
-    _print_rows(f"Whole process: roomwarden run, Modbus TCP simulator, Mosquitto QoS 1, "
-                f"{window:g} s windows after {warmup:g} s", rows)
+    print_rows(f"Whole process: roomwarden run, Modbus TCP simulator, Mosquitto QoS 1, "
+               f"{window:g} s windows after {warmup:g} s", rows)
     if "soak" in results:
         _print_soak(results["soak"], warmup)
     emit_json("process", results)
@@ -474,10 +497,11 @@ HEADERS = ("load", "CPU of a core", "RSS MiB (median / max)", "wake-ups/s", "thr
            "polls/s / evaluations/s / ms each", "points/s out", "first point s / CPU s")
 
 
-def _print_rows(title: str, rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+def print_rows(title: str, rows: Sequence[tuple[str, ...]],
+               headers: Sequence[str] = HEADERS) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     print(f"\n== {title}")
-    print("  " + "  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True)))
+    print("  " + "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     for row in rows:
         print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
