@@ -48,6 +48,7 @@ import os
 import sqlite3
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -118,15 +119,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
-    """Replace `path` with `data` (mode 0600 unless told) so that a crash leaves the old or
-    the new file, whole: a temporary file is written, fsynced, renamed, the directory
-    fsynced."""
+def atomic_write(path: Path, data: bytes | Iterable[bytes], mode: int = PRIVATE_FILE) -> None:
+    """Replace `path` with `data` (mode 0600 unless told; bytes, or pieces written as they
+    come) so that a crash leaves the old or the new file, whole: a temporary file is written,
+    fsynced, renamed, the directory fsynced."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), mode)
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                handle.writelines(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -15,8 +15,9 @@ takes is a Python float already (`PointState.update` converts), so nothing is lo
 
 `RateWindow.add` and `fit` append and slide the ring through its fields (`_t`, `_v`, `_head`,
 `_len`, `_size`) rather than its methods, a sample a second into each window: they keep its
-invariants as `append` and `popleft` do. `batch_fit` is the least-squares fit of samples in
-one pass over them (the reference of the window's incremental fit)."""
+invariants as `append` and `popleft` do. `copy_into` copies them into a save's buffer
+(`gateway.rules.warm`). `batch_fit` is the least-squares fit of samples in one pass over them
+(the reference of the window's incremental fit)."""
 
 from __future__ import annotations
 
@@ -109,6 +110,19 @@ class SampleRing(Sequence[tuple[float, float]]):
         if end <= self._size:
             return self._v[head:end]
         return self._v[head:] + self._v[:end - self._size]
+
+    def copy_into(self, times: memoryview[float], values: memoryview[float], at: int) -> int:
+        """Write the samples, oldest first, into `times` and `values` from index `at`, without
+        a copy in between; returns how many (a save's snapshot, `gateway.rules.warm`)."""
+        n, head = self._len, self._head
+        first = min(n, self._size - head)
+        with memoryview(self._t) as own_t, memoryview(self._v) as own_v:
+            times[at:at + first] = own_t[head:head + first]
+            values[at:at + first] = own_v[head:head + first]
+            if first < n:
+                times[at + first:at + n] = own_t[:n - first]
+                values[at + first:at + n] = own_v[:n - first]
+        return n
 
     def append(self, t: float, value: float) -> None:
         """Add a newest sample; the ring must not hold `capacity` samples."""

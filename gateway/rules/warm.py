@@ -30,9 +30,12 @@ decompressed, `MAX_POINT_SAMPLES` per point, `MAX_SAMPLES` in all.
 
 Cost, at the process benchmark's 2,000-point site with every shipped pack (670 points with 938
 rate windows: 670 of a minute, 268 of an hour; ~105,000 samples; 4 Dec 2026 on the 2-core
-VM): a save copies the windows' arrays on the event loop (~2 ms) and encodes, compresses and
-writes them on its thread; see docs/performance.md for the figures against the JSON format of
-before (version 1, still read).
+VM): a save copies the windows' samples on the event loop (~3 ms) into two buffers as long as
+all the windows' storage, in mappings of their own (`warm_file.room`), and encodes, compresses
+and streams them into the file on its thread (~25 ms); see docs/performance.md for the figures
+against the JSON format of before (version 1, still read). Memory: the same at every save,
+given back whole after it (`tests/bench/bench_warm_save.py`: RssAnon flat over the hour the
+hour's windows take to fill; with copies on glibc's heap it rose 3 MiB over that hour).
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ from gateway.rules.warm_file import (
     MAX_SAMPLES,
     Restorable,
     decode,
-    encode,
+    room,
+    stream,
 )
 from gateway.storage import atomic_write
 
@@ -82,8 +86,24 @@ class Snapshot:
     saved_mono: float
     newest: float
     """Monotonic time of the newest sample in it."""
-    points: dict[str, tuple[str, list[Run]]]
-    """point id → (fingerprint, its windows' samples: copies of their arrays)."""
+    points: dict[str, tuple[str, list[int]]]
+    """point id → (fingerprint, the lengths of its windows' runs of samples)."""
+    times: memoryview[float]
+    """The runs' sample times one after another, point by point (then zeros: as long as all
+    the windows' storage, `SampleRing.allocated`), in a mapping of their own
+    (`warm_file.room`): returned to the system when the snapshot goes."""
+    values: memoryview[float]
+    count: int
+    """Samples in `times` and `values`."""
+
+    def runs(self) -> dict[str, tuple[str, list[Run]]]:
+        """point id → (fingerprint, its runs as arrays of their own): what `encode` takes."""
+        out: dict[str, tuple[str, list[Run]]] = {}
+        at = 0
+        for point_id, (source, lengths) in self.points.items():
+            out[point_id] = (source, _runs(self.times, self.values, at, lengths))
+            at += sum(lengths)
+        return out
 
 
 class RateMemory:
@@ -148,28 +168,38 @@ class RateMemory:
         return min(MAX_PERIOD, max(MIN_PERIOD, max(windows) / 10.0))
 
     def snapshot(self, engine: RuleEngine, loaded: LoadedConfig) -> Snapshot:
-        """What the windows hold now: copies of their arrays (cheap, on the event loop; the
-        encoding is `write`'s, on its thread)."""
+        """What the windows hold now, copied into one pair of buffers as long as all their
+        storage (cheap, on the event loop; the encoding is `write`'s, on its thread)."""
         now_ns, mono = self.clock.now_ns(), self.clock.monotonic()
         sources = self._sources_of(loaded)
-        points: dict[str, tuple[str, list[Run]]] = {}
+        states = engine.rate_points()
+        slots = sum(w.samples.allocated for state in states.values() for w in state.rates)
+        times, values = room(slots), room(slots)
+        points: dict[str, tuple[str, list[int]]] = {}
         newest = -math.inf
-        total = 0
-        for point_id, state in engine.rate_points().items():
+        at = 0
+        for point_id, state in states.items():
             if state.device not in sources:
                 continue
-            runs = [(w.samples.times(), w.samples.values()) for w in state.rates if w.samples]
+            start = at
+            runs = []
+            for window in state.rates:
+                if window.samples:
+                    runs.append(window.samples.copy_into(times, values, at))
+                    at += runs[-1]
+                    newest = max(newest, times[at - 1])
             if not runs:
                 continue
-            count = sum(len(times) for times, _ in runs)
-            if count > MAX_POINT_SAMPLES:
-                runs, count = [_thinned(runs)], MAX_POINT_SAMPLES
-            if total + count > MAX_SAMPLES:
+            if at - start > MAX_POINT_SAMPLES:
+                run_t, run_v = _thinned(_runs(times, values, start, runs))
+                times[start:start + MAX_POINT_SAMPLES] = memoryview(run_t)
+                values[start:start + MAX_POINT_SAMPLES] = memoryview(run_v)
+                runs, at = [MAX_POINT_SAMPLES], start + MAX_POINT_SAMPLES
+            if at > MAX_SAMPLES:
+                at = start
                 break
-            total += count
-            newest = max(newest, *(times[-1] for times, _ in runs))
             points[point_id] = (sources[state.device], runs)
-        return Snapshot(now_ns, mono, newest, points)
+        return Snapshot(now_ns, mono, newest, points, times, values, at)
 
     def save(self, engine: RuleEngine, loaded: LoadedConfig) -> bool:
         """Write what the windows hold now (at the stop, or from a test). True if written."""
@@ -178,13 +208,15 @@ class RateMemory:
         return self.write(self.snapshot(engine, loaded))
 
     def write(self, snapshot: Snapshot) -> bool:
-        """Encode and write `snapshot` unless a newer one was written (thread-safe)."""
-        data = encode(snapshot.saved_ns, snapshot.saved_mono, snapshot.points)
+        """Encode and write `snapshot` unless a newer one was written (thread-safe): streamed
+        into the file, no copy of it in memory."""
         with self._lock:
             if snapshot.saved_ns <= self._written_ns:
                 return False
             try:
-                atomic_write(self.path, data)
+                atomic_write(self.path, stream(snapshot.saved_ns, snapshot.saved_mono,
+                                               snapshot.points, snapshot.times,
+                                               snapshot.values, snapshot.count))
             except OSError as exc:
                 if not self._failing:
                     log.warning("event=rate_windows_save_failed file=%s error=%r", self.path,
@@ -236,6 +268,16 @@ def fingerprints(loaded: LoadedConfig) -> dict[str, str]:
                 buses.get(device.bus), loaded.profile_of(device).model_dump(mode="json")]
         text = json.dumps(what, sort_keys=True, default=str)
         out[device.id] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return out
+
+
+def _runs(times: memoryview[float], values: memoryview[float], start: int, lengths: list[int]
+          ) -> list[Run]:
+    """Copies of the runs of these lengths from `start` of a snapshot's buffers."""
+    out = []
+    for n in lengths:
+        out.append((array("d", times[start:start + n]), array("d", values[start:start + n])))
+        start += n
     return out
 
 

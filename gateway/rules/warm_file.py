@@ -28,10 +28,11 @@ another format, truncated or inconsistent raises `ValueError` (or pydantic's
 from __future__ import annotations
 
 import json
+import mmap
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import TYPE_CHECKING, Literal, TypeAlias, TypeVar
@@ -90,46 +91,81 @@ class SavedHeader(StrictModel):
     points: dict[str, SavedRuns]
 
 
+def room(count: int) -> memoryview[float]:
+    """Zeros for `count` floats in an anonymous mapping of their own, returned to the system
+    whole once the last view of it goes: a save's buffers (`stream`,
+    `gateway.rules.warm.Snapshot`; from glibc's heap, what one save freed stayed in the
+    process, and more of it as the windows filled)."""
+    return _mapping(count).cast("d")
+
+
+def _mapping(count: int) -> memoryview[int]:
+    """The bytes of `count` 8-byte numbers, zeros, in an anonymous mapping (`room`), its pages
+    made at once (where the system can: half the cost of a fault per page as they fill)."""
+    return memoryview(mmap.mmap(-1, 8 * max(count, 1), flags=POPULATE))
+
+
+POPULATE = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+
+
 def encode(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[Run]]]
            ) -> bytes:
     """The file for these points' runs, saved at `saved_ns` (wall clock) = `saved_mono`
     (the monotonic clock the runs' times are of)."""
+    total = sum(len(times) for _, runs in points.values() for times, _ in runs)
+    times, values = room(total), room(total)
+    at = 0
+    for _, runs in points.values():
+        for run_t, run_v in runs:
+            times[at:at + len(run_t)] = memoryview(run_t)
+            values[at:at + len(run_v)] = memoryview(run_v)
+            at += len(run_t)
+    lengths = {point_id: (source, [len(run_t) for run_t, _ in runs])
+               for point_id, (source, runs) in points.items()}
+    return b"".join(stream(saved_ns, saved_mono, lengths, times, values, total))
+
+
+def stream(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[int]]],
+           times: memoryview[float], values: memoryview[float], count: int
+           ) -> Iterator[bytes]:
+    """The file, in pieces, for runs of these lengths (point id → (fingerprint, lengths))
+    whose samples are the first `count` of `times` and `values` (views of 8-byte floats), one
+    run after another. What it holds while it runs: the ages' int64 in a mapping as long as
+    `times` (`_mapping`) and pieces of at most `PIECE` bytes."""
     header = {"version": 2, "saved_ns": saved_ns, "points": {
-        point_id: {"source": source, "runs": [len(times) for times, _ in runs]}
+        point_id: {"source": source, "runs": runs}
         for point_id, (source, runs) in points.items()}}
     packer = zlib.compressobj(LEVEL)
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    parts = [MAGIC, packer.compress(text + b"\n")]
-    runs = [run for _, point_runs in points.values() for run in point_runs]
-    steps = array("q", _age_steps(runs, saved_mono))
-    parts.extend(map(packer.compress, _planes([steps])))
-    del steps
-    parts.extend(map(packer.compress, _planes([values for _, values in runs])))
-    parts.append(packer.flush())
-    return b"".join(parts)
-
-
-def _age_steps(runs: list[Run], saved_mono: float) -> Iterator[int]:
-    """Each sample's age at the save in ms, less the one before (the first as itself)."""
+    yield MAGIC
+    yield packer.compress(text + b"\n")
+    steps = _mapping(len(times)).cast("q")
     before = 0
-    for times, _ in runs:
-        for t in times:
-            age = round((saved_mono - t) * 1000.0)
-            yield age - before
-            before = age
+    for index, t in enumerate(times[:count]):
+        age = round((saved_mono - t) * 1000.0)
+        steps[index] = age - before
+        before = age
+    for numbers in (steps, values):
+        for piece in _planes(numbers, count):
+            yield packer.compress(piece)
+    steps.release()
+    yield packer.flush()
 
 
-def _planes(arrays: Iterable[array[int] | array[float]]) -> Iterator[bytes]:
-    """The byte planes (little-endian) of these 8-byte numbers taken one after another, in
-    pieces: byte 0 of every number, then byte 1, … A save holds no copy of them all (a
-    whole-site save would otherwise raise the heap by megabytes, and glibc keeps it)."""
-    arrays = list(arrays)
-    for k in range(8):
-        for numbers in arrays:
-            if sys.byteorder != "little":
-                numbers = array(numbers.typecode, numbers)
-                numbers.byteswap()
-            yield numbers.tobytes()[k::8]
+PIECE = 16384
+"""Numbers per piece of a byte plane (`_planes`)."""
+
+
+def _planes(numbers: memoryview[int] | memoryview[float], count: int) -> Iterator[bytes]:
+    """The byte planes (little-endian) of the first `count` of these 8-byte numbers, in pieces
+    of at most `PIECE` bytes: byte 0 of every number, then byte 1, … (no copy of them all)."""
+    little = sys.byteorder == "little"
+    with numbers.cast("B") as raw:
+        for k in range(8):
+            byte = k if little else 7 - k
+            for start in range(0, count, PIECE):
+                end = min(count, start + PIECE)
+                yield raw[8 * start + byte:8 * end:8].tobytes()
 
 
 def _numbers(numbers: A, planes: bytes) -> A:
