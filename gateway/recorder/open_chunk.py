@@ -6,20 +6,26 @@ that is no such decimal (noise, nan, ±inf, -0.0, past ±2³¹ scaled) to the ch
 
 A register at 0.01 then takes 2 bytes a value instead of 8, a flag or a status code 1; the
 ring's `record()` keeps a value that fits in place and calls `spill` for one that does not.
+From the open chunk's first `PROBE` samples the ring sizes its store of sealed chunks
+(`chunk_size`, `store_bytes`).
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import repeat
 from operator import truediv
 from typing import Any
 
-from gateway.recorder.chunk import exact_scale
+from gateway.recorder.chunk import encode_steps, exact_scale
 
 CHUNK = 128
 """Samples per sealed chunk (the open chunk holds at most this many, uncompressed)."""
+PROBE = 16
+"""At its `PROBE`th sample a ring reserves its store of sealed chunks (`chunk_size`)."""
+FIRST_CHUNKS = 256
+"""Most chunks a ring's store reserves (a 15-minute window at 50 ms polls is 141 chunks)."""
 WIDER = {"b": "h", "h": "i"}
 """Each integer array type to the next wider one ('i' is the widest: past ±2³¹ the chunk keeps
 doubles, as integers past 2⁵³ are)."""
@@ -69,3 +75,27 @@ def spill(values: array[Any], scale: int, at: int, number: float) -> tuple[array
 def as_doubles(values: array[Any], scale: int) -> Iterable[float]:
     """The doubles of an open chunk's `values`."""
     return map(truediv, values, repeat(scale)) if scale else values
+
+
+def chunk_size(steps: Sequence[int], values: array[Any], scale: int, flags: bytes) -> float:
+    """The deflated size of a `CHUNK`-sample chunk like the open chunk's first samples (at
+    least 4: `steps` between them, `values`, `flags`): their sealed size and their first
+    half's, extrapolated (within 1-20 % of the first sealed chunk, over it, on
+    tests/bench/bench_recorder.py's loads)."""
+    n = len(flags)
+    half = n // 2
+    doubles = array("d", as_doubles(values, scale))
+    full = len(encode_steps(0, steps, doubles, flags))
+    part = len(encode_steps(0, steps[:half - 1], doubles[:half], flags[:half]))
+    return full + (full - part) * (CHUNK - n) / (n - half)
+
+
+def store_bytes(size: float, span_ms: float, window_ms: int, max_samples: int,
+                headroom: float) -> int:
+    """Bytes for a window of chunks of `size` bytes and `span_ms` each, × `headroom`: as many
+    chunks as the window holds at that pace, or as the sample cap allows, whichever is fewer,
+    and at most FIRST_CHUNKS: an incident's rings have no sample cap (max_samples 10**9 would
+    reserve ~1.4 GB and stall the event loop)."""
+    by_count = (max_samples - CHUNK) / 1.25 / CHUNK + 1
+    by_time = window_ms / max(span_ms, 1) + 1
+    return int(size * min(by_count, by_time, FIRST_CHUNKS) * headroom)

@@ -30,6 +30,7 @@ import math
 import sys
 from array import array
 from collections.abc import Callable, Iterable
+from functools import partial
 from itertools import accumulate, islice
 from math import copysign, floor
 from typing import Any, NamedTuple
@@ -42,14 +43,20 @@ from gateway.recorder.chunk import (
     encode_steps,
     exact_scale,
 )
-from gateway.recorder.open_chunk import CHUNK, as_doubles, spill, zeros
+from gateway.recorder.open_chunk import (
+    CHUNK,
+    FIRST_CHUNKS,
+    PROBE,
+    as_doubles,
+    chunk_size,
+    spill,
+    store_bytes,
+    zeros,
+)
 
-__all__ = ["CHUNK", "MAX_STRINGS", "OVERFLOW_STRING", "FlightRecorder", "PointRing", "Recorded",
-           "decode_chunk", "encode_chunk"]
+__all__ = ["CHUNK", "FIRST_CHUNKS", "MAX_STRINGS", "OVERFLOW_STRING", "PROBE", "FlightRecorder",
+           "PointRing", "Recorded", "decode_chunk", "encode_chunk"]
 
-FIRST_CHUNKS = 256
-"""Most chunks a ring's store reserves at its first seal (a 15-minute window at 50 ms polls is
-141 chunks)."""
 MAX_STRINGS = 64
 OVERFLOW_STRING = "\u2026"
 _QUALITIES = (Quality.GOOD, Quality.STALE, Quality.COMM_ERROR, Quality.INVALID)
@@ -72,16 +79,16 @@ class PointRing:
     Memory stays put once the ring is in use: the open chunk is one set of fixed arrays of
     `CHUNK` slots, reused after every seal; sealed chunks live in one `bytearray` used as a
     queue in place — appended at its end, dropped from its front by moving an offset, moved
-    back to the start when the end is reached — sized at the first seal for a full window at
-    that chunk's size (+⅛), and grown only if later chunks need more. Nothing is re-allocated
-    per chunk: from its first seal on a ring holds what a full one holds, and the allocator's
-    heap does not fragment as the window fills. (The open chunk's timestamp steps widen once
-    from 2 to 4 bytes for a ring whose samples come more than 32 s apart, and to 8 for a chunk
-    whose clock jumps past ±24 days, until its seal; its values widen from 1 to 2 or 4 bytes
-    once, and take doubles in a chunk with a value that is no decimal.)"""
+    back to the start when the end is reached — sized at the ring's `PROBE`th sample for a
+    window of chunks like its first samples (`_act`), topped up at the first seal if a window
+    of that chunk does not fit (to +⅛), grown only if later chunks need more. Nothing is
+    re-allocated per chunk, and the heap does not fragment as the window fills. (Open chunk
+    steps widen from 2 to 4 bytes for samples more than 32 s apart, to 8 for a chunk whose
+    clock jumps past ±24 days; values from 1 to 2 or 4 bytes, or doubles for a chunk.)"""
 
-    __slots__ = ("_base", "_data", "_end", "_flags", "_index", "_last", "_open", "_scale",
-                 "_start", "_steps", "_strings", "_values", "max_samples", "sealed", "window_ms")
+    __slots__ = ("_base", "_data", "_due", "_end", "_flags", "_index", "_last", "_open",
+                 "_scale", "_start", "_steps", "_strings", "_values", "max_samples", "sealed",
+                 "window_ms")
 
     def __init__(self, window_s: float, max_samples: int) -> None:
         self.window_ms = int(window_s * 1000)
@@ -101,6 +108,8 @@ class PointRing:
         self._flags = bytearray(CHUNK)
         self._open = 0
         """Samples in the open chunk (its first `_open` slots)."""
+        self._due = PROBE
+        """`_open` at which the ring acts: `PROBE` (reserve its store), then `CHUNK` (seal)."""
         self._data = bytearray()
         self._start = self._end = 0
         """The sealed chunks are `_data[_start:_end]`, oldest first."""
@@ -114,41 +123,8 @@ class PointRing:
         return self.sealed + self._open
 
     def append(self, ts_ns: int, value: Value, quality: Quality) -> None:
-        """Add a sample (`FlightRecorder.record` does the same, written out)."""
-        number: float
-        if type(value) is float:  # the common cases without a call (CPU)
-            kind, number = _FLOAT, value
-        elif type(value) is bool:
-            kind, number = _BOOL, 1 if value else 0
-        elif type(value) is int:
-            kind, number = _INT, value
-        else:
-            kind, number = self._encode_value(value)
-        at = self._open
-        scale = self._scale
-        if not scale:
-            self._values[at] = number
-        else:
-            try:
-                if type(number) is float:
-                    m: float = floor(number * scale + 0.5)
-                    if m / scale != number or (not m and copysign(1.0, number) < 0):
-                        raise ValueError  # not m / scale bit for bit
-                else:
-                    m = number * scale
-                self._values[at] = m
-            except (OverflowError, ValueError):
-                self._spill(at, number)
-        ms = ts_ns // _MS
-        try:
-            self._steps[at] = ms - self._last
-        except OverflowError:
-            self._widen(at, ms)
-        self._last = ms
-        self._flags[at] = _QUALITY_CODE[quality] | kind << 2
-        self._open = at + 1
-        if at + 1 >= CHUNK:
-            self._seal()
+        """Add a sample (`FlightRecorder.record`'s loop, for one)."""
+        _record(lambda point: self, _no_ring, (Sample("", value, ts_ns, quality),))
 
     def _widen(self, at: int, ms: int) -> None:
         """The step to `ms` does not fit `_steps`: the first sample of a chunk becomes its base
@@ -184,6 +160,21 @@ class PointRing:
             strings.append(value)
             return _STR, len(strings) - 1
 
+    def _act(self) -> None:
+        """A chunk's last sample: seal it. The ring's `PROBE`th: reserve its store for a window
+        of chunks like these samples (extrapolated, a little over: no headroom), so the
+        memory a ring keeps is taken in its first seconds, not at its first seal."""
+        if self._open >= CHUNK:
+            self._seal()
+            return
+        self._due, n = CHUNK, self._open
+        if not self._data and n >= 4:
+            size = chunk_size(self._steps[1:n], self._values[:n], self._scale,
+                              bytes(self._flags[:n]))
+            span = (self._last - self._base - self._steps[0]) * (CHUNK - 1) / (n - 1)
+            self._data = bytearray(store_bytes(size, span, self.window_ms, self.max_samples,
+                                               1.0))
+
     def _seal(self) -> None:
         steps, index = self._steps, self._index
         first, newest = self._base + steps[0], self._last
@@ -211,6 +202,11 @@ class PointRing:
         """Append a sealed chunk (`span_ms` from its first sample to its last) to `_data`
         without re-allocating it if it fits."""
         size = len(blob)
+        if not self._index:  # the first: room for a window of chunks like it (+⅛) unless
+            # `_act` reserved at least a window of them; later, +¼ when the store must grow
+            window = partial(store_bytes, size, span_ms, self.window_ms, self.max_samples)
+            if len(self._data) < window(1.0):
+                self._data.extend(bytes(window(1.125) - len(self._data)))
         if self._end + size > len(self._data):
             live = self._end - self._start
             if self._start:  # move the live chunks back to the start (in place)
@@ -218,17 +214,7 @@ class PointRing:
                     view[:live] = view[self._start:self._end]
                 self._start, self._end = 0, live
             if live + size > len(self._data):
-                wanted = live + size
-                if not self._data:  # first seal: room for a window of chunks like this one
-                    # as many as the window holds at the pace of this chunk, or as the sample
-                    # cap allows, whichever is fewer, and at most FIRST_CHUNKS: an incident's
-                    # rings have no sample cap (max_samples 10**9 would reserve ~1.4 GB and
-                    # stall the event loop); beyond, the store grows by a quarter when it must
-                    by_count = (self.max_samples - CHUNK) / 1.25 / CHUNK + 1
-                    by_time = self.window_ms / max(span_ms, 1) + 1
-                    chunks = min(by_count, by_time, FIRST_CHUNKS)
-                    wanted = int(size * chunks * 1.125)
-                self._data.extend(bytes(max(wanted, len(self._data) * 5 // 4)
+                self._data.extend(bytes(max(live + size, len(self._data) * 5 // 4)
                                         - len(self._data)))
         self._data[self._end:self._end + size] = blob
         self._end += size
@@ -256,7 +242,7 @@ class PointRing:
         copy._values, copy._flags = array(self._values.typecode, self._values), bytearray(
             self._flags)
         copy._scale = self._scale
-        copy._open = self._open
+        copy._open, copy._due = self._open, self._due
         copy._data = self._data[self._start:self._end]
         copy._start, copy._end = 0, len(copy._data)
         copy._index = array("q", self._index)
@@ -327,62 +313,15 @@ class FlightRecorder:
         return int(self.window_s / interval * 1.25) + CHUNK
 
     def record(self, batch: Iterable[Sample]) -> None:
-        """`PointRing.append` of each sample to its point's ring, written out here (the call
-        was about a tenth of the CPU a sample costs outside the seals)."""
-        rings = self.rings
-        find = rings.get
-        codes = _QUALITY_CODE
-        recorded = 0
-        for point, value, ts, quality in batch:
-            ring = find(point)
-            if ring is None:
-                if len(rings) >= self.max_points:
-                    self.refused_points += 1
-                    continue
-                ring = rings[point] = PointRing(self.window_s, self.capacity(point))
-            number: float
-            at = ring._open
-            scale = ring._scale
-            if type(value) is float:
-                flag = codes[quality]  # (| _FLOAT << 2, which is 0)
-                if not scale:
-                    ring._values[at] = value
-                else:
-                    try:
-                        m = floor(value * scale + 0.5)  # (round: see chunk.pack_values)
-                        if m / scale != value or (not m and copysign(1.0, value) < 0):
-                            raise ValueError  # not m / scale bit for bit
-                        ring._values[at] = m
-                    except (OverflowError, ValueError):
-                        ring._spill(at, value)
-            else:
-                if type(value) is bool:
-                    kind, number = _BOOL, 1 if value else 0
-                elif type(value) is int:
-                    kind, number = _INT, value
-                else:
-                    kind, number = ring._encode_value(value)
-                flag = codes[quality] | kind << 2
-                if not scale:
-                    ring._values[at] = number
-                else:
-                    try:
-                        ring._values[at] = number * scale
-                    except (OverflowError, TypeError):  # (TypeError: a float's subclass)
-                        ring._spill(at, number)
-            ms = ts // _MS
-            try:
-                ring._steps[at] = ms - ring._last
-            except OverflowError:
-                ring._widen(at, ms)
-            ring._last = ms
-            ring._flags[at] = flag
-            at += 1
-            ring._open = at
-            if at >= CHUNK:
-                ring._seal()
-            recorded += 1
-        self.samples_in += recorded
+        """Each sample to its point's ring (`_record`)."""
+        self.samples_in += _record(self.rings.get, self._new_ring, batch)
+
+    def _new_ring(self, point: str) -> PointRing | None:
+        if len(self.rings) >= self.max_points:
+            self.refused_points += 1
+            return None
+        ring = self.rings[point] = PointRing(self.window_s, self.capacity(point))
+        return ring
 
     def samples(self, point: str, since_ns: int = 0,
                 until_ns: int | None = None) -> list[Recorded]:
@@ -396,3 +335,65 @@ class FlightRecorder:
         """Memory the recorder holds: its rings, the dict and the point names."""
         return sys.getsizeof(self.rings) + sum(sys.getsizeof(point) + ring.live_bytes()
                                                for point, ring in self.rings.items())
+
+
+def _record(find: Callable[[str], PointRing | None], new: Callable[[str], PointRing | None],
+            batch: Iterable[Sample]) -> int:
+    """Each sample to the ring `find` (or else `new`) gives for its point, written out in one
+    loop (a call per sample was about a tenth of the CPU a sample costs outside the seals);
+    the number recorded."""
+    codes = _QUALITY_CODE
+    recorded = 0
+    for point, value, ts, quality in batch:
+        ring = find(point)
+        if ring is None:
+            ring = new(point)
+            if ring is None:
+                continue
+        number: float
+        at = ring._open
+        scale = ring._scale
+        if type(value) is float:
+            flag = codes[quality]  # (| _FLOAT << 2, which is 0)
+            if not scale:
+                ring._values[at] = value
+            else:
+                try:
+                    m = floor(value * scale + 0.5)  # (round: see chunk.pack_values)
+                    if m / scale != value or (not m and copysign(1.0, value) < 0):
+                        raise ValueError  # not m / scale bit for bit
+                    ring._values[at] = m
+                except (OverflowError, ValueError):
+                    ring._spill(at, value)
+        else:
+            if type(value) is bool:
+                kind, number = _BOOL, 1 if value else 0
+            elif type(value) is int:
+                kind, number = _INT, value
+            else:
+                kind, number = ring._encode_value(value)
+            flag = codes[quality] | kind << 2
+            if not scale:
+                ring._values[at] = number
+            else:
+                try:
+                    ring._values[at] = number * scale
+                except (OverflowError, TypeError):  # (TypeError: a float's subclass)
+                    ring._spill(at, number)
+        ms = ts // _MS
+        try:
+            ring._steps[at] = ms - ring._last
+        except OverflowError:
+            ring._widen(at, ms)
+        ring._last = ms
+        ring._flags[at] = flag
+        at += 1
+        ring._open = at
+        if at >= ring._due:
+            ring._act()
+        recorded += 1
+    return recorded
+
+
+def _no_ring(point: str) -> None:
+    return None

@@ -1,6 +1,7 @@
 """A ring with no sample bound (an incident's copy: max_samples 10**9) reserves a bounded store
-at its first seal; it used to reserve room for 10**9 samples (~1.4 GB) and stall the gateway's
-event loop as the incident opened (tests/faults/test_uplink_faults.py hung there)."""
+(at its `PROBE`th sample, topped up at its first seal); it used to reserve room for 10**9
+samples (~1.4 GB) and stall the gateway's event loop as the incident opened
+(tests/faults/test_uplink_faults.py hung there)."""
 
 from __future__ import annotations
 
