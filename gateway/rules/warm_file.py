@@ -32,10 +32,10 @@ import mmap
 import sys
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import TYPE_CHECKING, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from gateway.rules.rate import MAX_WINDOW_SAMPLES
 from gateway.strict import StrictModel
@@ -55,17 +55,17 @@ if TYPE_CHECKING:
     """One window's samples: (monotonic times, values), oldest first."""
 
 
-A = TypeVar("A", "array[int]", "array[float]")
-
-
 @dataclass(frozen=True, slots=True)
 class Restorable:
     """What a point restores from: its samples' ages at the save (ms) and values, oldest
     first, without repeats."""
 
     source: str
-    ages_ms: list[int]
-    values: list[float]
+    ages_ms: Sequence[int]
+    values: Sequence[float]
+    """(Version 2: views of the decoded numbers in mappings of their own, or arrays, not lists
+    of Python numbers: a restore of a full file at the 2,000-point site left RssAnon 13.6 MiB
+    higher with lists and copies on the heap, kept by pymalloc and glibc.)"""
 
 
 class SavedPointV1(StrictModel):
@@ -168,16 +168,16 @@ def _planes(numbers: memoryview[int] | memoryview[float], count: int) -> Iterato
                 yield raw[8 * start + byte:8 * end:8].tobytes()
 
 
-def _numbers(numbers: A, planes: bytes) -> A:
-    """`numbers` (empty, of 8-byte numbers) filled from these byte planes (`_planes` undone)."""
+def _numbers(planes: memoryview[int]) -> memoryview[int]:
+    """The bytes of the 8-byte numbers in these byte planes (`_planes` undone), in a mapping
+    of their own (`_mapping`: a restore's buffers are given back whole once it is done)."""
     size = len(planes) // 8
-    raw = bytearray(len(planes))
+    raw = _mapping(size)[:8 * size]
+    little = sys.byteorder == "little"
     for k in range(8):
-        raw[k::8] = planes[k * size:(k + 1) * size]
-    numbers.frombytes(bytes(raw))
-    if sys.byteorder != "little":
-        numbers.byteswap()
-    return numbers
+        byte = k if little else 7 - k
+        raw[byte::8] = planes[k * size:(k + 1) * size]
+    return raw
 
 
 def decode(data: bytes) -> tuple[int, dict[str, Restorable]]:
@@ -186,19 +186,45 @@ def decode(data: bytes) -> tuple[int, dict[str, Restorable]]:
         raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
     for magic, version in ((MAGIC, 2), (MAGIC_V1, 1)):
         if data.startswith(magic):
-            body = _inflate(data[len(magic):])
-            return _decode_v2(body) if version == 2 else _decode_v1(body)
+            body, size = _inflate(memoryview(data)[len(magic):])
+            if version == 1:
+                return _decode_v1(body[:size])
+            return _decode_v2(body, size)
     raise ValueError("not a rate-window file of a known version")
 
 
-def _inflate(data: bytes) -> bytes:
+INFLATE_PIECE = 1 << 18
+"""Bytes decompressed at a time (`_inflate`)."""
+
+
+def _inflate(data: memoryview[int]) -> tuple[mmap.mmap, int]:
+    """The decompressed body and its length, in a mapping of its own: decompressed twice in
+    pieces, once to measure and bound it, once into the mapping, so a restore holds no copy
+    of it on the heap (a full file at the 2,000-point site is 1.6 MB decompressed)."""
+    size = sum(map(len, _pieces(data)))
+    body = mmap.mmap(-1, max(size, 1), flags=POPULATE)
+    at = 0
+    for piece in _pieces(data):
+        body[at:at + len(piece)] = piece
+        at += len(piece)
+    return body, size
+
+
+def _pieces(data: memoryview[int]) -> Iterator[bytes]:
+    """The decompressed stream in pieces of at most `INFLATE_PIECE` bytes, checked against
+    `MAX_DECODED_BYTES` and for its end (ValueError)."""
     inflater = zlib.decompressobj()
-    body = inflater.decompress(data, MAX_DECODED_BYTES)
-    if inflater.unconsumed_tail:
-        raise ValueError(f"decompresses to more than {MAX_DECODED_BYTES} bytes")
-    if not inflater.eof:
-        raise ValueError("truncated")
-    return body
+    tail: memoryview[int] | bytes = data
+    produced = 0
+    while not inflater.eof:
+        piece = inflater.decompress(tail, INFLATE_PIECE)
+        tail = inflater.unconsumed_tail
+        if not piece and not tail:
+            raise ValueError("truncated")
+        produced += len(piece)
+        if produced > MAX_DECODED_BYTES:
+            raise ValueError(f"decompresses to more than {MAX_DECODED_BYTES} bytes")
+        yield piece
 
 
 def _count(point_id: str, count: int, total: int) -> int:
@@ -224,11 +250,12 @@ def _decode_v1(body: bytes) -> tuple[int, dict[str, Restorable]]:
         for point_id, record in saved.points.items()}
 
 
-def _decode_v2(body: bytes) -> tuple[int, dict[str, Restorable]]:
-    line, newline, planes = body.partition(b"\n")
-    if not newline:
+def _decode_v2(body: mmap.mmap, size: int) -> tuple[int, dict[str, Restorable]]:
+    cut = body.find(b"\n", 0, size)
+    if cut < 0:
         raise ValueError("no header")
-    header = SavedHeader.model_validate(json.loads(line))
+    header = SavedHeader.model_validate(json.loads(body[:cut]))
+    planes = memoryview(body)[cut + 1:size]
     total = 0
     for point_id, record in header.points.items():
         if any(n < 0 for n in record.runs):
@@ -236,8 +263,10 @@ def _decode_v2(body: bytes) -> tuple[int, dict[str, Restorable]]:
         total = _count(point_id, sum(record.runs), total)
     if len(planes) != 16 * total:
         raise ValueError(f"{len(planes)} bytes of samples for {total} samples")
-    ages = list(accumulate(_numbers(array("q"), planes[:8 * total])))
-    values = _numbers(array("d"), planes[8 * total:]).tolist()
+    ages = _numbers(planes[:8 * total]).cast("q")
+    for index, age in enumerate(accumulate(ages)):  # in place: each step read before written
+        ages[index] = age
+    values = _numbers(planes[8 * total:]).cast("d")
     out: dict[str, Restorable] = {}
     start = 0
     for point_id, record in header.points.items():
@@ -249,7 +278,7 @@ def _decode_v2(body: bytes) -> tuple[int, dict[str, Restorable]]:
             # runs are each in order, so the sort only merges them
             merged = dict.fromkeys(sorted(zip(map(int.__neg__, ages[start:end]),
                                               values[start:end], strict=True)))
-            out[point_id] = Restorable(record.source, [-age for age, _ in merged],
-                                       [value for _, value in merged])
+            out[point_id] = Restorable(record.source, array("q", [-age for age, _ in merged]),
+                                       array("d", [value for _, value in merged]))
         start = end
     return header.saved_ns, out

@@ -53,7 +53,7 @@ def test_a_file_gives_back_each_points_union_oldest_first(
         want = sorted(pairs, key=lambda p: (-p[0], p[1]))
         record = got[point_id]
         assert record.source == "src-" + point_id
-        assert record.ages_ms == [age for age, _ in want]
+        assert list(record.ages_ms) == [age for age, _ in want]
         assert _key(record.values) == _key([v for _, v in want])
 
 
@@ -137,3 +137,25 @@ def test_a_whole_site_save_holds_no_copy_of_all_its_samples() -> None:
     assert len(planes) == 16 * samples
     restored = decode(data)[1]["d0.t0"]
     assert restored.ages_ms[0] == 200_000 - 0 and len(restored.values) == 100
+
+
+def test_a_decoded_file_holds_no_python_number_per_sample() -> None:
+    """A restore reads the file into mappings of its own and gives each point views or arrays
+    of 8-byte numbers, not lists of Python ints and floats: a restore of a full file at the
+    2,000-point site left RssAnon 13.5 MiB higher than a cold start with lists and the body's
+    copies on the heap (50 bytes a sample held, 133 at the peak), 2.5 MiB now."""
+    import tracemalloc
+
+    run = (array("d", [float(i) for i in range(100)]),
+           array("d", [20.0 + (i * 7 % 13) / 100 for i in range(100)]))
+    points = {f"d{p // 100}.t{p}": ("src", [run] * (1 + p % 2)) for p in range(1000)}
+    samples = 150_000  # 500 points of one run and 500 of two, 100 samples each
+    data = encode(1, 200.0, points)
+    tracemalloc.start()
+    try:
+        _, got = decode(data)
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(got) == 1000 and list(got["d0.t1"].ages_ms) == list(range(200_000, 100_000, -1000))
+    assert held < 16 * samples and peak < 32 * samples, (held / samples, peak / samples)
