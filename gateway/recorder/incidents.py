@@ -227,8 +227,7 @@ class IncidentKeeper:
             ring = incident.rings.get(point)
             if ring is None:
                 ring = incident.rings[point] = PointRing(span / _NS, 10**9)
-            for s in fresh:
-                ring.append(s.ts, s.value, s.quality)
+            ring.extend(fresh)
             incident.copied_ns[point] = fresh[-1].ts
 
     def _save(self, incident: OpenIncident, status: str) -> None:

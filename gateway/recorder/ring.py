@@ -123,8 +123,11 @@ class PointRing:
         return self.sealed + self._open
 
     def append(self, ts_ns: int, value: Value, quality: Quality) -> None:
-        """Add a sample (`FlightRecorder.record`'s loop, for one)."""
-        _record(lambda point: self, _no_ring, (Sample("", value, ts_ns, quality),))
+        self.extend(((ts_ns, value, quality),))
+
+    def extend(self, samples: Iterable[tuple[int, Value, Quality]]) -> None:
+        """Add (ts ns, value, quality) samples, e.g. `Recorded`s, in `record`'s one loop."""
+        _record(lambda point: self, lambda point: None, (("", v, t, q) for t, v, q in samples))
 
     def _widen(self, at: int, ms: int) -> None:
         """The step to `ms` does not fit `_steps`: the first sample of a chunk becomes its base
@@ -338,7 +341,7 @@ class FlightRecorder:
 
 
 def _record(find: Callable[[str], PointRing | None], new: Callable[[str], PointRing | None],
-            batch: Iterable[Sample]) -> int:
+            batch: Iterable[tuple[str, Value, int, Quality]]) -> int:
     """Each sample to the ring `find` (or else `new`) gives for its point, written out in one
     loop (a call per sample was about a tenth of the CPU a sample costs outside the seals);
     the number recorded."""
@@ -393,7 +396,3 @@ def _record(find: Callable[[str], PointRing | None], new: Callable[[str], PointR
             ring._act()
         recorded += 1
     return recorded
-
-
-def _no_ring(point: str) -> None:
-    return None
