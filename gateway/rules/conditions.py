@@ -52,7 +52,8 @@ class PointState:
         self.ts_ns = 0
         self.t = start
         self.last_good_t = start
-        """Time of the last good sample; the engine's start until one arrives."""
+        """Time of the freshest good sample (a late one taken earlier does not move it back);
+        the engine's start until one arrives."""
         self.invalid_since: float | None = None
         self.seen_good = False
         """A good sample is known (this engine's or one carried from the previous engine)."""
@@ -68,8 +69,9 @@ class PointState:
         self.ts_ns = ts_ns
         self.t = t
         if quality is Quality.GOOD and value is not None:
+            if t > self.last_good_t or not self.seen_good:
+                self.last_good_t = t  # a late, older sample neither refreshes nor ages it
             self.good = self.seen_good = self.fresh = True
-            self.last_good_t = t
             self.invalid_since = None
             if (self.rates or self.flats) and isinstance(value, NUMBER):
                 number = float(value)

@@ -129,8 +129,9 @@ class Intake:
             state.t = t
             kind = type(value)
             if quality is GOOD and value is not None:
+                if t > last_good or not state.seen_good:
+                    state.last_good_t = t  # a late, older sample neither refreshes nor ages it
                 state.good = state.seen_good = state.fresh = True
-                state.last_good_t = t
                 state.invalid_since = None
                 rates, flats = state.rates, state.flats
                 if (rates or flats) and (kind is float or isinstance(value, NUMBER)):

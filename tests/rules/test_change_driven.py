@@ -39,6 +39,7 @@ from gateway.config.profile import ModbusPoint
 from gateway.field.bus_loop import ONLINE_POINT
 from gateway.field.points import bind_points
 from gateway.field.sample import Quality, Sample, Value
+from gateway.rules.conditions import PointState
 from gateway.rules.config import ParameterOverrides
 from gateway.rules.engine import RuleEngine
 from gateway.rules.model import RulePack
@@ -411,3 +412,27 @@ def test_next_deadline_is_an_on_delay() -> None:
     clock.advance(due - clock.monotonic())
     raised = [e for e in engine.evaluate_changed() if e.active]
     assert raised, "the deadline came and nothing was raised"
+
+
+def test_a_late_older_sample_does_not_make_a_point_older() -> None:
+    """Found by the long property (seed 296119045734555747678883952305937684301): a good
+    sample taken before the point's freshest good one but arriving after it (a poll's lag)
+    moved the point's last good time back, so the reference found it stale 1.5 s before the
+    change-driven engine's deadline. The freshest good sample is what "no good sample for
+    max_age" measures from: the late one neither refreshes nor ages the point."""
+    model = model_of("datacenter_lithium_room")
+    point = "th-b06-mid.temperature"
+    good = Quality.GOOD
+    play(model, [("samples", [(point, 0, good, 0.0)]),
+                 ("samples", [(point, -1, good, 1.5)]),  # the same value, taken 1.5 s earlier
+                 ("advance", 119.0), ("round", None), ("advance", 0.9), ("round", None),
+                 ("advance", 0.2)])
+
+
+def test_point_state_keeps_its_freshest_good_time() -> None:
+    state = PointState("th.temperature", "th", start=0.0)
+    state.update(21.0, Quality.GOOD, 10_000_000_000, 10.0)
+    state.update(21.0, Quality.GOOD, 8_500_000_000, 8.5)
+    assert state.last_good_t == 10.0 and state.value == 21.0
+    state.update(21.5, Quality.GOOD, 12_000_000_000, 12.0)
+    assert state.last_good_t == 12.0 and state.value == 21.5
