@@ -47,7 +47,6 @@ import contextlib
 import os
 import sqlite3
 import stat
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -123,7 +122,7 @@ def atomic_write(path: Path, data: bytes | Iterable[bytes], mode: int = PRIVATE_
     """Replace `path` with `data` (mode 0600 unless told; bytes, or pieces written as they
     come) so that a crash leaves the old or the new file, whole: a temporary file is written,
     fsynced, renamed, the directory fsynced."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), mode)
@@ -139,6 +138,19 @@ def atomic_write(path: Path, data: bytes | Iterable[bytes], mode: int = PRIVATE_
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def _new_temporary(path: Path) -> tuple[int, str]:
+    """A new, private file beside `path` for `atomic_write` (what `tempfile.mkstemp` does; the
+    gateway writes one each minute, and `tempfile` would keep `shutil`, `bz2` and `lzma` loaded
+    in it: ~1 MiB)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{os.urandom(5).hex()}.tmp")
+        try:
+            return open_private(Path(tmp), os.O_RDWR | os.O_CREAT | os.O_EXCL), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def open_sqlite(path: str | os.PathLike[str], *, synchronous: Synchronous | str,

@@ -36,8 +36,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -241,6 +239,9 @@ class ConfigStore:
         if hashlib.sha256(data).hexdigest() != meta.sha256:
             raise StoreError("meta.sha256 does not match the config text")
         name = f"v{meta.version}-{meta.sha256[:12]}-{time.time_ns()}"
+        import shutil  # an apply's, not every run's (~1 MiB with bz2, lzma)
+        import tempfile
+
         tmp = Path(tempfile.mkdtemp(dir=self.configs, prefix=".tmp-"))  # 0700
         try:
             for file_name, content in (("config.yaml", data), ("meta.json", meta.to_json())):
@@ -322,6 +323,8 @@ class ConfigStore:
         keep = {state.active, state.previous, state.staged}
         for entry in _listdir(self.configs):
             if entry.name not in keep:
+                import shutil  # only when there is something to remove
+
                 shutil.rmtree(entry, ignore_errors=True)
         for entry in _listdir(self.root):
             if entry.name.startswith(".") and entry.name.endswith(".tmp"):

@@ -19,7 +19,7 @@ from gateway.ingest.catalogs import CatalogStore
 from gateway.ingest.deadletter import DeadLetterLog
 from gateway.ingest.dedup import SeenStore
 from gateway.localservices import free_port
-from gateway.storage import open_sqlite
+from gateway.storage import atomic_write, open_sqlite
 from tests.apply.conftest import ask, edit_config, running_service
 
 
@@ -97,3 +97,32 @@ def test_a_database_left_world_readable_by_an_older_version_is_narrowed(
         conn.execute("CREATE TABLE t (x)")
         conn.close()
     assert loose(tmp_path) == []
+
+
+def test_atomic_write_replaces_whole_private_and_leaves_no_temporary(tmp_path: Path) -> None:
+    """`atomic_write` (the warm-start file, flashing state): the new content whole at 0600
+    under umask 000, a symlink in its place replaced rather than followed, and no temporary
+    file left beside it — also when writing the pieces fails half-way (the old file stays)."""
+    target = tmp_path / "state.bin"
+    old = os.umask(0)
+    try:
+        atomic_write(target, b"first")
+        decoy = tmp_path / "decoy"
+        decoy.write_bytes(b"untouched")
+        target.unlink()
+        target.symlink_to(decoy)
+        atomic_write(target, [b"sec", b"ond"])
+    finally:
+        os.umask(old)
+    assert not target.is_symlink() and target.read_bytes() == b"second"
+    assert decoy.read_bytes() == b"untouched"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+    def broken() -> Iterator[bytes]:
+        yield b"half"
+        raise OSError("disk gone")
+
+    with contextlib.suppress(OSError):
+        atomic_write(target, broken())
+    assert target.read_bytes() == b"second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decoy", "state.bin"]

@@ -39,6 +39,27 @@ def test_the_run_command_imports_no_optional_dependency(tmp_path: Path) -> None:
     assert found == {"loaded": []}
 
 
+def test_a_run_boots_and_saves_without_tempfile_or_shutil(tmp_path: Path) -> None:
+    """The boot's config store and the minute's atomic saves (warm-start file) make their
+    temporary files themselves: `tempfile` would hold `shutil`, `bz2` and `lzma` in every
+    running gateway (~1 MiB, issue 15). A staged apply still uses them, at the apply."""
+    found = run_fresh("""
+        import json, sys
+        from pathlib import Path
+        import gateway.cli, gateway.supervisor
+        from gateway.flashing.store import ConfigStore
+        from gateway.storage import atomic_write
+        tmp = Path(sys.argv[2])
+        choice = ConfigStore(tmp / "configs").boot(Path(sys.argv[1]))
+        atomic_write(tmp / "rates.bin", [b"saved"])
+        heavy = ["tempfile", "shutil", "bz2", "lzma"]
+        print(json.dumps({"loaded": [m for m in heavy if m in sys.modules],
+                          "saved": (tmp / "rates.bin").read_bytes().decode(),
+                          "booted": choice.path.name}))
+    """, tmp_path)
+    assert found == {"loaded": [], "saved": "saved", "booted": Path(SITE).name}
+
+
 def test_the_parser_reads_no_yaml_and_builds_no_model(tmp_path: Path) -> None:
     """`roomwarden --help` and every command's parser: no YAML reader, no pydantic (issue 15:
     the suite and the operator start the CLI hundreds of times for a line of help)."""
