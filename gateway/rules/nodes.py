@@ -206,7 +206,7 @@ class FlatLeaf:
         self.member = member
         self.window = window
         self.tracker = FlatTracker(epsilon)
-        member.flats.append(self.tracker)
+        member.flats += (self.tracker,)
         self.debounce = Debounce()
         self.value: Value = None
 

@@ -339,11 +339,12 @@ class RateSignal:
                  min_span: float | None = None, confidence: float = 0.0) -> None:
         self.members = tuple(members)
         self.absolute = absolute
-        self.windows: list[RateWindow] = []
+        windows = []
         for member in self.members:
             rate = RateWindow(window, per, min_samples, min_span, confidence)
-            member.rates.append(rate)
-            self.windows.append(rate)
+            member.rates += (rate,)
+            windows.append(rate)
+        self.windows = tuple(windows)
         self.key = key
         self.ceiling: float | None = None
         self.order = 1 if key is rising else -1 if key is falling else 0

@@ -80,11 +80,11 @@ def _make(kind: type[Intake], wiring: Wiring, start: float
     for point_id, state in states.items():
         if point_id != "d.online":
             state.online = states["d.online"]
-    states["d.a"].rates.append(RateWindow(10.0, 60.0, 3, None, 2.0))
-    states["d.a"].flats.append(FlatTracker(0.5))
-    states["d.b"].rates.extend([RateWindow(5.0, 60.0, 2, 1.0, 0.0),
-                                RateWindow(30.0, 3600.0, 3, None, 3.5)])
-    states["d.c"].flats.append(FlatTracker(0.0))
+    states["d.a"].rates += (RateWindow(10.0, 60.0, 3, None, 2.0),)
+    states["d.a"].flats += (FlatTracker(0.5),)
+    states["d.b"].rates += (RateWindow(5.0, 60.0, 2, 1.0, 0.0),
+                            RateWindow(30.0, 3600.0, 3, None, 3.5))
+    states["d.c"].flats += (FlatTracker(0.0),)
     schedule = Schedule(len(wiring))
     intake = kind(states, schedule)
     for index, (change, every, gaps, gated) in enumerate(wiring):
