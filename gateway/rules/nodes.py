@@ -60,7 +60,25 @@ class Node(Protocol):
     def eval(self, now: float) -> bool: ...
 
 
-class CompareLeaf:
+class _Leaf(Debounce):
+    """A leaf is its own `Debounce` (its on/off delays and held output are its own slots: no
+    object per leaf for them; 40 bytes less a leaf, and a site has thousands)."""
+
+    __slots__ = ()
+
+    def _take(self, debounce: Debounce) -> None:
+        """`debounce`'s delays and state as this leaf's own."""
+        self.on_delay, self.off_delay = debounce.on_delay, debounce.off_delay
+        self.active, self.on_since, self.off_since = (debounce.active, debounce.on_since,
+                                                      debounce.off_since)
+
+    @property
+    def debounce(self) -> Debounce:
+        """The leaf's debounce: the leaf itself."""
+        return self
+
+
+class CompareLeaf(_Leaf):
     """A numeric signal through a hysteresis test and on/off delays.
 
     The deadband holds an alarm that is active, not one still waiting out its on-delay: the
@@ -71,7 +89,7 @@ class CompareLeaf:
     (signal `value`, one member: `point`), reads it inline — the same result as the signal's
     `read`."""
 
-    __slots__ = ("debounce", "members", "point", "rate", "side", "signal", "test", "value")
+    __slots__ = ("members", "point", "rate", "side", "signal", "test", "value")
 
     def __init__(self, signal: Signal, test: Test, debounce: Debounce,
                  members: Sequence[PointState] = ()) -> None:
@@ -80,7 +98,7 @@ class CompareLeaf:
         self.signal = signal
         self.rate = signal if isinstance(signal, RateSignal) else None
         self.test = test
-        self.debounce = debounce
+        self._take(debounce)
         self.members = tuple(members) if len(members) > 1 else ()
         self.point = signal.single if type(signal) is ValueSignal else None
         self.value: Value = None
@@ -90,15 +108,15 @@ class CompareLeaf:
         if point is not None:  # one point's value: ValueSignal.read inline, no rate, no group
             number = point.value
             if not point.good or not isinstance(number, NUMBER):
-                return self.debounce.step(None, now)
+                return self.step(None, now)
             self.value = number = float(number)
             test = self.test
-            result = self.debounce.step(test.step(number), now)
+            result = self.step(test.step(number), now)
             test.active = result
             return result
         value = self.signal.read(now)
         if value is None:
-            return self.debounce.step(None, now)
+            return self.step(None, now)
         self.value = value
         test = self.test
         latched = test.active
@@ -113,21 +131,21 @@ class CompareLeaf:
                     raw = None
             if not raw and self.members and not all(m.good for m in self.members):
                 raw = None
-        result = self.debounce.step(raw, now)
+        result = self.step(raw, now)
         test.active = result
         return result
 
 
-class EqualsLeaf:
+class EqualsLeaf(_Leaf):
     """Any good member's value is one of its accepted values (contacts, flags, enum codes)."""
 
-    __slots__ = ("accepted", "debounce", "members", "value")
+    __slots__ = ("accepted", "members", "value")
 
     def __init__(self, members: Sequence[PointState], accepted: Sequence[frozenset[object]],
                  debounce: Debounce) -> None:
         self.members = tuple(members)
         self.accepted = tuple(accepted)
-        self.debounce = debounce
+        self._take(debounce)
         self.value: Value = None
 
     def eval(self, now: float) -> bool:
@@ -147,7 +165,7 @@ class EqualsLeaf:
                 self.value = value
         if raw is False and unknown:
             raw = None  # the bad member may be the one that matches
-        return self.debounce.step(raw, now)
+        return self.step(raw, now)
 
 
 def _matches(value: Value, accepted: frozenset[object]) -> bool:
@@ -169,17 +187,17 @@ def accepted_values(wanted: Sequence[bool | int | float | str],
     return frozenset(out)
 
 
-class StaleLeaf:
+class StaleLeaf(_Leaf):
     """No good sample for `max_age` seconds (not counted while the device is offline)."""
 
-    __slots__ = ("debounce", "include_offline", "max_age", "member", "value")
+    __slots__ = ("include_offline", "max_age", "member", "value")
 
     def __init__(self, member: PointState, max_age: float, include_offline: bool = False
                  ) -> None:
         self.member = member
         self.max_age = max_age
         self.include_offline = include_offline
-        self.debounce = Debounce()
+        Debounce.__init__(self)
         self.value: Value = None
 
     def eval(self, now: float) -> bool:
@@ -193,44 +211,44 @@ class StaleLeaf:
         elif self.value is None:
             self.value = round(age)
         if not stale and not member.seen_good and not member.offline:
-            return self.debounce.step(None, now)  # no good sample yet: cannot say "fresh"
-        return self.debounce.step(stale, now)
+            return self.step(None, now)  # no good sample yet: cannot say "fresh"
+        return self.step(stale, now)
 
 
-class FlatLeaf:
+class FlatLeaf(_Leaf):
     """The point's good values have stayed within epsilon for `window` seconds."""
 
-    __slots__ = ("debounce", "member", "tracker", "value", "window")
+    __slots__ = ("member", "tracker", "value", "window")
 
     def __init__(self, member: PointState, window: float, epsilon: float) -> None:
         self.member = member
         self.window = window
         self.tracker = FlatTracker(epsilon)
         member.flats += (self.tracker,)
-        self.debounce = Debounce()
+        Debounce.__init__(self)
         self.value: Value = None
 
     def eval(self, now: float) -> bool:
         member = self.member
         if not member.good:
-            return self.debounce.step(None, now)
+            return self.step(None, now)
         self.value = member.value
         tracker = self.tracker
         raw: bool | None = tracker.flat_for(now) >= self.window
         if not raw and not tracker.moved:
             raw = None  # too short a history to say it is not flat
-        return self.debounce.step(raw, now)
+        return self.step(raw, now)
 
 
-class InvalidLeaf:
+class InvalidLeaf(_Leaf):
     """The point's samples have had quality invalid for `duration` seconds."""
 
-    __slots__ = ("debounce", "duration", "member", "value")
+    __slots__ = ("duration", "member", "value")
 
     def __init__(self, member: PointState, duration: float) -> None:
         self.member = member
         self.duration = duration
-        self.debounce = Debounce()
+        Debounce.__init__(self)
         self.value: Value = None
 
     def eval(self, now: float) -> bool:
@@ -242,7 +260,7 @@ class InvalidLeaf:
             raw = True
         else:
             raw = False if member.good else None
-        return self.debounce.step(raw, now)
+        return self.step(raw, now)
 
 
 class AllNode:

@@ -116,13 +116,11 @@ def _combined(node: AllNode | AnyNode | AtLeastNode) -> tuple[float, float]:
 
 def _any_value(leaf: InvalidLeaf | FlatLeaf | StaleLeaf) -> tuple[float, float]:
     """Normal, with no on-delay running (an off-delay runs only while active): any value."""
-    debounce = leaf.debounce
-    return ANY if not debounce.active and debounce.on_since is None else NEVER
+    return ANY if not leaf.active and leaf.on_since is None else NEVER  # a leaf is its debounce
 
 
 def _compare(leaf: CompareLeaf) -> tuple[float, float]:
-    debounce = leaf.debounce
-    if leaf.test.active or debounce.active or debounce.on_since is not None:
+    if leaf.test.active or leaf.active or leaf.on_since is not None:  # its debounce's
         return NEVER
     return leaf.side  # type: ignore[return-value]  # set by quiet_band
 

@@ -123,8 +123,7 @@ def _children(node: AllNode | AnyNode | AtLeastNode, found: Inputs, timed: list[
 
 
 def _debounced(leaf: CompareLeaf | EqualsLeaf, timed: list[Timed]) -> None:
-    debounce = leaf.debounce
-    if debounce.on_delay or debounce.off_delay:
+    if leaf.on_delay or leaf.off_delay:
         # without delays no timer is ever left running after a step
         timed.append(leaf)
 
@@ -235,7 +234,7 @@ def _next(now: float, own: float, debounce: Debounce) -> float:
 
 
 def _delays_due(leaf: CompareLeaf | EqualsLeaf, now: float) -> float:
-    t = _debounce_due(leaf.debounce)
+    t = _debounce_due(leaf)
     return t if now < t else INF
 
 
@@ -269,19 +268,19 @@ def _stale_due(leaf: StaleLeaf, now: float) -> float:
         own = INF  # offline: an input, not a timer
     else:
         own = _elapsed(member.last_good_t, leaf.max_age)
-    return _next(now, own, leaf.debounce)
+    return _next(now, own, leaf)  # a leaf is its debounce
 
 
 def _flat_due(leaf: FlatLeaf, now: float) -> float:
     since = leaf.tracker.since
     own = _elapsed(since, leaf.window) if leaf.member.good and since is not None else INF
-    return _next(now, own, leaf.debounce)
+    return _next(now, own, leaf)  # a leaf is its debounce
 
 
 def _invalid_due(leaf: InvalidLeaf, now: float) -> float:
     since = leaf.member.invalid_since
     own = INF if since is None else _elapsed(since, leaf.duration)
-    return _next(now, own, leaf.debounce)
+    return _next(now, own, leaf)  # a leaf is its debounce
 
 
 def _many_due(parts: tuple[Timed, ...], now: float) -> float:

@@ -69,7 +69,7 @@ def leaves(draw: st.DrawFn, point: PointState) -> Node:
         leaf = FlatLeaf(point, draw(st.sampled_from([10.0, 60.0])), draw(st.floats(0, 2)))
     else:
         leaf = StaleLeaf(point, draw(st.sampled_from([10.0, 60.0])))
-    leaf.debounce = debounce  # type: ignore[attr-defined]
+    leaf.on_delay, leaf.off_delay = debounce.on_delay, debounce.off_delay  # type: ignore[attr-defined]
     return leaf
 
 
