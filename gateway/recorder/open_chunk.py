@@ -7,7 +7,7 @@ that is no such decimal (noise, nan, ±inf, -0.0, past ±2³¹ scaled) to the ch
 A register at 0.01 then takes 2 bytes a value instead of 8, a flag or a status code 1; the
 ring's `record()` keeps a value that fits in place and calls `spill` for one that does not.
 From the open chunk's first `PROBE` samples the ring sizes its store of sealed chunks
-(`chunk_size`, `store_bytes`).
+(`chunk_size`, `store_bytes`) and their bookkeeping (`window_chunks`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ CHUNK = 128
 """Samples per sealed chunk (the open chunk holds at most this many, uncompressed)."""
 PROBE = 16
 """At its `PROBE`th sample a ring reserves its store of sealed chunks (`chunk_size`)."""
+PROBE_HEADROOM = 1.02
+"""What the store reserved at the `PROBE`th sample has over a window of the estimated chunks:
+the estimate runs about 1 % under the first sealed chunk for most registers of the simulator's
+site, and a store short of a window of its first chunk is topped up (+⅛) at that seal."""
 FIRST_CHUNKS = 256
 """Most chunks a ring's store reserves (a 15-minute window at 50 ms polls is 141 chunks)."""
 WIDER = {"b": "h", "h": "i"}
@@ -99,3 +103,12 @@ def store_bytes(size: float, span_ms: float, window_ms: int, max_samples: int,
     by_count = (max_samples - CHUNK) / 1.25 / CHUNK + 1
     by_time = window_ms / max(span_ms, 1) + 1
     return int(size * min(by_count, by_time, FIRST_CHUNKS) * headroom)
+
+
+def window_chunks(span_ms: float, window_ms: int, max_samples: int, spare: int) -> int:
+    """The sealed chunks a ring keeps if each spans `span_ms` from its first sample to its
+    last — those whose last sample is within the window of the newest's, the newest too — and
+    `spare` more (for a pace a little faster than that); at most the sample cap's chunks, and
+    at most FIRST_CHUNKS (see `store_bytes`)."""
+    return min(int(window_ms / max(span_ms, 1)) + 1 + spare, max_samples // CHUNK,
+               FIRST_CHUNKS)

@@ -9,8 +9,8 @@ timestamps and deltas go in the narrowest width that holds them, byte-transposed
 bytes, then all second bytes …), and the lot is deflated. A constant point then costs well
 under a byte per sample, a slowly moving analog one a byte or two. Sealed chunks of one point
 live back to back in one `bytearray` (their lengths, first and last timestamps in one small
-array beside it); the oldest is dropped once its newest sample is older than the window, or the
-point holds more than its sample cap.
+array beside it, used the same way); the oldest is dropped once its newest sample is older than
+the window, or the point holds more than its sample cap.
 
 Flag byte: bits 0-1 quality (good, stale, comm_error, invalid), bits 2-4 the value's kind
 (float, int, bool, None, string). Strings (text points, rare) are kept as an index into a
@@ -32,7 +32,6 @@ from array import array
 from collections.abc import Callable, Iterable
 from functools import partial
 from itertools import accumulate, islice
-from math import copysign, floor
 from typing import Any, NamedTuple
 
 from gateway.field.sample import Quality, Sample, Value
@@ -43,14 +42,17 @@ from gateway.recorder.chunk import (
     encode_steps,
     exact_scale,
 )
+from gateway.recorder.intake import _BOOL, _FLOAT, _INT, _MS, _NONE, _QUALITIES, _STR, record_into
 from gateway.recorder.open_chunk import (
     CHUNK,
     FIRST_CHUNKS,
     PROBE,
+    PROBE_HEADROOM,
     as_doubles,
     chunk_size,
     spill,
     store_bytes,
+    window_chunks,
     zeros,
 )
 
@@ -59,10 +61,6 @@ __all__ = ["CHUNK", "FIRST_CHUNKS", "MAX_STRINGS", "OVERFLOW_STRING", "PROBE", "
 
 MAX_STRINGS = 64
 OVERFLOW_STRING = "\u2026"
-_QUALITIES = (Quality.GOOD, Quality.STALE, Quality.COMM_ERROR, Quality.INVALID)
-_QUALITY_CODE = {q: i for i, q in enumerate(_QUALITIES)}
-_FLOAT, _INT, _BOOL, _NONE, _STR = range(5)
-_MS = 1_000_000
 
 
 class Recorded(NamedTuple):
@@ -81,13 +79,15 @@ class PointRing:
     queue in place — appended at its end, dropped from its front by moving an offset, moved
     back to the start when the end is reached — sized at the ring's `PROBE`th sample for a
     window of chunks like its first samples (`_act`), topped up at the first seal if a window
-    of that chunk does not fit (to +⅛), grown only if later chunks need more. Nothing is
-    re-allocated per chunk, and the heap does not fragment as the window fills. (Open chunk
+    of that chunk does not fit (to +⅛), grown only if later chunks need more. The chunks'
+    bookkeeping (`_index`) is one array of that many chunks' slots, reserved and used the
+    same way. Nothing is re-allocated per chunk, and the heap does not fragment as the window
+    fills. (Open chunk
     steps widen from 2 to 4 bytes for samples more than 32 s apart, to 8 for a chunk whose
     clock jumps past ±24 days; values from 1 to 2 or 4 bytes, or doubles for a chunk.)"""
 
-    __slots__ = ("_base", "_data", "_due", "_end", "_flags", "_index", "_last", "_open",
-                 "_scale", "_start", "_steps", "_strings", "_values", "max_samples", "sealed",
+    __slots__ = ("_base", "_data", "_due", "_end", "_flags", "_head", "_index", "_last", "_open",
+                 "_scale", "_start", "_steps", "_strings", "_tail", "_values", "max_samples",
                  "window_ms")
 
     def __init__(self, window_s: float, max_samples: int) -> None:
@@ -114,10 +114,16 @@ class PointRing:
         self._start = self._end = 0
         """The sealed chunks are `_data[_start:_end]`, oldest first."""
         self._index: array[int] = array("q")
-        """Length, first and last timestamp (ms) of each sealed chunk, oldest first."""
+        self._head = self._tail = 0
+        """Length, first and last timestamp (ms) of each sealed chunk, oldest first, are
+        `_index[_head:_tail]`; the array has slots for a window of chunks (`_act`)."""
         self._strings: list[str] | None = None
-        self.sealed = 0
-        """Samples in sealed chunks."""
+
+    @property
+    def sealed(self) -> int:
+        """Samples in sealed chunks (counted from `_index`: a count kept as an int past 256
+        would be one more object a ring holds from its third chunk on)."""
+        return (self._tail - self._head) // 3 * CHUNK
 
     def __len__(self) -> int:
         return self.sealed + self._open
@@ -126,8 +132,8 @@ class PointRing:
         self.extend(((ts_ns, value, quality),))
 
     def extend(self, samples: Iterable[tuple[int, Value, Quality]]) -> None:
-        """Add (ts ns, value, quality) samples, e.g. `Recorded`s, in `record`'s one loop."""
-        _record(lambda point: self, lambda point: None, (("", v, t, q) for t, v, q in samples))
+        """Add (ts ns, value, quality) samples, e.g. `Recorded`s, in the recorder's one loop."""
+        record_into(lambda point: self, lambda point: None, (("", v, t, q) for t, v, q in samples))
 
     def _widen(self, at: int, ms: int) -> None:
         """The step to `ms` does not fit `_steps`: the first sample of a chunk becomes its base
@@ -165,8 +171,8 @@ class PointRing:
 
     def _act(self) -> None:
         """A chunk's last sample: seal it. The ring's `PROBE`th: reserve its store for a window
-        of chunks like these samples (extrapolated, a little over: no headroom), so the
-        memory a ring keeps is taken in its first seconds, not at its first seal."""
+        of chunks like these samples (extrapolated, + `PROBE_HEADROOM`) and their bookkeeping,
+        so the memory a ring keeps is taken in its first seconds, not at its first seal."""
         if self._open >= CHUNK:
             self._seal()
             return
@@ -176,10 +182,11 @@ class PointRing:
                               bytes(self._flags[:n]))
             span = (self._last - self._base - self._steps[0]) * (CHUNK - 1) / (n - 1)
             self._data = bytearray(store_bytes(size, span, self.window_ms, self.max_samples,
-                                               1.0))
+                                               PROBE_HEADROOM))
+            self._reserve_index(window_chunks(span, self.window_ms, self.max_samples, 1))
 
     def _seal(self) -> None:
-        steps, index = self._steps, self._index
+        steps = self._steps
         first, newest = self._base + steps[0], self._last
         values = self._values
         if self._scale:
@@ -190,12 +197,11 @@ class PointRing:
             if exact_scale(values[-1]):  # the next chunk tries integers again
                 self._values, self._scale = zeros("b"), 1
         # the chunks this one pushes out go first, so the store holds no more than a window
-        while index and (index[2] < newest - self.window_ms
-                         or self.sealed + CHUNK > self.max_samples):
+        while self._tail > self._head and (self._index[self._head + 2] < newest - self.window_ms
+                                           or self.sealed + CHUNK > self.max_samples):
             self._drop_oldest()
         self._store(blob, newest - first)
-        index.extend((len(blob), first, newest))
-        self.sealed += CHUNK
+        self._note(len(blob), first, newest)
         self._open = 0
         self._base = newest
         if steps.itemsize == 8:  # a chunk whose clock jumped
@@ -205,11 +211,13 @@ class PointRing:
         """Append a sealed chunk (`span_ms` from its first sample to its last) to `_data`
         without re-allocating it if it fits."""
         size = len(blob)
-        if not self._index:  # the first: room for a window of chunks like it (+⅛) unless
-            # `_act` reserved at least a window of them; later, +¼ when the store must grow
+        if self._tail == self._head:  # the first: room for a window of chunks like it (+⅛)
+            # unless `_act` reserved at least a window of them; later, +¼ when the store must
+            # grow (and the bookkeeping likewise)
             window = partial(store_bytes, size, span_ms, self.window_ms, self.max_samples)
             if len(self._data) < window(1.0):
                 self._data.extend(bytes(window(1.125) - len(self._data)))
+            self._reserve_index(window_chunks(span_ms, self.window_ms, self.max_samples, 0))
         if self._end + size > len(self._data):
             live = self._end - self._start
             if self._start:  # move the live chunks back to the start (in place)
@@ -222,24 +230,51 @@ class PointRing:
         self._data[self._end:self._end + size] = blob
         self._end += size
 
+    def _reserve_index(self, chunks: int) -> None:
+        """Slots for at least `chunks` sealed chunks in `_index` (a new array, allocated to size,
+        with the live entries at its start), if it has fewer."""
+        if len(self._index) < 3 * chunks:
+            live = self._tail - self._head
+            index = array("q", [0]) * (3 * max(chunks, live // 3))
+            index[:live] = self._index[self._head:self._tail]
+            self._index, self._head, self._tail = index, 0, live
+
+    def _note(self, length: int, first: int, last: int) -> None:
+        """A sealed chunk's entry, after the others in `_index`: moved back to its start when its
+        end is reached, grown by a quarter if the live entries fill it."""
+        if self._tail + 3 > len(self._index):
+            if self._head:
+                live = self._tail - self._head
+                self._index[:live] = self._index[self._head:self._tail]
+                self._head, self._tail = 0, live
+            else:
+                self._reserve_index(len(self._index) // 3 * 5 // 4 + 1)
+        index, at = self._index, self._tail
+        index[at], index[at + 1], index[at + 2] = length, first, last
+        self._tail = at + 3
+
     def _drop_oldest(self) -> None:
-        self._start += self._index[0]
+        self._start += self._index[self._head]
         if self._start == self._end:
             self._start = self._end = 0
-        del self._index[:3]
-        self.sealed -= CHUNK
+        self._head += 3
+        if self._head == self._tail:
+            self._head = self._tail = 0
+
+    def chunk_index(self) -> array[int]:
+        """Length, first and last timestamp (ms) of each sealed chunk, oldest first (a copy)."""
+        return self._index[self._head:self._tail]
 
     def nbytes(self) -> int:
         """Bytes held in the arrays (their allocation, not counting object headers)."""
         return (CHUNK * (self._steps.itemsize + self._values.itemsize + 1) + len(self._data)
-                + len(self._index) * 8)
+                + len(self._index) * self._index.itemsize)
 
     def frozen(self) -> PointRing:
         """A copy (memory copies of the arrays) that later appends do not touch: for reading
         in another thread."""
         copy = PointRing.__new__(PointRing)
-        copy.window_ms, copy.max_samples, copy.sealed = (self.window_ms, self.max_samples,
-                                                          self.sealed)
+        copy.window_ms, copy.max_samples = self.window_ms, self.max_samples
         copy._steps = array(self._steps.typecode, self._steps)
         copy._base, copy._last = self._base, self._last
         copy._values, copy._flags = array(self._values.typecode, self._values), bytearray(
@@ -248,7 +283,8 @@ class PointRing:
         copy._open, copy._due = self._open, self._due
         copy._data = self._data[self._start:self._end]
         copy._start, copy._end = 0, len(copy._data)
-        copy._index = array("q", self._index)
+        copy._index = self.chunk_index()
+        copy._head, copy._tail = 0, len(copy._index)
         copy._strings = None if self._strings is None else list(self._strings)
         return copy
 
@@ -266,7 +302,7 @@ class PointRing:
         hi = math.inf if until_ns is None else until_ns // _MS
         out: list[Recorded] = []
         at = self._start
-        index = self._index
+        index = self.chunk_index()
         for length, first, last in zip(index[0::3], index[1::3], index[2::3], strict=True):
             if last >= lo and first <= hi:
                 ts, values, flags = decode_chunk(bytes(self._data[at:at + length]))
@@ -316,8 +352,8 @@ class FlightRecorder:
         return int(self.window_s / interval * 1.25) + CHUNK
 
     def record(self, batch: Iterable[Sample]) -> None:
-        """Each sample to its point's ring (`_record`)."""
-        self.samples_in += _record(self.rings.get, self._new_ring, batch)
+        """Each sample to its point's ring (gateway/recorder/intake.py)."""
+        self.samples_in += record_into(self.rings.get, self._new_ring, batch)
 
     def _new_ring(self, point: str) -> PointRing | None:
         if len(self.rings) >= self.max_points:
@@ -339,60 +375,3 @@ class FlightRecorder:
         return sys.getsizeof(self.rings) + sum(sys.getsizeof(point) + ring.live_bytes()
                                                for point, ring in self.rings.items())
 
-
-def _record(find: Callable[[str], PointRing | None], new: Callable[[str], PointRing | None],
-            batch: Iterable[tuple[str, Value, int, Quality]]) -> int:
-    """Each sample to the ring `find` (or else `new`) gives for its point, written out in one
-    loop (a call per sample was about a tenth of the CPU a sample costs outside the seals);
-    the number recorded."""
-    codes = _QUALITY_CODE
-    recorded = 0
-    for point, value, ts, quality in batch:
-        ring = find(point)
-        if ring is None:
-            ring = new(point)
-            if ring is None:
-                continue
-        number: float
-        at = ring._open
-        scale = ring._scale
-        if type(value) is float:
-            flag = codes[quality]  # (| _FLOAT << 2, which is 0)
-            if not scale:
-                ring._values[at] = value
-            else:
-                try:
-                    m = floor(value * scale + 0.5)  # (round: see chunk.pack_values)
-                    if m / scale != value or (not m and copysign(1.0, value) < 0):
-                        raise ValueError  # not m / scale bit for bit
-                    ring._values[at] = m
-                except (OverflowError, ValueError):
-                    ring._spill(at, value)
-        else:
-            if type(value) is bool:
-                kind, number = _BOOL, 1 if value else 0
-            elif type(value) is int:
-                kind, number = _INT, value
-            else:
-                kind, number = ring._encode_value(value)
-            flag = codes[quality] | kind << 2
-            if not scale:
-                ring._values[at] = number
-            else:
-                try:
-                    ring._values[at] = number * scale
-                except (OverflowError, TypeError):  # (TypeError: a float's subclass)
-                    ring._spill(at, number)
-        ms = ts // _MS
-        try:
-            ring._steps[at] = ms - ring._last
-        except OverflowError:
-            ring._widen(at, ms)
-        ring._last = ms
-        ring._flags[at] = flag
-        at += 1
-        ring._open = at
-        if at >= ring._due:
-            ring._act()
-        recorded += 1
-    return recorded

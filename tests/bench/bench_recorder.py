@@ -8,7 +8,9 @@ plus noise of 1/40 of each quantity's band, so every value moves every second: f
 
 Memory is what the recorder holds (`sys.getsizeof` of every ring, array, point name and the
 dict) and, as an upper bound, the process's resident-set growth while it fills (which also
-counts the allocator's freed-but-kept heap and the benchmark's own batches); CPU is
+counts the allocator's freed-but-kept heap and the benchmark's own batches), and at p2000 what
+the recorder holds at the end of each minute and how many rings hold more than they did at the
+end of the first (flat from warm-up: issue 15); CPU is
 `record()`'s process time per 1,000 samples — at 1 s per sample, also milliseconds of CPU per
 second per 1,000 points. Target: ≤ 8 MiB.
 """
@@ -20,6 +22,7 @@ import os
 import random
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from gateway.field.sample import Quality, Sample, Value
 from gateway.recorder.ring import FlightRecorder
@@ -88,28 +91,48 @@ def mix(points: int, seconds: int, noise: bool) -> Iterator[list[Sample]]:
         yield batch
 
 
-def fill(batches: Iterable[list[Sample]], seconds: int) -> tuple[FlightRecorder, float, int]:
+class Minutes:
+    """What a recorder holds at the end of each minute (a batch a second), and the rings that
+    hold more than at the end of the first."""
+
+    def __init__(self) -> None:
+        self.held_mib: list[float] = []
+        self.first: dict[str, int] = {}
+        self.grown: list[int] = []
+
+    def read(self, recorder: FlightRecorder) -> None:
+        self.held_mib.append(recorder.live_bytes() / 2**20)
+        held = {point: ring.live_bytes() for point, ring in recorder.rings.items()}
+        if not self.first:
+            self.first = held
+        self.grown.append(sum(size > self.first.get(point, 0) for point, size in held.items()))
+
+
+def fill(batches: Iterable[list[Sample]], seconds: int, minutes: Minutes | None = None
+         ) -> tuple[FlightRecorder, float, int]:
     """The recorder after `batches`; CPU seconds in `record`; RSS growth."""
     gc.collect()
     before = rss_bytes()
     recorder = FlightRecorder(float(seconds), interval_of=lambda point: 1.0)
     cpu = 0.0
-    for batch in batches:
+    for second, batch in enumerate(batches, start=1):
         began = time.process_time()
         recorder.record(batch)
         cpu += time.process_time() - began
+        if minutes is not None and second % 60 == 0:
+            minutes.read(recorder)
     gc.collect()
     return recorder, cpu, rss_bytes() - before
 
 
-def main(points: int = POINTS, seconds: int = SECONDS) -> dict[str, float]:
+def main(points: int = POINTS, seconds: int = SECONDS) -> dict[str, Any]:
     recorder, cpu, grown = fill(mix(points, seconds, noise=False), seconds)
     samples = points * seconds
     began = time.process_time()
     room = [recorder.samples(p, T0 + (seconds - 600) * 10**9) for p in list(recorder.rings)[:50]]
     read_s = time.process_time() - began
     assert all(len(r) >= 590 for r in room)
-    figures = {
+    figures: dict[str, Any] = {
         "points": points, "seconds": seconds,
         "rss_growth_mib": grown / 2**20,
         "live_mib": recorder.live_bytes() / 2**20,
@@ -118,8 +141,12 @@ def main(points: int = POINTS, seconds: int = SECONDS) -> dict[str, float]:
         "read_10min_50_points_ms": read_s * 1000,
     }
     del recorder, room
-    p2000, cpu, grown = fill(registers(points, seconds), seconds)
+    minutes = Minutes()
+    p2000, cpu, grown = fill(registers(points, seconds), seconds, minutes)
     figures.update({
+        "p2000_live_mib_per_minute": minutes.held_mib,
+        "p2000_grown_after_minute_1_mib": minutes.held_mib[-1] - minutes.held_mib[0],
+        "p2000_rings_grown_after_minute_1": minutes.grown[-1],
         "p2000_rss_growth_mib": grown / 2**20,
         "p2000_live_mib": p2000.live_bytes() / 2**20,
         "p2000_bytes_per_sample": p2000.live_bytes() / samples,
@@ -140,6 +167,9 @@ def main(points: int = POINTS, seconds: int = SECONDS) -> dict[str, float]:
         ("p2000 registers: memory held", f"{figures['p2000_live_mib']:.2f} MiB",
          f"{figures['p2000_bytes_per_sample']:.2f} bytes per sample"),
         ("p2000 registers: RSS growth", f"{figures['p2000_rss_growth_mib']:.2f} MiB", ""),
+        ("p2000 registers: held, minute 1",
+         f"{minutes.held_mib[0]:.3f} MiB", f"then +{figures['p2000_grown_after_minute_1_mib']:.3f}"
+         f" MiB to minute {len(minutes.held_mib)}, {minutes.grown[-1]} rings grown"),
         ("p2000 registers: CPU per 1,000", f"{figures['p2000_cpu_ms_per_1000_samples']:.2f} ms",
          ""),
         ("worst case (random noise)", f"{figures['worst_case_mib_scaled']:.1f} MiB",

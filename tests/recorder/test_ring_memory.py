@@ -70,14 +70,15 @@ def test_a_ring_holds_what_its_rules_say(seed: int, steps: int, window_s: float,
 
 def test_a_rings_allocation_stays_put_once_its_first_chunk_is_sealed() -> None:
     """Three windows of a noisy 1 s point (the benchmark's registers: 0.01 steps): from the
-    first seal on, the store of sealed chunks keeps one size while chunks come and go."""
+    first seal on, the store of sealed chunks and their bookkeeping keep one size while chunks
+    come and go."""
     rng = random.Random(7)
     ring = PointRing(900.0, int(900 * 1.25) + CHUNK)
     store_sizes = set()
     for second in range(3 * 900):
         ring.append(T0 + second * S, round(20 + rng.randint(-50, 50) / 100, 2), Quality.GOOD)
-        if ring.sealed:  # nbytes less the open chunk and the per-chunk bookkeeping (3 × 8)
-            store_sizes.add(ring.nbytes() - open_bytes(ring) - 24 * (ring.sealed // CHUNK))
+        if ring.sealed:  # nbytes less the open chunk
+            store_sizes.add(ring.nbytes() - open_bytes(ring))
     assert len(store_sizes) == 1, store_sizes
     assert ring.sealed >= 900 - CHUNK  # a window was kept all along
     assert ring.samples()[-1].ts == T0 + (3 * 900 - 1) * S
@@ -129,7 +130,9 @@ def test_an_incidents_ring_reserves_its_window_at_its_pace() -> None:
     rng = random.Random(3)
     for i in range(CHUNK):
         ring.append(T0 + i * S, (2250 + rng.randint(-25, 25)) * 0.01, Quality.GOOD)
-    store = ring.nbytes() - open_bytes(ring) - 24  # less the open chunk, a chunk's bookkeeping
+    store = ring.nbytes() - open_bytes(ring) - 8 * len(ring._index)  # less the open chunk and
+    # the chunks' bookkeeping
     assert ring.sealed == CHUNK
     # ≈ 1200 / 127 + 1 chunks of a few hundred bytes, +1/8 (256 of them would be ≈ 110 KB)
     assert 0 < store < 16 * 1024, store
+    assert len(ring._index) == 3 * (1200 // 127 + 2)  # a window of chunks' bookkeeping, +1

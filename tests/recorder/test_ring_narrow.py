@@ -70,7 +70,7 @@ class DoublesRing:
 
 def sealed_blobs(ring: PointRing) -> Iterator[bytes]:
     at = ring._start
-    for length in ring._index[0::3]:
+    for length in ring.chunk_index()[0::3]:
         yield bytes(ring._data[at:at + length])
         at += length
 

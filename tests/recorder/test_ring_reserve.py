@@ -65,9 +65,55 @@ def test_a_registers_reservation_is_no_more_than_its_first_seal_would_take(
                     Quality.GOOD)
         if i + 1 == PROBE:
             reserved = len(ring._data)
-    first_blob, first, last = ring._index[0], ring._index[1], ring._index[2]
+    first_blob, first, last = ring.chunk_index()
     at_first_seal = store_bytes(first_blob, last - first, ring.window_ms, ring.max_samples,
                                 1.125)
     assert len(ring._data) == reserved <= at_first_seal
     assert reserved >= store_bytes(first_blob, last - first, ring.window_ms, ring.max_samples,
                                    1.0)  # a window of the first chunk fits
+
+
+@pytest.mark.parametrize("interval", [0.05, 1.0, 10.0])
+@pytest.mark.parametrize("kind", [register, flag, constant])
+def test_nothing_a_ring_holds_grows_after_the_probe(interval: float, kind: object) -> None:
+    """The chunks' bookkeeping is reserved at the `PROBE`th sample and never re-allocated
+    through a window of seals and the chunk after, at 50 ms, 1 s and 10 s polls; from the
+    first seal on (which tops up the store if a window of its chunk does not fit) all a ring
+    holds (`live_bytes`: store, bookkeeping, open chunk) keeps one size; the window's sealed
+    chunks stay readable."""
+    window = 900.0
+    recorder = FlightRecorder(window, interval_of=lambda point: interval)
+    rng = random.Random(13)
+    step = int(interval * 1e9)
+    bookkeeping, sizes = set(), set()
+    count = max(int(window / interval), 3 * CHUNK) + CHUNK
+    for i in range(count):
+        jitter = rng.randint(0, int(step * 0.03))
+        recorder.record([(  # type: ignore[list-item]
+            "d.p", kind(rng, i), T0 + i * step + jitter, Quality.GOOD)])  # type: ignore[operator]
+        ring = recorder.rings["d.p"]
+        if i + 1 >= PROBE:
+            bookkeeping.add((id(ring._index), len(ring._index)))
+        if ring.sealed:
+            sizes.add(ring.live_bytes())
+    assert len(bookkeeping) == 1 and len(sizes) == 1, (bookkeeping, sorted(sizes))
+    assert ring.sealed >= min(window / interval - CHUNK, ring.max_samples - CHUNK)
+    assert len(ring.samples()) == len(ring)
+
+
+def test_a_ring_whose_pace_quickens_grows_its_bookkeeping_and_keeps_its_chunks() -> None:
+    """A point polled every 10 s for its first samples, then every 0.5 s (a config change):
+    the bookkeeping reserved for the slow pace moves its entries back and grows, and every
+    sample of the window is still there, oldest first."""
+    ring = PointRing(300.0, 10**9)
+    stamps = [T0 + i * 10 * 10**9 for i in range(PROBE)]
+    stamps += [stamps[-1] + i * 5 * 10**8 for i in range(1, 12 * CHUNK)]
+    for i, ts in enumerate(stamps):
+        ring.append(ts, float(i % 7), Quality.GOOD)
+        if i + 1 == PROBE:
+            reserved = len(ring._index)
+    assert len(ring._index) > reserved
+    got = ring.samples()
+    assert [r.ts for r in got] == sorted(r.ts for r in got) == stamps[-len(got):]
+    assert [r.value for r in got] == [float(i % 7) for i in range(len(stamps))][-len(got):]
+    assert stamps[-1] - got[0].ts >= 300 * 10**9 - CHUNK * 5 * 10**8
