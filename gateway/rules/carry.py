@@ -69,8 +69,7 @@ def carry_node(new: Node, old: Node) -> bool:
         return _carry_children(new, old)
     if isinstance(new, CompareLeaf):
         assert isinstance(old, CompareLeaf)
-        _carry_debounce(new.debounce, old.debounce)
-        new.test.active = new.debounce.active  # the latch follows the held output
+        _carry_debounce(new.debounce, old.debounce)  # the test's latch is the held output
         new.value = old.value if old.debounce.active else None  # see the module docstring
         return _carry_signal(new.signal, old.signal)
     if isinstance(new, EqualsLeaf | StaleLeaf | InvalidLeaf | FlatLeaf):
@@ -96,9 +95,7 @@ def hold(node: Node, value: Value = None) -> None:
     if debounce is None:
         return
     debounce.active = True
-    debounce.on_since = debounce.off_since = None
-    if isinstance(node, CompareLeaf):
-        node.test.active = True
+    debounce.on_since = debounce.off_since = None  # a compare leaf's latch with it
     if value is not None:
         node.value = value
 

@@ -252,7 +252,8 @@ SignalMaker = Callable[[Sequence[PointInfo], list[PointState], Pick], Signal]
 
 
 TestMaker = Callable[[], tuple[Test, Pick]]
-"""Makes a compare leaf's hysteresis test (it has state: one per leaf) and its signal's key."""
+"""A compare leaf's hysteresis test and its signal's key: one test for every leaf of the plan
+(a leaf judges with its own latch: `Test.judge`)."""
 
 
 class _Compare(_Leaf):
@@ -292,29 +293,30 @@ def _compare(cond: m.Compare, quantities: frozenset[str] | None,
     return _Compare(quantities, on_delay, off_delay, test, _signal(cond.signal, num))
 
 
+def _shared(make: Callable[[], tuple[Test, Pick]]) -> TestMaker:
+    """`make` called once, at the first leaf (so an invalid test raises where it did)."""
+    made: list[tuple[Test, Pick]] = []
+
+    def shared() -> tuple[Test, Pick]:
+        if not made:
+            made.append(make())
+        return made[0]
+    return shared
+
+
 def _above(limit: float, deadband: float, inclusive: bool) -> TestMaker:
-    def make() -> tuple[Test, Pick]:
-        return Above(limit, deadband, inclusive), rising
-    return make
+    return _shared(lambda: (Above(limit, deadband, inclusive), rising))
 
 
 def _below(limit: float, deadband: float, inclusive: bool) -> TestMaker:
-    def make() -> tuple[Test, Pick]:
-        return Below(limit, deadband, inclusive), falling
-    return make
+    return _shared(lambda: (Below(limit, deadband, inclusive), falling))
 
 
 def _outside(low: float, high: float, deadband: float) -> TestMaker:
-    keys: list[Pick] = []
-    """`excursion` of a test with these limits (it reads only them): the key of every leaf
-    of this plan, one bound method, not one per leaf."""
-
     def make() -> tuple[Test, Pick]:
         outside = Outside(low, high, deadband)  # ValueError if low > high, as it was
-        if not keys:
-            keys.append(Outside(low, high, deadband).excursion)
-        return outside, keys[0]
-    return make
+        return outside, outside.excursion  # `excursion` reads only the limits
+    return _shared(make)
 
 
 def _signal(spec: m.Signal, num: Callable[[float | str], float]) -> SignalMaker:

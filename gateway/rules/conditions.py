@@ -106,9 +106,15 @@ class PointState:
 
 
 class Test(Protocol):
+    """A hysteresis test. `step` keeps its own latch (`active`); `judge` is the same test with
+    the latch given, and keeps no state: a condition leaf, whose latch is its own held output
+    (gateway.rules.nodes.CompareLeaf), shares one test with every leaf of the same limits."""
+
     active: bool
 
     def step(self, value: float) -> bool: ...
+
+    def judge(self, value: float, active: bool) -> bool: ...
 
 
 class Above:
@@ -130,6 +136,12 @@ class Above:
             self.active = value > (self.clear if self.active else self.limit)
         return self.active
 
+    def judge(self, value: float, active: bool) -> bool:
+        """`step` with latch `active`, no state changed."""
+        if self.inclusive:
+            return value >= (self.clear if active else self.limit)
+        return value > (self.clear if active else self.limit)
+
 
 class Below:
     """Mirror of Above: active below `limit`, normal again only above limit + deadband."""
@@ -148,6 +160,12 @@ class Below:
         else:
             self.active = value < (self.clear if self.active else self.limit)
         return self.active
+
+    def judge(self, value: float, active: bool) -> bool:
+        """`step` with latch `active`, no state changed."""
+        if self.inclusive:
+            return value <= (self.clear if active else self.limit)
+        return value < (self.clear if active else self.limit)
 
 
 class Outside:
@@ -170,6 +188,11 @@ class Outside:
         below, above = self.low - value, value - self.high
         self.active = (above if above > below else below) > (-self.db if self.active else 0.0)
         return self.active
+
+    def judge(self, value: float, active: bool) -> bool:
+        """`step` with latch `active`, no state changed."""
+        below, above = self.low - value, value - self.high
+        return (above if above > below else below) > (-self.db if active else 0.0)
 
 
 # --- delays ---------------------------------------------------------------------------------

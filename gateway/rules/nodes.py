@@ -82,7 +82,7 @@ class CompareLeaf(_Leaf):
     """A numeric signal through a hysteresis test and on/off delays.
 
     The deadband holds an alarm that is active, not one still waiting out its on-delay: the
-    test's hysteresis state follows the debounced result, so a value that falls back below
+    test's latch is the debounced result (the leaf's `active`), so a value that falls back below
     the limit during the on-delay restarts it. `members`: the points of a group signal; while
     one of them has no good value, "not past the limit" is unknown, not False. A rate signal
     is judged two-sided: see `gateway.rules.rate`. The commonest leaf, one point's own value
@@ -98,6 +98,8 @@ class CompareLeaf(_Leaf):
         self.signal = signal
         self.rate = signal if isinstance(signal, RateSignal) else None
         self.test = test
+        """Judged with the leaf's held output as its latch (`Test.judge`): it keeps no state
+        of the leaf's, so the leaves of one plan share one (gateway.rules.compiler)."""
         self._take(debounce)
         self.members = tuple(members) if len(members) > 1 else ()
         self.point = signal.single if type(signal) is ValueSignal else None
@@ -110,30 +112,24 @@ class CompareLeaf(_Leaf):
             if not point.good or not isinstance(number, NUMBER):
                 return self.step(None, now)
             self.value = number = float(number)
-            test = self.test
-            result = self.step(test.step(number), now)
-            test.active = result
-            return result
+            return self.step(self.test.judge(number, self.active), now)
         value = self.signal.read(now)
         if value is None:
             return self.step(None, now)
         self.value = value
         test = self.test
-        latched = test.active
-        raw: bool | None = test.step(value)
+        latched = self.active
+        raw: bool | None = test.judge(value, latched)
         if not raw:
             rate = self.rate
-            if rate is not None and rate.ceiling is not None:
+            if rate is not None and rate.ceiling is not None and test.judge(rate.ceiling,
+                                                                            latched):
                 # the rate's two-sided noise guard: its calm end is not past the limit, but
                 # while the other end is, "not exceeded" is not yet known
-                test.active = latched
-                if test.step(rate.ceiling):
-                    raw = None
+                raw = None
             if not raw and self.members and not all(m.good for m in self.members):
                 raw = None
-        result = self.step(raw, now)
-        test.active = result
-        return result
+        return self.step(raw, now)
 
 
 class EqualsLeaf(_Leaf):

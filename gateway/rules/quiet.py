@@ -120,7 +120,7 @@ def _any_value(leaf: InvalidLeaf | FlatLeaf | StaleLeaf) -> tuple[float, float]:
 
 
 def _compare(leaf: CompareLeaf) -> tuple[float, float]:
-    if leaf.test.active or leaf.active or leaf.on_since is not None:  # its debounce's
+    if leaf.active or leaf.on_since is not None:  # its debounce's (and its test's latch)
         return NEVER
     return leaf.side  # type: ignore[return-value]  # set by quiet_band
 

@@ -107,6 +107,42 @@ def test_above_activates_exactly_when_past_the_limit_from_normal(
             assert now == (value > limit - deadband)
 
 
+@given(st.sampled_from(["above", "above=", "below", "below=", "outside"]), values,
+       st.floats(min_value=0, max_value=10), st.lists(values, max_size=40))
+def test_judge_is_step_with_the_latch_given_and_keeps_no_state(
+        kind: str, limit: float, deadband: float, seq: list[float]) -> None:
+    def make() -> Above | Below | Outside:
+        if kind == "outside":
+            return Outside(limit - 5, limit + 5, deadband)
+        return (Above if kind.startswith("above") else Below)(limit, deadband,
+                                                               kind.endswith("="))
+    stepped, judged = make(), make()
+    latch = False
+    for value in [*seq, math.nan, math.inf, -math.inf]:
+        was = stepped.active
+        assert was is latch
+        latch = judged.judge(value, latch)
+        assert stepped.step(value) is latch
+        assert judged.active is False  # judge leaves the test as it was
+
+
+def test_compare_leaves_sharing_a_test_keep_their_own_latches() -> None:
+    a, b = PointState("d.a", "d", 0.0), PointState("d.b", "d", 0.0)
+    test = Above(50.0, 10.0)
+    leaf_a = CompareLeaf(ValueSignal([a], lambda v: v), test, Debounce())
+    leaf_b = CompareLeaf(ValueSignal([b], lambda v: v), test, Debounce())
+    a.update(60.0, Quality.GOOD, 1, 1.0)
+    b.update(45.0, Quality.GOOD, 1, 1.0)
+    assert leaf_a.eval(1.0) and not leaf_b.eval(1.0)
+    a.update(45.0, Quality.GOOD, 2, 2.0)  # inside the deadband: a stays active
+    assert leaf_a.eval(2.0) and not leaf_b.eval(2.0)
+    b.update(55.0, Quality.GOOD, 3, 3.0)
+    a.update(39.0, Quality.GOOD, 3, 3.0)
+    assert not leaf_a.eval(3.0) and leaf_b.eval(3.0)
+    b.update(41.0, Quality.GOOD, 4, 4.0)  # b's own latch holds it
+    assert leaf_b.eval(4.0) and not leaf_a.eval(4.0)
+
+
 # --- delays ----------------------------------------------------------------------------------
 
 steps = st.lists(st.tuples(st.one_of(st.none(), st.booleans()),

@@ -41,10 +41,8 @@ def _state(node: Node) -> tuple[object, ...]:
     if isinstance(node, AllNode | AnyNode):
         return tuple(_state(child) for child in node.children)
     debounce: Debounce = node.debounce  # type: ignore[attr-defined]
-    out: tuple[object, ...] = (debounce.active, debounce.on_since, debounce.off_since)
-    if isinstance(node, CompareLeaf):
-        out += (node.test.active,)
-    return out
+    # a compare leaf's test latch is its debounce's `active`
+    return (debounce.active, debounce.on_since, debounce.off_since)
 
 
 @st.composite

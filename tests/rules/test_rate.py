@@ -54,7 +54,7 @@ def test_a_short_noisy_window_near_the_limit_is_unknown_both_ways() -> None:
     normal (not raised)."""
     data = _noisy(6.0, 60.0, 0.3, seed=3)
     held, state, signal = _leaf()
-    held.debounce.active = held.test.active = True  # an alarm the journal restored
+    held.debounce.active = True  # an alarm the journal restored
     assert all(_feed(state, held, data))
     assert signal.ceiling is not None and isinstance(held.value, float)
     assert held.value < 5.0 < signal.ceiling  # it straddles: neither answer is known
@@ -64,7 +64,7 @@ def test_a_short_noisy_window_near_the_limit_is_unknown_both_ways() -> None:
 
 def test_confidently_below_returns_and_confidently_above_raises() -> None:
     flat, state, signal = _leaf()
-    flat.debounce.active = flat.test.active = True
+    flat.debounce.active = True
     results = _feed(state, flat, [(t, 23.0 + (0.05 if int(t) % 10 else 0.0))
                                   for t in range(0, 601, 5)])
     assert signal.ceiling is not None and signal.ceiling < 5.0
@@ -111,7 +111,7 @@ def test_a_band_around_zero_is_not_confidently_left_by_an_interval_across_it() -
     assert not leaf.eval(120.0)
     assert leaf.value == 0.0 and signal.ceiling is not None
     assert outside.excursion(signal.ceiling) > 0.0
-    leaf.debounce.active = outside.active = True
+    leaf.debounce.active = True
     assert leaf.eval(120.0)  # held: unknown, not returned
 
 
@@ -126,7 +126,7 @@ def test_the_node_changes_only_on_a_confident_answer(
     """Whatever the data: raised only while the whole interval is past the limit, returned
     only while the whole interval is below it."""
     leaf, state, signal = _leaf(confidence=confidence)
-    leaf.debounce.active = leaf.test.active = held
+    leaf.debounce.active = held
     before = held
     window = signal.windows[0]
     for t, value in _noisy(slope, seconds, sigma, seed):
