@@ -51,7 +51,7 @@ from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
 from gateway.field.sample import Sample, Value
 from gateway.rules import model as m
-from gateway.rules.binding import Binding, SubjectKind, bind
+from gateway.rules.binding import Binding, SubjectKind, bind, make_binding
 from gateway.rules.carry import carry_node, carry_point, held, hold
 from gateway.rules.compiler import PointInfo
 from gateway.rules.conditions import PointState
@@ -73,6 +73,20 @@ __all__ = ["Binding", "PointInfo", "RuleEngine", "SubjectKind"]
 INF = math.inf
 
 
+class _Shared:
+    """What the bindings of one rule with one parameter set have in common (a `Binding`'s
+    fields but the subject's, and the rule itself): one object for them all."""
+
+    __slots__ = ("kind", "model", "parameters", "rule")
+
+    def __init__(self, binding: Binding, model: m.Rule) -> None:
+        self.rule = binding.rule
+        self.kind = binding.kind
+        self.parameters = binding.parameters
+        self.model = model
+        """The rule (severity, title, actions, latching: read when an evaluation is made)."""
+
+
 class RuleEngine:
     def __init__(self, packs: Mapping[str, RulePack] | Iterable[RulePack],
                  loaded: LoadedConfig, clock: Clock,
@@ -86,11 +100,12 @@ class RuleEngine:
             packs.values() if isinstance(packs, Mapping) else packs)
         self.every_round = every_round
         # one entry per evaluated binding, by index (lists, not an object per binding: a site
-        # has thousands)
-        self._bindings: list[Binding] = []
-        self._models: list[m.Rule] = []
-        """Each binding's rule (severity, title, actions, latching: read when an evaluation
-        is made)."""
+        # has thousands); its `Binding` is made again when asked for (`_binding`)
+        self._shared: list[_Shared] = []
+        self._subjects: list[str] = []
+        self._rooms: list[str | None] = []
+        self._points: list[tuple[str, ...]] = []
+        """The points' tuples are shared (gateway.rules.sitepoints)."""
         self._nodes: list[Node] = []
         self._last: list[Evaluation | None] = []
         self._timed: list[Timed | None] = []
@@ -107,13 +122,20 @@ class RuleEngine:
             self._site = site
             self._infos = site.infos
             self._states = site.states
+            shared: dict[tuple[str, int], _Shared] = {}
             for binding, rule, node in bind(self.packs, site, self.overrides):
                 if node is None:
                     self._unconfigured.append(binding)
-                else:
-                    self._bindings.append(binding)
-                    self._models.append(rule)
-                    self._nodes.append(node)
+                    continue
+                key = (binding.rule, id(binding.parameters))  # a rule's sets share one dict
+                common = shared.get(key)
+                if common is None:
+                    common = shared[key] = _Shared(binding, rule)
+                self._shared.append(common)
+                self._subjects.append(binding.subject)
+                self._rooms.append(binding.room)
+                self._points.append(binding.points)
+                self._nodes.append(node)
             count = len(self._nodes)
             self._last = [None] * count
             self._timed = [None] * count
@@ -193,13 +215,13 @@ class RuleEngine:
             if last is None or last.active is not active or (active and not (
                     last.value is value or (type(last.value) is type(value)
                                             and last.value == value))):  # the same value
-                binding, rule = self._bindings[index], self._models[index]
-                points = binding.points
+                common = self._shared[index]
+                rule, points = common.model, self._points[index]
                 ts = (states[points[0]].ts_ns if len(points) == 1
                       else max(states[p].ts_ns for p in points)) or now_ns
-                last = lasts[index] = evaluation(binding.rule, binding.subject, active, value,
-                                              rule.severity, ts, rule.title, binding.room,
-                                              rule.actions, rule.latching)
+                last = lasts[index] = evaluation(common.rule, self._subjects[index], active,
+                                              value, rule.severity, ts, rule.title,
+                                              self._rooms[index], rule.actions, rule.latching)
                 changed.append(last)
             timed = timeds[index]
             if timed is not None:  # gateway.rules.schedule.deadline, inline
@@ -227,16 +249,24 @@ class RuleEngine:
 
     def unscheduled(self) -> list[tuple[str, str]]:
         """(rule, subject) of the bindings evaluated at every round (see EVERY_ROUND_TICK)."""
-        return [(self._bindings[i].rule, self._bindings[i].subject) for i in self._always]
+        return [(self._shared[i].rule, self._subjects[i]) for i in self._always]
 
     # --- introspection ----------------------------------------------------------------------
 
     def bindings(self) -> list[tuple[str, str]]:
         """(rule id, subject) of every evaluated binding, in evaluation order."""
-        return [(binding.rule, binding.subject) for binding in self._bindings]
+        return [(common.rule, subject)
+                for common, subject in zip(self._shared, self._subjects, strict=True)]
 
     def binding_details(self) -> list[Binding]:
-        return list(self._bindings)
+        """Every evaluated binding, in evaluation order (made anew at each call, equal to
+        those the rules were bound as)."""
+        return [self._binding(index) for index in range(len(self._nodes))]
+
+    def _binding(self, index: int) -> Binding:
+        common = self._shared[index]
+        return make_binding(common.rule, self._subjects[index], common.kind,
+                            self._rooms[index], self._points[index], common.parameters, ())
 
     def unconfigured(self) -> list[Binding]:
         """Bindings left out because a parameter they need has no value (see `missing`)."""
@@ -263,13 +293,12 @@ class RuleEngine:
             before = source((state.device,))._states.get(point_id)
             if before is not None:
                 carry_point(state, before)
-        trees = {id(e): {(b.rule, b.subject): node
-                         for b, node in zip(e._bindings, e._nodes, strict=True)}
+        trees = {id(e): dict(zip(e.bindings(), e._nodes, strict=True))
                  for e in (previous, earlier) if e is not None}
         carried = 0
-        for binding, node in zip(self._bindings, self._nodes, strict=True):
-            devices = {self._states[p].device for p in binding.points}
-            tree = trees[id(source(devices))].get((binding.rule, binding.subject))
+        for key, points, node in zip(self.bindings(), self._points, self._nodes, strict=True):
+            devices = {self._states[p].device for p in points}
+            tree = trees[id(source(devices))].get(key)
             if tree is not None and carry_node(node, tree):
                 carried += 1
         self._schedule.mark_all()
@@ -280,9 +309,7 @@ class RuleEngine:
         state already is: they stay active until good data says otherwise. Returns those
         made active."""
         out = []
-        for index, (binding, node) in enumerate(zip(self._bindings, self._nodes,
-                                                                 strict=True)):
-            key = (binding.rule, binding.subject)
+        for index, (key, node) in enumerate(zip(self.bindings(), self._nodes, strict=True)):
             if key in alarms and not held(node):
                 hold(node, alarms[key])
                 self._schedule.mark(index)

@@ -14,6 +14,7 @@ from gateway.alarms.types import Evaluation, Severity
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig
 from gateway.field.sample import Quality, Sample, Value
+from gateway.rules.binding import bind
 from gateway.rules.config import (
     ParameterOverrides,
     check_rules,
@@ -21,6 +22,7 @@ from gateway.rules.config import (
 from gateway.rules.engine import RuleEngine
 from gateway.rules.model import RulePack
 from gateway.rules.section import ParameterOverride, RulesSection
+from gateway.rules.sitepoints import SitePoints
 from tests import shipped
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,6 +117,19 @@ def test_bindings_are_unique_and_evaluate_returns_one_each() -> None:
     evaluations = site.engine.evaluate()
     assert [(e.rule, e.subject) for e in evaluations] == bindings
     assert not any(e.active for e in evaluations)
+
+
+@pytest.mark.parametrize("path", [TELECOM, DATACENTER, DISTRIBUTION])
+def test_binding_details_are_the_bindings_the_rules_were_bound_as(path: Path) -> None:
+    """The engine keeps a binding's parts, not the `Binding`: the one it gives back is equal
+    to the one `bind` made, for every evaluated binding, in order."""
+    site = Site(path)
+    engine = site.engine
+    bound = [binding for binding, _, node in bind(
+        engine.packs, SitePoints(site.loaded, 0.0), engine.overrides) if node is not None]
+    assert engine.binding_details() == bound
+    assert engine.bindings() == [(b.rule, b.subject) for b in bound]
+    assert len({id(b.parameters) for b in engine.binding_details()}) < len(bound)
 
 
 # --- scenarios -------------------------------------------------------------------------------
