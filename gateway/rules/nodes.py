@@ -51,7 +51,7 @@ from gateway.rules.conditions import (
     Test,
     ValueSignal,
 )
-from gateway.rules.rate import RateSignal
+from gateway.rules.rate import RateSignal, rising
 
 
 class Node(Protocol):
@@ -89,21 +89,30 @@ class CompareLeaf(_Leaf):
     (signal `value`, one member: `point`), reads it inline — the same result as the signal's
     `read`."""
 
-    __slots__ = ("members", "point", "rate", "side", "signal", "test", "value")
+    __slots__ = ("_signal", "members", "point", "rate", "side", "test", "value")
 
     def __init__(self, signal: Signal, test: Test, debounce: Debounce,
                  members: Sequence[PointState] = ()) -> None:
         self.side: tuple[float, float] | None = None
         """The test's normal side, once gateway.rules.quiet found the leaf gated."""
-        self.signal = signal
+        self.point = signal.single if type(signal) is ValueSignal else None
+        self._signal = None if self.point is not None else signal
+        """None for one point's own value (`signal` makes it when asked: no object per
+        leaf that eval never reads)."""
         self.rate = signal if isinstance(signal, RateSignal) else None
         self.test = test
         """Judged with the leaf's held output as its latch (`Test.judge`): it keeps no state
         of the leaf's, so the leaves of one plan share one (gateway.rules.compiler)."""
         self._take(debounce)
         self.members = tuple(members) if len(members) > 1 else ()
-        self.point = signal.single if type(signal) is ValueSignal else None
         self.value: Value = None
+
+    @property
+    def signal(self) -> Signal:
+        """The signal the leaf judges (for one point's own value, a `ValueSignal` of it made
+        now: its key is not read for one member)."""
+        signal = self._signal
+        return ValueSignal((self.point,), rising) if signal is None else signal  # type: ignore[arg-type]
 
     def eval(self, now: float) -> bool:
         point = self.point
@@ -113,7 +122,7 @@ class CompareLeaf(_Leaf):
                 return self.step(None, now)
             self.value = number = float(number)
             return self.step(self.test.judge(number, self.active), now)
-        value = self.signal.read(now)
+        value = self._signal.read(now)  # type: ignore[union-attr]  # not one point's value
         if value is None:
             return self.step(None, now)
         self.value = value

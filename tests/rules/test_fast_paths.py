@@ -76,7 +76,7 @@ def test_inline_point_compare_equals_the_signal_read(
     fast_point, general_point = PointState("p", "d", 0.0), PointState("p", "d", 0.0)
     fast, general = leaf(spec, delays, fast_point), leaf(spec, delays, general_point)
     assert fast.point is fast_point
-    general.point = None  # the general path: through ValueSignal.read
+    general._signal, general.point = general.signal, None  # the general path: ValueSignal.read
     now = 0.0
     for value, quality, step in steps:
         now += step
