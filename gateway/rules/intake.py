@@ -58,8 +58,10 @@ class Intake:
         self.lo = [INF] * schedule.count
         self.hi = [-INF] * schedule.count
         """Each binding's quiet band since its last evaluation (empty until then)."""
-        self._gated_points: list[tuple[PointIntake, ...]] = [()] * schedule.count
-        """Each binding's gated points (one tuple per distinct set, shared)."""
+        self._gated_points: list[PointIntake | tuple[PointIntake, ...]] = \
+            [()] * schedule.count
+        """Each binding's gated points: the point itself when it is one (nearly all: no
+        tuple per point), else one tuple per distinct set, shared."""
         self._sets: dict[tuple[PointIntake, ...], tuple[PointIntake, ...]] | None = {}
 
     def index(self, binding: int, found: Inputs, gated: bool) -> None:
@@ -75,7 +77,9 @@ class Intake:
                 mine.append(entry)
             else:
                 entry.readers += (binding,)
-        if mine:
+        if len(mine) == 1:
+            self._gated_points[binding] = mine[0]
+        elif mine:
             key = tuple(mine)
             self._gated_points[binding] = sets.setdefault(key, key)
         for point_id in found.every:
@@ -95,7 +99,8 @@ class Intake:
         if (lo[binding], hi[binding]) == band:
             return
         lo[binding], hi[binding] = band
-        for entry in self._gated_points[binding]:
+        points = self._gated_points[binding]
+        for entry in (points,) if isinstance(points, PointIntake) else points:
             low, high = -INF, INF
             for index in entry.gated:
                 if lo[index] > low:

@@ -350,14 +350,14 @@ class RateSignal:
         self.order = 1 if key is rising else -1 if key is falling else 0
         """1 / -1: `key` is `rising` / `falling`, so the calm end of an interval is its low /
         high end (what `read` finds by `key` in general)."""
-        self.single = (self.members[0], self.windows[0]) if len(self.members) == 1 else None
+        self.single = self.windows[0] if len(self.members) == 1 else None
+        """The window of the one member (its point: `members[0]`); None for a group."""
 
     def read(self, now: float) -> float | None:
-        single = self.single
-        if single is not None and self.order:  # one member, monotonic key: the ends directly
-            member, window = single
+        window = self.single
+        if window is not None and self.order:  # one member, monotonic key: the ends directly
             fitted = window.fit(now)
-            if fitted is None or not member.good:
+            if fitted is None or not self.members[0].good:
                 self.ceiling = None
                 return None
             slope, margin = fitted
