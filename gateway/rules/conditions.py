@@ -7,7 +7,8 @@ Building blocks:
 
 * `PointState`: what the engine knows of one point (latest value and quality, last good
   time, how long it has been invalid) plus the windows that want its good samples;
-* tests with hysteresis (`Above`, `Below`, `Outside`) and `Debounce` (on/off delays);
+* tests with hysteresis (`Above`, `Below`, `Outside`: `gateway.rules.hysteresis`, re-exported
+  here) and `Debounce` (on/off delays);
 * `FlatTracker` (stuck values);
 * derived values: `dew_point` (Magnus), `unbalance` (max deviation from the mean, %),
   `load_pct`;
@@ -28,6 +29,10 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.field.sample import Quality, Value
+from gateway.rules.hysteresis import Above as Above
+from gateway.rules.hysteresis import Below as Below
+from gateway.rules.hysteresis import Outside as Outside
+from gateway.rules.hysteresis import Test as Test
 from gateway.rules.rate import Pick as Pick
 from gateway.rules.rate import RateSignal as RateSignal
 from gateway.rules.rate import RateWindow
@@ -100,99 +105,6 @@ class PointState:
     def offline(self) -> bool:
         online = self.online
         return online is not None and online.good and online.value is False
-
-
-# --- tests with hysteresis ------------------------------------------------------------------
-
-
-class Test(Protocol):
-    """A hysteresis test. `step` keeps its own latch (`active`); `judge` is the same test with
-    the latch given, and keeps no state: a condition leaf, whose latch is its own held output
-    (gateway.rules.nodes.CompareLeaf), shares one test with every leaf of the same limits."""
-
-    active: bool
-
-    def step(self, value: float) -> bool: ...
-
-    def judge(self, value: float, active: bool) -> bool: ...
-
-
-class Above:
-    """Active above `limit` (or at it, `inclusive`); back to normal only once the value is
-    below limit − deadband (at or below, for the strict form)."""
-
-    __slots__ = ("active", "clear", "inclusive", "limit")
-
-    def __init__(self, limit: float, deadband: float = 0.0, inclusive: bool = False) -> None:
-        self.limit = limit
-        self.clear = limit - abs(deadband)
-        self.inclusive = inclusive
-        self.active = False
-
-    def step(self, value: float) -> bool:
-        if self.inclusive:
-            self.active = value >= (self.clear if self.active else self.limit)
-        else:
-            self.active = value > (self.clear if self.active else self.limit)
-        return self.active
-
-    def judge(self, value: float, active: bool) -> bool:
-        """`step` with latch `active`, no state changed."""
-        if self.inclusive:
-            return value >= (self.clear if active else self.limit)
-        return value > (self.clear if active else self.limit)
-
-
-class Below:
-    """Mirror of Above: active below `limit`, normal again only above limit + deadband."""
-
-    __slots__ = ("active", "clear", "inclusive", "limit")
-
-    def __init__(self, limit: float, deadband: float = 0.0, inclusive: bool = False) -> None:
-        self.limit = limit
-        self.clear = limit + abs(deadband)
-        self.inclusive = inclusive
-        self.active = False
-
-    def step(self, value: float) -> bool:
-        if self.inclusive:
-            self.active = value <= (self.clear if self.active else self.limit)
-        else:
-            self.active = value < (self.clear if self.active else self.limit)
-        return self.active
-
-    def judge(self, value: float, active: bool) -> bool:
-        """`step` with latch `active`, no state changed."""
-        if self.inclusive:
-            return value <= (self.clear if active else self.limit)
-        return value < (self.clear if active else self.limit)
-
-
-class Outside:
-    """Active below `low` or above `high`; normal again only inside [low + db, high − db]."""
-
-    __slots__ = ("active", "db", "high", "low")
-
-    def __init__(self, low: float, high: float, deadband: float = 0.0) -> None:
-        if low > high:
-            raise ValueError(f"outside: low {low} is above high {high}")
-        self.low, self.high, self.db = low, high, abs(deadband)
-        self.active = False
-
-    def excursion(self, value: float) -> float:
-        """How far the value is outside the band (negative inside)."""
-        below, above = self.low - value, value - self.high
-        return above if above > below else below  # max(below, above), NaN included
-
-    def step(self, value: float) -> bool:
-        below, above = self.low - value, value - self.high
-        self.active = (above if above > below else below) > (-self.db if self.active else 0.0)
-        return self.active
-
-    def judge(self, value: float, active: bool) -> bool:
-        """`step` with latch `active`, no state changed."""
-        below, above = self.low - value, value - self.high
-        return (above if above > below else below) > (-self.db if active else 0.0)
 
 
 # --- delays ---------------------------------------------------------------------------------
