@@ -39,10 +39,11 @@ def test_the_run_command_imports_no_optional_dependency(tmp_path: Path) -> None:
     assert found == {"loaded": []}
 
 
-def test_a_run_boots_and_saves_without_tempfile_or_shutil(tmp_path: Path) -> None:
+def test_a_run_boots_and_saves_without_tempfile_shutil_or_gzip(tmp_path: Path) -> None:
     """The boot's config store and the minute's atomic saves (warm-start file) make their
     temporary files themselves: `tempfile` would hold `shutil`, `bz2` and `lzma` in every
-    running gateway (~1 MiB, issue 15). A staged apply still uses them, at the apply."""
+    running gateway (~1 MiB, issue 15). A staged apply still uses them, at the apply. The
+    flight recorder writes its gzip files through zlib (the same bytes), not `gzip`."""
     found = run_fresh("""
         import json, sys
         from pathlib import Path
@@ -52,7 +53,7 @@ def test_a_run_boots_and_saves_without_tempfile_or_shutil(tmp_path: Path) -> Non
         tmp = Path(sys.argv[2])
         choice = ConfigStore(tmp / "configs").boot(Path(sys.argv[1]))
         atomic_write(tmp / "rates.bin", [b"saved"])
-        heavy = ["tempfile", "shutil", "bz2", "lzma"]
+        heavy = ["tempfile", "shutil", "bz2", "lzma", "gzip"]
         print(json.dumps({"loaded": [m for m in heavy if m in sys.modules],
                           "saved": (tmp / "rates.bin").read_bytes().decode(),
                           "booted": choice.path.name}))
