@@ -132,6 +132,10 @@ def _compare(node: CompareLeaf, found: Inputs, timed: list[Timed]) -> None:
     change = found.change
     for member in node.members:
         change.add(member.id)
+    if node.point is not None:  # one point's own value (its `signal` would be made to ask)
+        change.add(node.point.id)
+        _debounced(node, timed)
+        return
     signal = node.signal
     if type(signal) is ValueSignal or type(signal) is GroupSignal:  # the common ones, directly
         for member in signal.members:
