@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway import __version__
+from gateway.argparser import Parser
 from gateway.config.duration_parse import duration_arg
 from gateway.config.report import CONFIG_HELP, load_or_report
 from gateway.control_cli import add_apply_parser, add_status_parser
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roomwarden", description=__doc__)
+    parser: argparse.ArgumentParser = Parser(prog="roomwarden", description=__doc__)
     parser.add_argument("--version", action="version", version=f"roomwarden {__version__}")
     sub = parser.add_subparsers(title="commands")
 

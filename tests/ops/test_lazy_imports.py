@@ -73,6 +73,28 @@ def test_the_parser_reads_no_yaml_and_builds_no_model(tmp_path: Path) -> None:
     assert found == {"loaded": []}
 
 
+def test_parsing_a_run_command_imports_no_shutil(tmp_path: Path) -> None:
+    """argparse's own help formatter imports `shutil` (with `bz2`, `lzma`: 0.5 MiB) at every
+    `add_argument`; the command's parser parses `run`, nested commands included, without it,
+    and its help is as wide as argparse's would be."""
+    found = run_fresh("""
+        import json, os, sys
+        import gateway.cli
+        parser = gateway.cli.build_parser()
+        args = parser.parse_args(["run", "site.yaml", "--duration", "3s"])
+        parser.parse_args(["keys", "new", "k1"])
+        loaded = [m for m in ("shutil", "bz2", "lzma") if m in sys.modules]
+        import argparse
+        from gateway.argparser import Formatter
+        widths = []
+        for columns in ("60", "", "junk"):
+            os.environ["COLUMNS"] = columns
+            widths.append([Formatter("x")._width, argparse.HelpFormatter("x")._width])
+        print(json.dumps({"loaded": loaded, "duration": args.duration, "widths": widths}))
+    """, tmp_path)
+    assert found == {"loaded": [], "duration": 3.0, "widths": [[58, 58], [78, 78], [78, 78]]}
+
+
 def test_a_config_schema_is_built_when_first_validated(tmp_path: Path) -> None:
     """Importing the config models builds no validator (issue 15: pydantic's `defer_build`);
     the first validation builds it, and only for what is validated."""
