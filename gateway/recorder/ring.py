@@ -42,7 +42,16 @@ from gateway.recorder.chunk import (
     encode_steps,
     exact_scale,
 )
-from gateway.recorder.intake import _BOOL, _FLOAT, _INT, _MS, _NONE, _QUALITIES, _STR, record_into
+from gateway.recorder.intake import (
+    KIND_BOOL,
+    KIND_FLOAT,
+    KIND_INT,
+    KIND_NONE,
+    KIND_STR,
+    NS_PER_MS,
+    QUALITIES,
+    record_into,
+)
 from gateway.recorder.open_chunk import (
     CHUNK,
     FIRST_CHUNKS,
@@ -151,23 +160,23 @@ class PointRing:
 
     def _encode_value(self, value: Value) -> tuple[int, float]:
         if value is None:
-            return _NONE, 0
+            return KIND_NONE, 0
         if isinstance(value, bool):
-            return _BOOL, int(value)
+            return KIND_BOOL, int(value)
         if isinstance(value, int):
-            return _INT, value
+            return KIND_INT, value
         if isinstance(value, float):
-            return _FLOAT, float(value)
+            return KIND_FLOAT, float(value)
         strings = self._strings
         if strings is None:
             strings = self._strings = []
         try:
-            return _STR, strings.index(value)
+            return KIND_STR, strings.index(value)
         except ValueError:
             if len(strings) >= MAX_STRINGS:
-                return _STR, MAX_STRINGS
+                return KIND_STR, MAX_STRINGS
             strings.append(value)
-            return _STR, len(strings) - 1
+            return KIND_STR, len(strings) - 1
 
     def _act(self) -> None:
         """A chunk's last sample: seal it. The ring's `PROBE`th: reserve its store for a window
@@ -298,8 +307,8 @@ class PointRing:
 
     def samples(self, since_ns: int = 0, until_ns: int | None = None) -> list[Recorded]:
         """The samples with `since_ns` ≤ ts ≤ `until_ns`, oldest first."""
-        lo = since_ns // _MS
-        hi = math.inf if until_ns is None else until_ns // _MS
+        lo = since_ns // NS_PER_MS
+        hi = math.inf if until_ns is None else until_ns // NS_PER_MS
         out: list[Recorded] = []
         at = self._start
         index = self.chunk_index()
@@ -318,16 +327,16 @@ class PointRing:
                  flags: Iterable[int], lo: int, hi: float) -> None:
         for t, v, f in zip(ts, values, flags, strict=True):
             if lo <= t <= hi:
-                out.append(Recorded(t * _MS, self._decode_value(f >> 2, v), _QUALITIES[f & 3]))
+                out.append(Recorded(t * NS_PER_MS, self._decode_value(f >> 2, v), QUALITIES[f & 3]))
 
     def _decode_value(self, kind: int, number: float) -> Value:
-        if kind == _FLOAT:
+        if kind == KIND_FLOAT:
             return number
-        if kind == _INT:
+        if kind == KIND_INT:
             return int(number)
-        if kind == _BOOL:
+        if kind == KIND_BOOL:
             return number != 0.0
-        if kind == _STR:
+        if kind == KIND_STR:
             index, strings = int(number), self._strings or []
             return strings[index] if index < len(strings) else OVERFLOW_STRING
         return None
