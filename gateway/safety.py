@@ -68,6 +68,8 @@ class SafetyCore:
         self.loaded = loaded
         self.clock = clock
         if packs is None:
+            packs = loaded.packs  # those it was checked against (load_checked_config)
+        if packs is None:
             ids = list(cfg.rules.packs) if cfg.rules.packs is not None else None
             packs = load_rule_packs(rules_dir or default_rules_dir(), ids)
         self.engine = RuleEngine(packs, loaded, clock,

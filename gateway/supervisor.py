@@ -26,8 +26,8 @@ from gateway.daemon import Gateway
 from gateway.drills.live_control import LiveDrills  # issue 12: live drills
 from gateway.flashing.apply import ConfigApplier
 from gateway.flashing.store import BootChoice, ConfigStore
+from gateway.isolated_check import check_apart
 from gateway.recorder.remote import answer as answer_incidents  # issue 12
-from gateway.rules.config import load_checked_config
 from gateway.service.notify import Notifier
 from gateway.service.watchdog import feed_watchdog
 
@@ -53,9 +53,8 @@ def boot_config(store: ConfigStore, factory_path: Path,
     """The config to start with, loaded and checked. A last-known-good that no longer loads
     (a profile it needs was removed by an upgrade) falls back to the installed file."""
     choice = store.boot(factory_path)
-    try:
-        loaded = load_checked_config(choice.path, base_dir=factory_path.parent,
-                                     rules_dir=rules_dir)
+    try:  # checked by a child process (gateway.isolated_check): no validator kept here
+        loaded = check_apart(choice.path, base_dir=factory_path.parent, rules_dir=rules_dir)
         return loaded, choice
     except ConfigErrors as exc:
         if choice.path == factory_path:
@@ -64,7 +63,7 @@ def boot_config(store: ConfigStore, factory_path: Path,
                   "file", choice.meta.version, exc)
     fallback = store.factory_choice(factory_path)
     try:
-        return load_checked_config(fallback.path, rules_dir=rules_dir), fallback
+        return check_apart(fallback.path, rules_dir=rules_dir), fallback
     except ConfigErrors as exc:
         raise BootFailed(str(exc)) from exc
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.config.crosscheck import cross_check
 from gateway.config.profile import ModbusProfile, SerialTextProfile
@@ -37,6 +38,9 @@ from gateway.config.yamlfile import (
     validate,
 )
 
+if TYPE_CHECKING:
+    from gateway.rules.model import RulePack
+
 __all__ = ["PROFILE_LIMITS", "ConfigError", "ConfigErrors", "LineMap", "LoadedConfig", "PathPart",
            "YamlPath", "cross_check", "default_profiles_dir", "find_profile", "format_path",
            "load_gateway_config", "load_profile", "parse_yaml", "profile_files",
@@ -51,6 +55,9 @@ class LoadedConfig:
     path: Path
     config: GatewayConfig
     profiles: dict[str, ModbusProfile | SerialTextProfile]
+    packs: dict[str, RulePack] | None = None
+    """The rule packs its `rules:` section was checked against (`load_checked_config`), which
+    the safety core runs; None if loaded without them (`load_gateway_config`)."""
 
     def profile_of(self, device: Device) -> ModbusProfile | SerialTextProfile:
         return self.profiles[device.profile]

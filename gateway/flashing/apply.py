@@ -43,7 +43,7 @@ from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
 from gateway.flashing.health_check import HealthReport, check_health, offline_devices
 from gateway.flashing.keys import parse_public_key_line
 from gateway.flashing.store import ConfigMeta, ConfigStore
-from gateway.rules.config import load_checked_config
+from gateway.isolated_check import check_apart
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -182,8 +182,10 @@ class ConfigApplier:
                 version=c.version, sha256=c.sha256, source="local", author=c.author,
                 request_id=c.request_id))
         try:
-            loaded = load_checked_config(staged, base_dir=self.base_dir,
-                                         name=f"config v{c.version}", rules_dir=gw.rules_dir)
+            # checked by a child process, off the event loop (gateway.isolated_check)
+            loaded = await asyncio.to_thread(
+                check_apart, staged, base_dir=self.base_dir, name=f"config v{c.version}",
+                rules_dir=gw.rules_dir)
         except ConfigErrors as exc:
             self.store.discard()
             lines = [str(e) for e in exc.errors][:MAX_ERRORS_REPORTED]

@@ -22,6 +22,7 @@ before any site override (a device's chemistry wins over its room's).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -223,7 +224,8 @@ def check_rules(section: RulesSection, packs: Mapping[str, RulePack],
 def load_checked_config(path: Path, *, base_dir: Path | None = None, name: str | None = None,
                         rules_dir: Path | None = None) -> LoadedConfig:
     """Everything `roomwarden check` checks of a gateway config: schema, references, device
-    profiles, and its `rules:` section against the rule packs it loads. Raises ConfigErrors."""
+    profiles, and its `rules:` section against the rule packs it loads (kept in `packs`).
+    Raises ConfigErrors."""
     from gateway.config.loader import load_gateway_config
 
     loaded = load_gateway_config(path, base_dir=base_dir, name=name)
@@ -233,4 +235,4 @@ def load_checked_config(path: Path, *, base_dir: Path | None = None, name: str |
     errors = check_rules(section, packs, loaded)
     if errors:
         raise ConfigErrors(errors)
-    return loaded
+    return dataclasses.replace(loaded, packs=packs)

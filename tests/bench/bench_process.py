@@ -5,7 +5,8 @@ benchmark owns, `WATCHDOG_USEC` as in the unit, the panel on).
 For each load it measures the gateway process only (the simulator, the broker and this
 benchmark are other processes), from /proc over a window after warm-up:
 
-- CPU % of one core: (utime + stime) of /proc/<pid>/stat over the window;
+- CPU % of one core: utime + stime + cutime + cstime of /proc/<pid>/stat over the window (with
+  the children it waited for: the boot's config check);
 - RSS: VmRSS sampled every second (median, last) and VmHWM (the peak since start);
 - wake-ups: voluntary context switches per second, summed over the process's threads
   (/proc/<pid>/task/*/status) — a thread that sleeps in epoll/futex and is woken counts one;
@@ -142,10 +143,11 @@ def _status_fields(path: Path) -> dict[str, str]:
 
 
 def proc_sample(pid: int) -> ProcSample:
-    """One reading of the process's CPU, memory, threads and context switches."""
+    """One reading of the process's CPU (with its children's that it waited for: the
+    child that checks a config at boot), memory, threads and context switches."""
     base = Path(f"/proc/{pid}")
     stat = (base / "stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+    cpu = sum(int(field) for field in stat[11:15]) / os.sysconf("SC_CLK_TCK")
     status = _status_fields(base / "status")
     voluntary = involuntary = 0
     for task in (base / "task").iterdir():
