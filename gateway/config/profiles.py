@@ -23,7 +23,7 @@ from gateway.config.yamlfile import (
     pydantic_errors,
     read_text,
 )
-from gateway.config.yamlsafe import YamlLimits
+from gateway.config.yamllimits import YamlLimits
 
 
 @functools.cache

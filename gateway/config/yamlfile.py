@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from gateway.config.yamlsafe import DEFAULT_LIMITS, YamlLimitError, YamlLimits, compose_limited
+from gateway.config.yamllimits import DEFAULT_LIMITS, YamlLimits
+
+if TYPE_CHECKING:
+    import yaml
 
 PathPart = str | int
 YamlPath = tuple[PathPart, ...]
@@ -79,6 +81,8 @@ def _walk(node: yaml.Node, path: YamlPath, lines: LineMap, problems: list[tuple[
           visited: set[int]) -> None:
     """Record the line of every path and duplicate keys. A node an alias repeats is walked
     once (its repeats get the anchor's line), so the walk costs what the file holds."""
+    import yaml
+
     lines.lines.setdefault(path, node.start_mark.line + 1)
     if id(node) in visited:
         return
@@ -123,7 +127,12 @@ def read_text(path: Path, name: str, limits: YamlLimits = DEFAULT_LIMITS) -> str
 def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,
                ) -> tuple[Any, LineMap]:
     """The data of one YAML document and the line of each of its paths; ConfigErrors with
-    `file:line` for malformed YAML, duplicate keys or a document past `limits`."""
+    `file:line` for malformed YAML, duplicate keys or a document past `limits`. (PyYAML is
+    imported here, at the first file read: gateway.config.yamllimits.)"""
+    import yaml
+
+    from gateway.config.yamlsafe import YamlLimitError, compose_limited
+
     lines = LineMap()
     try:
         node, loader = compose_limited(text, limits)

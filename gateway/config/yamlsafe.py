@@ -24,8 +24,6 @@ node.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -36,30 +34,21 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
+from gateway.config.yamllimits import (
+    DEFAULT_LIMITS,
+    MAX_ALIASES,
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_ITEMS,
+    MAX_NODES,
+    YamlLimits,
+)
+
+__all__ = ["DEFAULT_LIMITS", "HAVE_LIBYAML", "MAX_ALIASES", "MAX_BYTES", "MAX_DEPTH", "MAX_ITEMS",
+           "MAX_NODES", "LimitedLoader", "PureLimitedLoader", "YamlLimitError", "YamlLimits",
+           "compose_limited"]
+
 HAVE_LIBYAML: bool = bool(getattr(yaml, "__with_libyaml__", False))
-
-MAX_BYTES = 4 * 1024 * 1024
-MAX_DEPTH = 64
-MAX_NODES = 200_000
-MAX_ALIASES = 10_000
-MAX_ITEMS = 50_000
-
-
-@dataclass(frozen=True)
-class YamlLimits:
-    max_bytes: int = MAX_BYTES
-    max_depth: int = MAX_DEPTH
-    max_nodes: int = MAX_NODES
-    max_aliases: int = MAX_ALIASES
-    max_items: int = MAX_ITEMS
-    top_level_items: Mapping[str, int] = field(default_factory=dict)
-    """Lower item caps for the values of some top-level keys (e.g. {"points": 2000})."""
-    top_level_what: str = "entries"
-    """What those items are called in the error (e.g. "points")."""
-
-
-DEFAULT_LIMITS = YamlLimits()
-
 
 class YamlLimitError(yaml.MarkedYAMLError):
     """A document past one of the limits; `problem` says which, `problem_mark` where."""

@@ -50,10 +50,12 @@ import zlib
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, PlainSerializer, ValidationError
+from pydantic.fields import FieldInfo
 
 from gateway.clock import Clock
 from gateway.rules.warm_file import (
@@ -264,11 +266,46 @@ def fingerprints(loaded: LoadedConfig) -> dict[str, str]:
     for device in loaded.config.devices:
         if not device.enabled:
             continue
-        what = [device.model_dump(mode="json", exclude={"poll_interval", "location"}),
-                buses.get(device.bus), loaded.profile_of(device).model_dump(mode="json")]
+        entry = _plain(device)
+        assert isinstance(entry, dict)
+        del entry["poll_interval"], entry["location"]
+        what = [entry, buses.get(device.bus), _plain(loaded.profile_of(device))]
         text = json.dumps(what, sort_keys=True, default=str)
         out[device.id] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return out
+
+
+def _plain(value: object) -> object:
+    """What `model_dump(mode="json")` gives for a config's models (their fields, a duration as
+    its text, enums as their values, non-finite floats as None, sequences as lists), read
+    from the fields themselves: a model's serializer is built at its first dump, and Device's
+    and the profiles' would stay in every gateway for this hash alone (the config is checked
+    by a child process, gateway.isolated_check; tests/rules/test_warm.py compares the two)."""
+    if isinstance(value, BaseModel):
+        return {name: _field(getattr(value, name), info)
+                for name, info in type(value).model_fields.items()}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _field(value: object, info: FieldInfo) -> object:
+    """A field's value as `_plain`, through its own JSON serializer if it has one (a
+    `Duration`, also as `Duration | None`)."""
+    if value is not None:
+        metadata = list(info.metadata)
+        for member in get_args(info.annotation):  # X | None: the metadata of X
+            metadata += getattr(member, "__metadata__", ())
+        for item in metadata:
+            if isinstance(item, PlainSerializer) and item.when_used in ("always", "json"):
+                return item.func(value)  # type: ignore[call-arg]
+    return _plain(value)
 
 
 def _runs(times: memoryview[float], values: memoryview[float], start: int, lengths: list[int]

@@ -99,19 +99,20 @@ def test_a_gateway_boots_and_checks_an_apply_without_validating_a_config(tmp_pat
                                                                         ) -> None:
     """Boot and apply check configs in a child process (gateway.isolated_check): the running
     gateway holds the checked config and its rule packs but never builds the validators of
-    the config, profiles or packs (4 MiB at 2,000 points, issue 15); an apply's errors still
-    come back with file, line, path and reason."""
+    the config, profiles or packs (4 MiB at 2,000 points, issue 15) and never loads PyYAML
+    (0.8 MiB); an apply's errors still come back with file, line, path and reason."""
     found = run_fresh("""
         import asyncio, json, sys
         from pathlib import Path
         import gateway.cli, gateway.supervisor  # what `roomwarden run` imports
         from gateway.config.profile import ModbusProfile
-        from gateway.config.site import GatewayConfig
+        from gateway.config.site import Device, GatewayConfig
         from gateway.rules.model import RulePack
+        from gateway.rules.warm import fingerprints
         from gateway.supervisor import Service
 
         site, tmp = Path(sys.argv[1]), Path(sys.argv[2])
-        models = (GatewayConfig, ModbusProfile, RulePack)
+        models = (GatewayConfig, ModbusProfile, Device, RulePack)
         seen = {}
 
         async def main() -> None:
@@ -119,20 +120,23 @@ def test_a_gateway_boots_and_checks_an_apply_without_validating_a_config(tmp_pat
                               panel_port=0)
             seen["packs"] = sorted(service.gateway.loaded.packs or ())
             seen["rules"] = len(service.gateway.core.engine.bindings()) > 0
+            fingerprints(service.gateway.loaded)  # the warm-start file's, at its first save
             seen["after_boot"] = [m.__pydantic_complete__ for m in models]
+            seen["yaml_after_boot"] = "yaml" in sys.modules
             text = site.read_text().replace("poll_interval: 200ms", "poll_interval: soon", 1)
             status = await service.applier.apply_text(text, author="test")
             seen["apply"] = [status.state, status.code, "poll_interval" in (status.error or "")]
             seen["after_apply"] = [m.__pydantic_complete__ for m in models]
+            seen["yaml_after_apply"] = "yaml" in sys.modules
             service.gateway.core.close()
 
         asyncio.run(main())
         print(json.dumps(seen))
     """, tmp_path)
     assert found == {"packs": ["environment", "explosion", "fire", "power", "sensor_health"],
-                     "rules": True, "after_boot": [False, False, False],
-                     "apply": ["rejected", "invalid_config", True],
-                     "after_apply": [False, False, False]}
+                     "rules": True, "after_boot": [False, False, False, False],
+                     "yaml_after_boot": False, "apply": ["rejected", "invalid_config", True],
+                     "after_apply": [False, False, False, False], "yaml_after_apply": False}
 
 
 def test_a_config_schema_is_built_when_first_validated(tmp_path: Path) -> None:

@@ -356,3 +356,25 @@ def test_a_save_takes_the_same_heap_however_full_the_windows_are(tmp_path: Path)
     assert full_samples - early_samples > 20 * len(engine.rate_points())
     # 25 bytes a sample more before (copies of the windows, the ages); now the header's digits
     assert full - early < 4 * (full_samples - early_samples), (early, full)
+
+
+@pytest.mark.parametrize("site", sorted(Path(__file__).resolve().parents[2].joinpath(
+    "firmware_configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_sources_hash_what_model_dump_gives(site: Path) -> None:
+    """A device's fingerprint is made from its fields without pydantic's serializers (a
+    running gateway builds none for it), and is the one made from `model_dump(mode="json")`
+    before: a file saved by the release before restores after an upgrade."""
+    import hashlib
+
+    from gateway.rules.warm import fingerprints
+
+    loaded = load_gateway_config(site)
+    buses = {bus.id: bus.type for bus in loaded.config.buses}
+    dumped = {}
+    for device in loaded.config.devices:
+        if device.enabled:
+            what = [device.model_dump(mode="json", exclude={"poll_interval", "location"}),
+                    buses.get(device.bus), loaded.profile_of(device).model_dump(mode="json")]
+            text = json.dumps(what, sort_keys=True, default=str)
+            dumped[device.id] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert fingerprints(loaded) == dumped and len(dumped) >= 5
