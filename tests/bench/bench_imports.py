@@ -52,7 +52,8 @@ MODULES: list[tuple[str, str, str]] = [
     ("a shipped site and the five rule packs, loaded",
      "from gateway.rules.config import load_checked_config; "
      "loaded = load_checked_config(__import__('pathlib').Path("
-     "'firmware_configs/datacenter_lithium_room.yaml'))", "every run (kept while it runs)"),
+     "'firmware_configs/datacenter_lithium_room.yaml'))",
+     "the config check's child (a gateway takes its answer: 0.6 MiB)"),
 ]
 
 PROBE = """
