@@ -12,14 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from gateway.config.yamllimits import DEFAULT_LIMITS, YamlLimits
-
-if TYPE_CHECKING:
-    import yaml
 
 PathPart = str | int
 YamlPath = tuple[PathPart, ...]
@@ -77,30 +74,6 @@ class LineMap:
         return None
 
 
-def _walk(node: yaml.Node, path: YamlPath, lines: LineMap, problems: list[tuple[YamlPath, str]],
-          visited: set[int]) -> None:
-    """Record the line of every path and duplicate keys. A node an alias repeats is walked
-    once (its repeats get the anchor's line), so the walk costs what the file holds."""
-    import yaml
-
-    lines.lines.setdefault(path, node.start_mark.line + 1)
-    if id(node) in visited:
-        return
-    visited.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        seen: set[object] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            if key in seen:
-                lines.lines.setdefault(path + (key,), key_node.start_mark.line + 1)
-                problems.append((path + (key,), f"key {key!r} appears twice in this mapping"))
-            seen.add(key)
-            _walk(value_node, path + (key,), lines, problems, visited)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, path + (index,), lines, problems, visited)
-
-
 def read_yaml(path: Path, name: str | None = None,
               limits: YamlLimits = DEFAULT_LIMITS) -> tuple[Any, LineMap]:
     """Parse one YAML file; raise ConfigErrors for unreadable, oversized or malformed files
@@ -131,7 +104,7 @@ def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,
     imported here, at the first file read: gateway.config.yamllimits.)"""
     import yaml
 
-    from gateway.config.yamlsafe import YamlLimitError, compose_limited
+    from gateway.config.yamlsafe import YamlLimitError, compose_limited, walk_lines
 
     lines = LineMap()
     try:
@@ -139,7 +112,7 @@ def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,
         if node is None:
             raise ConfigErrors([ConfigError(name, (), "file is empty")])
         problems: list[tuple[YamlPath, str]] = []
-        _walk(node, (), lines, problems, set())
+        walk_lines(node, (), lines.lines, problems, set())
         if problems:
             raise ConfigErrors(
                 ConfigError(name, p, reason, lines.line_of(p)) for p, reason in problems

@@ -46,9 +46,10 @@ from gateway.config.yamllimits import (
 
 __all__ = ["DEFAULT_LIMITS", "HAVE_LIBYAML", "MAX_ALIASES", "MAX_BYTES", "MAX_DEPTH", "MAX_ITEMS",
            "MAX_NODES", "LimitedLoader", "PureLimitedLoader", "YamlLimitError", "YamlLimits",
-           "compose_limited"]
+           "compose_limited", "walk_lines"]
 
 HAVE_LIBYAML: bool = bool(getattr(yaml, "__with_libyaml__", False))
+
 
 class YamlLimitError(yaml.MarkedYAMLError):
     """A document past one of the limits; `problem` says which, `problem_mark` where."""
@@ -206,3 +207,27 @@ def compose_limited(text: str, limits: YamlLimits = DEFAULT_LIMITS,
         raise
     finally:
         loader.dispose()
+
+
+def walk_lines(node: yaml.Node, path: tuple[str | int, ...],
+               lines: dict[tuple[str | int, ...], int],
+               problems: list[tuple[tuple[str | int, ...], str]], visited: set[int]) -> None:
+    """Record the line (1-based) of every path of a composed document in `lines`, and each
+    duplicate key in `problems`. A node an alias repeats is walked once (its repeats get the
+    anchor's line), so the walk costs what the file holds (gateway.config.yamlfile)."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if id(node) in visited:
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: set[object] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            if key in seen:
+                lines.setdefault(path + (key,), key_node.start_mark.line + 1)
+                problems.append((path + (key,), f"key {key!r} appears twice in this mapping"))
+            seen.add(key)
+            walk_lines(value_node, path + (key,), lines, problems, visited)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            walk_lines(item, path + (index,), lines, problems, visited)
