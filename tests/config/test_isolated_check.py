@@ -136,3 +136,45 @@ def test_a_child_not_allowed_its_limit_still_checks_within_the_one_it_has() -> N
     kind, loaded = pickle.loads(done.stdout)
     assert kind == "ok" and loaded == load_checked_config(SHIPPED[0])
     assert b"event=config_check_unlimited" in done.stderr
+
+
+def test_the_gateway_runs_on_while_an_apply_is_checked(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The apply's check runs in its child, off the event loop: a check that takes a second
+    (the real check, delayed) leaves the loop turning all along, and its errors still come
+    back as the apply's refusal."""
+    import asyncio
+
+    import gateway.flashing.apply as apply_module
+    from gateway.supervisor import Service
+
+    site = REPO / "tests" / "ops" / "site.yaml"
+    real = check_apart
+
+    def slow_check(*args: object, **kwargs: object) -> object:
+        time.sleep(1.0)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(apply_module, "check_apart", slow_check)
+
+    async def main() -> tuple[int, str, str | None]:
+        service = Service(site, state_dir=tmp_path / "state",
+                          control_path=tmp_path / "control.sock", panel_port=0)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.05)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        text = site.read_text().replace("poll_interval: 200ms", "poll_interval: soon", 1)
+        status = await service.applier.apply_text(text, author="test")
+        task.cancel()
+        service.gateway.core.close()
+        return ticks, status.state, status.error
+
+    ticks, state, error = asyncio.run(main())
+    assert state == "rejected" and error is not None and "poll_interval" in error
+    assert ticks >= 10  # 20 a second while the check took at least one
