@@ -1,6 +1,8 @@
 """Whole-process benchmark: a real `roomwarden run` on a simulated Modbus TCP site, publishing
-to a real Mosquitto (QoS 1, durable outbox), as systemd runs it (a notify socket this
-benchmark owns, `WATCHDOG_USEC` as in the unit, the panel on).
+to a real Mosquitto (QoS 1, durable outbox), as systemd runs it (the unit's `Environment=`:
+docstrings and asserts stripped, byte-code cached in a directory of this benchmark's, filled
+by a first short start; a notify socket this benchmark owns, `WATCHDOG_USEC` as in the unit,
+the panel on).
 
 For each load it measures the gateway process only (the simulator, the broker and this
 benchmark are other processes), from /proc over a window after warm-up:
@@ -57,6 +59,7 @@ from gateway.uplink.settings import UplinkSettings
 from tests.apply.test_service_process import NotifySocket
 from tests.bench.common import REPO, emit_json, simulator
 from tests.bench.services import mosquitto, stop_process, wait_until
+from tests.service.unitfile import as_the_unit_runs
 
 QUANTITIES = [("temperature", "°C"), ("phase_voltage", "V"), ("phase_current", "A")]
 HUMIDITY = ("relative_humidity", "%")
@@ -322,7 +325,10 @@ def write_site(load: Load, work: Path) -> Path:
 
 
 def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter, *,
-             window: float, warmup: float, soak: float = 0.0) -> dict[str, Any]:
+             window: float, warmup: float, soak: float = 0.0,
+             pycache: Path | None = None) -> dict[str, Any]:
+    """One load in a fresh gateway process with the unit's environment (stripped byte-code,
+    cached in `pycache`: by default beside `work`, shared by the runs of one benchmark)."""
     site_path = write_site(load, work)
     with simulator(site_path, work) as sim_config:
         config = yaml.safe_load(sim_config.read_text())
@@ -336,8 +342,8 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
         gateway_config = work / "gateway.yaml"
         gateway_config.write_text(yaml.safe_dump(config, sort_keys=False))
         notify = NotifySocket(work / "notify.sock")
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify.path),
-               "WATCHDOG_USEC": str(WATCHDOG_USEC)}
+        env = {**as_the_unit_runs(dict(os.environ), pycache=pycache or work.parent / "pycache"),
+               "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
         env.pop("WATCHDOG_PID", None)
         try:
             panel_port = free_port()
@@ -374,6 +380,14 @@ class PublishedCounts(Protocol):
     rows older than one already received, so far."""
 
     def counts(self) -> tuple[int, int, int, int]: ...
+
+
+def first_start(work: Path, broker_port: int, counter: TelemetryCounter) -> dict[str, Any]:
+    """A short run at 1 point with an empty byte-code cache beside `work`, as a gateway's first
+    start after an install or upgrade: it compiles what the gateway imports, so the measured
+    runs start as a gateway does every other time (and carry no compiler's leftovers)."""
+    return run_load(LOADS[0], work / "first-start", broker_port, counter, window=1.0,
+                    warmup=0.0)
 
 
 def measure(pid: int, control: Path | None, counter: PublishedCounts, *, window: float,
@@ -464,6 +478,7 @@ def main() -> dict[str, Any]:
         with mosquitto(work / "broker") as broker:
             counter = TelemetryCounter(broker.port)
             try:
+                first = first_start(work, broker.port, counter)
                 for load in loads:
                     tries = [run_load(load, work / f"{load.key}-{i}", broker.port, counter,
                                       window=window, warmup=warmup) for i in range(runs)]
@@ -477,6 +492,8 @@ def main() -> dict[str, Any]:
                 counter.close()
     rows = []
     for key, r in results.items():
+        if key == "first_start":
+            continue
         rows.append((
             r["load"] if key != "soak" else f"soak {soak:g} s: {r['load']}",
             f"{r['cpu_pct_of_core']:.2f} %" + _others(r),
@@ -489,6 +506,11 @@ def main() -> dict[str, Any]:
         ))
     print_rows(f"Whole process: roomwarden run, Modbus TCP simulator, Mosquitto QoS 1, "
                f"{window:g} s windows after {warmup:g} s", rows)
+    print(f"first start (empty byte-code cache, as after an install or upgrade): first point "
+          f"after {_opt(first['startup_to_first_point_s'], '.2f')} s, "
+          f"{_opt(first['startup_cpu_s'], '.2f')} CPU s; the runs above read the cache")
+    results["first_start"] = {k: first[k] for k in ("startup_to_first_point_s",
+                                                    "startup_cpu_s")}
     if "soak" in results:
         _print_soak(results["soak"], warmup)
     emit_json("process", results)

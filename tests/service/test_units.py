@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-UNITS = REPO / "systemd"
+from tests.service.unitfile import REPO, UNITS, directives, unit_environment
+
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
@@ -22,19 +22,6 @@ needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is n
 RATINGS = [(10.0, "DANGEROUS"), (9.0, "UNSAFE"), (7.5, "EXPOSED"), (5.0, "MEDIUM"),
            (1.0, "OK"), (0.1, "SAFE"), (0.0, "PERFECT")]
 OK_OR_BETTER = {"OK", "SAFE", "PERFECT"}
-
-
-def unit_text(name: str) -> str:
-    return (UNITS / name).read_text()
-
-
-def directives(name: str) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for line in unit_text(name).splitlines():
-        if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
-            key, value = line.split("=", 1)
-            found.setdefault(key.strip(), []).append(value.strip())
-    return found
 
 
 def analyze_root(tmp: Path) -> Path:
@@ -135,6 +122,11 @@ def test_the_gateway_unit_is_what_the_issue_asks() -> None:
     assert {"char-ttyUSB rw", "char-ttyAMA rw", "char-ttyS rw"} <= set(found["DeviceAllow"])
     assert one["MemoryDenyWriteExecute"] == "yes" and one["UMask"] == "0027"
     assert found["SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
+    # stripped byte-code, cached where the service may write (tests/service/test_unit_run.py)
+    assert unit_environment() == {
+        "PYTHONUNBUFFERED": "1", "PYTHONOPTIMIZE": "2",
+        "PYTHONPYCACHEPREFIX": "/var/cache/roomwarden/pycache"}
+    assert one["CacheDirectory"] == "roomwarden" and one["CacheDirectoryMode"] == "0750"
     ingest = {key: values[-1] for key, values in directives("roomwarden-ingest.service").items()}
     assert ingest["ExecStart"] == ("/opt/roomwarden/venv/bin/roomwarden ingest "
                                    "--config /etc/roomwarden/central.yaml")

@@ -1,0 +1,85 @@
+"""`roomwarden run` with the environment systemd/roomwarden.service gives it: docstrings and
+asserts stripped (PYTHONOPTIMIZE=2), byte-code cached in the unit's cache directory
+(PYTHONPYCACHEPREFIX). The simulated telecom room is polled, a smoke coincidence sounds the
+siren and strobe, SIGTERM switches them off; the cache then holds the gateway's stripped
+byte-code and, for the modules only the config check imports, plain byte-code (the check's
+child runs as `roomwarden check` does)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+import gateway
+from gateway.config.loader import load_gateway_config
+from gateway.isolated_check import child_environment
+from gateway.sim.signals import Constant
+from gateway.sim.site import SimulatedSite
+from tests.apply.conftest import SITE, edit_config, for_tests, until
+from tests.apply.test_service_process import (
+    SIREN,
+    STROBE,
+    GatewayProcess,
+    NotifySocket,
+    devices_online,
+)
+from tests.service.unitfile import as_the_unit_runs
+
+
+def cached(pycache: Path, module: str, optimization: str) -> Path:
+    """Where PYTHONPYCACHEPREFIX puts the byte-code of `module` (e.g. "config/site") of the
+    gateway package at this optimization level ("" or ".opt-2")."""
+    package = Path(gateway.__file__).resolve().parent
+    tag = sys.implementation.cache_tag
+    return pycache / package.relative_to(package.anchor) / f"{module}.{tag}{optimization}.pyc"
+
+
+async def test_the_gateway_runs_stripped_as_the_unit_starts_it(tmp_path: Path) -> None:
+    pycache = tmp_path / "pycache"
+    notify = NotifySocket(tmp_path / "notify.sock")
+    gw: GatewayProcess | None = None
+    try:
+        async with SimulatedSite(load_gateway_config(SITE)) as site:
+            factory = site.write_config(tmp_path / "gateway.yaml")
+            factory.write_text(edit_config(factory.read_text(), for_tests))
+            gw = GatewayProcess(factory, tmp_path / "state", tmp_path / "control.sock")
+            gw.env = as_the_unit_runs(dict(os.environ), pycache=pycache)
+            gw.env["NOTIFY_SOCKET"] = str(notify.path)
+            assert gw.env["PYTHONOPTIMIZE"] == "2"
+            gw.start()
+            await until(lambda: notify.seen("READY=1"), 60, "READY=1")
+            await until(lambda: devices_online(gw.status()), 40, "devices online")
+            site.set_signal("smoke-tx-01.alarm", Constant(value=True))
+            site.set_signal("smoke-tx-02.alarm", Constant(value=True))
+            await until(lambda: site.read_point(SIREN) is True
+                        and site.read_point(STROBE) is True, 30, "siren and strobe on")
+            assert gw.proc is not None
+            gw.proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(gw.proc.wait, 30)
+            log = gw.log.read_text()
+            assert code == 0, log[-3000:]
+            assert site.read_point(SIREN) is False and site.read_point(STROBE) is False
+            assert "Traceback" not in log and "event=config_check_in_process" not in log
+    finally:
+        notify.close()
+        if gw is not None:
+            gw.stop()
+    # the gateway imported its modules stripped ...
+    for module in ("daemon", "rules/engine", "config/site"):
+        assert cached(pycache, module, ".opt-2").is_file(), module
+    # ... and the config check's child (its YAML reading only it imports) did not
+    assert cached(pycache, "config/yamlsafe", "").is_file()
+    assert not cached(pycache, "config/yamlsafe", ".opt-2").exists()
+
+
+def test_the_config_check_runs_unoptimized_whatever_the_gateway_runs_with(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONOPTIMIZE", "2")
+    monkeypatch.setenv("ROOMWARDEN_PROBE", "kept")
+    env = child_environment()
+    assert "PYTHONOPTIMIZE" not in env and env["ROOMWARDEN_PROBE"] == "kept"
