@@ -125,7 +125,7 @@ def test_the_gateway_unit_is_what_the_issue_asks() -> None:
     # stripped byte-code, cached where the service may write (tests/service/test_unit_run.py)
     assert unit_environment() == {
         "PYTHONUNBUFFERED": "1", "PYTHONOPTIMIZE": "2",
-        "PYTHONPYCACHEPREFIX": "/var/cache/roomwarden/pycache"}
+        "PYTHONPYCACHEPREFIX": "/var/cache/roomwarden/pycache", "MALLOC_ARENA_MAX": "1"}
     assert one["CacheDirectory"] == "roomwarden" and one["CacheDirectoryMode"] == "0750"
     ingest = {key: values[-1] for key, values in directives("roomwarden-ingest.service").items()}
     assert ingest["ExecStart"] == ("/opt/roomwarden/venv/bin/roomwarden ingest "
