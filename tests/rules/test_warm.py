@@ -107,6 +107,30 @@ def test_a_restarted_engine_judges_the_rate_at_its_first_sample(tmp_path: Path) 
     assert not _judged(_engine(loaded, cold_clock), cold_clock, last + 0.15)  # no file
 
 
+def test_the_fingerprints_are_made_at_the_start_not_at_the_first_save(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first start (no file) hashes its devices in `restore`, so the first save, a minute
+    later, builds none of the dicts the hashing takes (pymalloc kept the pools of that peak)."""
+    import gateway.rules.warm as warm
+
+    loaded = _site(tmp_path)
+    clock = ManualClock(start_ns=START_NS, start_mono=1.0)
+    engine = _engine(loaded, clock)
+    calls: list[int] = []
+    real = warm.fingerprints
+
+    def counted(lc: LoadedConfig) -> dict[str, str]:
+        calls.append(1)
+        return real(lc)
+
+    monkeypatch.setattr(warm, "fingerprints", counted)
+    memory = RateMemory(tmp_path, clock)
+    assert memory.restore(engine, loaded) == 0 and calls == [1]  # no file: hashed anyway
+    _rise(engine, clock, 60.0)
+    assert memory.save(engine, loaded)
+    assert calls == [1]
+
+
 def test_the_saved_file_is_bounded(tmp_path: Path) -> None:
     """Hours of samples: each window keeps its bound, the file stays small."""
     loaded = _site(tmp_path)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
 from gateway.rules.warm import FILE_NAME, RateMemory
-from gateway.rules.warm_file import MAGIC_V1, MAX_POINT_SAMPLES, decode, encode
+from gateway.rules.warm_file import MAGIC_V1, MAX_POINT_SAMPLES, decode, encode, header_text
 from tests.rules.test_warm import POINT, START_NS, _engine, _judged, _restart, _rise, _site
 
 runs_of = st.lists(  # one window's samples: times in order, any values
@@ -159,3 +159,19 @@ def test_a_decoded_file_holds_no_python_number_per_sample() -> None:
         tracemalloc.stop()
     assert len(got) == 1000 and list(got["d0.t1"].ages_ms) == list(range(200_000, 100_000, -1000))
     assert held < 16 * samples and peak < 32 * samples, (held / samples, peak / samples)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**63 - 1), st.dictionaries(
+    st.text(max_size=12), st.tuples(st.text(max_size=20), st.lists(st.integers(0, 10**7),
+                                                                   max_size=4)), max_size=6))
+def test_the_header_a_point_at_a_time_is_the_json_of_the_whole(
+        saved_ns: int, points: dict[str, tuple[str, list[int]]]) -> None:
+    """`header_text` writes, a point at a time, exactly what json.dumps of the header as one
+    dict gave (any ids and fingerprints: quotes, backslashes, control and non-ASCII
+    characters), so files written before and after read alike."""
+    whole = json.dumps({"version": 2, "saved_ns": saved_ns, "points": {
+        point_id: {"source": source, "runs": runs}
+        for point_id, (source, runs) in points.items()}}, separators=(",", ":"),
+        allow_nan=False)
+    assert "".join(header_text(saved_ns, points)) == whole + "\n"
