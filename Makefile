@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := python3 python3-venv chromium libatomic1 mosquitto victoria-metrics influxdb prometheus openssl shellcheck
 DEMO_CONFIG ?= firmware_configs/telecom_equipment_room.yaml
 
-.PHONY: all setup system-packages test lint typecheck unit bench bench-peer demo clean install
+.PHONY: all setup system-packages test test-stripped lint typecheck unit bench bench-peer demo clean install
 
 all: test
 
@@ -69,6 +69,16 @@ unit: setup
 # worker, the longest modules first (tests/conftest.py's scheduler and LONGEST_FIRST).
 test: lint typecheck
 	$(CACHE_BYTECODE) $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope --durations=20
+
+# The tests of what runs in a gateway (uplink, commands, alarms, outputs, field, recorder, rules,
+# applies, flashing, panel, service) with docstrings and asserts stripped, as the systemd unit
+# runs the gateway (PYTHONOPTIMIZE=2; the tests' own asserts are rewritten by pytest and kept).
+STRIPPED_DIRS := tests/uplink tests/operator tests/alarms tests/actions tests/field \
+	tests/recorder tests/ops tests/rules tests/apply tests/flashing tests/panel tests/continuity \
+	tests/service tests/drills
+test-stripped: setup
+	PYTHONOPTIMIZE=2 $(CACHE_BYTECODE) $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) \
+	  --dist loadscope -W "ignore:assertions not in test modules" $(STRIPPED_DIRS)
 
 # Every benchmark, ending with the whole roomwarden run process (docs/performance.md). A quicker
 # whole-process run: BENCH_PROCESS_WINDOW=5 BENCH_PROCESS_WARMUP=3 make bench; only some loads:
