@@ -122,9 +122,15 @@ async def test_a_flash_whose_links_are_all_refused_rolls_back_at_once_leaving_on
             code = await asyncio.to_thread(flash, options)
             took = time.monotonic() - began
             assert code == 1  # rolled back
-            statuses = [json.loads(m.payload) for m in sub.snapshot(
-                lambda m: m.topic.endswith("/config/status"))]
-            by_state = {s["state"]: s for s in statuses}
+
+            def statuses() -> dict[str, dict[str, Any]]:
+                return {s["state"]: s for s in (json.loads(m.payload) for m in sub.snapshot(
+                    lambda m: m.topic.endswith("/config/status")))}
+
+            # the flash client returns on its own copy of the status: this subscriber's may
+            # still be on its way (a full `make test` once read it a moment too early)
+            await until(lambda: "rolled_back" in statuses(), 5, "the rolled-back status")
+            by_state = statuses()
             assert by_state["rolled_back"]["code"] == "health_check_failed"
             assert "cannot be opened" in by_state["rolled_back"]["error"]
             on_gateway = (by_state["rolled_back"]["ts"] - by_state["applying"]["ts"]) / 1e9
