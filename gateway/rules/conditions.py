@@ -194,8 +194,10 @@ def dew_point(temperature: float, relative_humidity: float) -> float | None:
     """Dew point in °C from air temperature (°C) and relative humidity (%), Magnus formula."""
     if relative_humidity <= 0 or relative_humidity > 100.5 or temperature <= -MAGNUS_B:
         return None
-    gamma = math.log(min(relative_humidity, 100.0) / 100.0) + \
-        MAGNUS_A * temperature / (MAGNUS_B + temperature)
+    ratio = min(relative_humidity, 100.0) / 100.0
+    if ratio <= 0.0:  # a humidity so near 0 that the division underflows (5e-324): as 0 %
+        return None
+    gamma = math.log(ratio) + MAGNUS_A * temperature / (MAGNUS_B + temperature)
     return MAGNUS_B * gamma / (MAGNUS_A - gamma)
 
 

@@ -227,6 +227,16 @@ def test_dew_point_magnus() -> None:
     assert dew_point(20.0, 0.0) is None
 
 
+@given(st.floats(min_value=-300, max_value=300),
+       st.floats(min_value=0, max_value=200, allow_subnormal=True))
+def test_dew_point_of_any_reading_is_a_number_or_none(t: float, rh: float) -> None:
+    """No reading raises (a humidity of 5e-324 underflowed to log(0): a ValueError that failed
+    every rule's round while it lasted; found by test_signal_reads' hypothesis run)."""
+    dp = dew_point(t, rh)
+    assert dp is None or (math.isfinite(dp) and dp <= t + 1e-9)
+    assert dew_point(0.0, 5e-324) is None
+
+
 @given(st.floats(min_value=-20, max_value=50), st.floats(min_value=1, max_value=100))
 def test_dew_point_never_above_temperature(t: float, rh: float) -> None:
     dp = dew_point(t, rh)
