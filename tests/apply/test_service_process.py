@@ -60,11 +60,13 @@ class NotifySocket:
 
 class GatewayProcess:
     def __init__(self, factory: Path, state: Path, control: Path,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, *,
+                 base: dict[str, str] | None = None) -> None:
+        """`env` on top of `base` (default: this process's environment)."""
         self.args = [sys.executable, "-m", "gateway", "run", str(factory), "--state-dir",
                      str(state), "--control", str(control)]
         self.control = control
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**(os.environ if base is None else base), **(env or {})}
         self.log = state.parent / "gateway.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -91,6 +93,15 @@ def devices_online(status: dict[str, Any] | None) -> bool:
         return False
     devices = [d for bus in status["buses"] for d in bus["devices"]]
     return bool(devices) and all(d["online"] for d in devices)
+
+
+async def smoke_coincidence(site: SimulatedSite) -> None:
+    """Both smoke detectors of the telecom room in alarm; returns once siren and strobe are
+    on (fire.smoke_coincidence)."""
+    site.set_signal("smoke-tx-01.alarm", Constant(value=True))
+    site.set_signal("smoke-tx-02.alarm", Constant(value=True))
+    await until(lambda: site.read_point(SIREN) is True
+                and site.read_point(STROBE) is True, 30, "siren and strobe on")
 
 
 @pytest.fixture
@@ -167,10 +178,7 @@ async def test_sigterm_stops_cleanly_with_outputs_off_and_tells_systemd(
             gw.start()
             await until(lambda: notify.seen("READY=1"), 40, "READY=1")
             await until(lambda: devices_online(gw.status()), 40, "devices online")
-            site.set_signal("smoke-tx-01.alarm", Constant(value=True))
-            site.set_signal("smoke-tx-02.alarm", Constant(value=True))
-            await until(lambda: site.read_point(SIREN) is True
-                        and site.read_point(STROBE) is True, 30, "siren and strobe on")
+            await smoke_coincidence(site)
             # what a technician types: `roomwarden status` renders the running gateway
             shown = await asyncio.to_thread(subprocess.run, [
                 sys.executable, "-m", "gateway", "status", "--control", str(gw.control)],

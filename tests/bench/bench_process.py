@@ -325,10 +325,9 @@ def write_site(load: Load, work: Path) -> Path:
 
 
 def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter, *,
-             window: float, warmup: float, soak: float = 0.0,
-             pycache: Path | None = None) -> dict[str, Any]:
+             window: float, warmup: float, soak: float = 0.0) -> dict[str, Any]:
     """One load in a fresh gateway process with the unit's environment (stripped byte-code,
-    cached in `pycache`: by default beside `work`, shared by the runs of one benchmark)."""
+    cached beside `work`: shared by the runs of one benchmark)."""
     site_path = write_site(load, work)
     with simulator(site_path, work) as sim_config:
         config = yaml.safe_load(sim_config.read_text())
@@ -342,7 +341,7 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
         gateway_config = work / "gateway.yaml"
         gateway_config.write_text(yaml.safe_dump(config, sort_keys=False))
         notify = NotifySocket(work / "notify.sock")
-        env = {**as_the_unit_runs(dict(os.environ), pycache=pycache or work.parent / "pycache"),
+        env = {**as_the_unit_runs(dict(os.environ), pycache=work.parent / "pycache"),
                "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
         env.pop("WATCHDOG_PID", None)
         try:
@@ -492,8 +491,6 @@ def main() -> dict[str, Any]:
                 counter.close()
     rows = []
     for key, r in results.items():
-        if key == "first_start":
-            continue
         rows.append((
             r["load"] if key != "soak" else f"soak {soak:g} s: {r['load']}",
             f"{r['cpu_pct_of_core']:.2f} %" + _others(r),

@@ -18,7 +18,6 @@ import pytest
 import gateway
 from gateway.config.loader import load_gateway_config
 from gateway.isolated_check import child_environment
-from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
 from tests.apply.conftest import SITE, edit_config, for_tests, until
 from tests.apply.test_service_process import (
@@ -27,6 +26,7 @@ from tests.apply.test_service_process import (
     GatewayProcess,
     NotifySocket,
     devices_online,
+    smoke_coincidence,
 )
 from tests.service.unitfile import as_the_unit_runs
 
@@ -47,17 +47,14 @@ async def test_the_gateway_runs_stripped_as_the_unit_starts_it(tmp_path: Path) -
         async with SimulatedSite(load_gateway_config(SITE)) as site:
             factory = site.write_config(tmp_path / "gateway.yaml")
             factory.write_text(edit_config(factory.read_text(), for_tests))
-            gw = GatewayProcess(factory, tmp_path / "state", tmp_path / "control.sock")
-            gw.env = as_the_unit_runs(dict(os.environ), pycache=pycache)
-            gw.env["NOTIFY_SOCKET"] = str(notify.path)
+            gw = GatewayProcess(factory, tmp_path / "state", tmp_path / "control.sock",
+                                env={"NOTIFY_SOCKET": str(notify.path)},
+                                base=as_the_unit_runs(dict(os.environ), pycache=pycache))
             assert gw.env["PYTHONOPTIMIZE"] == "2"
             gw.start()
             await until(lambda: notify.seen("READY=1"), 60, "READY=1")
             await until(lambda: devices_online(gw.status()), 40, "devices online")
-            site.set_signal("smoke-tx-01.alarm", Constant(value=True))
-            site.set_signal("smoke-tx-02.alarm", Constant(value=True))
-            await until(lambda: site.read_point(SIREN) is True
-                        and site.read_point(STROBE) is True, 30, "siren and strobe on")
+            await smoke_coincidence(site)
             assert gw.proc is not None
             gw.proc.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(gw.proc.wait, 30)
