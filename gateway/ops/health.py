@@ -249,6 +249,14 @@ class HealthMonitor:
         if age > self.evaluator_stall_after:
             return CheckResult(status=Level.FAILING,
                                detail=f"no rule evaluation for {age:.0f} s")
+        failing = self.source.core.engine.faults.report()
+        if failing:  # gateway.rules.faults: those bindings keep their last evaluation
+            shown = ", ".join(f"{f['rule']}@{f['subject']} ({f['error']})" for f in failing[:3])
+            return CheckResult(status=Level.DEGRADED,
+                               detail=f"{len(failing)} rule binding"
+                                      f"{'s' * (len(failing) != 1)} failing: {shown}"
+                                      f"{' …' if len(failing) > 3 else ''}; "
+                                      f"{self.source.evaluations} evaluations")
         return CheckResult(status=Level.OK,
                            detail=f"{self.source.evaluations} evaluations")
 

@@ -20,6 +20,7 @@ from gateway.actions.supervision import NO_FEEDBACK_RULE, UNEXPECTED_FEEDBACK_RU
 from gateway.config.site import OutputRole
 from gateway.rules import model as m
 from gateway.rules.config import default_rules_dir, load_rule_packs
+from gateway.rules.faults import EVALUATION_FAILED_RULE, FAILED_BINDING_RETRY
 from gateway.rules.rate import DEFAULT_MIN_SPAN
 from gateway.rules.section import ParamValue
 
@@ -237,6 +238,14 @@ def render(packs: Iterable[m.RulePack]) -> str:
     for pack in packs:
         for escalation in pack.escalations:
             lines += _escalation(pack, escalation)
+    lines += ["## Rules that cannot be evaluated", "",
+              f"- `{EVALUATION_FAILED_RULE}` (major, no outputs): evaluating one rule for one "
+              "subject raised (a bug, or a value nobody foresaw); the subject is "
+              "`<rule>@<subject>`, the room the binding's, the value the error. That binding "
+              "keeps its last good result (an active alarm stays active, its outputs on); the "
+              "other rules are evaluated as ever; it is tried again at its next sample and at "
+              f"least every {FAILED_BINDING_RETRY:g} s, and the alarm returns to normal at its "
+              "first good evaluation (`gateway/rules/faults.py`).", ""]
     lines += ["## Output roles", "",
               "Rules name output *roles*; a site maps each to a relay coil (`outputs:`).", "",
               "| role | what it does |", "|---|---|"]

@@ -35,9 +35,18 @@ present in both configs (gateway.rules.carry), and `hold(alarms)` makes the bind
 the alarm manager holds active (restored from the journal) active without data, so an apply
 or a restart neither returns an alarm nor runs its on-delay again.
 
+A binding whose evaluation raises (a bug, or a value no test foresaw) fails alone: its own
+evaluation stays the last good one (an active alarm stays active, its outputs stay on), every
+other due binding is evaluated in the same round, and the failure is an alarm of its own,
+`rules.evaluation_failed` (major) on the subject `<rule>@<subject>`, that returns to normal
+at the binding's first good evaluation. A failing binding is tried again at its next sample
+and at least every `FAILED_BINDING_RETRY` seconds; the log has the first failure's traceback
+(gateway.rules.faults).
+
 Time: the engine runs on the clock's monotonic seconds. A sample's time is its acquisition
 timestamp mapped onto that scale when the batch arrives, so wall-clock steps do not fire or
-clear delays. Pure: no I/O, no threads; the caller owns the schedule.
+clear delays. Pure: no I/O but the log line of a failing binding, no threads; the caller owns
+the schedule.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from gateway.rules.carry import carry_node, carry_point, held, hold
 from gateway.rules.compiler import PointInfo
 from gateway.rules.conditions import PointState
 from gateway.rules.config import ParameterOverrides
+from gateway.rules.faults import EVALUATION_FAILED_RULE, FAILED_BINDING_RETRY, BindingFaults
 from gateway.rules.intake import Intake
 from gateway.rules.model import RulePack
 from gateway.rules.nodes import Node
@@ -115,6 +125,8 @@ class RuleEngine:
         quiet."""
         self._unconfigured: list[Binding] = []
         self._always: list[int] = []
+        self.faults = BindingFaults()
+        """The bindings whose last evaluation raised (gateway.rules.faults)."""
         collecting = gc.isenabled()
         gc.disable()  # tens of thousands of new objects, none garbage: no cycle hunt meanwhile
         try:
@@ -196,36 +208,51 @@ class RuleEngine:
                 schedule.mark(index)
         due = schedule.due(now)
         self._last_round = now
+        faults = self.faults
+        changed: list[Evaluation] = []
+        if faults.orphans:  # failure alarms of bindings this engine does not have: normal now
+            changed.extend(faults.clear_orphans(self.clock.now_ns()))
         if not due:
-            return []
+            return changed
         self.evaluated += len(due)
         now_ns = self.clock.now_ns()
         nodes, lasts, timeds, gated = self._nodes, self._last, self._timed, self._gated
         states = self._states
-        changed: list[Evaluation] = []
         set_deadline = schedule.set_deadline
         set_band = self._intake.set_band
+        failing = faults.failing
         for index in due:
-            node = nodes[index]
-            active = node.eval(now)
-            value = node.value
-            last = lasts[index]
-            if gated[index]:  # the tree is its band: gateway.rules.quiet.band_now, inline
-                set_band(index, BANDS[type(node)](node))
-            if last is None or last.active is not active or (active and not (
-                    last.value is value or (type(last.value) is type(value)
-                                            and last.value == value))):  # the same value
-                common = self._shared[index]
-                rule, points = common.model, self._points[index]
-                ts = (states[points[0]].ts_ns if len(points) == 1
-                      else max(states[p].ts_ns for p in points)) or now_ns
-                last = lasts[index] = evaluation(common.rule, self._subjects[index], active,
-                                              value, rule.severity, ts, rule.title,
-                                              self._rooms[index], rule.actions, rule.latching)
-                changed.append(last)
-            timed = timeds[index]
-            if timed is not None:  # gateway.rules.schedule.deadline, inline
-                set_deadline(index, DUE[type(timed)](timed, now))
+            try:  # free in Python 3.11 unless it raises: then this binding alone fails
+                node = nodes[index]
+                active = node.eval(now)
+                value = node.value
+                last = lasts[index]
+                if gated[index]:  # the tree is its band: gateway.rules.quiet.band_now, inline
+                    set_band(index, BANDS[type(node)](node))
+                if last is None or last.active is not active or (active and not (
+                        last.value is value or (type(last.value) is type(value)
+                                                and last.value == value))):  # the same value
+                    common = self._shared[index]
+                    rule, points = common.model, self._points[index]
+                    ts = (states[points[0]].ts_ns if len(points) == 1
+                          else max(states[p].ts_ns for p in points)) or now_ns
+                    last = evaluation(common.rule, self._subjects[index], active, value,
+                                      rule.severity, ts, rule.title, self._rooms[index],
+                                      rule.actions, rule.latching)
+                    lasts[index] = last
+                    changed.append(last)
+                timed = timeds[index]
+                if timed is not None:  # gateway.rules.schedule.deadline, inline
+                    set_deadline(index, DUE[type(timed)](timed, now))
+            except Exception as exc:  # this binding alone: logged and alarmed (rules.faults)
+                raised = faults.failed(index, self._shared[index].rule, self._subjects[index],
+                                       self._rooms[index], exc, now_ns)
+                if raised is not None:
+                    changed.append(raised)
+                set_deadline(index, now + FAILED_BINDING_RETRY)
+                continue
+            if failing and index in failing:
+                changed.append(faults.recovered(index, now_ns))
         return changed
 
     def current(self) -> list[Evaluation]:
@@ -235,7 +262,7 @@ class RuleEngine:
     def next_deadline(self) -> float | None:
         """Monotonic time of the next round some binding needs with no new sample (now or
         earlier: one is due now); None when nothing waits on time."""
-        if self._schedule.pending:
+        if self._schedule.pending or self.faults.orphans:
             return self.clock.monotonic()
         due = self._schedule.next_deadline()
         if self._always and self._last_round is not None:
@@ -309,11 +336,17 @@ class RuleEngine:
         state already is: they stay active until good data says otherwise. Returns those
         made active."""
         out = []
-        for index, (key, node) in enumerate(zip(self.bindings(), self._nodes, strict=True)):
+        keys = self.bindings()
+        for index, (key, node) in enumerate(zip(keys, self._nodes, strict=True)):
             if key in alarms and not held(node):
                 hold(node, alarms[key])
                 self._schedule.mark(index)
                 out.append(key)
+        faulted = [(subject, value) for (rule, subject), value in alarms.items()
+                   if rule == EVALUATION_FAILED_RULE]
+        if faulted:  # a binding's failure alarm, restored or carried: judged at its next round
+            for index in self.faults.adopt(faulted, keys, self._rooms):
+                self._schedule.mark(index)
         return out
 
     # --- issue 11: warm start of rate windows across restarts (gateway.rules.warm) ---------

@@ -10,10 +10,13 @@ import aiohttp
 import pytest
 import yaml
 
+from gateway.alarms.lifecycle import AlarmState
 from gateway.clock import ManualClock
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
 from gateway.ops.health import HealthMonitor, Level, monitor_for
+from gateway.rules import conditions
+from gateway.rules.faults import EVALUATION_FAILED_RULE
 from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.site import SimulatedSite
 from tests.ops.conftest import SITE, Live, stop, until
@@ -155,3 +158,34 @@ async def test_a_bus_whose_port_is_missing_is_failing(tmp_path: Path) -> None:
                                 device="th-9") >= 2
         finally:
             await stop(task)
+
+
+async def test_a_rule_binding_that_raises_degrades_the_rules_and_is_an_alarm(
+        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in a derived value (gateway.rules.faults): the bindings that use it fail alone —
+    /healthz says which, an alarm of its own is raised, the other rules go on — and all is
+    well again when they evaluate."""
+    gw = live.gateway
+    assert await _status(live) == "ok"
+
+    def broken(*_args: object) -> float:
+        raise ZeroDivisionError("a bug in the dew point")
+
+    monkeypatch.setattr(conditions, "dew_point", broken)
+    gw.core.engine.refresh()  # every binding at the next round (new samples would too)
+    gw.evaluator.owe()
+    await _wait_status(live, "degraded")
+    status, body = await live.healthz()
+    rules = body["checks"]["rules"]
+    assert status == 200 and rules["status"] == "degraded"
+    assert "environment.dew_point_allowable@th-1 (ZeroDivisionError: a bug in the dew point)" \
+        in rules["detail"]
+    failing = [v for v in gw.core.alarms.active() if v.key.rule == EVALUATION_FAILED_RULE]
+    assert "environment.dew_point_allowable@th-1" in {v.key.subject for v in failing}
+    evaluated = gw.core.engine.evaluated
+    await until(lambda: gw.core.engine.evaluated > evaluated + 5, "the other rules go on")
+
+    monkeypatch.undo()
+    await _wait_status(live, "ok")
+    assert {v.state for v in gw.core.alarms.active() if v.key.rule == EVALUATION_FAILED_RULE
+            } == {AlarmState.RETURNED_UNACKNOWLEDGED}
