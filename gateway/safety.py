@@ -84,6 +84,9 @@ class SafetyCore:
         self.planner = OutputPlanner(cfg.outputs, cfg.interlocks, rooms, clock)
         self.outputs = {o.id: o for o in cfg.outputs}
         self.wanted: dict[str, bool] = {o: False for o in self.outputs}
+        self._undelivered: list[Evaluation] = []
+        """The rules' changed evaluations of a round that raised before the alarm manager took
+        them (the engine reports a change once): handed on at the next round."""
         # --- issue 11: supervised outputs (feedback) -----------------------------------------
         self.supervisor = OutputSupervisor(
             cfg.outputs, self.planner.rooms, {r.id: r.type for r in cfg.rooms}, clock,
@@ -138,6 +141,11 @@ class SafetyCore:
         and what timers came), run the alarm lifecycle on what changed, plan the outputs.
         `trial`: a config on trial holds its own trouble alarms (gateway.flashing.trial)."""
         evaluations = self.engine.evaluate_changed()
+        if self._undelivered:  # a round that raised after the rules: theirs first
+            evaluations = [*self._undelivered, *evaluations]
+            if len(evaluations) > 2 * len(self.engine.bindings()) + 64:  # rounds keep failing
+                evaluations = list({(e.rule, e.subject): e for e in evaluations}.values())
+        self._undelivered = evaluations
         extra = list(extra)
         if self.supervisor.watches:  # issue 11
             extra.extend(self.supervisor.evaluate(self.wanted, self.alarms.active()))
@@ -151,6 +159,7 @@ class SafetyCore:
         if trial is not None:  # issue 9: the trial hold
             batch = trial.admit(batch, self.alarms, self.engine.packs)
         events = self.alarms.observe(batch)
+        self._undelivered = []  # the alarm manager has them (it takes one again as a no-op)
         events.extend(self.alarms.tick())
         self.plan_outputs()
         return [*drill_events, *events] if drill_events else events

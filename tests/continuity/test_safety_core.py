@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.clock import ManualClock
@@ -96,4 +99,32 @@ def test_take_over_changes_no_alarm_and_no_output(tmp_path: Path) -> None:
         assert new.wanted == wanted
         assert {k: new.alarms.get(k).activated_ns for k in (H2, FIRE)} == activated
         core = new
+    core.close()
+
+
+def test_a_round_that_raises_after_the_rules_loses_no_alarm(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule engine reports a change once. A round that raises after it (a bug in the alarm
+    manager, here its first `observe` of the hazard) must not lose that change: the next
+    round hands it on (the evaluator runs one within a second)."""
+    clock = ManualClock()
+    core = SafetyCore(shipped.site(TELECOM), clock, tmp_path / "alarms.sqlite")
+    assert feed(core, clock, {"smoke-tx-01.alarm": False, "smoke-tx-02.alarm": False}, 3) == []
+    real = core.alarms.observe
+    calls: list[int] = []
+
+    def fails_once(evaluations: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the alarm manager")
+        return real(evaluations, **kwargs)
+
+    monkeypatch.setattr(core.alarms, "observe", fails_once)
+    core.ingest([Sample("smoke-tx-01.alarm", True, clock.now_ns(), Quality.GOOD)])
+    with pytest.raises(RuntimeError):
+        core.step()
+    clock.advance(1.0)
+    events = [f"{e.rule}@{e.subject} {e.state}" for e in core.step()]  # no new sample
+    assert events == ["fire.smoke_detector@smoke-tx-01.alarm active_unacknowledged"]
+    assert core.step() == []  # handed on once
     core.close()
