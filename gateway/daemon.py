@@ -23,6 +23,7 @@ from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.clock import Clock, SystemClock
 from gateway.config.loader import LoadedConfig
 from gateway.evaluator import Evaluator
+from gateway.fanout import SampleFanOut
 from gateway.field.bus_loop import BusLoop
 from gateway.field.buses import build_bus_loops
 from gateway.field.catalog import catalog_points
@@ -87,8 +88,7 @@ class Gateway(PanelBackend, Reconfiguring):
         self.config_sha256 = config_sha256 or _sha256_of(loaded.path)
         self.latest = LatestSamples()
         self.extra_sinks = list(extra_sinks or [])
-        self.sample_consumer_failures: dict[str, int] = {}
-        """Batches a consumer of samples failed on, by consumer (`_on_samples`)."""
+        self.fanout = SampleFanOut()
         self.core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=rules_dir)
         # --- issue 11: rate windows warm-started from what the last run saved ---------------
         self.rate_memory = RateMemory(self.state_dir, self.clock)
@@ -203,41 +203,16 @@ class Gateway(PanelBackend, Reconfiguring):
     # --- the data path -------------------------------------------------------------------
 
     def _on_samples(self, batch: list[Sample]) -> None:
-        """A poll's samples to each consumer. One that raises (a bug) costs only itself that
-        batch: the rules, the flight recorder and the uplink each still get it, and a round
-        is still owed."""
-        try:
-            self.latest.update(batch)
-        except Exception as exc:
-            self._consumer_failed("latest", exc)
-        try:
-            self.core.ingest(batch)
-        except Exception as exc:
-            self._consumer_failed("rules", exc)
-        try:
-            self.recording.on_samples(batch)  # issue 12: flight recorder and incidents
-        except Exception as exc:
-            self._consumer_failed("recorder", exc)
+        """A poll's samples to each consumer on its own (gateway.fanout), then a round owed."""
+        deliver = self.fanout.deliver
+        deliver("latest", self.latest.update, batch)
+        deliver("rules", self.core.ingest, batch)
+        deliver("recorder", self.recording.on_samples, batch)  # issue 12
         for sink in self.extra_sinks:
-            try:
-                sink(batch)
-            except Exception as exc:
-                self._consumer_failed(getattr(sink, "__qualname__", "sink"), exc)
+            deliver(getattr(sink, "__qualname__", "sink"), sink, batch)
         if self.uplink is not None:
-            try:
-                self.uplink.on_samples(batch)
-            except Exception as exc:
-                self._consumer_failed("uplink", exc)
+            deliver("uplink", self.uplink.on_samples, batch)
         self.evaluator.owe()
-
-    def _consumer_failed(self, consumer: str, exc: Exception) -> None:
-        """Log a consumer's failure: the first with its traceback, then every tenfold count
-        (a bug that fails every batch does not flood the log at 10 polls a second)."""
-        count = self.sample_consumer_failures.get(consumer, 0) + 1
-        self.sample_consumer_failures[consumer] = count
-        if str(count).rstrip("0") == "1":  # 1, 10, 100 …
-            log.error("event=sample_consumer_failed consumer=%s failures=%d", consumer, count,
-                      exc_info=exc)
 
     def evaluate_once(self) -> list[AlarmEvent]:
         """One round of the safety core, then drive the outputs it wants."""

@@ -1,5 +1,5 @@
 """A poll's samples go to the rules, the flight recorder, the uplink and any other sink; one
-that raises (a bug) costs only itself the batch (gateway.daemon.Gateway._on_samples)."""
+that raises (a bug) costs only itself the batch (gateway.fanout)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ async def test_a_consumer_that_raises_costs_only_itself_the_batch(
             20.0 + i for i in range(12)]
         assert len(seen) == 12
         assert gw.evaluator.owed_since is not None  # a round is owed all the same
-        assert gw.sample_consumer_failures == {"rules": 12}
+        assert gw.fanout.failures == {"rules": 12}
         logged = [r for r in caplog.records if "sample_consumer_failed" in r.getMessage()]
         assert [r.args[1] for r in logged if isinstance(r.args, tuple)] == [1, 10]
         assert logged[0].exc_info is not None
