@@ -18,13 +18,12 @@ Pure code, no I/O.
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Sequence
 
 from gateway.config.profile import WIDTH_REGISTERS, ByteOrder, DataType
 from gateway.field.planner import ReadRequest
-from gateway.field.points import DECIMAL_DIVISORS, BoundPoint
+from gateway.field.points import DECIMAL_DIVISORS, LARGEST, BoundPoint
 from gateway.field.readings import register_samples
 from gateway.field.sample import Quality, Sample
 
@@ -50,8 +49,8 @@ def _scaling(point: BoundPoint) -> _Scaling:
     divisor = DECIMAL_DIVISORS.get(point.scale)
     return (point.id, point.scale if divisor is None else divisor, point.offset,
             point.scale == 1.0 and point.offset == 0.0, divisor is not None,
-            -math.inf if point.valid_min is None else point.valid_min,
-            math.inf if point.valid_max is None else point.valid_max,
+            -LARGEST if point.valid_min is None else point.valid_min,
+            LARGEST if point.valid_max is None else point.valid_max,  # no infinity is good
             point.scale == 1.0,
             tuple((f.id, f.bit, f.active_low) for f in point.flags))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from gateway.config.profile import (
@@ -17,6 +18,10 @@ DECIMAL_DIVISORS: dict[float, int] = {1 / 10 ** k: 10 ** k for k in range(1, 10)
 """A scale that is exactly the double of 10^-k (0.1, 0.01, ...) → 10^k. Such a register is
 scaled by dividing: 2283 / 100 is the double nearest 22.83 (published and recorded as 22.83),
 where 2283 × 0.01 is 22.830000000000002 for about one value in seven."""
+LARGEST = sys.float_info.max
+"""A reading beyond ±this (an infinity: a float register of 0x7F800000, a text field of
+"inf" or "1e999"; an integer of hundreds of digits) is no measurement: quality `invalid`, as
+NaN. The bounds a point without a valid range is judged against."""
 
 
 def scaled(raw: float, scale: float, offset: float) -> float:
@@ -65,11 +70,11 @@ class BoundPoint:
         return scaled(raw, self.scale, self.offset)
 
     def in_range(self, value: float) -> bool:
-        if value != value:  # NaN
-            return False
-        if self.valid_min is not None and value < self.valid_min:
-            return False
-        return self.valid_max is None or value <= self.valid_max
+        """Within the point's valid range (a finite number, when it has none); False for NaN,
+        an infinity or a number beyond ±`LARGEST`."""
+        low = -LARGEST if self.valid_min is None else self.valid_min
+        high = LARGEST if self.valid_max is None else self.valid_max
+        return low <= value <= high  # False for NaN
 
 
 def bind_points(device: Device, profile: ModbusProfile | SerialTextProfile) -> list[BoundPoint]:

@@ -153,18 +153,29 @@ class SerialTextPoller(DevicePollerBase[SerialTextProfile, SerialTextLink]):
         return PollResult(samples, answered=True, requests=1)
 
 
+INT_LIMIT = 2**63
+"""An `int` field is a 64-bit integer, as the wire and the databases carry it; a
+`bitstring` has at most 64 bits."""
+
+
 def parse_field(spec: TextField, text: str | None) -> int | float | bool | str:
-    """A regex group's text as the field's type; ValueError if it is not one."""
+    """A regex group's text as the field's type; ValueError if it is not one (or an integer
+    beyond 64 bits)."""
     if text is None:
         raise ValueError("group did not match")
     text = text.strip()
     if spec.type == "float":
         return float(text)
     if spec.type == "int":
-        return int(text)
+        number = int(text)
+        if not -INT_LIMIT <= number < INT_LIMIT:
+            raise ValueError(f"{text[:40]!r} is beyond a 64-bit integer")
+        return number
     if spec.type == "bitstring":
         if not text or set(text) - {"0", "1"}:
-            raise ValueError(f"{text!r} is not a bit string")
+            raise ValueError(f"{text[:40]!r} is not a bit string")
+        if len(text) > 64:
+            raise ValueError(f"a bit string of {len(text)} bits (64 at most)")
         return int(text, 2)
     if spec.type == "bool":
         lowered = text.lower()

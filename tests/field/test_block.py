@@ -102,3 +102,27 @@ def test_a_block_of_scaled_int16_in_one_request() -> None:
     assert len(out) == 100
     assert out[3] == Sample("dev1.r3", -0.01, 5, Quality.GOOD)
     assert out[4] == Sample("dev1.r4", 60.0, 5, Quality.INVALID)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["float32", "float64"]), order=st.sampled_from(ORDERS),
+       bits=st.one_of(st.integers(0, 2**64 - 1),
+                      st.sampled_from([0x7F800000, 0xFF800000, 0x7FC00000, 0xFFFFFFFF,
+                                       0x7FF0000000000000, 0xFFF0000000000000])),
+       scale=st.sampled_from([1.0, 0.1, 10.0]))
+def test_a_float_register_is_good_only_when_finite(kind: str, order: str, bits: int,
+                                                    scale: float) -> None:
+    """A float register of no valid range: an infinity (0x7F800000 …) or NaN is `invalid`, a
+    finite number good — an infinite temperature must not satisfy a heat rule."""
+    width = 2 if kind == "float32" else 4
+    bits &= (1 << 16 * width) - 1
+    words = [(bits >> 16 * (width - 1 - i)) & 0xFFFF for i in range(width)]
+    (request,) = plan_requests(bound([{"name": "f", "register": "holding", "address": 0,
+                                       "type": kind, "order": order, "scale": scale}]))
+    for decode in (BlockDecoder(request), lambda r, ts, out: register_samples(request, r, ts,
+                                                                                out)):
+        out: list[Sample] = []
+        decode(words, 1, out)
+        [sample] = out
+        assert isinstance(sample.value, float)
+        assert (sample.quality is Quality.GOOD) is math.isfinite(sample.value)

@@ -171,3 +171,42 @@ def test_every_well_formed_q1_reply_parses(vin: float, vout: float, load: int, f
     assert got["u.load_pct"].value == load
     assert got["u.input_voltage"].value == pytest.approx(round(vin, 1))
     assert got["u.status.utility_fail"].value == bool(status & 0x80)
+
+
+def loose_profile() -> SerialTextProfile:
+    """A site's own profile with patterns that take any token (\\S+), no valid ranges."""
+    fields = [{"name": f"{kind}_{i}", "group": f"{kind}_{i}", "type": kind, "scale": scale,
+               "quantity": "temperature", "unit": "°C", "description": kind}
+              for i, (kind, scale) in enumerate([("int", 1.0), ("int", 0.1), ("float", 1.0),
+                                                 ("float", 0.01), ("bitstring", 1.0)])]
+    pattern = " ".join(f"(?P<{f['group']}>\\S+)" for f in fields)
+    return SerialTextProfile.model_validate({
+        "kind": "serial_text", "id": "loose", "manufacturer": "site", "model": "own",
+        "generic": True, "description": "d", "request": "R\r", "reply_terminator": "\r",
+        "reply_timeout": "1s", "reply_pattern": f"^{pattern}$", "fields": fields})
+
+
+TOKENS = st.one_of(
+    st.integers(-(2**70), 2**70).map(str), st.floats().map(repr),
+    st.sampled_from(["inf", "-inf", "nan", "1e999", "9" * 400, "1" * 65, "1" * 64, "-0",
+                     "Infinity"]),
+    st.text(st.characters(whitelist_categories=("Nd",)), min_size=1, max_size=500))
+
+
+@given(st.lists(TOKENS, min_size=5, max_size=5))
+def test_a_loose_profile_never_raises_and_keeps_only_finite_64_bit_readings(
+        tokens: list[str]) -> None:
+    """Whatever a sensor sends for a number: no exception out of the poller, and a good sample
+    is a finite number, an integer within 64 bits (an infinity or 400 digits is `invalid`)."""
+    profile = loose_profile()
+    poller = SerialTextPoller(Device(id="u", bus="b", profile=profile.id, room="r"), profile,
+                              SerialTextLink(SerialTextBus(id="b", type="serial_text",
+                                                           port="/dev/null")), SystemClock())
+    result = poller.parse_reply(" ".join(tokens).encode(), 1)
+    assert result.answered
+    assert len(result.samples) == 5
+    for sample in result.samples:
+        if sample.quality is Quality.GOOD:
+            assert isinstance(sample.value, int | float)
+            assert -(2**63) <= sample.value < 2**63 or isinstance(sample.value, float)
+            assert abs(sample.value) <= 1.8e308
