@@ -40,6 +40,14 @@ EXCEPTION_NAMES = {
 }
 
 
+FUNCTION_CODES = {RegisterType.COIL: 1, RegisterType.DISCRETE_INPUT: 2,
+                  RegisterType.HOLDING: 3, RegisterType.INPUT: 4}
+"""The read function of each register type: a reply of another function (a device that
+answers a holding read with its input registers, a late reply to another read) is no reply to
+this read."""
+WRITE_FUNCTION_CODES = {"write_coil": 5, "write_register": 6}
+
+
 class ExceptionReply(Exception):
     def __init__(self, code: int) -> None:
         self.code = code
@@ -98,6 +106,10 @@ class ModbusLink:
             if isinstance(code, int) and code:
                 raise ExceptionReply(code)
             raise CommFailure(f"error reply: {reply}")
+        expected = FUNCTION_CODES[request.register]
+        if reply.function_code != expected:  # pymodbus matches replies by unit and transaction
+            raise CommFailure(f"reply of function {reply.function_code} to a read of function "
+                              f"{expected}")
         if request.register.is_bit:
             bits: list[bool] = list(reply.bits)
             if len(bits) < request.count:
@@ -126,6 +138,10 @@ class ModbusLink:
             self._last_frame_end = asyncio.get_running_loop().time()
         if reply.isError():
             raise ExceptionReply(int(getattr(reply, "exception_code", 0) or 0))
+        expected = WRITE_FUNCTION_CODES[method]
+        if reply.function_code != expected:
+            raise CommFailure(f"reply of function {reply.function_code} to a write of function "
+                              f"{expected}")
 
     async def _send(self, request: ReadRequest, unit: int) -> Any:
         client = self.client

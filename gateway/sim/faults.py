@@ -22,6 +22,9 @@ What each mode means per transport (RTU = modbus_rtu, TCP = modbus_tcp, text = s
 * exception: RTU and TCP: an exception reply with `exception_code`, produced by the
   datastore action. text: the request is echoed back, which is what a Megatec unit does for a
   command it refuses.
+* wrong_function: RTU and TCP: the reply under the other read function (a holding read
+  answered as an input read, coils as discrete inputs and back; the CRC made right on RTU), as
+  a device that mixes up its register tables, or a late reply to another read. text: unchanged.
 
 `probability` < 1 makes any fault intermittent: each reply is faulted with that probability.
 """
@@ -50,6 +53,7 @@ class FaultMode(StrEnum):
     GARBAGE = "garbage"
     TRUNCATED = "truncated"
     EXCEPTION = "exception"
+    WRONG_FUNCTION = "wrong_function"
 
 
 class Fault(StrictModel):
@@ -113,7 +117,27 @@ def apply_fault(fault: Fault, transport: Transport, frame: bytes, rng: random.Ra
     if mode is FaultMode.GARBAGE:
         junk = _garbage(transport, fault.garbage_bytes, rng, terminator)
         return Outgoing(junk + frame if fault.garbage_before else junk)
+    if mode is FaultMode.WRONG_FUNCTION:
+        return Outgoing(_other_function(transport, frame))
     raise AssertionError(mode)
+
+
+OTHER_READ = {1: 2, 2: 1, 3: 4, 4: 3}
+
+
+def _other_function(transport: Transport, frame: bytes) -> bytes:
+    if transport == "serial_text":
+        return frame
+    at = 1 if transport == "modbus_rtu" else 7  # after the unit, or after the MBAP header
+    if len(frame) <= at or frame[at] not in OTHER_READ:
+        return frame
+    out = bytearray(frame)
+    out[at] = OTHER_READ[frame[at]]
+    if transport == "modbus_rtu":
+        from pymodbus.framer.rtu import FramerRTU
+
+        out[-2:] = FramerRTU.compute_CRC(bytes(out[:-2])).to_bytes(2, "big")
+    return bytes(out)
 
 
 def _corrupt(transport: Transport, frame: bytes, terminator: bytes) -> bytes:

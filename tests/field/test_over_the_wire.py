@@ -266,7 +266,9 @@ async def test_dead_device_on_a_shared_rtu_bus_costs_at_most_its_timeout(tmp_pat
     Fault(mode=FaultMode.TRUNCATED),
     Fault(mode=FaultMode.EXCEPTION, exception_code=4),
     Fault(mode=FaultMode.SLOW_REPLY, delay=0.5),
-], ids=["garbage", "garbage-before", "crc", "truncated", "exception-4", "slow-late-reply"])
+    Fault(mode=FaultMode.WRONG_FUNCTION),
+], ids=["garbage", "garbage-before", "crc", "truncated", "exception-4", "slow-late-reply",
+        "wrong-function"])
 async def test_bad_frames_are_survived_and_the_device_recovers(tmp_path: Path,
                                                                fault: Fault) -> None:
     recorder, loop = await run_bus(rtu_site(tmp_path), 5.0, [
