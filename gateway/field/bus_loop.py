@@ -194,8 +194,23 @@ class BusLoop:
         self.stats.poll_seconds_total += ended - began
         if result.answered:
             self.link_open, self.link_error = True, None  # (re)connected by the poll itself
-            if health.record_success(ended):
-                log.info("event=device_online bus=%s device=%s", self.bus_id, poller.device_id)
+        if result.answered and result.delivered:
+            was_partial = health.partial
+            if result.error is None:
+                if health.record_success(ended):
+                    log.info("event=device_online bus=%s device=%s", self.bus_id,
+                             poller.device_id)
+                elif was_partial:
+                    log.info("event=device_reads_whole bus=%s device=%s", self.bus_id,
+                             poller.device_id)
+            else:
+                came = health.online is not True
+                if health.record_partial(result.error, ended):
+                    log.warning("event=device_reads_partial bus=%s device=%s error=%s",
+                                self.bus_id, poller.device_id, result.error)
+                if came:
+                    log.info("event=device_online bus=%s device=%s", self.bus_id,
+                             poller.device_id)
         elif health.record_failure(result.error or "no answer"):
             log.warning("event=device_offline bus=%s device=%s failures=%d error=%s",
                         self.bus_id, poller.device_id, health.consecutive_failures,

@@ -3,7 +3,11 @@
 Pure code with an injected clock. A failing device is polled less and less often on an
 exponential schedule (interval × multiplier^(failures − 1), capped at `backoff_max`), so it
 cannot starve healthy devices on its bus; it is reported offline after `offline_after`
-consecutive failures and online again after one success.
+consecutive failures and online again after one success. A poll fails when the device gives
+no data at all: silence, garbage, or an exception reply to every read (a detector that answers
+"server device failure" is as blind as a silent one). A poll in which some reads gave data and
+others failed is `partial`: the device stays online and is polled at its interval (its good
+points keep coming), but it is degraded, with the error, until a poll reads everything.
 """
 
 from __future__ import annotations
@@ -25,19 +29,33 @@ class DeviceHealth:
     failures: int = 0
     last_error: str | None = None
     last_success_mono: float | None = None
+    partial: bool = False
+    """The last poll read some of the device and failed on the rest (`last_error` says why)."""
 
     def record_success(self, now: float) -> bool:
         """Count a good poll; return True if the device just came (back) online."""
         self.polls += 1
         self.consecutive_failures = 0
         self.last_error = None
+        self.partial = False
         self.last_success_mono = now
         changed = self.online is not True
         self.online = True
         return changed
 
+    def record_partial(self, error: str, now: float) -> bool:
+        """Count a poll that read only part of the device; return True if it just became
+        partial (online, no back-off, `last_error` kept)."""
+        began = not self.partial
+        self.record_success(now)
+        self.failures += 1
+        self.last_error = error
+        self.partial = True
+        return began
+
     def record_failure(self, error: str) -> bool:
         """Count a failed poll; return True if the device just went offline."""
+        self.partial = False
         self.polls += 1
         self.failures += 1
         self.consecutive_failures += 1

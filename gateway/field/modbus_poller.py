@@ -65,7 +65,7 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
     async def poll(self) -> PollResult:
         samples: list[Sample] = []
         pending = list(self.plan)
-        answered = False
+        answered = delivered = False
         error: str | None = None
         requests = 0
         learned = False
@@ -92,6 +92,7 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
                         log.warning("event=points_unreadable device=%s points=%s reason=%s",
                                     self.device_id, ",".join(sorted(new)), exc)
                     failed_samples(request.points, self.clock.now_ns(), Quality.INVALID, samples)
+                    delivered = True  # the device said what it refuses: its answer
                 else:
                     error = str(exc)
                     failed_samples(request.points, self.clock.now_ns(), Quality.COMM_ERROR,
@@ -107,7 +108,7 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
                     failed_samples(rest.points, ts, Quality.COMM_ERROR, samples)
                 pending.clear()
                 break
-            answered = True
+            answered = delivered = True
             ts = self.clock.now_ns()
             if request.register.is_bit:
                 bit_samples(request, values, ts, samples)  # type: ignore[arg-type]
@@ -115,4 +116,5 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
                 self._decode(request, values, ts, samples)
         if learned:
             self._replan()
-        return PollResult(samples, answered=answered, error=error, requests=requests)
+        return PollResult(samples, answered=answered, error=error, requests=requests,
+                          delivered=delivered)

@@ -25,9 +25,15 @@ DEFAULT_WORST_POLL = 10.0
 class PollResult:
     samples: list[Sample]
     answered: bool
-    """True when the device answered at all (even with some points invalid)."""
+    """True when the device answered at all (even with some points invalid, or only with
+    exception replies): its link works."""
     error: str | None = None
+    """Why a read of this poll gave no data (None: every read gave data, or the device
+    declared the points it refuses unreadable)."""
     requests: int = 0
+    delivered: bool = True
+    """Some read gave data. False with `answered`: the device answered every read with an
+    exception (gateway.field.health: a failed poll)."""
 
 
 class DevicePoller(Protocol):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
@@ -39,6 +40,8 @@ class Unit:
 
     answering: asyncio.Event = field(default_factory=asyncio.Event)
     reads: list[tuple[int, int, int]] = field(default_factory=list)
+    refusing: dict[int, int] = field(default_factory=dict)
+    """Function code → the exception code the device answers reads of it with."""
 
     def __post_init__(self) -> None:
         self.answering.set()
@@ -55,9 +58,11 @@ class Unit:
             self.answering.set()
 
     async def action(self, function_code: int, _start: int, address: int, count: int,
-                     _registers: list[int], _values: object) -> None:
+                     _registers: list[int], _values: object) -> ExcCodes | None:
         self.reads.append((function_code, address, count))
         await self.answering.wait()
+        code = self.refusing.get(function_code)
+        return None if code is None else ExcCodes(code)
 
 
 def holding_blocks(spans: dict[int, list[int]]) -> list[SimData]:
@@ -236,3 +241,62 @@ async def test_an_rtu_port_that_is_not_there_gives_comm_errors(tmp_path: Path) -
         assert result.samples and all(s.quality is Quality.COMM_ERROR for s in result.samples)
     finally:
         await link.close()
+
+
+async def test_a_device_answering_every_read_with_an_exception_goes_offline(
+        server: tuple[int, dict[int, Unit]]) -> None:
+    """"Server device failure" to every read is no data: the device is as blind as a silent
+    one, so it goes offline after `offline_after` polls (a gas detector's failure alarm rests
+    on that), with the exception as its error; one good poll brings it back."""
+    port, units = server
+    units[1].refusing = {1: 4, 2: 4, 3: 4, 4: 4}
+    poller, link = make_poller(port, 1, 0.3, 0.1)
+    recorder = Recorder()
+    loop = BusLoop("tcp1", link, [poller], recorder, FailurePolicy(offline_after=3,
+                                                                 backoff_max=0.2))
+    task = asyncio.create_task(loop.run())
+    try:
+        health = loop.stats.device_health["dev1"]
+        await until(lambda: health.online is False, 5.0, "dev1 offline")
+        assert health.last_error is not None and "4" in health.last_error
+        assert loop.link_open is True  # the link works: it is the device that fails
+        assert all(s.quality is Quality.COMM_ERROR for s in recorder.samples
+                   if s.point.startswith("dev1.a"))
+        units[1].refusing = {}
+        await until(lambda: health.online is True, 5.0, "dev1 online again")
+        assert health.last_error is None and not health.partial
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_device_that_reads_only_in_part_stays_online_degraded_at_its_interval(
+        server: tuple[int, dict[int, Unit]]) -> None:
+    """Input registers failing (exception 4), the rest read: the device stays online and is
+    polled at its interval (its good points keep coming), with the error kept, until a poll
+    reads everything again."""
+    port, units = server
+    units[1].refusing = {4: 4}
+    interval = 0.1
+    poller, link = make_poller(port, 1, 0.3, interval)
+    recorder = Recorder()
+    loop = BusLoop("tcp1", link, [poller], recorder, FailurePolicy(offline_after=3,
+                                                                 backoff_max=2.0))
+    task = asyncio.create_task(loop.run())
+    try:
+        health = loop.stats.device_health["dev1"]
+        await until(lambda: health.polls >= 8, 5.0, "eight polls")
+        assert health.online is True and health.partial
+        assert health.consecutive_failures == 0  # no back-off
+        assert health.last_error is not None and "4" in health.last_error
+        latest = by_point(recorder.samples)
+        assert latest["dev1.a0"].quality is Quality.GOOD
+        assert latest["dev1.status"].quality is Quality.COMM_ERROR
+        times = recorder.times("dev1.a0")
+        assert max(b - a for a, b in itertools.pairwise(times[-5:])) < 5 * interval
+        units[1].refusing = {}
+        await until(lambda: not health.partial, 5.0, "dev1 read whole again")
+        assert health.last_error is None and health.online is True
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

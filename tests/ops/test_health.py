@@ -189,3 +189,22 @@ async def test_a_rule_binding_that_raises_degrades_the_rules_and_is_an_alarm(
     await _wait_status(live, "ok")
     assert {v.state for v in gw.core.alarms.active() if v.key.rule == EVALUATION_FAILED_RULE
             } == {AlarmState.RETURNED_UNACKNOWLEDGED}
+
+
+async def test_a_device_reading_only_in_part_degrades_the_buses(tmp_path: Path) -> None:
+    clock = ManualClock()
+    gw = Gateway(load_gateway_config(SITE), state_dir=tmp_path / "state", clock=clock,
+                 panel_port=0)
+    try:
+        loop = next(b for b in gw.bus_loops if "th-1" in b.stats.device_health)
+        health = loop.stats.device_health["th-1"]
+        health.record_partial("exception 4 (server device failure)", clock.monotonic())
+        assert health.online is True
+        report = HealthMonitor(gw).check_buses()
+        assert report.status is Level.DEGRADED
+        assert (f"{loop.bus_id}: 1 reading only in part (th-1 (exception 4 (server device "
+                "failure)))") in report.detail
+        health.record_success(clock.monotonic())
+        assert HealthMonitor(gw).check_buses().status is Level.OK
+    finally:
+        gw.core.close()
