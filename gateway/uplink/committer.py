@@ -120,6 +120,9 @@ class Committer:
         self.commits = 0
         self.floor: int | None = None
         """The lowest delivery sequence still held (GatewayState.delivery.floor)."""
+        self.issued = 0
+        """The highest delivery sequence given to a committed message: no acknowledgement
+        can rightly cover more (refreshed after each commit, before its messages go out)."""
         self._refresh()
 
     # ------------------------------------------------------------------ loop side (cheap)
@@ -380,6 +383,7 @@ class Committer:
         try:
             self.status = self.outbox.status()
             self.dropped = self.outbox.dropped()
+            self.issued = self.outbox.issued("delivery")
             if self.numbered:
                 self.floor = self.outbox.floor()
         except Exception as exc:  # status must never break the data path

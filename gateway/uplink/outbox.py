@@ -119,6 +119,11 @@ class Outbox:
             self._dirty_counters.add(key)
             return value
 
+    def issued(self, name: str = "delivery") -> int:
+        """The highest number of sequence `name` given so far (0: none yet)."""
+        with self._lock:
+            return self._counters.get(f"seq.{name}", 0)
+
     def mark(self, name: str) -> int | None:
         """A high-water mark kept with the messages (None if never set)."""
         with self._lock:

@@ -3,7 +3,9 @@ outbox), and what they do not cover out again — at once for a hole, after the 
 otherwise — with one timer at the earliest deadline (gateway.uplink.delivery decides, this
 module acts). A watermark stuck below the lowest number this gateway still holds (its floor:
 the numbers below were dropped to stay within the disk budget) makes it publish its state,
-which carries the floor, so the ingest can move on."""
+which carries the floor, so the ingest can move on. An acknowledgement of numbers this gateway
+never gave (`upto` or `highest` above the highest it committed) is ignored and logged at most
+once a minute: taken, it would cover every message still to come, alarm events included."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ log = logging.getLogger("roomwarden.uplink")
 
 RESEND_SPACING = 0.5
 """The ack-timeout timer fires at most this often (what falls due meanwhile goes together)."""
+BEYOND_LOG_INTERVAL = 60.0
+"""Seconds between log lines about acknowledgements beyond what this gateway gave."""
 
 
 class Redelivery:
@@ -33,6 +37,9 @@ class Redelivery:
         self.root = root
         self._tell_floor = tell_floor
         self._floor_told = float("-inf")
+        self._beyond_told = float("-inf")
+        self.refused_acks = 0
+        """Acknowledgements ignored: they covered numbers this gateway never gave."""
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -65,6 +72,17 @@ class Redelivery:
             return
         if not isinstance(ack, DeliveryAck) or ack.stream != self.stream:
             return  # another stream: an outbox this gateway had before (wiped)
+        issued = self.committer.issued
+        if ack.upto > issued or ack.highest > issued:
+            # numbers this gateway never gave: a forged or confused acknowledgement would
+            # cover every message to come (nothing published again, alarms included)
+            now = self.clock.monotonic()
+            if now - self._beyond_told >= BEYOND_LOG_INTERVAL:
+                self._beyond_told = now
+                log.warning("event=uplink_ack_beyond_issued upto=%d highest=%d issued=%d",
+                            ack.upto, ack.highest, issued)
+            self.refused_acks += 1
+            return
         self._resend(self.tracker.on_ack(ack.upto, ack.highest))
         self.committer.cover(self.tracker.covered)
         floor = self.committer.floor

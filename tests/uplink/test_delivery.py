@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from paho.mqtt import publish
 
 from gateway.clock import ManualClock, SystemClock
-from gateway.contract.wire import DeliveryAck, GatewayState, MessageKind, decode
+from gateway.contract.wire import DeliveryAck, GatewayState, MessageKind, decode, encode
 from gateway.ingest.service import IngestService
 from gateway.uplink.delivery import NO_MATCHING_SUBSCRIBERS, DeliveryTracker, Sent
 from gateway.uplink.publisher import Uplink
@@ -280,3 +281,58 @@ def test_any_sequence_keeps_the_books(ops: list[tuple[str, float, int]]) -> None
         covered = tracker.covered
         waiting = {n for n in waiting if n > covered}
         assert tracker.awaiting == len(waiting)
+
+
+async def test_an_ack_beyond_what_the_gateway_gave_is_ignored(
+        broker: Broker, victoria: Victoria, subscribers: list[Subscriber],
+        tmp_path: Path) -> None:
+    """A forged (retained) ack whose watermark is above every number this gateway gave —
+    10^12, or 2^63 - 1, which would make its state's floor unrepresentable — would cover every
+    message still to come: nothing published again, alarm events included, for good. The
+    gateway ignores it; what it publishes next is stored and covered by the real ingest."""
+    s = settings(broker.port, protocol="5", delivery="ingest", ack_timeout="1s")
+    up = Uplink(s, SITE, GW, tmp_path / "state", SystemClock(), POINTS)
+    task = asyncio.create_task(up.run())
+    ingest = IngestService(make_settings(tmp_path / "ingest", broker, victoria,
+                                         client_id="forged-ack-ingest"))
+    ingest.start()
+    try:
+        await until(lambda: up.status().connected, what="connect")
+        for i in range(5):
+            up.on_samples(samples(i))
+            await asyncio.sleep(0.01)
+        await until(lambda: up.status().covered == 5 and up.status().outbox.depth == 0,
+                    timeout=30, what="the first five covered")
+        for n, forged in enumerate((10**12, 2**63 - 1), start=1):
+            ack = DeliveryAck(site=SITE, gateway=GW, ts=1, stream=up.outbox.stream,
+                              upto=forged, highest=forged)
+            publish.single(PREFIX + "ack", encode(ack), qos=1, retain=True,
+                           hostname="127.0.0.1", port=broker.port)
+            await until(lambda n=n: up.redelivery.refused_acks >= n,  # type: ignore[misc]
+                        what="the forged ack refused")
+            assert up.status().covered == 5
+        for i in range(5, 10):
+            up.on_samples(samples(i))
+            await asyncio.sleep(0.01)
+        up.on_alarm_events([event(1)])
+        await until(lambda: up.status().covered == 11 and up.status().outbox.depth == 0,
+                    timeout=30, what="what came after covered by the real ingest")
+        state = Subscriber(broker.port, PREFIX + "state")
+        subscribers.append(state)
+        await until(lambda: len(state.snapshot()) >= 1, what="retained state")
+        last = decode(state.snapshot()[-1].topic, state.snapshot()[-1].payload)
+        assert isinstance(last, GatewayState) and last.delivery is not None
+        assert last.delivery.floor is not None and last.delivery.floor <= 12
+    finally:
+        with contextlib.suppress(Exception):
+            ingest.stop()
+        await up.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    def all_ten() -> bool:  # acknowledged means accepted; a query may lag a moment behind
+        victoria.flush()
+        return len(stored(victoria, SITE, GW).series[("th-1.temperature", "good",
+                                                       "value")]) == 10
+
+    await until(all_ten, timeout=15, what="all ten readings in the database")
