@@ -130,7 +130,8 @@ class CommandInbox:
                 raise r.Refused(r.WRONG_GATEWAY, f"the command is for gateway {cmd.gateway}, "
                                                  f"not {self.gateway}")
             if isinstance(cmd, RequestState):
-                log.info("event=command id=%s action=request_state ok=True", cmd.id)
+                self._say(logging.INFO, "event=command id=%s action=request_state ok=True",
+                          cmd.id)
                 return Delivery("applied", self._answer(cmd.id, None), republish=True)
             key, actor = self._authenticate(cmd)
             self._check_time(cmd)

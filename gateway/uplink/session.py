@@ -2,17 +2,18 @@
 gateway.mqtt_client, paho's own reconnect off), paho's network thread, and its callbacks handed
 to the event loop.
 
-Why paho's network thread (`loop_start`) rather than aiomqtt: paho-mqtt 2 is the one
-dependency (aiomqtt wraps paho anyway); its thread does the socket I/O, keepalive pings and
-TLS, so a slow broker or handshake never runs on the event loop; it sleeps in select until
-traffic, a publish (paho's socket pair) or a quarter of the keepalive (`NETWORK_TIMEOUT_SHARE`,
-gateway.mqtt_client's `network_timeout`). Callbacks only hand their
-result to the loop with `call_soon_threadsafe`; all state is touched by the loop alone, so
-there is no race between `publish()` returning a mid and its PUBACK. PUBACKs go as a burst:
-paho's thread appends each to a short list under a lock and wakes the loop only for the first
-of a burst (a window's PUBACKs usually arrive in one read: one hop, not one per message); the
-loop takes the list whole and hands each on in the order received. A fresh client per
-attempt means paho never re-sends its own in-flight copies behind the outbox's back, each
+Why paho's network thread (`loop_start`) rather than aiomqtt: paho-mqtt 2 is the one dependency
+(aiomqtt wraps paho anyway); its thread does the socket I/O, keepalive pings and TLS, so a slow
+broker or handshake never runs on the event loop; it sleeps in select until traffic, a publish
+(paho's socket pair) or a quarter of the keepalive (`NETWORK_TIMEOUT_SHARE`,
+gateway.mqtt_client's `network_timeout`). Callbacks only hand their result to the loop with
+`call_soon_threadsafe`; inbound messages go as a burst, like PUBACKs, and at most
+`MAX_INBOUND_PENDING` wait for the loop (more are dropped and counted); all state is touched by
+the loop alone, so there is no race between `publish()` returning a mid and its PUBACK. PUBACKs
+go as a burst: paho's thread appends each to a short list under a lock and wakes the loop only
+for the first of a burst (a window's PUBACKs usually arrive in one read: one hop, not one per
+message); the loop takes the list whole and hands each on in the order received. A fresh client
+per attempt means paho never re-sends its own in-flight copies behind the outbox's back, each
 connect re-reads the password file and re-arms the last will, and the connection is a clean
 session (inbound topics are subscribed on every connect).
 
@@ -40,6 +41,13 @@ from gateway.uplink.settings import UplinkSettings
 
 log = logging.getLogger("roomwarden.uplink")
 
+MAX_INBOUND_PENDING = 256
+"""Messages on subscribed topics (commands, config sets, acks) paho's thread holds for the loop
+at most; more while the loop has not taken them are dropped, counted and logged at most once
+a minute (a flood of `cmd` messages must not queue without bound ahead of the bus loops)."""
+MAX_INBOUND_BYTES = 16 * 2**20
+"""Their bytes at most (a config set is at most 2 MiB)."""
+INBOUND_LOG_INTERVAL = 60.0
 NETWORK_TIMEOUT_SHARE = 0.25
 """paho's network thread waits up to this share of the keepalive with nothing to do (not
 paho's 1 s: an idle uplink's connection does not wake the process every second); a keepalive
@@ -85,6 +93,13 @@ class Session:
         self._acks: list[tuple[int, int, str]] = []
         """PUBACKs paho's thread received and the loop has not taken yet (in order)."""
         self._acks_lock = threading.Lock()
+        self._inbound: list[tuple[str, bytes, bool]] = []
+        """Messages paho's thread received and the loop has not taken yet (in order), under
+        `_acks_lock`; bounded by MAX_INBOUND_PENDING and MAX_INBOUND_BYTES."""
+        self._inbound_bytes = 0
+        self.inbound_dropped = 0
+        """Messages dropped because the loop had not taken the ones before (a flood)."""
+        self._dropped_told = float("-inf")
         client = build_client(options)
         client.will_set(will[0], will[1], qos=1, retain=True)
         inbound = [(topic, 1) for topic in subscriptions]
@@ -103,8 +118,17 @@ class Session:
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             try:  # never raise in paho's thread: it would end the network loop
-                loop.call_soon_threadsafe(handlers.message, msg.topic, bytes(msg.payload),
-                                          bool(msg.retain))
+                payload = bytes(msg.payload)
+                with self._acks_lock:  # one hop to the loop for a burst, and a bound
+                    if len(self._inbound) >= MAX_INBOUND_PENDING or \
+                            self._inbound_bytes + len(payload) > MAX_INBOUND_BYTES:
+                        self.inbound_dropped += 1
+                        return
+                    self._inbound.append((msg.topic, payload, bool(msg.retain)))
+                    self._inbound_bytes += len(payload)
+                    first = len(self._inbound) == 1
+                if first:
+                    loop.call_soon_threadsafe(self._on_inbound)
             except Exception as exc:
                 log.error("event=uplink_inbound_dropped error=%r", type(exc).__name__)
 
@@ -150,6 +174,19 @@ class Session:
         """The message's mid, or None if the connection is gone."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         return info.mid if info.rc == mqtt.MQTT_ERR_SUCCESS else None
+
+    def _on_inbound(self) -> None:
+        """Every message received since the last call, in order (on the loop)."""
+        with self._acks_lock:
+            messages, self._inbound, self._inbound_bytes = self._inbound, [], 0
+            dropped = self.inbound_dropped
+        now = self.loop.time()
+        if dropped and now - self._dropped_told >= INBOUND_LOG_INTERVAL:
+            self._dropped_told = now
+            log.warning("event=uplink_inbound_flood dropped=%d pending_max=%d", dropped,
+                        MAX_INBOUND_PENDING)
+        for topic, payload, retained in messages:
+            self._handlers.message(topic, payload, retained)
 
     def _on_pubacks(self) -> None:
         """Every PUBACK received since the last call, in order (on the loop)."""

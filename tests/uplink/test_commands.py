@@ -49,6 +49,7 @@ from gateway.operator.refusals import NOT_APPLICABLE, Refused
 from gateway.operator.replay import ReplayMemory
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
+from gateway.uplink import publisher
 from gateway.uplink.publisher import LATENCY_BUCKETS, Uplink
 from gateway.uplink.settings import UplinkSettings
 from tests.fixtures.operators import Keys, OperatorKeyPair
@@ -669,8 +670,10 @@ async def test_a_remote_acknowledge_silences_the_siren_once(
 
 async def test_request_state_is_carried_out_even_with_a_reused_id(
         broker: Broker, subscribers: list[Subscriber], commander: Commander,
-        tmp_path: Path) -> None:
-    """An ingest that restarts numbers its requests from 1 again: still answered in full."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ingest that restarts numbers its requests from 1 again: still answered in full
+    (with no spacing between requests, to see each one's answer)."""
+    monkeypatch.setattr(publisher, "REQUEST_STATE_SPACING", 0.0)
     sub = Subscriber(broker.port, [PREFIX + "meta", PREFIX + "cmd/result"])
     subscribers.append(sub)
     async with uplink(settings(broker.port), tmp_path / "state") as up:
@@ -686,3 +689,39 @@ async def test_request_state_is_carried_out_even_with_a_reused_id(
         await until(lambda: len(results_for(sub, "ingest-1-1")) == 2, what="two results")
         assert [r.ok for r in results_for(sub, "ingest-1-1")] == [True, True]
         assert up.status().commands_duplicate == 0
+
+
+async def test_a_flood_of_request_state_is_folded_into_one_republish_per_spacing(
+        broker: Broker, subscribers: list[Subscriber], tmp_path: Path) -> None:
+    """request_state needs no signature: 2,000 of them in a burst once queued a catalog each
+    (the audit's 40,000 held the bus loops back 28 s). Now the first is carried out and
+    answered, the rest are folded into one republish at the end of the spacing, and at most
+    MAX_INBOUND_PENDING wait for the loop at a time; telemetry goes on meanwhile."""
+    sub = Subscriber(broker.port, [PREFIX + "meta", PREFIX + "cmd/result",
+                                   PREFIX + "telemetry"])
+    subscribers.append(sub)
+    flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"flood-{os.getpid()}")
+    flood.connect("127.0.0.1", broker.port, keepalive=10)
+    flood.loop_start()
+    try:
+        async with uplink(settings(broker.port), tmp_path / "state") as up:
+            await until(lambda: up.status().connected, what="connect")
+            await until(lambda: len(sub.snapshot(of("meta"))) == 1, what="catalog at connect")
+            began = time.monotonic()
+            for i in range(2000):
+                flood.publish(CMD, encode(RequestState(id=f"rs-{i}", ts=time.time_ns(),
+                                                       actor="x", action="request_state")),
+                              qos=0)
+            up.on_samples(samples(1))
+            await until(lambda: len(sub.snapshot(of("meta"))) == 3, timeout=15,
+                        what="one republish now and one folded at the end of the spacing")
+            assert time.monotonic() - began >= publisher.REQUEST_STATE_SPACING - 1.0
+            await asyncio.sleep(1.0)
+            assert len(sub.snapshot(of("meta"))) == 3
+            assert len(results(sub)) == 1  # the folded ones have no answer of their own
+            received = up.status().commands_received
+            assert up.requests_coalesced == received - 1 and received <= 2000
+            assert sub.snapshot(of("telemetry")), "telemetry went on"
+    finally:
+        flood.loop_stop()
+        flood.disconnect()
