@@ -39,6 +39,9 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length
 PointId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                                            max_length=160)]
 """`device.point` or `device.point.flag`."""
+REQUEST_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
+"""What `RequestId` accepts, for code that reads an id from a payload that broke the contract
+(to answer it): one answer made with any other id would fail its own validation."""
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
                                              max_length=64)]
 Ns = Annotated[int, Field(ge=0, lt=2**63)]

@@ -28,6 +28,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Literal
 from gateway.alarms.events import CONFIG_RULE, EventKind
 from gateway.config.loader import ConfigErrors, LoadedConfig
 from gateway.config.site import FlashingSettings
+from gateway.contract.base import REQUEST_ID_PATTERN
 from gateway.contract.wire import ConfigSet, ConfigStatus
 from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
 from gateway.flashing.health_check import HealthReport, check_health, offline_devices
@@ -297,8 +299,8 @@ def _request_id_of(raw: bytes) -> str | None:
         return None
     if isinstance(data, dict):
         rid = data.get("id")
-        if isinstance(rid, str) and 0 < len(rid) <= 64 and rid.isprintable():
-            return rid
+        if isinstance(rid, str) and re.fullmatch(REQUEST_ID_PATTERN, rid):
+            return rid  # one a ConfigStatus can carry (a space or non-ASCII: no id, still answered)
     return None
 
 

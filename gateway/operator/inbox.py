@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.clock import Clock
+from gateway.contract.base import REQUEST_ID_PATTERN
 from gateway.contract.wire import (
     COMMAND_TYPES,
     MAX_COMMAND_BYTES,
@@ -60,7 +61,7 @@ LOG_WINDOW_S = 60.0
 is counted (UplinkStatus), not logged line by line; the next line logged says how many were
 left out (`suppressed=N`)."""
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 Outcome = Literal["applied", "refused", "duplicate", "bad"]
 CarryOut = Callable[[AlarmCommand, str], int]

@@ -129,6 +129,13 @@ async def test_flash_over_mqtt_applies_and_refuses_bad_envelopes(
             env = envelope(bad, 7)
             got = await refused(json.dumps(env).encode(), env["id"])
             assert got["code"] == "invalid_config" and "buses" in got["error"]
+            # 7b. an id no ConfigStatus can carry (a space, non-ASCII): still answered, with
+            # no id (it once raised in the answer and left the flasher with none)
+            for odd in ("id with a space", "id-\u00e9t\u00e9"):
+                env = envelope(applied_text + "\n# odd\n", 9)
+                env["id"] = odd
+                got = await refused(json.dumps(env).encode(), None)
+                assert got["code"] in ("malformed", "bad_signature")
 
             # 8. garbage of every shape (hypothesis): refused or ignored, never fatal
             sent: list[bytes] = []
