@@ -8,12 +8,14 @@ much their failures may log (the panel's and the ingest's server, `gateway.ops.h
   moment, those being accepted or closed: see LISTEN_BACKLOG);
 - when a new connection arrives at the cap, one *idle* connection is shed (closed) to make room:
   the oldest one of the client address holding the most connections. A connection is idle
-  unless a request is being handled on it. So a flood of idle or slow connections evicts its
+  unless a complete request is being handled on it: one still sending its headers or its body
+  is idle here. So a flood of idle or slow connections (slow headers or slow bodies) evicts its
   own oldest sockets first and never locks out an operator or a `/healthz` probe: a new
   connection always gets in, and its request is served. Only when every open connection is
   busy in a handler is the new one closed at once;
 - a connection that has not completed a request within `IDLE_TIMEOUT` (10 s) of its
-  acceptance or of its last response is closed (this bounds slow-header clients too).
+  acceptance or of its last response is closed (this bounds slow-header clients too); while
+  a request's body is being read the server's own body timeout applies instead.
 
 One timer per open connection, none when there is none (idle means asleep).
 
@@ -55,13 +57,17 @@ class _Conn:
     last: float
     """loop.time() of the acceptance or the end of the last request."""
     busy: int = 0
+    reading: bool = False
+    """A request's headers came and its body is being read (the server bounds that time)."""
     timer: asyncio.TimerHandle | None = None
 
 
 class ConnectionGuard:
     """Bounds the connections of one server (see the module docstring): the server calls
-    `made()` for every accepted connection (False: close it at once), `begin()` / `end()` around
-    every request and `lost()` when a connection ends. `name` prefixes its log events."""
+    `made()` for every accepted connection (False: close it at once), `reading()` when a
+    request's headers have come and its body is being read, `begin()` / `end()` around the
+    handling of every complete request and `lost()` when a connection ends. `name` prefixes
+    its log events."""
 
     def __init__(self, *, limit: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT,
                  name: str = "panel") -> None:
@@ -100,15 +106,26 @@ class ConnectionGuard:
         """The connection ended (closed by either side)."""
         self._forget(handler)
 
-    def begin(self, handler: Closable) -> None:
-        """A request is being handled on `handler`'s connection: it is not idle."""
+    def reading(self, handler: Closable) -> None:
+        """A request's body is being read on `handler`'s connection: not closed by the idle
+        timer (the server bounds the body's time itself), but still shed at the cap like an
+        idle connection — a flood of slow bodies evicts its own sockets."""
         conn = self._conns.get(handler)
         if conn is not None:
+            conn.reading = True
+
+    def begin(self, handler: Closable) -> None:
+        """A complete request is being handled on `handler`'s connection: it is not idle."""
+        conn = self._conns.get(handler)
+        if conn is not None:
+            conn.reading = False
             conn.busy += 1
 
     def end(self, handler: Closable) -> None:
+        """The request (begun, or only read) is over."""
         conn = self._conns.get(handler)
         if conn is not None:
+            conn.reading = False
             conn.busy = max(0, conn.busy - 1)
             conn.last = self._loop.time()
 
@@ -132,22 +149,23 @@ class ConnectionGuard:
     def _arm(self, handler: Closable, conn: _Conn) -> None:
         """Look again when the connection would have been idle for `idle_timeout` (while a
         request runs: `idle_timeout` from now)."""
-        since = self._loop.time() if conn.busy else conn.last
+        since = self._loop.time() if conn.busy or conn.reading else conn.last
         conn.timer = self._loop.call_at(since + self.idle_timeout, self._expire, handler)
 
     def _expire(self, handler: Closable) -> None:
         conn = self._conns.get(handler)
         if conn is None:
             return
-        if conn.busy == 0 and self._loop.time() - conn.last >= self.idle_timeout:
+        if conn.busy == 0 and not conn.reading \
+                and self._loop.time() - conn.last >= self.idle_timeout:
             self.expired += 1
             self._close(handler)
         else:
             self._arm(handler, conn)
 
     def _shed_one(self) -> bool:
-        """Close the oldest idle connection of the client holding the most; False if every
-        connection is busy."""
+        """Close the oldest idle connection (one reading a body counts as idle) of the client
+        holding the most; False if every connection is busy in a handler."""
         idle_by_client: dict[str, Closable] = {}
         for handler, conn in self._conns.items():  # oldest first
             if conn.busy == 0:

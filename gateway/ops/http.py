@@ -13,9 +13,14 @@ headers, cookies, peer address and the complete body — or is answered with a J
 - query: at most `MAX_QUERY` (32) parameters (400);
 - body: at most `max_body` bytes, announced or chunked (413, then closed), complete within
   `BODY_TIMEOUT` of the headers (408, then closed);
-- a response the client does not take within `WRITE_TIMEOUT`: the connection is closed;
+- a response the client does not take within `WRITE_TIMEOUT`: the connection is aborted (reset,
+  its descriptor freed at once: a plain close would keep the socket until the unsent rest was
+  taken); so is any connection that ends in an error;
+- `Content-Length` together with `Transfer-Encoding`: 400, then closed, the body unread (h11
+  would let chunked win; a proxy in front might not: request smuggling);
 - connections: at most `MAX_CONNECTIONS`, idle ones closed after `IDLE_TIMEOUT` and shed first
-  at the cap (`gateway.ops.connections.ConnectionGuard`); slow headers count as idle;
+  at the cap (`gateway.ops.connections.ConnectionGuard`); slow headers and slow bodies count as
+  idle (a connection is busy only while its complete request is handled);
 - a handler that raises `HttpError` answers its status and reason; any other exception is
   logged (rate-limited) and answered 500 `internal_error`.
 
@@ -27,9 +32,12 @@ threads, no timers while nothing is connected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
+import struct
+from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urlsplit
 
@@ -83,7 +91,9 @@ class _Connection:
         self.transport = transport
 
     def close(self) -> None:
-        self.transport.close()
+        """Close; abort if an answer is still unsent (a client that does not read would keep
+        the socket open until it did)."""
+        _release(self.transport)
 
 
 class _Close(Exception):
@@ -161,36 +171,49 @@ class HttpServer:
             return
         self._tasks.add(task)
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER)
+        clean = False
         try:
             while True:
                 event = await _next_event(h, reader)
                 if not isinstance(event, h11.Request):
                     break  # ConnectionClosed (EOF, or closed by the guard)
-                guard.begin(conn)
+                guard.reading(conn)  # busy only once the body is in (a slow body is shed)
                 try:
-                    closing = await self._exchange(h, reader, writer, event, client)
+                    closing = await self._exchange(h, reader, writer, event, client,
+                                                   lambda: guard.begin(conn))
                 finally:
                     guard.end(conn)
                 if closing or self._server is None or h.our_state is not h11.DONE \
                         or h.their_state is not h11.DONE:
                     break  # (None: the server is stopping)
                 h.start_next_cycle()
+            clean = True
         except h11.RemoteProtocolError as exc:
             log.info("event=http_protocol_error server=%s client=%s reason=%s", self.name,
                      client, json.dumps(str(exc)[:200]))
             status = exc.error_status_hint if exc.error_status_hint in ERROR_CODES else 400
             error = HttpError(status, ERROR_CODES[status], f"malformed request: {exc}"[:300])
-            await self._answer_and_close(h, reader, writer, error, linger=False)
+            clean = await self._answer_and_close(h, reader, writer, error, linger=False)
         except (ConnectionError, TimeoutError, h11.LocalProtocolError):
             pass
         finally:
             guard.lost(conn)
-            self._tasks.discard(task)
-            writer.close()
+            try:
+                if clean:
+                    await _close(writer)
+                else:
+                    # an error or a timeout: drop what is unsent and free the descriptor now
+                    # (transport.close() would keep the socket until a client that does not
+                    # read took the rest)
+                    _abort(writer.transport)
+            finally:
+                self._tasks.discard(task)
 
     async def _exchange(self, h: h11.Connection, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter, event: h11.Request, client: str) -> bool:
-        """Read the body, run the handler, send its answer; True: close the connection."""
+                        writer: asyncio.StreamWriter, event: h11.Request, client: str,
+                        begin: Callable[[], None]) -> bool:
+        """Read the body, call `begin`, run the handler, send its answer; True: close the
+        connection."""
         method = event.method.decode("ascii", "replace")
         headers: dict[str, str] = {}
         for name, value in event.headers:
@@ -200,13 +223,15 @@ class HttpServer:
             headers[key] = f"{headers[key]}{joiner}{text}" if key in headers else text
         try:
             body = await self._body(h, reader, headers)
+            begin()
             request = _request(method, event.target, headers, client, body)
             handler = self.router.resolve(method, request.path)
             response = await self._call(handler, request)
         except HttpError as exc:
             response = error_response(exc)
         except _Close as close:
-            await self._answer_and_close(h, reader, writer, close.error, linger=True)
+            if not await self._answer_and_close(h, reader, writer, close.error, linger=True):
+                raise ConnectionAbortedError("the refusal could not be delivered") from None
             return True
         await self._send(h, writer, response, head=method == "HEAD")
         return False
@@ -223,6 +248,10 @@ class HttpServer:
 
     async def _body(self, h: h11.Connection, reader: asyncio.StreamReader,
                     headers: dict[str, str]) -> bytes:
+        if "transfer-encoding" in headers and "content-length" in headers:
+            # h11 would let chunked win; a proxy in front might not (request smuggling)
+            raise _Close(HttpError(400, "bad_request", "a request with both Content-Length "
+                                   "and Transfer-Encoding is refused (ambiguous framing)"))
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body:
             raise _Close(self._too_large())
@@ -267,18 +296,19 @@ class HttpServer:
 
     async def _answer_and_close(self, h: h11.Connection, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter, error: HttpError, *,
-                                linger: bool) -> None:
+                                linger: bool) -> bool:
         """Send `error` (if a response can still be sent) and close; with `linger`, read and
-        drop what the client is still sending first, within bounds."""
+        drop what the client is still sending first, within bounds. False: the answer could
+        not be sent (the connection is to be aborted)."""
         response = error_response(error)
         response.headers["Connection"] = "close"
         if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             try:
                 await self._send(h, writer, response)
             except (ConnectionError, TimeoutError, h11.LocalProtocolError):
-                return
+                return False
         if not linger or not writer.can_write_eof():
-            return
+            return True
         writer.write_eof()
         dropped = 0
         try:
@@ -287,6 +317,44 @@ class HttpServer:
                     dropped += len(chunk)
         except (TimeoutError, ConnectionError):
             pass
+        return True
+
+
+def _abort(transport: asyncio.BaseTransport) -> None:
+    """Drop the connection now: the descriptor is freed at once and the peer gets a reset
+    (SO_LINGER 0: the kernel does not keep the unsent rest for a client that does not read)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
+    else:
+        transport.close()
+
+
+def _release(transport: asyncio.BaseTransport) -> None:
+    """Close `transport`, or abort it if data is still waiting to be sent: close() would keep
+    the socket (and its descriptor) until the peer took that data, which a client that never
+    reads never does."""
+    if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+        _abort(transport)
+    else:
+        transport.close()
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close after the last answer: what is still unsent gets `WRITE_TIMEOUT` to leave, then
+    the connection is aborted."""
+    writer.close()
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            await writer.wait_closed()
+    except (TimeoutError, ConnectionError, OSError):
+        _abort(writer.transport)
+    except asyncio.CancelledError:
+        _abort(writer.transport)
+        raise
 
 
 def _request(method: str, target: bytes, headers: dict[str, str], client: str,

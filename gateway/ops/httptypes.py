@@ -7,6 +7,7 @@ answered by GET routes). No I/O here."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -49,20 +50,35 @@ class Request:
 
     @property
     def cookies(self) -> dict[str, str]:
-        """The request's cookies; an unparsable Cookie header counts as none. `http.cookies`
-        is imported at the first request with a Cookie header (a browser's, not a scraper's
-        or a health check's: issue 15)."""
+        """The request's cookies, read leniently: the header is split on ";" into name=value
+        pairs and a pair that does not parse (no "=", an empty or odd name, an unclosed quote)
+        is skipped, never the rest of the header — another application on the same host (cookies
+        ignore ports) may set cookies `http.cookies` refuses, and one of those before ours must
+        not log the operator out. A quoted value is unquoted as `http.cookies` does; a name
+        given twice keeps its last value. `http.cookies` is imported at the first request with
+        a Cookie header (a browser's, not a scraper's or a health check's: issue 15)."""
         header = self.headers.get("cookie", "")
         if not header:
             return {}
-        from http.cookies import CookieError, SimpleCookie
+        from http.cookies import SimpleCookie
 
-        cookie: SimpleCookie = SimpleCookie()
-        try:
-            cookie.load(header)
-        except CookieError:
-            return {}
-        return {name: morsel.value for name, morsel in cookie.items()}
+        decoder: SimpleCookie = SimpleCookie()
+        found: dict[str, str] = {}
+        for pair in header.split(";"):
+            name, equals, value = pair.partition("=")
+            name, value = name.strip(), value.strip()
+            if not equals or not _COOKIE_NAME.match(name):
+                continue
+            if value.startswith('"'):
+                if len(value) < 2 or not value.endswith('"'):
+                    continue
+                value = str(decoder.value_decode(value)[0])
+            found[name] = value
+        return found
+
+
+_COOKIE_NAME = re.compile(r"\A[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}\Z")
+"""A cookie name: an HTTP token (RFC 6265)."""
 
 
 @dataclass(slots=True)

@@ -53,6 +53,10 @@ EVENT_PARAMS = ("room", "severity", "actor", "last", "since", "until", "limit", 
 INCIDENT_PARAMS = ("limit", "before")
 REPORT_PARAMS = ("id",)
 _NS = 1_000_000_000
+NS_MIN = -(2**63)
+NS_MAX = 2**63 - 1
+"""Every time and cursor number is a signed 64-bit integer (SQLite's, the journal's)."""
+_NS_DATES = "1677-09-21 … 2262-04-11"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT = re.compile(r"^[0-9]{1,6}$")
 _CURSOR = re.compile(r"^(-?[0-9]{1,20}):([0-9]{1,20})$")
@@ -115,9 +119,21 @@ def parse_time(name: str, text: str, zone: ZoneInfo) -> int:
         raise BadQuery(f"{name}: {text[:40]!r} is not a date and time; write e.g. "
                        f"2026-12-03T14:05 (site time, {zone.key}) or add an offset "
                        "(…Z, …+08:00)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=zone)
-    return (when - _EPOCH) // timedelta(microseconds=1) * 1000
+    try:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=zone)
+        ns = (when - _EPOCH) // timedelta(microseconds=1) * 1000
+    except (OverflowError, ValueError):
+        ns = NS_MAX + 1  # beyond what a date here can name: refused below
+    return _bounded(name, ns, f"{text[:40]!r} is outside the dates the journal can hold "
+                              f"({_NS_DATES} UTC)")
+
+
+def _bounded(name: str, value: int, why: str) -> int:
+    """`value` if it fits a signed 64-bit integer, else BadQuery(`name`: `why`)."""
+    if not NS_MIN <= value <= NS_MAX:
+        raise BadQuery(f"{name}: {why}")
+    return value
 
 
 def parse_span(text: str) -> float:
@@ -148,7 +164,9 @@ def _range(found: dict[str, str], now_ns: int, zone: ZoneInfo) -> tuple[int, int
         return now_ns - int(parse_span(found["last"]) * _NS), now_ns
     until = parse_time("until", found["until"], zone) if "until" in found else now_ns
     since = (parse_time("since", found["since"], zone) if "since" in found
-             else until - DEFAULT_RANGE_S * _NS)
+             else _bounded("until", until - DEFAULT_RANGE_S * _NS,
+                           f"too early: the day before it is outside the dates the journal "
+                           f"can hold ({_NS_DATES} UTC); give since as well"))
     if since > until:
         raise BadQuery("since is later than until")
     if until - since > MAX_RANGE_S * _NS:
@@ -188,7 +206,10 @@ def parse_event_query(params: Iterable[tuple[str, str]], *, now_ns: int,
         match = _CURSOR.match(found["before"])
         if match is None:
             raise BadQuery("before: not a cursor; use the `next` of the previous page")
-        before = (int(match.group(1)), int(match.group(2)))
+        before = (_bounded("before", int(match.group(1)), "not a cursor (a number out of "
+                           "range); use the `next` of the previous page"),
+                  _bounded("before", int(match.group(2)), "not a cursor (a number out of "
+                           "range); use the `next` of the previous page"))
     return EventFilter(since_ns=since, until_ns=until, room=room,
                        severities=frozenset(severities), actor=actor,
                        limit=_limit(found, DEFAULT_PAGE, MAX_PAGE), before=before)

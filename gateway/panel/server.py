@@ -304,7 +304,7 @@ class PanelServer:
         known = self._users.get(command.user)
         # Count the attempt as a failure before checking it, so parallel guesses cannot slip
         # past the limits while scrypt runs; a success takes it back (gateway.panel.throttle).
-        self.throttle.failed(client, command.user)
+        attempt = self.throttle.failed(client, command.user)
         async with self._verify_lock:  # scrypt is CPU and memory heavy: one at a time
             ok = await asyncio.get_running_loop().run_in_executor(
                 None, verify_password, command.password, known or self._decoy
@@ -312,7 +312,7 @@ class PanelServer:
         if not ok or known is None:
             log.warning(kv("panel_login_failed", user=command.user, client=client))
             raise ApiError(401, "login_failed", "wrong user name or password")
-        self.throttle.succeeded(client, command.user)
+        self.throttle.succeeded(client, command.user, attempt)
         self.sessions.drop(request.cookies.get(COOKIE))
         token = self.sessions.create(command.user)
         log.info(kv("panel_login", user=command.user, client=client))

@@ -55,6 +55,17 @@ class _User:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """What `failed` did to a user name's back-off, so that `succeeded` can take it back."""
+
+    bucket: str
+    before: tuple[int, float]
+    """(over, until) before this attempt was counted."""
+    after: tuple[int, float]
+    """(over, until) after it."""
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     scope: str
     """"address", "user" or "panel": which limit refused the attempt."""
@@ -100,9 +111,10 @@ class LoginThrottle:
             return Refusal("panel", overall[0] + self.window - now)
         return None
 
-    def failed(self, client: str, user: str) -> None:
+    def failed(self, client: str, user: str) -> Attempt:
         """Count a failed attempt (call it before checking the password, so that parallel
-        guesses cannot all pass `check` first; `succeeded` takes it back)."""
+        guesses cannot all pass `check` first; `succeeded`, given the answer, takes it back —
+        the back-off it started or lengthened included)."""
         now = self._clock.monotonic()
         failures = self._recent(self._addresses.get(client), now)
         failures.append(now)
@@ -111,17 +123,23 @@ class LoginThrottle:
         while len(self._addresses) > self._max_clients:
             self._addresses.popitem(last=False)
         self._recent(self._all, now).append(now)
-        state = self._users.setdefault(self._bucket(user), _User())
+        bucket = self._bucket(user)
+        state = self._users.setdefault(bucket, _User())
+        before = (state.over, state.until)
         self._recent(state.failures, now).append(now)
         if state.over and now - state.until > self.window:
             state.over = 0  # quiet for a whole window after its last wait: start afresh
         if len(state.failures) > self.per_user or state.over:
             state.over = min(state.over + 1, 30)  # 2**30 s is far past any max_backoff
             state.until = now + min(self.max_backoff, 2.0 ** state.over)
+        return Attempt(bucket, before, (state.over, state.until))
 
-    def succeeded(self, client: str, user: str | None = None) -> None:
-        """A correct password: take back the failure counted for this attempt, clear the
-        address, and trust this address for this user (None: only clear the address)."""
+    def succeeded(self, client: str, user: str | None = None,
+                  attempt: Attempt | None = None) -> None:
+        """A correct password: take back the failure counted for this attempt (with
+        `attempt`, what `failed` answered: the back-off it set too, unless another failure
+        changed it since — a correct login never makes the user's other devices wait), clear
+        the address, and trust this address for this user (None: only clear the address)."""
         now = self._clock.monotonic()
         self._addresses.pop(client, None)
         if user is None:
@@ -129,6 +147,9 @@ class LoginThrottle:
         state = self._users.get(self._bucket(user))
         if state is not None and state.failures:
             state.failures.pop()
+        if state is not None and attempt is not None and attempt.bucket == self._bucket(user) \
+                and (state.over, state.until) == attempt.after:
+            state.over, state.until = attempt.before
         if self._all:
             self._all.pop()
         self._trusted[(client, user)] = now
