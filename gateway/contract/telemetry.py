@@ -359,7 +359,8 @@ def catalog_hash(points: dict[str, PointMeta]) -> str:
 
 class PointCatalog(Upstream):
     """The gateway's points and their metadata, sent on connect and when the config changes.
-    Batches name it by `catalog`; the ingest keeps every catalog it has seen."""
+    Batches name it by `catalog`; the ingest keeps the newest few of each gateway
+    (gateway.ingest.catalogs)."""
 
     catalog: Hash
     produced: Ns
