@@ -11,8 +11,7 @@ The parts, one job each:
   `Backoff` (bounded exponential with jitter, forever);
 - `DeliveryTracker` (gateway.uplink.delivery, pure) and `Redelivery` (its loop side): PUBACK →
   in flight or delivered, the ingest's `ack` watermark → covered, holes and timeouts → again;
-- `StatePublisher` (gateway.uplink.state): GatewayState, point catalog, active alarms;
-- the command inbox (gateway.operator.inbox) for `cmd`.
+- `StatePublisher` (gateway.uplink.state): GatewayState, point catalog, active alarms.
 
 This module wires them and runs the event-driven publish pump: the writer hands a window of
 committed messages to the loop (`_on_window`), the loop publishes them and tells the writer
@@ -28,13 +27,11 @@ process dying) drops the connection without a DISCONNECT, so the broker publishe
 
 Inbound (subscribed with QoS 1 on every connect, since each connect is a fresh clean session):
 - `cmd`: every payload goes to the command inbox (`gateway.operator.inbox`), which checks it
-  and carries it out; its `CommandResult` goes on `cmd/result` through the outbox, and a
-  `request_state` makes the uplink publish state, catalog and active alarms again.
-- `config/set`: the raw payload goes to `on_config_set` on the event loop (verifying the signed
-  envelope is its job); `publish_config_status()` answers on the retained `config/status`.
+  and carries it out; its `CommandResult` goes on `cmd/result` through the outbox; a
+  `request_state` republishes state, catalog and alarms, spaced (gateway.uplink.state_requests).
+- `config/set`: the raw payload to `on_config_set` (it verifies); answers on `config/status`.
 - `ack` (`delivery: ingest` only): the ingest's DeliveryAck for this gateway.
-paho's `on_message` only copies topic and payload and hops to the event loop: nothing that
-arrives can raise in paho's thread or in the loop.
+paho's `on_message` only queues the message for the loop (bounded: gateway.uplink.session).
 """
 
 from __future__ import annotations
@@ -74,6 +71,7 @@ from gateway.uplink.replay import ReplayPacer
 from gateway.uplink.session import Handlers, Session, client_options
 from gateway.uplink.settings import UplinkSettings
 from gateway.uplink.state import StatePublisher
+from gateway.uplink.state_requests import StateRequests
 from gateway.uplink.status import LATENCY_BUCKETS, LatencyHistogram, UplinkStatus
 
 __all__ = ["LATENCY_BUCKETS", "Uplink", "UplinkStatus"]
@@ -82,11 +80,6 @@ log = logging.getLogger("roomwarden.uplink")
 
 CLOSE_TIMEOUT = 3.0
 """How long `close()` waits for the offline state's PUBACK."""
-REQUEST_STATE_SPACING = 5.0
-"""A `request_state` (unsigned: anyone who may publish on `cmd` can send it) re-publishes
-state, catalog and active alarms at most this often; requests in between are folded into one
-republish at the end of the spacing. 40,000 of them once queued 245 MiB of catalogs and held
-the bus loops back for 28 s."""
 
 
 class Uplink:
@@ -152,10 +145,8 @@ class Uplink:
         self._on_config_set = on_config_set
         self._inbox = inbox or CommandInbox(site, gateway_id, clock, root=settings.root)
         self._counts = dict.fromkeys(("received", "bad", "duplicate", "refused", "config"), 0)
-        self._republished = float("-inf")
-        self._republish_timer: asyncio.TimerHandle | None = None
-        self.requests_coalesced = 0
-        """request_state commands folded into a later republish (see REQUEST_STATE_SPACING)."""
+        self.state_requests = StateRequests(
+            clock, lambda: self._queue_births(self._gateway_state()), self._send)
         self._latency = LatencyHistogram()
 
     # ------------------------------------------------------------------ the data path (loop)
@@ -220,7 +211,6 @@ class Uplink:
             return DeliveryInfo(mode="puback")
         return DeliveryInfo(mode="ingest", stream=self._stream, floor=self.committer.floor)
 
-
     # ------------------------------------------------------------------ inbound (loop)
 
     def _on_suback_refused(self, refused: list[str]) -> None:
@@ -260,33 +250,10 @@ class Uplink:
         self._counts["received"] += 1
         if delivery.outcome != "applied":
             self._counts[delivery.outcome] += 1
-        if delivery.republish:  # request_state: unsigned, so spaced (REQUEST_STATE_SPACING)
-            self._request_state(delivery.result)
-            return
-        if delivery.result is not None:
+        if delivery.republish:  # request_state: unsigned, so spaced (state_requests.py)
+            self.state_requests.request(delivery.result)
+        elif delivery.result is not None:
             self._send(delivery.result)
-
-    def _request_state(self, answer: CommandResult | None) -> None:
-        """Publish state, catalog and active alarms again, at most once a spacing: a request
-        within it is coalesced into one republish at its end (no answer of its own)."""
-        now = self.clock.monotonic()
-        due = self._republished + REQUEST_STATE_SPACING
-        if now >= due:
-            self._republished = now
-            self._queue_births(self._gateway_state())
-            if answer is not None:
-                self._send(answer)
-            return
-        self.requests_coalesced += 1
-        if self._republish_timer is None:
-            self._republish_timer = asyncio.get_running_loop().call_later(
-                due - now, self._republish_late)
-
-    def _republish_late(self) -> None:
-        self._republish_timer = None
-        if not self._closed:
-            self._republished = self.clock.monotonic()
-            self._queue_births(self._gateway_state())
 
     def _send(self, message: CommandResult | ConfigStatus) -> None:
         self._send_item(Item(MessageKind.STATE, message, self.clock.now_ns()))
@@ -420,9 +387,7 @@ class Uplink:
         if self._closed:
             return
         self._closed = True
-        if self._republish_timer is not None:
-            self._republish_timer.cancel()
-            self._republish_timer = None
+        self.state_requests.close()
         session = self._session
         if session is not None:
             await session.goodbye(self._topics[Channel.STATE], encode(self.state.offline()),

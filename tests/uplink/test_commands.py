@@ -49,7 +49,7 @@ from gateway.operator.refusals import NOT_APPLICABLE, Refused
 from gateway.operator.replay import ReplayMemory
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
-from gateway.uplink import publisher
+from gateway.uplink import state_requests
 from gateway.uplink.publisher import LATENCY_BUCKETS, Uplink
 from gateway.uplink.settings import UplinkSettings
 from tests.fixtures.operators import Keys, OperatorKeyPair
@@ -673,7 +673,7 @@ async def test_request_state_is_carried_out_even_with_a_reused_id(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An ingest that restarts numbers its requests from 1 again: still answered in full
     (with no spacing between requests, to see each one's answer)."""
-    monkeypatch.setattr(publisher, "REQUEST_STATE_SPACING", 0.0)
+    monkeypatch.setattr(state_requests, "REQUEST_STATE_SPACING", 0.0)
     sub = Subscriber(broker.port, [PREFIX + "meta", PREFIX + "cmd/result"])
     subscribers.append(sub)
     async with uplink(settings(broker.port), tmp_path / "state") as up:
@@ -715,12 +715,12 @@ async def test_a_flood_of_request_state_is_folded_into_one_republish_per_spacing
             up.on_samples(samples(1))
             await until(lambda: len(sub.snapshot(of("meta"))) == 3, timeout=15,
                         what="one republish now and one folded at the end of the spacing")
-            assert time.monotonic() - began >= publisher.REQUEST_STATE_SPACING - 1.0
+            assert time.monotonic() - began >= state_requests.REQUEST_STATE_SPACING - 1.0
             await asyncio.sleep(1.0)
             assert len(sub.snapshot(of("meta"))) == 3
             assert len(results(sub)) == 1  # the folded ones have no answer of their own
             received = up.status().commands_received
-            assert up.requests_coalesced == received - 1 and received <= 2000
+            assert up.state_requests.coalesced == received - 1 and received <= 2000
             assert sub.snapshot(of("telemetry")), "telemetry went on"
     finally:
         flood.loop_stop()
