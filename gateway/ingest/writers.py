@@ -11,9 +11,10 @@
 Both take line protocol and raise what the service's retry logic already understands: an
 `ApiException` carrying the HTTP status (4xx: rejected, dead-letter the culprits; 429/5xx:
 retry) or a urllib3/OS error for a connection that failed (retry). Neither retries by itself.
-A v1 answer that blames the setup, not the points — 401/403 (credentials) or 404 (no such
-database) — is `SetupRefused`, an OSError: retried with back-off and logged, never
-dead-lettered, so fixing the credentials or creating the database loses nothing.
+An answer of either that blames the setup, not the points — 401/403 (credentials, a token)
+or 404 (no such database or bucket) — is `SetupRefused`, an OSError: retried with back-off and
+logged, never dead-lettered, so fixing the credentials or creating the database loses nothing
+(the v2 writer once dead-lettered and acknowledged them: the gateways then dropped the data).
 """
 
 from __future__ import annotations
@@ -52,7 +53,13 @@ class V2Writer:
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
     def write(self, lines: Sequence[str]) -> None:
-        self._api.write(bucket=self._bucket, org=self._org, record="\n".join(lines))
+        try:
+            self._api.write(bucket=self._bucket, org=self._org, record="\n".join(lines))
+        except ApiException as exc:
+            if exc.status in SETUP_STATUSES:  # a token refused, a bucket not there (yet)
+                body = str(exc.body or exc.reason or "")[:300].replace("\n", " ")
+                raise SetupRefused(f"{self.describe()}: HTTP {exc.status} {body}") from exc
+            raise
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
@@ -63,6 +70,10 @@ class V2Writer:
 
 class SetupRefused(OSError):
     """The database refused the write for a reason the points are not to blame for."""
+
+
+SETUP_STATUSES = (401, 403, 404)
+"""Answers that blame the setup (credentials, token, database or bucket), not the points."""
 
 
 class V1Writer:
@@ -87,7 +98,7 @@ class V1Writer:
                                       headers=self._headers, preload_content=True)
         if 200 <= response.status < 300:
             return
-        if response.status in (401, 403, 404):
+        if response.status in SETUP_STATUSES:
             body = response.data.decode(errors="replace")[:300].replace("\n", " ")
             raise SetupRefused(f"{self._where}: HTTP {response.status} {body}")
         raise ApiException(http_resp=response)  # type: ignore[no-untyped-call]

@@ -9,7 +9,10 @@ once the setup is fixed. v2 with `store: victoriametrics`: the alarm strings as 
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from gateway.ingest.service import IngestService
 from gateway.ingest.settings import InfluxSettings, IngestSettings
 from tests.fixtures.databases import INFLUXD, InfluxV1
 from tests.fixtures.services import Broker, Victoria, wait_for
-from tests.ingest.test_service import GW, NOW, SITE, Gateway
+from tests.ingest.test_service import GW, NOW, SITE, Gateway, make_settings
 
 DB, RP = "fleet", "week"
 
@@ -173,3 +176,78 @@ def test_unreadable_password_file_is_a_config_error(tmp_path: Path) -> None:
                    "password_file": str(tmp_path / "missing")}})
     with pytest.raises(ConfigErrors, match=r"influx\.password_file"):
         settings.influx_password()
+
+
+class AuthGate:
+    """InfluxDB 2's answers in front of VictoriaMetrics (which checks no token): while
+    `refusing` is a status, every write gets it with InfluxDB's JSON body; else it is passed on."""
+
+    BODIES = {401: b'{"code":"unauthorized","message":"unauthorized access"}',
+              404: b'{"code":"not found","message":"bucket \\"b\\" not found"}'}
+
+    def __init__(self, upstream: str) -> None:
+        self.refusing: int | None = 401
+        self.refused = 0
+        gate = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *_args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status = gate.refusing
+                if status is not None:
+                    gate.refused += 1
+                    data = gate.BODIES[status]
+                else:
+                    request = urllib.request.Request(upstream + self.path, data=body,
+                                                     method="POST")
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        status, data = answer.status, answer.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_v2_refusals_of_the_setup_wait_and_lose_nothing(
+        tmp_path: Path, broker: Broker, victoria: Victoria, gateway: Gateway) -> None:
+    """The v2 API as InfluxDB 2 answers a wrong token (401) and a bucket not there yet (404):
+    retried, not dead-lettered nor acknowledged (the gateway would drop what it holds); once
+    the setup is right the waiting event is written. Fails before: dead-lettered at once."""
+    gate = AuthGate(victoria.url)
+    settings = make_settings(tmp_path, broker, victoria, client_id="ingest-v2-setup")
+    settings = settings.model_copy(update={"influx": settings.influx.model_copy(
+        update={"url": gate.url})})
+    service = IngestService(settings)
+    service.start()
+    try:
+        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
+        gateway.send(event(9))
+        for status in (401, 404):
+            gate.refusing = status
+            before = int(service.status()["write_retries"])
+
+            def retried(before: int = before) -> bool:
+                return int(service.status()["write_retries"]) >= before + 2
+
+            wait_for(retried, what=f"retries ({status})")
+            assert service.status()["dead_lettered"] == 0 and service.status()["acked"] == 0
+        gate.refusing = None
+        wait_for(lambda: service.status()["acked"] == 1, timeout=20, what="written at last")
+        assert service.status()["dead_lettered"] == 0
+        victoria.flush()
+        assert victoria.export('{__name__=~"alarm_events.*"}')
+    finally:
+        service.stop()
+        gate.close()
