@@ -71,6 +71,9 @@ class AlarmManager(AlarmCommands):
                          FloodDetector(flood_count, flood_window, flood_clear_count))
         self._prune_interval = prune_interval
         self._last_prune = self._mono
+        self.apply_failures = 0
+        """Evaluations whose alarm could not be updated (a bug): logged and skipped, the
+        others of the round applied."""
         self._restore()
 
     # restart ---------------------------------------------------------------------------------
@@ -143,7 +146,12 @@ class AlarmManager(AlarmCommands):
             if len(changed) > 1:
                 changed.sort(key=lambda e: e.ts)  # first-out by the evaluations' time
             for ev in changed:
-                self._apply(ev)
+                try:  # one evaluation's bug must not keep the others from their alarms
+                    self._apply(ev)
+                except Exception:
+                    self.apply_failures += 1
+                    log.exception("event=alarm_apply_failed rule=%s subject=%s active=%s",
+                                  ev.rule, ev.subject, ev.active)
         self._expire()
         return self._flush()
 

@@ -128,3 +128,32 @@ def test_a_round_that_raises_after_the_rules_loses_no_alarm(
     assert events == ["fire.smoke_detector@smoke-tx-01.alarm active_unacknowledged"]
     assert core.step() == []  # handed on once
     core.close()
+
+
+def test_one_evaluation_the_alarm_manager_cannot_apply_costs_no_other_alarm(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the alarm manager for one alarm (here its record's set_condition raising for
+    one subject) is logged and skipped: the other alarms of the same round rise, the round
+    completes, and nothing is handed on again and again."""
+    from gateway.alarms import manager as manager_module
+
+    clock = ManualClock()
+    core = SafetyCore(shipped.site(TELECOM), clock, tmp_path / "alarms.sqlite")
+    assert feed(core, clock, {"smoke-tx-01.alarm": False, "smoke-tx-02.alarm": False}, 3) == []
+    real = manager_module.AlarmRecord.set_condition
+
+    def broken_for_one(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.key.subject == "smoke-tx-01.alarm":
+            raise RuntimeError("a bug for one alarm")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(manager_module.AlarmRecord, "set_condition", broken_for_one)
+    core.ingest([Sample(p, True, clock.now_ns(), Quality.GOOD)
+                 for p in ("smoke-tx-01.alarm", "smoke-tx-02.alarm")])
+    events = [f"{e.rule}@{e.subject} {e.state}" for e in core.step()]
+    assert "fire.smoke_detector@smoke-tx-02.alarm active_unacknowledged" in events
+    assert core.alarms.apply_failures == 1
+    clock.advance(1.0)
+    core.step()
+    assert core.alarms.apply_failures == 1  # not handed on again
+    core.close()
