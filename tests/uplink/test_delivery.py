@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from gateway.contract.wire import DeliveryAck, GatewayState, MessageKind, decode
 from gateway.ingest.service import IngestService
 from gateway.uplink.delivery import NO_MATCHING_SUBSCRIBERS, DeliveryTracker, Sent
 from gateway.uplink.publisher import Uplink
+from gateway.uplink.settings import UplinkSettings
 from tests.faults.harness import stored
 from tests.fixtures.services import Broker, Subscriber, Victoria
 from tests.ingest.test_service import make_settings
@@ -139,6 +141,27 @@ def test_puback_mode_keeps_what_nobody_subscribed_to() -> None:
     assert tracker.due() == [2]
 
 
+@contextlib.asynccontextmanager
+async def uplink_and_ingest(s: UplinkSettings, tmp_path: Path, broker: Broker,
+                            victoria: Victoria, client_id: str,
+                            ) -> AsyncIterator[tuple[Uplink, IngestService]]:
+    """A running uplink and an ingest made but not started (each test starts it when it
+    wants); both stopped afterwards, whatever the test did."""
+    up = Uplink(s, SITE, GW, tmp_path / "state", SystemClock(), POINTS)
+    task = asyncio.create_task(up.run())
+    ingest = IngestService(make_settings(tmp_path / "ingest", broker, victoria,
+                                         client_id=client_id))
+    try:
+        yield up, ingest
+    finally:
+        with contextlib.suppress(Exception):
+            ingest.stop()
+        await up.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def test_no_matching_subscribers_for_a_while_loses_nothing(
         broker: Broker, victoria: Victoria, subscribers: list[Subscriber],
         tmp_path: Path) -> None:
@@ -147,11 +170,8 @@ async def test_no_matching_subscribers_for_a_while_loses_nothing(
     is there, they are published again (ack timeout) and stored exactly once; then the
     watermark empties the outbox."""
     s = settings(broker.port, protocol="5", delivery="ingest", ack_timeout="1s")
-    up = Uplink(s, SITE, GW, tmp_path / "state", SystemClock(), POINTS)
-    task = asyncio.create_task(up.run())
-    ingest = IngestService(make_settings(tmp_path / "ingest", broker, victoria,
-                                         client_id="ack-ingest"))
-    try:
+    async with uplink_and_ingest(s, tmp_path, broker, victoria, "ack-ingest") as (
+            up, ingest):
         await until(lambda: up.status().connected, what="connect")
         for i in range(20):
             up.on_samples(samples(i))
@@ -183,13 +203,6 @@ async def test_no_matching_subscribers_for_a_while_loses_nothing(
         birth = decode(state.snapshot()[0].topic, state.snapshot()[0].payload)
         assert isinstance(birth, GatewayState) and birth.delivery is not None
         assert birth.delivery.mode == "ingest" and birth.delivery.stream == up.outbox.stream
-    finally:
-        with contextlib.suppress(Exception):
-            ingest.stop()
-        await up.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
     victoria.flush()
     db = stored(victoria, SITE, GW)
@@ -207,11 +220,8 @@ async def test_what_the_budget_dropped_never_blocks_the_watermark(
     outbox empties instead of waiting for ever."""
     s = settings(broker.port, protocol="5", delivery="ingest", ack_timeout="1s",
                  outbox={"commit_interval": "200ms", "budget_mb": 0.03})
-    up = Uplink(s, SITE, GW, tmp_path / "state", SystemClock(), POINTS)
-    task = asyncio.create_task(up.run())
-    ingest = IngestService(make_settings(tmp_path / "ingest", broker, victoria,
-                                         client_id="floor-ingest"))
-    try:
+    async with uplink_and_ingest(s, tmp_path, broker, victoria, "floor-ingest") as (
+            up, ingest):
         await until(lambda: up.status().connected, what="connect")
         for i in range(200):
             up.on_samples(samples(i))
@@ -224,13 +234,6 @@ async def test_what_the_budget_dropped_never_blocks_the_watermark(
                     what="the outbox empty although numbers are missing")
         st = up.status()
         assert st.covered == 200 and st.dropped[MessageKind.TELEMETRY] > 20
-    finally:
-        with contextlib.suppress(Exception):
-            ingest.stop()
-        await up.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     victoria.flush()
     db = stored(victoria, SITE, GW)
     assert not db.doubled
@@ -291,12 +294,9 @@ async def test_an_ack_beyond_what_the_gateway_gave_is_ignored(
     message still to come: nothing published again, alarm events included, for good. The
     gateway ignores it; what it publishes next is stored and covered by the real ingest."""
     s = settings(broker.port, protocol="5", delivery="ingest", ack_timeout="1s")
-    up = Uplink(s, SITE, GW, tmp_path / "state", SystemClock(), POINTS)
-    task = asyncio.create_task(up.run())
-    ingest = IngestService(make_settings(tmp_path / "ingest", broker, victoria,
-                                         client_id="forged-ack-ingest"))
-    ingest.start()
-    try:
+    async with uplink_and_ingest(s, tmp_path, broker, victoria, "forged-ack-ingest") as (
+            up, ingest):
+        ingest.start()
         await until(lambda: up.status().connected, what="connect")
         for i in range(5):
             up.on_samples(samples(i))
@@ -323,13 +323,6 @@ async def test_an_ack_beyond_what_the_gateway_gave_is_ignored(
         last = decode(state.snapshot()[-1].topic, state.snapshot()[-1].payload)
         assert isinstance(last, GatewayState) and last.delivery is not None
         assert last.delivery.floor is not None and last.delivery.floor <= 12
-    finally:
-        with contextlib.suppress(Exception):
-            ingest.stop()
-        await up.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     def all_ten() -> bool:  # acknowledged means accepted; a query may lag a moment behind
         victoria.flush()
         return len(stored(victoria, SITE, GW).series[("th-1.temperature", "good",
