@@ -27,8 +27,8 @@ from gateway.drills.live_control import LiveDrills  # issue 12: live drills
 from gateway.flashing.apply import ConfigApplier
 from gateway.flashing.store import BootChoice, ConfigStore
 from gateway.isolated_check import check_apart
-from gateway.loop_errors import LoopErrors
 from gateway.loop_errors import install as install_loop_errors
+from gateway.ops.connections import RateLimitFilter
 from gateway.recorder.remote import answer as answer_incidents  # issue 12
 from gateway.service.notify import Notifier
 from gateway.service.watchdog import feed_watchdog
@@ -87,8 +87,9 @@ class Service:
                                      factory_path=factory_path, publish=self._publish_status)
         self.gateway.on_config_set = self.applier.submit_envelope
         self.drills = LiveDrills(self.gateway)  # issue 12: live drills
-        self.loop_errors: LoopErrors | None = None
-        """The event loop's handler of unawaited exceptions (gateway.loop_errors), once running."""
+        self.loop_errors: RateLimitFilter | None = None
+        """asyncio's log of unawaited exceptions, rate-limited (gateway.loop_errors), once
+        running."""
         self.control = ControlServer(
             control_path or default_socket_path(state_dir), status=self.status,
             apply_text=lambda text, author, progress: self.applier.apply_text(
@@ -153,7 +154,7 @@ class Service:
 
     async def run(self, duration: float | None = None) -> None:
         loop = asyncio.get_running_loop()
-        self.loop_errors = install_loop_errors(loop)
+        self.loop_errors = install_loop_errors()
         thresholds = gc.get_threshold()
         gc.set_threshold(YOUNG_GC_THRESHOLD, *thresholds[1:])
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -31,6 +31,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -199,18 +200,28 @@ class RateLimitFilter(logging.Filter):
     `interval` seconds, that one saying how many were suppressed; tracebacks only on the
     first. Records of other templates are not affected."""
 
-    def __init__(self, interval: float = LOG_INTERVAL, prefix: str = "") -> None:
+    def __init__(self, interval: float = LOG_INTERVAL, prefix: str = "", *,
+                 kind: Callable[[logging.LogRecord], str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`kind`: what makes two records the same (default: their message template; for
+        records that carry their details in the message itself, such as asyncio's, a part
+        of it)."""
         super().__init__()
         self.interval = interval
         self.prefix = prefix
+        self._kind = kind
+        self._clock = clock
+        self.seen = 0
+        """Records of this filter's concern so far, passed or not."""
         self._last: dict[tuple[str, str], float] = {}
         self._suppressed: Counter[tuple[str, str]] = Counter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.prefix and not str(record.msg).startswith(self.prefix):
             return True
-        key = (record.name, str(record.msg))
-        now = time.monotonic()
+        self.seen += 1
+        key = (record.name, str(record.msg) if self._kind is None else self._kind(record))
+        now = self._clock()
         last = self._last.get(key)
         if last is not None and now - last < self.interval:
             self._suppressed[key] += 1
