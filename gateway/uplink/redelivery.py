@@ -15,15 +15,15 @@ from collections.abc import Callable
 
 from gateway.clock import Clock
 from gateway.contract.wire import ContractError, DeliveryAck, decode
+from gateway.ops.connections import RateLimitFilter
 from gateway.uplink.committer import Committer
 from gateway.uplink.delivery import DeliveryTracker, Sent
 
 log = logging.getLogger("roomwarden.uplink")
+log.addFilter(RateLimitFilter(prefix="event=uplink_ack_beyond_issued"))  # a line a minute
 
 RESEND_SPACING = 0.5
 """The ack-timeout timer fires at most this often (what falls due meanwhile goes together)."""
-BEYOND_LOG_INTERVAL = 60.0
-"""Seconds between log lines about acknowledgements beyond what this gateway gave."""
 
 
 class Redelivery:
@@ -37,7 +37,6 @@ class Redelivery:
         self.root = root
         self._tell_floor = tell_floor
         self._floor_told = float("-inf")
-        self._beyond_told = float("-inf")
         self.refused_acks = 0
         """Acknowledgements ignored: they covered numbers this gateway never gave."""
         self._timer: asyncio.TimerHandle | None = None
@@ -76,11 +75,8 @@ class Redelivery:
         if ack.upto > issued or ack.highest > issued:
             # numbers this gateway never gave: a forged or confused acknowledgement would
             # cover every message to come (nothing published again, alarms included)
-            now = self.clock.monotonic()
-            if now - self._beyond_told >= BEYOND_LOG_INTERVAL:
-                self._beyond_told = now
-                log.warning("event=uplink_ack_beyond_issued upto=%d highest=%d issued=%d",
-                            ack.upto, ack.highest, issued)
+            log.warning("event=uplink_ack_beyond_issued upto=%d highest=%d issued=%d",
+                        ack.upto, ack.highest, issued)
             self.refused_acks += 1
             return
         self._resend(self.tracker.on_ack(ack.upto, ack.highest))

@@ -37,9 +37,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
+from gateway.ops.connections import RateLimitFilter
 from gateway.uplink.settings import UplinkSettings
 
 log = logging.getLogger("roomwarden.uplink")
+log.addFilter(RateLimitFilter(prefix="event=uplink_inbound_flood"))  # a line a minute
 
 MAX_INBOUND_PENDING = 256
 """Messages on subscribed topics (commands, config sets, acks) paho's thread holds for the loop
@@ -47,7 +49,6 @@ at most; more while the loop has not taken them are dropped, counted and logged 
 a minute (a flood of `cmd` messages must not queue without bound ahead of the bus loops)."""
 MAX_INBOUND_BYTES = 16 * 2**20
 """Their bytes at most (a config set is at most 2 MiB)."""
-INBOUND_LOG_INTERVAL = 60.0
 NETWORK_TIMEOUT_SHARE = 0.25
 """paho's network thread waits up to this share of the keepalive with nothing to do (not
 paho's 1 s: an idle uplink's connection does not wake the process every second); a keepalive
@@ -99,7 +100,7 @@ class Session:
         self._inbound_bytes = 0
         self.inbound_dropped = 0
         """Messages dropped because the loop had not taken the ones before (a flood)."""
-        self._dropped_told = float("-inf")
+        self._dropped_logged = 0
         client = build_client(options)
         client.will_set(will[0], will[1], qos=1, retain=True)
         inbound = [(topic, 1) for topic in subscriptions]
@@ -180,9 +181,8 @@ class Session:
         with self._acks_lock:
             messages, self._inbound, self._inbound_bytes = self._inbound, [], 0
             dropped = self.inbound_dropped
-        now = self.loop.time()
-        if dropped and now - self._dropped_told >= INBOUND_LOG_INTERVAL:
-            self._dropped_told = now
+        if dropped > self._dropped_logged:  # new drops since the last look
+            self._dropped_logged = dropped
             log.warning("event=uplink_inbound_flood dropped=%d pending_max=%d", dropped,
                         MAX_INBOUND_PENDING)
         for topic, payload, retained in messages:
