@@ -51,6 +51,7 @@ from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
 from gateway.uplink import state_requests
 from gateway.uplink.publisher import LATENCY_BUCKETS, Uplink
+from gateway.uplink.session import MAX_INBOUND_PENDING
 from gateway.uplink.settings import UplinkSettings
 from tests.fixtures.operators import Keys, OperatorKeyPair
 from tests.uplink import strategies as s
@@ -724,6 +725,33 @@ async def test_a_flood_of_request_state_is_folded_into_one_republish_per_spacing
             received = up.status().commands_received
             assert up.state_requests.coalesced == received - 1 and received <= 2000
             assert sub.snapshot(of("telemetry")), "telemetry went on"
+    finally:
+        flood.loop_stop()
+        flood.disconnect()
+
+
+async def test_at_most_max_inbound_pending_messages_wait_for_the_loop(
+        broker: Broker, tmp_path: Path) -> None:
+    """While the event loop is busy, paho's thread keeps at most MAX_INBOUND_PENDING messages
+    for it; the rest of a flood is dropped and counted, not queued without bound."""
+    flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"flood2-{os.getpid()}")
+    flood.connect("127.0.0.1", broker.port, keepalive=10)
+    flood.loop_start()
+    try:
+        async with uplink(settings(broker.port), tmp_path / "state") as up:
+            await until(lambda: up.status().connected, what="connect")
+            before = up.status().commands_received
+            for i in range(1000):
+                flood.publish(CMD, encode(RequestState(id=f"held-{i}", ts=time.time_ns(),
+                                                       actor="x", action="request_state")),
+                              qos=0)
+            time.sleep(2.0)  # noqa: ASYNC251 - holding the loop is the point: paho queues
+            await asyncio.sleep(0.5)
+            received = up.status().commands_received - before
+            session = up._session
+            assert session is not None
+            assert received <= MAX_INBOUND_PENDING
+            assert session.inbound_dropped == 1000 - received
     finally:
         flood.loop_stop()
         flood.disconnect()
