@@ -694,6 +694,26 @@ async def test_request_state_is_carried_out_even_with_a_reused_id(
         assert up.status().commands_duplicate == 0
 
 
+class Flooder:
+    """Publishes unsigned request_state commands at QoS 0 as fast as paho takes them."""
+
+    def __init__(self, port: int, name: str) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=f"{name}-{os.getpid()}")
+        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+
+    def send(self, count: int, prefix: str) -> None:
+        for i in range(count):
+            self.client.publish(CMD, encode(RequestState(
+                id=f"{prefix}-{i}", ts=time.time_ns(), actor="x", action="request_state")),
+                qos=0)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 async def test_a_flood_of_request_state_is_folded_into_one_republish_per_spacing(
         broker: Broker, subscribers: list[Subscriber], tmp_path: Path) -> None:
     """request_state needs no signature: 2,000 of them in a burst once queued a catalog each
@@ -703,18 +723,13 @@ async def test_a_flood_of_request_state_is_folded_into_one_republish_per_spacing
     sub = Subscriber(broker.port, [PREFIX + "meta", PREFIX + "cmd/result",
                                    PREFIX + "telemetry"])
     subscribers.append(sub)
-    flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"flood-{os.getpid()}")
-    flood.connect("127.0.0.1", broker.port, keepalive=10)
-    flood.loop_start()
+    flood = Flooder(broker.port, "flood")
     try:
         async with uplink(settings(broker.port), tmp_path / "state") as up:
             await until(lambda: up.status().connected, what="connect")
             await until(lambda: len(sub.snapshot(of("meta"))) == 1, what="catalog at connect")
             began = time.monotonic()
-            for i in range(2000):
-                flood.publish(CMD, encode(RequestState(id=f"rs-{i}", ts=time.time_ns(),
-                                                       actor="x", action="request_state")),
-                              qos=0)
+            flood.send(2000, "rs")
             up.on_samples(samples(1))
             await until(lambda: len(sub.snapshot(of("meta"))) == 3, timeout=15,
                         what="one republish now and one folded at the end of the spacing")
@@ -726,25 +741,19 @@ async def test_a_flood_of_request_state_is_folded_into_one_republish_per_spacing
             assert up.state_requests.coalesced == received - 1 and received <= 2000
             assert sub.snapshot(of("telemetry")), "telemetry went on"
     finally:
-        flood.loop_stop()
-        flood.disconnect()
+        flood.close()
 
 
 async def test_at_most_max_inbound_pending_messages_wait_for_the_loop(
         broker: Broker, tmp_path: Path) -> None:
     """While the event loop is busy, paho's thread keeps at most MAX_INBOUND_PENDING messages
     for it; the rest of a flood is dropped and counted, not queued without bound."""
-    flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"flood2-{os.getpid()}")
-    flood.connect("127.0.0.1", broker.port, keepalive=10)
-    flood.loop_start()
+    flood = Flooder(broker.port, "flood2")
     try:
         async with uplink(settings(broker.port), tmp_path / "state") as up:
             await until(lambda: up.status().connected, what="connect")
             before = up.status().commands_received
-            for i in range(1000):
-                flood.publish(CMD, encode(RequestState(id=f"held-{i}", ts=time.time_ns(),
-                                                       actor="x", action="request_state")),
-                              qos=0)
+            flood.send(1000, "held")
             time.sleep(2.0)  # noqa: ASYNC251 - holding the loop is the point: paho queues
             await asyncio.sleep(0.5)
             received = up.status().commands_received - before
@@ -753,5 +762,4 @@ async def test_at_most_max_inbound_pending_messages_wait_for_the_loop(
             assert received <= MAX_INBOUND_PENDING
             assert session.inbound_dropped == 1000 - received
     finally:
-        flood.loop_stop()
-        flood.disconnect()
+        flood.close()
