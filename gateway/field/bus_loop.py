@@ -195,12 +195,12 @@ class BusLoop:
         if result.answered:
             self.link_open, self.link_error = True, None  # (re)connected by the poll itself
         if result.answered and result.delivered:
-            was_partial = health.partial
+            was_degraded = health.degraded
             if result.error is None:
                 if health.record_success(ended):
                     log.info("event=device_online bus=%s device=%s", self.bus_id,
                              poller.device_id)
-                elif was_partial:
+                elif was_degraded:
                     log.info("event=device_reads_whole bus=%s device=%s", self.bus_id,
                              poller.device_id)
             else:

@@ -7,7 +7,9 @@ consecutive failures and online again after one success. A poll fails when the d
 no data at all: silence, garbage, or an exception reply to every read (a detector that answers
 "server device failure" is as blind as a silent one). A poll in which some reads gave data and
 others failed is `partial`: the device stays online and is polled at its interval (its good
-points keep coming), but it is degraded, with the error, until a poll reads everything.
+points keep coming); after `offline_after` such polls in a row it is degraded (as a silent one
+goes offline after as many failures: one stray timeout says nothing), with the error, until a
+poll reads everything.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class DeviceHealth:
     last_success_mono: float | None = None
     partial: bool = False
     """The last poll read some of the device and failed on the rest (`last_error` says why)."""
+    partial_polls: int = 0
+    """Such polls in a row."""
 
     def record_success(self, now: float) -> bool:
         """Count a good poll; return True if the device just came (back) online."""
@@ -38,24 +42,30 @@ class DeviceHealth:
         self.consecutive_failures = 0
         self.last_error = None
         self.partial = False
+        self.partial_polls = 0
         self.last_success_mono = now
         changed = self.online is not True
         self.online = True
         return changed
 
     def record_partial(self, error: str, now: float) -> bool:
-        """Count a poll that read only part of the device; return True if it just became
-        partial (online, no back-off, `last_error` kept)."""
-        began = not self.partial
+        """Count a poll that read only part of the device (online, no back-off, `last_error`
+        kept); return True if the device just became `degraded`."""
+        polls = self.partial_polls + 1
         self.record_success(now)
         self.failures += 1
         self.last_error = error
-        self.partial = True
-        return began
+        self.partial, self.partial_polls = True, polls
+        return polls == self.policy.offline_after
+
+    @property
+    def degraded(self) -> bool:
+        """`offline_after` polls in a row read only part of the device."""
+        return self.partial_polls >= self.policy.offline_after
 
     def record_failure(self, error: str) -> bool:
         """Count a failed poll; return True if the device just went offline."""
-        self.partial = False
+        self.partial, self.partial_polls = False, 0
         self.polls += 1
         self.failures += 1
         self.consecutive_failures += 1

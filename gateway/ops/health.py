@@ -234,7 +234,7 @@ class HealthMonitor:
             elif offline:
                 shown = ", ".join(offline[:5]) + (" …" if len(offline) > 5 else "")
                 degraded.append(f"{loop.bus_id}: {len(offline)} offline ({shown})")
-            partial = [(d, h.last_error) for d, h in healths.items() if h.online and h.partial]
+            partial = [(d, h.last_error) for d, h in healths.items() if h.online and h.degraded]
             if partial and age <= limit:
                 shown = ", ".join(f"{d} ({_short(e)})" for d, e in partial[:3]) + (
                     " …" if len(partial) > 3 else "")

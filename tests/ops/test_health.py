@@ -198,7 +198,8 @@ async def test_a_device_reading_only_in_part_degrades_the_buses(tmp_path: Path) 
     try:
         loop = next(b for b in gw.bus_loops if "th-1" in b.stats.device_health)
         health = loop.stats.device_health["th-1"]
-        health.record_partial("exception 4 (server device failure)", clock.monotonic())
+        for _ in range(health.policy.offline_after):  # in a row, as a failing device's
+            health.record_partial("exception 4 (server device failure)", clock.monotonic())
         assert health.online is True
         report = HealthMonitor(gw).check_buses()
         assert report.status is Level.DEGRADED
