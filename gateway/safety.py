@@ -54,7 +54,8 @@ def demand_of(view: AlarmView) -> Demand | None:
     if not view.annunciated or not view.actions:
         return None
     return Demand(alarm=str(view.key), roles=view.actions, room=view.room,
-                  active=view.demands_actions, unacknowledged=view.state.unacknowledged)
+                  active=view.demands_actions, unacknowledged=view.state.unacknowledged,
+                  drill=view.drill)
 
 
 class SafetyCore:
@@ -152,7 +153,10 @@ class SafetyCore:
         batch = [*evaluations, *extra] if extra else evaluations
         drill_events: list[AlarmEvent] = []
         if self.drill is not None:  # --- issue 12: a live drill's alarms (gateway.drills.live)
-            drill_events, drilled = self.drill.step(self.engine.current(), self.alarms)
+            # a real alarm of the drill's room ends it: the rules' and the outputs' own
+            # (a supervised fan that stops during a drill is no part of it)
+            real = [*self.engine.current(), *extra] if extra else self.engine.current()
+            drill_events, drilled = self.drill.step(real, self.alarms)
             batch = [*batch, *drilled]
             if self.drill.finished:
                 self.drill = None  # --- end issue 12

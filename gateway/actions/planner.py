@@ -8,7 +8,8 @@ serves the alarm's room. Per output:
 * any other output (strobe, exhaust fan) is on while a demanding alarm's condition is active,
   acknowledged or not (a visual alarm cannot be silenced; a fan keeps purging);
 * `latch_until_ack`: also on after the condition cleared, until the alarm is acknowledged;
-* `restore_on_clear: false`: once on, stays on until an operator resets it;
+* `restore_on_clear: false`: once a real alarm switched it on, stays on until an operator
+  resets it (a live drill's alarm switches it like any other, but leaves no such hold);
 * `min_on`: once switched on, stays on at least that long;
 * interlocks are applied last: an output interlocked with one that is on is held off, and the
   block is reported.
@@ -35,6 +36,9 @@ class Demand:
     active: bool
     """The alarm's condition is active (or it is latched active)."""
     unacknowledged: bool
+    drill: bool = False
+    """A live drill's alarm: it may switch an output on (an evacuation drill), but never
+    latches one that does not restore on clear — a drill leaves nothing held for a reset."""
 
 
 @dataclass
@@ -63,10 +67,14 @@ class OutputPlanner:
         demands = list(demands)
         now = self.clock.monotonic()
         wanted: dict[str, bool] = {}
+        latching: dict[str, bool] = {}
+        """A real (not drill) alarm wants the output: it latches if it does not restore."""
         for output_id, output in self.outputs.items():
             plan = self.state[output_id]
-            reasons = [d.alarm for d in demands if self._wants(output, d)]
+            wanting = [d for d in demands if self._wants(output, d)]
+            reasons = [d.alarm for d in wanting]
             on = bool(reasons)
+            latching[output_id] = any(not d.drill for d in wanting)
             if not on and plan.on and plan.on_since is not None \
                     and now - plan.on_since < output.min_on:
                 on, reasons = True, [f"min_on {output.min_on:g}s"]
@@ -87,7 +95,8 @@ class OutputPlanner:
             if not on:
                 plan.on_since = None
             plan.on = on
-            plan.held_by_reset = on and not output.restore_on_clear
+            plan.held_by_reset = on and not output.restore_on_clear and (
+                plan.held_by_reset or latching[output_id])
         return wanted
 
     def adopt(self, previous: OutputPlanner) -> None:

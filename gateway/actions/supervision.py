@@ -110,7 +110,9 @@ class OutputSupervisor:
         if not self.watches:
             return []
         now, now_ns = self.clock.monotonic(), self.clock.now_ns()
-        present = [(v.key.rule, v.room) for v in alarms if v.condition]
+        # real alarms only: a live drill's hydrogen must never make a real fan alarm critical
+        # and sound the real siren (the drills audit saw a silent drill do that)
+        present = [(v.key.rule, v.room) for v in alarms if v.condition and not v.drill]
         out: list[Evaluation] = []
         for output_id, watch in self.watches.items():
             self._step(watch, bool(wanted.get(output_id, False)), now, now_ns)

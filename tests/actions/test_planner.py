@@ -23,8 +23,8 @@ def planner(*outputs: Output, interlocks: tuple[Interlock, ...] = ()) -> tuple[
 
 
 def alarm(roles: tuple[str, ...], *, active: bool = True, unack: bool = True,
-          room: str | None = "batt", name: str = "a") -> Demand:
-    return Demand(name, roles, room, active, unack)
+          room: str | None = "batt", name: str = "a", drill: bool = False) -> Demand:
+    return Demand(name, roles, room, active, unack, drill)
 
 
 def test_siren_sounds_until_acknowledged_fan_runs_until_clear() -> None:
@@ -54,6 +54,22 @@ def test_latch_until_ack_and_restore_on_clear() -> None:
     assert p.plan([]) == {"siren": False, "fan": True}  # the fan waits for a reset
     p.reset("fan")
     assert p.plan([]) == {"siren": False, "fan": False}
+
+
+def test_a_drill_alarm_switches_an_output_but_leaves_no_hold_for_a_reset() -> None:
+    """An evacuation drill's off-gas alarm turns on a charge inhibit that does not restore on
+    clear: when the drill is over nothing keeps it on (the audit found it held until a
+    restart); a real alarm during the drill still latches it."""
+    p, _ = planner(out("inhibit", "charge_inhibit", restore_on_clear=False))
+    drilled = alarm(("charge_inhibit",), name="drill", drill=True)
+    assert p.plan([drilled]) == {"inhibit": True}
+    assert p.plan([]) == {"inhibit": False}
+    assert not p.state["inhibit"].held_by_reset
+    p.plan([drilled])
+    p.plan([drilled, alarm(("charge_inhibit",), name="real")])
+    assert p.plan([drilled]) == {"inhibit": True}
+    assert p.plan([]) == {"inhibit": True}
+    assert p.state["inhibit"].reasons == ["held until reset"]
 
 
 def test_min_on_holds_an_output() -> None:

@@ -52,8 +52,9 @@ def drill(**extra: Any) -> Drill:
 class Rig:
     """The safety core on a manual clock, polled and driven as the daemon does."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.loaded = load_gateway_config(SITE)
+    def __init__(self, tmp: Path, site: Path = SITE, siren: str = "siren-3f") -> None:
+        self.loaded = load_gateway_config(site)
+        self.siren = siren
         self.clock = ManualClock(start_mono=0.0)
         self.site = FastSite(self.loaded, self.clock)
         self.core = SafetyCore(self.loaded, self.clock, tmp / "alarms.sqlite")
@@ -67,7 +68,7 @@ class Rig:
                 self.core.ingest(batch)
             self.events += self.core.step()
             self.site.drive(self.core.wanted)
-            if self.core.wanted["siren-3f"] and self.siren_on_at is None:
+            if self.core.wanted[self.siren] and self.siren_on_at is None:
                 self.siren_on_at = self.clock.monotonic()
 
     def state(self, key: tuple[str, str]) -> AlarmState | None:
@@ -189,6 +190,69 @@ def test_an_evacuation_drill_drives_the_outputs(rig: Rig) -> None:
     assert "duration 30 s is over" in session.outcome.end_reason
     rig.run(1)
     assert not rig.core.wanted["strobe-3f"], "the drill's end releases its outputs"
+
+
+def test_a_drill_never_escalates_a_real_output_alarm_and_one_ends_it(rig: Rig) -> None:
+    """The drills audit: after a real hydrogen alarm (fan on for its min_on, acknowledged), a
+    silent drill played hydrogen in the battery room while the fan's airflow switch failed.
+    The real fan alarm was escalated by the drill's h2 warning to critical — siren and charge
+    inhibit on — and the drill ran on. The drill's alarms escalate nothing real, and a real
+    alarm of the outputs in the drill's room ends the drill like the rules' own."""
+    h2, airflow = "h2-batt-01.h2", "di-tx-01.di7"
+    rig.site.signals.set(h2, Constant(value=30.0))
+    rig.run(6)
+    rig.site.signals.set(h2, Constant(value=1.0))
+    rig.run(6)
+    rig.core.alarms.acknowledge_all("Li Na", None, "gas cleared")
+    rig.run(2)
+    assert rig.core.wanted["fan-batt-3f"] and not rig.core.wanted["siren-3f"]
+    rig.siren_on_at, writes_before = None, len(rig.site.log())
+    session = rig.start(drill(drill="h2_test", room="batt-3f", duration="5m",
+                              steps=[{"at": "1s", "set": {h2: 15}}], expect=[], allow=["*"]))
+    rig.run(10)  # the warning's 5 s on-delay
+    assert rig.state(("explosion.h2_warning", f"drill:{h2}")) is not None
+    rig.site.signals.set(airflow, Constant(value=False))
+    rig.run(25)
+    fan = rig.core.alarms.get(("actions.output_no_feedback", "fan-batt-3f"))
+    assert fan.condition and not fan.drill
+    assert fan.severity.value == "major" and fan.actions == ("alarm_panel",)
+    assert not rig.core.wanted["siren-3f"] and not rig.core.wanted["charge-inhibit-batt"]
+    assert rig.siren_on_at is None, "not even for the round in which the drill ended"
+    siren_inhibit = ("do-tx-01.do1", "do-tx-01.do4")
+    assert not [e for e in rig.site.log()[writes_before:]
+                if e.kind == "write" and e.point in siren_inhibit and e.value is True]
+    assert session.finished and session.outcome.end_reason is not None
+    assert session.outcome.end_reason.startswith("a real alarm in room batt-3f: "
+                                                 "actions.output_no_feedback@fan-batt-3f")
+
+
+def test_an_evacuation_drill_leaves_no_output_held_for_a_reset(tmp_path: Path) -> None:
+    """The drills audit: an evacuation drill's off-gas alarm in the ESS room turned on the
+    charge inhibit, which does not restore on clear, and it stayed on after the drill (held
+    until an operator reset) — the battery charge-inhibited by a drill. Its end releases it;
+    a real off-gas alarm still latches it."""
+    r = Rig(tmp_path, REPO / "firmware_configs" / "datacenter_lithium_room.yaml", "siren-ess")
+    try:
+        r.run(5)
+        session = LiveDrill(Drill.model_validate({
+            "drill": "offgas_test", "title": "Off-gas drill", "room": "ess-a1",
+            "duration": "40s", "steps": [{"at": "1s", "set": {"offgas-ess-01.co": 120}}],
+            "expect": [], "allow": ["*"]}), r.core, evacuation=True, actor="lead")
+        r.core.drill = session
+        r.run(15)
+        assert r.core.wanted["charge-inhibit-ess"], "the evacuation drill drives it"
+        session.request_stop("stopped by lead")
+        r.run(2)
+        assert session.finished and not r.core.wanted["charge-inhibit-ess"]
+        assert not r.core.planner.state["charge-inhibit-ess"].held_by_reset
+        r.site.signals.set("offgas-ess-01.co", Constant(value=120.0))
+        r.run(15)
+        r.site.signals.set("offgas-ess-01.co", Constant(value=0.0))
+        r.run(15)
+        assert r.core.wanted["charge-inhibit-ess"], "a real alarm's hold stays"
+        assert r.core.planner.state["charge-inhibit-ess"].reasons == ["held until reset"]
+    finally:
+        r.core.close()
 
 
 @pytest.mark.slow
