@@ -161,7 +161,10 @@ def _yaml_files(paths: Sequence[Path]) -> list[Path]:
 
 def _kind_of(path: Path) -> str:
     """What a YAML file is, by where it lives: a profile, a rule pack, a drill or a config."""
-    parts = path.resolve().parts
+    try:
+        parts = path.resolve().parts
+    except (OSError, RuntimeError):  # a symlink loop: reading it says why
+        parts = path.absolute().parts
     if "profiles" in parts:
         return "profile"
     if "drills" in parts:

@@ -76,6 +76,13 @@ class AlarmCommands(AlarmLedger):
             raise AlarmCommandError(
                 f"{rec.key} is already shelved by {rec.shelf.actor} until "
                 f"{iso(rec.shelf.until_ns)}; unshelve it first")
+        if rec.base is AlarmState.NORMAL and not rec.condition:
+            # shelving is for an alarm the operator sees (ISA-18.2: a nuisance in the alarm
+            # list); one shelved in advance would keep a later real fire silent (drills audit)
+            raise AlarmCommandError(
+                f"{rec.key} is normal: only an alarm in the alarm list (active or not yet "
+                "acknowledged) can be shelved; to keep a device, room or rule quiet for work, "
+                "suppress it")
         prev = rec.state
         shelf = Shelf(actor, reason, self._now, until_ns)
         rec.set_overlay(shelf=shelf, now_ns=self._now)

@@ -85,16 +85,51 @@ def read_yaml(path: Path, name: str | None = None,
 def read_text(path: Path, name: str, limits: YamlLimits = DEFAULT_LIMITS) -> str:
     """The text of a YAML file (UTF-8, at most `limits.max_bytes`), or ConfigErrors."""
     try:
-        size = path.stat().st_size
-        if size > limits.max_bytes:
-            raise ConfigErrors([ConfigError(name, (), f"file is {size} bytes; the limit is "
-                                                      f"{limits.max_bytes}")])
-        text = path.read_text(encoding="utf-8")
+        data = read_bounded(path, limits.max_bytes)
     except OSError as exc:
         raise ConfigErrors([ConfigError(name, (), f"cannot read: {exc.strerror or exc}")]) from exc
+    except (FileTooLarge, NotARegularFile) as exc:
+        raise ConfigErrors([ConfigError(name, (), str(exc))]) from None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigErrors([ConfigError(name, (), f"not UTF-8 text: {exc.reason}")]) from exc
-    return text
+
+
+class FileTooLarge(ValueError):
+    """A config file past its size limit."""
+
+
+class NotARegularFile(ValueError):
+    """A config path that is a FIFO, a device, a socket or a directory."""
+
+
+def read_bounded(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`, read without waiting on anything:
+    a FIFO, a device (`/dev/zero`) or a socket is refused before a byte is read (opened
+    non-blocking, judged by `fstat`), and at most `max_bytes` + 1 bytes are read whatever the
+    file claims or grows to. OSError as the system gives it (missing, a symlink loop …)."""
+    import os
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb", buffering=0) as file:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe" if
+                    stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or
+                    stat.S_ISBLK(mode) else "not a regular file")
+            raise NotARegularFile(f"is {kind}, not a regular file")
+        chunks, held = [], 0
+        while held <= max_bytes:
+            chunk = file.read(min(1 << 20, max_bytes + 1 - held))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            held += len(chunk)
+    if held > max_bytes:
+        raise FileTooLarge(f"file is larger than the limit of {max_bytes} bytes")
+    return b"".join(chunks)
 
 
 def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,
@@ -118,6 +153,8 @@ def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,
                 ConfigError(name, p, reason, lines.line_of(p)) for p, reason in problems
             )
         data = loader.construct_document(node)
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+        raise ConfigErrors([ConfigError(name, (), f"refused: {exc}")]) from None
     except YamlLimitError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
         raise ConfigErrors([ConfigError(name, (), f"refused: {exc.reason}", line)]) from None

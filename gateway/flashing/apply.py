@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Literal
 from gateway.alarms.events import CONFIG_RULE, EventKind
 from gateway.config.loader import ConfigErrors, LoadedConfig
 from gateway.config.site import FlashingSettings
+from gateway.config.yamlfile import read_bounded
+from gateway.config.yamllimits import DEFAULT_LIMITS
 from gateway.contract.base import REQUEST_ID_PATTERN
 from gateway.contract.wire import ConfigSet, ConfigStatus
 from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
@@ -140,18 +142,24 @@ class ConfigApplier:
         """SIGHUP: apply the installed config file if it changed since it was last read."""
         if self.factory_path is None:
             return None
-        try:
-            text = self.factory_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        try:  # bounded and off the loop: a FIFO or /dev/zero put there must not stall it
+            data = await asyncio.to_thread(read_bounded, self.factory_path,
+                                           DEFAULT_LIMITS.max_bytes)
+            text = data.decode("utf-8")
+        except (OSError, ValueError) as exc:  # ValueError: too large, not a file, not UTF-8
             log.error("event=reload_failed path=%s error=%s", self.factory_path, exc)
             return None
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()
         if digest == self.factory_sha256:
             log.info("event=reload_unchanged path=%s sha256=%s", self.factory_path, digest[:12])
             return None
         status = await self.apply_text(text, author=f"file {self.factory_path}",
                                        source="reload")
         self.factory_sha256 = digest  # a failed file is not retried until it changes again
+        # what `systemctl reload` did, for whoever edited the file (the audit saw none)
+        log.log(logging.INFO if status.state == "applied" else logging.ERROR,
+                "event=reload_%s path=%s sha256=%s code=%s error=%s", status.state,
+                self.factory_path, digest[:12], status.code, status.error)
         return status
 
     # --- the pipeline ---------------------------------------------------------------------
@@ -306,6 +314,6 @@ def _request_id_of(raw: bytes) -> str | None:
 
 def _file_sha256(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_bounded(path, DEFAULT_LIMITS.max_bytes)).hexdigest()
+    except (OSError, ValueError):
         return None

@@ -41,6 +41,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
+from gateway.config.yamlfile import read_bounded
+from gateway.config.yamllimits import DEFAULT_LIMITS
 from gateway.contract.wire import ConfigSet
 from gateway.flashing.meta import (
     BootChoice,
@@ -195,9 +197,9 @@ class ConfigStore:
     def factory_choice(factory_path: Path) -> BootChoice:
         """The factory (installed) config file as version 0, whatever the store holds (for a
         last-known-good that no longer loads). StoreError if it cannot be read."""
-        try:
-            text = factory_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        try:  # bounded: a FIFO or a device there must not hang or flood the boot
+            text = read_bounded(factory_path, DEFAULT_LIMITS.max_bytes).decode("utf-8")
+        except (OSError, ValueError) as exc:  # too large, not a regular file, not UTF-8
             raise StoreError(f"the factory config {factory_path} is unreadable: {exc}"
                              ) from exc
         meta = ConfigMeta(version=0, sha256=sha256_text(text), source="factory")

@@ -148,6 +148,24 @@ def test_shelve_cleared_returns_normal_and_unshelve(manager: AlarmManager,
         manager.shelve(K, "op", clock.now_ns() + 1, "")
 
 
+def test_only_an_alarm_in_the_alarm_list_can_be_shelved(manager: AlarmManager,
+                                                        clock: ManualClock) -> None:
+    """The drills audit shelved a normal smoke coincidence in advance: the real fire that came
+    later stayed silent until the shelf expired. A normal alarm is refused (suppression is
+    the tool for planned work); an active one, or one returned but not acknowledged, is not."""
+    manager.observe([ev(active=False)])
+    with pytest.raises(AlarmCommandError, match="is normal: only an alarm in the alarm list"):
+        manager.shelve(K, "op", clock.now_ns() + HOUR, "in advance")
+    assert manager.get(K).shelf is None
+    manager.observe([ev()])
+    manager.observe([ev(active=False)])
+    assert manager.get(K).state is RU
+    assert states(manager.shelve(K, "op", clock.now_ns() + HOUR, "chattering")) == [(RU, SH)]
+    assert states(manager.unshelve(K, "op")) == [(SH, N)]  # its condition is clear
+    with pytest.raises(AlarmCommandError, match="is normal"):
+        manager.shelve(K, "op", clock.now_ns() + HOUR, "again, now that it is normal")
+
+
 def test_suppress_room_device_rule(manager: AlarmManager, clock: ManualClock) -> None:
     h2 = ev("explosion.h2_alarm", "h2-1.h2", room="battery1", actions=("exhaust_fan",))
     temp = ev(room="room1")

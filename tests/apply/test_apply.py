@@ -148,6 +148,31 @@ async def test_sighup_reloads_the_installed_file_through_the_same_path(
     assert gw.config_version == 1
 
 
+async def test_sighup_of_a_file_that_is_no_config_is_logged_and_changes_nothing(
+        running: Running, caplog: pytest.LogCaptureFixture) -> None:
+    """The config audit: a named pipe in place of the installed file blocked the event loop
+    for good at SIGHUP (no polls, no rules, no /healthz), and a refused edit left no log line
+    at all. Now the file is read off the loop within its size limit, and what `systemctl
+    reload` did is logged."""
+    gw = running.service.gateway
+    caplog.set_level(logging.INFO, logger="roomwarden.flashing")
+    running.factory.write_text(running.text.replace("devices:", "devicez:", 1),
+                               encoding="utf-8")
+    os.kill(os.getpid(), signal.SIGHUP)
+    await until(lambda: "event=reload_rejected" in caplog.text, 30, "the refusal logged")
+    assert "devicez" in caplog.text and gw.config_version == 0
+    running.factory.unlink()
+    os.mkfifo(running.factory)
+    def polls() -> int:
+        return sum(loop.stats.cycles for loop in gw.bus_loops)
+
+    before = polls()
+    os.kill(os.getpid(), signal.SIGHUP)
+    await until(lambda: "is a named pipe" in caplog.text, 10, "the pipe refused")
+    await until(lambda: polls() > before + 2, 10, "polls go on")
+    assert gw.config_version == 0 and gw.reconfigurations == 0
+
+
 async def test_bad_control_requests_get_an_error_and_change_nothing(running: Running) -> None:
     gw = running.service.gateway
     for body in ({"op": "nope"}, {"op": "apply"}, {"op": "apply", "config": "x: [",

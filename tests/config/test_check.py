@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,27 @@ def test_cli_check_exit_codes_and_output(capsys: pytest.CaptureFixture[str]) -> 
 def test_cli_check_reports_a_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "/nonexistent/site.yaml"]) == 1
     assert "cannot read" in capsys.readouterr().out
+
+
+def test_cli_check_refuses_files_it_cannot_read_whole_at_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The config audit: a named pipe made `check` hang, /dev/zero read until memory ran out,
+    a symlink loop and an integer of 5,000 digits ended in a traceback. Each is now a clear
+    error in one line, at once."""
+    fifo, loop_a, loop_b = tmp_path / "site.fifo", tmp_path / "a.yaml", tmp_path / "b.yaml"
+    os.mkfifo(fifo)
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    digits = tmp_path / "digits.yaml"
+    digits.write_text("gateway: {id: gw, site: s}\nx: " + "9" * 5000 + "\n")
+    expected = {fifo: "is a named pipe, not a regular file",
+                Path("/dev/zero"): "is a device, not a regular file",
+                loop_a: "cannot read: Too many levels of symbolic links",
+                digits: "refused: Exceeds the limit (4300 digits)"}
+    for path, reason in expected.items():
+        assert main(["check", str(path)]) == 1
+        out = capsys.readouterr().out
+        assert reason in out and "Traceback" not in out, out
 
 
 def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
