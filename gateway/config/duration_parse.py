@@ -4,7 +4,12 @@ its inverse and the command line's argparse type, without pydantic (the config m
 
 from __future__ import annotations
 
+import math
 import re
+
+MAX_DURATION_S = 31 * 24 * 3600.0
+"""No duration a gateway waits is longer (744h): past it a value is a typo (`300m` for `300ms`
+is 5 h, which a field's own bound catches) or a number that was never meant."""
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)\s*$")
@@ -25,8 +30,13 @@ def parse_duration(value: object) -> float:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
         raise ValueError("a duration is a number with a unit, e.g. 5s, 500ms, 2m")
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"a duration of {seconds / 3600:.6g} h is longer than any a gateway "
+                         f"waits (at most {MAX_DURATION_S / 3600:g} h)")
     return seconds
 
 

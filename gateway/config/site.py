@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config.duration import Duration
+from gateway.config.duration import Duration, at_most
 from gateway.config.ipnet import IPvAnyNetwork
 from gateway.config.outputs import Interlock, Output, OutputFeedback, OutputRole, WriteBackoff
 from gateway.config.profile import Id, Name, PointKey, Strict
@@ -16,6 +16,11 @@ from gateway.operator.settings import OperatorSettings  # issue 9: remote operat
 from gateway.recorder.settings import IncidentSettings, RecorderSettings  # issue 12
 from gateway.rules.section import RulesSection
 from gateway.uplink.settings import UplinkSettings
+
+MAX_BUS_TIMEOUT_S = 10.0
+"""Longest wait for one reply on a bus (Modbus TCP gateways with a slow line behind them)."""
+MAX_HEALTH_TIMEOUT_S = 600.0
+"""Longest trial of a newly applied config."""
 
 __all__ = ["AlarmSettings", "Bus", "BusCommon", "Chemistry", "Device", "FailurePolicy",
            "FlashingSettings", "GatewayConfig", "GatewayIdentity", "Interlock", "Location",
@@ -68,8 +73,10 @@ class FailurePolicy(Strict):
 class BusCommon(Strict):
     id: Id
     """The bus's id: devices name the bus they are on."""
-    timeout: Duration = 1.0
-    """How long one request may wait for its reply; bounds what a dead device costs the bus."""
+    timeout: Annotated[Duration, at_most(MAX_BUS_TIMEOUT_S)] = 1.0
+    """How long one request may wait for its reply; bounds what a dead device costs the bus
+    (at most 10 s: a longer one lets one dead device hold every other device of the bus,
+    smoke detectors included, for minutes — `300m` written for `300ms` is 5 hours)."""
     max_gap: Annotated[int, Field(ge=0, le=124)] = 8
     """Unused registers (or bits × 16) a merged request may read across to save a request."""
     failure: FailurePolicy = FailurePolicy.model_construct()
@@ -89,7 +96,7 @@ class ModbusRtuBus(BusCommon):
     """1 or 2 stop bits."""
     bytesize: Literal[7, 8] = 8
     """Data bits per character, 7 or 8."""
-    inter_frame_delay: Duration | None = None
+    inter_frame_delay: Annotated[Duration, at_most(1.0)] | None = None
     """Silence between frames; default 3.5 characters at the bus speed (1.75 ms above 19200)."""
 
     @property
@@ -251,8 +258,9 @@ class FlashingSettings(Strict):
     """Public key lines as written by `roomwarden keys new` (`ed25519:<base64> NAME`)."""
     max_bytes: Annotated[int, Field(ge=1024, le=MAX_CONFIG_BYTES)] = MAX_CONFIG_BYTES
     """Largest config (UTF-8 bytes) a `config/set` may carry."""
-    health_timeout: Duration = 30.0
-    """How long a newly applied config must run healthy before it becomes last-known-good."""
+    health_timeout: Annotated[Duration, Field(gt=0), at_most(MAX_HEALTH_TIMEOUT_S)] = 30.0
+    """How long a newly applied config must run healthy before it becomes last-known-good (at
+    most 10 minutes: during the trial a new config's trouble alarms are held)."""
     allow_local_unsigned: bool = True
     """Accept unsigned configs over the local control socket (root on the gateway only)."""
 
