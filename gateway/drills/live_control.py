@@ -47,8 +47,11 @@ class LiveDrills:
     async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         action = request.get("action")
         actor = request.get("actor", "local")
-        if not isinstance(actor, str) or not 0 < len(actor) <= 64:
-            return {"ok": False, "error": "actor: 1-64 characters"}
+        if not isinstance(actor, str) or not 0 < len(actor) <= 64 or not actor.isprintable():
+            return {"ok": False, "error": "actor: 1-64 printable characters"}
+        peer = request.get("peer")  # the control socket's: the user the kernel names
+        if isinstance(peer, str) and peer != actor:
+            actor = f"{actor} ({peer})"
         self._notice_end()
         if action == "start":
             return self._start(request, actor)

@@ -301,7 +301,7 @@ def control(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Control]:
 def test_bad_requests_are_refused_clearly(control: Control) -> None:
     bad = {
         "start needs the drill file's text": {"action": "start"},
-        "actor: 1-64 characters": {"action": "status", "actor": ""},
+        "actor: 1-64 printable characters": {"action": "status", "actor": ""},
         "drill requests: action start": {"action": "launch"},
         "drill:3: (top): not valid YAML": {"action": "start",
                                            "file": "drill: x\ntitle: [unclosed"},
