@@ -88,6 +88,30 @@ def test_cli_check_refuses_files_it_cannot_read_whole_at_once(
         assert reason in out and "Traceback" not in out, out
 
 
+def test_a_site_of_more_points_than_a_gateway_polls_is_refused(tmp_path: Path) -> None:
+    """The config audit: 50 devices of a 2,000-point profile (an 8.7 KB config within every
+    YAML limit) passed check, and applying it took the gateway to 1.28 GB. 10 such devices
+    (the benchmark's site) load; 11 are past MAX_SITE_POINTS."""
+    import yaml
+
+    from gateway.config.crosscheck import MAX_SITE_POINTS
+    from tests.bench.bench_process import Load, holding_profile, site
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "bench_hr2000.yaml").write_text(yaml.safe_dump(holding_profile(2000)))
+    for devices, ok in ((10, True), (11, False)):
+        path = tmp_path / f"site{devices}.yaml"
+        path.write_text(yaml.safe_dump(site(Load("x", "x", devices, 2000, "1s"), profiles)))
+        if ok:
+            assert len(load_gateway_config(path).config.devices) == devices
+            continue
+        with pytest.raises(ConfigErrors) as caught:
+            load_gateway_config(path)
+        assert (f"devices: the enabled devices have 22000 points in all; one gateway polls at "
+                f"most {MAX_SITE_POINTS}") in str(caught.value)
+
+
 def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
