@@ -122,7 +122,9 @@ class Reconfiguring:
             carry_output_states(self.driver, old_driver, loaded, old_loaded)
             self.config_version, self.config_sha256 = version, sha256
             old_core.close()
-            self._replaced_core = old_core
+            # a rollback leaves nothing to look back to: the failed candidate's core (rules'
+            # state for every binding it had) is let go, not kept until the next apply
+            self._replaced_core = None if earlier is not None else old_core
             log.info("event=rule_state_carried bindings=%d carried=%d held=%d rollback=%s",
                      len(core.engine.bindings()), carried, held, earlier is not None)
             if self._group is not None:
