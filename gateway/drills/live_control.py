@@ -51,7 +51,7 @@ class LiveDrills:
             return {"ok": False, "error": "actor: 1-64 printable characters"}
         peer = request.get("peer")  # the control socket's: the user the kernel names
         if isinstance(peer, str) and peer != actor:
-            actor = f"{actor} ({peer})"
+            actor = f"{actor} as {peer}"
         self._notice_end()
         if action == "start":
             return self._start(request, actor)
