@@ -16,6 +16,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from gateway.contract.wire import ConfigStatus
 from gateway.control import ControlServer, default_socket_path
 from gateway.daemon import Gateway
 from gateway.drills.live_control import LiveDrills  # issue 12: live drills
-from gateway.flashing.apply import ConfigApplier
-from gateway.flashing.store import BootChoice, ConfigStore
+from gateway.flashing.apply import ConfigApplier, log_failure
+from gateway.flashing.store import BootChoice, ConfigStore, StoreError
 from gateway.isolated_check import check_apart
 from gateway.loop_errors import install as install_loop_errors
 from gateway.ops.connections import RateLimitFilter
@@ -53,8 +54,16 @@ class BootFailed(RuntimeError):
 def boot_config(store: ConfigStore, factory_path: Path,
                 rules_dir: Path | None = None) -> tuple[LoadedConfig, BootChoice]:
     """The config to start with, loaded and checked. A last-known-good that no longer loads
-    (a profile it needs was removed by an upgrade) falls back to the installed file."""
+    (a profile it needs was removed by an upgrade) falls back to the installed file. While
+    the last-known-good is the kept copy of the installed file (version 0: nothing applied or
+    flashed yet), an installed file edited since is booted if it checks, else the copy."""
     choice = store.boot(factory_path)
+    for problem in choice.problems:
+        log.error("event=config_store_damaged problem=%s", problem)
+    if choice.meta.source == "factory" and choice.path != factory_path:
+        edited = _edited_installed_file(store, factory_path, rules_dir, choice)
+        if edited is not None:
+            return edited
     try:  # checked by a child process (gateway.isolated_check): no validator kept here
         loaded = check_apart(choice.path, base_dir=factory_path.parent, rules_dir=rules_dir)
         return loaded, choice
@@ -68,6 +77,35 @@ def boot_config(store: ConfigStore, factory_path: Path,
         return check_apart(fallback.path, rules_dir=rules_dir), fallback
     except ConfigErrors as exc:
         raise BootFailed(str(exc)) from exc
+
+
+def _edited_installed_file(store: ConfigStore, factory_path: Path, rules_dir: Path | None,
+                           kept: BootChoice) -> tuple[LoadedConfig, BootChoice] | None:
+    """The installed file, loaded, if it differs from the kept copy `kept` and checks; None
+    (boot the copy) if it is the same, or broken — said in the log."""
+    try:
+        installed = store.factory_choice(factory_path)
+    except StoreError as exc:
+        reason = str(exc)
+    else:
+        if installed.meta.sha256 == kept.meta.sha256:
+            return None
+        try:
+            loaded = check_apart(installed.path, base_dir=factory_path.parent,
+                                 rules_dir=rules_dir)
+        except ConfigErrors as exc:
+            reason = str(exc)
+        else:
+            log.info("event=installed_config_changed path=%s sha256=%s", factory_path,
+                     installed.meta.sha256[:12])
+            return loaded, replace(installed, recovered=kept.recovered,
+                                   interrupted=kept.interrupted, problems=kept.problems)
+    when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(kept.meta.applied_ns / 1e9))
+            if kept.meta.applied_ns else "unknown")
+    log.error("event=installed_config_broken path=%s errors=%s; starting instead the config "
+              "this gateway last booted and ran from it: version 0 sha256=%s (kept %s, "
+              "%s)", factory_path, reason, kept.meta.sha256[:12], when, kept.path)
+    return None
 
 
 class Service:
@@ -117,6 +155,7 @@ class Service:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(log_failure)  # never silent (a SIGHUP's reload: the audit)
 
     def _evaluator_alive(self) -> Callable[[], str | None]:
         def check() -> str | None:  # a round owed and not done for long (gateway.evaluator)
@@ -173,6 +212,8 @@ class Service:
                                       extra_checks=[self._evaluator_alive()]), "watchdog")
             if self.boot.recovered:
                 self._spawn(self._report_recovery(), "recovery-report")
+            if self.boot.meta.source == "factory":
+                self._spawn(self._keep_booted(), "keep-installed-config")
             if duration is not None:
                 loop.call_later(duration, self.stop)
             await run
@@ -185,6 +226,14 @@ class Service:
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
             gc.set_threshold(*thresholds)
+
+    async def _keep_booted(self) -> None:
+        """The installed file's config, once it runs (loops started, the rules evaluated), is
+        kept as the last-known-good: a restart with a broken installed file boots it."""
+        await self.gateway.started.wait()
+        while self.gateway.evaluations == 0:  # noqa: ASYNC110 (a counter, no event)
+            await asyncio.sleep(0.1)
+        await self.applier.keep_booted(self.boot.text, self.boot.meta.sha256)
 
     async def _report_recovery(self) -> None:
         await self.gateway.started.wait()

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any
 
 from gateway.alarms.events import CONFIG_RULE, EventKind
 from gateway.config.loader import ConfigErrors, LoadedConfig
@@ -46,7 +46,8 @@ from gateway.contract.wire import ConfigSet, ConfigStatus
 from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
 from gateway.flashing.health_check import HealthReport, check_health, offline_devices
 from gateway.flashing.keys import parse_public_key_line
-from gateway.flashing.store import ConfigMeta, ConfigStore
+from gateway.flashing.store import ConfigMeta, ConfigStore, StoreError, storage_problem
+from gateway.flashing.trial_terms import Source, refusal_of, trial_needs
 from gateway.isolated_check import check_apart
 
 if TYPE_CHECKING:
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("roomwarden.flashing")
 
-Source = Literal["flash", "local", "reload"]
 Progress = Callable[[ConfigStatus], None]
 MAX_ERRORS_REPORTED = 20
 MAX_NOTE = 1000
@@ -103,6 +103,7 @@ class ConfigApplier:
             self.apply_envelope(raw, source="flash"), name="config-apply")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(log_failure)
 
     async def apply_envelope(self, raw: bytes, *, source: Source = "flash",
                              progress: Progress | None = None) -> ConfigStatus:
@@ -162,86 +163,139 @@ class ConfigApplier:
                 self.factory_path, digest[:12], status.code, status.error)
         return status
 
+    async def keep_booted(self, text: str, sha256: str) -> None:
+        """The installed file's config booted and ran: keep it as the last-known-good
+        (ConfigStore.keep_installed) — unless an apply replaced it meanwhile."""
+        async with self._lock:
+            if (self.gateway.config_version, self.gateway.config_sha256) != (0, sha256):
+                return
+            try:
+                meta = self.store.keep_installed(text)
+            except (OSError, StoreError) as exc:
+                log.error("event=installed_config_not_kept error=%s; a restart needs the "
+                          "installed file to be valid", storage_problem(exc))
+                return
+            if meta is not None:
+                log.info("event=installed_config_kept sha256=%s: a restart with a broken "
+                         "installed file boots this one", sha256[:12])
+
     # --- the pipeline ---------------------------------------------------------------------
 
     async def _apply(self, candidate: Candidate, progress: Progress | None, *,
                      force: bool) -> ConfigStatus:
         async with self._lock:  # one apply at a time; freshness and numbering inside the lock
-            if candidate.envelope is not None:
-                try:
-                    self.store.check_fresh(candidate.envelope)
-                except EnvelopeRejected as exc:
-                    log.warning("event=config_rejected source=%s id=%s code=%s reason=%s",
-                                candidate.source, candidate.request_id, exc.code, exc)
-                    return self._say(progress, "rejected", candidate.request_id, candidate,
-                                     code=exc.code, error=str(exc))
-            else:
-                version = max(self.gateway.config_version, self.store.highest_version()) + 1
-                candidate = dataclasses.replace(candidate, version=version)
-            return await self._apply_locked(candidate, progress, force=force)
+            c = candidate
+            try:  # a full or read-only state directory: refused, nothing half-written left
+                if c.envelope is not None:
+                    self.store.check_fresh(c.envelope)
+                    self.store.remember(c.envelope)  # a later failure still burns the version
+                    staged = self.store.stage(c.envelope, ConfigMeta.of_envelope(c.envelope))
+                else:
+                    version = max(self.gateway.config_version, self.store.highest_version()) + 1
+                    c = dataclasses.replace(c, version=version)
+                    staged = self.store.stage(c.text, ConfigMeta(
+                        version=c.version, sha256=c.sha256, source="local", author=c.author,
+                        request_id=c.request_id))
+            except EnvelopeRejected as exc:
+                log.warning("event=config_rejected source=%s id=%s code=%s reason=%s",
+                            c.source, c.request_id, exc.code, exc)
+                return self._say(progress, "rejected", c.request_id, c, code=exc.code,
+                                 error=str(exc))
+            except (OSError, StoreError) as exc:
+                error = storage_problem(exc)
+                log.error("event=config_rejected source=%s id=%s code=storage_error reason=%s",
+                          c.source, c.request_id, error)
+                return self._say(progress, "rejected", c.request_id, c, code="storage_error",
+                                 error=error)
+            return await self._apply_locked(c, staged, progress, force=force)
 
-    async def _apply_locked(self, c: Candidate, progress: Progress | None, *,
+    async def _apply_locked(self, c: Candidate, staged: Path, progress: Progress | None, *,
                             force: bool) -> ConfigStatus:
         gw = self.gateway
         rid = c.request_id
-        if c.envelope is not None:
-            self.store.remember(c.envelope)  # a later failure still burns the version
-            staged = self.store.stage(c.envelope, ConfigMeta.of_envelope(c.envelope))
-        else:
-            staged = self.store.stage(c.text, ConfigMeta(
-                version=c.version, sha256=c.sha256, source="local", author=c.author,
-                request_id=c.request_id))
         try:
             # checked by a child process, off the event loop (gateway.isolated_check)
             loaded = await asyncio.to_thread(
                 check_apart, staged, base_dir=self.base_dir, name=f"config v{c.version}",
                 rules_dir=gw.rules_dir)
         except ConfigErrors as exc:
-            self.store.discard()
+            self._discard(rid)
             lines = [str(e) for e in exc.errors][:MAX_ERRORS_REPORTED]
             return self._say(progress, "rejected", rid, c, code="invalid_config",
                              error="\n".join(lines))
-        refusal = self._refusal(loaded, force)
+        refusal = refusal_of(gw.loaded, loaded, force=force, source=c.source)
         if refusal is not None:
-            self.store.discard()
+            self._discard(rid)
             return self._say(progress, "rejected", rid, c, code=refusal[0], error=refusal[1])
         self._say(progress, "staged", rid, c)
-        previous, previous_version, previous_sha = gw.loaded, gw.config_version, \
-            gw.config_sha256
-        explained = offline_devices(gw.bus_loops)
         self._say(progress, "applying", rid, c)
         log.info("event=config_applying source=%s id=%s version=%d sha256=%s author=%s",
                  c.source, rid, c.version, c.sha256[:12], c.author)
         gw.begin_trial()  # the candidate's own trouble alarms wait for the verdict
-        committed = False
         try:
+            outcome = await self._trial(c, loaded)
+        except BaseException:
+            gw.end_trial(commit=False)
+            raise
+        if isinstance(outcome, HealthReport):  # committed
+            gw.end_trial(commit=True)  # what was held is raised now, at its own times
+            return self._say(progress, "applied", rid, c, error=_notes(outcome))
+        gw.end_trial(commit=False)  # dropped: the config that runs judges afresh
+        return self._rolled_back(progress, rid, c, *outcome)
+
+    async def _trial(self, c: Candidate, loaded: LoadedConfig) -> HealthReport | tuple[str, str]:
+        """Run the candidate, health-check it and commit it (its report), or roll back to the
+        config that ran before ((code, error)): the running config and the store agree."""
+        gw, rid = self.gateway, c.request_id
+        previous, previous_version, previous_sha = gw.loaded, gw.config_version, \
+            gw.config_sha256
+        explained = offline_devices(gw.bus_loops)
+        try:
+            await gw.reconfigure(loaded, version=c.version, sha256=c.sha256)
+        except Exception as exc:  # the new safety core could not be built: old one runs
+            log.exception("event=config_apply_failed id=%s", rid)
+            self._discard(rid)
+            return "apply_failed", f"could not start the new config: {exc}"
+        began = gw.clock.monotonic()
+        report = await check_health(lambda: gw.bus_loops, explained, lambda: gw.evaluations,
+                                    gw.clock, settings_of(loaded).health_timeout,
+                                    trial_needs(gw, c.source, previous, loaded))
+        took = gw.clock.monotonic() - began
+        code, error = "health_check_failed", report.summary()
+        if report.ok:
             try:
-                await gw.reconfigure(loaded, version=c.version, sha256=c.sha256)
-            except Exception as exc:  # the new safety core could not be built: old one runs
-                log.exception("event=config_apply_failed id=%s", rid)
-                self.store.discard()
-                return self._rolled_back(progress, rid, c, "apply_failed",
-                                         f"could not start the new config: {exc}")
-            began = gw.clock.monotonic()
-            report = await check_health(lambda: gw.bus_loops, explained,
-                                        lambda: gw.evaluations, gw.clock,
-                                        settings_of(loaded).health_timeout)
-            took = gw.clock.monotonic() - began
-            if report.ok:
                 self.store.commit()
-                committed = True
-                gw.end_trial(commit=True)  # what was held is raised now, at its own times
+            except (OSError, StoreError) as exc:
+                if not self._committed(c):  # (a commit that landed before it failed stands)
+                    code, error = "commit_failed", ("could not record the config as "
+                                                    f"last-known-good: {storage_problem(exc)}")
+                    log.error("event=config_commit_failed id=%s version=%d error=%s", rid,
+                              c.version, error)
+            if code != "commit_failed":
                 log.info("event=config_applied id=%s version=%d health_check_s=%.2f %s", rid,
                          c.version, took, report.summary())
-                return self._say(progress, "applied", rid, c, error=_notes(report))
-            log.error("event=config_rolling_back id=%s version=%d health_check_s=%.2f "
-                      "problems=%s", rid, c.version, took, report.summary())
-            await gw.reconfigure(previous, version=previous_version, sha256=previous_sha)
+                return report
+        log.error("event=config_rolling_back id=%s version=%d health_check_s=%.2f code=%s "
+                  "problems=%s", rid, c.version, took, code, error)
+        await gw.reconfigure(previous, version=previous_version, sha256=previous_sha)
+        self._discard(rid)
+        return code, error
+
+    def _committed(self, c: Candidate) -> bool:
+        """The store names the candidate the last-known-good (its commit got that far)."""
+        try:
+            meta = self.store.active_meta()
+        except StoreError:
+            return False
+        return meta is not None and (meta.version, meta.sha256) == (c.version, c.sha256)
+
+    def _discard(self, rid: str | None) -> None:
+        """Drop the staged config. If even that cannot be written (the disk full), the store
+        still names the last-known-good active, and a restart boots it (`interrupted`)."""
+        try:
             self.store.discard()
-        finally:
-            if not committed:
-                gw.end_trial(commit=False)  # dropped: the config that runs judges afresh
-        return self._rolled_back(progress, rid, c, "health_check_failed", report.summary())
+        except (OSError, StoreError) as exc:
+            log.error("event=config_discard_failed id=%s error=%s", rid, storage_problem(exc))
 
     def _rolled_back(self, progress: Progress | None, rid: str | None, c: Candidate,
                      code: str, error: str) -> ConfigStatus:
@@ -255,20 +309,6 @@ class ConfigApplier:
         except Exception:  # the journal never stops a rollback
             log.exception("event=config_event_failed id=%s", rid)
         return self._say(progress, "rolled_back", rid, c, code=code, error=error)
-
-    def _refusal(self, loaded: LoadedConfig, force: bool) -> tuple[str, str] | None:
-        """Changes a remote flash must not make on its own."""
-        current = self.gateway.loaded.config
-        new = loaded.config
-        if new.gateway.id != current.gateway.id:
-            return ("wrong_gateway", f"the config is for gateway {new.gateway.id!r}, this is "
-                                     f"{current.gateway.id!r}")
-        had_keys = bool(current.flashing and current.flashing.trusted_keys)
-        has_keys = bool(new.flashing and new.flashing.trusted_keys)
-        if had_keys and not has_keys and not force:
-            return ("lockout", "the config trusts no signing key: remote flashing would be "
-                               "locked out (sign it with force to do this on purpose)")
-        return None
 
     def _say(self, progress: Progress | None, state: str, request_id: str | None,
              candidate: Candidate | None = None, *, code: str | None = None,
@@ -291,6 +331,13 @@ class ConfigApplier:
             except Exception:
                 log.exception("event=config_status_publish_failed")
         return status
+
+
+def log_failure(task: asyncio.Task[Any]) -> None:
+    """A done callback: a background task's exception is logged when it ends (asyncio's
+    'never retrieved' comes at garbage collection, if ever)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("event=task_failed task=%s error=%r", task.get_name(), exc, exc_info=exc)
 
 
 def _notes(report: HealthReport) -> str | None:

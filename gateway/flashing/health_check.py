@@ -17,6 +17,10 @@ When the verdict is due:
   waiting is pointless;
 - otherwise (a device that times out on an open link may yet answer) at `timeout`, the upper
   bound, with whatever has not answered by then as the problems.
+
+The caller may add `needs`: something else the candidate must achieve within `timeout` (a
+flash that came over MQTT: the uplink connected to the broker again; a changed panel:
+listening). Each is asked at every step; what is still missing at `timeout` is a problem.
 """
 
 from __future__ import annotations
@@ -24,13 +28,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway.clock import Clock
 from gateway.field.bus_loop import BusLoop
 
+if TYPE_CHECKING:
+    from gateway.uplink.publisher import Uplink
+    from gateway.uplink.settings import UplinkSettings
+
 POLL_STEP = 0.05
 REFUSED_CONFIRM = 0.5
 """Seconds a link must stay unopenable (polls failing too) before the check gives up on it."""
+Need = Callable[[], str | None]
+"""Something the candidate must achieve besides its buses and rules: None once it has, else
+what is still missing (the problem if still missing at the deadline)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +78,13 @@ def link_down(loop: BusLoop) -> bool:
 
 
 def judge(loops: Sequence[BusLoop], explained: Mapping[str, str], *,
-          evaluated: bool, final: bool, elapsed: float = 0.0) -> HealthReport | None:
+          evaluated: bool, final: bool, elapsed: float = 0.0,
+          missing: Sequence[str] = ()) -> HealthReport | None:
     """The verdict on the current state, or None while it is still too early to tell.
 
     `elapsed`: seconds the check has been running; a device on a link that is down (see
-    `link_down`) counts as certainly failed once this reaches `REFUSED_CONFIRM`."""
+    `link_down`) counts as certainly failed once this reaches `REFUSED_CONFIRM`. `missing`:
+    the needs not met yet (see the module docstring)."""
     problems: list[str] = []
     certain: list[str] = []
     pending: list[str] = []
@@ -109,6 +123,10 @@ def judge(loops: Sequence[BusLoop], explained: Mapping[str, str], *,
         waiting = True
         if final:
             problems.append("the rules were not evaluated")
+    if missing:
+        waiting = True
+        if final:
+            problems.extend(missing)
     if waiting and not final:
         return None
     return HealthReport(ok=not problems, problems=problems, notes=notes)
@@ -129,7 +147,7 @@ def _short(text: str | None, limit: int = 160) -> str:
 
 async def check_health(loops: Callable[[], Sequence[BusLoop]], explained: Mapping[str, str],
                        evaluations: Callable[[], int], clock: Clock,
-                       timeout: float) -> HealthReport:
+                       timeout: float, needs: Sequence[Need] = ()) -> HealthReport:
     """Wait until the verdict on the new config is certain (see the module docstring), at
     most `timeout` seconds; return it."""
     start_evaluations = evaluations()
@@ -137,8 +155,33 @@ async def check_health(loops: Callable[[], Sequence[BusLoop]], explained: Mappin
     deadline = began + timeout
     while True:
         now = clock.monotonic()
+        missing = [m for need in needs if (m := need()) is not None]
         report = judge(loops(), explained, evaluated=evaluations() > start_evaluations,
-                       final=now >= deadline, elapsed=now - began)
+                       final=now >= deadline, elapsed=now - began, missing=missing)
         if report is not None:
             return report
         await asyncio.sleep(POLL_STEP)
+
+
+def uplink_connected(uplink: Callable[[], Uplink | None], settings: UplinkSettings) -> Need:
+    """A flash that came over MQTT: the (new) uplink connected to the broker, so that the
+    answer and the next flash can reach the gateway."""
+    where = f"{settings.broker}:{settings.port}"
+
+    def need() -> str | None:
+        running = uplink()
+        status = running.status() if running is not None else None
+        if status is not None and status.connected:
+            return None
+        why = f": {_short(status.last_error)}" if status is not None and status.last_error \
+            else ""
+        return (f"the uplink did not connect to the broker {where}{why} (a flash must leave "
+                f"the gateway reachable for the next one)")
+    return need
+
+
+def panel_listening(ready: asyncio.Event, bind: str, port: int) -> Need:
+    """A changed panel listens (its port free, its address the machine's own)."""
+    def need() -> str | None:
+        return None if ready.is_set() else f"the panel could not listen on {bind}:{port}"
+    return need

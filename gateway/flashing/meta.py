@@ -5,6 +5,7 @@ gateway.flashing.store reads and writes them.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -110,6 +111,16 @@ class StoreState:
         return out
 
 
-
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def storage_problem(exc: BaseException) -> str:
+    """What a failed write to the state directory means, for people (and the log)."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    code = cause.errno if isinstance(cause, OSError) else None
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return f"state directory full: {exc}"
+    if code == errno.EROFS:
+        return f"state directory read-only: {exc}"
+    return f"the state directory failed: {exc}"

@@ -26,6 +26,10 @@ name, fsynced, renamed into place and its directory fsynced; a generation direct
 complete before `state.json` names it. So a crash (SIGKILL, power cut) at any instant leaves
 `state.json` naming either the old or the new generation, each complete and hash-consistent.
 
+Until a config is applied or flashed, the active generation is a copy of the installed file
+the gateway booted and ran (version 0, source `factory`, `keep_installed()`), so a restart with
+a broken installed file still has a config to run.
+
 `applying` is set by `stage()` and cleared by `commit()` / `discard()` in the same atomic write
 that moves the generations. If the process dies in between, `boot()` finds it set, drops the
 staged config and starts the last-known-good one, reporting `recovered=True`.
@@ -37,7 +41,6 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,12 +54,14 @@ from gateway.flashing.meta import (
     StoreError,
     StoreState,
     sha256_text,
+    storage_problem,
 )
 from gateway.flashing.seen import SEEN_DIGESTS, SEEN_FORCED, Seen
-from gateway.storage import atomic_write, fsync_dir, private_dir, write_new_private
+from gateway.flashing.store_files import listdir, remove_tree, write_generation
+from gateway.storage import atomic_write, private_dir
 
 __all__ = ["SEEN_DIGESTS", "SEEN_FORCED", "BootChoice", "ConfigMeta", "ConfigStore", "Source",
-           "StoreError", "sha256_text"]
+           "StoreError", "sha256_text", "storage_problem"]
 
 
 class ConfigStore:
@@ -82,6 +87,15 @@ class ConfigStore:
 
     def _write_state(self, state: StoreState) -> None:
         atomic_write(self._state_path, state.to_json())
+
+    def _write_state_or_drop(self, state: StoreState, name: str) -> None:
+        """Write `state`, which names the new generation `name`; if that fails (a full or
+        read-only disk), remove the generation: nothing half-written is left."""
+        try:
+            self._write_state(state)
+        except BaseException:
+            remove_tree(self.configs / name)
+            raise
 
     def _read_generation(self, name: str) -> tuple[str, ConfigMeta]:
         """Text and meta of a generation, checked against each other; ValueError if damaged."""
@@ -177,7 +191,7 @@ class ConfigStore:
     def _rebuild_state(self) -> StoreState:
         """A state from the generations on disk: the two most recently committed ones."""
         committed: list[tuple[int, str]] = []
-        for entry in _listdir(self.configs):
+        for entry in listdir(self.configs):
             if entry.name.startswith("."):
                 continue
             try:
@@ -236,26 +250,6 @@ class ConfigStore:
 
     # ---------------------------------------------------------------- stage / commit
 
-    def _new_generation(self, text: str, meta: ConfigMeta) -> str:
-        data = text.encode("utf-8")
-        if hashlib.sha256(data).hexdigest() != meta.sha256:
-            raise StoreError("meta.sha256 does not match the config text")
-        name = f"v{meta.version}-{meta.sha256[:12]}-{time.time_ns()}"
-        import shutil  # an apply's, not every run's (~1 MiB with bz2, lzma)
-        import tempfile
-
-        tmp = Path(tempfile.mkdtemp(dir=self.configs, prefix=".tmp-"))  # 0700
-        try:
-            for file_name, content in (("config.yaml", data), ("meta.json", meta.to_json())):
-                write_new_private(tmp / file_name, content)
-            fsync_dir(tmp)
-            os.rename(tmp, self.configs / name)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_dir(self.configs)
-        return name
-
     def stage(self, source: ConfigSet | str, meta: ConfigMeta | None = None) -> Path:
         """Write a config to try and mark the store `applying`; returns the staged file's
         path (load it from there). A ConfigSet brings its own meta (source `flash`); text
@@ -268,11 +262,11 @@ class ConfigStore:
             if meta is None:
                 raise StoreError("staging text needs its ConfigMeta")
         meta = replace(meta, applied_ns=None)
-        name = self._new_generation(text, meta)
+        name = write_generation(self.configs, text, meta)
         state = self._state()
         old_staged = state.staged
         state = replace(state, staged=name, applying=True)
-        self._write_state(state)
+        self._write_state_or_drop(state, name)
         if old_staged is not None:
             self._collect(state)
         return self.configs / name / "config.yaml"
@@ -293,6 +287,29 @@ class ConfigStore:
         new = StoreState(active=name, previous=state.active if state.active != name
                      else state.previous, staged=None, applying=False)
         self._write_state(new)
+        self._collect(new)
+        self._link(new)
+        return meta
+
+    def keep_installed(self, text: str, *, now_ns: int | None = None) -> ConfigMeta | None:
+        """Keep the installed file's config, which the gateway booted and ran (version 0), as
+        the last-known-good: a restart with a broken installed file then boots this copy
+        (gateway.supervisor.boot_config). Only while no applied or flashed config is the
+        last-known-good (those keep their meaning). Returns the kept meta, None if nothing
+        changed (the same config is kept already, or another one is the last-known-good)."""
+        state = self._state()
+        current = self.active_meta()
+        if state.active is not None and (current is None or current.source != "factory"):
+            return None
+        meta = ConfigMeta(version=0, sha256=sha256_text(text), source="factory",
+                          author="installed file",
+                          applied_ns=time.time_ns() if now_ns is None else now_ns)
+        if current is not None and current.sha256 == meta.sha256:
+            return None
+        name = write_generation(self.configs, text, meta)
+        new = replace(state, active=name,
+                      previous=state.active if state.active is not None else state.previous)
+        self._write_state_or_drop(new, name)
         self._collect(new)
         self._link(new)
         return meta
@@ -323,12 +340,10 @@ class ConfigStore:
     def _collect(self, state: StoreState) -> None:
         """Remove generations and temporary files nothing refers to."""
         keep = {state.active, state.previous, state.staged}
-        for entry in _listdir(self.configs):
+        for entry in listdir(self.configs):
             if entry.name not in keep:
-                import shutil  # only when there is something to remove
-
-                shutil.rmtree(entry, ignore_errors=True)
-        for entry in _listdir(self.root):
+                remove_tree(entry)
+        for entry in listdir(self.root):
             if entry.name.startswith(".") and entry.name.endswith(".tmp"):
                 with contextlib.suppress(OSError):
                     entry.unlink()
@@ -349,9 +364,3 @@ class ConfigStore:
                 os.symlink(Path("configs") / name, tmp)
                 os.replace(tmp, link)
 
-
-def _listdir(path: Path) -> Iterable[Path]:
-    try:
-        return list(path.iterdir())
-    except OSError:
-        return []
