@@ -98,7 +98,8 @@ class Gateway(PanelBackend, Reconfiguring):
         # --- issue 9: operator commands, the one service behind the panel and `cmd` ----------
         self._panel_describer: tuple[object, Describer] | None = None  # issue 14
         self.commands = OperatorCommands(lambda: self.core.alarms, self.clock,
-                                         self._after_command)
+                                         self._after_command,
+                                         planner=lambda: self.core.planner)
         self.replay: ReplayMemory | None = None
         """Command ids seen on `cmd` (opened with the first uplink: a gateway without one
         takes no remote commands)."""
@@ -392,5 +393,5 @@ class Gateway(PanelBackend, Reconfiguring):
         siren at once, not at the next tick) and hand the events on."""
         self.core.plan_outputs()
         self.driver.apply(self.core.wanted)
-        self._hand_on(events)
+        self._hand_on([*events, *self.core.take_output_events()])
         self.evaluator.reschedule()  # a shelve or suppression may end before the next deadline

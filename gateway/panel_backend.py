@@ -75,6 +75,11 @@ class PanelBackend:
                              flood=self.core.alarms.flood.active, uplink=uplink,
                              outbox_depth=depth, config_version=self.config_version,
                              config_sha256=self.config_sha256)
+        planner = self.core.planner
+        health = health.model_copy(update={"outputs": [  # held until an operator reset
+            o.model_copy(update={"held": o.id in planner.state
+                                 and planner.state[o.id].held_by_reset})
+            for o in health.outputs]})
         suppressions = [SuppressionView(scope=x.scope, actor=x.actor, reason=x.reason,
                                         since_ns=x.since_ns, until_ns=x.until_ns)
                         for x in self.core.alarms.suppressions()]
@@ -108,6 +113,9 @@ class PanelBackend:
 
     def unsuppress(self, scope: str, actor: str) -> None:
         self.commands.unsuppress(scope, actor)
+
+    def reset_output(self, output: str, actor: str, note: str | None) -> str:
+        return self.commands.reset_output(output, actor, note).message
 
     def device_counts(self) -> tuple[int, int]:
         """(devices online, devices polled), for the uplink's GatewayState."""

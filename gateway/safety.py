@@ -9,6 +9,9 @@ alarm the journal restored with its condition active, and a core that replaces a
 config apply or rollback, `take_over`) carries the rule engine's evaluation state, the output
 planner's holds and then holds what the journal still has active — so neither a restart nor an
 apply returns an alarm, re-runs its on-delay or changes an output (gateway.rules.carry).
+An output held on until an operator reset (`restore_on_clear: false`) is journalled when a
+real alarm makes it so and when it is released (`AlarmManager.output_event`, rule `$output`);
+a core restores the journal's holds, so neither a restart nor a power cut releases one.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from gateway.actions.planner import Demand, OutputPlanner
 from gateway.actions.supervision import OutputSupervisor
-from gateway.alarms.events import AlarmEvent, AlarmView
+from gateway.alarms.events import SYSTEM_ACTOR, AlarmEvent, AlarmView
 from gateway.alarms.journal import Journal
 from gateway.alarms.manager import AlarmManager
 from gateway.alarms.types import Evaluation, Severity
@@ -83,6 +86,10 @@ class SafetyCore:
             self.engine.hold(self.alarms.held_conditions())  # a restart: restored alarms hold
         rooms = {d.id: d.room for d in cfg.devices}
         self.planner = OutputPlanner(cfg.outputs, cfg.interlocks, rooms, clock)
+        self._output_events: list[AlarmEvent] = []
+        """Holds journalled by a plan outside a round (`plan_outputs`): `take_output_events`."""
+        if open_alarms:  # a restart: the holds until an operator reset come back on at once
+            self.planner.restore(self.alarms.output_holds())
         self.outputs = {o.id: o for o in cfg.outputs}
         self.wanted: dict[str, bool] = {o: False for o in self.outputs}
         self._undelivered: list[Evaluation] = []
@@ -128,6 +135,7 @@ class SafetyCore:
                                     from_earlier)
         held = self.engine.hold(self.alarms.held_conditions())
         self.planner.adopt(previous.planner)  # holds until reset, min_on timers
+        self.planner.restore(self.alarms.output_holds())  # and the journal's (a rollback)
         return carried, len(held)
 
     def ingest(self, batch: list[Sample]) -> None:
@@ -166,6 +174,7 @@ class SafetyCore:
         self._undelivered = []  # the alarm manager has them (it takes one again as a no-op)
         events.extend(self.alarms.tick())
         self.plan_outputs()
+        events.extend(self.take_output_events())
         return [*drill_events, *events] if drill_events else events
 
     def next_deadline(self) -> float | None:
@@ -195,7 +204,39 @@ class SafetyCore:
     def plan_outputs(self) -> dict[str, bool]:
         demands = [d for d in map(demand_of, self.alarms.active()) if d is not None]
         self.wanted = self.planner.plan(demands)
+        self._journal_holds()
         return self.wanted
+
+    def take_output_events(self) -> list[AlarmEvent]:
+        """The hold events journalled since the last call (for the uplink and the panel)."""
+        events, self._output_events = self._output_events, []
+        return events
+
+    def _journal_holds(self) -> None:
+        """Journal what changed in the holds until an operator reset: a new hold (a real
+        alarm switched the output on), or one the plan dropped without a reset (the output
+        no longer holds: `restore_on_clear` changed, an interlock); an operator's reset is
+        journalled by the command (gateway.operator.commands)."""
+        held, journalled = self.planner.held(), self.alarms.output_holds()
+        if held == journalled & self.planner.outputs.keys():
+            return
+        for output_id in sorted(held - journalled):
+            plan = self.planner.state[output_id]
+            why = ", ".join(plan.demanded_by) or "a real alarm"
+            self._output_events += self.alarms.output_event(
+                output_id, held=True, actor=SYSTEM_ACTOR,
+                note=f"held until reset: switched on by {why}", room=self._room_of(output_id))
+        for output_id in sorted((journalled & self.planner.outputs.keys()) - held):
+            blocked = self.planner.state[output_id].blocked_by
+            why = (f"interlocked off while {blocked} is on" if blocked else
+                   "the output restores on clear in this config")
+            self._output_events += self.alarms.output_event(
+                output_id, held=False, actor=SYSTEM_ACTOR, note=f"hold ended: {why}",
+                room=self._room_of(output_id))
+
+    def _room_of(self, output_id: str) -> str | None:
+        rooms = sorted(r for r in self.planner.rooms.get(output_id, set()) if r)
+        return rooms[0] if len(rooms) == 1 else None
 
     def output_failures(self, failed: dict[str, str | None], now_ns: int) -> list[Evaluation]:
         """Alarms of outputs whose last write failed (`failed`: output id → error or None)."""

@@ -9,7 +9,8 @@ serves the alarm's room. Per output:
   acknowledged or not (a visual alarm cannot be silenced; a fan keeps purging);
 * `latch_until_ack`: also on after the condition cleared, until the alarm is acknowledged;
 * `restore_on_clear: false`: once a real alarm switched it on, stays on until an operator
-  resets it (a live drill's alarm switches it like any other, but leaves no such hold);
+  resets it (`reset`; a live drill's alarm switches it like any other, but leaves no such
+  hold). The safety core journals each hold and restores it at a start (`restore`);
 * `min_on`: once switched on, stays on at least that long;
 * interlocks are applied last: an output interlocked with one that is on is held off, and the
   block is reported.
@@ -50,6 +51,11 @@ class OutputPlan:
     blocked_by: str | None = None
     reasons: list[str] = field(default_factory=list)
     """The alarms (or hold) keeping it on, for the panel and logs."""
+    demanded_by: list[str] = field(default_factory=list)
+    """The alarms that wanted it at the last plan (a reset leaves it on for them)."""
+    released: set[str] = field(default_factory=set)
+    """Alarms that wanted it when an operator reset it: they keep it on while they do, but
+    do not hold it again (an alarm that stops wanting it and comes back does)."""
 
 
 class OutputPlanner:
@@ -73,8 +79,11 @@ class OutputPlanner:
             plan = self.state[output_id]
             wanting = [d for d in demands if self._wants(output, d)]
             reasons = [d.alarm for d in wanting]
+            plan.demanded_by = list(reasons)
+            plan.released &= set(reasons)
             on = bool(reasons)
-            latching[output_id] = any(not d.drill for d in wanting)
+            latching[output_id] = any(not d.drill and d.alarm not in plan.released
+                                      for d in wanting)
             if not on and plan.on and plan.on_since is not None \
                     and now - plan.on_since < output.min_on:
                 on, reasons = True, [f"min_on {output.min_on:g}s"]
@@ -107,13 +116,37 @@ class OutputPlanner:
             if output_id in self.state:
                 self.state[output_id] = OutputPlan(on=plan.on, on_since=plan.on_since,
                                                    held_by_reset=plan.held_by_reset,
-                                                   reasons=list(plan.reasons))
+                                                   reasons=list(plan.reasons),
+                                                   demanded_by=list(plan.demanded_by),
+                                                   released=set(plan.released))
 
-    def reset(self, output_id: str) -> None:
-        """An operator releases an output that does not restore on clear."""
+    def restore(self, held: Iterable[str]) -> list[str]:
+        """Hold the outputs the journal holds until an operator reset (a start, or a config
+        apply): those that exist and still do not restore on clear; the next `plan` switches
+        them on. Returns the ones held."""
+        restored = []
+        for output_id in held:
+            output = self.outputs.get(output_id)
+            if output is not None and not output.restore_on_clear:
+                self.state[output_id].held_by_reset = True
+                restored.append(output_id)
+        return restored
+
+    def held(self) -> set[str]:
+        """The outputs held on until an operator reset."""
+        return {o for o, plan in self.state.items() if plan.held_by_reset}
+
+    def reset(self, output_id: str) -> list[str]:
+        """An operator releases an output that does not restore on clear (KeyError: no such
+        output). Returns the alarms that wanted it at the last plan: it stays on while they
+        do, and goes off when they clear (they do not hold it again; another real alarm
+        does)."""
         if output_id not in self.state:
             raise KeyError(f"no output {output_id!r}")
-        self.state[output_id].held_by_reset = False
+        plan = self.state[output_id]
+        plan.held_by_reset = False
+        plan.released = set(plan.demanded_by)
+        return list(plan.demanded_by)
 
     def _wants(self, output: Output, demand: Demand) -> bool:
         if output.role not in demand.roles:

@@ -36,6 +36,13 @@ CONFIG_RULE = "$config"
 DRILL_RULE = "$drill"
 """The rule of a live drill's start and end events (kind `drill`, subject the drill's id)."""
 
+OUTPUT_RULE = "$output"
+"""The rule of an output's hold events (subject the output's id): an output that does not
+restore on clear held on by a real alarm (`held until reset: …`), released by an operator
+(`reset …`, actor the operator) or by the gateway (its config no longer holds it)."""
+OUTPUT_EVENT_KIND = EventKind.OUTPUT
+"""The kind those events travel as (state and previous state `normal`, severity none)."""
+
 DRILL_PREFIX = "drill:"
 """A live drill's alarms are alarms of their own: the subject of the rule's binding with this
 prefix (`fire.smoke_coincidence@drill:tx-3f`), so a drill alarm never shares a key — state,

@@ -30,6 +30,8 @@ from collections.abc import Iterable
 from gateway.alarms.commands import AlarmCommands
 from gateway.alarms.events import (
     DRILL_RULE,
+    OUTPUT_EVENT_KIND,
+    OUTPUT_RULE,
     SYSTEM_ACTOR,
     AlarmEvent,
     AlarmView,
@@ -74,6 +76,10 @@ class AlarmManager(AlarmCommands):
         self.apply_failures = 0
         """Evaluations whose alarm could not be updated (a bug): logged and skipped, the
         others of the round applied."""
+        self._output_holds: set[str] = set()
+        """Outputs held on until an operator reset (`output_event`), kept in the journal's
+        meta key `output_holds` with the event that changed them."""
+        self._holds_dirty = False
         self._restore()
 
     # restart ---------------------------------------------------------------------------------
@@ -99,6 +105,11 @@ class AlarmManager(AlarmCommands):
             self._rooms.load(json.loads(contents.meta.get("first_out", "[]")))
         except (ValueError, TypeError) as exc:
             log.error("event=alarm_meta_unreadable error=%r", exc)
+        try:
+            holds = json.loads(contents.meta.get("output_holds", "[]"))
+            self._output_holds = {h for h in holds if isinstance(h, str)}
+        except (ValueError, TypeError) as exc:
+            log.error("event=alarm_meta_unreadable key=output_holds error=%r", exc)
         self._plan_expiry()
         if contents.records or contents.suppressions:
             log.info("event=alarms_restored alarms=%d suppressions=%d last_seq=%d",
@@ -217,6 +228,33 @@ class AlarmManager(AlarmCommands):
         self._system_event(EventKind.DRILL, DRILL_RULE, drill_id, _N, _N, actor, note,
                            room=room, drill=True)
         return self._flush()
+
+    # outputs held until an operator reset (gateway.actions.planner) -----------------------
+
+    def output_holds(self) -> frozenset[str]:
+        """The outputs the journal holds on until an operator reset: restored at a start."""
+        return frozenset(self._output_holds)
+
+    def output_event(self, output_id: str, *, held: bool, actor: str, note: str,
+                     room: str | None) -> list[AlarmEvent]:
+        """Journal that an output that does not restore on clear is now held on until an
+        operator reset (`held`), or no longer: rule `$output`, subject the output's id,
+        together with the set of held outputs (one transaction)."""
+        self._begin()
+        if held:
+            self._output_holds.add(output_id)
+        else:
+            self._output_holds.discard(output_id)
+        self._holds_dirty = True
+        self._system_event(OUTPUT_EVENT_KIND, OUTPUT_RULE, output_id, _N, _N, actor, note,
+                           room=room)
+        return self._flush()
+
+    def _flush(self) -> list[AlarmEvent]:
+        if self._holds_dirty or self._journal.needs_snapshot:
+            self._holds_dirty = False
+            self._batch.meta["output_holds"] = json.dumps(sorted(self._output_holds))
+        return super()._flush()
 
     def end_drill(self, actor: str, note: str) -> list[AlarmEvent]:
         """The drill is over: every drill alarm back to normal (one event each, `note` saying

@@ -102,6 +102,17 @@ class Unsuppress(_Command):
     scope: Scope
 
 
+class ResetOutput(_Command):
+    """Release an output that does not restore on clear (`restore_on_clear: false`, e.g. a
+    battery room's charge inhibit): once a real alarm switched it on it stays on until an
+    operator resets it. An output a real alarm still demands stays on for that alarm."""
+
+    action: Literal["reset_output"]
+    output: Id
+    """The output's id (the config's `outputs[].id`)."""
+    note: LongText | None = None
+
+
 class RequestState(_Command):
     """Publish state, active-alarm snapshot and point catalog again (an ingest that lost them).
     Changes no safety state: needs no signature."""
@@ -109,11 +120,13 @@ class RequestState(_Command):
     action: Literal["request_state"]
 
 
-AlarmCommand = Acknowledge | AcknowledgeAll | Shelve | Unshelve | Suppress | Unsuppress
+AlarmCommand = (Acknowledge | AcknowledgeAll | Shelve | Unshelve | Suppress | Unsuppress
+                | ResetOutput)
 Command = Annotated[AlarmCommand | RequestState, Field(discriminator="action")]
 COMMAND_TYPES = (Acknowledge, AcknowledgeAll, Shelve, Unshelve, Suppress, Unsuppress,
-                 RequestState)
-ALARM_COMMAND_TYPES = (Acknowledge, AcknowledgeAll, Shelve, Unshelve, Suppress, Unsuppress)
+                 ResetOutput, RequestState)
+ALARM_COMMAND_TYPES = (Acknowledge, AcknowledgeAll, Shelve, Unshelve, Suppress, Unsuppress,
+                       ResetOutput)
 
 
 class CommandResult(Upstream):
@@ -128,3 +141,6 @@ class CommandResult(Upstream):
     """Whom the gateway journalled as having given the command (the key's owner)."""
     changed: Annotated[int, Field(ge=0)] | None = None
     """Alarms whose state the command changed."""
+    note: LongText | None = None
+    """What the gateway says about a command it carried out, for people (`reset_output`:
+    `released` or why the output stays on)."""

@@ -90,3 +90,7 @@ class EventKind(StrEnum):
     DRILL = "drill"
     """A live drill began or ended (rule `$drill`, subject the drill's id, `drill` true);
     note: `started: <title> (silent|evacuation)` or `ended: <why>` (gateway.drills.live)."""
+    OUTPUT = "output"
+    """An output that does not restore on clear (rule `$output`, subject the output's id):
+    held on by a real alarm (`held until reset: …`), reset by an operator (`reset: <note>`,
+    actor the operator the gateway checked), or released by the gateway (`hold ended: …`)."""

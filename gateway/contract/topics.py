@@ -20,6 +20,7 @@ from gateway.contract.commands import (
     Command,
     CommandResult,
     RequestState,
+    ResetOutput,
     Shelve,
     Suppress,
     Unshelve,
@@ -48,7 +49,7 @@ class Channel(StrEnum):
 
 Message = (TelemetryBatch | PointCatalog | AlarmEventMessage | ActiveAlarmsSnapshot
            | GatewayState | ConfigSet | ConfigStatus | Acknowledge | AcknowledgeAll | Shelve
-           | Unshelve | Suppress | Unsuppress | RequestState | CommandResult
+           | Unshelve | Suppress | Unsuppress | ResetOutput | RequestState | CommandResult
            | DeliveryAck | IncidentChunk)
 
 

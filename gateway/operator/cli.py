@@ -1,5 +1,6 @@
-"""The `ack`, `shelve`, `unshelve`, `suppress` and `unsuppress` commands of `roomwarden`: a
-central operator's signed commands to one gateway (registered by gateway.cli)."""
+"""The `ack`, `shelve`, `unshelve`, `suppress`, `unsuppress` and `reset-output` commands of
+`roomwarden`: a central operator's signed commands to one gateway (registered by
+gateway.cli)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ def add_parsers(sub: SubParsers) -> None:
 
     unsuppress = _command(sub, "unsuppress", "end a suppression")
     unsuppress.add_argument("--scope", required=True, help="the suppressed device, room or rule id")
+
+    reset = _command(sub, "reset-output", "release an output held on until an operator resets "
+                                          "it (restore_on_clear: false, e.g. a charge inhibit)")
+    reset.add_argument("--output", required=True, metavar="ID", help="the output's id")
+    reset.add_argument("--note", default=None, help="journalled with the reset")
 
 
 def _command(sub: SubParsers, name: str, text: str) -> argparse.ArgumentParser:
@@ -114,4 +120,6 @@ def _fields(args: argparse.Namespace, parse_alarm: Any, parse_duration: Any) -> 
         return {"action": name, **target, "until": until, "reason": args.reason}
     if name == "unshelve":
         return {"action": "unshelve", "alarm": parse_alarm(args.alarm)}
+    if name == "reset-output":
+        return {"action": "reset_output", "output": args.output, "note": args.note}
     return {"action": "unsuppress", "scope": args.scope}

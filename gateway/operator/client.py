@@ -1,5 +1,6 @@
-"""`roomwarden ack | shelve | unshelve`: sign an operator command, send it to a gateway's
-`cmd` topic and print the gateway's answer from `cmd/result`.
+"""`roomwarden ack | shelve | unshelve | suppress | unsuppress | reset-output`: sign an
+operator command, send it to a gateway's `cmd` topic and print the gateway's answer from
+`cmd/result`.
 
 Uses the flash client's MQTT link and options (broker URL, credentials, TLS). Exit status: 0
 when the gateway carried the command out; 1 when it refused it (the code and reason are
@@ -119,7 +120,8 @@ def _follow(link: _Link, cid: str, root: str, timeout: float, out: TextIO) -> in
 def describe(result: CommandResult) -> str:
     if result.ok:
         changed = "" if result.changed is None else f"{result.changed} alarm(s) changed, "
-        return f"done: {changed}journalled as {result.actor or '?'}"
+        note = "" if result.note is None else f"{result.note}, "
+        return f"done: {changed}{note}journalled as {result.actor or '?'}"
     return f"REFUSED [{result.code or 'refused'}]: {result.error or 'no reason given'}"
 
 

@@ -5,12 +5,19 @@ Each command runs on the alarm manager, then `after(events)` re-plans the output
 acknowledge silences the siren now, not at the next tick) and hands the events on. A command
 the alarms refuse raises `Refused(NOT_APPLICABLE, reason)`; a shelve or suppression longer
 than MAX_SHELVE_S raises `Refused(TOO_LONG, …)` before anything changes.
+
+`reset_output` releases an output held on until an operator reset (`restore_on_clear: false`,
+gateway.actions.planner): journalled (rule `$output`, subject the output, the operator as
+actor, with the note) before the outputs are re-planned; an unknown output or one that is not
+held is refused; one a real alarm still demands stays on for that alarm, and says so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from gateway.actions.planner import OutputPlanner
 from gateway.alarms.events import AlarmCommandError, AlarmEvent, EventKind
 from gateway.alarms.lifecycle import AlarmKey
 from gateway.alarms.manager import AlarmManager
@@ -21,6 +28,7 @@ from gateway.contract.wire import (
     AcknowledgeAll,
     AlarmCommand,
     AlarmRef,
+    ResetOutput,
     Shelve,
     Suppress,
     Unshelve,
@@ -31,14 +39,33 @@ from gateway.operator.refusals import NOT_APPLICABLE, TOO_LONG, Refused
 MAX_SHELVE_MINUTES = MAX_SHELVE_S / 60
 
 
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What `reset_output` did: the output's hold is released; `still_on_for` the alarms that
+    keep it on (none: it goes off now)."""
+
+    output: str
+    still_on_for: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        if not self.still_on_for:
+            return f"output {self.output} released"
+        return (f"output {self.output} released from its hold, but stays on while "
+                f"{', '.join(self.still_on_for)} demands it")
+
+
 class OperatorCommands:
     def __init__(self, alarms: Callable[[], AlarmManager], clock: Clock,
-                 after: Callable[[list[AlarmEvent]], None]) -> None:
+                 after: Callable[[list[AlarmEvent]], None], *,
+                 planner: Callable[[], OutputPlanner] | None = None) -> None:
         """`alarms`: the running alarm manager (a config apply replaces it); `after`: called
-        with the events of every command carried out."""
+        with the events of every command carried out; `planner`: the running output planner
+        (without one, `reset_output` is refused)."""
         self._alarms = alarms
         self.clock = clock
         self._after = after
+        self._planner = planner
 
     def acknowledge(self, alarms: Sequence[AlarmRef], actor: str, note: str | None) -> int:
         """All or none; returns how many alarms changed state."""
@@ -64,12 +91,35 @@ class OperatorCommands:
     def unsuppress(self, scope: str, actor: str) -> int:
         return self._run(lambda m: m.unsuppress(scope, actor))
 
+    def reset_output(self, output: str, actor: str, note: str | None) -> Released:
+        """Release an output held on until an operator reset; see the module docstring."""
+        planner = self._planner() if self._planner is not None else None
+        if planner is None or output not in planner.outputs:
+            raise Refused(NOT_APPLICABLE, f"unknown output {output!r}: this gateway has no "
+                                          "such output")
+        if not planner.state[output].held_by_reset:
+            restores = planner.outputs[output].restore_on_clear
+            raise Refused(NOT_APPLICABLE, f"output {output} is not held until reset"
+                          + (" (it restores on clear: nothing to reset)" if restores else
+                             " (nothing to reset: no real alarm has switched it on since "
+                             "the last reset)"))
+        released = Released(output, tuple(planner.reset(output)))
+        words = "reset" if not released.still_on_for else (
+            f"reset; stays on while {', '.join(released.still_on_for)} demands it")
+        rooms = sorted(r for r in planner.rooms.get(output, set()) if r)
+        events = self._alarms().output_event(
+            output, held=False, actor=actor, note=f"{words}: {note}" if note else words,
+            room=rooms[0] if len(rooms) == 1 else None)
+        self._after(events)
+        return released
+
     def until(self, minutes: float) -> int:
         """Wall-clock ns `minutes` from now (the panel gives durations)."""
         return self.clock.now_ns() + int(minutes * 60e9)
 
-    def carry_out(self, cmd: AlarmCommand, actor: str) -> int:
-        """A command from `cmd`, in the name of `actor` (the key's owner)."""
+    def carry_out(self, cmd: AlarmCommand, actor: str) -> int | Released:
+        """A command from `cmd`, in the name of `actor` (the key's owner): the alarms it
+        changed, or what a `reset_output` did."""
         if isinstance(cmd, Acknowledge):
             return self.acknowledge(cmd.alarms, actor, cmd.note)
         if isinstance(cmd, AcknowledgeAll):
@@ -82,6 +132,8 @@ class OperatorCommands:
             return self.suppress(cmd.scope, actor, cmd.until, cmd.reason)
         if isinstance(cmd, Unsuppress):
             return self.unsuppress(cmd.scope, actor)
+        if isinstance(cmd, ResetOutput):
+            return self.reset_output(cmd.output, actor, cmd.note)
         raise Refused(NOT_APPLICABLE, f"{cmd.action} is not an alarm command")
 
     def _bounded(self, until_ns: int, what: str) -> None:

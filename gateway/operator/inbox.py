@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Union
 
 from gateway.clock import Clock
 from gateway.contract.base import REQUEST_ID_PATTERN
@@ -46,6 +46,9 @@ from gateway.operator.replay import ReplayMemory, ReplayMemoryError
 from gateway.operator.settings import PERMISSION_OF, OperatorSettings
 from gateway.operator.signing import check_signature
 
+if TYPE_CHECKING:
+    from gateway.operator.commands import Released
+
 log = logging.getLogger("roomwarden.operator")
 
 CLOCK_SKEW_S = 300
@@ -64,9 +67,9 @@ left out (`suppressed=N`)."""
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 Outcome = Literal["applied", "refused", "duplicate", "bad"]
-CarryOut = Callable[[AlarmCommand, str], int]
-"""Carries out an alarm command in an actor's name; returns the alarms changed; raises
-`Refused` (e.g. OperatorCommands.carry_out)."""
+CarryOut = Callable[[AlarmCommand, str], Union[int, "Released"]]
+"""Carries out an alarm command in an actor's name; returns the alarms changed (or what a
+`reset_output` did); raises `Refused` (e.g. OperatorCommands.carry_out)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +149,7 @@ class CommandInbox:
             if self._carry_out is None:
                 raise r.Refused(r.NOT_APPLICABLE, f"{cmd.action} is not handled by this "
                                                   "gateway")
-            changed = self._carry_out(cmd, actor)
+            done = self._carry_out(cmd, actor)
         except r.Refused as refusal:
             self._note(key, cmd.id, refusal.code)
             return self._refused(cmd.id, cmd.action, cmd.key_id, refusal, actor)
@@ -156,9 +159,15 @@ class CommandInbox:
             return self._refused(cmd.id, cmd.action, cmd.key_id,
                                  r.Refused(r.FAILED, f"failed: {type(exc).__name__}"), actor)
         self._note(key, cmd.id, "ok")
+        if not isinstance(done, int):  # a reset_output: what it did (commands.Released)
+            log.info("event=command id=%s action=%s actor=%r key=%s ok=True output=%s "
+                     "still_on_for=%s", cmd.id, cmd.action, actor, cmd.key_id or "-",
+                     done.output, ",".join(done.still_on_for) or "-")
+            return Delivery("applied", self._answer(cmd.id, None, actor=actor,
+                                                    note=done.message))
         log.info("event=command id=%s action=%s actor=%r key=%s ok=True changed=%d", cmd.id,
-                 cmd.action, actor, cmd.key_id or "-", changed)
-        return Delivery("applied", self._answer(cmd.id, None, actor=actor, changed=changed))
+                 cmd.action, actor, cmd.key_id or "-", done)
+        return Delivery("applied", self._answer(cmd.id, None, actor=actor, changed=done))
 
     def _authenticate(self, cmd: AlarmCommand) -> tuple[str, str]:
         """(replay-memory key, actor) of a command this gateway may carry out."""
@@ -242,9 +251,9 @@ class CommandInbox:
         log.log(level, text, *args)
 
     def _answer(self, cid: str, refusal: r.Refused | None, *, actor: str | None = None,
-                changed: int | None = None) -> CommandResult:
+                changed: int | None = None, note: str | None = None) -> CommandResult:
         return command_result(self.site, self.gateway, cid, self.clock.now_ns(), refusal,
-                              actor=actor, changed=changed)
+                              actor=actor, changed=changed, note=note)
 
 
 def _iso(ns: int) -> str:
@@ -264,11 +273,12 @@ def recover_id(payload: bytes) -> str | None:
 
 
 def command_result(site: str, gateway: str, cid: str, ts: int, refusal: r.Refused | None, *,
-                   actor: str | None = None, changed: int | None = None) -> CommandResult:
+                   actor: str | None = None, changed: int | None = None,
+                   note: str | None = None) -> CommandResult:
     """The answer: ok, or the refusal's code and message (made printable, within limits)."""
     if refusal is None:
         return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=True, actor=actor,
-                             changed=changed)
+                             changed=changed, note=None if note is None else note[:1000])
     error = refusal.message.encode("utf-8", "backslashreplace").decode("utf-8")[:1000]
     try:
         return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=False,

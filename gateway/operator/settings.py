@@ -10,10 +10,11 @@ from pydantic import Field, model_validator
 from gateway.config.profile import Strict
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
 
-Permission = Literal["acknowledge", "acknowledge_all", "shelve", "suppress"]
+Permission = Literal["acknowledge", "acknowledge_all", "shelve", "suppress", "reset_output"]
 PERMISSION_OF: dict[str, Permission] = {
     "acknowledge": "acknowledge", "acknowledge_all": "acknowledge_all",
     "shelve": "shelve", "unshelve": "shelve", "suppress": "suppress", "unsuppress": "suppress",
+    "reset_output": "reset_output",
 }
 """The permission each alarm command needs."""
 
@@ -30,7 +31,8 @@ class OperatorKey(Strict):
     """Whom the journal names for this key's commands (default: the key line's comment)."""
     may: Annotated[tuple[Permission, ...], Field(min_length=1)]
     """What the key may do: acknowledge (named alarms), acknowledge_all, shelve (and
-    unshelve), suppress (and unsuppress)."""
+    unshelve), suppress (and unsuppress), reset_output (release an output held on until an
+    operator resets it: `restore_on_clear: false`)."""
 
     @model_validator(mode="after")
     def _parse(self) -> Self:

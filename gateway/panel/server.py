@@ -47,6 +47,7 @@ from gateway.panel.throttle import LoginThrottle
 from gateway.panel.views import (
     AcknowledgeCommand,
     LoginCommand,
+    ResetOutputCommand,
     ShelveCommand,
     SuppressCommand,
     UnsuppressCommand,
@@ -176,6 +177,7 @@ class PanelServer:
         router.add_post("/api/alarms/shelve", self._shelve)
         router.add_post("/api/suppress", self._suppress)
         router.add_post("/api/unsuppress", self._unsuppress)
+        router.add_post("/api/outputs/reset", self._reset_output)
         # --- issue 12: the Events and Incidents views (reading only; gateway.panel.events) ---
         router.add_get("/api/events", self._history_view(lambda h, q: h.events(q)))
         router.add_get("/api/incidents", self._history_view(lambda h, q: h.incidents(q)))
@@ -333,7 +335,7 @@ class PanelServer:
         return response
 
     async def _command(self, request: Request, model: type[M], event: str,
-                       run: Callable[[M, str], int | None],
+                       run: Callable[[M, str], int | str | None],
                        target: Callable[[M], dict[str, object]],
                        detail: Callable[[M], dict[str, object]]) -> Response:
         """A logged-in user's alarm command, carried out by the daemon's one
@@ -347,8 +349,13 @@ class PanelServer:
         except CommandRefused as exc:
             log.info(kv(f"panel_{event}_refused", user=user, **where, reason=exc))
             raise ApiError(409, "refused", str(exc) or "command refused") from None
-        counted: dict[str, object] = {} if changed is None else {"changed": changed}
-        log.info(kv(f"panel_{event}", user=user, **where, **counted, **detail(command)))
+        counted: dict[str, object] = {}
+        if isinstance(changed, str):  # what a reset_output did, in words
+            counted = {"note": changed}
+        elif changed is not None:
+            counted = {"changed": changed}
+        logged = {"result": changed} if isinstance(changed, str) else counted
+        log.info(kv(f"panel_{event}", user=user, **where, **logged, **detail(command)))
         return json_response({"ok": True, **counted})
 
     async def _acknowledge(self, request: Request) -> Response:
@@ -376,3 +383,9 @@ class PanelServer:
             request, UnsuppressCommand, "unsuppress",
             lambda c, user: self._backend.unsuppress(c.scope, user),
             lambda c: {"scope": c.scope}, lambda c: {})
+
+    async def _reset_output(self, request: Request) -> Response:
+        return await self._command(
+            request, ResetOutputCommand, "reset_output",
+            lambda c, user: self._backend.reset_output(c.output, user, c.note),
+            lambda c: {"output": c.output}, lambda c: {"note": c.note})

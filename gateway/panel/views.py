@@ -120,6 +120,9 @@ class OutputView(View):
     """The rooms it serves (issue 14: a siren off while their alarms are acknowledged is
     shown as silenced)."""
     silence_on_ack: bool = False
+    held: bool = False
+    """Held on until an operator resets it (`restore_on_clear: false`): the panel offers a
+    Reset to a logged-in user (`POST /api/outputs/reset`)."""
 
 
 class HealthView(View):
@@ -189,10 +192,17 @@ class UnsuppressCommand(View):
     scope: Annotated[str, Field(min_length=1, max_length=128)]
 
 
+class ResetOutputCommand(View):
+    """Release an output held on until an operator reset (`restore_on_clear: false`)."""
+
+    output: Annotated[str, Field(min_length=1, max_length=64)]
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+
 class LoginCommand(View):
     user: Annotated[str, Field(min_length=1, max_length=64)]
     password: Annotated[str, Field(min_length=1, max_length=256)]
 
 
-__all__ = ["AcknowledgeCommand", "AlarmRef", "PanelAlarm", "PanelState", "ShelveCommand",
-           "SuppressCommand", "UnsuppressCommand"]
+__all__ = ["AcknowledgeCommand", "AlarmRef", "PanelAlarm", "PanelState", "ResetOutputCommand",
+           "ShelveCommand", "SuppressCommand", "UnsuppressCommand"]

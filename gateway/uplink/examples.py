@@ -138,11 +138,17 @@ def examples() -> list[tuple[str, Message]]:
             until=T + 7_200_000_000_000, reason="hot work permit 42")),
         ("Command: unsuppress (signed)", _signed(
             id="unsuppress-1", action="unsuppress", scope="battery-1")),
+        ("Command: reset output (signed)", _signed(
+            id="reset-1", action="reset_output", output="charge-inhibit-batt",
+            note="cells checked, rectifier cleared")),
         ("Command: request state (unsigned: changes no safety state)", RequestState(
             id="ingest-restart-42", ts=T, actor="ingest", action="request_state")),
         ("Command result", CommandResult(
             site=SITE, gateway=GATEWAY, id="ack-7f3a", ts=T + 60_100_000_000, ok=True,
             actor="Li Wei (NOC Beijing)", changed=1)),
+        ("Command result (reset output)", CommandResult(
+            site=SITE, gateway=GATEWAY, id="reset-1", ts=T + 100_000_000, ok=True,
+            actor="Li Wei (NOC Beijing)", note="output charge-inhibit-batt released")),
         ("Command result (refused by the alarms)", CommandResult(
             site=SITE, gateway=GATEWAY, id="ack-all-2", ts=T + 100_000_000, ok=False,
             code="not_applicable", actor="Li Wei (NOC Beijing)",

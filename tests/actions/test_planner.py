@@ -133,3 +133,33 @@ def test_invariants(sequence: list[list[Demand]]) -> None:
         assert wanted["fan"] == any(d.active and "exhaust_fan" in d.roles
                                     and d.room in ("batt", None) for d in step)
         assert not (wanted["fan"] and wanted["hvac"])  # the interlock always holds
+
+
+def test_a_reset_while_the_alarm_still_demands_leaves_it_on_for_that_alarm_only() -> None:
+    """An operator resets a charge inhibit while the off-gas alarm is still active: the hold
+    is released (the same alarm does not hold it again), the output stays on while the alarm
+    wants it and goes off when it clears; a new real alarm holds it again."""
+    p, _ = planner(out("inhibit", "charge_inhibit", restore_on_clear=False))
+    offgas = alarm(("charge_inhibit",), name="offgas")
+    assert p.plan([offgas]) == {"inhibit": True}
+    assert p.state["inhibit"].held_by_reset and p.held() == {"inhibit"}
+    assert p.reset("inhibit") == ["offgas"]
+    assert p.plan([offgas]) == {"inhibit": True}, "the alarm still demands it"
+    assert not p.state["inhibit"].held_by_reset and p.held() == set()
+    assert p.plan([]) == {"inhibit": False}, "it cleared: no hold came back"
+    assert p.plan([offgas]) == {"inhibit": True}
+    assert p.plan([]) == {"inhibit": True}, "a new activation holds it again"
+    assert p.reset("inhibit") == []
+    assert p.plan([]) == {"inhibit": False}
+    with pytest.raises(KeyError):
+        p.reset("nowhere")
+
+
+def test_restore_holds_the_journal_s_outputs_that_still_do_not_restore_on_clear() -> None:
+    """A start restores the holds the journal kept: only outputs that exist and still do not
+    restore on clear; the first plan switches them on."""
+    p, _ = planner(out("inhibit", "charge_inhibit", restore_on_clear=False),
+                   out("fan", "exhaust_fan"))
+    assert p.restore(["inhibit", "fan", "gone"]) == ["inhibit"]
+    assert p.plan([]) == {"inhibit": True, "fan": False}
+    assert p.state["inhibit"].reasons == ["held until reset"] and p.held() == {"inhibit"}

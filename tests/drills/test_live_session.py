@@ -16,12 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.alarms.events import AlarmEvent
 from gateway.alarms.lifecycle import AlarmState
-from gateway.clock import ManualClock
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
-from gateway.drills.fast_site import FastSite
 from gateway.drills.live import LiveDrill, LiveDrillError
 from gateway.drills.live_control import LiveDrills
 from gateway.drills.live_eval import evaluate
@@ -29,6 +26,7 @@ from gateway.drills.live_html import drill_text
 from gateway.drills.model import Drill, live_problems
 from gateway.safety import SafetyCore
 from gateway.sim.signals import Constant
+from tests.fixtures.core_rig import CoreRig
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
@@ -49,27 +47,17 @@ def drill(**extra: Any) -> Drill:
     return Drill.model_validate(data)
 
 
-class Rig:
+class Rig(CoreRig):
     """The safety core on a manual clock, polled and driven as the daemon does."""
 
     def __init__(self, tmp: Path, site: Path = SITE, siren: str = "siren-3f") -> None:
-        self.loaded = load_gateway_config(site)
+        super().__init__(site, tmp / "alarms.sqlite")
         self.siren = siren
-        self.clock = ManualClock(start_mono=0.0)
-        self.site = FastSite(self.loaded, self.clock)
-        self.core = SafetyCore(self.loaded, self.clock, tmp / "alarms.sqlite")
-        self.events: list[AlarmEvent] = []
         self.siren_on_at: float | None = None
 
-    def run(self, seconds: float) -> None:
-        end = self.clock.monotonic() + seconds
-        while self.clock.monotonic() < end:
-            for batch in self.site.polls_until(self.clock.monotonic() + 0.5):
-                self.core.ingest(batch)
-            self.events += self.core.step()
-            self.site.drive(self.core.wanted)
-            if self.core.wanted[self.siren] and self.siren_on_at is None:
-                self.siren_on_at = self.clock.monotonic()
+    def after_round(self) -> None:
+        if self.core.wanted[self.siren] and self.siren_on_at is None:
+            self.siren_on_at = self.clock.monotonic()
 
     def state(self, key: tuple[str, str]) -> AlarmState | None:
         views = {(v.key.rule, v.key.subject): v for v in self.core.alarms.active()}

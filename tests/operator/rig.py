@@ -137,11 +137,13 @@ async def stop(gateway: Gateway, task: asyncio.Task[None]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def rig(tmp_path: Path, broker: Broker, operators: dict[str, Any]
+async def rig(tmp_path: Path, broker: Broker, operators: dict[str, Any],
+              site_config: Path = SITE_CONFIG
               ) -> AsyncIterator[tuple[Rig, Callable[[], Any]]]:
     """Yields the rig and `restart()`: stop the gateway cleanly and start a new one on the
-    same state directory (a new process would find the same files)."""
-    async with SimulatedSite(load_gateway_config(SITE_CONFIG)) as site:
+    same state directory (a new process would find the same files). `site_config`: another
+    shipped site than the telecom room (its helpers for the fire then do not apply)."""
+    async with SimulatedSite(load_gateway_config(site_config)) as site:
         loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
         cfg = loaded.config
         uplink = UplinkSettings.model_validate(

@@ -138,6 +138,11 @@ class FakeBackend:
         self._check()
         self.commands.append(("unsuppress", scope, actor))
 
+    def reset_output(self, output: str, actor: str, note: str | None) -> str:
+        self._check()
+        self.commands.append(("reset_output", output, actor, note))
+        return f"output {output} released"
+
 
 def panel_settings(**over: Any) -> Panel:
     settings = Panel(bind="127.0.0.1", users=(PanelUser(name=USER, password_hash=HASH),), **over)

@@ -32,11 +32,13 @@ SHELVE = {"alarm": {"rule": "h2_high", "subject": "h2-batt-01.h2"}, "minutes": 3
           "reason": "sensor being replaced"}
 SUPPRESS = {"scope": "battery-1", "minutes": 120, "reason": "permitted hot work"}
 UNSUPPRESS = {"scope": "battery-1"}
+RESET = {"output": "charge-inhibit-ess", "note": "cells checked"}
 ACTIONS = [
     ("/api/alarms/acknowledge", ACK),
     ("/api/alarms/shelve", SHELVE),
     ("/api/suppress", SUPPRESS),
     ("/api/unsuppress", UNSUPPRESS),
+    ("/api/outputs/reset", RESET),
 ]
 
 
@@ -209,11 +211,14 @@ async def test_actions_pass_the_user_as_actor(
     assert await post(client, "/api/alarms/shelve", SHELVE) == (200, {"ok": True})
     assert await post(client, "/api/suppress", SUPPRESS) == (200, {"ok": True})
     assert await post(client, "/api/unsuppress", UNSUPPRESS) == (200, {"ok": True})
+    assert await post(client, "/api/outputs/reset", RESET) == (
+        200, {"ok": True, "note": "output charge-inhibit-ess released"})
     assert panel.backend.commands == [
         ("acknowledge", [ref], USER, "on my way"),
         ("shelve", ref, USER, 30.0, "sensor being replaced"),
         ("suppress", "battery-1", USER, 120.0, "permitted hot work"),
         ("unsuppress", "battery-1", USER),
+        ("reset_output", "charge-inhibit-ess", USER, "cells checked"),
     ]
     lines = [r.getMessage() for r in caplog.records]
     assert (
@@ -223,6 +228,8 @@ async def test_actions_pass_the_user_as_actor(
     assert any(line.startswith("event=panel_shelve user=ops") for line in lines)
     assert any(line.startswith("event=panel_suppress user=ops scope=battery-1") for line in lines)
     assert "event=panel_unsuppress user=ops scope=battery-1" in lines
+    assert ('event=panel_reset_output user=ops output=charge-inhibit-ess '
+            'result="output charge-inhibit-ess released" note="cells checked"' in lines)
     assert all(PASSWORD not in line for line in lines)
 
 

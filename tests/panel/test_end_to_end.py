@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from gateway.demo import with_demo_user
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
 from tests.helpers import until
+from tests.panel.live import Live, live_panel
 from tests.panel.test_browser import ARGS, CHROMIUM
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,25 +35,10 @@ if os.access(CHROMIUM, os.X_OK):
     from playwright.async_api import async_playwright, expect
 
 
-@dataclass
-class Live:
-    site: SimulatedSite
-    gateway: Gateway
-    url: str
-
-
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[Live]:
-    async with SimulatedSite(load_gateway_config(SITE)) as site:
-        loaded = with_demo_user(load_gateway_config(site.write_config(tmp_path / "sim.yaml")))
-        gateway = Gateway(loaded, state_dir=tmp_path / "state", panel_port=0)
-        task = asyncio.create_task(gateway.run())
-        try:
-            await asyncio.wait_for(gateway.panel_ready.wait(), 10)
-            yield Live(site, gateway, f"http://127.0.0.1:{gateway.panel_port}")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    async with live_panel(SITE, tmp_path) as running:
+        yield running
 
 
 async def coil(site: SimulatedSite, point: str, value: bool, seconds: float = 8.0) -> None:

@@ -92,6 +92,8 @@ window.RoomWardenHistory = (() => {
   }
 
   function stateWords(e) {
+    // an output held on until an operator reset, and its release (rule `$output`)
+    if (e.rule === "$output") return (e.note || "").startsWith("held") ? "output held until reset" : "output hold released";
     if (e.kind !== "alarm") return human(e.kind);
     if (e.previous_state === e.state) return human(e.state);
     return `${human(e.previous_state)} → ${human(e.state)}`;

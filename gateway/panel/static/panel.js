@@ -204,6 +204,15 @@
     act("/api/alarms/acknowledge", { alarms: refs }, (d) => `Acknowledged ${d.changed} alarm(s).`);
   }
 
+  // An output held on until an operator resets it (e.g. a battery room's charge inhibit):
+  // asked to confirm first, since releasing it lets the equipment run (charge) again.
+  function resetOutput(o) {
+    const words = `Reset ${o.id} (${human(o.role)})? It is held on since an alarm switched it on; ` +
+      "reset only once the cause has been checked. It stays on while an alarm still demands it.";
+    if (!window.confirm(words)) return;
+    act("/api/outputs/reset", { output: o.id }, (d) => (d.note ? `Reset: ${d.note}.` : `Reset: ${o.id}.`));
+  }
+
   function openShelve(alarm) {
     shelveTarget = alarm;
     ui.shelveTarget.textContent = `${alarm.title} (${alarm.rule} · ${alarm.subject})`;
@@ -315,7 +324,7 @@
     renderScopes(state);
     renderSuppressions(state);
     renderRooms(ui, state);
-    renderHealth(ui, state);
+    renderHealth(ui, state, { user: me.user, reset: resetOutput });
     if (window.RoomWardenSound) window.RoomWardenSound.update(state.alarms || []);
     if (window.RoomWardenHistory) window.RoomWardenHistory.onState(state, countActive(state));
   }

@@ -195,7 +195,9 @@ window.RoomWardenViews = (() => {
     ui.rooms.replaceChildren(...rooms);
   }
 
-  function renderHealth(ui, state) {
+  // `outputActions`: { user, reset(output) } — a logged-in user gets a Reset button on an
+  // output held on until an operator resets it (restore_on_clear: false).
+  function renderHealth(ui, state, outputActions) {
     const h = state.health;
     const items = [
       ["Uplink", h.uplink, "uplink"],
@@ -220,11 +222,20 @@ window.RoomWardenViews = (() => {
       if (o.failed) details.push(`FAILED${o.error ? `: ${o.error}` : ""}`);
       if (o.blocked_by) details.push(`blocked by ${o.blocked_by}`);
       if (o.reasons && o.reasons.length) details.push(`for ${o.reasons.join(", ")}`);
-      return el("tr", { testid: "output", "data-output-id": o.id, class: o.failed ? "bad" : o.blocked_by ? "warn" : "" },
+      if (o.held && !(o.reasons || []).includes("held until reset")) details.push("held until reset");
+      const cell = el("td", { testid: "output-details", "data-label": "Details" }, details.join("; "));
+      if (o.held && outputActions && outputActions.user) {
+        const reset = el("button", { type: "button", class: "btn", testid: "output-reset-button",
+          "aria-label": `Reset ${o.id}` }, "Reset");
+        reset.addEventListener("click", () => outputActions.reset(o));
+        cell.append(" ", reset);
+      }
+      return el("tr", { testid: "output", "data-output-id": o.id, "data-held": o.held ? "true" : null,
+        class: o.failed ? "bad" : o.blocked_by ? "warn" : "" },
         el("th", { scope: "row" }, o.id),
         el("td", { "data-label": "Role" }, human(o.role)),
         el("td", { testid: "output-state", "data-label": "State" }, st.text),
-        el("td", { testid: "output-details", "data-label": "Details" }, details.join("; ")));
+        cell);
     }));
     renderStrip(ui, state);
     ui.flood.hidden = !h.flood;

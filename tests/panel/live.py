@@ -1,0 +1,43 @@
+"""A real gateway with its panel on a free port, polling a simulated shipped site on loopback
+(the demo user `demo`/`demo` logged in as the panel's tests do)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.config.loader import load_gateway_config
+from gateway.daemon import Gateway
+from gateway.demo import with_demo_user
+from gateway.sim.site import SimulatedSite
+
+
+@dataclass
+class Live:
+    site: SimulatedSite
+    gateway: Gateway
+    url: str
+
+
+@contextlib.asynccontextmanager
+async def live_panel(site_config: Path, tmp_path: Path, *, uplink: bool = True
+                     ) -> AsyncIterator[Live]:
+    """The gateway running until the block ends; `uplink=False` leaves the config's uplink
+    out (no broker needed)."""
+    async with SimulatedSite(load_gateway_config(site_config)) as site:
+        loaded = with_demo_user(load_gateway_config(site.write_config(tmp_path / "sim.yaml")))
+        if not uplink:
+            loaded = dataclasses.replace(loaded, config=loaded.config.model_copy(
+                update={"uplink": None}))
+        gateway = Gateway(loaded, state_dir=tmp_path / "state", panel_port=0)
+        task = asyncio.create_task(gateway.run())
+        try:
+            await asyncio.wait_for(gateway.panel_ready.wait(), 10)
+            yield Live(site, gateway, f"http://127.0.0.1:{gateway.panel_port}")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
