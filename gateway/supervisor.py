@@ -231,8 +231,10 @@ class Service:
         """The installed file's config, once it runs (loops started, the rules evaluated), is
         kept as the last-known-good: a restart with a broken installed file boots it."""
         await self.gateway.started.wait()
-        while self.gateway.evaluations == 0:  # noqa: ASYNC110 (a counter, no event)
-            await asyncio.sleep(0.1)
+        pause = 0.1
+        while self.gateway.evaluations == 0:  # a counter, no event to wait on
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 10.0)  # a site whose rules never run: not 10 wake-ups a s
         await self.applier.keep_booted(self.boot.text, self.boot.meta.sha256)
 
     async def _report_recovery(self) -> None:
