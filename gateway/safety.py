@@ -87,7 +87,9 @@ class SafetyCore:
         rooms = {d.id: d.room for d in cfg.devices}
         self.planner = OutputPlanner(cfg.outputs, cfg.interlocks, rooms, clock)
         self._output_events: list[AlarmEvent] = []
-        """Holds journalled by a plan outside a round (`plan_outputs`): `take_output_events`."""
+        """Events journalled outside a round — holds by a plan (`plan_outputs`), a drill ended
+        by a config apply (`take_over`) —, handed on by the next round or
+        `take_output_events`."""
         if open_alarms:  # a restart: the holds until an operator reset come back on at once
             self.planner.restore(self.alarms.output_holds())
         self.outputs = {o.id: o for o in cfg.outputs}
@@ -121,7 +123,12 @@ class SafetyCore:
         output planner's holds, and hold the bindings of alarms still active. `earlier`: the
         core `previous` replaced, if any — a device that `previous` reached with other
         settings than this config's and never read (a rolled-back candidate) takes its state
-        from `earlier`. Returns (bindings carried whole, bindings held from the journal)."""
+        from `earlier`. Returns (bindings carried whole, bindings held from the journal).
+        A live drill of `previous` ends here, journalled as ended by the config change (its
+        events go out with this core's first round)."""
+        drill = previous.drill
+        if drill is not None and not drill.finished:  # before this core opens the journal
+            self._output_events += drill.end(previous.alarms, "the gateway's config changed")
         self._open_alarms()
         from_earlier: set[str] = set()
         if earlier is not None:

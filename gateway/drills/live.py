@@ -240,6 +240,11 @@ class LiveDrill:
                 self.outcome.wanted.append((now, output, on))
                 self._last_wanted[output] = on
 
+    def end(self, alarms: AlarmManager, why: str) -> list[AlarmEvent]:
+        """End the drill now, outside a round (its safety core is being replaced): its alarms
+        and its end journalled with `why`, the evaluation made (`on_end`)."""
+        return [] if self.finished else self._end(alarms, why)
+
     def _end(self, alarms: AlarmManager, why: str) -> list[AlarmEvent]:
         self.finished = True
         self._overlay.clear()

@@ -260,6 +260,34 @@ def test_a_restart_ends_the_drill_alarms(tmp_path: Path) -> None:
         again.close()
 
 
+def test_a_config_apply_ends_the_drill_as_such(tmp_path: Path) -> None:
+    """The drills audit: a drill ended by a config change was journalled as ended by a
+    restart, with no `$drill` end event and no drill_ended log line. The core that takes over
+    ends it: its alarms' and its own end say the config changed, the end events come out with
+    the new core's first round, and the evaluation is made (`on_end`)."""
+    r = Rig(tmp_path)
+    r.run(5)
+    session = r.start(drill())
+    ended: list[LiveDrill] = []
+    session.on_end = ended.append
+    r.run(6)
+    new = SafetyCore(r.loaded, r.clock, tmp_path / "alarms.sqlite", open_alarms=False)
+    try:
+        new.take_over(r.core)
+        r.core.close()
+        assert session.finished and ended == [session]
+        assert session.outcome.end_reason == "the gateway's config changed"
+        assert not any(v.drill for v in new.alarms.active())
+        out = new.step()
+        assert ("drill", "ended: the gateway's config changed") in [
+            (e.kind.value, e.note) for e in out]
+        notes = {e.note for e in out if e.subject.startswith("drill:")}
+        assert notes == {"drill ended: the gateway's config changed"}
+        assert not [e for e in new.step() if e.drill], "handed on once"
+    finally:
+        new.close()
+
+
 # --- the control socket's requests ------------------------------------------------------------
 
 class Control:
