@@ -63,6 +63,12 @@ class Journal:
         self.needs_snapshot = False
         """Set when a fresh file replaced a broken one at run time: rewrite the whole state."""
         self._pending = JournalBatch()
+        self._failing_since: float | None = None
+        """Monotonic time of the first failed commit of the current series (None: writing)."""
+        self._failures = 0
+        self._failure_logged = 0.0
+        self.last_error: str | None = None
+        """Why the pending events are not yet written (a full disk, a read-only file)."""
         self._last_seq = 0
         self._conn = self._open()
 
@@ -106,8 +112,21 @@ class Journal:
         return conn
 
     def close(self) -> None:
+        """Write what a failed commit left pending (a last try), then close the file."""
+        if self._pending:
+            self.commit(JournalBatch())
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
+
+    @property
+    def pending_events(self) -> int:
+        """Events a failed commit left to write (retried by every commit, also an empty one:
+        the alarm manager's next round or tick)."""
+        return len(self._pending.events) if self._pending else 0
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
 
     @property
     def last_seq(self) -> int:
@@ -120,7 +139,8 @@ class Journal:
         try:
             return replay(self._conn, self._last_seq)
         except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
-            self.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
             self._conn = self._recover(exc)
             return JournalContents([], {}, {}, {}, self._last_seq)
 
@@ -164,15 +184,34 @@ class Journal:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
-            log.error("event=alarm_journal_write_failed error=%r pending_events=%d",
-                      exc, len(pending.events))
+            self._failed(exc, len(pending.events))
             if type(exc) is sqlite3.DatabaseError and self.path != MEMORY:
-                self.close()
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
                 self._conn = self._recover(exc)
                 self.needs_snapshot = True
             return False
+        if self._failing_since is not None:
+            log.warning("event=alarm_journal_write_recovered written_events=%d failed_for=%.0fs "
+                        "failures=%d", len(pending.events),
+                        time.monotonic() - self._failing_since, self._failures)
+            self._failing_since, self._failures, self.last_error = None, 0, None
         self._pending = JournalBatch()
         return True
+
+    def _failed(self, exc: sqlite3.Error, pending_events: int) -> None:
+        """Log a failed commit: the first of a series, then once a minute with the count (a
+        full disk retried at every round would write a line a second)."""
+        now = time.monotonic()
+        self._failures += 1
+        self.last_error = str(exc)
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._failure_logged < 60.0:
+            return
+        self._failure_logged = now
+        log.error("event=alarm_journal_write_failed error=%r pending_events=%d failures=%d",
+                  exc, pending_events, self._failures)
 
     def _write(self, batch: JournalBatch, snapshot: Sequence[AlarmRecord],
                shelves: Iterable[tuple[AlarmKey, Shelf]],

@@ -228,7 +228,7 @@ class AlarmLedger:
                         if isinstance(r, AlarmRecord) and persistable(r)]
             shelves = [(r.key, r.shelf) for r in snapshot if r.shelf is not None]
             journal.commit(batch, snapshot, shelves, list(self._suppressions.values()))
-        elif batch:
+        elif batch or journal.has_pending:  # a failed commit is retried at every flush
             journal.commit(batch)
         events, self._events = self._events, []
         return events

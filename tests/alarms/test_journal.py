@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gateway.alarms.events import EventKind
 from gateway.alarms.journal import Journal
 from gateway.alarms.journal_batch import JournalBatch
@@ -169,3 +171,41 @@ def test_pruning(journal_path: Path, clock: ManualClock) -> None:
     again = AlarmManager(Journal(journal_path, clock=clock), clock)
     assert again.last_seq == last
     again.close()
+
+
+def test_a_commit_that_failed_is_written_by_the_next_flush_or_at_close(
+        make_manager: MakeManager, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The storage audit filled the disk: a panel acknowledgement silenced the siren but was
+    never journalled — its batch waited for a next non-empty commit that never came — so after
+    a restart the alarm was unacknowledged again and the siren sounded, unexplained. A failed
+    commit is now retried at every flush (a round, a tick) and at close, and logged once a
+    series (not once a round), then when it is written."""
+    key = AlarmKey("env.temp_high", "th-1.temp")
+    first = make_manager()
+    first.observe([ev()])
+    real_write = Journal._write
+    full = sqlite3.OperationalError("database or disk is full")
+
+    def disk_full(self: Journal, *args: object) -> None:
+        raise full
+
+    monkeypatch.setattr(Journal, "_write", disk_full)
+    first.acknowledge(key, "op", "checked")
+    for _ in range(5):
+        first.tick()  # rounds while the disk is full: retried, logged once
+    journal = first._journal
+    assert journal.pending_events == 1 and journal.last_error == str(full)
+    assert caplog.text.count("event=alarm_journal_write_failed") == 1
+    monkeypatch.setattr(Journal, "_write", real_write)
+    first.tick()  # space again: nothing new to journal, the pending ack is written
+    assert journal.pending_events == 0 and "event=alarm_journal_write_recovered" in caplog.text
+    first.close()
+    assert make_manager().get(key).state is AlarmState.ACTIVE_ACKNOWLEDGED
+
+    again = make_manager()
+    monkeypatch.setattr(Journal, "_write", disk_full)
+    again.observe([ev(active=False)])  # returns to normal (acknowledged): a pending event
+    monkeypatch.setattr(Journal, "_write", real_write)
+    again.close()  # no round came: the close writes it
+    assert make_manager().active() == [], "back to normal, as journalled at the close"
