@@ -140,10 +140,21 @@ def atomic_write(path: Path, data: bytes | Iterable[bytes], mode: int = PRIVATE_
     fsync_dir(path.parent)
 
 
+def temporary_of(name: str) -> str | None:
+    """The name of the file a temporary of `atomic_write` named `name` was to replace (None if
+    `name` is not such a temporary): for a store that removes the temporaries a killed process
+    left beside its files."""
+    if name.startswith(".") and name.endswith(".tmp") and len(name) > 16 and name[-15] == ".":
+        target, token = name[1:-15], name[-14:-4]
+        if target and all(c in "0123456789abcdef" for c in token):
+            return target
+    return None
+
+
 def _new_temporary(path: Path) -> tuple[int, str]:
     """A new, private file beside `path` for `atomic_write` (what `tempfile.mkstemp` does; the
     gateway writes one each minute, and `tempfile` would keep `shutil`, `bz2` and `lzma` loaded
-    in it: ~1 MiB)."""
+    in it: ~1 MiB). Its name is `.<name>.<10 hex digits>.tmp` (`temporary_of`)."""
     for _ in range(100):
         tmp = str(path.parent / f".{path.name}.{os.urandom(5).hex()}.tmp")
         try:

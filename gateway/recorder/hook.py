@@ -58,6 +58,8 @@ class Recording:
         if self.recorder is not None and cfg.incidents.enabled:
             self.keeper = IncidentKeeper(self.recorder, self.store, cfg.incidents,
                                          _GatewaySources(gateway))
+        else:  # (the keeper does it on its writer thread, with marking interrupted records)
+            self.store.remove_temporaries()
         self._driver: OutputDriver | None = None
         self._watch_driver()
         self._uplink: Uplink | None = None

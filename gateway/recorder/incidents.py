@@ -8,6 +8,9 @@ The keeper is driven by the data path (`observe`, once per sample batch): it sle
 gateway does, reads the journal only when its sequence moved, and copies from the flight
 recorder at most every `COPY_EVERY` seconds, so an incident longer than the recorder's window
 loses nothing.
+
+An incident keeps at most `MAX_INCIDENT_SAMPLES` samples: past them it stops copying samples
+(at one moment for all its points) and its record says so (`cut`); its events go on.
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Protocol
 
 from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
-from gateway.recorder.ring import FlightRecorder, PointRing, Recorded
+from gateway.contract.incidents import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
+from gateway.recorder.record import mark_interrupted, record_of, record_pieces
+from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing, Recorded
 from gateway.recorder.settings import IncidentSettings
-from gateway.recorder.store import FORMAT, IncidentError, IncidentStore
+from gateway.recorder.store import IncidentStore
 
 log = logging.getLogger("roomwarden.incidents")
 
@@ -36,10 +42,20 @@ COPY_EVERY = 5.0
 SAVE_EVERY = 60.0
 """An open incident is written to disk at its trigger, then at least this often, then closed
 (by a writer thread)."""
+MAX_INCIDENT_SAMPLES = 4_000_000
+"""Samples an incident keeps at most (all its points together), so that its record can be sent
+and read back: a sample is at most about 40 bytes of the record's JSON (a 13-digit millisecond
+time, a double's 17 digits with sign and exponent, its quality, commas: 160 MB for all, of the
+reader's 256 MiB) and at most about 10 compressed (random doubles; 40 MB of the wire's 64 MiB).
+At 1,000 samples a second that is 66 minutes."""
+assert MAX_INCIDENT_SAMPLES * 40 <= MAX_RECORD_BYTES * 0.65
+assert MAX_INCIDENT_SAMPLES * 10 <= MAX_INCIDENT_BYTES * 0.65
 RECENT_EVENTS = 5000
 RECENT_OUTPUT_CHANGES = 2000
 _NS = 1_000_000_000
-_QUALITY_CHAR = {"good": "g", "stale": "s", "comm_error": "c", "invalid": "i"}
+_MS = 1_000_000
+"""ns: the recorder keeps timestamps to the millisecond (the next copy begins one after the
+last copied)."""
 _ACTIVE = (AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED)
 
 OutputSnapshot = tuple[bool | None, bool | None, str | None, int, int]
@@ -89,6 +105,13 @@ class OpenIncident:
     drill: dict[str, Any] | None = None
     """Issue 12: a live drill's evaluation (gateway.drills.live_eval); the record's kind is
     then `drill`."""
+    samples: int = 0
+    """Samples in `rings`."""
+    max_samples: int = 0
+    """`MAX_INCIDENT_SAMPLES` when it opened."""
+    cut_ns: int | None = None
+    """Set when the incident reached `max_samples`: the time of the first sample it did not
+    keep (none at or after it was copied)."""
 
 
 def incident_id(trigger: AlarmEvent) -> str:
@@ -119,7 +142,18 @@ class IncidentKeeper:
         self.on_final: Callable[[str, str], None] | None = None
         """Told (on the writer thread) of every record saved closed or interrupted: its id and
         status (the uplink sends it: gateway.recorder.hook)."""
-        self.recovered = mark_interrupted(store)
+        self.recovered: list[str] = []
+        """Records a dead process left `open`, marked `interrupted` (by `recovery`)."""
+        self.recovery = self._writer.submit(self._recover)
+        """Start-up's work on the stored records, the writer's first (the gateway's start
+        reads none of them: an alarm never waits for it)."""
+
+    def _recover(self) -> None:
+        try:
+            self.store.remove_temporaries()
+            self.recovered.extend(mark_interrupted(self.store))
+        except Exception:  # an unreadable directory: logged, the gateway runs on
+            log.exception("event=incident_recovery_failed")
 
     def in_writer(self, work: Callable[[], None]) -> None:
         """Run `work` on the writer thread, after the saves handed to it so far (not after
@@ -218,17 +252,44 @@ class IncidentKeeper:
                      incident.id, incident.room, len(incident.events), len(incident.outputs))
 
     def _copy(self, incident: OpenIncident, now: int) -> None:
+        if incident.cut_ns is not None:
+            return
+        if not incident.max_samples:
+            incident.max_samples = MAX_INCIDENT_SAMPLES
+        until = min(now, incident.end_ns)
+        room = incident.max_samples - incident.samples
+        rings = self.recorder.rings
+        if sum(len(rings[p]) for p in incident.context.points if p in rings) > room:
+            until = self._cut(incident, until, room)
         span = incident.end_ns - incident.start_ns + int(self.settings.max_duration * _NS)
         for point in incident.context.points:
-            since = incident.copied_ns.get(point, incident.start_ns - 1) + 1
-            fresh = self.recorder.samples(point, since, min(now, incident.end_ns))
+            since = incident.copied_ns.get(point, incident.start_ns - _MS) + _MS
+            fresh = in_order(self.recorder.samples(point, since, until))
             if not fresh:
                 continue
             ring = incident.rings.get(point)
             if ring is None:
-                ring = incident.rings[point] = PointRing(span / _NS, 10**9)
+                ring = incident.rings[point] = PointRing(span / _NS,
+                                                         incident.max_samples + CHUNK)
             ring.extend(fresh)
             incident.copied_ns[point] = fresh[-1].ts
+            incident.samples += len(fresh)
+
+    def _cut(self, incident: OpenIncident, until: int, room: int) -> int:
+        """The recorder may hold more new samples than the incident has room for: if so, the
+        time of the first it cannot keep (`cut_ns`, and the last to copy is just before it)."""
+        stamps: list[int] = []
+        for point in incident.context.points:
+            since = incident.copied_ns.get(point, incident.start_ns - _MS) + _MS
+            stamps += (s.ts for s in in_order(self.recorder.samples(point, since, until)))
+        if len(stamps) <= room:
+            return until
+        stamps.sort()
+        incident.cut_ns = stamps[room]
+        log.warning("event=incident_cut id=%s room=%s max_samples=%d at_ns=%d reason=%r",
+                    incident.id, incident.room, incident.max_samples, incident.cut_ns,
+                    "the incident holds the most samples a record may (later ones not kept)")
+        return incident.cut_ns - 1
 
     def _save(self, incident: OpenIncident, status: str) -> None:
         """Hand a frozen copy to the writer thread: decoding, JSON, gzip and fsync never run
@@ -242,7 +303,7 @@ class IncidentKeeper:
 
     def _write(self, incident: OpenIncident, status: str, health: dict[str, Any]) -> None:
         try:
-            size = self.store.save(record_of(incident, status, health))
+            size = self.store.write(incident.id, record_pieces(incident, status, health))
         except Exception as exc:  # a full disk, a bug: logged, the gateway runs on
             self.failures += 1
             log.error("event=incident_save_failed id=%s error=%r", incident.id, exc)
@@ -289,47 +350,18 @@ class IncidentKeeper:
         self._writer.shutdown(wait=True)
 
 
-def mark_interrupted(store: IncidentStore) -> list[str]:
-    """Records left `open` by a process that died: `interrupted` (they hold what was saved)."""
-    marked = []
-    for incident_id in store.ids():
-        try:
-            record = store.load(incident_id)
-            if record.get("status") != "open":
-                continue
-            record["status"] = "interrupted"
-            store.save(record)
-        except (IncidentError, OSError) as exc:
-            log.error("event=incident_unreadable id=%s error=%s", incident_id, exc)
-            continue
-        marked.append(incident_id)
-        log.warning("event=incident_interrupted id=%s reason=%r", incident_id,
-                    "left open by a gateway that stopped without closing it")
-    return marked
+def in_order(samples: list[Recorded]) -> list[Recorded]:
+    """The samples but any older than one before it (a clock stepped back): an incident's rings
+    hold theirs in time order (gateway.recorder.record reads them back by time)."""
+    if all(a.ts <= b.ts for a, b in pairwise(samples)):
+        return samples
+    kept: list[Recorded] = []
+    for sample in samples:
+        if not kept or sample.ts >= kept[-1].ts:
+            kept.append(sample)
+    return kept
 
 
-def _columns(samples: list[Recorded]) -> dict[str, Any]:
-    return {"ts": [s.ts // 1_000_000 for s in samples], "v": [s.value for s in samples],
-            "q": "".join(_QUALITY_CHAR[s.quality.value] for s in samples)}
-
-
-def record_of(incident: OpenIncident, status: str, health_now: dict[str, Any]) -> dict[str, Any]:
-    """The stored form of an incident (docs/incidents.md)."""
-    trigger = incident.trigger
-    points = {}
-    for point, meta in sorted(incident.context.points.items()):
-        ring = incident.rings.get(point)
-        points[point] = {**meta, **_columns(ring.samples() if ring is not None else [])}
-    return {
-        "format": FORMAT, "id": incident.id, "status": status,
-        "kind": "alarm" if incident.drill is None else "drill",  # issue 12: live drills
-        "room": incident.room, **incident.identity,
-        "trigger": trigger.as_dict(),
-        "from_ns": incident.start_ns, "until_ns": incident.end_ns,
-        "rules": incident.context.rules,
-        "outputs_served": incident.context.outputs,
-        "events": incident.events, "output_changes": incident.outputs,
-        "health": {"at_trigger": incident.health_at_trigger, "at_save": health_now},
-        "points": points,
-        **({} if incident.drill is None else {"drill": incident.drill}),
-    }
+__all__ = ["COPY_EVERY", "MAX_INCIDENT_SAMPLES", "SAVE_EVERY", "IncidentKeeper",
+           "OpenIncident", "RoomContext", "Sources", "incident_id", "mark_interrupted",
+           "record_of"]

@@ -1,29 +1,65 @@
 """Incident records on disk: one gzip-compressed JSON file per incident in
 `<state dir>/incidents/`, mode 0600, replaced atomically; the oldest files go first when the
-directory passes its disk budget or count. The record format is in docs/incidents.md."""
+directory passes its disk budget or count. The record format is in docs/incidents.md.
+
+A record is written from pieces of its JSON text, compressed as they come (`write`), so saving
+a large one never holds its whole text; its `status` is the third key of its text, read from
+the file's first bytes without reading the record (`status_of`), and changed by copying the
+file through a decompressor and a compressor a piece at a time (`set_status`)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gateway.contract.wire import INCIDENT_FORMAT, ContractError
 from gateway.contract.wire import parse_record as parse_wire_record
-from gateway.storage import atomic_write, private_dir
+from gateway.storage import atomic_write, private_dir, temporary_of
 
 log = logging.getLogger("roomwarden.incidents")
 
 FORMAT = INCIDENT_FORMAT
 SUFFIX = ".json.gz"
 ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,80}-[0-9]{1,20}$")
+HEAD = re.compile(rb'^\{"format":"roomwarden-incident/1","id":"([^"\\]{1,120})",'
+                  rb'"status":"([a-z]{1,20})"')
+"""The start of every record's text the keeper writes (`record_of`'s first keys, compact
+JSON): its status is read from the file's first bytes."""
+PIECE = 1 << 20
+"""Bytes of text compressed (or of a file copied) at a time."""
 
 
 class IncidentError(Exception):
     """An incident that does not exist or cannot be read (the message says why)."""
+
+
+class _NotOurs(Exception):
+    """A record whose text does not begin as a keeper's (`set_status`)."""
+
+
+def dump(value: Any) -> str:
+    """JSON text as records hold it (compact; NaN as `NaN`)."""
+    return json.dumps(value, separators=(",", ":"), default=str, allow_nan=True)
+
+
+def _batched(pieces: Iterable[str]) -> Iterator[str]:
+    """The pieces joined into texts of about `PIECE` characters (a big piece alone)."""
+    batch: list[str] = []
+    size = 0
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece)
+        if size >= PIECE:
+            yield "".join(batch)
+            batch, size = [], 0
+    if batch:
+        yield "".join(batch)
 
 
 def parse_record(data: bytes, what: str) -> dict[str, Any]:
@@ -47,15 +83,117 @@ class IncidentStore:
 
     def save(self, record: dict[str, Any]) -> int:
         """Write (or replace) the record; returns its size on disk. Then keep the budget."""
+        return self.write(record["id"], [dump(record)])
+
+    def write(self, incident_id: str, pieces: Iterable[str]) -> int:
+        """Write (or replace) a record from the pieces of its JSON text, compressed as they
+        come (gzip, level 6, no time stamp: what `gzip.compress(..., 6, mtime=0)` would
+        write); returns its size on disk. Then keep the budget."""
         private_dir(self.directory)
-        # gzip.compress(..., 6, mtime=0) is exactly this call; the gzip module itself would
-        # stay loaded in every gateway for it (0.25 MiB)
-        data = zlib.compress(json.dumps(record, separators=(",", ":"), default=str,
-                                        allow_nan=True).encode(), 6, wbits=31)
-        path = self.path_of(record["id"])
-        atomic_write(path, data)
+        path = self.path_of(incident_id)
+        size = [0]
+
+        def compressed() -> Iterator[bytes]:
+            deflate = zlib.compressobj(6, zlib.DEFLATED, 31)
+            for text in _batched(pieces):
+                block = deflate.compress(text.encode())
+                size[0] += len(block)
+                yield block
+            block = deflate.flush()
+            size[0] += len(block)
+            yield block
+
+        atomic_write(path, compressed())
         self.prune(keep=path)
-        return len(data)
+        return size[0]
+
+    def status_of(self, incident_id: str) -> str | None:
+        """The record's status read from the first bytes of its file (the record itself is
+        not read), None if they do not begin as a keeper's record does. IncidentError if the
+        file cannot be read."""
+        try:
+            with open(self.path_of(incident_id), "rb") as handle:
+                head = handle.read(4096)
+            text = zlib.decompressobj(wbits=31).decompress(head, 512)
+        except zlib.error:
+            return None
+        except OSError as exc:
+            raise IncidentError(f"incident {incident_id} cannot be read: {exc}") from exc
+        match = HEAD.match(text)
+        if match is None or match[1].decode() != incident_id:
+            return None
+        return match[2].decode()
+
+    def set_status(self, incident_id: str, status: str) -> bool:
+        """Replace the status at the head of the record's text (`status_of`), copying the
+        file a piece at a time; the rest of the record is not parsed. False if its head is not
+        a keeper's; IncidentError if the file is damaged (left as it was)."""
+        path = self.path_of(incident_id)
+
+        def copied(source: BinaryIO) -> Iterator[bytes]:
+            inflate = zlib.decompressobj(wbits=31)
+            deflate = zlib.compressobj(6, zlib.DEFLATED, 31)
+            head: bytes | None = b""
+            while not inflate.eof:
+                data = inflate.unconsumed_tail or source.read(PIECE)
+                if not data:
+                    raise IncidentError(f"incident {incident_id} is truncated")
+                text = inflate.decompress(data, PIECE)
+                if head is not None:
+                    head += text
+                    match = HEAD.match(head)
+                    if match is None and len(head) < 512:
+                        continue
+                    if match is None or match[1].decode() != incident_id:
+                        raise _NotOurs
+                    text = (head[:match.start(2)] + status.encode()
+                            + head[match.end(2):])
+                    head = None
+                yield deflate.compress(text)
+            if inflate.unused_data or source.read(1):
+                raise IncidentError(f"incident {incident_id} has data after its end")
+            yield deflate.flush()
+
+        try:
+            with open(path, "rb") as source:
+                atomic_write(path, copied(source))
+        except _NotOurs:
+            return False
+        except zlib.error as exc:
+            raise IncidentError(f"incident {incident_id} cannot be read: {exc}") from None
+        except FileNotFoundError:
+            raise IncidentError(f"no incident {incident_id} in {self.directory}") from None
+        except OSError as exc:
+            raise IncidentError(f"incident {incident_id} cannot be rewritten: {exc}") from exc
+        return True
+
+    def remove_temporaries(self) -> list[str]:
+        """Delete what saves cut short by a SIGKILL or a power loss left (`atomic_write`'s
+        temporaries of record files; nothing else): call it only where no save is running
+        (the keeper, before its first save)."""
+        removed: list[str] = []
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return removed
+        for entry in entries:
+            target = temporary_of(entry.name)
+            if (target is None or not target.endswith(SUFFIX)
+                    or not ID_PATTERN.match(target[:-len(SUFFIX)])
+                    or not entry.is_file(follow_symlinks=False)):
+                continue
+            try:
+                os.unlink(entry.path)
+            except OSError as exc:
+                log.error("event=incident_temporary_not_removed file=%s error=%s",
+                          entry.name, exc)
+                continue
+            removed.append(entry.name)
+        if removed:
+            log.warning("event=incident_temporaries_removed count=%d reason=%r files=%s",
+                        len(removed), "saves cut short (the process was killed, power lost)",
+                        ",".join(removed[:10]))
+        return removed
 
     def ids(self) -> list[str]:
         """Stored incident ids, oldest first (ids begin with the trigger time)."""

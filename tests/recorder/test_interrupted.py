@@ -36,7 +36,9 @@ async def test_a_stop_saves_the_open_incident_and_a_crash_is_marked(rig: Rig) ->
     again = Gateway(load_gateway_config(gateway.loaded.path), state_dir=rig.state_dir)
     try:
         keeper = again.recording.keeper
-        assert keeper is not None and keeper.recovered == [incident_id]
+        assert keeper is not None
+        keeper.recovery.result(timeout=20)  # on the keeper's writer thread, not in the start
+        assert keeper.recovered == [incident_id]
         assert store.load(incident_id)["status"] == "interrupted"
     finally:
         again.core.close()

@@ -1,0 +1,103 @@
+"""An open incident keeps at most `MAX_INCIDENT_SAMPLES` samples (the record stays within what
+the wire and a reader take): fed far more, it stops copying samples at one moment for every
+point, and the record says it was cut and when. The record written piece by piece is the same
+JSON as `record_of` gives."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+
+import gateway.recorder.incidents as incidents
+from gateway.contract.incidents import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
+from gateway.recorder.incidents import MAX_INCIDENT_SAMPLES, record_of
+from gateway.recorder.store import IncidentStore
+from tests.recorder.keeper_rig import T0, FakeSources, alarm, feed, keeper_of
+
+CAP = 3000
+
+
+def test_an_incident_keeps_at_most_the_cap_and_says_when_it_was_cut(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(incidents, "MAX_INCIDENT_SAMPLES", CAP)
+    monkeypatch.setattr(incidents, "COPY_EVERY", 0.0)
+    store = IncidentStore(tmp_path / "incidents")
+    sources = FakeSources()
+    keeper, recorder = keeper_of(store, sources)
+    feed(recorder, sources, 4.0, rate=100)  # pre-trigger data: 4 s × 201 samples
+    sources.events.append(alarm(1, sources.now))
+    keeper.observe()  # opens the incident
+    for _ in range(20):  # 20 s more at 201 samples a second: far past the cap
+        feed(recorder, sources, 1.0, rate=100)
+        keeper.observe()
+    incident = keeper.open["tx"]
+    kept = sum(len(r) for r in incident.rings.values())
+    assert CAP - 201 <= kept <= CAP  # the cap, less at most the samples of one instant
+    keeper.close_all()
+    [incident_id] = store.ids()
+    record = store.load(incident_id)
+    samples = [ts for p in record["points"].values() for ts in p["ts"]]
+    assert len(samples) == kept
+    cut = record["cut"]
+    assert cut["max_samples"] == CAP and cut["samples"] == kept
+    assert T0 < cut["at_ns"] < sources.now
+    assert max(samples) < cut["at_ns"] // 10**6  # nothing at or after the cut …
+    for point in record["points"].values():  # … and everything before it, for every point
+        assert max(point["ts"]) >= cut["at_ns"] // 10**6 - 1000
+    assert record["status"] == "interrupted"
+
+
+def test_an_incident_under_the_cap_is_not_cut(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(incidents, "COPY_EVERY", 0.0)
+    store = IncidentStore(tmp_path / "incidents")
+    sources = FakeSources()
+    keeper, recorder = keeper_of(store, sources)
+    feed(recorder, sources, 3.0, rate=50)
+    sources.events.append(alarm(1, sources.now))
+    keeper.observe()
+    feed(recorder, sources, 3.0, rate=50)
+    keeper.observe()
+    incident = keeper.open["tx"]
+    expected = record_of(incident, "open", {"ok": True})
+    assert "cut" not in expected
+    keeper.close_all()
+    [incident_id] = store.ids()
+    record = store.load(incident_id)
+    assert record == {**expected, "status": "interrupted",
+                      "health": {**expected["health"], "at_save": {"ok": True}}}
+    assert len(record["points"]["fast-1.v"]["ts"]) == 6 * 50
+
+
+def test_the_cap_fits_the_wire_and_the_reader() -> None:
+    """At most 40 bytes of JSON a sample (13-digit ms, a 24-character double, quality, commas)
+    within the reader's 256 MiB with room for the rest; 10 compressed within the wire's 64
+    MiB."""
+    assert MAX_INCIDENT_SAMPLES * 40 <= MAX_RECORD_BYTES * 0.65
+    assert MAX_INCIDENT_SAMPLES * 10 <= MAX_INCIDENT_BYTES * 0.65
+
+
+def test_many_samples_of_one_point_are_written_in_pieces(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ring of thousands of chunks (written a window at a time) reads back whole, in order."""
+    monkeypatch.setattr(incidents, "COPY_EVERY", 0.0)
+    store = IncidentStore(tmp_path / "incidents")
+    sources = FakeSources()
+    keeper, recorder = keeper_of(store, sources, window=6000.0)
+    sources.events.append(alarm(1, sources.now + 1))
+    feed(recorder, sources, 1.0, rate=1000)
+    keeper.observe()
+    for _ in range(24):
+        feed(recorder, sources, 5.0, rate=1000)
+        keeper.observe()
+    incident = keeper.open["tx"]
+    keeper.close_all()
+    expected = record_of(incident, "interrupted", {"ok": True})
+    data = store.read(store.ids()[0])
+    record = json.loads(zlib.decompress(data, wbits=31))
+    assert record == expected
+    ts = record["points"]["fast-1.v"]["ts"]
+    assert len(ts) == 121_000 == len(set(ts))  # none twice (a copy begins after the last)
