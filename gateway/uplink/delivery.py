@@ -22,11 +22,21 @@ config) an entry leaves on PUBACK — except that telemetry and alarm events ans
 
 A PUBACK with a failure reason (not authorised, quota exceeded …) leaves the entry in the
 outbox for the next session, in both modes.
+
+Bounded bookkeeping (a broker that is up for days while the ingest is down): at most one
+awaiting entry per outbox id; the heaps by deadline and by dseq drop their stale entries when
+they hold more than twice what awaits (+64); an attempt count is kept only while its entry
+awaits, or for `forget_after` (default twice `max_timeout`) of PUBACK traffic after it was
+handed back for re-sending — an entry the outbox dropped meanwhile (disk budget) is never
+acknowledged again, and its count is forgotten then (one that comes back later only starts its
+back-off again). So everything here is bounded by what the outbox holds plus what it dropped
+within the last `forget_after`, whatever the number of re-sends.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -59,9 +69,12 @@ class _Awaiting:
 
 class DeliveryTracker:
     def __init__(self, clock: Clock, *, mode: Mode, ack_timeout: float = 30.0,
-                 max_timeout: float = 300.0, gap_grace: float = 2.0) -> None:
+                 max_timeout: float = 300.0, gap_grace: float = 2.0,
+                 forget_after: float | None = None) -> None:
         if not 0 < ack_timeout <= max_timeout:
             raise ValueError("need 0 < ack_timeout <= max_timeout")
+        self.forget_after = 2 * max_timeout if forget_after is None else forget_after
+        """How long an attempt count outlives its entry's re-send without a new PUBACK."""
         self.clock = clock
         self.mode: Mode = mode
         self.ack_timeout = ack_timeout
@@ -80,6 +93,10 @@ class DeliveryTracker:
         """(dseq, PUBACK time, outbox id) of numbered entries, a heap, stale entries (an id
         that no longer awaits with that PUBACK time) skipped likewise."""
         self._attempts: dict[int, int] = {}
+        """outbox id → times re-sent, for ids that await or sit in `_handed_back`."""
+        self._handed_back: dict[int, float] = {}
+        """outbox id → when it was handed back for re-sending (or its wait ended with a new
+        session) and not PUBACKed since, in that order (monotonic times only grow)."""
         self.resent = 0
         """Entries published again since start (timeouts and holes)."""
         self.delivered = 0
@@ -92,20 +109,24 @@ class DeliveryTracker:
     def on_puback(self, sent: Sent, reason: int) -> bool:
         """A successful PUBACK (reason < 0x80). True: the entry leaves the outbox now
         (`Outbox.ack`); False: it waits for the watermark, or for a subscriber."""
+        now = self.clock.monotonic()
+        self._expire(now)
         tracked = sent.kind in TRACKED
         if self.mode == "ingest" and tracked and sent.dseq is not None:
-            if sent.dseq <= self.covered:
-                return False  # already covered: the outbox removes it with the watermark
+            if sent.dseq <= self.covered:  # already covered: the outbox removes it with the
+                self._forget(sent.outbox_id)  # watermark
+                return False
         elif not (tracked and reason == NO_MATCHING_SUBSCRIBERS and self.mode == "puback"):
-            self._attempts.pop(sent.outbox_id, None)
+            self._forget(sent.outbox_id)
             return True
-        now = self.clock.monotonic()
+        self._handed_back.pop(sent.outbox_id, None)
         attempts = self._attempts.get(sent.outbox_id, 0)
         timeout = min(self.max_timeout, self.ack_timeout * 2 ** min(attempts, 16))
         self._awaiting[sent.outbox_id] = _Awaiting(sent.dseq, now, now + timeout)
         heapq.heappush(self._by_due, (now + timeout, sent.outbox_id))
         if sent.dseq is not None:
             heapq.heappush(self._by_dseq, (sent.dseq, now, sent.outbox_id))
+        self._compact()
         return False
 
     def on_ack(self, upto: int, highest: int) -> list[int]:
@@ -125,7 +146,7 @@ class DeliveryTracker:
                 continue  # stale: re-sent, delivered or acknowledged again meanwhile
             if dseq <= self.covered:
                 del self._awaiting[outbox_id]
-                self._attempts.pop(outbox_id, None)
+                self._forget(outbox_id)
                 self.delivered += 1
             elif now - entry.pubacked >= self.gap_grace:
                 resend.append(outbox_id)  # a hole below what the ingest stored
@@ -136,7 +157,7 @@ class DeliveryTracker:
             entry = self._awaiting.get(outbox_id)
             if entry is not None and entry.pubacked == pubacked:
                 del self._awaiting[outbox_id]
-                self._attempts.pop(outbox_id, None)
+                self._forget(outbox_id)
                 self.delivered += 1
         for item in young:
             heapq.heappush(heap, item)
@@ -166,18 +187,62 @@ class DeliveryTracker:
 
     def _resend(self, ids: list[int]) -> list[int]:
         out = []
+        now = self.clock.monotonic()
         for outbox_id in ids:
             if self._awaiting.pop(outbox_id, None) is not None:  # each id once
                 self._attempts[outbox_id] = self._attempts.get(outbox_id, 0) + 1
+                self._handed_back[outbox_id] = now
                 out.append(outbox_id)
         self.resent += len(out)
         return out
 
     def new_session(self) -> None:
         """A new connection: the outbox hands out everything it holds again, so nothing
-        awaits any more (attempt counts are kept: the back-off goes on)."""
+        awaits any more (attempt counts are kept: the back-off goes on, for what comes back
+        within `forget_after` of PUBACK traffic)."""
+        now = self.clock.monotonic()
+        handed_back = dict.fromkeys(self._handed_back, now)
+        handed_back.update((i, now) for i in self._awaiting if i in self._attempts)
+        self._handed_back = handed_back
         self._awaiting.clear()
         self._by_due.clear()
         self._by_dseq.clear()
-        if len(self._attempts) > 100_000:  # bounded: ids long gone are forgotten
-            self._attempts.clear()
+
+    def forget(self, ids: Iterable[int]) -> None:
+        """These outbox entries are gone (dropped to keep within the disk budget): nothing
+        about them is kept (optional: what is never PUBACKed again is forgotten anyway)."""
+        for outbox_id in ids:
+            self._awaiting.pop(outbox_id, None)
+            self._forget(outbox_id)
+        self._compact()
+
+    def _forget(self, outbox_id: int) -> None:
+        self._attempts.pop(outbox_id, None)
+        self._handed_back.pop(outbox_id, None)
+
+    def _expire(self, now: float) -> None:
+        """Forget the counts of entries handed back `forget_after` ago and not PUBACKed
+        since (the outbox no longer holds them). Called on PUBACKs only: while the broker is
+        away nothing comes back, and nothing is forgotten (a new session restarts the
+        clock)."""
+        handed_back = self._handed_back
+        horizon = now - self.forget_after
+        old = []
+        for outbox_id, since in handed_back.items():  # oldest first
+            if since > horizon:
+                break
+            old.append(outbox_id)
+        for outbox_id in old:
+            del handed_back[outbox_id]
+            self._attempts.pop(outbox_id, None)
+
+    def _compact(self) -> None:
+        """Drop the heaps' stale entries once they outnumber what awaits (amortised O(1))."""
+        limit = 2 * len(self._awaiting) + 64
+        if len(self._by_due) > limit:
+            self._by_due = [(a.due, i) for i, a in self._awaiting.items()]
+            heapq.heapify(self._by_due)
+        if len(self._by_dseq) > limit:
+            self._by_dseq = [(a.dseq, a.pubacked, i) for i, a in self._awaiting.items()
+                             if a.dseq is not None]
+            heapq.heapify(self._by_dseq)
