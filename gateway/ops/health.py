@@ -17,8 +17,11 @@ Checks, each judged from the gateway's own state at the moment of asking:
 - `outputs`: **degraded** when an alarm output's last write failed (the failure is also an
   alarm, `actions.output_failure`; restarting the gateway would not mend a relay).
 - `uplink`: **degraded** when configured and not connected (the gateway works on its own; the
-  outbox keeps everything), or when it carries out unsigned operator commands
-  (`operators.allow_unsigned`, lab only). `not configured` is ok.
+  outbox keeps everything), when its outbox keeps failing to commit or read (the disk full or
+  failing: what the writer retries, with the reason; gateway.uplink.writer_faults), or when it
+  carries out unsigned operator commands (`operators.allow_unsigned`, lab only). `not
+  configured` is ok. An outbox found damaged and replaced by a fresh one
+  (gateway.uplink.outbox_recovery) is named in the detail.
 
 **Service health vs. site alarm state.** The checks above say whether the *gateway* works
 (`service`: the worst check). Whether the *site* is in trouble is a different question,
@@ -40,7 +43,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SerializerFunctionWrapHandler, model_serializer
 
@@ -50,6 +53,9 @@ from gateway.alarms.types import Severity
 from gateway.field.bus_loop import BusLoop
 from gateway.ops.source import MetricsSource
 from gateway.strict import StrictModel
+
+if TYPE_CHECKING:
+    from gateway.uplink.publisher import Uplink
 
 EVALUATOR_STALL_AFTER = 10.0
 """Seconds a round of the rules may be owed without completing before the rules check fails
@@ -279,15 +285,35 @@ class HealthMonitor:
             return CheckResult(status=Level.OK, detail="not configured")
         status = uplink.status()
         depth = status.outbox.depth
+        outbox = f"outbox {depth}" + _outbox_trouble(uplink)
         if self.source.loaded.config.operators.allow_unsigned:  # issue 9: lab mode
             return CheckResult(status=Level.DEGRADED, detail="unsigned operator commands "
                                "allowed (operators.allow_unsigned: lab only); "
                                f"{'connected' if status.connected else 'disconnected'}; "
-                               f"outbox {depth}")
+                               f"{outbox}")
+        failing = _storage_error(uplink)
+        if failing is not None:  # the data path is stuck even if the broker is reachable
+            return CheckResult(status=Level.DEGRADED, detail=f"{_short(failing, 200)}; "
+                               f"{'connected' if status.connected else 'disconnected'}; "
+                               f"{outbox}")
         if status.connected:
-            return CheckResult(status=Level.OK, detail=f"connected; outbox {depth}")
+            return CheckResult(status=Level.OK, detail=f"connected; {outbox}")
         why = f" ({_short(status.last_error)})" if status.last_error else ""
-        return CheckResult(status=Level.DEGRADED, detail=f"disconnected{why}; outbox {depth}")
+        return CheckResult(status=Level.DEGRADED, detail=f"disconnected{why}; {outbox}")
+
+
+def _storage_error(uplink: Uplink) -> str | None:
+    """What keeps failing in the uplink's outbox (None: its last commit and read worked)."""
+    return uplink.committer.faults.error
+
+
+def _outbox_trouble(uplink: Uplink) -> str:
+    """` (damaged file replaced …)` once the outbox had to start afresh (else empty)."""
+    n = uplink.outbox.recoveries
+    if n <= 0:
+        return ""
+    return (f" (damaged file replaced by a fresh one{f' {n} times' if n > 1 else ''}; "
+            "what it held is lost: see the log, event=outbox_corrupt)")
 
 
 _MONITORS: weakref.WeakKeyDictionary[MetricsSource, HealthMonitor] = weakref.WeakKeyDictionary()

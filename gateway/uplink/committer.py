@@ -25,6 +25,9 @@ acknowledged one, and the next window. A take that finds fewer committed message
 publisher wanted says there are no more (`_more` false), so the publisher's next `want` after
 a publish wakes nobody either. `wakeups` counts how often the writer woke.
 
+A storage error never ends the writer (gateway.uplink.writer_faults: logged, retried with a
+back-off, shown on /healthz); a damaged file is replaced (gateway.uplink.outbox_recovery).
+
 Telemetry sequence numbers (`seq`) and delivery sequence numbers (`dseq`) are taken in the
 writer, just before the put (gateway.uplink.items encodes), so a number is committed with the
 message that carries it. Only committed messages are handed out (a crash cannot take back a
@@ -39,33 +42,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.contract.telemetry import EncodedRows
-from gateway.contract.wire import (
-    Channel,
-    MessageKind,
-    OutboxStatus,
-)
+from gateway.contract.wire import Channel, MessageKind, OutboxStatus
 from gateway.field.sample import Sample
 from gateway.uplink.items import Item, ItemWriter, telemetry_items
-from gateway.uplink.outbox import Outbox, OutboxError, OutboxMessage
-from gateway.uplink.replay import ReplayPacer, take
+from gateway.uplink.outbox import Outbox, OutboxError
+from gateway.uplink.replay import ReplayPacer
+from gateway.uplink.windows import Window, take_window
+from gateway.uplink.writer_faults import MAX_BUFFERED, Faults, drop_for_room
+
+__all__ = ["MAX_BUFFERED", "Committer", "Window"]
 
 log = logging.getLogger("roomwarden.uplink")
-
-MAX_BUFFERED = 20_000
-"""Items (batches, events, snapshots) waiting for the writer; beyond this the oldest telemetry
-is dropped (only reached if commits keep failing) — the one buffer in front of the outbox."""
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """Messages handed to the publisher, for the session `epoch` they were taken in."""
-
-    epoch: int
-    messages: list[OutboxMessage]
 
 
 class Committer:
@@ -110,13 +100,17 @@ class Committer:
         self._session: tuple[int, list[Item]] | None = None
         self._epoch = 0
         self._closing = False
-        self._retry_at: float | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deliver: Callable[[Window], None] | None = None
         self.status: OutboxStatus = OutboxStatus(depth=0, bytes=0, budget=outbox.budget_bytes)
         self.dropped: dict[MessageKind, int] = dict.fromkeys(MessageKind, 0)
         self.last_error: str | None = None
+        self.faults = Faults(self.interval)
+        self.on_fresh_outbox: Callable[[], None] | None = None
+        """Called on the loop when the outbox replaced a damaged file (snapshots: again)."""
+        self._recoveries = outbox.recoveries
+        self.alarms_dropped = 0  # alarm events dropped from a full buffer (each logged)
         self.commits = 0
         self.floor: int | None = None
         """The lowest delivery sequence still held (GatewayState.delivery.floor)."""
@@ -136,16 +130,15 @@ class Committer:
             self._thread.start()
 
     def add(self, item: Item, *, urgent: bool = False) -> bool:
-        """Buffer an item; False if the buffer was full and the oldest telemetry was dropped."""
+        """Buffer an item; False if the buffer was full and one was dropped (writer_faults)."""
         with self._cond:
             kept = True
             self._buffer.append(item)
             if len(self._buffer) > MAX_BUFFERED:
-                for i, old in enumerate(self._buffer):
-                    if old.kind is MessageKind.TELEMETRY:
-                        del self._buffer[i]
-                        kept = False
-                        break
+                dropped = drop_for_room(self._buffer)
+                kept = dropped is None
+                if dropped is not None and dropped.kind is MessageKind.ALARM:
+                    self.alarms_dropped += 1
             if self._since is None:
                 self._since = time.monotonic()
                 if not urgent:
@@ -252,7 +245,10 @@ class Committer:
     # ------------------------------------------------------------------ the writer thread
 
     def _due(self) -> list[float]:
-        """Monotonic times at which work falls due (called under the condition)."""
+        """Monotonic times at which work falls due (called under the condition). While the
+        outbox fails, only the retry (and an urgent item, a session, closing) wakes it."""
+        if self.faults.retry_at is not None:
+            return [self.faults.retry_at]
         due: list[float] = []
         if self._handed is not None:
             due.append(self._handed + self.interval)
@@ -260,8 +256,6 @@ class Committer:
             due.append(self._since + self.interval)
         if self._dirty_since is not None:
             due.append(self._dirty_since + self.interval)
-        if self._retry_at is not None:
-            due.append(self._retry_at)
         if self._want > 0 and (self._more or self._resend):
             due.append(self._paced_until or 0.0)
         return due
@@ -284,11 +278,12 @@ class Committer:
                             self._sleeping = False
                         self.wakeups += 1
                     closing = self._closing
-                self._work()
+                try:
+                    self._work()
+                except Exception as exc:  # a bug: seen (logged), and the writer goes on
+                    self.faults.failed("writer", exc)
                 if closing:
                     break
-        except Exception:  # a bug here must be seen; the outbox keeps what was committed
-            log.exception("event=uplink_writer_failed")
         finally:
             self._close_outbox()
 
@@ -301,34 +296,53 @@ class Committer:
             acks, self._acks = self._acks, []
             cover = self._cover
             session, self._session = self._session, None
-            retry = self._retry_at is not None
+            retry = self.faults.retry_at is not None
             self._handed = None
-        committed = False
-        try:
-            if session is not None:
+        error: OutboxError | None = None
+        if session is not None:
+            try:  # (its cursors start afresh even if its commit fails: tried again below)
                 self.outbox.start_session()
-                items = items + session[1]  # births are the newest snapshots
-            for item in items:
-                self._store(item)
-            self.outbox.ack(acks)
-            self.outbox.cover(cover)
-            if items or retry or self.outbox.dirty():
+            except OutboxError as exc:
+                error = exc
+            items = items + session[1]  # births are the newest snapshots
+        self._store_all(items)  # in memory: the outbox keeps them until a commit works
+        self.outbox.ack(acks)
+        self.outbox.cover(cover)
+        commit = bool(items or retry or error or self.outbox.dirty())
+        try:
+            if commit:
                 self.outbox.flush()
                 self.commits += 1
-                committed = True
-            self._retry_at = None
-            self.last_error = None
+            error = self.last_error = None
         except OutboxError as exc:  # the outbox keeps what it could not commit, bounded
-            self.last_error = str(exc)
-            self._retry_at = time.monotonic() + self.interval
-            committed = True  # (the status shows what is pending)
-            log.error("event=outbox_commit_failed error=%r", str(exc))
+            error = exc
+            self.faults.failed("commit", exc)
         if items or session is not None:
             with self._cond:
                 self._more = True
-        if committed or session is not None:  # the figures change only with a commit
-            self._refresh()
-        self._hand_out()
+        if commit or session is not None:  # the figures change only with a commit
+            self._refresh()  # (a failed one too: the status shows what is pending)
+        try:
+            self._hand_out()
+        except OutboxError as exc:  # what was not handed out is taken at the next try
+            error = error or exc
+            self.faults.failed("read", exc)
+        if error is None:
+            self.faults.ok()
+        else:
+            self.last_error = self.faults.error
+        if self.outbox.recoveries != self._recoveries:  # a fresh file: snapshots again
+            self._recoveries = self.outbox.recoveries
+            if self.on_fresh_outbox is not None and self._loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    self._loop.call_soon_threadsafe(self.on_fresh_outbox)
+
+    def _store_all(self, items: list[Item]) -> None:
+        for item in items:
+            try:
+                self._store(item)
+            except Exception as exc:  # a bug: one bad item must not take the others with it
+                log.error("event=uplink_writer_error error=%r", str(exc), exc_info=exc)
 
     def _hand_out(self) -> None:
         with self._cond:
@@ -340,15 +354,12 @@ class Committer:
                 self._resend[:0] = resend
                 return
         now = time.monotonic()
-        messages: list[OutboxMessage] = []
-        allowance = self.pacer.allowance()
-        if resend and allowance > 0:
-            n = min(want, allowance)
-            messages = self.outbox.fetch(resend[:n])
-            resend = resend[n:]
-            self.pacer.spend(len(messages), sum(len(m.payload) for m in messages))
-        if len(messages) < want:
-            messages += take(self.outbox, self.pacer, want - len(messages))
+        try:
+            messages, resend = take_window(self.outbox, self.pacer, want, resend)
+        except OutboxError:
+            with self._cond:
+                self._resend[:0] = resend  # taken again at the next try
+            raise
         delay = self.pacer.delay()
         with self._cond:
             self._resend[:0] = resend
@@ -370,9 +381,8 @@ class Committer:
             items, self._buffer = self._buffer, []
             self._open = None
             acks, self._acks = self._acks, []
+        self._store_all(items)
         try:
-            for item in items:
-                self._store(item)
             self.outbox.ack(acks)
             self.outbox.cover(self._cover)
             self.outbox.close()

@@ -37,6 +37,11 @@ watermark cannot cover its new numbers). `floor()` is the lowest `dseq` still st
 Disk budget (`budget_bytes`, default 256 MiB): gateway.uplink.budget — the oldest telemetry is
 dropped first, then state, alarm events last; the drops are counted per kind.
 
+Damage (gateway.uplink.outbox_recovery): a file SQLite calls damaged — at opening, or at any
+read or commit while running — is moved aside, logged (`event=outbox_corrupt`) and replaced by
+a fresh one; a commit that found it damaged is done again in the fresh file, alarm events
+first. Any other SQLite error is raised as OutboxError (the committer retries).
+
 Replay: `start_session()` on every (re)connect makes everything stored so far *backlog*; what
 is put afterwards is *live*. `next_batch(limit, backlog_limit=…)` hands out live messages first
 (alarm, state, telemetry; each in put order), then backlog in the same order, at most
@@ -45,21 +50,29 @@ is put afterwards is *live*. `next_batch(limit, backlog_limit=…)` hands out li
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from gateway.clock import Clock
 from gateway.contract.wire import MessageKind, OutboxStatus
 from gateway.storage import private_dir
+from gateway.uplink import outbox_recovery as recovery
 from gateway.uplink import outbox_table as table
-from gateway.uplink.budget import DEFAULT_BUDGET_BYTES, KINDS, enforce_budget, stored_size
+from gateway.uplink.budget import DEFAULT_BUDGET_BYTES, enforce_budget, stored_size
+from gateway.uplink.outbox_cursors import Cursors
+from gateway.uplink.outbox_recovery import carried_counters, drop_pending
 from gateway.uplink.outbox_table import OutboxError, OutboxMessage, Pending
 
 __all__ = ["DEFAULT_BUDGET_BYTES", "Outbox", "OutboxError", "OutboxMessage", "stored_size"]
+
+MAX_PENDING_BYTES = 32 * 2**20
+"""Accounted bytes of messages put and not committed (commits keep failing) at most: beyond
+them the oldest telemetry goes first, alarm events last (counted as dropped, logged)."""
 
 
 class Outbox:
@@ -69,7 +82,8 @@ class Outbox:
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock,
                  budget_bytes: int = DEFAULT_BUDGET_BYTES, commit_interval: float = 1.0,
                  max_batch: int = 1000, synchronous: str = "FULL",
-                 max_pending: int = 20_000) -> None:
+                 max_pending: int = 20_000, max_pending_bytes: int = MAX_PENDING_BYTES
+                 ) -> None:
         if not 0 < commit_interval <= 1.0:
             raise ValueError("commit_interval must be in (0, 1] seconds")
         if budget_bytes <= 0 or max_batch < 1 or max_pending < max_batch:
@@ -81,14 +95,19 @@ class Outbox:
         self.budget_bytes = budget_bytes
         self.commit_interval = commit_interval
         self.max_batch = max_batch
-        self.max_pending = max_pending
-        self._clock = clock
+        self.max_pending, self.max_pending_bytes = max_pending, max_pending_bytes
+        self._synchronous, self._clock = synchronous, clock
         self._lock = threading.RLock()
         private_dir(self.path.parent)
-        self._db = table.open_table(self.path, synchronous)
+        opened, self.recovery_note = recovery.open_outbox(self.path, synchronous, clock)
+        """Set when a damaged file was moved aside (at opening or since): what was logged."""
+        self.recoveries = int(self.recovery_note is not None)
+        self._db, self._last_id = opened.db, opened.last_id
+        """The highest row id given (a fresh file after damage continues above it)."""
         self._pending: list[Pending] = []
+        self._pending_bytes = 0
         self._acked: set[int] = set()
-        self._counters = table.read_counters(self._db)
+        self._counters = opened.counters
         self._dirty_counters: set[str] = set()
         if "stream" not in self._counters:  # committed with the first messages
             self._counters["stream"] = secrets.randbelow(2**62) + 1
@@ -96,16 +115,8 @@ class Outbox:
         self._covered = 0
         """The ingest's watermark for this stream: dseq ≤ it are delivered."""
         self._cover_pending = False
-        self._count, self._bytes = table.read_totals(self._db)
-        self._boundary = table.max_id(self._db)
-        self._live_cursor = dict.fromkeys(MessageKind, self._boundary)
-        self._backlog_cursor = dict.fromkeys(MessageKind, 0)
-        self._unread = set(MessageKind)
-        """Kinds whose live rows may go beyond the live cursor: a select that ran out of rows
-        reached the end, a commit storing one of the kind opens it again (no query per kind
-        and window for what cannot be there)."""
-        self._backlog_read: set[MessageKind] = set()
-        """Kinds whose backlog this session has read to its end (it only shrinks)."""
+        self._count, self._bytes = opened.count, opened.size
+        self._cursors = Cursors(self._last_id)
 
     # ------------------------------------------------------------------ writing
 
@@ -149,13 +160,18 @@ class Outbox:
         if replace and not retain:
             raise ValueError("replace applies to retained messages (snapshots) only")
         with self._lock:
+            size = stored_size(len(payload), len(topic.encode()))
             self._pending.append(Pending(
                 MessageKind(kind), topic, bytes(payload), qos, retain,
                 self._clock.now_ns() if created_ns is None else created_ns, replace,
-                stored_size(len(payload), len(topic.encode())), self._clock.monotonic(),
-                dseq))
-            if len(self._pending) > self.max_pending:  # commits keep failing: stay bounded
-                self._drop_pending(len(self._pending) - self.max_pending)
+                size, self._clock.monotonic(), dseq))
+            self._pending_bytes += size
+            if len(self._pending) > self.max_pending \
+                    or self._pending_bytes > self.max_pending_bytes:
+                # commits keep failing: stay bounded (telemetry first, alarm events last)
+                self._pending, self._pending_bytes = drop_pending(
+                    self._pending, self.max_pending, self.max_pending_bytes, self._counters,
+                    self._dirty_counters)
 
     def flush_due(self) -> bool:
         """A commit is due: the oldest pending message is `commit_interval` old, `max_batch`
@@ -183,7 +199,18 @@ class Outbox:
 
     def flush(self) -> int:
         """Commit everything pending (acks, replacements, budget drops, new messages, counters)
-        in one transaction; returns the number of messages stored."""
+        in one transaction; returns the number of messages stored. A damaged file is replaced
+        by a fresh one, which then takes the commit (see the module doc)."""
+        with self._lock:
+            try:
+                return self._commit()
+            except OutboxError as exc:
+                if not recovery.is_corrupt(exc):
+                    raise
+                self._recover(exc)
+            return self._commit()
+
+    def _commit(self) -> int:
         with self._lock:
             if not (self._pending or self._acked or self._dirty_counters
                     or self._cover_pending):
@@ -211,11 +238,14 @@ class Outbox:
                 table.write_counters(db, counters, dirty)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # (a damaged file may refuse it)
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
                 raise OutboxError(f"outbox commit failed: {exc}") from exc
-            self._unread.update(p.kind for p in pending)
+            self._cursors.stored(p.kind for p in pending)
+            self._last_id += len(pending)  # AUTOINCREMENT: the next ids, in order
             self._pending.clear()
+            self._pending_bytes = 0
             self._acked.clear()
             self._dirty_counters.clear()
             self._cover_pending = False
@@ -223,18 +253,38 @@ class Outbox:
             self._count, self._bytes = count, size
             return len(pending)
 
-    def _drop_pending(self, n: int) -> None:
-        for kind in reversed(KINDS):
-            keep: list[Pending] = []
-            for p in self._pending:
-                if n > 0 and p.kind is kind:
-                    n -= 1
-                    key = f"dropped.{kind.value}"
-                    self._counters[key] = self._counters.get(key, 0) + 1
-                    self._dirty_counters.add(key)
-                else:
-                    keep.append(p)
-            self._pending = keep
+    # ------------------------------------------------------------------ damage
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """SQLite errors as OutboxError; a damaged file is replaced first (under the lock)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if recovery.is_corrupt(exc):
+                self._recover(exc)
+            raise OutboxError(f"outbox {what} failed: {exc}") from exc
+
+    def _recover(self, exc: BaseException) -> None:
+        """The file is damaged: move it aside and go on in a fresh one, keeping the stream,
+        counters, pending messages (alarm events first) and watermark (module doc of
+        gateway.uplink.outbox_recovery); the messages the file held count as dropped."""
+        with self._lock:
+            lost = dict(self._count)
+            last_id = max(self._last_id, self._cursors.highest())
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()  # (rolls back an open transaction)
+            opened, note = recovery.reopen(self.path, self._synchronous, self._clock, exc, lost,
+                                           last_id)
+            self._db, self._last_id = opened.db, opened.last_id
+            self.recovery_note, self.recoveries = note, self.recoveries + 1
+            self._counters = carried_counters(self._counters, lost)
+            self._dirty_counters = set(self._counters)
+            self._count, self._bytes = recovery.zero_totals()
+            self._acked.clear()
+            self._cover_pending = False
+            self._pending.sort(key=lambda p: p.kind.priority)  # alarm events first
+            self._cursors = Cursors(self._last_id, backlog=False)
 
     # ------------------------------------------------------------------ publishing
 
@@ -242,59 +292,23 @@ class Outbox:
         """Call on every (re)connect, before `next_batch`: commits what is pending, makes every
         stored message backlog and hands out unacknowledged ones again from the start."""
         with self._lock:
-            self.flush()
-            self._boundary = table.max_id(self._db)
-            self._live_cursor = dict.fromkeys(MessageKind, self._boundary)
-            self._backlog_cursor = dict.fromkeys(MessageKind, 0)
-            self._unread = set(MessageKind)
-            self._backlog_read = set()
+            try:
+                self.flush()
+            finally:  # (what a failed flush left pending is live when it is committed)
+                self._cursors = Cursors(self._last_id)
 
     def next_batch(self, limit: int, *, backlog_limit: int | None = None
                    ) -> list[OutboxMessage]:
         """Up to `limit` committed messages not handed out yet in this session: live ones
         first, then at most `backlog_limit` backlog ones; each part in priority order (alarm,
         state, telemetry) and, within a kind, in the order they were put."""
-        with self._lock:
-            out: list[OutboxMessage] = []
-            for kind in KINDS:
-                if len(out) >= limit:
-                    break
-                if kind not in self._unread:
-                    continue
-                start = max(self._live_cursor[kind], self._boundary)
-                rows, ended = self._select(kind, start, None, limit - len(out), backlog=False)
-                if rows:
-                    self._live_cursor[kind] = rows[-1].id
-                if ended:
-                    self._unread.discard(kind)
-                out += rows
-            room = limit - len(out)
-            if backlog_limit is not None:
-                room = min(room, backlog_limit)
-            for kind in KINDS:
-                if room <= 0:
-                    break
-                if kind in self._backlog_read:
-                    continue
-                rows, ended = self._select(kind, self._backlog_cursor[kind], self._boundary,
-                                           room, backlog=True)
-                if rows:
-                    self._backlog_cursor[kind] = rows[-1].id
-                if ended:
-                    self._backlog_read.add(kind)
-                out += rows
-                room -= len(rows)
-            return out
-
-    def _select(self, kind: MessageKind, after: int, upto: int | None, limit: int, *,
-                backlog: bool) -> tuple[list[OutboxMessage], bool]:
-        return table.select(self._db, kind, after, upto, limit, backlog=backlog,
-                            covered=self._covered)
+        with self._lock, self._reading("read"):
+            return self._cursors.next_batch(self._db, self._covered, limit, backlog_limit)
 
     def fetch(self, ids: Iterable[int]) -> list[OutboxMessage]:
         """The messages with these ids that are still here and not covered (to publish again:
         the ingest did not confirm them in time), as backlog, in id order."""
-        with self._lock:
+        with self._lock, self._reading("read"):
             return table.fetch(self._db, ids, self._covered)
 
     @property
@@ -321,7 +335,8 @@ class Outbox:
         number below it is done (delivered, or dropped to stay within the budget)."""
         with self._lock:
             pending = [p.dseq for p in self._pending if p.dseq is not None]
-            stored = table.lowest_dseq(self._db, self._covered)
+            with self._reading("read"):
+                stored = table.lowest_dseq(self._db, self._covered)
             candidates = [v for v in (stored, *pending) if v is not None]
             if candidates:
                 return int(min(candidates))
@@ -343,12 +358,14 @@ class Outbox:
 
     def stored_bytes(self) -> int:
         with self._lock:
-            return sum(self._bytes.values()) + sum(p.size for p in self._pending)
+            return sum(self._bytes.values()) + self._pending_bytes
 
     def oldest_age(self) -> float | None:
         """Seconds since the oldest message still here was created; None when empty."""
         with self._lock:
-            oldest = [p.created_ns for p in self._pending[:1]] + table.oldest_created(self._db)
+            with self._reading("read"):
+                stored = table.oldest_created(self._db)
+            oldest = [p.created_ns for p in self._pending[:1]] + stored
             if not oldest:
                 return None
             return max(0.0, (self._clock.now_ns() - min(oldest)) / 1e9)

@@ -138,15 +138,14 @@ class Uplink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._closed = False
-        self._published = 0
-        self._rejected = 0
-        self._connects = 0
+        self._published = self._rejected = self._connects = 0
         self._last_error: str | None = None
         self._on_config_set = on_config_set
         self._inbox = inbox or CommandInbox(site, gateway_id, clock, root=settings.root)
         self._counts = dict.fromkeys(("received", "bad", "duplicate", "refused", "config"), 0)
         self.state_requests = StateRequests(
             clock, lambda: self._queue_births(self._gateway_state()), self._send)
+        self.committer.on_fresh_outbox = lambda: self.state_requests.request(None)
         self._latency = LatencyHistogram()
 
     # ------------------------------------------------------------------ the data path (loop)
