@@ -260,6 +260,13 @@ class HealthMonitor:
         if age > self.evaluator_stall_after:
             return CheckResult(status=Level.FAILING,
                                detail=f"no rule evaluation for {age:.0f} s")
+        journal = self.source.core.journal
+        if journal.pending_events:  # a full or read-only disk: retried at every round
+            return CheckResult(status=Level.DEGRADED,
+                               detail=f"alarm journal: {journal.pending_events} event"
+                                      f"{'s' * (journal.pending_events != 1)} not yet "
+                                      f"written ({_short(journal.last_error or '?')}); "
+                                      f"{self.source.evaluations} evaluations")
         failing = self.source.core.engine.faults.report()
         if failing:  # gateway.rules.faults: those bindings keep their last evaluation
             shown = ", ".join(f"{f['rule']}@{f['subject']} ({f['error']})" for f in failing[:3])

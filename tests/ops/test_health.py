@@ -191,6 +191,33 @@ async def test_a_rule_binding_that_raises_degrades_the_rules_and_is_an_alarm(
             } == {AlarmState.RETURNED_UNACKNOWLEDGED}
 
 
+async def test_alarm_events_the_journal_could_not_write_degrade_the_rules(
+        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage audit filled the disk: /healthz said ok while the journal could not write
+    (an acknowledgement was lost at the restart). While events wait to be written, the rules
+    check says so; it is ok again once they are written (at the next round)."""
+    import sqlite3
+
+    from gateway.alarms.events import EventKind
+    from gateway.alarms.journal import Journal
+
+    gw = live.gateway
+    assert await _status(live) == "ok"
+
+    def disk_full(*_args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Journal, "_write", disk_full)
+    gw.core.alarms.system_event(EventKind.CONFIG, "$config", "v9", "a test event")
+    await _wait_status(live, "degraded")
+    _, body = await live.healthz()
+    assert "alarm journal: 1 event not yet written (database or disk is full)" in \
+        body["checks"]["rules"]["detail"]
+    monkeypatch.undo()
+    await _wait_status(live, "ok")
+    assert gw.core.journal.pending_events == 0
+
+
 async def test_a_device_reading_only_in_part_degrades_the_buses(tmp_path: Path) -> None:
     clock = ManualClock()
     gw = Gateway(load_gateway_config(SITE), state_dir=tmp_path / "state", clock=clock,
