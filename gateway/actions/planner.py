@@ -79,8 +79,9 @@ class OutputPlanner:
             plan = self.state[output_id]
             wanting = [d for d in demands if self._wants(output, d)]
             reasons = [d.alarm for d in wanting]
-            plan.demanded_by = list(reasons)
-            plan.released &= set(reasons)
+            plan.demanded_by = reasons
+            if plan.released:  # (every round, every output: no set made when none)
+                plan.released &= set(reasons)
             on = bool(reasons)
             latching[output_id] = any(not d.drill and d.alarm not in plan.released
                                       for d in wanting)
