@@ -13,7 +13,8 @@ Schema (version 1, table `schema_version`):
   closed with who ended it and why (`unshelved`, `expired`, `out_of_service`).
 * `suppressions` — every suppression of a scope (device, room or rule id) with who, why, since,
   until; open while `ended_ns` is NULL.
-* `meta` — key/value: `last_seq`, the flood detector and the per-room first-outs.
+* `meta` — key/value: `last_seq`, the flood detector, the per-room first-outs, the outputs held
+  until reset (`output_holds`) and the live drill begun and not yet ended (`drill_open`).
 """
 
 from __future__ import annotations

@@ -79,7 +79,10 @@ class AlarmManager(AlarmCommands):
         self._output_holds: set[str] = set()
         """Outputs held on until an operator reset (`output_event`), kept in the journal's
         meta key `output_holds` with the event that changed them."""
-        self._holds_dirty = False
+        self._own_meta_dirty = False
+        self._drill_open: dict[str, str | None] | None = None
+        """The live drill whose start is journalled and whose end is not yet (meta key
+        `drill_open`): a restart journals its end (`_restore`)."""
         self._restore()
 
     # restart ---------------------------------------------------------------------------------
@@ -110,12 +113,18 @@ class AlarmManager(AlarmCommands):
             self._output_holds = {h for h in holds if isinstance(h, str)}
         except (ValueError, TypeError) as exc:
             log.error("event=alarm_meta_unreadable key=output_holds error=%r", exc)
+        drill_open = _drill_open(contents.meta.get("drill_open", ""))
         self._plan_expiry()
         if contents.records or contents.suppressions:
             log.info("event=alarms_restored alarms=%d suppressions=%d last_seq=%d",
                      len(contents.records), len(contents.suppressions), self._seq)
         # a drill does not outlive its gateway: its alarms end with the restart
         self._end_drill_alarms(SYSTEM_ACTOR, "drill ended: the gateway restarted")
+        if drill_open is not None:  # and the drill's own end, which it had no time to write
+            self._system_event(EventKind.DRILL, DRILL_RULE, str(drill_open["drill"]), _N, _N,
+                               SYSTEM_ACTOR, "ended: the gateway restarted",
+                               room=drill_open.get("room"), drill=True)
+            self._own_meta_dirty = True
         self._flush()  # journals a recovery note, if any
 
     def held_conditions(self) -> dict[tuple[str, str], Value]:
@@ -221,10 +230,13 @@ class AlarmManager(AlarmCommands):
     # live drills (gateway.drills.live) --------------------------------------------------------
 
     def drill_event(self, drill_id: str, actor: str, note: str,
-                    room: str | None) -> list[AlarmEvent]:
-        """Journal a live drill's start or end: kind `drill`, rule `$drill`, subject the
-        drill's id, tagged drill."""
+                    room: str | None, *, running: bool) -> list[AlarmEvent]:
+        """Journal a live drill's start (`running`) or end: kind `drill`, rule `$drill`,
+        subject the drill's id, tagged drill; a running drill is kept in the journal's meta
+        with its start, so that a gateway killed during it journals its end at the restart."""
         self._begin()
+        self._drill_open = {"drill": drill_id, "room": room} if running else None
+        self._own_meta_dirty = True
         self._system_event(EventKind.DRILL, DRILL_RULE, drill_id, _N, _N, actor, note,
                            room=room, drill=True)
         return self._flush()
@@ -245,15 +257,17 @@ class AlarmManager(AlarmCommands):
             self._output_holds.add(output_id)
         else:
             self._output_holds.discard(output_id)
-        self._holds_dirty = True
+        self._own_meta_dirty = True
         self._system_event(OUTPUT_EVENT_KIND, OUTPUT_RULE, output_id, _N, _N, actor, note,
                            room=room)
         return self._flush()
 
     def _flush(self) -> list[AlarmEvent]:
-        if self._holds_dirty or self._journal.needs_snapshot:
-            self._holds_dirty = False
+        if self._own_meta_dirty or self._journal.needs_snapshot:
+            self._own_meta_dirty = False
             self._batch.meta["output_holds"] = json.dumps(sorted(self._output_holds))
+            self._batch.meta["drill_open"] = json.dumps(self._drill_open) \
+                if self._drill_open is not None else ""
         return super()._flush()
 
     def end_drill(self, actor: str, note: str) -> list[AlarmEvent]:
@@ -349,3 +363,19 @@ class AlarmManager(AlarmCommands):
             pruned = self._journal.prune(now)
             if pruned:
                 log.info("event=alarm_journal_pruned events=%d", pruned)
+
+
+def _drill_open(text: str) -> dict[str, str | None] | None:
+    """The journal's meta `drill_open`: {"drill": id, "room": room or null}, or None."""
+    if not text:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError as exc:
+        log.error("event=alarm_meta_unreadable key=drill_open error=%r", exc)
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("drill"), str) \
+            or not isinstance(found.get("room"), str | None):
+        log.error("event=alarm_meta_unreadable key=drill_open value=%r", text[:200])
+        return None
+    return found

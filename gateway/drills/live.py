@@ -150,7 +150,8 @@ class LiveDrill:
             return events, []
         if not self._announced:
             self._announced = True
-            events += alarms.drill_event(self.drill.drill, self.actor, self.banner(), self.room)
+            events += alarms.drill_event(self.drill.drill, self.actor, self.banner(), self.room,
+                                        running=True)
             log.warning("event=drill_started drill=%s room=%s mode=%s actor=%s duration=%gs "
                         "title=%r", self.drill.drill, self.room, self.mode, self.actor,
                         self.drill.duration, self.drill.title)
@@ -251,7 +252,8 @@ class LiveDrill:
         self.outcome.end_ns = self.clock.now_ns()
         self.outcome.end_reason = why
         events = alarms.end_drill(DRILL_ACTOR, f"drill ended: {why}")
-        events += alarms.drill_event(self.drill.drill, self.actor, f"ended: {why}", self.room)
+        events += alarms.drill_event(self.drill.drill, self.actor, f"ended: {why}", self.room,
+                                     running=False)
         log.warning("event=drill_ended drill=%s room=%s reason=%r", self.drill.drill,
                     self.room, why)
         if self.on_end is not None:

@@ -256,6 +256,35 @@ def test_a_restart_ends_the_drill_alarms(tmp_path: Path) -> None:
         assert not any(v.drill for v in again.alarms.active())
         last = again.alarms.events_since(0, limit=10_000)
         assert any(e.drill and e.note == "drill ended: the gateway restarted" for e in last)
+        # the drill's own end too (a SIGKILL leaves the journal with its start only: the
+        # drills audit's leftover), once, after its start, by the gateway
+        drill_marks = [(e.kind.value, e.note, e.actor) for e in last if e.rule == "$drill"]
+        assert len(drill_marks) == 2 and drill_marks[1] == (
+            "drill", "ended: the gateway restarted", "system")
+    finally:
+        again.close()
+    third = SafetyCore(r.loaded, r.clock, tmp_path / "alarms.sqlite")
+    try:
+        marks = [e for e in third.alarms.events_since(0, limit=10_000) if e.rule == "$drill"]
+        assert len(marks) == 2, "the end is journalled once, not at every start"
+    finally:
+        third.close()
+
+
+def test_a_drill_that_ended_leaves_nothing_for_a_restart(tmp_path: Path) -> None:
+    r = Rig(tmp_path)
+    r.run(5)
+    session = r.start(drill())
+    r.run(6)
+    session.request_stop("stopped by lead")
+    r.run(2)
+    assert session.finished
+    r.core.close()
+    again = SafetyCore(r.loaded, r.clock, tmp_path / "alarms.sqlite")
+    try:
+        marks = [e.note for e in again.alarms.events_since(0, limit=10_000)
+                 if e.rule == "$drill"]
+        assert len(marks) == 2 and marks[1].startswith("ended: stopped by lead")
     finally:
         again.close()
 
