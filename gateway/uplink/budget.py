@@ -113,11 +113,18 @@ class Sized(Protocol):
 
 
 P = TypeVar("P", bound=Sized)
+Dropped = tuple[str, str, int, int]
+"""An incident record version dropped: (id, sha256, chunks, bytes)."""
 
 
 def is_chunk(kind: MessageKind, topic: str) -> bool:
     """An incident record's chunk (outbox kind `alarm`, the `incidents` topic)."""
     return kind is MessageKind.ALARM and topic.endswith(INCIDENTS_SUFFIX)
+
+
+def incident_mark(incident_id: str, sha256: str) -> tuple[str, int]:
+    """The outbox mark saying which version of an incident record was handed over whole."""
+    return f"incident.{incident_id}", int(sha256[:15], 16)
 
 
 def record_of(payload: bytes) -> tuple[str, str]:
@@ -130,22 +137,25 @@ def record_of(payload: bytes) -> tuple[str, str]:
 
 def enforce_budget(db: sqlite3.Connection, budget_bytes: int, pending: Sequence[P],
                    count: dict[MessageKind, int], size: dict[MessageKind, int],
-                   dropped: dict[MessageKind, int]) -> list[P]:
+                   dropped: dict[MessageKind, int], counters: dict[str, int]) -> list[P]:
     """Inside the commit's transaction: delete the oldest stored rows, then uncommitted
     messages, in the module's order (telemetry, state, incident records whole, alarm events
     last), until stored + pending fit `budget_bytes`. Updates `count`, `size` and `dropped`;
-    returns the pending messages kept."""
+    removes a dropped record version's sent mark from `counters` and the table, so that the
+    next start hands the record over again (gateway.uplink.incidents); returns the pending
+    messages kept."""
     kept = list(pending)
     excess = sum(size.values()) + sum(p.size for p in kept) - budget_bytes
     if excess <= 0:
         return kept
     before = dict(dropped)
-    records: list[tuple[str, int, int]] = []
+    records: list[Dropped] = []
     for kind in reversed(KINDS):
         if excess <= 0:
             break
         if kind is MessageKind.ALARM:  # incident records first, whole, oldest first
             excess, kept = _drop_records(db, excess, kept, count, size, dropped, records)
+            _forget_marks(db, counters, records)
             if excess <= 0:
                 break
         excess = _drop_stored(db, kind, excess, count, size, dropped)
@@ -194,10 +204,11 @@ def _drop_pending(kind: MessageKind, excess: int, pending: list[P],
 
 def _drop_records(db: sqlite3.Connection, excess: int, pending: list[P],
                   count: dict[MessageKind, int], size: dict[MessageKind, int],
-                  dropped: dict[MessageKind, int], records: list[tuple[str, int, int]]
+                  dropped: dict[MessageKind, int], records: list[Dropped]
                   ) -> tuple[int, list[P]]:
     """Whole incident records, oldest first (stored chunks are older than pending ones),
-    until `excess` is freed; `records` gets (id, chunks, bytes) of each record dropped."""
+    until `excess` is freed; `records` gets (id, sha256, chunks, bytes) of each record
+    dropped."""
     alarm = MessageKind.ALARM
     # a record version (its sha256) → [id, stored row ids, pending indices, bytes]
     found: dict[str, tuple[str, list[int], list[int], list[int]]] = {}
@@ -214,7 +225,7 @@ def _drop_records(db: sqlite3.Connection, excess: int, pending: list[P],
             entry = found.setdefault(sha or f"pending.{i}", (incident, [], [], [0]))
             entry[2].append(i)
     gone: set[int] = set()
-    for incident, rows, queued, stored in found.values():
+    for sha, (incident, rows, queued, stored) in found.items():
         if excess <= 0:
             break
         for start in range(0, len(rows), 500):
@@ -226,21 +237,33 @@ def _drop_records(db: sqlite3.Connection, excess: int, pending: list[P],
         freed = stored[0] + sum(pending[i].size for i in queued)
         excess -= freed
         dropped[alarm] = dropped.get(alarm, 0) + len(rows) + len(queued)
-        records.append((incident, len(rows) + len(queued), freed))
+        records.append((incident, sha, len(rows) + len(queued), freed))
         gone.update(queued)
     if not gone:
         return excess, pending
     return excess, [p for i, p in enumerate(pending) if i not in gone]
 
 
+def _forget_marks(db: sqlite3.Connection, counters: dict[str, int],
+                  records: list[Dropped]) -> None:
+    """A dropped record version is no longer sent: its mark goes (a newer version's stays)."""
+    for incident, sha, _, _ in records:
+        if len(sha) != 64:
+            continue
+        name, value = incident_mark(incident, sha)
+        if counters.get(f"mark.{name}") == value:
+            del counters[f"mark.{name}"]
+            db.execute("DELETE FROM counters WHERE name = ?", (f"mark.{name}",))
+
+
 _totals: Counter[str] = Counter()
 _totals_lock = threading.Lock()
 
 
-def _log_drops(by_kind: dict[MessageKind, int], records: list[tuple[str, int, int]]) -> None:
+def _log_drops(by_kind: dict[MessageKind, int], records: list[Dropped]) -> None:
     """One line per record dropped; the rest counted, at most a line a minute (running
     totals since start in each)."""
-    chunks = sum(n for _, n, _ in records)
+    chunks = sum(n for _, _, n, _ in records)
     now = {"telemetry": by_kind.get(MessageKind.TELEMETRY, 0),
            "state": by_kind.get(MessageKind.STATE, 0),
            "incident_chunks": chunks,
@@ -249,7 +272,7 @@ def _log_drops(by_kind: dict[MessageKind, int], records: list[tuple[str, int, in
         _totals.update({k: v for k, v in now.items() if v})
         _totals["incident_records"] += len(records)
         totals = dict(_totals)
-    for name, n, nbytes in records:
+    for name, _, n, nbytes in records:
         log.warning("event=incident_dropped id=%s chunks=%d bytes=%d reason=outbox_budget "
                     "(the record stays on the gateway: roomwarden incident export %s)",
                     name, n, nbytes, name)

@@ -28,8 +28,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from gateway.contract.wire import Channel, ContractError, MessageKind, Topic, encode, split_record
-from gateway.uplink.budget import record_fits, record_limit
-from gateway.uplink.items import Item, Record, incident_mark
+from gateway.uplink.budget import incident_mark, record_fits, record_limit
+from gateway.uplink.items import Item, Record
 
 if TYPE_CHECKING:
     from gateway.uplink.publisher import Uplink

@@ -35,6 +35,7 @@ from gateway.contract.wire import (
     encode,
 )
 from gateway.field.sample import Sample
+from gateway.uplink.budget import incident_mark
 from gateway.uplink.outbox import Outbox
 
 ALARM_MARK = "alarm_events"
@@ -67,13 +68,6 @@ def telemetry_items(encoder: TelemetryEncoder | None, samples: list[Sample], pro
         out.append(Item(MessageKind.TELEMETRY, chunk if encoded is None else encoded,
                         produced))
     return out
-
-
-# --- issue 12 ---
-def incident_mark(incident_id: str, sha256: str) -> tuple[str, int]:
-    """The outbox mark saying which version of an incident record was handed over whole."""
-    return f"incident.{incident_id}", int(sha256[:15], 16)
-# --- end issue 12 ---
 
 
 class ItemWriter:

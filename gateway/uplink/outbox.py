@@ -227,10 +227,10 @@ class Outbox:
                     table.delete_covered(db, self._covered, count, size)
                 for topic in {p.topic for p in pending if p.replace}:
                     table.delete_retained(db, topic, count, size)
-                pending = enforce_budget(db, self.budget_bytes, pending, count, size, dropped)
+                counters, dirty = dict(self._counters), set(self._dirty_counters)
+                pending = enforce_budget(db, self.budget_bytes, pending, count, size, dropped,
+                                         counters)
                 table.insert(db, pending, count, size)
-                counters = dict(self._counters)
-                dirty = set(self._dirty_counters)
                 for kind, n in dropped.items():
                     counters[f"dropped.{kind.value}"] = counters.get(f"dropped.{kind.value}",
                                                                      0) + n

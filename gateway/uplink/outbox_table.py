@@ -148,7 +148,7 @@ def insert(db: sqlite3.Connection, pending: Sequence[Pending], count: Totals,
 def write_counters(db: sqlite3.Connection, counters: dict[str, int], names: set[str]) -> None:
     db.executemany("INSERT INTO counters (name, value) VALUES (?, ?) "
                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                   [(name, counters[name]) for name in sorted(names)])
+                   [(name, counters[name]) for name in sorted(names) if name in counters])
 
 
 def coalesce(pending: list[Pending]) -> list[Pending]:

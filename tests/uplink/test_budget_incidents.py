@@ -212,3 +212,34 @@ def test_alarm_events_go_last_and_are_logged_as_such(
               if r.getMessage().startswith("event=outbox_budget_dropped_alarm_events")]
     assert errors and errors[0].levelno == logging.ERROR
     uplink.outbox.close()
+
+
+def test_a_record_dropped_after_it_was_queued_is_no_longer_marked_sent(
+        tmp_path: Path) -> None:
+    """The storage audit's leftover: a record the budget dropped kept its sent mark, so no
+    start handed it over again (centrally it never arrived). The mark goes with the chunks, in
+    the same transaction; the records kept stay marked; a restart sees the same."""
+    uplink = make_uplink(tmp_path)
+    data_a, data_b, data_c = (os.urandom(300_000) for _ in range(3))
+    assert send_record(uplink, REC_A, "closed", data_a) == 2
+    uplink.committer.commit()
+    assert send_record(uplink, REC_B, "closed", data_b) == 2
+    uplink.committer.commit()
+    assert is_sent(uplink, REC_A, data_a) and is_sent(uplink, REC_B, data_b)
+    put_events(uplink, range(1, 4))
+    assert send_record(uplink, REC_C, "closed", data_c) == 2  # pushes REC_A out
+    uplink.committer.commit()
+    assert {r[1][0] for r in rows(uplink) if r[0] == "chunk"} == {REC_B, REC_C}
+    assert not is_sent(uplink, REC_A, data_a)
+    assert is_sent(uplink, REC_B, data_b) and is_sent(uplink, REC_C, data_c)
+    uplink.outbox.close()
+    again = make_uplink(tmp_path)
+    assert not is_sent(again, REC_A, data_a)
+    assert is_sent(again, REC_B, data_b) and is_sent(again, REC_C, data_c)
+    # queued and dropped in one commit (a smaller budget): not marked either
+    again.outbox.budget_bytes = 64 * 1024
+    data_d = os.urandom(20_000)
+    assert send_record(again, "20261205T061200Z-batt-1-14", "closed", data_d) == 1
+    put_events(again, range(4, 300))
+    assert not is_sent(again, "20261205T061200Z-batt-1-14", data_d)
+    again.outbox.close()
