@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from gateway.clock import Clock, SystemClock
 from gateway.config.site import FailurePolicy
 from gateway.field.health import DeviceHealth
-from gateway.field.poll import BusLink, DevicePoller, PollResult, SampleSink, worst_poll_seconds
+from gateway.field.poll import (
+    BusLink,
+    DevicePoller,
+    PollResult,
+    SampleSink,
+    held_off,
+    worst_poll_seconds,
+)
 from gateway.field.sample import Quality, Sample
 
 log = logging.getLogger("roomwarden.field")
@@ -158,6 +165,10 @@ class BusLoop:
                     self.alive_mono = self.clock.monotonic()
                     continue
                 heapq.heappop(queue)
+                wait = held_off(poller)
+                if wait > 0:  # its late reply may still come: the others go first
+                    heapq.heappush(queue, (now + wait, order, poller))
+                    continue
                 health = self.stats.device_health[poller.device_id]
                 if now - due > poller.interval:
                     self.stats.overruns += 1

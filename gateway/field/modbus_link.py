@@ -16,10 +16,12 @@ from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import DecodePDU, ModbusPDU
 
 from gateway.config.profile import RegisterType
 from gateway.config.site import ModbusRtuBus, ModbusTcpBus
 from gateway.field.planner import ReadRequest
+from gateway.field.rtu_line import HuntingRtuFramer, UnitGuard
 
 log = logging.getLogger("roomwarden.field")
 
@@ -62,11 +64,17 @@ class ModbusLink:
     def __init__(self, bus: ModbusRtuBus | ModbusTcpBus) -> None:
         self.bus = bus
         self.client: AsyncModbusSerialClient | AsyncModbusTcpClient
+        self.guard: UnitGuard | None = None
+        """RTU: when a unit may be asked again after a failed exchange (gateway.field.rtu_line;
+        TCP replies carry the request's transaction id)."""
         if isinstance(bus, ModbusRtuBus):
             self.client = AsyncModbusSerialClient(
                 bus.port, baudrate=bus.baudrate, parity=bus.parity, stopbits=bus.stopbits,
                 bytesize=bus.bytesize, timeout=bus.timeout, retries=0,
-                reconnect_delay=0.5, reconnect_delay_max=10.0, name=bus.id)
+                reconnect_delay=0.5, reconnect_delay_max=10.0, name=bus.id,
+                trace_pdu=self._received)
+            self.client.ctx.framer = HuntingRtuFramer(DecodePDU(False))
+            self.guard = UnitGuard(bus.id, bus.timeout)
             self.frame_gap = bus.frame_gap
         else:
             self.client = AsyncModbusTcpClient(
@@ -90,15 +98,23 @@ class ModbusLink:
     async def read(self, request: ReadRequest, unit: int) -> Sequence[int] | Sequence[bool]:
         if not self.client.connected and not await self.client.connect():
             raise CommFailure(f"not connected to {self._endpoint()}")
-        await self._respect_frame_gap()
+        await self._respect_frame_gap(unit)
         try:
             reply = await self._send(request, unit)
+            return self._values(request, reply)
+        except CommFailure:
+            self._failed(unit)
+            raise
         except ModbusException as exc:
+            self._failed(unit)
             raise CommFailure(_short(exc)) from exc
         except (TimeoutError, OSError) as exc:
+            self._failed(unit)
             raise CommFailure(repr(exc)) from exc
         finally:
             self._last_frame_end = asyncio.get_running_loop().time()
+
+    def _values(self, request: ReadRequest, reply: Any) -> Sequence[int] | Sequence[bool]:
         if reply is None:
             raise CommFailure("no reply")
         if reply.isError():
@@ -112,7 +128,7 @@ class ModbusLink:
                               f"{expected}")
         if request.register.is_bit:
             bits: list[bool] = list(reply.bits)
-            if len(bits) < request.count:
+            if len(bits) != 8 * -(-request.count // 8):  # the bytes that carry them, exactly
                 raise CommFailure(f"reply carries {len(bits)} bits, asked {request.count}")
             return bits[:request.count]
         registers: list[int] = list(reply.registers)
@@ -129,19 +145,21 @@ class ModbusLink:
     async def _write(self, method: str, address: int, value: Any, unit: int) -> None:
         if not self.client.connected and not await self.client.connect():
             raise CommFailure(f"not connected to {self._endpoint()}")
-        await self._respect_frame_gap()
+        await self._respect_frame_gap()  # (no unit guard: an alarm output never waits)
         try:
             reply = await getattr(self.client, method)(address, value, device_id=unit)
         except ModbusException as exc:
+            self._failed(unit)
             raise CommFailure(_short(exc)) from exc
         finally:
             self._last_frame_end = asyncio.get_running_loop().time()
         if reply.isError():
             raise ExceptionReply(int(getattr(reply, "exception_code", 0) or 0))
         expected = WRITE_FUNCTION_CODES[method]
-        if reply.function_code != expected:
-            raise CommFailure(f"reply of function {reply.function_code} to a write of function "
-                              f"{expected}")
+        if reply.function_code != expected or reply.address != address:
+            self._failed(unit)  # (a late reply to another write: not this write's answer)
+            raise CommFailure(f"reply of function {reply.function_code} at {reply.address} to "
+                              f"a write of function {expected} at {address}")
 
     async def _send(self, request: ReadRequest, unit: int) -> Any:
         client = self.client
@@ -156,13 +174,30 @@ class ModbusLink:
         return await client.read_discrete_inputs(request.address, count=request.count,
                                                  device_id=unit)
 
-    async def _respect_frame_gap(self) -> None:
-        """RTU needs 3.5 characters of silence between frames; sleep only what is missing."""
+    async def _respect_frame_gap(self, unit: int | None = None) -> None:
+        """RTU needs 3.5 characters of silence between frames, and a unit that failed an
+        exchange is not read again before its late reply would have come (`UnitGuard`; the
+        bus loop polls other devices meanwhile); sleep only what is missing."""
         if not self.frame_gap:
             return
         wait = self._last_frame_end + self.frame_gap - asyncio.get_running_loop().time()
+        if self.guard is not None and unit is not None:
+            wait = max(wait, self.guard.wait_before(unit))
         if wait > 0:
             await asyncio.sleep(wait)
+
+    def _failed(self, unit: int) -> None:
+        if self.guard is not None:
+            self.guard.failed(unit)
+
+    def _received(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        """pymodbus's hook for every PDU sent and received: a frame no request waits for is a
+        late reply (the transaction manager drops it; its unit waits a timeout again)."""
+        if not sending and self.guard is not None:
+            waiting = getattr(self.client.ctx, "response_future", None)
+            if waiting is None or waiting.done():
+                self.guard.late_frame(pdu.dev_id)
+        return pdu
 
     def _endpoint(self) -> str:
         bus = self.bus

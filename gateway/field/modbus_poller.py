@@ -62,6 +62,12 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
         timeout = self.link.bus.timeout
         return timeout + len(self.plan) * (timeout + self.link.frame_gap)
 
+    def hold_off(self) -> float:
+        """Seconds before this device may be asked again: after a failed exchange on RTU, a
+        bus timeout (gateway.field.rtu_line.UnitGuard)."""
+        guard = self.link.guard
+        return guard.wait_before(self.device.unit) if guard is not None else 0.0
+
     async def poll(self) -> PollResult:
         samples: list[Sample] = []
         pending = list(self.plan)

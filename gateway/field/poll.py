@@ -72,6 +72,14 @@ class BusLink(Protocol):
 SampleSink = Callable[[list[Sample]], None]
 
 
+def held_off(poller: DevicePoller) -> float:
+    """Seconds before `poller` may use the bus again (its `hold_off()`, if it has one: a
+    Modbus RTU unit whose late reply may still come, gateway.field.rtu_line); the bus loop
+    polls the others meanwhile."""
+    hold_off = getattr(poller, "hold_off", None)
+    return float(hold_off()) if callable(hold_off) else 0.0
+
+
 def worst_poll_seconds(poller: DevicePoller) -> float:
     """The longest one legitimate poll of `poller` takes, as the poller says it
     (`worst_poll_seconds` attribute: the Modbus and serial-text pollers do), else

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 
 import serial
 
@@ -25,6 +26,19 @@ log = logging.getLogger("roomwarden.field")
 MAX_REPLY_BYTES = 512
 _TRUE = {"1", "true", "on", "yes", "y", "t"}
 _FALSE = {"0", "false", "off", "no", "n", "f"}
+
+
+MAX_SKIPPED_LINES = 16
+"""Lines a poll skips before it gives up waiting for one that matches the profile."""
+
+
+class NoMatchingReply(TimeoutError):
+    """Lines came, none matching the profile's reply."""
+
+    def __init__(self, last: bytes, count: int) -> None:
+        self.last = last
+        super().__init__(f"{count} line(s) that do not match the profile's reply, the last "
+                         f"{last[:80]!r}")
 
 
 class SerialTextLink:
@@ -75,11 +89,15 @@ class SerialTextLink:
                 del self._buffer[:-MAX_REPLY_BYTES]
             self._arrived.set()
 
-    async def exchange(self, request: bytes, terminator: bytes, timeout: float) -> bytes:
-        """Send `request`, return the reply line without its terminator.
+    async def exchange(self, request: bytes, terminator: bytes, timeout: float,
+                       accept: Callable[[bytes], bool] = lambda line: True) -> bytes:
+        """Send `request`, return the first reply line `accept` takes, without its terminator.
+        Other lines — the request echoed by an RS-485 adapter, a noise line at the line's
+        turnaround — are skipped (at most MAX_SKIPPED_LINES).
 
-        Raises TimeoutError when no complete line arrives in time and OSError when the port
-        is gone. Bytes left over from an earlier late reply are discarded first."""
+        Raises TimeoutError when no complete line arrives in time (NoMatchingReply when lines
+        came but none was taken) and OSError when the port is gone. Bytes left over from an
+        earlier late reply are discarded first."""
         if self._port is None:
             await self.open()
         port = self._port
@@ -88,18 +106,26 @@ class SerialTextLink:
         port.write(request)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        skipped: list[bytes] = []
         while True:
             end = self._buffer.find(terminator)
             if end >= 0:
                 line = bytes(self._buffer[:end])
                 del self._buffer[:end + len(terminator)]
-                return line
+                if accept(line):
+                    return line
+                skipped.append(line)
+                if len(skipped) >= MAX_SKIPPED_LINES:
+                    raise NoMatchingReply(skipped[-1], len(skipped))
+                continue
             if self._port is None:
                 raise OSError(f"serial port {self.bus.port} closed")
             if len(self._buffer) > MAX_REPLY_BYTES:
                 raise ValueError(f"no terminator within {MAX_REPLY_BYTES} bytes")
             remaining = deadline - loop.time()
             if remaining <= 0:
+                if skipped:
+                    raise NoMatchingReply(skipped[-1], len(skipped))
                 raise TimeoutError(f"no complete reply within {timeout:g}s "
                                    f"({len(self._buffer)} bytes received)")
             self._arrived.clear()
@@ -126,11 +152,18 @@ class SerialTextPoller(DevicePollerBase[SerialTextProfile, SerialTextLink]):
         samples: list[Sample] = []
         try:
             raw = await self.link.exchange(self.request, self.terminator,
-                                           self.profile.reply_timeout)
+                                           self.profile.reply_timeout, self.matches)
+        except NoMatchingReply as exc:  # said as parse_reply says it, the line it ended on
+            return self.parse_reply(exc.last, self.clock.now_ns())
         except (TimeoutError, OSError, ValueError, serial.SerialException) as exc:
             failed_samples(self.points, self.clock.now_ns(), Quality.COMM_ERROR, samples)
             return PollResult(samples, answered=False, error=str(exc) or repr(exc), requests=1)
         return self.parse_reply(raw, self.clock.now_ns())
+
+    def matches(self, raw: bytes) -> bool:
+        """A line is this device's reply (not an echo of the request, not noise)."""
+        text = raw.decode(self.profile.encoding, errors="replace")
+        return self.pattern.fullmatch(text) is not None
 
     def parse_reply(self, raw: bytes, ts: int) -> PollResult:
         """Samples from one reply line (pure: any bytes in, never an exception out)."""

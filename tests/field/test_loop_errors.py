@@ -21,7 +21,8 @@ from tests.field.test_modbus_polling import Recorder, make_poller
 
 
 async def bad_byte_count_server() -> tuple[asyncio.Server, int]:
-    """Answers every read with a byte count two larger than the registers it carries."""
+    """Answers every register read with a byte count two larger than the registers it
+    carries."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -30,8 +31,12 @@ async def bad_byte_count_server() -> tuple[asyncio.Server, int]:
                 tid, _, length, unit = struct.unpack(">HHHB", head)
                 pdu = await reader.readexactly(length - 1)
                 count = struct.unpack(">H", pdu[3:5])[0]
-                data = b"\x00\x01" * count
-                body = bytes([unit, pdu[0], len(data) + 2]) + data
+                if pdu[0] in (1, 2):  # bit reads are answered right: the registers' are not
+                    data = bytes(-(-count // 8))
+                    body = bytes([unit, pdu[0], len(data)]) + data
+                else:
+                    data = b"\x00\x01" * count
+                    body = bytes([unit, pdu[0], len(data) + 2]) + data
                 writer.write(struct.pack(">HHH", tid, 0, len(body)) + body)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):

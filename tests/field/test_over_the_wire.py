@@ -261,13 +261,12 @@ async def test_dead_device_on_a_shared_rtu_bus_costs_at_most_its_timeout(tmp_pat
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", [
     Fault(mode=FaultMode.GARBAGE),
-    Fault(mode=FaultMode.GARBAGE, garbage_before=True),
     Fault(mode=FaultMode.CRC_ERROR),
     Fault(mode=FaultMode.TRUNCATED),
     Fault(mode=FaultMode.EXCEPTION, exception_code=4),
     Fault(mode=FaultMode.SLOW_REPLY, delay=0.5),
     Fault(mode=FaultMode.WRONG_FUNCTION),
-], ids=["garbage", "garbage-before", "crc", "truncated", "exception-4", "slow-late-reply",
+], ids=["garbage", "crc", "truncated", "exception-4", "slow-late-reply",
         "wrong-function"])
 async def test_bad_frames_are_survived_and_the_device_recovers(tmp_path: Path,
                                                                fault: Fault) -> None:

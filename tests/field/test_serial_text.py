@@ -131,6 +131,32 @@ async def test_bad_replies_are_comm_errors_and_the_next_good_one_is_read(
     assert result.answered and values(result.samples)["ups1.input_voltage"].value == 226.0
 
 
+@pytest.mark.parametrize("before", [b"Q1\r", b"\x00\x00\r", b"Q1\r\x8fnoise\r"],
+                         ids=["adapter-echo", "noise-line", "echo-and-noise"])
+async def test_an_echo_or_a_noise_line_before_the_reply_is_skipped(
+        ups: tuple[PtyDevice, SerialTextPoller, dict[str, bytes | None]],
+        before: bytes) -> None:
+    """The field audit: an RS-485 adapter that echoes the request, or one noise line at the
+    line's turnaround, made the UPS offline at every poll ('reply does not match the
+    profile: Q1') while it answered every request."""
+    _, poller, behaviour = ups
+    behaviour["reply"] = before + DOMAIN_EXAMPLE + b"\r"
+    result = await poller.poll()
+    assert result.answered and result.error is None
+    assert values(result.samples)["ups1.input_voltage"].value == 226.0
+
+
+async def test_lines_that_never_match_end_the_poll_with_the_last_one(
+        ups: tuple[PtyDevice, SerialTextPoller, dict[str, bytes | None]]) -> None:
+    """Many lines and none the reply: a comm error naming the last, at the 16th line (not
+    after reading a flood for the whole timeout)."""
+    _, poller, behaviour = ups
+    behaviour["reply"] = b"".join(b"junk %d\r" % i for i in range(40))
+    result = await poller.poll()
+    assert not result.answered and result.error is not None
+    assert "does not match the profile: 'junk 15'" in result.error
+
+
 async def test_a_port_that_does_not_exist_is_a_comm_error(tmp_path: Path) -> None:
     profile = q1_profile()
     bus = SerialTextBus(id="ups-line", type="serial_text", port=str(tmp_path / "ttyNONE"))
