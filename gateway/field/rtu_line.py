@@ -41,24 +41,51 @@ log.addFilter(RateLimitFilter(prefix="event=late_frame", kind=lambda record: str
 
 class HuntingRtuFramer(FramerRTU):
     """pymodbus's RTU framer, hunting byte by byte for a complete frame with a good CRC and
-    consuming exactly up to its end (the rest stays for the next frame)."""
+    consuming exactly up to its end (the rest stays for the next frame).
+
+    A start is skipped only once it is proven not to begin a frame (no such function, or the
+    frame it announces is complete and fails its CRC). While the first plausible start is
+    still incomplete the framer waits for more bytes, as pymodbus's does: it does not look
+    for frames inside a reply still arriving (at a 1/65,536 chance per start, a long reply's
+    data would now and then hold one). The one exception is a good frame that ends exactly at
+    the last byte received — a slave sends one frame and falls silent — so a noise byte that
+    announces a long frame does not cost the reply behind it."""
 
     def decode(self, data: bytes) -> tuple[int, int, int, bytes]:
         """(bytes consumed, unit, 0, PDU) of the first good frame; (0, 0, 0, b"") to wait
         for more bytes."""
         for start in range(len(data) - self.MIN_SIZE + 1):
-            candidate = data[start:]
-            try:
-                pdu_class = self.decoder.lookupPduClass(candidate)
-                size = pdu_class.calculateRtuFrameSize(candidate) if pdu_class else 0
-            except (IndexError, ModbusException):  # too short to tell, or no RTU size
+            size = self._announced(data[start:])
+            if size is None:  # no frame starts here
                 continue
-            if not size or len(candidate) < size:  # not a frame here, or not complete yet
-                continue
-            crc = int.from_bytes(candidate[size - 2:size], "big")
-            if self.check_CRC(candidate[:size - 2], crc):
-                return start + size, candidate[0], 0, candidate[1:size - 2]
+            if size == 0 or start + size > len(data):  # plausible, not complete yet
+                return self._ending_at_the_end(data, start + 1)
+            frame = data[start:start + size]
+            if self._crc_ok(frame):
+                return start + size, frame[0], 0, frame[1:-2]
         return 0, 0, 0, self.EMPTY
+
+    def _ending_at_the_end(self, data: bytes, first: int) -> tuple[int, int, int, bytes]:
+        for start in range(first, len(data) - self.MIN_SIZE + 1):
+            if self._announced(data[start:]) == len(data) - start \
+                    and self._crc_ok(data[start:]):
+                return len(data), data[start], 0, data[start + 1:-2]
+        return 0, 0, 0, self.EMPTY
+
+    def _announced(self, candidate: bytes) -> int | None:
+        """The size of the frame `candidate` would start (0: not known yet; None: none)."""
+        try:
+            pdu_class = self.decoder.lookupPduClass(candidate)
+            if pdu_class is None:
+                return None
+            return int(pdu_class.calculateRtuFrameSize(candidate))
+        except IndexError:  # too short to tell
+            return 0
+        except ModbusException:  # a function without an RTU size
+            return None
+
+    def _crc_ok(self, frame: bytes) -> bool:
+        return self.check_CRC(frame[:-2], int.from_bytes(frame[-2:], "big"))
 
 
 QUIET_TIMEOUTS = 2
