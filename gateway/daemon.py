@@ -271,10 +271,11 @@ class Gateway(PanelBackend, Reconfiguring):
                 await self._stop_requested.wait()
                 log.info("event=gateway_stopping")
                 await self._leave_outputs_safe()
-                for task in [*self._loop_tasks, self._panel_task, self._uplink_task,
-                             self._rate_task]:
+                for task in [*self._loop_tasks, self._panel_task, self._rate_task]:
                     if task is not None:
                         task.cancel()
+                if self.uplink is not None:  # `offline` and DISCONNECT while still connected
+                    await self.uplink.close()
         finally:
             self._group = None
             if self.uplink is not None:
