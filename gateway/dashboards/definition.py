@@ -16,6 +16,13 @@ from gateway.ingest.schema import STATE_MEASUREMENT as STATE
 SITES = '"site" =~ /^$site$/'
 RECENT = "time > now() - 30d"
 """The window "latest" panels look back (a gateway reports its state at least daily)."""
+FRESH = "5m"
+"""A gateway counts as online only while its latest state says so and is at most this old: it
+publishes its state every `uplink.state_interval` (60 s by default: keep it under this). A
+gateway killed, cut off or powered down stops publishing; its last will says `offline` only
+once the broker notices (1.5 keep-alives), and is lost if the broker restarts meanwhile."""
+NOT_DRILL = "drill!=\"true\""
+"""A live drill's alarms are no hazard: they never count among the active alarms."""
 
 RP = Variable("rp", "Retention policy", influxql="SHOW RETENTION POLICIES", default="autogen")
 SITE_MULTI = Variable("site", "Site", influxql=f'SHOW TAG VALUES FROM "$rp"."{STATE}" '
@@ -49,13 +56,44 @@ def quantity(title: str, name: str, unit: str | None, by: tuple[str, ...],
 
 def _last_alarms(by: str, fields: str) -> str:
     return (f'SELECT {fields} FROM "$rp"."{ALARMS}" WHERE {SITES} AND "kind" = \'alarm\' '
-            f"AND {RECENT} GROUP BY {by}")
+            f"AND \"drill\" != 'true' AND {RECENT} GROUP BY {by}")
 
 
 ALARM_KEY = '"site", "gateway", "room", "rule", "subject", "severity"'
 LAST_ACTIVE = 'last("active") AS "active"'
 LAST_ACTIVE_STATE = f'{LAST_ACTIVE}, last("state") AS "state", last("title") AS "title"'
-ACTIVE = 'last_over_time(alarm_events_active{site=~"$site",kind="alarm"}[30d]) == 1'
+ACTIVE = (f'last_over_time(alarm_events_active{{site=~"$site",kind="alarm",{NOT_DRILL}}}[30d])'
+          " == 1")
+
+def _last_state(fields: str) -> str:
+    return (f'SELECT {fields} FROM "$rp"."{STATE}" WHERE {SITES} AND {RECENT} '
+            'GROUP BY "site", "gateway"')
+
+
+def _fresh_state(fields: str) -> str:
+    return (f'SELECT {fields} FROM "$rp"."{STATE}" WHERE {SITES} AND time > now() - {FRESH} '
+            'GROUP BY "site", "gateway"')
+
+
+SILENT = Panel("Gateways silent", "table", (Query(
+    influxql=(f'SELECT * FROM ({_last_state("last(online) AS online")}) '
+              f"WHERE time < now() - {FRESH}"),
+    metricsql=(f'tlast_over_time({STATE}_online{{site=~"$site"}}[30d]) * 1000 unless on(site, '
+               f'gateway) last_over_time({STATE}_online{{site=~"$site"}}[{FRESH}])'),
+    table=True, expect=Expect(min_series=0)),),  # (tests/dashboards/test_freshness.py)
+    unit="dateTimeFromNow", width=6,
+    description=f"Gateways not heard for {FRESH} (killed, cut off, powered down), with when "
+                "they last were.")
+STOPPED = Panel("Gateways stopped", "table", (Query(
+    influxql=f'SELECT * FROM ({_fresh_state("last(online) AS online")}) WHERE "online" = false',
+    metricsql=(f'tlast_over_time({STATE}_online{{site=~"$site"}}[{FRESH}]) * 1000 and on(site, '
+               f'gateway) (last_over_time({STATE}_online{{site=~"$site"}}[{FRESH}]) == 0)'),
+    table=True, expect=Expect(min_series=0)),),  # (tests/dashboards/test_freshness.py)
+    unit="dateTimeFromNow", width=6,
+    description=f"Gateways whose latest state, in the last {FRESH}, says offline: a clean stop, "
+                "or a last will (the broker lost the gateway; placed just after the last "
+                "message heard from it). After that they are silent.")
+
 
 SITE_OVERVIEW = Dashboard(
     "roomwarden-site-overview", "RoomWarden / Site overview",
@@ -75,10 +113,12 @@ SITE_OVERVIEW = Dashboard(
          width=18),
      Panel("Alarm transitions by severity", "timeseries", (Query(
          influxql=(f'SELECT count("seq") FROM "$rp"."{ALARMS}" WHERE {SITES} AND "kind" = '
-                   "'alarm' AND $timeFilter GROUP BY time($__interval), \"severity\" fill(none)"),
+                   "'alarm' AND \"drill\" != 'true' AND $timeFilter GROUP BY time($__interval), "
+                   '"severity" fill(none)'),
          metricsql=('sum by (severity) (count_over_time(alarm_events_seq{site=~"$site",'
-                    'kind="alarm"}[$__interval]))'),
-         expect=Expect(tags=("severity",))),), width=24),
+                    f'kind="alarm",{NOT_DRILL}}}[$__interval]))'),
+         expect=Expect(tags=("severity",))),), width=12),
+     SILENT, STOPPED,
      Row("Room climate"),
      quantity("Temperature by room", "temperature", "°C", ("room", "point")),
      quantity("Relative humidity by room", "relative_humidity", "%RH", ("room", "point")),
@@ -97,6 +137,14 @@ SITE_OVERVIEW = Dashboard(
 NOT_TELEMETRY = f"^(?!(?:{ALARMS}|{STATE}|{HISTORY_MEASUREMENT})$)(.+)$"
 ROOM_SERIES = f'{{__name__=~".+_value",__name__!="{ALARMS}_value",site="$site",room="$room"}}'
 
+ROOM_ALL = '{__name__=~"($quantity)_(value|no_value)",site="$site",room="$room"}'
+ROOM_NOT_GOOD = ROOM_ALL[:-1] + ',quality!="good"}'
+NEWEST = (f"(tlast_over_time({ROOM_ALL}[$__range]) == on(device, point) group_left "
+          f"max by (device, point) (tlast_over_time({ROOM_ALL}[$__range])))")
+"""Each point's series (one per quality) that has its newest sample: a point whose sensor
+stopped answering shows `comm_error`, not its last good value; a point that recovered is not
+listed as not good for the rest of the range (the central audit)."""
+
 ROOM_DETAIL = Dashboard(
     "roomwarden-room-detail", "RoomWarden / Room detail",
     "Every point of one room: latest readings, points not good, one graph per quantity, "
@@ -112,19 +160,23 @@ ROOM_DETAIL = Dashboard(
               hide=True)),
     (Row("Latest readings"),
      Panel("Latest reading of every point", "table", (Query(
-         influxql=('SELECT last("value") AS "value" FROM "$rp"./^$quantity$/ WHERE '
-                   "\"site\" =~ /^$site$/ AND \"room\" =~ /^$room$/ AND $timeFilter "
-                   'GROUP BY "device", "point", "quality", "unit"'),
-         metricsql=('last_over_time({__name__=~"($quantity)_value",site="$site",'
-                    'room="$room"}[$__range])'), table=True,
-         expect=Expect(columns=("device", "point", "quality"))),)),
+         influxql=('SELECT last("value") AS "value", last("no_value") AS "no_value" FROM '
+                   '"$rp"./^$quantity$/ WHERE "site" =~ /^$site$/ AND "room" =~ /^$room$/ AND '
+                   '$timeFilter GROUP BY "device", "point", "quality", "unit"'),
+         metricsql=f"last_over_time({ROOM_ALL}[$__range]) and on(device, point, quality) "
+                   f"{NEWEST}", table=True,
+         expect=Expect(columns=("device", "point", "quality"))),),
+         description="VictoriaMetrics: each point's newest sample, whatever its quality. "
+                     "InfluxQL: the newest sample of each point and quality, with its time."),
      Panel("Points not good", "table", (Query(
          influxql=('SELECT last("no_value") AS "no_value" FROM "$rp"./^$quantity$/ WHERE '
                    "\"site\" =~ /^$site$/ AND \"room\" =~ /^$room$/ AND \"quality\" != 'good' AND "
-                   '$timeFilter GROUP BY "device", "point", "quality"'),
-         metricsql=('last_over_time({__name__=~"($quantity)_(value|no_value)",site="$site",'
-                    'room="$room",quality!="good"}[$__range])'), table=True,
-         expect=Expect(columns=("device", "point", "quality"))),)),
+                   f'time > now() - {FRESH} GROUP BY "device", "point", "quality"'),
+         metricsql=(f"last_over_time({ROOM_NOT_GOOD}[$__range]) and on(device, point, quality) "
+                    f"{NEWEST}"), table=True,
+         expect=Expect(columns=("device", "point", "quality"))),),
+         description=f"Points whose newest sample is not good (InfluxQL: a sample not good "
+                     f"in the last {FRESH})."),
      Row("Quantities"),
      Panel("$quantity", "timeseries", (Query(
          influxql=('SELECT mean("value") FROM "$rp"."$quantity" WHERE "site" =~ /^$site$/ AND '
@@ -181,11 +233,6 @@ ALARM_HISTORY = Dashboard(
          expect=Expect(tags=("severity",))),), width=24)))
 
 
-def _last_state(fields: str) -> str:
-    return (f'SELECT {fields} FROM "$rp"."{STATE}" WHERE {SITES} AND {RECENT} '
-            'GROUP BY "site", "gateway"')
-
-
 def _state(field: str, agg: str, unit: str | None = None, title: str = "") -> Panel:
     return Panel(title, "timeseries", (Query(
         influxql=(f'SELECT {agg}("{field}") FROM "$rp"."{STATE}" WHERE {SITES} AND $timeFilter'
@@ -206,19 +253,19 @@ FLEET_HEALTH = Dashboard(
     (RP, SITE_MULTI),
     (Row("Gateways"),
      Panel("Gateways online", "stat", (Query(
-         influxql=(f'SELECT count("online") FROM ({_last_state("last(online) AS online")}) '
+         influxql=(f'SELECT count("online") FROM ({_fresh_state("last(online) AS online")}) '
                    'WHERE "online" = true'),
-         metricsql=f'count(last_over_time({STATE}_online{{site=~"$site"}}[30d]) == 1)',
-         table=True),), width=6),
+         metricsql=f'count(last_over_time({STATE}_online{{site=~"$site"}}[{FRESH}]) == 1)',
+         table=True),), width=6, description=f"Gateways whose latest state, at most {FRESH} "
+                                             "old, says online."),
+     SILENT, STOPPED,
      Panel("Offline messages in range", "table", (Query(
          influxql=(f'SELECT count("online") AS "offline" FROM "$rp"."{STATE}" WHERE {SITES} '
                    'AND "online" = false AND $timeFilter GROUP BY "site", "gateway"'),
          metricsql=(f'count_over_time({STATE}_online{{site=~"$site"}}[$__range]) - '
                     f'sum_over_time({STATE}_online{{site=~"$site"}}[$__range]) > 0'),
          table=True, expect=Expect(tags=("site", "gateway"))),), width=6,
-         description="Offline states (clean stops and last wills) per gateway. An offline "
-                     "state carries the time its gateway connected, so `Last seen` is the "
-                     "better judge of a gateway that is away now."),
+         description="Offline states (clean stops and last wills) per gateway."),
      Panel("Outbox depth (sum)", "stat", (Query(
          influxql=(f'SELECT sum("depth") FROM ({_last_state("last(outbox_depth) AS depth")})'),
          metricsql=f'sum(last_over_time({STATE}_outbox_depth{{site=~"$site"}}[30d]))',

@@ -71,6 +71,7 @@ from gateway.ingest.catalogs import CatalogStore
 from gateway.ingest.dedup import seen_key
 from gateway.ingest.eventlabels import shaper
 from gateway.ingest.items import Item, delivery_of
+from gateway.ingest.lastseen import LastSeen
 from gateway.ingest.metrics import IngestMetrics
 from gateway.ingest.opshttp import OpsEndpoint
 from gateway.ingest.schema import UnknownCatalog, message_lines
@@ -105,6 +106,7 @@ class IngestService:
         self.settings = settings
         self._clock = clock
         self._catalogs = CatalogStore(settings.catalog_store)
+        self._last_seen = LastSeen()
         self._acks = AckStore(settings.watermark_store)
         self._stopping = threading.Event()
         self._ack_lock = threading.Lock()
@@ -298,6 +300,7 @@ class IngestService:
             else:
                 item.key = seen_key(message)
                 item.delivery, item.floor = delivery_of(message)
+                message = self._last_seen.place(message)  # a last will: when it went silent
                 if isinstance(message, IncidentChunk):  # issue 12: for the incident store
                     item.incident = message
                 try:

@@ -62,6 +62,8 @@ class Fleet:
     started_ms: int = 0
     sites: dict[str, str] = field(default_factory=dict)
     """config file stem → site id"""
+    gateways: dict[str, str] = field(default_factory=dict)
+    """config file stem → gateway id"""
     rooms: dict[str, str] = field(default_factory=dict)
     """what → room: `fire`, `silent`, `leak`"""
     gateway_metrics: str = ""
@@ -141,6 +143,8 @@ async def _scene(fleet: Fleet) -> None:
     telecom, datacenter = load_gateway_config(TELECOM), _no_parity(load_gateway_config(DATACENTER))
     fleet.sites = {"telecom": telecom.config.gateway.site,
                    "datacenter": datacenter.config.gateway.site}
+    fleet.gateways = {"telecom": telecom.config.gateway.id,
+                      "datacenter": datacenter.config.gateway.id}
     smoke = [p for p, _ in _points_by_quantity(telecom, "smoke")][:2]
     fleet.rooms["fire"] = _points_by_quantity(telecom, "smoke")[0][1]
     fleet.rooms["silent"] = next(d.room for d in telecom.config.devices if d.id == SILENT)
