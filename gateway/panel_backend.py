@@ -17,17 +17,24 @@ from gateway.field.latest import LatestSamples
 from gateway.operator.commands import OperatorCommands
 from gateway.panel.describe import Describer
 from gateway.panel.views import (
+    Acknowledged,
     DrillBanner,
     PanelAlarm,
     PanelState,
     RoomView,
+    SkippedAlarm,
     SuppressionView,
 )
 from gateway.safety import SafetyCore
 from gateway.status import health_view, room_views
 
 if TYPE_CHECKING:
+    from gateway.evaluator import Evaluator
     from gateway.uplink.publisher import Uplink
+
+STARTING_MAX_S = 30.0
+"""After this long the panel stops saying "starting" even if a device was never polled (a
+bus that does not open: its devices' own alarms say so)."""
 
 
 class PanelBackend:
@@ -45,6 +52,9 @@ class PanelBackend:
     config_version: int
     config_sha256: str
     _panel_describer: tuple[object, Describer] | None
+    evaluations: int
+    evaluator: Evaluator
+    _panel_evaluated: bool = False
 
     def panel_state(self) -> PanelState:
         cfg = self.loaded.config
@@ -63,6 +73,9 @@ class PanelBackend:
                 note=(f"acknowledged by {v.acked_by}" if v.acked_by else None),
                 actions=list(v.actions), acked_by=v.acked_by, acked_ns=v.acked_ns,
                 acked_note=v.acked_note, drill=v.drill,  # issue 12: drill alarms
+                condition=v.condition or v.chattering,
+                latched=(v.latching and v.state.demands_actions and not v.condition
+                         and not v.chattering),
                 **dataclasses.asdict(context)))
         uplink, depth = "not configured", None
         if self.uplink is not None:
@@ -87,7 +100,20 @@ class PanelBackend:
                           now_ns=now_ns, timezone=cfg.gateway.timezone, alarms=alarms,
                           rooms=rooms, health=health, suppressions=suppressions,
                           drill=None if self.core.drill is None else DrillBanner(
-                              **self.core.drill.banner_fields()))  # issue 12: live drills
+                              **self.core.drill.banner_fields()),  # issue 12: live drills
+                          evaluated=self._evaluated())
+
+    def _evaluated(self) -> bool:
+        """Every device polled once (answering or not) and a round of the rules run since,
+        or STARTING_MAX_S gone by: until then the page says the alarms are not known yet."""
+        if self._panel_evaluated:
+            return True
+        polled = all(h.polls for loop in self.bus_loops
+                     for h in loop.stats.device_health.values())
+        self._panel_evaluated = (
+            self.clock.monotonic() - self.started_mono >= STARTING_MAX_S
+            or (polled and self.evaluations > 0 and self.evaluator.owed_since is None))
+        return self._panel_evaluated
 
     def _describer(self, rooms: list[RoomView]) -> Describer:
         """The panel's alarm context for the running config and rules (issue 14), built once
@@ -105,8 +131,21 @@ class PanelBackend:
     def acknowledge(self, alarms: list[AlarmRef], actor: str, note: str | None) -> int:
         return self.commands.acknowledge(alarms, actor, note)
 
+    def acknowledge_waiting(self, alarms: list[AlarmRef], actor: str,
+                            note: str | None) -> Acknowledged:
+        done = self.commands.acknowledge_waiting(alarms, actor, note)
+        return Acknowledged(changed=done.changed, skipped=[
+            SkippedAlarm(rule=x.rule, subject=x.subject, title=x.title, state=x.state,
+                         acked_by=x.acked_by) for x in done.skipped])
+
+    def reset_alarm(self, alarm: AlarmRef, actor: str, note: str | None) -> int:
+        return self.commands.reset(alarm, actor, note)
+
     def shelve(self, alarm: AlarmRef, actor: str, minutes: float, reason: str) -> None:
         self.commands.shelve(alarm, actor, self.commands.until(minutes), reason)
+
+    def unshelve(self, alarm: AlarmRef, actor: str) -> None:
+        self.commands.unshelve(alarm, actor)
 
     def suppress(self, scope: str, actor: str, minutes: float, reason: str) -> None:
         self.commands.suppress(scope, actor, self.commands.until(minutes), reason)

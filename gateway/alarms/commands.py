@@ -56,6 +56,28 @@ class AlarmCommands(AlarmLedger):
             self._ack(rec, actor, note)
         return self._flush()
 
+    def acknowledge_waiting(self, keys: Iterable[KeyLike], actor: str,
+                            note: str | None = None) -> list[AlarmEvent]:
+        """Acknowledge those of `keys` that still wait for an acknowledgement
+        (`unacknowledged`), skipping the rest — acknowledged meanwhile by someone else,
+        returned to normal, shelved, no longer known: a panel's "acknowledge all" of the alarms
+        its operator saw. Never resets a latched alarm that is already acknowledged (that
+        takes an acknowledge of its own)."""
+        self._begin()
+        actor = _actor(actor)
+        recs = []
+        for key in _keys(keys):
+            try:
+                rule, subject = key
+            except (TypeError, ValueError):
+                raise AlarmCommandError(f"not an alarm key (rule, subject): {key!r}") from None
+            rec = self._records.get((rule, subject))
+            if isinstance(rec, AlarmRecord) and rec.state.unacknowledged and rec.acknowledgeable:
+                recs.append(rec)
+        for rec in recs:
+            self._ack(rec, actor, note)
+        return self._flush()
+
     def _ack(self, rec: AlarmRecord, actor: str, note: str | None) -> None:
         prev = rec.state
         if rec.acknowledge(actor, self._now):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from gateway.actions.planner import OutputPlanner
 from gateway.alarms.events import AlarmCommandError, AlarmEvent, EventKind
-from gateway.alarms.lifecycle import AlarmKey
+from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.alarms.manager import AlarmManager
 from gateway.clock import Clock
 from gateway.contract.wire import (
@@ -55,6 +55,27 @@ class Released:
                 f"{', '.join(self.still_on_for)} demands it")
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An alarm `acknowledge_waiting` left alone: it no longer waited for an acknowledgement —
+    `acked_by` someone else meanwhile, or `state` normal (cleared and acknowledged, reset) or
+    None (no longer known), or shelved, suppressed …"""
+
+    rule: str
+    subject: str
+    title: str | None
+    state: str | None
+    acked_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """What `acknowledge_waiting` did: `changed` alarms acknowledged, the others `skipped`."""
+
+    changed: int
+    skipped: tuple[Skipped, ...]
+
+
 class OperatorCommands:
     def __init__(self, alarms: Callable[[], AlarmManager], clock: Clock,
                  after: Callable[[list[AlarmEvent]], None], *,
@@ -71,6 +92,49 @@ class OperatorCommands:
         """All or none; returns how many alarms changed state."""
         keys = [AlarmKey(a.rule, a.subject) for a in alarms]
         return self._run(lambda m: m.acknowledge(keys, actor, note))
+
+    def acknowledge_waiting(self, alarms: Sequence[AlarmRef], actor: str,
+                            note: str | None) -> Acknowledged:
+        """Acknowledge those of `alarms` that still wait for it, skipping (and naming) those
+        someone else acknowledged meanwhile — the panel's "acknowledge all" of the alarms its
+        operator saw, and its Acknowledge button (a double click, two operators at once)."""
+        keys = [AlarmKey(a.rule, a.subject) for a in alarms]
+        manager = self._alarms()
+        waiting = {v.key for v in manager.active() if v.state.unacknowledged}
+        changed = self._run(lambda m: m.acknowledge_waiting(keys, actor, note))
+        skipped = []
+        for key in dict.fromkeys(keys):
+            if key in waiting:
+                continue
+            try:
+                view = manager.get(key)
+            except AlarmCommandError:
+                skipped.append(Skipped(key.rule, key.subject, None, None, None))
+                continue
+            skipped.append(Skipped(key.rule, key.subject, view.title, view.state.value,
+                                   view.acked_by))
+        return Acknowledged(changed, tuple(skipped))
+
+    def reset(self, alarm: AlarmRef, actor: str, note: str | None) -> int:
+        """Reset a latched alarm whose condition has cleared (it stays active, its outputs on,
+        until then): the acknowledge that returns it to normal, journalled as one. 0: it is
+        normal already (someone else reset it); refused while its condition is present."""
+        key = AlarmKey(alarm.rule, alarm.subject)
+        try:
+            view = self._alarms().get(key)
+        except AlarmCommandError as exc:
+            raise Refused(NOT_APPLICABLE, str(exc)) from exc
+        if view.state is AlarmState.NORMAL:
+            return 0
+        if view.state.overlay:
+            raise Refused(NOT_APPLICABLE, f"{key} is {view.state.value.replace('_', ' ')}: "
+                                          "nothing to reset")
+        if view.condition or view.chattering:
+            raise Refused(NOT_APPLICABLE, f"{key}: its condition is still present; it can be "
+                                          "reset once it has cleared")
+        if not view.state.demands_actions:
+            raise Refused(NOT_APPLICABLE, f"{key} is not latched: acknowledge it instead")
+        return self.acknowledge([alarm], actor, note)
 
     def acknowledge_all(self, actor: str, room: str | None, note: str | None) -> int:
         return self._run(lambda m: m.acknowledge_all(actor, room, note))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from gateway.alarms.events import CommandRefused
-from gateway.panel.views import AlarmRef, PanelState
+from gateway.panel.views import Acknowledged, AlarmRef, PanelState
 
 __all__ = ["CommandRefused", "PanelBackend"]
 
@@ -17,7 +17,19 @@ class PanelBackend(Protocol):
         """Acknowledge; returns how many alarms changed state. Raises CommandRefused."""
         ...
 
+    def acknowledge_waiting(self, alarms: list[AlarmRef], actor: str,
+                            note: str | None) -> Acknowledged:
+        """Acknowledge those that still wait; the others are `skipped` (not refused)."""
+        ...
+
+    def reset_alarm(self, alarm: AlarmRef, actor: str, note: str | None) -> int:
+        """Reset a latched alarm whose condition has cleared; 0: normal already. Raises
+        CommandRefused."""
+        ...
+
     def shelve(self, alarm: AlarmRef, actor: str, minutes: float, reason: str) -> None: ...
+
+    def unshelve(self, alarm: AlarmRef, actor: str) -> None: ...
 
     def suppress(self, scope: str, actor: str, minutes: float, reason: str) -> None: ...
 

@@ -19,7 +19,6 @@ session (cookie from `POST /api/login`, `gateway.panel.sessions`); reading needs
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -38,20 +37,15 @@ from gateway.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.ops.metrics import make_registry, render
 from gateway.ops.routes import add_ops_routes
 from gateway.ops.source import MetricsSource
-from gateway.panel.backend import CommandRefused, PanelBackend
+from gateway.panel.actions import PanelActions
+from gateway.panel.backend import PanelBackend
 from gateway.panel.events import History, Reply  # issue 12: the Events and Incidents views
+from gateway.panel.logfmt import kv
 from gateway.panel.passwords import ScryptHash, parse_hash, verify_password
 from gateway.panel.requests import json_body, json_request
 from gateway.panel.sessions import COOKIE, SessionTable
 from gateway.panel.throttle import LoginThrottle
-from gateway.panel.views import (
-    AcknowledgeCommand,
-    LoginCommand,
-    ResetOutputCommand,
-    ShelveCommand,
-    SuppressCommand,
-    UnsuppressCommand,
-)
+from gateway.panel.views import LoginCommand
 
 if TYPE_CHECKING:  # prometheus_client is imported at the first scrape (gateway.ops.metrics)
     from prometheus_client import CollectorRegistry
@@ -94,17 +88,6 @@ _REPORT_HEADERS = {  # issue 12: an incident report (inline styles, no script) i
 M = TypeVar("M", bound=BaseModel)
 
 
-def kv(event: str, **fields: object) -> str:
-    """One structured log line: `event=... key=value ...`, values with spaces JSON-quoted."""
-    parts = [f"event={event}"]
-    for key, value in fields.items():
-        text = "" if value is None else str(value)
-        if not text or any(c.isspace() or c in '"=\\' for c in text) or not text.isprintable():
-            text = json.dumps(text)
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
-
-
 _SCOPES = {"address": "from this address", "user": "for this user name",
            "panel": "on this panel"}
 
@@ -119,7 +102,7 @@ def _load_static() -> dict[str, tuple[bytes, str]]:
     }
 
 
-class PanelServer:
+class PanelServer(PanelActions):
     """The panel's HTTP server; `start()` binds and returns the port, `stop()` closes it.
 
     `ops`: what /healthz and /metrics read; default: the backend, when it is a MetricsSource
@@ -175,6 +158,8 @@ class PanelServer:
         router.add_post("/api/logout", self._logout)
         router.add_post("/api/alarms/acknowledge", self._acknowledge)
         router.add_post("/api/alarms/shelve", self._shelve)
+        router.add_post("/api/alarms/unshelve", self._unshelve)
+        router.add_post("/api/alarms/reset", self._reset_alarm)
         router.add_post("/api/suppress", self._suppress)
         router.add_post("/api/unsuppress", self._unsuppress)
         router.add_post("/api/outputs/reset", self._reset_output)
@@ -333,59 +318,3 @@ class PanelServer:
         response = json_response({"ok": True})
         response.del_cookie(COOKIE, path="/")
         return response
-
-    async def _command(self, request: Request, model: type[M], event: str,
-                       run: Callable[[M, str], int | str | None],
-                       target: Callable[[M], dict[str, object]],
-                       detail: Callable[[M], dict[str, object]]) -> Response:
-        """A logged-in user's alarm command, carried out by the daemon's one
-        `OperatorCommands` (the service `cmd` uses too): parsed, run in the user's name and
-        logged; a refusal is a 409 with the reason."""
-        user = self._require_user(request)
-        command = json_body(request, model)
-        where = target(command)
-        try:
-            changed = run(command, user)
-        except CommandRefused as exc:
-            log.info(kv(f"panel_{event}_refused", user=user, **where, reason=exc))
-            raise ApiError(409, "refused", str(exc) or "command refused") from None
-        counted: dict[str, object] = {}
-        if isinstance(changed, str):  # what a reset_output did, in words
-            counted = {"note": changed}
-        elif changed is not None:
-            counted = {"changed": changed}
-        logged = {"result": changed} if isinstance(changed, str) else counted
-        log.info(kv(f"panel_{event}", user=user, **where, **logged, **detail(command)))
-        return json_response({"ok": True, **counted})
-
-    async def _acknowledge(self, request: Request) -> Response:
-        return await self._command(
-            request, AcknowledgeCommand, "acknowledge",
-            lambda c, user: self._backend.acknowledge(c.alarms, user, c.note),
-            lambda c: {"alarms": ",".join(f"{a.rule}/{a.subject}" for a in c.alarms)},
-            lambda c: {"note": c.note})
-
-    async def _shelve(self, request: Request) -> Response:
-        return await self._command(
-            request, ShelveCommand, "shelve",
-            lambda c, user: self._backend.shelve(c.alarm, user, c.minutes, c.reason),
-            lambda c: {"alarm": f"{c.alarm.rule}/{c.alarm.subject}"},
-            lambda c: {"minutes": c.minutes, "reason": c.reason})
-
-    async def _suppress(self, request: Request) -> Response:
-        return await self._command(
-            request, SuppressCommand, "suppress",
-            lambda c, user: self._backend.suppress(c.scope, user, c.minutes, c.reason),
-            lambda c: {"scope": c.scope}, lambda c: {"minutes": c.minutes, "reason": c.reason})
-
-    async def _unsuppress(self, request: Request) -> Response:
-        return await self._command(
-            request, UnsuppressCommand, "unsuppress",
-            lambda c, user: self._backend.unsuppress(c.scope, user),
-            lambda c: {"scope": c.scope}, lambda c: {})
-
-    async def _reset_output(self, request: Request) -> Response:
-        return await self._command(
-            request, ResetOutputCommand, "reset_output",
-            lambda c, user: self._backend.reset_output(c.output, user, c.note),
-            lambda c: {"output": c.output}, lambda c: {"note": c.note})

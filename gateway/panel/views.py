@@ -56,6 +56,12 @@ class PanelAlarm(View):
     acked_note: str | None = None
     drill: bool = False
     """Issue 12: a live drill's alarm (subject `drill:…`), shown marked DRILL."""
+    condition: bool | None = None
+    """The rule's condition now (None: not told): False on an alarm that stays in the list
+    after it cleared — returned, waiting for its acknowledgement, or latched."""
+    latched: bool = False
+    """A latching alarm whose condition has cleared: it stays active (its outputs on) until
+    a reset (`POST /api/alarms/reset`, an acknowledge)."""
 
 
 class DrillBanner(View):
@@ -162,6 +168,9 @@ class PanelState(View):
     suppressions: list[SuppressionView] = []
     drill: DrillBanner | None = None
     """Issue 12: the live drill running now, for the panel's banner."""
+    evaluated: bool = True
+    """False while the gateway is starting: its devices have not all been polled and
+    evaluated yet, so the alarm list is not known to be complete."""
 
 
 # --- commands (POST bodies) -------------------------------------------------------------------
@@ -172,6 +181,38 @@ class PanelState(View):
 
 class AcknowledgeCommand(View):
     alarms: Annotated[list[AlarmRef], Field(min_length=1, max_length=1000)]
+    note: Annotated[str, Field(max_length=500)] | None = None
+    skip_acknowledged: bool = False
+    """False: all or none (one that no longer waits refuses the whole command); True: those
+    that still wait are acknowledged, the others listed in the answer's `skipped`."""
+
+
+class SkippedAlarm(View):
+    """An alarm an acknowledge with `skip_acknowledged` left alone: acknowledged meanwhile
+    (`acked_by`), normal again, shelved … or no longer known (`state` None)."""
+
+    rule: str
+    subject: str
+    title: str | None
+    state: str | None
+    acked_by: str | None
+
+
+class Acknowledged(View):
+    changed: int
+    skipped: list[SkippedAlarm] = []
+
+
+class AlarmCommand(View):
+    """A command on one alarm: unshelve."""
+
+    alarm: AlarmRef
+
+
+class ResetAlarmCommand(View):
+    """Reset a latched alarm whose condition has cleared (an acknowledge of it)."""
+
+    alarm: AlarmRef
     note: Annotated[str, Field(max_length=500)] | None = None
 
 
@@ -204,5 +245,6 @@ class LoginCommand(View):
     password: Annotated[str, Field(min_length=1, max_length=256)]
 
 
-__all__ = ["AcknowledgeCommand", "AlarmRef", "PanelAlarm", "PanelState", "ResetOutputCommand",
-           "ShelveCommand", "SuppressCommand", "UnsuppressCommand"]
+__all__ = ["AcknowledgeCommand", "Acknowledged", "AlarmCommand", "AlarmRef", "PanelAlarm",
+           "PanelState", "ResetAlarmCommand", "ResetOutputCommand", "ShelveCommand",
+           "SkippedAlarm", "SuppressCommand", "UnsuppressCommand"]

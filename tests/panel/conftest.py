@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 
 from gateway.clock import ManualClock
@@ -14,6 +15,7 @@ from gateway.panel.backend import CommandRefused
 from gateway.panel.passwords import hash_password
 from gateway.panel.server import PanelServer
 from gateway.panel.views import (
+    Acknowledged,
     AlarmRef,
     BusView,
     DeviceView,
@@ -23,6 +25,7 @@ from gateway.panel.views import (
     PanelState,
     PointView,
     RoomView,
+    SkippedAlarm,
 )
 
 NOW_NS = 1_700_000_000_000_000_000
@@ -126,9 +129,36 @@ class FakeBackend:
         self.commands.append(("acknowledge", list(alarms), actor, note))
         return len(alarms)
 
+    def acknowledge_waiting(self, alarms: list[AlarmRef], actor: str,
+                            note: str | None) -> Acknowledged:
+        """Acknowledges those the state shows unacknowledged, skips the others."""
+        self._check()
+        shown = {(a.rule, a.subject): a for a in self.state.alarms}
+        waiting, skipped = [], []
+        for ref in alarms:
+            a = shown.get((ref.rule, ref.subject))
+            if a is not None and a.state.endswith("_unacknowledged"):
+                waiting.append(ref)
+            else:
+                skipped.append(SkippedAlarm(rule=ref.rule, subject=ref.subject,
+                                            title=a.title if a else None,
+                                            state=a.state if a else None,
+                                            acked_by=a.acked_by if a else None))
+        self.commands.append(("acknowledge_waiting", list(waiting), actor, note))
+        return Acknowledged(changed=len(waiting), skipped=skipped)
+
+    def reset_alarm(self, alarm: AlarmRef, actor: str, note: str | None) -> int:
+        self._check()
+        self.commands.append(("reset", alarm, actor, note))
+        return 1
+
     def shelve(self, alarm: AlarmRef, actor: str, minutes: float, reason: str) -> None:
         self._check()
         self.commands.append(("shelve", alarm, actor, minutes, reason))
+
+    def unshelve(self, alarm: AlarmRef, actor: str) -> None:
+        self._check()
+        self.commands.append(("unshelve", alarm, actor))
 
     def suppress(self, scope: str, actor: str, minutes: float, reason: str) -> None:
         self._check()
@@ -179,3 +209,12 @@ async def panel() -> AsyncIterator[Running]:
 async def private_panel() -> AsyncIterator[Running]:
     async for running in _running(panel_settings(login_to_view=True)):
         yield running
+
+
+@pytest.fixture
+async def client(panel: Running) -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client of the panel; `unsafe`: it keeps cookies for a bare IP (127.0.0.1)."""
+    async with aiohttp.ClientSession(
+        base_url=panel.url, cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as session:
+        yield session

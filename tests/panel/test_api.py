@@ -42,15 +42,6 @@ ACTIONS = [
 ]
 
 
-@pytest.fixture
-async def client(panel: Running) -> AsyncIterator[aiohttp.ClientSession]:
-    # unsafe: keep cookies for a bare IP address (127.0.0.1)
-    async with aiohttp.ClientSession(
-        base_url=panel.url, cookie_jar=aiohttp.CookieJar(unsafe=True)
-    ) as session:
-        yield session
-
-
 async def post(
     client: aiohttp.ClientSession, path: str, body: Any, headers: dict[str, str] | None = None
 ) -> tuple[int, Any]:

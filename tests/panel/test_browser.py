@@ -94,7 +94,8 @@ async def test_see_log_in_acknowledge(panel: Running, browser: Browser, tmp_path
     await expect(page.get_by_test_id("logout")).to_be_visible()
     await expect(page.get_by_test_id("message")).to_contain_text("Acknowledged")
     ref = AlarmRef(rule="h2_high", subject="h2-batt-01.h2")
-    assert backend.commands == [("acknowledge", [ref], USER, None)]
+    # the card's button acknowledges it unless someone else did meanwhile (no refusal then)
+    assert backend.commands == [("acknowledge_waiting", [ref], USER, None)]
 
     # the daemon changes the state; the page follows within a poll or two
     backend.state = sample_state(
@@ -114,7 +115,7 @@ async def test_see_log_in_acknowledge(panel: Running, browser: Browser, tmp_path
     await page.get_by_test_id("ack-all").click()
     await expect(page.get_by_test_id("message")).to_contain_text("Acknowledged 1 alarm")
     smoke_ref = AlarmRef(rule="smoke", subject="smoke-1.alarm")
-    assert backend.commands[-1:] == [("acknowledge", [smoke_ref], USER, None)]
+    assert backend.commands[-1:] == [("acknowledge_waiting", [smoke_ref], USER, None)]
     await smoke.get_by_test_id("shelve-button").click()
     await page.get_by_test_id("shelve-minutes").fill("15")
     await page.get_by_test_id("shelve-reason").fill("detector test")
@@ -130,13 +131,14 @@ async def test_see_log_in_acknowledge(panel: Running, browser: Browser, tmp_path
     assert backend.commands[-1:] == [("suppress", "battery-1", USER, 90.0, "hot work permit 42")]
     await page.get_by_test_id("suppress-close").click()
 
-    # a refusal is shown, not swallowed
+    # a refusal is shown, not swallowed: in the shelve dialog, which stays open
     backend.refuse = "alarm h2_high/h2-batt-01.h2 is not shelvable"
     await h2.get_by_test_id("shelve-button").click()
     await page.get_by_test_id("shelve-reason").fill("x")
     await page.get_by_test_id("shelve-submit").click()
-    await expect(page.get_by_test_id("message")).to_have_text(
-        "alarm h2_high/h2-batt-01.h2 is not shelvable")
+    await expect(page.get_by_test_id("shelve-error")).to_have_text(
+        "Alarm h2_high/h2-batt-01.h2 is not shelvable")
+    await page.get_by_test_id("shelve-cancel").click()
     backend.refuse = None
 
     await page.get_by_test_id("logout").click()

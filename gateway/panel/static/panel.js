@@ -9,8 +9,9 @@
   const ACTIVE = new Set(["active_unacknowledged", "active_acknowledged", "returned_unacknowledged"]);
   const INACTIVE = new Set(["shelved", "suppressed", "out_of_service"]);
 
-  const { el, fmtAge, human, renderRooms, renderHealth, buildAlarm, updateAlarm, isUnacked, alarmKey } =
-    window.RoomWardenViews;
+  const ME_MS = 120000;     // the session is checked this often (and after a reconnect)
+  const { el, fmtAge, fmtClock, fmtZone, human, renderRooms, renderHealth, buildAlarm, updateAlarm, isUnacked,
+    alarmKey } = window.RoomWardenViews;
   const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
   const ui = {};
   let me = { user: null, login_to_view: false, login_enabled: true };
@@ -22,16 +23,48 @@
   let lastOkAt = null;     // performance.now() of the last state received
   let lastOkWall = null;   // Date of the same, for the banner
   let announced = null;    // alarm keys already announced to screen readers
+  let down = false;        // the last poll got no answer: the next answer is a reconnect
 
   // --- helpers -------------------------------------------------------------------------------
 
 
+  // The message stays in view (fixed to the window); an error stays until dismissed, a
+  // success or information goes after a while.
   function showMessage(text, kind) {
-    ui.message.textContent = text;
-    ui.message.className = `banner message ${kind || ""}`;
+    ui.messageText.textContent = text;
+    ui.message.className = `banner message toast ${kind || ""}`;
+    ui.message.setAttribute("role", kind === "bad" ? "alert" : "status");
     ui.message.hidden = !text;
     clearTimeout(showMessage.timer);
-    if (text) showMessage.timer = setTimeout(() => { ui.message.hidden = true; }, 6000);
+    if (text && kind !== "bad") showMessage.timer = setTimeout(() => { ui.message.hidden = true; }, 8000);
+  }
+
+  const tz = () => (lastState && lastState.timezone) || "UTC";
+  const clock = (ms) => fmtClock(ms * 1e6, tz(), Date.now() * 1e6);
+
+  // A refusal in plain words: a field's reason without the model's name, an alarm by its
+  // title rather than rule@subject.
+  const FIELDS = { minutes: "Minutes", reason: "Reason", note: "Note", scope: "Scope" };
+  function plainError(r) {
+    const d = r.data || {};
+    if (d.error === "invalid_body" && Array.isArray(d.details) && d.details.length) {
+      return d.details.map((x) => {
+        const field = String(x.loc || "").split(".").pop();
+        let msg = String(x.msg || "is not valid")
+          .replace(/^Input should be less than or equal to (\S+)$/, "must be at most $1")
+          .replace(/^Input should be greater than (\S+)$/, "must be more than $1")
+          .replace(/^String should have at least 1 character$/, "must not be empty")
+          .replace(/^String should have at most (\d+) characters$/, "must be at most $1 characters")
+          .replace(/^Input should be a valid number.*$/, "must be a number");
+        if (field === "minutes" && /at most 10080$/.test(msg)) msg += " (7 days)";
+        return `${FIELDS[field] || "A value"} ${msg}.`;
+      }).join(" ");
+    }
+    let text = d.message || `refused (${r.status})`;
+    for (const a of (lastState && lastState.alarms) || []) {
+      text = text.split(`${a.rule}@${a.subject}`).join(`“${a.title}”`);
+    }
+    return text.charAt(0).toUpperCase() + text.slice(1);
   }
 
   async function api(method, path, body) {
@@ -54,11 +87,15 @@
 
   function renderUser() {
     ui.user.hidden = !me.user;
-    ui.user.textContent = me.user ? `Logged in: ${me.user}` : "";
+    ui.user.replaceChildren(...(me.user ? [el("span", { class: "long" }, "Logged in: "), me.user] : []));
+    ui.user.title = me.user ? `Logged in: ${me.user}` : "";
     ui.loginOpen.hidden = Boolean(me.user);
     ui.logout.hidden = !me.user;
+    if (lastState) renderAlarms(lastState); // Reset and Unshelve are for a user only
   }
 
+  // Who this browser's session is now: after a reconnect (a restart logs everyone out) and
+  // every ME_MS (a session ends after session_ttl).
   async function loadMe() {
     try {
       const r = await api("GET", "/api/me");
@@ -111,48 +148,82 @@
     try { await api("POST", "/api/logout"); } catch (e) { /* ignore */ }
     me.user = null;
     renderUser();
-    showMessage("Logged out.");
+    showMessage("Logged out.", "good");
   }
 
-  // An action that needs a user: asks for a login on 401 and then runs again.
-  async function act(path, body, done) {
+  // An action that needs a user: asks for a login on 401 and then runs again. `done(data)`
+  // gives the words of a success ([text, kind] for information); `opts.button` is disabled
+  // while the request runs (a double click sends one); `opts.refused(text)` shows a refusal
+  // elsewhere than the message (the shelve dialog).
+  async function act(path, body, done, opts) {
+    const o = opts || {};
+    if (o.button) {
+      if (o.button.disabled) return false;
+      o.button.disabled = true;
+    }
     let r;
     try {
       r = await api("POST", path, body);
     } catch (e) {
       showMessage("No answer from the gateway in time: the action may not have been carried out — check the alarm list.", "bad");
       return false;
+    } finally {
+      if (o.button) o.button.disabled = false;
     }
     if (r.status === 401) {
       me.user = null;
       renderUser();
-      pending = () => act(path, body, done);
-      openLogin("Log in to do this.");
+      pending = () => act(path, body, done, opts);
+      openLogin("Your session has ended: log in to do this.");
       return false;
     }
     if (!r.ok) {
-      showMessage((r.data && r.data.message) || `refused (${r.status})`, "bad");
+      if (o.refused) o.refused(plainError(r)); else showMessage(plainError(r), "bad");
       return false;
     }
-    showMessage(done(r.data), "good");
+    const said = done(r.data);
+    if (Array.isArray(said)) showMessage(said[0], said[1]); else showMessage(said, "good");
     poll();
     return true;
   }
 
+  // Someone else got there first: information, not an error.
+  function skippedWords(skipped) {
+    return skipped.map((x) => {
+      const title = x.title || `${x.rule} · ${x.subject}`;
+      if (x.acked_by) return `already acknowledged by ${x.acked_by}: ${title}`;
+      if (x.state === "shelved" || x.state === "suppressed" || x.state === "out_of_service") {
+        return `${human(x.state)}: ${title}`;
+      }
+      return `already acknowledged or cleared: ${title}`;
+    }).join("; ");
+  }
+
   // --- alarms --------------------------------------------------------------------------------
 
+  // By severity; within one, those waiting for an acknowledgement first (the first-out, then
+  // the newest), then the rest (first-out, then the oldest).
   function sortAlarms(list) {
+    const waits = (a) => (isUnacked(a) ? 0 : 1);
+    const since = (a) => a.activated_ns ?? Number.MAX_SAFE_INTEGER;
     return list.slice().sort((a, b) =>
       (SEVERITY[a.severity] ?? 9) - (SEVERITY[b.severity] ?? 9) ||
+      waits(a) - waits(b) ||
       (b.first_out ? 1 : 0) - (a.first_out ? 1 : 0) ||
-      (a.activated_ns ?? Number.MAX_SAFE_INTEGER) - (b.activated_ns ?? Number.MAX_SAFE_INTEGER) ||
+      (isUnacked(a) ? since(b) - since(a) : since(a) - since(b)) ||
       alarmKey(a).localeCompare(alarmKey(b)));
   }
 
+  const ref = (a) => ({ rule: a.rule, subject: a.subject });
   const cardActions = {
-    acknowledge: (a) => act("/api/alarms/acknowledge", { alarms: [{ rule: a.rule, subject: a.subject }] },
-      (d) => (d.changed ? `Acknowledged: ${a.title}` : `Already acknowledged: ${a.title}`)),
+    acknowledge: (a, button) => act("/api/alarms/acknowledge", { alarms: [ref(a)], skip_acknowledged: true },
+      (d) => (d.changed ? `Acknowledged: ${a.title}` : [`Nothing to do — ${skippedWords(d.skipped || [])}.`, "info"]),
+      { button }),
+    reset: (a, button) => act("/api/alarms/reset", { alarm: ref(a) },
+      (d) => (d.changed ? `Reset: ${a.title}` : [`Already reset: ${a.title}`, "info"]), { button }),
     shelve: (a) => openShelve(a),
+    unshelve: (a, button) => act("/api/alarms/unshelve", { alarm: ref(a) }, () => `Unshelved: ${a.title}`,
+      { button }),
   };
 
   function syncList(list, items, state) {
@@ -162,7 +233,7 @@
       const key = alarmKey(item);
       let li = existing.get(key);
       if (li) existing.delete(key); else li = buildAlarm(cardActions);
-      updateAlarm(li, item, state);
+      updateAlarm(li, item, state, me.user);
       const at = list.children[i];
       if (at !== li) list.insertBefore(li, at || null);
     });
@@ -179,7 +250,9 @@
     announce(active);
     ui.alarmCount.textContent = String(active.length);
     ui.inactiveCount.textContent = String(inactive.length);
-    ui.noAlarms.hidden = active.length > 0;
+    const starting = state.evaluated === false; // the gateway has not evaluated every device yet
+    ui.starting.hidden = !starting;
+    ui.noAlarms.hidden = active.length > 0 || starting;
     ui.ackAll.disabled = !active.some(isUnacked);
   }
 
@@ -196,12 +269,18 @@
     announced = keys;
   }
 
+  // Acknowledges the alarms this page shows waiting; those someone else acknowledged
+  // meanwhile are skipped and counted (never a refusal of the whole list).
   function ackAll() {
     const refs = (lastState ? lastState.alarms : [])
-      .filter((a) => ACTIVE.has(a.state) && isUnacked(a))
-      .map((a) => ({ rule: a.rule, subject: a.subject }));
+      .filter((a) => ACTIVE.has(a.state) && isUnacked(a)).map(ref);
     if (!refs.length) return;
-    act("/api/alarms/acknowledge", { alarms: refs }, (d) => `Acknowledged ${d.changed} alarm(s).`);
+    act("/api/alarms/acknowledge", { alarms: refs, skip_acknowledged: true }, (d) => {
+      const skipped = d.skipped || [];
+      const done = `Acknowledged ${d.changed} alarm${d.changed === 1 ? "" : "s"}.`;
+      if (!skipped.length) return done;
+      return [`${done} ${skipped.length} no longer waited — ${skippedWords(skipped)}.`, "info"];
+    }, { button: ui.ackAll });
   }
 
   // An output held on until an operator resets it (e.g. a battery room's charge inhibit):
@@ -221,20 +300,22 @@
     ui.shelveReason.focus();
   }
 
+  // The dialog stays open until the gateway answers: a refusal is shown in it.
   async function submitShelve(event) {
     event.preventDefault();
     const minutes = Number(ui.shelveMinutes.value);
     const reason = ui.shelveReason.value.trim();
-    if (!(minutes > 0) || !reason) {
-      ui.shelveError.textContent = "Give the minutes (more than 0) and a reason.";
+    const refused = (text) => {
+      ui.shelveError.textContent = text;
       ui.shelveError.hidden = false;
-      return;
-    }
+    };
+    if (!(minutes > 0) || !reason) { refused("Give the minutes (more than 0) and a reason."); return; }
     const a = shelveTarget;
-    ui.shelveDialog.close();
-    const ok = await act("/api/alarms/shelve",
-      { alarm: { rule: a.rule, subject: a.subject }, minutes, reason },
-      () => `Shelved for ${minutes} min: ${a.title}`);
+    ui.shelveError.hidden = true;
+    const ok = await act("/api/alarms/shelve", { alarm: ref(a), minutes, reason }, () => {
+      if (ui.shelveDialog.open) ui.shelveDialog.close();
+      return `Shelved for ${minutes} min: ${a.title}`;
+    }, { button: ui.shelveSubmit, refused });
     if (ok) ui.shelveReason.value = "";
   }
 
@@ -267,7 +348,7 @@
     ui.suppressions.replaceChildren(...(list.length ? list.map((x) => el("li",
       { testid: "suppression", "data-scope": x.scope },
       el("strong", { text: x.scope }), ` — ${x.reason} (by ${x.actor}, until `,
-      new Date(x.until_ns / 1e6).toLocaleString(), ")")) :
+      fmtClock(x.until_ns, state.timezone, state.now_ns), ")")) :
       [el("li", { class: "hint", text: "No suppressions in force." })]));
   }
 
@@ -298,7 +379,7 @@
     ui.stale.textContent = lastState === null
       ? "NO DATA: the gateway does not answer. Alarms are NOT known — check the room or the gateway."
       : `NO LIVE DATA: the gateway has not answered for ${fmtAge(age)}. Everything below is from ` +
-        `${lastOkWall.toLocaleTimeString([], { hourCycle: "h23" })} and may be out of date.`;
+        `${clock(lastOkWall.getTime())} and may be out of date.`;
     ui.stale.hidden = false;
     if (lastState === null) ui.loading.textContent = "The gateway does not answer — alarms are not known.";
   }
@@ -307,7 +388,8 @@
 
   function renderSound(st) {
     ui.silenceHere.hidden = !st.pattern;
-    const words = st.blocked ? ["Sound blocked", ": tap to allow"] : st.playing ? ["Sounding", " here"]
+    // short words first: on a phone only they show, and each state reads apart
+    const words = st.blocked ? ["No sound", ": tap to allow"] : st.playing ? ["Sounding", " here"]
       : st.silenced ? ["Silenced", " here"] : ["Sound on", ""];
     ui.soundToggle.replaceChildren(words[0], el("span", { class: "long" }, words[1]));
     ui.soundToggle.className = `btn sound ${st.blocked ? "blocked" : st.playing ? "playing" : ""}`;
@@ -323,6 +405,7 @@
     renderAlarms(state);
     renderScopes(state);
     renderSuppressions(state);
+    ui.timeZone.textContent = `Times are site time: ${fmtZone(state.timezone || "UTC")}.`;
     renderRooms(ui, state);
     renderHealth(ui, state, { user: me.user, reset: resetOutput });
     if (window.RoomWardenSound) window.RoomWardenSound.update(state.alarms || []);
@@ -342,6 +425,7 @@
     clearTimeout(pollTimer);
     try {
       const r = await api("GET", "/api/state");
+      if (down) { down = false; loadMe(); } // a reconnect: is the session still there?
       if (r.status === 401) {
         setConn(false, "log in to view");
         if (!ui.loginDialog.open) openLogin("This panel needs a login to view.");
@@ -350,11 +434,12 @@
         lastOkWall = new Date();
         render(r.data);
         checkStale();
-        setConn(true, `live ${new Date().toLocaleTimeString([], { hourCycle: "h23" })}`);
+        setConn(true, `live ${clock(Date.now())}`);
       } else {
         setConn(false, `error ${r.status}`);
       }
     } catch (e) {
+      down = true;
       setConn(false, "connection lost");
     } finally {
       pollTimer = setTimeout(poll, POLL_MS);
@@ -367,7 +452,8 @@
     Object.assign(ui, {
       name: $("gateway-name"), site: $("gateway-site"), conn: $("conn-status"),
       user: $("current-user"), loginOpen: $("login-open"), logout: $("logout"),
-      flood: $("flood-banner"), message: $("message"),
+      flood: $("flood-banner"), message: $("message"), messageText: $("message-text"),
+      messageClose: $("message-close"), starting: $("starting"), timeZone: $("time-zone"),
       alarmList: $("alarm-list"), inactiveList: $("inactive-list"), alarmCount: $("alarm-count"),
       inactiveCount: $("inactive-count"), noAlarms: $("no-alarms"), ackAll: $("ack-all"),
       suppressForm: $("suppress-form"), suppressScope: $("suppress-scope"),
@@ -380,7 +466,7 @@
       loginSubmit: $("login-submit"), loginCancel: $("login-cancel"),
       shelveDialog: $("shelve-dialog"), shelveForm: $("shelve-form"), shelveTarget: $("shelve-target"),
       shelveMinutes: $("shelve-minutes"), shelveReason: $("shelve-reason"), shelveError: $("shelve-error"),
-      shelveCancel: $("shelve-cancel"),
+      shelveCancel: $("shelve-cancel"), shelveSubmit: $("shelve-submit"),
       loading: $("loading"), stale: $("stale-banner"), strip: $("outputs-strip"),
       announcer: $("announcer"), content: $("content"), soundToggle: $("sound-toggle"),
       silenceHere: $("silence-here"), notifyEnable: $("notify-enable"),
@@ -405,6 +491,8 @@
       }));
     }
     setInterval(checkStale, 1000);
+    setInterval(loadMe, ME_MS);
+    ui.messageClose.addEventListener("click", () => { ui.message.hidden = true; });
     ui.loginOpen.addEventListener("click", () => openLogin(""));
     ui.logout.addEventListener("click", logout);
     ui.loginForm.addEventListener("submit", submitLogin);

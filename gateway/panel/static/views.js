@@ -57,6 +57,27 @@ window.RoomWardenViews = (() => {
     return fmt.format(when);
   }
 
+  // The site's zone once, for the page: "Asia/Shanghai (GMT+8)".
+  function fmtZone(tz) {
+    try {
+      const part = new Intl.DateTimeFormat("en-US", { timeZone: tz, timeZoneName: "shortOffset" })
+        .formatToParts(new Date()).find((p) => p.type === "timeZoneName");
+      return part ? `${tz} (${part.value})` : tz;
+    } catch (e) { return tz || "UTC"; }
+  }
+
+  // A short state tag every card shows (also on a phone, where the state text is hidden).
+  function stateTag(a) {
+    if (a.state === "shelved") return ["SHELVED", "inactive"];
+    if (a.state === "suppressed") return ["SUPPRESSED", "inactive"];
+    if (a.state === "out_of_service") return ["OUT OF SERVICE", "inactive"];
+    if (a.latched) return isUnacked(a) ? ["LATCHED – ACK NEEDED", "latched"] : ["LATCHED – RESET NEEDED", "latched"];
+    if (a.state === "returned_unacknowledged") return ["CLEARED – ACK NEEDED", "cleared"];
+    if (a.state === "active_acknowledged") return ["ACKNOWLEDGED", "acked"];
+    if (a.state === "active_unacknowledged") return ["ACTIVE", "active"];
+    return [human(a.state).toUpperCase(), ""];
+  }
+
   // --- alarm cards ---------------------------------------------------------------------------
 
   // One alarm card; `actions.acknowledge(alarm)` and `actions.shelve(alarm)` do the buttons.
@@ -67,6 +88,7 @@ window.RoomWardenViews = (() => {
     f.firstOut = el("span", { class: "tag firstout", testid: "first-out", text: "FIRST OUT" });
     f.chatter = el("span", { class: "tag", text: "chattering" });
     f.drill = el("span", { class: "tag drill", testid: "drill-tag", text: "DRILL" }); // issue 12
+    f.tag = el("span", { class: "tag st", testid: "alarm-tag" });
     f.title = el("strong", { class: "alarm-title", testid: "alarm-title" });
     f.room = el("span", { class: "room-name", testid: "alarm-room" });
     f.device = el("span", { testid: "alarm-device" });
@@ -80,8 +102,9 @@ window.RoomWardenViews = (() => {
     f.subject = el("span", { class: "subject", testid: "alarm-subject" });
     f.ackBtn = el("button", { type: "button", class: "btn primary", testid: "ack-button" },
       "Ack", el("span", { class: "long" }, "nowledge"));
-    f.shelve = el("button", { type: "button", class: "btn", testid: "shelve-button" },
-      el("span", { class: "long" }, "Shelve"), "…");
+    f.shelve = el("button", { type: "button", class: "btn", testid: "shelve-button" }, "Shelve");
+    f.reset = el("button", { type: "button", class: "btn primary", testid: "reset-button" }, "Reset");
+    f.unshelve = el("button", { type: "button", class: "btn", testid: "unshelve-button" }, "Unshelve");
     li.append(
       el("div", { class: "alarm-body" },
         el("div", { class: "alarm-head" }, f.sev, f.drill, f.firstOut, f.chatter, f.title),
@@ -90,16 +113,19 @@ window.RoomWardenViews = (() => {
           el("span", { class: "when" }, f.time, " · ", f.age)),
         f.ack,
         el("div", { class: "alarm-foot" }, f.state, f.subject)),
-      el("div", { class: "alarm-actions" }, f.ackBtn, f.shelve));
-    f.ackBtn.addEventListener("click", () => actions.acknowledge(li._alarm));
+      el("div", { class: "alarm-actions" }, f.ackBtn, f.reset, f.shelve, f.unshelve, f.tag));
+    f.ackBtn.addEventListener("click", () => actions.acknowledge(li._alarm, f.ackBtn));
+    f.reset.addEventListener("click", () => actions.reset(li._alarm, f.reset));
     f.shelve.addEventListener("click", () => actions.shelve(li._alarm));
+    f.unshelve.addEventListener("click", () => actions.unshelve(li._alarm, f.unshelve));
     li._f = f;
     return li;
   }
 
   const numeric = (v) => typeof v === "number";
 
-  function updateAlarm(li, a, state) {
+  // `user`: the logged-in user (null: none) — Reset and Unshelve are offered to a user only.
+  function updateAlarm(li, a, state, user) {
     const f = li._f;
     const nowNs = state.now_ns;
     li._alarm = a;
@@ -114,6 +140,10 @@ window.RoomWardenViews = (() => {
     f.drill.hidden = !a.drill; // issue 12: a live drill's alarm, never a real one
     if (a.drill) li.className += " drill";
     f.title.textContent = a.title;
+    const [tagText, tagClass] = stateTag(a);
+    f.tag.textContent = tagText;
+    f.tag.className = `tag st st-${tagClass}`;
+    li.dataset.latched = String(Boolean(a.latched));
     let stateText = human(a.state);
     if (a.state === "shelved" && a.shelved_until_ns) {
       stateText += ` (${fmtAge((a.shelved_until_ns - nowNs) / 1e9)} left)`;
@@ -127,7 +157,14 @@ window.RoomWardenViews = (() => {
     f.location.hidden = !a.location;
     // a measurement reads with its unit and the limit it crossed; a contact, a count or a
     // coincidence reads as its condition in words (never a bare 2, 0 or ON)
-    if (numeric(a.value) && a.unit && a.limit) {
+    if (a.condition === false) {
+      // cleared (returned, or latched waiting for a reset): say so, never the condition as
+      // if it were still true; a contact or a measurement gives its reading now
+      const now = typeof a.value === "boolean" || (numeric(a.value) && a.unit)
+        ? ` — now ${fmtValue(a.value, a.unit)}` : "";
+      f.value.textContent = `Cleared${now}`;
+      f.limit.textContent = a.limit ? `was: ${a.limit}` : "";
+    } else if (numeric(a.value) && a.unit && a.limit) {
       f.value.textContent = fmtValue(a.value, a.unit);
       f.limit.textContent = `limit ${a.limit}`;
     } else if (a.limit) {
@@ -150,10 +187,14 @@ window.RoomWardenViews = (() => {
     f.ack.hidden = !a.acked_by;
     f.subject.textContent = `${a.rule} · ${a.subject}`;
     f.ackBtn.hidden = !isUnacked(a);
+    f.reset.hidden = !(a.latched && !isUnacked(a) && user);
     f.shelve.hidden = a.state === "shelved" || a.state === "suppressed" || a.state === "out_of_service";
+    f.unshelve.hidden = !(a.state === "shelved" && user);
     f.ackBtn.setAttribute("aria-label", `Acknowledge ${a.title}`);
+    f.reset.setAttribute("aria-label", `Reset ${a.title}`);
     f.shelve.setAttribute("aria-label", `Shelve ${a.title}`);
-    li.setAttribute("aria-label", `${a.drill ? "DRILL " : ""}${a.severity} alarm: ${a.title}, ${f.room.textContent}, ${stateText}`);
+    f.unshelve.setAttribute("aria-label", `Unshelve ${a.title}`);
+    li.setAttribute("aria-label", `${a.drill ? "DRILL " : ""}${a.severity} alarm: ${a.title}, ${f.room.textContent}, ${tagText}`);
   }
 
 
@@ -289,5 +330,6 @@ window.RoomWardenViews = (() => {
     ui.strip.hidden = outs.length === 0;
   }
 
-  return { el, fmtValue, fmtAge, human, renderRooms, renderHealth, buildAlarm, updateAlarm, isUnacked, alarmKey };
+  return { el, fmtValue, fmtAge, fmtClock, fmtZone, human, renderRooms, renderHealth, buildAlarm, updateAlarm,
+    isUnacked, alarmKey };
 })();
