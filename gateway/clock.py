@@ -40,3 +40,8 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         self._ns += int(seconds * 1e9)
         self._mono += seconds
+
+    def step_wall(self, seconds: float) -> None:
+        """Step only the wall clock, forward or back (NTP stepping a Pi's clock that had no
+        RTC, an operator's `date -s`); the monotonic clock does not move."""
+        self._ns += int(seconds * 1e9)

@@ -189,7 +189,7 @@ class SafetyCore:
         next timer, an output's `min_on` ending, a supervised output's feedback limit, a shelf
         or suppression expiring, and every `HOUSEKEEPING_TICK` while an alarm chatters or a
         flood is on (the alarm manager's own timers); None: nothing waits on time."""
-        now, now_ns = self.clock.monotonic(), self.clock.now_ns()
+        now = self.clock.monotonic()
         times = [self.engine.next_deadline()]
         for output_id, plan in self.planner.state.items():
             min_on = self.planner.outputs[output_id].min_on
@@ -200,9 +200,7 @@ class SafetyCore:
             if since is not None and now - since < watch.feedback.within:
                 times.append(since + watch.feedback.within)
         active = self.alarms.active()
-        expiries = [v.shelf.until_ns for v in active if v.shelf is not None]
-        expiries += [x.until_ns for x in self.alarms.suppressions()]
-        times += [now + (ns - now_ns) * 1e-9 for ns in expiries]
+        times.append(self.alarms.next_overlay_expiry())  # by either clock (the clock audit)
         if self.alarms.flood.active or any(v.chattering for v in active):
             times.append(now + HOUSEKEEPING_TICK)
         known = [t for t in times if t is not None]

@@ -207,16 +207,17 @@ class AlarmCommands(AlarmLedger):
 
     def _expire_overlays(self) -> None:
         """End the shelves and suppressions whose time is up (from `_expire`)."""
-        now = self._now
-        if self._next_expiry is None or now < self._next_expiry:
+        wall_due = self._next_expiry is not None and self._now >= self._next_expiry
+        mono_due = self._next_mono_expiry is not None and self._mono >= self._next_mono_expiry
+        if not (wall_due or mono_due):
             return
         for scope, sup in list(self._suppressions.items()):
-            if sup.until_ns <= now:
+            if self._overlay_due(("suppression", scope, sup), sup.until_ns):
                 self._end_suppression(scope, SYSTEM_ACTOR, "suppression expired")
         for key in sorted(self._shelved):
-            rec = self._record(key)
-            if rec.shelf is not None and rec.shelf.until_ns <= now:
-                self._end_shelf(rec, SYSTEM_ACTOR, "shelve expired")
+            shelf = self._record(key).shelf
+            if shelf is not None and self._overlay_due(("shelf", key, shelf), shelf.until_ns):
+                self._end_shelf(self._record(key), SYSTEM_ACTOR, "shelve expired")
         self._plan_expiry()
 
 

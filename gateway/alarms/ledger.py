@@ -73,6 +73,11 @@ class AlarmLedger:
         self._shelved: set[AlarmKey] = set()
         self._suppressions: dict[str, Suppression] = {}
         self._next_expiry: int | None = None
+        self._deadlines: dict[tuple[object, ...], float] = {}
+        """Each shelf's and suppression's end on the monotonic clock (`_plan_expiry`), so a
+        wall-clock step back cannot stretch it (the clock audit: a shelf of 1 minute kept a
+        hydrogen alarm silent for the year NTP stepped back)."""
+        self._next_mono_expiry: float | None = None
         self._batch = JournalBatch()
         self._events: list[AlarmEvent] = []
         self._meta_dirty = False
@@ -201,12 +206,39 @@ class AlarmLedger:
         self._batch.events.append(event)
 
     def _plan_expiry(self) -> None:
-        ends = [s.until_ns for s in self._suppressions.values()]
+        """When the next shelf or suppression ends: by the wall clock (its `until`) or by the
+        monotonic clock, whichever comes first. A shelf or suppression first seen here (made
+        now, or restored from the journal at a start) ends on the monotonic clock after what
+        is left of it, but never after its whole length counted from now: a start after the
+        clock stepped back grants no more than the operator asked for."""
+        ends: list[int] = []
+        overlays: list[tuple[tuple[object, ...], int, int]] = []
+        for scope, sup in self._suppressions.items():
+            overlays.append((("suppression", scope, sup), sup.since_ns, sup.until_ns))
         for key in self._shelved:
             shelf = self._record(key).shelf
             if shelf is not None:
-                ends.append(shelf.until_ns)
+                overlays.append((("shelf", key, shelf), shelf.since_ns, shelf.until_ns))
+        deadlines: dict[tuple[object, ...], float] = {}
+        for ident, since_ns, until_ns in overlays:
+            ends.append(until_ns)
+            left = min(until_ns - self._now, until_ns - since_ns)
+            deadlines[ident] = self._deadlines.get(ident, self._mono + max(0, left) * 1e-9)
+        self._deadlines = deadlines
         self._next_expiry = min(ends) if ends else None
+        self._next_mono_expiry = min(deadlines.values()) if deadlines else None
+
+    def _overlay_due(self, ident: tuple[object, ...], until_ns: int) -> bool:
+        """A shelf's or suppression's time is up, by either clock."""
+        return until_ns <= self._now or self._deadlines.get(ident, float("inf")) <= self._mono
+
+    def next_overlay_expiry(self) -> float | None:
+        """Monotonic time at which the next shelf or suppression ends (None: none)."""
+        times = [t for t in (self._next_mono_expiry,) if t is not None]
+        if self._next_expiry is not None:
+            now_ns, mono = self._clock.now_ns(), self._clock.monotonic()
+            times.append(mono + (self._next_expiry - now_ns) * 1e-9)
+        return min(times) if times else None
 
     def _flush(self) -> list[AlarmEvent]:
         journal = self._journal

@@ -202,9 +202,12 @@ class CommandInbox:
                                             f"{MAX_COMMAND_LIFETIME_S} s")
         if cmd.ts > now + CLOCK_SKEW_S * 1e9:
             raise r.Refused(r.NOT_YET_VALID, f"issued {(cmd.ts - now) / 1e9:.0f} s in the "
-                                             "future (check the sender's clock)")
+                                             f"future by this gateway's clock ({_iso(now)}): "
+                                             "the sender's clock or this gateway's is wrong")
         if cmd.expires < now:
-            raise r.Refused(r.EXPIRED, f"expired {(now - cmd.expires) / 1e9:.1f} s ago")
+            raise r.Refused(r.EXPIRED, f"expired {(now - cmd.expires) / 1e9:.1f} s ago by "
+                                       f"this gateway's clock ({_iso(now)}; if that is wrong, "
+                                       "check its time synchronisation)")
 
     def _remember(self, cmd: AlarmCommand, key: str) -> None:
         memory = self.memory
@@ -216,9 +219,10 @@ class CommandInbox:
                 received, outcome = seen
                 raise r.Refused(r.REPLAYED, f"command {cmd.id} was received before, at "
                                             f"{_iso(received)} ({outcome or 'no outcome'})")
-            if cmd.ts < memory.horizon_ns:
+            horizon = memory.current_horizon()
+            if cmd.ts < horizon:
                 raise r.Refused(r.REPLAYED, f"issued before this gateway's replay memory "
-                                            f"began ({_iso(memory.horizon_ns)}): send it anew")
+                                            f"began ({_iso(horizon)}): send it anew")
             memory.record(key, cmd.id, cmd.ts, cmd.expires or cmd.ts)
         except ReplayMemoryError as exc:
             log.error("event=command_replay_memory_failed error=%r", str(exc))

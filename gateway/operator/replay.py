@@ -67,6 +67,23 @@ class ReplayMemory:
             raise
         self.horizon_ns = int(row[0])
         self._db = db
+        self.current_horizon()
+
+    def current_horizon(self) -> int:
+        """When this memory began — pulled back to now if that is ahead of the clock by more
+        than the skew allowance: a memory begun while the clock ran ahead (a Pi without an
+        RTC, before NTP stepped it back) refused every command, also freshly signed ones,
+        until real time caught up (the clock audit). Nothing issued before now was
+        carried out under the memory's own ids, which it keeps."""
+        now = self.clock.now_ns()
+        if self.horizon_ns > now + self.skew_ns and self._db is not None:
+            log.warning("event=replay_horizon_ahead horizon=%d now=%d (the clock was ahead "
+                        "when the replay memory began: it begins again now)", self.horizon_ns,
+                        now)
+            self.horizon_ns = now
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("UPDATE meta SET value = ? WHERE name = 'horizon'", (now,))
+        return self.horizon_ns
 
     def _set_aside(self) -> None:
         for suffix in ("", "-wal", "-shm"):

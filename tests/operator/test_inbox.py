@@ -296,3 +296,29 @@ def test_a_flood_of_junk_is_counted_not_logged_line_by_line(
     bench.clock.advance(LOG_WINDOW_S)
     bench.send(b"junk")
     assert caplog.records[-1].getMessage().endswith(f"suppressed={500 - LOG_BUDGET}")
+
+
+def test_a_memory_begun_while_the_clock_ran_ahead_begins_again_when_it_is_right(
+        bench: Bench) -> None:
+    """The clock audit: the replay memory begun with the clock a year ahead (a Pi without an
+    RTC) refused every acknowledge — also freshly signed ones — after NTP set it right, until
+    real time caught up, and restarts did not help (its horizon is on disk)."""
+    year = 365 * 86400.0
+    bench.clock.step_wall(year)
+    bench.path = bench.path.with_name("fresh.sqlite")
+    bench.restart()  # a new memory begins at the clock's time: a year ahead
+    assert bench.memory.horizon_ns == bench.now()
+    bench.clock.step_wall(-year)  # NTP: right again, while running
+    d = bench.send(ack(bench))
+    assert d.outcome == "applied", d
+    bench.restart()
+    assert bench.memory.horizon_ns <= bench.now()
+    assert bench.send(ack(bench)).outcome == "applied"
+
+
+def test_a_refusal_for_time_names_this_gateways_clock(bench: Bench) -> None:
+    early = refused(bench.send(ack(bench, now_ns=bench.now() + 2 * SKEW)), r.NOT_YET_VALID)
+    assert "this gateway's clock" in early and "sender's clock or this gateway's" in early
+    bench.clock.advance(3600)
+    late = refused(bench.send(ack(bench, now_ns=bench.now() - 3600 * 10**9)), r.EXPIRED)
+    assert "by this gateway's clock" in late
