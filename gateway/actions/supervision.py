@@ -10,13 +10,16 @@ safety core wants it in:
 
 The clock of a mismatch starts at the command change (the feedback gets `within` to follow),
 or, when the feedback had agreed with the command and then stopped (a fan that stops while
-running), at the first sample showing that; only a good sample taken after the command counts
-as evidence. A feedback device that is offline or bad keeps the alarm as it
-was (the device's own alarms report that) and never raises one. Worst case, a mismatch is
-raised `within` + one poll of the feedback device after it began. Until the feedback has
-given a verdict on the present command (it agreed, or disagreed past `within`), the supervisor
-reports nothing for that output, so an alarm restored from the journal after a restart, or
-carried through a config apply, stands until the feedback shows otherwise.
+running), at the first sample showing that; only a good sample that arrived after the command
+counts as evidence. Every comparison is on the monotonic clock (when the command was seen, when
+each sample arrived), never on the samples' wall-clock stamps: a Pi without an RTC has its
+clock stepped by NTP, and after a step back every sample would be stamped before the command
+and the check would go blind for as long as the step. A feedback device that is offline or bad
+keeps the alarm as it was (the device's own alarms report that) and never raises one. Worst
+case, a mismatch is raised `within` + one poll of the feedback device after it began. Until the
+feedback has given a verdict on the present command (it agreed, or disagreed past `within`),
+the supervisor reports nothing for that output, so an alarm restored from the journal after a
+restart, or carried through a config apply, stands until the feedback shows otherwise.
 
 Escalations (`escalations:` of a rule pack) make the alarm more severe and ask for more
 outputs while a hazard alarm is present in a room the output serves: an exhaust fan that does
@@ -49,11 +52,14 @@ class _Watch:
     rooms: tuple[str, ...]
     room_types: frozenset[str]
     commanded: bool = False
-    command_ns: int = 0
     command_t: float = 0.0
+    """Monotonic time the present command was seen."""
     value: bool | None = None
     """The latest good feedback value (None: none yet, or the latest sample was bad)."""
     sample_ns: int = 0
+    """The latest good sample's wall-clock stamp: for the alarm's timestamp only."""
+    sample_t: float = float("-inf")
+    """Monotonic time the latest good sample arrived: what every comparison uses."""
     mismatch_since: float | None = None
     agreed: bool = False
     """The feedback has agreed with the command since it was given."""
@@ -74,7 +80,7 @@ class OutputSupervisor:
         self.clock = clock
         self.escalations = tuple(escalations)
         self.watches: dict[str, _Watch] = {}
-        now_ns, now = clock.now_ns(), clock.monotonic()
+        now = clock.monotonic()
         for output in outputs:
             if output.feedback is None:
                 continue
@@ -82,7 +88,7 @@ class OutputSupervisor:
             self.watches[output.id] = _Watch(
                 output, output.feedback, f"{output.feedback.device}.{output.feedback.point}",
                 served, frozenset(room_types.get(r, "other") for r in served),
-                command_ns=now_ns, command_t=now)
+                command_t=now)
         self._by_point = {w.point: w for w in self.watches.values()}
 
     @staticmethod
@@ -93,12 +99,15 @@ class OutputSupervisor:
         by_point = self._by_point
         if not by_point:
             return
+        arrived: float | None = None
         for sample in batch:
             watch = by_point.get(sample.point)
             if watch is None:
                 continue
             if sample.quality is Quality.GOOD and isinstance(sample.value, bool):
-                watch.value, watch.sample_ns = sample.value, sample.ts
+                if arrived is None:
+                    arrived = self.clock.monotonic()
+                watch.value, watch.sample_ns, watch.sample_t = sample.value, sample.ts, arrived
             else:
                 watch.value = None
 
@@ -115,7 +124,7 @@ class OutputSupervisor:
         present = [(v.key.rule, v.room) for v in alarms if v.condition and not v.drill]
         out: list[Evaluation] = []
         for output_id, watch in self.watches.items():
-            self._step(watch, bool(wanted.get(output_id, False)), now, now_ns)
+            self._step(watch, bool(wanted.get(output_id, False)), now)
             if not watch.judged:
                 continue
             room = watch.rooms[0] if watch.rooms else None
@@ -135,12 +144,12 @@ class OutputSupervisor:
                                       actions=actions))
         return out
 
-    def _step(self, watch: _Watch, commanded: bool, now: float, now_ns: int) -> None:
+    def _step(self, watch: _Watch, commanded: bool, now: float) -> None:
         if commanded != watch.commanded:
-            watch.commanded, watch.command_ns, watch.command_t = commanded, now_ns, now
+            watch.commanded, watch.command_t = commanded, now
             watch.mismatch_since, watch.agreed, watch.judged = None, False, False
             watch.no_feedback = watch.unexpected = False
-        if watch.value is None or watch.sample_ns < watch.command_ns:
+        if watch.value is None or watch.sample_t < watch.command_t:
             return  # no evidence since the command: keep what we have
         running = watch.value == watch.feedback.expect
         if running == commanded:
@@ -150,8 +159,7 @@ class OutputSupervisor:
         if watch.mismatch_since is None:
             # never agreed since the command: the output has had since the command to act;
             # agreed and then lost (a fan that stopped): from the sample that showed it
-            seen_at = now - max(0, now_ns - watch.sample_ns) * 1e-9
-            watch.mismatch_since = seen_at if watch.agreed else watch.command_t
+            watch.mismatch_since = watch.sample_t if watch.agreed else watch.command_t
         late = now - watch.mismatch_since >= watch.feedback.within
         watch.no_feedback = late and commanded
         watch.unexpected = late and not commanded

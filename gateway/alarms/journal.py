@@ -10,6 +10,14 @@ gateway: it is renamed aside (`<name>.corrupt-<UTC timestamp>`, with its -wal an
 fresh one is started and `recovery_note` says so (the manager journals it as an event). If even
 that fails the journal runs in memory. Sequence numbers stay increasing across a recovery: a
 fresh journal after a recovery starts at the wall-clock time in ms.
+
+Pruning by age (`retention_days`) measures an event's age from the newest journalled event's
+time (or now, if that is earlier), never from now alone, and only while the system clock is
+synchronised (`gateway.clocksync`): a Pi without an RTC journals with a stale clock (1970, or
+fake-hwclock's) until NTP steps it, and a step forward — right or wrong — made every event look
+old at once (clock audit K6: a first prune after NTP synced deleted all the history journalled
+in 1971, a bad +100 d step deleted every event). `max_events` bounds the size whatever the
+clock does.
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+from gateway import clocksync
 from gateway.alarms.events import AlarmEvent
 from gateway.alarms.journal_batch import JournalBatch
 from gateway.alarms.journal_replay import JournalContents, replay
@@ -51,13 +60,18 @@ class Journal:
     """The SQLite alarm journal. `path` may be `:memory:` (tests, benchmarks)."""
 
     def __init__(self, path: str | os.PathLike[str], *, retention_days: float = 90.0,
-                 max_events: int = 500_000, clock: Clock | None = None) -> None:
+                 max_events: int = 500_000, clock: Clock | None = None,
+                 synchronised: Callable[[], bool] | None = None) -> None:
+        """`synchronised`: whether the system clock is (pruning by age waits for it; None:
+        `gateway.clocksync`'s, looked up at each prune)."""
         if max_events < 1 or retention_days <= 0:
             raise ValueError("max_events must be >= 1 and retention_days > 0")
         self.path = str(path)
         self.retention_days = retention_days
         self.max_events = max_events
         self._clock: Clock = clock or SystemClock()
+        self._synchronised = synchronised
+        self._age_prune_held = False
         self.recovery_note: str | None = None
         """Set when the file was unusable and moved aside; the manager journals it once."""
         self.needs_snapshot = False
@@ -245,19 +259,29 @@ class Journal:
         self.needs_snapshot = False
 
     def prune(self, now_ns: int) -> int:
-        """Delete events older than `retention_days` and beyond `max_events` rows, and closed
-        shelves/suppressions older than the retention. Returns the events deleted."""
-        cutoff = now_ns - int(self.retention_days * 86_400e9)
+        """Delete events beyond `max_events` rows and, while the system clock is synchronised,
+        events and closed shelves/suppressions more than `retention_days` older than the newest
+        journalled event (or than `now_ns`, if earlier: see the module docstring). Returns the
+        events deleted."""
+        by_age = (self._synchronised or clocksync.synchronised)()
+        if by_age == self._age_prune_held:  # log the change, not every prune
+            self._age_prune_held = not by_age
+            log.info("event=alarm_journal_age_prune_%s", "resumed (system clock synchronised)"
+                     if by_age else "held reason='system clock not synchronised'")
         try:
             conn = self._conn
             conn.execute("BEGIN")
-            deleted = conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
+            deleted = 0
+            newest = conn.execute("SELECT ts FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+            if by_age and newest is not None:
+                cutoff = min(now_ns, int(newest[0])) - int(self.retention_days * 86_400e9)
+                deleted = conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
+                conn.execute("DELETE FROM shelves WHERE ended_ns < ?", (cutoff,))
+                conn.execute("DELETE FROM suppressions WHERE ended_ns < ?", (cutoff,))
             row = conn.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?",
                                (self.max_events,)).fetchone()
             if row is not None:
                 deleted += conn.execute("DELETE FROM events WHERE seq <= ?", (row[0],)).rowcount
-            conn.execute("DELETE FROM shelves WHERE ended_ns < ?", (cutoff,))
-            conn.execute("DELETE FROM suppressions WHERE ended_ns < ?", (cutoff,))
             conn.execute("COMMIT")
             return max(0, deleted)
         except sqlite3.Error as exc:

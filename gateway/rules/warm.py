@@ -11,13 +11,20 @@ KiB per point) and the write cheap enough to repeat.
 
 What is saved (`rate_windows.bin` in the state directory, 0600, replaced atomically: a crash
 leaves the old or the new file whole; its format: `gateway.rules.warm_file`): per point with a
-rate window, its windows' samples as they hold them, the monotonic clock at the save and the
-wall-clock time of the save (so a reboot that restarts the monotonic clock changes nothing),
-and a fingerprint of how the point is read (its device entry, bus type and profile). When:
-every `period` — a tenth of the longest rate window, between `MIN_PERIOD` and `MAX_PERIOD`
-(10 s to 1 min; 1 min for the shipped packs), and only if a window took a sample since — on
-a thread (it fsyncs), and once more at the stop. A SIGKILL or a power cut loses at most one
-period of samples.
+rate window, its windows' samples as they hold them, the monotonic clock and the wall-clock
+time of the save, the kernel's boot id, and a fingerprint of how the point is read (its device
+entry, bus type and profile). When: every `period` — a tenth of the longest rate window,
+between `MIN_PERIOD` and `MAX_PERIOD` (10 s to 1 min; 1 min for the shipped packs), and only if
+a window took a sample since — on a thread (it fsyncs), and once more at the stop. A SIGKILL or
+a power cut loses at most one period of samples.
+
+How long ago the save was: in the same boot, the monotonic clock's difference (true whatever
+NTP did to the wall clock); after a reboot, the wall clock's — but only if the system clock is
+synchronised (`gateway.clocksync`): a Pi without an RTC boots with a stale clock
+(fake-hwclock), and a gap of hours taken for seconds made a 12 °C step look like a fast rise
+(a false `fire.heat_rate_of_rise` 15 s after the boot, clock audit K3). Not synchronised (or a
+file of an unknown boot, written before boot ids were saved, on an unsynchronised clock): the
+windows start cold, logged (`event=rate_windows_cold`) with the reason.
 
 What is restored, at the start, into the new engine's windows: the union of the saved samples
 of the same point ids whose fingerprint is unchanged, younger than each window and not in the
@@ -57,13 +64,15 @@ from typing import TYPE_CHECKING, get_args
 from pydantic import BaseModel, PlainSerializer, ValidationError
 from pydantic.fields import FieldInfo
 
+from gateway import clocksync
 from gateway.clock import Clock
 from gateway.rules.warm_file import (
     MAX_FILE_BYTES,
     MAX_POINT_SAMPLES,
     MAX_SAMPLES,
     Restorable,
-    decode,
+    Saved,
+    decode_saved,
     room,
     stream,
 )
@@ -97,6 +106,7 @@ class Snapshot:
     values: memoryview[float]
     count: int
     """Samples in `times` and `values`."""
+    boot_id: str | None = None
 
     def runs(self) -> dict[str, tuple[str, list[Run]]]:
         """point id → (fingerprint, its runs as arrays of their own): what `encode` takes."""
@@ -112,9 +122,15 @@ class RateMemory:
     """Saves and restores the rate windows of the engine in force (see the module docstring).
     `restore` once at the start; `run` for the periodic saves; `save` at the stop."""
 
-    def __init__(self, state_dir: Path, clock: Clock) -> None:
+    def __init__(self, state_dir: Path, clock: Clock,
+                 boot_id: Callable[[], str | None] | None = None,
+                 synchronised: Callable[[], bool] | None = None) -> None:
+        """`boot_id`, `synchronised`: the kernel's boot id and whether the system clock is
+        synchronised (None: `gateway.clocksync`'s, looked up when used)."""
         self.path = state_dir / FILE_NAME
         self.clock = clock
+        self.boot_id = (boot_id or clocksync.boot_id)()
+        self._synchronised = synchronised
         self._lock = threading.Lock()
         self._written_ns = 0
         self._saved_newest = -math.inf
@@ -133,7 +149,7 @@ class RateMemory:
         # leaves nothing behind; at the first save, a minute on, it took pymalloc a fresh arena
         sources = self._sources_of(loaded)
         try:
-            saved_ns, saved = self._read()
+            file = self._read()
         except FileNotFoundError:
             return 0
         except (OSError, ValueError, zlib.error, ValidationError) as exc:
@@ -141,11 +157,15 @@ class RateMemory:
             log.warning("event=rate_windows_ignored file=%s reason=%r (rate windows start "
                         "cold)", self.path, reason[:200])
             return 0
-        now_ns, mono = self.clock.now_ns(), self.clock.monotonic()
-        gap = (now_ns - saved_ns) / 1e9
+        gap, measured = self._gap(file)
+        if gap is None:
+            log.warning("event=rate_windows_cold file=%s reason=%r (rate windows start cold)",
+                        self.path, measured)
+            return 0
+        mono = self.clock.monotonic()
         taken = restored = changed = 0
         for point_id, state in points.items():
-            record = saved.get(point_id)
+            record = file.points.get(point_id)
             if record is None:
                 continue
             if record.source != sources.get(state.device):
@@ -155,13 +175,27 @@ class RateMemory:
             taken += count
             restored += count > 0
         log.info("event=rate_windows_restored points=%d samples=%d saved_s_ago=%.0f "
-                 "source_changed=%d", restored, taken, gap, changed)
+                 "source_changed=%d gap_by=%s", restored, taken, gap, changed, measured)
         return taken
 
-    def _read(self) -> tuple[int, dict[str, Restorable]]:
+    def _gap(self, file: Saved) -> tuple[float | None, str]:
+        """(seconds since the save, by which clock); (None, why) when it cannot be known."""
+        mono = self.clock.monotonic()
+        if file.boot_id is not None and file.boot_id == self.boot_id \
+                and file.saved_mono is not None and math.isfinite(file.saved_mono):
+            if mono < file.saved_mono:
+                return None, "saved in this boot at a later monotonic time than now"
+            return mono - file.saved_mono, "monotonic"
+        if not (self._synchronised or clocksync.synchronised)():
+            boot = "an unknown boot" if file.boot_id is None else "another boot"
+            return None, (f"saved in {boot} and the system clock is not synchronised: the "
+                          "time since the save is unknown")
+        return (self.clock.now_ns() - file.saved_ns) / 1e9, "wall_clock"
+
+    def _read(self) -> Saved:
         with self.path.open("rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
-        return decode(data)
+        return decode_saved(data)
 
     # --- save ---------------------------------------------------------------------------------
 
@@ -204,7 +238,7 @@ class RateMemory:
                 at = start
                 break
             points[point_id] = (sources[state.device], runs)
-        return Snapshot(now_ns, mono, newest, points, times, values, at)
+        return Snapshot(now_ns, mono, newest, points, times, values, at, self.boot_id)
 
     def save(self, engine: RuleEngine, loaded: LoadedConfig) -> bool:
         """Write what the windows hold now (at the stop, or from a test). True if written."""
@@ -221,7 +255,8 @@ class RateMemory:
             try:
                 atomic_write(self.path, stream(snapshot.saved_ns, snapshot.saved_mono,
                                                snapshot.points, snapshot.times,
-                                               snapshot.values, snapshot.count))
+                                               snapshot.values, snapshot.count,
+                                               snapshot.boot_id))
             except OSError as exc:
                 if not self._failing:
                     log.warning("event=rate_windows_save_failed file=%s error=%r", self.path,

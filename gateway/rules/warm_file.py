@@ -3,7 +3,7 @@ snapshot, decode and check what a file holds. Pure: bytes in, bytes out.
 
 Version 2 (written since 4 Dec 2026; `MAGIC`, then zlib level 1)::
 
-    header (JSON, one line): {"version": 2, "saved_ns": …,
+    header (JSON, one line): {"version": 2, "saved_ns": …, "saved_mono": …, "boot_id": …,
                               "points": {point id: {"source": fingerprint, "runs": [n, …]}}}
     "\n"
     ages:   the byte planes of int64 (little-endian): each sample's age at the save in ms
@@ -16,9 +16,12 @@ union of its runs (`decode`). Per sample a save computes only the age (one subtr
 rounding: the windows' arrays are copied as they are, `gateway.rules.rate_samples`); the
 differences of successive ages (~1,000 ms apart at 1 s polls) and the byte planes (a plane
 of a number's alike bytes — sign, exponent, leading digits — side by side) let zlib's fastest
-level compress it to a third of version 1. Version 1 (JSON lists of ages in ms and values,
-per point the union already made) is still read: a file left by the release before is
-restored after an upgrade.
+level compress it to a third of version 1. `saved_mono` (the monotonic clock at the save)
+and `boot_id` (the kernel's, `gateway.clocksync`) were added on 5 Dec 2026: within one boot the
+gap since the save is measured on the monotonic clock, not the wall clock (a Pi without an RTC
+has its clock stepped); a file without them is of an unknown boot. Version 1 (JSON lists of
+ages in ms and values, per point the union already made) is still read: a file left by the
+release before is restored after an upgrade.
 
 Bounds, checked before anything is used: `MAX_FILE_BYTES` read, `MAX_DECODED_BYTES`
 decompressed, `MAX_POINT_SAMPLES` per point, `MAX_SAMPLES` in all; a file out of them, of
@@ -28,6 +31,7 @@ another format, truncated or inconsistent raises `ValueError` (or pydantic's
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import sys
 import zlib
@@ -88,7 +92,20 @@ class SavedRuns(StrictModel):
 class SavedHeader(StrictModel):
     version: Literal[2]
     saved_ns: int
+    saved_mono: float | None = None
+    boot_id: str | None = None
     points: dict[str, SavedRuns]
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What a file holds: the save's wall clock, its monotonic clock and the kernel's boot id
+    (None in files written before those were saved), and point id → what it restores from."""
+
+    saved_ns: int
+    saved_mono: float | None
+    boot_id: str | None
+    points: dict[str, Restorable]
 
 
 def room(count: int) -> memoryview[float]:
@@ -108,10 +125,10 @@ def _mapping(count: int) -> memoryview[int]:
 POPULATE = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
 
 
-def encode(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[Run]]]
-           ) -> bytes:
+def encode(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[Run]]],
+           boot_id: str | None = None) -> bytes:
     """The file for these points' runs, saved at `saved_ns` (wall clock) = `saved_mono`
-    (the monotonic clock the runs' times are of)."""
+    (the monotonic clock the runs' times are of) in the boot `boot_id`."""
     total = sum(len(times) for _, runs in points.values() for times, _ in runs)
     times, values = room(total), room(total)
     at = 0
@@ -122,19 +139,19 @@ def encode(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[R
             at += len(run_t)
     lengths = {point_id: (source, [len(run_t) for run_t, _ in runs])
                for point_id, (source, runs) in points.items()}
-    return b"".join(stream(saved_ns, saved_mono, lengths, times, values, total))
+    return b"".join(stream(saved_ns, saved_mono, lengths, times, values, total, boot_id))
 
 
 def stream(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[int]]],
-           times: memoryview[float], values: memoryview[float], count: int
-           ) -> Iterator[bytes]:
+           times: memoryview[float], values: memoryview[float], count: int,
+           boot_id: str | None = None) -> Iterator[bytes]:
     """The file, in pieces, for runs of these lengths (point id → (fingerprint, lengths))
     whose samples are the first `count` of `times` and `values` (views of 8-byte floats), one
     run after another. What it holds while it runs: the ages' int64 in a mapping as long as
     `times` (`_mapping`) and pieces of at most `PIECE` bytes."""
     packer = zlib.compressobj(LEVEL)
     yield MAGIC
-    for text in header_text(saved_ns, points):
+    for text in header_text(saved_ns, points, saved_mono, boot_id):
         if piece := packer.compress(text.encode()):
             yield piece
     steps = _mapping(len(times)).cast("q")
@@ -150,14 +167,21 @@ def stream(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[i
     yield packer.flush()
 
 
-def header_text(saved_ns: int, points: dict[str, tuple[str, list[int]]]) -> Iterator[str]:
+def header_text(saved_ns: int, points: dict[str, tuple[str, list[int]]],
+                saved_mono: float | None = None, boot_id: str | None = None) -> Iterator[str]:
     """The header's line (with its newline) in pieces, a point at a time: the text of
-    `json.dumps({"version": 2, "saved_ns": …, "points": {id: {"source": …, "runs": […]}}},
-    separators=(",", ":"))` without that dict of a dict per point alive at once (1,340
+    `json.dumps({"version": 2, "saved_ns": …, "saved_mono": …, "boot_id": …, "points": {id:
+    {"source": …, "runs": […]}}}, separators=(",", ":"))` (`saved_mono` and `boot_id` only
+    when given) without that dict of a dict per point alive at once (1,340
     objects at the 2,000-point site: a save's peak of Python objects 765 → 353 KiB, the rest
     zlib's state and a plane's piece; pools pymalloc takes for a peak stay in the process).
     tests/rules/test_warm_file.py compares the two."""
-    yield f'{{"version":2,"saved_ns":{int(saved_ns)},"points":{{'
+    yield f'{{"version":2,"saved_ns":{int(saved_ns)},'
+    if saved_mono is not None and math.isfinite(saved_mono):
+        yield f'"saved_mono":{json.dumps(float(saved_mono))},'
+    if boot_id is not None:
+        yield f'"boot_id":{json.dumps(boot_id)},'
+    yield '"points":{'
     first = True
     for point_id, (source, runs) in points.items():
         runs_text = ",".join(map(str, map(int, runs)))
@@ -197,6 +221,12 @@ def _numbers(planes: memoryview[int]) -> memoryview[int]:
 
 def decode(data: bytes) -> tuple[int, dict[str, Restorable]]:
     """(saved_ns, point id → what it restores from) of a file's bytes (either version)."""
+    saved = decode_saved(data)
+    return saved.saved_ns, saved.points
+
+
+def decode_saved(data: bytes) -> Saved:
+    """What a file's bytes hold (either version; version 1 knows no boot)."""
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
     for magic, version in ((MAGIC, 2), (MAGIC_V1, 1)):
@@ -252,7 +282,7 @@ def _count(point_id: str, count: int, total: int) -> int:
     return total
 
 
-def _decode_v1(body: bytes) -> tuple[int, dict[str, Restorable]]:
+def _decode_v1(body: bytes) -> Saved:
     saved = SavedWindowsV1.model_validate(json.loads(body))
     total = 0
     for point_id, record in saved.points.items():
@@ -260,12 +290,12 @@ def _decode_v1(body: bytes) -> tuple[int, dict[str, Restorable]]:
             raise ValueError(f"{point_id}: {len(record.age_ms)} ages, "
                              f"{len(record.value)} values")
         total = _count(point_id, len(record.value), total)
-    return saved.saved_ns, {
+    return Saved(saved.saved_ns, None, None, {
         point_id: Restorable(record.source, record.age_ms, record.value)
-        for point_id, record in saved.points.items()}
+        for point_id, record in saved.points.items()})
 
 
-def _decode_v2(body: mmap.mmap, size: int) -> tuple[int, dict[str, Restorable]]:
+def _decode_v2(body: mmap.mmap, size: int) -> Saved:
     cut = body.find(b"\n", 0, size)
     if cut < 0:
         raise ValueError("no header")
@@ -296,4 +326,4 @@ def _decode_v2(body: mmap.mmap, size: int) -> tuple[int, dict[str, Restorable]]:
             out[point_id] = Restorable(record.source, array("q", [-age for age, _ in merged]),
                                        array("d", [value for _, value in merged]))
         start = end
-    return header.saved_ns, out
+    return Saved(header.saved_ns, header.saved_mono, header.boot_id, out)

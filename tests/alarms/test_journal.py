@@ -150,7 +150,10 @@ def test_runtime_corruption_recovers_and_rewrites_state(make_manager: MakeManage
 
 
 def test_pruning(journal_path: Path, clock: ManualClock) -> None:
-    journal = Journal(journal_path, clock=clock, retention_days=1, max_events=5)
+    """By age (the system clock synchronised: tests/alarms/test_journal_clock.py for when it
+    is not) and by count; age is measured from the newest event, so the newest is kept."""
+    journal = Journal(journal_path, clock=clock, retention_days=1, max_events=5,
+                      synchronised=lambda: True)
     manager = AlarmManager(journal, clock, prune_interval=10.0)
     for i in range(4):
         manager.observe([ev(subject=f"old{i}")])
@@ -162,10 +165,12 @@ def test_pruning(journal_path: Path, clock: ManualClock) -> None:
     subjects = [e.subject for e in manager.events_since(0)]
     assert subjects == [f"new{i}" for i in range(3, 8)]
     assert journal.count_events() == 5
-    # the sequence survives pruning everything
+    # the newest event is a day older than the next: the older ones go, the sequence survives
     clock.advance(3 * 86_400)
+    manager.observe([ev(subject="newest")])
+    clock.advance(11)
     manager.tick()
-    assert journal.count_events() == 0
+    assert [e.subject for e in manager.events_since(0)] == ["newest"]
     last = manager.last_seq
     manager.close()
     again = AlarmManager(Journal(journal_path, clock=clock), clock)

@@ -11,6 +11,8 @@ import os
 import stat
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway import clocksync
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.field.sample import Quality, Sample
@@ -77,21 +80,39 @@ def _judged(engine: RuleEngine, clock: ManualClock, value: float) -> bool:
     return {(e.rule, e.subject): e.active for e in engine.evaluate()}[RULE]
 
 
+SAVED_BOOT = "boot-1"
+
+
+@contextmanager
+def booted(boot: str, synced: bool = True) -> Iterator[None]:
+    """The kernel's boot id and clock state as `gateway.clocksync` reports them, for what
+    runs inside (a `RateMemory` reads the boot id when made, the clock state at a restore)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(clocksync, "boot_id", lambda: boot)
+        patch.setattr(clocksync, "synchronised", lambda: synced)
+        yield
+
+
 def _restart(tmp: Path, loaded: LoadedConfig, gap: float
              ) -> tuple[RuleEngine, ManualClock, int]:
-    """A new process `gap` s after the save: a new monotonic clock, a fresh engine, restored."""
+    """A new process `gap` s after the save, after a reboot (a new monotonic clock, another
+    boot id) with the system clock synchronised: a fresh engine, restored. (Within one boot
+    and on a clock not synchronised: tests/rules/test_warm_clock.py.)"""
     clock = ManualClock(start_ns=START_NS + int((1200 + gap) * 1e9), start_mono=3.0)
     engine = _engine(loaded, clock)
-    return engine, clock, RateMemory(tmp, clock).restore(engine, loaded)
+    with booted("boot-2"):
+        return engine, clock, RateMemory(tmp, clock).restore(engine, loaded)
 
 
 def _saved_run(tmp: Path, loaded: LoadedConfig, seconds: float = 1200.0) -> float:
-    """A first process: 20 min of a 12 °C/h rise (alarm raised), saved; the last value."""
+    """A first process: 20 min of a 12 °C/h rise (alarm raised), saved in boot `SAVED_BOOT`
+    at monotonic 51,200 s, wall clock `START_NS` + 1,200 s; the last value."""
     clock = ManualClock(start_ns=START_NS, start_mono=50_000.0)
     engine = _engine(loaded, clock)
     last = _rise(engine, clock, seconds)
     assert _judged(engine, clock, last)
-    assert RateMemory(tmp, clock).save(engine, loaded)
+    with booted(SAVED_BOOT):
+        assert RateMemory(tmp, clock).save(engine, loaded)
     return last
 
 
