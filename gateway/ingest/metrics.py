@@ -8,7 +8,8 @@ Metrics (all prefixed `roomwarden_ingest_`):
 | `messages_received_total` | counter | `channel` |
 | `messages_written_total` | counter | `channel` (acked after the database accepted them) |
 | `messages_duplicate_total` | counter | `channel` (written before: acked, not rewritten) |
-| `messages_dead_lettered_total` | counter | malformed, unknown_catalog, rejected, internal|
+| `messages_dead_lettered_total` | counter | malformed, unknown_catalog, rejected, internal, clock |
+| `gateway_clock_skew_seconds` | gauge | `site`, `gateway` (gateway.ingest.timecheck) |
 | `points_written_total` | counter | |
 | `write_errors_total` | counter | failed write attempts (timeouts, 5xx, 429, connection, 4xx) |
 | `write_retries_total` | counter | |
@@ -41,7 +42,7 @@ from prometheus_client import (
 log = logging.getLogger("roomwarden.ingest")
 
 PREFIX = "roomwarden_ingest"
-DEAD_REASONS = ("malformed", "unknown_catalog", "rejected", "internal")
+DEAD_REASONS = ("malformed", "unknown_catalog", "rejected", "internal", "clock")
 RATE_WINDOW_S = 10.0
 
 
@@ -84,6 +85,9 @@ class IngestMetrics:
         Gauge(f"{PREFIX}_write_rate_points_per_second",
               f"Points written per second over the last {RATE_WINDOW_S:g} s",
               registry=r).set_function(self.write_rate)
+        self.clock_skew = Gauge(f"{PREFIX}_gateway_clock_skew_seconds",
+                                "A gateway's live state time minus the ingest's clock",
+                                ["site", "gateway"], registry=r)
         self.last_success = Gauge(f"{PREFIX}_last_write_success_timestamp_seconds",
                                   "When the database last accepted a write", registry=r)
         self._recent: deque[tuple[float, int]] = deque()

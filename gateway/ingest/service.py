@@ -58,6 +58,7 @@ from gateway.contract.wire import (
     Channel,
     ContractError,
     DeliveryAck,
+    GatewayState,
     IncidentChunk,
     PointCatalog,
     RequestState,
@@ -76,6 +77,7 @@ from gateway.ingest.metrics import IngestMetrics
 from gateway.ingest.opshttp import OpsEndpoint
 from gateway.ingest.schema import UnknownCatalog, message_lines
 from gateway.ingest.settings import IngestSettings
+from gateway.ingest.timecheck import ClockSkew, implausible
 from gateway.ingest.watermark import AckStore, Watermark
 from gateway.ingest.writer import IngestWriter
 from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
@@ -107,6 +109,7 @@ class IngestService:
         self._clock = clock
         self._catalogs = CatalogStore(settings.catalog_store)
         self._last_seen = LastSeen()
+        self._skew = ClockSkew()
         self._acks = AckStore(settings.watermark_store)
         self._stopping = threading.Event()
         self._ack_lock = threading.Lock()
@@ -300,6 +303,13 @@ class IngestService:
             else:
                 item.key = seen_key(message)
                 item.delivery, item.floor = delivery_of(message)
+                now_ns = time.time_ns()
+                item.dead_reason = implausible(message, now_ns)  # an unset gateway clock
+                if item.dead_reason is not None:
+                    item.dead_kind = "clock"
+                    raise _NotWritten
+                if isinstance(message, GatewayState):
+                    self._clock_skew(message, msg.retain, now_ns)
                 message = self._last_seen.place(message)  # a last will: when it went silent
                 if isinstance(message, IncidentChunk):  # issue 12: for the incident store
                     item.incident = message
@@ -312,6 +322,8 @@ class IngestService:
                     item.waiting = (message.site, message.gateway, message.catalog)
                     item.batch = message
                     self.request_state(message.site, message.gateway)
+        except _NotWritten:
+            pass
         except ContractError as exc:
             item.dead_reason = str(exc)
         except Exception as exc:  # a bug must not stop the stream; keep the evidence
@@ -320,6 +332,12 @@ class IngestService:
             item.dead_kind = "internal"
         self.metrics.received.labels(channel=item.channel).inc()
         self._writer.put(item)
+
+    def _clock_skew(self, state: GatewayState, retained: bool, now_ns: int) -> None:
+        self._skew.observe(state, retained, now_ns)
+        skew = self._skew.skew_s.get((state.site, state.gateway))
+        if skew is not None:
+            self.metrics.clock_skew.labels(site=state.site, gateway=state.gateway).set(skew)
 
     def request_state(self, site: str, gateway: str) -> bool:
         """Ask a gateway to publish its state, active alarms and point catalog again
@@ -375,3 +393,6 @@ class IngestService:
                 self._client.ack(item.mid, item.qos)
                 self._count("acked")
 
+
+class _NotWritten(Exception):
+    """A message that goes to the dead-letter log as it is (its reason already set)."""
