@@ -10,6 +10,7 @@ Metrics (all prefixed `roomwarden_ingest_`):
 | `messages_duplicate_total` | counter | `channel` (written before: acked, not rewritten) |
 | `messages_dead_lettered_total` | counter | malformed, unknown_catalog, rejected, internal, clock |
 | `gateway_clock_skew_seconds` | gauge | `site`, `gateway` (gateway.ingest.timecheck) |
+| `gateway_id_conflicts_total` | counter | `site`, `gateway` (gateway.ingest.gatewaywatch) |
 | `points_written_total` | counter | |
 | `write_errors_total` | counter | failed write attempts (timeouts, 5xx, 429, connection, 4xx) |
 | `write_retries_total` | counter | |
@@ -88,6 +89,9 @@ class IngestMetrics:
         self.clock_skew = Gauge(f"{PREFIX}_gateway_clock_skew_seconds",
                                 "A gateway's live state time minus the ingest's clock",
                                 ["site", "gateway"], registry=r)
+        self.id_conflicts = Counter(f"{PREFIX}_gateway_id_conflicts",
+                                    "States from two gateway processes under one id",
+                                    ["site", "gateway"], registry=r)
         self.last_success = Gauge(f"{PREFIX}_last_write_success_timestamp_seconds",
                                   "When the database last accepted a write", registry=r)
         self._recent: deque[tuple[float, int]] = deque()

@@ -71,13 +71,14 @@ from gateway.contract.wire import (
 from gateway.ingest.catalogs import CatalogStore
 from gateway.ingest.dedup import seen_key
 from gateway.ingest.eventlabels import shaper
+from gateway.ingest.gatewaywatch import GatewayWatch
 from gateway.ingest.items import Item, delivery_of
 from gateway.ingest.lastseen import LastSeen
 from gateway.ingest.metrics import IngestMetrics
 from gateway.ingest.opshttp import OpsEndpoint
 from gateway.ingest.schema import UnknownCatalog, message_lines
 from gateway.ingest.settings import IngestSettings
-from gateway.ingest.timecheck import ClockSkew, implausible
+from gateway.ingest.timecheck import implausible
 from gateway.ingest.watermark import AckStore, Watermark
 from gateway.ingest.writer import IngestWriter
 from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
@@ -109,7 +110,6 @@ class IngestService:
         self._clock = clock
         self._catalogs = CatalogStore(settings.catalog_store)
         self._last_seen = LastSeen()
-        self._skew = ClockSkew()
         self._acks = AckStore(settings.watermark_store)
         self._stopping = threading.Event()
         self._ack_lock = threading.Lock()
@@ -130,6 +130,7 @@ class IngestService:
             parked=lambda: float(self._writer.parked_count),
             connected=lambda: float(self._connected),
             catalogs=lambda: float(len(self._catalogs)))
+        self._watch = GatewayWatch(self.metrics)
         self._writer = IngestWriter(
             settings, catalogs=self._catalogs, metrics=self.metrics, count=self._count,
             stopping=self._stopping, generation=lambda: self._generation,
@@ -309,7 +310,7 @@ class IngestService:
                     item.dead_kind = "clock"
                     raise _NotWritten
                 if isinstance(message, GatewayState):
-                    self._clock_skew(message, msg.retain, now_ns)
+                    self._watch.observe(message, msg.retain, now_ns)  # clock, duplicate ids
                 message = self._last_seen.place(message)  # a last will: when it went silent
                 if isinstance(message, IncidentChunk):  # issue 12: for the incident store
                     item.incident = message
@@ -332,12 +333,6 @@ class IngestService:
             item.dead_kind = "internal"
         self.metrics.received.labels(channel=item.channel).inc()
         self._writer.put(item)
-
-    def _clock_skew(self, state: GatewayState, retained: bool, now_ns: int) -> None:
-        self._skew.observe(state, retained, now_ns)
-        skew = self._skew.skew_s.get((state.site, state.gateway))
-        if skew is not None:
-            self.metrics.clock_skew.labels(site=state.site, gateway=state.gateway).set(skew)
 
     def request_state(self, site: str, gateway: str) -> bool:
         """Ask a gateway to publish its state, active alarms and point catalog again
