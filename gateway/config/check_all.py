@@ -1,6 +1,8 @@
 """`roomwarden check` of a gateway config: every error of the file across all layers in one
 run (schema, references and profiles, the `rules:` section), the nearest names suggested,
-list items named by their id, and warnings about a config that would lock out flashing.
+list items named by their id, and warnings about a config that would lock out flashing or
+leave rules blind (unconfigured bindings, coincidences that can never fire, battery and data
+rooms without smoke detection: gateway.rules.coverage).
 
 The loader stops at the first layer that fails (a config that does not validate cannot be
 cross-checked). Here the items a schema error is in are set aside, the rest validated and
@@ -175,10 +177,14 @@ def check_config(path: Path, rules_dir: Path | None = None) -> Report:
             if any(f"{name_!r}" in error.reason for name_ in set_aside if name_):
                 continue  # about an item set aside for its own schema error
             errors.append(error)
+        report.warnings = lockout_warnings(config)
         if not errors:  # what the layers loaded, not loaded again
             report.loaded = LoadedConfig(path=path, config=config, profiles=profiles)
             report.packs = packs
-        report.warnings = lockout_warnings(config)
+            if packs is not None:  # what the rules cannot see (gateway.rules.coverage)
+                from gateway.rules.coverage import check_warnings
+
+                report.warnings += check_warnings(report.loaded, packs)
     report.errors = _dedupe(_suggest(_named(e, ids), config) for e in errors)
     return report
 

@@ -125,6 +125,12 @@ class Flag(Strict):
     quantity: Name | None = None
     description: str | None = None
     active_low: bool = False
+    field_device: bool = False
+    """This bit is a field device of its own wired to the module — a conventional detector
+    zone, a contact — not one of the module's own readings: rules that count distinct devices
+    (`distinct: device`, fire.smoke_coincidence) count it apart from the module's other
+    points. Without it, the points of one device count once (two smoke points of one smart
+    detector are one detector)."""
 
 
 class PointCommon(Strict):
@@ -143,6 +149,12 @@ class PointCommon(Strict):
     """Status codes: raw value → label."""
     flags: tuple[Flag, ...] = ()
     writable: bool = False
+    field_device: bool = False
+    """This input is a field device of its own wired to the module — a conventional detector
+    zone, a contact — not one of the module's own readings: rules that count distinct devices
+    (`distinct: device`, fire.smoke_coincidence) count it apart from the module's other
+    points. Without it, the points of one device count once (two smoke points of one smart
+    detector are one detector)."""
 
     @field_validator("flags")
     @classmethod

@@ -165,6 +165,9 @@ class PointOverride(Strict):
     """Replaces the point's quantity (what rules select it by)."""
     invert: bool | None = None
     """For a bool point: report the opposite of the profile (a contact wired the other way)."""
+    field_device: bool | None = None
+    """Replaces the profile's `field_device`: true when this input is wired to a field device
+    of its own (a detector zone on an input module), counted apart by `distinct: device`."""
     enabled: bool = True
     """False: the point is not read or reported."""
 

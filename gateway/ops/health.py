@@ -14,6 +14,12 @@ Checks, each judged from the gateway's own state at the moment of asking:
   arrived, or since the deadline the evaluator sleeps to; a round that raises does not count;
   an evaluator asleep with nothing owed is fine). A gateway that has never evaluated owes its
   first round from the start of its running config.
+- `rule_parameters`: **degraded** when a rule bound to a subject is not evaluated because a
+  parameter it needs has no value (a breaker's `rating_a` nobody set: the branch load rules
+  of that meter never fire; gateway.rules.coverage, also logged once at start,
+  `event=rule_not_evaluated`, and warned by `roomwarden check`). A parameter the rule pack
+  leaves unset on purpose for a battery chemistry (no block-above-ambient limit for LFP) is
+  named in the detail but stays ok.
 - `outputs`: **degraded** when an alarm output's last write failed (the failure is also an
   alarm, `actions.output_failure`; restarting the gateway would not mend a relay).
 - `uplink`: **degraded** when configured and not connected (the gateway works on its own; the
@@ -52,6 +58,7 @@ from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.field.bus_loop import BusLoop
 from gateway.ops.source import MetricsSource
+from gateway.rules.coverage import summary
 from gateway.strict import StrictModel
 
 if TYPE_CHECKING:
@@ -209,6 +216,7 @@ class HealthMonitor:
         checks = {
             "buses": self.check_buses(),
             "rules": self.check_rules(),
+            "rule_parameters": self.check_rule_parameters(),
             "outputs": self.check_outputs(),
             "uplink": self.check_uplink(),
         }
@@ -277,6 +285,21 @@ class HealthMonitor:
                                       f"{self.source.evaluations} evaluations")
         return CheckResult(status=Level.OK,
                            detail=f"{self.source.evaluations} evaluations")
+
+    def check_rule_parameters(self) -> CheckResult:
+        """Rule bindings left unevaluated for a parameter without a value."""
+        items = self.source.core.engine.unconfigured_report()
+        unset = [i for i in items if not i.by_design]
+        if unset:
+            n = len(unset)
+            return CheckResult(status=Level.DEGRADED,
+                               detail=f"not evaluated, no value: {summary(unset)} — {n} "
+                                      f"rule binding{'s' * (n != 1)}; set it under rules: "
+                                      f"parameters")
+        if items:
+            return CheckResult(status=Level.OK, detail=f"not evaluated for their battery "
+                                                       f"chemistry by the packs: {summary(items)}")
+        return CheckResult(status=Level.OK, detail="every bound rule has its parameters")
 
     def check_outputs(self) -> CheckResult:
         src = self.source

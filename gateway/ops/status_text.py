@@ -171,7 +171,8 @@ def _header(r: StatusReport, paint: _Painter) -> list[str]:
     for name, check in r.health.checks.items():
         if check.status is not Level.OK:
             lines.append(_line(paint, 2, [
-                (f"{name}:", 9, ()), (check.status.value, 10, (_LEVEL_COLOR[check.status],)),
+                (f"{name}:", max(9, len(name) + 2), ()),  # rule_parameters: whole
+                (check.status.value, 10, (_LEVEL_COLOR[check.status],)),
                 (check.detail, None, ()),
             ]))
     return lines

@@ -65,6 +65,17 @@ class PointInfo:
     profile: str
     quantity: str | None
     enum: dict[int, str] | None = None
+    valid_min: float | None = None
+    valid_max: float | None = None
+    """The point's valid range (None: unbounded; flags and `online` have none)."""
+    field_device: bool = False
+    """A field device of its own wired to its device (profile or site `field_device`)."""
+
+    @property
+    def source(self) -> str:
+        """What `distinct: device` counts the point as: its device, or for a field device of
+        its own (a detector zone on an input module) the point itself."""
+        return self.id if self.field_device else self.device
 
 
 class Unbindable(Exception):
@@ -191,7 +202,7 @@ class _AtLeastEach(Plan):
                 nodes.append(self.each.build([info], states))
             except Unbindable:
                 continue
-            groups.append(info.device if self.by_device else info.id)
+            groups.append(info.source if self.by_device else info.id)
         if len(set(groups)) < self.count:
             raise Unbindable
         return AtLeastNode(nodes, self.count, groups)
@@ -332,7 +343,7 @@ def _signal(spec: m.Signal, num: Callable[[float | str], float]) -> SignalMaker:
     if spec == "value":
         return lambda infos, states, key: ValueSignal(states, key)
     if spec == "mean":
-        return lambda infos, states, key: GroupSignal(states, mean_of, 1)
+        return lambda infos, states, key: GroupSignal(states, mean_of, 1, monotone=True)
     if spec == "spread":
         return need(2, lambda infos, states, key: GroupSignal(states, spread_of, 2))
     if spec == "unbalance":
@@ -362,7 +373,7 @@ def _signal(spec: m.Signal, num: Callable[[float | str], float]) -> SignalMaker:
 
     def load(values: list[float]) -> float | None:
         return load_pct(values, rating)
-    return lambda infos, states, key: GroupSignal(states, load, 1)
+    return lambda infos, states, key: GroupSignal(states, load, 1, monotone=True)
 
 
 def _dew_point(infos: Sequence[PointInfo], states: list[PointState], key: Pick) -> Signal:

@@ -6,7 +6,8 @@ engine's injected clock, a test or a drill decides what time it is.
 Building blocks:
 
 * `PointState`: what the engine knows of one point (latest value and quality, last good
-  time, how long it has been invalid) plus the windows that want its good samples;
+  time, how long it has been invalid, its valid range) plus the windows that want its good
+  samples; `beyond()` says whether its latest reading is over- or under-range;
 * tests with hysteresis (`Above`, `Below`, `Outside`: `gateway.rules.hysteresis`, re-exported
   here) and `Debounce` (on/off delays);
 * `FlatTracker` (stuck values);
@@ -25,6 +26,7 @@ the output as it was.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -41,17 +43,26 @@ Number = float | int
 NUMBER = (int, float)
 """`isinstance(v, NUMBER)`: as `int | float`, without building that union at every call (the
 rules' hottest lines)."""
+LARGEST = sys.float_info.max
+"""A reading beyond ±this (an infinity, a huge integer) is no measurement, over-range or not
+(as gateway.field.points.LARGEST)."""
 
 
 class PointState:
     """What the engine keeps of one point between polls. Times are engine seconds."""
 
     __slots__ = ("device", "flats", "fresh", "good", "id", "invalid_since", "last_good_t",
-                 "online", "rates", "seen_good", "t", "ts_ns", "value")
+                 "online", "rates", "seen_good", "t", "ts_ns", "valid_max", "valid_min",
+                 "value")
 
-    def __init__(self, point_id: str, device: str, start: float) -> None:
+    def __init__(self, point_id: str, device: str, start: float,
+                 valid_min: float | None = None, valid_max: float | None = None) -> None:
         self.id = point_id
         self.device = device
+        self.valid_min = -math.inf if valid_min is None else valid_min
+        self.valid_max = math.inf if valid_max is None else valid_max
+        """The point's valid range (gateway.field.points.BoundPoint): a reading outside it has
+        quality invalid and keeps its value; `beyond` says on which side."""
         self.value: Value = None
         self.good = False
         self.ts_ns = 0
@@ -100,6 +111,22 @@ class PointState:
         if self.good and isinstance(value, NUMBER):
             return float(value)
         return None
+
+    def beyond(self) -> int:
+        """+1 when the latest sample is an invalid, finite number above the valid maximum
+        (over-range), -1 when below the minimum (under-range), else 0: a good sample, another
+        quality, no value, a boolean or text, NaN, an infinity or a number beyond ±`LARGEST`.
+        A hazard limit on that side counts such a reading (gateway.rules.nodes)."""
+        if self.invalid_since is None:  # the latest sample's quality is not invalid
+            return 0
+        value = self.value
+        if not isinstance(value, NUMBER) or isinstance(value, bool):  # None, text, a flag
+            return 0
+        if value > self.valid_max:
+            return 1 if value <= LARGEST else 0
+        if value < self.valid_min:
+            return -1 if value >= -LARGEST else 0
+        return 0  # inside the range (invalid for another reason), or NaN
 
     @property
     def offline(self) -> bool:
@@ -253,17 +280,28 @@ class ValueSignal:
                     best, best_key = number, k
         return best
 
+    def read_beyond(self, side: int) -> float | None:
+        """As `read`, the members whose latest reading is beyond their valid range on `side`
+        (`PointState.beyond`) counted with their reading; None when no member is."""
+        values = beyond_values(self.members, side)
+        return None if values is None else max(values, key=self.key)
+
 
 class GroupSignal:
-    """A value computed from the good values of several members."""
+    """A value computed from the good values of several members. `monotone`: the value never
+    falls when a member's rises (a mean, the load of the largest current), so a member's
+    over- or under-range reading may be counted (`read_beyond`); a spread or an unbalance is
+    not."""
 
-    __slots__ = ("func", "members", "minimum")
+    __slots__ = ("func", "members", "minimum", "monotone")
 
     def __init__(self, members: Sequence[PointState],
-                 func: Callable[[list[float]], float | None], minimum: int) -> None:
+                 func: Callable[[list[float]], float | None], minimum: int,
+                 monotone: bool = False) -> None:
         self.members = tuple(members)
         self.func = func
         self.minimum = minimum
+        self.monotone = monotone
 
     def read(self, now: float) -> float | None:
         # each member's number() inline (a room's group: tens of members a read)
@@ -272,6 +310,30 @@ class GroupSignal:
         if len(values) < self.minimum:
             return None
         return self.func(values)
+
+    def read_beyond(self, side: int) -> float | None:
+        """As `read`, the members beyond their valid range on `side` counted with their
+        reading; None when no member is, or the function is not `monotone`."""
+        values = beyond_values(self.members, side) if self.monotone else None
+        if values is None or len(values) < self.minimum:
+            return None
+        return self.func(values)
+
+
+def beyond_values(members: Sequence[PointState], side: int) -> list[float] | None:
+    """The good numbers of `members` and the readings of those beyond their valid range on
+    `side` (`PointState.beyond`), in member order; None when no member is beyond."""
+    values: list[float] = []
+    found = False
+    for member in members:
+        number = member.number()
+        if number is None:
+            if member.good or member.beyond() != side:
+                continue
+            number = float(member.value)  # type: ignore[arg-type]  # beyond: a number
+            found = True
+        values.append(number)
+    return values if found else None
 
 
 def spread_of(values: list[float]) -> float:

@@ -12,7 +12,9 @@ overrides) and the condition is compiled into a tree of small stateful nodes wit
 baked in (gateway.rules.compiler; gateway.rules.binding does it, sharing what depends on the
 rule or the config alone between subjects and engines). A binding whose condition needs a
 parameter that has no value (a breaker rating nobody configured) is not evaluated;
-`unconfigured()` lists it. A subject that lacks the inputs a condition needs (a dew point
+`unconfigured()` lists it, `unconfigured_report()` says it for people (gateway.rules.coverage:
+logged once per config when the engine is built, the `rule_parameters` health item, and
+`roomwarden check`'s warnings). A subject that lacks the inputs a condition needs (a dew point
 without humidity, a coincidence with one detector) is not bound at all.
 
 Change-driven rounds (gateway.rules.schedule): a round evaluates only the bindings a sample
@@ -65,6 +67,7 @@ from gateway.rules.carry import carry_node, carry_point, held, hold
 from gateway.rules.compiler import PointInfo
 from gateway.rules.conditions import PointState
 from gateway.rules.config import ParameterOverrides
+from gateway.rules.coverage import Unconfigured, log_unconfigured, unconfigured
 from gateway.rules.faults import EVALUATION_FAILED_RULE, FAILED_BINDING_RETRY, BindingFaults
 from gateway.rules.intake import Intake
 from gateway.rules.model import RulePack
@@ -158,6 +161,9 @@ class RuleEngine:
         finally:
             if collecting:
                 gc.enable()
+        self._report = unconfigured(self._unconfigured, self._infos, self.overrides)
+        if self._report:
+            log_unconfigured(loaded, self._report)
         self.evaluated = 0
         """Binding evaluations since start (a round evaluates only what is due)."""
         self._last_round: float | None = None
@@ -298,6 +304,10 @@ class RuleEngine:
     def unconfigured(self) -> list[Binding]:
         """Bindings left out because a parameter they need has no value (see `missing`)."""
         return list(self._unconfigured)
+
+    def unconfigured_report(self) -> list[Unconfigured]:
+        """`unconfigured()` for people: scope to set, chemistry that leaves it unset."""
+        return list(self._report)
 
     def points(self) -> list[PointInfo]:
         return list(self._infos)

@@ -4,6 +4,12 @@
 A test's `step(value)` keeps its own latch (`active`); `judge(value, active)` is the same
 comparison with the latch given and no state kept, so the leaves of one rule and parameter set
 share one test (gateway.rules.nodes.CompareLeaf: a leaf's latch is its own held output).
+
+`past(value, side, active)` is `judge` for a reading beyond its point's valid range (quality
+invalid, kept as read): `side` +1 above the valid maximum, -1 below the minimum. It is True
+only when the reading is past a limit on that side — an over-range reading satisfies an
+"above" limit it exceeds, never a "below" one (fail-safe, as gas and current monitors treat
+over-range; gateway.rules.nodes).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ class Test(Protocol):
     def step(self, value: float) -> bool: ...
 
     def judge(self, value: float, active: bool) -> bool: ...
+
+    def past(self, value: float, side: int, active: bool) -> bool: ...
 
 
 class Above:
@@ -48,6 +56,10 @@ class Above:
             return value >= (self.clear if active else self.limit)
         return value > (self.clear if active else self.limit)
 
+    def past(self, value: float, side: int, active: bool) -> bool:
+        """`judge` for a reading beyond its valid range on `side`: only above it counts."""
+        return side > 0 and self.judge(value, active)
+
 
 class Below:
     """Mirror of Above: active below `limit`, normal again only above limit + deadband."""
@@ -72,6 +84,10 @@ class Below:
         if self.inclusive:
             return value <= (self.clear if active else self.limit)
         return value < (self.clear if active else self.limit)
+
+    def past(self, value: float, side: int, active: bool) -> bool:
+        """`judge` for a reading beyond its valid range on `side`: only below it counts."""
+        return side < 0 and self.judge(value, active)
 
 
 class Outside:
@@ -99,3 +115,11 @@ class Outside:
         """`step` with latch `active`, no state changed."""
         below, above = self.low - value, value - self.high
         return (above if above > below else below) > (-self.db if active else 0.0)
+
+    def past(self, value: float, side: int, active: bool) -> bool:
+        """`judge` for a reading beyond its valid range on `side`, on that side's limit only
+        (above `high` for an over-range reading, below `low` for an under-range one)."""
+        if side == 0:
+            return False
+        beyond = value - self.high if side > 0 else self.low - value
+        return beyond > (-self.db if active else 0.0)

@@ -21,7 +21,15 @@ unknown, per leaf:
   value that is not past the limit while some member of the group has no good value (the
   missing member might be the one past it), or a rate whose uncertainty interval straddles
   the limit (`gateway.rules.rate`: past the limit only when the whole interval is, "not
-  exceeded" only when the whole interval is below);
+  exceeded" only when the whole interval is below). One exception, fail-safe as gas and
+  current monitors treat over-range: a reading beyond its point's valid range (quality
+  invalid, a finite number: `PointState.beyond`) that is past an "above" limit on its side —
+  over the valid maximum and above the limit, or under the minimum and below a "below"
+  limit — is True, judged as a good reading would be (hysteresis, on- and off-delays run as
+  for it). Otherwise it stays unknown: never False, never past a limit on the other side,
+  and NaN, an infinity or text never count. Signals: a point's own value, a group's worst
+  value, and the monotone group signals (mean, load); a rate, spread, unbalance, dew point
+  or difference takes good samples only;
 * `EqualsLeaf`: no good member, or no good member matching while some member is bad;
 * `StaleLeaf`: never unknown once it can judge: "no good sample for max_age" is itself the
   finding on missing data, so sensor-health rules fire on missing data. Only before the
@@ -46,6 +54,7 @@ from gateway.rules.conditions import (
     NUMBER,
     Debounce,
     FlatTracker,
+    GroupSignal,
     PointState,
     Signal,
     Test,
@@ -89,7 +98,7 @@ class CompareLeaf(_Leaf):
     (signal `value`, one member: `point`), reads it inline — the same result as the signal's
     `read`."""
 
-    __slots__ = ("_signal", "members", "point", "rate", "side", "test", "value")
+    __slots__ = ("_signal", "members", "point", "rate", "saturable", "side", "test", "value")
 
     def __init__(self, signal: Signal, test: Test, debounce: Debounce,
                  members: Sequence[PointState] = ()) -> None:
@@ -100,6 +109,10 @@ class CompareLeaf(_Leaf):
         """None for one point's own value (`signal` makes it when asked: no object per
         leaf that eval never reads)."""
         self.rate = signal if isinstance(signal, RateSignal) else None
+        self.saturable = signal if (
+            isinstance(signal, ValueSignal) or (isinstance(signal, GroupSignal)
+                                                and signal.monotone)) else None
+        """The signal that counts over- and under-range readings (`read_beyond`), if any."""
         self.test = test
         """Judged with the leaf's held output as its latch (`Test.judge`): it keeps no state
         of the leaf's, so the leaves of one plan share one (gateway.rules.compiler)."""
@@ -119,25 +132,38 @@ class CompareLeaf(_Leaf):
         if point is not None:  # one point's value: ValueSignal.read inline, no rate, no group
             number = point.value
             if not point.good or not isinstance(number, NUMBER):
+                side = point.beyond()
+                if side:  # over- or under-range: past a limit on its side counts
+                    reading = float(number)  # type: ignore[arg-type]  # beyond: a number
+                    if self.test.past(reading, side, self.active):
+                        self.value = reading
+                        return self.step(True, now)
                 return self.step(None, now)
             self.value = number = float(number)
             return self.step(self.test.judge(number, self.active), now)
         value = self._signal.read(now)  # type: ignore[union-attr]  # not one point's value
-        if value is None:
-            return self.step(None, now)
-        self.value = value
         test = self.test
         latched = self.active
-        raw: bool | None = test.judge(value, latched)
-        if not raw:
-            rate = self.rate
-            if rate is not None and rate.ceiling is not None and test.judge(rate.ceiling,
-                                                                            latched):
-                # the rate's two-sided noise guard: its calm end is not past the limit, but
-                # while the other end is, "not exceeded" is not yet known
-                raw = None
-            if not raw and self.members and not all(m.good for m in self.members):
-                raw = None
+        raw: bool | None = None
+        if value is not None:
+            self.value = value
+            raw = test.judge(value, latched)
+            if not raw:
+                rate = self.rate
+                if rate is not None and rate.ceiling is not None and test.judge(rate.ceiling,
+                                                                                latched):
+                    # the rate's two-sided noise guard: its calm end is not past the limit,
+                    # but while the other end is, "not exceeded" is not yet known
+                    raw = None
+                if not raw and self.members and not all(m.good for m in self.members):
+                    raw = None
+        saturable = self.saturable
+        if not raw and saturable is not None:  # a member's reading beyond its valid range
+            for side in (1, -1):
+                found = saturable.read_beyond(side)
+                if found is not None and test.past(found, side, latched):
+                    self.value = found
+                    return self.step(True, now)
         return self.step(raw, now)
 
 

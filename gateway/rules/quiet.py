@@ -16,7 +16,8 @@ else: `NEVER`, no value is quiet):
 * `CompareLeaf` over one point's own value: the values on the normal side of the limit —
   `Above(limit)`: ≤ limit (< limit when inclusive); `Below`: the mirror; `Outside(low, high)`:
   [low, high]. A value that is bad, missing or not a number is unknown, which keeps a normal
-  leaf normal: quiet too;
+  leaf normal: quiet too. An invalid reading beyond the point's valid range counts only when
+  it is past the limit (gateway.rules.nodes), so outside the normal side: never quiet;
 * `InvalidLeaf`, `FlatLeaf`, `StaleLeaf`: every value (`ANY`). What can activate them is
   quality (invalid samples), time (their timers, which the schedule keeps) or, for a flat-line,
   time with values that stay put: a moving value only restarts the flat-line window, which

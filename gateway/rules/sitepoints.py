@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from gateway.config.loader import LoadedConfig
+from gateway.config.profile import Flag, PointCommon
+from gateway.config.site import Device
 from gateway.field.bus_loop import ONLINE_POINT
 from gateway.field.points import bind_points
 from gateway.rules import model as m
@@ -77,9 +79,16 @@ class _Site:
             infos = []
             for point in bind_points(device, loaded.profile_of(device)):
                 infos.append(PointInfo(point.id, device.id, device.room, room_type,
-                                       device.profile, point.quantity, point.enum))
-                infos.extend(PointInfo(flag.id, device.id, device.room, room_type,
-                                       device.profile, flag.quantity) for flag in point.flags)
+                                       device.profile, point.quantity, point.enum,
+                                       point.valid_min, point.valid_max,
+                                       _field_device(device, point.name, point.spec)))
+                specs = {f.name: f for f in point.spec.flags}
+                for flag in point.flags:
+                    name = flag.id.rsplit(".", 1)[1]
+                    infos.append(PointInfo(
+                        flag.id, device.id, device.room, room_type, device.profile,
+                        flag.quantity, field_device=_field_device(
+                            device, f"{point.name}.{name}", specs[name])))
             self.devices.append((online, infos))
             self.infos.append(online)
             self.infos.extend(infos)
@@ -133,6 +142,14 @@ class _Site:
             yield _name(members[0], subject), members, ids  # every member has its name
 
 
+def _field_device(device: Device, name: str, spec: PointCommon | Flag) -> bool:
+    """The point's (or flag's) `field_device`: the device's override, else the profile's."""
+    override = device.points.get(name)
+    if override is not None and override.field_device is not None:
+        return override.field_device
+    return spec.field_device
+
+
 def _name(info: PointInfo, subject: str) -> str:
     """The subject of kind `subject` (point, device, room) that `info` belongs to."""
     return info.id if subject == "point" else info.device if subject == "device" else info.room
@@ -154,7 +171,8 @@ class SitePoints:
             device = online.device
             online_state = states[online.id] = PointState(online.id, device, start)
             for info in infos:
-                state = states[info.id] = PointState(info.id, device, start)
+                state = states[info.id] = PointState(info.id, device, start, info.valid_min,
+                                                     info.valid_max)
                 state.online = online_state
 
     def select(self, select: m.Select) -> list[PointInfo]:

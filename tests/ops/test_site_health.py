@@ -44,6 +44,9 @@ async def test_service_health_and_site_alarm_state_are_said_apart(tmp_path: Path
     def site(data: dict[str, Any]) -> None:
         data["panel"] = {"enabled": True, "bind": "127.0.0.1", "port": port}
         data["alarms"] = {"flood_count": 2, "flood_window": "10m"}
+        data.setdefault("rules", {}).setdefault("parameters", []).extend(  # every rule evaluated
+            {"rule": rule, "device": "meter-ac-main", "set": {"rating_a": 100}}
+            for rule in ("power.branch_overload", "power.branch_load_high"))
 
     async with running_service(tmp_path, change=site) as run:
         gw = run.service.gateway

@@ -1,0 +1,194 @@
+"""What a site's rules cannot see: warnings, not errors (the config runs as it is).
+
+* **unconfigured bindings** — a rule bound to a subject but not evaluated, because a parameter
+  its condition needs has no value (`Binding.missing`: a breaker rating nobody set; a per-
+  chemistry default the pack leaves unset, e.g. no block-above-ambient limit for LFP);
+* **coincidence gaps** — a rule that counts distinct sources (`at_least: {each: …}`,
+  fire.smoke_coincidence) in a subject that has fewer than it needs: it can never fire (one
+  detector in a room, or two smoke zones of one module not marked `field_device`);
+* **rooms without fire detection** — a room of type battery, ups, energy_storage or
+  data_center (batteries — a UPS room holds its batteries, as the packs' battery rules assume
+  — or a data hall) in which no rule reads a point of quantity `smoke`.
+
+`roomwarden check` prints them all (`check_warnings`, gateway.config.check_all); the running
+gateway logs its unconfigured bindings once per config (`log_unconfigured`, called by the
+rule engine) and reports them as the `rule_parameters` health item (gateway.ops.health).
+Pure but for that log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from gateway.config.loader import LoadedConfig
+from gateway.rules import model as m
+from gateway.rules.binding import Binding, bind
+from gateway.rules.compiler import PointInfo
+from gateway.rules.config import ParameterOverrides
+from gateway.rules.model import RulePack
+from gateway.rules.sitepoints import SitePoints, WeakMemo
+
+log = logging.getLogger("roomwarden.rules")
+
+FIRE_ROOM_TYPES = ("battery", "ups", "energy_storage", "data_center")
+"""Room types `check` expects smoke detection in."""
+SMOKE = "smoke"
+
+
+@dataclass(frozen=True, slots=True)
+class Unconfigured:
+    """A binding left out for a missing parameter, as people are told about it."""
+
+    rule: str
+    subject: str
+    scope: str
+    """Where an override would set it: `device: <id>` or `room: <id>`."""
+    missing: tuple[str, ...]
+    chemistry: str | None
+    """The battery chemistry whose pack defaults leave the parameter unset on purpose (not
+    evaluated for it by design), else None: nobody set it."""
+
+    @property
+    def by_design(self) -> bool:
+        return self.chemistry is not None
+
+    def text(self) -> str:
+        names = ", ".join(self.missing)
+        setting = ", ".join(f"{n}: …" for n in self.missing)
+        if self.chemistry is not None:
+            return (f"rules: {self.rule} on {self.subject} is not evaluated: its pack leaves "
+                    f"{names} unset for chemistry {self.chemistry} (set it under rules: "
+                    f"parameters to evaluate it)")
+        return (f"rules: {self.rule} on {self.subject} is not evaluated: parameter {names} "
+                f"has no value; set it: rules: parameters: - {{rule: {self.rule}, "
+                f"{self.scope}, set: {{{setting}}}}}")
+
+
+def unconfigured(bindings: Iterable[Binding], points: Iterable[PointInfo],
+                 overrides: ParameterOverrides) -> list[Unconfigured]:
+    """The unconfigured `bindings` (`RuleEngine.unconfigured()`) for people."""
+    infos = {info.id: info for info in points}
+    out = []
+    for binding in bindings:
+        if binding.kind == "room":
+            device, scope = None, f"room: {binding.subject}"
+        else:
+            device = infos[binding.points[0]].device if binding.points else binding.subject
+            scope = f"device: {device}"
+        chemistry = overrides.chemistry(device, binding.room)
+        unset = overrides.chemistry_defaults.get(binding.rule, {}).get(chemistry or "", {})
+        by_design = chemistry is not None and all(
+            name in unset and unset[name] is None for name in binding.missing)
+        out.append(Unconfigured(binding.rule, binding.subject, scope, binding.missing,
+                                chemistry if by_design else None))
+    return out
+
+
+def summary(items: Sequence[Unconfigured], limit: int = 3) -> str:
+    """`power.branch_overload on meter-ap1, meter-ap2 (rating_a); …` (the first `limit`
+    rules, each with its subjects)."""
+    by_rule: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for item in items:
+        by_rule.setdefault((item.rule, item.missing), []).append(item.subject)
+    parts = [f"{rule} on {', '.join(subjects)} ({', '.join(missing)})"
+             for (rule, missing), subjects in list(by_rule.items())[:limit]]
+    return "; ".join(parts) + (" …" if len(by_rule) > limit else "")
+
+
+_logged: WeakMemo[LoadedConfig, list[bool]] = WeakMemo(lambda loaded: [False])
+
+
+def log_unconfigured(loaded: LoadedConfig, items: Sequence[Unconfigured]) -> None:
+    """One warning line per rule left unevaluated, once per config object (an engine built
+    again on the same config — a restart of the rules, a rollback — does not repeat it)."""
+    done = _logged(loaded)
+    if done[0]:
+        return
+    done[0] = True
+    by_rule: dict[tuple[str, tuple[str, ...], str | None], list[str]] = {}
+    for item in items:
+        by_rule.setdefault((item.rule, item.missing, item.chemistry), []).append(item.subject)
+    for (rule, missing, chemistry), subjects in by_rule.items():
+        log.warning("event=rule_not_evaluated rule=%s missing=%s subjects=%s reason=%s",
+                    rule, ",".join(missing), ",".join(subjects),
+                    f"unset_for_chemistry_{chemistry}" if chemistry else "parameter_not_set")
+
+
+def coincidence_gaps(packs: Iterable[RulePack], site: SitePoints,
+                     overrides: ParameterOverrides) -> list[str]:
+    """Subjects in which a rule counting distinct sources can never reach its count."""
+    out = []
+    for pack in packs:
+        for rule in pack.rules:
+            rule_id = pack.full_id(rule)
+            cond = rule.condition
+            if rule_id in overrides.disabled or not isinstance(cond, m.AtLeast) \
+                    or cond.at_least.each is None:
+                continue
+            spec = cond.at_least
+            wanted = getattr(spec.each, "quantity", None)
+            groups: dict[str, list[PointInfo]] = {}
+            for info in site.select(rule.select):
+                if wanted is None or info.quantity in wanted:
+                    subject = (info.id if rule.subject == "point" else info.device
+                               if rule.subject == "device" else info.room)
+                    groups.setdefault(subject, []).append(info)
+            for subject, members in groups.items():
+                first = members[0]
+                params = overrides.resolve(
+                    rule_id, rule.parameters, room=first.room, room_type=first.room_type,
+                    device=None if rule.subject == "room" else first.device)
+                count = params.get(spec.count[1:]) if isinstance(spec.count, str) \
+                    else spec.count
+                if not isinstance(count, int | float) or isinstance(count, bool):
+                    continue  # unset: an unconfigured binding, or no number
+                sources = sorted({i.source if spec.distinct == "device" else i.id
+                                  for i in members})
+                if len(sources) < max(1, round(count)):
+                    out.append(_gap_text(rule_id, rule.subject, subject, round(count),
+                                         spec.distinct, sources, members))
+    return out
+
+
+def _gap_text(rule_id: str, kind: str, subject: str, count: int, distinct: str,
+              sources: list[str], members: list[PointInfo]) -> str:
+    points = ", ".join(i.id for i in members)
+    hint = ""
+    if distinct == "device" and len(members) > len(sources):
+        hint = ("; points of one device count once: mark independent detectors wired to "
+                "one input module `field_device: true` (in its profile, or the device's "
+                "`points:`)")
+    return (f"rules: {rule_id} can never fire in {kind} {subject}: it needs {count} distinct "
+            f"{'devices' if distinct == 'device' else 'points'} and there "
+            f"{'is' if len(sources) == 1 else 'are'} {len(sources)} ({points}){hint}")
+
+
+def smoke_gaps(loaded: LoadedConfig, packs: Iterable[RulePack], evaluated: Iterable[Binding],
+               points: Iterable[PointInfo]) -> list[str]:
+    """Rooms of the `FIRE_ROOM_TYPES` in which no evaluated smoke rule (one that selects
+    quantity smoke by name: not a sensor-health rule over every point) reads a smoke point."""
+    rules = {pack.full_id(rule) for pack in packs for rule in pack.rules
+             if rule.select.quantity and SMOKE in rule.select.quantity}
+    smoke = {info.id for info in points if info.quantity == SMOKE}
+    watched = {b.room for b in evaluated
+               if b.rule in rules and any(p in smoke for p in b.points)}
+    return [f"room {room.id} ({room.type}): no smoke detection is bound — no rule reads a "
+            f"point of quantity smoke there (fire.smoke_detector, fire.smoke_coincidence); "
+            f"add smoke detectors to the room's devices"
+            for room in loaded.config.rooms
+            if room.type in FIRE_ROOM_TYPES and room.id not in watched]
+
+
+def check_warnings(loaded: LoadedConfig, packs: Mapping[str, RulePack]) -> list[str]:
+    """Everything above for `roomwarden check`: one line each."""
+    overrides = ParameterOverrides.for_site(loaded, packs)
+    site = SitePoints(loaded, 0.0)
+    evaluated: list[Binding] = []
+    left_out: list[Binding] = []
+    for binding, _rule, node in bind(tuple(packs.values()), site, overrides):
+        (left_out if node is None else evaluated).append(binding)
+    return [*(item.text() for item in unconfigured(left_out, site.infos, overrides)),
+            *coincidence_gaps(packs.values(), site, overrides),
+            *smoke_gaps(loaded, packs.values(), evaluated, site.infos)]
