@@ -2,10 +2,11 @@
 
 A config being tried out must not cost the operator anything if it is rolled back: while the
 applier health-checks it, the alarms that only say the *candidate* cannot reach its devices —
-sensor and device health (the `sensor_health` pack, and any rule that selects nothing but
-`device_online` / `detector_fault`, such as `explosion.gas_detector_failure`) and alarm
-the alarm outputs' own trouble (every `actions.*` rule: `actions.output_failure`, a relay that
-does not respond, and the output feedback alarms) — are **held**: they do not reach the
+sensor and device health (the `sensor_health` pack, any rule marked `trouble: true`, such as
+`explosion.gas_detector_failure`, and any rule that selects nothing but `device_online` /
+`detector_fault`) and the alarm outputs' own trouble (every `actions.*` rule:
+`actions.output_failure`, a relay that does not respond, and the output feedback alarms) —
+are **held**: they do not reach the
 alarm manager, so they are not shown on the panel, not journalled, not sent uplink and drive
 no output. Alarms on measured values (fire, gas, temperature, power …) are never held, and an
 alarm that was already raised before the trial carries on untouched (its evaluations pass).
@@ -54,7 +55,8 @@ def held_rules(packs: Iterable[RulePack]) -> frozenset[str]:
     for pack in packs:
         for rule in pack.rules:
             quantities = set(rule.select.quantity or ())
-            if pack.pack in HELD_PACKS or (quantities and quantities <= TROUBLE_QUANTITIES):
+            if pack.pack in HELD_PACKS or rule.trouble or (
+                    quantities and quantities <= TROUBLE_QUANTITIES):
                 ids.add(pack.full_id(rule))
     return frozenset(ids)
 

@@ -138,6 +138,11 @@ class Rule(Strict):
     condition: Condition
     actions: tuple[ActionRole, ...] = ()
     latching: bool = False
+    trouble: bool = False
+    """The alarm is about the devices themselves (a detector failed, monitoring lost), not a
+    hazard they measure: held while a config is on trial (gateway.flashing.trial), as the
+    sensor_health pack's are, so a candidate that misreads its devices costs nothing if it is
+    rolled back."""
     chemistry: dict[Chemistry, ChemistryDefaults] = {}
     """Parameter defaults per battery chemistry of the subject's device or room; a site's
     `rules: parameters:` overrides still win."""
