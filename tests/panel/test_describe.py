@@ -28,7 +28,7 @@ def rule_text(rule_id: str, unit: str | None, **params: object) -> str:
     ("fire.smoke_coincidence", None, {}, "2 devices with smoke on"),
     ("fire.smoke_detector", None, {}, "smoke on"),
     ("fire.heat_rate_of_rise", "°C", {}, "rate of change > 8.3 °C/min"),
-    ("explosion.h2_alarm", "%LEL", {}, "≥ 25 %LEL for 2 s"),
+    ("explosion.h2_alarm", "%LEL", {}, "≥ 25 %LEL for 2 s or h2 lel alarm2 on for 2 s"),
     ("environment.temperature_recommended", "°C", {}, "outside 18–27 °C for 5 min"),
     ("sensor_health.device_offline", None, {}, "not answering"),
     ("sensor_health.stale", None, {}, "no good reading for 2 min"),
