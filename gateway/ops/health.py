@@ -20,6 +20,10 @@ Checks, each judged from the gateway's own state at the moment of asking:
   `event=rule_not_evaluated`, and warned by `roomwarden check`). A parameter the rule pack
   leaves unset on purpose for a battery chemistry (no block-above-ambient limit for LFP) is
   named in the detail but stays ok.
+- `clock`: **degraded** while the wall clock is before 2020 — never set (a Pi without an RTC
+  before NTP, at 1970): every event time is wrong and the central ingest refuses them
+  (gateway.ingest.timecheck); the detail says whether systemd-timesyncd has synchronised it
+  (docs/time.md). Timing itself runs on the monotonic clock and is not affected.
 - `outputs`: **degraded** when an alarm output's last write failed (the failure is also an
   alarm, `actions.output_failure`; restarting the gateway would not mend a relay).
 - `uplink`: **degraded** when configured and not connected (the gateway works on its own; the
@@ -46,6 +50,7 @@ is on fire (that is when it is needed most); whoever watches the site reads `sit
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Sequence
 from enum import StrEnum
@@ -200,6 +205,26 @@ def monitor_for(source: MetricsSource) -> HealthMonitor:
         return HealthMonitor(source)
 
 
+CLOCK_FLOOR_NS = 1_577_836_800 * 10**9
+"""2020-01-01T00:00:00Z: a wall clock before it was never set."""
+
+
+def check_clock(now_ns: int) -> CheckResult:
+    """The wall clock as event times need it (not the kernel's sync state via adjtimex: that
+    costs ctypes at every request; timesyncd's flag is a file)."""
+    from gateway import clocksync
+
+    synced = "synchronised by systemd-timesyncd" if clocksync.TIMESYNCD_FLAG.exists() else \
+        "not known to be synchronised"
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ns / 1e9))
+    if now_ns < CLOCK_FLOOR_NS:
+        return CheckResult(status=Level.DEGRADED,
+                           detail=f"the system clock is not set ({when}): event times are "
+                                  f"wrong and the central ingest refuses them; {synced} — "
+                                  "check NTP")
+    return CheckResult(status=Level.OK, detail=f"{when}, {synced}")
+
+
 class HealthMonitor:
     """Judges a gateway's health; one monitor serves every request of one server."""
 
@@ -217,6 +242,7 @@ class HealthMonitor:
             "buses": self.check_buses(),
             "rules": self.check_rules(),
             "rule_parameters": self.check_rule_parameters(),
+            "clock": check_clock(self.source.clock.now_ns()),
             "outputs": self.check_outputs(),
             "uplink": self.check_uplink(),
         }

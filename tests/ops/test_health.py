@@ -31,7 +31,7 @@ async def test_healthz_goes_degraded_failing_and_back_to_ok(live: Live) -> None:
     status, body = await live.healthz()
     assert (status, body["ok"], body["status"]) == (200, True, "ok")
     assert {name: c["status"] for name, c in body["checks"].items()} == {
-        "buses": "ok", "rules": "ok", "rule_parameters": "ok", "outputs": "ok",
+        "buses": "ok", "rules": "ok", "rule_parameters": "ok", "clock": "ok", "outputs": "ok",
         "uplink": "ok"}
     assert "5/5 devices online" in body["checks"]["buses"]["detail"]
 
@@ -237,3 +237,15 @@ async def test_a_device_reading_only_in_part_degrades_the_buses(tmp_path: Path) 
         assert HealthMonitor(gw).check_buses().status is Level.OK
     finally:
         gw.core.close()
+
+
+def test_a_clock_that_was_never_set_is_degraded() -> None:
+    """A Pi before NTP (at 1970): its event times are wrong and the central ingest refuses
+    them (gateway.ingest.timecheck) — the technician sees why on /healthz."""
+    from gateway.ops.health import CLOCK_FLOOR_NS, Level, check_clock
+
+    unset = check_clock(86_400 * 10**9)
+    assert unset.status is Level.DEGRADED and "1970-01-02" in unset.detail
+    assert "not set" in unset.detail and "check NTP" in unset.detail
+    assert check_clock(CLOCK_FLOOR_NS).status is Level.OK
+
