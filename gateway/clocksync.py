@@ -20,6 +20,9 @@ from pathlib import Path
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 TIMESYNCD_FLAG = Path("/run/systemd/timesync/synchronized")
 STA_UNSYNC = 0x0040
+SET_FLOOR_NS = 1_577_836_800 * 10**9
+"""2020-01-01T00:00:00Z: no RoomWarden clock reads earlier unless it was never set (a Pi without
+an RTC before NTP): the gateway's /healthz and the central ingest both judge by it."""
 
 
 def kernel_status() -> int | None:

@@ -14,7 +14,6 @@ and counted (`roomwarden_ingest_gateway_id_conflicts_total{site, gateway}`).
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 
 from gateway.contract.wire import GatewayState
@@ -26,7 +25,6 @@ log = logging.getLogger("roomwarden.ingest")
 BOOTS_KEPT = 4
 """Earlier boots remembered per gateway."""
 MAX_GATEWAYS = 10_000
-LOG_INTERVAL_S = 60.0
 
 
 class GatewayWatch:
@@ -35,7 +33,6 @@ class GatewayWatch:
         self.skew = ClockSkew()
         self._boots: dict[tuple[str, str], deque[int]] = {}
         """(site, gateway) → its boots, the latest last."""
-        self._logged: dict[tuple[str, str], float] = {}
         self.conflicts = 0
 
     def observe(self, state: GatewayState, retained: bool, now_ns: int) -> None:
@@ -64,10 +61,7 @@ class GatewayWatch:
             return  # a restart
         self.conflicts += 1
         self.metrics.id_conflicts.labels(site=key[0], gateway=key[1]).inc()
-        mono = time.monotonic()
-        if mono - self._logged.get(key, float("-inf")) >= LOG_INTERVAL_S:
-            self._logged[key] = mono
-            log.error("event=gateway_id_conflict site=%s gateway=%s boots=%s (two gateway "
-                      "processes publish as %s/%s: their readings, alarms and states mix; give "
-                      "each its own gateway.id)", key[0], key[1], ",".join(map(str, boots)),
-                      key[0], key[1])
+        # a line a minute per gateway: the RateLimitFilter gateway.ingest.timecheck installs
+        log.error("event=gateway_id_conflict site=%s gateway=%s boots=%s (two gateway processes "
+                  "publish as %s/%s: their readings, alarms and states mix; give each its own "
+                  "gateway.id)", key[0], key[1], ",".join(map(str, boots)), key[0], key[1])

@@ -18,18 +18,29 @@ stamped 1970-01-02 were acknowledged by the ingest and dropped by VictoriaMetric
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 
+from gateway.clocksync import SET_FLOOR_NS
 from gateway.contract.wire import AlarmEventMessage, GatewayState, Message, TelemetryBatch
+from gateway.ops.connections import RateLimitFilter
 
 log = logging.getLogger("roomwarden.ingest")
 
-FLOOR_NS = 1_577_836_800 * 10**9
+
+def _per_gateway(record: logging.LogRecord) -> str:
+    """What makes two lines alike: their event and (site, gateway), the first two args."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    return f"{str(record.msg)[:30]}{args[:2]!r}"
+
+
+for _event in ("event=gateway_clock_skew", "event=gateway_id_conflict"):
+    # a line a minute per gateway (gateway.ingest.gatewaywatch logs the second)
+    log.addFilter(RateLimitFilter(prefix=_event, kind=_per_gateway))
+
+FLOOR_NS = SET_FLOOR_NS
 """2020-01-01T00:00:00Z: no RoomWarden message is older; a time before it is an unset clock."""
 AHEAD_NS = 86_400 * 10**9
 SKEW_NS = 60 * 10**9
-LOG_INTERVAL_S = 60.0
 MAX_GATEWAYS = 10_000
 """Gateways whose skew is kept (beyond it the oldest entries go)."""
 
@@ -40,9 +51,15 @@ def _iso(ns: int) -> str:
 
 def stamped(message: Message) -> tuple[int, int] | None:
     """(earliest, latest) time a message carries (None: it carries none)."""
-    if isinstance(message, TelemetryBatch):
-        offsets = [row[2] for row in message.samples] or [0]
-        return message.t0 + min(offsets), message.t0 + max(offsets)
+    if isinstance(message, TelemetryBatch):  # one pass, no list: thousands of rows a batch
+        low = high = 0
+        for row in message.samples:
+            dt = row[2]
+            if dt < low:
+                low = dt
+            elif dt > high:
+                high = dt
+        return message.t0 + low, message.t0 + high
     if isinstance(message, AlarmEventMessage | GatewayState):
         return message.ts, message.ts
     return None  # (incident records go to the ingest's own store, whatever their time)
@@ -68,7 +85,6 @@ class ClockSkew:
 
     def __init__(self) -> None:
         self.skew_s: dict[tuple[str, str], float] = {}
-        self._logged: dict[tuple[str, str], float] = {}
 
     def observe(self, state: GatewayState, retained: bool, now_ns: int) -> None:
         if retained:  # a retained state is as old as it is: no measure of the clock
@@ -77,15 +93,9 @@ class ClockSkew:
         skew = state.ts - now_ns
         if key not in self.skew_s and len(self.skew_s) >= MAX_GATEWAYS:
             self.skew_s.pop(next(iter(self.skew_s)))
-            self._logged.pop(key, None)
         self.skew_s[key] = skew / 1e9
-        if abs(skew) <= SKEW_NS:
-            return
-        mono = time.monotonic()
-        if mono - self._logged.get(key, float("-inf")) < LOG_INTERVAL_S:
-            return
-        self._logged[key] = mono
-        log.warning("event=gateway_clock_skew site=%s gateway=%s skew_s=%.1f (its clock is "
-                    "%s the ingest's: its points and alarms are stored at its times)",
-                    state.site, state.gateway, skew / 1e9,
-                    "ahead of" if skew > 0 else "behind")
+        if abs(skew) > SKEW_NS:
+            log.warning("event=gateway_clock_skew site=%s gateway=%s skew_s=%.1f (its clock is "
+                        "%s the ingest's: its points and alarms are stored at its times)",
+                        state.site, state.gateway, skew / 1e9,
+                        "ahead of" if skew > 0 else "behind")

@@ -205,10 +205,6 @@ def monitor_for(source: MetricsSource) -> HealthMonitor:
         return HealthMonitor(source)
 
 
-CLOCK_FLOOR_NS = 1_577_836_800 * 10**9
-"""2020-01-01T00:00:00Z: a wall clock before it was never set."""
-
-
 def check_clock(now_ns: int) -> CheckResult:
     """The wall clock as event times need it (not the kernel's sync state via adjtimex: that
     costs ctypes at every request; timesyncd's flag is a file)."""
@@ -217,7 +213,7 @@ def check_clock(now_ns: int) -> CheckResult:
     synced = "synchronised by systemd-timesyncd" if clocksync.TIMESYNCD_FLAG.exists() else \
         "not known to be synchronised"
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ns / 1e9))
-    if now_ns < CLOCK_FLOOR_NS:
+    if now_ns < clocksync.SET_FLOOR_NS:
         return CheckResult(status=Level.DEGRADED,
                            detail=f"the system clock is not set ({when}): event times are "
                                   f"wrong and the central ingest refuses them; {synced} — "

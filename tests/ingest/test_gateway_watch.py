@@ -71,3 +71,17 @@ def test_restarts_are_no_conflict(restarts: list[int]) -> None:
     assert watch.conflicts == 0
     watch.observe(state(restarts[0]), retained=False, now_ns=time.time_ns())
     assert watch.conflicts == (1 if len(restarts) > 1 else 0)
+
+
+def test_skew_lines_are_one_a_minute_per_gateway(caplog: pytest.LogCaptureFixture) -> None:
+    """The project's RateLimitFilter, keyed by event and gateway (the skew itself varies)."""
+    watch = GatewayWatch(metrics())
+    now = time.time_ns()
+    with caplog.at_level(logging.WARNING, logger="roomwarden.ingest"):
+        for i in range(5):
+            for gw in ("gw-a", "gw-b"):
+                watch.observe(c.GatewayState(site=SITE, gateway=gw, status="online",
+                                             ts=now + (600 + i) * 10**9), False, now)
+    lines = [r.getMessage() for r in caplog.records if "gateway_clock_skew" in r.getMessage()]
+    assert len(lines) == 2 and {"gateway=gw-a" in lines[0], "gateway=gw-a" in lines[1]} == {
+        True, False}

@@ -242,10 +242,11 @@ async def test_a_device_reading_only_in_part_degrades_the_buses(tmp_path: Path) 
 def test_a_clock_that_was_never_set_is_degraded() -> None:
     """A Pi before NTP (at 1970): its event times are wrong and the central ingest refuses
     them (gateway.ingest.timecheck) — the technician sees why on /healthz."""
-    from gateway.ops.health import CLOCK_FLOOR_NS, Level, check_clock
+    from gateway.clocksync import SET_FLOOR_NS
+    from gateway.ops.health import Level, check_clock
 
     unset = check_clock(86_400 * 10**9)
     assert unset.status is Level.DEGRADED and "1970-01-02" in unset.detail
     assert "not set" in unset.detail and "check NTP" in unset.detail
-    assert check_clock(CLOCK_FLOOR_NS).status is Level.OK
+    assert check_clock(SET_FLOOR_NS).status is Level.OK
 
