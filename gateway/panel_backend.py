@@ -63,7 +63,7 @@ class PanelBackend:
         describe = self._describer(rooms)
         alarms = []
         for v in self.core.alarms.active():
-            context = describe.context(v.key.rule, v.key.subject, v.room)
+            context = describe.context(v.key.rule, v.key.subject, v.room, v.title)
             alarms.append(PanelAlarm(
                 rule=v.key.rule, subject=v.key.subject, title=v.title,
                 severity=v.severity.value, level=v.severity.level, state=v.state.value,

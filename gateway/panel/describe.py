@@ -1,5 +1,6 @@
 """What the panel's alarm cards say beyond the alarm itself: the room's name, the device's
-name and location, the unit, and the limit crossed (or the condition in words)."""
+name and location, the unit, the limit crossed (or the condition in words) and what to do
+(gateway.rules.responses)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from gateway.config.site import Location
 from gateway.rules import model as m
 from gateway.rules.engine import Binding
 from gateway.rules.model import RulePack
+from gateway.rules.responses import Responses
 
 MAX_TEXT = 160
 """A condition in words is cut here: a card has room for a line or two."""
@@ -28,6 +30,7 @@ class Context:
     location: str | None = None
     unit: str | None = None
     limit: str | None = None
+    response: str | None = None
 
 
 def _num(value: object, params: Mapping[str, object]) -> str:
@@ -141,8 +144,9 @@ class Describer:
         self._rules = {pack.full_id(rule): rule for pack in packs for rule in pack.rules}
         self._bindings = {(b.rule, b.subject): b for b in bindings}
         self._limits: dict[tuple[str, str], str | None] = {}
+        self._responses = Responses(packs, cfg.rules.responses)
 
-    def context(self, rule: str, subject: str, room: str | None) -> Context:
+    def context(self, rule: str, subject: str, room: str | None, title: str = "") -> Context:
         device = self._devices.get(subject.partition(".")[0])
         unit = self._units.get(subject)
         return Context(
@@ -150,7 +154,8 @@ class Describer:
             device=device.id if device else None,
             device_name=device.name if device else None,
             location=_location(device.location) if device else None,
-            unit=unit, limit=self._limit(rule, subject, unit))
+            unit=unit, limit=self._limit(rule, subject, unit),
+            response=self._responses.response(rule, title))
 
     def _limit(self, rule_id: str, subject: str, unit: str | None) -> str | None:
         key = (rule_id, subject)

@@ -49,6 +49,8 @@ class PanelAlarm(View):
     unit: str | None = None
     limit: str | None = None
     """The limit crossed (`≥ 25 %LEL`) or the condition in words (`2 devices with …`)."""
+    response: str | None = None
+    """What to do (the rule's `response:`, or the site's own text: gateway.rules.responses)."""
     actions: list[str] = []
     """Output roles the alarm asks for (siren, strobe, exhaust_fan …)."""
     acked_by: str | None = None

@@ -36,6 +36,7 @@ from gateway.config.loader import (
     read_yaml,
 )
 from gateway.rules.model import RulePack, load_pack
+from gateway.rules.responses import response_ids
 from gateway.rules.section import (
     ParameterOverride,
     ParamValue,
@@ -192,6 +193,11 @@ def check_rules(section: RulesSection, packs: Mapping[str, RulePack],
     for index, rule_id in enumerate(section.disabled):
         if rule_id not in rules:
             err(("disabled", index), f"no rule {rule_id!r} in the loaded packs")
+    answerable = response_ids(packs.values())
+    for rule_id in section.responses:
+        if rule_id not in answerable:
+            err(("responses", rule_id), f"no rule or escalation {rule_id!r} in the loaded "
+                                        f"packs, nor an alarm of the gateway's own")
     devices = {d.id for d in loaded.config.devices}
     rooms = {r.id for r in loaded.config.rooms}
     for index, entry in enumerate(section.parameters):

@@ -22,7 +22,9 @@ from gateway.rules import model as m
 from gateway.rules.config import default_rules_dir, load_rule_packs
 from gateway.rules.faults import EVALUATION_FAILED_RULE, FAILED_BINDING_RETRY
 from gateway.rules.rate import DEFAULT_MIN_SPAN
+from gateway.rules.responses import BUILTIN_RESPONSES
 from gateway.rules.section import ParamValue
+from gateway.safety import OUTPUT_FAILURE_RULE
 
 ROLE_NOTES = {
     "siren": "sounds while a demanding alarm is active and unacknowledged (acknowledge "
@@ -156,8 +158,17 @@ def _rule(pack: m.RulePack, rule: m.Rule) -> list[str]:
         + "one poll for a trend already in its saved window"
         if warm is not None and detect is not None and _has_rate(rule.condition) else ""))
     lines.append("- **Actions:** " + (", ".join(f"`{a}`" for a in rule.actions) or "none"))
+    lines += _response(rule.response)
     lines.append("")
     return lines
+
+
+def _response(text: str | None) -> list[str]:
+    return [f"- **What to do:** {text}"] if text else []
+
+
+def _todo(rule: str) -> str:
+    return f"*What to do:* {BUILTIN_RESPONSES[rule]}"
 
 
 def _escalation(pack: m.RulePack, escalation: m.Escalation) -> list[str]:
@@ -171,7 +182,7 @@ def _escalation(pack: m.RulePack, escalation: m.Escalation) -> list[str]:
             f"- **Severity:** {escalation.severity}",
             f"- **Basis:** {' '.join(escalation.basis.split())}",
             "- **Actions:** " + (", ".join(f"`{a}`" for a in escalation.actions) or "none"),
-            ""]
+            *_response(escalation.response), ""]
 
 
 HEADER = """# Rule reference
@@ -185,6 +196,13 @@ specific wins: device > room > room type > site > chemistry default > default).
 (a device's wins over its room's). Rules with per-chemistry defaults list them below with their
 basis; a site override still wins. `nmc` has no values of its own in the packs yet (the domain
 reference gives none): such rules keep their generic defaults.
+
+**What to do.** Every rule, escalation and alarm of the gateway's own says what the person on
+site does when it sounds (`response:` in the packs), shown on the panel's alarm card under
+*What to do*. A site writes its own for any of them — its guard room's extension, its
+evacuation route — in the gateway config's `rules: responses:` (`fire.smoke_coincidence: "Call
+the guard room, ext. 2100, …"`: one paragraph, at most 400 characters); `roomwarden check`
+names an id that no loaded pack has.
 
 **Minimum detection time** is the shortest time from a hazard's start to its alarm on samples
 that arrive continuously: the on-delay, for rate rules the minimum span of good samples before
@@ -229,11 +247,13 @@ def render(packs: Iterable[m.RulePack]) -> str:
               f"- `{NO_FEEDBACK_RULE}` (major): commanded on, but the feedback point has not "
               "shown `expect` for `within` — a fan whose airflow switch stays open, a siren "
               "drawing no current. Minimum detection time: `within` + one poll of the feedback "
-              "point.",
+              "point. " + _todo(NO_FEEDBACK_RULE),
               f"- `{UNEXPECTED_FEEDBACK_RULE}` (major): commanded off, but the feedback shows "
-              "`expect` for `within` — a welded contactor, a fan on manual.",
-              "- `actions.output_failure` (major): a write to the output's coil failed "
-              "(no reply, or it reads back wrong); retried on the output's `backoff`.", "",
+              "`expect` for `within` — a welded contactor, a fan on manual. "
+              + _todo(UNEXPECTED_FEEDBACK_RULE),
+              f"- `{OUTPUT_FAILURE_RULE}` (major): a write to the output's coil failed "
+              "(no reply, or it reads back wrong); retried on the output's `backoff`. "
+              + _todo(OUTPUT_FAILURE_RULE), "",
               "Both supervision alarms are made more severe by the packs' escalations:", ""]
     for pack in packs:
         for escalation in pack.escalations:
@@ -245,7 +265,8 @@ def render(packs: Iterable[m.RulePack]) -> str:
               "keeps its last good result (an active alarm stays active, its outputs on); the "
               "other rules are evaluated as ever; it is tried again at its next sample and at "
               f"least every {FAILED_BINDING_RETRY:g} s, and the alarm returns to normal at its "
-              "first good evaluation (`gateway/rules/faults.py`).", ""]
+              "first good evaluation (`gateway/rules/faults.py`). "
+              + _todo(EVALUATION_FAILED_RULE), ""]
     lines += ["## Output roles", "",
               "Rules name output *roles*; a site maps each to a relay coil (`outputs:`).", "",
               "| role | what it does |", "|---|---|"]

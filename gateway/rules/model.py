@@ -60,7 +60,7 @@ from gateway.rules.condition_model import (
     condition_refs,
     iter_conditions,
 )
-from gateway.rules.section import ParamValue, RoomType, parse_param_value
+from gateway.rules.section import ParamValue, Response, RoomType, parse_param_value
 
 __all__ = [
     "CONDITION_KINDS",
@@ -132,6 +132,10 @@ class Rule(Strict):
     basis: str = Field(min_length=5)
     """The standard and clause the threshold rests on, or `vendor default: …`."""
     description: str | None = None
+    response: Response | None = None
+    """What the person on site does when the alarm sounds, first things first (ISA-18.2's
+    alarm response: the corrective action written down with the alarm, not looked up at
+    3 a.m.). Shown on the panel's alarm card; a site's `rules: responses:` replaces it."""
     parameters: dict[Name, Annotated[ParamValue, BeforeValidator(parse_param_value)]] = {}
     select: Select
     subject: Literal["point", "device", "room"] = "point"
@@ -196,6 +200,8 @@ class Escalation(Strict):
     severity: Severity
     basis: str = Field(min_length=5)
     actions: tuple[ActionRole, ...] = ()
+    response: Response | None = None
+    """What the person on site does (as `Rule.response`)."""
 
 
 class RulePack(Strict):

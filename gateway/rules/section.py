@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from gateway.config.duration import parse_duration
 from gateway.config.profile import Id, Name, Strict
@@ -36,6 +36,21 @@ def parse_param_value(value: object) -> ParamValue:
 
 RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$", max_length=129)]
 """A full rule id, `<pack>.<rule>`."""
+
+MAX_RESPONSE = 400
+
+
+def _one_paragraph(text: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise ValueError("a response is one paragraph of plain text: no line breaks, tabs or "
+                         "control characters (YAML's `>-` folds lines into one)")
+    return text
+
+
+Response = Annotated[str, Field(min_length=10, max_length=MAX_RESPONSE),
+                     AfterValidator(_one_paragraph)]
+"""What the person on site does when an alarm sounds: one paragraph of plain text (no line
+breaks: a card shows it as it is), at most `MAX_RESPONSE` characters."""
 
 
 class ParameterOverride(Strict):
@@ -79,5 +94,8 @@ class RulesSection(Strict):
     parameters: tuple[ParameterOverride, ...] = ()
     """Site overrides of rule parameters, most specific scope wins (device > room > room type >
     site)."""
+    responses: dict[RuleId, Response] = Field(default={}, max_length=1000)
+    """The site's own response text for rules (`fire.smoke_coincidence: "Call the guard room,
+    ext. 2100, then …"`), shown on the panel instead of the pack's."""
 
 

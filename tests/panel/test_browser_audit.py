@@ -176,12 +176,12 @@ async def test_a_shelved_alarm_is_unshelved_by_a_user(panel: Running, browser: B
     panel.backend.state = sample_state([alarm(state="shelved",
                                               shelved_until_ns=NOW_NS + 600 * 10**9)])
     page = await new_page(browser, panel.url)
-    await page.locator("details.inactive summary").click()
+    await page.locator("details.inactive > summary").click()
     shelved = page.get_by_test_id("inactive-list").get_by_test_id("alarm")
     await expect(shelved.get_by_test_id("alarm-tag")).to_have_text("SHELVED")
     await expect(shelved.get_by_test_id("unshelve-button")).to_be_hidden()
     await log_in(page)
-    await page.locator("details.inactive summary").click()
+    await page.locator("details.inactive > summary").click()
     await shelved.get_by_test_id("unshelve-button").click()
     await expect(page.get_by_test_id("message")).to_contain_text(
         "Unshelved: Hydrogen high in battery room 1")

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from gateway.panel.views import HealthView, OutputView, PanelAlarm, PanelState
+from gateway.rules.responses import Responses
+from tests import shipped
 from tests.panel.conftest import NOW_NS, Running, alarm, sample_state
 from tests.panel.test_browser import ARGS as BASE_ARGS
 from tests.panel.test_browser import CHROMIUM
@@ -52,6 +54,8 @@ def fire_alarm(**over: Any) -> PanelAlarm:
         "activated_ns": NOW_NS - 40 * 10**9, "actions": ["alarm_panel"],
     }
     data.update(over)
+    # what to do, in the shipped packs' words (a card's real height on a phone)
+    data.setdefault("response", Responses(shipped.packs().values()).response(data["rule"]))
     return alarm(**data)
 
 
@@ -265,6 +269,11 @@ async def test_cards_say_where_what_and_who(panel: Running, browser: Browser) ->
     await expect(fire.get_by_test_id("alarm-value")).to_have_text("2 devices with smoke on")
     smoke = page.locator('[data-testid="alarm"][data-subject="smoke-3f-1.smoke"]')
     await expect(smoke.get_by_test_id("alarm-value")).to_have_text("smoke on")
+    # what to do: open on a wide screen, in the pack's words
+    heat_rule = shipped.packs()["fire"].rule("heat_fixed")
+    assert heat_rule is not None and heat_rule.response
+    await expect(heat.get_by_test_id("alarm-response-text")).to_be_visible()
+    await expect(heat.get_by_test_id("alarm-response-text")).to_have_text(heat_rule.response)
     await page.screenshot(path=shot("fire-desktop-acked.png"), full_page=True)
 
 

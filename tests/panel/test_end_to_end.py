@@ -19,6 +19,7 @@ from gateway.daemon import Gateway
 from gateway.demo import with_demo_user
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
+from tests import shipped
 from tests.helpers import until
 from tests.panel.live import Live, live_panel
 from tests.panel.test_browser import ARGS, CHROMIUM
@@ -83,6 +84,14 @@ async def test_alarm_appears_is_acknowledged_and_the_siren_drops(live: Live,
             for i in range(await cards.count()):
                 box = await cards.nth(i).bounding_box()
                 assert box is not None and box["y"] + box["height"] <= 844, (i, box)
+            # what to do: one tap away on a phone, in the pack's words
+            todo = fire.get_by_test_id("alarm-response")
+            await expect(todo).to_be_visible()
+            await expect(todo.get_by_test_id("alarm-response-text")).to_be_hidden()
+            await todo.locator("summary").click()
+            rule = shipped.packs()["fire"].rule("smoke_coincidence")
+            assert rule is not None and rule.response
+            await expect(todo.get_by_test_id("alarm-response-text")).to_have_text(rule.response)
 
             await fire.get_by_test_id("ack-button").click()
             await expect(page.get_by_test_id("login-dialog")).to_be_visible()

@@ -14,8 +14,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from gateway.sim.signals import Constant
+from tests import shipped
 from tests.helpers import until
 from tests.panel.live import Live, live_panel
 
@@ -134,3 +136,28 @@ async def test_latched_fire_reset_ack_all_skips_and_unshelve(live: Live) -> None
         last = live.gateway.core.alarms.events_since(0)[-1]
         assert (last.subject, last.actor, last.note) == ("smoke-tx-02.alarm", "demo",
                                                          "unshelved")
+
+
+async def test_cards_say_what_to_do_the_sites_own_words_first(tmp_path: Path) -> None:
+    """A real gateway on a site that writes its own response for the confirmed fire: the
+    panel's fire alarm says the site's words, each detector's alarm its pack's."""
+    config = yaml.safe_load(SITE.read_text())
+    config["profiles_dir"] = str(SITE.parent / config.get("profiles_dir", "../hardware"))
+    mine = "Call the guard room, ext. 2100; evacuate by stair B; meet the fire service at gate 1."
+    config.setdefault("rules", {})["responses"] = {"fire.smoke_coincidence": mine}
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    smoke = shipped.packs()["fire"].rule("smoke_detector")
+    assert smoke is not None and smoke.response
+    async with live_panel(site, tmp_path, uplink=False) as live, aiohttp.ClientSession(
+            base_url=live.url) as client:
+        live.site.set_signal("smoke-tx-01.alarm", Constant(value=True))
+        live.site.set_signal("smoke-tx-02.alarm", Constant(value=True))
+        shown: dict[tuple[str, str], dict[str, Any]] = {}
+        for _ in range(600):  # 30 s: slow, not never
+            shown = await alarms(client)
+            if key(FIRE) in shown and key(SMOKE_1) in shown:
+                break
+            await asyncio.sleep(0.05)
+        assert shown[key(FIRE)]["response"] == mine
+        assert shown[key(SMOKE_1)]["response"] == smoke.response

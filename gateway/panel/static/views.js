@@ -99,6 +99,13 @@ window.RoomWardenViews = (() => {
     f.age = el("span", { testid: "alarm-age" });
     f.state = el("span", { class: "state", testid: "alarm-state" });
     f.ack = el("p", { class: "acked", testid: "alarm-ack" });
+    // what to do (the rule's response): open on a wide screen (a row of its own), one tap
+    // away on a phone (closed, it sits at the end of the meta line)
+    f.responseText = el("p", { testid: "alarm-response-text" });
+    f.response = el("details", { class: "todo", testid: "alarm-response" },
+      el("summary", { "aria-label": "What to do" }, el("span", { class: "long" }, "What to do"),
+        el("span", { class: "todo-mark", "aria-hidden": "true" }, "?")), f.responseText);
+    f.response.open = !window.matchMedia("(max-width: 599px)").matches;
     f.subject = el("span", { class: "subject", testid: "alarm-subject" });
     f.ackBtn = el("button", { type: "button", class: "btn primary", testid: "ack-button" },
       "Ack", el("span", { class: "long" }, "nowledge"));
@@ -110,7 +117,7 @@ window.RoomWardenViews = (() => {
         el("div", { class: "alarm-head" }, f.sev, f.drill, f.firstOut, f.chatter, f.title),
         el("div", { class: "where" }, f.room, f.device, f.location),
         el("div", { class: "meta" }, f.value, f.limit,
-          el("span", { class: "when" }, f.time, " · ", f.age)),
+          el("span", { class: "when" }, f.time, " · ", f.age), f.response),
         f.ack,
         el("div", { class: "alarm-foot" }, f.state, f.subject)),
       el("div", { class: "alarm-actions" }, f.ackBtn, f.reset, f.shelve, f.unshelve, f.tag));
@@ -185,6 +192,8 @@ window.RoomWardenViews = (() => {
       f.ack.textContent = "";
     }
     f.ack.hidden = !a.acked_by;
+    f.responseText.textContent = a.response || "";
+    f.response.hidden = !a.response;
     f.subject.textContent = `${a.rule} · ${a.subject}`;
     f.ackBtn.hidden = !isUnacked(a);
     f.reset.hidden = !(a.latched && !isUnacked(a) && user);
