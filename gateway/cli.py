@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -171,6 +172,27 @@ def _kind_of(path: Path) -> str:
         return "drill"
     if "edge_rules" in parts:
         return "pack"
+    return _kind_by_content(path)
+
+
+def _kind_by_content(path: Path) -> str:
+    """A file outside the folders that say what it is (a drill written in /tmp, a profile on
+    a USB stick): its top-level keys say it; a config otherwise (whose check then says what
+    is wrong with the file)."""
+    from gateway.config.loader import ConfigErrors, read_yaml
+
+    try:
+        data, _ = read_yaml(path)
+    except (ConfigErrors, OSError):
+        return "config"
+    if not isinstance(data, dict) or "gateway" in data:
+        return "config"
+    if "drill" in data:
+        return "drill"
+    if "pack" in data and "rules" in data:
+        return "pack"
+    if data.get("kind") in ("modbus", "serial_text"):
+        return "profile"
     return "config"
 
 
@@ -183,7 +205,7 @@ def _counted(n: int, what: str) -> str:
 
 def check_file(path: Path) -> str:
     """Validate one file; return a one-line summary or raise ConfigErrors."""
-    from gateway.config.loader import load_gateway_config, load_profile
+    from gateway.config.loader import load_profile
     from gateway.config.profile import ModbusProfile
 
     kind = _kind_of(path)
@@ -197,10 +219,9 @@ def check_file(path: Path) -> str:
         pack = load_pack(path)
         return f"rule pack {pack.pack}, {len(pack.rules)} rules"
     if kind == "drill":
-        from gateway.drills.runner import load_drill, site_of
+        from gateway.drills.runner import check_drill
 
-        drill = load_drill(path)
-        load_gateway_config(site_of(path, drill))
+        drill = check_drill(path)  # the file, its site and every name it uses
         return f"drill {drill.drill}, {len(drill.steps)} steps, {len(drill.expect)} expectations"
     from gateway.rules.config import default_rules_dir, load_checked_config, load_rule_packs
 
@@ -232,34 +253,61 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     failed = 0
     for path in files:
-        warnings: list[str] = []
+        if _kind_of(path) == "config":  # issue 14: every layer's errors in one run
+            result = check_gateway_config(path)
+            print("\n".join(result.lines))
+            failed += 0 if result.ok else 1
+            continue
         try:
-            if _kind_of(path) == "config":  # issue 14: every layer's errors in one run
-                summary, warnings = check_config_file(path)
-            else:
-                summary = check_file(path)
-            print(f"ok   {path}: {summary}")
+            print(f"ok   {path}: {check_file(path)}")
         except ConfigErrors as exc:
             failed += 1
-            print(f"FAIL {path}: {len(exc.errors)} error(s)")
-            for error in exc.errors:
-                print(f"  {error}")
-        for warning in warnings:
-            print(f"  warning: {warning}")
+            print("\n".join(failure_lines(path, exc.errors)))
     return 1 if failed else 0
 
 
-def check_config_file(path: Path) -> tuple[str, list[str]]:
-    """A gateway config: (summary, warnings), or ConfigErrors with every layer's errors."""
+@dataclass(frozen=True)
+class ConfigCheck:
+    """`roomwarden check` of one gateway config: what it prints, and the config as loaded
+    when it has no error. `flash` and `config apply` check a file with it too, so their
+    errors read as `check`'s (items named by id, the nearest names suggested)."""
+
+    lines: list[str]
+    """`ok   PATH: summary` and `  warning: …` lines, or `FAIL PATH: N error(s)` and the
+    errors, each `  FILE:LINE: PATH: reason`."""
+    loaded: LoadedConfig | None
+    errors: int
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
+
+
+def failure_lines(path: Path, errors: Sequence[object]) -> list[str]:
+    """`check`'s lines for a file with errors."""
+    return [f"FAIL {path}: {len(errors)} error(s)", *(f"  {error}" for error in errors)]
+
+
+def check_gateway_config(path: Path) -> ConfigCheck:
+    """A gateway config checked across every layer (gateway.config.check_all), as `check`
+    reports it."""
     from gateway.config.check_all import check_config
     from gateway.config.yamlfile import ConfigErrors
 
     report = check_config(path)
     if report.errors:
-        raise ConfigErrors(report.errors)
-    if report.loaded is None or report.packs is None:  # not expected without errors
-        return check_file(path), report.warnings
-    return config_summary(report.loaded, report.packs), report.warnings
+        return ConfigCheck(failure_lines(path, report.errors), None, len(report.errors))
+    loaded, packs = report.loaded, report.packs
+    if loaded is None or packs is None:  # not expected without errors
+        from gateway.rules.config import load_checked_config
+
+        try:
+            loaded = load_checked_config(path)
+        except ConfigErrors as exc:
+            return ConfigCheck(failure_lines(path, exc.errors), None, len(exc.errors))
+        packs = loaded.packs or {}
+    return ConfigCheck([f"ok   {path}: {config_summary(loaded, packs)}",
+                        *(f"  warning: {warning}" for warning in report.warnings)], loaded, 0)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -79,7 +79,9 @@ def demo_script(loaded: LoadedConfig) -> list[Step]:
             (35.0, f"smoke at {second} too: confirmed fire (two detectors) - siren and strobe "
                    "on; log in to the panel and acknowledge: the siren stops, the strobe stays",
              lambda site: site.set_signal(second, Constant(value=True))),
-            (120.0, "the smoke clears",
+            (120.0, "the smoke clears: the detector alarms return, but the confirmed fire is "
+                    "latching - it stays LATCHED - RESET NEEDED, the strobe on, until a "
+                    "logged-in user presses Reset on its card",
              lambda site: _release(site, first, second)),
         ]
     silent = silent_device(loaded)
@@ -88,7 +90,8 @@ def demo_script(loaded: LoadedConfig) -> list[Step]:
             (140.0, f"{silent} stops answering: OFFLINE after 3 polls while the other devices "
                     "of its bus keep reading",
              lambda site: site.set_fault(silent, Fault(mode=FaultMode.NO_REPLY))),
-            (180.0, f"{silent} answers again: online after one good poll",
+            (180.0, f"{silent} answers again: online at its first good poll - an offline "
+                    "device is retried with a growing back-off, so within about half a minute",
              lambda site: site.set_fault(silent, Fault(mode=FaultMode.NONE))),
         ]
     return script

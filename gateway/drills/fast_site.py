@@ -103,6 +103,21 @@ class FastSite:
             image.apply_write(RegisterType.COIL, point.modbus.address, [coil])
             self._driven[output.id] = on
 
+    def point_ids(self) -> set[str]:
+        """Every simulated point (`device.point`; a register's flags `device.point.flag`)."""
+        ids = {pid for image in self._images.values() for pid in (*image.by_id,
+                                                                   *image.flag_owner)}
+        for polled in self._devices:
+            if polled.text is not None:
+                ids.update(polled.text.by_id)
+                ids.update(flag.id for point in polled.text.points for flag in point.flags)
+        return ids
+
+    def coil_ids(self) -> set[str]:
+        """The simulated coils (what `stick` and a drill's `writes` name)."""
+        return {pid for image in self._images.values() for pid, point in image.by_id.items()
+                if point.modbus.register is RegisterType.COIL}
+
     def stick(self, point_id: str, state: bool | None) -> None:
         """A relay that no longer follows its writes (see SimulatedSite.stick)."""
         image = self._images.get(point_id.split(".", 1)[0])

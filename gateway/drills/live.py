@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.alarms.events import DRILL_PREFIX, AlarmCommandError, AlarmEvent
 from gateway.alarms.types import Evaluation
 from gateway.drills.model import Drill, Step, live_problems
+from gateway.drills.sitecheck import site_problems
 from gateway.field.sample import Quality, Sample, Value
 from gateway.rules.engine import RuleEngine
 from gateway.sim.signals import Signal
@@ -93,6 +94,16 @@ class LiveDrill:
                 raise LiveDrillError(f"steps[{index}]: {', '.join(unknown)} is no point of room "
                                      f"{room!r} on this gateway")
             drilled.update(step.set or {})
+        absent = site_problems(drill, points=self.room_points, coils=set(),
+                               devices={d.id for d in cfg.devices},
+                               outputs={o.id for o in cfg.outputs}, packs=core.engine.packs)
+        absent = [(where, why) for where, why in absent  # points: checked above, per room
+                  if where[0] == "expect" or "acknowledge" in where]
+        if absent:
+            raise LiveDrillError("; ".join(
+                "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where)[1:]
+                + f": {why.replace('drill', 'gateway')}"
+                for where, why in absent))
         real = [str(v.key) for v in core.alarms.active()
                 if v.room == room and not v.drill and v.condition]
         if real:

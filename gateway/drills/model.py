@@ -10,8 +10,8 @@
       - at: 9m
         acknowledge: all                  # the operator acknowledges every alarm
     expect:                               # each must become active inside its window
-      - {alarm: explosion.h2_warning, subject: h2-batt-01.h2, after: 198s, within: 20s}
-      - {output: fan-batt, turns: on, after: 290s, within: 20s}
+      - {alarm: explosion.h2_warning, subject: h2-batt-01.h2, after: 198.5s, within: 10s}
+      - {output: fan-batt-3f, turns: on, after: 429.2s, within: 6s}
     forbid: ["fire.*", "power.*"]         # rules (fnmatch) that must never become active
     allow: ["explosion.h2_warning@*"]      # may fire, not required (rule or rule@subject)
 

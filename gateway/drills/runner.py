@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +22,9 @@ from gateway.config.loader import (
 )
 from gateway.drills.fast_site import FastSite
 from gateway.drills.model import Drill, ExpectAlarm, ExpectOutput, ExpectWrites, Step
+from gateway.drills.sitecheck import site_problems
 from gateway.evaluator import MIN_EVALUATION_SPACING
+from gateway.rules.config import default_rules_dir, load_rule_packs
 from gateway.rules.model import RulePack
 from gateway.safety import SafetyCore
 from gateway.sim.faults import FaultTable
@@ -91,6 +94,29 @@ def site_of(path: Path, drill: Drill) -> Path:
     return (path.parent / drill.site).resolve()
 
 
+def check_names(path: Path, drill: Drill, site: FastSite, packs: Iterable[RulePack]) -> None:
+    """ConfigErrors (file, path, line, the nearest real name) for what `drill` names that
+    its site does not have (gateway.drills.sitecheck)."""
+    cfg = site.loaded.config
+    problems = site_problems(drill, points=site.point_ids(), coils=site.coil_ids(),
+                             devices={d.id for d in cfg.devices},
+                             outputs={o.id for o in cfg.outputs}, packs=packs)
+    if problems:
+        lines = read_yaml(path)[1]
+        raise ConfigErrors([ConfigError(str(path), where, reason, lines.line_of(where))
+                            for where, reason in problems])
+
+
+def check_drill(path: Path) -> Drill:
+    """`roomwarden check` of a drill file: the file, its site, and every name it uses."""
+    drill = load_drill(path)
+    loaded = load_gateway_config(site_of(path, drill))
+    ids = list(loaded.config.rules.packs) if loaded.config.rules.packs is not None else None
+    check_names(path, drill, FastSite(loaded, ManualClock(start_mono=0.0), seed=drill.seed),
+                load_rule_packs(default_rules_dir(), ids).values())
+    return drill
+
+
 def run_drill(path: Path, packs: dict[str, RulePack] | None = None) -> DrillReport:
     drill = load_drill(path)
     loaded = load_gateway_config(site_of(path, drill))
@@ -99,6 +125,11 @@ def run_drill(path: Path, packs: dict[str, RulePack] | None = None) -> DrillRepo
     report = DrillReport(drill, path)
     with tempfile.TemporaryDirectory(prefix="roomwarden-drill-") as tmp:
         core = SafetyCore(loaded, clock, Path(tmp) / "journal.sqlite", packs=packs)
+        try:
+            check_names(path, drill, site, core.engine.packs)
+        except ConfigErrors:
+            core.close()
+            raise
         try:
             _play(drill, site, core, clock, report)
         finally:

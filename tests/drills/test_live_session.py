@@ -95,6 +95,12 @@ def test_refusals_leave_the_core_untouched(rig: Rig) -> None:
         "no rule of room 'tx-3f' reads": drill(steps=[{"at": "1s", "release": [SMOKE[0]]}]),
         "need a simulator": drill(steps=[{"at": "1s", "fault": {"device": "th-tx-a03",
                                                                 "mode": "no_reply"}}]),
+        # a typo in an expectation is refused, not a MISS that blames the rules
+        r"expect\[1\]\.output: no output 'siren-3' on the gateway's site; did you mean "
+        r"'siren-3f'\?": drill(expect=[drill().expect[0], {
+            "output": "siren-3", "turns": True, "after": "2s", "within": "8s"}]),
+        r"expect\[0\]\.alarm: no rule 'fire.smoke_coincidense'": drill(expect=[{
+            "alarm": "fire.smoke_coincidense", "after": "2s", "within": "8s"}]),
     }
     for why, d in cases.items():
         with pytest.raises(LiveDrillError, match=why):
