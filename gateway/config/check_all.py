@@ -118,29 +118,54 @@ def _salvage(data: Any, errors: list[ConfigError]) -> tuple[Any, set[YamlPath]]:
         try:
             parent = _get(data, path[:-1])
             if isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent):
-                parent[path[-1]] = None  # a hole keeps the other items' indexes
+                parent[path[-1]] = _HOLE  # a hole keeps the other items' indexes
         except (KeyError, IndexError, TypeError):
             continue
     return data, dropped
 
 
-def _without_holes(data: Any) -> tuple[Any, dict[tuple[str, int], int]]:
-    """Holes removed from every list; the map gives each kept item of a top-level list its
-    index in the file."""
-    index_map: dict[tuple[str, int], int] = {}
+_HOLE = object()
+"""An item set aside (not None: a `null` the file has in a list stays for the schema)."""
 
-    def walk(node: Any, top: str | None) -> Any:
+IndexMap = dict[tuple[YamlPath, int], int]
+"""(path of a list, index of an item in the list without its holes) -> the item's index in
+the list with them, for every item that moved; a path is in the coordinates without holes."""
+
+
+def _without_holes(data: Any) -> tuple[Any, IndexMap]:
+    """Holes removed from every list, at any depth (`rules.parameters` as well as `devices`),
+    and the map of the indexes that moved."""
+    index_map: IndexMap = {}
+
+    def walk(node: Any, path: YamlPath) -> Any:
         if isinstance(node, dict):
-            return {k: walk(v, k if top is None else "") for k, v in node.items()}
+            return {k: walk(v, (*path, k)) for k, v in node.items()}
         if isinstance(node, list):
-            kept = [(i, item) for i, item in enumerate(node) if item is not None]
-            if top:
-                for new, (old, _) in enumerate(kept):
-                    index_map[(top, new)] = old
-            return [walk(item, "") for _, item in kept]
+            kept = [(i, item) for i, item in enumerate(node) if item is not _HOLE]
+            out = []
+            for new, (old, item) in enumerate(kept):
+                if new != old:
+                    index_map[(path, new)] = old
+                out.append(walk(item, (*path, new)))
+            return out
         return node
 
-    return walk(data, None), index_map
+    return walk(data, ()), index_map
+
+
+def _to_file(path: YamlPath, index_maps: list[IndexMap]) -> YamlPath:
+    """A path into the salvaged config (after every pass of `_salvaged`) as a path into the
+    file: each pass's map undone, the last pass's first."""
+    for index_map in reversed(index_maps):
+        if not index_map:
+            continue
+        out: list[Any] = []
+        for at, part in enumerate(path):
+            if isinstance(part, int):
+                part = index_map.get((path[:at], part), part)
+            out.append(part)
+        path = tuple(out)
+    return path
 
 
 # --- the whole check --------------------------------------------------------------------------
@@ -148,7 +173,12 @@ def _without_holes(data: Any) -> tuple[Any, dict[tuple[str, int], int]]:
 
 def check_config(path: Path, rules_dir: Path | None = None) -> Report:
     """Every error of a gateway config file, and warnings; see the module docstring."""
-    from gateway.rules.config import check_rules, default_rules_dir, load_rule_packs
+    from gateway.rules.config import (
+        check_rules,
+        default_rules_dir,
+        explain_parameter_errors,
+        load_rule_packs,
+    )
 
     name = str(path)
     report = Report()
@@ -159,7 +189,7 @@ def check_config(path: Path, rules_dir: Path | None = None) -> Report:
         return report
     ids = _ids(data)
     config: GatewayConfig | None
-    index_map: dict[tuple[str, int], int] = {}
+    index_maps: list[IndexMap] = []
     schema_errors: list[ConfigError] = []
     set_aside: set[str] = set()
     try:
@@ -167,13 +197,15 @@ def check_config(path: Path, rules_dir: Path | None = None) -> Report:
     except ValidationError as exc:
         schema_errors = pydantic_errors(exc, name, lines)
         set_aside = {ids.get(e.path[:2], "") for e in schema_errors if len(e.path) > 2}
-        config, index_map = _salvaged(data, name, lines, schema_errors)
+        config, index_maps = _salvaged(data, name, lines, schema_errors)
     errors = list(schema_errors)
     if config is not None:
         later, profiles, packs = _deeper_layers(config, path, name, lines, rules_dir,
                                                 check_rules, default_rules_dir, load_rule_packs)
+        if packs is not None:  # an override's value restated with its parameter's kind
+            errors = explain_parameter_errors(errors, data, packs)
         for error in later:
-            error = _remap(error, index_map, lines)
+            error = _remap(error, name, index_maps, lines)
             if any(f"{name_!r}" in error.reason for name_ in set_aside if name_):
                 continue  # about an item set aside for its own schema error
             errors.append(error)
@@ -190,16 +222,20 @@ def check_config(path: Path, rules_dir: Path | None = None) -> Report:
 
 
 def _salvaged(data: Any, name: str, lines: LineMap, errors: list[ConfigError]
-              ) -> tuple[GatewayConfig | None, dict[tuple[str, int], int]]:
+              ) -> tuple[GatewayConfig | None, list[IndexMap]]:
+    """The config without what the errors are in, and the index maps of each pass (a later
+    pass's errors and maps are in the coordinates the pass before left)."""
     data = copy.deepcopy(data)
+    index_maps: list[IndexMap] = []
     for _ in range(MAX_PASSES):
         data, _dropped = _salvage(data, errors)
         data, index_map = _without_holes(data)
+        index_maps.append(index_map)
         try:
-            return GatewayConfig.model_validate(data), index_map
+            return GatewayConfig.model_validate(data), index_maps
         except ValidationError as exc:
             errors = pydantic_errors(exc, name, lines)
-    return None, {}
+    return None, []
 
 
 def _deeper_layers(config: GatewayConfig, path: Path, name: str, lines: LineMap,
@@ -231,16 +267,23 @@ def _deeper_layers(config: GatewayConfig, path: Path, name: str, lines: LineMap,
     return errors, profiles, packs
 
 
-def _remap(error: ConfigError, index_map: dict[tuple[str, int], int],
+def _remap(error: ConfigError, name: str, index_maps: list[IndexMap],
            lines: LineMap) -> ConfigError:
-    """A path into the salvaged config back to the file's indexes (and its line)."""
-    path = error.path
-    if len(path) >= 2 and isinstance(path[0], str) and isinstance(path[1], int):
-        old = index_map.get((path[0], path[1]))
-        if old is not None and old != path[1]:
-            path = (path[0], old, *path[2:])
-            return replace(error, path=path, line=lines.line_of(path) or error.line)
-    return error
+    """An error about the salvaged config with the file's indexes, at any depth (and its
+    line), and the `devices[2]`-style references in its reason likewise. Errors of other
+    files (profiles, rule packs) are left alone."""
+    if error.file != name or not index_maps:
+        return error
+    path = _to_file(error.path, index_maps)
+
+    def reindexed(m: re.Match[str]) -> str:
+        index = _to_file((m.group(1), int(m.group(2))), index_maps)[1]
+        return f"{m.group(1)}[{index}]"
+
+    reason = _INDEXED.sub(reindexed, error.reason)
+    if path == error.path:
+        return replace(error, reason=reason) if reason != error.reason else error
+    return replace(error, path=path, reason=reason, line=lines.line_of(path) or error.line)
 
 
 # --- naming, suggestions, warnings ------------------------------------------------------------

@@ -107,8 +107,10 @@ class NotARegularFile(ValueError):
 def read_bounded(path: Path, max_bytes: int) -> bytes:
     """The bytes of a regular file of at most `max_bytes`, read without waiting on anything:
     a FIFO, a device (`/dev/zero`) or a socket is refused before a byte is read (opened
-    non-blocking, judged by `fstat`), and at most `max_bytes` + 1 bytes are read whatever the
-    file claims or grows to. OSError as the system gives it (missing, a symlink loop …)."""
+    non-blocking, judged by `fstat`), so is a file `fstat` says is larger ("file is N bytes;
+    the limit is M"), and at most `max_bytes` + 1 bytes are read whatever the file claims or
+    grows to ("file is larger than the limit of M bytes": it grew, or its size is not known
+    beforehand, as in /proc). OSError as the system gives it (missing, a symlink loop …)."""
     import os
     import stat
 
@@ -120,6 +122,10 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
                     stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or
                     stat.S_ISBLK(mode) else "not a regular file")
             raise NotARegularFile(f"is {kind}, not a regular file")
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise FileTooLarge(f"file is {size} bytes; the limit is {max_bytes}"
+                               f"{_in_units(max_bytes)}")
         chunks, held = [], 0
         while held <= max_bytes:
             chunk = file.read(min(1 << 20, max_bytes + 1 - held))
@@ -128,8 +134,17 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
             chunks.append(chunk)
             held += len(chunk)
     if held > max_bytes:
-        raise FileTooLarge(f"file is larger than the limit of {max_bytes} bytes")
+        raise FileTooLarge(f"file is larger than the limit of {max_bytes} bytes"
+                           f"{_in_units(max_bytes)}")
     return b"".join(chunks)
+
+
+def _in_units(size: int) -> str:
+    """` (4 MiB)` for 4194304, ` (512 KiB)` for 524288; '' below a KiB."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f" ({size / scale:.4g} {unit})"
+    return ""
 
 
 def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,
@@ -161,12 +176,39 @@ def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
+        path: YamlPath = getattr(exc, "yaml_path", ())
         raise ConfigErrors(
-            [ConfigError(name, (), f"not valid YAML: {exc.problem or exc}", line)]
+            [ConfigError(name, path, f"not valid YAML{syntax_reason(exc, text)}", line)]
         ) from exc
     except yaml.YAMLError as exc:
         raise ConfigErrors([ConfigError(name, (), f"not valid YAML: {exc}")]) from exc
     return data, lines
+
+
+def syntax_reason(exc: Any, text: str) -> str:
+    """`: …` after "not valid YAML": the column of a syntax error and the parser's reason, a
+    tab said plainly (PyYAML and libyaml call it "a character that cannot start any token"),
+    and where the parser had started what it could not finish when that is an earlier line
+    (`could not find expected ':'` is found on the line after the one missing it)."""
+    from gateway.config.yamlsafe import text_line
+
+    mark = exc.problem_mark
+    problem = str(exc.problem or exc)
+    if mark is None:
+        return f": {problem}"
+    row = text_line(text, mark.line)
+    at = row[mark.column:mark.column + 1]
+    where = f" at column {mark.column + 1}"
+    if at == "\t":
+        if not row[:mark.column].strip(" \t"):
+            return (f"{where}: a tab in the indentation: YAML indents with spaces, never tabs; "
+                    f"replace the tab with spaces")
+        return f"{where}: a tab: YAML separates with spaces here; replace the tab with a space"
+    context, context_mark = exc.context, exc.context_mark
+    if context and context_mark is not None and context_mark.line < mark.line:
+        problem += (f" ({context} that starts at line {context_mark.line + 1}, column "
+                    f"{context_mark.column + 1})")
+    return f"{where}: {problem}"
 
 
 def pydantic_errors(exc: ValidationError, name: str, lines: LineMap, prefix: YamlPath = (),

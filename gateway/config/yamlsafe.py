@@ -19,11 +19,13 @@ a refusal is bounded by the limit, not by the file. The events come from libyaml
 PyYAML has it (it also stops at 1,000 levels of flow nesting on its own; that is reported as
 the depth limit), else from PyYAML's, whose scanner is stopped at the depth limit too. A
 refusal is a `YamlLimitError`, a `yaml.MarkedYAMLError` carrying the line of the offending
-node.
+node. Any other `yaml.MarkedYAMLError` (malformed text: a tab in the indentation …) leaves
+`compose_limited` with a `yaml_path` attribute: the path of the node it was found in.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -46,7 +48,7 @@ from gateway.config.yamllimits import (
 
 __all__ = ["DEFAULT_LIMITS", "HAVE_LIBYAML", "MAX_ALIASES", "MAX_BYTES", "MAX_DEPTH", "MAX_ITEMS",
            "MAX_NODES", "LimitedLoader", "PureLimitedLoader", "YamlLimitError", "YamlLimits",
-           "compose_limited", "walk_lines"]
+           "compose_limited", "text_line", "walk_lines"]
 
 HAVE_LIBYAML: bool = bool(getattr(yaml, "__with_libyaml__", False))
 
@@ -70,7 +72,8 @@ class _LimitedComposer(Composer):
         def peek_event(self) -> Any: ...
         def dispose(self) -> None: ...
 
-    def _start(self, limits: YamlLimits) -> None:
+    def _start(self, text: str, limits: YamlLimits) -> None:
+        self._text = text
         self.limits = limits
         self._open: list[tuple[int, str | None]] = []
         """Per node being composed, outermost first: its item cap and its top-level key."""
@@ -78,8 +81,38 @@ class _LimitedComposer(Composer):
         self._aliases = 0
         self._sizes: dict[int, int] = {}
         """Expanded node count of every anchored node composed so far, by id."""
+        self.error_path: list[str | int] = []
+        """After a syntax error: the path of the node being composed when it was found."""
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        # A syntax error's path (`error_path`) is built as the error propagates out: a
+        # mapping's value has its key node as `index`, a list's item its number. A value
+        # whose first event could not be parsed is named by its key if the error is on the
+        # key's line or the value starts on a later line (`rooms:⏎⇥- id: x`), not if the
+        # key's line holds a value: `id: a⏎⇥site: b` is an error of the mapping (libyaml
+        # reads the tab's line as more of the scalar `a`), not of `id`.
+        try:
+            self.check_event()
+        except YamlLimitError:
+            raise
+        except yaml.MarkedYAMLError as exc:
+            if isinstance(index, yaml.ScalarNode) and exc.problem_mark is not None and (
+                    exc.problem_mark.line == index.start_mark.line
+                    or not self._value_after(index)):
+                self.error_path.insert(0, index.value)
+            raise
+        try:
+            return self._compose_node(parent, index)
+        except YamlLimitError:
+            raise
+        except yaml.MarkedYAMLError:
+            if isinstance(index, yaml.ScalarNode):
+                self.error_path.insert(0, index.value)
+            elif isinstance(index, int) and not isinstance(index, bool):
+                self.error_path.insert(0, index)
+            raise
+
+    def _compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         if parent is not None:
             self._count_item(parent, index)
         limits = self.limits
@@ -123,6 +156,12 @@ class _LimitedComposer(Composer):
         self._sizes = {}
         return node
 
+    def _value_after(self, key: yaml.Node) -> bool:
+        """Whether something other than a comment follows `key:` on the key's line."""
+        rest = text_line(self._text, key.end_mark.line)[key.end_mark.column:].lstrip()
+        rest = rest.removeprefix(":").strip()
+        return bool(rest) and not rest.startswith("#")
+
     def _peek(self) -> Any:
         """The next event (a NodeEvent wherever this is called: it has an anchor)."""
         return self.peek_event()
@@ -160,7 +199,7 @@ class PureLimitedLoader(_LimitedComposer, Reader, Scanner, Parser, SafeConstruct
         Composer.__init__(self)
         SafeConstructor.__init__(self)
         Resolver.__init__(self)
-        self._start(limits)
+        self._start(stream, limits)
 
     def fetch_flow_collection_start(self, TokenClass: Any) -> None:
         """The scanner's `[` / `{`: refused past the depth limit before it looks ahead (its
@@ -184,7 +223,7 @@ if HAVE_LIBYAML:
             Composer.__init__(self)
             SafeConstructor.__init__(self)
             Resolver.__init__(self)
-            self._start(limits)
+            self._start(stream, limits)
 
     LimitedLoader = _CLimitedLoader
 
@@ -200,13 +239,27 @@ def compose_limited(text: str, limits: YamlLimits = DEFAULT_LIMITS,
     loader = LimitedLoader(text, limits)
     try:
         return loader.get_single_node(), loader
+    except YamlLimitError:
+        raise
     except yaml.MarkedYAMLError as exc:
         if "maximum nesting depth" in str(exc.problem):  # libyaml's own limit (1,000 levels)
             raise YamlLimitError(f"nested deeper than {limits.max_depth} levels",
                                  exc.problem_mark) from None
+        setattr(exc, "yaml_path", tuple(loader.error_path))  # noqa: B010 (read: yamlfile)
         raise
     finally:
         loader.dispose()
+
+
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+"""What YAML counts as a line break (the line numbers of PyYAML's and libyaml's marks)."""
+
+
+def text_line(text: str, line: int) -> str:
+    """Line `line` (0-based, as a mark counts) of `text` without its line break ('' past the
+    end): for the reason of a syntax error, read once."""
+    lines = _LINE_BREAK.split(text)
+    return lines[line] if 0 <= line < len(lines) else ""
 
 
 def walk_lines(node: yaml.Node, path: tuple[str | int, ...],

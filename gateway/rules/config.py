@@ -35,7 +35,7 @@ from gateway.config.loader import (
     YamlPath,
     read_yaml,
 )
-from gateway.rules.model import RulePack, load_pack
+from gateway.rules.model import Rule, RulePack, load_pack, parameter_kinds
 from gateway.rules.responses import response_ids
 from gateway.rules.section import (
     ParameterOverride,
@@ -214,17 +214,66 @@ def check_rules(section: RulesSection, packs: Mapping[str, RulePack],
         if entry.device is not None and rule.subject == "room":
             err(here + ("device",), f"{entry.rule} is evaluated per room; override it per "
                                     f"room or room type, not per device")
-        for key, value in entry.set.items():
+        for key in entry.set:
             if key not in rule.parameters:
                 declared = ", ".join(sorted(rule.parameters)) or "none"
                 err(here + ("set", key), f"{entry.rule} has no parameter {key!r} "
                                          f"(it has: {declared})")
                 continue
-            default = rule.parameters[key]
-            if isinstance(default, bool) != isinstance(value, bool):
-                kind = "true/false" if isinstance(default, bool) else "a number or duration"
-                err(here + ("set", key), f"{key} takes {kind}")
+            problem = _value_problem(entry.rule, rule, key, entry.written(key))
+            if problem is not None:
+                err(here + ("set", key), problem)
     return errors
+
+
+def _value_problem(rule_id: str, rule: Rule, key: str, written: object) -> str | None:
+    """Why a site's value for parameter `key` of `rule`, as the file has it (`5m`, not
+    300.0), is not of the kind the rule's condition uses it as, or None."""
+    kind = parameter_kinds(rule).get(key)
+    if kind is not None:
+        problem = kind.problem(written)
+        return f"{rule_id}'s {key} {problem}" if problem is not None else None
+    default = rule.parameters[key]  # used where no kind applies: as its default is
+    if default is not None and isinstance(default, bool) != isinstance(written, bool):
+        wanted = "true or false" if isinstance(default, bool) else "a number or a duration"
+        return f"{rule_id}'s {key} is {wanted}, not {written!r}"
+    return None
+
+
+def explain_parameter_errors(errors: Iterable[ConfigError], data: object,
+                             packs: Mapping[str, RulePack]) -> list[ConfigError]:
+    """Schema errors of the values of a site's overrides (`rules.parameters[0].set.limit:
+    '60C' is neither a number nor a duration …`, judged before the rule is known) restated
+    with the kind of the rule's parameter (`fire.heat_fixed's limit is a number (a threshold
+    in the point's unit); write 60, not '60C'`). `data` is the config as the file has it."""
+    rules = {pack.full_id(rule): rule for pack in packs.values() for rule in pack.rules}
+    out = []
+    for error in errors:
+        path = error.path
+        if (len(path) == 5 and path[:2] == ("rules", "parameters") and isinstance(path[2], int)
+                and path[3] == "set" and isinstance(path[4], str)):
+            entry = _item(data, path[:3])
+            values = entry.get("set") if isinstance(entry, dict) else None
+            rule_id = entry.get("rule") if isinstance(entry, dict) else None
+            rule = rules.get(rule_id) if isinstance(rule_id, str) else None
+            if rule is not None and isinstance(values, dict) and path[4] in values \
+                    and path[4] in rule.parameters and isinstance(rule_id, str):
+                problem = _value_problem(rule_id, rule, path[4], values[path[4]])
+                if problem is not None:
+                    error = dataclasses.replace(error, reason=problem)
+        out.append(error)
+    return out
+
+
+def _item(data: object, path: YamlPath) -> object:
+    for part in path:
+        if isinstance(part, str) and isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(part, int) and isinstance(data, list) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
 
 
 def load_checked_config(path: Path, *, base_dir: Path | None = None, name: str | None = None,
@@ -234,7 +283,10 @@ def load_checked_config(path: Path, *, base_dir: Path | None = None, name: str |
     Raises ConfigErrors."""
     from gateway.config.loader import load_gateway_config
 
-    loaded = load_gateway_config(path, base_dir=base_dir, name=name)
+    try:
+        loaded = load_gateway_config(path, base_dir=base_dir, name=name)
+    except ConfigErrors as exc:
+        raise ConfigErrors(_explained(exc.errors, path, rules_dir)) from None
     section = loaded.config.rules
     packs = load_rule_packs(rules_dir or default_rules_dir(),
                             list(section.packs) if section.packs is not None else None)
@@ -242,3 +294,21 @@ def load_checked_config(path: Path, *, base_dir: Path | None = None, name: str |
     if errors:
         raise ConfigErrors(errors)
     return dataclasses.replace(loaded, packs=packs)
+
+
+def _explained(errors: list[ConfigError], path: Path,
+               rules_dir: Path | None) -> list[ConfigError]:
+    """`explain_parameter_errors` for a config that failed its schema: its rule packs are
+    loaded only if an error is in an override's values (and left alone if they fail)."""
+    if not any(e.path[:2] == ("rules", "parameters") and len(e.path) == 5 for e in errors):
+        return errors
+    try:
+        data = read_yaml(path)[0]
+        section = _item(data, ("rules",))
+        ids = section.get("packs") if isinstance(section, dict) else None
+        if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+            ids = None
+        packs = load_rule_packs(rules_dir or default_rules_dir(), ids)
+    except ConfigErrors:
+        return errors
+    return explain_parameter_errors(errors, data, packs)

@@ -23,12 +23,21 @@ re-exported here. Errors name the file, the YAML path, the line and the reason
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.alarms.types import Severity
+from gateway.config.duration import format_duration
 from gateway.config.profile import Name, Strict
 from gateway.config.yamlfile import ConfigError, ConfigErrors, YamlPath, pydantic_errors, read_yaml
 from gateway.rules.condition_model import (
@@ -60,7 +69,14 @@ from gateway.rules.condition_model import (
     condition_refs,
     iter_conditions,
 )
-from gateway.rules.section import ParamValue, Response, RoomType, parse_param_value
+from gateway.rules.section import (
+    KeepsWritten,
+    ParamKind,
+    ParamValue,
+    Response,
+    RoomType,
+    parse_param_value,
+)
 
 __all__ = [
     "CONDITION_KINDS",
@@ -85,6 +101,7 @@ __all__ = [
     "LoadSpec",
     "Names",
     "Num",
+    "ParamKind",
     "RateSignal",
     "RateSpec",
     "RoomType",
@@ -100,6 +117,7 @@ __all__ = [
     "condition_refs",
     "iter_conditions",
     "load_pack",
+    "parameter_kinds",
 ]
 
 DEVICE_ONLINE = "device_online"
@@ -117,7 +135,7 @@ Chemistry = Literal["vrla", "vla", "lfp", "nmc"]
 """Battery chemistries a room or device may declare (gateway.config.site.Chemistry)."""
 
 
-class ChemistryDefaults(Strict):
+class ChemistryDefaults(KeepsWritten):
     """A rule's parameter defaults for one battery chemistry, with their basis."""
 
     set: dict[Name, Annotated[ParamValue, BeforeValidator(parse_param_value)]] = \
@@ -125,7 +143,8 @@ class ChemistryDefaults(Strict):
     basis: str = Field(min_length=5)
 
 
-class Rule(Strict):
+class Rule(KeepsWritten):
+    WRITTEN = "parameters"
     id: Name
     title: str = Field(min_length=3)
     severity: Severity
@@ -230,6 +249,110 @@ class RulePack(Strict):
         return next((r for r in self.rules if r.id == short), None)
 
 
+# --- what kind of value each parameter is -------------------------------------------------
+
+_NUM = get_args(Num)[1]
+_DUR = get_args(Dur)[1]
+"""The validators that make a field of the condition language a `Num` or a `Dur`."""
+
+
+def _field_kind(model: type[BaseModel], field: str) -> Literal["number", "duration"] | None:
+    """`number` for a `Num` field of the condition language (`above`, `deadband`, `count`,
+    `outside`'s pair …), `duration` for a `Dur` one (`on_delay`, `stale`, `window` …), None
+    for others (`equals` …): read from the annotation, so a field added to
+    gateway.rules.condition_model is judged by the type it is given."""
+    info = model.model_fields[field]
+
+    def metadata(annotation: Any) -> Iterator[Any]:
+        yield from getattr(annotation, "__metadata__", ())
+        for arg in get_args(annotation):
+            yield from metadata(arg)
+
+    found: set[Literal["number", "duration"]] = set()
+    for meta in (*info.metadata, *metadata(info.annotation)):
+        if meta is _NUM or meta is _DUR:
+            found.add("number" if meta is _NUM else "duration")
+    return found.pop() if len(found) == 1 else None
+
+
+def _threshold(signal: Signal) -> str:
+    """What a threshold of a comparison of `signal` is in."""
+    if isinstance(signal, RateSignal):
+        per = signal.rate.per
+        unit = "the rate's `per`" if isinstance(per, str) else {
+            1.0: "second", 60.0: "minute", 3600.0: "hour"}.get(per, format_duration(per))
+        return f"a rate threshold in the point's unit per {unit}"
+    return ("a threshold in % of the rating" if isinstance(signal, LoadSignal) else
+            "a threshold in %" if signal == "unbalance" else
+            "a dew-point threshold in °C" if signal == "dew_point" else
+            "a threshold in the point's unit")
+
+
+_WHAT: dict[tuple[str, str], str] = {
+    ("Compare", "deadband"): "a deadband in the threshold's unit",
+    ("LoadSpec", "rating"): "a current rating in A",
+    ("RateSpec", "confidence"): "the rate's confidence, in standard errors",
+    ("FlatlineSpec", "epsilon"): "the flatline's epsilon, in the point's unit",
+    ("AtLeastSpec", "count"): "how many, a whole number",
+    ("FlatlineSpec", "window"): "the flatline's window",
+    ("RateSpec", "window"): "the rate's window",
+    ("RateSpec", "per"): "the rate's time unit, per",
+    ("RateSpec", "min_span"): "the rate's min_span",
+}
+_THRESHOLDS = frozenset({"above", "at_or_above", "below", "at_or_below", "outside"})
+
+
+def _slots(node: BaseModel) -> Iterator[tuple[str, ParamKind]]:
+    """(parameter, kind) for every `$name` in `node` and the models under it."""
+    model = type(node)
+    for field in model.model_fields:
+        value = getattr(node, field)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, BaseModel):
+                yield from _slots(item)
+            elif isinstance(item, str) and item.startswith("$"):
+                kind = _field_kind(model, field)
+                if kind is None:
+                    continue  # a slot that takes no parameter's value (`equals: $x` is text)
+                what = (_threshold(node.signal) if isinstance(node, Compare)
+                        and field in _THRESHOLDS else _WHAT.get((model.__name__, field), field))
+                yield item[1:], ParamKind(kind, what)
+
+
+def parameter_kinds(rule: Rule) -> dict[str, ParamKind]:
+    """What kind of value each parameter of `rule` is, from where its condition refers to it
+    (the first place, if more than one). One referred to only where no kind applies is a
+    flag if its default is true/false, else not listed."""
+    kinds: dict[str, ParamKind] = {}
+    for name, kind in _slots(rule.condition):
+        kinds.setdefault(name, kind)
+    for name, default in rule.parameters.items():
+        if name not in kinds and isinstance(default, bool):
+            kinds[name] = ParamKind("flag")
+    return kinds
+
+
+def _kind_problems(rule: Rule) -> Iterator[tuple[YamlPath, str]]:
+    """(path under the rule, reason) for every parameter used as two kinds and every default
+    (the rule's own, or a chemistry's) of the wrong kind."""
+    kinds = parameter_kinds(rule)
+    for name, kind in _slots(rule.condition):
+        first = kinds.get(name)
+        if first is not None and first.kind != kind.kind:
+            yield (("parameters", name), f"${name} is used as {first.describe()} and as "
+                                         f"{kind.describe()}; use two parameters")
+            kinds.pop(name)
+    where: list[tuple[YamlPath, KeepsWritten, dict[str, ParamValue]]] = [
+        (("parameters",), rule, rule.parameters),
+        *((("chemistry", c, "set"), d, d.set) for c, d in rule.chemistry.items())]
+    for under, model, values in where:
+        for name in values:
+            known = kinds.get(name)
+            problem = known.problem(model.written(name)) if known is not None else None
+            if problem is not None:
+                yield (*under, name), f"{name} {problem}"
+
+
 # --- loading --------------------------------------------------------------------------------
 
 
@@ -251,6 +374,9 @@ def load_pack(path: Path) -> RulePack:
                 where: YamlPath = ("rules", index, "select", "quantity")
                 errors.append(ConfigError(name, where, f"the online point's quantity is "
                                           f"{DEVICE_ONLINE!r}", lines.line_of(where)))
+        for under, reason in _kind_problems(rule):
+            where = ("rules", index, *under)
+            errors.append(ConfigError(name, where, reason, lines.line_of(where)))
     if errors:
         raise ConfigErrors(errors)
     return pack
