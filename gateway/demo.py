@@ -79,9 +79,8 @@ def demo_script(loaded: LoadedConfig) -> list[Step]:
             (35.0, f"smoke at {second} too: confirmed fire (two detectors) - siren and strobe "
                    "on; log in to the panel and acknowledge: the siren stops, the strobe stays",
              lambda site: site.set_signal(second, Constant(value=True))),
-            (120.0, "the smoke clears: the detector alarms return, but the confirmed fire is "
-                    "latching - it stays LATCHED - RESET NEEDED, the strobe on, until a "
-                    "logged-in user presses Reset on its card",
+            (120.0, "the smoke clears: the confirmed fire is latching - it stays, the strobe "
+                    "on, until a logged-in user presses Reset on its card",
              lambda site: _release(site, first, second)),
         ]
     silent = silent_device(loaded)
