@@ -12,13 +12,11 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gateway import __version__
-from gateway.argparser import Parser
+from gateway.argparser import Parser, run_command, silence_closed_streams
 from gateway.config.duration_parse import duration_arg
 from gateway.config.report import CONFIG_HELP, load_or_report
 from gateway.control_cli import add_apply_parser, add_status_parser
@@ -27,12 +25,14 @@ from gateway.control_cli import control_path as _control_path
 from gateway.field.cli import add_plan_parser
 from gateway.sim.cli import add_parsers as add_simulator_parsers
 
-if TYPE_CHECKING:
-    from gateway.config.loader import LoadedConfig
-    from gateway.rules.model import RulePack
-
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every command; one whose stdout is closed under it (`roomwarden plan … | head`) ends
+    quietly with 141, no traceback (gateway.argparser.run_command)."""
+    return run_command(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["ingest"]:  # the central service has its own options
         from gateway.ingest.cli import main as ingest_main
@@ -196,13 +196,6 @@ def _kind_by_content(path: Path) -> str:
     return "config"
 
 
-def _counted(n: int, what: str) -> str:
-    """`1 bus`, `3 buses`, `1 device`, `2 devices`."""
-    if n == 1:
-        return f"{n} {what}"
-    return f"{n} {what}es" if what.endswith("s") else f"{n} {what}s"
-
-
 def check_file(path: Path) -> str:
     """Validate one file; return a one-line summary or raise ConfigErrors."""
     from gateway.config.loader import load_profile
@@ -223,6 +216,7 @@ def check_file(path: Path) -> str:
 
         drill = check_drill(path)  # the file, its site and every name it uses
         return f"drill {drill.drill}, {len(drill.steps)} steps, {len(drill.expect)} expectations"
+    from gateway.flashing.precheck import config_summary
     from gateway.rules.config import default_rules_dir, load_checked_config, load_rule_packs
 
     loaded = load_checked_config(path)
@@ -232,20 +226,9 @@ def check_file(path: Path) -> str:
     return config_summary(loaded, packs)
 
 
-def config_summary(loaded: LoadedConfig, packs: Mapping[str, RulePack]) -> str:
-    """`check`'s line for a valid gateway config and the rule packs it loads."""
-    from gateway.field.points import bind_points
-
-    cfg = loaded.config
-    points = sum(len(bind_points(d, loaded.profile_of(d))) for d in cfg.devices)
-    rules = sum(len(p.rules) for p in packs.values())
-    return (f"gateway {cfg.gateway.id} at {cfg.gateway.site}, {_counted(len(cfg.buses), 'bus')}, "
-            f"{_counted(len(cfg.devices), 'device')}, {_counted(points, 'point')}, "
-            f"{_counted(len(cfg.outputs), 'output')}, {_counted(rules, 'rule')} in the rule packs")
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     from gateway.config.yamlfile import ConfigErrors
+    from gateway.flashing.precheck import check_gateway_config, failure_lines
 
     files = _yaml_files(args.paths)
     if not files:
@@ -264,50 +247,6 @@ def cmd_check(args: argparse.Namespace) -> int:
             failed += 1
             print("\n".join(failure_lines(path, exc.errors)))
     return 1 if failed else 0
-
-
-@dataclass(frozen=True)
-class ConfigCheck:
-    """`roomwarden check` of one gateway config: what it prints, and the config as loaded
-    when it has no error. `flash` and `config apply` check a file with it too, so their
-    errors read as `check`'s (items named by id, the nearest names suggested)."""
-
-    lines: list[str]
-    """`ok   PATH: summary` and `  warning: …` lines, or `FAIL PATH: N error(s)` and the
-    errors, each `  FILE:LINE: PATH: reason`."""
-    loaded: LoadedConfig | None
-    errors: int
-
-    @property
-    def ok(self) -> bool:
-        return self.errors == 0
-
-
-def failure_lines(path: Path, errors: Sequence[object]) -> list[str]:
-    """`check`'s lines for a file with errors."""
-    return [f"FAIL {path}: {len(errors)} error(s)", *(f"  {error}" for error in errors)]
-
-
-def check_gateway_config(path: Path) -> ConfigCheck:
-    """A gateway config checked across every layer (gateway.config.check_all), as `check`
-    reports it."""
-    from gateway.config.check_all import check_config
-    from gateway.config.yamlfile import ConfigErrors
-
-    report = check_config(path)
-    if report.errors:
-        return ConfigCheck(failure_lines(path, report.errors), None, len(report.errors))
-    loaded, packs = report.loaded, report.packs
-    if loaded is None or packs is None:  # not expected without errors
-        from gateway.rules.config import load_checked_config
-
-        try:
-            loaded = load_checked_config(path)
-        except ConfigErrors as exc:
-            return ConfigCheck(failure_lines(path, exc.errors), None, len(exc.errors))
-        packs = loaded.packs or {}
-    return ConfigCheck([f"ok   {path}: {config_summary(loaded, packs)}",
-                        *(f"  warning: {warning}" for warning in report.warnings)], loaded, 0)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -336,7 +275,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def printer(service: Service) -> None:
         while True:
             await asyncio.sleep(args.print_every)
-            print_readings(service.gateway)
+            try:
+                print_readings(service.gateway)
+            except BrokenPipeError:  # `run --print 5s | head`: the gateway keeps running
+                silence_closed_streams()
+                logging.getLogger("roomwarden.cli").warning(
+                    "event=print_stopped stdout is closed: no more readings are printed; "
+                    "the gateway keeps running (stop it with Ctrl-C or SIGTERM)")
+                return
 
     async def main_task() -> int:
         try:  # built inside the loop: pymodbus asks for it

@@ -119,24 +119,24 @@ def _next_version(args: argparse.Namespace) -> int | None:
 
 def cmd_config_apply(args: argparse.Namespace) -> int:
     """`roomwarden config apply FILE`: on the gateway itself (USB stick, SSH)."""
-    from gateway.config.yamlfile import ConfigErrors  # not at import: --help needs no YAML
     from gateway.control import ControlError, request
-    from gateway.rules.config import load_checked_config
+    from gateway.flashing.precheck import check_gateway_config  # not at import: no YAML
 
-    try:
-        load_checked_config(args.file)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        print(f"{args.file}: not applied ({len(exc.errors)} problems)", file=sys.stderr)
+    checked = check_gateway_config(args.file)  # as `roomwarden check` reports it
+    if checked.loaded is None:
+        print("\n".join(checked.lines), file=sys.stderr)
+        print(f"roomwarden config apply: {args.file} not applied ({checked.errors} error(s))",
+              file=sys.stderr)
         return 1
+    for line in checked.lines[1:]:  # `check`'s warnings
+        print(line, flush=True)
     text = args.file.read_text(encoding="utf-8")
     body: dict[str, object]
     if args.key is not None:
         from gateway.flashing.envelope import sign_config
         from gateway.flashing.keys import load_private_key
 
-        gateway_id = load_checked_config(args.file).config.gateway.id
+        gateway_id = checked.loaded.config.gateway.id
         version = args.version if args.version is not None else _next_version(args)
         if version is None:
             return 3

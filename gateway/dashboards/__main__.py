@@ -6,10 +6,13 @@ DIR (default `dashboards/`) gets `influxql/<name>.json` and `victoriametrics/<na
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.argparser import run_command
 from gateway.dashboards.definition import DASHBOARDS
 from gateway.dashboards.model import render
 
@@ -28,13 +31,25 @@ def rendered(root: Path) -> dict[Path, str]:
     return out
 
 
-def main(argv: list[str]) -> int:
-    check = "--check" in argv
-    args = [a for a in argv if a != "--check"]
-    root = Path(args[0]) if args else Path("dashboards")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.dashboards",
+        description="Write the Grafana dashboards' JSON from their one definition "
+                    "(gateway/dashboards/definition.py): DIR/influxql/<name>.json and "
+                    "DIR/victoriametrics/<name>.json.")
+    parser.add_argument("directory", nargs="?", type=Path, default=Path("dashboards"),
+                        metavar="DIR", help="where to write them (default: dashboards)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 and list the files that differ from what "
+                             "the definition renders (or are missing)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # --help: the usage, and nothing written
     stale = []
-    for path, text in rendered(root).items():
-        if check:
+    for path, text in rendered(args.directory).items():
+        if args.check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 stale.append(str(path))
             continue
@@ -47,4 +62,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_command(main))

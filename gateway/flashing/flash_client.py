@@ -11,20 +11,12 @@ import contextlib
 import getpass
 import os
 import queue
-import ssl
 import sys
-import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, TextIO
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.reasoncodes import ReasonCode
-
-from gateway.config.loader import ConfigErrors, LoadedConfig
 from gateway.contract.wire import (
     DEFAULT_ROOT,
     MAX_CONFIG_BYTES,
@@ -37,40 +29,16 @@ from gateway.contract.wire import (
 )
 from gateway.flashing.envelope import sign_config
 from gateway.flashing.keys import KeyFileError, load_private_key, load_public_key
-from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
+from gateway.flashing.link import FlashError as FlashError
+from gateway.flashing.link import Link
+from gateway.flashing.link import parse_broker_url as parse_broker_url
+
+if TYPE_CHECKING:
+    from gateway.flashing.precheck import ConfigCheck
 
 TERMINAL = ("applied", "rejected", "rolled_back")
-
-
-class FlashError(Exception):
-    """Nothing was sent: the message says why."""
-
-
-@dataclass(frozen=True)
-class BrokerUrl:
-    host: str
-    port: int
-    tls: bool
-
-
-def parse_broker_url(url: str) -> BrokerUrl:
-    """`mqtt://host[:port]` (default 1883) or `mqtts://host[:port]` (TLS, default 8883); a bare
-    `host[:port]` means mqtt://."""
-    text = url if "://" in url else f"mqtt://{url}"
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise FlashError(f"broker URL {url!r}: {exc}") from None
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise FlashError(f"broker URL {url!r}: the scheme must be mqtt:// or mqtts://")
-    if not parts.hostname:
-        raise FlashError(f"broker URL {url!r} names no host")
-    if parts.path not in ("", "/") or parts.query or parts.username or parts.password:
-        raise FlashError(f"broker URL {url!r}: only mqtt[s]://host:port (give credentials "
-                         "with --username and --password-file)")
-    tls = parts.scheme == "mqtts"
-    return BrokerUrl(parts.hostname, port or (8883 if tls else 1883), tls)
+_Link = Link
+"""(The operator commands' client, gateway.operator.client, takes the link by this name.)"""
 
 
 @dataclass
@@ -98,80 +66,12 @@ class FlashOptions:
     connect_timeout: float = 10.0
 
 
-def check_config(path: Path) -> LoadedConfig:
-    """The checks `roomwarden check` makes on a gateway config (schema, references, profiles,
-    rule packs and overrides); ConfigErrors listing every problem."""
-    from gateway.rules.config import load_checked_config
+def check_config(path: Path) -> ConfigCheck:
+    """The check `roomwarden check` makes of a gateway config (schema, references, profiles,
+    rule packs and overrides), with its lines as `check` prints them."""
+    from gateway.flashing.precheck import check_gateway_config
 
-    return load_checked_config(path)
-
-
-class _Link:
-    """A paho client run on its own thread; status messages arrive on `inbox`."""
-
-    def __init__(self, options: FlashOptions, broker: BrokerUrl) -> None:
-        self.inbox: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
-        self.refused: str | None = None
-        tls = TlsOptions(options.ca_file, options.cert_file, options.key_file,
-                         options.insecure) if broker.tls else None
-        client = build_client(ClientOptions(
-            client_id=f"roomwarden-flash-{uuid.uuid4().hex[:12]}", clean_session=True,
-            username=options.username or None,
-            password=options.password if options.username else None, tls=tls))
-
-        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-            if rc.is_failure:
-                self.refused = str(rc)
-            self.connected.set()
-
-        def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode],
-                         _p: Any) -> None:
-            if any(code.is_failure for code in codes):
-                self.refused = f"subscription refused: {codes[0]}"
-            self.subscribed.set()
-
-        def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-            self.inbox.put((msg.topic, bytes(msg.payload), bool(msg.retain)))
-
-        client.on_connect = on_connect
-        client.on_subscribe = on_subscribe
-        client.on_message = on_message
-        self.client = client
-
-    def open(self, broker: BrokerUrl, timeout: float) -> None:
-        try:
-            self.client.connect(broker.host, broker.port, keepalive=30)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise FlashError(f"cannot connect to {broker.host}:{broker.port}: {exc}") from None
-        self.client.loop_start()
-        if not self.connected.wait(timeout):
-            raise FlashError(f"no answer from the broker {broker.host}:{broker.port} "
-                             f"within {timeout:g}s")
-        if self.refused:
-            raise FlashError(f"the broker refused the connection: {self.refused}")
-
-    def subscribe(self, topic: str, timeout: float) -> None:
-        self.client.subscribe(topic, qos=1)
-        if not self.subscribed.wait(timeout):
-            raise FlashError(f"the broker did not confirm the subscription to {topic}")
-        if self.refused:
-            raise FlashError(f"the broker refused {topic}: {self.refused}")
-
-    def publish(self, topic: str, payload: bytes, timeout: float) -> None:
-        info = self.client.publish(topic, payload, qos=1, retain=False)
-        try:
-            info.wait_for_publish(timeout)
-        except (RuntimeError, ValueError) as exc:
-            raise FlashError(f"could not publish to {topic}: {exc}") from None
-        if not info.is_published():
-            raise FlashError(f"the broker did not acknowledge the config within {timeout:g}s")
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.disconnect()
-        self.client.loop_stop()
+    return check_gateway_config(path)
 
 
 def _status(topic: str, payload: bytes, root: str) -> ConfigStatus | None:
@@ -220,7 +120,7 @@ def flash(options: FlashOptions, out: TextIO | None = None, err: TextIO | None =
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        return _flash(options, out)
+        return _flash(options, out, err)
     except FlashError as exc:
         print(f"flash: {exc}", file=err, flush=True)
         return 2
@@ -230,14 +130,12 @@ def _say(out: TextIO, text: str) -> None:
     print(text, file=out, flush=True)
 
 
-def _flash(o: FlashOptions, out: TextIO) -> int:
-    try:
-        loaded = check_config(o.config)
-    except ConfigErrors as exc:
-        lines = [f"FAIL {o.config}: {len(exc.errors)} error(s); nothing was sent"]
-        lines += [f"  {e}" for e in exc.errors]
-        raise FlashError("\n".join(lines)) from None
-    cfg = loaded.config
+def _flash(o: FlashOptions, out: TextIO, err: TextIO) -> int:
+    checked = check_config(o.config)
+    if checked.loaded is None:  # the errors exactly as `roomwarden check` prints them
+        print("\n".join(checked.lines), file=err, flush=True)
+        raise FlashError(f"nothing was sent: {o.config} has {checked.errors} error(s)")
+    cfg = checked.loaded.config
     try:
         text = o.config.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -255,6 +153,8 @@ def _flash(o: FlashOptions, out: TextIO) -> int:
     root = o.root or (cfg.uplink.root if cfg.uplink is not None else DEFAULT_ROOT)
     _say(out, f"checked {o.config}: gateway {cfg.gateway.id} at {site}, {len(cfg.devices)} "
               f"devices, {size} bytes")
+    for line in checked.lines[1:]:  # `check`'s warnings (a lockout, rules left blind)
+        _say(out, line)
     try:
         key = load_private_key(o.key, o.passphrase)
     except KeyFileError as exc:
@@ -267,7 +167,7 @@ def _flash(o: FlashOptions, out: TextIO) -> int:
     except ContractError as exc:
         raise FlashError(str(exc)) from None
 
-    link = _Link(o, broker)
+    link = Link(o, broker)
     try:
         link.open(broker, o.connect_timeout)
         link.subscribe(str(status_topic), o.connect_timeout)
@@ -313,7 +213,7 @@ def _flash(o: FlashOptions, out: TextIO) -> int:
         link.close()
 
 
-def _follow(link: _Link, request_id: str, root: str, timeout: float, out: TextIO) -> int:
+def _follow(link: Link, request_id: str, root: str, timeout: float, out: TextIO) -> int:
     deadline = time.monotonic() + timeout
     last: str | None = None
     while (left := deadline - time.monotonic()) > 0:

@@ -1,12 +1,14 @@
 """Replay protection of flashed configs: what `seen.json` remembers and what it refuses.
 
-Replay: an envelope whose digest is remembered is refused (`replayed`), and so is one whose
-version is not above the highest accepted (`downgrade`) unless it is `force`d. A forced
-envelope passes the version check, so it is refused by its own memory instead: its digest
-among the remembered forced ones, or a `ts` not after `forced_floor` (it is older than a forced
-envelope already forgotten, so it was processed before or lost to a newer one: sign it again).
-A captured `--force` envelope can therefore never be applied twice, however many envelopes come
-in between.
+Replay: an envelope whose digest is remembered is refused (`replayed`: this very envelope was
+seen before). A different envelope whose version is not above the highest accepted is a
+`downgrade`, refused unless it is `force`d; one that carries the running config's version is
+refused as a `downgrade` even when forced (no other config may take the running one's
+number). A forced envelope passes the version check, so it is refused by its own memory
+instead: its digest among the remembered forced ones, or a `ts` not after `forced_floor` (it is
+older than a forced envelope already forgotten, so it was processed before or lost to a newer
+one: sign it again). A captured `--force` envelope can therefore never be applied twice,
+however many envelopes come in between.
 """
 
 from __future__ import annotations
@@ -62,10 +64,11 @@ class Seen:
                    forced=pairs, forced_floor=floor)
 
     def check_fresh(self, envelope: ConfigSet, active_version: int) -> None:
-        """EnvelopeRejected `replayed` if this envelope was processed before or carries the
-        active config's version (even with `force`), `downgrade` if its version is not above
-        the highest ever accepted (allowed with `force`). A forced envelope is also checked
-        against the forced ones remembered (see the module docstring)."""
+        """EnvelopeRejected `replayed` if this envelope was processed before (for a forced
+        one, also: signed before a forced envelope already forgotten), `downgrade` if its
+        version is not above the highest ever accepted (allowed with `force`, except the
+        active config's own version). A forced envelope is also checked against the forced
+        ones remembered (see the module docstring)."""
         digest = envelope_digest(envelope)
         if digest in self.digests or (envelope.force
                                       and any(d == digest for d, _ts in self.forced)):
@@ -74,14 +77,19 @@ class Seen:
         if envelope.force and envelope.ts <= self.forced_floor:
             raise EnvelopeRejected(REPLAYED, f"forced envelope {envelope.id} is older than a "
                                              "forced envelope already processed; sign it again")
-        if envelope.version == active_version:
-            raise EnvelopeRejected(REPLAYED, f"version {envelope.version} is already the "
-                                             "active config")
         highest = max(self.highest, active_version)
+        if envelope.version == active_version:
+            # another config under the running one's number (the same envelope is `replayed`
+            # above): refused even with force
+            raise EnvelopeRejected(DOWNGRADE, f"version {envelope.version} is not above the "
+                                              f"highest accepted ({highest}): it is the "
+                                              "running config's version, which no other config "
+                                              f"may reuse, even with --force; send version "
+                                              f"{highest + 1}")
         if envelope.version <= highest and not envelope.force:
-            raise EnvelopeRejected(DOWNGRADE, f"version {envelope.version} is not above "
-                                              f"{highest}, the highest accepted so far "
-                                              "(a downgrade needs --force)")
+            raise EnvelopeRejected(DOWNGRADE, f"version {envelope.version} is not above the "
+                                              f"highest accepted ({highest}); a downgrade "
+                                              "needs --force")
 
     def remember(self, envelope: ConfigSet, *, accepted: bool) -> None:
         """Record an envelope as processed (its digest; if `accepted`, its version as the

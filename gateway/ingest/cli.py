@@ -23,13 +23,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="MQTT (contract v1) to InfluxDB ingest service")
     parser.add_argument("--config", type=Path, required=True, help="central ingest YAML")
     parser.add_argument("--check", action="store_true",
-                        help="validate the config, print it (secrets hidden) and exit")
+                        help="validate the config and the files it names (secrets, TLS), "
+                             "print it (secrets hidden) and exit: 0 if all is well, 2 if not")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s level=%(levelname)s %(message)s")
     try:
-        settings = load_settings(args.config)
+        # the files it names too (secrets, TLS): each missing or unreadable one reported, at
+        # --check and at start alike (a missing CA file was a traceback from paho's tls_set)
+        settings = load_settings(args.config, check_files=True)
         if args.check:
             print(json.dumps(settings.model_dump(mode="json"), indent=2))
             return 0

@@ -39,6 +39,7 @@ Relative file paths are relative to the YAML file's directory.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -51,7 +52,14 @@ from pydantic import (
 )
 
 from gateway.config.duration import Duration
-from gateway.config.yamlfile import ConfigError, ConfigErrors, read_yaml, validate
+from gateway.config.yamlfile import (
+    ConfigError,
+    ConfigErrors,
+    LineMap,
+    YamlPath,
+    read_yaml,
+    validate,
+)
 from gateway.contract.wire import DEFAULT_ROOT, ContractError, check_root
 from gateway.ingest.incidents import CentralIncidentSettings  # issue 12
 from gateway.strict import StrictModel
@@ -281,9 +289,67 @@ def _read_secret(path: Path, key: str) -> str:
                                         f"cannot read: {exc}")]) from exc
 
 
-def load_settings(path: Path) -> IngestSettings:
-    """Read and validate the central YAML; ConfigErrors names file, line, path and reason."""
+def load_settings(path: Path, *, check_files: bool = False) -> IngestSettings:
+    """Read and validate the central YAML; ConfigErrors names file, line, path and reason.
+    `check_files`: also every file the settings name that the service reads (file_errors)."""
     data, lines = read_yaml(path)
-    settings: Any = validate(IngestSettings, data, str(path), lines)
-    assert isinstance(settings, IngestSettings)
-    return settings.resolve(path.parent)
+    validated: Any = validate(IngestSettings, data, str(path), lines)
+    assert isinstance(validated, IngestSettings)
+    settings = validated.resolve(path.parent)
+    if check_files:
+        errors = file_errors(settings, str(path), lines)
+        if errors:
+            raise ConfigErrors(errors)
+    return settings
+
+
+def file_errors(settings: IngestSettings, name: str,
+                lines: LineMap | None = None) -> list[ConfigError]:
+    """Each file the settings name and the service reads at its start — the broker password,
+    the TLS CA, client certificate and key, the database's token or password — that is
+    missing, unreadable or (TLS) unusable: an error at the setting's path naming the file."""
+    errors: list[ConfigError] = []
+
+    def error(key: YamlPath, reason: str) -> None:
+        errors.append(ConfigError(name, key, reason,
+                                  lines.line_of(key) if lines is not None else None))
+
+    def readable(key: YamlPath, path: Path | None) -> bool:
+        if path is None:
+            return False
+        try:
+            with path.open("rb") as file:
+                file.read(1)
+        except OSError as exc:
+            error(key, f"cannot read {path}: {exc.strerror or exc}")
+            return False
+        return True
+
+    readable(("mqtt", "password_file"), settings.mqtt.password_file)
+    tls = settings.mqtt.tls
+    if tls is not None:
+        if readable(("mqtt", "tls", "ca_file"), tls.ca_file):
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(
+                    cafile=str(tls.ca_file))
+            except (ssl.SSLError, ValueError) as exc:
+                error(("mqtt", "tls", "ca_file"),
+                      f"{tls.ca_file} holds no usable CA certificate: {_ssl_reason(exc)}")
+        cert = readable(("mqtt", "tls", "cert_file"), tls.cert_file)
+        key = readable(("mqtt", "tls", "key_file"), tls.key_file)
+        if cert and key:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+                    str(tls.cert_file), str(tls.key_file))
+            except (ssl.SSLError, ValueError) as exc:
+                error(("mqtt", "tls", "cert_file"),
+                      f"{tls.cert_file} with the key {tls.key_file} is no usable client "
+                      f"certificate: {_ssl_reason(exc)}")
+    readable(("influx", "token_file"), settings.influx.token_file)
+    readable(("influx", "password_file"), settings.influx.password_file)
+    return errors
+
+
+def _ssl_reason(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason) if reason else str(exc)

@@ -151,8 +151,9 @@ def test_replay_and_downgrade(tmp_path: Path, signer: Ed25519PrivateKey) -> None
         return info.value.code
 
     assert code(v3) == "replayed"  # the very same envelope
+    # another config under the active version's number: not an envelope seen before
     assert code(sign_config("a: 3b\n", gateway=GATEWAY, version=3, author="li",
-                            private_key=signer)) == "replayed"  # same version as active
+                            private_key=signer)) == "downgrade"
     assert code(sign_config("a: 2\n", gateway=GATEWAY, version=2, author="li",
                             private_key=signer)) == "downgrade"
     forced = sign_config("a: 2\n", gateway=GATEWAY, version=2, author="li",
@@ -161,7 +162,7 @@ def test_replay_and_downgrade(tmp_path: Path, signer: Ed25519PrivateKey) -> None
     store.remember(forced)
     assert code(forced) == "replayed"  # … once
     assert code(sign_config("a: 3c\n", gateway=GATEWAY, version=3, author="li",
-                            private_key=signer, force=True)) == "replayed"  # the active one
+                            private_key=signer, force=True)) == "downgrade"  # the active one
     # a version accepted and rolled back still counts: no going back to it
     v5 = sign_config("a: 5\n", gateway=GATEWAY, version=5, author="li", private_key=signer)
     store.check_fresh(v5)

@@ -48,8 +48,12 @@ def test_errors_name_file_and_line(tmp_path: Path) -> None:
 def test_cli_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "central.yaml").write_text(GOOD.replace("token_file: influx.token",
                                                         "token: abc"))
+    (tmp_path / "mqtt.pass").write_text("pw\n")  # --check reads the files it names too
     assert main(["--config", str(tmp_path / "central.yaml"), "--check"]) == 0
     assert "abc" not in capsys.readouterr().out
+    (tmp_path / "mqtt.pass").unlink()  # tests/ingest/test_settings_files.py
+    assert main(["--config", str(tmp_path / "central.yaml"), "--check"]) == 2
+    assert "mqtt.password_file: cannot read" in capsys.readouterr().err
     (tmp_path / "bad.yaml").write_text("mqtt: {}\n")
     assert main(["--config", str(tmp_path / "bad.yaml")]) == 2
 
