@@ -3,32 +3,26 @@ MQTT session comes of a connection: a broker that requires a client certificate 
 connection (it said `no answer from the broker … within 10s` after ten seconds, as if the
 network were down), nothing answering, the connection refused, a TLS failure, a CONNACK that
 refuses. Against real mosquitto brokers on loopback (TLS with `require_certificate true`, as
-central/mosquitto/roomwarden.conf's 8883 listener); the certificates are made with the
-`cryptography` package."""
+central/mosquitto/roomwarden.conf's 8883 listener); the certificates are tests/fixtures/pki.py's
+(the `cryptography` package)."""
 
 from __future__ import annotations
 
-import datetime
 import getpass
-import ipaddress
 import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.flashing.flash_client import FlashOptions, flash
 from gateway.flashing.keys import new_key_pair
 from gateway.localservices import free_port
+from tests.fixtures.pki import Pki, make_ca, make_leaf, make_pki
 from tests.fixtures.services import MOSQUITTO, Broker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,70 +37,9 @@ pytestmark = [pytest.mark.skipif(not os.path.exists(MOSQUITTO),
 # ------------------------------------------------------------------------------ certificates
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    other_ca: Path
-    broker_cert: Path
-    broker_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
-
-
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None,
-          issuer_key: ec.EllipticCurvePrivateKey | None,
-          extensions: list[tuple[x509.ExtensionType, bool]]) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(hours=1))
-               .not_valid_after(now + datetime.timedelta(days=2)))
-    for extension, critical in extensions:
-        builder = builder.add_extension(extension, critical=critical)
-    return builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _ca(d: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = _cert(name, key, None, None, [(x509.BasicConstraints(ca=True, path_length=None),
-                                          True)])
-    path = d / f"{name}.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert, key, path
-
-
-def _leaf(d: Path, name: str, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey, Path],
-          extensions: list[tuple[x509.ExtensionType, bool]]) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = _cert(name, key, ca[0].subject, ca[1],
-                 [(x509.BasicConstraints(ca=False, path_length=None), True), *extensions])
-    cert_path, key_path = d / f"{name}.pem", d / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(key_path, key)
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-    ca = _ca(d, "test-ca")
-    other = _ca(d, "other-ca")
-    san = x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                       x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    broker = _leaf(d, "broker", ca, [
-        (san, False), (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)])
-    client = _leaf(d, "flasher", ca, [
-        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)])
-    return Pki(ca=ca[2], other_ca=other[2], broker_cert=broker[0], broker_key=broker[1],
-               client_cert=client[0], client_key=client[1])
+    return make_pki(tmp_path_factory.mktemp("pki"), client_name="flasher")
 
 
 # ------------------------------------------------------------------------------ brokers
@@ -124,7 +57,7 @@ class CertificateBroker(Broker):
             f"log_dest file {self.log}", "log_type error", "log_type warning",
             "log_type notice", "log_type information",
             f"listener {self.port} 127.0.0.1",
-            f"cafile {pki.ca}", f"certfile {pki.broker_cert}", f"keyfile {pki.broker_key}",
+            f"cafile {pki.ca}", f"certfile {pki.server_cert}", f"keyfile {pki.server_key}",
             "require_certificate true", "use_identity_as_username true",
             "allow_anonymous false"]) + "\n")
 
@@ -235,8 +168,7 @@ def test_a_client_certificate_the_broker_does_not_accept(
         capsys: pytest.CaptureFixture[str]) -> None:
     d = tmp_path / "rogue"
     d.mkdir()
-    rogue_ca = _ca(d, "rogue-ca")
-    cert, cert_key = _leaf(d, "rogue", rogue_ca, [])
+    cert, cert_key = make_leaf(d, "rogue", make_ca(d, "rogue-ca"))
     code, err = run_flash(f"mqtts://127.0.0.1:{tls_broker.port}", key, capsys,
                           ca_file=str(pki.ca), cert_file=str(cert), key_file=str(cert_key))
     assert code == 2

@@ -1,7 +1,7 @@
 """The uplink against a real mosquitto with mutual TLS and a password file, MQTT 3.1.1 and 5.
 
 The certificates (a CA, the broker's certificate for 127.0.0.1, a client certificate, and a
-second, unrelated CA) are made with the `openssl` CLI; the password file with
+second, unrelated CA) are tests/fixtures/pki.py's; the password file is made with
 `mosquitto_passwd -b`. The broker has a second, plain listener on loopback for the test's
 subscriber only."""
 
@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,10 @@ from gateway.clock import SystemClock
 from gateway.contract.wire import GatewayState, TelemetryBatch, decode
 from gateway.localservices import port_open
 from gateway.uplink.publisher import Uplink
+from tests.fixtures.pki import Pki, make_pki
 from tests.uplink.conftest import MOSQUITTO, Broker, Subscriber, free_port
 from tests.uplink.test_publisher import GW, POINTS, PREFIX, SITE, of, samples, settings, until
 
-OPENSSL = shutil.which("openssl")
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 USER = "gw-1"
 PASSWORD = "Tr0ub4dor&3-never-in-logs"
@@ -36,57 +35,13 @@ WRONG_PASSWORD = "hunter2-also-never-in-logs"
 PROTOCOLS = pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 
 pytestmark = pytest.mark.skipif(
-    OPENSSL is None or not Path(MOSQUITTO_PASSWD).exists() or not Path(MOSQUITTO).exists(),
-    reason="needs openssl and mosquitto (with mosquitto_passwd)")
-
-
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    other_ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _openssl(*args: str | Path, cwd: Path) -> None:
-    assert OPENSSL is not None
-    subprocess.run([OPENSSL, *map(str, args)], cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _ca(d: Path, name: str) -> tuple[Path, Path]:
-    key, cert = d / f"{name}.key", d / f"{name}.pem"
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-    return cert, key
-
-
-def _leaf(d: Path, name: str, ca: tuple[Path, Path], extensions: str) -> tuple[Path, Path]:
-    key, csr, cert, ext = (d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem",
-                           d / f"{name}.ext")
-    ext.write_text(extensions + "\nsubjectKeyIdentifier=hash\n"
-                   "authorityKeyIdentifier=keyid\nbasicConstraints=CA:FALSE\n")
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", key, "-out", csr, "-subj", f"/CN={name}", cwd=d)
-    _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-             "-out", cert, "-days", "2", "-extfile", ext, cwd=d)
-    return cert, key
+    not Path(MOSQUITTO_PASSWD).exists() or not Path(MOSQUITTO).exists(),
+    reason="needs mosquitto (with mosquitto_passwd)")
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-    ca = _ca(d, "test-ca")
-    other = _ca(d, "other-ca")
-    server = _leaf(d, "broker", ca, "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                                    "extendedKeyUsage=serverAuth")
-    client = _leaf(d, "gw-1", ca, "extendedKeyUsage=clientAuth")
-    return Pki(ca=ca[0], other_ca=other[0], server_cert=server[0], server_key=server[1],
-               client_cert=client[0], client_key=client[1])
+    return make_pki(tmp_path_factory.mktemp("pki"), client_name=USER)
 
 
 class SecureBroker(Broker):
