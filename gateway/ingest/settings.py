@@ -6,7 +6,7 @@ mqtt:
   port: 8883
   protocol: 5                 # or "3.1.1"
   client_id: roomwarden-ingest-1
-  shared_group: ingest        # MQTT 5: $share/<group>/<root>/+/+/<channel>
+  shared_group: null          # MQTT 5 $share/<group>/…: only on a broker keeping them
   username: ingest
   password_file: /etc/roomwarden/mqtt.pass
   tls: {ca_file: /etc/roomwarden/ca.pem, cert_file: ..., key_file: ...}
@@ -103,9 +103,12 @@ class MqttSettings(StrictModel):
     client_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     """Fixed, so the broker keeps the session (and unacknowledged messages) across restarts."""
     shared_group: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = (
-        "roomwarden-ingest")
-    """MQTT 5 shared-subscription group (several ingest instances share the stream);
-    None subscribes plainly. Ignored with protocol 3.1.1."""
+        None)
+    """MQTT 5 shared-subscription group: several ingest instances split the stream. Only with
+    a broker that restores shared subscriptions after its restart (EMQX, HiveMQ): Mosquitto
+    2.0 does not, and drops what is published before the ingest subscribes again. None (the
+    default) subscribes plainly: one instance, nothing lost across broker restarts. Ignored
+    with protocol 3.1.1."""
     username: str | None = None
     password_file: Path | None = None
     tls: TlsSettings | None = None
