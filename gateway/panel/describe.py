@@ -31,6 +31,9 @@ class Context:
     unit: str | None = None
     limit: str | None = None
     response: str | None = None
+    flag_words: tuple[str, str] | None = None
+    """What the alarm's true/false value means, off then on (`not answering`, `answering`),
+    for a rule that tests one flag: a card reads "Cleared — now answering", not "now ON"."""
 
 
 def _num(value: object, params: Mapping[str, object]) -> str:
@@ -155,7 +158,17 @@ class Describer:
             device_name=device.name if device else None,
             location=_location(device.location) if device else None,
             unit=unit, limit=self._limit(rule, subject, unit),
-            response=self._responses.response(rule, title))
+            response=self._responses.response(rule, title), flag_words=self._flag_words(rule))
+
+    def _flag_words(self, rule_id: str) -> tuple[str, str] | None:
+        rule = self._rules.get(rule_id)
+        cond = rule.condition if rule is not None else None
+        if not isinstance(cond, m.Compare) or not isinstance(cond.equals, bool):
+            return None
+        quantities = cond.quantity or (rule.select.quantity if rule is not None else None)
+        if not quantities or len(quantities) != 1:
+            return None
+        return _flag(quantities[0], False, ""), _flag(quantities[0], True, "")
 
     def _limit(self, rule_id: str, subject: str, unit: str | None) -> str | None:
         key = (rule_id, subject)

@@ -51,6 +51,8 @@ class PanelAlarm(View):
     """The limit crossed (`≥ 25 %LEL`) or the condition in words (`2 devices with …`)."""
     response: str | None = None
     """What to do (the rule's `response:`, or the site's own text: gateway.rules.responses)."""
+    flag_words: tuple[str, str] | None = None
+    """What a true/false value means, off then on (`not answering`, `answering`)."""
     actions: list[str] = []
     """Output roles the alarm asks for (siren, strobe, exhaust_fan …)."""
     acked_by: str | None = None

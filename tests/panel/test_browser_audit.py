@@ -276,3 +276,18 @@ async def test_a_session_that_ended_is_noticed_within_minutes(
     await page.clock.fast_forward(seconds * 1000)
     await expect(page.get_by_test_id("current-user")).to_be_hidden()
     await expect(page.get_by_test_id("login-open")).to_be_visible()
+
+
+async def test_a_cleared_flag_alarm_says_its_reading_in_words(
+        panel: Running, browser: Browser) -> None:
+    """A device back online: "Cleared — now answering" (the Describer's flag words), not
+    "now ON"."""
+    panel.backend.state = sample_state([
+        fire_alarm(rule="sensor_health.device_offline", subject="th-tx-a03", severity="major",
+                   title="Device not answering", value=True, limit="not answering for 30 s",
+                   state="returned_unacknowledged", condition=False,
+                   flag_words=("not answering", "answering"))])
+    page = await new_page(browser, panel.url)
+    card = page.locator('[data-testid="alarm"][data-rule="sensor_health.device_offline"]')
+    await expect(card.get_by_test_id("alarm-value")).to_have_text("Cleared — now answering")
+    await expect(card.get_by_test_id("alarm-limit")).to_have_text("was: not answering for 30 s")

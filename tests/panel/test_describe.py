@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.panel.describe import MAX_TEXT, condition_text
+from gateway.panel.describe import MAX_TEXT, Describer, condition_text
 from gateway.rules.model import RulePack
+from tests import shipped
 
 RULES = Path(__file__).resolve().parents[2] / "edge_rules"
 
@@ -45,3 +46,18 @@ def test_every_shipped_rule_has_words() -> None:
         for rule in pack.rules:
             text = condition_text(rule.condition, dict(rule.parameters), None)
             assert text and len(text) < 4 * MAX_TEXT, (pack.full_id(rule), text)
+
+
+def test_a_flag_rules_value_reads_in_words_on_the_card() -> None:
+    """Through the Describer on the shipped telecom site: a device-offline alarm's value
+    true/false reads as answering / not answering (a cleared card said "now ON"), a smoke
+    detector's as smoke on / off; a rule over several flags or a measurement has none."""
+    loaded = shipped.site("telecom_equipment_room")
+    describe = Describer(loaded, list(shipped.packs().values()), [], {})
+    assert describe.context("sensor_health.device_offline", "th-tx-a03", "tx-3f").flag_words \
+        == ("not answering", "answering")
+    assert describe.context("fire.smoke_detector", "smoke-tx-01.alarm", "tx-3f").flag_words \
+        == ("smoke off", "smoke on")
+    assert describe.context("fire.heat_fixed", "x.temperature", None).flag_words is None
+    assert describe.context("explosion.gas_detector_failure", "h2-batt-01", None
+                            ).flag_words is None

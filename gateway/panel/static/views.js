@@ -167,8 +167,10 @@ window.RoomWardenViews = (() => {
     if (a.condition === false) {
       // cleared (returned, or latched waiting for a reset): say so, never the condition as
       // if it were still true; a contact or a measurement gives its reading now
-      const now = typeof a.value === "boolean" || (numeric(a.value) && a.unit)
-        ? ` — now ${fmtValue(a.value, a.unit)}` : "";
+      const now = typeof a.value === "boolean" && a.flag_words
+        ? ` — now ${a.flag_words[a.value ? 1 : 0]}`
+        : typeof a.value === "boolean" || (numeric(a.value) && a.unit)
+          ? ` — now ${fmtValue(a.value, a.unit)}` : "";
       f.value.textContent = `Cleared${now}`;
       f.limit.textContent = a.limit ? `was: ${a.limit}` : "";
     } else if (numeric(a.value) && a.unit && a.limit) {
