@@ -136,6 +136,17 @@ def test_escalated_while_hydrogen_is_present_in_the_room() -> None:
     assert "charge_inhibit" not in alarm.actions
 
 
+def test_escalated_in_a_ups_room_too() -> None:
+    """A UPS room holds batteries (the packs treat it as a battery room for temperatures and
+    blocks): its fan failing under hydrogen is as critical as in a battery room."""
+    clock = ManualClock()
+    sup = OutputSupervisor([FAN], {"fan": ["batt"]}, {"batt": "ups"}, clock,
+                           OutputSupervisor.escalations_of(shipped.packs().values()))
+    alarm = _run(sup, clock, 21, True, False, [_h2_alarm(True)])[NO_FEEDBACK_RULE]
+    assert alarm.active and alarm.severity is Severity.CRITICAL
+    assert "charge_inhibit" in alarm.actions
+
+
 def test_no_escalation_outside_battery_rooms() -> None:
     clock = ManualClock()
     sup = OutputSupervisor([FAN], {"fan": ["batt"]}, {"batt": "equipment"}, clock,
