@@ -64,6 +64,12 @@ LAST_ACTIVE = 'last("active") AS "active"'
 LAST_ACTIVE_STATE = f'{LAST_ACTIVE}, last("state") AS "state", last("title") AS "title"'
 ACTIVE = (f'last_over_time(alarm_events_active{{site=~"$site",kind="alarm",{NOT_DRILL}}}[30d])'
           " == 1")
+ACTIVE_STATE = (f'(last_over_time(alarm_events_state_code{{site=~"$site",kind="alarm",'
+                f'{NOT_DRILL}}}[30d]) and {ACTIVE}) or ({ACTIVE}) * -1')
+"""The alarms in the list with their state (`state_code`, gateway.ingest.schema); -1 for one
+whose last event was written before the ingest wrote state codes."""
+STATE_NAMES = ((1, "active unacknowledged"), (2, "active acknowledged"),
+               (3, "returned unacknowledged"), (-1, "active (state not recorded)"))
 
 def _last_state(fields: str) -> str:
     return (f'SELECT {fields} FROM "$rp"."{STATE}" WHERE {SITES} AND {RECENT} '
@@ -108,9 +114,9 @@ SITE_OVERVIEW = Dashboard(
      Panel("Active alarms", "table", (Query(
          influxql=(f'SELECT * FROM ({_last_alarms(ALARM_KEY, LAST_ACTIVE_STATE)})'
                    ' WHERE "active" = true'),
-         metricsql=ACTIVE, table=True,
+         metricsql=ACTIVE_STATE, table=True,
          expect=Expect(columns=("site", "gateway", "rule", "subject", "severity"))),),
-         width=18),
+         width=18, value_names=STATE_NAMES, value_title="state"),
      Panel("Alarm transitions by severity", "timeseries", (Query(
          influxql=(f'SELECT count("seq") FROM "$rp"."{ALARMS}" WHERE {SITES} AND "kind" = '
                    "'alarm' AND \"drill\" != 'true' AND $timeFilter GROUP BY time($__interval), "

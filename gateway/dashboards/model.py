@@ -61,6 +61,10 @@ class Panel:
     height: int = 8
     repeat: str | None = None
     description: str = ""
+    value_names: tuple[tuple[int, str], ...] = ()
+    """MetricsQL set: names for the numbers of a table's `Value` column (an alarm's
+    `state_code` → its state), with the column titled `value_title`."""
+    value_title: str = "Value"
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,14 @@ def render(dashboard: Dashboard, flavour: Flavour) -> dict[str, Any]:
                             "overrides": []},
             "options": {}, "targets": [_target(q, flavour, chr(ord("A") + i))
                                        for i, q in enumerate(item.queries)]}
+        if item.value_names and flavour == "metricsql":
+            panel["fieldConfig"]["overrides"].append({
+                "matcher": {"id": "byName", "options": "Value"},
+                "properties": [
+                    {"id": "displayName", "value": item.value_title},
+                    {"id": "mappings", "value": [{"type": "value", "options": {
+                        str(number): {"text": name, "index": index}
+                        for index, (number, name) in enumerate(item.value_names)}}]}]})
         if item.repeat is not None:
             panel.update({"repeat": item.repeat, "repeatDirection": "h", "maxPerRow": 2})
         panels.append(panel)
