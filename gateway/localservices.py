@@ -239,7 +239,9 @@ class LocalVictoria(_LocalService):
         return self.url
 
     def command(self, executable: str, port: int) -> list[str]:
-        # latencyOffset 0: a sample is queryable as soon as it is written (default: 30 s later)
+        # latencyOffset 0: a sample is queryable about a second after it is written (default:
+        # 30 s later); Debian's 1.79 raises anything under 1 s to 1 s and flushes its buffer
+        # about every second, so a query ending at "now" may still miss the newest second
         return [executable, f"-httpListenAddr={HOST}:{port}",
                 f"-storageDataPath={self.workdir / 'data'}", "-retentionPeriod=1y",
                 "-search.latencyOffset=0s", "-loggerLevel=ERROR"]
