@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 10.0
 LISTEN_BACKLOG = 32
-"""The listening socket's backlog: asyncio accepts up to this many connections in one go before
-the guard sees them, so the panel holds at most about MAX_CONNECTIONS + 2 × LISTEN_BACKLOG
-descriptors at any instant (connections being accepted, and shed ones being closed)."""
+"""The listening socket's backlog: asyncio accepts up to this many connections in one loop pass,
+and a connection reaches the guard three passes after its accept (a shed one is closed one pass
+later), so the panel holds at most MAX_CONNECTIONS + 4 × LISTEN_BACKLOG descriptors (384) at any
+instant — measured by tests/bounds/test_panel_flood.py."""
 LOG_INTERVAL = 60.0
 
 
