@@ -173,6 +173,9 @@ class BusLoop:
                 if now - due > poller.interval:
                     self.stats.overruns += 1
                 await self.poll_once(poller)
+                # let the round these samples owe run now (the evaluator is woken, not yet run):
+                # an output write it queues goes before the next poll of this bus, not after it
+                await asyncio.sleep(0)
                 after = self.clock.monotonic()
                 if health.consecutive_failures:
                     next_due = after + health.next_delay()

@@ -300,3 +300,54 @@ async def test_a_device_that_reads_only_in_part_stays_online_degraded_at_its_int
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class Tagged(list[tuple[int, int, int]]):
+    """A unit's read log that also notes, in a list shared by the units, whose read it was."""
+
+    def __init__(self, tag: str, order: list[str]) -> None:
+        super().__init__()
+        self.tag, self.order = tag, order
+
+    def append(self, item: tuple[int, int, int]) -> None:
+        super().append(item)
+        self.order.append(self.tag)
+
+
+async def test_a_write_the_samples_ask_for_goes_before_the_next_poll_of_the_bus(
+        server: tuple[int, dict[int, Unit]]) -> None:
+    """Two devices due at once on one bus. The first one's samples wake an evaluator (a task
+    on an event, as gateway.evaluator is) whose round queues an output write (as the output
+    driver does): the write reaches the bus before the second device's poll, not after it —
+    a siren is not held up by a poll of a T/H sensor (the alarm-latency bench's worst case)."""
+    port, units = server
+    order: list[str] = []
+    units[1].reads, units[2].reads = Tagged("dev1", order), Tagged("dev2", order)
+    first, link = make_poller(port, 1, interval=10.0)
+    second, _ = make_poller(port, 2, interval=10.0)
+    first.link = second.link = link
+    woken = asyncio.Event()
+
+    def on_samples(batch: list[Sample]) -> None:
+        if any(s.point.startswith("dev1.") for s in batch):
+            woken.set()
+
+    loop = BusLoop("tcp1", link, [first, second], on_samples, FailurePolicy())
+
+    async def write() -> None:
+        order.append("write")
+
+    async def evaluator() -> None:
+        await woken.wait()
+        loop.submit(write)
+
+    tasks = [asyncio.create_task(evaluator()), asyncio.create_task(loop.run())]
+    try:
+        await until(lambda: "write" in order and order.count("dev2") == order.count("dev1"),
+                    5.0, "both polls and the write")
+        reads = order.count("dev1")
+        assert reads >= 1 and order == ["dev1"] * reads + ["write"] + ["dev2"] * reads
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
