@@ -18,7 +18,7 @@ from gateway.service.notify import Notifier
 from gateway.service.watchdog import feed_watchdog_blocking
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roomwarden ingest",
                                      description="MQTT (contract v1) to InfluxDB ingest service")
     parser.add_argument("--config", type=Path, required=True, help="central ingest YAML")
@@ -26,7 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="validate the config and the files it names (secrets, TLS), "
                              "print it (secrets hidden) and exit: 0 if all is well, 2 if not")
     parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s level=%(levelname)s %(message)s")
     try:
