@@ -191,4 +191,17 @@ def check_warnings(loaded: LoadedConfig, packs: Mapping[str, RulePack]) -> list[
         (left_out if node is None else evaluated).append(binding)
     return [*(item.text() for item in unconfigured(left_out, site.infos, overrides)),
             *coincidence_gaps(packs.values(), site, overrides),
-            *smoke_gaps(loaded, packs.values(), evaluated, site.infos)]
+            *smoke_gaps(loaded, packs.values(), evaluated, site.infos),
+            *response_gaps(loaded, packs.values(), [*evaluated, *left_out])]
+
+
+def response_gaps(loaded: LoadedConfig, packs: Iterable[RulePack],
+                  bound: Iterable[Binding]) -> list[str]:
+    """A rule that binds at this site with no response, from its pack or the site: its alarm
+    cards would not say what to do (DESIGN principle 11; every shipped rule has one)."""
+    site = loaded.config.rules.responses
+    missing = {pack.full_id(rule) for pack in packs for rule in pack.rules
+               if rule.response is None and pack.full_id(rule) not in site}
+    return [f"rule {rule_id} has no response: its alarm cards will not say what to do; give "
+            f"it `response:` in its pack or the site's words under `rules: responses:`"
+            for rule_id in sorted(missing & {b.rule for b in bound})]

@@ -202,7 +202,8 @@ site does when it sounds (`response:` in the packs), shown on the panel's alarm 
 *What to do*. A site writes its own for any of them — its guard room's extension, its
 evacuation route — in the gateway config's `rules: responses:` (`fire.smoke_coincidence: "Call
 the guard room, ext. 2100, …"`: one paragraph, at most 400 characters); `roomwarden check`
-names an id that no loaded pack has.
+names an id that no loaded pack has, and warns of a rule that binds at the site with no
+response (a site's own pack).
 
 **Minimum detection time** is the shortest time from a hazard's start to its alarm on samples
 that arrive continuously: the on-delay, for rate rules the minimum span of good samples before

@@ -115,3 +115,29 @@ def test_a_loaded_site_keeps_its_responses(tmp_path: Path) -> None:
     loaded = load_checked_config(path)
     assert loaded.config.rules.responses == {
         "fire.smoke_coincidence": "Call the guard room first."}
+
+
+def test_check_warns_of_a_bound_rule_that_says_nothing_to_do(tmp_path: Path) -> None:
+    """A site's own pack whose rule has no response: `check` warns (a rule that does not bind
+    at the site, or one the site answers itself, does not); the shipped packs give none."""
+    from gateway.rules.coverage import check_warnings
+
+    loaded = load_checked_config(SITE)
+    packs = shipped.packs()
+    assert not [w for w in check_warnings(loaded, packs) if "has no response" in w]
+    fire = packs["fire"]
+    silent = fire.model_copy(update={"rules": tuple(
+        r.model_copy(update={"response": None}) if r.id in ("smoke_coincidence", "heat_fixed")
+        else r for r in fire.rules)})
+    explosion = packs["explosion"]  # its BMS rules bind no point of the telecom site
+    unbound = explosion.model_copy(update={"rules": tuple(
+        r.model_copy(update={"response": None}) if r.id == "bms_fire_input" else r
+        for r in explosion.rules)})
+    warned = [w for w in check_warnings(loaded, {**packs, "fire": silent,
+                                                 "explosion": unbound})
+              if "has no response" in w]
+    assert [w.split()[1] for w in warned] == ["fire.heat_fixed", "fire.smoke_coincidence"]
+    answered = _site_with(tmp_path, {"fire.smoke_coincidence": "Call the guard room first."})
+    warned = [w for w in check_warnings(load_checked_config(answered), {**packs, "fire": silent})
+              if "has no response" in w]
+    assert [w.split()[1] for w in warned] == ["fire.heat_fixed"]
