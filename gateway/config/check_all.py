@@ -11,7 +11,6 @@ cross-checked, and the errors of both are reported together."""
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -34,6 +33,7 @@ from gateway.config.loader import (
     read_yaml,
 )
 from gateway.config.site import GatewayConfig
+from gateway.config.suggest import closest
 
 SECTIONS = ("rooms", "buses", "devices", "outputs", "interlocks")
 """Lists whose items have an `id`: errors name the item by it (`devices[th-1]`)."""
@@ -74,11 +74,6 @@ def known_keys() -> list[str]:
     models: set[type[BaseModel]] = set()
     _models(GatewayConfig, models)
     return sorted({info.alias or name for m in models for name, info in m.model_fields.items()})
-
-
-def _closest(word: str, names: Iterable[str]) -> str | None:
-    found = difflib.get_close_matches(word, list(names), n=1, cutoff=0.7)
-    return found[0] if found else None
 
 
 # --- setting aside what a schema error is in --------------------------------------------------
@@ -329,13 +324,13 @@ def _suggest(error: ConfigError, config: GatewayConfig | None) -> ConfigError:
     if error.reason.startswith("unknown key") and error.path:
         key = error.path[-1]
         if isinstance(key, str):
-            hint = _closest(key, known_keys())
+            hint = closest(key, known_keys())
     elif config is not None:
         m = _UNDEFINED.match(error.reason)
         if m:
             pool = {"bus": [b.id for b in config.buses], "room": [r.id for r in config.rooms],
                     "device": [d.id for d in config.devices]}[m.group(1)]
-            hint = _closest(m.group(2), pool)
+            hint = closest(m.group(2), pool)
     return replace(error, reason=f"{error.reason}; did you mean {hint!r}?") if hint else error
 
 

@@ -5,9 +5,9 @@ acts on nothing."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
+from gateway.config.suggest import closest
 from gateway.config.yamlfile import YamlPath
 from gateway.drills.model import Drill, ExpectAlarm, ExpectOutput, ExpectWrites
 from gateway.rules.model import RulePack
@@ -17,9 +17,9 @@ Problem = tuple[YamlPath, str]
 
 
 def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
-    near = difflib.get_close_matches(name, sorted(known), n=1)
+    near = closest(name, known, cutoff=0.6)
     return f"no {kind} {name!r} on the drill's site" + (
-        f"; did you mean {near[0]!r}?" if near else "")
+        f"; did you mean {near!r}?" if near else "")
 
 
 def site_problems(drill: Drill, *, points: set[str], coils: set[str], devices: set[str],
