@@ -22,7 +22,7 @@ import pytest
 from gateway.flashing.flash_client import FlashOptions, flash
 from gateway.flashing.keys import new_key_pair
 from gateway.localservices import free_port
-from tests.fixtures.pki import Pki, make_ca, make_leaf, make_pki
+from tests.fixtures.pki import Pki, make_ca, make_leaf, make_pki, mosquitto_tls_listener
 from tests.fixtures.services import MOSQUITTO, Broker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,12 +53,7 @@ class CertificateBroker(Broker):
     def __init__(self, directory: Path, pki: Pki) -> None:
         super().__init__(directory)
         self.conf.write_text("\n".join([
-            "per_listener_settings true", "persistence false", f"user {getpass.getuser()}",
-            f"log_dest file {self.log}", "log_type error", "log_type warning",
-            "log_type notice", "log_type information",
-            f"listener {self.port} 127.0.0.1",
-            f"cafile {pki.ca}", f"certfile {pki.server_cert}", f"keyfile {pki.server_key}",
-            "require_certificate true", "use_identity_as_username true",
+            *mosquitto_tls_listener(pki, self.port, self.log, identity_as_username=True),
             "allow_anonymous false"]) + "\n")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import logging
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from gateway.clock import SystemClock
 from gateway.contract.wire import GatewayState, TelemetryBatch, decode
 from gateway.localservices import port_open
 from gateway.uplink.publisher import Uplink
-from tests.fixtures.pki import Pki, make_pki
+from tests.fixtures.pki import Pki, make_pki, mosquitto_tls_listener
 from tests.uplink.conftest import MOSQUITTO, Broker, Subscriber, free_port
 from tests.uplink.test_publisher import GW, POINTS, PREFIX, SITE, of, samples, settings, until
 
@@ -57,12 +56,7 @@ class SecureBroker(Broker):
         passwd.chmod(0o600)
         assert PASSWORD not in passwd.read_text()  # hashed
         self.conf.write_text("\n".join([
-            "per_listener_settings true", "persistence false", f"user {getpass.getuser()}",
-            f"log_dest file {self.log}", "log_type error", "log_type warning",
-            "log_type notice", "log_type information",
-            f"listener {self.port} 127.0.0.1",
-            f"cafile {pki.ca}", f"certfile {pki.server_cert}", f"keyfile {pki.server_key}",
-            "require_certificate true", "use_identity_as_username false",
+            *mosquitto_tls_listener(pki, self.port, self.log, identity_as_username=False),
             f"password_file {passwd}", "allow_anonymous false",
             f"listener {self.plain_port} 127.0.0.1", "allow_anonymous true",
         ]) + "\n")
