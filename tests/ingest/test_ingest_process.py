@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from gateway.ingest.settings import load_settings
+from gateway.ingest.service import subscriptions
+from gateway.ingest.settings import MqttSettings, load_settings
 from tests.apply.test_service_process import NotifySocket
 from tests.fixtures.services import Broker, Victoria, broker, victoria, wait_for
 
@@ -26,6 +27,11 @@ def test_the_example_central_config_validates() -> None:
     # plain subscriptions, as the default: Mosquitto drops shared ones' messages across its
     # restarts (docs/influx-schema.md)
     assert settings.mqtt.shared_group is None and settings.http is not None
+    # and leaving the key out is the same: every channel subscribed plainly (README)
+    mqtt = settings.mqtt.model_dump(exclude={"shared_group"}, mode="json")
+    default = settings.model_copy(update={"mqtt": MqttSettings.model_validate(mqtt)})
+    assert default.mqtt.protocol == "5"
+    assert all(not f.startswith("$share") for f in subscriptions(default))
 
 
 def test_ingest_process_tells_systemd_ready_watchdog_and_stopping(
