@@ -30,13 +30,14 @@ ROLE_NOTES = {
     "siren": "sounds while a demanding alarm is active and unacknowledged (acknowledge "
              "silences it)",
     "strobe": "flashes while a demanding alarm's condition is active",
-    "exhaust_fan": "runs while a demanding alarm's condition is active (H2, off-gas, "
-                   "detector failure, cell temperature rise); supervise it with `feedback:`",
+    "exhaust_fan": "runs while a demanding alarm's condition is active (H2 from 10 % LEL, "
+                   "off-gas, detector failure, cell temperature rise); supervise it with "
+                   "`feedback:`",
     "alarm_panel": "a common-alarm relay to an attended location (fire panel, BMS input)",
     "hvac_stop": "stops air handling (e.g. recirculation while purging gas)",
-    "charge_inhibit": "opens the charger's / PCS's charge-enable contact: asked by cell "
-                      "over-voltage and over-temperature, block above ambient, off-gas, "
-                      "cell temperature rise and the fan-failure escalation",
+    "charge_inhibit": "opens the charger's / PCS's charge-enable contact: asked by H2 at 25 % "
+                      "LEL, cell over-voltage and over-temperature, block above ambient, "
+                      "off-gas, cell temperature rise and the fan-failure escalation",
     "other": "any other relay; no shipped rule asks for it",
 }
 

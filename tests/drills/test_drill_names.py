@@ -54,13 +54,13 @@ def test_names_the_site_does_not_have_are_errors_with_line_and_nearest_name(
     assert set(found) == {
         ("steps", 0, "set", "h2-batt-1.h2"), ("steps", 1, "fault", "device"),
         ("steps", 3, "release", 0), ("steps", 4, "stick", "point"),
-        ("expect", 1, "alarm"), ("expect", 2, "output")}
-    output = found[("expect", 2, "output")]
+        ("expect", 1, "output"), ("expect", 2, "alarm")}
+    output = found[("expect", 1, "output")]
     assert output.file == str(path)
     assert output.reason == ("no output 'fan-batt' on the drill's site; did you mean "
                              "'fan-batt-3f'?")
     assert output.line is not None and "fan-batt," in lines[output.line - 1]
-    assert "did you mean 'explosion.h2_alarm'?" in found[("expect", 1, "alarm")].reason
+    assert "did you mean 'explosion.h2_alarm'?" in found[("expect", 2, "alarm")].reason
     assert "did you mean 'h2-batt-01.h2'?" in found[("steps", 0, "set", "h2-batt-1.h2")].reason
     assert "no coil 'do-tx-01.do9'" in found[("steps", 4, "stick", "point")].reason
 
@@ -87,12 +87,12 @@ def test_check_knows_a_drill_or_profile_outside_their_folders(tmp_path: Path) ->
     gateway config with fourteen "unknown key" errors; a profile copied elsewhere likewise."""
     good = tmp_path / "readme_drill.yaml"
     good.write_text(readme_drill())
-    assert check_file(good) == "drill h2_buildup, 5 steps, 4 expectations"
+    assert check_file(good) == "drill h2_buildup, 5 steps, 5 expectations"
     bad = tmp_path / "bad.yaml"
     bad.write_text(readme_drill().replace("output: fan-batt-3f,", "output: fan-batt,"))
     with pytest.raises(ConfigErrors) as caught:
         check_file(bad)
-    assert [e.path for e in caught.value.errors] == [("expect", 2, "output")]
+    assert [e.path for e in caught.value.errors] == [("expect", 1, "output")]
     profile = tmp_path / "eastron_sdm630.yaml"  # a copy on a USB stick
     profile.write_text((REPO / "hardware" / "profiles" / "eastron_sdm630.yaml").read_text())
     assert check_file(profile).startswith("profile eastron_sdm630,")
