@@ -15,6 +15,11 @@ twice (which InfluxDB collapses), never loses one. Keys older than `retention` (
 longer than the broker keeps a session) are pruned. One store per ingest instance: with several
 instances on a shared subscription, a duplicate that reaches another instance is written
 again (and collapses in InfluxDB).
+
+The same store remembers when each message it re-stamped was first received
+(`received_at`: an alarm event or live state stamped by an unset gateway clock is written at
+the ingest's receive time, gateway.ingest.timecheck), committed before the message is written:
+a redelivery is written — if at all — at that same time, never as a second row at another.
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ class SeenStore:
                          "time INTEGER NOT NULL, added INTEGER NOT NULL, "
                          "PRIMARY KEY (kind, site, gateway, seq, time)) WITHOUT ROWID")
         self._db.execute("CREATE INDEX IF NOT EXISTS seen_added ON seen (added)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS restamped (kind TEXT NOT NULL, "
+                         "site TEXT NOT NULL, gateway TEXT NOT NULL, seq INTEGER NOT NULL, "
+                         "time INTEGER NOT NULL, received INTEGER NOT NULL, "
+                         "PRIMARY KEY (kind, site, gateway, seq, time)) WITHOUT ROWID")
         self._since_prune = 0
 
     def __contains__(self, key: object) -> bool:
@@ -86,11 +95,27 @@ class SeenStore:
                 if self._since_prune >= self.PRUNE_EVERY:
                     self._db.execute("DELETE FROM seen WHERE added < ?",
                                      (now_ns - self.retention_ns,))
+                    self._db.execute("DELETE FROM restamped WHERE received < ?",
+                                     (now_ns - self.retention_ns,))
                     self._since_prune = 0
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def received_at(self, key: SeenKey, now_ns: int, remember: bool = True) -> int | None:
+        """When the message of `key` was first received: `now_ns` the first time (committed
+        durably, unless `remember` is false: then None), the remembered time after that."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT received FROM restamped WHERE kind = ? AND site = ? AND gateway = ? "
+                "AND seq = ? AND time = ?", tuple(key)).fetchone()
+            if row is not None:
+                return int(row[0])
+            if not remember:
+                return None
+            self._db.execute("INSERT INTO restamped VALUES (?, ?, ?, ?, ?, ?)", (*key, now_ns))
+            return now_ns
 
     def __len__(self) -> int:
         with self._lock:

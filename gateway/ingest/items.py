@@ -40,6 +40,9 @@ class Item:
     """(site, gateway, stream, floor) from a gateway state."""
     incident: IncidentChunk | None = None
     """A piece of an incident record, for the incident store (issue 12)."""
+    gateway_ts: int | None = None
+    """The gateway's own time of a message written at the ingest's receive time instead (its
+    clock implausible: gateway.ingest.timecheck.Restamper)."""
 
 
 def retryable(exc: BaseException) -> bool:

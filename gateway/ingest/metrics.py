@@ -9,6 +9,7 @@ Metrics (all prefixed `roomwarden_ingest_`):
 | `messages_written_total` | counter | `channel` (acked after the database accepted them) |
 | `messages_duplicate_total` | counter | `channel` (written before: acked, not rewritten) |
 | `messages_dead_lettered_total` | counter | malformed, unknown_catalog, rejected, internal, clock |
+| `messages_restamped_total` | counter | clock (written at receive time: gateway.ingest.timecheck) |
 | `gateway_clock_skew_seconds` | gauge | `site`, `gateway` (gateway.ingest.timecheck) |
 | `gateway_id_conflicts_total` | counter | `site`, `gateway` (gateway.ingest.gatewaywatch) |
 | `points_written_total` | counter | |
@@ -68,6 +69,10 @@ class IngestMetrics:
                             "Messages put in the dead-letter log", ["reason"], registry=r)
         for reason in DEAD_REASONS:
             self.dead.labels(reason=reason)
+        self.restamped = Counter(f"{PREFIX}_messages_restamped",
+                                 "Messages written at the ingest's receive time, not their own",
+                                 ["reason"], registry=r)
+        self.restamped.labels(reason="clock")
         self.points = Counter(f"{PREFIX}_points_written", "Points written", registry=r)
         self.write_errors = Counter(f"{PREFIX}_write_errors", "Failed write attempts",
                                     registry=r)

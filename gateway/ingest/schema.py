@@ -2,7 +2,9 @@
 
 See docs/influx-schema.md for the schema and its reasons. Nothing here reads a clock or a
 random source: the same message always gives the same lines, so a redelivered message writes
-the same series at the same timestamps and collapses onto what is already stored.
+the same series at the same timestamps and collapses onto what is already stored. (An alarm
+event or gateway state stamped by an unset gateway clock is written at the time the ingest
+first received it, `restamped`: the ingest passes that time in, the same for a redelivery.)
 """
 
 from __future__ import annotations
@@ -242,6 +244,22 @@ def state_line(state: GatewayState) -> Line:
         fields[f"dropped_{kind.value}"] = count
     return _line(STATE_MEASUREMENT, {"site": state.site, "gateway": state.gateway}, fields,
                  state.ts)
+
+
+def _name(field: tuple[str, FieldValue]) -> str:
+    return field[0]
+
+
+def restamped(lines: list[Line], gateway_ts: int | None) -> list[Line]:
+    """`lines` of a message written at the ingest's receive time instead of its own (an alarm
+    event or gateway state from a gateway whose clock is implausible, gateway.ingest.timecheck)
+    marked so: `clock_suspect` true and the gateway's own time in `gateway_ts` (integer, ns).
+    `lines` unchanged when `gateway_ts` is None (the message keeps its own time)."""
+    if gateway_ts is None:
+        return lines
+    marks: dict[str, FieldValue] = {"clock_suspect": True, "gateway_ts": gateway_ts}
+    return [line._replace(fields=tuple(sorted((*line.fields, *marks.items()), key=_name)))
+            for line in lines]
 
 
 def message_lines(message: Message, catalogs: CatalogLookup) -> list[Line]:

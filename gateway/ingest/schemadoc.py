@@ -21,10 +21,19 @@ from gateway.contract import wire as c
 from gateway.contract.enums import AlarmState, EventKind, Quality, Severity
 from gateway.contract.sample import Sample
 from gateway.ingest.eventlabels import with_history
-from gateway.ingest.schema import FieldValue, Line, alarm_line, state_line, telemetry_lines
+from gateway.ingest.schema import (
+    FieldValue,
+    Line,
+    alarm_line,
+    restamped,
+    state_line,
+    telemetry_lines,
+)
 
 T0 = 1_767_225_600_000_000_000
 SITE, GW, ROOM = "bj-idc", "gw-1", "battery-1"
+UNSET_GW, UNSET_TS = "gw-2", 86_402_000_000_000
+"""A gateway whose clock was never set: its alarms and states are stamped 1970-01-02."""
 
 
 def telemetry_sample() -> list[Line]:
@@ -47,7 +56,8 @@ def telemetry_sample() -> list[Line]:
 
 def alarm_sample() -> list[Line]:
     """Raised by the system with a number, acknowledged by a user with a note (a string
-    value), a flood start without a value, and a live drill's alarm (tag `drill`)."""
+    value), a flood start without a value, a live drill's alarm (tag `drill`), and an alarm
+    of a gateway whose clock is unset, written at the ingest's receive time (re-stamped)."""
     common = {"site": SITE, "gateway": GW, "rule": "h2_high", "subject": "h2-1.lel",
               "severity": Severity.CRITICAL, "room": ROOM, "title": "Hydrogen high"}
     events = [
@@ -69,15 +79,22 @@ def alarm_sample() -> list[Line]:
                             previous_state=AlarmState.NORMAL, value=30.0, actor="system",
                             drill=True, **{**common, "subject": "drill:h2-1.lel"}),  # type: ignore[arg-type]
     ]
-    return [alarm_line(e) for e in events]
+    unset = c.AlarmEventMessage(seq=3, ts=T0 + 30_000_000_000, kind=EventKind.ALARM,
+                                state=AlarmState.ACTIVE_UNACKNOWLEDGED,
+                                previous_state=AlarmState.NORMAL, value=25.0, actor="system",
+                                **{**common, "gateway": UNSET_GW})  # type: ignore[arg-type]
+    return [alarm_line(e) for e in events] + restamped([alarm_line(unset)], UNSET_TS)
 
 
 def state_sample() -> list[Line]:
+    """A gateway's full state, and one of a gateway whose clock is unset (re-stamped)."""
     return [state_line(c.GatewayState(
         site=SITE, gateway=GW, status="online", ts=T0 + 3_000_000_000, software="1.4.0",
         config_version="7", catalog="0123456789abcdef", boot=T0 - 10**12,
         outbox=c.OutboxStatus(depth=3, bytes=100, budget=1000, oldest_age_s=2.5),
-        dropped={kind: 0 for kind in c.MessageKind}, devices_online=11, devices_total=12))]
+        dropped={kind: 0 for kind in c.MessageKind}, devices_online=11, devices_total=12)),
+        *restamped([state_line(c.GatewayState(site=SITE, gateway=UNSET_GW, status="online",
+                                              ts=T0 + 30_000_000_000))], UNSET_TS)]
 
 
 def history_sample() -> list[Line]:

@@ -26,6 +26,8 @@ Flow (DESIGN principle 5):
   payload included, so it can be replayed.
 * Malformed messages and points the database rejects (4xx) go to the dead-letter log and are
   acknowledged: they never block the stream.
+* A gateway clock before 2020 or a day ahead (`gateway.ingest.timecheck`): its telemetry is
+  dead-lettered, its alarm events and live states are written at their first receive time.
 * A message received before a disconnect is never acknowledged after it (its packet id may
   name another message by then); the broker redelivers it and the duplicate is recognised.
 * End-to-end acknowledgement: after the database accepted a batch or event (or it was a
@@ -76,9 +78,9 @@ from gateway.ingest.items import Item, delivery_of
 from gateway.ingest.lastseen import LastSeen
 from gateway.ingest.metrics import IngestMetrics
 from gateway.ingest.opshttp import OpsEndpoint
-from gateway.ingest.schema import UnknownCatalog, message_lines
+from gateway.ingest.schema import UnknownCatalog, message_lines, restamped
 from gateway.ingest.settings import IngestSettings
-from gateway.ingest.timecheck import implausible
+from gateway.ingest.timecheck import Restamper, implausible
 from gateway.ingest.watermark import AckStore, Watermark
 from gateway.ingest.writer import IngestWriter
 from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
@@ -135,6 +137,7 @@ class IngestService:
             settings, catalogs=self._catalogs, metrics=self.metrics, count=self._count,
             stopping=self._stopping, generation=lambda: self._generation,
             request_state=self.request_state, done=self._done, clock=clock)
+        self._restamp = Restamper(self._writer.seen.received_at)  # an unset gateway clock
         self._http: OpsEndpoint | None = None
         if settings.http is not None:
             self._http = OpsEndpoint(settings.http.bind, settings.http.port,
@@ -305,19 +308,21 @@ class IngestService:
                 item.key = seen_key(message)
                 item.delivery, item.floor = delivery_of(message)
                 now_ns = time.time_ns()
-                item.dead_reason = implausible(message, now_ns)  # an unset gateway clock
-                if item.dead_reason is not None:
-                    item.dead_kind = "clock"
-                    raise _NotWritten
                 if isinstance(message, GatewayState):
                     self._watch.observe(message, msg.retain, now_ns)  # clock, duplicate ids
+                item.dead_reason = implausible(message, now_ns)  # an unset gateway clock
+                if item.dead_reason is not None:  # alarm events, live states: receive time
+                    moved = self._restamp(message, item.key, msg.retain, now_ns)
+                    if moved is None:
+                        item.dead_kind = "clock"
+                        raise _NotWritten
+                    (message, item.gateway_ts), item.dead_reason = moved, None
                 message = self._last_seen.place(message)  # a last will: when it went silent
                 if isinstance(message, IncidentChunk):  # issue 12: for the incident store
                     item.incident = message
                 try:
-                    item.lines = [line.to_line_protocol()  # _shape: issue 13
-                                  for line in self._shape(message_lines(message,
-                                                                        self._catalogs.get))]
+                    lines = restamped(message_lines(message, self._catalogs.get), item.gateway_ts)
+                    item.lines = [line.to_line_protocol() for line in self._shape(lines)]  # 13
                 except UnknownCatalog:
                     assert isinstance(message, TelemetryBatch) and message.catalog is not None
                     item.waiting = (message.site, message.gateway, message.catalog)

@@ -3,25 +3,41 @@
 Everything a gateway sends is stamped by its own clock. A Raspberry Pi has no RTC: until NTP
 sets it, its clock may say 1970 (the clock audit: a critical hydrogen alarm and its readings
 stamped 1970-01-02 were acknowledged by the ingest and dropped by VictoriaMetrics as
-`small_timestamp`, with no error anywhere). So:
+`small_timestamp`, with no error anywhere). A message stamped before `FLOOR_NS` (2020-01-01),
+or more than `AHEAD_NS` (a day) ahead of the ingest's clock, is never written at that time
+(`implausible`). Then:
 
-* a message stamped before `FLOOR_NS` (2020-01-01), or more than `AHEAD_NS` (a day) ahead of
-  the ingest's clock, is dead-lettered (kind `clock`) with the time it carries and why — kept
-  in the dead-letter log, never written as if it were true, and counted;
+* telemetry is dead-lettered (kind `clock`) with the time it carries and why — kept in the
+  dead-letter log, never written as if it were true, and counted: re-stamping thousands of
+  samples would lie about when each was measured;
+* an alarm event or a live gateway state is written at the time the ingest first received it
+  (`Restamper`; wall clock, ns), marked `clock_suspect=true` with the gateway's own time kept
+  in `gateway_ts` (gateway.ingest.schema.restamped), logged (`event=gateway_clock_restamped`,
+  at most a line a minute per gateway) and counted
+  (`roomwarden_ingest_messages_restamped_total{reason="clock"}`): central monitoring must see
+  a live alarm (a critical alarm of a gateway whose clock is unset was in no Active alarms
+  table) and that the gateway is alive. The first receive time is remembered by the message's
+  duplicate key (gateway.ingest.dedup, durably, before the write), so a redelivery — QoS 1, a
+  gateway's replay after a reconnect — is recognised as a duplicate, and would be written at
+  that same time if at all, never as a second row at another. A retained state delivered on
+  subscribing, never received live, is as old as it is (when it was made is unknown): it is
+  dead-lettered like telemetry;
 * a gateway whose live state (a non-retained `state` message, sent as it is made) is more than
-  `SKEW_NS` (a minute) off the ingest's clock is logged (`event=gateway_clock_skew`, at most a
-  line a minute per gateway) and shown as `roomwarden_ingest_gateway_clock_skew_seconds`: its
-  points and alarms are stored at its times, so the dashboards show them that much early or
-  late.
+  `SKEW_NS` (a minute) off the ingest's clock is shown as
+  `roomwarden_ingest_gateway_clock_skew_seconds`, and, if its time is plausible, logged
+  (`event=gateway_clock_skew`, at most a line a minute per gateway): its points and alarms are
+  stored at its times, so the dashboards show them that much early or late.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.clocksync import SET_FLOOR_NS
 from gateway.contract.wire import AlarmEventMessage, GatewayState, Message, TelemetryBatch
+from gateway.ingest.dedup import SeenKey
 from gateway.ops.connections import RateLimitFilter
 
 log = logging.getLogger("roomwarden.ingest")
@@ -33,7 +49,8 @@ def _per_gateway(record: logging.LogRecord) -> str:
     return f"{str(record.msg)[:30]}{args[:2]!r}"
 
 
-for _event in ("event=gateway_clock_skew", "event=gateway_id_conflict"):
+for _event in ("event=gateway_clock_skew", "event=gateway_clock_restamped",
+               "event=gateway_id_conflict"):
     # a line a minute per gateway (gateway.ingest.gatewaywatch logs the second)
     log.addFilter(RateLimitFilter(prefix=_event, kind=_per_gateway))
 
@@ -94,8 +111,40 @@ class ClockSkew:
         if key not in self.skew_s and len(self.skew_s) >= MAX_GATEWAYS:
             self.skew_s.pop(next(iter(self.skew_s)))
         self.skew_s[key] = skew / 1e9
-        if abs(skew) > SKEW_NS:
+        if abs(skew) > SKEW_NS and implausible(state, now_ns) is None:  # (else: Restamper)
             log.warning("event=gateway_clock_skew site=%s gateway=%s skew_s=%.1f (its clock is "
                         "%s the ingest's: its points and alarms are stored at its times)",
                         state.site, state.gateway, skew / 1e9,
                         "ahead of" if skew > 0 else "behind")
+
+
+FirstReceived = Callable[[SeenKey, int, bool], int | None]
+"""(key, now, remember) → when the message of `key` was first received (`now` the first time,
+remembered if `remember`; None if not remembered and not to be): gateway.ingest.dedup."""
+
+
+class Restamper:
+    """Alarm events and live states whose time is implausible: at their first receive time."""
+
+    def __init__(self, first_received: FirstReceived) -> None:
+        self._first_received = first_received
+
+    def __call__(self, message: Message, key: SeenKey | None, retained: bool,
+                 now_ns: int) -> tuple[AlarmEventMessage | GatewayState, int] | None:
+        """(`message` stamped with the time the ingest first received it, the gateway's own
+        time), or None if it is to be dead-lettered: telemetry, or a retained state delivered
+        on subscribing and never received live."""
+        if key is None or not isinstance(message, AlarmEventMessage | GatewayState):
+            return None
+        received = self._first_received(key, now_ns, not retained)
+        if received is None:
+            return None
+        what = (f"alarm_event seq={message.seq}" if isinstance(message, AlarmEventMessage)
+                else f"state status={message.status}")
+        log.warning("event=gateway_clock_restamped site=%s gateway=%s %s gateway_ts=%d (%s) "
+                    "written_at=%s (the gateway's clock is not set or wrong: written at the "
+                    "ingest's receive time, marked clock_suspect, its own time in gateway_ts; "
+                    "its telemetry is dead-lettered until its clock is right)",
+                    message.site, message.gateway, what, message.ts, _iso(message.ts),
+                    _iso(received))
+        return message.model_copy(update={"ts": received}), message.ts

@@ -71,6 +71,11 @@ class IngestWriter:
         """The writer stopped on a bug (the process should exit non-zero to be restarted)."""
         self._thread: threading.Thread | None = None
 
+    @property
+    def seen(self) -> SeenStore:
+        """The keys of what was written (and when re-stamped messages were first received)."""
+        return self._seen
+
     def put(self, item: Item) -> None:
         self._queue.put(item)
 
@@ -261,6 +266,8 @@ class IngestWriter:
                 self._metrics.written.labels(channel=item.channel).inc()
                 if item.lines:
                     self._metrics.points_written(len(item.lines))
+                if item.gateway_ts is not None:  # (gateway.ingest.timecheck)
+                    self._metrics.restamped.labels(reason="clock").inc()
         self._done(items, now)
 
     def _write(self, lines: Sequence[str]) -> None:

@@ -33,11 +33,14 @@ def test_the_generated_parts_are_current(tmp_path: Path) -> None:
 
 
 def test_the_samples_cover_every_name_the_schema_code_writes() -> None:
-    """Every tag and field key in alarm_line, state_line and _telemetry_series appears in the
+    """Every tag and field key in alarm_line, state_line, _telemetry_series and restamped (the
+    marks of an alarm event or state of a gateway whose clock is unset) appears in the
     generated tables (so a new field in the code shows up in the document)."""
     for function, sample in ((schema.alarm_line, "alarm_events"),
                              (schema.state_line, "gateway_state"),
-                             (schema._telemetry_series, "telemetry")):
+                             (schema._telemetry_series, "telemetry"),
+                             (schema.restamped, "alarm_events"),
+                             (schema.restamped, "gateway_state")):
         keys = set(re.findall(r'"([a-z_]+)":', inspect.getsource(function)))
         documented = table(SAMPLES[sample]())
         for key in keys:
