@@ -54,6 +54,24 @@ def test_chemistry_sets_the_charging_limit() -> None:
     assert [b for b in lfp.unconfigured() if b.rule == "explosion.block_above_ambient"]
 
 
+def test_the_lithium_cold_charging_limit_is_not_applied_to_lead_acid(tmp_path: Path) -> None:
+    """0 °C is the LFP pack's no-charge limit: a lead-acid string whose monitor reports cell
+    temperatures charges in a cold cabinet (no inhibit all winter), LFP does not."""
+    lfp, _ = _engine(DATACENTER)
+    bound = [s for r, s in lfp.bindings() if r == "explosion.cell_under_temperature"]
+    assert bound and _params(lfp, "explosion.cell_under_temperature", bound[0])["limit"] == 0
+    data = yaml.safe_load(DATACENTER.read_text(encoding="utf-8"))
+    data["profiles_dir"] = str(REPO / "hardware" / "profiles")
+    for room in data["rooms"]:
+        if room.get("chemistry") == "lfp":
+            room["chemistry"] = "vrla"
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(data), encoding="utf-8")
+    vrla, _ = _engine(site)
+    assert not [b for b in vrla.bindings() if b[0] == "explosion.cell_under_temperature"]
+    assert [b for b in vrla.unconfigured() if b.rule == "explosion.cell_under_temperature"]
+
+
 def test_a_site_override_beats_the_chemistry_default(tmp_path: Path) -> None:
     data = yaml.safe_load(TELECOM.read_text(encoding="utf-8"))
     data["profiles_dir"] = str(REPO / "hardware" / "profiles")
