@@ -245,9 +245,9 @@ def guide(loaded: LoadedConfig, *, panel_port: int, control_port: int, backend: 
                 "  and clear it again (back to the simulated default):",
                 *(simctl({"cmd": "release", "point": p}) for p in smoke)]
     if h2:
-        out += ["  hydrogen at 30 %LEL (alarm at 25 %LEL after 2 s: siren and exhaust fan):",
+        out += ["  hydrogen at 30 %LEL (alarm after 2 s: siren, fan on, charging stopped):",
                 simctl({"cmd": "set", "point": h2, "signal": 30}),
-                "  a slow build-up instead (warning at 10 %LEL, alarm at 25 %LEL):",
+                "  a slow build-up instead (warning and fan at 10 %LEL, alarm at 25 %LEL):",
                 simctl({"cmd": "set", "point": h2,
                         "signal": {"kind": "ramp", "start": 1, "end": 40, "duration": 120}})]
     if silent:
