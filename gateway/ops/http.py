@@ -22,7 +22,10 @@ headers, cookies, peer address and the complete body — or is answered with a J
   at the cap (`gateway.ops.connections.ConnectionGuard`); slow headers and slow bodies count as
   idle (a connection is busy only while its complete request is handled);
 - a handler that raises `HttpError` answers its status and reason; any other exception is
-  logged (rate-limited) and answered 500 `internal_error`.
+  logged (rate-limited) and answered 500 `internal_error`;
+- time: the handlers take at most a quarter of the event loop's time, requests waiting their
+  turn first come, first served (`gateway.ops.pacing.LoopShare`), and the loop's other work
+  runs between two pipelined requests — the safety core shares this loop.
 
 Requests, responses, errors and the router (exact paths: 404, 405 with `Allow`, HEAD answered
 by GET routes) are `gateway.ops.httptypes`. One task per connection, no
@@ -37,6 +40,7 @@ import json
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urlsplit
@@ -59,6 +63,7 @@ from gateway.ops.httptypes import (
     Router,
     error_response,
 )
+from gateway.ops.pacing import LoopShare
 
 log = logging.getLogger(__name__)
 log.addFilter(RateLimitFilter(prefix="event=http_handler_error"))  # one line a minute
@@ -121,6 +126,8 @@ class HttpServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port: int | None = None
+        self.share = LoopShare()
+        """The loop time its handlers may take (gateway.ops.pacing)."""
 
     async def start(self, bind: str, port: int) -> int:
         if self._server is not None:
@@ -187,6 +194,7 @@ class HttpServer:
                         or h.their_state is not h11.DONE:
                     break  # (None: the server is stopping)
                 h.start_next_cycle()
+                await asyncio.sleep(0)  # a pipelined request next: the loop's other work first
             clean = True
         except h11.RemoteProtocolError as exc:
             log.info("event=http_protocol_error server=%s client=%s reason=%s", self.name,
@@ -223,10 +231,15 @@ class HttpServer:
             headers[key] = f"{headers[key]}{joiner}{text}" if key in headers else text
         try:
             body = await self._body(h, reader, headers)
+            await self.share.turn()  # waiting here, the connection is idle: it may be shed
             begin()
-            request = _request(method, event.target, headers, client, body)
-            handler = self.router.resolve(method, request.path)
-            response = await self._call(handler, request)
+            started = time.perf_counter()
+            try:
+                request = _request(method, event.target, headers, client, body)
+                handler = self.router.resolve(method, request.path)
+                response = await self._call(handler, request)
+            finally:
+                self.share.spent(time.perf_counter() - started)
         except HttpError as exc:
             response = error_response(exc)
         except _Close as close:
