@@ -158,6 +158,24 @@ async def until(check: Any, seconds: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
+async def acknowledge_the_fire(http: aiohttp.ClientSession, url: str, seconds: float) -> None:
+    """Wait (at most `seconds`) for the confirmed fire on the panel, then acknowledge it (the
+    session is logged in)."""
+    fire: list[dict[str, str]] = []
+
+    async def alarm_shown() -> bool:
+        async with http.get(url + "/api/state") as r:
+            state = await r.json()
+        fire[:] = [{"rule": a["rule"], "subject": a["subject"]}
+                   for a in state["alarms"] if a["rule"] == "fire.smoke_coincidence"
+                   and a["state"] == "active_unacknowledged"]
+        return bool(fire)
+    await until(alarm_shown, seconds, "the fire alarm on the panel")
+    async with http.post(url + "/api/alarms/acknowledge", json={"alarms": fire[:1]}) as r:
+        body = await r.json()
+        assert r.status == 200 and body["changed"] == 1, body
+
+
 @pytest.fixture
 async def gateway_process(tmp_path: Path) -> AsyncIterator[tuple[subprocess.Popen[bytes], str,
                                                                   SimulatedSite, Path]]:
@@ -239,20 +257,7 @@ async def test_a_flood_of_idle_connections_leaves_the_panel_usable(
                 print(f"panel connections once the flood is over: {panel}")
                 assert panel <= MAX_CONNECTIONS + LISTEN_BACKLOG, panel
 
-                fire: list[dict[str, str]] = []
-
-                async def alarm_shown() -> bool:
-                    async with http.get(url + "/api/state") as r:
-                        state = await r.json()
-                    fire[:] = [{"rule": a["rule"], "subject": a["subject"]}
-                               for a in state["alarms"] if a["rule"] == "fire.smoke_coincidence"
-                               and a["state"] == "active_unacknowledged"]
-                    return bool(fire)
-                await until(alarm_shown, 30, "the fire alarm on the panel")
-                async with http.post(url + "/api/alarms/acknowledge",
-                                     json={"alarms": fire[:1]}) as r:
-                    body = await r.json()
-                    assert r.status == 200 and body["changed"] == 1, body
+                await acknowledge_the_fire(http, url, 30)
             assert proc.poll() is None
             panel, others = descriptors.count()
             assert panel <= MAX_CONNECTIONS + LISTEN_BACKLOG, panel
@@ -406,24 +411,11 @@ async def test_pipelined_requests_never_stall_the_alarms(
             async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as http:
                 async with http.get(url + "/healthz") as r:
                     assert r.status == 200, await r.text()
-                fire: list[dict[str, str]] = []
-
-                async def alarm_shown() -> bool:
-                    async with http.get(url + "/api/state") as r:
-                        state = await r.json()
-                    fire[:] = [{"rule": a["rule"], "subject": a["subject"]}
-                               for a in state["alarms"] if a["rule"] == "fire.smoke_coincidence"
-                               and a["state"] == "active_unacknowledged"]
-                    return bool(fire)
-                # the flood alone is over 100 s of rendering: before, the alarm waited for it
-                await until(alarm_shown, 20, "the fire alarm on the panel during the flood")
                 async with http.post(url + "/api/login", json={"user": USER,
                                                                "password": PASSWORD}) as r:
                     assert r.status == 200, await r.text()
-                async with http.post(url + "/api/alarms/acknowledge",
-                                     json={"alarms": fire[:1]}) as r:
-                    body = await r.json()
-                    assert r.status == 200 and body["changed"] == 1, body
+                # the flood alone is over 100 s of rendering: before, the alarm waited for it
+                await acknowledge_the_fire(http, url, 20)
             assert proc.poll() is None
         finally:
             stop.set()
