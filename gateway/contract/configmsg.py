@@ -55,7 +55,9 @@ class ConfigSet(WireModel):
     sha256: Sha256
     author: Actor
     force: bool = False
-    """Allow a version at or below the highest accepted (a signed downgrade)."""
+    """Done on purpose: allow a version at or below the highest accepted (a signed downgrade)
+    or more than gateway.flashing.seen.MAX_VERSION_STEP above it, and a config that moves
+    the gateway to another site or topic root or no longer trusts the signing key."""
     config: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONFIG_BYTES)]
     """The YAML text, at most MAX_CONFIG_BYTES in UTF-8."""
     key_id: KeyId | None = None
@@ -100,3 +102,8 @@ class ConfigStatus(Upstream):
     active_version: ConfigVersion | None = None
     """The version running now (after this step)."""
     active_sha256: Sha256 | None = None
+    highest_accepted: ConfigVersion | None = None
+    """The highest version this gateway has ever accepted: the next flash is numbered one
+    above it, and one more than gateway.flashing.seen.MAX_VERSION_STEP above it is refused
+    (`version_jump`) unless forced. It can be above `active_version` (a rolled-back or
+    forced-down version stays used up)."""

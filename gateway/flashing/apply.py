@@ -28,7 +28,6 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -41,11 +40,12 @@ from gateway.config.loader import ConfigErrors, LoadedConfig
 from gateway.config.site import FlashingSettings
 from gateway.config.yamlfile import read_bounded
 from gateway.config.yamllimits import DEFAULT_LIMITS
-from gateway.contract.base import REQUEST_ID_PATTERN
 from gateway.contract.wire import ConfigSet, ConfigStatus
 from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
 from gateway.flashing.health_check import HealthReport, check_health, offline_devices
 from gateway.flashing.keys import parse_public_key_line
+from gateway.flashing.rejections import RejectionLog, peek
+from gateway.flashing.seen import MAX_VERSION
 from gateway.flashing.store import ConfigMeta, ConfigStore, StoreError, storage_problem
 from gateway.flashing.trial_terms import Source, refusal_of, trial_needs
 from gateway.isolated_check import check_apart
@@ -94,6 +94,11 @@ class ConfigApplier:
         self.publish = publish
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[ConfigStatus]] = set()
+        self.rejections = RejectionLog()
+        """Refusals, counted; their log lines rate-limited (a flood of bad `config/set`)."""
+        self.highest = 0
+        """The highest version accepted (ConfigStatus.highest_accepted), kept current."""
+        self._note_highest()
 
     # --- entry points -------------------------------------------------------------------
 
@@ -108,16 +113,16 @@ class ConfigApplier:
     async def apply_envelope(self, raw: bytes, *, source: Source = "flash",
                              progress: Progress | None = None) -> ConfigStatus:
         settings = settings_of(self.gateway.loaded)
-        request_id = _request_id_of(raw)
-        self._say(progress, "received", request_id)
+        request_id, version = peek(raw)  # answered with what it names, even if it is broken
+        self._say(progress, "received", request_id, version=version)
         try:
             trusted = [parse_public_key_line(line) for line in settings.trusted_keys]
             envelope = verify_envelope(raw, gateway_id=self.gateway.loaded.config.gateway.id,
                                        trusted=trusted, max_bytes=settings.max_bytes)
         except EnvelopeRejected as exc:
-            log.warning("event=config_rejected source=%s id=%s code=%s reason=%s", source,
-                        request_id, exc.code, exc)
-            return self._say(progress, "rejected", request_id, code=exc.code, error=str(exc))
+            self.rejections.rejected_line(source, request_id, exc.code, exc)
+            return self._say(progress, "rejected", request_id, code=exc.code, error=str(exc),
+                             version=version)
         candidate = Candidate(text=envelope.config, version=envelope.version,
                               sha256=envelope.sha256, author=envelope.author, source=source,
                               request_id=envelope.id, key_id=envelope.key_id,
@@ -189,17 +194,21 @@ class ConfigApplier:
                 if c.envelope is not None:
                     self.store.check_fresh(c.envelope)
                     self.store.remember(c.envelope)  # a later failure still burns the version
+                    self.highest = max(self.highest, c.version)
                     staged = self.store.stage(c.envelope, ConfigMeta.of_envelope(c.envelope))
                 else:
-                    version = max(self.gateway.config_version, self.store.highest_version()) + 1
-                    c = dataclasses.replace(c, version=version)
+                    highest = max(self.gateway.config_version, self.store.highest_version())
+                    self.highest = max(self.highest, highest)
+                    if highest >= MAX_VERSION:  # refused before anything is written
+                        raise EnvelopeRejected("version_exhausted", _exhausted(highest))
+                    c = dataclasses.replace(c, version=highest + 1)
                     staged = self.store.stage(c.text, ConfigMeta(
                         version=c.version, sha256=c.sha256, source="local", author=c.author,
                         request_id=c.request_id))
             except EnvelopeRejected as exc:
-                log.warning("event=config_rejected source=%s id=%s code=%s reason=%s",
-                            c.source, c.request_id, exc.code, exc)
-                return self._say(progress, "rejected", c.request_id, c, code=exc.code,
+                self.rejections.rejected_line(c.source, c.request_id, exc.code, exc)
+                return self._say(progress, "rejected", c.request_id,
+                                 c if c.envelope is not None else None, code=exc.code,
                                  error=str(exc))
             except (OSError, StoreError) as exc:
                 error = storage_problem(exc)
@@ -223,9 +232,10 @@ class ConfigApplier:
             lines = [str(e) for e in exc.errors][:MAX_ERRORS_REPORTED]
             return self._say(progress, "rejected", rid, c, code="invalid_config",
                              error="\n".join(lines))
-        refusal = refusal_of(gw.loaded, loaded, force=force, source=c.source)
+        refusal = refusal_of(gw.loaded, loaded, force=force, source=c.source, key_id=c.key_id)
         if refusal is not None:
             self._discard(rid)
+            self.rejections.rejected_line(c.source, rid, *refusal)
             return self._say(progress, "rejected", rid, c, code=refusal[0], error=refusal[1])
         self._say(progress, "staged", rid, c)
         self._say(progress, "applying", rid, c)
@@ -265,6 +275,7 @@ class ConfigApplier:
         if report.ok:
             try:
                 self.store.commit()
+                self._note_highest()
             except (OSError, StoreError) as exc:
                 if not self._committed(c):  # (a commit that landed before it failed stands)
                     code, error = "commit_failed", ("could not record the config as "
@@ -310,18 +321,26 @@ class ConfigApplier:
             log.exception("event=config_event_failed id=%s", rid)
         return self._say(progress, "rolled_back", rid, c, code=code, error=error)
 
+    def _note_highest(self) -> None:
+        """Read the highest version accepted from the store (at start and after a commit)."""
+        try:
+            self.highest = max(self.highest, self.store.highest_version())
+        except (OSError, StoreError) as exc:  # the status then says what it knew before
+            log.error("event=config_highest_unreadable error=%s", storage_problem(exc))
+
     def _say(self, progress: Progress | None, state: str, request_id: str | None,
              candidate: Candidate | None = None, *, code: str | None = None,
-             error: str | None = None) -> ConfigStatus:
+             error: str | None = None, version: int | None = None) -> ConfigStatus:
         gw = self.gateway
         cfg = gw.loaded.config.gateway
         status = ConfigStatus.model_validate({
             "site": cfg.site, "gateway": cfg.id,
             "id": request_id, "ts": time.time_ns(), "state": state, "code": code,
-            "version": candidate.version if candidate else None,
+            "version": candidate.version if candidate else version,
             "sha256": candidate.sha256 if candidate else None,
             "error": error[:4000] if error else None,
             "active_version": gw.config_version, "active_sha256": gw.config_sha256,
+            "highest_accepted": min(MAX_VERSION, max(self.highest, gw.config_version)),
         })
         if progress is not None:
             progress(status)
@@ -344,19 +363,11 @@ def _notes(report: HealthReport) -> str | None:
     return "; ".join(report.notes) if report.notes else None
 
 
-def _request_id_of(raw: bytes) -> str | None:
-    """The request id of an envelope, if one can be read (to answer even a broken one)."""
-    import json
-
-    try:
-        data = json.loads(raw[:1_000_000])
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    if isinstance(data, dict):
-        rid = data.get("id")
-        if isinstance(rid, str) and re.fullmatch(REQUEST_ID_PATTERN, rid):
-            return rid  # one a ConfigStatus can carry (a space or non-ASCII: no id, still answered)
-    return None
+def _exhausted(highest: int) -> str:
+    return (f"no config version is left above the highest accepted ({highest}, the largest "
+            "there is): this config cannot be numbered; apply it signed, as a forced "
+            "downgrade (`roomwarden config apply FILE --key KEY --version N --force`, or "
+            "`roomwarden flash … --version N --force`)")
 
 
 def _file_sha256(path: Path) -> str | None:

@@ -42,7 +42,9 @@ def add_parsers(sub: SubParsers) -> SubParsers:
     fl.add_argument("--version", dest="config_version", type=int, default=None, metavar="N",
                     help="config version (default: the gateway's highest + 1)")
     fl.add_argument("--force", action="store_true",
-                    help="allow a version at or below the gateway's (a signed downgrade)")
+                    help="on purpose, signed: a version at or below the gateway's (a "
+                         "downgrade) or far above it, a config that moves the gateway to "
+                         "another site or topic root, or one that no longer trusts this key")
     fl.add_argument("--timeout", default="60s",
                     help="how long to wait for the gateway's answer (default 60s)")
     fl.add_argument("--site", default=None, help="default: the config's gateway.site")

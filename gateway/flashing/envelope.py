@@ -24,7 +24,8 @@ nothing else for any input:
 | `untrusted_key`   | signed by a key the gateway does not trust                       |
 | `bad_signature`   | the signature does not verify (anything signed was changed)      |
 
-`gateway.flashing.store.ConfigStore.check_fresh` adds `replayed` and `downgrade`.
+`gateway.flashing.store.ConfigStore.check_fresh` adds `replayed`, `downgrade` and
+`version_jump` (gateway.flashing.seen).
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ UNTRUSTED_KEY: Final = "untrusted_key"
 BAD_SIGNATURE: Final = "bad_signature"
 REPLAYED: Final = "replayed"
 DOWNGRADE: Final = "downgrade"
+VERSION_JUMP: Final = "version_jump"
 CODES: Final = (OVERSIZED, MALFORMED, WRONG_GATEWAY, DIGEST_MISMATCH, UNSIGNED, UNTRUSTED_KEY,
-                BAD_SIGNATURE, REPLAYED, DOWNGRADE)
+                BAD_SIGNATURE, REPLAYED, DOWNGRADE, VERSION_JUMP)
 
 
 class EnvelopeRejected(Exception):

@@ -1,5 +1,8 @@
 """`roomwarden flash`: check a config locally, sign it, send it to a gateway over MQTT and
 follow the gateway's `config/status` answers until it is applied, rejected or rolled back.
+Before sending it reads the gateway's retained status on every site of its id: the version is
+one above its `highest_accepted`, and a config that moves it to another site or topic root is
+said and not sent without --force (gateway.flashing.target).
 
 Exit status: 0 only when the gateway reports `applied`; 1 when it rejects the config, rolls it
 back or does not answer in time; 2 when nothing was sent (invalid config, key, broker …).
@@ -26,17 +29,22 @@ from gateway.contract.wire import (
     Topic,
     decode,
     encode,
+    topic_filter,
 )
 from gateway.flashing.envelope import sign_config
 from gateway.flashing.keys import KeyFileError, load_private_key, load_public_key
 from gateway.flashing.link import FlashError as FlashError
 from gateway.flashing.link import Link
 from gateway.flashing.link import parse_broker_url as parse_broker_url
+from gateway.flashing.target import moves, newest, pick_version
 
 if TYPE_CHECKING:
     from gateway.flashing.precheck import ConfigCheck
 
 TERMINAL = ("applied", "rejected", "rolled_back")
+RETAINED_GRACE_S = 0.3
+"""After the first retained status, how long to wait for more (the gateway's id at other
+sites: the broker sends every retained match of a subscription at once)."""
 _Link = Link
 """(The operator commands' client, gateway.operator.client, takes the link by this name.)"""
 
@@ -74,12 +82,14 @@ def check_config(path: Path) -> ConfigCheck:
     return check_gateway_config(path)
 
 
-def _status(topic: str, payload: bytes, root: str) -> ConfigStatus | None:
-    try:
-        message = decode(topic, payload, root=root)
-    except ContractError:
-        return None
-    return message if isinstance(message, ConfigStatus) else None
+def _status(topic: str, payload: bytes, roots: list[str]) -> ConfigStatus | None:
+    for root in roots:
+        try:
+            message = decode(topic, payload, root=root)
+        except ContractError:
+            continue
+        return message if isinstance(message, ConfigStatus) else None
+    return None
 
 
 def _short(sha: str | None) -> str:
@@ -163,40 +173,32 @@ def _flash(o: FlashOptions, out: TextIO, err: TextIO) -> int:
     broker = parse_broker_url(o.broker)
     try:
         set_topic = Topic(site, o.gateway, Channel.CONFIG_SET, root)
-        status_topic = Topic(site, o.gateway, Channel.CONFIG_STATUS, root)
     except ContractError as exc:
         raise FlashError(str(exc)) from None
 
     link = Link(o, broker)
     try:
         link.open(broker, o.connect_timeout)
-        link.subscribe(str(status_topic), o.connect_timeout)
-        retained: ConfigStatus | None = None
-        early: list[tuple[str, bytes, bool]] = []
-        if o.version is None:
-            deadline = time.monotonic() + o.status_wait
-            while retained is None and (left := deadline - time.monotonic()) > 0:
-                try:
-                    item = link.inbox.get(timeout=left)
-                except queue.Empty:
-                    break
-                status = _status(item[0], item[1], root)
-                if status is not None and item[2]:
-                    retained = status
-                else:
-                    early.append(item)
-            if retained is None:
-                version = 1
-                _say(out, "the gateway has not reported its config (no retained status on "
-                          f"{status_topic}); sending version 1")
-            else:
-                version = max(retained.active_version or 0, retained.version or 0) + 1
-                running = ("an unknown version" if retained.active_version is None
-                           else f"version {retained.active_version}")
-                _say(out, f"the gateway runs {running} (sha256 "
-                          f"{_short(retained.active_sha256)}); sending version {version}")
-        else:
-            version = o.version
+        roots = [root]
+        watched = topic_filter(Channel.CONFIG_STATUS, root=root, gateway=o.gateway)
+        link.subscribe(watched, o.connect_timeout)  # every site: a moved gateway is seen
+        retained, early = _retained(link, roots, o.status_wait, o.gateway)
+        moved = moves(site, retained.site if retained else None,
+                      cfg.uplink.root if cfg.uplink is not None else None, root, force=o.force)
+        if moved is not None:
+            _say(out, moved)
+            if retained is not None:  # where the gateway listens now
+                set_topic = Topic(retained.site, o.gateway, Channel.CONFIG_SET, root)
+            if cfg.uplink is not None and cfg.uplink.root != root:
+                roots.append(cfg.uplink.root)
+                link.subscribe(topic_filter(Channel.CONFIG_STATUS, root=cfg.uplink.root,
+                                            gateway=o.gateway), o.connect_timeout)
+        if retained is None:
+            _say(out, "the gateway has not reported its config (no retained status on "
+                      f"{watched})" + ("; sending version 1" if o.version is None else ""))
+        version, said = pick_version(o.version, retained, force=o.force)
+        if said is not None and retained is not None:
+            _say(out, said)
         try:
             envelope = sign_config(text, gateway=o.gateway, version=version, author=author,
                                    private_key=key, force=o.force)
@@ -208,12 +210,33 @@ def _flash(o: FlashOptions, out: TextIO, err: TextIO) -> int:
         link.publish(str(set_topic), payload, o.connect_timeout)
         _say(out, f"sent version {version}{' (forced)' if o.force else ''} signed by {author} "
                   f"(key {envelope.key_id}) to {set_topic}, request {envelope.id}")
-        return _follow(link, envelope.id, root, o.timeout, out)
+        return _follow(link, envelope.id, roots, o.timeout, out)
     finally:
         link.close()
 
 
-def _follow(link: Link, request_id: str, root: str, timeout: float, out: TextIO) -> int:
+def _retained(link: Link, roots: list[str], wait: float, gateway: str
+              ) -> tuple[ConfigStatus | None, list[tuple[str, bytes, bool]]]:
+    """The gateway's newest retained status (on any site), and the other messages that came
+    meanwhile (to be followed after sending)."""
+    found: list[ConfigStatus] = []
+    early: list[tuple[str, bytes, bool]] = []
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            item = link.inbox.get(timeout=left)
+        except queue.Empty:
+            break
+        status = _status(item[0], item[1], roots)
+        if status is not None and item[2] and status.gateway == gateway:
+            found.append(status)
+            deadline = min(deadline, time.monotonic() + RETAINED_GRACE_S)
+        else:
+            early.append(item)
+    return newest(found), early
+
+
+def _follow(link: Link, request_id: str, roots: list[str], timeout: float, out: TextIO) -> int:
     deadline = time.monotonic() + timeout
     last: str | None = None
     while (left := deadline - time.monotonic()) > 0:
@@ -221,7 +244,7 @@ def _follow(link: Link, request_id: str, root: str, timeout: float, out: TextIO)
             topic, payload, _retained = link.inbox.get(timeout=min(left, 0.5))
         except queue.Empty:
             continue
-        status = _status(topic, payload, root)
+        status = _status(topic, payload, roots)
         if status is None or status.id != request_id:
             continue
         if status.state == last:

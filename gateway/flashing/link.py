@@ -206,6 +206,8 @@ class Link:
         return f"; check --username {self.username} and --password-file"
 
     def subscribe(self, topic: str, timeout: float) -> None:
+        if not self.closed:  # (a second subscription waits for its own SUBACK)
+            self.subscribed.clear()
         self.client.subscribe(topic, qos=1)
         if not self.subscribed.wait(timeout):
             raise FlashError(f"the broker did not confirm the subscription to {topic}")

@@ -18,13 +18,31 @@ from dataclasses import dataclass, field
 from typing import TypeGuard
 
 from gateway.contract.wire import ConfigSet
-from gateway.flashing.envelope import DOWNGRADE, REPLAYED, EnvelopeRejected, envelope_digest
+from gateway.flashing.envelope import (
+    DOWNGRADE,
+    REPLAYED,
+    VERSION_JUMP,
+    EnvelopeRejected,
+    envelope_digest,
+)
 
 SEEN_DIGESTS = 1000
 """How many envelope digests `seen.json` keeps for replay detection (the version check
 covers older ones)."""
 SEEN_FORCED = 1000
 """How many forced envelopes `seen.json` remembers by digest (older ones: by `forced_floor`)."""
+MAX_VERSION = 2**63 - 1
+"""The largest config version (the contract's `ConfigVersion`)."""
+MAX_VERSION_STEP = 10_000
+"""How far above the highest accepted version an envelope may be numbered without `force`."""
+
+
+def next_version_text(highest: int) -> str:
+    """What to send after `highest`, for a refusal's message."""
+    if highest >= MAX_VERSION:
+        return ("no version is left above it (the largest is "
+                f"{MAX_VERSION}): only a forced downgrade (--force --version N) is accepted")
+    return f"send version {highest + 1}"
 
 
 @dataclass
@@ -67,7 +85,8 @@ class Seen:
         """EnvelopeRejected `replayed` if this envelope was processed before (for a forced
         one, also: signed before a forced envelope already forgotten), `downgrade` if its
         version is not above the highest ever accepted (allowed with `force`, except the
-        active config's own version). A forced envelope is also checked against the forced
+        active config's own version), `version_jump` if it is more than MAX_VERSION_STEP
+        above it (allowed with `force`). A forced envelope is also checked against the forced
         ones remembered (see the module docstring)."""
         digest = envelope_digest(envelope)
         if digest in self.digests or (envelope.force
@@ -84,12 +103,22 @@ class Seen:
             raise EnvelopeRejected(DOWNGRADE, f"version {envelope.version} is not above the "
                                               f"highest accepted ({highest}): it is the "
                                               "running config's version, which no other config "
-                                              f"may reuse, even with --force; send version "
-                                              f"{highest + 1}")
+                                              "may reuse, even with --force; "
+                                              + next_version_text(highest))
         if envelope.version <= highest and not envelope.force:
             raise EnvelopeRejected(DOWNGRADE, f"version {envelope.version} is not above the "
                                               f"highest accepted ({highest}); a downgrade "
-                                              "needs --force")
+                                              "needs --force"
+                                   + ("" if highest < MAX_VERSION
+                                      else f"; {next_version_text(highest)}"))
+        if envelope.version > highest + MAX_VERSION_STEP and not envelope.force:
+            raise EnvelopeRejected(VERSION_JUMP, f"version {envelope.version} is more than "
+                                                 f"{MAX_VERSION_STEP} above the highest "
+                                                 f"accepted ({highest}): it would use up "
+                                                 "versions for nothing (a forged or damaged "
+                                                 "config/status?); send version "
+                                                 f"{highest + 1}, or sign it with --force "
+                                                 "to jump on purpose")
 
     def remember(self, envelope: ConfigSet, *, accepted: bool) -> None:
         """Record an envelope as processed (its digest; if `accepted`, its version as the

@@ -26,6 +26,7 @@ from gateway.contract.wire import (
     MAX_BATCH_ROWS,
     AlarmEventMessage,
     Channel,
+    ConfigStatus,
     ContractError,
     IncidentChunk,
     Message,
@@ -37,6 +38,8 @@ from gateway.contract.wire import (
 from gateway.field.sample import Sample
 from gateway.uplink.budget import incident_mark
 from gateway.uplink.outbox import Outbox
+
+FINAL_CONFIG_STATES = ("applied", "rejected", "rolled_back")
 
 ALARM_MARK = "alarm_events"
 """Outbox mark: the last alarm event (journal seq) committed to the outbox."""
@@ -130,8 +133,11 @@ class ItemWriter:
             self._on_reject(f"{channel.value}: {exc}")
             return
         retained = CHANNELS[channel].retain
+        # a config request's outcome is never superseded by another request's status (the
+        # flasher waits for it): it replaces the progress before it, nothing replaces it
+        final = isinstance(msg, ConfigStatus) and msg.state in FINAL_CONFIG_STATES
         self.outbox.put(item.kind, self.topics[channel], payload, qos=1, retain=retained,
-                        replace=retained, created_ns=item.produced, dseq=dseq)
+                        replace=retained, created_ns=item.produced, dseq=dseq, final=final)
 
     def _store_encoded(self, encoded: EncodedRows, produced: int) -> None:
         """The common case: rows encoded on the loop, no model built."""

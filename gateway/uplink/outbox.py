@@ -150,11 +150,11 @@ class Outbox:
 
     def put(self, kind: MessageKind, topic: str, payload: bytes, *, qos: int = 1,
             retain: bool = False, replace: bool = False, created_ns: int | None = None,
-            dseq: int | None = None) -> None:
+            dseq: int | None = None, final: bool = False) -> None:
         """Queue a message for the next commit (never commits: see `flush_due`).
-        `replace`: a newer message on the same topic supersedes any older one not yet
-        acknowledged (snapshots such as state and the active-alarm list). `dseq`: the delivery
-        sequence (`next_seq("delivery")`) of a message that leaves only when covered."""
+        `replace`: a newer message on the same topic supersedes any older one not yet acked
+        (snapshots: state, active alarms) but a `final` one (a config request's outcome).
+        `dseq`: the delivery sequence of a message that leaves only when covered."""
         if qos not in (0, 1, 2):
             raise ValueError("qos must be 0, 1 or 2")
         if replace and not retain:
@@ -164,7 +164,7 @@ class Outbox:
             self._pending.append(Pending(
                 MessageKind(kind), topic, bytes(payload), qos, retain,
                 self._clock.now_ns() if created_ns is None else created_ns, replace,
-                size, self._clock.monotonic(), dseq))
+                size, self._clock.monotonic(), dseq, final))
             self._pending_bytes += size
             if len(self._pending) > self.max_pending \
                     or self._pending_bytes > self.max_pending_bytes:

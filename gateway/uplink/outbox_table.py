@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS messages (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
-    retain INTEGER NOT NULL,
+    retain INTEGER NOT NULL,               -- 0, 1; 2: retained, never superseded (a final)
     created_ns INTEGER NOT NULL,
     size INTEGER NOT NULL,                 -- accounted bytes
     dseq INTEGER                           -- delivery sequence (NULL: leaves on PUBACK)
@@ -73,6 +73,8 @@ class Pending:
     size: int
     since: float
     dseq: int | None
+    final: bool = False
+    """Never superseded (stored with retain = 2, which `delete_retained` spares)."""
 
 
 def open_table(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -138,8 +140,8 @@ def insert(db: sqlite3.Connection, pending: Sequence[Pending], count: Totals,
     db.executemany(
         "INSERT INTO messages (kind, topic, payload, qos, retain, created_ns, size, dseq) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(p.kind.priority, p.topic, p.payload, p.qos, int(p.retain), p.created_ns, p.size,
-          p.dseq) for p in pending])
+        [(p.kind.priority, p.topic, p.payload, p.qos, 2 if p.final else int(p.retain),
+          p.created_ns, p.size, p.dseq) for p in pending])
     for p in pending:
         count[p.kind] += 1
         size[p.kind] += p.size
@@ -152,14 +154,16 @@ def write_counters(db: sqlite3.Connection, counters: dict[str, int], names: set[
 
 
 def coalesce(pending: list[Pending]) -> list[Pending]:
-    """Of `replace` messages to one retained topic only the newest is kept."""
+    """Of `replace` messages to one retained topic only the newest is kept (and `final`
+    ones)."""
     if not any(p.replace for p in pending):
         return list(pending)
     newest: dict[str, int] = {}
     for i, p in enumerate(pending):
         if p.replace:
             newest[p.topic] = i
-    return [p for i, p in enumerate(pending) if not p.replace or newest[p.topic] == i]
+    return [p for i, p in enumerate(pending)
+            if not p.replace or p.final or newest[p.topic] == i]
 
 
 def select(db: sqlite3.Connection, kind: MessageKind, after: int, upto: int | None,
