@@ -15,7 +15,15 @@ authentication (root and the `roomwarden` group). One JSON request per connectio
 
 Answers are JSON lines: `{"progress": ConfigStatus}` while an apply goes on, then one final
 `{"ok": true|false, ...}`. Bad requests get `{"ok": false, "error": "..."}`; nothing a client
-sends can stop the gateway.
+sends can stop the gateway. Every refusal is answered before the connection closes: a request
+not complete within REQUEST_TIMEOUT_S (`timeout: …`), one larger than MAX_REQUEST_BYTES (the rest
+is read and dropped, up to MAX_DISCARD_BYTES, so that the client, still writing, gets to read
+the answer), and `busy: …` when MAX_CONNECTIONS requests are being served and the one slot
+kept for `status` and `drill` stop/status (QUICK_OPS; such a request is read with
+QUICK_LIMIT_BYTES and QUICK_TIMEOUT_S) is taken too.
+
+Who asked is the kernel's word (SO_PEERCRED, `peer_name`), not the client's: an unsigned apply
+is recorded as `<author> (as <user>)` (log, config store), a drill as `<actor> as <user>`.
 """
 
 from __future__ import annotations
@@ -38,8 +46,21 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """A config is at most 512 KiB; JSON escaping can double or triple it."""
 MAX_CONNECTIONS = 8
 """Requests served at once; more are answered "busy" at once and closed (each may hold up to
-MAX_REQUEST_BYTES while it is read: 150 clients took the gateway to 1.2 GB in the audit)."""
+MAX_REQUEST_BYTES while it is read: 150 clients took the gateway to 1.2 GB in the audit) —
+but for one more slot kept for QUICK_OPS."""
+REQUEST_TIMEOUT_S = 30.0
+"""A request (one line) must be complete within this."""
+MAX_DISCARD_BYTES = 64 * 1024 * 1024
+"""How much of an oversized request is read and dropped before its refusal is sent."""
+QUICK_OPS: dict[str, tuple[str, ...] | None] = {"status": None, "drill": ("stop", "status")}
+"""What the spare slot serves when MAX_CONNECTIONS are busy: `status`, and a drill's `stop`
+and `status` (a held socket must not keep a technician from stopping a live drill)."""
+QUICK_LIMIT_BYTES = 64 * 1024
+QUICK_TIMEOUT_S = 5.0
+MAX_AUTHOR = 64
+"""The longest author a config's metadata keeps (`gateway.contract.base.Actor`)."""
 SOCKET_NAME = "control.sock"
+_CHUNK = 64 * 1024
 
 StatusHandler = Callable[[], dict[str, Any]]
 Progress = Callable[[ConfigStatus], None]
@@ -52,6 +73,10 @@ Drills = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # issue 12: live
 
 class ControlError(RuntimeError):
     """The client could not talk to the gateway (not running, no permission, bad answer)."""
+
+
+class _Refused(Exception):
+    """A request that cannot be read: answered with this message, then closed."""
 
 
 def default_socket_path(state_dir: Path) -> Path:
@@ -74,6 +99,9 @@ class ControlServer:
         self._reload = reload
         self._server: asyncio.Server | None = None
         self._serving = 0
+        self._quick_busy = False
+        self.request_timeout = REQUEST_TIMEOUT_S
+        self.quick_timeout = QUICK_TIMEOUT_S
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,26 +126,37 @@ class ControlServer:
             writer.write(json.dumps(obj, ensure_ascii=False).encode() + b"\n")
             await writer.drain()
 
-        if self._serving >= MAX_CONNECTIONS:
+        quick = self._serving >= MAX_CONNECTIONS
+        if quick and self._quick_busy:
             with contextlib.suppress(Exception):
-                await send({"ok": False, "error": f"busy: {self._serving} requests are being "
-                                                  "served; try again"})
+                await send({"ok": False, "error": self._busy()})
             writer.close()
             return
-        self._serving += 1
+        if quick:
+            self._quick_busy = True
+        else:
+            self._serving += 1
         try:
             try:
-                line = await asyncio.wait_for(reader.readline(), 30)
+                line = await self._read(reader, QUICK_LIMIT_BYTES if quick else
+                                        MAX_REQUEST_BYTES,
+                                        self.quick_timeout if quick else self.request_timeout)
                 request = json.loads(line)
                 if not isinstance(request, dict):
                     raise ValueError("the request is not a JSON object")
                 # text only: a lone surrogate (a JSON escape) is no character of any file
                 json.dumps(request, ensure_ascii=False).encode()
+            except _Refused as exc:
+                await send({"ok": False, "error": str(exc)})
+                return
             except RecursionError:
                 await send({"ok": False, "error": "bad request: nested too deeply"})
                 return
-            except (ValueError, UnicodeError, asyncio.LimitOverrunError) as exc:
+            except (ValueError, UnicodeError) as exc:
                 await send({"ok": False, "error": f"bad request: {exc}"})
+                return
+            if quick and not _is_quick(request):
+                await send({"ok": False, "error": self._busy()})
                 return
             request["peer"] = peer_name(writer)  # who is asking, as the kernel says
             await self._handle(request, send)
@@ -128,10 +167,62 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await send({"ok": False, "error": f"internal error: {exc!r}"})
         finally:
-            self._serving -= 1
+            if quick:
+                self._quick_busy = False
+            else:
+                self._serving -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _busy(self) -> str:
+        return (f"busy: {self._serving} requests are being served (at most {MAX_CONNECTIONS} "
+                "at once, and one more for status and drill stop/status); each is read within "
+                f"{self.request_timeout:g} s, an apply holds its connection until its health "
+                "check ends: try again in a few seconds")
+
+    async def _read(self, reader: asyncio.StreamReader, limit: int, timeout: float) -> bytes:
+        """One request line (without its newline; at EOF what came), at most `limit` bytes
+        within `timeout` s, else `_Refused` — an oversized one after reading and dropping its
+        rest (bounded), so that the client, still writing, reads the refusal."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        line = bytearray()
+        while True:
+            chunk = await self._chunk(reader, deadline, timeout)
+            end = chunk.find(b"\n")
+            line += chunk if end < 0 else chunk[:end]
+            if len(line) > limit:
+                await self._drop_rest(reader, chunk if end < 0 else b"\n", deadline)
+                raise _Refused(f"bad request: larger than {limit} bytes (a request is one JSON "
+                               f"line of at most {limit // 1024} KiB"
+                               + ("" if limit == MAX_REQUEST_BYTES else
+                                  " while the other slots are busy") + ")")
+            if end >= 0 or not chunk:
+                return bytes(line)
+
+    @staticmethod
+    async def _chunk(reader: asyncio.StreamReader, deadline: float, timeout: float) -> bytes:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            return await asyncio.wait_for(reader.read(_CHUNK), remaining)
+        except TimeoutError:
+            raise _Refused(f"timeout: no complete request within {timeout:g} s (a request "
+                           "is one JSON line, ending in a newline)") from None
+
+    async def _drop_rest(self, reader: asyncio.StreamReader, last: bytes,
+                         deadline: float) -> None:
+        """Read and drop up to the request's end (its newline, EOF), MAX_DISCARD_BYTES or the
+        deadline."""
+        dropped = 0
+        while b"\n" not in last and last and dropped < MAX_DISCARD_BYTES:
+            try:
+                last = await self._chunk(reader, deadline, 0)
+            except _Refused:  # out of time: refused now, whatever is still coming
+                return
+            dropped += len(last)
 
     async def _handle(self, request: dict[str, Any],
                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -159,7 +250,9 @@ class ControlServer:
                 await send({"ok": False, "error": "apply needs an author (1-128 printable "
                                                   "characters)"})
                 return
-            await finish(await self._apply_text(request["config"], author, progress))
+            recorded = as_peer(author, str(request.get("peer", "unknown user")))
+            log.info("event=control_apply author=%r peer=%s", author, request.get("peer"))
+            await finish(await self._apply_text(request["config"], recorded, progress))
         elif op == "apply" and isinstance(request.get("envelope"), dict):
             raw = json.dumps(request["envelope"], ensure_ascii=False).encode()
             await finish(await self._apply_envelope(raw, progress))
@@ -172,6 +265,24 @@ class ControlServer:
         else:
             await send({"ok": False, "error": "unknown request: op must be status, reload, or "
                                               "apply with config or envelope"})
+
+
+def _is_quick(request: dict[str, Any]) -> bool:
+    op = request.get("op")
+    if not isinstance(op, str) or op not in QUICK_OPS:
+        return False
+    actions = QUICK_OPS[op]
+    return actions is None or request.get("action") in actions
+
+
+def as_peer(author: str, peer: str) -> str:
+    """`author (as peer)`: the name the client gave and the user the kernel names, within
+    MAX_AUTHOR characters (the author's part shortened, never the user's)."""
+    suffix = f" (as {peer})"[:MAX_AUTHOR - 2]
+    room = MAX_AUTHOR - len(suffix)
+    if len(author) > room:
+        author = author[:room - 1] + "…"
+    return author + suffix
 
 
 def peer_name(writer: asyncio.StreamWriter) -> str:
@@ -209,15 +320,20 @@ def request(path: Path, body: dict[str, Any], timeout: float = 300.0) -> Iterato
         sock.close()
         raise ControlError(f"cannot reach the gateway at {path}: {exc}") from None
     with sock, sock.makefile("rb") as answers:
-        sock.sendall(json.dumps(body, ensure_ascii=False).encode() + b"\n")
-        for line in answers:
-            try:
-                answer = json.loads(line)
-            except ValueError as exc:
-                raise ControlError(f"the gateway sent a bad answer: {exc}") from None
-            if not isinstance(answer, dict):
-                raise ControlError("the gateway sent a bad answer")
-            yield answer
-            if "ok" in answer:
-                return
+        # the gateway may refuse before it has read it all: its answer says why
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(json.dumps(body, ensure_ascii=False).encode() + b"\n")
+        try:
+            for line in answers:
+                try:
+                    answer = json.loads(line)
+                except ValueError as exc:
+                    raise ControlError(f"the gateway sent a bad answer: {exc}") from None
+                if not isinstance(answer, dict):
+                    raise ControlError("the gateway sent a bad answer")
+                yield answer
+                if "ok" in answer:
+                    return
+        except ConnectionResetError:
+            pass
     raise ControlError("the gateway closed the connection without an answer")

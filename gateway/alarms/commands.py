@@ -23,7 +23,7 @@ from gateway.alarms.lifecycle import (
     Suppression,
     scope_covers,
 )
-from gateway.alarms.types import Evaluation
+from gateway.alarms.types import Evaluation, Severity
 
 _N = AlarmState.NORMAL
 
@@ -144,6 +144,13 @@ class AlarmCommands(AlarmLedger):
         if scope not in self._suppressions and not any(
                 scope_covers(scope, *_binding(r)) for r in self._records.values()):
             raise AlarmCommandError(f"{scope!r} is no known device, room, rule or alarm")
+        unseen = [r for r in self._ordered() if r.ev.severity is Severity.CRITICAL
+                  and r.state.unacknowledged and scope_covers(scope, *_binding(r))]
+        if unseen:
+            # like shelving, suppression is no way to silence an alarm nobody has looked at:
+            # a critical one is acknowledged first (then it may go, e.g. a faulty detector
+            # taken out for repair); the audit's viewer hid a live fire and its strobe
+            raise AlarmCommandError(_unacknowledged_critical(scope, unseen))
         note = f"{reason} (until {iso(until_ns)})"
         if scope in self._suppressions:
             self._batch.suppression_closed(scope, self._now, actor, "replaced")
@@ -248,6 +255,20 @@ def _reason(reason: str) -> str:
     if not isinstance(reason, str) or not reason.strip():
         raise AlarmCommandError("a reason (why) is required")
     return reason.strip()
+
+
+MAX_NAMED = 5
+"""How many alarms a refusal names (the rest are counted)."""
+
+
+def _unacknowledged_critical(scope: str, recs: list[AlarmRecord]) -> str:
+    names = ", ".join(f"{r.key} ({r.ev.title}, {r.state.value.replace('_', ' ')})"
+                      for r in recs[:MAX_NAMED])
+    more = f" and {len(recs) - MAX_NAMED} more" if len(recs) > MAX_NAMED else ""
+    which = "it" if len(recs) == 1 else "them"
+    return (f"suppressing {scope!r} would hide {len(recs)} critical alarm"
+            f"{'s' if len(recs) != 1 else ''} nobody has acknowledged: {names}{more}; "
+            f"acknowledge {which} first (an acknowledged alarm may be suppressed)")
 
 
 def _why_not_ack(rec: AlarmRecord) -> str:

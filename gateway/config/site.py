@@ -1,10 +1,11 @@
 """The gateway config as flashed to a site: identity, rooms, buses and devices, and the
 sections of the features (outputs are gateway.config.outputs', re-exported here)."""
 
-from ipaddress import ip_network
-from typing import Annotated, Literal
+import re
+from ipaddress import ip_address, ip_network
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from gateway.config.duration import Duration, at_most
 from gateway.config.ipnet import IPvAnyNetwork
@@ -12,7 +13,10 @@ from gateway.config.outputs import Interlock, Output, OutputFeedback, OutputRole
 from gateway.config.profile import Id, Name, PointKey, Strict
 from gateway.contract.wire import MAX_CONFIG_BYTES
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
-from gateway.operator.settings import OperatorSettings  # issue 9: remote operator commands
+from gateway.operator.settings import (  # issue 9: remote operator commands
+    OperatorSettings,
+    Permission,
+)
 from gateway.recorder.settings import IncidentSettings, RecorderSettings  # issue 12
 from gateway.rules.section import RulesSection
 from gateway.uplink.settings import UplinkSettings
@@ -203,11 +207,38 @@ class Device(Strict):
         return self
 
 
+ALL_PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
+"""Every right a panel user or an operator key can be given."""
+
+_HOST_NAME = re.compile(r"\A[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9.])?\Z")
+
+
+def _host_name(host: str) -> str:
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ip_address(bare)
+    except ValueError:
+        if not _HOST_NAME.match(host):
+            raise ValueError(f"{host!r} is no DNS name or IP address (no port, no scheme: "
+                             "`panel.site.example`, `192.168.10.2`)") from None
+    return host
+
+
+HostName = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_host_name)]
+"""A DNS name (`panel.site.example`) or an IP address (`192.168.10.2`, `[fd00::2]`)."""
+
+
 class PanelUser(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]+$", max_length=64)]
     """Login name."""
     password_hash: str
     """`roomwarden passwd` prints one (scrypt); never a plain password."""
+    may: tuple[Permission, ...] = ALL_PERMISSIONS
+    """What the user may do, with the names of `operators.keys[].may`: acknowledge (and
+    reset a latched alarm; `acknowledge_all` allows the same on the panel, whose Acknowledge
+    all names the alarms shown), shelve (and unshelve), suppress (and unsuppress),
+    reset_output. Default: all of them; `[]`: a user who logs in only to view
+    (`login_to_view`). Anything else is refused with 403."""
 
 
 METRICS_ALLOW_DEFAULT: tuple[IPvAnyNetwork, ...] = tuple(
@@ -235,6 +266,16 @@ class Panel(Strict):
     metrics_allow: tuple[IPvAnyNetwork, ...] = METRICS_ALLOW_DEFAULT
     """Client networks `/metrics` answers (others get 403): by default loopback and the private
     ranges (RFC 1918, IPv6 ULA) a site LAN or the NOC's VPN uses; `[0.0.0.0/0, ::/0]` = any."""
+    hosts: tuple[HostName, ...] = ()
+    """More names (or addresses) the panel is reached by, e.g. a TLS proxy's
+    `panel.site.example`: a request whose `Host` is none of these, `panel.bind`, `localhost`,
+    this machine's name or one of its addresses (those with `panel.port`) is refused with 421
+    (DNS rebinding). A name listed here is taken on any port. /healthz and /metrics answer
+    any `Host`."""
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
+    """Reverse proxies (e.g. a TLS proxy on `127.0.0.1/32`) whose `X-Forwarded-For` names the
+    real client: login throttling and the panel's log lines then tell clients apart behind
+    it. Empty (default): the header is ignored, as anyone can write it."""
 
 
 class AlarmSettings(Strict):
@@ -265,7 +306,10 @@ class FlashingSettings(Strict):
     """How long a newly applied config must run healthy before it becomes last-known-good (at
     most 10 minutes: during the trial a new config's trouble alarms are held)."""
     allow_local_unsigned: bool = True
-    """Accept unsigned configs over the local control socket (root on the gateway only)."""
+    """Accept unsigned configs over the local control socket: every local user who may open
+    it (root and the `roomwarden` group: the socket is 0660) may then apply a config; its log
+    line and the config store record the socket's real user beside the author given (`alice
+    (as root)`). False: a local apply must be signed too (`config apply --key`)."""
 
     @field_validator("trusted_keys")
     @classmethod

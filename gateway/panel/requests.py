@@ -1,5 +1,6 @@
 """How the panel reads a request at the boundary: a state-changing POST comes from the panel's
-own page (no cross-site request: `Sec-Fetch-Site`, `Origin`), is `application/json` (415), valid
+own page (no cross-site request: `Sec-Fetch-Site`, `Origin`, and no `Origin: null`; a refusal
+is logged, rate-limited), is `application/json` (415), valid
 JSON (400 `malformed_json`) and valid against its pydantic command model (400 `invalid_body` with
 each field's reason, never echoing the input). The size and time bounds are the HTTP server's
 (`gateway.ops.http`)."""
@@ -7,24 +8,45 @@ each field's reason, never echoing the input). The size and time bounds are the 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
+from gateway.ops.connections import RateLimitFilter
 from gateway.ops.httptypes import HttpError, Request
 
 M = TypeVar("M", bound=BaseModel)
 
+log = logging.getLogger("gateway.panel.server")
+log.addFilter(RateLimitFilter(prefix="event=panel_cross_site_refused"))
+
 
 def check_origin(request: Request) -> None:
-    """Refuse cross-site POSTs (SameSite=Strict and the JSON content type do the rest)."""
+    """Refuse cross-site POSTs (SameSite=Strict and the JSON content type do the rest), and
+    those from an opaque origin (`Origin: null`: a sandboxed frame, a `data:` page, a file) —
+    the panel's own page always sends its origin. Each refusal is logged
+    (`event=panel_cross_site_refused`, one line, then at most one a minute with a count)."""
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        _refused(request)
         raise HttpError(403, "forbidden", f"cross-site request refused ({fetch_site[:40]})")
     origin = request.headers.get("origin")
-    if origin is not None and origin != "null" and _netloc(origin) != request.host:
+    if origin == "null":
+        _refused(request)
+        raise HttpError(403, "forbidden", "request from an opaque origin (Origin: null) "
+                                          "refused: use the panel's own page")
+    if origin is not None and _netloc(origin) != request.host:
+        _refused(request)
         raise HttpError(403, "forbidden", "request from another origin refused")
+
+
+def _refused(request: Request) -> None:
+    log.warning("event=panel_cross_site_refused client=%s path=%s origin=%r fetch_site=%r",
+                request.remote or "unknown", request.path[:100],
+                request.headers.get("origin", "")[:100],
+                request.headers.get("sec-fetch-site", "")[:40])
 
 
 def _netloc(origin: str) -> str | None:

@@ -40,6 +40,7 @@ from gateway.ops.source import MetricsSource
 from gateway.panel.actions import PanelActions
 from gateway.panel.backend import PanelBackend
 from gateway.panel.events import History, Reply  # issue 12: the Events and Incidents views
+from gateway.panel.hosts import HostCheck, HostCheckedRouter, client_of
 from gateway.panel.logfmt import kv
 from gateway.panel.passwords import ScryptHash, parse_hash, verify_password
 from gateway.panel.requests import json_body, json_request
@@ -119,6 +120,8 @@ class PanelServer(PanelActions):
         self._settings = settings
         self._clock = clock
         self._users: dict[str, ScryptHash] = {}
+        self._may = {user.name: frozenset(user.may) for user in settings.users}
+        self._hosts = HostCheck(settings.bind, settings.hosts)
         for user in settings.users:
             try:
                 self._users[user.name] = parse_hash(user.password_hash)
@@ -145,8 +148,9 @@ class PanelServer(PanelActions):
     # --- lifecycle ----------------------------------------------------------------------------
 
     def make_router(self) -> Router:
-        """Every route of the panel."""
-        router = Router()
+        """Every route of the panel; all but /healthz and /metrics check the `Host`
+        (gateway.panel.hosts)."""
+        router: Router = HostCheckedRouter(self._hosts, self._settings.trusted_proxies)
         for path in self._static:
             router.add_get(path, self._static_file)
         add_ops_routes(router, health=self._healthz,
@@ -176,6 +180,7 @@ class PanelServer(PanelActions):
         http = HttpServer(self.make_router(), name="panel", max_body=MAX_BODY,
                           headers=_SECURITY_HEADERS)
         self.port = await http.start(self._settings.bind, self._settings.port)
+        self._hosts.port = self.port
         self._http = http
         log.info(kv("panel_started", bind=self._settings.bind, port=self.port))
         return self.port
@@ -197,9 +202,9 @@ class PanelServer(PanelActions):
             raise ApiError(401, "not_logged_in", "log in first")
         return user
 
-    @staticmethod
-    def _client(request: Request) -> str:
-        return request.remote or "unknown"
+    def _client(self, request: Request) -> str:
+        """The client's address (behind a `panel.trusted_proxies` proxy: the one it names)."""
+        return client_of(request, self._settings.trusted_proxies)
 
     # --- handlers -----------------------------------------------------------------------------
 
@@ -269,9 +274,11 @@ class PanelServer(PanelActions):
     # --- end issue 12 -------------------------------------------------------------------------
 
     async def _me(self, request: Request) -> Response:
+        user = self._user(request)
         return json_response(
             {
-                "user": self._user(request),
+                "user": user,
+                "may": sorted(self._may.get(user, ())) if user is not None else [],
                 "login_to_view": self._settings.login_to_view,
                 "login_enabled": bool(self._users),
             }

@@ -45,7 +45,8 @@ async def test_a_good_config_is_applied_and_committed(running: Running) -> None:
     th = next(d for d in gw.loaded.config.devices if d.id == "th-tx-a03")
     assert th.points["temperature"].offset == -0.5
     meta = running.service.store.active_meta()
-    assert meta is not None and meta.version == 1 and meta.author == "alice"
+    # the author given, and the user the kernel names at the socket's other end
+    assert meta is not None and meta.version == 1 and meta.author == f"alice (as {_me()})"
     # the committed config is what a restart boots
     choice = running.service.store.boot(running.factory)
     assert choice.meta.version == 1 and not choice.recovered
@@ -202,7 +203,10 @@ async def test_the_control_socket_bounds_what_it_serves(running: Running) -> Non
         idle.append(sock)
     try:
         await asyncio.sleep(0.3)
+        # the slot kept for status and drill stop serves a status, nothing else
         raw = await asyncio.to_thread(_raw_exchange, running.control, b'{"op": "status"}\n')
+        assert raw.startswith(b'{"ok": true'), raw[:100]
+        raw = await asyncio.to_thread(_raw_exchange, running.control, b'{"op": "reload"}\n')
         assert b"busy: 8 requests are being served" in raw
     finally:
         for sock in idle:
@@ -221,6 +225,12 @@ async def test_the_control_socket_bounds_what_it_serves(running: Running) -> Non
     assert "printable" in answers[-1]["error"]
     status = await ask(running.control, {"op": "status"})
     assert status[-1]["ok"] is True and running.service.gateway.config_version == 0
+
+
+def _me() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
 
 
 def _raw_exchange(path: os.PathLike[str], payload: bytes) -> bytes:

@@ -93,7 +93,8 @@ async def test_login_to_view(private_panel: Running) -> None:
         async with client.get("/") as r:
             assert r.status == 200  # the page itself, with its login box
         async with client.get("/api/me") as r:
-            assert await r.json() == {"user": None, "login_to_view": True, "login_enabled": True}
+            assert await r.json() == {"user": None, "may": [], "login_to_view": True,
+                                      "login_enabled": True}
         assert (await login(client))[0] == 200
         async with client.get("/api/state") as r:
             assert r.status == 200
@@ -200,7 +201,11 @@ async def test_actions_pass_the_user_as_actor(
     assert await post(client, "/api/alarms/acknowledge", {**ACK, "note": "on my way"}) == (
         200, {"ok": True, "changed": 1})
     assert await post(client, "/api/alarms/shelve", SHELVE) == (200, {"ok": True})
-    assert await post(client, "/api/suppress", SUPPRESS) == (200, {"ok": True})
+    # the answer says what the suppression hides: the alarms of the list its scope covers
+    assert await post(client, "/api/suppress", SUPPRESS) == (200, {
+        "ok": True, "covers": 1, "more": 0, "alarms": [
+            {"rule": "h2_high", "subject": "h2-batt-01.h2", "severity": "critical",
+             "title": "Hydrogen high in battery room 1", "state": "active_unacknowledged"}]})
     assert await post(client, "/api/unsuppress", UNSUPPRESS) == (200, {"ok": True})
     assert await post(client, "/api/outputs/reset", RESET) == (
         200, {"ok": True, "note": "output charge-inhibit-ess released"})
@@ -217,7 +222,8 @@ async def test_actions_pass_the_user_as_actor(
         'note="on my way"' in lines
     )
     assert any(line.startswith("event=panel_shelve user=ops") for line in lines)
-    assert any(line.startswith("event=panel_suppress user=ops scope=battery-1") for line in lines)
+    assert any(line.startswith("event=panel_suppress user=ops scope=battery-1 covers=1")
+               for line in lines)
     assert "event=panel_unsuppress user=ops scope=battery-1" in lines
     assert ('event=panel_reset_output user=ops output=charge-inhibit-ess '
             'result="output charge-inhibit-ess released" note="cells checked"' in lines)

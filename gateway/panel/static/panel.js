@@ -330,8 +330,14 @@
       showMessage("Suppress needs a scope, the minutes (more than 0) and a reason.", "bad");
       return;
     }
-    const ok = await act("/api/suppress", { scope, minutes, reason },
-      () => `Suppressed ${scope} for ${minutes} min.`);
+    const ok = await act("/api/suppress", { scope, minutes, reason }, (d) => {
+      const done = `Suppressed ${scope} for ${minutes} min.`;
+      const n = d.covers || 0;
+      if (!n) return `${done} No alarm in the list was hidden.`;
+      const names = (d.alarms || []).map((a) => a.title).join("; ");
+      const more = d.more ? ` and ${d.more} more` : "";
+      return [`${done} Hidden now: ${n} alarm${n === 1 ? "" : "s"} — ${names}${more}.`, "info"];
+    });
     if (ok) ui.suppressReason.value = "";
   }
 
