@@ -10,6 +10,23 @@ tells its `floor` in its state (the lowest number it still holds): numbers below
 dropped by its outbox to stay within its disk budget and will never come, so the watermark
 moves up to the floor − 1.
 
+Bounds (the central audit: one gateway's messages stopped the ingest for the whole fleet, and a
+forged state pinned another's watermark for good):
+
+- at most `MAX_STREAMS` streams per gateway are kept, the least recently updated going first
+  with their waiting numbers (a gateway has one live stream; a new one comes with a wiped
+  outbox): 40,000 streams made `latest()` take minutes on the MQTT network thread, every
+  reconnect timing out, and the file kept them across restarts;
+- on a stream the store knows, a `dseq` or floor more than `MAX_JUMP` above what it has seen
+  is ignored and logged (`event=ack_number_implausible`): a forged floor of 10¹² would have
+  acknowledged every number the gateway will ever send, so the gateway (which refuses an
+  acknowledgement of numbers it never gave) would never be acknowledged again;
+- a live state whose floor is more than `RESET_GAP` below the watermark resets the watermark
+  to the floor − 1 (`event=ack_watermark_reset`): the gateway still holds those numbers, so
+  the watermark is wrong (set by a forged floor within `MAX_JUMP`); the gateway sends them
+  again and duplicates are recognised. A floor a little below the watermark is normal — an
+  acknowledgement on its way when the state was made — and changes nothing.
+
 SQLite (WAL, synchronous FULL: a watermark that went back after a power cut would only make
 gateways send again, but one that went forward would lose data, and the write order — database,
 then keys, then the watermark — keeps it behind). Several ingest instances on one host may share
@@ -18,6 +35,7 @@ the file (one per shared subscription group): each update is one IMMEDIATE trans
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -26,8 +44,17 @@ from typing import NamedTuple
 
 from gateway.storage import open_sqlite, private_dir
 
+log = logging.getLogger("roomwarden.ingest")
+
 StreamKey = tuple[str, str, int]
 """(site, gateway, stream)."""
+MAX_STREAMS = 16
+"""Streams kept per gateway (the least recently updated go first)."""
+MAX_JUMP = 10_000_000
+"""How far above what a known stream has shown a number may be (a gateway's outbox holds far
+fewer: numbers beyond it were never given)."""
+RESET_GAP = 1_000_000
+"""How far below the watermark a live floor resets it (see the module docstring)."""
 
 
 class Watermark(NamedTuple):
@@ -90,8 +117,24 @@ class AckStore:
         row = db.execute("SELECT upto, highest FROM acks WHERE site = ? AND gateway = ? AND "
                          "stream = ?", key).fetchone()
         upto, highest = (int(row[0]), int(row[1])) if row else (0, 0)
-        start = upto
-        top = highest
+        start, top, reset = upto, highest, False
+        if row is not None:
+            limit = max(upto, highest) + MAX_JUMP
+            wild = [s for s in seqs if s > limit] + ([floor] if floor > limit + 1 else [])
+            if wild:
+                log.warning("event=ack_number_implausible site=%s gateway=%s stream=%d "
+                            "numbers=%s highest=%d (more than %d above what this stream has "
+                            "shown: ignored)", *key, sorted(wild)[:5], highest, MAX_JUMP)
+                seqs = {s for s in seqs if s <= limit}
+                floor = 0 if floor > limit + 1 else floor
+            if floor > 0 and floor - 1 + RESET_GAP < upto:
+                log.warning("event=ack_watermark_reset site=%s gateway=%s stream=%d upto=%d "
+                            "floor=%d (the gateway still holds what the watermark covered)",
+                            *key, upto, floor)
+                db.execute("DELETE FROM above WHERE site = ? AND gateway = ? AND stream = ?",
+                           key)
+                upto = top = floor - 1
+                reset = True
         upto = max(upto, floor - 1)
         fresh = sorted(s for s in seqs if s > upto)
         top = max(top, upto, *fresh) if fresh else max(top, upto)
@@ -110,22 +153,36 @@ class AckStore:
                 break
         db.execute("DELETE FROM above WHERE site = ? AND gateway = ? AND stream = ? AND "
                    "dseq <= ?", (*key, upto))
-        if row is not None and upto == start and top == highest:
+        if row is not None and upto == start and top == highest and not reset:
             return None
         db.execute("INSERT INTO acks VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, gateway, "
                    "stream) DO UPDATE SET upto = excluded.upto, highest = excluded.highest, "
                    "updated = excluded.updated", (*key, upto, top, now_ns))
+        if row is None:
+            self._forget_old_streams(key[0], key[1])
         return Watermark(*key, upto, top)
+
+    def _forget_old_streams(self, site: str, gateway: str) -> None:
+        """Keep the gateway's MAX_STREAMS most recently updated streams."""
+        db = self._db
+        old = [int(r[0]) for r in db.execute(
+            "SELECT stream FROM acks WHERE site = ? AND gateway = ? ORDER BY updated DESC, "
+            "stream DESC LIMIT -1 OFFSET ?", (site, gateway, MAX_STREAMS))]
+        for stream in old:
+            db.execute("DELETE FROM acks WHERE site = ? AND gateway = ? AND stream = ?",
+                       (site, gateway, stream))
+            db.execute("DELETE FROM above WHERE site = ? AND gateway = ? AND stream = ?",
+                       (site, gateway, stream))
 
     def latest(self) -> list[Watermark]:
         """Per gateway, the watermark of the stream heard from last (to publish again after a
         reconnect: a broker without persistence forgets retained messages)."""
-        with self._lock:
+        with self._lock:  # one pass in key order (SQLite: the bare columns of MAX's row)
             rows = self._db.execute(
-                "SELECT site, gateway, stream, upto, highest FROM acks AS a WHERE updated = "
-                "(SELECT MAX(updated) FROM acks AS b WHERE b.site = a.site AND "
-                "b.gateway = a.gateway)").fetchall()
-        return [Watermark(str(s), str(g), int(st), int(u), int(h)) for s, g, st, u, h in rows]
+                "SELECT site, gateway, stream, upto, highest, MAX(updated) FROM acks "
+                "GROUP BY site, gateway").fetchall()
+        return [Watermark(str(s), str(g), int(st), int(u), int(h))
+                for s, g, st, u, h, _ in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.ingest.watermark import AckStore, Watermark
+from gateway.ingest.watermark import MAX_STREAMS, AckStore, Watermark
 
 G = ("site-1", "gw-1")
 
@@ -67,3 +67,50 @@ def test_any_arrival_order_gives_the_contiguous_prefix(batches: list[list[int]])
         assert mark.upto == expected
         assert mark.highest == (max(seen) if seen else 0)
         store.close()
+
+
+# --- the central audit: bounds on what one gateway's messages can do -------------------------
+
+
+def test_a_forged_floor_far_above_a_known_stream_is_ignored(tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    """A floor of 10¹² would acknowledge every number the gateway will ever send; the gateway
+    refuses such an acknowledgement, so it would never be acknowledged again."""
+    store = AckStore(tmp_path / "acks.sqlite")
+    store.record(done(7, 1, 2, 3), [], 1)
+    assert store.record([], [(*G, 7, 10**12)], 2) == []
+    assert store.record(done(7, 2**62), [], 3) == []  # a forged dseq likewise
+    assert store.record(done(7, 4), [], 4) == [Watermark(*G, 7, 4, 4)]
+    assert "event=ack_number_implausible" in caplog.text
+    # a new stream (a wiped outbox, or a wiped ingest store) takes its numbers as they come
+    assert store.record(done(8, 50_000_000), [(*G, 8, 50_000_000)], 5) == [
+        Watermark(*G, 8, 50_000_000, 50_000_000)]
+    store.close()
+
+
+def test_a_live_floor_far_below_the_watermark_resets_it(tmp_path: Path) -> None:
+    """A forged floor within MAX_JUMP moved the watermark past what the gateway gave; its next
+    live state, still holding number 203, puts it back, and delivery goes on."""
+    store = AckStore(tmp_path / "acks.sqlite")
+    store.record(done(7, *range(1, 203)), [], 1)
+    assert store.record([], [(*G, 7, 5_000_000)], 2) == [Watermark(*G, 7, 4_999_999, 4_999_999)]
+    assert store.record([], [(*G, 7, 203)], 3) == [Watermark(*G, 7, 202, 202)]
+    assert store.record(done(7, 203), [], 4) == [Watermark(*G, 7, 203, 203)]
+    assert store.record([], [(*G, 7, 150)], 5) == []  # a little below (an ack on its way): kept
+    store.close()
+
+
+def test_a_gateway_keeps_at_most_max_streams_and_latest_is_one_pass(tmp_path: Path) -> None:
+    """40,000 streams of one gateway made `latest()` take minutes on the MQTT network thread
+    (every reconnect timed out, for the whole fleet, across restarts)."""
+    store = AckStore(tmp_path / "acks.sqlite")
+    other = ("site-1", "gw-2")
+    store.record([(*other, 1, 1)], [], 1)
+    for stream in range(1, 2_001):
+        store.record(done(stream, 1, 3), [], 10 + stream)  # 3 waits above a hole
+    rows = store._db.execute("SELECT COUNT(*) FROM acks WHERE gateway = 'gw-1'").fetchone()[0]
+    waiting = store._db.execute("SELECT COUNT(*) FROM above").fetchone()[0]
+    assert rows == MAX_STREAMS and waiting == MAX_STREAMS
+    assert sorted(store.latest()) == [Watermark(*G, 2_000, 1, 3), Watermark(*other, 1, 1, 1)]
+    store.close()
