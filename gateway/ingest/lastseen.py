@@ -11,6 +11,11 @@ clean stop's goodbye) keeps its own time. The message is otherwise unchanged, an
 key (gateway.ingest.dedup) stays the will's own, so a retained will delivered again at every
 reconnect of the ingest is still written once.
 
+A time more than `AHEAD_NS` (5 minutes) ahead of the ingest's clock is not noted as the newest:
+one telemetry batch from a gateway whose clock had jumped 2 hours ahead (within the day
+`gateway.ingest.timecheck` lets through) placed its will 2 hours ahead, so the gateway stayed
+"stopped" on the fleet dashboard for those hours after it came back (the central audit).
+
 After an ingest restart nothing is known until the gateway is heard again: a will delivered
 first then keeps its time; the dashboards' freshness (gateway.dashboards) still shows that
 gateway offline once its states stop."""
@@ -18,6 +23,7 @@ gateway offline once its states stop."""
 from __future__ import annotations
 
 import logging
+import time
 
 from gateway.contract.wire import AlarmEventMessage, GatewayState, Message, TelemetryBatch
 
@@ -25,6 +31,8 @@ log = logging.getLogger("roomwarden.ingest")
 
 AFTER_NS = 1_000_000
 """An offline state is placed this long (1 ms) after the newest time seen."""
+AHEAD_NS = 300 * 10**9
+"""A time further ahead of the ingest's clock is not noted (a gateway clock that jumped)."""
 MAX_GATEWAYS = 100_000
 """Gateways remembered (a bound on what a flood of made-up names can take); past it the map
 starts again, which only loses the placement for gateways not heard since."""
@@ -36,9 +44,10 @@ class LastSeen:
         self.placed = 0
         """Offline states moved to just after their gateway's newest time (since start)."""
 
-    def place(self, message: Message) -> Message:
+    def place(self, message: Message, now_ns: int | None = None) -> Message:
         """`message` as it should be written: an offline state older than its gateway's
-        newest message is moved to just after it; every message's time is noted."""
+        newest message is moved to just after it; every message's time is noted unless it is
+        more than AHEAD_NS ahead of `now_ns` (the ingest's clock; None: read it)."""
         if not isinstance(message, GatewayState | AlarmEventMessage | TelemetryBatch):
             return message
         when = message.t0 if isinstance(message, TelemetryBatch) else message.ts
@@ -51,7 +60,8 @@ class LastSeen:
                      "will: placed after the newest message seen from the gateway)",
                      message.site, message.gateway, when, newest + AFTER_NS)
             return message.model_copy(update={"ts": newest + AFTER_NS})
-        if newest is None or when > newest:
+        if (newest is None or when > newest) \
+                and when <= (time.time_ns() if now_ns is None else now_ns) + AHEAD_NS:
             if newest is None and len(self._newest) >= MAX_GATEWAYS:
                 self._newest.clear()
             self._newest[key] = when

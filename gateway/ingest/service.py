@@ -317,7 +317,7 @@ class IngestService:
                         item.dead_kind = "clock"
                         raise _NotWritten
                     (message, item.gateway_ts), item.dead_reason = moved, None
-                message = self._last_seen.place(message)  # a last will: when it went silent
+                message = self._last_seen.place(message, now_ns)  # a last will: when silent
                 if isinstance(message, IncidentChunk):  # issue 12: for the incident store
                     item.incident = message
                 try:

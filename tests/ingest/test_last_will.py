@@ -68,3 +68,15 @@ def test_a_clean_goodbye_keeps_its_time_and_a_will_is_placed_once() -> None:
     later = time.time_ns()
     assert seen.place(c.GatewayState(site="other", gateway=GW, status="offline", ts=later)) \
         .ts == later  # (type: a GatewayState) a gateway never heard keeps the will's time
+
+
+def test_a_time_far_ahead_of_the_ingest_does_not_place_the_will() -> None:
+    """One batch from a clock 2 h ahead (the day timecheck lets through) placed the will 2 h
+    ahead: the gateway stayed 'stopped' on the dashboards for hours after it came back."""
+    now = time.time_ns()
+    seen = LastSeen()
+    seen.place(state("online", 10), now)
+    ahead = c.GatewayState(site=SITE, gateway=GW, status="online", ts=now + 7200 * 10**9)
+    assert seen.place(ahead, now) == ahead  # written at its own time, not noted as newest
+    placed = seen.place(state("offline", 0), now)
+    assert isinstance(placed, c.GatewayState) and placed.ts == NOW + 10 * 10**9 + AFTER_NS
