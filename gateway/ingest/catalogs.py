@@ -24,11 +24,11 @@ writer's next round after the catalog arrives — the gateway would have to publ
 it first. A batch naming an evicted catalog is treated as one naming a catalog never received
 (gateway.ingest.writer): held unacknowledged while the gateway is asked for its catalog
 (`request_state`), written when it arrives again, dead-lettered (payload included) after
-`catalog_wait`. Evictions are logged
-`event=catalog_evicted reason=max_per_gateway|max_bytes` (refusals `event=catalog_refused`):
-the first of each reason at once, then at most one line a minute per reason, counting the
-evictions since the last line. At start the store loads at most the limits (newest first) and
-deletes the rest from disk (`event=catalogs_pruned`).
+`catalog_wait` or beyond its gateway's share of the parked batches (`writer.shed`). Evictions
+are logged `event=catalog_evicted reason=max_per_gateway|max_bytes` (refusals
+`event=catalog_refused`): the first of each reason at once, then at most one line a minute
+per reason, counting the evictions since the last line. At start the store loads at most the
+limits (newest first) and deletes the rest from disk (`event=catalogs_pruned`).
 """
 
 from __future__ import annotations

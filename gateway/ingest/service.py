@@ -22,8 +22,8 @@ Flow (DESIGN principle 5):
 * A telemetry batch naming a catalog this instance has not seen is *parked*, unacknowledged,
   and the ingest asks the gateway for its catalog (`request_state` on `<root>/<site>/<gw>/cmd`,
   at most every `request_state_interval`); when the catalog arrives the batch is written. Only
-  after `catalog_wait` (or beyond `max_parked` batches) does it go to the dead-letter log,
-  payload included, so it can be replayed.
+  after `catalog_wait` (or when its gateway holds more than its share of the park limit:
+  `writer.shed`) does it go to the dead-letter log, payload included, for a replay.
 * Malformed messages and points the database rejects (4xx) go to the dead-letter log and are
   acknowledged: they never block the stream.
 * A gateway clock before 2020 or a day ahead (`gateway.ingest.timecheck`): its telemetry is

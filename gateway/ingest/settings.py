@@ -5,6 +5,7 @@ mqtt:
   host: broker.example.net
   port: 8883
   protocol: 5                 # or "3.1.1"
+  broker_max_inflight: 20     # 3.1.1: the broker's max_inflight_messages (parking: ≤ half)
   client_id: roomwarden-ingest-1
   shared_group: null          # MQTT 5 $share/<group>/…: only on a broker keeping them
   username: ingest
@@ -118,6 +119,10 @@ class MqttSettings(StrictModel):
     """MQTT 5: how long the broker keeps the session (and queued messages) while we are away."""
     receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 1000
     """MQTT 5: unacknowledged messages the broker may have in flight to us."""
+    broker_max_inflight: Annotated[int, Field(ge=2, le=65535)] = 20
+    """MQTT 3.1.1: unacknowledged messages the broker has in flight to us at most — its own
+    setting (Mosquitto's `max_inflight_messages`, default 20), which 3.1.1 cannot negotiate.
+    At most half of it are parked (`max_parked`); raise both together for more."""
 
     @model_validator(mode="after")
     def _auth(self) -> Self:
@@ -214,9 +219,10 @@ class IngestSettings(StrictModel):
     while the ingest asks its gateway for the catalog (`request_state`); then it is
     dead-lettered."""
     max_parked: Annotated[int, Field(ge=1, le=10_000)] = 200
-    """Batches held for their catalog at most (never more than half of
-    `mqtt.receive_maximum`, so the catalog itself can still arrive); the oldest beyond is
-    dead-lettered."""
+    """Batches held for their catalog at most (never more than half of the broker's in-flight
+    window — MQTT 5 `mqtt.receive_maximum`, MQTT 3.1.1 `mqtt.broker_max_inflight` — so the
+    stream and the catalog itself still arrive), shared among the gateways waiting: beyond it
+    the gateway holding the most dead-letters its own oldest (gateway.ingest.writer.shed)."""
     request_state_interval: Duration = 30.0
     """At most one `request_state` command per gateway this often."""
     http: HttpSettings | None = None

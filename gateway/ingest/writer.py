@@ -3,11 +3,12 @@ each acknowledged only once the database accepted it (DESIGN principle 5).
 
 It collects items until `batch_size` points or `flush_interval`, resolves batches that waited
 for their point catalog (parking those still waiting, dead-lettering them after
-`catalog_wait` or beyond the park limit), drops duplicates (`gateway.ingest.dedup`), writes the
-rest and retries (tenacity, exponential back-off) on 429, 5xx and connection errors for as long
-as it takes; a 4xx rejection is narrowed down to the messages at fault, which go to the
-dead-letter log. Then `done(items, now)` (the service) moves the watermarks and acknowledges.
-While the database is down nothing is acknowledged.
+`catalog_wait` or beyond their gateway's share of the park limit: `park_limit`, `shed`),
+drops duplicates (`gateway.ingest.dedup`), writes the rest and retries (tenacity, exponential
+back-off) on 429, 5xx and connection errors for as long as it takes; a 4xx rejection is
+narrowed down to the messages at fault, which go to the dead-letter log. Then `done(items,
+now)` (the service) moves the watermarks and acknowledges. While the database is down nothing
+is acknowledged.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from influxdb_client.rest import ApiException
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
-from gateway.ingest.catalogs import CatalogStore
+from gateway.ingest.catalogs import CatalogStore, GatewayKey
 from gateway.ingest.deadletter import DeadLetterLog
 from gateway.ingest.dedup import SeenKey, SeenStore
 from gateway.ingest.incidents import CentralIncidents, IncidentChunkError  # issue 12
@@ -32,6 +34,52 @@ from gateway.ingest.settings import IngestSettings
 from gateway.ingest.writers import Writer, make_writer
 
 log = logging.getLogger("roomwarden.ingest")
+
+
+def park_limit(settings: IngestSettings) -> int:
+    """Batches held for their catalog at most: `max_parked`, and never more than half of the
+    unacknowledged messages the broker sends us at once — MQTT 5 `receive_maximum` (we tell
+    the broker), MQTT 3.1.1 `broker_max_inflight` (the broker's own setting, Mosquitto's
+    `max_inflight_messages`, default 20) — since a parked batch holds its place in that window:
+    the other half keeps the stream, and the catalog the batches wait for, flowing."""
+    m = settings.mqtt
+    window = m.receive_maximum if m.protocol == "5" else m.broker_max_inflight
+    return min(settings.max_parked, max(1, window // 2))
+
+
+def shed(parked: list[Item], limit: int) -> tuple[list[Item], list[Item]]:
+    """(kept, shed) so that at most `limit` batches stay parked, each shed batch with its
+    `dead_reason`. The limit is shared among the gateways (site, gateway) with batches parked:
+    while more than `limit` wait, the gateway holding the most (on a tie the one whose oldest
+    batch is oldest) gives up its own oldest batch. A gateway within its share (`limit`
+    divided by the gateways waiting) thus never loses a batch to another's flood; a gateway
+    alone may use the whole limit until others need their share."""
+    if len(parked) <= limit:
+        return parked, []
+    queues: dict[GatewayKey, deque[Item]] = {}
+    for item in parked:
+        assert item.waiting is not None
+        queues.setdefault((item.waiting[0], item.waiting[1]), deque()).append(item)
+    waiting, gateways = len(parked), len(queues)
+    share = max(1, limit // gateways)
+    out: list[Item] = []
+    while waiting > limit:
+        (site, gateway), queue_ = max(queues.items(),
+                                      key=lambda kv: (len(kv[1]), -kv[1][0].received))
+        held = len(queue_)
+        oldest = queue_.popleft()
+        if not queue_:
+            del queues[(site, gateway)]
+        waiting -= 1
+        assert oldest.waiting is not None
+        oldest.dead_reason = (
+            f"unknown catalog {oldest.waiting[2]} of {site}/{gateway}: the gateway held {held} "
+            f"batches waiting for catalogs, more than its share of {share} (at most {limit} "
+            f"wait, shared by the {gateways} gateways waiting)")
+        oldest.dead_kind = "unknown_catalog"
+        out.append(oldest)
+    gone = {id(item) for item in out}
+    return [item for item in parked if id(item) not in gone], out
 
 
 class Stopping(Exception):
@@ -152,11 +200,7 @@ class IngestWriter:
                 self._in_writer = 0
 
     def _park_limit(self) -> int:
-        m = self.settings.mqtt
-        limit = self.settings.max_parked
-        if m.protocol == "5":
-            limit = min(limit, max(1, m.receive_maximum // 2))
-        return limit
+        return park_limit(self.settings)
 
     def _unpark(self) -> list[Item]:
         """Parked batches whose catalog has arrived (or whose wait is over); batches received
@@ -182,7 +226,8 @@ class IngestWriter:
 
     def _resolve(self, items: list[Item]) -> list[Item]:
         """Lines for batches that waited for their catalog; park those still waiting (or
-        dead-letter them when their time is up or too many wait)."""
+        dead-letter them when their time is up, or when too many wait and their gateway holds
+        more than its share: `shed`)."""
         now = time.monotonic()
         ready: list[Item] = []
         for item in items:
@@ -205,13 +250,8 @@ class IngestWriter:
                 else:
                     self._count("parked_total", 1)
                     self._parked.append(item)
-        limit = self._park_limit()
-        while len(self._parked) > limit:
-            oldest = self._parked.pop(0)
-            oldest.dead_reason = (f"unknown catalog {oldest.waiting}: more than {limit} "
-                                  "batches waiting for catalogs")
-            oldest.dead_kind = "unknown_catalog"
-            ready.append(oldest)
+        self._parked, over = shed(self._parked, self._park_limit())
+        ready.extend(over)
         self.parked_count = len(self._parked)
         return ready
 
