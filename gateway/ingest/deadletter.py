@@ -65,18 +65,29 @@ class DeadLetterLog:
         """The most the log's files take together."""
         return (self.keep + 1) * self.max_file_bytes
 
-    def record(self, topic: str, payload: bytes, reason: str, time_ns: int) -> bytes:
-        """One JSON line for a message (see the module docstring)."""
-        truncated = len(payload) > self.max_payload
-        kept = payload[:self.prefix] if truncated else payload
+    def cut(self, payload: bytes) -> tuple[bytes, tuple[int, str] | None]:
+        """What a record of `payload` keeps: (payload, None) if whole, else (its prefix,
+        (length, SHA-256)) — to hold a dead message in no more than its record needs."""
+        if len(payload) <= self.max_payload:
+            return payload, None
+        return payload[:self.prefix], (len(payload), hashlib.sha256(payload).hexdigest())
+
+    def record(self, topic: str, payload: bytes, reason: str, time_ns: int,
+               cut: tuple[int, str] | None = None) -> bytes:
+        """One JSON line for a message (see the module docstring); `cut`: `payload` is
+        already the prefix of a payload of that (length, SHA-256) (`cut()`)."""
+        if cut is None:
+            payload, cut = self.cut(payload)
+        kept, (length, digest) = payload, cut or (len(payload), "")
         entry = {"time": time_ns, "topic": topic[:MAX_TOPIC], "reason": reason[:MAX_REASON],
-                 "length": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
-                 "payload": base64.b64encode(kept).decode("ascii"), "truncated": truncated}
+                 "length": length, "sha256": digest or hashlib.sha256(payload).hexdigest(),
+                 "payload": base64.b64encode(kept).decode("ascii"), "truncated": cut is not None}
         return (json.dumps(entry, ensure_ascii=False) + "\n").encode()
 
-    def add(self, topic: str, payload: bytes, reason: str, time_ns: int) -> None:
+    def add(self, topic: str, payload: bytes, reason: str, time_ns: int,
+            cut: tuple[int, str] | None = None) -> None:
         """Append one record and fsync it (the message is acknowledged right after)."""
-        data = self.record(topic, payload, reason, time_ns)
+        data = self.record(topic, payload, reason, time_ns, cut)
         with self._lock:
             handle = self._open()
             if self._size and self._size + len(data) > self.max_file_bytes:

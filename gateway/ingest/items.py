@@ -43,6 +43,11 @@ class Item:
     gateway_ts: int | None = None
     """The gateway's own time of a message written at the ingest's receive time instead (its
     clock implausible: gateway.ingest.timecheck.Restamper)."""
+    cut: tuple[int, str] | None = None
+    """(length, SHA-256) of a dead message's payload cut to its dead-letter prefix when it
+    was queued (gateway.ingest.writer.IngestWriter.put)."""
+    queued_bytes: int = 0
+    """What a QoS 0 item counts against the writer's QoS 0 queue bound."""
 
 
 def retryable(exc: BaseException) -> bool:

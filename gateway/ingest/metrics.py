@@ -10,6 +10,7 @@ Metrics (all prefixed `roomwarden_ingest_`):
 | `messages_duplicate_total` | counter | `channel` (written before: acked, not rewritten) |
 | `messages_dead_lettered_total` | counter | malformed, unknown_catalog, rejected, internal, clock |
 | `messages_restamped_total` | counter | clock (written at receive time: gateway.ingest.timecheck) |
+| `messages_dropped_total` | counter | qos0_queue_full (QoS 0 past the queue bound: writer) |
 | `gateway_clock_skew_seconds` | gauge | `site`, `gateway` (gateway.ingest.timecheck) |
 | `gateway_id_conflicts_total` | counter | `site`, `gateway` (gateway.ingest.gatewaywatch) |
 | `points_written_total` | counter | |
@@ -73,6 +74,10 @@ class IngestMetrics:
                                  "Messages written at the ingest's receive time, not their own",
                                  ["reason"], registry=r)
         self.restamped.labels(reason="clock")
+        self.dropped = Counter(f"{PREFIX}_messages_dropped",
+                               "Messages dropped unwritten (QoS 0 past the queue bound)",
+                               ["reason"], registry=r)
+        self.dropped.labels(reason="qos0_queue_full")
         self.points = Counter(f"{PREFIX}_points_written", "Points written", registry=r)
         self.write_errors = Counter(f"{PREFIX}_write_errors", "Failed write attempts",
                                     registry=r)

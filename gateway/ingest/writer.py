@@ -32,8 +32,13 @@ from gateway.ingest.metrics import IngestMetrics
 from gateway.ingest.schema import UnknownCatalog, message_lines
 from gateway.ingest.settings import IngestSettings
 from gateway.ingest.writers import Writer, make_writer
+from gateway.ops.connections import RateLimitFilter
 
 log = logging.getLogger("roomwarden.ingest")
+log.addFilter(RateLimitFilter(prefix="event=ingest_qos0_dropped"))  # a line a minute, counted
+
+MAX_QOS0_BYTES = 16 * 2**20
+"""QoS 0 payloads and lines queued at most (no gateway sends QoS 0)."""
 
 
 def park_limit(settings: IngestSettings) -> int:
@@ -109,6 +114,8 @@ class IngestWriter:
         self.database: Writer = make_writer(settings)  # issue 13: v1 or v2 write API
         self._incidents = CentralIncidents(settings.incident_store, settings.incidents)  # 12
         self._queue: queue.Queue[Item] = queue.Queue()
+        self._qos0_lock = threading.Lock()
+        self._qos0_bytes = 0
         self._parked: list[Item] = []
         self.parked_count = 0
         self._in_writer = 0
@@ -125,7 +132,32 @@ class IngestWriter:
         return self._seen
 
     def put(self, item: Item) -> None:
+        """Queue `item` for the writer thread. A dead one keeps only what its dead-letter
+        record will; a QoS 0 one (no gateway sends any) is dropped, counted, past
+        MAX_QOS0_BYTES queued: while the database is down nothing leaves the queue, and QoS 0
+        is not flow-controlled by the broker (the central audit: 400 junk payloads of 1 MiB
+        took the ingest to 670 MB)."""
+        if item.dead_reason is not None and item.cut is None:
+            item.payload, item.cut = self.dead.cut(item.payload)
+        if item.qos == 0:
+            size = len(item.payload) + sum(map(len, item.lines))
+            with self._qos0_lock:
+                if self._qos0_bytes + size > MAX_QOS0_BYTES:
+                    self._metrics.dropped.labels(reason="qos0_queue_full").inc()
+                    log.warning("event=ingest_qos0_dropped topic=%s bytes=%d queued=%d (QoS 0 "
+                                "beyond the queue bound; gateways publish QoS 1)",
+                                item.topic[:200], size, self._qos0_bytes)
+                    return
+                self._qos0_bytes += size
+            item.queued_bytes = size
         self._queue.put(item)
+
+    def _taken(self, item: Item) -> Item:
+        if item.queued_bytes:
+            with self._qos0_lock:
+                self._qos0_bytes -= item.queued_bytes
+            item.queued_bytes = 0
+        return item
 
     def pending(self) -> int:
         """Received and not yet done."""
@@ -161,7 +193,7 @@ class IngestWriter:
     def _collect(self) -> list[Item]:
         influx = self.settings.influx
         try:
-            first = self._queue.get(timeout=0.2)
+            first = self._taken(self._queue.get(timeout=0.2))
         except queue.Empty:
             return []
         items = [first]
@@ -172,7 +204,7 @@ class IngestWriter:
             if remaining <= 0:
                 break
             try:
-                item = self._queue.get(timeout=min(remaining, 0.2))
+                item = self._taken(self._queue.get(timeout=min(remaining, 0.2)))
             except queue.Empty:
                 continue
             items.append(item)
@@ -293,7 +325,7 @@ class IngestWriter:
                         if item.key is not None and item.dead_reason is None], now)
         for item in items:
             if item.dead_reason is not None:
-                self.dead.add(item.topic, item.payload, item.dead_reason, now)
+                self.dead.add(item.topic, item.payload, item.dead_reason, now, item.cut)
                 self._metrics.dead.labels(reason=item.dead_kind).inc()
                 log.warning("event=dead_letter topic=%s reason=%s", item.topic,
                             item.dead_reason[:300])
