@@ -13,6 +13,7 @@ and counted (`roomwarden_ingest_gateway_id_conflicts_total{site, gateway}`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 
@@ -36,7 +37,10 @@ class GatewayWatch:
         self.conflicts = 0
 
     def observe(self, state: GatewayState, retained: bool, now_ns: int) -> None:
-        self.skew.observe(state, retained, now_ns)
+        forgotten = self.skew.observe(state, retained, now_ns)
+        if forgotten is not None:  # a series per gateway ever heard would grow without end
+            with contextlib.suppress(KeyError):
+                self.metrics.clock_skew.remove(*forgotten)
         key = (state.site, state.gateway)
         skew = self.skew.skew_s.get(key)
         if skew is not None and not retained:

@@ -103,19 +103,25 @@ class ClockSkew:
     def __init__(self) -> None:
         self.skew_s: dict[tuple[str, str], float] = {}
 
-    def observe(self, state: GatewayState, retained: bool, now_ns: int) -> None:
+    def observe(self, state: GatewayState, retained: bool, now_ns: int
+                ) -> tuple[str, str] | None:
+        """Note the state's skew; returns the gateway forgotten to make room (MAX_GATEWAYS),
+        whose gauge goes too."""
         if retained:  # a retained state is as old as it is: no measure of the clock
-            return
+            return None
         key = (state.site, state.gateway)
         skew = state.ts - now_ns
+        forgotten = None
         if key not in self.skew_s and len(self.skew_s) >= MAX_GATEWAYS:
-            self.skew_s.pop(next(iter(self.skew_s)))
+            forgotten = next(iter(self.skew_s))
+            del self.skew_s[forgotten]
         self.skew_s[key] = skew / 1e9
         if abs(skew) > SKEW_NS and implausible(state, now_ns) is None:  # (else: Restamper)
             log.warning("event=gateway_clock_skew site=%s gateway=%s skew_s=%.1f (its clock is "
                         "%s the ingest's: its points and alarms are stored at its times)",
                         state.site, state.gateway, skew / 1e9,
                         "ahead of" if skew > 0 else "behind")
+        return forgotten
 
 
 FirstReceived = Callable[[SeenKey, int, bool], int | None]
