@@ -317,6 +317,7 @@ class IngestService:
                         item.dead_kind = "clock"
                         raise _NotWritten
                     (message, item.gateway_ts), item.dead_reason = moved, None
+                message, item.gateway_ts = self._restamp.in_order(message, item.gateway_ts)
                 message = self._last_seen.place(message, now_ns)  # a last will: when silent
                 if isinstance(message, IncidentChunk):  # issue 12: for the incident store
                     item.incident = message

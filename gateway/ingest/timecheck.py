@@ -50,7 +50,7 @@ def _per_gateway(record: logging.LogRecord) -> str:
 
 
 for _event in ("event=gateway_clock_skew", "event=gateway_clock_restamped",
-               "event=gateway_id_conflict"):
+               "event=alarm_event_reordered", "event=gateway_id_conflict"):
     # a line a minute per gateway (gateway.ingest.gatewaywatch logs the second)
     log.addFilter(RateLimitFilter(prefix=_event, kind=_per_gateway))
 
@@ -129,11 +129,48 @@ FirstReceived = Callable[[SeenKey, int, bool], int | None]
 remembered if `remember`; None if not remembered and not to be): gateway.ingest.dedup."""
 
 
+MAX_SERIES = 100_000
+"""Alarm series whose newest event `Restamper.in_order` remembers (past it: starts again)."""
+AFTER_NS = 1_000_000
+"""An event out of its alarm's order is placed this long (1 ms) after the newest."""
+
+
 class Restamper:
-    """Alarm events and live states whose time is implausible: at their first receive time."""
+    """Alarm events and live states whose time is implausible: at their first receive time.
+    And (`in_order`) an alarm event stamped before an earlier event of its alarm."""
 
     def __init__(self, first_received: FirstReceived) -> None:
         self._first_received = first_received
+        self._newest: dict[tuple[str, str, str, str], tuple[int, int]] = {}
+        """(site, gateway, rule, subject) → (seq, ts) of its newest event written."""
+
+    def in_order(self, message: Message, gateway_ts: int | None
+                 ) -> tuple[Message, int | None]:
+        """`message` and its `gateway_ts`, an alarm event placed 1 ms after the newest event
+        of its alarm if it has a higher `seq` (the journal's order) but no later time: the
+        gateway's clock stepped back between the two (NTP, a Pi's RTC-less boot). Written at
+        its own time, a clear would sort before the raise and the dashboards' Active alarms
+        (the latest event of each alarm) would show the alarm active until its next event
+        (the central audit). Marked like a re-stamped event (its own time in `gateway_ts`).
+        Known after the ingest's start only."""
+        if not isinstance(message, AlarmEventMessage):
+            return message, gateway_ts
+        key = (message.site, message.gateway, message.rule, message.subject)
+        last = self._newest.get(key)
+        if last is not None and message.seq > last[0] and message.ts <= last[1]:
+            placed = last[1] + AFTER_NS
+            log.warning("event=alarm_event_reordered site=%s gateway=%s rule=%s subject=%s "
+                        "seq=%d gateway_ts=%d placed=%d (its time is not after an earlier "
+                        "event of its alarm: the gateway's clock stepped back)", message.site,
+                        message.gateway, message.rule, message.subject, message.seq,
+                        message.ts, placed)
+            gateway_ts = message.ts if gateway_ts is None else gateway_ts
+            message = message.model_copy(update={"ts": placed})
+        if last is None or message.seq > last[0]:
+            if last is None and len(self._newest) >= MAX_SERIES:
+                self._newest.clear()
+            self._newest[key] = (message.seq, message.ts)
+        return message, gateway_ts
 
     def __call__(self, message: Message, key: SeenKey | None, retained: bool,
                  now_ns: int) -> tuple[AlarmEventMessage | GatewayState, int] | None:

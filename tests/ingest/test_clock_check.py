@@ -295,3 +295,38 @@ def test_the_skew_gauge_keeps_no_series_of_a_forgotten_gateway(
               if family.name.endswith("gateway_clock_skew_seconds") for s in family.samples]
     assert len(series) == 50
     assert {s.labels["gateway"] for s in series} == {f"gw-{n}" for n in range(250, 300)}
+
+
+def test_a_clear_after_the_gateway_clock_stepped_back_clears_the_alarm_centrally(
+        tmp_path: Path, broker: Broker, victoria: Victoria, gateway: Gateway) -> None:
+    """The central audit: raised (seq 3, a second ago), then cleared after the gateway's clock
+    stepped back an hour (seq 4, stamped an hour ago): written at its own time the clear sorted
+    before the raise, and Active alarms showed the alarm until its next event. The clear is
+    placed just after the raise, marked, its own time kept."""
+    now = time.time_ns()
+    raised = c.AlarmEventMessage(
+        site=SITE, gateway=GW, seq=3, ts=now - 10**9, kind=EventKind.ALARM,
+        rule="fire.smoke_detector", subject="smoke-1.alarm",
+        state=AlarmState.ACTIVE_UNACKNOWLEDGED, previous_state=AlarmState.NORMAL, value=True,
+        severity=Severity.MAJOR, actor="system", room="battery-1", title="Smoke")
+    cleared = raised.model_copy(update={
+        "seq": 4, "ts": now - 3600 * 10**9, "state": AlarmState.NORMAL,
+        "previous_state": AlarmState.ACTIVE_UNACKNOWLEDGED, "value": False})
+    settings = make_settings(tmp_path, broker, victoria)
+    service = IngestService(settings)
+    service.start()
+    try:
+        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
+        gateway.send(raised)
+        wait_for(lambda: service.status()["acked"] == 1, what="the raise acknowledged")
+        assert [r for r in dashboard_rows(victoria, SITE_OVERVIEW, "Active alarms")
+                if r["gateway"] == GW]  # active …
+        gateway.send(cleared)
+        wait_for(lambda: service.status()["acked"] == 2, what="the clear acknowledged")
+        time.sleep(HIDDEN_S)
+        assert values(victoria, "alarm_events_gateway_ts") == {
+            (raised.ts + 1_000_000) // 10**6: float(cleared.ts)}
+        assert not [r for r in _dashboard_rows(victoria, SITE_OVERVIEW, "Active alarms")
+                    if r["gateway"] == GW]  # … and cleared
+    finally:
+        service.stop()
