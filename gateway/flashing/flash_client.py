@@ -165,6 +165,10 @@ def _flash(o: FlashOptions, out: TextIO, err: TextIO) -> int:
               f"devices, {size} bytes")
     for line in checked.lines[1:]:  # `check`'s warnings (a lockout, rules left blind)
         _say(out, line)
+    if cfg.profiles_dir is not None:  # checked here against this machine's files only
+        _say(out, f"  warning: profiles_dir {cfg.profiles_dir!r} is not sent with the config: "
+                  "the gateway reads it on its own disk (relative: beside its installed "
+                  "config) — copy those profiles there first, or the gateway refuses it")
     try:
         key = load_private_key(o.key, o.passphrase)
     except KeyFileError as exc:

@@ -261,3 +261,21 @@ def test_parse_broker_url() -> None:
     for bad in ("http://h", "mqtt://", "mqtt://h:99999", "mqtt://u:p@h", "mqtt://h/x"):
         with pytest.raises(FlashError):
             parse_broker_url(bad)
+
+
+def test_a_profiles_dir_is_said_not_to_travel_with_the_config(
+        broker: Broker, keys: dict[str, Path], gateway_factory: Any, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The flashing audit: `check` and `flash` passed a config whose profiles_dir held
+    profiles only on the laptop; the gateway refused it. The technician is told before it
+    is sent."""
+    gateway_factory()
+    data = yaml.safe_load(SITE_FILE.read_text())
+    data["profiles_dir"] = str(ROOT / "hardware" / "profiles")
+    site = tmp_path / "with_profiles.yaml"
+    site.write_text(yaml.safe_dump(data, allow_unicode=True))
+    assert flash(*args_for(broker, keys["ops"], config=site)) == 0
+    out = capsys.readouterr().out
+    assert f"warning: profiles_dir {data['profiles_dir']!r} is not sent with the config" in out
+    assert flash(*args_for(broker, keys["ops"])) == 0  # without one: no such warning
+    assert "is not sent with the config" not in capsys.readouterr().out
