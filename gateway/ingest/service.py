@@ -80,6 +80,7 @@ from gateway.ingest.metrics import IngestMetrics
 from gateway.ingest.opshttp import OpsEndpoint
 from gateway.ingest.schema import UnknownCatalog, message_lines, restamped
 from gateway.ingest.settings import IngestSettings
+from gateway.ingest.staterequests import RequestThrottle
 from gateway.ingest.timecheck import Restamper, implausible
 from gateway.ingest.watermark import AckStore, Watermark
 from gateway.ingest.writer import IngestWriter
@@ -119,9 +120,7 @@ class IngestService:
         self._connected = False
         self._subscribed = False
         """The broker granted this connection's subscriptions (SUBACK)."""
-        self._requested: dict[tuple[str, str], float] = {}
-        self._request_lock = threading.Lock()
-        self._request_n = 0
+        self._requests = RequestThrottle(settings.request_state_interval)
         self._counters = {"received": 0, "written_points": 0, "written_messages": 0,
                           "acked": 0, "write_retries": 0, "write_errors": 0,
                           "not_acked_reconnected": 0, "catalogs_added": 0, "duplicates": 0,
@@ -343,14 +342,9 @@ class IngestService:
     def request_state(self, site: str, gateway: str) -> bool:
         """Ask a gateway to publish its state, active alarms and point catalog again
         (`request_state` on its `cmd` topic), at most every `request_state_interval`."""
-        now = time.monotonic()
-        with self._request_lock:
-            last = self._requested.get((site, gateway))
-            if last is not None and now - last < self.settings.request_state_interval:
-                return False
-            self._requested[(site, gateway)] = now
-            self._request_n += 1
-            n = self._request_n
+        n = self._requests.take(site, gateway, time.monotonic())
+        if n is None:
+            return False
         ts = self._clock()
         command = RequestState(id=f"{self.settings.mqtt.client_id}-{n}"[:64], ts=ts,
                                expires=ts + int(self.settings.catalog_wait * 1e9),
