@@ -310,7 +310,8 @@ class PanelServer(PanelActions):
         self.sessions.drop(request.cookies.get(COOKIE))
         token = self.sessions.create(command.user)
         log.info(kv("panel_login", user=command.user, client=client))
-        response = json_response({"ok": True, "user": command.user})
+        response = json_response({"ok": True, "user": command.user,
+                                  "may": sorted(self._may.get(command.user, ()))})
         response.set_cookie(COOKIE, token, max_age=max(1, int(self._settings.session_ttl)),
                             path="/", httponly=True, samesite="Strict")
         return response

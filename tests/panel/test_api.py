@@ -111,7 +111,8 @@ async def test_login_sets_a_strict_http_only_cookie(client: aiohttp.ClientSessio
         "/api/login", json={"user": USER, "password": PASSWORD}, headers=JSON
     ) as r:
         assert r.status == 200
-        assert await r.json() == {"ok": True, "user": USER}
+        body = await r.json()  # the user's rights come with it (the page offers only those)
+        assert body == {"ok": True, "user": USER, "may": sorted(body["may"])} and body["may"]
         morsel = r.cookies[COOKIE]
         assert len(morsel.value) >= 40
         assert morsel["httponly"] is True

@@ -335,3 +335,42 @@ async def test_text_contrast(panel: Running, browser: Browser) -> None:
     low = [(s, fg, bg, round(contrast(tuple(fg), tuple(bg)), 2)) for s, fg, bg in pairs
            if contrast(tuple(fg), tuple(bg)) < 4.5]
     assert low == []
+
+
+async def _log_in(page: Page, user: str, password: str) -> None:
+    await page.get_by_test_id("login-open").click()
+    await page.get_by_test_id("login-user").fill(user)
+    await page.get_by_test_id("login-password").fill(password)
+    await page.get_by_test_id("login-submit").click()
+    await expect(page.get_by_test_id("current-user")).to_contain_text(user)
+
+
+async def test_a_view_only_user_is_offered_no_action_it_would_be_refused(
+        browser: Browser) -> None:
+    """A guard with `may: []` (view-only) saw every button and got 403 for each (the console
+    audit's leftover): the page offers a user only what its `may:` allows; not logged in,
+    everything is offered (the login is asked for)."""
+    from gateway.config.site import PanelUser
+    from tests.panel.conftest import HASH, PASSWORD, USER, _running, panel_settings
+
+    guard = PanelUser(name="guard", password_hash=HASH, may=())
+    settings = panel_settings().model_copy(update={
+        "users": (PanelUser(name=USER, password_hash=HASH), guard)})
+    async for running in _running(settings):
+        running.backend.state = confirmed_fire()
+        page = await open_page(browser, running.url)
+        await expect(page.get_by_test_id("alarm")).to_have_count(5)
+        await expect(page.get_by_test_id("ack-button").first).to_be_visible()  # not logged in
+        await _log_in(page, "guard", PASSWORD)
+        for testid in ("ack-button", "shelve-button"):
+            await expect(page.get_by_test_id(testid)).to_have_count(5)
+            for button in await page.get_by_test_id(testid).all():
+                await expect(button).to_be_hidden()
+        await expect(page.get_by_test_id("ack-all")).to_be_hidden()
+        await expect(page.get_by_test_id("suppress-open")).to_be_hidden()
+        await page.get_by_test_id("logout").click()
+        await _log_in(page, USER, PASSWORD)  # every right: every button
+        await expect(page.get_by_test_id("ack-button").first).to_be_visible()
+        await expect(page.get_by_test_id("shelve-button").first).to_be_visible()
+        await expect(page.get_by_test_id("ack-all")).to_be_visible()
+        await expect(page.get_by_test_id("suppress-open")).to_be_visible()

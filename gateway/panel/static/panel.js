@@ -14,7 +14,10 @@
     alarmKey } = window.RoomWardenViews;
   const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
   const ui = {};
-  let me = { user: null, login_to_view: false, login_enabled: true };
+  let me = { user: null, may: [], login_to_view: false, login_enabled: true };
+  // not logged in: every action is offered (the login is asked for); logged in: the user's
+  // rights (panel.users[].may) — a view-only user sees no buttons it would be refused
+  const may = (right) => !me.user || !Array.isArray(me.may) || me.may.includes(right);
   let lastState = null;
   let pending = null; // action to retry after a login
   let pollTimer = null;
@@ -125,6 +128,7 @@
       const r = await api("POST", "/api/login", { user, password });
       if (r.ok) {
         me.user = r.data.user;
+        me.may = r.data.may;
         ui.loginPassword.value = "";
         ui.loginDialog.close();
         renderUser();
@@ -233,7 +237,7 @@
       const key = alarmKey(item);
       let li = existing.get(key);
       if (li) existing.delete(key); else li = buildAlarm(cardActions);
-      updateAlarm(li, item, state, me.user);
+      updateAlarm(li, item, state, me.user, may);
       const at = list.children[i];
       if (at !== li) list.insertBefore(li, at || null);
     });
@@ -254,6 +258,8 @@
     ui.starting.hidden = !starting;
     ui.noAlarms.hidden = active.length > 0 || starting;
     ui.ackAll.disabled = !active.some(isUnacked);
+    ui.ackAll.hidden = !may("acknowledge_all") && !may("acknowledge");
+    ui.suppressOpen.hidden = !may("suppress");
   }
 
   // New unacknowledged alarms are read out by screen readers (not the first state's).
@@ -413,7 +419,7 @@
     renderSuppressions(state);
     ui.timeZone.textContent = `Times are site time: ${fmtZone(state.timezone || "UTC")}.`;
     renderRooms(ui, state);
-    renderHealth(ui, state, { user: me.user, reset: resetOutput });
+    renderHealth(ui, state, { user: me.user, reset: resetOutput, may });
     if (window.RoomWardenSound) window.RoomWardenSound.update(state.alarms || []);
     if (window.RoomWardenHistory) window.RoomWardenHistory.onState(state, countActive(state));
   }

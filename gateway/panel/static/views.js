@@ -131,8 +131,12 @@ window.RoomWardenViews = (() => {
 
   const numeric = (v) => typeof v === "number";
 
+  // `may(right)`: whether this browser may do it — not logged in, every action is offered
+  // (the login is asked for); logged in, only those in the user's `may:` (panel.users).
+  const mayAll = () => true;
+
   // `user`: the logged-in user (null: none) — Reset and Unshelve are offered to a user only.
-  function updateAlarm(li, a, state, user) {
+  function updateAlarm(li, a, state, user, may = mayAll) {
     const f = li._f;
     const nowNs = state.now_ns;
     li._alarm = a;
@@ -197,10 +201,12 @@ window.RoomWardenViews = (() => {
     f.responseText.textContent = a.response || "";
     f.response.hidden = !a.response;
     f.subject.textContent = `${a.rule} · ${a.subject}`;
-    f.ackBtn.hidden = !isUnacked(a);
-    f.reset.hidden = !(a.latched && !isUnacked(a) && user);
-    f.shelve.hidden = a.state === "shelved" || a.state === "suppressed" || a.state === "out_of_service";
-    f.unshelve.hidden = !(a.state === "shelved" && user);
+    const acks = may("acknowledge") || may("acknowledge_all");
+    f.ackBtn.hidden = !isUnacked(a) || !acks;
+    f.reset.hidden = !(a.latched && !isUnacked(a) && user && acks);
+    f.shelve.hidden = a.state === "shelved" || a.state === "suppressed" ||
+      a.state === "out_of_service" || !may("shelve");
+    f.unshelve.hidden = !(a.state === "shelved" && user && may("shelve"));
     f.ackBtn.setAttribute("aria-label", `Acknowledge ${a.title}`);
     f.reset.setAttribute("aria-label", `Reset ${a.title}`);
     f.shelve.setAttribute("aria-label", `Shelve ${a.title}`);
@@ -276,7 +282,8 @@ window.RoomWardenViews = (() => {
       if (o.reasons && o.reasons.length) details.push(`for ${o.reasons.join(", ")}`);
       if (o.held && !(o.reasons || []).includes("held until reset")) details.push("held until reset");
       const cell = el("td", { testid: "output-details", "data-label": "Details" }, details.join("; "));
-      if (o.held && outputActions && outputActions.user) {
+      if (o.held && outputActions && outputActions.user &&
+          (!outputActions.may || outputActions.may("reset_output"))) {
         const reset = el("button", { type: "button", class: "btn", testid: "output-reset-button",
           "aria-label": `Reset ${o.id}` }, "Reset");
         reset.addEventListener("click", () => outputActions.reset(o));
