@@ -91,5 +91,8 @@ def test_flash_prints_checks_warnings_too(tmp_path: Path, key: Path,
     captured = capsys.readouterr()
     out = captured.out.splitlines()
     assert out[0].startswith(f"checked {path}: gateway {GW}")
-    assert out[1:] == warnings
+    assert out[1:len(warnings) + 1] == warnings
+    # and flash's own: the profiles of profiles_dir do not travel with the config
+    assert [line.split(":")[1] for line in out[len(warnings) + 1:]] == [
+        f" profiles_dir {data['profiles_dir']!r} is not sent with the config"]
     assert f"cannot connect to 127.0.0.1:{port}" in captured.err
