@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from gateway.contract.base import REQUEST_ID_PATTERN
 from gateway.flashing.seen import MAX_VERSION
+from gateway.ops.connections import LogBudget
 
 log = logging.getLogger("roomwarden.flashing")
 
@@ -53,28 +54,26 @@ class RejectionLog:
         self._clock = clock
         self.rejected = 0
         """Every refusal so far, logged or not."""
-        self.suppressed = 0
-        """Refusals not logged since the last line."""
-        self._window_start = float("-inf")
-        self._logged = 0
+        self._budget = LogBudget(LOG_BUDGET, LOG_WINDOW_S, clock=clock)
         self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def suppressed(self) -> int:
+        """Refusals not logged since the last line."""
+        return self._budget.suppressed
 
     def rejected_line(self, source: str, request_id: str | None, code: str,
                       reason: object) -> None:
         self.rejected += 1
-        now = self._clock()
-        if now - self._window_start >= LOG_WINDOW_S:
-            self._window_start, self._logged = now, 0
-        if self._logged >= LOG_BUDGET:
-            self.suppressed += 1
-            self._report_later(self._window_start + LOG_WINDOW_S - now)
+        left_out = self._budget.take()
+        if left_out is None:
+            budget = self._budget
+            self._report_later(budget.window_start + budget.window - self._clock())
             return
-        self._logged += 1
         text = ("event=config_rejected source=%s id=%s code=%s reason=%s rejected_total=%d")
         args: tuple[object, ...] = (source, request_id, code, reason, self.rejected)
-        if self.suppressed:
-            text, args = text + " suppressed=%d", (*args, self.suppressed)
-            self.suppressed = 0
+        if left_out:
+            text, args = text + " suppressed=%d", (*args, left_out)
         log.warning(text, *args)
 
     def _report_later(self, delay: float) -> None:
@@ -89,7 +88,8 @@ class RejectionLog:
 
     def report_suppressed(self) -> None:
         self._timer = None
-        if self.suppressed:
+        if self._budget.suppressed:
             log.warning("event=config_rejected_suppressed count=%d window_s=%.0f "
-                        "rejected_total=%d", self.suppressed, LOG_WINDOW_S, self.rejected)
-            self.suppressed = 0
+                        "rejected_total=%d", self._budget.suppressed, self._budget.window,
+                        self.rejected)
+            self._budget.suppressed = 0

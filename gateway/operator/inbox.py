@@ -45,6 +45,7 @@ from gateway.operator import refusals as r
 from gateway.operator.replay import ReplayMemory, ReplayMemoryError
 from gateway.operator.settings import PERMISSION_OF, OperatorSettings
 from gateway.operator.signing import check_signature
+from gateway.ops.connections import LogBudget
 
 if TYPE_CHECKING:
     from gateway.operator.commands import Released
@@ -99,9 +100,7 @@ class CommandInbox:
         self.memory = memory
         self._topic = (Topic(site, gateway, Channel.CMD) if root is None
                        else Topic(site, gateway, Channel.CMD, root))
-        self._window_start = clock.monotonic()
-        self._logged = 0
-        self._suppressed = 0
+        self._log_budget = LogBudget(LOG_BUDGET, LOG_WINDOW_S, clock=clock.monotonic)
 
     def receive(self, payload: bytes, retained: bool) -> Delivery:
         """Decode, verify and carry out one payload; never raises."""
@@ -242,16 +241,11 @@ class CommandInbox:
 
     def _say(self, level: int, text: str, *args: object) -> None:
         """Log within the budget (see LOG_BUDGET)."""
-        now = self.clock.monotonic()
-        if now - self._window_start >= LOG_WINDOW_S:
-            self._window_start, self._logged = now, 0
-        if self._logged >= LOG_BUDGET:
-            self._suppressed += 1
+        left_out = self._log_budget.take()
+        if left_out is None:
             return
-        self._logged += 1
-        if self._suppressed:
-            text, args = text + " suppressed=%d", (*args, self._suppressed)
-            self._suppressed = 0
+        if left_out:
+            text, args = text + " suppressed=%d", (*args, left_out)
         log.log(level, text, *args)
 
     def _answer(self, cid: str, refusal: r.Refused | None, *, actor: str | None = None,

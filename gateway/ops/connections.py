@@ -196,6 +196,34 @@ class ConnectionGuard:
             del self._per_client[conn.client]
 
 
+class LogBudget:
+    """At most `budget` lines per `window` seconds of one kind of refusal: a flood is counted,
+    not logged line by line. `take()` is None for a line left out (counted in `suppressed`),
+    else how many were left out since the last line logged (that line says `suppressed=N`).
+    The operator inbox's refusals and the config applier's use one each."""
+
+    def __init__(self, budget: int = 30, window: float = 60.0, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget = budget
+        self.window = window
+        self._clock = clock
+        self.window_start = float("-inf")
+        self._logged = 0
+        self.suppressed = 0
+        """Lines left out since the last one logged."""
+
+    def take(self) -> int | None:
+        now = self._clock()
+        if now - self.window_start >= self.window:
+            self.window_start, self._logged = now, 0
+        if self._logged >= self.budget:
+            self.suppressed += 1
+            return None
+        self._logged += 1
+        left_out, self.suppressed = self.suppressed, 0
+        return left_out
+
+
 class RateLimitFilter(logging.Filter):
     """Lets the first record of each (logger, message template) through, then at most one per
     `interval` seconds, that one saying how many were suppressed; tracebacks only on the
