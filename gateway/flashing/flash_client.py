@@ -36,7 +36,7 @@ from gateway.flashing.keys import KeyFileError, load_private_key, load_public_ke
 from gateway.flashing.link import FlashError as FlashError
 from gateway.flashing.link import Link
 from gateway.flashing.link import parse_broker_url as parse_broker_url
-from gateway.flashing.target import moves, newest, pick_version
+from gateway.flashing.target import moves, newest, pick_version, short_sha
 
 if TYPE_CHECKING:
     from gateway.flashing.precheck import ConfigCheck
@@ -92,15 +92,11 @@ def _status(topic: str, payload: bytes, roots: list[str]) -> ConfigStatus | None
     return None
 
 
-def _short(sha: str | None) -> str:
-    return sha[:12] if sha else "?"
-
-
 def describe(status: ConfigStatus) -> str:
     """One progress line for a status."""
     version = f"version {status.version}" if status.version is not None else "the config"
     active = (f"; running version {status.active_version} (sha256 "
-              f"{_short(status.active_sha256)})" if status.active_version is not None else "")
+              f"{short_sha(status.active_sha256)})" if status.active_version is not None else "")
     why = f" [{status.code}]" if status.code else ""
     error = f": {status.error}" if status.error else ""
     if status.state == "received":
@@ -110,7 +106,7 @@ def describe(status: ConfigStatus) -> str:
     if status.state == "applying":
         return f"applying: {version} is starting{active}"
     if status.state == "applied":
-        return f"applied: {version} is running (sha256 {_short(status.sha256)})"
+        return f"applied: {version} is running (sha256 {short_sha(status.sha256)})"
     if status.state == "rejected":
         return f"REJECTED{why}{error}{active}"
     return f"ROLLED BACK{why}{error}{active}"

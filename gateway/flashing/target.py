@@ -50,7 +50,7 @@ def pick_version(requested: int | None, status: ConfigStatus | None, *,
     highest = reported_highest(status)
     running = ("an unknown version" if status.active_version is None
                else f"version {status.active_version}")
-    said = f"the gateway runs {running} (sha256 {_short(status.active_sha256)})"
+    said = f"the gateway runs {running} (sha256 {short_sha(status.active_sha256)})"
     if highest != (status.active_version or 0):
         said += f", highest accepted {highest}"
     if requested is None:
@@ -93,5 +93,6 @@ def moves(config_site: str, gateway_site: str | None, config_root: str | None,
             "answer at both places")
 
 
-def _short(sha: str | None) -> str:
+def short_sha(sha: str | None) -> str:
+    """A SHA-256 as a status line shows it (12 hex digits)."""
     return sha[:12] if sha else "?"
