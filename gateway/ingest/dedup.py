@@ -9,6 +9,15 @@ gateway the telemetry `seq`, the alarm journal `seq`, the state's `ts` — toget
 message's own time (a batch's `t0`, an event's `ts`), so that a gateway whose outbox was wiped
 and whose numbers start again at 1 is not mistaken for a replay.
 
+A message carrying a delivery number (stream, `dseq` — every message of a gateway in the default
+`delivery: ingest`) is recognised by the acknowledgement watermark instead
+(`gateway.ingest.watermark.AckStore.covers`: at or below its stream's watermark, or done above
+it), and no key is kept for it: the gateway deletes what a watermark covers by the same
+numbers, so both sides trust one identity, and what the ingest holds to recognise duplicates is
+bounded by what gateways hold unacknowledged. Keys are kept for the rest: gateway states and
+the messages of a gateway in `delivery: puback` (one a batch: ~114 bytes, so about 80 MB a
+gateway over the 8 days at a batch a second).
+
 Keys are committed (SQLite, WAL, synchronous FULL) after the database accepted the message's
 points and before the message is acknowledged: a crash in between at worst writes a message
 twice (which InfluxDB collapses), never loses one. Keys older than `retention` (default 8 days,

@@ -135,7 +135,8 @@ class IngestService:
         self._writer = IngestWriter(
             settings, catalogs=self._catalogs, metrics=self.metrics, count=self._count,
             stopping=self._stopping, generation=lambda: self._generation,
-            request_state=self.request_state, done=self._done, clock=clock)
+            request_state=self.request_state, done=self._done, clock=clock,
+            delivered=self._acks.covers)
         self._restamp = Restamper(self._writer.seen.received_at)  # an unset gateway clock
         self._http: OpsEndpoint | None = None
         if settings.http is not None:

@@ -174,6 +174,23 @@ class AckStore:
             db.execute("DELETE FROM above WHERE site = ? AND gateway = ? AND stream = ?",
                        (site, gateway, stream))
 
+    def covers(self, delivery: tuple[str, str, int, int]) -> bool:
+        """Whether (site, gateway, stream, dseq) is done already — at or below its stream's
+        watermark, or done above it waiting for a hole to fill: a message carrying it again is
+        a duplicate (gateway.ingest.dedup). The gateway deletes what a watermark covers by the
+        same numbers, so the two sides trust one identity."""
+        site, gateway, stream, dseq = delivery
+        with self._lock:
+            row = self._db.execute("SELECT upto FROM acks WHERE site = ? AND gateway = ? AND "
+                                   "stream = ?", (site, gateway, stream)).fetchone()
+            if row is None:
+                return False
+            if dseq <= int(row[0]):
+                return True
+            return self._db.execute(
+                "SELECT 1 FROM above WHERE site = ? AND gateway = ? AND stream = ? AND dseq = ?",
+                delivery).fetchone() is not None
+
     def latest(self) -> list[Watermark]:
         """Per gateway, the watermark of the stream heard from last (to publish again after a
         reconnect: a broker without persistence forgets retained messages)."""

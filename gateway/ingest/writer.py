@@ -27,7 +27,7 @@ from gateway.ingest.catalogs import CatalogStore, GatewayKey
 from gateway.ingest.deadletter import DeadLetterLog
 from gateway.ingest.dedup import SeenKey, SeenStore
 from gateway.ingest.incidents import CentralIncidents, IncidentChunkError  # issue 12
-from gateway.ingest.items import Item, api_reason, retryable, short
+from gateway.ingest.items import Delivery, Item, api_reason, retryable, short
 from gateway.ingest.metrics import IngestMetrics
 from gateway.ingest.schema import UnknownCatalog, message_lines
 from gateway.ingest.settings import IngestSettings
@@ -98,7 +98,8 @@ class IngestWriter:
                  metrics: IngestMetrics, count: Callable[[str, int], None],
                  stopping: threading.Event, generation: Callable[[], int],
                  request_state: Callable[[str, str], bool],
-                 done: Callable[[list[Item], int], None], clock: Callable[[], int]) -> None:
+                 done: Callable[[list[Item], int], None], clock: Callable[[], int],
+                 delivered: Callable[[Delivery], bool] = lambda delivery: False) -> None:
         self.settings = settings
         self._catalogs = catalogs
         self._metrics = metrics
@@ -108,6 +109,8 @@ class IngestWriter:
         self._request_state = request_state
         self._done = done
         self._clock = clock
+        self._delivered = delivered
+        """Whether a delivery number is done already (the ack store's `covers`)."""
         self._seen = SeenStore(settings.seen_store,
                                retention_ns=int(settings.dedup_retention * 1e9))
         self.dead = DeadLetterLog(settings.dead_letter)
@@ -290,8 +293,16 @@ class IngestWriter:
     def _process(self, items: list[Item]) -> None:
         items = self._resolve(items)
         keys: set[SeenKey] = set()
-        for item in items:
-            if item.dead_reason is None and item.key is not None:
+        numbers: set[Delivery] = set()
+        for item in items:  # by delivery number if it has one (gateway.ingest.dedup), else key
+            if item.dead_reason is not None:
+                continue
+            if item.delivery is not None:
+                if item.delivery in numbers or self._delivered(item.delivery):
+                    item.duplicate = True
+                else:
+                    numbers.add(item.delivery)
+            elif item.key is not None:
                 if item.key in keys or item.key in self._seen:
                     item.duplicate = True
                 else:
@@ -321,8 +332,8 @@ class IngestWriter:
                 except IncidentChunkError as exc:
                     item.dead_reason, item.dead_kind = str(exc), "incident"
         # --- end issue 12 -------------------------------------------------------------------
-        self._seen.add([item.key for item in todo
-                        if item.key is not None and item.dead_reason is None], now)
+        self._seen.add([item.key for item in todo if item.key is not None
+                        and item.delivery is None and item.dead_reason is None], now)
         for item in items:
             if item.dead_reason is not None:
                 self.dead.add(item.topic, item.payload, item.dead_reason, now, item.cut)

@@ -34,6 +34,17 @@ def test_the_watermark_is_the_highest_contiguous_number_done(tmp_path: Path) -> 
     again.close()
 
 
+def test_covers_what_is_done_below_and_above_the_watermark(tmp_path: Path) -> None:
+    store = AckStore(tmp_path / "acks.sqlite")
+    assert not store.covers((*G, 7, 1))  # a stream never heard of
+    store.record(done(7, 1, 2, 5), [], 1)  # 3 and 4 are a hole: 5 waits above it
+    assert [n for n in range(1, 8) if store.covers((*G, 7, n))] == [1, 2, 5]
+    assert not store.covers((*G, 8, 1)) and not store.covers(("site-1", "gw-2", 7, 1))
+    store.record(done(7, 3, 4), [], 2)
+    assert [n for n in range(1, 8) if store.covers((*G, 7, n))] == [1, 2, 3, 4, 5]
+    store.close()
+
+
 def test_a_gateway_floor_skips_what_its_budget_dropped(tmp_path: Path) -> None:
     store = AckStore(tmp_path / "acks.sqlite")
     store.record(done(7, 1, 2, 10, 11), [], 1)  # 3..9 were dropped by the gateway's outbox
