@@ -16,8 +16,9 @@ time (or now, if that is earlier), never from now alone, and only while the syst
 synchronised (`gateway.clocksync`): a Pi without an RTC journals with a stale clock (1970, or
 fake-hwclock's) until NTP steps it, and a step forward — right or wrong — made every event look
 old at once (clock audit K6: a first prune after NTP synced deleted all the history journalled
-in 1971, a bad +100 d step deleted every event). `max_events` bounds the size whatever the
-clock does.
+in 1971, a bad +100 d step deleted every event). An event journalled while the clock was not
+synchronised is marked (`clock_unsynced`) and goes only with the first later event that was not
+(`_last_surely_older`). `max_events` bounds the size whatever the clock does.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from gateway.alarms.journal_schema import (
     INSERT_EVENT,
     INSERT_SHELF,
     INSERT_SUPPRESSION,
+    MARK_UNSYNCED,
     UPSERT_STATE,
     JournalError,
     event_of,
@@ -234,6 +236,8 @@ class Journal:
         conn.execute("BEGIN")
         if batch.events:
             conn.executemany(INSERT_EVENT, [event_row(e) for e in batch.events])
+            if not (self._synchronised or clocksync.synchronised)():
+                conn.executemany(MARK_UNSYNCED, [(e.seq,) for e in batch.events])
         if batch.snapshot:
             conn.execute("DELETE FROM alarm_state")
             conn.execute("DELETE FROM shelves WHERE ended_ns IS NULL")
@@ -275,7 +279,10 @@ class Journal:
             newest = conn.execute("SELECT ts FROM events ORDER BY seq DESC LIMIT 1").fetchone()
             if by_age and newest is not None:
                 cutoff = min(now_ns, int(newest[0])) - int(self.retention_days * 86_400e9)
-                deleted = conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,)).rowcount
+                last = _last_surely_older(conn, cutoff)
+                if last is not None:
+                    deleted = conn.execute("DELETE FROM events WHERE seq <= ?",
+                                           (last,)).rowcount
                 conn.execute("DELETE FROM shelves WHERE ended_ns < ?", (cutoff,))
                 conn.execute("DELETE FROM suppressions WHERE ended_ns < ?", (cutoff,))
             row = conn.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?",
@@ -289,3 +296,23 @@ class Journal:
                 self._conn.execute("ROLLBACK")
             log.error("event=alarm_journal_prune_failed error=%r", exc)
             return 0
+
+
+def _last_surely_older(conn: sqlite3.Connection, cutoff: int) -> int | None:
+    """The highest seq up to which every event is surely older than `cutoff`: the last event,
+    in journal order before the first at or after `cutoff`, whose time is trustworthy —
+    journalled with the system clock synchronised, not before 2020 (`clocksync.SET_FLOOR_NS`)
+    and not below an earlier event's. A Pi without an RTC journals with a stale clock (1970,
+    or fake-hwclock's last saved time) from a reboot until NTP steps it; such an event's real
+    time is no later than the next event's, so it goes only once a later trustworthy event is
+    older than `cutoff` too: an alarm journalled after a power cut, before NTP, is not deleted
+    at the first prune for looking old. Reads the events to be deleted and one more."""
+    last: int | None = None
+    highest = clocksync.SET_FLOOR_NS
+    for seq, ts, unsynced in conn.execute(
+            "SELECT seq, ts, clock_unsynced FROM events ORDER BY seq"):
+        if ts >= cutoff:
+            break
+        if ts >= highest and not unsynced:
+            highest, last = ts, seq
+    return last

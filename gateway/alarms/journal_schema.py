@@ -4,8 +4,9 @@ reads through it).
 
 Schema (version 1, table `schema_version`):
 
-* `events` — every event (`AlarmEvent`; `drill` 1 for a live drill's), key `seq`; indices on
-  `ts` and `(rule, subject, seq)`. Pruned to `retention_days` and `max_events` rows.
+* `events` — every event (`AlarmEvent`; `drill` 1 for a live drill's, `clock_unsynced` 1 for
+  one journalled while the system clock was not synchronised), key `seq`; indices on `ts` and
+  `(rule, subject, seq)`. Pruned to `retention_days` and `max_events` rows.
 * `alarm_state` — the current state of every alarm that is not plain normal (state, base state,
   condition, chattering, latest evaluation, activation, acknowledgement, out-of-service), so a
   restart restores it exactly; a row is deleted when its alarm is back to normal.
@@ -56,7 +57,8 @@ CREATE TABLE IF NOT EXISTS events (
     room TEXT,
     title TEXT NOT NULL DEFAULT '',
     chattering INTEGER NOT NULL DEFAULT 0,
-    drill INTEGER NOT NULL DEFAULT 0
+    drill INTEGER NOT NULL DEFAULT 0,
+    clock_unsynced INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_key ON events (rule, subject, seq);
@@ -124,6 +126,8 @@ INSERT_EVENT = (f"INSERT OR REPLACE INTO events ({EVENT_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 UPSERT_STATE = (f"INSERT OR REPLACE INTO alarm_state ({STATE_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+MARK_UNSYNCED = "UPDATE events SET clock_unsynced = 1 WHERE seq = ?"
+"""An event journalled while the system clock was not synchronised (its time may be stale)."""
 INSERT_SHELF = ("INSERT INTO shelves (rule, subject, actor, reason, since_ns, until_ns) "
                 "VALUES (?, ?, ?, ?, ?, ?)")
 INSERT_SUPPRESSION = ("INSERT INTO suppressions (scope, actor, reason, since_ns, until_ns) "
@@ -144,6 +148,8 @@ def prepare(conn: sqlite3.Connection) -> int:
     columns = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
     if "drill" not in columns:  # a journal of before live drills (issue 12)
         conn.execute("ALTER TABLE events ADD COLUMN drill INTEGER NOT NULL DEFAULT 0")
+    if "clock_unsynced" not in columns:  # a journal of before 5 Dec 2026
+        conn.execute("ALTER TABLE events ADD COLUMN clock_unsynced INTEGER NOT NULL DEFAULT 0")
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
     if not versions:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))

@@ -103,7 +103,9 @@ def test_no_pruning_by_age_while_the_clock_is_not_synchronised(
     clock = ManualClock()
     manager = _manager(tmp_path / "alarms.sqlite", clock, max_events=4)
     with caplog.at_level(logging.INFO, logger="gateway.alarms.journal"):
+        sync.synced = True
         _alarm_cycle(manager, clock, "old")
+        sync.synced = False
         clock.advance(200 * DAY)
         _alarm_cycle(manager, clock, "new")
         _prune(manager, clock)
@@ -115,6 +117,51 @@ def test_no_pruning_by_age_while_the_clock_is_not_synchronised(
         assert [e.subject for e in manager.events_since(0)] == ["new"] * 3
     changes = [r.getMessage() for r in caplog.records if "age_prune" in r.getMessage()]
     assert len(changes) == 2 and "held" in changes[0] and "resumed" in changes[1]
+    manager.close()
+
+
+def test_alarms_journalled_before_ntp_stay_as_long_as_their_neighbours(
+        tmp_path: Path, sync: SyncState) -> None:
+    """A power cut after 200 quiet days: the Pi reboots with fake-hwclock's stale time, a
+    hydrogen alarm is journalled, NTP steps the clock, more alarms. The next prune deletes the
+    history older than 90 days but not the alarm from before NTP, whose stamp only looks
+    older; it goes when the alarms journalled after it are past 90 days too."""
+    sync.synced = True
+    clock = ManualClock()
+    manager = _manager(tmp_path / "alarms.sqlite", clock)
+    _alarm_cycle(manager, clock, "old")
+    clock.advance(200 * DAY)
+    sync.synced = False
+    clock.step_wall(-200 * DAY + 3600)  # fake-hwclock: an hour after the last shutdown
+    _alarm_cycle(manager, clock, "before-ntp")
+    clock.step_wall(200 * DAY - 3600)  # NTP
+    sync.synced = True
+    _alarm_cycle(manager, clock, "after-ntp")
+    _prune(manager, clock)
+    assert [e.subject for e in manager.events_since(0)] == ["before-ntp"] * 3 + ["after-ntp"] * 3
+    clock.advance(100 * DAY)
+    _alarm_cycle(manager, clock, "later")
+    _prune(manager, clock)
+    assert [e.subject for e in manager.events_since(0)] == ["later"] * 3
+    manager.close()
+
+
+def test_a_first_boot_in_1970_keeps_its_alarms_until_later_ones_age(
+        tmp_path: Path, sync: SyncState) -> None:
+    """A new gateway's first boot without NTP journals in 1970 (no earlier event to compare
+    with: a time before 2020 is a clock never set)."""
+    clock = ManualClock(start_ns=10**9)
+    manager = _manager(tmp_path / "alarms.sqlite", clock)
+    _alarm_cycle(manager, clock, "unset-clock")
+    clock.step_wall(1_800_000_000.0)  # NTP
+    sync.synced = True
+    _alarm_cycle(manager, clock, "synchronised")
+    _prune(manager, clock)
+    assert len(manager.events_since(0)) == 6
+    clock.advance(100 * DAY)
+    _alarm_cycle(manager, clock, "later")
+    _prune(manager, clock)
+    assert [e.subject for e in manager.events_since(0)] == ["later"] * 3
     manager.close()
 
 
@@ -153,3 +200,26 @@ def test_a_wall_clock_step_never_makes_a_prune_delete_more(ops: list[Op], step: 
             assert kept_stepped and kept_stepped[-1] == stepped.last_seq
         plain.close()
         stepped.close()
+
+
+def test_a_journal_of_before_the_clock_flag_is_brought_up_to_date(
+        tmp_path: Path, sync: SyncState) -> None:
+    """A journal written by a gateway before `clock_unsynced` existed opens with its events
+    (taken as journalled with a synchronised clock) and prunes by age as before."""
+    import sqlite3
+
+    sync.synced = True
+    path = tmp_path / "alarms.sqlite"
+    clock = ManualClock()
+    manager = _manager(path, clock)
+    _alarm_cycle(manager, clock, "old")
+    manager.close()
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE events DROP COLUMN clock_unsynced")
+    manager = _manager(path, clock)
+    assert [e.subject for e in manager.events_since(0)] == ["old"] * 3
+    clock.advance(100 * DAY)
+    _alarm_cycle(manager, clock, "new")
+    _prune(manager, clock)
+    assert [e.subject for e in manager.events_since(0)] == ["new"] * 3
+    manager.close()
