@@ -170,7 +170,7 @@ class Journal:
             log.error("event=alarm_journal_read_failed error=%r", exc)
             rows = []
         pending = [e for e in self._pending.events if e.seq > seq]
-        events = [event_of(r) for r in rows]
+        events = _readable(rows)
         if pending:
             events = sorted({e.seq: e for e in [*events, *pending]}.values(),
                             key=lambda e: e.seq)[:limit]
@@ -316,3 +316,21 @@ def _last_surely_older(conn: sqlite3.Connection, cutoff: int) -> int | None:
         if ts >= highest and not unsynced:
             highest, last = ts, seq
     return last
+
+
+def _readable(rows: Sequence[Sequence[object]]) -> list[AlarmEvent]:
+    """The events of `rows`, without those this version cannot read (a kind or state a newer
+    version journalled before a downgrade): logged and skipped, never a crash at start-up."""
+    events: list[AlarmEvent] = []
+    unreadable: list[tuple[object, str]] = []
+    for row in rows:
+        try:
+            events.append(event_of(row))
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            unreadable.append((row[0] if row else None, str(exc)[:100]))
+    if unreadable:
+        log.warning("event=alarm_journal_events_unreadable count=%d first_seq=%s reason=%r "
+                    "(journalled by another version: skipped)", len(unreadable),
+                    unreadable[0][0], unreadable[0][1])
+    return events
+

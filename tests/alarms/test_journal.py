@@ -214,3 +214,26 @@ def test_a_commit_that_failed_is_written_by_the_next_flush_or_at_close(
     monkeypatch.setattr(Journal, "_write", real_write)
     again.close()  # no round came: the close writes it
     assert make_manager().active() == [], "back to normal, as journalled at the close"
+
+
+def test_an_event_of_a_kind_this_version_does_not_know_is_skipped_not_a_crash(
+        make_manager: MakeManager, journal_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A journal written by a newer version (an event kind added later), then a rollback to
+    this one: the events it can read are handed on, the other is logged and skipped — the
+    upgrade audit's rollback exited 1 on `ValueError: 'output' is not a valid EventKind` at
+    every start, sending the journalled-but-unsent events."""
+    first = make_manager()
+    first.observe([ev(subject="a"), ev(subject="b")])
+    last = first.last_seq
+    first.close()
+    with sqlite3.connect(journal_path) as db:
+        db.execute("UPDATE events SET kind = 'future_kind', state = 'future_state' "
+                   "WHERE seq = ?", (last - 1,))
+    second = make_manager()
+    with caplog.at_level("WARNING", logger="gateway.alarms.journal"):
+        events = second.events_since(0)
+    assert [e.seq for e in events] == [last]
+    assert [e.subject for e in events] == ["b"]
+    assert "event=alarm_journal_events_unreadable count=1" in caplog.text
+    assert second.get(("env.temp_high", "a")).state is AU  # the alarm itself is restored
