@@ -29,7 +29,10 @@ Checks, each judged from the gateway's own state at the moment of asking:
 - `uplink`: **degraded** when configured and not connected (the gateway works on its own; the
   outbox keeps everything), when its outbox keeps failing to commit or read (the disk full or
   failing: what the writer retries, with the reason; gateway.uplink.writer_faults), or when it
-  carries out unsigned operator commands (`operators.allow_unsigned`, lab only). `not
+  carries out unsigned operator commands (`operators.allow_unsigned`, lab only), or when
+  connected but nothing it published has been confirmed for 2 minutes (four ack timeouts if
+  longer) while entries wait: no RoomWarden ingest behind the broker (`delivery: ingest`), or
+  no subscriber (`puback`). `not
   configured` is ok. An outbox found damaged and replaced by a fresh one
   (gateway.uplink.outbox_recovery) is named in the detail.
 
@@ -348,10 +351,32 @@ class HealthMonitor:
             return CheckResult(status=Level.DEGRADED, detail=f"{_short(failing, 200)}; "
                                f"{'connected' if status.connected else 'disconnected'}; "
                                f"{outbox}")
+        stalled = _unconfirmed(uplink, status.unconfirmed_s, status.awaiting)
+        if status.connected and stalled is not None:
+            return CheckResult(status=Level.DEGRADED, detail=f"connected; {stalled}; {outbox}")
         if status.connected:
             return CheckResult(status=Level.OK, detail=f"connected; {outbox}")
         why = f" ({_short(status.last_error)})" if status.last_error else ""
         return CheckResult(status=Level.DEGRADED, detail=f"disconnected{why}; {outbox}")
+
+
+UNCONFIRMED_AFTER = 120.0
+"""Seconds (at least; four ack timeouts if longer) with nothing confirmed while entries wait
+before the uplink counts as degraded though connected."""
+
+
+def _unconfirmed(uplink: Uplink, seconds: float, awaiting: int) -> str | None:
+    """Why a connected uplink delivers nothing (None: it does): the broker takes the messages
+    but the ingest (`delivery: ingest`) or any subscriber (`puback`) has confirmed none for
+    long — the entries stay in the outbox and are published again until its budget drops
+    them (an upgraded gateway with no RoomWarden ingest behind its broker, the audit saw)."""
+    if seconds < max(UNCONFIRMED_AFTER, 4 * uplink.delivery.ack_timeout):
+        return None
+    if uplink.settings.delivery == "ingest":
+        return (f"the ingest has confirmed nothing for {seconds:.0f} s ({awaiting} waiting): "
+                "is the RoomWarden ingest running and subscribed? (a consumer other than it "
+                "needs uplink.delivery: puback)")
+    return f"no subscriber has taken the telemetry for {seconds:.0f} s ({awaiting} waiting)"
 
 
 def _storage_error(uplink: Uplink) -> str | None:

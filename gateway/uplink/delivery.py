@@ -101,6 +101,9 @@ class DeliveryTracker:
         """Entries published again since start (timeouts and holes)."""
         self.delivered = 0
         """Entries the watermark covered since start."""
+        self._unconfirmed_since: float | None = None
+        """Since when (monotonic) something has waited for the ingest with no watermark
+        progress: the start of the wait, or the last move of the watermark during it."""
 
     @property
     def awaiting(self) -> int:
@@ -119,6 +122,8 @@ class DeliveryTracker:
         elif not (tracked and reason == NO_MATCHING_SUBSCRIBERS and self.mode == "puback"):
             self._forget(sent.outbox_id)
             return True
+        if self._unconfirmed_since is None or not (self._awaiting or self._handed_back):
+            self._unconfirmed_since = now  # a wait begins (none was on)
         self._handed_back.pop(sent.outbox_id, None)
         attempts = self._attempts.get(sent.outbox_id, 0)
         timeout = min(self.max_timeout, self.ack_timeout * 2 ** min(attempts, 16))
@@ -136,6 +141,8 @@ class DeliveryTracker:
         self.highest = max(self.highest, highest)
         if upto > self.covered:
             self.covered = upto
+            if self._unconfirmed_since is not None:
+                self._unconfirmed_since = now
         resend: list[int] = []
         young: list[tuple[int, float, int]] = []
         heap = self._by_dseq
@@ -162,6 +169,17 @@ class DeliveryTracker:
         for item in young:
             heapq.heappush(heap, item)
         return self._resend(resend)
+
+    def unconfirmed_for(self) -> float:
+        """Seconds the ingest has confirmed nothing while entries wait for it (0: none wait,
+        or its watermark moved since they began to): long, the ingest is down, not
+        subscribed, or not the RoomWarden ingest (`delivery: ingest` needs it)."""
+        if not self._awaiting and not self._handed_back:
+            self._unconfirmed_since = None
+            return 0.0
+        if self._unconfirmed_since is None:
+            return 0.0
+        return max(0.0, self.clock.monotonic() - self._unconfirmed_since)
 
     def due(self) -> list[int]:
         """Outbox ids whose wait is over: publish them again."""

@@ -378,7 +378,8 @@ class Uplink:
             commands_received=c["received"], commands_bad=c["bad"],
             commands_duplicate=c["duplicate"], commands_refused=c["refused"],
             config_sets=c["config"], delivery=self.settings.delivery, awaiting=d.awaiting,
-            covered=d.covered, delivered=d.delivered, resent=d.resent)
+            covered=d.covered, delivered=d.delivered, resent=d.resent,
+            unconfirmed_s=d.unconfirmed_for())
 
     async def close(self) -> None:
         """Stop cleanly: retained `offline` state (waits briefly for its PUBACK), DISCONNECT,

@@ -19,9 +19,10 @@ from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.daemon import Gateway
 from gateway.sim.site import SimulatedSite
 from gateway.uplink.settings import UplinkSettings
-from tests.fixtures.services import Broker, broker, free_port
+from tests.fixtures.services import Broker, broker, free_port, victoria
 
-__all__ = ["SITE", "Broker", "Live", "Scrape", "broker", "free_port", "live", "stop", "until"]
+__all__ = ["SITE", "Broker", "Live", "Scrape", "broker", "free_port", "live", "stop", "until",
+           "victoria"]
 
 SITE = Path(__file__).resolve().parent / "site.yaml"
 
@@ -89,18 +90,19 @@ class Live:
                    for h in loop.stats.device_health.values())
 
 
-def with_uplink(loaded: LoadedConfig, port: int) -> LoadedConfig:
+def with_uplink(loaded: LoadedConfig, port: int, **extra: object) -> LoadedConfig:
     uplink = UplinkSettings.model_validate(
         {"broker": "127.0.0.1", "port": port, "protocol": "5", "reconnect_min": 0.2,
-         "reconnect_max": 1.0})
+         "reconnect_max": 1.0, **extra})
     return dataclasses.replace(loaded, config=loaded.config.model_copy(update={"uplink": uplink}))
 
 
-async def start_live(tmp_path: Path, uplink_port: int | None = None) -> AsyncIterator[Live]:
+async def start_live(tmp_path: Path, uplink_port: int | None = None,
+                     **uplink: object) -> AsyncIterator[Live]:
     async with SimulatedSite(load_gateway_config(SITE)) as site:
         loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
         if uplink_port is not None:
-            loaded = with_uplink(loaded, uplink_port)
+            loaded = with_uplink(loaded, uplink_port, **uplink)
         gateway = Gateway(loaded, state_dir=tmp_path / "state", panel_port=0)
         task = asyncio.create_task(gateway.run())
         try:

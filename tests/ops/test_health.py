@@ -14,12 +14,16 @@ from gateway.alarms.lifecycle import AlarmState
 from gateway.clock import ManualClock
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
+from gateway.ingest.service import IngestService
+from gateway.ops import health
 from gateway.ops.health import HealthMonitor, Level, monitor_for
 from gateway.rules import conditions
 from gateway.rules.faults import EVALUATION_FAILED_RULE
 from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.site import SimulatedSite
-from tests.ops.conftest import SITE, Live, stop, until
+from tests.fixtures.services import Broker, Victoria
+from tests.ingest.test_service import make_settings
+from tests.ops.conftest import SITE, Live, start_live, stop, until
 
 
 async def _status(live: Live) -> str:
@@ -249,4 +253,38 @@ def test_a_clock_that_was_never_set_is_degraded() -> None:
     assert unset.status is Level.DEGRADED and "1970-01-02" in unset.detail
     assert "not set" in unset.detail and "check NTP" in unset.detail
     assert check_clock(SET_FLOOR_NS).status is Level.OK
+
+
+async def test_a_connected_uplink_that_no_ingest_confirms_is_degraded(
+        tmp_path: Path, broker: Broker, victoria: Victoria,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upgrade audit: a gateway in `delivery: ingest` (the default) behind a broker with
+    no RoomWarden ingest publishes, the broker acknowledges, nothing is ever confirmed — the
+    outbox only grows — and /healthz said `uplink: ok`. Now degraded, naming why, until an
+    ingest confirms (the two minutes shortened here)."""
+    monkeypatch.setattr(health, "UNCONFIRMED_AFTER", 1.0)
+    running = start_live(tmp_path, uplink_port=broker.port, ack_timeout="0.2s")
+    live = await anext(running)
+    try:
+        async def uplink_check() -> dict[str, str]:
+            return dict((await live.healthz())[1]["checks"]["uplink"])
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while (check := await uplink_check())["status"] != "degraded":
+            assert asyncio.get_running_loop().time() < deadline, check
+            await asyncio.sleep(0.2)
+        assert check["detail"].startswith("connected; the ingest has confirmed nothing for")
+        assert "is the RoomWarden ingest running and subscribed?" in check["detail"]
+        ingest = IngestService(make_settings(tmp_path, broker, victoria))
+        ingest.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 20
+            while (check := await uplink_check())["status"] != "ok":
+                assert asyncio.get_running_loop().time() < deadline, check
+                await asyncio.sleep(0.2)
+            assert check["detail"].startswith("connected; outbox")
+        finally:
+            ingest.stop()
+    finally:
+        await running.aclose()
 

@@ -66,6 +66,37 @@ def test_timeouts_resend_and_back_off() -> None:
     assert tracker.next_due() == clock.monotonic() + 25
 
 
+def test_how_long_nothing_was_confirmed_while_entries_wait() -> None:
+    clock = ManualClock()
+    tracker = DeliveryTracker(clock, mode="ingest", ack_timeout=10)
+    assert tracker.unconfirmed_for() == 0.0
+    tracker.on_puback(sent(1, 1), 0)
+    clock.advance(7)
+    tracker.on_puback(sent(2, 2), 0)
+    clock.advance(5)
+    assert tracker.unconfirmed_for() == 12.0  # since the first began to wait
+    tracker.due()  # handed back for re-sending: still unconfirmed
+    assert tracker.unconfirmed_for() == 12.0
+    tracker.on_puback(sent(1, 1), 0)
+    tracker.on_ack(1, 1)  # the watermark moves: counted from here
+    clock.advance(3)
+    assert tracker.unconfirmed_for() == 3.0
+    tracker.on_ack(1, 1)  # the same watermark again is no progress
+    clock.advance(1)
+    assert tracker.unconfirmed_for() == 4.0
+    tracker.on_puback(sent(2, 2), 0)
+    tracker.on_ack(2, 2)  # everything confirmed
+    assert tracker.awaiting == 0
+    clock.advance(50)
+    tracker.on_puback(sent(3, 3), 0)  # a new wait starts now, not at the old one
+    clock.advance(2)
+    assert tracker.unconfirmed_for() == 2.0
+    tracker.due()
+    clock.advance(20)
+    tracker.on_puback(sent(3, 3), 0)  # published again and acknowledged by the broker only
+    assert tracker.unconfirmed_for() == 22.0
+
+
 def test_a_hole_below_what_the_ingest_stored_is_sent_again_at_once() -> None:
     clock = ManualClock()
     tracker = DeliveryTracker(clock, mode="ingest", ack_timeout=30, gap_grace=2)
