@@ -73,6 +73,24 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def narrow_tree(root: Path) -> int:
+    """Directories under `root` (itself included) to 0700 and files to 0600 where wider and
+    ours — what an older version wrote with the umask's modes (configs with password hashes
+    were 0644); symlinks are not followed. Returns how many were narrowed."""
+    narrowed = 0
+    for top, _dirs, files in os.walk(root, followlinks=False):
+        for path, mode in [(top, PRIVATE_DIR),
+                           *((os.path.join(top, f), PRIVATE_FILE) for f in files)]:
+            with contextlib.suppress(OSError):
+                info = os.lstat(path)
+                if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+                    continue
+                if stat.S_IMODE(info.st_mode) & ~mode:
+                    os.chmod(path, mode)
+                    narrowed += 1
+    return narrowed
+
+
 def _narrow(fd: int, mode: int) -> None:
     """Give the open file `mode` if it has any bit beyond it (and is ours to change)."""
     info = os.fstat(fd)

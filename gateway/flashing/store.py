@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import time
 from dataclasses import replace
@@ -58,10 +59,12 @@ from gateway.flashing.meta import (
 )
 from gateway.flashing.seen import SEEN_DIGESTS, SEEN_FORCED, Seen
 from gateway.flashing.store_files import listdir, remove_tree, write_generation
-from gateway.storage import atomic_write, private_dir
+from gateway.storage import atomic_write, narrow_tree, private_dir
 
 __all__ = ["SEEN_DIGESTS", "SEEN_FORCED", "BootChoice", "ConfigMeta", "ConfigStore", "Source",
            "StoreError", "sha256_text", "storage_problem"]
+
+log = logging.getLogger("roomwarden.flashing")
 
 
 class ConfigStore:
@@ -72,6 +75,8 @@ class ConfigStore:
         self.root = root
         self.configs = root / "configs"
         private_dir(self.configs)
+        if narrow_tree(root):  # written by an older version with the umask's modes
+            log.info("event=config_store_narrowed dir=%s (files 0600, directories 0700)", root)
         self._state_path = root / "state.json"
         self._seen_path = root / "seen.json"
 

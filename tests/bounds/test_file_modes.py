@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.flashing.envelope import sign_config
 from gateway.flashing.keys import load_private_key, new_key_pair, public_key_line, public_of
+from gateway.flashing.store import ConfigStore
 from gateway.ingest.catalogs import CatalogStore
 from gateway.ingest.deadletter import DeadLetterLog
 from gateway.ingest.dedup import SeenStore
@@ -96,6 +97,21 @@ def test_a_database_left_world_readable_by_an_older_version_is_narrowed(
         conn = open_sqlite(path, synchronous="FULL")
         conn.execute("CREATE TABLE t (x)")
         conn.close()
+    assert loose(tmp_path) == []
+
+
+def test_a_config_store_left_readable_by_an_older_version_is_narrowed(tmp_path: Path) -> None:
+    """The upgrade audit: an older version's flashed configs (with the panel users' password
+    hashes) were 0644 in 0755 directories, and stayed so after an upgrade."""
+    root = tmp_path / "config"
+    store = ConfigStore(root)
+    store.keep_installed("site: a\n")
+    (root / "stray.txt").write_text("x")
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert loose(tmp_path)
+    ConfigStore(root)
     assert loose(tmp_path) == []
 
 
