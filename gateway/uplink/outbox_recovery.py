@@ -51,7 +51,7 @@ def is_corrupt(exc: BaseException | None) -> bool:
         if exc is None:
             return False
         if isinstance(exc, KeyError | ValueError | TypeError):
-            return True  # the rows: a kind this version does not know, a counter not a number
+            return True  # the rows: a counter not a number (unknown kinds are dropped first)
         if isinstance(exc, sqlite3.Error):
             name = str(getattr(exc, "sqlite_errorname", None) or "")
             return name.startswith(_CORRUPT_NAMES) or any(t in str(exc) for t in _CORRUPT_TEXT)
@@ -75,6 +75,7 @@ class Opened:
 def _load(path: str, synchronous: str) -> Opened:
     db = table.open_table(Path(path), synchronous)  # (Path(":memory:") is still that)
     try:
+        table.drop_unknown_kinds(db, Path(path))
         counters = table.read_counters(db)
         count, size = table.read_totals(db)
         last_id = table.max_id(db)

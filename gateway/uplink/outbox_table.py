@@ -7,6 +7,7 @@ here holds state of its own.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from pathlib import Path
 from gateway.contract.wire import MessageKind
 from gateway.storage import open_sqlite
 from gateway.uplink.budget import KIND_OF
+
+log = logging.getLogger("roomwarden.uplink")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -90,6 +93,17 @@ def open_table(path: Path, synchronous: str) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
     return db
+
+
+def drop_unknown_kinds(db: sqlite3.Connection, path: Path) -> None:
+    """Delete the messages of a kind this version does not know (written by a newer one before
+    a downgrade: it could not publish them), logged — not a reason to move the whole outbox
+    aside with everything else it holds."""
+    unknown = f"FROM messages WHERE kind NOT IN ({', '.join(str(k) for k in sorted(KIND_OF))})"
+    if db.execute(f"SELECT EXISTS (SELECT 1 {unknown})").fetchone()[0]:  # reads first
+        dropped = db.execute(f"DELETE {unknown}").rowcount
+        log.warning("event=outbox_unknown_kinds_dropped path=%s messages=%d (written by "
+                    "another version)", path, dropped)
 
 
 def read_counters(db: sqlite3.Connection) -> dict[str, int]:

@@ -96,6 +96,26 @@ def test_a_damaged_outbox_is_moved_aside_and_a_fresh_one_started(
     again.close()
 
 
+def test_messages_of_a_kind_this_version_does_not_know_go_alone(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Rows a newer version wrote (a kind added later), then a downgrade: those rows are
+    dropped and logged; the rest of the outbox stays (the upgrade audit: the whole outbox was
+    moved aside as damaged, everything queued lost)."""
+    path = tmp_path / "uplink" / "outbox.sqlite"
+    stream = filled(path, n=10)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE messages SET kind = 99 WHERE id IN (SELECT id FROM messages "
+                   "ORDER BY id LIMIT 3)")
+    caplog.set_level(logging.WARNING, "roomwarden.uplink")
+    ob = Outbox(path, clock=ManualClock())
+    try:
+        assert aside(path) == [] and ob.recoveries == 0 and ob.stream == stream
+        assert ob.depth() == 8  # 7 telemetry batches and the alarm event
+        assert "event=outbox_unknown_kinds_dropped" in caplog.text and "messages=3" in caplog.text
+    finally:
+        ob.close()
+
+
 def test_an_outbox_that_cannot_be_opened_for_another_reason_is_not_moved(tmp_path: Path
                                                                          ) -> None:
     """Only damage moves a file aside: a path SQLite cannot open at all is still an error."""
