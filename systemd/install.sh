@@ -1,24 +1,41 @@
 #!/bin/sh
-# Install RoomWarden as a systemd service on Debian 12 / Raspberry Pi OS (bookworm). Run as root
-# from a checkout of the repository:
+# Install or upgrade RoomWarden as a systemd service on Debian 12 / Raspberry Pi OS (bookworm).
+# Run as root from a checkout of the repository (again after `git pull` to upgrade):
 #
-#   sudo systemd/install.sh [--start] [--ingest] [--dry-run] [--root DIR]
+#   sudo systemd/install.sh [--start] [--ingest] [--force] [--dry-run] [--root DIR]
 #
-# What it does (each step only if not done yet, so it can be run again after `git pull`):
+# An upgrade is staged beside the installed version, checked, and only then switched to, so a
+# version that refuses this site's config never replaces the one that runs it:
 #   1. apt-get install python3 python3-venv (when missing);
 #   2. a system user `roomwarden` (no login shell, home /var/lib/roomwarden) in group dialout;
-#   3. a virtualenv in /opt/roomwarden/venv with this checkout pip-installed into it;
-#   4. device profiles and rule packs in /usr/share/roomwarden/{profiles,rules};
-#   5. /etc/roomwarden (root:roomwarden 0750) with the example gateway config if there is none
+#   3. stage: a new virtualenv /opt/roomwarden/venv.new (made afresh each run; pip itself is
+#      not upgraded) with this checkout pip-installed into it, and the device profiles and rule
+#      packs as /usr/share/roomwarden/{profiles,rules}.new. A file in the installed profiles/
+#      that this checkout does not ship (a site's own profile) is carried over, with a warning:
+#      a site's profiles belong in /etc/roomwarden/profiles (`profiles_dir: profiles`);
+#   4. check: the NEW version runs `roomwarden check` (as roomwarden) on every config the
+#      gateway may boot - /etc/roomwarden/gateway.yaml and the flashed active config
+#      /var/lib/roomwarden/config/active/config.yaml - with the staged profiles and rule packs
+#      (ROOMWARDEN_PROFILES, ROOMWARDEN_RULES). If one fails, the staged copies are removed and
+#      the script exits 1: the installed version, its files and the running service are left as
+#      they were. --force switches anyway (the gateway will then not start until it is fixed);
+#   5. switch: venv -> venv.previous, venv.new -> venv, and the same for profiles and rules (one
+#      .previous of each is kept for a manual rollback; the final message says how);
+#   6. /etc/roomwarden (root:roomwarden 0750) with the example gateway config if there is none
 #      (gateway.yaml, root:roomwarden 0640 - an existing one is never overwritten);
-#   6. /etc/modules-load.d/roomwarden.conf: the USB serial drivers load at boot, so the unit's
+#   7. /etc/modules-load.d/roomwarden.conf: the USB serial drivers load at boot, so the unit's
 #      DeviceAllow=char-ttyUSB / char-ttyACM find their device numbers when it starts;
-#   7. the units in /etc/systemd/system, daemon-reload, enable roomwarden.service (and
-#      roomwarden-ingest.service with --ingest); started only with --start.
+#   8. the units in /etc/systemd/system, daemon-reload, enable roomwarden.service (and
+#      roomwarden-ingest.service with --ingest); a running service is restarted on the new
+#      version (systemctl try-restart: old code never runs with the new rule packs); nothing is
+#      started unless --start is given.
 #
 # --dry-run prints every action and changes nothing. --root DIR (or DESTDIR=DIR) puts every
 # file under DIR and only prints the commands that act on the running system (apt-get,
-# useradd, venv/pip, systemctl): for building an image, and for the tests.
+# useradd, venv/pip, systemctl): for building an image, and for the tests. --root cannot make
+# the virtualenv, so its check needs CHECK_PYTHON: a Python with RoomWarden's dependencies
+# (e.g. a development venv's), run as `$CHECK_PYTHON -m gateway check` with PYTHONPATH=<this
+# checkout>; without it the check is skipped (said in the output).
 set -eu
 
 PREFIX_OPT=/opt/roomwarden
@@ -30,15 +47,17 @@ UNIT_DIR=/etc/systemd/system
 MODULES_LOAD=/etc/modules-load.d/roomwarden.conf
 USER_NAME=roomwarden
 HOME_DIR=/var/lib/roomwarden
+FLASHED=$HOME_DIR/config/active/config.yaml
 SOURCE=$(cd "$(dirname "$0")/.." && pwd)
 
 DRY_RUN=0
 START=0
 INGEST=0
+FORCE=0
 ROOT=${DESTDIR:-}
 
 usage() {
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"
 }
 
 while [ $# -gt 0 ]; do
@@ -46,6 +65,7 @@ while [ $# -gt 0 ]; do
         --dry-run) DRY_RUN=1 ;;
         --start) START=1 ;;
         --ingest) INGEST=1 ;;
+        --force) FORCE=1 ;;
         --root) [ $# -ge 2 ] || { echo "--root needs a directory" >&2; exit 2; }
                 ROOT=$2; shift ;;
         --root=*) ROOT=${1#--root=} ;;
@@ -87,13 +107,18 @@ owner() {
     fi
 }
 
+# venv_cmd CMD...: a command on the virtualenvs, which exist only on the running system
+venv_cmd() {
+    run "$@"
+}
+
 if [ "$DRY_RUN" = 0 ] && [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
     echo "install.sh must run as root (or with --dry-run / --root DIR)" >&2
     exit 1
 fi
 for f in pyproject.toml systemd/roomwarden.service systemd/roomwarden-ingest.service \
-         firmware_configs/telecom_equipment_room.yaml; do
-    [ -f "$SOURCE/$f" ] || { echo "not a RoomWarden checkout: $SOURCE ($f missing)" >&2; exit 1; }
+         firmware_configs/telecom_equipment_room.yaml hardware/profiles edge_rules; do
+    [ -e "$SOURCE/$f" ] || { echo "not a RoomWarden checkout: $SOURCE ($f missing)" >&2; exit 1; }
 done
 echo "RoomWarden install from $SOURCE${ROOT:+ into $ROOT}$( [ "$DRY_RUN" = 1 ] && echo ' (dry run)')"
 
@@ -116,28 +141,182 @@ else
         --no-create-home --shell /usr/sbin/nologin --comment "RoomWarden gateway" "$USER_NAME"
 fi
 
-# 3. the virtualenv and the package
-if [ -x "$ROOT$VENV/bin/python" ]; then
-    echo "keeping the virtualenv $VENV"
-else
-    run python3 -m venv "$VENV"
-fi
-run "$VENV/bin/pip" install --quiet --upgrade pip
-run "$VENV/bin/pip" install --quiet --upgrade "$SOURCE"
+# 3. stage the new version beside the installed one
+unstage() {
+    venv_cmd rm -rf "$VENV.new"
+    fs rm -rf "$ROOT$SHARE/profiles.new" "$ROOT$SHARE/rules.new"
+}
+CHECK_COPY=""
+cleanup_check_copy() {
+    if [ -n "$CHECK_COPY" ]; then
+        rm -f "$CHECK_COPY"
+        CHECK_COPY=""
+    fi
+}
+trap cleanup_check_copy EXIT
+trap 'cleanup_check_copy; exit 130' INT TERM
 
-# 4. profiles, rule packs (the package looks there when it is not a checkout) and the README
-fs mkdir -p "$ROOT$SHARE" "$ROOT$DOC"
-fs install -m 0644 "$SOURCE/README.md" "$ROOT$DOC/README.md"
+venv_cmd rm -rf "$VENV.new"
+venv_cmd python3 -m venv "$VENV.new"
+if ! venv_cmd "$VENV.new/bin/pip" install --quiet --disable-pip-version-check "$SOURCE"
+then
+    unstage
+    echo "pip could not install $SOURCE into $VENV.new (offline? its dependencies come from" \
+         "the package index): nothing was switched, the installed version is unchanged" >&2
+    exit 1
+fi
+
+fs mkdir -p "$ROOT$SHARE"
 for pair in "hardware/profiles:profiles" "edge_rules:rules"; do
-    src=$SOURCE/${pair%%:*}
     dst=$ROOT$SHARE/${pair##*:}
     fs rm -rf "$dst.new"
-    fs cp -R "$src" "$dst.new"
-    fs rm -rf "$dst"
-    fs mv "$dst.new" "$dst"
+    fs cp -R "$SOURCE/${pair%%:*}" "$dst.new"
 done
+# a site's own profiles in the installed profiles/ (not shipped by this checkout) go along
+carried=""
+if [ -d "$ROOT$SHARE/profiles" ]; then
+    for f in "$ROOT$SHARE/profiles"/* "$ROOT$SHARE/profiles"/.[!.]*; do
+        [ -e "$f" ] || [ -L "$f" ] || continue
+        name=$(basename "$f")
+        [ -e "$SOURCE/hardware/profiles/$name" ] && continue
+        fs cp -pR "$f" "$ROOT$SHARE/profiles.new/$name"
+        carried="$carried $name"
+    done
+fi
+if [ -n "$carried" ]; then
+    echo "WARNING: $SHARE/profiles holds files this version does not ship:$carried" >&2
+    echo "  they are carried over into the new $SHARE/profiles; move them to" \
+         "$ETC/profiles and set \`profiles_dir: profiles\` in $ETC/gateway.yaml:" \
+         "$SHARE/profiles is the shipped library, replaced by every upgrade" >&2
+fi
 
-# 5. configuration
+# 4. the new version checks every config the gateway may boot, with the staged files
+if [ -z "$ROOT" ]; then
+    CHECK_MODE=venv
+    if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null 2>&1 \
+            && getent passwd "$USER_NAME" >/dev/null 2>&1; then
+        AS_USER="runuser -u $USER_NAME --"
+    else
+        AS_USER=""
+    fi
+elif [ -n "${CHECK_PYTHON:-}" ]; then
+    CHECK_MODE=python
+    AS_USER=""
+else
+    CHECK_MODE=skip
+    AS_USER=""
+fi
+
+# check_one FILE: `roomwarden check FILE` by the new version; prints what it says. A config
+# outside $ETC (the flashed one) is checked as a copy in $ETC, as the gateway reads it: its
+# relative paths (profiles_dir, secrets) are from $ETC.
+check_one() {
+    file=$1
+    target=$file
+    if [ "$(dirname "$file")" != "$ROOT$ETC" ] && [ -d "$ROOT$ETC" ] && [ "$DRY_RUN" = 0 ]; then
+        CHECK_COPY=$ROOT$ETC/.install-check-$$.yaml
+        cp "$file" "$CHECK_COPY"
+        chmod 0640 "$CHECK_COPY"
+        [ -n "$ROOT" ] || chown "root:$USER_NAME" "$CHECK_COPY"
+        target=$CHECK_COPY
+        echo "  (as a copy in $ETC, where the gateway resolves the paths in it)"
+    fi
+    # shellcheck disable=SC2086  # AS_USER is empty or `runuser -u roomwarden --`
+    if [ "$CHECK_MODE" = venv ]; then
+        set -- $AS_USER env ROOMWARDEN_PROFILES="$SHARE/profiles.new" \
+            ROOMWARDEN_RULES="$SHARE/rules.new" "$VENV.new/bin/roomwarden" check "$target"
+    else
+        set -- env PYTHONPATH="$SOURCE" PYTHONSAFEPATH=1 \
+            ROOMWARDEN_PROFILES="$ROOT$SHARE/profiles.new" ROOMWARDEN_RULES="$ROOT$SHARE/rules.new" \
+            "$CHECK_PYTHON" -m gateway check "$target"
+    fi
+    if [ "$DRY_RUN" = 1 ]; then
+        echo "would run: $*"
+        return 0
+    fi
+    echo "+ $*"
+    # from / (the roomwarden user may not enter this checkout); its paths are absolute there
+    if [ "$CHECK_MODE" = venv ]; then
+        if said=$(cd / && "$@" 2>&1); then status=0; else status=$?; fi
+    elif said=$("$@" 2>&1); then status=0; else status=$?; fi
+    if [ "$target" != "$file" ]; then
+        cleanup_check_copy
+        pattern=$(printf '%s\n' "$target" | sed 's/[].[\*^$|]/\\&/g')
+        replacement=$(printf '%s\n' "$file" | sed 's/[\\|&]/\\&/g')
+        said=$(printf '%s\n' "$said" | sed "s|$pattern|$replacement|g")
+    fi
+    printf '%s\n' "$said" | sed 's/^/    /'
+    return "$status"
+}
+
+failed=""
+checked=0
+for file in "$ROOT$ETC/gateway.yaml" "$ROOT$FLASHED"; do
+    [ -e "$file" ] || continue
+    checked=$((checked + 1))
+    if [ "$CHECK_MODE" = skip ]; then
+        echo "config check SKIPPED for $file: --root cannot run the new virtualenv (set" \
+             "CHECK_PYTHON to a Python with RoomWarden's dependencies to check it)"
+        continue
+    fi
+    echo "checking $file with the new version:"
+    check_one "$file" || failed="$failed $file"
+done
+if [ "$checked" = 0 ]; then
+    echo "no config to check yet ($ETC/gateway.yaml will be the example config)"
+fi
+if [ -n "$failed" ]; then
+    echo >&2
+    echo "The new version refuses the config(s):$failed" >&2
+    echo "(the errors are above): it would not boot them after this upgrade." >&2
+    if [ "$FORCE" = 1 ]; then
+        echo "WARNING: --force: switching to the new version ANYWAY. The gateway will not" \
+             "start (no polling, no alarms, no outputs) until the config is fixed." >&2
+    else
+        unstage
+        echo "Nothing was switched: the installed version, its files and the running service" \
+             "are unchanged." >&2
+        echo "Fix: correct each config above so that this version accepts it (edit" \
+             "$ETC/gateway.yaml; apply or flash a corrected config for the flashed one, from" \
+             "the running version), then run install.sh again. --force switches anyway." >&2
+        exit 1
+    fi
+fi
+
+# 5. switch: installed -> .previous, staged -> installed
+# switch ACT DIR: DIR -> DIR.previous (the older one removed), DIR.new -> DIR; ACT does it
+had_previous=0
+switch() {
+    act=$1 dir=$2
+    if [ -e "$dir" ] || [ -L "$dir" ] || { [ -n "$ROOT" ] && [ "$act" = venv_cmd ]; }; then
+        [ "$act" = venv_cmd ] || had_previous=1
+        "$act" rm -rf "$dir.previous"
+        "$act" mv "$dir" "$dir.previous"
+    fi
+    "$act" mv "$dir.new" "$dir"
+}
+# the new venv's scripts name venv.new in their #! lines (and activate, pyvenv.cfg): make them
+# name the place it is moved to (ExecStart runs $VENV/bin/roomwarden)
+if [ "$DRY_RUN" = 1 ] || [ -n "$ROOT" ]; then
+    echo "would run: sed -i 's|$VENV.new|$VENV|g' on the scripts in $VENV.new/bin and its" \
+         "pyvenv.cfg"
+else
+    echo "+ sed -i 's|$VENV.new|$VENV|g' on the scripts in $VENV.new/bin and its pyvenv.cfg"
+    venv_new_re=$(printf '%s\n' "$VENV.new" | sed 's/[].[\*^$|]/\\&/g')
+    for f in "$VENV.new"/bin/* "$VENV.new/pyvenv.cfg"; do
+        if [ -f "$f" ] && [ ! -L "$f" ] && grep -qF "$VENV.new" "$f"; then
+            sed -i "s|$venv_new_re|$VENV|g" "$f"
+        fi
+    done
+fi
+switch venv_cmd "$VENV"
+for d in profiles rules; do
+    switch fs "$ROOT$SHARE/$d"
+done
+fs mkdir -p "$ROOT$DOC"
+fs install -m 0644 "$SOURCE/README.md" "$ROOT$DOC/README.md"
+
+# 6. configuration
 fs install -d -m 0750 "$ROOT$ETC"
 owner root:$USER_NAME "$ROOT$ETC"
 if [ -e "$ROOT$ETC/gateway.yaml" ]; then
@@ -147,7 +326,7 @@ else
     owner root:$USER_NAME "$ROOT$ETC/gateway.yaml"
 fi
 
-# 6. serial drivers at boot
+# 7. serial drivers at boot
 fs mkdir -p "$ROOT$(dirname "$MODULES_LOAD")"
 if [ "$DRY_RUN" = 1 ]; then
     echo "would write: $ROOT$MODULES_LOAD (usbserial, cdc_acm)"
@@ -161,7 +340,7 @@ cdc_acm
 EOF
 fi
 
-# 7. units
+# 8. units; the running service restarted on the new version
 fs mkdir -p "$ROOT$UNIT_DIR"
 for unit in roomwarden.service roomwarden-ingest.service; do
     fs install -m 0644 "$SOURCE/systemd/$unit" "$ROOT$UNIT_DIR/$unit"
@@ -171,16 +350,47 @@ run systemctl enable roomwarden.service
 if [ "$INGEST" = 1 ]; then
     run systemctl enable roomwarden-ingest.service
 fi
+restarted=""
 if [ "$START" = 1 ]; then
     run systemctl restart roomwarden.service
     if [ "$INGEST" = 1 ]; then
         run systemctl restart roomwarden-ingest.service
     fi
+else
+    echo "a running service is restarted on the new version (try-restart; a stopped one stays" \
+         "stopped): the old version must not run on with the new rule packs and files"
+    for unit in roomwarden.service roomwarden-ingest.service; do
+        if [ "$DRY_RUN" = 0 ] && [ -z "$ROOT" ] && systemctl is-active --quiet "$unit"; then
+            echo "$unit runs the previous version: restarting it"
+            restarted="$restarted $unit"
+        fi
+        run systemctl try-restart "$unit"
+    done
 fi
 
+if [ "$START" = 1 ]; then
+    running="(re)started on the new version"
+elif [ -n "$restarted" ]; then
+    running="restarted on the new version:$restarted"
+else
+    running="not started by this script (--start starts it)"
+fi
 cat <<EOF
 
-Done. Next steps:
+Done. Services $running.
+EOF
+if [ "$had_previous" = 1 ]; then
+    cat <<EOF
+The version this replaced is kept as $VENV.previous and $SHARE/{profiles,rules}.previous
+(the next upgrade replaces them). To go back to it:
+  sudo systemctl stop roomwarden
+  for d in $VENV $SHARE/profiles $SHARE/rules; do
+      sudo rm -rf "\$d.bad"; sudo mv "\$d" "\$d.bad" && sudo mv "\$d.previous" "\$d"; done
+  sudo systemctl start roomwarden
+EOF
+fi
+cat <<EOF
+Next steps:
   1. edit $ETC/gateway.yaml for this site (serial ports, devices, panel.bind), then check it:
        sudo -u $USER_NAME $VENV/bin/roomwarden check $ETC/gateway.yaml
   2. start it:            sudo systemctl start roomwarden

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -45,7 +46,12 @@ from gateway.rules.section import (
 
 
 def default_rules_dir() -> Path:
-    """`edge_rules/` of the repository, or /usr/share/roomwarden/rules on a gateway."""
+    """`$ROOMWARDEN_RULES` if set (systemd/install.sh checks a site's configs against the rule
+    packs it is about to install), else `edge_rules/` of the repository, or
+    /usr/share/roomwarden/rules on a gateway."""
+    env = os.environ.get("ROOMWARDEN_RULES")
+    if env:
+        return Path(env)
     in_repo = Path(__file__).resolve().parents[2] / "edge_rules"
     if in_repo.is_dir():
         return in_repo
