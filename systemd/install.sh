@@ -25,8 +25,10 @@
 #      (gateway.yaml, root:roomwarden 0640 - an existing one is never overwritten);
 #   7. /etc/modules-load.d/roomwarden.conf: the USB serial drivers load at boot, so the unit's
 #      DeviceAllow=char-ttyUSB / char-ttyACM find their device numbers when it starts;
-#   8. the units in /etc/systemd/system, daemon-reload, enable roomwarden.service (and
-#      roomwarden-ingest.service with --ingest); a running service is restarted on the new
+#   8. the units in /etc/systemd/system, daemon-reload, enable roomwarden.service (not while
+#      gateway.yaml is the example just installed, unless --start: it would poll and switch
+#      outputs at the example's addresses at the next boot) and roomwarden-ingest.service with
+#      --ingest; a running service is restarted on the new
 #      version (systemctl try-restart: old code never runs with the new rule packs); nothing is
 #      started unless --start is given.
 #
@@ -319,11 +321,13 @@ fs install -m 0644 "$SOURCE/README.md" "$ROOT$DOC/README.md"
 # 6. configuration
 fs install -d -m 0750 "$ROOT$ETC"
 owner root:$USER_NAME "$ROOT$ETC"
+EXAMPLE_CONFIG=0
 if [ -e "$ROOT$ETC/gateway.yaml" ]; then
     echo "keeping $ROOT$ETC/gateway.yaml"
 else
     fs install -m 0640 "$SOURCE/firmware_configs/telecom_equipment_room.yaml" "$ROOT$ETC/gateway.yaml"
     owner root:$USER_NAME "$ROOT$ETC/gateway.yaml"
+    EXAMPLE_CONFIG=1
 fi
 
 # 7. serial drivers at boot
@@ -346,7 +350,14 @@ for unit in roomwarden.service roomwarden-ingest.service; do
     fs install -m 0644 "$SOURCE/systemd/$unit" "$ROOT$UNIT_DIR/$unit"
 done
 run systemctl daemon-reload
-run systemctl enable roomwarden.service
+if [ "$EXAMPLE_CONFIG" = 1 ] && [ "$START" = 0 ]; then
+    # the example config polls /dev/ttyUSB0 and switches outputs at its addresses: a gateway
+    # must not start on it at the next boot before someone made it this site's
+    echo "roomwarden.service NOT enabled: $ETC/gateway.yaml is the example config; edit and" \
+         "check it, then: sudo systemctl enable --now roomwarden"
+else
+    run systemctl enable roomwarden.service
+fi
 if [ "$INGEST" = 1 ]; then
     run systemctl enable roomwarden-ingest.service
 fi
@@ -393,7 +404,7 @@ cat <<EOF
 Next steps:
   1. edit $ETC/gateway.yaml for this site (serial ports, devices, panel.bind), then check it:
        sudo -u $USER_NAME $VENV/bin/roomwarden check $ETC/gateway.yaml
-  2. start it:            sudo systemctl start roomwarden
+  2. start it, and at every boot:  sudo systemctl enable --now roomwarden
   3. watch it:            systemctl status roomwarden; journalctl -u roomwarden -f
   Central side: put central.yaml in $ETC, run this script with --ingest, then
                           sudo systemctl start roomwarden-ingest

@@ -50,14 +50,18 @@ def test_a_dry_run_shows_every_step_and_changes_nothing(tmp_path: Path) -> None:
         "/etc/modules-load.d/roomwarden.conf",
         "install -m 0644 " + str(REPO / "systemd/roomwarden.service") +
         " /etc/systemd/system/roomwarden.service",
-        "systemctl daemon-reload", "systemctl enable roomwarden.service",
+        "systemctl daemon-reload",
+        "roomwarden.service NOT enabled: /etc/roomwarden/gateway.yaml is the example config",
+        "then: sudo systemctl enable --now roomwarden",
         "would run: systemctl try-restart roomwarden.service",
     ]:
         assert step in out, (step, out)
     assert "systemctl restart" not in out and "roomwarden-ingest.service\n" not in out.split(
         "install -m 0644")[0]
     assert "install --quiet --upgrade pip" not in out  # no network needed for pip itself
+    assert "systemctl enable roomwarden.service" not in out  # not on the example config
     started = install("--dry-run", "--start", "--ingest").stdout
+    assert "would run: systemctl enable roomwarden.service" in started  # asked to start it
     assert "would run: systemctl enable roomwarden-ingest.service" in started
     assert "would run: systemctl restart roomwarden.service" in started
 
@@ -87,14 +91,19 @@ def test_install_into_a_root_and_again(tmp_path: Path) -> None:
     modules = (root / "etc/modules-load.d/roomwarden.conf").read_text().split("\n")
     assert "usbserial" in modules and "cdc_acm" in modules
     # what would act on the running system is printed, never done, under --root
-    assert "would run: useradd" in first.stdout and "would run: systemctl enable" in first.stdout
-    assert "would run: chown root:roomwarden" in first.stdout
+    assert "would run: useradd" in first.stdout and "would run: chown root:roomwarden" in \
+        first.stdout
+    # the example config just installed: not enabled (it would poll and switch outputs at
+    # the example's addresses at the next boot)
+    assert "systemctl enable roomwarden.service" not in first.stdout
+    assert "roomwarden.service NOT enabled" in first.stdout
 
     config.write_text("# this site's own config\n")
     second = install("--root", str(root))
     assert second.returncode == 0, second.stderr
     assert config.read_text() == "# this site's own config\n"  # never overwritten
     assert f"keeping {config}" in second.stdout
+    assert "would run: systemctl enable roomwarden.service" in second.stdout  # the site's own
     assert not list(share.glob("*.new"))
     # --root cannot run the new venv: without CHECK_PYTHON the check is skipped, and says so
     assert f"config check SKIPPED for {config}" in second.stdout
