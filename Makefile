@@ -32,10 +32,10 @@ system-packages:
 	  fi; \
 	fi
 
-$(STAMP): pyproject.toml | system-packages
+$(STAMP): pyproject.toml constraints.txt | system-packages
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 setup: system-packages $(STAMP)

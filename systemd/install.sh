@@ -9,7 +9,8 @@
 #   1. apt-get install python3 python3-venv (when missing);
 #   2. a system user `roomwarden` (no login shell, home /var/lib/roomwarden) in group dialout;
 #   3. stage: a new virtualenv /opt/roomwarden/venv.new (made afresh each run; pip itself is
-#      not upgraded) with this checkout pip-installed into it, and the device profiles and rule
+#      not upgraded) with this checkout pip-installed into it, its dependencies at the versions
+#      it was tested with (constraints.txt), and the device profiles and rule
 #      packs as /usr/share/roomwarden/{profiles,rules}.new. A file in the installed profiles/
 #      that this checkout does not ship (a site's own profile) is carried over, with a warning:
 #      a site's profiles belong in /etc/roomwarden/profiles (`profiles_dir: profiles`);
@@ -118,7 +119,7 @@ if [ "$DRY_RUN" = 0 ] && [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
     echo "install.sh must run as root (or with --dry-run / --root DIR)" >&2
     exit 1
 fi
-for f in pyproject.toml systemd/roomwarden.service systemd/roomwarden-ingest.service \
+for f in pyproject.toml constraints.txt systemd/roomwarden.service systemd/roomwarden-ingest.service \
          firmware_configs/telecom_equipment_room.yaml hardware/profiles edge_rules; do
     [ -e "$SOURCE/$f" ] || { echo "not a RoomWarden checkout: $SOURCE ($f missing)" >&2; exit 1; }
 done
@@ -160,7 +161,8 @@ trap 'cleanup_check_copy; exit 130' INT TERM
 
 venv_cmd rm -rf "$VENV.new"
 venv_cmd python3 -m venv "$VENV.new"
-if ! venv_cmd "$VENV.new/bin/pip" install --quiet --disable-pip-version-check "$SOURCE"
+if ! venv_cmd "$VENV.new/bin/pip" install --quiet --disable-pip-version-check \
+        -c "$SOURCE/constraints.txt" "$SOURCE"
 then
     unstage
     echo "pip could not install $SOURCE into $VENV.new (offline? its dependencies come from" \

@@ -37,7 +37,8 @@ def test_a_dry_run_shows_every_step_and_changes_nothing(tmp_path: Path) -> None:
         "useradd --system --user-group --groups dialout --home-dir /var/lib/roomwarden",
         "--shell /usr/sbin/nologin",
         "python3 -m venv /opt/roomwarden/venv.new",
-        f"/opt/roomwarden/venv.new/bin/pip install --quiet --disable-pip-version-check {REPO}",
+        "/opt/roomwarden/venv.new/bin/pip install --quiet --disable-pip-version-check "
+        f"-c {REPO}/constraints.txt {REPO}",
         f"cp -R {REPO}/hardware/profiles /usr/share/roomwarden/profiles.new",
         f"cp -R {REPO}/edge_rules /usr/share/roomwarden/rules.new",
         "mv /opt/roomwarden/venv.new /opt/roomwarden/venv",
