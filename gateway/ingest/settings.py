@@ -23,13 +23,13 @@ influx:
   # store: victoriametrics    # alarm strings as labels of `alarm_history` (VM drops strings)
   batch_size: 5000            # points per write
   flush_interval: 1s
-dead_letter: /var/lib/roomwarden/ingest/dead-letter.jsonl
-catalog_store: /var/lib/roomwarden/ingest/catalogs.sqlite
-dedup_store: /var/lib/roomwarden/ingest/seen.sqlite   # default: next to catalog_store
+dead_letter: /var/lib/roomwarden-ingest/dead-letter.jsonl
+catalog_store: /var/lib/roomwarden-ingest/catalogs.sqlite
+dedup_store: /var/lib/roomwarden-ingest/seen.sqlite   # default: next to catalog_store
 catalog_wait: 60s             # a batch whose catalog is unknown waits this long for it
 http: {bind: 127.0.0.1, port: 9108}                   # /healthz and /metrics (optional)
 incidents:                    # the gateways' incident records (gateway.ingest.incidents)
-  store: /var/lib/roomwarden/ingest/incidents.sqlite  # default: next to catalog_store
+  store: /var/lib/roomwarden-ingest/incidents.sqlite  # default: next to catalog_store
   max_record_bytes: 67108864  # a record (gzip-compressed) at most
   max_incidents: 100000
   max_bytes: 17179869184      # disk budget of records and waiting chunks
