@@ -48,12 +48,12 @@ def child_environment() -> dict[str, str]:
 
 
 def check_apart(path: Path, *, base_dir: Path | None = None, name: str | None = None,
-                rules_dir: Path | None = None, timeout: float = TIMEOUT,
-                python: str = sys.executable) -> LoadedConfig:
+                rules_dir: Path | None = None, profiles_from: Path | None = None,
+                timeout: float = TIMEOUT, python: str = sys.executable) -> LoadedConfig:
     """`load_checked_config(path, …)` run by a child process; raises ConfigErrors as it would,
     and ConfigErrors naming the file if the child fails, times out or answers nonsense."""
     request = json.dumps({"path": str(path), "base_dir": _opt(base_dir), "name": name,
-                          "rules_dir": _opt(rules_dir)})
+                          "rules_dir": _opt(rules_dir), "profiles_from": _opt(profiles_from)})
     try:
         child = subprocess.Popen([python, "-m", "gateway.isolated_check", request],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -62,7 +62,8 @@ def check_apart(path: Path, *, base_dir: Path | None = None, name: str | None = 
         log.warning("event=config_check_in_process reason=%r", str(exc))
         from gateway.rules.config import load_checked_config
 
-        return load_checked_config(path, base_dir=base_dir, name=name, rules_dir=rules_dir)
+        return load_checked_config(path, base_dir=base_dir, name=name, rules_dir=rules_dir,
+                                   profiles_from=profiles_from)
     try:
         answer, errors = child.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -106,7 +107,8 @@ def _child(request: dict[str, Any]) -> tuple[str, object]:
 
     try:
         return "ok", load_checked_config(Path(request["path"]), base_dir=path("base_dir"),
-                                         name=request.get("name"), rules_dir=path("rules_dir"))
+                                         name=request.get("name"), rules_dir=path("rules_dir"),
+                                         profiles_from=path("profiles_from"))
     except ConfigErrors as exc:
         return "errors", exc.errors
 

@@ -27,6 +27,7 @@ from gateway.daemon import Gateway
 from gateway.drills.live_control import LiveDrills  # issue 12: live drills
 from gateway.flashing.apply import ConfigApplier, log_failure
 from gateway.flashing.store import BootChoice, ConfigStore, StoreError
+from gateway.flashing.store_files import kept_profiles
 from gateway.isolated_check import check_apart
 from gateway.loop_errors import install as install_loop_errors
 from gateway.ops.connections import RateLimitFilter
@@ -70,6 +71,9 @@ def boot_config(store: ConfigStore, factory_path: Path,
     except ConfigErrors as exc:
         if choice.path == factory_path:
             raise BootFailed(str(exc)) from exc
+        kept = _with_kept_profiles(store, choice, factory_path, rules_dir, exc)
+        if kept is not None:
+            return kept
         log.error("event=lkg_config_unusable version=%d errors=%s; starting the installed "
                   "file", choice.meta.version, exc)
     fallback = store.factory_choice(factory_path)
@@ -77,6 +81,29 @@ def boot_config(store: ConfigStore, factory_path: Path,
         return check_apart(fallback.path, rules_dir=rules_dir), fallback
     except ConfigErrors as exc:
         raise BootFailed(str(exc)) from exc
+
+
+def _with_kept_profiles(store: ConfigStore, choice: BootChoice, factory_path: Path,
+                        rules_dir: Path | None, failed: ConfigErrors
+                        ) -> tuple[LoadedConfig, BootChoice] | None:
+    """The last-known-good booted with the profiles kept beside it (the ones it was checked
+    with and ran on), when a profile file on disk now breaks it — a technician's edit with a
+    typo, a profile removed — so a restart or power cut never leaves a gateway that cannot
+    start. None if none were kept or it fails with them too."""
+    directory = kept_profiles(store.configs, choice.path)
+    if directory is None:
+        return None
+    try:
+        loaded = check_apart(choice.path, base_dir=factory_path.parent, rules_dir=rules_dir,
+                             profiles_from=directory)
+    except ConfigErrors:
+        return None
+    problem = (f"the profile files on disk break the last-known-good config ({failed}); it "
+               f"runs on the profiles kept with it ({directory}): fix the files, then restart "
+               "it")
+    log.error("event=lkg_booted_with_kept_profiles version=%d errors=%s kept=%s",
+              choice.meta.version, failed, directory)
+    return loaded, replace(choice, problems=(*choice.problems, problem))
 
 
 def _edited_installed_file(store: ConfigStore, factory_path: Path, rules_dir: Path | None,
@@ -212,8 +239,7 @@ class Service:
                                       extra_checks=[self._evaluator_alive()]), "watchdog")
             if self.boot.recovered:
                 self._spawn(self._report_recovery(), "recovery-report")
-            if self.boot.meta.source == "factory":
-                self._spawn(self._keep_booted(), "keep-installed-config")
+            self._spawn(self._keep_booted(), "keep-booted-config")
             if duration is not None:
                 loop.call_later(duration, self.stop)
             await run
@@ -228,14 +254,18 @@ class Service:
             gc.set_threshold(*thresholds)
 
     async def _keep_booted(self) -> None:
-        """The installed file's config, once it runs (loops started, the rules evaluated), is
-        kept as the last-known-good: a restart with a broken installed file boots it."""
+        """Once the booted config runs (loops started, the rules evaluated): the installed
+        file's is kept as the last-known-good (a restart with a broken installed file boots
+        it), and the profiles it runs on are kept beside it either way."""
         await self.gateway.started.wait()
         pause = 0.1
         while self.gateway.evaluations == 0:  # a counter, no event to wait on
             await asyncio.sleep(pause)
             pause = min(pause * 2, 10.0)  # a site whose rules never run: not 10 wake-ups a s
-        await self.applier.keep_booted(self.boot.text, self.boot.meta.sha256)
+        if self.boot.meta.source == "factory":
+            await self.applier.keep_booted(self.boot.text, self.boot.meta.sha256)
+        else:
+            await self.applier.keep_booted_profiles(self.boot.meta.sha256)
 
     async def _report_recovery(self) -> None:
         await self.gateway.started.wait()

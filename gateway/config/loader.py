@@ -9,7 +9,7 @@ gateway.config.profiles (profile files and the search path), gateway.config.cros
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from gateway.config.profiles import (
     default_profiles_dir,
     find_profile,
     load_profile,
+    load_profile_text,
     profile_files,
     profile_not_found,
     profile_search_path,
@@ -58,34 +59,41 @@ class LoadedConfig:
     packs: dict[str, RulePack] | None = None
     """The rule packs its `rules:` section was checked against (`load_checked_config`), which
     the safety core runs; None if loaded without them (`load_gateway_config`)."""
+    profile_texts: dict[str, str] = field(default_factory=dict)
+    """Profile id → the text it was loaded from: kept with a last-known-good config, so a
+    profile file broken later cannot stop the gateway booting it (gateway.supervisor)."""
 
     def profile_of(self, device: Device) -> ModbusProfile | SerialTextProfile:
         return self.profiles[device.profile]
 
 
 def load_gateway_config(path: Path, *, base_dir: Path | None = None,
-                        name: str | None = None) -> LoadedConfig:
+                        name: str | None = None, profiles_from: Path | None = None
+                        ) -> LoadedConfig:
     """Load, validate and cross-check a gateway config; raise ConfigErrors listing every problem.
 
     `base_dir` resolves a relative `profiles_dir` (default: the file's own directory; a config
     staged in the state directory resolves against the installed config's directory). `name`
-    is what errors call the file (default: its path)."""
+    is what errors call the file (default: its path). `profiles_from`: the only directory
+    profiles are taken from (a last-known-good's kept profiles) instead of the search path."""
     name = name or str(path)
     data, lines = read_yaml(path, name=name)
     config = validate(GatewayConfig, data, name, lines)
     base = base_dir if base_dir is not None else path.parent
-    profiles_dir = profile_search_path(config.profiles_dir, base)
+    profiles_dir = ((profiles_from,) if profiles_from is not None
+                    else profile_search_path(config.profiles_dir, base))
     errors: list[ConfigError] = []
     profiles: dict[str, ModbusProfile | SerialTextProfile] = {}
+    texts: dict[str, str] = {}
     for profile_id in sorted({d.profile for d in config.devices}):
         profile_path = find_profile(profile_id, profiles_dir)
         if profile_path is None:
             continue  # reported per device below
         try:
-            profiles[profile_id] = load_profile(profile_path)
+            profiles[profile_id], texts[profile_id] = load_profile_text(profile_path)
         except ConfigErrors as exc:
             errors.extend(exc.errors)
     errors.extend(cross_check(config, profiles, name, lines, profiles_dir))
     if errors:
         raise ConfigErrors(errors)
-    return LoadedConfig(path=path, config=config, profiles=profiles)
+    return LoadedConfig(path=path, config=config, profiles=profiles, profile_texts=texts)

@@ -49,6 +49,11 @@ def load_profile(path: Path) -> ModbusProfile | SerialTextProfile:
     the same path gives the same (immutable) profile, parsed and validated once per process (a
     test run, `check` of several configs and each config apply read the same profiles again);
     a changed file is read anew (the key is the sha256 of its text)."""
+    return load_profile_text(path)[0]
+
+
+def load_profile_text(path: Path) -> tuple[ModbusProfile | SerialTextProfile, str]:
+    """`load_profile`, and the text it was read from (what a last-known-good keeps)."""
     name = str(path)
     text = read_text(path, name, PROFILE_LIMITS)
     key = (name, hashlib.sha256(text.encode()).digest())
@@ -60,7 +65,7 @@ def load_profile(path: Path) -> ModbusProfile | SerialTextProfile:
             while len(_cache) >= MAX_CACHED_PROFILES:
                 del _cache[next(iter(_cache))]
             _cache[key] = profile
-    return profile
+    return profile, text
 
 
 def _validated_profile(text: str, name: str, stem: str) -> ModbusProfile | SerialTextProfile:

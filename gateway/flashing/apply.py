@@ -183,6 +183,22 @@ class ConfigApplier:
             if meta is not None:
                 log.info("event=installed_config_kept sha256=%s: a restart with a broken "
                          "installed file boots this one", sha256[:12])
+            self._keep_profiles(sha256)
+
+    async def keep_booted_profiles(self, sha256: str) -> None:
+        """The booted last-known-good runs: keep the profiles it runs on beside it — unless an
+        apply replaced it meanwhile."""
+        async with self._lock:
+            if self.gateway.config_sha256 == sha256:
+                self._keep_profiles(sha256)
+
+    def _keep_profiles(self, sha256: str) -> None:
+        """The profiles the running config was checked with, beside it in the store (it is
+        the last-known-good): a profile file broken later cannot stop a restart booting it."""
+        try:
+            self.store.keep_profiles(sha256, self.gateway.loaded.profile_texts)
+        except (OSError, StoreError) as exc:
+            log.error("event=config_profiles_not_kept error=%s", storage_problem(exc))
 
     # --- the pipeline ---------------------------------------------------------------------
 
@@ -283,6 +299,7 @@ class ConfigApplier:
                     log.error("event=config_commit_failed id=%s version=%d error=%s", rid,
                               c.version, error)
             if code != "commit_failed":
+                self._keep_profiles(c.sha256)
                 log.info("event=config_applied id=%s version=%d health_check_s=%.2f %s", rid,
                          c.version, took, report.summary())
                 return report

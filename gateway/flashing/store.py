@@ -58,7 +58,12 @@ from gateway.flashing.meta import (
     storage_problem,
 )
 from gateway.flashing.seen import SEEN_DIGESTS, SEEN_FORCED, Seen
-from gateway.flashing.store_files import listdir, remove_tree, write_generation
+from gateway.flashing.store_files import (
+    listdir,
+    remove_tree,
+    write_generation,
+    write_kept_profiles,
+)
 from gateway.storage import atomic_write, narrow_tree, private_dir
 
 __all__ = ["SEEN_DIGESTS", "SEEN_FORCED", "BootChoice", "ConfigMeta", "ConfigStore", "Source",
@@ -295,6 +300,23 @@ class ConfigStore:
         self._collect(new)
         self._link(new)
         return meta
+
+    def keep_profiles(self, sha256: str, texts: dict[str, str]) -> bool:
+        """Keep beside the last-known-good config (if its sha256 is `sha256`) the profile texts
+        it was checked with, replacing those kept: a profile file broken or removed later does
+        not stop the gateway booting it (gateway.supervisor.boot_config). False if the active
+        config is another one."""
+        state = self._state()
+        if state.active is None:
+            return False
+        try:
+            meta = self._read_generation(state.active)[1]
+        except (OSError, ValueError, UnicodeDecodeError):
+            return False
+        if meta.sha256 != sha256:
+            return False
+        write_kept_profiles(self.configs / state.active, texts)
+        return True
 
     def keep_installed(self, text: str, *, now_ns: int | None = None) -> ConfigMeta | None:
         """Keep the installed file's config, which the gateway booted and ran (version 0), as

@@ -39,6 +39,40 @@ def write_generation(configs: Path, text: str, meta: ConfigMeta) -> str:
     return name
 
 
+KEPT_PROFILES = "profiles"
+"""A generation's subdirectory of the profiles its config was checked with (`keep_profiles`)."""
+
+
+def write_kept_profiles(generation: Path, texts: dict[str, str]) -> None:
+    """`generation`/profiles/<id>.yaml for each profile text, replacing what was kept there:
+    written whole in a temporary directory, then renamed into place."""
+    target = generation / KEPT_PROFILES
+    tmp = generation / f".profiles-{os.urandom(6).hex()}"
+    os.mkdir(tmp, 0o700)
+    try:
+        for profile_id, text in texts.items():
+            write_new_private(tmp / f"{profile_id}.yaml", text.encode("utf-8"))
+        fsync_dir(tmp)
+        old = generation / f".old-profiles-{os.urandom(6).hex()}"
+        if target.exists():
+            os.rename(target, old)
+        os.rename(tmp, target)
+    except BaseException:
+        remove_tree(tmp)
+        raise
+    remove_tree(old)
+    fsync_dir(generation)
+
+
+def kept_profiles(configs: Path, config_path: Path) -> Path | None:
+    """The profiles kept beside the generation config at `config_path` in `configs` (None:
+    it is not a generation's, or none were kept)."""
+    directory = config_path.parent / KEPT_PROFILES
+    if config_path.parent.parent != configs or not directory.is_dir():
+        return None
+    return directory
+
+
 def remove_tree(path: Path) -> None:
     """Remove a file or a directory with everything in it; errors are ignored (what is left
     is removed by the next collection)."""

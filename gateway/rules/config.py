@@ -283,14 +283,16 @@ def _item(data: object, path: YamlPath) -> object:
 
 
 def load_checked_config(path: Path, *, base_dir: Path | None = None, name: str | None = None,
-                        rules_dir: Path | None = None) -> LoadedConfig:
+                        rules_dir: Path | None = None, profiles_from: Path | None = None
+                        ) -> LoadedConfig:
     """Everything `roomwarden check` checks of a gateway config: schema, references, device
-    profiles, and its `rules:` section against the rule packs it loads (kept in `packs`).
-    Raises ConfigErrors."""
+    profiles (from `profiles_from` only, if given), and its `rules:` section against the rule
+    packs it loads (kept in `packs`). Raises ConfigErrors."""
     from gateway.config.loader import load_gateway_config
 
     try:
-        loaded = load_gateway_config(path, base_dir=base_dir, name=name)
+        loaded = load_gateway_config(path, base_dir=base_dir, name=name,
+                                     profiles_from=profiles_from)
     except ConfigErrors as exc:
         raise ConfigErrors(_explained(exc.errors, path, rules_dir)) from None
     section = loaded.config.rules

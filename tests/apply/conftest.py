@@ -93,6 +93,22 @@ async def running_service(tmp: Path, health_timeout: str = "8s",
             await asyncio.wait_for(task, 30)
 
 
+@contextlib.asynccontextmanager
+async def booted(tmp: Path, factory: Path, name: str = "control") -> AsyncIterator[Service]:
+    """`roomwarden run` on the installed file `factory` with the state directory `tmp`/state
+    (kept from one boot to the next), once its rules were evaluated; stopped at the end."""
+    service = Service(factory, state_dir=tmp / "state", control_path=tmp / f"{name}.sock")
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: task.done() or service.gateway.evaluations > 0, 30,
+                    "the gateway running")
+        assert not task.done(), task
+        yield service
+    finally:
+        service.stop()
+        await asyncio.wait_for(task, 30)
+
+
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     async with running_service(tmp_path) as run:

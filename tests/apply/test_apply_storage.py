@@ -7,13 +7,12 @@ fail with an unhandled error (SIGHUP's and a flash's unobserved)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 import gateway.flashing.store
 from gateway.flashing.store import ConfigStore
 from gateway.supervisor import Service
-from tests.apply.conftest import Running, ask, device, edit_config, until
+from tests.apply.conftest import Running, ask, booted, device, edit_config, until
 
 
 def states(answers: list[dict[str, Any]]) -> list[str]:
@@ -58,20 +57,9 @@ def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[DiskFull]:
     yield DiskFull(monkeypatch)
 
 
-@contextlib.asynccontextmanager
-async def restarted(run: Running, name: str) -> AsyncIterator[Service]:
+def restarted(run: Running, name: str) -> contextlib.AbstractAsyncContextManager[Service]:
     """A new service on the same installed file and state directory (after a restart)."""
-    service = Service(run.factory, state_dir=run.tmp / "state",
-                      control_path=run.tmp / f"{name}.sock")
-    task = asyncio.create_task(service.run())
-    try:
-        await until(lambda: task.done() or service.gateway.evaluations > 0, 30,
-                    "the restarted gateway running")
-        assert not task.done(), task
-        yield service
-    finally:
-        service.stop()
-        await asyncio.wait_for(task, 30)
+    return booted(run.tmp, run.factory, name)
 
 
 async def kept(store: ConfigStore, sha256: str) -> None:
