@@ -227,6 +227,20 @@ class Session:
         if self._started:
             self._started = False
             await asyncio.to_thread(self.client.loop_stop)
+        self._release()
+
+    def _release(self) -> None:
+        """Let go of what paho keeps after its thread ended: the callbacks (closures over this
+        session — a cycle that only a full garbage collection broke, keeping the client) and
+        the socket pair that woke its thread (paho 2.2 closes it only when the client is
+        collected): two descriptors a reconnect otherwise."""
+        client = self.client
+        client.on_connect = client.on_disconnect = client.on_publish = None
+        client.on_subscribe = client.on_message = None
+        reset = getattr(client, "_reset_sockets", None)  # paho's own clean-up of the pair
+        if callable(reset):
+            with contextlib.suppress(OSError):
+                reset(sockpair_only=True)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
