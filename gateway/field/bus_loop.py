@@ -207,7 +207,13 @@ class BusLoop:
         self.stats.last_poll_seconds = ended - began
         self.stats.poll_seconds_total += ended - began
         if result.answered:
+            if self.link_open is False:
+                log.info("event=bus_link_open bus=%s", self.bus_id)
             self.link_open, self.link_error = True, None  # (re)connected by the poll itself
+        elif getattr(self.link, "connected", None) is False:  # a TCP peer gone, a port closed
+            if self.link_open is not False:
+                log.warning("event=bus_link_lost bus=%s error=%s", self.bus_id, result.error)
+            self.link_open, self.link_error = False, result.error or "not connected"
         if result.answered and result.delivered:
             was_degraded = health.degraded
             if result.error is None:

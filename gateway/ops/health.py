@@ -5,8 +5,9 @@ Checks, each judged from the gateway's own state at the moment of asking:
 - `buses`: **failing** when a bus loop is stalled — it has made no progress
   (`BusLoop.alive_mono`: moves after every poll and at least every second while it waits)
   for longer than `BusLoop.stall_limit` (its worst legitimate poll + queued output writes + a
-  margin; the same test withholds the systemd watchdog) — or when its link could not be opened
-  (`BusLoop.link_open` false: serial port missing) or every device of the bus is offline (the
+  margin; the same test withholds the systemd watchdog) — or when its link could not be
+  opened or was lost (`BusLoop.link_open` false: serial port missing, a Modbus TCP peer gone)
+  or every device of the bus is offline (the
   link is down: cable cut, converter dead). **degraded** when some devices are offline.
   Devices not yet polled count as neither.
 - `rules`: **failing** when a round of the rules has been owed for `EVALUATOR_STALL_AFTER`

@@ -73,6 +73,18 @@ def holding_blocks(spans: dict[int, list[int]]) -> list[SimData]:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[int, dict[int, Unit]]]:
     units = {1: Unit(), 2: Unit()}
+    port = free_port()
+    srv = await serve(port, units)
+    try:
+        yield port, units
+    finally:
+        for unit in units.values():
+            unit.silent = False
+        await srv.shutdown()
+
+
+async def serve(port: int, units: dict[int, Unit]) -> ModbusTcpServer:
+    """A Modbus TCP server of `units` on `port`, serving in the background."""
     temperature = encode(21.5, DataType.FLOAT32)
     registers = holding_blocks({0: [100, 101, 102, 103], 6: [106, 107, *temperature]})
     devices = [
@@ -85,15 +97,9 @@ async def server() -> AsyncIterator[tuple[int, dict[int, Unit]]]:
                   action=unit.action)
         for unit_id, unit in units.items()
     ]
-    port = free_port()
     srv = ModbusTcpServer(devices, address=("127.0.0.1", port), ignore_missing_devices=True)
     await srv.serve_forever(background=True)
-    try:
-        yield port, units
-    finally:
-        for unit in units.values():
-            unit.silent = False
-        await srv.shutdown()
+    return srv
 
 
 
@@ -268,6 +274,33 @@ async def test_a_device_answering_every_read_with_an_exception_goes_offline(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_tcp_peer_that_goes_away_shows_its_link_down_until_it_is_back() -> None:
+    """The churn soak: a Modbus TCP device (or gateway) that disappeared while the bus ran
+    left `link_open` true (and `roomwarden_bus_link_open` 1) — only a failed first open set it
+    false — so health said "no device answers" and a link alert never fired."""
+    units = {1: Unit()}
+    port = free_port()
+    srv = await serve(port, units)
+    poller, link = make_poller(port, 1, 0.3, 0.1)
+    loop = BusLoop("tcp1", link, [poller], Recorder(), FailurePolicy(offline_after=2,
+                                                                   backoff_max=0.2))
+    task = asyncio.create_task(loop.run())
+    try:
+        await until(lambda: loop.stats.device_health["dev1"].online is True, 5.0, "online")
+        assert loop.link_open is True
+        await srv.shutdown()
+        await until(lambda: loop.link_open is False, 10.0, "the link seen down")
+        assert loop.link_error is not None and "not connected" in loop.link_error
+        srv = await serve(port, units)
+        await until(lambda: loop.link_open is True, 10.0, "the link back")
+        assert loop.link_error is None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await srv.shutdown()
+        await link.close()
 
 
 async def test_a_device_that_reads_only_in_part_stays_online_degraded_at_its_interval(
