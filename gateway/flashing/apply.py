@@ -218,6 +218,7 @@ class ConfigApplier:
                     if highest >= MAX_VERSION:  # refused before anything is written
                         raise EnvelopeRejected("version_exhausted", _exhausted(highest))
                     c = dataclasses.replace(c, version=highest + 1)
+                    self.store.burn(c.version)  # a rollback does not hand it on (the soak)
                     staged = self.store.stage(c.text, ConfigMeta(
                         version=c.version, sha256=c.sha256, source="local", author=c.author,
                         request_id=c.request_id))

@@ -258,6 +258,13 @@ class ConfigStore:
         seen.remember(envelope, accepted=accepted)
         atomic_write(self._seen_path, seen.to_json())
 
+    def burn(self, version: int) -> None:
+        """Record a locally numbered `version` as used: a rolled-back one is not handed on."""
+        seen = self._seen()
+        if version > seen.highest:
+            seen.highest = version
+            atomic_write(self._seen_path, seen.to_json())
+
     # ---------------------------------------------------------------- stage / commit
 
     def stage(self, source: ConfigSet | str, meta: ConfigMeta | None = None) -> Path:

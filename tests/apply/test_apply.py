@@ -71,6 +71,13 @@ async def test_a_config_that_fails_its_health_check_rolls_back(running: Running)
         running.service.store.active_meta().version == 0  # type: ignore[union-attr]
     # the old config polls again: the device answers
     await until(running.all_online, 20, "every device online again after the rollback")
+    # the next config gets a new number: the rolled-back one names that config alone (the
+    # soak saw v2 rolled back and the next apply, another config, numbered v2 again)
+    rolled = result["version"]
+    answers = await ask(running.control, {"op": "apply", "config": edit_config(
+        running.text, offset), "author": "bob"})
+    assert states(answers)[-1] == "applied"
+    assert answers[-1]["result"]["active_version"] == rolled + 1
 
 
 async def test_an_invalid_config_is_refused_with_file_path_and_reason(running: Running) -> None:
