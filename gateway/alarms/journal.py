@@ -42,6 +42,7 @@ from gateway.alarms.journal_schema import (
     MARK_UNSYNCED,
     UPSERT_STATE,
     JournalError,
+    NewerJournal,
     event_of,
     event_row,
     prepare,
@@ -110,12 +111,16 @@ class Journal:
     def _recover(self, exc: BaseException) -> sqlite3.Connection:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._clock.now_ns() / 1e9))
         aside = f"{self.path}.corrupt-{stamp}"
+        if isinstance(exc, NewerJournal):  # a rollback: kept whole for the newer version
+            aside = f"{self.path}.schema{max(exc.versions)}-{stamp}"
         note = f"journal {self.path} unusable ({exc}); "
         try:
             for suffix in ("", "-wal", "-shm"):
                 if os.path.exists(self.path + suffix):
                     os.replace(self.path + suffix, aside + suffix)
-            note += f"moved aside to {aside}, fresh journal started"
+            note += (f"kept as {aside} for that version (move it back after reinstalling "
+                     "it), fresh journal started" if isinstance(exc, NewerJournal)
+                     else f"moved aside to {aside}, fresh journal started")
             conn = self._connect(self.path)
         except (OSError, sqlite3.Error, JournalError) as again:
             note += f"cannot start a fresh one ({again}); journalling in memory only"

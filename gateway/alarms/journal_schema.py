@@ -138,6 +138,15 @@ class JournalError(Exception):
     """The journal file is unusable (raised internally; the journal recovers from it)."""
 
 
+class NewerJournal(JournalError):
+    """The journal was written by a newer version (a schema this one does not know): kept
+    under a name that says so, not taken for damage."""
+
+    def __init__(self, versions: list[int]) -> None:
+        super().__init__(f"written by a newer RoomWarden (schema version {versions})")
+        self.versions = versions
+
+
 def prepare(conn: sqlite3.Connection) -> int:
     """Check `conn`'s file and bring its schema up to date; the last sequence number it holds.
     JournalError (or sqlite3.Error) when the file is corrupt or of another schema version."""
@@ -154,6 +163,8 @@ def prepare(conn: sqlite3.Connection) -> int:
     if not versions:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
     elif versions != [SCHEMA_VERSION]:
+        if all(isinstance(v, int) and v > SCHEMA_VERSION for v in versions):
+            raise NewerJournal(versions)
         raise JournalError(f"unsupported schema version {versions}")
     row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
     return int(row[0]) if row else 0

@@ -237,3 +237,23 @@ def test_an_event_of_a_kind_this_version_does_not_know_is_skipped_not_a_crash(
     assert [e.subject for e in events] == ["b"]
     assert "event=alarm_journal_events_unreadable count=1" in caplog.text
     assert second.get(("env.temp_high", "a")).state is AU  # the alarm itself is restored
+
+
+def test_a_journal_of_a_newer_schema_is_kept_whole_not_taken_for_damage(
+        make_manager: MakeManager, journal_path: Path) -> None:
+    """A rollback to this version after a newer one bumped the schema: the file is kept under
+    a name saying whose it is (the upgrade audit saw it named `corrupt`), a fresh one runs."""
+    first = make_manager()
+    first.observe([ev(subject="a")])
+    first.close()
+    with sqlite3.connect(journal_path) as db:
+        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    second = make_manager()
+    kept = [p for p in journal_path.parent.glob(f"alarms.sqlite.schema{SCHEMA_VERSION + 1}-*")
+            if not p.name.endswith(("-wal", "-shm"))]  # (its -wal and -shm go with it)
+    assert len(kept) == 1 and not list(journal_path.parent.glob("alarms.sqlite.corrupt-*"))
+    note = second._journal.recovery_note
+    assert note is not None and "newer RoomWarden" in note and str(kept[0]) in note
+    with sqlite3.connect(kept[0]) as db:  # whole: its events are all there
+        assert db.execute("SELECT count(*) FROM events").fetchone()[0] >= 1
+
