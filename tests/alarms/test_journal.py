@@ -240,7 +240,8 @@ def test_an_event_of_a_kind_this_version_does_not_know_is_skipped_not_a_crash(
 
 
 def test_a_journal_of_a_newer_schema_is_kept_whole_not_taken_for_damage(
-        make_manager: MakeManager, journal_path: Path) -> None:
+        make_manager: MakeManager, journal_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
     """A rollback to this version after a newer one bumped the schema: the file is kept under
     a name saying whose it is (the upgrade audit saw it named `corrupt`), a fresh one runs."""
     first = make_manager()
@@ -252,8 +253,10 @@ def test_a_journal_of_a_newer_schema_is_kept_whole_not_taken_for_damage(
     kept = [p for p in journal_path.parent.glob(f"alarms.sqlite.schema{SCHEMA_VERSION + 1}-*")
             if not p.name.endswith(("-wal", "-shm"))]  # (its -wal and -shm go with it)
     assert len(kept) == 1 and not list(journal_path.parent.glob("alarms.sqlite.corrupt-*"))
-    note = second._journal.recovery_note
-    assert note is not None and "newer RoomWarden" in note and str(kept[0]) in note
+    notes = [r.getMessage() for r in caplog.records if "alarm_journal_recovered" in
+             r.getMessage()]
+    assert len(notes) == 1 and "newer RoomWarden" in notes[0] and str(kept[0]) in notes[0]
+    assert second.last_seq > 0  # a fresh journal, numbers still increasing
     with sqlite3.connect(kept[0]) as db:  # whole: its events are all there
         assert db.execute("SELECT count(*) FROM events").fetchone()[0] >= 1
 
