@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -32,6 +34,18 @@ if TYPE_CHECKING:
     from gateway.uplink.publisher import Uplink
 
 log = logging.getLogger("roomwarden.daemon")
+
+
+def _collect_replaced() -> float:
+    """Free what the replaced config left (ms taken): its bus loops, pollers and tasks are
+    reference cycles (a task and its coroutine, a loop and its pollers' callbacks), which only a
+    full collection frees, and with the service's young threshold (10,000:
+    gateway.supervisor) those came rarely — the churn soak saw each apply keep ~0.6 MiB, RSS
+    +10 MiB after 15 applies at 200 points, until one came. One full collection per apply
+    (rare, and the apply itself builds a whole safety core) frees them at once."""
+    began = time.perf_counter()
+    gc.collect()
+    return (time.perf_counter() - began) * 1000
 
 
 def carry_output_states(driver: OutputDriver, previous: OutputDriver, loaded: LoadedConfig,
@@ -136,10 +150,12 @@ class Reconfiguring:
             self.reconfigurations += 1
             self.evaluator.owe()  # the new rules' first round evaluates everything
             bindings = core.engine.bindings()
+            del old_tasks, old_driver  # the replaced loops' last holders here
+            collect_ms = _collect_replaced()
             log.info("event=gateway_reconfigured version=%d sha256=%s buses=%d devices=%d "
-                     "rules=%d bindings=%d", version, sha256[:12], len(loops),
+                     "rules=%d bindings=%d gc_ms=%.0f", version, sha256[:12], len(loops),
                      len(loaded.config.devices), len({rule for rule, _ in bindings}),
-                     len(bindings))
+                     len(bindings), collect_ms)
 
     async def _reconfigure_uplink(self, old: LoadedConfig, new: LoadedConfig) -> None:
         same = (old.config.uplink == new.config.uplink

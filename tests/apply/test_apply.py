@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.control import MAX_CONNECTIONS
+from gateway.field.bus_loop import BusLoop
 from gateway.sim.signals import Constant
 from tests.apply.conftest import Running, ask, device, edit_config, running_service, until
 
@@ -50,6 +52,31 @@ async def test_a_good_config_is_applied_and_committed(running: Running) -> None:
     # the committed config is what a restart boots
     choice = running.service.store.boot(running.factory)
     assert choice.meta.version == 1 and not choice.recovered
+
+
+async def test_applies_do_not_pile_up_the_replaced_bus_loops(running: Running) -> None:
+    """The replaced config's bus loops (with their pollers, links and tasks: reference
+    cycles) are collected when an apply ends, not whenever a full garbage collection comes —
+    rarely, with the service's young threshold of 10,000 (the churn soak: RSS +10 MiB after 15
+    applies at 200 points). The cyclic collector is off here, as it mostly is between full
+    collections: after six applies the loops of at most three configs exist (the running one,
+    and what the last apply's coroutines and the watchdog still held when it collected), not
+    seven."""
+    def generations() -> int:
+        loops = [o for o in gc.get_objects() if isinstance(o, BusLoop)]
+        return len(loops) // len(running.service.gateway.bus_loops)
+
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(6):
+            text = edit_config(running.text, offset if n % 2 == 0 else (lambda _data: None))
+            answers = await ask(running.control, {"op": "apply", "config": text,
+                                                  "author": "alice"})
+            assert states(answers)[-1] == "applied", answers[-1]
+        assert generations() <= 3
+    finally:
+        gc.enable()
 
 
 async def test_a_config_that_fails_its_health_check_rolls_back(running: Running) -> None:
