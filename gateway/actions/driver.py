@@ -81,6 +81,8 @@ class OutputDriver:
         self.latest = latest
         self.outputs = {o.id: o for o in loaded.config.outputs}
         self.state = {o: OutputState() for o in self.outputs}
+        self._unanswered: set[str] = set()
+        """Devices whose last write went unanswered (`_silent`)."""
         self.on_written: Callable[[str, bool, OutputState], None] | None = None
         """Issue 12: told after every completed write (output id, state written, the outcome
         in the output's state): the incident records' output commands with read-back."""
@@ -133,14 +135,25 @@ class OutputDriver:
                         expected, sample.value)
         return True
 
+    def _silent(self, output: Output) -> bool:
+        """The output's module is not answering: its last poll failed, or a write to it (any of
+        its outputs) went unanswered since it last answered one. Such a write gets one attempt,
+        not `write_retries` more: each waits the bus timeout, and the bus's detectors wait
+        behind them (the storm audit: a dead relay module held a bus 25 s in a fire)."""
+        loop = self._targets[output.id][0]
+        health = loop.stats.device_health.get(output.device)
+        return output.device in self._unanswered or (
+            health is not None and health.consecutive_failures > 0)
+
     async def _write(self, output_id: str, on: bool) -> None:
         output: Output = self.outputs[output_id]
         state = self.state[output_id]
         _, link, unit, address = self._targets[output_id]
         coil = output.on_value if on else not output.on_value
         error: str | None = None
+        unanswered = False
         try:
-            for attempt in range(output.write_retries + 1):
+            for attempt in range(1 if self._silent(output) else output.write_retries + 1):
                 if attempt:
                     await asyncio.sleep(RETRY_SPACING * attempt)
                 try:
@@ -151,13 +164,17 @@ class OutputDriver:
                         if bool(read) != coil:
                             raise ReadBackMismatch(f"read back {bool(read)} after writing "
                                                    f"{coil}")
-                    error = None
+                    error, unanswered = None, False
                     break
                 except ReadBackMismatch as exc:
-                    error = str(exc)
+                    error, unanswered = str(exc), False
                     break  # the module answered: writing again at once will not move it
                 except (CommFailure, ExceptionReply) as exc:
-                    error = str(exc)
+                    error, unanswered = str(exc), isinstance(exc, CommFailure)
+            if unanswered:
+                self._unanswered.add(output.device)
+            else:
+                self._unanswered.discard(output.device)
             state.writes += 1
             state.last_write_ns = self.clock.now_ns()
             self._record(output, state, on, coil, error)

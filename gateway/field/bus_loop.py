@@ -38,6 +38,9 @@ while unknown (it never answered and has not yet failed `offline_after` polls)."
 STALL_MARGIN = 10.0
 """Seconds added to a loop's worst legitimate poll before it counts as hung (event-loop
 latency, a slow SD card under SQLite, a few queued output writes)."""
+JOB_TURN = 0.5
+"""Seconds output writes may hold the bus while a poll is due before that poll goes first
+(`BusLoop._run_jobs`): a healthy module's writes take milliseconds and never reach it."""
 
 
 @dataclass
@@ -119,8 +122,15 @@ class BusLoop:
         self._jobs.append(job)
         self._wake.set()
 
-    async def _run_jobs(self) -> None:
+    async def _run_jobs(self, poll_due: float | None = None) -> None:
+        """The writes waiting, in order — but once they have held the bus `JOB_TURN` and a poll
+        is due (`poll_due`), that poll goes first and the rest follow it: a dead module's
+        writes, each waiting out the timeout, cannot keep the bus from its detectors."""
+        began = self.clock.monotonic()
         while self._jobs:
+            now = self.clock.monotonic()
+            if poll_due is not None and now - began >= JOB_TURN and now >= poll_due:
+                return
             job = self._jobs.popleft()
             try:
                 await job()
@@ -150,7 +160,7 @@ class BusLoop:
                 # reply arrives; honour a pending cancel here so the loop always stops.
                 if me is not None and me.cancelling():
                     raise asyncio.CancelledError
-                await self._run_jobs()
+                await self._run_jobs(queue[0][0])
                 due, order, poller = queue[0]
                 now = self.clock.monotonic()
                 if due > now:  # asleep until the poll is due or a job is submitted

@@ -32,7 +32,7 @@ from pymodbus.simulator import SimAction, SimData, SimDevice
 from gateway.config.loader import LoadedConfig
 from gateway.config.profile import ModbusProfile, RegisterType
 from gateway.config.site import ModbusRtuBus, ModbusTcpBus
-from gateway.sim.faults import FaultTable, Transport, apply_fault
+from gateway.sim.faults import FaultMode, FaultTable, Transport, apply_fault
 from gateway.sim.modbus_image import REGISTER_OF_FUNCTION, DeviceImage, LogEntry
 from gateway.sim.signals import SignalTable, Value
 from gateway.sim.wire import LineSettings, SerialLine
@@ -226,13 +226,17 @@ class ModbusBusSim:
     # --- reply path ---------------------------------------------------------------------------
 
     def _packet(self, handler: ServerRequestHandler, sending: bool, data: bytes) -> bytes:
-        if not sending or not data:
+        if not data:
             return data
         tcp = self.transport == "modbus_tcp"
         unit_at = 6 if tcp else 0
         if len(data) <= unit_at + 1:
             return data
         image = self.images.get(data[unit_at])
+        if not sending:  # a device that does not answer does not act on requests either
+            silent = tcp and image is not None and \
+                self.faults.active(image.device.id).mode is FaultMode.NO_REPLY
+            return b"" if silent else data  # (TCP: whole frames; RTU bytes come in pieces)
         if image is None:
             if not tcp:
                 return b""  # nobody on the line has this address: silence

@@ -5,6 +5,7 @@ relay is written once per back-off step (counted at the simulator), and logged o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -104,6 +105,30 @@ async def test_a_dead_module_is_reported_and_retried_later(rig: Rig) -> None:
     await settle(rig, "siren", 5.0, after=writes)
     assert not state.failed and state.confirmed is True
     assert rig.site.read_point("do1.do1") is True
+
+
+async def test_a_dead_module_s_writes_do_not_keep_the_bus_from_its_detectors(rig: Rig) -> None:
+    """The storm audit: a relay module without power during a fire — every output write
+    waited out the timeout four times (with its retries), output after output, before any
+    poll: the smoke detectors on that bus went unpolled for 25 s. Now a module that is not
+    answering gets one attempt per write, and writes that held the bus half a second let a due
+    poll go first. Measured: the gaps between the sensor's polls on the same bus while the
+    daemon keeps asking for the siren and the fan (several times a second, as it does)."""
+    rig.site.set_fault("do1", Fault(mode=FaultMode.NO_REPLY))
+    health = rig.loop.stats.device_health["do1"]
+    await until(lambda: health.consecutive_failures > 0, 5.0, "do1's poll failed")
+    loop = asyncio.get_running_loop()
+    polled: list[float] = []
+    start = loop.time()
+    while loop.time() - start < 6.0:
+        rig.driver.apply({"siren": True, "fan": True})
+        sample = rig.driver.latest.latest.get("th1.temperature")
+        if sample is not None and (not polled or sample.ts != polled[-1]):
+            polled.append(sample.ts)
+        await asyncio.sleep(0.05)
+    gaps = [(b - a) / 1e9 for a, b in itertools.pairwise(polled)]
+    assert rig.driver.state["siren"].failed and rig.driver.state["fan"].failed
+    assert len(gaps) >= 6 and max(gaps) < 1.2, gaps  # polled every 300 ms; writes 200 ms each
 
 
 async def test_a_coil_that_drifts_is_written_again(rig: Rig) -> None:
