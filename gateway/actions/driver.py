@@ -36,6 +36,10 @@ from gateway.field.sample import Quality
 log = logging.getLogger("roomwarden.actions")
 
 RETRY_SPACING = 0.05
+OUTPUT_MODULE_BACKOFF = 5.0
+"""Seconds a module carrying outputs is polled at least this often while it does not answer
+(other devices back off to the bus's `backoff_max`): its outputs are rewritten at the first
+poll it answers (a relay module back from a power cut, the siren off until then)."""
 
 
 class ReadBackMismatch(CommFailure):
@@ -59,6 +63,11 @@ class OutputState:
     """Write attempts (each one write, plus immediate retries after a missing reply)."""
     retry_at: float = 0.0
     """A failed (or drifting) output is written again no sooner than this (monotonic)."""
+    failed_mono: float = 0.0
+    """When it failed last (monotonic)."""
+    unanswered: bool = False
+    """It failed for its module not answering (not a relay that does not follow): once a poll
+    after `failed_mono` is answered, the module is back and the output is written at once."""
     drifts: int = 0
     """Drift repairs in a row: polls showing the coil other than commanded after a write."""
 
@@ -99,20 +108,43 @@ class OutputDriver:
                 log.error("event=output_unreachable output=%s bus=%s", output.id, device.bus)
                 continue
             self._targets[output.id] = (loop, loop.link, device.unit, point.address)
+            health = loop.stats.device_health.get(output.device)
+            if health is not None:  # back soon after a power cut: its outputs are rewritten
+                health.backoff_cap = OUTPUT_MODULE_BACKOFF
 
     def apply(self, wanted: dict[str, bool]) -> None:
         """Command every output to its wanted state; only changes (and repairs) are written."""
+        now = self.clock.monotonic()
         for output_id, on in wanted.items():
             state = self.state.get(output_id)
             if state is None or state.pending or output_id not in self._targets:
                 continue
-            waiting = self.clock.monotonic() < state.retry_at
+            health = self._targets[output_id][0].stats.device_health.get(
+                self.outputs[output_id].device)
+            if health is not None and health.online is False and not state.failed \
+                    and state.commanded is not None:
+                self._lost(self.outputs[output_id], state, now)
+            back = state.failed and state.unanswered and health is not None and \
+                health.online is True and (health.last_success_mono or 0.0) > state.failed_mono
+            waiting = now < state.retry_at and not back
             if state.commanded != on or (state.failed and not waiting) or (
                     not waiting and self._drifted(output_id, state)):
                 state.commanded = on
                 state.pending = True
                 loop = self._targets[output_id][0]
                 loop.submit(functools.partial(self._write, output_id, on))
+
+    def _lost(self, output: Output, state: OutputState, now: float) -> None:
+        """The output's module went offline: what its coil does is unknown (a power cut drops
+        every relay), so the output counts as failed — `actions.output_failure`, the panel
+        and status say so — until a write to it is confirmed. Written again as soon as a
+        poll finds the module answering (its polls back off to `OUTPUT_MODULE_BACKOFF` at
+        most), not after the output's own back-off."""
+        state.last_error = f"module {output.device} not answering: state unknown"
+        state.confirmed, state.failed_mono, state.unanswered = None, now, True
+        state.retry_at = now + backoff_delay(output, max(1, state.failing_for))
+        log.error("event=output_unconfirmed output=%s device=%s (module offline)", output.id,
+                  output.device)
 
     def _drifted(self, output_id: str, state: OutputState) -> bool:
         """The device's own polls show the coil other than commanded since the last write."""
@@ -175,6 +207,7 @@ class OutputDriver:
                 self._unanswered.add(output.device)
             else:
                 self._unanswered.discard(output.device)
+            state.unanswered = unanswered
             state.writes += 1
             state.last_write_ns = self.clock.now_ns()
             self._record(output, state, on, coil, error)
@@ -200,6 +233,7 @@ class OutputDriver:
             return
         state.failures += 1
         state.failing_for += 1
+        state.failed_mono = self.clock.monotonic()
         delay = backoff_delay(output, state.failing_for)
         state.retry_at = self.clock.monotonic() + delay
         if state.last_error is None:

@@ -35,6 +35,8 @@ class DeviceHealth:
     """The last poll read some of the device and failed on the rest (`last_error` says why)."""
     partial_polls: int = 0
     """Such polls in a row."""
+    backoff_cap: float | None = None
+    """At most this back-off while failing (a module carrying outputs: gateway.actions)."""
 
     def record_success(self, now: float) -> bool:
         """Count a good poll; return True if the device just came (back) online."""
@@ -79,7 +81,8 @@ class DeviceHealth:
         """Seconds until the next poll: the interval when healthy, backed off when failing."""
         if self.consecutive_failures == 0:
             return self.interval
-        cap = max(self.policy.backoff_max, self.interval)
+        cap = max(self.policy.backoff_max if self.backoff_cap is None
+                  else min(self.policy.backoff_max, self.backoff_cap), self.interval)
         exponent = self.consecutive_failures - 1
         try:
             delay = self.interval * self.policy.backoff_multiplier ** exponent

@@ -131,6 +131,34 @@ async def test_a_dead_module_s_writes_do_not_keep_the_bus_from_its_detectors(rig
     assert len(gaps) >= 6 and max(gaps) < 1.2, gaps  # polled every 300 ms; writes 200 ms each
 
 
+async def test_a_module_back_from_a_power_cut_has_its_siren_rewritten_at_once(
+        rig: Rig) -> None:
+    """The storm audit: the relay module lost power while the siren was wanted. Status went on
+    saying the siren sounded (confirmed, not failed: nothing had been written), and when the
+    module came back with every relay dropped, the siren stayed silent until its backed-off
+    poll showed the drift. Now an output whose module goes offline is failed and unconfirmed
+    (`actions.output_failure`), and it is written at the first poll the module answers."""
+    rig.driver.apply({"siren": True})
+    await settle(rig, "siren")
+    state = rig.driver.state["siren"]
+    assert state.confirmed is True
+    rig.site.set_fault("do1", Fault(mode=FaultMode.NO_REPLY))
+    health = rig.loop.stats.device_health["do1"]
+    await until(lambda: health.online is False, 5.0, "do1 offline")
+    rig.driver.apply({"siren": True})
+    assert state.failed and state.confirmed is None and "not answering" in (state.last_error or "")
+    rig.site.set_signal("do1.do1", Constant(value=False))  # the power cut dropped the relay
+    rig.site.set_fault("do1", Fault(mode=FaultMode.NONE))
+    loop = asyncio.get_running_loop()
+    back = loop.time()
+    await until(lambda: health.online is True, 10.0, "do1 answering again")
+    while not (state.confirmed is True and not state.failed):
+        assert loop.time() - back < 10.0, state
+        rig.driver.apply({"siren": True})  # the daemon re-applies several times a second
+        await asyncio.sleep(0.05)
+    assert rig.site.read_point("do1.do1") is True
+
+
 async def test_a_coil_that_drifts_is_written_again(rig: Rig) -> None:
     rig.driver.apply({"siren": True})
     await settle(rig, "siren")
