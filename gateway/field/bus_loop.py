@@ -182,11 +182,14 @@ class BusLoop:
                 health = self.stats.device_health[poller.device_id]
                 if now - due > poller.interval:
                     self.stats.overruns += 1
+                was_failing = health.consecutive_failures > 0
                 await self.poll_once(poller)
                 # let the round these samples owe run now (the evaluator is woken, not yet run):
                 # an output write it queues goes before the next poll of this bus, not after it
                 await asyncio.sleep(0)
                 after = self.clock.monotonic()
+                if was_failing and not health.consecutive_failures:
+                    queue = self._back_together(queue, after)
                 if health.consecutive_failures:
                     next_due = after + health.next_delay()
                 else:
@@ -198,6 +201,18 @@ class BusLoop:
                 heapq.heappush(queue, (next_due, order, poller))
         finally:
             await self.link.close()
+
+    def _back_together(self, queue: list[tuple[float, int, DevicePoller]], now: float
+                       ) -> list[tuple[float, int, DevicePoller]]:
+        """A device answers again after failing: so may the others of the bus that were
+        failing (the power of a whole cabinet, or the line, back), so their backed-off polls
+        are due now rather than at the end of their back-off (the storm audit: 21 s for 15
+        devices to be online again after a power dip)."""
+        health = self.stats.device_health
+        moved = [(min(due, now) if health[p.device_id].consecutive_failures else due, o, p)
+                 for due, o, p in queue]
+        heapq.heapify(moved)
+        return moved
 
     async def poll_once(self, poller: DevicePoller) -> PollResult:
         """Poll one device, update its health, hand its samples on; never raises."""

@@ -303,6 +303,37 @@ async def test_a_tcp_peer_that_goes_away_shows_its_link_down_until_it_is_back() 
         await link.close()
 
 
+async def test_when_one_device_answers_again_the_others_of_the_bus_are_polled_at_once(
+        server: tuple[int, dict[int, Unit]]) -> None:
+    """The storm audit's power dip: every device of a bus silent, backed off, then all back
+    at once — each waited out its own back-off (21 s for 15 devices). Now the first answer
+    makes the bus's other failing devices due at once."""
+    port, units = server
+    timeout, interval = 0.2, 0.1
+    first, link = make_poller(port, 1, timeout, interval)
+    second, _ = make_poller(port, 2, timeout, interval)
+    second.link = first.link = link
+    loop = BusLoop("tcp1", link, [first, second], Recorder(), FailurePolicy(
+        offline_after=2, backoff_max=30.0, backoff_multiplier=3.0))
+    health = loop.stats.device_health
+    task = asyncio.create_task(loop.run())
+    try:
+        await until(lambda: health["dev1"].online is True and health["dev2"].online is True,
+                    5.0, "both online")
+        units[2].silent = True  # the power dip (dev2 first: backed off further)
+        await until(lambda: health["dev2"].consecutive_failures >= 5, 15.0, "dev2 backed off")
+        units[1].silent = True  # (dev2's next poll is ≥ 8 s away: 0.1 s × 3⁴)
+        await until(lambda: health["dev1"].consecutive_failures >= 2, 15.0, "dev1 backed off")
+        units[1].silent = units[2].silent = False
+        await until(lambda: health["dev1"].online is True, 15.0, "dev1 back")
+        back = asyncio.get_running_loop().time()
+        await until(lambda: health["dev2"].online is True, 15.0, "dev2 back")
+        assert asyncio.get_running_loop().time() - back < 1.0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_a_device_that_reads_only_in_part_stays_online_degraded_at_its_interval(
         server: tuple[int, dict[int, Unit]]) -> None:
     """Input registers failing (exception 4), the rest read: the device stays online and is
