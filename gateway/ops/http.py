@@ -61,6 +61,7 @@ from gateway.ops.httptypes import (
     Request,
     Response,
     Router,
+    compressed,
     error_response,
 )
 from gateway.ops.pacing import LoopShare
@@ -237,7 +238,7 @@ class HttpServer:
             try:
                 request = _request(method, event.target, headers, client, body)
                 handler = self.router.resolve(method, request.path)
-                response = await self._call(handler, request)
+                response = compressed(await self._call(handler, request), request)
             finally:
                 self.share.spent(time.perf_counter() - started)
         except HttpError as exc:

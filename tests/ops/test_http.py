@@ -7,6 +7,7 @@ connection cap."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -101,6 +102,29 @@ async def test_a_request_reaches_its_handler_whole(server: HttpServer) -> None:
                     "pairs": [["a", "1"], ["b", "two"], ["a", "3"]],
                     "body": body.decode(), "cookies": {"s": "abc", "t": "1"},
                     "remote": "127.0.0.1"}
+
+
+async def test_a_large_json_answer_is_gzipped_for_a_client_that_takes_it(
+        server: HttpServer) -> None:
+    """The storm audit: the panel's state was 0.2-0.5 MiB, uncompressed, every 1.5 s per
+    open panel. A large JSON answer goes gzip-compressed to a client that accepts gzip (every
+    browser), as it was to one that does not; a small one as it is."""
+    big = "x" * 20_000
+    request = (f"GET /echo?pad={big} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               "Accept-Encoding: gzip, deflate, br\r\n\r\n").encode()
+    raw = await exchange(port_of(server), request)
+    status, headers, _ = parse(raw.partition(b"\r\n\r\n")[0] + b"\r\n\r\n")
+    body = raw.partition(b"\r\n\r\n")[2]
+    assert status == 200 and headers["content-encoding"] == "gzip"
+    assert headers["vary"] == "Accept-Encoding" and int(headers["content-length"]) == len(body)
+    assert len(body) < 2_000 and json.loads(gzip.decompress(body))["query"]["pad"] == big
+    plain = request.replace(b"Accept-Encoding: gzip, deflate, br\r\n", b"")
+    status, headers, data = parse(await exchange(port_of(server), plain))
+    assert "content-encoding" not in headers and data["query"]["pad"] == big
+    refused = request.replace(b"gzip, deflate, br", b"gzip;q=0, br")
+    assert "content-encoding" not in parse(await exchange(port_of(server), refused))[1]
+    small = b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAccept-Encoding: gzip\r\n\r\n"
+    assert "content-encoding" not in parse(await exchange(port_of(server), small))[1]
 
 
 async def test_keep_alive_serves_several_requests_on_one_connection(server: HttpServer) -> None:
