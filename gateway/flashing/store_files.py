@@ -47,6 +47,8 @@ def write_kept_profiles(generation: Path, texts: dict[str, str]) -> None:
     """`generation`/profiles/<id>.yaml for each profile text, replacing what was kept there:
     written whole in a temporary directory, then renamed into place."""
     target = generation / KEPT_PROFILES
+    if _kept_as(target, texts):
+        return  # (every boot keeps them again: no writes to the SD card for nothing)
     tmp = generation / f".profiles-{os.urandom(6).hex()}"
     os.mkdir(tmp, 0o700)
     try:
@@ -62,6 +64,16 @@ def write_kept_profiles(generation: Path, texts: dict[str, str]) -> None:
         raise
     remove_tree(old)
     fsync_dir(generation)
+
+
+def _kept_as(directory: Path, texts: dict[str, str]) -> bool:
+    """`directory` holds exactly these profile texts."""
+    try:
+        names = {p.name for p in directory.iterdir()}
+        return names == {f"{i}.yaml" for i in texts} and all(
+            (directory / f"{i}.yaml").read_text(encoding="utf-8") == t for i, t in texts.items())
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def kept_profiles(configs: Path, config_path: Path) -> Path | None:
