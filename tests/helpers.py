@@ -4,9 +4,14 @@ the wait on a state (instead of a sleep that guesses how long the state takes to
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from gateway.config.loader import ConfigErrors, load_gateway_config
 from gateway.config.profile import ModbusProfile
 from gateway.config.site import Device
 from gateway.field.points import BoundPoint, bind_points
@@ -39,3 +44,15 @@ async def until(check: Callable[[], object], seconds: float = 15.0, what: str = 
     while not check():
         assert loop.time() < deadline, f"timed out after {seconds:g} s waiting for {what}"
         await asyncio.sleep(interval)
+
+
+def refused_in(path: Path, section: str) -> str:
+    """The errors of the config at `path`, which must be refused, each naming the file, a line
+    and a place in `section` (as a technician reads them); all of them as one text."""
+    with pytest.raises(ConfigErrors) as caught:
+        load_gateway_config(path)
+    text = "\n".join(str(e) for e in caught.value.errors)
+    assert all(re.match(rf"{re.escape(str(path))}:\d+: {re.escape(section)}\.", str(e))
+               for e in caught.value.errors), text
+    return text
+

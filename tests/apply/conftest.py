@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +93,17 @@ async def running_service(tmp: Path, health_timeout: str = "8s",
         finally:
             service.stop()
             await asyncio.wait_for(task, 30)
+
+
+def connected(path: Path, count: int) -> list[socket.socket]:
+    """`count` clients connected to the control socket at `path`, saying nothing (each holds a
+    slot; close them after)."""
+    clients = []
+    for _ in range(count):
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(os.fspath(path))
+        clients.append(client)
+    return clients
 
 
 @contextlib.asynccontextmanager

@@ -19,7 +19,15 @@ import pytest
 from gateway.control import MAX_CONNECTIONS
 from gateway.field.bus_loop import BusLoop
 from gateway.sim.signals import Constant
-from tests.apply.conftest import Running, ask, device, edit_config, running_service, until
+from tests.apply.conftest import (
+    Running,
+    ask,
+    connected,
+    device,
+    edit_config,
+    running_service,
+    until,
+)
 
 SIREN, STROBE, FAN = "do-tx-01.do1", "do-tx-01.do2", "do-tx-01.do3"
 FIRE = "fire.smoke_coincidence"
@@ -228,13 +236,7 @@ async def test_the_control_socket_bounds_what_it_serves(running: Running) -> Non
     """The config audit: 150 clients each sending 3.9 MB without a newline took the gateway to
     1.2 GB; deeply nested JSON and a lone surrogate were an `internal error` with a traceback;
     a drill's actor with a newline forged log lines and named anyone in the journal."""
-    import socket
-
-    idle = []
-    for _ in range(MAX_CONNECTIONS):
-        sock = socket.socket(socket.AF_UNIX)
-        sock.connect(os.fspath(running.control))
-        idle.append(sock)
+    idle = connected(running.control, MAX_CONNECTIONS)
     try:
         await asyncio.sleep(0.3)
         # the slot kept for status and drill stop serves a status, nothing else

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from gateway.control import MAX_CONNECTIONS, request
-from tests.apply.conftest import Running, ask, edit_config, running_service
+from tests.apply.conftest import Running, ask, connected, edit_config, running_service
 
 pytestmark = pytest.mark.slow
 
@@ -81,11 +81,7 @@ async def test_an_oversized_request_is_read_to_its_end_and_answered(running: Run
 
 async def test_status_and_drill_stop_get_through_when_every_slot_is_held(
         running: Running) -> None:
-    held = []
-    for _ in range(MAX_CONNECTIONS):
-        sock = socket.socket(socket.AF_UNIX)
-        sock.connect(os.fspath(running.control))
-        held.append(sock)
+    held = connected(running.control, MAX_CONNECTIONS)
     try:
         await asyncio.sleep(0.3)
         status = await ask(running.control, {"op": "status"})
@@ -97,9 +93,7 @@ async def test_status_and_drill_stop_get_through_when_every_slot_is_held(
         assert busy[-1]["ok"] is False and error.startswith("busy: 8 requests"), error
         assert "at most 8 at once" in error and "try again in a few seconds" in error
         # the spare slot held too: even a status hears why and when to retry
-        spare = socket.socket(socket.AF_UNIX)
-        spare.connect(os.fspath(running.control))
-        held.append(spare)
+        held += connected(running.control, 1)
         await asyncio.sleep(0.3)
         raw, _took = await asyncio.to_thread(_exchange, running.control, b'{"op": "status"}\n')
         assert "try again in a few seconds" in _answer(raw)["error"]

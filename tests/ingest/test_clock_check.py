@@ -34,7 +34,15 @@ from gateway.ingest.service import IngestService
 from gateway.ingest.timecheck import AHEAD_NS, FLOOR_NS, implausible
 from tests.dashboards.grafana import Selection, TimeRange, expand
 from tests.fixtures.services import Broker, Victoria, wait_for
-from tests.ingest.test_service import CATALOG, GW, SITE, Gateway, make_settings, values
+from tests.ingest.test_service import (
+    CATALOG,
+    GW,
+    SITE,
+    Gateway,
+    make_settings,
+    subscribed,
+    values,
+)
 
 DAY_1970 = 86_400 * 10**9  # 1970-01-02: a Pi's clock before NTP
 HIDDEN_S = 1.5
@@ -109,10 +117,7 @@ def test_an_unset_clocks_telemetry_is_dead_lettered_with_why(
         tmp_path: Path, broker: Broker, victoria: Victoria, gateway: Gateway,
         caplog: pytest.LogCaptureFixture) -> None:
     settings = make_settings(tmp_path, broker, victoria)
-    service = IngestService(settings)
-    service.start()
-    try:
-        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
+    with subscribed(settings) as service:
         gateway.send(CATALOG)
         gateway.send(unset_clock_batch())
         skewed = c.GatewayState(site=SITE, gateway=GW, status="online",
@@ -133,8 +138,6 @@ def test_an_unset_clocks_telemetry_is_dead_lettered_with_why(
         assert len(skew) == 1 and 595 < float(skew[0].split()[-1]) < 605
         assert any("event=gateway_clock_skew" in r.getMessage() and "ahead of" in
                    r.getMessage() for r in caplog.records)
-    finally:
-        service.stop()
 
 
 def test_an_unset_clocks_critical_alarm_is_active_centrally_at_receive_time_once(
@@ -146,10 +149,7 @@ def test_an_unset_clocks_critical_alarm_is_active_centrally_at_receive_time_once
     gateway's live state likewise (it counts online); its telemetry is still dead-lettered."""
     unset = "gw-unset"
     settings = make_settings(tmp_path, broker, victoria)
-    service = IngestService(settings)
-    service.start()
-    try:
-        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
+    with subscribed(settings) as service:
         alarm = unset_clock_alarm(unset)
         state = c.GatewayState(site=SITE, gateway=unset, status="online", ts=DAY_1970 + 2 * 10**9,
                                devices_online=3, devices_total=3)
@@ -202,8 +202,6 @@ def test_an_unset_clocks_critical_alarm_is_active_centrally_at_receive_time_once
         assert "alarm_event seq=7" in line and "1970-01-02" in line and "clock_suspect" in line
         assert not [r for r in caplog.records if "event=gateway_clock_skew" in r.getMessage()
                     and f"gateway={unset} " in r.getMessage()]  # the line above says it
-    finally:
-        service.stop()
 
 
 def test_a_restamped_alarm_keeps_its_first_receive_time(
@@ -316,10 +314,7 @@ def test_a_clear_after_the_gateway_clock_stepped_back_clears_the_alarm_centrally
         "seq": 4, "ts": now - 3600 * 10**9, "state": AlarmState.NORMAL,
         "previous_state": AlarmState.ACTIVE_UNACKNOWLEDGED, "value": False})
     settings = make_settings(tmp_path, broker, victoria)
-    service = IngestService(settings)
-    service.start()
-    try:
-        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
+    with subscribed(settings) as service:
         gateway.send(raised)
         wait_for(lambda: service.status()["acked"] == 1, what="the raise acknowledged")
         assert [r for r in dashboard_rows(victoria, SITE_OVERVIEW, "Active alarms")
@@ -334,5 +329,3 @@ def test_a_clear_after_the_gateway_clock_stepped_back_clears_the_alarm_centrally
         assert stamps[(raised.ts + 1_000_000) // 10**6] == pytest.approx(cleared.ts, abs=2048)
         assert not [r for r in _dashboard_rows(victoria, SITE_OVERVIEW, "Active alarms")
                     if r["gateway"] == GW]  # … and cleared
-    finally:
-        service.stop()

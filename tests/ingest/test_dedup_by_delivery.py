@@ -10,9 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.contract import wire as c
-from gateway.ingest.service import IngestService
 from tests.fixtures.services import Broker, Victoria, wait_for
-from tests.ingest.test_service import CATALOG, Gateway, batch, make_settings, ms, values
+from tests.ingest.test_service import (
+    CATALOG,
+    Gateway,
+    batch,
+    make_settings,
+    ms,
+    subscribed,
+    values,
+)
 
 STREAM = 77
 
@@ -24,33 +31,25 @@ def numbered(seq: int, second: int, temp: float) -> c.TelemetryBatch:
 def test_numbered_messages_are_deduplicated_by_the_watermark_and_keep_no_keys(
         tmp_path: Path, broker: Broker, victoria: Victoria) -> None:
     gateway = Gateway(broker)
-    first = IngestService(make_settings(tmp_path, broker, victoria))
-    first.start()
     try:
-        wait_for(lambda: bool(first.status()["subscribed"]), what="subscribed")
-        gateway.send(CATALOG)
-        for seq, temp in ((1, 21.0), (2, 22.0), (2, 22.0), (4, 24.0)):  # 2 again; 3 a hole
-            gateway.send(numbered(seq, seq, temp))
-        gateway.send(numbered(4, 4, 24.0))  # done above the hole: still a duplicate
-        wait_for(lambda: first.status()["acked"] == 6, what="6 acknowledged")
-        assert first.status()["duplicates"] == 2
-        assert len(first._writer.seen) == 0  # numbered: nothing kept beside the watermark
+        with subscribed(make_settings(tmp_path, broker, victoria)) as first:
+            gateway.send(CATALOG)
+            for seq, temp in ((1, 21.0), (2, 22.0), (2, 22.0), (4, 24.0)):  # 2 again; 3 a hole
+                gateway.send(numbered(seq, seq, temp))
+            gateway.send(numbered(4, 4, 24.0))  # done above the hole: still a duplicate
+            wait_for(lambda: first.status()["acked"] == 6, what="6 acknowledged")
+            assert first.status()["duplicates"] == 2
+            assert len(first._writer.seen) == 0  # numbered: nothing kept beside the watermark
+        with subscribed(make_settings(tmp_path, broker, victoria)) as second:  # durable
+            gateway.send(numbered(1, 1, 21.0))  # replayed after a gateway crash
+            gateway.send(numbered(3, 3, 23.0))  # the hole fills
+            gateway.send(numbered(4, 4, 24.0))
+            gateway.send(batch(9, 9, 29.0))  # no delivery number (`delivery: puback`): a key
+            gateway.send(batch(9, 9, 29.0))
+            wait_for(lambda: second.status()["acked"] == 5, what="5 acknowledged")
+            assert second.status()["duplicates"] == 3
+            assert len(second._writer.seen) == 1
+            assert values(victoria, "temperature_value") == {
+                ms(1): 21.0, ms(2): 22.0, ms(3): 23.0, ms(4): 24.0, ms(9): 29.0}
     finally:
-        first.stop()
-    second = IngestService(make_settings(tmp_path, broker, victoria))  # the watermark is durable
-    second.start()
-    try:
-        wait_for(lambda: bool(second.status()["subscribed"]), what="subscribed")
-        gateway.send(numbered(1, 1, 21.0))  # replayed after a gateway crash
-        gateway.send(numbered(3, 3, 23.0))  # the hole fills
-        gateway.send(numbered(4, 4, 24.0))
-        gateway.send(batch(9, 9, 29.0))  # no delivery number (`delivery: puback`): a key
-        gateway.send(batch(9, 9, 29.0))
-        wait_for(lambda: second.status()["acked"] == 5, what="5 acknowledged")
-        assert second.status()["duplicates"] == 3
-        assert len(second._writer.seen) == 1
-        assert values(victoria, "temperature_value") == {
-            ms(1): 21.0, ms(2): 22.0, ms(3): 23.0, ms(4): 24.0, ms(9): 29.0}
-    finally:
-        second.stop()
         gateway.close()

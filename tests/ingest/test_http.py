@@ -13,7 +13,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.ingest.service import IngestService
 from tests.fixtures.services import Broker, Victoria, wait_for
-from tests.ingest.test_service import CATALOG, GW, SITE, Gateway, batch, make_settings, ms, values
+from tests.ingest.test_service import (
+    CATALOG,
+    GW,
+    SITE,
+    Gateway,
+    batch,
+    make_settings,
+    ms,
+    subscribed,
+    values,
+)
 
 
 def get(port: int, path: str) -> tuple[int, bytes, str]:
@@ -101,31 +111,23 @@ def test_healthz_and_metrics(tmp_path: Path, broker: Broker, victoria: Victoria)
 def test_a_resent_batch_is_written_once_even_after_an_ingest_restart(
         tmp_path: Path, broker: Broker, victoria: Victoria) -> None:
     gateway = Gateway(broker)
-    first = IngestService(make_settings(tmp_path, broker, victoria))
-    first.start()
     try:
-        wait_for(lambda: bool(first.status()["subscribed"]), what="subscribed")
-        gateway.send(CATALOG)
-        gateway.send(batch(1, 0, 21.0))
-        gateway.send(batch(1, 0, 21.0))  # the gateway re-sends after a lost PUBACK
-        gateway.send(batch(2, 1, 22.0))
-        wait_for(lambda: first.status()["acked"] == 4, what="4 acknowledged")
-        assert first.status()["duplicates"] == 1
+        with subscribed(make_settings(tmp_path, broker, victoria)) as first:
+            gateway.send(CATALOG)
+            gateway.send(batch(1, 0, 21.0))
+            gateway.send(batch(1, 0, 21.0))  # the gateway re-sends after a lost PUBACK
+            gateway.send(batch(2, 1, 22.0))
+            wait_for(lambda: first.status()["acked"] == 4, what="4 acknowledged")
+            assert first.status()["duplicates"] == 1
+        with subscribed(make_settings(tmp_path, broker, victoria)) as second:
+            gateway.send(batch(2, 1, 22.0))  # replayed from the outbox after a gateway crash
+            # a gateway whose outbox was wiped starts again at seq 1: new data, not a duplicate
+            gateway.send(batch(1, 5, 25.0))
+            wait_for(lambda: second.status()["acked"] == 2, what="2 acknowledged")
+            assert second.status()["duplicates"] == 1
+            assert values(victoria, "temperature_value") == {ms(0): 21.0, ms(1): 22.0,
+                                                             ms(5): 25.0}
     finally:
-        first.stop()
-    second = IngestService(make_settings(tmp_path, broker, victoria))
-    second.start()
-    try:
-        wait_for(lambda: bool(second.status()["subscribed"]), what="subscribed")
-        gateway.send(batch(2, 1, 22.0))  # replayed from the outbox after a gateway crash
-        # a gateway whose outbox was wiped starts again at seq 1: new data, not a duplicate
-        gateway.send(batch(1, 5, 25.0))
-        wait_for(lambda: second.status()["acked"] == 2, what="2 acknowledged")
-        assert second.status()["duplicates"] == 1
-        assert values(victoria, "temperature_value") == {ms(0): 21.0, ms(1): 22.0,
-                                                         ms(5): 25.0}
-    finally:
-        second.stop()
         gateway.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -33,6 +34,18 @@ def make_settings(tmp_path: Path, broker: Broker, vm: Victoria, protocol: str = 
                    "flush_interval": "200ms", "retry_max_wait": "1s"},
         "dead_letter": str(tmp_path / "dead.jsonl"),
         "catalog_store": str(tmp_path / "catalogs.sqlite"), **extra})
+
+
+@contextlib.contextmanager
+def subscribed(settings: IngestSettings) -> Iterator[IngestService]:
+    """An ingest service started, once the broker granted its subscriptions; stopped after."""
+    service = IngestService(settings)
+    service.start()
+    try:
+        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
+        yield service
+    finally:
+        service.stop()
 
 
 class Gateway:

@@ -32,6 +32,12 @@ NOW_NS = 1_700_000_000_000_000_000
 USER = "ops"
 PASSWORD = "correct horse battery staple"
 HASH = hash_password(PASSWORD)
+JSON = {"Content-Type": "application/json"}
+"""The header of every POST to the panel's API."""
+ALARM = {"rule": "h2_high", "subject": "h2-batt-01.h2"}
+"""The alarm of `sample_state`."""
+ACK = {"alarms": [ALARM]}
+SHELVE = {"alarm": ALARM, "minutes": 30, "reason": "sensor being replaced"}
 
 
 def alarm(**over: Any) -> PanelAlarm:

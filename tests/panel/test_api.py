@@ -18,18 +18,17 @@ from gateway.config.site import PanelUser
 from gateway.panel.server import COOKIE, MAX_BODY, PanelServer
 from gateway.panel.views import AlarmRef
 from tests.panel.conftest import (
+    ACK,
     HASH,
+    JSON,
     PASSWORD,
+    SHELVE,
     USER,
     FakeBackend,
     Running,
     panel_settings,
 )
 
-JSON = {"Content-Type": "application/json"}
-ACK = {"alarms": [{"rule": "h2_high", "subject": "h2-batt-01.h2"}]}
-SHELVE = {"alarm": {"rule": "h2_high", "subject": "h2-batt-01.h2"}, "minutes": 30,
-          "reason": "sensor being replaced"}
 SUPPRESS = {"scope": "battery-1", "minutes": 120, "reason": "permitted hot work"}
 UNSUPPRESS = {"scope": "battery-1"}
 RESET = {"output": "charge-inhibit-ess", "note": "cells checked"}

@@ -19,12 +19,12 @@ import yaml
 from gateway.sim.signals import Constant
 from tests import shipped
 from tests.helpers import until
+from tests.panel.conftest import JSON
 from tests.panel.live import Live, live_panel
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
 STROBE = "do-tx-01.do2"
-JSON = {"Content-Type": "application/json"}
 FIRE = {"rule": "fire.smoke_coincidence", "subject": "tx-3f"}
 SMOKE_1 = {"rule": "fire.smoke_detector", "subject": "smoke-tx-01.alarm"}
 SMOKE_2 = {"rule": "fire.smoke_detector", "subject": "smoke-tx-02.alarm"}

@@ -20,7 +20,6 @@ from tests.panel.test_live_alarm_actions import post
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
 STROBE = "do-tx-01.do2"
-JSON = {"Content-Type": "application/json"}
 FIRE = ("fire.smoke_coincidence", "tx-3f")
 SUPPRESS = {"scope": "tx-3f", "minutes": 10080, "reason": "hot work"}
 

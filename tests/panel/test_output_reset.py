@@ -19,12 +19,12 @@ import pytest
 from gateway.alarms.events import OUTPUT_RULE
 from gateway.sim.signals import Constant
 from tests.helpers import until
+from tests.panel.conftest import JSON
 from tests.panel.live import Live, live_panel
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "firmware_configs" / "datacenter_lithium_room.yaml"
 INHIBIT, COIL = "charge-inhibit-ess", "do-ess-01.do5"
-JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
