@@ -125,15 +125,29 @@ def compressed(response: Response, request: Request) -> Response:
             response.content_type == "application/json"
             or response.content_type.startswith("text/")):
         return response
-    accepted = request.headers.get("accept-encoding", "")
-    if not any(part.split(";", 1)[0].strip().lower() == "gzip" and "q=0" not in
-               part.replace(" ", "") for part in accepted.split(",")):
+    if not _accepts_gzip(request.headers.get("accept-encoding", "")):
         return response
     packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: the gzip format
     response.body = packer.compress(response.body) + packer.flush()
     response.headers = {**response.headers, "Content-Encoding": "gzip",
                         "Vary": "Accept-Encoding"}
     return response
+
+
+def _accepts_gzip(header: str) -> bool:
+    """`Accept-Encoding` names gzip with a quality above 0 (`gzip;q=0` refuses it)."""
+    for part in header.split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() != "gzip":
+            continue
+        name, _, value = params.strip().partition("=")
+        if name.strip().lower() != "q":
+            return True
+        try:
+            return float(value) > 0
+        except ValueError:
+            return False
+    return False
 
 
 def error_response(exc: HttpError) -> Response:

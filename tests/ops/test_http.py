@@ -123,6 +123,9 @@ async def test_a_large_json_answer_is_gzipped_for_a_client_that_takes_it(
     assert "content-encoding" not in headers and data["query"]["pad"] == big
     refused = request.replace(b"gzip, deflate, br", b"gzip;q=0, br")
     assert "content-encoding" not in parse(await exchange(port_of(server), refused))[1]
+    weighted = request.replace(b"gzip, deflate, br", b"br;q=1.0, gzip; q=0.5")
+    raw = await exchange(port_of(server), weighted)
+    assert b"\r\ncontent-encoding: gzip\r\n" in raw.partition(b"\r\n\r\n")[0].lower()
     small = b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAccept-Encoding: gzip\r\n\r\n"
     assert "content-encoding" not in parse(await exchange(port_of(server), small))[1]
 
