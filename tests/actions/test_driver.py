@@ -5,6 +5,7 @@ relay is written once per back-off step (counted at the simulator), and logged o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.actions.driver import OutputDriver, backoff_delay
+from gateway.actions.driver import OUTPUT_MODULE_BACKOFF, OutputDriver, backoff_delay
 from gateway.clock import SystemClock
 from gateway.config.loader import load_gateway_config
 from gateway.field.bus_loop import BusLoop
@@ -157,6 +158,19 @@ async def test_a_module_back_from_a_power_cut_has_its_siren_rewritten_at_once(
         rig.driver.apply({"siren": True})  # the daemon re-applies several times a second
         await asyncio.sleep(0.05)
     assert rig.site.read_point("do1.do1") is True
+
+
+async def test_a_module_carrying_outputs_is_polled_at_least_every_5_s_while_silent(
+        rig: Rig) -> None:
+    """What the README promises after a power cut: the relay module backs off its polls to 5 s
+    at most (other devices to the bus's `backoff_max`), so its outputs are rewritten within
+    about 5 s of its power coming back."""
+    module, sensor = (rig.loop.stats.device_health[d] for d in ("do1", "th1"))
+    assert module.backoff_cap == OUTPUT_MODULE_BACKOFF == 5.0 and sensor.backoff_cap is None
+    policy = module.policy.model_copy(update={"backoff_max": 60.0})
+    silent = dataclasses.replace(module, policy=policy, consecutive_failures=30)
+    other = dataclasses.replace(sensor, policy=policy, consecutive_failures=30)
+    assert silent.next_delay() == 5.0 and other.next_delay() == 60.0
 
 
 async def test_a_coil_that_drifts_is_written_again(rig: Rig) -> None:
