@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
@@ -47,28 +48,38 @@ __all__ = ["DeviceImage", "LogEntry", "ModbusBusSim", "ModbusSim"]
 PacketHook = Callable[[ServerRequestHandler, bool, bytes], bytes]
 
 
-def _hooked_handler(server: ModbusTcpServer | ModbusSerialServer,
-                    hook: PacketHook) -> ServerRequestHandler:
-    """A connection handler whose packet hook knows its connection (to send a reply late)."""
-    cell: list[ServerRequestHandler] = []
+class _HookedHandler(ServerRequestHandler):
+    """A connection handler whose packet hook knows its connection (to send a reply late) and
+    that drops, whole, the TCP frames its `unheard` says no device hears: pymodbus cuts its
+    receive buffer by what its framer used, so a frame the hook emptied stayed in front and took
+    every later request of the connection with it (one silent unit silenced a whole TCP bus)."""
 
-    def trace(sending: bool, data: bytes) -> bytes:
-        return hook(cell[0], sending, data)
+    def __init__(self, server: ModbusTcpServer | ModbusSerialServer, hook: PacketHook,
+                 unheard: Callable[[bytes], int] | None) -> None:
+        super().__init__(server, partial(hook, self), server.trace_pdu,  # type: ignore[no-untyped-call]
+                         server.trace_connect)
+        self._unheard = unheard
 
-    handler = ServerRequestHandler(server, trace, server.trace_pdu,  # type: ignore[no-untyped-call]
-                                   server.trace_connect)
-    cell.append(handler)
-    return handler
+    def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
+        dropped = 0
+        while self._unheard is not None and (frame := self._unheard(data[dropped:])):
+            dropped += frame
+        if dropped >= len(data):
+            return dropped
+        used: int = super().callback_data(data[dropped:], addr)
+        return dropped + used
 
 
 class _TcpServer(ModbusTcpServer):
     def __init__(self, devices: list[SimDevice], address: tuple[str, int], hook: PacketHook,
-                 trace_pdu: Callable[[bool, ModbusPDU], ModbusPDU]) -> None:
+                 trace_pdu: Callable[[bool, ModbusPDU], ModbusPDU],
+                 unheard: Callable[[bytes], int]) -> None:
         super().__init__(devices, address=address, trace_pdu=trace_pdu)
         self._hook = hook
+        self._unheard = unheard
 
     def callback_new_connection(self) -> ServerRequestHandler:
-        return _hooked_handler(self, self._hook)
+        return _HookedHandler(self, self._hook, self._unheard)
 
 
 class _RtuServer(ModbusSerialServer):
@@ -81,7 +92,7 @@ class _RtuServer(ModbusSerialServer):
         self._hook = hook
 
     def callback_new_connection(self) -> ServerRequestHandler:
-        return _hooked_handler(self, self._hook)
+        return _HookedHandler(self, self._hook, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +137,7 @@ class ModbusBusSim:
             )))
         if isinstance(self.bus, ModbusTcpBus):
             server: _TcpServer | _RtuServer = _TcpServer(
-                devices, (self.host, 0), self._packet, self._pdu)
+                devices, (self.host, 0), self._packet, self._pdu, self._unheard)
             await server.serve_forever(background=True)
             listener = server.transport
             assert isinstance(listener, asyncio.Server)
@@ -225,6 +236,18 @@ class ModbusBusSim:
 
     # --- reply path ---------------------------------------------------------------------------
 
+    def _unheard(self, data: bytes) -> int:
+        """The length of the TCP frame in front of `data` when it is whole and its device does
+        not answer (fault no_reply): it neither answers nor acts on it; else 0."""
+        if len(data) < 7:
+            return 0
+        size = 6 + int.from_bytes(data[4:6], "big")
+        image = self.images.get(data[6])
+        if len(data) < size or image is None \
+                or self.faults.active(image.device.id).mode is not FaultMode.NO_REPLY:
+            return 0
+        return size
+
     def _packet(self, handler: ServerRequestHandler, sending: bool, data: bytes) -> bytes:
         if not data:
             return data
@@ -233,10 +256,8 @@ class ModbusBusSim:
         if len(data) <= unit_at + 1:
             return data
         image = self.images.get(data[unit_at])
-        if not sending:  # a device that does not answer does not act on requests either
-            silent = tcp and image is not None and \
-                self.faults.active(image.device.id).mode is FaultMode.NO_REPLY
-            return b"" if silent else data  # (TCP: whole frames; RTU bytes come in pieces)
+        if not sending:  # (TCP frames to a device that does not answer: `_unheard`)
+            return data
         if image is None:
             if not tcp:
                 return b""  # nobody on the line has this address: silence

@@ -205,6 +205,24 @@ async def test_other_devices_unaffected_by_a_fault(site: SimulatedSite) -> None:
         client.close()
 
 
+async def test_a_silent_unit_does_not_silence_the_others_on_its_connection(
+        site: SimulatedSite) -> None:
+    """A request to a unit that does not answer, then one to a unit that does, on the same
+    connection: the second was answered only after the next reply cleared the server's buffer
+    (the dropped frame stayed in front of it), so one silent unit silenced a whole simulated
+    TCP bus — the bus loop took that for the bus's power gone."""
+    site.set_fault("meter", Fault(mode=FaultMode.NO_REPLY))
+    client = await _client(site, "tcp", timeout=0.3)
+    try:
+        for _ in range(3):
+            with pytest.raises(ModbusException):
+                await client.read_holding_registers(210, device_id=1)
+            reply = await client.read_holding_registers(210, device_id=7)
+            assert not reply.isError()
+    finally:
+        client.close()
+
+
 async def test_intermittent_fault(site: SimulatedSite) -> None:
     site.set_fault("meter", Fault(mode=FaultMode.EXCEPTION, exception_code=4, probability=0.5))
     client = await _client(site, "tcp")
