@@ -77,6 +77,14 @@ class DeviceHealth:
             return True
         return False
 
+    def declare_offline(self) -> bool:
+        """The whole bus is silent (gateway.field.bus_loop.BusSilence): offline now, whatever
+        the count; return True if the device just went offline."""
+        if self.online is False:
+            return False
+        self.online = False
+        return True
+
     def next_delay(self) -> float:
         """Seconds until the next poll: the interval when healthy, backed off when failing."""
         if self.consecutive_failures == 0:

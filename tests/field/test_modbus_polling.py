@@ -334,6 +334,63 @@ async def test_when_one_device_answers_again_the_others_of_the_bus_are_polled_at
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_whole_bus_gone_silent_is_offline_after_one_round_not_three() -> None:
+    """The storm audit's power dip, as the offline rule sees it: every device of a bus stops
+    answering at once. Each went offline only after its own `offline_after` failures — three
+    rounds of timeouts, 31-55 s for 15 devices at a 1 s timeout, past the 10 s the rule's basis
+    asks for. Now one round in which nothing answered takes every device offline, and the
+    samples say so at once; the first answer ends it. One device silent among answering ones
+    still needs its own `offline_after` failures."""
+    units = {unit: Unit() for unit in range(1, 7)}
+    port = free_port()
+    srv = await serve(port, units)
+    timeout, interval = 0.2, 0.3
+    pollers: list[DevicePoller] = []
+    link: ModbusLink | None = None
+    for unit in units:
+        poller, own = make_poller(port, unit, timeout, interval)
+        link = link or own
+        poller.link = link
+        pollers.append(poller)
+    assert link is not None
+    recorder = Recorder()
+    loop = BusLoop("tcp1", link, pollers, recorder, FailurePolicy(
+        offline_after=3, backoff_max=5.0, backoff_multiplier=2.0))
+    health = loop.stats.device_health
+    task = asyncio.create_task(loop.run())
+    try:
+        await until(lambda: all(h.online for h in health.values()), 5.0, "all online")
+        units[3].silent = True  # one device alone: its own offline_after
+        await until(lambda: health["dev3"].online is False, 10.0, "dev3 offline")
+        assert health["dev3"].consecutive_failures >= 3
+        assert not loop.silent and all(health[f"dev{u}"].online for u in (1, 2, 4, 5, 6))
+        units[3].silent = False
+        await until(lambda: health["dev3"].online is True, 10.0, "dev3 back")
+
+        for unit in units.values():
+            unit.silent = True  # the bus's power gone
+        await until(lambda: any(h.online is False for h in health.values()), 10.0,
+                    "a device offline")
+        assert loop.silent
+        assert all(h.online is False for h in health.values())
+        # the first to fail has failed once or twice, the last once: not three times each
+        assert min(h.consecutive_failures for h in health.values()) == 1
+        assert max(h.consecutive_failures for h in health.values()) < 3
+        offline = {s.point for s in recorder.samples
+                   if s.point.endswith(".online") and s.value is False}
+        assert offline == {f"dev{u}.online" for u in units}
+
+        for unit in units.values():
+            unit.silent = False
+        await until(lambda: all(h.online for h in health.values()), 10.0, "all back")
+        assert not loop.silent
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await srv.shutdown()
+        await link.close()
+
+
 async def test_a_device_that_reads_only_in_part_stays_online_degraded_at_its_interval(
         server: tuple[int, dict[int, Unit]]) -> None:
     """Input registers failing (exception 4), the rest read: the device stays online and is
