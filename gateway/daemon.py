@@ -86,6 +86,10 @@ class Gateway(PanelBackend, Reconfiguring):
         self.config_version = config_version
         """Version of the running config (0: the installed file, never flashed)."""
         self.config_sha256 = config_sha256 or _sha256_of(loaded.path)
+        self.booted = (config_version, self.config_sha256)
+        """(version, sha256) of the config it booted (gateway.ops.config_health)."""
+        self.boot_problems: tuple[str, ...] = ()
+        """What the boot had to work round, set by the supervisor (/healthz `config`)."""
         self.latest = LatestSamples()
         self.extra_sinks = list(extra_sinks or [])
         self.fanout = SampleFanOut()
@@ -94,7 +98,6 @@ class Gateway(PanelBackend, Reconfiguring):
         self.rate_memory = RateMemory(self.state_dir, self.clock)
         self.rate_memory.restore(self.core.engine, loaded)
         self._rate_task: asyncio.Task[None] | None = None
-        # --- end issue 11 -------------------------------------------------------------------
         # --- issue 9: operator commands, the one service behind the panel and `cmd` ----------
         self._panel_describer: tuple[object, Describer] | None = None  # issue 14
         self.commands = OperatorCommands(lambda: self.core.alarms, self.clock,
@@ -103,7 +106,6 @@ class Gateway(PanelBackend, Reconfiguring):
         self.replay: ReplayMemory | None = None
         """Command ids seen on `cmd` (opened with the first uplink: a gateway without one
         takes no remote commands)."""
-        # --- end issue 9 -------------------------------------------------------------------------
         self.uplink = self._make_uplink(loaded)
         self._resend_unsent_alarm_events()
         self.bus_loops: list[BusLoop] = build_bus_loops(loaded, self._on_samples, self.clock)
@@ -386,8 +388,6 @@ class Gateway(PanelBackend, Reconfiguring):
                  note)
         self._hand_on(events)
         return events
-
-    # --- end issue 9 -----------------------------------------------------------------------
 
     def _after_command(self, events: list[AlarmEvent]) -> None:
         """After an operator command: re-plan the outputs now (an acknowledge silences the

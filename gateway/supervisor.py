@@ -148,6 +148,7 @@ class Service:
         self.gateway = Gateway(loaded, state_dir=state_dir, rules_dir=rules_dir,
                                panel_port=panel_port, config_version=self.boot.meta.version,
                                config_sha256=self.boot.meta.sha256)
+        self.gateway.boot_problems = self.boot.problems
         self.applier = ConfigApplier(self.gateway, self.store, base_dir=factory_path.parent,
                                      factory_path=factory_path, publish=self._publish_status)
         self.gateway.on_config_set = self.applier.submit_envelope

@@ -7,8 +7,8 @@ Checks, each judged from the gateway's own state at the moment of asking:
   for longer than `BusLoop.stall_limit` (its worst legitimate poll + queued output writes + a
   margin; the same test withholds the systemd watchdog) — or when its link could not be
   opened or was lost (`BusLoop.link_open` false: serial port missing, a Modbus TCP peer gone)
-  or every device of the bus is offline (the
-  link is down: cable cut, converter dead). **degraded** when some devices are offline.
+  or every device of the bus is offline (power, cable or converter gone: one round with no
+  answer does it, gateway.field.bus_loop). **degraded** when some devices are offline.
   Devices not yet polled count as neither.
 - `rules`: **failing** when a round of the rules has been owed for `EVALUATOR_STALL_AFTER`
   seconds without completing (`Gateway.evaluator_lag`, gateway.evaluator: since samples
@@ -33,9 +33,9 @@ Checks, each judged from the gateway's own state at the moment of asking:
   carries out unsigned operator commands (`operators.allow_unsigned`, lab only), or when
   connected but nothing it published has been confirmed for 2 minutes (four ack timeouts if
   longer) while entries wait: no RoomWarden ingest behind the broker (`delivery: ingest`), or
-  no subscriber (`puback`). `not
-  configured` is ok. An outbox found damaged and replaced by a fresh one
-  (gateway.uplink.outbox_recovery) is named in the detail.
+  no subscriber (`puback`). `not configured` is ok. An outbox found damaged and replaced by a
+  fresh one (gateway.uplink.outbox_recovery) is named in the detail.
+- `config`: **degraded** while the booted config needed a work-round (gateway.ops.config_health).
 
 **Service health vs. site alarm state.** The checks above say whether the *gateway* works
 (`service`: the worst check). Whether the *site* is in trouble is a different question,
@@ -43,13 +43,11 @@ answered beside it (`site`): `normal` (no alarm annunciated), `active` (alarms a
 none of them critical and active, no flood) or `alarm` (a critical alarm is active, or an alarm
 flood is on). The overall `status` is the service's, except that it is never `ok` — nor
 `degraded` — while the site is in `alarm`: then it says `alarm` (a failing service still says
-`failing`). `summary` says both in words: `Service: ok · Site: ALARM — 1 critical active,
-flood`.
+`failing`). `summary` says both: `Service: ok · Site: ALARM — 1 critical active, flood`.
 
-HTTP: `/healthz` answers 503 only when the service is failing and 200 otherwise — also during
-a site alarm: a load balancer or supervisor must not pull or restart the gateway because a room
-is on fire (that is when it is needed most); whoever watches the site reads `site` (or the
-`roomwarden_alarms_active` and `roomwarden_alarm_flood` metrics).
+HTTP: `/healthz` answers 503 only when the service is failing, else 200 — also during a site
+alarm: nothing may pull or restart the gateway because a room is on fire (when it is needed
+most); whoever watches the site reads `site` (or `roomwarden_alarms_active`, `_alarm_flood`).
 """
 
 from __future__ import annotations
@@ -66,6 +64,7 @@ from gateway.alarms.events import AlarmView
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.field.bus_loop import BusLoop
+from gateway.ops.config_health import config_trouble
 from gateway.ops.source import MetricsSource
 from gateway.rules.coverage import summary
 from gateway.strict import StrictModel
@@ -245,6 +244,8 @@ class HealthMonitor:
             "clock": check_clock(self.source.clock.now_ns()),
             "outputs": self.check_outputs(),
             "uplink": self.check_uplink(),
+            "config": CheckResult(status=Level.DEGRADED if (booted := config_trouble(
+                self.source))[0] else Level.OK, detail=booted[1]),
         }
         service = worst([c.status for c in checks.values()])
         alarms = self.source.core.alarms

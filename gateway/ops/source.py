@@ -77,3 +77,13 @@ class MetricsSource(Protocol):
 
     @property
     def config_sha256(self) -> str: ...
+
+    @property
+    def boot_problems(self) -> tuple[str, ...]:
+        """What the boot had to work round (gateway.ops.config_health)."""
+        ...
+
+    @property
+    def booted(self) -> tuple[int, str]:
+        """(version, sha256) of the config the gateway booted."""
+        ...

@@ -16,9 +16,10 @@ import yaml
 
 from gateway.config.loader import load_gateway_config
 from gateway.flashing.store import ConfigStore
+from gateway.ops.health import monitor_for
 from gateway.sim.site import SimulatedSite
 from gateway.supervisor import Service
-from tests.apply.conftest import SITE, booted, edit_config, for_tests, until
+from tests.apply.conftest import SITE, ask, booted, edit_config, for_tests, until
 
 SHIPPED = Path(__file__).resolve().parents[2] / "hardware" / "profiles"
 
@@ -65,6 +66,10 @@ async def test_a_broken_site_profile_does_not_stop_the_next_boot(
             assert "event=lkg_booted_with_kept_profiles" in caplog.text
             assert str(broken) in caplog.text
             await until(lambda: online(service), 30, "every device online on kept profiles")
+            # /healthz says so too (it was only logged): degraded, naming the kept profiles
+            check = monitor_for(service.gateway).check().checks["config"]
+            assert check.status == "degraded", check
+            assert "kept with it" in check.detail and str(broken) in check.detail
 
         broken.write_text(good.replace("\n", "\n# mended\n", 1))  # the files are used again
         caplog.clear()
@@ -72,3 +77,18 @@ async def test_a_broken_site_profile_does_not_stop_the_next_boot(
             assert "event=lkg_booted_with_kept_profiles" not in caplog.text
             assert service.gateway.loaded.profile_texts[profile] == broken.read_text()
             await until(lambda: online(service), 30, "every device online")
+            assert monitor_for(service.gateway).check().checks["config"].status == "ok"
+
+        broken.write_text(good.replace("id:", "id: [", 1))  # broken again: kept profiles
+        async with booted(tmp_path, factory, "control2") as service:
+            gw = service.gateway
+            assert monitor_for(gw).check().checks["config"].status == "degraded"
+            broken.write_text(good)  # mended, and a config applied: the boot's problem is over
+            text = edit_config(factory.read_text(), lambda data: data["gateway"].update(
+                name="after the mend"))
+            answers = await ask(tmp_path / "control2.sock",
+                                {"op": "apply", "config": text, "author": "tech"})
+            assert answers[-1]["ok"] is True, answers[-1]
+            check = monitor_for(gw).check().checks["config"]
+            assert check.status == "ok" and check.detail.startswith(
+                f"version {gw.config_version} "), check

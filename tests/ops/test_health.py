@@ -36,7 +36,7 @@ async def test_healthz_goes_degraded_failing_and_back_to_ok(live: Live) -> None:
     assert (status, body["ok"], body["status"]) == (200, True, "ok")
     assert {name: c["status"] for name, c in body["checks"].items()} == {
         "buses": "ok", "rules": "ok", "rule_parameters": "ok", "clock": "ok", "outputs": "ok",
-        "uplink": "ok"}
+        "uplink": "ok", "config": "ok"}
     assert "5/5 devices online" in body["checks"]["buses"]["detail"]
 
     # one device of a bus silent: degraded, still 200
