@@ -275,10 +275,10 @@ def _is_quick(request: dict[str, Any]) -> bool:
     return actions is None or request.get("action") in actions
 
 
-def as_peer(author: str, peer: str) -> str:
-    """`author (as peer)`: the name the client gave and the user the kernel names, within
-    MAX_AUTHOR characters (the author's part shortened, never the user's)."""
-    suffix = f" (as {peer})"[:MAX_AUTHOR - 2]
+def as_peer(author: str, peer: str, joint: str = " (as {})") -> str:
+    """`author (as peer)` (`joint` says how): the name the client gave and the user the kernel
+    names, within MAX_AUTHOR characters (the author's part shortened, never the user's)."""
+    suffix = joint.format(peer)[:MAX_AUTHOR - 2]
     room = MAX_AUTHOR - len(suffix)
     if len(author) > room:
         author = author[:room - 1] + "…"

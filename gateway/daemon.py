@@ -40,16 +40,13 @@ from gateway.recorder.hook import Recording  # issue 12
 from gateway.rules.warm import RateMemory  # issue 11
 from gateway.safety import SafetyCore
 from gateway.service.watchdog import configure_stall_limits
+from gateway.stopping import leave_outputs_safe
 
 if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): h11, paho
     from gateway.panel.server import PanelServer
     from gateway.uplink.publisher import Uplink
 
 log = logging.getLogger("roomwarden.daemon")
-
-STOP_OUTPUT_TIMEOUT = 5.0
-"""How long a clean stop waits for the outputs' stop-state writes to be confirmed."""
-
 
 def _sha256_of(path: Path) -> str:
     try:
@@ -305,33 +302,12 @@ class Gateway(PanelBackend, Reconfiguring):
         self._loop_tasks = [self._group.create_task(loop.run(), name=f"bus:{loop.bus_id}")
                             for loop in self.bus_loops]
 
-    async def _leave_outputs_safe(self, timeout: float = STOP_OUTPUT_TIMEOUT) -> None:
-        """Stop evaluating, then write every output its configured stop state through the
-        still-running bus loops and wait (bounded) for the writes to be confirmed."""
+    async def _leave_outputs_safe(self) -> None:
+        """Stop evaluating, then leave the outputs safe (gateway.stopping)."""
         if self._evaluator_task is not None:
             self._evaluator_task.cancel()
             await asyncio.gather(self._evaluator_task, return_exceptions=True)
-        wanted: dict[str, bool] = {}
-        for output in self.loaded.config.outputs:
-            if output.stop_state != "hold":
-                wanted[output.id] = output.stop_state == "on"
-        if not wanted:
-            return
-        deadline = self.clock.monotonic() + timeout
-        while True:
-            self.driver.apply(wanted)  # skips outputs with a write in flight: apply again
-            settled = all(not self.driver.state[o].pending
-                          and self.driver.state[o].commanded == on
-                          for o, on in wanted.items() if o in self.driver.state)
-            if settled or self.clock.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.02)
-        for output_id, on in wanted.items():
-            written = self.driver.state.get(output_id)
-            if written is not None:
-                log.info("event=output_stop_state output=%s on=%s confirmed=%s error=%s",
-                         output_id, on, written.confirmed == on and not written.failed,
-                         written.last_error)
+        await leave_outputs_safe(self.loaded, self.core, self.driver, self.clock, self._hand_on)
 
     async def _serve_panel(self) -> None:
         """Start the panel; if its port is taken, keep trying — the safety functions run on

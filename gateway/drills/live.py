@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.alarms.events import DRILL_PREFIX, AlarmCommandError, AlarmEvent
 from gateway.alarms.types import Evaluation
 from gateway.drills.model import Drill, Step, live_problems
+from gateway.drills.overlay_values import point_kinds, wrong_values
 from gateway.drills.sitecheck import site_problems
 from gateway.field.sample import Quality, Sample, Value
 from gateway.rules.engine import RuleEngine
@@ -94,6 +95,9 @@ class LiveDrill:
                 raise LiveDrillError(f"steps[{index}]: {', '.join(unknown)} is no point of room "
                                      f"{room!r} on this gateway")
             drilled.update(step.set or {})
+        wrong = wrong_values(drill, point_kinds(core.loaded, devices))
+        if wrong:
+            raise LiveDrillError("; ".join(wrong))
         absent = site_problems(drill, points=self.room_points, coils=set(),
                                devices={d.id for d in cfg.devices},
                                outputs={o.id for o in cfg.outputs}, packs=core.engine.packs)

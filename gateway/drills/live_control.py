@@ -22,6 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from gateway.config.loader import ConfigErrors, parse_yaml, validate
+from gateway.control import as_peer
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -50,8 +51,8 @@ class LiveDrills:
         if not isinstance(actor, str) or not 0 < len(actor) <= 64 or not actor.isprintable():
             return {"ok": False, "error": "actor: 1-64 printable characters"}
         peer = request.get("peer")  # the control socket's: the user the kernel names
-        if isinstance(peer, str) and peer != actor:
-            actor = f"{actor} as {peer}"
+        if isinstance(peer, str) and peer != actor:  # within the wire's 64 characters
+            actor = as_peer(actor, peer, " as {}")
         self._notice_end()
         if action == "start":
             return self._start(request, actor)

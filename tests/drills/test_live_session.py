@@ -378,3 +378,50 @@ def test_any_request_gets_an_answer(control: Control, request: dict[str, Any]) -
     if not answer["ok"]:
         assert isinstance(answer["error"], str) and answer["error"]
     assert control.gateway.core.drill is None
+
+
+def test_a_long_actor_and_user_stay_within_the_wire_limit(tmp_path: Path) -> None:
+    """The drills audit: `actor as user` was not bounded — 64 characters given and a user
+    named, the drill's start and end events were refused by the uplink (actor at most 64
+    characters) and never reached the central side, whose dashboards saw drill alarms but no
+    drill. Now the actor is shortened as a config's author is, the user's name kept whole."""
+    import yaml
+
+    from gateway.uplink.records import event_message
+
+    control = Control(tmp_path)
+    try:
+        data = drill().model_dump(mode="json", exclude_none=True)
+        answer = control.answer({"action": "start", "file": yaml.safe_dump(data),
+                                 "actor": "a" * 64, "peer": "roomwarden-tech"})
+        assert answer["ok"] is True, answer
+        control.gateway.core.step()  # the drill's start is journalled by its first round
+        [start] = [e for e in control.gateway.core.alarms.events_since(0, limit=100)
+                   if e.rule == "$drill"]
+        assert len(start.actor) <= 64 and start.actor.endswith("… as roomwarden-tech")
+        event_message(start, site="s", gateway="g")  # the contract takes it
+    finally:
+        control.gateway.core.close()
+        control.loop.close()
+
+
+@pytest.mark.parametrize(("point", "value"), [
+    ("th-tx-a03.temperature", "hot"), ("th-tx-a03.temperature", float("nan")),
+    ("th-tx-a03.temperature", True), ("smoke-tx-01.alarm", 7), ("smoke-tx-01.alarm", "yes"),
+    ("th-tx-a03.temperature", {"kind": "scripted", "points": [[0, 20], [5, "hot"]]}),
+])
+def test_a_value_the_point_cannot_have_is_refused(rig: Rig, point: str, value: Any) -> None:
+    """The drills audit: a temperature set to `hot`, NaN or `true`, a smoke alarm bit to 7 or
+    "yes", were accepted; the drill then raised nothing and its evaluation blamed the rules."""
+    with pytest.raises(LiveDrillError, match=rf"steps\[0\]\.set\.{point}: .* is no"):
+        LiveDrill(drill(steps=[{"at": "2s", "set": {point: value}}]), rig.core,
+                  evacuation=False, actor="lead")
+    assert rig.core.drill is None
+
+
+def test_values_of_the_points_own_kind_are_taken(rig: Rig) -> None:
+    session = LiveDrill(drill(steps=[{"at": "2s", "set": {
+        SMOKE[0]: True, "th-tx-a03.temperature": {"kind": "ramp", "start": 25, "end": 70,
+                                                  "duration": 60}}}]),
+        rig.core, evacuation=False, actor="lead")
+    assert not session.finished

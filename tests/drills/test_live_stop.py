@@ -1,0 +1,47 @@
+"""A clean stop (SIGTERM, `systemctl stop`) while an evacuation drill drives the battery room's
+outputs: the drills audit found the charge inhibit (`on_stop: hold` by default) left on for as
+long as the gateway stayed stopped — the battery kept from charging by a drill — with no
+`drill_ended` and the journal closing the drill only at the next start. Now the stop ends the
+drill first: the inhibit is released, the end is journalled by the stop, a fan still under its
+`min_on` keeps running (held, as for a real alarm), the siren goes to its stop state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.drills.live import LiveDrill
+from gateway.drills.model import Drill
+from gateway.safety import SafetyCore
+from tests.apply.conftest import running_service, until
+
+INHIBIT, FAN, SIREN = "do-tx-01.do4", "do-tx-01.do3", "do-tx-01.do1"
+"""The telecom site's charge inhibit, exhaust fan (a normally-closed contact: off = running)
+and siren coils."""
+
+
+async def test_a_clean_stop_ends_an_evacuation_drill_and_releases_what_it_drove(
+        tmp_path: Path) -> None:
+    async with running_service(tmp_path) as run:
+        gw, site = run.service.gateway, run.site
+        await until(lambda: site.read_point(INHIBIT) is False, 30, "inhibit off at start")
+        drill = Drill.model_validate({
+            "drill": "h2_evacuation", "title": "Hydrogen evacuation drill", "room": "batt-3f",
+            "duration": "10m", "steps": [{"at": "1s", "set": {"h2-batt-01.h2": 30.0}}],
+            "expect": [], "allow": ["*"]})
+        gw.core.drill = LiveDrill(drill, gw.core, evacuation=True, actor="lead")
+        await until(lambda: site.read_point(INHIBIT) is True, 30, "the drill inhibits")
+        assert site.read_point(SIREN) is True and site.read_point(FAN) is False  # running
+        assert not any(not v.drill for v in gw.core.alarms.active())  # only the drill's
+        run.service.stop()
+        await until(lambda: gw._group is None, 30, "the gateway stopped")
+        assert site.read_point(INHIBIT) is False, "the drill's charge inhibit released"
+        assert site.read_point(SIREN) is False  # its stop state
+        assert site.read_point(FAN) is False, "the fan runs on: min_on, held at stop"
+    again = SafetyCore(gw.loaded, gw.clock, tmp_path / "state" / "alarms.sqlite")
+    try:
+        marks = [(e.note, e.actor) for e in again.alarms.events_since(0, limit=10_000)
+                 if e.rule == "$drill"]
+        assert len(marks) == 2 and marks[1][0] == "ended: the gateway stopped", marks
+        assert not again.alarms.active()
+    finally:
+        again.close()
