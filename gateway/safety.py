@@ -187,8 +187,9 @@ class SafetyCore:
     def next_deadline(self) -> float | None:
         """Monotonic time of the next round the core needs with no new sample — the rules'
         next timer, an output's `min_on` ending, a supervised output's feedback limit, a shelf
-        or suppression expiring, and every `HOUSEKEEPING_TICK` while an alarm chatters or a
-        flood is on (the alarm manager's own timers); None: nothing waits on time."""
+        or suppression expiring, a live drill's own times, and every `HOUSEKEEPING_TICK` while
+        an alarm chatters or a flood is on (the alarm manager's own timers); None: nothing
+        waits on time."""
         now = self.clock.monotonic()
         times = [self.engine.next_deadline()]
         for output_id, plan in self.planner.state.items():
@@ -203,6 +204,8 @@ class SafetyCore:
         times.append(self.alarms.next_overlay_expiry())  # by either clock (the clock audit)
         if self.alarms.flood.active or any(v.chattering for v in active):
             times.append(now + HOUSEKEEPING_TICK)
+        if self.drill is not None:  # issue 12: a live drill's end, steps and timers
+            times.append(self.drill.next_deadline())
         known = [t for t in times if t is not None]
         return min(known) if known else None
 

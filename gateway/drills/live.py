@@ -194,6 +194,20 @@ class LiveDrill:
             out.append(dataclasses.replace(ev, subject=subject))
         return events, out
 
+    def next_deadline(self) -> float | None:
+        """Monotonic time of the next round the drill needs with no new sample: past while its
+        start is not yet journalled or a stop is asked for, else its next step, its end, or a
+        timer of its engine (None once finished). Among the safety core's deadlines, so a
+        drill on a site polled every 30 s ends and stops on time."""
+        if self.finished:
+            return None
+        if not self._announced or self._stop is not None:
+            return self.started_mono  # due already (a time read now would be in the future)
+        times = [self.started_mono + self.drill.duration, self.engine.next_deadline()]
+        if self._steps:
+            times.append(self.started_mono + self._steps[0].at)
+        return min(t for t in times if t is not None)
+
     # --- control ----------------------------------------------------------------------------
 
     def request_stop(self, why: str) -> None:

@@ -91,6 +91,7 @@ class LiveDrills:
         session.on_end = self._ended
         self.session, self.evaluation, self.incident = session, None, None
         self.gateway.core.drill = session
+        self.gateway.evaluator.reschedule()  # its start and its times are deadlines now
         log.warning("event=drill_accepted drill=%s room=%s mode=%s actor=%s", drill.drill,
                     drill.room, session.mode, actor)
         return {"ok": True, "drill": session.status()}
@@ -100,6 +101,7 @@ class LiveDrills:
         if session is None or session.finished:
             return {"ok": False, "error": "no drill is running", **self._last()}
         session.request_stop(f"stopped by {actor}")
+        self.gateway.evaluator.reschedule()  # the stop is due at once, not at the next poll
         deadline = asyncio.get_running_loop().time() + STOP_WAIT
         while not session.finished and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)

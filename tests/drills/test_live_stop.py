@@ -7,6 +7,7 @@ drill first: the inhibit is released, the end is journalled by the stop, a fan s
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from gateway.drills.live import LiveDrill
@@ -45,3 +46,46 @@ async def test_a_clean_stop_ends_an_evacuation_drill_and_releases_what_it_drove(
         assert not again.alarms.active()
     finally:
         again.close()
+
+
+QUIET_DRILL = """\
+drill: quiet_site
+title: Smoke drill on a site polled every 30 s
+room: tx-3f
+duration: {duration}
+steps:
+  - at: 1s
+    set: {{smoke-tx-01.alarm: true, smoke-tx-02.alarm: true}}
+expect: []
+allow: ["*"]
+"""
+
+
+async def test_a_drill_on_a_quiet_site_ends_and_stops_on_time(tmp_path: Path) -> None:
+    """The drills audit's suspicion, confirmed: the drill's own times (its end, a stop asked
+    for, its engine's timers) were not among the deadlines the evaluator sleeps to, so on a
+    site whose devices are polled every 30 s a 2 s drill ended at the next poll, up to 30 s
+    late, and `--stop` waited for one (10 s, then answered that the drill had not ended)."""
+
+    def quiet(data: dict[str, object]) -> None:
+        for device in data["devices"]:  # type: ignore[attr-defined]
+            device["poll_interval"] = "30s"
+
+    async with running_service(tmp_path, change=quiet) as run:
+        gw, drills = run.service.gateway, run.service.drills
+        await asyncio.sleep(1.0)  # every device polled (running_service): the next in ~29 s
+        answer = await drills.answer({"action": "start", "actor": "lead",
+                                      "file": QUIET_DRILL.format(duration="2s")})
+        assert answer["ok"] is True, answer
+        session = drills.session
+        assert session is not None
+        await until(lambda: session.finished, 8, "the 2 s drill ended by its duration")
+        assert session.outcome.end_reason is not None and "duration" in session.outcome.end_reason
+
+        answer = await drills.answer({"action": "start", "actor": "lead",
+                                      "file": QUIET_DRILL.format(duration="10m")})
+        assert answer["ok"] is True, answer
+        began = asyncio.get_running_loop().time()
+        answer = await drills.answer({"action": "stop", "actor": "lead"})
+        assert answer["ok"] is True, answer
+        assert asyncio.get_running_loop().time() - began < 5.0  # not the 10 s STOP_WAIT
