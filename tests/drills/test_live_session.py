@@ -425,3 +425,29 @@ def test_values_of_the_points_own_kind_are_taken(rig: Rig) -> None:
                                                   "duration": 60}}}]),
         rig.core, evacuation=False, actor="lead")
     assert not session.finished
+
+
+def test_a_drill_file_is_read_off_the_event_loop(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drills audit: a 256 KiB drill file, even one refused, was parsed and validated on
+    the event loop — ~0.3 s the rules could not run, per request. It is read in a thread."""
+    import threading
+
+    from gateway.drills import live_control
+
+    threads: list[str] = []
+    parse = live_control.parse_yaml
+
+    def spying(text: str, name: str) -> Any:
+        threads.append(threading.current_thread().name)
+        return parse(text, name)
+
+    monkeypatch.setattr(live_control, "parse_yaml", spying)
+    control = Control(tmp_path)
+    try:
+        answer = control.answer({"action": "start", "file": "drill: x\n" + "# pad\n" * 40_000})
+        assert answer["ok"] is False
+        assert threads and threads[0] != threading.main_thread().name
+    finally:
+        control.gateway.core.close()
+        control.loop.close()
