@@ -24,6 +24,7 @@ from gateway.field.buses import build_bus_loops
 from gateway.field.catalog import catalog_points
 from gateway.field.latest import LatestSamples
 from gateway.field.sample import Sample
+from gateway.heap import trim
 from gateway.safety import SafetyCore, acquisition
 from gateway.service.watchdog import configure_stall_limits
 
@@ -45,6 +46,7 @@ def _collect_replaced() -> float:
     (rare, and the apply itself builds a whole safety core) frees them at once."""
     began = time.perf_counter()
     gc.collect()
+    trim()  # what the collection freed, back to the kernel (gateway.heap)
     return (time.perf_counter() - began) * 1000
 
 
