@@ -72,7 +72,7 @@ async def test_a_drill_on_a_quiet_site_ends_and_stops_on_time(tmp_path: Path) ->
             device["poll_interval"] = "30s"
 
     async with running_service(tmp_path, change=quiet) as run:
-        gw, drills = run.service.gateway, run.service.drills
+        drills = run.service.drills
         await asyncio.sleep(1.0)  # every device polled (running_service): the next in ~29 s
         answer = await drills.answer({"action": "start", "actor": "lead",
                                       "file": QUIET_DRILL.format(duration="2s")})
