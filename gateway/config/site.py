@@ -67,9 +67,9 @@ class FailurePolicy(Strict):
     """How a bus treats a device that stops answering."""
 
     offline_after: Annotated[int, Field(ge=1, le=100)] = 3
-    """Consecutive failed polls before the device is reported offline. When no device of the
-    bus answered for a whole round (and at least this many polls), every device of the bus is
-    offline at once."""
+    """Consecutive failed polls before the device is reported offline. When twice this many
+    devices of the bus (all of them, on a smaller bus) failed in a row with nothing answering
+    in between, every device of the bus is offline at once."""
     backoff_max: Duration = 60.0
     """Longest wait between polls of a failing device (exponential from its interval)."""
     backoff_multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0

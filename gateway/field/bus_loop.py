@@ -81,9 +81,14 @@ class BusLoop:
         self._wake = asyncio.Event()
         self._policy = policy
         self._quiet: set[str] = set()
-        """Devices that failed without an answer since the bus last answered anyone."""
+        """Devices whose failures began since the bus last answered anyone."""
         self._quiet_polls = 0
-        """Polls in a row, of any device, that nothing answered."""
+        """Their polls since then (none answered)."""
+        self._seq = 0
+        """Polls seen (`_note_quiet`), the last one answered at `_answered_seq`."""
+        self._answered_seq = -1
+        self._streak: dict[str, int] = {}
+        """Device → the poll (`_seq`) at which its current failures began."""
         self.silent = False
         """No device of the bus answered a whole round (`_note_quiet`): every one is offline."""
 
@@ -232,6 +237,9 @@ class BusLoop:
         except Exception as exc:  # a bug or an unexpected driver error: contain it
             log.exception("event=poll_crashed bus=%s device=%s", self.bus_id, poller.device_id)
             result = PollResult([], answered=False, error=f"poll crashed: {exc!r}")
+            crashed = True
+        else:
+            crashed = False
         ended = self.clock.monotonic()
         self.alive_mono = ended
         self.stats.cycles += 1
@@ -268,7 +276,7 @@ class BusLoop:
                         self.bus_id, poller.device_id, health.consecutive_failures,
                         result.error)
         samples = result.samples
-        silenced = self._note_quiet(poller.device_id, result)
+        silenced = [] if crashed else self._note_quiet(poller.device_id, result)
         # unknown (never answered, fewer than offline_after failures: e.g. the first polls of a
         # dead device after a config apply) is said as unknown, never as "online" (issue 9)
         online = health.online
@@ -283,27 +291,39 @@ class BusLoop:
         return result
 
     def _note_quiet(self, device: str, result: PollResult) -> list[str]:
-        """Bus silence: when every device of the bus has failed without any answer in between
-        (and at least `offline_after` polls in a row were unanswered), it is the bus — its
-        power, its cable, its adapter — not a stray timeout, so every device is offline now
-        rather than each after its own `offline_after` failures (the storm audit's power dip:
-        15 devices at a 1 s timeout took 31-55 s, past the 10 s the offline rule's basis asks
-        for). Returns the devices that went offline here besides `device`, or []."""
+        """Bus silence: devices whose failures all began since the bus last answered anyone —
+        at least `offline_after` of their polls and `min(live devices, 2 × offline_after)` of
+        them — say it is the bus (its power, its cable, its adapter, a Modbus gateway's serial
+        side), not a stray timeout: every device is offline now rather than each after its own
+        `offline_after` failures (the storm audit's power dip: 15 devices at a 1 s timeout took
+        31-55 s, past the 10 s the offline rule's basis asks for; now 6 s). A device failing
+        since before another answered (dead, out for repair) neither counts nor is waited for,
+        nor is a device polled every minute; any answer ends the run.
+        Returns the devices that went offline here besides `device`, or []."""
+        health, seq = self.stats.device_health, self._seq
+        self._seq += 1
         if result.answered:
             if self.silent:
                 log.info("event=bus_answers bus=%s device=%s", self.bus_id, device)
             self._quiet.clear()
-            self._quiet_polls, self.silent = 0, False
+            self._quiet_polls, self.silent, self._answered_seq = 0, False, seq
             return []
+        if health[device].consecutive_failures <= 1:
+            self._streak[device] = seq
+        if self.silent or len(self.pollers) < 2 \
+                or self._streak.get(device, seq) <= self._answered_seq:
+            return []  # failing since before the bus last answered: says nothing of the bus
         self._quiet.add(device)
         self._quiet_polls += 1
-        if self.silent or self._quiet_polls < self._policy.offline_after \
-                or len(self._quiet) < len(self.pollers):
+        live = sum(1 for name, one in health.items() if not one.consecutive_failures
+                   or self._streak.get(name, seq) > self._answered_seq)
+        needed = min(live, 2 * self._policy.offline_after)
+        if self._quiet_polls < self._policy.offline_after or len(self._quiet) < needed:
             return []
         self.silent = True
-        health = self.stats.device_health
-        log.warning("event=bus_silent bus=%s devices=%d polls=%d error=%s", self.bus_id,
-                    len(self.pollers), self._quiet_polls, result.error)
+        log.warning("event=bus_silent bus=%s devices=%d silent=%d polls=%d error=%s",
+                    self.bus_id, len(self.pollers), len(self._quiet), self._quiet_polls,
+                    result.error)
         went = [name for name, one in health.items() if one.declare_offline()]
         for name in went:
             log.warning("event=device_offline bus=%s device=%s failures=%d error=bus silent",

@@ -7,8 +7,8 @@ Checks, each judged from the gateway's own state at the moment of asking:
   for longer than `BusLoop.stall_limit` (its worst legitimate poll + queued output writes + a
   margin; the same test withholds the systemd watchdog) — or when its link could not be
   opened or was lost (`BusLoop.link_open` false: serial port missing, a Modbus TCP peer gone)
-  or every device of the bus is offline (power, cable or converter gone: one round with no
-  answer does it, gateway.field.bus_loop). **degraded** when some devices are offline.
+  or every device of the bus is offline (power, cable or converter gone: a run of silent
+  devices does it at once, gateway.field.bus_loop). **degraded** when some are offline.
   Devices not yet polled count as neither.
 - `rules`: **failing** when a round of the rules has been owed for `EVALUATOR_STALL_AFTER`
   seconds without completing (`Gateway.evaluator_lag`, gateway.evaluator: since samples

@@ -391,6 +391,37 @@ async def test_a_whole_bus_gone_silent_is_offline_after_one_round_not_three() ->
         await link.close()
 
 
+async def test_a_modbus_gateway_whose_serial_side_is_dead_makes_a_silent_bus(
+        server: tuple[int, dict[int, Unit]]) -> None:
+    """A Modbus TCP-to-RS-485 gateway whose serial side lost power answers every unit with
+    exception 11 (target device failed to respond), or 10 (path unavailable): no device answered
+    — counted as answered, the bus was never silent and each device went offline only after
+    its own `offline_after` failures (the RTU audit). Now the bus is silent at once."""
+    port, units = server
+    first, link = make_poller(port, 1, 0.3, 0.1)
+    second, _ = make_poller(port, 2, 0.3, 0.1)
+    second.link = first.link = link
+    loop = BusLoop("tcp1", link, [first, second], Recorder(), FailurePolicy(
+        offline_after=3, backoff_max=0.2))
+    health = loop.stats.device_health
+    task = asyncio.create_task(loop.run())
+    try:
+        await until(lambda: all(h.online for h in health.values()), 5.0, "both online")
+        for unit in units.values():
+            unit.refusing = {1: 11, 2: 11, 3: 11, 4: 11}
+        await until(lambda: loop.silent, 10.0, "the bus silent")
+        assert all(h.online is False for h in health.values())
+        assert min(h.consecutive_failures for h in health.values()) < 3
+        assert all(h.last_error is not None and "11" in h.last_error for h in health.values())
+        assert loop.link_open is True  # the gateway itself answers
+        for unit in units.values():
+            unit.refusing = {}
+        await until(lambda: all(h.online for h in health.values()), 10.0, "both back")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_a_device_that_reads_only_in_part_stays_online_degraded_at_its_interval(
         server: tuple[int, dict[int, Unit]]) -> None:
     """Input registers failing (exception 4), the rest read: the device stays online and is
