@@ -38,6 +38,10 @@ while unknown (it never answered and has not yet failed `offline_after` polls)."
 STALL_MARGIN = 10.0
 """Seconds added to a loop's worst legitimate poll before it counts as hung (event-loop
 latency, a slow SD card under SQLite, a few queued output writes)."""
+SILENT_PROBE = 2.0
+"""While the whole bus is silent, some device of it is asked about this often (each failing
+device at most every `SILENT_PROBE` × devices): the power back is seen within seconds, not at
+the end of back-offs that ran in lockstep to `backoff_max` (60 s by default: the RTU audit)."""
 JOB_TURN = 0.5
 """Seconds output writes may hold the bus while a poll is due before that poll goes first
 (`BusLoop._run_jobs`): a healthy module's writes take milliseconds and never reach it."""
@@ -90,7 +94,8 @@ class BusLoop:
         self._streak: dict[str, int] = {}
         """Device → the poll (`_seq`) at which its current failures began."""
         self.silent = False
-        """No device of the bus answered a whole round (`_note_quiet`): every one is offline."""
+        """The bus fell silent (`_note_quiet`): every device is offline until one answers."""
+        self.silent_probe = SILENT_PROBE
 
     @property
     def alive_mono(self) -> float:
@@ -203,7 +208,11 @@ class BusLoop:
                 if was_failing and not health.consecutive_failures:
                     queue = self._back_together(queue, after)
                 if health.consecutive_failures:
-                    next_due = after + health.next_delay()
+                    delay = health.next_delay()
+                    if self.silent:  # the bus's power back: seen within seconds
+                        delay = min(delay, max(poller.interval,
+                                               self.silent_probe * len(self.pollers)))
+                    next_due = after + delay
                 else:
                     # keep the cadence; if we fell more than one interval behind, restart it
                     next_due = due + poller.interval

@@ -152,3 +152,30 @@ async def test_a_crashing_poller_or_a_lone_device_is_not_a_silent_bus(n: int) ->
         h.online is False for h in lp.stats.device_health.values()))
     assert not loop.silent
     assert all(h.consecutive_failures >= 3 for h in loop.stats.device_health.values())
+
+
+async def test_the_power_back_is_seen_within_seconds_not_at_the_end_of_the_back_offs() -> None:
+    """The RTU audit: a silent bus backs its devices off in lockstep, so the first answer after
+    the power returned came at the end of their back-offs (7 s after a 25 s outage, up to
+    `backoff_max`, 60 s by default). While the bus is silent some device is asked about every
+    `silent_probe` seconds."""
+    power = asyncio.Event()
+    power.set()
+    pollers = [Scripted(f"d{i}", lambda n: power.is_set()) for i in range(1, 5)]
+    loop = BusLoop("b", Link(), list[DevicePoller](pollers), Sink(), FailurePolicy(
+        offline_after=3, backoff_max=30.0, backoff_multiplier=3.0))
+    loop.silent_probe = 0.1  # (2 s in service) each device at most every 0.4 s while silent
+    health = loop.stats.device_health
+    task = asyncio.create_task(loop.run())
+    try:
+        await until(lambda: all(h.online for h in health.values()), 5, "all online")
+        power.clear()
+        await until(lambda: loop.silent, 5, "the bus silent")
+        await asyncio.sleep(4.0)  # backed off: 0.01 s × 3^n, 2.4 then 7.3 s by now
+        power.set()
+        back = asyncio.get_running_loop().time()
+        await until(lambda: all(h.online for h in health.values()), 5, "all back")
+        assert asyncio.get_running_loop().time() - back < 1.5
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
