@@ -166,9 +166,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 1
     trigger = record["trigger"]
     print(f"incident {record['id']} ({record['status']})")
-    print(f"  room:     {record['room']} on {record.get('gateway')} ({record.get('site')})")
-    print(f"  trigger:  {trigger['title']} — {trigger['rule']} @ {trigger['subject']} "
-          f"({trigger['severity']}) at {utc(trigger['ts'] / 1e6)} UTC")
+    print(_plain(f"  room:     {record['room']} on {record.get('gateway')} "
+                 f"({record.get('site')})"))
+    print(_plain(f"  trigger:  {trigger.get('title')} — {trigger['rule']} @ "
+                 f"{trigger['subject']} ({trigger.get('severity')}) at "
+                 f"{utc(trigger['ts'] / 1e6)} UTC"))
     print(f"  window:   {utc(record['from_ns'] / 1e6)} – {utc(record['until_ns'] / 1e6)} UTC")
     config = record.get("config") or {}
     print(f"  config:   version {config.get('version')} sha256 {config.get('sha256')}")
@@ -176,13 +178,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  recorded: {len(record['points'])} points, {samples} samples")
     print("  timeline:")
     for ts, what, item, state, actor, note in timeline(record):
-        print(f"    {utc(ts / 1e6)}  {what:<7} {item}  {state}  by {actor}"
-              + (f"  — {note}" if note else ""))
+        print(_plain(f"    {utc(ts / 1e6)}  {what:<7} {item}  {state}  by {actor}"
+                     + (f"  — {note}" if note else "")))
     if record.get("kind") == "drill" and isinstance(record.get("drill"), dict):  # issue 12
         from gateway.drills.live_html import drill_text
 
         print(drill_text(record["drill"]))
     return 0
+
+
+def _plain(line: str) -> str:
+    """A line for the terminal: what is not printable (a newline, an escape sequence) in a
+    note or an actor shown as its escape, so a note can neither forge a timeline line nor
+    hide the ones after it (the incident audit: `ESC[8m` in an acknowledgement's note)."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in line)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

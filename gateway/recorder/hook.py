@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from gateway.alarms.events import AlarmEvent
+from gateway.alarms.events import AlarmEvent, AlarmView
 from gateway.field.sample import Sample
 from gateway.recorder.incidents import IncidentKeeper, OutputSnapshot, RoomContext
 from gateway.recorder.ring import FlightRecorder
@@ -153,6 +153,9 @@ class _GatewaySources:
 
         return any(v.room == room and v.state in _ACTIVE and not v.drill  # issue 12
                    for v in self.gateway.core.alarms.active())
+
+    def active_alarms(self) -> list[AlarmView]:
+        return self.gateway.core.alarms.active()
 
     def room_context(self, room: str) -> RoomContext:
         from gateway.field.catalog import catalog_points

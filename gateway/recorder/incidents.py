@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Protocol
 
-from gateway.alarms.events import AlarmEvent, EventKind
+from gateway.alarms.events import AlarmEvent, AlarmView, EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.contract.incidents import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
@@ -50,6 +50,8 @@ reader's 256 MiB) and at most about 10 compressed (random doubles; 40 MB of the 
 At 1,000 samples a second that is 66 minutes."""
 assert MAX_INCIDENT_SAMPLES * 40 <= MAX_RECORD_BYTES * 0.65
 assert MAX_INCIDENT_SAMPLES * 10 <= MAX_INCIDENT_BYTES * 0.65
+RESUMED = ("active when the gateway started (a restart or a power cut during the incident): "
+           "this record continues the one it interrupted")
 RECENT_EVENTS = 5000
 RECENT_OUTPUT_CHANGES = 2000
 _NS = 1_000_000_000
@@ -72,6 +74,8 @@ class Sources(Protocol):
     def room_active(self, room: str) -> bool: ...
     def room_context(self, room: str) -> RoomContext: ...
     def identity(self) -> dict[str, Any]: ...
+
+    def active_alarms(self) -> list[AlarmView]: ...
     def health(self) -> dict[str, Any]: ...
 
 
@@ -131,6 +135,8 @@ class IncidentKeeper:
         """The last journal event looked at (events before the keeper started are not)."""
         self.open: dict[str, OpenIncident] = {}
         """Open incidents by room."""
+        self._resumed = False
+        """The alarms active at the start were looked at (`_resume`, at the first batch)."""
         self.recent_events: deque[AlarmEvent] = deque(maxlen=RECENT_EVENTS)
         self.recent_outputs: deque[dict[str, Any]] = deque(maxlen=RECENT_OUTPUT_CHANGES)
         self._outputs: dict[str, OutputSnapshot] = {}
@@ -164,6 +170,9 @@ class IncidentKeeper:
 
     def observe(self) -> None:
         """After each sample batch: output changes, new journal events, open incidents."""
+        if not self._resumed:
+            self._resumed = True
+            self._resume()
         self._watch_outputs()
         if self.sources.last_seq() != self.seq:
             for event in self.sources.events_since(self.seq):
@@ -206,6 +215,25 @@ class IncidentKeeper:
                 incident.events.append(event.as_dict())
         if self._opens(event) and (event.room or "site") not in self.open:
             self._begin(event)
+
+    def _resume(self) -> None:
+        """The alarms active when the keeper started — restored from the journal after a
+        restart or a power cut in the middle of a fire — open a record again: a record opens
+        at an activation, and the one the restart interrupted ends at the restart, so the rest
+        of the fire was in no record (the incident audit). Its trigger is the alarm as it
+        stands now, noted as resumed."""
+        level = Severity(self.settings.severity).level
+        for view in self.sources.active_alarms():
+            room = view.room or "site"
+            if not self.settings.enabled or view.drill or view.state not in _ACTIVE \
+                    or view.severity.level > level or room in self.open:
+                continue
+            self._begin(AlarmEvent(
+                seq=self.seq, ts=self.sources.now_ns(), kind=EventKind.ALARM,
+                rule=view.key.rule, subject=view.key.subject, state=view.state,
+                previous_state=view.state, value=view.value, severity=view.severity,
+                actor="system", note=RESUMED, first_out=view.first_out, room=view.room,
+                title=view.title))
 
     def _opens(self, event: AlarmEvent) -> bool:
         s = self.settings

@@ -69,6 +69,22 @@ def parse_record(data: bytes, what: str) -> dict[str, Any]:
         raise IncidentError(str(exc)) from None
 
 
+_SHAPE: dict[str, type] = {"id": str, "status": str, "room": str, "trigger": dict,
+                          "from_ns": int, "until_ns": int, "points": dict, "events": list}
+_TRIGGER_SHAPE: dict[str, type] = {"rule": str, "subject": str, "ts": int}
+
+
+def misshapen(record: dict[str, Any]) -> str | None:
+    """The first key a record lacks or has of another type (None: it has them all)."""
+    for key, kind in _SHAPE.items():
+        if not isinstance(record.get(key), kind):
+            return f"{key} missing or not a {kind.__name__}"
+    for key, kind in _TRIGGER_SHAPE.items():
+        if not isinstance(record["trigger"].get(key), kind):
+            return f"trigger.{key} missing or not a {kind.__name__}"
+    return None
+
+
 class IncidentStore:
     def __init__(self, directory: Path, *, max_bytes: int = 64 * 2**20,
                  max_incidents: int = 500) -> None:
@@ -203,7 +219,14 @@ class IncidentStore:
                       if ID_PATTERN.match(p.name[:-len(SUFFIX)]))
 
     def load(self, incident_id: str) -> dict[str, Any]:
-        return parse_record(self.read(incident_id), f"incident {incident_id}")
+        """The record; IncidentError if unreadable or without what listing and showing read
+        (one such file broke `incident list` for all the others: the incident audit)."""
+        what = f"incident {incident_id}"
+        record = parse_record(self.read(incident_id), what)
+        missing = misshapen(record)
+        if missing is not None:
+            raise IncidentError(f"{what} is not a whole record: {missing}")
+        return record
 
     def read(self, incident_id: str) -> bytes:
         """The record file's bytes (as stored and sent over the uplink)."""

@@ -341,4 +341,4 @@ def test_a_report_or_why_not(tmp_path: Path) -> None:
     del broken["points"]
     store.save(broken)
     reply = report_of(store, "20261203T120000Z-tx-10")
-    assert reply.status == 500 and "lacks what a report needs" in str(reply.body)
+    assert reply.status == 500 and "not a whole record: points missing" in str(reply.body)

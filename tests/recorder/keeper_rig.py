@@ -52,6 +52,9 @@ class FakeSources:
     def health(self) -> dict[str, Any]:
         return {"ok": True}
 
+    def active_alarms(self) -> list[Any]:
+        return []
+
 
 def alarm(seq: int, ts: int) -> AlarmEvent:
     return AlarmEvent(seq=seq, ts=ts, kind=EventKind.ALARM, rule="fire.smoke", subject="tx",
@@ -90,7 +93,8 @@ def stored_record(incident_id: str, status: str, filler: int = 0) -> dict[str, A
     """A record as the keeper writes one (`filler` samples of one point to make it large)."""
     return {"format": FORMAT, "id": incident_id, "status": status, "kind": "alarm",
             "room": "tx", "gateway": "gw-test", "site": "lab", "config": {},
-            "trigger": {}, "from_ns": T0, "until_ns": T0, "rules": [], "outputs_served": {},
+            "trigger": {"rule": "fire.smoke", "subject": "tx", "ts": T0, "severity": "critical"},
+            "from_ns": T0, "until_ns": T0, "rules": [], "outputs_served": {},
             "events": [], "output_changes": [], "health": {},
             "points": {"a.v": {"ts": list(range(filler)), "v": [i * 0.37 for i in range(filler)],
                                "q": "g" * filler}}}

@@ -5,13 +5,14 @@ start."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
 from gateway.recorder.store import IncidentStore
 from gateway.sim.signals import Constant
-from tests.recorder.conftest import FIRE, Rig, until
+from tests.recorder.conftest import FIRE, Rig, running_rig, until
 
 
 async def test_a_stop_saves_the_open_incident_and_a_crash_is_marked(rig: Rig) -> None:
@@ -43,3 +44,29 @@ async def test_a_stop_saves_the_open_incident_and_a_crash_is_marked(rig: Rig) ->
     finally:
         again.core.close()
     await asyncio.sleep(0)
+
+
+async def test_a_fire_still_burning_after_a_restart_opens_a_record_again(tmp_path: Path) -> None:
+    """The incident audit: a restart in the middle of a fire (a power cut, an upgrade) ended
+    its record as `interrupted`, and the fire — still active, restored from the journal —
+    opened none after it: a record opens only at an activation. The alarm active at the start
+    opens a record that says it continues the interrupted one."""
+    async with running_rig(tmp_path) as rig:
+        rig.site.set_signal("smoke-1.alarm", Constant(value=True))
+        rig.site.set_signal("smoke-2.alarm", Constant(value=True))
+        store = IncidentStore(rig.state_dir / "incidents")
+        await until(lambda: len(store.ids()) == 1)
+        [first] = store.ids()
+    assert store.load(first)["status"] == "interrupted"
+    async with running_rig(tmp_path) as rig:  # the same state directory: a restart
+        key = AlarmKey(*FIRE)
+        assert rig.gateway.core.alarms.get(key).state is AlarmState.ACTIVE_UNACKNOWLEDGED
+        rig.site.set_signal("smoke-1.alarm", Constant(value=True))
+        rig.site.set_signal("smoke-2.alarm", Constant(value=True))
+        await until(lambda: len(store.ids()) == 2)
+        [second] = [i for i in store.ids() if i != first]
+        record = store.load(second)
+        assert record["status"] == "open"
+        assert record["trigger"]["rule"] == FIRE[0]
+        assert "continues the one it interrupted" in record["trigger"]["note"]
+        await until(lambda: len(store.load(second)["points"]["smoke-1.alarm"]["v"]) > 0)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from gateway.field.sample import Quality, Sample
 from gateway.recorder.ring import CHUNK, MAX_STRINGS, OVERFLOW_STRING, FlightRecorder, PointRing
-from gateway.recorder.store import FORMAT, IncidentError, IncidentStore
+from gateway.recorder.store import IncidentError, IncidentStore
+from tests.recorder.keeper_rig import stored_record
 
 T0 = 1_700_000_000_000_000_000
 values = st.one_of(st.none(), st.booleans(), st.integers(-2**53, 2**53),
@@ -90,7 +91,7 @@ def test_the_store_keeps_records_private_and_within_budget(tmp_path: Path) -> No
     store = IncidentStore(tmp_path / "incidents", max_bytes=64 * 1024, max_incidents=3)
     ids = [f"20261203T0312{i:02d}Z-tx-3f-{i}" for i in range(5)]
     for i in ids:
-        store.save({"format": FORMAT, "id": i, "points": {}})
+        store.save(stored_record(i, "closed"))
     assert store.ids() == ids[-3:]
     assert stat.S_IMODE((tmp_path / "incidents").stat().st_mode) == 0o700
     assert stat.S_IMODE(store.path_of(ids[-1]).stat().st_mode) == 0o600
