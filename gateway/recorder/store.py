@@ -238,8 +238,12 @@ class IncidentStore:
             raise IncidentError(f"incident {incident_id} cannot be read: {exc}") from exc
 
     def prune(self, keep: Path | None = None) -> list[str]:
-        """Delete the oldest records past `max_incidents` or `max_bytes` (never `keep`)."""
-        files = [self.directory / f"{i}{SUFFIX}" for i in self.ids()]
+        """Delete the oldest records past `max_incidents` or `max_bytes` (never `keep`);
+        oldest by their trigger's journal sequence (the id's last part), which only grows —
+        not by the time in the id: a record made before the clock was set (a Pi without a
+        real-time clock, before NTP: year 2000 or 1970) sorted first and went at the next save
+        (the incident audit)."""
+        files = [self.directory / f"{i}{SUFFIX}" for i in sorted(self.ids(), key=_by_seq)]
         sizes = {}
         for path in files:
             try:
@@ -259,3 +263,7 @@ class IncidentStore:
             log.warning("event=incidents_pruned count=%d reason=disk_budget files=%s",
                         len(removed), ",".join(removed[:10]))
         return removed
+
+
+def _by_seq(incident_id: str) -> tuple[int, str]:
+    return int(incident_id.rsplit("-", 1)[1]), incident_id

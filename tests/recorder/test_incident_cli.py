@@ -58,3 +58,18 @@ def test_a_note_cannot_forge_or_hide_timeline_lines(tmp_path: Path) -> None:
     assert len(lines) == 1 and "\\n" in lines[0] and "\\x1b[8m" in lines[0]
     assert "\x1b" not in shown.stdout
     assert not any(line.lstrip().startswith("16:27:20.000") for line in shown.stdout.splitlines())
+
+
+def test_a_record_made_before_the_clock_was_set_is_not_pruned_first(tmp_path: Path) -> None:
+    """Pruning went by the time in the id: the newest fire, recorded while the clock was not
+    yet set (2000-01-01), sorted oldest and was deleted at the very next save. It goes by the
+    trigger's journal sequence."""
+    store = IncidentStore(tmp_path / "incidents", max_incidents=3)
+    for incident_id in ("20261201T020000Z-tx-1", "20261201T030000Z-tx-2",
+                        "20261201T040000Z-tx-3", "20000101T000512Z-tx-4"):
+        store.save(stored_record(incident_id, "closed"))
+    assert "20000101T000512Z-tx-4" in store.ids()
+    assert "20261201T020000Z-tx-1" not in store.ids()
+    store.save(stored_record("20261201T050000Z-tx-5", "closed"))
+    assert sorted(store.ids()) == sorted(["20261201T040000Z-tx-3", "20000101T000512Z-tx-4",
+                                          "20261201T050000Z-tx-5"])
