@@ -303,6 +303,8 @@ class ConfigApplier:
                 self._keep_profiles(c.sha256)
                 log.info("event=config_applied id=%s version=%d health_check_s=%.2f %s", rid,
                          c.version, took, report.summary())
+                self._journal(rid, c, f"config v{c.version} applied ({c.source}, by "
+                                      f"{c.author}; sha256 {c.sha256[:12]})")
                 return report
         log.error("event=config_rolling_back id=%s version=%d health_check_s=%.2f code=%s "
                   "problems=%s", rid, c.version, took, code, error)
@@ -328,16 +330,19 @@ class ConfigApplier:
 
     def _rolled_back(self, progress: Progress | None, rid: str | None, c: Candidate,
                      code: str, error: str) -> ConfigStatus:
-        """Say `rolled_back`, after one system event in the alarm journal (and uplink) that
-        records it — the only trace a refused trial leaves for the operator."""
-        note = f"config v{c.version} rolled back: {error}"
+        """Say `rolled_back`, after the system event that records it (`_journal`)."""
+        self._journal(rid, c, f"config v{c.version} rolled back: {error}")
+        return self._say(progress, "rolled_back", rid, c, code=code, error=error)
+
+    def _journal(self, rid: str | None, c: Candidate, note: str) -> None:
+        """A config applied or rolled back, as a system event in the alarm journal, uplink and
+        the incident records of the moment (an apply mid-incident is part of its story)."""
         if len(note) > MAX_NOTE:
             note = note[:MAX_NOTE - 1] + "…"
         try:
             self.gateway.system_event(EventKind.CONFIG, CONFIG_RULE, f"v{c.version}", note)
-        except Exception:  # the journal never stops a rollback
+        except Exception:  # the journal never stops an apply or a rollback
             log.exception("event=config_event_failed id=%s", rid)
-        return self._say(progress, "rolled_back", rid, c, code=code, error=error)
 
     def _note_highest(self) -> None:
         """Read the highest version accepted from the store (at start and after a commit)."""

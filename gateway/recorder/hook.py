@@ -89,6 +89,11 @@ class Recording:
         self.recorder.record(batch)
         if self.keeper is not None:
             self._watch_driver()
+            incidents = self.gateway.loaded.config.incidents
+            if incidents is not self.keeper.settings:  # a config apply: its settings now
+                self.keeper.settings = incidents
+                self.store.max_bytes = incidents.max_bytes
+                self.store.max_incidents = incidents.max_incidents
             if self.gateway.uplink is not self._uplink:
                 self._uplink = self.gateway.uplink
                 if self._uplink is not None:

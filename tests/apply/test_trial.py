@@ -208,8 +208,9 @@ async def test_a_committed_candidate_raises_its_dead_devices_alarm_after_the_com
         raised = [e for e in gw.core.alarms.events_since(seq_before)
                   if e.key == key and e.state is AlarmState.ACTIVE_UNACKNOWLEDGED]
         assert len(raised) == 1
-        assert not any(e.kind is EventKind.CONFIG
-                       for e in gw.core.alarms.events_since(seq_before))
+        configs = [e.note for e in gw.core.alarms.events_since(seq_before)
+                   if e.kind is EventKind.CONFIG]  # applied, not rolled back
+        assert len(configs) == 1 and (configs[0] or "").startswith("config v1 applied (local")
 
 
 async def test_a_device_that_times_out_is_waited_for_with_its_offline_alarm_held(

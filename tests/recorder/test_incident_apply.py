@@ -1,0 +1,39 @@
+"""A config applied in the middle of an incident (the incident audit): the apply was in no
+record — it journalled nothing — so `show` and the report gave the trigger's config version
+as if nothing changed; and the applied config's `incidents:` settings were ignored until a
+restart (the keeper kept the ones it started with)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gateway.recorder.store import IncidentStore
+from gateway.sim.signals import Constant
+from tests.apply.conftest import ask, edit_config
+from tests.recorder.conftest import running_rig, until
+
+
+async def test_an_apply_mid_incident_is_in_its_record_and_its_settings_apply(
+        tmp_path: Path) -> None:
+    async with running_rig(tmp_path) as rig:
+        rig.site.set_signal("smoke-1.alarm", Constant(value=True))
+        rig.site.set_signal("smoke-2.alarm", Constant(value=True))
+        store = IncidentStore(rig.state_dir / "incidents")
+        await until(lambda: len(store.ids()) == 1)
+        [incident_id] = store.ids()
+
+        def settings(data: dict[str, Any]) -> None:
+            data.setdefault("incidents", {}).update(severity="major", max_incidents=7)
+
+        text = edit_config(rig.gateway.loaded.path.read_text(), settings)
+        answers = await ask(rig.control, {"op": "apply", "config": text, "author": "tech"})
+        assert answers[-1]["ok"] is True, answers[-1]
+        keeper = rig.gateway.recording.keeper
+        assert keeper is not None
+        await until(lambda: keeper.settings.severity == "major")
+        assert rig.gateway.recording.store.max_incidents == 7
+        open_incident = keeper.open[store.load(incident_id)["room"]]
+        await until(lambda: any(e["kind"] == "config" for e in open_incident.events))
+        [applied] = [e for e in open_incident.events if e["kind"] == "config"]
+        assert applied["note"].startswith("config v1 applied (local, by tech")
