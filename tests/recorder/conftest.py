@@ -127,3 +127,12 @@ async def confirmed_fire(rig: Rig) -> str:
 
     [incident_id] = store.ids()
     return incident_id
+
+
+async def fire_recorded(rig: Rig) -> tuple[IncidentStore, str]:
+    """Both detectors in alarm, until the incident's record is on disk: (the store, its id)."""
+    rig.site.set_signal("smoke-1.alarm", Constant(value=True))
+    rig.site.set_signal("smoke-2.alarm", Constant(value=True))
+    store = IncidentStore(rig.state_dir / "incidents")
+    await until(lambda: len(store.ids()) == 1)
+    return store, store.ids()[0]

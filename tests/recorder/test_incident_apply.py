@@ -8,20 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.recorder.store import IncidentStore
-from gateway.sim.signals import Constant
 from tests.apply.conftest import ask, edit_config
-from tests.recorder.conftest import running_rig, until
+from tests.recorder.conftest import fire_recorded, running_rig, until
 
 
 async def test_an_apply_mid_incident_is_in_its_record_and_its_settings_apply(
         tmp_path: Path) -> None:
     async with running_rig(tmp_path) as rig:
-        rig.site.set_signal("smoke-1.alarm", Constant(value=True))
-        rig.site.set_signal("smoke-2.alarm", Constant(value=True))
-        store = IncidentStore(rig.state_dir / "incidents")
-        await until(lambda: len(store.ids()) == 1)
-        [incident_id] = store.ids()
+        store, incident_id = await fire_recorded(rig)
 
         def settings(data: dict[str, Any]) -> None:
             data.setdefault("incidents", {}).update(severity="major", max_incidents=7)

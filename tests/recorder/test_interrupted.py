@@ -12,7 +12,7 @@ from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
 from gateway.recorder.store import IncidentStore
 from gateway.sim.signals import Constant
-from tests.recorder.conftest import FIRE, Rig, running_rig, until
+from tests.recorder.conftest import FIRE, Rig, fire_recorded, running_rig, until
 
 
 async def test_a_stop_saves_the_open_incident_and_a_crash_is_marked(rig: Rig) -> None:
@@ -52,11 +52,7 @@ async def test_a_fire_still_burning_after_a_restart_opens_a_record_again(tmp_pat
     opened none after it: a record opens only at an activation. The alarm active at the start
     opens a record that says it continues the interrupted one."""
     async with running_rig(tmp_path) as rig:
-        rig.site.set_signal("smoke-1.alarm", Constant(value=True))
-        rig.site.set_signal("smoke-2.alarm", Constant(value=True))
-        store = IncidentStore(rig.state_dir / "incidents")
-        await until(lambda: len(store.ids()) == 1)
-        [first] = store.ids()
+        store, first = await fire_recorded(rig)
     assert store.load(first)["status"] == "interrupted"
     async with running_rig(tmp_path) as rig:  # the same state directory: a restart
         key = AlarmKey(*FIRE)
