@@ -265,12 +265,12 @@ class IncidentKeeper:
     def _advance(self, incident: OpenIncident, force_save: bool = False) -> None:
         """Copy what the recorder got since the last copy; extend, save or close."""
         now = self.sources.now_ns()
-        self._copy(incident, now)
         if self.sources.room_active(incident.room):  # `post` after the room's last alarm
             cap = incident.trigger.ts + int(self.settings.max_duration * _NS)
             incident.end_ns = min(cap, max(incident.end_ns,
                                            now + int(self.settings.post * _NS)))
-        done = now >= incident.end_ns
+        self._copy(incident, now)  # (after the extension: up to the old end only, the tail
+        done = now >= incident.end_ns  # between it and now was lost: the incident audit)
         if done or force_save or time.monotonic() - incident.saved_mono >= SAVE_EVERY:
             self._save(incident, "closed" if done else "open")
         if done:
@@ -372,7 +372,9 @@ class IncidentKeeper:
         """A stop: save every open incident as it stands (status `interrupted`) and wait for
         the writer."""
         for incident in list(self.open.values()):
-            self._copy(incident, self.sources.now_ns())
+            now = self.sources.now_ns()
+            self._copy(incident, now)
+            incident.end_ns = min(incident.end_ns, now)  # the window it holds, not the planned
             self._save(incident, "interrupted")
         self.open.clear()
         self._writer.shutdown(wait=True)

@@ -6,6 +6,7 @@ JSON as `record_of` gives."""
 from __future__ import annotations
 
 import json
+import threading
 import zlib
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def test_an_incident_under_the_cap_is_not_cut(tmp_path: Path,
     keeper.close_all()
     [incident_id] = store.ids()
     record = store.load(incident_id)
-    assert record == {**expected, "status": "interrupted",
+    assert record == {**expected, "status": "interrupted", "until_ns": sources.now,
                       "health": {**expected["health"], "at_save": {"ok": True}}}
     assert len(record["points"]["fast-1.v"]["ts"]) == 6 * 50
 
@@ -101,3 +102,37 @@ def test_many_samples_of_one_point_are_written_in_pieces(tmp_path: Path,
     assert record == expected
     ts = record["points"]["fast-1.v"]["ts"]
     assert len(ts) == 121_000 == len(set(ts))  # none twice (a copy begins after the last)
+
+
+def test_a_record_holds_its_samples_up_to_its_end(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The incident audit: the keeper copied up to the incident's old end and only then moved
+    the end on, so a record closed at the step that moved it lacked its last seconds (a short
+    `post`: 2 s of a 10 s record). An interrupted record's window is what it holds, not the end
+    it had planned."""
+    monkeypatch.setattr(incidents, "COPY_EVERY", 0.0)
+    store = IncidentStore(tmp_path / "incidents")
+    sources = FakeSources()
+    keeper, recorder = keeper_of(store, sources, post=3.0, max_duration=10.0)
+    feed(recorder, sources, 2.0, rate=10)
+    trigger = sources.now
+    sources.events.append(alarm(1, trigger))
+    keeper.observe()  # opens (end: trigger + post)
+    for _ in range(2):  # the room's alarm on: the end moves to now + post, at most + 10 s
+        feed(recorder, sources, 5.0, rate=10)
+        keeper.observe()
+    written = threading.Event()
+    keeper.in_writer(written.set)  # after the saves handed to the writer so far
+    assert written.wait(20)
+    [incident_id] = store.ids()
+    record = store.load(incident_id)
+    assert record["status"] == "closed" and record["until_ns"] == trigger + 10 * 10**9
+    assert max(record["points"]["fast-1.v"]["ts"]) * 10**6 >= record["until_ns"] - 10**8
+
+    sources.events.append(alarm(2, sources.now))  # another, interrupted by a stop 1 s in
+    keeper.observe()
+    feed(recorder, sources, 1.0, rate=10)
+    keeper.close_all()
+    [second] = [i for i in store.ids() if i != incident_id]
+    record = store.load(second)
+    assert record["status"] == "interrupted" and record["until_ns"] == sources.now
