@@ -59,6 +59,8 @@ class OutputState:
     """Failed attempts in a row (the back-off step)."""
     last_error: str | None = None
     last_write_ns: int = 0
+    commanded_ns: int = 0
+    """When the state asked for last changed (wall clock, ns; the incident records' time)."""
     writes: int = 0
     """Write attempts (each one write, plus immediate retries after a missing reply)."""
     retry_at: float = 0.0
@@ -129,6 +131,8 @@ class OutputDriver:
             waiting = now < state.retry_at and not back
             if state.commanded != on or (state.failed and not waiting) or (
                     not waiting and self._drifted(output_id, state)):
+                if state.commanded != on:
+                    state.commanded_ns = self.clock.now_ns()
                 state.commanded = on
                 state.pending = True
                 loop = self._targets[output_id][0]

@@ -75,7 +75,8 @@ class Recording:
         keeper = self.keeper
         self._driver = driver
         driver.on_written = lambda output, on, s: keeper.on_written(
-            output, on, (s.commanded, s.confirmed, s.last_error, s.writes, s.last_write_ns))
+            output, on, (s.commanded, s.confirmed, s.last_error, s.writes, s.last_write_ns,
+                         s.commanded_ns))
 
     def _interval_of(self, point: str) -> float:
         if self.gateway.loaded is not self._loaded:  # a config apply
@@ -150,7 +151,8 @@ class _GatewaySources:
         return self.gateway.core.journal.events_since(seq, limit=1000)
 
     def output_states(self) -> dict[str, OutputSnapshot]:
-        return {o: (s.commanded, s.confirmed, s.last_error, s.writes, s.last_write_ns)
+        return {o: (s.commanded, s.confirmed, s.last_error, s.writes, s.last_write_ns,
+                    s.commanded_ns)
                 for o, s in self.gateway.driver.state.items()}
 
     def room_active(self, room: str) -> bool:

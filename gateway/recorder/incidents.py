@@ -60,8 +60,8 @@ _MS = 1_000_000
 last copied)."""
 _ACTIVE = (AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED)
 
-OutputSnapshot = tuple[bool | None, bool | None, str | None, int, int]
-"""(commanded, confirmed, last error, writes, last write ns) of one output."""
+OutputSnapshot = tuple[bool | None, bool | None, str | None, int, int, int]
+"""(commanded, confirmed, last error, writes, last write ns, commanded ns) of one output."""
 
 
 class Sources(Protocol):
@@ -190,14 +190,17 @@ class IncidentKeeper:
             before = self._outputs.get(output_id)
             self._outputs[output_id] = snap
             if before is not None and before[0] != snap[0] and snap[0] is not None:
-                self._output_change({"ts": now, "output": output_id, "kind": "command",
+                # stamped when the core asked for it (the driver's time), not when this batch
+                # noticed: a write done in between came before its command (the audit)
+                self._output_change({"ts": snap[5] or now, "output": output_id,
+                                     "kind": "command",
                                      "written": snap[0], "read_back": None, "error": None,
                                      "writes": snap[3], "pending": True})
 
     def on_written(self, output_id: str, on: bool, snap: OutputSnapshot) -> None:
         """A write completed (from the output driver): its time, what was written, the state
         read back (None when it failed) and the error."""
-        _, confirmed, error, writes, last_write_ns = snap
+        _, confirmed, error, writes, last_write_ns, _ = snap
         self._output_change({"ts": last_write_ns, "output": output_id, "kind": "write",
                              "written": on, "read_back": confirmed if error is None else None,
                              "error": error, "writes": writes, "pending": False})

@@ -136,3 +136,40 @@ def test_a_record_holds_its_samples_up_to_its_end(tmp_path: Path,
     [second] = [i for i in store.ids() if i != incident_id]
     record = store.load(second)
     assert record["status"] == "interrupted" and record["until_ns"] == sources.now
+
+
+def test_a_command_is_stamped_when_it_was_given_not_when_noticed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The incident audit: `wrote off, read back off` at 16:27:08.704, then `commanded off —
+    to be written` at 09.113 — the command stamped when the keeper's next batch noticed it,
+    after the write it caused. It carries the time the safety core asked for it."""
+    monkeypatch.setattr(incidents, "COPY_EVERY", 0.0)
+
+    class WithSiren(FakeSources):
+        snaps: dict[str, incidents.OutputSnapshot] = {}
+
+        def output_states(self) -> dict[str, incidents.OutputSnapshot]:
+            return dict(self.snaps)
+
+        def room_context(self, room: str) -> incidents.RoomContext:
+            context = super().room_context(room)
+            context.outputs = {"siren": {"role": "siren", "device": "do", "point": "do1"}}
+            return context
+
+    store = IncidentStore(tmp_path / "incidents")
+    sources = WithSiren()
+    keeper, recorder = keeper_of(store, sources)
+    WithSiren.snaps = {"siren": (True, True, None, 1, T0 - 10**9, T0 - 2 * 10**9)}
+    feed(recorder, sources, 1.0, rate=10)
+    sources.events.append(alarm(1, sources.now))
+    keeper.observe()
+    commanded = sources.now + 10**8
+    written = commanded + 2 * 10**8
+    WithSiren.snaps = {"siren": (False, True, None, 1, T0 - 10**9, commanded)}
+    keeper.on_written("siren", False, (False, False, None, 2, written, commanded))
+    feed(recorder, sources, 1.0, rate=10)  # the next batch notices the command
+    keeper.observe()
+    changes = keeper.open["tx"].outputs
+    by_kind = {c["kind"]: c["ts"] for c in changes}
+    assert by_kind == {"write": written, "command": commanded}
+    assert by_kind["command"] < by_kind["write"] < sources.now
