@@ -118,9 +118,11 @@ class OpenIncident:
     keep (none at or after it was copied)."""
 
 
-def incident_id(trigger: AlarmEvent) -> str:
+def incident_id(trigger: AlarmEvent, resumed: bool = False) -> str:
+    """`<trigger time>-<room>-<journal seq>`; a record resumed after a restart (`_resume`)
+    has the room part `<room>.resumed`: its seq may be the interrupted one's, in its second."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(trigger.ts // _NS))
-    room = (trigger.room or "site").replace("/", "_")[:80]
+    room = (trigger.room or "site").replace("/", "_")[:72] + (".resumed" if resumed else "")
     return f"{stamp}-{room}-{trigger.seq}"
 
 
@@ -220,11 +222,9 @@ class IncidentKeeper:
             self._begin(event)
 
     def _resume(self) -> None:
-        """The alarms active when the keeper started — restored from the journal after a
-        restart or a power cut in the middle of a fire — open a record again: a record opens
-        at an activation, and the one the restart interrupted ends at the restart, so the rest
-        of the fire was in no record (the incident audit). Its trigger is the alarm as it
-        stands now, noted as resumed."""
+        """Alarms active at the start (restored from the journal: a restart mid-fire) open a
+        record again, triggered by the alarm as it stands, noted as resumed — the rest of the
+        fire was in no record, as one opens only at an activation (the incident audit)."""
         level = Severity(self.settings.severity).level
         for view in self.sources.active_alarms():
             room = view.room or "site"
@@ -251,7 +251,7 @@ class IncidentKeeper:
         room = trigger.room or "site"
         start = trigger.ts - int(self.settings.pre * _NS)
         incident = OpenIncident(
-            id=incident_id(trigger), room=room, trigger=trigger,
+            id=incident_id(trigger, resumed=trigger.note == RESUMED), room=room, trigger=trigger,
             context=self.sources.room_context(room), start_ns=start,
             end_ns=trigger.ts + int(self.settings.post * _NS),
             health_at_trigger=self.sources.health(), identity=self.sources.identity())

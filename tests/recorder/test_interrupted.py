@@ -61,6 +61,7 @@ async def test_a_fire_still_burning_after_a_restart_opens_a_record_again(tmp_pat
         rig.site.set_signal("smoke-2.alarm", Constant(value=True))
         await until(lambda: len(store.ids()) == 2)
         [second] = [i for i in store.ids() if i != first]
+        assert "-tx.resumed-" in second  # its own id, even in the interrupted one's second
         record = store.load(second)
         assert record["status"] == "open"
         assert record["trigger"]["rule"] == FIRE[0]
