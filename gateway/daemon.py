@@ -30,7 +30,6 @@ from gateway.field.catalog import catalog_points
 from gateway.field.latest import LatestSamples
 from gateway.field.sample import Sample
 from gateway.flashing.trial import TrialHold
-from gateway.heap import TRIM_AFTER_START, trim
 from gateway.operator.commands import OperatorCommands
 from gateway.operator.inbox import CLOCK_SKEW_S, CommandInbox
 from gateway.operator.replay import ReplayMemory
@@ -268,9 +267,7 @@ class Gateway(PanelBackend, Reconfiguring):
                     self.rate_memory.run(lambda: (self.core.engine, self.loaded)),
                     name="rate-windows")
                 self.started.set()
-                trimming = asyncio.get_running_loop().call_later(TRIM_AFTER_START, trim)
                 await self._stop_requested.wait()
-                trimming.cancel()
                 log.info("event=gateway_stopping")
                 await self._leave_outputs_safe()
                 for task in [*self._loop_tasks, self._panel_task, self._rate_task]:
