@@ -39,7 +39,7 @@ class IncidentSettings(Strict):
     post: Duration = 600.0
     """Data after the trigger; extended while alarms in the room stay active…"""
     max_duration: Duration = 3600.0
-    """…up to this long after the trigger."""
+    """…up to this long after the trigger (at most 24h)."""
     max_bytes: Annotated[int, Field(ge=64 * 1024, le=16 * 2**30)] = 64 * 2**20
     """Disk budget of the stored incidents (the oldest go first)."""
     max_incidents: Annotated[int, Field(ge=1, le=100_000)] = 500
@@ -51,4 +51,6 @@ class IncidentSettings(Strict):
             raise ValueError("pre and post must not be negative")
         if self.max_duration < self.post:
             raise ValueError("max_duration must be at least post")
+        if self.max_duration > 24 * 3600.0:  # an open incident's events are held in memory
+            raise ValueError("max_duration must be at most 24h")
         return self
