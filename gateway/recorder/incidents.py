@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any, Protocol
 
 from gateway.alarms.events import AlarmEvent, AlarmView, EventKind
@@ -31,7 +30,7 @@ from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.contract.incidents import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
 from gateway.recorder.record import mark_interrupted, record_of, record_pieces
-from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing, Recorded
+from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing, in_order
 from gateway.recorder.settings import IncidentSettings
 from gateway.recorder.store import IncidentStore
 
@@ -52,6 +51,8 @@ assert MAX_INCIDENT_SAMPLES * 40 <= MAX_RECORD_BYTES * 0.65
 assert MAX_INCIDENT_SAMPLES * 10 <= MAX_INCIDENT_BYTES * 0.65
 RESUMED = ("active when the gateway started (a restart or a power cut during the incident): "
            "this record continues the one it interrupted")
+MAX_INCIDENT_ITEMS = 20_000
+"""Events, and output changes, an open incident keeps at most (each ~0.5 KB in memory)."""
 RECENT_EVENTS = 5000
 RECENT_OUTPUT_CHANGES = 2000
 _NS = 1_000_000_000
@@ -113,6 +114,8 @@ class OpenIncident:
     """Samples in `rings`."""
     max_samples: int = 0
     """`MAX_INCIDENT_SAMPLES` when it opened."""
+    dropped: int = 0
+    """Events and output changes past `MAX_INCIDENT_ITEMS`, not kept."""
     cut_ns: int | None = None
     """Set when the incident reached `max_samples`: the time of the first sample it did not
     keep (none at or after it was copied)."""
@@ -211,13 +214,13 @@ class IncidentKeeper:
         self.recent_outputs.append(change)
         for incident in self.open.values():
             if change["output"] in incident.context.outputs:
-                incident.outputs.append(change)
+                _kept(incident, incident.outputs, change)
 
     def _on_event(self, event: AlarmEvent) -> None:
         self.recent_events.append(event)
         for incident in self.open.values():
             if event.room in (incident.room, None):
-                incident.events.append(event.as_dict())
+                _kept(incident, incident.events, event.as_dict())
         if self._opens(event) and (event.room or "site") not in self.open:
             self._begin(event)
 
@@ -383,16 +386,13 @@ class IncidentKeeper:
         self._writer.shutdown(wait=True)
 
 
-def in_order(samples: list[Recorded]) -> list[Recorded]:
-    """The samples but any older than one before it (a clock stepped back): an incident's rings
-    hold theirs in time order (gateway.recorder.record reads them back by time)."""
-    if all(a.ts <= b.ts for a, b in pairwise(samples)):
-        return samples
-    kept: list[Recorded] = []
-    for sample in samples:
-        if not kept or sample.ts >= kept[-1].ts:
-            kept.append(sample)
-    return kept
+def _kept(incident: OpenIncident, into: list[dict[str, Any]], item: dict[str, Any]) -> None:
+    """Append to an open incident's events or output changes, at most `MAX_INCIDENT_ITEMS`
+    each (held in memory until it closes); past that counted in `dropped` (the record says)."""
+    if len(into) < MAX_INCIDENT_ITEMS:
+        into.append(item)
+    else:
+        incident.dropped += 1
 
 
 __all__ = ["COPY_EVERY", "MAX_INCIDENT_SAMPLES", "SAVE_EVERY", "IncidentKeeper",

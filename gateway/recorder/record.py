@@ -39,6 +39,7 @@ def head_of(incident: OpenIncident, status: str, health_now: dict[str, Any]) -> 
         "outputs_served": incident.context.outputs,
         "events": incident.events, "output_changes": incident.outputs,
         "health": {"at_trigger": incident.health_at_trigger, "at_save": health_now},
+        **({} if not incident.dropped else {"dropped": incident.dropped}),
         **({} if incident.cut_ns is None else {"cut": {
             "at_ns": incident.cut_ns, "samples": incident.samples,
             "max_samples": incident.max_samples}}),

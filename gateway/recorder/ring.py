@@ -31,7 +31,7 @@ import sys
 from array import array
 from collections.abc import Callable, Iterable
 from functools import partial
-from itertools import accumulate, islice
+from itertools import accumulate, islice, pairwise
 from typing import Any, NamedTuple
 
 from gateway.field.sample import Quality, Sample, Value
@@ -66,7 +66,7 @@ from gateway.recorder.open_chunk import (
 )
 
 __all__ = ["CHUNK", "FIRST_CHUNKS", "MAX_STRINGS", "OVERFLOW_STRING", "PROBE", "FlightRecorder",
-           "PointRing", "Recorded", "decode_chunk", "encode_chunk"]
+           "PointRing", "Recorded", "decode_chunk", "encode_chunk", "in_order"]
 
 MAX_STRINGS = 64
 OVERFLOW_STRING = "\u2026"
@@ -384,3 +384,14 @@ class FlightRecorder:
         return sys.getsizeof(self.rings) + sum(sys.getsizeof(point) + ring.live_bytes()
                                                for point, ring in self.rings.items())
 
+
+def in_order(samples: list[Recorded]) -> list[Recorded]:
+    """The samples but any older than one before it (a clock stepped back): an incident's rings
+    hold theirs in time order (gateway.recorder.record reads them back by time)."""
+    if all(a.ts <= b.ts for a, b in pairwise(samples)):
+        return samples
+    kept: list[Recorded] = []
+    for sample in samples:
+        if not kept or sample.ts >= kept[-1].ts:
+            kept.append(sample)
+    return kept

@@ -15,6 +15,7 @@ import pytest
 import gateway.recorder.incidents as incidents
 from gateway.contract.incidents import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
 from gateway.recorder.incidents import MAX_INCIDENT_SAMPLES, record_of
+from gateway.recorder.ring import FlightRecorder
 from gateway.recorder.store import IncidentStore
 from tests.recorder.keeper_rig import T0, FakeSources, alarm, feed, keeper_of
 
@@ -51,15 +52,23 @@ def test_an_incident_keeps_at_most_the_cap_and_says_when_it_was_cut(
     assert record["status"] == "interrupted"
 
 
-def test_an_incident_under_the_cap_is_not_cut(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float, rate: int
+           ) -> tuple[IncidentStore, FakeSources, incidents.IncidentKeeper, FlightRecorder]:
+    """A keeper copying at every batch, fed `seconds` of samples, then an alarm: its incident
+    open."""
     monkeypatch.setattr(incidents, "COPY_EVERY", 0.0)
     store = IncidentStore(tmp_path / "incidents")
     sources = FakeSources()
     keeper, recorder = keeper_of(store, sources)
-    feed(recorder, sources, 3.0, rate=50)
+    feed(recorder, sources, seconds, rate=rate)
     sources.events.append(alarm(1, sources.now))
     keeper.observe()
+    return store, sources, keeper, recorder
+
+
+def test_an_incident_under_the_cap_is_not_cut(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    store, sources, keeper, recorder = opened(tmp_path, monkeypatch, seconds=3.0, rate=50)
     feed(recorder, sources, 3.0, rate=50)
     keeper.observe()
     incident = keeper.open["tx"]
@@ -173,3 +182,21 @@ def test_a_command_is_stamped_when_it_was_given_not_when_noticed(
     by_kind = {c["kind"]: c["ts"] for c in changes}
     assert by_kind == {"write": written, "command": commanded}
     assert by_kind["command"] < by_kind["write"] < sources.now
+
+
+def test_an_incident_keeps_at_most_so_many_events_and_says_how_many_more(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An open incident's events are held in memory until it closes: a chattering room over
+    hours had no bound (the incident audit). Past `MAX_INCIDENT_ITEMS` they are counted, and
+    the record says how many (`dropped`)."""
+    monkeypatch.setattr(incidents, "MAX_INCIDENT_ITEMS", 50)
+    store, sources, keeper, recorder = opened(tmp_path, monkeypatch, seconds=1.0, rate=10)
+    for seq in range(2, 82):  # 80 more events of the room
+        sources.events.append(alarm(seq, sources.now))
+    feed(recorder, sources, 1.0, rate=10)
+    keeper.observe()
+    incident = keeper.open["tx"]
+    assert len(incident.events) == 50
+    keeper.close_all()
+    record = store.load(store.ids()[0])
+    assert len(record["events"]) == 50 and record["dropped"] == 81 - 50
