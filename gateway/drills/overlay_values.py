@@ -37,10 +37,10 @@ def point_kinds(loaded: LoadedConfig, devices: Iterable[Device]) -> dict[str, st
 def _kind(spec: ModbusPoint | TextField, labelled: bool) -> str | None:
     if labelled or spec.flags:
         return None
-    if isinstance(spec, ModbusPoint):
-        if spec.type is DataType.BOOL:
-            return "bool"
-        return "text" if spec.type is DataType.STRING else "number"
+    if isinstance(spec, ModbusPoint):  # the profile's own word for what is a number
+        if spec.type.is_numeric:
+            return "number"
+        return "bool" if spec.type is DataType.BOOL else "text"
     return {"bool": "bool", "string": "text", "float": "number", "int": "number"}.get(spec.type)
 
 
