@@ -50,6 +50,20 @@ this read."""
 WRITE_FUNCTION_CODES = {"write_coil": 5, "write_register": 6}
 
 
+GATEWAY_NO_ANSWER = (10, 11)
+"""A Modbus gateway's (TCP to RS-485) exceptions for a device that did not answer it: path
+unavailable, target device failed to respond. No reply of the device: `CommFailure`, as a
+timeout on our own line (a gateway whose serial side lost power answers every unit so:
+gateway.field.bus_loop's bus silence; an output module behind it is unanswered)."""
+
+
+def exception_reply(code: int) -> Exception:
+    """The error of a reply with exception `code`."""
+    if code in GATEWAY_NO_ANSWER:
+        return CommFailure(str(ExceptionReply(code)))
+    return ExceptionReply(code)
+
+
 class ExceptionReply(Exception):
     def __init__(self, code: int) -> None:
         self.code = code
@@ -120,7 +134,7 @@ class ModbusLink:
         if reply.isError():
             code = getattr(reply, "exception_code", None)
             if isinstance(code, int) and code:
-                raise ExceptionReply(code)
+                raise exception_reply(code)
             raise CommFailure(f"error reply: {reply}")
         expected = FUNCTION_CODES[request.register]
         if reply.function_code != expected:  # pymodbus matches replies by unit and transaction
@@ -154,7 +168,7 @@ class ModbusLink:
         finally:
             self._last_frame_end = asyncio.get_running_loop().time()
         if reply.isError():
-            raise ExceptionReply(int(getattr(reply, "exception_code", 0) or 0))
+            raise exception_reply(int(getattr(reply, "exception_code", 0) or 0))
         expected = WRITE_FUNCTION_CODES[method]
         if reply.function_code != expected or reply.address != address:
             self._failed(unit)  # (a late reply to another write: not this write's answer)

@@ -24,10 +24,6 @@ from gateway.field.sample import Quality, Sample
 log = logging.getLogger("roomwarden.field")
 
 SPLITTABLE = (ILLEGAL_ADDRESS, ILLEGAL_VALUE)
-GATEWAY_NO_ANSWER = (10, 11)
-"""A Modbus gateway's (TCP to RS-485) exceptions for a device that did not answer it: path
-unavailable, target device failed to respond — the device is as silent as one on our own line
-(and a gateway whose serial side lost power answers every unit so: gateway.field.bus_loop)."""
 
 
 class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
@@ -85,13 +81,6 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
             try:
                 values = await self.link.read(request, self.device.unit)
             except ExceptionReply as exc:
-                if exc.code in GATEWAY_NO_ANSWER:  # silent behind a gateway: as a timeout
-                    error = str(exc)
-                    ts = self.clock.now_ns()
-                    for failed in (request, *pending):
-                        failed_samples(failed.points, ts, Quality.COMM_ERROR, samples)
-                    pending.clear()
-                    break
                 answered = True  # the device is alive; it refused this range
                 if exc.code in SPLITTABLE:
                     split = split_request(request)
