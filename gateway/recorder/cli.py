@@ -159,7 +159,7 @@ def _list_central(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from gateway.recorder.report import timeline, utc
+    from gateway.recorder.report import STEPPED, clock_steps, timeline, utc
 
     record = _load(args)
     if record is None:
@@ -172,6 +172,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                  f"{trigger['subject']} ({trigger.get('severity')}) at "
                  f"{utc(trigger['ts'] / 1e6)} UTC"))
     print(f"  window:   {utc(record['from_ns'] / 1e6)} – {utc(record['until_ns'] / 1e6)} UTC")
+    if steps := clock_steps(record):
+        print(f"  clock:    {STEPPED.format('; '.join(steps))}")
     config = record.get("config") or {}
     print(f"  config:   version {config.get('version')} sha256 {config.get('sha256')}")
     samples = sum(len(p["ts"]) for p in record["points"].values())

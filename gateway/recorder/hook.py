@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.alarms.events import AlarmEvent, AlarmView
 from gateway.field.sample import Sample
+from gateway.recorder.clockstep import ClockStepFollower
 from gateway.recorder.incidents import IncidentKeeper, OutputSnapshot, RoomContext
 from gateway.recorder.ring import FlightRecorder
 from gateway.recorder.store import IncidentError, IncidentStore, parse_record
@@ -66,6 +67,9 @@ class Recording:
         """The uplink unsent records were last handed to (a config apply makes another)."""
         if self.keeper is not None:
             self.keeper.on_final = self._send
+        self._steps = None if self.recorder is None else ClockStepFollower(
+            gateway.clock, self.recorder, self.keeper)
+        """Keeps the recorder and open incidents on one timeline when the wall clock steps."""
 
     def _watch_driver(self) -> None:
         """Hear of every output write of the present driver (a config apply makes another)."""
@@ -85,9 +89,9 @@ class Recording:
         return self._intervals.get(point.split(".", 1)[0], 1.0)
 
     def on_samples(self, batch: list[Sample]) -> None:
-        if self.recorder is None:
+        if self.recorder is None or self._steps is None:
             return
-        self.recorder.record(batch)
+        self.recorder.record(self._steps.before(batch))
         if self.keeper is not None:
             self._watch_driver()
             incidents = self.gateway.loaded.config.incidents

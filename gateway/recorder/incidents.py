@@ -29,8 +29,9 @@ from gateway.alarms.events import AlarmEvent, AlarmView, EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.contract.incidents import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
+from gateway.recorder.clockstep import in_order
 from gateway.recorder.record import mark_interrupted, record_of, record_pieces
-from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing, in_order
+from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing
 from gateway.recorder.settings import IncidentSettings
 from gateway.recorder.store import IncidentStore
 
@@ -119,6 +120,8 @@ class OpenIncident:
     cut_ns: int | None = None
     """Set when the incident reached `max_samples`: the time of the first sample it did not
     keep (none at or after it was copied)."""
+    clock_steps: list[dict[str, int]] = field(default_factory=list)
+    """Wall-clock steps while it was open (gateway/recorder/clockstep.py): at_ns, by_ns."""
 
 
 def incident_id(trigger: AlarmEvent, resumed: bool = False) -> str:
@@ -171,7 +174,6 @@ class IncidentKeeper:
         `close_all`)."""
         with contextlib.suppress(RuntimeError):  # shut down: the next start does it
             self._writer.submit(work)
-
 
     def observe(self) -> None:
         """After each sample batch: output changes, new journal events, open incidents."""
@@ -350,14 +352,12 @@ class IncidentKeeper:
             except Exception:  # sending is retried at the next start; the gateway runs on
                 log.exception("event=incident_send_failed id=%s", incident.id)
 
-    # --- issue 12 part 4: a live drill's record (gateway.drills.live_control) -------------
-
     def save_drill(self, trigger: AlarmEvent, room: str, start_ns: int, end_ns: int,
                    events: list[AlarmEvent], evaluation: dict[str, Any]) -> str:
-        """A finished live drill as an incident of kind `drill`: the room's recorded samples
-        from `pre` before its start (`trigger`: the drill's start event) to its end, its
-        events and output changes, and `drill`: its evaluation. Saved and sent like any
-        other record; returns its id."""
+        """Issue 12: a finished live drill (gateway.drills.live_control) as an incident of kind
+        `drill`: the room's recorded samples from `pre` before its start (`trigger`: the drill's
+        start event) to its end, its events and output changes, and `drill`: its evaluation.
+        Saved and sent like any other record; returns its id."""
         incident = OpenIncident(
             id=incident_id(dataclasses.replace(trigger, room=f"drill.{room}"[:80])),
             room=room, trigger=trigger,
@@ -371,8 +371,6 @@ class IncidentKeeper:
         self._copy(incident, self.sources.now_ns())
         self._save(incident, "closed")
         return incident.id
-
-    # --- end issue 12 part 4 ----------------------------------------------------------------
 
     def close_all(self) -> None:
         """A stop: save every open incident as it stands (status `interrupted`) and wait for

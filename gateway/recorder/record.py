@@ -43,6 +43,7 @@ def head_of(incident: OpenIncident, status: str, health_now: dict[str, Any]) -> 
         **({} if incident.cut_ns is None else {"cut": {
             "at_ns": incident.cut_ns, "samples": incident.samples,
             "max_samples": incident.max_samples}}),
+        **({"clock_steps": incident.clock_steps} if incident.clock_steps else {}),
     }
 
 

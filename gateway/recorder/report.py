@@ -41,6 +41,21 @@ def utc(ms: float, with_date: bool = True) -> str:
     return f"{text}.{int(ms % 1000):03d}" if with_date else text
 
 
+def clock_steps(record: dict[str, Any]) -> list[str]:
+    """The record's wall-clock steps as text (gateway/recorder/clockstep.py): "+3600.000 s at
+    2026-12-05 18:00:00.000 UTC"; entries not of two integers are left out (a record is
+    read, not trusted)."""
+    steps = record.get("clock_steps")
+    return [f"{step['by_ns'] / 1e9:+.3f} s at {utc(step['at_ns'] / 1e6)} UTC"
+            for step in (steps if isinstance(steps, list) else [])
+            if isinstance(step, dict) and all(type(step.get(k)) is int
+                                              for k in ("at_ns", "by_ns"))]
+
+
+STEPPED = ("the wall clock stepped {}: what the gateway recorded before a step is moved by it "
+           "(the journal and the central database keep those events and samples as stamped)")
+
+
 @dataclass
 class Band:
     """An alarm's active span (ms), for every plot of the room."""
@@ -273,6 +288,8 @@ def render(record: dict[str, Any]) -> str:
                         f"({trigger['severity']}), value {trigger['value']}"),
             ("Triggered at", f"{utc(trigger['ts'] / 1e6)} UTC"),
             ("Window", f"{utc(t0)} – {utc(t1)} UTC"),
+            *([("Clock", STEPPED.format("; ".join(steps)))] if (steps := clock_steps(record))
+              else []),
             ("Config", f"version {config.get('version')}, sha256 "
                        f"{str(config.get('sha256'))[:16]}…, {config.get('file')}")]
     health = record.get("health", {}).get("at_trigger", {})

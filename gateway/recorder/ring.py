@@ -31,7 +31,7 @@ import sys
 from array import array
 from collections.abc import Callable, Iterable
 from functools import partial
-from itertools import accumulate, islice, pairwise
+from itertools import accumulate, islice
 from typing import Any, NamedTuple
 
 from gateway.field.sample import Quality, Sample, Value
@@ -66,7 +66,7 @@ from gateway.recorder.open_chunk import (
 )
 
 __all__ = ["CHUNK", "FIRST_CHUNKS", "MAX_STRINGS", "OVERFLOW_STRING", "PROBE", "FlightRecorder",
-           "PointRing", "Recorded", "decode_chunk", "encode_chunk", "in_order"]
+           "PointRing", "Recorded", "decode_chunk", "encode_chunk"]
 
 MAX_STRINGS = 64
 OVERFLOW_STRING = "\u2026"
@@ -90,10 +90,9 @@ class PointRing:
     window of chunks like its first samples (`_act`), topped up at the first seal if a window
     of that chunk does not fit (to +⅛), grown only if later chunks need more. The chunks'
     bookkeeping (`_index`) is one array of that many chunks' slots, reserved and used the
-    same way. Nothing is re-allocated per chunk, and the heap does not fragment as the window
-    fills. (Open chunk
-    steps widen from 2 to 4 bytes for samples more than 32 s apart, to 8 for a chunk whose
-    clock jumps past ±24 days; values from 1 to 2 or 4 bytes, or doubles for a chunk.)"""
+    same way. Nothing is re-allocated per chunk; the heap does not fragment as the window fills.
+    (Open chunk steps widen from 2 to 4 bytes past 32 s apart, to 8 past ±24 days; values from
+    1 to 2 or 4 bytes, or doubles for a chunk.)"""
 
     __slots__ = ("_base", "_data", "_due", "_end", "_flags", "_head", "_index", "_last", "_open",
                  "_scale", "_start", "_steps", "_strings", "_tail", "_values", "max_samples",
@@ -130,8 +129,7 @@ class PointRing:
 
     @property
     def sealed(self) -> int:
-        """Samples in sealed chunks (counted from `_index`: a count kept as an int past 256
-        would be one more object a ring holds from its third chunk on)."""
+        """Samples in sealed chunks (from `_index`: an int past 256 is one more object)."""
         return (self._tail - self._head) // 3 * CHUNK
 
     def __len__(self) -> int:
@@ -270,6 +268,16 @@ class PointRing:
         if self._head == self._tail:
             self._head = self._tail = 0
 
+    def shift(self, ms: int) -> None:
+        """Move every sample by `ms` (a clock step: recorder/clockstep.py): the open chunk's
+        times, each sealed chunk's entry (`samples` reads a chunk's times from its entry)."""
+        self._base += ms
+        self._last += ms
+        index = self._index
+        for at in range(self._head + 1, self._tail, 3):
+            index[at] += ms
+            index[at + 1] += ms
+
     def chunk_index(self) -> array[int]:
         """Length, first and last timestamp (ms) of each sealed chunk, oldest first (a copy)."""
         return self._index[self._head:self._tail]
@@ -315,6 +323,8 @@ class PointRing:
         for length, first, last in zip(index[0::3], index[1::3], index[2::3], strict=True):
             if last >= lo and first <= hi:
                 ts, values, flags = decode_chunk(bytes(self._data[at:at + length]))
+                if ts[0] != first:  # moved since its seal (`shift`)
+                    ts = [t + first - ts[0] for t in ts]
                 self._collect(out, ts, values, flags, lo, hi)
             at += length
         n = self._open
@@ -360,6 +370,11 @@ class FlightRecorder:
         interval = max(self.interval_of(point), 0.05)
         return int(self.window_s / interval * 1.25) + CHUNK
 
+    def shift(self, ns: int) -> None:
+        """Every ring's samples moved by `ns` (whole milliseconds: gateway/recorder/clockstep)."""
+        for ring in self.rings.values():
+            ring.shift(ns // NS_PER_MS)
+
     def record(self, batch: Iterable[Sample]) -> None:
         """Each sample to its point's ring (gateway/recorder/intake.py)."""
         self.samples_in += record_into(self.rings.get, self._new_ring, batch)
@@ -368,8 +383,7 @@ class FlightRecorder:
         if len(self.rings) >= self.max_points:
             self.refused_points += 1
             return None
-        ring = self.rings[point] = PointRing(self.window_s, self.capacity(point))
-        return ring
+        return self.rings.setdefault(point, PointRing(self.window_s, self.capacity(point)))
 
     def samples(self, point: str, since_ns: int = 0,
                 until_ns: int | None = None) -> list[Recorded]:
@@ -384,14 +398,3 @@ class FlightRecorder:
         return sys.getsizeof(self.rings) + sum(sys.getsizeof(point) + ring.live_bytes()
                                                for point, ring in self.rings.items())
 
-
-def in_order(samples: list[Recorded]) -> list[Recorded]:
-    """The samples but any older than one before it (a clock stepped back): an incident's rings
-    hold theirs in time order (gateway.recorder.record reads them back by time)."""
-    if all(a.ts <= b.ts for a, b in pairwise(samples)):
-        return samples
-    kept: list[Recorded] = []
-    for sample in samples:
-        if not kept or sample.ts >= kept[-1].ts:
-            kept.append(sample)
-    return kept
