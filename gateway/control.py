@@ -67,7 +67,8 @@ Progress = Callable[[ConfigStatus], None]
 ApplyText = Callable[[str, str, Progress], Awaitable[ConfigStatus]]
 ApplyEnvelope = Callable[[bytes, Progress], Awaitable[ConfigStatus]]
 Reload = Callable[[], Awaitable[ConfigStatus | None]]
-Incidents = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # issue 12
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Incidents = Callable[[dict[str, Any], Send], Awaitable[dict[str, Any]]]  # issue 12
 Drills = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # issue 12: live drills
 
 
@@ -259,7 +260,7 @@ class ControlServer:
         elif op == "reload":
             await finish(await self._reload())
         elif op == "incident" and self._incidents is not None:  # issue 12
-            await send(await self._incidents(request))
+            await send(await self._incidents(request, send))  # (a record: in parts)
         elif op == "drill" and self._drills is not None:  # issue 12: live drills
             await send(await self._drills(request))
         else:

@@ -163,8 +163,8 @@ class Service:
             apply_envelope=lambda raw, progress: self.applier.apply_envelope(
                 raw, source="local", progress=progress),
             reload=self.applier.reload,
-            incidents=lambda request: answer_incidents(  # issue 12
-                self.gateway.recording.store, request),
+            incidents=lambda request, send: answer_incidents(  # issue 12
+                self.gateway.recording.store, request, send),
             drills=self.drills.answer)  # issue 12: live drills
         self.notifier = notifier or Notifier.from_env()
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -31,7 +31,7 @@ from gateway.alarms.journal_query import (
     read_events,
 )
 from gateway.config.duration import parse_duration
-from gateway.recorder.remote import summary
+from gateway.recorder.heads import head_of, panel_row
 from gateway.recorder.store import ID_PATTERN, IncidentError, IncidentStore
 
 if TYPE_CHECKING:
@@ -228,8 +228,9 @@ def parse_incident_query(params: Iterable[tuple[str, str]]) -> tuple[int, str | 
 
 
 class IncidentIndex:
-    """Summaries of the stored incidents for the list, remembered by (id, size, mtime) so a list
-    reads each record once (a record is decompressed and parsed whole). At most `keep`."""
+    """Summaries of the stored incidents for the list, from each record's head
+    (gateway.recorder.heads), remembered by (id, size, mtime) so a list reads each head once.
+    At most `keep`."""
 
     def __init__(self, store: IncidentStore, keep: int = 1000) -> None:
         self.store = store
@@ -247,10 +248,7 @@ class IncidentIndex:
             self._known.move_to_end(incident_id)
             return known[1]
         try:
-            record = self.store.load(incident_id)
-            row = {**summary(record), "title": record["trigger"].get("title"),
-                   "kind": record.get("kind", "alarm"), "from_ns": record.get("from_ns"),
-                   "until_ns": record.get("until_ns"), "events": len(record.get("events", []))}
+            row = panel_row(head_of(self.store, incident_id, want="event_count"))
         except (IncidentError, KeyError, TypeError, AttributeError) as exc:
             row = {"id": incident_id, "status": "unreadable", "error": str(exc)}
         self._known[incident_id] = (stamp, row)

@@ -43,8 +43,9 @@ def add_parsers(sub: Any) -> None:
         parser.set_defaults(func=func)
 
 
-def _ask(args: argparse.Namespace, body: dict[str, Any]) -> dict[str, Any] | None:
-    """One incident request over the control socket; None (and a message) if it failed."""
+def _ask(args: argparse.Namespace, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """One incident request over the control socket: every answer line (the last `ok`);
+    None (and a message) if it failed."""
     from gateway.control import ControlError, request
 
     try:
@@ -56,7 +57,7 @@ def _ask(args: argparse.Namespace, body: dict[str, Any]) -> dict[str, Any] | Non
     if not final.get("ok"):
         print(f"{PROG}: {final.get('error')}", file=sys.stderr)
         return None
-    return final
+    return answers
 
 
 def _store(args: argparse.Namespace) -> IncidentStore:
@@ -97,10 +98,12 @@ def _load(args: argparse.Namespace) -> dict[str, Any] | None:
             return None
         finally:
             central.close()
-    if args.socket is not None:
-        answer = _ask(args, {"action": "get", "id": args.id})
-        return None if answer is None else dict(answer["record"])
     try:
+        if args.socket is not None:
+            from gateway.recorder.remote import received_record
+
+            answers = _ask(args, {"action": "get", "id": args.id})
+            return None if answers is None else received_record(args.id, answers)
         return _store(args).load(args.id)
     except IncidentError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -113,10 +116,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.central is not None:
         return _list_central(args)
     if args.socket is not None:
-        answer = _ask(args, {"action": "list"})
-        if answer is None:
+        answers = _ask(args, {"action": "list"})
+        if answers is None:
             return 1
-        rows, where = list(answer["incidents"]), f"the gateway at {args.socket}"
+        rows, where = list(answers[-1]["incidents"]), f"the gateway at {args.socket}"
     else:
         store = _store(args)
         rows, where = answer_now(store, {"action": "list"})["incidents"], str(store.directory)

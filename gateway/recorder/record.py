@@ -35,6 +35,7 @@ def head_of(incident: OpenIncident, status: str, health_now: dict[str, Any]) -> 
         "room": incident.room, **incident.identity,
         "trigger": trigger.as_dict(),
         "from_ns": incident.start_ns, "until_ns": incident.end_ns,
+        "event_count": len(incident.events),  # (for a list, before the large keys)
         "rules": incident.context.rules,
         "outputs_served": incident.context.outputs,
         "events": incident.events, "output_changes": incident.outputs,

@@ -192,7 +192,7 @@ window.RoomWardenHistory = (() => {
         el("span", {}, el("span", { class: "ev-title" }, i.title || i.rule),
           el("span", { class: "subject" }, `${i.rule} · ${i.subject} · ${i.id}`))),
       el("td", { "data-label": "Status", testid: "incident-status" }, i.kind === "drill" ? `drill, ${i.status}` : human(i.status)),
-      el("td", { class: "num", "data-label": "Events" }, unreadable ? "—" : String(i.events)),
+      el("td", { class: "num", "data-label": "Events" }, unreadable || i.events == null ? "—" : String(i.events)),
       el("td", {}, open));
   }
 
