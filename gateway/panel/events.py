@@ -355,4 +355,21 @@ class History:
         if incident_id is None:
             return _error(400, "bad_query", "id: which incident? (an id from the list)")
         async with self._readers:
+            return await self._report(incident_id)
+
+    async def _report(self, incident_id: str) -> Reply:
+        """A small record's report rendered here (in a thread), a larger one's by a child
+        process (gateway.recorder.report_apart: never a large parse beside the alarms)."""
+        from gateway.recorder import report_apart
+
+        try:
+            size = self.store.path_of(incident_id).stat().st_size
+        except (IncidentError, OSError):
+            size = 0  # (report_of says why: a bad id, none such)
+        if size <= report_apart.IN_PROCESS_BYTES:
             return await asyncio.to_thread(report_of, self.store, incident_id)
+        try:
+            return Reply(200, await report_apart.render_apart(self.store.directory,
+                                                              incident_id))
+        except report_apart.RenderFailed as exc:
+            return _error(500, "unreadable", str(exc))

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.recorder.decimate import kept
+
 MAX_PLOTS = 24
 WIDTH, HEIGHT = 900, 170
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 14, 40
@@ -181,7 +183,11 @@ def plot(record: dict[str, Any], point: str, bands: list[Band], acks: list[dict[
                      f'fill="#b00020">{esc(name)} {level:g}</text>')
     path: list[str] = []
     previous_y: float | None = None
-    for ts, number, q in zip(data["ts"], values, data["q"], strict=True):
+    stamps, qualities = data["ts"], data["q"]
+    if len(stamps) != len(values) or len(qualities) != len(values):
+        raise ValueError(f"{point}: its ts, v and q differ in length")
+    for i in kept(stamps, values, [q == "g" for q in qualities], t0, t1, WIDTH - LEFT - RIGHT):
+        ts, number, q = stamps[i], values[i], qualities[i]
         if number is None or q != "g":
             previous_y = None
             continue

@@ -143,3 +143,52 @@ async def test_reading_needs_the_viewers_login_when_the_panel_asks_for_one(
                 assert all("Zhang" in e["actor"] for e in body["events"])
             async with session.get(site.url + f"/api/incidents/report?id={INCIDENT}") as r:
                 assert r.status == 200 and "Incident" in await r.text()
+
+
+def large_record(incident_id: str, samples: int = 300_000) -> dict[str, Any]:
+    """A record whose file is past `IN_PROCESS_BYTES`: a temperature at 10 Hz for 8 hours,
+    noisy (noise does not compress)."""
+    import random
+
+    rec = record(incident_id)
+    start_ms = rec["from_ns"] // 1_000_000
+    rnd = random.Random(5)
+    rec["until_ns"] = rec["from_ns"] + samples * 100 * 1_000_000
+    rec["rules"] = [{"rule": "thermal.room_high", "subject": "t-1", "points":
+                     ["t-1.temperature"], "thresholds": {"high": 35.0}}]
+    rec["points"]["t-1.temperature"] = {
+        "device": "t-1", "room": "tx", "quantity": "temperature", "unit": "°C",
+        "ts": [start_ms + 100 * i for i in range(samples)],
+        "v": [round(24 + rnd.gauss(0, 0.5), 3) for _ in range(samples)],
+        "q": "g" * samples}
+    return rec
+
+
+async def test_a_large_records_report_is_rendered_apart_and_its_plot_reduced(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's process does not parse it (its store's `load` would fail here: only the
+    child can have read it), and the plot has a few points a pixel column, not 300,000."""
+    import re
+
+    from gateway.recorder.report_apart import IN_PROCESS_BYTES
+
+    store = IncidentStore(site.backend.state_dir / "incidents")
+    big, broken = "20261203T130000Z-tx-10", "20261203T140000Z-tx-11"
+    store.save(large_record(big))
+    damaged = large_record(broken)
+    damaged["points"]["t-1.temperature"]["q"] = "g" * 5  # columns of different lengths
+    store.save(damaged)
+    assert store.path_of(big).stat().st_size > IN_PROCESS_BYTES
+
+    def not_here(*_: Any) -> None:
+        raise AssertionError("the gateway's process parsed a large record")
+
+    monkeypatch.setattr(IncidentStore, "load", not_here)
+    status, page, headers = await get(site.url, f"/api/incidents/report?id={big}")
+    assert status == 200 and headers["Content-Type"].startswith("text/html"), page
+    plot = page.split('data-point="t-1.temperature"', 1)[1].split("</svg>", 1)[0]
+    [path] = re.findall(r'<path class="signal" d="([^"]*)"', plot)
+    assert 810 <= len(path.split()) <= 4 * 812
+    assert len(page) < 2_000_000
+    status, body, _ = await get(site.url, f"/api/incidents/report?id={broken}")
+    assert status == 500 and "lacks what a report needs" in body["message"], body
