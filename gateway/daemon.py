@@ -101,8 +101,11 @@ class Gateway(PanelBackend, Reconfiguring):
                                          self._after_command,
                                          planner=lambda: self.core.planner)
         self.replay: ReplayMemory | None = None
-        """Command ids seen on `cmd` (opened with the first uplink: a gateway without one
-        takes no remote commands)."""
+        """Ids of signed commands seen: on `cmd` (opened with the first uplink) and of signed
+        drill starts (at the start when a key may drill: a memory begun later refuses what
+        was signed before it began)."""
+        if any("drill" in key.may for key in loaded.config.operators.keys):
+            self.replay_memory()
         self.uplink = self._make_uplink(loaded)
         self._resend_unsent_alarm_events()
         self.bus_loops: list[BusLoop] = build_bus_loops(loaded, self._on_samples, self.clock)
@@ -150,13 +153,18 @@ class Gateway(PanelBackend, Reconfiguring):
         uplink.set_config_identity(self.config_version, self.config_sha256)
         return uplink
 
+    def replay_memory(self) -> ReplayMemory:
+        """The durable memory of signed commands' ids (alarm commands, signed drill starts)."""
+        if self.replay is None:
+            self.replay = ReplayMemory(self.state_dir / "operator" / "commands.sqlite",
+                                       self.clock, skew_ns=CLOCK_SKEW_S * 1_000_000_000)
+        return self.replay
+
     def _command_inbox(self, loaded: LoadedConfig) -> CommandInbox:
         """What judges `cmd`: the running config's operator keys, the durable replay memory,
         and `self.commands` to carry a command out."""
         cfg = loaded.config
-        if self.replay is None:
-            self.replay = ReplayMemory(self.state_dir / "operator" / "commands.sqlite",
-                                       self.clock, skew_ns=CLOCK_SKEW_S * 1_000_000_000)
+        replay = self.replay_memory()
         if cfg.operators.allow_unsigned:
             log.warning("event=unsigned_commands_allowed reason=%r", "operators.allow_unsigned "
                         "is set: anyone who can publish to cmd can acknowledge, shelve and "
@@ -164,7 +172,7 @@ class Gateway(PanelBackend, Reconfiguring):
         return CommandInbox(cfg.gateway.site, cfg.gateway.id, self.clock,
                             root=cfg.uplink.root if cfg.uplink is not None else None,
                             carry_out=self.commands.carry_out,
-                            policy=lambda: self.loaded.config.operators, memory=self.replay)
+                            policy=lambda: self.loaded.config.operators, memory=replay)
 
     def _resend_unsent_alarm_events(self) -> int:
         """Alarm events journalled but never committed to the outbox (the process died between

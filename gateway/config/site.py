@@ -308,8 +308,9 @@ class FlashingSettings(Strict):
     """How long a newly applied config must run healthy before it becomes last-known-good (at
     most 10 minutes: during the trial a new config's trouble alarms are held)."""
     allow_local_unsigned: bool = True
-    """Accept unsigned configs over the local control socket: every local user who may open
-    it (root and the `roomwarden` group: the socket is 0660) may then apply a config; its log
+    """Accept unsigned configs (and evacuation drills) over the local control socket: every
+    local user who may open it (root and the `roomwarden` group: the socket is 0660) may then
+    apply a config, or run a live drill that drives the outputs; its log
     line and the config store record the socket's real user beside the author given (`alice
     (as root)`). False: a local apply must be signed too (`config apply --key`)."""
 

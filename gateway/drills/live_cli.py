@@ -38,6 +38,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-wait", action="store_true",
                         help="with --live: start the drill and return (--stop or its duration "
                              "ends it)")
+    parser.add_argument("--key", type=Path, default=None,
+                        help="with --live: sign the start with this operator key (needed for "
+                             "--evacuation when the gateway takes no unsigned local changes: "
+                             "flashing.allow_local_unsigned false)")
     parser.add_argument("--actor", default=None,
                         help="with --live: who runs the drill, journalled (default: your user "
                              "name)")
@@ -71,8 +75,14 @@ def run(args: argparse.Namespace, socket_path: Path) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             print(f"drill: cannot read {path}: {exc}", file=sys.stderr)
             return 2
-        answer = ask({"action": "start", "file": text, "name": str(path),
-                      "evacuation": bool(args.evacuation)})
+        body: dict[str, Any] = {"action": "start", "file": text, "name": str(path),
+                                "evacuation": bool(args.evacuation)}
+        if args.key is not None:
+            signed = _signed(args.key, body, socket_path)
+            if signed is None:
+                return 2
+            body["signed"] = signed
+        answer = ask(body)
         if not answer.get("ok"):
             print(f"drill refused: {answer.get('error')}", file=sys.stderr)
             return 1
@@ -83,6 +93,26 @@ def run(args: argparse.Namespace, socket_path: Path) -> int:
     except ControlError as exc:
         print(f"drill: {exc}", file=sys.stderr)
         return 2
+
+
+def _signed(key: Path, body: dict[str, Any], socket_path: Path) -> dict[str, Any] | None:
+    """The start's signature (gateway.drills.signed) for the gateway answering at
+    `socket_path` (its id asked over the socket); None and a message if it cannot be made."""
+    from gateway.control import request
+    from gateway.drills.signed import sign_start
+    from gateway.flashing.keys import KeyFileError, load_private_key
+
+    try:
+        private_key = load_private_key(key)
+    except (KeyFileError, OSError) as exc:
+        print(f"drill: cannot use the key {key}: {exc}", file=sys.stderr)
+        return None
+    status = list(request(socket_path, {"op": "status"}, timeout=10))[-1]
+    if not status.get("ok"):
+        print(f"drill: the gateway's status: {status.get('error')}", file=sys.stderr)
+        return None
+    return sign_start(body["file"], body["name"], body["evacuation"],
+                      gateway=str(status["status"]["gateway"]), private_key=private_key)
 
 
 def _follow(ask: Callable[[dict[str, Any]], dict[str, Any]]) -> int:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.config.loader import ConfigErrors, parse_yaml, validate
 from gateway.control import as_peer
+from gateway.drills.signed import DrillRefused, check_start
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -76,6 +77,14 @@ class LiveDrills:
         if not isinstance(name, str) or not isinstance(evacuation, bool):
             return {"ok": False, "error": "name is a string, evacuation true or false"}
         name = name[-200:]
+        try:
+            signer = self._signer(request, text, name, evacuation)
+        except DrillRefused as exc:
+            log.warning("event=drill_refused name=%r peer=%s reason=%r", name,
+                        request.get("peer"), str(exc))
+            return {"ok": False, "error": str(exc)}
+        if signer is not None:  # the key's owner, as the user the kernel names
+            actor = as_peer(signer, str(request.get("peer", "unknown user")), " as {}")
         try:  # read in a thread: a 256 KiB file held the event loop (the rules) ~0.3 s
             drill = await asyncio.to_thread(_read_drill, text, name)
             session = LiveDrill(drill, self.gateway.core, evacuation=evacuation, actor=actor,
@@ -94,6 +103,29 @@ class LiveDrills:
         log.warning("event=drill_accepted drill=%s room=%s mode=%s actor=%s", drill.drill,
                     drill.room, session.mode, actor)
         return {"ok": True, "drill": session.status()}
+
+    def _signer(self, request: dict[str, Any], text: str, name: str,
+                evacuation: bool) -> str | None:
+        """The owner of the key that signed the start (gateway.drills.signed), None for an
+        unsigned one that needs none; DrillRefused for one that is not taken (an unsigned
+        evacuation while local users may not change things unsigned, a bad signature)."""
+        cfg = self.gateway.loaded.config
+        signed = request.get("signed")
+        if signed is None:
+            if evacuation and cfg.flashing is not None \
+                    and not cfg.flashing.allow_local_unsigned:
+                raise DrillRefused(
+                    "an evacuation drill must be signed here (flashing.allow_local_unsigned "
+                    "is false): roomwarden drill --live FILE --evacuation --key KEY, with a "
+                    "key of operators.keys that may drill")
+            return None
+        try:
+            return check_start(signed, text=text, name=name, evacuation=evacuation,
+                               gateway=cfg.gateway.id, operators=cfg.operators,
+                               replay=self.gateway.replay_memory(),
+                               now_ns=self.gateway.clock.now_ns())
+        except DrillRefused as exc:
+            raise DrillRefused(f"signed drill refused: {exc}") from None
 
     async def _stop(self, actor: str) -> dict[str, Any]:
         session = self.session

@@ -11,6 +11,9 @@ from gateway.config.profile import Strict
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
 
 Permission = Literal["acknowledge", "acknowledge_all", "shelve", "suppress", "reset_output"]
+KeyPermission = Literal["acknowledge", "acknowledge_all", "shelve", "suppress", "reset_output",
+                        "drill"]
+"""An operator key's: a panel user's, and `drill` (gateway.drills.signed)."""
 PERMISSION_OF: dict[str, Permission] = {
     "acknowledge": "acknowledge", "acknowledge_all": "acknowledge_all",
     "shelve": "shelve", "unshelve": "shelve", "suppress": "suppress", "unsuppress": "suppress",
@@ -29,10 +32,12 @@ class OperatorKey(Strict):
     """The public key line `roomwarden keys new` prints (`ed25519:<base64> NAME`)."""
     name: OwnerName | None = None
     """Whom the journal names for this key's commands (default: the key line's comment)."""
-    may: Annotated[tuple[Permission, ...], Field(min_length=1)]
+    may: Annotated[tuple[KeyPermission, ...], Field(min_length=1)]
     """What the key may do: acknowledge (named alarms), acknowledge_all, shelve (and
     unshelve), suppress (and unsuppress), reset_output (release an output held on until an
-    operator resets it: `restore_on_clear: false`)."""
+    operator resets it: `restore_on_clear: false`), drill (sign the start of a live
+    evacuation drill: `roomwarden drill --live FILE --evacuation --key KEY`, needed when
+    `flashing.allow_local_unsigned` is false)."""
 
     @model_validator(mode="after")
     def _parse(self) -> Self:

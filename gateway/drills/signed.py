@@ -1,0 +1,128 @@
+"""Signed live drills: an evacuation drill (sirens, strobes, fans and charge inhibits driven for
+real) started over the control socket is signed by an operator key when the gateway does not
+trust its local users to change things unsigned (`flashing.allow_local_unsigned: false`).
+
+The socket's file mode lets root and the `roomwarden` group in; with that setting a member of
+the group may no longer apply a config unsigned, and so may no longer sound an evacuation
+either. `roomwarden drill --live FILE --evacuation --key KEY` signs the start: an Ed25519
+signature (the keys of `roomwarden keys new`) over
+
+    b"roomwarden/drill/v1\\n" + UTF-8 of json.dumps(fields, sort_keys=True,
+                                                    separators=(",", ":"), ensure_ascii=False)
+
+with `fields` = action `drill_start`, the drill file's SHA-256, its name, `evacuation`, the
+gateway's id, the key's id, a fresh id, issue time and expiry (at most
+`MAX_COMMAND_LIFETIME_S` later) — its own prefix, so no signed config or alarm command can pass
+for one. The gateway takes a signature only from a key under `operators.keys` that `may`
+`drill`, for itself, in its time, once (the operator commands' replay memory, on disk), and
+journals the drill as run by the key's owner, as the user the kernel names. A silent drill
+(outputs held) needs no signature; a signed one is checked all the same. Stopping a drill never
+needs one."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Final
+
+from gateway.contract.commands import MAX_COMMAND_LIFETIME_S
+from gateway.flashing.keys import key_id
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gateway.operator.replay import ReplayMemory
+    from gateway.operator.settings import OperatorSettings
+
+PREFIX: Final = b"roomwarden/drill/v1\n"
+ACTION: Final = "drill_start"
+LIFETIME_S = 120.0
+CLOCK_SKEW_S = 300
+"""Issue times this far ahead of the gateway's clock are accepted (as for alarm commands)."""
+_FIELDS: Final = {"action": str, "file_sha256": str, "name": str, "evacuation": bool,
+                  "gateway": str, "key_id": str, "id": str, "ts": int, "expires": int,
+                  "signature": str}
+
+
+class DrillRefused(Exception):
+    """A signed drill start the gateway does not take (the message says why)."""
+
+
+def signing_bytes(fields: dict[str, Any]) -> bytes:
+    """What the signature covers: every field but `signature` (see the module docstring)."""
+    unsigned = {k: v for k, v in fields.items() if k != "signature"}
+    return PREFIX + json.dumps(unsigned, sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=False).encode("utf-8")
+
+
+def file_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sign_start(text: str, name: str, evacuation: bool, *, gateway: str,
+               private_key: Ed25519PrivateKey, now_ns: int | None = None,
+               lifetime_s: float = LIFETIME_S) -> dict[str, Any]:
+    """The `signed` field of a drill start request for the drill file `text`."""
+    now = time.time_ns() if now_ns is None else now_ns
+    fields: dict[str, Any] = {
+        "action": ACTION, "file_sha256": file_digest(text), "name": name,
+        "evacuation": evacuation, "gateway": gateway,
+        "key_id": key_id(private_key.public_key()), "id": f"drill-{uuid.uuid4().hex[:16]}",
+        "ts": now, "expires": now + int(lifetime_s * 1e9)}
+    signature = private_key.sign(signing_bytes(fields))
+    return {**fields, "signature": base64.b64encode(signature).decode("ascii")}
+
+
+def check_start(signed: object, *, text: str, name: str, evacuation: bool, gateway: str,
+                operators: OperatorSettings, replay: ReplayMemory | None,
+                now_ns: int) -> str:
+    """The owner of the key that signed this start (for the journal); DrillRefused saying why
+    it is not taken."""
+    from cryptography.exceptions import InvalidSignature
+
+    from gateway.operator.replay import ReplayMemoryError
+
+    if not isinstance(signed, dict) or set(signed) != set(_FIELDS) or not all(
+            type(signed[k]) is kind for k, kind in _FIELDS.items()):
+        raise DrillRefused("signed: the fields " + ", ".join(_FIELDS) + " (from "
+                           "`roomwarden drill --live … --key KEY`)")
+    wanted = {"action": ACTION, "file_sha256": file_digest(text), "name": name,
+              "evacuation": evacuation, "gateway": gateway}
+    for field, value in wanted.items():
+        if signed[field] != value:
+            raise DrillRefused(f"the signature is for another {field.replace('_', ' ')} "
+                               f"({str(signed[field])[:80]!r}, not {str(value)[:80]!r})")
+    operator = operators.find(signed["key_id"])
+    if operator is None:
+        raise DrillRefused(f"key {signed['key_id'][:40]} is not one of this gateway's "
+                           "operators.keys")
+    if "drill" not in operator.may:
+        raise DrillRefused(f"key {signed['key_id']} ({operator.owner}) may not run drills; it "
+                           f"may {', '.join(operator.may)}")
+    try:
+        signature = base64.b64decode(signed["signature"], validate=True)
+        operator.trusted.public_key.verify(signature, signing_bytes(signed))
+    except (binascii.Error, ValueError, InvalidSignature):
+        raise DrillRefused(f"the signature does not verify with key {signed['key_id']}: the "
+                           "start was altered or signed with another key") from None
+    if not 0 <= signed["expires"] - signed["ts"] <= MAX_COMMAND_LIFETIME_S * 1e9:
+        raise DrillRefused(f"expires must be after ts by at most {MAX_COMMAND_LIFETIME_S} s")
+    if signed["ts"] > now_ns + CLOCK_SKEW_S * 1e9 or signed["expires"] < now_ns:
+        raise DrillRefused("the signature is not valid now by this gateway's clock (expired, "
+                           "or issued in its future): sign the start anew, check the clocks")
+    if replay is None:
+        raise DrillRefused("this gateway keeps no replay memory")
+    try:
+        if replay.seen(signed["key_id"], signed["id"]) is not None:
+            raise DrillRefused(f"start {signed['id']} was used before: sign it anew")
+        if signed["ts"] < replay.current_horizon():
+            raise DrillRefused("signed before this gateway's replay memory began (it cannot "
+                               "tell it from a replay): sign it anew")
+        replay.record(signed["key_id"], signed["id"], signed["ts"], signed["expires"])
+    except ReplayMemoryError as exc:
+        raise DrillRefused(str(exc)) from None
+    return operator.owner

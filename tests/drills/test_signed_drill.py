@@ -1,0 +1,201 @@
+"""Signed evacuation drills (gateway.drills.signed): with `flashing.allow_local_unsigned: false`
+a member of the roomwarden group could still sound an evacuation (sirens, charge inhibits) over
+the control socket, unsigned. Now such a start must be signed by an operator key that `may`
+`drill`, for this gateway, now, once; the journal names the key's owner. Exercised on the
+control socket's request handling on a real (built, not started) Gateway of the telecom site,
+and `roomwarden drill --live --key` as a process against a running gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.config.loader import load_gateway_config
+from gateway.daemon import Gateway
+from gateway.drills.live_control import LiveDrills
+from gateway.drills.signed import sign_start
+from tests.fixtures.operators import Keys, keys
+
+__all__ = ["keys"]  # fixture
+
+REPO = Path(__file__).resolve().parents[2]
+SITE = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
+GATEWAY = "fsu-gz-tianhe-0301"
+DRILL = """\
+drill: tx_fire_drill_signed
+title: Fire drill in the equipment room (signed)
+room: tx-3f
+duration: 5m
+steps:
+  - at: 2s
+    set: {smoke-tx-01.alarm: true, smoke-tx-02.alarm: true}
+expect:
+  - {alarm: fire.smoke_coincidence, subject: tx-3f, after: 2s, within: 8s}
+forbid: ["*"]
+allow: ["fire.smoke_detector@*"]
+"""
+
+
+def site_config(tmp: Path, keys: Keys, *, local_unsigned: bool) -> Path:
+    data = yaml.safe_load(SITE.read_text())
+    data["flashing"]["allow_local_unsigned"] = local_unsigned
+    data["operators"] = {"keys": [
+        {"key": keys.zhang.public.line(), "name": "Zhang Wei (NOC)",
+         "may": ["acknowledge", "drill"]},
+        {"key": keys.acker.public.line(), "may": ["acknowledge"]}]}
+    path = tmp / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class Control:
+    """`LiveDrills` on a real Gateway (built, never started), on an event loop of its own."""
+
+    def __init__(self, config: Path, state_dir: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+
+        async def build() -> Gateway:
+            return Gateway(load_gateway_config(config), state_dir=state_dir)
+
+        self.gateway = self.loop.run_until_complete(build())
+        self.drills = LiveDrills(self.gateway)
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.loop.run_until_complete(self.drills.answer(request))
+
+    def stop(self) -> None:
+        self.answer({"op": "drill", "action": "stop", "actor": "lead", "peer": "root"})
+
+    def close(self) -> None:
+        self.gateway.core.close()
+        self.loop.close()
+
+
+@pytest.fixture
+def strict(tmp_path: Path, keys: Keys) -> Iterator[Control]:
+    c = Control(site_config(tmp_path, keys, local_unsigned=False), tmp_path / "state")
+    yield c
+    c.close()
+
+
+def start(evacuation: bool, signed: dict[str, Any] | None = None,
+          text: str = DRILL) -> dict[str, Any]:
+    body: dict[str, Any] = {"op": "drill", "action": "start", "file": text,
+                            "name": "fire.yaml", "evacuation": evacuation, "actor": "lead",
+                            "peer": "tech"}
+    if signed is not None:
+        body["signed"] = signed
+    return body
+
+
+def test_an_unsigned_evacuation_is_refused_where_local_users_may_not_change_things(
+        strict: Control, keys: Keys) -> None:
+    answer = strict.answer(start(evacuation=True))
+    assert answer["ok"] is False and "must be signed" in answer["error"]
+    assert strict.gateway.core.drill is None  # nothing started
+    silent = strict.answer(start(evacuation=False))  # outputs held: no signature needed
+    assert silent["ok"] is True, silent
+    strict.stop()
+
+
+def test_a_signed_evacuation_runs_in_the_key_owners_name_once(strict: Control,
+                                                               keys: Keys) -> None:
+    signed = sign_start(DRILL, "fire.yaml", True, gateway=GATEWAY, private_key=keys.zhang.private)
+    answer = strict.answer(start(True, signed))
+    assert answer["ok"] is True, answer
+    assert answer["drill"]["mode"] == "evacuation"
+    assert answer["drill"]["actor"] == "Zhang Wei (NOC) as tech"  # not the claimed "lead"
+    strict.stop()
+    again = strict.answer(start(True, signed))  # the same signed start, replayed
+    assert again["ok"] is False and "used before" in again["error"]
+
+
+@pytest.mark.parametrize("case", ["no drill right", "stranger", "other gateway", "other file",
+                                  "silent for evacuation", "expired", "bad signature",
+                                  "missing field"])
+def test_a_signed_start_that_is_not_good_is_refused(strict: Control, keys: Keys,
+                                                    case: str) -> None:
+    key, gateway, text, mode, now = keys.zhang, GATEWAY, DRILL, True, None
+    if case == "no drill right":
+        key = keys.acker
+    elif case == "stranger":
+        key = keys.stranger
+    elif case == "other gateway":
+        gateway = "fsu-elsewhere"
+    elif case == "other file":
+        text = DRILL.replace("duration: 5m", "duration: 9m")
+    elif case == "silent for evacuation":
+        mode = False
+    elif case == "expired":
+        now = 1_700_000_000_000_000_000
+    signed = sign_start(text, "fire.yaml", mode, gateway=gateway, private_key=key.private,
+                        now_ns=now)
+    if case == "bad signature":
+        raw = bytearray(base64.b64decode(signed["signature"]))
+        raw[0] ^= 1
+        signed["signature"] = base64.b64encode(bytes(raw)).decode()
+    if case == "missing field":
+        del signed["expires"]
+    answer = strict.answer(start(True, signed))
+    assert answer["ok"] is False and answer["error"].startswith("signed drill refused"), answer
+    assert strict.gateway.core.drill is None
+
+
+def test_where_local_users_are_trusted_an_unsigned_evacuation_runs(tmp_path: Path,
+                                                                    keys: Keys) -> None:
+    c = Control(site_config(tmp_path, keys, local_unsigned=True), tmp_path / "state")
+    try:
+        answer = c.answer(start(evacuation=True))
+        assert answer["ok"] is True and answer["drill"]["actor"] == "lead as tech"
+        c.stop()
+    finally:
+        c.close()
+
+
+@pytest.mark.slow
+@pytest.mark.process
+def test_roomwarden_drill_live_key_signs_the_start(tmp_path: Path, keys: Keys) -> None:
+    """The command as a technician runs it, against a gateway answering on its control socket
+    (a real Gateway's LiveDrills behind a real ControlServer in this process's thread)."""
+    import threading
+
+    from gateway.control import ControlServer
+
+    c = Control(site_config(tmp_path, keys, local_unsigned=False), tmp_path / "state")
+    sock = tmp_path / "control.sock"
+    server = ControlServer(sock, status=lambda: {"gateway": GATEWAY},
+                           apply_text=None, apply_envelope=None,  # type: ignore[arg-type]
+                           reload=None, drills=c.drills.answer)  # type: ignore[arg-type]
+    c.loop.run_until_complete(server.start())
+    thread = threading.Thread(target=c.loop.run_forever, daemon=True)
+    thread.start()
+    drill_file = tmp_path / "fire.yaml"
+    drill_file.write_text(DRILL)
+
+    def roomwarden(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gateway", "drill", "--live",
+                               *map(str, args), "--socket", str(sock)], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)
+
+    try:
+        refused = roomwarden(drill_file, "--evacuation", "--no-wait")
+        assert refused.returncode == 1 and "must be signed" in refused.stderr
+        started = roomwarden(drill_file, "--evacuation", "--no-wait", "--key",
+                             keys.zhang.private_path)
+        assert started.returncode == 0, started.stderr
+        assert "Zhang Wei (NOC) as" in started.stdout
+        stopped = roomwarden("--stop")
+        assert stopped.returncode in (0, 1), stopped.stderr
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), c.loop).result(10)
+        c.loop.call_soon_threadsafe(c.loop.stop)
+        thread.join(10)
+        c.close()
