@@ -10,6 +10,7 @@ A profile has at most MAX_PROFILE_POINTS points (`points` or `fields`; flags not
 loader refuses a longer list while reading the file, before anything else is done with it.
 """
 
+import codecs
 import re
 import warnings
 from enum import StrEnum
@@ -255,6 +256,7 @@ class ModbusProfile(Strict):
     def _check(self) -> "ModbusProfile":
         _require_source(self.generic, self.source)
         _unique_point_names(self.points)
+        _check_interval(self.default_poll_interval)
         return self
 
 
@@ -306,6 +308,23 @@ class SerialTextProfile(Strict):
     def _check(self) -> "SerialTextProfile":
         _require_source(self.generic, self.source)
         _unique_point_names(self.fields)
+        _check_interval(self.default_poll_interval)
+        if self.reply_timeout <= 0:
+            raise ValueError("reply_timeout must be more than 0s")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"encoding {self.encoding!r} is not a text encoding Python knows "
+                             "(ascii, latin-1, utf-8, gbk …)") from None
+        for name in ("request", "reply_terminator"):
+            try:  # the bytes the poller sends and waits for, made as it makes them
+                _unescape(getattr(self, name), self.encoding)
+            except (UnicodeError, ValueError) as exc:
+                raise ValueError(f"{name} {getattr(self, name)!r} cannot be sent in "
+                                 f"{self.encoding}: {exc}") from None
+        if not self.terminator_bytes:
+            raise ValueError("reply_terminator must not be empty (the end of a reply line: "
+                             "'\\r', '\\r\\n', '\\n')")
         groups = set(re.compile(self.reply_pattern).groupindex)
         for field in self.fields:
             if field.group not in groups:
@@ -330,6 +349,15 @@ def _unescape(text: str, encoding: str) -> bytes:
 
 
 Profile = Annotated[ModbusProfile | SerialTextProfile, Field(discriminator="kind")]
+
+
+MIN_POLL_INTERVAL = 0.05
+"""The shortest poll interval a device or a profile may ask for (50 ms)."""
+
+
+def _check_interval(interval: float) -> None:
+    if interval < MIN_POLL_INTERVAL:
+        raise ValueError("default_poll_interval must be at least 50ms")
 
 
 def _require_source(generic: bool, source: str | None) -> None:

@@ -2,13 +2,16 @@
 
 Megatec Q1 UPSs and simple ASCII sensors are both just profiles of this one mechanism (see
 `hardware/profiles/megatec_q1_ups.yaml`). The port is opened with pyserial in non-blocking
-mode and read through the event loop, so a silent device never blocks other buses.
+mode and read through the event loop, so a silent, babbling or stuck device never blocks other
+buses (`SerialTextLink`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import re
 from collections.abc import Callable
 
@@ -24,6 +27,10 @@ from gateway.field.sample import Quality, Sample
 log = logging.getLogger("roomwarden.field")
 
 MAX_REPLY_BYTES = 512
+MAX_PENDING_BYTES = 8 * 1024
+"""Bytes held at most while a reply is awaited (lines are taken as they complete)."""
+MAX_DRAIN = 64 * 1024
+"""Bytes read and dropped at most at an exchange's start (the rest is flushed)."""
 _TRUE = {"1", "true", "on", "yes", "y", "t"}
 _FALSE = {"0", "false", "off", "no", "n", "f"}
 
@@ -42,22 +49,31 @@ class NoMatchingReply(TimeoutError):
 
 
 class SerialTextLink:
-    """A serial port exchanging request/reply lines."""
+    """A serial port exchanging request/reply lines.
+
+    The port is read only while a reply is awaited (between exchanges a babbling device costs
+    nothing but its kernel buffer); at an exchange's start what the device sent since the last
+    one is read and dropped (at most `MAX_DRAIN` bytes); if that ended inside a line and the
+    first line to complete makes a reply with it (a late reply's head, then its tail), that
+    line is dropped too, so the tail of an old reply never passes for the new one (a head of
+    junk, a truncated reply, costs nothing). The request goes out with one non-blocking write
+    after the output queue is flushed: a device that reads nothing (its queue full) fails
+    that poll, it never holds the event loop."""
 
     def __init__(self, bus: SerialTextBus) -> None:
         self.bus = bus
         self._port: serial.Serial | None = None
         self._buffer = bytearray()
         self._arrived = asyncio.Event()
+        self._lost: Exception | None = None
 
     async def open(self) -> None:
         if self._port is not None:
             return
-        port = serial.Serial(self.bus.port, baudrate=self.bus.baudrate, parity=self.bus.parity,
-                             stopbits=self.bus.stopbits, bytesize=self.bus.bytesize,
-                             timeout=0, write_timeout=0, exclusive=True)
-        asyncio.get_running_loop().add_reader(port.fileno(), self._on_readable)
-        self._port = port
+        self._port = serial.Serial(self.bus.port, baudrate=self.bus.baudrate,
+                                   parity=self.bus.parity, stopbits=self.bus.stopbits,
+                                   bytesize=self.bus.bytesize, timeout=0, write_timeout=0,
+                                   exclusive=True)
 
     @property
     def connected(self) -> bool:
@@ -67,8 +83,18 @@ class SerialTextLink:
     async def close(self) -> None:
         port, self._port = self._port, None
         if port is not None:
-            asyncio.get_running_loop().remove_reader(port.fileno())
+            with contextlib.suppress(ValueError, OSError):  # (not watched, or closed)
+                asyncio.get_running_loop().remove_reader(port.fileno())
             port.close()
+
+    def _lose(self, port: serial.Serial, exc: BaseException) -> None:
+        """The port failed (unplugged): closed; the next exchange opens it again."""
+        log.warning("event=serial_read_failed bus=%s error=%r", self.bus.id, exc)
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(port.fileno())
+        if self._port is port:
+            self._port = None
+        port.close()
 
     def _on_readable(self) -> None:
         port = self._port
@@ -77,33 +103,71 @@ class SerialTextLink:
         try:
             data = port.read(4096)
         except (serial.SerialException, OSError) as exc:
-            log.warning("event=serial_read_failed bus=%s error=%r", self.bus.id, exc)
-            asyncio.get_running_loop().remove_reader(port.fileno())
-            self._port = None
-            port.close()
+            self._lost = exc
+            self._lose(port, exc)
             self._arrived.set()
             return
         if data:
-            self._buffer += data
-            if len(self._buffer) > 4 * MAX_REPLY_BYTES:  # a babbling line: keep the tail
-                del self._buffer[:-MAX_REPLY_BYTES]
+            if len(self._buffer) < MAX_PENDING_BYTES:
+                self._buffer += data
             self._arrived.set()
+
+    def _drain(self, port: serial.Serial) -> bytes:
+        """What the device sent since the last exchange (at most `MAX_DRAIN`; more is
+        flushed unread)."""
+        stale = bytearray()
+        while len(stale) < MAX_DRAIN:
+            data = port.read(4096)  # (timeout 0: what is there, b"" when nothing)
+            if not data:
+                return bytes(stale)
+            stale += data
+        port.reset_input_buffer()
+        return bytes(stale)
 
     async def exchange(self, request: bytes, terminator: bytes, timeout: float,
                        accept: Callable[[bytes], bool] = lambda line: True) -> bytes:
         """Send `request`, return the first reply line `accept` takes, without its terminator.
         Other lines — the request echoed by an RS-485 adapter, a noise line at the line's
-        turnaround — are skipped (at most MAX_SKIPPED_LINES).
+        turnaround, lines longer than MAX_REPLY_BYTES — are skipped (at most
+        MAX_SKIPPED_LINES).
 
         Raises TimeoutError when no complete line arrives in time (NoMatchingReply when lines
-        came but none was taken) and OSError when the port is gone. Bytes left over from an
-        earlier late reply are discarded first."""
+        came but none was taken), ValueError when MAX_REPLY_BYTES come without a terminator,
+        and OSError when the port is gone or takes no request."""
         if self._port is None:
             await self.open()
         port = self._port
         assert port is not None
+        try:
+            stale = self._drain(port)
+            port.reset_output_buffer()  # a request the device never read goes, not queues
+            written = os.write(port.fileno(), request)
+        except BlockingIOError:
+            written = -1
+        except (serial.SerialException, OSError) as exc:
+            self._lose(port, exc)
+            raise OSError(f"serial port {self.bus.port}: {exc}") from None
+        if written != len(request):
+            raise OSError(f"serial port {self.bus.port} takes no request (its output queue "
+                          "is full: the device reads nothing)")
+        before = bytes(self._buffer) + stale  # (what the last exchange left, then since)
+        cut = before.rfind(terminator)
+        partial = before[cut + len(terminator):] if cut >= 0 else before
         self._buffer.clear()
-        port.write(request)
+        self._lost = None
+        loop = asyncio.get_running_loop()
+        loop.add_reader(port.fileno(), self._on_readable)
+        try:
+            return await self._reply(terminator, timeout, accept, partial[-MAX_REPLY_BYTES:])
+        finally:
+            if self._port is port:
+                with contextlib.suppress(ValueError, OSError):
+                    loop.remove_reader(port.fileno())
+
+    async def _reply(self, terminator: bytes, timeout: float, accept: Callable[[bytes], bool],
+                     partial: bytes) -> bytes:
+        """The reply line (see `exchange`). `partial`: a line begun before the request (b"":
+        none); the first line to complete ends it if the two make a reply (a late one)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         skipped: list[bytes] = []
@@ -112,22 +176,29 @@ class SerialTextLink:
             if end >= 0:
                 line = bytes(self._buffer[:end])
                 del self._buffer[:end + len(terminator)]
-                if accept(line):
+                if partial:
+                    late, partial = accept(partial + line), b""
+                    if late:  # the rest of a reply begun before the request: an old reading
+                        continue
+                if len(line) <= MAX_REPLY_BYTES and accept(line):
                     return line
-                skipped.append(line)
+                skipped.append(line[:MAX_REPLY_BYTES])
                 if len(skipped) >= MAX_SKIPPED_LINES:
                     raise NoMatchingReply(skipped[-1], len(skipped))
                 continue
-            if self._port is None:
-                raise OSError(f"serial port {self.bus.port} closed")
-            if len(self._buffer) > MAX_REPLY_BYTES:
-                raise ValueError(f"no terminator within {MAX_REPLY_BYTES} bytes")
+            if self._lost is not None:
+                raise OSError(f"serial port {self.bus.port} closed: {self._lost}")
+            if len(self._buffer) >= MAX_REPLY_BYTES:
+                raise ValueError(f"no terminator within {MAX_REPLY_BYTES} bytes "
+                                 f"({bytes(self._buffer[:40])!r}…)")
             remaining = deadline - loop.time()
             if remaining <= 0:
                 if skipped:
                     raise NoMatchingReply(skipped[-1], len(skipped))
-                raise TimeoutError(f"no complete reply within {timeout:g}s "
-                                   f"({len(self._buffer)} bytes received)")
+                raise TimeoutError(f"no complete reply within {timeout:g}s ("
+                                   f"{len(self._buffer)} bytes received"
+                                   + (f": {bytes(self._buffer[:40])!r}" if self._buffer
+                                      else "") + f"; the reply ends with {terminator!r})")
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)

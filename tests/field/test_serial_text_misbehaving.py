@@ -1,0 +1,243 @@
+"""Serial-text devices that misbehave, on real pseudo-terminals (the serial-text audit):
+
+- a device that reads nothing (hung USB firmware): once the line's output queue was full,
+  pyserial's write looped on EAGAIN inside the event loop — the whole gateway froze at 100 %
+  CPU, every other bus with it;
+- a late reply's tail, or a cut-down banner line, passed a loose profile's pattern as the
+  reply (a wrong reading marked good); a good reply followed by noise in one read was lost;
+- the port was read between polls too: a babbling device cost CPU all the time;
+- profiles `roomwarden check` passed crashed `roomwarden run` at its start, or made a busy
+  loop (an unknown encoding, a bad escape, an empty terminator, a zero timeout or interval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tty
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.clock import SystemClock
+from gateway.config.loader import default_profiles_dir, load_profile
+from gateway.config.profile import SerialTextProfile
+from gateway.config.site import Device, SerialTextBus
+from gateway.field.serial_text import SerialTextLink, SerialTextPoller
+
+REPLY = b"T=23.4 H=45.1\r"
+
+
+def th_profile(**changes: Any) -> SerialTextProfile:
+    profile = load_profile(default_profiles_dir() / "generic_ascii_th_sensor.yaml")
+    assert isinstance(profile, SerialTextProfile)
+    return SerialTextProfile.model_validate({**profile.model_dump(), **changes})
+
+
+class Line:
+    """A pty; the test plays the device on its master end by hand."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        tty.setraw(self.master)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+
+    def requests(self) -> bytes:
+        try:
+            return os.read(self.master, 65536)
+        except BlockingIOError:
+            return b""
+
+    async def next_request(self) -> bytes:
+        """Wait until the gateway writes a request, and read it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            ready = loop.create_future()
+            loop.add_reader(self.master, ready.set_result, None)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(self.master)
+            if data := self.requests():
+                return data
+
+    def send(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.fixture
+async def line() -> AsyncIterator[Line]:
+    pty = Line()
+    yield pty
+    pty.close()
+
+
+def poller_on(line: Line, profile: SerialTextProfile | None = None
+              ) -> tuple[SerialTextLink, SerialTextPoller]:
+    profile = profile or th_profile()
+    link = SerialTextLink(SerialTextBus(id="line", type="serial_text", port=line.path))
+    device = Device(id="th1", bus="line", profile=profile.id, room="r")
+    return link, SerialTextPoller(device, profile, link, SystemClock())
+
+
+def readings(result: Any) -> dict[str, tuple[Any, str]]:
+    return {s.point: (s.value, s.quality.value) for s in result.samples}
+
+
+@pytest.mark.timeout(60)
+async def test_a_device_that_reads_nothing_fails_its_poll_and_holds_nothing(
+        line: Line) -> None:
+    link, poller = poller_on(line, th_profile(reply_timeout="300ms"))
+    # hours of requests the device never read: the line's output queue is full
+    writer = os.open(line.path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        while True:
+            os.write(writer, b"READ\r")
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(writer)
+    beats = 0
+
+    async def heartbeat() -> None:
+        nonlocal beats
+        while True:
+            await asyncio.sleep(0.01)
+            beats += 1
+
+    task = asyncio.create_task(heartbeat())
+    try:
+        result = await asyncio.wait_for(poller.poll(), 5)
+        assert not result.answered and all(q == "comm_error"
+                                           for _, q in readings(result).values())
+        await asyncio.sleep(0.1)
+        assert beats >= 5  # the event loop ran on
+        line.requests()  # the device reads again (its stale requests were flushed anyway)
+
+        async def answer() -> None:
+            await line.next_request()
+            line.send(REPLY)
+
+        responder = asyncio.create_task(answer())
+        result = await poller.poll()
+        await responder
+        assert result.answered, result.error
+        assert readings(result)["th1.temperature"] == (23.4, "good")
+    finally:
+        task.cancel()
+        await link.close()
+
+
+async def reply_after_request(line: Line, data: bytes) -> None:
+    await line.next_request()
+    line.send(data)
+
+
+async def test_the_tail_of_a_late_reply_is_never_taken_for_the_next(line: Line) -> None:
+    """A site's loose profile: the old reply's first byte came in one poll, its rest in the
+    next; it read "3.4 45.1" as temperature 3.4, good."""
+    loose = th_profile(reply_pattern=r"^(?P<temperature>\S+) (?P<humidity>\S+)\r?$",
+                       reply_format="{temperature:.1f} {humidity:.1f}\r",
+                       reply_timeout="300ms")
+    link, poller = poller_on(line, loose)
+    try:
+        first = asyncio.create_task(reply_after_request(line, b"2"))
+        assert not (await poller.poll()).answered
+        await first
+        second = asyncio.create_task(reply_after_request(line, b"3.4 45.1\r"))
+        third = asyncio.create_task(reply_after_request_later(line, b"20.0 40.0\r"))
+        result = await poller.poll()
+        await asyncio.gather(second, third)
+        assert result.answered, result.error
+        assert readings(result)["th1.temperature"] == (20.0, "good")
+    finally:
+        await link.close()
+
+
+async def reply_after_request_later(line: Line, data: bytes) -> None:
+    await asyncio.sleep(0.1)
+    line.send(data)
+
+
+async def test_a_good_reply_followed_by_noise_is_taken(line: Line) -> None:
+    link, poller = poller_on(line)
+    try:
+        answer = asyncio.create_task(reply_after_request(line, REPLY + b"\x00noise" * 500))
+        result = await poller.poll()
+        await answer
+        assert result.answered, result.error
+        assert readings(result)["th1.humidity"] == (45.1, "good")
+    finally:
+        await link.close()
+
+
+async def test_a_banner_is_never_cut_into_a_reply(line: Line) -> None:
+    """A 3,000-byte banner line before the reply: its cut-down tail matched a loose pattern
+    (21.5 and 99, good) before the real reply came."""
+    loose = th_profile(reply_pattern=r"^(?P<temperature>\S+) (?P<humidity>\S+)\r?$",
+                       reply_format="{temperature:.1f} {humidity:.1f}\r")
+    link, poller = poller_on(line, loose)
+    try:
+        banner = b"x" * 2990 + b" 21.5 99\r"
+        answer = asyncio.create_task(reply_after_request(line, banner + b"23.4 45.1\r"))
+        result = await poller.poll()
+        await answer
+        assert result.answered, result.error
+        assert readings(result)["th1.temperature"] == (23.4, "good")
+    finally:
+        await link.close()
+
+
+async def test_a_line_without_end_fails_at_once_not_at_the_timeout(line: Line) -> None:
+    link, poller = poller_on(line, th_profile(reply_timeout="5s"))
+    loop = asyncio.get_running_loop()
+    try:
+        answer = asyncio.create_task(reply_after_request(line, b"y" * 4000))
+        began = loop.time()
+        result = await poller.poll()
+        await answer
+        assert not result.answered and "no terminator within 512 bytes" in str(result.error)
+        assert loop.time() - began < 4  # (not the 5 s timeout: a wide bound)
+    finally:
+        await link.close()
+
+
+async def test_the_port_is_not_read_between_polls(line: Line) -> None:
+    """A babbling device costs nothing between polls: the port is watched only while a reply
+    is awaited; what it said meanwhile is dropped at the next poll."""
+    link, poller = poller_on(line)
+    try:
+        answer = asyncio.create_task(reply_after_request(line, REPLY))
+        assert (await poller.poll()).answered
+        await answer
+        fd = link._port.fileno() if link._port is not None else -1
+        assert not asyncio.get_running_loop().remove_reader(fd)  # nobody watches it
+        line.send(b"T=99.9 H=99.9\r" * 100 + b"T=98")  # babble, ending inside a line
+        answer = asyncio.create_task(reply_after_request(line, b".0 H=1.0\rT=23.4 H=45.1\r"))
+        result = await poller.poll()
+        await answer
+        assert readings(result)["th1.temperature"] == (23.4, "good")
+    finally:
+        await link.close()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"encoding": "bogus-codec"}, "is not a text encoding"),
+    ({"request": "READ\\"}, "cannot be sent in ascii"),
+    ({"request": "\u20acREAD\r"}, "cannot be sent in ascii"),
+    ({"reply_terminator": ""}, "reply_terminator must not be empty"),
+    ({"reply_timeout": "0s"}, "reply_timeout must be more than 0s"),
+    ({"default_poll_interval": "0s"}, "default_poll_interval must be at least 50ms"),
+])
+def test_a_profile_the_poller_cannot_run_is_refused_by_the_check(
+        change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        th_profile(**change)
