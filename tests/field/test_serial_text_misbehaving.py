@@ -241,3 +241,18 @@ def test_a_profile_the_poller_cannot_run_is_refused_by_the_check(
         change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         th_profile(**change)
+
+
+@pytest.mark.parametrize("pattern", [r"^T=(?P<temperature>(\d+)+\.\d) H=(?P<humidity>\S+)$",
+                                     r"^(?P<temperature>(\w+ )*x) (?P<humidity>\S+)$",
+                                     r"^(?P<temperature>(?:a|\d+)*) (?P<humidity>\S+)$"])
+def test_a_pattern_that_can_take_minutes_is_refused(pattern: str) -> None:
+    """`(\\d+)+\\.\\d` on 40 digits and no dot takes hours, on the event loop (the audit)."""
+    with pytest.raises(ValidationError, match="repeats a repeat without bound"):
+        th_profile(reply_pattern=pattern)
+
+
+def test_bounded_and_possessive_repeats_are_taken() -> None:
+    for pattern in (r"^T=(?P<temperature>(\d{1,3} )+) H=(?P<humidity>\S+)$",
+                    r"^T=(?P<temperature>(\d++)+) H=(?P<humidity>\S+)$"):
+        assert th_profile(reply_pattern=pattern).reply_pattern == pattern
