@@ -14,11 +14,12 @@ import codecs
 import re
 import warnings
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config.duration import Duration
+from gateway.config.patterns import nests_unbounded_repeats
 from gateway.strict import StrictModel
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -302,7 +303,7 @@ class SerialTextProfile(Strict):
             re.compile(pattern)
         except re.error as exc:
             raise ValueError(f"reply_pattern is not a valid regular expression: {exc}") from exc
-        if _nests_unbounded_repeats(pattern):
+        if nests_unbounded_repeats(pattern):
             raise ValueError("reply_pattern repeats a repeat without bound (like (\\d+)+ or "
                              "(\\w+ )*): on a line that nearly matches it can take minutes, "
                              "holding every bus; bound one of them ({1,8}) or drop the nesting")
@@ -345,29 +346,6 @@ class SerialTextProfile(Strict):
     @property
     def terminator_bytes(self) -> bytes:
         return _unescape(self.reply_terminator, self.encoding)
-
-
-def _nests_unbounded_repeats(pattern: str) -> bool:
-    """An unbounded repeat (`+`, `*`, `{n,}`) inside another: the shape of the patterns whose
-    matching can take exponential time (a reply is matched on the event loop)."""
-    # the standard library's own pattern parser (no stubs; `sre_parse` is its deprecated name)
-    import re._constants as c  # type: ignore[import-not-found]
-    import re._parser as parser  # type: ignore[import-not-found]
-
-    def walk(items: Any, inside: bool) -> bool:
-        for op, av in items:
-            if op in (c.MAX_REPEAT, c.MIN_REPEAT):
-                unbounded = av[1] == c.MAXREPEAT
-                if (unbounded and inside) or walk(av[2], inside or unbounded):
-                    return True
-                continue
-            parts = ([av[3]] if op is c.SUBPATTERN else av[1] if op is c.BRANCH
-                     else [av[1]] if op in (c.ASSERT, c.ASSERT_NOT) else [])
-            if any(walk(part, inside) for part in parts):
-                return True
-        return False  # (possessive repeats and atomic groups do not backtrack)
-
-    return walk(parser.parse(pattern), False)
 
 
 def _unescape(text: str, encoding: str) -> bytes:

@@ -106,7 +106,7 @@ async def test_a_flash_whose_uplink_cannot_connect_is_rolled_back(
         # a local apply is not held to it: the technician is at the gateway
         local = edit_config(run.text, lambda d: d["uplink"].update(port=free_port()))
         answers = await ask(run.control, {"op": "apply", "config": local, "author": "tech"})
-        assert answers[-1]["result"]["state"] == "applied"
+        assert answers[-1]["result"]["state"] == "applied", answers[-1]
 
 
 async def test_a_flash_that_meets_a_full_state_directory_is_answered(
