@@ -160,6 +160,12 @@ def build_client(options: ClientOptions) -> mqtt.Client:
     return client
 
 
+STABLE_AFTER = 30.0
+"""Seconds a connection must stay up for its end to start the reconnect back-off again."""
+SHORT_CONNECTION = (" reason='lost soon after connecting: another client with this client id "
+                    "(a cloned gateway.id?), the broker's limits or ACL; the back-off grows'")
+
+
 class Backoff:
     """Reconnect delays: `minimum`, doubling up to `maximum`, each with ±`jitter` (so many
     gateways that lost one broker do not all come back in the same second)."""
@@ -177,6 +183,14 @@ class Backoff:
     def reset(self) -> None:
         """After a connection that got as far as a CONNACK."""
         self._next = self.minimum
+
+    def ended(self, lasted: float | None) -> None:
+        """A connection ended `lasted` seconds after its CONNACK (None: it never got one):
+        the back-off starts again only after one that stayed up `STABLE_AFTER`. A broker that
+        accepts and drops at once (two gateways with one client id take turns throwing each
+        other out) otherwise had both reconnecting every 2 s for ever (the idle audit)."""
+        if lasted is not None and lasted >= STABLE_AFTER:
+            self.reset()
 
     def delay(self) -> float:
         """The wait before the next attempt (and doubles the one after it)."""

@@ -10,7 +10,8 @@ message. So, in `ingest` mode:
   *awaiting* when its PUBACK arrives; it leaves the outbox when the ingest's `ack` watermark
   (`DeliveryAck.upto`, per outbox stream) covers it;
 - it is published again when the ingest has not covered it `ack_timeout` after its PUBACK (the
-  timeout doubles with each attempt, up to `max_timeout`), or at once when an ack shows a hole:
+  timeout doubles with each attempt, up to `max_timeout` — up to `away_timeout`, an hour, once
+  the ingest has confirmed nothing for a whole `max_timeout`), or at once when an ack shows a hole:
   the ingest stored a higher `dseq` (`highest`) while this one, acknowledged by the broker at
   least `gap_grace` earlier, is still missing;
 - everything else (state, catalog, command results: snapshots re-sent on every connect) leaves
@@ -70,10 +71,12 @@ class _Awaiting:
 class DeliveryTracker:
     def __init__(self, clock: Clock, *, mode: Mode, ack_timeout: float = 30.0,
                  max_timeout: float = 300.0, gap_grace: float = 2.0,
-                 forget_after: float | None = None) -> None:
+                 forget_after: float | None = None, away_timeout: float = 3600.0) -> None:
         if not 0 < ack_timeout <= max_timeout:
             raise ValueError("need 0 < ack_timeout <= max_timeout")
         self.forget_after = 2 * max_timeout if forget_after is None else forget_after
+        self.away_timeout = away_timeout
+        """The back-off's ceiling while the ingest is away (`_ingest_away`)."""
         """How long an attempt count outlives its entry's re-send without a new PUBACK."""
         self.clock = clock
         self.mode: Mode = mode
@@ -126,7 +129,9 @@ class DeliveryTracker:
             self._unconfirmed_since = now  # a wait begins (none was on)
         self._handed_back.pop(sent.outbox_id, None)
         attempts = self._attempts.get(sent.outbox_id, 0)
-        timeout = min(self.max_timeout, self.ack_timeout * 2 ** min(attempts, 16))
+        ceiling = max(self.away_timeout, self.max_timeout) if self._ingest_away(now) \
+            else self.max_timeout
+        timeout = min(ceiling, self.ack_timeout * 2 ** min(attempts, 16))
         self._awaiting[sent.outbox_id] = _Awaiting(sent.dseq, now, now + timeout)
         heapq.heappush(self._by_due, (now + timeout, sent.outbox_id))
         if sent.dseq is not None:
@@ -169,6 +174,16 @@ class DeliveryTracker:
         for item in young:
             heapq.heappush(heap, item)
         return self._resend(resend)
+
+    def _ingest_away(self, now: float) -> bool:
+        """The ingest has confirmed nothing for a whole `max_timeout` while entries waited: it
+        is down (or not subscribed). Publishing everything again every `max_timeout` then only
+        loads the broker, more the longer the outage (the idle audit: 16 → 28 wake-ups a second
+        in 5 minutes at 200 points; ~96 re-sends a second after 8 hours): the back-off goes on
+        doubling, to `away_timeout`. Nothing waits longer for it when the ingest is back: the
+        first batch it stores shows every older one as a hole, sent again at once."""
+        since = self._unconfirmed_since
+        return since is not None and now - since >= self.max_timeout
 
     def unconfirmed_for(self) -> float:
         """Seconds the ingest has confirmed nothing while entries wait for it (0: none wait,

@@ -58,16 +58,14 @@ from gateway.contract.wire import (
     encode,
 )
 from gateway.field.sample import Sample
-from gateway.mqtt_client import Backoff
+from gateway.mqtt_client import SHORT_CONNECTION, STABLE_AFTER, Backoff
 from gateway.operator.inbox import CommandInbox
 from gateway.uplink.committer import Committer, Window
-from gateway.uplink.delivery import DeliveryTracker, Sent
-from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
+from gateway.uplink.delivery import Sent
 from gateway.uplink.items import ALARM_MARK, Item
-from gateway.uplink.outbox import Outbox
+from gateway.uplink.parts import filter_of, outbox_of, pacer_of, tracker_of
 from gateway.uplink.records import event_message
 from gateway.uplink.redelivery import Redelivery
-from gateway.uplink.replay import ReplayPacer
 from gateway.uplink.session import Handlers, Session, client_options
 from gateway.uplink.settings import UplinkSettings
 from gateway.uplink.state import StatePublisher
@@ -100,24 +98,14 @@ class Uplink:
         self.clock = clock
         self.client_id = settings.client_id or f"roomwarden-{gateway_id}"
         self._topics = {ch: str(Topic(site, gateway_id, ch, settings.root)) for ch in Channel}
-        path = Path(settings.outbox.path)
-        self.outbox = Outbox(state_dir / path if not path.is_absolute() else path, clock=clock,
-                             budget_bytes=int(settings.outbox.budget_mb * 1024 * 1024),
-                             commit_interval=settings.outbox.commit_interval)
+        self.outbox = outbox_of(settings, state_dir, clock)
         self._stream = self.outbox.stream
         points = dict(catalog_points)  # the catalog and the filter keep what they need of it
         catalog = PointCatalog.build(site=site, gateway=gateway_id, produced=clock.now_ns(),
                                      points=points)
-        exc = settings.exception
-        self.filter = ExceptionFilter(
-            ExceptionPolicy(deadband=exc.deadband, max_interval=exc.max_interval,
-                            deadband_by_quantity=dict(exc.deadbands),
-                            deadband_by_point=dict(exc.point_deadbands)),
-            clock, {p: m.quantity for p, m in points.items()})
-        self.pacer = ReplayPacer(clock, messages_per_s=settings.replay.messages_per_s,
-                                 bytes_per_s=settings.replay.bytes_per_s)
-        self.delivery = DeliveryTracker(clock, mode=settings.delivery,
-                                        ack_timeout=settings.ack_timeout)
+        self.filter = filter_of(settings, clock, points)
+        self.pacer = pacer_of(settings, clock)
+        self.delivery = tracker_of(settings, clock)
         self.committer = Committer(self.outbox, self.pacer, clock, site=site,
                                    gateway=gateway_id, topics=self._topics,
                                    catalog=catalog.catalog,
@@ -308,17 +296,16 @@ class Uplink:
         try:
             while not self._closed:
                 try:
-                    up = await self._connect_and_publish()
+                    lasted = await self._connect_and_publish()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    up = False
+                    lasted = None
                     self._last_error = f"{type(exc).__name__}: {exc}"
                     log.warning("event=uplink_error error=%r", self._last_error)
                 if self._closed:
                     break
-                if up:
-                    backoff.reset()
+                backoff.ended(lasted)
                 wait = backoff.delay()
                 log.info("event=uplink_reconnect_wait seconds=%.2f", wait)
                 await asyncio.sleep(wait)
@@ -329,8 +316,8 @@ class Uplink:
             if session is not None:
                 session.drop()
 
-    async def _connect_and_publish(self) -> bool:
-        """One connection: returns whether it got as far as a CONNACK."""
+    async def _connect_and_publish(self) -> float | None:
+        """One connection: how long it stayed up after its CONNACK (None: none came)."""
         s = self.settings
         loop = asyncio.get_running_loop()
         options = await asyncio.to_thread(client_options, s, self.client_id)
@@ -353,9 +340,12 @@ class Uplink:
             self.redelivery.new_session()
             self._epoch = self.committer.start_session(self.state.births(self.state.state()))
             self.committer.want(s.max_inflight)
+            began = loop.time()
             await session.lost.wait()
-            log.warning("event=uplink_disconnected broker=%s", s.broker)
-            return True
+            lasted = loop.time() - began
+            log.warning("event=uplink_disconnected broker=%s lasted_s=%.1f%s", s.broker, lasted,
+                        "" if lasted >= STABLE_AFTER else SHORT_CONNECTION)
+            return lasted
         finally:
             if self._session is session:
                 self._session = None

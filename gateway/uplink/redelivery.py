@@ -95,16 +95,20 @@ class Redelivery:
         self._arm()
 
     def _arm(self) -> None:
-        """One timer, at the earliest ack timeout (none while nothing awaits)."""
+        """One timer, at the earliest ack timeout but at least `RESEND_SPACING` from now (none
+        while nothing awaits). A timer already set no later than that stays: moving it on at
+        each PUBACK — faster than the spacing, every 150 ms — put off a deadline already past
+        for as long as the PUBACKs came (nothing was ever published again by timeout)."""
         due = self.tracker.next_due()
+        if due is not None:  # deadlines ≤ 0.5 s apart: one wake-up
+            due = max(due, self.clock.monotonic() + RESEND_SPACING)
         if self._timer is not None:
             if due is not None and self._timer.when() <= due + 0.05:
                 return
             self._timer.cancel()
             self._timer = None
-        if due is not None and self._loop is not None:  # deadlines ≤ 0.5 s apart: one wake-up
-            delay = max(RESEND_SPACING, due - self.clock.monotonic())
-            self._timer = self._loop.call_later(delay, self._on_due)
+        if due is not None and self._loop is not None:
+            self._timer = self._loop.call_later(due - self.clock.monotonic(), self._on_due)
 
     def _on_due(self) -> None:
         self._timer = None

@@ -62,8 +62,9 @@ def test_timeouts_resend_and_back_off() -> None:
     assert tracker.due() == []
     clock.advance(0.1)
     assert tracker.due() == [1]
-    tracker.on_puback(sent(1, 1), 0)  # then at most max_timeout
-    assert tracker.next_due() == clock.monotonic() + 25
+    tracker.on_puback(sent(1, 1), 0)  # then at most max_timeout — but nothing was
+    assert tracker.next_due() == clock.monotonic() + 40  # confirmed for 30 s: the ingest is
+    # away, and the back-off goes on doubling (to away_timeout)
 
 
 def test_how_long_nothing_was_confirmed_while_entries_wait() -> None:

@@ -61,7 +61,7 @@ def test_hours_of_resends_without_an_ack_stay_bounded() -> None:
         newest = outage(tracker, clock, 3600, held, newest)
         now = sizes(tracker)
         # what waits: what the outbox holds, plus what it dropped since the last deadline
-        assert now["awaiting"] <= held + tracker.max_timeout
+        assert now["awaiting"] <= held + tracker.away_timeout
         # the heaps: no more stale entries than live ones (+64)
         assert now["by_dseq"] <= 2 * now["awaiting"] + 64
         assert now["by_due"] <= 2 * now["awaiting"] + 64
