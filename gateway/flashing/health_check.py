@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from gateway.uplink.settings import UplinkSettings
 
 POLL_STEP = 0.05
+MAX_STEP = 1.0
+"""The check looks again after POLL_STEP, doubling to MAX_STEP (the idle audit)."""
 REFUSED_CONFIRM = 0.5
 """Seconds a link must stay unopenable (polls failing too) before the check gives up on it."""
 Need = Callable[[], str | None]
@@ -151,6 +153,7 @@ async def check_health(loops: Callable[[], Sequence[BusLoop]], explained: Mappin
     """Wait until the verdict on the new config is certain (see the module docstring), at
     most `timeout` seconds; return it."""
     start_evaluations = evaluations()
+    steps = 0
     began = clock.monotonic()
     deadline = began + timeout
     while True:
@@ -160,7 +163,10 @@ async def check_health(loops: Callable[[], Sequence[BusLoop]], explained: Mappin
                        final=now >= deadline, elapsed=now - began, missing=missing)
         if report is not None:
             return report
-        await asyncio.sleep(POLL_STEP)
+        # quick at first (a good config is judged within its first polls), then once a
+        # second: a trial waiting out its timeout on a dead device woke 20 times a second
+        await asyncio.sleep(min(MAX_STEP, POLL_STEP * 2 ** min(steps, 8)))
+        steps += 1
 
 
 def uplink_connected(uplink: Callable[[], Uplink | None], settings: UplinkSettings) -> Need:
