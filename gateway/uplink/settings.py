@@ -124,7 +124,8 @@ class UplinkSettings(Strict):
     the RoomWarden ingest (shown in GatewayState). docs/mqtt-contract.md, "Delivery"."""
     ack_timeout: Duration = 30.0
     """An entry the broker acknowledged and the ingest has not confirmed by then is published
-    again (the wait doubles with each attempt, up to 5 minutes)."""
+    again (the wait doubles with each attempt, up to 5 minutes; to an hour once the ingest has
+    confirmed nothing for 5 minutes)."""
     outbox: OutboxSettings = OutboxSettings.model_construct()
     """The durable outbox (SQLite) that keeps what is not yet delivered."""
     exception: ExceptionSettings = ExceptionSettings.model_construct()
