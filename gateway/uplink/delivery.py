@@ -182,8 +182,8 @@ class DeliveryTracker:
         in 5 minutes at 200 points; ~96 re-sends a second after 8 hours): the back-off goes on
         doubling, to `away_timeout`. Nothing waits longer for it when the ingest is back: the
         first batch it stores shows every older one as a hole, sent again at once."""
-        since = self._unconfirmed_since
-        return since is not None and now - since >= self.max_timeout
+        since = self._unconfirmed_since  # (`puback` mode has no holes to recover by: no)
+        return self.mode == "ingest" and since is not None and now - since >= self.max_timeout
 
     def unconfirmed_for(self) -> float:
         """Seconds the ingest has confirmed nothing while entries wait for it (0: none wait,

@@ -96,6 +96,22 @@ def test_the_ceiling_is_max_timeout_while_the_ingest_confirms() -> None:
     assert waits == [10, 20, 40, 80, 160, 320]
 
 
+def test_puback_mode_keeps_its_ceiling() -> None:
+    """Without the ingest's watermark there are no holes to recover by: what nobody subscribed
+    to is tried again at least every `max_timeout`, however long nobody does."""
+    clock = ManualClock()
+    tracker = DeliveryTracker(clock, mode="puback", ack_timeout=10, max_timeout=40)
+    tracker.on_puback(Sent(1, T, None, 0), 16)
+    waits = []
+    for _ in range(6):
+        start = clock.monotonic()
+        while not tracker.due():
+            clock.advance(1)
+        waits.append(clock.monotonic() - start)
+        tracker.on_puback(Sent(1, T, None, 0), 16)
+    assert waits == [10, 20, 40, 40, 40, 40]
+
+
 def test_only_a_connection_that_lasted_restarts_the_back_off() -> None:
     backoff = Backoff(1, 60, jitter=0)
     waits = []
