@@ -22,7 +22,6 @@ needs one."""
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import time
@@ -31,6 +30,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from gateway.contract.commands import MAX_COMMAND_LIFETIME_S
 from gateway.flashing.keys import key_id
+from gateway.operator.inbox import CLOCK_SKEW_S
+from gateway.operator.refusals import Refused
+from gateway.operator.replay import ReplayMemoryError
+from gateway.operator.signing import verify
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,8 +44,6 @@ if TYPE_CHECKING:
 PREFIX: Final = b"roomwarden/drill/v1\n"
 ACTION: Final = "drill_start"
 LIFETIME_S = 120.0
-CLOCK_SKEW_S = 300
-"""Issue times this far ahead of the gateway's clock are accepted (as for alarm commands)."""
 _FIELDS: Final = {"action": str, "file_sha256": str, "name": str, "evacuation": bool,
                   "gateway": str, "key_id": str, "id": str, "ts": int, "expires": int,
                   "signature": str}
@@ -82,10 +83,6 @@ def check_start(signed: object, *, text: str, name: str, evacuation: bool, gatew
                 now_ns: int) -> str:
     """The owner of the key that signed this start (for the journal); DrillRefused saying why
     it is not taken."""
-    from cryptography.exceptions import InvalidSignature
-
-    from gateway.operator.replay import ReplayMemoryError
-
     if not isinstance(signed, dict) or set(signed) != set(_FIELDS) or not all(
             type(signed[k]) is kind for k, kind in _FIELDS.items()):
         raise DrillRefused("signed: the fields " + ", ".join(_FIELDS) + " (from "
@@ -104,11 +101,9 @@ def check_start(signed: object, *, text: str, name: str, evacuation: bool, gatew
         raise DrillRefused(f"key {signed['key_id']} ({operator.owner}) may not run drills; it "
                            f"may {', '.join(operator.may)}")
     try:
-        signature = base64.b64decode(signed["signature"], validate=True)
-        operator.trusted.public_key.verify(signature, signing_bytes(signed))
-    except (binascii.Error, ValueError, InvalidSignature):
-        raise DrillRefused(f"the signature does not verify with key {signed['key_id']}: the "
-                           "start was altered or signed with another key") from None
+        verify(operator.trusted, signed["signature"], signing_bytes(signed), "the start")
+    except Refused as exc:
+        raise DrillRefused(exc.message) from None
     if not 0 <= signed["expires"] - signed["ts"] <= MAX_COMMAND_LIFETIME_S * 1e9:
         raise DrillRefused(f"expires must be after ts by at most {MAX_COMMAND_LIFETIME_S} s")
     if signed["ts"] > now_ns + CLOCK_SKEW_S * 1e9 or signed["expires"] < now_ns:
@@ -117,12 +112,10 @@ def check_start(signed: object, *, text: str, name: str, evacuation: bool, gatew
     if replay is None:
         raise DrillRefused("this gateway keeps no replay memory")
     try:
-        if replay.seen(signed["key_id"], signed["id"]) is not None:
-            raise DrillRefused(f"start {signed['id']} was used before: sign it anew")
-        if signed["ts"] < replay.current_horizon():
-            raise DrillRefused("signed before this gateway's replay memory began (it cannot "
-                               "tell it from a replay): sign it anew")
-        replay.record(signed["key_id"], signed["id"], signed["ts"], signed["expires"])
+        refused = replay.first_use(signed["key_id"], signed["id"], signed["ts"],
+                                   signed["expires"], what="start")
     except ReplayMemoryError as exc:
         raise DrillRefused(str(exc)) from None
+    if refused is not None:
+        raise DrillRefused(refused)
     return operator.owner

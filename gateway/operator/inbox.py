@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Union
@@ -42,7 +41,7 @@ from gateway.contract.wire import (
     decode,
 )
 from gateway.operator import refusals as r
-from gateway.operator.replay import ReplayMemory, ReplayMemoryError
+from gateway.operator.replay import ReplayMemory, ReplayMemoryError, iso
 from gateway.operator.settings import PERMISSION_OF, OperatorSettings
 from gateway.operator.signing import check_signature
 from gateway.ops.connections import LogBudget
@@ -201,11 +200,11 @@ class CommandInbox:
                                             f"{MAX_COMMAND_LIFETIME_S} s")
         if cmd.ts > now + CLOCK_SKEW_S * 1e9:
             raise r.Refused(r.NOT_YET_VALID, f"issued {(cmd.ts - now) / 1e9:.0f} s in the "
-                                             f"future by this gateway's clock ({_iso(now)}): "
+                                             f"future by this gateway's clock ({iso(now)}): "
                                              "the sender's clock or this gateway's is wrong")
         if cmd.expires < now:
             raise r.Refused(r.EXPIRED, f"expired {(now - cmd.expires) / 1e9:.1f} s ago by "
-                                       f"this gateway's clock ({_iso(now)}; if that is wrong, "
+                                       f"this gateway's clock ({iso(now)}; if that is wrong, "
                                        "check its time synchronisation)")
 
     def _remember(self, cmd: AlarmCommand, key: str) -> None:
@@ -213,16 +212,9 @@ class CommandInbox:
         if memory is None:
             raise r.Refused(r.UNAVAILABLE, "this gateway keeps no replay memory")
         try:
-            seen = memory.seen(key, cmd.id)
-            if seen is not None:
-                received, outcome = seen
-                raise r.Refused(r.REPLAYED, f"command {cmd.id} was received before, at "
-                                            f"{_iso(received)} ({outcome or 'no outcome'})")
-            horizon = memory.current_horizon()
-            if cmd.ts < horizon:
-                raise r.Refused(r.REPLAYED, f"issued before this gateway's replay memory "
-                                            f"began ({_iso(horizon)}): send it anew")
-            memory.record(key, cmd.id, cmd.ts, cmd.expires or cmd.ts)
+            refused = memory.first_use(key, cmd.id, cmd.ts, cmd.expires or cmd.ts)
+            if refused is not None:
+                raise r.Refused(r.REPLAYED, refused)
         except ReplayMemoryError as exc:
             log.error("event=command_replay_memory_failed error=%r", str(exc))
             raise r.Refused(r.UNAVAILABLE, str(exc)) from None
@@ -252,10 +244,6 @@ class CommandInbox:
                 changed: int | None = None, note: str | None = None) -> CommandResult:
         return command_result(self.site, self.gateway, cid, self.clock.now_ns(), refusal,
                               actor=actor, changed=changed, note=note)
-
-
-def _iso(ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
 
 
 def recover_id(payload: bytes) -> str | None:

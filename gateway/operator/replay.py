@@ -29,6 +29,11 @@ DEFAULT_LIMIT = 20_000
 """Rows kept at most (a command a second for 5 hours); each is about 100 bytes."""
 
 
+def iso(ns: int) -> str:
+    """A time (ns) for a message: `2026-12-05T18:00:00Z`."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
+
+
 class ReplayMemoryError(Exception):
     """The memory cannot record a command (disk trouble): refuse the command."""
 
@@ -102,6 +107,23 @@ class ReplayMemory:
         except sqlite3.Error as exc:
             raise ReplayMemoryError(f"replay memory: {exc}") from None
         return None if row is None else (int(row[0]), row[1])
+
+    def first_use(self, key: str, cid: str, ts: int, expires: int, *,
+                  what: str = "command") -> str | None:
+        """Record (durably, before it is carried out) that `key` uses `cid` and return None; or
+        why it may not: `cid` was used before, or was issued before this memory began (it
+        cannot be told from a replay). ReplayMemoryError on disk trouble."""
+        seen = self.seen(key, cid)
+        if seen is not None:
+            received, outcome = seen
+            return (f"{what} {cid} was used before, received at {iso(received)} "
+                    f"({outcome or 'no outcome'})")
+        horizon = self.current_horizon()
+        if ts < horizon:
+            return (f"issued before this gateway's replay memory began ({iso(horizon)}): "
+                    "send it anew")
+        self.record(key, cid, ts, expires)
+        return None
 
     def record(self, key: str, cid: str, ts: int, expires: int) -> None:
         """Remember (durably, before it is carried out) that `key` used `cid`."""

@@ -77,9 +77,15 @@ def _plain(value: object) -> Any:
 
 def check_signature(command: AlarmCommand, key: TrustedKey) -> None:
     """Refused(BAD_SIGNATURE) unless `command.signature` verifies with `key`."""
+    verify(key, command.signature or "", signing_bytes(command), "the command")
+
+
+def verify(key: TrustedKey, text: str, message: bytes, what: str) -> None:
+    """Refused(BAD_SIGNATURE) unless `text` is a canonical base64 Ed25519 signature of
+    `message` by `key` (`what` was signed: named in the refusal). Commands and signed drill
+    starts (gateway.drills.signed) are checked here."""
     from cryptography.exceptions import InvalidSignature
 
-    text = command.signature or ""
     try:
         signature = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -87,8 +93,8 @@ def check_signature(command: AlarmCommand, key: TrustedKey) -> None:
     if len(signature) != 64 or base64.b64encode(signature).decode("ascii") != text:
         raise Refused(BAD_SIGNATURE, "the signature is not 64 bytes in canonical base64")
     try:
-        key.public_key.verify(signature, signing_bytes(command))
+        key.public_key.verify(signature, message)
     except InvalidSignature:
         raise Refused(BAD_SIGNATURE, f"the signature does not verify with key {key.key_id}: "
-                                     "the command was altered or signed with another key"
+                                     f"{what} was altered or signed with another key"
                       ) from None
