@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import tty
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from gateway.clock import SystemClock
@@ -141,6 +145,14 @@ async def reply_after_request(line: Line, data: bytes) -> None:
     line.send(data)
 
 
+async def poll_answered_with(poller: SerialTextPoller, line: Line, data: bytes) -> Any:
+    """One poll, the device sending `data` once the request came."""
+    answer = asyncio.create_task(reply_after_request(line, data))
+    result = await poller.poll()
+    await answer
+    return result
+
+
 async def test_the_tail_of_a_late_reply_is_never_taken_for_the_next(line: Line) -> None:
     """A site's loose profile: the old reply's first byte came in one poll, its rest in the
     next; it read "3.4 45.1" as temperature 3.4, good."""
@@ -170,9 +182,7 @@ async def reply_after_request_later(line: Line, data: bytes) -> None:
 async def test_a_good_reply_followed_by_noise_is_taken(line: Line) -> None:
     link, poller = poller_on(line)
     try:
-        answer = asyncio.create_task(reply_after_request(line, REPLY + b"\x00noise" * 500))
-        result = await poller.poll()
-        await answer
+        result = await poll_answered_with(poller, line, REPLY + b"\x00noise" * 500)
         assert result.answered, result.error
         assert readings(result)["th1.humidity"] == (45.1, "good")
     finally:
@@ -187,9 +197,7 @@ async def test_a_banner_is_never_cut_into_a_reply(line: Line) -> None:
     link, poller = poller_on(line, loose)
     try:
         banner = b"x" * 2990 + b" 21.5 99\r"
-        answer = asyncio.create_task(reply_after_request(line, banner + b"23.4 45.1\r"))
-        result = await poller.poll()
-        await answer
+        result = await poll_answered_with(poller, line, banner + b"23.4 45.1\r")
         assert result.answered, result.error
         assert readings(result)["th1.temperature"] == (23.4, "good")
     finally:
@@ -215,15 +223,11 @@ async def test_the_port_is_not_read_between_polls(line: Line) -> None:
     is awaited; what it said meanwhile is dropped at the next poll."""
     link, poller = poller_on(line)
     try:
-        answer = asyncio.create_task(reply_after_request(line, REPLY))
-        assert (await poller.poll()).answered
-        await answer
+        assert (await poll_answered_with(poller, line, REPLY)).answered
         fd = link._port.fileno() if link._port is not None else -1
         assert not asyncio.get_running_loop().remove_reader(fd)  # nobody watches it
         line.send(b"T=99.9 H=99.9\r" * 100 + b"T=98")  # babble, ending inside a line
-        answer = asyncio.create_task(reply_after_request(line, b".0 H=1.0\rT=23.4 H=45.1\r"))
-        result = await poller.poll()
-        await answer
+        result = await poll_answered_with(poller, line, b".0 H=1.0\rT=23.4 H=45.1\r")
         assert readings(result)["th1.temperature"] == (23.4, "good")
     finally:
         await link.close()
@@ -256,3 +260,32 @@ def test_bounded_and_possessive_repeats_are_taken() -> None:
     for pattern in (r"^T=(?P<temperature>(\d{1,3} )+) H=(?P<humidity>\S+)$",
                     r"^T=(?P<temperature>(\d++)+) H=(?P<humidity>\S+)$"):
         assert th_profile(reply_pattern=pattern).reply_pattern == pattern
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(("change", "message"), [
+    ({"encoding": "bogus-codec"}, "is not a text encoding"),
+    ({"reply_terminator": ""}, "reply_terminator must not be empty"),
+    ({"reply_pattern": r"^T=(?P<temperature>(\d+)+\.\d) H=(?P<humidity>\S+)\r?$"},
+     "repeats a repeat without bound"),
+])
+def test_roomwarden_check_names_the_profile_and_why(tmp_path: Path, change: dict[str, Any],
+                                                    message: str) -> None:
+    """As a technician meets it: `roomwarden check` on a site whose own profile the poller
+    could not run fails, naming the profile file and the reason (it passed, and `roomwarden
+    run` then died at its start)."""
+    source = default_profiles_dir() / "generic_ascii_th_sensor.yaml"
+    profile = {**yaml.safe_load(source.read_text(encoding="utf-8")), "id": "site_th",
+               **change}
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "site_th.yaml").write_text(yaml.safe_dump(profile))
+    site = {"gateway": {"id": "gw-a", "site": "s"}, "profiles_dir": "profiles",
+            "rooms": [{"id": "room1", "type": "equipment"}],
+            "buses": [{"id": "line", "type": "serial_text", "port": "/dev/ttyUSB9"}],
+            "devices": [{"id": "th1", "bus": "line", "profile": "site_th", "room": "room1"}]}
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    checked = subprocess.run([sys.executable, "-m", "gateway", "check", "site.yaml"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert checked.returncode != 0
+    out = checked.stdout + checked.stderr
+    assert "site_th.yaml" in out and message in out and "Traceback" not in out

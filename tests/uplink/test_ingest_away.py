@@ -52,6 +52,20 @@ def outage_hours(tracker: DeliveryTracker, clock: ManualClock, hours: int) -> li
     return per_hour
 
 
+def waits_for(tracker: DeliveryTracker, clock: ManualClock, entry: Sent, *, reason: int,
+              attempts: int = 6) -> list[float]:
+    """The seconds between an entry's re-sends (it is PUBACKed again at once, nothing else
+    happens)."""
+    waits = []
+    for _ in range(attempts):
+        start = clock.monotonic()
+        while not tracker.due():
+            clock.advance(1)
+        waits.append(clock.monotonic() - start)
+        tracker.on_puback(entry, reason)
+    return waits
+
+
 def test_a_long_ingest_outage_costs_re_sends_logarithmic_in_the_outbox() -> None:
     clock = ManualClock()
     tracker = DeliveryTracker(clock, mode="ingest", ack_timeout=30, max_timeout=300)
@@ -86,13 +100,7 @@ def test_the_ceiling_is_max_timeout_while_the_ingest_confirms() -> None:
     assert waits == [10, 20, 40, 40, 40]
     away = DeliveryTracker(clock, mode="ingest", ack_timeout=10, max_timeout=40)
     away.on_puback(Sent(1, T, 1, 0), 0)
-    waits = []
-    for _ in range(6):
-        start = clock.monotonic()
-        while not away.due():
-            clock.advance(1)
-        waits.append(clock.monotonic() - start)
-        away.on_puback(Sent(1, T, 1, 0), 0)
+    waits = waits_for(away, clock, Sent(1, T, 1, 0), reason=0)
     assert waits == [10, 20, 40, 80, 160, 320]
 
 
@@ -102,13 +110,7 @@ def test_puback_mode_keeps_its_ceiling() -> None:
     clock = ManualClock()
     tracker = DeliveryTracker(clock, mode="puback", ack_timeout=10, max_timeout=40)
     tracker.on_puback(Sent(1, T, None, 0), 16)
-    waits = []
-    for _ in range(6):
-        start = clock.monotonic()
-        while not tracker.due():
-            clock.advance(1)
-        waits.append(clock.monotonic() - start)
-        tracker.on_puback(Sent(1, T, None, 0), 16)
+    waits = waits_for(tracker, clock, Sent(1, T, None, 0), reason=16)
     assert waits == [10, 20, 40, 40, 40, 40]
 
 
