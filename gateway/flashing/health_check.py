@@ -165,7 +165,8 @@ async def check_health(loops: Callable[[], Sequence[BusLoop]], explained: Mappin
             return report
         # quick at first (a good config is judged within its first polls), then once a
         # second: a trial waiting out its timeout on a dead device woke 20 times a second
-        await asyncio.sleep(min(MAX_STEP, POLL_STEP * 2 ** min(steps, 8)))
+        # (never past the deadline: the final look is at it, a trial is no longer than asked)
+        await asyncio.sleep(min(MAX_STEP, POLL_STEP * 2 ** min(steps, 8), deadline - now))
         steps += 1
 
 

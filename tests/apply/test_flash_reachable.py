@@ -83,7 +83,9 @@ async def test_a_flash_whose_uplink_cannot_connect_is_rolled_back(
     gateway never heard a flash again. Now the uplink must connect within the health timeout,
     so the rollback's answer and the next flash get through."""
     key, change = flashable(tmp_path, broker)
-    async with running_service(tmp_path, health_timeout="3s", change=change) as run:
+    # (5 s: at 3 s a 9600-baud simulated device that lost one reply under a full test run's
+    # load had not answered again by the deadline, and the local apply was rolled back)
+    async with running_service(tmp_path, health_timeout="5s", change=change) as run:
         gw = run.service.gateway
         await until(lambda: gw.uplink is not None and gw.uplink.status().connected, 15,
                     "uplink connected")
@@ -106,7 +108,7 @@ async def test_a_flash_whose_uplink_cannot_connect_is_rolled_back(
         # a local apply is not held to it: the technician is at the gateway
         local = edit_config(run.text, lambda d: d["uplink"].update(port=free_port()))
         answers = await ask(run.control, {"op": "apply", "config": local, "author": "tech"})
-        assert answers[-1]["result"]["state"] == "applied", answers[-1]
+        assert answers[-1]["result"]["state"] == "applied", answers[-1]["result"].get("error")
 
 
 async def test_a_flash_that_meets_a_full_state_directory_is_answered(
