@@ -47,10 +47,14 @@ class AlarmCommands(AlarmLedger):
 
     def acknowledge_all(self, actor: str, room: str | None = None,
                         note: str | None = None) -> list[AlarmEvent]:
-        """Acknowledge every alarm that waits for it (optionally only in `room`)."""
+        """Acknowledge every alarm that waits for it (optionally only in `room`): those still
+        unacknowledged. A latched alarm already acknowledged is not reset by it (that takes an
+        acknowledge of its own, as the panel's "acknowledge all"; alarm lifecycle audit: a
+        remote `ack --all` reset a confirmed fire a local guard had acknowledged, releasing
+        its strobe and exhaust fan)."""
         self._begin()
         actor = _actor(actor)
-        recs = [r for r in self._ordered() if r.acknowledgeable
+        recs = [r for r in self._ordered() if r.state.unacknowledged and r.acknowledgeable
                 and (room is None or r.ev.room == room)]
         for rec in recs:
             self._ack(rec, actor, note)
@@ -85,7 +89,8 @@ class AlarmCommands(AlarmLedger):
         self._changed(rec, prev, actor, note)
 
     def shelve(self, key: KeyLike, actor: str, until_ns: int, reason: str) -> list[AlarmEvent]:
-        """Shelve an alarm until `until_ns` (wall-clock ns): not annunciated, no actions."""
+        """Shelve an alarm until `until_ns` (wall-clock ns): not annunciated, no actions. A
+        critical alarm nobody has acknowledged is refused, as for a suppression."""
         self._begin()
         rec = self._require(key)
         actor, reason = _actor(actor), _reason(reason)
@@ -105,6 +110,11 @@ class AlarmCommands(AlarmLedger):
                 f"{rec.key} is normal: only an alarm in the alarm list (active or not yet "
                 "acknowledged) can be shelved; to keep a device, room or rule quiet for work, "
                 "suppress it")
+        if rec.ev.severity is Severity.CRITICAL and rec.state.unacknowledged:
+            # the suppression's guard held for shelving too (alarm lifecycle audit: a live
+            # hydrogen alarm, refused for a suppression, was shelved for 7 days, siren, fan and
+            # charge inhibit released)
+            raise AlarmCommandError(_unacknowledged_critical("shelving", [rec]))
         prev = rec.state
         shelf = Shelf(actor, reason, self._now, until_ns)
         rec.set_overlay(shelf=shelf, now_ns=self._now)
@@ -262,13 +272,16 @@ MAX_NAMED = 5
 
 
 def _unacknowledged_critical(scope: str, recs: list[AlarmRecord]) -> str:
+    """Why a suppression of `scope` (or, with scope "shelving", a shelf) is refused."""
     names = ", ".join(f"{r.key} ({r.ev.title}, {r.state.value.replace('_', ' ')})"
                       for r in recs[:MAX_NAMED])
     more = f" and {len(recs) - MAX_NAMED} more" if len(recs) > MAX_NAMED else ""
     which = "it" if len(recs) == 1 else "them"
-    return (f"suppressing {scope!r} would hide {len(recs)} critical alarm"
+    doing, done = (("shelving", "shelved") if scope == "shelving" else
+                   (f"suppressing {scope!r}", "suppressed"))
+    return (f"{doing} would hide {len(recs)} critical alarm"
             f"{'s' if len(recs) != 1 else ''} nobody has acknowledged: {names}{more}; "
-            f"acknowledge {which} first (an acknowledged alarm may be suppressed)")
+            f"acknowledge {which} first (an acknowledged alarm may be {done})")
 
 
 def _why_not_ack(rec: AlarmRecord) -> str:

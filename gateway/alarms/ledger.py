@@ -145,15 +145,16 @@ class AlarmLedger:
         return self._seq
 
     def _changed(self, rec: AlarmRecord, prev: AlarmState, actor: str,
-                 note: str | None) -> None:
-        """Book-keep a possible transition of `rec` from `prev`: event, indices, journal. A
-        live drill's alarm takes no part in the room's first-out nor in flood detection: it
-        must never change how a real alarm is annunciated."""
+                 note: str | None, *, force: bool = False) -> None:
+        """Book-keep a possible transition of `rec` from `prev`: event, indices, journal (an
+        event also without a change of state when `force`: a new severity). A live drill's
+        alarm takes no part in the room's first-out nor in flood detection: it must never
+        change how a real alarm is annunciated."""
         key = rec.key
         state = rec.state
         self._index(rec)
         self._batch.records[key] = rec if persistable(rec) else None
-        if state is prev:
+        if state is prev and not force:
             return
         drill = is_drill(key.subject)
         first_out = False
@@ -169,7 +170,7 @@ class AlarmLedger:
             subject=key.subject, state=state, previous_state=prev, value=ev.value,
             severity=ev.severity, actor=actor, note=note, first_out=first_out, room=ev.room,
             title=ev.title, chattering=rec.chattering, drill=drill))
-        if state is _AU and not drill:
+        if state is _AU and prev is not _AU and not drill:
             self._meta_dirty = True
             if self._flood.record(self._mono, self._now, key):
                 self._flood_event(EventKind.FLOOD_START)

@@ -30,7 +30,9 @@ who, why and until), out of service (operator, no expiry). While overlaid, the c
 tracked but produces no transitions; acknowledge is refused. When the last overlay goes (unshelve,
 expiry, unsuppress, return to service) the alarm takes the state its condition implies:
 `active_unacknowledged` (annunciated afresh) if active, else `normal`; earlier acknowledgements
-are not carried over.
+are not carried over. A latching alarm that was latched when the overlay began (its base
+active) comes back latched, `active_unacknowledged`, whatever its condition: only an
+acknowledge resets a latch.
 
 What each state demands (read by gateway.actions and the panel)
 ---------------------------------------------------------------
@@ -125,9 +127,12 @@ def base_on_acknowledge(base: AlarmState, active: bool) -> AlarmState | None:
     return None
 
 
-def base_after_overlay(active: bool) -> AlarmState:
-    """The state an alarm takes when its last overlay goes: what its condition implies."""
-    return AlarmState.ACTIVE_UNACKNOWLEDGED if active else AlarmState.NORMAL
+def base_after_overlay(active: bool, latched: bool) -> AlarmState:
+    """The state an alarm takes when its last overlay goes: what its condition implies, and a
+    latch it had when the overlay began (`latched`: a latching alarm whose base was active)
+    kept — an overlay is no way round the reset (alarm lifecycle audit: a user who may only
+    shelve reset a confirmed fire, siren and strobe, by shelving and unshelving it)."""
+    return AlarmState.ACTIVE_UNACKNOWLEDGED if active or latched else AlarmState.NORMAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +306,15 @@ class AlarmRecord:
             self.acked_by, self.acked_ns = actor, now_ns
         return True
 
+    def reannunciate(self, now_ns: int) -> bool:
+        """An escalation of an acknowledged active alarm: unacknowledged again (sounders sound,
+        the panel blinks). False when it is not acknowledged-active or is overlaid."""
+        if self.overlaid or self.base is not AlarmState.ACTIVE_ACKNOWLEDGED \
+                or not self.held_active:
+            return False
+        self._move(AlarmState.ACTIVE_UNACKNOWLEDGED, now_ns)
+        return True
+
     def set_overlay(self, *, shelf: Shelf | bool | None = False,
                     suppression: str | bool | None = False,
                     oos: OutOfService | bool | None = False, now_ns: int) -> None:
@@ -318,7 +332,9 @@ class AlarmRecord:
             self.activations = None
         elif was and not self.overlaid:
             self.acked_by = self.acked_ns = None
-            self._move(base_after_overlay(self.condition), now_ns)
+            # the base does not move under an overlay: it is the one the overlay began on
+            latched = self.ev.latching and self.base in _ACTIVE
+            self._move(base_after_overlay(self.held_active, latched), now_ns)
 
     def _move(self, new: AlarmState, now_ns: int) -> None:
         if new is self.base:

@@ -6,10 +6,10 @@ first-outs and journals every transition (`gateway.alarms.journal`) in one trans
 Pure apart from the journal: time comes from the injected clock (`now_ns()` for timestamps and
 expiries given as wall-clock ns, `monotonic()` for chattering and flood windows).
 
-`observe()` is meant to be called about once a second with every evaluation; when nothing
-changed it only compares each evaluation's `active` with the alarm's last condition (and keeps
-the evaluation for its value) — no events, no journal writes. A binding never active is kept
-as its latest evaluation alone, not as a record (`gateway.alarms.ledger`).
+`observe()` takes every evaluation of a round; when nothing changed it compares each one's
+`active` (and an active one's severity and roles: gateway.alarms.regrade) with the alarm's and
+keeps it for its value — no events, no journal writes. A binding never active is kept as its
+latest evaluation alone, not as a record (`gateway.alarms.ledger`).
 
 Every public call returns the events it caused (also in the journal, with strictly increasing
 `seq`; `events_since(seq)` serves the uplink). Commands that cannot be carried out raise
@@ -49,6 +49,7 @@ from gateway.alarms.lifecycle import (
     ChatterPolicy,
     Suppression,
 )
+from gateway.alarms.regrade import escalation, regraded
 from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
 from gateway.field.sample import Value
@@ -74,11 +75,9 @@ class AlarmManager(AlarmCommands):
         self._prune_interval = prune_interval
         self._last_prune = self._mono
         self.apply_failures = 0
-        """Evaluations whose alarm could not be updated (a bug): logged and skipped, the
-        others of the round applied."""
+        """Evaluations whose alarm could not be updated (a bug): logged, the rest applied."""
         self._output_holds: set[str] = set()
-        """Outputs held on until an operator reset (`output_event`), kept in the journal's
-        meta key `output_holds` with the event that changed them."""
+        """Outputs held on until an operator reset (`output_event`; journal meta key)."""
         self._own_meta_dirty = False
         self._drill_open: dict[str, str | None] | None = None
         """The live drill whose start is journalled and whose end is not yet (meta key
@@ -159,7 +158,10 @@ class AlarmManager(AlarmCommands):
                 else:
                     records[key] = ev
             elif rec.condition == ev.active:
-                rec.ev = ev
+                if ev.active and regraded(rec.ev, ev):
+                    changed.append(ev)
+                else:
+                    rec.ev = ev
             else:
                 changed.append(ev)
         if changed:
@@ -190,10 +192,26 @@ class AlarmManager(AlarmCommands):
                 rec.set_overlay(suppression=scope, now_ns=self._now)
                 self._changed(rec, _N, SYSTEM_ACTOR, f"suppressed ({scope})")
         else:
-            rec.ev = ev
+            old, rec.ev = rec.ev, ev
+            if ev.active and rec.condition and regraded(old, ev):
+                self._regrade(rec, old)
+                return
         prev = rec.state
         began = rec.set_condition(ev.active, self._mono, self._now, self._policy)
         self._changed(rec, prev, SYSTEM_ACTOR, "chattering" if began else None)
+
+    def _regrade(self, rec: AlarmRecord, old: Evaluation) -> None:
+        """An active alarm regraded (gateway.alarms.regrade): journalled with its severity; an
+        escalation annunciated afresh if acknowledged (the siren sounds), its shelf ended."""
+        raised, note = escalation(old, rec.ev)
+        if raised and rec.shelf is not None and rec.oos is None and rec.suppression is None:
+            self._end_shelf(rec, SYSTEM_ACTOR, f"unshelved, {note}")
+            self._plan_expiry()
+            return
+        prev = rec.state
+        if raised:
+            rec.reannunciate(self._now)
+        self._changed(rec, prev, SYSTEM_ACTOR, note, force=True)
 
     def _stays_quiet(self, ev: Evaluation) -> bool:
         """An inactive evaluation of an unrecorded binding, under no suppression, keeps it
@@ -379,3 +397,4 @@ def _drill_open(text: str) -> dict[str, str | None] | None:
         log.error("event=alarm_meta_unreadable key=drill_open value=%r", text[:200])
         return None
     return found
+

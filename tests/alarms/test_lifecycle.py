@@ -50,8 +50,10 @@ def test_base_on_acknowledge(base: AlarmState, active: bool,
 
 
 def test_after_overlay() -> None:
-    assert base_after_overlay(True) is AU
-    assert base_after_overlay(False) is N
+    assert base_after_overlay(True, latched=False) is AU
+    assert base_after_overlay(False, latched=False) is N
+    assert base_after_overlay(True, latched=True) is AU
+    assert base_after_overlay(False, latched=True) is AU, "an overlay never resets a latch"
 
 
 def test_state_properties_table() -> None:
