@@ -9,6 +9,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from gateway.actions.driver import OutputDriver
+from gateway.alarms.events import AlarmCommandError
 from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
 from gateway.contract.wire import AlarmRef
@@ -19,6 +20,8 @@ from gateway.panel.describe import Describer
 from gateway.panel.views import (
     Acknowledged,
     DrillBanner,
+    FloodFirstOut,
+    FloodView,
     PanelAlarm,
     PanelState,
     RoomView,
@@ -68,7 +71,7 @@ class PanelBackend:
                 rule=v.key.rule, subject=v.key.subject, title=v.title,
                 severity=v.severity.value, level=v.severity.level, state=v.state.value,
                 value=v.value, room=v.room, activated_ns=v.activated_ns, first_out=v.first_out,
-                chattering=v.chattering,
+                flood_first_out=v.flood_first_out, chattering=v.chattering,
                 shelved_until_ns=v.shelf.until_ns if v.shelf else None,
                 note=(f"acknowledged by {v.acked_by}" if v.acked_by else None),
                 actions=list(v.actions), acked_by=v.acked_by, acked_ns=v.acked_ns,
@@ -101,7 +104,29 @@ class PanelBackend:
                           rooms=rooms, health=health, suppressions=suppressions,
                           drill=None if self.core.drill is None else DrillBanner(
                               **self.core.drill.banner_fields()),  # issue 12: live drills
-                          evaluated=self._evaluated())
+                          flood=self._flood_view(describe), evaluated=self._evaluated())
+
+    def _flood_view(self, describe: Describer) -> FloodView | None:
+        """The flood on now and the alarm that started it, for the panel's banner (audit F7:
+        the panel marked every room's first alarm alike and never said which one began it)."""
+        flood = self.core.alarms.flood
+        if not flood.active:
+            return None
+        first = None
+        if flood.first_out is not None:
+            try:
+                v = self.core.alarms.get(flood.first_out)
+            except AlarmCommandError:  # not known to the manager now: named by its key
+                first = FloodFirstOut(rule=flood.first_out.rule,
+                                      subject=flood.first_out.subject)
+            else:
+                first = FloodFirstOut(
+                    rule=v.key.rule, subject=v.key.subject, title=v.title, room=v.room,
+                    room_name=describe.context(v.key.rule, v.key.subject, v.room,
+                                               v.title).room_name,
+                    activated_ns=v.activated_ns, state=v.state.value)
+        return FloodView(since_ns=flood.since_ns, activations=flood.activations,
+                         first_out=first)
 
     def _evaluated(self) -> bool:
         """Every device polled once (answering or not) and a round of the rules run since,

@@ -65,6 +65,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tests/ops/test_site_health.py": ("process", "slow"),
     "tests/panel/test_browser.py": ("browser", "slow"),
     "tests/panel/test_browser_console.py": ("browser", "slow"),
+    "tests/panel/test_browser_flood.py": ("browser", "slow"),  # audit F7
     "tests/panel/test_end_to_end.py": ("browser", "process", "slow"),
     "tests/panel/test_browser_events.py": ("browser", "process", "slow"),  # issue 12 views
     "tests/recorder/test_fire_incident.py": ("slow",),  # its report test: browser, process

@@ -37,6 +37,10 @@ class PanelAlarm(View):
     room: str | None
     activated_ns: int | None
     first_out: bool = False
+    """The first alarm of its room since the room was last clear (ISA-18.2 first-out)."""
+    flood_first_out: bool = False
+    """The alarm whose activation started the alarm flood on now (one alarm at most; False
+    outside a flood): where the operator starts, as `PanelState.flood` names it."""
     chattering: bool = False
     shelved_until_ns: int | None = None
     note: str | None = None
@@ -78,6 +82,30 @@ class DrillBanner(View):
     actor: str
     started_ns: int
     ends_ns: int
+
+
+class FloodFirstOut(View):
+    """The alarm that started the flood, named for the panel's flood banner (`title` and the
+    rest None when the gateway no longer knows the alarm)."""
+
+    rule: str
+    subject: str
+    title: str | None = None
+    room: str | None = None
+    room_name: str | None = None
+    activated_ns: int | None = None
+    """When it became active (None: it is back to normal)."""
+    state: str | None = None
+
+
+class FloodView(View):
+    """An alarm flood on now (more than `alarms.flood_count` activations within
+    `alarms.flood_window`): since when, and the alarm that started it."""
+
+    since_ns: int | None
+    activations: int
+    """Activations within the flood window now."""
+    first_out: FloodFirstOut | None = None
 
 
 class PointView(View):
@@ -144,6 +172,7 @@ class HealthView(View):
     """`not configured` until the uplink exists; later: connected, disconnected …"""
     outbox_depth: int | None = None
     flood: bool = False
+    """An alarm flood is on (`PanelState.flood` says since when and which alarm started it)."""
     uptime_s: float
     config_version: int = 0
     """Version of the running config (0: the installed file, never flashed)."""
@@ -172,6 +201,8 @@ class PanelState(View):
     suppressions: list[SuppressionView] = []
     drill: DrillBanner | None = None
     """Issue 12: the live drill running now, for the panel's banner."""
+    flood: FloodView | None = None
+    """The alarm flood on now, for the panel's flood banner (None: no flood)."""
     evaluated: bool = True
     """False while the gateway is starting: its devices have not all been polled and
     evaluated yet, so the alarm list is not known to be complete."""

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
@@ -24,12 +27,18 @@ class Live:
 
 
 @contextlib.asynccontextmanager
-async def live_panel(site_config: Path, tmp_path: Path, *, uplink: bool = True
+async def live_panel(site_config: Path, tmp_path: Path, *, uplink: bool = True,
+                     change: Callable[[dict[str, Any]], None] | None = None
                      ) -> AsyncIterator[Live]:
     """The gateway running until the block ends; `uplink=False` leaves the config's uplink
-    out (no broker needed)."""
+    out (no broker needed); `change` edits the gateway's config (as YAML data) first."""
     async with SimulatedSite(load_gateway_config(site_config)) as site:
-        loaded = with_demo_user(load_gateway_config(site.write_config(tmp_path / "sim.yaml")))
+        path = site.write_config(tmp_path / "sim.yaml")
+        if change is not None:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            change(data)
+            path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        loaded = with_demo_user(load_gateway_config(path))
         if not uplink:
             loaded = dataclasses.replace(loaded, config=loaded.config.model_copy(
                 update={"uplink": None}))

@@ -205,14 +205,15 @@
 
   // --- alarms --------------------------------------------------------------------------------
 
-  // By severity; within one, those waiting for an acknowledgement first (the first-out, then
-  // the newest), then the rest (first-out, then the oldest).
+  // By severity; within one, those waiting for an acknowledgement first (the flood's first-out,
+  // a room's first-out, then the newest), then the rest (the same first-outs, then the oldest).
   function sortAlarms(list) {
     const waits = (a) => (isUnacked(a) ? 0 : 1);
     const since = (a) => a.activated_ns ?? Number.MAX_SAFE_INTEGER;
     return list.slice().sort((a, b) =>
       (SEVERITY[a.severity] ?? 9) - (SEVERITY[b.severity] ?? 9) ||
       waits(a) - waits(b) ||
+      (b.flood_first_out ? 1 : 0) - (a.flood_first_out ? 1 : 0) ||
       (b.first_out ? 1 : 0) - (a.first_out ? 1 : 0) ||
       (isUnacked(a) ? since(b) - since(a) : since(a) - since(b)) ||
       alarmKey(a).localeCompare(alarmKey(b)));

@@ -86,6 +86,8 @@ window.RoomWardenViews = (() => {
     const f = {};
     f.sev = el("span", { class: "sev", testid: "alarm-severity" });
     f.firstOut = el("span", { class: "tag firstout", testid: "first-out", text: "FIRST OUT" });
+    // audit F7: the alarm that started a flood, apart from every room's own first-out
+    f.floodFirst = el("span", { class: "tag floodfirst", testid: "flood-first-out", text: "FLOOD FIRST OUT" });
     f.chatter = el("span", { class: "tag", text: "chattering" });
     f.drill = el("span", { class: "tag drill", testid: "drill-tag", text: "DRILL" }); // issue 12
     f.tag = el("span", { class: "tag st", testid: "alarm-tag" });
@@ -114,7 +116,7 @@ window.RoomWardenViews = (() => {
     f.unshelve = el("button", { type: "button", class: "btn", testid: "unshelve-button" }, "Unshelve");
     li.append(
       el("div", { class: "alarm-body" },
-        el("div", { class: "alarm-head" }, f.sev, f.drill, f.firstOut, f.chatter, f.title),
+        el("div", { class: "alarm-head" }, f.sev, f.drill, f.floodFirst, f.firstOut, f.chatter, f.title),
         el("div", { class: "where" }, f.room, f.device, f.location),
         el("div", { class: "meta" }, f.value, f.limit,
           el("span", { class: "when" }, f.time, " · ", f.age), f.response),
@@ -144,9 +146,16 @@ window.RoomWardenViews = (() => {
     li.dataset.rule = a.rule;
     li.dataset.subject = a.subject;
     li.dataset.state = a.state;
-    li.className = `alarm sev-${a.severity}${isUnacked(a) ? " unack" : ""}${a.first_out ? " first" : ""}`;
+    li.className = `alarm sev-${a.severity}${isUnacked(a) ? " unack" : ""}${a.first_out ? " first" : ""}` +
+      (a.flood_first_out ? " flood-first" : "");
     f.sev.textContent = a.severity.toUpperCase();
-    f.firstOut.hidden = !a.first_out;
+    // in a flood every room's first alarm is a first-out: those tags step back (quieter, in
+    // words too) behind the one alarm that started the flood
+    const flood = Boolean(state.health && state.health.flood);
+    f.floodFirst.hidden = !a.flood_first_out;
+    f.firstOut.hidden = !a.first_out || Boolean(a.flood_first_out);
+    f.firstOut.textContent = flood ? "room first out" : "FIRST OUT";
+    f.firstOut.className = `tag firstout${flood ? " quiet" : ""}`;
     f.chatter.hidden = !a.chattering;
     f.drill.hidden = !a.drill; // issue 12: a live drill's alarm, never a real one
     if (a.drill) li.className += " drill";
@@ -211,7 +220,8 @@ window.RoomWardenViews = (() => {
     f.reset.setAttribute("aria-label", `Reset ${a.title}`);
     f.shelve.setAttribute("aria-label", `Shelve ${a.title}`);
     f.unshelve.setAttribute("aria-label", `Unshelve ${a.title}`);
-    li.setAttribute("aria-label", `${a.drill ? "DRILL " : ""}${a.severity} alarm: ${a.title}, ${f.room.textContent}, ${tagText}`);
+    li.setAttribute("aria-label", `${a.drill ? "DRILL " : ""}${a.severity} alarm: ${a.title}, ${f.room.textContent}, ${tagText}` +
+      (a.flood_first_out ? ", flood first out" : ""));
   }
 
 
@@ -297,8 +307,30 @@ window.RoomWardenViews = (() => {
         cell);
     }));
     renderStrip(ui, state);
-    ui.flood.hidden = !h.flood;
+    renderFlood(ui, state);
     renderDrill(ui, state);
+  }
+
+  // --- the flood banner: since when, and the alarm that started it (audit F7) ---------------
+  const FLOOD_WORDS = "Alarm flood: many alarms at once — deal with the first-out and critical ones first.";
+  function renderFlood(ui, state) {
+    const f = state.flood;
+    ui.flood.hidden = !state.health.flood;
+    const text = ui.flood.querySelector('[data-testid="flood-text"]');
+    const first = ui.flood.querySelector('[data-testid="flood-banner-first-out"]');
+    const when = (ns) => fmtClock(ns, state.timezone, state.now_ns);
+    // set only when the words change: the banner is an alert, read out again on each change
+    const put = (node, words) => { if (node.textContent !== words) node.textContent = words; };
+    const o = f && f.first_out;
+    const marked = (state.alarms || []).some((a) => a.flood_first_out);
+    put(text, !(f && f.since_ns) ? FLOOD_WORDS : `Alarm flood since ${when(f.since_ns)}: many alarms at once — ` +
+      (marked ? "start with the alarm that began it (marked FLOOD FIRST OUT), then the critical ones."
+        : "deal with the critical ones first."));
+    first.hidden = !o;
+    if (!o) { put(first, ""); return; }
+    const room = o.room_name || o.room;
+    put(first, `Flood first-out: ${o.title || `${o.rule} · ${o.subject}`}` + (room ? ` — ${room}` : "") +
+      (o.activated_ns ? `, since ${when(o.activated_ns)}.` : ", now back to normal."));
   }
 
   // --- issue 12: the live drill running now, as a banner under the flood banner -------------
