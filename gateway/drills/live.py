@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.alarms.events import DRILL_PREFIX, AlarmCommandError, AlarmEvent
 from gateway.alarms.types import Evaluation
+from gateway.drills.live_clock import DrillTimeline
 from gateway.drills.model import Drill, Step, live_problems
 from gateway.drills.overlay_values import point_kinds, wrong_values
 from gateway.drills.sitecheck import site_problems
@@ -69,6 +70,8 @@ class LiveOutcome:
     """Silent drill: drill alarm (`rule@subject`) → the output roles it would have driven."""
     wanted: list[tuple[int, str, bool]] = field(default_factory=list)
     """(ns, output, on): the safety core's wanted outputs changing during the drill."""
+    timeline: DrillTimeline | None = None
+    """The wall-clock steps seen while it ran (gateway.drills.live_clock)."""
 
 
 class LiveDrill:
@@ -131,7 +134,8 @@ class LiveDrill:
         self.mode = "evacuation" if evacuation else "silent"
         self.started_mono = self.clock.monotonic()
         self.outcome = LiveOutcome(start_ns=self.clock.now_ns(),
-                                   start_seq=core.alarms.last_seq)
+                                   start_seq=core.alarms.last_seq,
+                                   timeline=DrillTimeline(self.clock, core.alarms.last_seq))
         self.finished: bool = False
         self.on_end: Callable[[LiveDrill], None] | None = None
         """Called once, right after the round that ended the drill."""
@@ -163,6 +167,7 @@ class LiveDrill:
         events: list[AlarmEvent] = []
         if self.finished:
             return events, []
+        self.follow_clock()
         if not self._announced:
             self._announced = True
             events += alarms.drill_event(self.drill.drill, self.actor, self.banner(), self.room,
@@ -209,6 +214,28 @@ class LiveDrill:
         return min(t for t in times if t is not None)
 
     # --- control ----------------------------------------------------------------------------
+
+    def follow_clock(self) -> None:
+        """Move the drill's own stamps to the wall clock's new time if it stepped since the
+        last round (gateway.drills.live_clock)."""
+        o = self.outcome
+        if o.timeline is None or self.finished:
+            return
+        by = o.timeline.follow(self.core.alarms.last_seq)
+        if by:
+            o.start_ns += by
+            o.wanted = [(ns + by, output, on) for ns, output, on in o.wanted]
+            log.warning("event=drill_clock_stepped drill=%s by_ms=%d reason=%r",
+                        self.drill.drill, by // 1_000_000, "the wall clock was stepped: the "
+                        "drill's times are moved to the new clock")
+
+    def on_new_clock(self, event: AlarmEvent) -> AlarmEvent:
+        """A journalled event with its time on the drill's clock (moved by the steps seen)."""
+        timeline = self.outcome.timeline
+        if timeline is None or not timeline.steps:
+            return event
+        ts = timeline.on_new_clock(event.ts, event.seq)
+        return event if ts == event.ts else dataclasses.replace(event, ts=ts)
 
     def request_stop(self, why: str) -> None:
         """End the drill at the next evaluation round."""
@@ -276,6 +303,7 @@ class LiveDrill:
         return [] if self.finished else self._end(alarms, why)
 
     def _end(self, alarms: AlarmManager, why: str) -> list[AlarmEvent]:
+        self.follow_clock()
         self.finished = True
         self._overlay.clear()
         self.outcome.end_ns = self.clock.now_ns()

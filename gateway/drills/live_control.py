@@ -164,6 +164,7 @@ class LiveDrills:
         session = self.session
         if session is not None and not session.finished \
                 and self.gateway.core is not session.core:
+            session.follow_clock()
             session.finished = True
             session.outcome.end_ns = self.gateway.clock.now_ns()
             session.outcome.end_reason = "the gateway's config changed"
@@ -187,10 +188,12 @@ class LiveDrills:
                         self.evaluation["ok"], len(self.evaluation["missed"]))
             start = next((e for e in events if e.drill and e.rule == "$drill"), None)
             if keeper is not None and start is not None:
+                moved = session.on_new_clock  # the record's times on the recorder's clock
                 self.incident = keeper.save_drill(
-                    start, session.room, session.outcome.start_ns,
+                    moved(start), session.room, session.outcome.start_ns,
                     session.outcome.end_ns or self.gateway.clock.now_ns(),
-                    [e for e in events if e.room in (session.room, None)], self.evaluation)
+                    [moved(e) for e in events if e.room in (session.room, None)],
+                    self.evaluation)
         except Exception:  # an evaluation bug must not take the evaluator down
             log.exception("event=drill_evaluation_failed drill=%s", session.drill.drill)
 

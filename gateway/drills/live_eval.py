@@ -9,7 +9,9 @@
   every output, and counts it as met when a drill alarm asked for its role in the window
   (`held`: the output was not written);
 * the output writes of the room's outputs during the drill, each with its read-back;
-* the forbidden alarms that fired, and the real alarms that ended the drill.
+* the forbidden alarms that fired, and the real alarms that ended the drill;
+* the wall-clock steps seen while it ran (`clock_steps`: seconds into the drill, by how many
+  seconds): every time above is on the clock after them (gateway.drills.live_clock).
 
 `missed` lists everything that was not as expected; `ok` is true when it is empty. Pure: the
 caller hands in the journal events and the output writes (gateway.drills.live_control).
@@ -43,7 +45,7 @@ def evaluate(session: LiveDrill, events: list[AlarmEvent],
     def at(ns: int) -> float:
         return round((ns - start) / _NS, 3)
 
-    mine = [e for e in events if e.drill and e.kind is EventKind.ALARM]
+    mine = [session.on_new_clock(e) for e in events if e.drill and e.kind is EventKind.ALARM]
     alarms: dict[str, dict[str, Any]] = {}
     first_active: dict[tuple[str, str], float] = {}
     severities: dict[tuple[str, str], str] = {}
@@ -98,6 +100,7 @@ def evaluate(session: LiveDrill, events: list[AlarmEvent],
         "held": {name: list(roles) for name, roles in o.held.items()},
         "output_writes": [{**w, "at_s": at(w["ts"])} for w in confirmed],
         "missed": missed, "ok": not missed,
+        "clock_steps": o.timeline.as_list() if o.timeline is not None else [],
     }
 
 

@@ -54,6 +54,9 @@ def drill_section(evaluation: dict[str, Any]) -> str:
                    _s(w["at_s"]), w.get("read_back") if not w.get("error") else w["error"]]
                   for w in e["output_writes"]]),
     ]
+    for step in e.get("clock_steps", []):
+        parts.append(f"<p><b>The wall clock stepped</b> by {step['by_s']:+.1f} s at "
+                     f"{step['at_s']:.1f} s: times here are on the clock after it.</p>")
     if e["ended_by_real_alarm"]:
         parts.append(f"<p><b>A real alarm ended the drill:</b> "
                      f"{_esc(', '.join(e['ended_by_real_alarm']))}</p>")
@@ -89,5 +92,7 @@ def drill_text(evaluation: dict[str, Any]) -> str:
                      + (f", error {w['error']}" if w.get("error") else ""))
     for item in e["ended_by_real_alarm"]:
         lines.append(f"  REAL ALARM {item}: ended the drill")
+    lines.extend(f"  clock stepped by {step['by_s']:+.1f} s at {step['at_s']:.1f} s (times "
+                 "on the clock after it)" for step in e.get("clock_steps", []))
     lines.extend(f"  missed: {m}" for m in e["missed"])
     return "\n".join(lines)

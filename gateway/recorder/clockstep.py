@@ -27,7 +27,7 @@ from collections import deque
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from gateway.clock import Clock
+from gateway.clock import STEP_NS, Clock, WallStepWatch
 from gateway.field.sample import Sample
 
 if TYPE_CHECKING:
@@ -36,29 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("roomwarden.recorder")
 
-STEP_NS = 200_000_000
-"""A change of wall minus monotonic time this large between two batches is a step (an NTP
-client slews smaller offsets, at most 0.5 ms a second: 0.2 s takes it 400 s)."""
 MAX_NOTED_STEPS = 64
 """Steps an incident's record lists at most (later ones are followed, not listed)."""
 _MS = 1_000_000
 
-
-class WallStepWatch:
-    """How far the wall clock stepped since the last `check` (ns, whole milliseconds)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self._offset = self._read()
-
-    def _read(self) -> int:
-        return self.clock.now_ns() - round(self.clock.monotonic() * 1e9)
-
-    def check(self) -> int:
-        """The step since the last check, 0 if under `STEP_NS` (slewing, read jitter)."""
-        offset = self._read()
-        step, self._offset = offset - self._offset, offset
-        return 0 if abs(step) < STEP_NS else round(step / _MS) * _MS
+__all__ = ["STEP_NS", "ClockStepFollower", "WallStepWatch", "follow_step", "restamped"]
 
 
 class ClockStepFollower:
