@@ -14,7 +14,7 @@ from gateway.alarms.events import (
     AlarmEvent,
     EventKind,
 )
-from gateway.alarms.ledger import AlarmLedger, KeyLike, Known, iso
+from gateway.alarms.ledger import AlarmLedger, KeyLike, Known, iso, persistable
 from gateway.alarms.lifecycle import (
     AlarmRecord,
     AlarmState,
@@ -169,15 +169,27 @@ class AlarmCommands(AlarmLedger):
         self._batch.suppression_opened(sup)
         self._system_event(EventKind.SUPPRESSION_START, SUPPRESSION_RULE, scope,
                            AlarmState.SUPPRESSED, _N, actor, note)
-        for key, known in list(self._records.items()):
-            if sup.covers(*_binding(known)) and (
-                    isinstance(known, Evaluation) or known.suppression is None):
-                rec = self._record(key)
+        # only the alarms in the list (or held active) take the overlay: a quiet binding stays
+        # quiet, not one listed 'suppressed' alarm and event each (F5: 358 for one room);
+        # one that turns active under the suppression is suppressed then (`_suppress_rising`)
+        for rec in self._records.values():
+            if isinstance(rec, AlarmRecord) and rec.suppression is None and persistable(rec) \
+                    and sup.covers(*_binding(rec)):
                 prev = rec.state
                 rec.set_overlay(suppression=scope, now_ns=self._now)
                 self._changed(rec, prev, actor, f"suppressed ({scope}): {note}")
         self._plan_expiry()
         return self._flush()
+
+    def _suppress_rising(self, rec: AlarmRecord) -> None:
+        """A quiet alarm turns active (from `_apply`, before its condition is set): under a
+        suppression that covers it, it is suppressed from now on — one event, not annunciated,
+        demanding nothing — until the suppression ends."""
+        scope = self._covering(rec)
+        if scope is not None:
+            prev = rec.state
+            rec.set_overlay(suppression=scope, now_ns=self._now)
+            self._changed(rec, prev, SYSTEM_ACTOR, f"suppressed ({scope})")
 
     def unsuppress(self, scope: str, actor: str) -> list[AlarmEvent]:
         self._begin()

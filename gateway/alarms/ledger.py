@@ -6,9 +6,10 @@ A binding that has only ever been evaluated inactive (most of them: 6,478 at a 2
 site, nearly all quiet for years) is known by its latest `Evaluation` alone, in place of a
 record (`_records` maps its key to that evaluation): it is normal, with no history, nothing to
 journal. It becomes an `AlarmRecord` — in the same place of `_records`, so the order alarms
-are met in stays the order they were first evaluated — when it first turns active, when a
-suppression covers it, or when a command or `get` names it (`_record`). About 220 bytes less
-per binding than a record and its key.
+are met in stays the order they were first evaluated — when it first turns active (under a
+suppression that covers it: suppressed then, with one event) or when a command or `get` names it
+(`_record`). A suppression leaves quiet bindings quiet (F5: it made each a listed 'suppressed'
+alarm with an event of its own). About 220 bytes less per binding than a record and its key.
 
 Pure apart from the journal: time comes from the injected clock, read once per call
 (`_begin`)."""
@@ -54,6 +55,8 @@ def iso(ns: int) -> str:
 
 
 def persistable(rec: AlarmRecord) -> bool:
+    """Not quiet: listed (not normal), or with its condition held active. Only such an alarm
+    is journalled as a record, and only such an alarm takes a new suppression's overlay."""
     return rec.state is not _N or rec.condition or rec.chattering
 
 

@@ -181,21 +181,18 @@ class AlarmManager(AlarmCommands):
         key = (ev.rule, ev.subject)
         rec = self._records.get(key)
         if rec is None or isinstance(rec, Evaluation):
-            scope = self._covering_binding(ev.rule, ev.subject, ev.room) \
-                if self._suppressions else None
-            if not ev.active and scope is None and self._stays_quiet(ev):
-                self._records[key] = ev  # known, normal, nothing to journal
+            if not ev.active and self._stays_quiet(ev):
+                self._records[key] = ev  # known, normal, nothing to journal (suppressed or not)
                 return
             rec = AlarmRecord(key=AlarmKey(*key), ev=ev)
             self._records[key] = rec  # a quiet one's place: the order of first evaluation
-            if scope is not None:
-                rec.set_overlay(suppression=scope, now_ns=self._now)
-                self._changed(rec, _N, SYSTEM_ACTOR, f"suppressed ({scope})")
         else:
             old, rec.ev = rec.ev, ev
             if ev.active and rec.condition and regraded(old, ev):
                 self._regrade(rec, old)
                 return
+        if ev.active and self._suppressions and not rec.condition and rec.suppression is None:
+            self._suppress_rising(rec)  # F5: a quiet one turns active under a suppression
         prev = rec.state
         began = rec.set_condition(ev.active, self._mono, self._now, self._policy)
         self._changed(rec, prev, SYSTEM_ACTOR, "chattering" if began else None)
@@ -214,9 +211,9 @@ class AlarmManager(AlarmCommands):
         self._changed(rec, prev, SYSTEM_ACTOR, note, force=True)
 
     def _stays_quiet(self, ev: Evaluation) -> bool:
-        """An inactive evaluation of an unrecorded binding, under no suppression, keeps it
-        quiet (no record); a test's reference manager answers False to keep a record of
-        every binding, as the manager did before."""
+        """An inactive evaluation of an unrecorded binding keeps it quiet (no record), under a
+        suppression too; a test's reference manager answers False to keep a record of every
+        binding, as the manager did before."""
         return True
 
     def tick(self, *, at: tuple[int, float] | None = None) -> list[AlarmEvent]:

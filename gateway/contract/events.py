@@ -72,12 +72,18 @@ class ActiveAlarm(WireModel):
 
 
 class ActiveAlarmsSnapshot(Upstream):
-    """Every annunciated alarm now (retained: a dashboard that subscribes sees the present)."""
+    """Every alarm that is not normal now — annunciated, shelved, suppressed or out of service
+    (retained: a dashboard that subscribes sees the present)."""
 
     ts: Ns
     seq: Seq
     """The last alarm event the snapshot reflects; an older snapshot never replaces a newer."""
     alarms: Annotated[tuple[ActiveAlarm, ...], Field(max_length=MAX_ACTIVE_ALARMS)] = ()
+    omitted: Annotated[int, Field(ge=1, lt=2**63)] | None = None
+    """How many alarms were left out because more than `MAX_ACTIVE_ALARMS` are not normal: the
+    least important (overlaid before annunciated, a drill's before a real one, then the lowest
+    severity, then the oldest activation). Absent when none were (a snapshot within the limit
+    is as before)."""
 
 
 # ---------------------------------------------------------------------------------- state

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from gateway import __version__
 from gateway.alarms.events import AlarmView
 from gateway.clock import Clock
 from gateway.contract.wire import (
+    MAX_ACTIVE_ALARMS,
     ActiveAlarm,
     ActiveAlarmsSnapshot,
     ContractError,
@@ -37,6 +38,24 @@ log = logging.getLogger("roomwarden.uplink")
 STATE_CHECK = 1.0
 """At most this often the devices-online figure is compared with the last published state."""
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+OMITTED_LOG_S = 60.0
+"""A snapshot that leaves alarms out is logged at most this often (monotonic seconds)."""
+
+
+def most_important(alarms: Sequence[ActiveAlarm], limit: int) -> tuple[list[ActiveAlarm], int]:
+    """At most `limit` of `alarms`, in their own order, and how many were left out: the most
+    important kept — annunciated before overlaid (shelved, suppressed, out of service), a real
+    alarm before a drill's, then by severity (critical first), then the most recent activation
+    first."""
+    if len(alarms) <= limit:
+        return list(alarms), 0
+
+    def rank(i: int) -> tuple[bool, bool, int, int]:
+        a = alarms[i]
+        return (not a.state.annunciated, a.drill, a.severity.level, -(a.activated or 0))
+
+    keep = set(sorted(range(len(alarms)), key=rank)[:max(0, limit)])
+    return [a for i, a in enumerate(alarms) if i in keep], len(alarms) - len(keep)
 
 
 class StatePublisher:
@@ -67,6 +86,7 @@ class StatePublisher:
         self._published: tuple[object, ...] | None = None
         """What the last queued state said about devices and config (a change re-queues)."""
         self._checked = float("-inf")
+        self._omitted_logged = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -118,17 +138,28 @@ class StatePublisher:
             self.queue_state()
 
     def set_active_alarms(self, alarms: Iterable[AlarmView], seq: int) -> None:
-        """The annunciated alarms now and the last event's seq they reflect."""
+        """The alarms that are not normal now (`AlarmManager.active()`) and the last event's
+        seq they reflect. More than the contract's `MAX_ACTIVE_ALARMS`: the most important of
+        them (`most_important`), the snapshot saying how many were left out (`omitted`, also
+        logged at most every `OMITTED_LOG_S`) — never no snapshot at all (F5)."""
         items: list[ActiveAlarm] = []
         for view in alarms:
             try:
                 items.append(active_alarm(view))
             except ContractError as exc:
                 self._on_reject(f"active alarm {view.key}: {exc}")
+        kept, omitted = most_important(items, MAX_ACTIVE_ALARMS)
+        if omitted:
+            now = self.clock.monotonic()
+            if now - self._omitted_logged >= OMITTED_LOG_S:
+                self._omitted_logged = now
+                log.warning("event=uplink_active_alarms_truncated alarms=%d sent=%d omitted=%d "
+                            "limit=%d", len(items), len(kept), omitted, MAX_ACTIVE_ALARMS)
         try:
             snap = ActiveAlarmsSnapshot(site=self.site, gateway=self.gateway,
-                                        ts=self.clock.now_ns(), seq=seq, alarms=tuple(items))
-        except ValueError as exc:  # pydantic ValidationError (e.g. too many alarms)
+                                        ts=self.clock.now_ns(), seq=seq, alarms=tuple(kept),
+                                        omitted=omitted or None)
+        except ValueError as exc:  # pydantic ValidationError (a bug: the limit is kept above)
             self._on_reject(f"active alarms snapshot: {exc}")
             return
         self.snapshot = snap

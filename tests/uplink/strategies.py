@@ -73,7 +73,8 @@ active_alarm = st.builds(
     activated=st.none() | ns, acked_by=st.none() | actors, acked=st.none() | ns,
     first_out=st.booleans(), chattering=st.booleans())
 snapshot = st.builds(c.ActiveAlarmsSnapshot, **up, ts=ns, seq=st.integers(0, 2**62),
-                     alarms=st.lists(active_alarm, max_size=5).map(tuple))
+                     alarms=st.lists(active_alarm, max_size=5).map(tuple),
+                     omitted=st.none() | st.integers(1, 2**62))
 
 outbox_status = st.builds(c.OutboxStatus, depth=st.integers(0, 10**9),
                           bytes=st.integers(0, 10**12), budget=st.integers(0, 10**12),
