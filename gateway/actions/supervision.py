@@ -21,6 +21,11 @@ feedback has given a verdict on the present command (it agreed, or disagreed pas
 the supervisor reports nothing for that output, so an alarm restored from the journal after a
 restart, or carried through a config apply, stands until the feedback shows otherwise.
 
+Outputs may share a feedback point (two fans in one duct on one airflow switch): each is
+supervised by it on its own command. The switch then shows the duct, not each fan: one fan
+that stops while the other keeps the air moving is not seen. `roomwarden check` warns about a
+shared point, since a copy-paste slip looks the same (gateway.config.crosscheck).
+
 Escalations (`escalations:` of a rule pack) make the alarm more severe and ask for more
 outputs while a hazard alarm is present in a room the output serves: an exhaust fan that does
 not run in a battery room while hydrogen is above warning is critical and inhibits charging.
@@ -89,7 +94,12 @@ class OutputSupervisor:
                 output, output.feedback, f"{output.feedback.device}.{output.feedback.point}",
                 served, frozenset(room_types.get(r, "other") for r in served),
                 command_t=now)
-        self._by_point = {w.point: w for w in self.watches.values()}
+        self._by_point: dict[str, list[_Watch]] = {}
+        """Feedback point -> every watch on it: outputs may share one (two fans in one duct
+        on one airflow switch), and each is supervised by it (the audit: a point mapped to one
+        watch left the other fan's supervision silently dead)."""
+        for watch in self.watches.values():
+            self._by_point.setdefault(watch.point, []).append(watch)
 
     @staticmethod
     def escalations_of(packs: Iterable[RulePack]) -> list[Escalation]:
@@ -101,15 +111,18 @@ class OutputSupervisor:
             return
         arrived: float | None = None
         for sample in batch:
-            watch = by_point.get(sample.point)
-            if watch is None:
+            watches = by_point.get(sample.point)
+            if watches is None:
                 continue
             if sample.quality is Quality.GOOD and isinstance(sample.value, bool):
                 if arrived is None:
                     arrived = self.clock.monotonic()
-                watch.value, watch.sample_ns, watch.sample_t = sample.value, sample.ts, arrived
+                for watch in watches:
+                    watch.value, watch.sample_ns, watch.sample_t = (sample.value, sample.ts,
+                                                                    arrived)
             else:
-                watch.value = None
+                for watch in watches:
+                    watch.value = None
 
     def evaluate(self, wanted: Mapping[str, bool], alarms: Iterable[AlarmView]
                  ) -> list[Evaluation]:

@@ -1,6 +1,7 @@
 """`roomwarden check` of a gateway config: every error of the file across all layers in one
 run (schema, references and profiles, the `rules:` section), the nearest names suggested,
-list items named by their id, and warnings about a config that would lock out flashing or
+list items named by their id, and warnings about a config that would lock out flashing,
+share one feedback point between outputs (gateway.config.crosscheck.shared_feedback) or
 leave rules blind (unconfigured bindings, coincidences that can never fire, battery and data
 rooms without smoke detection: gateway.rules.coverage).
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from gateway.config.crosscheck import shared_feedback
 from gateway.config.loader import (
     ConfigError,
     ConfigErrors,
@@ -205,6 +207,8 @@ def check_config(path: Path, rules_dir: Path | None = None) -> Report:
                 continue  # about an item set aside for its own schema error
             errors.append(error)
         report.warnings = lockout_warnings(config)
+        report.warnings += [str(_named(_remap(w, name, index_maps, lines), ids))
+                            for w in shared_feedback(config, name, lines)]
         if not errors:  # what the layers loaded, not loaded again
             report.loaded = LoadedConfig(path=path, config=config, profiles=profiles)
             report.packs = packs

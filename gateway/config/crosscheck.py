@@ -3,7 +3,8 @@
 What one model's validation cannot see: duplicate ids, references to buses, rooms, devices
 and profiles that do not exist, RTU unit and serial port clashes, bus types that do not fit a
 profile, point overrides a profile lacks, outputs that are not writable coils, interlocks and
-output feedback. Each problem is a ConfigError with file, line and YAML path.
+output feedback. Each problem is a ConfigError with file, line and YAML path; outputs that
+share a feedback point are a warning (`shared_feedback`, printed by `roomwarden check`).
 """
 
 from __future__ import annotations
@@ -180,6 +181,31 @@ def _check_feedback(feedback: OutputFeedback | None, devices: dict[str, Device],
         err((*here, "feedback", "point"), f"{device.id}.{feedback.point} is not an enabled "
                                           f"boolean point of profile {profile.id!r}")
 # --- end issue 11 -----------------------------------------------------------------------------
+
+
+def shared_feedback(config: GatewayConfig, name: str, lines: LineMap) -> list[ConfigError]:
+    """Warnings (`roomwarden check` prints them; the config runs): an output whose feedback
+    point is already another output's. Both are supervised by it — right for two fans in one
+    duct on one airflow switch — but a copy-paste slip looks the same, and a shared switch
+    cannot tell which of the fans stopped while the other keeps the air moving."""
+    first: dict[str, int] = {}
+    warnings = []
+    for index, output in enumerate(config.outputs):
+        if output.feedback is None:
+            continue
+        point = f"{output.feedback.device}.{output.feedback.point}"
+        if point not in first:
+            first[point] = index
+            continue
+        path: YamlPath = ("outputs", index, "feedback")
+        warnings.append(ConfigError(
+            name, path,
+            f"{point} is also the feedback of outputs[{first[point]}]: both outputs are "
+            f"supervised by it, as two fans in one duct on one airflow switch are (a fan that "
+            f"stops while the other keeps the air moving is then not seen); if "
+            f"{output.id!r} has a feedback of its own, name it here",
+            lines.line_of(path)))
+    return warnings
 
 
 def _point_names(profile: ModbusProfile | SerialTextProfile) -> set[str]:

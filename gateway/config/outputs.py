@@ -15,7 +15,9 @@ OutputRole = Literal["siren", "strobe", "exhaust_fan", "alarm_panel", "hvac_stop
 # --- issue 11: supervised outputs and write back-off (gateway/actions/supervision.py) -------
 class OutputFeedback(Strict):
     """What shows that an output really acts: a fan's airflow switch, a siren's current sense,
-    a contactor's auxiliary contact — a boolean point of a device the gateway polls."""
+    a contactor's auxiliary contact — a boolean point of a device the gateway polls. Outputs
+    may share one (two fans in one duct on one airflow switch): each is supervised by it, and
+    `roomwarden check` warns, as a copy-paste slip looks the same."""
 
     device: Id
     """The device with the feedback input (an id from `devices`)."""

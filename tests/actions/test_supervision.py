@@ -202,3 +202,25 @@ def test_no_verdict_yet_reports_nothing_so_a_restored_alarm_stands() -> None:
         _airflow(sup, clock, None, Quality.COMM_ERROR)
         assert _by_rule(sup.evaluate({"fan": False}, [])) == {}
     assert not _run(sup, clock, 1, False, False)[NO_FEEDBACK_RULE].active
+
+
+def test_outputs_sharing_a_feedback_point_are_each_supervised() -> None:
+    """Two fans on one airflow switch (one duct): one sample of the switch is evidence for
+    both (the output chain audit, F3: only the last output on a point was fed)."""
+    clock = ManualClock()
+    other = FAN.model_copy(update={"id": "fan-2", "point": "do4"})
+    sup = OutputSupervisor([FAN, other], {"fan": ["batt"], "fan-2": ["batt"]},
+                           {"batt": "battery"}, clock)
+
+    def run(seconds: int, wanted: dict[str, bool], airflow: bool) -> dict[tuple[str, str], bool]:
+        result: list[Evaluation] = []
+        for _ in range(seconds):
+            clock.advance(1.0)
+            _airflow(sup, clock, airflow)
+            result = sup.evaluate(wanted, [])
+        return {(e.rule, e.subject): e.active for e in result}
+
+    both = run(21, {"fan": True, "fan-2": True}, False)  # `within`: 20 s
+    assert both[(NO_FEEDBACK_RULE, "fan")] and both[(NO_FEEDBACK_RULE, "fan-2")], both
+    both = run(1, {"fan": True, "fan-2": True}, True)
+    assert not both[(NO_FEEDBACK_RULE, "fan")] and not both[(NO_FEEDBACK_RULE, "fan-2")], both
