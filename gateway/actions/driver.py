@@ -107,7 +107,13 @@ class OutputDriver:
             point = next(p for p in profile.points if p.name == output.point)
             loop = loops.get(device.bus)
             if loop is None or not isinstance(loop.link, ModbusLink):
-                log.error("event=output_unreachable output=%s bus=%s", output.id, device.bus)
+                # failed from the start (audit F5): actions.output_failure, panel and status
+                # say so, not only this log line (`check` refuses a disabled output device)
+                why = (f"device {device.id} is disabled" if not device.enabled
+                       else f"bus {device.bus} has no Modbus poll loop")
+                self.state[output.id].last_error = f"output unreachable: {why}"
+                log.error("event=output_unreachable output=%s bus=%s reason=%r", output.id,
+                          device.bus, why)
                 continue
             self._targets[output.id] = (loop, loop.link, device.unit, point.address)
             health = loop.stats.device_health.get(output.device)

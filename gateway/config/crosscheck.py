@@ -2,9 +2,10 @@
 
 What one model's validation cannot see: duplicate ids, references to buses, rooms, devices
 and profiles that do not exist, RTU unit and serial port clashes, bus types that do not fit a
-profile, point overrides a profile lacks, outputs that are not writable coils, interlocks and
-output feedback. Each problem is a ConfigError with file, line and YAML path; outputs that
-share a feedback point are a warning (`shared_feedback`, printed by `roomwarden check`).
+profile, point overrides a profile lacks, outputs that are not writable coils or are on a
+disabled device, interlocks and output feedback. Each problem is a ConfigError with file, line
+and YAML path; outputs that share a feedback point are a warning (`shared_feedback`, printed
+by `roomwarden check`).
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ def _check_outputs(config: GatewayConfig,
         if device is None:
             err((*here, "device"), f"device {output.device!r} is not defined in `devices`")
             continue
+        if not device.enabled:  # not polled, maybe alone on its bus: never written (audit F5)
+            err((*here, "device"),
+                f"device {device.id!r} is disabled (`enabled: false`: not polled), so output "
+                f"{output.id!r} cannot be relied on (never written when nothing else on bus "
+                f"{device.bus!r} is polled); enable the device, or take the output (and its "
+                "interlocks) out of the file while the device is out of service")
         profile = profiles.get(device.profile)
         if not isinstance(profile, ModbusProfile):
             if profile is not None:

@@ -198,7 +198,8 @@ class Device(Strict):
     points: dict[PointKey, PointOverride] = {}
     """Site adjustments of the profile's points, by point name."""
     enabled: bool = True
-    """False: not polled (kept in the file, e.g. while it is being replaced)."""
+    """False: not polled (kept in the file, e.g. while it is being replaced). An output or
+    output feedback on it is refused: take those out of the file too while it is."""
     chemistry: Chemistry | None = None
     """A battery device's chemistry (issue 11); default: its room's."""
 

@@ -1,6 +1,9 @@
 """`roomwarden check`, run as a technician runs it, on where outputs point (the output chain
-audit, F3):
+audit, F3 and F5):
 
+* an output on a disabled device (`enabled: false`: not polled; alone on its bus, nothing ever
+  writes it) is refused, naming the file, the line, the output and the device; the loader
+  (`roomwarden run`) refuses it too;
 * two outputs with one feedback point (two fans in one duct on one airflow switch, or a
   copy-paste slip) are accepted — both are supervised by it — with a warning naming both."""
 
@@ -11,6 +14,24 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from gateway.config.loader import ConfigErrors, load_gateway_config
+
+SITE = """\
+gateway: {id: gw, site: test}
+rooms:
+  - {id: batt, type: battery}
+buses:
+  - {id: rs485, type: modbus_rtu, port: /dev/ttyUSB0, baudrate: 38400}
+  - {id: rs485-2, type: modbus_rtu, port: /dev/ttyUSB1, baudrate: 38400}
+devices:
+  - {id: h2, bus: rs485, unit: 1, profile: generic_h2_detector, room: batt}
+  - {id: di1, bus: rs485, unit: 3, profile: generic_di_module, room: batt}
+  - {id: do1, bus: rs485-2, unit: 2, profile: generic_relay_module, room: batt,
+     enabled: false}
+outputs:
+  - {id: siren, role: siren, device: do1, point: do1}
+"""
 
 SHARED = """\
 gateway: {id: gw, site: test}
@@ -33,6 +54,37 @@ outputs:
 def _check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gateway", "check", str(path)],
                           capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.process
+def test_check_refuses_an_output_on_a_disabled_device(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE)
+    done = _check(path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert f"FAIL {path}: 1 error(s)" in out, out
+    line = SITE.splitlines().index("  - {id: siren, role: siren, device: do1, point: do1}") + 1
+    assert (f"{path}:{line}: outputs[siren].device: device 'do1' is disabled (`enabled: false`: "
+            "not polled), so output 'siren' cannot be relied on (never written when nothing "
+            "else on bus 'rs485-2' is polled); enable the device, or take the output (and its "
+            "interlocks) out of the file while the device is out of service") in out, out
+    assert "Traceback" not in out
+    # `roomwarden run` loads it the same way: refused before anything starts
+    with pytest.raises(ConfigErrors) as caught:
+        load_gateway_config(path)
+    [error] = caught.value.errors
+    assert error.path == ("outputs", 0, "device") and error.line == line
+    assert "device 'do1' is disabled" in error.reason and "'siren'" in error.reason
+
+
+@pytest.mark.process
+def test_check_accepts_an_enabled_output_device(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE.replace(",\n     enabled: false}", "}"))
+    done = _check(path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "disabled" not in done.stdout, done.stdout
 
 
 @pytest.mark.process
