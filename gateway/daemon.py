@@ -90,7 +90,8 @@ class Gateway(PanelBackend, Reconfiguring):
         self.latest = LatestSamples()
         self.extra_sinks = list(extra_sinks or [])
         self.fanout = SampleFanOut()
-        self.core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=rules_dir)
+        self.core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=rules_dir,
+                               config_version=config_version)
         # --- issue 11: rate windows warm-started from what the last run saved ---------------
         self.rate_memory = RateMemory(self.state_dir, self.clock)
         self.rate_memory.restore(self.core.engine, loaded)
@@ -343,22 +344,30 @@ class Gateway(PanelBackend, Reconfiguring):
         self.trial = TrialHold(self.clock)
         return self.trial
 
-    def end_trial(self, *, commit: bool) -> list[AlarmEvent]:
+    def end_trial(self, *, commit: bool, retire: bool = True) -> list[AlarmEvent]:
         """Commit: raise what was held, each at the time it was seen, re-plan the outputs,
-        journal and send the events. Rollback (`commit` false): drop what was held."""
+        journal and send the events. Rollback (`commit` false): drop what was held. Either
+        way the alarms the config that now runs no longer has return to normal
+        (`SafetyCore.retire_unbound`: on commit, those of the rules and subjects it dropped;
+        after a rollback, those only the candidate had) — unless `retire` is false (an apply
+        that broke off, e.g. the service stopping: the next start boots the last-known-good,
+        which may have them)."""
         trial, self.trial = self.trial, None
         if trial is None:
             return []
-        if not commit:
-            dropped = trial.discard()
-            if dropped:
-                log.info("event=trial_alarms_dropped count=%d alarms=%s", len(dropped),
-                         ",".join(str(k) for k in dropped[:20]))
+        events: list[AlarmEvent] = []
+        if commit:
+            events = trial.release(self.core.alarms)
+            if events:
+                log.info("event=trial_alarms_raised count=%d alarms=%s", len(events),
+                         ",".join(f"{e.rule}@{e.subject}" for e in events[:20]))
+        elif dropped := trial.discard():
+            log.info("event=trial_alarms_dropped count=%d alarms=%s", len(dropped),
+                     ",".join(str(k) for k in dropped[:20]))
+        if retire:
+            events += self.core.retire_unbound()
+        if not commit and not events:
             return []
-        events = trial.release(self.core.alarms)
-        if events:
-            log.info("event=trial_alarms_raised count=%d alarms=%s", len(events),
-                     ",".join(f"{e.rule}@{e.subject}" for e in events[:20]))
         self.core.plan_outputs()
         self.driver.apply(self.core.wanted)
         self._hand_on(events)

@@ -119,7 +119,7 @@ class Reconfiguring:
         (gateway.flashing.apply)."""
         async with self._reconfigure_lock:
             core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=self.rules_dir,
-                              open_alarms=False)
+                              open_alarms=False, config_version=version)
             loops = build_bus_loops(loaded, self._on_samples, self.clock)
             configure_stall_limits(loaded, loops)
             old_tasks = self._loop_tasks

@@ -12,18 +12,36 @@ apply returns an alarm, re-runs its on-delay or changes an output (gateway.rules
 An output held on until an operator reset (`restore_on_clear: false`) is journalled when a
 real alarm makes it so and when it is released (`AlarmManager.output_event`, rule `$output`);
 a core restores the journal's holds, so neither a restart nor a power cut releases one.
+
+What the config no longer has is not carried: an alarm held active whose rule this config
+disables or removes, or whose subject (point, device, room, output) it removes or renames, has
+no binding to judge it again, so it would stay active — its outputs on, its Reset refused —
+for ever. `retire_unbound` returns each such alarm to normal (one event, actor system, note
+`returned: no longer in the config (vN)`; its overlays dropped, its outputs released): at a
+start on such a config at once, after a config apply only once the config is no longer on
+trial (committed; or, after a rollback, for what only the candidate had), so a rolled-back
+candidate costs no alarm — the config that runs again binds it, holds it and judges it as
+before. A live drill's alarms and the `$…` system rules are not rule alarms;
+`rules.evaluation_failed` has its own (gateway.rules.faults); an output's own trouble alarms
+(`actions.*`) go when the output, or its feedback, is no longer in the config.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.actions.planner import Demand, OutputPlanner
-from gateway.actions.supervision import OutputSupervisor
-from gateway.alarms.events import SYSTEM_ACTOR, AlarmEvent, AlarmView
+from gateway.actions.supervision import (
+    NO_FEEDBACK_RULE,
+    UNEXPECTED_FEEDBACK_RULE,
+    OutputSupervisor,
+)
+from gateway.alarms.events import SYSTEM_ACTOR, AlarmEvent, AlarmView, is_drill
 from gateway.alarms.journal import Journal
+from gateway.alarms.lifecycle import AlarmKey
 from gateway.alarms.manager import AlarmManager
 from gateway.alarms.types import Evaluation, Severity
 from gateway.clock import Clock
@@ -31,13 +49,19 @@ from gateway.config.loader import LoadedConfig
 from gateway.field.sample import Sample
 from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
 from gateway.rules.engine import RuleEngine
+from gateway.rules.faults import EVALUATION_FAILED_RULE
 from gateway.rules.model import RulePack
 
 if TYPE_CHECKING:
     from gateway.drills.live import LiveDrill  # issue 12
     from gateway.flashing.trial import TrialHold  # issue 9
 
+log = logging.getLogger("roomwarden.safety")
+
 OUTPUT_FAILURE_RULE = "actions.output_failure"
+OUTPUT_RULES = frozenset({OUTPUT_FAILURE_RULE, NO_FEEDBACK_RULE, UNEXPECTED_FEEDBACK_RULE})
+"""The safety core's own alarms on an output (subject: the output's id), raised outside the
+rule packs (`output_failures`, gateway.actions.supervision)."""
 HOUSEKEEPING_TICK = 1.0
 """While an alarm chatters or a flood is on, rounds run at least this often (the alarm
 manager's chatter release and flood end have no deadline it reports)."""
@@ -64,10 +88,11 @@ def demand_of(view: AlarmView) -> Demand | None:
 class SafetyCore:
     def __init__(self, loaded: LoadedConfig, clock: Clock, journal_path: Path | str,
                  *, rules_dir: Path | None = None,
-                 packs: dict[str, RulePack] | None = None, open_alarms: bool = True) -> None:
+                 packs: dict[str, RulePack] | None = None, open_alarms: bool = True,
+                 config_version: int | None = None) -> None:
         """`open_alarms` False: the alarm journal is opened by `take_over` (a config apply
         builds the core first, and opens the journal once the running core has stopped
-        writing to it)."""
+        writing to it). `config_version`: the config's version, for the journal's notes."""
         cfg = loaded.config
         self.loaded = loaded
         self.clock = clock
@@ -104,6 +129,15 @@ class SafetyCore:
         # --- end issue 11 --------------------------------------------------------------------
         self.drill: LiveDrill | None = None
         """Issue 12: a live drill's overlay on one room's rule inputs (gateway.drills.live)."""
+        self.config_version = config_version
+        self._retire_due = False
+        """A config apply carried alarms this config may not have: `retire_unbound` is due
+        once the config is no longer on trial."""
+        if open_alarms:  # a start: what this config does not have returns to normal now
+            # journalled only, as a drill's end at a start: the daemon sends the journal's
+            # events the outbox has not stored (Gateway._resend_unsent_alarm_events)
+            self._retire_due = True
+            self.retire_unbound(at_start=True)
 
     def _open_alarms(self) -> None:
         settings = self.loaded.config.alarms
@@ -143,7 +177,46 @@ class SafetyCore:
         held = self.engine.hold(self.alarms.held_conditions())
         self.planner.adopt(previous.planner)  # holds until reset, min_on timers
         self.planner.restore(self.alarms.output_holds())  # and the journal's (a rollback)
+        self._retire_due = True  # what this config no longer has: once it is not on trial
         return carried, len(held)
+
+    def unbound(self) -> list[AlarmKey]:
+        """The alarms held active (`AlarmManager.held_conditions`) that nothing in this
+        config evaluates: rule alarms this engine does not bind, output alarms of outputs
+        (or feedback) it does not have. Not a live drill's, not a `$…` system rule's, not
+        `rules.evaluation_failed` (the engine adopts those: gateway.rules.faults)."""
+        bound = set(self.engine.bindings())
+        out = []
+        for rule, subject in self.alarms.held_conditions():
+            if (rule, subject) in bound or is_drill(subject) or rule.startswith("$") \
+                    or rule == EVALUATION_FAILED_RULE:
+                continue
+            if rule == OUTPUT_FAILURE_RULE and subject in self.outputs:
+                continue
+            if rule in OUTPUT_RULES - {OUTPUT_FAILURE_RULE} \
+                    and subject in self.supervisor.watches:
+                continue
+            out.append(AlarmKey(rule, subject))
+        return out
+
+    def retire_unbound(self, *, at_start: bool = False) -> list[AlarmEvent]:
+        """Return to normal the alarms this config no longer has (`unbound`), if a start or a
+        config apply left any to look for: one event each, actor system, note `returned: no
+        longer in the config (vN)`; their outputs are released at the next plan. Call it only
+        when the config is not on trial (a rollback must find them as they were)."""
+        if not self._retire_due:
+            return []
+        self._retire_due = False
+        keys = self.unbound()
+        if not keys:
+            return []
+        why = [f"v{self.config_version}"] if self.config_version is not None else []
+        why += ["at start"] if at_start else []
+        note = "returned: no longer in the config" + (f" ({', '.join(why)})" if why else "")
+        for key in keys:
+            log.warning("event=alarm_retired rule=%s subject=%s reason=%r", key.rule,
+                        key.subject, note)
+        return self.alarms.retire(keys, note)
 
     def ingest(self, batch: list[Sample]) -> None:
         self.engine.on_samples(batch)
@@ -180,6 +253,8 @@ class SafetyCore:
         events = self.alarms.observe(batch)
         self._undelivered = []  # the alarm manager has them (it takes one again as a no-op)
         events.extend(self.alarms.tick())
+        if trial is None and self._retire_due:  # after a config apply (see `retire_unbound`)
+            events.extend(self.retire_unbound())
         self.plan_outputs()
         events.extend(self.take_output_events())
         return [*drill_events, *events] if drill_events else events

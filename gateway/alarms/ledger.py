@@ -178,6 +178,27 @@ class AlarmLedger:
             if self._flood.record(self._mono, self._now, key):
                 self._flood_event(EventKind.FLOOD_START)
 
+    def _forget(self, key: tuple[str, str], actor: str, note: str,
+                shelf_note: str | None = None) -> None:
+        """Return a known alarm straight to normal, whatever it was, and forget it: for an
+        alarm with nothing behind it any more (a live drill's at the drill's end, one the
+        running config no longer has). Its overlays go (a shelf closed in the journal with
+        `shelf_note`, else `note`), its condition and chattering are cleared, and one event
+        (`actor`, `note`) says so if it was not normal; a quiet one just goes. The caller
+        re-plans the expiries (`_plan_expiry`)."""
+        known = self._records.pop(key)
+        if isinstance(known, Evaluation):  # quiet: nothing to journal
+            return
+        rec = known
+        prev = rec.state
+        if rec.shelf is not None:
+            self._batch.shelf_closed(rec.key, self._now, actor, shelf_note or note)
+            self._shelved.discard(rec.key)
+        rec.shelf = rec.oos = rec.suppression = None
+        rec.condition = rec.chattering = False
+        rec.base, rec.activated_ns, rec.acked_by, rec.acked_ns = _N, None, None, None
+        self._changed(rec, prev, actor, note)
+
     def _flood_event(self, kind: EventKind) -> None:
         f = self._flood
         first = f.first_out

@@ -294,22 +294,24 @@ class AlarmManager(AlarmCommands):
 
     def _end_drill_alarms(self, actor: str, note: str) -> None:
         for key in [k for k in self._records if is_drill(k[1])]:
-            known = self._records[key]
-            if isinstance(known, Evaluation):  # quiet: forgotten, nothing to journal
-                del self._records[key]
-                continue
-            rec = known
-            prev = rec.state
-            if rec.shelf is not None:
-                self._batch.shelf_closed(rec.key, self._now, actor, "drill ended")
-                self._shelved.discard(rec.key)
             # straight to normal, whatever it was: a drill alarm has no hazard behind it
-            rec.shelf = rec.oos = rec.suppression = None
-            rec.condition = rec.chattering = False
-            rec.base, rec.activated_ns, rec.acked_by, rec.acked_ns = _N, None, None, None
-            self._changed(rec, prev, actor, note)
-            del self._records[key]
+            self._forget(key, actor, note, shelf_note="drill ended")
         self._plan_expiry()
+
+    # alarms the running config no longer has (gateway.safety `retire_unbound`) ---------------
+
+    def retire(self, keys: Iterable[KeyLike], note: str) -> list[AlarmEvent]:
+        """Return these alarms to normal and forget them, one event each (actor system,
+        `note` saying why), their shelf, suppression or out-of-service overlay dropped: alarms
+        whose rule the running config disabled or removed, or whose subject it removed or
+        renamed. No rule evaluates them any more, so nothing else could ever return them (and
+        Reset is refused while their condition is held). Unknown keys are skipped."""
+        self._begin()
+        for rule, subject in keys:
+            if (rule, subject) in self._records:
+                self._forget((rule, subject), SYSTEM_ACTOR, note)
+        self._plan_expiry()
+        return self._flush()
 
     # operator commands: gateway.alarms.commands ----------------------------------------------
 

@@ -262,7 +262,7 @@ class ConfigApplier:
         try:
             outcome = await self._trial(c, loaded)
         except BaseException:
-            gw.end_trial(commit=False)
+            gw.end_trial(commit=False, retire=False)  # broke off: nothing settled
             raise
         if isinstance(outcome, HealthReport):  # committed
             gw.end_trial(commit=True)  # what was held is raised now, at its own times
