@@ -11,7 +11,9 @@ planner's holds and then holds what the journal still has active — so neither 
 apply returns an alarm, re-runs its on-delay or changes an output (gateway.rules.carry).
 An output held on until an operator reset (`restore_on_clear: false`) is journalled when a
 real alarm makes it so and when it is released (`AlarmManager.output_event`, rule `$output`);
-a core restores the journal's holds, so neither a restart nor a power cut releases one.
+a core restores the journal's holds, so neither a restart nor a power cut releases one. An
+interlock that holds such an output off suspends the hold, journalled as suspended and, when
+its blocker goes off, resumed; only an operator's reset ends it.
 
 What the config no longer has is not carried: an alarm held active whose rule this config
 disables or removes, or whose subject (point, device, room, output) it removes or renames, has
@@ -39,7 +41,13 @@ from gateway.actions.supervision import (
     UNEXPECTED_FEEDBACK_RULE,
     OutputSupervisor,
 )
-from gateway.alarms.events import SYSTEM_ACTOR, AlarmEvent, AlarmView, is_drill
+from gateway.alarms.events import (
+    OUTPUT_RULE,
+    SYSTEM_ACTOR,
+    AlarmEvent,
+    AlarmView,
+    is_drill,
+)
 from gateway.alarms.journal import Journal
 from gateway.alarms.lifecycle import AlarmKey
 from gateway.alarms.manager import AlarmManager
@@ -62,6 +70,8 @@ OUTPUT_FAILURE_RULE = "actions.output_failure"
 OUTPUT_RULES = frozenset({OUTPUT_FAILURE_RULE, NO_FEEDBACK_RULE, UNEXPECTED_FEEDBACK_RULE})
 """The safety core's own alarms on an output (subject: the output's id), raised outside the
 rule packs (`output_failures`, gateway.actions.supervision)."""
+SUSPENDED = "suspended: "
+"""How a hold event's note says an interlock holds the output off (`_journal_holds`)."""
 HOUSEKEEPING_TICK = 1.0
 """While an alarm chatters or a flood is on, rounds run at least this often (the alarm
 manager's chatter release and flood end have no deadline it reports)."""
@@ -115,8 +125,11 @@ class SafetyCore:
         """Events journalled outside a round — holds by a plan (`plan_outputs`), a drill ended
         by a config apply (`take_over`) —, handed on by the next round or
         `take_output_events`."""
+        self._suspended: set[str] = set()
+        """Held outputs whose suspension by an interlock is journalled (`_journal_holds`)."""
         if open_alarms:  # a restart: the holds until an operator reset come back on at once
             self.planner.restore(self.alarms.output_holds())
+            self._suspended = self._journalled_suspensions(self.planner.held())
         self.outputs = {o.id: o for o in cfg.outputs}
         self.wanted: dict[str, bool] = {o: False for o in self.outputs}
         self._undelivered: list[Evaluation] = []
@@ -177,8 +190,23 @@ class SafetyCore:
         held = self.engine.hold(self.alarms.held_conditions())
         self.planner.adopt(previous.planner)  # holds until reset, min_on timers
         self.planner.restore(self.alarms.output_holds())  # and the journal's (a rollback)
+        holds = self.planner.held()
+        self._suspended = (previous._suspended & holds) | self._journalled_suspensions(
+            holds - previous.planner.outputs.keys())
         self._retire_due = True  # what this config no longer has: once it is not on trial
         return carried, len(held)
+
+    def _journalled_suspensions(self, outputs: Iterable[str]) -> set[str]:
+        """Those of `outputs` whose last journalled hold event is a suspension by an
+        interlock (a restart, or a rollback to a config with an output the candidate lacked,
+        goes on from the journal's word instead of journalling it again)."""
+        found = set()
+        for output_id in outputs:
+            last = self.journal.last_event(OUTPUT_RULE, output_id)
+            note = last.note if last is not None else None
+            if note is not None and (note.startswith(SUSPENDED) or f"; {SUSPENDED}" in note):
+                found.add(output_id)
+        return found
 
     def unbound(self) -> list[AlarmKey]:
         """The alarms held active (`AlarmManager.held_conditions`) that nothing in this
@@ -297,25 +325,43 @@ class SafetyCore:
 
     def _journal_holds(self) -> None:
         """Journal what changed in the holds until an operator reset: a new hold (a real
-        alarm switched the output on), or one the plan dropped without a reset (the output
-        no longer holds: `restore_on_clear` changed, an interlock); an operator's reset is
+        alarm wanted the output), one the plan dropped without a reset (the output restores
+        on clear in this config), and a hold an interlock suspends (held off while its
+        blocker is on) or resumes — an interlock never ends a hold. An operator's reset is
         journalled by the command (gateway.operator.commands)."""
-        held, journalled = self.planner.held(), self.alarms.output_holds()
-        if held == journalled & self.planner.outputs.keys():
+        planner = self.planner
+        held, journalled = planner.held(), self.alarms.output_holds()
+        suspended = {o for o in held if planner.state[o].blocked_by is not None}
+        if held == journalled & planner.outputs.keys() and suspended == self._suspended:
             return
         for output_id in sorted(held - journalled):
-            plan = self.planner.state[output_id]
+            plan = planner.state[output_id]
             why = ", ".join(plan.demanded_by) or "a real alarm"
+            note = f"held until reset: switched on by {why}"
+            if plan.blocked_by is not None:
+                note = (f"held until reset: wanted by {why}; {SUSPENDED}interlocked off "
+                        f"while {plan.blocked_by} is on")
             self._output_events += self.alarms.output_event(
-                output_id, held=True, actor=SYSTEM_ACTOR,
-                note=f"held until reset: switched on by {why}", room=self._room_of(output_id))
-        for output_id in sorted((journalled & self.planner.outputs.keys()) - held):
-            blocked = self.planner.state[output_id].blocked_by
-            why = (f"interlocked off while {blocked} is on" if blocked else
-                   "the output restores on clear in this config")
-            self._output_events += self.alarms.output_event(
-                output_id, held=False, actor=SYSTEM_ACTOR, note=f"hold ended: {why}",
+                output_id, held=True, actor=SYSTEM_ACTOR, note=note,
                 room=self._room_of(output_id))
+        for output_id in sorted(held & journalled):
+            blocker = planner.state[output_id].blocked_by
+            if blocker is not None and output_id not in self._suspended:
+                note = (f"{SUSPENDED}interlocked off while {blocker} is on; still held "
+                        "until reset")
+            elif blocker is None and output_id in self._suspended:
+                note = "resumed: no interlock holds it off; on again until reset"
+            else:
+                continue
+            self._output_events += self.alarms.output_event(
+                output_id, held=True, actor=SYSTEM_ACTOR, note=note,
+                room=self._room_of(output_id))
+        for output_id in sorted((journalled & planner.outputs.keys()) - held):
+            self._output_events += self.alarms.output_event(
+                output_id, held=False, actor=SYSTEM_ACTOR,
+                note="hold ended: the output restores on clear in this config",
+                room=self._room_of(output_id))
+        self._suspended = suspended
 
     def _room_of(self, output_id: str) -> str | None:
         rooms = sorted(r for r in self.planner.rooms.get(output_id, set()) if r)

@@ -13,7 +13,13 @@ serves the alarm's room. Per output:
   hold). The safety core journals each hold and restores it at a start (`restore`);
 * `min_on`: once switched on, stays on at least that long;
 * interlocks are applied last: an output interlocked with one that is on is held off, and the
-  block is reported.
+  block is reported (`blocked_by`). "On" is the blocker's own outcome, its interlocks applied
+  first: the locks are evaluated in dependency order (`interlock_order`), so a set of locks
+  gives the same outputs in any list order, and a blocker that is itself held off blocks
+  nothing. An interlock suspends an output held until reset, it does not end the hold: the
+  output comes back on when its blocker goes off, unless an operator reset it meanwhile.
+  A cycle of interlocks (refused by `check`) holds each of its outputs off while any of its
+  blockers in the cycle is wanted.
 
 Shelved, suppressed and out-of-service alarms demand nothing; the caller leaves them out.
 """
@@ -47,8 +53,10 @@ class OutputPlan:
     on: bool = False
     on_since: float | None = None
     held_by_reset: bool = False
-    """restore_on_clear is off and the output was on: it waits for an operator reset."""
+    """restore_on_clear is off and a real alarm wanted the output: it waits for an operator
+    reset (an interlock may hold it off meanwhile: `blocked_by`)."""
     blocked_by: str | None = None
+    """The output that holds it off now (an interlock), None when nothing does."""
     reasons: list[str] = field(default_factory=list)
     """The alarms (or hold) keeping it on, for the panel and logs."""
     demanded_by: list[str] = field(default_factory=list)
@@ -67,6 +75,14 @@ class OutputPlanner:
         self.rooms = {o.id: set(o.rooms) or {device_rooms.get(o.device, "")}
                       for o in self.outputs.values()}
         self.state = {o: OutputPlan() for o in self.outputs}
+        self.blockers: dict[str, tuple[str, ...]] = {}
+        """Output → the outputs whose running holds it off (sorted ids: an output shows the
+        first of them that is on, whatever the order of the locks in the config)."""
+        for lock in self.interlocks:
+            if lock.output in self.outputs and lock.while_on in self.outputs:
+                self.blockers[lock.output] = tuple(sorted(
+                    {*self.blockers.get(lock.output, ()), lock.while_on}))
+        self.groups = interlock_order(self.blockers)
 
     def plan(self, demands: Iterable[Demand]) -> dict[str, bool]:
         """The wanted on/off state of every output (also kept in `state`)."""
@@ -92,22 +108,38 @@ class OutputPlanner:
                 on, reasons = True, ["held until reset"]
             plan.reasons = reasons
             wanted[output_id] = on
-        for lock in self.interlocks:
-            if wanted.get(lock.while_on) and wanted.get(lock.output):
-                wanted[lock.output] = False
-                self.state[lock.output].blocked_by = lock.while_on
-            elif lock.output in self.state:
-                self.state[lock.output].blocked_by = None
-        for output_id, on in wanted.items():
+        final = self._interlocked(wanted)
+        for output_id, on in final.items():
             plan, output = self.state[output_id], self.outputs[output_id]
             if on and not plan.on:
                 plan.on_since = now
             if not on:
                 plan.on_since = None
             plan.on = on
-            plan.held_by_reset = on and not output.restore_on_clear and (
+            # from what the alarms and the hold want, not from what the interlocks leave: an
+            # interlock suspends a hold, only an operator's reset ends it
+            plan.held_by_reset = wanted[output_id] and not output.restore_on_clear and (
                 plan.held_by_reset or latching[output_id])
-        return wanted
+        return final
+
+    def _interlocked(self, wanted: dict[str, bool]) -> dict[str, bool]:
+        """`wanted` with the interlocks applied (and each output's `blocked_by` set): every
+        blocker is decided before the outputs it blocks, so the outcome does not depend on the
+        order of the locks; the outputs of a cycle of locks are decided together, each held
+        off while a blocker in the cycle is wanted at all (or one outside it is on)."""
+        final = dict(wanted)
+        for group in self.groups:
+            for output_id in group:
+                plan = self.state[output_id]
+                plan.blocked_by = None
+                if not wanted[output_id]:
+                    continue
+                for blocker in self.blockers[output_id]:
+                    if wanted[blocker] if blocker in group else final[blocker]:
+                        plan.blocked_by = blocker
+                        final[output_id] = False
+                        break
+        return final
 
     def adopt(self, previous: OutputPlanner) -> None:
         """Carry over what the previous planner holds for outputs that still exist (a config
@@ -157,3 +189,32 @@ class OutputPlanner:
         if output.silences_on_ack:
             return demand.unacknowledged and (demand.active or output.latch_until_ack)
         return demand.active or (output.latch_until_ack and demand.unacknowledged)
+
+
+
+def interlock_order(blockers: dict[str, tuple[str, ...]]) -> tuple[frozenset[str], ...]:
+    """The interlocked outputs in groups, every group after the groups of its blockers: one
+    output each, or the outputs of a cycle of locks together (refused by `check`, decided by
+    `OutputPlanner._interlocked` all the same). Sorted where the locks leave a choice."""
+    reach: dict[str, set[str]] = {}
+    for start in blockers:
+        seen: set[str] = set()
+        todo = list(blockers[start])
+        while todo:
+            here = todo.pop()
+            if here not in seen:
+                seen.add(here)
+                todo.extend(blockers.get(here, ()))
+        reach[start] = seen
+    group_of = {o: frozenset({o} | {b for b in reach[o] if b in reach and o in reach[b]})
+                for o in blockers}
+    waiting = {g: {group_of[b] for o in g for b in blockers[o] if b in group_of} - {g}
+               for g in set(group_of.values())}
+    order: list[frozenset[str]] = []
+    while waiting:
+        ready = min((g for g, left in waiting.items() if not left), key=sorted)
+        order.append(ready)
+        del waiting[ready]
+        for left in waiting.values():
+            left.discard(ready)
+    return tuple(order)

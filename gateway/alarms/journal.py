@@ -181,6 +181,20 @@ class Journal:
                             key=lambda e: e.seq)[:limit]
         return events
 
+    def last_event(self, rule: str, subject: str) -> AlarmEvent | None:
+        """The newest event of (`rule`, `subject`) (the `events_key` index: one row read),
+        None if there is none or the journal cannot be read now."""
+        try:
+            rows = self._conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE rule = ? AND subject = ? "
+                "ORDER BY seq DESC LIMIT 1", (rule, subject)).fetchall()
+        except sqlite3.Error as exc:
+            log.error("event=alarm_journal_read_failed error=%r", exc)
+            rows = []
+        found = [*_readable(rows), *(e for e in self._pending.events
+                                     if e.rule == rule and e.subject == subject)]
+        return max(found, key=lambda e: e.seq, default=None)
+
     def count_events(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM events").fetchone()[0])
 

@@ -3,13 +3,14 @@
 What one model's validation cannot see: duplicate ids, references to buses, rooms, devices
 and profiles that do not exist, RTU unit and serial port clashes, bus types that do not fit a
 profile, point overrides a profile lacks, outputs that are not writable coils or are on a
-disabled device, interlocks and output feedback. Each problem is a ConfigError with file, line
-and YAML path; outputs that share a feedback point are a warning (`shared_feedback`, printed
-by `roomwarden check`).
+disabled device, interlocks (and their cycles) and output feedback. Each problem is a
+ConfigError with file, line and YAML path; outputs that share a feedback point are a warning
+(`shared_feedback`, printed by `roomwarden check`).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -161,6 +162,51 @@ def _check_outputs(config: GatewayConfig,
                     f"output {getattr(lock, field_name)!r} is not defined in `outputs`")
         if lock.output == lock.while_on:
             err(("interlocks", index), "an output cannot be interlocked with itself")
+    _check_interlock_cycles(config, err)
+
+
+def _check_interlock_cycles(config: GatewayConfig, err: Callable[[YamlPath, str], None]
+                            ) -> None:
+    """Interlocks that chain back to where they start (a held off while b is on, b while a
+    is on …) would each hold the other off: no order decides them. One error per cycle, at
+    its first lock."""
+    blockers: dict[str, list[str]] = {}
+    for lock in config.interlocks:
+        blockers.setdefault(lock.output, []).append(lock.while_on)
+    reported: set[frozenset[str]] = set()
+    for index, lock in enumerate(config.interlocks):
+        if lock.output == lock.while_on:
+            continue  # reported above
+        back = _blocker_chain(blockers, lock.while_on, lock.output)
+        if back is None:
+            continue
+        cycle = [lock.output, *back]
+        if frozenset(cycle) in reported:
+            continue
+        reported.add(frozenset(cycle))
+        chain = "; ".join(f"{a} is held off while {b} is on"
+                          for a, b in itertools.pairwise(cycle))
+        err(("interlocks", index), f"interlocks form a cycle ({chain}): each output in it "
+                                   "would hold off one that holds it off; remove one of them")
+
+
+def _blocker_chain(blockers: dict[str, list[str]], start: str, goal: str) -> list[str] | None:
+    """The shortest chain start, its blocker, that one's blocker … ending at `goal`; None if
+    there is none."""
+    came_from: dict[str, str | None] = {start: None}
+    todo = [start]
+    while todo:
+        here = todo.pop(0)
+        if here == goal:
+            chain = [here]
+            while (previous := came_from[chain[-1]]) is not None:
+                chain.append(previous)
+            return chain[::-1]
+        for blocker in sorted(blockers.get(here, ())):
+            if blocker not in came_from:
+                came_from[blocker] = here
+                todo.append(blocker)
+    return None
 
 
 # --- issue 11: an output's feedback names a boolean point of a polled device ----------------

@@ -64,7 +64,8 @@ class Output(Strict):
     latch_until_ack: bool = False
     """Stays on after the alarm clears until it is acknowledged."""
     restore_on_clear: bool = True
-    """False: once on, it stays on until an operator resets it."""
+    """False: once a real alarm wanted it on, it stays on until an operator resets it (an
+    interlock holds it off only while its blocker runs)."""
     min_on: Duration = 0.0
     """Shortest time the output stays on once switched on."""
     verify: bool = True
@@ -95,7 +96,10 @@ class Output(Strict):
 
 class Interlock(Strict):
     """Never run `output` while `while_on` is on (e.g. no HVAC recirculation while the
-    exhaust fan purges hydrogen). The blocked output is held off and the block is reported."""
+    exhaust fan purges hydrogen). The blocked output is held off and the block is reported.
+    `while_on` counts as on after its own interlocks, so the order of the list does not
+    matter; locks that chain back to where they start (a cycle) are refused. An output held
+    until reset is only suspended: it runs again when `while_on` goes off."""
 
     output: Id
     """The output held off (an id from `outputs`)."""

@@ -62,6 +62,31 @@ def test_cli_check_exit_codes_and_output(capsys: pytest.CaptureFixture[str]) -> 
     assert "FAIL" in out and "missing_bus.yaml:" in out and "devices[th1].bus" in out
 
 
+def test_cli_check_refuses_a_cycle_of_interlocks(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The output chain audit (F7): interlocks that chain back to where they start have no
+    order that decides them; `roomwarden check` names the file, line, lock and the cycle. Two
+    outputs locked against each other are one cycle, reported once; a chain is not one."""
+    assert main(["check", str(DATA / "broken" / "interlock_cycle.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "interlock_cycle.yaml:18: interlocks[1]: interlocks form a " \
+        "cycle (fan is held off while hvac is on; hvac is held off while panel is on; " \
+        "panel is held off while fan is on)" in out
+    text = (DATA / "broken" / "interlock_cycle.yaml").read_text()
+    for name, locks, problem in (
+            ("pair", "  - {output: fan, while_on: hvac}\n  - {output: hvac, while_on: fan}\n",
+             "interlocks[0]: interlocks form a cycle (fan is held off while hvac is on; "
+             "hvac is held off while fan is on)"),
+            ("chain", "  - {output: panel, while_on: hvac}\n  - {output: hvac, while_on: fan}\n"
+                      "  - {output: siren, while_on: fan}\n", None)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text.split("interlocks:")[0]
+                        + "interlocks:\n" + locks)
+        assert main(["check", str(path)]) == (1 if problem else 0), name
+        out = capsys.readouterr().out
+        assert (problem in out and out.count("form a cycle") == 1) if problem else "ok" in out
+
+
 def test_cli_check_reports_a_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "/nonexistent/site.yaml"]) == 1
     assert "cannot read" in capsys.readouterr().out
