@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.actions.driver import OutputDriver
+from gateway.actions.release import CoilReleases
 from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.clock import Clock, SystemClock
 from gateway.config.loader import LoadedConfig
@@ -112,6 +113,7 @@ class Gateway(PanelBackend, Reconfiguring):
         self.bus_loops: list[BusLoop] = build_bus_loops(loaded, self._on_samples, self.clock)
         configure_stall_limits(loaded, self.bus_loops)
         self.driver = OutputDriver(loaded, self.bus_loops, self.latest, self.clock)
+        self.releases = CoilReleases(self._release_note)  # coils an apply stops driving
         self.recording = Recording(self)  # issue 12: flight recorder and incidents
         self.panel_port_override = panel_port  # tests and the demo pick a free port (0)
         self.panel = self._make_panel(loaded)
@@ -286,6 +288,7 @@ class Gateway(PanelBackend, Reconfiguring):
                     await self.uplink.close()
         finally:
             self._group = None
+            self.releases.close()  # no retries of released coils into stopped loops
             if self.uplink is not None:
                 await self.uplink.close()
             if self.panel is not None:

@@ -2,7 +2,8 @@
 `gateway.daemon.Gateway`, driven by gateway.flashing.apply) — new bus loops, rules and outputs;
 the alarms carried through the journal, the rules' evaluation state through
 `SafetyCore.take_over`, the output driver's knowledge of each coil (`carry_output_states`);
-the uplink and the panel restarted only when their settings changed.
+a coil the new config no longer drives switched off (`gateway.actions.release`); the uplink
+and the panel restarted only when their settings changed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.actions.driver import OutputDriver
+from gateway.actions.release import CoilReleases
+from gateway.alarms.events import OUTPUT_RULE, AlarmEvent, EventKind
 from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
 from gateway.evaluator import Evaluator
@@ -75,6 +78,7 @@ class Reconfiguring:
     clock: Clock
     core: SafetyCore
     driver: OutputDriver
+    releases: CoilReleases
     latest: LatestSamples
     bus_loops: list[BusLoop]
     evaluator: Evaluator
@@ -106,13 +110,30 @@ class Reconfiguring:
 
         async def _serve_panel(self) -> None: ...
 
+        def system_event(self, kind: EventKind, rule: str, subject: str,
+                         note: str) -> list[AlarmEvent]: ...
+
+    def _release_note(self, output_id: str, note: str) -> None:
+        """A coil an apply released (`CoilReleases`): journalled on its output, sent on. An
+        output the config dropped keeps a hold until reset in the journal (a rollback, or a
+        later config with it, holds it again): the note says so."""
+        if output_id in self.core.alarms.output_holds() \
+                and output_id not in self.core.planner.outputs:
+            note += ("; its hold until reset stays journalled: a config that drives it again "
+                     "switches it on until an operator resets it")
+        self.system_event(EventKind.OUTPUT, OUTPUT_RULE, output_id, note)
+
     async def reconfigure(self, loaded: LoadedConfig, *, version: int,
                           sha256: str) -> None:
         """Run `loaded` from now on: new bus loops, rules and outputs, without a break in any
         alarm (DESIGN principle 7): every alarm in progress carries over through the journal,
         the rule engine's evaluation state (delays, latches, windows, last values) through
         `SafetyCore.take_over`, the output driver's knowledge of each coil it wrote (so
-        nothing is written that the alarm states do not change). A rollback (back to the
+        nothing is written that the alarm states do not change); a coil the old driver may
+        have left on and the new config does not drive (an output moved to another coil or
+        removed) is switched off through the new bus loops before their first poll, after
+        the new config's outputs are written as the alarms in progress want them
+        (`CoilReleases`). A rollback (back to the
         config the running one replaced) takes a device the candidate never read from the
         state before the candidate. Raises (and keeps the old config running) if the new
         safety core cannot be built. Health checking and rollback are the caller's job
@@ -129,6 +150,7 @@ class Reconfiguring:
             # from here to the swap nothing awaits: the old core has stopped writing the
             # journal, and the new one takes over exactly where it stands
             old_core, old_loaded, old_driver = self.core, self.loaded, self.driver
+            old_loops = self.bus_loops
             earlier = self._replaced_core
             if earlier is not None and earlier.loaded.config != loaded.config:
                 earlier = None  # only a rollback (or revert) looks further back
@@ -136,6 +158,12 @@ class Reconfiguring:
             self.loaded, self.core, self.bus_loops = loaded, core, loops
             self.driver = OutputDriver(loaded, loops, self.latest, self.clock)
             carry_output_states(self.driver, old_driver, loaded, old_loaded)
+            # queued before the new loops' first poll: what the alarms in progress want (a
+            # moved siren's new relay on), then the coils no output drives any more off —
+            # make before break on a shared line
+            self.driver.apply(core.plan_outputs())
+            self.releases.release(old_driver.state, old_loaded, old_loops, loaded, loops,
+                                  version)
             self.config_version, self.config_sha256 = version, sha256
             old_core.close()
             # a rollback leaves nothing to look back to: the failed candidate's core (rules'
@@ -152,7 +180,7 @@ class Reconfiguring:
             self.reconfigurations += 1
             self.evaluator.owe()  # the new rules' first round evaluates everything
             bindings = core.engine.bindings()
-            del old_tasks, old_driver  # the replaced loops' last holders here
+            del old_tasks, old_driver, old_loops  # the replaced loops' last holders here
             collect_ms = _collect_replaced()
             log.info("event=gateway_reconfigured version=%d sha256=%s buses=%d devices=%d "
                      "rules=%d bindings=%d gc_ms=%.0f", version, sha256[:12], len(loops),

@@ -37,6 +37,7 @@ SERVICE_FIXTURES = frozenset({"broker", "persistent_broker", "subscribers", "vic
 
 MODULES: dict[str, tuple[str, ...]] = {
     "tests/apply/test_apply.py": ("slow",),
+    "tests/apply/test_apply_releases.py": ("slow",),
     "tests/apply/test_apply_unbound.py": ("slow",),  # a health check's 8 s, a rollback
     "tests/apply/test_service_process.py": ("process", "slow"),
     "tests/apply/test_trial.py": ("slow",),

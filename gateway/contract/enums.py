@@ -94,4 +94,5 @@ class EventKind(StrEnum):
     """An output that does not restore on clear (rule `$output`, subject the output's id):
     held on by a real alarm (`held until reset: …`), reset by an operator (`reset: <note>`,
     actor the operator the gateway checked), suspended and resumed by an interlock
-    (`suspended: …`, `resumed: …`) or released by the gateway (`hold ended: …`)."""
+    (`suspended: …`, `resumed: …`) or released by the gateway (`hold ended: …`); and any
+    output whose coil a config apply stopped driving (`released by config vN: …`)."""
