@@ -88,7 +88,7 @@ class Gateway(PanelBackend, Reconfiguring):
         """(version, sha256) of the config it booted (gateway.ops.config_health)."""
         self.boot_problems: tuple[str, ...] = ()
         """What the boot had to work round, set by the supervisor (/healthz `config`)."""
-        self.latest = LatestSamples()
+        self.latest = LatestSamples(self.clock)
         self.extra_sinks = list(extra_sinks or [])
         self.fanout = SampleFanOut()
         self.core = SafetyCore(loaded, self.clock, self.journal_path, rules_dir=rules_dir,

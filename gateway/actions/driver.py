@@ -2,17 +2,24 @@
 
 Writes go through the bus loop of the output's device (`BusLoop.submit`), so they share the
 line with polls strictly in turn and run before the next poll. A write counts only when the
-coil reads back as written. A write that gets no valid reply is retried at once
-(`write_retries`); one whose read-back disagrees (a relay that does not follow) is not.
+coil reads back as written. A write that gets no valid reply is retried (`write_retries`),
+each attempt a bus job of its own: a poll that is due goes between them, so a module that
+dies at the alarm holds the bus one timeout at a time (the output audit: a smoke input on its
+bus was alarmed 5.4 s late). One whose read-back disagrees (a relay that does not follow) is
+not retried at once.
 
 A failed output is written again on its back-off schedule (`backoff`: after `initial`, then
 × `multiplier`, at most `max`), per output: a dead module or a stuck relay costs its bus one
-write attempt per back-off step, however often the safety core re-applies what it wants. Drift
+write attempt per back-off step, however often the safety core re-applies what it wants. Only
+a module that was down (its polls failing too) is written at once when it answers a poll
+again; one that answers polls but not writes waits the back-off like any other. Drift
 repair (the device's own polls show the coil in another state than commanded: a module reset,
 a manual override) waits for the back-off too, and a coil that falls back again after each
-good repair is repaired on the same schedule (the first repair at once). A new command (the
-wanted state changed) is written at once. The log says what changed — output set, write
-failed (with the next retry), output restored, drift — not every attempt.
+good repair is repaired on the same schedule (the first repair at once); a poll counts as
+evidence when it arrived after the write ended, on the monotonic clock (a wall-clock step
+back must not hide it). A new command (the wanted state changed) is written at once. The log
+says what changed — output set, write failed (with the next retry), output restored, drift —
+not every attempt.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from gateway.config.loader import LoadedConfig
 from gateway.config.profile import ModbusProfile, RegisterType
 from gateway.config.site import Output
 from gateway.field.bus_loop import BusLoop
+from gateway.field.health import DeviceHealth
 from gateway.field.latest import LatestSamples
 from gateway.field.modbus_link import CommFailure, ExceptionReply, ModbusLink
 from gateway.field.planner import ReadRequest
@@ -59,17 +67,25 @@ class OutputState:
     """Failed attempts in a row (the back-off step)."""
     last_error: str | None = None
     last_write_ns: int = 0
+    """When the last write ended (wall clock, ns: the incident records' time)."""
+    last_write_mono: float = 0.0
+    """When the last write ended (monotonic): polls that arrived later show what it left."""
     commanded_ns: int = 0
     """When the state asked for last changed (wall clock, ns; the incident records' time)."""
     writes: int = 0
-    """Write attempts (each one write, plus immediate retries after a missing reply)."""
+    """Writes done (each with its retries after a missing reply)."""
     retry_at: float = 0.0
     """A failed (or drifting) output is written again no sooner than this (monotonic)."""
     failed_mono: float = 0.0
     """When it failed last (monotonic)."""
     unanswered: bool = False
-    """It failed for its module not answering (not a relay that does not follow): once a poll
-    after `failed_mono` is answered, the module is back and the output is written at once."""
+    """It failed for its module not answering (not a relay that does not follow)."""
+    module_down: bool = False
+    """Its module's polls were failing too when it failed, or have failed since (the module
+    was down, not merely deaf to writes): the first poll the module answers after that has the
+    output written at once, not after its back-off — once; set again only by polls failing
+    again. A module that answers polls but not writes waits the back-off (the output audit:
+    it was written after every poll, a bus timeout each)."""
     drifts: int = 0
     """Drift repairs in a row: polls showing the coil other than commanded after a write."""
 
@@ -93,7 +109,11 @@ class OutputDriver:
         self.outputs = {o.id: o for o in loaded.config.outputs}
         self.state = {o: OutputState() for o in self.outputs}
         self._unanswered: set[str] = set()
-        """Devices whose last write went unanswered (`_silent`)."""
+        """Devices whose last write attempt went unanswered (`_silent`)."""
+        self._answered: dict[str, tuple[int, bool | None]] = {}
+        """Device → its failed polls and online state (`DeviceHealth`) when it last answered a
+        write: while both stand, nothing has said it failed since, and it counts as answering
+        (a confirmed write proves a module back before its next poll says so)."""
         self.on_written: Callable[[str, bool, OutputState], None] | None = None
         """Issue 12: told after every completed write (output id, state written, the outcome
         in the output's state): the incident records' output commands with read-back."""
@@ -127,16 +147,17 @@ class OutputDriver:
             state = self.state.get(output_id)
             if state is None or state.pending or output_id not in self._targets:
                 continue
-            health = self._targets[output_id][0].stats.device_health.get(
-                self.outputs[output_id].device)
+            output = self.outputs[output_id]
+            health = self._targets[output_id][0].stats.device_health.get(output.device)
             if health is not None and health.online is False and not state.failed \
-                    and state.commanded is not None:
-                self._lost(self.outputs[output_id], state, now)
-            back = state.failed and state.unanswered and health is not None and \
-                health.online is True and (health.last_success_mono or 0.0) > state.failed_mono
+                    and state.commanded is not None and not self._answers(output, health):
+                self._lost(output, state, now)
+            back = self._back(state, health)
             waiting = now < state.retry_at and not back
             if state.commanded != on or (state.failed and not waiting) or (
                     not waiting and self._drifted(output_id, state)):
+                if back:
+                    state.module_down = False  # once per time the module was down
                 if state.commanded != on:
                     state.commanded_ns = self.clock.now_ns()
                 state.commanded = on
@@ -152,17 +173,38 @@ class OutputDriver:
         most), not after the output's own back-off."""
         state.last_error = f"module {output.device} not answering: state unknown"
         state.confirmed, state.failed_mono, state.unanswered = None, now, True
+        state.module_down = True
         state.retry_at = now + backoff_delay(output, max(1, state.failing_for))
         log.error("event=output_unconfirmed output=%s device=%s (module offline)", output.id,
                   output.device)
 
+    def _answers(self, output: Output, health: DeviceHealth) -> bool:
+        """The output's module answered a write since its last failed poll (or going offline
+        with its bus)."""
+        return self._answered.get(output.device) == (health.failures, health.online)
+
+    @staticmethod
+    def _back(state: OutputState, health: DeviceHealth | None) -> bool:
+        """A failed output's module was down (`module_down`) and its polls answer again since
+        the failure: it is written at once rather than after its back-off."""
+        if not (state.failed and state.unanswered) or health is None:
+            return False
+        if health.consecutive_failures:
+            state.module_down = True  # its polls fail too: down, not deaf to writes
+            return False
+        return state.module_down and (health.last_success_mono or 0.0) > state.failed_mono
+
     def _drifted(self, output_id: str, state: OutputState) -> bool:
-        """The device's own polls show the coil other than commanded since the last write."""
+        """The device's own polls show the coil other than commanded since the last write:
+        a poll that arrived after the write ended, on the monotonic clock — never the sample's
+        wall-clock stamp, which a step back puts before the write (the output audit: a siren
+        switched off at its module stayed off for the hour NTP stepped the clock back)."""
         output = self.outputs[output_id]
-        sample = self.latest.latest.get(f"{output.device}.{output.point}")
+        point = f"{output.device}.{output.point}"
+        sample = self.latest.latest.get(point)
         if sample is None or sample.quality is not Quality.GOOD or state.commanded is None:
             return False
-        if sample.ts <= state.last_write_ns:
+        if self.latest.arrived.get(point, float("-inf")) <= state.last_write_mono:
             return False
         expected = output.on_value if state.commanded else not output.on_value
         if sample.value == expected:
@@ -185,46 +227,66 @@ class OutputDriver:
         loop = self._targets[output.id][0]
         health = loop.stats.device_health.get(output.device)
         return output.device in self._unanswered or (
-            health is not None and health.consecutive_failures > 0)
+            health is not None and health.consecutive_failures > 0
+            and not self._answers(output, health))
 
-    async def _write(self, output_id: str, on: bool) -> None:
+    async def _write(self, output_id: str, on: bool, attempt: int = 0, tries: int = 0) -> None:
+        """One attempt at a write (a bus job). One that goes unanswered marks the module so at
+        once (its other outputs' writes get one attempt) and, while the write has tries left,
+        queues the next attempt as a job of its own (`BusLoop._run_jobs` lets due polls go
+        between them); the outcome is kept when the write is done."""
         output: Output = self.outputs[output_id]
         state = self.state[output_id]
-        _, link, unit, address = self._targets[output_id]
+        loop, link, unit, address = self._targets[output_id]
         coil = output.on_value if on else not output.on_value
-        error: str | None = None
-        unanswered = False
+        again = False
         try:
-            for attempt in range(1 if self._silent(output) else output.write_retries + 1):
-                if attempt:
-                    await asyncio.sleep(RETRY_SPACING * attempt)
-                try:
-                    await link.write_coil(address, coil, unit)
-                    if output.verify:
-                        [read] = await link.read(
-                            ReadRequest(RegisterType.COIL, address, 1, ()), unit)
-                        if bool(read) != coil:
-                            raise ReadBackMismatch(f"read back {bool(read)} after writing "
-                                                   f"{coil}")
-                    error, unanswered = None, False
-                    break
-                except ReadBackMismatch as exc:
-                    error, unanswered = str(exc), False
-                    break  # the module answered: writing again at once will not move it
-                except (CommFailure, ExceptionReply) as exc:
-                    error, unanswered = str(exc), isinstance(exc, CommFailure)
+            if attempt:
+                await asyncio.sleep(RETRY_SPACING * attempt)
+            else:
+                tries = 1 if self._silent(output) else output.write_retries + 1
+            error, unanswered = await self._attempt(output, link, unit, address, coil)
+            health = loop.stats.device_health.get(output.device)
             if unanswered:
                 self._unanswered.add(output.device)
+                if attempt + 1 < tries:
+                    loop.submit(functools.partial(self._write, output_id, on, attempt + 1,
+                                                  tries))
+                    again = True
+                    return
             else:
                 self._unanswered.discard(output.device)
+                if health is not None:
+                    self._answered[output.device] = (health.failures, health.online)
             state.unanswered = unanswered
+            state.module_down = unanswered and health is not None and (
+                health.consecutive_failures > 0 or health.online is False)
             state.writes += 1
             state.last_write_ns = self.clock.now_ns()
+            state.last_write_mono = self.clock.monotonic()
             self._record(output, state, on, coil, error)
             if self.on_written is not None:  # issue 12
                 self.on_written(output_id, on, state)
         finally:
-            state.pending = False
+            if not again:
+                state.pending = False
+
+    @staticmethod
+    async def _attempt(output: Output, link: ModbusLink, unit: int, address: int,
+                       coil: bool) -> tuple[str | None, bool]:
+        """Write the coil once and read it back: (the error or None, whether it went
+        unanswered)."""
+        try:
+            await link.write_coil(address, coil, unit)
+            if output.verify:
+                [read] = await link.read(ReadRequest(RegisterType.COIL, address, 1, ()), unit)
+                if bool(read) != coil:  # the module answered: writing again will not move it
+                    raise ReadBackMismatch(f"read back {bool(read)} after writing {coil}")
+        except ReadBackMismatch as exc:
+            return str(exc), False
+        except (CommFailure, ExceptionReply) as exc:
+            return str(exc), isinstance(exc, CommFailure)
+        return None, False
 
     def _record(self, output: Output, state: OutputState, on: bool, coil: bool,
                 error: str | None) -> None:

@@ -71,8 +71,9 @@ class Output(Strict):
     verify: bool = True
     """Read the coil back after each write; a mismatch counts as a failed write."""
     write_retries: Annotated[int, Field(ge=0, le=10)] = 3
-    """Immediate retries after a write that got no valid reply (not after a read-back
-    mismatch: a relay that does not follow is retried on the back-off schedule)."""
+    """Retries after a write that got no valid reply, each its own turn on the bus (polls
+    that are due go between them); none for a module known not to answer, nor after a
+    read-back mismatch (a relay that does not follow is retried on the back-off schedule)."""
     backoff: WriteBackoff = WriteBackoff.model_construct()
     """After a failed write (issue 11)."""
     feedback: OutputFeedback | None = None

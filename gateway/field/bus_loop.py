@@ -43,7 +43,7 @@ SILENT_PROBE = 2.0
 device at most every `SILENT_PROBE` × devices): the power back is seen within seconds, not at
 the end of back-offs that ran in lockstep to `backoff_max` (60 s by default: the RTU audit)."""
 JOB_TURN = 0.5
-"""Seconds output writes may hold the bus while a poll is due before that poll goes first
+"""Seconds output writes may hold the bus while a poll is due before the polls due go first
 (`BusLoop._run_jobs`): a healthy module's writes take milliseconds and never reach it."""
 
 
@@ -82,6 +82,10 @@ class BusLoop:
         submits them (see `gateway.service.watchdog.configure_stall_limits`)."""
         self._stall_limit: float | None = None
         self._jobs: deque[Callable[[], Awaitable[None]]] = deque()
+        self._turn_began: float | None = None
+        """When the jobs' present turn on the bus began (`_run_jobs`)."""
+        self._owed: float | None = None
+        """When the jobs last gave way to a due poll: the polls due by then go first."""
         self._wake = asyncio.Event()
         self._policy = policy
         self._quiet: set[str] = set()
@@ -141,12 +145,21 @@ class BusLoop:
 
     async def _run_jobs(self, poll_due: float | None = None) -> None:
         """The writes waiting, in order — but once they have held the bus `JOB_TURN` and a poll
-        is due (`poll_due`), that poll goes first and the rest follow it: a dead module's
-        writes, each waiting out the timeout, cannot keep the bus from its detectors."""
-        began = self.clock.monotonic()
+        is due (`poll_due`: the first of the queue), every poll due by then goes first and the
+        rest follow them: a dead module's writes, each attempt a job waiting out the timeout,
+        cannot keep the bus from its detectors. The turn counts across calls: a poll that is
+        held off (the dead unit's own, `held_off`) gives the jobs no new turn while other
+        polls are overdue (the output audit: a smoke input alarmed 5.4 s late)."""
         while self._jobs:
             now = self.clock.monotonic()
-            if poll_due is not None and now - began >= JOB_TURN and now >= poll_due:
+            if self._owed is not None:
+                if poll_due is not None and poll_due <= self._owed:
+                    return
+                self._owed = self._turn_began = None  # the polls had their turn
+            if self._turn_began is None:
+                self._turn_began = now
+            if poll_due is not None and now - self._turn_began >= JOB_TURN and now >= poll_due:
+                self._owed = now
                 return
             job = self._jobs.popleft()
             try:
@@ -156,6 +169,7 @@ class BusLoop:
             except Exception:
                 log.exception("event=bus_job_failed bus=%s", self.bus_id)
             self.alive_mono = self.clock.monotonic()  # a write is progress too
+        self._turn_began = self._owed = None
 
     async def run(self) -> None:
         """Poll forever (until cancelled)."""

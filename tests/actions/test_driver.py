@@ -5,18 +5,20 @@ relay is written once per back-off step (counted at the simulator), and logged o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from gateway.actions.driver import OUTPUT_MODULE_BACKOFF, OutputDriver, backoff_delay
-from gateway.clock import SystemClock
+from gateway.clock import Clock, SystemClock
 from gateway.config.loader import load_gateway_config
 from gateway.field.bus_loop import BusLoop
 from gateway.field.buses import build_bus_loops
@@ -51,21 +53,31 @@ class Rig:
     loop: BusLoop
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+@contextlib.asynccontextmanager
+async def open_rig(tmp_path: Path, site_config: dict[str, Any] | None = None,
+                   clock: Clock | None = None) -> AsyncIterator[Rig]:
+    """The simulated site of `site_config` (default `SITE`), one bus loop polling it and an
+    output driver, on `clock` (default the system's)."""
+    clock = clock or SystemClock()
     config = tmp_path / "site.yaml"
-    config.write_text(yaml.safe_dump(SITE))
+    config.write_text(yaml.safe_dump(site_config or SITE))
     async with SimulatedSite(load_gateway_config(config)) as site:
         loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
-        latest = LatestSamples()
-        [loop] = build_bus_loops(loaded, latest.update, SystemClock())
-        driver = OutputDriver(loaded, [loop], latest, SystemClock())
+        latest = LatestSamples(clock)
+        [loop] = build_bus_loops(loaded, latest.update, clock)
+        driver = OutputDriver(loaded, [loop], latest, clock)
         task = asyncio.create_task(loop.run())
         try:
             yield Rig(site, driver, loop)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with open_rig(tmp_path) as opened:
+        yield opened
 
 
 async def settle(rig: Rig, output: str, seconds: float = 2.0, after: int = 0) -> None:
