@@ -176,13 +176,18 @@ async def _scene(fleet: Fleet) -> None:
                                        f"\"actor\" = '{ACTOR}'") > 0, 30, "the acknowledgement")
             for point in smoke:
                 tel_site.release(point)
-            # the fire alarm latches: once the smoke is gone an acknowledge resets it
+            # the fire alarm latches: once the smoke is gone its own acknowledge resets it
+            # ("acknowledge all" leaves an acknowledged latch for its reset)
+            fires = [AlarmRef(rule=v.key.rule, subject=v.key.subject)
+                     for v in tel.core.alarms.active() if v.key.rule == "fire.smoke_coincidence"]
+            assert fires, "the fire is in the alarm list"
             deadline = time.monotonic() + 60
             while not await asyncio.to_thread(lambda: _rows(
                     fleet, 'SELECT "state" FROM "alarm_events" WHERE "rule" = '
                     "'fire.smoke_coincidence' AND \"state\" = 'normal'") > 0):
                 assert time.monotonic() < deadline, "timed out waiting for the fire's reset"
-                tel.commands.acknowledge_all(ACTOR, None, RESET_NOTE)
+                with contextlib.suppress(Refused):  # (its smoke not yet gone)
+                    tel.commands.acknowledge(fires, ACTOR, RESET_NOTE)
                 await asyncio.sleep(1.0)
             await _until(lambda: _rows(fleet, 'SELECT "active" FROM "alarm_events" WHERE '
                                        "\"rule\" =~ /water/ AND \"active\" = true") > 0, 60,
