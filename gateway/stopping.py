@@ -56,7 +56,8 @@ async def leave_outputs_safe(loaded: LoadedConfig, core: SafetyCore, driver: Out
     while True:
         driver.apply(wanted)  # skips outputs with a write in flight: apply again
         settled = all(not driver.state[o].pending and driver.state[o].commanded == on
-                      for o, on in wanted.items() if o in driver.state)
+                      for o, on in wanted.items()
+                      if o in driver.state and driver.reachable(o))  # (never written)
         if settled or clock.monotonic() >= deadline:
             break
         await asyncio.sleep(0.02)

@@ -140,6 +140,11 @@ class OutputDriver:
             if health is not None:  # back soon after a power cut: its outputs are rewritten
                 health.backoff_cap = OUTPUT_MODULE_BACKOFF
 
+    def reachable(self, output_id: str) -> bool:
+        """A bus loop carries this output's writes (an unreachable one is failed, never
+        written: `output unreachable`)."""
+        return output_id in self._targets
+
     def apply(self, wanted: dict[str, bool]) -> None:
         """Command every output to its wanted state; only changes (and repairs) are written."""
         now = self.clock.monotonic()

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
+from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.daemon import Gateway
 from gateway.ops.status_report import build_status_report
@@ -23,6 +24,7 @@ from gateway.safety import OUTPUT_FAILURE_RULE
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
 from gateway.status import health_view
+from gateway.stopping import leave_outputs_safe
 from tests.helpers import until
 
 SITE = {
@@ -81,6 +83,29 @@ async def test_an_output_without_a_bus_loop_raises_the_output_alarm(tmp_path: Pa
             [panel] = health_view(gateway.loaded, gateway.bus_loops, gateway.core.planner,
                                   gateway.driver, 0.0).outputs  # the panel's outputs table
             assert panel.failed and panel.error == state.last_error
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.slow
+async def test_a_clean_stop_does_not_wait_for_an_unreachable_output(tmp_path: Path) -> None:
+    """A stop writes every output its stop state and waits, bounded, for the confirmations;
+    an output no bus loop carries is never written, so there is nothing to wait for (the stop
+    used to wait out its whole bound for it). On a clock that does not move, the old wait
+    never ended."""
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump(SITE))
+    async with SimulatedSite(load_gateway_config(config)) as site:
+        loaded = _with_do1_disabled(load_gateway_config(site.write_config(tmp_path / "sim.yaml")))
+        gateway = Gateway(loaded, state_dir=tmp_path / "state")
+        task = asyncio.create_task(gateway.run())
+        try:
+            await asyncio.wait_for(gateway.started.wait(), 10)
+            assert not gateway.driver.reachable("siren")
+            await asyncio.wait_for(leave_outputs_safe(
+                gateway.loaded, gateway.core, gateway.driver, ManualClock(),
+                lambda events: None), 5)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
