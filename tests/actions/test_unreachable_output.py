@@ -8,7 +8,9 @@ gateway some other way, through the whole daemon against the simulated site."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -55,37 +57,44 @@ def _with_do1_disabled(loaded: LoadedConfig) -> LoadedConfig:
         update={"devices": devices}))
 
 
-@pytest.mark.slow
-async def test_an_output_without_a_bus_loop_raises_the_output_alarm(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def running_without_do1(tmp_path: Path) -> AsyncIterator[tuple[SimulatedSite, Gateway]]:
+    """The site simulated, a gateway running on it with the relay module disabled (started)."""
     config = tmp_path / "site.yaml"
     config.write_text(yaml.safe_dump(SITE))
     async with SimulatedSite(load_gateway_config(config)) as site:
         loaded = _with_do1_disabled(load_gateway_config(site.write_config(tmp_path / "sim.yaml")))
         gateway = Gateway(loaded, state_dir=tmp_path / "state")
         task = asyncio.create_task(gateway.run())
-        key = AlarmKey(OUTPUT_FAILURE_RULE, "siren")
         try:
             await asyncio.wait_for(gateway.started.wait(), 10)
-            assert [loop.bus_id for loop in gateway.bus_loops] == ["rs485"]  # no loop for do1
-            await until(lambda: key in gateway.core.alarms.known()
-                        and gateway.core.alarms.get(key).state
-                        is AlarmState.ACTIVE_UNACKNOWLEDGED, what="the siren's output alarm")
-            site.set_signal("h2.h2", Constant(value=40.0))  # the siren is wanted
-            await until(lambda: gateway.core.wanted.get("siren") is True, what="siren wanted")
-            state = gateway.driver.state["siren"]
-            assert state.failed and state.writes == 0
-            assert state.last_error == "output unreachable: device do1 is disabled"
-            assert gateway.core.alarms.get(key).value == state.last_error
-            [line] = [o for o in build_status_report(gateway).outputs if o.id == "siren"]
-            assert line.failed and line.wanted and line.last_error == state.last_error
-            text = render_status(build_status_report(gateway), color=False, width=200)
-            assert "output unreachable: device do1 is disabled" in text, text
-            [panel] = health_view(gateway.loaded, gateway.bus_loops, gateway.core.planner,
-                                  gateway.driver, 0.0).outputs  # the panel's outputs table
-            assert panel.failed and panel.error == state.last_error
+            yield site, gateway
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.slow
+async def test_an_output_without_a_bus_loop_raises_the_output_alarm(tmp_path: Path) -> None:
+    key = AlarmKey(OUTPUT_FAILURE_RULE, "siren")
+    async with running_without_do1(tmp_path) as (site, gateway):
+        assert [loop.bus_id for loop in gateway.bus_loops] == ["rs485"]  # no loop for do1
+        await until(lambda: key in gateway.core.alarms.known()
+                    and gateway.core.alarms.get(key).state
+                    is AlarmState.ACTIVE_UNACKNOWLEDGED, what="the siren's output alarm")
+        site.set_signal("h2.h2", Constant(value=40.0))  # the siren is wanted
+        await until(lambda: gateway.core.wanted.get("siren") is True, what="siren wanted")
+        state = gateway.driver.state["siren"]
+        assert state.failed and state.writes == 0
+        assert state.last_error == "output unreachable: device do1 is disabled"
+        assert gateway.core.alarms.get(key).value == state.last_error
+        [line] = [o for o in build_status_report(gateway).outputs if o.id == "siren"]
+        assert line.failed and line.wanted and line.last_error == state.last_error
+        text = render_status(build_status_report(gateway), color=False, width=200)
+        assert "output unreachable: device do1 is disabled" in text, text
+        [panel] = health_view(gateway.loaded, gateway.bus_loops, gateway.core.planner,
+                              gateway.driver, 0.0).outputs  # the panel's outputs table
+        assert panel.failed and panel.error == state.last_error
 
 
 @pytest.mark.slow
@@ -94,18 +103,8 @@ async def test_a_clean_stop_does_not_wait_for_an_unreachable_output(tmp_path: Pa
     an output no bus loop carries is never written, so there is nothing to wait for (the stop
     used to wait out its whole bound for it). On a clock that does not move, the old wait
     never ended."""
-    config = tmp_path / "site.yaml"
-    config.write_text(yaml.safe_dump(SITE))
-    async with SimulatedSite(load_gateway_config(config)) as site:
-        loaded = _with_do1_disabled(load_gateway_config(site.write_config(tmp_path / "sim.yaml")))
-        gateway = Gateway(loaded, state_dir=tmp_path / "state")
-        task = asyncio.create_task(gateway.run())
-        try:
-            await asyncio.wait_for(gateway.started.wait(), 10)
-            assert not gateway.driver.reachable("siren")
-            await asyncio.wait_for(leave_outputs_safe(
-                gateway.loaded, gateway.core, gateway.driver, ManualClock(),
-                lambda events: None), 5)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    async with running_without_do1(tmp_path) as (_site, gateway):
+        assert not gateway.driver.reachable("siren")
+        await asyncio.wait_for(leave_outputs_safe(
+            gateway.loaded, gateway.core, gateway.driver, ManualClock(),
+            lambda events: None), 5)
