@@ -87,12 +87,19 @@ def acquisition(loaded: LoadedConfig, device_id: str) -> tuple[object, ...] | No
 
 
 def demand_of(view: AlarmView) -> Demand | None:
-    """What one alarm asks of the outputs; None when it asks nothing (normal or overlaid)."""
-    if not view.annunciated or not view.actions:
+    """What one alarm asks of the outputs; None when it asks nothing (normal, out of service,
+    shelved or suppressed with its condition clear). A shelved or suppressed alarm whose
+    condition is active (or latched) asks for its protective outputs, as acknowledged."""
+    if not view.actions:
         return None
-    return Demand(alarm=str(view.key), roles=view.actions, room=view.room,
-                  active=view.demands_actions, unacknowledged=view.state.unacknowledged,
-                  drill=view.drill)
+    if view.annunciated:
+        return Demand(alarm=str(view.key), roles=view.actions, room=view.room,
+                      active=view.demands_actions, unacknowledged=view.state.unacknowledged,
+                      drill=view.drill)
+    if view.hidden_active:
+        return Demand(alarm=str(view.key), roles=view.actions, room=view.room, active=True,
+                      unacknowledged=False, drill=view.drill, overlay=view.state.value)
+    return None
 
 
 class SafetyCore:
@@ -336,7 +343,7 @@ class SafetyCore:
             return
         for output_id in sorted(held - journalled):
             plan = planner.state[output_id]
-            why = ", ".join(plan.demanded_by) or "a real alarm"
+            why = ", ".join(plan.reasons if plan.demanded_by else ()) or "a real alarm"
             note = f"held until reset: switched on by {why}"
             if plan.blocked_by is not None:
                 note = (f"held until reset: wanted by {why}; {SUSPENDED}interlocked off "

@@ -21,7 +21,14 @@ serves the alarm's room. Per output:
   A cycle of interlocks (refused by `check`) holds each of its outputs off while any of its
   blockers in the cycle is wanted.
 
-Shelved, suppressed and out-of-service alarms demand nothing; the caller leaves them out.
+A shelved or suppressed alarm hides from the operator, it does not switch the protection off
+(ISA-18.2 / IEC 62682): while its condition is active (or it is latched active) it still
+demands its *protective* outputs (`Output.is_protective`: exhaust fan, HVAC stop, charge
+inhibit, or an output the site marks `protective`), as an acknowledged alarm would
+(`Demand.overlay`), and none of its annunciation (siren, strobe, alarm panel). The output's
+reasons say so (`hydrogen@h2-1 (shelved: protective output stays on)`), so the panel tells
+why a fan runs with no alarm in the list. An out-of-service alarm, or a shelved or
+suppressed one whose condition is clear, demands nothing; the caller leaves it out.
 """
 
 from __future__ import annotations
@@ -46,6 +53,16 @@ class Demand:
     drill: bool = False
     """A live drill's alarm: it may switch an output on (an evacuation drill), but never
     latches one that does not restore on clear — a drill leaves nothing held for a reset."""
+    overlay: str | None = None
+    """`shelved` or `suppressed`: the alarm is hidden from the operator and demands only the
+    protective outputs of its roles (`Output.is_protective`); None for an annunciated one."""
+
+    @property
+    def reason(self) -> str:
+        """How an output's reasons name this demand (the panel's outputs table, status)."""
+        if self.overlay is None:
+            return self.alarm
+        return f"{self.alarm} ({self.overlay}: protective output stays on)"
 
 
 @dataclass
@@ -58,7 +75,8 @@ class OutputPlan:
     blocked_by: str | None = None
     """The output that holds it off now (an interlock), None when nothing does."""
     reasons: list[str] = field(default_factory=list)
-    """The alarms (or hold) keeping it on, for the panel and logs."""
+    """The alarms (or hold) keeping it on, for the panel and logs (`Demand.reason`: a shelved
+    or suppressed alarm is named as such)."""
     demanded_by: list[str] = field(default_factory=list)
     """The alarms that wanted it at the last plan (a reset leaves it on for them)."""
     released: set[str] = field(default_factory=set)
@@ -94,10 +112,10 @@ class OutputPlanner:
         for output_id, output in self.outputs.items():
             plan = self.state[output_id]
             wanting = [d for d in demands if self._wants(output, d)]
-            reasons = [d.alarm for d in wanting]
-            plan.demanded_by = reasons
+            reasons = [d.reason for d in wanting]
+            plan.demanded_by = [d.alarm for d in wanting]
             if plan.released:  # (every round, every output: no set made when none)
-                plan.released &= set(reasons)
+                plan.released &= set(plan.demanded_by)
             on = bool(reasons)
             latching[output_id] = any(not d.drill and d.alarm not in plan.released
                                       for d in wanting)
@@ -183,6 +201,8 @@ class OutputPlanner:
 
     def _wants(self, output: Output, demand: Demand) -> bool:
         if output.role not in demand.roles:
+            return False
+        if demand.overlay is not None and not output.is_protective:
             return False
         if demand.room is not None and demand.room not in self.rooms[output.id]:
             return False

@@ -89,7 +89,8 @@ class AlarmCommands(AlarmLedger):
         self._changed(rec, prev, actor, note)
 
     def shelve(self, key: KeyLike, actor: str, until_ns: int, reason: str) -> list[AlarmEvent]:
-        """Shelve an alarm until `until_ns` (wall-clock ns): not annunciated, no actions. A
+        """Shelve an alarm until `until_ns` (wall-clock ns): not annunciated, no sounder or
+        strobe; its protective outputs stay on while it is active (gateway.alarms.lifecycle). A
         critical alarm nobody has acknowledged is refused, as for a suppression."""
         self._begin()
         rec = self._require(key)
@@ -184,7 +185,7 @@ class AlarmCommands(AlarmLedger):
     def _suppress_rising(self, rec: AlarmRecord) -> None:
         """A quiet alarm turns active (from `_apply`, before its condition is set): under a
         suppression that covers it, it is suppressed from now on — one event, not annunciated,
-        demanding nothing — until the suppression ends."""
+        demanding only its protective outputs while active — until the suppression ends."""
         scope = self._covering(rec)
         if scope is not None:
             prev = rec.state

@@ -128,6 +128,9 @@ class AlarmView:
     """The note of the acknowledgement shown by `acked_by` (issue 14)."""
     drill: bool = False
     """A live drill's alarm (its subject has `DRILL_PREFIX`)."""
+    hidden_active: bool = False
+    """Shelved or suppressed while its condition is active or it is latched active: it still
+    drives its protective outputs (`AlarmRecord.hidden_active`)."""
 
     @property
     def audible(self) -> bool:
@@ -153,7 +156,7 @@ class AlarmView:
             flood_first_out=flood_first_out, demanded_roles=rec.demanded_roles(),
             acknowledgeable=rec.acknowledgeable,
             acked_note=rec.acked_note if rec.acked_by else None,
-            drill=is_drill(rec.key.subject))
+            drill=is_drill(rec.key.subject), hidden_active=rec.hidden_active)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,10 +43,12 @@ normal                     no           no       no               no
 active_unacknowledged      yes          YES      YES              yes
 active_acknowledged        yes          no       YES              no
 returned_unacknowledged    yes          no       no               yes
-shelved                    no           no       no               no
-suppressed                 no           no       no               no
+shelved                    no           no       protective       no
+suppressed                 no           no       protective       no
 out_of_service             no           no       no               no
 =========================  ===========  =======  ===============  ===============
+
+`protective`: only protective outputs, and only while `hidden_active` (see below).
 
 * `annunciated`: shown in the panel's alarm list.
 * `audible`: the sounders (roles in `AUDIBLE_ROLES`: siren, buzzer, horn, sounder) sound. An
@@ -59,8 +61,19 @@ out_of_service             no           no       no               no
   after its condition clears, until it is reset by an acknowledge. A chattering alarm is held
   active, so a fan does not cycle with each toggle.
 * `unacknowledged`: blinks in the panel and is counted as waiting for an operator.
+* protective (`AlarmRecord.hidden_active`): a shelf or a suppression hides an alarm from the
+  operator — not annunciated: no sounder, strobe or alarm panel — but does not disable the
+  automatic protective function (ISA-18.2 / IEC 62682): while the hidden alarm's condition is
+  active, or it is latched active (a latching alarm whose base was active when the overlay
+  began), it still drives its *protective* outputs (exhaust fan, HVAC stop, charge inhibit, and
+  any output a site marks `protective`; gateway.actions.planner). An acknowledged hydrogen
+  alarm that is shelved keeps the fan purging and the charger inhibited. Out of service
+  drives nothing: the technician took the detector out, its reading is known invalid.
 
-Use `AlarmRecord.demanded_roles()` (or `AlarmManager.demanded_outputs()`) to get both at once.
+Use `AlarmRecord.demanded_roles()` (or `AlarmManager.demanded_outputs()`) to get both at once;
+they are the roles demanded through the state, none for an overlaid alarm: whether an output
+is protective is the site's config (`Output.protective`), so the planner decides that per
+output from `hidden_active`.
 
 Chattering
 ----------
@@ -229,6 +242,16 @@ class AlarmRecord:
         """Held active by latching only: condition clear, waiting for the acknowledge (reset)."""
         return (not self.overlaid and not self.held_active
                 and self.base in _ACTIVE)
+
+    @property
+    def hidden_active(self) -> bool:
+        """Shelved or suppressed (not out of service) while its condition is active or it is
+        latched active — the base does not move under an overlay, so a latching alarm whose
+        base was active when the overlay began is still latched: it drives its protective
+        outputs (see the module docstring) until an acknowledge after the overlay resets it."""
+        if self.oos is not None or (self.shelf is None and self.suppression is None):
+            return False
+        return self.held_active or (self.ev.latching and self.base in _ACTIVE)
 
     @property
     def acknowledgeable(self) -> bool:

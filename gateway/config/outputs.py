@@ -11,6 +11,11 @@ from gateway.config.profile import Id, Name, PointKey, Strict
 OutputRole = Literal["siren", "strobe", "exhaust_fan", "alarm_panel", "hvac_stop",
                      "charge_inhibit", "other"]
 
+PROTECTIVE_ROLES = frozenset({"exhaust_fan", "hvac_stop", "charge_inhibit"})
+"""Roles that act on the hazard itself (ventilate, stop air handling, stop charging), as
+against those that tell people (siren, strobe, alarm panel). A shelved or suppressed alarm
+still drives an output of these roles while its condition is active (`Output.protective`)."""
+
 
 # --- issue 11: supervised outputs and write back-off (gateway/actions/supervision.py) -------
 class OutputFeedback(Strict):
@@ -79,6 +84,16 @@ class Output(Strict):
     feedback: OutputFeedback | None = None
     """Supervision (issue 11): commanded but no feedback within `within`, or feedback
     without a command, raises the output's own alarm."""
+    protective: bool | None = None
+    """An automatic protective function, not annunciation: a shelved or suppressed alarm
+    still drives it while the alarm's condition is active (or it is latched active), since
+    shelving and suppression hide an alarm from the operator, they do not disable the
+    protection (ISA-18.2 / IEC 62682). Default: true for `exhaust_fan`, `hvac_stop` and
+    `charge_inhibit`; false for `siren`, `strobe`, `alarm_panel` and `other` (mark your own
+    `other` output that acts on the hazard true, e.g. a gas shut-off valve). An
+    out-of-service alarm drives nothing, protective or not (its detector is known invalid).
+    For a shelved or suppressed alarm the output follows its own options as if the alarm were
+    acknowledged: one that silences on acknowledge stays off."""
     on_stop: Literal["off", "on", "hold"] | None = None
     """What the gateway leaves the output at when it stops (SIGTERM, `systemctl stop`):
     default `off` for sirens, strobes and the alarm panel (a planned stop does not leave a
@@ -87,6 +102,12 @@ class Output(Strict):
     @property
     def silences_on_ack(self) -> bool:
         return self.silence_on_ack if self.silence_on_ack is not None else self.role == "siren"
+
+    @property
+    def is_protective(self) -> bool:
+        """`protective`, or its role's default (`PROTECTIVE_ROLES`)."""
+        return self.protective if self.protective is not None else \
+            self.role in PROTECTIVE_ROLES
 
     @property
     def stop_state(self) -> Literal["off", "on", "hold"]:

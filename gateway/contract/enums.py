@@ -59,7 +59,9 @@ class AlarmState(StrEnum):
 
     @property
     def overlay(self) -> bool:
-        """Shelved, suppressed or out of service: hidden, silent, demanding nothing."""
+        """Shelved, suppressed or out of service: hidden and silent. A shelved or suppressed
+        alarm still drives its protective outputs while its condition is active (or latched);
+        out of service drives nothing (gateway.alarms.lifecycle)."""
         return self in _OVERLAYS
 
 

@@ -26,7 +26,8 @@ def add_parsers(sub: SubParsers) -> None:
     ack.add_argument("--room", default=None, help="with --all: only this room's alarms")
     ack.add_argument("--note", default=None, help="journalled with the acknowledgement")
 
-    shelve = _command(sub, "shelve", "shelve an alarm for a while (no siren, no outputs)")
+    shelve = _command(sub, "shelve", "shelve an alarm for a while (hidden, no siren; "
+                                           "protective outputs stay on while it is active)")
     shelve.add_argument("--alarm", required=True, metavar="RULE@SUBJECT",
                         help="the alarm to shelve")
     shelve.add_argument("--for", dest="duration", required=True, metavar="DURATION",

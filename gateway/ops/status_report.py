@@ -75,6 +75,9 @@ class OutputLine(StrictModel):
     failures: int
     last_error: str | None
     blocked_by: str | None = None
+    reasons: list[str] = []
+    """What keeps it wanted on: the alarms (a shelved or suppressed one named as such: it
+    still drives a protective output), `min_on …` or `held until reset`."""
 
 
 class UplinkLine(StrictModel):
@@ -148,7 +151,8 @@ def build_status_report(gw: MetricsSource, health: HealthMonitor | None = None) 
             wanted=bool(gw.core.wanted.get(output_id, False)), commanded=state.commanded,
             confirmed=state.confirmed, failed=state.failed, failures=state.failures,
             last_error=state.last_error,
-            blocked_by=plan.blocked_by if plan is not None else None))
+            blocked_by=plan.blocked_by if plan is not None else None,
+            reasons=list(plan.reasons) if plan is not None else []))
     uplink = None
     if gw.uplink is not None:
         status = gw.uplink.status()

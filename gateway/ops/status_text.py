@@ -22,6 +22,8 @@ WIDTH = 80
 """Default line width, the longest line `render_status` prints (in terminal columns; CJK
 characters count 2). Issue 14: fits an 80-column terminal; `render_status(width=…)` uses a
 wider one when the terminal has it."""
+REASONS_SHOWN = 3
+"""Reasons listed under an output that is on (the alarms keeping it on); past that a count."""
 MAX_DEVICES_SHOWN = 60
 MAX_ALARMS_SHOWN = 30
 
@@ -274,6 +276,12 @@ def _outputs(r: StatusReport, paint: _Painter) -> list[str]:
         elif o.failures:
             parts.append((f"{o.failures} failed writes", None, ("dim",)))
         lines.append(_line(paint, 2, parts))
+        if o.wanted and not o.blocked_by:  # why it is on, one line each (a shelved alarm's too)
+            shown = o.reasons[:REASONS_SHOWN]
+            more = len(o.reasons) - len(shown)
+            lines.extend(_line(paint, 4, [(f"for {why}", None, ("dim",))]) for why in shown)
+            if more:
+                lines.append(_line(paint, 4, [(f"and {more} more", None, ("dim",))]))
     return lines
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from gateway.actions.supervision import NO_FEEDBACK_RULE, UNEXPECTED_FEEDBACK_RULE
+from gateway.config.outputs import PROTECTIVE_ROLES
 from gateway.config.site import OutputRole
 from gateway.rules import model as m
 from gateway.rules.config import default_rules_dir, load_rule_packs
@@ -270,10 +271,17 @@ def render(packs: Iterable[m.RulePack]) -> str:
               "first good evaluation (`gateway/rules/faults.py`). "
               + _todo(EVALUATION_FAILED_RULE), ""]
     lines += ["## Output roles", "",
-              "Rules name output *roles*; a site maps each to a relay coil (`outputs:`).", "",
-              "| role | what it does |", "|---|---|"]
+              "Rules name output *roles*; a site maps each to a relay coil (`outputs:`). A "
+              "*protective* output acts on the hazard: a shelved or suppressed alarm hides "
+              "from the operator but keeps its protective outputs on while its condition is "
+              "active (or it is latched), and none of the others (ISA-18.2 / IEC 62682: "
+              "shelving is a function of the display, not of the protection). An output's "
+              "`protective: true | false` overrides its role's default, e.g. an `other` "
+              "output that shuts a gas valve.", "",
+              "| role | what it does | protective |", "|---|---|---|"]
     for role in typing.get_args(OutputRole):
-        lines.append(f"| `{role}` | {ROLE_NOTES[role]} |")
+        protective = "yes" if role in PROTECTIVE_ROLES else "no"
+        lines.append(f"| `{role}` | {ROLE_NOTES[role]} | {protective} |")
     return "\n".join(lines).rstrip() + "\n"
 
 
