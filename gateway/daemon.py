@@ -113,7 +113,8 @@ class Gateway(PanelBackend, Reconfiguring):
         self.bus_loops: list[BusLoop] = build_bus_loops(loaded, self._on_samples, self.clock)
         configure_stall_limits(loaded, self.bus_loops)
         self.driver = OutputDriver(loaded, self.bus_loops, self.latest, self.clock)
-        self.releases = CoilReleases(self._release_note)  # coils an apply stops driving
+        self.releases = CoilReleases(self._release_note, self._keep_releases)  # of applies
+        self._restore_releases()  # those a restart left pending: before the loops' first poll
         self.recording = Recording(self)  # issue 12: flight recorder and incidents
         self.panel_port_override = panel_port  # tests and the demo pick a free port (0)
         self.panel = self._make_panel(loaded)
@@ -229,8 +230,8 @@ class Gateway(PanelBackend, Reconfiguring):
         """One round of the safety core, then drive the outputs it wants."""
         began = time.perf_counter()
         failed = {o: s.last_error for o, s in self.driver.state.items()}
-        events = self.core.step(self.core.output_failures(failed, self.clock.now_ns()),
-                                trial=self.trial)
+        events = self.core.step(self.core.output_failures(
+            failed, self.clock.now_ns(), self.releases.pending.values()), trial=self.trial)
         self.evaluations += 1
         for event in events:
             log.info("event=alarm_%s rule=%s subject=%s state=%s previous=%s severity=%s "

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from gateway.actions.driver import OutputDriver
 from gateway.actions.release import CoilReleases
 from gateway.alarms.events import OUTPUT_RULE, AlarmEvent, EventKind
+from gateway.alarms.ledger import COIL_RELEASES
 from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
 from gateway.evaluator import Evaluator
@@ -108,6 +109,8 @@ class Reconfiguring:
 
         def _make_panel(self, loaded: LoadedConfig) -> PanelServer | None: ...
 
+        def _hand_on(self, events: list[AlarmEvent]) -> None: ...
+
         async def _serve_panel(self) -> None: ...
 
         def system_event(self, kind: EventKind, rule: str, subject: str,
@@ -122,6 +125,16 @@ class Reconfiguring:
             note += ("; its hold until reset stays journalled: a config that drives it again "
                      "switches it on until an operator resets it")
         self.system_event(EventKind.OUTPUT, OUTPUT_RULE, output_id, note)
+
+    def _keep_releases(self, text: str) -> None:
+        """The coils released and not yet confirmed off, kept in the alarm journal's meta
+        (`AlarmLedger.keep`; gateway.actions.orphans) for the next start."""
+        self._hand_on(self.core.alarms.keep(COIL_RELEASES, text))
+
+    def _restore_releases(self) -> None:
+        """At a start: the releases the journal kept go on (`CoilReleases.restore`)."""
+        self.releases.restore(self.core.alarms.kept(COIL_RELEASES), self.loaded,
+                              self.bus_loops, self.config_version)
 
     async def reconfigure(self, loaded: LoadedConfig, *, version: int,
                           sha256: str) -> None:

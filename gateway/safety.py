@@ -25,7 +25,9 @@ trial (committed; or, after a rollback, for what only the candidate had), so a r
 candidate costs no alarm — the config that runs again binds it, holds it and judges it as
 before. A live drill's alarms and the `$…` system rules are not rule alarms;
 `rules.evaluation_failed` has its own (gateway.rules.faults); an output's own trouble alarms
-(`actions.*`) go when the output, or its feedback, is no longer in the config.
+(`actions.*`) go when the output, or its feedback, is no longer in the config — but not the
+`actions.output_failure` of a dropped output whose coil release the journal keeps pending
+(gateway.actions.failures: it returns when the release is confirmed or dropped).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.actions.failures import OUTPUT_FAILURE_RULE as OUTPUT_FAILURE_RULE
+from gateway.actions.failures import OutputFailures
+from gateway.actions.orphans import Orphan, output_ids
 from gateway.actions.planner import Demand, OutputPlanner
 from gateway.actions.supervision import (
     NO_FEEDBACK_RULE,
@@ -49,9 +54,10 @@ from gateway.alarms.events import (
     is_drill,
 )
 from gateway.alarms.journal import Journal
+from gateway.alarms.ledger import COIL_RELEASES
 from gateway.alarms.lifecycle import AlarmKey
 from gateway.alarms.manager import AlarmManager
-from gateway.alarms.types import Evaluation, Severity
+from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
 from gateway.field.sample import Sample
@@ -66,10 +72,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("roomwarden.safety")
 
-OUTPUT_FAILURE_RULE = "actions.output_failure"
 OUTPUT_RULES = frozenset({OUTPUT_FAILURE_RULE, NO_FEEDBACK_RULE, UNEXPECTED_FEEDBACK_RULE})
 """The safety core's own alarms on an output (subject: the output's id), raised outside the
-rule packs (`output_failures`, gateway.actions.supervision)."""
+rule packs (`output_failures`: gateway.actions.failures; gateway.actions.supervision)."""
 SUSPENDED = "suspended: "
 """How a hold event's note says an interlock holds the output off (`_journal_holds`)."""
 HOUSEKEEPING_TICK = 1.0
@@ -138,6 +143,7 @@ class SafetyCore:
             self.planner.restore(self.alarms.output_holds())
             self._suspended = self._journalled_suspensions(self.planner.held())
         self.outputs = {o.id: o for o in cfg.outputs}
+        self.failures = OutputFailures(self.outputs, self.planner.rooms)
         self.wanted: dict[str, bool] = {o: False for o in self.outputs}
         self._undelivered: list[Evaluation] = []
         """The rules' changed evaluations of a round that raised before the alarm manager took
@@ -158,6 +164,7 @@ class SafetyCore:
             # events the outbox has not stored (Gateway._resend_unsent_alarm_events)
             self._retire_due = True
             self.retire_unbound(at_start=True)
+            self.failures.remember(self.alarms.active())  # a release's, of a dropped output
 
     def _open_alarms(self) -> None:
         settings = self.loaded.config.alarms
@@ -201,6 +208,7 @@ class SafetyCore:
         self._suspended = (previous._suspended & holds) | self._journalled_suspensions(
             holds - previous.planner.outputs.keys())
         self._retire_due = True  # what this config no longer has: once it is not on trial
+        self.failures.remember(self.alarms.active())
         return carried, len(held)
 
     def _journalled_suspensions(self, outputs: Iterable[str]) -> set[str]:
@@ -219,14 +227,18 @@ class SafetyCore:
         """The alarms held active (`AlarmManager.held_conditions`) that nothing in this
         config evaluates: rule alarms this engine does not bind, output alarms of outputs
         (or feedback) it does not have. Not a live drill's, not a `$…` system rule's, not
-        `rules.evaluation_failed` (the engine adopts those: gateway.rules.faults)."""
+        `rules.evaluation_failed` (the engine adopts those: gateway.rules.faults), not the
+        `actions.output_failure` of an output whose coil release the journal keeps pending
+        (gateway.actions.release: it clears when the release does)."""
         bound = set(self.engine.bindings())
+        releasing = output_ids(self.alarms.kept(COIL_RELEASES))
         out = []
         for rule, subject in self.alarms.held_conditions():
             if (rule, subject) in bound or is_drill(subject) or rule.startswith("$") \
                     or rule == EVALUATION_FAILED_RULE:
                 continue
-            if rule == OUTPUT_FAILURE_RULE and subject in self.outputs:
+            if rule == OUTPUT_FAILURE_RULE and (subject in self.outputs
+                                                or subject in releasing):
                 continue
             if rule in OUTPUT_RULES - {OUTPUT_FAILURE_RULE} \
                     and subject in self.supervisor.watches:
@@ -374,18 +386,12 @@ class SafetyCore:
         rooms = sorted(r for r in self.planner.rooms.get(output_id, set()) if r)
         return rooms[0] if len(rooms) == 1 else None
 
-    def output_failures(self, failed: dict[str, str | None], now_ns: int) -> list[Evaluation]:
-        """Alarms of outputs whose last write failed (`failed`: output id → error or None)."""
-        evaluations = []
-        for output_id, error in failed.items():
-            output = self.outputs[output_id]
-            rooms = sorted(r for r in self.planner.rooms.get(output_id, set()) if r)
-            evaluations.append(Evaluation(
-                rule=OUTPUT_FAILURE_RULE, subject=output_id, active=error is not None,
-                value=error, severity=Severity.MAJOR, ts=now_ns,
-                title=f"Alarm output {output_id} ({output.role}) does not respond",
-                room=rooms[0] if rooms else None))
-        return evaluations
+    def output_failures(self, failed: dict[str, str | None], now_ns: int,
+                        released: Iterable[Orphan] = ()) -> list[Evaluation]:
+        """Alarms of outputs whose last write failed (`failed`: output id → error or None)
+        or whose coil released by a config apply is not confirmed off (`released`: the
+        releases pending): gateway.actions.failures."""
+        return self.failures.evaluate(failed, now_ns, released)
 
     def close(self) -> None:
         self.alarms.close()

@@ -14,6 +14,21 @@ again on the old output's back-off schedule until it confirms or a later config 
 coil again; a line the new config does not reach at all is logged and journalled as such
 (`output_release_unreachable`) and tried again by the next apply that reaches it.
 
+Not forgotten by a restart: what is pending is kept in the alarm journal's meta (`coil_releases`,
+committed with synchronous=FULL as the outputs held until reset are; its format and bounds:
+`gateway.actions.orphans`) whenever it changes — a release made, confirmed, dropped, or its
+first try failed. A start restores them (`restore`) and writes them off before the bus loops'
+first poll, on the same back-off from then on; one whose coil the running config drives is
+dropped (its driver writes the coil); what cannot be read is logged
+(`output_release_refused`), not restored and forgotten — never a failed start.
+
+Not silent while it fails: a release not confirmed after its first try (or whose line no bus
+reaches — its `error` set) raises its old output's `actions.output_failure` alarm (the gateway
+hands `pending` to the safety core each round with the driver's failed writes:
+gateway.actions.failures) — on the panel, in `roomwarden status`, in the journal and uplink as
+any failing output's — until it is confirmed off or a config drives the coil again; a restart
+keeps it up while the release is still pending.
+
 `on_stop` does not apply: it says what a stopping gateway leaves a relay at until it starts
 again and writes it; a coil no config drives would never be written again.
 """
@@ -24,12 +39,12 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from gateway.actions.driver import OutputState, backoff_delay
+from gateway.actions.orphans import MAX_PENDING, Coil, Driven, Orphan, decode, encode
 from gateway.config.loader import LoadedConfig
 from gateway.config.profile import ModbusProfile, RegisterType
-from gateway.config.site import ModbusRtuBus, ModbusTcpBus, Output
+from gateway.config.site import ModbusRtuBus, ModbusTcpBus
 from gateway.field.bus_loop import BusLoop
 from gateway.field.modbus_link import CommFailure, ExceptionReply, ModbusLink
 from gateway.field.planner import ReadRequest
@@ -39,43 +54,6 @@ log = logging.getLogger("roomwarden.actions")
 ATTEMPTS = 2
 """Writes per try (one immediate retry after a lost reply); further tries follow the old
 output's back-off."""
-
-
-@dataclass(frozen=True, slots=True)
-class Coil:
-    """A coil as the field sees it, whatever the configs call it."""
-
-    line: tuple[object, ...]
-    """The physical line: ("rtu", port) or ("tcp", host, port)."""
-    unit: int
-    address: int
-
-
-@dataclass(frozen=True, slots=True)
-class Driven:
-    """An output of a config and the coil it drives."""
-
-    output: Output
-    coil: Coil
-    bus: str
-
-
-@dataclass(eq=False)
-class Orphan:
-    """A coil to switch off, and how the tries went."""
-
-    driven: Driven
-    version: int
-    """The config that released it."""
-    tries: int = 0
-    """Failed tries in a row."""
-    error: str | None = None
-    retry: asyncio.TimerHandle | None = None
-
-    @property
-    def name(self) -> str:
-        output = self.driven.output
-        return f"{output.device}.{output.point}"
 
 
 def coils_of(loaded: LoadedConfig) -> dict[str, Driven]:
@@ -94,7 +72,7 @@ def coils_of(loaded: LoadedConfig) -> dict[str, Driven]:
         point = next((p for p in profile.points if p.name == output.point), None)
         if point is not None:
             driven[output.id] = Driven(output, Coil(line, device.unit, point.address),
-                                       device.bus)
+                                       device.bus, output.rooms or (device.room,))
     return driven
 
 
@@ -124,12 +102,42 @@ def may_be_on(state: OutputState, module_answered: bool) -> bool:
 
 class CoilReleases:
     """The coils released by applies and not yet confirmed off (kept from one apply to the
-    next, so a module offline at one apply is switched off by a later one)."""
+    next, so a module offline at one apply is switched off by a later one, and in the alarm
+    journal, so a restart goes on with them: `restore`)."""
 
-    def __init__(self, report: Callable[[str, str], None]) -> None:
+    def __init__(self, report: Callable[[str, str], None],
+                 keep: Callable[[str], None] | None = None) -> None:
         self.report = report
         """Journal a note on an output (id, note): the gateway's `$output` system event."""
+        self.keep = keep
+        """Store the pending releases (`orphans.encode`) where a restart finds them: the
+        alarm journal's meta `coil_releases` (`AlarmLedger.keep`). None: memory only."""
         self.pending: dict[Coil, Orphan] = {}
+        self._kept: str | None = None
+        """The value last stored (nothing is written when it does not change)."""
+
+    def restore(self, text: str | None, loaded: LoadedConfig, loops: list[BusLoop],
+                version: int) -> list[Orphan]:
+        """At a start: the releases the journal kept (`text`, `orphans.decode`) are pending
+        again and written off through `loops` (before their first poll), or reported
+        unreachable; those whose coil `loaded` drives are dropped (its driver writes them).
+        What the value holds that cannot be read is logged, not restored, and forgotten (the
+        value is stored again without it). Returns the releases pending."""
+        self._kept = text
+        orphans, problems = decode(text)
+        for problem in problems:
+            log.error("event=output_release_refused problem=%r (not restored: that coil, if "
+                      "any, is not switched off by the gateway — check it at the module)",
+                      problem)
+        for orphan in orphans:
+            log.warning("event=output_release_restored output=%s device=%s point=%s "
+                        "version=%d tries=%d error=%r", orphan.driven.output.id,
+                        orphan.driven.output.device, orphan.driven.output.point,
+                        orphan.version, orphan.tries, orphan.error)
+            self.pending[orphan.driven.coil] = orphan
+        self._dispatch(loaded, loops, version)
+        self._save()
+        return list(self.pending.values())
 
     def release(self, previous: dict[str, OutputState], old: LoadedConfig,
                 old_loops: list[BusLoop], new: LoadedConfig, loops: list[BusLoop],
@@ -137,7 +145,7 @@ class CoilReleases:
         """Switch off what the replaced driver (`previous`: its states; `old_loops`: its
         config's bus loops, stopped) may have left on and `new` does not drive, through `loops`
         (the new config's, before they start). Returns the coils released (those pending from
-        earlier applies too)."""
+        earlier applies, or restored at the start, too)."""
         self.close()
         old_coils = coils_of(old)
         driven = {d.coil for d in coils_of(new).values()}
@@ -150,8 +158,19 @@ class CoilReleases:
                 continue
             if may_be_on(state, target.output.device in answered):
                 self.pending[target.coil] = Orphan(target, version)
-        for coil in [c for c in self.pending if c in driven]:
-            del self.pending[coil]  # the new config drives it: its driver writes it
+        self._dispatch(new, loops, version)
+        self._save()
+        return list(self.pending.values())
+
+    def _dispatch(self, new: LoadedConfig, loops: list[BusLoop], version: int) -> None:
+        """Drop the releases whose coil `new` drives; queue the others' writes on the loop of
+        their line, or report them unreachable."""
+        owners = {d.coil: output_id for output_id, d in coils_of(new).items()}
+        for coil in [c for c in self.pending if c in owners]:
+            output = self.pending.pop(coil).driven.output  # its driver writes it
+            log.info("event=output_release_dropped output=%s device=%s point=%s owner=%s "
+                     "version=%d (the running config drives the coil)", output.id,
+                     output.device, output.point, owners[coil], version)
         by_line = {line_of(b): b.id for b in new.config.buses}
         reach = {loop.bus_id: loop for loop in loops if isinstance(loop.link, ModbusLink)}
         for orphan in self.pending.values():
@@ -160,20 +179,33 @@ class CoilReleases:
                 self._unreachable(orphan, version)
             else:
                 loop.submit(functools.partial(self._write, orphan, loop))
-        return list(self.pending.values())
 
     def close(self) -> None:
-        """Stop the retries (an apply replaces the loops, or the gateway stops)."""
+        """Stop the retries (an apply replaces the loops, or the gateway stops): what is
+        pending stays stored for the next start."""
         for orphan in self.pending.values():
             if orphan.retry is not None:
                 orphan.retry.cancel()
                 orphan.retry = None
+
+    def _save(self) -> None:
+        """Store what is pending, if it changed since the last time."""
+        orphans = list(self.pending.values())
+        text = encode(orphans)
+        if self.keep is None or text == self._kept or not (orphans or self._kept):
+            return
+        if len(orphans) > MAX_PENDING:
+            log.error("event=output_releases_not_kept pending=%d kept=%d (a restart forgets "
+                      "the newest)", len(orphans), MAX_PENDING)
+        self.keep(text)
+        self._kept = text
 
     def _unreachable(self, orphan: Orphan, version: int) -> None:
         output, bus = orphan.driven.output, orphan.driven.bus
         log.error("event=output_release_unreachable output=%s device=%s point=%s bus=%s "
                   "version=%d (no bus of this config reaches its line: it stays as it was)",
                   output.id, output.device, output.point, bus, version)
+        orphan.error = f"no bus of config v{version} reaches bus {bus}'s line"
         self.report(output.id, f"released by config v{version}: {orphan.name} not switched "
                                f"off: no bus of this config reaches bus {bus}'s line; it may "
                                "still be on — switch it off at the module")
@@ -211,16 +243,20 @@ class CoilReleases:
             checked = "read back off" if output.verify else "not read back: verify is off"
             self.report(output.id, f"released by config v{orphan.version}: {orphan.name} "
                                    f"switched off ({checked}){after}")
+            self._save()
             return
         orphan.tries += 1
         delay = backoff_delay(output, orphan.tries)
         log.error("event=output_release_failed output=%s device=%s point=%s error=%s "
                   "retry_in=%gs tries=%d", output.id, output.device, output.point, error, delay,
                   orphan.tries)
+        first = orphan.error is None  # from now on its output's alarm is up
+        orphan.error = error
         if orphan.tries == 1:
             self.report(output.id, f"released by config v{orphan.version}: {orphan.name} "
                                    f"could not be switched off ({error}); it may still be "
                                    f"on, tried again every {delay:g} s or more")
-        orphan.error = error
+        if first or orphan.tries == 1:
+            self._save()
         orphan.retry = asyncio.get_running_loop().call_later(
             delay, loop.submit, functools.partial(self._write, orphan, loop))

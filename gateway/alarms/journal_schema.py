@@ -15,7 +15,9 @@ Schema (version 1, table `schema_version`):
 * `suppressions` — every suppression of a scope (device, room or rule id) with who, why, since,
   until; open while `ended_ns` is NULL.
 * `meta` — key/value: `last_seq`, the flood detector, the per-room first-outs, the outputs held
-  until reset (`output_holds`) and the live drill begun and not yet ended (`drill_open`).
+  until reset (`output_holds`), the live drill begun and not yet ended (`drill_open`) and the
+  coils config applies released and not yet confirmed off (`coil_releases`, kept for
+  gateway.actions.release: `AlarmLedger.keep`).
 """
 
 from __future__ import annotations

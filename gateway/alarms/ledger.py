@@ -49,6 +49,13 @@ named, its latest evaluation (see the module docstring)."""
 _N = AlarmState.NORMAL
 _AU = AlarmState.ACTIVE_UNACKNOWLEDGED
 
+COIL_RELEASES = "coil_releases"
+"""Meta key of the coils config applies released and the gateway has not yet confirmed off
+(gateway.actions.release, its format gateway.actions.orphans): kept here, as the outputs held
+until reset are, so that a restart or a power cut does not forget one."""
+KEPT = frozenset({COIL_RELEASES})
+"""Meta keys other parts of the gateway keep in the journal (`keep`)."""
+
 
 def iso(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
@@ -84,6 +91,8 @@ class AlarmLedger:
         self._batch = JournalBatch()
         self._events: list[AlarmEvent] = []
         self._meta_dirty = False
+        self._kept: dict[str, str] = {}
+        """`keep`'s values (restored from the journal's meta at a start: `_restore`)."""
         self._now = clock.now_ns()
         self._mono = clock.monotonic()
         self._seq = 0
@@ -265,6 +274,21 @@ class AlarmLedger:
             times.append(mono + (self._next_expiry - now_ns) * 1e-9)
         return min(times) if times else None
 
+    def kept(self, key: str) -> str | None:
+        """What `keep` last stored under `key` (also before a restart); None: nothing."""
+        return self._kept.get(key)
+
+    def keep(self, key: str, value: str) -> list[AlarmEvent]:
+        """Store `value` under the meta key `key` (one of `KEPT`) now, in a transaction of its
+        own (synchronous=FULL: it survives a power cut), for another part of the gateway to
+        find again after a restart. Never raises for the disk: a failed commit is retried by
+        the next, as any. Returns the events the flush journalled (a recovery note)."""
+        if key not in KEPT:
+            raise ValueError(f"not a kept meta key: {key!r}")
+        self._begin()
+        self._kept[key] = self._batch.meta[key] = value
+        return self._flush()
+
     def _flush(self) -> list[AlarmEvent]:
         journal = self._journal
         if journal.recovery_note is not None:
@@ -279,6 +303,7 @@ class AlarmLedger:
             batch.meta["first_out"] = json.dumps(self._rooms.dump())
         if journal.needs_snapshot:
             batch.snapshot = True
+            batch.meta.update(self._kept)
             batch.meta["flood"] = json.dumps(self._flood.dump())
             batch.meta["first_out"] = json.dumps(self._rooms.dump())
             snapshot = [r for r in self._records.values()

@@ -41,7 +41,7 @@ from gateway.alarms.events import (
 )
 from gateway.alarms.flood import FloodDetector
 from gateway.alarms.journal import Journal
-from gateway.alarms.ledger import KeyLike
+from gateway.alarms.ledger import KEPT, KeyLike
 from gateway.alarms.lifecycle import (
     AlarmKey,
     AlarmRecord,
@@ -112,6 +112,7 @@ class AlarmManager(AlarmCommands):
             self._output_holds = {h for h in holds if isinstance(h, str)}
         except (ValueError, TypeError) as exc:
             log.error("event=alarm_meta_unreadable key=output_holds error=%r", exc)
+        self._kept = {key: value for key, value in contents.meta.items() if key in KEPT}
         drill_open = _drill_open(contents.meta.get("drill_open", ""))
         self._plan_expiry()
         if contents.records or contents.suppressions:
@@ -313,9 +314,7 @@ class AlarmManager(AlarmCommands):
         self._plan_expiry()
         return self._flush()
 
-    # operator commands: gateway.alarms.commands ----------------------------------------------
-
-    # reading ---------------------------------------------------------------------------------
+    # operator commands: gateway.alarms.commands; reading ------------------------------------
 
     def get(self, key: KeyLike) -> AlarmView:
         return self._view(self._require(key))

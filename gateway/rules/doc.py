@@ -255,7 +255,12 @@ def render(packs: Iterable[m.RulePack]) -> str:
               "`expect` for `within` — a welded contactor, a fan on manual. "
               + _todo(UNEXPECTED_FEEDBACK_RULE),
               f"- `{OUTPUT_FAILURE_RULE}` (major): a write to the output's coil failed "
-              "(no reply, or it reads back wrong); retried on the output's `backoff`. "
+              "(no reply, or it reads back wrong); retried on the output's `backoff`. Also "
+              "raised when a coil the output drove under an earlier config — released by a "
+              "config apply that moved or dropped the output — is not confirmed off after "
+              "its first try, or no bus reaches its line (the value names the coil; "
+              "`gateway/actions/failures.py`), until it is confirmed off or a config drives "
+              "it again. "
               + _todo(OUTPUT_FAILURE_RULE), "",
               "Both supervision alarms are made more severe by the packs' escalations:", ""]
     for pack in packs:

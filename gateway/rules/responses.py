@@ -24,8 +24,10 @@ BUILTIN_RESPONSES: Mapping[str, str] = {
         "feedback wiring is faulty; return it to automatic."),
     "actions.output_failure": (
         "The gateway cannot switch this alarm output (its I/O module does not answer): the "
-        "local alarm it drives may stay silent. Check the module's power and RS-485 wiring; "
-        "until it answers, patrol the rooms it serves."),
+        "local alarm it drives may stay silent — or, when the alarm names a coil released "
+        "by a config change, that relay may still be energised. Check the module's power "
+        "and RS-485 wiring; until it answers, patrol the rooms it serves (and switch a "
+        "released relay off at the module)."),
     "rules.evaluation_failed": (
         "A safety rule cannot be evaluated, so the hazard it watches may not alarm: patrol "
         "the room it covers and tell the gateway's maintainer which rule the alarm names "
