@@ -113,6 +113,8 @@ class Gateway(PanelBackend, Reconfiguring):
         self.bus_loops: list[BusLoop] = build_bus_loops(loaded, self._on_samples, self.clock)
         configure_stall_limits(loaded, self.bus_loops)
         self.driver = OutputDriver(loaded, self.bus_loops, self.latest, self.clock)
+        # the interlocks' field view: this gateway's driver of the day (an apply replaces it)
+        self.core.field.source = lambda outputs: self.driver.seen_on(outputs)
         self.releases = CoilReleases(self._release_note, self._keep_releases)  # of applies
         self._restore_releases()  # those a restart left pending: before the loops' first poll
         self.recording = Recording(self)  # issue 12: flight recorder and incidents

@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING
 
 from gateway.actions.failures import OUTPUT_FAILURE_RULE as OUTPUT_FAILURE_RULE
 from gateway.actions.failures import OutputFailures
+from gateway.actions.field import InterlockField
 from gateway.actions.orphans import Orphan, output_ids
-from gateway.actions.planner import Demand, OutputPlanner
+from gateway.actions.planner import OutputPlanner, demand_of
 from gateway.actions.supervision import (
     NO_FEEDBACK_RULE,
     UNEXPECTED_FEEDBACK_RULE,
@@ -50,7 +51,6 @@ from gateway.alarms.events import (
     OUTPUT_RULE,
     SYSTEM_ACTOR,
     AlarmEvent,
-    AlarmView,
     is_drill,
 )
 from gateway.alarms.journal import Journal
@@ -89,22 +89,6 @@ def acquisition(loaded: LoadedConfig, device_id: str) -> tuple[object, ...] | No
         return None
     bus = next((b for b in loaded.config.buses if b.id == device.bus), None)
     return device, bus, loaded.profiles.get(device.profile)
-
-
-def demand_of(view: AlarmView) -> Demand | None:
-    """What one alarm asks of the outputs; None when it asks nothing (normal, out of service,
-    shelved or suppressed with its condition clear). A shelved or suppressed alarm whose
-    condition is active (or latched) asks for its protective outputs, as acknowledged."""
-    if not view.actions:
-        return None
-    if view.annunciated:
-        return Demand(alarm=str(view.key), roles=view.actions, room=view.room,
-                      active=view.demands_actions, unacknowledged=view.state.unacknowledged,
-                      drill=view.drill)
-    if view.hidden_active:
-        return Demand(alarm=str(view.key), roles=view.actions, room=view.room, active=True,
-                      unacknowledged=False, drill=view.drill, overlay=view.state.value)
-    return None
 
 
 class SafetyCore:
@@ -153,6 +137,8 @@ class SafetyCore:
             cfg.outputs, self.planner.rooms, {r.id: r.type for r in cfg.rooms}, clock,
             OutputSupervisor.escalations_of(packs.values()))
         # --- end issue 11 --------------------------------------------------------------------
+        self.field = InterlockField(self.planner, self.supervisor, clock)
+        """The blockers the field shows on (the driver's `source` set by the daemon)."""
         self.drill: LiveDrill | None = None
         """Issue 12: a live drill's overlay on one room's rule inputs (gateway.drills.live)."""
         self.config_version = config_version
@@ -203,6 +189,7 @@ class SafetyCore:
                                     from_earlier)
         held = self.engine.hold(self.alarms.held_conditions())
         self.planner.adopt(previous.planner)  # holds until reset, min_on timers
+        self.field.adopt(previous.field, self.outputs)  # the driver's view, blocks logged
         self.planner.restore(self.alarms.output_holds())  # and the journal's (a rollback)
         holds = self.planner.held()
         self._suspended = (previous._suspended & holds) | self._journalled_suspensions(
@@ -333,7 +320,8 @@ class SafetyCore:
 
     def plan_outputs(self) -> dict[str, bool]:
         demands = [d for d in map(demand_of, self.alarms.active()) if d is not None]
-        self.wanted = self.planner.plan(demands)
+        self.wanted = self.planner.plan(demands, self.field.view())  # interlocks: the field too
+        self.field.note(self.planner.state)
         self._journal_holds()
         return self.wanted
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.clock import Clock
@@ -48,10 +48,6 @@ OUTPUT_MODULE_BACKOFF = 5.0
 """Seconds a module carrying outputs is polled at least this often while it does not answer
 (other devices back off to the bus's `backoff_max`): its outputs are rewritten at the first
 poll it answers (a relay module back from a power cut, the siren off until then)."""
-
-
-class ReadBackMismatch(CommFailure):
-    """The module answered, but the coil reads back other than written."""
 
 
 @dataclass
@@ -88,6 +84,12 @@ class OutputState:
     it was written after every poll, a bus timeout each)."""
     drifts: int = 0
     """Drift repairs in a row: polls showing the coil other than commanded after a write."""
+    seen: bool | None = None
+    """The state the writes last showed the output in (True = on): the read-back of the last
+    write that got one, a mismatch's too (a welded contact reads back on after an off write),
+    or with `verify` off the last write acknowledged. A write without a valid reply leaves it
+    (it tells nothing); None until a write tells, and again once the module goes offline. The
+    interlocks' field view (`seen_on`) falls back on it."""
 
     @property
     def failed(self) -> bool:
@@ -145,6 +147,36 @@ class OutputDriver:
         written: `output unreachable`)."""
         return output_id in self._targets
 
+    def seen_on(self, outputs: Iterable[str]) -> dict[str, str]:
+        """Of `outputs`, those whose coil the field shows on, each with what shows it — the
+        newest evidence: the device's own good poll of the coil if one arrived after the last
+        write ended (`polled on`), else the writes' read-back (`read back on`, `seen`). What
+        the driver commands does not matter: an interlock's blocker counts as on while the
+        field shows it on (gateway.actions.field). A failed poll, or a write without a valid
+        reply, tells nothing: the last read-back stands (one timeout must not let what a
+        welded relay interlocks start). Unknown is not on: an output whose module is offline,
+        or that no write or poll has shown yet, is left out — a relay module that is down
+        must not stop what its outputs interlock."""
+        seen: dict[str, str] = {}
+        latest, arrived = self.latest.latest, self.latest.arrived
+        for output_id in outputs:
+            target = self._targets.get(output_id)
+            if target is None:
+                continue
+            output, state = self.outputs[output_id], self.state[output_id]
+            health = target[0].stats.device_health.get(output.device)
+            if health is not None and health.online is False:
+                continue
+            point = f"{output.device}.{output.point}"
+            sample = latest.get(point)
+            if sample is not None and sample.quality is Quality.GOOD \
+                    and arrived.get(point, float("-inf")) > state.last_write_mono:
+                if sample.value == output.on_value:
+                    seen[output_id] = "polled on"
+            elif state.seen:
+                seen[output_id] = "read back on"
+        return seen
+
     def apply(self, wanted: dict[str, bool]) -> None:
         """Command every output to its wanted state; only changes (and repairs) are written."""
         now = self.clock.monotonic()
@@ -178,6 +210,7 @@ class OutputDriver:
         most), not after the output's own back-off."""
         state.last_error = f"module {output.device} not answering: state unknown"
         state.confirmed, state.failed_mono, state.unanswered = None, now, True
+        state.seen = None
         state.module_down = True
         state.retry_at = now + backoff_delay(output, max(1, state.failing_for))
         log.error("event=output_unconfirmed output=%s device=%s (module offline)", output.id,
@@ -250,7 +283,7 @@ class OutputDriver:
                 await asyncio.sleep(RETRY_SPACING * attempt)
             else:
                 tries = 1 if self._silent(output) else output.write_retries + 1
-            error, unanswered = await self._attempt(output, link, unit, address, coil)
+            error, unanswered, read = await self._attempt(output, link, unit, address, coil)
             health = loop.stats.device_health.get(output.device)
             if unanswered:
                 self._unanswered.add(output.device)
@@ -264,6 +297,8 @@ class OutputDriver:
                 if health is not None:
                     self._answered[output.device] = (health.failures, health.online)
             state.unanswered = unanswered
+            if read is not None:  # no valid reply: nothing learnt of the coil
+                state.seen = read == output.on_value
             state.module_down = unanswered and health is not None and (
                 health.consecutive_failures > 0 or health.online is False)
             state.writes += 1
@@ -278,20 +313,21 @@ class OutputDriver:
 
     @staticmethod
     async def _attempt(output: Output, link: ModbusLink, unit: int, address: int,
-                       coil: bool) -> tuple[str | None, bool]:
+                       coil: bool) -> tuple[str | None, bool, bool | None]:
         """Write the coil once and read it back: (the error or None, whether it went
-        unanswered)."""
+        unanswered, the coil as read back — or as written and acknowledged, with `verify`
+        off —, None when unknown)."""
         try:
             await link.write_coil(address, coil, unit)
-            if output.verify:
-                [read] = await link.read(ReadRequest(RegisterType.COIL, address, 1, ()), unit)
-                if bool(read) != coil:  # the module answered: writing again will not move it
-                    raise ReadBackMismatch(f"read back {bool(read)} after writing {coil}")
-        except ReadBackMismatch as exc:
-            return str(exc), False
+            if not output.verify:
+                return None, False, coil
+            [value] = await link.read(ReadRequest(RegisterType.COIL, address, 1, ()), unit)
         except (CommFailure, ExceptionReply) as exc:
-            return str(exc), isinstance(exc, CommFailure)
-        return None, False
+            return str(exc), isinstance(exc, CommFailure), None
+        read = bool(value)
+        if read != coil:  # the module answered: writing again will not move it
+            return f"read back {read} after writing {coil}", False, read
+        return None, False, read
 
     def _record(self, output: Output, state: OutputState, on: bool, coil: bool,
                 error: str | None) -> None:

@@ -14,12 +14,18 @@ serves the alarm's room. Per output:
 * `min_on`: once switched on, stays on at least that long;
 * interlocks are applied last: an output interlocked with one that is on is held off, and the
   block is reported (`blocked_by`). "On" is the blocker's own outcome, its interlocks applied
-  first: the locks are evaluated in dependency order (`interlock_order`), so a set of locks
-  gives the same outputs in any list order, and a blocker that is itself held off blocks
-  nothing. An interlock suspends an output held until reset, it does not end the hold: the
-  output comes back on when its blocker goes off, unless an operator reset it meanwhile.
-  A cycle of interlocks (refused by `check`) holds each of its outputs off while any of its
-  blockers in the cycle is wanted.
+  first, or what the field shows: the locks are evaluated in dependency order
+  (`interlock_order`), so a set of locks gives the same outputs in any list order, and a
+  blocker that is itself held off blocks nothing — unless the field shows it running. An
+  interlock suspends an output held until reset, it does not end the hold: the output comes
+  back on when its blocker goes off, unless an operator reset it meanwhile. A cycle of
+  interlocks (refused by `check`) holds each of its outputs off while any of its blockers in
+  the cycle is wanted (or shown on);
+* the field: a blocker the field shows on (`plan`'s `field_on`, gateway.actions.field — a
+  welded contact read back on after an off write, the module's poll of its coil, its feedback
+  showing it acting) blocks whatever the plan wants of it, and says so in `blocked_by`:
+  `fan-1 (running in the field: read back on)`. A blocker wanted on blocks though its write
+  failed; a field that shows nothing (unknown: module offline, nothing read yet) adds nothing.
 
 A shelved or suppressed alarm hides from the operator, it does not switch the protection off
 (ISA-18.2 / IEC 62682): while its condition is active (or it is latched active) it still
@@ -33,11 +39,15 @@ suppressed one whose condition is clear, demands nothing; the caller leaves it o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway.clock import Clock
 from gateway.config.site import Interlock, Output
+
+if TYPE_CHECKING:
+    from gateway.alarms.events import AlarmView
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,22 @@ class Demand:
         return f"{self.alarm} ({self.overlay}: protective output stays on)"
 
 
+def demand_of(view: AlarmView) -> Demand | None:
+    """What one alarm asks of the outputs; None when it asks nothing (normal, out of service,
+    shelved or suppressed with its condition clear). A shelved or suppressed alarm whose
+    condition is active (or latched) asks for its protective outputs, as acknowledged."""
+    if not view.actions:
+        return None
+    if view.annunciated:
+        return Demand(alarm=str(view.key), roles=view.actions, room=view.room,
+                      active=view.demands_actions, unacknowledged=view.state.unacknowledged,
+                      drill=view.drill)
+    if view.hidden_active:
+        return Demand(alarm=str(view.key), roles=view.actions, room=view.room, active=True,
+                      unacknowledged=False, drill=view.drill, overlay=view.state.value)
+    return None
+
+
 @dataclass
 class OutputPlan:
     on: bool = False
@@ -72,8 +98,11 @@ class OutputPlan:
     held_by_reset: bool = False
     """restore_on_clear is off and a real alarm wanted the output: it waits for an operator
     reset (an interlock may hold it off meanwhile: `blocked_by`)."""
-    blocked_by: str | None = None
+    blocker: str | None = None
     """The output that holds it off now (an interlock), None when nothing does."""
+    blocker_seen: str | None = None
+    """What shows `blocker` on in the field when the plan has it off (`read back on`), None
+    when the plan has it on (or nothing blocks)."""
     reasons: list[str] = field(default_factory=list)
     """The alarms (or hold) keeping it on, for the panel and logs (`Demand.reason`: a shelved
     or suppressed alarm is named as such)."""
@@ -82,6 +111,14 @@ class OutputPlan:
     released: set[str] = field(default_factory=set)
     """Alarms that wanted it when an operator reset it: they keep it on while they do, but
     do not hold it again (an alarm that stops wanting it and comes back does)."""
+
+    @property
+    def blocked_by(self) -> str | None:
+        """What holds it off, for the panel, status and the journal: the blocker's id, and
+        what shows it running when only the field does."""
+        if self.blocker is None or self.blocker_seen is None:
+            return self.blocker
+        return f"{self.blocker} (running in the field: {self.blocker_seen})"
 
 
 class OutputPlanner:
@@ -101,9 +138,14 @@ class OutputPlanner:
                 self.blockers[lock.output] = tuple(sorted(
                     {*self.blockers.get(lock.output, ()), lock.while_on}))
         self.groups = interlock_order(self.blockers)
+        self.blocking = frozenset(b for locks in self.blockers.values() for b in locks)
+        """The outputs some interlock names as its blocker: all the field view needs."""
 
-    def plan(self, demands: Iterable[Demand]) -> dict[str, bool]:
-        """The wanted on/off state of every output (also kept in `state`)."""
+    def plan(self, demands: Iterable[Demand],
+             field_on: Mapping[str, str] | None = None) -> dict[str, bool]:
+        """The wanted on/off state of every output (also kept in `state`). `field_on`: the
+        outputs the field shows on, each with what shows it (gateway.actions.field); such a
+        blocker holds off the outputs interlocked with it whatever the plan wants of it."""
         demands = list(demands)
         now = self.clock.monotonic()
         wanted: dict[str, bool] = {}
@@ -126,7 +168,7 @@ class OutputPlanner:
                 on, reasons = True, ["held until reset"]
             plan.reasons = reasons
             wanted[output_id] = on
-        final = self._interlocked(wanted)
+        final = self._interlocked(wanted, field_on or {})
         for output_id, on in final.items():
             plan, output = self.state[output_id], self.outputs[output_id]
             if on and not plan.on:
@@ -140,21 +182,25 @@ class OutputPlanner:
                 plan.held_by_reset or latching[output_id])
         return final
 
-    def _interlocked(self, wanted: dict[str, bool]) -> dict[str, bool]:
-        """`wanted` with the interlocks applied (and each output's `blocked_by` set): every
+    def _interlocked(self, wanted: dict[str, bool], field_on: Mapping[str, str]
+                     ) -> dict[str, bool]:
+        """`wanted` with the interlocks applied (and each output's `blocker` set): every
         blocker is decided before the outputs it blocks, so the outcome does not depend on the
         order of the locks; the outputs of a cycle of locks are decided together, each held
-        off while a blocker in the cycle is wanted at all (or one outside it is on)."""
+        off while a blocker in the cycle is wanted at all (or one outside it is on). A blocker
+        in `field_on` is on whatever the plan makes of it."""
         final = dict(wanted)
         for group in self.groups:
             for output_id in group:
                 plan = self.state[output_id]
-                plan.blocked_by = None
+                plan.blocker = plan.blocker_seen = None
                 if not wanted[output_id]:
                     continue
                 for blocker in self.blockers[output_id]:
-                    if wanted[blocker] if blocker in group else final[blocker]:
-                        plan.blocked_by = blocker
+                    planned = wanted[blocker] if blocker in group else final[blocker]
+                    if planned or blocker in field_on:
+                        plan.blocker = blocker
+                        plan.blocker_seen = None if planned else field_on[blocker]
                         final[output_id] = False
                         break
         return final

@@ -21,6 +21,10 @@ feedback has given a verdict on the present command (it agreed, or disagreed pas
 the supervisor reports nothing for that output, so an alarm restored from the journal after a
 restart, or carried through a config apply, stands until the feedback shows otherwise.
 
+The feedback also tells the interlocks (`acting`, gateway.actions.field): an output whose
+feedback shows it acting counts as on for the outputs interlocked with it, at once and whatever
+it is commanded — a welded contactor blocks them before `within` raises its alarm.
+
 Outputs may share a feedback point (two fans in one duct on one airflow switch): each is
 supervised by it on its own command. The switch then shows the duct, not each fan: one fan
 that stops while the other keeps the air moving is not seen. `roomwarden check` warns about a
@@ -41,6 +45,7 @@ from gateway.alarms.events import AlarmView
 from gateway.alarms.types import Evaluation, Severity
 from gateway.clock import Clock
 from gateway.config.site import Output, OutputFeedback
+from gateway.field.bus_loop import ONLINE_POINT
 from gateway.field.sample import Quality, Sample
 from gateway.rules.model import Escalation, RulePack
 
@@ -61,6 +66,10 @@ class _Watch:
     """Monotonic time the present command was seen."""
     value: bool | None = None
     """The latest good feedback value (None: none yet, or the latest sample was bad)."""
+    shown: bool | None = None
+    """The latest good feedback value, kept through bad samples until the feedback device
+    is offline (None: unknown): what `acting` reads — one failed poll of the feedback must
+    not let what the output interlocks start."""
     sample_ns: int = 0
     """The latest good sample's wall-clock stamp: for the alarm's timestamp only."""
     sample_t: float = float("-inf")
@@ -100,6 +109,11 @@ class OutputSupervisor:
         watch left the other fan's supervision silently dead)."""
         for watch in self.watches.values():
             self._by_point.setdefault(watch.point, []).append(watch)
+        self._online = {f"{w.feedback.device}.{ONLINE_POINT}" for w in self.watches.values()}
+        """The feedback devices' online points (in `_by_point` too): offline ends `shown`."""
+        for watch in self.watches.values():
+            self._by_point.setdefault(f"{watch.feedback.device}.{ONLINE_POINT}",
+                                      []).append(watch)
 
     @staticmethod
     def escalations_of(packs: Iterable[RulePack]) -> list[Escalation]:
@@ -114,15 +128,35 @@ class OutputSupervisor:
             watches = by_point.get(sample.point)
             if watches is None:
                 continue
+            if sample.point in self._online:  # the feedback device's own online state
+                if sample.value is False:
+                    for watch in watches:
+                        watch.shown = None
+                continue
             if sample.quality is Quality.GOOD and isinstance(sample.value, bool):
                 if arrived is None:
                     arrived = self.clock.monotonic()
                 for watch in watches:
                     watch.value, watch.sample_ns, watch.sample_t = (sample.value, sample.ts,
                                                                     arrived)
+                    watch.shown = sample.value
             else:
                 for watch in watches:
                     watch.value = None
+
+    def acting(self, outputs: Iterable[str]) -> dict[str, str]:
+        """Of `outputs`, those whose feedback shows them acting now (its latest good sample
+        `expect`), whatever they are commanded and however long `within` gives them: a fan
+        still running down, or running on manual, is running (the interlocks' field view,
+        gateway.actions.field). A bad sample tells nothing (the good one before it stands);
+        a feedback device offline, or not read yet, shows nothing."""
+        acting: dict[str, str] = {}
+        for output_id in outputs:
+            watch = self.watches.get(output_id)
+            if watch is not None and watch.shown is not None \
+                    and watch.shown == watch.feedback.expect:
+                acting[output_id] = f"feedback {watch.point} shows it acting"
+        return acting
 
     def evaluate(self, wanted: Mapping[str, bool], alarms: Iterable[AlarmView]
                  ) -> list[Evaluation]:

@@ -118,14 +118,21 @@ class Output(Strict):
 
 class Interlock(Strict):
     """Never run `output` while `while_on` is on (e.g. no HVAC recirculation while the
-    exhaust fan purges hydrogen). The blocked output is held off and the block is reported.
-    `while_on` counts as on after its own interlocks, so the order of the list does not
-    matter; locks that chain back to where they start (a cycle) are refused. An output held
-    until reset is only suspended: it runs again when `while_on` goes off."""
+    exhaust fan purges hydrogen; no exhaust fan while a clean-agent discharge holds its agent
+    in the room). The blocked output is held off and the block is reported. `while_on` is on
+    when it is wanted on, after its own interlocks (so the order of the list does not
+    matter), or when the field shows it on although it is not wanted: its relay read back on
+    after an off write (a welded contact), its module's poll of the coil shows it on, or its
+    `feedback` shows it acting; the block then says so (`fan-1 (running in the field: read
+    back on)`). A field that shows nothing does not block: `while_on`'s module offline, or
+    not yet read (give a blocker whose running matters then a `feedback` on another device).
+    A blocker switched off blocks until it is seen off. Locks that chain back to where they
+    start (a cycle) are refused. An output held until reset is only suspended: it runs again
+    when `while_on` goes off."""
 
     output: Id
     """The output held off (an id from `outputs`)."""
     while_on: Id
-    """The output whose running blocks it."""
+    """The output whose running blocks it (wanted on, or shown on in the field)."""
     reason: str | None = None
     """Shown on the panel and in status while the block holds."""

@@ -1,7 +1,8 @@
 """Interlocks on the real OutputPlanner (the output chain audit, F6/F7): the outcome does not
 depend on the order of the locks in the config, an output held off says by what, a blocker
 that is itself held off blocks nothing, and an interlock suspends a hold until reset
-(`restore_on_clear: false`) instead of ending it."""
+(`restore_on_clear: false`) instead of ending it. A blocker the field shows on (a welded
+relay, its feedback acting) blocks although the plan has it off, and says so."""
 
 from __future__ import annotations
 
@@ -102,6 +103,64 @@ def test_a_hold_that_begins_while_the_output_is_interlocked_waits_for_the_blocke
     assert p.plan([]) == {"inhibit": True, "hvac": False}
 
 
+# --- the field: a blocker running although the plan has it off ----------------------------
+
+def test_a_blocker_the_field_shows_on_holds_its_output_off_though_not_wanted() -> None:
+    """The fan's relay is welded (read back on after an off write): the HVAC stop, interlocked
+    while the fan runs, stays off and says why; once the field shows the fan off it runs."""
+    p = planner([out("fan"), out("hvac")], [lock("hvac", "fan")])
+    fire = [alarm("hvac_stop", name="fire")]
+    assert p.plan(fire, {"fan": "read back on"}) == {"fan": False, "hvac": False}
+    assert p.state["hvac"].blocker == "fan"
+    assert p.state["hvac"].blocked_by == "fan (running in the field: read back on)"
+    assert p.plan(fire, {}) == {"fan": False, "hvac": True}
+    assert p.state["hvac"].blocked_by is None and p.state["hvac"].blocker is None
+
+
+def test_a_blocker_wanted_on_is_named_plainly_whatever_the_field_shows() -> None:
+    """Wanted on blocks as before (a failed write too: the field showing it off does not
+    matter); the field's words are only for a blocker the plan has off."""
+    p = planner([out("fan"), out("hvac")], [lock("hvac", "fan")])
+    both = [alarm("exhaust_fan", "hvac_stop")]
+    assert p.plan(both, {"fan": "polled on"}) == {"fan": True, "hvac": False}
+    assert p.state["hvac"].blocked_by == "fan"
+    assert p.plan(both, {}) == {"fan": True, "hvac": False}
+    assert p.state["hvac"].blocked_by == "fan"
+
+
+def test_a_blocker_held_off_by_its_own_lock_blocks_while_the_field_shows_it_running() -> None:
+    """The inhibit is interlocked off while the fan runs, but its contactor is on manual (its
+    feedback shows it acting): the panel, locked while the inhibit is on, is held off by it."""
+    p = planner([out("fan"), out("inhibit"), out("panel")],
+                [lock("panel", "inhibit"), lock("inhibit", "fan")])
+    demand = [alarm("exhaust_fan", "charge_inhibit", "alarm_panel")]
+    seen = {"inhibit": "feedback di1.di2 shows it acting"}
+    assert p.plan(demand, seen) == {"fan": True, "inhibit": False, "panel": False}
+    assert p.state["inhibit"].blocked_by == "fan"
+    assert p.state["panel"].blocked_by == ("inhibit (running in the field: feedback di1.di2 "
+                                           "shows it acting)")
+    assert p.plan(demand, {}) == {"fan": True, "inhibit": False, "panel": True}
+
+
+def test_a_field_block_suspends_a_hold_until_reset_and_the_output_resumes() -> None:
+    """A fan held until reset, interlocked while the HVAC stop is on: the HVAC stop's relay,
+    not wanted, stuck on holds the fan off without ending its hold; released, the fan runs."""
+    p = planner([out("fan", restore_on_clear=False), out("hvac")], [lock("fan", "hvac")])
+    assert p.plan([alarm("exhaust_fan", name="h2")]) == {"fan": True, "hvac": False}
+    assert p.plan([], {"hvac": "polled on"}) == {"fan": False, "hvac": False}
+    assert p.held() == {"fan"} and p.state["fan"].blocker == "hvac"
+    assert p.plan([], {}) == {"fan": True, "hvac": False} and p.held() == {"fan"}
+
+
+def test_a_field_that_shows_nothing_blocks_nothing() -> None:
+    """Unknown is not on: a field view without the blocker (module offline, nothing read
+    yet) leaves the plan as the alarms make it."""
+    p = planner([out("fan"), out("hvac")], [lock("hvac", "fan")])
+    assert p.plan([alarm("hvac_stop")], {"hvac": "read back on"}) == {"fan": False,
+                                                                      "hvac": True}
+    assert p.state["hvac"].blocked_by is None
+
+
 # --- properties over sets and orders of locks ----------------------------------------------
 
 pairs = st.lists(st.tuples(st.sampled_from(IDS), st.sampled_from(IDS))
@@ -110,6 +169,11 @@ demand = st.builds(Demand, st.sampled_from(["a", "b", "c"]),
                    st.lists(st.sampled_from(ROLES), max_size=4).map(tuple),
                    st.just("batt"), st.booleans(), st.booleans(), st.booleans())
 steps = st.lists(st.lists(demand, max_size=4), min_size=1, max_size=8)
+fields = st.dictionaries(st.sampled_from(IDS), st.sampled_from(["read back on", "polled on"]),
+                         max_size=3)
+"""What the field shows on at a step (any output, wanted or not)."""
+field_steps = st.lists(st.tuples(st.lists(demand, max_size=4), fields), min_size=1,
+                       max_size=8)
 hold_flags = st.fixed_dictionaries({o: st.booleans() for o in IDS})
 
 
@@ -119,12 +183,13 @@ def acyclic(edges: list[tuple[str, str]]) -> bool:
 
 
 @pytest.mark.slow
-@given(pairs, hold_flags, steps, st.randoms(use_true_random=False))
+@given(pairs, hold_flags, field_steps, st.randoms(use_true_random=False))
 def test_any_order_of_the_same_locks_gives_the_same_plan(
-        edges: list[tuple[str, str]], holds: dict[str, bool], sequence: list[list[Demand]],
-        rnd: object) -> None:
+        edges: list[tuple[str, str]], holds: dict[str, bool],
+        sequence: list[tuple[list[Demand], dict[str, str]]], rnd: object) -> None:
     """Order independence as a property: the same set of locks (cycles too, which `check`
-    refuses) in two list orders gives the same outputs, blocks and holds at every step."""
+    refuses) in two list orders gives the same outputs, blocks and holds at every step, with
+    the same field view (blockers running although the plan has them off)."""
     import random
 
     assert isinstance(rnd, random.Random)
@@ -133,33 +198,38 @@ def test_any_order_of_the_same_locks_gives_the_same_plan(
     rnd.shuffle(shuffled)
     first = planner(outputs, [lock(a, b) for a, b in edges])
     second = planner(list(reversed(outputs)), [lock(a, b) for a, b in shuffled])
-    for step in sequence:
-        assert outcome(first, first.plan(step)) == outcome(second, second.plan(step))
+    for step, seen in sequence:
+        assert outcome(first, first.plan(step, seen)) == outcome(second, second.plan(step, seen))
 
 
 @pytest.mark.slow
-@given(pairs.map(lambda edges: [e for e in edges if acyclic([e])]), hold_flags, steps)
+@given(pairs.map(lambda edges: [e for e in edges if acyclic([e])]), hold_flags, field_steps)
 def test_interlocks_hold_exactly_what_their_running_blockers_block(
         edges: list[tuple[str, str]], holds: dict[str, bool],
-        sequence: list[list[Demand]]) -> None:
+        sequence: list[tuple[list[Demand], dict[str, str]]]) -> None:
     """Against a twin planner without locks (what the alarms and holds want): an output is on
-    exactly when it is wanted and none of its blockers is on (their own locks applied); a
-    held-off output names a blocker that is on; the locks never change a hold."""
+    exactly when it is wanted and none of its blockers is on — planned on (their own locks
+    applied) or shown on by the field; a held-off output names the first such blocker by id,
+    with what the field shows when only the field has it on; the locks never change a hold."""
     outputs = [out(o, restore_on_clear=not holds[o]) for o in IDS]
     locked = planner(outputs, [lock(a, b) for a, b in edges])
     free = planner(outputs, [])
     blockers = {o: {b for a, b in edges if a == o} for o in IDS}
-    for step in sequence:
-        wanted, plain = locked.plan(step), free.plan(step)
+    for step, seen in sequence:
+        wanted, plain = locked.plan(step, seen), free.plan(step, seen)
+        running = {o for o in IDS if wanted[o] or o in seen}
         for o in IDS:
-            assert wanted[o] == (plain[o] and not any(wanted[b] for b in blockers[o])), o
-            by = locked.state[o].blocked_by
+            assert wanted[o] == (plain[o] and not blockers[o] & running), o
+            plan = locked.state[o]
             if plain[o] and not wanted[o]:
-                assert by in blockers[o] and wanted[by], (o, by)
+                first = min(blockers[o] & running)
+                assert plan.blocker == first, (o, plan.blocker)
+                assert plan.blocked_by == (first if wanted[first] else
+                                           f"{first} (running in the field: {seen[first]})")
             else:
-                assert by is None, (o, by)
-        for a, b in edges:  # the lock always holds
-            assert not (wanted[a] and wanted[b])
+                assert plan.blocker is None and plan.blocked_by is None, (o, plan.blocker)
+        for a, b in edges:  # the lock always holds, against the field too
+            assert not (wanted[a] and (wanted[b] or b in seen))
         assert locked.held() == free.held(), "an interlock never ends or starts a hold"
 
 

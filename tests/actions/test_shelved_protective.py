@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.actions.planner import Demand, OutputPlanner
+from gateway.actions.planner import Demand, OutputPlanner, demand_of
 from gateway.alarms.journal import Journal
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.alarms.manager import AlarmManager
@@ -28,7 +28,6 @@ from gateway.config.outputs import PROTECTIVE_ROLES
 from gateway.config.site import Output
 from gateway.drills.live import LiveDrill
 from gateway.drills.model import Drill
-from gateway.safety import demand_of
 from gateway.sim.signals import Constant
 from tests.alarms.conftest import ev
 from tests.fixtures.core_rig import CoreRig

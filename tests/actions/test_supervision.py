@@ -224,3 +224,36 @@ def test_outputs_sharing_a_feedback_point_are_each_supervised() -> None:
     assert both[(NO_FEEDBACK_RULE, "fan")] and both[(NO_FEEDBACK_RULE, "fan-2")], both
     both = run(1, {"fan": True, "fan-2": True}, True)
     assert not both[(NO_FEEDBACK_RULE, "fan")] and not both[(NO_FEEDBACK_RULE, "fan-2")], both
+
+
+def test_feedback_showing_the_output_acting_is_what_the_interlocks_see() -> None:
+    """`acting`, the interlocks' field view (gateway.actions.field): the feedback shows the fan
+    running at once, commanded or not and before `within` — a welded contactor blocks what is
+    interlocked with it before its alarm is due. A bad sample tells nothing (the good one
+    before stands: one failed poll must not let the interlocked output start); the feedback
+    device offline, or nothing read yet, shows nothing (unknown); no airflow shows nothing;
+    an output without a feedback is never in it; `expect: false` is honoured."""
+    clock = ManualClock()
+    sup = _supervisor(clock)
+    acting = {"fan": "feedback di.di7 shows it acting"}
+    assert sup.acting(["fan"]) == {}  # nothing read yet: unknown
+    _airflow(sup, clock, True)
+    assert sup.acting(["fan", "hvac"]) == acting
+    assert sup.evaluate({"fan": False}, []) == []  # no verdict yet; the interlocks see it
+    _airflow(sup, clock, None, Quality.COMM_ERROR)
+    assert sup.acting(["fan"]) == acting
+    sup.ingest([Sample("di.online", None, clock.now_ns(), Quality.COMM_ERROR)])
+    assert sup.acting(["fan"]) == acting, "online unknown: not offline"
+    sup.ingest([Sample("di.online", False, clock.now_ns(), Quality.GOOD)])
+    assert sup.acting(["fan"]) == {}, "the feedback device offline: unknown"
+    _airflow(sup, clock, True)
+    assert sup.acting(["fan"]) == acting
+    _airflow(sup, clock, False)
+    assert sup.acting(["fan"]) == {}
+    opens = Output.model_validate({  # an auxiliary contact that opens while it acts
+        "id": "fan-nc", "role": "exhaust_fan", "device": "do", "point": "do4",
+        "feedback": {"device": "di", "point": "di7", "expect": False}})
+    nc = OutputSupervisor([opens], {"fan-nc": ["batt"]}, {"batt": "battery"}, clock)
+    nc.ingest([Sample("di.di7", False, clock.now_ns(), Quality.GOOD)])
+    assert nc.acting(["fan-nc"]) == {"fan-nc": "feedback di.di7 shows it acting"}
+    assert sup.acting([]) == {}
