@@ -18,10 +18,24 @@ deleted — all in one transaction, committed (synchronous FULL) before the inge
 the message. Of two versions of one incident id the one the gateway sent later wins.
 
 Bounds (`incidents:` in the central config): a record's size (`max_record_bytes`), the records
-kept (`max_incidents`) and the disk budget of records and waiting chunks (`max_bytes`; the
-oldest records go first); chunks of a version that stays incomplete for `partial_ttl` are
-dropped. A chunk that breaks them, or completes a record that does not check, raises
-`IncidentChunkError` with the reason: the ingest dead-letters it (payload included) and goes on.
+kept (`max_incidents`) and the disk budget of records and waiting chunks (`max_bytes`), both
+shared out per gateway so that one gateway's records — or its chunks of records that never
+complete — push out only its own (gateway.ingest.incident_room says who gives way, and why);
+chunks of a version that stays incomplete for `partial_ttl` are dropped. A chunk that breaks
+them, or completes a record that does not check, raises `IncidentChunkError` with the reason:
+the ingest dead-letters it (payload included, up to the dead-letter log's limit) and goes on.
+
+A record larger than its gateway's share of `max_bytes` goes to the **quarantine**: the same
+tables, flagged, under their own budget (`quarantine_bytes`, shared out the same way), read by
+`roomwarden incident --central` like any record. Each of its chunks raises `IncidentQuarantined`
+once committed, so it is dead-lettered (counted, logged) and acknowledged. Why not refuse it
+unacknowledged, for the gateway to send again later: the gateway's outbox lets go of an entry
+only when the ingest's watermark covers its number, so one number never done holds every later
+telemetry batch and alarm event of that gateway in its outbox until its disk budget drops
+them — telemetry first, then the record itself — while the refused chunk is published again as
+a hole after every acknowledgement (gateway.uplink.delivery); and nothing tells when the share
+will be larger. The dead-letter log alone keeps 1 KiB of a chunk: the record would be lost.
+The quarantine keeps it whole, bounded.
 """
 
 from __future__ import annotations
@@ -33,7 +47,7 @@ import threading
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gateway.config.duration import Duration
 from gateway.contract.wire import (
@@ -43,6 +57,7 @@ from gateway.contract.wire import (
     chunk_bytes,
     parse_record,
 )
+from gateway.ingest import incident_room as room
 from gateway.storage import open_sqlite, open_sqlite_readonly, private_dir
 from gateway.strict import StrictModel
 
@@ -53,18 +68,20 @@ CREATE TABLE IF NOT EXISTS chunks (
     site TEXT NOT NULL, gateway TEXT NOT NULL, id TEXT NOT NULL, sha256 TEXT NOT NULL,
     idx INTEGER NOT NULL, count INTEGER NOT NULL, size INTEGER NOT NULL,
     saved INTEGER NOT NULL, received INTEGER NOT NULL, data BLOB NOT NULL,
+    quarantined INTEGER NOT NULL DEFAULT 0,
     UNIQUE (site, gateway, id, sha256, idx));
 CREATE TABLE IF NOT EXISTS incidents (
     site TEXT NOT NULL, gateway TEXT NOT NULL, id TEXT NOT NULL, sha256 TEXT NOT NULL,
     size INTEGER NOT NULL, saved INTEGER NOT NULL, received INTEGER NOT NULL,
     status TEXT, room TEXT, severity TEXT, rule TEXT, subject TEXT, trigger_ts INTEGER,
     drill INTEGER NOT NULL DEFAULT 0, record BLOB NOT NULL,
+    quarantined INTEGER NOT NULL DEFAULT 0,
     UNIQUE (site, gateway, id));
 CREATE INDEX IF NOT EXISTS incidents_received ON incidents (received);
 CREATE INDEX IF NOT EXISTS chunks_received ON chunks (received);
 """
 SUMMARY = ("site", "gateway", "id", "status", "room", "severity", "rule", "subject",
-           "trigger_ts", "drill", "size", "sha256", "received")
+           "trigger_ts", "drill", "size", "sha256", "received", "quarantined")
 
 
 class CentralIncidentSettings(StrictModel):
@@ -77,15 +94,41 @@ class CentralIncidentSettings(StrictModel):
         MAX_INCIDENT_BYTES)
     """Largest record accepted (gzip-compressed, as the gateway stores it)."""
     max_incidents: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
-    """Records kept at most (the oldest received go first)."""
+    """Records kept at most. Shared out per gateway: when the store is full, a gateway holding
+    more than `max_incidents` ÷ (gateways with records) loses its oldest received first."""
     max_bytes: Annotated[int, Field(ge=2**20, le=2**44)] = 16 * 2**30
-    """Disk budget of records and waiting chunks (the oldest records go first)."""
+    """Disk budget of records and waiting chunks. Shared out per gateway: when it is full, a
+    gateway over `max_bytes` ÷ (gateways holding something) gives way — its incomplete records
+    first, then its oldest; one gateway's waiting chunks are capped at twice
+    `max_record_bytes`. A record larger than its gateway's share goes to the quarantine."""
+    quarantine_bytes: Annotated[int, Field(ge=2**20, le=2**44)] = 256 * 2**20
+    """Disk budget of the quarantine: records that do not fit their gateway's share of
+    `max_bytes`, kept whole (and dead-lettered) apart from it, shared out per gateway the same
+    way. At least `max_record_bytes`."""
     partial_ttl: Duration = 7 * 24 * 3600.0
     """Chunks of a record version still incomplete after this long are dropped."""
+
+    @model_validator(mode="after")
+    def _quarantine_holds_a_record(self) -> CentralIncidentSettings:
+        if self.quarantine_bytes < self.max_record_bytes:
+            raise ValueError(f"quarantine_bytes {self.quarantine_bytes} must be at least "
+                             f"max_record_bytes {self.max_record_bytes}")
+        return self
 
 
 class IncidentChunkError(ValueError):
     """A chunk the store refuses, or a record that does not check (the message says why)."""
+
+
+class IncidentQuarantined(IncidentChunkError):
+    """A chunk kept (committed) in the quarantine, not the store proper: its record does not
+    fit its gateway's share. The ingest dead-letters it like a refused chunk — acknowledged,
+    so the gateway's outbox goes on — and the record stays readable whole. `complete`: this
+    chunk completed its record."""
+
+    def __init__(self, message: str, *, complete: bool) -> None:
+        super().__init__(message)
+        self.complete = complete
 
 
 class CentralIncidents:
@@ -105,6 +148,17 @@ class CentralIncidents:
             private_dir(path.parent)
             self._db = open_sqlite(path, synchronous="FULL")
             self._db.executescript(_SCHEMA)
+            for table in ("incidents", "chunks"):  # a store made before the quarantine
+                if "quarantined" not in self._columns(table):
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN quarantined INTEGER "
+                                     "NOT NULL DEFAULT 0")
+            self._db.executescript(room.INDEXES)
+        self._summary = ", ".join(
+            "0 AS quarantined" if name == "quarantined" and name not in self._columns(
+                "incidents") else name for name in SUMMARY)
+
+    def _columns(self, table: str) -> set[str]:
+        return {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
 
     # ------------------------------------------------------------------ writing (ingest)
 
@@ -132,11 +186,13 @@ class CentralIncidents:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        if isinstance(outcome, IncidentChunkError):  # its chunks are gone (committed)
+        quarantined = isinstance(outcome, IncidentQuarantined)
+        if outcome == "complete" or (isinstance(outcome, IncidentQuarantined)
+                                     and outcome.complete):
+            log.info("event=incident_stored site=%s gateway=%s id=%s bytes=%d area=%s", *key,
+                     chunk.size, "quarantine" if quarantined else "store")
+        if isinstance(outcome, IncidentChunkError):  # committed: quarantined, or gone
             raise outcome
-        if outcome == "complete":
-            log.info("event=incident_stored site=%s gateway=%s id=%s bytes=%d", *key,
-                     chunk.size)
         return outcome
 
     def _add(self, db: sqlite3.Connection, chunk: IncidentChunk, data: bytes,
@@ -156,13 +212,19 @@ class CentralIncidents:
                     f"incident {chunk.id} of {chunk.site}/{chunk.gateway}: chunk "
                     f"{chunk.index} differs from the one received before")
             return "duplicate"
-        self._make_room(db, len(data), now_ns)
-        db.execute("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (*version, chunk.index, chunk.count, chunk.size, chunk.saved, now_ns, data))
+        ttl = int(self.settings.partial_ttl * 1e9)
+        db.execute("DELETE FROM chunks WHERE received < ?", (now_ns - ttl,))
+        area = self._area(db, chunk, version, len(data))
+        if isinstance(area, IncidentChunkError):
+            return area
+        db.execute("INSERT INTO chunks (site, gateway, id, sha256, idx, count, size, saved, "
+                   "received, data, quarantined) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (*version, chunk.index, chunk.count, chunk.size, chunk.saved, now_ns, data,
+                    area))
         have_n = db.execute("SELECT COUNT(*) FROM chunks WHERE site = ? AND gateway = ? AND "
                             "id = ? AND sha256 = ?", version).fetchone()[0]
         if have_n < chunk.count:
-            return "stored"
+            return self._quarantined(chunk, complete=False) if area else "stored"
         parts = [bytes(r[0]) for r in db.execute(
             "SELECT data FROM chunks WHERE site = ? AND gateway = ? AND id = ? AND sha256 = ? "
             "ORDER BY idx", version)]
@@ -175,11 +237,56 @@ class CentralIncidents:
             return exc
         db.execute("DELETE FROM incidents WHERE site = ? AND gateway = ? AND id = ?", key)
         db.execute("INSERT INTO incidents (site, gateway, id, sha256, size, saved, received, "
-                   "status, room, severity, rule, subject, trigger_ts, drill, record) VALUES "
-                   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (*key, chunk.sha256, len(whole), chunk.saved, now_ns, *summary, whole))
-        self._prune(db)
+                   "status, room, severity, rule, subject, trigger_ts, drill, record, "
+                   "quarantined) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (*key, chunk.sha256, len(whole), chunk.saved, now_ns, *summary, whole, area))
+        if area:
+            return self._quarantined(chunk, complete=True)
+        room.prune_count(db, self.settings.max_incidents, (chunk.site, chunk.gateway))
         return "complete"
+
+    def _area(self, db: sqlite3.Connection, chunk: IncidentChunk, version: room.Version,
+              need: int) -> int | IncidentChunkError:
+        """Where a new chunk of `version` goes, room made for it (gateway.ingest.incident_room):
+        0 the store; 1 the quarantine, when its record does not fit its gateway's share of
+        `max_bytes`; an error (the version's chunks gone) when it fits neither."""
+        s, gw = self.settings, (chunk.site, chunk.gateway)
+        cap = room.WAITING_RECORDS * s.max_record_bytes
+        area = db.execute("SELECT MAX(quarantined) FROM chunks WHERE site = ? AND gateway = ? "
+                          "AND id = ? AND sha256 = ?", version).fetchone()[0]
+        if area is None:  # the version's first chunk
+            use = room.usage(db, 0)
+            area = int(chunk.size > room.share(s.max_bytes, use, gw))
+            if area:
+                log.warning("event=incident_quarantined site=%s gateway=%s id=%s bytes=%d "
+                            "share=%d gateways=%d reason=over_share", *gw, chunk.id, chunk.size,
+                            room.share(s.max_bytes, use, gw), len(use.keys() | {gw}))
+        if area == 0:
+            room.cap_waiting(db, 0, version, need, cap)
+            if room.make_room(db, 0, s.max_bytes, version, chunk.size, need):
+                return 0
+            db.execute("UPDATE chunks SET quarantined = 1 WHERE site = ? AND gateway = ? AND "
+                       "id = ? AND sha256 = ?", version)
+            log.warning("event=incident_quarantined site=%s gateway=%s id=%s bytes=%d "
+                        "reason=share_shrank", *gw, chunk.id, chunk.size)
+        room.cap_waiting(db, 1, version, need, cap)
+        if room.make_room(db, 1, s.quarantine_bytes, version, chunk.size, need):
+            return 1
+        db.execute("DELETE FROM chunks WHERE site = ? AND gateway = ? AND id = ? AND "
+                   "sha256 = ?", version)
+        log.error("event=incident_not_kept site=%s gateway=%s id=%s bytes=%d "
+                  "reason=quarantine_share", *gw, chunk.id, chunk.size)
+        return IncidentChunkError(
+            f"incident {chunk.id} of {chunk.site}/{chunk.gateway}: {chunk.size} bytes fit "
+            f"neither the gateway's share of max_bytes {s.max_bytes} nor of quarantine_bytes "
+            f"{s.quarantine_bytes} (not kept here; the gateway keeps its copy)")
+
+    def _quarantined(self, chunk: IncidentChunk, *, complete: bool) -> IncidentQuarantined:
+        return IncidentQuarantined(
+            f"incident {chunk.id} of {chunk.site}/{chunk.gateway}: its record ({chunk.size} "
+            f"bytes) does not fit the gateway's share of max_bytes {self.settings.max_bytes}; "
+            f"it {'is' if complete else 'waits to be'} kept whole in the quarantine of "
+            f"{self.path} (roomwarden incident --central)", complete=complete)
 
     def _check(self, chunk: IncidentChunk, whole: bytes) -> tuple[Any, ...]:
         """Size, hash and content of a reassembled record; its summary columns."""
@@ -211,41 +318,12 @@ class CentralIncidents:
                 int(record.get("kind") == "drill" or bool(record.get("drill"))
                     or trigger.get("drill") is True))
 
-    def _used(self, db: sqlite3.Connection) -> int:
-        return int(db.execute("SELECT (SELECT COALESCE(SUM(size), 0) FROM incidents) + "
-                              "(SELECT COALESCE(SUM(LENGTH(data)), 0) FROM chunks)"
-                              ).fetchone()[0])
-
-    def _make_room(self, db: sqlite3.Connection, need: int, now_ns: int) -> None:
-        """Old incomplete versions go; then the oldest records until `need` more bytes fit."""
-        ttl = int(self.settings.partial_ttl * 1e9)
-        db.execute("DELETE FROM chunks WHERE received < ?", (now_ns - ttl,))
-        budget = self.settings.max_bytes
-        while self._used(db) + need > budget:
-            oldest = db.execute("SELECT rowid, site, gateway, id FROM incidents ORDER BY "
-                                "received LIMIT 1").fetchone()
-            if oldest is None:
-                raise IncidentChunkError(
-                    f"the central incident store is full: waiting chunks fill max_bytes "
-                    f"{budget}")
-            db.execute("DELETE FROM incidents WHERE rowid = ?", (oldest[0],))
-            log.warning("event=incident_pruned site=%s gateway=%s id=%s reason=disk_budget",
-                        *oldest[1:])
-
-    def _prune(self, db: sqlite3.Connection) -> None:
-        excess = db.execute("SELECT COUNT(*) FROM incidents").fetchone()[0] - \
-            self.settings.max_incidents
-        if excess > 0:
-            db.execute("DELETE FROM incidents WHERE rowid IN (SELECT rowid FROM incidents "
-                       "ORDER BY received LIMIT ?)", (excess,))
-            log.warning("event=incidents_pruned count=%d reason=max_incidents", excess)
-
     # ------------------------------------------------------------------ reading (CLI)
 
     def summaries(self) -> list[dict[str, Any]]:
         """Every stored record's summary, by trigger time."""
         with self._lock:
-            rows = self._db.execute(f"SELECT {', '.join(SUMMARY)} FROM incidents "
+            rows = self._db.execute(f"SELECT {self._summary} FROM incidents "
                                     "ORDER BY trigger_ts, id").fetchall()
         return [dict(zip(SUMMARY, row, strict=True)) for row in rows]
 

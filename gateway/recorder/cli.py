@@ -154,7 +154,8 @@ def _list_central(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['site'] + '/' + row['gateway']:<32} {row['id']:<44} "
               f"{row['status'] or '-':<11} {row['severity'] or '-':<9} "
-              f"{row['rule']} @ {row['subject']}" + ("  [drill]" if row["drill"] else ""))
+              f"{row['rule']} @ {row['subject']}" + ("  [drill]" if row["drill"] else "")
+              + ("  [quarantined]" if row["quarantined"] else ""))
     for w in waiting:
         print(f"incomplete: {w['site']}/{w['gateway']} {w['id']}: {w['have']} of "
               f"{w['count']} chunks received")

@@ -203,12 +203,13 @@ def test_bounds_record_size_count_and_disk_budget(tmp_path: Path) -> None:
     assert sum(r["size"] for r in tight.summaries()) <= 2**20
 
     full = CentralIncidents(tmp_path / "d.sqlite", CentralIncidentSettings(max_bytes=2**20))
-    waiting = [k for n in range(5) for k in chunks_of(
-        record_file(f"20261203T03120{n}Z-batt-3f-{n}", noise=600_000 + n),
-        incident_id=f"20261203T03120{n}Z-batt-3f-{n}")[:1]]
-    with pytest.raises(IncidentChunkError, match="store is full"):
-        for k in waiting:
-            full.add(k, 1)
+    ids = [f"20261203T03120{n}Z-batt-3f-{n}" for n in range(5)]
+    for n, incident_id in enumerate(ids):  # first chunks only: 5 × 256 KiB never complete
+        first = chunks_of(record_file(incident_id, noise=600_000 + n),
+                          incident_id=incident_id)[0]
+        assert full.add(first, n) == "stored"
+    waiting = [w["id"] for w in full.waiting()]  # the idlest went (gateway.ingest.incident_room)
+    assert waiting == ids[-len(waiting):] and len(waiting) == 4
 
 
 def test_an_id_two_gateways_sent_needs_the_gateway(store: CentralIncidents) -> None:
