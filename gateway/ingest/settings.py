@@ -31,8 +31,9 @@ http: {bind: 127.0.0.1, port: 9108}                   # /healthz and /metrics (o
 incidents:                    # the gateways' incident records (gateway.ingest.incidents)
   store: /var/lib/roomwarden-ingest/incidents.sqlite  # default: next to catalog_store
   max_record_bytes: 67108864  # a record (gzip-compressed) at most
-  max_incidents: 100000
-  max_bytes: 17179869184      # disk budget of records and waiting chunks
+  max_incidents: 100000       # shared out per gateway
+  max_bytes: 17179869184      # disk budget of records and waiting chunks, shared out per gateway
+  quarantine_bytes: 268435456 # records too large for their gateway's share, kept whole
 ```
 
 Relative file paths are relative to the YAML file's directory.
