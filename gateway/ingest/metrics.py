@@ -8,16 +8,19 @@ Metrics (all prefixed `roomwarden_ingest_`):
 | `messages_received_total` | counter | `channel` |
 | `messages_written_total` | counter | `channel` (acked after the database accepted them) |
 | `messages_duplicate_total` | counter | `channel` (written before: acked, not rewritten) |
-| `messages_dead_lettered_total` | counter | malformed, unknown_catalog, rejected, internal, clock |
+| `messages_dead_lettered_total` | counter | malformed, unknown_catalog, rejected, internal, |
+| | | clock, series_budget (past its gateway's series budget: gateway.ingest.budget) |
 | `messages_restamped_total` | counter | clock (written at receive time: gateway.ingest.timecheck) |
 | `messages_dropped_total` | counter | qos0_queue_full (QoS 0 past the queue bound: writer) |
 | `gateway_clock_skew_seconds` | gauge | `site`, `gateway` (gateway.ingest.timecheck) |
 | `gateway_id_conflicts_total` | counter | `site`, `gateway` (gateway.ingest.gatewaywatch) |
+| `gateway_series_refused_total` | counter | `site`, `gateway`, `cap` (gateway.ingest.budget) |
 | `points_written_total` | counter | |
 | `write_errors_total` | counter | failed write attempts (timeouts, 5xx, 429, connection, 4xx) |
 | `write_retries_total` | counter | |
 | `write_seconds` | histogram | one successful write request |
 | `queue_depth` | gauge | messages received and not yet written |
+| `queue_waits_total` | counter | a full queue held the broker's stream (ingest.fairqueue) |
 | `parked` | gauge | batches waiting for their point catalog |
 | `write_rate_points_per_second` | gauge | points written per second over the last 10 s |
 | `connected` | gauge | 1 while connected to the broker |
@@ -45,7 +48,8 @@ from prometheus_client import (
 log = logging.getLogger("roomwarden.ingest")
 
 PREFIX = "roomwarden_ingest"
-DEAD_REASONS = ("malformed", "unknown_catalog", "rejected", "internal", "clock")
+DEAD_REASONS = ("malformed", "unknown_catalog", "rejected", "internal", "clock",
+                "series_budget")
 RATE_WINDOW_S = 10.0
 
 
@@ -102,6 +106,12 @@ class IngestMetrics:
         self.id_conflicts = Counter(f"{PREFIX}_gateway_id_conflicts",
                                     "States from two gateway processes under one id",
                                     ["site", "gateway"], registry=r)
+        self.series_refused = Counter(f"{PREFIX}_gateway_series_refused",
+                                      "Messages refused: past their gateway's series budget",
+                                      ["site", "gateway", "cap"], registry=r)
+        self.queue_waits = Counter(f"{PREFIX}_queue_waits",
+                                   "Times a full per-gateway queue held the broker's stream",
+                                   registry=r)
         self.last_success = Gauge(f"{PREFIX}_last_write_success_timestamp_seconds",
                                   "When the database last accepted a write", registry=r)
         self._recent: deque[tuple[float, int]] = deque()

@@ -233,6 +233,7 @@ class IngestService:
         with self._count_lock:
             counters: dict[str, int | bool] = dict(self._counters)
         counters["dead_lettered"] = self._writer.dead.count
+        counters["series_refused"] = self._writer.refused
         counters["pending"] = self._writer.pending()
         counters["parked"] = self._writer.parked_count
         counters["catalogs"] = len(self._catalogs)

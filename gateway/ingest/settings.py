@@ -27,6 +27,15 @@ dead_letter: /var/lib/roomwarden-ingest/dead-letter.jsonl
 catalog_store: /var/lib/roomwarden-ingest/catalogs.sqlite
 dedup_store: /var/lib/roomwarden-ingest/seen.sqlite   # default: next to catalog_store
 catalog_wait: 60s             # a batch whose catalog is unknown waits this long for it
+series_budget:                # distinct series one gateway may create (gateway.ingest.budget)
+  period: 1d                  # counted over a rolling period
+  telemetry_series: 100000    # 20,000 points (a gateway's most) in all four qualities, +25%
+  alarm_keys: 32500           # (rule, subject): 5 × a large site's ~6,500 alarm bindings
+  alarm_series: 100000        # alarm_events / alarm_history tag tuples
+  store: /var/lib/roomwarden-ingest/budget.sqlite     # default: next to catalog_store
+queue:                        # what the writer's intake holds (gateway.ingest.fairqueue)
+  per_gateway_bytes: 16777216 # one gateway's queued messages; then the ingest reads on
+  total_bytes: 134217728      #   from the broker only once the writer took some
 http: {bind: 127.0.0.1, port: 9108}                   # /healthz and /metrics (optional)
 incidents:                    # the gateways' incident records (gateway.ingest.incidents)
   store: /var/lib/roomwarden-ingest/incidents.sqlite  # default: next to catalog_store
@@ -63,6 +72,8 @@ from gateway.config.yamlfile import (
     validate,
 )
 from gateway.contract.wire import DEFAULT_ROOT, ContractError, check_root
+from gateway.ingest.budget import SeriesBudgetSettings
+from gateway.ingest.fairqueue import QueueSettings
 from gateway.ingest.incidents import CentralIncidentSettings  # issue 12
 from gateway.strict import StrictModel
 
@@ -227,6 +238,11 @@ class IngestSettings(StrictModel):
     request_state_interval: Duration = 30.0
     """At most one `request_state` command per gateway this often."""
     http: HttpSettings | None = None
+    series_budget: SeriesBudgetSettings = SeriesBudgetSettings()
+    """Distinct series one gateway may create within a rolling period; beyond, its messages
+    are dead-lettered (gateway.ingest.budget)."""
+    queue: QueueSettings = QueueSettings()
+    """What the writer's per-gateway queues hold at most (gateway.ingest.fairqueue)."""
     # --- issue 12: the gateways' incident records (gateway.ingest.incidents) ----------------
     incidents: CentralIncidentSettings = CentralIncidentSettings()
     """Where and how much of the gateways' incident records are kept."""
@@ -236,6 +252,11 @@ class IngestSettings(StrictModel):
         return self.incidents.store if self.incidents.store is not None else (
             self.catalog_store.parent / "incidents.sqlite")
     # --- end issue 12 -----------------------------------------------------------------------
+
+    @property
+    def budget_store(self) -> Path:
+        return self.series_budget.store if self.series_budget.store is not None else (
+            self.catalog_store.parent / "budget.sqlite")
 
     @property
     def seen_store(self) -> Path:
@@ -266,6 +287,8 @@ class IngestSettings(StrictModel):
                                        "catalog_store": fix(self.catalog_store),
                                        "dedup_store": fix(self.dedup_store),
                                        "ack_store": fix(self.ack_store),
+                                       "series_budget": self.series_budget.model_copy(
+                                           update={"store": fix(self.series_budget.store)}),
                                        "incidents": self.incidents.model_copy(  # issue 12
                                            update={"store": fix(self.incidents.store)})})
 

@@ -1,10 +1,14 @@
 """The ingest's writer thread: received messages from a queue into the database, in batches,
 each acknowledged only once the database accepted it (DESIGN principle 5).
 
-It collects items until `batch_size` points or `flush_interval`, resolves batches that waited
+Messages wait in one queue per gateway, served round-robin with alarm events and states first
+and bounded per gateway (`gateway.ingest.fairqueue`), so one gateway's backlog never delays
+another's alarms. It collects items until `batch_size` points or `flush_interval`, resolves
+batches that waited
 for their point catalog (parking those still waiting, dead-lettering them after
 `catalog_wait` or beyond their gateway's share of the park limit: `park_limit`, `shed`),
-drops duplicates (`gateway.ingest.dedup`), writes the rest and retries (tenacity, exponential
+drops duplicates (`gateway.ingest.dedup`), dead-letters what would take a gateway past its
+series budget (`gateway.ingest.budget`), writes the rest and retries (tenacity, exponential
 back-off) on 429, 5xx and connection errors for as long as it takes; a 4xx rejection is
 narrowed down to the messages at fault, which go to the dead-letter log. Then `done(items,
 now)` (the service) moves the watermarks and acknowledges. While the database is down nothing
@@ -14,21 +18,22 @@ is acknowledged.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 
 from influxdb_client.rest import ApiException
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
-from gateway.ingest.catalogs import CatalogStore, GatewayKey
+from gateway.ingest.budget import SeriesBudget
+from gateway.ingest.catalogs import CatalogStore
 from gateway.ingest.deadletter import DeadLetterLog
 from gateway.ingest.dedup import SeenKey, SeenStore
+from gateway.ingest.fairqueue import FairQueue, gateway_of
 from gateway.ingest.incidents import CentralIncidents, IncidentChunkError  # issue 12
 from gateway.ingest.items import Delivery, Item, api_reason, retryable, short
 from gateway.ingest.metrics import IngestMetrics
+from gateway.ingest.parking import park_limit, shed
 from gateway.ingest.schema import UnknownCatalog, message_lines
 from gateway.ingest.settings import IngestSettings
 from gateway.ingest.writers import Writer, make_writer
@@ -36,55 +41,10 @@ from gateway.ops.connections import RateLimitFilter
 
 log = logging.getLogger("roomwarden.ingest")
 log.addFilter(RateLimitFilter(prefix="event=ingest_qos0_dropped"))  # a line a minute, counted
+log.addFilter(RateLimitFilter(prefix="event=ingest_queue_full"))
 
 MAX_QOS0_BYTES = 16 * 2**20
 """QoS 0 payloads and lines queued at most (no gateway sends QoS 0)."""
-
-
-def park_limit(settings: IngestSettings) -> int:
-    """Batches held for their catalog at most: `max_parked`, and never more than half of the
-    unacknowledged messages the broker sends us at once — MQTT 5 `receive_maximum` (we tell
-    the broker), MQTT 3.1.1 `broker_max_inflight` (the broker's own setting, Mosquitto's
-    `max_inflight_messages`, default 20) — since a parked batch holds its place in that window:
-    the other half keeps the stream, and the catalog the batches wait for, flowing."""
-    m = settings.mqtt
-    window = m.receive_maximum if m.protocol == "5" else m.broker_max_inflight
-    return min(settings.max_parked, max(1, window // 2))
-
-
-def shed(parked: list[Item], limit: int) -> tuple[list[Item], list[Item]]:
-    """(kept, shed) so that at most `limit` batches stay parked, each shed batch with its
-    `dead_reason`. The limit is shared among the gateways (site, gateway) with batches parked:
-    while more than `limit` wait, the gateway holding the most (on a tie the one whose oldest
-    batch is oldest) gives up its own oldest batch. A gateway within its share (`limit`
-    divided by the gateways waiting) thus never loses a batch to another's flood; a gateway
-    alone may use the whole limit until others need their share."""
-    if len(parked) <= limit:
-        return parked, []
-    queues: dict[GatewayKey, deque[Item]] = {}
-    for item in parked:
-        assert item.waiting is not None
-        queues.setdefault((item.waiting[0], item.waiting[1]), deque()).append(item)
-    waiting, gateways = len(parked), len(queues)
-    share = max(1, limit // gateways)
-    out: list[Item] = []
-    while waiting > limit:
-        (site, gateway), queue_ = max(queues.items(),
-                                      key=lambda kv: (len(kv[1]), -kv[1][0].received))
-        held = len(queue_)
-        oldest = queue_.popleft()
-        if not queue_:
-            del queues[(site, gateway)]
-        waiting -= 1
-        assert oldest.waiting is not None
-        oldest.dead_reason = (
-            f"unknown catalog {oldest.waiting[2]} of {site}/{gateway}: the gateway held {held} "
-            f"batches waiting for catalogs, more than its share of {share} (at most {limit} "
-            f"wait, shared by the {gateways} gateways waiting)")
-        oldest.dead_kind = "unknown_catalog"
-        out.append(oldest)
-    gone = {id(item) for item in out}
-    return [item for item in parked if id(item) not in gone], out
 
 
 class Stopping(Exception):
@@ -116,7 +76,12 @@ class IngestWriter:
         self.dead = DeadLetterLog(settings.dead_letter)
         self.database: Writer = make_writer(settings)  # issue 13: v1 or v2 write API
         self._incidents = CentralIncidents(settings.incident_store, settings.incidents)  # 12
-        self._queue: queue.Queue[Item] = queue.Queue()
+        self._queue = FairQueue(settings.queue, stopping)
+        self._budget = SeriesBudget(
+            settings.budget_store, settings.series_budget, root=settings.mqtt.root,
+            clock=clock, on_refused=self._refused)
+        self.refused = 0
+        """Messages refused since start: past their gateway's series budget."""
         self._qos0_lock = threading.Lock()
         self._qos0_bytes = 0
         self._parked: list[Item] = []
@@ -134,8 +99,22 @@ class IngestWriter:
         """The keys of what was written (and when re-stamped messages were first received)."""
         return self._seen
 
+    @property
+    def queue(self) -> FairQueue:
+        """The per-gateway queues of what was received and not yet taken by the writer."""
+        return self._queue
+
+    @property
+    def budget(self) -> SeriesBudget:
+        return self._budget
+
+    def _refused(self, site: str, gateway: str, cap: str) -> None:
+        self.refused += 1
+        self._metrics.series_refused.labels(site=site, gateway=gateway, cap=cap).inc()
+
     def put(self, item: Item) -> None:
-        """Queue `item` for the writer thread. A dead one keeps only what its dead-letter
+        """Queue `item` for the writer thread (paho's network thread: waits while its gateway's
+        queue is full, `gateway.ingest.fairqueue`). A dead one keeps only what its dead-letter
         record will; a QoS 0 one (no gateway sends any) is dropped, counted, past
         MAX_QOS0_BYTES queued: while the database is down nothing leaves the queue, and QoS 0
         is not flow-controlled by the broker (the central audit: 400 junk payloads of 1 MiB
@@ -153,7 +132,14 @@ class IngestWriter:
                     return
                 self._qos0_bytes += size
             item.queued_bytes = size
-        self._queue.put(item)
+        who = gateway_of(item.topic, self.settings.mqtt.root)
+        waited = self._queue.put(item, who)
+        if waited:
+            self._metrics.queue_waits.inc()
+            log.warning("event=ingest_queue_full site=%s gateway=%s waited_s=%.1f (the "
+                        "gateway's queued messages reached queue.per_gateway_bytes, or all "
+                        "queues queue.total_bytes: nothing was read from the broker meanwhile)",
+                        who[0], who[1], waited)
 
     def _taken(self, item: Item) -> Item:
         if item.queued_bytes:
@@ -164,7 +150,7 @@ class IngestWriter:
 
     def pending(self) -> int:
         """Received and not yet done."""
-        return self._queue.qsize() + self._in_writer
+        return len(self._queue) + self._in_writer
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._write_loop, name="ingest-writer",
@@ -178,6 +164,7 @@ class IngestWriter:
     def close(self) -> None:
         self.database.close()
         self._seen.close()
+        self._budget.close()
         self._incidents.close()  # issue 12
 
     def liveness(self) -> str | None:
@@ -195,22 +182,20 @@ class IngestWriter:
 
     def _collect(self) -> list[Item]:
         influx = self.settings.influx
-        try:
-            first = self._taken(self._queue.get(timeout=0.2))
-        except queue.Empty:
+        first = self._queue.get(timeout=0.2)
+        if first is None:
             return []
-        items = [first]
+        items = [self._taken(first)]
         points = len(first.lines)
         deadline = time.monotonic() + influx.flush_interval
         while points < influx.batch_size and not self._stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            try:
-                item = self._taken(self._queue.get(timeout=min(remaining, 0.2)))
-            except queue.Empty:
+            item = self._queue.get(timeout=min(remaining, 0.2))
+            if item is None:
                 continue
-            items.append(item)
+            items.append(self._taken(item))
             points += len(item.lines)
         return items
 
@@ -308,6 +293,8 @@ class IngestWriter:
                 else:
                     keys.add(item.key)
         todo = [item for item in items if item.dead_reason is None and not item.duplicate]
+        if self._budget.admit(todo):  # past a gateway's series budget: dead-lettered
+            todo = [item for item in todo if item.dead_reason is None]
         lines = [line for item in todo for line in item.lines]
         if lines:
             try:
@@ -334,12 +321,15 @@ class IngestWriter:
         # --- end issue 12 -------------------------------------------------------------------
         self._seen.add([item.key for item in todo if item.key is not None
                         and item.delivery is None and item.dead_reason is None], now)
+        self._budget.commit()
+        self.dead.add_many([(item.topic, item.payload, item.dead_reason, item.cut)
+                            for item in items if item.dead_reason is not None], now)
         for item in items:
             if item.dead_reason is not None:
-                self.dead.add(item.topic, item.payload, item.dead_reason, now, item.cut)
                 self._metrics.dead.labels(reason=item.dead_kind).inc()
-                log.warning("event=dead_letter topic=%s reason=%s", item.topic,
-                            item.dead_reason[:300])
+                if item.dead_kind != "series_budget":  # logged once per gateway (budget)
+                    log.warning("event=dead_letter topic=%s reason=%s", item.topic,
+                                item.dead_reason[:300])
             elif item.duplicate:
                 self._count("duplicates", 1)
                 self._metrics.duplicates.labels(channel=item.channel).inc()

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.ingest.items import Item
 from gateway.ingest.settings import IngestSettings
-from gateway.ingest.writer import park_limit, shed
+from gateway.ingest.parking import park_limit, shed
 
 SITE, NEVER = "bj-idc", "0123456789abcdef"
 

@@ -57,10 +57,10 @@ def test_held_messages_are_bounded_while_the_database_is_down(
         junk = [bytes([n]) * 2**20 for n in range(8)]  # 8 MiB of junk, QoS 0
         good = [c.encode(batch(10 + n, 10 + n)) for n in range(200)]  # well-formed, QoS 0
         publish_qos0(broker, topic, junk + good)
-        queue = service._writer._queue
+        queue = service._writer.queue
         dropped = service.metrics.dropped.labels(reason="qos0_queue_full")
         wait_for(lambda: dropped._value.get() > 0, what="QoS 0 past the bound dropped")
-        held = list(queue.queue)
+        held = queue.snapshot()
         dead = [item for item in held if item.dead_reason is not None]
         assert len(dead) == len(junk)  # junk waits for the writer to log it …
         assert all(len(item.payload) == PREFIX and item.cut is not None for item in dead)
