@@ -31,6 +31,8 @@ each call (`synchronous`):
   move forward past what the database holds; a used command id must not become new again).
 - central incident records (ingest, gateway.ingest.incidents): FULL: committed before the
   ingest acknowledges the chunks (an acknowledged chunk is not sent again).
+- series budget (ingest, gateway.ingest.budget): FULL: a commit only when a write admitted new
+  keys; a key lost to a power cut would let a gateway past its cap by that many.
 - readers: the panel's journal queries (gateway.alarms.journal_query) open the journal
   `query_only` (NORMAL, nothing to make durable); `roomwarden incident --central` opens the
   incident store with `open_sqlite_readonly`.

@@ -60,7 +60,9 @@ TELEMETRY, ALARM_KEYS, ALARM_SERIES = "telemetry_series", "alarm_keys", "alarm_s
 CAPS = (TELEMETRY, ALARM_KEYS, ALARM_SERIES)
 _MEMO_LIMIT = 1 << 17
 _SPACE = re.compile(r"(?<!\\) ")
-_COMMA = re.compile(r"(?<!\\),")
+_TAG = {name: re.compile(rf",{name}=((?:\\.|[^,\\])*)") for name in ("rule", "subject")}
+"""A tag's escaped value in a series text (values end at an unescaped comma)."""
+_ALARM_PREFIX = ALARM_MEASUREMENT + ","
 
 
 class SeriesBudgetSettings(StrictModel):
@@ -98,11 +100,10 @@ def series_text(line: str) -> str:
 
 def alarm_key(series: str) -> str | None:
     """"rule\\0subject" of an `alarm_events` series (escaped as written); None for others."""
-    parts = _COMMA.split(series)
-    if parts[0] != ALARM_MEASUREMENT:
+    if not series.startswith(_ALARM_PREFIX):
         return None
-    tags = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
-    return f"{tags.get('rule', '')}\x00{tags.get('subject', '')}"
+    rule, subject = (_TAG[name].search(series) for name in ("rule", "subject"))
+    return f"{rule[1] if rule else ''}\x00{subject[1] if subject else ''}"
 
 
 def digest(text: str) -> int:
@@ -223,11 +224,10 @@ class SeriesBudget:
             who = gateway_of(item.topic, self._root)
             g = self._gateway(who, gen)
             texts = [series_text(line) for line in item.lines]
-            series = {self._key(text) for text in texts}
             if item.channel == "telemetry":
-                reason = self._telemetry(who, g, series)
+                reason = self._telemetry(who, g, {self._key(text) for text in texts})
             else:
-                reason = self._alarm(who, g, texts, series)
+                reason = self._alarm(who, g, texts)
             if reason is not None:
                 item.dead_reason, item.dead_kind = reason, "series_budget"
                 refused.append(item)
@@ -241,11 +241,14 @@ class SeriesBudget:
         self._use(who, g, TELEMETRY, series)
         return None
 
-    def _alarm(self, who: GatewayId, g: _Gateway, texts: list[str],
-               series: set[int]) -> str | None:
+    def _alarm(self, who: GatewayId, g: _Gateway, texts: list[str]) -> str | None:
         keys = [k for k in map(alarm_key, texts) if k is not None]
-        key = self._key(keys[0]) if keys else None
+        key = digest(keys[0]) if keys else None
         known_series = g.known[ALARM_SERIES]
+        if key is not None and key not in g.known[ALARM_KEYS] and \
+                len(g.known[ALARM_KEYS]) >= self._caps[ALARM_KEYS]:  # (before hashing more)
+            return self._refuse(who, g, ALARM_KEYS, self._new_key(keys[0]))
+        series = {digest(text) for text in texts}  # one-off texts: not memoised
         if key is None or key in g.known[ALARM_KEYS]:  # known: always passes
             room = self._caps[ALARM_SERIES] - len(known_series)
             new = [k for k in series if k not in known_series]
@@ -253,10 +256,7 @@ class SeriesBudget:
             if key is not None:
                 self._use(who, g, ALARM_KEYS, {key})
             return None
-        rule, subject = keys[0].split("\x00", 1)
-        what = f"this event's key (rule {rule[:200]!r}, subject {subject[:200]!r}) is new"
-        if len(g.known[ALARM_KEYS]) >= self._caps[ALARM_KEYS]:
-            return self._refuse(who, g, ALARM_KEYS, what)
+        what = self._new_key(keys[0])
         new_series = sum(k not in known_series for k in series)
         if len(known_series) + new_series > self._caps[ALARM_SERIES]:
             return self._refuse(who, g, ALARM_SERIES,
@@ -264,6 +264,11 @@ class SeriesBudget:
         self._use(who, g, ALARM_KEYS, {key})
         self._use(who, g, ALARM_SERIES, series)
         return None
+
+    @staticmethod
+    def _new_key(key: str) -> str:
+        rule, subject = key.split("\x00", 1)
+        return f"this event's key (rule {rule[:200]!r}, subject {subject[:200]!r}) is new"
 
     def _refuse(self, who: GatewayId, g: _Gateway, cap: str, what: str) -> str:
         held, limit = len(g.known[cap]), self._caps[cap]

@@ -26,7 +26,13 @@ the only bound the ingest can hold by itself: Mosquitto 2.0.11 sends more than t
 Receive Maximum the ingest announces whenever acknowledgements flow while a backlog is queued
 for it (measured: a window of 50 held 13,942 unacknowledged messages once acknowledgements
 began; the audit's unpaced flood left 89,640, 351 MB, in the ingest), so `receive_maximum`
-bounds only what arrives while the ingest acknowledges nothing (a database outage).
+bounds only what arrives while the ingest acknowledges nothing.
+
+A wait lasts at most `max_wait` (the writer passes half the MQTT keepalive): paho's network
+thread, blocked, sends no PINGREQ, and the broker would drop the connection (and redeliver
+everything unacknowledged after the reconnect). The writer takes nothing for that long only
+while the database does not answer; then nothing is acknowledged either, the broker holds to
+the Receive Maximum, and at most `receive_maximum` messages come in beyond the bound.
 """
 
 from __future__ import annotations
@@ -58,11 +64,14 @@ class QueueSettings(StrictModel):
     per_gateway_bytes: Annotated[int, Field(ge=64 * 1024, le=2**34)] = 16 * 2**20
     """Queued bytes of one gateway (payloads, line protocol, 1 KiB a message) beyond which the
     ingest reads no further from the broker until the writer has taken some of that gateway's
-    messages: ≈ 7,000 alarm events or 25 telemetry batches of 1,000 points. A gateway
+    messages: ≈ 7,000 alarm events or 90 telemetry batches of 1,000 points. A gateway
     publishing live (a batch a second) or replaying its backlog (paced, 20 messages a second)
     holds a few."""
     total_bytes: Annotated[int, Field(ge=64 * 1024, le=2**36)] = 128 * 2**20
-    """Queued bytes of all gateways together, the same way (≈ 256 MB of memory when full)."""
+    """Queued bytes of all gateways together, the same way (≈ 256 MB of memory when full).
+    A wait lasts at most half of `mqtt.keepalive` (the connection must stay alive): then the
+    writer has taken nothing for that long, the database is down, nothing is acknowledged and
+    the broker sends at most `mqtt.receive_maximum` more."""
 
     @model_validator(mode="after")
     def _order(self) -> Self:
@@ -99,9 +108,11 @@ class _Lanes:
 class FairQueue:
     """Thread-safe: `put` from the network thread, `get` from the writer thread."""
 
-    def __init__(self, settings: QueueSettings, stopping: threading.Event) -> None:
+    def __init__(self, settings: QueueSettings, stopping: threading.Event, *,
+                 max_wait: float) -> None:
         self.settings = settings
         self._stopping = stopping
+        self._max_wait = max_wait
         self._cond = threading.Condition()
         self._lanes: dict[GatewayId, _Lanes] = {}
         self._urgent_turn: deque[GatewayId] = deque()
@@ -111,6 +122,8 @@ class FairQueue:
         self._bytes = 0
         self.waits = 0
         """`put`s that had to wait for room."""
+        self.overruns = 0
+        """`put`s let in past the bound after `max_wait` (the writer took nothing meanwhile)."""
 
     def __len__(self) -> int:
         with self._cond:
@@ -140,16 +153,21 @@ class FairQueue:
         return mine or (self._count > 0 and self._bytes + size > self.settings.total_bytes)
 
     def put(self, item: Item, gateway: GatewayId) -> float:
-        """Queue `item` in its gateway's lane, once there is room (see the module docstring);
-        the seconds it waited for room (0.0: none)."""
+        """Queue `item` in its gateway's lane, once there is room or after `max_wait` (see the
+        module docstring); the seconds it waited (0.0: none)."""
         size = cost(item)
         waited = 0.0
         with self._cond:
             if self._full(gateway, size):
                 self.waits += 1
                 began = time.monotonic()
+                deadline = began + self._max_wait
                 while self._full(gateway, size) and not self._stopping.is_set():
-                    self._cond.wait(WAIT_SLICE)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self.overruns += 1
+                        break
+                    self._cond.wait(min(WAIT_SLICE, remaining))
                 waited = max(time.monotonic() - began, 1e-9)
             lanes = self._lanes.get(gateway)
             if lanes is None:

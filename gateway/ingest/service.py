@@ -11,7 +11,8 @@ Flow (DESIGN principle 5):
   any of them. (`state` stays shared: each state message is written once.)
 * `manual_ack=True`: paho does not acknowledge a PUBLISH on its own. The network thread decodes
   each message (`contract.decode`), remembers catalogs (`meta`) and turns the rest into line
-  protocol (`schema`); a queue hands them to one writer thread.
+  protocol (`schema`); per-gateway queues (`gateway.ingest.fairqueue`: alarms and states
+  first, gateways in turn, bounded per gateway) hand them to one writer thread.
 * The writer collects messages until `batch_size` points or `flush_interval`, drops those
   already written (`gateway.ingest.dedup`: the contract's duplicate keys, so a redelivery is
   acknowledged, not written again), writes the rest with influxdb-client's synchronous write
@@ -25,7 +26,9 @@ Flow (DESIGN principle 5):
   after `catalog_wait` (or when its gateway holds more than its share of the park limit:
   `writer.shed`) does it go to the dead-letter log, payload included, for a replay.
 * Malformed messages and points the database rejects (4xx) go to the dead-letter log and are
-  acknowledged: they never block the stream.
+  acknowledged: they never block the stream. So do messages that would take their gateway past
+  its series budget (`gateway.ingest.budget`: distinct telemetry series, alarm keys and alarm
+  series within a rolling period; an event of a known alarm key always passes).
 * A gateway clock before 2020 or a day ahead (`gateway.ingest.timecheck`): its telemetry is
   dead-lettered, its alarm events and live states are written at their first receive time.
 * A message received before a disconnect is never acknowledged after it (its packet id may

@@ -76,7 +76,7 @@ class IngestWriter:
         self.dead = DeadLetterLog(settings.dead_letter)
         self.database: Writer = make_writer(settings)  # issue 13: v1 or v2 write API
         self._incidents = CentralIncidents(settings.incident_store, settings.incidents)  # 12
-        self._queue = FairQueue(settings.queue, stopping)
+        self._queue = FairQueue(settings.queue, stopping, max_wait=settings.mqtt.keepalive / 2)
         self._budget = SeriesBudget(
             settings.budget_store, settings.series_budget, root=settings.mqtt.root,
             clock=clock, on_refused=self._refused)
@@ -136,10 +136,11 @@ class IngestWriter:
         waited = self._queue.put(item, who)
         if waited:
             self._metrics.queue_waits.inc()
-            log.warning("event=ingest_queue_full site=%s gateway=%s waited_s=%.1f (the "
-                        "gateway's queued messages reached queue.per_gateway_bytes, or all "
-                        "queues queue.total_bytes: nothing was read from the broker meanwhile)",
-                        who[0], who[1], waited)
+            log.warning("event=ingest_queue_full site=%s gateway=%s waited_s=%.1f "
+                        "let_in_past_bound=%d (the gateway's queued messages reached "
+                        "queue.per_gateway_bytes, or all queues queue.total_bytes: nothing was "
+                        "read from the broker meanwhile)", who[0], who[1], waited,
+                        self._queue.overruns)
 
     def _taken(self, item: Item) -> Item:
         if item.queued_bytes:

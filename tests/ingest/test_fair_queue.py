@@ -7,6 +7,7 @@ acknowledgements flow: the audit's flood left 89,640 messages, 351 MB, in the in
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,6 +120,39 @@ def test_what_one_gateway_has_queued_is_bounded(
         assert service.metrics.queue_waits._value.get() >= 1
     finally:
         service.stop()
+    written = [v for s in victoria.export(f'{{__name__="unclassified_value",'
+                                          f'gateway="{FLOODER}"}}') for v in s["values"]]
+    assert sorted(written) == sorted(float(k) for k in range(1, n + 1) for _ in range(points))
+
+
+def test_an_outage_longer_than_the_keepalive_keeps_the_connection(
+        tmp_path: Path, broker: Broker, victoria: Victoria, gateway: Gateway) -> None:
+    """A full queue holds paho's network thread, which then sends no PINGREQ: the wait yields
+    after half the keepalive, so a database outage does not cost the broker connection (and a
+    redelivery of everything unacknowledged)."""
+    settings = make_settings(tmp_path, broker, victoria,
+                             queue={"per_gateway_bytes": 64 * 1024, "total_bytes": 256 * 1024})
+    settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(
+        update={"keepalive": 2.0})})  # the broker drops a client silent for 3 s
+    service = IngestService(settings)
+    service.start()
+    n, points = 200, 20
+    try:
+        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
+        victoria.kill()
+        for seq in range(1, n + 1):
+            gateway.client.publish(str(c.Topic(SITE, FLOODER, c.Channel.TELEMETRY)),
+                                   c.encode(batch(seq, points)), qos=1)
+        wait_for(lambda: service._writer.queue.overruns > 0, what="a wait that yielded")
+        time.sleep(8)  # well past 1.5 x the keepalive
+        victoria.start()
+        wait_for(lambda: service.status()["acked"] == n, timeout=60, what="all written")
+        status = service.status()
+        assert status["not_acked_reconnected"] == 0 and status["duplicates"] == 0
+        assert status["received"] == n
+    finally:
+        service.stop()
+    assert "ingest-test has exceeded timeout" not in broker.log.read_text()
     written = [v for s in victoria.export(f'{{__name__="unclassified_value",'
                                           f'gateway="{FLOODER}"}}') for v in s["values"]]
     assert sorted(written) == sorted(float(k) for k in range(1, n + 1) for _ in range(points))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gateway.ingest.items import Item
-from gateway.ingest.settings import IngestSettings
 from gateway.ingest.parking import park_limit, shed
+from gateway.ingest.settings import IngestSettings
 
 SITE, NEVER = "bj-idc", "0123456789abcdef"
 
