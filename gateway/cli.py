@@ -268,9 +268,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
     from gateway.daemon import default_state_dir
+    from gateway.service.instance import ControlSocketInUse, InstanceRefused, claim
     from gateway.supervisor import BootFailed, Service
 
     state_dir = args.state_dir or default_state_dir()
+    try:  # before anything in the state directory is opened (gateway.service.instance)
+        held = claim(state_dir, args.control)
+    except InstanceRefused as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
 
     async def printer(service: Service) -> None:
         while True:
@@ -294,12 +300,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         extra = asyncio.create_task(printer(service)) if args.print_every else None
         try:
             await service.run(args.duration)
+        except ControlSocketInUse as exc:  # bound by another since `claim` looked
+            print(f"cannot start: {exc}", file=sys.stderr)
+            return 1
         finally:
             if extra is not None:
                 extra.cancel()
         return 0
 
-    return asyncio.run(main_task())
+    with held:  # released once everything in the state directory is closed
+        return asyncio.run(main_task())
 
 
 def print_readings(gateway: object) -> None:

@@ -3,7 +3,9 @@ running gateway on the same machine.
 
 A Unix stream socket (default `$RUNTIME_DIRECTORY/control.sock`, i.e. /run/roomwarden under
 systemd, else `<state dir>/control.sock`), mode 0660: the file permissions are the
-authentication (root and the `roomwarden` group). One JSON request per connection, one line:
+authentication (root and the `roomwarden` group). A socket file left by a process that died is
+replaced at start; one that answers is not: that gateway refuses to start instead
+(`refuse_if_live`). One JSON request per connection, one line:
 
     {"op": "status"}
     {"op": "apply", "config": "<YAML text>", "author": "alice"}     unsigned, local
@@ -76,8 +78,33 @@ class ControlError(RuntimeError):
     """The client could not talk to the gateway (not running, no permission, bad answer)."""
 
 
+class ControlSocketInUse(RuntimeError):
+    """A live gateway listens on the socket path (`refuse_if_live`)."""
+
+
 class _Refused(Exception):
     """A request that cannot be read: answered with this message, then closed."""
+
+
+def refuse_if_live(path: Path, timeout: float = 2.0) -> None:
+    """ControlSocketInUse if something answers a connect at `path` (or cannot be told from a
+    live gateway): only a stale socket (connection refused: its process died) or nothing at
+    all may be replaced. A second gateway given the same socket used to unlink the first
+    one's live socket as "stale": `roomwarden status` then found no gateway running."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(timeout)
+    try:
+        probe.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        return
+    except OSError as exc:  # no permission, a full backlog (busy, so alive), ...
+        raise ControlSocketInUse(f"cannot tell whether a gateway listens on the control socket "
+                                 f"{path} ({exc}): stop it first, or give this one a socket "
+                                 "of its own (--socket)") from None
+    finally:
+        probe.close()
+    raise ControlSocketInUse(f"another gateway is listening on the control socket {path}: "
+                             "stop it first, or give this one a socket of its own (--socket)")
 
 
 def default_socket_path(state_dir: Path) -> Path:
@@ -106,6 +133,7 @@ class ControlServer:
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        refuse_if_live(self.path)  # ControlSocketInUse: a live one is never unlinked
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a stale socket of a process that died
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.path),
@@ -119,8 +147,8 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()  # ours: one that never started leaves another's alone
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def send(obj: dict[str, Any]) -> None:

@@ -52,6 +52,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tests/cli/test_durations.py": ("process", "slow"),
     "tests/continuity/test_apply_continuity.py": ("services", "slow"),
     "tests/continuity/test_restart_continuity.py": ("services", "process", "slow"),
+    "tests/control/test_live_socket.py": ("process",),  # liveness audit L2
     "tests/demo/test_demo.py": ("services", "process", "slow"),
     "tests/demo/test_demo_calm.py": ("process", "slow"),
     "tests/demo/test_demo_dashboards.py": ("services", "process", "slow"),
@@ -74,6 +75,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tests/rules/test_rules_doc.py": ("process",),
     "tests/service/test_asleep_when_idle.py": ("slow",),
     "tests/service/test_install.py": ("process",),
+    "tests/service/test_one_instance.py": ("process", "slow"),  # liveness audit L2
+    "tests/service/test_state_lock.py": ("process",),
     "tests/service/test_units.py": ("process",),
     "tests/service/test_watchdog.py": ("slow",),
     "tests/uplink/test_outbox_crash.py": ("process",),
