@@ -124,8 +124,12 @@ EVENT_COLUMNS = ("seq, ts, kind, rule, subject, state, previous_state, value, se
 STATE_COLUMNS = ("rule, subject, state, base_state, condition, chattering, value, severity, "
                  "title, room, actions, latching, eval_ts, activated_ns, acked_by, acked_ns, "
                  "suppression, oos_actor, oos_reason, oos_since_ns, updated_ns")
-INSERT_EVENT = (f"INSERT OR REPLACE INTO events ({EVENT_COLUMNS}) "
+INSERT_EVENT = (f"INSERT INTO events ({EVENT_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+"""A plain INSERT: an event whose seq is taken fails (IntegrityError: the commit fails, loudly,
+and its events stay pending) rather than silently replacing the event journalled before —
+two writers numbering from the same last seq (two gateways on one state directory: liveness
+audit L2) overwrote each other's events with REPLACE."""
 UPSERT_STATE = (f"INSERT OR REPLACE INTO alarm_state ({STATE_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 MARK_UNSYNCED = "UPDATE events SET clock_unsynced = 1 WHERE seq = ?"
