@@ -80,6 +80,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tests/service/test_units.py": ("process",),
     "tests/service/test_watchdog.py": ("slow",),
     "tests/uplink/test_outbox_crash.py": ("process",),
+    "tests/uplink/test_stop_while_connecting.py": ("process", "slow"),  # liveness audit L3
     "tests/uplink/test_tls_auth.py": ("services", "process", "slow"),
 }
 """Modules whose every test is in these lanes (started by hand rather than by a fixture)."""

@@ -17,8 +17,10 @@ per attempt means paho never re-sends its own in-flight copies behind the outbox
 connect re-reads the password file and re-arms the last will, and the connection is a clean
 session (inbound topics are subscribed on every connect).
 
-`end()` closes the socket without a DISCONNECT unless `goodbye()` said goodbye (so the broker
-publishes the last will) and waits for paho's thread with the public `loop_stop()`.
+The connect itself (the broker's name looked up, the TCP connect) runs in a daemon thread of
+its own (`connect_apart`), so that a lookup no nameserver answers never holds the process's
+exit. `end()` closes the socket without a DISCONNECT unless `goodbye()` said goodbye (so the
+broker publishes the last will) and waits for paho's thread with the public `loop_stop()`.
 """
 
 from __future__ import annotations
@@ -161,7 +163,8 @@ class Session:
 
     async def open(self, host: str, port: int, keepalive: float, timeout: float) -> None:
         """Connect and wait for the CONNACK; ConnectionError if refused or unanswered."""
-        await asyncio.to_thread(self.client.connect, host, port, round(keepalive))
+        await connect_apart(lambda: self.client.connect(host, port, round(keepalive)),
+                            self.drop_socket)
         self.client.loop_start()
         self._started = True
         try:
@@ -220,6 +223,14 @@ class Session:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
+    def drop_socket(self) -> None:
+        """Shut and close the socket of a connect that ended after its session was given up
+        (`connect_apart`): no network thread will ever serve it."""
+        self.drop()
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):
+            sock.close()
+
     async def end(self) -> None:
         """Drop the connection (if still up) and wait for paho's network thread."""
         if not self.lost.is_set():
@@ -241,6 +252,52 @@ class Session:
         if callable(reset):
             with contextlib.suppress(OSError):
                 reset(sockpair_only=True)
+
+
+async def connect_apart(connect: Callable[[], object], given_up: Callable[[], None]) -> None:
+    """Run `connect` (paho's: the broker's name looked up, the TCP connect, the CONNECT sent)
+    in a daemon thread of its own, not the loop's default executor: `asyncio.run` waits at
+    exit for every executor thread, and a lookup of a name no nameserver answers blocks in
+    getaddrinfo for as long as the resolver's timeouts (23 s after `gateway_stopped` in the
+    liveness audit, L3: into systemd's TimeoutStopSec). Cancelled, this returns at once; the
+    thread ends on its own, and a connect that succeeds after that is closed (`given_up`)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    abandoned = threading.Event()
+
+    def settle(error: BaseException | None) -> None:  # on the loop
+        if done.cancelled():
+            if error is None:
+                given_up()
+        elif error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def work() -> None:
+        error: BaseException | None = None
+        try:
+            connect()
+        except BaseException as exc:  # whatever it is, the waiting side hears of it
+            error = exc
+        if abandoned.is_set() or loop.is_closed():
+            if error is None:
+                with contextlib.suppress(Exception):
+                    given_up()
+            return
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:  # the loop closed meanwhile
+            if error is None:
+                with contextlib.suppress(Exception):
+                    given_up()
+
+    threading.Thread(target=work, name="uplink-connect", daemon=True).start()
+    try:
+        await done
+    except asyncio.CancelledError:
+        abandoned.set()
+        raise
 
 
 def _resolve(future: asyncio.Future[Any], result: Any) -> None:
