@@ -40,6 +40,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tests/apply/test_apply_releases.py": ("slow",),
     "tests/apply/test_apply_unbound.py": ("slow",),  # a health check's 8 s, a rollback
     "tests/apply/test_service_process.py": ("process", "slow"),
+    "tests/apply/test_store_off_loop.py": ("slow",),  # liveness audit L4
     "tests/apply/test_trial.py": ("slow",),
     "tests/bounds/test_file_modes.py": ("slow",),
     "tests/bounds/test_panel_flood.py": ("process", "slow"),

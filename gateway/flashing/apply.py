@@ -43,12 +43,14 @@ from gateway.config.yamllimits import DEFAULT_LIMITS
 from gateway.contract.wire import ConfigSet, ConfigStatus
 from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
 from gateway.flashing.health_check import HealthReport, check_health, offline_devices
+from gateway.flashing.keep import KeepRunning
 from gateway.flashing.keys import parse_public_key_line
 from gateway.flashing.rejections import RejectionLog, peek
 from gateway.flashing.seen import MAX_VERSION
 from gateway.flashing.store import ConfigMeta, ConfigStore, StoreError, storage_problem
 from gateway.flashing.trial_terms import Source, refusal_of, trial_needs
 from gateway.isolated_check import check_apart
+from gateway.offloop import off_loop
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -80,7 +82,11 @@ def settings_of(loaded: LoadedConfig) -> FlashingSettings:
     return loaded.config.flashing or FlashingSettings()
 
 
-class ConfigApplier:
+class ConfigApplier(KeepRunning):
+    """Every store write runs in a worker thread (gateway.offloop), under `_lock`, so a slow
+    disk's fsyncs never stop the bus loops and the rules (keeping the running config:
+    gateway.flashing.keep)."""
+
     def __init__(self, gateway: Gateway, store: ConfigStore, *, base_dir: Path,
                  factory_path: Path | None = None,
                  publish: Progress | None = None) -> None:
@@ -168,38 +174,6 @@ class ConfigApplier:
                 self.factory_path, digest[:12], status.code, status.error)
         return status
 
-    async def keep_booted(self, text: str, sha256: str) -> None:
-        """The installed file's config booted and ran: keep it as the last-known-good
-        (ConfigStore.keep_installed) — unless an apply replaced it meanwhile."""
-        async with self._lock:
-            if (self.gateway.config_version, self.gateway.config_sha256) != (0, sha256):
-                return
-            try:
-                meta = self.store.keep_installed(text)
-            except (OSError, StoreError) as exc:
-                log.error("event=installed_config_not_kept error=%s; a restart needs the "
-                          "installed file to be valid", storage_problem(exc))
-                return
-            if meta is not None:
-                log.info("event=installed_config_kept sha256=%s: a restart with a broken "
-                         "installed file boots this one", sha256[:12])
-            self._keep_profiles(sha256)
-
-    async def keep_booted_profiles(self, sha256: str) -> None:
-        """The booted last-known-good runs: keep the profiles it runs on beside it — unless an
-        apply replaced it meanwhile."""
-        async with self._lock:
-            if self.gateway.config_sha256 == sha256:
-                self._keep_profiles(sha256)
-
-    def _keep_profiles(self, sha256: str) -> None:
-        """The profiles the running config was checked with, beside it in the store (it is
-        the last-known-good): a profile file broken later cannot stop a restart booting it."""
-        try:
-            self.store.keep_profiles(sha256, self.gateway.loaded.profile_texts)
-        except (OSError, StoreError) as exc:
-            log.error("event=config_profiles_not_kept error=%s", storage_problem(exc))
-
     # --- the pipeline ---------------------------------------------------------------------
 
     async def _apply(self, candidate: Candidate, progress: Progress | None, *,
@@ -208,18 +182,20 @@ class ConfigApplier:
             c = candidate
             try:  # a full or read-only state directory: refused, nothing half-written left
                 if c.envelope is not None:
-                    self.store.check_fresh(c.envelope)
-                    self.store.remember(c.envelope)  # a later failure still burns the version
+                    await off_loop(self.store.check_fresh, c.envelope)
+                    await off_loop(self.store.remember, c.envelope)  # a later failure burns it
                     self.highest = max(self.highest, c.version)
-                    staged = self.store.stage(c.envelope, ConfigMeta.of_envelope(c.envelope))
+                    staged = await off_loop(self.store.stage, c.envelope,
+                                            ConfigMeta.of_envelope(c.envelope))
                 else:
-                    highest = max(self.gateway.config_version, self.store.highest_version())
+                    highest = max(self.gateway.config_version,
+                                  await off_loop(self.store.highest_version))
                     self.highest = max(self.highest, highest)
                     if highest >= MAX_VERSION:  # refused before anything is written
                         raise EnvelopeRejected("version_exhausted", _exhausted(highest))
                     c = dataclasses.replace(c, version=highest + 1)
-                    self.store.burn(c.version)  # a rollback does not hand it on (the soak)
-                    staged = self.store.stage(c.text, ConfigMeta(
+                    await off_loop(self.store.burn, c.version)  # not handed on after a rollback
+                    staged = await off_loop(self.store.stage, c.text, ConfigMeta(
                         version=c.version, sha256=c.sha256, source="local", author=c.author,
                         request_id=c.request_id))
             except EnvelopeRejected as exc:
@@ -245,13 +221,13 @@ class ConfigApplier:
                 check_apart, staged, base_dir=self.base_dir, name=f"config v{c.version}",
                 rules_dir=gw.rules_dir)
         except ConfigErrors as exc:
-            self._discard(rid)
+            await self._discard(rid)
             lines = [str(e) for e in exc.errors][:MAX_ERRORS_REPORTED]
             return self._say(progress, "rejected", rid, c, code="invalid_config",
                              error="\n".join(lines))
         refusal = refusal_of(gw.loaded, loaded, force=force, source=c.source, key_id=c.key_id)
         if refusal is not None:
-            self._discard(rid)
+            await self._discard(rid)
             self.rejections.rejected_line(c.source, rid, *refusal)
             return self._say(progress, "rejected", rid, c, code=refusal[0], error=refusal[1])
         self._say(progress, "staged", rid, c)
@@ -281,7 +257,7 @@ class ConfigApplier:
             await gw.reconfigure(loaded, version=c.version, sha256=c.sha256)
         except Exception as exc:  # the new safety core could not be built: old one runs
             log.exception("event=config_apply_failed id=%s", rid)
-            self._discard(rid)
+            await self._discard(rid)
             return "apply_failed", f"could not start the new config: {exc}"
         began = gw.clock.monotonic()
         report = await check_health(lambda: gw.bus_loops, explained, lambda: gw.evaluations,
@@ -291,7 +267,7 @@ class ConfigApplier:
         code, error = "health_check_failed", report.summary()
         if report.ok:
             try:
-                self.store.commit()
+                await off_loop(self.store.commit)
                 self._note_highest()
             except (OSError, StoreError) as exc:
                 if not self._committed(c):  # (a commit that landed before it failed stands)
@@ -300,7 +276,7 @@ class ConfigApplier:
                     log.error("event=config_commit_failed id=%s version=%d error=%s", rid,
                               c.version, error)
             if code != "commit_failed":
-                self._keep_profiles(c.sha256)
+                await self._keep_profiles(c.sha256)
                 log.info("event=config_applied id=%s version=%d health_check_s=%.2f %s", rid,
                          c.version, took, report.summary())
                 self._journal(rid, c, f"config v{c.version} applied ({c.source}, by "
@@ -309,7 +285,7 @@ class ConfigApplier:
         log.error("event=config_rolling_back id=%s version=%d health_check_s=%.2f code=%s "
                   "problems=%s", rid, c.version, took, code, error)
         await gw.reconfigure(previous, version=previous_version, sha256=previous_sha)
-        self._discard(rid)
+        await self._discard(rid)
         return code, error
 
     def _committed(self, c: Candidate) -> bool:
@@ -320,11 +296,11 @@ class ConfigApplier:
             return False
         return meta is not None and (meta.version, meta.sha256) == (c.version, c.sha256)
 
-    def _discard(self, rid: str | None) -> None:
+    async def _discard(self, rid: str | None) -> None:
         """Drop the staged config. If even that cannot be written (the disk full), the store
         still names the last-known-good active, and a restart boots it (`interrupted`)."""
         try:
-            self.store.discard()
+            await off_loop(self.store.discard)
         except (OSError, StoreError) as exc:
             log.error("event=config_discard_failed id=%s error=%s", rid, storage_problem(exc))
 

@@ -74,7 +74,7 @@ log = logging.getLogger("roomwarden.flashing")
 
 class ConfigStore:
     """The config directory of one gateway (see the module docstring). Not thread-safe: one
-    owner (the daemon's config task) at a time."""
+    caller at a time (the config applier's lock; its calls run in worker threads)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
