@@ -147,15 +147,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
+    from xdist.workermanage import WorkerController
 
     class Scheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             if nodeid.startswith(SPLIT_UNITS):
                 return nodeid
             unit = next((p for p in PACKAGE_UNITS if nodeid.startswith(p)), None)
-            return unit or str(super()._split_scope(nodeid))
+            return unit or super()._split_scope(nodeid)
 
-        def _reschedule(self, node: Any) -> None:
+        def _reschedule(self, node: WorkerController) -> None:
             if node.shutting_down:
                 return
             if not self.workqueue:

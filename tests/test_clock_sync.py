@@ -38,7 +38,11 @@ def test_timesyncds_flag_first_then_the_unsync_bit(monkeypatch: pytest.MonkeyPat
     asked: list[int] = []
 
     def kernel(status: int) -> None:
-        monkeypatch.setattr(clocksync, "kernel_status", lambda: asked.append(1) or status)
+        def read() -> int:
+            asked.append(1)
+            return status
+
+        monkeypatch.setattr(clocksync, "kernel_status", read)
 
     kernel(0x2000 | clocksync.STA_UNSYNC)
     assert not clocksync.synchronised() and asked

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pins() -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     for line in (REPO / "constraints.txt").read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:

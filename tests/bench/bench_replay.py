@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from gateway.clock import SystemClock
 from gateway.contract.wire import MessageKind, PointMeta, TelemetryBatch, encode
@@ -43,6 +43,19 @@ SITE, GATEWAY = "bench-site", "bench-gw"
 POINTS = 200
 TOPIC = f"roomwarden/{SITE}/{GATEWAY}/telemetry"
 OUTBOX = "uplink/outbox.sqlite"  # the settings' default path under the state directory
+
+
+class Replayed(TypedDict):
+    """A whole backlog replayed (`replay_all`): the delivery mode and the figures."""
+
+    delivery: str
+    resent: int
+    messages: int
+    seconds: float
+    cpu_seconds: float
+    messages_per_second: float
+    points_per_second: float
+    cpu_seconds_per_1000_points: float
 
 
 def catalog_points() -> dict[str, PointMeta]:
@@ -91,7 +104,7 @@ def make_uplink(port: int, state_dir: Path, replay: dict[str, float],
 
 
 async def replay_all(port: int, state_dir: Path, backlog: int,
-                     delivery: str = "puback") -> dict[str, float]:
+                     delivery: str = "puback") -> Replayed:
     """Raised pacer limits: time from start to the backlog's last PUBACK (`puback`) or to the
     last batch covered by the ingest's watermark (`ingest`)."""
     uplink = make_uplink(port, state_dir, {"messages_per_s": 100_000, "bytes_per_s": 1e9},

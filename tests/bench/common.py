@@ -16,7 +16,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
-BENCH_METER = {
+BENCH_METER: dict[str, Any] = {
     # 40 points in one 76-register read: floats, scaled int16 and word-swapped uint32
     "kind": "modbus", "id": "bench_meter", "manufacturer": "bench", "model": "bench meter",
     "generic": True,
