@@ -31,6 +31,7 @@ def test_the_kept_samples_draw_what_every_sample_draws(
         return
     scale = columns / max(t1 - t0, 1e-9)
     stretches: dict[tuple[int, int], list[int]] = defaultdict(list)
+    drawn: dict[int, float] = {}  # the samples that draw a line, by index
     run = 0
     for i, number in enumerate(numbers):
         if number is None or not good[i]:
@@ -39,9 +40,10 @@ def test_the_kept_samples_draw_what_every_sample_draws(
             run += 1
             continue
         stretches[(run, int((ts[i] - t0) * scale))].append(i)
+        drawn[i] = number
     kept_set = set(out)
     for members in stretches.values():
-        values = [numbers[i] for i in members]
+        values = [drawn[i] for i in members]
         assert members[0] in kept_set and members[-1] in kept_set
         assert min(values) in [numbers[i] for i in members if i in kept_set]
         assert max(values) in [numbers[i] for i in members if i in kept_set]

@@ -79,11 +79,11 @@ async def test_a_confirmed_fire_leaves_one_incident_with_the_evidence(
     # the single detectors' alarms (major) before it are part of the record
     assert {e["subject"] for e in record["events"] if e["rule"] == "fire.smoke_detector"} == {
         "smoke-1.alarm", "smoke-2.alarm"}
-    fire = [e for e in record["events"] if (e["rule"], e["subject"]) == FIRE]
-    assert fire[0]["state"] == "active_unacknowledged" and fire[0]["severity"] == "critical"
+    fired = [e for e in record["events"] if (e["rule"], e["subject"]) == FIRE]
+    assert fired[0]["state"] == "active_unacknowledged" and fired[0]["severity"] == "critical"
     # the latched fire alarm stays active (acknowledged) after the detectors reset: the
     # incident was kept open while it was, up to its cap
-    assert fire[-1]["state"] == "active_acknowledged"
+    assert fired[-1]["state"] == "active_acknowledged"
     assert record["until_ns"] == trigger["ts"] + int(MAX_DURATION * 1e9)
     assert record["room"] == "tx" and record["gateway"] == "gw-rec"
     assert record["config"]["sha256"] == gateway.config_sha256

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import gateway.recorder.store as store_module
+from gateway.contract.wire import parse_record
 from gateway.recorder.store import IncidentStore
 from tests.recorder.keeper_rig import FakeSources, keeper_of, stored_record
 
@@ -30,9 +32,12 @@ def test_start_reads_no_record_body_and_still_marks_open_ones(
     before = {i: store.read(i) for i in store.ids()}
 
     loads: list[str] = []
-    real_parse = store_module.parse_wire_record
-    monkeypatch.setattr(store_module, "parse_wire_record",
-                        lambda data, what: loads.append(what) or real_parse(data, what))
+
+    def counted(data: bytes, what: str) -> dict[str, Any]:
+        loads.append(what)
+        return parse_record(data, what)
+
+    monkeypatch.setattr(store_module, "parse_wire_record", counted)
     keeper, _ = keeper_of(store, FakeSources())
     assert loads == []  # building the keeper (the gateway's constructor) reads no record
     keeper.close_all()  # waits for the writer thread, which marks them
@@ -40,7 +45,7 @@ def test_start_reads_no_record_body_and_still_marks_open_ones(
     marked = [IDS[2], IDS[5], odd["id"]]
     assert sorted(keeper.recovered) == sorted(marked)
     assert len(loads) == 1  # only the record whose status is not at its head, on the writer
-    monkeypatch.setattr(store_module, "parse_wire_record", real_parse)
+    monkeypatch.setattr(store_module, "parse_wire_record", parse_record)
     for incident_id, data in before.items():
         record = store.load(incident_id)
         if incident_id in marked:

@@ -14,13 +14,14 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator
+from functools import partial
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.field.sample import Quality, Sample, Value
 from gateway.recorder.chunk import decode_chunk, encode_steps
-from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing
+from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing, Recorded
 
 T0 = 1_700_000_000_000_000_000
 _QUALITY = {q: i for i, q in enumerate((Quality.GOOD, Quality.STALE, Quality.COMM_ERROR,
@@ -68,6 +69,12 @@ class DoublesRing:
                                            bytes(self.flags[-CHUNK:])))
 
 
+def scaled(mantissa: int, digits: int) -> float:
+    """A decimal with `digits` digits after the point: `mantissa` × 10⁻ᵈⁱᵍⁱᵗˢ."""
+    power: int = 10**digits
+    return mantissa / power
+
+
 def sealed_blobs(ring: PointRing) -> Iterator[bytes]:
     at = ring._start
     for length in ring.chunk_index()[0::3]:
@@ -99,7 +106,7 @@ def runs(draw: st.DrawFn) -> list[Value]:
     out: list[Value] = []
     for _ in range(draw(st.integers(1, 4))):
         digits = draw(st.integers(0, 3))  # a register of one scale: 10⁻ᵏ steps
-        one_scale = st.integers(-40_000, 40_000).map(lambda m, k=digits: m / 10**k)
+        one_scale = st.integers(-40_000, 40_000).map(partial(scaled, digits=digits))
         kind = draw(st.sampled_from([one_scale, one_scale, small_decimals, decimals,
                                      registers, ints, others, any_value]))
         length = draw(st.integers(1, 2 * CHUNK))
@@ -128,17 +135,18 @@ def test_what_a_ring_seals_and_reads_back_is_what_the_doubles_ring_did(
     assert list(sealed_blobs(ring)) == reference.blobs  # the same chunks, byte for byte
     assert list(sealed_blobs(recorder.rings["d.p"])) == reference.blobs
     want = [bits(n) for n in reference.numbers]
-    for got in (ring.samples(), recorder.samples("d.p")):
+    for source, got in ((ring, ring.samples()),
+                        (recorder.rings["d.p"], recorder.samples("d.p"))):
         assert len(got) == len(values)
         for r, value in zip(got, values, strict=True):
             assert type(r.value) is type(value) or isinstance(value, str)
-        assert [bits(n) for n in numbers_of(ring, got)] == want
+        assert [bits(n) for n in numbers_of(source, got)] == want
     if frozen is not None:
         copy, n = frozen
         assert [bits(v) for v in numbers_of(copy, copy.samples())] == want[:n]
 
 
-def numbers_of(ring: PointRing, got: list[object]) -> list[float]:
+def numbers_of(ring: PointRing, got: list[Recorded]) -> list[float]:
     """The doubles a ring reads back (sealed chunks decoded, the open chunk's values divided
     by its scale): what `samples()` turns into values."""
     out: list[float] = []

@@ -108,9 +108,9 @@ def test_an_engine_built_again_equals_one_built_on_fresh_objects(site: str) -> N
         for timed, their_timed in zip(engine._timed, first._timed, strict=True):
             assert len(timed_parts(timed)) == len(timed_parts(their_timed))
         for point_id, entry in engine._intake.points.items():
-            theirs = first._intake.points[point_id]
+            their = first._intake.points[point_id]
             assert (entry.readers, entry.gated, entry.every, entry.gap, entry.gap_marks) == (
-                theirs.readers, theirs.gated, theirs.every, theirs.gap, theirs.gap_marks)
+                their.readers, their.gated, their.every, their.gap, their.gap_marks)
 
 
 def _shape(node: object) -> object:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.field.sample import Quality
 from gateway.rules.conditions import Above, Below, Debounce, Outside, PointState, ValueSignal
+from gateway.rules.conditions import Test as LeafTest  # (not a pytest class)
 from gateway.rules.nodes import (
     AllNode,
     AnyNode,
@@ -121,10 +123,10 @@ def test_a_value_in_the_quiet_band_changes_nothing(
     twin = copy.deepcopy((node, points))
     result, before = _result(node), _state(node)
     twin_node, twin_points = twin
-    quality = last_quality[which % len(points)]
-    if quality is None:
+    last = last_quality[which % len(points)]
+    if last is None:
         return
-    twin_points[which % len(points)].update(probe, quality, 0, at)
+    twin_points[which % len(points)].update(probe, last, 0, at)
     assert twin_node.eval(at) == result
     assert _state(twin_node) == before
 
@@ -151,9 +153,9 @@ def test_bands_of_the_tests() -> None:
 def test_the_band_ends_exactly_where_the_leaf_would_activate(
         kind: str, limit: float, deadband: float, start: int) -> None:
     """Every finite end of the band keeps the leaf normal; the next float past it does not."""
-    tests = {"above": lambda: Above(limit, deadband), "above=": lambda: Above(
-        limit, deadband, True), "below": lambda: Below(limit, deadband),
-        "below=": lambda: Below(limit, deadband, True),
+    tests: dict[str, Callable[[], LeafTest]] = {
+        "above": lambda: Above(limit, deadband), "above=": lambda: Above(limit, deadband, True),
+        "below": lambda: Below(limit, deadband), "below=": lambda: Below(limit, deadband, True),
         "outside": lambda: Outside(limit - 20, limit + 20, deadband)}
     side = normal_side(tests[kind]())
     assert side is not None

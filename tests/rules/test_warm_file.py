@@ -10,6 +10,7 @@ import json
 import math
 import zlib
 from array import array
+from collections.abc import Iterable
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -31,7 +32,7 @@ def _run(samples: list[tuple[float, float]]) -> tuple[array[float], array[float]
     return array("d", [t for t, _ in samples]), array("d", [v for _, v in samples])
 
 
-def _key(values: list[float]) -> list[str]:
+def _key(values: Iterable[float]) -> list[str]:
     return [repr(v) for v in values]
 
 
