@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import gateway.flashing.store
+import gateway.storage
 from gateway.flashing.store import ConfigStore
 from gateway.supervisor import Service
 from tests.apply.conftest import Running, ask, booted, device, edit_config, until
@@ -42,7 +43,7 @@ class DiskFull:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.full = False
-        real = gateway.flashing.store.atomic_write
+        real = gateway.storage.atomic_write  # what gateway.flashing.store calls
 
         def write(path: Path, data: Any, *args: Any, **kwargs: Any) -> None:
             if self.full:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import gateway.flashing.store
+import gateway.storage
 from gateway.flashing.envelope import sign_config
 from gateway.flashing.keys import load_private_key, new_key_pair, public_key_line, public_of
 from tests.apply.conftest import Running, ask, device, edit_config, running_service, until
@@ -121,7 +122,7 @@ async def test_a_flash_that_meets_a_full_state_directory_is_answered(
         gw = run.service.gateway
         await until(lambda: gw.uplink is not None and gw.uplink.status().connected, 15,
                     "uplink connected")
-        real = gateway.flashing.store.atomic_write
+        real = gateway.storage.atomic_write  # what gateway.flashing.store calls
         full = True
 
         def write(path: Path, data: Any, *args: Any, **kwargs: Any) -> None:
@@ -155,7 +156,10 @@ async def test_a_config_whose_panel_cannot_listen_is_rolled_back(tmp_path: Path)
             in_use = taken.getsockname()[1]
             for panel in ({"enabled": True, "bind": "127.0.0.1", "port": in_use},
                           {"enabled": True, "bind": "192.0.2.1", "port": free_port()}):
-                text = edit_config(run.text, lambda d, p=panel: d.update(panel=p))
+                def with_panel(data: dict[str, Any], panel: dict[str, Any] = panel) -> None:
+                    data.update(panel=panel)
+
+                text = edit_config(run.text, with_panel)
                 answers = await ask(run.control, {"op": "apply", "config": text,
                                                   "author": "tech"})
                 result = answers[-1]["result"]

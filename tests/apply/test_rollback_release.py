@@ -25,10 +25,9 @@ async def test_a_rolled_back_candidate_core_is_released(running: Running,
     seen: list[weakref.ref[Any]] = []
     build = type(gw).reconfigure
 
-    async def watched(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = await build(self, *args, **kwargs)
+    async def watched(self: Any, *args: Any, **kwargs: Any) -> None:
+        await build(self, *args, **kwargs)
         seen.append(weakref.ref(self.core))
-        return result
 
     monkeypatch.setattr(type(gw), "reconfigure", watched)
     answers = await ask(running.control, {"op": "apply", "author": "bob",

@@ -124,4 +124,5 @@ async def test_a_local_apply_records_the_user_the_kernel_names(
     answers = await ask(running.control, {"op": "apply", "config": text, "author": "a" * 120})
     assert answers[-1]["ok"] is True, answers[-1]
     meta = running.service.store.active_meta()
-    assert meta is not None and meta.author.endswith(f"… (as {me})") and len(meta.author) == 64
+    assert meta is not None and meta.author is not None
+    assert meta.author.endswith(f"… (as {me})") and len(meta.author) == 64

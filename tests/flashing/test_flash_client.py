@@ -23,7 +23,8 @@ from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
 from gateway.flashing.flash_client import FlashError, parse_broker_url
 from gateway.flashing.keys import TrustedKey, load_public_key, new_key_pair
 from gateway.flashing.store import ConfigMeta, ConfigStore
-from tests.fixtures.services import Broker, free_port
+from gateway.localservices import free_port
+from tests.fixtures.services import Broker
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_FILE = ROOT / "firmware_configs" / "telecom_equipment_room.yaml"

@@ -119,7 +119,7 @@ async def test_a_forged_status_cannot_use_up_the_versions(tmp_path: Path,
             return [s for s in statuses(live.sub, live.status_topic)
                     if s["state"] == "applied" and s.get("version") == 1]
 
-        await until(applied, 10, "the applied status")
+        await until(lambda: bool(applied()), 10, "the applied status")
         assert applied()[-1]["highest_accepted"] == 1
         # 4. a --version beyond the bound is not signed at all
         code, out, err = await live.flash(live.write("next.yaml", offset(0.4)),

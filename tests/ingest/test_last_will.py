@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
+from typing import Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -22,7 +23,7 @@ from tests.ingest.test_service import CATALOG, GW, NOW, SITE, batch, make_settin
 TOPIC = str(c.Topic(SITE, GW, c.Channel.STATE))
 
 
-def state(status: str, second: int) -> c.GatewayState:
+def state(status: Literal["online", "offline"], second: int) -> c.GatewayState:
     return c.GatewayState(site=SITE, gateway=GW, status=status, ts=NOW + second * 10**9)
 
 
@@ -66,8 +67,9 @@ def test_a_clean_goodbye_keeps_its_time_and_a_will_is_placed_once() -> None:
     assert isinstance(placed, c.GatewayState) and placed.ts == NOW + 20 * 10**9 + AFTER_NS
     assert seen.placed == 1
     later = time.time_ns()
-    assert seen.place(c.GatewayState(site="other", gateway=GW, status="offline", ts=later)) \
-        .ts == later  # (type: a GatewayState) a gateway never heard keeps the will's time
+    # a gateway never heard keeps the will's time
+    placed = seen.place(c.GatewayState(site="other", gateway=GW, status="offline", ts=later))
+    assert isinstance(placed, c.GatewayState) and placed.ts == later
 
 
 def test_a_time_far_ahead_of_the_ingest_does_not_place_the_will() -> None:

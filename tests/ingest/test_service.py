@@ -16,6 +16,7 @@ from gateway.alarms.events import EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.contract import wire as c
+from gateway.contract.base import Upstream
 from gateway.field.sample import Quality, Sample
 from gateway.ingest.service import IngestService
 from gateway.ingest.settings import IngestSettings
@@ -58,7 +59,8 @@ class Gateway:
         self.client.loop_start()
 
     def send(self, message: c.Message) -> None:
-        topic = c.Topic(message.site, message.gateway, c.channel_of(message))  # type: ignore[union-attr]
+        assert isinstance(message, Upstream), message  # what a gateway sends names its site
+        topic = c.Topic(message.site, message.gateway, c.channel_of(message))
         self.raw(str(topic), c.encode(message), retain=topic.spec.retain)
 
     def raw(self, topic: str, payload: bytes, retain: bool = False) -> None:

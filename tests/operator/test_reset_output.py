@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.alarms.events import OUTPUT_RULE
+from gateway.field.sample import Value
+from gateway.safety import SafetyCore
 from gateway.sim.signals import Constant
 from tests.fixtures.operators import Keys
 from tests.fixtures.services import Broker
@@ -31,8 +33,14 @@ def operators(keys: Keys) -> dict[str, object]:
 async def test_a_signed_reset_releases_the_charge_inhibit_and_others_are_refused(
         tmp_path: Path, broker: Broker, keys: Keys) -> None:
     async with rig(tmp_path, broker, operators(keys), SITE) as (r, _restart):
-        gw, core = r.gateway_id, lambda: r.gateway.core
-        coil = lambda: r.site.read_point(COIL)  # noqa: E731
+        gw = r.gateway_id
+
+        def core() -> SafetyCore:
+            return r.gateway.core
+
+        def coil() -> Value:
+            return r.site.read_point(COIL)
+
         r.site.set_signal("offgas-ess-01.co", Constant(value=120.0))
         await until(lambda: coil() is True, 20, "charge inhibit on")
         r.site.set_signal("offgas-ess-01.co", Constant(value=0.0))

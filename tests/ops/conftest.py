@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.daemon import Gateway
+from gateway.localservices import free_port
 from gateway.sim.site import SimulatedSite
 from gateway.uplink.settings import UplinkSettings
-from tests.fixtures.services import Broker, broker, free_port, victoria
+from tests.fixtures.services import Broker, broker, victoria
 
 __all__ = ["SITE", "Broker", "Live", "Scrape", "broker", "free_port", "live", "stop", "until",
            "victoria"]
@@ -98,7 +99,7 @@ def with_uplink(loaded: LoadedConfig, port: int, **extra: object) -> LoadedConfi
 
 
 async def start_live(tmp_path: Path, uplink_port: int | None = None,
-                     **uplink: object) -> AsyncIterator[Live]:
+                     **uplink: object) -> AsyncGenerator[Live, None]:
     async with SimulatedSite(load_gateway_config(SITE)) as site:
         loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
         if uplink_port is not None:
