@@ -19,7 +19,7 @@ from tests.dashboards.grafana import (
 )
 
 TR = TimeRange(start_ms=1_000_000, end_ms=4_600_000, interval_ms=30_000)
-values = st.lists(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)),
+values = st.lists(st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]),
                           min_size=1, max_size=12), min_size=1, max_size=4, unique=True)
 
 

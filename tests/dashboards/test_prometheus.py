@@ -25,7 +25,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "central" / "prometheus" / "prom
 def _config(fleet: Fleet, sd_file: Path) -> dict[str, Any]:
     """The shipped file with the test's loopback targets (the gateway through file_sd, as a
     fleet would list its gateways) and a 1 s scrape interval."""
-    config = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+    config: dict[str, Any] = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
     config["global"].update(scrape_interval="1s", scrape_timeout="1s")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {"roomwarden-ingest", "roomwarden-gateway"}
@@ -57,7 +57,7 @@ def test_prometheus_scrapes_the_gateway_and_the_ingest(fleet: Fleet, tmp_path: P
                 expanded = expand(text, {}, tr, "metricsql")
                 return prom.query_range(expanded, now - 30, now, 2)
 
-            wait_for(lambda s=series: bool(s()), timeout=30, what=f"{panel.title}")
+            wait_for(lambda: bool(series()), timeout=30, what=f"{panel.title}")
             for s in series():
                 assert set(query.expect.tags) <= set(s["metric"]), (panel.title, s["metric"])
         jobs = {t["labels"]["job"] for t in prom.targets()}

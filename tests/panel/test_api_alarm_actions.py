@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from gateway.panel.views import AlarmRef
-from tests.panel.conftest import USER, Running, alarm, sample_state
-from tests.panel.test_api import JSON, login, post
+from tests.panel.conftest import JSON, USER, Running, alarm, sample_state
+from tests.panel.test_api import login, post
 
 REF = {"rule": "h2_high", "subject": "h2-batt-01.h2"}
 ROUTES = [

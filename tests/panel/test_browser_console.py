@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import pytest
 
@@ -21,8 +21,25 @@ from tests.panel.test_browser import ARGS as BASE_ARGS
 from tests.panel.test_browser import CHROMIUM
 
 ARGS = [*BASE_ARGS, "--autoplay-policy=no-user-gesture-required"]  # the alarm sound plays
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
-         "is_mobile": True, "has_touch": True, "reduced_motion": "reduce"}
+
+
+class Viewport(TypedDict):
+    width: int
+    height: int
+
+
+class PhoneContext(TypedDict):
+    """Keyword arguments of `Browser.new_context` for a phone (typed: the call is checked)."""
+
+    viewport: Viewport
+    device_scale_factor: float
+    is_mobile: bool
+    has_touch: bool
+    reduced_motion: Literal["reduce"]
+
+
+PHONE: PhoneContext = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
+                       "is_mobile": True, "has_touch": True, "reduced_motion": "reduce"}
 SHOTS = Path(os.environ.get("PANEL_SHOTS", "/tmp/roomwarden-panel-shots"))
 
 pytestmark = pytest.mark.skipif(

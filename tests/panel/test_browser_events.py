@@ -17,12 +17,10 @@ import pytest
 
 from gateway.recorder.store import IncidentStore
 from gateway.sim.signals import Constant
+from tests.panel.live import Live
 from tests.panel.test_browser import ARGS, CHROMIUM
 from tests.panel.test_browser_console import PHONE, shot
-from tests.panel.test_end_to_end import (
-    Live,
-    live,  # noqa: F401  (the fixture: the real gateway)
-)
+from tests.panel.test_end_to_end import live  # noqa: F401  (the fixture: the real gateway)
 
 FIRE = "fire.smoke_coincidence"
 

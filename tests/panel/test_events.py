@@ -160,7 +160,8 @@ def test_good_parameters_mean_what_they_say(room: str | None, severities: set[st
     if actor is not None:
         params["actor"] = actor
     flt = parse(params)
-    assert (flt.room, flt.actor, flt.limit, flt.severities) == (room, actor, limit, severities)
+    assert (flt.room, flt.actor, flt.limit, flt.severities) == (room, actor, limit,
+                                                                frozenset(severities))
     assert flt.until_ns - flt.since_ns == hours * 3600 * NS
 
 

@@ -60,8 +60,10 @@ async def test_latched_fire_reset_ack_all_skips_and_unshelve(live: Live) -> None
         async with client.get("/api/state") as r:
             seen.append((await r.json())["evaluated"])
         assert seen == [False]
-        polled = lambda: all(h.polls for loop in live.gateway.bus_loops  # noqa: E731
-                             for h in loop.stats.device_health.values())
+        def polled() -> bool:
+            return all(h.polls for loop in live.gateway.bus_loops
+                       for h in loop.stats.device_health.values())
+
         assert not polled()
 
         async def evaluated() -> bool:

@@ -16,7 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.actions.planner import OutputPlan
 from gateway.alarms.events import OUTPUT_RULE
+from gateway.field.sample import Value
 from gateway.sim.signals import Constant
 from tests.helpers import until
 from tests.panel.conftest import JSON
@@ -49,8 +51,12 @@ async def output(client: aiohttp.ClientSession) -> dict[str, Any]:
 
 @pytest.mark.slow
 async def test_a_logged_in_user_resets_the_held_charge_inhibit(live: Live) -> None:
-    coil = lambda: live.site.read_point(COIL)  # noqa: E731
-    planner = lambda: live.gateway.core.planner.state[INHIBIT]  # noqa: E731
+    def coil() -> Value:
+        return live.site.read_point(COIL)
+
+    def planner() -> OutputPlan:
+        return live.gateway.core.planner.state[INHIBIT]
+
     async with aiohttp.ClientSession(base_url=live.url,
                                      cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
         status, body = await post(client, "/api/outputs/reset", {"output": INHIBIT})
