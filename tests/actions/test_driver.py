@@ -29,7 +29,7 @@ from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
 from tests.helpers import until
 
-SITE = {
+SITE: dict[str, Any] = {
     "gateway": {"id": "gw", "site": "test"},
     "rooms": [{"id": "batt", "type": "battery"}],
     "buses": [{"id": "rs485", "type": "modbus_rtu", "port": "/dev/ttyX", "baudrate": 38400,
@@ -219,7 +219,7 @@ async def test_a_stuck_relay_costs_one_write_per_backoff_step(
     stall of over 200 ms lost one once (five frames for four steps). The count this test is
     about, a step's one write, is the same at either timeout."""
     site: dict[str, Any] = copy.deepcopy(SITE)
-    site["buses"] = [{**SITE["buses"][0], "timeout": "1s"}]  # type: ignore[index]
+    site["buses"] = [{**SITE["buses"][0], "timeout": "1s"}]
     async with open_rig(tmp_path, site) as rig:
         await _stuck_relay(rig, caplog)
 

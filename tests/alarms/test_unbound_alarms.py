@@ -169,6 +169,7 @@ def test_a_renamed_detector_retires_the_old_subjects_alarm_and_judges_the_new_on
     clock = ManualClock()
     core = raise_h2(tmp_path, clock)
     old_since = core.alarms.get(H2).activated_ns
+    assert old_since is not None
     seq = core.alarms.last_seq
     new = apply(tmp_path, core, site(tmp_path, "renamed", rename_detector), version=2)
     began = clock.now_ns()

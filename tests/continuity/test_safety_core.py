@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.alarms.lifecycle import AlarmKey, AlarmState
+from gateway.alarms.lifecycle import AlarmKey, AlarmRecord, AlarmState
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig
 from gateway.field.sample import Quality, Sample, Value
@@ -135,19 +135,17 @@ def test_one_evaluation_the_alarm_manager_cannot_apply_costs_no_other_alarm(
     """A bug in the alarm manager for one alarm (here its record's set_condition raising for
     one subject) is logged and skipped: the other alarms of the same round rise, the round
     completes, and nothing is handed on again and again."""
-    from gateway.alarms import manager as manager_module
-
     clock = ManualClock()
     core = SafetyCore(shipped.site(TELECOM), clock, tmp_path / "alarms.sqlite")
     assert feed(core, clock, {"smoke-tx-01.alarm": False, "smoke-tx-02.alarm": False}, 3) == []
-    real = manager_module.AlarmRecord.set_condition
+    real = AlarmRecord.set_condition
 
     def broken_for_one(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self.key.subject == "smoke-tx-01.alarm":
             raise RuntimeError("a bug for one alarm")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(manager_module.AlarmRecord, "set_condition", broken_for_one)
+    monkeypatch.setattr(AlarmRecord, "set_condition", broken_for_one)
     core.ingest([Sample(p, True, clock.now_ns(), Quality.GOOD)
                  for p in ("smoke-tx-01.alarm", "smoke-tx-02.alarm")])
     events = [f"{e.rule}@{e.subject} {e.state}" for e in core.step()]

@@ -46,6 +46,7 @@ PACKS: dict[str, RulePack] = load_rule_packs(default_rules_dir())
 
 
 def _site_of(drill: Drill, path: Path) -> Path:
+    assert drill.site is not None, f"{path}: an offline drill names its site"
     return (path.parent / drill.site).resolve()
 
 

@@ -216,7 +216,7 @@ TOKENS = st.one_of(
     st.integers(-(2**70), 2**70).map(str), st.floats().map(repr),
     st.sampled_from(["inf", "-inf", "nan", "1e999", "9" * 400, "1" * 65, "1" * 64, "-0",
                      "Infinity"]),
-    st.text(st.characters(whitelist_categories=("Nd",)), min_size=1, max_size=500))
+    st.text(st.characters(whitelist_categories=["Nd"]), min_size=1, max_size=500))
 
 
 @given(st.lists(TOKENS, min_size=5, max_size=5))
