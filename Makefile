@@ -43,8 +43,9 @@ setup: system-packages $(STAMP)
 lint: setup
 	$(VENV)/bin/ruff check gateway tests
 
+# The tests are typed as strictly as the gateway (about 11 s from a cold cache, under 1 s warm).
 typecheck: setup
-	$(VENV)/bin/mypy gateway
+	$(VENV)/bin/mypy gateway tests
 
 # The fast lane: everything that needs no real broker, database, browser, other process or
 # pseudo-terminal and takes well under a few seconds (markers: tests/conftest.py, pyproject).
