@@ -26,9 +26,10 @@ instances on a shared subscription, a duplicate that reaches another instance is
 again (and collapses in InfluxDB).
 
 The same store remembers when each message it re-stamped was first received
-(`received_at`: an alarm event or live state stamped by an unset gateway clock is written at
-the ingest's receive time, gateway.ingest.timecheck), committed before the message is written:
-a redelivery is written — if at all — at that same time, never as a second row at another.
+(`received_at`: an alarm event or live state stamped by a gateway clock unset or wrong is
+written at the ingest's receive time, gateway.ingest.timecheck), committed before the message
+is written: a redelivery is written — if at all — at that same time, never as a second row at
+another.
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ clean stop's goodbye) keeps its own time. The message is otherwise unchanged, an
 key (gateway.ingest.dedup) stays the will's own, so a retained will delivered again at every
 reconnect of the ingest is still written once.
 
-A time more than `AHEAD_NS` (5 minutes) ahead of the ingest's clock is not noted as the newest:
-one telemetry batch from a gateway whose clock had jumped 2 hours ahead (within the day
-`gateway.ingest.timecheck` lets through) placed its will 2 hours ahead, so the gateway stayed
-"stopped" on the fleet dashboard for those hours after it came back (the central audit).
+A time more than `AHEAD_NS` (5 minutes, `gateway.ingest.timecheck`'s: nothing further ahead is
+written at its own time) ahead of the ingest's clock is not noted as the newest: one telemetry
+batch from a gateway whose clock had jumped 2 hours ahead (within the day the ingest let
+through then) placed its will 2 hours ahead, so the gateway stayed "stopped" on the fleet
+dashboard for those hours after it came back (the central audit).
 
 After an ingest restart nothing is known until the gateway is heard again: a will delivered
 first then keeps its time; the dashboards' freshness (gateway.dashboards) still shows that
@@ -26,13 +27,12 @@ import logging
 import time
 
 from gateway.contract.wire import AlarmEventMessage, GatewayState, Message, TelemetryBatch
+from gateway.ingest.timecheck import AHEAD_NS
 
 log = logging.getLogger("roomwarden.ingest")
 
 AFTER_NS = 1_000_000
 """An offline state is placed this long (1 ms) after the newest time seen."""
-AHEAD_NS = 300 * 10**9
-"""A time further ahead of the ingest's clock is not noted (a gateway clock that jumped)."""
 MAX_GATEWAYS = 100_000
 """Gateways remembered (a bound on what a flood of made-up names can take); past it the map
 starts again, which only loses the placement for gateways not heard since."""

@@ -29,8 +29,8 @@ Flow (DESIGN principle 5):
   acknowledged: they never block the stream. So do messages that would take their gateway past
   its series budget (`gateway.ingest.budget`: distinct telemetry series, alarm keys and alarm
   series within a rolling period; an event of a known alarm key always passes).
-* A gateway clock before 2020 or a day ahead (`gateway.ingest.timecheck`): its telemetry is
-  dead-lettered, its alarm events and live states are written at their first receive time.
+* A gateway clock before 2020, 5 minutes ahead or far back (`gateway.ingest.timeline`): its
+  telemetry is dead-lettered, its alarm events and live states written at first receipt.
 * A message received before a disconnect is never acknowledged after it (its packet id may
   name another message by then); the broker redelivers it and the duplicate is recognised.
 * End-to-end acknowledgement: after the database accepted a batch or event (or it was a
@@ -78,13 +78,12 @@ from gateway.ingest.dedup import seen_key
 from gateway.ingest.eventlabels import shaper
 from gateway.ingest.gatewaywatch import GatewayWatch
 from gateway.ingest.items import Item, delivery_of
-from gateway.ingest.lastseen import LastSeen
 from gateway.ingest.metrics import IngestMetrics
 from gateway.ingest.opshttp import OpsEndpoint
 from gateway.ingest.schema import UnknownCatalog, message_lines, restamped
 from gateway.ingest.settings import IngestSettings
 from gateway.ingest.staterequests import RequestThrottle
-from gateway.ingest.timecheck import Restamper, implausible
+from gateway.ingest.timeline import Timeline
 from gateway.ingest.watermark import AckStore, Watermark
 from gateway.ingest.writer import IngestWriter
 from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
@@ -115,7 +114,6 @@ class IngestService:
         self.settings = settings
         self._clock = clock
         self._catalogs = CatalogStore(settings.catalog_store)
-        self._last_seen = LastSeen()
         self._acks = AckStore(settings.watermark_store)
         self._stopping = threading.Event()
         self._ack_lock = threading.Lock()
@@ -140,7 +138,7 @@ class IngestService:
             stopping=self._stopping, generation=lambda: self._generation,
             request_state=self.request_state, done=self._done, clock=clock,
             delivered=self._acks.covers)
-        self._restamp = Restamper(self._writer.seen.received_at)  # an unset gateway clock
+        self._timeline = Timeline(settings, self._writer.seen.received_at)  # gateway clocks
         self._http: OpsEndpoint | None = None
         if settings.http is not None:
             self._http = OpsEndpoint(settings.http.bind, settings.http.port,
@@ -209,6 +207,7 @@ class IngestService:
         self._writer.close()
         self._catalogs.close()
         self._acks.close()
+        self._timeline.close()
         log.info("event=ingest_stop %s", " ".join(f"{k}={v}" for k, v in self.status().items()))
 
     def run(self) -> None:
@@ -314,15 +313,11 @@ class IngestService:
                 now_ns = time.time_ns()
                 if isinstance(message, GatewayState):
                     self._watch.observe(message, msg.retain, now_ns)  # clock, duplicate ids
-                item.dead_reason = implausible(message, now_ns)  # an unset gateway clock
-                if item.dead_reason is not None:  # alarm events, live states: receive time
-                    moved = self._restamp(message, item.key, msg.retain, now_ns)
-                    if moved is None:
-                        item.dead_kind = "clock"
-                        raise _NotWritten
-                    (message, item.gateway_ts), item.dead_reason = moved, None
-                message, item.gateway_ts = self._restamp.in_order(message, item.gateway_ts)
-                message = self._last_seen.place(message, now_ns)  # a last will: when silent
+                placed = self._timeline.place(message, item.key, msg.retain, now_ns)
+                if isinstance(placed, str):  # a gateway clock wrong (timecheck)
+                    item.dead_reason, item.dead_kind = placed, "clock"
+                    raise _NotWritten
+                message, item.gateway_ts = placed  # (or at its receive time, in its order)
                 if isinstance(message, IncidentChunk):  # issue 12: for the incident store
                     item.incident = message
                 try:

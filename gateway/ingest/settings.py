@@ -36,6 +36,8 @@ series_budget:                # distinct series one gateway may create (gateway.
 queue:                        # what the writer's intake holds (gateway.ingest.fairqueue)
   per_gateway_bytes: 16777216 # one gateway's queued messages; then the ingest reads on
   total_bytes: 134217728      #   from the broker only once the writer took some
+max_event_age: 24h            # older alarm events and live states: written at receive time
+telemetry_retention: 720h     # older telemetry is dead-lettered: the database's retention
 http: {bind: 127.0.0.1, port: 9108}                   # /healthz and /metrics (optional)
 incidents:                    # the gateways' incident records (gateway.ingest.incidents)
   store: /var/lib/roomwarden-ingest/incidents.sqlite  # default: next to catalog_store
@@ -55,6 +57,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     SecretStr,
@@ -62,7 +65,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.duration import Duration
+from gateway.config.duration import Duration, format_duration
 from gateway.config.yamlfile import (
     ConfigError,
     ConfigErrors,
@@ -92,6 +95,16 @@ def _root(value: object) -> object:
         except ContractError as exc:
             raise ValueError(str(exc)) from None
     return value
+
+
+def _at_least(limit: float) -> AfterValidator:
+    def check(seconds: float) -> float:
+        if seconds < limit:
+            raise ValueError(f"{format_duration(seconds)} is shorter than the least of "
+                             f"{format_duration(limit)}")
+        return seconds
+
+    return AfterValidator(check)
 
 
 class TlsSettings(StrictModel):
@@ -237,6 +250,22 @@ class IngestSettings(StrictModel):
     the gateway holding the most dead-letters its own oldest (gateway.ingest.writer.shed)."""
     request_state_interval: Duration = 30.0
     """At most one `request_state` command per gateway this often."""
+    # --- gateway clocks (gateway.ingest.timecheck, gateway.ingest.alarmorder) ----------------
+    max_event_age: Annotated[Duration, _at_least(600.0)] = 86_400.0
+    """An alarm event or live gateway state stamped further back is written at its first
+    receive time, marked `clock_suspect`, its own time in `gateway_ts`: a clock restored to an
+    old time (fake-hwclock) put a live alarm where *Active alarms* (30 days) never looks or
+    the database drops it. A backlog older than this is so written too, in its alarms' order.
+    At least 10 minutes."""
+    telemetry_retention: Annotated[Duration, _at_least(3600.0)] = 30 * 86_400.0
+    """The database's retention: older telemetry is dead-lettered (kind `clock`) rather than
+    acknowledged and dropped (VictoriaMetrics answers 204 and drops rows older than its
+    `-retentionPeriod`, default 31 days; InfluxDB refuses points older than the bucket's or
+    retention policy's duration). At least an hour."""
+    order_store: Path | None = None
+    """Each alarm's newest event written (gateway.ingest.alarmorder: its events' order across
+    restarts); default `alarm-order.sqlite` next to `catalog_store`."""
+    # --- end gateway clocks ------------------------------------------------------------------
     http: HttpSettings | None = None
     series_budget: SeriesBudgetSettings = SeriesBudgetSettings()
     """Distinct series one gateway may create within a rolling period; beyond, its messages
@@ -264,6 +293,11 @@ class IngestSettings(StrictModel):
             self.catalog_store.parent / "seen.sqlite")
 
     @property
+    def alarm_order_store(self) -> Path:
+        return self.order_store if self.order_store is not None else (
+            self.catalog_store.parent / "alarm-order.sqlite")
+
+    @property
     def watermark_store(self) -> Path:
         return self.ack_store if self.ack_store is not None else (
             self.catalog_store.parent / "acks.sqlite")
@@ -289,6 +323,7 @@ class IngestSettings(StrictModel):
                                        "ack_store": fix(self.ack_store),
                                        "series_budget": self.series_budget.model_copy(
                                            update={"store": fix(self.series_budget.store)}),
+                                       "order_store": fix(self.order_store),
                                        "incidents": self.incidents.model_copy(  # issue 12
                                            update={"store": fix(self.incidents.store)})})
 

@@ -1,27 +1,44 @@
 """Gateway clocks as the ingest sees them: times no database should get, and clocks that run off.
 
-Everything a gateway sends is stamped by its own clock. A Raspberry Pi has no RTC: until NTP
-sets it, its clock may say 1970 (the clock audit: a critical hydrogen alarm and its readings
-stamped 1970-01-02 were acknowledged by the ingest and dropped by VictoriaMetrics as
-`small_timestamp`, with no error anywhere). A message stamped before `FLOOR_NS` (2020-01-01),
-or more than `AHEAD_NS` (a day) ahead of the ingest's clock, is never written at that time
-(`implausible`). Then:
+Everything a gateway sends is stamped by its own clock, and a gateway clock can be far off:
+
+* unset — a Raspberry Pi has no RTC, and until NTP sets it its clock may say 1970 (the clock
+  audit: a critical hydrogen alarm stamped 1970-01-02 was acknowledged by the ingest and
+  dropped by VictoriaMetrics as `small_timestamp`, with no error anywhere);
+* ahead — an RTC kept in local time (China's +8 h) read as UTC before NTP corrects it (the
+  central audit: a critical hydrogen alarm stamped 8 h ahead was written and acknowledged, and
+  *Active alarms* showed nothing until that time came; then, after its clear, for 30 days);
+* behind — fake-hwclock restoring the time of an old shutdown (the central audit: an alarm
+  stamped 90 days back was acknowledged, and VictoriaMetrics, whose Debian default retention
+  is a month, answered 204 and dropped it as `small_timestamp`; *Active alarms* looks 30 days
+  back, so even a longer retention would never have shown it).
+
+So a message is never written at a time before `FLOOR_NS` (2020-01-01) or more than
+`AHEAD_NS` (5 minutes) ahead of the ingest's clock, nor telemetry older than the database's
+retention (`telemetry_retention`, default 30 days), nor an alarm event or live online state
+older than `max_event_age` (default a day): `implausible` says why. Then:
 
 * telemetry is dead-lettered (kind `clock`) with the time it carries and why — kept in the
   dead-letter log, never written as if it were true, and counted: re-stamping thousands of
-  samples would lie about when each was measured;
+  samples would lie about when each was measured (between `max_event_age` and the retention
+  it is written at its own time: a genuine backlog, or a wrong clock's readings, where they
+  were stamped);
 * an alarm event or a live gateway state is written at the time the ingest first received it
   (`Restamper`; wall clock, ns), marked `clock_suspect=true` with the gateway's own time kept
   in `gateway_ts` (gateway.ingest.schema.restamped), logged (`event=gateway_clock_restamped`,
   at most a line a minute per gateway) and counted
   (`roomwarden_ingest_messages_restamped_total{reason="clock"}`): central monitoring must see
-  a live alarm (a critical alarm of a gateway whose clock is unset was in no Active alarms
-  table) and that the gateway is alive. The first receive time is remembered by the message's
-  duplicate key (gateway.ingest.dedup, durably, before the write), so a redelivery — QoS 1, a
-  gateway's replay after a reconnect — is recognised as a duplicate, and would be written at
-  that same time if at all, never as a second row at another. A retained state delivered on
-  subscribing, never received live, is as old as it is (when it was made is unknown): it is
-  dead-lettered like telemetry;
+  a live alarm now (in its Active alarms table) and that the gateway is alive. An alarm
+  event of a gateway that was away longer than `max_event_age` (a genuine backlog) is thus
+  written at its arrival too, its true time in `gateway_ts`; gateway.ingest.alarmorder keeps
+  it before any later event of its alarm already written. The first receive time is
+  remembered by the message's duplicate key (gateway.ingest.dedup, durably, before the
+  write), so a redelivery — QoS 1, a gateway's replay after a reconnect — is recognised as a
+  duplicate, and would be written at that same time if at all, never as a second row at
+  another. A retained state delivered on subscribing, never received live, is as old as it is
+  (when it was made is unknown): unset or ahead, it is dead-lettered like telemetry; merely
+  old, or an `offline` state (a last will carries the time of its connection,
+  gateway.ingest.lastseen), it keeps its time;
 * a gateway whose live state (a non-retained `state` message, sent as it is made) is more than
   `SKEW_NS` (a minute) off the ingest's clock is shown as
   `roomwarden_ingest_gateway_clock_skew_seconds`, and, if its time is plausible, logged
@@ -34,6 +51,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from gateway.clocksync import SET_FLOOR_NS
 from gateway.contract.wire import AlarmEventMessage, GatewayState, Message, TelemetryBatch
@@ -43,7 +61,7 @@ from gateway.ops.connections import RateLimitFilter
 log = logging.getLogger("roomwarden.ingest")
 
 
-def _per_gateway(record: logging.LogRecord) -> str:
+def per_gateway(record: logging.LogRecord) -> str:
     """What makes two lines alike: their event and (site, gateway), the first two args."""
     args = record.args if isinstance(record.args, tuple) else ()
     return f"{str(record.msg)[:30]}{args[:2]!r}"
@@ -52,11 +70,24 @@ def _per_gateway(record: logging.LogRecord) -> str:
 for _event in ("event=gateway_clock_skew", "event=gateway_clock_restamped",
                "event=alarm_event_reordered", "event=gateway_id_conflict"):
     # a line a minute per gateway (gateway.ingest.gatewaywatch logs the second)
-    log.addFilter(RateLimitFilter(prefix=_event, kind=_per_gateway))
+    log.addFilter(RateLimitFilter(prefix=_event, kind=per_gateway))
 
 FLOOR_NS = SET_FLOOR_NS
 """2020-01-01T00:00:00Z: no RoomWarden message is older; a time before it is an unset clock."""
-AHEAD_NS = 86_400 * 10**9
+AHEAD_NS = 300 * 10**9
+"""How far ahead of the ingest's clock a gateway's time may be (5 minutes). Further ahead the
+gateway's clock is wrong, not merely drifting: NTP keeps a clock within milliseconds, and
+systemd-timesyncd steps a wrong one at once. Written further ahead, an alarm would be
+invisible to *Active alarms* until that time came (the 8 h of an RTC kept in China's local
+time). Five minutes leaves room for a gateway or an ingest whose NTP is briefly lost, and
+bounds what the ordering of an alarm's events (gateway.ingest.alarmorder) and the placing of a
+last will (gateway.ingest.lastseen) may put in the future."""
+MAX_EVENT_AGE_NS = 86_400 * 10**9
+"""Default of the ingest's `max_event_age` (a day): an alarm event or live state older than it
+is written at its receive time (see the module docstring)."""
+RETENTION_NS = 30 * 86_400 * 10**9
+"""Default of the ingest's `telemetry_retention` (30 days: within VictoriaMetrics' default
+`-retentionPeriod` of a month, 31 days)."""
 SKEW_NS = 60 * 10**9
 MAX_GATEWAYS = 10_000
 """Gateways whose skew is kept (beyond it the oldest entries go)."""
@@ -82,8 +113,20 @@ def stamped(message: Message) -> tuple[int, int] | None:
     return None  # (incident records go to the ingest's own store, whatever their time)
 
 
-def implausible(message: Message, now_ns: int) -> str | None:
-    """Why the database must not get `message` as it stands (None: it may)."""
+class Window(NamedTuple):
+    """How old a message may be (ns): the ingest's `max_event_age` and `telemetry_retention`."""
+
+    max_event_age_ns: int = MAX_EVENT_AGE_NS
+    retention_ns: int = RETENTION_NS
+
+
+DEFAULT_WINDOW = Window()
+
+
+def implausible(message: Message, now_ns: int, window: Window = DEFAULT_WINDOW, *,
+                retained: bool = False) -> str | None:
+    """Why the database must not get `message` as it stands (None: it may). `retained`: a
+    retained state delivered on subscribing (its age says nothing about the gateway's clock)."""
     times = stamped(message)
     if times is None:
         return None
@@ -92,9 +135,33 @@ def implausible(message: Message, now_ns: int) -> str | None:
         return (f"stamped {_iso(earliest)}, before 2020: the gateway's clock was not set "
                 "(a Pi without an RTC before NTP); not written")
     if latest > now_ns + AHEAD_NS:
-        return (f"stamped {_iso(latest)}, more than a day ahead of the ingest's clock "
-                f"({_iso(now_ns)}): a gateway clock set wrong; not written")
+        return (f"stamped {_iso(latest)}, {_span(latest - now_ns)} ahead of the ingest's "
+                f"clock ({_iso(now_ns)}), more than {_span(AHEAD_NS)}: a gateway clock set "
+                "wrong (an RTC kept in local time, say); not written at that time")
+    if isinstance(message, TelemetryBatch):
+        if earliest < now_ns - window.retention_ns:
+            return (f"stamped {_iso(earliest)}, {_span(now_ns - earliest)} before the "
+                    f"ingest's clock ({_iso(now_ns)}), older than telemetry_retention "
+                    f"({_span(window.retention_ns)}): the database would drop it (a clock "
+                    "restored to an old time, or a backlog older than the database keeps); "
+                    "not written")
+    elif earliest < now_ns - window.max_event_age_ns and (
+            isinstance(message, AlarmEventMessage)
+            or (isinstance(message, GatewayState) and message.status == "online"
+                and not retained)):
+        return (f"stamped {_iso(earliest)}, {_span(now_ns - earliest)} before the ingest's "
+                f"clock ({_iso(now_ns)}), older than max_event_age "
+                f"({_span(window.max_event_age_ns)}): a clock restored to an old time, or a "
+                "backlog; not written at that time")
     return None
+
+
+def _span(ns: int) -> str:
+    seconds = ns / 1e9
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.4g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 class ClockSkew:
@@ -129,48 +196,12 @@ FirstReceived = Callable[[SeenKey, int, bool], int | None]
 remembered if `remember`; None if not remembered and not to be): gateway.ingest.dedup."""
 
 
-MAX_SERIES = 100_000
-"""Alarm series whose newest event `Restamper.in_order` remembers (past it: starts again)."""
-AFTER_NS = 1_000_000
-"""An event out of its alarm's order is placed this long (1 ms) after the newest."""
-
-
 class Restamper:
-    """Alarm events and live states whose time is implausible: at their first receive time.
-    And (`in_order`) an alarm event stamped before an earlier event of its alarm."""
+    """Alarm events and live states whose time is implausible: at their first receive time
+    (the order of an alarm's events: gateway.ingest.alarmorder)."""
 
     def __init__(self, first_received: FirstReceived) -> None:
         self._first_received = first_received
-        self._newest: dict[tuple[str, str, str, str], tuple[int, int]] = {}
-        """(site, gateway, rule, subject) → (seq, ts) of its newest event written."""
-
-    def in_order(self, message: Message, gateway_ts: int | None
-                 ) -> tuple[Message, int | None]:
-        """`message` and its `gateway_ts`, an alarm event placed 1 ms after the newest event
-        of its alarm if it has a higher `seq` (the journal's order) but no later time: the
-        gateway's clock stepped back between the two (NTP, a Pi's RTC-less boot). Written at
-        its own time, a clear would sort before the raise and the dashboards' Active alarms
-        (the latest event of each alarm) would show the alarm active until its next event
-        (the central audit). Marked like a re-stamped event (its own time in `gateway_ts`).
-        Known after the ingest's start only."""
-        if not isinstance(message, AlarmEventMessage):
-            return message, gateway_ts
-        key = (message.site, message.gateway, message.rule, message.subject)
-        last = self._newest.get(key)
-        if last is not None and message.seq > last[0] and message.ts <= last[1]:
-            placed = last[1] + AFTER_NS
-            log.warning("event=alarm_event_reordered site=%s gateway=%s rule=%s subject=%s "
-                        "seq=%d gateway_ts=%d placed=%d (its time is not after an earlier "
-                        "event of its alarm: the gateway's clock stepped back)", message.site,
-                        message.gateway, message.rule, message.subject, message.seq,
-                        message.ts, placed)
-            gateway_ts = message.ts if gateway_ts is None else gateway_ts
-            message = message.model_copy(update={"ts": placed})
-        if last is None or message.seq > last[0]:
-            if last is None and len(self._newest) >= MAX_SERIES:
-                self._newest.clear()
-            self._newest[key] = (message.seq, message.ts)
-        return message, gateway_ts
 
     def __call__(self, message: Message, key: SeenKey | None, retained: bool,
                  now_ns: int) -> tuple[AlarmEventMessage | GatewayState, int] | None:
@@ -185,9 +216,10 @@ class Restamper:
         what = (f"alarm_event seq={message.seq}" if isinstance(message, AlarmEventMessage)
                 else f"state status={message.status}")
         log.warning("event=gateway_clock_restamped site=%s gateway=%s %s gateway_ts=%d (%s) "
-                    "written_at=%s (the gateway's clock is not set or wrong: written at the "
+                    "written_at=%s (the gateway's clock is not set, ahead, or restored to an "
+                    "old time — or this is a backlog older than max_event_age: written at the "
                     "ingest's receive time, marked clock_suspect, its own time in gateway_ts; "
-                    "its telemetry is dead-lettered until its clock is right)",
+                    "its telemetry so stamped is dead-lettered)",
                     message.site, message.gateway, what, message.ts, _iso(message.ts),
                     _iso(received))
         return message.model_copy(update={"ts": received}), message.ts
