@@ -15,7 +15,9 @@ as nothing newer comes — an alarm active that was cleared, or one cleared that
   nanoseconds are kept (InfluxDB). One at its own time is left there: a gateway restored
   from a backup or a cloned image numbers its journal again from where the copy left it, so
   its new alarms have lower `seq`s than those written before — moved before them they would
-  never show active.
+  never show active. The watermark store tells when a gateway reuses a delivery number with
+  another message (gateway.ingest.watermark, `resent`): its journal went back too, and the
+  ingest `forget`s that gateway's alarms here.
 
 A moved event is marked like a re-stamped one (`clock_suspect`, its own time in `gateway_ts`)
 and logged (`event=alarm_event_reordered`, at most a line a minute per gateway). No event is
@@ -119,6 +121,17 @@ class AlarmOrder:
             if row is None or message.seq > int(row[0]):
                 self._remember(key, message.seq, message.ts, new=row is None)
         return message, gateway_ts
+
+    def forget(self, site: str, gateway: str) -> None:
+        """Forget every alarm of (site, gateway): its journal went back (a copy of its state
+        directory), so its `seq`s no longer compare with those written before."""
+        with self._lock:
+            gone = self._db.execute("DELETE FROM newest WHERE site = ? AND gateway = ?",
+                                    (site, gateway)).rowcount
+            self._count -= self._held.pop((site, gateway), 0)
+        log.warning("event=alarm_order_forgotten site=%s gateway=%s alarms=%d (the gateway "
+                    "reused a delivery number: its state directory is a copy, its journal "
+                    "numbers again from where the copy left it)", site, gateway, gone)
 
     def _remember(self, key: tuple[str, str, str, str], seq: int, ts: int, *,
                   new: bool) -> None:

@@ -313,6 +313,14 @@ class IngestService:
                 now_ns = time.time_ns()
                 if isinstance(message, GatewayState):
                     self._watch.observe(message, msg.retain, now_ns)  # clock, duplicate ids
+                    if item.floor is not None and message.boot is not None:  # (restored?)
+                        self._publish_acks(self._acks.booted(item.floor, message.boot, now_ns))
+                again = self._acks.resent(item.delivery, item.key)  # after a watermark reset
+                if again is False and item.delivery is not None:  # a number reused: the
+                    self._timeline.order.forget(*item.delivery[:2])  # journal went back too
+                elif again:  # sent again: a duplicate
+                    item.duplicate = True
+                    raise _NotWritten
                 placed = self._timeline.place(message, item.key, msg.retain, now_ns)
                 if isinstance(placed, str):  # a gateway clock wrong (timecheck)
                     item.dead_reason, item.dead_kind = placed, "clock"
@@ -367,8 +375,10 @@ class IngestService:
         gateways' watermarks and publish those that moved."""
         done = [item.delivery for item in items if item.delivery is not None]
         floors = [item.floor for item in items if item.floor is not None]
+        sent = {item.delivery: item.key for item in items if item.delivery is not None
+                and item.key is not None and not item.duplicate}  # (what a reset recognises)
         if done or floors:
-            self._publish_acks(self._acks.record(done, floors, now))
+            self._publish_acks(self._acks.record(done, floors, now, sent))
 
     def _publish_acks(self, marks: list[Watermark]) -> None:
         root = self.settings.mqtt.root
@@ -390,4 +400,4 @@ class IngestService:
 
 
 class _NotWritten(Exception):
-    """A message that goes to the dead-letter log as it is (its reason already set)."""
+    """A message not written: a dead letter as it is (its reason already set), a duplicate."""

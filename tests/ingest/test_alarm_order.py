@@ -1,7 +1,7 @@
 """The order of each alarm's events (gateway.ingest.alarmorder) on its real SQLite store:
 bounded per gateway and in all with a fair eviction (past 100,000 alarms the in-memory map
 was cleared for every gateway at once), kept across a restart, never placing an event more
-than 5 minutes ahead."""
+than 5 minutes ahead, and a restored gateway's journal forgotten."""
 
 from __future__ import annotations
 
@@ -63,13 +63,16 @@ def test_a_restamped_backlog_goes_before_the_newest_and_one_at_its_own_time_stay
     order.close()
 
 
-def test_the_order_is_kept_across_a_restart(tmp_path: Path) -> None:
+def test_the_order_is_kept_across_a_restart_and_a_restored_gateway_is_forgotten(
+        tmp_path: Path) -> None:
     order = AlarmOrder(tmp_path / "order.sqlite")
     placed(order, event("gw", 10, NOW - 10 * 10**9))
     placed(order, event("gw-2", 10, NOW - 10 * 10**9))
     order.close()
     order = AlarmOrder(tmp_path / "order.sqlite")
-    assert len(order) == 2 and remembers(order, "gw") and remembers(order, "gw-2")
+    assert len(order) == 2 and remembers(order, "gw")
+    order.forget("s", "gw-2")  # its journal went back
+    assert len(order) == 1 and not remembers(order, "gw-2")
     order.close()
 
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.ingest.dedup import SeenKey
 from gateway.ingest.watermark import MAX_STREAMS, AckStore, Watermark
 
 G = ("site-1", "gw-1")
@@ -124,4 +125,68 @@ def test_a_gateway_keeps_at_most_max_streams_and_latest_is_one_pass(tmp_path: Pa
     waiting = store._db.execute("SELECT COUNT(*) FROM above").fetchone()[0]
     assert rows == MAX_STREAMS and waiting == MAX_STREAMS
     assert sorted(store.latest()) == [Watermark(*G, 2_000, 1, 3), Watermark(*other, 1, 1, 1)]
+    store.close()
+
+
+# --- the central audit: a gateway restored from a backup or a cloned SD image ----------------
+
+
+R = ("site-1", "gw-copy")  # (its own: the reset line is logged at most a minute per gateway)
+
+
+def ident(seq: int, time: int = 0) -> SeenKey:
+    return SeenKey("alarm", *R, seq, 1_700_000_000 * 10**9 + seq * 10**9 + time)
+
+
+def stored(store: AckStore, stream: int, numbers: range, now: int) -> list[Watermark]:
+    return store.record([(*R, stream, n) for n in numbers], [], now,
+                        {(*R, stream, n): ident(n) for n in numbers})
+
+
+def test_a_new_boot_below_the_watermark_resets_it_whatever_the_gap(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The copy left its outbox at 50; the ingest had 100. Its birth state (a new boot, floor
+    51) puts the watermark back to 50 at once, logged once with both numbers; a number sent
+    again with the identity it was stored with is a duplicate, one with another identity is
+    new (and said once: its journal went back too). Durable across a restart."""
+    store = AckStore(tmp_path / "acks.sqlite")
+    assert store.booted((*R, 7, 1), 1, 1) == []  # a stream not known yet: nothing kept
+    stored(store, 7, range(1, 101), 2)
+    assert store.booted((*R, 7, 101), 1, 3) == []  # the first boot heard, above: no reset
+    assert store.booted((*R, 7, 51), 2, 4) == [Watermark(*R, 7, 50, 50)]
+    [line] = [r.getMessage() for r in caplog.records if "ack_watermark_reset" in r.getMessage()]
+    assert "stream=7 upto=100 floor=51" in line
+    assert store.booted((*R, 7, 51), 2, 5) == []  # the same boot again: nothing
+    assert not store.covers((*R, 7, 51)) and store.covers((*R, 7, 50))
+    assert store.resent((*R, 7, 60), ident(60)) is True  # stored before: a duplicate
+    assert store.resent((*R, 7, 51), ident(51, time=5)) is False  # reused: a new message
+    assert store.resent((*R, 7, 52), ident(52, time=5)) is None  # (said once)
+    assert store.resent((*R, 7, 101), ident(101)) is None  # above the window
+    assert store.resent((*R, 7, 60), None) is None
+    store.close()
+    again = AckStore(tmp_path / "acks.sqlite")
+    assert again.resent((*R, 7, 70), ident(70)) is True  # the window is on disk
+    assert again.record([(*R, 7, 51)], [], 6, {(*R, 7, 51): ident(51, time=5)}) == [
+        Watermark(*R, 7, 51, 51)]
+    assert again.resent((*R, 7, 51), ident(51, time=5)) is True  # the new one, now stored
+    assert again.resent((*R, 7, 51), ident(51)) is False
+    stored(again, 7, range(52, 101), 7)  # past the old highest: the window closes
+    assert again.resent((*R, 7, 60), ident(60)) is None
+    assert again.booted((*R, 7, 101), 3, 8) == []  # a restart above the watermark: no reset
+    assert again.booted((*R, 7, 101), 2, 9) == []  # (another boot, not below either)
+    again.close()
+
+
+def test_identities_are_kept_from_the_floor_and_at_most_max_sent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.ingest.watermark as watermark
+
+    monkeypatch.setattr(watermark, "MAX_SENT", 30)
+    store = AckStore(tmp_path / "acks.sqlite")
+    stored(store, 7, range(1, 101), 1)
+    kept = [int(r[0]) for r in store._db.execute("SELECT dseq FROM sent ORDER BY dseq")]
+    assert kept == list(range(71, 101))
+    store.record([], [(*R, 7, 90)], 2)  # the gateway holds nothing below 90
+    kept = [int(r[0]) for r in store._db.execute("SELECT dseq FROM sent ORDER BY dseq")]
+    assert kept == list(range(90, 101))
     store.close()
