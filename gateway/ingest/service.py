@@ -7,8 +7,7 @@ Flow (DESIGN principle 5):
   `alarms` and `state` of every gateway. With MQTT 5 and a `shared_group`, `telemetry`,
   `alarms` and `state` go through shared subscriptions `$share/<group>/<root>/+/+/<channel>`,
   so several ingest instances split the stream, while `meta` is subscribed plainly by every
-  instance: each one needs every point catalog, since the batches that name a catalog may reach
-  any of them. (`state` stays shared: each state message is written once.)
+  instance: each one needs every point catalog, as a batch naming one may reach any instance.
 * `manual_ack=True`: paho does not acknowledge a PUBLISH on its own. The network thread decodes
   each message (`contract.decode`), remembers catalogs (`meta`) and turns the rest into line
   protocol (`schema`); per-gateway queues (`gateway.ingest.fairqueue`: alarms and states
@@ -26,11 +25,10 @@ Flow (DESIGN principle 5):
   after `catalog_wait` (or when its gateway holds more than its share of the park limit:
   `writer.shed`) does it go to the dead-letter log, payload included, for a replay.
 * Malformed messages and points the database rejects (4xx) go to the dead-letter log and are
-  acknowledged: they never block the stream. So do messages that would take their gateway past
-  its series budget (`gateway.ingest.budget`: distinct telemetry series, alarm keys and alarm
-  series within a rolling period; an event of a known alarm key always passes).
-* A gateway clock before 2020, 5 minutes ahead or far back (`gateway.ingest.timeline`): its
-  telemetry is dead-lettered, its alarm events and live states written at first receipt.
+  acknowledged: they never block the stream; so are messages past their gateway's series
+  budget (`gateway.ingest.budget`; an event of a known alarm key always passes). A gateway
+  clock before 2020, 5 minutes ahead or far back (`gateway.ingest.timeline`): its telemetry is
+  dead-lettered, its alarm events and live states written at first receipt.
 * A message received before a disconnect is never acknowledged after it (its packet id may
   name another message by then); the broker redelivers it and the duplicate is recognised.
 * End-to-end acknowledgement: after the database accepted a batch or event (or it was a
@@ -40,9 +38,8 @@ Flow (DESIGN principle 5):
   every gateway's latest watermark again on each connect (a broker without persistence forgets
   retained messages). The gateway keeps each outbox entry until the watermark covers it.
 * The writer side (batching, catalogs, duplicates, retries, dead letters) is
-  `gateway.ingest.writer`; this module is the MQTT side, the acknowledgements and the lifecycle.
-* Optional HTTP endpoint (`http:`): `/healthz` and Prometheus `/metrics`
-  (`gateway.ingest.opshttp` on the shared `gateway.ops.http` server; `gateway.ingest.metrics`).
+  `gateway.ingest.writer`; this module is the MQTT side, the acknowledgements, the lifecycle
+  and the optional `/healthz` and `/metrics` (`http:`, `gateway.ingest.opshttp`).
 """
 
 from __future__ import annotations

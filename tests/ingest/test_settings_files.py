@@ -21,7 +21,8 @@ from cryptography.x509.oid import NameOID
 
 from gateway.config.yamlfile import ConfigErrors
 from gateway.ingest.cli import main
-from gateway.ingest.settings import file_errors, load_settings
+from gateway.ingest.settings import load_settings
+from gateway.ingest.settings_files import file_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "central" / "central.example.yaml"
