@@ -3,8 +3,10 @@
 Samples flow one way: each bus loop hands its batches to the latest-value store and the rule
 engine. The evaluator (gateway.evaluator) runs a round of the safety core when samples arrive
 or the core's next deadline comes, and sleeps otherwise; the output driver writes the coils
-the core wants. The panel reads snapshots and sends operator commands, which re-plan the
-outputs at once (an acknowledge silences the siren without waiting for a round).
+the core wants — at once: the round's alarm journal commit is written by the journal's writer
+thread, and the events go to the uplink once it is (gateway.handoff). The panel reads snapshots
+and sends operator commands, which re-plan the outputs at once (an acknowledge silences the
+siren without waiting for a round).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from gateway.field.catalog import catalog_points
 from gateway.field.latest import LatestSamples
 from gateway.field.sample import Sample
 from gateway.flashing.trial import TrialHold
+from gateway.handoff import AlarmHandOn
 from gateway.operator.commands import OperatorCommands
 from gateway.operator.inbox import CLOCK_SKEW_S, CommandInbox
 from gateway.operator.replay import ReplayMemory
@@ -40,6 +43,7 @@ from gateway.reconfigure import Reconfiguring
 from gateway.recorder.hook import Recording  # issue 12
 from gateway.rules.warm import RateMemory  # issue 11
 from gateway.safety import SafetyCore
+from gateway.service.looplag import LoopLag
 from gateway.service.watchdog import configure_stall_limits
 from gateway.stopping import leave_outputs_safe
 
@@ -108,8 +112,12 @@ class Gateway(PanelBackend, Reconfiguring):
         was signed before it began)."""
         if any("drill" in key.may for key in loaded.config.operators.keys):
             self.replay_memory()
+        self.handoff = AlarmHandOn(lambda: self.core.journal, lambda: self.uplink,
+                                   lambda: self.core.alarms.active())
         self.uplink = self._make_uplink(loaded)
-        self._resend_unsent_alarm_events()
+        self.handoff.resend_unsent()
+        self.loop_lag = LoopLag()
+        """How late the event loop wakes (measured by the service's watchdog feeder)."""
         self.bus_loops: list[BusLoop] = build_bus_loops(loaded, self._on_samples, self.clock)
         configure_stall_limits(loaded, self.bus_loops)
         self.driver = OutputDriver(loaded, self.bus_loops, self.latest, self.clock)
@@ -180,23 +188,6 @@ class Gateway(PanelBackend, Reconfiguring):
                             carry_out=self.commands.carry_out,
                             policy=lambda: self.loaded.config.operators, memory=replay)
 
-    def _resend_unsent_alarm_events(self) -> int:
-        """Alarm events journalled but never committed to the outbox (the process died between
-        the two commits, a few milliseconds) go to the uplink now, in order: the central side
-        gets every event. A new outbox starts at the journal's present end."""
-        if self.uplink is None:
-            return 0
-        stored = self.uplink.alarm_events_stored()
-        journal = self.core.journal
-        if stored is None:
-            self.uplink.note_alarm_events_stored(journal.last_seq)
-            return 0
-        events = journal.events_since(stored, limit=100_000)
-        if events:
-            log.warning("event=alarm_events_resent count=%d after_seq=%d", len(events), stored)
-            self.uplink.on_alarm_events(events)
-        return len(events)
-
     def _make_panel(self, loaded: LoadedConfig) -> PanelServer | None:
         settings = loaded.config.panel
         if self.panel_port_override is not None:
@@ -251,10 +242,9 @@ class Gateway(PanelBackend, Reconfiguring):
         return self.evaluator.lag()
 
     def _hand_on(self, events: list[AlarmEvent]) -> None:
-        """Alarm events and the new active set to the uplink (never waits on the network)."""
-        if self.uplink is not None and events:
-            self.uplink.on_alarm_events(events)
-            self.uplink.set_active_alarms(self.core.alarms.active(), seq=events[-1].seq)
+        """Alarm events and the new active set to the uplink once journalled (gateway.handoff;
+        never waits on the network nor the disk)."""
+        self.handoff.hand_on(events)
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -268,6 +258,7 @@ class Gateway(PanelBackend, Reconfiguring):
                  cfg.gateway.site, len(self.bus_loops), len(cfg.devices),
                  len({rule for rule, _ in bindings}), len(bindings), self.config_version,
                  self.config_sha256[:12])
+        self.core.journal.start_writer(asyncio.get_running_loop(), self.handoff.release)
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -287,7 +278,8 @@ class Gateway(PanelBackend, Reconfiguring):
                 for task in [*self._loop_tasks, self._panel_task, self._rate_task]:
                     if task is not None:
                         task.cancel()
-                if self.uplink is not None:  # `offline` and DISCONNECT while still connected
+                if self.uplink is not None:  # the last events, then `offline` and DISCONNECT
+                    await self.handoff.settle()
                     await self.uplink.close()
         finally:
             self._group = None

@@ -35,10 +35,16 @@ from gateway.service.watchdog import configure_stall_limits
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from gateway.handoff import AlarmHandOn
     from gateway.panel.server import PanelServer
     from gateway.uplink.publisher import Uplink
 
 log = logging.getLogger("roomwarden.daemon")
+
+JOURNAL_SETTLE = 5.0
+"""A config apply waits at most this long for the alarm journal to write what the running core
+handed it (the new core's alarm manager reads the file; its writer thread writes in
+milliseconds unless another process holds the file's lock)."""
 
 
 def _collect_replaced() -> float:
@@ -99,13 +105,12 @@ class Reconfiguring:
     _uplink_task: asyncio.Task[None] | None
     _panel_task: asyncio.Task[None] | None
     _on_samples: Callable[[list[Sample]], None]
+    handoff: AlarmHandOn
 
     if TYPE_CHECKING:
         def _start_loops(self) -> None: ...
 
         def _make_uplink(self, loaded: LoadedConfig) -> Uplink | None: ...
-
-        def _resend_unsent_alarm_events(self) -> int: ...
 
         def _make_panel(self, loaded: LoadedConfig) -> PanelServer | None: ...
 
@@ -160,6 +165,9 @@ class Reconfiguring:
             for task in old_tasks:
                 task.cancel()
             await asyncio.gather(*old_tasks, return_exceptions=True)  # ports closed
+            if not await self.core.journal.settled(JOURNAL_SETTLE):  # the new core reads it
+                log.warning("event=alarm_journal_unwritten_at_apply events=%d error=%r",
+                            self.core.journal.pending_events, self.core.journal.last_error)
             # from here to the swap nothing awaits: the old core has stopped writing the
             # journal, and the new one takes over exactly where it stands
             old_core, old_loaded, old_driver = self.core, self.loaded, self.driver
@@ -213,7 +221,7 @@ class Reconfiguring:
         if self.uplink is not None:
             await self.uplink.close()
         self.uplink = self._make_uplink(new)
-        self._resend_unsent_alarm_events()
+        self.handoff.resend_unsent()
         if self.uplink is not None and self._group is not None:
             self._uplink_task = self._group.create_task(self.uplink.run(), name="uplink")
 

@@ -142,41 +142,43 @@ class SafetyCore:
         self.drill: LiveDrill | None = None
         """Issue 12: a live drill's overlay on one room's rule inputs (gateway.drills.live)."""
         self.config_version = config_version
+        self.journal_passed_on = False  # (`take_over`)
         self._retire_due = False
         """A config apply carried alarms this config may not have: `retire_unbound` is due
         once the config is no longer on trial."""
         if open_alarms:  # a start: what this config does not have returns to normal now
-            # journalled only, as a drill's end at a start: the daemon sends the journal's
-            # events the outbox has not stored (Gateway._resend_unsent_alarm_events)
+            # journalled only (as a drill's end at a start): the daemon sends the journal's
+            # events the outbox has not stored (gateway.handoff `resend_unsent`)
             self._retire_due = True
             self.retire_unbound(at_start=True)
             self.failures.remember(self.alarms.active())  # a release's, of a dropped output
 
-    def _open_alarms(self) -> None:
-        settings = self.loaded.config.alarms
-        self.journal = Journal(self.journal_path, clock=self.clock,
-                               retention_days=settings.retention_days)
-        self.alarms = AlarmManager(self.journal, self.clock,
-                                   chatter_count=settings.chatter_count,
-                                   chatter_window=settings.chatter_window,
-                                   chatter_hold=settings.chatter_hold,
-                                   flood_count=settings.flood_count,
-                                   flood_window=settings.flood_window)
+    def _open_alarms(self, journal: Journal | None = None) -> None:
+        settings = self.loaded.config.alarms  # `journal`: one passed on (`take_over`)
+        self.journal = journal or Journal(self.journal_path, clock=self.clock,
+                                          retention_days=settings.retention_days)
+        self.journal.retention_days = settings.retention_days
+        self.alarms = AlarmManager(
+            self.journal, self.clock, chatter_count=settings.chatter_count,
+            chatter_window=settings.chatter_window, chatter_hold=settings.chatter_hold,
+            flood_count=settings.flood_count, flood_window=settings.flood_window)
 
     def take_over(self, previous: SafetyCore, earlier: SafetyCore | None = None
                   ) -> tuple[int, int]:
         """Replace `previous` (a config apply; built with `open_alarms=False`, called once
-        `previous` has stopped): open the alarm journal, carry the rule engine's state and the
-        output planner's holds, and hold the bindings of alarms still active. `earlier`: the
-        core `previous` replaced, if any — a device that `previous` reached with other
-        settings than this config's and never read (a rolled-back candidate) takes its state
-        from `earlier`. Returns (bindings carried whole, bindings held from the journal).
-        A live drill of `previous` ends here, journalled as ended by the config change (its
-        events go out with this core's first round)."""
+        `previous` has stopped): take over its alarm journal (its writer thread, what it has
+        not yet written), carry the rule engine's state and the output planner's holds, and
+        hold the bindings of alarms still active. `earlier`: the core `previous` replaced, if
+        any — a device that `previous` reached with other settings than this config's and
+        never read (a rolled-back candidate) takes its state from `earlier`. Returns
+        (bindings carried whole, bindings held from the journal). A live drill of `previous`
+        ends here, journalled as ended by the config change (its events go out with this
+        core's first round)."""
         drill = previous.drill
-        if drill is not None and not drill.finished:  # before this core opens the journal
+        if drill is not None and not drill.finished:  # before this core reads the journal
             self._output_events += drill.end(previous.alarms, "the gateway's config changed")
-        self._open_alarms()
+        previous.journal_passed_on = True
+        self._open_alarms(previous.journal)
         from_earlier: set[str] = set()
         if earlier is not None:
             fresh = previous.engine.fresh_devices()
@@ -382,4 +384,5 @@ class SafetyCore:
         return self.failures.evaluate(failed, now_ns, released)
 
     def close(self) -> None:
-        self.alarms.close()
+        if not self.journal_passed_on:  # else the core that took over journals on it now
+            self.alarms.close()

@@ -12,16 +12,21 @@ is the control socket (0660, `gateway.control`), which is not made here.
 SQLite (`open_sqlite`; `open_sqlite_readonly` for a reader beside a running writer): WAL
 mode, `isolation_level=None` (transactions are explicit), one connection shared by threads
 under the caller's lock. The database file is created 0600 before SQLite opens it; SQLite gives
-its `-wal` and `-shm` files the database's mode. Durability is the caller's choice, named at
-each call (`synchronous`):
+its `-wal` and `-shm` files the database's mode. `busy_timeout`: how long a statement waits for
+another connection's lock before it fails with `database is locked` (SQLite's default, 5 s,
+unless told: a connection used on the event loop must be told far less — a technician's
+`sqlite3` session holding a write transaction on the alarm journal held every round of the
+rules 10 s, the liveness audit). Durability is the caller's choice, named at each call
+(`synchronous`):
 
 - alarm journal (gateway): FULL. It is the ISA-18.2 record (who acknowledged what, when) and
   holds the event sequence the outbox continues; both must survive a power cut, and the events
   of the seconds before one (mains failed, UPS on battery, battery low) are the ones an
   investigation needs. It commits only when an alarm changes, so FULL costs one fsync per
   evaluation cycle that changed an alarm: measured 3.6 ms median, 60 ms p99 on the development
-  VM's ext4 under load (NORMAL: 0.02 ms). That fsync runs on the event loop today; moving the
-  journal's commit to a writer thread, as the outbox does, would take it off the alarm path.
+  VM's ext4 under load (NORMAL: 0.02 ms). While the gateway runs, that commit (and its fsync,
+  and any wait for another connection's lock) happens on the journal's writer thread
+  (gateway.alarms.journal_writer), as the outbox's does, never on the event loop.
 - uplink outbox (gateway): FULL (see gateway.uplink.outbox: batched, at most one commit a
   second plus one per alarm event).
 - duplicate keys (ingest): FULL: a key lost to a power cut lets a redelivery be written twice.
@@ -185,7 +190,8 @@ def _new_temporary(path: Path) -> tuple[int, str]:
 
 
 def open_sqlite(path: str | os.PathLike[str], *, synchronous: Synchronous | str,
-                journal_size_limit: int | None = None) -> sqlite3.Connection:
+                journal_size_limit: int | None = None,
+                busy_timeout: float = 5.0) -> sqlite3.Connection:
     """A connection to the database at `path` (created 0600 in an existing directory;
     `:memory:` too), in WAL mode with the given durability (see the module docstring for each
     store's choice). sqlite3.Error if the file is not a usable database or cannot be created
@@ -203,7 +209,8 @@ def open_sqlite(path: str | os.PathLike[str], *, synchronous: Synchronous | str,
         except OSError as exc:
             raise sqlite3.OperationalError(f"cannot open {name}: {exc.strerror or exc}"
                                            ) from exc
-    conn = sqlite3.connect(name, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(name, isolation_level=None, check_same_thread=False,
+                           timeout=busy_timeout)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")

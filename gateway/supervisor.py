@@ -4,7 +4,8 @@ Boots the config (the last-known-good one if a config was ever flashed, else the
 file; after a crash in the middle of an apply, the last-known-good), runs the `Gateway`, and
 around it: the config applier (`config/set`, the control socket, SIGHUP), the control socket,
 the signals (SIGTERM/SIGINT: a clean stop; SIGHUP: reload the installed file), and systemd's
-notify protocol (READY, STATUS, the watchdog fed only while the poll loops are alive).
+notify protocol (READY, STATUS, the watchdog fed only while the poll loops are alive, the rules
+evaluated and the event loop not blocked).
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ reference counting frees; with 700 a 2,000-point site ran ~5 young collections a
 walking the survivors: a quarter of the rounds' CPU (docs/performance.md). Cycles are still
 collected, after 10,000 net allocations instead of 700."""
 EVALUATOR_STALL = 10.0
-"""The watchdog is withheld if the rules have not run for this long (they run every second)."""
+"""The watchdog is withheld if a round of the rules has been owed this long without completing
+(gateway.evaluator `lag`); rounds that each complete but block the event loop for seconds are
+caught by the loop-lag probe instead (gateway.service.looplag)."""
 
 
 class BootFailed(RuntimeError):
@@ -236,8 +239,8 @@ class Service:
             run = asyncio.create_task(self.gateway.run(), name="gateway")
             self._spawn(self._status_updates(), "notify-status")
             self._spawn(feed_watchdog(self.notifier, lambda: self.gateway.bus_loops,
-                                      self.gateway.clock,
-                                      extra_checks=[self._evaluator_alive()]), "watchdog")
+                                      self.gateway.clock, extra_checks=[self._evaluator_alive()],
+                                      lag=self.gateway.loop_lag), "watchdog")
             if self.boot.recovered:
                 self._spawn(self._report_recovery(), "recovery-report")
             self._spawn(self._keep_booted(), "keep-booted-config")

@@ -76,10 +76,12 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tests/rules/test_rules_doc.py": ("process",),
     "tests/service/test_asleep_when_idle.py": ("slow",),
     "tests/service/test_install.py": ("process",),
+    "tests/service/test_journal_locked.py": ("process", "slow"),  # liveness audit L1
     "tests/service/test_one_instance.py": ("process", "slow"),  # liveness audit L2
     "tests/service/test_state_lock.py": ("process",),
     "tests/service/test_units.py": ("process",),
     "tests/service/test_watchdog.py": ("slow",),
+    "tests/uplink/test_alarm_after_journal.py": ("slow",),  # liveness audit L1
     "tests/uplink/test_outbox_crash.py": ("process",),
     "tests/uplink/test_stop_while_connecting.py": ("process", "slow"),  # liveness audit L3
     "tests/uplink/test_tls_auth.py": ("services", "process", "slow"),

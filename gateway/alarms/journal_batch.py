@@ -1,11 +1,18 @@
 """What one alarm-manager call changed, gathered for the alarm journal to write in one
 transaction (`JournalBatch`): events, alarm rows to write or delete, shelf and suppression
-rows, meta keys. A batch a failed commit left pending absorbs the next one, within a bound.
+rows, meta keys.
+
+The journal writes a `WriteBatch`: a `JournalBatch` turned into rows when it is handed over
+(`freeze`, on the caller's thread), so that the writer thread (gateway.alarms.journal_writer)
+reads nothing the event loop goes on changing — an `AlarmRecord` changes with every transition.
+Batches not yet written (a commit in progress, or one that failed) absorb the next ones, within a
+bound: events in order, each alarm's newest row, the newest meta values.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +21,7 @@ from gateway.alarms.journal_schema import (
     INSERT_SHELF,
     INSERT_SUPPRESSION,
     shelf_row,
+    state_row,
     suppression_row,
 )
 from gateway.alarms.lifecycle import AlarmKey, AlarmRecord, Shelf, Suppression
@@ -40,17 +48,6 @@ class JournalBatch:
     def __bool__(self) -> bool:
         return bool(self.events or self.records or self.ops or self.meta or self.snapshot)
 
-    def merge(self, newer: JournalBatch) -> None:
-        self.events.extend(newer.events)
-        self.records.update(newer.records)
-        self.ops.extend(newer.ops)
-        self.meta.update(newer.meta)
-        self.snapshot = self.snapshot or newer.snapshot
-        if len(self.events) > MAX_PENDING_EVENTS:
-            dropped = len(self.events) - MAX_PENDING_EVENTS
-            log.error("event=alarm_journal_pending_overflow dropped=%d", dropped)
-            del self.events[:dropped]
-
     # row builders for shelves and suppressions ---------------------------------------------
 
     def shelf_opened(self, key: AlarmKey, shelf: Shelf) -> None:
@@ -70,3 +67,69 @@ class JournalBatch:
             "UPDATE suppressions SET ended_ns = ?, ended_by = ?, end_reason = ? "
             "WHERE scope = ? AND ended_ns IS NULL",
             (ended_ns, actor, why, scope)))
+
+
+Row = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """One transaction's worth for the journal, as rows (`freeze`)."""
+
+    events: list[AlarmEvent] = field(default_factory=list)
+    ops: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    """Shelf and suppression rows, in order (after the snapshot's, if any)."""
+    rows: dict[AlarmKey, Row | None] = field(default_factory=dict)
+    """alarm_state rows to write (None: delete the alarm's row)."""
+    meta: dict[str, str] = field(default_factory=dict)
+    snapshot: tuple[list[Row], list[Row]] | None = None
+    """(open shelves, open suppressions) replacing the file's, with every alarm's row in
+    `rows`: the whole state, rewritten after a recovery."""
+    since: float | None = None
+    """When its oldest part was handed over (time.monotonic())."""
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.ops or self.rows or self.meta
+                    or self.snapshot is not None)
+
+    @property
+    def last_event_seq(self) -> int:
+        return max((e.seq for e in self.events), default=0)
+
+    def merge(self, newer: WriteBatch) -> None:
+        """Take `newer` (handed over later) on top: a newer snapshot replaces what came
+        before it (it is the whole state)."""
+        self.events.extend(newer.events)
+        if newer.snapshot is not None:
+            self.snapshot, self.ops, self.rows = newer.snapshot, list(newer.ops), {}
+        else:
+            self.ops.extend(newer.ops)
+        self.rows.update(newer.rows)
+        self.meta.update(newer.meta)
+        if self.since is None:
+            self.since = newer.since
+        if len(self.events) > MAX_PENDING_EVENTS:
+            dropped = len(self.events) - MAX_PENDING_EVENTS
+            log.error("event=alarm_journal_pending_overflow dropped=%d", dropped)
+            del self.events[:dropped]
+
+
+def freeze(batch: JournalBatch, now_ns: int, since: float,
+           snapshot: Sequence[AlarmRecord] = (),
+           shelves: Iterable[tuple[AlarmKey, Shelf]] = (),
+           suppressions: Iterable[Suppression] = ()) -> WriteBatch:
+    """`batch` as rows, at `now_ns` (each row's `updated_ns`). When `batch.snapshot` is set,
+    `snapshot`, `shelves` and `suppressions` are the complete current state (its own shelf
+    and suppression changes are in that state already)."""
+    rows: dict[AlarmKey, Row | None] = {
+        key: None if rec is None else state_row(rec, now_ns)
+        for key, rec in batch.records.items()}
+    whole = None
+    ops = list(batch.ops)
+    if batch.snapshot:
+        rows.update({rec.key: state_row(rec, now_ns) for rec in snapshot})
+        whole = ([shelf_row(key, shelf) for key, shelf in shelves],
+                 [suppression_row(sup) for sup in suppressions])
+        ops = []
+    return WriteBatch(events=list(batch.events), ops=ops, rows=rows, meta=dict(batch.meta),
+                      snapshot=whole, since=since)

@@ -279,10 +279,11 @@ class AlarmLedger:
         return self._kept.get(key)
 
     def keep(self, key: str, value: str) -> list[AlarmEvent]:
-        """Store `value` under the meta key `key` (one of `KEPT`) now, in a transaction of its
-        own (synchronous=FULL: it survives a power cut), for another part of the gateway to
-        find again after a restart. Never raises for the disk: a failed commit is retried by
-        the next, as any. Returns the events the flush journalled (a recovery note)."""
+        """Store `value` under the meta key `key` (one of `KEPT`) now — handed to the journal
+        at once, in a commit of its own or, with the journal's writer running, of the writer's
+        next (synchronous=FULL: it survives a power cut) — for another part of the gateway to
+        find again after a restart. Never raises for the disk: a failed commit is retried, as
+        any. Returns the events the flush journalled (a recovery note)."""
         if key not in KEPT:
             raise ValueError(f"not a kept meta key: {key!r}")
         self._begin()
@@ -291,8 +292,8 @@ class AlarmLedger:
 
     def _flush(self) -> list[AlarmEvent]:
         journal = self._journal
-        if journal.recovery_note is not None:
-            note, journal.recovery_note = journal.recovery_note, None
+        note = journal.take_recovery_note()
+        if note is not None:
             self._seq = max(self._seq, journal.last_seq)
             self._system_event(EventKind.JOURNAL, JOURNAL_RULE, journal.path, _N, _N,
                                SYSTEM_ACTOR, note)
@@ -310,7 +311,7 @@ class AlarmLedger:
                         if isinstance(r, AlarmRecord) and persistable(r)]
             shelves = [(r.key, r.shelf) for r in snapshot if r.shelf is not None]
             journal.commit(batch, snapshot, shelves, list(self._suppressions.values()))
-        elif batch or journal.has_pending:  # a failed commit is retried at every flush
+        elif batch or journal.has_pending:  # (no writer thread: retried at every flush)
             journal.commit(batch)
         events, self._events = self._events, []
         return events

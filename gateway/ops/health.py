@@ -27,6 +27,8 @@ Checks, each judged from the gateway's own state at the moment of asking:
   (docs/time.md). Timing itself runs on the monotonic clock and is not affected.
 - `outputs`: **degraded** when an alarm output's last write failed (the failure is also an
   alarm, `actions.output_failure`; restarting the gateway would not mend a relay).
+- `journal`, `event_loop`: **degraded** while the alarm journal cannot write, or the event loop
+  keeps waking seconds late (the watchdog is withheld then): gateway.ops.liveness_health.
 - `uplink`: **degraded** when configured and not connected (the gateway works on its own; the
   outbox keeps everything), when its outbox keeps failing to commit or read (the disk full or
   failing: what the writer retries, with the reason; gateway.uplink.writer_faults), or when it
@@ -65,6 +67,7 @@ from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.field.bus_loop import BusLoop
 from gateway.ops.config_health import config_trouble
+from gateway.ops.liveness_health import journal_trouble, loop_trouble
 from gateway.ops.source import MetricsSource
 from gateway.rules.coverage import summary
 from gateway.strict import StrictModel
@@ -208,6 +211,11 @@ def monitor_for(source: MetricsSource) -> HealthMonitor:
         return HealthMonitor(source)
 
 
+def _checked(trouble: tuple[bool, str]) -> CheckResult:
+    degraded, detail = trouble
+    return CheckResult(status=Level.DEGRADED if degraded else Level.OK, detail=detail)
+
+
 def check_clock(now_ns: int) -> CheckResult:
     """The wall clock as event times need it (not the kernel's sync state via adjtimex: that
     costs ctypes at every request; timesyncd's flag is a file)."""
@@ -243,9 +251,10 @@ class HealthMonitor:
             "rule_parameters": self.check_rule_parameters(),
             "clock": check_clock(self.source.clock.now_ns()),
             "outputs": self.check_outputs(),
+            "journal": _checked(journal_trouble(self.source.core.journal)),
+            "event_loop": _checked(loop_trouble(self.source.loop_lag)),
             "uplink": self.check_uplink(),
-            "config": CheckResult(status=Level.DEGRADED if (booted := config_trouble(
-                self.source))[0] else Level.OK, detail=booted[1]),
+            "config": _checked(config_trouble(self.source)),
         }
         service = worst([c.status for c in checks.values()])
         alarms = self.source.core.alarms
@@ -295,13 +304,6 @@ class HealthMonitor:
         if age > self.evaluator_stall_after:
             return CheckResult(status=Level.FAILING,
                                detail=f"no rule evaluation for {age:.0f} s")
-        journal = self.source.core.journal
-        if journal.pending_events:  # a full or read-only disk: retried at every round
-            return CheckResult(status=Level.DEGRADED,
-                               detail=f"alarm journal: {journal.pending_events} event"
-                                      f"{'s' * (journal.pending_events != 1)} not yet "
-                                      f"written ({_short(journal.last_error or '?')}); "
-                                      f"{self.source.evaluations} evaluations")
         failing = self.source.core.engine.faults.report()
         if failing:  # gateway.rules.faults: those bindings keep their last evaluation
             shown = ", ".join(f"{f['rule']}@{f['subject']} ({f['error']})" for f in failing[:3])

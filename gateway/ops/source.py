@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from gateway.config.loader import LoadedConfig
     from gateway.field.bus_loop import BusLoop
     from gateway.safety import SafetyCore
+    from gateway.service.looplag import LoopLag
     from gateway.uplink.publisher import Uplink
 
 
@@ -60,6 +61,11 @@ class MetricsSource(Protocol):
 
     def evaluator_lag(self) -> float:
         """Seconds a round of the rules has been owed and not completed (gateway.evaluator)."""
+        ...
+
+    @property
+    def loop_lag(self) -> LoopLag:
+        """How late the event loop wakes (gateway.service.looplag)."""
         ...
 
     @property

@@ -7,14 +7,20 @@ worst legitimate single poll (every request answered just inside the bus timeout
 reconnect), the output writes that may be queued before it (`configure_stall_limits`), and a
 margin. Past that the loop is hung (a driver that ignores its timeout, a poll awaiting
 something that never comes): the feeder stops pinging, says which loop in `STATUS=` and the
-log, and systemd restarts the service `WatchdogSec=` after the last ping. A blocked event
-loop stops the pings by itself.
+log, and systemd restarts the service `WatchdogSec=` after the last ping. An event loop blocked
+for good stops the pings by itself.
 
 Asleep when idle: the feeder wakes for the next ping (half of `WatchdogSec=`) or the first
 moment a loop could pass its limit (`BusLoop.alive_until + stall_limit`), whichever comes
 first — not every second. Extra checks are judged at each wake, so always before a ping. While
 the pings are withheld it checks every `CHECK_EVERY` (STATUS= says why, so that a periodic
 status line elsewhere cannot hide it).
+
+A blocked event loop does not always stop the pings by itself: one that is blocked for seconds
+at a time, between which the feeder runs, kept feeding them (liveness audit L1: every round of
+the rules waited 10 s for another process's lock on the alarm journal). Given a `LoopLag`, the
+feeder tells it when it sleeps and wakes — no wake-up of its own — and withholds the pings while
+the loop's wake-ups come seconds late again and again (gateway.service.looplag).
 
 `feed_watchdog` is the asyncio feeder of the gateway; `feed_watchdog_blocking` the same for a
 threaded service (the central ingest), given checks of its threads.
@@ -29,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from gateway.clock import Clock, SystemClock
+from gateway.service.looplag import LoopLag
 from gateway.service.notify import Notifier
 
 if TYPE_CHECKING:  # annotations only: the ingest feeds the watchdog without the edge's modules
@@ -145,21 +152,26 @@ def _run_checks(checks: Sequence[Check]) -> list[tuple[int, str]]:
 
 async def feed_watchdog(notifier: Notifier, loops: Callable[[], Sequence[BusLoop]],
                         clock: Clock | None = None, extra_checks: Sequence[Check] = (), *,
-                        period: float | None = None) -> None:
+                        period: float | None = None, lag: LoopLag | None = None) -> None:
     """Ping WATCHDOG=1 every `period` (default: half of WATCHDOG_USEC) while every loop of
-    `loops()` is alive and every extra check returns None; withhold it otherwise. `loops` is
+    `loops()` is alive, every extra check returns None and the event loop is not blocked
+    (`lag`, measured at this feeder's own wake-ups); withhold it otherwise. `loops` is
     called each time: the daemon swaps its bus loops on a config reload. Runs until
     cancelled; never raises otherwise."""
     feeder = _Feeder(notifier, clock or SystemClock(), period)
+    checks = [*extra_checks, lag.problem] if lag is not None else list(extra_checks)
     while True:
         wait = feeder.check_every
         try:
+            if lag is not None:
+                lag.woke()
             current = loops()
-            feeder.step(loop_problems(current, feeder.clock.monotonic()),
-                        _run_checks(extra_checks))
+            feeder.step(loop_problems(current, feeder.clock.monotonic()), _run_checks(checks))
             wait = feeder.sleep_for(stall_deadlines(current))
         except Exception:  # never take the gateway down; the missing pings will
             log.exception("event=watchdog_feeder_failed")
+        if lag is not None:
+            lag.sleeping(wait)
         await asyncio.sleep(wait)
 
 

@@ -36,7 +36,7 @@ async def test_healthz_goes_degraded_failing_and_back_to_ok(live: Live) -> None:
     assert (status, body["ok"], body["status"]) == (200, True, "ok")
     assert {name: c["status"] for name, c in body["checks"].items()} == {
         "buses": "ok", "rules": "ok", "rule_parameters": "ok", "clock": "ok", "outputs": "ok",
-        "uplink": "ok", "config": "ok"}
+        "journal": "ok", "event_loop": "ok", "uplink": "ok", "config": "ok"}
     assert "5/5 devices online" in body["checks"]["buses"]["detail"]
 
     # one device of a bus silent: degraded, still 200
@@ -196,11 +196,11 @@ async def test_a_rule_binding_that_raises_degrades_the_rules_and_is_an_alarm(
             } == {AlarmState.RETURNED_UNACKNOWLEDGED}
 
 
-async def test_alarm_events_the_journal_could_not_write_degrade_the_rules(
+async def test_alarm_events_the_journal_could_not_write_degrade_the_journal_check(
         live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
     """The storage audit filled the disk: /healthz said ok while the journal could not write
-    (an acknowledgement was lost at the restart). While events wait to be written, the rules
-    check says so; it is ok again once they are written (at the next round)."""
+    (an acknowledgement was lost at the restart). While events wait to be written, the journal
+    check says so; it is ok again once they are written (the writer retries)."""
     import sqlite3
 
     from gateway.alarms.events import EventKind
@@ -217,7 +217,7 @@ async def test_alarm_events_the_journal_could_not_write_degrade_the_rules(
     await _wait_status(live, "degraded")
     _, body = await live.healthz()
     assert "alarm journal: 1 event not yet written (database or disk is full)" in \
-        body["checks"]["rules"]["detail"]
+        body["checks"]["journal"]["detail"]
     monkeypatch.undo()
     await _wait_status(live, "ok")
     assert gw.core.journal.pending_events == 0
