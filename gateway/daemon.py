@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from gateway.actions.driver import OutputDriver
 from gateway.actions.release import CoilReleases
+from gateway.alarmlog import AlarmLogLines
 from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.clock import Clock, SystemClock
 from gateway.config.loader import LoadedConfig
@@ -131,6 +132,8 @@ class Gateway(PanelBackend, Reconfiguring):
         self.panel_port: int | None = None
         self.started_mono = self.clock.monotonic()
         self.evaluations = 0
+        self.alarm_lines = AlarmLogLines(log, lambda: self.core.alarms.flood.active,
+                                         self.clock.monotonic)
         self.evaluation_seconds_last = 0.0
         self.evaluation_seconds_total = 0.0
         self.reconfigurations = 0
@@ -226,10 +229,7 @@ class Gateway(PanelBackend, Reconfiguring):
         events = self.core.step(self.core.output_failures(
             failed, self.clock.now_ns(), self.releases.pending.values()), trial=self.trial)
         self.evaluations += 1
-        for event in events:
-            log.info("event=alarm_%s rule=%s subject=%s state=%s previous=%s severity=%s "
-                     "value=%r actor=%s", event.kind, event.rule, event.subject, event.state,
-                     event.previous_state, event.severity, event.value, event.actor)
+        self.alarm_lines.write(events)
         self.driver.apply(self.core.wanted)
         self._hand_on(events)
         self.evaluation_seconds_last = time.perf_counter() - began

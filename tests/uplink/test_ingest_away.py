@@ -17,7 +17,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from gateway.clock import ManualClock
 from gateway.contract.wire import MessageKind
@@ -149,3 +152,23 @@ async def test_timeouts_fire_under_a_steady_stream_of_pubacks_and_nothing_is_los
     assert not db.doubled, f"written twice: {db.doubled[:3]}"
     temperatures = db.series[("th-1.temperature", "good", "value")]
     assert len(temperatures) == len(set(temperatures)) == 30
+
+
+async def test_resends_while_the_ingest_is_away_log_a_line_a_minute(
+        broker: Broker, victoria: Victoria, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The wear audit: with the ingest away every re-send (every 0.5–1 s) was a log line of its
+    own, ~100 a minute into journald on the gateway's SD card for the whole outage. A real
+    uplink and Mosquitto, the ingest stopped: many re-sends, one line (then one a minute, with
+    how many were not logged)."""
+    caplog.set_level(logging.INFO, logger="roomwarden.uplink")
+    s = settings(broker.port, protocol="5", delivery="ingest", ack_timeout="300ms")
+    async with uplink_and_ingest(s, tmp_path, broker, victoria, "away-quiet") as (up, _):
+        await until(lambda: up.status().connected, what="connect")
+        for i in range(30):
+            up.on_samples(samples(i))
+            await asyncio.sleep(0.15)
+        lines = [r for r in caplog.records if "event=uplink_resend" in r.getMessage()]
+        resends = up.status().resent
+    assert resends >= 3, resends
+    assert len(lines) <= 1, [r.getMessage() for r in lines]  # the filter is per process
