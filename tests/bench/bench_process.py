@@ -15,7 +15,10 @@ benchmark are other processes), from /proc over a window after warm-up:
 - threads; polls and rule evaluations per second (from the control socket's status);
   telemetry points per second arriving at the broker's subscriber;
 - start-up: seconds from spawning the process to the first telemetry message at the broker,
-  and the CPU seconds the process had used by then.
+  and the CPU seconds the process had used by then;
+- storage: bytes the process had written to disk over the window (/proc/<pid>/io
+  `write_bytes`), as GB a day — what it costs a Raspberry Pi's SD card (the wear audit of
+  6 Dec 2026: 99 % of it the outbox's commits; the file system's journal comes on top).
 
 Loads: 1 point @1 s, 200 points @1 s (2 block reads), 2,000 points @1 s (10 devices × 200 in
 rooms of five types, so the five rule packs bind and evaluate), the same in whole units
@@ -135,6 +138,9 @@ class ProcSample:
     voluntary: int
     involuntary: int
     threads: int
+    written_bytes: int = 0
+    """Bytes the process has had written to storage (`/proc/<pid>/io` write_bytes: what
+    reached the block layer — its fsyncs included, the file system's own journal not)."""
 
 
 def _status_fields(path: Path) -> dict[str, str]:
@@ -160,7 +166,17 @@ def proc_sample(pid: int) -> ProcSample:
             involuntary += int(fields["nonvoluntary_ctxt_switches"])
     return ProcSample(time.monotonic(), cpu, int(status["VmRSS"].split()[0]),
                       int(status["VmHWM"].split()[0]), voluntary, involuntary,
-                      int(status["Threads"]))
+                      int(status["Threads"]), _written_bytes(base))
+
+
+def _written_bytes(base: Path) -> int:
+    """`write_bytes` of `/proc/<pid>/io` (0 where it cannot be read: another user's process)."""
+    with suppress(OSError, ValueError):
+        for line in (base / "io").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == "write_bytes":
+                return int(value)
+    return 0
 
 
 # --- what arrives at the broker, what systemd would hear -------------------------------------
@@ -431,6 +447,9 @@ def measure(pid: int, control: Path | None, counter: PublishedCounts, *, window:
         "repeated_batches": published_after[2] - published_before[2],
         "old_rows": published_after[3] - published_before[3],
         "alarms_active": len((status_after or {}).get("alarms", [])),
+        # what a gateway costs its SD card (the wear audit, 6 Dec 2026): bytes a day at this rate
+        "disk_written_mb_per_day": (after.written_bytes - before.written_bytes) / elapsed
+        * 86_400 / 1e6,
     }
     if minutes:
         figures["soak_rss_mib_per_minute"] = minutes
@@ -500,6 +519,7 @@ def main() -> dict[str, Any]:
             + _opt(r.get("evaluation_ms_mean"), ".1f"),
             f"{r['published_points_per_s']:.0f}",
             _opt(r["startup_to_first_point_s"], ".2f") + " / " + _opt(r["startup_cpu_s"], ".2f"),
+            f"{r['disk_written_mb_per_day'] / 1000:.2f}",
         ))
     print_rows(f"Whole process: roomwarden run, Modbus TCP simulator, Mosquitto QoS 1, "
                f"{window:g} s windows after {warmup:g} s", rows)
@@ -515,7 +535,8 @@ def main() -> dict[str, Any]:
 
 
 HEADERS = ("load", "CPU of a core", "RSS MiB (median / max)", "wake-ups/s", "threads",
-           "polls/s / evaluations/s / ms each", "points/s out", "first point s / CPU s")
+           "polls/s / evaluations/s / ms each", "points/s out", "first point s / CPU s",
+           "GB written/day")
 
 
 def print_rows(title: str, rows: Sequence[tuple[str, ...]],
