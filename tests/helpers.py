@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,15 @@ def refused_in(path: Path, section: str) -> str:
                for e in caught.value.errors), text
     return text
 
+
+class Locker:
+    """Another process's write transaction on a SQLite file (what `sqlite3 alarms.sqlite` with
+    `BEGIN IMMEDIATE;` typed in does): the liveness audit's locked journal."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.conn.execute("ROLLBACK")
+        self.conn.close()

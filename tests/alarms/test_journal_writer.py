@@ -22,16 +22,7 @@ from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.manager import AlarmManager
 from gateway.clock import ManualClock
 from tests.alarms.conftest import ev
-
-
-class Locker:
-    def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        self.conn.execute("ROLLBACK")
-        self.conn.close()
+from tests.helpers import Locker
 
 
 @pytest.fixture

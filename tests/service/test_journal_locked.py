@@ -22,6 +22,7 @@ from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
 from tests.apply.conftest import SITE, edit_config, for_tests, until
 from tests.apply.test_service_process import SIREN, STROBE, GatewayProcess, devices_online
+from tests.helpers import Locker
 
 SMOKE = ("smoke-tx-01.alarm", "smoke-tx-02.alarm")
 SIREN_WITHIN = 5.0
@@ -29,17 +30,6 @@ SIREN_WITHIN = 5.0
 a poll interval and the coincidence rule without)."""
 
 
-class Locker:
-    """Another process's write transaction on the journal (what `sqlite3 alarms.sqlite` with
-    `BEGIN IMMEDIATE;` typed in does)."""
-
-    def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        self.conn.execute("ROLLBACK")
-        self.conn.close()
 
 
 async def status_of(gw: GatewayProcess) -> dict[str, Any] | None:
