@@ -14,8 +14,8 @@ from gateway.alarms.events import EventKind
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
 from gateway.sim.site import SimulatedSite
+from tests.helpers import Locker
 from tests.ops.conftest import with_uplink
-from tests.service.test_journal_locked import Locker
 from tests.uplink.test_alarm_resend import SITE, alarm_payloads
 
 
