@@ -349,15 +349,16 @@ class SafetyCore:
             note = f"held until reset: switched on by {why}"
             if plan.blocked_by is not None:
                 note = (f"held until reset: wanted by {why}; {SUSPENDED}interlocked off "
-                        f"while {plan.blocked_by} is on")
+                        f"while {plan.blocked_by} is on{_because(plan.block_reason)}")
             self._output_events += self.alarms.output_event(
                 output_id, held=True, actor=SYSTEM_ACTOR, note=note,
                 room=self._room_of(output_id))
         for output_id in sorted(held & journalled):
             blocker = planner.state[output_id].blocked_by
             if blocker is not None and output_id not in self._suspended:
-                note = (f"{SUSPENDED}interlocked off while {blocker} is on; still held "
-                        "until reset")
+                because = _because(planner.state[output_id].block_reason)
+                note = (f"{SUSPENDED}interlocked off while {blocker} is on{because}; still "
+                        "held until reset")
             elif blocker is None and output_id in self._suspended:
                 note = "resumed: no interlock holds it off; on again until reset"
             else:
@@ -386,3 +387,8 @@ class SafetyCore:
     def close(self) -> None:
         if not self.journal_passed_on:  # else the core that took over journals on it now
             self.alarms.close()
+
+
+def _because(reason: str | None) -> str:
+    """An interlock's `reason` for a journal note: ` (no recirculation while purging)`."""
+    return f" ({reason})" if reason else ""

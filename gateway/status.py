@@ -79,6 +79,7 @@ def health_view(loaded: LoadedConfig, bus_loops: list[BusLoop], planner: OutputP
         outputs.append(OutputView(id=output.id, role=output.role, on=state.commanded,
                                   confirmed=state.confirmed, failed=state.failed,
                                   error=state.last_error, blocked_by=plan.blocked_by,
+                                  block_reason=plan.block_reason,
                                   reasons=list(plan.reasons),
                                   rooms=sorted(planner.rooms.get(output.id, ())),
                                   silence_on_ack=output.silences_on_ack))

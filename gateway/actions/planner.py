@@ -103,6 +103,8 @@ class OutputPlan:
     blocker_seen: str | None = None
     """What shows `blocker` on in the field when the plan has it off (`read back on`), None
     when the plan has it on (or nothing blocks)."""
+    block_reason: str | None = None
+    """The interlock's `reason` (its config) while `blocker` holds it off, None without one."""
     reasons: list[str] = field(default_factory=list)
     """The alarms (or hold) keeping it on, for the panel and logs (`Demand.reason`: a shelved
     or suppressed alarm is named as such)."""
@@ -131,6 +133,9 @@ class OutputPlanner:
                       for o in self.outputs.values()}
         self.state = {o: OutputPlan() for o in self.outputs}
         self.blockers: dict[str, tuple[str, ...]] = {}
+        self.lock_reasons = {(lock.output, lock.while_on): lock.reason
+                             for lock in self.interlocks if lock.reason}
+        """(output, blocker) → the interlock's `reason`, shown while that blocker holds it off."""
         """Output → the outputs whose running holds it off (sorted ids: an output shows the
         first of them that is on, whatever the order of the locks in the config)."""
         for lock in self.interlocks:
@@ -193,7 +198,7 @@ class OutputPlanner:
         for group in self.groups:
             for output_id in group:
                 plan = self.state[output_id]
-                plan.blocker = plan.blocker_seen = None
+                plan.blocker = plan.blocker_seen = plan.block_reason = None
                 if not wanted[output_id]:
                     continue
                 for blocker in self.blockers[output_id]:
@@ -201,6 +206,7 @@ class OutputPlanner:
                     if planned or blocker in field_on:
                         plan.blocker = blocker
                         plan.blocker_seen = None if planned else field_on[blocker]
+                        plan.block_reason = self.lock_reasons.get((output_id, blocker))
                         final[output_id] = False
                         break
         return final

@@ -75,6 +75,8 @@ class OutputLine(StrictModel):
     failures: int
     last_error: str | None
     blocked_by: str | None = None
+    block_reason: str | None = None
+    """The interlock's `reason` while it holds the output off."""
     reasons: list[str] = []
     """What keeps it wanted on: the alarms (a shelved or suppressed one named as such: it
     still drives a protective output), `min_on …` or `held until reset`."""
@@ -152,6 +154,7 @@ def build_status_report(gw: MetricsSource, health: HealthMonitor | None = None) 
             confirmed=state.confirmed, failed=state.failed, failures=state.failures,
             last_error=state.last_error,
             blocked_by=plan.blocked_by if plan is not None else None,
+            block_reason=plan.block_reason if plan is not None else None,
             reasons=list(plan.reasons) if plan is not None else []))
     uplink = None
     if gw.uplink is not None:

@@ -272,7 +272,8 @@ def _outputs(r: StatusReport, paint: _Painter) -> list[str]:
         if o.failed:
             parts.append((f"FAILED ({o.failures}): {o.last_error}", None, ("red",)))
         elif o.blocked_by:
-            parts.append((f"blocked by {o.blocked_by}", None, ("yellow",)))
+            why = f" — {o.block_reason}" if o.block_reason else ""
+            parts.append((f"blocked by {o.blocked_by}{why}", None, ("yellow",)))
         elif o.failures:
             parts.append((f"{o.failures} failed writes", None, ("dim",)))
         lines.append(_line(paint, 2, parts))

@@ -153,6 +153,8 @@ class OutputView(View):
     failed: bool
     error: str | None
     blocked_by: str | None
+    block_reason: str | None = None
+    """The interlock's `reason` while it holds the output off."""
     reasons: list[str]
     rooms: list[str] = []
     """The rooms it serves (issue 14: a siren off while their alarms are acknowledged is

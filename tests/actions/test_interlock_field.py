@@ -31,6 +31,7 @@ from tests.helpers import until
 
 FAN, AGENT = "fan", "agent-release"
 FAN_COIL, AGENT_COIL, AGENT_SWITCH = "do1.do3", "do1.do5", "di1.di7"
+REASON = "no exhaust while the agent holds the room"
 SITE: dict[str, Any] = {
     "gateway": {"id": "gw", "site": "test"},
     "rooms": [{"id": "batt", "type": "battery"}],
@@ -47,8 +48,7 @@ SITE: dict[str, Any] = {
         {"id": FAN, "role": "exhaust_fan", "device": "do1", "point": "do3"},
         {"id": AGENT, "role": "hvac_stop", "device": "do1", "point": "do5",
          "backoff": {"initial": "500ms", "max": "1s"}}],
-    "interlocks": [{"output": FAN, "while_on": AGENT,
-                    "reason": "no exhaust while the agent holds the room"}],
+    "interlocks": [{"output": FAN, "while_on": AGENT, "reason": REASON}],
     "panel": {"enabled": False},
     "rules": {"parameters": [{"rule": "explosion.h2_alarm", "set": {"delay": 0}}]},
 }
@@ -101,12 +101,14 @@ async def test_a_discharge_relay_stuck_on_keeps_the_fan_off_until_released(
                            if e.point == FAN_COIL and e.kind == "write"), "never written on"
             [line] = [o for o in build_status_report(gateway).outputs if o.id == FAN]
             assert line.blocked_by == plan.blocked_by and not line.wanted
+            assert line.block_reason == REASON  # the interlock's `reason`, as documented
             text = render_status(build_status_report(gateway), color=False, width=200)
             assert f"blocked by {AGENT} (running in the field: " in text, text
+            assert f") — {REASON}" in text, text
             [panel] = [o for o in health_view(gateway.loaded, gateway.bus_loops,
                                               gateway.core.planner, gateway.driver,
                                               0.0).outputs if o.id == FAN]
-            assert panel.blocked_by == plan.blocked_by
+            assert panel.blocked_by == plan.blocked_by and panel.block_reason == REASON
             [began] = field_lines(caplog, "interlock_field_block")
             assert f"blocker={AGENT}" in began
             assert field_lines(caplog, "interlock_field_block_ended") == []

@@ -56,6 +56,21 @@ def test_an_output_held_off_by_the_first_of_two_locks_says_so() -> None:
         assert p.state["panel"].blocked_by == "fan", locks
 
 
+def test_an_interlock_block_carries_its_own_reason_while_it_holds() -> None:
+    """`Interlock.reason` is shown while that lock holds the output off (panel, status,
+    journal): the reason of the lock whose blocker is on, none once nothing blocks."""
+    locks = [Interlock(output="panel", while_on="fan", reason="fan purging"),
+             Interlock(output="panel", while_on="siren", reason="siren sounding")]
+    p = planner([out("fan"), out("panel"), out("siren")], locks)
+    p.plan([alarm("siren", "alarm_panel")])
+    assert (p.state["panel"].blocked_by, p.state["panel"].block_reason) == ("siren",
+                                                                            "siren sounding")
+    p.plan([alarm("exhaust_fan", "alarm_panel")])
+    assert (p.state["panel"].blocked_by, p.state["panel"].block_reason) == ("fan", "fan purging")
+    p.plan([alarm("alarm_panel")])
+    assert (p.state["panel"].blocked_by, p.state["panel"].block_reason) == (None, None)
+
+
 # --- F7 (B): chained locks in any order ---------------------------------------------------
 
 def test_chained_locks_give_the_same_outputs_in_either_order() -> None:

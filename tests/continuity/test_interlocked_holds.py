@@ -95,8 +95,8 @@ def test_an_interlock_suspends_the_hold_and_the_fan_runs_again_after_the_fire(
     assert FAN in rig.core.planner.held(), "the hold is suspended, not ended"
     assert FAN in rig.core.alarms.output_holds()
     assert rig.core.planner.state[FAN].blocked_by == HVAC
-    assert rig.notes()[1:] == [f"suspended: interlocked off while {HVAC} is on; still held "
-                               "until reset"]
+    assert rig.notes()[1:] == [f"suspended: interlocked off while {HVAC} is on (no exhaust "
+                               "during a clean-agent discharge); still held until reset"]
 
     rig.restart()  # a power cut during the discharge
     rig.run(3)

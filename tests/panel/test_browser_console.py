@@ -209,6 +209,12 @@ async def test_outputs_confirmed_off_and_siren_state(panel: Running, browser: Br
     panel.backend.state = state.model_copy(update={"health": HealthView.model_validate(health)})
     await expect(fan.get_by_test_id("output-details")).to_contain_text(
         "read back off: does not follow")
+    # held off by an interlock: the panel says by what and the interlock's `reason`
+    health["outputs"][2].update(on=False, confirmed=False, blocked_by="agent-release",
+                                block_reason="no exhaust while the agent holds the room")
+    panel.backend.state = state.model_copy(update={"health": HealthView.model_validate(health)})
+    await expect(fan.get_by_test_id("output-details")).to_contain_text(
+        "blocked by agent-release — no exhaust while the agent holds the room")
     # acknowledged: the siren is off because it was silenced, and says so
     panel.backend.state = confirmed_fire(acked=True)
     await expect(chip).to_have_text("Siren siren-3f: silenced")

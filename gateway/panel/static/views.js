@@ -288,7 +288,7 @@ window.RoomWardenViews = (() => {
       const st = outputState(o, state);
       const details = [readBack(o)];
       if (o.failed) details.push(`FAILED${o.error ? `: ${o.error}` : ""}`);
-      if (o.blocked_by) details.push(`blocked by ${o.blocked_by}`);
+      if (o.blocked_by) details.push(`blocked by ${o.blocked_by}${o.block_reason ? ` — ${o.block_reason}` : ""}`);
       if (o.reasons && o.reasons.length) details.push(`for ${o.reasons.join(", ")}`);
       if (o.held && !(o.reasons || []).includes("held until reset")) details.push("held until reset");
       const cell = el("td", { testid: "output-details", "data-label": "Details" }, details.join("; "));
