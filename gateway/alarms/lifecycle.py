@@ -90,6 +90,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from gateway.alarms.overlays import OutOfService as OutOfService  # re-exported
+from gateway.alarms.overlays import Shelf as Shelf
+from gateway.alarms.overlays import Suppression as Suppression
+from gateway.alarms.overlays import scope_covers as scope_covers
 from gateway.alarms.types import Evaluation
 from gateway.contract.enums import AlarmState as AlarmState  # re-exported (defined in the contract)
 
@@ -153,42 +157,6 @@ class ChatterPolicy:
     count: int = 3
     window: float = 60.0
     hold: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Shelf:
-    actor: str
-    reason: str
-    since_ns: int
-    until_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class OutOfService:
-    actor: str
-    reason: str
-    since_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class Suppression:
-    """Maintenance suppression of every alarm of a device, room or rule (e.g. permitted hot
-    work)."""
-
-    scope: str
-    actor: str
-    reason: str
-    since_ns: int
-    until_ns: int
-
-    def covers(self, rule: str, subject: str, room: str | None) -> bool:
-        return scope_covers(self.scope, rule, subject, room)
-
-
-def scope_covers(scope: str, rule: str, subject: str, room: str | None) -> bool:
-    """A scope is a rule id, a room id, a device id (the part of a point id before the first
-    dot) or a whole subject."""
-    return (scope in (rule, subject, room) or scope == subject.partition(".")[0])
 
 
 @dataclass(slots=True, eq=False)
