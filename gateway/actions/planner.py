@@ -28,13 +28,14 @@ serves the alarm's room. Per output:
   failed; a field that shows nothing (unknown: module offline, nothing read yet) adds nothing.
 
 A shelved or suppressed alarm hides from the operator, it does not switch the protection off
-(ISA-18.2 / IEC 62682): while its condition is active (or it is latched active) it still
-demands its *protective* outputs (`Output.is_protective`: exhaust fan, HVAC stop, charge
-inhibit, or an output the site marks `protective`), as an acknowledged alarm would
-(`Demand.overlay`), and none of its annunciation (siren, strobe, alarm panel). The output's
-reasons say so (`hydrogen@h2-1 (shelved: protective output stays on)`), so the panel tells
-why a fan runs with no alarm in the list. An out-of-service alarm, or a shelved or
-suppressed one whose condition is clear, demands nothing; the caller leaves it out.
+(ISA-18.2 / IEC 62682): while its condition is active (or it is latched active — a latching
+alarm latches under the overlay too: gateway.alarms.lifecycle) it still demands its
+*protective* outputs (`Output.is_protective`: exhaust fan, HVAC stop, charge inhibit, or an
+output the site marks `protective`), as an acknowledged alarm would (`Demand.overlay`), and
+none of its annunciation (siren, strobe, alarm panel). The output's reasons say so
+(`hydrogen@h2-1 (shelved: protective output stays on)`), so the panel tells why a fan runs
+with no alarm in the list. An out-of-service alarm, or a shelved or suppressed one whose
+condition is clear and that is not latched, demands nothing; the caller leaves it out.
 """
 
 from __future__ import annotations

@@ -182,15 +182,17 @@ class AlarmCommands(AlarmLedger):
         self._plan_expiry()
         return self._flush()
 
-    def _suppress_rising(self, rec: AlarmRecord) -> None:
+    def _suppress_rising(self, rec: AlarmRecord) -> str | None:
         """A quiet alarm turns active (from `_apply`, before its condition is set): under a
-        suppression that covers it, it is suppressed from now on — one event, not annunciated,
-        demanding only its protective outputs while active — until the suppression ends."""
+        suppression that covers it, it is suppressed from now on — not annunciated, demanding
+        only its protective outputs while active (a latching one latched: lifecycle) — until
+        the suppression ends. Returns the note of the one event `_apply` journals for it
+        (None: no suppression covers it)."""
         scope = self._covering(rec)
-        if scope is not None:
-            prev = rec.state
-            rec.set_overlay(suppression=scope, now_ns=self._now)
-            self._changed(rec, prev, SYSTEM_ACTOR, f"suppressed ({scope})")
+        if scope is None:
+            return None
+        rec.set_overlay(suppression=scope, now_ns=self._now)
+        return f"suppressed ({scope})"
 
     def unsuppress(self, scope: str, actor: str) -> list[AlarmEvent]:
         self._begin()
@@ -230,9 +232,9 @@ class AlarmCommands(AlarmLedger):
         actor = _actor(actor)
         if rec.oos is None:
             raise AlarmCommandError(f"{rec.key} is not out of service")
-        prev = rec.state
-        rec.set_overlay(oos=None, now_ns=self._now)
-        self._changed(rec, prev, actor, "returned to service")
+        prev, base = rec.state, rec.base
+        rec.set_overlay(oos=None, now_ns=self._now)  # under a shelf or suppression: may latch
+        self._changed(rec, prev, actor, "returned to service", base=base)
         return self._flush()
 
     def _expire_overlays(self) -> None:

@@ -41,6 +41,10 @@ from gateway.alarms.lifecycle import (
 from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
 
+LATCHED_WHILE = "latched while"
+"""How the note of a hidden latch's event begins, or goes on after `; ` (`latched while
+suppressed`): a latching alarm whose condition rose while it was shelved or suppressed."""
+
 KeyLike = AlarmKey | tuple[str, str]
 Known = AlarmRecord | Evaluation
 """What `_records` holds for a key: its record, or, for a binding never active and never
@@ -157,13 +161,20 @@ class AlarmLedger:
         return self._seq
 
     def _changed(self, rec: AlarmRecord, prev: AlarmState, actor: str,
-                 note: str | None, *, force: bool = False) -> None:
+                 note: str | None, *, force: bool = False,
+                 base: AlarmState | None = None) -> None:
         """Book-keep a possible transition of `rec` from `prev`: event, indices, journal (an
-        event also without a change of state when `force`: a new severity). A live drill's
-        alarm takes no part in the room's first-out nor in flood detection: it must never
-        change how a real alarm is annunciated."""
+        event also without a change of state when `force`: a new severity). `base`: the
+        record's base before the call — one that moved while the alarm stayed shelved or
+        suppressed is a hidden latch (gateway.alarms.lifecycle), an event of its own, its note
+        ending `latched while shelved`, so the journal shows the hazard that happened while
+        hidden. A live drill's alarm takes no part in the room's first-out nor in flood
+        detection: it must never change how a real alarm is annunciated."""
         key = rec.key
         state = rec.state
+        if base is not None and rec.overlaid and rec.base is not base:
+            latched = f"{LATCHED_WHILE} {state.value}"
+            note, force = (f"{note}; {latched}" if note else latched), True
         self._index(rec)
         self._batch.records[key] = rec if persistable(rec) else None
         if state is prev and not force:

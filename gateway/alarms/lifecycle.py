@@ -27,12 +27,33 @@ Base transitions (non-latching; L = latching alarm, see `Evaluation.latching`)::
 
 Overlays: shelve (operator, with expiry), suppress (maintenance of a device, room or rule, with
 who, why and until), out of service (operator, no expiry). While overlaid, the condition is still
-tracked but produces no transitions; acknowledge is refused. When the last overlay goes (unshelve,
-expiry, unsuppress, return to service) the alarm takes the state its condition implies:
-`active_unacknowledged` (annunciated afresh) if active, else `normal`; earlier acknowledgements
-are not carried over. A latching alarm that was latched when the overlay began (its base
-active) comes back latched, `active_unacknowledged`, whatever its condition: only an
-acknowledge resets a latch.
+tracked but produces no transitions — except the latch below; acknowledge is refused. When the
+last overlay goes (unshelve, expiry, unsuppress, return to service) the alarm takes the state its
+condition implies: `active_unacknowledged` (annunciated afresh) if active, else `normal`;
+earlier acknowledgements are not carried over. A latching alarm that was latched when the
+overlay began (its base active) comes back latched, `active_unacknowledged`, whatever its
+condition: only an acknowledge resets a latch.
+
+A latching alarm latches under a shelf or a suppression too (hidden latch): when its held
+condition rises while it is shelved or suppressed and not out of service — or is active when
+an out of service ends under a shelf or suppression that stays — its base moves as on a rise
+(`base_on_condition`: to `active_unacknowledged`), hidden: the reported state stays the
+overlay's, nothing sounds, nothing is annunciated, but it is latched active (`hidden_active`),
+so its protective outputs stay on after the condition clears, until it is reset. When the last
+overlay goes it is `active_unacknowledged` (annunciated afresh, its activation time the hidden
+rise's), and only an acknowledge then resets it. A hazard that happened while hidden is still
+seen and reset by a person (DESIGN principle 7); the manager journals the hidden latch (an
+`alarm` event, state and previous state the overlay's, note `latched while shelved`). Out of
+service latches nothing: the detector is known invalid, its condition means nothing. A
+non-latching alarm's base does not move under any overlay.
+
+Base transitions under an overlay (reported state: the overlay's; acknowledge refused)::
+
+    overlay                  alarm          held condition rises      condition clears
+    shelved or suppressed    latching       normal, returned_unack,   -  (stays latched)
+                                            active_ack → active_unack
+    shelved or suppressed    non-latching   -                         -
+    out of service           any            -                         -
 
 What each state demands (read by gateway.actions and the panel)
 ---------------------------------------------------------------
@@ -65,9 +86,11 @@ out_of_service             no           no       no               no
   operator — not annunciated: no sounder, strobe or alarm panel — but does not disable the
   automatic protective function (ISA-18.2 / IEC 62682): while the hidden alarm's condition is
   active, or it is latched active (a latching alarm whose base was active when the overlay
-  began), it still drives its *protective* outputs (exhaust fan, HVAC stop, charge inhibit, and
-  any output a site marks `protective`; gateway.actions.planner). An acknowledged hydrogen
-  alarm that is shelved keeps the fan purging and the charger inhibited. Out of service
+  began, or that latched under it), it still drives its *protective* outputs (exhaust fan,
+  HVAC stop, charge inhibit, and any output a site marks `protective`;
+  gateway.actions.planner). An acknowledged hydrogen alarm that is shelved keeps the fan
+  purging and the charger inhibited; a latching one that rose and cleared under a
+  suppression keeps them on until its reset. Out of service
   drives nothing: the technician took the detector out, its reading is known invalid.
 
 Use `AlarmRecord.demanded_roles()` (or `AlarmManager.demanded_outputs()`) to get both at once;
@@ -206,6 +229,13 @@ class AlarmRecord:
         return self.condition or self.chattering
 
     @property
+    def hidden(self) -> bool:
+        """Shelved or suppressed and not out of service: hidden from the operator, its
+        protection still running (`hidden_active`), a latching alarm latching (module
+        docstring)."""
+        return self.oos is None and (self.shelf is not None or self.suppression is not None)
+
+    @property
     def latched(self) -> bool:
         """Held active by latching only: condition clear, waiting for the acknowledge (reset)."""
         return (not self.overlaid and not self.held_active
@@ -214,10 +244,10 @@ class AlarmRecord:
     @property
     def hidden_active(self) -> bool:
         """Shelved or suppressed (not out of service) while its condition is active or it is
-        latched active — the base does not move under an overlay, so a latching alarm whose
-        base was active when the overlay began is still latched: it drives its protective
+        latched active — a latching alarm whose base was active when the overlay began, or
+        whose condition rose under it (the hidden latch), is latched: it drives its protective
         outputs (see the module docstring) until an acknowledge after the overlay resets it."""
-        if self.oos is not None or (self.shelf is None and self.suppression is None):
+        if not self.hidden:
             return False
         return self.held_active or (self.ev.latching and self.base in _ACTIVE)
 
@@ -259,8 +289,11 @@ class AlarmRecord:
         else:
             self.clear_since, self.clear_since_ns = mono, now_ns
         now = self.held_active
-        if not self.overlaid and now != was:
-            self._move(base_on_condition(self.base, now, self.ev.latching), now_ns)
+        if now != was:
+            if not self.overlaid:
+                self._move(base_on_condition(self.base, now, self.ev.latching), now_ns)
+            elif now:
+                self._latch_hidden(now_ns)
         return began
 
     def chatter_release_due(self, policy: ChatterPolicy) -> tuple[int, float] | None:
@@ -310,8 +343,10 @@ class AlarmRecord:
                     suppression: str | bool | None = False,
                     oos: OutOfService | bool | None = False, now_ns: int) -> None:
         """Set or clear overlays (False: leave as is). Applying the first overlay drops the
-        chattering mark; removing the last one puts the alarm where its condition implies."""
-        was = self.overlaid
+        chattering mark; removing the last one puts the alarm where its condition implies (a
+        latch kept); ending out of service under a shelf or suppression, with the condition
+        active, latches a latching alarm (`_latch_hidden`)."""
+        was, was_oos = self.overlaid, self.oos is not None
         if not isinstance(shelf, bool):
             self.shelf = shelf
         if not isinstance(suppression, bool):
@@ -323,9 +358,20 @@ class AlarmRecord:
             self.activations = None
         elif was and not self.overlaid:
             self.acked_by = self.acked_ns = None
-            # the base does not move under an overlay: it is the one the overlay began on
+            # the base the overlay began on, or the hidden latch taken under it
             latched = self.ev.latching and self.base in _ACTIVE
             self._move(base_after_overlay(self.held_active, latched), now_ns)
+        elif was_oos and self.oos is None and self.held_active:
+            # back in service under a shelf or suppression with its condition active: the
+            # condition counts again, as if it rose now (out of service latched nothing)
+            self._latch_hidden(now_ns)
+
+    def _latch_hidden(self, now_ns: int) -> None:
+        """The held condition rose (or counts again) under a shelf or suppression: a latching
+        alarm's base moves as on a rise — latched active, hidden (module docstring); nothing
+        moves out of service or for a non-latching alarm."""
+        if self.ev.latching and self.hidden:
+            self._move(base_on_condition(self.base, True, True), now_ns)
 
     def _move(self, new: AlarmState, now_ns: int) -> None:
         if new is self.base:

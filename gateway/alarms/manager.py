@@ -192,11 +192,12 @@ class AlarmManager(AlarmCommands):
             if ev.active and rec.condition and regraded(old, ev):
                 self._regrade(rec, old)
                 return
+        prev, base, note = rec.state, rec.base, None
         if ev.active and self._suppressions and not rec.condition and rec.suppression is None:
-            self._suppress_rising(rec)  # F5: a quiet one turns active under a suppression
-        prev = rec.state
+            note = self._suppress_rising(rec)  # F5: a quiet one turns active under a suppression
         began = rec.set_condition(ev.active, self._mono, self._now, self._policy)
-        self._changed(rec, prev, SYSTEM_ACTOR, "chattering" if began else None)
+        # one event: suppressed, chattering, or latched under its shelf or suppression
+        self._changed(rec, prev, SYSTEM_ACTOR, "chattering" if began else note, base=base)
 
     def _regrade(self, rec: AlarmRecord, old: Evaluation) -> None:
         """An active alarm regraded (gateway.alarms.regrade): journalled with its severity; an

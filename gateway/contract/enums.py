@@ -75,7 +75,12 @@ _OVERLAYS = frozenset({AlarmState.SHELVED, AlarmState.SUPPRESSED, AlarmState.OUT
 
 class EventKind(StrEnum):
     ALARM = "alarm"
-    """A state transition of the alarm `rule`@`subject`."""
+    """A state transition of the alarm `rule`@`subject`. Two may leave the state as it was
+    (`state` equal to `previous_state`): a new severity of an active alarm (note
+    `escalated: …`), and a latching alarm latched while shelved or suppressed — its condition
+    rose while hidden — (state the overlay's, note `latched while shelved`; an alarm that
+    turns active under a suppression has one event, `normal` to `suppressed`, note
+    `suppressed (<scope>); latched while suppressed`)."""
     FLOOD_START = "flood_start"
     """An alarm flood began; `rule`@`subject` is its first-out alarm (`first_out` is True)."""
     FLOOD_END = "flood_end"

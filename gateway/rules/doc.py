@@ -279,7 +279,9 @@ def render(packs: Iterable[m.RulePack]) -> str:
               "Rules name output *roles*; a site maps each to a relay coil (`outputs:`). A "
               "*protective* output acts on the hazard: a shelved or suppressed alarm hides "
               "from the operator but keeps its protective outputs on while its condition is "
-              "active (or it is latched), and none of the others (ISA-18.2 / IEC 62682: "
+              "active (or it is latched — a latching rule's alarm latches under a shelf or "
+              "suppression too, until an acknowledge after it ends), and none of the others "
+              "(ISA-18.2 / IEC 62682: "
               "shelving is a function of the display, not of the protection). An output's "
               "`protective: true | false` overrides its role's default, e.g. an `other` "
               "output that shuts a gas valve.", "",

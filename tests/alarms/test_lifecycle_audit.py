@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.alarms.events import AlarmCommandError, AlarmEvent
@@ -106,30 +106,40 @@ def test_an_overlay_on_an_alarm_that_was_not_latched_returns_it_to_normal(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["clear", "rise", "shelve", "unshelve", "oos", "rts",
-                                 "expire"]), max_size=12))
+@given(st.booleans(),
+       st.lists(st.sampled_from(["clear", "rise", "shelve", "unshelve", "suppress",
+                                 "unsuppress", "oos", "rts", "expire"]), max_size=12))
+@example(False, ["suppress", "rise", "clear", "unsuppress"])  # a hazard while hidden
+@example(False, ["oos", "suppress", "rise", "rts", "clear", "expire"])
 def test_only_an_acknowledge_resets_a_latch(tmp_path_factory: pytest.TempPathFactory,
-                                            steps: list[str]) -> None:
+                                            latched: bool, steps: list[str]) -> None:
     """Whatever overlays come and go and whatever the condition does, a latching alarm that
-    was active reaches normal only through an acknowledge."""
+    was active — latched and acknowledged at the start, or active at any time since while
+    not out of service, also under a shelf or a suppression (hidden latch) — reaches normal
+    only through an acknowledge."""
     from gateway.alarms.journal import Journal
 
     clock = ManualClock()
     path = tmp_path_factory.mktemp("latch") / "alarms.sqlite"
     manager = AlarmManager(Journal(path, clock=clock), clock)
     try:
-        manager.observe([fire(True)])
-        manager.acknowledge([FIRE], "guard")
-        active = True
+        manager.observe([fire(latched)])
+        if latched:
+            manager.acknowledge([FIRE], "guard")
+        # the journal's last event when it first had to latch (None: it never had to yet)
+        owed_since: int | None = 0 if latched else None
         for step in steps:
             try:
                 if step in ("clear", "rise"):
-                    active = step == "rise"
-                    manager.observe([fire(active)])
+                    manager.observe([fire(step == "rise")])
                 elif step == "shelve":
                     manager.shelve(FIRE, "op", clock.now_ns() + MINUTE, "nuisance")
                 elif step == "unshelve":
                     manager.unshelve(FIRE, "op")
+                elif step == "suppress":
+                    manager.suppress("batt-3f", "op", "hot work", clock.now_ns() + MINUTE)
+                elif step == "unsuppress":
+                    manager.unsuppress("batt-3f", "op")
                 elif step == "oos":
                     manager.set_out_of_service(FIRE, "tech", "work")
                 elif step == "rts":
@@ -139,10 +149,14 @@ def test_only_an_acknowledge_resets_a_latch(tmp_path_factory: pytest.TempPathFac
                     manager.tick()
             except AlarmCommandError:
                 pass
-        reset = [e for e in manager.events_since(0)
-                 if e.rule == FIRE.rule and e.state is N]
-        assert reset == [], f"reset without an acknowledge: {reset}"
-        assert manager.get(FIRE).state is not N
+            view = manager.get(FIRE)
+            if owed_since is None and view.condition and view.out_of_service is None:
+                owed_since = manager.last_seq
+        if owed_since is not None:
+            reset = [e for e in manager.events_since(owed_since)
+                     if e.rule == FIRE.rule and e.state is N]
+            assert reset == [], f"reset without an acknowledge: {reset}"
+            assert manager.get(FIRE).state is not N
     finally:
         manager.close()
 
