@@ -89,6 +89,7 @@ def follow_step(keeper: IncidentKeeper, step: int, now: int) -> None:
                                  maxlen=keeper.recent_events.maxlen)
     keeper.recent_outputs = deque((_moved(c, step) for c in keeper.recent_outputs),
                                   maxlen=keeper.recent_outputs.maxlen)
+    keeper.ended = {room: end + step for room, end in keeper.ended.items()}
     for incident in keeper.open.values():
         shift_incident(incident, step, now)
 
@@ -107,6 +108,7 @@ def shift_incident(incident: OpenIncident, step: int, now: int) -> None:
     incident.outputs = [_moved(c, step) for c in incident.outputs]
     if len(incident.clock_steps) < MAX_NOTED_STEPS:
         incident.clock_steps.append({"at_ns": now, "by_ns": step})
+    incident.saved_through = None  # its progress file is on the old clock: written anew
 
 
 def _moved(item: dict[str, Any], step: int) -> dict[str, Any]:

@@ -11,6 +11,12 @@ loses nothing.
 
 An incident keeps at most `MAX_INCIDENT_SAMPLES` samples: past them it stops copying samples
 (at one moment for all its points) and its record says so (`cut`); its events go on.
+
+Its record is written whole when it opens and when it closes; while it is open, each save
+appends what it gained to its progress file (gateway.recorder.progress), from which the next
+start rebuilds the record if the process died. A room's record begins no earlier than its last
+one ended (a chattering alarm that reopens incidents back to back does not record, and write,
+the same samples twice).
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from gateway.alarms.events import AlarmEvent, AlarmView, EventKind
+from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.contract.incidents import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
+from gateway.recorder import progress
 from gateway.recorder.clockstep import in_order
-from gateway.recorder.record import mark_interrupted, record_of, record_pieces
+from gateway.recorder.incident_state import OpenIncident, OutputSnapshot, RoomContext, Sources
+from gateway.recorder.progress import Since, mark_interrupted
+from gateway.recorder.record import record_of, record_pieces
 from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing
 from gateway.recorder.settings import IncidentSettings
 from gateway.recorder.store import IncidentStore
@@ -40,8 +48,8 @@ log = logging.getLogger("roomwarden.incidents")
 COPY_EVERY = 5.0
 """Seconds between copies from the recorder into an open incident (and activity checks)."""
 SAVE_EVERY = 60.0
-"""An open incident is written to disk at its trigger, then at least this often, then closed
-(by a writer thread)."""
+"""An open incident is written to disk at its trigger, then at least this often (appended to
+its progress file), then closed (by a writer thread): what a crash may lose."""
 MAX_INCIDENT_SAMPLES = 4_000_000
 """Samples an incident keeps at most (all its points together), so that its record can be sent
 and read back: a sample is at most about 40 bytes of the record's JSON (a 13-digit millisecond
@@ -62,68 +70,6 @@ _MS = 1_000_000
 last copied)."""
 _ACTIVE = (AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED)
 
-OutputSnapshot = tuple[bool | None, bool | None, str | None, int, int, int]
-"""(commanded, confirmed, last error, writes, last write ns, commanded ns) of one output."""
-
-
-class Sources(Protocol):
-    """What the keeper reads of the running gateway (gateway.recorder.hook)."""
-
-    def now_ns(self) -> int: ...
-    def last_seq(self) -> int: ...
-    def events_since(self, seq: int) -> list[AlarmEvent]: ...
-    def output_states(self) -> dict[str, OutputSnapshot]: ...
-    def room_active(self, room: str) -> bool: ...
-    def room_context(self, room: str) -> RoomContext: ...
-    def identity(self) -> dict[str, Any]: ...
-
-    def active_alarms(self) -> list[AlarmView]: ...
-    def health(self) -> dict[str, Any]: ...
-
-
-@dataclass
-class RoomContext:
-    devices: set[str]
-    """The room's devices, the devices its rules read and the devices of its outputs."""
-    rules: list[dict[str, Any]]
-    """The room's rule bindings: rule, subject, points, parameters (thresholds)."""
-    outputs: dict[str, dict[str, Any]]
-    """The outputs serving the room: id → role, device, point."""
-    points: dict[str, dict[str, Any]]
-    """Point id → device, room, quantity, unit (of every point of `devices`)."""
-
-
-@dataclass
-class OpenIncident:
-    id: str
-    room: str
-    trigger: AlarmEvent
-    context: RoomContext
-    start_ns: int
-    end_ns: int
-    health_at_trigger: dict[str, Any]
-    identity: dict[str, Any]
-    rings: dict[str, PointRing] = field(default_factory=dict)
-    copied_ns: dict[str, int] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-    saved_mono: float = 0.0
-    drill: dict[str, Any] | None = None
-    """Issue 12: a live drill's evaluation (gateway.drills.live_eval); the record's kind is
-    then `drill`."""
-    samples: int = 0
-    """Samples in `rings`."""
-    max_samples: int = 0
-    """`MAX_INCIDENT_SAMPLES` when it opened."""
-    dropped: int = 0
-    """Events and output changes past `MAX_INCIDENT_ITEMS`, not kept."""
-    cut_ns: int | None = None
-    """Set when the incident reached `max_samples`: the time of the first sample it did not
-    keep (none at or after it was copied)."""
-    clock_steps: list[dict[str, int]] = field(default_factory=list)
-    """Wall-clock steps while it was open (gateway/recorder/clockstep.py): at_ns, by_ns."""
-
-
 def incident_id(trigger: AlarmEvent, resumed: bool = False) -> str:
     """`<trigger time>-<room>-<journal seq>`; a record resumed after a restart (`_resume`)
     has the room part `<room>.resumed`: its seq may be the interrupted one's, in its second."""
@@ -134,8 +80,11 @@ def incident_id(trigger: AlarmEvent, resumed: bool = False) -> str:
 
 class IncidentKeeper:
     def __init__(self, recorder: FlightRecorder, store: IncidentStore,
-                 settings: IncidentSettings, sources: Sources) -> None:
+                 settings: IncidentSettings, sources: Sources,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.recorder = recorder
+        self._monotonic = monotonic
+        """Seconds for the copy and save intervals (a test's clock)."""
         self.store = store
         self.settings = settings
         self.sources = sources
@@ -149,6 +98,12 @@ class IncidentKeeper:
         self.recent_outputs: deque[dict[str, Any]] = deque(maxlen=RECENT_OUTPUT_CHANGES)
         self._outputs: dict[str, OutputSnapshot] = {}
         self._next_copy = 0.0
+        self.ended: dict[str, int] = {}
+        """Room → the end of its last closed record: the next one of the room begins after it
+        (a chattering alarm reopening incidents back to back kept each sample twice)."""
+        self._broken: set[str] = set()
+        """Open incidents whose last save failed: the next is written whole (the writer
+        thread's own: it takes the saves in order)."""
         self.closed = 0
         self.saved = 0
         self.failures = 0
@@ -185,8 +140,8 @@ class IncidentKeeper:
             for event in self.sources.events_since(self.seq):
                 self.seq = max(self.seq, event.seq)
                 self._on_event(event)
-        if self.open and time.monotonic() >= self._next_copy:
-            self._next_copy = time.monotonic() + COPY_EVERY
+        if self.open and self._monotonic() >= self._next_copy:
+            self._next_copy = self._monotonic() + COPY_EVERY
             for incident in list(self.open.values()):
                 self._advance(incident)
 
@@ -255,6 +210,8 @@ class IncidentKeeper:
     def _begin(self, trigger: AlarmEvent) -> None:
         room = trigger.room or "site"
         start = trigger.ts - int(self.settings.pre * _NS)
+        if room in self.ended:  # the room's last record holds what came before its end
+            start = max(start, min(self.ended[room] + _MS, trigger.ts))
         incident = OpenIncident(
             id=incident_id(trigger, resumed=trigger.note == RESUMED), room=room, trigger=trigger,
             context=self.sources.room_context(room), start_ns=start,
@@ -279,10 +236,11 @@ class IncidentKeeper:
                                            now + int(self.settings.post * _NS)))
         self._copy(incident, now)  # (after the extension: up to the old end only, the tail
         done = now >= incident.end_ns  # between it and now was lost: the incident audit)
-        if done or force_save or time.monotonic() - incident.saved_mono >= SAVE_EVERY:
+        if done or force_save or self._monotonic() - incident.saved_mono >= SAVE_EVERY:
             self._save(incident, "closed" if done else "open")
         if done:
             del self.open[incident.room]
+            self.ended[incident.room] = incident.end_ns
             self.closed += 1
             log.info("event=incident_closed id=%s room=%s events=%d outputs=%d",
                      incident.id, incident.room, len(incident.events), len(incident.outputs))
@@ -330,22 +288,49 @@ class IncidentKeeper:
     def _save(self, incident: OpenIncident, status: str) -> None:
         """Hand a frozen copy to the writer thread: decoding, JSON, gzip and fsync never run
         on the event loop (an alarm never waits for evidence keeping). One writer, so the
-        saves of one incident land in order."""
+        saves of one incident land in order. An open incident whose progress file holds its
+        earlier saves gets what it gained appended to it (gateway.recorder.progress); else,
+        and when it ends, it is written whole."""
         frozen = dataclasses.replace(
             incident, rings={p: r.frozen() for p, r in incident.rings.items()},
             events=list(incident.events), outputs=list(incident.outputs))
-        incident.saved_mono = time.monotonic()
-        self._writer.submit(self._write, frozen, status, self.sources.health())
+        since: Since | None = None
+        if status == "open" and incident.saved_through is not None:
+            since = (incident.saved_through, incident.saved_events, incident.saved_outputs)
+        incident.saved_through = dict(incident.copied_ns) if status == "open" else None
+        incident.saved_events, incident.saved_outputs = len(incident.events), len(
+            incident.outputs)
+        incident.saved_mono = self._monotonic()
+        self._writer.submit(self._write, frozen, status, self.sources.health(), since)
 
-    def _write(self, incident: OpenIncident, status: str, health: dict[str, Any]) -> None:
+    def _write(self, incident: OpenIncident, status: str, health: dict[str, Any],
+               since: Since | None = None) -> None:
         try:
-            size = self.store.write(incident.id, record_pieces(incident, status, health))
+            if incident.id in self._broken:
+                since = None
+            if since is not None:
+                try:
+                    size = progress.append(self.store, incident, since, health)
+                except OSError as exc:  # written whole instead
+                    log.warning("event=incident_progress_failed id=%s error=%r", incident.id,
+                                exc)
+                    since = None
+            if since is None and status == "open":
+                size = progress.start(self.store, incident, health)
+                size += self.store.write(incident.id, record_pieces(incident, status, health))
+            elif since is None:
+                size = self.store.write(incident.id, record_pieces(incident, status, health))
+                progress.drop(self.store, incident.id)
         except Exception as exc:  # a full disk, a bug: logged, the gateway runs on
             self.failures += 1
+            if status == "open":
+                self._broken.add(incident.id)
             log.error("event=incident_save_failed id=%s error=%r", incident.id, exc)
             return
+        self._broken.discard(incident.id)
         self.saved += 1
-        log.info("event=incident_saved id=%s status=%s bytes=%d", incident.id, status, size)
+        log.info("event=incident_saved id=%s status=%s bytes=%d%s", incident.id, status, size,
+                 "" if since is None else " appended=progress")
         if status != "open" and self.on_final is not None:
             try:
                 self.on_final(incident.id, status)
@@ -394,5 +379,5 @@ def _kept(incident: OpenIncident, into: list[dict[str, Any]], item: dict[str, An
 
 
 __all__ = ["COPY_EVERY", "MAX_INCIDENT_SAMPLES", "SAVE_EVERY", "IncidentKeeper",
-           "OpenIncident", "RoomContext", "Sources", "incident_id", "mark_interrupted",
-           "record_of"]
+           "OpenIncident", "OutputSnapshot", "RoomContext", "Sources", "incident_id",
+           "mark_interrupted", "record_of"]

@@ -1,22 +1,18 @@
 """An incident's stored form (docs/incidents.md, *Record format*), as a dict (`record_of`) or
 as the pieces of its JSON text (`record_pieces`, what the keeper's writer saves): the same text
 `json.dumps(record_of(...))` gives, made a few thousand samples at a time so that a save holds
-neither the record's samples as Python objects nor its whole text; and the start-up's marking
-of records a dead process left `open` (`mark_interrupted`), which reads no record whole."""
+neither the record's samples as Python objects nor its whole text."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from gateway.recorder.ring import PointRing, Recorded
-from gateway.recorder.store import FORMAT, IncidentError, IncidentStore, dump
+from gateway.recorder.store import FORMAT, dump
 
 if TYPE_CHECKING:
     from gateway.recorder.incidents import OpenIncident
-
-log = logging.getLogger("roomwarden.incidents")
 
 QUALITY_CHAR = {"good": "g", "stale": "s", "comm_error": "c", "invalid": "i"}
 WINDOWS = 128
@@ -61,14 +57,22 @@ def record_of(incident: OpenIncident, status: str, health_now: dict[str, Any]) -
 def record_pieces(incident: OpenIncident, status: str,
                   health_now: dict[str, Any]) -> Iterator[str]:
     """`dump(record_of(incident, status, health_now))` in pieces (see the module docstring)."""
-    yield dump(head_of(incident, status, health_now))[:-1] + ',"points":{'
-    for n, (point, meta) in enumerate(sorted(incident.context.points.items())):
+    return pieces_of(head_of(incident, status, health_now), incident.context.points,
+                     incident.rings, incident.drill)
+
+
+def pieces_of(head: dict[str, Any], points: dict[str, dict[str, Any]],
+              rings: dict[str, PointRing], drill: dict[str, Any] | None) -> Iterator[str]:
+    """The record's text in pieces: `head` (`head_of`), then per point (sorted) its `points`
+    entry and the columns of its ring, then `drill`."""
+    yield dump(head)[:-1] + ',"points":{'
+    for n, (point, meta) in enumerate(sorted(points.items())):
         yield ("," if n else "") + dump(point) + ":" + dump(meta)[:-1] + ("," if meta else "")
-        yield from _column_pieces(incident.rings.get(point))
+        yield from _column_pieces(rings.get(point))
         yield "}"
     yield "}"
-    if incident.drill is not None:
-        yield ',"drill":' + dump(incident.drill)
+    if drill is not None:
+        yield ',"drill":' + dump(drill)
     yield "}"
 
 
@@ -83,29 +87,31 @@ def _column_pieces(ring: PointRing | None) -> Iterator[str]:
     qualities = []
     comma = ""
     yield '"ts":['
-    for window in _windows(ring):
+    for window in windows(ring):
         yield comma + ",".join([str(s.ts // _MS) for s in window])
         qualities.append("".join([QUALITY_CHAR[s.quality.value] for s in window]))
         comma = ","
     yield '],"v":['
     comma = ""
-    for window in _windows(ring):
+    for window in windows(ring):
         yield comma + dump([s.value for s in window])[1:-1]
         comma = ","
     yield '],"q":"' + "".join(qualities) + '"'
 
 
-def _windows(ring: PointRing | None) -> Iterator[list[Recorded]]:
-    """The ring's samples, oldest first, in windows of whole chunks (nonempty lists). An
-    incident's rings hold their samples in time order (the keeper copies them so): a window
-    from just after the last chunk of the one before to the last of its own holds each sample
-    once."""
+def windows(ring: PointRing | None, since_ms: int = 0) -> Iterator[list[Recorded]]:
+    """The ring's samples from `since_ms` on, oldest first, in windows of whole chunks
+    (nonempty lists). An incident's rings hold their samples in time order (the keeper copies
+    them so): a window from just after the last chunk of the one before to the last of its own
+    holds each sample once."""
     if ring is None:
         return
     lasts = ring.chunk_index()[2::3]
     step = max(MIN_WINDOW, -(-len(lasts) // WINDOWS))
-    lo = 0
+    lo = since_ms
     for k in range(step - 1, len(lasts), step):
+        if lasts[k] < lo:
+            continue
         window = ring.samples(lo * _MS, lasts[k] * _MS)
         lo = lasts[k] + 1
         if window:
@@ -113,28 +119,3 @@ def _windows(ring: PointRing | None) -> Iterator[list[Recorded]]:
     window = ring.samples(lo * _MS)
     if window:
         yield window
-
-
-def mark_interrupted(store: IncidentStore) -> list[str]:
-    """Records left `open` by a process that died: `interrupted` (they hold what was saved).
-    Each status is read from its file's first bytes and rewritten in place (a record whose
-    text does not begin as the keeper writes it, one written by hand, is read whole)."""
-    marked = []
-    for incident_id in store.ids():
-        try:
-            status = store.status_of(incident_id)
-            if status is None:
-                record = store.load(incident_id)
-                if record.get("status") != "open":
-                    continue
-                record["status"] = "interrupted"
-                store.save(record)
-            elif status != "open" or not store.set_status(incident_id, "interrupted"):
-                continue
-        except (IncidentError, OSError) as exc:
-            log.error("event=incident_unreadable id=%s error=%s", incident_id, exc)
-            continue
-        marked.append(incident_id)
-        log.warning("event=incident_interrupted id=%s reason=%r", incident_id,
-                    "left open by a gateway that stopped without closing it")
-    return marked

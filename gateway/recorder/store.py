@@ -5,7 +5,8 @@ directory passes its disk budget or count. The record format is in docs/incident
 A record is written from pieces of its JSON text, compressed as they come (`write`), so saving
 a large one never holds its whole text; its `status` is the third key of its text, read from
 the file's first bytes without reading the record (`status_of`), and changed by copying the
-file through a decompressor and a compressor a piece at a time (`set_status`)."""
+file through a decompressor and a compressor a piece at a time (`set_status`). Beside an open
+incident's record lies its progress file (`progress_path_of`; gateway.recorder.progress)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ log = logging.getLogger("roomwarden.incidents")
 
 FORMAT = INCIDENT_FORMAT
 SUFFIX = ".json.gz"
+PROGRESS_SUFFIX = ".progress.gz"
+"""An open incident's progress file (gateway.recorder.progress): `<id>.progress.gz`."""
 ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9_.-]{1,80}-[0-9]{1,20}$")
 HEAD = re.compile(rb'^\{"format":"roomwarden-incident/1","id":"([^"\\]{1,120})",'
                   rb'"status":"([a-z]{1,20})"')
@@ -96,6 +99,18 @@ class IncidentStore:
         if not ID_PATTERN.match(incident_id):
             raise IncidentError(f"not an incident id: {incident_id!r}")
         return self.directory / f"{incident_id}{SUFFIX}"
+
+    def progress_path_of(self, incident_id: str) -> Path:
+        """The progress file of an open incident (gateway.recorder.progress)."""
+        return self.path_of(incident_id).with_name(f"{incident_id}{PROGRESS_SUFFIX}")
+
+    def progress_ids(self) -> list[str]:
+        """Incidents with a progress file (open ones; after a crash, those it left open)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name[:-len(PROGRESS_SUFFIX)]
+                      for p in self.directory.glob(f"*{PROGRESS_SUFFIX}")
+                      if ID_PATTERN.match(p.name[:-len(PROGRESS_SUFFIX)]))
 
     def save(self, record: dict[str, Any]) -> int:
         """Write (or replace) the record; returns its size on disk. Then keep the budget."""
@@ -185,8 +200,8 @@ class IncidentStore:
 
     def remove_temporaries(self) -> list[str]:
         """Delete what saves cut short by a SIGKILL or a power loss left (`atomic_write`'s
-        temporaries of record files; nothing else): call it only where no save is running
-        (the keeper, before its first save)."""
+        temporaries of record and progress files; nothing else): call it only where no save is
+        running (the keeper, before its first save)."""
         removed: list[str] = []
         try:
             entries = list(os.scandir(self.directory))
@@ -194,8 +209,10 @@ class IncidentStore:
             return removed
         for entry in entries:
             target = temporary_of(entry.name)
-            if (target is None or not target.endswith(SUFFIX)
-                    or not ID_PATTERN.match(target[:-len(SUFFIX)])
+            suffix = next((s for s in (SUFFIX, PROGRESS_SUFFIX)
+                           if target is not None and target.endswith(s)), None)
+            if (target is None or suffix is None
+                    or not ID_PATTERN.match(target[:-len(suffix)])
                     or not entry.is_file(follow_symlinks=False)):
                 continue
             try:
