@@ -216,7 +216,9 @@ as that span is in its window — after a start, an apply or a gap in the data t
 **Rate windows survive applies and restarts.** An apply carries them into the new rule engine.
 For a restart the gateway saves the samples its rate windows hold (`rate_windows.bin` in the
 state directory) every tenth of its longest rate window — between 10 s and 1 min; 1 min with
-the shipped packs — and at a clean stop, and a new process fills its windows from them
+the shipped packs; longer for a large file, within 48 MiB of writes a day — when a window's
+values moved since the last save (a still room writes nothing), and at a clean stop, and a new
+process fills its windows from them
 (`gateway/rules/warm.py`): a trend already in the saved window (a cooling loss that began before
 the restart) is judged at the first poll after it, not `min_span` later. A crash or power cut
 loses at most one save period of samples; a stop longer than the window, or a point whose

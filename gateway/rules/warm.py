@@ -14,9 +14,10 @@ leaves the old or the new file whole; its format: `gateway.rules.warm_file`): pe
 rate window, its windows' samples as they hold them, the monotonic clock and the wall-clock
 time of the save, the kernel's boot id, and a fingerprint of how the point is read (its device
 entry, bus type and profile). When: every `period` — a tenth of the longest rate window,
-between `MIN_PERIOD` and `MAX_PERIOD` (10 s to 1 min; 1 min for the shipped packs), and only if
-a window took a sample since — on a thread (it fsyncs), and once more at the stop. A SIGKILL or
-a power cut loses at most one period of samples.
+between `MIN_PERIOD` and `MAX_PERIOD` (10 s to 1 min; 1 min for the shipped packs), longer for
+a file that would pass a budget in bytes a day, and only if a window's values moved since
+(`gateway.rules.warm_pace`) — on a thread (it fsyncs), and once more at the stop. A SIGKILL or
+a power cut loses at most one period of samples (`warm_pace` says which).
 
 How long ago the save was: in the same boot, the monotonic clock's difference (true whatever
 NTP did to the wall clock); after a reboot, the wall clock's — but only if the system clock is
@@ -55,7 +56,7 @@ import math
 import threading
 import zlib
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -76,6 +77,7 @@ from gateway.rules.warm_file import (
     room,
     stream,
 )
+from gateway.rules.warm_pace import moved, paced
 from gateway.storage import atomic_write
 
 if TYPE_CHECKING:
@@ -133,6 +135,8 @@ class RateMemory:
         self._synchronised = synchronised
         self._lock = threading.Lock()
         self._written_ns = 0
+        self._written_bytes = 0  # the size of the file last written (`warm_pace.paced`)…
+        self._written_sources: dict[str, str] = {}  # …and its fingerprints (`.moved`)
         self._saved_newest = -math.inf
         self._failing = False
         self._sources: tuple[int, dict[str, str]] = (0, {})
@@ -204,7 +208,9 @@ class RateMemory:
         windows = [w.window for s in engine.rate_points().values() for w in s.rates]
         if not windows:
             return None
-        return min(MAX_PERIOD, max(MIN_PERIOD, max(windows) / 10.0))
+        longest = max(windows)
+        return paced(min(MAX_PERIOD, max(MIN_PERIOD, longest / 10.0)), longest,
+                     self._written_bytes)
 
     def snapshot(self, engine: RuleEngine, loaded: LoadedConfig) -> Snapshot:
         """What the windows hold now, copied into one pair of buffers as long as all their
@@ -252,11 +258,18 @@ class RateMemory:
         with self._lock:
             if snapshot.saved_ns <= self._written_ns:
                 return False
+            size = 0
+
+            def counted() -> Iterator[bytes]:
+                nonlocal size
+                for piece in stream(snapshot.saved_ns, snapshot.saved_mono, snapshot.points,
+                                    snapshot.times, snapshot.values, snapshot.count,
+                                    snapshot.boot_id):
+                    size += len(piece)
+                    yield piece
+
             try:
-                atomic_write(self.path, stream(snapshot.saved_ns, snapshot.saved_mono,
-                                               snapshot.points, snapshot.times,
-                                               snapshot.values, snapshot.count,
-                                               snapshot.boot_id))
+                atomic_write(self.path, counted())
             except OSError as exc:
                 if not self._failing:
                     log.warning("event=rate_windows_save_failed file=%s error=%r", self.path,
@@ -267,11 +280,13 @@ class RateMemory:
                 log.info("event=rate_windows_saved file=%s (saving again)", self.path)
             self._failing = False
             self._written_ns = snapshot.saved_ns
+            self._written_bytes = size
+            self._written_sources = {p: source for p, (source, _) in snapshot.points.items()}
         return True
 
     async def run(self, current: Callable[[], tuple[RuleEngine, LoadedConfig]]) -> None:
-        """Save every `period` while a window took a new sample; `current` gives the engine
-        and config in force (a config apply replaces them)."""
+        """Save every `period` while a window's values moved (`warm_pace`); `current` gives
+        the engine and config in force (a config apply replaces them)."""
         while True:
             engine, _ = current()
             await asyncio.sleep(self.period(engine) or MAX_PERIOD)
@@ -286,8 +301,12 @@ class RateMemory:
         snapshot = self.snapshot(engine, loaded)
         if snapshot.newest <= self._saved_newest:
             return  # nothing new (devices offline): no write
-        if await asyncio.to_thread(self.write, snapshot):
+        if await asyncio.to_thread(self._write_moved, snapshot, self._saved_newest):
             self._saved_newest = snapshot.newest
+
+    def _write_moved(self, snapshot: Snapshot, since: float) -> bool:
+        """Write `snapshot` if it `moved` after `since`; True if written or if it did not."""
+        return not moved(snapshot, since, self._written_sources) or self.write(snapshot)
 
     def _sources_of(self, loaded: LoadedConfig) -> dict[str, str]:
         """Device id → fingerprint of how its points are read (cached per config)."""
