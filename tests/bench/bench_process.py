@@ -32,11 +32,16 @@ BENCH_PROCESS_LOADS (comma-separated load keys, default all), BENCH_PROCESS_RUNS
 runs per load, each a fresh process; the table gives the run with the lowest CPU and lists the
 others — on a machine shared with other work the lowest is the least disturbed),
 BENCH_PROCESS_SOAK (s, default 0: a run of that many seconds at 2,000 points reporting RSS
-every minute, for "no growth").
+every minute, for "no growth"), BENCH_PROCESS_DELIVERY (`ingest`, the default: a real
+`roomwarden ingest` process writing to a real VictoriaMetrics acknowledges what it stored, as
+on a real site, so the outbox lets go of entries on its watermark; `puback`: no ingest, entries
+leave on the broker's PUBACK — what the benchmark measured before 2026-12-07, when the outbox
+kept every message on disk until it left, so the mode did not change what it wrote).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -61,7 +66,7 @@ from gateway.localservices import free_port
 from gateway.uplink.settings import UplinkSettings
 from tests.apply.test_service_process import NotifySocket
 from tests.bench.common import REPO, emit_json, simulator
-from tests.bench.services import mosquitto, stop_process, wait_until
+from tests.bench.services import mosquitto, stop_process, victoria_metrics, wait_until
 from tests.service.unitfile import as_the_unit_runs
 
 QUANTITIES = [("temperature", "°C"), ("phase_voltage", "V"), ("phase_current", "A")]
@@ -340,10 +345,42 @@ def write_site(load: Load, work: Path) -> Path:
     return site_path
 
 
+@contextmanager
+def ingest_process(work: Path, broker_port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `roomwarden ingest` (MQTT 5, its own persistent session) writing to a real
+    VictoriaMetrics, both stopped at the end: it publishes the acknowledgement watermarks the
+    gateways' outboxes wait for in `delivery: ingest`."""
+    work.mkdir(parents=True, exist_ok=True)
+    with victoria_metrics(work / "vm") as vm:
+        central = work / "central.yaml"
+        central.write_text(yaml.safe_dump({
+            "mqtt": {"host": "127.0.0.1", "port": broker_port, "protocol": "5",
+                     "client_id": f"bench-process-ingest-{os.getpid()}"},
+            "influx": {"url": vm.url, "token": "t", "org": "o", "bucket": "b",
+                       "store": "victoriametrics"},
+            "dead_letter": str(work / "dead.jsonl"),
+            "catalog_store": str(work / "catalogs.sqlite")}))
+        log = (work / "ingest.log").open("wb")
+        process = subprocess.Popen([sys.executable, "-m", "gateway", "ingest", "--config",
+                                    str(central)], cwd=REPO, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        try:
+            time.sleep(1.0)
+            if process.poll() is not None:
+                raise RuntimeError(f"the ingest exited ({process.returncode}): "
+                                   + (work / "ingest.log").read_text(errors="replace")[-2000:])
+            yield process
+        finally:
+            stop_process(process)
+            log.close()
+
+
 def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter, *,
-             window: float, warmup: float, soak: float = 0.0) -> dict[str, Any]:
+             window: float, warmup: float, soak: float = 0.0,
+             delivery: str = "ingest") -> dict[str, Any]:
     """One load in a fresh gateway process with the unit's environment (stripped byte-code,
-    cached beside `work`: shared by the runs of one benchmark)."""
+    cached beside `work`: shared by the runs of one benchmark). `delivery`: the uplink's mode
+    (`ingest` needs an ingest answering on the broker: `main` runs one)."""
     site_path = write_site(load, work)
     with simulator(site_path, work) as sim_config:
         config = yaml.safe_load(sim_config.read_text())
@@ -351,14 +388,15 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
             config["uplink"] = {"broker": "127.0.0.1", "port": broker_port,
                                 "exception": {"deadband": 0}}
             if "delivery" in UplinkSettings.model_fields:
-                # no ingest runs here: entries leave on the broker's PUBACK (with the default
-                # `delivery: ingest` they would wait for an ingest's watermark and be re-sent)
-                config["uplink"]["delivery"] = "puback"
+                config["uplink"]["delivery"] = delivery
         gateway_config = work / "gateway.yaml"
         gateway_config.write_text(yaml.safe_dump(config, sort_keys=False))
         notify = NotifySocket(work / "notify.sock")
         env = {**as_the_unit_runs(dict(os.environ), pycache=work.parent / "pycache"),
-               "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
+               "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": str(WATCHDOG_USEC),
+               "PYTHONPATH": os.pathsep.join(  # this checkout's code, not the one the venv's
+                   p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}  # editable
+        # install names (a git worktree measured its main checkout's code before 6 Dec)
         env.pop("WATCHDOG_PID", None)
         try:
             panel_port = free_port()
@@ -381,6 +419,7 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
     figures.update({
         "load": load.title, "devices": load.devices, "points": load.devices * load.points,
         "interval": load.interval, "uplink": load.uplink,
+        "delivery": delivery if load.uplink else None,
         "startup_to_first_point_s": (first - started) if first is not None else None,
         "startup_cpu_s": counter.first_cpu if load.uplink else None,
         "ready_s": ready - started,
@@ -397,12 +436,13 @@ class PublishedCounts(Protocol):
     def counts(self) -> tuple[int, int, int, int]: ...
 
 
-def first_start(work: Path, broker_port: int, counter: TelemetryCounter) -> dict[str, Any]:
+def first_start(work: Path, broker_port: int, counter: TelemetryCounter,
+                delivery: str = "ingest") -> dict[str, Any]:
     """A short run at 1 point with an empty byte-code cache beside `work`, as a gateway's first
     start after an install or upgrade: it compiles what the gateway imports, so the measured
     runs start as a gateway does every other time (and carry no compiler's leftovers)."""
     return run_load(LOADS[0], work / "first-start", broker_port, counter, window=1.0,
-                    warmup=0.0)
+                    warmup=0.0, delivery=delivery)
 
 
 def measure(pid: int, control: Path | None, counter: PublishedCounts, *, window: float,
@@ -447,6 +487,8 @@ def measure(pid: int, control: Path | None, counter: PublishedCounts, *, window:
         "repeated_batches": published_after[2] - published_before[2],
         "old_rows": published_after[3] - published_before[3],
         "alarms_active": len((status_after or {}).get("alarms", [])),
+        # what the outbox holds at the end (it stays small when what it sends is acknowledged)
+        "outbox_depth_end": ((status_after or {}).get("uplink") or {}).get("outbox_depth"),
         # what a gateway costs its SD card (the wear audit, 6 Dec 2026): bytes a day at this rate
         "disk_written_mb_per_day": (after.written_bytes - before.written_bytes) / elapsed
         * 86_400 / 1e6,
@@ -489,23 +531,30 @@ def main() -> dict[str, Any]:
     soak = float(os.environ.get("BENCH_PROCESS_SOAK", "0"))
     runs = max(1, int(os.environ.get("BENCH_PROCESS_RUNS", "1")))
     wanted = os.environ.get("BENCH_PROCESS_LOADS")
+    delivery = os.environ.get("BENCH_PROCESS_DELIVERY", "ingest")
+    if delivery not in ("ingest", "puback"):
+        raise SystemExit("BENCH_PROCESS_DELIVERY must be ingest or puback")
     loads = [load for load in LOADS if not wanted or load.key in wanted.split(",")]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="roomwarden-bench-process-") as tmp:
         work = Path(tmp)
-        with mosquitto(work / "broker") as broker:
+        with mosquitto(work / "broker") as broker, contextlib.ExitStack() as stack:
+            if delivery == "ingest":
+                stack.enter_context(ingest_process(work / "ingest", broker.port))
             counter = TelemetryCounter(broker.port)
             try:
-                first = first_start(work, broker.port, counter)
+                first = first_start(work, broker.port, counter, delivery)
                 for load in loads:
                     tries = [run_load(load, work / f"{load.key}-{i}", broker.port, counter,
-                                      window=window, warmup=warmup) for i in range(runs)]
+                                      window=window, warmup=warmup, delivery=delivery)
+                             for i in range(runs)]
                     best = min(tries, key=lambda r: float(r["cpu_pct_of_core"]))
                     best["cpu_pct_runs"] = [r["cpu_pct_of_core"] for r in tries]
                     results[load.key] = best
                 if soak:
                     results["soak"] = run_load(LOADS[2], work / "soak", broker.port, counter,
-                                               window=window, warmup=warmup, soak=soak)
+                                               window=window, warmup=warmup, soak=soak,
+                                               delivery=delivery)
             finally:
                 counter.close()
     rows = []
@@ -520,9 +569,12 @@ def main() -> dict[str, Any]:
             f"{r['published_points_per_s']:.0f}",
             _opt(r["startup_to_first_point_s"], ".2f") + " / " + _opt(r["startup_cpu_s"], ".2f"),
             f"{r['disk_written_mb_per_day'] / 1000:.2f}",
+            _opt(r.get("outbox_depth_end"), "d") + f" / {r.get('repeated_batches', 0)}",
         ))
+    answered = ("a real ingest acknowledging (delivery: ingest)" if delivery == "ingest"
+                else "no ingest, entries leave on PUBACK (delivery: puback)")
     print_rows(f"Whole process: roomwarden run, Modbus TCP simulator, Mosquitto QoS 1, "
-               f"{window:g} s windows after {warmup:g} s", rows)
+               f"{answered}, {window:g} s windows after {warmup:g} s", rows)
     print(f"first start (empty byte-code cache, as after an install or upgrade): first point "
           f"after {_opt(first['startup_to_first_point_s'], '.2f')} s, "
           f"{_opt(first['startup_cpu_s'], '.2f')} CPU s; the runs above read the cache")
@@ -536,7 +588,7 @@ def main() -> dict[str, Any]:
 
 HEADERS = ("load", "CPU of a core", "RSS MiB (median / max)", "wake-ups/s", "threads",
            "polls/s / evaluations/s / ms each", "points/s out", "first point s / CPU s",
-           "GB written/day")
+           "GB written/day", "outbox depth at end / batches sent again")
 
 
 def print_rows(title: str, rows: Sequence[tuple[str, ...]],
