@@ -84,6 +84,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tests/uplink/test_alarm_after_journal.py": ("slow",),  # liveness audit L1
     "tests/uplink/test_outbox_crash.py": ("process",),
     "tests/uplink/test_stop_while_connecting.py": ("process", "slow"),  # liveness audit L3
+    "tests/uplink/test_telemetry_hold.py": ("process",),
+    "tests/uplink/test_telemetry_hold_crash.py": ("services", "process", "slow"),
     "tests/uplink/test_tls_auth.py": ("services", "process", "slow"),
 }
 """Modules whose every test is in these lanes (started by hand rather than by a fixture)."""

@@ -3,35 +3,30 @@ the outbox's SQLite work — number, commit, hand out, acknowledge, cover.
 
 The event loop never touches the disk and never hands work to a thread per call. It appends to
 the buffer (`add`, O(1); `add_samples` encodes a poll's telemetry rows first, while the samples
-are fresh in the cache — cheaper than encoding them on the writer a second later — and appends
-them to the interval's open telemetry message) and sets requests (`want`, `ack`, `cover`,
-`resend`, `start_session`) under one condition variable; the writer thread sleeps on it until
-there is something to do — a commit that is due (the oldest buffered item `commit_interval` old,
-an urgent item such as an alarm event, acknowledgements or a watermark waiting), messages the
-publisher wants while some are committed and unsent, the replay pacer's next allowance — and
-then does all of it in one go: every buffered item encoded and put, one transaction, then the
-next publish window taken and handed back to the loop with `call_soon_threadsafe`. Nothing waits
-on a timer shorter than a real deadline: an idle uplink's writer sleeps until data or a request
-arrives. Its deadlines are real time (`time.monotonic`), whatever clock the messages' timestamps
-come from.
+are fresh in the cache, into the interval's open telemetry message) and sets requests (`want`,
+`ack`, `cover`, `resend`, `start_session`) under one condition variable; the writer thread
+sleeps on it until there is something to do — the oldest buffered item `commit_interval` old,
+an urgent item (an alarm event), acknowledgements waiting, held telemetry due for its commit,
+messages the publisher wants, the replay pacer's next allowance — and then does all of it in
+one go: every buffered item encoded and put, at most one transaction, then the next publish
+window handed to the loop with `call_soon_threadsafe`. An idle uplink's writer sleeps until
+data or a request arrives. Deadlines are real time (`time.monotonic`), whatever clock the
+messages' timestamps come from.
 
 Asleep between commits (issue 15): a request wakes the writer only if it makes work due before
-the time the writer already sleeps to (`_nudge`): a sample added while a commit is already
-due sooner, or a PUBACK's removal while the writer will wake for the window's
-acknowledgements anyway, wakes nobody. After handing out a window the writer sleeps to
-`commit_interval` later (its PUBACKs normally arrive long before), so at one batch a second
-the writer wakes once a second: one transaction that inserts the new batch and deletes the
-acknowledged one, and the next window. A take that finds fewer committed messages than the
-publisher wanted says there are no more (`_more` false), so the publisher's next `want` after
-a publish wakes nobody either. `wakeups` counts how often the writer woke.
+the time the writer already sleeps to (`_nudge`); after handing out a window the writer sleeps
+to `commit_interval` later (its PUBACKs normally arrive long before), so at one batch a second
+it wakes once a second: the batch put, the acknowledged ones removed, the next window. A take
+that finds fewer messages than the publisher wanted says there are no more (`_more` false), so
+the publisher's next `want` wakes nobody either. `wakeups` counts how often the writer woke.
 
-A storage error never ends the writer (gateway.uplink.writer_faults: logged, retried with a
-back-off, shown on /healthz); a damaged file is replaced (gateway.uplink.outbox_recovery).
-
-Telemetry sequence numbers (`seq`) and delivery sequence numbers (`dseq`) are taken in the
-writer, just before the put (gateway.uplink.items encodes), so a number is committed with the
-message that carries it. Only committed messages are handed out (a crash cannot take back a
-published number).
+Telemetry is put held (gateway.uplink.outbox_held): handed out at once, without a commit,
+removed by its acknowledgement, committed only when not acknowledged in time
+(gateway.uplink.hold). Alarm events, snapshots and command results are committed before they
+are handed out. Sequence numbers (`seq`, `dseq`) are taken in the writer, just before the put,
+from blocks reserved on disk (gateway.uplink.outbox_numbers). A storage error never ends the
+writer (gateway.uplink.writer_faults: logged, retried with a back-off, shown on /healthz); a
+damaged file is replaced (gateway.uplink.outbox_recovery).
 """
 
 from __future__ import annotations
@@ -47,6 +42,7 @@ from gateway.clock import Clock
 from gateway.contract.telemetry import EncodedRows
 from gateway.contract.wire import Channel, MessageKind, OutboxStatus
 from gateway.field.sample import Sample
+from gateway.uplink.hold import TelemetryHold
 from gateway.uplink.items import Item, ItemWriter, telemetry_items
 from gateway.uplink.outbox import Outbox, OutboxError
 from gateway.uplink.replay import ReplayPacer
@@ -72,13 +68,13 @@ class Committer:
         self._store = writer.store
         self._encoder = writer.encoder
         self.interval = outbox.commit_interval
+        self._holding = TelemetryHold(outbox.hold, self.interval)
         self._cond = threading.Condition()
         self._buffer: list[Item] = []
         self._open: Item | None = None
         """The telemetry item the next poll's rows may join (`add_samples`), while it is the
         newest in the buffer; the writer closes it when it takes the buffer."""
-        self._since: float | None = None
-        """When the oldest buffered item arrived (monotonic)."""
+        self._since: float | None = None  # when the oldest buffered item arrived
         self._urgent = False
         self._acks: list[int] = []
         self._cover = 0
@@ -90,12 +86,10 @@ class Committer:
         """Messages may be committed and not handed out yet (a take may find some)."""
         self._handed: float | None = None
         """When the last window was handed out (its acknowledgements are expected by
-        `commit_interval` later: the writer's next wake-up if nothing comes sooner)."""
+        `commit_interval` later)."""
         self._sleeping = False
-        self._wake_at: float | None = None
-        """While the writer sleeps: when it will wake by itself (None: only when woken)."""
-        self.wakeups = 0
-        """How often the writer thread woke up (a request or a deadline)."""
+        self._wake_at: float | None = None  # while asleep: when it wakes by itself (or None)
+        self.wakeups = 0  # how often the writer thread woke up (a request or a deadline)
         self._paced_until: float | None = None
         self._session: tuple[int, list[Item]] | None = None
         self._epoch = 0
@@ -111,12 +105,12 @@ class Committer:
         """Called on the loop when the outbox replaced a damaged file (snapshots: again)."""
         self._recoveries = outbox.recoveries
         self.alarms_dropped = 0  # alarm events dropped from a full buffer (each logged)
-        self.commits = 0
+        self.commits = 0  # transactions
         self.floor: int | None = None
         """The lowest delivery sequence still held (GatewayState.delivery.floor)."""
         self.issued = 0
-        """The highest delivery sequence given to a committed message: no acknowledgement
-        can rightly cover more (refreshed after each commit, before its messages go out)."""
+        """The highest delivery sequence given (refreshed before its message goes out): no
+        acknowledgement can rightly cover more."""
         self._refresh()
 
     # ------------------------------------------------------------------ loop side (cheap)
@@ -149,16 +143,12 @@ class Committer:
             return kept
 
     def add_samples(self, samples: list[Sample], produced: int) -> bool:
-        """Buffer a poll's reported samples as telemetry, encoded now (on the caller's thread,
-        the event loop, while they are fresh; gateway.uplink.items); False if telemetry had to
-        be dropped to stay within the buffer.
-
-        The polls of one commit interval share a message: while the newest buffered item is
-        telemetry this method began, the next poll's rows are appended to it
-        (`TelemetryEncoder.extend`) unless it holds one of their points already (a point
-        polled again starts a new message: a batch holds each point once), a sample is older
-        than its `t0`, or it would pass MAX_BATCH_ROWS. One message, one outbox row, one
-        PUBACK per interval instead of one per device poll."""
+        """Buffer a poll's reported samples as telemetry, encoded now (on the event loop, while
+        they are fresh; gateway.uplink.items); False if telemetry had to be dropped to stay
+        within the buffer. The polls of one commit interval share a message: while the newest
+        buffered item is telemetry this method began, the next poll's rows join it
+        (`TelemetryEncoder.extend`: not if it holds one of their points already, a sample is
+        older than its `t0`, or past MAX_BATCH_ROWS) — one message and PUBACK an interval."""
         encoder = self._encoder
         with self._cond:
             open_ = self._open
@@ -187,8 +177,7 @@ class Committer:
                 self._nudge(self._paced_until)
 
     def ack(self, ids: list[int]) -> None:
-        """Delivered (PUBACK in puback mode, or no watermark applies): removed at the next
-        commit, within `commit_interval`."""
+        """Delivered (PUBACK in puback mode, or no watermark applies): removed."""
         with self._cond:
             self._acks += ids
             self._mark_dirty()
@@ -218,10 +207,18 @@ class Committer:
                 self._resend += ids
                 self._cond.notify()
 
-    def start_session(self, births: list[Item]) -> int:
-        """A new connection: everything stored becomes backlog, `births` go first; returns the
-        session's epoch (windows of older epochs are stale)."""
+    def disconnected(self) -> None:
+        """The session ended: held telemetry is committed within `commit_interval`."""
         with self._cond:
+            self._holding.connected = False
+            if self._holding.oldest is not None:
+                self._nudge(self._holding.due())
+
+    def start_session(self, births: list[Item]) -> int:
+        """A new connection: everything held or stored becomes backlog, `births` go first;
+        returns the session's epoch (windows of older epochs are stale)."""
+        with self._cond:
+            self._holding.connect()
             self._epoch += 1
             self._session = (self._epoch, births)
             self._want = 0
@@ -256,6 +253,9 @@ class Committer:
             due.append(self._since + self.interval)
         if self._dirty_since is not None:
             due.append(self._dirty_since + self.interval)
+        held = self._holding.due()
+        if held is not None:
+            due.append(held)
         if self._want > 0 and (self._more or self._resend):
             due.append(self._paced_until or 0.0)
         return due
@@ -290,14 +290,11 @@ class Committer:
     def _work(self) -> None:
         with self._cond:
             items, self._buffer = self._buffer, []
-            self._open = None  # taken: nothing joins it any more
-            self._since = self._dirty_since = None
+            self._open = self._since = self._dirty_since = self._handed = None
             self._urgent = False
-            acks, self._acks = self._acks, []
-            cover = self._cover
+            acks, self._acks, cover = self._acks, [], self._cover
             session, self._session = self._session, None
             retry = self.faults.retry_at is not None
-            self._handed = None
         error: OutboxError | None = None
         if session is not None:
             try:  # (its cursors start afresh even if its commit fails: tried again below)
@@ -305,23 +302,26 @@ class Committer:
             except OutboxError as exc:
                 error = exc
             items = items + session[1]  # births are the newest snapshots
-        self._store_all(items)  # in memory: the outbox keeps them until a commit works
-        self.outbox.ack(acks)
-        self.outbox.cover(cover)
-        commit = bool(items or retry or error or self.outbox.dirty())
+        self._store_all(items)  # in memory: held, or pending until a commit works
+        covered = self.outbox.covered
+        removed = self.outbox.ack(acks) + self.outbox.cover(cover)
+        with self._cond:  # held too long: committed (gateway.uplink.hold)
+            settled = self._holding.settle(self.outbox, removed)
+        commit = bool(items or retry or error or settled or self.outbox.dirty())
         try:
             if commit:
+                before = self.outbox.transactions
                 self.outbox.flush()
-                self.commits += 1
+                self.commits += self.outbox.transactions - before
             error = self.last_error = None
         except OutboxError as exc:  # the outbox keeps what it could not commit, bounded
             error = exc
             self.faults.failed("commit", exc)
-        if items or session is not None:
+        if items or session is not None or settled or retry:
             with self._cond:
                 self._more = True
-        if commit or session is not None:  # the figures change only with a commit
-            self._refresh()  # (a failed one too: the status shows what is pending)
+        if commit or items or acks or session is not None or cover != covered:
+            self._refresh()  # (held ones change it without a commit; a failed commit too)
         try:
             self._hand_out()
         except OutboxError as exc:  # what was not handed out is taken at the next try
@@ -331,6 +331,7 @@ class Committer:
             self.faults.ok()
         else:
             self.last_error = self.faults.error
+        self._holding.seen(self.outbox.held_age(), self._cond)
         if self.outbox.recoveries != self._recoveries:  # a fresh file: snapshots again
             self._recoveries = self.outbox.recoveries
             if self.on_fresh_outbox is not None and self._loop is not None:
@@ -378,9 +379,8 @@ class Committer:
 
     def _close_outbox(self) -> None:
         with self._cond:
-            items, self._buffer = self._buffer, []
+            items, self._buffer, acks, self._acks = self._buffer, [], self._acks, []
             self._open = None
-            acks, self._acks = self._acks, []
         self._store_all(items)
         try:
             self.outbox.ack(acks)

@@ -4,8 +4,9 @@ An `Item` is what the event loop hands the committer: a poll cycle's telemetry, 
 message (alarm event, state snapshot, command result) or a whole incident record (`Record`:
 its chunks are put together, so they enter the outbox in one commit — the budget never finds
 part of a record). `ItemWriter` turns one
-into outbox rows on the writer thread: the sequence numbers (`seq`, `dseq`) are taken just
-before the put, so a number is committed with the message that carries it.
+into outbox messages on the writer thread: the sequence numbers (`seq`, `dseq`) are taken just
+before the put (reserved in blocks: gateway.uplink.outbox_numbers). Telemetry is put held
+(in memory until acknowledged: gateway.uplink.outbox_held); the rest is committed.
 
 Telemetry is encoded once, on the event loop as the poll's samples arrive (`telemetry_items`:
 `TelemetryEncoder.prepare`, gateway.contract.telemetry — the rows' JSON, the model's exact
@@ -93,7 +94,7 @@ class ItemWriter:
         envelopes (`payload`, which reads nothing the loop changes)."""
 
     def store(self, item: Item) -> None:
-        """Encode `item` and put it in the outbox (its numbers taken now, committed with it)."""
+        """Encode `item` and put it in the outbox (its numbers taken now)."""
         if isinstance(item.payload, EncodedRows):
             self._store_encoded(item.payload, item.produced)
             return
@@ -153,7 +154,8 @@ class ItemWriter:
             self._on_reject(f"telemetry: {exc}")
             return
         self.outbox.put(MessageKind.TELEMETRY, self.topics[Channel.TELEMETRY], payload,
-                        qos=1, retain=False, replace=False, created_ns=produced, dseq=dseq)
+                        qos=1, retain=False, replace=False, created_ns=produced, dseq=dseq,
+                        hold=True, seq=seq)
 
     def _store_telemetry(self, samples: list[Sample], produced: int) -> None:
         """What the encoder left: through the model, which names what is wrong."""
@@ -183,4 +185,5 @@ class ItemWriter:
             update["stream"] = self.outbox.stream
         batch = batch.model_copy(update=update)
         self.outbox.put(MessageKind.TELEMETRY, self.topics[Channel.TELEMETRY], encode(batch),
-                        qos=1, retain=False, replace=False, created_ns=produced, dseq=dseq)
+                        qos=1, retain=False, replace=False, created_ns=produced, dseq=dseq,
+                        hold=True, seq=update["seq"])

@@ -1,51 +1,51 @@
-"""Store-and-forward outbox: every uplink message is durable here before it is published and
-leaves only when it was delivered — DESIGN principle 5. Delivered means, for telemetry and
-alarm events carrying a delivery sequence (`dseq`), that the ingest's acknowledgement
-watermark covers it (`cover()`); for everything else (state snapshots, command results, and
-all messages of a gateway configured for PUBACK-only delivery) that the broker acknowledged it
-(`ack()`). The uplink decides which (gateway.uplink.delivery); the outbox only stores.
+"""Store-and-forward outbox: every uplink message is kept here until it was delivered —
+DESIGN principle 5 — alarm events and snapshots on disk before they are published, telemetry
+in memory first. Delivered means, for telemetry and alarm events carrying a delivery sequence
+(`dseq`), that the ingest's acknowledgement watermark covers it (`cover()`); for everything else
+(state snapshots, command results, and all messages of a gateway configured for PUBACK-only
+delivery) that the broker acknowledged it (`ack()`). The uplink decides which
+(gateway.uplink.delivery); the outbox only stores.
 
-One SQLite database in WAL mode, one table of encoded messages (topic, payload, kind, QoS,
-retain flag, creation time) and one of counters (sequence numbers, dropped counts); the SQL is
-gateway.uplink.outbox_table's, the state and its rules this module's.
+One SQLite database in WAL mode: encoded messages and counters (number marks, drops); the SQL
+is gateway.uplink.outbox_table's (one commit: outbox_commit), the state and rules this module's.
 
-Durability and cost
-- `put()` only appends to an in-memory batch: it never commits. The owner commits with
-  `flush()` — the uplink's committer (gateway.uplink.committer) does so on its one writer
-  thread when the oldest pending message is `commit_interval` old (≤ 1 s, default 1 s), when
-  `max_batch` messages wait (`flush_due()` says so), and at once for alarm events. A process
-  killed with SIGKILL, or a board that loses power, loses at most the messages of the last
-  uncommitted interval — never a committed one, never the database's integrity.
-- `synchronous=FULL`: in WAL mode every commit fsyncs the WAL. NORMAL would skip that fsync and
-  survive a process crash but not a power cut — committed transactions since the last
-  checkpoint could vanish, which breaks the "at most the last interval" promise on a board that
-  is simply unplugged. Because commits are batched (≤ 1 per second in steady state, plus one per
-  alarm event), FULL costs about one fsync a second, which an SD card sustains easily.
-- `ack()` and `cover()` only record ids or a watermark; the rows are deleted in the next
-  commit. A crash in between re-sends them (at-least-once); the ingest drops duplicates by
-  (gateway, seq).
-- Only committed rows are handed to the publisher, so nothing is published that a crash could
-  take back (a reused telemetry sequence number would otherwise describe two batches).
+Durability and cost (storage writes scale with change, not with time: DESIGN principle 6)
+- `put()` only appends to memory: it never commits. The owner commits with `flush()` — the
+  uplink's committer (gateway.uplink.committer) does so on its one writer thread when the
+  oldest pending message is `commit_interval` old (≤ 1 s, default 1 s), when `max_batch`
+  messages wait (`flush_due()` says so), and at once for alarm events, which are published only
+  once committed (an alarm event is never published before it is durable).
+- Telemetry is put with `hold` (gateway.uplink.outbox_held): handed out from memory at once,
+  and removed there by its acknowledgement — in steady state it never touches the disk (the
+  wear audit: a commit a second rewrote ~16-40 KiB of pages for a few hundred bytes of data,
+  1.75-12 GB a day). What is not acknowledged within the uplink's `telemetry_hold` (default
+  10 s), or while the uplink is disconnected or the ingest away, is committed (`settle()`, then
+  a commit as above) and is a row from then on (replay, budget, recovery).
+- What a power cut or SIGKILL loses: nothing committed (nor the database's integrity), so no
+  alarm event once journalled and handed over (its commit precedes its publication); of
+  telemetry at most what was held in memory and not acknowledged — the last `telemetry_hold`
+  seconds (the last `commit_interval` while disconnected or the ingest away) — and messages put
+  within the last uncommitted `commit_interval`.
+- `synchronous=FULL`: every commit fsyncs the WAL (NORMAL would not survive a power cut).
+- `ack()` and `cover()` remove held messages at once; for rows they only record ids or a
+  watermark, deleted in the next commit. A crash in between re-sends them (at-least-once); the
+  ingest drops duplicates by (gateway, seq) or its watermark.
 
-Sequence numbers (`next_seq(name)`) are counters stored in the same transaction as the
-messages that carry them: after a crash the counter resumes at the last committed message, so
-a number is never reused for two published messages. The delivery sequence (`dseq`, counter
-`delivery`) numbers telemetry batches and alarm events together within this outbox's `stream`
-(a random id made with the file: a wiped outbox starts a new stream, so the ingest's old
-watermark cannot cover its new numbers). `floor()` is the lowest `dseq` still stored.
+Sequence numbers (`next_seq(name)`) are reserved in blocks (gateway.uplink.outbox_numbers): a
+number is never given twice, whatever happens to the process; after an unclean stop the next
+process resumes above the reserved mark (a gap the ingest passes by the floor). The delivery
+sequence (`dseq`, counter `delivery`) numbers telemetry batches and alarm events together
+within this outbox's `stream` (a random id made with the file: a wiped outbox starts a new
+stream). `floor()` is the lowest `dseq` still held, or the next one to be given. Row ids: from
+one counter in memory (gateway.uplink.outbox_table).
 
-Disk budget (`budget_bytes`, default 256 MiB): gateway.uplink.budget — the oldest telemetry is
-dropped first, then state, alarm events last; the drops are counted per kind.
+Disk budget (`budget_bytes`, default 256 MiB): gateway.uplink.budget. Damage: the file is moved
+aside and replaced (gateway.uplink.outbox_recovery); other SQLite errors raise OutboxError.
 
-Damage (gateway.uplink.outbox_recovery): a file SQLite calls damaged — at opening, or at any
-read or commit while running — is moved aside, logged (`event=outbox_corrupt`) and replaced by
-a fresh one; a commit that found it damaged is done again in the fresh file, alarm events
-first. Any other SQLite error is raised as OutboxError (the committer retries).
-
-Replay: `start_session()` on every (re)connect makes everything stored so far *backlog*; what
-is put afterwards is *live*. `next_batch(limit, backlog_limit=…)` hands out live messages first
-(alarm, state, telemetry; each in put order), then backlog in the same order, at most
-`backlog_limit` of it — the pacer in gateway.uplink.replay sets that limit from a rate.
+Replay: `start_session()` on every (re)connect commits what is held and makes everything stored
+so far *backlog*; what is put afterwards is *live*. `next_batch(limit, backlog_limit=…)` hands
+out live messages first (alarm, state, telemetry; each in put order), then backlog in the same
+order, at most `backlog_limit` of it — the pacer in gateway.uplink.replay sets that limit.
 """
 
 from __future__ import annotations
@@ -59,12 +59,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from gateway.clock import Clock
-from gateway.contract.wire import MessageKind, OutboxStatus
+from gateway.contract.wire import MessageKind
 from gateway.storage import private_dir
 from gateway.uplink import outbox_recovery as recovery
 from gateway.uplink import outbox_table as table
-from gateway.uplink.budget import DEFAULT_BUDGET_BYTES, enforce_budget, stored_size
-from gateway.uplink.outbox_cursors import Cursors
+from gateway.uplink.budget import DEFAULT_BUDGET_BYTES, stored_size
+from gateway.uplink.outbox_commit import commit
+from gateway.uplink.outbox_cursors import TELEMETRY, Cursors
+from gateway.uplink.outbox_figures import Figures
+from gateway.uplink.outbox_held import Held
+from gateway.uplink.outbox_numbers import Numbers, lazy
 from gateway.uplink.outbox_recovery import carried_counters, drop_pending
 from gateway.uplink.outbox_table import OutboxError, OutboxMessage, Pending
 
@@ -72,20 +76,26 @@ __all__ = ["DEFAULT_BUDGET_BYTES", "Outbox", "OutboxError", "OutboxMessage", "st
 
 MAX_PENDING_BYTES = 32 * 2**20
 """Accounted bytes of messages put and not committed (commits keep failing) at most: beyond
-them the oldest telemetry goes first, alarm events last (counted as dropped, logged)."""
+them the oldest telemetry goes first, alarm events last (counted as dropped, logged). Held
+telemetry counts too: beyond the bounds the oldest is committed early."""
+DEFAULT_HOLD = 10.0
+"""Seconds held telemetry waits for its acknowledgement before it is committed (the uplink's
+`outbox.telemetry_hold`)."""
 
 
-class Outbox:
+class Outbox(Figures):
     """Durable, bounded, ordered. Thread-safe (one lock); the uplink runs every call on its
     one writer thread, so fsync stays off the event loop."""
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock,
                  budget_bytes: int = DEFAULT_BUDGET_BYTES, commit_interval: float = 1.0,
                  max_batch: int = 1000, synchronous: str = "FULL",
-                 max_pending: int = 20_000, max_pending_bytes: int = MAX_PENDING_BYTES
-                 ) -> None:
+                 max_pending: int = 20_000, max_pending_bytes: int = MAX_PENDING_BYTES,
+                 hold: float = DEFAULT_HOLD) -> None:
         if not 0 < commit_interval <= 1.0:
             raise ValueError("commit_interval must be in (0, 1] seconds")
+        if not commit_interval <= hold <= 300:
+            raise ValueError("hold must be between commit_interval and 300 seconds")
         if budget_bytes <= 0 or max_batch < 1 or max_pending < max_batch:
             raise ValueError("budget_bytes, max_batch and max_pending must be positive "
                              "(max_pending >= max_batch)")
@@ -93,22 +103,26 @@ class Outbox:
             raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
         self.path = Path(path)
         self.budget_bytes = budget_bytes
-        self.commit_interval = commit_interval
+        self.commit_interval, self.hold = commit_interval, hold
         self.max_batch = max_batch
         self.max_pending, self.max_pending_bytes = max_pending, max_pending_bytes
         self._synchronous, self._clock = synchronous, clock
+        self._now_ns = clock.now_ns
         self._lock = threading.RLock()
         private_dir(self.path.parent)
         opened, self.recovery_note = recovery.open_outbox(self.path, synchronous, clock)
         """Set when a damaged file was moved aside (at opening or since): what was logged."""
         self.recoveries = int(self.recovery_note is not None)
         self._db, self._last_id = opened.db, opened.last_id
-        """The highest row id given (a fresh file after damage continues above it)."""
+        """The highest row id given (held, pending or stored; module doc)."""
         self._pending: list[Pending] = []
         self._pending_bytes = 0
+        self._held = Held()
         self._acked: set[int] = set()
         self._counters = opened.counters
         self._dirty_counters: set[str] = set()
+        self._numbers = Numbers(self._counters)
+        self._numbers.opened(self._counters, self._dirty_counters, self.path)
         if "stream" not in self._counters:  # committed with the first messages
             self._counters["stream"] = secrets.randbelow(2**62) + 1
             self._dirty_counters.add("stream")
@@ -117,23 +131,22 @@ class Outbox:
         self._cover_pending = False
         self._count, self._bytes = opened.count, opened.size
         self._cursors = Cursors(self._last_id)
+        self.transactions = 0
+        """Commits done (each one transaction and its fsync)."""
 
     # ------------------------------------------------------------------ writing
 
     def next_seq(self, name: str = "telemetry") -> int:
-        """The next number of sequence `name` (1, 2, …); persisted with the next commit, so it
-        survives restarts together with the messages that carry it."""
+        """The next number of sequence `name` (1, 2, …); never given again, whatever happens
+        to the process (reserved in blocks: gateway.uplink.outbox_numbers)."""
         with self._lock:
-            key = f"seq.{name}"
-            value = self._counters.get(key, 0) + 1
-            self._counters[key] = value
-            self._dirty_counters.add(key)
-            return value
+            return self._numbers.take(name, self._counters, self._dirty_counters)
 
     def issued(self, name: str = "delivery") -> int:
-        """The highest number of sequence `name` given so far (0: none yet)."""
+        """The highest number of sequence `name` given so far (0: none yet; after an unclean
+        stop, the previous process's reserved mark)."""
         with self._lock:
-            return self._counters.get(f"seq.{name}", 0)
+            return self._numbers.issued.get(name, 0)
 
     def mark(self, name: str) -> int | None:
         """A high-water mark kept with the messages (None if never set)."""
@@ -150,28 +163,61 @@ class Outbox:
 
     def put(self, kind: MessageKind, topic: str, payload: bytes, *, qos: int = 1,
             retain: bool = False, replace: bool = False, created_ns: int | None = None,
-            dseq: int | None = None, final: bool = False) -> None:
+            dseq: int | None = None, final: bool = False, hold: bool = False,
+            seq: int | None = None) -> None:
         """Queue a message for the next commit (never commits: see `flush_due`).
         `replace`: a newer message on the same topic supersedes any older one not yet acked
         (snapshots: state, active alarms) but a `final` one (a config request's outcome).
-        `dseq`: the delivery sequence of a message that leaves only when covered."""
+        `dseq`: the delivery sequence of a message that leaves only when covered.
+        `hold`: keep it in memory and hand it out from there until it is acknowledged or
+        `settle` commits it (telemetry; `seq`: its batch number)."""
         if qos not in (0, 1, 2):
             raise ValueError("qos must be 0, 1 or 2")
         if replace and not retain:
             raise ValueError("replace applies to retained messages (snapshots) only")
+        if hold and replace:
+            raise ValueError("a snapshot is not held")
         with self._lock:
             size = stored_size(len(payload), len(topic.encode()))
-            self._pending.append(Pending(
+            message = Pending(
                 MessageKind(kind), topic, bytes(payload), qos, retain,
                 self._clock.now_ns() if created_ns is None else created_ns, replace,
-                size, self._clock.monotonic(), dseq, final))
-            self._pending_bytes += size
+                size, self._clock.monotonic(), dseq, final, seq=seq)
+            if hold:
+                self._last_id += 1
+                message.id = self._last_id
+                self._held.add(message.id, message)
+            else:
+                self._pending.append(message)
+                self._pending_bytes += size
+            while self._held and (len(self._held) + len(self._pending) > self.max_pending
+                                  or self._held.bytes + self._pending_bytes
+                                  > self.max_pending_bytes):
+                self._settle(self._held.older(self._held.oldest_since()))  # commit early
             if len(self._pending) > self.max_pending \
                     or self._pending_bytes > self.max_pending_bytes:
                 # commits keep failing: stay bounded (telemetry first, alarm events last)
                 self._pending, self._pending_bytes = drop_pending(
                     self._pending, self.max_pending, self.max_pending_bytes, self._counters,
                     self._dirty_counters)
+
+    def held_age(self) -> float | None:
+        """Seconds since the oldest held message was put (None: none held)."""
+        with self._lock:
+            since = self._held.oldest_since()
+            return None if since is None else max(0.0, self._clock.monotonic() - since)
+
+    def settle(self, older_than: float = 0.0) -> int:
+        """Held messages put at least `older_than` seconds ago are committed with the next
+        commit (0: all); returns how many."""
+        with self._lock:
+            return self._settle(self._held.older(self._clock.monotonic() - older_than))
+
+    def _settle(self, messages: list[tuple[int, Pending]]) -> int:
+        for _, message in messages:
+            self._pending.append(message)
+            self._pending_bytes += message.size
+        return len(messages)
 
     def flush_due(self) -> bool:
         """A commit is due: the oldest pending message is `commit_interval` old, `max_batch`
@@ -184,74 +230,56 @@ class Outbox:
             return self.dirty()
 
     def dirty(self) -> bool:
-        """Acknowledgements, a new watermark or counters wait for a commit."""
+        """Acknowledgements of rows, a new watermark over rows, counters or a reservation of
+        numbers about to be published wait for a commit (a reservation made early is written
+        with the next commit that happens anyway: not a reason for one)."""
         with self._lock:
-            return bool(self._acked or self._dirty_counters or self._cover_pending)
+            return bool(self._acked or self._cover_pending or self._numbers.undurable()
+                        or not lazy(self._dirty_counters))
 
     def maybe_flush(self) -> bool:
-        """Commit if the oldest uncommitted message is `commit_interval` old (or acks or counters
-        wait). Call at least every `commit_interval`."""
+        """Commit if `flush_due` (call at least every `commit_interval`)."""
         with self._lock:
             if self.flush_due():
                 self.flush()
                 return True
             return False
 
-    def flush(self) -> int:
+    def flush(self, *, force: bool = False) -> int:
         """Commit everything pending (acks, replacements, budget drops, new messages, counters)
-        in one transaction; returns the number of messages stored. A damaged file is replaced
-        by a fresh one, which then takes the commit (see the module doc)."""
+        in one transaction (none if nothing is due, unless `force`); returns the number of
+        messages stored. A damaged file is replaced by a fresh one, which then takes the commit
+        (see the module doc)."""
         with self._lock:
             try:
-                return self._commit()
+                return self._commit(force)
             except OutboxError as exc:
                 if not recovery.is_corrupt(exc):
                     raise
                 self._recover(exc)
-            return self._commit()
+            return self._commit(force)
 
-    def _commit(self) -> int:
+    def _commit(self, force: bool = False) -> int:
         with self._lock:
-            if not (self._pending or self._acked or self._dirty_counters
-                    or self._cover_pending):
+            if not (self._pending or self.dirty() or force):
                 return 0
-            pending = table.coalesce(self._pending)
-            db = self._db
-            count, size = dict(self._count), dict(self._bytes)
-            dropped: dict[MessageKind, int] = {}
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                if self._acked:
-                    table.delete_ids(db, sorted(self._acked), count, size)
-                if self._cover_pending:
-                    table.delete_covered(db, self._covered, count, size)
-                for topic in {p.topic for p in pending if p.replace}:
-                    table.delete_retained(db, topic, count, size)
-                counters, dirty = dict(self._counters), set(self._dirty_counters)
-                pending = enforce_budget(db, self.budget_bytes, pending, count, size, dropped,
-                                         counters)
-                table.insert(db, pending, count, size)
-                for kind, n in dropped.items():
-                    counters[f"dropped.{kind.value}"] = counters.get(f"dropped.{kind.value}",
-                                                                     0) + n
-                    dirty.add(f"dropped.{kind.value}")
-                table.write_counters(db, counters, dirty)
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):  # (a damaged file may refuse it)
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                raise OutboxError(f"outbox commit failed: {exc}") from exc
-            self._cursors.stored(p.kind for p in pending)
-            self._last_id += len(pending)  # AUTOINCREMENT: the next ids, in order
+            done = commit(self._db, budget_bytes=self.budget_bytes, pending=self._pending,
+                          acked=self._acked,
+                          covered=self._covered if self._cover_pending else None,
+                          counters=self._counters, dirty=self._dirty_counters,
+                          count=self._count, size=self._bytes, last_id=self._last_id)
+            self.transactions += 1
+            self._cursors.stored(done.stored)
+            self._last_id = done.last_id
             self._pending.clear()
             self._pending_bytes = 0
-            self._acked.clear()
+            self._acked = set()
             self._dirty_counters.clear()
             self._cover_pending = False
-            self._counters = counters
-            self._count, self._bytes = count, size
-            return len(pending)
+            self._counters = done.counters
+            self._numbers.committed(done.counters)
+            self._count, self._bytes = done.count, done.size
+            return len(done.stored)
 
     # ------------------------------------------------------------------ damage
 
@@ -267,15 +295,14 @@ class Outbox:
 
     def _recover(self, exc: BaseException) -> None:
         """The file is damaged: move it aside and go on in a fresh one, keeping the stream,
-        counters, pending messages (alarm events first) and watermark (module doc of
+        counters, pending and held messages (alarm events first) and watermark (module doc of
         gateway.uplink.outbox_recovery); the messages the file held count as dropped."""
         with self._lock:
             lost = dict(self._count)
-            last_id = max(self._last_id, self._cursors.highest())
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()  # (rolls back an open transaction)
             opened, note = recovery.reopen(self.path, self._synchronous, self._clock, exc, lost,
-                                           last_id)
+                                           self._last_id)
             self._db, self._last_id = opened.db, opened.last_id
             self.recovery_note, self.recoveries = note, self.recoveries + 1
             self._counters = carried_counters(self._counters, lost)
@@ -284,32 +311,43 @@ class Outbox:
             self._acked.clear()
             self._cover_pending = False
             self._pending.sort(key=lambda p: p.kind.priority)  # alarm events first
+            telemetry = self._cursors.live[TELEMETRY]  # (held ones above it are not sent yet)
             self._cursors = Cursors(self._last_id, backlog=False)
+            self._cursors.live[TELEMETRY] = min(telemetry, self._last_id)
 
     # ------------------------------------------------------------------ publishing
 
     def start_session(self) -> None:
-        """Call on every (re)connect, before `next_batch`: commits what is pending, makes every
-        stored message backlog and hands out unacknowledged ones again from the start."""
+        """Call on every (re)connect, before `next_batch`: commits what is pending and held,
+        makes every stored message backlog and hands out unacknowledged ones again from the
+        start."""
         with self._lock:
+            self.settle()
             try:
                 self.flush()
             finally:  # (what a failed flush left pending is live when it is committed)
-                self._cursors = Cursors(self._last_id)
+                self._cursors = Cursors(min((p.id - 1 for p in self._pending
+                                             if p.id is not None), default=self._last_id))
 
     def next_batch(self, limit: int, *, backlog_limit: int | None = None
                    ) -> list[OutboxMessage]:
-        """Up to `limit` committed messages not handed out yet in this session: live ones
-        first, then at most `backlog_limit` backlog ones; each part in priority order (alarm,
-        state, telemetry) and, within a kind, in the order they were put."""
+        """Up to `limit` messages not handed out yet in this session: live ones first (held
+        telemetry once its numbers are reserved on disk), then at most `backlog_limit` backlog
+        ones; each part in priority order (alarm, state, telemetry) and, within a kind, in the
+        order they were put."""
         with self._lock, self._reading("read"):
-            return self._cursors.next_batch(self._db, self._covered, limit, backlog_limit)
+            return self._cursors.next_batch(
+                self._db, self._covered, limit, backlog_limit, self._held,
+                lambda m: self._numbers.ready(m.seq, m.dseq))
 
     def fetch(self, ids: Iterable[int]) -> list[OutboxMessage]:
         """The messages with these ids that are still here and not covered (to publish again:
         the ingest did not confirm them in time), as backlog, in id order."""
+        wanted = set(ids)
         with self._lock, self._reading("read"):
-            return table.fetch(self._db, ids, self._covered)
+            held = self._held.fetch(wanted)
+            stored = table.fetch(self._db, wanted - {m.id for m in held}, self._covered)
+            return sorted(held + stored, key=lambda m: m.id)
 
     @property
     def stream(self) -> int:
@@ -322,74 +360,36 @@ class Outbox:
         with self._lock:
             return self._covered
 
-    def cover(self, upto: int) -> None:
-        """The ingest stored every dseq ≤ `upto` of this stream: those messages are removed at
-        the next commit (and never handed out again)."""
+    def cover(self, upto: int) -> int:
+        """The ingest stored every dseq ≤ `upto` of this stream: held messages go now, rows at
+        the next commit (and never handed out again). Returns the held messages removed."""
         with self._lock:
-            if upto > self._covered:
-                self._covered = upto
+            if upto <= self._covered:
+                return 0
+            with self._reading("read"):
+                lowest = table.lowest_dseq(self._db, self._covered)
+            self._covered = upto
+            if lowest is not None and lowest <= upto:
                 self._cover_pending = True
+            return self._held.remove_covered(upto)
 
-    def floor(self) -> int:
-        """The lowest dseq still stored and not covered, or the next one to be given: every
-        number below it is done (delivered, or dropped to stay within the budget)."""
+    def ack(self, ids: Iterable[int]) -> int:
+        """The broker acknowledged these messages (PUBACK): held ones go now, rows at the next
+        commit. Returns the held messages removed."""
         with self._lock:
-            pending = [p.dseq for p in self._pending if p.dseq is not None]
-            with self._reading("read"):
-                stored = table.lowest_dseq(self._db, self._covered)
-            candidates = [v for v in (stored, *pending) if v is not None]
-            if candidates:
-                return int(min(candidates))
-            return max(self._covered, self._counters.get("seq.delivery", 0)) + 1
-
-    def ack(self, ids: Iterable[int]) -> None:
-        """The broker acknowledged these messages (PUBACK): removed at the next commit."""
-        with self._lock:
-            self._acked.update(ids)
-
-    # ------------------------------------------------------------------ status
-
-    def depth(self, kind: MessageKind | None = None) -> int:
-        """Messages not yet removed (committed and pending; acks count at their commit)."""
-        with self._lock:
-            kinds = list(MessageKind) if kind is None else [kind]
-            return sum(self._count[k] for k in kinds) + sum(
-                1 for p in self._pending if p.kind in kinds)
-
-    def stored_bytes(self) -> int:
-        with self._lock:
-            return sum(self._bytes.values()) + self._pending_bytes
-
-    def oldest_age(self) -> float | None:
-        """Seconds since the oldest message still here was created; None when empty."""
-        with self._lock:
-            with self._reading("read"):
-                stored = table.oldest_created(self._db)
-            oldest = [p.created_ns for p in self._pending[:1]] + stored
-            if not oldest:
-                return None
-            return max(0.0, (self._clock.now_ns() - min(oldest)) / 1e9)
-
-    def dropped(self) -> dict[MessageKind, int]:
-        """Messages dropped to keep within the budget, per kind, since the outbox was created."""
-        with self._lock:
-            return {k: self._counters.get(f"dropped.{k.value}", 0) for k in MessageKind}
-
-    def status(self) -> OutboxStatus:
-        return OutboxStatus(depth=self.depth(), bytes=self.stored_bytes(),
-                            budget=self.budget_bytes, oldest_age_s=self.oldest_age())
-
-    def disk_bytes(self) -> int:
-        """The database file and its WAL, as on disk."""
-        return sum(p.stat().st_size for p in
-                   (self.path, self.path.with_name(self.path.name + "-wal"))
-                   if p.exists())
+            wanted = set(ids)
+            gone = self._held.remove_ids(wanted)
+            self._acked.update(wanted - gone)
+            return len(gone)
 
     def close(self) -> None:
-        """Commit what is pending and close."""
+        """Commit what is pending and held, with the exact last numbers (a clean stop: the
+        next process numbers on without a gap), and close."""
         with self._lock:
             try:
-                self.flush()
+                self.settle()
+                self._numbers.finish(self._counters, self._dirty_counters)
+                self.flush(force=True)
             finally:
                 self._db.close()
 

@@ -1,17 +1,22 @@
-"""Which committed outbox rows a session has handed out: per kind a live cursor (rows stored
-since the session began) and a backlog cursor (rows stored before), read live first, then
+"""Which outbox messages a session has handed out: per kind a live cursor (messages stored or
+held since the session began) and a backlog cursor (rows stored before), read live first, then
 backlog, each in priority order (alarm, state, telemetry) — gateway.uplink.outbox's
-`next_batch`. No state but the cursors; the SQL is gateway.uplink.outbox_table's."""
+`next_batch`. Live telemetry comes from the file and from memory (gateway.uplink.outbox_held),
+merged by id: ids are given in put order, so the one cursor serves both. No state but the
+cursors; the SQL is gateway.uplink.outbox_table's."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from gateway.contract.wire import MessageKind
 from gateway.uplink import outbox_table as table
 from gateway.uplink.budget import KINDS
-from gateway.uplink.outbox_table import OutboxMessage
+from gateway.uplink.outbox_held import Held
+from gateway.uplink.outbox_table import OutboxMessage, Pending
+
+TELEMETRY = MessageKind.TELEMETRY
 
 
 class Cursors:
@@ -32,20 +37,21 @@ class Cursors:
         """A commit stored rows of these kinds."""
         self.unread.update(kinds)
 
-    def highest(self) -> int:
-        return max(self.boundary, *self.live.values())
-
     def next_batch(self, db: sqlite3.Connection, covered: int, limit: int,
-                   backlog_limit: int | None) -> list[OutboxMessage]:
+                   backlog_limit: int | None, held: Held | None = None,
+                   ready: Callable[[Pending], bool] = lambda _m: True) -> list[OutboxMessage]:
+        """`held`: telemetry in memory (handed out as live, if `ready`)."""
         out: list[OutboxMessage] = []
         for kind in KINDS:
             if len(out) >= limit:
                 break
+            if kind is TELEMETRY and held:
+                out += self._live_telemetry(db, covered, limit - len(out), held, ready)
+                continue
             if kind not in self.unread:
                 continue
-            start = max(self.live[kind], self.boundary)
-            rows, ended = table.select(db, kind, start, None, limit - len(out), backlog=False,
-                                       covered=covered)
+            rows, ended = table.select(db, kind, self.live[kind], None, limit - len(out),
+                                       backlog=False, covered=covered)
             if rows:
                 self.live[kind] = rows[-1].id
             if ended:
@@ -68,3 +74,22 @@ class Cursors:
             out += rows
             room -= len(rows)
         return out
+
+    def _live_telemetry(self, db: sqlite3.Connection, covered: int, limit: int, held: Held,
+                        ready: Callable[[Pending], bool]) -> list[OutboxMessage]:
+        """Live telemetry from the file and from memory, in id order; nothing beyond a held
+        message that is not ready (so none is passed by the cursor)."""
+        after = self.live[TELEMETRY]
+        memory, blocked = held.after(after, limit, ready)
+        rows: list[OutboxMessage] = []
+        ended = True
+        if TELEMETRY in self.unread:
+            upto = None if blocked is None else blocked - 1
+            rows, ended = table.select(db, TELEMETRY, after, upto, limit, backlog=False,
+                                       covered=covered)
+        merged = sorted(rows + memory, key=lambda m: m.id)[:limit]
+        if merged:
+            self.live[TELEMETRY] = merged[-1].id
+        if ended and blocked is None and (not rows or rows[-1].id <= self.live[TELEMETRY]):
+            self.unread.discard(TELEMETRY)
+        return merged

@@ -130,10 +130,8 @@ def _fresh(path: Path, synchronous: str, clock: Clock, exc: BaseException, held:
             moved_to = "not moved"
         opened = _load(MEMORY, synchronous)
         result = f"cannot start a fresh file ({again}): the outbox runs in memory only"
-    if last_id:
-        opened.db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('messages', ?)",
-                          (last_id,))
-        opened.last_id = last_id
+    if last_id:  # (the outbox gives the ids: the fresh file's continue above the old one's)
+        opened.last_id = max(opened.last_id, last_id)
     note = (f"outbox {path} damaged ({exc}); moved aside to {moved_to}; {result}; lost "
             f"{held}: the alarm journal keeps every alarm event")
     log.error("event=outbox_corrupt path=%s error=%r moved_to=%s lost=%r note=%r", path,

@@ -1,8 +1,15 @@
 """The outbox's SQLite table: its schema, opening it, and the rows written, read and deleted.
 
-gateway.uplink.outbox keeps the in-memory state (pending messages, acknowledgements, the
-watermark, cursors, counters) and calls these inside its one lock and transaction; nothing
+gateway.uplink.outbox keeps the in-memory state (pending and held messages, acknowledgements,
+the watermark, cursors, counters) and calls these inside its one lock and transaction; nothing
 here holds state of its own.
+
+Row ids are given by the outbox from one counter in memory (from the highest stored at
+opening), in put order for held telemetry: they are only ever used within the process (the
+publisher's in-flight map, the delivery tracker, the cursors), so a counter that grows for the
+process's life is what keeps a late PUBACK from acknowledging another message. That was
+AUTOINCREMENT's job, at the cost of a `sqlite_sequence` page in every commit: dropped
+(`UPGRADE_ROWS` for older files).
 """
 
 from __future__ import annotations
@@ -19,9 +26,9 @@ from gateway.uplink.budget import KIND_OF
 
 log = logging.getLogger("roomwarden.uplink")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: a late PUBACK cannot ack a new row
+_MESSAGES = """
+CREATE TABLE IF NOT EXISTS {name} (
+    id INTEGER PRIMARY KEY,                -- given by the outbox (`Outbox._last_id`)
     kind INTEGER NOT NULL,                 -- MessageKind.priority
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
@@ -31,10 +38,19 @@ CREATE TABLE IF NOT EXISTS messages (
     size INTEGER NOT NULL,                 -- accounted bytes
     dseq INTEGER                           -- delivery sequence (NULL: leaves on PUBACK)
 );
+"""
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS messages_kind_id ON messages (kind, id);
 CREATE INDEX IF NOT EXISTS messages_topic ON messages (topic) WHERE retain = 1;
+"""
+_SCHEMA = _MESSAGES.format(name="messages") + _INDEXES + """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+UPGRADE_ROWS = 10_000
+"""A file from before 2026-12-07 (ids by AUTOINCREMENT, which wrote `sqlite_sequence` at every
+commit) is copied into the new table at opening when it holds at most this many rows (a
+moment); a larger backlog is left as it is until a later start finds it small (the ids given
+are the same either way, only the extra page a commit writes differs)."""
 _DSEQ_INDEX = ("CREATE INDEX IF NOT EXISTS messages_dseq ON messages (dseq) "
                "WHERE dseq IS NOT NULL")
 _CHUNK = 500
@@ -78,6 +94,10 @@ class Pending:
     dseq: int | None
     final: bool = False
     """Never superseded (stored with retain = 2, which `delete_retained` spares)."""
+    id: int | None = None
+    """Given at the put for held telemetry (gateway.uplink.outbox_held), else at the commit."""
+    seq: int | None = None
+    """A telemetry batch's `seq` (it goes out only once that number is reserved on disk)."""
 
 
 def open_table(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -90,9 +110,39 @@ def open_table(path: Path, synchronous: str) -> sqlite3.Connection:
         if "dseq" not in columns:
             db.execute("ALTER TABLE messages ADD COLUMN dseq INTEGER")
         db.execute(_DSEQ_INDEX)
+        _drop_autoincrement(db)
     except sqlite3.Error as exc:
         raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
     return db
+
+
+def _autoincrement(db: sqlite3.Connection) -> bool:
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND "
+                     "name = 'messages'").fetchone()
+    return row is not None and "AUTOINCREMENT" in str(row[0]).upper()
+
+
+def _drop_autoincrement(db: sqlite3.Connection) -> None:
+    """The messages table of an older file without AUTOINCREMENT (see UPGRADE_ROWS), in one
+    transaction."""
+    if not _autoincrement(db) or db.execute(
+            "SELECT COUNT(*) FROM messages").fetchone()[0] > UPGRADE_ROWS:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(_MESSAGES.format(name="messages_new"))
+        db.execute("INSERT INTO messages_new (id, kind, topic, payload, qos, retain, "
+                   "created_ns, size, dseq) SELECT id, kind, topic, payload, qos, retain, "
+                   "created_ns, size, dseq FROM messages")
+        db.execute("DROP TABLE messages")
+        db.execute("ALTER TABLE messages_new RENAME TO messages")
+        for statement in (*_INDEXES.strip().splitlines(), _DSEQ_INDEX):
+            db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def drop_unknown_kinds(db: sqlite3.Connection, path: Path) -> None:
@@ -121,8 +171,12 @@ def read_totals(db: sqlite3.Connection) -> tuple[Totals, Totals]:
 
 
 def max_id(db: sqlite3.Connection) -> int:
-    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
-    return int(row[0]) if row else 0
+    """The highest id stored (an AUTOINCREMENT file's: the highest it ever gave)."""
+    highest = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+    if _autoincrement(db):
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+        highest = max(highest, int(row[0]) if row else 0)
+    return highest
 
 
 def _deleted(rows: Iterable[tuple[int, int]], count: Totals, size: Totals) -> None:
@@ -149,13 +203,14 @@ def delete_retained(db: sqlite3.Connection, topic: str, count: Totals, size: Tot
                         "RETURNING kind, size", (topic,)).fetchall(), count, size)
 
 
-def insert(db: sqlite3.Connection, pending: Sequence[Pending], count: Totals,
-           size: Totals) -> None:
+def insert(db: sqlite3.Connection, pending: Sequence[Pending], ids: Sequence[int],
+           count: Totals, size: Totals) -> None:
+    """The messages, with these ids (given by the outbox)."""
     db.executemany(
-        "INSERT INTO messages (kind, topic, payload, qos, retain, created_ns, size, dseq) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(p.kind.priority, p.topic, p.payload, p.qos, 2 if p.final else int(p.retain),
-          p.created_ns, p.size, p.dseq) for p in pending])
+        "INSERT INTO messages (id, kind, topic, payload, qos, retain, created_ns, size, dseq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(i, p.kind.priority, p.topic, p.payload, p.qos, 2 if p.final else int(p.retain),
+          p.created_ns, p.size, p.dseq) for p, i in zip(pending, ids, strict=True)])
     for p in pending:
         count[p.kind] += 1
         size[p.kind] += p.size

@@ -19,7 +19,8 @@ def outbox_of(settings: UplinkSettings, state_dir: Path, clock: Clock) -> Outbox
     path = Path(settings.outbox.path)
     return Outbox(state_dir / path if not path.is_absolute() else path, clock=clock,
                   budget_bytes=int(settings.outbox.budget_mb * 1024 * 1024),
-                  commit_interval=settings.outbox.commit_interval)
+                  commit_interval=settings.outbox.commit_interval,
+                  hold=settings.outbox.telemetry_hold)
 
 
 def filter_of(settings: UplinkSettings, clock: Clock,

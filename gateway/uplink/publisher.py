@@ -4,9 +4,9 @@ broker, delivered once the ingest confirms it (DESIGN principle 5), live first.
 The parts, one job each:
 - `ExceptionFilter` (report by exception, pure) on every poll's samples;
 - `Committer` (gateway.uplink.committer): the one buffer in front of the SQLite outbox and the
-  one writer thread that encodes, commits (≤ `commit_interval`, at once for alarm events),
-  hands out publish windows (live first, backlog paced by `ReplayPacer`) and removes what was
-  delivered;
+  one writer thread that encodes, commits (≤ `commit_interval`, at once for alarm events;
+  telemetry only if not acknowledged within `telemetry_hold`: gateway.uplink.hold), hands out
+  publish windows (live first, backlog paced by `ReplayPacer`) and removes what was delivered;
 - `Session` (gateway.uplink.session): one MQTT connection per attempt, reconnected here with
   `Backoff` (bounded exponential with jitter, forever);
 - `DeliveryTracker` (gateway.uplink.delivery, pure) and `Redelivery` (its loop side): PUBACK →
@@ -14,9 +14,10 @@ The parts, one job each:
 - `StatePublisher` (gateway.uplink.state): GatewayState, point catalog, active alarms.
 
 This module wires them and runs the event-driven publish pump: the writer hands a window of
-committed messages to the loop (`_on_window`), the loop publishes them and tells the writer
-how many in-flight slots are free (`Committer.want`). Nothing polls: an idle uplink sleeps
-until a sample, a PUBACK, an ack or a deadline (commit, pacing, ack timeout, state) is due.
+messages (committed, or telemetry held in memory) to the loop (`_on_window`), the loop
+publishes them and tells the writer how many in-flight slots are free (`Committer.want`).
+Nothing polls: an idle uplink sleeps until a sample, a PUBACK, an ack or a deadline (commit,
+pacing, ack timeout, state) is due.
 
 On every connect: last will = retained `offline` GatewayState, then a retained `online` birth,
 the PointCatalog and the retained ActiveAlarmsSnapshot (all through the outbox, as snapshots
@@ -258,7 +259,7 @@ class Uplink:
     # ------------------------------------------------------------------ the pump (loop)
 
     def _on_window(self, window: Window) -> None:
-        """Committed messages from the writer: publish them (QoS 1)."""
+        """Messages from the writer (committed, or held telemetry): publish them (QoS 1)."""
         session = self._session
         if session is None or window.epoch != self._epoch or not session.connected:
             return  # they stay in the outbox: the next session hands them out again
@@ -349,6 +350,7 @@ class Uplink:
         finally:
             if self._session is session:
                 self._session = None
+            self.committer.disconnected()  # held telemetry: committed soon
             await session.end()
 
     # ------------------------------------------------------------------ status and close

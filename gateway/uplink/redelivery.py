@@ -2,8 +2,11 @@
 outbox), and what they do not cover out again — at once for a hole, after the ack timeout
 otherwise — with one timer at the earliest deadline (gateway.uplink.delivery decides, this
 module acts). A watermark stuck below the lowest number this gateway still holds (its floor:
-the numbers below were dropped to stay within the disk budget) makes it publish its state,
-which carries the floor, so the ingest can move on. An acknowledgement of numbers this gateway
+the numbers below were dropped to stay within the disk budget, or skipped after an unclean
+stop: gateway.uplink.outbox_numbers) makes it publish its state, which carries the floor, so
+the ingest can move on — at once for a floor it has not told yet (a gap after a crash is
+passed a step at a time, each stored message below it first), else at most every
+`ack_timeout`. An acknowledgement of numbers this gateway
 never gave (`upto` or `highest` above the highest it committed) is ignored and logged at most
 once a minute: taken, it would cover every message still to come, alarm events included."""
 
@@ -39,6 +42,7 @@ class Redelivery:
         self.root = root
         self._tell_floor = tell_floor
         self._floor_told = float("-inf")
+        self._floor_value: int | None = None
         self.refused_acks = 0
         """Acknowledgements ignored: they covered numbers this gateway never gave."""
         self._timer: asyncio.TimerHandle | None = None
@@ -85,9 +89,11 @@ class Redelivery:
         self.committer.cover(self.tracker.covered)
         floor = self.committer.floor
         now = self.clock.monotonic()
-        if floor is not None and ack.upto < floor - 1 \
-                and now - self._floor_told >= self.tracker.ack_timeout:
-            self._floor_told = now
+        since = now - self._floor_told
+        if floor is not None and ack.upto < floor - 1 and (
+                since >= self.tracker.ack_timeout
+                or (floor != self._floor_value and since >= RESEND_SPACING)):
+            self._floor_told, self._floor_value = now, floor
             self._tell_floor()
 
     def _resend(self, ids: list[int]) -> None:

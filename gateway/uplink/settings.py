@@ -50,12 +50,21 @@ class OutboxSettings(Strict):
     budget_mb: Annotated[float, Field(gt=0, le=100_000)] = 256.0
     """Disk the outbox may use; past it the oldest telemetry goes first (alarm events last)."""
     commit_interval: Duration = 1.0
-    """Longest a message waits in memory before its commit: what a power cut can lose."""
+    """Longest a snapshot, command result or telemetry batch due for its commit waits in memory
+    (alarm events: at once), and the window whose polls share one telemetry batch."""
+    telemetry_hold: Duration = 10.0
+    """Telemetry is published from memory and committed only if the central side has not
+    acknowledged it by then (or while the uplink is disconnected or the ingest away, within
+    `commit_interval`): acknowledged in time, it never touches the disk. What a power cut can
+    lose of telemetry: at most this much, of what was not acknowledged yet."""
 
     @model_validator(mode="after")
     def _interval(self) -> OutboxSettings:
         if not 0.01 <= self.commit_interval <= 1.0:
             raise ValueError("commit_interval must be between 10ms and 1s")
+        if not 1.0 <= self.telemetry_hold <= 300.0:
+            raise ValueError("telemetry_hold must be between 1s and 5m (it is how much "
+                             "unacknowledged telemetry a power cut can lose)")
         return self
 
 

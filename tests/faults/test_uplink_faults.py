@@ -9,15 +9,19 @@ children, a persistent mosquitto, VictoriaMetrics *without* deduplication (a poi
 is stored twice, so the ingest's exactly-once is visible) and the ingest service in this process.
 
 What "produced" means, and its witnesses:
-- The gateway commits telemetry to its outbox at most every second; a SIGKILL loses only the
-  uncommitted rest (by design), and nothing that was committed. A batch's `seq` is committed
-  with it, so the committed batches carry the numbers 1..N without a gap across the SIGKILL.
+- The gateway publishes telemetry from memory and commits it only when the ingest has not
+  acknowledged it within `telemetry_hold` (10 s) or the broker is away; a SIGKILL loses only
+  what it held in memory and the broker had not accepted (by design), and nothing that was
+  committed. A batch's `seq` is reserved on disk before it is published, so the batches carry
+  the numbers 1..N with one gap at the SIGKILL: the restarted process numbers on above the
+  block the killed one had reserved (at most 4,096), never reusing a number.
 - An observer MQTT client with a persistent session records every batch the broker accepted.
   After the run, the batches it saw plus the ones still in the stopped gateway's outbox must be
-  exactly seq 1..N (nothing committed went missing), and the database must hold, per series,
-  exactly the samples of the batches it saw: same count, same timestamps, none twice. (A batch
-  may be both delivered and still in the outbox: it waits there for the ingest's
-  acknowledgement watermark, and a next start sends it again — the ingest writes it once.)
+  exactly seq 1..N but for that gap (nothing committed went missing), and the database must
+  hold, per series, exactly the samples of the batches it saw: same count, same timestamps,
+  none twice. (A batch may be both delivered and still in the outbox: it waits there for the
+  ingest's acknowledgement watermark, and a next start sends it again — the ingest writes it
+  once.)
 - Alarm events: the gateway's alarm journal (SQLite) lists every event; each must be in the
   database exactly once (`alarm_events_seq`), unless still in the outbox at the end.
 - No series in the database (telemetry, alarm_events_*, gateway_state_*) holds a timestamp
@@ -180,7 +184,7 @@ def test_nothing_lost_nothing_doubled_through_broker_gateway_and_database_faults
     assert rate >= 1000, f"{rate:.0f} points/s"
     assert not seen.conflicting, f"one seq, two payloads: {seen.conflicting[:10]}"
 
-    check_exactly_once(seen, unsent_batches, unsent_alarms, db, journal)
+    check_exactly_once(seen, unsent_batches, unsent_alarms, db, journal, kills=1)
     assert int(ingest.status()["dead_lettered"]) == 0
 
     # --- the ingest said so on /healthz and /metrics
