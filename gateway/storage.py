@@ -125,7 +125,11 @@ def append_private(path: Path) -> BinaryIO:
 
 def write_new_private(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
     """Create `path` (it must not exist: FileExistsError), write `data`, fsync."""
-    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    write_fsync_close(open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), data)
+
+
+def write_fsync_close(fd: int, data: bytes) -> None:
+    """Write all of `data` to the open `fd`, fsync it, and close it (also on an error)."""
     try:
         view = memoryview(data)
         while view:

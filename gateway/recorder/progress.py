@@ -39,7 +39,7 @@ from gateway.field.sample import Quality
 from gateway.recorder.record import QUALITY_CHAR, head_of, pieces_of, windows
 from gateway.recorder.ring import PointRing
 from gateway.recorder.store import PIECE, IncidentError, IncidentStore, dump
-from gateway.storage import atomic_write, open_private, private_dir
+from gateway.storage import atomic_write, open_private, private_dir, write_fsync_close
 
 if TYPE_CHECKING:
     from gateway.recorder.incident_state import OpenIncident
@@ -84,14 +84,8 @@ def append(store: IncidentStore, incident: OpenIncident, since: Since,
     data = b"".join([*_sample_members(incident, points),
                      _member({"update": _update(head, incident.events[events:],
                                                 incident.outputs[outputs:])})])
-    fd = open_private(store.progress_path_of(incident.id), os.O_WRONLY | os.O_APPEND)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_fsync_close(open_private(store.progress_path_of(incident.id),
+                                  os.O_WRONLY | os.O_APPEND), data)
     return len(data)
 
 
