@@ -29,6 +29,7 @@ from gateway.drills.live_control import LiveDrills  # issue 12: live drills
 from gateway.flashing.apply import ConfigApplier, log_failure
 from gateway.flashing.store import BootChoice, ConfigStore, StoreError
 from gateway.flashing.store_files import kept_profiles
+from gateway.heap import READ_SIZE, map_large_blocks, socket_read_size
 from gateway.isolated_check import check_apart
 from gateway.loop_errors import install as install_loop_errors
 from gateway.ops.connections import RateLimitFilter
@@ -227,6 +228,8 @@ class Service:
         self.loop_errors = install_loop_errors()
         thresholds = gc.get_threshold()
         gc.set_threshold(YOUNG_GC_THRESHOLD, *thresholds[1:])
+        read_size = socket_read_size(READ_SIZE)  # the C heap's holes (gateway.heap)
+        map_large_blocks()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP,
@@ -256,6 +259,7 @@ class Service:
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
             gc.set_threshold(*thresholds)
+            socket_read_size(read_size)
 
     async def _keep_booted(self) -> None:
         """Once the booted config runs (loops started, the rules evaluated): the installed

@@ -176,8 +176,7 @@ def encode_steps(first_ms: int, steps: Sequence[int], values: array[float],
     words.extend(map(xor, bits[1:], bits[:-1]))
     ts_code, ts_data = narrow(steps)
     head = _HEADER.pack(len(values), first_ms, 0, ts_code | 3 << 4)
-    return zlib.compress(b"".join((head, ts_data, shuffle(words.tobytes(), 8), flags)), 6,
-                         wbits=-15)
+    return deflate(b"".join((head, ts_data, shuffle(words.tobytes(), 8), flags)))
 
 
 def encode_scaled(first_ms: int, steps: Sequence[int], scale: int, ints: array[int],
@@ -200,8 +199,23 @@ def _deflate(first_ms: int, steps: Sequence[int], n: int, mode: int, first: int,
     ts_code, ts_data = narrow(steps)
     value_code, value_data = narrow(deltas)
     head = _HEADER.pack(n, first_ms, mode, ts_code | value_code << 4)
-    return zlib.compress(b"".join((head, ts_data, _FIRST.pack(first), value_data, fixes,
-                                   flags)), 6, wbits=-15)
+    return deflate(b"".join((head, ts_data, _FIRST.pack(first), value_data, fixes, flags)))
+
+
+def deflate(raw: bytes) -> bytes:
+    """`raw` (a chunk's layout, at most ~2.3 KB) as raw deflate at level 6, with a 4 KiB window
+    and zlib's `memLevel` 6 (16 KiB hash table and symbol buffer) instead of `zlib.compress`'s
+    32 KiB and 8: ~55 KiB of zlib state, allocated and freed at every seal, instead of ~260
+    KiB in four blocks of 64 KiB. Every match distance of a chunk is inside the window and a
+    block holds 4,096 symbols, so the stream is what `zlib.compress(raw, 6, wbits=-15)` makes
+    but where a chain of the smaller hash table grows past level 6's 128 candidates (the same
+    bytes for all 16,380 chunks of the benchmark's sites; about 2 % of random low-entropy
+    inputs differ, by a few bytes either way); `decode_chunk` reads both. Why it matters: at 2,000
+    points a ring seals 15 times a second, and blocks of 64 KiB, for which glibc's heap rarely
+    has a hole, made it grow for tens of minutes (docs/performance.md, "Flat after warm-up: the
+    C heap")."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -12, 6)
+    return compressor.compress(raw) + compressor.flush()
 
 
 def decode_chunk(blob: bytes) -> tuple[list[int], list[float], bytes]:
