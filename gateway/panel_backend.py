@@ -79,6 +79,7 @@ class PanelBackend:
                 condition=v.condition or v.chattering,
                 latched=(v.latching and v.state.demands_actions and not v.condition
                          and not v.chattering),
+                hidden=v.hidden_drive,
                 **dataclasses.asdict(context)))
         uplink, depth = "not configured", None
         if self.uplink is not None:

@@ -133,6 +133,16 @@ class AlarmView:
     drives its protective outputs (`AlarmRecord.hidden_active`)."""
 
     @property
+    def hidden_drive(self) -> str | None:
+        """How a shelved or suppressed alarm still drives its protective outputs, for the
+        panel and `roomwarden status`: `latched` (a latching alarm, latched before or under
+        the overlay: back unacknowledged when the overlay ends, reset only by an acknowledge
+        then), `active` (its condition is active); None when it drives nothing hidden."""
+        if not self.hidden_active:
+            return None
+        return "latched" if self.latching else "active"
+
+    @property
     def audible(self) -> bool:
         return self.state.audible
 

@@ -60,6 +60,11 @@ class AlarmLine(StrictModel):
     """When the alarm activated (wall clock, ns)."""
     acked_by: str | None = None
     first_out: bool = False
+    hidden: str | None = None
+    """A shelved or suppressed alarm that still drives its protective outputs: `latched` (a
+    latching alarm latched before or under the overlay: back unacknowledged when the overlay
+    ends, reset only by an acknowledge then) or `active` (its condition is active); None
+    otherwise (DESIGN principle 7)."""
 
 
 class OutputLine(StrictModel):
@@ -142,7 +147,7 @@ def build_status_report(gw: MetricsSource, health: HealthMonitor | None = None) 
     alarms = [AlarmLine(
         rule=v.key.rule, subject=v.key.subject, title=v.title, severity=v.severity.value,
         state=v.state.value, room=v.room, since_ns=v.activated_ns, acked_by=v.acked_by,
-        first_out=v.first_out) for v in gw.core.alarms.active()]
+        first_out=v.first_out, hidden=v.hidden_drive) for v in gw.core.alarms.active()]
     roles = {o.id: o.role for o in cfg.outputs}
     plans = gw.core.planner.state
     outputs = []

@@ -42,6 +42,9 @@ _STATE_TEXT = {
     "suppressed": "suppressed",
     "out_of_service": "out of service",
 }
+_HIDDEN_TEXT = {"latched": ", latched", "active": ", active"}
+"""After a shelved or suppressed alarm's state when it still drives its protective outputs
+(`AlarmLine.hidden`): `shelved, latched` — it returns unacknowledged when unshelved."""
 
 
 def display_width(text: str) -> int:
@@ -239,7 +242,8 @@ def _alarms(r: StatusReport, paint: _Painter) -> list[str]:
         where = alarm.subject + (f" @{alarm.room}" if alarm.room else "")
         lines.append(_line(paint, 2, [
             (alarm.severity.upper(), 10, (_SEVERITY_COLOR.get(alarm.severity, "bold"), "bold")),
-            (_STATE_TEXT.get(alarm.state, alarm.state), 19, ()),
+            (_STATE_TEXT.get(alarm.state, alarm.state) + _HIDDEN_TEXT.get(alarm.hidden or "", ""),
+             19, ()),
             (alarm.rule + (" (first out)" if alarm.first_out else ""), None, ()),
         ]))
         # issue 14: the time and age come first on their own line, never cut by the width

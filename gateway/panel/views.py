@@ -70,6 +70,10 @@ class PanelAlarm(View):
     latched: bool = False
     """A latching alarm whose condition has cleared: it stays active (its outputs on) until
     a reset (`POST /api/alarms/reset`, an acknowledge)."""
+    hidden: str | None = None
+    """A shelved or suppressed alarm that still drives its protective outputs: `latched` (back
+    unacknowledged when the overlay ends, reset only by an acknowledge then) or `active` (its
+    condition is active); None otherwise (`AlarmView.hidden_drive`)."""
 
 
 class DrillBanner(View):

@@ -108,7 +108,9 @@ def test_a_latched_alarm_whose_hazard_returns_while_shelved_journals_it(
     assert moves(manager.observe([h2(True)])) == [(SH, SH, "latched while shelved")]
     manager.observe([h2(False)])
     assert manager.get(H2).hidden_active and outputs(manager) == PROTECTING
+    assert manager.get(H2).hidden_drive == "latched"  # what the panel and status say
     assert moves(manager.unshelve(H2, "op")) == [(SH, AU, "unshelved")]
+    assert manager.get(H2).hidden_drive is None
     assert manager.get(H2).activated_ns == clock.now_ns()
     manager.acknowledge([H2], "op")
     assert manager.get(H2).state is N
@@ -167,10 +169,13 @@ def test_a_non_latching_alarm_is_unchanged(manager: AlarmManager, clock: ManualC
         manager.suppress(ROOM, "op", "hot work", clock.now_ns() + HOUR)
     manager.observe([h2(False, latching=False)])
     assert outputs(manager) == OFF
+    assert manager.get(H2).hidden_drive is None
     assert manager.observe([h2(True, latching=False)]) == [], "nothing journalled"
     assert outputs(manager) == PROTECTING
+    assert manager.get(H2).hidden_drive == "active"
     manager.observe([h2(False, latching=False)])
     assert not manager.get(H2).hidden_active and outputs(manager) == OFF
+    assert manager.get(H2).hidden_drive is None
     if how == "shelve":
         manager.unshelve(H2, "op")
     else:

@@ -189,6 +189,33 @@ async def test_a_shelved_alarm_is_unshelved_by_a_user(panel: Running, browser: B
         ("unshelve", AlarmRef(rule="h2_high", subject="h2-batt-01.h2"), USER)]
 
 
+async def test_a_hidden_alarm_that_still_drives_outputs_says_so(
+        panel: Running, browser: Browser) -> None:
+    """A shelved latching alarm latched under its shelf, and a suppressed one whose condition is
+    active, both keep their protective outputs on (DESIGN principle 7): their cards say so, in
+    the tag a phone shows too and in the state text; a plain shelved alarm does not."""
+    panel.backend.state = sample_state([
+        alarm(state="shelved", shelved_until_ns=NOW_NS + 600 * 10**9, hidden="latched",
+              rule=FIRE, subject="tx-3f", title="Fire confirmed"),
+        alarm(state="suppressed", hidden="active", first_out=False),
+        alarm(state="shelved", rule="door", subject="door-1.open", title="Door open",
+              severity="warning", value=True, first_out=False,
+              shelved_until_ns=NOW_NS + 600 * 10**9)])
+    page = await new_page(browser, panel.url)
+    await page.locator("details.inactive > summary").click()
+    cards = page.get_by_test_id("inactive-list").get_by_test_id("alarm")
+    fire = cards.filter(has_text="Fire confirmed")
+    await expect(fire.get_by_test_id("alarm-tag")).to_have_text("SHELVED – LATCHED")
+    await expect(fire).to_contain_text("latched: its outputs stay on; it returns "
+                                       "unacknowledged when unshelved")
+    h2 = cards.filter(has_text="Hydrogen high")
+    await expect(h2.get_by_test_id("alarm-tag")).to_have_text("SUPPRESSED – OUTPUTS ON")
+    await expect(h2).to_contain_text("its condition is active: its protective outputs stay on")
+    door = cards.filter(has_text="Door open")
+    await expect(door.get_by_test_id("alarm-tag")).to_have_text("SHELVED")
+    await expect(door).not_to_contain_text("stay on")
+
+
 async def test_every_time_is_in_the_site_zone_which_the_page_names(
         panel: Running, browser: Browser) -> None:
     until_ns = NOW_NS + 3 * 3600 * 10**9

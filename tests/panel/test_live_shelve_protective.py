@@ -62,6 +62,13 @@ async def outputs(client: aiohttp.ClientSession) -> dict[str, dict[str, Any]]:
     return {o["id"]: o for o in state["health"]["outputs"]}
 
 
+async def alarm_of(client: aiohttp.ClientSession, ref: dict[str, str]) -> dict[str, Any]:
+    async with client.get("/api/state") as r:
+        state = await r.json()
+    return next(a for a in state["alarms"]
+                if (a["rule"], a["subject"]) == (ref["rule"], ref["subject"]))
+
+
 def state_of(live: Live, ref: dict[str, str]) -> str:
     return str(live.gateway.core.alarms.get((ref["rule"], ref["subject"])).state)
 
@@ -104,8 +111,12 @@ async def test_a_shelved_hydrogen_alarm_keeps_the_fan_and_charge_inhibit_on(live
         assert f"{H2_ALARM['rule']}@{H2_POINT} (shelved: protective output stays on)" \
             in fan["reasons"], fan
         assert (await outputs(client))["siren-3f"]["on"] is False
+        # the alarm's card says it still drives its outputs (its condition is active)
+        assert (await alarm_of(client, H2_ALARM))["hidden"] == "active"
         # and the technician's `roomwarden status` (the report its control socket sends)
         lines = render_status(build_status_report(live.gateway), color=False).splitlines()
+        assert any("shelved, active" in line and H2_ALARM["rule"] in line for line in lines), \
+            lines
         at = next(i for i, line in enumerate(lines) if line.strip().startswith("fan-batt-3f"))
         assert "wanted on" in lines[at]
         assert lines[at + 1].strip() == (f"for {H2_ALARM['rule']}@{H2_POINT} (shelved: "
@@ -126,6 +137,7 @@ async def test_a_shelved_hydrogen_alarm_keeps_the_fan_and_charge_inhibit_on(live
                     "fan and charge inhibit off once the gas is gone")
         assert live.site.read_point(SIREN) is False
         assert not (await outputs(client))["fan-batt-3f"]["reasons"]
+        assert (await alarm_of(client, H2_ALARM))["hidden"] is None
         for ref in (H2_ALARM, H2_WARNING):
             assert await post(client, "/api/alarms/unshelve", {"alarm": ref}) == (
                 200, {"ok": True})

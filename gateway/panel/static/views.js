@@ -68,8 +68,10 @@ window.RoomWardenViews = (() => {
 
   // A short state tag every card shows (also on a phone, where the state text is hidden).
   function stateTag(a) {
-    if (a.state === "shelved") return ["SHELVED", "inactive"];
-    if (a.state === "suppressed") return ["SUPPRESSED", "inactive"];
+    // a shelved or suppressed alarm that still drives its protective outputs says so
+    const hiddenTag = { latched: " – LATCHED", active: " – OUTPUTS ON" }[a.hidden] || "";
+    if (a.state === "shelved") return [`SHELVED${hiddenTag}`, hiddenTag ? "latched" : "inactive"];
+    if (a.state === "suppressed") return [`SUPPRESSED${hiddenTag}`, hiddenTag ? "latched" : "inactive"];
     if (a.state === "out_of_service") return ["OUT OF SERVICE", "inactive"];
     if (a.latched) return isUnacked(a) ? ["LATCHED – ACK NEEDED", "latched"] : ["LATCHED – RESET NEEDED", "latched"];
     if (a.state === "returned_unacknowledged") return ["CLEARED – ACK NEEDED", "cleared"];
@@ -167,6 +169,12 @@ window.RoomWardenViews = (() => {
     let stateText = human(a.state);
     if (a.state === "shelved" && a.shelved_until_ns) {
       stateText += ` (${fmtAge((a.shelved_until_ns - nowNs) / 1e9)} left)`;
+    }
+    if (a.hidden === "latched") {
+      stateText += " · latched: its outputs stay on; it returns unacknowledged when " +
+        (a.state === "shelved" ? "unshelved" : "the suppression ends");
+    } else if (a.hidden === "active") {
+      stateText += " · its condition is active: its protective outputs stay on";
     }
     f.state.textContent = stateText;
     f.room.textContent = a.room_name || a.room || "—";
