@@ -97,6 +97,27 @@ class AlarmEvent:
         }
 
 
+LATCHED_WHILE = "latched while"
+"""How the note of a hidden latch's event begins, or goes on after `; ` (`latched while
+suppressed`): a latching alarm whose condition rose while it was shelved or suppressed
+(gateway.alarms.ledger)."""
+
+
+def is_hidden_rise(event: AlarmEvent) -> bool:
+    """The journal's event of a condition that rose while its alarm was hidden: a hidden latch
+    (a latching alarm, shelved or suppressed: its note says `latched while shelved` or `…
+    suppressed`), or an alarm that turned active under a suppression (`normal` to
+    `suppressed`). (A shelved non-latching alarm's rise is journalled nowhere: the shelf is on
+    that one alarm, put there by someone who knows it.) The incident keeper opens a record on
+    either (gateway.recorder.incidents)."""
+    if event.state not in (AlarmState.SHELVED, AlarmState.SUPPRESSED):
+        return False
+    return ((event.note is not None and LATCHED_WHILE in event.note)
+            or (event.state is AlarmState.SUPPRESSED
+                and event.previous_state in (AlarmState.NORMAL,
+                                             AlarmState.RETURNED_UNACKNOWLEDGED)))
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmView:
     """A read-only snapshot of one alarm for the panel, actions and tests."""

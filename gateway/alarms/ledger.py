@@ -21,6 +21,7 @@ import time
 
 from gateway.alarms.events import (
     JOURNAL_RULE,
+    LATCHED_WHILE,
     SYSTEM_ACTOR,
     AlarmCommandError,
     AlarmEvent,
@@ -40,10 +41,6 @@ from gateway.alarms.lifecycle import (
 )
 from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
-
-LATCHED_WHILE = "latched while"
-"""How the note of a hidden latch's event begins, or goes on after `; ` (`latched while
-suppressed`): a latching alarm whose condition rose while it was shelved or suppressed."""
 
 KeyLike = AlarmKey | tuple[str, str]
 Known = AlarmRecord | Evaluation

@@ -162,7 +162,8 @@ class _GatewaySources:
     def room_active(self, room: str) -> bool:
         from gateway.recorder.incidents import _ACTIVE
 
-        return any(v.room == room and v.state in _ACTIVE and not v.drill  # issue 12
+        return any(v.room == room and (v.state in _ACTIVE or v.hidden_active)  # (a shelved
+                   and not v.drill  # alarm still driving its outputs) issue 12: drills
                    for v in self.gateway.core.alarms.active())
 
     def active_alarms(self) -> list[AlarmView]:

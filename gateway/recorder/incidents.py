@@ -30,7 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gateway.alarms.events import AlarmEvent, EventKind
+from gateway.alarms.events import AlarmEvent, EventKind, is_hidden_rise
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.contract.incidents import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
@@ -199,11 +199,15 @@ class IncidentKeeper:
                 title=view.title))
 
     def _opens(self, event: AlarmEvent) -> bool:
+        """An activation of the configured severity, also a hidden one (`is_hidden_rise`:
+        nothing is annunciated, but a hazard happened and its protective outputs switched on —
+        what it was is to be evaluated afterwards like any other)."""
         s = self.settings
+        activated = (event.state is AlarmState.ACTIVE_UNACKNOWLEDGED
+                     and event.previous_state in (AlarmState.NORMAL,
+                                                  AlarmState.RETURNED_UNACKNOWLEDGED))
         return (s.enabled and event.kind is EventKind.ALARM
-                and event.state is AlarmState.ACTIVE_UNACKNOWLEDGED
-                and event.previous_state in (AlarmState.NORMAL,
-                                             AlarmState.RETURNED_UNACKNOWLEDGED)
+                and (activated or is_hidden_rise(event))
                 and event.severity is not None and not event.drill  # issue 12: save_drill
                 and event.severity.level <= Severity(s.severity).level)
 
