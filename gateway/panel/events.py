@@ -31,7 +31,8 @@ from gateway.alarms.journal_query import (
     read_events,
 )
 from gateway.config.duration import parse_duration
-from gateway.recorder.heads import head_of, panel_row
+from gateway.recorder import reading
+from gateway.recorder.heads import panel_row
 from gateway.recorder.store import ID_PATTERN, IncidentError, IncidentStore
 
 if TYPE_CHECKING:
@@ -229,26 +230,26 @@ def parse_incident_query(params: Iterable[tuple[str, str]]) -> tuple[int, str | 
 
 class IncidentIndex:
     """Summaries of the stored incidents for the list, from each record's head
-    (gateway.recorder.heads), remembered by (id, size, mtime) so a list reads each head once.
-    At most `keep`."""
+    (gateway.recorder.heads; an open incident's as of its last save, gateway.recorder.reading),
+    remembered by the id and the size and mtime of its files (`reading.stamp`) so a list reads
+    each head once a save. At most `keep`."""
 
     def __init__(self, store: IncidentStore, keep: int = 1000) -> None:
         self.store = store
         self._keep = keep
-        self._known: OrderedDict[str, tuple[tuple[int, int], dict[str, Any]]] = OrderedDict()
+        self._known: OrderedDict[str, tuple[reading.Stamp, dict[str, Any]]] = OrderedDict()
 
     def _summary(self, incident_id: str) -> dict[str, Any]:
         try:
-            info = self.store.path_of(incident_id).stat()
+            stamp = reading.stamp(self.store, incident_id)
         except OSError as exc:
             return {"id": incident_id, "status": "unreadable", "error": str(exc)}
-        stamp = (info.st_size, info.st_mtime_ns)
         known = self._known.get(incident_id)
         if known is not None and known[0] == stamp:
             self._known.move_to_end(incident_id)
             return known[1]
         try:
-            row = panel_row(head_of(self.store, incident_id, want="event_count"))
+            row = panel_row(reading.head_of(self.store, incident_id, want="event_count"))
         except (IncidentError, KeyError, TypeError, AttributeError) as exc:
             row = {"id": incident_id, "status": "unreadable", "error": str(exc)}
         self._known[incident_id] = (stamp, row)
@@ -277,7 +278,7 @@ def report_of(store: IncidentStore, incident_id: str) -> Reply:
     from gateway.recorder.report import render
 
     try:
-        return Reply(200, render(store.load(incident_id)))
+        return Reply(200, render(reading.load(store, incident_id)))
     except IncidentError as exc:
         return _error(500, "unreadable", str(exc))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -363,7 +364,7 @@ class History:
         from gateway.recorder import report_apart
 
         try:
-            size = self.store.path_of(incident_id).stat().st_size
+            size = reading.size_of(self.store, incident_id)  # (an open one's progress too)
         except (IncidentError, OSError):
             size = 0  # (report_of says why: a bad id, none such)
         if size <= report_apart.IN_PROCESS_BYTES:

@@ -104,7 +104,9 @@ def _load(args: argparse.Namespace) -> dict[str, Any] | None:
 
             answers = _ask(args, {"action": "get", "id": args.id})
             return None if answers is None else received_record(args.id, answers)
-        return _store(args).load(args.id)
+        from gateway.recorder.reading import load
+
+        return load(_store(args), args.id)
     except IncidentError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return None
@@ -132,7 +134,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{row['id']:<44} unreadable: {row['error']}")
             continue
         print(f"{row['id']:<44} {row['status']:<11} {row['severity'] or '-':<9} "
-              f"{row['rule']} @ {row['subject']}")
+              f"{row['rule']} @ {row['subject']}" + _as_of(row, "  [", "]"))
     return 0
 
 
@@ -169,7 +171,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if record is None:
         return 1
     trigger = record["trigger"]
-    print(f"incident {record['id']} ({record['status']})")
+    print(f"incident {record['id']} ({record['status']}{_as_of(record, ', ', '')})")
     print(_plain(f"  room:     {record['room']} on {record.get('gateway')} "
                  f"({record.get('site')})"))
     print(_plain(f"  trigger:  {trigger.get('title')} — {trigger['rule']} @ "
@@ -191,6 +193,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         print(drill_text(record["drill"]))
     return 0
+
+
+def _as_of(record: dict[str, Any], before: str, after: str) -> str:
+    """An open incident's "as of <its last save read>" (gateway.recorder.reading), or ""."""
+    from gateway.recorder.report import as_of
+
+    text = as_of(record)
+    return f"{before}{text}{after}" if text else ""
 
 
 def _plain(line: str) -> str:

@@ -33,11 +33,13 @@ BODY_KEYS = frozenset({"rules", "outputs_served", "events", "output_changes", "h
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:
-    """A list's row of a record (or of its head)."""
+    """A list's row of a record (or of its head); `as_of_ns`: an open incident's last save
+    read (gateway.recorder.reading), else None."""
     trigger = record["trigger"]
     return {"id": record["id"], "status": record["status"], "room": record["room"],
             "severity": trigger.get("severity"), "rule": trigger.get("rule"),
-            "subject": trigger.get("subject"), "ts": trigger.get("ts")}
+            "subject": trigger.get("subject"), "ts": trigger.get("ts"),
+            "as_of_ns": record.get("as_of_ns")}
 
 
 def panel_row(record: dict[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,8 @@ class OpenIncident:
     events: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[dict[str, Any]] = field(default_factory=list)
     saved_mono: float = 0.0
+    saved_ns: int = 0
+    """Wall time of its last save (what a reader of its progress file shows it as of)."""
     drill: dict[str, Any] | None = None
     """Issue 12: a live drill's evaluation (gateway.drills.live_eval); the record's kind is
     then `drill`."""

@@ -295,6 +295,7 @@ class IncidentKeeper:
         saves of one incident land in order. An open incident whose progress file holds its
         earlier saves gets what it gained appended to it (gateway.recorder.progress); else,
         and when it ends, it is written whole."""
+        incident.saved_ns = self.sources.now_ns()
         frozen = dataclasses.replace(
             incident, rings={p: r.frozen() for p, r in incident.rings.items()},
             events=list(incident.events), outputs=list(incident.outputs))

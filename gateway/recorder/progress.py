@@ -13,7 +13,8 @@ The file is a series of gzip members of one JSON object each (`zcat` reads it as
 - `{"samples": {point: {"ts": [ms…], "v": […], "q": "…"}}}`: samples after those of the point
   before them in the file (at most `ENTRY_SAMPLES` a member);
 - `{"update": {…}}`: the end of a save — what it changed of the head (`until_ns`, `at_save`,
-  `dropped`, `cut`) and the events and output changes it adds.
+  `dropped`, `cut`), the events and output changes it adds, and its wall time (`saved_ns`:
+  what a reader shows the open incident as of).
 
 A save is its samples members and its update, written with one `write` and fsynced. The file is
 written whole (temporary file, fsync, rename) before the record when the incident opens, and
@@ -23,6 +24,10 @@ minute: the next start rebuilds the record from the file (`rebuild`: its saves u
 whole one — a save a power loss cut short is left out — as `interrupted`) and deletes the file.
 When the incident closes (or a stop interrupts it) its record is written whole, then the file
 is deleted; one a crash left beside a closed record is deleted at the next start.
+
+`replay` is the reading: it writes nothing, so the same code serves the start-up's `rebuild`
+and every reader of an open incident (gateway.recorder.reading: the CLI, the panel, the
+control socket), which read the file while the keeper's writer may be appending to it.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ import logging
 import os
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from gateway.contract.incidents import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
 from gateway.field.sample import Quality
 from gateway.recorder.record import QUALITY_CHAR, head_of, pieces_of, windows
 from gateway.recorder.ring import PointRing
@@ -55,6 +62,28 @@ _MS = 1_000_000
 _QUALITY = {char: Quality(name) for name, char in QUALITY_CHAR.items()}
 _TAIL = ("dropped", "cut", "clock_steps")
 """The head's optional keys, last in `head_of`'s order."""
+READ_BYTES = MAX_INCIDENT_BYTES
+"""A reader of an open incident (not the start-up's `rebuild`) reads at most this much of its
+progress file (64 MiB; the keeper's file holds what its record will — at most
+`MAX_INCIDENT_SAMPLES` samples, ≤ 40 MB compressed — and one `update` a save)…"""
+READ_TEXT = MAX_RECORD_BYTES
+"""…and at most this much text decompressed from it (256 MiB, a record's bound)."""
+
+
+@dataclass
+class Replayed:
+    """An incident as its progress file holds it (`replay`)."""
+
+    head: dict[str, Any]
+    """The record's keys but `points` (`head_of`'s, in its order; status `open`)."""
+    points: dict[str, dict[str, Any]]
+    """Point id → its metadata (`RoomContext.points`)."""
+    rings: dict[str, PointRing]
+    """Point id → its samples (empty if `replay` was told to skip them)."""
+    saves: int
+    """Whole saves read."""
+    saved_ns: int | None
+    """Wall time (ns) of the last of them (None in a file that does not say)."""
 
 
 def start(store: IncidentStore, incident: OpenIncident, health: dict[str, Any]) -> int:
@@ -67,7 +96,7 @@ def start(store: IncidentStore, incident: OpenIncident, health: dict[str, Any]) 
         nonlocal size
         for blob in chain([_member({"head": head, "points": incident.context.points})],
                           _sample_members(incident, None),
-                          [_member({"update": _update(head, [], [])})]):
+                          [_member({"update": _update(head, [], [], incident.saved_ns)})]):
             size += len(blob)
             yield blob
 
@@ -83,7 +112,8 @@ def append(store: IncidentStore, incident: OpenIncident, since: Since,
     points, events, outputs = since
     data = b"".join([*_sample_members(incident, points),
                      _member({"update": _update(head, incident.events[events:],
-                                                incident.outputs[outputs:])})])
+                                                incident.outputs[outputs:],
+                                                incident.saved_ns)})])
     write_fsync_close(open_private(store.progress_path_of(incident.id),
                                   os.O_WRONLY | os.O_APPEND), data)
     return len(data)
@@ -94,38 +124,63 @@ def drop(store: IncidentStore, incident_id: str) -> None:
     store.progress_path_of(incident_id).unlink(missing_ok=True)
 
 
-def rebuild(store: IncidentStore, incident_id: str) -> bool:
-    """Write the record of an incident a dead process left open from its progress file, as
-    `interrupted` (the file is left for the caller). False if the file holds no whole save;
-    IncidentError if it cannot be read."""
-    path = store.progress_path_of(incident_id)
+def replay(handle: BinaryIO, what: str, *, samples: bool = True,
+           bounded: bool = False) -> Replayed | None:
+    """What the progress file open on `handle` holds: the head member and every save up to the
+    last whole one (a save cut short — a power loss, or one being appended while this reads —
+    is left out). Reads only: two passes over this one handle (the file it was opened on, even
+    if the keeper replaces or deletes it meanwhile). `samples=False` skips the samples members
+    without parsing them (a list's head); `bounded`: at most `READ_BYTES` of the file and
+    `READ_TEXT` of text (a reader's; the start-up reads the keeper's own file whole). None if
+    it holds no whole save; IncidentError (`what`) if it cannot be read or is past a bound."""
+    limits = (READ_BYTES, READ_TEXT) if bounded else (None, None)
     try:
-        with open(path, "rb") as handle:
-            kinds = [text[:10] for text in _texts(handle)]
+        kinds = [text[:10] for text in _texts(handle, *limits)]
         last = max((n for n, k in enumerate(kinds) if k.startswith('{"update"')), default=-1)
         if last < 1 or not kinds[0].startswith('{"head"'):
-            return False
+            return None
         head: dict[str, Any] = {}
         points: dict[str, dict[str, Any]] = {}
         rings: dict[str, PointRing] = {}
-        with open(path, "rb") as handle:
-            for n, text in enumerate(_texts(handle)):
-                if n > last:
-                    break
-                entry = json.loads(text)
-                if "head" in entry:
-                    head, points = entry["head"], entry["points"]
-                elif "samples" in entry:
-                    _add_samples(rings, entry["samples"])
-                else:
-                    _apply(head, entry["update"])
+        saved_ns = None
+        handle.seek(0)
+        for n, text in enumerate(_texts(handle, *limits)):
+            if n > last:
+                break
+            if kinds[n].startswith('{"samples"'):
+                if samples:
+                    _add_samples(rings, json.loads(text)["samples"])
+                continue
+            entry = json.loads(text)
+            if "head" in entry:
+                head, points = entry["head"], entry["points"]
+            else:
+                _apply(head, entry["update"])
+                saved_ns = entry["update"].get("saved_ns")
+    except _TooLarge as exc:
+        raise IncidentError(f"{what}: {exc}; it is read whole when it closes") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise IncidentError(f"progress of incident {incident_id} cannot be read: {exc!r}"
-                            ) from exc
-    head["status"] = "interrupted"
+        raise IncidentError(f"{what} cannot be read: {exc!r}") from exc
     head = {**{k: v for k, v in head.items() if k not in _TAIL},
             **{k: head[k] for k in _TAIL if k in head}}
-    store.write(incident_id, pieces_of(head, points, rings, None))
+    return Replayed(head, points, rings, sum(k.startswith('{"update"') for k in kinds[:last + 1]),
+                    saved_ns)
+
+
+def rebuild(store: IncidentStore, incident_id: str) -> bool:
+    """Write the record of an incident a dead process left open from its progress file
+    (`replay`), as `interrupted` (the file is left for the caller). False if the file holds no
+    whole save; IncidentError if it cannot be read."""
+    what = f"progress of incident {incident_id}"
+    try:
+        with open(store.progress_path_of(incident_id), "rb") as handle:
+            got = replay(handle, what)
+    except OSError as exc:
+        raise IncidentError(f"{what} cannot be read: {exc!r}") from exc
+    if got is None:
+        return False
+    got.head["status"] = "interrupted"
+    store.write(incident_id, pieces_of(got.head, got.points, got.rings, None))
     return True
 
 
@@ -179,10 +234,10 @@ def _member(entry: dict[str, Any]) -> bytes:
 
 
 def _update(head: dict[str, Any], events: list[dict[str, Any]],
-            outputs: list[dict[str, Any]]) -> dict[str, Any]:
+            outputs: list[dict[str, Any]], saved_ns: int) -> dict[str, Any]:
     return {"until_ns": head["until_ns"], "at_save": head["health"]["at_save"],
             "dropped": head.get("dropped"), "cut": head.get("cut"),
-            "events": events, "output_changes": outputs}
+            "events": events, "output_changes": outputs, "saved_ns": saved_ns}
 
 
 def _sample_members(incident: OpenIncident, since: dict[str, int] | None) -> Iterator[bytes]:
@@ -208,22 +263,35 @@ def _sample_members(incident: OpenIncident, since: dict[str, int] | None) -> Ite
         yield _member({"samples": batch})
 
 
-def _texts(handle: BinaryIO) -> Iterator[str]:
+class _TooLarge(Exception):
+    """A reader's bound passed (`_texts`)."""
+
+
+def _texts(handle: BinaryIO, max_bytes: int | None = None,
+           max_text: int | None = None) -> Iterator[str]:
     """The text of each whole gzip member of the file, in order; a member cut short or damaged
-    (a power loss during a save) ends it."""
+    (a power loss during a save, a save being appended) ends it. `_TooLarge` past `max_bytes`
+    of the file or `max_text` of text (None: no bound)."""
     inflate = zlib.decompressobj(wbits=31)
     parts: list[bytes] = []
     data = b""
+    read = size = 0
     while True:
         if not data:
             data = handle.read(PIECE)
             if not data:
                 return
+            read += len(data)
+            if max_bytes is not None and read > max_bytes:
+                raise _TooLarge(f"its progress file is over {max_bytes} bytes")
         try:
-            parts.append(inflate.decompress(data))
+            parts.append(inflate.decompress(data, PIECE))
         except zlib.error:
             return
-        data = b""
+        size += len(parts[-1])
+        if max_text is not None and size > max_text:
+            raise _TooLarge(f"its progress file holds over {max_text} bytes of text")
+        data = inflate.unconsumed_tail
         if inflate.eof:
             try:
                 yield b"".join(parts).decode()

@@ -46,12 +46,16 @@ def head_of(incident: OpenIncident, status: str, health_now: dict[str, Any]) -> 
 
 def record_of(incident: OpenIncident, status: str, health_now: dict[str, Any]) -> dict[str, Any]:
     """The stored form of an incident (docs/incidents.md)."""
-    points = {}
-    for point, meta in sorted(incident.context.points.items()):
-        ring = incident.rings.get(point)
-        points[point] = {**meta, **_columns(ring.samples() if ring is not None else [])}
-    return {**head_of(incident, status, health_now), "points": points,
+    return {**head_of(incident, status, health_now),
+            "points": points_of(incident.context.points, incident.rings),
             **({} if incident.drill is None else {"drill": incident.drill})}
+
+
+def points_of(points: dict[str, dict[str, Any]],
+              rings: dict[str, PointRing]) -> dict[str, dict[str, Any]]:
+    """A record's `points`: per point (sorted) its metadata and the columns of its ring."""
+    return {point: {**meta, **_columns(rings[point].samples() if point in rings else [])}
+            for point, meta in sorted(points.items())}
 
 
 def record_pieces(incident: OpenIncident, status: str,

@@ -43,6 +43,15 @@ def utc(ms: float, with_date: bool = True) -> str:
     return f"{text}.{int(ms % 1000):03d}" if with_date else text
 
 
+def as_of(record: dict[str, Any]) -> str:
+    """"as of HH:MM:SS UTC (its last save; it is still open)" for an open incident read
+    through its progress file (gateway.recorder.reading: `as_of_ns`), else ""."""
+    at = record.get("as_of_ns")
+    if record.get("status") != "open" or not isinstance(at, int):
+        return ""
+    return f"as of {utc(at / 1e6, with_date=False)} UTC (its last save; it is still open)"
+
+
 def clock_steps(record: dict[str, Any]) -> list[str]:
     """The record's wall-clock steps as text (gateway/recorder/clockstep.py): "+3600.000 s at
     2026-12-05 18:00:00.000 UTC"; entries not of two integers are left out (a record is
@@ -287,7 +296,8 @@ def render(record: dict[str, Any]) -> str:
     acks = [e for e in record["events"] if e["state"] == "active_acknowledged"]
     trigger = record["trigger"]
     config = record.get("config") or {}
-    meta = [("Incident", record["id"]), ("Status", record["status"]),
+    meta = [("Incident", record["id"]),
+            ("Status", record["status"] + (f", {text}" if (text := as_of(record)) else "")),
             ("Gateway / site", f"{record.get('gateway')} / {record.get('site')}"),
             ("Room", record["room"]),
             ("Trigger", f"{trigger['title']} — {trigger['rule']} @ {trigger['subject']} "

@@ -3,11 +3,12 @@ page, not the work.
 
 Rendering parses the whole record: for a large one (millions of samples) seconds of the
 interpreter — json holds it while it parses, so the gateway's alarms would wait — and hundreds
-of MiB. The panel renders a record whose file is at most `IN_PROCESS_BYTES` itself (in a
-thread: a few milliseconds) and any larger one in `python -m gateway.recorder.report_apart
-DIR ID`, with a time limit (`TIMEOUT`), an address-space limit (`MEMORY_LIMIT`: a record too
-large for it is an error the page says, and the kernel, short of memory, kills the child, not
-the gateway) and a bound on the page read back (`MAX_PAGE`). The child writes the page to
+of MiB. The panel renders a record whose files (an open incident's progress file with it:
+gateway.recorder.reading) hold at most `IN_PROCESS_BYTES` itself (in a thread: a few
+milliseconds) and any larger one in `python -m gateway.recorder.report_apart DIR ID`, with a
+time limit (`TIMEOUT`), an address-space limit (`MEMORY_LIMIT`: a record too large for it is
+an error the page says, and the kernel, short of memory, kills the child, not the gateway) and
+a bound on the page read back (`MAX_PAGE`). The child writes the page to
 stdout and exits 0, or writes why not to stderr and exits `REFUSED`."""
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ async def _bounded(stream: asyncio.StreamReader, limit: int) -> bytes:
 def main(argv: list[str]) -> int:
     import resource
 
+    from gateway.recorder.reading import load
     from gateway.recorder.report import render
     from gateway.recorder.store import IncidentError, IncidentStore
 
@@ -90,7 +92,7 @@ def main(argv: list[str]) -> int:
         print(f"event=report_unlimited reason={exc!r}", file=sys.stderr)
     directory, incident_id = argv
     try:
-        page = render(IncidentStore(Path(directory)).load(incident_id))
+        page = render(load(IncidentStore(Path(directory)), incident_id))
     except IncidentError as exc:
         print(exc, file=sys.stderr)
         return REFUSED

@@ -191,7 +191,9 @@ window.RoomWardenHistory = (() => {
       el("td", { "data-label": "Trigger" }, unreadable ? `cannot be read: ${i.error}` :
         el("span", {}, el("span", { class: "ev-title" }, i.title || i.rule),
           el("span", { class: "subject" }, `${i.rule} · ${i.subject} · ${i.id}`))),
-      el("td", { "data-label": "Status", testid: "incident-status" }, i.kind === "drill" ? `drill, ${i.status}` : human(i.status)),
+      el("td", { "data-label": "Status", testid: "incident-status" }, i.kind === "drill" ? `drill, ${i.status}` :
+        // an open incident is read up to its last save (docs/incidents.md): say how fresh it is
+        i.status === "open" && i.as_of_ns ? `open, as of ${fmtStamp(i.as_of_ns).slice(11)}` : human(i.status)),
       el("td", { class: "num", "data-label": "Events" }, unreadable || i.events == null ? "—" : String(i.events)),
       el("td", {}, open));
   }
