@@ -11,11 +11,21 @@ STA_UNSYNC clear means an NTP client — chrony, ntpd, timesyncd — disciplines
 kernel sets it again at boot, at every `date -s` and when the discipline has been lost long
 enough). Tests substitute these functions (or pass
 their own to the classes that take them).
+
+`SyncedCache` answers `synchronised()` for what is asked often (each alarm event says whether
+the clock was synchronised when it was stamped): the answer is read again at most every
+`REFRESH_S` seconds of the monotonic clock, and at once after the wall clock stepped
+(`gateway.clock.WallStepWatch`: NTP's first step at a boot, a `date -s`), so a read costs
+two clock reads (vDSO, no system call) between refreshes.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
+
+from gateway.clock import Clock, WallStepWatch
 
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 TIMESYNCD_FLAG = Path("/run/systemd/timesync/synchronized")
@@ -71,3 +81,35 @@ def boot_id() -> str | None:
         return BOOT_ID_PATH.read_text(encoding="ascii").strip() or None
     except (OSError, UnicodeDecodeError):
         return None
+
+
+REFRESH_S = 60.0
+"""Seconds a `SyncedCache` answer is kept (unless the wall clock steps). What a stale answer
+costs: `True` kept after the clock lost its synchronisation — which happens by a step (then it
+is read again at once) or, without one, after the discipline has been lost long enough, the
+clock still about right; `False` kept up to this long after a synchronisation that did not
+step the clock (it was already within 0.2 s): an event then says `false` and is judged as
+one of a gateway of before the mark (gateway.ingest.timecheck)."""
+
+
+class SyncedCache:
+    """`synchronised()`, read again at most every `refresh` seconds and after a wall-clock step
+    (see the module docstring). `read`: the function asked (None: this module's
+    `synchronised`, looked up at each read, so a test may substitute it)."""
+
+    def __init__(self, clock: Clock, *, refresh: float | None = None,
+                 read: Callable[[], bool] | None = None) -> None:
+        self._clock = clock
+        self._refresh = REFRESH_S if refresh is None else refresh
+        self._read = read
+        self._watch = WallStepWatch(clock)
+        self._value = False
+        self._read_at = -math.inf
+
+    def __call__(self) -> bool:
+        now = self._clock.monotonic()
+        stepped = self._watch.check() != 0
+        if stepped or now - self._read_at >= self._refresh:
+            self._value = bool((self._read or synchronised)())
+            self._read_at = now
+        return self._value

@@ -79,6 +79,11 @@ class AlarmEvent:
     chattering: bool = False
     drill: bool = False
     """A live drill's alarm or a drill's start/end: never a real hazard."""
+    clock_synced: bool | None = None
+    """Whether the system clock was synchronised when `ts` was stamped (gateway.clocksync,
+    read through a `SyncedCache`); None: not known (an event journalled by a version before
+    the mark, or one not made by the alarm manager). The central ingest writes an old event
+    at its own time only when this is True (gateway.ingest.timecheck)."""
 
     @property
     def key(self) -> AlarmKey:
@@ -93,7 +98,7 @@ class AlarmEvent:
             "severity": None if self.severity is None else str(self.severity),
             "actor": self.actor, "note": self.note, "first_out": self.first_out,
             "room": self.room, "title": self.title, "chattering": self.chattering,
-            "drill": self.drill,
+            "drill": self.drill, "clock_synced": self.clock_synced,
         }
 
 

@@ -96,6 +96,8 @@ def _row(names: list[str], values: tuple[Any, ...]) -> dict[str, Any]:
     for flag in ("first_out", "chattering", "drill"):
         if flag in event:
             event[flag] = bool(event[flag])
+    if event.get("clock_synced") is not None:  # (NULL: unknown, journalled before the mark)
+        event["clock_synced"] = bool(event["clock_synced"])
     return event
 
 

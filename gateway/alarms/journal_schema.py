@@ -5,8 +5,11 @@ reads through it).
 Schema (version 1, table `schema_version`):
 
 * `events` — every event (`AlarmEvent`; `drill` 1 for a live drill's, `clock_unsynced` 1 for
-  one journalled while the system clock was not synchronised), key `seq`; indices on `ts` and
-  `(rule, subject, seq)`. Pruned to `retention_days` and `max_events` rows.
+  one journalled while the system clock was not synchronised — read by the writer when it
+  writes, for pruning —, `clock_synced` the event's own mark: whether the clock was
+  synchronised when the manager stamped it, 1 or 0, NULL for an event journalled before the
+  mark, 6 Dec 2026: sent upstream as `AlarmEvent.clock_synced`), key `seq`; indices on `ts`
+  and `(rule, subject, seq)`. Pruned to `retention_days` and `max_events` rows.
 * `alarm_state` — the current state of every alarm that is not plain normal (state, base state,
   condition, chattering, latest evaluation, activation, acknowledgement, out-of-service), so a
   restart restores it exactly; a row is deleted when its alarm is back to normal.
@@ -60,7 +63,8 @@ CREATE TABLE IF NOT EXISTS events (
     title TEXT NOT NULL DEFAULT '',
     chattering INTEGER NOT NULL DEFAULT 0,
     drill INTEGER NOT NULL DEFAULT 0,
-    clock_unsynced INTEGER NOT NULL DEFAULT 0
+    clock_unsynced INTEGER NOT NULL DEFAULT 0,
+    clock_synced INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_key ON events (rule, subject, seq);
@@ -120,12 +124,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 EVENT_COLUMNS = ("seq, ts, kind, rule, subject, state, previous_state, value, severity, actor, "
-                 "note, first_out, room, title, chattering, drill")
+                 "note, first_out, room, title, chattering, drill, clock_synced")
 STATE_COLUMNS = ("rule, subject, state, base_state, condition, chattering, value, severity, "
                  "title, room, actions, latching, eval_ts, activated_ns, acked_by, acked_ns, "
                  "suppression, oos_actor, oos_reason, oos_since_ns, updated_ns")
 INSERT_EVENT = (f"INSERT INTO events ({EVENT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 """A plain INSERT: an event whose seq is taken fails (IntegrityError: the commit fails, loudly,
 and its events stay pending) rather than silently replacing the event journalled before —
 two writers numbering from the same last seq (two gateways on one state directory: liveness
@@ -165,6 +169,8 @@ def prepare(conn: sqlite3.Connection) -> int:
         conn.execute("ALTER TABLE events ADD COLUMN drill INTEGER NOT NULL DEFAULT 0")
     if "clock_unsynced" not in columns:  # a journal of before 5 Dec 2026
         conn.execute("ALTER TABLE events ADD COLUMN clock_unsynced INTEGER NOT NULL DEFAULT 0")
+    if "clock_synced" not in columns:  # before the events' own mark: theirs is NULL, unknown
+        conn.execute("ALTER TABLE events ADD COLUMN clock_synced INTEGER")
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
     if not versions:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -203,7 +209,8 @@ def event_row(e: AlarmEvent) -> tuple[Any, ...]:
     """The parameters of INSERT_EVENT."""
     return (e.seq, e.ts, str(e.kind), e.rule, e.subject, str(e.state), str(e.previous_state),
             _json_value(e.value), None if e.severity is None else str(e.severity), e.actor,
-            e.note, int(e.first_out), e.room, e.title, int(e.chattering), int(e.drill))
+            e.note, int(e.first_out), e.room, e.title, int(e.chattering), int(e.drill),
+            None if e.clock_synced is None else int(e.clock_synced))
 
 
 def event_of(r: Sequence[Any]) -> AlarmEvent:
@@ -213,7 +220,7 @@ def event_of(r: Sequence[Any]) -> AlarmEvent:
         previous_state=AlarmState(r[6]), value=_value_of(r[7]),
         severity=None if r[8] is None else Severity(r[8]), actor=r[9], note=r[10],
         first_out=bool(r[11]), room=r[12], title=r[13], chattering=bool(r[14]),
-        drill=bool(r[15]))
+        drill=bool(r[15]), clock_synced=None if r[16] is None else bool(r[16]))
 
 
 def state_row(rec: AlarmRecord, now_ns: int) -> tuple[Any, ...]:

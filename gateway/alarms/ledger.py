@@ -12,12 +12,14 @@ suppression that covers it: suppressed then, with one event) or when a command o
 alarm with an event of its own). About 220 bytes less per binding than a record and its key.
 
 Pure apart from the journal: time comes from the injected clock, read once per call
-(`_begin`)."""
+(`_begin`); whether that clock is synchronised from the injected `clock_synced` (each event
+carries it: `AlarmEvent.clock_synced`)."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from gateway.alarms.events import (
     JOURNAL_RULE,
@@ -41,6 +43,7 @@ from gateway.alarms.lifecycle import (
 )
 from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
+from gateway.clocksync import SyncedCache
 
 KeyLike = AlarmKey | tuple[str, str]
 Known = AlarmRecord | Evaluation
@@ -72,9 +75,12 @@ class AlarmLedger:
     """The state every manager call works on, and the internals that keep it consistent."""
 
     def __init__(self, journal: Journal, clock: Clock, policy: ChatterPolicy,
-                 flood: FloodDetector) -> None:
+                 flood: FloodDetector, clock_synced: Callable[[], bool] | None = None) -> None:
+        """`clock_synced`: whether `clock` is synchronised now, asked at each event (None: a
+        `gateway.clocksync.SyncedCache` of `clock`: a system call at most once a minute)."""
         self._journal = journal
         self._clock = clock
+        self._clock_synced = clock_synced or SyncedCache(clock)
         self._policy = policy
         self._flood = flood
         self._rooms = RoomFirstOut()
@@ -189,7 +195,8 @@ class AlarmLedger:
             seq=self._next(), ts=self._now, kind=EventKind.ALARM, rule=key.rule,
             subject=key.subject, state=state, previous_state=prev, value=ev.value,
             severity=ev.severity, actor=actor, note=note, first_out=first_out, room=ev.room,
-            title=ev.title, chattering=rec.chattering, drill=drill))
+            title=ev.title, chattering=rec.chattering, drill=drill,
+            clock_synced=self._clock_synced()))
         if state is _AU and prev is not _AU and not drill:
             self._meta_dirty = True
             if self._flood.record(self._mono, self._now, key):
@@ -232,7 +239,7 @@ class AlarmLedger:
             state=state, previous_state=state, value=None if rec is None else rec.ev.value,
             severity=None if rec is None else rec.ev.severity, actor=SYSTEM_ACTOR, note=note,
             first_out=True, room=None if rec is None else rec.ev.room,
-            title="" if rec is None else rec.ev.title))
+            title="" if rec is None else rec.ev.title, clock_synced=self._clock_synced()))
         self._meta_dirty = True
 
     def _system_event(self, kind: EventKind, rule: str, subject: str, state: AlarmState,
@@ -241,7 +248,8 @@ class AlarmLedger:
         self._emit(AlarmEvent(
             seq=self._next(), ts=self._now, kind=kind, rule=rule, subject=subject, state=state,
             previous_state=prev, value=None, severity=None, actor=actor, note=note,
-            first_out=False, room=room, title="", drill=drill))
+            first_out=False, room=room, title="", drill=drill,
+            clock_synced=self._clock_synced()))
 
     def _emit(self, event: AlarmEvent) -> None:
         self._events.append(event)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from gateway.alarms.commands import AlarmCommands
 from gateway.alarms.events import (
@@ -65,13 +65,14 @@ class AlarmManager(AlarmCommands):
     def __init__(self, journal: Journal, clock: Clock, *, chatter_count: int = 3,
                  chatter_window: float = 60.0, chatter_hold: float = 60.0,
                  flood_count: int = 10, flood_window: float = 600.0,
-                 flood_clear_count: int | None = None,
-                 prune_interval: float = 3600.0) -> None:
+                 flood_clear_count: int | None = None, prune_interval: float = 3600.0,
+                 clock_synced: Callable[[], bool] | None = None) -> None:
         if chatter_count < 2 or chatter_window <= 0 or chatter_hold < 0:
             raise ValueError("chatter_count must be >= 2, chatter_window > 0, chatter_hold >= 0")
         super().__init__(journal, clock,
                          ChatterPolicy(chatter_count, chatter_window, chatter_hold),
-                         FloodDetector(flood_count, flood_window, flood_clear_count))
+                         FloodDetector(flood_count, flood_window, flood_clear_count),
+                         clock_synced)  # (None: gateway.clocksync.SyncedCache of `clock`)
         self._prune_interval = prune_interval
         self._last_prune = self._mono
         self.apply_failures = 0

@@ -52,6 +52,11 @@ class AlarmEventMessage(Delivered):
     drill: bool = False
     """A live drill's alarm (subject `drill:<subject>`) or a drill's start or end (kind
     `drill`): an exercise, never a real hazard (issue 12)."""
+    clock_synced: bool | None = None
+    """Whether the gateway's system clock was synchronised (NTP) when it stamped `ts`; absent:
+    not known (a gateway of before 6 Dec 2026, or an event it journalled before then). The
+    ingest writes an event older than its `max_event_age` at `ts` only when this is true
+    (gateway.ingest.timecheck)."""
 
 
 class ActiveAlarm(WireModel):

@@ -225,6 +225,7 @@ def alarm_line(event: AlarmEventMessage) -> Line:
         "actor": event.actor, "seq": event.seq, "title": event.title, "note": event.note,
         "first_out": event.first_out, "chattering": event.chattering,
         "active": event.state.annunciated,
+        "clock_synced": event.clock_synced,  # (absent: a gateway of before the mark)
     }
     fields.update(_value_fields(event.value, text_field="value_text"))
     return _line(ALARM_MEASUREMENT, tags, fields, event.ts)

@@ -55,16 +55,17 @@ def telemetry_sample() -> list[Line]:
 
 
 def alarm_sample() -> list[Line]:
-    """Raised by the system with a number, acknowledged by a user with a note (a string
-    value), a flood start without a value, a live drill's alarm (tag `drill`), and an alarm
-    of a gateway whose clock is unset, written at the ingest's receive time (re-stamped)."""
+    """Raised by the system with a number (stamped by a synchronised clock), acknowledged by
+    a user with a note (a string value), a flood start without a value, a live drill's alarm
+    (tag `drill`), and an alarm of a gateway whose clock is unset, written at the ingest's
+    receive time (re-stamped)."""
     common = {"site": SITE, "gateway": GW, "rule": "h2_high", "subject": "h2-1.lel",
               "severity": Severity.CRITICAL, "room": ROOM, "title": "Hydrogen high"}
     events = [
         c.AlarmEventMessage(seq=41, ts=T0 + 2_000_000_000, kind=EventKind.ALARM,
                             state=AlarmState.ACTIVE_UNACKNOWLEDGED,
                             previous_state=AlarmState.NORMAL, value=12.0, actor="system",
-                            **common),  # type: ignore[arg-type]
+                            clock_synced=True, **common),  # type: ignore[arg-type]
         c.AlarmEventMessage(seq=42, ts=T0 + 9_000_000_000, kind=EventKind.ALARM,
                             state=AlarmState.ACTIVE_ACKNOWLEDGED,
                             previous_state=AlarmState.ACTIVE_UNACKNOWLEDGED, value="high",
@@ -82,6 +83,7 @@ def alarm_sample() -> list[Line]:
     unset = c.AlarmEventMessage(seq=3, ts=T0 + 30_000_000_000, kind=EventKind.ALARM,
                                 state=AlarmState.ACTIVE_UNACKNOWLEDGED,
                                 previous_state=AlarmState.NORMAL, value=25.0, actor="system",
+                                clock_synced=False,
                                 **{**common, "gateway": UNSET_GW})  # type: ignore[arg-type]
     return [alarm_line(e) for e in events] + restamped([alarm_line(unset)], UNSET_TS)
 

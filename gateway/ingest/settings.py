@@ -252,8 +252,9 @@ class IngestSettings(StrictModel):
     """An alarm event or live gateway state stamped further back is written at its first
     receive time, marked `clock_suspect`, its own time in `gateway_ts`: a clock restored to an
     old time (fake-hwclock) put a live alarm where *Active alarms* (30 days) never looks or
-    the database drops it. A backlog older than this is so written too, in its alarms' order.
-    At least 10 minutes."""
+    the database drops it. A backlog older than this is so written too, in its alarms' order
+    — but an alarm event that says its gateway's clock was synchronised when it stamped it
+    (`clock_synced`) keeps its own time up to `telemetry_retention`. At least 10 minutes."""
     telemetry_retention: Annotated[Duration, _at_least(3600.0)] = 30 * 86_400.0
     """The database's retention: older telemetry is dead-lettered (kind `clock`) rather than
     acknowledged and dropped (VictoriaMetrics answers 204 and drops rows older than its

@@ -16,7 +16,15 @@ Everything a gateway sends is stamped by its own clock, and a gateway clock can 
 So a message is never written at a time before `FLOOR_NS` (2020-01-01) or more than
 `AHEAD_NS` (5 minutes) ahead of the ingest's clock, nor telemetry older than the database's
 retention (`telemetry_retention`, default 30 days), nor an alarm event or live online state
-older than `max_event_age` (default a day): `implausible` says why. Then:
+older than `max_event_age` (default a day) — unless it is an alarm event that says its
+gateway's clock was synchronised when it stamped it (`clock_synced`, sent since 6 Dec 2026:
+gateway.clocksync): its time is then the gateway's true time, a genuine backlog (an uplink
+down for days), and it is written at it up to `telemetry_retention` (beyond it the database
+would drop it: it is re-stamped as below, its time kept in `gateway_ts`). An event without
+the mark (an older gateway) or marked `false` is judged by its age as before: a clock that
+NTP had not synchronised may have been restored to any old time. (A live state carries no
+mark: a gateway's outbox keeps only its newest unpublished state, so a live one is never a
+backlog.) `implausible` says why. Then:
 
 * telemetry is dead-lettered (kind `clock`) with the time it carries and why — kept in the
   dead-letter log, never written as if it were true, and counted: re-stamping thousands of
@@ -29,9 +37,11 @@ older than `max_event_age` (default a day): `implausible` says why. Then:
   at most a line a minute per gateway) and counted
   (`roomwarden_ingest_messages_restamped_total{reason="clock"}`): central monitoring must see
   a live alarm now (in its Active alarms table) and that the gateway is alive. An alarm
-  event of a gateway that was away longer than `max_event_age` (a genuine backlog) is thus
-  written at its arrival too, its true time in `gateway_ts`; gateway.ingest.alarmorder keeps
-  it before any later event of its alarm already written. The first receive time is
+  event of a gateway that was away longer than `max_event_age` (a genuine backlog) whose
+  clock was not known to be synchronised is thus written at its arrival too, its true time in
+  `gateway_ts`; gateway.ingest.alarmorder keeps it before any later event of its alarm
+  already written (one at its own time, `clock_synced`, is before it anyway: a lower `seq`
+  stamped earlier). The first receive time is
   remembered by the message's duplicate key (gateway.ingest.dedup, durably, before the
   write), so a redelivery — QoS 1, a gateway's replay after a reconnect — is recognised as a
   duplicate, and would be written at that same time if at all, never as a second row at
@@ -145,6 +155,13 @@ def implausible(message: Message, now_ns: int, window: Window = DEFAULT_WINDOW, 
                     f"({_span(window.retention_ns)}): the database would drop it (a clock "
                     "restored to an old time, or a backlog older than the database keeps); "
                     "not written")
+    elif isinstance(message, AlarmEventMessage) and message.clock_synced:
+        if earliest < now_ns - window.retention_ns:  # (a backlog: at its time up to there)
+            return (f"stamped {_iso(earliest)}, {_span(now_ns - earliest)} before the "
+                    f"ingest's clock ({_iso(now_ns)}) by a synchronised clock, older than "
+                    f"telemetry_retention ({_span(window.retention_ns)}): the database would "
+                    "drop it (a backlog older than the database keeps); not written at that "
+                    "time")
     elif earliest < now_ns - window.max_event_age_ns and (
             isinstance(message, AlarmEventMessage)
             or (isinstance(message, GatewayState) and message.status == "online"
@@ -217,7 +234,8 @@ class Restamper:
                 else f"state status={message.status}")
         log.warning("event=gateway_clock_restamped site=%s gateway=%s %s gateway_ts=%d (%s) "
                     "written_at=%s (the gateway's clock is not set, ahead, or restored to an "
-                    "old time — or this is a backlog older than max_event_age: written at the "
+                    "old time — or this is a backlog older than max_event_age, or than "
+                    "telemetry_retention if stamped by a synchronised clock: written at the "
                     "ingest's receive time, marked clock_suspect, its own time in gateway_ts; "
                     "its telemetry so stamped is dead-lettered)",
                     message.site, message.gateway, what, message.ts, _iso(message.ts),

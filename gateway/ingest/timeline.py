@@ -3,8 +3,9 @@ wrong — at its first receive time, in its alarm's order, a last will after wha
 sent before. The steps, in the order the network thread takes them:
 
 1. `timecheck.implausible`: a time before 2020, more than 5 minutes ahead, or older than the
-   ingest's `max_event_age` (alarm events, live states) or `telemetry_retention` (telemetry)
-   is not written as it stands;
+   ingest's `max_event_age` (alarm events, live states; an alarm event stamped by a
+   synchronised clock, `clock_synced`: `telemetry_retention`) or `telemetry_retention`
+   (telemetry) is not written as it stands;
 2. `timecheck.Restamper`: such an alarm event or live state goes to its first receive time,
    marked `clock_suspect`; anything else so stamped goes to the dead-letter log (kind
    `clock`);

@@ -110,7 +110,7 @@ def examples() -> list[tuple[str, Message]]:
             state=AlarmState.ACTIVE_UNACKNOWLEDGED, previous_state=AlarmState.NORMAL,
             value=27.5, severity=Severity.CRITICAL, actor="system", note=None, first_out=True,
             room="battery-1", title="Hydrogen at 25 % LEL — ventilate", chattering=False,
-            stream=STREAM, dseq=52002)),
+            clock_synced=True, stream=STREAM, dseq=52002)),
         ("Delivery acknowledgement (published by the ingest)", DeliveryAck(
             site=SITE, gateway=GATEWAY, ts=T + 3_400_000_000, stream=STREAM, upto=52002,
             highest=52002)),

@@ -15,7 +15,8 @@ def event_message(event: AlarmEvent, *, site: str, gateway: str) -> AlarmEventMe
                      previous_state=event.previous_state, value=wire_value(event.value),
                      severity=event.severity, actor=event.actor, note=event.note,
                      first_out=event.first_out, room=event.room, title=event.title,
-                     chattering=event.chattering, drill=event.drill)
+                     chattering=event.chattering, drill=event.drill,
+                     clock_synced=event.clock_synced)
 
 
 def event_of(message: AlarmEventMessage) -> AlarmEvent:
@@ -25,7 +26,8 @@ def event_of(message: AlarmEventMessage) -> AlarmEvent:
                       previous_state=message.previous_state, value=message.value,
                       severity=message.severity, actor=message.actor, note=message.note,
                       first_out=message.first_out, room=message.room, title=message.title,
-                      chattering=message.chattering, drill=message.drill)
+                      chattering=message.chattering, drill=message.drill,
+                      clock_synced=message.clock_synced)
 
 
 def active_alarm(view: AlarmView) -> ActiveAlarm:
