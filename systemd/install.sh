@@ -21,7 +21,8 @@
 #      the script exits 1: the installed version, its files and the running service are left as
 #      they were. --force switches anyway (the gateway will then not start until it is fixed);
 #   5. switch: venv -> venv.previous, venv.new -> venv, and the same for profiles and rules (one
-#      .previous of each is kept for a manual rollback; the final message says how);
+#      .previous of each is kept for a manual rollback; the final message says how); compile the
+#      byte-code the unit reads into /var/cache/roomwarden (the first start then compiles none);
 #   6. /etc/roomwarden (root:roomwarden 0750) with the example gateway config if there is none
 #      (gateway.yaml, root:roomwarden 0640 - an existing one is never overwritten);
 #   7. /etc/modules-load.d/roomwarden.conf: the USB serial drivers load at boot, so the unit's
@@ -314,6 +315,17 @@ else
     done
 fi
 switch venv_cmd "$VENV"
+# the byte-code the unit reads (PYTHONOPTIMIZE=2, in its cache directory, and the config
+# check's plain one) compiled now rather than at the first start, when the site is not polled
+# meanwhile (gateway/precompile.py); the unit's CacheDirectory= keeps the directory its user's
+CACHE=/var/cache/roomwarden
+fs install -d -m 0750 "$ROOT$CACHE"
+if ! venv_cmd env PYTHONPYCACHEPREFIX="$CACHE/pycache" "$VENV/bin/python" -m gateway.precompile
+then
+    echo "warning: the byte-code could not be compiled now: the first start compiles it" >&2
+fi
+owner "$USER_NAME:$USER_NAME" "$ROOT$CACHE"
+venv_cmd chown -R "$USER_NAME:$USER_NAME" "$CACHE/pycache"
 for d in profiles rules; do
     switch fs "$ROOT$SHARE/$d"
 done

@@ -42,6 +42,12 @@ def test_a_dry_run_shows_every_step_and_changes_nothing(tmp_path: Path) -> None:
         f"cp -R {REPO}/hardware/profiles /usr/share/roomwarden/profiles.new",
         f"cp -R {REPO}/edge_rules /usr/share/roomwarden/rules.new",
         "mv /opt/roomwarden/venv.new /opt/roomwarden/venv",
+        # the unit's byte-code, compiled before the first start (test_unit_run.py: it then
+        # compiles nothing), into the unit's cache directory, owned by its user
+        "install -d -m 0750 /var/cache/roomwarden",
+        "env PYTHONPYCACHEPREFIX=/var/cache/roomwarden/pycache /opt/roomwarden/venv/bin/python "
+        "-m gateway.precompile",
+        "chown -R roomwarden:roomwarden /var/cache/roomwarden/pycache",
         "mv /usr/share/roomwarden/profiles.new /usr/share/roomwarden/profiles",
         "mv /usr/share/roomwarden/rules.new /usr/share/roomwarden/rules",
         "install -d -m 0750 /etc/roomwarden",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from tests.apply.test_service_process import (
 )
 from tests.service.unitfile import as_the_unit_runs
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def cached(pycache: Path, module: str, optimization: str) -> Path:
     """Where PYTHONPYCACHEPREFIX puts the byte-code of `module` (e.g. "config/site") of the
@@ -39,8 +42,9 @@ def cached(pycache: Path, module: str, optimization: str) -> Path:
     return pycache / package.relative_to(package.anchor) / f"{module}.{tag}{optimization}.pyc"
 
 
-async def test_the_gateway_runs_stripped_as_the_unit_starts_it(tmp_path: Path) -> None:
-    pycache = tmp_path / "pycache"
+async def run_as_the_unit(tmp_path: Path, pycache: Path) -> None:
+    """The telecom room simulated, the gateway started as the unit starts it, polling, a smoke
+    coincidence sounding siren and strobe, SIGTERM switching them off."""
     notify = NotifySocket(tmp_path / "notify.sock")
     gw: GatewayProcess | None = None
     try:
@@ -66,12 +70,51 @@ async def test_the_gateway_runs_stripped_as_the_unit_starts_it(tmp_path: Path) -
         notify.close()
         if gw is not None:
             gw.stop()
+
+
+async def test_the_gateway_runs_stripped_as_the_unit_starts_it(tmp_path: Path) -> None:
+    pycache = tmp_path / "pycache"
+    await run_as_the_unit(tmp_path, pycache)
     # the gateway imported its modules stripped ...
     for module in ("daemon", "rules/engine", "config/site"):
         assert cached(pycache, module, ".opt-2").is_file(), module
     # ... and the config check's child (its YAML reading only it imports) did not
     assert cached(pycache, "config/yamlsafe", "").is_file()
     assert not cached(pycache, "config/yamlsafe", ".opt-2").exists()
+
+
+def byte_code(pycache: Path) -> dict[Path, int]:
+    return {path: path.stat().st_mtime_ns for path in pycache.rglob("*.pyc")}
+
+
+async def test_install_time_compilation_leaves_the_first_start_nothing_to_compile(
+        tmp_path: Path) -> None:
+    """systemd/install.sh runs `python -m gateway.precompile` with the unit's cache directory:
+    the first start after an install or upgrade then reads all its byte-code — the gateway's
+    stripped, the config check's plain — instead of compiling it while the site is not
+    polled."""
+    pycache = tmp_path / "pycache"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "gateway.precompile"], check=False,
+        env={**env, "PYTHONPYCACHEPREFIX": str(pycache), "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    before = byte_code(pycache)
+    assert cached(pycache, "daemon", ".opt-2") in before
+    assert cached(pycache, "config/yamlsafe", "") in before
+    await run_as_the_unit(tmp_path, pycache)
+    after = byte_code(pycache)
+    new = sorted(str(p.relative_to(pycache)) for p in after.keys() - before.keys())
+    assert new == [], f"compiled at the first start: {new}"
+    assert [p for p in before if after[p] != before[p]] == [], "recompiled at the first start"
+
+
+def test_precompile_refuses_without_the_cache_directory() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = subprocess.run([sys.executable, "-m", "gateway.precompile"], check=False,
+                          env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert done.returncode == 2 and "PYTHONPYCACHEPREFIX is not set" in done.stderr
 
 
 def test_the_config_check_runs_unoptimized_whatever_the_gateway_runs_with(

@@ -1,0 +1,56 @@
+"""Compile, at install time, the byte-code a gateway's first start would compile
+(`python -m gateway.precompile`, run by systemd/install.sh after it switched to the new
+version; needs `PYTHONPYCACHEPREFIX`, the unit's cache directory).
+
+The unit runs the gateway without docstrings and asserts (`PYTHONOPTIMIZE=2`), whose byte-code
+(`.opt-2.pyc`) no package ships, and the config check's child process without them (plain
+`.pyc`, gateway.isolated_check), both cached under `PYTHONPYCACHEPREFIX`
+(systemd/roomwarden.service). Without this, the first start after an install or an upgrade
+compiles what it imports — about 7 MB, a CPU-second on the development machine and several
+on a Pi — while the site is not polled. Here every module of the gateway package is compiled
+at both levels (without importing it), and what the two processes import from the standard
+library and the dependencies is imported once at each level, in child interpreters, which
+writes its byte-code to the cache."""
+
+from __future__ import annotations
+
+import compileall
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CODECS = ("encodings.ascii", "encodings.unicode_escape")
+"""Codecs looked up by name at run time (a device's text register, YAML's escapes)."""
+RUN_IMPORTS = ("gateway.cli", "gateway.supervisor", "gateway.panel.server",
+               "gateway.uplink.publisher", "gateway.operator.inbox", "getpass", *CODECS)
+"""What `roomwarden run` with the panel and an uplink imports before it serves or connects
+(tests/bench/bench_imports.py), the operator commands' checker and what the CLI imports late.
+tests/service/test_unit_run.py keeps this list whole: a gateway started as the unit starts it
+compiles nothing after this ran."""
+CHECK_IMPORTS = ("gateway.isolated_check", "gateway.rules.config", "gateway.config.loader",
+                 "gateway.config.yamlsafe", "yaml", *CODECS)
+"""What the config check's child imports (gateway.isolated_check), YAML's reader included."""
+
+
+def main() -> int:
+    prefix = sys.pycache_prefix
+    if not prefix:
+        print("gateway.precompile: PYTHONPYCACHEPREFIX is not set: the byte-code would go "
+              "beside the sources, not where the unit reads it", file=sys.stderr)
+        return 2
+    package = Path(__file__).resolve().parent
+    compiled = all(compileall.compile_dir(str(package), quiet=1, optimize=level)
+                   for level in (0, 2))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONOPTIMIZE", "PYTHONDONTWRITEBYTECODE")}
+    for flags, modules in ((["-OO"], RUN_IMPORTS), ([], CHECK_IMPORTS)):
+        code = "; ".join(f"import {name}" for name in modules)
+        done = subprocess.run([sys.executable, *flags, "-c", code], env=env, check=False)
+        compiled = compiled and done.returncode == 0
+    print(f"gateway.precompile: byte-code in {prefix}" + ("" if compiled else " (with errors)"))
+    return 0 if compiled else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
