@@ -291,6 +291,10 @@ class RuleEngine:
         return [(common.rule, subject)
                 for common, subject in zip(self._shared, self._subjects, strict=True)]
 
+    def counts(self) -> tuple[int, int]:
+        """(rules, bindings) evaluated: what `bindings()` would count, without its list."""
+        return len({common.rule for common in set(self._shared)}), len(self._nodes)
+
     def binding_details(self) -> list[Binding]:
         """Every evaluated binding, in evaluation order (made anew at each call, equal to
         those the rules were bound as)."""
