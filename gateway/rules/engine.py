@@ -300,6 +300,15 @@ class RuleEngine:
         those the rules were bound as)."""
         return [self._binding(index) for index in range(len(self._nodes))]
 
+    def binding(self, rule: str, subject: str) -> Binding | None:
+        """The evaluated binding of `rule` to `subject` (None: none), made anew: a search of
+        the bindings, for a caller that asks for few (the panel's alarm cards)."""
+        shared = self._shared
+        for index, name in enumerate(self._subjects):
+            if name == subject and shared[index].rule == rule:
+                return self._binding(index)
+        return None
+
     def _binding(self, index: int) -> Binding:
         common = self._shared[index]
         return make_binding(common.rule, self._subjects[index], common.kind,
