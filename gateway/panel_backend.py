@@ -149,8 +149,7 @@ class PanelBackend:
         if cached is None or cached[0] is not engine:
             units = {f"{d.id}.{p.name}": p.unit for r in rooms for d in r.devices
                      for p in d.points}
-            cached = (engine, Describer(self.loaded, engine.packs, engine.binding_details(),
-                                        units))
+            cached = (engine, Describer(self.loaded, engine.packs, engine.binding, units))
             self._panel_describer = cached
         return cached[1]
 

@@ -268,7 +268,7 @@ class SafetyCore:
         evaluations = self.engine.evaluate_changed()
         if self._undelivered:  # a round that raised after the rules: theirs first
             evaluations = [*self._undelivered, *evaluations]
-            if len(evaluations) > 2 * len(self.engine.bindings()) + 64:  # rounds keep failing
+            if len(evaluations) > 2 * self.engine.counts()[1] + 64:  # rounds keep failing
                 evaluations = list({(e.rule, e.subject): e for e in evaluations}.values())
         self._undelivered = evaluations
         extra = list(extra)

@@ -243,19 +243,33 @@ class _PerPoint(_Leaf):
         return leaves[0] if len(leaves) == 1 else AnyNode(leaves)
 
 
+ACCEPTED_KEPT = 64
+"""Accepted-value sets an equals plan keeps (one per enum of its points); then it restarts."""
+
+
 class _Equals(_Leaf):
-    __slots__ = ("off_delay", "on_delay", "wanted")
+    __slots__ = ("accepted", "off_delay", "on_delay", "wanted")
 
     def __init__(self, quantities: frozenset[str] | None, on_delay: float, off_delay: float,
                  wanted: tuple[bool | int | float | str, ...]) -> None:
         super().__init__(quantities)
         self.on_delay, self.off_delay, self.wanted = on_delay, off_delay, wanted
+        self.accepted: dict[tuple[tuple[int, str], ...] | None, frozenset[object]] = {}
+        """Per enum (by content): one set for the plan's leaves, not one a leaf (~200 B)."""
 
     def build(self, members: Sequence[PointInfo], states: States) -> Node:
         chosen = self.chosen(members)
         return EqualsLeaf([states[i.id] for i in chosen],
-                          [accepted_values(self.wanted, i.enum) for i in chosen],
+                          [self._accepted(i.enum) for i in chosen],
                           Debounce(self.on_delay, self.off_delay))
+
+    def _accepted(self, enum: dict[int, str] | None) -> frozenset[object]:
+        key = None if enum is None else tuple(enum.items())
+        if (found := self.accepted.get(key)) is None:
+            if len(self.accepted) >= ACCEPTED_KEPT:
+                self.accepted.clear()
+            found = self.accepted[key] = accepted_values(self.wanted, enum)
+        return found
 
 
 SignalMaker = Callable[[Sequence[PointInfo], list[PointState], Pick], Signal]

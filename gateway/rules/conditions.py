@@ -43,6 +43,8 @@ Number = float | int
 NUMBER = (int, float)
 """`isinstance(v, NUMBER)`: as `int | float`, without building that union at every call (the
 rules' hottest lines)."""
+_INF, _NEG_INF = math.inf, -math.inf
+"""The unbounded ends of a valid range: one object each (not a new float per point)."""
 LARGEST = sys.float_info.max
 """A reading beyond ±this (an infinity, a huge integer) is no measurement, over-range or not
 (as gateway.field.points.LARGEST)."""
@@ -59,8 +61,8 @@ class PointState:
                  valid_min: float | None = None, valid_max: float | None = None) -> None:
         self.id = point_id
         self.device = device
-        self.valid_min = -math.inf if valid_min is None else valid_min
-        self.valid_max = math.inf if valid_max is None else valid_max
+        self.valid_min = _NEG_INF if valid_min is None else valid_min
+        self.valid_max = _INF if valid_max is None else valid_max
         """The point's valid range (gateway.field.points.BoundPoint): a reading outside it has
         quality invalid and keeps its value; `beyond` says on which side."""
         self.value: Value = None
@@ -187,7 +189,8 @@ class FlatTracker:
     __slots__ = ("epsilon", "high", "low", "moved", "since")
 
     def __init__(self, epsilon: float) -> None:
-        self.epsilon = abs(epsilon)
+        self.epsilon = epsilon if epsilon > 0 else abs(epsilon)  # the plan's float, not a
+        # new one per tracker (`abs` of a positive float is a copy)
         self.low = self.high = 0.0
         self.since: float | None = None
         self.moved = False

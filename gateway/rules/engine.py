@@ -291,10 +291,23 @@ class RuleEngine:
         return [(common.rule, subject)
                 for common, subject in zip(self._shared, self._subjects, strict=True)]
 
+    def counts(self) -> tuple[int, int]:
+        """(rules, bindings) evaluated: what `bindings()` would count, without its list."""
+        return len({common.rule for common in set(self._shared)}), len(self._nodes)
+
     def binding_details(self) -> list[Binding]:
         """Every evaluated binding, in evaluation order (made anew at each call, equal to
         those the rules were bound as)."""
         return [self._binding(index) for index in range(len(self._nodes))]
+
+    def binding(self, rule: str, subject: str) -> Binding | None:
+        """The evaluated binding of `rule` to `subject` (None: none), made anew: a search of
+        the bindings, for a caller that asks for few (the panel's alarm cards)."""
+        shared = self._shared
+        for index, name in enumerate(self._subjects):
+            if name == subject and shared[index].rule == rule:
+                return self._binding(index)
+        return None
 
     def _binding(self, index: int) -> Binding:
         common = self._shared[index]

@@ -27,6 +27,9 @@ from gateway.rules.conditions import NUMBER, PointState
 from gateway.rules.schedule import Inputs, Schedule
 
 INF = math.inf
+NEG_INF = -math.inf
+"""One object (`-INF` in a function makes a new float each time, and a site has thousands of
+points whose bands keep one)."""
 GOOD = Quality.GOOD
 INVALID = Quality.INVALID
 
@@ -47,7 +50,7 @@ class PointIntake:
         self.gap_marks: tuple[int, ...] = ()
         """Tuples (a site has thousands, most empty or short), grown while the engine indexes
         its bindings."""
-        self.lo, self.hi = INF, -INF
+        self.lo, self.hi = INF, NEG_INF
         """The intersection of the gated readers' quiet bands (empty until each is known)."""
 
 
@@ -56,7 +59,7 @@ class Intake:
         self.points = {point_id: PointIntake(state) for point_id, state in states.items()}
         self.schedule = schedule
         self.lo = [INF] * schedule.count
-        self.hi = [-INF] * schedule.count
+        self.hi = [NEG_INF] * schedule.count
         """Each binding's quiet band since its last evaluation (empty until then)."""
         self._gated_points: list[PointIntake | tuple[PointIntake, ...]] = \
             [()] * schedule.count
@@ -101,13 +104,13 @@ class Intake:
         lo[binding], hi[binding] = band
         points = self._gated_points[binding]
         for entry in (points,) if isinstance(points, PointIntake) else points:
-            low, high = -INF, INF
+            low, high = NEG_INF, INF
             for index in entry.gated:
                 if lo[index] > low:
                     low = lo[index]
                 if hi[index] < high:
                     high = hi[index]
-            entry.lo, entry.hi = (low, high) if low <= high else (INF, -INF)
+            entry.lo, entry.hi = (low, high) if low <= high else (INF, NEG_INF)
 
     def take(self, batch: Iterable[Sample], mono: float, offset: float) -> None:
         """Update each sample's point and mark what it concerns. `mono`: the engine's now;

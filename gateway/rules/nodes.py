@@ -109,10 +109,11 @@ class CompareLeaf(_Leaf):
         """None for one point's own value (`signal` makes it when asked: no object per
         leaf that eval never reads)."""
         self.rate = signal if isinstance(signal, RateSignal) else None
-        self.saturable = signal if (
-            isinstance(signal, ValueSignal) or (isinstance(signal, GroupSignal)
-                                                and signal.monotone)) else None
-        """The signal that counts over- and under-range readings (`read_beyond`), if any."""
+        self.saturable = isinstance(signal, ValueSignal) or (isinstance(signal, GroupSignal)
+                                                             and signal.monotone)
+        """The signal counts over- and under-range readings (`read_beyond`). A flag, not the
+        signal: one point's own value keeps no signal (`eval` reads `point.beyond()` inline;
+        keeping its `ValueSignal` for this cost ~100 bytes a leaf)."""
         self.test = test
         """Judged with the leaf's held output as its latch (`Test.judge`): it keeps no state
         of the leaf's, so the leaves of one plan share one (gateway.rules.compiler)."""
@@ -157,8 +158,8 @@ class CompareLeaf(_Leaf):
                     raw = None
                 if not raw and self.members and not all(m.good for m in self.members):
                     raw = None
-        saturable = self.saturable
-        if not raw and saturable is not None:  # a member's reading beyond its valid range
+        if not raw and self.saturable:  # a member's reading beyond its valid range
+            saturable: ValueSignal | GroupSignal = self._signal  # type: ignore[assignment]
             for side in (1, -1):
                 found = saturable.read_beyond(side)
                 if found is not None and test.past(found, side, latched):
