@@ -9,24 +9,25 @@ sleeps on it until there is something to do — the oldest buffered item `commit
 an urgent item (an alarm event), acknowledgements waiting, held telemetry due for its commit,
 messages the publisher wants, the replay pacer's next allowance — and then does all of it in
 one go: every buffered item encoded and put, at most one transaction, then the next publish
-window handed to the loop with `call_soon_threadsafe`. An idle uplink's writer sleeps until
-data or a request arrives. Deadlines are real time (`time.monotonic`), whatever clock the
-messages' timestamps come from.
+window handed to the loop with `call_soon_threadsafe`. Deadlines are real time
+(`time.monotonic`), whatever clock the messages' timestamps come from.
 
 Asleep between commits (issue 15): a request wakes the writer only if it makes work due before
-the time the writer already sleeps to (`_nudge`); after handing out a window the writer sleeps
-to `commit_interval` later (its PUBACKs normally arrive long before), so at one batch a second
-it wakes once a second: the batch put, the acknowledged ones removed, the next window. A take
+the time it already sleeps to (`_nudge`); after handing out a window it sleeps to
+`commit_interval` later (PUBACKs normally arrive long before): at a batch a second it wakes
+once a second — the batch put, the acknowledged ones removed, the next window. A take
 that finds fewer messages than the publisher wanted says there are no more (`_more` false), so
 the publisher's next `want` wakes nobody either. `wakeups` counts how often the writer woke.
 
-Telemetry is put held (gateway.uplink.outbox_held): handed out at once, without a commit,
-removed by its acknowledgement, committed only when not acknowledged in time
-(gateway.uplink.hold). Alarm events, snapshots and command results are committed before they
-are handed out. Sequence numbers (`seq`, `dseq`) are taken in the writer, just before the put,
-from blocks reserved on disk (gateway.uplink.outbox_numbers). A storage error never ends the
-writer (gateway.uplink.writer_faults: logged, retried with a back-off, shown on /healthz); a
-damaged file is replaced (gateway.uplink.outbox_recovery).
+Telemetry is put held (gateway.uplink.outbox_held): handed out at once, uncommitted, removed by
+its acknowledgement, committed only when not acknowledged in time (gateway.uplink.hold); the
+GatewayState is never committed (gateway.uplink.outbox_volatile); deletes wait for a commit
+that happens anyway, at most `delete_wait` (gateway.uplink.outbox_acks). Alarm events, alarm
+snapshots and command results are committed before they are handed out. Sequence numbers
+(`seq`, `dseq`) are taken in the writer before the put, from blocks reserved on disk
+(gateway.uplink.outbox_numbers). A storage error never ends the writer
+(gateway.uplink.writer_faults: logged, retried with a back-off, on /healthz); a damaged file
+is replaced (gateway.uplink.outbox_recovery).
 """
 
 from __future__ import annotations
@@ -59,16 +60,13 @@ class Committer:
                  gateway: str, topics: dict[Channel, str], catalog: str,
                  numbered: bool, on_reject: Callable[[str], None]) -> None:
         """`numbered`: give telemetry and alarm events a delivery sequence (`ingest` mode)."""
-        self.outbox = outbox
-        self.pacer = pacer
-        self.clock = clock
-        self.numbered = numbered
+        self.outbox, self.pacer, self.clock, self.numbered = outbox, pacer, clock, numbered
         writer = ItemWriter(outbox, site=site, gateway=gateway, topics=topics, catalog=catalog,
                             numbered=numbered, on_reject=on_reject)
         self._store = writer.store
         self._encoder = writer.encoder
         self.interval = outbox.commit_interval
-        self._holding = TelemetryHold(outbox.hold, self.interval)
+        self._holding = TelemetryHold(outbox.hold, self.interval, outbox.delete_wait)
         self._cond = threading.Condition()
         self._buffer: list[Item] = []
         self._open: Item | None = None
@@ -81,6 +79,7 @@ class Committer:
         self._resend: list[int] = []
         self._dirty_since: float | None = None
         """When acknowledgements or a watermark began to wait for a commit."""
+        self._hurry = False
         self._want = 0
         self._more = True
         """Messages may be committed and not handed out yet (a take may find some)."""
@@ -182,11 +181,12 @@ class Committer:
             self._acks += ids
             self._mark_dirty()
 
-    def cover(self, upto: int) -> None:
-        """The ingest's watermark for this outbox's stream."""
+    def cover(self, upto: int, went_back: bool = False) -> None:
+        """The ingest's watermark for this stream (`went_back`: the ingest reset it; the
+        deletes that wait are committed now, so the floor passes them: outbox_acks)."""
         with self._cond:
-            if upto > self._cover:
-                self._cover = upto
+            if upto > self._cover or went_back:
+                self._cover, self._hurry = max(upto, self._cover), self._hurry or went_back
                 self._mark_dirty()
 
     def _mark_dirty(self) -> None:
@@ -253,9 +253,7 @@ class Committer:
             due.append(self._since + self.interval)
         if self._dirty_since is not None:
             due.append(self._dirty_since + self.interval)
-        held = self._holding.due()
-        if held is not None:
-            due.append(held)
+        due += [t for t in (self._holding.due(), self._holding.deletes) if t is not None]
         if self._want > 0 and (self._more or self._resend):
             due.append(self._paced_until or 0.0)
         return due
@@ -293,6 +291,7 @@ class Committer:
             self._open = self._since = self._dirty_since = self._handed = None
             self._urgent = False
             acks, self._acks, cover = self._acks, [], self._cover
+            hurry, self._hurry = self._hurry, False
             session, self._session = self._session, None
             retry = self.faults.retry_at is not None
         error: OutboxError | None = None
@@ -304,14 +303,14 @@ class Committer:
             items = items + session[1]  # births are the newest snapshots
         self._store_all(items)  # in memory: held, or pending until a commit works
         covered = self.outbox.covered
-        removed = self.outbox.ack(acks) + self.outbox.cover(cover)
+        removed = self.outbox.ack(acks) + self.outbox.cover(cover, hurry=hurry)
         with self._cond:  # held too long: committed (gateway.uplink.hold)
             settled = self._holding.settle(self.outbox, removed)
-        commit = bool(items or retry or error or settled or self.outbox.dirty())
+        commit = bool(items or retry or error or settled or self.outbox.dirty(defer=True))
         try:
-            if commit:
+            if commit:  # (confirmed rows alone wait: gateway.uplink.outbox_acks)
                 before = self.outbox.transactions
-                self.outbox.flush()
+                self.outbox.flush(defer=True)
                 self.commits += self.outbox.transactions - before
             error = self.last_error = None
         except OutboxError as exc:  # the outbox keeps what it could not commit, bounded
@@ -331,7 +330,7 @@ class Committer:
             self.faults.ok()
         else:
             self.last_error = self.faults.error
-        self._holding.seen(self.outbox.held_age(), self._cond)
+        self._holding.seen(self.outbox, self._cond)
         if self.outbox.recoveries != self._recoveries:  # a fresh file: snapshots again
             self._recoveries = self.outbox.recoveries
             if self.on_fresh_outbox is not None and self._loop is not None:

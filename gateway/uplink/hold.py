@@ -11,8 +11,12 @@ the disk (issue 15's SD card, DESIGN principle 6: writes scale with change, not 
   at most the last `telemetry_hold` seconds of telemetry the central side had not acknowledged,
   and no more than `commit_interval` of it while nothing acknowledges.
 
-State under the committer's condition variable; the outbox's own clock measures the age
-(`Outbox.held_age`), the committer's deadlines are real time (`time.monotonic`).
+The writer's other deadline of the same kind: rows the central side confirmed wait for a
+commit that happens anyway, at most `delete_wait` (gateway.uplink.outbox_acks; `deletes`).
+
+State under the committer's condition variable; the outbox's own clock measures the ages
+(`Outbox.held_age`, `Outbox.deferred_age`), the committer's deadlines are real time
+(`time.monotonic`).
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ import threading
 import time
 
 from gateway.uplink.outbox import Outbox
+from gateway.uplink.outbox_acks import DELETE_WAIT
 
 
 class TelemetryHold:
-    def __init__(self, hold: float, interval: float) -> None:
+    def __init__(self, hold: float, interval: float, delete_wait: float = DELETE_WAIT) -> None:
         self.hold = hold
         self.interval = interval
+        self.delete_wait = delete_wait
+        self.deletes: float | None = None
+        """When the confirmed rows' deletes are due on their own (None: none wait)."""
         self.connected = False
         self.prompt = True
         """The central side acknowledged held telemetry in time (or nothing said otherwise)."""
@@ -55,8 +63,11 @@ class TelemetryHold:
             self.prompt = False  # not acknowledged in time: commit sooner until it is
         return settled
 
-    def seen(self, age: float | None, cond: threading.Condition) -> None:
-        """The oldest held message is `age` seconds old (None: none held), as the writer saw
-        it at the end of its work."""
+    def seen(self, outbox: Outbox, cond: threading.Condition) -> None:
+        """The oldest held message's age and the deletes' wait, as the writer saw them at the
+        end of its work."""
+        age, waited = outbox.held_age(), outbox.deferred_age()
         with cond:
-            self.oldest = None if age is None else time.monotonic() - age
+            now = time.monotonic()
+            self.oldest = None if age is None else now - age
+            self.deletes = None if waited is None else now - waited + self.delete_wait

@@ -29,6 +29,7 @@ from gateway.contract.wire import (
     Channel,
     ConfigStatus,
     ContractError,
+    GatewayState,
     IncidentChunk,
     Message,
     MessageKind,
@@ -137,8 +138,12 @@ class ItemWriter:
         # a config request's outcome is never superseded by another request's status (the
         # flasher waits for it): it replaces the progress before it, nothing replaces it
         final = isinstance(msg, ConfigStatus) and msg.state in FINAL_CONFIG_STATES
+        # the gateway's own state is a status report the next one replaces: never committed
+        # (gateway.uplink.outbox_volatile); alarm snapshots and command results are
+        volatile = isinstance(msg, GatewayState) and msg.status == "online"
         self.outbox.put(item.kind, self.topics[channel], payload, qos=1, retain=retained,
-                        replace=retained, created_ns=item.produced, dseq=dseq, final=final)
+                        replace=retained, created_ns=item.produced, dseq=dseq, final=final,
+                        volatile=volatile)
 
     def _store_encoded(self, encoded: EncodedRows, produced: int) -> None:
         """The common case: rows encoded on the loop, no model built."""

@@ -1,10 +1,11 @@
-"""Store-and-forward outbox: every uplink message is kept here until it was delivered —
-DESIGN principle 5 — alarm events and snapshots on disk before they are published, telemetry
-in memory first. Delivered means, for telemetry and alarm events carrying a delivery sequence
-(`dseq`), that the ingest's acknowledgement watermark covers it (`cover()`); for everything else
-(state snapshots, command results, and all messages of a gateway configured for PUBACK-only
-delivery) that the broker acknowledged it (`ack()`). The uplink decides which
-(gateway.uplink.delivery); the outbox only stores.
+"""Store-and-forward outbox: every uplink message is kept here until it was delivered — DESIGN
+principle 5 — alarm events, alarm snapshots and command results on disk before they are
+published, telemetry in memory first, the gateway's own state in memory only. Delivered means,
+for telemetry and alarm events carrying a delivery sequence (`dseq`), that the ingest's
+acknowledgement watermark covers it (`cover()`); for everything else (state snapshots, command
+results, and all messages of a gateway configured for PUBACK-only delivery) that the broker
+acknowledged it (`ack()`). The uplink decides which (gateway.uplink.delivery); the outbox only
+stores.
 
 One SQLite database in WAL mode: encoded messages and counters (number marks, drops); the SQL
 is gateway.uplink.outbox_table's (one commit: outbox_commit), the state and rules this module's.
@@ -27,9 +28,9 @@ Durability and cost (storage writes scale with change, not with time: DESIGN pri
   seconds (the last `commit_interval` while disconnected or the ingest away) — and messages put
   within the last uncommitted `commit_interval`.
 - `synchronous=FULL`: every commit fsyncs the WAL (NORMAL would not survive a power cut).
-- `ack()` and `cover()` remove held messages at once; for rows they only record ids or a
-  watermark, deleted in the next commit. A crash in between re-sends them (at-least-once); the
-  ingest drops duplicates by (gateway, seq) or its watermark.
+- `ack()` and `cover()` remove held messages at once; rows wait for the next commit that
+  happens anyway, at most `delete_wait` (gateway.uplink.outbox_acks: what a crash costs then).
+- The gateway's periodic state is never committed (gateway.uplink.outbox_volatile: `volatile`).
 
 Sequence numbers (`next_seq(name)`) are reserved in blocks (gateway.uplink.outbox_numbers): a
 number is never given twice, whatever happens to the process; after an unclean stop the next
@@ -50,12 +51,10 @@ order, at most `backlog_limit` of it — the pacer in gateway.uplink.replay sets
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from gateway.clock import Clock
@@ -64,13 +63,15 @@ from gateway.storage import private_dir
 from gateway.uplink import outbox_recovery as recovery
 from gateway.uplink import outbox_table as table
 from gateway.uplink.budget import DEFAULT_BUDGET_BYTES, stored_size
+from gateway.uplink.outbox_acks import DELETE_WAIT, Deferred
 from gateway.uplink.outbox_commit import commit
-from gateway.uplink.outbox_cursors import TELEMETRY, Cursors
-from gateway.uplink.outbox_figures import Figures
+from gateway.uplink.outbox_cursors import Cursors
+from gateway.uplink.outbox_damage import Damage
 from gateway.uplink.outbox_held import Held
 from gateway.uplink.outbox_numbers import Numbers, lazy
-from gateway.uplink.outbox_recovery import carried_counters, drop_pending
+from gateway.uplink.outbox_recovery import drop_pending
 from gateway.uplink.outbox_table import OutboxError, OutboxMessage, Pending
+from gateway.uplink.outbox_volatile import Volatile
 
 __all__ = ["DEFAULT_BUDGET_BYTES", "Outbox", "OutboxError", "OutboxMessage", "stored_size"]
 
@@ -83,7 +84,7 @@ DEFAULT_HOLD = 10.0
 `outbox.telemetry_hold`)."""
 
 
-class Outbox(Figures):
+class Outbox(Damage):
     """Durable, bounded, ordered. Thread-safe (one lock); the uplink runs every call on its
     one writer thread, so fsync stays off the event loop."""
 
@@ -91,11 +92,12 @@ class Outbox(Figures):
                  budget_bytes: int = DEFAULT_BUDGET_BYTES, commit_interval: float = 1.0,
                  max_batch: int = 1000, synchronous: str = "FULL",
                  max_pending: int = 20_000, max_pending_bytes: int = MAX_PENDING_BYTES,
-                 hold: float = DEFAULT_HOLD) -> None:
+                 hold: float = DEFAULT_HOLD, delete_wait: float = DELETE_WAIT) -> None:
         if not 0 < commit_interval <= 1.0:
             raise ValueError("commit_interval must be in (0, 1] seconds")
-        if not commit_interval <= hold <= 300:
-            raise ValueError("hold must be between commit_interval and 300 seconds")
+        if not commit_interval <= hold <= 300 or delete_wait < 0:
+            raise ValueError("hold must be between commit_interval and 300 seconds, "
+                             "delete_wait not negative")
         if budget_bytes <= 0 or max_batch < 1 or max_pending < max_batch:
             raise ValueError("budget_bytes, max_batch and max_pending must be positive "
                              "(max_pending >= max_batch)")
@@ -117,8 +119,9 @@ class Outbox(Figures):
         """The highest row id given (held, pending or stored; module doc)."""
         self._pending: list[Pending] = []
         self._pending_bytes = 0
-        self._held = Held()
-        self._acked: set[int] = set()
+        self._held, self._volatile = Held(), Volatile()
+        self._deferred, self.delete_wait = Deferred(delete_wait, max_batch), delete_wait
+        """Confirmed rows waiting for a commit that happens anyway (gateway.uplink.outbox_acks)."""
         self._counters = opened.counters
         self._dirty_counters: set[str] = set()
         self._numbers = Numbers(self._counters)
@@ -128,7 +131,6 @@ class Outbox(Figures):
             self._dirty_counters.add("stream")
         self._covered = 0
         """The ingest's watermark for this stream: dseq ≤ it are delivered."""
-        self._cover_pending = False
         self._count, self._bytes = opened.count, opened.size
         self._cursors = Cursors(self._last_id)
         self.transactions = 0
@@ -164,13 +166,15 @@ class Outbox(Figures):
     def put(self, kind: MessageKind, topic: str, payload: bytes, *, qos: int = 1,
             retain: bool = False, replace: bool = False, created_ns: int | None = None,
             dseq: int | None = None, final: bool = False, hold: bool = False,
-            seq: int | None = None) -> None:
+            seq: int | None = None, volatile: bool = False) -> None:
         """Queue a message for the next commit (never commits: see `flush_due`).
         `replace`: a newer message on the same topic supersedes any older one not yet acked
         (snapshots: state, active alarms) but a `final` one (a config request's outcome).
         `dseq`: the delivery sequence of a message that leaves only when covered.
         `hold`: keep it in memory and hand it out from there until it is acknowledged or
-        `settle` commits it (telemetry; `seq`: its batch number)."""
+        `settle` commits it (telemetry; `seq`: its batch number). `volatile`: a snapshot kept
+        in memory only (gateway.uplink.outbox_volatile) — committed after all while the file
+        or the pending messages hold an older one on its topic, so that one is replaced."""
         if qos not in (0, 1, 2):
             raise ValueError("qos must be 0, 1 or 2")
         if replace and not retain:
@@ -183,7 +187,10 @@ class Outbox(Figures):
                 MessageKind(kind), topic, bytes(payload), qos, retain,
                 self._clock.now_ns() if created_ns is None else created_ns, replace,
                 size, self._clock.monotonic(), dseq, final, seq=seq)
-            if hold:
+            if volatile and replace and not final and not self._retained(topic):
+                self._last_id += 1
+                self._volatile.put(self._last_id, message)
+            elif hold:
                 self._last_id += 1
                 message.id = self._last_id
                 self._held.add(message.id, message)
@@ -200,6 +207,16 @@ class Outbox(Figures):
                 self._pending, self._pending_bytes = drop_pending(
                     self._pending, self.max_pending, self.max_pending_bytes, self._counters,
                     self._dirty_counters)
+
+    def _retained(self, topic: str) -> bool:
+        """An older snapshot on `topic` is pending or stored (a volatile one must replace it)."""
+        if any(p.topic == topic and p.replace for p in self._pending):
+            return True
+        try:
+            with self._reading("read"):
+                return table.has_retained(self._db, topic)
+        except OutboxError:  # unknown: committed, as any snapshot
+            return True
 
     def held_age(self) -> float | None:
         """Seconds since the oldest held message was put (None: none held)."""
@@ -221,51 +238,59 @@ class Outbox(Figures):
 
     def flush_due(self) -> bool:
         """A commit is due: the oldest pending message is `commit_interval` old, `max_batch`
-        wait, or only acknowledgements and counters wait."""
+        wait, or counters or deletes that may wait no longer (`dirty(defer=True)`)."""
         with self._lock:
             if len(self._pending) >= self.max_batch:
                 return True
             if self._pending:
                 return self._clock.monotonic() - self._pending[0].since >= self.commit_interval
-            return self.dirty()
+            return self.dirty(defer=True)
 
-    def dirty(self) -> bool:
-        """Acknowledgements of rows, a new watermark over rows, counters or a reservation of
-        numbers about to be published wait for a commit (a reservation made early is written
-        with the next commit that happens anyway: not a reason for one)."""
+    def dirty(self, *, defer: bool = False) -> bool:
+        """Deletes of confirmed rows (`defer`: only those past `delete_wait`, or many),
+        counters or a reservation of numbers about to be published wait for a commit (a
+        reservation made early is written with the next commit that happens anyway: not a
+        reason for one)."""
         with self._lock:
-            return bool(self._acked or self._cover_pending or self._numbers.undurable()
-                        or not lazy(self._dirty_counters))
+            deletes = self._deferred.due(self._clock.monotonic()) if defer \
+                else bool(self._deferred)
+            return deletes or self._numbers.undurable() or not lazy(self._dirty_counters)
+
+    def deferred_age(self) -> float | None:
+        """Seconds the oldest confirmed row has waited for its delete (None: none waits)."""
+        with self._lock:
+            return self._deferred.age(self._clock.monotonic())
 
     def maybe_flush(self) -> bool:
         """Commit if `flush_due` (call at least every `commit_interval`)."""
         with self._lock:
             if self.flush_due():
-                self.flush()
+                self.flush(defer=True)
                 return True
             return False
 
-    def flush(self, *, force: bool = False) -> int:
-        """Commit everything pending (acks, replacements, budget drops, new messages, counters)
-        in one transaction (none if nothing is due, unless `force`); returns the number of
-        messages stored. A damaged file is replaced by a fresh one, which then takes the commit
-        (see the module doc)."""
+    def flush(self, *, force: bool = False, defer: bool = False) -> int:
+        """Commit everything pending (deletes, replacements, budget drops, new messages,
+        counters) in one transaction (none if nothing is due, unless `force`; `defer`: deletes
+        alone are not due before `delete_wait`); returns the number of messages stored. A
+        damaged file is replaced by a fresh one, which then takes the commit (module doc)."""
         with self._lock:
             try:
-                return self._commit(force)
+                return self._commit(force, defer)
             except OutboxError as exc:
                 if not recovery.is_corrupt(exc):
                     raise
                 self._recover(exc)
-            return self._commit(force)
+            return self._commit(force, defer)
 
-    def _commit(self, force: bool = False) -> int:
+    def _commit(self, force: bool = False, defer: bool = False) -> int:
         with self._lock:
-            if not (self._pending or self.dirty() or force):
+            if not (self._pending or self.dirty(defer=defer) or force):
                 return 0
+            deferred = self._deferred
             done = commit(self._db, budget_bytes=self.budget_bytes, pending=self._pending,
-                          acked=self._acked,
-                          covered=self._covered if self._cover_pending else None,
+                          acked=deferred.acked,
+                          covered=self._covered if deferred.cover_pending else None,
                           counters=self._counters, dirty=self._dirty_counters,
                           count=self._count, size=self._bytes, last_id=self._last_id)
             self.transactions += 1
@@ -273,47 +298,12 @@ class Outbox(Figures):
             self._last_id = done.last_id
             self._pending.clear()
             self._pending_bytes = 0
-            self._acked = set()
+            deferred.clear()
             self._dirty_counters.clear()
-            self._cover_pending = False
             self._counters = done.counters
             self._numbers.committed(done.counters)
             self._count, self._bytes = done.count, done.size
             return len(done.stored)
-
-    # ------------------------------------------------------------------ damage
-
-    @contextlib.contextmanager
-    def _reading(self, what: str) -> Iterator[None]:
-        """SQLite errors as OutboxError; a damaged file is replaced first (under the lock)."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            if recovery.is_corrupt(exc):
-                self._recover(exc)
-            raise OutboxError(f"outbox {what} failed: {exc}") from exc
-
-    def _recover(self, exc: BaseException) -> None:
-        """The file is damaged: move it aside and go on in a fresh one, keeping the stream,
-        counters, pending and held messages (alarm events first) and watermark (module doc of
-        gateway.uplink.outbox_recovery); the messages the file held count as dropped."""
-        with self._lock:
-            lost = dict(self._count)
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()  # (rolls back an open transaction)
-            opened, note = recovery.reopen(self.path, self._synchronous, self._clock, exc, lost,
-                                           self._last_id)
-            self._db, self._last_id = opened.db, opened.last_id
-            self.recovery_note, self.recoveries = note, self.recoveries + 1
-            self._counters = carried_counters(self._counters, lost)
-            self._dirty_counters = set(self._counters)
-            self._count, self._bytes = recovery.zero_totals()
-            self._acked.clear()
-            self._cover_pending = False
-            self._pending.sort(key=lambda p: p.kind.priority)  # alarm events first
-            telemetry = self._cursors.live[TELEMETRY]  # (held ones above it are not sent yet)
-            self._cursors = Cursors(self._last_id, backlog=False)
-            self._cursors.live[TELEMETRY] = min(telemetry, self._last_id)
 
     # ------------------------------------------------------------------ publishing
 
@@ -323,8 +313,9 @@ class Outbox(Figures):
         start."""
         with self._lock:
             self.settle()
-            try:
-                self.flush()
+            self._volatile.new_session()
+            try:  # (rows a PUBACK delivered are deleted before they could be handed out again)
+                self.flush(force=bool(self._deferred.acked))
             finally:  # (what a failed flush left pending is live when it is committed)
                 self._cursors = Cursors(min((p.id - 1 for p in self._pending
                                              if p.id is not None), default=self._last_id))
@@ -338,7 +329,7 @@ class Outbox(Figures):
         with self._lock, self._reading("read"):
             return self._cursors.next_batch(
                 self._db, self._covered, limit, backlog_limit, self._held,
-                lambda m: self._numbers.ready(m.seq, m.dseq))
+                lambda m: self._numbers.ready(m.seq, m.dseq), self._volatile)
 
     def fetch(self, ids: Iterable[int]) -> list[OutboxMessage]:
         """The messages with these ids that are still here and not covered (to publish again:
@@ -360,17 +351,18 @@ class Outbox(Figures):
         with self._lock:
             return self._covered
 
-    def cover(self, upto: int) -> int:
+    def cover(self, upto: int, *, hurry: bool = False) -> int:
         """The ingest stored every dseq ≤ `upto` of this stream: held messages go now, rows at
-        the next commit (and never handed out again). Returns the held messages removed."""
+        the next commit (and never handed out again). Returns the held messages removed.
+        `hurry`: the deletes that wait are due now."""
         with self._lock:
+            if hurry and self._deferred:
+                self._deferred.since = float("-inf")
             if upto <= self._covered:
                 return 0
             with self._reading("read"):
-                lowest = table.lowest_dseq(self._db, self._covered)
+                self._deferred.cover(self._db, self._covered, upto, self._clock.monotonic())
             self._covered = upto
-            if lowest is not None and lowest <= upto:
-                self._cover_pending = True
             return self._held.remove_covered(upto)
 
     def ack(self, ids: Iterable[int]) -> int:
@@ -379,7 +371,14 @@ class Outbox(Figures):
         with self._lock:
             wanted = set(ids)
             gone = self._held.remove_ids(wanted)
-            self._acked.update(wanted - gone)
+            rest, now = wanted - gone - self._volatile.remove_ids(wanted), self._clock.monotonic()
+            recoveries = self.recoveries
+            try:
+                with self._reading("read"):
+                    self._deferred.ack(self._db, rest, now)
+            except OutboxError:  # unread (a damaged file is replaced: its rows are gone)
+                if self.recoveries == recoveries:
+                    self._deferred.unread(rest, now)
             return len(gone)
 
     def close(self) -> None:

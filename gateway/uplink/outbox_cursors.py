@@ -15,6 +15,7 @@ from gateway.uplink import outbox_table as table
 from gateway.uplink.budget import KINDS
 from gateway.uplink.outbox_held import Held
 from gateway.uplink.outbox_table import OutboxMessage, Pending
+from gateway.uplink.outbox_volatile import Volatile
 
 TELEMETRY = MessageKind.TELEMETRY
 
@@ -39,12 +40,18 @@ class Cursors:
 
     def next_batch(self, db: sqlite3.Connection, covered: int, limit: int,
                    backlog_limit: int | None, held: Held | None = None,
-                   ready: Callable[[Pending], bool] = lambda _m: True) -> list[OutboxMessage]:
-        """`held`: telemetry in memory (handed out as live, if `ready`)."""
+                   ready: Callable[[Pending], bool] = lambda _m: True,
+                   volatile: Volatile | None = None) -> list[OutboxMessage]:
+        """`held`: telemetry in memory (handed out as live, if `ready`); `volatile`: snapshots
+        in memory (live, before the state rows: gateway.uplink.outbox_volatile)."""
         out: list[OutboxMessage] = []
         for kind in KINDS:
             if len(out) >= limit:
                 break
+            if kind is MessageKind.STATE and volatile:
+                out += volatile.take(limit - len(out))
+                if len(out) >= limit:
+                    break
             if kind is TELEMETRY and held:
                 out += self._live_telemetry(db, covered, limit - len(out), held, ready)
                 continue

@@ -13,9 +13,11 @@ from pathlib import Path
 
 from gateway.contract.wire import MessageKind, OutboxStatus
 from gateway.uplink import outbox_table as table
+from gateway.uplink.outbox_acks import Deferred
 from gateway.uplink.outbox_held import Held
 from gateway.uplink.outbox_numbers import Numbers
 from gateway.uplink.outbox_table import Pending, Totals
+from gateway.uplink.outbox_volatile import Volatile
 
 
 class Figures:
@@ -30,6 +32,8 @@ class Figures:
     _pending: list[Pending]
     _pending_bytes: int
     _held: Held
+    _volatile: Volatile
+    _deferred: Deferred
     _counters: dict[str, int]
     _numbers: Numbers
     _covered: int
@@ -37,15 +41,19 @@ class Figures:
     _reading: Callable[[str], contextlib.AbstractContextManager[None]]
 
     def floor(self) -> int:
-        """The lowest dseq still held or stored and not covered, or the next one to be given:
+        """The lowest dseq still stored, or held and not covered, or the next one to be given:
         every number below it is done (delivered, dropped to stay within the budget, or lost
-        from memory by an unclean stop)."""
+        from memory by an unclean stop). A covered row counts until its delete is committed:
+        a process killed before that sends it again, and the ingest recognises it by the
+        identity it keeps for numbers from the floor on (gateway.uplink.outbox_acks)."""
         with self._lock:
             pending = [p.dseq for p in self._pending if p.dseq is not None]
             with self._reading("read"):
-                stored = table.lowest_dseq(self._db, self._covered)
-            candidates = [v for v in (stored, self._held.lowest_dseq(), *pending)
+                stored = table.lowest_dseq(self._db, 0)
+            candidates = [v for v in (self._held.lowest_dseq(), *pending)
                           if v is not None and v > self._covered]
+            if stored is not None:
+                candidates.append(stored)
             if candidates:
                 return int(min(candidates))
             return max(self._covered, self._numbers.issued.get("delivery", 0)) + 1
@@ -55,8 +63,9 @@ class Figures:
         commit)."""
         with self._lock:
             kinds = list(MessageKind) if kind is None else [kind]
-            return sum(self._count[k] for k in kinds) + sum(
-                1 for p in self._pending if p.kind in kinds) + self._held.count(kinds)
+            return sum(self._count[k] - self._deferred.count[k] for k in kinds) + sum(
+                1 for p in self._pending if p.kind in kinds) + self._held.count(kinds) \
+                + self._volatile.count(kinds)
 
     def held(self) -> int:
         """Messages held in memory (not committed)."""
@@ -65,16 +74,17 @@ class Figures:
 
     def stored_bytes(self) -> int:
         with self._lock:
-            return sum(self._bytes.values()) + self._pending_bytes + self._held.bytes
+            return sum(self._bytes.values()) - sum(self._deferred.size.values()) \
+                + self._pending_bytes + self._held.bytes + self._volatile.bytes
 
     def oldest_age(self) -> float | None:
         """Seconds since the oldest message still here was created; None when empty."""
         with self._lock:
             with self._reading("read"):
-                stored = table.oldest_created(self._db)
-            held = self._held.oldest_created()
-            oldest = [p.created_ns for p in self._pending[:1]] + stored + (
-                [] if held is None else [held])
+                stored = table.oldest_created(self._db, self._deferred.ids)
+            memory = [m for m in (self._held.oldest_created(), self._volatile.oldest_created())
+                      if m is not None]
+            oldest = [p.created_ns for p in self._pending[:1]] + stored + memory
             if not oldest:
                 return None
             return max(0.0, (self._now_ns() - min(oldest)) / 1e9)

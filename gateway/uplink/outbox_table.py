@@ -280,7 +280,24 @@ _OLDEST = "SELECT MIN(c) FROM (" + " UNION ALL ".join(
 """Each kind's first row by the (kind, id) index, in one statement."""
 
 
-def oldest_created(db: sqlite3.Connection) -> list[int]:
-    """The creation time of the oldest of each kind's first stored message (empty: none)."""
-    row = db.execute(_OLDEST).fetchone()
-    return [] if row is None or row[0] is None else [int(row[0])]
+def oldest_created(db: sqlite3.Connection, skip: set[int] | None = None) -> list[int]:
+    """The creation time of the oldest of each kind's first stored message not in `skip`
+    (rows confirmed and waiting for their delete; empty: none)."""
+    if not skip:
+        row = db.execute(_OLDEST).fetchone()
+        return [] if row is None or row[0] is None else [int(row[0])]
+    firsts = []
+    for kind in MessageKind:  # past the skipped ones (the oldest, as a rule) by the index
+        for row_id, created in db.execute("SELECT id, created_ns FROM messages WHERE kind = ? "
+                                          "ORDER BY id", (kind.priority,)):
+            if row_id not in skip:
+                firsts.append(int(created))
+                break
+    return [min(firsts)] if firsts else []
+
+
+def has_retained(db: sqlite3.Connection, topic: str) -> bool:
+    """A replaceable retained message on `topic` is stored."""
+    row = db.execute("SELECT EXISTS (SELECT 1 FROM messages WHERE topic = ? AND retain = 1)",
+                     (topic,)).fetchone()
+    return bool(row[0])

@@ -20,7 +20,8 @@ def outbox_of(settings: UplinkSettings, state_dir: Path, clock: Clock) -> Outbox
     return Outbox(state_dir / path if not path.is_absolute() else path, clock=clock,
                   budget_bytes=int(settings.outbox.budget_mb * 1024 * 1024),
                   commit_interval=settings.outbox.commit_interval,
-                  hold=settings.outbox.telemetry_hold)
+                  hold=settings.outbox.telemetry_hold,
+                  delete_wait=settings.outbox.delete_wait)
 
 
 def filter_of(settings: UplinkSettings, clock: Clock,

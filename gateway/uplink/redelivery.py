@@ -85,8 +85,9 @@ class Redelivery:
                         ack.upto, ack.highest, issued)
             self.refused_acks += 1
             return
+        went_back = ack.upto < self.tracker.covered  # the ingest reset its watermark
         self._resend(self.tracker.on_ack(ack.upto, ack.highest))
-        self.committer.cover(self.tracker.covered)
+        self.committer.cover(self.tracker.covered, went_back)
         floor = self.committer.floor
         now = self.clock.monotonic()
         since = now - self._floor_told

@@ -57,6 +57,10 @@ class OutboxSettings(Strict):
     acknowledged it by then (or while the uplink is disconnected or the ingest away, within
     `commit_interval`): acknowledged in time, it never touches the disk. What a power cut can
     lose of telemetry: at most this much, of what was not acknowledged yet."""
+    delete_wait: Duration = 30.0
+    """Longest the delete of stored messages the central side confirmed waits for a commit that
+    happens anyway (an alarm event's, a command result's) instead of a commit of its own. A
+    crash before it only sends them again, and the ingest recognises them as stored."""
 
     @model_validator(mode="after")
     def _interval(self) -> OutboxSettings:
@@ -65,6 +69,8 @@ class OutboxSettings(Strict):
         if not 1.0 <= self.telemetry_hold <= 300.0:
             raise ValueError("telemetry_hold must be between 1s and 5m (it is how much "
                              "unacknowledged telemetry a power cut can lose)")
+        if not 0 <= self.delete_wait <= 600.0:
+            raise ValueError("delete_wait must be between 0s and 10m")
         return self
 
 

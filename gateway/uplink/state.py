@@ -1,6 +1,9 @@
 """The gateway's retained state on MQTT: the GatewayState (birth, refreshes, offline), the
 point catalog and the active-alarm snapshot, each a snapshot that replaces any older
-unpublished one in the outbox.
+unpublished one in the outbox. The catalog and the active-alarm snapshot (an alarm state) are
+committed before they are published; the `online` GatewayState is a status report the next
+refresh and every birth replace, kept in the outbox's memory only
+(gateway.uplink.outbox_volatile: why that loses nothing the central side needs).
 
 When the state is queued again (no timer shorter than a real deadline):
 - every `state_interval` (one `call_later` on the event loop, re-armed each time);

@@ -13,6 +13,12 @@ from gateway.uplink.replay import ReplayPacer, take
 A, S, T = MessageKind.ALARM, MessageKind.STATE, MessageKind.TELEMETRY
 
 
+
+def rows(path: Path) -> list[int]:
+    """The ids stored in the file."""
+    with sqlite3.connect(path) as db:
+        return [int(r[0]) for r in db.execute("SELECT id FROM messages")]
+
 def make(tmp_path: Path, clock: ManualClock | None = None, **kw: object) -> Outbox:
     return Outbox(tmp_path / "outbox.db", clock=clock or ManualClock(), **kw)  # type: ignore[arg-type]
 
@@ -88,9 +94,10 @@ def test_ack_removes_and_unacked_are_sent_again_next_session(tmp_path: Path) -> 
     ob.start_session()
     batch = ob.next_batch(10)
     ob.ack([batch[0].id, batch[2].id])
-    assert ob.depth() == 4  # acks take effect at the commit
+    assert ob.depth() == 2  # acknowledged: not counted, deleted at the next commit
+    assert len(rows(ob.path)) == 4
     ob.flush()
-    assert ob.depth() == 2
+    assert ob.depth() == 2 and len(rows(ob.path)) == 2
     ob.start_session()  # reconnected before the other PUBACKs came
     assert payloads(ob.next_batch(10)) == [b"1", b"3"]
     ob.ack([999_999])  # unknown / already dropped ids are harmless
@@ -247,7 +254,7 @@ def test_covered_entries_leave_at_the_next_commit_and_are_never_handed_out(
     assert [m.dseq for m in first] == [None, 1]  # state first, then telemetry
     ob.cover(3)
     assert [m.dseq for m in ob.next_batch(10)] == [4, 5]  # 2 and 3 are covered: skipped
-    assert ob.depth() == 6 and ob.dirty()
+    assert ob.depth() == 3 and ob.dirty()  # covered: not counted, deleted at the next commit
     ob.flush()
     assert ob.depth() == 3 and ob.floor() == 4
     assert [m.payload for m in ob.fetch([m.id for m in first])] == [b"state"]

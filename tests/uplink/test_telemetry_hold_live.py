@@ -82,7 +82,8 @@ async def test_telemetry_not_acknowledged_in_time_is_committed_and_replayed(
     sub = Subscriber(broker.port, PREFIX + "telemetry")
     subscribers.append(sub)
     s = settings(broker.port, protocol="5", delivery="ingest", ack_timeout="2s",
-                 outbox={"commit_interval": "200ms", "telemetry_hold": "1s"})
+                 outbox={"commit_interval": "200ms", "telemetry_hold": "1s",
+                         "delete_wait": "2s"})
     async with uplink_and_ingest(s, tmp_path, broker, victoria, "late-ingest") as (
             up, ingest):
         await until(lambda: up.status().connected, what="connect")
@@ -110,7 +111,8 @@ async def test_telemetry_not_acknowledged_in_time_is_committed_and_replayed(
         up.on_samples(samples(5))  # a live one (the five go again at their ack timeout)
         await until(lambda: up.status().outbox.depth == 0, timeout=30,
                     what="stored and acknowledged")
-        assert telemetry_rows(up.outbox.path) == 0
+        await until(lambda: telemetry_rows(up.outbox.path) == 0,  # (no commit of their own
+                    what="deleted within delete_wait")           # before `delete_wait`)
     victoria.flush()
     db = stored(victoria, SITE, GW)
     assert len(db.series[("th-1.temperature", "good", "value")]) == 6 and not db.doubled
