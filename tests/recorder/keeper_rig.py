@@ -3,9 +3,13 @@ journal (tests of the incident store's start-up and of an incident's sample cap)
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
+import gateway.recorder.incidents as incidents
 from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
@@ -98,3 +102,17 @@ def stored_record(incident_id: str, status: str, filler: int = 0) -> dict[str, A
             "events": [], "output_changes": [], "health": {},
             "points": {"a.v": {"ts": list(range(filler)), "v": [i * 0.37 for i in range(filler)],
                                "q": "g" * filler}}}
+
+
+@pytest.fixture
+def a_save_each_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Copy and save at every batch (a test module imports it, marked autouse there)."""
+    monkeypatch.setattr(incidents, "COPY_EVERY", 0.0)
+    monkeypatch.setattr(incidents, "SAVE_EVERY", 0.0)
+
+
+def settled(keeper: IncidentKeeper) -> None:
+    """Wait until the keeper's writer has done what it was given."""
+    done = threading.Event()
+    keeper.in_writer(done.set)
+    assert done.wait(60)

@@ -19,28 +19,24 @@ from typing import Any
 
 import pytest
 
-import gateway.recorder.incidents as incidents
 from gateway.panel.events import IncidentIndex, report_of
 from gateway.recorder import progress, reading
 from gateway.recorder.clockstep import follow_step
 from gateway.recorder.incidents import IncidentKeeper, record_of
 from gateway.recorder.remote import answer_now
 from gateway.recorder.store import IncidentError, IncidentStore
-from tests.recorder.keeper_rig import FakeSources, alarm, feed, keeper_of
+from tests.recorder.keeper_rig import (
+    FakeSources,
+    a_save_each_batch,
+    alarm,
+    feed,
+    keeper_of,
+    settled,
+)
+
+pytestmark = pytest.mark.usefixtures(a_save_each_batch.__name__)  # (imported: keeper_rig)
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def a_save_each_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(incidents, "COPY_EVERY", 0.0)
-    monkeypatch.setattr(incidents, "SAVE_EVERY", 0.0)
-
-
-def settled(keeper: IncidentKeeper) -> None:
-    done = threading.Event()
-    keeper.in_writer(done.set)
-    assert done.wait(60)
 
 
 def as_saved(keeper: IncidentKeeper, sources: FakeSources) -> dict[str, Any]:

@@ -8,29 +8,24 @@ and a clock step make the next save write the incident whole."""
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import gateway.recorder.incidents as incidents
 from gateway.recorder.clockstep import follow_step
 from gateway.recorder.incidents import IncidentKeeper, record_of
 from gateway.recorder.store import IncidentStore
-from tests.recorder.keeper_rig import FakeSources, alarm, feed, keeper_of
+from tests.recorder.keeper_rig import (
+    FakeSources,
+    a_save_each_batch,
+    alarm,
+    feed,
+    keeper_of,
+    settled,
+)
 
-
-@pytest.fixture(autouse=True)
-def a_save_each_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(incidents, "COPY_EVERY", 0.0)
-    monkeypatch.setattr(incidents, "SAVE_EVERY", 0.0)
-
-
-def settled(keeper: IncidentKeeper) -> None:
-    done = threading.Event()
-    keeper.in_writer(done.set)
-    assert done.wait(60)
+pytestmark = pytest.mark.usefixtures(a_save_each_batch.__name__)  # (imported: keeper_rig)
 
 
 def as_stored(keeper: IncidentKeeper) -> dict[str, Any]:
