@@ -178,6 +178,11 @@ class IncidentKeeper:
         for incident in self.open.values():
             if event.room in (incident.room, None):
                 _kept(incident, incident.events, event.as_dict())
+            if event.previous_state in _ACTIVE and not event.drill \
+                    and (event.room or "site") == incident.room:
+                # an alarm of the room active until this event: `post` from then, though
+                # the keeper's look (every COPY_EVERY) comes later and finds the room quiet
+                self._extend(incident, event.ts)
         if self._opens(event) and (event.room or "site") not in self.open:
             self._begin(event)
 
@@ -231,13 +236,18 @@ class IncidentKeeper:
                     trigger.severity, len(incident.context.points))
         self._advance(incident, force_save=True)
 
+    def _extend(self, incident: OpenIncident, active_at: int) -> None:
+        """An alarm of the incident's room was active at `active_at` (ns): end `post` after it,
+        at most `max_duration` after the trigger."""
+        cap = incident.trigger.ts + int(self.settings.max_duration * _NS)
+        incident.end_ns = min(cap, max(incident.end_ns,
+                                       active_at + int(self.settings.post * _NS)))
+
     def _advance(self, incident: OpenIncident, force_save: bool = False) -> None:
         """Copy what the recorder got since the last copy; extend, save or close."""
         now = self.sources.now_ns()
         if self.sources.room_active(incident.room):  # `post` after the room's last alarm
-            cap = incident.trigger.ts + int(self.settings.max_duration * _NS)
-            incident.end_ns = min(cap, max(incident.end_ns,
-                                           now + int(self.settings.post * _NS)))
+            self._extend(incident, now)
         self._copy(incident, now)  # (after the extension: up to the old end only, the tail
         done = now >= incident.end_ns  # between it and now was lost: the incident audit)
         if done or force_save or self._monotonic() - incident.saved_mono >= SAVE_EVERY:
