@@ -60,11 +60,12 @@ def refused_in(path: Path, section: str) -> str:
 
 class Locker:
     """Another process's write transaction on a SQLite file (what `sqlite3 alarms.sqlite` with
-    `BEGIN IMMEDIATE;` typed in does): the liveness audit's locked journal."""
+    `BEGIN IMMEDIATE;` typed in does): the liveness audit's locked journal. `EXCLUSIVE`: a
+    backup's or a stuck writer's."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, how: str = "IMMEDIATE") -> None:
         self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(f"BEGIN {how}")
 
     def release(self) -> None:
         self.conn.execute("ROLLBACK")

@@ -1,9 +1,14 @@
 """The command inbox: one `cmd` payload (bytes + retained flag) → a verified command carried
 out, or a refusal code → the `CommandResult` to publish on `cmd/result`.
 
-No broker and no event loop: the uplink hands every `cmd` payload to `receive()` and publishes
-what it returns; `request_state` (which changes no safety state and needs no signature) comes
-back as `republish` for the uplink to do. Nothing that arrives can make `receive()` raise.
+No broker and no event loop. `receive()` does it all in the caller's thread; the uplink does it
+in steps (gateway.operator.command_queue), so that the replay memory's disk writes run off the
+event loop: `judge()` (every check but the memory's: no disk) gives the answer, or a `Pending`
+command; `remember()` records its id (a disk write, in a worker thread) or refuses it;
+`carry_out()` (on the loop) does it; `note()` (a disk write) keeps what became of it. A
+`request_state` (which changes no safety state and needs no signature) comes back as
+`republish` for the uplink to do; it and every refused command never touch the memory. Nothing
+that arrives can make these raise.
 
 An alarm command is carried out only if, in this order: it fits MAX_COMMAND_BYTES and the
 contract (`oversized`, `malformed`); it did not arrive retained (`retained`); it names this
@@ -73,6 +78,18 @@ CarryOut = Callable[[AlarmCommand, str], Union[int, "Released"]]
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """An alarm command that passed every check but the replay memory's: `remember()` records
+    its id before `carry_out()` does it."""
+
+    cmd: AlarmCommand
+    key: str
+    """The replay memory's key (the signing key's id, or UNSIGNED_KEY)."""
+    actor: str
+    """Whom the journal names (the key's owner)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """What became of one `cmd` payload."""
 
@@ -102,14 +119,28 @@ class CommandInbox:
         self._log_budget = LogBudget(LOG_BUDGET, LOG_WINDOW_S, clock=clock.monotonic)
 
     def receive(self, payload: bytes, retained: bool) -> Delivery:
-        """Decode, verify and carry out one payload; never raises."""
+        """Decode, verify, remember and carry out one payload, all in the caller's thread (the
+        memory's write blocks it: the uplink takes the steps apart); never raises."""
+        step = self.judge(payload, retained)
+        if isinstance(step, Delivery):
+            return step
+        refusal = self.remember(step)
+        if refusal is not None:
+            return self.refuse(step, refusal)
+        delivery, outcome = self.carry_out(step)
+        self.note(step, outcome)
+        return delivery
+
+    def judge(self, payload: bytes, retained: bool) -> Delivery | Pending:
+        """Every check but the replay memory's (no disk): the answer, or the command to
+        `remember` and carry out. Never raises."""
         try:
-            return self._receive(bytes(payload), retained)
+            return self._judge(bytes(payload), retained)
         except Exception:  # the promise: an answer or a count, never a crash
             log.exception("event=command_inbox_failed bytes=%d", len(payload))
             return Delivery("bad", None)
 
-    def _receive(self, payload: bytes, retained: bool) -> Delivery:
+    def _judge(self, payload: bytes, retained: bool) -> Delivery | Pending:
         if len(payload) > MAX_COMMAND_BYTES:
             self._say(logging.ERROR, "event=command_bad code=%s bytes=%d", r.OVERSIZED,
                       len(payload))
@@ -137,35 +168,77 @@ class CommandInbox:
                 return Delivery("applied", self._answer(cmd.id, None), republish=True)
             key, actor = self._authenticate(cmd)
             self._check_time(cmd)
-            self._remember(cmd, key)
+            if self.memory is None:
+                raise r.Refused(r.UNAVAILABLE, "this gateway keeps no replay memory")
         except r.Refused as refusal:
             return self._refused(cmd.id, cmd.action, cmd.key_id, refusal)
-        return self._do(cmd, key, actor)
+        return Pending(cmd, key, actor)
 
-    def _do(self, cmd: AlarmCommand, key: str, actor: str) -> Delivery:
+    def remember(self, pending: Pending) -> r.Refused | None:
+        """Record the command's id in the replay memory, durably: None, or why it may not be
+        carried out (`replayed`, `unavailable`). Blocks on the disk (an fsync; up to the busy
+        timeout while another process holds the file): call it off the event loop. Never
+        raises."""
+        cmd = pending.cmd
+        try:
+            if self.memory is None:
+                return r.Refused(r.UNAVAILABLE, "this gateway keeps no replay memory")
+            refused = self.memory.first_use(pending.key, cmd.id, cmd.ts, cmd.expires or cmd.ts)
+        except ReplayMemoryError as exc:
+            log.error("event=command_replay_memory_failed error=%r", str(exc))
+            return r.Refused(r.UNAVAILABLE, str(exc))
+        except Exception as exc:
+            log.exception("event=command_replay_memory_failed id=%s", cmd.id)
+            return r.Refused(r.UNAVAILABLE, f"replay memory: {type(exc).__name__}")
+        return None if refused is None else r.Refused(r.REPLAYED, refused)
+
+    def carry_out(self, pending: Pending) -> tuple[Delivery, str]:
+        """Carry out a remembered command (the alarm manager's work: on the event loop); its
+        delivery, and the outcome to `note` (`ok` or the refusal's code). Never raises."""
+        cmd, actor = pending.cmd, pending.actor
         try:
             if self._carry_out is None:
                 raise r.Refused(r.NOT_APPLICABLE, f"{cmd.action} is not handled by this "
                                                   "gateway")
             done = self._carry_out(cmd, actor)
         except r.Refused as refusal:
-            self._note(key, cmd.id, refusal.code)
-            return self._refused(cmd.id, cmd.action, cmd.key_id, refusal, actor)
+            return self._refused(cmd.id, cmd.action, cmd.key_id, refusal, actor), refusal.code
         except Exception as exc:
             log.exception("event=command_handler_failed id=%s action=%s", cmd.id, cmd.action)
-            self._note(key, cmd.id, r.FAILED)
             return self._refused(cmd.id, cmd.action, cmd.key_id,
-                                 r.Refused(r.FAILED, f"failed: {type(exc).__name__}"), actor)
-        self._note(key, cmd.id, "ok")
+                                 r.Refused(r.FAILED, f"failed: {type(exc).__name__}"),
+                                 actor), r.FAILED
         if not isinstance(done, int):  # a reset_output: what it did (commands.Released)
             log.info("event=command id=%s action=%s actor=%r key=%s ok=True output=%s "
                      "still_on_for=%s", cmd.id, cmd.action, actor, cmd.key_id or "-",
                      done.output, ",".join(done.still_on_for) or "-")
             return Delivery("applied", self._answer(cmd.id, None, actor=actor,
-                                                    note=done.message))
+                                                    note=done.message)), "ok"
         log.info("event=command id=%s action=%s actor=%r key=%s ok=True changed=%d", cmd.id,
                  cmd.action, actor, cmd.key_id or "-", done)
-        return Delivery("applied", self._answer(cmd.id, None, actor=actor, changed=done))
+        return Delivery("applied", self._answer(cmd.id, None, actor=actor, changed=done)), "ok"
+
+    def note(self, pending: Pending, outcome: str) -> None:
+        """Keep what became of a remembered command, for a replay's answer (best effort; a disk
+        write: call it off the event loop). Never raises."""
+        try:
+            if self.memory is not None:
+                self.memory.note_outcome(pending.key, pending.cmd.id, outcome)
+        except Exception:
+            log.exception("event=command_note_failed id=%s", pending.cmd.id)
+
+    def refuse(self, pending: Pending, refusal: r.Refused) -> Delivery:
+        """The answer to a judged command that is not carried out after all."""
+        return self._refused(pending.cmd.id, pending.cmd.action, pending.cmd.key_id, refusal)
+
+    def turn_away(self, payload: bytes, refusal: r.Refused) -> Delivery:
+        """The answer to a payload refused before it was judged (too many wait, the uplink is
+        stopping): `refusal`, to its id if one can be read; nothing is carried out or
+        remembered."""
+        cid = recover_id(payload) if len(payload) <= MAX_COMMAND_BYTES else None
+        self._say(logging.WARNING, "event=command_refused id=%s code=%s reason=%r", cid or "-",
+                  refusal.code, refusal.message)
+        return Delivery("refused", None if cid is None else self._answer(cid, refusal))
 
     def _authenticate(self, cmd: AlarmCommand) -> tuple[str, str]:
         """(replay-memory key, actor) of a command this gateway may carry out."""
@@ -206,22 +279,6 @@ class CommandInbox:
             raise r.Refused(r.EXPIRED, f"expired {(now - cmd.expires) / 1e9:.1f} s ago by "
                                        f"this gateway's clock ({iso(now)}; if that is wrong, "
                                        "check its time synchronisation)")
-
-    def _remember(self, cmd: AlarmCommand, key: str) -> None:
-        memory = self.memory
-        if memory is None:
-            raise r.Refused(r.UNAVAILABLE, "this gateway keeps no replay memory")
-        try:
-            refused = memory.first_use(key, cmd.id, cmd.ts, cmd.expires or cmd.ts)
-            if refused is not None:
-                raise r.Refused(r.REPLAYED, refused)
-        except ReplayMemoryError as exc:
-            log.error("event=command_replay_memory_failed error=%r", str(exc))
-            raise r.Refused(r.UNAVAILABLE, str(exc)) from None
-
-    def _note(self, key: str, cid: str, outcome: str) -> None:
-        if self.memory is not None:
-            self.memory.note_outcome(key, cid, outcome)
 
     def _refused(self, cid: str, action: str, key_id: str | None, refusal: r.Refused,
                  actor: str | None = None) -> Delivery:

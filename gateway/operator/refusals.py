@@ -37,13 +37,17 @@ TOO_LONG: Final = "too_long"
 NOT_APPLICABLE: Final = "not_applicable"
 """The alarms refused it: unknown alarm, nothing to acknowledge, already shelved …"""
 UNAVAILABLE: Final = "unavailable"
-"""The replay memory cannot record the command (disk trouble): nothing is carried out."""
+"""The replay memory cannot record the command (disk trouble), or the gateway stopped before
+its turn came: nothing is carried out."""
+BUSY: Final = "busy"
+"""Too many commands already wait for the replay memory (a slow or locked disk,
+gateway.operator.command_queue): not judged, nothing carried out or remembered."""
 FAILED: Final = "failed"
 """A fault in the gateway while carrying it out (logged)."""
 
 CODES: Final = (OVERSIZED, MALFORMED, RETAINED, WRONG_GATEWAY, UNSIGNED, UNTRUSTED_KEY,
                 BAD_SIGNATURE, NOT_PERMITTED, BAD_VALIDITY, NOT_YET_VALID, EXPIRED, REPLAYED,
-                TOO_LONG, NOT_APPLICABLE, UNAVAILABLE, FAILED)
+                TOO_LONG, NOT_APPLICABLE, UNAVAILABLE, BUSY, FAILED)
 
 
 class Refused(CommandRefused):

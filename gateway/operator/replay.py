@@ -10,6 +10,11 @@ go early and the *horizon* moves past them. The horizon is when this memory bega
 issue time of the newest row dropped early): a command issued before it cannot be told apart
 from a replay and is refused. A corrupt file is moved aside and a new memory begins — with a
 new horizon, so nothing issued before it is accepted.
+
+Every method blocks on the disk (an fsync; up to the 5 s busy timeout while another process
+holds the file's lock) and may be called from any thread, one call at a time (a lock): the
+command inbox calls `first_use` and `note_outcome` in a worker thread, off the event loop
+(gateway.operator.command_queue).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +52,8 @@ class ReplayMemory:
         self.skew_ns = skew_ns
         self.limit = limit
         self._db: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+        """One call at a time: the connection is shared by the threads that call."""
         self.horizon_ns = 0
         try:
             self._open()
@@ -80,15 +88,17 @@ class ReplayMemory:
         RTC, before NTP stepped it back) refused every command, also freshly signed ones,
         until real time caught up (the clock audit). Nothing issued before now was
         carried out under the memory's own ids, which it keeps."""
-        now = self.clock.now_ns()
-        if self.horizon_ns > now + self.skew_ns and self._db is not None:
-            log.warning("event=replay_horizon_ahead horizon=%d now=%d (the clock was ahead "
-                        "when the replay memory began: it begins again now)", self.horizon_ns,
-                        now)
-            self.horizon_ns = now
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("UPDATE meta SET value = ? WHERE name = 'horizon'", (now,))
-        return self.horizon_ns
+        with self._lock:
+            now = self.clock.now_ns()
+            if self.horizon_ns > now + self.skew_ns and self._db is not None:
+                log.warning("event=replay_horizon_ahead horizon=%d now=%d (the clock was ahead "
+                            "when the replay memory began: it begins again now)",
+                            self.horizon_ns, now)
+                self.horizon_ns = now
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("UPDATE meta SET value = ? WHERE name = 'horizon'",
+                                     (now,))
+            return self.horizon_ns
 
     def _set_aside(self) -> None:
         for suffix in ("", "-wal", "-shm"):
@@ -100,12 +110,13 @@ class ReplayMemory:
 
     def seen(self, key: str, cid: str) -> tuple[int, str | None] | None:
         """(when received, ns; outcome) if `key` used `cid` before, else None."""
-        db = self._need()
-        try:
-            row = db.execute("SELECT received, outcome FROM seen WHERE key = ? AND id = ?",
-                             (key, cid)).fetchone()
-        except sqlite3.Error as exc:
-            raise ReplayMemoryError(f"replay memory: {exc}") from None
+        with self._lock:
+            db = self._need()
+            try:
+                row = db.execute("SELECT received, outcome FROM seen WHERE key = ? AND id = ?",
+                                 (key, cid)).fetchone()
+            except sqlite3.Error as exc:
+                raise ReplayMemoryError(f"replay memory: {exc}") from None
         return None if row is None else (int(row[0]), row[1])
 
     def first_use(self, key: str, cid: str, ts: int, expires: int, *,
@@ -113,35 +124,37 @@ class ReplayMemory:
         """Record (durably, before it is carried out) that `key` uses `cid` and return None; or
         why it may not: `cid` was used before, or was issued before this memory began (it
         cannot be told from a replay). ReplayMemoryError on disk trouble."""
-        seen = self.seen(key, cid)
-        if seen is not None:
-            received, outcome = seen
-            return (f"{what} {cid} was used before, received at {iso(received)} "
-                    f"({outcome or 'no outcome'})")
-        horizon = self.current_horizon()
-        if ts < horizon:
-            return (f"issued before this gateway's replay memory began ({iso(horizon)}): "
-                    "send it anew")
-        self.record(key, cid, ts, expires)
-        return None
+        with self._lock:
+            seen = self.seen(key, cid)
+            if seen is not None:
+                received, outcome = seen
+                return (f"{what} {cid} was used before, received at {iso(received)} "
+                        f"({outcome or 'no outcome'})")
+            horizon = self.current_horizon()
+            if ts < horizon:
+                return (f"issued before this gateway's replay memory began ({iso(horizon)}): "
+                        "send it anew")
+            self.record(key, cid, ts, expires)
+            return None
 
     def record(self, key: str, cid: str, ts: int, expires: int) -> None:
         """Remember (durably, before it is carried out) that `key` used `cid`."""
-        db = self._need()
-        now = self.clock.now_ns()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._lock:
+            db = self._need()
+            now = self.clock.now_ns()
             try:
-                db.execute("DELETE FROM seen WHERE expires < ?", (now - self.skew_ns,))
-                db.execute("INSERT INTO seen VALUES (?, ?, ?, ?, ?, NULL)",
-                           (key, cid, ts, expires, now))
-                self._bound(db)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise ReplayMemoryError(f"replay memory: {exc}") from None
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.execute("DELETE FROM seen WHERE expires < ?", (now - self.skew_ns,))
+                    db.execute("INSERT INTO seen VALUES (?, ?, ?, ?, ?, NULL)",
+                               (key, cid, ts, expires, now))
+                    self._bound(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise ReplayMemoryError(f"replay memory: {exc}") from None
 
     def _bound(self, db: sqlite3.Connection) -> None:
         (count,) = db.execute("SELECT count(*) FROM seen").fetchone()
@@ -158,7 +171,7 @@ class ReplayMemory:
     def note_outcome(self, key: str, cid: str, outcome: str) -> None:
         """What became of a recorded command (`ok` or a refusal code), for a replay's answer.
         Best effort: a failure here changes nothing about the command."""
-        with contextlib.suppress(sqlite3.Error, ReplayMemoryError):
+        with self._lock, contextlib.suppress(sqlite3.Error, ReplayMemoryError):
             self._need().execute("UPDATE seen SET outcome = ? WHERE key = ? AND id = ?",
                                  (outcome, key, cid))
 
@@ -168,7 +181,8 @@ class ReplayMemory:
         return self._db
 
     def close(self) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+        with self._lock:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+                self._db = None

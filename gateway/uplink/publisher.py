@@ -27,9 +27,9 @@ publishes `offline`, disconnects cleanly and commits the outbox; a cancelled `ru
 process dying) drops the connection without a DISCONNECT, so the broker publishes the will.
 
 Inbound (subscribed with QoS 1 on every connect, since each connect is a fresh clean session):
-- `cmd`: every payload goes to the command inbox (`gateway.operator.inbox`), which checks it
-  and carries it out; its `CommandResult` goes on `cmd/result` through the outbox; a
-  `request_state` republishes state, catalog and alarms, spaced (gateway.uplink.state_requests).
+- `cmd`: every payload goes, in turn, to the command inbox, its replay memory's writes off the
+  loop (`gateway.operator.command_queue`); its `CommandResult` goes on `cmd/result` through the
+  outbox; a `request_state` republishes state, catalog and alarms, spaced (state_requests).
 - `config/set`: the raw payload to `on_config_set` (it verifies); answers on `config/status`.
 - `ack` (`delivery: ingest` only): the ingest's DeliveryAck for this gateway.
 paho's `on_message` only queues the message for the loop (bounded: gateway.uplink.session).
@@ -60,7 +60,8 @@ from gateway.contract.wire import (
 )
 from gateway.field.sample import Sample
 from gateway.mqtt_client import SHORT_CONNECTION, STABLE_AFTER, Backoff
-from gateway.operator.inbox import CommandInbox
+from gateway.operator.command_queue import CommandQueue
+from gateway.operator.inbox import CommandInbox, Delivery
 from gateway.uplink.committer import Committer, Window
 from gateway.uplink.delivery import Sent
 from gateway.uplink.items import ALARM_MARK, Item
@@ -130,7 +131,8 @@ class Uplink:
         self._published = self._rejected = self._connects = 0
         self._last_error: str | None = None
         self._on_config_set = on_config_set
-        self._inbox = inbox or CommandInbox(site, gateway_id, clock, root=settings.root)
+        self.commands = CommandQueue(
+            inbox or CommandInbox(site, gateway_id, clock, root=settings.root), self._answered)
         self._counts = dict.fromkeys(("received", "bad", "duplicate", "refused", "config"), 0)
         self.state_requests = StateRequests(
             clock, lambda: self._queue_births(self._gateway_state()), self._send)
@@ -233,9 +235,12 @@ class Uplink:
             log.exception("event=uplink_config_set_handler_failed")
 
     def _on_cmd(self, payload: bytes, retained: bool) -> None:
-        """Everything on `cmd` is the command inbox's to judge; publish its answer."""
-        delivery = self._inbox.receive(payload, retained)
+        """Everything on `cmd` is the command inbox's to judge, in turn (`_answered`)."""
         self._counts["received"] += 1
+        self.commands.submit(payload, retained)
+
+    def _answered(self, delivery: Delivery) -> None:
+        """A `cmd` message's answer, in the order of arrival: publish it."""
         if delivery.outcome != "applied":
             self._counts[delivery.outcome] += 1
         if delivery.republish:  # request_state: unsigned, so spaced (state_requests.py)
@@ -375,7 +380,7 @@ class Uplink:
 
     async def close(self) -> None:
         """Stop cleanly: retained `offline` state (waits briefly for its PUBACK), DISCONNECT,
-        then commit everything buffered and close the outbox."""
+        the operator commands' queue, then commit everything buffered and close the outbox."""
         if self._closed:
             return
         self._closed = True
@@ -389,4 +394,5 @@ class Uplink:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.commands.close()  # the command under way; the waiting ones answered
         await asyncio.to_thread(self.committer.close)
