@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.config.loader import ConfigErrors, parse_yaml, validate
 from gateway.control import as_peer
 from gateway.drills.signed import DrillRefused, check_start
+from gateway.offloop import off_loop
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway
@@ -80,8 +81,11 @@ class LiveDrills:
         if not isinstance(name, str) or not isinstance(evacuation, bool):
             return {"ok": False, "error": "name is a string, evacuation true or false"}
         name = name[-200:]
-        try:
-            signer = self._signer(request, text, name, evacuation)
+        try:  # in a thread: the replay memory's write (an fsync, or up to its 5 s busy
+            # timeout behind another process's lock) held the event loop (DESIGN 4, 13)
+            if request.get("signed") is not None:
+                self.gateway.replay_memory()  # (opened here, on the loop, once)
+            signer = await off_loop(self._signer, request, text, name, evacuation)
         except DrillRefused as exc:
             log.warning("event=drill_refused name=%r peer=%s reason=%r", name,
                         request.get("peer"), str(exc))

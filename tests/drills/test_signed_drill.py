@@ -23,6 +23,7 @@ from gateway.daemon import Gateway
 from gateway.drills.live_control import LiveDrills
 from gateway.drills.signed import sign_start
 from tests.fixtures.operators import Keys, keys
+from tests.helpers import Locker
 
 __all__ = ["keys"]  # fixture
 
@@ -199,3 +200,27 @@ def test_roomwarden_drill_live_key_signs_the_start(tmp_path: Path, keys: Keys) -
         c.loop.call_soon_threadsafe(c.loop.stop)
         thread.join(10)
         c.close()
+
+
+def test_a_signed_start_waits_for_a_locked_replay_memory_off_the_event_loop(
+        strict: Control, keys: Keys) -> None:
+    """The start's id is written to the replay memory in a thread: while another process holds
+    the file locked, the event loop (the rules, the buses) goes on; the start goes through once
+    the lock is let go. Before, the write held the loop up to the file's 5 s busy timeout and
+    the start was refused."""
+    signed = sign_start(DRILL, "fire.yaml", True, gateway=GATEWAY, private_key=keys.zhang.private)
+    strict.gateway.replay_memory()  # the file, as a gateway that took a command before has it
+    lock = Locker(strict.gateway.state_dir / "operator" / "commands.sqlite", "EXCLUSIVE")
+
+    async def start_while_locked() -> dict[str, Any]:
+        task = asyncio.ensure_future(strict.drills.answer(start(True, signed)))
+        for _ in range(20):  # the loop turns while the start waits for the disk
+            await asyncio.sleep(0.02)
+            assert not task.done(), task.result()
+        lock.release()
+        return await task
+
+    answer = strict.loop.run_until_complete(start_while_locked())
+    assert answer["ok"] is True, answer
+    assert answer["drill"]["actor"] == "Zhang Wei (NOC) as tech"
+    strict.stop()
