@@ -366,6 +366,7 @@ class Uplink:
         c, d = self._counts, self.delivery
         return UplinkStatus(
             connected=session is not None and session.connected,
+            subscribed=session is not None and session.subscribed,
             outbox=self.committer.status, dropped=dict(self.committer.dropped),
             published=self._published, queued=self.committer.buffered(),
             rejected=self._rejected, connects=self._connects,

@@ -106,6 +106,8 @@ class Session:
         client = build_client(options)
         client.will_set(will[0], will[1], qos=1, retain=True)
         inbound = [(topic, 1) for topic in subscriptions]
+        self._subacked = not inbound
+        """The broker granted the inbound subscriptions (SUBACK) on this connection."""
 
         def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
             result = None if not rc.is_failure else str(rc)
@@ -118,6 +120,8 @@ class Session:
             refused = [str(rc) for rc in codes if rc.is_failure]
             if refused:
                 loop.call_soon_threadsafe(handlers.suback_refused, refused)
+            else:
+                loop.call_soon_threadsafe(setattr, self, "_subacked", True)
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             try:  # never raise in paho's thread: it would end the network loop
@@ -160,6 +164,13 @@ class Session:
     def connected(self) -> bool:
         return (self.connack.done() and self.connack.result() is None
                 and not self.lost.is_set())
+
+    @property
+    def subscribed(self) -> bool:
+        """Connected, and the broker granted the inbound subscriptions: commands, config sets
+        and the ingest's acknowledgements sent from now on reach this gateway (sent between
+        the CONNACK and the SUBACK, they do not: a clean session)."""
+        return self._subacked and self.connected
 
     async def open(self, host: str, port: int, keepalive: float, timeout: float) -> None:
         """Connect and wait for the CONNACK; ConnectionError if refused or unanswered."""

@@ -56,6 +56,9 @@ class UplinkStatus:
     """Entries the watermark covered since start."""
     resent: int = 0
     """Entries published again since start because the ingest had not confirmed them."""
+    subscribed: bool = False
+    """Connected and subscribed (the broker's SUBACK): remote commands, config sets and the
+    ingest's acknowledgements reach the gateway."""
     unconfirmed_s: float = 0.0
     """Seconds the ingest has confirmed nothing while entries wait for it (0: none wait, or
     its watermark moved since they began to)."""

@@ -69,7 +69,7 @@ async def test_flash_over_mqtt_applies_and_refuses_bad_envelopes(
         sub = Subscriber(broker.port, [status_topic, state_topic])
         pub = Publisher(broker.port)
         try:
-            await until(lambda: gw.uplink is not None and gw.uplink.status().connected, 15,
+            await until(lambda: gw.uplink is not None and gw.uplink.status().subscribed, 15,
                         "uplink connected")
             assert run.service.loop_errors is not None  # asyncio's log is rate-limited
             assert run.service.loop_errors in logging.getLogger("asyncio").filters

@@ -116,7 +116,7 @@ async def live_gateway(tmp_path: Path, broker: Broker,
         sub = Subscriber(broker.port, [status_topic])
         pub = Publisher(broker.port)
         try:
-            await until(lambda: gw.uplink is not None and gw.uplink.status().connected, 15,
+            await until(lambda: gw.uplink is not None and gw.uplink.status().subscribed, 15,
                         "uplink connected")
             yield Live(run, broker, ops, other, set_topic, status_topic, sub, pub)
         finally:

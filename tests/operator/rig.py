@@ -121,7 +121,7 @@ class Rig:
 async def start(loaded: Any, state_dir: Path) -> tuple[Gateway, asyncio.Task[None]]:
     gateway = Gateway(loaded, state_dir=state_dir)
     task = asyncio.create_task(gateway.run())
-    await until(lambda: gateway.uplink is not None and gateway.uplink.status().connected,
+    await until(lambda: gateway.uplink is not None and gateway.uplink.status().subscribed,
                 what="uplink connected")
     return gateway, task
 

@@ -173,7 +173,7 @@ async def test_commands_are_applied_once_answered_and_stale_ones_refused(
     state = tmp_path / "state"
     async with uplink(settings(broker.port, protocol=protocol), state,
                       inbox=inbox(handler, keys, state)) as up:
-        await until(lambda: up.status().connected, what="connect")
+        await until(lambda: up.status().subscribed, what="connect")
 
         first_cmd = ack("a1", keys.zhang)
         commander.send(first_cmd)
@@ -226,7 +226,7 @@ async def test_alarm_commands_without_trusted_keys_are_refused_not_dropped(
     sub = Subscriber(broker.port, PREFIX + "cmd/result")
     subscribers.append(sub)
     async with uplink(settings(broker.port), tmp_path / "state") as up:
-        await until(lambda: up.status().connected, what="connect")
+        await until(lambda: up.status().subscribed, what="connect")
         commander.send(ack("n1", keys.zhang))
         await until(lambda: len(results_for(sub, "n1")) == 1, what="result")
         answer = results_for(sub, "n1")[0]
@@ -260,7 +260,7 @@ async def test_request_state_republishes_state_catalog_and_active_alarms(
                                    PREFIX + "cmd/result"])
     subscribers.append(sub)
     async with uplink(settings(broker.port), tmp_path / "state") as up:
-        await until(lambda: up.status().connected, what="connect")
+        await until(lambda: up.status().subscribed, what="connect")
         up.set_active_alarms([], seq=5)
         await until(lambda: len(sub.snapshot(of("alarms/active"))) == 1
                     and len(sub.snapshot(of("meta"))) == 1
@@ -288,7 +288,7 @@ async def test_bad_payloads_are_counted_and_answered_when_their_id_is_readable(
     handler = Handler()
     state = tmp_path / "state"
     async with uplink(settings(broker.port), state, inbox=inbox(handler, keys, state)) as up:
-        await until(lambda: up.status().connected, what="connect")
+        await until(lambda: up.status().subscribed, what="connect")
         commander.send(json.dumps({"v": 1, "id": "bad-1", "ts": 1, "actor": "x",
                                    "action": "acknowledge"}).encode())
         commander.send(json.dumps({"v": 1, "id": "bad/2", "action": "reboot"}).encode())
@@ -348,7 +348,7 @@ def test_garbage_on_cmd_never_breaks_the_uplink(broker: Broker, tmp_path: Path,
     commander = Commander(broker.port)
     sent = 0
     try:
-        wait(lambda: up.status().connected, "connect")
+        wait(lambda: up.status().subscribed, "connect")
 
         @hsettings(max_examples=150, deadline=None, database=None,
                    suppress_health_check=[HealthCheck.too_slow])
@@ -391,7 +391,7 @@ async def test_config_set_is_handed_on_raw_and_config_status_is_retained_and_rep
     raw = b'{"v":1,"id":"flash-1","not":"checked here"}\x00\xff'
     state_dir = tmp_path / "state"
     async with uplink(settings(broker.port), state_dir, on_config_set=got.append) as up:
-        await until(lambda: up.status().connected, what="connect")
+        await until(lambda: up.status().subscribed, what="connect")
         commander.send(raw, topic=PREFIX + "config/set")
         await until(lambda: len(got) == 1, what="config/set handed on")
         assert got == [raw] and up.status().config_sets == 1
@@ -415,7 +415,7 @@ async def test_config_set_is_handed_on_raw_and_config_status_is_retained_and_rep
         assert isinstance(stored, ConfigStatus) and stored.state == "applied"
 
         broker.start()
-        await until(lambda: up.status().connected and up.status().outbox.depth == 0,
+        await until(lambda: up.status().subscribed and up.status().outbox.depth == 0,
                     what="reconnected and sent")
     late = Subscriber(broker.port, topic)
     subscribers.append(late)
@@ -443,7 +443,7 @@ async def test_state_is_refreshed_periodically(
     subscribers.append(sub)
     async with uplink(settings(broker.port, state_interval="200ms"), tmp_path / "state",
                       devices=lambda: (3, 4)) as up:
-        await until(lambda: up.status().connected, what="connect")
+        await until(lambda: up.status().subscribed, what="connect")
         up.on_samples(samples(0))
         await until(lambda: len(states(sub)) >= 4, what="periodic states")
         online = [x for x in states(sub) if x.status == "online"]
@@ -464,7 +464,7 @@ async def test_state_goes_at_once_when_devices_or_config_identity_change(
     # a 1-hour interval: every state after the birth is caused by a change
     async with uplink(settings(broker.port, state_interval="1h"), tmp_path / "state",
                       devices=lambda: (devices[0], devices[1])) as up:
-        await until(lambda: up.status().connected, what="connect")
+        await until(lambda: up.status().subscribed, what="connect")
         await until(lambda: len(states(sub)) >= 1, what="birth")
         birth = states(sub)[-1]
         assert (birth.devices_online, birth.devices_total) == (1, 4)
@@ -491,7 +491,7 @@ async def test_unpublished_states_replace_each_other(
     state_dir = tmp_path / "state"
     async with uplink(settings(broker.port, state_interval="1h"), state_dir,
                       devices=lambda: (devices[0], devices[1])) as up:
-        await until(lambda: up.status().connected, what="connect")
+        await until(lambda: up.status().subscribed, what="connect")
         await until(lambda: up.status().published >= 2, what="birth sent")
         broker.stop()
         await until(lambda: not up.status().connected, what="outage noticed")
@@ -514,7 +514,7 @@ async def test_unpublished_states_replace_each_other(
         broker.start()
         live = Subscriber(broker.port, topic)
         subscribers.append(live)
-        await until(lambda: up.status().connected and up.status().outbox.depth == 0,
+        await until(lambda: up.status().subscribed and up.status().outbox.depth == 0,
                     what="reconnected and sent")
         await until(lambda: any(x.status == "online" for x in states(live)), what="birth")
         online = [x for x in states(live) if x.status == "online"]
@@ -612,7 +612,7 @@ async def test_a_remote_acknowledge_silences_the_siren_once(
 
         task = asyncio.create_task(gateway.run())
         try:
-            await until(lambda: gateway.uplink is not None and gateway.uplink.status().connected,
+            await until(lambda: gateway.uplink is not None and gateway.uplink.status().subscribed,
                         timeout=15, what="uplink connected")
             await coil(site, SIREN, False)
             site.set_signal("smoke-tx-01.alarm", Constant(value=True))
@@ -679,7 +679,7 @@ async def test_request_state_is_carried_out_even_with_a_reused_id(
     sub = Subscriber(broker.port, [PREFIX + "meta", PREFIX + "cmd/result"])
     subscribers.append(sub)
     async with uplink(settings(broker.port), tmp_path / "state") as up:
-        await until(lambda: up.status().connected, what="connect")
+        await until(lambda: up.status().subscribed, what="connect")
         await until(lambda: len(sub.snapshot(of("meta"))) == 1, what="catalog at connect")
         request = RequestState(id="ingest-1-1", ts=time.time_ns(), actor="ingest",
                                action="request_state")
@@ -725,7 +725,7 @@ async def test_a_flood_of_request_state_is_folded_into_one_republish_per_spacing
     flood = Flooder(broker.port, "flood")
     try:
         async with uplink(settings(broker.port), tmp_path / "state") as up:
-            await until(lambda: up.status().connected, what="connect")
+            await until(lambda: up.status().subscribed, what="connect")
             await until(lambda: len(sub.snapshot(of("meta"))) == 1, what="catalog at connect")
             began = time.monotonic()
             flood.send(2000, "rs")
@@ -750,7 +750,7 @@ async def test_at_most_max_inbound_pending_messages_wait_for_the_loop(
     flood = Flooder(broker.port, "flood2")
     try:
         async with uplink(settings(broker.port), tmp_path / "state") as up:
-            await until(lambda: up.status().connected, what="connect")
+            await until(lambda: up.status().subscribed, what="connect")
             before = up.status().commands_received
             flood.send(1000, "held")
             time.sleep(2.0)  # noqa: ASYNC251 - holding the loop is the point: paho queues
