@@ -23,14 +23,15 @@ from pathlib import Path
 CODECS = ("encodings.ascii", "encodings.unicode_escape")
 """Codecs looked up by name at run time (a device's text register, YAML's escapes)."""
 RUN_IMPORTS = ("gateway.cli", "gateway.supervisor", "gateway.panel.server",
-               "gateway.uplink.publisher", "gateway.operator.inbox", "getpass", *CODECS)
+               "gateway.uplink.publisher", "gateway.operator.inbox", *CODECS)
 """What `roomwarden run` with the panel and an uplink imports before it serves or connects
-(tests/bench/bench_imports.py), the operator commands' checker and what the CLI imports late.
+(tests/bench/bench_imports.py) and the operator commands' checker.
 tests/service/test_unit_run.py keeps this list whole: a gateway started as the unit starts it
 compiles nothing after this ran."""
 CHECK_IMPORTS = ("gateway.isolated_check", "gateway.rules.config", "gateway.config.loader",
-                 "gateway.config.yamlsafe", "yaml", *CODECS)
-"""What the config check's child imports (gateway.isolated_check), YAML's reader included."""
+                 "gateway.config.yamlsafe", "yaml", "pickle", *CODECS)
+"""What the config check's child imports (gateway.isolated_check), YAML's reader and the
+pickler of its answer included."""
 
 
 def main() -> int:
