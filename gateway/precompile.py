@@ -1,6 +1,6 @@
 """Compile, at install time, the byte-code a gateway's first start would compile
 (`python -m gateway.precompile`, run by systemd/install.sh after it switched to the new
-version; needs `PYTHONPYCACHEPREFIX`, the unit's cache directory).
+version; needs `PYTHONPYCACHEPREFIX`, the unit's cache directory, and `UNIT_SETTINGS`).
 
 The unit runs the gateway without docstrings and asserts (`PYTHONOPTIMIZE=2`), whose byte-code
 (`.opt-2.pyc`) no package ships, and the config check's child process without them (plain
@@ -20,6 +20,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+UNIT_SETTINGS = {"PYTHONNODEBUGRANGES": "1"}
+"""The unit's settings beside PYTHONOPTIMIZE that change the byte-code it compiles: code objects
+without column tables (systemd/roomwarden.service). A cache compiled without them would still
+be read — the unit strips the tables as it loads — but it would not be what the unit compiles,
+and it is 1 MB larger: this process runs with them, as install.sh starts it, so that its own
+imports and its children's are compiled as the unit's (tests/service/test_unit_run.py compares
+the two)."""
 CODECS = ("encodings.ascii", "encodings.unicode_escape")
 """Codecs looked up by name at run time (a device's text register, YAML's escapes)."""
 RUN_IMPORTS = ("gateway.cli", "gateway.supervisor", "gateway.panel.server",
@@ -39,6 +46,12 @@ def main() -> int:
     if not prefix:
         print("gateway.precompile: PYTHONPYCACHEPREFIX is not set: the byte-code would go "
               "beside the sources, not where the unit reads it", file=sys.stderr)
+        return 2
+    unset = [f"{key}={value}" for key, value in UNIT_SETTINGS.items()
+             if os.environ.get(key) != value]
+    if unset:
+        print(f"gateway.precompile: run it with {' '.join(unset)}, as the unit runs the gateway: "
+              "the byte-code would not be what the unit compiles", file=sys.stderr)
         return 2
     package = Path(__file__).resolve().parent
     compiled = all(compileall.compile_dir(str(package), quiet=1, optimize=level)
