@@ -137,6 +137,13 @@ async def test_install_time_compilation_leaves_the_first_start_nothing_to_compil
     assert cached(pycache, "daemon", ".opt-2") in before
     assert cached(pycache, "config/yamlsafe", "") in before
     await run_as_the_unit(tmp_path, pycache)
+    # what its first /metrics scrape and its first broker connection import while it runs
+    late = ("from gateway.ops.metrics import make_registry; make_registry(object()); "
+            "import socket; socket.getaddrinfo('127.0.0.1', 1883)")
+    unit = as_the_unit_runs(dict(os.environ), pycache=pycache)
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", late], check=False,
+                                   env=unit, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     after = byte_code(pycache)
     new = sorted(str(p.relative_to(pycache)) for p in after.keys() - before.keys())
     assert new == [], f"compiled at the first start: {new}"
