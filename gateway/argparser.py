@@ -7,6 +7,9 @@ libraries: 0.5 MiB held by every running gateway that never prints a help text (
 `shutil.get_terminal_size` finds it — less argparse's margin of 2. Sub-commands' parsers are
 `Parser`s too (argparse makes them of the parent's class).
 
+`control_options` is the `--socket` option of every command that talks to the running gateway
+(`run` among them: it lives here so that `run`'s parser needs no other command's module).
+
 `run_command` runs a command so that one whose stdout is closed under it (`roomwarden plan … |
 head`) ends quietly with 141, as a command killed by SIGPIPE would, instead of a
 BrokenPipeError traceback (Python ignores SIGPIPE and raises it at the next write).
@@ -18,6 +21,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -47,6 +51,17 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", Formatter)
         super().__init__(*args, **kwargs)
+
+
+SOCKET_HELP = ("the gateway's control socket (default: $RUNTIME_DIRECTORY/control.sock, "
+               "i.e. /run/roomwarden/control.sock under systemd, else STATE_DIR/control.sock)")
+
+
+def control_options(parser: argparse.ArgumentParser) -> None:
+    """`--socket` (issue 14: one name and one description in run, status and config apply;
+    `--control` still works)."""
+    parser.add_argument("--socket", "--control", dest="control", type=Path, default=None,
+                        metavar="PATH", help=SOCKET_HELP)
 
 
 EXIT_STDOUT_CLOSED = 141

@@ -1,9 +1,11 @@
 """The `roomwarden` command (also `python -m gateway`)."""
 
-# Its parser and the commands of no feature package (check, schema, run, drill, passwd, demo);
-# the others register their own: gateway.field.cli (plan), gateway.control_cli (status,
-# config apply), gateway.sim.cli (simulate, simctl), gateway.flashing.cli, gateway.operator.cli,
-# gateway.recorder.cli. (The docstring is `roomwarden --help`'s description.)
+# Its parser and the commands of no feature package (check, schema, drill, passwd, demo); the
+# others register their own: gateway.run_cli (run), gateway.field.cli (plan),
+# gateway.control_cli (status, config apply), gateway.sim.cli (simulate, simctl),
+# gateway.flashing.cli, gateway.operator.cli, gateway.recorder.cli. `run` parses with a parser
+# of its own command alone, so a running gateway never imports the others' modules (issue 15).
+# (The docstring is `roomwarden --help`'s description.)
 
 from __future__ import annotations
 
@@ -14,16 +16,16 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import __version__
-from gateway.argparser import Parser, run_command, silence_closed_streams
+from gateway.argparser import Parser, control_options, run_command
 from gateway.config.duration_parse import duration_arg
-from gateway.config.report import CONFIG_HELP, load_or_report
-from gateway.control_cli import add_apply_parser, add_status_parser
-from gateway.control_cli import control_options as _control_options
-from gateway.control_cli import control_path as _control_path
-from gateway.field.cli import add_plan_parser
-from gateway.sim.cli import add_parsers as add_simulator_parsers
+from gateway.config.report import load_or_report
+from gateway.run_cli import add_run_parser
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,12 +40,9 @@ def _main(argv: Sequence[str] | None) -> int:
         from gateway.ingest.cli import main as ingest_main
 
         return ingest_main(args_list[1:])
-    parser = build_parser()
-    args = parser.parse_args(args_list)
-    if not getattr(args, "func", None):
-        parser.print_help()
+    args = parse_arguments(args_list)
+    if args is None:
         return 2
-    del parser  # every command's parser (0.15 MiB): not kept while a `run` runs (issue 15)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
@@ -54,10 +53,44 @@ def _main(argv: Sequence[str] | None) -> int:
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
+def parse_arguments(argv: list[str]) -> argparse.Namespace | None:
+    """The command line's values, or None (the help printed) if it names no command. `run …`
+    is parsed by the `run` command's parser alone, so a running gateway never imports the
+    other commands' modules (~0.14 MiB, issue 15); what that parser does not know, every
+    command's parser reports, as before. No parser is kept while a command runs."""
+    parser = build_parser(run_only=argv[:1] == ["run"])
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return None
+    return args
+
+
+def build_parser(*, run_only: bool = False) -> argparse.ArgumentParser:
+    """Every command's parser; with `run_only`, the `run` command's alone."""
     parser: argparse.ArgumentParser = Parser(prog="roomwarden", description=__doc__)
     parser.add_argument("--version", action="version", version=f"roomwarden {__version__}")
     sub = parser.add_subparsers(title="commands")
+    if run_only:
+        add_run_parser(sub)
+    else:
+        _add_commands(sub)
+    _describe(parser)
+    return parser
+
+
+def _add_commands(sub: SubParsers) -> None:
+    # the other commands' modules: imported for their parsers here, never by `run`
+    from gateway.control_cli import add_apply_parser, add_status_parser
+    from gateway.drills.live_cli import add_options as add_live_drill_options  # issue 12
+    from gateway.field.cli import add_plan_parser
+    from gateway.flashing.cli import add_parsers as add_flashing_parsers
+    from gateway.operator.cli import add_parsers as add_operator_parsers  # issue 9
+    from gateway.recorder.cli import add_parsers as add_incident_parsers  # issue 12
+    from gateway.sim.cli import add_parsers as add_simulator_parsers
 
     check = sub.add_parser("check", help="validate gateway configs and device profiles")
     check.add_argument("paths", nargs="+", type=Path,
@@ -70,32 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
 
     add_plan_parser(sub)
-
-    run = sub.add_parser("run", help="run the gateway")
-    run.add_argument("config", type=Path, help=CONFIG_HELP)
-    run.add_argument("--print", dest="print_every", type=duration_arg, metavar="DURATION",
-                     help="print the live readings every DURATION (e.g. 5s)")
-    run.add_argument("--duration", type=duration_arg, metavar="DURATION",
-                     help="stop after DURATION (e.g. 3s, 10m; default: run until stopped)")
-    run.add_argument("--state-dir", type=Path, default=None,
-                     help="alarm journal, outbox, flashed configs (default: $STATE_DIRECTORY, "
-                          "/var/lib/roomwarden, or ./var)")
-    _control_options(run)
-    run.add_argument("--panel-port", type=int, default=None,
-                     help="override the panel's port (0 = any free port)")
-    run.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    run.set_defaults(func=cmd_run)
-
+    add_run_parser(sub)
     add_status_parser(sub)
     add_simulator_parsers(sub)  # simulate, simctl
 
     drill = sub.add_parser("drill", help="run scripted drills against the simulated site, "
                                          "or one live on the running gateway (--live)")
     drill.add_argument("paths", nargs="*", type=Path, help="drill files or directories")
-    from gateway.drills.live_cli import add_options  # issue 12: live drills
-
-    add_options(drill)
-    _control_options(drill)
+    add_live_drill_options(drill)
+    control_options(drill)
     drill.set_defaults(func=cmd_drill)
 
     passwd = sub.add_parser("passwd", help="print a password hash for a panel user (reads "
@@ -122,18 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="no local MQTT broker, ingest or database: the gateway alone")
     demo.set_defaults(func=cmd_demo)
 
-    from gateway.flashing.cli import add_parsers as add_flashing_parsers
-
     config_sub = add_flashing_parsers(sub)  # keys new, flash, config diff
-    from gateway.operator.cli import add_parsers as add_operator_parsers  # issue 9
-
     add_operator_parsers(sub)  # ack, shelve, unshelve, suppress, unsuppress
-    from gateway.recorder.cli import add_parsers as add_incident_parsers  # issue 12
-
     add_incident_parsers(sub)  # incident list, show, export
     add_apply_parser(config_sub)
-    _describe(parser)
-    return parser
 
 
 def _describe(parser: argparse.ArgumentParser) -> None:
@@ -261,70 +269,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- run ----------------------------------------------------------------------------------
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from gateway.daemon import default_state_dir
-    from gateway.service.instance import ControlSocketInUse, InstanceRefused, claim
-    from gateway.supervisor import BootFailed, Service
-
-    state_dir = args.state_dir or default_state_dir()
-    try:  # before anything in the state directory is opened (gateway.service.instance)
-        held = claim(state_dir, args.control)
-    except InstanceRefused as exc:
-        print(f"cannot start: {exc}", file=sys.stderr)
-        return 1
-
-    async def printer(service: Service) -> None:
-        while True:
-            await asyncio.sleep(args.print_every)
-            try:
-                print_readings(service.gateway)
-            except BrokenPipeError:  # `run --print 5s | head`: the gateway keeps running
-                silence_closed_streams()
-                logging.getLogger("roomwarden.cli").warning(
-                    "event=print_stopped stdout is closed: no more readings are printed; "
-                    "the gateway keeps running (stop it with Ctrl-C or SIGTERM)")
-                return
-
-    async def main_task() -> int:
-        try:  # built inside the loop: pymodbus asks for it
-            service = Service(args.config, state_dir=state_dir, control_path=args.control,
-                              panel_port=args.panel_port)
-        except BootFailed as exc:
-            print(f"cannot start: {exc}", file=sys.stderr)
-            return 1
-        extra = asyncio.create_task(printer(service)) if args.print_every else None
-        try:
-            await service.run(args.duration)
-        except ControlSocketInUse as exc:  # bound by another since `claim` looked
-            print(f"cannot start: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            if extra is not None:
-                extra.cancel()
-        return 0
-
-    with held:  # released once everything in the state directory is closed
-        return asyncio.run(main_task())
-
-
-def print_readings(gateway: object) -> None:
-    from gateway.daemon import Gateway
-    from gateway.readout import render
-
-    assert isinstance(gateway, Gateway)
-    print(render(gateway.bus_loops, gateway.latest), flush=True)
-
-
 def cmd_drill(args: argparse.Namespace) -> int:
     if args.live:  # issue 12: a live drill (gateway.drills.live_cli)
+        from gateway.control_cli import control_path
         from gateway.drills.live_cli import run as run_live
 
-        return run_live(args, _control_path(args))
+        return run_live(args, control_path(args))
     from gateway.config.yamlfile import ConfigErrors
     from gateway.drills.runner import run_drill
     from gateway.rules.config import default_rules_dir, load_rule_packs

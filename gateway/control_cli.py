@@ -1,6 +1,6 @@
 """The commands that ask the running gateway over its control socket: `roomwarden status` and
-`roomwarden config apply` (on the gateway itself: USB stick, SSH), and the `--socket` option
-every such command shares."""
+`roomwarden config apply` (on the gateway itself: USB stick, SSH), and the socket the
+`--socket` option every such command shares points to (the option: gateway.argparser)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.argparser import control_options
 from gateway.config.report import CONFIG_HELP
-
-SOCKET_HELP = ("the gateway's control socket (default: $RUNTIME_DIRECTORY/control.sock, "
-               "i.e. /run/roomwarden/control.sock under systemd, else STATE_DIR/control.sock)")
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
-
-
-def control_options(parser: argparse.ArgumentParser) -> None:
-    """`--socket` (issue 14: one name and one description in run, status and config apply;
-    `--control` still works)."""
-    parser.add_argument("--socket", "--control", dest="control", type=Path, default=None,
-                        metavar="PATH", help=SOCKET_HELP)
 
 
 def control_path(args: argparse.Namespace) -> Path:

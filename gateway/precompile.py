@@ -1,6 +1,6 @@
 """Compile, at install time, the byte-code a gateway's first start would compile
 (`python -m gateway.precompile`, run by systemd/install.sh after it switched to the new
-version; needs `PYTHONPYCACHEPREFIX`, the unit's cache directory).
+version; needs `PYTHONPYCACHEPREFIX`, the unit's cache directory, and `UNIT_SETTINGS`).
 
 The unit runs the gateway without docstrings and asserts (`PYTHONOPTIMIZE=2`), whose byte-code
 (`.opt-2.pyc`) no package ships, and the config check's child process without them (plain
@@ -20,17 +20,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+UNIT_SETTINGS = {"PYTHONNODEBUGRANGES": "1"}
+"""The unit's settings beside PYTHONOPTIMIZE that change the byte-code it compiles: code objects
+without column tables (systemd/roomwarden.service). A cache compiled without them would still
+be read — the unit strips the tables as it loads — but it would not be what the unit compiles,
+and it is 1 MB larger: this process runs with them, as install.sh starts it, so that its own
+imports and its children's are compiled as the unit's (tests/service/test_unit_run.py compares
+the two)."""
 CODECS = ("encodings.ascii", "encodings.unicode_escape")
 """Codecs looked up by name at run time (a device's text register, YAML's escapes)."""
+LATE_IMPORTS = ("gateway.ops.collector", "encodings.idna")
+"""What a running gateway imports at its first /metrics scrape, on the event loop
+(prometheus_client with `http.server`, `email` …: 0.37 s to compile on the development
+machine, 28 ms to load compiled), and at its first connection to the broker (the idna codec
+`socket.getaddrinfo` encodes a host name with: in the connecting thread, which holds the
+interpreter's lock while it compiles)."""
 RUN_IMPORTS = ("gateway.cli", "gateway.supervisor", "gateway.panel.server",
-               "gateway.uplink.publisher", "gateway.operator.inbox", "getpass", *CODECS)
+               "gateway.uplink.publisher", "gateway.operator.inbox", *LATE_IMPORTS, *CODECS)
 """What `roomwarden run` with the panel and an uplink imports before it serves or connects
-(tests/bench/bench_imports.py), the operator commands' checker and what the CLI imports late.
+(tests/bench/bench_imports.py), the operator commands' checker and `LATE_IMPORTS`.
 tests/service/test_unit_run.py keeps this list whole: a gateway started as the unit starts it
-compiles nothing after this ran."""
+compiles nothing after this ran, nor at its first scrape and broker connection."""
 CHECK_IMPORTS = ("gateway.isolated_check", "gateway.rules.config", "gateway.config.loader",
-                 "gateway.config.yamlsafe", "yaml", *CODECS)
-"""What the config check's child imports (gateway.isolated_check), YAML's reader included."""
+                 "gateway.config.yamlsafe", "yaml", "pickle", *CODECS)
+"""What the config check's child imports (gateway.isolated_check), YAML's reader and the
+pickler of its answer included."""
 
 
 def main() -> int:
@@ -38,6 +52,12 @@ def main() -> int:
     if not prefix:
         print("gateway.precompile: PYTHONPYCACHEPREFIX is not set: the byte-code would go "
               "beside the sources, not where the unit reads it", file=sys.stderr)
+        return 2
+    unset = [f"{key}={value}" for key, value in UNIT_SETTINGS.items()
+             if os.environ.get(key) != value]
+    if unset:
+        print(f"gateway.precompile: run it with {' '.join(unset)}, as the unit runs the gateway: "
+              "the byte-code would not be what the unit compiles", file=sys.stderr)
         return 2
     package = Path(__file__).resolve().parent
     compiled = all(compileall.compile_dir(str(package), quiet=1, optimize=level)

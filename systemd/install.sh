@@ -315,12 +315,14 @@ else
     done
 fi
 switch venv_cmd "$VENV"
-# the byte-code the unit reads (PYTHONOPTIMIZE=2, in its cache directory, and the config
-# check's plain one) compiled now rather than at the first start, when the site is not polled
-# meanwhile (gateway/precompile.py); the unit's CacheDirectory= keeps the directory its user's
+# the byte-code the unit reads (PYTHONOPTIMIZE=2, without column tables as the unit's
+# PYTHONNODEBUGRANGES=1 compiles it, in its cache directory, and the config check's plain one)
+# compiled now rather than at the first start, when the site is not polled meanwhile
+# (gateway/precompile.py); the unit's CacheDirectory= keeps the directory its user's
 CACHE=/var/cache/roomwarden
 fs install -d -m 0750 "$ROOT$CACHE"
-if ! venv_cmd env PYTHONPYCACHEPREFIX="$CACHE/pycache" "$VENV/bin/python" -m gateway.precompile
+if ! venv_cmd env PYTHONPYCACHEPREFIX="$CACHE/pycache" PYTHONNODEBUGRANGES=1 \
+        "$VENV/bin/python" -m gateway.precompile
 then
     echo "warning: the byte-code could not be compiled now: the first start compiles it" >&2
 fi

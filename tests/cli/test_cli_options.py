@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gateway.cli import build_parser
+from gateway.cli import build_parser, parse_arguments
 
 
 def subcommands(parser: argparse.ArgumentParser,
@@ -60,3 +60,25 @@ def test_help_runs(path: tuple[str, ...],
     out = helps[path]
     assert out.returncode == 0, out.stderr
     assert "usage:" in out.stdout
+
+
+def test_run_parses_alone_as_among_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """`roomwarden run …` parses with the `run` command's parser alone (issue 15: a running
+    gateway imports no other command's module): the same help, values and errors as every
+    command's parser gives."""
+    def run_of(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        return dict(subcommands(parser))[("run",)]
+
+    assert run_of(build_parser(run_only=True)).format_help() == run_of(build_parser()).format_help()
+    for argv in (["run", "x.yaml"], ["run", "x.yaml", "--control", "c.sock", "-v"],
+                 ["run", "x.yaml", "--duration", "3s", "--print", "5s", "--state-dir", "s",
+                  "--socket", "c.sock", "--panel-port", "0"]):
+        assert parse_arguments(argv) == build_parser().parse_args(argv)
+    for argv in (["run"], ["run", "x.yaml", "--duration", "soon"], ["run", "x.yaml", "-x"],
+                 ["run", "x.yaml", "extra"], ["run", "--help"]):
+        outcomes = []
+        for parse in (parse_arguments, build_parser().parse_args):
+            with pytest.raises(SystemExit) as stopped:
+                parse(argv)
+            outcomes.append((stopped.value.code, capsys.readouterr()))
+        assert outcomes[0] == outcomes[1], argv

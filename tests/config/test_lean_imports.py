@@ -1,11 +1,13 @@
 """What loading a config costs a running gateway (issue 15): no `importlib.metadata` (pydantic's
 plugin search and `pydantic.networks` pulled it in, with `email`, `zipfile` and `csv`: 2 MiB),
 and the config's own network type validates, serialises and describes itself exactly as
-pydantic's `IPvAnyNetwork` it replaces."""
+pydantic's `IPvAnyNetwork` it replaces. And what `roomwarden run` leaves out: the other
+commands' modules, and `pickle` beside the unpickler of the config check's answer."""
 
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,29 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gateway.config.ipnet import IPvAnyNetwork
 from tests.ops.test_lazy_imports import run_fresh
+
+RUN_LEAVES_OUT = ["gateway.control_cli", "gateway.field.cli", "gateway.sim", "gateway.sim.cli",
+                  "gateway.drills.live_cli", "getpass", "gateway.flashing.cli",
+                  "gateway.operator.cli", "gateway.recorder.cli", "pickle"]
+"""What `roomwarden run` imported on 6 Dec 2026 and never used (issue 15): the other
+commands' parsers and code (~0.14 MiB), and pickle.py's pure-Python pickler (0.18 MiB)."""
+
+
+def test_a_run_imports_no_other_command_and_no_pickle_module(tmp_path: Path) -> None:
+    """A whole `roomwarden run` (the command's own entry point; the site's devices do not
+    answer): it boots — its config checked by the child and unpickled —, serves its panel,
+    runs and stops, and none of RUN_LEAVES_OUT was imported."""
+    found = run_fresh("""
+        import json, sys
+        from pathlib import Path
+        from gateway.cli import main
+        tmp = Path(sys.argv[2])
+        code = main(["run", sys.argv[1], "--duration", "1.5", "--panel-port", "0",
+                     "--state-dir", str(tmp / "state"), "--socket", str(tmp / "control.sock")])
+        print(json.dumps({"code": code, "ran": "gateway.panel.server" in sys.modules,
+                          "loaded": [m for m in LEAVES_OUT if m in sys.modules]}))
+    """.replace("LEAVES_OUT", repr(RUN_LEAVES_OUT)), tmp_path)
+    assert found == {"code": 0, "ran": True, "loaded": []}
 
 
 def test_a_loaded_config_leaves_importlib_metadata_out(tmp_path: Any) -> None:

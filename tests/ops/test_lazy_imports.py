@@ -7,6 +7,7 @@ this test process already holds everything)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,11 +19,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_fresh(code: str, tmp_path: Path) -> dict[str, object]:
-    """Run `code` in a new interpreter; it prints one JSON object as its last line."""
+    """Run `code` in a new interpreter (this checkout's code first on its path: a git
+    worktree's venv may be its main checkout's editable install); it prints one JSON object
+    as its last line."""
     script = tmp_path / "probe.py"
     script.write_text(textwrap.dedent(code))
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     done = subprocess.run([sys.executable, str(script), str(SITE), str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+                          env={**os.environ, "PYTHONPATH": path}, capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert isinstance(result, dict)

@@ -45,8 +45,8 @@ def test_a_dry_run_shows_every_step_and_changes_nothing(tmp_path: Path) -> None:
         # the unit's byte-code, compiled before the first start (test_unit_run.py: it then
         # compiles nothing), into the unit's cache directory, owned by its user
         "install -d -m 0750 /var/cache/roomwarden",
-        "env PYTHONPYCACHEPREFIX=/var/cache/roomwarden/pycache /opt/roomwarden/venv/bin/python "
-        "-m gateway.precompile",
+        "env PYTHONPYCACHEPREFIX=/var/cache/roomwarden/pycache PYTHONNODEBUGRANGES=1 "
+        "/opt/roomwarden/venv/bin/python -m gateway.precompile",
         "chown -R roomwarden:roomwarden /var/cache/roomwarden/pycache",
         "mv /usr/share/roomwarden/profiles.new /usr/share/roomwarden/profiles",
         "mv /usr/share/roomwarden/rules.new /usr/share/roomwarden/rules",

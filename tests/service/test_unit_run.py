@@ -8,17 +8,20 @@ child runs as `roomwarden check` does)."""
 from __future__ import annotations
 
 import asyncio
+import marshal
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import CodeType
 
 import pytest
 
 import gateway
 from gateway.config.loader import load_gateway_config
 from gateway.isolated_check import child_environment
+from gateway.precompile import UNIT_SETTINGS
 from gateway.sim.site import SimulatedSite
 from tests.apply.conftest import SITE, edit_config, for_tests, until
 from tests.apply.test_service_process import (
@@ -29,7 +32,7 @@ from tests.apply.test_service_process import (
     devices_online,
     smoke_coincidence,
 )
-from tests.service.unitfile import as_the_unit_runs
+from tests.service.unitfile import as_the_unit_runs, unit_environment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,6 +90,41 @@ def byte_code(pycache: Path) -> dict[Path, int]:
     return {path: path.stat().st_mtime_ns for path in pycache.rglob("*.pyc")}
 
 
+async def precompile(pycache: Path) -> None:
+    """`python -m gateway.precompile` as systemd/install.sh runs it (tests/service/test_install.py
+    holds its command line)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "gateway.precompile"], check=False,
+        env={**env, "PYTHONPYCACHEPREFIX": str(pycache), "PYTHONNODEBUGRANGES": "1",
+             "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def code_of(pyc: Path) -> CodeType:
+    code = marshal.loads(pyc.read_bytes()[16:])  # after the header: magic, flags, source
+    assert isinstance(code, CodeType)
+    return code
+
+
+async def test_install_time_byte_code_is_what_the_unit_compiles(tmp_path: Path) -> None:
+    """What gateway.precompile writes is what the unit would have compiled at its first start:
+    the same code objects — column tables included, which the unit's PYTHONNODEBUGRANGES
+    leaves out (a cache compiled with them would still be read, and is 1 MB larger) — for every
+    file the unit compiles."""
+    assert unit_environment().items() >= UNIT_SETTINGS.items()
+    by_unit, at_install = tmp_path / "unit", tmp_path / "install"
+    await run_as_the_unit(tmp_path, by_unit)
+    await precompile(at_install)
+    compiled = sorted(by_unit.rglob("*.pyc"))
+    assert len(compiled) > 300
+    differ = [str(p.relative_to(by_unit)) for p in compiled
+              if code_of(p) != code_of(at_install / p.relative_to(by_unit))]
+    assert differ == []
+    assert [pos for pos in code_of(cached(at_install, "daemon", ".opt-2")).co_positions()
+            if pos[2] is not None] == []
+
+
 async def test_install_time_compilation_leaves_the_first_start_nothing_to_compile(
         tmp_path: Path) -> None:
     """systemd/install.sh runs `python -m gateway.precompile` with the unit's cache directory:
@@ -94,16 +132,18 @@ async def test_install_time_compilation_leaves_the_first_start_nothing_to_compil
     stripped, the config check's plain — instead of compiling it while the site is not
     polled."""
     pycache = tmp_path / "pycache"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "gateway.precompile"], check=False,
-        env={**env, "PYTHONPYCACHEPREFIX": str(pycache), "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    await precompile(pycache)
     before = byte_code(pycache)
     assert cached(pycache, "daemon", ".opt-2") in before
     assert cached(pycache, "config/yamlsafe", "") in before
     await run_as_the_unit(tmp_path, pycache)
+    # what its first /metrics scrape and its first broker connection import while it runs
+    late = ("from gateway.ops.metrics import make_registry; make_registry(object()); "
+            "import socket; socket.getaddrinfo('127.0.0.1', 1883)")
+    unit = as_the_unit_runs(dict(os.environ), pycache=pycache)
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", late], check=False,
+                                   env=unit, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     after = byte_code(pycache)
     new = sorted(str(p.relative_to(pycache)) for p in after.keys() - before.keys())
     assert new == [], f"compiled at the first start: {new}"
@@ -115,6 +155,14 @@ def test_precompile_refuses_without_the_cache_directory() -> None:
     done = subprocess.run([sys.executable, "-m", "gateway.precompile"], check=False,
                           env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert done.returncode == 2 and "PYTHONPYCACHEPREFIX is not set" in done.stderr
+
+
+def test_precompile_refuses_without_the_unit_s_byte_code_settings(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env = {**env, "PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "gateway.precompile"], check=False, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "with PYTHONNODEBUGRANGES=1" in done.stderr
 
 
 def test_the_config_check_runs_unoptimized_whatever_the_gateway_runs_with(

@@ -122,9 +122,10 @@ def test_the_gateway_unit_is_what_the_issue_asks() -> None:
     assert {"char-ttyUSB rw", "char-ttyAMA rw", "char-ttyS rw"} <= set(found["DeviceAllow"])
     assert one["MemoryDenyWriteExecute"] == "yes" and one["UMask"] == "0027"
     assert found["SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
-    # stripped byte-code, cached where the service may write (tests/service/test_unit_run.py)
+    # stripped byte-code without column tables, cached where the service may write
+    # (tests/service/test_unit_run.py)
     assert unit_environment() == {
-        "PYTHONUNBUFFERED": "1", "PYTHONOPTIMIZE": "2",
+        "PYTHONUNBUFFERED": "1", "PYTHONOPTIMIZE": "2", "PYTHONNODEBUGRANGES": "1",
         "PYTHONPYCACHEPREFIX": "/var/cache/roomwarden/pycache", "MALLOC_ARENA_MAX": "1"}
     assert one["CacheDirectory"] == "roomwarden" and one["CacheDirectoryMode"] == "0750"
     ingest = {key: values[-1] for key, values in directives("roomwarden-ingest.service").items()}
