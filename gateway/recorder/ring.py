@@ -46,12 +46,13 @@ from gateway.recorder.intake import (
     KIND_BOOL,
     KIND_FLOAT,
     KIND_INT,
-    KIND_NONE,
     KIND_STR,
+    MAX_STRINGS,
     NS_PER_MS,
     QUALITIES,
     record_into,
 )
+from gateway.recorder.lines import Line, copy_of, join, leave, new_line, restart
 from gateway.recorder.open_chunk import (
     CHUNK,
     FIRST_CHUNKS,
@@ -68,7 +69,6 @@ from gateway.recorder.open_chunk import (
 __all__ = ["CHUNK", "FIRST_CHUNKS", "MAX_STRINGS", "OVERFLOW_STRING", "PROBE", "FlightRecorder",
            "PointRing", "Recorded", "decode_chunk", "encode_chunk"]
 
-MAX_STRINGS = 64
 OVERFLOW_STRING = "\u2026"
 
 
@@ -98,13 +98,24 @@ class PointRing:
                  "_scale", "_start", "_steps", "_strings", "_tail", "_values", "max_samples",
                  "window_ms")
 
-    def __init__(self, window_s: float, max_samples: int) -> None:
+    def __init__(self, window_s: float, max_samples: int, *,
+                 beside: PointRing | None = None) -> None:
         self.window_ms = int(window_s * 1000)
         self.max_samples = max(max_samples, 2 * CHUNK)
-        self._steps: array[int] = zeros("h")
+        self._steps: Line
         """The open chunk's timestamps: ms from the sample before (the first's from `_base`),
         2 bytes each; 4 from the first step past ±32 s on (polls that far apart), 8 for a
-        chunk with a step past ±24 days (until it is sealed)."""
+        chunk with a step past ±24 days (until it is sealed). Shared, copy-on-write, with the
+        rings that have the same (gateway/recorder/lines.py), as is `_flags`."""
+        self._flags: Line
+        if beside is None:
+            self._steps, self._flags = new_line("h"), new_line("B")
+        else:  # the ring made before this one: its lines, and its numbers where equal
+            self._steps, self._flags = join(beside._steps), join(beside._flags)
+            if beside.window_ms == self.window_ms:
+                self.window_ms = beside.window_ms
+            if beside.max_samples == self.max_samples:
+                self.max_samples = beside.max_samples
         self._base = 0
         """The newest sealed sample's timestamp (ms), or the open chunk's first."""
         self._last = 0
@@ -113,7 +124,6 @@ class PointRing:
         """The open chunk's values, `_values[i] / _scale`: scaled integers, or doubles with
         `_scale` 0 (gateway/recorder/open_chunk.py)."""
         self._scale = 1
-        self._flags = bytearray(CHUNK)
         self._open = 0
         """Samples in the open chunk (its first `_open` slots)."""
         self._due = PROBE
@@ -142,39 +152,8 @@ class PointRing:
         """Add (ts ns, value, quality) samples, e.g. `Recorded`s, in the recorder's one loop."""
         record_into(lambda point: self, lambda point: None, (("", v, t, q) for t, v, q in samples))
 
-    def _widen(self, at: int, ms: int) -> None:
-        """The step to `ms` does not fit `_steps`: the first sample of a chunk becomes its base
-        (a ring's first sample, a gap); later in the chunk the steps widen."""
-        if at == 0:
-            self._base = ms
-            self._steps[0] = 0
-            return
-        step = ms - self._last
-        self._steps = array("i" if -2**31 <= step < 2**31 else "q", self._steps)
-        self._steps[at] = step
-
     def _spill(self, at: int, number: float) -> None:
         self._values, self._scale = spill(self._values, self._scale, at, number)
-
-    def _encode_value(self, value: Value) -> tuple[int, float]:
-        if value is None:
-            return KIND_NONE, 0
-        if isinstance(value, bool):
-            return KIND_BOOL, int(value)
-        if isinstance(value, int):
-            return KIND_INT, value
-        if isinstance(value, float):
-            return KIND_FLOAT, float(value)
-        strings = self._strings
-        if strings is None:
-            strings = self._strings = []
-        try:
-            return KIND_STR, strings.index(value)
-        except ValueError:
-            if len(strings) >= MAX_STRINGS:
-                return KIND_STR, MAX_STRINGS
-            strings.append(value)
-            return KIND_STR, len(strings) - 1
 
     def _act(self) -> None:
         """A chunk's last sample: seal it. The ring's `PROBE`th: reserve its store for a window
@@ -212,7 +191,11 @@ class PointRing:
         self._open = 0
         self._base = newest
         if steps.itemsize == 8:  # a chunk whose clock jumped
-            self._steps = zeros("i")
+            leave(steps)
+            self._steps = new_line("i")
+        else:
+            restart(steps)
+        restart(self._flags)
 
     def _store(self, blob: bytes, span_ms: int) -> None:
         """Append a sealed chunk (`span_ms` from its first sample to its last) to `_data`
@@ -292,10 +275,10 @@ class PointRing:
         in another thread."""
         copy = PointRing.__new__(PointRing)
         copy.window_ms, copy.max_samples = self.window_ms, self.max_samples
-        copy._steps = array(self._steps.typecode, self._steps)
+        copy._steps = copy_of(self._steps, self._open)
         copy._base, copy._last = self._base, self._last
-        copy._values, copy._flags = array(self._values.typecode, self._values), bytearray(
-            self._flags)
+        copy._values = array(self._values.typecode, self._values)
+        copy._flags = copy_of(self._flags, self._open)
         copy._scale = self._scale
         copy._open, copy._due = self._open, self._due
         copy._data = self._data[self._start:self._end]
@@ -306,12 +289,14 @@ class PointRing:
         return copy
 
     def live_bytes(self) -> int:
-        """Memory this ring holds (`sys.getsizeof` of it and everything it owns)."""
+        """Memory this ring holds (`sys.getsizeof` of it and everything it holds, the lines it
+        shares with other rings whole)."""
+        return sum(map(sys.getsizeof, self._parts()))
+
+    def _parts(self) -> list[object]:
         parts: list[object] = [self, self._steps, self._values, self._flags, self._data,
                                self._index]
-        if self._strings is not None:
-            parts += [self._strings, *self._strings]
-        return sum(map(sys.getsizeof, parts))
+        return parts if self._strings is None else [*parts, self._strings, *self._strings]
 
     def samples(self, since_ns: int = 0, until_ns: int | None = None) -> list[Recorded]:
         """The samples with `since_ns` ≤ ts ≤ `until_ns`, oldest first."""
@@ -383,7 +368,9 @@ class FlightRecorder:
         if len(self.rings) >= self.max_points:
             self.refused_points += 1
             return None
-        return self.rings.setdefault(point, PointRing(self.window_s, self.capacity(point)))
+        beside = next(reversed(self.rings.values()), None)  # (lines: its block's, likely)
+        return self.rings.setdefault(point, PointRing(self.window_s, self.capacity(point),
+                                                      beside=beside))
 
     def samples(self, point: str, since_ns: int = 0,
                 until_ns: int | None = None) -> list[Recorded]:
@@ -391,10 +378,16 @@ class FlightRecorder:
         return [] if ring is None else ring.samples(since_ns, until_ns)
 
     def nbytes(self) -> int:
-        return sum(ring.nbytes() for ring in self.rings.values())
+        """The rings' `nbytes`, each line once (rings share them: gateway/recorder/lines.py)."""
+        rings = self.rings.values()
+        lines = {id(line): line for ring in rings for line in (ring._steps, ring._flags)}
+        return sum(ring.nbytes() - CHUNK * (ring._steps.itemsize + 1) for ring in rings) + sum(
+            CHUNK * line.itemsize for line in lines.values())
 
     def live_bytes(self) -> int:
-        """Memory the recorder holds: its rings, the dict and the point names."""
-        return sys.getsizeof(self.rings) + sum(sys.getsizeof(point) + ring.live_bytes()
-                                               for point, ring in self.rings.items())
+        """Memory the recorder holds: its rings, the dict and the point names (each object
+        once: rings share lines)."""
+        parts = {id(part): part for ring in self.rings.values() for part in ring._parts()}
+        return sys.getsizeof(self.rings) + sum(map(sys.getsizeof, [*self.rings,
+                                                                   *parts.values()]))
 
