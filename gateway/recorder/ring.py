@@ -35,6 +35,7 @@ from itertools import accumulate, islice
 from typing import Any, NamedTuple
 
 from gateway.field.sample import Quality, Sample, Value
+from gateway.recorder.bookkeeping import drop_oldest, entries, note, reserve
 from gateway.recorder.chunk import (
     decode_chunk,
     encode_chunk,
@@ -94,9 +95,9 @@ class PointRing:
     (Open chunk steps widen from 2 to 4 bytes past 32 s apart, to 8 past ±24 days; values from
     1 to 2 or 4 bytes, or doubles for a chunk.)"""
 
-    __slots__ = ("_base", "_data", "_due", "_end", "_flags", "_head", "_index", "_last", "_open",
-                 "_scale", "_start", "_steps", "_strings", "_tail", "_values", "max_samples",
-                 "window_ms")
+    __slots__ = ("_base", "_data", "_due", "_end", "_epoch", "_flags", "_head", "_index", "_last",
+                 "_open", "_scale", "_start", "_steps", "_strings", "_tail", "_values",
+                 "max_samples", "window_ms")
 
     def __init__(self, window_s: float, max_samples: int, *,
                  beside: PointRing | None = None) -> None:
@@ -131,10 +132,12 @@ class PointRing:
         self._data = bytearray()
         self._start = self._end = 0
         """The sealed chunks are `_data[_start:_end]`, oldest first."""
-        self._index: array[int] = array("q")
+        self._index: array[int] = array("i")
         self._head = self._tail = 0
-        """Length, first and last timestamp (ms) of each sealed chunk, oldest first, are
-        `_index[_head:_tail]`; the array has slots for a window of chunks (`_act`)."""
+        self._epoch = 0
+        """Length, first and last timestamp (ms, less `_epoch`) of each sealed chunk, oldest
+        first, are `_index[_head:_tail]`; the array has slots for a window of chunks (`_act`;
+        gateway/recorder/bookkeeping.py)."""
         self._strings: list[str] | None = None
 
     @property
@@ -169,7 +172,7 @@ class PointRing:
             span = (self._last - self._base - self._steps[0]) * (CHUNK - 1) / (n - 1)
             self._data = bytearray(store_bytes(size, span, self.window_ms, self.max_samples,
                                                PROBE_HEADROOM))
-            self._reserve_index(window_chunks(span, self.window_ms, self.max_samples, 1))
+            reserve(self, window_chunks(span, self.window_ms, self.max_samples, 1))
 
     def _seal(self) -> None:
         steps = self._steps
@@ -183,11 +186,12 @@ class PointRing:
             if exact_scale(values[-1]):  # the next chunk tries integers again
                 self._values, self._scale = zeros("b"), 1
         # the chunks this one pushes out go first, so the store holds no more than a window
-        while self._tail > self._head and (self._index[self._head + 2] < newest - self.window_ms
-                                           or self.sealed + CHUNK > self.max_samples):
-            self._drop_oldest()
+        while self._tail > self._head and (
+                self._index[self._head + 2] + self._epoch < newest - self.window_ms
+                or self.sealed + CHUNK > self.max_samples):
+            drop_oldest(self)
         self._store(blob, newest - first)
-        self._note(len(blob), first, newest)
+        note(self, len(blob), first, newest)
         self._open = 0
         self._base = newest
         if steps.itemsize == 8:  # a chunk whose clock jumped
@@ -207,7 +211,7 @@ class PointRing:
             window = partial(store_bytes, size, span_ms, self.window_ms, self.max_samples)
             if len(self._data) < window(1.0):
                 self._data.extend(bytes(window(1.125) - len(self._data)))
-            self._reserve_index(window_chunks(span_ms, self.window_ms, self.max_samples, 0))
+            reserve(self, window_chunks(span_ms, self.window_ms, self.max_samples, 0))
         if self._end + size > len(self._data):
             live = self._end - self._start
             if self._start:  # move the live chunks back to the start (in place)
@@ -220,50 +224,16 @@ class PointRing:
         self._data[self._end:self._end + size] = blob
         self._end += size
 
-    def _reserve_index(self, chunks: int) -> None:
-        """Slots for at least `chunks` sealed chunks in `_index` (a new array, allocated to size,
-        with the live entries at its start), if it has fewer."""
-        if len(self._index) < 3 * chunks:
-            live = self._tail - self._head
-            index = array("q", [0]) * (3 * max(chunks, live // 3))
-            index[:live] = self._index[self._head:self._tail]
-            self._index, self._head, self._tail = index, 0, live
-
-    def _note(self, length: int, first: int, last: int) -> None:
-        """A sealed chunk's entry, after the others in `_index`: moved back to its start when its
-        end is reached, grown by a quarter if the live entries fill it."""
-        if self._tail + 3 > len(self._index):
-            if self._head:
-                live = self._tail - self._head
-                self._index[:live] = self._index[self._head:self._tail]
-                self._head, self._tail = 0, live
-            else:
-                self._reserve_index(len(self._index) // 3 * 5 // 4 + 1)
-        index, at = self._index, self._tail
-        index[at], index[at + 1], index[at + 2] = length, first, last
-        self._tail = at + 3
-
-    def _drop_oldest(self) -> None:
-        self._start += self._index[self._head]
-        if self._start == self._end:
-            self._start = self._end = 0
-        self._head += 3
-        if self._head == self._tail:
-            self._head = self._tail = 0
-
     def shift(self, ms: int) -> None:
         """Move every sample by `ms` (a clock step: recorder/clockstep.py): the open chunk's
-        times, each sealed chunk's entry (`samples` reads a chunk's times from its entry)."""
+        times, the sealed chunks' entries (`samples` reads a chunk's times from its entry)."""
         self._base += ms
         self._last += ms
-        index = self._index
-        for at in range(self._head + 1, self._tail, 3):
-            index[at] += ms
-            index[at + 1] += ms
+        self._epoch += ms
 
     def chunk_index(self) -> array[int]:
         """Length, first and last timestamp (ms) of each sealed chunk, oldest first (a copy)."""
-        return self._index[self._head:self._tail]
+        return entries(self)
 
     def nbytes(self) -> int:
         """Bytes held in the arrays (their allocation, not counting object headers)."""
@@ -284,7 +254,7 @@ class PointRing:
         copy._data = self._data[self._start:self._end]
         copy._start, copy._end = 0, len(copy._data)
         copy._index = self.chunk_index()
-        copy._head, copy._tail = 0, len(copy._index)
+        copy._head, copy._tail, copy._epoch = 0, len(copy._index), 0
         copy._strings = None if self._strings is None else list(self._strings)
         return copy
 
