@@ -34,66 +34,70 @@ _CODES: dict[DataType, str] = {
 GOOD, INVALID = Quality.GOOD, Quality.INVALID
 _new = tuple.__new__
 
-_BLOCK, _OWN, _GENERIC = 0, 1, 2
-"""How a point's raw value is read: from the block's one unpack, from its own `Struct`
-(little-endian, or overlapping a point before it), or by the generic decoder."""
-
-# (point id, scale or decimal divisor, offset, identity, divide, low, high, back to int, flags)
-# — see `_scaling`
-_Scaling = tuple[str, float, float, bool, bool, float, float, bool,
-                 tuple[tuple[str, int, bool], ...]]
+_Scaling = tuple[float, float, bool, bool, float, float, bool]
+"""(scale or decimal divisor, offset, identity, divide, low, high, back to int) — see
+`_scaling`; one tuple for the points of a request that have the same."""
+_Read = tuple[struct.Struct, int] | ReadRequest | None
+"""How a point's raw value is read: None from the block's one unpack, (its own `Struct`, its
+byte offset) — little-endian, or overlapping a point before it —, or the request narrowed to
+the point for the generic decoder."""
 
 
 def _scaling(point: BoundPoint) -> _Scaling:
     """A numeric point's post-processing as constants (`point_samples`'s rules)."""
     divisor = DECIMAL_DIVISORS.get(point.scale)
-    return (point.id, point.scale if divisor is None else divisor, point.offset,
+    return (point.scale if divisor is None else divisor, point.offset,
             point.scale == 1.0 and point.offset == 0.0, divisor is not None,
             -LARGEST if point.valid_min is None else point.valid_min,
             LARGEST if point.valid_max is None else point.valid_max,  # no infinity is good
-            point.scale == 1.0,
-            tuple((f.id, f.bit, f.active_low) for f in point.flags))
-
-_Step = tuple[int, struct.Struct | None, int, ReadRequest | None, _Scaling | None]
-"""(how, own `Struct`, its byte offset, the request narrowed to the point for the generic
-path, scaling); scaling is None exactly for the generic path."""
+            point.scale == 1.0)
 
 
 class BlockDecoder:
-    """`decoder(registers, ts, out)` appends the samples of one reply to `request`."""
+    """`decoder(registers, ts, out)` appends the samples of one reply to `request`.
 
-    __slots__ = ("_block", "_count", "_request", "_steps", "_words")
+    What it knows of each point is in columns (lists in the request's order: its id, how it
+    is read, its scaling, its flags' (id, bit, active low)), the scalings shared: two tuples
+    a point took ~0.2 KB a point, 0.4 MiB at 2,000 points."""
+
+    __slots__ = ("_block", "_count", "_flags", "_ids", "_reads", "_request", "_scalings",
+                 "_words")
 
     def __init__(self, request: ReadRequest) -> None:
         self._request = request
         self._count = request.count
         self._words = struct.Struct(f">{request.count}H")
-        block = [">"]
+        block: list[tuple[int, str]] = []  # (pad bytes, code) of each point read in the block
         cursor = 0  # bytes of the block format so far
-        steps: list[_Step] = []
+        self._ids: list[str] = []
+        self._reads: list[_Read] = []
+        self._scalings: list[_Scaling] = []
+        self._flags: list[tuple[tuple[str, int, bool], ...]] = []
+        scalings: dict[str, _Scaling] = {}  # by repr: 0.0 is not -0.0, nor 1 1.0, here
         for point in request.points:
             spec = point.modbus
             offset = spec.address - request.address
             kind, order = spec.type, spec.order
             code = _CODES.get(kind)
             width = WIDTH_REGISTERS.get(kind, 0)
-            if code is None or offset < 0 or offset + width > request.count:
-                steps.append((_GENERIC, None, 0, _one(request, point), None))
-                continue
             big = order is ByteOrder.ABCD or (width == 1 and not order.swaps_bytes)
             little = order is ByteOrder.DCBA or (width == 1 and order.swaps_bytes)
-            if big and 2 * offset >= cursor:
-                pad = 2 * offset - cursor
-                block.append(f"{pad}x{code}" if pad else code)
+            read: _Read
+            if code is None or offset < 0 or offset + width > request.count \
+                    or not (big or little):
+                read = _one(request, point)
+            elif big and 2 * offset >= cursor:
+                block.append((2 * offset - cursor, code))
                 cursor = 2 * (offset + width)
-                steps.append((_BLOCK, None, 0, None, _scaling(point)))
-            elif big or little:
-                steps.append((_OWN, struct.Struct((">" if big else "<") + code), 2 * offset,
-                              None, _scaling(point)))
+                read = None
             else:
-                steps.append((_GENERIC, None, 0, _one(request, point), None))
-        self._block = struct.Struct("".join(block))
-        self._steps = steps
+                read = (struct.Struct((">" if big else "<") + code), 2 * offset)
+            scaling = _scaling(point)
+            self._ids.append(point.id)
+            self._reads.append(read)
+            self._scalings.append(scalings.setdefault(repr(scaling), scaling))
+            self._flags.append(tuple((f.id, f.bit, f.active_low) for f in point.flags))
+        self._block = struct.Struct(_format(block))
 
     def __call__(self, registers: Sequence[int], ts: int, out: list[Sample]) -> None:
         if len(registers) != self._count:
@@ -105,17 +109,18 @@ class BlockDecoder:
             register_samples(self._request, registers, ts, out)
             return
         raws = iter(self._block.unpack_from(raw_bytes))
-        for how, own, at, alone, scaling in self._steps:
-            if scaling is None:
-                assert alone is not None
-                register_samples(alone, registers, ts, out)
-                continue
-            if how == _BLOCK:
+        for pid, read, scaling, flags in zip(self._ids, self._reads, self._scalings,
+                                             self._flags, strict=True):
+            if read is None:
                 raw = next(raws)
-            else:
-                assert own is not None
+            elif type(read) is tuple:
+                own, at = read
                 raw = own.unpack_from(raw_bytes, at)[0]
-            pid, scale, offset, identity, divide, low, high, back, flags = scaling
+            else:
+                assert isinstance(read, ReadRequest)
+                register_samples(read, registers, ts, out)
+                continue
+            scale, offset, identity, divide, low, high, back = scaling
             value = raw if identity else (raw / scale + offset if divide else raw * scale + offset)
             quality = GOOD if low <= value <= high else INVALID
             if back and type(value) is float and type(raw) is int and value.is_integer():
@@ -126,6 +131,19 @@ class BlockDecoder:
                 for fid, bit, active_low in flags:
                     out.append(_new(Sample, (fid, bool((word >> bit) & 1) != active_low, ts,
                                              GOOD)))
+
+
+def _format(block: list[tuple[int, str]]) -> str:
+    """The big-endian `struct` format of (pad, code)s, runs of one code without a pad between
+    them counted ("100h" unpacks as 100 "h"s, in 0.2 KB of `Struct` instead of 3.8)."""
+    parts = [">"]
+    start = 0
+    for at, (_pad, code) in enumerate(block):
+        if at + 1 == len(block) or block[at + 1] != (0, code):  # a run's last
+            pad, run = block[start][0], at + 1 - start
+            parts += [f"{pad}x" if pad else "", f"{run}{code}" if run > 1 else code]
+            start = at + 1
+    return "".join(parts)
 
 
 def _one(request: ReadRequest, point: BoundPoint) -> ReadRequest:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import weakref
 from dataclasses import dataclass, field
 
 from gateway.config.profile import (
@@ -77,8 +78,20 @@ class BoundPoint:
         return low <= value <= high  # False for NaN
 
 
+_BOUND: dict[int, tuple[weakref.ref[Device], ModbusProfile | SerialTextProfile,
+                        tuple[BoundPoint, ...]]] = {}
+"""The points bound for each device object while it lives (by identity; config models are
+immutable): the pollers, the rules' site points and the uplink's catalog each bind a config's
+devices, and kept three copies of every point id (0.2 MiB at 2,000 points)."""
+
+
 def bind_points(device: Device, profile: ModbusProfile | SerialTextProfile) -> list[BoundPoint]:
-    """The enabled points of `device`, with its overrides applied."""
+    """The enabled points of `device`, with its overrides applied (the same `BoundPoint`s for
+    the same device and profile objects)."""
+    key = id(device)
+    known = _BOUND.get(key)
+    if known is not None and known[0]() is device and known[1] is profile:
+        return list(known[2])
     specs: tuple[ModbusPoint, ...] | tuple[TextField, ...] = (
         profile.points if isinstance(profile, ModbusProfile) else profile.fields
     )
@@ -90,6 +103,12 @@ def bind_points(device: Device, profile: ModbusProfile | SerialTextProfile) -> l
         flag_overrides = {flag.name: device.points[f"{spec.name}.{flag.name}"]
                           for flag in spec.flags if f"{spec.name}.{flag.name}" in device.points}
         bound.append(_bind(device.id, spec, override, flag_overrides))
+
+    def forget(ref: weakref.ref[Device]) -> None:  # the device is gone: so is its entry
+        if _BOUND.get(key, (None,))[0] is ref:
+            del _BOUND[key]
+
+    _BOUND[key] = (weakref.ref(device, forget), profile, tuple(bound))
     return bound
 
 

@@ -35,6 +35,7 @@ from itertools import accumulate, islice
 from typing import Any, NamedTuple
 
 from gateway.field.sample import Quality, Sample, Value
+from gateway.recorder.bookkeeping import drop_oldest, entries, note, reserve
 from gateway.recorder.chunk import (
     decode_chunk,
     encode_chunk,
@@ -46,12 +47,13 @@ from gateway.recorder.intake import (
     KIND_BOOL,
     KIND_FLOAT,
     KIND_INT,
-    KIND_NONE,
     KIND_STR,
+    MAX_STRINGS,
     NS_PER_MS,
     QUALITIES,
     record_into,
 )
+from gateway.recorder.lines import Line, copy_of, join, leave, new_line, restart
 from gateway.recorder.open_chunk import (
     CHUNK,
     FIRST_CHUNKS,
@@ -68,7 +70,6 @@ from gateway.recorder.open_chunk import (
 __all__ = ["CHUNK", "FIRST_CHUNKS", "MAX_STRINGS", "OVERFLOW_STRING", "PROBE", "FlightRecorder",
            "PointRing", "Recorded", "decode_chunk", "encode_chunk"]
 
-MAX_STRINGS = 64
 OVERFLOW_STRING = "\u2026"
 
 
@@ -94,17 +95,28 @@ class PointRing:
     (Open chunk steps widen from 2 to 4 bytes past 32 s apart, to 8 past ±24 days; values from
     1 to 2 or 4 bytes, or doubles for a chunk.)"""
 
-    __slots__ = ("_base", "_data", "_due", "_end", "_flags", "_head", "_index", "_last", "_open",
-                 "_scale", "_start", "_steps", "_strings", "_tail", "_values", "max_samples",
-                 "window_ms")
+    __slots__ = ("_base", "_data", "_due", "_end", "_epoch", "_flags", "_head", "_index", "_last",
+                 "_open", "_scale", "_start", "_steps", "_strings", "_tail", "_values",
+                 "max_samples", "window_ms")
 
-    def __init__(self, window_s: float, max_samples: int) -> None:
+    def __init__(self, window_s: float, max_samples: int, *,
+                 beside: PointRing | None = None) -> None:
         self.window_ms = int(window_s * 1000)
         self.max_samples = max(max_samples, 2 * CHUNK)
-        self._steps: array[int] = zeros("h")
+        self._steps: Line
         """The open chunk's timestamps: ms from the sample before (the first's from `_base`),
         2 bytes each; 4 from the first step past ±32 s on (polls that far apart), 8 for a
-        chunk with a step past ±24 days (until it is sealed)."""
+        chunk with a step past ±24 days (until it is sealed). Shared, copy-on-write, with the
+        rings that have the same (gateway/recorder/lines.py), as is `_flags`."""
+        self._flags: Line
+        if beside is None:
+            self._steps, self._flags = new_line("h"), new_line("B")
+        else:  # the ring made before this one: its lines, and its numbers where equal
+            self._steps, self._flags = join(beside._steps), join(beside._flags)
+            if beside.window_ms == self.window_ms:
+                self.window_ms = beside.window_ms
+            if beside.max_samples == self.max_samples:
+                self.max_samples = beside.max_samples
         self._base = 0
         """The newest sealed sample's timestamp (ms), or the open chunk's first."""
         self._last = 0
@@ -113,7 +125,6 @@ class PointRing:
         """The open chunk's values, `_values[i] / _scale`: scaled integers, or doubles with
         `_scale` 0 (gateway/recorder/open_chunk.py)."""
         self._scale = 1
-        self._flags = bytearray(CHUNK)
         self._open = 0
         """Samples in the open chunk (its first `_open` slots)."""
         self._due = PROBE
@@ -121,10 +132,12 @@ class PointRing:
         self._data = bytearray()
         self._start = self._end = 0
         """The sealed chunks are `_data[_start:_end]`, oldest first."""
-        self._index: array[int] = array("q")
+        self._index: array[int] = array("i")
         self._head = self._tail = 0
-        """Length, first and last timestamp (ms) of each sealed chunk, oldest first, are
-        `_index[_head:_tail]`; the array has slots for a window of chunks (`_act`)."""
+        self._epoch = 0
+        """Length, first and last timestamp (ms, less `_epoch`) of each sealed chunk, oldest
+        first, are `_index[_head:_tail]`; the array has slots for a window of chunks (`_act`;
+        gateway/recorder/bookkeeping.py)."""
         self._strings: list[str] | None = None
 
     @property
@@ -142,39 +155,8 @@ class PointRing:
         """Add (ts ns, value, quality) samples, e.g. `Recorded`s, in the recorder's one loop."""
         record_into(lambda point: self, lambda point: None, (("", v, t, q) for t, v, q in samples))
 
-    def _widen(self, at: int, ms: int) -> None:
-        """The step to `ms` does not fit `_steps`: the first sample of a chunk becomes its base
-        (a ring's first sample, a gap); later in the chunk the steps widen."""
-        if at == 0:
-            self._base = ms
-            self._steps[0] = 0
-            return
-        step = ms - self._last
-        self._steps = array("i" if -2**31 <= step < 2**31 else "q", self._steps)
-        self._steps[at] = step
-
     def _spill(self, at: int, number: float) -> None:
         self._values, self._scale = spill(self._values, self._scale, at, number)
-
-    def _encode_value(self, value: Value) -> tuple[int, float]:
-        if value is None:
-            return KIND_NONE, 0
-        if isinstance(value, bool):
-            return KIND_BOOL, int(value)
-        if isinstance(value, int):
-            return KIND_INT, value
-        if isinstance(value, float):
-            return KIND_FLOAT, float(value)
-        strings = self._strings
-        if strings is None:
-            strings = self._strings = []
-        try:
-            return KIND_STR, strings.index(value)
-        except ValueError:
-            if len(strings) >= MAX_STRINGS:
-                return KIND_STR, MAX_STRINGS
-            strings.append(value)
-            return KIND_STR, len(strings) - 1
 
     def _act(self) -> None:
         """A chunk's last sample: seal it. The ring's `PROBE`th: reserve its store for a window
@@ -190,7 +172,7 @@ class PointRing:
             span = (self._last - self._base - self._steps[0]) * (CHUNK - 1) / (n - 1)
             self._data = bytearray(store_bytes(size, span, self.window_ms, self.max_samples,
                                                PROBE_HEADROOM))
-            self._reserve_index(window_chunks(span, self.window_ms, self.max_samples, 1))
+            reserve(self, window_chunks(span, self.window_ms, self.max_samples, 1))
 
     def _seal(self) -> None:
         steps = self._steps
@@ -204,15 +186,20 @@ class PointRing:
             if exact_scale(values[-1]):  # the next chunk tries integers again
                 self._values, self._scale = zeros("b"), 1
         # the chunks this one pushes out go first, so the store holds no more than a window
-        while self._tail > self._head and (self._index[self._head + 2] < newest - self.window_ms
-                                           or self.sealed + CHUNK > self.max_samples):
-            self._drop_oldest()
+        while self._tail > self._head and (
+                self._index[self._head + 2] + self._epoch < newest - self.window_ms
+                or self.sealed + CHUNK > self.max_samples):
+            drop_oldest(self)
         self._store(blob, newest - first)
-        self._note(len(blob), first, newest)
+        note(self, len(blob), first, newest)
         self._open = 0
         self._base = newest
         if steps.itemsize == 8:  # a chunk whose clock jumped
-            self._steps = zeros("i")
+            leave(steps)
+            self._steps = new_line("i")
+        else:
+            restart(steps)
+        restart(self._flags)
 
     def _store(self, blob: bytes, span_ms: int) -> None:
         """Append a sealed chunk (`span_ms` from its first sample to its last) to `_data`
@@ -224,7 +211,7 @@ class PointRing:
             window = partial(store_bytes, size, span_ms, self.window_ms, self.max_samples)
             if len(self._data) < window(1.0):
                 self._data.extend(bytes(window(1.125) - len(self._data)))
-            self._reserve_index(window_chunks(span_ms, self.window_ms, self.max_samples, 0))
+            reserve(self, window_chunks(span_ms, self.window_ms, self.max_samples, 0))
         if self._end + size > len(self._data):
             live = self._end - self._start
             if self._start:  # move the live chunks back to the start (in place)
@@ -237,50 +224,16 @@ class PointRing:
         self._data[self._end:self._end + size] = blob
         self._end += size
 
-    def _reserve_index(self, chunks: int) -> None:
-        """Slots for at least `chunks` sealed chunks in `_index` (a new array, allocated to size,
-        with the live entries at its start), if it has fewer."""
-        if len(self._index) < 3 * chunks:
-            live = self._tail - self._head
-            index = array("q", [0]) * (3 * max(chunks, live // 3))
-            index[:live] = self._index[self._head:self._tail]
-            self._index, self._head, self._tail = index, 0, live
-
-    def _note(self, length: int, first: int, last: int) -> None:
-        """A sealed chunk's entry, after the others in `_index`: moved back to its start when its
-        end is reached, grown by a quarter if the live entries fill it."""
-        if self._tail + 3 > len(self._index):
-            if self._head:
-                live = self._tail - self._head
-                self._index[:live] = self._index[self._head:self._tail]
-                self._head, self._tail = 0, live
-            else:
-                self._reserve_index(len(self._index) // 3 * 5 // 4 + 1)
-        index, at = self._index, self._tail
-        index[at], index[at + 1], index[at + 2] = length, first, last
-        self._tail = at + 3
-
-    def _drop_oldest(self) -> None:
-        self._start += self._index[self._head]
-        if self._start == self._end:
-            self._start = self._end = 0
-        self._head += 3
-        if self._head == self._tail:
-            self._head = self._tail = 0
-
     def shift(self, ms: int) -> None:
         """Move every sample by `ms` (a clock step: recorder/clockstep.py): the open chunk's
-        times, each sealed chunk's entry (`samples` reads a chunk's times from its entry)."""
+        times, the sealed chunks' entries (`samples` reads a chunk's times from its entry)."""
         self._base += ms
         self._last += ms
-        index = self._index
-        for at in range(self._head + 1, self._tail, 3):
-            index[at] += ms
-            index[at + 1] += ms
+        self._epoch += ms
 
     def chunk_index(self) -> array[int]:
         """Length, first and last timestamp (ms) of each sealed chunk, oldest first (a copy)."""
-        return self._index[self._head:self._tail]
+        return entries(self)
 
     def nbytes(self) -> int:
         """Bytes held in the arrays (their allocation, not counting object headers)."""
@@ -292,26 +245,28 @@ class PointRing:
         in another thread."""
         copy = PointRing.__new__(PointRing)
         copy.window_ms, copy.max_samples = self.window_ms, self.max_samples
-        copy._steps = array(self._steps.typecode, self._steps)
+        copy._steps = copy_of(self._steps, self._open)
         copy._base, copy._last = self._base, self._last
-        copy._values, copy._flags = array(self._values.typecode, self._values), bytearray(
-            self._flags)
+        copy._values = array(self._values.typecode, self._values)
+        copy._flags = copy_of(self._flags, self._open)
         copy._scale = self._scale
         copy._open, copy._due = self._open, self._due
         copy._data = self._data[self._start:self._end]
         copy._start, copy._end = 0, len(copy._data)
         copy._index = self.chunk_index()
-        copy._head, copy._tail = 0, len(copy._index)
+        copy._head, copy._tail, copy._epoch = 0, len(copy._index), 0
         copy._strings = None if self._strings is None else list(self._strings)
         return copy
 
     def live_bytes(self) -> int:
-        """Memory this ring holds (`sys.getsizeof` of it and everything it owns)."""
+        """Memory this ring holds (`sys.getsizeof` of it and everything it holds, the lines it
+        shares with other rings whole)."""
+        return sum(map(sys.getsizeof, self._parts()))
+
+    def _parts(self) -> list[object]:
         parts: list[object] = [self, self._steps, self._values, self._flags, self._data,
                                self._index]
-        if self._strings is not None:
-            parts += [self._strings, *self._strings]
-        return sum(map(sys.getsizeof, parts))
+        return parts if self._strings is None else [*parts, self._strings, *self._strings]
 
     def samples(self, since_ns: int = 0, until_ns: int | None = None) -> list[Recorded]:
         """The samples with `since_ns` ≤ ts ≤ `until_ns`, oldest first."""
@@ -383,7 +338,9 @@ class FlightRecorder:
         if len(self.rings) >= self.max_points:
             self.refused_points += 1
             return None
-        return self.rings.setdefault(point, PointRing(self.window_s, self.capacity(point)))
+        beside = next(reversed(self.rings.values()), None)  # (lines: its block's, likely)
+        return self.rings.setdefault(point, PointRing(self.window_s, self.capacity(point),
+                                                      beside=beside))
 
     def samples(self, point: str, since_ns: int = 0,
                 until_ns: int | None = None) -> list[Recorded]:
@@ -391,10 +348,16 @@ class FlightRecorder:
         return [] if ring is None else ring.samples(since_ns, until_ns)
 
     def nbytes(self) -> int:
-        return sum(ring.nbytes() for ring in self.rings.values())
+        """The rings' `nbytes`, each line once (rings share them: gateway/recorder/lines.py)."""
+        rings = self.rings.values()
+        lines = {id(line): line for ring in rings for line in (ring._steps, ring._flags)}
+        return sum(ring.nbytes() - CHUNK * (ring._steps.itemsize + 1) for ring in rings) + sum(
+            CHUNK * line.itemsize for line in lines.values())
 
     def live_bytes(self) -> int:
-        """Memory the recorder holds: its rings, the dict and the point names."""
-        return sys.getsizeof(self.rings) + sum(sys.getsizeof(point) + ring.live_bytes()
-                                               for point, ring in self.rings.items())
+        """Memory the recorder holds: its rings, the dict and the point names (each object
+        once: rings share lines)."""
+        parts = {id(part): part for ring in self.rings.values() for part in ring._parts()}
+        return sys.getsizeof(self.rings) + sum(map(sys.getsizeof, [*self.rings,
+                                                                   *parts.values()]))
 

@@ -63,15 +63,17 @@ class ExceptionPolicy:
 
 
 class _Sent:
-    __slots__ = ("band", "interval", "quality", "sent_at", "value")
+    """What was last sent of a point, and its (deadband, max interval): one tuple for the
+    points that have the same (64 bytes an entry instead of 80)."""
 
-    def __init__(self, value: Value, quality: Quality, sent_at: float, band: float,
-                 interval: float) -> None:
+    __slots__ = ("limits", "quality", "sent_at", "value")
+
+    def __init__(self, value: Value, quality: Quality, sent_at: float,
+                 limits: tuple[float, float]) -> None:
         self.value = value
         self.quality = quality
         self.sent_at = sent_at
-        self.band = band
-        self.interval = interval
+        self.limits = limits
 
 
 def _numeric(value: Value) -> bool:
@@ -106,6 +108,8 @@ class ExceptionFilter:
             mapping = quantity_of
             self._quantity = mapping.get
         self._sent: dict[str, _Sent] = {}
+        self._limits: dict[tuple[float, float], tuple[float, float]] = {}
+        """Each (deadband, max interval) of the points, once."""
         self._ordered = False
         """The map's order is least recently sent first (kept once it has been full)."""
         self.seen = 0
@@ -128,22 +132,24 @@ class ExceptionFilter:
                 point, value, _ts, quality = s
                 last = get(point)
                 if last is None:
-                    band, interval = self.policy.limits(point, self._quantity(point))
+                    limits = self.policy.limits(point, self._quantity(point))
                     if len(sent) >= self.policy.max_points:
                         if not ordered:
                             self._order()
                             ordered = True
                         del sent[next(iter(sent))]
-                    sent[point] = _Sent(value, quality, now, band, interval)
+                    sent[point] = _Sent(value, quality, now,
+                                        self._limits.setdefault(limits, limits))
                     append(s)
                     continue
-                if last.quality == quality and now - last.sent_at < last.interval:
+                band, interval = last.limits
+                if last.quality == quality and now - last.sent_at < interval:
                     old = last.value
                     if type(old) is float and type(value) is float \
                             and old - old == 0 and value - value == 0:
-                        if abs(value - old) <= last.band:  # `changed` of finite floats
+                        if abs(value - old) <= band:  # `changed` of finite floats
                             continue
-                    elif not changed(old, value, last.band):
+                    elif not changed(old, value, band):
                         continue
                 last.value, last.quality, last.sent_at = value, quality, now
                 if ordered:  # re-inserted at the end: dict order = least recently sent
@@ -172,4 +178,5 @@ class ExceptionFilter:
     def reset(self) -> None:
         """Every point's next sample passes (e.g. after a config change)."""
         self._sent.clear()
+        self._limits.clear()
         self._ordered = False

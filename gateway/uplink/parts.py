@@ -26,13 +26,19 @@ def outbox_of(settings: UplinkSettings, state_dir: Path, clock: Clock) -> Outbox
 
 def filter_of(settings: UplinkSettings, clock: Clock,
               points: Mapping[str, PointMeta]) -> ExceptionFilter:
-    """Report by exception, with the deadbands by quantity and by point."""
+    """Report by exception, with the deadbands by quantity and by point; a point's quantity
+    looked up in `points` (the catalog's own: no copy of it) the first time it is seen."""
     exc = settings.exception
+
+    def quantity_of(point: str) -> str | None:
+        meta = points.get(point)
+        return None if meta is None else meta.quantity
+
     return ExceptionFilter(
         ExceptionPolicy(deadband=exc.deadband, max_interval=exc.max_interval,
                         deadband_by_quantity=dict(exc.deadbands),
                         deadband_by_point=dict(exc.point_deadbands)),
-        clock, {p: m.quantity for p, m in points.items()})
+        clock, quantity_of)
 
 
 def pacer_of(settings: UplinkSettings, clock: Clock) -> ReplayPacer:

@@ -102,10 +102,9 @@ class Uplink:
         self._topics = {ch: str(Topic(site, gateway_id, ch, settings.root)) for ch in Channel}
         self.outbox = outbox_of(settings, state_dir, clock)
         self._stream = self.outbox.stream
-        points = dict(catalog_points)  # the catalog and the filter keep what they need of it
         catalog = PointCatalog.build(site=site, gateway=gateway_id, produced=clock.now_ns(),
-                                     points=points)
-        self.filter = filter_of(settings, clock, points)
+                                     points=dict(catalog_points))  # (the filter reads it too)
+        self.filter = filter_of(settings, clock, catalog.points)
         self.pacer = pacer_of(settings, clock)
         self.delivery = tracker_of(settings, clock)
         self.committer = Committer(self.outbox, self.pacer, clock, site=site,

@@ -5,6 +5,7 @@ type, byte order, scale, offset, range, flag and overlap, and for replies that d
 from __future__ import annotations
 
 import math
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -126,3 +127,32 @@ def test_a_float_register_is_good_only_when_finite(kind: str, order: str, bits: 
         [sample] = out
         assert isinstance(sample.value, float)
         assert (sample.quality is Quality.GOOD) is math.isfinite(sample.value)
+
+
+def test_points_of_a_request_share_what_they_have_the_same() -> None:
+    """A request of 100 int16 registers at 0.01 costs the decoder less than 60 bytes a point
+    (two tuples a point and a `Struct` of 100 codes were 258; now 37); points share their
+    scaling only where it is the same bit for bit: an offset of -0.0 keeps its sign."""
+    points = bound([{"name": f"r{i}", "register": "holding", "address": i, "type": "int16",
+                     "scale": 0.01} for i in range(100)])
+    (request,) = plan_requests(points)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        decoder = BlockDecoder(request)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 60 * 100, held
+    out: list[Sample] = []
+    decoder([2283] * 100, 1, out)
+    assert [s.value for s in out] == [22.83] * 100
+    zeros = bound([{"name": f"z{i}", "register": "holding", "address": i, "type": "int16",
+                    "scale": -0.5, "offset": offset} for i, offset in enumerate([0.0, -0.0])])
+    (request,) = plan_requests(zeros)
+    got: list[Sample] = []
+    BlockDecoder(request)([0, 0], 1, got)
+    expected: list[Sample] = []
+    register_samples(request, [0, 0], 1, expected)
+    assert [math.copysign(1.0, s.value) for s in got] == [1.0, -1.0]  # type: ignore[arg-type]
+    assert [_key(s) for s in got] == [_key(s) for s in expected]

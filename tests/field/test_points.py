@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+
+import gateway.field.points as points_module
 from gateway.config.site import Device
 from gateway.field.planner import plan_requests
 from gateway.field.points import bind_points
@@ -54,3 +57,23 @@ def test_overrides_calibrate_narrow_invert_and_disable_flags() -> None:
     assert got["d.temp"].value == 21.1
     leak = next(f for p in bind_points(device, PROFILE) for f in p.flags)
     assert leak.quantity == "water_leak"
+
+
+def test_a_device_is_bound_once_while_it_lives() -> None:
+    """The pollers, the rules and the catalog each bind the config's devices: the same device
+    and profile objects give the same points (one copy of each id), a device made again is
+    bound again (equal points), and a device's entry goes with it."""
+    device = Device(id="d", bus="b", profile="p", room="r", points={"temp": {"offset": 0.5}})
+    first, again = bind_points(device, PROFILE), bind_points(device, PROFILE)
+    assert first is not again and first == again
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    same = Device(id="d", bus="b", profile="p", room="r", points={"temp": {"offset": 0.5}})
+    other = bind_points(same, PROFILE)
+    assert other == first and other[0] is not first[0]
+    assert bind_points(device, modbus_profile([{"name": "temp", "register": "holding",
+                                                "address": 0}]))[0].scale == 1.0
+    key = id(same)
+    assert key in points_module._BOUND
+    del same, other
+    gc.collect()
+    assert key not in points_module._BOUND

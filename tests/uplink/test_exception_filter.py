@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import sys
+import tracemalloc
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -179,3 +182,21 @@ def test_sent_exactly_when_a_change_or_the_heartbeat_requires(
         assert send(f, "d.p", float(value), quality) == required
         if required:
             last = (float(value), quality, now)
+
+
+def test_an_entry_is_at_most_64_bytes_a_point_besides_the_map() -> None:
+    """2,000 points with the same limits: each keeps its last value, quality and time sent
+    and one shared (deadband, max interval) — 64 bytes an entry (80 with the limits in each,
+    in Python's 16-byte size classes); the values and the time are the samples' own."""
+    f, clock = make()
+    batch = [Sample(f"d{i // 200}.r{i % 200}", 20.0 + i, 0, G) for i in range(2000)]
+    clock.advance(1.0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert f.filter(batch) == batch
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert (held - sys.getsizeof(f._sent)) / len(batch) < 65  # (and the one pair of limits)
+    assert not f.filter(batch)
