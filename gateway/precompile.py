@@ -29,10 +29,11 @@ imports and its children's are compiled as the unit's (tests/service/test_unit_r
 the two)."""
 CODECS = ("encodings.ascii", "encodings.unicode_escape")
 """Codecs looked up by name at run time (a device's text register, YAML's escapes)."""
-LATE_IMPORTS = ("gateway.ops.collector", "encodings.idna")
-"""What a running gateway imports at its first /metrics scrape, on the event loop
-(prometheus_client with `http.server`, `email` …: 0.37 s to compile on the development
-machine, 28 ms to load compiled), and at its first connection to the broker (the idna codec
+LATE_IMPORTS = ("gateway.ops.collector", "gateway.ops.process_metrics", "encodings.idna")
+"""What a running gateway imports at its first /metrics scrape, on the event loop (its
+collector, the text writer and the process metrics: no prometheus_client since issue 15, whose
+`http.server`, `email` … took 0.37 s to compile on the development machine), and at its first
+connection to the broker (the idna codec
 `socket.getaddrinfo` encodes a host name with: in the connecting thread, which holds the
 interpreter's lock while it compiles)."""
 RUN_IMPORTS = ("gateway.cli", "gateway.supervisor", "gateway.panel.server",

@@ -1,8 +1,9 @@
 """The Prometheus collector of one gateway: every `roomwarden_*` family, built from the
 gateway's own counters at scrape time (nothing is updated on the data path).
 
-Imported only when the first registry is made (`gateway.ops.metrics.make_registry`, at the
-first scrape): prometheus_client costs memory a gateway that is never scraped need not pay.
+The families are the gateway's own (gateway.ops.exposition, with prometheus_client's
+constructors): no prometheus_client in the gateway process. Imported when the first registry is
+made (`gateway.ops.metrics.make_registry`, at the first scrape).
 """
 
 from __future__ import annotations
@@ -10,19 +11,18 @@ from __future__ import annotations
 import platform
 from collections.abc import Iterator
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    InfoMetricFamily,
-    Metric,
-    SummaryMetricFamily,
-)
-
 from gateway import __version__
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.contract.wire import MessageKind
+from gateway.ops.exposition import (
+    CounterMetricFamily,
+    Family,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    SummaryMetricFamily,
+)
 from gateway.ops.health import HealthMonitor, Level, progress_age
 from gateway.ops.source import MetricsSource
 
@@ -34,13 +34,14 @@ def _b(flag: bool | None) -> float:
 
 
 class GatewayCollector:
-    """A prometheus_client collector over a `MetricsSource` (normally the running Gateway)."""
+    """A collector (gateway.ops.exposition) over a `MetricsSource` (normally the running
+    Gateway)."""
 
     def __init__(self, source: MetricsSource, health: HealthMonitor | None = None) -> None:
         self.source = source
         self.health = health
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Family]:
         yield from self._identity()
         yield from self._buses()
         yield from self._rules_and_alarms()
@@ -51,7 +52,7 @@ class GatewayCollector:
 
     # --- families ------------------------------------------------------------------------------
 
-    def _identity(self) -> Iterator[Metric]:
+    def _identity(self) -> Iterator[Family]:
         src = self.source
         gw = src.loaded.config.gateway
         build = InfoMetricFamily("roomwarden_build", "RoomWarden software version.",
@@ -74,7 +75,7 @@ class GatewayCollector:
                                 "Unix time the gateway started (a config apply does not reset "
                                 "it).", value=round(started, 3))
 
-    def _buses(self) -> Iterator[Metric]:
+    def _buses(self) -> Iterator[Family]:
         src = self.source
         cycles = CounterMetricFamily("roomwarden_bus_poll_cycles",
                                      "Device polls run on the bus.", labels=["bus"])
@@ -148,7 +149,7 @@ class GatewayCollector:
         yield GaugeMetricFamily("roomwarden_devices_online", "Devices that answer.",
                                 value=online_all)
 
-    def _rules_and_alarms(self) -> Iterator[Metric]:
+    def _rules_and_alarms(self) -> Iterator[Family]:
         src = self.source
         yield CounterMetricFamily("roomwarden_rule_evaluations",
                                   "Rounds of the safety core (every rule, alarms, outputs).",
@@ -179,7 +180,7 @@ class GatewayCollector:
         yield GaugeMetricFamily("roomwarden_alarm_flood", "1 during an alarm flood.",
                                 value=_b(src.core.alarms.flood.active))
 
-    def _outputs(self) -> Iterator[Metric]:
+    def _outputs(self) -> Iterator[Family]:
         src = self.source
         roles = {o.id: o.role for o in src.loaded.config.outputs}
         failed = GaugeMetricFamily("roomwarden_output_failed",
@@ -204,7 +205,7 @@ class GatewayCollector:
                                 "Outputs whose last write failed.", value=n_failed)
         yield from (failed, writes, write_failures)
 
-    def _uplink(self) -> Iterator[Metric]:
+    def _uplink(self) -> Iterator[Family]:
         uplink = self.source.uplink
         yield GaugeMetricFamily("roomwarden_uplink_configured",
                                 "1 when the gateway has an MQTT uplink.",
@@ -251,7 +252,7 @@ class GatewayCollector:
         yield dropped
 
     @staticmethod
-    def _health(monitor: HealthMonitor) -> Metric:
+    def _health(monitor: HealthMonitor) -> Family:
         report = monitor.check()
         family = GaugeMetricFamily("roomwarden_health_status",
                                    "1 for the present status of each health check (and of "

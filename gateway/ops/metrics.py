@@ -2,28 +2,31 @@
 
 `gateway.ops.collector.GatewayCollector` builds every family from the gateway's own counters
 when Prometheus asks — nothing is updated on the data path. Each gateway gets its own
-`CollectorRegistry` (`make_registry`), never the library's global one. Counters are the
-gateway's own totals since its start (a reconfiguration starts the bus counters again:
-Prometheus treats that as a counter reset). The metric names are listed in `METRIC_NAMES` and
-in the README.
+`Registry` (`make_registry`). Counters are the gateway's own totals since its start (a
+reconfiguration starts the bus counters again: Prometheus treats that as a counter reset). The
+metric names are listed in `METRIC_NAMES` and in the README.
 
-prometheus_client (about 1.5 MiB and 20 ms of imports) and the collector are imported when the
-first registry is made — the panel makes it at the first scrape — so a gateway nobody scrapes
-never loads them.
+The text is written by `gateway.ops.exposition`, the `process_*` metrics read by
+`gateway.ops.process_metrics`: no prometheus_client in the gateway (it cost 2.8 MiB of RSS
+from the first scrape on, issue 15). Both and the collector are imported when the first
+registry is made — the panel makes it at the first scrape — so a gateway nobody scrapes never
+loads them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
+    from gateway.ops.exposition import Collector, Family
     from gateway.ops.health import HealthMonitor
     from gateway.ops.source import MetricsSource
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-"""The classic text format every scraper reads (prometheus_client's CONTENT_TYPE_PLAIN_0_0_4)."""
+"""The classic text format every scraper reads (prometheus_client's CONTENT_TYPE_PLAIN_0_0_4),
+which gateway.ops.exposition writes."""
 
 METRIC_NAMES = (
     "roomwarden_build_info",
@@ -74,23 +77,30 @@ METRIC_NAMES = (
 """Every family `GatewayCollector` exposes (some only with an uplink, or a health monitor)."""
 
 
+@dataclass(frozen=True)
+class Registry:
+    """The collectors of one gateway's /metrics, in the order they are written."""
+
+    collectors: tuple[Collector, ...]
+
+    def collect(self) -> Iterator[Family]:
+        for collector in self.collectors:
+            yield from collector.collect()
+
+
 def make_registry(source: MetricsSource, *, health: HealthMonitor | None = None,
-                  process: bool = True) -> CollectorRegistry:
+                  process: bool = True) -> Registry:
     """A registry of this gateway alone: `GatewayCollector`, and with `process` the standard
     `process_*` metrics (CPU, memory, open files, start time) of this process."""
-    from prometheus_client import CollectorRegistry, ProcessCollector
-
     from gateway.ops.collector import GatewayCollector
+    from gateway.ops.process_metrics import ProcessCollector
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(source, health))
-    if process:
-        ProcessCollector(registry=registry)
-    return registry
+    gateway = GatewayCollector(source, health)
+    return Registry((gateway, ProcessCollector()) if process else (gateway,))
 
 
-def render(registry: CollectorRegistry) -> bytes:
+def render(registry: Registry) -> bytes:
     """The text exposition format (version 0.0.4) of everything in `registry`."""
-    from prometheus_client.exposition import generate_latest
+    from gateway.ops.exposition import render as write
 
-    return generate_latest(registry)
+    return write([registry])

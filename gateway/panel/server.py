@@ -23,7 +23,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 
@@ -34,7 +34,7 @@ from gateway.ops.health import HealthMonitor, HealthReport, Level, monitor_for
 from gateway.ops.http import MAX_BODY, HttpServer
 from gateway.ops.httptypes import HttpError, Request, Response, Router, json_response
 from gateway.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from gateway.ops.metrics import make_registry, render
+from gateway.ops.metrics import Registry, make_registry, render
 from gateway.ops.routes import add_ops_routes
 from gateway.ops.source import MetricsSource
 from gateway.panel.actions import PanelActions
@@ -47,9 +47,6 @@ from gateway.panel.requests import json_body, json_request
 from gateway.panel.sessions import COOKIE, SessionTable
 from gateway.panel.throttle import LoginThrottle
 from gateway.panel.views import LoginCommand
-
-if TYPE_CHECKING:  # prometheus_client is imported at the first scrape (gateway.ops.metrics)
-    from prometheus_client import CollectorRegistry
 
 __all__ = ["COOKIE", "MAX_BODY", "ApiError", "PanelServer", "kv"]
 
@@ -115,7 +112,7 @@ class PanelServer(PanelActions):
         self._backend = backend
         self._ops = ops
         self._health: HealthMonitor | None = None
-        self._registry: CollectorRegistry | None = None
+        self._registry: Registry | None = None
         self._metrics_allow = settings.metrics_allow
         self._settings = settings
         self._clock = clock
@@ -225,7 +222,7 @@ class PanelServer(PanelActions):
         return self._health
 
     @property
-    def metrics(self) -> CollectorRegistry | None:
+    def metrics(self) -> Registry | None:
         """This gateway's own Prometheus registry (None: the backend is no MetricsSource)."""
         if self._registry is None and (ops := self._ops_source()) is not None:
             self._registry = make_registry(ops, health=self.health)

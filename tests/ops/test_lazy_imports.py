@@ -1,8 +1,8 @@
 """A gateway imports a feature's dependencies only when the feature is configured or used:
 the panel's server (h11; aiohttp never) only with the panel enabled, the uplink (paho) only with an
-`uplink:` section, prometheus_client at the first registry (the first scrape), cryptography
-when a key or an envelope is handled. Each case runs in a fresh interpreter (sys.modules of
-this test process already holds everything)."""
+`uplink:` section, the metrics' collector at the first registry (the first scrape; never
+prometheus_client, issue 15), cryptography when a key or an envelope is handled. Each case runs
+in a fresh interpreter (sys.modules of this test process already holds everything)."""
 
 from __future__ import annotations
 
@@ -197,7 +197,59 @@ def test_panel_and_uplink_dependencies_come_with_their_sections(tmp_path: Path) 
         print(json.dumps(seen))
     """, tmp_path)
     assert found == {"bare": [], "full": ["h11", "paho"], "metrics_before_scrape": False,
-                     "metrics_after_scrape": True, "exposition": True}
+                     "metrics_after_scrape": False, "exposition": True}
+
+
+def test_a_scrape_of_a_running_gateway_imports_its_collector_alone(tmp_path: Path) -> None:
+    """A running gateway polling the simulator, scraped over HTTP: the scrape imports the
+    collector, the text writer and the process metrics, and nothing else — no
+    prometheus_client, whose package brought `http.server`, `email`, `wsgiref` … and 2.8 MiB
+    (issue 15). The answer is the gateway's, with its process metrics."""
+    found = run_fresh("""
+        import asyncio, json, sys
+        from pathlib import Path
+        import gateway.cli, gateway.supervisor  # what `roomwarden run` imports
+        from gateway.config.loader import load_gateway_config
+        from gateway.daemon import Gateway
+        from gateway.sim.site import SimulatedSite
+
+        site_file, tmp = Path(sys.argv[1]), Path(sys.argv[2])
+        seen = {}
+
+        async def get(port, path):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path} HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n"
+                         "Connection: close\\r\\n\\r\\n".encode())
+            answer = await reader.read()
+            writer.close()
+            return answer.decode()
+
+        async def main():
+            async with SimulatedSite(load_gateway_config(site_file)) as sim:
+                loaded = load_gateway_config(sim.write_config(tmp / "sim.yaml"))
+                gateway = Gateway(loaded, state_dir=tmp / "state", panel_port=0)
+                task = asyncio.create_task(gateway.run())
+                await asyncio.wait_for(gateway.panel_ready.wait(), 10)
+                while gateway.evaluations == 0:
+                    await asyncio.sleep(0.05)
+                await get(gateway.panel_port, "/healthz")  # the HTTP path, warmed
+                before = set(sys.modules)
+                answer = await get(gateway.panel_port, "/metrics")
+                seen["imported"] = sorted(set(sys.modules) - before)
+                seen["status"] = answer.split("\\r\\n", 1)[0]
+                seen["families"] = [name for name in ("roomwarden_devices_online",
+                                                      "process_resident_memory_bytes")
+                                    if f"\\n{name} " in answer]
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+        asyncio.run(main())
+        print(json.dumps(seen))
+    """, tmp_path)
+    assert found == {"imported": ["gateway.ops.collector", "gateway.ops.exposition",
+                                  "gateway.ops.process_metrics"],
+                     "status": "HTTP/1.1 200 OK", "families": [
+                         "roomwarden_devices_online", "process_resident_memory_bytes"]}
 
 
 def test_an_uplink_publishing_leaves_urllib_request_unrun(broker: Broker, tmp_path: Path) -> None:
