@@ -9,8 +9,8 @@ Building blocks:
   time, how long it has been invalid, its valid range) plus the windows that want its good
   samples; `beyond()` says whether its latest reading is over- or under-range;
 * tests with hysteresis (`Above`, `Below`, `Outside`: `gateway.rules.hysteresis`, re-exported
-  here) and `Debounce` (on/off delays);
-* `FlatTracker` (stuck values);
+  here) and `Debounce` (on/off delays: `gateway.rules.delays`, re-exported here);
+* `FlatTracker` (stuck values: `track`, which a flat-line leaf shares);
 * derived values: `dew_point` (Magnus), `unbalance` (max deviation from the mean, %),
   `load_pct`;
 * signals: a group's worst value, mean, spread, unbalance, dew point, load.
@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.field.sample import Quality, Value
+from gateway.rules.delays import Debounce as Debounce
+from gateway.rules.delays import Delays as Delays
 from gateway.rules.hysteresis import Above as Above
 from gateway.rules.hysteresis import Below as Below
 from gateway.rules.hysteresis import Outside as Outside
@@ -80,7 +82,7 @@ class PointState:
         self.online: PointState | None = None
         """The `<device>.online` point of this point's device (None for that point itself)."""
         self.rates: tuple[RateWindow, ...] = ()
-        self.flats: tuple[FlatTracker, ...] = ()
+        self.flats: tuple[Flat, ...] = ()
         """Tuples, most of them empty (the shared `()`): a site has thousands of points, and
         an empty list took 56 bytes, one with an item 88, a tuple of one 48."""
 
@@ -136,82 +138,64 @@ class PointState:
         return online is not None and online.good and online.value is False
 
 
-# --- delays ---------------------------------------------------------------------------------
-
-
-class Debounce:
-    """On-delay and off-delay over a raw condition that may be unknown (None).
-
-    True must hold continuously for `on_delay` before the output becomes active; False must
-    hold for `off_delay` before it clears. Unknown keeps the output and restarts both timers.
-    """
-
-    __slots__ = ("active", "off_delay", "off_since", "on_delay", "on_since")
-
-    def __init__(self, on_delay: float = 0.0, off_delay: float = 0.0) -> None:
-        self.on_delay = on_delay
-        self.off_delay = off_delay
-        self.active = False
-        self.on_since: float | None = None
-        self.off_since: float | None = None
-
-    def step(self, raw: bool | None, now: float) -> bool:
-        if raw is None:
-            self.on_since = self.off_since = None
-        elif raw:
-            self.off_since = None
-            if not self.active:
-                if self.on_since is None:
-                    self.on_since = now
-                if now - self.on_since >= self.on_delay:
-                    self.active = True
-                    self.on_since = None
-        else:
-            self.on_since = None
-            if self.active:
-                if self.off_since is None:
-                    self.off_since = now
-                if now - self.off_since >= self.off_delay:
-                    self.active = False
-                    self.off_since = None
-        return self.active
-
-
 # --- stuck values -----------------------------------------------------------------------------
 
-class FlatTracker:
-    """When the good values of a point last moved by more than `epsilon`.
+class Flat(Protocol):
+    """A flat-line tracker: when the good values of a point last moved by more than `epsilon`
+    (`track`). A `FlatTracker`, or a flat-line leaf (gateway.rules.nodes.FlatLeaf: its own
+    tracker)."""
 
-    O(1) per sample: keeps the range of the values since `since`; when the range exceeds
-    epsilon it restarts at the newest value. `since` is therefore the start of the current
-    run of values that all lie within a range of epsilon."""
+    low: float
+    high: float
+    since: float | None
+    """The start of the current run of values that all lie within a range of epsilon."""
+    moved: bool
+    """The values were seen to move by more than epsilon (the run restarted)."""
+
+    @property
+    def epsilon(self) -> float: ...
+
+    def add(self, t: float, value: float) -> None: ...
+
+
+def track(flat: Flat, t: float, value: float) -> None:
+    """`flat.add`: O(1) per sample, it keeps the range of the values since `since`; when the
+    range exceeds epsilon it restarts at the newest value."""
+    if flat.since is None:
+        flat.low = flat.high = value
+        flat.since = t
+        return
+    low = value if value < flat.low else flat.low
+    high = value if value > flat.high else flat.high
+    if high - low > flat.epsilon:
+        flat.low = flat.high = value
+        flat.since = t
+        flat.moved = True
+    else:
+        flat.low, flat.high = low, high
+
+
+class FlatTracker:
+    """A `Flat` of its own."""
 
     __slots__ = ("epsilon", "high", "low", "moved", "since")
 
     def __init__(self, epsilon: float) -> None:
-        self.epsilon = epsilon if epsilon > 0 else abs(epsilon)  # the plan's float, not a
-        # new one per tracker (`abs` of a positive float is a copy)
+        self.epsilon = flat_epsilon(epsilon)
         self.low = self.high = 0.0
         self.since: float | None = None
         self.moved = False
-        """The values were seen to move by more than epsilon (the run restarted)."""
 
     def add(self, t: float, value: float) -> None:
-        if self.since is None:
-            self.low = self.high = value
-            self.since = t
-            return
-        low = value if value < self.low else self.low
-        high = value if value > self.high else self.high
-        if high - low > self.epsilon:
-            self.low = self.high = value
-            self.since = t
-            self.moved = True
-        else:
-            self.low, self.high = low, high
+        track(self, t, value)
 
     def flat_for(self, now: float) -> float:
         return 0.0 if self.since is None else now - self.since
+
+
+def flat_epsilon(epsilon: float) -> float:
+    """The plan's float, not a new one per tracker (`abs` of a positive float is a copy)."""
+    return epsilon if epsilon > 0 else abs(epsilon)
 
 
 # --- derived values -------------------------------------------------------------------------

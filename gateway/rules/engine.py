@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import gc
 import math
+from array import array
 from collections.abc import Collection, Iterable, Mapping
 
 from gateway.alarms.types import Evaluation, evaluation
@@ -69,7 +70,7 @@ from gateway.rules.conditions import PointState
 from gateway.rules.config import ParameterOverrides
 from gateway.rules.coverage import Unconfigured, log_unconfigured, unconfigured
 from gateway.rules.faults import EVALUATION_FAILED_RULE, FAILED_BINDING_RETRY, BindingFaults
-from gateway.rules.intake import Intake
+from gateway.rules.intake import Intake, IntakePoint
 from gateway.rules.model import RulePack
 from gateway.rules.nodes import Node
 from gateway.rules.quiet import BANDS, quiet_band
@@ -114,11 +115,12 @@ class RuleEngine:
         self.every_round = every_round
         # one entry per evaluated binding, by index (lists, not an object per binding: a site
         # has thousands); its `Binding` is made again when asked for (`_binding`)
-        self._shared: list[_Shared] = []
+        self._commons: list[_Shared] = []
+        self._common = array("I")  # per binding, its `_Shared`'s index in `_commons`
         self._subjects: list[str] = []
-        self._rooms: list[str | None] = []
-        self._points: list[tuple[str, ...]] = []
-        """The points' tuples are shared (gateway.rules.sitepoints)."""
+        self._points: list[str | tuple[str, ...]] = []
+        """A binding's point id, or its points' ids (a tuple shared: gateway.rules.sitepoints);
+        its room is its first point's (gateway.rules.binding: `_room`)."""
         self._nodes: list[Node] = []
         self._last: list[Evaluation | None] = []
         self._timed: list[Timed | None] = []
@@ -133,11 +135,12 @@ class RuleEngine:
         collecting = gc.isenabled()
         gc.disable()  # tens of thousands of new objects, none garbage: no cycle hunt meanwhile
         try:
-            site = SitePoints(loaded, clock.monotonic())
+            site = SitePoints(loaded, clock.monotonic(), IntakePoint)
             self._site = site
             self._infos = site.infos
+            self._by_id = site.by_id
             self._states = site.states
-            shared: dict[tuple[str, int], _Shared] = {}
+            shared: dict[tuple[str, int], int] = {}
             for binding, rule, node in bind(self.packs, site, self.overrides):
                 if node is None:
                     self._unconfigured.append(binding)
@@ -145,11 +148,12 @@ class RuleEngine:
                 key = (binding.rule, id(binding.parameters))  # a rule's sets share one dict
                 common = shared.get(key)
                 if common is None:
-                    common = shared[key] = _Shared(binding, rule)
-                self._shared.append(common)
+                    common = shared[key] = len(self._commons)
+                    self._commons.append(_Shared(binding, rule))
+                self._common.append(common)
                 self._subjects.append(binding.subject)
-                self._rooms.append(binding.room)
-                self._points.append(binding.points)
+                ids = binding.points
+                self._points.append(ids[0] if len(ids) == 1 else ids)
                 self._nodes.append(node)
             count = len(self._nodes)
             self._last = [None] * count
@@ -238,12 +242,12 @@ class RuleEngine:
                 if last is None or last.active is not active or (active and not (
                         last.value is value or (type(last.value) is type(value)
                                                 and last.value == value))):  # the same value
-                    common = self._shared[index]
+                    common = self._commons[self._common[index]]
                     rule, points = common.model, self._points[index]
-                    ts = (states[points[0]].ts_ns if len(points) == 1
+                    ts = (states[points].ts_ns if type(points) is str
                           else max(states[p].ts_ns for p in points)) or now_ns
                     last = evaluation(common.rule, self._subjects[index], active, value,
-                                      rule.severity, ts, rule.title, self._rooms[index],
+                                      rule.severity, ts, rule.title, self._room(index),
                                       rule.actions, rule.latching)
                     lasts[index] = last
                     changed.append(last)
@@ -251,8 +255,8 @@ class RuleEngine:
                 if timed is not None:  # gateway.rules.schedule.deadline, inline
                     set_deadline(index, DUE[type(timed)](timed, now))
             except Exception as exc:  # this binding alone: logged and alarmed (rules.faults)
-                raised = faults.failed(index, self._shared[index].rule, self._subjects[index],
-                                       self._rooms[index], exc, now_ns)
+                raised = faults.failed(index, self._rule(index), self._subjects[index],
+                                       self._room(index), exc, now_ns)
                 if raised is not None:
                     changed.append(raised)
                 set_deadline(index, now + FAILED_BINDING_RETRY)
@@ -282,18 +286,19 @@ class RuleEngine:
 
     def unscheduled(self) -> list[tuple[str, str]]:
         """(rule, subject) of the bindings evaluated at every round (see EVERY_ROUND_TICK)."""
-        return [(self._shared[i].rule, self._subjects[i]) for i in self._always]
+        return [(self._rule(i), self._subjects[i]) for i in self._always]
 
     # --- introspection ----------------------------------------------------------------------
 
     def bindings(self) -> list[tuple[str, str]]:
         """(rule id, subject) of every evaluated binding, in evaluation order."""
         return [(common.rule, subject)
-                for common, subject in zip(self._shared, self._subjects, strict=True)]
+                for common, subject in zip(map(self._commons.__getitem__, self._common),
+                                           self._subjects, strict=True)]
 
     def counts(self) -> tuple[int, int]:
         """(rules, bindings) evaluated: what `bindings()` would count, without its list."""
-        return len({common.rule for common in set(self._shared)}), len(self._nodes)
+        return len({common.rule for common in self._commons}), len(self._nodes)
 
     def binding_details(self) -> list[Binding]:
         """Every evaluated binding, in evaluation order (made anew at each call, equal to
@@ -303,16 +308,25 @@ class RuleEngine:
     def binding(self, rule: str, subject: str) -> Binding | None:
         """The evaluated binding of `rule` to `subject` (None: none), made anew: a search of
         the bindings, for a caller that asks for few (the panel's alarm cards)."""
-        shared = self._shared
         for index, name in enumerate(self._subjects):
-            if name == subject and shared[index].rule == rule:
+            if name == subject and self._rule(index) == rule:
                 return self._binding(index)
         return None
 
     def _binding(self, index: int) -> Binding:
-        common = self._shared[index]
+        common = self._commons[self._common[index]]
         return make_binding(common.rule, self._subjects[index], common.kind,
-                            self._rooms[index], self._points[index], common.parameters, ())
+                            self._room(index), self._ids(index), common.parameters, ())
+
+    def _rule(self, index: int) -> str:
+        return self._commons[self._common[index]].rule
+
+    def _room(self, index: int) -> str | None:  # its first point's (gateway.rules.binding)
+        return self._by_id[self._ids(index)[0]].room
+
+    def _ids(self, index: int) -> tuple[str, ...]:
+        points = self._points[index]
+        return (points,) if isinstance(points, str) else points
 
     def unconfigured(self) -> list[Binding]:
         """Bindings left out because a parameter they need has no value (see `missing`)."""
@@ -346,7 +360,8 @@ class RuleEngine:
         trees = {id(e): dict(zip(e.bindings(), e._nodes, strict=True))
                  for e in (previous, earlier) if e is not None}
         carried = 0
-        for key, points, node in zip(self.bindings(), self._points, self._nodes, strict=True):
+        for index, (key, node) in enumerate(zip(self.bindings(), self._nodes, strict=True)):
+            points = self._ids(index)
             devices = {self._states[p].device for p in points}
             tree = trees[id(source(devices))].get(key)
             if tree is not None and carry_node(node, tree):
@@ -368,7 +383,8 @@ class RuleEngine:
         faulted = [(subject, value) for (rule, subject), value in alarms.items()
                    if rule == EVALUATION_FAILED_RULE]
         if faulted:  # a binding's failure alarm, restored or carried: judged at its next round
-            for index in self.faults.adopt(faulted, keys, self._rooms):
+            rooms = [self._room(index) for index in range(len(keys))]
+            for index in self.faults.adopt(faulted, keys, rooms):
                 self._schedule.mark(index)
         return out
 

@@ -3,7 +3,9 @@ concerns for the next round (gateway.rules.engine; which samples concern which b
 gateway.rules.schedule's inputs and gateway.rules.quiet's bands).
 
 Per point one `PointIntake` holds everything a sample of it needs — the point's state, the
-value and quality of its previous sample in this engine, and the bindings it marks:
+value and quality of its previous sample in this engine, and the bindings it marks (an
+engine's points are `IntakePoint`s: the point's state and its intake in one object, no
+dictionary but the states'):
 
 * `readers`: marked by another value or quality;
 * `gated`: marked by another quality, or by another value outside the binding's quiet band
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 from gateway.field.sample import Quality, Sample, Value
 from gateway.rules.conditions import NUMBER, PointState
@@ -34,38 +37,79 @@ GOOD = Quality.GOOD
 INVALID = Quality.INVALID
 
 
-class PointIntake:
+class _Marks:
+    """The fields of an intake entry (`PointIntake`, `IntakePoint`)."""
+
+    __slots__ = ()
+    quality: Quality | None
+    """Of this point's previous sample in this engine (None: none yet)."""
+    readers: tuple[int, ...]
+    gated: tuple[int, ...]
+    every: tuple[int, ...]
+    gap: float
+    gap_marks: tuple[int, ...]
+    """Tuples (a site has thousands, most empty or short), grown while the engine indexes
+    its bindings."""
+    lo: float
+    hi: float
+    """The intersection of the gated readers' quiet bands (empty until each is known)."""
+
+
+class PointIntake(_Marks):
     __slots__ = ("every", "gap", "gap_marks", "gated", "hi", "lo", "quality", "readers",
                  "state", "value")
 
     def __init__(self, state: PointState) -> None:
         self.state = state
         self.value: Value = None
-        self.quality: Quality | None = None
-        """Of this point's previous sample in this engine (None: none yet)."""
-        self.readers: tuple[int, ...] = ()
-        self.gated: tuple[int, ...] = ()
-        self.every: tuple[int, ...] = ()
-        self.gap = INF
-        self.gap_marks: tuple[int, ...] = ()
-        """Tuples (a site has thousands, most empty or short), grown while the engine indexes
-        its bindings."""
-        self.lo, self.hi = INF, NEG_INF
-        """The intersection of the gated readers' quiet bands (empty until each is known)."""
+        _unmarked(self)
+
+
+class IntakePoint(PointState, _Marks):
+    """A point's state and its intake entry in one: `PointIntake`'s fields, but `state` is
+    itself and `value` the state's — its latest value, which is its previous sample's in this
+    engine once one arrived (until then `quality` is None: the first sample marks whatever its
+    value; a config apply that carries a value into a point marks every binding anyway)."""
+
+    __slots__ = ("every", "gap", "gap_marks", "gated", "hi", "lo", "quality", "readers")
+
+    def __init__(self, point_id: str, device: str, start: float,
+                 valid_min: float | None = None, valid_max: float | None = None) -> None:
+        super().__init__(point_id, device, start, valid_min, valid_max)
+        _unmarked(self)
+
+    @property
+    def state(self) -> IntakePoint:
+        return self
+
+
+Entry = PointIntake | IntakePoint
+
+
+def _unmarked(entry: Entry) -> None:
+    entry.quality = None
+    entry.readers = entry.gated = entry.every = entry.gap_marks = ()
+    entry.gap = INF
+    entry.lo, entry.hi = INF, NEG_INF
 
 
 class Intake:
     def __init__(self, states: Mapping[str, PointState], schedule: Schedule) -> None:
-        self.points = {point_id: PointIntake(state) for point_id, state in states.items()}
+        """An engine's `states` are `IntakePoint`s (gateway.rules.sitepoints): they are the
+        entries, in their own mapping; other states get a `PointIntake` each."""
+        self._own = all(type(state) is IntakePoint for state in states.values())
+        """The states are the entries (`IntakePoint`s)."""
+        self.points: Mapping[str, Entry] = cast("Mapping[str, IntakePoint]", states) \
+            if self._own else {point_id: PointIntake(state) for point_id, state in states.items()}
         self.schedule = schedule
         self.lo = [INF] * schedule.count
         self.hi = [NEG_INF] * schedule.count
         """Each binding's quiet band since its last evaluation (empty until then)."""
-        self._gated_points: list[PointIntake | tuple[PointIntake, ...]] = \
+        self._gated_points: list[Entry | tuple[Entry, ...]] = \
             [()] * schedule.count
         """Each binding's gated points: the point itself when it is one (nearly all: no
         tuple per point), else one tuple per distinct set, shared."""
-        self._sets: dict[tuple[PointIntake, ...], tuple[PointIntake, ...]] | None = {}
+        self._sets: dict[tuple[Entry, ...], tuple[Entry, ...]] | None = {}
 
     def index(self, binding: int, found: Inputs, gated: bool) -> None:
         """Which of binding `binding`'s points mark it, and how (see the module docstring)."""
@@ -93,7 +137,15 @@ class Intake:
             entry.gap_marks += (binding,)
 
     def freeze(self) -> None:
-        """Every binding is indexed: drop the table that shared the gated points' tuples."""
+        """Every binding is indexed: points whose bindings are the same share one tuple (the
+        200 points of a device mark its stale binding: one tuple, not 200); drop the table
+        that shared the gated points' tuples."""
+        shared: dict[tuple[int, ...], tuple[int, ...]] = {}
+        for entry in self.points.values():
+            entry.readers = shared.setdefault(entry.readers, entry.readers)
+            entry.gated = shared.setdefault(entry.gated, entry.gated)
+            entry.every = shared.setdefault(entry.every, entry.every)
+            entry.gap_marks = shared.setdefault(entry.gap_marks, entry.gap_marks)
         self._sets = None
 
     def set_band(self, binding: int, band: tuple[float, float]) -> None:
@@ -103,7 +155,7 @@ class Intake:
             return
         lo[binding], hi[binding] = band
         points = self._gated_points[binding]
-        for entry in (points,) if isinstance(points, PointIntake) else points:
+        for entry in (points,) if not isinstance(points, tuple) else points:
             low, high = NEG_INF, INF
             for index in entry.gated:
                 if lo[index] > low:
@@ -117,14 +169,15 @@ class Intake:
         `offset`: engine seconds minus wall-clock seconds (a sample's time on the engine's
         scale, never after now). `PointState.update` and `FlatTracker.add` are inline (the
         same assignments in the same order; tests/rules/test_intake.py compares them)."""
-        get = self.points.get
+        get, own = self.points.get, self._own
         mark, mark_one = self.schedule.mark_many, self.schedule.mark
         lo, hi = self.lo, self.hi
         for point_id, value, ts, quality in batch:
             entry = get(point_id)
             if entry is None:
                 continue
-            state = entry.state
+            state: PointState = entry if own else entry.state  # type: ignore[assignment]
+            # (an IntakePoint is its state: not its property, a call)
             before, before_quality = entry.value, entry.quality
             entry.value, entry.quality = value, quality
             last_good = state.last_good_t

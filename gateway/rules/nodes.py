@@ -50,17 +50,23 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from gateway.field.sample import Value
+from gateway.rules.combinators import AllNode as AllNode
+from gateway.rules.combinators import AnyNode as AnyNode
+from gateway.rules.combinators import AtLeastNode as AtLeastNode
 from gateway.rules.conditions import (
     NUMBER,
     Debounce,
-    FlatTracker,
+    Delays,
     GroupSignal,
     PointState,
     Signal,
     Test,
     ValueSignal,
+    flat_epsilon,
+    track,
 )
 from gateway.rules.rate import RateSignal, rising
+from gateway.rules.shared import Field, shared
 
 
 class Node(Protocol):
@@ -70,16 +76,23 @@ class Node(Protocol):
 
 
 class _Leaf(Debounce):
-    """A leaf is its own `Debounce` (its on/off delays and held output are its own slots: no
-    object per leaf for them; 40 bytes less a leaf, and a site has thousands)."""
+    """A leaf is its own `Debounce` (its held output and timers are its own slots: no object
+    per leaf for them; 40 bytes less a leaf, and a site has thousands). Its `shape` holds its
+    delays with what else every leaf of its plan has in common (its test, limits, lengths),
+    shared (gateway.rules.shared): a field each took 8 bytes a leaf."""
 
     __slots__ = ()
 
     def _take(self, debounce: Debounce) -> None:
-        """`debounce`'s delays and state as this leaf's own."""
-        self.on_delay, self.off_delay = debounce.on_delay, debounce.off_delay
+        """`debounce`'s state as this leaf's own."""
         self.active, self.on_since, self.off_since = (debounce.active, debounce.on_since,
                                                       debounce.off_since)
+
+    def _start(self, shape: Delays) -> None:
+        """Normal, no timer running, with this shape."""
+        self.shape = shape
+        self.active = False
+        self.on_since = self.off_since = None
 
     @property
     def debounce(self) -> Debounce:
@@ -98,28 +111,32 @@ class CompareLeaf(_Leaf):
     (signal `value`, one member: `point`), reads it inline — the same result as the signal's
     `read`."""
 
-    __slots__ = ("_signal", "members", "point", "rate", "saturable", "side", "test", "value")
+    __slots__ = ("_signal", "members", "point", "value")
+    shape: _CompareShape
 
     def __init__(self, signal: Signal, test: Test, debounce: Debounce,
                  members: Sequence[PointState] = ()) -> None:
-        self.side: tuple[float, float] | None = None
-        """The test's normal side, once gateway.rules.quiet found the leaf gated."""
         self.point = signal.single if type(signal) is ValueSignal else None
         self._signal = None if self.point is not None else signal
         """None for one point's own value (`signal` makes it when asked: no object per
         leaf that eval never reads)."""
-        self.rate = signal if isinstance(signal, RateSignal) else None
-        self.saturable = isinstance(signal, ValueSignal) or (isinstance(signal, GroupSignal)
-                                                             and signal.monotone)
-        """The signal counts over- and under-range readings (`read_beyond`). A flag, not the
-        signal: one point's own value keeps no signal (`eval` reads `point.beyond()` inline;
-        keeping its `ValueSignal` for this cost ~100 bytes a leaf)."""
-        self.test = test
-        """Judged with the leaf's held output as its latch (`Test.judge`): it keeps no state
-        of the leaf's, so the leaves of one plan share one (gateway.rules.compiler)."""
+        self.shape = shared(_CompareShape, debounce.on_delay, debounce.off_delay, test,
+                            isinstance(signal, ValueSignal) or (
+                                isinstance(signal, GroupSignal) and signal.monotone))
         self._take(debounce)
         self.members = tuple(members) if len(members) > 1 else ()
         self.value: Value = None
+
+    test: Field[Test] = Field()
+    saturable: Field[bool] = Field()
+
+    @property
+    def side(self) -> tuple[float, float] | None:
+        return self.shape.side
+
+    @side.setter
+    def side(self, side: tuple[float, float]) -> None:
+        self.shape.side = side  # the test's: the same for all the shape's leaves
 
     @property
     def signal(self) -> Signal:
@@ -130,35 +147,36 @@ class CompareLeaf(_Leaf):
 
     def eval(self, now: float) -> bool:
         point = self.point
+        shape = self.shape
         if point is not None:  # one point's value: ValueSignal.read inline, no rate, no group
             number = point.value
             if not point.good or not isinstance(number, NUMBER):
                 side = point.beyond()
                 if side:  # over- or under-range: past a limit on its side counts
                     reading = float(number)  # type: ignore[arg-type]  # beyond: a number
-                    if self.test.past(reading, side, self.active):
+                    if shape.test.past(reading, side, self.active):
                         self.value = reading
                         return self.step(True, now)
                 return self.step(None, now)
             self.value = number = float(number)
-            return self.step(self.test.judge(number, self.active), now)
-        value = self._signal.read(now)  # type: ignore[union-attr]  # not one point's value
-        test = self.test
+            return self.step(shape.test.judge(number, self.active), now)
+        signal = self._signal
+        value = signal.read(now)  # type: ignore[union-attr]  # not one point's value
+        test = shape.test
         latched = self.active
         raw: bool | None = None
         if value is not None:
             self.value = value
             raw = test.judge(value, latched)
             if not raw:
-                rate = self.rate
-                if rate is not None and rate.ceiling is not None and test.judge(rate.ceiling,
-                                                                                latched):
+                if isinstance(signal, RateSignal) and signal.ceiling is not None and \
+                        test.judge(signal.ceiling, latched):
                     # the rate's two-sided noise guard: its calm end is not past the limit,
                     # but while the other end is, "not exceeded" is not yet known
                     raw = None
                 if not raw and self.members and not all(m.good for m in self.members):
                     raw = None
-        if not raw and self.saturable:  # a member's reading beyond its valid range
+        if not raw and shape.saturable:  # a member's reading beyond its valid range
             saturable: ValueSignal | GroupSignal = self._signal  # type: ignore[assignment]
             for side in (1, -1):
                 found = saturable.read_beyond(side)
@@ -177,6 +195,7 @@ class EqualsLeaf(_Leaf):
                  debounce: Debounce) -> None:
         self.members = tuple(members)
         self.accepted = tuple(accepted)
+        self.shape = debounce.shape
         self._take(debounce)
         self.value: Value = None
 
@@ -222,20 +241,23 @@ def accepted_values(wanted: Sequence[bool | int | float | str],
 class StaleLeaf(_Leaf):
     """No good sample for `max_age` seconds (not counted while the device is offline)."""
 
-    __slots__ = ("include_offline", "max_age", "member", "value")
+    __slots__ = ("member", "value")
+    shape: _StaleShape
 
     def __init__(self, member: PointState, max_age: float, include_offline: bool = False
                  ) -> None:
         self.member = member
-        self.max_age = max_age
-        self.include_offline = include_offline
-        Debounce.__init__(self)
+        self._start(shared(_StaleShape, 0.0, 0.0, max_age, include_offline))
         self.value: Value = None
+
+    max_age: Field[float] = Field()
+    include_offline: Field[bool] = Field()
 
     def eval(self, now: float) -> bool:
         member = self.member
         age = now - member.last_good_t
-        stale = age >= self.max_age and (self.include_offline or not member.offline)
+        shape = self.shape
+        stale = age >= shape.max_age and (shape.include_offline or not member.offline)
         # the age in whole seconds when it went stale, kept while stale (a value that grew
         # every second would need a round every second: gateway.rules.schedule)
         if not stale:
@@ -248,25 +270,42 @@ class StaleLeaf(_Leaf):
 
 
 class FlatLeaf(_Leaf):
-    """The point's good values have stayed within epsilon for `window` seconds."""
+    """The point's good values have stayed within epsilon for `window` seconds. The leaf is
+    its point's flat-line tracker (a `Flat`, in `member.flats`): no object beside it."""
 
-    __slots__ = ("member", "tracker", "value", "window")
+    __slots__ = ("epsilon", "high", "low", "member", "moved", "since", "value")
+    shape: _FlatShape
 
     def __init__(self, member: PointState, window: float, epsilon: float) -> None:
         self.member = member
-        self.window = window
-        self.tracker = FlatTracker(epsilon)
-        member.flats += (self.tracker,)
-        Debounce.__init__(self)
+        self._start(shared(_FlatShape, 0.0, 0.0, window))
+        self.epsilon = flat_epsilon(epsilon)  # read at every sample (a slot, not the shape's)
+        self.low = self.high = 0.0
+        self.since: float | None = None
+        self.moved = False
+        member.flats += (self,)
         self.value: Value = None
+
+    window: Field[float] = Field()
+
+    @property
+    def tracker(self) -> FlatLeaf:
+        """The leaf's flat-line tracker: the leaf itself."""
+        return self
+
+    def add(self, t: float, value: float) -> None:
+        track(self, t, value)
+
+    def flat_for(self, now: float) -> float:
+        return 0.0 if self.since is None else now - self.since
 
     def eval(self, now: float) -> bool:
         member = self.member
         if not member.good:
             return self.step(None, now)
         self.value = member.value
-        tracker = self.tracker
-        raw: bool | None = tracker.flat_for(now) >= self.window
+        tracker = self
+        raw: bool | None = tracker.flat_for(now) >= self.shape.window
         if not raw and not tracker.moved:
             raw = None  # too short a history to say it is not flat
         return self.step(raw, now)
@@ -275,82 +314,64 @@ class FlatLeaf(_Leaf):
 class InvalidLeaf(_Leaf):
     """The point's samples have had quality invalid for `duration` seconds."""
 
-    __slots__ = ("duration", "member", "value")
+    __slots__ = ("member", "value")
+    shape: _InvalidShape
 
     def __init__(self, member: PointState, duration: float) -> None:
         self.member = member
-        self.duration = duration
-        Debounce.__init__(self)
+        self._start(shared(_InvalidShape, 0.0, 0.0, duration))
         self.value: Value = None
+
+    duration: Field[float] = Field()
 
     def eval(self, now: float) -> bool:
         member = self.member
         since = member.invalid_since
         self.value = member.value
         raw: bool | None
-        if since is not None and now - since >= self.duration:
+        if since is not None and now - since >= self.shape.duration:
             raw = True
         else:
             raw = False if member.good else None
         return self.step(raw, now)
 
 
-class AllNode:
-    __slots__ = ("children", "value")
+# --- what the leaves of one plan share (`_Leaf`) ------------------------------------------------
 
-    def __init__(self, children: Sequence[Node]) -> None:
-        self.children = tuple(children)
-        self.value: Value = None
+class _CompareShape(Delays):
+    __slots__ = ("saturable", "side", "test")
+    """`test`: judged with the leaf's held output as its latch (`Test.judge`), it keeps no
+    state of the leaf's (gateway.rules.compiler). `saturable`: the signal counts over- and
+    under-range readings (`read_beyond`; for one point's own value `eval` reads
+    `point.beyond()` inline, keeping no signal). `side`: the test's normal side, once
+    gateway.rules.quiet found a leaf of the plan gated."""
 
-    def eval(self, now: float) -> bool:
-        result = True
-        decider: Node | None = None
-        for child in self.children:  # evaluate all: every child's timers must advance
-            if not child.eval(now) and result:
-                result = False
-                decider = child
-        self.value = (decider or self.children[0]).value
-        return result
+    def __init__(self, on_delay: float, off_delay: float, test: Test, saturable: bool) -> None:
+        super().__init__(on_delay, off_delay)
+        self.test, self.saturable = test, saturable
+        self.side: tuple[float, float] | None = None
 
 
-class AnyNode:
-    __slots__ = ("children", "value")
+class _StaleShape(Delays):
+    __slots__ = ("include_offline", "max_age")
 
-    def __init__(self, children: Sequence[Node]) -> None:
-        self.children = tuple(children)
-        self.value: Value = None
-
-    def eval(self, now: float) -> bool:
-        result = False
-        decider: Node | None = None
-        for child in self.children:
-            if child.eval(now) and not result:
-                result = True
-                decider = child
-        self.value = (decider or self.children[0]).value
-        return result
+    def __init__(self, on_delay: float, off_delay: float, max_age: float,
+                 include_offline: bool) -> None:
+        super().__init__(on_delay, off_delay)
+        self.max_age, self.include_offline = max_age, include_offline
 
 
-class AtLeastNode:
-    """At least `count` children active; with `groups`, children of one group (one device)
-    count once, so two flags of one detector are not two independent detectors."""
+class _FlatShape(Delays):
+    __slots__ = ("window",)
 
-    __slots__ = ("children", "count", "groups", "value")
+    def __init__(self, on_delay: float, off_delay: float, window: float) -> None:
+        super().__init__(on_delay, off_delay)
+        self.window = window
 
-    def __init__(self, children: Sequence[Node], count: int,
-                 groups: Sequence[str] | None = None) -> None:
-        self.children = tuple(children)
-        self.count = count
-        self.groups = tuple(groups) if groups is not None else None
-        self.value: Value = 0
 
-    def eval(self, now: float) -> bool:
-        groups = self.groups
-        if groups is None:
-            active = sum(1 for child in self.children if child.eval(now))
-        else:
-            seen = {group for child, group in zip(self.children, groups, strict=True)
-                    if child.eval(now)}
-            active = len(seen)
-        self.value = active
-        return active >= self.count
+class _InvalidShape(Delays):
+    __slots__ = ("duration",)
+
+    def __init__(self, on_delay: float, off_delay: float, duration: float) -> None:
+        super().__init__(on_delay, off_delay)
+        self.duration = duration

@@ -79,8 +79,8 @@ class Inputs:
 
 Timed = Any
 """A tree's time-dependent parts (`survey`): a timed leaf (stale, flat-line, invalid-for; a
-compare or equals leaf with delays: itself, no object made), a rate window's `WindowTimer`,
-or a tuple of several."""
+compare or equals leaf with delays: itself, no object made), a rate window (itself: when its
+oldest sample leaves it), or a tuple of several."""
 
 
 class _Unknown(Exception):
@@ -147,7 +147,7 @@ def _compare(node: CompareLeaf, found: Inputs, timed: list[Timed]) -> None:
                 found.every.add(member.id)
     _debounced(node, timed)
     if isinstance(signal, RateSignal):
-        timed.extend(WindowTimer(window) for window in signal.windows)
+        timed.extend(signal.windows)
 
 
 def _equals(node: EqualsLeaf, found: Inputs, timed: list[Timed]) -> None:
@@ -242,48 +242,36 @@ def _delays_due(leaf: CompareLeaf | EqualsLeaf, now: float) -> float:
     return t if now < t else INF
 
 
-class WindowTimer:
-    """A rate window's timed part: when its oldest sample leaves it."""
-
-    __slots__ = ("t0", "when", "window")
-
-    def __init__(self, window: RateWindow) -> None:
-        self.window = window
-        self.t0 = math.nan
-        self.when = INF
-        """(oldest sample's time, when it leaves): the same until the oldest sample changes."""
-
-
-def _window_due(timer: WindowTimer, now: float) -> float:
-    window = timer.window
+def _window_due(window: RateWindow, now: float) -> float:
+    """When the window's oldest sample leaves it (kept in the window: `RateWindow.due`)."""
     samples = window.samples
     if not samples:
         return INF
-    t0 = samples.first_t()
-    if t0 != timer.t0:
-        timer.t0, timer.when = t0, _after(t0, window.window)
-    when = timer.when
+    t0 = samples.first
+    if t0 != window.leaves:
+        window.leaves, window.due = t0, _after(t0, window.shape.window)
+    when = window.due
     return when if now < when else INF
 
 
 def _stale_due(leaf: StaleLeaf, now: float) -> float:
-    member = leaf.member
-    if not leaf.include_offline and member.offline:
+    member, shape = leaf.member, leaf.shape
+    if not shape.include_offline and member.offline:
         own = INF  # offline: an input, not a timer
     else:
-        own = _elapsed(member.last_good_t, leaf.max_age)
+        own = _elapsed(member.last_good_t, shape.max_age)
     return _next(now, own, leaf)  # a leaf is its debounce
 
 
 def _flat_due(leaf: FlatLeaf, now: float) -> float:
-    since = leaf.tracker.since
-    own = _elapsed(since, leaf.window) if leaf.member.good and since is not None else INF
+    since = leaf.since  # (the leaf is its tracker)
+    own = _elapsed(since, leaf.shape.window) if leaf.member.good and since is not None else INF
     return _next(now, own, leaf)  # a leaf is its debounce
 
 
 def _invalid_due(leaf: InvalidLeaf, now: float) -> float:
     since = leaf.member.invalid_since
-    own = INF if since is None else _elapsed(since, leaf.duration)
+    own = INF if since is None else _elapsed(since, leaf.shape.duration)
     return _next(now, own, leaf)  # a leaf is its debounce
 
 
@@ -298,7 +286,7 @@ def _many_due(parts: tuple[Timed, ...], now: float) -> float:
 
 DUE: dict[type, Callable[[Any, float], float]] = {
     CompareLeaf: _delays_due, EqualsLeaf: _delays_due, StaleLeaf: _stale_due,
-    FlatLeaf: _flat_due, InvalidLeaf: _invalid_due, WindowTimer: _window_due,
+    FlatLeaf: _flat_due, InvalidLeaf: _invalid_due, RateWindow: _window_due,
     tuple: _many_due, type(None): lambda _, now: INF}
 """Timed part's type → its deadline after `now` (`deadline`, inline in the engine)."""
 

@@ -30,8 +30,9 @@ V = TypeVar("V")
 
 Groups = Iterator[tuple[str, tuple[PointInfo, ...], tuple[str, ...]]]
 """(subject, its points in site order, their ids), in order of each subject's first point.
-The ids are one tuple per set of points across the config's groups (the config keeps only
-those: the points are looked up by id as the groups are read)."""
+The ids are one tuple per set of points across the config's groups, or for one point a tuple
+made as it is read (the config keeps only the tuples of groups, and one point's id: the
+points are looked up by id as the groups are read)."""
 
 
 class WeakMemo(Generic[K, V]):
@@ -66,7 +67,7 @@ class _Site:
         self.devices: list[tuple[PointInfo, list[PointInfo]]] = []
         """Per enabled device: its online point, and its other points."""
         self.device_quantities: dict[str, set[str]] = {}
-        self.groups: dict[tuple[m.Select, str], list[tuple[str, ...]]] = {}
+        self.groups: dict[tuple[m.Select, str], list[str | tuple[str, ...]]] = {}
         self._ids: dict[tuple[str, ...], tuple[str, ...]] = {}
         """One tuple per set of point ids."""
         rooms = {room.id: room.type for room in loaded.config.rooms}
@@ -133,11 +134,12 @@ class _Site:
                 groups.setdefault(_name(info, subject), []).append(info)
             shared = self._ids
             found = self.groups[key] = [
-                shared.setdefault(ids, ids) for ids in (
+                ids[0] if len(ids) == 1 else shared.setdefault(ids, ids) for ids in (
                     tuple(info.id for info in members) for members in groups.values()
                     if len(members) >= select.min_members)]
         by_id = self.by_id
-        for ids in found:
+        for kept in found:
+            ids = (kept,) if isinstance(kept, str) else kept
             members = tuple([by_id[i] for i in ids])
             yield _name(members[0], subject), members, ids  # every member has its name
 
@@ -160,20 +162,24 @@ _sites: WeakMemo[LoadedConfig, _Site] = WeakMemo(_Site)
 
 class SitePoints:
     """`infos` (every point, device by device, each device's online point first), `states`
-    (point id → what the engine knows of it, started at `start`)."""
+    (point id → what the engine knows of it, started at `start`: a `state`, PointState or a
+    subclass — the engine's carry its intake's fields, gateway.rules.intake)."""
 
-    def __init__(self, loaded: LoadedConfig, start: float) -> None:
+    def __init__(self, loaded: LoadedConfig, start: float,
+                 state: type[PointState] = PointState) -> None:
         site = self._site = _sites(loaded)
         self.infos = site.infos
+        self.by_id = site.by_id
+        """Point id → its `PointInfo` (shared between engines: do not change)."""
         self.states: dict[str, PointState] = {}
         states = self.states
         for online, infos in site.devices:
             device = online.device
-            online_state = states[online.id] = PointState(online.id, device, start)
+            online_state = states[online.id] = state(online.id, device, start)
             for info in infos:
-                state = states[info.id] = PointState(info.id, device, start, info.valid_min,
-                                                     info.valid_max)
-                state.online = online_state
+                point = states[info.id] = state(info.id, device, start, info.valid_min,
+                                                info.valid_max)
+                point.online = online_state
 
     def select(self, select: m.Select) -> list[PointInfo]:
         """The points a rule's `select` picks, in site order."""

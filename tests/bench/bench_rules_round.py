@@ -8,7 +8,11 @@ Each device polls once a simulated second, the ten devices 0.1 s apart; a round 
 every second batch (the daemon's evaluator ran 4.6–5.7 rounds a second at 2,000 points), and
 after the one batch at 200 points. Samples are made as the gateway makes them: the signal's
 value to an int16 register (`raw = round(value / scale)`), decoded by
-`gateway.field.readings.point_samples`, plus the device's `online` point. After a warm-up
+`gateway.field.readings.point_samples`, plus the device's `online` point, stamped
+`REPLY_BEFORE_NS` before the rules take them (the poller stamps a reply when it arrives, and
+the batch reaches the rules after the decoding; stamped at the rules' own instant, about half
+the samples would be clamped to the engine's now, which a real gateway never sees, and would
+keep their rate windows' times as doubles: gateway.rules.rate_samples). After a warm-up
 (the rate windows fill: a one-minute window is full after 60 s, the hour's window holds more
 samples every 15 s) the process CPU time of `SafetyCore.ingest` and `SafetyCore.step` over
 the measured seconds is the rules' share of a core at that load.
@@ -48,6 +52,8 @@ from tests.bench.bench_process import LOADS, Load, holding_profile, site
 from tests.bench.common import emit_json, print_table
 
 ROUND_LOADS = ("p200", "p2000", "p2000w")
+REPLY_BEFORE_NS = 1_000_000
+"""A batch's samples are stamped 1 ms before the rules take them (see the module docstring)."""
 BATCHES_PER_ROUND = 2
 """At 2,000 points (ten devices), a round after every second batch."""
 
@@ -138,7 +144,7 @@ def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool, t
                 if profiler is not None:
                     profiler.enable()
             for index, device in enumerate(devices):
-                made = batch(device, table, clock.now_ns())
+                made = batch(device, table, clock.now_ns() - REPLY_BEFORE_NS)
                 began = time.process_time()
                 core.ingest(made)
                 if (index + 1) % per_round == 0 or index == len(devices) - 1:
