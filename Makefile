@@ -81,7 +81,7 @@ STRIPPED_DIRS := tests/uplink tests/operator tests/alarms tests/actions tests/fi
 	tests/recorder tests/ops tests/rules tests/apply tests/flashing tests/panel tests/continuity \
 	tests/service tests/drills
 test-stripped: setup
-	PYTHONOPTIMIZE=2 $(CACHE_BYTECODE) $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) \
+	PYTHONOPTIMIZE=2 PYTHONNODEBUGRANGES=1 $(CACHE_BYTECODE) $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) \
 	  --dist loadscope -W "ignore:assertions not in test modules" $(STRIPPED_DIRS)
 
 # Every benchmark, ending with the whole roomwarden run process (docs/performance.md). A quicker

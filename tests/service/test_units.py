@@ -123,10 +123,12 @@ def test_the_gateway_unit_is_what_the_issue_asks() -> None:
     assert one["MemoryDenyWriteExecute"] == "yes" and one["UMask"] == "0027"
     assert found["SystemCallFilter"] == ["@system-service", "~@privileged @resources"]
     # stripped byte-code without column tables, cached where the service may write
-    # (tests/service/test_unit_run.py)
+    # (tests/service/test_unit_run.py); Python's own time-zone path (test_unit_tzpath.py)
     assert unit_environment() == {
         "PYTHONUNBUFFERED": "1", "PYTHONOPTIMIZE": "2", "PYTHONNODEBUGRANGES": "1",
-        "PYTHONPYCACHEPREFIX": "/var/cache/roomwarden/pycache", "MALLOC_ARENA_MAX": "1"}
+        "PYTHONPYCACHEPREFIX": "/var/cache/roomwarden/pycache", "MALLOC_ARENA_MAX": "1",
+        "PYTHONTZPATH": ("/usr/share/zoneinfo:/usr/lib/zoneinfo:/usr/share/lib/zoneinfo:"
+                         "/etc/zoneinfo")}
     assert one["CacheDirectory"] == "roomwarden" and one["CacheDirectoryMode"] == "0750"
     ingest = {key: values[-1] for key, values in directives("roomwarden-ingest.service").items()}
     assert ingest["ExecStart"] == ("/opt/roomwarden/venv/bin/roomwarden ingest "
