@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.config.loader import ConfigErrors, parse_yaml, validate
 from gateway.control import as_peer
-from gateway.drills.signed import DrillRefused, check_start
+from gateway.drills.signed import DrillRefused, check_start, check_still_valid
 from gateway.offloop import off_loop
 
 if TYPE_CHECKING:
@@ -81,15 +81,14 @@ class LiveDrills:
         if not isinstance(name, str) or not isinstance(evacuation, bool):
             return {"ok": False, "error": "name is a string, evacuation true or false"}
         name = name[-200:]
+        began = self.gateway.clock.monotonic()
         try:  # in a thread: the replay memory's write (an fsync, or up to its 5 s busy
             # timeout behind another process's lock) held the event loop (DESIGN 4, 13)
             if request.get("signed") is not None:
                 self.gateway.replay_memory()  # (opened here, on the loop, once)
             signer = await off_loop(self._signer, request, text, name, evacuation)
         except DrillRefused as exc:
-            log.warning("event=drill_refused name=%r peer=%s reason=%r", name,
-                        request.get("peer"), str(exc))
-            return {"ok": False, "error": str(exc)}
+            return _refused(name, request, exc)
         if signer is not None:  # the key's owner, as the user the kernel names
             actor = as_peer(signer, str(request.get("peer", "unknown user")), " as {}")
         try:  # read in a thread: a 256 KiB file held the event loop (the rules) ~0.3 s
@@ -103,6 +102,13 @@ class LiveDrills:
         if self.session is not None and not self.session.finished:
             return {"ok": False, "error": f"drill {self.session.drill.drill!r} is running; "
                                           "stop it first"}
+        if signer is not None:  # checked before its id's write and the file's read: still?
+            try:
+                check_still_valid(request["signed"], now_ns=self.gateway.clock.now_ns(),
+                                  waited_s=self.gateway.clock.monotonic() - began)
+            except DrillRefused as exc:
+                return _refused(name, request, DrillRefused(f"signed drill refused: {exc}"),
+                                expired_waiting=True)
         session.on_end = self._ended
         self.session, self.evaluation, self.incident = session, None, None
         self.gateway.core.drill = session
@@ -200,6 +206,15 @@ class LiveDrills:
                     self.evaluation)
         except Exception:  # an evaluation bug must not take the evaluator down
             log.exception("event=drill_evaluation_failed drill=%s", session.drill.drill)
+
+
+def _refused(name: str, request: dict[str, Any], exc: DrillRefused, *,
+             expired_waiting: bool = False) -> dict[str, Any]:
+    """The answer to a start not taken, logged (`expired_waiting`: it was valid when checked
+    and expired while it waited for the replay memory)."""
+    log.warning("event=drill_refused name=%r peer=%s expired_waiting=%s reason=%r", name,
+                request.get("peer"), expired_waiting, str(exc))
+    return {"ok": False, "error": str(exc)}
 
 
 def _read_drill(text: str, name: str) -> Drill:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from gateway.contract.commands import MAX_COMMAND_LIFETIME_S
 from gateway.flashing.keys import key_id
-from gateway.operator.inbox import CLOCK_SKEW_S
+from gateway.operator.inbox import CLOCK_SKEW_S, past_expiry
 from gateway.operator.refusals import Refused
 from gateway.operator.replay import ReplayMemoryError
 from gateway.operator.signing import verify
@@ -106,7 +106,8 @@ def check_start(signed: object, *, text: str, name: str, evacuation: bool, gatew
         raise DrillRefused(exc.message) from None
     if not 0 <= signed["expires"] - signed["ts"] <= MAX_COMMAND_LIFETIME_S * 1e9:
         raise DrillRefused(f"expires must be after ts by at most {MAX_COMMAND_LIFETIME_S} s")
-    if signed["ts"] > now_ns + CLOCK_SKEW_S * 1e9 or signed["expires"] < now_ns:
+    if signed["ts"] > now_ns + CLOCK_SKEW_S * 1e9 or past_expiry(signed["expires"],
+                                                                 now_ns) is not None:
         raise DrillRefused("the signature is not valid now by this gateway's clock (expired, "
                            "or issued in its future): sign the start anew, check the clocks")
     if replay is None:
@@ -119,3 +120,14 @@ def check_start(signed: object, *, text: str, name: str, evacuation: bool, gatew
     if refused is not None:
         raise DrillRefused(refused)
     return operator.owner
+
+
+def check_still_valid(signed: dict[str, Any], *, now_ns: int, waited_s: float) -> None:
+    """DrillRefused if a start `check_start` took has expired since (by the same rule): its
+    id's write waited for a slow or locked disk, or its file took long to read. Nothing is
+    started then, and its id stays used (the start replayed is refused as one)."""
+    ago = past_expiry(signed["expires"], now_ns)
+    if ago is not None:
+        raise DrillRefused(f"the signature expired {ago:.1f} s ago, while the start waited "
+                           f"{waited_s:.1f} s for the replay memory (a slow or locked disk): "
+                           "nothing was started, and its id stays used; sign the start anew")

@@ -14,7 +14,10 @@ How:
 - one task takes the queue in order: the id's write (`remember`) in a worker thread
   (gateway.offloop), the loop polling and evaluating meanwhile; then, on the loop, the alarm
   manager's work (`carry_out`) and the answer; then the outcome's note (off the loop), and
-  only then the next message. So a command is durable in the memory before it is carried out
+  only then the next message. A command that expired meanwhile (it was valid when judged, but
+  its turn or its write took past its `expires`) is not carried out: `carry_out` answers it
+  `expired`, saying it expired while it waited, and its id stays used (a replay of it is
+  `replayed`). So a command is durable in the memory before it is carried out
   (a power cut after it cannot make it new again), answers keep the order of arrival, and a
   replay of an id whose write is under way is judged after that write: `replayed`, never
   carried out twice. A message arriving while others wait joins the queue unjudged and is

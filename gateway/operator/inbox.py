@@ -18,7 +18,9 @@ may do the action (`not_permitted`); it has a valid lifetime of at most
 MAX_COMMAND_LIFETIME_S (`bad_validity`), is not from the future beyond CLOCK_SKEW_S
 (`not_yet_valid`) and not past its expiry (`expired`); and the key never used its id before,
 also before a restart (`replayed`: `gateway.operator.replay`). Then `OperatorCommands` carries
-it out in the name of the key's owner (`too_long`, `not_applicable` from there).
+it out in the name of the key's owner (`too_long`, `not_applicable` from there) — unless it
+expired while it waited for its turn and its id's write (`carry_out` looks at `expires` again,
+by the same rule: `past_expiry`): then it is answered `expired` instead, and its id stays used.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ class Pending:
     """The replay memory's key (the signing key's id, or UNSIGNED_KEY)."""
     actor: str
     """Whom the journal names (the key's owner)."""
+    judged: float = 0.0
+    """When it was judged (the monotonic clock): how long it waited, should it expire."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +176,7 @@ class CommandInbox:
                 raise r.Refused(r.UNAVAILABLE, "this gateway keeps no replay memory")
         except r.Refused as refusal:
             return self._refused(cmd.id, cmd.action, cmd.key_id, refusal)
-        return Pending(cmd, key, actor)
+        return Pending(cmd, key, actor, self.clock.monotonic())
 
     def remember(self, pending: Pending) -> r.Refused | None:
         """Record the command's id in the replay memory, durably: None, or why it may not be
@@ -193,9 +197,13 @@ class CommandInbox:
         return None if refused is None else r.Refused(r.REPLAYED, refused)
 
     def carry_out(self, pending: Pending) -> tuple[Delivery, str]:
-        """Carry out a remembered command (the alarm manager's work: on the event loop); its
-        delivery, and the outcome to `note` (`ok` or the refusal's code). Never raises."""
+        """Carry out a remembered command (the alarm manager's work: on the event loop) — if
+        it did not expire since it was judged (then `expired`, nothing done); its delivery,
+        and the outcome to `note` (`ok` or the refusal's code). Never raises."""
         cmd, actor = pending.cmd, pending.actor
+        late = self._expired_while_waiting(pending)
+        if late is not None:
+            return late, r.EXPIRED
         try:
             if self._carry_out is None:
                 raise r.Refused(r.NOT_APPLICABLE, f"{cmd.action} is not handled by this "
@@ -217,6 +225,25 @@ class CommandInbox:
         log.info("event=command id=%s action=%s actor=%r key=%s ok=True changed=%d", cmd.id,
                  cmd.action, actor, cmd.key_id or "-", done)
         return Delivery("applied", self._answer(cmd.id, None, actor=actor, changed=done)), "ok"
+
+    def _expired_while_waiting(self, pending: Pending) -> Delivery | None:
+        """The `expired` answer to a command judged in time that expired before its turn to
+        be carried out came (behind others, or while its id was written: a slow or locked
+        disk); None while it is still valid. Its id stays recorded: a replay is `replayed`."""
+        cmd = pending.cmd
+        now = self.clock.now_ns()
+        ago = past_expiry(cmd.expires or cmd.ts, now)
+        if ago is None:
+            return None
+        waited = max(0.0, self.clock.monotonic() - pending.judged)
+        log.warning("event=command_expired_waiting id=%s action=%s actor=%r key=%s "
+                    "expired_ago_s=%.1f waited_s=%.1f code=%s", cmd.id, cmd.action,
+                    pending.actor, cmd.key_id or "-", ago, waited, r.EXPIRED)
+        return Delivery("refused", self._answer(cmd.id, r.Refused(
+            r.EXPIRED, f"expired {ago:.1f} s ago by this gateway's clock ({iso(now)}), while "
+                       f"it waited {waited:.1f} s for its turn (the replay memory's disk was "
+                       "slow or locked): nothing was carried out, and its id stays used; "
+                       "send a new command"), actor=pending.actor))
 
     def note(self, pending: Pending, outcome: str) -> None:
         """Keep what became of a remembered command, for a replay's answer (best effort; a disk
@@ -275,10 +302,11 @@ class CommandInbox:
             raise r.Refused(r.NOT_YET_VALID, f"issued {(cmd.ts - now) / 1e9:.0f} s in the "
                                              f"future by this gateway's clock ({iso(now)}): "
                                              "the sender's clock or this gateway's is wrong")
-        if cmd.expires < now:
-            raise r.Refused(r.EXPIRED, f"expired {(now - cmd.expires) / 1e9:.1f} s ago by "
-                                       f"this gateway's clock ({iso(now)}; if that is wrong, "
-                                       "check its time synchronisation)")
+        ago = past_expiry(cmd.expires, now)
+        if ago is not None:
+            raise r.Refused(r.EXPIRED, f"expired {ago:.1f} s ago by this gateway's clock "
+                                       f"({iso(now)}; if that is wrong, check its time "
+                                       "synchronisation)")
 
     def _refused(self, cid: str, action: str, key_id: str | None, refusal: r.Refused,
                  actor: str | None = None) -> Delivery:
@@ -301,6 +329,14 @@ class CommandInbox:
                 changed: int | None = None, note: str | None = None) -> CommandResult:
         return command_result(self.site, self.gateway, cid, self.clock.now_ns(), refusal,
                               actor=actor, changed=changed, note=note)
+
+
+def past_expiry(expires: int, now: int) -> float | None:
+    """Seconds since `expires` (ns) by `now` (ns), if a command or signed drill start is past
+    it; None while it is valid. No clock-skew allowance here: CLOCK_SKEW_S allows only a
+    sender's clock ahead of the gateway's (a `ts` in its future); `expires` is the sender's
+    own limit, kept as signed."""
+    return (now - expires) / 1e9 if expires < now else None
 
 
 def recover_id(payload: bytes) -> str | None:

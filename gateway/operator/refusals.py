@@ -28,7 +28,8 @@ BAD_VALIDITY: Final = "bad_validity"
 NOT_YET_VALID: Final = "not_yet_valid"
 """Issued in the future by more than the allowed clock skew."""
 EXPIRED: Final = "expired"
-"""Past its `expires` time."""
+"""Past its `expires` time: when it arrived, or when its turn to be carried out came (it
+expired while it waited behind others or for its id's write; its id stays used)."""
 REPLAYED: Final = "replayed"
 """This key's command id was received before (also before a restart), or the command was
 issued before the gateway's replay memory began."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.clock import Clock, ManualClock
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
 from gateway.drills.live_control import LiveDrills
@@ -60,11 +62,11 @@ def site_config(tmp: Path, keys: Keys, *, local_unsigned: bool) -> Path:
 class Control:
     """`LiveDrills` on a real Gateway (built, never started), on an event loop of its own."""
 
-    def __init__(self, config: Path, state_dir: Path) -> None:
+    def __init__(self, config: Path, state_dir: Path, clock: Clock | None = None) -> None:
         self.loop = asyncio.new_event_loop()
 
         async def build() -> Gateway:
-            return Gateway(load_gateway_config(config), state_dir=state_dir)
+            return Gateway(load_gateway_config(config), state_dir=state_dir, clock=clock)
 
         self.gateway = self.loop.run_until_complete(build())
         self.drills = LiveDrills(self.gateway)
@@ -224,3 +226,51 @@ def test_a_signed_start_waits_for_a_locked_replay_memory_off_the_event_loop(
     assert answer["ok"] is True, answer
     assert answer["drill"]["actor"] == "Zhang Wei (NOC) as tech"
     strict.stop()
+
+
+def test_a_signed_start_that_expires_while_its_id_waits_for_the_disk_is_not_started(
+        tmp_path: Path, keys: Keys, caplog: pytest.LogCaptureFixture) -> None:
+    """Valid when checked, past its expiry once the locked replay memory let its id be written:
+    no drill starts (before, the evacuation ran all the same), the answer says it expired
+    while it waited, and its id stays used."""
+    caplog.set_level(logging.WARNING, logger="roomwarden.drill")
+    clock = ManualClock(start_ns=1_800_000_000_000_000_000)
+    c = Control(site_config(tmp_path, keys, local_unsigned=False), tmp_path / "state", clock)
+    try:
+        c.gateway.replay_memory()
+        clock.advance(1.0)
+        signed = sign_start(DRILL, "fire.yaml", True, gateway=GATEWAY,
+                            private_key=keys.zhang.private, now_ns=clock.now_ns(),
+                            lifetime_s=30.0)
+        lock = Locker(c.gateway.state_dir / "operator" / "commands.sqlite", "EXCLUSIVE")
+
+        memory = c.gateway.replay_memory()
+
+        def writing() -> bool:
+            """The start was checked and its id's write holds the memory (waits for the
+            lock): the memory's own lock is taken."""
+            if not memory._lock.acquire(blocking=False):
+                return True
+            memory._lock.release()
+            return False
+
+        async def start_while_locked() -> dict[str, Any]:
+            task = asyncio.ensure_future(c.drills.answer(start(True, signed)))
+            while not writing():
+                assert not task.done(), task.result()
+                await asyncio.sleep(0.01)
+            clock.advance(31.0)
+            lock.release()
+            return await task
+
+        answer = c.loop.run_until_complete(start_while_locked())
+        assert answer["ok"] is False, answer
+        assert answer["error"].startswith("signed drill refused: the signature expired 1.0 s "
+                                          "ago, while the start waited"), answer
+        assert c.gateway.core.drill is None and c.drills.session is None
+        assert "expired_waiting=True" in caplog.text
+        clock.step_wall(-31.0)  # valid again by its time: refused as the replay it is
+        again = c.answer(start(True, signed))
+        assert again["ok"] is False and "used before" in again["error"], again
+    finally:
+        c.close()

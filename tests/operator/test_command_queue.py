@@ -185,3 +185,39 @@ async def test_a_cancelled_stop_still_waits_for_the_write_and_carries_nothing_ou
     # its id reached the disk before the stop: a replay of it stays refused
     replay = bench.inbox.receive(encode(ack(bench, id="under-way")), False)
     assert replay.outcome == "duplicate" and bench.recorder.done == []
+
+
+async def test_a_command_that_expires_while_its_id_is_written_is_answered_expired_not_done(
+        tmp_path: Path, keys: Keys, caplog: pytest.LogCaptureFixture) -> None:
+    """Judged in time, but its validity ran out while the write waited for the locked file:
+    not carried out, answered `expired` (saying it waited, and how long ago it expired), its
+    id kept as used. Before, the expiry was looked at only when it was judged: it was done."""
+    caplog.set_level(logging.WARNING, logger="roomwarden.operator")
+    bench, answers, queue = rig(tmp_path, keys)
+    late = ack(bench, id="late", lifetime_s=30.0)
+    lock = locked(bench)
+    try:
+        await under_way(queue, late)
+        submit(queue, ack(bench, id="behind-short", lifetime_s=30.0))  # judged in its turn
+        submit(queue, ack(bench, id="behind-long", lifetime_s=120.0))
+        bench.clock.advance(31.0)  # meanwhile the write waits for the lock
+        await ticks(5)
+        assert answers.got() == [] and bench.recorder.done == []
+    finally:
+        lock.release()
+    await until(lambda: len(answers.got()) == 3, what="three answers")
+    assert answers.got() == [("late", r.EXPIRED), ("behind-short", r.EXPIRED),
+                             ("behind-long", "ok")]
+    assert bench.recorder.done == [("acknowledge", "Zhang Wei (NOC)")]  # behind-long only
+    error = str(answers.deliveries[0].result and answers.deliveries[0].result.error)
+    assert "expired 1.0 s ago" in error and "while it waited 31.0 s" in error, error
+    assert answers.deliveries[0].outcome == "refused"
+    assert "event=command_expired_waiting id=late" in caplog.text
+    # its id stays used, with what became of it: the same command again (the clock stepped
+    # back, so it is valid by its time) is a replay
+    await queue.close()
+    bench.clock.step_wall(-31.0)
+    replay = bench.inbox.receive(encode(late), False)
+    assert replay.outcome == "duplicate" and "(expired)" in str(
+        replay.result and replay.result.error)
+    assert bench.recorder.done == [("acknowledge", "Zhang Wei (NOC)")]
