@@ -84,8 +84,9 @@ class PanelBackend:
         uplink, depth = "not configured", None
         if self.uplink is not None:
             status = self.uplink.status()
-            uplink = "connected" if status.connected else (
-                f"disconnected ({status.last_error})" if status.last_error else "disconnected")
+            from gateway.uplink.status import link_text
+
+            uplink = link_text(status)  # `connected, not subscribed: …` warns too
             depth = status.outbox.depth
         health = health_view(self.loaded, self.bus_loops, self.core.planner, self.driver,
                              self.clock.monotonic() - self.started_mono,

@@ -29,14 +29,11 @@ Checks, each judged from the gateway's own state at the moment of asking:
   alarm, `actions.output_failure`; restarting the gateway would not mend a relay).
 - `journal`, `event_loop`: **degraded** while the alarm journal cannot write, or the event loop
   keeps waking seconds late (the watchdog is withheld then): gateway.ops.liveness_health.
-- `uplink`: **degraded** when configured and not connected (the gateway works on its own; the
-  outbox keeps everything), when its outbox keeps failing to commit or read (the disk full or
-  failing: what the writer retries, with the reason; gateway.uplink.writer_faults), or when it
-  carries out unsigned operator commands (`operators.allow_unsigned`, lab only), or when
-  connected but nothing it published has been confirmed for 2 minutes (four ack timeouts if
-  longer) while entries wait: no RoomWarden ingest behind the broker (`delivery: ingest`), or
-  no subscriber (`puback`). `not configured` is ok. An outbox found damaged and replaced by a
-  fresh one (gateway.uplink.outbox_recovery) is named in the detail.
+- `uplink`: **degraded** when configured and not connected, when connected but the broker
+  refused an inbound subscription (operator commands, flashed configs or the ingest's
+  acknowledgements do not arrive), when its outbox keeps failing, when it carries out unsigned
+  operator commands, or when nothing it published has been confirmed for 2 minutes:
+  gateway.ops.uplink_health. `not configured` is ok.
 - `config`: **degraded** while the booted config needed a work-round (gateway.ops.config_health).
 
 **Service health vs. site alarm state.** The checks above say whether the *gateway* works
@@ -58,7 +55,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SerializerFunctionWrapHandler, model_serializer
 
@@ -67,13 +64,11 @@ from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.field.bus_loop import BusLoop
 from gateway.ops.config_health import config_trouble
-from gateway.ops.liveness_health import journal_trouble, loop_trouble
+from gateway.ops.liveness_health import journal_trouble, loop_trouble, short
 from gateway.ops.source import MetricsSource
+from gateway.ops.uplink_health import uplink_trouble
 from gateway.rules.coverage import summary
 from gateway.strict import StrictModel
-
-if TYPE_CHECKING:
-    from gateway.uplink.publisher import Uplink
 
 EVALUATOR_STALL_AFTER = 10.0
 """Seconds a round of the rules may be owed without completing before the rules check fails
@@ -105,11 +100,6 @@ class SiteLevel(StrEnum):
 
 
 _ACTIVE_STATES = (AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED)
-
-
-def _short(text: str | None, limit: int = 120) -> str:
-    text = " ".join((text or "unknown").split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def worst(levels: list[Level]) -> Level:
@@ -278,7 +268,7 @@ class HealthMonitor:
                 failing.append(f"{loop.bus_id} stalled ({age:.0f} s without progress, "
                                f"limit {limit:.0f} s)")
             elif loop.link_open is False:
-                failing.append(f"{loop.bus_id}: link not open ({_short(loop.link_error)})")
+                failing.append(f"{loop.bus_id}: link not open ({short(loop.link_error)})")
             elif healths and len(offline) == len(healths):
                 failing.append(f"{loop.bus_id}: no device answers")
             elif offline:
@@ -286,7 +276,7 @@ class HealthMonitor:
                 degraded.append(f"{loop.bus_id}: {len(offline)} offline ({shown})")
             partial = [(d, h.last_error) for d, h in healths.items() if h.online and h.degraded]
             if partial and age <= limit:
-                shown = ", ".join(f"{d} ({_short(e)})" for d, e in partial[:3]) + (
+                shown = ", ".join(f"{d} ({short(e)})" for d, e in partial[:3]) + (
                     " …" if len(partial) > 3 else "")
                 degraded.append(f"{loop.bus_id}: {len(partial)} reading only in part ({shown})")
         summary = f"{online}/{total} devices online"
@@ -339,62 +329,8 @@ class HealthMonitor:
         return CheckResult(status=Level.OK, detail=f"{len(src.driver.state)} outputs")
 
     def check_uplink(self) -> CheckResult:
-        uplink = self.source.uplink
-        if uplink is None:
-            return CheckResult(status=Level.OK, detail="not configured")
-        status = uplink.status()
-        depth = status.outbox.depth
-        outbox = f"outbox {depth}" + _outbox_trouble(uplink)
-        if self.source.loaded.config.operators.allow_unsigned:  # issue 9: lab mode
-            return CheckResult(status=Level.DEGRADED, detail="unsigned operator commands "
-                               "allowed (operators.allow_unsigned: lab only); "
-                               f"{'connected' if status.connected else 'disconnected'}; "
-                               f"{outbox}")
-        failing = _storage_error(uplink)
-        if failing is not None:  # the data path is stuck even if the broker is reachable
-            return CheckResult(status=Level.DEGRADED, detail=f"{_short(failing, 200)}; "
-                               f"{'connected' if status.connected else 'disconnected'}; "
-                               f"{outbox}")
-        stalled = _unconfirmed(uplink, status.unconfirmed_s, status.awaiting)
-        if status.connected and stalled is not None:
-            return CheckResult(status=Level.DEGRADED, detail=f"connected; {stalled}; {outbox}")
-        if status.connected:
-            return CheckResult(status=Level.OK, detail=f"connected; {outbox}")
-        why = f" ({_short(status.last_error)})" if status.last_error else ""
-        return CheckResult(status=Level.DEGRADED, detail=f"disconnected{why}; {outbox}")
-
-
-UNCONFIRMED_AFTER = 120.0
-"""Seconds (at least; four ack timeouts if longer) with nothing confirmed while entries wait
-before the uplink counts as degraded though connected."""
-
-
-def _unconfirmed(uplink: Uplink, seconds: float, awaiting: int) -> str | None:
-    """Why a connected uplink delivers nothing (None: it does): the broker takes the messages
-    but the ingest (`delivery: ingest`) or any subscriber (`puback`) has confirmed none for
-    long — the entries stay in the outbox and are published again until its budget drops
-    them (an upgraded gateway with no RoomWarden ingest behind its broker, the audit saw)."""
-    if seconds < max(UNCONFIRMED_AFTER, 4 * uplink.delivery.ack_timeout):
-        return None
-    if uplink.settings.delivery == "ingest":
-        return (f"the ingest has confirmed nothing for {seconds:.0f} s ({awaiting} waiting): "
-                "is the RoomWarden ingest running and subscribed? (a consumer other than it "
-                "needs uplink.delivery: puback)")
-    return f"no subscriber has taken the telemetry for {seconds:.0f} s ({awaiting} waiting)"
-
-
-def _storage_error(uplink: Uplink) -> str | None:
-    """What keeps failing in the uplink's outbox (None: its last commit and read worked)."""
-    return uplink.committer.faults.error
-
-
-def _outbox_trouble(uplink: Uplink) -> str:
-    """` (damaged file replaced …)` once the outbox had to start afresh (else empty)."""
-    n = uplink.outbox.recoveries
-    if n <= 0:
-        return ""
-    return (f" (damaged file replaced by a fresh one{f' {n} times' if n > 1 else ''}; "
-            "what it held is lost: see the log, event=outbox_corrupt)")
+        return _checked(uplink_trouble(self.source.uplink,
+                                       self.source.loaded.config.operators.allow_unsigned))
 
 
 _MONITORS: weakref.WeakKeyDictionary[MetricsSource, HealthMonitor] = weakref.WeakKeyDictionary()

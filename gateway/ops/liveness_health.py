@@ -46,8 +46,10 @@ class JournalState(Protocol):
     def unwritten_for(self) -> float: ...
 
 
-def _short(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
+def short(text: str | None, limit: int = 120) -> str:
+    """An error text as a check's detail shows it: one line, at most `limit` characters (the
+    other health checks use it too)."""
+    text = " ".join((text or "unknown").split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
@@ -57,7 +59,7 @@ def journal_trouble(journal: JournalState) -> tuple[bool, str]:
     events = f"{n} event{'s' * (n != 1)} not yet written"
     failing = journal.failing_for()
     if failing is not None:
-        return True, (f"alarm journal: {events} ({_short(journal.last_error or '?')}); "
+        return True, (f"alarm journal: {events} ({short(journal.last_error or '?')}); "
                       f"failing for {failing:.0f} s, retried — alarms and outputs go on, the "
                       "events go to the uplink once written")
     waiting = journal.unwritten_for()

@@ -96,6 +96,10 @@ class UplinkLine(StrictModel):
     dropped: dict[str, int]
     published: int
     last_error: str | None
+    subscribed: bool = False
+    """Connected and every inbound topic filter granted by the broker."""
+    refused: dict[str, str] = {}
+    """Inbound topic filters the broker refused on this connection → its reason."""
 
 
 class StatusReport(StrictModel):
@@ -169,7 +173,8 @@ def build_status_report(gw: MetricsSource, health: HealthMonitor | None = None) 
             outbox_bytes=status.outbox.bytes, outbox_budget=status.outbox.budget,
             oldest_age_s=status.outbox.oldest_age_s,
             dropped={str(kind): n for kind, n in status.dropped.items()},
-            published=status.published, last_error=status.last_error)
+            published=status.published, last_error=status.last_error,
+            subscribed=status.subscribed, refused=status.refused)
     return StatusReport(
         gateway=cfg.gateway.id, site=cfg.gateway.site, name=cfg.gateway.name,
         timezone=cfg.gateway.timezone, software=__version__,

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.ops.health import Level, SiteLevel
 from gateway.ops.status_report import StatusReport
+from gateway.uplink.status import missed_text
 
 WIDTH = 80
 """Default line width, the longest line `render_status` prints (in terminal columns; CJK
@@ -299,13 +300,18 @@ def _uplink(r: StatusReport, paint: _Painter) -> list[str]:
     drop_text = (f"dropped {dropped} ("
                  + ", ".join(f"{k} {n}" for k, n in u.dropped.items() if n) + ")"
                  if dropped else "dropped 0")
+    clean = u.connected and not u.refused
     lines = ["", _line(paint, 0, [
         ("Uplink: ", 8, ("bold",)),
-        ("connected" if u.connected else "DISCONNECTED", 14,
-         ("green",) if u.connected else ("yellow",)),
+        ("connected" if clean else "NOT SUBSCRIBED" if u.connected else "DISCONNECTED", 16,
+         ("green",) if clean else ("yellow",)),
         (f"outbox {u.outbox_depth} ({_size(u.outbox_bytes)} of {_size(u.outbox_budget)}"
          f"{oldest}) · published {u.published} · {drop_text}", None, ()),
     ])]
+    if u.connected and u.refused:  # the broker refused a subscription: what does not arrive
+        lines.extend(_line(paint, 2, [(f"refused: {topic} ({why})", None, ("yellow",))])
+                     for topic, why in u.refused.items())
+        lines.append(_line(paint, 2, [(missed_text(u.refused), None, ("dim",))]))
     if u.last_error and not u.connected:
         lines.append(_line(paint, 2, [("last error: " + u.last_error, None, ("dim",))]))
     return lines

@@ -199,12 +199,13 @@ class _GatewaySources:
 
     def health(self) -> dict[str, Any]:
         from gateway.status import health_view
+        from gateway.uplink.status import link_text
 
         g = self.gateway
         uplink, depth = "not configured", None
         if g.uplink is not None:
             status = g.uplink.status()
-            uplink = "connected" if status.connected else "disconnected"
+            uplink = link_text(status, with_error=False)
             depth = status.outbox.depth
         view = health_view(g.loaded, g.bus_loops, g.core.planner, g.driver,
                            g.clock.monotonic() - g.started_mono,

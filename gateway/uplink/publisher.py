@@ -26,7 +26,9 @@ that replace older unpublished ones), and everything the outbox holds is handed 
 publishes `offline`, disconnects cleanly and commits the outbox; a cancelled `run()` (the
 process dying) drops the connection without a DISCONNECT, so the broker publishes the will.
 
-Inbound (subscribed with QoS 1 on every connect, since each connect is a fresh clean session):
+Inbound (subscribed with QoS 1 on every connect, since each connect is a fresh clean session;
+a filter the broker refuses is asked for again with back-off while everything else goes on, and
+`status().refused` names it: gateway.uplink.subscriptions):
 - `cmd`: every payload goes, in turn, to the command inbox, its replay memory's writes off the
   loop (`gateway.operator.command_queue`); its `CommandResult` goes on `cmd/result` through the
   outbox; a `request_state` republishes state, catalog and alarms, spaced (state_requests).
@@ -202,12 +204,6 @@ class Uplink:
 
     # ------------------------------------------------------------------ inbound (loop)
 
-    def _on_suback_refused(self, refused: list[str]) -> None:
-        self._last_error = f"subscription refused: {', '.join(refused)}"
-        log.error("event=uplink_subscribe_refused topics=%s,%s reasons=%s",
-                  self._topics[Channel.CMD], self._topics[Channel.CONFIG_SET],
-                  ",".join(refused))
-
     def _on_inbound(self, topic: str, payload: bytes, retained: bool) -> None:
         """A message on a subscribed topic, on the event loop. Never raises."""
         try:
@@ -332,8 +328,8 @@ class Uplink:
         session = Session(options, loop,
                           will=(self._topics[Channel.STATE], encode(self.state.offline())),
                           subscriptions=inbound,
-                          handlers=Handlers(self._on_puback, self._on_inbound,
-                                            self._on_suback_refused))
+                          handlers=Handlers(self._on_puback, self._on_inbound),
+                          resubscribe=Backoff(s.reconnect_min, s.reconnect_max))
         self._session = session
         try:
             await session.open(s.broker, s.port, s.keepalive, max(10.0, s.keepalive))
@@ -366,6 +362,7 @@ class Uplink:
         return UplinkStatus(
             connected=session is not None and session.connected,
             subscribed=session is not None and session.subscribed,
+            refused={} if session is None else session.refused,
             outbox=self.committer.status, dropped=dict(self.committer.dropped),
             published=self._published, queued=self.committer.buffered(),
             rejected=self._rejected, connects=self._connects,

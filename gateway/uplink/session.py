@@ -15,7 +15,9 @@ for the first of a burst (a window's PUBACKs usually arrive in one read: one hop
 message); the loop takes the list whole and hands each on in the order received. A fresh client
 per attempt means paho never re-sends its own in-flight copies behind the outbox's back, each
 connect re-reads the password file and re-arms the last will, and the connection is a clean
-session (inbound topics are subscribed on every connect).
+session (inbound topics are subscribed on every connect). Topic filters the broker refuses
+(SUBACK) are asked for again on the same connection, with back-off (gateway.uplink.subscriptions),
+while everything else goes on.
 
 The connect itself (the broker's name looked up, the TCP connect) runs in a daemon thread of
 its own (`connect_apart`), so that a lookup no nameserver answers never holds the process's
@@ -38,9 +40,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
+from gateway.mqtt_client import Backoff, ClientOptions, TlsOptions, build_client
 from gateway.ops.connections import RateLimitFilter
 from gateway.uplink.settings import UplinkSettings
+from gateway.uplink.subscriptions import Subscriptions
 
 log = logging.getLogger("roomwarden.uplink")
 log.addFilter(RateLimitFilter(prefix="event=uplink_inbound_flood"))  # a line a minute
@@ -65,7 +68,6 @@ class Handlers:
     """(mid, reason code value, reason text) for every PUBACK (a value ≥ 0x80 is a refusal)."""
     message: Callable[[str, bytes, bool], None]
     """(topic, payload, retained) of a message on a subscribed topic."""
-    suback_refused: Callable[[list[str]], None]
 
 
 def client_options(settings: UplinkSettings, client_id: str) -> ClientOptions:
@@ -85,7 +87,9 @@ def client_options(settings: UplinkSettings, client_id: str) -> ClientOptions:
 class Session:
     def __init__(self, options: ClientOptions, loop: asyncio.AbstractEventLoop, *,
                  will: tuple[str, bytes], subscriptions: list[str],
-                 handlers: Handlers) -> None:
+                 handlers: Handlers, resubscribe: Backoff | None = None) -> None:
+        """`resubscribe`: the waits before subscribing again to filters the broker refused
+        (default: 1 s doubling up to 60 s, the uplink's reconnect defaults)."""
         self.loop = loop
         self.connack: asyncio.Future[str | None] = loop.create_future()
         """None on success, else the broker's refusal."""
@@ -105,23 +109,24 @@ class Session:
         self._dropped_logged = 0
         client = build_client(options)
         client.will_set(will[0], will[1], qos=1, retain=True)
-        inbound = [(topic, 1) for topic in subscriptions]
-        self._subacked = not inbound
-        """The broker granted the inbound subscriptions (SUBACK) on this connection."""
+        self.subscriptions = Subscriptions(tuple(subscriptions),
+                                           resubscribe or Backoff(1.0, 60.0))
+        """What the broker granted and refused on this connection (touched on the loop)."""
+        self._retry: asyncio.TimerHandle | None = None
 
         def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
             result = None if not rc.is_failure else str(rc)
-            if result is None and inbound:  # a fresh clean session: subscribe every time
-                c.subscribe(inbound)
+            if result is None and subscriptions:  # a fresh clean session: subscribe every time
+                _rc, mid = c.subscribe([(topic, 1) for topic in subscriptions])
+                if mid is not None:  # (None: the connection is already gone)
+                    loop.call_soon_threadsafe(self.subscriptions.sent, mid, tuple(subscriptions))
             loop.call_soon_threadsafe(_resolve, self.connack, result)
 
-        def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode],
+        def on_subscribe(_c: mqtt.Client, _u: Any, mid: int, codes: list[ReasonCode],
                          _p: Any) -> None:
-            refused = [str(rc) for rc in codes if rc.is_failure]
-            if refused:
-                loop.call_soon_threadsafe(handlers.suback_refused, refused)
-            else:
-                loop.call_soon_threadsafe(setattr, self, "_subacked", True)
+            results = [(bool(rc.is_failure), str(rc)) for rc in codes]
+            with contextlib.suppress(RuntimeError):  # the loop may be closed at exit
+                loop.call_soon_threadsafe(self._on_suback, mid, results)
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             try:  # never raise in paho's thread: it would end the network loop
@@ -170,7 +175,39 @@ class Session:
         """Connected, and the broker granted the inbound subscriptions: commands, config sets
         and the ingest's acknowledgements sent from now on reach this gateway (sent between
         the CONNACK and the SUBACK, they do not: a clean session)."""
-        return self._subacked and self.connected
+        return self.subscriptions.granted and self.connected
+
+    @property
+    def refused(self) -> dict[str, str]:
+        """Topic filter → the broker's reason, for each it refused on this connection (and
+        has not granted since)."""
+        return dict(self.subscriptions.refused) if self.connected else {}
+
+    def _on_suback(self, mid: int, results: list[tuple[bool, str]]) -> None:
+        """A SUBACK (on the loop): log what it refused and ask again later."""
+        refusal = self.subscriptions.suback(mid, results)
+        if refusal is None or self.lost.is_set():
+            return
+        if refusal.retry_in is None:
+            if refusal.attempt:
+                log.info("event=uplink_subscribed after_refusals=%d", refusal.attempt)
+            return
+        log.error("event=uplink_subscribe_refused filters=%s reasons=%r attempt=%d "
+                  "retry_in_s=%.1f", ",".join(refusal.newly),
+                  ",".join(refusal.newly.values()), refusal.attempt, refusal.retry_in)
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = self.loop.call_later(refusal.retry_in, self._resubscribe)
+
+    def _resubscribe(self) -> None:
+        """Subscribe again to the refused filters (the rest stay granted)."""
+        self._retry = None
+        filters = self.subscriptions.to_retry()
+        if not filters or not self.connected:
+            return
+        rc, mid = self.client.subscribe([(topic, 1) for topic in filters])
+        if rc == mqtt.MQTT_ERR_SUCCESS and mid is not None:  # (else `lost` follows)
+            self.subscriptions.sent(mid, filters)
 
     async def open(self, host: str, port: int, keepalive: float, timeout: float) -> None:
         """Connect and wait for the CONNACK; ConnectionError if refused or unanswered."""
@@ -244,6 +281,9 @@ class Session:
 
     async def end(self) -> None:
         """Drop the connection (if still up) and wait for paho's network thread."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if not self.lost.is_set():
             self.drop()
         if self._started:

@@ -1,12 +1,14 @@
 """What the uplink reports about itself (`UplinkStatus`, for the panel, /metrics, /healthz and
-`roomwarden status`) and its publish-latency histogram (produced → PUBACK, O(1) per message)."""
+`roomwarden status`), its state in a few words (`link_text`, `refused_text`: the same wherever
+it is shown) and its publish-latency histogram (produced → PUBACK, O(1) per message)."""
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-from gateway.contract.wire import MessageKind, OutboxStatus
+from gateway.contract.wire import Channel, MessageKind, OutboxStatus
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                                       300.0)
@@ -62,6 +64,42 @@ class UplinkStatus:
     unconfirmed_s: float = 0.0
     """Seconds the ingest has confirmed nothing while entries wait for it (0: none wait, or
     its watermark moved since they began to)."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """Inbound topic filters the broker refused on this connection (SUBACK) → its reason
+    (`Not authorized`); empty while disconnected. Asked for again with back-off; the rest of
+    the uplink goes on (gateway.uplink.subscriptions)."""
+
+
+CARRIES: dict[Channel, str] = {Channel.CMD: "operator commands",
+                               Channel.CONFIG_SET: "flashed configs",
+                               Channel.ACK: "acknowledgements from the ingest"}
+"""What each inbound topic brings the gateway: what it misses while refused."""
+
+
+def refused_text(refused: Mapping[str, str]) -> str:
+    """`roomwarden/s/g/cmd refused (Not authorized) — no operator commands reach the gateway`:
+    each refused filter with the broker's reason, then what the gateway misses."""
+    return (", ".join(f"{topic} refused ({reason})" for topic, reason in refused.items())
+            + " — " + missed_text(refused))
+
+
+def missed_text(refused: Iterable[str]) -> str:
+    """`no operator commands, no flashed configs reach the gateway`."""
+    missed = [next((what for ch, what in CARRIES.items() if topic.endswith("/" + ch)),
+                   f"messages on {topic}") for topic in refused]
+    return "no " + ", no ".join(missed) + " reach the gateway"
+
+
+def link_text(status: UplinkStatus, *, with_error: bool = True) -> str:
+    """The link in a few words: `connected`, `connected, not subscribed: <refused_text>` or
+    `disconnected (<last error>)` (without the error if `with_error` is false)."""
+    if status.connected and status.refused:
+        return f"connected, not subscribed: {refused_text(status.refused)}"
+    if status.connected:
+        return "connected"
+    if status.last_error and with_error:
+        return f"disconnected ({status.last_error})"
+    return "disconnected"
 
 
 class LatencyHistogram:

@@ -15,7 +15,7 @@ from gateway.clock import ManualClock
 from gateway.config.loader import load_gateway_config
 from gateway.daemon import Gateway
 from gateway.ingest.service import IngestService
-from gateway.ops import health
+from gateway.ops import uplink_health
 from gateway.ops.health import HealthMonitor, Level, monitor_for
 from gateway.rules import conditions
 from gateway.rules.faults import EVALUATION_FAILED_RULE
@@ -262,7 +262,7 @@ async def test_a_connected_uplink_that_no_ingest_confirms_is_degraded(
     no RoomWarden ingest publishes, the broker acknowledges, nothing is ever confirmed — the
     outbox only grows — and /healthz said `uplink: ok`. Now degraded, naming why, until an
     ingest confirms (the two minutes shortened here)."""
-    monkeypatch.setattr(health, "UNCONFIRMED_AFTER", 1.0)
+    monkeypatch.setattr(uplink_health, "UNCONFIRMED_AFTER", 1.0)
     running = start_live(tmp_path, uplink_port=broker.port, ack_timeout="0.2s")
     live = await anext(running)
     try:

@@ -105,7 +105,7 @@ async def test_a_connect_given_up_is_closed_once_it_completes(blackhole: socket.
                                               "protocol": "5"})
     session = Session(client_options(settings, "given-up"), asyncio.get_running_loop(),
                       will=("t/state", b"offline"), subscriptions=[],
-                      handlers=Handlers(lambda *_: None, lambda *_: None, lambda *_: None))
+                      handlers=Handlers(lambda *_: None, lambda *_: None))
     opening = asyncio.create_task(session.open("127.0.0.1", port, 30, 10))
     await until(lambda: connecting_to(port), 10, "the connect under way")
     opening.cancel()
