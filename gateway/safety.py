@@ -278,8 +278,9 @@ class SafetyCore:
         drill_events: list[AlarmEvent] = []
         if self.drill is not None:  # --- issue 12: a live drill's alarms (gateway.drills.live)
             # a real alarm of the drill's room ends it: the rules' and the outputs' own
-            # (a supervised fan that stops during a drill is no part of it)
-            real = [*self.engine.current(), *extra] if extra else self.engine.current()
+            # (a supervised fan that stops during a drill is no part of it); only active ones
+            # count, so no normal binding's evaluation is made (gateway.rules.latest)
+            real = [*self.engine.active(), *extra] if extra else self.engine.active()
             drill_events, drilled = self.drill.step(real, self.alarms)
             batch = [*batch, *drilled]
             if self.drill.finished:

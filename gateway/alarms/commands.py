@@ -14,7 +14,7 @@ from gateway.alarms.events import (
     AlarmEvent,
     EventKind,
 )
-from gateway.alarms.ledger import AlarmLedger, KeyLike, Known, iso, persistable
+from gateway.alarms.ledger import AlarmLedger, KeyLike, iso, persistable
 from gateway.alarms.lifecycle import (
     AlarmRecord,
     AlarmState,
@@ -23,7 +23,7 @@ from gateway.alarms.lifecycle import (
     Suppression,
     scope_covers,
 )
-from gateway.alarms.types import Evaluation, Severity
+from gateway.alarms.types import Severity
 
 _N = AlarmState.NORMAL
 
@@ -75,8 +75,8 @@ class AlarmCommands(AlarmLedger):
                 rule, subject = key
             except (TypeError, ValueError):
                 raise AlarmCommandError(f"not an alarm key (rule, subject): {key!r}") from None
-            rec = self._records.get((rule, subject))
-            if isinstance(rec, AlarmRecord) and rec.state.unacknowledged and rec.acknowledgeable:
+            rec = self._known.records.get((rule, subject))
+            if rec is not None and rec.state.unacknowledged and rec.acknowledgeable:
                 recs.append(rec)
         for rec in recs:
             self._ack(rec, actor, note)
@@ -153,7 +153,7 @@ class AlarmCommands(AlarmLedger):
             raise AlarmCommandError("a suppression needs a scope: a device, room or rule id")
         self._future(until_ns)
         if scope not in self._suppressions and not any(
-                scope_covers(scope, *_binding(r)) for r in self._records.values()):
+                scope_covers(scope, *binding) for binding in self._known.bindings()):
             raise AlarmCommandError(f"{scope!r} is no known device, room, rule or alarm")
         unseen = [r for r in self._ordered() if r.ev.severity is Severity.CRITICAL
                   and r.state.unacknowledged and scope_covers(scope, *_binding(r))]
@@ -173,9 +173,8 @@ class AlarmCommands(AlarmLedger):
         # only the alarms in the list (or held active) take the overlay: a quiet binding stays
         # quiet, not one listed 'suppressed' alarm and event each (F5: 358 for one room);
         # one that turns active under the suppression is suppressed then (`_suppress_rising`)
-        for rec in self._records.values():
-            if isinstance(rec, AlarmRecord) and rec.suppression is None and persistable(rec) \
-                    and sup.covers(*_binding(rec)):
+        for rec in self._known.records.values():
+            if rec.suppression is None and persistable(rec) and sup.covers(*_binding(rec)):
                 prev = rec.state
                 rec.set_overlay(suppression=scope, now_ns=self._now)
                 self._changed(rec, prev, actor, f"suppressed ({scope}): {note}")
@@ -208,8 +207,8 @@ class AlarmCommands(AlarmLedger):
         self._batch.suppression_closed(scope, self._now, actor, why)
         self._system_event(EventKind.SUPPRESSION_END, SUPPRESSION_RULE, scope, _N,
                            AlarmState.SUPPRESSED, actor, why)
-        for rec in self._records.values():
-            if isinstance(rec, AlarmRecord) and rec.suppression == scope:
+        for rec in self._known.records.values():
+            if rec.suppression == scope:
                 prev = rec.state
                 rec.set_overlay(suppression=self._covering(rec), now_ns=self._now)
                 self._changed(rec, prev, actor, f"{why} ({scope})")
@@ -253,11 +252,9 @@ class AlarmCommands(AlarmLedger):
         self._plan_expiry()
 
 
-def _binding(known: Known) -> tuple[str, str, str | None]:
-    """(rule, subject, room) of a known alarm, quiet or not."""
-    if isinstance(known, Evaluation):
-        return known.rule, known.subject, known.room
-    return known.key.rule, known.key.subject, known.ev.room
+def _binding(rec: AlarmRecord) -> tuple[str, str, str | None]:
+    """(rule, subject, room) of an alarm's record."""
+    return rec.key.rule, rec.key.subject, rec.ev.room
 
 
 # argument checks -------------------------------------------------------------------------------

@@ -3,13 +3,14 @@ records of every alarm, the indices over them, and how one transition becomes an
 updates and journal rows — flushed in one journal transaction per manager call.
 
 A binding that has only ever been evaluated inactive (most of them: 6,478 at a 2,000-point
-site, nearly all quiet for years) is known by its latest `Evaluation` alone, in place of a
-record (`_records` maps its key to that evaluation): it is normal, with no history, nothing to
-journal. It becomes an `AlarmRecord` — in the same place of `_records`, so the order alarms
+site, nearly all quiet for years) is *quiet*: known by its latest evaluation alone, in place of
+a record, kept in a few columns (`_known`, gateway.alarms.known): it is normal, with no
+history, nothing to journal. It becomes an `AlarmRecord` — in its place, so the order alarms
 are met in stays the order they were first evaluated — when it first turns active (under a
 suppression that covers it: suppressed then, with one event) or when a command or `get` names it
 (`_record`). A suppression leaves quiet bindings quiet (F5: it made each a listed 'suppressed'
-alarm with an event of its own). About 220 bytes less per binding than a record and its key.
+alarm with an event of its own). About 50 bytes a binding, its evaluation included, where a
+record, its key and its evaluation take about 450 (tests/alarms/test_known_alarms.py).
 
 Pure apart from the journal: time comes from the injected clock, read once per call
 (`_begin`); whether that clock is synchronised from the injected `clock_synced` (each event
@@ -34,6 +35,7 @@ from gateway.alarms.events import (
 from gateway.alarms.flood import FloodDetector, RoomFirstOut
 from gateway.alarms.journal import Journal
 from gateway.alarms.journal_batch import JournalBatch
+from gateway.alarms.known import KnownAlarms
 from gateway.alarms.lifecycle import (
     AlarmKey,
     AlarmRecord,
@@ -41,14 +43,10 @@ from gateway.alarms.lifecycle import (
     ChatterPolicy,
     Suppression,
 )
-from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
 from gateway.clocksync import SyncedCache
 
 KeyLike = AlarmKey | tuple[str, str]
-Known = AlarmRecord | Evaluation
-"""What `_records` holds for a key: its record, or, for a binding never active and never
-named, its latest evaluation (see the module docstring)."""
 
 _N = AlarmState.NORMAL
 _AU = AlarmState.ACTIVE_UNACKNOWLEDGED
@@ -84,7 +82,7 @@ class AlarmLedger:
         self._policy = policy
         self._flood = flood
         self._rooms = RoomFirstOut()
-        self._records: dict[tuple[str, str], Known] = {}
+        self._known = KnownAlarms()
         self._not_normal: set[AlarmKey] = set()
         self._chattering: set[AlarmKey] = set()
         self._shelved: set[AlarmKey] = set()
@@ -113,15 +111,17 @@ class AlarmLedger:
             rule, subject = key
         except (TypeError, ValueError):
             raise AlarmCommandError(f"not an alarm key (rule, subject): {key!r}") from None
-        if (rule, subject) not in self._records:
+        if (rule, subject) not in self._known:
             raise AlarmCommandError(f"unknown alarm {rule}@{subject}")
         return self._record((rule, subject))
 
     def _record(self, key: tuple[str, str]) -> AlarmRecord:
         """The record of a known alarm; a quiet one's is made now, in its place."""
-        rec = self._records[key]
-        if isinstance(rec, Evaluation):
-            rec = self._records[key] = AlarmRecord(key=AlarmKey(*key), ev=rec)
+        known = self._known
+        rec = known.records.get(key)
+        if rec is None:
+            rec = AlarmRecord(key=AlarmKey(*key), ev=known.quiet_evaluation(key))
+            known.add(key, rec)
         return rec
 
     def _future(self, until_ns: int) -> None:
@@ -210,10 +210,9 @@ class AlarmLedger:
         `shelf_note`, else `note`), its condition and chattering are cleared, and one event
         (`actor`, `note`) says so if it was not normal; a quiet one just goes. The caller
         re-plans the expiries (`_plan_expiry`)."""
-        known = self._records.pop(key)
-        if isinstance(known, Evaluation):  # quiet: nothing to journal
+        rec = self._known.pop(key)
+        if rec is None:  # quiet: nothing to journal
             return
-        rec = known
         prev = rec.state
         if rec.shelf is not None:
             self._batch.shelf_closed(rec.key, self._now, actor, shelf_note or note)
@@ -228,7 +227,7 @@ class AlarmLedger:
         first = f.first_out
         if first is None:
             return
-        rec = self._record(first) if first in self._records else None
+        rec = self._record(first) if first in self._known else None
         count, window = len(f), f.window
         note = (f"alarm flood: {count} activations within {window:g} s" if
                 kind is EventKind.FLOOD_START else
@@ -323,8 +322,7 @@ class AlarmLedger:
             batch.meta.update(self._kept)
             batch.meta["flood"] = json.dumps(self._flood.dump())
             batch.meta["first_out"] = json.dumps(self._rooms.dump())
-            snapshot = [r for r in self._records.values()
-                        if isinstance(r, AlarmRecord) and persistable(r)]
+            snapshot = [r for r in self._known.records.values() if persistable(r)]
             shelves = [(r.key, r.shelf) for r in snapshot if r.shelf is not None]
             journal.commit(batch, snapshot, shelves, list(self._suppressions.values()))
         elif batch or journal.has_pending:  # (no writer thread: retried at every flush)

@@ -9,7 +9,7 @@ expiries given as wall-clock ns, `monotonic()` for chattering and flood windows)
 `observe()` takes every evaluation of a round; when nothing changed it compares each one's
 `active` (and an active one's severity and roles: gateway.alarms.regrade) with the alarm's and
 keeps it for its value — no events, no journal writes. A binding never active is kept as its
-latest evaluation alone, not as a record (`gateway.alarms.ledger`).
+latest evaluation alone, in a few columns, not as a record (gateway.alarms.ledger, .known).
 
 Every public call returns the events it caused (also in the journal, with strictly increasing
 `seq`; `events_since(seq)` serves the uplink). Commands that cannot be carried out raise
@@ -96,7 +96,7 @@ class AlarmManager(AlarmCommands):
                 rec.suppression = self._covering(rec)
             if rec.chattering and not rec.condition:
                 rec.clear_since, rec.clear_since_ns = self._mono, self._now
-            self._records[rec.key] = rec
+            self._known.add(rec.key, rec)
             if rec.shelf is not None:
                 self._shelved.add(rec.key)
             if rec.state.annunciated and not is_drill(rec.key.subject):
@@ -134,8 +134,7 @@ class AlarmManager(AlarmCommands):
         config before. The rule engine holds their bindings active until good data says
         otherwise (`RuleEngine.hold`), so a restart never returns them nor re-runs an
         on-delay (DESIGN principle 7)."""
-        return {key: rec.ev.value for key, rec in self._records.items()
-                if isinstance(rec, AlarmRecord) and rec.condition}
+        return {key: rec.ev.value for key, rec in self._known.records.items() if rec.condition}
 
     # observing -------------------------------------------------------------------------------
 
@@ -147,18 +146,13 @@ class AlarmManager(AlarmCommands):
         self._begin()
         if at is not None:  # issue 9
             self._now, self._mono = at
-        records = self._records
+        records, quiet = self._known.records, self._known.update_quiet
         changed: list[Evaluation] = []
         for ev in evaluations:
-            key = (ev.rule, ev.subject)
-            rec = records.get(key)
-            if rec is None:
-                changed.append(ev)
-            elif isinstance(rec, Evaluation):  # quiet: never active (gateway.alarms.ledger)
-                if ev.active:
+            rec = records.get((ev.rule, ev.subject))
+            if rec is None:  # new, or quiet: never active (gateway.alarms.ledger) and stays so
+                if ev.active or not quiet(ev):
                     changed.append(ev)
-                else:
-                    records[key] = ev
             elif rec.condition == ev.active:
                 if ev.active and regraded(rec.ev, ev):
                     changed.append(ev)
@@ -181,13 +175,12 @@ class AlarmManager(AlarmCommands):
 
     def _apply(self, ev: Evaluation) -> None:
         key = (ev.rule, ev.subject)
-        rec = self._records.get(key)
-        if rec is None or isinstance(rec, Evaluation):
-            if not ev.active and self._stays_quiet(ev):
-                self._records[key] = ev  # known, normal, nothing to journal (suppressed or not)
-                return
+        rec = self._known.records.get(key)
+        if rec is None:
+            if not ev.active and self._stays_quiet(ev) and self._known.keep_quiet(ev):
+                return  # known, normal, nothing to journal (suppressed or not)
             rec = AlarmRecord(key=AlarmKey(*key), ev=ev)
-            self._records[key] = rec  # a quiet one's place: the order of first evaluation
+            self._known.add(key, rec)  # a quiet one's place: the order of first evaluation
         else:
             old, rec.ev = rec.ev, ev
             if ev.active and rec.condition and regraded(old, ev):
@@ -296,7 +289,7 @@ class AlarmManager(AlarmCommands):
         return self._flush()
 
     def _end_drill_alarms(self, actor: str, note: str) -> None:
-        for key in [k for k in self._records if is_drill(k[1])]:
+        for key in [k for k in self._known if is_drill(k[1])]:
             # straight to normal, whatever it was: a drill alarm has no hazard behind it
             self._forget(key, actor, note, shelf_note="drill ended")
         self._plan_expiry()
@@ -311,7 +304,7 @@ class AlarmManager(AlarmCommands):
         Reset is refused while their condition is held). Unknown keys are skipped."""
         self._begin()
         for rule, subject in keys:
-            if (rule, subject) in self._records:
+            if (rule, subject) in self._known:
                 self._forget((rule, subject), SYSTEM_ACTOR, note)
         self._plan_expiry()
         return self._flush()
@@ -327,7 +320,7 @@ class AlarmManager(AlarmCommands):
         return [self._view(r) for r in self._ordered()]
 
     def known(self) -> list[AlarmKey]:
-        return [AlarmKey(*k) for k in self._records]
+        return [AlarmKey(*k) for k in self._known]
 
     @property
     def flood(self) -> FloodStatus:

@@ -163,7 +163,8 @@ class LiveDrill:
     def step(self, real: list[Evaluation], alarms: AlarmManager
              ) -> tuple[list[AlarmEvent], list[Evaluation]]:
         """One evaluation round: (events of the drill's own doing, the drill's evaluations for
-        the alarm manager). `real`: the real engine's evaluations of this round."""
+        the alarm manager). `real`: the real evaluations of this round (the rules' active
+        ones, gateway.safety; only active ones are read)."""
         events: list[AlarmEvent] = []
         if self.finished:
             return events, []

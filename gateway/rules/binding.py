@@ -64,6 +64,20 @@ class _Draft:
         self.__class__ = Binding  # type: ignore[assignment]  # same slots: allowed
 
 
+class Shared:
+    """What the bindings of one rule with one parameter set have in common (a `Binding`'s
+    fields but the subject's, and the rule itself): one object for them all."""
+
+    __slots__ = ("kind", "model", "parameters", "rule")
+
+    def __init__(self, binding: Binding, model: m.Rule) -> None:
+        self.rule = binding.rule
+        self.kind = binding.kind
+        self.parameters = binding.parameters
+        self.model = model
+        """The rule (severity, title, actions, latching: read when an evaluation is made)."""
+
+
 def make_binding(rule: str, subject: str, kind: SubjectKind, room: str | None,
                  points: tuple[str, ...], parameters: dict[str, ParamValue],
                  missing: tuple[str, ...]) -> Binding:

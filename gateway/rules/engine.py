@@ -30,7 +30,8 @@ its value changed while it is active: a normal binding's value is the one it had
 became normal (or was first evaluated) — nobody is shown a normal binding's value, and on a
 busy site reporting each new value of thousands of normal bindings was most of the rules'
 cost. Its `ts` is the newest sample time of its inputs (the round's time while none has
-arrived).
+arrived). A normal binding's is kept as its value and time, made again when asked for
+(gateway.rules.latest).
 
 Continuity: `adopt(previous)` carries the evaluation state of every (rule, subject) and point
 present in both configs (gateway.rules.carry), and `hold(alarms)` makes the bindings of alarms
@@ -62,8 +63,7 @@ from gateway.alarms.types import Evaluation, evaluation
 from gateway.clock import Clock
 from gateway.config.loader import LoadedConfig
 from gateway.field.sample import Sample, Value
-from gateway.rules import model as m
-from gateway.rules.binding import Binding, SubjectKind, bind, make_binding
+from gateway.rules.binding import Binding, Shared, SubjectKind, bind, make_binding
 from gateway.rules.carry import carry_node, carry_point, held, hold
 from gateway.rules.compiler import PointInfo
 from gateway.rules.conditions import PointState
@@ -71,11 +71,12 @@ from gateway.rules.config import ParameterOverrides
 from gateway.rules.coverage import Unconfigured, log_unconfigured, unconfigured
 from gateway.rules.faults import EVALUATION_FAILED_RULE, FAILED_BINDING_RETRY, BindingFaults
 from gateway.rules.intake import Intake, IntakePoint
+from gateway.rules.latest import ACTIVE, Latest
 from gateway.rules.model import RulePack
 from gateway.rules.nodes import Node
 from gateway.rules.quiet import BANDS, quiet_band
 from gateway.rules.schedule import DUE, Schedule, Timed, survey
-from gateway.rules.sitepoints import SitePoints
+from gateway.rules.sitepoints import SitePoints, subject_name
 
 EVERY_ROUND_TICK = 1.0
 """A binding this engine cannot schedule (a node kind gateway.rules.schedule does not know) is
@@ -85,20 +86,6 @@ __all__ = ["Binding", "PointInfo", "RuleEngine", "SubjectKind"]
 
 
 INF = math.inf
-
-
-class _Shared:
-    """What the bindings of one rule with one parameter set have in common (a `Binding`'s
-    fields but the subject's, and the rule itself): one object for them all."""
-
-    __slots__ = ("kind", "model", "parameters", "rule")
-
-    def __init__(self, binding: Binding, model: m.Rule) -> None:
-        self.rule = binding.rule
-        self.kind = binding.kind
-        self.parameters = binding.parameters
-        self.model = model
-        """The rule (severity, title, actions, latching: read when an evaluation is made)."""
 
 
 class RuleEngine:
@@ -115,14 +102,15 @@ class RuleEngine:
         self.every_round = every_round
         # one entry per evaluated binding, by index (lists, not an object per binding: a site
         # has thousands); its `Binding` is made again when asked for (`_binding`)
-        self._commons: list[_Shared] = []
-        self._common = array("I")  # per binding, its `_Shared`'s index in `_commons`
-        self._subjects: list[str] = []
+        self._commons: list[Shared] = []
+        self._common = array("I")  # per binding, its `Shared`'s index in `_commons`
         self._points: list[str | tuple[str, ...]] = []
         """A binding's point id, or its points' ids (a tuple shared: gateway.rules.sitepoints);
-        its room is its first point's (gateway.rules.binding: `_room`)."""
+        its subject and room are its first point's (gateway.rules.binding: `_subject`,
+        `_room`)."""
         self._nodes: list[Node] = []
-        self._last: list[Evaluation | None] = []
+        self._latest = Latest(0)
+        """Each binding's latest evaluation, a normal one's as its value and time."""
         self._timed: list[Timed | None] = []
         """The tree's time-dependent parts (gateway.rules.schedule.survey); None: none."""
         self._gated = bytearray()
@@ -149,14 +137,13 @@ class RuleEngine:
                 common = shared.get(key)
                 if common is None:
                     common = shared[key] = len(self._commons)
-                    self._commons.append(_Shared(binding, rule))
+                    self._commons.append(Shared(binding, rule))
                 self._common.append(common)
-                self._subjects.append(binding.subject)
                 ids = binding.points
                 self._points.append(ids[0] if len(ids) == 1 else ids)
                 self._nodes.append(node)
             count = len(self._nodes)
-            self._last = [None] * count
+            self._latest = Latest(count)
             self._timed = [None] * count
             self._gated = bytearray(count)
             self._schedule = Schedule(count)
@@ -226,7 +213,8 @@ class RuleEngine:
             return changed
         self.evaluated += len(due)
         now_ns = self.clock.now_ns()
-        nodes, lasts, timeds, gated = self._nodes, self._last, self._timed, self._gated
+        nodes, timeds, gated = self._nodes, self._timed, self._gated
+        kinds, lasts, keep = self._latest.kinds, self._latest.items, self._latest.keep
         states = self._states
         set_deadline = schedule.set_deadline
         set_band = self._intake.set_band
@@ -236,26 +224,23 @@ class RuleEngine:
                 node = nodes[index]
                 active = node.eval(now)
                 value = node.value
-                last = lasts[index]
+                kind = kinds[index]
                 if gated[index]:  # the tree is its band: gateway.rules.quiet.band_now, inline
                     set_band(index, BANDS[type(node)](node))
-                if last is None or last.active is not active or (active and not (
-                        last.value is value or (type(last.value) is type(value)
-                                                and last.value == value))):  # the same value
-                    common = self._commons[self._common[index]]
-                    rule, points = common.model, self._points[index]
+                if not kind or (kind == ACTIVE) is not active or (active and not (
+                        (was := lasts[index].value) is value  # type: ignore[union-attr]
+                        or (type(was) is type(value) and was == value))):  # the same value
+                    points = self._points[index]
                     ts = (states[points].ts_ns if type(points) is str
                           else max(states[p].ts_ns for p in points)) or now_ns
-                    last = evaluation(common.rule, self._subjects[index], active, value,
-                                      rule.severity, ts, rule.title, self._room(index),
-                                      rule.actions, rule.latching)
-                    lasts[index] = last
+                    last = self._evaluation(index, active, value, ts)
+                    keep(index, last)
                     changed.append(last)
                 timed = timeds[index]
                 if timed is not None:  # gateway.rules.schedule.deadline, inline
                     set_deadline(index, DUE[type(timed)](timed, now))
             except Exception as exc:  # this binding alone: logged and alarmed (rules.faults)
-                raised = faults.failed(index, self._rule(index), self._subjects[index],
+                raised = faults.failed(index, self._rule(index), self._subject(index),
                                        self._room(index), exc, now_ns)
                 if raised is not None:
                     changed.append(raised)
@@ -267,7 +252,17 @@ class RuleEngine:
 
     def current(self) -> list[Evaluation]:
         """Every evaluated binding's latest evaluation, in binding order (no round)."""
-        return [last for last in self._last if last is not None]
+        return self._latest.current(lambda i, value, ts: self._evaluation(i, False, value, ts))
+
+    def active(self) -> list[Evaluation]:
+        """`current()`'s active evaluations (no normal one's made)."""
+        return self._latest.active()
+
+    def _evaluation(self, index: int, active: bool, value: Value, ts: int) -> Evaluation:
+        common = self._commons[self._common[index]]
+        rule, first = common.model, self._first(index)
+        return evaluation(common.rule, subject_name(first, common.kind), active, value,
+                          rule.severity, ts, rule.title, first.room, rule.actions, rule.latching)
 
     def next_deadline(self) -> float | None:
         """Monotonic time of the next round some binding needs with no new sample (now or
@@ -286,15 +281,13 @@ class RuleEngine:
 
     def unscheduled(self) -> list[tuple[str, str]]:
         """(rule, subject) of the bindings evaluated at every round (see EVERY_ROUND_TICK)."""
-        return [(self._rule(i), self._subjects[i]) for i in self._always]
+        return [(self._rule(i), self._subject(i)) for i in self._always]
 
     # --- introspection ----------------------------------------------------------------------
 
     def bindings(self) -> list[tuple[str, str]]:
         """(rule id, subject) of every evaluated binding, in evaluation order."""
-        return [(common.rule, subject)
-                for common, subject in zip(map(self._commons.__getitem__, self._common),
-                                           self._subjects, strict=True)]
+        return [(self._rule(index), self._subject(index)) for index in range(len(self._nodes))]
 
     def counts(self) -> tuple[int, int]:
         """(rules, bindings) evaluated: what `bindings()` would count, without its list."""
@@ -308,21 +301,28 @@ class RuleEngine:
     def binding(self, rule: str, subject: str) -> Binding | None:
         """The evaluated binding of `rule` to `subject` (None: none), made anew: a search of
         the bindings, for a caller that asks for few (the panel's alarm cards)."""
-        for index, name in enumerate(self._subjects):
-            if name == subject and self._rule(index) == rule:
+        for index in range(len(self._nodes)):
+            if self._rule(index) == rule and self._subject(index) == subject:
                 return self._binding(index)
         return None
 
     def _binding(self, index: int) -> Binding:
         common = self._commons[self._common[index]]
-        return make_binding(common.rule, self._subjects[index], common.kind,
+        return make_binding(common.rule, self._subject(index), common.kind,
                             self._room(index), self._ids(index), common.parameters, ())
 
     def _rule(self, index: int) -> str:
         return self._commons[self._common[index]].rule
 
+    def _subject(self, index: int) -> str:  # not kept (8 bytes a binding)
+        return subject_name(self._first(index), self._commons[self._common[index]].kind)
+
     def _room(self, index: int) -> str | None:  # its first point's (gateway.rules.binding)
-        return self._by_id[self._ids(index)[0]].room
+        return self._first(index).room
+
+    def _first(self, index: int) -> PointInfo:
+        points = self._points[index]
+        return self._by_id[points if type(points) is str else points[0]]
 
     def _ids(self, index: int) -> tuple[str, ...]:
         points = self._points[index]

@@ -131,7 +131,7 @@ class _Site:
         if found is None:
             groups: dict[str, list[PointInfo]] = {}
             for info in self.select(select):
-                groups.setdefault(_name(info, subject), []).append(info)
+                groups.setdefault(subject_name(info, subject), []).append(info)
             shared = self._ids
             found = self.groups[key] = [
                 ids[0] if len(ids) == 1 else shared.setdefault(ids, ids) for ids in (
@@ -141,7 +141,7 @@ class _Site:
         for kept in found:
             ids = (kept,) if isinstance(kept, str) else kept
             members = tuple([by_id[i] for i in ids])
-            yield _name(members[0], subject), members, ids  # every member has its name
+            yield subject_name(members[0], subject), members, ids  # every member has its name
 
 
 def _field_device(device: Device, name: str, spec: PointCommon | Flag) -> bool:
@@ -152,8 +152,9 @@ def _field_device(device: Device, name: str, spec: PointCommon | Flag) -> bool:
     return spec.field_device
 
 
-def _name(info: PointInfo, subject: str) -> str:
-    """The subject of kind `subject` (point, device, room) that `info` belongs to."""
+def subject_name(info: PointInfo, subject: str) -> str:
+    """The subject of kind `subject` (point, device, room) that `info` belongs to (a
+    binding's: its first point's, gateway.rules.engine)."""
     return info.id if subject == "point" else info.device if subject == "device" else info.room
 
 

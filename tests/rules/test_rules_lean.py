@@ -5,7 +5,15 @@ makes every binding heavier again is caught: an engine built on a shipped site h
 tests/rules/test_rules_memory.py: datacenter_lithium_room 776 B before, 595 after); the leaves
 of one plan and the rate windows of one rule's parameters share what they have in common, and
 a leaf given other delays takes a copy of its own; an engine's point states are its intake's
-entries, and points marking the same bindings share one tuple of them."""
+entries, and points marking the same bindings share one tuple of them.
+
+Issue 15's third change (6 Dec 2026, docs/performance.md "Rules and alarms: a normal
+binding's evaluation is kept by nobody"): after its first round an engine holds at most
+`ROUND_BYTES_PER_BINDING` more bytes a binding (116 before: an `Evaluation` each; 4 after,
+deadlines: a normal binding's value and time are in columns made with the engine,
+gateway.rules.latest), and hands out equal evaluations, the same objects while unchanged; its
+bindings' subjects are their first points' (no list of them: 632 B a binding built, 631
+before, the list's 8 bytes paying for the latest evaluations' columns)."""
 
 from __future__ import annotations
 
@@ -17,6 +25,8 @@ from pathlib import Path
 
 from gateway.clock import ManualClock
 from gateway.config.loader import load_gateway_config
+from gateway.field.sample import Quality, Sample
+from gateway.rules.binding import bind
 from gateway.rules.conditions import Above, Debounce, PointState, ValueSignal
 from gateway.rules.config import default_rules_dir, load_rule_packs
 from gateway.rules.engine import RuleEngine
@@ -26,8 +36,11 @@ from gateway.rules.rate import RateSignal, rising
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "firmware_configs" / "datacenter_lithium_room.yaml"
 
-BYTES_PER_BINDING = 680
-"""776 before, 595 after (see the module docstring)."""
+BYTES_PER_BINDING = 660
+"""776 before, 595 after (see the module docstring); 632 on 6 Dec 2026 with issue 15's
+third change (631 before it)."""
+ROUND_BYTES_PER_BINDING = 16
+"""What the first round adds (see the module docstring): 116 before, 4 after."""
 
 
 @contextmanager
@@ -95,3 +108,27 @@ def test_an_engines_point_states_are_its_intake_entries_sharing_their_marks() ->
         tuples = [getattr(point, field) for point in points.values()]
         assert len({id(marks) for marks in tuples}) == len(set(tuples)), field
     assert len({point.gap_marks for point in points.values()}) < len(points) / 10
+
+
+def test_after_its_first_round_an_engine_keeps_no_evaluation_of_a_normal_binding() -> None:
+    engine = _engine()
+    with _held() as held:
+        first = engine.evaluate_changed()  # the first round: every binding's
+        count = len(first)
+        del first
+    assert count == engine.counts()[1]
+    assert held[0] / count <= ROUND_BYTES_PER_BINDING, f"{held[0] / count:.0f} B a binding"
+    engine.clock.advance(1.0)  # type: ignore[attr-defined]  # (a ManualClock)
+    engine.on_samples([Sample(p, 90.0, engine.clock.now_ns(), Quality.GOOD)
+                       for p in ("th-a01-low.temperature", "th-a06-mid.temperature")])
+    changed = engine.evaluate_changed()
+    active = [e for e in changed if e.active]
+    assert active and engine.active() == active
+    current = engine.current()  # every binding's: the normal ones made again, equal
+    assert [(e.rule, e.subject) for e in current] == engine.bindings() == [
+        (b.rule, b.subject) for b, _, node in bind(engine.packs, engine._site, engine.overrides)
+        if node is not None]
+    again = engine.current()
+    assert all(a is b for a, b in zip(current, again, strict=True))  # unchanged: the same
+    assert [e for e in current if e.active] == active and all(
+        any(a is e for a in current) for e in active)
