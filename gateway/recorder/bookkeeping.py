@@ -70,10 +70,9 @@ def _rebase(ring: PointRing, first: int, last: int) -> None:
 
 
 def drop_oldest(ring: PointRing) -> None:
-    """The oldest sealed chunk goes (from the store and the bookkeeping)."""
+    """The oldest sealed chunk goes (from the store and the bookkeeping; the store's offsets
+    stay where they are, so `_end` is 0 only before the ring's first seal)."""
     ring._start += ring._index[ring._head]
-    if ring._start == ring._end:
-        ring._start = ring._end = 0
     ring._head += 3
     if ring._head == ring._tail:
         ring._head = ring._tail = 0

@@ -6,8 +6,9 @@ that is no such decimal (noise, nan, ±inf, -0.0, past ±2³¹ scaled) to the ch
 
 A register at 0.01 then takes 2 bytes a value instead of 8, a flag or a status code 1; the
 ring's `record()` keeps a value that fits in place and calls `spill` for one that does not.
-From the open chunk's first `PROBE` samples the ring sizes its store of sealed chunks
-(`chunk_size`, `store_bytes`) and their bookkeeping (`window_chunks`).
+From the open chunk's first `PROBE` samples the ring reserves a first store of sealed chunks
+(`chunk_size`, `store_bytes`) and their bookkeeping (`window_chunks`); its first sealed chunk
+sizes the store (`STORE_MARGIN`), and later chunks that outgrow it grow it by `STORE_STEP`.
 """
 
 from __future__ import annotations
@@ -18,16 +19,32 @@ from itertools import repeat
 from operator import truediv
 from typing import Any
 
-from gateway.recorder.chunk import encode_steps, exact_scale
+from gateway.recorder.chunk import encode_scaled, encode_steps, exact_scale
 
 CHUNK = 128
 """Samples per sealed chunk (the open chunk holds at most this many, uncompressed)."""
 PROBE = 16
 """At its `PROBE`th sample a ring reserves its store of sealed chunks (`chunk_size`)."""
-PROBE_HEADROOM = 1.02
-"""What the store reserved at the `PROBE`th sample has over a window of the estimated chunks:
-the estimate runs about 1 % under the first sealed chunk for most registers of the simulator's
-site, and a store short of a window of its first chunk is topped up (+⅛) at that seal."""
+PROBE_SHARE = 0.85
+"""What the store reserved at the `PROBE`th sample holds of a window of the estimated chunks:
+the estimate runs 0-30 % over the first sealed chunk (0-42 % on the plausible mix of
+tests/bench/bench_recorder.py, 2-27 % under to 27 % over on the simulator's site, 5th to 95th
+percentile), which sizes the store (`STORE_MARGIN`), so what the probe reserves is a lower
+bound for most rings: memory taken in a ring's first seconds (not all at its first seal), and
+freed at the first seal for the store made to measure."""
+STORE_MARGIN = 1.0625
+"""At its first seal a ring's store is made anew for a window of chunks like that one, + 1/16:
+the most a ring's live chunks take over two hours is 0.98-1.03 of a window of its first chunk
+at p2000 (tests/bench/bench_recorder.py: 5th-95th percentile; 1.06 at most, 1 ring of 2,000
+past 1/16), 0.97-1.08 on the plausible mix (262 past it), 0.98-1.06 on the simulator's site
+(43 past it). A tighter margin holds less but makes more stores anew later, and the blocks
+they leave behind held more of the process than the margin saved (+4 %: 599 re-allocations
+on the mix, whose RSS after two hours was 0.15 MiB over this)."""
+STORE_STEP = 16
+"""A chunk that does not fit the store (its live chunks and the new one) makes it anew at what
+they take + 1/16 of its length: allocated to size, the live chunks copied once. How much the
+step is hardly changes how often: a ring's chunks that outgrow its first seal's window mostly
+do so once."""
 FIRST_CHUNKS = 256
 """Most chunks a ring's store reserves (a 15-minute window at 50 ms polls is 141 chunks)."""
 WIDER = {"b": "h", "h": "i"}
@@ -84,13 +101,16 @@ def as_doubles(values: array[Any], scale: int) -> Iterable[float]:
 def chunk_size(steps: Sequence[int], values: array[Any], scale: int, flags: bytes) -> float:
     """The deflated size of a `CHUNK`-sample chunk like the open chunk's first samples (at
     least 4: `steps` between them, `values`, `flags`): their sealed size and their first
-    half's, extrapolated (within 1-20 % of the first sealed chunk, over it, on
-    tests/bench/bench_recorder.py's loads)."""
+    half's, extrapolated (see `PROBE_SHARE`). Scaled integers are encoded as a seal encodes
+    them (`encode_scaled`, without the doubles and the codec's search: a third of the CPU)."""
     n = len(flags)
     half = n // 2
-    doubles = array("d", as_doubles(values, scale))
-    full = len(encode_steps(0, steps, doubles, flags))
-    part = len(encode_steps(0, steps[:half - 1], doubles[:half], flags[:half]))
+    if scale:
+        full = len(encode_scaled(0, steps, scale, values[:n], flags))
+        part = len(encode_scaled(0, steps[:half - 1], scale, values[:half], flags[:half]))
+    else:
+        full = len(encode_steps(0, steps, values[:n], flags))
+        part = len(encode_steps(0, steps[:half - 1], values[:half], flags[:half]))
     return full + (full - part) * (CHUNK - n) / (n - half)
 
 

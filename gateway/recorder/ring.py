@@ -58,7 +58,9 @@ from gateway.recorder.open_chunk import (
     CHUNK,
     FIRST_CHUNKS,
     PROBE,
-    PROBE_HEADROOM,
+    PROBE_SHARE,
+    STORE_MARGIN,
+    STORE_STEP,
     as_doubles,
     chunk_size,
     spill,
@@ -87,11 +89,15 @@ class PointRing:
     Memory stays put once the ring is in use: the open chunk is one set of fixed arrays of
     `CHUNK` slots, reused after every seal; sealed chunks live in one `bytearray` used as a
     queue in place — appended at its end, dropped from its front by moving an offset, moved
-    back to the start when the end is reached — sized at the ring's `PROBE`th sample for a
-    window of chunks like its first samples (`_act`), topped up at the first seal if a window
-    of that chunk does not fit (to +⅛), grown only if later chunks need more. The chunks'
-    bookkeeping (`_index`) is one array of that many chunks' slots, reserved and used the
-    same way. Nothing is re-allocated per chunk; the heap does not fragment as the window fills.
+    back to the start when the end is reached. It is first reserved at the ring's `PROBE`th
+    sample, a share of a window of chunks like its first samples (`_act`: memory taken in the
+    ring's first seconds), made to measure at its first seal — a window of that chunk + 1/16
+    (`STORE_MARGIN`) — and made anew, 1/16 over what its live chunks and the new one take
+    (`STORE_STEP`), only when a later chunk does not fit: a store holds at most a window of
+    its first chunk + 1/16, or 1/16 over the most its chunks ever took. The chunks' bookkeeping
+    (`_index`) is one array of a window of chunks' slots, reserved at the `PROBE`th sample and
+    used the same way. Nothing is re-allocated per chunk; the heap does not fragment as the
+    window fills.
     (Open chunk steps widen from 2 to 4 bytes past 32 s apart, to 8 past ±24 days; values from
     1 to 2 or 4 bytes, or doubles for a chunk.)"""
 
@@ -159,9 +165,10 @@ class PointRing:
         self._values, self._scale = spill(self._values, self._scale, at, number)
 
     def _act(self) -> None:
-        """A chunk's last sample: seal it. The ring's `PROBE`th: reserve its store for a window
-        of chunks like these samples (extrapolated, + `PROBE_HEADROOM`) and their bookkeeping,
-        so the memory a ring keeps is taken in its first seconds, not at its first seal."""
+        """A chunk's last sample: seal it. The ring's `PROBE`th: reserve a share of a window of
+        chunks like these samples (extrapolated, × `PROBE_SHARE`) for its store, and their
+        bookkeeping, so most of the memory a ring keeps is taken in its first seconds, not at
+        its first seal (which makes the store to measure: `_store`)."""
         if self._open >= CHUNK:
             self._seal()
             return
@@ -171,7 +178,7 @@ class PointRing:
                               bytes(self._flags[:n]))
             span = (self._last - self._base - self._steps[0]) * (CHUNK - 1) / (n - 1)
             self._data = bytearray(store_bytes(size, span, self.window_ms, self.max_samples,
-                                               PROBE_HEADROOM))
+                                               PROBE_SHARE))
             reserve(self, window_chunks(span, self.window_ms, self.max_samples, 1))
 
     def _seal(self) -> None:
@@ -203,26 +210,33 @@ class PointRing:
 
     def _store(self, blob: bytes, span_ms: int) -> None:
         """Append a sealed chunk (`span_ms` from its first sample to its last) to `_data`
-        without re-allocating it if it fits."""
+        without re-allocating it if it fits (see the class docstring)."""
         size = len(blob)
-        if self._tail == self._head:  # the first: room for a window of chunks like it (+⅛)
-            # unless `_act` reserved at least a window of them; later, +¼ when the store must
-            # grow (and the bookkeeping likewise)
+        if self._tail == self._head:  # the first, or all dropped (a gap past the window)
             window = partial(store_bytes, size, span_ms, self.window_ms, self.max_samples)
-            if len(self._data) < window(1.0):
-                self._data.extend(bytes(window(1.125) - len(self._data)))
+            made = window(STORE_MARGIN)
+            if len(self._data) < window(1.0) or (not self._end and len(self._data) != made):
+                self._remake(made)  # (the first seal: made to measure; later, if short)
             reserve(self, window_chunks(span_ms, self.window_ms, self.max_samples, 0))
         if self._end + size > len(self._data):
             live = self._end - self._start
-            if self._start:  # move the live chunks back to the start (in place)
+            if live + size > len(self._data):
+                self._remake(live + size + len(self._data) // STORE_STEP)
+            elif self._start:  # move the live chunks back to the start (in place)
                 with memoryview(self._data) as view:
                     view[:live] = view[self._start:self._end]
                 self._start, self._end = 0, live
-            if live + size > len(self._data):
-                self._data.extend(bytes(max(live + size, len(self._data) * 5 // 4)
-                                        - len(self._data)))
         self._data[self._end:self._end + size] = blob
         self._end += size
+
+    def _remake(self, length: int) -> None:
+        """`_data` anew, `length` bytes allocated to size (`bytearray.extend` over-allocates
+        by an eighth), the live chunks copied to its start."""
+        live = self._end - self._start
+        data = bytearray(length)
+        with memoryview(self._data) as view:
+            data[:live] = view[self._start:self._end]
+        self._data, self._start, self._end = data, 0, live
 
     def shift(self, ms: int) -> None:
         """Move every sample by `ms` (a clock step: recorder/clockstep.py): the open chunk's

@@ -13,6 +13,14 @@ the recorder holds at the end of each minute and how many rings hold more than t
 end of the first (flat from warm-up: issue 15); CPU is
 `record()`'s process time per 1,000 samples — at 1 s per sample, also milliseconds of CPU per
 second per 1,000 points. Target: ≤ 8 MiB.
+
+The p2000 load runs a third longer than the window (20 minutes: a ring's window of 900 s
+holds its 8th chunk from 1,024 s on, so minute 15 is not yet what it keeps for good), the
+samples' times made by the benchmark (no wall clock). At minutes 15 and 20 it prints the bytes
+kept per point — all the recorder holds, its stores of sealed chunks (their length) and the
+sealed chunks in them — and how often a store was allocated anew once reserved (checked after
+every batch: at its first seal, and later), with the bytes of sealed chunks each copied
+(issue 15).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from gateway.field.sample import Quality, Sample, Value
-from gateway.recorder.ring import FlightRecorder
+from gateway.recorder.ring import CHUNK, FlightRecorder
 from tests.bench.common import emit_json, print_table
 
 POINTS = 2000
@@ -93,12 +101,17 @@ def mix(points: int, seconds: int, noise: bool) -> Iterator[list[Sample]]:
 
 class Minutes:
     """What a recorder holds at the end of each minute (a batch a second), and the rings that
-    hold more than at the end of the first."""
+    hold more than at the end of the first; per point, what it holds, its stores and the sealed
+    chunks in them; the stores allocated anew after their reservation (`watch`, every batch)."""
 
     def __init__(self) -> None:
         self.held_mib: list[float] = []
         self.first: dict[str, int] = {}
         self.grown: list[int] = []
+        self.per_point: list[tuple[float, float, float]] = []
+        """(held, store, sealed chunks) bytes per point at the end of each minute."""
+        self.stores: dict[str, tuple[int, int]] = {}
+        self.remade_at_first_seal = self.remade_later = self.copied = 0
 
     def read(self, recorder: FlightRecorder) -> None:
         self.held_mib.append(recorder.live_bytes() / 2**20)
@@ -106,6 +119,26 @@ class Minutes:
         if not self.first:
             self.first = held
         self.grown.append(sum(size > self.first.get(point, 0) for point, size in held.items()))
+        rings = recorder.rings.values()
+        self.per_point.append((recorder.live_bytes() / len(rings),
+                               sum(len(ring._data) for ring in rings) / len(rings),
+                               sum(ring._end - ring._start for ring in rings) / len(rings)))
+
+    def watch(self, recorder: FlightRecorder) -> None:
+        """Count the stores allocated anew since the last batch (a new array, or a new length)
+        and the sealed chunks they held before the one that came with it."""
+        for point, ring in recorder.rings.items():
+            store = (id(ring._data), len(ring._data))
+            before = self.stores.get(point)
+            if before != store and store[1]:
+                self.stores[point] = store
+                if before is None:
+                    continue  # the reservation
+                if ring.sealed == CHUNK:
+                    self.remade_at_first_seal += 1
+                else:
+                    self.remade_later += 1
+                    self.copied += ring._end - ring._start - ring.chunk_index()[-3]
 
 
 def fill(batches: Iterable[list[Sample]], seconds: int, minutes: Minutes | None = None
@@ -119,8 +152,10 @@ def fill(batches: Iterable[list[Sample]], seconds: int, minutes: Minutes | None 
         began = time.process_time()
         recorder.record(batch)
         cpu += time.process_time() - began
-        if minutes is not None and second % 60 == 0:
-            minutes.read(recorder)
+        if minutes is not None:
+            minutes.watch(recorder)
+            if second % 60 == 0:
+                minutes.read(recorder)
     gc.collect()
     return recorder, cpu, rss_bytes() - before
 
@@ -142,15 +177,24 @@ def main(points: int = POINTS, seconds: int = SECONDS) -> dict[str, Any]:
     }
     del recorder, room
     minutes = Minutes()
-    p2000, cpu, grown = fill(registers(points, seconds), seconds, minutes)
+    long = seconds * 4 // 3
+    p2000, cpu, grown = fill(registers(points, long), seconds, minutes)
+    p2000_samples = points * long
+    at_15, at_end = minutes.per_point[min(15, len(minutes.per_point)) - 1], minutes.per_point[-1]
     figures.update({
+        "p2000_seconds": long,
+        "p2000_bytes_per_point_minute_15": at_15,
+        "p2000_bytes_per_point_end": at_end,
+        "p2000_stores_remade_at_first_seal": minutes.remade_at_first_seal,
+        "p2000_stores_remade_later": minutes.remade_later,
+        "p2000_stores_remade_later_copied_bytes": minutes.copied,
         "p2000_live_mib_per_minute": minutes.held_mib,
         "p2000_grown_after_minute_1_mib": minutes.held_mib[-1] - minutes.held_mib[0],
         "p2000_rings_grown_after_minute_1": minutes.grown[-1],
         "p2000_rss_growth_mib": grown / 2**20,
         "p2000_live_mib": p2000.live_bytes() / 2**20,
-        "p2000_bytes_per_sample": p2000.live_bytes() / samples,
-        "p2000_cpu_ms_per_1000_samples": cpu / samples * 1e6,
+        "p2000_bytes_per_sample": p2000.live_bytes() / samples,  # (a window's samples)
+        "p2000_cpu_ms_per_1000_samples": cpu / p2000_samples * 1e6,
     })
     del p2000
     noisy, _, _ = fill(mix(points // 10, seconds, noise=True), seconds)
@@ -172,6 +216,12 @@ def main(points: int = POINTS, seconds: int = SECONDS) -> dict[str, Any]:
          f" MiB to minute {len(minutes.held_mib)}, {minutes.grown[-1]} rings grown"),
         ("p2000 registers: CPU per 1,000", f"{figures['p2000_cpu_ms_per_1000_samples']:.2f} ms",
          ""),
+        *[(f"p2000 per point, minute {minute}", f"{held:.0f} bytes",
+           f"stores {store:.0f}, sealed chunks in them {chunks:.0f}")
+          for minute, (held, store, chunks) in ((15, at_15), (len(minutes.per_point), at_end))],
+        ("p2000 stores allocated anew", f"{minutes.remade_at_first_seal} + "
+         f"{minutes.remade_later}", f"at their first seal + later (copying "
+         f"{minutes.copied / 1024:.0f} KiB of chunks), {len(minutes.per_point)} minutes"),
         ("worst case (random noise)", f"{figures['worst_case_mib_scaled']:.1f} MiB",
          "scaled from 200 points"),
     ])

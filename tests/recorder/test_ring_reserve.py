@@ -1,12 +1,14 @@
 """A ring reserves its store of sealed chunks at its `PROBE`th sample (seconds after it starts
-at 1 s polls, not at its first seal two minutes in), for a window of chunks like its first
-samples: the store then holds still through its first window and the chunk after — at 50 ms
-and 1 s polls, for a register, a flag and a constant — and for a register at 1 s it is no
-larger than what the first seal would have reserved (a window of the first chunk, +⅛), and at
-least a window of the first chunk. Not claimed: later chunks that outgrow it grow the store by
-a quarter, as ever (a register with this noise does so 40 minutes in); at 50 ms the estimate
-runs 11 % over the first seal's figure; a point polled every 10 s or slower (a window of a
-chunk or two) has its store topped up at its first seal, 21 minutes in, when it falls short."""
+at 1 s polls, not at its first seal two minutes in): a share of a window of chunks like its
+first samples, which its first seal makes to measure — a window of that chunk, + 1/16 — and
+the store then holds still through its first window and the chunk after — at 50 ms and 1 s
+polls, for a register, a flag and a constant; what the probe reserved for these is within a
+fifth of what the first seal makes (for a register at 1 s, less: most of the memory is taken
+in the ring's first seconds, and the first seal's store fills the blocks the probe's leave
+behind; tests/bench/bench_recorder.py measures the process). Not claimed: later
+chunks that outgrow it make it anew, 1/16 over what they take (tests/recorder/
+test_ring_store.py); a point polled every 10 s or slower (a window of a chunk or two) is made
+to measure at its first seal, 21 minutes in, too."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import random
 import pytest
 
 from gateway.field.sample import Quality, Value
-from gateway.recorder.open_chunk import store_bytes
+from gateway.recorder.open_chunk import STORE_MARGIN, store_bytes
 from gateway.recorder.ring import CHUNK, PROBE, FlightRecorder, PointRing
 
 T0 = 1_700_000_000_000_000_000
@@ -35,7 +37,8 @@ def constant(rng: random.Random, i: int) -> Value:
 
 @pytest.mark.parametrize("interval", [0.05, 1.0])
 @pytest.mark.parametrize("kind", [register, flag, constant])
-def test_the_store_is_reserved_at_the_probe_and_holds_still(interval: float, kind: object) -> None:
+def test_the_store_is_reserved_at_the_probe_made_at_the_first_seal_and_holds_still(
+        interval: float, kind: object) -> None:
     window = 900.0
     recorder = FlightRecorder(window, interval_of=lambda point: interval)
     rng = random.Random(11)
@@ -50,13 +53,14 @@ def test_the_store_is_reserved_at_the_probe_and_holds_still(interval: float, kin
             assert not ring._data  # nothing reserved before the probe
         if i + 1 >= PROBE:
             sizes.append(len(ring._data))
-    assert sizes[0] > 0 and set(sizes) == {sizes[0]}, sorted(set(sizes))
+    reserved, made = sizes[0], sizes[CHUNK - PROBE]
+    assert 0.8 * made < reserved < 1.2 * made and set(sizes) == {reserved, made}, sizes[::500]
+    assert sizes[CHUNK - PROBE - 1:CHUNK - PROBE + 1] == [reserved, made]  # at the first seal
     assert ring.sealed >= window / interval - CHUNK  # a window was kept
 
 
 @pytest.mark.parametrize("interval", [1.0])
-def test_a_registers_reservation_is_no_more_than_its_first_seal_would_take(
-        interval: float) -> None:
+def test_a_registers_reservation_is_less_than_its_first_seal_makes(interval: float) -> None:
     rng = random.Random(5)
     step = int(interval * 1e9)
     ring = PointRing(900.0, FlightRecorder(900.0, interval_of=lambda p: interval).capacity("x"))
@@ -67,10 +71,10 @@ def test_a_registers_reservation_is_no_more_than_its_first_seal_would_take(
             reserved = len(ring._data)
     first_blob, first, last = ring.chunk_index()
     at_first_seal = store_bytes(first_blob, last - first, ring.window_ms, ring.max_samples,
-                                1.125)
-    assert len(ring._data) == reserved <= at_first_seal
+                                STORE_MARGIN)
+    assert reserved < len(ring._data) == at_first_seal
     assert reserved >= store_bytes(first_blob, last - first, ring.window_ms, ring.max_samples,
-                                   1.0)  # a window of the first chunk fits
+                                   0.8)  # most of it
 
 
 @pytest.mark.parametrize("interval", [0.05, 1.0, 10.0])
