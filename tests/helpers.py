@@ -1,11 +1,14 @@
 """Small builders shared by tests: profiles, devices and bound points made in code; `until`,
-the wait on a state (instead of a sleep that guesses how long the state takes to come)."""
+the wait on a state (instead of a sleep that guesses how long the state takes to come);
+`calls_made`, what a piece of code calls (a CPU cost that does not depend on the machine)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import sqlite3
+import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,26 @@ async def until(check: Callable[[], object], seconds: float = 15.0, what: str = 
     while not check():
         assert loop.time() < deadline, f"timed out after {seconds:g} s waiting for {what}"
         await asyncio.sleep(interval)
+
+
+def calls_made(run: Callable[[], object]) -> Counter[str]:
+    """The calls Python code makes while `run()` runs, by function name (`sys.setprofile`'s
+    `call` and `c_call` events: what a loop of Python statements pays per element; calls C code
+    makes itself — a `map` — are not seen)."""
+    seen: Counter[str] = Counter()
+
+    def hook(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            seen[frame.f_code.co_name] += 1
+        elif event == "c_call":
+            seen[getattr(arg, "__name__", "?")] += 1
+
+    sys.setprofile(hook)
+    try:
+        run()
+    finally:
+        sys.setprofile(None)
+    return seen
 
 
 def refused_in(path: Path, section: str) -> str:

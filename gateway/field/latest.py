@@ -23,7 +23,8 @@ class LatestSamples:
         latest, arrived = self.latest, self.arrived
         now = self.clock.monotonic()
         for sample in batch:
-            latest[sample.point] = sample
-            arrived[sample.point] = now
+            point = sample[0]  # (`.point` is a property: a call per sample)
+            latest[point] = sample
+            arrived[point] = now
         self.batches += 1
         self.samples += len(batch)

@@ -18,6 +18,7 @@ extra sample).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -76,6 +77,10 @@ class _Sent:
         self.limits = limits
 
 
+_LOWEST, _HIGHEST = -sys.float_info.max, sys.float_info.max
+"""A float between them (both included) is finite."""
+
+
 def _numeric(value: Value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -126,6 +131,11 @@ class ExceptionFilter:
         get = sent.get
         ordered = self._ordered
         seen = 0
+        # the points sent together share their `sent_at` (one float) and most share their
+        # limits (one tuple): whether the heartbeat is due is worked out once per such group
+        group_at: float | None = None
+        group_limits: tuple[float, float] | None = None
+        due = True
         try:
             for s in samples:
                 seen += 1
@@ -142,14 +152,19 @@ class ExceptionFilter:
                                         self._limits.setdefault(limits, limits))
                     append(s)
                     continue
-                band, interval = last.limits
-                if last.quality == quality and now - last.sent_at < interval:
+                limits = last.limits
+                if last.sent_at is not group_at or limits is not group_limits:
+                    group_at, group_limits = last.sent_at, limits
+                    due = not now - group_at < limits[1]
+                sent_quality = last.quality
+                if not due and (sent_quality is quality or sent_quality == quality):
                     old = last.value
                     if type(old) is float and type(value) is float \
-                            and old - old == 0 and value - value == 0:
-                        if abs(value - old) <= band:  # `changed` of finite floats
+                            and _LOWEST <= old <= _HIGHEST and _LOWEST <= value <= _HIGHEST:
+                        band = limits[0]  # `changed` of finite floats:
+                        if (abs(value - old) <= band) if band else value == old:
                             continue
-                    elif not changed(old, value, band):
+                    elif not changed(old, value, limits[0]):
                         continue
                 last.value, last.quality, last.sent_at = value, quality, now
                 if ordered:  # re-inserted at the end: dict order = least recently sent

@@ -16,11 +16,13 @@ from tests.bench import (
     bench_replay,
     bench_rules,
     bench_rules_round,  # issue 15: rule rounds on bench_process's sites, in process
+    bench_sample_path,  # issue 15: the sample path outside the rules, in process
 )
 
 
 def main() -> None:
     bench_acquisition.main()
+    bench_sample_path.main()
     bench_rules.main()
     bench_rules_round.main()
     bench_alarms.main()

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from gateway.clock import ManualClock
 from gateway.field.sample import Quality, Sample, Value
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy, changed
+from tests.helpers import calls_made
 
 G = Quality.GOOD
 
@@ -167,21 +168,49 @@ def test_quiet_point_is_sent_exactly_on_its_heartbeat(
 @pytest.mark.slow
 @settings(max_examples=300)
 @given(band=st.sampled_from([0.0, 0.5, 2.0]), interval=st.floats(1, 100),
-       steps=st.lists(st.tuples(st.floats(0, 30), st.integers(-4, 4),
-                                st.sampled_from([Quality.GOOD, Quality.GOOD, Quality.STALE])),
-                      max_size=200))
+       other=st.sampled_from([None, 0.5, 7.0]),
+       steps=st.lists(st.tuples(st.floats(0, 30), st.lists(
+           st.tuples(st.integers(0, 2), st.integers(-4, 4),
+                     st.sampled_from([Quality.GOOD, Quality.GOOD, Quality.STALE])),
+           max_size=3, unique_by=lambda p: p[0])), max_size=120))
 def test_sent_exactly_when_a_change_or_the_heartbeat_requires(
-        band: float, interval: float, steps: list[tuple[float, int, Quality]]) -> None:
-    f, clock = make(ExceptionPolicy(deadband=band, max_interval=interval))
-    last: tuple[float, Quality, float] | None = None  # value, quality, time sent
-    for dt, value, quality in steps:
+        band: float, interval: float, other: float | None,
+        steps: list[tuple[float, list[tuple[int, int, Quality]]]]) -> None:
+    """Batches of up to three points, polled together or not (so they share the time they
+    were last sent, or not), the last with its own max interval (`other`) or the default:
+    each sample passes exactly when a change or its heartbeat requires it."""
+    by_point = {} if other is None else {"d.p2": other}
+    f, clock = make(ExceptionPolicy(deadband=band, max_interval=interval,
+                                    max_interval_by_point=by_point))
+    last: dict[int, tuple[float, Quality, float]] = {}  # value, quality, time sent
+    for dt, polled in steps:
         clock.advance(dt)
         now = clock.monotonic()
-        required = (last is None or quality != last[1] or abs(value - last[0]) > band
-                    or now - last[2] >= interval)
-        assert send(f, "d.p", float(value), quality) == required
-        if required:
-            last = (float(value), quality, now)
+        batch, required = [], []
+        for p, value, quality in polled:
+            sent = last.get(p)
+            due = interval if p != 2 or other is None else other
+            batch.append(Sample(f"d.p{p}", float(value), 0, quality))
+            if sent is None or quality != sent[1] or abs(value - sent[0]) > band \
+                    or now - sent[2] >= due:
+                required.append(batch[-1])
+                last[p] = (float(value), quality, now)
+        assert f.filter(batch) == required
+
+
+def test_a_changed_float_passes_in_two_calls_with_no_deadband() -> None:
+    """With no deadband (the default) a finite float passes when it is not the last sent one —
+    the map's lookup and the append, no `abs` — and whether points sent together are due for
+    their heartbeat is worked out once for them, not per sample."""
+    f, clock = make(ExceptionPolicy())
+    batch = [Sample(f"d.r{i}", 20.0 + i / 100, 0, G) for i in range(200)]
+    assert f.filter(batch) == batch
+    clock.advance(1.0)
+    moved = [Sample(s.point, s.value + 0.01, 1, G) for s in batch]  # type: ignore[operator]
+    passed: list[Sample] = []
+    calls = calls_made(lambda: passed.extend(f.filter(moved)))
+    assert passed == moved
+    assert sum(calls.values()) <= 2 * len(moved) + 10, calls
 
 
 def test_an_entry_is_at_most_64_bytes_a_point_besides_the_map() -> None:
