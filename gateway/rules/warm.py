@@ -55,9 +55,7 @@ import logging
 import math
 import threading
 import zlib
-from array import array
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
@@ -67,16 +65,9 @@ from pydantic.fields import FieldInfo
 
 from gateway import clocksync
 from gateway.clock import Clock
-from gateway.rules.warm_file import (
-    MAX_FILE_BYTES,
-    MAX_POINT_SAMPLES,
-    MAX_SAMPLES,
-    Restorable,
-    Saved,
-    decode_saved,
-    room,
-    stream,
-)
+from gateway.rules.warm_copy import Capture, capture
+from gateway.rules.warm_copy import Snapshot as Snapshot
+from gateway.rules.warm_file import MAX_FILE_BYTES, Restorable, Saved, decode_saved, stream
 from gateway.rules.warm_pace import moved, paced
 from gateway.storage import atomic_write
 
@@ -84,40 +75,12 @@ if TYPE_CHECKING:
     from gateway.config.loader import LoadedConfig
     from gateway.rules.conditions import PointState
     from gateway.rules.engine import RuleEngine
-    from gateway.rules.warm_file import Run
 
 log = logging.getLogger("roomwarden.rules.warm")
 
 FILE_NAME = "rate_windows.bin"
 MIN_PERIOD = 10.0
 MAX_PERIOD = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    saved_ns: int
-    saved_mono: float
-    newest: float
-    """Monotonic time of the newest sample in it."""
-    points: dict[str, tuple[str, list[int]]]
-    """point id → (fingerprint, the lengths of its windows' runs of samples)."""
-    times: memoryview[float]
-    """The runs' sample times one after another, point by point (then zeros: as long as all
-    the windows' storage, `SampleRing.allocated`), in a mapping of their own
-    (`warm_file.room`): returned to the system when the snapshot goes."""
-    values: memoryview[float]
-    count: int
-    """Samples in `times` and `values`."""
-    boot_id: str | None = None
-
-    def runs(self) -> dict[str, tuple[str, list[Run]]]:
-        """point id → (fingerprint, its runs as arrays of their own): what `encode` takes."""
-        out: dict[str, tuple[str, list[Run]]] = {}
-        at = 0
-        for point_id, (source, lengths) in self.points.items():
-            out[point_id] = (source, _runs(self.times, self.values, at, lengths))
-            at += sum(lengths)
-        return out
 
 
 class RateMemory:
@@ -212,39 +175,11 @@ class RateMemory:
         return paced(min(MAX_PERIOD, max(MIN_PERIOD, longest / 10.0)), longest,
                      self._written_bytes)
 
-    def snapshot(self, engine: RuleEngine, loaded: LoadedConfig) -> Snapshot:
-        """What the windows hold now, copied into one pair of buffers as long as all their
-        storage (cheap, on the event loop; the encoding is `write`'s, on its thread)."""
-        now_ns, mono = self.clock.now_ns(), self.clock.monotonic()
-        sources = self._sources_of(loaded)
-        states = engine.rate_points()
-        slots = sum(w.samples.allocated for state in states.values() for w in state.rates)
-        times, values = room(slots), room(slots)
-        points: dict[str, tuple[str, list[int]]] = {}
-        newest = -math.inf
-        at = 0
-        for point_id, state in states.items():
-            if state.device not in sources:
-                continue
-            start = at
-            runs = []
-            for window in state.rates:
-                if window.samples:
-                    runs.append(window.samples.copy_into(times, values, at))
-                    at += runs[-1]
-                    newest = max(newest, times[at - 1])
-            if not runs:
-                continue
-            if at - start > MAX_POINT_SAMPLES:
-                run_t, run_v = _thinned(_runs(times, values, start, runs))
-                times[start:start + MAX_POINT_SAMPLES] = memoryview(run_t)
-                values[start:start + MAX_POINT_SAMPLES] = memoryview(run_v)
-                runs, at = [MAX_POINT_SAMPLES], start + MAX_POINT_SAMPLES
-            if at > MAX_SAMPLES:
-                at = start
-                break
-            points[point_id] = (sources[state.device], runs)
-        return Snapshot(now_ns, mono, newest, points, times, values, at, self.boot_id)
+    def snapshot(self, engine: RuleEngine, loaded: LoadedConfig) -> Capture:
+        """What the windows hold now, as they store it (`warm_copy.capture`: copies only, on
+        the event loop; the decoding and the encoding are `write`'s, on its thread)."""
+        return capture(engine.rate_points(), self._sources_of(loaded), self.clock.now_ns(),
+                       self.clock.monotonic(), self.boot_id)
 
     def save(self, engine: RuleEngine, loaded: LoadedConfig) -> bool:
         """Write what the windows hold now (at the stop, or from a test). True if written."""
@@ -252,9 +187,14 @@ class RateMemory:
             return False
         return self.write(self.snapshot(engine, loaded))
 
-    def write(self, snapshot: Snapshot) -> bool:
-        """Encode and write `snapshot` unless a newer one was written (thread-safe): streamed
-        into the file, no copy of it in memory."""
+    def write(self, snapshot: Capture | Snapshot) -> bool:
+        """Encode and write `snapshot` unless a newer one was written (thread-safe): a capture
+        decoded first (on the calling thread), then streamed into the file, no copy of it in
+        memory."""
+        if snapshot.saved_ns <= self._written_ns:
+            return False
+        if isinstance(snapshot, Capture):
+            snapshot = snapshot.decoded()
         with self._lock:
             if snapshot.saved_ns <= self._written_ns:
                 return False
@@ -304,8 +244,10 @@ class RateMemory:
         if await asyncio.to_thread(self._write_moved, snapshot, self._saved_newest):
             self._saved_newest = snapshot.newest
 
-    def _write_moved(self, snapshot: Snapshot, since: float) -> bool:
-        """Write `snapshot` if it `moved` after `since`; True if written or if it did not."""
+    def _write_moved(self, taken: Capture, since: float) -> bool:
+        """Write `taken` if it `moved` after `since`; True if written or if it did not (on
+        the writer's thread: the decoding too)."""
+        snapshot = taken.decoded()
         return not moved(snapshot, since, self._written_sources) or self.write(snapshot)
 
     def _sources_of(self, loaded: LoadedConfig) -> dict[str, str]:
@@ -363,26 +305,6 @@ def _field(value: object, info: FieldInfo) -> object:
             if isinstance(item, PlainSerializer) and item.when_used in ("always", "json"):
                 return item.func(value)  # type: ignore[call-arg]
     return _plain(value)
-
-
-def _runs(times: memoryview[float], values: memoryview[float], start: int, lengths: list[int]
-          ) -> list[Run]:
-    """Copies of the runs of these lengths from `start` of a snapshot's buffers."""
-    out = []
-    for n in lengths:
-        out.append((array("d", times[start:start + n]), array("d", values[start:start + n])))
-        start += n
-    return out
-
-
-def _thinned(runs: list[Run]) -> Run:
-    """The union of a point's runs thinned evenly to `MAX_POINT_SAMPLES` (its newest kept):
-    a point with more windows than that bound holds."""
-    merged = sorted({sample for times, values in runs
-                     for sample in zip(times, values, strict=True)})
-    step = len(merged) / MAX_POINT_SAMPLES
-    kept = [merged[int(i * step)] for i in range(MAX_POINT_SAMPLES - 1)] + [merged[-1]]
-    return (array("d", [t for t, _ in kept]), array("d", [v for _, v in kept]))
 
 
 def _fill(state: PointState, record: Restorable, gap: float, mono: float) -> int:
