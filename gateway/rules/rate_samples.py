@@ -40,7 +40,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from itertools import accumulate, repeat
 from operator import mul, truediv
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 STEP = 2.0 ** -22
 """Seconds per unit of a narrow time step (see the module docstring)."""
@@ -318,7 +318,11 @@ class SampleRing(Sequence[tuple[float, float]]):
                     self._v[slot] = k
 
 
-def stored_times(raw: array[Any], first: float, unit: float) -> array[float]:
+Stored = TypeVar("Stored", "array[Any]", "memoryview[Any]")
+"""Numbers as a ring stores them: its arrays' copies, or a view of such a copy (a save's)."""
+
+
+def stored_times(raw: Stored, first: float, unit: float) -> array[float] | Stored:
     """The times of samples stored as `raw` (`SampleRing.stored`): with a `unit`, each the
     one before plus its step of `unit`s from `first` (the oldest slot's step unread); without
     one, `raw` itself (the times as doubles)."""
@@ -328,7 +332,7 @@ def stored_times(raw: array[Any], first: float, unit: float) -> array[float]:
                  if raw else ())
 
 
-def stored_values(raw: array[Any], divisor: float) -> array[float]:
+def stored_values(raw: Stored, divisor: float) -> array[float] | Stored:
     """The values of samples stored as `raw`: each `k / divisor` (a divisor > 0), or `raw`
     itself (the values as doubles)."""
     return array("d", map(truediv, raw, repeat(divisor))) if divisor > 0 else raw  # (no list)

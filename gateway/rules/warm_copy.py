@@ -38,7 +38,6 @@ from gateway.rules.warm_file import MAX_POINT_SAMPLES, MAX_SAMPLES, room
 
 if TYPE_CHECKING:
     from gateway.rules.conditions import PointState
-    from gateway.rules.rate_samples import SampleRing
     from gateway.rules.warm_file import Run
 
 RUN = 6
@@ -88,9 +87,13 @@ class Capture:
     newest: float
     """Monotonic time of the newest sample in it (a window's `last`: the newest time its
     samples decode to)."""
-    points: dict[str, tuple[str, int]]
-    """point id → (fingerprint, how many of the runs are its windows'), in order."""
-    layout: array[float]
+    ids: list[str]
+    """The points in it, in order…"""
+    sources: list[str]
+    """…their fingerprints…"""
+    windows: array[int]
+    """…and how many of the runs, one after another, are each one's windows'."""
+    layout: memoryview[float]
     """`RUN` numbers a window: how to read its samples from `times` and `values`."""
     times: dict[str, memoryview[Any]]
     """Array type → the stored times of the runs of that type, one run after another."""
@@ -106,16 +109,16 @@ class Capture:
         taken = dict.fromkeys(TAKEN, 0)
         points: dict[str, tuple[str, list[int]]] = {}
         at = index = 0
-        for point_id, (source, count) in self.points.items():
+        for point_id, source, count in zip(self.ids, self.sources, self.windows, strict=True):
             start, lengths = at, []
             for _ in range(count):
                 n, first, unit, divisor, t_size, v_size = self.layout[index:index + RUN]
                 index += RUN
                 n = int(n)
-                run_t = self._stored(self.times, taken, "t", CODES[int(t_size)], n)
-                run_v = self._stored(self.values, taken, "v", CODES[int(v_size)], n)
-                times[at:at + n] = stored_times(run_t, first, unit)
-                values[at:at + n] = stored_values(run_v, divisor)
+                times[at:at + n] = stored_times(
+                    self._stored(self.times, taken, "t", CODES[int(t_size)], n), first, unit)
+                values[at:at + n] = stored_values(
+                    self._stored(self.values, taken, "v", CODES[int(v_size)], n), divisor)
                 lengths.append(n)
                 at += n
             if at - start > MAX_POINT_SAMPLES:
@@ -129,48 +132,58 @@ class Capture:
 
     @staticmethod
     def _stored(buffers: dict[str, memoryview[Any]], taken: dict[str, int], kind: str,
-                code: str, n: int) -> array[Any]:
-        """The next `n` stored numbers of array type `code` (an array of its own, as the ring's
-        copy of its slots is)."""
+                code: str, n: int) -> memoryview[Any]:
+        """A view of the next `n` stored numbers of array type `code` (read as the ring's copy
+        of its slots: no copy of them, so the writer's thread keeps no blocks of these sizes
+        in glibc's cache)."""
         at = taken[kind + code]
         taken[kind + code] = at + n
-        out = array(code)
-        out.frombytes(buffers[code][at:at + n].cast("B"))
-        return out
+        return buffers[code][at:at + n]
 
 
 def capture(states: Mapping[str, PointState], sources: Mapping[str, str], saved_ns: int,
             saved_mono: float, boot_id: str | None = None) -> Capture:
     """The windows' samples as stored, of the points whose device has a fingerprint in
     `sources`, in order, up to `MAX_SAMPLES` in the file (a point of more than
-    `MAX_POINT_SAMPLES` counts as that many: it is thinned): on the event loop, copies only."""
-    chosen: list[tuple[str, str, list[SampleRing]]] = []
+    `MAX_POINT_SAMPLES` counts as that many: it is thinned): on the event loop, copies only.
+    Two passes over the windows, the first for the sizes (no list of them is kept: a save's
+    peak of Python objects stays what it was)."""
     newest = -math.inf
-    count = held = 0
+    count = held = kept = runs = 0
+    for state in states.values():
+        if state.device not in sources:
+            continue
+        n = m = 0
+        for window in state.rates:
+            if ring := window.samples:
+                newest = max(newest, ring.last)
+                n += len(ring)
+                m += 1
+        if not n:
+            continue
+        count += min(n, MAX_POINT_SAMPLES)
+        if count > MAX_SAMPLES:
+            break
+        held, kept, runs = held + n, kept + 1, runs + m
+    times = {code: _lazy(held, code) for code in "id"}
+    values = {code: _lazy(held, code) for code in "hid"}
+    t_at, v_at = dict.fromkeys("id", 0), dict.fromkeys("hid", 0)
+    ids: list[str] = []
+    fingerprints: list[str] = []
+    windows = array("I")
+    layout = room(RUN * runs)
+    index = 0
     for point_id, state in states.items():
         source = sources.get(state.device)
         if source is None:
             continue
-        rings = [window.samples for window in state.rates if window.samples]
-        if not rings:
-            continue
-        n = 0
-        for ring in rings:
-            newest = max(newest, ring.last)
-            n += len(ring)
-        count += min(n, MAX_POINT_SAMPLES)
-        if count > MAX_SAMPLES:
+        if len(ids) == kept:
             break
-        chosen.append((point_id, source, rings))
-        held += n
-    times = {code: _lazy(held, code) for code in "id"}
-    values = {code: _lazy(held, code) for code in "hid"}
-    t_at, v_at = dict.fromkeys("id", 0), dict.fromkeys("hid", 0)
-    layout = array("d")
-    points: dict[str, tuple[str, int]] = {}
-    for point_id, source, rings in chosen:
-        for ring in rings:
-            run_t, first, unit, run_v, divisor = ring.stored()
+        taken = 0
+        for window in state.rates:
+            if not window.samples:
+                continue
+            run_t, first, unit, run_v, divisor = window.samples.stored()
             n, t_code, v_code = len(run_t), run_t.typecode, run_v.typecode
             at = t_at[t_code]
             t_at[t_code] = end = at + n
@@ -178,9 +191,16 @@ def capture(states: Mapping[str, PointState], sources: Mapping[str, str], saved_
             at = v_at[v_code]
             v_at[v_code] = end = at + n
             values[v_code][at:end] = run_v
-            layout.extend((n, first, unit, divisor, run_t.itemsize, run_v.itemsize))
-        points[point_id] = (source, len(rings))
-    return Capture(saved_ns, saved_mono, newest, points, layout, times, values, held, boot_id)
+            layout[index:index + RUN] = array("d", (n, first, unit, divisor, run_t.itemsize,
+                                                    run_v.itemsize))
+            index += RUN
+            taken += 1
+        if taken:
+            ids.append(point_id)
+            fingerprints.append(source)
+            windows.append(taken)
+    return Capture(saved_ns, saved_mono, newest, ids, fingerprints, windows, layout, times,
+                   values, held, boot_id)
 
 
 def _lazy(count: int, code: str) -> memoryview[Any]:
