@@ -19,7 +19,9 @@ snapshot, or the worker holding the GIL for a switch interval). At the end, a re
 last file into a fresh engine, timed (it runs at the start, before the buses: `Gateway`).
 
 Environment: BENCH_WARM_MINUTES (simulated minutes, default 65), BENCH_WARM_SAVE (0: no
-saves, the reference).
+saves, the reference), BENCH_WARM_AB (N: then N saves by each path in turn on the same
+windows — the snapshot of before, decoding every window on the loop, and the copy — each
+timed as above: an A/B in one process, less at the mercy of a busy machine than two runs).
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from gateway.clock import ManualClock
-from gateway.rules.engine import RuleEngine
-from gateway.rules.warm import RateMemory
+from gateway.rules.warm import RateMemory, fingerprints
 from gateway.safety import SafetyCore
 from tests.bench.bench_process import LOADS
 from tests.bench.bench_rules_round import BATCHES_PER_ROUND, batch, build
@@ -76,11 +78,11 @@ def _timed_write(memory: RateMemory, snapshot: Any) -> float:
     return (time.perf_counter() - began) * 1000.0
 
 
-async def timed_save(memory: RateMemory, engine: RuleEngine, loaded: Any,
-                     writer: ThreadPoolExecutor) -> dict[str, float]:
-    """A save as the gateway's `RateMemory.run` makes it — the snapshot on the loop, the write
-    on a thread — with a 1 ms timer ticking on the loop: the snapshot's and the write's
-    milliseconds and the longest gap between two ticks (the loop's longest wait)."""
+async def timed_save(memory: RateMemory, take: Callable[[], Any], writer: ThreadPoolExecutor
+                     ) -> dict[str, float]:
+    """A save as the gateway's `RateMemory.run` makes it — the snapshot (`take`) on the loop,
+    the write on a thread — with a 1 ms timer ticking on the loop: the snapshot's and the
+    write's milliseconds and the longest gap between two ticks (the loop's longest wait)."""
     ticks: list[float] = []
     writing = True
 
@@ -92,7 +94,7 @@ async def timed_save(memory: RateMemory, engine: RuleEngine, loaded: Any,
     ticker = asyncio.get_running_loop().create_task(tick())
     await asyncio.sleep(0.005)
     began = time.perf_counter()
-    snapshot = memory.snapshot(engine, loaded)
+    snapshot = take()
     loop_ms = (time.perf_counter() - began) * 1000.0
     thread_ms = await asyncio.get_running_loop().run_in_executor(
         writer, _timed_write, memory, snapshot)
@@ -117,7 +119,28 @@ def timed_restore(memory: RateMemory, core: SafetyCore, clock: ManualClock, work
         fresh.close()
 
 
-def run(minutes: int, save: bool) -> dict[str, Any]:
+def alternating(memory: RateMemory, core: SafetyCore, clock: ManualClock,
+                writer: ThreadPoolExecutor, pairs: int) -> dict[str, list[dict[str, float]]]:
+    """`pairs` saves by each path, alternating, on the same windows: the snapshot of before,
+    which decoded every window on the loop (kept in tests/rules/test_warm_copy.py; its file is
+    the same), and `RateMemory.snapshot`, which copies them as stored."""
+    from tests.rules.test_warm_copy import decoding_snapshot
+
+    sources = fingerprints(core.loaded)
+    paths: dict[str, Callable[[], Any]] = {
+        "decoded on the loop": lambda: decoding_snapshot(
+            core.engine.rate_points(), sources, clock.now_ns(), clock.monotonic(),
+            memory.boot_id),
+        "copied on the loop": lambda: memory.snapshot(core.engine, core.loaded)}
+    out: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
+    for _ in range(pairs):
+        for name, take in paths.items():
+            clock.advance(0.001)  # a newer save each time (an older one is not written)
+            out[name].append(asyncio.run(timed_save(memory, take, writer)))
+    return out
+
+
+def run(minutes: int, save: bool, pairs: int = 0) -> dict[str, Any]:
     clock = ManualClock()
     rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="roomwarden-bench-warm-") as tmp, \
@@ -138,7 +161,8 @@ def run(minutes: int, save: bool) -> dict[str, Any]:
                         clock.advance(step)
                 timing = {}
                 if save:
-                    timing = asyncio.run(timed_save(memory, core.engine, core.loaded, writer))
+                    timing = asyncio.run(timed_save(
+                        memory, lambda: memory.snapshot(core.engine, core.loaded), writer))
                     writer.submit(int).result()  # the worker has let go of the snapshot
                 used, kept = heap_mib()
                 rows.append({**timing,
@@ -147,18 +171,19 @@ def run(minutes: int, save: bool) -> dict[str, Any]:
                                    for w in state.rates),
                     "file_bytes": memory.path.stat().st_size if memory.path.exists() else 0})
             cpu_s = time.process_time() - began
+            paths = alternating(memory, core, clock, writer, pairs) if save and pairs else {}
             restore_ms, restored = timed_restore(memory, core, clock, Path(tmp)) if save \
                 else (0.0, 0)
         finally:
             core.close()
     return {"save": save, "minutes": rows, "cpu_s": cpu_s, "restore_ms": restore_ms,
-            "restored_samples": restored}
+            "restored_samples": restored, "alternating": paths}
 
 
 def main() -> dict[str, Any]:
     minutes = int(os.environ.get("BENCH_WARM_MINUTES", "65"))
     save = os.environ.get("BENCH_WARM_SAVE", "1") != "0"
-    result = run(minutes, save)
+    result = run(minutes, save, int(os.environ.get("BENCH_WARM_AB", "0")))
     shown = [(i, row) for i, row in enumerate(result["minutes"], start=1)
              if i <= 5 or i % 5 == 0 or i == minutes]
     print_table(f"Rate windows' saves over {minutes} simulated minutes at 2,000 points "
@@ -187,6 +212,15 @@ def main() -> dict[str, Any]:
                                            ("the loop's longest wait", "stall_ms"))]
                     + [("restore into a fresh engine", f"{result['restore_ms']:.0f} ms",
                         f"{result['restored_samples']} samples, on the loop before the buses")])
+    if result["alternating"]:
+        print_table("The same windows saved by each path in turn (median of "
+                    f"{os.environ.get('BENCH_WARM_AB')}): on the loop, on the thread; the "
+                    "loop's longest wait (median, max)", [
+                        (name, f"{statistics.median(r['loop_ms'] for r in rows):.2f} ms",
+                         f"{statistics.median(r['thread_ms'] for r in rows):.1f} ms; "
+                         f"{statistics.median(r['stall_ms'] for r in rows):.1f} ms, "
+                         f"{max(r['stall_ms'] for r in rows):.1f} ms")
+                        for name, rows in result["alternating"].items()])
     emit_json("warm_save", result)
     return result
 
