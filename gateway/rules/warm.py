@@ -37,13 +37,15 @@ than a window leaves that window cold. Bounds: `MAX_FILE_BYTES` read, `MAX_DECOD
 decompressed, `MAX_POINT_SAMPLES` per point, `MAX_SAMPLES` in all.
 
 Cost, at the process benchmark's 2,000-point site with every shipped pack (670 points with 938
-rate windows: 670 of a minute, 268 of an hour; ~105,000 samples; 4 Dec 2026 on the 2-core
-VM): a save copies the windows' samples on the event loop (~3 ms) into two buffers as long as
-all the windows' storage, in mappings of their own (`warm_file.room`), and encodes, compresses
-and streams them into the file on its thread (~25 ms); see docs/performance.md for the figures
-against the JSON format of before (version 1, still read). Memory: the same at every save,
-given back whole after it (`tests/bench/bench_warm_save.py`: RssAnon flat over the hour the
-hour's windows take to fill; with copies on glibc's heap it rose 3 MiB over that hour).
+rate windows: 670 of a minute, 268 of an hour; ~103,000 samples; 6 Dec 2026 on the 2-core
+VM, `tests/bench/bench_warm_save.py`): a save copies the windows' samples as they store them
+on the event loop (~4 ms: `gateway.rules.warm_copy`, principle 13) and decodes, encodes,
+compresses and streams them into the file on its thread (~60 ms); see docs/performance.md
+for the figures against the snapshot that decoded on the loop (15–21 ms) and the JSON format
+of before (version 1, still read). Memory: the same at every save, in mappings of their own
+given back whole after it (RssAnon flat over the hour the hour's windows take to fill; with
+copies on glibc's heap it rose 3 MiB over that hour). The restore at a start decodes on the
+loop (~0.3 s for a full file): it runs while the gateway is built, before its buses start.
 """
 
 from __future__ import annotations
