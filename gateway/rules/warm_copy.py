@@ -17,7 +17,7 @@ doubles), and no poll, rule round or alarm ran in that time; the copy takes ~4 m
 (docs/performance.md, "The warm start's save off the event loop"). The file is byte for byte
 what that snapshot wrote: tests/rules/test_warm_copy.py keeps it and compares the two on random
 windows (narrow, fallen back to doubles, gaps, clock steps, slides, thinned points, the bound
-on all).
+on all; but a point thinned while it holds NaN, which neither thins the same way twice).
 
 Memory: the mappings are made without their pages (`_lazy`): only the bytes copied (6 a narrow
 sample) are touched, and all are returned whole when the capture goes, as the snapshot's

@@ -5,7 +5,8 @@ snapshot is kept here verbatim (`decoding_snapshot`, with the ring's reads of be
 compared on random windows: narrow, fallen back to doubles (other clocks, float registers,
 NaN, infinities, gaps of more than 512 s), wall-clock steps (the engine's times shifted),
 samples out of order, slides, thinned points and the bound on all; and the windows go on
-changing after the copy, before it is decoded."""
+changing after the copy, before it is decoded. (Not compared: a point thinned while it holds
+NaN, which the snapshot of before did not thin the same way twice: `_thinned_with_nan`.)"""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
@@ -162,6 +163,17 @@ point = st.tuples(st.sampled_from(["a", "a", "b", "c"]),  # its device ("c": no 
                   ops, ops)  # before the copy, after it
 
 
+def _thinned_with_nan(state: PointState, bound: int) -> bool:
+    """Does the point hold NaN among more samples than `bound` (it is thinned)? The snapshot
+    of before thins such a point differently from one save to the next: a NaN's hash is its
+    address (Python 3.10 on), so the order of the set of samples it thins from, and the sort
+    of the samples holding NaN, which compare with nothing, vary. The copy thins as it did
+    (the same `_thinned`), no more predictably; the file's restore skips NaN samples."""
+    rings = [window.samples for window in state.rates if window.samples]
+    return sum(map(len, rings)) > bound and any(
+        math.isnan(value) for ring in rings for value in ring.values())
+
+
 @settings(max_examples=150, deadline=None)
 @given(points=st.lists(point, min_size=1, max_size=6),
        bounds=st.one_of(st.just((MAX_POINT_SAMPLES, MAX_SAMPLES)),
@@ -185,6 +197,7 @@ def test_the_file_is_the_one_the_decoding_snapshot_wrote(
     sources = {"a": "fingerprint-a", "b": "fingerprint-b"}
     mono = engine_t(int(clock[0])) + clock[1] + ahead  # the save's monotonic time
     point_bound, total_bound = bounds
+    assume(not any(_thinned_with_nan(state, point_bound) for state in states.values()))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(warm_copy, "MAX_POINT_SAMPLES", point_bound)
         patch.setattr(warm_copy, "MAX_SAMPLES", total_bound)
