@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from gateway.rules.rate_samples import batch_fit as batch_fit
 from gateway.rules.rate_window import DEFAULT_MIN_SPAN as DEFAULT_MIN_SPAN
 from gateway.rules.rate_window import FAR as FAR
 from gateway.rules.rate_window import MAX_WINDOW_SAMPLES as MAX_WINDOW_SAMPLES
@@ -33,6 +32,7 @@ from gateway.rules.rate_window import PLANNED_SPACING as PLANNED_SPACING
 from gateway.rules.rate_window import REBUILD_OPS as REBUILD_OPS
 from gateway.rules.rate_window import SANE as SANE
 from gateway.rules.rate_window import RateWindow as RateWindow
+from gateway.rules.rate_window import batch_fit as batch_fit
 
 if TYPE_CHECKING:
     from gateway.rules.conditions import PointState

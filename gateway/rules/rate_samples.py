@@ -30,9 +30,8 @@ no such integer (a float register, an offset, -0.0, NaN, an infinity), turns tha
 doubles (`array('d')`), as before. `compact` turns it narrow again when every held sample
 fits: the window calls it when its sums are rebuilt and when it is empty (after a restart the
 restored samples' times are not multiples of 2⁻²²: they leave within the window's length).
-`copy_into` copies the samples into a save's buffer (gateway.rules.warm). `batch_fit` is the
-least-squares fit of samples in one pass over them (the reference of the window's incremental
-fit)."""
+`stored` gives a save the samples as stored, read by `stored_times` and `stored_values` on its
+writer's thread (gateway.rules.warm_copy)."""
 
 from __future__ import annotations
 
@@ -41,7 +40,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from itertools import accumulate, repeat
 from operator import mul, truediv
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 STEP = 2.0 ** -22
 """Seconds per unit of a narrow time step (see the module docstring)."""
@@ -156,25 +155,18 @@ class SampleRing(Sequence[tuple[float, float]]):
 
     def times(self) -> array[float]:
         """A copy of the times, oldest first."""
-        raw, q = self._ordered(self._t), self._q
-        if not q:
-            return raw
-        return array("d", accumulate(map(mul, raw[1:], repeat(q)), initial=self.first)
-                     if raw else ())
+        return stored_times(self._ordered(self._t), self.first, self._q)
 
     def values(self) -> array[float]:
         """A copy of the values, oldest first."""
-        raw = self._ordered(self._v)
-        d = self._d
-        return array("d", map(truediv, raw, repeat(d))) if d > 0 else raw  # (no list)
+        return stored_values(self._ordered(self._v), self._d)
 
-    def copy_into(self, times: memoryview[float], values: memoryview[float], at: int) -> int:
-        """Write the samples, oldest first, into `times` and `values` from index `at`; returns
-        how many (a save's snapshot, `gateway.rules.warm`)."""
-        n = self._len
-        times[at:at + n] = self.times()
-        values[at:at + n] = self.values()
-        return n
+    def stored(self) -> tuple[array[Any], float, float, array[Any], float]:
+        """The samples as stored, oldest first, and what reads them: (times, `first`, their
+        unit, values, their divisor) — copies of the held slots (a memcpy each), which
+        `stored_times(times, first, unit)` and `stored_values(values, divisor)` turn into
+        `times()` and `values()`. A save's copy on the event loop (gateway.rules.warm_copy)."""
+        return self._ordered(self._t), self.first, self._q, self._ordered(self._v), self._d
 
     def _store(self, slot: int, t: float, before: float | None, value: float) -> None:
         """`t` and `value` into `slot`: the sample after one of time `before` (None: the first
@@ -326,6 +318,26 @@ class SampleRing(Sequence[tuple[float, float]]):
                     self._v[slot] = k
 
 
+Stored = TypeVar("Stored", "array[Any]", "memoryview[Any]")
+"""Numbers as a ring stores them: its arrays' copies, or a view of such a copy (a save's)."""
+
+
+def stored_times(raw: Stored, first: float, unit: float) -> array[float] | Stored:
+    """The times of samples stored as `raw` (`SampleRing.stored`): with a `unit`, each the
+    one before plus its step of `unit`s from `first` (the oldest slot's step unread); without
+    one, `raw` itself (the times as doubles)."""
+    if not unit:
+        return raw
+    return array("d", accumulate(map(mul, raw[1:], repeat(unit)), initial=first)
+                 if raw else ())
+
+
+def stored_values(raw: Stored, divisor: float) -> array[float] | Stored:
+    """The values of samples stored as `raw`: each `k / divisor` (a divisor > 0), or `raw`
+    itself (the values as doubles)."""
+    return array("d", map(truediv, raw, repeat(divisor))) if divisor > 0 else raw  # (no list)
+
+
 def _steps(times: Sequence[float]) -> list[int] | None:
     """Each time's step from the one before in units of `STEP` (0 for the first), if every
     step is an exact int32 both ways; None if not."""
@@ -361,33 +373,3 @@ def _narrow(values: Sequence[float]) -> tuple[float, array[int]] | None:
                     continue
             return None  # (a larger divisor: larger integers)
     return None
-
-
-def batch_fit(samples: Sequence[tuple[float, float]], confidence: float, per: float
-              ) -> tuple[float, float] | None:
-    """(slope, confidence × standard error) per `per` of these samples in one pass over them,
-    times from the first (what `RateWindow` computes incrementally; None: the times do not
-    spread). The reference its tests compare with, and its path for non-finite values."""
-    n = len(samples)
-    t0 = samples[0][0]
-    st = sv = stt = stv = 0.0
-    for t, v in samples:
-        x = t - t0
-        st += x
-        sv += v
-        stt += x * x
-        stv += x * v
-    sxx = stt - st * st / n
-    if sxx <= 1e-12:
-        return None
-    slope = (stv - st * sv / n) / sxx
-    margin = 0.0
-    if confidence and n > 2:
-        intercept = (sv - slope * st) / n
-        residual = 0.0
-        for t, v in samples:
-            r = v - intercept - slope * (t - t0)
-            residual += r * r  # not r ** 2: a float power raises OverflowError (a value
-            # above SANE), a product gives inf (an infinite margin: never past a limit)
-        margin = confidence * math.sqrt(max(residual, 0.0) / (n - 2) / sxx)
-    return slope * per, margin * per

@@ -1,14 +1,15 @@
 """One rate window at run time (`RateWindow`, re-exported by `gateway.rules.rate`, which says
 when a slope is judged and what its noise guard is): the least-squares slope of a point's good
-samples over a sliding window, kept incrementally. Pure and clock-free: every call takes the
-engine's `now` (monotonic seconds)."""
+samples over a sliding window, kept incrementally, and `batch_fit`, the fit of samples in one
+pass over them (the window's reference, and its path for non-finite values). Pure and
+clock-free: every call takes the engine's `now` (monotonic seconds)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from gateway.rules.rate_samples import SampleRing
-from gateway.rules.rate_samples import batch_fit as batch_fit
 from gateway.rules.shared import Field, shared
 
 MAX_WINDOW_SAMPLES = 240
@@ -280,3 +281,33 @@ class RateWindow:
             return None
         slope, margin = fitted
         return math.copysign(max(0.0, abs(slope) - margin), slope)
+
+
+def batch_fit(samples: Sequence[tuple[float, float]], confidence: float, per: float
+              ) -> tuple[float, float] | None:
+    """(slope, confidence × standard error) per `per` of these samples in one pass over them,
+    times from the first (what `RateWindow` computes incrementally; None: the times do not
+    spread). The reference its tests compare with, and its path for non-finite values."""
+    n = len(samples)
+    t0 = samples[0][0]
+    st = sv = stt = stv = 0.0
+    for t, v in samples:
+        x = t - t0
+        st += x
+        sv += v
+        stt += x * x
+        stv += x * v
+    sxx = stt - st * st / n
+    if sxx <= 1e-12:
+        return None
+    slope = (stv - st * sv / n) / sxx
+    margin = 0.0
+    if confidence and n > 2:
+        intercept = (sv - slope * st) / n
+        residual = 0.0
+        for t, v in samples:
+            r = v - intercept - slope * (t - t0)
+            residual += r * r  # not r ** 2: a float power raises OverflowError (a value
+            # above SANE), a product gives inf (an infinite margin: never past a limit)
+        margin = confidence * math.sqrt(max(residual, 0.0) / (n - 2) / sxx)
+    return slope * per, margin * per

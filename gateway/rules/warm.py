@@ -37,13 +37,15 @@ than a window leaves that window cold. Bounds: `MAX_FILE_BYTES` read, `MAX_DECOD
 decompressed, `MAX_POINT_SAMPLES` per point, `MAX_SAMPLES` in all.
 
 Cost, at the process benchmark's 2,000-point site with every shipped pack (670 points with 938
-rate windows: 670 of a minute, 268 of an hour; ~105,000 samples; 4 Dec 2026 on the 2-core
-VM): a save copies the windows' samples on the event loop (~3 ms) into two buffers as long as
-all the windows' storage, in mappings of their own (`warm_file.room`), and encodes, compresses
-and streams them into the file on its thread (~25 ms); see docs/performance.md for the figures
-against the JSON format of before (version 1, still read). Memory: the same at every save,
-given back whole after it (`tests/bench/bench_warm_save.py`: RssAnon flat over the hour the
-hour's windows take to fill; with copies on glibc's heap it rose 3 MiB over that hour).
+rate windows: 670 of a minute, 268 of an hour; ~103,000 samples; 6 Dec 2026 on the 2-core
+VM, `tests/bench/bench_warm_save.py`): a save copies the windows' samples as they store them
+on the event loop (~4 ms: `gateway.rules.warm_copy`, principle 13) and decodes, encodes,
+compresses and streams them into the file on its thread (~60 ms); see docs/performance.md
+for the figures against the snapshot that decoded on the loop (15–21 ms) and the JSON format
+of before (version 1, still read). Memory: the same at every save, in mappings of their own
+given back whole after it (RssAnon flat over the hour the hour's windows take to fill; with
+copies on glibc's heap it rose 3 MiB over that hour). The restore at a start decodes on the
+loop (~0.3 s for a full file): it runs while the gateway is built, before its buses start.
 """
 
 from __future__ import annotations
@@ -55,9 +57,7 @@ import logging
 import math
 import threading
 import zlib
-from array import array
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
@@ -67,16 +67,9 @@ from pydantic.fields import FieldInfo
 
 from gateway import clocksync
 from gateway.clock import Clock
-from gateway.rules.warm_file import (
-    MAX_FILE_BYTES,
-    MAX_POINT_SAMPLES,
-    MAX_SAMPLES,
-    Restorable,
-    Saved,
-    decode_saved,
-    room,
-    stream,
-)
+from gateway.rules.warm_copy import Capture, capture
+from gateway.rules.warm_copy import Snapshot as Snapshot
+from gateway.rules.warm_file import MAX_FILE_BYTES, Restorable, Saved, decode_saved, stream
 from gateway.rules.warm_pace import moved, paced
 from gateway.storage import atomic_write
 
@@ -84,40 +77,12 @@ if TYPE_CHECKING:
     from gateway.config.loader import LoadedConfig
     from gateway.rules.conditions import PointState
     from gateway.rules.engine import RuleEngine
-    from gateway.rules.warm_file import Run
 
 log = logging.getLogger("roomwarden.rules.warm")
 
 FILE_NAME = "rate_windows.bin"
 MIN_PERIOD = 10.0
 MAX_PERIOD = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    saved_ns: int
-    saved_mono: float
-    newest: float
-    """Monotonic time of the newest sample in it."""
-    points: dict[str, tuple[str, list[int]]]
-    """point id → (fingerprint, the lengths of its windows' runs of samples)."""
-    times: memoryview[float]
-    """The runs' sample times one after another, point by point (then zeros: as long as all
-    the windows' storage, `SampleRing.allocated`), in a mapping of their own
-    (`warm_file.room`): returned to the system when the snapshot goes."""
-    values: memoryview[float]
-    count: int
-    """Samples in `times` and `values`."""
-    boot_id: str | None = None
-
-    def runs(self) -> dict[str, tuple[str, list[Run]]]:
-        """point id → (fingerprint, its runs as arrays of their own): what `encode` takes."""
-        out: dict[str, tuple[str, list[Run]]] = {}
-        at = 0
-        for point_id, (source, lengths) in self.points.items():
-            out[point_id] = (source, _runs(self.times, self.values, at, lengths))
-            at += sum(lengths)
-        return out
 
 
 class RateMemory:
@@ -212,39 +177,11 @@ class RateMemory:
         return paced(min(MAX_PERIOD, max(MIN_PERIOD, longest / 10.0)), longest,
                      self._written_bytes)
 
-    def snapshot(self, engine: RuleEngine, loaded: LoadedConfig) -> Snapshot:
-        """What the windows hold now, copied into one pair of buffers as long as all their
-        storage (cheap, on the event loop; the encoding is `write`'s, on its thread)."""
-        now_ns, mono = self.clock.now_ns(), self.clock.monotonic()
-        sources = self._sources_of(loaded)
-        states = engine.rate_points()
-        slots = sum(w.samples.allocated for state in states.values() for w in state.rates)
-        times, values = room(slots), room(slots)
-        points: dict[str, tuple[str, list[int]]] = {}
-        newest = -math.inf
-        at = 0
-        for point_id, state in states.items():
-            if state.device not in sources:
-                continue
-            start = at
-            runs = []
-            for window in state.rates:
-                if window.samples:
-                    runs.append(window.samples.copy_into(times, values, at))
-                    at += runs[-1]
-                    newest = max(newest, times[at - 1])
-            if not runs:
-                continue
-            if at - start > MAX_POINT_SAMPLES:
-                run_t, run_v = _thinned(_runs(times, values, start, runs))
-                times[start:start + MAX_POINT_SAMPLES] = memoryview(run_t)
-                values[start:start + MAX_POINT_SAMPLES] = memoryview(run_v)
-                runs, at = [MAX_POINT_SAMPLES], start + MAX_POINT_SAMPLES
-            if at > MAX_SAMPLES:
-                at = start
-                break
-            points[point_id] = (sources[state.device], runs)
-        return Snapshot(now_ns, mono, newest, points, times, values, at, self.boot_id)
+    def snapshot(self, engine: RuleEngine, loaded: LoadedConfig) -> Capture:
+        """What the windows hold now, as they store it (`warm_copy.capture`: copies only, on
+        the event loop; the decoding and the encoding are `write`'s, on its thread)."""
+        return capture(engine.rate_points(), self._sources_of(loaded), self.clock.now_ns(),
+                       self.clock.monotonic(), self.boot_id)
 
     def save(self, engine: RuleEngine, loaded: LoadedConfig) -> bool:
         """Write what the windows hold now (at the stop, or from a test). True if written."""
@@ -252,9 +189,14 @@ class RateMemory:
             return False
         return self.write(self.snapshot(engine, loaded))
 
-    def write(self, snapshot: Snapshot) -> bool:
-        """Encode and write `snapshot` unless a newer one was written (thread-safe): streamed
-        into the file, no copy of it in memory."""
+    def write(self, snapshot: Capture | Snapshot) -> bool:
+        """Encode and write `snapshot` unless a newer one was written (thread-safe): a capture
+        decoded first (on the calling thread), then streamed into the file, no copy of it in
+        memory."""
+        if snapshot.saved_ns <= self._written_ns:
+            return False
+        if isinstance(snapshot, Capture):
+            snapshot = snapshot.decoded()
         with self._lock:
             if snapshot.saved_ns <= self._written_ns:
                 return False
@@ -304,8 +246,10 @@ class RateMemory:
         if await asyncio.to_thread(self._write_moved, snapshot, self._saved_newest):
             self._saved_newest = snapshot.newest
 
-    def _write_moved(self, snapshot: Snapshot, since: float) -> bool:
-        """Write `snapshot` if it `moved` after `since`; True if written or if it did not."""
+    def _write_moved(self, taken: Capture, since: float) -> bool:
+        """Write `taken` if it `moved` after `since`; True if written or if it did not (on
+        the writer's thread: the decoding too)."""
+        snapshot = taken.decoded()
         return not moved(snapshot, since, self._written_sources) or self.write(snapshot)
 
     def _sources_of(self, loaded: LoadedConfig) -> dict[str, str]:
@@ -363,26 +307,6 @@ def _field(value: object, info: FieldInfo) -> object:
             if isinstance(item, PlainSerializer) and item.when_used in ("always", "json"):
                 return item.func(value)  # type: ignore[call-arg]
     return _plain(value)
-
-
-def _runs(times: memoryview[float], values: memoryview[float], start: int, lengths: list[int]
-          ) -> list[Run]:
-    """Copies of the runs of these lengths from `start` of a snapshot's buffers."""
-    out = []
-    for n in lengths:
-        out.append((array("d", times[start:start + n]), array("d", values[start:start + n])))
-        start += n
-    return out
-
-
-def _thinned(runs: list[Run]) -> Run:
-    """The union of a point's runs thinned evenly to `MAX_POINT_SAMPLES` (its newest kept):
-    a point with more windows than that bound holds."""
-    merged = sorted({sample for times, values in runs
-                     for sample in zip(times, values, strict=True)})
-    step = len(merged) / MAX_POINT_SAMPLES
-    kept = [merged[int(i * step)] for i in range(MAX_POINT_SAMPLES - 1)] + [merged[-1]]
-    return (array("d", [t for t, _ in kept]), array("d", [v for _, v in kept]))
 
 
 def _fill(state: PointState, record: Restorable, gap: float, mono: float) -> int:

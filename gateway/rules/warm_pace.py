@@ -31,7 +31,7 @@ from bisect import bisect_right
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gateway.rules.warm import Snapshot
+    from gateway.rules.warm_copy import Snapshot
 
 DAILY_BYTES = 48 * 2**20
 """Bytes a day the periodic saves may write (a larger file is saved less often)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 import tracemalloc
-from array import array
 from collections import deque
 
 import pytest
@@ -28,7 +27,7 @@ from gateway.rules.rate import (
     RateWindow,
     batch_fit,
 )
-from gateway.rules.rate_samples import SampleRing
+from gateway.rules.rate_samples import SampleRing, stored_times, stored_values
 
 
 class DequeWindow:
@@ -340,11 +339,9 @@ def test_the_ring_is_a_sequence_like_a_bounded_deque(
         assert _key(ring) == _key(ref)
         assert _key(ring[:]) == _key(ref) and _key(ring[1:-1]) == _key(list(ref)[1:-1])
         assert _key(zip(ring.times(), ring.values(), strict=True)) == _key(ref)
-        at = len(ref) % 3  # copied into a save's buffer from `at`, in order, nothing else
-        times, values = (array("d", [-1.0] * (at + len(ref) + 1)) for _ in range(2))
-        assert ring.copy_into(memoryview(times), memoryview(values), at) == len(ref)
-        assert _key(zip(times, values, strict=True)) == _key(
-            [(-1.0, -1.0)] * at + list(ref) + [(-1.0, -1.0)])
+        times, first, unit, values, divisor = ring.stored()  # a save's copy, read back
+        assert _key(zip(stored_times(times, first, unit), stored_values(values, divisor),
+                        strict=True)) == _key(ref)
         for index in range(-len(ref) - 2, len(ref) + 2):
             if -len(ref) <= index < len(ref):
                 assert _key([ring[index]]) == _key([ref[index]])

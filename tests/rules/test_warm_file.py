@@ -95,7 +95,7 @@ def test_a_file_of_the_release_before_restores_the_same_windows(tmp_path: Path) 
     (new_dir / FILE_NAME).write_bytes((tmp_path / FILE_NAME).read_bytes())
     (old_dir / FILE_NAME).write_bytes(_v1(snapshot.saved_ns, snapshot.saved_mono, {
         p: (source, [list(zip(t, v, strict=True)) for t, v in runs])
-        for p, (source, runs) in snapshot.runs().items()}))
+        for p, (source, runs) in snapshot.decoded().runs().items()}))
     restored = []
     for directory in (new_dir, old_dir):
         fresh, fresh_clock, taken = _restart(directory, loaded, gap=30.0)
