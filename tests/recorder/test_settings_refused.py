@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.config.loader import ConfigErrors, load_gateway_config
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -71,6 +72,22 @@ ACCEPTED = [
 ]
 
 
+CHECKED = [
+    ("recorder: {windw: 5m}",
+     ["13: recorder.windw: unknown key (not part of the schema; check its spelling); did you "
+      "mean 'window'?"]),
+    ("incidents: {max_incident: 5, severty: major}",
+     ["13: incidents.max_incident: unknown key (not part of the schema; check its spelling); "
+      "did you mean 'max_incidents'?",
+      "13: incidents.severty: unknown key (not part of the schema; check its spelling); did "
+      "you mean 'severity'?"]),
+    ("incidents: {post: 10m, max_duration: 5m}",
+     ["13: incidents: max_duration must be at least post"]),
+]
+"""What `roomwarden check` adds: the key an unknown one was probably meant to be (the keys of
+every section, gateway.config.check_all)."""
+
+
 def _site(tmp_path: Path, section: str) -> Path:
     """tests/data/configs/valid.yaml (12 lines) with `section` from line 13 on."""
     text = (DATA / "configs" / "valid.yaml").read_text()
@@ -99,3 +116,14 @@ def test_an_accepted_section_is_read_as_written(
         settings = getattr(config, name)
         assert {key: getattr(settings, key) for key in values} == values
         assert sorted(values) == sorted(settings.__class__.__annotations__)
+
+
+@pytest.mark.parametrize(("section", "expected"), CHECKED, ids=[c[0] for c in CHECKED])
+def test_roomwarden_check_says_which_key_was_meant(tmp_path: Path, section: str,
+                                                   expected: list[str],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = _site(tmp_path, section)
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr()
+    assert [line.strip() for line in (out.out + out.err).splitlines()] == [
+        f"FAIL {path}: {len(expected)} error(s)", *(f"{path}:{line}" for line in expected)]
