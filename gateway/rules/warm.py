@@ -62,11 +62,12 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from pydantic import BaseModel, PlainSerializer, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from gateway import clocksync
 from gateway.clock import Clock
+from gateway.config.duration import DurationText
 from gateway.rules.warm_copy import Capture, capture
 from gateway.rules.warm_copy import Snapshot as Snapshot
 from gateway.rules.warm_file import MAX_FILE_BYTES, Restorable, Saved, decode_saved, stream
@@ -304,8 +305,8 @@ def _field(value: object, info: FieldInfo) -> object:
         for member in get_args(info.annotation):  # X | None: the metadata of X
             metadata += getattr(member, "__metadata__", ())
         for item in metadata:
-            if isinstance(item, PlainSerializer) and item.when_used in ("always", "json"):
-                return item.func(value)  # type: ignore[call-arg]
+            if isinstance(item, DurationText) and isinstance(value, int | float):
+                return item.to_json(value)  # `Duration`'s text: no other field has its own
     return _plain(value)
 
 
