@@ -2,6 +2,8 @@
 the code parses (config files, wire messages, ingest settings, simulator commands) and every
 report it builds (health, status) derives from it; a family adds what it needs on top (the
 config models their docstrings as descriptions, the wire contract strict types and no NaN).
+Config sections written as plain dataclasses (gateway.config.section) get the same `extra`
+from a dict of their own and are immutable by being frozen.
 
 Schemas are built when a model is first used (`defer_build`), not at import (issue 15): a
 process builds the validators of what it validates, not of every model its imports define —

@@ -14,9 +14,9 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
@@ -34,6 +34,7 @@ from gateway.config.loader import (
     pydantic_errors,
     read_yaml,
 )
+from gateway.config.section import is_section
 from gateway.config.site import GatewayConfig
 from gateway.config.suggest import closest
 
@@ -52,13 +53,24 @@ class Report:
     """The rule packs its `rules:` section loads (by id), when it has no error."""
 
 
-def _models(model: type[BaseModel], seen: set[type[BaseModel]]) -> None:
+def _keys(model: type) -> dict[str, Any]:
+    """A config model's or section's keys (as written in YAML), each with its annotation."""
+    if is_dataclass(model):  # a section (gateway.config.section)
+        hints = get_type_hints(model, include_extras=True)
+        return {f.name: hints[f.name] for f in fields(model)}
+    if issubclass(model, BaseModel):
+        return {info.alias or name: info.annotation
+                for name, info in model.model_fields.items()}
+    return {}
+
+
+def _models(model: type, seen: set[type]) -> None:
     if model in seen:
         return
     seen.add(model)
-    for info in model.model_fields.values():
-        for arg in _types(info.annotation):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
+    for annotation in _keys(model).values():
+        for arg in _types(annotation):
+            if isinstance(arg, type) and (issubclass(arg, BaseModel) or is_section(arg)):
                 _models(arg, seen)
 
 
@@ -73,9 +85,9 @@ def _types(annotation: Any) -> Iterable[Any]:
 
 def known_keys() -> list[str]:
     """Every key the gateway config schema has, at any depth (for 'did you mean')."""
-    models: set[type[BaseModel]] = set()
+    models: set[type] = set()
     _models(GatewayConfig, models)
-    return sorted({info.alias or name for m in models for name, info in m.model_fields.items()})
+    return sorted({key for model in models for key in _keys(model)})
 
 
 # --- setting aside what a schema error is in --------------------------------------------------

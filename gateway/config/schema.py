@@ -7,13 +7,16 @@ class (`use_attribute_docstrings`), but that parses the source of every model at
 a tenth of a CPU-second in every process that loads a config, for text only the schema shows.
 So the docstrings are read here, when a schema is generated: the same extraction pydantic uses,
 applied to the same fields (a key's description comes from the class that declares it; a
-description given in `Field(...)` wins), so the schema is what it was.
+description given in `Field(...)` wins), so the schema is what it was. The same holds for a
+config section that is a plain dataclass (gateway.config.section), whose default is written in
+the schema as a model's is: through its own serializer (`5m`, not `300.0`).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import fields
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
@@ -22,23 +25,35 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from gateway.config.profile import Strict
+from gateway.config.section import is_section, validator
 
 
 @functools.cache
-def _docstrings(cls: type[Any]) -> dict[str, str]:
+def _docstrings(cls: type) -> dict[str, str]:
     """The docstrings under the fields `cls` itself declares, by field name."""
     return extract_docstrings_from_cls(cls, use_inspect=True)
 
 
-def field_docstring(model: type[BaseModel], name: str) -> str | None:
+def field_docstring(model: type, name: str) -> str | None:
     """The docstring of field `name` of `model`: from the class of its MRO that declares it,
-    if that class is a config model (`Strict`)."""
+    if that class is a config model (`Strict`) or section."""
     for klass in model.__mro__:
         if name in inspect.get_annotations(klass):
-            if isinstance(klass, type) and issubclass(klass, Strict):
+            if issubclass(klass, Strict) or is_section(klass):
                 return _docstrings(klass).get(name)
             return None
     return None
+
+
+def _describe(properties: dict[str, Any], cls: type[Any], names: dict[str, str]) -> None:
+    """Each property of `names` (its field name → its key) that has no description: its
+    field's docstring."""
+    for name, key in names.items():
+        prop = properties.get(key)
+        if isinstance(prop, dict) and "description" not in prop:
+            doc = field_docstring(cls, name)
+            if doc is not None:
+                prop["description"] = doc
 
 
 class DescribedJsonSchema(GenerateJsonSchema):
@@ -48,16 +63,24 @@ class DescribedJsonSchema(GenerateJsonSchema):
         json_schema = super().model_schema(schema)
         cls = schema["cls"]
         properties = json_schema.get("properties")
-        if not (isinstance(properties, dict) and issubclass(cls, Strict)):
-            return json_schema
-        for name, info in cls.model_fields.items():
-            prop = properties.get(info.alias or name)
-            if not isinstance(prop, dict) or "description" in prop or info.description:
-                continue
-            doc = field_docstring(cls, name)
-            if doc is not None:
-                prop["description"] = doc
+        if isinstance(properties, dict) and issubclass(cls, Strict):
+            _describe(properties, cls, {name: info.alias or name
+                                        for name, info in cls.model_fields.items()
+                                        if not info.description})
         return json_schema
+
+    def dataclass_schema(self, schema: core_schema.DataclassSchema) -> JsonSchemaValue:
+        json_schema = super().dataclass_schema(schema)
+        cls = schema["cls"]
+        properties = json_schema.get("properties")
+        if isinstance(properties, dict) and is_section(cls):
+            _describe(properties, cls, {f.name: f.name for f in fields(cls)})
+        return json_schema
+
+    def encode_default(self, dft: Any) -> Any:
+        if is_section(type(dft)):  # pydantic would write its fields' Python values
+            return validator(type(dft)).dump_python(dft, by_alias=self.by_alias, mode="json")
+        return super().encode_default(dft)
 
 
 def model_schema(model: type[BaseModel]) -> dict[str, Any]:

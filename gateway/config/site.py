@@ -11,6 +11,7 @@ from gateway.config.duration import Duration, at_most
 from gateway.config.ipnet import IPvAnyNetwork
 from gateway.config.outputs import Interlock, Output, OutputFeedback, OutputRole, WriteBackoff
 from gateway.config.profile import Id, Name, PointKey, Strict
+from gateway.config.section import defaults
 from gateway.contract.wire import MAX_CONFIG_BYTES
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
 from gateway.operator.settings import (  # issue 9: remote operator commands
@@ -371,8 +372,8 @@ class GatewayConfig(Strict):
     do; none: every remote alarm command is refused."""
     # --- end issue 9 ----------------------------------------------------------------------------
     # --- issue 12: flight recorder and incident records (gateway/recorder/settings.py) ---------
-    recorder: RecorderSettings = RecorderSettings.model_construct()
+    recorder: RecorderSettings = defaults(RecorderSettings)
     """The last `window` (15 min) of every point at acquisition resolution, in memory."""
-    incidents: IncidentSettings = IncidentSettings.model_construct()
+    incidents: IncidentSettings = defaults(IncidentSettings)
     """Evidence records of major and critical alarms, in the state directory."""
     # --- end issue 12 ---------------------------------------------------------------------------

@@ -215,6 +215,8 @@ def pydantic_errors(exc: ValidationError, name: str, lines: LineMap, prefix: Yam
                     tags: frozenset[str] = frozenset()) -> list[ConfigError]:
     """pydantic's errors as ConfigErrors with file, line, YAML path and a readable reason.
 
+    A config section that is a dataclass (gateway.config.section) is told what a model would
+    be: its unknown and missing keys and a value that is no mapping have other error types.
     pydantic puts the names of union members in error paths (`buses[0].modbus_rtu.port`,
     `expect[2].ExpectAlarm.alarm`); they are dropped (`tags` adds model-specific ones). One
     reason is kept per place (the first alternative of a union), and a list that is "too
@@ -225,10 +227,13 @@ def pydantic_errors(exc: ValidationError, name: str, lines: LineMap, prefix: Yam
     for err in exc.errors(include_url=False):
         path = prefix + _strip_tags(tuple(err["loc"]), lines, prefix, known)
         reason = str(err["msg"])
-        if err["type"] == "extra_forbidden":
+        if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             reason = "unknown key (not part of the schema; check its spelling)"
-        elif err["type"] == "missing":
+        elif err["type"] in ("missing", "missing_keyword_argument"):
             reason = "required key is missing"
+        elif err["type"] == "dataclass_type":  # a section that is a dataclass: a model's words
+            reason = ("Input should be a valid dictionary or instance of "
+                      f"{err.get('ctx', {}).get('class_name')}")
         elif reason.startswith("Value error, "):
             reason = reason.removeprefix("Value error, ")
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):

@@ -126,7 +126,7 @@ def test_settings_errors_are_clear() -> None:
     with pytest.raises(ValidationError, match="window must be between 10s and 6h"):
         RecorderSettings(window=5.0)
     with pytest.raises(ValidationError, match="severity"):
-        IncidentSettings(severity="fatal")
+        IncidentSettings(severity="fatal")  # type: ignore[arg-type]
     assert IncidentSettings().severity == "major" and RecorderSettings().window == 900.0
 
 

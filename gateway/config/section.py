@@ -1,0 +1,121 @@
+"""Config sections as plain frozen dataclasses, defined without pydantic (issue 15).
+
+A running gateway validates no config: `roomwarden run` gets it checked and pickled by a child
+(gateway.isolated_check). Yet its config models are pydantic classes, so the gateway holds
+pydantic (~8 MiB: its core library, the classes' field infos and mock validators) to read
+plain values. A section written as
+
+    @section
+    @dataclass(frozen=True, slots=True, kw_only=True)
+    class RecorderSettings:
+        window: Duration = 900.0
+        max_points: Annotated[int, Between(ge=1, le=100_000)] = 20_000
+        def __post_init__(self) -> None: ...  # cross-field checks: raise ValueError
+
+is validated by pydantic all the same when it is a field of a pydantic model (or through a
+`TypeAdapter`): pydantic reads the config dict `STRICT` from `__pydantic_config__` (unknown
+keys are errors), applies `Annotated` metadata through its `__get_pydantic_core_schema__`
+(`Duration`, `at_most`: gateway.config.duration; `Between` here), and calls `__post_init__`,
+turning its ValueError into the section's error with file, line and path like a model's
+`model_validator(mode="after")`. Only those methods import pydantic, so a process that
+validates nothing (a running gateway unpickling its config) never imports it for a section.
+
+`section` also makes the class's own constructor validate like a pydantic model's:
+`RecorderSettings(window=5.0)` raises pydantic's ValidationError (pydantic is imported then, by
+a test or a tool; a gateway never constructs a section), while pickling, copying and pydantic
+itself build instances without calling `__init__`. A field's default section is
+`defaults(Section)`: the dataclass's own constructor, unvalidated (pydantic's
+`model_construct()`), so that no validator is built at import. A field's description is the
+docstring under it, read when a schema is generated (gateway.config.schema). A section's
+module does without `from __future__ import annotations`: pydantic would compile each field's
+annotation text when it builds the validator (0.2 ms for the two sections of
+gateway.recorder.settings), where a model's are evaluated when its class is made.
+docs/performance.md, "Config types without pydantic at run time", says what is measured and
+what the other sections need.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, fields, is_dataclass
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler, TypeAdapter
+    from pydantic_core import CoreSchema
+
+T = TypeVar("T")
+
+STRICT: dict[str, Any] = {"extra": "forbid"}
+"""pydantic's config of every section (a plain dict is a `ConfigDict`): unknown keys are errors.
+Instances are immutable by being frozen dataclasses."""
+
+_UNCHECKED: dict[type, Callable[..., None]] = {}
+"""Each section's dataclass-made `__init__`, which `section` replaces (see `defaults`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Between:
+    """Inclusive bounds of a number field: pydantic's `Field(ge=..., le=...)`, with the same
+    errors ("Input should be greater than or equal to 1") and JSON schema (`minimum`,
+    `maximum`), without importing pydantic to declare it."""
+
+    ge: int | float | None = None
+    le: int | float | None = None
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> CoreSchema:
+        import annotated_types  # pydantic's own dependency: what `Field(ge=, le=)` becomes
+
+        return handler(Annotated[source, annotated_types.Interval(ge=self.ge, le=self.le)])
+
+
+def section(cls: type[T]) -> type[T]:
+    """Make a `@dataclass(frozen=True, slots=True, kw_only=True)` a config section: strict for
+    pydantic, validated when constructed in Python (see the module's docstring)."""
+    params = getattr(cls, "__dataclass_params__", None)
+    if not (is_dataclass(cls) and params is not None and params.frozen
+            and "__slots__" in cls.__dict__ and all(f.kw_only for f in fields(cls))):
+        raise TypeError(f"{cls.__qualname__}: a config section is a "
+                        "@dataclass(frozen=True, slots=True, kw_only=True)")
+    unchecked: Callable[..., None] = cls.__init__
+
+    @functools.wraps(unchecked)  # its signature, for help() and inspect
+    def checked(self: T, **values: Any) -> None:
+        made = validator(cls).validate_python(values)
+        for f in fields(cls):
+            object.__setattr__(self, f.name, getattr(made, f.name))
+
+    setattr(cls, "__init__", checked)  # noqa: B010  (mypy: a method cannot be assigned)
+    setattr(cls, "__pydantic_config__", STRICT)  # noqa: B010
+    _UNCHECKED[cls] = unchecked
+    return cls
+
+
+def defaults(cls: type[T]) -> T:
+    """`cls()` unvalidated: a field's default section, made at import without building a
+    validator (tests/config/test_lean_imports.py checks it equals `cls()`)."""
+    made = object.__new__(cls)
+    _UNCHECKED[cls](made)
+    return made
+
+
+def is_section(cls: object) -> bool:
+    """Whether `cls` is a config section made by `section`."""
+    return isinstance(cls, type) and cls in _UNCHECKED
+
+
+def validator(cls: type[T]) -> TypeAdapter[T]:
+    """The validator of section `cls` alone (its constructor's), built at its first use."""
+    adapter = _VALIDATORS.get(cls)
+    if adapter is None:
+        from pydantic import TypeAdapter
+
+        import gateway.strict  # noqa: F401  (pydantic without its plugin search: gateway.strict)
+
+        adapter = _VALIDATORS[cls] = TypeAdapter(cls)
+    return adapter
+
+
+_VALIDATORS: dict[type, TypeAdapter[Any]] = {}

@@ -1,0 +1,144 @@
+"""Config sections as plain dataclasses (gateway.config.section, issue 15): a running gateway
+uses them without pydantic — importing their module, unpickling the config check's answer —,
+while pydantic validates them as it validated the models they replace (the messages:
+tests/recorder/test_settings_refused.py)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+import gateway.config.site  # noqa: F401  (every config model, with its sections)
+from gateway.config.duration import Duration, at_most
+from gateway.config.loader import LineMap, pydantic_errors
+from gateway.config.section import Between, defaults, is_section, section, validator
+from gateway.recorder.settings import IncidentSettings, RecorderSettings
+from tests.ops.test_lazy_imports import run_fresh
+
+
+@pytest.mark.process
+def test_the_sections_import_and_unpickle_without_pydantic(tmp_path: Path) -> None:
+    """What `roomwarden run` does with them: import their module (every run-time user does)
+    and unpickle them from the config check's answer — pydantic stays out of the process;
+    and loading the site config's models then builds no section's validator (its defaults
+    are `defaults(...)`, unvalidated)."""
+    sections = (RecorderSettings(window=300.0, max_points=12),
+                IncidentSettings(severity="critical", post=60.0, max_duration=7200.0))
+    (tmp_path / "sections.pickle").write_bytes(pickle.dumps(sections))
+    found = run_fresh("""
+        import json, pickle, sys
+        from pathlib import Path
+        import gateway.recorder.settings
+        recorder, incidents = pickle.loads(Path(sys.argv[2], "sections.pickle").read_bytes())
+        found = {
+            "pydantic": sorted(m for m in sys.modules if m.startswith(("pydantic", "annotated"))),
+            "recorder": [recorder.enabled, recorder.window, recorder.max_points],
+            "incidents": [incidents.severity, incidents.post, incidents.max_duration],
+            "same": type(recorder) is gateway.recorder.settings.RecorderSettings}
+        import gateway.config.site
+        from gateway.config.section import _VALIDATORS
+        print(json.dumps({**found, "built": [cls.__name__ for cls in _VALIDATORS]}))
+    """, tmp_path)
+    assert found == {"pydantic": [], "recorder": [True, 300.0, 12],
+                     "incidents": ["critical", 60.0, 7200.0], "same": True, "built": []}
+
+
+def test_a_section_is_a_frozen_dataclass_that_validates_when_constructed() -> None:
+    text: dict[str, object] = {"pre": "30s", "max_bytes": "65536"}  # as YAML would give them
+    made = IncidentSettings(**text)  # type: ignore[arg-type]
+    assert (made.pre, made.max_bytes) == (30.0, 65_536) and is_section(IncidentSettings)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.pre = 1.0  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="a duration cannot be negative"):
+        IncidentSettings(pre=-1.0)  # the field's own check, before the cross-field ones
+    with pytest.raises(ValidationError, match="Unexpected keyword argument"):
+        RecorderSettings(windw=60.0)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="window must be between"):
+        dataclasses.replace(RecorderSettings(), window=1.0)
+    assert copy.deepcopy(made) == made == pickle.loads(pickle.dumps(made))
+    assert hash(made) == hash(IncidentSettings(pre=30.0, max_bytes=65_536))
+    assert not hasattr(made, "__dict__")  # slots: a run-time instance is its fields only
+
+
+def test_each_default_section_is_what_validating_nothing_gives() -> None:
+    """`defaults(Section)` (made at import, no validator built) equals `Section()`; every
+    default of a config field that is a section is made so (tests/config/test_lean_imports.py
+    checks the pydantic models' defaults)."""
+    found = []
+    seen: set[type[BaseModel]] = set()
+    todo: list[type[BaseModel]] = [BaseModel]
+    while todo:
+        for model in todo.pop().__subclasses__():
+            if model in seen or not model.__module__.startswith("gateway."):
+                continue
+            seen.add(model)
+            todo.append(model)
+            for name, info in model.model_fields.items():
+                if is_section(type(info.default)):
+                    found.append(f"{model.__qualname__}.{name}")
+                    assert info.default == type(info.default)(), name
+    assert sorted(found) == ["GatewayConfig.incidents", "GatewayConfig.recorder"]
+    assert defaults(RecorderSettings) == RecorderSettings() == RecorderSettings(window=900)
+
+
+@section
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _Probe:
+    """A section as the rest of the migration will write them: a required key, bounds."""
+
+    name: str
+    """Required."""
+    timeout: Annotated[Duration, at_most(10.0)] = 1.0
+    """Bounded in the config's own units."""
+    retries: Annotated[int, Between(ge=0, le=5)] = 3
+
+
+class _Holder(BaseModel):
+    model_config = {"extra": "forbid", "frozen": True}
+    probe: _Probe
+
+
+def test_a_section_s_errors_read_as_a_model_s() -> None:
+    lines = LineMap({})
+    for data, reason in [({}, "probe: required key is missing"),
+                         ({"probe": {}}, "probe.name: required key is missing"),
+                         ({"probe": {"name": "a", "nme": 1}},
+                          "probe.nme: unknown key (not part of the schema; check its spelling)"),
+                         ({"probe": {"name": "a", "timeout": "300m"}},
+                          "probe.timeout: 5h is longer than the limit of 10s"),
+                         ({"probe": {"name": "a", "retries": 6}},
+                          "probe.retries: Input should be less than or equal to 5"),
+                         ({"probe": "a"},
+                          "probe: Input should be a valid dictionary or instance of _Probe")]:
+        with pytest.raises(ValidationError) as caught:
+            _Holder.model_validate(data)
+        assert [str(e) for e in pydantic_errors(caught.value, "f.yaml", lines)] == [
+            f"f.yaml: {reason}"], data
+    assert _Holder.model_validate({"probe": {"name": "a", "timeout": "2s"}}).model_dump(
+        mode="json") == {"probe": {"name": "a", "timeout": "2s", "retries": 3}}
+
+
+def test_only_a_frozen_slotted_keyword_dataclass_becomes_a_section() -> None:
+    for made in (dataclasses.dataclass(frozen=True, kw_only=True),
+                 dataclasses.dataclass(slots=True, kw_only=True),
+                 dataclasses.dataclass(frozen=True, slots=True)):
+        with pytest.raises(TypeError, match="a config section is a"):
+            section(made(type("Loose", (), {"__annotations__": {"x": "int"}})))
+    with pytest.raises(TypeError, match="a config section is a"):
+        section(type("Plain", (), {}))
+    assert validator(RecorderSettings) is validator(RecorderSettings)
+
+
+def test_only_the_section_module_sets_a_dataclass_s_pydantic_config() -> None:
+    """The sections' strict config (unknown keys are errors) is set in one place, as the
+    models' is (tests/test_layering.py: only gateway.strict calls `ConfigDict(extra=...)`)."""
+    gateway = Path(__file__).resolve().parents[2] / "gateway"
+    setters = sorted(str(path.relative_to(gateway)) for path in gateway.rglob("*.py")
+                     if "__pydantic_config__" in path.read_text(encoding="utf-8"))
+    assert setters == ["config/section.py"]
