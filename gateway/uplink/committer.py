@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 
 from gateway.clock import Clock
-from gateway.contract.telemetry import EncodedRows
+from gateway.contract.telemetry_encoder import EncodedRows
 from gateway.contract.wire import Channel, MessageKind, OutboxStatus
 from gateway.field.sample import Sample
 from gateway.uplink.hold import TelemetryHold

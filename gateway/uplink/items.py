@@ -9,11 +9,12 @@ before the put (reserved in blocks: gateway.uplink.outbox_numbers). Telemetry is
 (in memory until acknowledged: gateway.uplink.outbox_held); the rest is committed.
 
 Telemetry is encoded once, on the event loop as the poll's samples arrive (`telemetry_items`:
-`TelemetryEncoder.prepare`, gateway.contract.telemetry — the rows' JSON, the model's exact
-bytes without a model per batch, while the samples are still in the CPU's cache), and the
-writer only adds the envelope with the numbers (`TelemetryEncoder.payload`). What the encoder
-leaves (a text value, a bad point id) travels as the samples and is built on the writer through
-`TelemetryBatch`, which names the offending samples: they are rejected, the rest is sent.
+`TelemetryEncoder.prepare`, gateway.contract.telemetry_encoder — the rows' JSON, the model's
+exact bytes without the model, while the samples are still in the CPU's cache), and the writer
+only adds the envelope with the numbers (`TelemetryEncoder.payload`). What the encoder leaves
+(what breaks the contract: a bad point id, a string over 200 characters) travels as the samples
+and is built on the writer through `TelemetryBatch`, which names the offending samples: they
+are rejected, the rest is sent.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.contract.telemetry import EncodedRows, TelemetryEncoder
+from gateway.contract.telemetry_encoder import EncodedRows, TelemetryEncoder
 from gateway.contract.wire import (
     CHANNELS,
     MAX_BATCH_ROWS,
