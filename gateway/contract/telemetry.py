@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Annotated, Literal, Self
+from collections.abc import Mapping
+from typing import Annotated, Literal, Protocol, Self
 
 from pydantic import (
     Field,
@@ -154,9 +155,25 @@ class PointMeta(WireModel):
     unit: Annotated[str, StringConstraints(max_length=16)] | None = None
 
 
-def catalog_hash(points: dict[str, PointMeta]) -> str:
-    """The content hash that names a catalog: 16 hex digits of SHA-256 over canonical JSON."""
-    canonical = json.dumps({p: m.model_dump() for p, m in sorted(points.items())},
+class PointTagged(Protocol):
+    """What a catalog says of a point: a `PointMeta`, or the gateway's `PointTags`
+    (gateway.contract.outbound) that makes the same catalog without a model."""
+
+    @property
+    def device(self) -> str: ...
+    @property
+    def room(self) -> str | None: ...
+    @property
+    def quantity(self) -> str | None: ...
+    @property
+    def unit(self) -> str | None: ...
+
+
+def catalog_hash(points: Mapping[str, PointTagged]) -> str:
+    """The content hash that names a catalog: 16 hex digits of SHA-256 over canonical JSON
+    (each point's four fields, null ones too: what `PointMeta.model_dump()` gives)."""
+    canonical = json.dumps({p: {"device": m.device, "room": m.room, "quantity": m.quantity,
+                                "unit": m.unit} for p, m in sorted(points.items())},
                            sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
