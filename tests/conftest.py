@@ -66,6 +66,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "tests/ingest/test_ingest_process.py": ("services", "process"),
     "tests/operator/test_cli.py": ("services", "process", "slow"),
     "tests/ops/test_lazy_imports.py": ("process",),
+    "tests/ops/test_producer_builds_no_validator.py": ("process",),  # issue 15
     "tests/ops/test_site_health.py": ("process", "slow"),
     "tests/panel/test_browser.py": ("browser", "slow"),
     "tests/panel/test_browser_console.py": ("browser", "slow"),

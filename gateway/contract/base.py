@@ -2,6 +2,7 @@
 strict model bases every message derives from, and validated construction."""
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -33,27 +34,100 @@ class ContractError(ValueError):
 
 # ---------------------------------------------------------------------------------- scalars
 
-Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+@dataclass(frozen=True, slots=True)
+class TextRule:
+    """A string scalar's rule, written once for both checkers: the strict type below is built
+    from it (`StringConstraints`) and `check` applies it by hand — for what the gateway
+    produces without building a model (gateway.contract.outbound, `TelemetryEncoder`).
+    `check` refuses exactly what the strict type refuses for a `str` (too long or short, not
+    the pattern, a lone surrogate) and anything that is not exactly a `str`."""
+
+    max_length: int
+    pattern: str | None = None
+    """Matched in full (the type's `^…$`)."""
+    min_length: int = 0
+
+    @property
+    def anchored(self) -> str | None:
+        return None if self.pattern is None else f"^{self.pattern}$"
+
+    def check(self, what: str, value: object) -> str:
+        """`value`, or ContractError saying why the contract refuses it."""
+        if type(value) is not str:
+            raise ContractError(f"{what}: {type(value).__name__} is not a string")
+        if not self.min_length <= len(value) <= self.max_length:
+            raise ContractError(f"{what}: {len(value)} characters, not "
+                                f"{self.min_length}-{self.max_length}")
+        if self.pattern is not None:
+            if _fullmatch(self.pattern, value) is None:
+                raise ContractError(f"{what}: {value[:80]!r} is not {self.pattern}")
+        elif not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise ContractError(f"{what}: not encodable as UTF-8 (a lone surrogate)"
+                                    ) from None
+        return value
+
+
+_fullmatch = re.fullmatch  # (re caches the few compiled patterns)
+
+
+def check_int(what: str, value: object, low: int = 0, high: int | None = None) -> int:
+    """`value` if exactly an `int` (not a bool) in [low, high), else ContractError (a strict
+    int field with `ge=low, lt=high`)."""
+    if type(value) is not int or value < low or (high is not None and value >= high):
+        raise ContractError(f"{what}: {value!r:.40} is not an integer in "
+                            f"[{low}, {'∞' if high is None else high})")
+    return value
+
+
+def check_float(what: str, value: object, low: float) -> float:
+    """`value` as a float if a finite float or an int (strict float fields take both) not
+    below `low`, else ContractError."""
+    if type(value) is int:
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ContractError(f"{what}: an integer beyond a float's range") from None
+    if type(value) is not float or value - value != 0.0 or value < low:
+        raise ContractError(f"{what}: {value!r:.40} is not a finite number >= {low}")
+    return value
+
+
+ID = TextRule(64, r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NAME = TextRule(64, r"[a-z][a-z0-9_]*")
+POINT_ID = TextRule(160, ID.pattern)
+HASH = TextRule(16, r"[0-9a-f]{16}")
+SHA256 = TextRule(64, r"[0-9a-f]{64}")
+SHORT = TextRule(64)
+TEXT_VALUE = TextRule(200)
+"""A sample's string value."""
+NS_END = 2**63
+"""Every `Ns` and `Seq` is below it."""
+
+Id = Annotated[str, StringConstraints(pattern=ID.anchored, max_length=ID.max_length)]
 """Site, gateway, device and room ids (the config's `Id`); safe as a topic level."""
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
-PointId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                                           max_length=160)]
+Name = Annotated[str, StringConstraints(pattern=NAME.anchored, max_length=NAME.max_length)]
+PointId = Annotated[str, StringConstraints(pattern=POINT_ID.anchored,
+                                           max_length=POINT_ID.max_length)]
 """`device.point` or `device.point.flag`."""
 REQUEST_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
 """What `RequestId` accepts, for code that reads an id from a payload that broke the contract
 (to answer it): one answer made with any other id would fail its own validation."""
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
                                              max_length=64)]
-Ns = Annotated[int, Field(ge=0, lt=2**63)]
+Ns = Annotated[int, Field(ge=0, lt=NS_END)]
 """ns since the epoch, UTC."""
-Seq = Annotated[int, Field(ge=0, lt=2**63)]
-Hash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Seq = Annotated[int, Field(ge=0, lt=NS_END)]
+Hash = Annotated[str, StringConstraints(pattern=HASH.anchored)]
+Sha256 = Annotated[str, StringConstraints(pattern=SHA256.anchored)]
 Text = Annotated[str, StringConstraints(max_length=200)]
 LongText = Annotated[str, StringConstraints(max_length=1000)]
-Short = Annotated[str, StringConstraints(max_length=64)]
+Short = Annotated[str, StringConstraints(max_length=SHORT.max_length)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-Value = FiniteFloat | int | bool | Annotated[str, StringConstraints(max_length=200)] | None
+Value = FiniteFloat | int | bool | Annotated[
+    str, StringConstraints(max_length=TEXT_VALUE.max_length)] | None
 """A sample value on the wire: finite float, integer, boolean, short string or null."""
 AlarmRule = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 AlarmSubject = Annotated[str, StringConstraints(min_length=1, max_length=200)]

@@ -3,7 +3,9 @@ gateway and the ingest (defined in the modules beside this one, re-exported here
 
 This module is the single source of truth (DESIGN principle 3): the gateway encodes with it, the
 central ingest service decodes with it, and docs/mqtt-contract.md shows an example of every
-message that the tests parse with it.
+message that the tests parse with it. What a running gateway publishes about itself — state,
+point catalog, telemetry — it writes without building the models' validators
+(gateway.contract.outbound, gateway.contract.telemetry_encoder), byte for byte their encoding.
 
 Topics: `<root>/<site>/<gateway>/<channel>`; the root is configurable (default `roomwarden`,
 one or more segments), site and gateway are config ids (`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most
@@ -119,11 +121,20 @@ from gateway.contract.incidents import (
 )
 
 # --- end issue 12 ---
+from gateway.contract.outbound import (
+    CatalogReport,
+    DeliveryTerms,
+    OutboundMessage,
+    OutboxFigures,
+    PointTags,
+    StateReport,
+)
 from gateway.contract.telemetry import (
     DeliveryAck,
     DeliveryInfo,
     PointCatalog,
     PointMeta,
+    PointTagged,
     SampleRow,
     StreamId,
     TelemetryBatch,
@@ -170,6 +181,7 @@ __all__ = [
     "AlarmRule",
     "AlarmState",
     "AlarmSubject",
+    "CatalogReport",
     "Channel",
     "ChannelSpec",
     "Command",
@@ -180,6 +192,7 @@ __all__ = [
     "ContractError",
     "DeliveryAck",
     "DeliveryInfo",
+    "DeliveryTerms",
     "EventKind",
     "FiniteFloat",
     "GatewayState",
@@ -193,10 +206,14 @@ __all__ = [
     "MessageKind",
     "Name",
     "Ns",
+    "OutboundMessage",
+    "OutboxFigures",
     "OutboxStatus",
     "PointCatalog",
     "PointId",
     "PointMeta",
+    "PointTagged",
+    "PointTags",
     "Quality",
     "RequestId",
     "RequestState",
@@ -209,6 +226,7 @@ __all__ = [
     "Shelve",
     "Short",
     "Signature",
+    "StateReport",
     "StatusCode",
     "StreamId",
     "Suppress",

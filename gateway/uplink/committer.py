@@ -40,8 +40,8 @@ import time
 from collections.abc import Callable
 
 from gateway.clock import Clock
-from gateway.contract.telemetry import EncodedRows
-from gateway.contract.wire import Channel, MessageKind, OutboxStatus
+from gateway.contract.telemetry_encoder import EncodedRows
+from gateway.contract.wire import Channel, MessageKind, OutboxFigures
 from gateway.field.sample import Sample
 from gateway.uplink.hold import TelemetryHold
 from gateway.uplink.items import Item, ItemWriter, telemetry_items
@@ -96,7 +96,7 @@ class Committer:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deliver: Callable[[Window], None] | None = None
-        self.status: OutboxStatus = OutboxStatus(depth=0, bytes=0, budget=outbox.budget_bytes)
+        self.status = OutboxFigures(depth=0, bytes=0, budget=outbox.budget_bytes)
         self.dropped: dict[MessageKind, int] = dict.fromkeys(MessageKind, 0)
         self.last_error: str | None = None
         self.faults = Faults(self.interval)

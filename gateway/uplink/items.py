@@ -1,7 +1,9 @@
 """Items for the outbox, and how the committer's writer thread encodes and puts them.
 
 An `Item` is what the event loop hands the committer: a poll cycle's telemetry, a contract
-message (alarm event, state snapshot, command result) or a whole incident record (`Record`:
+message (alarm event, alarm snapshot, command result), the gateway's state or point catalog
+(which encode themselves without a model: gateway.contract.outbound) or a whole incident
+record (`Record`:
 its chunks are put together, so they enter the outbox in one commit — the budget never finds
 part of a record). `ItemWriter` turns one
 into outbox messages on the writer thread: the sequence numbers (`seq`, `dseq`) are taken just
@@ -9,11 +11,12 @@ before the put (reserved in blocks: gateway.uplink.outbox_numbers). Telemetry is
 (in memory until acknowledged: gateway.uplink.outbox_held); the rest is committed.
 
 Telemetry is encoded once, on the event loop as the poll's samples arrive (`telemetry_items`:
-`TelemetryEncoder.prepare`, gateway.contract.telemetry — the rows' JSON, the model's exact
-bytes without a model per batch, while the samples are still in the CPU's cache), and the
-writer only adds the envelope with the numbers (`TelemetryEncoder.payload`). What the encoder
-leaves (a text value, a bad point id) travels as the samples and is built on the writer through
-`TelemetryBatch`, which names the offending samples: they are rejected, the rest is sent.
+`TelemetryEncoder.prepare`, gateway.contract.telemetry_encoder — the rows' JSON, the model's
+exact bytes without the model, while the samples are still in the CPU's cache), and the writer
+only adds the envelope with the numbers (`TelemetryEncoder.payload`). What the encoder leaves
+(what breaks the contract: a bad point id, a string over 200 characters) travels as the samples
+and is built on the writer through `TelemetryBatch`, which names the offending samples: they
+are rejected, the rest is sent.
 """
 
 from __future__ import annotations
@@ -21,18 +24,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.contract.telemetry import EncodedRows, TelemetryEncoder
+from gateway.contract.telemetry_encoder import EncodedRows, TelemetryEncoder
 from gateway.contract.wire import (
     CHANNELS,
     MAX_BATCH_ROWS,
     AlarmEventMessage,
+    CatalogReport,
     Channel,
     ConfigStatus,
     ContractError,
-    GatewayState,
     IncidentChunk,
     Message,
     MessageKind,
+    OutboundMessage,
+    StateReport,
     TelemetryBatch,
     channel_of,
     encode,
@@ -57,7 +62,7 @@ class Record:
 @dataclass(frozen=True, slots=True)
 class Item:
     kind: MessageKind
-    payload: list[Sample] | EncodedRows | Message | Record
+    payload: list[Sample] | EncodedRows | Message | OutboundMessage | Record
     produced: int
 
 
@@ -110,8 +115,9 @@ class ItemWriter:
             return
         self._store_message(item, item.payload)
 
-    def _store_message(self, item: Item, msg: Message) -> None:
-        channel = channel_of(msg)
+    def _store_message(self, item: Item, msg: Message | OutboundMessage) -> None:
+        channel = msg.channel if isinstance(msg, StateReport | CatalogReport) \
+            else channel_of(msg)
         dseq = None
         if isinstance(msg, AlarmEventMessage):
             if self.numbered:
@@ -130,7 +136,8 @@ class ItemWriter:
                 self.outbox.set_mark(*incident_mark(msg.id, msg.sha256))
         # --- end issue 12 ---
         try:
-            payload = encode(msg)
+            payload = msg.encode() if isinstance(msg, StateReport | CatalogReport) \
+                else encode(msg)
         except ContractError as exc:
             self._on_reject(f"{channel.value}: {exc}")
             return
@@ -140,7 +147,7 @@ class ItemWriter:
         final = isinstance(msg, ConfigStatus) and msg.state in FINAL_CONFIG_STATES
         # the gateway's own state is a status report the next one replaces: never committed
         # (gateway.uplink.outbox_volatile); alarm snapshots and command results are
-        volatile = isinstance(msg, GatewayState) and msg.status == "online"
+        volatile = isinstance(msg, StateReport) and msg.status == "online"
         self.outbox.put(item.kind, self.topics[channel], payload, qos=1, retain=retained,
                         replace=retained, created_ns=item.produced, dseq=dseq, final=final,
                         volatile=volatile)

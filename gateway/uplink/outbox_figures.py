@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.contract.wire import MessageKind, OutboxStatus
+from gateway.contract.wire import MessageKind, OutboxFigures
 from gateway.uplink import outbox_table as table
 from gateway.uplink.outbox_acks import Deferred
 from gateway.uplink.outbox_held import Held
@@ -94,8 +94,8 @@ class Figures:
         with self._lock:
             return {k: self._counters.get(f"dropped.{k.value}", 0) for k in MessageKind}
 
-    def status(self) -> OutboxStatus:
-        return OutboxStatus(depth=self.depth(), bytes=self.stored_bytes(),
+    def status(self) -> OutboxFigures:
+        return OutboxFigures(depth=self.depth(), bytes=self.stored_bytes(),
                             budget=self.budget_bytes, oldest_age_s=self.oldest_age())
 
     def disk_bytes(self) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gateway.clock import Clock
-from gateway.contract.wire import PointMeta
+from gateway.contract.wire import PointTagged
 from gateway.uplink.delivery import DeliveryTracker
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
 from gateway.uplink.outbox import Outbox
@@ -25,7 +25,7 @@ def outbox_of(settings: UplinkSettings, state_dir: Path, clock: Clock) -> Outbox
 
 
 def filter_of(settings: UplinkSettings, clock: Clock,
-              points: Mapping[str, PointMeta]) -> ExceptionFilter:
+              points: Mapping[str, PointTagged]) -> ExceptionFilter:
     """Report by exception, with the deadbands by quantity and by point; a point's quantity
     looked up in `points` (the catalog's own: no copy of it) the first time it is seen."""
     exc = settings.exception

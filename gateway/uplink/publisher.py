@@ -48,17 +48,16 @@ from pathlib import Path
 from gateway.alarms.events import AlarmEvent, AlarmView
 from gateway.clock import Clock
 from gateway.contract.wire import (
+    CatalogReport,
     Channel,
     CommandResult,
     ConfigStatus,
     ContractError,
-    DeliveryInfo,
-    GatewayState,
+    DeliveryTerms,
     MessageKind,
-    PointCatalog,
-    PointMeta,
+    PointTagged,
+    StateReport,
     Topic,
-    encode,
 )
 from gateway.field.sample import Sample
 from gateway.mqtt_client import SHORT_CONNECTION, STABLE_AFTER, Backoff
@@ -86,12 +85,13 @@ CLOSE_TIMEOUT = 3.0
 
 class Uplink:
     def __init__(self, settings: UplinkSettings, site: str, gateway_id: str, state_dir: Path,
-                 clock: Clock, catalog_points: Mapping[str, PointMeta], *,
+                 clock: Clock, catalog_points: Mapping[str, PointTagged], *,
                  devices: Callable[[], tuple[int, int]] | None = None,
                  on_config_set: Callable[[bytes], None] | None = None,
                  inbox: CommandInbox | None = None) -> None:
-        """`catalog_points`: point id → PointMeta (device, room, quantity, unit) of every point
-        the gateway reports: the PointCatalog, and the quantities the deadbands need.
+        """`catalog_points`: point id → its tags (device, room, quantity, unit: a `PointTags`
+        or a `PointMeta`) of every point the gateway reports: the PointCatalog, and the
+        quantities the deadbands need.
         `devices`: (devices online, devices total) for GatewayState, called on the loop.
         `inbox`: checks and carries out what arrives on `cmd` (default: one that refuses every
         alarm command and answers `request_state`). `on_config_set`: the raw payload of every
@@ -104,8 +104,8 @@ class Uplink:
         self._topics = {ch: str(Topic(site, gateway_id, ch, settings.root)) for ch in Channel}
         self.outbox = outbox_of(settings, state_dir, clock)
         self._stream = self.outbox.stream
-        catalog = PointCatalog.build(site=site, gateway=gateway_id, produced=clock.now_ns(),
-                                     points=dict(catalog_points))  # (the filter reads it too)
+        catalog = CatalogReport.build(site=site, gateway=gateway_id, produced=clock.now_ns(),
+                                      points=dict(catalog_points))  # (the filter reads it too)
         self.filter = filter_of(settings, clock, catalog.points)
         self.pacer = pacer_of(settings, clock)
         self.delivery = tracker_of(settings, clock)
@@ -189,18 +189,18 @@ class Uplink:
         self._rejected += 1
         log.warning("event=uplink_rejected reason=%r", why)
 
-    def _gateway_state(self) -> GatewayState | None:
+    def _gateway_state(self) -> StateReport | None:
         return self.state.state()
 
-    def _queue_births(self, state: GatewayState | None) -> None:
+    def _queue_births(self, state: StateReport | None) -> None:
         """State (if any), catalog and active-alarm snapshot, committed at once."""
         for item in self.state.births(state):
             self._send_item(item)
 
-    def _delivery_info(self) -> DeliveryInfo:
+    def _delivery_info(self) -> DeliveryTerms:
         if self.settings.delivery == "puback":
-            return DeliveryInfo(mode="puback")
-        return DeliveryInfo(mode="ingest", stream=self._stream, floor=self.committer.floor)
+            return DeliveryTerms(mode="puback")
+        return DeliveryTerms(mode="ingest", stream=self._stream, floor=self.committer.floor)
 
     # ------------------------------------------------------------------ inbound (loop)
 
@@ -326,7 +326,7 @@ class Uplink:
         if s.delivery == "ingest":
             inbound.append(self._topics[Channel.ACK])
         session = Session(options, loop,
-                          will=(self._topics[Channel.STATE], encode(self.state.offline())),
+                          will=(self._topics[Channel.STATE], self.state.offline().encode()),
                           subscriptions=inbound,
                           handlers=Handlers(self._on_puback, self._on_inbound),
                           resubscribe=Backoff(s.reconnect_min, s.reconnect_max))
@@ -384,7 +384,7 @@ class Uplink:
         self.state_requests.close()
         session = self._session
         if session is not None:
-            await session.goodbye(self._topics[Channel.STATE], encode(self.state.offline()),
+            await session.goodbye(self._topics[Channel.STATE], self.state.offline().encode(),
                                   CLOSE_TIMEOUT)
         task = self._run_task
         if task is not None and task is not asyncio.current_task() and not task.done():

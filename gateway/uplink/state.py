@@ -15,6 +15,7 @@ When the state is queued again (no timer shorter than a real deadline):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -26,12 +27,12 @@ from gateway.contract.wire import (
     MAX_ACTIVE_ALARMS,
     ActiveAlarm,
     ActiveAlarmsSnapshot,
+    CatalogReport,
     ContractError,
-    DeliveryInfo,
-    GatewayState,
+    DeliveryTerms,
     MessageKind,
-    OutboxStatus,
-    PointCatalog,
+    OutboxFigures,
+    StateReport,
 )
 from gateway.uplink.items import Item
 from gateway.uplink.records import active_alarm
@@ -62,10 +63,10 @@ def most_important(alarms: Sequence[ActiveAlarm], limit: int) -> tuple[list[Acti
 
 
 class StatePublisher:
-    def __init__(self, site: str, gateway: str, clock: Clock, catalog: PointCatalog, *,
+    def __init__(self, site: str, gateway: str, clock: Clock, catalog: CatalogReport, *,
                  interval: float, send: Callable[[Item], None],
-                 outbox: Callable[[], tuple[OutboxStatus, dict[MessageKind, int]]],
-                 delivery: Callable[[], DeliveryInfo],
+                 outbox: Callable[[], tuple[OutboxFigures, dict[MessageKind, int]]],
+                 delivery: Callable[[], DeliveryTerms],
                  devices: Callable[[], tuple[int, int]] | None = None,
                  on_reject: Callable[[str], None]) -> None:
         """`send` queues an item for the outbox (urgently); `outbox` gives its latest status
@@ -189,40 +190,40 @@ class StatePublisher:
     def _key(self) -> tuple[object, ...]:
         return (self._devices_now, self._config_identity)
 
-    def state(self) -> GatewayState | None:
-        """The `online` GatewayState now (None if it cannot be built: logged)."""
+    def state(self) -> StateReport | None:
+        """The `online` GatewayState now (None if the contract refuses it: logged)."""
         self._poll_devices()
         version, digest = self._config_identity or (None, None)
         online, total = self._devices_now or (None, None)
         status, dropped = self._outbox()
+        state = StateReport(site=self.site, gateway=self.gateway, status="online",
+                            ts=self.clock.now_ns(), software=__version__,
+                            config_version=version, config_hash=digest,
+                            catalog=self.catalog.catalog, boot=self.boot_ns, outbox=status,
+                            dropped=dict(dropped), devices_online=online,
+                            devices_total=total, delivery=self._delivery())
         try:
-            state = GatewayState(site=self.site, gateway=self.gateway, status="online",
-                                 ts=self.clock.now_ns(), software=__version__,
-                                 config_version=version, config_hash=digest,
-                                 catalog=self.catalog.catalog, boot=self.boot_ns,
-                                 outbox=status, dropped=dict(dropped),
-                                 devices_online=online, devices_total=total,
-                                 delivery=self._delivery())
-        except ValueError as exc:
+            state.wire()  # checked here, as the model was (encoded by the writer)
+        except ContractError as exc:
             self._on_reject(f"state: {exc}")
             return None
         self._published = self._key()
         return state
 
-    def offline(self) -> GatewayState:
+    def offline(self) -> StateReport:
         """The last will and the clean goodbye."""
-        return GatewayState(site=self.site, gateway=self.gateway, status="offline",
-                            ts=self.clock.now_ns())
+        return StateReport(site=self.site, gateway=self.gateway, status="offline",
+                           ts=self.clock.now_ns())
 
     def queue_state(self) -> None:
         state = self.state()
         if state is not None:
             self._send(Item(MessageKind.STATE, state, state.ts))
 
-    def births(self, state: GatewayState | None) -> list[Item]:
+    def births(self, state: StateReport | None) -> list[Item]:
         """State (if any), catalog (produced now) and the active-alarm snapshot."""
         now = self.clock.now_ns()
-        catalog = self.catalog.model_copy(update={"produced": now})
+        catalog = dataclasses.replace(self.catalog, produced=now)
         items = [Item(MessageKind.STATE, catalog, now)]
         if state is not None:
             items.insert(0, Item(MessageKind.STATE, state, state.ts))

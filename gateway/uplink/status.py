@@ -8,7 +8,7 @@ import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from gateway.contract.wire import Channel, MessageKind, OutboxStatus
+from gateway.contract.wire import Channel, MessageKind, OutboxFigures
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                                       300.0)
@@ -20,7 +20,7 @@ class UplinkStatus:
     """For the panel, /metrics and the health view."""
 
     connected: bool
-    outbox: OutboxStatus
+    outbox: OutboxFigures
     dropped: dict[MessageKind, int]
     """Dropped by the outbox to stay within its disk budget, per kind, since install."""
     published: int

@@ -1,7 +1,7 @@
-"""The point catalog shares one `PointMeta` among a device's points with the same quantity and
+"""The point catalog shares one `PointTags` among a device's points with the same quantity and
 unit (issue 15: a model instance per point was 0.4 KiB each for as long as a gateway runs):
 it must be, point by point, the catalog of one `PointMeta` per point — the same values, the
-same fields set, the same content hash — for every shipped site."""
+same content hash, the same bytes on the wire — for every shipped site."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config.loader import LoadedConfig, load_gateway_config
-from gateway.contract.wire import PointMeta, catalog_hash
+from gateway.contract.wire import CatalogReport, PointCatalog, PointMeta, catalog_hash, encode
 from gateway.field.bus_loop import ONLINE_POINT
 from gateway.field.catalog import catalog_points
 from gateway.field.points import bind_points
@@ -41,9 +41,15 @@ def test_the_catalog_is_one_meta_per_point_shared(site: Path) -> None:
     shared, reference = catalog_points(loaded), one_per_point(loaded)
     assert list(shared) == list(reference)
     for point, meta in reference.items():
-        assert shared[point] == meta, point
-        assert shared[point].model_fields_set == meta.model_fields_set, point
+        tags = shared[point]
+        assert (tags.device, tags.room, tags.quantity, tags.unit) == (
+            meta.device, meta.room, meta.quantity, meta.unit), point
     assert catalog_hash(shared) == catalog_hash(reference)
+    ident = loaded.config.gateway
+    assert CatalogReport.build(site=ident.site, gateway=ident.id, produced=10**18,
+                               points=shared).encode() == encode(
+        PointCatalog.build(site=ident.site, gateway=ident.id, produced=10**18,
+                           points=reference))
     assert any(p.flags for d in loaded.config.devices
                for p in bind_points(d, loaded.profile_of(d))), "a site with flags"
     assert len({id(m) for m in shared.values()}) < len(shared), "nothing was shared"

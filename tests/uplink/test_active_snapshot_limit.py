@@ -31,14 +31,14 @@ LIMIT = c.MAX_ACTIVE_ALARMS
 
 
 def publisher(clock: ManualClock, sent: list[Item], rejected: list[str]) -> StatePublisher:
-    catalog = c.PointCatalog.build(site=SITE, gateway=GATEWAY, produced=0, points={})
+    catalog = c.CatalogReport.build(site=SITE, gateway=GATEWAY, produced=0, points={})
 
-    def no_delivery() -> c.DeliveryInfo:
+    def no_delivery() -> c.DeliveryTerms:
         raise AssertionError("not asked for the snapshot")
 
     return StatePublisher(
         SITE, GATEWAY, clock, catalog, interval=60.0, send=sent.append,
-        outbox=lambda: (c.OutboxStatus(depth=0, bytes=0, budget=0), {}),
+        outbox=lambda: (c.OutboxFigures(depth=0, bytes=0, budget=0), {}),
         delivery=no_delivery, on_reject=rejected.append)
 
 

@@ -1,5 +1,6 @@
 """TelemetryEncoder: the committer's fast path gives exactly the bytes of the model's encoding,
-takes every batch of plain numbers, booleans and nulls, and never accepts what the model
+takes every batch of plain numbers, booleans, strings and nulls the contract takes (no
+`TelemetryBatch` validator built for one, issue 15), and never accepts what the model
 refuses."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.contract import wire as c
-from gateway.contract.telemetry import TelemetryEncoder
+from gateway.contract.telemetry_encoder import TelemetryEncoder
 from gateway.field.sample import Quality, Sample
 from tests.uplink.strategies import ids
 
@@ -20,9 +21,10 @@ any_points = good_points | st.text(max_size=12) | st.just("x" * 161)
 plain_values = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0.1, 1e16, 1e-7, -0.0, 21.37, 5e-324, 1.7976931348623157e308]))
-any_values = plain_values | st.integers() | st.text(max_size=5) | st.text(min_size=201,
-                                                                          max_size=202)
+    st.sampled_from([0.1, 1e16, 1e-7, -0.0, 21.37, 5e-324, 1.7976931348623157e308]),
+    st.text(max_size=12), st.sampled_from(["", "é\u2028\"\\\x00\x7f😀", "x" * 200]))
+any_values = plain_values | st.integers() | st.text(min_size=201, max_size=202) | st.text(
+    st.characters(exclude_categories=()), max_size=4)  # lone surrogates too
 any_ts = st.integers(0, 2**62) | st.integers(-5, 2**64)
 catalogs = st.none() | st.from_regex(r"[0-9a-f]{16}", fullmatch=True)
 numbers = st.tuples(st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1)) | st.tuples(
@@ -85,7 +87,10 @@ def test_what_the_fast_path_leaves_to_the_model() -> None:
     encoder = TelemetryEncoder(site="s1", gateway="g1", catalog=None)
     ok = Sample("d.t", 21.5, 10, Quality.GOOD)
     assert encoder.rows([ok], 20) == (10, [("d.t", 21.5, 0, "good")])
-    assert encoder.rows([ok, Sample("d.mode", "online", 11, Quality.GOOD)], 20) is None  # text
+    assert encoder.rows([ok, Sample("d.mode", "online", 11, Quality.GOOD)], 20) == (
+        10, [("d.t", 21.5, 0, "good"), ("d.mode", "online", 1, "good")])  # text: fast too
+    assert encoder.rows([ok, Sample("d.mode", "x" * 201, 11, Quality.GOOD)], 20) is None
+    assert encoder.rows([Sample("d.mode", "\ud800", 11, Quality.GOOD)], 20) is None
     assert encoder.rows([Sample("d.x", 2**64, 10, Quality.GOOD)], 20) is None  # > 64 bits
     assert encoder.rows([Sample("bad id", 1, 10, Quality.GOOD)], 20) is None
     assert encoder.rows([Sample("d.t", 1, -1, Quality.GOOD)], 20) is None
@@ -98,6 +103,14 @@ def test_what_the_fast_path_leaves_to_the_model() -> None:
 
 
 _LIMIT = 2**63
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
 
 
 def _reference_rows(encoder: TelemetryEncoder, samples: list[Sample], produced: int
@@ -122,6 +135,9 @@ def _reference_rows(encoder: TelemetryEncoder, samples: list[Sample], produced: 
                 value = None
         elif kind is int:
             if not -_LIMIT <= value < _LIMIT:  # type: ignore[operator]
+                return None
+        elif kind is str and isinstance(value, str):
+            if len(value) > 200 or not _utf8(value):
                 return None
         elif value is not None and kind is not bool:
             return None
