@@ -29,7 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.config.loader import ConfigError, ConfigErrors, LoadedConfig
+from gateway.config.errors import ConfigError, ConfigErrors
+from gateway.config.loaded import LoadedConfig
 
 try:  # the C unpickler `pickle.loads` is, without pickle.py's pure-Python classes (issue 15)
     from _pickle import loads as unpickle
