@@ -10,9 +10,10 @@ libraries: 0.5 MiB held by every running gateway that never prints a help text (
 `control_options` is the `--socket` option of every command that talks to the running gateway
 (`run` among them: it lives here so that `run`'s parser needs no other command's module).
 
-`run_command` runs a command so that one whose stdout is closed under it (`roomwarden plan … |
-head`) ends quietly with 141, as a command killed by SIGPIPE would, instead of a
-BrokenPipeError traceback (Python ignores SIGPIPE and raises it at the next write).
+`roomwarden run` reads its command line without this module (gateway.run_cli: argparse and the
+gettext it brings are 0.3 MiB of Python objects a running gateway would hold for good, issue
+15); it is built for `run --help`, for a `run` command line that reader does not take as it
+is, and for every other command.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,42 +62,3 @@ def control_options(parser: argparse.ArgumentParser) -> None:
     `--control` still works)."""
     parser.add_argument("--socket", "--control", dest="control", type=Path, default=None,
                         metavar="PATH", help=SOCKET_HELP)
-
-
-EXIT_STDOUT_CLOSED = 141
-"""128 + SIGPIPE: what a shell reports for a command that wrote into a closed pipe."""
-
-
-def run_command(command: Callable[[], int]) -> int:
-    """`command()`'s exit status, or EXIT_STDOUT_CLOSED when it wrote into a closed stdout."""
-    try:
-        code = command()
-        sys.stdout.flush()  # what is still buffered fails here, not in the interpreter's exit
-    except BrokenPipeError:
-        if not silence_closed_streams():
-            raise  # a socket's, with stdout still there: a real error
-        return EXIT_STDOUT_CLOSED
-    return code
-
-
-def silence_closed_streams() -> bool:
-    """stdout and stderr, where the reader of their pipe has gone, pointed at /dev/null (so
-    that no later write, nor the interpreter's flush at exit, fails again); True if stdout
-    was one of them."""
-    import select
-
-    closed = []
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            fd = stream.fileno()
-            poll = select.poll()
-            poll.register(fd, select.POLLOUT)
-            events = dict(poll.poll(0)).get(fd, 0)
-        except (AttributeError, OSError, ValueError):  # replaced (tests) or closed
-            continue
-        if events & select.POLLERR:  # Linux: the pipe's read end is closed
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, fd)
-            os.close(devnull)
-            closed.append(stream)
-    return sys.stdout in closed

@@ -3,34 +3,35 @@
 # Its parser and the commands of no feature package (check, schema, drill, passwd, demo); the
 # others register their own: gateway.run_cli (run), gateway.field.cli (plan),
 # gateway.control_cli (status, config apply), gateway.sim.cli (simulate, simctl),
-# gateway.flashing.cli, gateway.operator.cli, gateway.recorder.cli. `run` parses with a parser
-# of its own command alone, so a running gateway never imports the others' modules (issue 15).
+# gateway.flashing.cli, gateway.operator.cli, gateway.recorder.cli. `run` reads its command
+# line without argparse (gateway.run_cli.parse_run), or else with a parser of its own command
+# alone, so a running gateway never imports the others' modules nor argparse (issue 15).
 # (The docstring is `roomwarden --help`'s description.)
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from gateway import __version__
-from gateway.argparser import Parser, control_options, run_command
-from gateway.config.duration_parse import duration_arg
-from gateway.config.report import load_or_report
-from gateway.run_cli import add_run_parser
+from gateway.closed_pipe import run_command
+from gateway.run_cli import parse_run
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # argparse is imported where a parser is built: never by `run` (issue 15)
+    import argparse
+
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Every command; one whose stdout is closed under it (`roomwarden plan … | head`) ends
-    quietly with 141, no traceback (gateway.argparser.run_command)."""
+    quietly with 141, no traceback (gateway.closed_pipe.run_command)."""
     return run_command(lambda: _main(argv))
 
 
@@ -53,11 +54,15 @@ def _main(argv: Sequence[str] | None) -> int:
     return result
 
 
-def parse_arguments(argv: list[str]) -> argparse.Namespace | None:
+def parse_arguments(argv: list[str]) -> argparse.Namespace | SimpleNamespace | None:
     """The command line's values, or None (the help printed) if it names no command. `run …`
-    is parsed by the `run` command's parser alone, so a running gateway never imports the
-    other commands' modules (~0.14 MiB, issue 15); what that parser does not know, every
-    command's parser reports, as before. No parser is kept while a command runs."""
+    is read without argparse if it can be (gateway.run_cli.parse_run: argparse and gettext
+    stay out of a running gateway, 0.3 MiB), else parsed by the `run` command's parser
+    alone, so a running gateway never imports the other commands' modules (~0.14 MiB, issue
+    15); what that parser does not know, every command's parser reports, as before. No parser
+    is kept while a command runs."""
+    if argv[:1] == ["run"] and (run := parse_run(argv[1:])) is not None:
+        return run
     parser = build_parser(run_only=argv[:1] == ["run"])
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -71,6 +76,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace | None:
 
 def build_parser(*, run_only: bool = False) -> argparse.ArgumentParser:
     """Every command's parser; with `run_only`, the `run` command's alone."""
+    from gateway.argparser import Parser
+    from gateway.run_cli import add_run_parser
+
     parser: argparse.ArgumentParser = Parser(prog="roomwarden", description=__doc__)
     parser.add_argument("--version", action="version", version=f"roomwarden {__version__}")
     sub = parser.add_subparsers(title="commands")
@@ -84,12 +92,15 @@ def build_parser(*, run_only: bool = False) -> argparse.ArgumentParser:
 
 def _add_commands(sub: SubParsers) -> None:
     # the other commands' modules: imported for their parsers here, never by `run`
+    from gateway.argparser import control_options
+    from gateway.config.duration_parse import duration_arg
     from gateway.control_cli import add_apply_parser, add_status_parser
     from gateway.drills.live_cli import add_options as add_live_drill_options  # issue 12
     from gateway.field.cli import add_plan_parser
     from gateway.flashing.cli import add_parsers as add_flashing_parsers
     from gateway.operator.cli import add_parsers as add_operator_parsers  # issue 9
     from gateway.recorder.cli import add_parsers as add_incident_parsers  # issue 12
+    from gateway.run_cli import add_run_parser
     from gateway.sim.cli import add_parsers as add_simulator_parsers
 
     check = sub.add_parser("check", help="validate gateway configs and device profiles")
@@ -146,6 +157,8 @@ def _add_commands(sub: SubParsers) -> None:
 
 def _describe(parser: argparse.ArgumentParser) -> None:
     """Issue 14: every subcommand's own --help opens with the line its parent lists it by."""
+    import argparse
+
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help for a in action._choices_actions}
@@ -329,6 +342,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import asyncio
     import signal
     from types import FrameType
+
+    from gateway.config.report import load_or_report
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -25,7 +25,7 @@ from gateway.actions.release import CoilReleases
 from gateway.alarmlog import AlarmLogLines
 from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.clock import Clock, SystemClock
-from gateway.config.loader import LoadedConfig
+from gateway.config.loaded import LoadedConfig
 from gateway.evaluator import Evaluator
 from gateway.fanout import SampleFanOut
 from gateway.field.bus_loop import BusLoop
@@ -33,14 +33,13 @@ from gateway.field.buses import build_bus_loops
 from gateway.field.catalog import catalog_points
 from gateway.field.latest import LatestSamples
 from gateway.field.sample import Sample
-from gateway.flashing.trial import TrialHold
 from gateway.handoff import AlarmHandOn
 from gateway.operator.commands import OperatorCommands
 from gateway.operator.inbox import CLOCK_SKEW_S, CommandInbox
 from gateway.operator.replay import ReplayMemory
 from gateway.panel.describe import Describer
 from gateway.panel_backend import PanelBackend
-from gateway.reconfigure import Reconfiguring
+from gateway.reconfigurable import Reconfiguring
 from gateway.recorder.hook import Recording  # issue 12
 from gateway.rules.warm import RateMemory  # issue 11
 from gateway.safety import SafetyCore
@@ -49,6 +48,7 @@ from gateway.service.watchdog import configure_stall_limits
 from gateway.stopping import leave_outputs_safe
 
 if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): h11, paho
+    from gateway.flashing.trial import TrialHold  # (at the first apply's trial)
     from gateway.panel.server import PanelServer
     from gateway.uplink.publisher import Uplink
 
@@ -73,7 +73,7 @@ def default_state_dir() -> Path:
 
 class Gateway(PanelBackend, Reconfiguring):
     """The running gateway: wiring, the data path, life cycle, config trials (reconfiguring:
-    gateway.reconfigure; the panel's side: gateway.panel_backend)."""
+    gateway.reconfigurable, gateway.reconfigure; the panel's side: gateway.panel_backend)."""
 
     def __init__(self, loaded: LoadedConfig, *, state_dir: Path | None = None,
                  clock: Clock | None = None, rules_dir: Path | None = None,
@@ -339,6 +339,8 @@ class Gateway(PanelBackend, Reconfiguring):
 
     def begin_trial(self) -> TrialHold:
         """From now until `end_trial`, the running config's own trouble alarms are held."""
+        from gateway.flashing.trial import TrialHold
+
         self.trial = TrialHold(self.clock)
         return self.trial
 

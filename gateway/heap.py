@@ -21,11 +21,17 @@ that grew a gateway's heap by 0.8 MiB in its first 11 minutes, and on for tens o
 (docs/performance.md, "Flat after warm-up: the C heap"): asyncio's 256 KiB read buffer (every
 read of a Modbus TCP reply of a few hundred bytes, 20 a second, allocates one and shrinks it
 to what arrived) and the telemetry messages' blocks (58-64 KB, about 10 a second: the
-encoder's, SQLite's, the MQTT packet's)."""
+encoder's, SQLite's, the MQTT packet's).
+
+glibc also reads both settings from the environment at start (`MALLOC_MMAP_THRESHOLD_`,
+`MALLOC_TRIM_THRESHOLD_`: the same thresholds, fixed as `mallopt` fixes them), and
+systemd/roomwarden.service sets them: `map_large_blocks` then has nothing to do and `ctypes`
+(0.35 MiB with its library and libffi, issue 15) is not imported until a trim needs it. A
+gateway started by hand without them still gets them through `mallopt`."""
 
 from __future__ import annotations
 
-import ctypes
+import os
 import time
 from asyncio import selector_events
 
@@ -40,6 +46,9 @@ TRIM_FROM = 2 * 1024 * 1024
 reached in `roomwarden run` at 2,000 points: it no longer adjusts once the above is set)."""
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 """mallopt's parameters (glibc's malloc.h)."""
+ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": _M_MMAP_THRESHOLD,
+               "MALLOC_TRIM_THRESHOLD_": _M_TRIM_THRESHOLD}
+"""The variables glibc reads the same settings from when the process starts."""
 
 READ_SIZE = 4096
 """Bytes a read of `roomwarden run`'s sockets asks for: sixteen of the largest Modbus TCP reply
@@ -49,6 +58,8 @@ READ_SIZE = 4096
 def trim() -> float:
     """Return the free pages of the C heap to the kernel; milliseconds taken (0 if the C library
     cannot)."""
+    import ctypes  # (at the first trim, after a config apply)
+
     try:
         malloc_trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
@@ -75,10 +86,19 @@ def map_large_blocks(threshold: int = MAPPED_FROM, trim_from: int = TRIM_FROM) -
 
     glibc's own threshold starts at 128 KiB and follows the largest mapped block freed (see
     the module docstring); set, it stays. The trim threshold is set with it (glibc stops
-    adjusting both): `trim_from`, what it had reached by itself."""
+    adjusting both): `trim_from`, what it had reached by itself. A setting the environment
+    gives (ENVIRONMENT: the unit's) glibc took at start, and it stands: only the others are
+    set here, with ctypes."""
+    wanted = {_M_MMAP_THRESHOLD: threshold, _M_TRIM_THRESHOLD: trim_from}
+    for variable, parameter in ENVIRONMENT.items():
+        if os.environ.get(variable):
+            del wanted[parameter]
+    if not wanted:
+        return True
+    import ctypes
+
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD,
-                                                                        trim_from))
+    return all([bool(mallopt(parameter, value)) for parameter, value in wanted.items()])

@@ -29,7 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.config.loader import ConfigError, ConfigErrors, LoadedConfig
+from gateway.config.errors import ConfigError, ConfigErrors
+from gateway.config.loaded import LoadedConfig
 
 try:  # the C unpickler `pickle.loads` is, without pickle.py's pure-Python classes (issue 15)
     from _pickle import loads as unpickle
@@ -46,11 +47,17 @@ MAX_ANSWER = 64 * 2**20
 """Bytes of answer read at most (a 2,000-point site's is 45 KB)."""
 
 
+NOT_FOR_THE_CHECK = frozenset({"PYTHONOPTIMIZE", "MALLOC_MMAP_THRESHOLD_",
+                               "MALLOC_TRIM_THRESHOLD_"})
+"""What the unit gives the gateway and not its config check (`child_environment`)."""
+
+
 def child_environment() -> dict[str, str]:
-    """The check's environment: the gateway's, less `PYTHONOPTIMIZE`. The unit runs the gateway
-    with docstrings and asserts stripped (systemd/roomwarden.service: 2 MiB less RSS); the
-    check runs the config's validators exactly as `roomwarden check` does."""
-    return {key: value for key, value in os.environ.items() if key != "PYTHONOPTIMIZE"}
+    """The check's environment: the gateway's, less NOT_FOR_THE_CHECK. The unit runs the
+    gateway with docstrings and asserts stripped (systemd/roomwarden.service: 2 MiB less RSS)
+    and glibc's thresholds fixed for a long run (gateway.heap); the check runs the config's
+    validators exactly as `roomwarden check` does, on glibc's own heap settings."""
+    return {key: value for key, value in os.environ.items() if key not in NOT_FOR_THE_CHECK}
 
 
 def check_apart(path: Path, *, base_dir: Path | None = None, name: str | None = None,

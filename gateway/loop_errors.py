@@ -9,11 +9,16 @@ The connection is handled as before (pymodbus drops it; the link reconnects and 
 poll fails with a comm error); only the log is bounded, by the project's `RateLimitFilter` on
 the `asyncio` logger, keyed by the message's first line (the rest names the protocol and
 transport objects, different every time).
+
+And the gateway's own background tasks, whose exceptions nobody awaits either: `log_failure`
+logs one when its task ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 from gateway.ops.connections import RateLimitFilter
 
@@ -34,3 +39,11 @@ def install() -> RateLimitFilter:
     limiter = RateLimitFilter(kind=kind_of)
     logger.addFilter(limiter)
     return limiter
+
+
+def log_failure(task: asyncio.Task[Any]) -> None:
+    """A done callback: a background task's exception is logged when it ends (asyncio's
+    'never retrieved' comes at garbage collection, if ever)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logging.getLogger("roomwarden.service").error(
+            "event=task_failed task=%s error=%r", task.get_name(), exc, exc_info=exc)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from gateway.actions.driver import OutputDriver
 from gateway.alarms.events import AlarmCommandError
 from gateway.clock import Clock
-from gateway.config.loader import LoadedConfig
+from gateway.config.loaded import LoadedConfig
 from gateway.contract.wire import AlarmRef
 from gateway.field.bus_loop import BusLoop
 from gateway.field.latest import LatestSamples

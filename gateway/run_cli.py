@@ -1,23 +1,38 @@
 """The `roomwarden run` command: its parser and the gateway it runs (gateway.cli registers it
-among the others; `roomwarden run …` parses with this command's parser alone, issue 15)."""
+among the others; `roomwarden run …` parses with this command's parser alone, issue 15).
+
+`parse_run` reads a `run` command line without argparse: argparse, with the gettext it brings,
+stays in a running gateway for good once imported (0.3 MiB of Python objects, issue 15). It
+takes only what it knows exactly — the options below, spelled out, each value what their
+argparse types accept — and returns None for anything else (`--help`, an abbreviated option,
+a bad value, `--`), which the argparse parser then reads (or refuses) as before.
+`add_run_parser` is that parser; tests/cli/test_run_args.py checks the two agree.
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from gateway.argparser import control_options, silence_closed_streams
-from gateway.config.duration_parse import duration_arg
-from gateway.config.report import CONFIG_HELP
+from gateway.closed_pipe import silence_closed_streams
+from gateway.config.duration_parse import duration_value
 
 if TYPE_CHECKING:
+    import argparse
+
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+    Args = argparse.Namespace | SimpleNamespace
 
 
 def add_run_parser(sub: SubParsers) -> None:
+    from gateway.argparser import control_options
+    from gateway.config.duration_parse import duration_arg
+    from gateway.config.report import CONFIG_HELP
+
     run = sub.add_parser("run", help="run the gateway")
     run.add_argument("config", type=Path, help=CONFIG_HELP)
     run.add_argument("--print", dest="print_every", type=duration_arg, metavar="DURATION",
@@ -34,7 +49,54 @@ def add_run_parser(sub: SubParsers) -> None:
     run.set_defaults(func=cmd_run)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+RUN_OPTIONS: dict[str, tuple[str, Callable[[str], object] | None]] = {
+    "--print": ("print_every", duration_value),
+    "--duration": ("duration", duration_value),
+    "--state-dir": ("state_dir", Path),
+    "--socket": ("control", Path),
+    "--control": ("control", Path),
+    "--panel-port": ("panel_port", int),
+    "-v": ("verbose", None),
+    "--verbose": ("verbose", None),
+}
+"""`run`'s options as `parse_run` reads them: option → (its value's name, its type; None for
+a switch). Their defaults are None (a switch: False), as in `add_run_parser`."""
+
+
+def parse_run(argv: list[str]) -> SimpleNamespace | None:
+    """The values of `run`'s command line (what follows `run`), as the parser of
+    `add_run_parser` gives them; None for a command line this does not take as it is."""
+    values: dict[str, object] = {dest: None if kind is not None else False
+                                 for dest, kind in RUN_OPTIONS.values()}
+    config: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if not word.startswith("-"):
+            config.append(word)
+            continue
+        name, equals, given = word.partition("=")
+        known = RUN_OPTIONS.get(name)
+        if known is None:
+            return None  # unknown or abbreviated, `-`, `--`, `-vv`: argparse's to read
+        dest, kind = known
+        if kind is None:  # a switch
+            if equals:
+                return None  # `--verbose=…`, which argparse refuses
+            values[dest] = True
+            continue
+        text = given if equals else next(words, None)
+        if text is None or (not equals and text.startswith("-")):
+            return None  # missing, or a value argparse may take for an option
+        try:
+            values[dest] = kind(text)
+        except ValueError:
+            return None  # argparse says why
+    if len(config) != 1:
+        return None
+    return SimpleNamespace(config=Path(config[0]), **values, func=cmd_run)
+
+
+def cmd_run(args: Args) -> int:
     import asyncio
 
     from gateway.daemon import default_state_dir

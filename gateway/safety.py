@@ -59,7 +59,7 @@ from gateway.alarms.lifecycle import AlarmKey
 from gateway.alarms.manager import AlarmManager
 from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
-from gateway.config.loader import LoadedConfig
+from gateway.config.loaded import LoadedConfig
 from gateway.field.sample import Sample
 from gateway.rules.config import ParameterOverrides, default_rules_dir, load_rule_packs
 from gateway.rules.engine import RuleEngine

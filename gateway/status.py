@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.actions.driver import OutputDriver
 from gateway.actions.planner import OutputPlanner
-from gateway.config.loader import LoadedConfig
+from gateway.config.loaded import LoadedConfig
 from gateway.field.bus_loop import BusLoop
 from gateway.field.latest import LatestSamples
 from gateway.field.points import BoundPoint

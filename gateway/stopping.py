@@ -15,7 +15,7 @@ from collections.abc import Callable
 from gateway.actions.driver import OutputDriver
 from gateway.alarms.events import AlarmEvent
 from gateway.clock import Clock
-from gateway.config.loader import LoadedConfig
+from gateway.config.loaded import LoadedConfig
 from gateway.safety import SafetyCore
 
 log = logging.getLogger("roomwarden.daemon")

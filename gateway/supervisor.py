@@ -19,23 +19,28 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.config.loader import ConfigErrors, LoadedConfig
+from gateway.config.errors import ConfigErrors
+from gateway.config.loaded import LoadedConfig
 from gateway.contract.wire import ConfigStatus
 from gateway.control import ControlServer, default_socket_path
 from gateway.daemon import Gateway
-from gateway.drills.live_control import LiveDrills  # issue 12: live drills
-from gateway.flashing.apply import ConfigApplier, log_failure
+from gateway.flashing.keep import ConfigKeeper
 from gateway.flashing.store import BootChoice, ConfigStore, StoreError
 from gateway.flashing.store_files import kept_profiles
 from gateway.heap import READ_SIZE, map_large_blocks, socket_read_size
 from gateway.isolated_check import check_apart
 from gateway.loop_errors import install as install_loop_errors
+from gateway.loop_errors import log_failure
 from gateway.ops.connections import RateLimitFilter
 from gateway.recorder.remote import answer as answer_incidents  # issue 12
 from gateway.service.notify import Notifier
 from gateway.service.watchdog import feed_watchdog
+
+if TYPE_CHECKING:  # made at the first apply, and at the first drill request (issue 15)
+    from gateway.drills.live_control import LiveDrills
+    from gateway.flashing.apply import ConfigApplier
 
 log = logging.getLogger("roomwarden.service")
 
@@ -153,10 +158,10 @@ class Service:
                                panel_port=panel_port, config_version=self.boot.meta.version,
                                config_sha256=self.boot.meta.sha256)
         self.gateway.boot_problems = self.boot.problems
-        self.applier = ConfigApplier(self.gateway, self.store, base_dir=factory_path.parent,
-                                     factory_path=factory_path, publish=self._publish_status)
-        self.gateway.on_config_set = self.applier.submit_envelope
-        self.drills = LiveDrills(self.gateway)  # issue 12: live drills
+        self.keeper = ConfigKeeper(self.gateway, self.store, factory_path=factory_path)
+        self._applier: ConfigApplier | None = None
+        self.gateway.on_config_set = lambda raw: self.applier.submit_envelope(raw)
+        self._drills: LiveDrills | None = None  # issue 12: live drills
         self.loop_errors: RateLimitFilter | None = None
         """asyncio's log of unawaited exceptions, rate-limited (gateway.loop_errors), once
         running."""
@@ -166,12 +171,37 @@ class Service:
                 text, author=author, source="local", progress=progress),
             apply_envelope=lambda raw, progress: self.applier.apply_envelope(
                 raw, source="local", progress=progress),
-            reload=self.applier.reload,
+            reload=lambda: self.applier.reload(),
             incidents=lambda request, send: answer_incidents(  # issue 12
                 self.gateway.recording.store, request, send),
-            drills=self.drills.answer)  # issue 12: live drills
+            drills=lambda request: self.drills.answer(request))  # issue 12: live drills
         self.notifier = notifier or Notifier.from_env()
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def applier(self) -> ConfigApplier:
+        """The config applier, made at the first apply, reload or `config/set` (issue 15: a
+        gateway at rest holds none of its modules — the pipeline, envelopes, the health check;
+        0.15 MiB). They are imported there, on the event loop, in about 2 ms, before the apply
+        does anything (its check in a child, a new safety core built: far longer); the state
+        it needs from the start is the keeper's (gateway.flashing.keep)."""
+        if self._applier is None:
+            from gateway.flashing.apply import ConfigApplier
+
+            self._applier = ConfigApplier(self.keeper, base_dir=self.factory_path.parent,
+                                          publish=self._publish_status)
+        return self._applier
+
+    @property
+    def drills(self) -> LiveDrills:
+        """Issue 12: live drills, made at the first drill request (their module imported there,
+        on the event loop, in under a millisecond: a drill starts at the evaluator's next
+        round; issue 15)."""
+        if self._drills is None:
+            from gateway.drills.live_control import LiveDrills
+
+            self._drills = LiveDrills(self.gateway)
+        return self._drills
 
     def _publish_status(self, status: ConfigStatus) -> None:
         uplink = self.gateway.uplink
@@ -271,9 +301,9 @@ class Service:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 10.0)  # a site whose rules never run: not 10 wake-ups a s
         if self.boot.meta.source == "factory":
-            await self.applier.keep_booted(self.boot.text, self.boot.meta.sha256)
+            await self.keeper.keep_booted(self.boot.text, self.boot.meta.sha256)
         else:
-            await self.applier.keep_booted_profiles(self.boot.meta.sha256)
+            await self.keeper.keep_booted_profiles(self.boot.meta.sha256)
 
     async def _report_recovery(self) -> None:
         await self.gateway.started.wait()

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from gateway.config.loader import load_gateway_config
-from gateway.heap import READ_SIZE, socket_read_size
+from gateway.heap import ENVIRONMENT, MAPPED_FROM, READ_SIZE, TRIM_FROM, socket_read_size
 from gateway.sim.site import SimulatedSite
 from gateway.supervisor import Service
 from tests.service.test_watchdog import until, write_site
+from tests.service.unitfile import unit_environment
 
 MAPPED = """
 import ctypes
@@ -53,6 +55,56 @@ def test_a_large_block_is_mapped_rather_than_grow_the_heap() -> None:
 
     assert run(False) == ["0", "True"]  # not mapped; the heap grew
     assert run(True) == ["1", "False"]
+
+
+HELD = """
+import sys
+from gateway.heap import map_large_blocks
+print(map_large_blocks(), "ctypes" in sys.modules)
+import ctypes
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
+                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+blocks = [libc.malloc(30 * 1024) for _ in range(50)]  # 1.5 MiB at the heap's top, freed
+grown = libc.mallinfo2().arena
+for block in reversed(blocks):
+    libc.free(block)
+print(libc.mallinfo2().arena >= grown)  # kept: trimmed past 2 MiB free only
+big = bytearray(4 << 20)  # mapped; freed, it raises glibc's own threshold to its size
+del big
+before = libc.mallinfo2()
+block = bytearray(before.fordblks + (1 << 20))  # more than the heap has free
+after = libc.mallinfo2()
+print(after.hblks - before.hblks, after.arena > before.arena)
+"""
+
+
+def test_the_unit_gives_glibc_both_settings_and_ctypes_stays_out() -> None:
+    """systemd/roomwarden.service sets glibc's thresholds in the environment (issue 15): glibc
+    takes them at start and `map_large_blocks` has nothing to do (no ctypes imported, 0.35
+    MiB); the heap then behaves as after `map_large_blocks` in a gateway started by hand —
+    1.5 MiB freed at the heap's top kept, a block larger than the heap's free space mapped
+    after a 4 MiB one was freed —, and as glibc's defaults do not without either."""
+    unit = unit_environment()
+    assert (unit["MALLOC_MMAP_THRESHOLD_"], unit["MALLOC_TRIM_THRESHOLD_"]) == (
+        str(MAPPED_FROM), str(TRIM_FROM))
+    bare = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+
+    def run(env: dict[str, str], code: str = HELD) -> list[str]:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, timeout=60, env=env).stdout.split()
+
+    assert run({**bare, **{k: unit[k] for k in ENVIRONMENT}}) == ["True", "False", "True", "1",
+                                                                  "False"]
+    assert run(bare) == ["True", "True", "True", "1", "False"]  # set with ctypes
+    assert run(bare, HELD.replace("print(map_large_blocks(), ", "print(True, ")) == [
+        "True", "False", "False", "0", "True"]  # glibc's own: trimmed, and the heap grown
 
 
 class MallInfo2(ctypes.Structure):

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from gateway.clock import Clock
-from gateway.config.loader import LoadedConfig
+from gateway.config.loaded import LoadedConfig
 from gateway.config.profile import ModbusProfile, RegisterType
 from gateway.config.site import Output
 from gateway.field.bus_loop import BusLoop

@@ -42,7 +42,7 @@ from collections.abc import Callable
 
 from gateway.actions.driver import OutputState, backoff_delay
 from gateway.actions.orphans import MAX_PENDING, Coil, Driven, Orphan, decode, encode
-from gateway.config.loader import LoadedConfig
+from gateway.config.loaded import LoadedConfig
 from gateway.config.profile import ModbusProfile, RegisterType
 from gateway.config.site import ModbusRtuBus, ModbusTcpBus
 from gateway.field.bus_loop import BusLoop

@@ -55,16 +55,21 @@ DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|min|m|h)\s*$"
 """What an editor's JSON schema accepts as a duration string (the parser's own grammar)."""
 
 
-def duration_arg(text: str) -> float:
-    """An argparse `type=` for command-line durations: the same units as the config files
-    (`--duration 3s`, `--print 500ms`, `--duration 2m`; a bare number is seconds)."""
-    import argparse
-
+def duration_value(text: str) -> float:
+    """A command-line duration: the same units as the config files (`--duration 3s`, `--print
+    500ms`, `--duration 2m`; a bare number is seconds); ValueError with the reason."""
     try:
         value: object = float(text)
     except ValueError:
         value = text
+    return parse_duration(value)
+
+
+def duration_arg(text: str) -> float:
+    """`duration_value` as an argparse `type=` (its error is argparse's)."""
     try:
-        return parse_duration(value)
+        return duration_value(text)
     except ValueError as exc:
+        import argparse
+
         raise argparse.ArgumentTypeError(str(exc)) from None

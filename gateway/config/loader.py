@@ -3,17 +3,19 @@
 Every error names the file, the line, the YAML path and the reason; loading collects all the
 errors of a file (and of the profiles it uses) rather than stopping at the first. The pieces
 live apart and are re-exported here for the gateway's callers: gateway.config.yamlfile (YAML
-with lines, ConfigError, validate: no schema, so the central ingest uses it alone),
-gateway.config.profiles (profile files and the search path), gateway.config.crosscheck.
+with lines, validate: no schema, so the central ingest uses it alone), gateway.config.errors
+(ConfigError), gateway.config.loaded (LoadedConfig: what a running gateway imports, without
+this module), gateway.config.profiles (profile files and the search path),
+gateway.config.crosscheck.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gateway.config.crosscheck import cross_check
+from gateway.config.errors import ConfigError, ConfigErrors, PathPart, YamlPath, format_path
+from gateway.config.loaded import LoadedConfig
 from gateway.config.profile import ModbusProfile, SerialTextProfile
 from gateway.config.profiles import (
     PROFILE_LIMITS,
@@ -25,46 +27,14 @@ from gateway.config.profiles import (
     profile_not_found,
     profile_search_path,
 )
-from gateway.config.site import Device, GatewayConfig
-from gateway.config.yamlfile import (
-    ConfigError,
-    ConfigErrors,
-    LineMap,
-    PathPart,
-    YamlPath,
-    format_path,
-    parse_yaml,
-    pydantic_errors,
-    read_yaml,
-    validate,
-)
-
-if TYPE_CHECKING:
-    from gateway.rules.model import RulePack
+from gateway.config.site import GatewayConfig
+from gateway.config.yamlfile import LineMap, parse_yaml, pydantic_errors, read_yaml, validate
 
 __all__ = ["PROFILE_LIMITS", "ConfigError", "ConfigErrors", "LineMap", "LoadedConfig", "PathPart",
            "YamlPath", "cross_check", "default_profiles_dir", "find_profile", "format_path",
            "load_gateway_config", "load_profile", "parse_yaml", "profile_files",
            "profile_not_found", "profile_search_path", "pydantic_errors", "read_yaml",
            "validate"]
-
-
-@dataclass(frozen=True)
-class LoadedConfig:
-    """A validated gateway config with the profiles its devices use."""
-
-    path: Path
-    config: GatewayConfig
-    profiles: dict[str, ModbusProfile | SerialTextProfile]
-    packs: dict[str, RulePack] | None = None
-    """The rule packs its `rules:` section was checked against (`load_checked_config`), which
-    the safety core runs; None if loaded without them (`load_gateway_config`)."""
-    profile_texts: dict[str, str] = field(default_factory=dict)
-    """Profile id → the text it was loaded from: kept with a last-known-good config, so a
-    profile file broken later cannot stop the gateway booting it (gateway.supervisor)."""
-
-    def profile_of(self, device: Device) -> ModbusProfile | SerialTextProfile:
-        return self.profiles[device.profile]
 
 
 def load_gateway_config(path: Path, *, base_dir: Path | None = None,

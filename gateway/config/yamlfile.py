@@ -1,59 +1,30 @@
 """One YAML file into a validated model, with errors a technician can act on.
 
 The generic half of config loading, shared by the gateway's site configs and profiles, rule
-packs and the central ingest's settings: `ConfigError` (file, line, YAML path, reason),
-reading a YAML file within the limits of gateway.config.yamlsafe while recording each path's
-line, and pydantic's errors turned into ConfigErrors. It imports no schema, so the ingest can
-use it without loading the gateway's site config (tests/test_layering.py).
+packs and the central ingest's settings: `ConfigError` (file, line, YAML path, reason:
+gateway.config.errors), reading a YAML file within the limits of gateway.config.yamlsafe
+(and of gateway.config.bounded) while recording each path's line, and pydantic's errors
+turned into ConfigErrors. It imports no schema, so the ingest can use it without loading the
+gateway's site config (tests/test_layering.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from gateway.config.bounded import FileTooLarge, NotARegularFile, read_bounded
+from gateway.config.errors import ConfigError, ConfigErrors, PathPart, YamlPath, format_path
 from gateway.config.yamllimits import DEFAULT_LIMITS, YamlLimits
 
-PathPart = str | int
-YamlPath = tuple[PathPart, ...]
+__all__ = ["ConfigError", "ConfigErrors", "FileTooLarge", "LineMap", "NotARegularFile",
+           "PathPart", "YamlPath", "format_path", "parse_yaml", "pydantic_errors",
+           "read_bounded", "read_text", "read_yaml", "syntax_reason", "validate"]
 
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class ConfigError:
-    file: str
-    path: YamlPath
-    reason: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {format_path(self.path) or '(top)'}: {self.reason}"
-
-
-class ConfigErrors(Exception):
-    """One or more problems in config files; `errors` lists each with file, path and reason."""
-
-    def __init__(self, errors: Iterable[ConfigError]) -> None:
-        self.errors = list(errors)
-        super().__init__("\n".join(str(e) for e in self.errors))
-
-
-def format_path(path: YamlPath) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part.startswith("["):  # issue 14: `roomwarden check` names items by id
-            text += part
-        else:
-            text += f".{part}" if text else part
-    return text
 
 
 # --- YAML with line numbers --------------------------------------------------------------
@@ -94,57 +65,6 @@ def read_text(path: Path, name: str, limits: YamlLimits = DEFAULT_LIMITS) -> str
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigErrors([ConfigError(name, (), f"not UTF-8 text: {exc.reason}")]) from exc
-
-
-class FileTooLarge(ValueError):
-    """A config file past its size limit."""
-
-
-class NotARegularFile(ValueError):
-    """A config path that is a FIFO, a device, a socket or a directory."""
-
-
-def read_bounded(path: Path, max_bytes: int) -> bytes:
-    """The bytes of a regular file of at most `max_bytes`, read without waiting on anything:
-    a FIFO, a device (`/dev/zero`) or a socket is refused before a byte is read (opened
-    non-blocking, judged by `fstat`), so is a file `fstat` says is larger ("file is N bytes;
-    the limit is M"), and at most `max_bytes` + 1 bytes are read whatever the file claims or
-    grows to ("file is larger than the limit of M bytes": it grew, or its size is not known
-    beforehand, as in /proc). OSError as the system gives it (missing, a symlink loop …)."""
-    import os
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb", buffering=0) as file:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe" if
-                    stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or
-                    stat.S_ISBLK(mode) else "not a regular file")
-            raise NotARegularFile(f"is {kind}, not a regular file")
-        size = os.fstat(fd).st_size
-        if size > max_bytes:
-            raise FileTooLarge(f"file is {size} bytes; the limit is {max_bytes}"
-                               f"{_in_units(max_bytes)}")
-        chunks, held = [], 0
-        while held <= max_bytes:
-            chunk = file.read(min(1 << 20, max_bytes + 1 - held))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            held += len(chunk)
-    if held > max_bytes:
-        raise FileTooLarge(f"file is larger than the limit of {max_bytes} bytes"
-                           f"{_in_units(max_bytes)}")
-    return b"".join(chunks)
-
-
-def _in_units(size: int) -> str:
-    """` (4 MiB)` for 4194304, ` (512 KiB)` for 524288; '' below a KiB."""
-    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            return f" ({size / scale:.4g} {unit})"
-    return ""
 
 
 def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,

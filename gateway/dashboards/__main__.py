@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.argparser import run_command
+from gateway.closed_pipe import run_command
 from gateway.dashboards.definition import DASHBOARDS
 from gateway.dashboards.model import render
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.clock import Clock
-from gateway.config.loader import LoadedConfig
+from gateway.config.loaded import LoadedConfig
 from gateway.config.profile import ModbusProfile, SerialTextProfile
 from gateway.config.site import ModbusRtuBus, ModbusTcpBus, SerialTextBus
 from gateway.field.bus_loop import BusLoop

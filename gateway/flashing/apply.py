@@ -33,23 +33,25 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.alarms.events import CONFIG_RULE, EventKind
-from gateway.config.loader import ConfigErrors, LoadedConfig
+from gateway.config.bounded import read_bounded
+from gateway.config.errors import ConfigErrors
+from gateway.config.loaded import LoadedConfig
 from gateway.config.site import FlashingSettings
-from gateway.config.yamlfile import read_bounded
 from gateway.config.yamllimits import DEFAULT_LIMITS
 from gateway.contract.wire import ConfigSet, ConfigStatus
 from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
 from gateway.flashing.health_check import HealthReport, check_health, offline_devices
-from gateway.flashing.keep import KeepRunning
+from gateway.flashing.keep import ConfigKeeper
 from gateway.flashing.keys import parse_public_key_line
 from gateway.flashing.rejections import RejectionLog, peek
 from gateway.flashing.seen import MAX_VERSION
-from gateway.flashing.store import ConfigMeta, ConfigStore, StoreError, storage_problem
+from gateway.flashing.store import ConfigMeta, StoreError, storage_problem
 from gateway.flashing.trial_terms import Source, refusal_of, trial_needs
 from gateway.isolated_check import check_apart
+from gateway.loop_errors import log_failure
 from gateway.offloop import off_loop
 
 if TYPE_CHECKING:
@@ -82,29 +84,24 @@ def settings_of(loaded: LoadedConfig) -> FlashingSettings:
     return loaded.config.flashing or FlashingSettings()
 
 
-class ConfigApplier(KeepRunning):
-    """Every store write runs in a worker thread (gateway.offloop), under `_lock`, so a slow
-    disk's fsyncs never stop the bus loops and the rules (keeping the running config:
-    gateway.flashing.keep)."""
+class ConfigApplier:
+    """Every store write runs in a worker thread (gateway.offloop), under the keeper's lock, so
+    a slow disk's fsyncs never stop the bus loops and the rules (keeping the running config,
+    from the start: gateway.flashing.keep, whose state this shares)."""
 
-    def __init__(self, gateway: Gateway, store: ConfigStore, *, base_dir: Path,
-                 factory_path: Path | None = None,
+    def __init__(self, keeper: ConfigKeeper, *, base_dir: Path,
                  publish: Progress | None = None) -> None:
-        self.gateway = gateway
-        self.store = store
+        self.keeper = keeper
+        self.gateway: Gateway = keeper.gateway
+        self.store = keeper.store
         self.base_dir = base_dir
         """Where a staged config's relative paths (profiles_dir) resolve: the installed
         config's directory."""
-        self.factory_path = factory_path
-        self.factory_sha256 = _file_sha256(factory_path) if factory_path else None
+        self.factory_path = keeper.factory_path
         self.publish = publish
-        self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[ConfigStatus]] = set()
         self.rejections = RejectionLog()
         """Refusals, counted; their log lines rate-limited (a flood of bad `config/set`)."""
-        self.highest = 0
-        """The highest version accepted (ConfigStatus.highest_accepted), kept current."""
-        self._note_highest()
 
     # --- entry points -------------------------------------------------------------------
 
@@ -162,12 +159,12 @@ class ConfigApplier(KeepRunning):
             log.error("event=reload_failed path=%s error=%s", self.factory_path, exc)
             return None
         digest = hashlib.sha256(data).hexdigest()
-        if digest == self.factory_sha256:
+        if digest == self.keeper.factory_sha256:
             log.info("event=reload_unchanged path=%s sha256=%s", self.factory_path, digest[:12])
             return None
         status = await self.apply_text(text, author=f"file {self.factory_path}",
                                        source="reload")
-        self.factory_sha256 = digest  # a failed file is not retried until it changes again
+        self.keeper.factory_sha256 = digest  # a failed file is not retried until it changes
         # what `systemctl reload` did, for whoever edited the file (the audit saw none)
         log.log(logging.INFO if status.state == "applied" else logging.ERROR,
                 "event=reload_%s path=%s sha256=%s code=%s error=%s", status.state,
@@ -178,19 +175,19 @@ class ConfigApplier(KeepRunning):
 
     async def _apply(self, candidate: Candidate, progress: Progress | None, *,
                      force: bool) -> ConfigStatus:
-        async with self._lock:  # one apply at a time; freshness and numbering inside the lock
+        async with self.keeper.lock:  # one apply at a time; freshness, numbering inside it
             c = candidate
             try:  # a full or read-only state directory: refused, nothing half-written left
                 if c.envelope is not None:
                     await off_loop(self.store.check_fresh, c.envelope)
                     await off_loop(self.store.remember, c.envelope)  # a later failure burns it
-                    self.highest = max(self.highest, c.version)
+                    self.keeper.highest = max(self.keeper.highest, c.version)
                     staged = await off_loop(self.store.stage, c.envelope,
                                             ConfigMeta.of_envelope(c.envelope))
                 else:
                     highest = max(self.gateway.config_version,
                                   await off_loop(self.store.highest_version))
-                    self.highest = max(self.highest, highest)
+                    self.keeper.highest = max(self.keeper.highest, highest)
                     if highest >= MAX_VERSION:  # refused before anything is written
                         raise EnvelopeRejected("version_exhausted", _exhausted(highest))
                     c = dataclasses.replace(c, version=highest + 1)
@@ -268,7 +265,7 @@ class ConfigApplier(KeepRunning):
         if report.ok:
             try:
                 await off_loop(self.store.commit)
-                self._note_highest()
+                self.keeper.note_highest()
             except (OSError, StoreError) as exc:
                 if not self._committed(c):  # (a commit that landed before it failed stands)
                     code, error = "commit_failed", ("could not record the config as "
@@ -276,7 +273,7 @@ class ConfigApplier(KeepRunning):
                     log.error("event=config_commit_failed id=%s version=%d error=%s", rid,
                               c.version, error)
             if code != "commit_failed":
-                await self._keep_profiles(c.sha256)
+                await self.keeper.keep_profiles(c.sha256)
                 log.info("event=config_applied id=%s version=%d health_check_s=%.2f %s", rid,
                          c.version, took, report.summary())
                 self._journal(rid, c, f"config v{c.version} applied ({c.source}, by "
@@ -320,13 +317,6 @@ class ConfigApplier(KeepRunning):
         except Exception:  # the journal never stops an apply or a rollback
             log.exception("event=config_event_failed id=%s", rid)
 
-    def _note_highest(self) -> None:
-        """Read the highest version accepted from the store (at start and after a commit)."""
-        try:
-            self.highest = max(self.highest, self.store.highest_version())
-        except (OSError, StoreError) as exc:  # the status then says what it knew before
-            log.error("event=config_highest_unreadable error=%s", storage_problem(exc))
-
     def _say(self, progress: Progress | None, state: str, request_id: str | None,
              candidate: Candidate | None = None, *, code: str | None = None,
              error: str | None = None, version: int | None = None) -> ConfigStatus:
@@ -339,7 +329,7 @@ class ConfigApplier(KeepRunning):
             "sha256": candidate.sha256 if candidate else None,
             "error": error[:4000] if error else None,
             "active_version": gw.config_version, "active_sha256": gw.config_sha256,
-            "highest_accepted": min(MAX_VERSION, max(self.highest, gw.config_version)),
+            "highest_accepted": min(MAX_VERSION, max(self.keeper.highest, gw.config_version)),
         })
         if progress is not None:
             progress(status)
@@ -351,13 +341,6 @@ class ConfigApplier(KeepRunning):
         return status
 
 
-def log_failure(task: asyncio.Task[Any]) -> None:
-    """A done callback: a background task's exception is logged when it ends (asyncio's
-    'never retrieved' comes at garbage collection, if ever)."""
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("event=task_failed task=%s error=%r", task.get_name(), exc, exc_info=exc)
-
-
 def _notes(report: HealthReport) -> str | None:
     return "; ".join(report.notes) if report.notes else None
 
@@ -367,10 +350,3 @@ def _exhausted(highest: int) -> str:
             "there is): this config cannot be numbered; apply it signed, as a forced "
             "downgrade (`roomwarden config apply FILE --key KEY --version N --force`, or "
             "`roomwarden flash … --version N --force`)")
-
-
-def _file_sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(read_bounded(path, DEFAULT_LIMITS.max_bytes)).hexdigest()
-    except (OSError, ValueError):
-        return None

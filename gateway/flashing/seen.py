@@ -18,13 +18,6 @@ from dataclasses import dataclass, field
 from typing import TypeGuard
 
 from gateway.contract.wire import ConfigSet
-from gateway.flashing.envelope import (
-    DOWNGRADE,
-    REPLAYED,
-    VERSION_JUMP,
-    EnvelopeRejected,
-    envelope_digest,
-)
 
 SEEN_DIGESTS = 1000
 """How many envelope digests `seen.json` keeps for replay detection (the version check
@@ -88,6 +81,16 @@ class Seen:
         active config's own version), `version_jump` if it is more than MAX_VERSION_STEP
         above it (allowed with `force`). A forced envelope is also checked against the forced
         ones remembered (see the module docstring)."""
+        # an envelope's module, imported with the envelope (the config store, which reads
+        # this file at every start, needs neither: issue 15)
+        from gateway.flashing.envelope import (
+            DOWNGRADE,
+            REPLAYED,
+            VERSION_JUMP,
+            EnvelopeRejected,
+            envelope_digest,
+        )
+
         digest = envelope_digest(envelope)
         if digest in self.digests or (envelope.force
                                       and any(d == digest for d, _ts in self.forced)):
@@ -123,6 +126,8 @@ class Seen:
     def remember(self, envelope: ConfigSet, *, accepted: bool) -> None:
         """Record an envelope as processed (its digest; if `accepted`, its version as the
         highest accepted)."""
+        from gateway.flashing.envelope import envelope_digest
+
         digest = envelope_digest(envelope)
         if digest not in self.digests:
             self.digests.append(digest)

@@ -45,7 +45,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.config.yamlfile import read_bounded
+from gateway.config.bounded import read_bounded
 from gateway.config.yamllimits import DEFAULT_LIMITS
 from gateway.contract.wire import ConfigSet
 from gateway.flashing.meta import (

@@ -67,7 +67,7 @@ from gateway.ops.config_health import config_trouble
 from gateway.ops.liveness_health import journal_trouble, loop_trouble, short
 from gateway.ops.source import MetricsSource
 from gateway.ops.uplink_health import uplink_trouble
-from gateway.rules.coverage import summary
+from gateway.rules.unconfigured import summary
 from gateway.strict import StrictModel
 
 EVALUATOR_STALL_AFTER = 10.0

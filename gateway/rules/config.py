@@ -27,15 +27,10 @@ import fnmatch
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.config.loader import (
-    ConfigError,
-    ConfigErrors,
-    LineMap,
-    LoadedConfig,
-    YamlPath,
-    read_yaml,
-)
+from gateway.config.errors import ConfigError, ConfigErrors, YamlPath
+from gateway.config.loaded import LoadedConfig
 from gateway.rules.model import Rule, RulePack, load_pack, parameter_kinds
 from gateway.rules.responses import response_ids
 from gateway.rules.section import (
@@ -43,6 +38,9 @@ from gateway.rules.section import (
     ParamValue,
     RulesSection,
 )
+
+if TYPE_CHECKING:
+    from gateway.config.yamlfile import LineMap
 
 
 def default_rules_dir() -> Path:
@@ -172,6 +170,9 @@ def _check_escalations(packs: Mapping[str, RulePack]) -> list[ConfigError]:
 
 
 def _config_lines(loaded: LoadedConfig) -> LineMap:
+    # the YAML reader, for a check's error lines (a running gateway loads no config: issue 15)
+    from gateway.config.yamlfile import LineMap, read_yaml
+
     try:
         return read_yaml(loaded.path)[1]
     except ConfigErrors:
@@ -310,6 +311,8 @@ def _explained(errors: list[ConfigError], path: Path,
     loaded only if an error is in an override's values (and left alone if they fail)."""
     if not any(e.path[:2] == ("rules", "parameters") and len(e.path) == 5 for e in errors):
         return errors
+    from gateway.config.yamlfile import read_yaml
+
     try:
         data = read_yaml(path)[0]
         section = _item(data, ("rules",))

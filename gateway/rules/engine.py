@@ -61,14 +61,13 @@ from collections.abc import Collection, Iterable, Mapping
 
 from gateway.alarms.types import Evaluation, evaluation
 from gateway.clock import Clock
-from gateway.config.loader import LoadedConfig
+from gateway.config.loaded import LoadedConfig
 from gateway.field.sample import Sample, Value
 from gateway.rules.binding import Binding, Shared, SubjectKind, bind, make_binding
 from gateway.rules.carry import carry_node, carry_point, held, hold
 from gateway.rules.compiler import PointInfo
 from gateway.rules.conditions import PointState
 from gateway.rules.config import ParameterOverrides
-from gateway.rules.coverage import Unconfigured, log_unconfigured, unconfigured
 from gateway.rules.faults import EVALUATION_FAILED_RULE, FAILED_BINDING_RETRY, BindingFaults
 from gateway.rules.intake import Intake, IntakePoint
 from gateway.rules.latest import ACTIVE, Latest
@@ -77,6 +76,7 @@ from gateway.rules.nodes import Node
 from gateway.rules.quiet import BANDS, quiet_band
 from gateway.rules.schedule import DUE, Schedule, Timed, survey
 from gateway.rules.sitepoints import SitePoints, subject_name
+from gateway.rules.unconfigured import Unconfigured, log_unconfigured, unconfigured
 
 EVERY_ROUND_TICK = 1.0
 """A binding this engine cannot schedule (a node kind gateway.rules.schedule does not know) is

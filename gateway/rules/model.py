@@ -18,7 +18,7 @@ structured YAML (never an evaluated string). Parameters are referenced as `$name
 
 The condition language (selection, signals, conditions) is gateway.rules.condition_model's,
 re-exported here. Errors name the file, the YAML path, the line and the reason
-(gateway.config.yamlfile.ConfigError).
+(gateway.config.errors.ConfigError).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from pydantic import (
 
 from gateway.alarms.types import Severity
 from gateway.config.duration import format_duration
+from gateway.config.errors import ConfigError, ConfigErrors, YamlPath
 from gateway.config.profile import Name, Strict
-from gateway.config.yamlfile import ConfigError, ConfigErrors, YamlPath, pydantic_errors, read_yaml
 from gateway.rules.condition_model import (
     CONDITION_KINDS,
     All,
@@ -357,7 +357,11 @@ def _kind_problems(rule: Rule) -> Iterator[tuple[YamlPath, str]]:
 
 
 def load_pack(path: Path) -> RulePack:
-    """Load and validate one pack file; raise ConfigErrors naming file, path, line, reason."""
+    """Load and validate one pack file; raise ConfigErrors naming file, path, line, reason.
+    (The YAML reader is imported here: a running gateway gets its packs checked and never
+    reads one itself, issue 15.)"""
+    from gateway.config.yamlfile import pydantic_errors, read_yaml
+
     name = str(path)
     data, lines = read_yaml(path)
     try:

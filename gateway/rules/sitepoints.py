@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from gateway.config.loader import LoadedConfig
+from gateway.config.loaded import LoadedConfig
 from gateway.config.profile import Flag, PointCommon
 from gateway.config.site import Device
 from gateway.field.bus_loop import ONLINE_POINT

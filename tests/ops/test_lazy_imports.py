@@ -14,20 +14,22 @@ import textwrap
 from pathlib import Path
 
 from tests.ops.conftest import SITE, Broker
+from tests.service.unitfile import unit_environment
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_fresh(code: str, tmp_path: Path) -> dict[str, object]:
+def run_fresh(code: str, tmp_path: Path, env: dict[str, str] | None = None
+              ) -> dict[str, object]:
     """Run `code` in a new interpreter (this checkout's code first on its path: a git
-    worktree's venv may be its main checkout's editable install); it prints one JSON object
-    as its last line."""
+    worktree's venv may be its main checkout's editable install; `env` added to this process's
+    environment); it prints one JSON object as its last line."""
     script = tmp_path / "probe.py"
     script.write_text(textwrap.dedent(code))
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     done = subprocess.run([sys.executable, str(script), str(SITE), str(tmp_path)], cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": path}, capture_output=True,
-                          text=True, timeout=120)
+                          env={**os.environ, **(env or {}), "PYTHONPATH": path},
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert isinstance(result, dict)
@@ -419,3 +421,96 @@ def test_trusted_keys_in_the_config_do_not_import_cryptography(tmp_path: Path) -
     """, tmp_path)
     assert found == {"keys": ["ops@example"], "after_start": False, "verified": True,
                      "key_id": True}
+
+
+AT_REST_LEAVES_OUT = [
+    "argparse", "gettext", "gateway.argparser",  # `run`'s command line is read without them
+    "ctypes", "_ctypes",  # glibc's heap settings come from the unit; a trim imports them
+    "gateway.config.report", "gateway.config.loader", "gateway.config.crosscheck",
+    "gateway.config.profiles", "gateway.config.yamlfile",  # loading and checking: the child's
+    "gateway.rules.coverage",  # `roomwarden check`'s; the engine's report is rules.unconfigured
+    "gateway.flashing.apply", "gateway.flashing.envelope", "gateway.flashing.health_check",
+    "gateway.flashing.rejections", "gateway.flashing.trial_terms",
+    "gateway.flashing.trial",  # the config applier's: imported at the first apply
+    "gateway.reconfigure",  # an apply's own work (gateway.reconfigurable imports it)
+    "gateway.drills.live_control", "gateway.drills.signed",  # at the first drill request
+]
+"""What a running gateway at rest held on 6 Dec 2026 and never used until a config apply, a
+live drill, or a command other than `run` (issue 15)."""
+
+
+def test_a_gateway_at_rest_holds_no_apply_drill_or_command_line_module(tmp_path: Path) -> None:
+    """A whole `roomwarden run` (its own entry point, glibc's settings in the environment as
+    the unit gives them) polling the simulator, at rest — booted, its rules evaluated, the
+    booted config and its profiles kept — holds none of AT_REST_LEAVES_OUT. Then, in the same
+    process, a live drill's status and a config apply (health-checked, committed) import what
+    they need and work."""
+    found = run_fresh("""
+        import glob, json, os, signal, socket, subprocess, sys, threading, time
+        from pathlib import Path
+
+        site, tmp = Path(sys.argv[1]), Path(sys.argv[2])
+        sim_config, state, control = tmp / "sim.yaml", tmp / "state", tmp / "control.sock"
+        simulator = subprocess.Popen([sys.executable, "-m", "gateway", "simulate", str(site),
+                                      "--write-config", str(sim_config)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(tmp / "notify.sock"))
+        os.environ["NOTIFY_SOCKET"] = str(tmp / "notify.sock")
+        told = []  # what the gateway tells systemd, read all along (a full queue blocks it)
+        threading.Thread(target=lambda: told.extend(iter(lambda: notify.recv(4096).decode(),
+                                                         None)), daemon=True).start()
+        seen = {}
+
+        def wait(check, what):
+            deadline = time.monotonic() + 60
+            while not check():
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"no {what} within 60 s")
+                time.sleep(0.05)
+
+        def at_rest():
+            try:
+                wait(lambda: any("READY=1" in m.splitlines() for m in told), "READY")
+                # the rules evaluated: the booted config and its profiles kept in the store
+                wait(lambda: glob.glob(str(state / "config" / "configs" / "v0-*" / "profiles")),
+                     "kept profiles")
+                seen["at_rest"] = [m for m in LEAVES_OUT if m in sys.modules]
+                from gateway.control import request
+                drill = list(request(control, {"op": "drill", "action": "status"}))[-1]
+                seen["drill"] = [drill["ok"], drill["drill"]]
+                text = sim_config.read_text().replace("poll_interval: 200ms",
+                                                      "poll_interval: 300ms", 1)
+                applied = list(request(control, {"op": "apply", "config": text,
+                                                 "author": "test"}))[-1]
+                seen["apply"] = [applied["ok"], applied["result"]["state"]]
+                seen["after"] = [m for m in LEAVES_OUT if m in sys.modules]
+            except BaseException as exc:
+                seen["error"] = repr(exc)
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        try:
+            wait(sim_config.exists, "simulator")
+            threading.Thread(target=at_rest, daemon=True).start()
+            import gateway.clocksync  # systemd-timesyncd's flag, as on a Raspberry Pi OS gateway
+            gateway.clocksync.TIMESYNCD_FLAG = site  # (else the kernel is asked, with ctypes)
+            from gateway.cli import main
+            seen["code"] = main(["run", str(sim_config), "--state-dir", str(state),
+                                 "--socket", str(control), "--panel-port", "0"])
+        finally:
+            simulator.terminate()
+            simulator.wait(10)
+        print(json.dumps(seen))
+    """.replace("LEAVES_OUT", repr(AT_REST_LEAVES_OUT)), tmp_path,
+        env={key: value for key, value in unit_environment().items()
+             if key.startswith("MALLOC_")})
+    assert "error" not in found, found
+    assert found["at_rest"] == []
+    assert found["drill"] == [True, None]
+    assert found["apply"] == [True, "applied"]
+    assert found["code"] == 0
+    after = found["after"]
+    assert isinstance(after, list) and "argparse" not in after
+    assert {"ctypes", "gateway.flashing.apply", "gateway.reconfigure",
+            "gateway.drills.live_control"} <= set(after)  # (the names are real)

@@ -137,9 +137,11 @@ async def test_install_time_compilation_leaves_the_first_start_nothing_to_compil
     assert cached(pycache, "daemon", ".opt-2") in before
     assert cached(pycache, "config/yamlsafe", "") in before
     await run_as_the_unit(tmp_path, pycache)
-    # what its first /metrics scrape and its first broker connection import while it runs
+    # what its first /metrics scrape, its first broker connection and its first apply's trim
+    # import while it runs
     late = ("from gateway.ops.metrics import make_registry; make_registry(object()); "
-            "import socket; socket.getaddrinfo('127.0.0.1', 1883)")
+            "import socket; socket.getaddrinfo('127.0.0.1', 1883); "
+            "from gateway.heap import trim; trim()")
     unit = as_the_unit_runs(dict(os.environ), pycache=pycache)
     done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", late], check=False,
                                    env=unit, capture_output=True, text=True)
@@ -167,7 +169,10 @@ def test_precompile_refuses_without_the_unit_s_byte_code_settings(tmp_path: Path
 
 def test_the_config_check_runs_unoptimized_whatever_the_gateway_runs_with(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYTHONOPTIMIZE", "2")
+    """(and on glibc's own heap settings: the unit's thresholds are the gateway's)"""
+    for key, value in unit_environment().items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("ROOMWARDEN_PROBE", "kept")
     env = child_environment()
-    assert "PYTHONOPTIMIZE" not in env and env["ROOMWARDEN_PROBE"] == "kept"
+    assert not {"PYTHONOPTIMIZE", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} & set(env)
+    assert env["ROOMWARDEN_PROBE"] == "kept" and env["MALLOC_ARENA_MAX"] == "1"

@@ -127,6 +127,7 @@ def test_the_gateway_unit_is_what_the_issue_asks() -> None:
     assert unit_environment() == {
         "PYTHONUNBUFFERED": "1", "PYTHONOPTIMIZE": "2", "PYTHONNODEBUGRANGES": "1",
         "PYTHONPYCACHEPREFIX": "/var/cache/roomwarden/pycache", "MALLOC_ARENA_MAX": "1",
+        "MALLOC_MMAP_THRESHOLD_": "40960", "MALLOC_TRIM_THRESHOLD_": "2097152",  # gateway.heap
         "PYTHONTZPATH": ("/usr/share/zoneinfo:/usr/lib/zoneinfo:/usr/share/lib/zoneinfo:"
                          "/etc/zoneinfo")}
     assert one["CacheDirectory"] == "roomwarden" and one["CacheDirectoryMode"] == "0750"
