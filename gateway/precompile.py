@@ -30,7 +30,8 @@ the two)."""
 CODECS = ("encodings.ascii", "encodings.unicode_escape")
 """Codecs looked up by name at run time (a device's text register, YAML's escapes)."""
 LATE_IMPORTS = ("gateway.ops.collector", "gateway.ops.process_metrics", "encodings.idna",
-                "ctypes")
+                "ctypes", "gateway.flashing.apply", "gateway.reconfigure",
+                "gateway.drills.live_control", "gateway.drills.signed")
 """What a running gateway imports at its first /metrics scrape, on the event loop (its
 collector, the text writer and the process metrics: no prometheus_client since issue 15, whose
 `http.server`, `email` … took 0.37 s to compile on the development machine), at its first
@@ -45,9 +46,11 @@ RUN_IMPORTS = ("gateway.cli", "gateway.supervisor", "gateway.panel.server",
 tests/service/test_unit_run.py keeps this list whole: a gateway started as the unit starts it
 compiles nothing after this ran, nor at its first scrape and broker connection."""
 CHECK_IMPORTS = ("gateway.isolated_check", "gateway.rules.config", "gateway.config.loader",
-                 "gateway.config.yamlsafe", "yaml", "pickle", *CODECS)
-"""What the config check's child imports (gateway.isolated_check), YAML's reader and the
-pickler of its answer included."""
+                 "gateway.config.yamlsafe", "yaml", "pickle", "pydantic._internal._dataclasses",
+                 "pydantic.dataclasses", *CODECS)
+"""What the config check's child imports (gateway.isolated_check), YAML's reader, pydantic's
+support for the config sections that are dataclasses (gateway.config.section) and the pickler
+of its answer included."""
 
 
 def main() -> int:
