@@ -67,7 +67,7 @@ def _local_user() -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from gateway.control import ControlError, request
-    from gateway.ops.status_report import StatusReport
+    from gateway.ops.status_report import read_status
     from gateway.ops.status_text import render_status
 
     try:
@@ -82,7 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(final["status"], indent=2, ensure_ascii=False))
         return 0
-    report = StatusReport.model_validate(final["status"])
+    report = read_status(final["status"])
     import shutil
 
     width = shutil.get_terminal_size((80, 24)).columns  # $COLUMNS, the terminal, else 80

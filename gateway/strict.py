@@ -1,7 +1,8 @@
 """The one strict pydantic base: unknown keys are errors and models are immutable. Every input
-the code parses (config files, wire messages, ingest settings, simulator commands) and every
-report it builds (health, status) derives from it; a family adds what it needs on top (the
-config models their docstrings as descriptions, the wire contract strict types and no NaN).
+the code parses (config files, wire messages, ingest settings, simulator commands) derives from
+it; a family adds what it needs on top (the config models their docstrings as descriptions, the
+wire contract strict types and no NaN). The health and status reports are plain dataclasses the
+gateway writes itself (issue 15); their reader checks them with `STRICT_DATA`.
 Config sections written as plain dataclasses (gateway.config.section) get the same `extra`
 from a dict of their own and are immutable by being frozen.
 
@@ -43,5 +44,11 @@ NO_PLUGINS.get_plugins = _no_plugins  # type: ignore[attr-defined]
 sys.modules.setdefault(PLUGIN_LOADER, NO_PLUGINS)
 
 
+STRICT_DATA = ConfigDict(extra="forbid", frozen=True)
+"""Unknown keys are errors, instances immutable: StrictModel's config, and that of the plain
+frozen dataclasses a reader validates with pydantic (`with_config(STRICT_DATA)`): the reports
+the gateway writes without a model (gateway.ops.health_report, issue 15)."""
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(**STRICT_DATA, defer_build=True)

@@ -5,7 +5,9 @@ This module is the single source of truth (DESIGN principle 3): the gateway enco
 central ingest service decodes with it, and docs/mqtt-contract.md shows an example of every
 message that the tests parse with it. What a running gateway publishes about itself — state,
 point catalog, telemetry — it writes without building the models' validators
-(gateway.contract.outbound, gateway.contract.telemetry_encoder), byte for byte their encoding.
+(gateway.contract.outbound, gateway.contract.telemetry_encoder), byte for byte their encoding;
+the ingest's acknowledgements it reads without `DeliveryAck`'s (gateway.contract.inbound),
+refusing exactly what `decode` refuses.
 
 Topics: `<root>/<site>/<gateway>/<channel>`; the root is configurable (default `roomwarden`,
 one or more segments), site and gateway are config ids (`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most
@@ -107,6 +109,7 @@ from gateway.contract.events import (
     GatewayState,
     OutboxStatus,
 )
+from gateway.contract.inbound import Watermark, read_ack
 
 # --- issue 12: incident records, chunked ---
 from gateway.contract.incidents import (
@@ -236,6 +239,7 @@ __all__ = [
     "Unshelve",
     "Unsuppress",
     "Value",
+    "Watermark",
     "catalog_hash",
     "channel_of",
     "check_root",
@@ -244,6 +248,7 @@ __all__ = [
     "describe_errors",
     "encode",
     "parse_record",  # issue 12
+    "read_ack",
     "split_record",  # issue 12
     "topic_filter",
     "validated",

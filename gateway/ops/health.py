@@ -47,141 +47,40 @@ flood is on). The overall `status` is the service's, except that it is never `ok
 HTTP: `/healthz` answers 503 only when the service is failing, else 200 — also during a site
 alarm: nothing may pull or restart the gateway because a room is on fire (when it is needed
 most); whoever watches the site reads `site` (or `roomwarden_alarms_active`, `_alarm_flood`).
+
+The report is plain data, written as JSON without a pydantic model (gateway.ops.health_report,
+issue 15).
 """
 
 from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Sequence
-from enum import StrEnum
-from typing import Any
 
-from pydantic import SerializerFunctionWrapHandler, model_serializer
-
-from gateway.alarms.events import AlarmView
-from gateway.alarms.lifecycle import AlarmState
-from gateway.alarms.types import Severity
 from gateway.field.bus_loop import BusLoop
 from gateway.ops.config_health import config_trouble
+from gateway.ops.health_report import (
+    CheckResult,
+    HealthReport,
+    Level,
+    SiteHealth,
+    SiteLevel,
+    overall,
+    site_health,
+    worst,
+)
 from gateway.ops.liveness_health import journal_trouble, loop_trouble, short
 from gateway.ops.source import MetricsSource
 from gateway.ops.uplink_health import uplink_trouble
 from gateway.rules.unconfigured import summary
-from gateway.strict import StrictModel
+
+__all__ = ["EVALUATOR_STALL_AFTER", "CheckResult", "HealthMonitor", "HealthReport", "Level",
+           "SiteHealth", "SiteLevel", "check_clock", "monitor_for", "overall",
+           "progress_age", "site_health", "worst"]
 
 EVALUATOR_STALL_AFTER = 10.0
 """Seconds a round of the rules may be owed without completing before the rules check fails
 (the evaluator runs one as soon as samples arrive or a deadline comes)."""
-
-
-class Level(StrEnum):
-    OK = "ok"
-    DEGRADED = "degraded"
-    ALARM = "alarm"
-    """Overall only: the service works (ok or degraded) but the site is in alarm."""
-    FAILING = "failing"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-
-_RANK = {Level.OK: 0, Level.DEGRADED: 1, Level.ALARM: 2, Level.FAILING: 3}
-
-
-class SiteLevel(StrEnum):
-    NORMAL = "normal"
-    """No alarm annunciated."""
-    ACTIVE = "active"
-    """Alarms annunciated, none critical and active, no flood."""
-    ALARM = "alarm"
-    """A critical alarm is active, or an alarm flood is on."""
-
-
-_ACTIVE_STATES = (AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED)
-
-
-def worst(levels: list[Level]) -> Level:
-    return max(levels, key=lambda level: level.rank, default=Level.OK)
-
-
-class CheckResult(StrictModel):
-    status: Level
-    detail: str
-
-
-class SiteHealth(StrictModel):
-    """The site's alarm state, beside the service's health."""
-
-    status: SiteLevel
-    active: int
-    """Alarms annunciated (active, or returned and waiting for an acknowledge)."""
-    critical: int
-    """Critical alarms whose condition is active (acknowledged or not)."""
-    unacknowledged: int
-    flood: bool
-    detail: str
-    """In words: `ALARM — 1 critical active, flood`, `2 alarms active, 1 unacknowledged`,
-    `normal — no alarm active`."""
-
-
-def site_health(alarms: Sequence[AlarmView], flood: bool) -> SiteHealth:
-    """Judge the site from the alarm manager's annunciated alarms and its flood status."""
-    shown = [a for a in alarms if a.state.annunciated]
-    critical = sum(1 for a in shown
-                   if a.severity is Severity.CRITICAL and a.state in _ACTIVE_STATES)
-    unacked = sum(1 for a in shown if a.state.unacknowledged)
-    if critical or flood:
-        level = SiteLevel.ALARM
-        parts = ([f"{critical} critical active"] if critical else []) + \
-            (["flood"] if flood else [])
-        detail = f"ALARM — {', '.join(parts)}"
-        others = len(shown) - critical
-        if others:
-            detail += f" ({others} other alarm{'s' if others != 1 else ''})"
-    elif shown:
-        level = SiteLevel.ACTIVE
-        detail = f"{len(shown)} alarm{'s' if len(shown) != 1 else ''} active" + (
-            f", {unacked} unacknowledged" if unacked else "")
-    else:
-        level, detail = SiteLevel.NORMAL, "normal — no alarm active"
-    return SiteHealth(status=level, active=len(shown), critical=critical,
-                      unacknowledged=unacked, flood=flood, detail=detail)
-
-
-def overall(service: Level, site: SiteHealth | None) -> Level:
-    """The one-word status: the service's, but never ok or degraded during a site alarm."""
-    if service is not Level.FAILING and site is not None and site.status is SiteLevel.ALARM:
-        return Level.ALARM
-    return service
-
-
-class HealthReport(StrictModel):
-    """The body of `GET /healthz` (`ok` is false only when the service is failing)."""
-
-    ok: bool
-    status: Level
-    """Overall: `service`, or `alarm` while the site is in alarm (see the module docstring)."""
-    checks: dict[str, CheckResult]
-    service: Level | None = None
-    """The gateway's own health: the worst check (None: no gateway behind the panel)."""
-    site: SiteHealth | None = None
-    summary: str | None = None
-    """`Service: ok · Site: ALARM — 1 critical active, flood`."""
-
-    @model_serializer(mode="wrap")
-    def _drop_unknown(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A bare panel (no gateway) knows neither service nor site: leave them out."""
-        data: dict[str, Any] = handler(self)
-        for key in ("service", "site", "summary"):
-            if data.get(key) is None:
-                data.pop(key, None)
-        return data
-
-    @property
-    def http_status(self) -> int:
-        return 503 if self.status is Level.FAILING else 200
 
 
 def progress_age(loop: BusLoop, source: MetricsSource) -> float:

@@ -1,7 +1,12 @@
 """`roomwarden status`, its data: a running gateway's state for a technician read into a
 `StatusReport` (`build_status_report(gw)` reads a `MetricsSource`; plain JSON types: the control
-socket sends it as `model_dump(mode="json")` and the CLI reads it back with
-`StatusReport.model_validate`). Its terminal view is `gateway.ops.status_text`.
+socket sends it as `report.model_dump(mode="json")` and the CLI reads it back with
+`read_status`). Its terminal view is `gateway.ops.status_text`.
+
+Plain frozen dataclasses, not pydantic models (issue 15): the gateway writes them as JSON
+itself (gateway.ops.health_report.as_json, what pydantic's serializer gives for them), and only
+the reader builds a validator, of these same classes (`read_status`: unknown keys refused, as
+the models did) — a gateway answering status queries builds none.
 
 The report keeps two questions apart: **Service** — does the gateway itself work (polling,
 rules, outputs, uplink; `gateway.ops.health`) — and **Site** — are the rooms in alarm.
@@ -9,13 +14,21 @@ rules, outputs, uplink; `gateway.ops.health`) — and **Site** — are the rooms
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import with_config
+
 from gateway import __version__
-from gateway.ops.health import HealthMonitor, HealthReport, monitor_for, progress_age
+from gateway.ops.health import HealthMonitor, monitor_for, progress_age
+from gateway.ops.health_report import HealthReport, as_json
 from gateway.ops.source import MetricsSource
-from gateway.strict import StrictModel
+from gateway.strict import STRICT_DATA
 
 
-class DeviceLine(StrictModel):
+@with_config(STRICT_DATA)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceLine:
     id: str
     name: str | None = None
     online: bool | None
@@ -28,7 +41,9 @@ class DeviceLine(StrictModel):
     """Seconds since the device last answered; None if it never has."""
 
 
-class BusLine(StrictModel):
+@with_config(STRICT_DATA)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BusLine:
     id: str
     type: str
     devices_online: int
@@ -49,7 +64,9 @@ class BusLine(StrictModel):
         return self.progress_age_s > self.stall_limit_s
 
 
-class AlarmLine(StrictModel):
+@with_config(STRICT_DATA)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlarmLine:
     rule: str
     subject: str
     title: str
@@ -67,7 +84,9 @@ class AlarmLine(StrictModel):
     otherwise (DESIGN principle 7)."""
 
 
-class OutputLine(StrictModel):
+@with_config(STRICT_DATA)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputLine:
     id: str
     role: str
     wanted: bool
@@ -82,12 +101,14 @@ class OutputLine(StrictModel):
     blocked_by: str | None = None
     block_reason: str | None = None
     """The interlock's `reason` while it holds the output off."""
-    reasons: list[str] = []
+    reasons: list[str] = field(default_factory=list)
     """What keeps it wanted on: the alarms (a shelved or suppressed one named as such: it
     still drives a protective output), `min_on …` or `held until reset`."""
 
 
-class UplinkLine(StrictModel):
+@with_config(STRICT_DATA)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UplinkLine:
     connected: bool
     outbox_depth: int
     outbox_bytes: int
@@ -98,11 +119,13 @@ class UplinkLine(StrictModel):
     last_error: str | None
     subscribed: bool = False
     """Connected and every inbound topic filter granted by the broker."""
-    refused: dict[str, str] = {}
+    refused: dict[str, str] = field(default_factory=dict)
     """Inbound topic filters the broker refused on this connection → its reason."""
 
 
-class StatusReport(StrictModel):
+@with_config(STRICT_DATA)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusReport:
     gateway: str
     site: str
     name: str | None
@@ -121,6 +144,19 @@ class StatusReport(StrictModel):
     outputs: list[OutputLine]
     uplink: UplinkLine | None
     """None: no uplink configured."""
+
+    def model_dump(self, *, mode: Literal["json"] = "json") -> dict[str, Any]:
+        """The report as JSON types (`as_json`), what the control socket sends. (The name is
+        the one its callers used when this was a pydantic model: gateway.supervisor.)"""
+        return dict(as_json(self))
+
+
+def read_status(data: object) -> StatusReport:
+    """A status report sent as JSON types, checked (pydantic's ValidationError if it is not
+    one): the CLI's side of the control socket."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(StatusReport).validate_python(data)
 
 
 def build_status_report(gw: MetricsSource, health: HealthMonitor | None = None) -> StatusReport:
@@ -174,7 +210,7 @@ def build_status_report(gw: MetricsSource, health: HealthMonitor | None = None) 
             oldest_age_s=status.outbox.oldest_age_s,
             dropped={str(kind): n for kind, n in status.dropped.items()},
             published=status.published, last_error=status.last_error,
-            subscribed=status.subscribed, refused=status.refused)
+            subscribed=status.subscribed, refused=dict(status.refused))
     return StatusReport(
         gateway=cfg.gateway.id, site=cfg.gateway.site, name=cfg.gateway.name,
         timezone=cfg.gateway.timezone, software=__version__,

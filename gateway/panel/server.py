@@ -31,6 +31,7 @@ from gateway.clock import Clock
 from gateway.config.site import Panel
 from gateway.ops.connections import ConnectionGuard, RateLimitFilter
 from gateway.ops.health import HealthMonitor, HealthReport, Level, monitor_for
+from gateway.ops.health_report import as_json
 from gateway.ops.http import MAX_BODY, HttpServer
 from gateway.ops.httptypes import HttpError, Request, Response, Router, json_response
 from gateway.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -234,7 +235,7 @@ class PanelServer(PanelActions):
             report = HealthReport(ok=True, status=Level.OK, checks={})
         else:
             report = health.check()
-        return report.http_status, report.model_dump(mode="json")
+        return report.http_status, as_json(report)  # (no pydantic serializer: issue 15)
 
     def _metrics(self) -> tuple[bytes, str] | None:
         registry = self.metrics

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 
 from gateway.clock import Clock
-from gateway.contract.wire import ContractError, DeliveryAck, decode
+from gateway.contract.wire import ContractError, read_ack
 from gateway.ops.connections import RateLimitFilter
 from gateway.uplink.committer import Committer
 from gateway.uplink.delivery import DeliveryTracker, Sent
@@ -69,13 +69,14 @@ class Redelivery:
             self._arm()
 
     def on_ack(self, payload: bytes) -> None:
-        """A DeliveryAck on this gateway's `ack` topic."""
+        """A DeliveryAck on this gateway's `ack` topic (read without the model: issue 15,
+        gateway.contract.inbound)."""
         try:
-            ack = decode(self.ack_topic, payload, root=self.root)
+            ack = read_ack(self.ack_topic, payload, root=self.root)
         except ContractError as exc:
             log.warning("event=uplink_bad_ack bytes=%d error=%r", len(payload), str(exc))
             return
-        if not isinstance(ack, DeliveryAck) or ack.stream != self.stream:
+        if ack.stream != self.stream:
             return  # another stream: an outbox this gateway had before (wiped)
         issued = self.committer.issued
         if ack.upto > issued or ack.highest > issued:

@@ -3,6 +3,8 @@ and age are never cut, whatever the width."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from gateway.ops.status_report import build_status_report
 from gateway.ops.status_text import render_status
 from gateway.sim.signals import Constant
@@ -22,7 +24,7 @@ async def test_alarm_age_is_whole_at_80_and_200_columns(live: Live) -> None:
         [index] = [i for i, line in enumerate(lines) if "fire.smoke_detector" in line]
         when = lines[index + 1].strip().split(" · ")[0]  # since MM-DD HH:MM:SS TZ (age)
         assert when.startswith("since ") and when.endswith(")") and "…" not in when, when
-    long = report.model_copy(update={"name": "Guangzhou Tianhe exchange " * 6})
+    long = dataclasses.replace(report, name="Guangzhou Tianhe exchange " * 6)
     narrow = render_status(long, color=False, width=80).splitlines()
     wide = render_status(long, color=False, width=200).splitlines()
     assert max(columns(line) for line in narrow) <= 80
