@@ -28,6 +28,8 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import sub
 from typing import Protocol
 
 from gateway.field.sample import Quality, Value
@@ -39,7 +41,7 @@ from gateway.rules.hysteresis import Outside as Outside
 from gateway.rules.hysteresis import Test as Test
 from gateway.rules.rate import Pick as Pick
 from gateway.rules.rate import RateSignal as RateSignal
-from gateway.rules.rate import RateWindow
+from gateway.rules.rate import RateWindow, rising
 
 Number = float | int
 NUMBER = (int, float)
@@ -208,7 +210,7 @@ def dew_point(temperature: float, relative_humidity: float) -> float | None:
     """Dew point in °C from air temperature (°C) and relative humidity (%), Magnus formula."""
     if relative_humidity <= 0 or relative_humidity > 100.5 or temperature <= -MAGNUS_B:
         return None
-    ratio = min(relative_humidity, 100.0) / 100.0
+    ratio = (100.0 if relative_humidity > 100.0 else relative_humidity) / 100.0  # min()
     if ratio <= 0.0:  # a humidity so near 0 that the division underflows (5e-324): as 0 %
         return None
     gamma = math.log(ratio) + MAGNUS_A * temperature / (MAGNUS_B + temperature)
@@ -223,7 +225,8 @@ def unbalance(values: Sequence[float]) -> float | None:
     mean = sum(values) / len(values)
     if mean <= 1.0:
         return None
-    return max(abs(v - mean) for v in values) / mean * 100.0
+    largest: float = max(map(abs, map(sub, values, repeat(mean))))  # each |v − mean|, in C
+    return largest / mean * 100.0
 
 
 def load_pct(currents: Sequence[float], rating: float) -> float | None:
@@ -291,9 +294,10 @@ class GroupSignal:
         self.monotone = monotone
 
     def read(self, now: float) -> float | None:
-        # each member's number() inline (a room's group: tens of members a read)
-        values = [float(m.value) for m in self.members
-                  if m.good and isinstance(m.value, NUMBER)]
+        # each member's number() inline (a room's group: tens of members a read); a float is
+        # taken as it is (`float()` of one is itself), no call for it
+        values = [v if type(v) is float else float(v) for m in self.members
+                  if m.good and (type(v := m.value) is float or isinstance(v, NUMBER))]
         if len(values) < self.minimum:
             return None
         return self.func(values)
@@ -352,12 +356,19 @@ class DewPointSignal:
             key = self.key
             for t_state, h_state in self.pairs:  # number() of each inline
                 t, h = t_state.value, h_state.value
-                if not (t_state.good and h_state.good and isinstance(t, NUMBER)
-                        and isinstance(h, NUMBER)):
+                if not (t_state.good and h_state.good):
                     continue
-                dp = dew_point(float(t), float(h))
+                if type(t) is not float:  # (a float is its own float(): no call for it)
+                    if not isinstance(t, NUMBER):
+                        continue
+                    t = float(t)
+                if type(h) is not float:
+                    if not isinstance(h, NUMBER):
+                        continue
+                    h = float(h)
+                dp = dew_point(t, h)
                 if dp is not None:
-                    k = key(dp)  # a pure function of the value
+                    k = dp if key is rising else key(dp)  # a pure function of the value
                     if best is None or k > best_key:
                         best, best_key = dp, k
             return best

@@ -47,6 +47,7 @@ the previous engine's nodes, or holds a node active for an alarm the journal res
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Protocol
 
 from gateway.field.sample import Value
@@ -67,6 +68,9 @@ from gateway.rules.conditions import (
 )
 from gateway.rules.rate import RateSignal, rising
 from gateway.rules.shared import Field, shared
+
+GOOD = attrgetter("good")
+"""A member's `good`, read in C (`all(map(GOOD, members))`: no generator per read)."""
 
 
 class Node(Protocol):
@@ -174,7 +178,7 @@ class CompareLeaf(_Leaf):
                     # the rate's two-sided noise guard: its calm end is not past the limit,
                     # but while the other end is, "not exceeded" is not yet known
                     raw = None
-                if not raw and self.members and not all(m.good for m in self.members):
+                if not raw and self.members and not all(map(GOOD, self.members)):
                     raw = None
         if not raw and shape.saturable:  # a member's reading beyond its valid range
             saturable: ValueSignal | GroupSignal = self._signal  # type: ignore[assignment]

@@ -25,17 +25,17 @@ streams and clock steps). This module says, for one compiled tree:
   own comparison flips (never later, so no change is missed; `math.inf`: none). Found once
   per binding; a timed leaf is its own timed part (no object per binding), read by its type.
 
-`Schedule` keeps the marks and a heap of deadlines. Pure: no clock, no I/O.
+`Schedule` (gateway.rules.agenda) keeps the marks and the deadlines. Pure: no clock, no I/O.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.rules.agenda import Schedule as Schedule
 from gateway.rules.conditions import (
     Debounce,
     DewPointSignal,
@@ -302,87 +302,3 @@ _WALKERS: dict[type, Callable[[Any, Inputs, list[Timed]], None]] = {
     AllNode: _children, AnyNode: _children, AtLeastNode: _children, CompareLeaf: _compare,
     EqualsLeaf: _equals, StaleLeaf: _stale, FlatLeaf: _flat, InvalidLeaf: _invalid}
 """Node type → its walk (by exact type: one dict look-up per node)."""
-
-
-class Schedule:
-    """The bindings (by index) due at a round: marked by a sample, or their deadline come.
-    Each binding has at most one valid heap entry; a deadline that moves later leaves its old
-    entry, which is dropped (or moved) when it comes up."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self._marked = bytearray(b"\x01" * count)
-        self._pending: list[int] = list(range(count))  # the first round evaluates everything
-        self._deadline = [INF] * count
-        self._queued = [INF] * count
-        self._heap: list[tuple[float, int]] = []
-
-    def mark(self, index: int) -> None:
-        if not self._marked[index]:
-            self._marked[index] = 1
-            self._pending.append(index)
-
-    def mark_many(self, indices: Iterable[int]) -> None:
-        marked, pending = self._marked, self._pending
-        for index in indices:
-            if not marked[index]:
-                marked[index] = 1
-                pending.append(index)
-
-    def mark_all(self) -> None:
-        for index in range(self.count):
-            self.mark(index)
-
-    def set_deadline(self, index: int, when: float) -> None:
-        self._deadline[index] = when
-        if when < self._queued[index]:
-            self._queued[index] = when
-            heapq.heappush(self._heap, (when, index))
-
-    def due(self, now: float) -> list[int]:
-        """The bindings to evaluate at `now`, in binding order; clears their marks."""
-        heap, queued, deadlines = self._heap, self._queued, self._deadline
-        while heap and heap[0][0] <= now:
-            when, index = heapq.heappop(heap)
-            if when != queued[index]:
-                continue  # superseded by an earlier entry
-            queued[index] = INF
-            wanted = deadlines[index]
-            if wanted <= now:
-                self.mark(index)
-            elif wanted < INF:
-                queued[index] = wanted
-                heapq.heappush(heap, (wanted, index))
-        pending = self._pending
-        if not pending:
-            return []
-        self._pending = []
-        marked = self._marked
-        for index in pending:
-            marked[index] = 0
-        pending.sort()
-        return pending
-
-    def next_deadline(self) -> float:
-        """The earliest deadline of any binding (`math.inf`: none); moves entries whose
-        deadline went later, so the answer is a real deadline."""
-        heap, queued, deadlines = self._heap, self._queued, self._deadline
-        while heap:
-            when, index = heap[0]
-            if when != queued[index]:
-                heapq.heappop(heap)
-                continue
-            wanted = deadlines[index]
-            if wanted <= when:
-                return when
-            heapq.heappop(heap)
-            queued[index] = INF
-            if wanted < INF:
-                queued[index] = wanted
-                heapq.heappush(heap, (wanted, index))
-        return INF
-
-    @property
-    def pending(self) -> bool:
-        """Some binding is marked (a round would evaluate it now)."""
-        return bool(self._pending)
