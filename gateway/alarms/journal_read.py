@@ -99,7 +99,9 @@ class JournalReads:
 
     def events_since(self, seq: int, limit: int = 1000) -> list[AlarmEvent]:
         """Events with a sequence number above `seq`, oldest first (for the uplink), those not
-        yet written included."""
+        yet written included. What waits is read before the file: an event the writer thread
+        commits meanwhile is in one or the other (it leaves the list only once committed)."""
+        pending = [e for e in self._unwritten_events() if e.seq > seq]
         try:
             with self._reading() as conn:
                 rows = conn.execute(
@@ -108,7 +110,6 @@ class JournalReads:
         except sqlite3.Error as exc:
             log.error("event=alarm_journal_read_failed error=%r", exc)
             rows = []
-        pending = [e for e in self._unwritten_events() if e.seq > seq]
         events = _readable(rows)
         if pending:
             events = sorted({e.seq: e for e in [*events, *pending]}.values(),
@@ -117,7 +118,9 @@ class JournalReads:
 
     def last_event(self, rule: str, subject: str) -> AlarmEvent | None:
         """The newest event of (`rule`, `subject`) (the `events_key` index: one row read),
-        None if there is none or the journal cannot be read now."""
+        None if there is none or the journal cannot be read now (what waits read first, as in
+        `events_since`)."""
+        pending = [e for e in self._unwritten_events() if e.rule == rule and e.subject == subject]
         try:
             with self._reading() as conn:
                 rows = conn.execute(
@@ -126,8 +129,7 @@ class JournalReads:
         except sqlite3.Error as exc:
             log.error("event=alarm_journal_read_failed error=%r", exc)
             rows = []
-        found = [*_readable(rows), *(e for e in self._unwritten_events()
-                                     if e.rule == rule and e.subject == subject)]
+        found = [*_readable(rows), *pending]
         return max(found, key=lambda e: e.seq, default=None)
 
     def count_events(self) -> int:
