@@ -56,14 +56,43 @@ def unshuffle(data: bytes, width: int) -> bytes:
 
 def narrow(ints: Sequence[int]) -> tuple[int, bytes]:
     """(width code, shuffled bytes) of `ints` in the narrowest signed width that holds them;
-    OverflowError beyond 8 bytes."""
+    OverflowError beyond 8 bytes. The bytes are `array(typecode, ints).tobytes()`'s, packed
+    by a `struct` of native sizes and order (an array takes each item through argument
+    parsing: ~4 times the instructions). The last array narrowed is remembered by its bytes:
+    the rings of a block read share their steps and seal together (gateway/recorder/lines.py),
+    so their chunks' steps are narrowed once, not once a ring."""
+    global _last_narrowed
+    key = None
+    if isinstance(ints, array):
+        key = (ints.typecode, ints.tobytes())
+        if key == _last_narrowed[0]:
+            return _last_narrowed[1]
+    count = len(ints)
     for code, (width, typecode) in enumerate(_WIDTHS):
-        try:
-            packed = array(typecode, ints)
-        except OverflowError:  # (at the first item that does not fit: cheaper than min/max)
+        try:  # (struct.error at the first item that does not fit: cheaper than min/max)
+            packed = _packer(count, typecode).pack(*ints)
+        except struct.error:
             continue
-        return code, shuffle(packed.tobytes(), width)
+        found = code, shuffle(packed, width)
+        if key is not None:
+            _last_narrowed = key, found
+        return found
     raise OverflowError("delta beyond 64 bits")
+
+
+_last_narrowed: tuple[tuple[str, bytes] | None, tuple[int, bytes]] = (None, (0, b""))
+"""(typecode, bytes) of the last array `narrow` packed, and what it gave."""
+_PACKERS: dict[tuple[int, str], struct.Struct] = {}
+
+
+def _packer(count: int, typecode: str) -> struct.Struct:
+    """A `struct` packing `count` items of `typecode`, native sizes and order (an array's)."""
+    packer = _PACKERS.get((count, typecode))
+    if packer is None:
+        if len(_PACKERS) >= 4 * 256:  # (a chunk has at most CHUNK samples: never, in use)
+            _PACKERS.clear()
+        packer = _PACKERS[count, typecode] = struct.Struct(f"={count}{typecode}")
+    return packer
 
 
 def _near(value: float, scale: int) -> bool:

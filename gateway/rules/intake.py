@@ -170,8 +170,12 @@ class Intake:
         scale, never after now). `PointState.update` and `FlatTracker.add` are inline (the
         same assignments in the same order; tests/rules/test_intake.py compares them)."""
         get, own = self.points.get, self._own
-        mark, mark_one = self.schedule.mark_many, self.schedule.mark
+        schedule = self.schedule
+        mark, mark_one = schedule.mark_many, schedule.mark
+        marked, pending = schedule._marked, schedule._pending  # (`mark_many`'s, inline below)
         lo, hi = self.lo, self.hi
+        stamp: int | None = None
+        t = mono
         for point_id, value, ts, quality in batch:
             entry = get(point_id)
             if entry is None:
@@ -181,9 +185,11 @@ class Intake:
             before, before_quality = entry.value, entry.quality
             entry.value, entry.quality = value, quality
             last_good = state.last_good_t
-            t = ts * 1e-9 + offset
-            if not t < mono:
-                t = mono
+            if ts is not stamp:  # (a block's samples share their time: one t for them all)
+                stamp = ts
+                t = ts * 1e-9 + offset
+                if not t < mono:
+                    t = mono
             # state.update(value, quality, ts, t), inline
             state.value = value
             state.ts_ns = ts
@@ -196,7 +202,8 @@ class Intake:
                 state.invalid_since = None
                 rates, flats = state.rates, state.flats
                 if (rates or flats) and (kind is float or isinstance(value, NUMBER)):
-                    number = float(value)
+                    number: float = value if kind is float else float(  # type: ignore[assignment]
+                        value)  # (a float's float() is itself: no call for it)
                     for rate in rates:
                         rate.add(t, number)
                     for flat in flats:  # FlatTracker.add inline
@@ -222,8 +229,10 @@ class Intake:
             if before_quality is not quality or not (
                     before is value or (type(before) is kind
                                         and before == value)):  # another value or quality
-                if entry.readers:
-                    mark(entry.readers)
+                for index in entry.readers:  # mark(entry.readers), inline
+                    if not marked[index]:
+                        marked[index] = 1
+                        pending.append(index)
                 gated = entry.gated
                 if gated:
                     was = type(before)

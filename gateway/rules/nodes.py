@@ -172,14 +172,17 @@ class CompareLeaf(_Leaf):
         if value is not None:
             self.value = value
             raw = test.judge(value, latched)
-            if not raw:
-                if isinstance(signal, RateSignal) and signal.ceiling is not None and \
-                        test.judge(signal.ceiling, latched):
-                    # the rate's two-sided noise guard: its calm end is not past the limit,
-                    # but while the other end is, "not exceeded" is not yet known
-                    raw = None
-                if not raw and self.members and not all(map(GOOD, self.members)):
-                    raw = None
+        if not raw and not latched and self.on_since is None and self.off_since is None \
+                and not shape.saturable:  # normal, no timer: not past the limit, known or
+            return False  # unknown, keeps it so (what `step` would do: nothing)
+        if value is not None and not raw:
+            if isinstance(signal, RateSignal) and signal.ceiling is not None and \
+                    test.judge(signal.ceiling, latched):
+                # the rate's two-sided noise guard: its calm end is not past the limit,
+                # but while the other end is, "not exceeded" is not yet known
+                raw = None
+            if not raw and self.members and not all(map(GOOD, self.members)):
+                raw = None
         if not raw and shape.saturable:  # a member's reading beyond its valid range
             saturable: ValueSignal | GroupSignal = self._signal  # type: ignore[assignment]
             for side in (1, -1):

@@ -245,7 +245,7 @@ def _delays_due(leaf: CompareLeaf | EqualsLeaf, now: float) -> float:
 def _window_due(window: RateWindow, now: float) -> float:
     """When the window's oldest sample leaves it (kept in the window: `RateWindow.due`)."""
     samples = window.samples
-    if not samples:
+    if not samples._len:  # (`len()`: a call)
         return INF
     t0 = samples.first
     if t0 != window.leaves:

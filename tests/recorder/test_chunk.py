@@ -148,6 +148,21 @@ def test_deltas_go_in_the_narrowest_width(ints: list[int]) -> None:
     assert got.tolist() == ints
 
 
+@given(st.lists(st.integers(-2**31, 2**31 - 1), min_size=1, max_size=130),
+       st.lists(st.integers(-2**15, 2**15 - 1), min_size=1, max_size=130))
+def test_an_array_narrows_as_its_list_however_often_asked(ints: list[int], other: list[int]
+                                                          ) -> None:
+    """`narrow` remembers the last array it packed (a block's rings share their steps): asked
+    again, or after another array, of another type with the same bytes, or a list, it gives
+    what the items as a list give."""
+    same_bytes = array("h", array("i", ints).tobytes())  # another type, the same bytes
+    arrays = [array("i", ints), array("i", ints), same_bytes, array("i", ints),
+              array("h", other), array("h", other), array("i", ints)]
+    for items in arrays:
+        want = narrow(items.tolist())
+        assert narrow(items) == want
+
+
 @settings(max_examples=300, deadline=None)
 @given(values=chunks_of_values(), data=st.data(),
        step=st.sampled_from([st.integers(0, 100), st.integers(900, 1100),
