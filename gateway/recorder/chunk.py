@@ -57,16 +57,18 @@ def unshuffle(data: bytes, width: int) -> bytes:
 def narrow(ints: Sequence[int]) -> tuple[int, bytes]:
     """(width code, shuffled bytes) of `ints` in the narrowest signed width that holds them;
     OverflowError beyond 8 bytes. The bytes are `array(typecode, ints).tobytes()`'s, packed
-    by a `struct` of native sizes and order (an array takes each item through argument
-    parsing: ~4 times the instructions). The last array narrowed is remembered by its bytes:
+    by a `struct` of native order and standard sizes (b, h, i, q: 1, 2, 4, 8 bytes; an array
+    takes each item through argument parsing: ~4 times the instructions). The last array
+    narrowed is remembered by its bytes:
     the rings of a block read share their steps and seal together (gateway/recorder/lines.py),
     so their chunks' steps are narrowed once, not once a ring."""
     global _last_narrowed
     key = None
     if isinstance(ints, array):
         key = (ints.typecode, ints.tobytes())
-        if key == _last_narrowed[0]:
-            return _last_narrowed[1]
+        last = _last_narrowed  # (one read: the pair another thread may replace is whole)
+        if key == last[0]:
+            return last[1]
     count = len(ints)
     for code, (width, typecode) in enumerate(_WIDTHS):
         try:  # (struct.error at the first item that does not fit: cheaper than min/max)
