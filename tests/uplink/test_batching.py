@@ -32,6 +32,12 @@ async def test_the_polls_of_one_interval_share_a_message(
         await until(lambda: up.status().connected, what="connect")
         await until(lambda: up.status().outbox.depth == 0 and up.status().queued == 0,
                     what="births delivered")
+        # and the writer thread asleep with nothing due soon (the births' acknowledgements
+        # settled; the confirmed rows' deletes wait 20 s): woken between two polls below, it
+        # would take the first ones alone (make test on a loaded machine: queued 1, not 2)
+        writer = up.committer
+        await until(lambda: writer._sleeping and (
+            writer._wake_at is None or writer._wake_at - time.monotonic() > 5), what="idle")
         ts = time.time_ns()
         polls = [[Sample(f"dev-{d}.t", 20.0 + d, ts + 1000 * d + 7, G),
                   Sample(f"dev-{d}.h", 40 + d, ts + 1000 * d, Quality.STALE)]
