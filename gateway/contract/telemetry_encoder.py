@@ -182,11 +182,11 @@ class TelemetryEncoder:
         than `repr` joined by hand)."""
         t0, points, values, stamps, wire, kinds = cols
         if _SPLICED.issuperset(kinds) and wire.count(_GOOD_TEXT) == len(wire):
-            return self._spliced(points, values, _offsets(stamps, t0))
+            return self._spliced(points, values, stamps, t0)
         return to_json(list(zip(points, values, _offsets(stamps, t0), wire, strict=True)))[1:-1]
 
     def _spliced(self, points: tuple[str, ...], values: tuple[SampleValue, ...],
-                 offsets: list[int]) -> bytes:
+                 stamps: tuple[int, ...], t0: int) -> bytes:
         """`_part` of good numbers, booleans and nulls: the rows' JSON made of the values'
         (one `to_json` of the values alone, split on its commas), each point's head kept
         for its batch's points and a tail per `dt`. Issue 15: ~850 instructions a row less
@@ -201,13 +201,13 @@ class TelemetryEncoder:
         parts: list[bytes] = [b""] * (3 * n)
         parts[0::3] = shape[1]
         parts[1::3] = to_json(values)[1:-1].split(b",")
-        first = offsets[0]
-        if offsets.count(first) == n:  # one reply's samples: one time
-            parts[2::3] = [b"," + to_json(first) + _GOOD_TAIL] * n
-        else:
+        first = stamps[0]
+        if stamps.count(first) == n:  # one reply's samples: one time
+            parts[2::3] = [b"," + to_json(first - t0) + _GOOD_TAIL] * n
+        else:  # a run of rows per time (the stamps are ints, `_columns` checked)
             tails: list[bytes] = []
-            for dt, run in groupby(offsets):
-                tails += [b"," + to_json(dt) + _GOOD_TAIL] * len(list(run))
+            for ts, run in groupby(stamps):
+                tails += [b"," + to_json(ts - t0) + _GOOD_TAIL] * len(list(run))
             parts[2::3] = tails
         return b"".join(parts)[1:]  # (the first head's comma)
 
