@@ -4,6 +4,7 @@ rules checked by hand, the model's exact encoding): `TelemetryEncoder`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
 
 from pydantic_core import to_json
 
@@ -32,6 +33,12 @@ at each batch, which is only slower)."""
 _ENVELOPE = 1024
 """Bytes `payload` may add to a batch's rows at most (ids ≤ 64 characters, catalog, numbers)."""
 _GOOD_TEXT = Quality.GOOD.value
+_GOOD_TAIL = b',"' + _GOOD_TEXT.encode() + b'"]'
+_SUMMED = frozenset({float, bool})
+_SPLICED = frozenset({float, int, bool, type(None)})
+"""Values whose JSON has no comma: a run of them is split on the commas of `to_json`'s array."""
+MAX_SHAPES = 1_000
+"""Batches of points (by their first point) whose rows' heads `TelemetryEncoder` keeps."""
 Row = tuple[str, SampleValue, int, str]
 _Columns = tuple[int, tuple[str, ...], tuple[SampleValue, ...], tuple[int, ...], list[str],
                  set[type]]
@@ -92,6 +99,9 @@ class TelemetryEncoder:
         self.site, self.gateway, self.catalog = site, gateway, catalog
         self._known: dict[str, None] = {}
         """The point ids seen valid (a dict: a set of 2,000 took 128 KiB, this 51)."""
+        self._shapes: dict[str, tuple[tuple[str, ...], list[bytes]]] = {}
+        """By a batch's first point: its points (all valid) and each row's JSON head,
+        `,["<point>",` (a poll's batch has the same points in the same order every time)."""
 
     def rows(self, samples: list[Sample], produced: int, base: int | None = None
              ) -> tuple[int, list[Row]] | None:
@@ -129,8 +139,9 @@ class TelemetryEncoder:
                 if min(ints) < -_LIMIT or max(ints) >= _LIMIT:
                     return None
             if float in kinds:
-                floats = values if len(kinds) == 1 else [v for v in values
-                                                         if type(v) is float]
+                # (booleans add 0 or 1: a poll's floats and its `online` summed as they are)
+                floats = values if _SUMMED.issuperset(kinds) else [v for v in values
+                                                                   if type(v) is float]
                 total = sum(floats)
                 if total - total != 0.0:  # a NaN or ±inf among them (or a sum beyond range)
                     values = tuple(None if type(v) is float and v - v != 0.0 else v
@@ -141,8 +152,11 @@ class TelemetryEncoder:
             n = len(qualities)
             wire: list[str] = [_GOOD_TEXT] * n if qualities.count(Quality.GOOD) == n \
                 else list(map(_WIRE_QUALITY.__getitem__, qualities))
-            known = self._known
-            if not all(map(known.__contains__, points)):
+            shape = self._shapes.get(points[0])
+            if shape is not None and shape[0] == points:
+                pass  # (equal tuples of the same strings: no lookup per point)
+            elif not all(map(self._known.__contains__, points)):
+                known = self._known
                 for point in points:
                     if point not in known and not self._learn(point):
                         return None
@@ -163,12 +177,39 @@ class TelemetryEncoder:
                 return False
         return True
 
-    @staticmethod
-    def _part(cols: _Columns) -> bytes:
+    def _part(self, cols: _Columns) -> bytes:
         """The rows' JSON without the brackets (`to_json`: ryu's float digits, far cheaper
         than `repr` joined by hand)."""
-        t0, points, values, stamps, wire, _kinds = cols
+        t0, points, values, stamps, wire, kinds = cols
+        if _SPLICED.issuperset(kinds) and wire.count(_GOOD_TEXT) == len(wire):
+            return self._spliced(points, values, stamps, t0)
         return to_json(list(zip(points, values, _offsets(stamps, t0), wire, strict=True)))[1:-1]
+
+    def _spliced(self, points: tuple[str, ...], values: tuple[SampleValue, ...],
+                 stamps: tuple[int, ...], t0: int) -> bytes:
+        """`_part` of good numbers, booleans and nulls: the rows' JSON made of the values'
+        (one `to_json` of the values alone, split on its commas), each point's head kept
+        for its batch's points and a tail per `dt`. Issue 15: ~850 instructions a row less
+        than `to_json` of the row tuples (their strings escaped, the tuples walked)."""
+        shape = self._shapes.get(points[0])
+        if shape is None or shape[0] != points:
+            if len(self._shapes) >= MAX_SHAPES and shape is None:
+                self._shapes.clear()
+            shape = (points, [b',["' + to_json(p)[1:] + b"," for p in points])
+            self._shapes[points[0]] = shape
+        n = len(points)
+        parts: list[bytes] = [b""] * (3 * n)
+        parts[0::3] = shape[1]
+        parts[1::3] = to_json(values)[1:-1].split(b",")
+        first = stamps[0]
+        if stamps.count(first) == n:  # one reply's samples: one time
+            parts[2::3] = [b"," + to_json(first - t0) + _GOOD_TAIL] * n
+        else:  # a run of rows per time (the stamps are ints, `_columns` checked)
+            tails: list[bytes] = []
+            for ts, run in groupby(stamps):
+                tails += [b"," + to_json(ts - t0) + _GOOD_TAIL] * len(list(run))
+            parts[2::3] = tails
+        return b"".join(parts)[1:]  # (the first head's comma)
 
     def prepare(self, samples: list[Sample], produced: int) -> EncodedRows | None:
         """The batch's rows encoded once (None: the model must build it, see `rows`)."""

@@ -21,6 +21,8 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter, ne
 
 from gateway.clock import Clock
 from gateway.field.sample import Quality, Sample, Value
@@ -97,6 +99,36 @@ def changed(last: Value, new: Value, band: float) -> bool:
     return type(last) is not type(new) or last != new
 
 
+_value_of, _quality_of = attrgetter("value"), attrgetter("quality")
+_sent_at_of, _limits_of = attrgetter("sent_at"), attrgetter("limits")
+_FLOAT_BOOL = frozenset({float, bool})
+
+
+def _finite(values: Iterable[Value]) -> bool:
+    """Floats and booleans: no NaN or ±inf among them (False too for a sum beyond range)."""
+    total = sum(values)  # type: ignore[arg-type]
+    return total - total == 0
+
+
+class _Group:
+    """A batch's points (the same ones in the same order at every poll) and their entries,
+    for `ExceptionFilter._by_columns`, with what that last sent of them while `pending`
+    (not yet written to the entries: `_write_back`). Kept while no entry leaves the map."""
+
+    __slots__ = ("entries", "generation", "intervals", "pending", "points", "qualities",
+                 "sent_ats", "types", "values")
+
+    def __init__(self, points: tuple[str, ...], entries: tuple[_Sent, ...], generation: int
+                 ) -> None:
+        self.points, self.entries, self.generation = points, entries, generation
+        self.intervals = tuple(map(itemgetter(1), map(_limits_of, entries)))
+        self.pending = False
+        self.values: list[Value] = []
+        self.qualities: tuple[Quality, ...] = ()
+        self.types: list[type] = []
+        self.sent_ats: list[float] = []
+
+
 class ExceptionFilter:
     """Stateful per point, pure otherwise: `filter(batch)` returns the samples to send."""
 
@@ -117,6 +149,12 @@ class ExceptionFilter:
         """Each (deadband, max interval) of the points, once."""
         self._ordered = False
         """The map's order is least recently sent first (kept once it has been full)."""
+        self._groups: dict[str, _Group] = {}
+        """By a batch's first point (`_by_columns`)."""
+        self._pending: list[_Group] = []
+        """Groups whose last batch is not yet written to their entries."""
+        self._generation = 0
+        """Counts the entries that left the map: a group made before is stale."""
         self.seen = 0
         self.passed = 0
 
@@ -125,6 +163,105 @@ class ExceptionFilter:
 
     def filter(self, samples: Iterable[Sample]) -> list[Sample]:
         now = self._clock.monotonic()
+        if type(samples) is list and samples and not self._ordered:
+            out = self._by_columns(samples, now)
+            if out is not None:
+                self.seen += len(samples)
+                self.passed += len(out)
+                return out
+        if self._pending:
+            self._write_back()
+        return self._one_by_one(samples, now)
+
+    def _by_columns(self, batch: list[Sample], now: float) -> list[Sample] | None:
+        """`_one_by_one`'s answer for a poll of points all sent before, with no deadband,
+        whose values are finite floats and booleans of the types last sent, every quality the
+        one sent; what passes is noted in the batch's group, not yet in each entry
+        (`_write_back`). Issue 15: C-level passes over the batch's columns instead of a Python
+        statement per sample (~2,000 instructions a sample less at 2,000 points a second of
+        moving values); only an unchanged value costs a statement (its heartbeat). None for
+        anything else, which `_one_by_one` then does, as before."""
+        try:
+            points, values, _stamps, qualities = zip(*batch, strict=True)
+        except (TypeError, ValueError):
+            return None
+        group = self._groups.get(points[0])
+        if group is None or group.generation != self._generation or group.points != points:
+            group = self._group(points)
+            if group is None:
+                return None
+        if group.pending:
+            olds, old_types, sent_ats = group.values, group.types, group.sent_ats
+            if qualities != group.qualities:
+                return None
+        else:
+            entries = group.entries
+            if qualities != tuple(map(_quality_of, entries)):
+                return None
+            olds = list(map(_value_of, entries))
+            old_types = list(map(type, olds))
+            if not _FLOAT_BOOL.issuperset(old_types) or not _finite(olds):
+                return None
+            sent_ats = list(map(_sent_at_of, entries))
+        types = list(map(type, values))
+        if types != old_types or not _finite(values):
+            return None
+        # the same types, finite, no deadband: `changed` is `!=` (`is` or `==` in tuples' ==)
+        mask = list(map(ne, values, olds))
+        n = len(mask)
+        kept = list(values)
+        if all(mask):
+            passed = list(batch)
+            sent_ats = [now] * n
+        else:
+            intervals, at = group.intervals, -1
+            new_sent_ats = [now] * n
+            for _ in range(n):  # each unchanged value: passes if its heartbeat is due
+                try:
+                    at = mask.index(False, at + 1)
+                except ValueError:
+                    break
+                if now - sent_ats[at] < intervals[at]:
+                    kept[at], new_sent_ats[at] = olds[at], sent_ats[at]
+                else:
+                    mask[at] = True
+            passed = list(compress(batch, mask))
+            sent_ats = new_sent_ats
+        group.values, group.qualities, group.types, group.sent_ats = (kept, qualities, types,
+                                                                       sent_ats)
+        if not group.pending:
+            group.pending = True
+            self._pending.append(group)
+        return passed
+
+    def _group(self, points: tuple[str, ...]) -> _Group | None:
+        """The group of a batch of these points, if `_by_columns` can take it."""
+        entries = tuple(map(self._sent.get, points))
+        if None in entries or len(set(points)) != len(points) \
+                or any(map(itemgetter(0), map(_limits_of, entries))):  # a deadband
+            return None
+        if self._pending:
+            self._write_back()
+        mine = set(points)  # a point is in one group at most: a group's entries are its own
+        for first, other in list(self._groups.items()):
+            if not mine.isdisjoint(other.points):
+                del self._groups[first]
+        group = _Group(points, entries, self._generation)  # type: ignore[arg-type]
+        self._groups[points[0]] = group
+        return group
+
+    def _write_back(self) -> None:
+        """What `_by_columns` noted as sent, into the entries (before anything else reads or
+        removes them). (`any` runs the maps: setattr returns None.)"""
+        for group in self._pending:
+            entries, n = group.entries, len(group.entries)
+            any(map(setattr, entries, repeat("value", n), group.values))
+            any(map(setattr, entries, repeat("quality", n), group.qualities))
+            any(map(setattr, entries, repeat("sent_at", n), group.sent_ats))
+            group.pending = False
+        self._pending.clear()
+
+    def _one_by_one(self, samples: Iterable[Sample], now: float) -> list[Sample]:
         out: list[Sample] = []
         append = out.append
         sent = self._sent
@@ -148,6 +285,7 @@ class ExceptionFilter:
                             self._order()
                             ordered = True
                         del sent[next(iter(sent))]
+                        self._generation += 1
                     sent[point] = _Sent(value, quality, now,
                                         self._limits.setdefault(limits, limits))
                     append(s)
@@ -188,10 +326,16 @@ class ExceptionFilter:
 
     def forget(self, point: str) -> None:
         """The next sample of `point` passes (e.g. after its device came back online)."""
-        self._sent.pop(point, None)
+        if self._pending:
+            self._write_back()
+        if self._sent.pop(point, None) is not None:
+            self._generation += 1
 
     def reset(self) -> None:
         """Every point's next sample passes (e.g. after a config change)."""
         self._sent.clear()
         self._limits.clear()
+        self._groups.clear()
+        self._pending.clear()
+        self._generation += 1
         self._ordered = False
