@@ -40,8 +40,8 @@ class Shape:
     """What the windows of one rate rule's parameters have in common: one object for them all
     (gateway.rules.shared), not six fields (and two floats) a window."""
 
-    __slots__ = ("__weakref__", "confidence", "min_samples", "min_spacing", "min_span", "per",
-                 "size", "window")
+    __slots__ = ("__weakref__", "confidence", "due", "leaves", "min_samples", "min_spacing",
+                 "min_span", "per", "size", "window")
 
     def __init__(self, window: float, per: float, min_samples: int, min_span: float | None,
                  confidence: float) -> None:
@@ -56,6 +56,19 @@ class Shape:
         planned = window / PLANNED_SPACING
         self.size = math.ceil(planned) + 4 if planned < MAX_WINDOW_SAMPLES else None
         """The samples a window's storage is made for (None: its capacity)."""
+        self.leaves = self.due = math.nan
+        """The last oldest-sample time a window of this shape asked its deadline for, and that
+        deadline (gateway.rules.schedule: the windows of one block read hold samples of one
+        time, so nearly all of them ask for the same one in turn)."""
+
+    def __copy__(self) -> Shape:
+        """A copy (`gateway.rules.shared.but`) that remembers no deadline: its window may be
+        another."""
+        copied = Shape.__new__(Shape)
+        for name in Shape.__slots__[1:]:
+            setattr(copied, name, getattr(self, name))
+        copied.leaves = copied.due = math.nan
+        return copied
 
 
 class RateWindow:

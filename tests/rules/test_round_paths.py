@@ -1,0 +1,103 @@
+"""A rule round's shortcuts give what the code before them gave, bit for bit (hypothesis; the
+code before kept verbatim below):
+
+* an unbalance takes its largest deviation from the largest and the smallest value
+  (`gateway.rules.conditions.unbalance`), not from every value's |v − mean| — any values:
+  equal ones, negative ones, huge ones whose sum overflows, NaN, infinities;
+* a rate window's deadline (`gateway.rules.schedule`, `_window_due`) is remembered by its
+  shape for the last oldest-sample time asked: windows of two lengths sharing shapes, fed
+  samples of shared and of their own times and slid at random rounds, and windows whose
+  length was set afresh (a copy of their shape, `Shape.__copy__`), have the deadline the
+  per-window computation gave at every step.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from itertools import repeat
+from operator import sub
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.rules.conditions import unbalance
+from gateway.rules.rate import RateWindow
+from gateway.rules.schedule import DUE, INF, _after
+
+
+def reference_unbalance(values: Sequence[float]) -> float | None:
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    if mean <= 1.0:
+        return None
+    largest: float = max(map(abs, map(sub, values, repeat(mean))))  # each |v − mean|, in C
+    return largest / mean * 100.0
+
+
+def reference_window_due(window: RateWindow, now: float) -> float:
+    """When the window's oldest sample leaves it (kept in the window: `RateWindow.due`)."""
+    samples = window.samples
+    if not samples._len:  # (`len()`: a call)
+        return INF
+    t0 = samples.first
+    if t0 != window.leaves:
+        window.leaves, window.due = t0, _after(t0, window.shape.window)
+    when = window.due
+    return when if now < when else INF
+
+
+def _bits(value: float | None) -> object:
+    return None if value is None else struct.pack("<d", value)
+
+
+FLOATS = st.one_of(st.floats(), st.floats(-1e3, 1e3), st.floats(1e307, 1.7e308),
+                   st.sampled_from([0.0, -0.0, 1.0, 230.0, 230.1, 5e-324]))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(values=st.lists(FLOATS, max_size=12), same=st.integers(0, 6))
+def test_an_unbalance_is_the_largest_deviation_as_before(values: list[float],
+                                                         same: int) -> None:
+    values = values + values[:1] * same  # equal values: a mean above every one of them
+    assert _bits(unbalance(values)) == _bits(reference_unbalance(values))
+
+
+TIMES = st.sampled_from([0.0, 0.25, 0.5, 1.0, 1.5, 3.0, 7.0])
+EVENT = st.tuples(st.integers(0, 5), st.booleans(), TIMES, st.floats(-50.0, 50.0))
+"""(window, a shared time or its own, the clock step, the value)."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=st.lists(EVENT, min_size=1, max_size=80), start=st.sampled_from(
+           [0.0, 1000.0, 1.7e9 + 0.1]), renew=st.sets(st.integers(0, 5), max_size=2))
+def test_a_window_deadline_is_the_one_computed_for_it(
+        events: list[tuple[int, bool, float, float]], start: float, renew: set[int]) -> None:
+    lengths = (5.0, 5.0, 5.0, 12.0, 12.0, 3.0)
+    new = [RateWindow(length, 60.0, 2, None, 0.0) for length in lengths]
+    old = [RateWindow(length, 60.0, 2, None, 0.0) for length in lengths]
+    now = start
+    for at, (index, shared, step, value) in enumerate(events):
+        if at == len(events) // 2:
+            for renewed in renew:  # a length set afresh: a copy of the shared shape
+                new[renewed].window = old[renewed].window = 4.0
+        t = now if shared else now - 0.1 * (index + 1)
+        new[index].add(t, value)
+        old[index].add(t, value)
+        now += step
+        for mine, theirs in zip(new, old, strict=True):
+            assert repr(mine.fit(now)) == repr(theirs.fit(now))
+            assert DUE[RateWindow](mine, now) == reference_window_due(theirs, now)
+    assert math.isfinite(now)
+
+
+def test_a_window_given_another_length_forgets_its_shapes_deadline() -> None:
+    asked, renewed = RateWindow(5.0, 60.0, 2), RateWindow(5.0, 60.0, 2)
+    assert asked.shape is renewed.shape
+    asked.add(100.0, 1.0)
+    assert DUE[RateWindow](asked, 100.0) == _after(100.0, 5.0)
+    renewed.window = 4.0  # its own copy of the shape, made after the shape remembered 100.0
+    renewed.add(100.0, 1.0)
+    assert DUE[RateWindow](renewed, 100.0) == _after(100.0, 4.0)
