@@ -180,10 +180,14 @@ class Intake:
             entry = get(point_id)
             if entry is None:
                 continue
-            state: PointState = entry if own else entry.state  # type: ignore[assignment]
-            # (an IntakePoint is its state: not its property, a call)
             before, before_quality = entry.value, entry.quality
-            entry.value, entry.quality = value, quality
+            entry.quality = quality
+            state: PointState
+            if own:  # an IntakePoint is its state (not its property, a call) and its value
+                state = entry  # type: ignore[assignment]  # is the state's, set below
+            else:
+                state = entry.state
+                entry.value = value
             last_good = state.last_good_t
             if ts is not stamp:  # (a block's samples share their time: one t for them all)
                 stamp = ts
@@ -204,21 +208,23 @@ class Intake:
                 if (rates or flats) and (kind is float or isinstance(value, NUMBER)):
                     number: float = value if kind is float else float(  # type: ignore[assignment]
                         value)  # (a float's float() is itself: no call for it)
-                    for rate in rates:
-                        rate.add(t, number)
-                    for flat in flats:  # FlatTracker.add inline
-                        if flat.since is None:
-                            flat.low = flat.high = number
-                            flat.since = t
-                            continue
-                        low = number if number < flat.low else flat.low
-                        high = number if number > flat.high else flat.high
-                        if high - low > flat.epsilon:
-                            flat.low = flat.high = number
-                            flat.since = t
-                            flat.moved = True
-                        else:
-                            flat.low, flat.high = low, high
+                    if rates:  # (a `for` over an empty tuple makes an iterator: none)
+                        for rate in rates:
+                            rate.add(t, number)
+                    if flats:
+                        for flat in flats:  # FlatTracker.add inline
+                            if flat.since is None:
+                                flat.low = flat.high = number
+                                flat.since = t
+                                continue
+                            low = number if number < flat.low else flat.low
+                            high = number if number > flat.high else flat.high
+                            if high - low > flat.epsilon:
+                                flat.low = flat.high = number
+                                flat.since = t
+                                flat.moved = True
+                            else:
+                                flat.low, flat.high = low, high
             else:
                 state.good = False
                 if quality is INVALID:
@@ -229,10 +235,12 @@ class Intake:
             if before_quality is not quality or not (
                     before is value or (type(before) is kind
                                         and before == value)):  # another value or quality
-                for index in entry.readers:  # mark(entry.readers), inline
-                    if not marked[index]:
-                        marked[index] = 1
-                        pending.append(index)
+                readers = entry.readers
+                if readers:
+                    for index in readers:  # mark(entry.readers), inline
+                        if not marked[index]:
+                            marked[index] = 1
+                            pending.append(index)
                 gated = entry.gated
                 if gated:
                     was = type(before)
