@@ -8,7 +8,11 @@ code before kept verbatim below):
   shape for the last oldest-sample time asked: windows of two lengths sharing shapes, fed
   samples of shared and of their own times and slid at random rounds, and windows whose
   length was set afresh (a copy of their shape, `Shape.__copy__`), have the deadline the
-  per-window computation gave at every step.
+  per-window computation gave at every step;
+* a narrow sample ring takes the time step of its newest sample from the last one found when
+  its two times are the very float objects it was found for (`SampleRing.append`): rings fed
+  one time object each round (a block read's), now and then one of their own, equal or not,
+  store what the ring before stored, slot by slot.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from hypothesis import strategies as st
 
 from gateway.rules.conditions import unbalance
 from gateway.rules.rate import RateWindow
+from gateway.rules.rate_samples import INT32, STEPS, SampleRing
 from gateway.rules.schedule import DUE, INF, _after
 
 
@@ -101,3 +106,72 @@ def test_a_window_given_another_length_forgets_its_shapes_deadline() -> None:
     renewed.window = 4.0  # its own copy of the shape, made after the shape remembered 100.0
     renewed.add(100.0, 1.0)
     assert DUE[RateWindow](renewed, 100.0) == _after(100.0, 4.0)
+
+
+class ReferenceRing(SampleRing):
+    """`SampleRing.append` before the step was remembered."""
+
+    def append(self, t: float, value: float) -> None:
+        """Add a newest sample; the ring must not hold `capacity` samples."""
+        n = self._len
+        if n >= self._size:
+            if n >= self.capacity:
+                raise IndexError("the sample ring is full")
+            self._grow(self.capacity)
+        slot = self._head + n
+        if slot >= self._size:
+            slot -= self._size
+        q, d = self._q, self._d
+        if n and q and d > 0:  # both narrow, the common case: `_store`'s checks inline
+            before = self.last
+            step = (t - before) * STEPS
+            if -INT32 <= step < INT32 and before + (j := int(step)) * q == t and \
+                    t - j * q == before and (t or math.copysign(1.0, t) > 0):
+                try:
+                    k = round(value * d)
+                    if k / d == value and (k or math.copysign(1.0, value) > 0):
+                        self._v[slot] = k
+                        self._t[slot] = j
+                        self.last = t
+                        self._len = n + 1
+                        return
+                except (ValueError, OverflowError):
+                    pass
+        self._store(slot, t, self.last if n else None, value)
+        self._len = n + 1
+
+
+RING_VALUES = st.one_of(st.integers(-400, 400).map(lambda k: k / 10),
+                        st.sampled_from([0.0, -0.0, 1.5, 1e-7, math.nan, 70000.0, 1 / 3]))
+ROUND = st.tuples(st.sampled_from([0.0, 0.25, 1.0, 1.000001, 600.0, -0.5]),
+                  st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), RING_VALUES),
+                           max_size=8))
+"""The clock step, then appends: (ring, the round's time object / an equal float of its own /
+a time of its own / -0.0 for a time of 0.0, the value)."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(rounds=st.lists(ROUND, min_size=1, max_size=40),
+       start=st.sampled_from([0.0, 5000.25, 1.7e9 + 0.5]))
+def test_a_ring_stores_what_it_stored_before_the_step_was_remembered(
+        rounds: list[tuple[float, list[tuple[int, int, float]]]], start: float) -> None:
+    new = [SampleRing(16, 4, decimal=True) for _ in range(4)]
+    old = [ReferenceRing(16, 4, decimal=True) for _ in range(4)]
+    now = start
+    for step, appends in rounds:
+        now += step
+        shared = now  # one float object for the round, as the intake makes a block's time
+        for index, which, value in appends:
+            t = shared if which == 0 else float(repr(shared)) if which == 1 else \
+                shared + 0.1 if which == 2 else -0.0 if shared == 0.0 else shared
+            for rings in (new, old):
+                ring = rings[index]
+                if len(ring) == ring.capacity:
+                    ring.popleft()
+                if len(ring) and t < ring.last:
+                    continue
+                ring.append(t, value)
+        for mine, theirs in zip(new, old, strict=True):
+            assert repr(mine.stored()) == repr(theirs.stored())
+            assert (mine.first, mine.last, mine._head, len(mine)) == (
+                theirs.first, theirs.last, theirs._head, len(theirs))
