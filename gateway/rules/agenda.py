@@ -84,8 +84,11 @@ class Schedule:
         if not pending:
             return []
         self._pending = []
-        for index in pending:
-            marked[index] = 0
+        if len(pending) > 32:  # a new zeroed bytearray costs less than clearing each mark
+            self._marked = bytearray(len(marked))
+        else:
+            for index in pending:
+                marked[index] = 0
         pending.sort()
         return pending
 

@@ -169,7 +169,7 @@ class Intake:
         `offset`: engine seconds minus wall-clock seconds (a sample's time on the engine's
         scale, never after now). `PointState.update` and `FlatTracker.add` are inline (the
         same assignments in the same order; tests/rules/test_intake.py compares them)."""
-        get, own = self.points.get, self._own
+        points, own = self.points, self._own
         schedule = self.schedule
         mark, mark_one = schedule.mark_many, schedule.mark
         marked, pending = schedule._marked, schedule._pending  # (`mark_many`'s, inline below)
@@ -177,8 +177,9 @@ class Intake:
         stamp: int | None = None
         t = mono
         for point_id, value, ts, quality in batch:
-            entry = get(point_id)
-            if entry is None:
+            try:  # (a subscript, not a `get` call; a point of no binding is rare)
+                entry = points[point_id]
+            except KeyError:
                 continue
             before, before_quality = entry.value, entry.quality
             entry.quality = quality

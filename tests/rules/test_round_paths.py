@@ -12,7 +12,9 @@ code before kept verbatim below):
 * a narrow sample ring takes the time step of its newest sample from the last one found when
   its two times are the very float objects it was found for (`SampleRing.append`): rings fed
   one time object each round (a block read's), now and then one of their own, equal or not,
-  store what the ring before stored, slot by slot.
+  store what the ring before stored, slot by slot;
+* a round that clears many marks takes a new zeroed bytearray (`Schedule.due`): a schedule of
+  80 bindings, marked by the dozen, keeps the contract of tests/rules/test_agenda.py's model.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from operator import sub
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.rules.agenda import Schedule
 from gateway.rules.conditions import unbalance
 from gateway.rules.rate import RateWindow
 from gateway.rules.rate_samples import INT32, STEPS, SampleRing
 from gateway.rules.schedule import DUE, INF, _after
+from tests.rules.test_agenda import NOWS, Model
 
 
 def reference_unbalance(values: Sequence[float]) -> float | None:
@@ -175,3 +179,29 @@ def test_a_ring_stores_what_it_stored_before_the_step_was_remembered(
             assert repr(mine.stored()) == repr(theirs.stored())
             assert (mine.first, mine.last, mine._head, len(mine)) == (
                 theirs.first, theirs.last, theirs._head, len(theirs))
+
+
+MANY = 80
+MARKS = st.lists(st.one_of(
+    st.tuples(st.just("mark_many"), st.lists(st.integers(0, MANY - 1), max_size=50)),
+    st.tuples(st.just("set"), st.integers(0, MANY - 1), NOWS),
+    st.tuples(st.just("due"), NOWS)), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(MARKS)
+def test_a_round_of_many_marks_keeps_the_schedules_contract(ops: list[tuple[object, ...]]
+                                                            ) -> None:
+    schedule, model = Schedule(MANY), Model(MANY)
+    for op in ops:
+        match op:
+            case ("mark_many", list(indices)):
+                schedule.mark_many(indices)
+                model.marked.update(indices)
+            case ("set", int(index), float(when)):
+                schedule.set_deadline(index, when)
+                model.set_deadline(index, when)
+            case ("due", float(now)):
+                assert schedule.due(now) == model.due(now), op
+        assert schedule.pending == bool(model.marked)
+    assert schedule.due(1e9) == model.due(1e9)
