@@ -365,7 +365,7 @@ class DewPointSignal:
         if self.pairs:
             best: float | None = None
             best_key = -math.inf
-            key, log, a, b = self.key, math.log, MAGNUS_A, MAGNUS_B
+            key = self.key
             for t_state, h_state in self.pairs:  # number() of each inline
                 t, h = t_state.value, h_state.value
                 if not (t_state.good and h_state.good):
@@ -378,17 +378,11 @@ class DewPointSignal:
                     if not isinstance(h, NUMBER):
                         continue
                     h = float(h)
-                # dew_point(t, h) inline, its steps in its order (a room: tens of pairs a read)
-                if h <= 0 or h > 100.5 or t <= -b:
-                    continue
-                ratio = (100.0 if h > 100.0 else h) / 100.0
-                if ratio <= 0.0:
-                    continue
-                gamma = log(ratio) + a * t / (b + t)
-                dp = b * gamma / (a - gamma)
-                k = dp if key is rising else key(dp)  # a pure function of the value
-                if best is None or k > best_key:
-                    best, best_key = dp, k
+                dp = dew_point(t, h)  # (a call: tests/rules/test_binding_faults makes it fail)
+                if dp is not None:
+                    k = dp if key is rising else key(dp)  # a pure function of the value
+                    if best is None or k > best_key:
+                        best, best_key = dp, k
             return best
         temperatures = [n for n in (m.number() for m in self.temperature) if n is not None]
         humidities = [n for n in (m.number() for m in self.rh) if n is not None]

@@ -46,6 +46,7 @@ STEP = 2.0 ** -22
 """Seconds per unit of a narrow time step (see the module docstring)."""
 STEPS = 2.0 ** 22
 INT32 = 2147483648.0
+NEG_INT32 = -INT32  # (`-INT32` in a function is a negation, a new float, at every call)
 DIVISORS = tuple(10.0 ** k for k in range(10))
 """The divisors of narrow values (gateway.field.points.DECIMAL_DIVISORS, and 1): a float
 divides an integer below 2⁵³ as the integer itself would, correctly rounded."""
@@ -182,7 +183,7 @@ class SampleRing(Sequence[tuple[float, float]]):
                 self._t[slot] = t
         elif q:
             step = (t - before) * STEPS
-            if -INT32 <= step < INT32 and before + (k := int(step)) * q == t and \
+            if NEG_INT32 <= step < INT32 and before + (k := int(step)) * q == t and \
                     t - k * q == before and (t or math.copysign(1.0, t) > 0):
                 self._t[slot] = k  # both ways exact (not NaN, not -0.0)
             else:
@@ -223,7 +224,7 @@ class SampleRing(Sequence[tuple[float, float]]):
                 exact = True
             else:
                 step = (t - before) * STEPS
-                exact = -INT32 <= step < INT32 and before + (j := int(step)) * q == t and \
+                exact = NEG_INT32 <= step < INT32 and before + (j := int(step)) * q == t and \
                     t - j * q == before and bool(t or math.copysign(1.0, t) > 0)
                 if exact:
                     memo[0], memo[1], memo[2] = before, t, j
@@ -357,7 +358,7 @@ def _steps(times: Sequence[float]) -> list[int] | None:
     for i in range(1, len(times)):
         before, t = times[i - 1], times[i]
         step = (t - before) * STEPS
-        if not -INT32 <= step < INT32:
+        if not NEG_INT32 <= step < INT32:
             return None
         k = int(step)
         if not (before + k * STEP == t and t - k * STEP == before and (

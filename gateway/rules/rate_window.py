@@ -34,6 +34,8 @@ origin is one of the samples): the cancellation in Σx² − (Σx)²/n then stay
 SANE = 1e150
 """Sample values of this magnitude or more (or NaN) are fitted from the samples: their
 squares would overflow the running sums."""
+NEG_SANE = -SANE
+"""(`-SANE` in a function is a negation, a new float, at every call.)"""
 
 
 class Shape:
@@ -128,7 +130,7 @@ class RateWindow:
         self._t0 = self._v0 = math.nan
 
     def _include(self, t: float, v: float) -> None:
-        if not -SANE < v < SANE:
+        if not NEG_SANE < v < SANE:
             self._bad += 1
             return
         if self._t0 != self._t0:  # no origin yet (NaN)
@@ -143,7 +145,7 @@ class RateWindow:
         self._ops += 1
 
     def _exclude(self, t: float, v: float) -> None:
-        if not -SANE < v < SANE:
+        if not NEG_SANE < v < SANE:
             self._bad -= 1
             return
         x, y = t - self._t0, v - self._v0
@@ -173,7 +175,7 @@ class RateWindow:
             # thin out: one sample (the newest) per short slot; the oldest sample stays,
             # so the span a slope is judged on starts with the first sample
             last = self._last_v  # _exclude(self._last_t, last) inline
-            if -SANE < last < SANE:
+            if NEG_SANE < last < SANE:
                 x, y = self._last_t - self._t0, last - self._v0
                 self._n -= 1
                 self._sx -= x
@@ -192,7 +194,7 @@ class RateWindow:
                 self._exclude(*ring.popleft())
             ring.append(t, value)  # grows the ring once under faster polls
             self._slot = t
-        if -SANE < value < SANE:
+        if NEG_SANE < value < SANE:
             t0 = self._t0
             if t0 != t0:  # no origin yet (NaN)
                 self._t0 = t0 = t
@@ -237,7 +239,7 @@ class RateWindow:
                     head = 0 if head + 1 == size else head + 1
                     n -= 1
                     after = t + times[head] * q if q else times[head]  # (if n: the next)
-                    if -SANE < v < SANE:
+                    if NEG_SANE < v < SANE:
                         x, y = t - t0, v - v0
                         self._n -= 1
                         self._sx -= x
