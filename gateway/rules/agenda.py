@@ -79,8 +79,14 @@ class Schedule:
                     if not marked[index]:  # self.mark(index), inline
                         marked[index] = 1
                         pending.append(index)
-                elif wanted < INF:
-                    self._queue(index, wanted)
+                elif wanted < INF:  # self._queue(index, wanted), inline: a window's deadline
+                    queued[index] = wanted  # moves a second later every second
+                    listed = at.get(wanted)
+                    if listed is None:
+                        at[wanted] = [index]
+                        heapq.heappush(times, wanted)
+                    else:
+                        listed.append(index)
         if not pending:
             return []
         self._pending = []

@@ -209,23 +209,22 @@ class Intake:
                 if (rates or flats) and (kind is float or isinstance(value, NUMBER)):
                     number: float = value if kind is float else float(  # type: ignore[assignment]
                         value)  # (a float's float() is itself: no call for it)
-                    if rates:  # (a `for` over an empty tuple makes an iterator: none)
+                    if rates:  # (a `for` over an empty tuple makes an iterator)
                         for rate in rates:
                             rate.add(t, number)
-                    if flats:
-                        for flat in flats:  # FlatTracker.add inline
-                            if flat.since is None:
-                                flat.low = flat.high = number
-                                flat.since = t
-                                continue
-                            low = number if number < flat.low else flat.low
-                            high = number if number > flat.high else flat.high
-                            if high - low > flat.epsilon:
-                                flat.low = flat.high = number
-                                flat.since = t
-                                flat.moved = True
-                            else:
-                                flat.low, flat.high = low, high
+                    for flat in flats:  # FlatTracker.add inline
+                        if flat.since is None:
+                            flat.low = flat.high = number
+                            flat.since = t
+                            continue
+                        low = number if number < flat.low else flat.low
+                        high = number if number > flat.high else flat.high
+                        if high - low > flat.epsilon:
+                            flat.low = flat.high = number
+                            flat.since = t
+                            flat.moved = True
+                        else:
+                            flat.low, flat.high = low, high
             else:
                 state.good = False
                 if quality is INVALID:

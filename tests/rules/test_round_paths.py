@@ -14,7 +14,9 @@ code before kept verbatim below):
   one time object each round (a block read's), now and then one of their own, equal or not,
   store what the ring before stored, slot by slot;
 * a round that clears many marks takes a new zeroed bytearray (`Schedule.due`): a schedule of
-  80 bindings, marked by the dozen, keeps the contract of tests/rules/test_agenda.py's model.
+  80 bindings, marked by the dozen, keeps the contract of tests/rules/test_agenda.py's model;
+  and a deadline that moved later is queued again inline when its old time comes: two
+  bindings whose deadlines are set and moved at random keep that contract too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import struct
 from collections.abc import Sequence
 from itertools import repeat
 from operator import sub
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -183,25 +186,38 @@ def test_a_ring_stores_what_it_stored_before_the_step_was_remembered(
 
 MANY = 80
 MARKS = st.lists(st.one_of(
-    st.tuples(st.just("mark_many"), st.lists(st.integers(0, MANY - 1), max_size=50)),
-    st.tuples(st.just("set"), st.integers(0, MANY - 1), NOWS),
+    st.tuples(st.just("mark"), st.lists(st.integers(0, MANY - 1), max_size=50)),
+    st.tuples(st.just("set"), st.tuples(st.integers(0, MANY - 1), NOWS)),
     st.tuples(st.just("due"), NOWS)), max_size=30)
+
+
+def _keeps_the_contract(count: int, ops: list[tuple[str, Any]]) -> None:
+    schedule, model = Schedule(count), Model(count)
+    for op, arg in ops:
+        if op == "due":
+            assert schedule.due(arg) == model.due(arg), arg
+        elif op == "mark":
+            schedule.mark_many(arg)
+            model.marked.update(arg)
+        else:
+            schedule.set_deadline(*arg)
+            model.set_deadline(*arg)
+        assert schedule.pending == bool(model.marked)
+    assert schedule.due(1e9) == model.due(1e9)
 
 
 @settings(max_examples=300, deadline=None)
 @given(MARKS)
-def test_a_round_of_many_marks_keeps_the_schedules_contract(ops: list[tuple[object, ...]]
-                                                            ) -> None:
-    schedule, model = Schedule(MANY), Model(MANY)
-    for op in ops:
-        match op:
-            case ("mark_many", list(indices)):
-                schedule.mark_many(indices)
-                model.marked.update(indices)
-            case ("set", int(index), float(when)):
-                schedule.set_deadline(index, when)
-                model.set_deadline(index, when)
-            case ("due", float(now)):
-                assert schedule.due(now) == model.due(now), op
-        assert schedule.pending == bool(model.marked)
-    assert schedule.due(1e9) == model.due(1e9)
+def test_a_round_of_many_marks_keeps_the_schedules_contract(ops: list[tuple[str, Any]]) -> None:
+    _keeps_the_contract(MANY, ops)
+
+
+MOVES = st.lists(st.one_of(st.tuples(st.just("set"), st.tuples(st.integers(0, 1), NOWS)),
+                           st.tuples(st.just("due"), NOWS)), max_size=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(MOVES)
+def test_a_deadline_moved_later_is_queued_again_when_its_old_time_comes(
+        ops: list[tuple[str, Any]]) -> None:
+    _keeps_the_contract(2, ops)
