@@ -54,10 +54,11 @@ WIDE = 0
 """`_d` of values kept as doubles that may be narrowed again (`compact`)…"""
 NEVER = -1
 """…and of values kept as doubles for good (a ring made without `decimal`)."""
-_STEP: list[Any] = [None, None, 0]
-"""The last narrow step `append` found: (time before, time, step). The windows of one block
-read take samples of one time after samples of one time — the same two float objects (the
-intake makes a block's time once) — so nearly every append finds its step here."""
+_STEP: list[tuple[Any, Any, int]] = [(None, None, 0)]
+"""The last narrow step `append` found: (time before, time, step), one tuple, read and
+replaced whole (another thread's ring may replace it: never half of it). The windows of one
+block read take samples of one time after samples of one time — the same two float objects
+(the intake makes a block's time once) — so nearly every append finds its step here."""
 _ZERO: dict[str, array[Any]] = {code: array(code, [0]) for code in "hid"}
 """One zero of each array type: `_ZERO[code] * n` is an array of exactly n (an array made
 from n bytes takes about 9 % more: its growth margin)."""
@@ -218,16 +219,16 @@ class SampleRing(Sequence[tuple[float, float]]):
         q, d = self._q, self._d
         if n and q and d > 0:  # both narrow, the common case: `_store`'s checks inline
             before = self.last
-            memo = _STEP
-            if before is memo[0] and t is memo[1]:  # the same floats: the same exact step
-                j = memo[2]
+            last = _STEP[0]
+            if before is last[0] and t is last[1]:  # the same floats: the same exact step
+                j = last[2]
                 exact = True
             else:
                 step = (t - before) * STEPS
                 exact = NEG_INT32 <= step < INT32 and before + (j := int(step)) * q == t and \
                     t - j * q == before and bool(t or math.copysign(1.0, t) > 0)
                 if exact:
-                    memo[0], memo[1], memo[2] = before, t, j
+                    _STEP[0] = (before, t, j)
             if exact:
                 try:
                     k = round(value * d)
