@@ -53,8 +53,8 @@ from gateway.field.sample import Value
 from gateway.rules.combinators import AllNode as AllNode
 from gateway.rules.combinators import AnyNode as AnyNode
 from gateway.rules.combinators import AtLeastNode as AtLeastNode
+from gateway.rules.conditions import GOOD as GOOD
 from gateway.rules.conditions import (
-    GOOD,
     NUMBER,
     Debounce,
     Delays,
