@@ -79,13 +79,22 @@ class Schedule:
                     if not marked[index]:  # self.mark(index), inline
                         marked[index] = 1
                         pending.append(index)
-                elif wanted < INF:
-                    self._queue(index, wanted)
+                elif wanted < INF:  # self._queue(index, wanted), inline: a window's deadline
+                    queued[index] = wanted  # moves a second later every second
+                    listed = at.get(wanted)
+                    if listed is None:
+                        at[wanted] = [index]
+                        heapq.heappush(times, wanted)
+                    else:
+                        listed.append(index)
         if not pending:
             return []
         self._pending = []
-        for index in pending:
-            marked[index] = 0
+        if len(pending) > 32:  # a new zeroed bytearray costs less than clearing each mark
+            self._marked = bytearray(len(marked))
+        else:
+            for index in pending:
+                marked[index] = 0
         pending.sort()
         return pending
 

@@ -85,9 +85,6 @@ evaluated at every round, and asks for a round at least this often."""
 __all__ = ["Binding", "PointInfo", "RuleEngine", "SubjectKind"]
 
 
-INF = math.inf
-
-
 class RuleEngine:
     def __init__(self, packs: Mapping[str, RulePack] | Iterable[RulePack],
                  loaded: LoadedConfig, clock: Clock,
@@ -216,7 +213,8 @@ class RuleEngine:
         nodes, timeds, gated = self._nodes, self._timed, self._gated
         kinds, lasts, keep = self._latest.kinds, self._latest.items, self._latest.keep
         states = self._states
-        set_deadline = schedule.set_deadline
+        set_deadline, deadlines, queued, queue = (schedule.set_deadline, schedule._deadline,
+                                                  schedule._queued, schedule._queue)
         set_band = self._intake.set_band
         failing = faults.failing
         for index in due:
@@ -237,8 +235,10 @@ class RuleEngine:
                     keep(index, last)
                     changed.append(last)
                 timed = timeds[index]
-                if timed is not None:  # gateway.rules.schedule.deadline, inline
-                    set_deadline(index, DUE[type(timed)](timed, now))
+                if timed is not None:  # schedule.deadline and Schedule.set_deadline, inline
+                    deadlines[index] = when = DUE[type(timed)](timed, now)
+                    if when < queued[index]:
+                        queue(index, when)
             except Exception as exc:  # this binding alone: logged and alarmed (rules.faults)
                 raised = faults.failed(index, self._rule(index), self._subject(index),
                                        self._room(index), exc, now_ns)

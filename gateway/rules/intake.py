@@ -169,7 +169,7 @@ class Intake:
         `offset`: engine seconds minus wall-clock seconds (a sample's time on the engine's
         scale, never after now). `PointState.update` and `FlatTracker.add` are inline (the
         same assignments in the same order; tests/rules/test_intake.py compares them)."""
-        get, own = self.points.get, self._own
+        points, own = self.points, self._own
         schedule = self.schedule
         mark, mark_one = schedule.mark_many, schedule.mark
         marked, pending = schedule._marked, schedule._pending  # (`mark_many`'s, inline below)
@@ -177,13 +177,18 @@ class Intake:
         stamp: int | None = None
         t = mono
         for point_id, value, ts, quality in batch:
-            entry = get(point_id)
-            if entry is None:
+            try:  # (a subscript, not a `get` call; a point of no binding is rare)
+                entry = points[point_id]
+            except KeyError:
                 continue
-            state: PointState = entry if own else entry.state  # type: ignore[assignment]
-            # (an IntakePoint is its state: not its property, a call)
             before, before_quality = entry.value, entry.quality
-            entry.value, entry.quality = value, quality
+            entry.quality = quality
+            state: PointState
+            if own:  # an IntakePoint is its state (not its property, a call) and its value
+                state = entry  # type: ignore[assignment]  # is the state's, set below
+            else:
+                state = entry.state
+                entry.value = value
             last_good = state.last_good_t
             if ts is not stamp:  # (a block's samples share their time: one t for them all)
                 stamp = ts
@@ -204,8 +209,9 @@ class Intake:
                 if (rates or flats) and (kind is float or isinstance(value, NUMBER)):
                     number: float = value if kind is float else float(  # type: ignore[assignment]
                         value)  # (a float's float() is itself: no call for it)
-                    for rate in rates:
-                        rate.add(t, number)
+                    if rates:  # (a `for` over an empty tuple makes an iterator)
+                        for rate in rates:
+                            rate.add(t, number)
                     for flat in flats:  # FlatTracker.add inline
                         if flat.since is None:
                             flat.low = flat.high = number
@@ -229,10 +235,12 @@ class Intake:
             if before_quality is not quality or not (
                     before is value or (type(before) is kind
                                         and before == value)):  # another value or quality
-                for index in entry.readers:  # mark(entry.readers), inline
-                    if not marked[index]:
-                        marked[index] = 1
-                        pending.append(index)
+                readers = entry.readers
+                if readers:
+                    for index in readers:  # mark(entry.readers), inline
+                        if not marked[index]:
+                            marked[index] = 1
+                            pending.append(index)
                 gated = entry.gated
                 if gated:
                     was = type(before)

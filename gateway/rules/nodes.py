@@ -47,13 +47,13 @@ the previous engine's nodes, or holds a node active for an alarm the journal res
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter
 from typing import Protocol
 
 from gateway.field.sample import Value
 from gateway.rules.combinators import AllNode as AllNode
 from gateway.rules.combinators import AnyNode as AnyNode
 from gateway.rules.combinators import AtLeastNode as AtLeastNode
+from gateway.rules.conditions import GOOD as GOOD
 from gateway.rules.conditions import (
     NUMBER,
     Debounce,
@@ -68,9 +68,6 @@ from gateway.rules.conditions import (
 )
 from gateway.rules.rate import RateSignal, rising
 from gateway.rules.shared import Field, shared
-
-GOOD = attrgetter("good")
-"""A member's `good`, read in C (`all(map(GOOD, members))`: no generator per read)."""
 
 
 class Node(Protocol):

@@ -46,6 +46,7 @@ STEP = 2.0 ** -22
 """Seconds per unit of a narrow time step (see the module docstring)."""
 STEPS = 2.0 ** 22
 INT32 = 2147483648.0
+NEG_INT32 = -INT32  # (`-INT32` in a function is a negation, a new float, at every call)
 DIVISORS = tuple(10.0 ** k for k in range(10))
 """The divisors of narrow values (gateway.field.points.DECIMAL_DIVISORS, and 1): a float
 divides an integer below 2⁵³ as the integer itself would, correctly rounded."""
@@ -53,6 +54,11 @@ WIDE = 0
 """`_d` of values kept as doubles that may be narrowed again (`compact`)…"""
 NEVER = -1
 """…and of values kept as doubles for good (a ring made without `decimal`)."""
+_STEP: list[tuple[Any, Any, int]] = [(None, None, 0)]
+"""The last narrow step `append` found: (time before, time, step), one tuple, read and
+replaced whole (another thread's ring may replace it: never half of it). The windows of one
+block read take samples of one time after samples of one time — the same two float objects
+(the intake makes a block's time once) — so nearly every append finds its step here."""
 _ZERO: dict[str, array[Any]] = {code: array(code, [0]) for code in "hid"}
 """One zero of each array type: `_ZERO[code] * n` is an array of exactly n (an array made
 from n bytes takes about 9 % more: its growth margin)."""
@@ -178,7 +184,7 @@ class SampleRing(Sequence[tuple[float, float]]):
                 self._t[slot] = t
         elif q:
             step = (t - before) * STEPS
-            if -INT32 <= step < INT32 and before + (k := int(step)) * q == t and \
+            if NEG_INT32 <= step < INT32 and before + (k := int(step)) * q == t and \
                     t - k * q == before and (t or math.copysign(1.0, t) > 0):
                 self._t[slot] = k  # both ways exact (not NaN, not -0.0)
             else:
@@ -213,9 +219,17 @@ class SampleRing(Sequence[tuple[float, float]]):
         q, d = self._q, self._d
         if n and q and d > 0:  # both narrow, the common case: `_store`'s checks inline
             before = self.last
-            step = (t - before) * STEPS
-            if -INT32 <= step < INT32 and before + (j := int(step)) * q == t and \
-                    t - j * q == before and (t or math.copysign(1.0, t) > 0):
+            last = _STEP[0]
+            if before is last[0] and t is last[1]:  # the same floats: the same exact step
+                j = last[2]
+                exact = True
+            else:
+                step = (t - before) * STEPS
+                exact = NEG_INT32 <= step < INT32 and before + (j := int(step)) * q == t and \
+                    t - j * q == before and bool(t or math.copysign(1.0, t) > 0)
+                if exact:
+                    _STEP[0] = (before, t, j)
+            if exact:
                 try:
                     k = round(value * d)
                     if k / d == value and (k or math.copysign(1.0, value) > 0):
@@ -345,7 +359,7 @@ def _steps(times: Sequence[float]) -> list[int] | None:
     for i in range(1, len(times)):
         before, t = times[i - 1], times[i]
         step = (t - before) * STEPS
-        if not -INT32 <= step < INT32:
+        if not NEG_INT32 <= step < INT32:
             return None
         k = int(step)
         if not (before + k * STEP == t and t - k * STEP == before and (

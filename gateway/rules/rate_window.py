@@ -34,14 +34,16 @@ origin is one of the samples): the cancellation in Σx² − (Σx)²/n then stay
 SANE = 1e150
 """Sample values of this magnitude or more (or NaN) are fitted from the samples: their
 squares would overflow the running sums."""
+NEG_SANE = -SANE
+"""(`-SANE` in a function is a negation, a new float, at every call.)"""
 
 
 class Shape:
     """What the windows of one rate rule's parameters have in common: one object for them all
     (gateway.rules.shared), not six fields (and two floats) a window."""
 
-    __slots__ = ("__weakref__", "confidence", "min_samples", "min_spacing", "min_span", "per",
-                 "size", "window")
+    __slots__ = ("__weakref__", "confidence", "due", "leaves", "min_samples", "min_spacing",
+                 "min_span", "per", "size", "window")
 
     def __init__(self, window: float, per: float, min_samples: int, min_span: float | None,
                  confidence: float) -> None:
@@ -56,6 +58,19 @@ class Shape:
         planned = window / PLANNED_SPACING
         self.size = math.ceil(planned) + 4 if planned < MAX_WINDOW_SAMPLES else None
         """The samples a window's storage is made for (None: its capacity)."""
+        self.leaves = self.due = math.nan
+        """The last oldest-sample time a window of this shape asked its deadline for, and that
+        deadline (gateway.rules.schedule: the windows of one block read hold samples of one
+        time, so nearly all of them ask for the same one in turn)."""
+
+    def __copy__(self) -> Shape:
+        """A copy (`gateway.rules.shared.but`) that remembers no deadline: its window may be
+        another."""
+        copied = Shape.__new__(Shape)
+        for name in Shape.__slots__[1:]:
+            setattr(copied, name, getattr(self, name))
+        copied.leaves = copied.due = math.nan
+        return copied
 
 
 class RateWindow:
@@ -115,7 +130,7 @@ class RateWindow:
         self._t0 = self._v0 = math.nan
 
     def _include(self, t: float, v: float) -> None:
-        if not -SANE < v < SANE:
+        if not NEG_SANE < v < SANE:
             self._bad += 1
             return
         if self._t0 != self._t0:  # no origin yet (NaN)
@@ -130,7 +145,7 @@ class RateWindow:
         self._ops += 1
 
     def _exclude(self, t: float, v: float) -> None:
-        if not -SANE < v < SANE:
+        if not NEG_SANE < v < SANE:
             self._bad -= 1
             return
         x, y = t - self._t0, v - self._v0
@@ -160,7 +175,7 @@ class RateWindow:
             # thin out: one sample (the newest) per short slot; the oldest sample stays,
             # so the span a slope is judged on starts with the first sample
             last = self._last_v  # _exclude(self._last_t, last) inline
-            if -SANE < last < SANE:
+            if NEG_SANE < last < SANE:
                 x, y = self._last_t - self._t0, last - self._v0
                 self._n -= 1
                 self._sx -= x
@@ -179,7 +194,7 @@ class RateWindow:
                 self._exclude(*ring.popleft())
             ring.append(t, value)  # grows the ring once under faster polls
             self._slot = t
-        if -SANE < value < SANE:
+        if NEG_SANE < value < SANE:
             t0 = self._t0
             if t0 != t0:  # no origin yet (NaN)
                 self._t0 = t0 = t
@@ -224,7 +239,7 @@ class RateWindow:
                     head = 0 if head + 1 == size else head + 1
                     n -= 1
                     after = t + times[head] * q if q else times[head]  # (if n: the next)
-                    if -SANE < v < SANE:
+                    if NEG_SANE < v < SANE:
                         x, y = t - t0, v - v0
                         self._n -= 1
                         self._sx -= x

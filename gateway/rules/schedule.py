@@ -249,7 +249,10 @@ def _window_due(window: RateWindow, now: float) -> float:
         return INF
     t0 = samples.first
     if t0 != window.leaves:
-        window.leaves, window.due = t0, _after(t0, window.shape.window)
+        shape = window.shape
+        if t0 != shape.leaves:  # asked by another window of the shape already: its answer
+            shape.leaves, shape.due = t0, _after(t0, shape.window)
+        window.leaves, window.due = t0, shape.due
     when = window.due
     return when if now < when else INF
 

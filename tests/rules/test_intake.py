@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from gateway.field.sample import Quality, Sample, Value
 from gateway.rules.conditions import FlatTracker, PointState
-from gateway.rules.intake import GOOD, Intake
+from gateway.rules.intake import GOOD, Intake, IntakePoint
 from gateway.rules.rate import RateWindow
 from gateway.rules.schedule import Inputs, Schedule
 
@@ -74,9 +74,10 @@ Wiring = list[tuple[frozenset[str], frozenset[str], dict[str, float], bool]]
 """Per binding: the points it reads on change, on every sample, after a gap; gated."""
 
 
-def _make(kind: type[Intake], wiring: Wiring, start: float
+def _make(kind: type[Intake], wiring: Wiring, start: float, own: bool = False
           ) -> tuple[Intake, Schedule, dict[str, PointState]]:
-    states = {p: PointState(p, "d", start) for p in POINTS}
+    """`own`: the states are `IntakePoint`s (an engine's: each its own intake entry)."""
+    states = {p: (IntakePoint if own else PointState)(p, "d", start) for p in POINTS}
     for point_id, state in states.items():
         if point_id != "d.online":
             state.online = states["d.online"]
@@ -121,13 +122,13 @@ STEP = st.tuples(st.lists(SAMPLE, max_size=12), st.sampled_from([0.0, 0.1, 0.5, 
 @settings(max_examples=300, deadline=None)
 @given(wiring=st.lists(BINDING, min_size=1, max_size=6), steps=st.lists(STEP, max_size=40),
        start=st.sampled_from([0.0, 1000.0, 1.7e9]),
-       offset=st.sampled_from([0.0, -1.7e9, 12.5]))
+       offset=st.sampled_from([0.0, -1.7e9, 12.5]), own=st.booleans())
 def test_the_intake_updates_and_marks_as_the_per_sample_update_did(
         wiring: Wiring, steps: list[tuple[list[tuple[str, Value, float, Quality]], float,
                                           list[tuple[int, float, float]]]],
-        start: float, offset: float) -> None:
-    new, new_schedule, new_states = _make(Intake, wiring, start)
-    old, old_schedule, old_states = _make(ReferenceIntake, wiring, start)
+        start: float, offset: float, own: bool) -> None:
+    new, new_schedule, new_states = _make(Intake, wiring, start, own)
+    old, old_schedule, old_states = _make(ReferenceIntake, wiring, start, own)
     mono = start
     for batch, step, bands in steps:
         for binding, low, width in bands:
