@@ -44,7 +44,8 @@ def _constants(w: int, n: int) -> tuple[int, int, list[tuple[int, int]]]:
     and the mask of bytes t … 2w-1, in each field."""
     found = _CONSTANTS.get((w, n))
     if found is None:
-        if len(_CONSTANTS) >= 64:  # (n is CHUNK - 1 at a seal, PROBE's at a ring's probe)
+        if len(_CONSTANTS) >= 16:  # (in use: n is CHUNK - 1 at a seal, PROBE's at a probe;
+            # at most ~8 KB of ints a key)
             _CONSTANTS.clear()
         item, field = 8 * w, 16 * w
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import re
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from gateway.recorder.ring import FlightRecorder
@@ -41,18 +41,18 @@ def run(seconds: int, record: bool) -> None:
 
 
 def instructions(seconds: int, record: bool) -> int:
-    """Instructions (cachegrind's `I refs`) of one `run`."""
+    """Instructions of one `run` (the total of cachegrind's output file)."""
     with tempfile.TemporaryDirectory(prefix="roomwarden-bench-recorder-cg-") as tmp:
-        command = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
-                   f"--cachegrind-out-file={tmp}/cg.out", sys.executable, "-m",
-                   "tests.bench.bench_recorder_instructions", "--run", str(seconds)]
-        command += ["--record"] if record else []
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True,
-                              env={**os.environ, "PYTHONHASHSEED": "0"})
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if found is None:
-        raise RuntimeError(f"no instruction count in cachegrind's output:\n{done.stderr}")
-    return int(found.group(1).replace(",", ""))
+        out = Path(tmp) / "cg.out"
+        subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                        f"--cachegrind-out-file={out}", sys.executable, "-m",
+                        "tests.bench.bench_recorder_instructions", "--run", str(seconds),
+                        *(["--record"] if record else [])],
+                       cwd=REPO, capture_output=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": "0"})
+        totals = [line.split()[1] for line in out.read_text().splitlines()
+                  if line.startswith("summary:")]
+    return int(totals[0])
 
 
 def main(seconds: int = DEFAULT_SECONDS) -> dict[str, Any]:

@@ -8,8 +8,6 @@ bookkeeping, open chunk, lines shared alike (`live_bytes`), samples read back.""
 
 from __future__ import annotations
 
-import math
-import struct
 from collections.abc import Callable, Iterable
 from math import copysign, floor
 
@@ -19,7 +17,9 @@ from hypothesis import strategies as st
 from gateway.field.sample import Quality, Sample, Value
 from gateway.recorder.intake import QUALITY_CODE, encode_value
 from gateway.recorder.lines import diverge, put
-from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing, Recorded
+from gateway.recorder.ring import FlightRecorder, PointRing
+from tests.recorder.test_lines import key
+from tests.recorder.test_lines import reads as lines_reads
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -131,46 +131,32 @@ class OldRecorder(FlightRecorder):
 
 # --- the comparison ---------------------------------------------------------------------------
 
-POLLS = st.sampled_from([1000, 1000, 1000, 998, 1003])
-GAPS = st.sampled_from([0, 1, 40_000, -5_000, 30 * 86_400_000])
-ODD = st.sampled_from([22.83, 22.84, -0.0, 0.0, 1e300, math.nan, 0.1 + 0.2, 7, 2**40, True,
-                       False, None, "fault", "other", 1e-7])
-QUALITIES = st.sampled_from([Quality.GOOD, Quality.GOOD, Quality.STALE, Quality.INVALID,
-                             Quality.COMM_ERROR])
+ODD: st.SearchStrategy[Value] = st.sampled_from([-0.0, 0.0, 0.1 + 0.2, 2**40, 1e-7, "other",
+                                                 1e300, True])
+"""Values test_lines.reads does not draw."""
 
 
 @st.composite
 def reads(draw: st.DrawFn) -> list[list[Sample]]:
-    """Batches of block reads: each block's points at one time (some blocks at the same time),
-    registers ×0.01 moving, some points left out or with a value or quality of their own."""
-    blocks = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3))
-    names = [[f"b{b}.p{i}" for i in range(size)] for b, size in enumerate(blocks)]
-    times = [T0 + b * draw(st.sampled_from([0, 7])) * MS for b in range(len(blocks))]
-    count = draw(st.one_of(st.integers(1, 40), st.integers(CHUNK - 3, 3 * CHUNK + 20)))
-    gaps = draw(st.dictionaries(st.integers(0, count), GAPS, max_size=3))
-    moving = draw(st.booleans())
-    batches = []
-    for n in range(count):
-        batch: list[Sample] = []
-        for b in draw(st.permutations(range(len(blocks)))):
-            times[b] += gaps.get(n, draw(POLLS)) * MS + 123
-            odd = draw(st.sampled_from([None, None, None, 0, len(names[b]) - 1]))
-            for i, name in enumerate(names[b]):
-                if odd == i and draw(st.booleans()):
-                    continue  # left out of this read
-                value: Value = (2200 + (n * 7 + i * 13) % 23) / 100 if moving else 20.5
-                quality = Quality.GOOD
-                if odd == i:
-                    value, quality = draw(ODD), draw(QUALITIES)
-                batch.append(Sample(name, value, times[b], quality))
-        batches.append(batch)
-    return batches
-
-
-def key(sample: Recorded) -> tuple[int, object, Quality]:
-    value = sample.value
-    bits = struct.pack("<d", value) if type(value) is float else value  # nan, -0.0
-    return sample.ts, (type(value), bits), sample.quality
+    """test_lines' block reads, their blocks moved to read at one time where their polls agree
+    (`aligned`), registers ×0.01 moving (`moving`), a few more odd values."""
+    batches = draw(lines_reads())
+    aligned, moving = draw(st.booleans()), draw(st.booleans())
+    odd: dict[int, Value] = draw(st.dictionaries(st.integers(0, len(batches) - 1), ODD,
+                                                 max_size=4))
+    out = []
+    for n, batch in enumerate(batches):
+        read = []
+        for i, sample in enumerate(batch):
+            block, index = (int(part[1:]) for part in sample.point.split("."))
+            value, ts = sample.value, sample.ts - (block * 7 * MS if aligned else 0)
+            if moving and value == 20.5:
+                value = (2200 + (n * 7 + index * 13) % 23) / 100
+            if i == 0 and n in odd:
+                value = odd[n]
+            read.append(sample._replace(value=value, ts=ts))
+        out.append(read)
+    return out
 
 
 def state(ring: PointRing) -> tuple[object, ...]:
