@@ -23,6 +23,8 @@ from itertools import repeat
 from math import floor
 from operator import sub, truediv, xor
 
+from gateway.recorder.deltas import narrowed_deltas
+
 SCALES = (1, 10, 100, 1000)
 """Decimal modes: a chunk whose values are all m / scale (exactly, or but for their last bits)
 keeps m's deltas instead of the doubles."""
@@ -201,7 +203,8 @@ def encode_steps(first_ms: int, steps: Sequence[int], values: array[float],
     the open chunk keeps them)."""
     mode, first, deltas, fixes = pack_values(values)
     if mode:
-        return _deflate(first_ms, steps, len(values), mode, first, deltas, fixes, flags)
+        return _deflate(first_ms, steps, len(values), mode, first, narrow(deltas), fixes,
+                        flags)
     bits = array("Q", values.tobytes()).tolist()
     words = array("Q", bits[:1])
     words.extend(map(xor, bits[1:], bits[:-1]))
@@ -219,16 +222,20 @@ def encode_scaled(first_ms: int, steps: Sequence[int], scale: int, ints: array[i
     fits the one that needs `scale` (it would be m / scale' exactly, or off it by more than
     its last 8 bits: two multiples of 1/1000 apart, below 2³¹, are ≥ 2⁻¹⁰ apart), and at
     `scale` every value is exact (tests/recorder/test_ring_narrow.py checks the blobs agree)."""
-    m = ints.tolist()
-    return _deflate(first_ms, steps, len(m), SCALES.index(scale) + 1, m[0],
-                    list(map(sub, m[1:], m[:-1])), b"", flags)
+    narrowed = narrowed_deltas(ints)  # (without an int object per value: most seals)
+    if narrowed is None:
+        m = ints.tolist()
+        narrowed = narrow(list(map(sub, m[1:], m[:-1])))
+    return _deflate(first_ms, steps, len(ints), SCALES.index(scale) + 1, ints[0], narrowed,
+                    b"", flags)
 
 
 def _deflate(first_ms: int, steps: Sequence[int], n: int, mode: int, first: int,
-             deltas: list[int], fixes: bytes, flags: bytes) -> bytes:
-    """A decimal-mode chunk (`pack_values`'s result) in its layout, deflated."""
+             narrowed: tuple[int, bytes], fixes: bytes, flags: bytes) -> bytes:
+    """A decimal-mode chunk (`pack_values`'s result, its deltas narrowed) in its layout,
+    deflated."""
     ts_code, ts_data = narrow(steps)
-    value_code, value_data = narrow(deltas)
+    value_code, value_data = narrowed
     head = _HEADER.pack(n, first_ms, mode, ts_code | value_code << 4)
     return deflate(b"".join((head, ts_data, _FIRST.pack(first), value_data, fixes, flags)))
 

@@ -16,7 +16,7 @@ from math import copysign, floor
 from typing import TYPE_CHECKING
 
 from gateway.field.sample import Quality, Value
-from gateway.recorder.lines import diverge, put
+from gateway.recorder.lines import Line, diverge, put
 
 if TYPE_CHECKING:
     from gateway.recorder.ring import PointRing
@@ -30,26 +30,39 @@ MAX_STRINGS = 64
 NS_PER_MS = 1_000_000
 
 
-def record_into(find: Callable[[str], PointRing | None],
-                new: Callable[[str], PointRing | None],
+def record_into(rings: dict[str, PointRing], new: Callable[[str], PointRing | None],
                 batch: Iterable[tuple[str, Value, int, Quality]]) -> int:
-    """Each sample to the ring `find` (or else `new`) gives for its point, written out in one
-    loop (a call per sample was about a tenth of the CPU a sample costs outside the seals);
-    the number recorded."""
+    """Each sample to the ring `rings` (or else `new`) has for its point, written out in one
+    loop (a call per sample was about a tenth of the CPU a sample costs outside the seals;
+    `rings[point]` is a specialized subscript, `rings.get` a call); the number recorded.
+
+    The rings of a block read come one after the other with the same time, flag and open
+    slot, on the same lines (gateway/recorder/lines.py): once a ring has written or checked
+    slot `at` of its lines, the next ring on those same lines with the same `at`, flag and
+    step (the same time and the same last time: no subtraction of two 2-digit ints) finds
+    them holding its step and flag and skips reading them back (two array reads, most of a
+    sample's line work). `shared_*` is what the ring before left: its lines, its `at` (-1:
+    nothing to go by), last time and flag."""
+    samples = batch if type(batch) is list else list(batch)
     codes = QUALITY_CODE
-    recorded = 0
+    good = Quality.GOOD
+    skipped = 0
     stamp, ms = None, 0
-    for point, value, ts, quality in batch:
-        ring = find(point)
-        if ring is None:
-            ring = new(point)
-            if ring is None:
+    shared_at, shared_last, shared_steps, shared_flags, shared_flag = -1, 0, None, None, 0
+    for point, value, ts, quality in samples:
+        try:
+            ring = rings[point]
+        except KeyError:
+            made = new(point)
+            if made is None:
+                skipped += 1
                 continue
+            ring = made
         number: float
         at = ring._open
         scale = ring._scale
         if type(value) is float:
-            flag = codes[quality]  # (| KIND_FLOAT << 2, which is 0)
+            flag = 0 if quality is good else codes[quality]  # (| KIND_FLOAT << 2, which is 0)
             if not scale:
                 ring._values[at] = value
             else:
@@ -75,52 +88,60 @@ def record_into(find: Callable[[str], PointRing | None],
                     ring._values[at] = number * scale
                 except (OverflowError, TypeError):  # (TypeError: a float's subclass)
                     ring._spill(at, number)
-        if ts != stamp:  # (a block's samples share their time: one int for all their rings)
+        # (a block's samples share their time, mostly one int object: one ms for all)
+        if ts is not stamp and ts != stamp:
             stamp, ms = ts, ts // NS_PER_MS
-        steps = ring._steps  # shared lines, copy-on-write: gateway/recorder/lines.py
-        if at < steps.filled:
-            if steps[at] != ms - ring._last:
-                put_step(ring, at, ms)
-        else:
-            try:
-                steps[at] = ms - ring._last
-                steps.filled = at + 1
-            except OverflowError:
-                widen(ring, at, ms)
+            shared_at = -1  # (another time: another step)
+        last = ring._last
+        if (at != shared_at or last != shared_last or flag != shared_flag  # (lines.py:)
+                or ring._steps is not shared_steps or ring._flags is not shared_flags):
+            steps, flags = ring._steps, ring._flags  # shared lines, copy-on-write
+            step = ms - last
+            if at < steps.filled:
+                if steps[at] != step:
+                    steps = put_step(ring, at, step)
+            else:
+                try:
+                    steps[at] = step
+                    steps.filled = at + 1
+                except OverflowError:
+                    steps = widen(ring, at, step)
+            if at < flags.filled:
+                if flags[at] != flag:
+                    flags = ring._flags = diverge(flags, at, flag)
+            else:
+                flags[at] = flag
+                flags.filled = at + 1
+            shared_at = at if steps[at] == step else -1  # (a widened first step is 0)
+            shared_last, shared_steps, shared_flags, shared_flag = last, steps, flags, flag
         ring._last = ms
-        flags = ring._flags
-        if at < flags.filled:
-            if flags[at] != flag:
-                ring._flags = diverge(flags, at, flag)
-        else:
-            flags[at] = flag
-            flags.filled = at + 1
         at += 1
         ring._open = at
         if at >= ring._due:
             ring._act()
-        recorded += 1
-    return recorded
+            shared_at = -1  # (a seal may have emptied the lines it held alone)
+    return len(samples) - skipped
 
 
-def put_step(ring: PointRing, at: int, ms: int) -> None:
-    """Slot `at` of `ring`'s (shared) steps holds another step than the one to `ms`."""
+def put_step(ring: PointRing, at: int, step: int) -> Line:
+    """Slot `at` of `ring`'s (shared) steps holds another step than `step`: its steps now."""
     try:
-        ring._steps = put(ring._steps, at, ms - ring._last)
+        ring._steps = put(ring._steps, at, step)
     except OverflowError:
-        widen(ring, at, ms)
+        return widen(ring, at, step)
+    return ring._steps
 
 
-def widen(ring: PointRing, at: int, ms: int) -> None:
-    """The step to `ms` does not fit `ring`'s steps: the first sample of a chunk becomes its
-    base (a ring's first sample, a gap); later in the chunk the steps widen (to a line the
-    block's other rings follow it to)."""
+def widen(ring: PointRing, at: int, step: int) -> Line:
+    """`step` does not fit `ring`'s steps: the first sample of a chunk becomes its base (a
+    ring's first sample, a gap); later in the chunk the steps widen (to a line the block's
+    other rings follow it to). The ring's steps now."""
     if at == 0:
-        ring._base = ms
+        ring._base = ring._last + step
         ring._steps = put(ring._steps, 0, 0)
-        return
-    step = ms - ring._last
-    ring._steps = diverge(ring._steps, at, step, "i" if -2**31 <= step < 2**31 else "q")
+    else:
+        ring._steps = diverge(ring._steps, at, step, "i" if -2**31 <= step < 2**31 else "q")
+    return ring._steps
 
 
 def encode_value(ring: PointRing, value: Value) -> tuple[int, float]:

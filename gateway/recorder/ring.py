@@ -159,7 +159,7 @@ class PointRing:
 
     def extend(self, samples: Iterable[tuple[int, Value, Quality]]) -> None:
         """Add (ts ns, value, quality) samples, e.g. `Recorded`s, in the recorder's one loop."""
-        record_into(lambda point: self, lambda point: None, (("", v, t, q) for t, v, q in samples))
+        record_into({"": self}, lambda point: None, (("", v, t, q) for t, v, q in samples))
 
     def _spill(self, at: int, number: float) -> None:
         self._values, self._scale = spill(self._values, self._scale, at, number)
@@ -346,7 +346,7 @@ class FlightRecorder:
 
     def record(self, batch: Iterable[Sample]) -> None:
         """Each sample to its point's ring (gateway/recorder/intake.py)."""
-        self.samples_in += record_into(self.rings.get, self._new_ring, batch)
+        self.samples_in += record_into(self.rings, self._new_ring, batch)
 
     def _new_ring(self, point: str) -> PointRing | None:
         if len(self.rings) >= self.max_points:
