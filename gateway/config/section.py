@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -69,6 +69,42 @@ class Between:
         import annotated_types  # pydantic's own dependency: what `Field(ge=, le=)` becomes
 
         return handler(Annotated[source, annotated_types.Interval(ge=self.ge, le=self.le)])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Constraints of a field as pydantic's `Field(...)` takes them (`gt`, `allow_inf_nan`,
+    `min_length`, `pattern` …), handed to pydantic's own `Field` when it builds a validator or a
+    schema: the same errors ("String should match pattern '^[a-z]+$'") and JSON schema
+    (`exclusiveMinimum`, `minItems`, `pattern` …) as that `Field` in the annotation, without
+    importing pydantic to declare it (`Annotated[str, Limits(pattern=..., max_length=64)]`)."""
+
+    gt: int | float | None = None
+    ge: int | float | None = None
+    lt: int | float | None = None
+    le: int | float | None = None
+    allow_inf_nan: bool | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic import Field
+
+        given = {f.name: getattr(self, f.name) for f in fields(self)
+                 if getattr(self, f.name) is not None}
+        return handler(Annotated[source, Field(**given)])
+
+
+def default_factory(factory: Callable[[], T]) -> T:
+    """A field's mutable default, made anew for each instance (pydantic's `Field(default_factory=
+    ...)`; a dataclass refuses a `{}` default): `deadbands: dict[str, float] =
+    default_factory(dict)`. The JSON schema shows `factory()` as the default, as it showed a
+    model's literal `= {}` (pydantic writes no default for a factory)."""
+    made: T = field(default_factory=factory,
+                    metadata={"json_schema_extra": {"default": factory()}})
+    return made
 
 
 def section(cls: type[T]) -> type[T]:

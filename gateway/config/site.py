@@ -367,7 +367,7 @@ class GatewayConfig(Strict):
     flashing: FlashingSettings | None = None
     """Signed config flashing over the uplink; none = configs change only locally."""
     # --- issue 9: remote operator commands (gateway/operator/settings.py) ---------------------
-    operators: OperatorSettings = OperatorSettings.model_construct()
+    operators: OperatorSettings = defaults(OperatorSettings)
     """Operator keys that may acknowledge, shelve or suppress over `cmd`, and what each may
     do; none: every remote alarm command is refused."""
     # --- end issue 9 ----------------------------------------------------------------------------
