@@ -37,7 +37,7 @@ what the other sections need.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -105,6 +105,22 @@ def default_factory(factory: Callable[[], T]) -> T:
     made: T = field(default_factory=factory,
                     metadata={"json_schema_extra": {"default": factory()}})
     return made
+
+
+def model_message(error: Mapping[str, Any]) -> str:
+    """The message of one of pydantic's errors (`ValidationError.errors()`) as it reads for a
+    model: a section's unknown key, missing key and value that is no mapping have other error
+    types and words (`Unexpected keyword argument`), which this turns back (the orphaned
+    outputs' journal logs them; gateway.config.yamlfile words a config's errors itself)."""
+    kind = error["type"]
+    if kind == "unexpected_keyword_argument":
+        return "Extra inputs are not permitted"
+    if kind == "missing_keyword_argument":
+        return "Field required"
+    if kind == "dataclass_type":
+        return ("Input should be a valid dictionary or instance of "
+                f"{error.get('ctx', {}).get('class_name')}")
+    return str(error["msg"])
 
 
 def section(cls: type[T]) -> type[T]:

@@ -16,6 +16,7 @@ import pytest
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 import gateway.config.site  # noqa: F401  (every config model, with its sections)
+from gateway.actions import orphans
 from gateway.config.duration import Duration, at_most
 from gateway.config.loader import LineMap, pydantic_errors
 from gateway.config.section import (
@@ -106,7 +107,7 @@ def test_each_default_section_is_what_validating_nothing_gives() -> None:
                 found.append(f"{cls.__qualname__}.{f.name}")
                 assert default == type(default)(), f.name
     assert sorted(found) == ["GatewayConfig.incidents", "GatewayConfig.operators",
-                             "GatewayConfig.recorder", "UplinkSettings.exception",
+                             "GatewayConfig.recorder", "Output.backoff", "UplinkSettings.exception",
                              "UplinkSettings.outbox", "UplinkSettings.replay"]
     assert defaults(RecorderSettings) == RecorderSettings() == RecorderSettings(window=900)
 
@@ -204,3 +205,24 @@ def test_limits_validate_and_describe_as_pydantic_s_field(data: dict[str, object
 def test_a_factory_default_is_made_for_each_instance() -> None:
     first, second = defaults(_Limited), _Limited()
     assert first.bands == second.bands == {} and first.bands is not second.bands
+
+
+def test_a_section_s_errors_are_worded_as_a_model_s_in_the_orphans_journal() -> None:
+    """gateway.actions.orphans logs why a saved release (its `Output`, a section) is refused
+    in pydantic's words: a model's, as on 1ccba84 (`model_message`)."""
+    output: dict[str, object] = {"id": "o1", "role": "siren", "device": "d", "point": "do1",
+                                 "backoff": {"initial": 5.0}}
+    release = {"output": output, "bus": "b", "line": ["tcp", "h", 502], "unit": 1, "address": 0,
+               "version": 1}
+    told = []
+    for bad in ({**output, "x": 1}, {"id": "o1"}, 5, {**output, "backoff": {"y": 1}}):
+        text = json.dumps({"version": 1, "releases": [{**release, "output": bad}]})
+        told += orphans.decode(text)[1]
+    assert told == [
+        "release 0 (output 'o1'): output.x: Extra inputs are not permitted (1 errors): refused",
+        "release 0 (output 'o1'): output.role: Field required (3 errors): refused",
+        "release 0: output: Input should be a valid dictionary or instance of Output (1 errors):"
+        " refused",
+        "release 0 (output 'o1'): output.backoff.y: Extra inputs are not permitted (1 errors): "
+        "refused"]
+    assert len(orphans.decode(json.dumps({"version": 1, "releases": [release]}))[0]) == 1
