@@ -97,6 +97,21 @@ class Limits:
         return handler(Annotated[source, Field(**given)])
 
 
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A field's own check, after its type's: `check(value)` returns the value or raises
+    ValueError, reported at the field's key (pydantic's `AfterValidator`, or a model's
+    `field_validator(mode="after")`: the same core schema, built when pydantic builds one)."""
+
+    check: Callable[[Any], Any]
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+
 def default_factory(factory: Callable[[], T]) -> T:
     """A field's mutable default, made anew for each instance (pydantic's `Field(default_factory=
     ...)`; a dataclass refuses a `{}` default): `deadbands: dict[str, float] =

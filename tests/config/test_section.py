@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError
 
 import gateway.config.site  # noqa: F401  (every config model, with its sections)
 from gateway.actions import orphans
@@ -22,6 +22,7 @@ from gateway.config.loader import LineMap, pydantic_errors
 from gateway.config.section import (
     _UNCHECKED,
     Between,
+    Check,
     Limits,
     default_factory,
     defaults,
@@ -48,7 +49,7 @@ def test_the_sections_import_and_unpickle_without_pydantic(tmp_path: Path) -> No
     found = run_fresh("""
         import json, pickle, sys
         from pathlib import Path
-        import gateway.config.names, gateway.operator.settings, gateway.recorder.settings
+        import gateway.config.outputs, gateway.operator.settings, gateway.recorder.settings
         pickled = Path(sys.argv[2], "sections.pickle").read_bytes()
         recorder, incidents, operators = pickle.loads(pickled)
         found = {
@@ -106,9 +107,11 @@ def test_each_default_section_is_what_validating_nothing_gives() -> None:
             if cls.__module__.startswith("gateway.") and is_section(type(default)):
                 found.append(f"{cls.__qualname__}.{f.name}")
                 assert default == type(default)(), f.name
-    assert sorted(found) == ["GatewayConfig.incidents", "GatewayConfig.operators",
-                             "GatewayConfig.recorder", "Output.backoff", "UplinkSettings.exception",
-                             "UplinkSettings.outbox", "UplinkSettings.replay"]
+    assert sorted(found) == [
+        "BusCommon.failure", "Device.location", "GatewayConfig.alarms", "GatewayConfig.incidents",
+        "GatewayConfig.operators", "GatewayConfig.recorder", "ModbusRtuBus.failure",
+        "ModbusTcpBus.failure", "Output.backoff", "SerialTextBus.failure",
+        "UplinkSettings.exception", "UplinkSettings.outbox", "UplinkSettings.replay"]
     assert defaults(RecorderSettings) == RecorderSettings() == RecorderSettings(window=900)
 
 
@@ -169,6 +172,12 @@ def test_only_the_section_module_sets_a_dataclass_s_pydantic_config() -> None:
     assert setters == ["config/section.py"]
 
 
+def _lower(word: str) -> str:
+    if word != word.lower():
+        raise ValueError("lower case only")
+    return word
+
+
 @section
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class _Limited:  # `Limits` and `default_factory` against the `Field` they stand for
@@ -176,6 +185,7 @@ class _Limited:  # `Limits` and `default_factory` against the `Field` they stand
     code: Annotated[str, Limits(pattern=r"^[a-z]+$", min_length=2, max_length=5)] | None = None
     bands: dict[str, Annotated[float, Limits(ge=0)]] = default_factory(dict)
     roles: Annotated[tuple[str, ...], Limits(min_length=1)] = ("x",)
+    word: Annotated[str, Check(_lower)] = "a"
 
 
 class _Fielded(BaseModel):
@@ -184,11 +194,13 @@ class _Fielded(BaseModel):
     code: Annotated[str, Field(pattern=r"^[a-z]+$", min_length=2, max_length=5)] | None = None
     bands: dict[str, Annotated[float, Field(ge=0)]] = {}
     roles: Annotated[tuple[str, ...], Field(min_length=1)] = ("x",)
+    word: Annotated[str, AfterValidator(_lower)] = "a"
 
 
 @pytest.mark.parametrize("data", [
     {"ratio": 0}, {"ratio": 10.5}, {"ratio": float("inf")}, {"ratio": "nan"}, {"code": "A"},
     {"code": "abcdef"}, {"code": "a"}, {"bands": {"x": -1}}, {"bands": []}, {"roles": []},
+    {"word": "A"}, {"word": 5},
     {"ratio": 10, "code": "ab", "bands": {"x": 0.5}, "roles": ["a", "b"]}])
 def test_limits_validate_and_describe_as_pydantic_s_field(data: dict[str, object]) -> None:
     def outcome(adapter: TypeAdapter[Any]) -> object:

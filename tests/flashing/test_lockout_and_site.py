@@ -49,14 +49,14 @@ def test_refusal_of_names_the_signing_key_and_the_move() -> None:
     assert refusal_of(running, running, force=False, source="flash", key_id=signer) is None
     # the signing key dropped (another one kept): lockout, naming the key
     stranger = "ed25519:" + "A" * 43 + "= someone-else"
-    other = changed(flashing=cfg.flashing.model_copy(update={"trusted_keys": (stranger,)}))
+    other = changed(flashing=dataclasses.replace(cfg.flashing, trusted_keys=(stranger,)))
     code, reason = refusal_of(running, other, force=False, source="flash", key_id=signer) \
         or ("", "")
     assert code == "lockout" and f"does not trust key {signer}, which signed this" in reason
     assert refusal_of(running, other, force=True, source="flash", key_id=signer) is None
     assert refusal_of(running, other, force=False, source="local", key_id=signer) is None
     # another site: wrong_site, naming both
-    moved = changed(gateway=cfg.gateway.model_copy(update={"site": OTHER_SITE}))
+    moved = changed(gateway=dataclasses.replace(cfg.gateway, site=OTHER_SITE))
     code, reason = refusal_of(running, moved, force=False, source="flash", key_id=signer) \
         or ("", "")
     assert code == "wrong_site" and f"'{cfg.gateway.site}' to '{OTHER_SITE}'" in reason
