@@ -54,7 +54,9 @@ Chemistry = Literal["vrla", "vla", "lfp", "nmc"]
 # --- end issue 11 -----------------------------------------------------------------------------
 
 
-class Room(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Room:
     id: Id
     """The room's id: devices, outputs, suppressions and rule overrides name it."""
     type: Literal[
