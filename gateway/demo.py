@@ -100,8 +100,8 @@ def with_demo_user(loaded: LoadedConfig) -> LoadedConfig:
     """The demo's panel on loopback, with a user `demo` (password `demo`) if none is set."""
     panel = loaded.config.panel
     users = panel.users or (PanelUser(name="demo", password_hash=hash_password("demo")),)
-    config = loaded.config.model_copy(update={"panel": panel.model_copy(
-        update={"users": users, "bind": "127.0.0.1"})})
+    config = loaded.config.model_copy(update={"panel": dataclasses.replace(
+        panel, users=users, bind="127.0.0.1")})
     return dataclasses.replace(loaded, config=config)
 
 

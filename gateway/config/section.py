@@ -15,10 +15,12 @@ plain values. A section written as
 is validated by pydantic all the same when it is a field of a pydantic model (or through a
 `TypeAdapter`): pydantic reads the config dict `STRICT` from `__pydantic_config__` (unknown
 keys are errors), applies `Annotated` metadata through its `__get_pydantic_core_schema__`
-(`Duration`, `at_most`: gateway.config.duration; `Between` here), and calls `__post_init__`,
-turning its ValueError into the section's error with file, line and path like a model's
-`model_validator(mode="after")`. Only those methods import pydantic, so a process that
-validates nothing (a running gateway unpickling its config) never imports it for a section.
+(`Duration`, `at_most`: gateway.config.duration; `Between`, `Limits` — pydantic's `Field`
+constraints — and `Check` — an after-validator — here; `default_factory` for a mutable
+default), and calls `__post_init__`, turning its ValueError into the section's error with
+file, line and path like a model's `model_validator(mode="after")`. Only those methods import
+pydantic, so a process that validates nothing (a running gateway unpickling its config) never
+imports it for a section.
 
 `section` also makes the class's own constructor validate like a pydantic model's:
 `RecorderSettings(window=5.0)` raises pydantic's ValidationError (pydantic is imported then, by
@@ -166,6 +168,18 @@ def defaults(cls: type[T]) -> T:
     made = object.__new__(cls)
     _UNCHECKED[cls](made)
     return made
+
+
+def replaced(made: T, **changes: Any) -> T:
+    """`made` with `changes`, unvalidated (pydantic's `model_copy(update=...)`): a running
+    gateway's own adjustment (the panel's port from the command line) builds no validator,
+    where `dataclasses.replace` calls the validating constructor. `__post_init__` runs."""
+    cls = type(made)
+    values = {f.name: getattr(made, f.name) for f in fields(cls)}  # type: ignore[arg-type]
+    values.update(changes)
+    new: T = object.__new__(cls)
+    _UNCHECKED[cls](new, **values)
+    return new
 
 
 def is_section(cls: object) -> bool:

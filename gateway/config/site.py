@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from gateway.config.duration import Duration, at_most
 from gateway.config.ipnet import IPvAnyNetwork
@@ -237,7 +237,7 @@ def _host_name(host: str) -> str:
     return host
 
 
-HostName = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_host_name)]
+HostName = Annotated[str, Limits(min_length=1, max_length=253), Check(_host_name)]
 """A DNS name (`panel.site.example`) or an IP address (`192.168.10.2`, `[fd00::2]`)."""
 
 
@@ -261,14 +261,16 @@ METRICS_ALLOW_DEFAULT: tuple[IPvAnyNetwork, ...] = tuple(
                             "192.168.0.0/16", "fc00::/7"))
 
 
-class Panel(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Panel:
     """The local alarm panel: HTTP server in the daemon."""
 
     enabled: bool = True
     """False: no panel (and no /metrics, /healthz)."""
     bind: str = "127.0.0.1"
     """Address to listen on; a gateway's LAN address (or 0.0.0.0) to reach it from a phone."""
-    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    port: Annotated[int, Limits(ge=1, le=65535)] = 8080
     """TCP port of the panel."""
     users: tuple[PanelUser, ...] = ()
     """Who may log in to acknowledge, shelve and suppress."""
@@ -370,7 +372,7 @@ class GatewayConfig(Strict):
     """Local alarm outputs (siren, strobe, fan …) the rules drive."""
     interlocks: tuple[Interlock, ...] = ()
     """Outputs that must not run together."""
-    panel: Panel = Panel.model_construct()
+    panel: Panel = defaults(Panel)
     """The local alarm panel (HTTP)."""
     rules: RulesSection = RulesSection.model_construct()
     """Which rule packs run and site overrides of their parameters."""

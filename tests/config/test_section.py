@@ -21,15 +21,18 @@ from gateway.config.duration import Duration, at_most
 from gateway.config.loader import LineMap, pydantic_errors
 from gateway.config.section import (
     _UNCHECKED,
+    _VALIDATORS,
     Between,
     Check,
     Limits,
     default_factory,
     defaults,
     is_section,
+    replaced,
     section,
     validator,
 )
+from gateway.config.site import Panel
 from gateway.operator.settings import OperatorKey, OperatorSettings
 from gateway.recorder.settings import IncidentSettings, RecorderSettings
 from tests.ops.test_lazy_imports import run_fresh
@@ -109,8 +112,8 @@ def test_each_default_section_is_what_validating_nothing_gives() -> None:
                 assert default == type(default)(), f.name
     assert sorted(found) == [
         "BusCommon.failure", "Device.location", "GatewayConfig.alarms", "GatewayConfig.incidents",
-        "GatewayConfig.operators", "GatewayConfig.recorder", "ModbusRtuBus.failure",
-        "ModbusTcpBus.failure", "Output.backoff", "SerialTextBus.failure",
+        "GatewayConfig.operators", "GatewayConfig.panel", "GatewayConfig.recorder",
+        "ModbusRtuBus.failure", "ModbusTcpBus.failure", "Output.backoff", "SerialTextBus.failure",
         "UplinkSettings.exception", "UplinkSettings.outbox", "UplinkSettings.replay"]
     assert defaults(RecorderSettings) == RecorderSettings() == RecorderSettings(window=900)
 
@@ -238,3 +241,19 @@ def test_a_section_s_errors_are_worded_as_a_model_s_in_the_orphans_journal() -> 
         "release 0 (output 'o1'): output.backoff.y: Extra inputs are not permitted (1 errors): "
         "refused"]
     assert len(orphans.decode(json.dumps({"version": 1, "releases": [release]}))[0]) == 1
+
+
+def test_replaced_is_model_copy_s_unvalidated_update() -> None:
+    """A running gateway's own adjustment (the daemon's `--panel-port`) builds no validator:
+    `replaced` takes what it is given (port 0, which a config may not say), runs
+    `__post_init__`, and leaves the original as it was."""
+    _VALIDATORS.pop(Panel, None)
+    panel = defaults(Panel)
+    moved = replaced(panel, port=0, enabled=False)
+    assert Panel not in _VALIDATORS  # nothing was validated
+    assert (moved.port, moved.enabled, moved.bind) == (0, False, "127.0.0.1")
+    assert (panel.port, panel.enabled) == (8080, True)
+    with pytest.raises(ValueError, match="window must be between"):
+        replaced(RecorderSettings(), window=1.0)
+    with pytest.raises(TypeError):
+        replaced(panel, prot=1)

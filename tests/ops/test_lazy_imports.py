@@ -168,14 +168,14 @@ def test_panel_and_uplink_dependencies_come_with_their_sections(tmp_path: Path) 
         from pathlib import Path
         from gateway.config.loader import load_gateway_config
         from gateway.daemon import Gateway
-        from gateway.config.section import validator
+        from gateway.config.section import replaced, validator
         from gateway.uplink.settings import UplinkSettings
 
         site, tmp = Path(sys.argv[1]), Path(sys.argv[2])
         loaded = load_gateway_config(site)
         cfg = loaded.config
         bare = dataclasses.replace(loaded, config=cfg.model_copy(update={
-            "panel": cfg.panel.model_copy(update={"enabled": False})}))
+            "panel": replaced(cfg.panel, enabled=False)}))
         full = dataclasses.replace(loaded, config=cfg.model_copy(update={
             "uplink": validator(UplinkSettings).validate_python({"broker": "127.0.0.1",
                                                                  "port": 9})}))

@@ -29,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.config.loader import load_gateway_config
-from gateway.config.section import validator
+from gateway.config.section import replaced, validator
 from gateway.contract.wire import (
     ActiveAlarmsSnapshot,
     AlarmCommand,
@@ -591,7 +591,7 @@ async def test_a_remote_acknowledge_silences_the_siren_once(
             {"broker": "127.0.0.1", "port": broker.port, "reconnect_min": "100ms",
              "reconnect_max": "500ms"})
         config = cfg.model_copy(update={
-            "uplink": uplink_settings, "panel": cfg.panel.model_copy(update={"enabled": False}),
+            "uplink": uplink_settings, "panel": replaced(cfg.panel, enabled=False),
             "operators": keys.settings()})
         gateway = Gateway(dataclasses.replace(loaded, config=config),
                           state_dir=tmp_path / "state")
