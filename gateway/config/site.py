@@ -166,7 +166,9 @@ class Location:
     """Where on or near the rack (`cold aisle, rack inlet 1.1 m`)."""
 
 
-class PointOverride(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointOverride:
     """Site adjustments of one profile point for one device."""
 
     valid_min: float | None = None
