@@ -26,6 +26,7 @@ from gateway.alarmlog import AlarmLogLines
 from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.clock import Clock, SystemClock
 from gateway.config.loaded import LoadedConfig
+from gateway.config.section import replaced
 from gateway.evaluator import Evaluator
 from gateway.fanout import SampleFanOut
 from gateway.field.bus_loop import BusLoop
@@ -194,7 +195,7 @@ class Gateway(PanelBackend, Reconfiguring):
     def _make_panel(self, loaded: LoadedConfig) -> PanelServer | None:
         settings = loaded.config.panel
         if self.panel_port_override is not None:
-            settings = settings.model_copy(update={"port": self.panel_port_override})
+            settings = replaced(settings, port=self.panel_port_override)  # no validator
         if not settings.enabled:
             return None
         from gateway.panel.server import PanelServer

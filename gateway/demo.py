@@ -41,7 +41,7 @@ from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.runner import describe, write_atomically
 from gateway.sim.signals import Constant
 from gateway.sim.site import SimulatedSite
-from gateway.uplink.settings import UplinkSettings
+from gateway.uplink.settings import ExceptionSettings, UplinkSettings
 
 Step = tuple[float, str, Callable[[SimulatedSite], None]]
 
@@ -100,8 +100,8 @@ def with_demo_user(loaded: LoadedConfig) -> LoadedConfig:
     """The demo's panel on loopback, with a user `demo` (password `demo`) if none is set."""
     panel = loaded.config.panel
     users = panel.users or (PanelUser(name="demo", password_hash=hash_password("demo")),)
-    config = loaded.config.model_copy(update={"panel": panel.model_copy(
-        update={"users": users, "bind": "127.0.0.1"})})
+    config = loaded.config.model_copy(update={"panel": dataclasses.replace(
+        panel, users=users, bind="127.0.0.1")})
     return dataclasses.replace(loaded, config=config)
 
 
@@ -109,11 +109,11 @@ def with_local_uplink(loaded: LoadedConfig, broker_port: int) -> LoadedConfig:
     """The uplink pointed at the demo's own broker on loopback (MQTT 5, no TLS, no login), with
     a 10 s heartbeat so that readings flow visibly even when nothing changes."""
     root = loaded.config.uplink.root if loaded.config.uplink is not None else DEFAULT_ROOT
-    uplink = UplinkSettings.model_validate({
-        "broker": "127.0.0.1", "port": broker_port, "protocol": "5", "root": root,
-        "client_id": f"roomwarden-demo-{loaded.config.gateway.id}"[:64],
-        "reconnect_min": "500ms", "reconnect_max": "5s",
-        "exception": {"max_interval": "10s"}})
+    uplink = UplinkSettings(
+        broker="127.0.0.1", port=broker_port, protocol="5", root=root,
+        client_id=f"roomwarden-demo-{loaded.config.gateway.id}"[:64],
+        reconnect_min=0.5, reconnect_max=5.0,
+        exception=ExceptionSettings(max_interval=10.0))
     return dataclasses.replace(loaded, config=loaded.config.model_copy(update={"uplink": uplink}))
 
 

@@ -33,6 +33,7 @@ from pydantic import Field, ValidationError
 
 from gateway.config.outputs import Output
 from gateway.config.profile import Id
+from gateway.config.section import model_message
 from gateway.strict import StrictModel
 
 FORMAT = 1
@@ -150,7 +151,8 @@ def decode(text: str | None) -> tuple[list[Orphan], list[str]]:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "the release"
-            problems.append(f"{what}: {where}: {first['msg']} ({exc.error_count()} errors): "
+            reason = model_message(first)  # a section's words as a model's (Output)
+            problems.append(f"{what}: {where}: {reason} ({exc.error_count()} errors): "
                             "refused")
             continue
         coil = Coil(saved.line, saved.unit, saved.address)

@@ -12,10 +12,11 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic_core import PydanticCustomError, core_schema
-
 __all__ = ["IPvAnyNetwork"]
+
+if TYPE_CHECKING:  # pydantic is imported by a process that validates only (issue 15)
+    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+    from pydantic_core import core_schema
 
 if TYPE_CHECKING:  # as pydantic's: a field of this type holds one of the two network types
     IPvAnyNetwork: TypeAlias = IPv4Network | IPv6Network
@@ -34,6 +35,8 @@ else:
             try:
                 return IPv6Network(value)
             except ValueError:
+                from pydantic_core import PydanticCustomError
+
                 raise PydanticCustomError(
                     "ip_any_network", "value is not a valid IPv4 or IPv6 network") from None
 
@@ -45,6 +48,8 @@ else:
         @classmethod
         def __get_pydantic_core_schema__(cls, _source: type[Any], _handler: GetCoreSchemaHandler
                                          ) -> core_schema.CoreSchema:
+            from pydantic_core import core_schema
+
             return core_schema.no_info_plain_validator_function(
                 cls._validate, serialization=core_schema.to_string_ser_schema())
 

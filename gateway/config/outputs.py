@@ -1,12 +1,15 @@
 """A site's local alarm outputs as config: an output (a writable coil of a relay module, with
-the role rules ask for), its supervision feedback and write back-off, and interlocks."""
+the role rules ask for), its supervision feedback and write back-off, and interlocks.
 
+Plain frozen dataclasses, without pydantic at import (gateway.config.section, issue 15):
+pydantic validates them as fields of `GatewayConfig`, a running gateway uses them unpickled."""
+
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import Field
-
 from gateway.config.duration import Duration
-from gateway.config.profile import Id, Name, PointKey, Strict
+from gateway.config.names import Id, Name, PointKey
+from gateway.config.section import Limits, defaults, section
 
 OutputRole = Literal["siren", "strobe", "exhaust_fan", "alarm_panel", "hvac_stop",
                      "charge_inhibit", "other"]
@@ -18,7 +21,9 @@ still drives an output of these roles while its condition is active (`Output.pro
 
 
 # --- issue 11: supervised outputs and write back-off (gateway/actions/supervision.py) -------
-class OutputFeedback(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputFeedback:
     """What shows that an output really acts: a fan's airflow switch, a siren's current sense,
     a contactor's auxiliary contact — a boolean point of a device the gateway polls. Outputs
     may share one (two fans in one duct on one airflow switch): each is supervised by it, and
@@ -34,19 +39,23 @@ class OutputFeedback(Strict):
     """How long the feedback may take to follow the command (fan run-up, contactor travel)."""
 
 
-class WriteBackoff(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteBackoff:
     """How a failed write is retried: after `initial`, then × `multiplier`, at most `max`."""
 
     initial: Duration = 5.0
     """Wait before the first retry of a failed write."""
-    multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    multiplier: Annotated[float, Limits(ge=1.0, le=10.0)] = 2.0
     """Each further failure multiplies the wait by this."""
     max: Duration = 300.0
     """Longest wait between retries."""
 # --- end issue 11 -----------------------------------------------------------------------------
 
 
-class Output(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Output:
     """A local alarm output: one writable coil (or register bit) of a relay module.
 
     Rules name output *roles* (`siren`, `exhaust_fan` …); an output serves the rooms listed
@@ -75,11 +84,11 @@ class Output(Strict):
     """Shortest time the output stays on once switched on."""
     verify: bool = True
     """Read the coil back after each write; a mismatch counts as a failed write."""
-    write_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    write_retries: Annotated[int, Limits(ge=0, le=10)] = 3
     """Retries after a write that got no valid reply, each its own turn on the bus (polls
     that are due go between them); none for a module known not to answer, nor after a
     read-back mismatch (a relay that does not follow is retried on the back-off schedule)."""
-    backoff: WriteBackoff = WriteBackoff.model_construct()
+    backoff: WriteBackoff = defaults(WriteBackoff)
     """After a failed write (issue 11)."""
     feedback: OutputFeedback | None = None
     """Supervision (issue 11): commanded but no feedback within `within`, or feedback
@@ -116,7 +125,9 @@ class Output(Strict):
         return "off" if self.role in ("siren", "strobe", "alarm_panel") else "hold"
 
 
-class Interlock(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Interlock:
     """Never run `output` while `while_on` is on (e.g. no HVAC recirculation while the
     exhaust fan purges hydrogen; no exhaust fan while a clean-agent discharge holds its agent
     in the room). The blocked output is held off and the block is reported. `while_on` is on

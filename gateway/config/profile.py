@@ -19,16 +19,13 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config.duration import Duration
+from gateway.config.names import NAME_PATTERN as NAME_PATTERN  # re-exported: profiles, rules
+from gateway.config.names import Id as Id
+from gateway.config.names import Name as Name
+from gateway.config.names import PointKey as PointKey
 from gateway.config.patterns import nests_unbounded_repeats
 from gateway.strict import StrictModel
 
-NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
-Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
-"""Ids of gateways, sites, rooms, buses, devices and outputs."""
-PointKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$",
-                                max_length=129)]
-"""A point name, or `point.flag` for one flag of a status word."""
 MAX_PROFILE_POINTS = 2000
 """Points per profile. The largest shipped profile has 37; a real device model with more than
 a few hundred is rare (split a very large one into several profiles on the same unit)."""

@@ -15,10 +15,12 @@ plain values. A section written as
 is validated by pydantic all the same when it is a field of a pydantic model (or through a
 `TypeAdapter`): pydantic reads the config dict `STRICT` from `__pydantic_config__` (unknown
 keys are errors), applies `Annotated` metadata through its `__get_pydantic_core_schema__`
-(`Duration`, `at_most`: gateway.config.duration; `Between` here), and calls `__post_init__`,
-turning its ValueError into the section's error with file, line and path like a model's
-`model_validator(mode="after")`. Only those methods import pydantic, so a process that
-validates nothing (a running gateway unpickling its config) never imports it for a section.
+(`Duration`, `at_most`: gateway.config.duration; `Between`, `Limits` — pydantic's `Field`
+constraints — and `Check` — an after-validator — here; `default_factory` for a mutable
+default), and calls `__post_init__`, turning its ValueError into the section's error with
+file, line and path like a model's `model_validator(mode="after")`. Only those methods import
+pydantic, so a process that validates nothing (a running gateway unpickling its config) never
+imports it for a section.
 
 `section` also makes the class's own constructor validate like a pydantic model's:
 `RecorderSettings(window=5.0)` raises pydantic's ValidationError (pydantic is imported then, by
@@ -37,8 +39,8 @@ what the other sections need.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -71,6 +73,73 @@ class Between:
         return handler(Annotated[source, annotated_types.Interval(ge=self.ge, le=self.le)])
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Constraints of a field as pydantic's `Field(...)` takes them (`gt`, `allow_inf_nan`,
+    `min_length`, `pattern` …), handed to pydantic's own `Field` when it builds a validator or a
+    schema: the same errors ("String should match pattern '^[a-z]+$'") and JSON schema
+    (`exclusiveMinimum`, `minItems`, `pattern` …) as that `Field` in the annotation, without
+    importing pydantic to declare it (`Annotated[str, Limits(pattern=..., max_length=64)]`)."""
+
+    gt: int | float | None = None
+    ge: int | float | None = None
+    lt: int | float | None = None
+    le: int | float | None = None
+    allow_inf_nan: bool | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic import Field
+
+        given = {f.name: getattr(self, f.name) for f in fields(self)
+                 if getattr(self, f.name) is not None}
+        return handler(Annotated[source, Field(**given)])
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A field's own check, after its type's: `check(value)` returns the value or raises
+    ValueError, reported at the field's key (pydantic's `AfterValidator`, or a model's
+    `field_validator(mode="after")`: the same core schema, built when pydantic builds one)."""
+
+    check: Callable[[Any], Any]
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+
+def default_factory(factory: Callable[[], T]) -> T:
+    """A field's mutable default, made anew for each instance (pydantic's `Field(default_factory=
+    ...)`; a dataclass refuses a `{}` default): `deadbands: dict[str, float] =
+    default_factory(dict)`. The JSON schema shows `factory()` as the default, as it showed a
+    model's literal `= {}` (pydantic writes no default for a factory)."""
+    made: T = field(default_factory=factory,
+                    metadata={"json_schema_extra": {"default": factory()}})
+    return made
+
+
+def model_message(error: Mapping[str, Any]) -> str:
+    """The message of one of pydantic's errors (`ValidationError.errors()`) as it reads for a
+    model: a section's unknown key, missing key and value that is no mapping have other error
+    types and words (`Unexpected keyword argument`), which this turns back (the orphaned
+    outputs' journal logs them; gateway.config.yamlfile words a config's errors itself)."""
+    kind = error["type"]
+    if kind == "unexpected_keyword_argument":
+        return "Extra inputs are not permitted"
+    if kind == "missing_keyword_argument":
+        return "Field required"
+    if kind == "dataclass_type":
+        return ("Input should be a valid dictionary or instance of "
+                f"{error.get('ctx', {}).get('class_name')}")
+    return str(error["msg"])
+
+
 def section(cls: type[T]) -> type[T]:
     """Make a `@dataclass(frozen=True, slots=True, kw_only=True)` a config section: strict for
     pydantic, validated when constructed in Python (see the module's docstring)."""
@@ -99,6 +168,18 @@ def defaults(cls: type[T]) -> T:
     made = object.__new__(cls)
     _UNCHECKED[cls](made)
     return made
+
+
+def replaced(made: T, **changes: Any) -> T:
+    """`made` with `changes`, unvalidated (pydantic's `model_copy(update=...)`): a running
+    gateway's own adjustment (the panel's port from the command line) builds no validator,
+    where `dataclasses.replace` calls the validating constructor. `__post_init__` runs."""
+    cls = type(made)
+    values = {f.name: getattr(made, f.name) for f in fields(cls)}  # type: ignore[arg-type]
+    values.update(changes)
+    new: T = object.__new__(cls)
+    _UNCHECKED[cls](new, **values)
+    return new
 
 
 def is_section(cls: object) -> bool:

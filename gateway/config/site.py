@@ -2,16 +2,17 @@
 sections of the features (outputs are gateway.config.outputs', re-exported here)."""
 
 import re
+from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from gateway.config.duration import Duration, at_most
 from gateway.config.ipnet import IPvAnyNetwork
 from gateway.config.outputs import Interlock, Output, OutputFeedback, OutputRole, WriteBackoff
 from gateway.config.profile import Id, Name, PointKey, Strict
-from gateway.config.section import defaults
+from gateway.config.section import Check, Limits, defaults, section
 from gateway.contract.wire import MAX_CONFIG_BYTES
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
 from gateway.operator.settings import (  # issue 9: remote operator commands
@@ -33,7 +34,9 @@ __all__ = ["AlarmSettings", "Bus", "BusCommon", "Chemistry", "Device", "FailureP
            "PanelUser", "PointOverride", "Room", "SerialTextBus", "WriteBackoff"]
 
 
-class GatewayIdentity(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayIdentity:
     id: Id
     """This gateway's id: topic names, journal and panel use it (letters, digits, `-`, `_`)."""
     site: Id
@@ -51,7 +54,9 @@ Chemistry = Literal["vrla", "vla", "lfp", "nmc"]
 # --- end issue 11 -----------------------------------------------------------------------------
 
 
-class Room(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Room:
     id: Id
     """The room's id: devices, outputs, suppressions and rule overrides name it."""
     type: Literal[
@@ -64,16 +69,18 @@ class Room(Strict):
     """The batteries in this room (issue 11): rule defaults follow it (docs/rules.md)."""
 
 
-class FailurePolicy(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailurePolicy:
     """How a bus treats a device that stops answering."""
 
-    offline_after: Annotated[int, Field(ge=1, le=100)] = 3
+    offline_after: Annotated[int, Limits(ge=1, le=100)] = 3
     """Consecutive failed polls before the device is reported offline. When twice this many
     devices of the bus (all of them, on a smaller bus) failed in a row with nothing answering
     in between, every device of the bus is offline at once."""
     backoff_max: Duration = 60.0
     """Longest wait between polls of a failing device (exponential from its interval)."""
-    backoff_multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    backoff_multiplier: Annotated[float, Limits(ge=1.0, le=10.0)] = 2.0
     """Each failed poll of an offline device multiplies the wait by this."""
 
 
@@ -86,7 +93,7 @@ class BusCommon(Strict):
     smoke detectors included, for minutes — `300m` written for `300ms` is 5 hours)."""
     max_gap: Annotated[int, Field(ge=0, le=124)] = 8
     """Unused registers (or bits × 16) a merged request may read across to save a request."""
-    failure: FailurePolicy = FailurePolicy.model_construct()
+    failure: FailurePolicy = defaults(FailurePolicy)
     """When a device counts as offline and how its polls back off."""
 
 
@@ -148,7 +155,9 @@ class SerialTextBus(BusCommon):
 Bus = Annotated[ModbusRtuBus | ModbusTcpBus | SerialTextBus, Field(discriminator="type")]
 
 
-class Location(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Location:
     row: str | None = None
     """Rack row (`A`)."""
     rack: str | None = None
@@ -157,7 +166,9 @@ class Location(Strict):
     """Where on or near the rack (`cold aisle, rack inlet 1.1 m`)."""
 
 
-class PointOverride(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointOverride:
     """Site adjustments of one profile point for one device."""
 
     valid_min: float | None = None
@@ -190,7 +201,7 @@ class Device(Strict):
     """Modbus unit (slave) id; ignored on serial-text buses."""
     room: Id
     """The room it is in (an id from `rooms`)."""
-    location: Location = Location.model_construct()
+    location: Location = defaults(Location)
     """Where it hangs in the room; the panel's alarm cards show it."""
     poll_interval: Duration | None = None
     """Defaults to the profile's default_poll_interval."""
@@ -228,12 +239,14 @@ def _host_name(host: str) -> str:
     return host
 
 
-HostName = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_host_name)]
+HostName = Annotated[str, Limits(min_length=1, max_length=253), Check(_host_name)]
 """A DNS name (`panel.site.example`) or an IP address (`192.168.10.2`, `[fd00::2]`)."""
 
 
-class PanelUser(Strict):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]+$", max_length=64)]
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PanelUser:
+    name: Annotated[str, Limits(pattern=r"^[A-Za-z0-9_.@-]+$", max_length=64)]
     """Login name."""
     password_hash: str
     """`roomwarden passwd` prints one (scrypt); never a plain password."""
@@ -250,14 +263,16 @@ METRICS_ALLOW_DEFAULT: tuple[IPvAnyNetwork, ...] = tuple(
                             "192.168.0.0/16", "fc00::/7"))
 
 
-class Panel(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Panel:
     """The local alarm panel: HTTP server in the daemon."""
 
     enabled: bool = True
     """False: no panel (and no /metrics, /healthz)."""
     bind: str = "127.0.0.1"
     """Address to listen on; a gateway's LAN address (or 0.0.0.0) to reach it from a phone."""
-    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    port: Annotated[int, Limits(ge=1, le=65535)] = 8080
     """TCP port of the panel."""
     users: tuple[PanelUser, ...] = ()
     """Who may log in to acknowledge, shelve and suppress."""
@@ -282,31 +297,48 @@ class Panel(Strict):
     it. Empty (default): the header is ignored, as anyone can write it."""
 
 
-class AlarmSettings(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlarmSettings:
     """Alarm management (ISA-18.2 / EEMUA 191 starting values)."""
 
-    chatter_count: Annotated[int, Field(ge=2, le=100_000)] = 3
+    chatter_count: Annotated[int, Limits(ge=2, le=100_000)] = 3
     """Activations within `chatter_window` that make an alarm chattering (held active)."""
     chatter_window: Duration = 60.0
     """The window `chatter_count` counts activations in."""
     chatter_hold: Duration = 60.0
     """How long the condition must stay clear before a chattering alarm returns."""
-    flood_count: Annotated[int, Field(ge=2, le=100_000)] = 10
+    flood_count: Annotated[int, Limits(ge=2, le=100_000)] = 10
     """More new alarms than this within `flood_window` is a flood."""
     flood_window: Duration = 600.0
     """The window `flood_count` counts new alarms in."""
-    retention_days: Annotated[float, Field(gt=0, le=3650)] = 90.0
+    retention_days: Annotated[float, Limits(gt=0, le=3650)] = 90.0
     """How long the alarm journal keeps events."""
 
 
-class FlashingSettings(Strict):
+def _trusted_keys(lines: tuple[str, ...]) -> tuple[str, ...]:
+    seen: set[str] = set()
+    for index, line in enumerate(lines):
+        try:
+            key = parse_public_key_line(line)
+        except KeyFileError as exc:
+            raise ValueError(f"trusted_keys[{index}]: {exc}") from None
+        if key.key_id in seen:
+            raise ValueError(f"trusted_keys[{index}]: key {key.key_id} is listed twice")
+        seen.add(key.key_id)
+    return lines
+
+
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlashingSettings:
     """Signed config flashing (`roomwarden flash`): who may change this gateway's config."""
 
-    trusted_keys: tuple[str, ...] = ()
+    trusted_keys: Annotated[tuple[str, ...], Check(_trusted_keys)] = ()
     """Public key lines as written by `roomwarden keys new` (`ed25519:<base64> NAME`)."""
-    max_bytes: Annotated[int, Field(ge=1024, le=MAX_CONFIG_BYTES)] = MAX_CONFIG_BYTES
+    max_bytes: Annotated[int, Limits(ge=1024, le=MAX_CONFIG_BYTES)] = MAX_CONFIG_BYTES
     """Largest config (UTF-8 bytes) a `config/set` may carry."""
-    health_timeout: Annotated[Duration, Field(gt=0), at_most(MAX_HEALTH_TIMEOUT_S)] = 30.0
+    health_timeout: Annotated[Duration, Limits(gt=0), at_most(MAX_HEALTH_TIMEOUT_S)] = 30.0
     """How long a newly applied config must run healthy before it becomes last-known-good (at
     most 10 minutes: during the trial a new config's trouble alarms are held)."""
     allow_local_unsigned: bool = True
@@ -315,20 +347,6 @@ class FlashingSettings(Strict):
     apply a config, or run a live drill that drives the outputs; its log
     line and the config store record the socket's real user beside the author given (`alice
     (as root)`). False: a local apply must be signed too (`config apply --key`)."""
-
-    @field_validator("trusted_keys")
-    @classmethod
-    def _keys(cls, lines: tuple[str, ...]) -> tuple[str, ...]:
-        seen: set[str] = set()
-        for index, line in enumerate(lines):
-            try:
-                key = parse_public_key_line(line)
-            except KeyFileError as exc:
-                raise ValueError(f"trusted_keys[{index}]: {exc}") from None
-            if key.key_id in seen:
-                raise ValueError(f"trusted_keys[{index}]: key {key.key_id} is listed twice")
-            seen.add(key.key_id)
-        return lines
 
     def trusted(self) -> tuple[TrustedKey, ...]:
         return tuple(parse_public_key_line(line) for line in self.trusted_keys)
@@ -356,18 +374,18 @@ class GatewayConfig(Strict):
     """Local alarm outputs (siren, strobe, fan …) the rules drive."""
     interlocks: tuple[Interlock, ...] = ()
     """Outputs that must not run together."""
-    panel: Panel = Panel.model_construct()
+    panel: Panel = defaults(Panel)
     """The local alarm panel (HTTP)."""
     rules: RulesSection = RulesSection.model_construct()
     """Which rule packs run and site overrides of their parameters."""
-    alarms: AlarmSettings = AlarmSettings.model_construct()
+    alarms: AlarmSettings = defaults(AlarmSettings)
     """Alarm management: chattering, floods, journal retention."""
     uplink: UplinkSettings | None = None
     """MQTT uplink to the central ingest; none = this gateway works on its own."""
     flashing: FlashingSettings | None = None
     """Signed config flashing over the uplink; none = configs change only locally."""
     # --- issue 9: remote operator commands (gateway/operator/settings.py) ---------------------
-    operators: OperatorSettings = OperatorSettings.model_construct()
+    operators: OperatorSettings = defaults(OperatorSettings)
     """Operator keys that may acknowledge, shelve or suppress over `cmd`, and what each may
     do; none: every remote alarm command is refused."""
     # --- end issue 9 ----------------------------------------------------------------------------

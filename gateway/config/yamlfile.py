@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.config.bounded import FileTooLarge, NotARegularFile, read_bounded
 from gateway.config.errors import ConfigError, ConfigErrors, PathPart, YamlPath, format_path
+from gateway.config.section import model_message
 from gateway.config.yamllimits import DEFAULT_LIMITS, YamlLimits
 
 __all__ = ["ConfigError", "ConfigErrors", "FileTooLarge", "LineMap", "NotARegularFile",
@@ -152,8 +153,7 @@ def pydantic_errors(exc: ValidationError, name: str, lines: LineMap, prefix: Yam
         elif err["type"] in ("missing", "missing_keyword_argument"):
             reason = "required key is missing"
         elif err["type"] == "dataclass_type":  # a section that is a dataclass: a model's words
-            reason = ("Input should be a valid dictionary or instance of "
-                      f"{err.get('ctx', {}).get('class_name')}")
+            reason = model_message(err)
         elif reason.startswith("Value error, "):
             reason = reason.removeprefix("Value error, ")
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):

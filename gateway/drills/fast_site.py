@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig
 from gateway.config.profile import ModbusProfile, RegisterType, SerialTextProfile
+from gateway.config.section import defaults
 from gateway.config.site import Device, FailurePolicy
 from gateway.field.block import BlockDecoder
 from gateway.field.bus_loop import ONLINE_POINT
@@ -65,7 +66,7 @@ class FastSite:
             bus = buses[device.bus]
             profile = loaded.profile_of(device)
             interval = device.poll_interval or profile.default_poll_interval
-            health = DeviceHealth(device.id, interval, bus.failure or FailurePolicy())
+            health = DeviceHealth(device.id, interval, bus.failure or defaults(FailurePolicy))
             self.faults.add_device(device.id)
             if isinstance(profile, ModbusProfile):
                 points = bind_points(device, profile)

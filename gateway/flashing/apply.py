@@ -39,6 +39,7 @@ from gateway.alarms.events import CONFIG_RULE, EventKind
 from gateway.config.bounded import read_bounded
 from gateway.config.errors import ConfigErrors
 from gateway.config.loaded import LoadedConfig
+from gateway.config.section import defaults
 from gateway.config.site import FlashingSettings
 from gateway.config.yamllimits import DEFAULT_LIMITS
 from gateway.contract.wire import ConfigSet, ConfigStatus
@@ -81,7 +82,7 @@ class Candidate:
 
 
 def settings_of(loaded: LoadedConfig) -> FlashingSettings:
-    return loaded.config.flashing or FlashingSettings()
+    return loaded.config.flashing or defaults(FlashingSettings)  # no validator built
 
 
 class ConfigApplier:

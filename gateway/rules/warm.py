@@ -68,6 +68,7 @@ from pydantic.fields import FieldInfo
 from gateway import clocksync
 from gateway.clock import Clock
 from gateway.config.duration import DurationText
+from gateway.config.section import is_section
 from gateway.rules.warm_copy import Capture, capture
 from gateway.rules.warm_copy import Snapshot as Snapshot
 from gateway.rules.warm_file import MAX_FILE_BYTES, Restorable, Saved, decode_saved, stream
@@ -286,6 +287,8 @@ def _plain(value: object) -> object:
     if isinstance(value, BaseModel):
         return {name: _field(getattr(value, name), info)
                 for name, info in type(value).model_fields.items()}
+    if is_section(type(value)):  # a section (PointOverride): no Duration among its fields
+        return {name: _plain(getattr(value, name)) for name in type(value).__slots__}  # type: ignore[attr-defined]
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, float):

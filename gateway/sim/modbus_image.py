@@ -18,6 +18,7 @@ from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData
 
 from gateway.config.profile import DataType, ModbusPoint, ModbusProfile, RegisterType
+from gateway.config.section import replaced
 from gateway.config.site import Device
 from gateway.field.codec import decode, encode
 from gateway.field.points import BoundPoint, bind_points, scaled
@@ -46,7 +47,7 @@ _FLOAT_MAX = {DataType.FLOAT32: 3.4028234e38, DataType.FLOAT64: 1.79769313486231
 def bind_all_points(device: Device, profile: ModbusProfile) -> list[BoundPoint]:
     """Every point of the profile bound to `device` (with its scale/offset overrides), disabled
     ones included: the physical device still has them."""
-    points = {name: o.model_copy(update={"enabled": True}) for name, o in device.points.items()}
+    points = {name: replaced(o, enabled=True) for name, o in device.points.items()}
     return bind_points(device.model_copy(update={"points": points}), profile)
 
 

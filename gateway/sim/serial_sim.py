@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 from gateway.config.profile import SerialTextProfile, TextField
+from gateway.config.section import replaced
 from gateway.config.site import Device, SerialTextBus
 from gateway.field.points import BoundPoint, bind_points
 from gateway.sim.faults import FaultTable, apply_fault
@@ -29,7 +30,7 @@ MAX_BUFFER = 1024
 
 
 def bind_all_fields(device: Device, profile: SerialTextProfile) -> list[BoundPoint]:
-    fields = {name: o.model_copy(update={"enabled": True}) for name, o in device.points.items()}
+    fields = {name: replaced(o, enabled=True) for name, o in device.points.items()}
     return bind_points(device.model_copy(update={"points": fields}), profile)
 
 

@@ -14,20 +14,26 @@ uplink:
   delivery: ingest          # or puback: a consumer other than the RoomWarden ingest
   ack_timeout: 30s          # publish again what the ingest has not confirmed by then
 ```
+
+Plain frozen dataclasses, without pydantic at import (gateway.config.section, issue 15):
+pydantic validates them as fields of `GatewayConfig`, a running gateway uses them unpickled.
 """
 
-from __future__ import annotations
-
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-
 from gateway.config.duration import Duration
-from gateway.config.profile import Name, Strict
+from gateway.config.names import Name
+from gateway.config.section import Limits, default_factory, defaults, section
 from gateway.contract.wire import DEFAULT_ROOT, ContractError, check_root
 
+Deadband = Annotated[float, Limits(ge=0, allow_inf_nan=False)]
+"""An absolute deadband: finite, not negative."""
 
-class TlsSettings(Strict):
+
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsSettings:
     ca_file: str | None = None
     """CA bundle that signed the broker's certificate; None: the system's trust store."""
     cert_file: str | None = None
@@ -37,17 +43,17 @@ class TlsSettings(Strict):
     insecure: bool = False
     """Skip the broker host-name check (test benches only)."""
 
-    @model_validator(mode="after")
-    def _pair(self) -> TlsSettings:
+    def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
-        return self
 
 
-class OutboxSettings(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxSettings:
     path: str = "uplink/outbox.sqlite"
     """Relative to the gateway's state directory (or absolute)."""
-    budget_mb: Annotated[float, Field(gt=0, le=100_000)] = 256.0
+    budget_mb: Annotated[float, Limits(gt=0, le=100_000)] = 256.0
     """Disk the outbox may use; past it the oldest telemetry goes first (alarm events last)."""
     commit_interval: Duration = 1.0
     """Longest a snapshot, command result or telemetry batch due for its commit waits in memory
@@ -62,8 +68,7 @@ class OutboxSettings(Strict):
     happens anyway (an alarm event's, a command result's) instead of a commit of its own. A
     crash before it only sends them again, and the ingest recognises them as stored."""
 
-    @model_validator(mode="after")
-    def _interval(self) -> OutboxSettings:
+    def __post_init__(self) -> None:
         if not 0.01 <= self.commit_interval <= 1.0:
             raise ValueError("commit_interval must be between 10ms and 1s")
         if not 1.0 <= self.telemetry_hold <= 300.0:
@@ -71,46 +76,49 @@ class OutboxSettings(Strict):
                              "unacknowledged telemetry a power cut can lose)")
         if not 0 <= self.delete_wait <= 600.0:
             raise ValueError("delete_wait must be between 0s and 10m")
-        return self
 
 
-class ExceptionSettings(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExceptionSettings:
     """Report by exception (gateway.uplink.exception_filter)."""
 
-    deadband: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    deadband: Deadband = 0.0
     """Default absolute deadband; 0 reports every change."""
-    deadbands: dict[Name, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = {}
+    deadbands: dict[Name, Deadband] = default_factory(dict)
     """Per quantity (`temperature: 0.2`)."""
-    point_deadbands: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = {}
+    point_deadbands: dict[str, Deadband] = default_factory(dict)
     """Per point (`th-1.temperature: 0.5`)."""
     max_interval: Duration = 300.0
     """Heartbeat: a polled point is reported at least this often."""
 
-    @model_validator(mode="after")
-    def _interval(self) -> ExceptionSettings:
+    def __post_init__(self) -> None:
         if self.max_interval <= 0:
             raise ValueError("max_interval must be positive")
-        return self
 
 
-class ReplaySettings(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplaySettings:
     """Pacing of the backlog after an outage (live messages are never paced)."""
 
-    messages_per_s: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)] = 20.0
+    messages_per_s: Annotated[float, Limits(gt=0, le=100_000, allow_inf_nan=False)] = 20.0
     """Backlog messages published per second at most."""
-    bytes_per_s: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] = 64 * 1024.0
+    bytes_per_s: Annotated[float, Limits(gt=0, le=1e9, allow_inf_nan=False)] = 64 * 1024.0
     """Backlog bytes published per second at most."""
 
 
-class UplinkSettings(Strict):
-    broker: Annotated[str, Field(min_length=1, max_length=253)]
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UplinkSettings:
+    broker: Annotated[str, Limits(min_length=1, max_length=253)]
     """The MQTT broker's host name or address."""
-    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    port: Annotated[int, Limits(ge=1, le=65535)] = 1883
     """The broker's port (1883; 8883 with TLS)."""
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     """MQTT protocol version: `3.1.1` or `5`."""
-    client_id: Annotated[str, Field(min_length=1, max_length=64,
-                                    pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
+    client_id: Annotated[str, Limits(min_length=1, max_length=64,
+                                     pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
     """Default `roomwarden-<gateway id>`."""
     root: str = DEFAULT_ROOT
     """Topic root, one or more levels (`acme/roomwarden`)."""
@@ -119,7 +127,7 @@ class UplinkSettings(Strict):
     without traffic."""
     tls: TlsSettings | None = None
     """TLS to the broker (mqtts); none: plain TCP."""
-    username: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    username: Annotated[str, Limits(min_length=1, max_length=128)] | None = None
     """Broker user name (the password in `password_file`)."""
     password_file: str | None = None
     """Read at every connect (so a rotated password needs no restart); never logged."""
@@ -127,7 +135,7 @@ class UplinkSettings(Strict):
     """First wait before a reconnect."""
     reconnect_max: Duration = 60.0
     """Reconnects back off exponentially from reconnect_min to reconnect_max."""
-    max_inflight: Annotated[int, Field(ge=1, le=1000)] = 20
+    max_inflight: Annotated[int, Limits(ge=1, le=1000)] = 20
     """Messages published and awaiting PUBACK at once."""
     state_interval: Duration = 60.0
     """The retained GatewayState is re-published this often (outbox figures, devices online),
@@ -141,15 +149,14 @@ class UplinkSettings(Strict):
     """An entry the broker acknowledged and the ingest has not confirmed by then is published
     again (the wait doubles with each attempt, up to 5 minutes; to an hour once the ingest has
     confirmed nothing for 5 minutes)."""
-    outbox: OutboxSettings = OutboxSettings.model_construct()
+    outbox: OutboxSettings = defaults(OutboxSettings)
     """The durable outbox (SQLite) that keeps what is not yet delivered."""
-    exception: ExceptionSettings = ExceptionSettings.model_construct()
+    exception: ExceptionSettings = defaults(ExceptionSettings)
     """Report by exception: deadbands and heartbeat of telemetry."""
-    replay: ReplaySettings = ReplaySettings.model_construct()
+    replay: ReplaySettings = defaults(ReplaySettings)
     """Pacing of the backlog after an outage."""
 
-    @model_validator(mode="after")
-    def _check(self) -> UplinkSettings:
+    def __post_init__(self) -> None:
         try:
             check_root(self.root)
         except ContractError as exc:
@@ -164,4 +171,3 @@ class UplinkSettings(Strict):
             raise ValueError("ack_timeout must be between 100ms and 5m")
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file needs a username")
-        return self

@@ -180,7 +180,7 @@ async def test_a_module_carrying_outputs_is_polled_at_least_every_5_s_while_sile
     about 5 s of its power coming back."""
     module, sensor = (rig.loop.stats.device_health[d] for d in ("do1", "th1"))
     assert module.backoff_cap == OUTPUT_MODULE_BACKOFF == 5.0 and sensor.backoff_cap is None
-    policy = module.policy.model_copy(update={"backoff_max": 60.0})
+    policy = dataclasses.replace(module.policy, backoff_max=60.0)
     silent = dataclasses.replace(module, policy=policy, consecutive_failures=30)
     other = dataclasses.replace(sensor, policy=policy, consecutive_failures=30)
     assert silent.next_delay() == 5.0 and other.next_delay() == 60.0

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from gateway.actions.planner import Demand, OutputPlanner
 from gateway.clock import ManualClock
+from gateway.config.section import validator
 from gateway.config.site import Interlock, Output
 
 ROLES = ("siren", "strobe", "exhaust_fan", "hvac_stop", "charge_inhibit", "alarm_panel")
@@ -23,7 +24,7 @@ ROLE_OF = dict(zip(IDS, ("exhaust_fan", "hvac_stop", "charge_inhibit", "alarm_pa
 
 
 def out(id_: str, **extra: object) -> Output:
-    return Output.model_validate({"id": id_, "role": ROLE_OF[id_], "device": "do1",
+    return validator(Output).validate_python({"id": id_, "role": ROLE_OF[id_], "device": "do1",
                                   "point": "do1", **extra})
 
 

@@ -18,10 +18,11 @@ from gateway.actions.orphans import (
     output_ids,
 )
 from gateway.config.outputs import Output, WriteBackoff
+from gateway.config.section import validator
 
 
 def orphan(address: int, **output: Any) -> Orphan:
-    made = Output.model_validate({"id": f"out-{address}", "role": "exhaust_fan",
+    made = validator(Output).validate_python({"id": f"out-{address}", "role": "exhaust_fan",
                                   "device": "do-1", "point": f"do{address + 1}",
                                   "on_value": False, "verify": False, **output})
     return Orphan(Driven(made, Coil(("rtu", "/dev/ttyUSB0"), 31, address), "rs485",

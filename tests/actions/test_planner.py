@@ -8,12 +8,13 @@ from hypothesis import strategies as st
 
 from gateway.actions.planner import Demand, OutputPlanner
 from gateway.clock import ManualClock
+from gateway.config.section import validator
 from gateway.config.site import Interlock, Output
 
 
 def out(id_: str, role: str, **extra: object) -> Output:
-    return Output.model_validate({"id": id_, "role": role, "device": "do1", "point": "do1",
-                                  **extra})
+    return validator(Output).validate_python({"id": id_, "role": role, "device": "do1",
+                                               "point": "do1", **extra})
 
 
 def planner(*outputs: Output, interlocks: tuple[Interlock, ...] = ()) -> tuple[

@@ -25,6 +25,7 @@ from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.alarms.manager import AlarmManager
 from gateway.clock import ManualClock
 from gateway.config.outputs import PROTECTIVE_ROLES
+from gateway.config.section import validator
 from gateway.config.site import Output
 from gateway.drills.live import LiveDrill
 from gateway.drills.model import Drill
@@ -41,8 +42,8 @@ MINUTE = 60 * 10**9
 
 
 def out(id_: str, role: str, **extra: object) -> Output:
-    return Output.model_validate({"id": id_, "role": role, "device": "do1", "point": "do1",
-                                  **extra})
+    return validator(Output).validate_python({"id": id_, "role": role, "device": "do1",
+                                               "point": "do1", **extra})
 
 
 def planner(*outputs: Output) -> OutputPlanner:

@@ -3,6 +3,7 @@ unknown feedback, escalation while a hazard alarm is present in the output's roo
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,12 @@ from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.alarms.types import Evaluation, Severity
 from gateway.clock import ManualClock
 from gateway.config.loader import ConfigErrors, load_gateway_config
+from gateway.config.section import validator
 from gateway.config.site import Output
 from gateway.field.sample import Quality, Sample
 from tests import shipped
 
-FAN = Output.model_validate({
+FAN = validator(Output).validate_python({
     "id": "fan", "role": "exhaust_fan", "device": "do", "point": "do3", "rooms": ["batt"],
     "feedback": {"device": "di", "point": "di7", "expect": True, "within": "20s"}})
 
@@ -208,7 +210,7 @@ def test_outputs_sharing_a_feedback_point_are_each_supervised() -> None:
     """Two fans on one airflow switch (one duct): one sample of the switch is evidence for
     both (the output chain audit, F3: only the last output on a point was fed)."""
     clock = ManualClock()
-    other = FAN.model_copy(update={"id": "fan-2", "point": "do4"})
+    other = dataclasses.replace(FAN, id="fan-2", point="do4")
     sup = OutputSupervisor([FAN, other], {"fan": ["batt"], "fan-2": ["batt"]},
                            {"batt": "battery"}, clock)
 
@@ -250,7 +252,7 @@ def test_feedback_showing_the_output_acting_is_what_the_interlocks_see() -> None
     assert sup.acting(["fan"]) == acting
     _airflow(sup, clock, False)
     assert sup.acting(["fan"]) == {}
-    opens = Output.model_validate({  # an auxiliary contact that opens while it acts
+    opens = validator(Output).validate_python({  # an auxiliary contact that opens while it acts
         "id": "fan-nc", "role": "exhaust_fan", "device": "do", "point": "do4",
         "feedback": {"device": "di", "point": "di7", "expect": False}})
     nc = OutputSupervisor([opens], {"fan-nc": ["batt"]}, {"batt": "battery"}, clock)

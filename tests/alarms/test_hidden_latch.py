@@ -23,6 +23,7 @@ from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.alarms.manager import AlarmManager
 from gateway.clock import ManualClock
+from gateway.config.section import validator
 from gateway.config.site import Output
 from tests.alarms.conftest import MakeManager, ev
 
@@ -45,8 +46,8 @@ def h2(active: bool, *, latching: bool = True) -> Any:
 def outputs(manager: AlarmManager) -> dict[str, bool]:
     """What the output planner switches on for the hydrogen alarm as it stands."""
     planner = OutputPlanner(
-        [Output.model_validate({"id": o, "role": role, "device": "do1", "point": f"do{i}",
-                                "rooms": [ROOM]})
+        [validator(Output).validate_python({"id": o, "role": role, "device": "do1",
+                                            "point": f"do{i}", "rooms": [ROOM]})
          for i, (o, role) in enumerate(OUTPUTS.items())], (), {"do1": ROOM}, ManualClock())
     demand = demand_of(manager.get(H2))
     return planner.plan([demand] if demand is not None else [])

@@ -40,6 +40,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.clock import SystemClock
+from gateway.config.section import validator
 from gateway.contract.wire import DeliveryAck, PointMeta, decode
 from gateway.field.sample import Quality, Sample
 from gateway.ingest.service import IngestService
@@ -128,7 +129,7 @@ async def _shard(first: int, n: int, total: int, port: int, workdir: Path, ready
     names = list(points)
     uplinks = []
     for i in range(first, first + n):
-        settings = UplinkSettings.model_validate({
+        settings = validator(UplinkSettings).validate_python({
             "broker": "127.0.0.1", "port": port, "protocol": "5",
             "client_id": f"bench-gw-{i:04d}", "delivery": "ingest",
             "exception": {"deadband": 0.0, "max_interval": "5m"}, "state_interval": "5m"})

@@ -42,6 +42,7 @@ kept every message on disk until it left, so the mode did not change what it wro
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -387,7 +388,7 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
         if load.uplink:
             config["uplink"] = {"broker": "127.0.0.1", "port": broker_port,
                                 "exception": {"deadband": 0}}
-            if "delivery" in UplinkSettings.model_fields:
+            if "delivery" in {f.name for f in dataclasses.fields(UplinkSettings)}:
                 config["uplink"]["delivery"] = delivery
         gateway_config = work / "gateway.yaml"
         gateway_config.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.clock import SystemClock
+from gateway.config.section import validator
 from gateway.contract.wire import PointMeta
 from gateway.field.sample import Quality, Sample
 from gateway.uplink.publisher import Uplink
@@ -99,7 +100,7 @@ def ingest_process(broker_port: int, vm_url: str, workdir: Path) -> Iterator[Non
 
 
 async def run(port: int, state_dir: Path, n_cycles: int, **overrides: Any) -> dict[str, Any]:
-    settings = UplinkSettings.model_validate({"broker": "127.0.0.1", "port": port,
+    settings = validator(UplinkSettings).validate_python({"broker": "127.0.0.1", "port": port,
                                              "delivery": "puback", **overrides})
     clock = SystemClock()
     uplink = Uplink(settings, "bench-site", "bench-gw", state_dir, clock, catalog_points())

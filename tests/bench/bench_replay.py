@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from gateway.clock import SystemClock
+from gateway.config.section import validator
 from gateway.contract.wire import MessageKind, PointMeta, TelemetryBatch, encode
 from gateway.field.sample import Quality, Sample
 from gateway.uplink.outbox import Outbox
@@ -98,7 +99,7 @@ async def until(check: Any, timeout: float, what: str) -> None:
 
 def make_uplink(port: int, state_dir: Path, replay: dict[str, float],
                 delivery: str = "puback") -> Uplink:
-    settings = UplinkSettings.model_validate({"broker": "127.0.0.1", "port": port,
+    settings = validator(UplinkSettings).validate_python({"broker": "127.0.0.1", "port": port,
                                              "replay": replay, "delivery": delivery})
     return Uplink(settings, SITE, GATEWAY, state_dir, SystemClock(), catalog_points())
 

@@ -48,6 +48,7 @@ import yaml
 
 from gateway.clock import SystemClock
 from gateway.config.loader import load_gateway_config
+from gateway.config.section import validator
 from gateway.fanout import SampleFanOut
 from gateway.field.buses import build_bus_loops
 from gateway.field.catalog import catalog_points
@@ -154,7 +155,7 @@ async def run(port: int, work: Path, cycles: int, fanout: bool, drain: bool = Tr
     clock = SystemClock()
     uplink = None
     if fanout:
-        settings = UplinkSettings.model_validate({"broker": "127.0.0.1", "port": 1,
+        settings = validator(UplinkSettings).validate_python({"broker": "127.0.0.1", "port": 1,
                                                  "exception": {"deadband": 0}})
         uplink = Uplink(settings, "bench", "bench-gw", work / "state", clock,
                         catalog_points(loaded))

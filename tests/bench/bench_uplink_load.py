@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.clock import SystemClock
+from gateway.config.section import validator
 from gateway.contract.wire import PointMeta
 from gateway.field.sample import Quality, Sample
 from gateway.uplink.publisher import Uplink
@@ -104,7 +105,7 @@ async def measure(port: int | None, state_dir: Path, window: float, warmup: floa
     uplink: Uplink | None = None
     task = None
     if port is not None:
-        settings = UplinkSettings.model_validate({
+        settings = validator(UplinkSettings).validate_python({
             "broker": "127.0.0.1", "port": port, "delivery": "puback",
             "exception": {"deadband": 0}})
         uplink = Uplink(settings, "bench", "bench-p2000", state_dir, clock, catalog_points())

@@ -146,7 +146,7 @@ def test_each_default_section_is_what_validating_nothing_gives() -> None:
     """A default made with `model_construct()` skips validation: it must equal (fields, set
     fields, private state) what `Section()` validates."""
     defaults = _model_defaults()
-    assert len(defaults) >= 12
+    assert len(defaults) >= 1  # and the sections' (gateway.config.section): test_section.py
     for where, default in defaults:
         validated = type(default)()
         assert default == validated, where

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.config.section import validator
 from gateway.contract.wire import AlarmRef
 from gateway.daemon import Gateway
 from gateway.demo import _points_by_quantity, with_demo_user
@@ -110,7 +111,7 @@ def ingest_settings(fleet: Fleet, name: str, influx: dict[str, object]) -> Inges
 def _gateway(loaded: LoadedConfig, site: SimulatedSite, fleet: Fleet, name: str) -> Gateway:
     config = with_demo_user(_no_parity(load_gateway_config(
         site.write_config(fleet.workdir / f"{name}.yaml"))))
-    uplink = UplinkSettings.model_validate({
+    uplink = validator(UplinkSettings).validate_python({
         "broker": "127.0.0.1", "port": fleet.broker.port, "protocol": "5",
         "client_id": f"gw-{name}", "delivery": "puback", "reconnect_min": "500ms",
         "exception": {"max_interval": "5s"}})

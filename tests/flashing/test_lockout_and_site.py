@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.config.section import validator
 from gateway.flashing.keys import key_id, load_private_key
 from gateway.flashing.trial_terms import refusal_of
 from gateway.uplink.settings import UplinkSettings
@@ -36,7 +37,7 @@ def offset(value: float) -> Any:
 
 def test_refusal_of_names_the_signing_key_and_the_move() -> None:
     shipped = load_gateway_config(SITE)
-    uplink = UplinkSettings.model_validate({"broker": "127.0.0.1"})
+    uplink = validator(UplinkSettings).validate_python({"broker": "127.0.0.1"})
     cfg = shipped.config.model_copy(update={"uplink": uplink})
     running = dataclasses.replace(shipped, config=cfg)
     assert cfg.flashing is not None and cfg.flashing.trusted_keys
@@ -48,21 +49,21 @@ def test_refusal_of_names_the_signing_key_and_the_move() -> None:
     assert refusal_of(running, running, force=False, source="flash", key_id=signer) is None
     # the signing key dropped (another one kept): lockout, naming the key
     stranger = "ed25519:" + "A" * 43 + "= someone-else"
-    other = changed(flashing=cfg.flashing.model_copy(update={"trusted_keys": (stranger,)}))
+    other = changed(flashing=dataclasses.replace(cfg.flashing, trusted_keys=(stranger,)))
     code, reason = refusal_of(running, other, force=False, source="flash", key_id=signer) \
         or ("", "")
     assert code == "lockout" and f"does not trust key {signer}, which signed this" in reason
     assert refusal_of(running, other, force=True, source="flash", key_id=signer) is None
     assert refusal_of(running, other, force=False, source="local", key_id=signer) is None
     # another site: wrong_site, naming both
-    moved = changed(gateway=cfg.gateway.model_copy(update={"site": OTHER_SITE}))
+    moved = changed(gateway=dataclasses.replace(cfg.gateway, site=OTHER_SITE))
     code, reason = refusal_of(running, moved, force=False, source="flash", key_id=signer) \
         or ("", "")
     assert code == "wrong_site" and f"'{cfg.gateway.site}' to '{OTHER_SITE}'" in reason
     assert refusal_of(running, moved, force=True, source="flash", key_id=signer) is None
     assert refusal_of(running, moved, force=False, source="local") is None  # at the gateway
     # another topic root: wrong_site too
-    rooted = changed(uplink=uplink.model_copy(update={"root": "acme/roomwarden"}))
+    rooted = changed(uplink=dataclasses.replace(uplink, root="acme/roomwarden"))
     code, reason = refusal_of(running, rooted, force=False, source="flash", key_id=signer) \
         or ("", "")
     assert code == "wrong_site" and "from root 'roomwarden' to 'acme/roomwarden'" in reason

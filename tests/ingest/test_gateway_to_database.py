@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.loader import load_gateway_config
+from gateway.config.section import replaced, validator
 from gateway.daemon import Gateway
 from gateway.ingest.service import IngestService
 from gateway.sim.signals import Constant
@@ -32,10 +33,10 @@ async def until(check: object, seconds: float, what: str) -> None:
 def gateway_publishing_to(site: SimulatedSite, broker: Broker, tmp_path: Path) -> Gateway:
     """The real daemon on the simulated site, its uplink on `broker` (MQTT 5), no panel."""
     loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
-    uplink = UplinkSettings.model_validate(
+    uplink = validator(UplinkSettings).validate_python(
         {"broker": "127.0.0.1", "port": broker.port, "protocol": "5"})
     config = loaded.config.model_copy(update={
-        "uplink": uplink, "panel": loaded.config.panel.model_copy(update={"enabled": False})})
+        "uplink": uplink, "panel": replaced(loaded.config.panel, enabled=False)})
     return Gateway(dataclasses.replace(loaded, config=config), state_dir=tmp_path / "state")
 
 

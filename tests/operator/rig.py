@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.config.loader import load_gateway_config
+from gateway.config.section import replaced, validator
 from gateway.contract.wire import AlarmRef, CommandResult, Message, decode, encode
 from gateway.daemon import Gateway
 from gateway.sim.signals import Constant
@@ -146,12 +147,12 @@ async def rig(tmp_path: Path, broker: Broker, operators: dict[str, Any],
     async with SimulatedSite(load_gateway_config(site_config)) as site:
         loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
         cfg = loaded.config
-        uplink = UplinkSettings.model_validate(
+        uplink = validator(UplinkSettings).validate_python(
             {"broker": "127.0.0.1", "port": broker.port, "reconnect_min": "100ms",
              "reconnect_max": "500ms"})
         config = cfg.model_copy(update={
-            "uplink": uplink, "panel": cfg.panel.model_copy(update={"enabled": False}),
-            "operators": type(cfg.operators).model_validate(operators)})
+            "uplink": uplink, "panel": replaced(cfg.panel, enabled=False),
+            "operators": validator(type(cfg.operators)).validate_python(operators)})
         loaded = dataclasses.replace(loaded, config=config)
         prefix = f"roomwarden/{cfg.gateway.site}/{cfg.gateway.id}/"
         sub = Subscriber(broker.port, prefix + "cmd/result")

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
+from gateway.config.section import validator
 from gateway.contract.wire import (
     MAX_COMMAND_BYTES,
     MAX_SHELVE_S,
@@ -230,20 +231,20 @@ def test_lab_mode_carries_out_unsigned_commands_as_unsigned_remote(tmp_path: Pat
 
 
 def test_operator_settings_are_validated(keys: Keys) -> None:
+    settings = validator(OperatorSettings).validate_python
     with pytest.raises(ValueError, match="not a public key line"):
-        OperatorSettings.model_validate({"keys": [{"key": "ssh-rsa AAAA", "may": ["shelve"]}]})
+        settings({"keys": [{"key": "ssh-rsa AAAA", "may": ["shelve"]}]})
     line = keys.zhang.public.line().split()[0]  # no comment, no name
     with pytest.raises(ValueError, match="name the key's owner"):
-        OperatorSettings.model_validate({"keys": [{"key": line, "may": ["acknowledge"]}]})
+        settings({"keys": [{"key": line, "may": ["acknowledge"]}]})
     with pytest.raises(ValueError, match="already keys"):
-        OperatorSettings.model_validate({"keys": [
+        settings({"keys": [
             {"key": keys.zhang.public.line(), "may": ["acknowledge"]},
             {"key": line, "name": "again", "may": ["shelve"]}]})
     with pytest.raises(ValueError, match="may"):
-        OperatorSettings.model_validate({"keys": [{"key": line, "name": "x", "may": []}]})
+        settings({"keys": [{"key": line, "name": "x", "may": []}]})
     with pytest.raises(ValueError):
-        OperatorSettings.model_validate({"keys": [{"key": line, "name": "x",
-                                                   "may": ["reboot"]}]})
+        settings({"keys": [{"key": line, "name": "x", "may": ["reboot"]}]})
 
 
 def test_max_shelve_is_the_panels() -> None:

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.config.section import validator
 from gateway.daemon import Gateway
 from gateway.localservices import free_port
 from gateway.sim.site import SimulatedSite
@@ -92,7 +93,7 @@ class Live:
 
 
 def with_uplink(loaded: LoadedConfig, port: int, **extra: object) -> LoadedConfig:
-    uplink = UplinkSettings.model_validate(
+    uplink = validator(UplinkSettings).validate_python(
         {"broker": "127.0.0.1", "port": port, "protocol": "5", "reconnect_min": 0.2,
          "reconnect_max": 1.0, **extra})
     return dataclasses.replace(loaded, config=loaded.config.model_copy(update={"uplink": uplink}))

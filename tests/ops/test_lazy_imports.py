@@ -168,15 +168,17 @@ def test_panel_and_uplink_dependencies_come_with_their_sections(tmp_path: Path) 
         from pathlib import Path
         from gateway.config.loader import load_gateway_config
         from gateway.daemon import Gateway
+        from gateway.config.section import replaced, validator
         from gateway.uplink.settings import UplinkSettings
 
         site, tmp = Path(sys.argv[1]), Path(sys.argv[2])
         loaded = load_gateway_config(site)
         cfg = loaded.config
         bare = dataclasses.replace(loaded, config=cfg.model_copy(update={
-            "panel": cfg.panel.model_copy(update={"enabled": False})}))
+            "panel": replaced(cfg.panel, enabled=False)}))
         full = dataclasses.replace(loaded, config=cfg.model_copy(update={
-            "uplink": UplinkSettings.model_validate({"broker": "127.0.0.1", "port": 9})}))
+            "uplink": validator(UplinkSettings).validate_python({"broker": "127.0.0.1",
+                                                                 "port": 9})}))
         seen = {}
 
         async def main() -> None:
@@ -266,6 +268,7 @@ def test_an_uplink_publishing_leaves_urllib_request_unrun(broker: Broker, tmp_pa
         from gateway.clock import SystemClock
         from gateway.contract.wire import PointMeta
         from gateway.field.sample import Quality, Sample
+        from gateway.config.section import validator
         from gateway.uplink.publisher import Uplink
         from gateway.uplink.settings import UplinkSettings
 
@@ -273,7 +276,7 @@ def test_an_uplink_publishing_leaves_urllib_request_unrun(broker: Broker, tmp_pa
         seen = {"socks": "socks" in sys.modules}
 
         async def main() -> None:
-            settings = UplinkSettings.model_validate({
+            settings = validator(UplinkSettings).validate_python({
                 "broker": "127.0.0.1", "port": BROKER_PORT, "delivery": "puback",
                 "outbox": {"commit_interval": "200ms"}})
             points = {"th-1.temperature": PointMeta(device="th-1", room="r1",

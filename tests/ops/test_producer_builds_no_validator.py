@@ -112,7 +112,8 @@ async def test_a_running_gateway_publishes_acknowledges_and_reports_without_a_va
     finally:
         subscriber.close()
     models = found["models"]
-    assert isinstance(models, int) and models > 100  # the contract's, config's, reports'
+    assert isinstance(models, int) and models > 80  # the contract's, config's, reports' (the
+    # config sections that are dataclasses, gateway.config.section: in `validators` once built)
     assert found["built"] == [] and found["validators"] == []
     assert found["probe"] == [["gateway.contract.telemetry.DeliveryInfo"], ["DeliveryInfo"]]
     # the watermark was taken; the status and health were answered

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from gateway.clock import ManualClock
+from gateway.config.section import replaced
 from gateway.config.site import Panel, PanelUser
 from gateway.panel.backend import CommandRefused
 from gateway.panel.passwords import hash_password
@@ -183,7 +184,7 @@ class FakeBackend:
 def panel_settings(**over: Any) -> Panel:
     settings = Panel(bind="127.0.0.1", users=(PanelUser(name=USER, password_hash=HASH),), **over)
     # Panel.port must be 1..65535 in a config file; port 0 (any free port) only in tests.
-    return settings.model_copy(update={"port": 0})
+    return replaced(settings, port=0)
 
 
 @dataclass

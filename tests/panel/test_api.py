@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
+from gateway.config.section import replaced
 from gateway.config.site import PanelUser
 from gateway.panel.server import COOKIE, MAX_BODY, PanelServer
 from gateway.panel.views import AlarmRef
@@ -330,8 +331,8 @@ async def test_unknown_route_and_method(client: aiohttp.ClientSession) -> None:
 
 
 async def test_a_malformed_user_hash_is_refused_at_start() -> None:
-    settings = panel_settings().model_copy(
-        update={"users": (PanelUser(name="bad", password_hash="plaintext"),)})
+    settings = replaced(panel_settings(),
+                        users=(PanelUser(name="bad", password_hash="plaintext"),))
     with pytest.raises(ValueError, match="panel user 'bad': a password hash must look like"):
         PanelServer(FakeBackend(), settings, ManualClock())
 

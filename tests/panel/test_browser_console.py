@@ -13,6 +13,7 @@ from typing import Any, Literal, TypedDict
 
 import pytest
 
+from gateway.config.section import replaced
 from gateway.panel.views import HealthView, OutputView, PanelAlarm, PanelState
 from gateway.rules.responses import Responses
 from tests import shipped
@@ -377,8 +378,7 @@ async def test_a_view_only_user_is_offered_no_action_it_would_be_refused(
     from tests.panel.conftest import HASH, PASSWORD, USER, _running, panel_settings
 
     guard = PanelUser(name="guard", password_hash=HASH, may=())
-    settings = panel_settings().model_copy(update={
-        "users": (PanelUser(name=USER, password_hash=HASH), guard)})
+    settings = replaced(panel_settings(), users=(PanelUser(name=USER, password_hash=HASH), guard))
     async for running in _running(settings):
         running.backend.state = confirmed_fire()
         page = await open_page(browser, running.url)

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.config.section import replaced
 from gateway.config.site import PanelUser
 from gateway.ops.connections import RateLimitFilter
 from tests.helpers import refused_in
@@ -47,11 +48,11 @@ ACTIONS: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.fixture
 async def rights_panel() -> AsyncIterator[Running]:
-    settings = panel_settings().model_copy(update={"users": (
+    settings = replaced(panel_settings(), users=(
         PanelUser(name=USER, password_hash=HASH),  # no `may:`: every right, as before
         PanelUser(name="viewer", password_hash=HASH, may=()),
         PanelUser(name="acker", password_hash=HASH, may=("acknowledge",)),
-    )})
+    ))
     async for running in _running(settings):
         yield running
 

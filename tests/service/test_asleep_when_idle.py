@@ -17,6 +17,7 @@ import pytest
 
 from gateway.clock import SystemClock
 from gateway.config.loader import load_gateway_config
+from gateway.config.section import replaced
 from gateway.daemon import Gateway
 from gateway.evaluator import MAX_EVALUATION_SHARE, MIN_EVALUATION_SPACING, Evaluator
 from gateway.field.bus_loop import BusLoop
@@ -86,7 +87,7 @@ async def running_gateway(tmp_path: Path, interval: str,
     loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
     cfg = loaded.config
     loaded = dataclasses.replace(loaded, config=cfg.model_copy(update={
-        "panel": cfg.panel.model_copy(update={"enabled": False})}))
+        "panel": replaced(cfg.panel, enabled=False)}))
     gateway = gateway_class(loaded, state_dir=tmp_path / "state")
     task = asyncio.create_task(gateway.run())
     await asyncio.wait_for(gateway.started.wait(), 10)

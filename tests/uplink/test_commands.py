@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.config.loader import load_gateway_config
+from gateway.config.section import replaced, validator
 from gateway.contract.wire import (
     ActiveAlarmsSnapshot,
     AlarmCommand,
@@ -586,11 +587,11 @@ async def test_a_remote_acknowledge_silences_the_siren_once(
         loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
         cfg = loaded.config
         prefix = f"roomwarden/{cfg.gateway.site}/{cfg.gateway.id}/"
-        uplink_settings = UplinkSettings.model_validate(
+        uplink_settings = validator(UplinkSettings).validate_python(
             {"broker": "127.0.0.1", "port": broker.port, "reconnect_min": "100ms",
              "reconnect_max": "500ms"})
         config = cfg.model_copy(update={
-            "uplink": uplink_settings, "panel": cfg.panel.model_copy(update={"enabled": False}),
+            "uplink": uplink_settings, "panel": replaced(cfg.panel, enabled=False),
             "operators": keys.settings()})
         gateway = Gateway(dataclasses.replace(loaded, config=config),
                           state_dir=tmp_path / "state")

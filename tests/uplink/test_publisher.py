@@ -16,6 +16,7 @@ from gateway.alarms.events import AlarmEvent, EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.clock import SystemClock
+from gateway.config.section import validator
 from gateway.contract.wire import (
     AlarmEventMessage,
     GatewayState,
@@ -46,7 +47,7 @@ def settings(port: int, **kw: Any) -> UplinkSettings:
                             "reconnect_max": "500ms", "outbox": {"commit_interval": "200ms"},
                             "delivery": "puback"}
     base.update(kw)
-    return UplinkSettings.model_validate(base)
+    return validator(UplinkSettings).validate_python(base)
 
 
 def samples(i: int) -> list[Sample]:

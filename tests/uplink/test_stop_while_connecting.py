@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from gateway.config.loader import load_gateway_config
+from gateway.config.section import validator
 from gateway.sim.site import SimulatedSite
 from gateway.uplink.session import Handlers, Session, client_options
 from gateway.uplink.settings import UplinkSettings
@@ -101,7 +102,7 @@ async def test_a_connect_given_up_is_closed_once_it_completes(blackhole: socket.
     """The cancelled connect's thread runs on; when its connect completes after all, that
     socket is closed (no network thread will ever serve it), not left open."""
     port = int(blackhole.getsockname()[1])
-    settings = UplinkSettings.model_validate({"broker": "127.0.0.1", "port": port,
+    settings = validator(UplinkSettings).validate_python({"broker": "127.0.0.1", "port": port,
                                               "protocol": "5"})
     session = Session(client_options(settings, "given-up"), asyncio.get_running_loop(),
                       will=("t/state", b"offline"), subscriptions=[],

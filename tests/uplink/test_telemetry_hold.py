@@ -20,6 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.clock import ManualClock
+from gateway.config.section import validator
 from gateway.contract.wire import MessageKind
 from gateway.uplink.hold import TelemetryHold
 from gateway.uplink.outbox import Outbox
@@ -215,12 +216,12 @@ def test_a_process_killed_with_telemetry_in_memory_numbers_on_above_what_it_publ
 
 def test_telemetry_hold_is_bounded_with_a_clear_error() -> None:
     base = {"broker": "127.0.0.1"}
-    assert UplinkSettings.model_validate(base).outbox.telemetry_hold == 10.0
-    ok = UplinkSettings.model_validate({**base, "outbox": {"telemetry_hold": "2m"}})
+    assert validator(UplinkSettings).validate_python(base).outbox.telemetry_hold == 10.0
+    ok = validator(UplinkSettings).validate_python({**base, "outbox": {"telemetry_hold": "2m"}})
     assert ok.outbox.telemetry_hold == 120.0
     for bad in ("500ms", "6m"):
         with pytest.raises(ValidationError, match="telemetry_hold must be between 1s and 5m"):
-            UplinkSettings.model_validate({**base, "outbox": {"telemetry_hold": bad}})
+            validator(UplinkSettings).validate_python({**base, "outbox": {"telemetry_hold": bad}})
 
 
 def test_an_outbox_from_before_gives_up_autoincrement_and_keeps_its_ids(tmp_path: Path) -> None:
