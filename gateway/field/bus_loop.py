@@ -9,7 +9,6 @@ goes on with the next device.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 from collections import deque
@@ -28,6 +27,7 @@ from gateway.field.poll import (
     worst_poll_seconds,
 )
 from gateway.field.sample import Quality, Sample
+from gateway.wakeup import Wakeup
 
 log = logging.getLogger("roomwarden.field")
 
@@ -86,7 +86,8 @@ class BusLoop:
         """When the jobs' present turn on the bus began (`_run_jobs`)."""
         self._owed: float | None = None
         """When the jobs last gave way to a due poll: the polls due by then go first."""
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
+        """Wakes the loop asleep until its next poll (a job submitted; gateway.wakeup)."""
         self._policy = policy
         self._quiet: set[str] = set()
         """Devices whose failures began since the bus last answered anyone."""
@@ -196,11 +197,8 @@ class BusLoop:
                 now = self.clock.monotonic()
                 if due > now:  # asleep until the poll is due or a job is submitted
                     self.alive_mono, self._idle_until = now, due
-                    self._wake.clear()
                     try:
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(due - now):
-                                await self._wake.wait()
+                        await self._wake.wait(due - now)
                     finally:
                         self._idle_until = None
                     self.alive_mono = self.clock.monotonic()
