@@ -30,6 +30,7 @@ from gateway.field.sample import Quality, Sample
 from gateway.wakeup import Wakeup
 
 log = logging.getLogger("roomwarden.field")
+_new = tuple.__new__
 
 ONLINE_POINT = "online"
 """Every device reports `<device>.online` (bool) with each poll; null with quality comm_error
@@ -262,7 +263,7 @@ class BusLoop:
         else:
             crashed = False
         ended = self.clock.monotonic()
-        self.alive_mono = ended
+        self._progress_mono = ended  # (`alive_mono`'s setter, without a call)
         self.stats.cycles += 1
         self.stats.requests += result.requests
         self.stats.last_poll_seconds = ended - began
@@ -301,10 +302,13 @@ class BusLoop:
         # unknown (never answered, fewer than offline_after failures: e.g. the first polls of a
         # dead device after a config apply) is said as unknown, never as "online" (issue 9)
         online = health.online
-        samples.append(Sample(f"{poller.device_id}.{ONLINE_POINT}", online, self.clock.now_ns(),
-                              Quality.GOOD if online is not None else Quality.COMM_ERROR))
-        samples.extend(Sample(f"{device}.{ONLINE_POINT}", False, samples[-1].ts, Quality.GOOD)
-                       for device in silenced)
+        # (the `Sample` made as the block decoder makes them: no Python-level `__new__`)
+        samples.append(_new(Sample, (f"{poller.device_id}.{ONLINE_POINT}", online,
+                                     self.clock.now_ns(), Quality.GOOD if online is not None
+                                     else Quality.COMM_ERROR)))
+        if silenced:
+            samples.extend(Sample(f"{device}.{ONLINE_POINT}", False, samples[-1].ts,
+                                  Quality.GOOD) for device in silenced)
         try:
             self.sink(samples)
         except Exception:

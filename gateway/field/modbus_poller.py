@@ -67,7 +67,8 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
         error: str | None = None
         requests = 0
         learned = False
-        link, unit, decoders = self.link, self.device.unit, self._decoders
+        link, unit, decoders, now_ns = self.link, self.device.unit, self._decoders, \
+            self.clock.now_ns
         while pending:
             request = pending.pop(0)
             requests += 1
@@ -117,7 +118,7 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
                 pending.clear()
                 break
             answered = delivered = True
-            ts = self.clock.now_ns()
+            ts = now_ns()
             if decoder is not None:
                 decoder.words(values, ts, samples)  # type: ignore[arg-type]
             elif request.register.is_bit:
