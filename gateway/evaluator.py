@@ -23,12 +23,12 @@ the watchdog (gateway.ops.health, gateway.supervisor) judge a stalled evaluator 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 from gateway.clock import Clock
+from gateway.wakeup import Wakeup
 
 log = logging.getLogger("roomwarden.daemon")
 
@@ -49,7 +49,8 @@ class Evaluator:
         self.clock = clock
         self._run_round = run_round
         self._next_deadline = next_deadline
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
+        """Ends a sleep at `owe` or `reschedule` (a wake-up while awake is forgotten)."""
         self.owed_since: float | None = clock.monotonic()
         """Since when a round is owed and none completed (the first one from the start);
         None: nothing owed."""
@@ -86,8 +87,8 @@ class Evaluator:
         not_before = float("-inf")
         """(loop time) No round starts before this: the spacing after the last one."""
         while True:
-            # Python 3.11's timeout can swallow a cancel that lands as the event fires: honour
-            # a pending cancel here, or a stop would wait on this loop for ever
+            # honour a pending cancel here (one an await swallowed: Python 3.11's wait_for and
+            # timeout can, as what they wait for comes), or a stop would wait for ever
             if me is not None and me.cancelling():
                 raise asyncio.CancelledError
             now = self.clock.monotonic()
@@ -109,7 +110,6 @@ class Evaluator:
                 self.failed = True
                 if self.owed_since is None:
                     self.owed_since = now
-                self._wake.clear()
                 await self._sleep(self.clock.monotonic() + FAILED_ROUND_RETRY,
                                   self.clock.monotonic())
                 continue
@@ -132,7 +132,4 @@ class Evaluator:
     async def _sleep(self, until: float | None, now: float) -> None:
         """Until a wake-up (`owe`, `reschedule`) or `until` (monotonic; None: no deadline)."""
         self.sleeping_until = until
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(None if until is None else max(0.0, until - now)):
-                await self._wake.wait()
+        await self._wake.wait(None if until is None else max(0.0, until - now))

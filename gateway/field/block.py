@@ -186,6 +186,23 @@ class BlockDecoder:
         except struct.error:  # not 16-bit words: the generic path says what it makes of them
             register_samples(self._request, registers, ts, out)
             return
+        self._decode(raw_bytes, registers, ts, out)
+
+    def words(self, words: bytes, ts: int, out: list[Sample]) -> None:
+        """The samples of a reply's registers as they came, two big-endian bytes each
+        (`ModbusLink.read_words`): what `self(registers)` makes of the same registers,
+        without a list of ints to pack first."""
+        if len(words) != 2 * self._count:  # (`read_words` checked the count: never)
+            count = len(words) // 2
+            register_samples(self._request, list(struct.unpack(f">{count}H", words[:2 * count])),
+                             ts, out)
+            return
+        self._decode(words, None, ts, out)
+
+    def _decode(self, raw_bytes: bytes, registers: Sequence[int] | None, ts: int,
+                out: list[Sample]) -> None:
+        """The steps over the block's bytes (`registers`: the same as ints, None to unpack
+        them from the bytes if a point of the generic path needs them)."""
         raws = self._block.unpack_from(raw_bytes)
         for step in self._steps:
             if type(step) is _Run:
@@ -199,6 +216,8 @@ class BlockDecoder:
                 raw = own.unpack_from(raw_bytes, byte)[0]
             else:
                 assert isinstance(read, ReadRequest)
+                if registers is None:
+                    registers = list(self._words.unpack(raw_bytes))
                 register_samples(read, registers, ts, out)
                 continue
             scale, offset, identity, divide, low, high, back = scaling

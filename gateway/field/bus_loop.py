@@ -9,7 +9,6 @@ goes on with the next device.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 from collections import deque
@@ -28,8 +27,10 @@ from gateway.field.poll import (
     worst_poll_seconds,
 )
 from gateway.field.sample import Quality, Sample
+from gateway.wakeup import Wakeup
 
 log = logging.getLogger("roomwarden.field")
+_new = tuple.__new__
 
 ONLINE_POINT = "online"
 """Every device reports `<device>.online` (bool) with each poll; null with quality comm_error
@@ -86,7 +87,8 @@ class BusLoop:
         """When the jobs' present turn on the bus began (`_run_jobs`)."""
         self._owed: float | None = None
         """When the jobs last gave way to a due poll: the polls due by then go first."""
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
+        """Wakes the loop asleep until its next poll (a job submitted; gateway.wakeup)."""
         self._policy = policy
         self._quiet: set[str] = set()
         """Devices whose failures began since the bus last answered anyone."""
@@ -196,11 +198,8 @@ class BusLoop:
                 now = self.clock.monotonic()
                 if due > now:  # asleep until the poll is due or a job is submitted
                     self.alive_mono, self._idle_until = now, due
-                    self._wake.clear()
                     try:
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(due - now):
-                                await self._wake.wait()
+                        await self._wake.wait(due - now)
                     finally:
                         self._idle_until = None
                     self.alive_mono = self.clock.monotonic()
@@ -264,7 +263,7 @@ class BusLoop:
         else:
             crashed = False
         ended = self.clock.monotonic()
-        self.alive_mono = ended
+        self._progress_mono = ended  # (`alive_mono`'s setter, without a call)
         self.stats.cycles += 1
         self.stats.requests += result.requests
         self.stats.last_poll_seconds = ended - began
@@ -303,10 +302,13 @@ class BusLoop:
         # unknown (never answered, fewer than offline_after failures: e.g. the first polls of a
         # dead device after a config apply) is said as unknown, never as "online" (issue 9)
         online = health.online
-        samples.append(Sample(f"{poller.device_id}.{ONLINE_POINT}", online, self.clock.now_ns(),
-                              Quality.GOOD if online is not None else Quality.COMM_ERROR))
-        samples.extend(Sample(f"{device}.{ONLINE_POINT}", False, samples[-1].ts, Quality.GOOD)
-                       for device in silenced)
+        # (the `Sample` made as the block decoder makes them: no Python-level `__new__`)
+        samples.append(_new(Sample, (f"{poller.device_id}.{ONLINE_POINT}", online,
+                                     self.clock.now_ns(), Quality.GOOD if online is not None
+                                     else Quality.COMM_ERROR)))
+        if silenced:
+            samples.extend(Sample(f"{device}.{ONLINE_POINT}", False, samples[-1].ts,
+                                  Quality.GOOD) for device in silenced)
         try:
             self.sink(samples)
         except Exception:

@@ -47,14 +47,6 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
         self._decoders = {id(r): (r, BlockDecoder(r)) for r in self.plan
                           if not r.register.is_bit}
 
-    def _decode(self, request: ReadRequest, values: Sequence[int], ts: int,
-                out: list[Sample]) -> None:
-        compiled = self._decoders.get(id(request))
-        if compiled is not None and compiled[0] is request:
-            compiled[1](values, ts, out)
-        else:  # a part of a request split in this poll: planned (and compiled) after it
-            register_samples(request, values, ts, out)
-
     @property
     def worst_poll_seconds(self) -> float:
         """A (re)connect and every planned request answered just inside the bus timeout, with
@@ -75,11 +67,22 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
         error: str | None = None
         requests = 0
         learned = False
+        link, unit, decoders, now_ns = self.link, self.device.unit, self._decoders, \
+            self.clock.now_ns
         while pending:
             request = pending.pop(0)
             requests += 1
+            # a planned register read has its compiled decoder, which reads the reply's bytes;
+            # a bit read, or a part of a request split in this poll (planned and compiled
+            # after it), is read as values and decoded point by point
+            compiled = decoders.get(id(request))
+            decoder = compiled[1] if compiled is not None and compiled[0] is request else None
+            values: Sequence[int] | Sequence[bool] | bytes
             try:
-                values = await self.link.read(request, self.device.unit)
+                if decoder is not None:
+                    values = await link.read_words(request, unit)
+                else:
+                    values = await link.read(request, unit)
             except ExceptionReply as exc:
                 answered = True  # the device is alive; it refused this range
                 if exc.code in SPLITTABLE:
@@ -115,11 +118,13 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
                 pending.clear()
                 break
             answered = delivered = True
-            ts = self.clock.now_ns()
-            if request.register.is_bit:
+            ts = now_ns()
+            if decoder is not None:
+                decoder.words(values, ts, samples)  # type: ignore[arg-type]
+            elif request.register.is_bit:
                 bit_samples(request, values, ts, samples)  # type: ignore[arg-type]
             else:
-                self._decode(request, values, ts, samples)
+                register_samples(request, values, ts, samples)
         if learned:
             self._replan()
         return PollResult(samples, answered=answered, error=error, requests=requests,

@@ -17,12 +17,18 @@ transaction manager raises "Unable to decode"), an odd byte count read as pymodb
 (its whole words; `tests/field/test_modbus_replies.py` compares the two on arbitrary frames).
 The reply is still matched as before: pymodbus's framer checks the transaction id and the
 unit, `ModbusLink` the function and the register count.
+
+The replies keep their registers as they came, two big-endian bytes each (`words`), and make
+the list of `registers` only when it is asked for: the block decoder unpacks the words itself
+(`ModbusLink.read_words`), so a list of ints made here and packed back into bytes there was
+~390 instructions a register (issue 15).
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Sequence
 
 from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.logging import Log
@@ -36,32 +42,54 @@ _WORDS: dict[int, struct.Struct] = {}
 """A big-endian `Struct` of n 16-bit words, by n (at most 127: a byte count is one byte)."""
 
 
-def _words(data: bytes, function_code: int) -> list[int]:
-    """The registers of a read reply's data (byte count, then the words), as pymodbus's
-    `ReadHoldingRegistersResponse.decode` reads them."""
+def words_struct(count: int) -> struct.Struct:
+    """The big-endian `Struct` of `count` 16-bit words (made once per count)."""
+    words = _WORDS.get(count)
+    if words is None:
+        words = _WORDS[count] = struct.Struct(f">{count}H")
+    return words
+
+
+def _words(data: bytes, function_code: int) -> bytes:
+    """The registers' bytes of a read reply's data (byte count, then the words): the whole
+    words pymodbus's `ReadHoldingRegistersResponse.decode` reads."""
     size = data[0]
     if size >= len(data):
         raise ModbusIOException(f"byte_count {size} > length of packet {len(data)}",
                                 function_code=function_code)
-    count = size // 2
-    words = _WORDS.get(count)
-    if words is None:
-        words = _WORDS[count] = struct.Struct(f">{count}H")
-    return list(words.unpack_from(data, 1))
+    return data[1:1 + size // 2 * 2]
 
 
-class HoldingRegistersReply(ReadHoldingRegistersResponse):
-    """pymodbus's reply to a holding-register read, decoded in one `struct` call."""
+class _WordsReply(ModbusPDU):
+    """A register-read reply that keeps its registers' bytes (`words`) and unpacks them into
+    `registers` only when asked (pymodbus's `__init__` sets `registers`: then `words` is None
+    and `registers` is what was set)."""
 
-    def decode(self, data: bytes) -> None:
-        self.registers = _words(data, self.function_code)
-
-
-class InputRegistersReply(ReadInputRegistersResponse):
-    """pymodbus's reply to an input-register read, decoded in one `struct` call."""
+    words: bytes | None = None
+    _registers: list[int] | None = None
 
     def decode(self, data: bytes) -> None:
-        self.registers = _words(data, self.function_code)
+        self.words = _words(data, self.function_code)
+        self._registers = None
+
+    @property
+    def registers(self) -> list[int]:
+        if self._registers is None:
+            words = self.words or b""
+            self._registers = list(words_struct(len(words) // 2).unpack(words))
+        return self._registers
+
+    @registers.setter
+    def registers(self, value: Sequence[int]) -> None:
+        self._registers, self.words = list(value), None
+
+
+class HoldingRegistersReply(_WordsReply, ReadHoldingRegistersResponse):
+    """pymodbus's reply to a holding-register read, decoded in one slice."""
+
+
+class InputRegistersReply(_WordsReply, ReadInputRegistersResponse):
+    """pymodbus's reply to an input-register read, decoded in one slice."""
 
 
 _LEAN: dict[int, type[ModbusPDU]] = {3: HoldingRegistersReply, 4: InputRegistersReply}

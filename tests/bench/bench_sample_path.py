@@ -47,6 +47,7 @@ from typing import Any
 import yaml
 
 from gateway.clock import SystemClock
+from gateway.config.loaded import LoadedConfig
 from gateway.config.loader import load_gateway_config
 from gateway.config.section import validator
 from gateway.fanout import SampleFanOut
@@ -57,7 +58,7 @@ from gateway.field.sample import Sample
 from gateway.localservices import free_port
 from gateway.uplink.publisher import Uplink
 from gateway.uplink.settings import UplinkSettings
-from tests.bench.bench_process import LOADS, holding_profile, site
+from tests.bench.bench_process import LOADS, Load, holding_profile, site
 from tests.bench.common import REPO, emit_json, print_table
 
 LOAD = next(load for load in LOADS if load.key == "p2000")
@@ -141,17 +142,22 @@ class Consumers:
         self.samples += len(batch)
 
 
-async def run(port: int, work: Path, cycles: int, fanout: bool, drain: bool = True
-              ) -> dict[str, Any]:
+def bench_site(load: Load, port: int, work: Path) -> LoadedConfig:
+    """The whole-process benchmark's site of `load`, its bus pointed at the server on `port`."""
     profiles = work / "profiles"
     profiles.mkdir(parents=True, exist_ok=True)
-    (profiles / f"bench_hr{LOAD.points}.yaml").write_text(
-        yaml.safe_dump(holding_profile(LOAD.points, LOAD.scale), sort_keys=False))
-    config = site(LOAD, profiles)
+    (profiles / f"bench_hr{load.points}.yaml").write_text(
+        yaml.safe_dump(holding_profile(load.points, load.scale), sort_keys=False))
+    config = site(load, profiles)
     config["buses"][0].update(host="127.0.0.1", port=port)
     path = work / "site.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    loaded = load_gateway_config(path)
+    return load_gateway_config(path)
+
+
+async def run(port: int, work: Path, cycles: int, fanout: bool, drain: bool = True
+              ) -> dict[str, Any]:
+    loaded = bench_site(LOAD, port, work)
     clock = SystemClock()
     uplink = None
     if fanout:
@@ -201,11 +207,16 @@ def measure(cycles: int, fanout: bool, drain: bool = True) -> dict[str, Any]:
 
 def instructions(cycles: int, fanout: bool) -> int:
     """Instructions (cachegrind's `I refs`) of one run of this bench of `cycles` cycles."""
+    return instructions_of(["tests.bench.bench_sample_path", "--cycles", str(cycles),
+                            "--quiet"] + ([] if fanout else ["--no-fanout"]))
+
+
+def instructions_of(module_args: list[str]) -> int:
+    """Instructions (cachegrind's `I refs`) of `python -m *module_args` (`PYTHONHASHSEED=0`;
+    the children it starts, the device server, are not counted)."""
     with tempfile.TemporaryDirectory(prefix="roomwarden-bench-path-cg-") as tmp:
         command = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
-                   f"--cachegrind-out-file={tmp}/cg.out", sys.executable, "-m",
-                   "tests.bench.bench_sample_path", "--cycles", str(cycles), "--quiet"]
-        command += [] if fanout else ["--no-fanout"]
+                   f"--cachegrind-out-file={tmp}/cg.out", sys.executable, "-m", *module_args]
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": "0"})
     found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)

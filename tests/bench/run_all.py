@@ -10,6 +10,7 @@ from tests.bench import (
     bench_imports,
     bench_ingest,
     bench_outbox,
+    bench_poll_cost,  # issue 15: the field layer's cost per poll at p200f, in process
     bench_process,
     bench_publish,
     bench_recorder,  # issue 12
@@ -23,6 +24,7 @@ from tests.bench import (
 def main() -> None:
     bench_acquisition.main()
     bench_sample_path.main()
+    bench_poll_cost.main()
     bench_rules.main()
     bench_rules_round.main()
     bench_alarms.main()
