@@ -33,6 +33,14 @@ def journal_path(tmp_path: Path) -> Path:
     return tmp_path / "alarms.sqlite"
 
 
+@pytest.fixture
+def journal(journal_path: Path, clock: ManualClock) -> Iterator[Journal]:
+    """A journal on a real file whose clock counts as synchronised (the writer-thread tests)."""
+    made = Journal(journal_path, clock=clock, synchronised=lambda: True)
+    yield made
+    made.close()
+
+
 MakeManager = Callable[..., AlarmManager]
 
 

@@ -22,13 +22,6 @@ from tests.alarms.conftest import ev
 from tests.helpers import Locker
 
 
-@pytest.fixture
-def journal(journal_path: Path, clock: ManualClock) -> Iterator[Journal]:
-    made = Journal(journal_path, clock=clock, synchronised=lambda: True)
-    yield made
-    made.close()
-
-
 def commit_after_each_query(journal: Journal, locker: Locker,
                             monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """After the reader's query and before the rest of the read, the other process lets go of

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,13 +23,6 @@ from gateway.alarms.manager import AlarmManager
 from gateway.clock import ManualClock
 from tests.alarms.conftest import ev
 from tests.helpers import Locker
-
-
-@pytest.fixture
-def journal(journal_path: Path, clock: ManualClock) -> Iterator[Journal]:
-    made = Journal(journal_path, clock=clock, synchronised=lambda: True)
-    yield made
-    made.close()
 
 
 def in_file(path: Path) -> list[int]:
