@@ -152,11 +152,12 @@ def test_a_config_schema_is_built_when_first_validated(tmp_path: Path) -> None:
     found = run_fresh("""
         import json, sys
         from gateway.config.loader import load_gateway_config
+        from gateway.config.section import _VALIDATORS
         from gateway.config.site import GatewayConfig
         from gateway.contract.wire import TelemetryBatch
-        before = GatewayConfig.__pydantic_complete__
+        before = GatewayConfig in _VALIDATORS
         load_gateway_config(__import__("pathlib").Path(sys.argv[1]))
-        print(json.dumps({"before": before, "after": GatewayConfig.__pydantic_complete__,
+        print(json.dumps({"before": before, "after": GatewayConfig in _VALIDATORS,
                           "wire": TelemetryBatch.__pydantic_complete__}))
     """, tmp_path)
     assert found == {"before": False, "after": True, "wire": False}
@@ -174,9 +175,9 @@ def test_panel_and_uplink_dependencies_come_with_their_sections(tmp_path: Path) 
         site, tmp = Path(sys.argv[1]), Path(sys.argv[2])
         loaded = load_gateway_config(site)
         cfg = loaded.config
-        bare = dataclasses.replace(loaded, config=cfg.model_copy(update={
+        bare = dataclasses.replace(loaded, config=replaced(cfg, **{
             "panel": replaced(cfg.panel, enabled=False)}))
-        full = dataclasses.replace(loaded, config=cfg.model_copy(update={
+        full = dataclasses.replace(loaded, config=replaced(cfg, **{
             "uplink": validator(UplinkSettings).validate_python({"broker": "127.0.0.1",
                                                                  "port": 9})}))
         seen = {}
