@@ -235,3 +235,11 @@ def test_a_running_gateway_unpickles_a_checked_config_without_a_pydantic_class_o
                      "own": [], "built": [],
                      "importers": ["gateway.config.profile", "gateway.contract",
                                    "gateway.rules.section", "gateway.strict"]}
+
+
+def test_did_you_mean_knows_the_keys_it_knew() -> None:
+    from gateway.config import check_all
+
+    models: set[type] = set()
+    check_all._models(before.GatewayConfig, models)
+    assert check_all.known_keys() == sorted({k for m in models for k in check_all._keys(m)})
