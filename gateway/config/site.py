@@ -1,5 +1,7 @@
 """The gateway config as flashed to a site: identity, rooms, buses and devices, and the
-sections of the features (outputs are gateway.config.outputs', re-exported here)."""
+sections of the features (outputs are gateway.config.outputs', buses gateway.config.buses',
+re-exported here). Every class is a plain dataclass (gateway.config.section) but the `rules:`
+section's; the config is validated with `validator(GatewayConfig)` (gateway.config.loader)."""
 
 import re
 from dataclasses import dataclass
