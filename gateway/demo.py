@@ -27,6 +27,7 @@ from pathlib import Path
 from gateway import demo_screen
 from gateway.config.loader import LoadedConfig, load_gateway_config
 from gateway.config.profile import ModbusProfile
+from gateway.config.section import replaced
 from gateway.config.site import PanelUser
 from gateway.contract.wire import DEFAULT_ROOT
 from gateway.daemon import Gateway
@@ -100,8 +101,7 @@ def with_demo_user(loaded: LoadedConfig) -> LoadedConfig:
     """The demo's panel on loopback, with a user `demo` (password `demo`) if none is set."""
     panel = loaded.config.panel
     users = panel.users or (PanelUser(name="demo", password_hash=hash_password("demo")),)
-    config = loaded.config.model_copy(update={"panel": dataclasses.replace(
-        panel, users=users, bind="127.0.0.1")})
+    config = replaced(loaded.config, panel=replaced(panel, users=users, bind="127.0.0.1"))
     return dataclasses.replace(loaded, config=config)
 
 
@@ -114,7 +114,7 @@ def with_local_uplink(loaded: LoadedConfig, broker_port: int) -> LoadedConfig:
         client_id=f"roomwarden-demo-{loaded.config.gateway.id}"[:64],
         reconnect_min=0.5, reconnect_max=5.0,
         exception=ExceptionSettings(max_interval=10.0))
-    return dataclasses.replace(loaded, config=loaded.config.model_copy(update={"uplink": uplink}))
+    return dataclasses.replace(loaded, config=replaced(loaded.config, uplink=uplink))
 
 
 def ingest_settings(broker_port: int, database_url: str, workdir: Path,

@@ -34,7 +34,7 @@ from gateway.config.loader import (
     pydantic_errors,
     read_yaml,
 )
-from gateway.config.section import is_section
+from gateway.config.section import is_section, validator
 from gateway.config.site import GatewayConfig
 from gateway.config.suggest import closest
 
@@ -202,7 +202,7 @@ def check_config(path: Path, rules_dir: Path | None = None) -> Report:
     schema_errors: list[ConfigError] = []
     set_aside: set[str] = set()
     try:
-        config = GatewayConfig.model_validate(data)
+        config = validator(GatewayConfig).validate_python(data)
     except ValidationError as exc:
         schema_errors = pydantic_errors(exc, name, lines)
         set_aside = {ids.get(e.path[:2], "") for e in schema_errors if len(e.path) > 2}
@@ -243,7 +243,7 @@ def _salvaged(data: Any, name: str, lines: LineMap, errors: list[ConfigError]
         data, index_map = _without_holes(data)
         index_maps.append(index_map)
         try:
-            return GatewayConfig.model_validate(data), index_maps
+            return validator(GatewayConfig).validate_python(data), index_maps
         except ValidationError as exc:
             errors = pydantic_errors(exc, name, lines)
     return None, []

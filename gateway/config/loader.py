@@ -27,14 +27,25 @@ from gateway.config.profiles import (
     profile_not_found,
     profile_search_path,
 )
+from gateway.config.section import validator
 from gateway.config.site import GatewayConfig
 from gateway.config.yamlfile import LineMap, parse_yaml, pydantic_errors, read_yaml, validate
 
 __all__ = ["PROFILE_LIMITS", "ConfigError", "ConfigErrors", "LineMap", "LoadedConfig", "PathPart",
-           "YamlPath", "cross_check", "default_profiles_dir", "find_profile", "format_path",
-           "load_gateway_config", "load_profile", "parse_yaml", "profile_files",
-           "profile_not_found", "profile_search_path", "pydantic_errors", "read_yaml",
-           "validate"]
+           "YamlPath", "checked_config", "cross_check", "default_profiles_dir", "find_profile",
+           "format_path", "load_gateway_config", "load_profile", "parse_yaml", "profile_files",
+           "profile_not_found", "profile_search_path", "pydantic_errors", "read_yaml", "validate"]
+
+
+def checked_config(data: object, name: str, lines: LineMap) -> GatewayConfig:
+    """`data` validated as a GatewayConfig (its validator built at the first call in the
+    process: gateway.config.section.validator); ConfigErrors for what is wrong in it."""
+    from pydantic import ValidationError
+
+    try:
+        return validator(GatewayConfig).validate_python(data)
+    except ValidationError as exc:
+        raise ConfigErrors(pydantic_errors(exc, name, lines)) from exc
 
 
 def load_gateway_config(path: Path, *, base_dir: Path | None = None,
@@ -48,7 +59,7 @@ def load_gateway_config(path: Path, *, base_dir: Path | None = None,
     profiles are taken from (a last-known-good's kept profiles) instead of the search path."""
     name = name or str(path)
     data, lines = read_yaml(path, name=name)
-    config = validate(GatewayConfig, data, name, lines)
+    config = checked_config(data, name, lines)
     base = base_dir if base_dir is not None else path.parent
     profiles_dir = ((profiles_from,) if profiles_from is not None
                     else profile_search_path(config.profiles_dir, base))

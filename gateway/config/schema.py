@@ -83,8 +83,11 @@ class DescribedJsonSchema(GenerateJsonSchema):
         return super().encode_default(dft)
 
 
-def model_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """`model.model_json_schema()` with the field docstrings as descriptions."""
+def model_schema(model: type[BaseModel] | type[Any]) -> dict[str, Any]:
+    """`model.model_json_schema()` with the field docstrings as descriptions (a section's:
+    its validator's, e.g. GatewayConfig's)."""
+    if is_section(model):
+        return adapter_schema(validator(model))
     return model.model_json_schema(schema_generator=DescribedJsonSchema)
 
 

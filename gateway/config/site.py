@@ -1,18 +1,27 @@
 """The gateway config as flashed to a site: identity, rooms, buses and devices, and the
-sections of the features (outputs are gateway.config.outputs', re-exported here)."""
+sections of the features (outputs are gateway.config.outputs', buses gateway.config.buses',
+re-exported here). Every class is a plain dataclass (gateway.config.section) but the `rules:`
+section's; the config is validated with `validator(GatewayConfig)` (gateway.config.loader)."""
 
 import re
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 from typing import Annotated, Literal, get_args
 
-from pydantic import Field, model_validator
-
+from gateway.config.buses import (
+    MAX_BUS_TIMEOUT_S,
+    Bus,
+    BusCommon,
+    FailurePolicy,
+    ModbusRtuBus,
+    ModbusTcpBus,
+    SerialTextBus,
+)
 from gateway.config.duration import Duration, at_most
 from gateway.config.ipnet import IPvAnyNetwork
+from gateway.config.names import Id, Name, PointKey
 from gateway.config.outputs import Interlock, Output, OutputFeedback, OutputRole, WriteBackoff
-from gateway.config.profile import Id, Name, PointKey, Strict
-from gateway.config.section import Check, Limits, defaults, section
+from gateway.config.section import Check, Limits, default_factory, defaults, section
 from gateway.contract.wire import MAX_CONFIG_BYTES
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
 from gateway.operator.settings import (  # issue 9: remote operator commands
@@ -23,15 +32,13 @@ from gateway.recorder.settings import IncidentSettings, RecorderSettings  # issu
 from gateway.rules.section import RulesSection
 from gateway.uplink.settings import UplinkSettings
 
-MAX_BUS_TIMEOUT_S = 10.0
-"""Longest wait for one reply on a bus (Modbus TCP gateways with a slow line behind them)."""
 MAX_HEALTH_TIMEOUT_S = 600.0
 """Longest trial of a newly applied config."""
 
-__all__ = ["AlarmSettings", "Bus", "BusCommon", "Chemistry", "Device", "FailurePolicy",
-           "FlashingSettings", "GatewayConfig", "GatewayIdentity", "Interlock", "Location",
-           "ModbusRtuBus", "ModbusTcpBus", "Output", "OutputFeedback", "OutputRole", "Panel",
-           "PanelUser", "PointOverride", "Room", "SerialTextBus", "WriteBackoff"]
+__all__ = ["MAX_BUS_TIMEOUT_S", "AlarmSettings", "Bus", "BusCommon", "Chemistry", "Device",
+           "FailurePolicy", "FlashingSettings", "GatewayConfig", "GatewayIdentity", "Interlock",
+           "Location", "ModbusRtuBus", "ModbusTcpBus", "Output", "OutputFeedback", "OutputRole",
+           "Panel", "PanelUser", "PointOverride", "Room", "SerialTextBus", "WriteBackoff"]
 
 
 @section
@@ -71,92 +78,6 @@ class Room:
 
 @section
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FailurePolicy:
-    """How a bus treats a device that stops answering."""
-
-    offline_after: Annotated[int, Limits(ge=1, le=100)] = 3
-    """Consecutive failed polls before the device is reported offline. When twice this many
-    devices of the bus (all of them, on a smaller bus) failed in a row with nothing answering
-    in between, every device of the bus is offline at once."""
-    backoff_max: Duration = 60.0
-    """Longest wait between polls of a failing device (exponential from its interval)."""
-    backoff_multiplier: Annotated[float, Limits(ge=1.0, le=10.0)] = 2.0
-    """Each failed poll of an offline device multiplies the wait by this."""
-
-
-class BusCommon(Strict):
-    id: Id
-    """The bus's id: devices name the bus they are on."""
-    timeout: Annotated[Duration, at_most(MAX_BUS_TIMEOUT_S)] = 1.0
-    """How long one request may wait for its reply; bounds what a dead device costs the bus
-    (at most 10 s: a longer one lets one dead device hold every other device of the bus,
-    smoke detectors included, for minutes — `300m` written for `300ms` is 5 hours)."""
-    max_gap: Annotated[int, Field(ge=0, le=124)] = 8
-    """Unused registers (or bits × 16) a merged request may read across to save a request."""
-    failure: FailurePolicy = defaults(FailurePolicy)
-    """When a device counts as offline and how its polls back off."""
-
-
-class ModbusRtuBus(BusCommon):
-    type: Literal["modbus_rtu"]
-    """`modbus_rtu`: Modbus RTU on a serial line (RS-485)."""
-    port: str
-    """Serial device (`/dev/ttyUSB0`, `/dev/serial/by-id/...`)."""
-    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
-    """Line speed in bit/s (the devices' setting; 9600 is the usual default)."""
-    parity: Literal["N", "E", "O"] = "N"
-    """`N` none, `E` even, `O` odd."""
-    stopbits: Literal[1, 2] = 1
-    """1 or 2 stop bits."""
-    bytesize: Literal[7, 8] = 8
-    """Data bits per character, 7 or 8."""
-    inter_frame_delay: Annotated[Duration, at_most(1.0)] | None = None
-    """Silence between frames; default 3.5 characters at the bus speed (1.75 ms above 19200)."""
-
-    @property
-    def bits_per_char(self) -> int:
-        return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
-
-    @property
-    def char_time(self) -> float:
-        return self.bits_per_char / self.baudrate
-
-    @property
-    def frame_gap(self) -> float:
-        if self.inter_frame_delay is not None:
-            return self.inter_frame_delay
-        return 0.00175 if self.baudrate > 19200 else 3.5 * self.char_time
-
-
-class ModbusTcpBus(BusCommon):
-    type: Literal["modbus_tcp"]
-    """`modbus_tcp`: Modbus TCP (a device or an RS-485-to-Ethernet converter)."""
-    host: str
-    """The device's or converter's host name or IP address."""
-    port: Annotated[int, Field(ge=1, le=65535)] = 502
-    """TCP port (502)."""
-
-
-class SerialTextBus(BusCommon):
-    type: Literal["serial_text"]
-    """`serial_text`: a line-based text protocol on a serial port (a UPS's Megatec Q1)."""
-    port: str
-    """Serial device (`/dev/ttyAMA0`, `/dev/ttyUSB1` …)."""
-    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 2400
-    """Line speed in bit/s (2400 for most UPS ports)."""
-    parity: Literal["N", "E", "O"] = "N"
-    """`N` none, `E` even, `O` odd."""
-    stopbits: Literal[1, 2] = 1
-    """1 or 2 stop bits."""
-    bytesize: Literal[7, 8] = 8
-    """Data bits per character, 7 or 8."""
-
-
-Bus = Annotated[ModbusRtuBus | ModbusTcpBus | SerialTextBus, Field(discriminator="type")]
-
-
-@section
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Location:
     row: str | None = None
     """Rack row (`A`)."""
@@ -190,14 +111,16 @@ class PointOverride:
     """False: the point is not read or reported."""
 
 
-class Device(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True, weakref_slot=True)  # gateway.field.points
+class Device:
     id: Id
     """The device's id: point ids (`th-1.temperature`), outputs and alarms name it."""
     bus: Id
     """The bus it is on (an id from `buses`)."""
     profile: Name
     """Its device profile (a file in `profiles_dir` or the shipped library)."""
-    unit: Annotated[int, Field(ge=0, le=247)] = 1
+    unit: Annotated[int, Limits(ge=0, le=247)] = 1
     """Modbus unit (slave) id; ignored on serial-text buses."""
     room: Id
     """The room it is in (an id from `rooms`)."""
@@ -207,7 +130,7 @@ class Device(Strict):
     """Defaults to the profile's default_poll_interval."""
     name: str | None = None
     """A human name for the panel."""
-    points: dict[PointKey, PointOverride] = {}
+    points: dict[PointKey, PointOverride] = default_factory(dict)
     """Site adjustments of the profile's points, by point name."""
     enabled: bool = True
     """False: not polled (kept in the file, e.g. while it is being replaced). An output or
@@ -215,11 +138,9 @@ class Device(Strict):
     chemistry: Chemistry | None = None
     """A battery device's chemistry (issue 11); default: its room's."""
 
-    @model_validator(mode="after")
-    def _interval(self) -> "Device":
+    def __post_init__(self) -> None:
         if self.poll_interval is not None and self.poll_interval < 0.05:
             raise ValueError("poll_interval must be at least 50ms")
-        return self
 
 
 ALL_PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
@@ -352,7 +273,9 @@ class FlashingSettings:
         return tuple(parse_public_key_line(line) for line in self.trusted_keys)
 
 
-class GatewayConfig(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig:
     """One site's gateway config file."""
 
     version: Literal[1] = 1
@@ -364,11 +287,11 @@ class GatewayConfig(Strict):
     looked for here first, then in the shipped library (the repository's `hardware/profiles`,
     or /usr/share/roomwarden/profiles on an installed gateway): a site's profiles add to the
     shipped ones, and one with a shipped profile's id replaces it for this site."""
-    rooms: tuple[Room, ...] = Field(min_length=1)
+    rooms: Annotated[tuple[Room, ...], Limits(min_length=1)]
     """The rooms the gateway watches."""
-    buses: tuple[Bus, ...] = Field(min_length=1)
+    buses: Annotated[tuple[Bus, ...], Limits(min_length=1)]
     """Serial lines and Modbus TCP links it polls."""
-    devices: tuple[Device, ...] = Field(min_length=1)
+    devices: Annotated[tuple[Device, ...], Limits(min_length=1)]
     """The devices on those buses."""
     outputs: tuple[Output, ...] = ()
     """Local alarm outputs (siren, strobe, fan …) the rules drive."""
@@ -376,7 +299,7 @@ class GatewayConfig(Strict):
     """Outputs that must not run together."""
     panel: Panel = defaults(Panel)
     """The local alarm panel (HTTP)."""
-    rules: RulesSection = RulesSection.model_construct()
+    rules: RulesSection = RulesSection.model_construct()  # noqa: RUF009  (a frozen model)
     """Which rule packs run and site overrides of their parameters."""
     alarms: AlarmSettings = defaults(AlarmSettings)
     """Alarm management: chattering, floods, journal retention."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.alarms.events import DRILL_PREFIX, AlarmCommandError, AlarmEvent
 from gateway.alarms.types import Evaluation
+from gateway.config.section import replaced
 from gateway.drills.live_clock import DrillTimeline
 from gateway.drills.model import Drill, Step, live_problems
 from gateway.drills.overlay_values import point_kinds, wrong_values
@@ -86,8 +87,7 @@ class LiveDrill:
         if problems:
             raise LiveDrillError("; ".join(problems))
         devices = [d for d in cfg.devices if d.room == room]
-        loaded = dataclasses.replace(core.loaded, config=cfg.model_copy(update={
-            "devices": devices}))
+        loaded = dataclasses.replace(core.loaded, config=replaced(cfg, devices=devices))
         self.engine = RuleEngine(core.engine.packs, loaded, core.clock, core.engine.overrides)
         self.room_points = {p.id for p in self.engine.points()}
         drilled: set[str] = set()

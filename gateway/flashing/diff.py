@@ -1,6 +1,6 @@
 """What changes between two gateway configs, readable by the technician who flashes them.
 
-`diff_configs(old, new)` walks the validated models (`model_dump(mode="json")`, so durations
+`diff_configs(old, new)` walks the validated configs (their JSON dump, so durations
 read `5s`): mappings key by key, lists of things with an identity (rooms, buses, devices,
 outputs by `id`; interlocks by output and blocker; rule parameter overrides by rule and
 scope; panel users by name) item by item, anything else as a whole. Added and removed
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gateway.config.section import validator
 from gateway.config.site import GatewayConfig
 
 Op = Literal["+", "-", "~"]
@@ -187,7 +188,8 @@ def diff_configs(old: GatewayConfig, new: GatewayConfig) -> list[Change]:
     """Every difference between two validated configs, grouped by section in SECTION_ORDER
     (file order within a section)."""
     differ = _Differ(old, new)
-    differ.walk((), old.model_dump(mode="json"), new.model_dump(mode="json"))
+    dump = validator(GatewayConfig).dump_python  # pydantic's serializer, built at a diff
+    differ.walk((), dump(old, mode="json"), dump(new, mode="json"))
     order = {name: index for index, name in enumerate(SECTION_ORDER)}
     return sorted(differ.changes, key=lambda c: order.get(c.section, len(order)))
 

@@ -57,13 +57,13 @@ import logging
 import math
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import fields
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
 from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
 
 from gateway import clocksync
 from gateway.clock import Clock
@@ -285,10 +285,12 @@ def _plain(value: object) -> object:
     and the profiles' would stay in every gateway for this hash alone (the config is checked
     by a child process, gateway.isolated_check; tests/rules/test_warm.py compares the two)."""
     if isinstance(value, BaseModel):
-        return {name: _field(getattr(value, name), info)
+        return {name: _field(getattr(value, name), info.annotation, info.metadata)
                 for name, info in type(value).model_fields.items()}
-    if is_section(type(value)):  # a section (PointOverride): no Duration among its fields
-        return {name: _plain(getattr(value, name)) for name in type(value).__slots__}  # type: ignore[attr-defined]
+    if is_section(type(value)):  # a section (Device, PointOverride): by its fields' hints
+        hints = _hints(type(value))
+        return {f.name: _field(getattr(value, f.name), hints[f.name])
+                for f in fields(value)}  # type: ignore[arg-type]
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, float):
@@ -300,12 +302,24 @@ def _plain(value: object) -> object:
     return value
 
 
-def _field(value: object, info: FieldInfo) -> object:
+def _hints(cls: type) -> dict[str, Any]:
+    """A section's field annotations, `Annotated` metadata kept (a `Duration`'s marker)."""
+    found = _HINTS.get(cls)
+    if found is None:
+        found = _HINTS[cls] = get_type_hints(cls, include_extras=True)
+    return found
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _field(value: object, annotation: object, given: Sequence[object] = ()) -> object:
     """A field's value as `_plain`, through its own JSON serializer if it has one (a
-    `Duration`, also as `Duration | None`)."""
+    `Duration`, also as `Duration | None`), from its annotation (and a model field's
+    metadata, `given`)."""
     if value is not None:
-        metadata = list(info.metadata)
-        for member in get_args(info.annotation):  # X | None: the metadata of X
+        metadata = [*given, *getattr(annotation, "__metadata__", ())]
+        for member in get_args(annotation):  # X | None: the metadata of X
             metadata += getattr(member, "__metadata__", ())
         for item in metadata:
             if isinstance(item, DurationText) and isinstance(value, int | float):

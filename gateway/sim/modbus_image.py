@@ -48,7 +48,7 @@ def bind_all_points(device: Device, profile: ModbusProfile) -> list[BoundPoint]:
     """Every point of the profile bound to `device` (with its scale/offset overrides), disabled
     ones included: the physical device still has them."""
     points = {name: replaced(o, enabled=True) for name, o in device.points.items()}
-    return bind_points(device.model_copy(update={"points": points}), profile)
+    return bind_points(replaced(device, points=points), profile)
 
 
 def to_raw(point: BoundPoint, value: Value) -> int | float | bool | str:

@@ -31,7 +31,7 @@ MAX_BUFFER = 1024
 
 def bind_all_fields(device: Device, profile: SerialTextProfile) -> list[BoundPoint]:
     fields = {name: replaced(o, enabled=True) for name, o in device.points.items()}
-    return bind_points(device.model_copy(update={"points": fields}), profile)
+    return bind_points(replaced(device, points=fields), profile)
 
 
 class TextDevice:

@@ -19,6 +19,7 @@ import yaml
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.config.section import replaced
 from gateway.daemon import Gateway
 from gateway.ops.status_report import build_status_report
 from gateway.ops.status_text import render_status
@@ -51,10 +52,9 @@ SITE = {
 def _with_do1_disabled(loaded: LoadedConfig) -> LoadedConfig:
     """The checked config with the relay module switched off afterwards: what `check` would
     refuse, as it could reach a running gateway past the check."""
-    devices = [d.model_copy(update={"enabled": False}) if d.id == "do1" else d
+    devices = [replaced(d, enabled=False) if d.id == "do1" else d
                for d in loaded.config.devices]
-    return dataclasses.replace(loaded, config=loaded.config.model_copy(
-        update={"devices": devices}))
+    return dataclasses.replace(loaded, config=replaced(loaded.config, devices=devices))
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig
+from gateway.config.section import replaced
 from gateway.field.sample import Quality, Sample, Value
 from gateway.rules.conditions import (
     Above,
@@ -153,10 +154,9 @@ def test_a_rollback_takes_a_device_the_candidate_never_read_from_before() -> Non
     old = Engine()
     hazard_for(old, 10)
     site = shipped.site(TELECOM)
-    devices = [d.model_copy(update={"unit": 99}) if d.id == "h2-batt-01" else d
+    devices = [replaced(d, unit=99) if d.id == "h2-batt-01" else d
                for d in site.config.devices]
-    wrong = dataclasses.replace(site, config=site.config.model_copy(
-        update={"devices": devices}))
+    wrong = dataclasses.replace(site, config=replaced(site.config, devices=devices))
     candidate = Engine(wrong, clock=old.clock)
     candidate.engine.adopt(old.engine)
     for _ in range(5):  # the candidate never reaches the detector

@@ -14,6 +14,7 @@ import pytest
 from gateway.alarms.lifecycle import AlarmKey, AlarmRecord, AlarmState
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig
+from gateway.config.section import replaced
 from gateway.field.sample import Quality, Sample, Value
 from gateway.safety import SafetyCore
 from tests import shipped
@@ -77,10 +78,9 @@ def test_a_restart_keeps_restored_alarms_active_without_data(tmp_path: Path) -> 
 
 
 def with_device(loaded: LoadedConfig, device_id: str, **change: object) -> LoadedConfig:
-    devices = [d.model_copy(update=change) if d.id == device_id else d
+    devices = [replaced(d, **change) if d.id == device_id else d
                for d in loaded.config.devices]
-    return dataclasses.replace(loaded, config=loaded.config.model_copy(
-        update={"devices": devices}))
+    return dataclasses.replace(loaded, config=replaced(loaded.config, devices=devices))
 
 
 def test_take_over_changes_no_alarm_and_no_output(tmp_path: Path) -> None:

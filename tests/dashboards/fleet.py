@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.loader import LoadedConfig, load_gateway_config
-from gateway.config.section import validator
+from gateway.config.section import replaced, validator
 from gateway.contract.wire import AlarmRef
 from gateway.daemon import Gateway
 from gateway.demo import _points_by_quantity, with_demo_user
@@ -115,17 +115,16 @@ def _gateway(loaded: LoadedConfig, site: SimulatedSite, fleet: Fleet, name: str)
         "broker": "127.0.0.1", "port": fleet.broker.port, "protocol": "5",
         "client_id": f"gw-{name}", "delivery": "puback", "reconnect_min": "500ms",
         "exception": {"max_interval": "5s"}})
-    config = dataclasses.replace(config, config=config.config.model_copy(
-        update={"uplink": uplink}))
+    config = dataclasses.replace(config, config=replaced(config.config, uplink=uplink))
     return Gateway(config, state_dir=fleet.workdir / f"state-{name}", panel_port=0)
 
 
 def _no_parity(loaded: LoadedConfig) -> LoadedConfig:
     """The RS-485 buses without parity: the pseudo-terminals of this machine refuse even
     parity (tcsetattr EINVAL), and parity is irrelevant to what the dashboards show."""
-    buses = tuple(b.model_copy(update={"parity": "N"}) if getattr(b, "parity", "N") != "N"
+    buses = tuple(replaced(b, parity="N") if getattr(b, "parity", "N") != "N"
                   else b for b in loaded.config.buses)
-    return dataclasses.replace(loaded, config=loaded.config.model_copy(update={"buses": buses}))
+    return dataclasses.replace(loaded, config=replaced(loaded.config, buses=buses))
 
 
 async def _until(check: Callable[[], bool], seconds: float, what: str) -> None:

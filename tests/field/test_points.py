@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 
 import gateway.field.points as points_module
-from gateway.config.site import Device
+from gateway.config.section import validator
+from gateway.config.site import Device, PointOverride
 from gateway.field.planner import plan_requests
 from gateway.field.points import bind_points
 from gateway.field.readings import bit_samples, register_samples
@@ -41,7 +42,7 @@ def test_profile_values_without_overrides() -> None:
 
 
 def test_overrides_calibrate_narrow_invert_and_disable_flags() -> None:
-    device = Device.model_validate({
+    device = validator(Device).validate_python({
         "id": "d", "bus": "b", "profile": "p", "room": "r",
         "points": {"temp": {"offset": -0.5, "valid_max": 21.0},
                    "door": {"invert": True},
@@ -63,11 +64,13 @@ def test_a_device_is_bound_once_while_it_lives() -> None:
     """The pollers, the rules and the catalog each bind the config's devices: the same device
     and profile objects give the same points (one copy of each id), a device made again is
     bound again (equal points), and a device's entry goes with it."""
-    device = Device(id="d", bus="b", profile="p", room="r", points={"temp": {"offset": 0.5}})
+    device = Device(id="d", bus="b", profile="p", room="r",
+                    points={"temp": PointOverride(offset=0.5)})
     first, again = bind_points(device, PROFILE), bind_points(device, PROFILE)
     assert first is not again and first == again
     assert all(a is b for a, b in zip(first, again, strict=True))
-    same = Device(id="d", bus="b", profile="p", room="r", points={"temp": {"offset": 0.5}})
+    same = Device(id="d", bus="b", profile="p", room="r",
+                  points={"temp": PointOverride(offset=0.5)})
     other = bind_points(same, PROFILE)
     assert other == first and other[0] is not first[0]
     assert bind_points(device, modbus_profile([{"name": "temp", "register": "holding",

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from gateway.config.loader import load_gateway_config
+from gateway.config.section import validator
 from gateway.config.site import GatewayConfig
 from gateway.flashing.cli import add_parsers
 from gateway.flashing.diff import Change, diff_configs, render
@@ -26,7 +27,7 @@ def base() -> dict[str, Any]:
 
 
 def model(data: dict[str, Any]) -> GatewayConfig:
-    return GatewayConfig.model_validate(data)
+    return validator(GatewayConfig).validate_python(data)
 
 
 def lines(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config.loader import LoadedConfig, load_gateway_config
-from gateway.config.section import validator
+from gateway.config.section import replaced, validator
 from gateway.flashing.keys import key_id, load_private_key
 from gateway.flashing.trial_terms import refusal_of
 from gateway.uplink.settings import UplinkSettings
@@ -38,12 +38,12 @@ def offset(value: float) -> Any:
 def test_refusal_of_names_the_signing_key_and_the_move() -> None:
     shipped = load_gateway_config(SITE)
     uplink = validator(UplinkSettings).validate_python({"broker": "127.0.0.1"})
-    cfg = shipped.config.model_copy(update={"uplink": uplink})
+    cfg = replaced(shipped.config, uplink=uplink)
     running = dataclasses.replace(shipped, config=cfg)
     assert cfg.flashing is not None and cfg.flashing.trusted_keys
 
     def changed(**update: Any) -> LoadedConfig:
-        return dataclasses.replace(running, config=cfg.model_copy(update=update))
+        return dataclasses.replace(running, config=replaced(cfg, **update))
 
     signer = cfg.flashing.trusted()[0].key_id
     assert refusal_of(running, running, force=False, source="flash", key_id=signer) is None

@@ -35,8 +35,8 @@ def gateway_publishing_to(site: SimulatedSite, broker: Broker, tmp_path: Path) -
     loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
     uplink = validator(UplinkSettings).validate_python(
         {"broker": "127.0.0.1", "port": broker.port, "protocol": "5"})
-    config = loaded.config.model_copy(update={
-        "uplink": uplink, "panel": replaced(loaded.config.panel, enabled=False)})
+    config = replaced(loaded.config, uplink=uplink,
+                      panel=replaced(loaded.config.panel, enabled=False))
     return Gateway(dataclasses.replace(loaded, config=config), state_dir=tmp_path / "state")
 
 

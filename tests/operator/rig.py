@@ -150,9 +150,8 @@ async def rig(tmp_path: Path, broker: Broker, operators: dict[str, Any],
         uplink = validator(UplinkSettings).validate_python(
             {"broker": "127.0.0.1", "port": broker.port, "reconnect_min": "100ms",
              "reconnect_max": "500ms"})
-        config = cfg.model_copy(update={
-            "uplink": uplink, "panel": replaced(cfg.panel, enabled=False),
-            "operators": validator(type(cfg.operators)).validate_python(operators)})
+        config = replaced(cfg, uplink=uplink, panel=replaced(cfg.panel, enabled=False),
+                          operators=validator(type(cfg.operators)).validate_python(operators))
         loaded = dataclasses.replace(loaded, config=config)
         prefix = f"roomwarden/{cfg.gateway.site}/{cfg.gateway.id}/"
         sub = Subscriber(broker.port, prefix + "cmd/result")

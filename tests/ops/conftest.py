@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config.loader import LoadedConfig, load_gateway_config
-from gateway.config.section import validator
+from gateway.config.section import replaced, validator
 from gateway.daemon import Gateway
 from gateway.localservices import free_port
 from gateway.sim.site import SimulatedSite
@@ -96,7 +96,7 @@ def with_uplink(loaded: LoadedConfig, port: int, **extra: object) -> LoadedConfi
     uplink = validator(UplinkSettings).validate_python(
         {"broker": "127.0.0.1", "port": port, "protocol": "5", "reconnect_min": 0.2,
          "reconnect_max": 1.0, **extra})
-    return dataclasses.replace(loaded, config=loaded.config.model_copy(update={"uplink": uplink}))
+    return dataclasses.replace(loaded, config=replaced(loaded.config, uplink=uplink))
 
 
 async def start_live(tmp_path: Path, uplink_port: int | None = None,

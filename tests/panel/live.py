@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from gateway.config.loader import load_gateway_config
+from gateway.config.section import replaced
 from gateway.daemon import Gateway
 from gateway.demo import with_demo_user
 from gateway.sim.site import SimulatedSite
@@ -40,8 +41,7 @@ async def live_panel(site_config: Path, tmp_path: Path, *, uplink: bool = True,
             path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         loaded = with_demo_user(load_gateway_config(path))
         if not uplink:
-            loaded = dataclasses.replace(loaded, config=loaded.config.model_copy(
-                update={"uplink": None}))
+            loaded = dataclasses.replace(loaded, config=replaced(loaded.config, uplink=None))
         gateway = Gateway(loaded, state_dir=tmp_path / "state", panel_port=0)
         task = asyncio.create_task(gateway.run())
         try:

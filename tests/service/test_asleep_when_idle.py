@@ -86,8 +86,8 @@ async def running_gateway(tmp_path: Path, interval: str,
     await site.start()
     loaded = load_gateway_config(site.write_config(tmp_path / "sim.yaml"))
     cfg = loaded.config
-    loaded = dataclasses.replace(loaded, config=cfg.model_copy(update={
-        "panel": replaced(cfg.panel, enabled=False)}))
+    loaded = dataclasses.replace(loaded, config=replaced(
+        cfg, panel=replaced(cfg.panel, enabled=False)))
     gateway = gateway_class(loaded, state_dir=tmp_path / "state")
     task = asyncio.create_task(gateway.run())
     await asyncio.wait_for(gateway.started.wait(), 10)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.alarms.types import Evaluation, Severity
 from gateway.config.loader import load_gateway_config
-from gateway.config.section import validator
+from gateway.config.section import replaced, validator
 from gateway.daemon import Gateway
 from gateway.uplink.settings import UplinkSettings
 
@@ -30,7 +30,7 @@ def make(state: Path) -> Gateway:
     loaded = load_gateway_config(SITE)
     # a broker nobody listens on: the outbox keeps everything
     uplink = validator(UplinkSettings).validate_python({"broker": "127.0.0.1", "port": 9})
-    config = loaded.config.model_copy(update={"uplink": uplink})
+    config = replaced(loaded.config, uplink=uplink)
     return Gateway(dataclasses.replace(loaded, config=config), state_dir=state)
 
 

@@ -590,9 +590,8 @@ async def test_a_remote_acknowledge_silences_the_siren_once(
         uplink_settings = validator(UplinkSettings).validate_python(
             {"broker": "127.0.0.1", "port": broker.port, "reconnect_min": "100ms",
              "reconnect_max": "500ms"})
-        config = cfg.model_copy(update={
-            "uplink": uplink_settings, "panel": replaced(cfg.panel, enabled=False),
-            "operators": keys.settings()})
+        config = replaced(cfg, uplink=uplink_settings, panel=replaced(cfg.panel, enabled=False),
+                          operators=keys.settings())
         gateway = Gateway(dataclasses.replace(loaded, config=config),
                           state_dir=tmp_path / "state")
         sub = Subscriber(broker.port, [prefix + "cmd/result", prefix + "state"])
