@@ -7,10 +7,10 @@ The models stay the wire's single source of truth — `GatewayState`, `OutboxSta
 tests validate with them — but a gateway needs no validator to say what it knows, and
 building those five (with `TelemetryBatch`, see gateway.contract.telemetry_encoder) cost a
 running gateway 1.4 MiB. Each `encode()` gives exactly `encode(<the model>)`'s bytes: the same
-fields in the same order, nulls left out, through pydantic-core's generic `to_json` (the same
-writer as the models' serializers: the same string escapes and float digits). And it refuses
-what the model refuses — each field checked by hand against the contract's rules
-(gateway.contract.base: `TextRule`, `check_int`, `check_float`), the catalog's hash recomputed
+fields in the same order, nulls left out, written as pydantic-core writes JSON (the same
+string escapes and float digits: gateway.contract.jsontext, no pydantic-core at rest). And it
+refuses what the model refuses — each field checked by hand against the contract's rules
+(gateway.contract.vocab: `TextRule`, `check_int`, `check_float`), the catalog's hash recomputed
 over its points as `PointCatalog`'s validator does, the payload size limit kept — with
 `ContractError`. tests/uplink/test_outbound.py shows both with hypothesis against the models
 and `decode`, and that the fields and their order are the models';
@@ -23,9 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
-from pydantic_core import PydanticSerializationError, to_json
-
-from gateway.contract.base import (
+from gateway.contract.channels import Channel
+from gateway.contract.jsontext import to_json
+from gateway.contract.points import PointTagged, catalog_hash
+from gateway.contract.vocab import (
     HASH,
     ID,
     MAX_CATALOG_POINTS,
@@ -42,8 +43,6 @@ from gateway.contract.base import (
     check_float,
     check_int,
 )
-from gateway.contract.telemetry import PointTagged, catalog_hash
-from gateway.contract.topics import Channel
 
 UNIT = TextRule(16)
 """`PointMeta.unit`."""
@@ -80,7 +79,7 @@ def dumped(message: dict[str, object]) -> bytes:
     """`message` as compact JSON, within the payload limit (ContractError if not)."""
     try:
         data = to_json(message)
-    except PydanticSerializationError as exc:  # (a checked string cannot fail)
+    except ValueError as exc:  # a lone surrogate (a checked string has none)
         raise ContractError(f"cannot encode: {exc}") from None
     if len(data) > MAX_PAYLOAD_BYTES:
         raise ContractError(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
