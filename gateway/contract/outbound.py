@@ -49,7 +49,7 @@ UNIT = TextRule(16)
 _T = TypeVar("_T")
 
 
-def _put(out: dict[str, object], name: str, value: _T | None,
+def put(out: dict[str, object], name: str, value: _T | None,
          check: Callable[[str, _T], object]) -> None:
     """Set `out[name]` to the checked `value`, unless it is None (left out, as
     `exclude_none`)."""
@@ -57,19 +57,19 @@ def _put(out: dict[str, object], name: str, value: _T | None,
         out[name] = check(name, value)
 
 
-def _count(what: str, value: object) -> int:
+def count(what: str, value: object) -> int:
     return check_int(what, value, 0)
 
 
-def _ns(what: str, value: object) -> int:
+def ns(what: str, value: object) -> int:
     return check_int(what, value, 0, NS_END)
 
 
-def _positive(what: str, value: object) -> int:
+def positive(what: str, value: object) -> int:
     return check_int(what, value, 1, NS_END)
 
 
-def _one_of(what: str, value: object, allowed: tuple[str, ...]) -> str:
+def one_of(what: str, value: object, allowed: tuple[str, ...]) -> str:
     if type(value) is not str or value not in allowed:
         raise ContractError(f"{what}: {value!r:.40} is not one of {', '.join(allowed)}")
     return value
@@ -100,9 +100,9 @@ class OutboxFigures:
     oldest_age_s: float | None = None
 
     def wire(self) -> dict[str, object]:
-        out: dict[str, object] = {"depth": _count("outbox.depth", self.depth),
-                                  "bytes": _count("outbox.bytes", self.bytes),
-                                  "budget": _count("outbox.budget", self.budget)}
+        out: dict[str, object] = {"depth": count("outbox.depth", self.depth),
+                                  "bytes": count("outbox.bytes", self.bytes),
+                                  "budget": count("outbox.budget", self.budget)}
         if self.oldest_age_s is not None:
             out["oldest_age_s"] = check_float("outbox.oldest_age_s", self.oldest_age_s, 0.0)
         return out
@@ -118,10 +118,10 @@ class DeliveryTerms:
     floor: int | None = None
 
     def wire(self) -> dict[str, object]:
-        out: dict[str, object] = {"mode": _one_of("delivery.mode", self.mode,
+        out: dict[str, object] = {"mode": one_of("delivery.mode", self.mode,
                                                   ("ingest", "puback"))}
-        _put(out, "stream", self.stream, _positive)
-        _put(out, "floor", self.floor, _positive)
+        put(out, "stream", self.stream, positive)
+        put(out, "floor", self.floor, positive)
         return out
 
 
@@ -152,23 +152,23 @@ class StateReport:
         out: dict[str, object] = {
             "v": VERSION, "site": ID.check("site", self.site),
             "gateway": ID.check("gateway", self.gateway),
-            "status": _one_of("status", self.status, ("online", "offline")),
-            "ts": _ns("ts", self.ts)}
-        _put(out, "software", self.software, SHORT.check)
-        _put(out, "config_version", self.config_version, SHORT.check)
-        _put(out, "config_hash", self.config_hash, SHA256.check)
-        _put(out, "catalog", self.catalog, HASH.check)
-        _put(out, "boot", self.boot, _ns)
+            "status": one_of("status", self.status, ("online", "offline")),
+            "ts": ns("ts", self.ts)}
+        put(out, "software", self.software, SHORT.check)
+        put(out, "config_version", self.config_version, SHORT.check)
+        put(out, "config_hash", self.config_hash, SHA256.check)
+        put(out, "catalog", self.catalog, HASH.check)
+        put(out, "boot", self.boot, ns)
         if self.outbox is not None:
             out["outbox"] = self.outbox.wire()
         dropped: dict[str, int] = {}
         for kind, n in self.dropped.items():
             if type(kind) is not MessageKind:
                 raise ContractError(f"dropped: {kind!r:.40} is not a message kind")
-            dropped[kind.value] = _count(f"dropped.{kind.value}", n)
+            dropped[kind.value] = count(f"dropped.{kind.value}", n)
         out["dropped"] = dropped
-        _put(out, "devices_online", self.devices_online, _count)
-        _put(out, "devices_total", self.devices_total, _count)
+        put(out, "devices_online", self.devices_online, count)
+        put(out, "devices_total", self.devices_total, count)
         if self.delivery is not None:
             out["delivery"] = self.delivery.wire()
         return out
@@ -192,9 +192,9 @@ class PointTags:
 def tags_wire(tags: PointTagged) -> dict[str, object]:
     """A point's tags as `PointMeta` writes them (checked; ContractError if not)."""
     out: dict[str, object] = {"device": ID.check("device", tags.device)}
-    _put(out, "room", tags.room, ID.check)
-    _put(out, "quantity", tags.quantity, NAME.check)
-    _put(out, "unit", tags.unit, UNIT.check)
+    put(out, "room", tags.room, ID.check)
+    put(out, "quantity", tags.quantity, NAME.check)
+    put(out, "unit", tags.unit, UNIT.check)
     return out
 
 
@@ -244,7 +244,7 @@ class CatalogReport:
             "v": VERSION, "site": ID.check("site", self.site),
             "gateway": ID.check("gateway", self.gateway),
             "catalog": HASH.check("catalog", self.catalog),
-            "produced": _ns("produced", self.produced), "points": points}
+            "produced": ns("produced", self.produced), "points": points}
         if catalog_hash(self.points) != self.catalog:
             raise ContractError("catalog does not match the hash of its points")
         return out

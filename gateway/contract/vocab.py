@@ -18,6 +18,12 @@ MAX_BATCH_ROWS = 4096
 MAX_CATALOG_POINTS = 20_000
 MAX_ACTIVE_ALARMS = 2000
 MAX_CONFIG_BYTES = 512 * 1024
+MAX_COMMAND_BYTES = 64 * 1024
+"""Largest `cmd` payload a gateway looks at."""
+MAX_COMMAND_LIFETIME_S = 15 * 60
+"""Longest a command may be valid (`expires` − `ts`): bounds the gateway's replay memory."""
+MAX_SHELVE_S = 7 * 24 * 3600
+"""Longest shelve or suppression, from the panel or from `cmd` (7 days)."""
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 

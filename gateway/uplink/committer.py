@@ -40,8 +40,10 @@ import time
 from collections.abc import Callable
 
 from gateway.clock import Clock
+from gateway.contract.channels import Channel
+from gateway.contract.outbound import OutboxFigures
 from gateway.contract.telemetry_encoder import EncodedRows
-from gateway.contract.wire import Channel, MessageKind, OutboxFigures
+from gateway.contract.vocab import MessageKind
 from gateway.field.sample import Sample
 from gateway.uplink.hold import TelemetryHold
 from gateway.uplink.items import Item, ItemWriter, telemetry_items
