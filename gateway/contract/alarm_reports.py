@@ -140,7 +140,7 @@ class SnapshotReport:
         return dumped(self.wire())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EventReport:
     """`AlarmEventMessage` without the model: one alarm-manager event as journalled."""
 
@@ -148,6 +148,8 @@ class EventReport:
 
     site: str
     gateway: str
+    stream: int | None = None
+    dseq: int | None = None
     seq: int
     ts: int
     kind: EventKind
@@ -155,18 +157,16 @@ class EventReport:
     subject: str
     state: AlarmState
     previous_state: AlarmState
-    actor: str
-    title: str
     value: Value = None
     severity: Severity | None = None
+    actor: str
     note: str | None = None
     first_out: bool = False
     room: str | None = None
+    title: str
     chattering: bool = False
     drill: bool = False
     clock_synced: bool | None = None
-    stream: int | None = None
-    dseq: int | None = None
 
     def numbered(self, stream: int, dseq: int) -> EventReport:
         """This event with its delivery numbers (copied in as given, as `model_copy` did)."""
