@@ -103,7 +103,7 @@ def event_model(report: EventReport) -> c.AlarmEventMessage:
     return c.AlarmEventMessage(**fields_of(report))
 
 
-def read_back(channel: c.Channel, report: Any, model: BaseModel) -> None:
+def read_back(channel: c.Channel, report: Any, model: c.Message) -> None:
     data = report.encode()
     assert data == c.encode(model)
     decoded = c.decode(str(c.Topic(report.site, report.gateway, channel)), data)
