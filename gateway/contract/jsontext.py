@@ -19,10 +19,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=True,
                             separators=(",", ":"))
-_encode = _ENCODER.encode
+_default = _ENCODER.default  # (a TypeError for what JSON does not have)
+_chunks: Callable[[object, int], Iterable[str]] | None = None if c_make_encoder is None else \
+    c_make_encoder(None, _default, encode_basestring, None, ":", ",", False, False, True)
+"""The C encoder `JSONEncoder.encode` makes at each call, made once (issue 15: a poll's
+telemetry is a few calls)."""
+_join = "".join
 _EXPONENT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?)([0-9])(?:\.([0-9]+))?e-0([5-9])')
 """A JSON string (left as it is), or a float whose exponent `repr` writes with a zero."""
 
@@ -38,7 +45,14 @@ def _respell(match: re.Match[str]) -> str:
 
 def json_text(value: object) -> str:
     """`value` as compact JSON text (`to_json(value).decode()`)."""
-    text = _encode(value)
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is str:
+        text: str = encode_basestring(value)
+    elif _chunks is not None:
+        text = _join(_chunks(value, 0))
+    else:  # (an interpreter without the C encoder)
+        text = _ENCODER.encode(value)
     if "e-0" in text:
         text = _EXPONENT.sub(_respell, text)
     return text
