@@ -27,8 +27,7 @@ snapshots and command results are committed before they are handed out. Sequence
 (`seq`, `dseq`) are taken in the writer before the put, from blocks reserved on disk
 (gateway.uplink.outbox_numbers). A storage error never ends the writer
 (gateway.uplink.writer_faults: logged, retried with a back-off, on /healthz); a damaged file
-is replaced (gateway.uplink.outbox_recovery).
-"""
+is replaced (gateway.uplink.outbox_recovery)."""
 
 from __future__ import annotations
 
