@@ -12,9 +12,6 @@ from pydantic import (
 )
 
 from gateway.contract.base import (
-    MAX_BATCH_ROWS,
-    MAX_CATALOG_POINTS,
-    ContractError,
     Hash,
     Id,
     Name,
@@ -29,6 +26,7 @@ from gateway.contract.base import (
 from gateway.contract.enums import Quality
 from gateway.contract.points import PointTagged, catalog_hash, wire_value
 from gateway.contract.sample import Sample
+from gateway.contract.vocab import MAX_BATCH_ROWS, MAX_CATALOG_POINTS, ContractError
 
 __all__ = ["PointTagged", "catalog_hash", "wire_value"]  # (and the models below)
 

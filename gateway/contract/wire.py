@@ -44,23 +44,14 @@ a `PointCatalog` on `meta`, named by a content hash that every batch carries in 
 from __future__ import annotations
 
 from gateway.contract.base import (
-    DEFAULT_ROOT,
-    MAX_ACTIVE_ALARMS,
-    MAX_BATCH_ROWS,
-    MAX_CATALOG_POINTS,
-    MAX_CONFIG_BYTES,
-    MAX_PAYLOAD_BYTES,
-    VERSION,
     Actor,
     AlarmRule,
     AlarmSubject,
-    ContractError,
     FiniteFloat,
     Hash,
     Id,
     KeyId,
     LongText,
-    MessageKind,
     Name,
     Ns,
     PointId,
@@ -157,6 +148,17 @@ from gateway.contract.topics import (
     channel_of,
     check_root,
     topic_filter,
+)
+from gateway.contract.vocab import (
+    DEFAULT_ROOT,
+    MAX_ACTIVE_ALARMS,
+    MAX_BATCH_ROWS,
+    MAX_CATALOG_POINTS,
+    MAX_CONFIG_BYTES,
+    MAX_PAYLOAD_BYTES,
+    VERSION,
+    ContractError,
+    MessageKind,
 )
 
 __all__ = [
