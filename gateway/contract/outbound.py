@@ -79,7 +79,7 @@ def dumped(message: dict[str, object]) -> bytes:
     """`message` as compact JSON, within the payload limit (ContractError if not)."""
     try:
         data = to_json(message)
-    except ValueError as exc:  # a lone surrogate (a checked string has none)
+    except (TypeError, ValueError) as exc:  # not JSON, a lone surrogate (checked: neither)
         raise ContractError(f"cannot encode: {exc}") from None
     if len(data) > MAX_PAYLOAD_BYTES:
         raise ContractError(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
