@@ -6,14 +6,9 @@ from pydantic import (
     ValidationError,
 )
 
-from gateway.contract.base import (
-    DEFAULT_ROOT,
-    MAX_PAYLOAD_BYTES,
-    ContractError,
-    Upstream,
-    describe_errors,
-)
+from gateway.contract.base import Upstream, describe_errors
 from gateway.contract.topics import Message, Topic, payload_adapter
+from gateway.contract.vocab import DEFAULT_ROOT, MAX_PAYLOAD_BYTES, ContractError
 
 # ---------------------------------------------------------------------------------- codec
 

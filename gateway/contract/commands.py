@@ -21,15 +21,12 @@ from gateway.contract.base import (
     Upstream,
     WireModel,
 )
+from gateway.contract.vocab import MAX_COMMAND_BYTES, MAX_COMMAND_LIFETIME_S, MAX_SHELVE_S
+
+__all__ = ["MAX_COMMAND_BYTES", "MAX_COMMAND_LIFETIME_S", "MAX_SHELVE_S"]  # (and the models)
 
 # ---------------------------------------------------------------------------------- commands
 
-MAX_COMMAND_BYTES = 64 * 1024
-"""Largest `cmd` payload a gateway looks at."""
-MAX_COMMAND_LIFETIME_S = 15 * 60
-"""Longest a command may be valid (`expires` − `ts`): bounds the gateway's replay memory."""
-MAX_SHELVE_S = 7 * 24 * 3600
-"""Longest shelve or suppression, from the panel or from `cmd` (7 days)."""
 Scope = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 """A suppression's scope: a device, room or rule id."""
 

@@ -12,7 +12,6 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from gateway.contract.base import (
-    MAX_CONFIG_BYTES,
     Actor,
     Id,
     KeyId,
@@ -24,6 +23,7 @@ from gateway.contract.base import (
     Upstream,
     WireModel,
 )
+from gateway.contract.vocab import MAX_CONFIG_BYTES
 
 # ---------------------------------------------------------------------------------- config
 

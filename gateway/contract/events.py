@@ -7,14 +7,12 @@ from pydantic import (
 )
 
 from gateway.contract.base import (
-    MAX_ACTIVE_ALARMS,
     Actor,
     AlarmRule,
     AlarmSubject,
     Hash,
     Id,
     LongText,
-    MessageKind,
     Ns,
     Seq,
     Sha256,
@@ -26,6 +24,7 @@ from gateway.contract.base import (
 )
 from gateway.contract.enums import AlarmState, EventKind, Severity
 from gateway.contract.telemetry import Delivered, DeliveryInfo
+from gateway.contract.vocab import MAX_ACTIVE_ALARMS, MessageKind
 
 # ---------------------------------------------------------------------------------- alarms
 

@@ -35,7 +35,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.contract.base import (
+from gateway.contract.channels import Channel, Topic
+from gateway.contract.vocab import (
     DEFAULT_ROOT,
     ID,
     MAX_PAYLOAD_BYTES,
@@ -43,7 +44,6 @@ from gateway.contract.base import (
     ContractError,
     check_int,
 )
-from gateway.contract.topics import Channel, Topic
 
 ACK_FIELDS = ("v", "site", "gateway", "ts", "stream", "upto", "highest")
 """`DeliveryAck`'s fields, in its order (tests/uplink/test_inbound.py checks it)."""

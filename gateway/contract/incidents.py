@@ -21,8 +21,9 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
-from gateway.contract.base import ContractError, Ns, Sha256, validated
+from gateway.contract.base import Ns, Sha256, validated
 from gateway.contract.telemetry import Delivered
+from gateway.contract.vocab import ContractError
 
 INCIDENT_FORMAT = "roomwarden-incident/1"
 """The `format` of an incident record (docs/incidents.md)."""

@@ -7,10 +7,10 @@ The models stay the wire's single source of truth — `GatewayState`, `OutboxSta
 tests validate with them — but a gateway needs no validator to say what it knows, and
 building those five (with `TelemetryBatch`, see gateway.contract.telemetry_encoder) cost a
 running gateway 1.4 MiB. Each `encode()` gives exactly `encode(<the model>)`'s bytes: the same
-fields in the same order, nulls left out, through pydantic-core's generic `to_json` (the same
-writer as the models' serializers: the same string escapes and float digits). And it refuses
-what the model refuses — each field checked by hand against the contract's rules
-(gateway.contract.base: `TextRule`, `check_int`, `check_float`), the catalog's hash recomputed
+fields in the same order, nulls left out, written as pydantic-core writes JSON (the same
+string escapes and float digits: gateway.contract.jsontext, no pydantic-core at rest). And it
+refuses what the model refuses — each field checked by hand against the contract's rules
+(gateway.contract.vocab: `TextRule`, `check_int`, `check_float`), the catalog's hash recomputed
 over its points as `PointCatalog`'s validator does, the payload size limit kept — with
 `ContractError`. tests/uplink/test_outbound.py shows both with hypothesis against the models
 and `decode`, and that the fields and their order are the models';
@@ -23,9 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
-from pydantic_core import PydanticSerializationError, to_json
-
-from gateway.contract.base import (
+from gateway.contract.channels import Channel
+from gateway.contract.jsontext import to_json
+from gateway.contract.points import PointTagged, catalog_hash
+from gateway.contract.vocab import (
     HASH,
     ID,
     MAX_CATALOG_POINTS,
@@ -42,15 +43,13 @@ from gateway.contract.base import (
     check_float,
     check_int,
 )
-from gateway.contract.telemetry import PointTagged, catalog_hash
-from gateway.contract.topics import Channel
 
 UNIT = TextRule(16)
 """`PointMeta.unit`."""
 _T = TypeVar("_T")
 
 
-def _put(out: dict[str, object], name: str, value: _T | None,
+def put(out: dict[str, object], name: str, value: _T | None,
          check: Callable[[str, _T], object]) -> None:
     """Set `out[name]` to the checked `value`, unless it is None (left out, as
     `exclude_none`)."""
@@ -58,19 +57,19 @@ def _put(out: dict[str, object], name: str, value: _T | None,
         out[name] = check(name, value)
 
 
-def _count(what: str, value: object) -> int:
+def count(what: str, value: object) -> int:
     return check_int(what, value, 0)
 
 
-def _ns(what: str, value: object) -> int:
+def ns(what: str, value: object) -> int:
     return check_int(what, value, 0, NS_END)
 
 
-def _positive(what: str, value: object) -> int:
+def positive(what: str, value: object) -> int:
     return check_int(what, value, 1, NS_END)
 
 
-def _one_of(what: str, value: object, allowed: tuple[str, ...]) -> str:
+def one_of(what: str, value: object, allowed: tuple[str, ...]) -> str:
     if type(value) is not str or value not in allowed:
         raise ContractError(f"{what}: {value!r:.40} is not one of {', '.join(allowed)}")
     return value
@@ -80,7 +79,7 @@ def dumped(message: dict[str, object]) -> bytes:
     """`message` as compact JSON, within the payload limit (ContractError if not)."""
     try:
         data = to_json(message)
-    except PydanticSerializationError as exc:  # (a checked string cannot fail)
+    except (TypeError, ValueError) as exc:  # not JSON, a lone surrogate (checked: neither)
         raise ContractError(f"cannot encode: {exc}") from None
     if len(data) > MAX_PAYLOAD_BYTES:
         raise ContractError(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD_BYTES}")
@@ -101,9 +100,9 @@ class OutboxFigures:
     oldest_age_s: float | None = None
 
     def wire(self) -> dict[str, object]:
-        out: dict[str, object] = {"depth": _count("outbox.depth", self.depth),
-                                  "bytes": _count("outbox.bytes", self.bytes),
-                                  "budget": _count("outbox.budget", self.budget)}
+        out: dict[str, object] = {"depth": count("outbox.depth", self.depth),
+                                  "bytes": count("outbox.bytes", self.bytes),
+                                  "budget": count("outbox.budget", self.budget)}
         if self.oldest_age_s is not None:
             out["oldest_age_s"] = check_float("outbox.oldest_age_s", self.oldest_age_s, 0.0)
         return out
@@ -119,10 +118,10 @@ class DeliveryTerms:
     floor: int | None = None
 
     def wire(self) -> dict[str, object]:
-        out: dict[str, object] = {"mode": _one_of("delivery.mode", self.mode,
+        out: dict[str, object] = {"mode": one_of("delivery.mode", self.mode,
                                                   ("ingest", "puback"))}
-        _put(out, "stream", self.stream, _positive)
-        _put(out, "floor", self.floor, _positive)
+        put(out, "stream", self.stream, positive)
+        put(out, "floor", self.floor, positive)
         return out
 
 
@@ -153,23 +152,23 @@ class StateReport:
         out: dict[str, object] = {
             "v": VERSION, "site": ID.check("site", self.site),
             "gateway": ID.check("gateway", self.gateway),
-            "status": _one_of("status", self.status, ("online", "offline")),
-            "ts": _ns("ts", self.ts)}
-        _put(out, "software", self.software, SHORT.check)
-        _put(out, "config_version", self.config_version, SHORT.check)
-        _put(out, "config_hash", self.config_hash, SHA256.check)
-        _put(out, "catalog", self.catalog, HASH.check)
-        _put(out, "boot", self.boot, _ns)
+            "status": one_of("status", self.status, ("online", "offline")),
+            "ts": ns("ts", self.ts)}
+        put(out, "software", self.software, SHORT.check)
+        put(out, "config_version", self.config_version, SHORT.check)
+        put(out, "config_hash", self.config_hash, SHA256.check)
+        put(out, "catalog", self.catalog, HASH.check)
+        put(out, "boot", self.boot, ns)
         if self.outbox is not None:
             out["outbox"] = self.outbox.wire()
         dropped: dict[str, int] = {}
         for kind, n in self.dropped.items():
             if type(kind) is not MessageKind:
                 raise ContractError(f"dropped: {kind!r:.40} is not a message kind")
-            dropped[kind.value] = _count(f"dropped.{kind.value}", n)
+            dropped[kind.value] = count(f"dropped.{kind.value}", n)
         out["dropped"] = dropped
-        _put(out, "devices_online", self.devices_online, _count)
-        _put(out, "devices_total", self.devices_total, _count)
+        put(out, "devices_online", self.devices_online, count)
+        put(out, "devices_total", self.devices_total, count)
         if self.delivery is not None:
             out["delivery"] = self.delivery.wire()
         return out
@@ -193,9 +192,9 @@ class PointTags:
 def tags_wire(tags: PointTagged) -> dict[str, object]:
     """A point's tags as `PointMeta` writes them (checked; ContractError if not)."""
     out: dict[str, object] = {"device": ID.check("device", tags.device)}
-    _put(out, "room", tags.room, ID.check)
-    _put(out, "quantity", tags.quantity, NAME.check)
-    _put(out, "unit", tags.unit, UNIT.check)
+    put(out, "room", tags.room, ID.check)
+    put(out, "quantity", tags.quantity, NAME.check)
+    put(out, "unit", tags.unit, UNIT.check)
     return out
 
 
@@ -245,7 +244,7 @@ class CatalogReport:
             "v": VERSION, "site": ID.check("site", self.site),
             "gateway": ID.check("gateway", self.gateway),
             "catalog": HASH.check("catalog", self.catalog),
-            "produced": _ns("produced", self.produced), "points": points}
+            "produced": ns("produced", self.produced), "points": points}
         if catalog_hash(self.points) != self.catalog:
             raise ContractError("catalog does not match the hash of its points")
         return out

@@ -3,11 +3,7 @@ telemetry batches and the point catalog."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-from collections.abc import Mapping
-from typing import Annotated, Literal, Protocol, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     Field,
@@ -16,9 +12,6 @@ from pydantic import (
 )
 
 from gateway.contract.base import (
-    MAX_BATCH_ROWS,
-    MAX_CATALOG_POINTS,
-    ContractError,
     Hash,
     Id,
     Name,
@@ -31,8 +24,11 @@ from gateway.contract.base import (
     validated,
 )
 from gateway.contract.enums import Quality
+from gateway.contract.points import PointTagged, catalog_hash, wire_value
 from gateway.contract.sample import Sample
-from gateway.contract.sample import Value as SampleValue
+from gateway.contract.vocab import MAX_BATCH_ROWS, MAX_CATALOG_POINTS, ContractError
+
+__all__ = ["PointTagged", "catalog_hash", "wire_value"]  # (and the models below)
 
 # ------------------------------------------------------------ delivery (end-to-end ack) ----
 # Owned by the uplink / ingest (issue 10): the ingest's acknowledgement watermark.
@@ -99,14 +95,6 @@ SampleRow = tuple[PointId, Value, Annotated[int, Field(ge=0, lt=2**63)], Quality
 """`[point, value, dt, quality]`: dt is ns after the batch's `t0`."""
 
 
-def wire_value(value: SampleValue) -> SampleValue:
-    """A sample value as the wire carries it: a NaN or infinite float (kept by acquisition with
-    quality `invalid`) becomes null, since JSON has no such numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 class TelemetryBatch(Delivered):
     """Reported samples (after the exception filter) of the polls of one commit interval, each
     point at most once: a gateway's polls of distinct devices share a batch, a point polled
@@ -153,29 +141,6 @@ class PointMeta(WireModel):
     room: Id | None = None
     quantity: Name | None = None
     unit: Annotated[str, StringConstraints(max_length=16)] | None = None
-
-
-class PointTagged(Protocol):
-    """What a catalog says of a point: a `PointMeta`, or the gateway's `PointTags`
-    (gateway.contract.outbound) that makes the same catalog without a model."""
-
-    @property
-    def device(self) -> str: ...
-    @property
-    def room(self) -> str | None: ...
-    @property
-    def quantity(self) -> str | None: ...
-    @property
-    def unit(self) -> str | None: ...
-
-
-def catalog_hash(points: Mapping[str, PointTagged]) -> str:
-    """The content hash that names a catalog: 16 hex digits of SHA-256 over canonical JSON
-    (each point's four fields, null ones too: what `PointMeta.model_dump()` gives)."""
-    canonical = json.dumps({p: {"device": m.device, "room": m.room, "quantity": m.quantity,
-                                "unit": m.unit} for p, m in sorted(points.items())},
-                           sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 class PointCatalog(Upstream):

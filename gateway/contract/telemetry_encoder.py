@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import groupby
 
-from pydantic_core import to_json
-
-from gateway.contract.base import (
+from gateway.contract.enums import Quality
+from gateway.contract.jsontext import to_json
+from gateway.contract.sample import Sample
+from gateway.contract.sample import Value as SampleValue
+from gateway.contract.vocab import (
     HASH,
     ID,
     MAX_BATCH_ROWS,
@@ -17,9 +19,6 @@ from gateway.contract.base import (
     TEXT_VALUE,
     ContractError,
 )
-from gateway.contract.enums import Quality
-from gateway.contract.sample import Sample
-from gateway.contract.sample import Value as SampleValue
 
 _WIRE_QUALITY = {q: q.value for q in Quality}
 _LIMIT = 2**63
@@ -69,8 +68,9 @@ def _offsets(stamps: tuple[int, ...], t0: int) -> list[int]:
 class TelemetryEncoder:
     """Encodes a gateway's telemetry batches without `TelemetryBatch` — no instance, and no
     validator or serializer built (issue 15: a running gateway builds none): the bytes are
-    exactly `encode(TelemetryBatch.from_samples(...))`'s (pydantic-core's generic `to_json`
-    over the same fields in the same order). The model's checks are done by hand (the
+    exactly `encode(TelemetryBatch.from_samples(...))`'s (gateway.contract.jsontext's
+    `to_json`, pydantic-core's JSON without pydantic-core, over the same fields in the same
+    order). The model's checks are done by hand (the
     contract's `TextRule`s) once where they cannot change — site, gateway and catalog when
     made, each point id the first time it is seen — and per batch only as plain type and
     range tests over its columns (C-level passes: `zip`, `map(type, …)`, `min`/`max`, `sum`,
@@ -178,8 +178,8 @@ class TelemetryEncoder:
         return True
 
     def _part(self, cols: _Columns) -> bytes:
-        """The rows' JSON without the brackets (`to_json`: ryu's float digits, far cheaper
-        than `repr` joined by hand)."""
+        """The rows' JSON without the brackets (`to_json`: the C encoder's `repr` of floats,
+        respelled as pydantic-core writes exponents; far cheaper than joined by hand)."""
         t0, points, values, stamps, wire, kinds = cols
         if _SPLICED.issuperset(kinds) and wire.count(_GOOD_TEXT) == len(wire):
             return self._spliced(points, values, stamps, t0)

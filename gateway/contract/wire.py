@@ -4,10 +4,14 @@ gateway and the ingest (defined in the modules beside this one, re-exported here
 This module is the single source of truth (DESIGN principle 3): the gateway encodes with it, the
 central ingest service decodes with it, and docs/mqtt-contract.md shows an example of every
 message that the tests parse with it. What a running gateway publishes about itself — state,
-point catalog, telemetry — it writes without building the models' validators
-(gateway.contract.outbound, gateway.contract.telemetry_encoder), byte for byte their encoding;
-the ingest's acknowledgements it reads without `DeliveryAck`'s (gateway.contract.inbound),
-refusing exactly what `decode` refuses.
+point catalog, telemetry, alarm events, the active-alarm snapshot — it writes without the
+models and without pydantic (gateway.contract.outbound, gateway.contract.alarm_reports,
+gateway.contract.telemetry_encoder, JSON by gateway.contract.jsontext), byte for byte their
+encoding; the ingest's acknowledgements it reads without `DeliveryAck`
+(gateway.contract.inbound), refusing exactly what `decode` refuses. Those modules, and the
+vocabulary and topics they share with the models (gateway.contract.vocab,
+gateway.contract.channels, gateway.contract.points), import no pydantic (issue 15): importing
+this module does.
 
 Topics: `<root>/<site>/<gateway>/<channel>`; the root is configurable (default `roomwarden`,
 one or more segments), site and gateway are config ids (`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most
@@ -40,23 +44,14 @@ a `PointCatalog` on `meta`, named by a content hash that every batch carries in 
 from __future__ import annotations
 
 from gateway.contract.base import (
-    DEFAULT_ROOT,
-    MAX_ACTIVE_ALARMS,
-    MAX_BATCH_ROWS,
-    MAX_CATALOG_POINTS,
-    MAX_CONFIG_BYTES,
-    MAX_PAYLOAD_BYTES,
-    VERSION,
     Actor,
     AlarmRule,
     AlarmSubject,
-    ContractError,
     FiniteFloat,
     Hash,
     Id,
     KeyId,
     LongText,
-    MessageKind,
     Name,
     Ns,
     PointId,
@@ -153,6 +148,17 @@ from gateway.contract.topics import (
     channel_of,
     check_root,
     topic_filter,
+)
+from gateway.contract.vocab import (
+    DEFAULT_ROOT,
+    MAX_ACTIVE_ALARMS,
+    MAX_BATCH_ROWS,
+    MAX_CATALOG_POINTS,
+    MAX_CONFIG_BYTES,
+    MAX_PAYLOAD_BYTES,
+    VERSION,
+    ContractError,
+    MessageKind,
 )
 
 __all__ = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.contract.wire import PointTags
+from gateway.contract.outbound import PointTags
 from gateway.field.bus_loop import ONLINE_POINT
 from gateway.field.points import bind_points
 

@@ -33,19 +33,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Union
 
 from gateway.clock import Clock
-from gateway.contract.base import REQUEST_ID_PATTERN
-from gateway.contract.wire import (
-    COMMAND_TYPES,
+from gateway.contract.channels import Channel, Topic
+from gateway.contract.vocab import (
     MAX_COMMAND_BYTES,
     MAX_COMMAND_LIFETIME_S,
-    AlarmCommand,
-    Channel,
-    CommandResult,
+    REQUEST_ID_PATTERN,
     ContractError,
-    Message,
-    RequestState,
-    Topic,
-    decode,
 )
 from gateway.operator import refusals as r
 from gateway.operator.replay import ReplayMemory, ReplayMemoryError, iso
@@ -54,6 +47,8 @@ from gateway.operator.signing import check_signature
 from gateway.ops.connections import LogBudget
 
 if TYPE_CHECKING:
+    from gateway.contract.commands import AlarmCommand, CommandResult
+    from gateway.contract.topics import Message
     from gateway.operator.commands import Released
 
 log = logging.getLogger("roomwarden.operator")
@@ -74,7 +69,7 @@ left out (`suppressed=N`)."""
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 Outcome = Literal["applied", "refused", "duplicate", "bad"]
-CarryOut = Callable[[AlarmCommand, str], Union[int, "Released"]]
+CarryOut = Callable[["AlarmCommand", str], Union[int, "Released"]]
 """Carries out an alarm command in an actor's name; returns the alarms changed (or what a
 `reset_output` did); raises `Refused` (e.g. OperatorCommands.carry_out)."""
 
@@ -149,6 +144,10 @@ class CommandInbox:
             self._say(logging.ERROR, "event=command_bad code=%s bytes=%d", r.OVERSIZED,
                       len(payload))
             return Delivery("bad", None)
+        # the contract's models (pydantic) are imported at the first command (issue 15)
+        from gateway.contract.codec import decode
+        from gateway.contract.commands import COMMAND_TYPES, RequestState
+
         try:
             cmd: Message = decode(self._topic, payload)
         except ContractError as exc:
@@ -355,6 +354,8 @@ def command_result(site: str, gateway: str, cid: str, ts: int, refusal: r.Refuse
                    actor: str | None = None, changed: int | None = None,
                    note: str | None = None) -> CommandResult:
     """The answer: ok, or the refusal's code and message (made printable, within limits)."""
+    from gateway.contract.commands import CommandResult
+
     if refusal is None:
         return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=True, actor=actor,
                              changed=changed, note=None if note is None else note[:1000])

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from gateway import __version__
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
-from gateway.contract.wire import MessageKind
+from gateway.contract.vocab import MessageKind
 from gateway.ops.exposition import (
     CounterMetricFamily,
     Family,

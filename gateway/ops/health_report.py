@@ -21,14 +21,36 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Any, ClassVar
-
-from pydantic import with_config
+from typing import Any, ClassVar, TypeVar
 
 from gateway.alarms.events import AlarmView
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
-from gateway.strict import STRICT_DATA
+
+_T = TypeVar("_T")
+STRICT_REPORTS: list[type[Any]] = []
+"""The report classes a reader validates with `STRICT_DATA` (gateway.strict): given their
+config where one is validated (`strict_reports`), so that a gateway writing them imports no
+pydantic (issue 15)."""
+
+
+def strict_data(cls: type[_T]) -> type[_T]:
+    """Mark a report class as validated with `STRICT_DATA` (was `with_config(STRICT_DATA)`,
+    which imported pydantic with the class)."""
+    STRICT_REPORTS.append(cls)
+    return cls
+
+
+def strict_reports() -> None:
+    """Give every report class `STRICT_DATA` (pydantic's `with_config`, what their
+    decorator was): call before validating one. Imports pydantic."""
+    from pydantic import with_config
+
+    from gateway.strict import STRICT_DATA
+
+    for cls in STRICT_REPORTS:
+        if getattr(cls, "__pydantic_config__", None) is not STRICT_DATA:
+            with_config(STRICT_DATA)(cls)
 
 
 class Level(StrEnum):
@@ -62,14 +84,14 @@ def worst(levels: list[Level]) -> Level:
     return max(levels, key=lambda level: level.rank, default=Level.OK)
 
 
-@with_config(STRICT_DATA)
+@strict_data
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckResult:
     status: Level
     detail: str
 
 
-@with_config(STRICT_DATA)
+@strict_data
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SiteHealth:
     """The site's alarm state, beside the service's health."""
@@ -117,7 +139,7 @@ def overall(service: Level, site: SiteHealth | None) -> Level:
     return service
 
 
-@with_config(STRICT_DATA)
+@strict_data
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthReport:
     """The body of `GET /healthz` (`ok` is false only when the service is failing)."""

@@ -17,16 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import with_config
-
 from gateway import __version__
 from gateway.ops.health import HealthMonitor, monitor_for, progress_age
-from gateway.ops.health_report import HealthReport, as_json
+from gateway.ops.health_report import HealthReport, as_json, strict_data, strict_reports
 from gateway.ops.source import MetricsSource
-from gateway.strict import STRICT_DATA
 
 
-@with_config(STRICT_DATA)
+@strict_data
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceLine:
     id: str
@@ -41,7 +38,7 @@ class DeviceLine:
     """Seconds since the device last answered; None if it never has."""
 
 
-@with_config(STRICT_DATA)
+@strict_data
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BusLine:
     id: str
@@ -64,7 +61,7 @@ class BusLine:
         return self.progress_age_s > self.stall_limit_s
 
 
-@with_config(STRICT_DATA)
+@strict_data
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlarmLine:
     rule: str
@@ -84,7 +81,7 @@ class AlarmLine:
     otherwise (DESIGN principle 7)."""
 
 
-@with_config(STRICT_DATA)
+@strict_data
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutputLine:
     id: str
@@ -106,7 +103,7 @@ class OutputLine:
     still drives a protective output), `min_on …` or `held until reset`."""
 
 
-@with_config(STRICT_DATA)
+@strict_data
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UplinkLine:
     connected: bool
@@ -123,7 +120,7 @@ class UplinkLine:
     """Inbound topic filters the broker refused on this connection → its reason."""
 
 
-@with_config(STRICT_DATA)
+@strict_data
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusReport:
     gateway: str
@@ -156,6 +153,7 @@ def read_status(data: object) -> StatusReport:
     one): the CLI's side of the control socket."""
     from pydantic import TypeAdapter
 
+    strict_reports()
     return TypeAdapter(StatusReport).validate_python(data)
 
 

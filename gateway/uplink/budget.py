@@ -41,7 +41,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Protocol, TypeVar
 
-from gateway.contract.wire import MessageKind
+from gateway.contract.vocab import MessageKind
 from gateway.ops.connections import RateLimitFilter
 
 log = logging.getLogger("roomwarden.uplink")

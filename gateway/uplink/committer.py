@@ -27,8 +27,7 @@ snapshots and command results are committed before they are handed out. Sequence
 (`seq`, `dseq`) are taken in the writer before the put, from blocks reserved on disk
 (gateway.uplink.outbox_numbers). A storage error never ends the writer
 (gateway.uplink.writer_faults: logged, retried with a back-off, on /healthz); a damaged file
-is replaced (gateway.uplink.outbox_recovery).
-"""
+is replaced (gateway.uplink.outbox_recovery)."""
 
 from __future__ import annotations
 
@@ -40,8 +39,10 @@ import time
 from collections.abc import Callable
 
 from gateway.clock import Clock
+from gateway.contract.channels import Channel
+from gateway.contract.outbound import OutboxFigures
 from gateway.contract.telemetry_encoder import EncodedRows
-from gateway.contract.wire import Channel, MessageKind, OutboxFigures
+from gateway.contract.vocab import MessageKind
 from gateway.field.sample import Sample
 from gateway.uplink.hold import TelemetryHold
 from gateway.uplink.items import Item, ItemWriter, telemetry_items

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.clock import Clock
-from gateway.contract.wire import MessageKind
+from gateway.contract.vocab import MessageKind
 
 Mode = Literal["ingest", "puback"]
 NO_MATCHING_SUBSCRIBERS = 16

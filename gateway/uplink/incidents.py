@@ -27,7 +27,8 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
-from gateway.contract.wire import Channel, ContractError, MessageKind, Topic, encode, split_record
+from gateway.contract.channels import Channel, Topic
+from gateway.contract.vocab import ContractError, MessageKind
 from gateway.uplink.budget import incident_mark, record_fits, record_limit
 from gateway.uplink.items import Item, Record
 
@@ -53,6 +54,9 @@ def send_record(uplink: Uplink, incident_id: str, status: str, data: bytes) -> i
     """Hand a record file's bytes to the outbox as chunks, all in one commit; returns how many
     (0: refused — larger than the contract allows, or than its share of the outbox budget —,
     logged, not marked sent; the record stays on the gateway)."""
+    from gateway.contract.codec import encode  # (the chunks are models: issue 15, at the first)
+    from gateway.contract.incidents import split_record
+
     now = uplink.clock.now_ns()
     try:
         chunks = split_record(data, site=uplink.site, gateway=uplink.gateway_id,

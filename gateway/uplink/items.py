@@ -21,30 +21,26 @@ are rejected, the rest is sent.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
+from gateway.contract.alarm_reports import EventReport, SnapshotReport
+from gateway.contract.channels import CHANNELS, Channel
+from gateway.contract.outbound import CatalogReport, OutboundMessage, StateReport
 from gateway.contract.telemetry_encoder import EncodedRows, TelemetryEncoder
-from gateway.contract.wire import (
-    CHANNELS,
-    MAX_BATCH_ROWS,
-    AlarmEventMessage,
-    CatalogReport,
-    Channel,
-    ConfigStatus,
-    ContractError,
-    IncidentChunk,
-    Message,
-    MessageKind,
-    OutboundMessage,
-    StateReport,
-    TelemetryBatch,
-    channel_of,
-    encode,
-)
+from gateway.contract.vocab import MAX_BATCH_ROWS, ContractError, MessageKind
 from gateway.field.sample import Sample
 from gateway.uplink.budget import incident_mark
 from gateway.uplink.outbox import Outbox
+
+if TYPE_CHECKING:
+    from gateway.contract.configmsg import ConfigStatus
+    from gateway.contract.events import AlarmEventMessage
+    from gateway.contract.incidents import IncidentChunk
+    from gateway.contract.telemetry import TelemetryBatch
+    from gateway.contract.topics import Message
 
 FINAL_CONFIG_STATES = ("applied", "rejected", "rolled_back")
 
@@ -62,8 +58,35 @@ class Record:
 @dataclass(frozen=True, slots=True)
 class Item:
     kind: MessageKind
-    payload: list[Sample] | EncodedRows | Message | OutboundMessage | Record
+    payload: list[Sample] | EncodedRows | Message | OutboundMessage | Report | Record
     produced: int
+
+
+Report = EventReport | SnapshotReport
+"""The alarm messages the uplink makes without a model (gateway.contract.alarm_reports)."""
+_OWN = (StateReport, CatalogReport, EventReport, SnapshotReport)
+"""What encodes itself; the rest (command results, config statuses, incident chunks, and
+telemetry the encoder left) are the contract's models, made by whoever sent them: their
+modules are loaded then, and imported here only when one comes (issue 15)."""
+
+
+def _is(msg: object, module: str, name: str) -> bool:
+    """`isinstance(msg, <module>.<name>)` without importing the module: none of its
+    instances can exist before it is imported."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(msg, getattr(loaded, name))
+
+
+def _chunk(msg: object) -> IncidentChunk | None:
+    """`msg` if an incident chunk."""
+    return cast("IncidentChunk", msg) if _is(msg, "gateway.contract.incidents",
+                                             "IncidentChunk") else None
+
+
+def _config_status(msg: object) -> ConfigStatus | None:
+    """`msg` if a config status."""
+    return cast("ConfigStatus", msg) if _is(msg, "gateway.contract.configmsg",
+                                            "ConfigStatus") else None
 
 
 def telemetry_items(encoder: TelemetryEncoder | None, samples: list[Sample], produced: int
@@ -115,36 +138,47 @@ class ItemWriter:
             return
         self._store_message(item, item.payload)
 
-    def _store_message(self, item: Item, msg: Message | OutboundMessage) -> None:
-        channel = msg.channel if isinstance(msg, StateReport | CatalogReport) \
-            else channel_of(msg)
+    def _store_message(self, item: Item, msg: Message | OutboundMessage | Report) -> None:
+        if _is(msg, "gateway.contract.events", "AlarmEventMessage"):  # the model: as a report
+            msg = EventReport(**cast("AlarmEventMessage", msg).model_dump(exclude={"v"}))
+        if isinstance(msg, _OWN):
+            channel = msg.channel
+        else:
+            from gateway.contract.topics import channel_of
+            channel = channel_of(msg)
         dseq = None
-        if isinstance(msg, AlarmEventMessage):
+        if isinstance(msg, EventReport):
             if self.numbered:
                 dseq = self.outbox.next_seq("delivery")
-                msg = msg.model_copy(update={"stream": self.outbox.stream, "dseq": dseq})
+                msg = msg.numbered(self.outbox.stream, dseq)
             # committed together with the event
             self.outbox.set_mark(ALARM_MARK, max(msg.seq, self.outbox.mark(ALARM_MARK) or 0))
         # --- issue 12: incident chunks are numbered like alarm events, and the last one of a
         # record marks it handed over whole, in the same commit (gateway.uplink.incidents; the
         # budget may still drop the record later, whole and logged: gateway.uplink.budget)
-        if isinstance(msg, IncidentChunk):
+        chunk = _chunk(msg)
+        if chunk is not None:
             if self.numbered:
                 dseq = self.outbox.next_seq("delivery")
-                msg = msg.model_copy(update={"stream": self.outbox.stream, "dseq": dseq})
-            if msg.index == msg.count - 1:
-                self.outbox.set_mark(*incident_mark(msg.id, msg.sha256))
+                msg = chunk = chunk.model_copy(update={"stream": self.outbox.stream,
+                                                       "dseq": dseq})
+            if chunk.index == chunk.count - 1:
+                self.outbox.set_mark(*incident_mark(chunk.id, chunk.sha256))
         # --- end issue 12 ---
         try:
-            payload = msg.encode() if isinstance(msg, StateReport | CatalogReport) \
-                else encode(msg)
+            if isinstance(msg, _OWN):
+                payload = msg.encode()
+            else:
+                from gateway.contract.codec import encode
+                payload = encode(msg)
         except ContractError as exc:
             self._on_reject(f"{channel.value}: {exc}")
             return
         retained = CHANNELS[channel].retain
         # a config request's outcome is never superseded by another request's status (the
         # flasher waits for it): it replaces the progress before it, nothing replaces it
-        final = isinstance(msg, ConfigStatus) and msg.state in FINAL_CONFIG_STATES
+        status = _config_status(msg)
+        final = status is not None and status.state in FINAL_CONFIG_STATES
         # the gateway's own state is a status report the next one replaces: never committed
         # (gateway.uplink.outbox_volatile); alarm snapshots and command results are
         volatile = isinstance(msg, StateReport) and msg.status == "online"
@@ -170,7 +204,10 @@ class ItemWriter:
                         hold=True, seq=seq)
 
     def _store_telemetry(self, samples: list[Sample], produced: int) -> None:
-        """What the encoder left: through the model, which names what is wrong."""
+        """What the encoder left: through the model, which names what is wrong (pydantic
+        imported then)."""
+        from gateway.contract.codec import encode
+        from gateway.contract.telemetry import TelemetryBatch
 
         def build(rows: list[Sample], catalog: str | None) -> TelemetryBatch:
             return TelemetryBatch.from_samples(site=self.site, gateway=self.gateway, seq=0,

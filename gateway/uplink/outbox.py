@@ -58,7 +58,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gateway.clock import Clock
-from gateway.contract.wire import MessageKind
+from gateway.contract.vocab import MessageKind
 from gateway.storage import private_dir
 from gateway.uplink import outbox_recovery as recovery
 from gateway.uplink import outbox_table as table

@@ -10,7 +10,7 @@ import contextlib
 import sqlite3
 from dataclasses import dataclass
 
-from gateway.contract.wire import MessageKind
+from gateway.contract.vocab import MessageKind
 from gateway.uplink import outbox_table as table
 from gateway.uplink.budget import enforce_budget
 from gateway.uplink.outbox_table import OutboxError, Pending, Totals

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable
 
-from gateway.contract.wire import MessageKind
+from gateway.contract.vocab import MessageKind
 from gateway.uplink import outbox_table as table
 from gateway.uplink.budget import KINDS
 from gateway.uplink.outbox_held import Held

@@ -11,7 +11,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.contract.wire import MessageKind, OutboxFigures
+from gateway.contract.outbound import OutboxFigures
+from gateway.contract.vocab import MessageKind
 from gateway.uplink import outbox_table as table
 from gateway.uplink.outbox_acks import Deferred
 from gateway.uplink.outbox_held import Held

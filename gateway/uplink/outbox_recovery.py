@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.clock import Clock
-from gateway.contract.wire import MessageKind
+from gateway.contract.vocab import MessageKind
 from gateway.storage import MEMORY
 from gateway.uplink import outbox_table as table
 from gateway.uplink.outbox_table import OutboxError, Pending, Totals

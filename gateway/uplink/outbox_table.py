@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.contract.wire import MessageKind
+from gateway.contract.vocab import MessageKind
 from gateway.storage import open_sqlite
 from gateway.uplink.budget import KIND_OF
 

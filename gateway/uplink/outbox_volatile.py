@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gateway.contract.wire import MessageKind
+from gateway.contract.vocab import MessageKind
 from gateway.uplink.outbox_held import message
 from gateway.uplink.outbox_table import OutboxMessage, Pending
 

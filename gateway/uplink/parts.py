@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gateway.clock import Clock
-from gateway.contract.wire import PointTagged
+from gateway.contract.points import PointTagged
 from gateway.uplink.delivery import DeliveryTracker
 from gateway.uplink.exception_filter import ExceptionFilter, ExceptionPolicy
 from gateway.uplink.outbox import Outbox

@@ -44,21 +44,14 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.alarms.events import AlarmEvent, AlarmView
 from gateway.clock import Clock
-from gateway.contract.wire import (
-    CatalogReport,
-    Channel,
-    CommandResult,
-    ConfigStatus,
-    ContractError,
-    DeliveryTerms,
-    MessageKind,
-    PointTagged,
-    StateReport,
-    Topic,
-)
+from gateway.contract.channels import Channel, Topic
+from gateway.contract.outbound import CatalogReport, DeliveryTerms, StateReport
+from gateway.contract.points import PointTagged
+from gateway.contract.vocab import ContractError, MessageKind
 from gateway.field.sample import Sample
 from gateway.mqtt_client import SHORT_CONNECTION, STABLE_AFTER, Backoff
 from gateway.operator.command_queue import CommandQueue
@@ -67,13 +60,17 @@ from gateway.uplink.committer import Committer, Window
 from gateway.uplink.delivery import Sent
 from gateway.uplink.items import ALARM_MARK, Item
 from gateway.uplink.parts import filter_of, outbox_of, pacer_of, tracker_of
-from gateway.uplink.records import event_message
+from gateway.uplink.records import event_report
 from gateway.uplink.redelivery import Redelivery
 from gateway.uplink.session import Handlers, Session, client_options
 from gateway.uplink.settings import UplinkSettings
 from gateway.uplink.state import StatePublisher
 from gateway.uplink.state_requests import StateRequests
 from gateway.uplink.status import LATENCY_BUCKETS, LatencyHistogram, UplinkStatus
+
+if TYPE_CHECKING:
+    from gateway.contract.commands import CommandResult
+    from gateway.contract.configmsg import ConfigStatus
 
 __all__ = ["LATENCY_BUCKETS", "Uplink", "UplinkStatus"]
 
@@ -155,7 +152,7 @@ class Uplink:
         """Alarm-manager events (what `Gateway.evaluate_once` returns); committed at once."""
         for event in events:
             try:
-                msg = event_message(event, site=self.site, gateway=self.gateway_id)
+                msg = event_report(event, site=self.site, gateway=self.gateway_id)
             except ContractError as exc:
                 self._reject(f"alarm event seq={event.seq}: {exc}")
                 continue
@@ -249,6 +246,8 @@ class Uplink:
     def publish_config_status(self, payload: ConfigStatus) -> None:
         """Publish a ConfigStatus (retained, through the outbox, replacing an older unpublished
         one). Call on the event loop."""
+        from gateway.contract.configmsg import ConfigStatus  # (loaded: the caller made one)
+
         if not isinstance(payload, ConfigStatus):
             raise TypeError("publish_config_status takes a ConfigStatus")
         if (payload.site, payload.gateway) != (self.site, self.gateway_id):

@@ -17,7 +17,8 @@ import logging
 from collections.abc import Callable
 
 from gateway.clock import Clock
-from gateway.contract.wire import ContractError, read_ack
+from gateway.contract.inbound import read_ack
+from gateway.contract.vocab import ContractError
 from gateway.ops.connections import RateLimitFilter
 from gateway.uplink.committer import Committer
 from gateway.uplink.delivery import DeliveryTracker, Sent

@@ -25,7 +25,8 @@ from typing import Annotated, Literal
 from gateway.config.duration import Duration
 from gateway.config.names import Name
 from gateway.config.section import Limits, default_factory, defaults, section
-from gateway.contract.wire import DEFAULT_ROOT, ContractError, check_root
+from gateway.contract.channels import check_root
+from gateway.contract.vocab import DEFAULT_ROOT, ContractError
 
 Deadband = Annotated[float, Limits(ge=0, allow_inf_nan=False)]
 """An absolute deadband: finite, not negative."""

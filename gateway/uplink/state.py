@@ -19,23 +19,19 @@ import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from gateway import __version__
 from gateway.alarms.events import AlarmView
 from gateway.clock import Clock
-from gateway.contract.wire import (
-    MAX_ACTIVE_ALARMS,
-    ActiveAlarm,
-    ActiveAlarmsSnapshot,
-    CatalogReport,
-    ContractError,
-    DeliveryTerms,
-    MessageKind,
-    OutboxFigures,
-    StateReport,
-)
+from gateway.contract.alarm_reports import AlarmEntry, SnapshotReport
+from gateway.contract.outbound import CatalogReport, DeliveryTerms, OutboxFigures, StateReport
+from gateway.contract.vocab import MAX_ACTIVE_ALARMS, ContractError, MessageKind
 from gateway.uplink.items import Item
-from gateway.uplink.records import active_alarm
+from gateway.uplink.records import alarm_entry
+
+if TYPE_CHECKING:
+    from gateway.contract.events import ActiveAlarm
 
 log = logging.getLogger("roomwarden.uplink")
 
@@ -44,9 +40,10 @@ STATE_CHECK = 1.0
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 OMITTED_LOG_S = 60.0
 """A snapshot that leaves alarms out is logged at most this often (monotonic seconds)."""
+_Ranked = TypeVar("_Ranked", bound="AlarmEntry | ActiveAlarm")
 
 
-def most_important(alarms: Sequence[ActiveAlarm], limit: int) -> tuple[list[ActiveAlarm], int]:
+def most_important(alarms: Sequence[_Ranked], limit: int) -> tuple[list[_Ranked], int]:
     """At most `limit` of `alarms`, in their own order, and how many were left out: the most
     important kept — annunciated before overlaid (shelved, suppressed, out of service), a real
     alarm before a drill's, then by severity (critical first), then the most recent activation
@@ -83,7 +80,7 @@ class StatePublisher:
         self._delivery = delivery
         self._devices = devices
         self._on_reject = on_reject
-        self.snapshot: ActiveAlarmsSnapshot | None = None
+        self.snapshot: SnapshotReport | None = None
         self._devices_now: tuple[int, int] | None = None
         self._devices_failed = False
         self._config_identity: tuple[str, str] | None = None
@@ -146,10 +143,10 @@ class StatePublisher:
         seq they reflect. More than the contract's `MAX_ACTIVE_ALARMS`: the most important of
         them (`most_important`), the snapshot saying how many were left out (`omitted`, also
         logged at most every `OMITTED_LOG_S`) — never no snapshot at all (F5)."""
-        items: list[ActiveAlarm] = []
+        items: list[AlarmEntry] = []
         for view in alarms:
             try:
-                items.append(active_alarm(view))
+                items.append(alarm_entry(view))
             except ContractError as exc:
                 self._on_reject(f"active alarm {view.key}: {exc}")
         kept, omitted = most_important(items, MAX_ACTIVE_ALARMS)
@@ -159,11 +156,11 @@ class StatePublisher:
                 self._omitted_logged = now
                 log.warning("event=uplink_active_alarms_truncated alarms=%d sent=%d omitted=%d "
                             "limit=%d", len(items), len(kept), omitted, MAX_ACTIVE_ALARMS)
+        snap = SnapshotReport(site=self.site, gateway=self.gateway, ts=self.clock.now_ns(),
+                              seq=seq, alarms=tuple(kept), omitted=omitted or None)
         try:
-            snap = ActiveAlarmsSnapshot(site=self.site, gateway=self.gateway,
-                                        ts=self.clock.now_ns(), seq=seq, alarms=tuple(kept),
-                                        omitted=omitted or None)
-        except ValueError as exc:  # pydantic ValidationError (a bug: the limit is kept above)
+            snap.wire()  # checked here, as the model was (encoded by the writer)
+        except ContractError as exc:  # (a bug: the limit is kept above)
             self._on_reject(f"active alarms snapshot: {exc}")
             return
         self.snapshot = snap

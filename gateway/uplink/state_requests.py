@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gateway.clock import Clock
-from gateway.contract.wire import CommandResult
+
+if TYPE_CHECKING:
+    from gateway.contract.commands import CommandResult
 
 REQUEST_STATE_SPACING = 5.0
 """Seconds between two republishes for `request_state`."""

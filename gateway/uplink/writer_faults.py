@@ -15,9 +15,10 @@ a storage error never ends it (issue D2 of the storage audit):
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
-from gateway.contract.wire import IncidentChunk, MessageKind
+from gateway.contract.vocab import MessageKind
 from gateway.ops.connections import RateLimitFilter
 from gateway.uplink.items import Item
 
@@ -84,7 +85,8 @@ def _state(item: Item) -> bool:
 
 
 def _chunk(item: Item) -> bool:
-    return isinstance(item.payload, IncidentChunk)
+    incidents = sys.modules.get("gateway.contract.incidents")  # (no chunk before it is loaded)
+    return incidents is not None and isinstance(item.payload, incidents.IncidentChunk)
 
 
 def drop_for_room(buffer: list[Item]) -> Item | None:
