@@ -51,6 +51,7 @@ loop (~0.3 s for a full file): it runs while the gateway is built, before its bu
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -58,12 +59,12 @@ import math
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
 from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
 
 from gateway import clocksync
 from gateway.clock import Clock
@@ -285,10 +286,12 @@ def _plain(value: object) -> object:
     and the profiles' would stay in every gateway for this hash alone (the config is checked
     by a child process, gateway.isolated_check; tests/rules/test_warm.py compares the two)."""
     if isinstance(value, BaseModel):
-        return {name: _field(getattr(value, name), info)
+        return {name: _field(getattr(value, name), (*info.metadata, *_metadata(info.annotation)))
                 for name, info in type(value).model_fields.items()}
-    if is_section(type(value)):  # a section (PointOverride): no Duration among its fields
-        return {name: _plain(getattr(value, name)) for name in type(value).__slots__}  # type: ignore[attr-defined]
+    if is_section(type(value)):  # a section (gateway.config.section): its fields, in order
+        hints = _hints(type(value))  # type: ignore[arg-type]
+        return {f.name: _field(getattr(value, f.name), _metadata(hints[f.name]))
+                for f in fields(value)}  # type: ignore[arg-type]
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, float):
@@ -300,13 +303,25 @@ def _plain(value: object) -> object:
     return value
 
 
-def _field(value: object, info: FieldInfo) -> object:
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A section's field annotations, with their `Annotated` metadata."""
+    return get_type_hints(cls, include_extras=True)
+
+
+def _metadata(annotation: object) -> tuple[object, ...]:
+    """The `Annotated` metadata of a field's annotation: its own, and its members' (X | None:
+    the metadata of X)."""
+    found = tuple(getattr(annotation, "__metadata__", ()))
+    for member in get_args(annotation):
+        found += tuple(getattr(member, "__metadata__", ()))
+    return found
+
+
+def _field(value: object, metadata: tuple[object, ...]) -> object:
     """A field's value as `_plain`, through its own JSON serializer if it has one (a
     `Duration`, also as `Duration | None`)."""
     if value is not None:
-        metadata = list(info.metadata)
-        for member in get_args(info.annotation):  # X | None: the metadata of X
-            metadata += getattr(member, "__metadata__", ())
         for item in metadata:
             if isinstance(item, DurationText) and isinstance(value, int | float):
                 return item.to_json(value)  # `Duration`'s text: no other field has its own
