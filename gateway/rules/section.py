@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from gateway.config.duration import DURATION_PATTERN, parse_duration
 from gateway.config.names import Id, Name
-from gateway.config.section import Limits, default_factory, defaults, section
-from gateway.rules.section_markers import KeepsWritten, after, before
+from gateway.config.section import Check, Limits, default_factory, defaults, section
+from gateway.rules.section_markers import KeepsWritten, before
 
 RoomType = Literal["equipment", "data_center", "battery", "energy_storage", "distribution",
                    "ups", "other"]
@@ -123,7 +123,7 @@ def _one_paragraph(text: str) -> str:
 
 
 Response = Annotated[str, Limits(min_length=10, max_length=MAX_RESPONSE),
-                     after(_one_paragraph)]
+                     Check(_one_paragraph)]
 """What the person on site does when an alarm sounds: one paragraph of plain text (no line
 breaks: a card shows it as it is), at most `MAX_RESPONSE` characters."""
 

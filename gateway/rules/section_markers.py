@@ -1,7 +1,7 @@
 """pydantic's own `Annotated` markers for the rule packs' dataclasses, made only when pydantic
-builds a validator or a schema (issue 15): `before(f)` is `BeforeValidator(f)`, `after(f)`
-`AfterValidator(f)`, `tag(t)` `Tag(t)`, `discriminated(f)` `Discriminator(f)` — the same
-core schema, so the same errors and JSON schema —, declared without importing pydantic, so a
+builds a validator or a schema (issue 15): `before(f)` is `BeforeValidator(f)`, `tag(t)`
+`Tag(t)`, `discriminated(f)` `Discriminator(f)` — the same core schema, so the same errors
+and JSON schema —, declared without importing pydantic, so a
 running gateway that unpickles its checked rule packs never imports it for them
 (gateway.config.section says how the config's sections do the same).
 
@@ -27,10 +27,25 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class Pydantic:
-    """pydantic's marker `kind(argument)`, handed to the handler when pydantic builds a schema."""
+class Before:
+    """`BeforeValidator(function)`: the same core schema, built as pydantic's is (on the
+    schema of what precedes it in the `Annotated`, so constraints keep their order)."""
 
-    kind: Literal["BeforeValidator", "AfterValidator", "Tag", "Discriminator"]
+    function: Callable[[Any], Any]
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(self.function, handler(source))
+
+
+@dataclass(frozen=True, slots=True)
+class Pydantic:
+    """pydantic's marker `kind(argument)`, handed to the handler when pydantic builds a schema
+    (alone in its `Annotated`: a marker after it would see the source it hands on)."""
+
+    kind: Literal["Tag", "Discriminator"]
     argument: Any
 
     def __get_pydantic_core_schema__(self, source: Any,
@@ -40,14 +55,9 @@ class Pydantic:
         return handler(Annotated[source, getattr(pydantic, self.kind)(self.argument)])
 
 
-def before(function: Callable[[Any], Any]) -> Pydantic:
-    """`BeforeValidator(function)`."""
-    return Pydantic("BeforeValidator", function)
-
-
-def after(function: Callable[[Any], Any]) -> Pydantic:
-    """`AfterValidator(function)`."""
-    return Pydantic("AfterValidator", function)
+def before(function: Callable[[Any], Any]) -> Before:
+    """`BeforeValidator(function)` (an after-validator is gateway.config.section's `Check`)."""
+    return Before(function)
 
 
 def tag(name: str) -> Pydantic:
