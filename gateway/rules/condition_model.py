@@ -1,11 +1,11 @@
-"""A rule's condition language as pydantic models: scalar types with `$name` parameter
+"""A rule's condition language: scalar types with `$name` parameter
 references, the selection of subjects, signals (value, rate, load, excess …) and conditions
 (compare, stale, flatline, invalid_for, all, any, at_least), with the walks over a condition
 tree (`iter_conditions`, `condition_refs`). gateway.rules.model builds rules and packs on them.
 
 Each is a plain dataclass (gateway.config.section) that pydantic validates in the config
-check's child, through the markers of gateway.rules.section_markers: a running gateway imports
-the module and unpickles its rule packs without pydantic (issue 15).
+check's child, through the markers of gateway.config.section_markers: a running gateway
+imports the module and unpickles its rule packs without pydantic (issue 15).
 """
 
 import re
@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 from gateway.config.duration import parse_duration
 from gateway.config.names import NAME_PATTERN, Name
 from gateway.config.section import Between, Limits, section
+from gateway.config.section_markers import before, discriminated, tag
 from gateway.rules.section import RoomType
-from gateway.rules.section_markers import before, discriminated, tag
 
 _REF = re.compile(r"^\$([a-z][a-z0-9_]*)$")
 _NAME = re.compile(NAME_PATTERN)

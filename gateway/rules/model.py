@@ -34,6 +34,7 @@ from gateway.config.duration import format_duration
 from gateway.config.errors import ConfigError, ConfigErrors, YamlPath
 from gateway.config.names import Name
 from gateway.config.section import Check, Limits, default_factory, section, validator
+from gateway.config.section_markers import KeepsWritten
 from gateway.rules.condition_model import (
     CONDITION_KINDS,
     All,
@@ -70,7 +71,6 @@ from gateway.rules.section import (
     Response,
     RoomType,
 )
-from gateway.rules.section_markers import KeepsWritten
 
 __all__ = [
     "CONDITION_KINDS",

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from gateway.config.duration import DURATION_PATTERN, parse_duration
 from gateway.config.names import Id, Name
 from gateway.config.section import Check, Limits, default_factory, defaults, section
-from gateway.rules.section_markers import KeepsWritten, before
+from gateway.config.section_markers import KeepsWritten, before
 
 RoomType = Literal["equipment", "data_center", "battery", "energy_storage", "distribution",
                    "ups", "other"]

@@ -49,7 +49,7 @@ def errors_of(exc: ValidationError, *, section: bool) -> list[tuple[Any, ...]]:
              model_message(e) if section else e["msg"]) for e in exc.errors()]
 
 
-def outcome(old: type[BaseModel], new: type, data: object) -> tuple[Any, ...]:
+def outcome(old: type[BaseModel], new: type[Any], data: object) -> tuple[Any, ...]:
     """The two validations of `data` compared: their dumps, their written values or their
     errors, each asserted equal; returns what they gave."""
     try:
@@ -59,8 +59,8 @@ def outcome(old: type[BaseModel], new: type, data: object) -> tuple[Any, ...]:
             validator(new).validate_python(data)
         assert errors_of(after.value, section=True) == errors_of(exc, section=False)
         return ("refused", errors_of(exc, section=False))
-    made = validator(new).validate_python(data)
-    adapter = validator(new)
+    adapter: TypeAdapter[Any] = validator(new)
+    made = adapter.validate_python(data)
     assert adapter.dump_python(made) == before.model_dump()
     assert adapter.dump_python(made, mode="json") == before.model_dump(mode="json")
     assert adapter.dump_json(made) == before.model_dump_json().encode()
@@ -71,7 +71,8 @@ def outcome(old: type[BaseModel], new: type, data: object) -> tuple[Any, ...]:
 def written(made: object) -> list[object]:
     """Every value as written of the sections keeping them, in order."""
     found: list[object] = []
-    for rule in getattr(made, "rules", None) or getattr(made, "parameters", ()):
+    held: Any = getattr(made, "rules", None) or getattr(made, "parameters", ())
+    for rule in held:
         names = getattr(rule, rule.WRITTEN)
         found.append([(n, rule.written(n)) for n in names])
         for chemistry in getattr(rule, "chemistry", {}).values():
@@ -108,7 +109,8 @@ def test_the_json_schemas_and_keys_are_the_same() -> None:
     assert adapter_schema(validator(m.RulePack)) == model_schema(original.RulePack)
     assert adapter_schema(validator(RulesSection)) == model_schema(original_section.RulesSection)
     # `check`'s known keys ("did you mean"), of the sections a gateway config holds
-    pairs = [(ParameterOverride, original_section.ParameterOverride),
+    pairs: list[tuple[type, type[BaseModel]]] = [
+        (ParameterOverride, original_section.ParameterOverride),
              (RulesSection, original_section.RulesSection)]
     assert [list(_keys(new)) for new, _ in pairs] == \
         [[info.alias or name for name, info in old.model_fields.items()] for _, old in pairs]
@@ -140,8 +142,8 @@ def _dicts(data: object, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 @st.composite
-def near_miss(draw: st.DrawFn, base: object) -> object:
-    data = copy.deepcopy(base)
+def near_miss(draw: st.DrawFn, base: object) -> Any:
+    data: Any = copy.deepcopy(base)
     for _ in range(draw(st.integers(1, 2))):
         place = data
         for part in draw(st.sampled_from(_dicts(data))):
@@ -155,7 +157,7 @@ def near_miss(draw: st.DrawFn, base: object) -> object:
     return data
 
 
-def _checked_both(data: object) -> object:
+def _checked_both(data: object) -> tuple[object, object]:
     with tempfile.TemporaryDirectory() as where:
         name = data.get("pack") if isinstance(data, dict) else None
         path = Path(where, f"{name if isinstance(name, str) else 'x'}.yaml")

@@ -1,9 +1,9 @@
 """pydantic's own `Annotated` markers for the rule packs' dataclasses, made only when pydantic
 builds a validator or a schema (issue 15): `before(f)` is `BeforeValidator(f)`, `tag(t)`
 `Tag(t)`, `discriminated(f)` `Discriminator(f)` — the same core schema, so the same errors
-and JSON schema —, declared without importing pydantic, so a
-running gateway that unpickles its checked rule packs never imports it for them
-(gateway.config.section says how the config's sections do the same).
+and JSON schema —, declared without importing pydantic, so a running gateway that unpickles
+its checked rule packs never imports it for them (gateway.config.section says how the
+config's sections do the same).
 
 `KeepsWritten` keeps beside a section's validated parameter values (numbers of seconds) the
 values as the file has them (`5m`), for the check of their kinds: what a pydantic model kept
