@@ -1,47 +1,28 @@
-"""A rule's condition language as pydantic models: scalar types with `$name` parameter
-references, the selection of subjects, signals (value, rate, load, excess …) and conditions
-(compare, stale, flatline, invalid_for, all, any, at_least), with the walks over a condition
-tree (`iter_conditions`, `condition_refs`). gateway.rules.model builds rules and packs on them.
-"""
+"""gateway/rules/condition_model.py as pydantic models, at 9d61447
+(tests/rules/test_rule_sections.py): its classes and walks verbatim; the scalar parsers, which
+have no pydantic in them, imported from the converted module, which kept them unchanged."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
 
 from gateway.config.duration import parse_duration
-from gateway.config.profile import NAME_PATTERN, Name, Strict
+from gateway.config.profile import Name, Strict
+from gateway.rules.condition_model import (
+    _REF,
+    CONDITION_KINDS,
+    Scalar,
+    SignalName,
+    _names,
+    _number,
+    _ref_or,
+)
 from tests.rules.originals.section import RoomType
 
-_REF = re.compile(r"^\$([a-z][a-z0-9_]*)$")
-_NAME = re.compile(NAME_PATTERN)
-
-
-# --- scalar types ---------------------------------------------------------------------------
-
-
-
-def _ref_or(parse: Any) -> Any:
-    def validator(value: object) -> object:
-        if isinstance(value, str) and value.startswith("$"):
-            if not _REF.match(value):
-                raise ValueError(f"{value!r} is not a parameter reference; write $name "
-                                 "(lower case, digits, underscores)")
-            return value
-        return parse(value)
-    return validator
-
-
-def _number(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("expected a number or a $parameter")
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError("expected a finite number")
-    return float(value)
-
+__all__ = ["CONDITION_KINDS", "Scalar", "SignalName"]
 
 Num = Annotated[float | str, BeforeValidator(_ref_or(_number))]
 """A number, or `$name` of one of the rule's parameters."""
@@ -49,21 +30,10 @@ Dur = Annotated[float | str, BeforeValidator(_ref_or(parse_duration))]
 """A duration (`5s`, `2m`, a number of seconds), or `$name`."""
 
 
-def _names(value: object) -> object:
-    """One name or a list of names → a tuple."""
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list):
-        return tuple(value)
-    return value
-
-
 Names = Annotated[tuple[Name, ...], BeforeValidator(_names)]
 RoomTypes = Annotated[tuple[RoomType, ...], BeforeValidator(_names)]
 Ids = Annotated[tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], ...],
                 BeforeValidator(_names)]
-Scalar = bool | int | float | str
-"""What `equals`/`in` compare with: a flag, a number, or an enum label."""
 
 
 # --- selection ------------------------------------------------------------------------------
@@ -127,12 +97,6 @@ class ExcessSignal(Strict):
 
     excess_over: Names
 
-
-SignalName = Literal["value", "spread", "unbalance", "dew_point", "mean", "outlier"]
-"""`value`: each point's value (the worst member of a group); `spread`: max − min of the
-members (redundant sensors); `unbalance`: max |V − mean| / mean in % of a device's phase
-voltages; `dew_point`: Magnus dew point from temperature and relative_humidity; `mean`;
-`outlier`: the largest distance of a member from the group's median (needs 3 members)."""
 
 Signal = SignalName | RateSignal | LoadSignal | ExcessSignal
 
@@ -244,9 +208,6 @@ class AtLeastSpec(Strict):
 
 class AtLeast(Strict):
     at_least: AtLeastSpec
-
-
-CONDITION_KINDS = ("all", "any", "at_least", "stale", "flatline", "invalid_for")
 
 
 def _condition_kind(value: Any) -> str:

@@ -1,25 +1,6 @@
-"""Rule packs as data: pydantic models of `edge_rules/<pack>.yaml` and their loader.
-
-A pack holds rules; a rule selects its subjects (points, devices or rooms) by quantity and
-location, names its thresholds as parameters with defaults, and states its condition as
-structured YAML (never an evaluated string). Parameters are referenced as `$name`.
-
-    pack: explosion
-    title: Explosive gas
-    rules:
-      - id: h2_alarm
-        title: Hydrogen at 25 % LEL
-        severity: critical
-        basis: "IBC §420.6.1 (detector acts at ≤ 25 % LFL); GB 51048-2014 §9.0.2"
-        parameters: {alarm_lel: 25, deadband: 2, delay: 5s}
-        select: {quantity: h2_lel}
-        condition: {at_or_above: $alarm_lel, deadband: $deadband, on_delay: $delay}
-        actions: [exhaust_fan, alarm_panel]
-
-The condition language (selection, signals, conditions) is gateway.rules.condition_model's,
-re-exported here. Errors name the file, the YAML path, the line and the reason
-(gateway.config.errors.ConfigError).
-"""
+"""gateway/rules/model.py as pydantic models, at 9d61447 (tests/rules/test_rule_sections.py):
+its classes, walks and loader verbatim; its tables imported from the converted module, which
+kept them unchanged."""
 
 from __future__ import annotations
 
@@ -40,89 +21,27 @@ from gateway.alarms.types import Severity
 from gateway.config.duration import format_duration
 from gateway.config.errors import ConfigError, ConfigErrors, YamlPath
 from gateway.config.profile import Name, Strict
+from gateway.rules.model import _TAG_PARTS, _THRESHOLDS, _WHAT, DEVICE_ONLINE
 from tests.rules.originals.condition_model import (
-    CONDITION_KINDS,
-    All,
-    AnyOf,
-    AtLeast,
-    AtLeastSpec,
     Compare,
     Condition,
     Dur,
-    ExcessSignal,
-    Flatline,
-    FlatlineSpec,
-    Ids,
-    Invalid,
     LoadSignal,
-    LoadSpec,
     Names,
     Num,
     RateSignal,
-    RateSpec,
     RoomTypes,
-    Scalar,
     Select,
     Signal,
-    SignalName,
-    Stale,
     condition_refs,
-    iter_conditions,
 )
 from tests.rules.originals.section import (
     KeepsWritten,
     ParamKind,
     ParamValue,
     Response,
-    RoomType,
     parse_param_value,
 )
-
-__all__ = [
-    "CONDITION_KINDS",
-    "DEVICE_ONLINE",
-    "ActionRole",
-    "All",
-    "AnyOf",
-    "AtLeast",
-    "AtLeastSpec",
-    "Chemistry",
-    "ChemistryDefaults",
-    "Compare",
-    "Condition",
-    "Dur",
-    "Escalation",
-    "ExcessSignal",
-    "Flatline",
-    "FlatlineSpec",
-    "Ids",
-    "Invalid",
-    "LoadSignal",
-    "LoadSpec",
-    "Names",
-    "Num",
-    "ParamKind",
-    "RateSignal",
-    "RateSpec",
-    "RoomType",
-    "RoomTypes",
-    "Rule",
-    "RulePack",
-    "Scalar",
-    "Select",
-    "Signal",
-    "SignalName",
-    "Stale",
-    "SupervisedAlarm",
-    "condition_refs",
-    "iter_conditions",
-    "load_pack",
-    "parameter_kinds",
-]
-
-DEVICE_ONLINE = "device_online"
-"""Pseudo-quantity of the `<device>.online` point every device reports."""
-
 
 # --- rules and packs ------------------------------------------------------------------------
 
@@ -288,20 +207,6 @@ def _threshold(signal: Signal) -> str:
             "a threshold in the point's unit")
 
 
-_WHAT: dict[tuple[str, str], str] = {
-    ("Compare", "deadband"): "a deadband in the threshold's unit",
-    ("LoadSpec", "rating"): "a current rating in A",
-    ("RateSpec", "confidence"): "the rate's confidence, in standard errors",
-    ("FlatlineSpec", "epsilon"): "the flatline's epsilon, in the point's unit",
-    ("AtLeastSpec", "count"): "how many, a whole number",
-    ("FlatlineSpec", "window"): "the flatline's window",
-    ("RateSpec", "window"): "the rate's window",
-    ("RateSpec", "per"): "the rate's time unit, per",
-    ("RateSpec", "min_span"): "the rate's min_span",
-}
-_THRESHOLDS = frozenset({"above", "at_or_above", "below", "at_or_below", "outside"})
-
-
 def _slots(node: BaseModel) -> Iterator[tuple[str, ParamKind]]:
     """(parameter, kind) for every `$name` in `node` and the models under it."""
     model = type(node)
@@ -384,8 +289,3 @@ def load_pack(path: Path) -> RulePack:
     if errors:
         raise ConfigErrors(errors)
     return pack
-
-
-_TAG_PARTS = frozenset({*CONDITION_KINDS, "compare", "function-after", "function-before", "str",
-              "float", "bool", "int", "tuple[...]", "RateSignal", "LoadSignal", "ExcessSignal",
-              "literal['value','spread','unbalance','dew_point','mean','outlier']"})
