@@ -25,6 +25,7 @@ from gateway.config.errors import ConfigErrors
 from gateway.config.schema import adapter_schema, model_schema
 from gateway.config.section import model_message, validator
 from gateway.config.yamlfile import pydantic_errors, read_yaml
+from gateway.recorder.settings import RecorderSettings
 from gateway.rules import model as m
 from gateway.rules.section import ParameterOverride, RulesSection
 from gateway.rules.warm import _plain
@@ -104,6 +105,14 @@ def test_every_pack_reads_as_it_did(path: Path) -> None:
 def test_the_warm_walk_dumps_a_pack_as_pydantic(pack: str) -> None:
     made = validator(m.RulePack).validate_python(SHIPPED[pack])
     assert _plain(made) == validator(m.RulePack).dump_python(made, mode="json")
+
+
+def test_the_warm_walk_writes_a_section_s_durations_as_pydantic() -> None:
+    """A section's `Duration` (`Duration | None`) as its text, as a model's (Device's
+    poll_interval, once Device is a section): what the warm-start fingerprints hash."""
+    made = RecorderSettings(window=300.0, max_points=12)
+    assert _plain(made) == validator(RecorderSettings).dump_python(made, mode="json")
+    assert _plain(made)["window"] == "5m"  # type: ignore[index]
 
 
 def test_the_json_schemas_and_keys_are_the_same() -> None:
