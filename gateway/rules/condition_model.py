@@ -1,19 +1,22 @@
-"""A rule's condition language as pydantic models: scalar types with `$name` parameter
+"""A rule's condition language: scalar types with `$name` parameter
 references, the selection of subjects, signals (value, rate, load, excess …) and conditions
 (compare, stale, flatline, invalid_for, all, any, at_least), with the walks over a condition
 tree (`iter_conditions`, `condition_refs`). gateway.rules.model builds rules and packs on them.
-"""
 
-from __future__ import annotations
+Each is a plain dataclass (gateway.config.section) that pydantic validates in the config
+check's child, through the markers of gateway.config.section_markers: a running gateway
+imports the module and unpickles its rule packs without pydantic (issue 15).
+"""
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, model_validator
-
 from gateway.config.duration import parse_duration
-from gateway.config.profile import NAME_PATTERN, Name, Strict
+from gateway.config.names import NAME_PATTERN, Name
+from gateway.config.section import Between, Limits, section
+from gateway.config.section_markers import before, discriminated, tag
 from gateway.rules.section import RoomType
 
 _REF = re.compile(r"^\$([a-z][a-z0-9_]*)$")
@@ -43,9 +46,9 @@ def _number(value: object) -> float:
     return float(value)
 
 
-Num = Annotated[float | str, BeforeValidator(_ref_or(_number))]
+Num = Annotated[float | str, before(_ref_or(_number))]
 """A number, or `$name` of one of the rule's parameters."""
-Dur = Annotated[float | str, BeforeValidator(_ref_or(parse_duration))]
+Dur = Annotated[float | str, before(_ref_or(parse_duration))]
 """A duration (`5s`, `2m`, a number of seconds), or `$name`."""
 
 
@@ -58,10 +61,10 @@ def _names(value: object) -> object:
     return value
 
 
-Names = Annotated[tuple[Name, ...], BeforeValidator(_names)]
-RoomTypes = Annotated[tuple[RoomType, ...], BeforeValidator(_names)]
-Ids = Annotated[tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], ...],
-                BeforeValidator(_names)]
+Names = Annotated[tuple[Name, ...], before(_names)]
+RoomTypes = Annotated[tuple[RoomType, ...], before(_names)]
+Ids = Annotated[tuple[Annotated[str, Limits(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], ...],
+                before(_names)]
 Scalar = bool | int | float | str
 """What `equals`/`in` compare with: a flag, a number, or an enum label."""
 
@@ -69,7 +72,9 @@ Scalar = bool | int | float | str
 # --- selection ------------------------------------------------------------------------------
 
 
-class Select(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Select:
     """Which points a rule looks at; the rule's `subject` then groups them per point, device
     or room. Every given filter must match. No `quantity` = every point with a quantity."""
 
@@ -81,19 +86,21 @@ class Select(Strict):
     device_has: Names | None = None
     """Only devices that have a point of one of these quantities (e.g. the detector's own
     fault flag, only on H2 detectors)."""
-    min_members: Annotated[int, Field(ge=1, le=1000)] = 1
+    min_members: Annotated[int, Between(ge=1, le=1000)] = 1
     """Bind a device/room subject only when it has at least this many selected points."""
 
 
 # --- signals --------------------------------------------------------------------------------
 
 
-class RateSpec(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateSpec:
     window: Dur
     """Samples older than this are left out of the slope."""
     per: Dur = 60.0
     """The rate's time unit: 60 s gives units per minute (°C/min)."""
-    min_samples: Annotated[int, Field(ge=2, le=256)] = 3
+    min_samples: Annotated[int, Between(ge=2, le=256)] = 3
     absolute: bool = False
     """Use the magnitude of the slope (rising or falling)."""
     min_span: Dur | None = None
@@ -104,24 +111,32 @@ class RateSpec(Strict):
     (never past zero), so a short or noisy span cannot pass for a trend."""
 
 
-class RateSignal(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateSignal:
     """Least-squares slope of each point over a window (the fastest member for a group)."""
 
     rate: RateSpec
 
 
-class LoadSpec(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadSpec:
     rating: Num
     """The breaker/branch rating in A, normally a per-device parameter with no default."""
 
 
-class LoadSignal(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadSignal:
     """Largest member current as % of the rating."""
 
     load_pct: LoadSpec
 
 
-class ExcessSignal(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExcessSignal:
     """How far the hottest member (not of the reference quantities) stands above the mean of
     the members of the reference quantities: a battery block above the room air."""
 
@@ -140,7 +155,9 @@ Signal = SignalName | RateSignal | LoadSignal | ExcessSignal
 # --- conditions -----------------------------------------------------------------------------
 
 
-class Compare(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Compare:
     """A test of a signal with hysteresis and delays. Exactly one of the tests is given."""
 
     quantity: Names | None = None
@@ -153,7 +170,8 @@ class Compare(Strict):
     outside: tuple[Num, Num] | None = None
     """[low, high]: active below low or above high."""
     equals: Scalar | None = None
-    in_: tuple[Scalar, ...] | None = Field(default=None, alias="in")
+    # `in:` in a file: pydantic reads a dataclass field's metadata as `Field(...)`'s arguments
+    in_: tuple[Scalar, ...] | None = field(default=None, metadata={"alias": "in"})
     deadband: Num = 0.0
     """Returns to normal only past limit ∓ deadband (hysteresis)."""
     on_delay: Dur = 0.0
@@ -161,8 +179,7 @@ class Compare(Strict):
     off_delay: Dur = 0.0
     """The test must be false continuously this long before the condition clears."""
 
-    @model_validator(mode="after")
-    def _one_test(self) -> Compare:
+    def __post_init__(self) -> None:
         given = [name for name in ("above", "at_or_above", "below", "at_or_below", "outside",
                                    "equals", "in_") if getattr(self, name) is not None]
         if len(given) != 1:
@@ -173,7 +190,6 @@ class Compare(Strict):
             raise ValueError("equals/in compare the points' own values: signal must be value")
         if given[0] in ("equals", "in_") and self.deadband not in (0, 0.0):
             raise ValueError("deadband applies to numeric limits, not to equals/in")
-        return self
 
     @property
     def test(self) -> str:
@@ -183,7 +199,9 @@ class Compare(Strict):
         return "in"
 
 
-class Stale(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stale:
     """No good sample of the point for this long (while its device is not reported offline:
     the offline rule covers that)."""
 
@@ -192,44 +210,55 @@ class Stale(Strict):
     include_offline: bool = False
 
 
-class FlatlineSpec(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlatlineSpec:
     window: Dur
     epsilon: Num = 0.0
     """Stuck when every good value over `window` lies within a range of at most epsilon."""
 
 
-class Flatline(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flatline:
     quantity: Names | None = None
     flatline: FlatlineSpec
 
 
-class Invalid(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Invalid:
     """The latest samples have had quality `invalid` (out of range, undecodable) this long."""
 
     quantity: Names | None = None
     invalid_for: Dur
 
 
-class All(Strict):
-    all: tuple[Condition, ...] = Field(min_length=1)
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class All:
+    all: Annotated[tuple["Condition", ...], Limits(min_length=1)]
 
 
-class AnyOf(Strict):
-    any: tuple[Condition, ...] = Field(min_length=1)
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnyOf:
+    any: Annotated[tuple["Condition", ...], Limits(min_length=1)]
 
 
-class AtLeastSpec(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AtLeastSpec:
     count: Num
     """How many (a whole number ≥ 1, or `$name`)."""
-    of: tuple[Condition, ...] | None = None
+    of: tuple["Condition", ...] | None = None
     """k of these conditions."""
-    each: Condition | None = None
+    each: "Condition | None" = None
     """k of the subject's points for which this condition holds (k independent devices)."""
     distinct: Literal["device", "point"] = "device"
     """With `each`: count distinct devices (independent detectors) or points."""
 
-    @model_validator(mode="after")
-    def _one_source(self) -> AtLeastSpec:
+    def __post_init__(self) -> None:
         if (self.of is None) == (self.each is None):
             raise ValueError("at_least needs exactly one of `of` (conditions) or `each` "
                              "(a condition per point)")
@@ -239,10 +268,11 @@ class AtLeastSpec(Strict):
             if self.of is not None and len(self.of) < self.count:
                 raise ValueError(f"at_least {self.count:g} of {len(self.of)} conditions can "
                                  f"never hold")
-        return self
 
 
-class AtLeast(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AtLeast:
     at_least: AtLeastSpec
 
 
@@ -263,17 +293,17 @@ def _condition_kind(value: Any) -> str:
 
 
 Condition = Annotated[
-    Annotated[Compare, Tag("compare")]
-    | Annotated[All, Tag("all")]
-    | Annotated[AnyOf, Tag("any")]
-    | Annotated[AtLeast, Tag("at_least")]
-    | Annotated[Stale, Tag("stale")]
-    | Annotated[Flatline, Tag("flatline")]
-    | Annotated[Invalid, Tag("invalid_for")],
-    Discriminator(_condition_kind),
+    Annotated[Compare, tag("compare")]
+    | Annotated[All, tag("all")]
+    | Annotated[AnyOf, tag("any")]
+    | Annotated[AtLeast, tag("at_least")]
+    | Annotated[Stale, tag("stale")]
+    | Annotated[Flatline, tag("flatline")]
+    | Annotated[Invalid, tag("invalid_for")],
+    discriminated(_condition_kind),
 ]
-# All, AnyOf and AtLeast(Spec) name `Condition` before it exists: pydantic resolves it when
-# they are first validated (defer_build), not at import (issue 15).
+# All, AnyOf and AtLeast(Spec) name `Condition` before it exists (as text): pydantic resolves
+# it when it builds their validator, in the config check's child.
 
 
 def iter_conditions(condition: Condition) -> Iterator[Condition]:
@@ -299,19 +329,19 @@ def _refs_in(value: object) -> Iterator[str]:
     elif isinstance(value, tuple | list):
         for item in value:
             yield from _refs_in(item)
-    elif isinstance(value, Strict):
-        for name in type(value).model_fields:
-            yield from _refs_in(getattr(value, name))
+    elif is_dataclass(value):
+        for f in fields(value):
+            yield from _refs_in(getattr(value, f.name))
 
 
 def condition_refs(condition: Condition) -> set[str]:
     """Names of the parameters a condition refers to."""
     refs: set[str] = set()
     for node in iter_conditions(condition):
-        for name in type(node).model_fields:
-            if name in ("all", "any", "at_least"):
+        for f in fields(node):
+            if f.name in ("all", "any", "at_least"):
                 continue
-            refs.update(_refs_in(getattr(node, name)))
+            refs.update(_refs_in(getattr(node, f.name)))
         if isinstance(node, AtLeast):
             refs.update(_refs_in(node.at_least.count))
     return refs

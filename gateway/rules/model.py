@@ -1,4 +1,4 @@
-"""Rule packs as data: pydantic models of `edge_rules/<pack>.yaml` and their loader.
+"""Rule packs as data: the sections of `edge_rules/<pack>.yaml` and their loader.
 
 A pack holds rules; a rule selects its subjects (points, devices or rooms) by quantity and
 location, names its thresholds as parameters with defaults, and states its condition as
@@ -18,28 +18,23 @@ structured YAML (never an evaluated string). Parameters are referenced as `$name
 
 The condition language (selection, signals, conditions) is gateway.rules.condition_model's,
 re-exported here. Errors name the file, the YAML path, the line and the reason
-(gateway.config.errors.ConfigError).
+(gateway.config.errors.ConfigError). The classes are plain dataclasses (gateway.config.section)
+that pydantic validates when a pack is loaded, in the config check's child: a running gateway
+unpickles its checked packs without pydantic (issue 15).
 """
 
-from __future__ import annotations
-
+import functools
 from collections.abc import Iterator
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
-
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from typing import Annotated, Any, Literal, get_args, get_type_hints
 
 from gateway.alarms.types import Severity
 from gateway.config.duration import format_duration
 from gateway.config.errors import ConfigError, ConfigErrors, YamlPath
-from gateway.config.profile import Name, Strict
+from gateway.config.names import Name
+from gateway.config.section import Check, Limits, default_factory, section, validator
+from gateway.config.section_markers import KeepsWritten
 from gateway.rules.condition_model import (
     CONDITION_KINDS,
     All,
@@ -70,12 +65,11 @@ from gateway.rules.condition_model import (
     iter_conditions,
 )
 from gateway.rules.section import (
-    KeepsWritten,
     ParamKind,
+    Params,
     ParamValue,
     Response,
     RoomType,
-    parse_param_value,
 )
 
 __all__ = [
@@ -135,50 +129,51 @@ Chemistry = Literal["vrla", "vla", "lfp", "nmc"]
 """Battery chemistries a room or device may declare (gateway.config.site.Chemistry)."""
 
 
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChemistryDefaults(KeepsWritten):
     """A rule's parameter defaults for one battery chemistry, with their basis."""
 
-    set: dict[Name, Annotated[ParamValue, BeforeValidator(parse_param_value)]] = \
-        Field(min_length=1)
-    basis: str = Field(min_length=5)
+    set: Annotated[Params, Limits(min_length=1)]
+    basis: Annotated[str, Limits(min_length=5)]
 
 
+def _unique_actions(actions: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(actions)) != len(actions):
+        raise ValueError("an action role is listed twice")
+    return actions
+
+
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Rule(KeepsWritten):
     WRITTEN = "parameters"
     id: Name
-    title: str = Field(min_length=3)
+    title: Annotated[str, Limits(min_length=3)]
     severity: Severity
-    basis: str = Field(min_length=5)
+    basis: Annotated[str, Limits(min_length=5)]
     """The standard and clause the threshold rests on, or `vendor default: …`."""
     description: str | None = None
     response: Response | None = None
     """What the person on site does when the alarm sounds, first things first (ISA-18.2's
     alarm response: the corrective action written down with the alarm, not looked up at
     3 a.m.). Shown on the panel's alarm card; a site's `rules: responses:` replaces it."""
-    parameters: dict[Name, Annotated[ParamValue, BeforeValidator(parse_param_value)]] = {}
+    parameters: Params = default_factory(dict)
     select: Select
     subject: Literal["point", "device", "room"] = "point"
     condition: Condition
-    actions: tuple[ActionRole, ...] = ()
+    actions: Annotated[tuple[ActionRole, ...], Check(_unique_actions)] = ()
     latching: bool = False
     trouble: bool = False
     """The alarm is about the devices themselves (a detector failed, monitoring lost), not a
     hazard they measure: held while a config is on trial (gateway.flashing.trial), as the
     sensor_health pack's are, so a candidate that misreads its devices costs nothing if it is
     rolled back."""
-    chemistry: dict[Chemistry, ChemistryDefaults] = {}
+    chemistry: dict[Chemistry, ChemistryDefaults] = default_factory(dict)
     """Parameter defaults per battery chemistry of the subject's device or room; a site's
     `rules: parameters:` overrides still win."""
 
-    @field_validator("actions")
-    @classmethod
-    def _unique_actions(cls, actions: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(actions)) != len(actions):
-            raise ValueError("an action role is listed twice")
-        return actions
-
-    @model_validator(mode="after")
-    def _parameters_used(self) -> Rule:
+    def __post_init__(self) -> None:
         refs = condition_refs(self.condition)
         unknown = sorted(refs - set(self.parameters))
         if unknown:
@@ -195,50 +190,53 @@ class Rule(KeepsWritten):
             extra = sorted(set(defaults.set) - set(self.parameters))
             if extra:
                 raise ValueError(f"chemistry {chemistry}: no parameter(s) {', '.join(extra)}")
-        return self
 
 
 SupervisedAlarm = Literal["output_no_feedback", "output_unexpected_feedback"]
 
 
-class Escalation(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Escalation:
     """An output supervision alarm (`actions.output_no_feedback` …) made more severe, with
     more actions, while a hazard is present in a room the output serves: an exhaust fan that
     does not run while hydrogen is above warning is critical and stops the charging."""
 
     id: Name
-    title: str = Field(min_length=3)
+    title: Annotated[str, Limits(min_length=3)]
     alarm: SupervisedAlarm
     roles: Names
     """Output roles this applies to (`exhaust_fan`)."""
     room_type: RoomTypes | None = None
     """Only outputs serving a room of these types."""
-    while_active: tuple[Annotated[str, Field(min_length=3)], ...] = Field(min_length=1)
+    while_active: Annotated[tuple[Annotated[str, Limits(min_length=3)], ...],
+                            Limits(min_length=1)]
     """Rule ids (fnmatch patterns) of which an alarm with its condition present in one of
     the output's rooms escalates it."""
     severity: Severity
-    basis: str = Field(min_length=5)
+    basis: Annotated[str, Limits(min_length=5)]
     actions: tuple[ActionRole, ...] = ()
     response: Response | None = None
     """What the person on site does (as `Rule.response`)."""
 
 
-class RulePack(Strict):
-    pack: Name
-    title: str = Field(min_length=3)
-    description: str | None = None
-    rules: tuple[Rule, ...] = Field(min_length=1)
-    escalations: tuple[Escalation, ...] = ()
+def _unique_ids(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise ValueError(f"rule id {rule.id!r} is used twice in this pack")
+        seen.add(rule.id)
+    return rules
 
-    @field_validator("rules")
-    @classmethod
-    def _unique_ids(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
-        seen: set[str] = set()
-        for rule in rules:
-            if rule.id in seen:
-                raise ValueError(f"rule id {rule.id!r} is used twice in this pack")
-            seen.add(rule.id)
-        return rules
+
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RulePack:
+    pack: Name
+    title: Annotated[str, Limits(min_length=3)]
+    description: str | None = None
+    rules: Annotated[tuple[Rule, ...], Limits(min_length=1), Check(_unique_ids)]
+    escalations: tuple[Escalation, ...] = ()
 
     def full_id(self, rule: Rule) -> str:
         return f"{self.pack}.{rule.id}"
@@ -256,20 +254,24 @@ _DUR = get_args(Dur)[1]
 """The validators that make a field of the condition language a `Num` or a `Dur`."""
 
 
-def _field_kind(model: type[BaseModel], field: str) -> Literal["number", "duration"] | None:
+@functools.cache
+def _hints(model: type) -> dict[str, Any]:
+    """The annotations of `model`'s fields, with their `Annotated` metadata."""
+    return get_type_hints(model, include_extras=True)
+
+
+def _field_kind(model: type, field: str) -> Literal["number", "duration"] | None:
     """`number` for a `Num` field of the condition language (`above`, `deadband`, `count`,
     `outside`'s pair …), `duration` for a `Dur` one (`on_delay`, `stale`, `window` …), None
     for others (`equals` …): read from the annotation, so a field added to
     gateway.rules.condition_model is judged by the type it is given."""
-    info = model.model_fields[field]
-
     def metadata(annotation: Any) -> Iterator[Any]:
         yield from getattr(annotation, "__metadata__", ())
         for arg in get_args(annotation):
             yield from metadata(arg)
 
     found: set[Literal["number", "duration"]] = set()
-    for meta in (*info.metadata, *metadata(info.annotation)):
+    for meta in metadata(_hints(model)[field]):
         if meta is _NUM or meta is _DUR:
             found.add("number" if meta is _NUM else "duration")
     return found.pop() if len(found) == 1 else None
@@ -302,13 +304,14 @@ _WHAT: dict[tuple[str, str], str] = {
 _THRESHOLDS = frozenset({"above", "at_or_above", "below", "at_or_below", "outside"})
 
 
-def _slots(node: BaseModel) -> Iterator[tuple[str, ParamKind]]:
-    """(parameter, kind) for every `$name` in `node` and the models under it."""
+def _slots(node: Any) -> Iterator[tuple[str, ParamKind]]:
+    """(parameter, kind) for every `$name` in `node` and the sections under it."""
     model = type(node)
-    for field in model.model_fields:
+    for f in fields(model):
+        field = f.name
         value = getattr(node, field)
         for item in value if isinstance(value, tuple) else (value,):
-            if isinstance(item, BaseModel):
+            if is_dataclass(item):
                 yield from _slots(item)
             elif isinstance(item, str) and item.startswith("$"):
                 kind = _field_kind(model, field)
@@ -360,12 +363,14 @@ def load_pack(path: Path) -> RulePack:
     """Load and validate one pack file; raise ConfigErrors naming file, path, line, reason.
     (The YAML reader is imported here: a running gateway gets its packs checked and never
     reads one itself, issue 15.)"""
+    from pydantic import ValidationError
+
     from gateway.config.yamlfile import pydantic_errors, read_yaml
 
     name = str(path)
     data, lines = read_yaml(path)
     try:
-        pack = RulePack.model_validate(data)
+        pack = validator(RulePack).validate_python(data)
     except ValidationError as exc:
         raise ConfigErrors(pydantic_errors(exc, name, lines, tags=_TAG_PARTS)) from exc
     if pack.pack != path.stem:

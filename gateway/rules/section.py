@@ -1,25 +1,18 @@
 """The `rules:` section of a gateway config: which packs, disabled rules, parameter overrides.
 
-A leaf module (no loader imports), so the gateway config model can hold it."""
-
-from __future__ import annotations
+A leaf module (no loader imports), so the gateway config model can hold it. Its sections are
+plain dataclasses (gateway.config.section) that pydantic validates in the config check's
+child: a running gateway imports this module without pydantic (issue 15)."""
 
 import math
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal, Self
-
-from pydantic import (
-    AfterValidator,
-    BeforeValidator,
-    Field,
-    ModelWrapValidatorHandler,
-    PrivateAttr,
-    model_validator,
-)
+from typing import Annotated, Literal
 
 from gateway.config.duration import DURATION_PATTERN, parse_duration
-from gateway.config.profile import Id, Name, Strict
+from gateway.config.names import Id, Name
+from gateway.config.section import Check, Limits, default_factory, defaults, section
+from gateway.config.section_markers import KeepsWritten, before
 
 RoomType = Literal["equipment", "data_center", "battery", "energy_storage", "distribution",
                    "ups", "other"]
@@ -116,31 +109,7 @@ class ParamKind:
         return f"is {kind}, not {_yaml_text(written)}"
 
 
-class KeepsWritten(Strict):
-    """A model with a mapping of parameter values (`WRITTEN`: `set`, a rule's `parameters`)
-    that keeps them as the file has them (`5m`, not 300.0) beside the values (numbers of
-    seconds, what the engine uses), for the check of their kinds (`ParamKind.problem`)."""
-
-    WRITTEN: ClassVar[str] = "set"
-    _written: dict[str, object] = PrivateAttr(default_factory=dict)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _keep_written(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
-        model = handler(data)
-        values = data.get(cls.WRITTEN) if isinstance(data, dict) else None
-        if isinstance(values, dict):
-            model._written = dict(values)
-        return model
-
-    def written(self, name: str) -> object:
-        """The value of parameter `name` as the file has it, else as validated."""
-        written = (self.__pydantic_private__ or {}).get("_written") or {}
-        values: dict[str, ParamValue] = getattr(self, self.WRITTEN)
-        return written.get(name, values.get(name))
-
-
-RuleId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$", max_length=129)]
+RuleId = Annotated[str, Limits(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$", max_length=129)]
 """A full rule id, `<pack>.<rule>`."""
 
 MAX_RESPONSE = 400
@@ -153,12 +122,18 @@ def _one_paragraph(text: str) -> str:
     return text
 
 
-Response = Annotated[str, Field(min_length=10, max_length=MAX_RESPONSE),
-                     AfterValidator(_one_paragraph)]
+Response = Annotated[str, Limits(min_length=10, max_length=MAX_RESPONSE),
+                     Check(_one_paragraph)]
 """What the person on site does when an alarm sounds: one paragraph of plain text (no line
 breaks: a card shows it as it is), at most `MAX_RESPONSE` characters."""
 
 
+Params = dict[Name, Annotated[ParamValue, before(parse_param_value)]]
+"""Parameter values by name, each parsed by `parse_param_value`."""
+
+
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParameterOverride(KeepsWritten):
     rule: RuleId
     """The rule whose parameters change (`fire.heat_fixed`)."""
@@ -168,17 +143,14 @@ class ParameterOverride(KeepsWritten):
     """Only for this room."""
     room_type: RoomType | None = None
     """Only for rooms of this type."""
-    set: dict[Name, Annotated[ParamValue, BeforeValidator(parse_param_value)]] = Field(
-        min_length=1)
+    set: Annotated[Params, Limits(min_length=1)]
     """Parameter values (`{limit: 60}`; durations with units)."""
 
-    @model_validator(mode="after")
-    def _one_scope(self) -> ParameterOverride:
+    def __post_init__(self) -> None:
         scopes = [s for s in ("device", "room", "room_type") if getattr(self, s) is not None]
         if len(scopes) > 1:
             raise ValueError(f"give at most one scope (device, room or room_type), not "
                              f"{' and '.join(scopes)}")
-        return self
 
     @property
     def rank(self) -> int:
@@ -190,7 +162,9 @@ class ParameterOverride(KeepsWritten):
         return 1 if self.room_type is not None else 0
 
 
-class RulesSection(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RulesSection:
     """The `rules:` section of a gateway config."""
 
     packs: tuple[Name, ...] | None = None
@@ -200,8 +174,13 @@ class RulesSection(Strict):
     parameters: tuple[ParameterOverride, ...] = ()
     """Site overrides of rule parameters, most specific scope wins (device > room > room type >
     site)."""
-    responses: dict[RuleId, Response] = Field(default={}, max_length=1000)
+    responses: Annotated[dict[RuleId, Response], Limits(max_length=1000)] = \
+        default_factory(dict)
     """The site's own response text for rules (`fire.smoke_coincidence: "Call the guard room,
     ext. 2100, then …"`), shown on the panel instead of the pack's."""
 
-
+    @classmethod
+    def model_construct(cls) -> "RulesSection":
+        """The default section, unvalidated (`defaults(RulesSection)`): what the config model
+        (gateway.config.site) gives as the default of its `rules:`."""
+        return defaults(cls)

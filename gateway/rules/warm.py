@@ -51,13 +51,14 @@ loop (~0.3 s for a full file): it runs while the gateway is built, before its bu
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
 import math
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from enum import Enum
 from pathlib import Path
@@ -285,11 +286,11 @@ def _plain(value: object) -> object:
     and the profiles' would stay in every gateway for this hash alone (the config is checked
     by a child process, gateway.isolated_check; tests/rules/test_warm.py compares the two)."""
     if isinstance(value, BaseModel):
-        return {name: _field(getattr(value, name), info.annotation, info.metadata)
+        return {name: _field(getattr(value, name), (*info.metadata, *_metadata(info.annotation)))
                 for name, info in type(value).model_fields.items()}
-    if is_section(type(value)):  # a section (Device, PointOverride): by its fields' hints
-        hints = _hints(type(value))
-        return {f.name: _field(getattr(value, f.name), hints[f.name])
+    if is_section(type(value)):  # a section (gateway.config.section): its fields, in order
+        hints = _hints(type(value))  # type: ignore[arg-type]
+        return {f.name: _field(getattr(value, f.name), _metadata(hints[f.name]))
                 for f in fields(value)}  # type: ignore[arg-type]
     if isinstance(value, Enum):
         return value.value
@@ -302,25 +303,25 @@ def _plain(value: object) -> object:
     return value
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    """A section's field annotations, `Annotated` metadata kept (a `Duration`'s marker)."""
-    found = _HINTS.get(cls)
-    if found is None:
-        found = _HINTS[cls] = get_type_hints(cls, include_extras=True)
+    """A section's field annotations, with their `Annotated` metadata."""
+    return get_type_hints(cls, include_extras=True)
+
+
+def _metadata(annotation: object) -> tuple[object, ...]:
+    """The `Annotated` metadata of a field's annotation: its own, and its members' (X | None:
+    the metadata of X)."""
+    found = tuple(getattr(annotation, "__metadata__", ()))
+    for member in get_args(annotation):
+        found += tuple(getattr(member, "__metadata__", ()))
     return found
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _field(value: object, annotation: object, given: Sequence[object] = ()) -> object:
+def _field(value: object, metadata: tuple[object, ...]) -> object:
     """A field's value as `_plain`, through its own JSON serializer if it has one (a
-    `Duration`, also as `Duration | None`), from its annotation (and a model field's
-    metadata, `given`)."""
+    `Duration`, also as `Duration | None`)."""
     if value is not None:
-        metadata = [*given, *getattr(annotation, "__metadata__", ())]
-        for member in get_args(annotation):  # X | None: the metadata of X
-            metadata += getattr(member, "__metadata__", ())
         for item in metadata:
             if isinstance(item, DurationText) and isinstance(value, int | float):
                 return item.to_json(value)  # `Duration`'s text: no other field has its own

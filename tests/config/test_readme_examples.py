@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.config.section import validator
 from gateway.ingest.settings import load_settings
 from gateway.rules.config import load_checked_config
 from gateway.rules.model import RulePack
@@ -71,7 +72,7 @@ def test_a_readme_example_is_accepted(line: str, block: str, tmp_path: Path) -> 
     if data is None:  # comments only (an editor's schema line)
         return
     if isinstance(data, list):  # an excerpt of a rule pack's rules
-        pack = RulePack.model_validate({"pack": "example", "title": "README example",
+        pack = validator(RulePack).validate_python({"pack": "example", "title": "README example",
                                         "rules": data})
         assert pack.rules
         return

@@ -113,6 +113,7 @@ def test_each_default_section_is_what_validating_nothing_gives() -> None:
     assert sorted(found) == [
         "BusCommon.failure", "Device.location", "GatewayConfig.alarms", "GatewayConfig.incidents",
         "GatewayConfig.operators", "GatewayConfig.panel", "GatewayConfig.recorder",
+        "GatewayConfig.rules",
         "ModbusRtuBus.failure", "ModbusTcpBus.failure", "Output.backoff", "SerialTextBus.failure",
         "UplinkSettings.exception", "UplinkSettings.outbox", "UplinkSettings.replay"]
     assert defaults(RecorderSettings) == RecorderSettings() == RecorderSettings(window=900)

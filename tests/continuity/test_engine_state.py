@@ -50,7 +50,7 @@ OFFLINE = ("sensor_health.device_offline", "h2-batt-01")
 
 def overrides(*sets: tuple[str, dict[str, float]]) -> ParameterOverrides:
     return ParameterOverrides.from_section(RulesSection(parameters=tuple(
-        ParameterOverride(rule=rule, set=values) for rule, values in sets)))
+        ParameterOverride(rule=rule, set=dict(values)) for rule, values in sets)))
 
 
 class Engine:

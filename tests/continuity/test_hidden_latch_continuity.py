@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway.alarms.lifecycle import AlarmState
 from gateway.clock import ManualClock
+from gateway.config.section import replaced
 from gateway.rules.model import RulePack
 from gateway.safety import SafetyCore
 from tests import shipped
@@ -25,9 +26,9 @@ OUTPUTS = ("siren-3f", "fan-batt-3f", "charge-inhibit-batt")
 def latching_h2() -> dict[str, RulePack]:
     packs = shipped.packs()
     pack = packs["explosion"]
-    packs["explosion"] = pack.model_copy(update={"rules": tuple(
-        r.model_copy(update={"latching": True}) if r.id == "h2_alarm" else r
-        for r in pack.rules)})
+    packs["explosion"] = replaced(pack, rules=tuple(
+        replaced(r, latching=True) if r.id == "h2_alarm" else r
+        for r in pack.rules))
     return packs
 
 

@@ -113,6 +113,7 @@ def test_a_gateway_boots_and_checks_an_apply_without_validating_a_config(tmp_pat
         from pathlib import Path
         import gateway.cli, gateway.supervisor  # what `roomwarden run` imports
         from gateway.config.profile import ModbusProfile
+        from gateway.config.section import _VALIDATORS
         from gateway.config.site import Device, GatewayConfig
         from gateway.rules.model import RulePack
         from gateway.rules.warm import fingerprints

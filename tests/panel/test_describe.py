@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gateway.config.section import validator
 from gateway.panel.describe import MAX_TEXT, Describer, condition_text
 from gateway.rules.model import RulePack
 from tests import shipped
@@ -16,7 +17,8 @@ RULES = Path(__file__).resolve().parents[2] / "edge_rules"
 
 def rule_text(rule_id: str, unit: str | None, **params: object) -> str:
     pack_id, _, short = rule_id.partition(".")
-    pack = RulePack.model_validate(yaml.safe_load((RULES / f"{pack_id}.yaml").read_text()))
+    pack = validator(RulePack).validate_python(
+        yaml.safe_load((RULES / f"{pack_id}.yaml").read_text()))
     rule = pack.rule(short)
     assert rule is not None
     quantity = rule.select.quantity[0] if rule.select.quantity else None
@@ -42,7 +44,7 @@ def test_condition_in_words(rule: str, unit: str | None, params: dict[str, objec
 
 def test_every_shipped_rule_has_words() -> None:
     for path in sorted(RULES.glob("*.yaml")):
-        pack = RulePack.model_validate(yaml.safe_load(path.read_text()))
+        pack = validator(RulePack).validate_python(yaml.safe_load(path.read_text()))
         for rule in pack.rules:
             text = condition_text(rule.condition, dict(rule.parameters), None)
             assert text and len(text) < 4 * MAX_TEXT, (pack.full_id(rule), text)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from gateway.alarms.types import Evaluation, Severity
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig
+from gateway.config.section import validator
 from gateway.field.sample import Quality, Sample, Value
 from gateway.rules.binding import bind
 from gateway.rules.config import (
@@ -344,7 +345,7 @@ def test_disabled_rules_are_not_bound() -> None:
 
 
 def test_rules_section_and_check_rules() -> None:
-    section = RulesSection.model_validate({
+    section = validator(RulesSection).validate_python({
         "packs": ["fire", "power", "nonexistent"],
         "disabled": ["fire.no_such_rule"],
         "parameters": [
@@ -375,6 +376,6 @@ def test_rules_section_and_check_rules() -> None:
 
 def test_rules_section_rejects_two_scopes() -> None:
     with pytest.raises(ValueError, match="at most one scope"):
-        ParameterOverride.model_validate(
+        validator(ParameterOverride).validate_python(
             {"rule": "power.branch_overload", "device": "a", "room": "b", "set": {"x": 1}})
     assert RulesSection().packs is None

@@ -15,6 +15,7 @@ from textwrap import dedent
 import pytest
 
 from gateway.config.loader import ConfigErrors
+from gateway.config.section import validator
 from gateway.rules.config import ParameterOverrides
 from gateway.rules.model import Rule, RulePack, load_pack
 from gateway.rules.section import ParameterOverride
@@ -91,7 +92,7 @@ def test_a_value_as_written_is_judged_by_its_kind(kind: tuple[str, str], written
 
 def test_the_engine_still_gets_numbers_of_seconds() -> None:
     """The check reads the value as written; the runtime type is unchanged."""
-    override = ParameterOverride.model_validate(
+    override = validator(ParameterOverride).validate_python(
         {"rule": "explosion.h2_alarm", "set": {"delay": "2m", "alarm_lel": 20}})
     assert override.set == {"delay": 120.0, "alarm_lel": 20.0}
     assert override.written("delay") == "2m" and override.written("alarm_lel") == 20
@@ -106,7 +107,8 @@ def test_a_neutral_reason_where_the_rule_is_not_known() -> None:
     """The schema alone does not know the rule's kinds: it no longer calls '60C' "not a
     duration" (the check restates it with the kind, tests/config)."""
     with pytest.raises(ValueError, match="'60C' is neither a number nor a duration"):
-        ParameterOverride.model_validate({"rule": "fire.heat_fixed", "set": {"limit": "60C"}})
+        validator(ParameterOverride).validate_python({"rule": "fire.heat_fixed",
+                                                      "set": {"limit": "60C"}})
 
 
 PACK = """\

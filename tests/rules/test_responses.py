@@ -12,6 +12,7 @@ import yaml
 from gateway.actions.supervision import NO_FEEDBACK_RULE, UNEXPECTED_FEEDBACK_RULE
 from gateway.clock import ManualClock
 from gateway.config.loader import ConfigErrors
+from gateway.config.section import replaced, validator
 from gateway.rules.config import load_checked_config
 from gateway.rules.faults import EVALUATION_FAILED_RULE
 from gateway.rules.responses import BUILTIN_RESPONSES, Responses, response_ids
@@ -102,11 +103,12 @@ def test_a_site_response_for_an_unknown_rule_is_an_error_naming_where(tmp_path: 
 
 
 def test_a_site_response_is_one_paragraph_of_bounded_length() -> None:
+    read = validator(RulesSection).validate_python
     with pytest.raises(ValueError, match="one paragraph"):
-        RulesSection.model_validate({"responses": {"fire.heat_fixed": "Evacuate.\nCall 119."}})
+        read({"responses": {"fire.heat_fixed": "Evacuate.\nCall 119."}})
     with pytest.raises(ValueError, match="at most 400"):
-        RulesSection.model_validate({"responses": {"fire.heat_fixed": "x" * 401}})
-    good = RulesSection.model_validate({"responses": {"fire.heat_fixed": "Evacuate, call 119."}})
+        read({"responses": {"fire.heat_fixed": "x" * 401}})
+    good = read({"responses": {"fire.heat_fixed": "Evacuate, call 119."}})
     assert good.responses == {"fire.heat_fixed": "Evacuate, call 119."}
 
 
@@ -126,13 +128,13 @@ def test_check_warns_of_a_bound_rule_that_says_nothing_to_do(tmp_path: Path) -> 
     packs = shipped.packs()
     assert not [w for w in check_warnings(loaded, packs) if "has no response" in w]
     fire = packs["fire"]
-    silent = fire.model_copy(update={"rules": tuple(
-        r.model_copy(update={"response": None}) if r.id in ("smoke_coincidence", "heat_fixed")
-        else r for r in fire.rules)})
+    silent = replaced(fire, rules=tuple(
+        replaced(r, response=None) if r.id in ("smoke_coincidence", "heat_fixed")
+        else r for r in fire.rules))
     explosion = packs["explosion"]  # its BMS rules bind no point of the telecom site
-    unbound = explosion.model_copy(update={"rules": tuple(
-        r.model_copy(update={"response": None}) if r.id == "bms_fire_input" else r
-        for r in explosion.rules)})
+    unbound = replaced(explosion, rules=tuple(
+        replaced(r, response=None) if r.id == "bms_fire_input" else r
+        for r in explosion.rules))
     warned = [w for w in check_warnings(loaded, {**packs, "fire": silent,
                                                  "explosion": unbound})
               if "has no response" in w]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gateway.config.section import validator
 from gateway.rules import model as m
 from gateway.rules.config import default_rules_dir, load_rule_packs
 from gateway.rules.doc import _Params, detection_time
@@ -64,6 +65,6 @@ def test_detection_times() -> None:
     assert of("explosion.gas_detector_failure", warm=True) == 10.0
     assert of("explosion.gas_detector_failure") == 10.0  # the quicker of any
     assert of("power.branch_overload") == 10.0  # (once a rating is set per site)
-    compare = m.Compare.model_validate({"above": 1, "on_delay": "$d"})
+    compare = validator(m.Compare).validate_python({"above": 1, "on_delay": "$d"})
     assert detection_time(compare, _Params({"d": 7.0})) == 7.0
     assert detection_time(compare, _Params({"d": None})) is None  # a delay set per site

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from gateway.clock import ManualClock
 from gateway.config.loader import load_gateway_config
+from gateway.config.section import validator
 from gateway.field.sample import Quality
 from gateway.rules import model as m
 from gateway.rules.compiler import PointInfo, prepare
@@ -60,7 +61,7 @@ def _info(point_id: str, enum: dict[int, str] | None) -> PointInfo:
 
 
 def test_equals_leaves_share_the_accepted_values_of_an_enum() -> None:
-    plan = prepare(m.Compare.model_validate({"in": ["on_battery"]}), {})
+    plan = prepare(validator(m.Compare).validate_python({"in": ["on_battery"]}), {})
     enums = [{1: "online", 2: "on_battery"}, {1: "online", 2: "on_battery"},
              {2: "online", 3: "on_battery"}, None]
     infos = [_info(f"d.s{i}", enum) for i, enum in enumerate(enums)]
