@@ -21,14 +21,14 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import TypeAdapter, ValidationError
-
 from gateway.contract.wire import AlarmCommand, Command, ContractError, describe_errors
 from gateway.flashing.keys import TrustedKey, key_id
 from gateway.operator.refusals import BAD_SIGNATURE, Refused
 
-if TYPE_CHECKING:  # cryptography is imported when a command is signed or verified
+if TYPE_CHECKING:  # cryptography is imported when a command is signed or verified, pydantic
+    # when one is signed (a client's job: a gateway only verifies, issue 15)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from pydantic import TypeAdapter
 
 SIGNING_PREFIX: Final = b"roomwarden/cmd/v1\n"
 
@@ -37,6 +37,8 @@ SIGNING_PREFIX: Final = b"roomwarden/cmd/v1\n"
 def _command_adapter() -> TypeAdapter[Any]:
     """The command union's validator, built when a command is first signed (a client's job;
     the gateway only verifies, so it never builds it: issue 15)."""
+    from pydantic import TypeAdapter
+
     return TypeAdapter(Command)
 
 
@@ -58,6 +60,8 @@ def sign_command(fields: dict[str, Any], private_key: Ed25519PrivateKey, *, gate
             "expires": now + int(lifetime_s * 1e9), **fields, "gateway": gateway,
             "key_id": key_id(private_key.public_key())}
     data.pop("signature", None)
+    from pydantic import ValidationError
+
     try:
         unsigned = _command_adapter().validate_json(json.dumps(data, default=_plain))
     except ValidationError as exc:
