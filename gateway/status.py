@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def room_views(loaded: LoadedConfig, bus_loops: list[BusLoop], latest: LatestSamples,
                now_ns: int) -> list[RoomView]:
-    from gateway.panel.views import DeviceView, RoomView
+    from gateway.panel.views import DeviceView, PointView, RoomView
 
     health = {device: h for loop in bus_loops for device, h in loop.stats.device_health.items()}
     points = {poller.device_id: getattr(poller, "points", []) for loop in bus_loops
@@ -34,12 +34,13 @@ def room_views(loaded: LoadedConfig, bus_loops: list[BusLoop], latest: LatestSam
         device_health = health.get(device.id)
         views: list[PointView] = []
         for point in points.get(device.id, []):
-            views.append(_point_view(point, point.name, point.unit, point.quantity,
-                                     latest.latest.get(point.id), now_ns))
+            views.append(_point_view(PointView, point, point.name, point.unit,
+                                     point.quantity, latest.latest.get(point.id), now_ns))
             for flag in point.flags:
-                views.append(_point_view(point, f"{point.name}.{flag.id.rsplit('.', 1)[1]}",
-                                         None, flag.quantity, latest.latest.get(flag.id),
-                                         now_ns, is_flag=True))
+                views.append(_point_view(PointView, point,
+                                         f"{point.name}.{flag.id.rsplit('.', 1)[1]}", None,
+                                         flag.quantity, latest.latest.get(flag.id), now_ns,
+                                         is_flag=True))
         devices_by_room.setdefault(device.room, []).append(DeviceView(
             id=device.id, name=device.name, bus=device.bus,
             online=device_health.online if device_health else None,
@@ -49,18 +50,19 @@ def room_views(loaded: LoadedConfig, bus_loops: list[BusLoop], latest: LatestSam
             for room in loaded.config.rooms]
 
 
-def _point_view(point: BoundPoint, name: str, unit: str | None, quantity: str | None,
-                sample: Sample | None, now_ns: int, is_flag: bool = False) -> PointView:
-    from gateway.panel.views import PointView
-
+def _point_view(view: type[PointView], point: BoundPoint, name: str, unit: str | None,
+                quantity: str | None, sample: Sample | None, now_ns: int,
+                is_flag: bool = False) -> PointView:
+    """One reading as the panel shows it (`view`: the panel's PointView, imported by the
+    caller once for all readings)."""
     if sample is None:
-        return PointView(name=name, value=None, unit=unit, quantity=quantity,
+        return view(name=name, value=None, unit=unit, quantity=quantity,
                          quality=Quality.STALE.value, age_s=None)
     label = None
     if not is_flag and point.enum and isinstance(sample.value, int) \
             and not isinstance(sample.value, bool):
         label = point.enum.get(sample.value)
-    return PointView(name=name, value=sample.value, unit=unit, quantity=quantity,
+    return view(name=name, value=sample.value, unit=unit, quantity=quantity,
                      quality=sample.quality.value, age_s=round((now_ns - sample.ts) / 1e9, 1),
                      label=label)
 
