@@ -4,6 +4,7 @@ pydantic model would (gateway.plain_json): odd values and valid data with one th
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,3 +82,11 @@ def every_one_off(found: object) -> Iterator[object]:
             else:
                 at[path[-1]] = copy.deepcopy(edge)
             yield changed
+
+
+def json_of(data: bytes) -> object:
+    """The JSON `data` holds (None: none)."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None

@@ -28,6 +28,9 @@ AT_REST_LEAVES_OUT = ["gateway.panel.views", "gateway.actions.orphan_models",
 """Models a gateway at rest does without: the panel's (until its first request) and the boot
 files' (used only for a file that is not one the gateway wrote: gateway.rules.warm_file)."""
 
+SHIPPED_SITE = Path(__file__).resolve().parents[2] / "firmware_configs" / \
+    "datacenter_lithium_room.yaml"
+
 _PROBE = """
     import builtins, http.client, json, logging, re, sys, threading, time
     from pathlib import Path
@@ -99,9 +102,7 @@ async def test_an_incident_s_health_is_the_panel_s_health_view(tmp_path: Path) -
     """What an incident records of the gateway's health, made without the panel's models
     (gateway.status.health_data), is the panel's `HealthView` as JSON, field for field and in
     order — on a shipped site with buses, outputs and an interlock, polled."""
-    site = Path(__file__).resolve().parents[2] / "firmware_configs" / \
-        "datacenter_lithium_room.yaml"
-    async with live_panel(site, tmp_path, uplink=False) as running:
+    async with live_panel(SHIPPED_SITE, tmp_path, uplink=False) as running:
         g = running.gateway
         await until(lambda: all(loop.stats.cycles for loop in g.bus_loops), what="polls")
         args = (g.loaded, g.bus_loops, g.core.planner, g.driver, 12.34)

@@ -7,7 +7,7 @@ many or missing) and whatever JSON random bytes hold. The models are kept here v
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -15,36 +15,12 @@ from pydantic import ValidationError
 
 from gateway.rules import warm_header
 from gateway.rules.warm_file import header_text
+from gateway.rules.warm_models import SavedHeader, SavedWindowsV1
 from gateway.strict import StrictModel
 from tests.plain_json_strategies import ODD as _ODD
 from tests.plain_json_strategies import TEXT as _TEXT
-from tests.plain_json_strategies import every_one_off
+from tests.plain_json_strategies import every_one_off, json_of
 from tests.plain_json_strategies import one_off as _one_off
-
-
-class SavedPointV1(StrictModel):
-    source: str
-    age_ms: list[int]
-    value: list[float]
-
-
-class SavedWindowsV1(StrictModel):
-    version: Literal[1]
-    saved_ns: int
-    points: dict[str, SavedPointV1]
-
-
-class SavedRuns(StrictModel):
-    source: str
-    runs: list[int]
-
-
-class SavedHeader(StrictModel):
-    version: Literal[2]
-    saved_ns: int
-    saved_mono: float | None = None
-    boot_id: str | None = None
-    points: dict[str, SavedRuns]
 
 
 def _errors(exc: ValidationError) -> tuple[str, list[Any]]:
@@ -114,16 +90,9 @@ _WRITTEN_V1 = st.builds(_written_v1, st.dictionaries(st.text(max_size=6), st.tup
     st.lists(st.floats(), max_size=3)), max_size=3), st.integers(0, 2**62))
 
 
-def _json_of(data: bytes) -> object:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
 @settings(max_examples=600, deadline=None)
 @given(st.one_of(_WRITTEN, _one_off(_WRITTEN), _one_off(_WRITTEN), _near(2, _RECORD), _ODD,
-                 st.binary(max_size=40).map(_json_of)))
+                 st.binary(max_size=40).map(json_of)))
 @example({"version": 2, "saved_ns": True, "points": {}})
 @example({"version": 2, "saved_ns": 1, "saved_mono": 2, "points": {}})
 @example({"version": 2, "saved_ns": 1, "points": {"a": {"source": "\ud800", "runs": []}}})
@@ -134,7 +103,7 @@ def test_a_header_reads_as_its_model_read_it(found: object) -> None:
 
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(_WRITTEN_V1, _one_off(_WRITTEN_V1), _one_off(_WRITTEN_V1),
-                 _near(1, _V1_RECORD), _ODD, st.binary(max_size=40).map(_json_of)))
+                 _near(1, _V1_RECORD), _ODD, st.binary(max_size=40).map(json_of)))
 @example({"version": 1, "saved_ns": 1, "points": {"a": {"source": "s", "age_ms": [True],
                                                           "value": [1]}}})
 def test_a_version_1_file_reads_as_its_model_read_it(found: object) -> None:
