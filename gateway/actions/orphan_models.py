@@ -9,12 +9,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from gateway.actions.orphans import MAX_ERROR
 from gateway.config.outputs import Output
 from gateway.config.profile import Id
 from gateway.strict import StrictModel
-
-MAX_ERROR = 200
-"""Characters of a failed try's reason kept (gateway.actions.orphans)."""
 
 
 class _Saved(StrictModel):  # its name is in its errors ("instance of _Saved")

@@ -48,7 +48,7 @@ MAX_PENDING = 256
 MAX_TEXT = 256 * 1024
 """Characters of the journal's value read at most (256 releases take about 100 KB)."""
 MAX_ERROR = 200
-"""Characters of a failed try's reason kept (the model's bound: gateway.actions.orphan_models)."""
+"""Characters of a failed try's reason kept."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,3 +113,41 @@ async def test_an_incident_s_health_is_the_panel_s_health_view(tmp_path: Path) -
             view = health_view(*args, **given_options).model_dump(mode="json")
             assert json.dumps(data) == json.dumps(view)
         assert data["outputs"] and data["buses"]
+
+
+def test_the_gateway_s_own_boot_files_are_read_without_their_models(tmp_path: Path) -> None:
+    """A warm-start file and a pending coil release as the gateway writes them are read back
+    (what every `roomwarden run` does at boot when they exist) without their pydantic models;
+    a release that is not one the gateway wrote is refused by its model, with its words. (This
+    process imports nothing else: pydantic is not imported at all until that refusal.)"""
+    found = run_fresh("""
+        import json, sys
+        from array import array
+        from gateway.actions.orphans import decode
+        from gateway.rules.warm_file import decode_saved, encode
+        data = encode(10**18, 500.0, {"a.t": ("src", [(array("d", [499.0, 499.5]),
+                                                      array("d", [1.0, 2.0]))])}, "boot")
+        saved = decode_saved(data)
+        release = {"output": {"id": "fan-1", "role": "exhaust_fan", "device": "do-1",
+                              "point": "do1", "rooms": ["batt"], "on_value": True,
+                              "verify": True, "backoff": {"initial": 5.0, "multiplier": 2.0,
+                                                          "max": 300.0}},
+                   "bus": "rs485", "line": ["rtu", "/dev/ttyUSB0"], "unit": 31, "address": 0,
+                   "rooms": ["batt"], "version": 4, "tries": 2, "error": "no reply"}
+        text = json.dumps({"version": 1, "releases": [release]})
+        orphans, problems = decode(text)
+        models = ["gateway.rules.warm_models", "gateway.actions.orphan_models"]
+        own = [m for m in ["pydantic", *models] if m in sys.modules]
+        refused = decode(json.dumps({"version": 1, "releases": [{**release, "unit": 256}]}))
+        print(json.dumps({"own": own, "points": list(saved.points), "boot": saved.boot_id,
+                          "ages": list(saved.points["a.t"].ages_ms),
+                          "orphans": [o.name for o in orphans], "problems": problems,
+                          "refused": refused[1],
+                          "then": [m for m in models if m in sys.modules]}))
+    """, tmp_path)
+    assert found == {
+        "own": [], "points": ["a.t"], "boot": "boot", "ages": [1000, 500],
+        "orphans": ["do-1.do1"], "problems": [],
+        "refused": ["release 0 (output 'fan-1'): unit: Input should be less than or equal "
+                    "to 255 (1 errors): refused"],
+        "then": ["gateway.actions.orphan_models"]}
