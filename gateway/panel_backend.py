@@ -12,27 +12,17 @@ from gateway.actions.driver import OutputDriver
 from gateway.alarms.events import AlarmCommandError
 from gateway.clock import Clock
 from gateway.config.loaded import LoadedConfig
-from gateway.contract.wire import AlarmRef
 from gateway.field.bus_loop import BusLoop
 from gateway.field.latest import LatestSamples
 from gateway.operator.commands import OperatorCommands
 from gateway.panel.describe import Describer
-from gateway.panel.views import (
-    Acknowledged,
-    DrillBanner,
-    FloodFirstOut,
-    FloodView,
-    PanelAlarm,
-    PanelState,
-    RoomView,
-    SkippedAlarm,
-    SuppressionView,
-)
 from gateway.safety import SafetyCore
-from gateway.status import health_view, room_views
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the panel's models (pydantic) and its views of the gateway (gateway.status):
+    # imported at the panel's first request (issue 15)
+    from gateway.contract.wire import AlarmRef
     from gateway.evaluator import Evaluator
+    from gateway.panel.views import Acknowledged, FloodView, PanelState, RoomView
     from gateway.uplink.publisher import Uplink
 
 STARTING_MAX_S = 30.0
@@ -60,6 +50,9 @@ class PanelBackend:
     _panel_evaluated: bool = False
 
     def panel_state(self) -> PanelState:
+        from gateway.panel.views import DrillBanner, PanelAlarm, PanelState, SuppressionView
+        from gateway.status import health_view, room_views
+
         cfg = self.loaded.config
         now_ns = self.clock.now_ns()
         rooms = room_views(self.loaded, self.bus_loops, self.latest, now_ns)
@@ -114,6 +107,8 @@ class PanelBackend:
         flood = self.core.alarms.flood
         if not flood.active:
             return None
+        from gateway.panel.views import FloodFirstOut, FloodView
+
         first = None
         if flood.first_out is not None:
             try:
@@ -159,6 +154,8 @@ class PanelBackend:
 
     def acknowledge_waiting(self, alarms: list[AlarmRef], actor: str,
                             note: str | None) -> Acknowledged:
+        from gateway.panel.views import Acknowledged, SkippedAlarm
+
         done = self.commands.acknowledge_waiting(alarms, actor, note)
         return Acknowledged(changed=done.changed, skipped=[
             SkippedAlarm(rule=x.rule, subject=x.subject, title=x.title, state=x.state,

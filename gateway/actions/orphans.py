@@ -20,21 +20,27 @@ by it when read back. Bounds: `MAX_PENDING` releases (more are logged and not ke
 characters read. `decode` refuses a value that is not of this format whole, and each release
 that does not validate (or is one too many, or a coil already listed) on its own, with the
 reason; it never raises — a start goes on with what it could read.
+
+A release as the gateway writes it is read without pydantic (`_plain`: plain JSON checks,
+gateway.plain_json, that say yes only where the model would give the same values); any other
+is read by the model it always was (gateway.actions.orphan_models, imported then), so a broken
+or hostile value is refused with the model's own words (issue 15; tests/actions/
+test_orphans_plain.py: hypothesis against the model kept verbatim there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, get_args
 
-from pydantic import Field, ValidationError
-
-from gateway.config.outputs import Output
-from gateway.config.profile import Id
-from gateway.config.section import model_message
-from gateway.strict import StrictModel
+from gateway.config.duration_parse import parse_duration
+from gateway.config.names import Id
+from gateway.config.outputs import Output, OutputRole, WriteBackoff
+from gateway.config.section import model_message, unvalidated
+from gateway.plain_json import INT64, is_float, is_int, is_text, matches
 
 FORMAT = 1
 MAX_PENDING = 256
@@ -86,22 +92,6 @@ class Orphan:
         return f"{output.device}.{output.point}"
 
 
-class _Saved(StrictModel):
-    """One release as the journal keeps it (see the module docstring)."""
-
-    output: Output
-    bus: Id
-    line: (tuple[Literal["rtu"], Annotated[str, Field(min_length=1, max_length=4096)]]
-           | tuple[Literal["tcp"], Annotated[str, Field(min_length=1, max_length=253)],
-                   Annotated[int, Field(ge=1, le=65535)]])
-    unit: Annotated[int, Field(ge=0, le=255)]
-    address: Annotated[int, Field(ge=0, le=65535)]
-    rooms: Annotated[tuple[Id, ...], Field(max_length=64)] = ()
-    version: Annotated[int, Field(ge=0)]
-    tries: Annotated[int, Field(ge=0, le=1_000_000)] = 0
-    error: Annotated[str, Field(max_length=MAX_ERROR)] | None = None
-
-
 def encode(orphans: list[Orphan]) -> str:
     """The journal's value for these releases (the first `MAX_PENDING`)."""
     return json.dumps({"version": FORMAT, "releases": [
@@ -146,23 +136,109 @@ def decode(text: str | None) -> tuple[list[Orphan], list[str]]:
             problems.append(f"{len(found['releases']) - index} releases past the first "
                             f"{MAX_PENDING} (from {what} on): refused")
             break
-        try:
-            saved = _Saved.model_validate(item)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "the release"
-            reason = model_message(first)  # a section's words as a model's (Output)
-            problems.append(f"{what}: {where}: {reason} ({exc.error_count()} errors): "
-                            "refused")
+        read = _read(item)
+        if isinstance(read, str):
+            problems.append(f"{what}: {read}: refused")
             continue
-        coil = Coil(saved.line, saved.unit, saved.address)
-        if coil in coils:
+        if read.driven.coil in coils:
             problems.append(f"{what}: its coil is listed before: refused")
             continue
-        coils.add(coil)
-        driven = Driven(saved.output, coil, saved.bus, saved.rooms)
-        orphans.append(Orphan(driven, saved.version, saved.tries, saved.error))
+        coils.add(read.driven.coil)
+        orphans.append(read)
     return orphans, problems
+
+
+def _read(item: object) -> Orphan | str:
+    """One release, or why its model refuses it (where, the first reason, how many)."""
+    orphan = _plain(item)
+    if orphan is not None:
+        return orphan
+    from pydantic import ValidationError
+
+    from gateway.actions.orphan_models import _Saved
+
+    try:
+        saved = _Saved.model_validate(item)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the release"
+        reason = model_message(first)  # a section's words as a model's (Output)
+        return f"{where}: {reason} ({exc.error_count()} errors)"
+    return Orphan(Driven(saved.output, Coil(saved.line, saved.unit, saved.address), saved.bus,
+                         saved.rooms), saved.version, saved.tries, saved.error)
+
+
+def _pattern(annotated: object) -> tuple[re.Pattern[str], int]:
+    """A name type's pattern (without its `^…$`) and length (gateway.config.names)."""
+    limits = annotated.__metadata__[0]  # type: ignore[attr-defined]
+    return re.compile(limits.pattern.removeprefix("^").removesuffix("$")), limits.max_length
+
+
+_ID = _pattern(Id)
+_NAME = _pattern(Output.__annotations__["point"])
+_ROLES = frozenset(get_args(OutputRole))
+_KEYS = frozenset({"output", "bus", "line", "unit", "address", "rooms", "version", "tries",
+                   "error"})
+_OUTPUT_KEYS = frozenset({"id", "role", "device", "point", "rooms", "on_value", "verify",
+                          "backoff"})
+_BACKOFF_KEYS = frozenset({"initial", "multiplier", "max"})
+
+
+def _plain(item: object) -> Orphan | None:
+    """The release `item` as the model reads it, where it is as `_record` writes it and
+    the model would take it unchanged; else None (the model decides)."""
+    if not (type(item) is dict and item.keys() == _KEYS and matches(item["bus"], *_ID)
+            and is_int(item["unit"], 0, 255) and is_int(item["address"], 0, 65535)
+            and _ids(item["rooms"], 64) and is_int(item["version"], 0, INT64 - 1)
+            and is_int(item["tries"], 0, 1_000_000)
+            and (item["error"] is None or is_text(item["error"], 0, MAX_ERROR))):
+        return None
+    line, output = item["line"], _output(item["output"])
+    if output is None or type(line) is not list or not (
+            (len(line) == 2 and line[0] == "rtu" and is_text(line[1], 1, 4096))
+            or (len(line) == 3 and line[0] == "tcp" and is_text(line[1], 1, 253)
+            and is_int(line[2], 1, 65535))):
+        return None
+    coil = Coil(tuple(line), item["unit"], item["address"])
+    return Orphan(Driven(output, coil, item["bus"], tuple(item["rooms"])), item["version"],
+                  item["tries"], item["error"])
+
+
+def _ids(value: object, most: int | None = None) -> bool:
+    return type(value) is list and (most is None or len(value) <= most) and all(
+        matches(each, *_ID) for each in value)
+
+
+def _output(found: object) -> Output | None:
+    """The `Output` of a release, as `_plain` reads it (None: the model decides)."""
+    if not (type(found) is dict and found.keys() == _OUTPUT_KEYS
+            and matches(found["id"], *_ID) and type(found["role"]) is str
+            and found["role"] in _ROLES and matches(found["device"], *_ID)
+            and matches(found["point"], *_NAME) and _ids(found["rooms"])
+            and type(found["on_value"]) is bool and type(found["verify"]) is bool):
+        return None
+    backoff = found["backoff"]
+    if not (type(backoff) is dict and backoff.keys() == _BACKOFF_KEYS
+            and is_float(backoff["multiplier"]) and 1.0 <= backoff["multiplier"] <= 10.0):
+        return None
+    initial, longest = _duration(backoff["initial"]), _duration(backoff["max"])
+    if initial is None or longest is None:
+        return None
+    return unvalidated(Output, id=found["id"], role=found["role"], device=found["device"],
+                       point=found["point"], rooms=tuple(found["rooms"]),
+                       on_value=found["on_value"], verify=found["verify"],
+                       backoff=unvalidated(WriteBackoff, initial=initial,
+                                           multiplier=backoff["multiplier"], max=longest))
+
+
+def _duration(value: object) -> float | None:
+    """A duration the model takes: a number of seconds within its bounds (None: not one)."""
+    if not (is_float(value) or is_int(value)):
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError:
+        return None
 
 
 def _named(index: int, item: object) -> str:

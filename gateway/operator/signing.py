@@ -25,7 +25,8 @@ from gateway.contract.vocab import ContractError
 from gateway.flashing.keys import TrustedKey, key_id
 from gateway.operator.refusals import BAD_SIGNATURE, Refused
 
-if TYPE_CHECKING:  # cryptography is imported when a command is signed or verified
+if TYPE_CHECKING:  # cryptography is imported when a command is signed or verified, pydantic
+    # when one is signed (a client's job: a gateway only verifies, issue 15)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from pydantic import TypeAdapter
 

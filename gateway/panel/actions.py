@@ -13,31 +13,31 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
-
-from pydantic import BaseModel
 
 from gateway.alarms.lifecycle import scope_covers
 from gateway.ops.httptypes import HttpError, Request, Response, json_response
 from gateway.panel.backend import CommandRefused, PanelBackend
 from gateway.panel.logfmt import kv
 from gateway.panel.requests import json_body
-from gateway.panel.views import (
-    AcknowledgeCommand,
-    Acknowledged,
-    AlarmCommand,
-    PanelAlarm,
-    ResetAlarmCommand,
-    ResetOutputCommand,
-    ShelveCommand,
-    SuppressCommand,
-    UnsuppressCommand,
-)
+
+if TYPE_CHECKING:  # the panel's models (pydantic): imported at the first command (issue 15)
+    from pydantic import BaseModel
+
+    from gateway.panel.views import (
+        AcknowledgeCommand,
+        Acknowledged,
+        AlarmCommand,
+        PanelAlarm,
+        ResetAlarmCommand,
+        ShelveCommand,
+        SuppressCommand,
+    )
 
 log = logging.getLogger("gateway.panel.server")
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 MAX_LISTED = 20
 """How many of the alarms a suppression hides its answer names (all are counted)."""
@@ -109,6 +109,8 @@ class PanelActions:
                        detail: Callable[[M], dict[str, object]]) -> Response:
         """A logged-in user's alarm command: parsed, run in the user's name and logged; a
         refusal is a 409 with the reason."""
+        from gateway.panel.views import Acknowledged
+
         user = self._require_user(request)
         command = json_body(request, model)
         self._require_right(user, event)
@@ -137,6 +139,8 @@ class PanelActions:
         return json_response({"ok": True, **counted})
 
     async def _acknowledge(self, request: Request) -> Response:
+        from gateway.panel.views import AcknowledgeCommand
+
         def run(c: AcknowledgeCommand, user: str) -> int | Acknowledged:
             if c.skip_acknowledged:
                 return self._backend.acknowledge_waiting(c.alarms, user, c.note)
@@ -148,23 +152,31 @@ class PanelActions:
             lambda c: {"note": c.note})
 
     async def _reset_alarm(self, request: Request) -> Response:
+        from gateway.panel.views import ResetAlarmCommand
+
         return await self._command(
             request, ResetAlarmCommand, "reset",
             lambda c, user: self._backend.reset_alarm(c.alarm, user, c.note),
             _alarm, lambda c: {"note": c.note})
 
     async def _shelve(self, request: Request) -> Response:
+        from gateway.panel.views import ShelveCommand
+
         return await self._command(
             request, ShelveCommand, "shelve",
             lambda c, user: self._backend.shelve(c.alarm, user, c.minutes, c.reason),
             _alarm, lambda c: {"minutes": c.minutes, "reason": c.reason})
 
     async def _unshelve(self, request: Request) -> Response:
+        from gateway.panel.views import AlarmCommand
+
         return await self._command(
             request, AlarmCommand, "unshelve",
             lambda c, user: self._backend.unshelve(c.alarm, user), _alarm, lambda c: {})
 
     async def _suppress(self, request: Request) -> Response:
+        from gateway.panel.views import SuppressCommand
+
         def run(c: SuppressCommand, user: str) -> dict[str, object]:
             hidden = self._in_the_list(c.scope)  # read before: after, they are suppressed
             self._backend.suppress(c.scope, user, c.minutes, c.reason)
@@ -185,12 +197,16 @@ class PanelActions:
                 and scope_covers(scope, a.rule, a.subject, a.room)]
 
     async def _unsuppress(self, request: Request) -> Response:
+        from gateway.panel.views import UnsuppressCommand
+
         return await self._command(
             request, UnsuppressCommand, "unsuppress",
             lambda c, user: self._backend.unsuppress(c.scope, user),
             lambda c: {"scope": c.scope}, lambda c: {})
 
     async def _reset_output(self, request: Request) -> Response:
+        from gateway.panel.views import ResetOutputCommand
+
         return await self._command(
             request, ResetOutputCommand, "reset_output",
             lambda c, user: self._backend.reset_output(c.output, user, c.note),

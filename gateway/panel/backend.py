@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.alarms.events import CommandRefused
-from gateway.panel.views import Acknowledged, AlarmRef, PanelState
+
+if TYPE_CHECKING:  # the panel's models: imported at its first request (issue 15)
+    from gateway.panel.views import Acknowledged, AlarmRef, PanelState
 
 __all__ = ["CommandRefused", "PanelBackend"]
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ValidationError
 
 from gateway.ops.connections import RateLimitFilter
 from gateway.ops.httptypes import HttpError, Request
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:  # pydantic: at the first body parsed (a panel at rest does without, issue 15)
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
 
 log = logging.getLogger("gateway.panel.server")
 log.addFilter(RateLimitFilter(prefix="event=panel_cross_site_refused"))
@@ -70,6 +71,8 @@ def json_request(request: Request) -> None:
 
 def json_body(request: Request, model: type[M]) -> M:
     """The body as `model` (after `json_request`), or a 400 with the reasons."""
+    from pydantic import ValidationError
+
     json_request(request)
     try:
         data: Any = json.loads(request.body)

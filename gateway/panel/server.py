@@ -23,9 +23,6 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
-
-from pydantic import BaseModel
 
 from gateway.clock import Clock
 from gateway.config.site import Panel
@@ -47,7 +44,6 @@ from gateway.panel.passwords import ScryptHash, parse_hash, verify_password
 from gateway.panel.requests import json_body, json_request
 from gateway.panel.sessions import COOKIE, SessionTable
 from gateway.panel.throttle import LoginThrottle
-from gateway.panel.views import LoginCommand
 
 __all__ = ["COOKIE", "MAX_BODY", "ApiError", "PanelServer", "kv"]
 
@@ -83,9 +79,6 @@ _REPORT_HEADERS = {  # issue 12: an incident report (inline styles, no script) i
         "form-action 'none'; frame-ancestors 'self'"
     ),
 }
-
-M = TypeVar("M", bound=BaseModel)
-
 
 _SCOPES = {"address": "from this address", "user": "for this user name",
            "panel": "on this panel"}
@@ -283,6 +276,8 @@ class PanelServer(PanelActions):
         )
 
     async def _login(self, request: Request) -> Response:
+        from gateway.panel.views import LoginCommand  # the panel's models: at first use
+
         client = self._client(request)
         command = json_body(request, LoginCommand)
         refusal = self.throttle.check(client, command.user)

@@ -198,7 +198,7 @@ class _GatewaySources:
                            "file": g.loaded.path.name}}
 
     def health(self) -> dict[str, Any]:
-        from gateway.status import health_view
+        from gateway.status import health_data
         from gateway.uplink.status import link_text
 
         g = self.gateway
@@ -207,9 +207,8 @@ class _GatewaySources:
             status = g.uplink.status()
             uplink = link_text(status, with_error=False)
             depth = status.outbox.depth
-        view = health_view(g.loaded, g.bus_loops, g.core.planner, g.driver,
+        return health_data(g.loaded, g.bus_loops, g.core.planner, g.driver,
                            g.clock.monotonic() - g.started_mono,
                            flood=g.core.alarms.flood.active, uplink=uplink,
                            outbox_depth=depth, config_version=g.config_version,
                            config_sha256=g.config_sha256)
-        return view.model_dump(mode="json")

@@ -26,7 +26,8 @@ release before is restored after an upgrade.
 Bounds, checked before anything is used: `MAX_FILE_BYTES` read, `MAX_DECODED_BYTES`
 decompressed, `MAX_POINT_SAMPLES` per point, `MAX_SAMPLES` in all; a file out of them, of
 another format, truncated or inconsistent raises `ValueError` (or pydantic's
-`ValidationError`, `zlib.error`) for the caller to log and ignore."""
+`ValidationError`, `zlib.error`) for the caller to log and ignore. The header is read without
+pydantic where it is one the gateway wrote (gateway.rules.warm_header, issue 15)."""
 
 from __future__ import annotations
 
@@ -39,10 +40,10 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from gateway.rules.rate import MAX_WINDOW_SAMPLES
-from gateway.strict import StrictModel
+from gateway.rules.warm_header import header, header_v1
 
 MAGIC = b"roomwarden-rate-windows 2\n"
 MAGIC_V1 = b"roomwarden-rate-windows 1\n"
@@ -70,31 +71,6 @@ class Restorable:
     """(Version 2: views of the decoded numbers in mappings of their own, or arrays, not lists
     of Python numbers: a restore of a full file at the 2,000-point site left RssAnon 13.6 MiB
     higher with lists and copies on the heap, kept by pymalloc and glibc.)"""
-
-
-class SavedPointV1(StrictModel):
-    source: str
-    age_ms: list[int]
-    value: list[float]
-
-
-class SavedWindowsV1(StrictModel):
-    version: Literal[1]
-    saved_ns: int
-    points: dict[str, SavedPointV1]
-
-
-class SavedRuns(StrictModel):
-    source: str
-    runs: list[int]
-
-
-class SavedHeader(StrictModel):
-    version: Literal[2]
-    saved_ns: int
-    saved_mono: float | None = None
-    boot_id: str | None = None
-    points: dict[str, SavedRuns]
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,29 +259,28 @@ def _count(point_id: str, count: int, total: int) -> int:
 
 
 def _decode_v1(body: bytes) -> Saved:
-    saved = SavedWindowsV1.model_validate(json.loads(body))
+    saved = header_v1(json.loads(body))
     total = 0
-    for point_id, record in saved.points.items():
-        if len(record.age_ms) != len(record.value):
-            raise ValueError(f"{point_id}: {len(record.age_ms)} ages, "
-                             f"{len(record.value)} values")
-        total = _count(point_id, len(record.value), total)
+    for point_id, (_, ages_ms, values) in saved.points.items():
+        if len(ages_ms) != len(values):
+            raise ValueError(f"{point_id}: {len(ages_ms)} ages, {len(values)} values")
+        total = _count(point_id, len(values), total)
     return Saved(saved.saved_ns, None, None, {
-        point_id: Restorable(record.source, record.age_ms, record.value)
-        for point_id, record in saved.points.items()})
+        point_id: Restorable(source, ages_ms, values)
+        for point_id, (source, ages_ms, values) in saved.points.items()})
 
 
 def _decode_v2(body: mmap.mmap, size: int) -> Saved:
     cut = body.find(b"\n", 0, size)
     if cut < 0:
         raise ValueError("no header")
-    header = SavedHeader.model_validate(json.loads(body[:cut]))
+    read = header(json.loads(body[:cut]))
     planes = memoryview(body)[cut + 1:size]
     total = 0
-    for point_id, record in header.points.items():
-        if any(n < 0 for n in record.runs):
+    for point_id, (_, runs) in read.points.items():
+        if any(n < 0 for n in runs):
             raise ValueError(f"{point_id}: a run of fewer than 0 samples")
-        total = _count(point_id, sum(record.runs), total)
+        total = _count(point_id, sum(runs), total)
     if len(planes) != 16 * total:
         raise ValueError(f"{len(planes)} bytes of samples for {total} samples")
     ages = _numbers(planes[:8 * total]).cast("q")
@@ -314,16 +289,15 @@ def _decode_v2(body: mmap.mmap, size: int) -> Saved:
     values = _numbers(planes[8 * total:]).cast("d")
     out: dict[str, Restorable] = {}
     start = 0
-    for point_id, record in header.points.items():
-        end = start + sum(record.runs)
-        if len(record.runs) == 1 and all(map(int.__gt__, ages[start:end - 1],
-                                             ages[start + 1:end])):
-            out[point_id] = Restorable(record.source, ages[start:end], values[start:end])
+    for point_id, (source, runs) in read.points.items():
+        end = start + sum(runs)
+        if len(runs) == 1 and all(map(int.__gt__, ages[start:end - 1], ages[start + 1:end])):
+            out[point_id] = Restorable(source, ages[start:end], values[start:end])
         else:  # the union, oldest first (as version 1 saved it: by time, then value); the
             # runs are each in order, so the sort only merges them
             merged = dict.fromkeys(sorted(zip(map(int.__neg__, ages[start:end]),
                                               values[start:end], strict=True)))
-            out[point_id] = Restorable(record.source, array("q", [-age for age, _ in merged]),
+            out[point_id] = Restorable(source, array("q", [-age for age, _ in merged]),
                                        array("d", [value for _, value in merged]))
         start = end
-    return Saved(header.saved_ns, header.saved_mono, header.boot_id, out)
+    return Saved(read.saved_ns, read.saved_mono, read.boot_id, out)
