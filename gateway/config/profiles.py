@@ -12,8 +12,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-from pydantic import TypeAdapter, ValidationError
+from typing import TYPE_CHECKING
 
 from gateway.config.profile import MAX_PROFILE_POINTS, ModbusProfile, Profile, SerialTextProfile
 from gateway.config.yamlfile import (
@@ -25,10 +24,19 @@ from gateway.config.yamlfile import (
 )
 from gateway.config.yamllimits import YamlLimits
 
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
 
 @functools.cache
-def _profile_adapter() -> TypeAdapter[ModbusProfile | SerialTextProfile]:
-    """The profile union's validator, built when the first profile is loaded."""
+def profile_adapter() -> TypeAdapter[ModbusProfile | SerialTextProfile]:
+    """The profile union's validator (and serializer), built when the first profile is loaded
+    or dumped: pydantic is imported by a process that validates profiles only (a running
+    gateway unpickles its own, gateway.isolated_check)."""
+    from pydantic import TypeAdapter
+
+    import gateway.strict  # noqa: F401  (pydantic without its plugin search: gateway.strict)
+
     return TypeAdapter(Profile)
 
 
@@ -69,9 +77,11 @@ def load_profile_text(path: Path) -> tuple[ModbusProfile | SerialTextProfile, st
 
 
 def _validated_profile(text: str, name: str, stem: str) -> ModbusProfile | SerialTextProfile:
+    from pydantic import ValidationError
+
     data, lines = parse_yaml(text, name, PROFILE_LIMITS)
     try:
-        profile = _profile_adapter().validate_python(data)
+        profile = profile_adapter().validate_python(data)
     except ValidationError as exc:
         raise ConfigErrors(pydantic_errors(exc, name, lines)) from exc
     if profile.id != stem:

@@ -60,7 +60,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -69,6 +69,7 @@ from gateway import clocksync
 from gateway.clock import Clock
 from gateway.config.duration import DurationText
 from gateway.config.section import is_section
+from gateway.config.section_markers import section_hints
 from gateway.rules.warm_copy import Capture, capture
 from gateway.rules.warm_copy import Snapshot as Snapshot
 from gateway.rules.warm_file import MAX_FILE_BYTES, Restorable, Saved, decode_saved, stream
@@ -287,8 +288,9 @@ def _plain(value: object) -> object:
     if isinstance(value, BaseModel):
         return {name: _field(getattr(value, name), info)
                 for name, info in type(value).model_fields.items()}
-    if is_section(type(value)):  # a section (PointOverride): no Duration among its fields
-        return {name: _plain(getattr(value, name)) for name in type(value).__slots__}  # type: ignore[attr-defined]
+    if is_section(type(value)):  # a section (PointOverride, a profile): by its annotations
+        return {name: _field(getattr(value, name), hint)
+                for name, hint in section_hints(type(value)).items()}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, float):
@@ -300,12 +302,16 @@ def _plain(value: object) -> object:
     return value
 
 
-def _field(value: object, info: FieldInfo) -> object:
+def _field(value: object, info: FieldInfo | Any) -> object:
     """A field's value as `_plain`, through its own JSON serializer if it has one (a
-    `Duration`, also as `Duration | None`)."""
+    `Duration`, also as `Duration | None`); `info` is a model's field or a section's
+    annotation."""
     if value is not None:
-        metadata = list(info.metadata)
-        for member in get_args(info.annotation):  # X | None: the metadata of X
+        if isinstance(info, FieldInfo):
+            annotation, metadata = info.annotation, list(info.metadata)
+        else:
+            annotation, metadata = info, list(getattr(info, "__metadata__", ()))
+        for member in get_args(annotation):  # X | None: the metadata of X
             metadata += getattr(member, "__metadata__", ())
         for item in metadata:
             if isinstance(item, DurationText) and isinstance(value, int | float):
