@@ -14,14 +14,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.profile import MAX_PROFILE_POINTS, ModbusProfile, Profile, SerialTextProfile
-from gateway.config.yamlfile import (
-    ConfigError,
-    ConfigErrors,
-    parse_yaml,
-    pydantic_errors,
-    read_text,
-)
 from gateway.config.yamllimits import YamlLimits
 
 if TYPE_CHECKING:
@@ -62,6 +56,8 @@ def load_profile(path: Path) -> ModbusProfile | SerialTextProfile:
 
 def load_profile_text(path: Path) -> tuple[ModbusProfile | SerialTextProfile, str]:
     """`load_profile`, and the text it was read from (what a last-known-good keeps)."""
+    from gateway.config.yamlfile import read_text  # with pydantic: a process that validates
+
     name = str(path)
     text = read_text(path, name, PROFILE_LIMITS)
     key = (name, hashlib.sha256(text.encode()).digest())
@@ -78,6 +74,8 @@ def load_profile_text(path: Path) -> tuple[ModbusProfile | SerialTextProfile, st
 
 def _validated_profile(text: str, name: str, stem: str) -> ModbusProfile | SerialTextProfile:
     from pydantic import ValidationError
+
+    from gateway.config.yamlfile import parse_yaml, pydantic_errors
 
     data, lines = parse_yaml(text, name, PROFILE_LIMITS)
     try:
