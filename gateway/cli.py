@@ -271,13 +271,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from pydantic import TypeAdapter
-
-    from gateway.config.profile import Profile
+    from gateway.config.profiles import profile_adapter
     from gateway.config.schema import adapter_schema, model_schema
     from gateway.config.site import GatewayConfig
 
-    schema = adapter_schema(TypeAdapter(Profile)) if args.profile else model_schema(GatewayConfig)
+    schema = adapter_schema(profile_adapter()) if args.profile else model_schema(GatewayConfig)
     print(json.dumps(schema, indent=2))
     return 0
 

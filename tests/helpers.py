@@ -17,12 +17,13 @@ import pytest
 
 from gateway.config.loader import ConfigErrors, load_gateway_config
 from gateway.config.profile import ModbusProfile
+from gateway.config.section import validator
 from gateway.config.site import Device
 from gateway.field.points import BoundPoint, bind_points
 
 
 def modbus_profile(points: list[dict[str, Any]], **extra: Any) -> ModbusProfile:
-    return ModbusProfile.model_validate({
+    return validator(ModbusProfile).validate_python({
         "kind": "modbus", "id": "test_profile", "manufacturer": "test", "model": "test",
         "generic": True, "points": points, **extra})
 

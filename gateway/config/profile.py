@@ -8,15 +8,20 @@ A profile is data, in `hardware/profiles/*.yaml`. Two kinds exist:
 
 A profile has at most MAX_PROFILE_POINTS points (`points` or `fields`; flags not counted). The
 loader refuses a longer list while reading the file, before anything else is done with it.
+
+The classes are config sections (gateway.config.section, issue 15): plain frozen dataclasses
+that pydantic validates where profiles are loaded (gateway.config.profiles), so that a running
+gateway, which unpickles its profiles from the config check's answer, imports no pydantic for
+them. Their pydantic originals, and the proof that they validate, refuse and dump the same:
+tests/config/test_profile_sections.py. `Strict`, the base of the config models still written
+with pydantic, lives in gateway.config.strict_model (given from here too, imported when asked).
 """
 
 import codecs
 import re
-import warnings
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Literal
-
-from pydantic import Field, field_validator, model_validator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from gateway.config.duration import Duration
 from gateway.config.names import NAME_PATTERN as NAME_PATTERN  # re-exported: profiles, rules
@@ -24,17 +29,25 @@ from gateway.config.names import Id as Id
 from gateway.config.names import Name as Name
 from gateway.config.names import PointKey as PointKey
 from gateway.config.patterns import nests_unbounded_repeats
-from gateway.strict import StrictModel
+from gateway.config.section import Check, Limits, section
+from gateway.config.section_markers import Discriminated, prepared
+
+if TYPE_CHECKING:
+    from gateway.config.strict_model import Strict as Strict
 
 MAX_PROFILE_POINTS = 2000
 """Points per profile. The largest shipped profile has 37; a real device model with more than
 a few hundred is rare (split a very large one into several profiles on the same unit)."""
 
 
-class Strict(StrictModel):
-    """Base for every config model: unknown keys are errors, models are immutable, a field's
-    docstring is its description (config reference, editor schema: read from the source when
-    a schema is generated, gateway.config.schema, not while each class is built)."""
+def __getattr__(name: str) -> Any:
+    """`Strict` (gateway.config.strict_model), imported with pydantic when first asked for:
+    the site's, rule packs' and drills' models import it from here."""
+    if name == "Strict":
+        from gateway.config.strict_model import Strict
+
+        return Strict
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RegisterType(StrEnum):
@@ -103,23 +116,25 @@ class ByteOrder(StrEnum):
         return self in (ByteOrder.CDAB, ByteOrder.DCBA)
 
 
-class ValidRange(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidRange:
     """Engineering values outside [min, max] are reported with quality `invalid`."""
 
     min: float | None = None
     max: float | None = None
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "ValidRange":
+    def __post_init__(self) -> None:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
-        return self
 
 
-class Flag(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flag:
     """One named bit of a status word; becomes its own boolean point `<point>.<name>`."""
 
-    bit: Annotated[int, Field(ge=0, le=63)]
+    bit: Annotated[int, Limits(ge=0, le=63)]
     name: Name
     quantity: Name | None = None
     description: str | None = None
@@ -132,7 +147,22 @@ class Flag(Strict):
     detector are one detector)."""
 
 
-class PointCommon(Strict):
+def _unique_flags(flags: tuple[Flag, ...]) -> tuple[Flag, ...]:
+    seen_bits: set[int] = set()
+    seen_names: set[str] = set()
+    for flag in flags:
+        if flag.bit in seen_bits:
+            raise ValueError(f"bit {flag.bit} is named twice")
+        if flag.name in seen_names:
+            raise ValueError(f"flag name {flag.name!r} is used twice")
+        seen_bits.add(flag.bit)
+        seen_names.add(flag.name)
+    return flags
+
+
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointCommon:
     """Fields shared by Modbus and serial-text points."""
 
     name: Name
@@ -146,7 +176,7 @@ class PointCommon(Strict):
     valid: ValidRange | None = None
     enum: dict[int, str] | None = None
     """Status codes: raw value → label."""
-    flags: tuple[Flag, ...] = ()
+    flags: Annotated[tuple[Flag, ...], Check(_unique_flags)] = ()
     writable: bool = False
     field_device: bool = False
     """This input is a field device of its own wired to the module — a conventional detector
@@ -155,49 +185,32 @@ class PointCommon(Strict):
     points. Without it, the points of one device count once (two smoke points of one smart
     detector are one detector)."""
 
-    @field_validator("flags")
-    @classmethod
-    def _unique_flags(cls, flags: tuple[Flag, ...]) -> tuple[Flag, ...]:
-        seen_bits: set[int] = set()
-        seen_names: set[str] = set()
-        for flag in flags:
-            if flag.bit in seen_bits:
-                raise ValueError(f"bit {flag.bit} is named twice")
-            if flag.name in seen_names:
-                raise ValueError(f"flag name {flag.name!r} is used twice")
-            seen_bits.add(flag.bit)
-            seen_names.add(flag.name)
-        return flags
+
+def _bits_default_to_bool(data: object) -> object:
+    """Coils and discrete inputs hold one bit: `type: bool` goes without saying."""
+    if isinstance(data, dict) and "type" not in data and \
+            data.get("register") in ("coil", "discrete_input"):
+        return {**data, "type": "bool"}
+    return data
 
 
-warnings.filterwarnings(  # `register` is the natural YAML key; ABCMeta.register is not used
-    "ignore", message='Field name "register"', category=UserWarning)
-
-
+@prepared(_bits_default_to_bool)
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModbusPoint(PointCommon):
-    register: RegisterType = Field(...)
-    address: Annotated[int, Field(ge=0, le=65535)]
+    register: RegisterType
+    address: Annotated[int, Limits(ge=0, le=65535)]
     type: DataType = DataType.UINT16
     """Defaults to uint16 for registers and bool for coils and discrete inputs."""
     order: ByteOrder = ByteOrder.ABCD
-    bit: Annotated[int, Field(ge=0, le=15)] | None = None
+    bit: Annotated[int, Limits(ge=0, le=15)] | None = None
     """For `type: bool` on a register: which bit (0 = least significant)."""
-    length: Annotated[int, Field(ge=1, le=123)] | None = None
+    length: Annotated[int, Limits(ge=1, le=123)] | None = None
     """For `type: string`: its length in registers (two characters each)."""
     invert: bool = False
     """For `type: bool`: report the opposite (a normally-closed contact reads true in alarm)."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _bits_default_to_bool(cls, data: object) -> object:
-        """Coils and discrete inputs hold one bit: `type: bool` goes without saying."""
-        if isinstance(data, dict) and "type" not in data and \
-                data.get("register") in ("coil", "discrete_input"):
-            return {**data, "type": "bool"}
-        return data
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "ModbusPoint":
+    def __post_init__(self) -> None:
         reg, typ = self.register, self.type
         if reg.is_bit and typ is not DataType.BOOL:
             raise ValueError(f"a {reg.value} holds one bit: its type must be bool, not {typ}")
@@ -222,7 +235,6 @@ class ModbusPoint(PointCommon):
             raise ValueError("`invert:` is only for type bool")
         if self.writable and reg in (RegisterType.INPUT, RegisterType.DISCRETE_INPUT):
             raise ValueError(f"a {reg.value} is read-only and cannot be writable")
-        return self
 
     @property
     def width(self) -> int:
@@ -235,7 +247,9 @@ class ModbusPoint(PointCommon):
         return WIDTH_REGISTERS[self.type]
 
 
-class ModbusProfile(Strict):
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModbusProfile:
     kind: Literal["modbus"]
     id: Name
     manufacturer: str
@@ -246,18 +260,19 @@ class ModbusProfile(Strict):
     """The public document the register map comes from (title, version, section)."""
     description: str | None = None
     default_poll_interval: Duration = 5.0
-    max_registers_per_request: Annotated[int, Field(ge=1, le=125)] = 125
-    max_bits_per_request: Annotated[int, Field(ge=1, le=2000)] = 2000
-    points: tuple[ModbusPoint, ...] = Field(min_length=1, max_length=MAX_PROFILE_POINTS)
+    max_registers_per_request: Annotated[int, Limits(ge=1, le=125)] = 125
+    max_bits_per_request: Annotated[int, Limits(ge=1, le=2000)] = 2000
+    points: Annotated[tuple[ModbusPoint, ...],
+                      Limits(min_length=1, max_length=MAX_PROFILE_POINTS)]
 
-    @model_validator(mode="after")
-    def _check(self) -> "ModbusProfile":
+    def __post_init__(self) -> None:
         _require_source(self.generic, self.source)
         _unique_point_names(self.points)
         _check_interval(self.default_poll_interval)
-        return self
 
 
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TextField(PointCommon):
     """One named group of a serial reply regex, as a point."""
 
@@ -265,14 +280,26 @@ class TextField(PointCommon):
     type: Literal["float", "int", "bool", "string", "bitstring"] = "float"
     """`bitstring`: a run of 0/1 characters, first character = highest bit (Megatec Q1)."""
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "TextField":
+    def __post_init__(self) -> None:
         if self.flags and self.type not in ("bitstring", "int"):
             raise ValueError("flags need type bitstring or int")
-        return self
 
 
-class SerialTextProfile(Strict):
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"reply_pattern is not a valid regular expression: {exc}") from exc
+    if nests_unbounded_repeats(pattern):
+        raise ValueError("reply_pattern repeats a repeat without bound (like (\\d+)+ or "
+                         "(\\w+ )*): on a line that nearly matches it can take minutes, "
+                         "holding every bus; bound one of them ({1,8}) or drop the nesting")
+    return pattern
+
+
+@section
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SerialTextProfile:
     kind: Literal["serial_text"]
     id: Name
     manufacturer: str
@@ -284,30 +311,16 @@ class SerialTextProfile(Strict):
     request: str
     """Bytes sent to ask for a reading, with Python escapes (`Q1\\r`)."""
     reply_terminator: str = "\r"
-    reply_pattern: str
+    reply_pattern: Annotated[str, Check(_compiles)]
     """A regular expression with named groups; it must match the whole reply line."""
     reply_format: str | None = None
     """How the simulator writes a reply: Python format fields named after the points
     (`({input_voltage:05.1f} …{status}\\r`); a bitstring field is given as its integer."""
     reply_timeout: Duration = 1.0
     encoding: str = "ascii"
-    fields: tuple[TextField, ...] = Field(min_length=1, max_length=MAX_PROFILE_POINTS)
+    fields: Annotated[tuple[TextField, ...], Limits(min_length=1, max_length=MAX_PROFILE_POINTS)]
 
-    @field_validator("reply_pattern")
-    @classmethod
-    def _compiles(cls, pattern: str) -> str:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"reply_pattern is not a valid regular expression: {exc}") from exc
-        if nests_unbounded_repeats(pattern):
-            raise ValueError("reply_pattern repeats a repeat without bound (like (\\d+)+ or "
-                             "(\\w+ )*): on a line that nearly matches it can take minutes, "
-                             "holding every bus; bound one of them ({1,8}) or drop the nesting")
-        return pattern
-
-    @model_validator(mode="after")
-    def _check(self) -> "SerialTextProfile":
+    def __post_init__(self) -> None:
         _require_source(self.generic, self.source)
         _unique_point_names(self.fields)
         _check_interval(self.default_poll_interval)
@@ -334,7 +347,6 @@ class SerialTextProfile(Strict):
                     f"field {field.name!r} names group {field.group!r}, which reply_pattern "
                     f"does not define (it has: {', '.join(sorted(groups)) or 'none'})"
                 )
-        return self
 
     @property
     def request_bytes(self) -> bytes:
@@ -350,7 +362,7 @@ def _unescape(text: str, encoding: str) -> bytes:
     return text.encode(encoding).decode("unicode_escape").encode("latin-1")
 
 
-Profile = Annotated[ModbusProfile | SerialTextProfile, Field(discriminator="kind")]
+Profile = Annotated[ModbusProfile | SerialTextProfile, Discriminated("kind")]
 
 
 MIN_POLL_INTERVAL = 0.05

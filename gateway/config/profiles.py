@@ -12,23 +12,25 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import TypeAdapter, ValidationError
-
+from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.profile import MAX_PROFILE_POINTS, ModbusProfile, Profile, SerialTextProfile
-from gateway.config.yamlfile import (
-    ConfigError,
-    ConfigErrors,
-    parse_yaml,
-    pydantic_errors,
-    read_text,
-)
 from gateway.config.yamllimits import YamlLimits
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 
 @functools.cache
-def _profile_adapter() -> TypeAdapter[ModbusProfile | SerialTextProfile]:
-    """The profile union's validator, built when the first profile is loaded."""
+def profile_adapter() -> TypeAdapter[ModbusProfile | SerialTextProfile]:
+    """The profile union's validator (and serializer), built when the first profile is loaded
+    or dumped: pydantic is imported by a process that validates profiles only (a running
+    gateway unpickles its own, gateway.isolated_check)."""
+    from pydantic import TypeAdapter
+
+    import gateway.strict  # noqa: F401  (pydantic without its plugin search: gateway.strict)
+
     return TypeAdapter(Profile)
 
 
@@ -54,6 +56,8 @@ def load_profile(path: Path) -> ModbusProfile | SerialTextProfile:
 
 def load_profile_text(path: Path) -> tuple[ModbusProfile | SerialTextProfile, str]:
     """`load_profile`, and the text it was read from (what a last-known-good keeps)."""
+    from gateway.config.yamlfile import read_text  # with pydantic: a process that validates
+
     name = str(path)
     text = read_text(path, name, PROFILE_LIMITS)
     key = (name, hashlib.sha256(text.encode()).digest())
@@ -69,9 +73,13 @@ def load_profile_text(path: Path) -> tuple[ModbusProfile | SerialTextProfile, st
 
 
 def _validated_profile(text: str, name: str, stem: str) -> ModbusProfile | SerialTextProfile:
+    from pydantic import ValidationError
+
+    from gateway.config.yamlfile import parse_yaml, pydantic_errors
+
     data, lines = parse_yaml(text, name, PROFILE_LIMITS)
     try:
-        profile = _profile_adapter().validate_python(data)
+        profile = profile_adapter().validate_python(data)
     except ValidationError as exc:
         raise ConfigErrors(pydantic_errors(exc, name, lines)) from exc
     if profile.id != stem:

@@ -3,7 +3,11 @@ builds a validator or a schema (issue 15): `before(f)` is `BeforeValidator(f)`, 
 `Tag(t)`, `discriminated(f)` `Discriminator(f)` — the same core schema, so the same errors
 and JSON schema —, declared without importing pydantic, so a running gateway that unpickles
 its checked rule packs never imports it for them (gateway.config.section says how the
-config's sections do the same).
+config's sections do the same). For the device profiles: a union told apart by one key
+(`Discriminated`, pydantic's `Field(discriminator=key)`) and a section that prepares its input
+before its fields are validated (`prepared`, a model's `model_validator(mode="before")`);
+tests/config/test_profile_sections.py and tests/rules/test_rule_sections.py compare them with
+the pydantic originals.
 
 `KeepsWritten` keeps beside a section's validated parameter values (numbers of seconds) the
 values as the file has them (`5m`), for the check of their kinds: what a pydantic model kept
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, get_type_hints
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler
@@ -113,3 +117,50 @@ class KeepsWritten:
     def __reduce__(self) -> tuple[Any, ...]:
         values = tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
         return _rebuilt, (type(self), values, getattr(self, "_written", {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Discriminated:
+    """A union of sections told apart by the value of one of their keys, each member's
+    `Literal`: pydantic's `Field(discriminator=key)` (`Annotated[A | B, Discriminated("kind")]`),
+    with its errors (`union_tag_invalid`, `union_tag_not_found`) and JSON schema
+    (`oneOf` with a `discriminator` mapping)."""
+
+    key: str
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic import Field
+
+        return handler(Annotated[source, Field(discriminator=self.key)])
+
+
+def prepared(prepare: Callable[[object], object]) -> Callable[[type[T]], type[T]]:
+    """A section whose input goes through `prepare` before its fields are validated (a model's
+    `model_validator(mode="before")`): `@prepared(func)` above `@section`. `prepare` takes the
+    raw input (a dict from YAML, or anything else) and returns what is validated."""
+
+    def hook(cls: type[Any], source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(prepare, handler(source))
+
+    def decorate(cls: type[T]) -> type[T]:
+        setattr(cls, "__get_pydantic_core_schema__", classmethod(hook))  # noqa: B010
+        return cls
+
+    return decorate
+
+
+def section_hints(cls: type) -> dict[str, Any]:
+    """A section's fields (its bases' first), each with its annotation and the markers in it
+    (`Annotated[float, DurationText()]`): what a walk of its values needs to write them as
+    pydantic would (gateway.rules.warm's fingerprints of a device's profile)."""
+    found = _HINTS.get(cls)
+    if found is None:
+        hints = get_type_hints(cls, include_extras=True)
+        found = _HINTS[cls] = {f.name: hints[f.name] for f in fields(cls)}
+    return found
+
+
+_HINTS: dict[type, dict[str, Any]] = {}

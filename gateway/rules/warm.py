@@ -51,7 +51,6 @@ loop (~0.3 s for a full file): it runs while the gateway is built, before its bu
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import logging
@@ -59,17 +58,15 @@ import math
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import fields
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args, get_type_hints
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, get_args
 
 from gateway import clocksync
 from gateway.clock import Clock
 from gateway.config.duration import DurationText
 from gateway.config.section import is_section
+from gateway.config.section_markers import section_hints
 from gateway.rules.warm_copy import Capture, capture
 from gateway.rules.warm_copy import Snapshot as Snapshot
 from gateway.rules.warm_file import MAX_FILE_BYTES, Restorable, Saved, decode_saved, stream
@@ -124,7 +121,7 @@ class RateMemory:
             file = self._read()
         except FileNotFoundError:
             return 0
-        except (OSError, ValueError, zlib.error, ValidationError) as exc:
+        except (OSError, ValueError, zlib.error) as exc:  # (pydantic's errors are ValueErrors)
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             log.warning("event=rate_windows_ignored file=%s reason=%r (rate windows start "
                         "cold)", self.path, reason[:200])
@@ -280,18 +277,14 @@ def fingerprints(loaded: LoadedConfig) -> dict[str, str]:
 
 
 def _plain(value: object) -> object:
-    """What `model_dump(mode="json")` gives for a config's models (their fields, a duration as
+    """What `model_dump(mode="json")` gives for a config's sections (their fields, a duration as
     its text, enums as their values, non-finite floats as None, sequences as lists), read
     from the fields themselves: a model's serializer is built at its first dump, and Device's
     and the profiles' would stay in every gateway for this hash alone (the config is checked
     by a child process, gateway.isolated_check; tests/rules/test_warm.py compares the two)."""
-    if isinstance(value, BaseModel):
-        return {name: _field(getattr(value, name), (*info.metadata, *_metadata(info.annotation)))
-                for name, info in type(value).model_fields.items()}
     if is_section(type(value)):  # a section (gateway.config.section): its fields, in order
-        hints = _hints(type(value))  # type: ignore[arg-type]
-        return {f.name: _field(getattr(value, f.name), _metadata(hints[f.name]))
-                for f in fields(value)}  # type: ignore[arg-type]
+        return {name: _field(getattr(value, name), _metadata(hint))
+                for name, hint in section_hints(type(value)).items()}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, float):
@@ -301,12 +294,6 @@ def _plain(value: object) -> object:
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(item) for item in value]
     return value
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    """A section's field annotations, with their `Annotated` metadata."""
-    return get_type_hints(cls, include_extras=True)
 
 
 def _metadata(annotation: object) -> tuple[object, ...]:
@@ -320,7 +307,8 @@ def _metadata(annotation: object) -> tuple[object, ...]:
 
 def _field(value: object, metadata: tuple[object, ...]) -> object:
     """A field's value as `_plain`, through its own JSON serializer if it has one (a
-    `Duration`, also as `Duration | None`)."""
+    `Duration`, also as `Duration | None`); `info` is a model's field or a section's
+    annotation."""
     if value is not None:
         for item in metadata:
             if isinstance(item, DurationText) and isinstance(value, int | float):

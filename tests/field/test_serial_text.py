@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from gateway.clock import SystemClock
 from gateway.config.loader import default_profiles_dir, load_profile
 from gateway.config.profile import SerialTextProfile
+from gateway.config.section import validator
 from gateway.config.site import Device, SerialTextBus
 from gateway.field.sample import Quality, Sample
 from gateway.field.serial_text import SerialTextLink, SerialTextPoller
@@ -206,7 +207,7 @@ def loose_profile() -> SerialTextProfile:
               for i, (kind, scale) in enumerate([("int", 1.0), ("int", 0.1), ("float", 1.0),
                                                  ("float", 0.01), ("bitstring", 1.0)])]
     pattern = " ".join(f"(?P<{f['group']}>\\S+)" for f in fields)
-    return SerialTextProfile.model_validate({
+    return validator(SerialTextProfile).validate_python({
         "kind": "serial_text", "id": "loose", "manufacturer": "site", "model": "own",
         "generic": True, "description": "d", "request": "R\r", "reply_terminator": "\r",
         "reply_timeout": "1s", "reply_pattern": f"^{pattern}$", "fields": fields})

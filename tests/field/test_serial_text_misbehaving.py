@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from gateway.clock import SystemClock
 from gateway.config.loader import default_profiles_dir, load_profile
 from gateway.config.profile import SerialTextProfile
+from gateway.config.section import validator
 from gateway.config.site import Device, SerialTextBus
 from gateway.field.serial_text import SerialTextLink, SerialTextPoller
 
@@ -37,7 +38,8 @@ REPLY = b"T=23.4 H=45.1\r"
 def th_profile(**changes: Any) -> SerialTextProfile:
     profile = load_profile(default_profiles_dir() / "generic_ascii_th_sensor.yaml")
     assert isinstance(profile, SerialTextProfile)
-    return SerialTextProfile.model_validate({**profile.model_dump(), **changes})
+    made = validator(SerialTextProfile)
+    return made.validate_python({**made.dump_python(profile), **changes})
 
 
 class Line:

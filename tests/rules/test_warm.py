@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from gateway import clocksync
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig, load_gateway_config
+from gateway.config.profiles import profile_adapter
 from gateway.config.section import validator
 from gateway.config.site import Device
 from gateway.field.sample import Quality, Sample
@@ -422,7 +423,8 @@ def test_the_sources_hash_what_model_dump_gives(site: Path) -> None:
         if device.enabled:
             what = [validator(Device).dump_python(device, mode="json",
                                                   exclude={"poll_interval", "location"}),
-                    buses.get(device.bus), loaded.profile_of(device).model_dump(mode="json")]
+                    buses.get(device.bus), profile_adapter().dump_python(
+                        loaded.profile_of(device), mode="json")]
             text = json.dumps(what, sort_keys=True, default=str)
             dumped[device.id] = hashlib.sha256(text.encode()).hexdigest()[:16]
     assert fingerprints(loaded) == dumped and len(dumped) >= 5
