@@ -38,9 +38,10 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.contract.wire import ConfigStatus
+if TYPE_CHECKING:  # the status model is pydantic; the applier imports it at an apply (issue 15)
+    from gateway.contract.configmsg import ConfigStatus
 
 log = logging.getLogger("roomwarden.control")
 
@@ -65,10 +66,10 @@ SOCKET_NAME = "control.sock"
 _CHUNK = 64 * 1024
 
 StatusHandler = Callable[[], dict[str, Any]]
-Progress = Callable[[ConfigStatus], None]
-ApplyText = Callable[[str, str, Progress], Awaitable[ConfigStatus]]
-ApplyEnvelope = Callable[[bytes, Progress], Awaitable[ConfigStatus]]
-Reload = Callable[[], Awaitable[ConfigStatus | None]]
+Progress = Callable[["ConfigStatus"], None]
+ApplyText = Callable[[str, str, Progress], Awaitable["ConfigStatus"]]
+ApplyEnvelope = Callable[[bytes, Progress], Awaitable["ConfigStatus"]]
+Reload = Callable[[], Awaitable["ConfigStatus | None"]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Incidents = Callable[[dict[str, Any], Send], Awaitable[dict[str, Any]]]  # issue 12
 Drills = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # issue 12: live drills

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.config.errors import ConfigErrors
 from gateway.config.loaded import LoadedConfig
-from gateway.contract.wire import ConfigStatus
 from gateway.control import ControlServer, default_socket_path
 from gateway.daemon import Gateway
 from gateway.flashing.keep import ConfigKeeper
@@ -39,6 +38,7 @@ from gateway.service.notify import Notifier
 from gateway.service.watchdog import feed_watchdog
 
 if TYPE_CHECKING:  # made at the first apply, and at the first drill request (issue 15)
+    from gateway.contract.configmsg import ConfigStatus
     from gateway.drills.live_control import LiveDrills
     from gateway.flashing.apply import ConfigApplier
 
@@ -309,6 +309,9 @@ class Service:
         await self.gateway.started.wait()
         cfg = self.gateway.loaded.config.gateway
         lost = self.boot.interrupted
+        # the status model is pydantic: imported only when a boot recovered (issue 15)
+        from gateway.contract.configmsg import ConfigStatus
+
         status = ConfigStatus.model_validate({
             "site": cfg.site, "gateway": cfg.id,
             "id": lost.request_id if lost else None, "ts": time.time_ns(),

@@ -22,7 +22,7 @@ from gateway.config.ipnet import IPvAnyNetwork
 from gateway.config.names import Id, Name, PointKey
 from gateway.config.outputs import Interlock, Output, OutputFeedback, OutputRole, WriteBackoff
 from gateway.config.section import Check, Limits, default_factory, defaults, section
-from gateway.contract.wire import MAX_CONFIG_BYTES
+from gateway.contract.vocab import MAX_CONFIG_BYTES
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
 from gateway.operator.settings import (  # issue 9: remote operator commands
     OperatorSettings,

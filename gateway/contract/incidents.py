@@ -10,30 +10,35 @@ outbox: of two versions of one incident id the later one wins.
 
 Pure: `split_record` (file bytes → chunks) and `chunk_bytes` (a chunk's decoded data, checked
 against its place in the record) are what the gateway's uplink and the central ingest share.
+The record's format, its size limits and `parse_record` live in gateway.contract.records, which
+imports no pydantic (a gateway's recorder uses them at rest, issue 15); they are re-exported
+here.
 """
 
 import base64
 import binascii
 import hashlib
-import json
-import zlib
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
 from gateway.contract.base import Ns, Sha256, validated
+from gateway.contract.records import (
+    CHUNK_BYTES,
+    INCIDENT_FORMAT,
+    MAX_CHUNKS,
+    MAX_INCIDENT_BYTES,
+    MAX_RECORD_BYTES,
+    parse_record,
+)
 from gateway.contract.telemetry import Delivered
 from gateway.contract.vocab import ContractError
 
-INCIDENT_FORMAT = "roomwarden-incident/1"
-"""The `format` of an incident record (docs/incidents.md)."""
-CHUNK_BYTES = 256 * 1024
-"""Record bytes per chunk (base64 makes a payload of ≈ 342 KiB, well within 2 MiB)."""
-MAX_INCIDENT_BYTES = 64 * 2**20
-"""Largest stored record (gzip-compressed) sent over the uplink: at most 256 chunks."""
-MAX_CHUNKS = MAX_INCIDENT_BYTES // CHUNK_BYTES
-MAX_RECORD_BYTES = 256 * 2**20
-"""A record larger than this uncompressed is refused when read (on either side)."""
+__all__ = [
+    "CHUNK_BYTES", "INCIDENT_FORMAT", "MAX_CHUNKS", "MAX_INCIDENT_BYTES", "MAX_RECORD_BYTES",
+    "IncidentChunk", "IncidentId", "chunk_bytes", "parse_record", "split_record",
+]
+
 _B64_CHUNK = 4 * ((CHUNK_BYTES + 2) // 3)
 
 IncidentId = Annotated[str, StringConstraints(
@@ -111,25 +116,3 @@ def split_record(data: bytes, *, site: str, gateway: str, incident_id: str, stat
                       data=base64.b64encode(data[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES]
                                             ).decode("ascii"))
             for i in range(count)]
-
-
-def parse_record(data: bytes, what: str = "incident record") -> dict[str, Any]:
-    """A record file's bytes (gzip-compressed JSON) as the record, decompressing at most
-    MAX_RECORD_BYTES; ContractError saying why if it is not a readable `INCIDENT_FORMAT`
-    record."""
-    inflate = zlib.decompressobj(wbits=31)  # gzip
-    try:
-        raw = inflate.decompress(data, MAX_RECORD_BYTES + 1)
-        if len(raw) > MAX_RECORD_BYTES or inflate.unconsumed_tail:
-            raise ContractError(f"{what} is larger than {MAX_RECORD_BYTES} bytes")
-        if not inflate.eof:
-            raise ContractError(f"{what} cannot be read: the gzip data is truncated")
-    except zlib.error as exc:
-        raise ContractError(f"{what} cannot be read: {exc}") from None
-    try:
-        record = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ContractError(f"{what} is not valid JSON: {exc}") from None
-    if not isinstance(record, dict) or record.get("format") != INCIDENT_FORMAT:
-        raise ContractError(f"{what} is not a {INCIDENT_FORMAT} record")
-    return record

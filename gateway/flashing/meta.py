@@ -10,9 +10,10 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from gateway.contract.wire import ConfigSet
+if TYPE_CHECKING:  # the envelope model is pydantic: imported at the first config/set (issue 15)
+    from gateway.contract.configmsg import ConfigSet
 
 Source = Literal["factory", "flash", "local"]
 

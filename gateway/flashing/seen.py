@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import TYPE_CHECKING, TypeGuard
 
-from gateway.contract.wire import ConfigSet
+if TYPE_CHECKING:  # the envelope model is pydantic: imported at the first config/set (issue 15)
+    from gateway.contract.configmsg import ConfigSet
 
 SEEN_DIGESTS = 1000
 """How many envelope digests `seen.json` keeps for replay detection (the version check

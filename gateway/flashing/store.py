@@ -44,10 +44,10 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.config.bounded import read_bounded
 from gateway.config.yamllimits import DEFAULT_LIMITS
-from gateway.contract.wire import ConfigSet
 from gateway.flashing.meta import (
     BootChoice,
     ConfigMeta,
@@ -58,13 +58,11 @@ from gateway.flashing.meta import (
     storage_problem,
 )
 from gateway.flashing.seen import SEEN_DIGESTS, SEEN_FORCED, Seen
-from gateway.flashing.store_files import (
-    listdir,
-    remove_tree,
-    write_generation,
-    write_kept_profiles,
-)
+from gateway.flashing.store_files import listdir, remove_tree, write_generation, write_kept_profiles
 from gateway.storage import atomic_write, narrow_tree, private_dir
+
+if TYPE_CHECKING:  # the envelope model is pydantic: imported at the first config/set (issue 15)
+    from gateway.contract.configmsg import ConfigSet
 
 __all__ = ["SEEN_DIGESTS", "SEEN_FORCED", "BootChoice", "ConfigMeta", "ConfigStore", "Source",
            "StoreError", "sha256_text", "storage_problem"]
@@ -271,7 +269,7 @@ class ConfigStore:
         """Write a config to try and mark the store `applying`; returns the staged file's
         path (load it from there). A ConfigSet brings its own meta (source `flash`); text
         needs `meta` (e.g. source `local`). Replaces anything staged before."""
-        if isinstance(source, ConfigSet):
+        if not isinstance(source, str):  # a ConfigSet (not imported here: issue 15)
             text = source.config
             meta = meta or ConfigMeta.of_envelope(source)
         else:

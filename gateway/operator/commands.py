@@ -16,25 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.actions.planner import OutputPlanner
 from gateway.alarms.events import AlarmCommandError, AlarmEvent, EventKind
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.alarms.manager import AlarmManager
 from gateway.clock import Clock
-from gateway.contract.wire import (
-    MAX_SHELVE_S,
-    Acknowledge,
-    AcknowledgeAll,
-    AlarmCommand,
-    AlarmRef,
-    ResetOutput,
-    Shelve,
-    Suppress,
-    Unshelve,
-    Unsuppress,
-)
+from gateway.contract.vocab import MAX_SHELVE_S
 from gateway.operator.refusals import NOT_APPLICABLE, TOO_LONG, Refused
+
+if TYPE_CHECKING:  # the command models are pydantic: not imported at rest (issue 15)
+    from gateway.contract.commands import AlarmCommand, AlarmRef
 
 MAX_SHELVE_MINUTES = MAX_SHELVE_S / 60
 
@@ -184,6 +177,18 @@ class OperatorCommands:
     def carry_out(self, cmd: AlarmCommand, actor: str) -> int | Released:
         """A command from `cmd`, in the name of `actor` (the key's owner): the alarms it
         changed, or what a `reset_output` did."""
+        # `cmd` is a validated command model, so its module is loaded already: imported here,
+        # not at module level, so that a gateway at rest holds no pydantic (issue 15).
+        from gateway.contract.commands import (
+            Acknowledge,
+            AcknowledgeAll,
+            ResetOutput,
+            Shelve,
+            Suppress,
+            Unshelve,
+            Unsuppress,
+        )
+
         if isinstance(cmd, Acknowledge):
             return self.acknowledge(cmd.alarms, actor, cmd.note)
         if isinstance(cmd, AcknowledgeAll):

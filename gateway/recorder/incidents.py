@@ -33,7 +33,7 @@ from typing import Any
 from gateway.alarms.events import AlarmEvent, EventKind, is_hidden_rise
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
-from gateway.contract.incidents import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
+from gateway.contract.records import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
 from gateway.recorder import progress
 from gateway.recorder.clockstep import in_order
 from gateway.recorder.incident_state import OpenIncident, OutputSnapshot, RoomContext, Sources

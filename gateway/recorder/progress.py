@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from gateway.contract.incidents import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
+from gateway.contract.records import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
 from gateway.field.sample import Quality
 from gateway.recorder.record import QUALITY_CHAR, head_of, pieces_of, windows
 from gateway.recorder.ring import PointRing

@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO
 
-from gateway.contract.incidents import MAX_INCIDENT_BYTES
+from gateway.contract.records import MAX_INCIDENT_BYTES
 from gateway.recorder.heads import summary
 from gateway.recorder.progress import READ_BYTES
 from gateway.recorder.reading import from_parts, head_of

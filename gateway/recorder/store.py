@@ -19,8 +19,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gateway.contract.wire import INCIDENT_FORMAT, ContractError
-from gateway.contract.wire import parse_record as parse_wire_record
+from gateway.contract.records import INCIDENT_FORMAT
+from gateway.contract.records import parse_record as parse_wire_record
+from gateway.contract.vocab import ContractError
 from gateway.storage import atomic_write, private_dir, temporary_of
 
 log = logging.getLogger("roomwarden.incidents")
