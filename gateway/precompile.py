@@ -31,14 +31,18 @@ CODECS = ("encodings.ascii", "encodings.unicode_escape")
 """Codecs looked up by name at run time (a device's text register, YAML's escapes)."""
 LATE_IMPORTS = ("gateway.ops.collector", "gateway.ops.process_metrics", "encodings.idna",
                 "ctypes", "gateway.flashing.apply", "gateway.reconfigure",
-                "gateway.drills.live_control", "gateway.drills.signed")
+                "gateway.drills.live_control", "gateway.drills.signed", "gateway.contract.wire",
+                "gateway.panel.views")
 """What a running gateway imports at its first /metrics scrape, on the event loop (its
 collector, the text writer and the process metrics: no prometheus_client since issue 15, whose
 `http.server`, `email` … took 0.37 s to compile on the development machine), at its first
 connection to the broker (the idna codec
 `socket.getaddrinfo` encodes a host name with: in the connecting thread, which holds the
 interpreter's lock while it compiles), and ctypes: at its first config apply (gateway.heap's
-trim) or, without systemd-timesyncd's flag, its first clock check (gateway.clocksync)."""
+trim) or, without systemd-timesyncd's flag, its first clock check (gateway.clocksync); and
+pydantic with the models a gateway at rest no longer imports (issue 15): the contract's
+(gateway.contract.wire: every message model) at its first command, incident or config message,
+the panel's (gateway.panel.views) at its first panel request."""
 RUN_IMPORTS = ("gateway.cli", "gateway.supervisor", "gateway.panel.server",
                "gateway.uplink.publisher", "gateway.operator.inbox", *LATE_IMPORTS, *CODECS)
 """What `roomwarden run` with the panel and an uplink imports before it serves or connects

@@ -137,11 +137,12 @@ async def test_install_time_compilation_leaves_the_first_start_nothing_to_compil
     assert cached(pycache, "daemon", ".opt-2") in before
     assert cached(pycache, "config/yamlsafe", "") in before
     await run_as_the_unit(tmp_path, pycache)
-    # what its first /metrics scrape, its first broker connection and its first apply's trim
-    # import while it runs
+    # what its first /metrics scrape, its first broker connection, its first apply's trim and
+    # its first command, incident, config message and panel request import while it runs
     late = ("from gateway.ops.metrics import make_registry; make_registry(object()); "
             "import socket; socket.getaddrinfo('127.0.0.1', 1883); "
-            "from gateway.heap import trim; trim()")
+            "from gateway.heap import trim; trim(); "
+            "import gateway.contract.wire, gateway.panel.views")
     unit = as_the_unit_runs(dict(os.environ), pycache=pycache)
     done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", late], check=False,
                                    env=unit, capture_output=True, text=True)
