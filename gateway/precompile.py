@@ -51,10 +51,12 @@ tests/service/test_unit_run.py keeps this list whole: a gateway started as the u
 compiles nothing after this ran, nor at its first scrape and broker connection."""
 CHECK_IMPORTS = ("gateway.isolated_check", "gateway.rules.config", "gateway.config.loader",
                  "gateway.config.yamlsafe", "yaml", "pickle", "pydantic._internal._dataclasses",
-                 "pydantic.dataclasses", *CODECS)
+                 "pydantic.dataclasses", "pydantic.type_adapter", *CODECS)
 """What the config check's child imports (gateway.isolated_check), YAML's reader, pydantic's
-support for the config sections that are dataclasses (gateway.config.section) and the pickler
-of its answer included."""
+support for the config sections that are dataclasses (gateway.config.section) and the
+TypeAdapter it validates them with (imported when the first one is built: the site config no
+longer imports the wire contract, which brought it at import, issue 15), and the pickler of its
+answer included."""
 
 
 def main() -> int:
