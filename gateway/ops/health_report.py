@@ -48,9 +48,13 @@ def strict_reports() -> None:
 
     from gateway.strict import STRICT_DATA
 
-    for cls in STRICT_REPORTS:
-        if getattr(cls, "__pydantic_config__", None) is not STRICT_DATA:
-            with_config(STRICT_DATA)(cls)
+    for cls in STRICT_REPORTS[len(_GIVEN):]:  # (each class once)
+        with_config(STRICT_DATA)(cls)
+        _GIVEN.append(cls)
+
+
+_GIVEN: list[type[Any]] = []
+"""The report classes `strict_reports` has given their config, in `STRICT_REPORTS` order."""
 
 
 class Level(StrEnum):
