@@ -62,3 +62,28 @@ def to_json(value: object) -> bytes:
     """`value` as compact JSON in UTF-8: the bytes of pydantic-core's `to_json(value)` for the
     JSON types (dict with str keys, list, tuple, str, int, float, bool, None)."""
     return json_text(value).encode()
+
+
+MAX_FLOAT_TEXTS = 2048
+"""Finite non-zero floats whose text `float_texts` keeps (then it starts again)."""
+_FLOAT_TEXTS: dict[float, bytes] = {}
+
+
+def float_texts(values: tuple[float, ...]) -> list[bytes]:
+    """Each float's JSON text (`to_json(value)`), the ones seen before from a bounded cache:
+    Python's `repr` of a float — the shortest digits that read back — is most of what a
+    poll's telemetry costs to write (3.5x pydantic-core's ryu; issue 15), and a site's values
+    repeat. Two equal floats have the same text but for 0.0 and -0.0 (equal, written apart),
+    which the cache never holds, nor a non-finite value (NaN is not equal to itself)."""
+    texts: list[bytes | None] = list(map(_FLOAT_TEXTS.get, values))
+    if None in texts:
+        missing = [i for i, text in enumerate(texts) if text is None]
+        made = to_json([values[i] for i in missing])[1:-1].split(b",")
+        if len(_FLOAT_TEXTS) + len(missing) > MAX_FLOAT_TEXTS:
+            _FLOAT_TEXTS.clear()
+        for i, text in zip(missing, made, strict=True):
+            texts[i] = text
+            value = values[i]
+            if value != 0.0 and value - value == 0.0:  # (finite, not ±0)
+                _FLOAT_TEXTS[value] = text
+    return texts  # type: ignore[return-value]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from gateway.contract.enums import Quality
-from gateway.contract.jsontext import to_json
+from gateway.contract.jsontext import float_texts, to_json
 from gateway.contract.sample import Sample
 from gateway.contract.sample import Value as SampleValue
 from gateway.contract.vocab import (
@@ -35,6 +35,7 @@ _GOOD_TEXT = Quality.GOOD.value
 _GOOD_TAIL = b',"' + _GOOD_TEXT.encode() + b'"]'
 _SUMMED = frozenset({float, bool})
 _SPLICED = frozenset({float, int, bool, type(None)})
+_FLOATS = {float}
 """Values whose JSON has no comma: a run of them is split on the commas of `to_json`'s array."""
 MAX_SHAPES = 1_000
 """Batches of points (by their first point) whose rows' heads `TelemetryEncoder` keeps."""
@@ -182,11 +183,11 @@ class TelemetryEncoder:
         respelled as pydantic-core writes exponents; far cheaper than joined by hand)."""
         t0, points, values, stamps, wire, kinds = cols
         if _SPLICED.issuperset(kinds) and wire.count(_GOOD_TEXT) == len(wire):
-            return self._spliced(points, values, stamps, t0)
+            return self._spliced(points, values, stamps, t0, kinds == _FLOATS)
         return to_json(list(zip(points, values, _offsets(stamps, t0), wire, strict=True)))[1:-1]
 
     def _spliced(self, points: tuple[str, ...], values: tuple[SampleValue, ...],
-                 stamps: tuple[int, ...], t0: int) -> bytes:
+                 stamps: tuple[int, ...], t0: int, floats: bool = False) -> bytes:
         """`_part` of good numbers, booleans and nulls: the rows' JSON made of the values'
         (one `to_json` of the values alone, split on its commas), each point's head kept
         for its batch's points and a tail per `dt`. Issue 15: ~850 instructions a row less
@@ -200,7 +201,8 @@ class TelemetryEncoder:
         n = len(points)
         parts: list[bytes] = [b""] * (3 * n)
         parts[0::3] = shape[1]
-        parts[1::3] = to_json(values)[1:-1].split(b",")
+        parts[1::3] = (float_texts(values) if floats  # type: ignore[arg-type]
+                       else to_json(values)[1:-1].split(b","))
         first = stamps[0]
         if stamps.count(first) == n:  # one reply's samples: one time
             parts[2::3] = [b"," + to_json(first - t0) + _GOOD_TAIL] * n
