@@ -3,41 +3,23 @@ dataclasses (gateway.config.section, issue 15) that pydantic validates in the ch
 and a running gateway reads unpickled without pydantic. gateway.config.site re-exports them.
 
 The kinds share `BusCommon`'s keys, first in each kind's schema and dump, as the models they
-replace had them by inheritance. `Bus` is their union told apart by `type:` (`OneOfBy`:
-pydantic's `Field(discriminator="type")`, handed to pydantic when it builds a validator or a
-schema, not imported to declare it)."""
+replace had them by inheritance. `Bus` is their union told apart by `type:`
+(gateway.config.section_markers' `Discriminated`: pydantic's `Field(discriminator="type")`,
+handed to pydantic when it builds a validator or a schema, not imported to declare it)."""
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from gateway.config.duration import Duration, at_most
 from gateway.config.names import Id
 from gateway.config.section import Limits, defaults, section
-
-if TYPE_CHECKING:
-    from pydantic import GetCoreSchemaHandler
-    from pydantic_core import CoreSchema
+from gateway.config.section_markers import Discriminated
 
 MAX_BUS_TIMEOUT_S = 10.0
 """Longest wait for one reply on a bus (Modbus TCP gateways with a slow line behind them)."""
 
 __all__ = ["MAX_BUS_TIMEOUT_S", "Bus", "BusCommon", "FailurePolicy", "ModbusRtuBus",
-           "ModbusTcpBus", "OneOfBy", "SerialTextBus"]
-
-
-@dataclass(frozen=True, slots=True)
-class OneOfBy:
-    """A union of sections told apart by the value of one key (`Annotated[A | B, OneOfBy(
-    "type")]`): pydantic's `Field(discriminator=key)`, with the same errors (`'x' is not one of
-    ...`, loc `buses.0.modbus_rtu.port`) and JSON schema (`oneOf` with a `discriminator`)."""
-
-    key: str
-
-    def __get_pydantic_core_schema__(self, source: Any,
-                                     handler: "GetCoreSchemaHandler") -> "CoreSchema":
-        from pydantic import Field
-
-        return handler(Annotated[source, Field(discriminator=self.key)])
+           "ModbusTcpBus", "SerialTextBus"]
 
 
 @section
@@ -131,5 +113,5 @@ class SerialTextBus(BusCommon):
     """Data bits per character, 7 or 8."""
 
 
-Bus = Annotated[ModbusRtuBus | ModbusTcpBus | SerialTextBus, OneOfBy("type")]
+Bus = Annotated[ModbusRtuBus | ModbusTcpBus | SerialTextBus, Discriminated("type")]
 """A bus of any kind, by its `type:`."""
