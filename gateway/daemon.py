@@ -50,7 +50,7 @@ from gateway.stopping import leave_outputs_safe
 
 if TYPE_CHECKING:  # imported when configured (_make_panel, _make_uplink): h11, paho
     from gateway.flashing.trial import TrialHold  # (at the first apply's trial)
-    from gateway.panel.server import PanelServer
+    from gateway.panel.front import PanelFront
     from gateway.uplink.publisher import Uplink
 
 log = logging.getLogger("roomwarden.daemon")
@@ -192,15 +192,15 @@ class Gateway(PanelBackend, Reconfiguring):
                             carry_out=self.commands.carry_out,
                             policy=lambda: self.loaded.config.operators, memory=replay)
 
-    def _make_panel(self, loaded: LoadedConfig) -> PanelServer | None:
+    def _make_panel(self, loaded: LoadedConfig) -> PanelFront | None:
         settings = loaded.config.panel
         if self.panel_port_override is not None:
             settings = replaced(settings, port=self.panel_port_override)  # no validator
         if not settings.enabled:
             return None
-        from gateway.panel.server import PanelServer
+        from gateway.panel.front import PanelFront  # (its server: at the first connection)
 
-        return PanelServer(self, settings, self.clock)
+        return PanelFront(self, settings, self.clock)
 
     def _config_set(self, payload: bytes) -> None:
         if self.on_config_set is None:

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 10.0
 LISTEN_BACKLOG = 32
+MAX_HEADER = 16 * 1024
+"""A request's line and headers at most (gateway.ops.http); also the stream's buffer limit: a
+connection buffers at most 2 × MAX_HEADER unread bytes before it stops reading."""
 """The listening socket's backlog: asyncio accepts up to this many connections in one loop pass,
 and a connection reaches the guard three passes after its accept (a shed one is closed one pass
 later), so the panel holds at most MAX_CONNECTIONS + 4 × LISTEN_BACKLOG descriptors (384) at any
@@ -277,3 +280,18 @@ def quieten_accept_errors() -> None:
     logger = logging.getLogger("asyncio")
     if _ACCEPT_FILTER not in logger.filters:
         logger.addFilter(_ACCEPT_FILTER)
+
+
+async def listen(serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                 bind: str, port: int) -> asyncio.Server:
+    """A server listening on `bind:port` (0: any free port) whose connections go to `serve`,
+    with the bounds above (backlog, stream limit), not yet accepting them: `start_serving()`
+    does. Made apart from the HTTP that serves it, so a listener can wait for its first
+    connection before that is imported (gateway.panel.front)."""
+    quieten_accept_errors()
+    server = await asyncio.start_server(serve, bind, port, limit=MAX_HEADER,
+                                        backlog=LISTEN_BACKLOG, start_serving=False)
+    for sock in server.sockets:  # listening now (asyncio would only once serving): the kernel
+        with sock.dup() as same:  # holds new connections in its backlog until they are taken
+            same.listen(LISTEN_BACKLOG)
+    return server

@@ -49,11 +49,11 @@ import h11
 
 from gateway.ops.connections import (
     IDLE_TIMEOUT,
-    LISTEN_BACKLOG,
     MAX_CONNECTIONS,
+    MAX_HEADER,
     ConnectionGuard,
     RateLimitFilter,
-    quieten_accept_errors,
+    listen,
 )
 from gateway.ops.httptypes import (
     Handler,
@@ -70,7 +70,6 @@ log = logging.getLogger(__name__)
 log.addFilter(RateLimitFilter(prefix="event=http_handler_error"))  # one line a minute
 log.addFilter(RateLimitFilter(prefix="event=http_protocol_error"))
 
-MAX_HEADER = 16 * 1024
 MAX_BODY = 64 * 1024
 MAX_QUERY = 32
 """Query parameters of one request (more: 400)."""
@@ -133,13 +132,17 @@ class HttpServer:
     async def start(self, bind: str, port: int) -> int:
         if self._server is not None:
             raise RuntimeError(f"{self.name} server already started")
-        quieten_accept_errors()
+        return await self.adopt(await listen(self.serve, bind, port))
+
+    async def adopt(self, server: asyncio.Server) -> int:
+        """Serve from now on the connections `server` (`listen(self.serve, …)`) takes."""
+        if self._server is not None:
+            raise RuntimeError(f"{self.name} server already started")
         self.connections = ConnectionGuard(limit=self._limit, idle_timeout=self._idle_timeout,
                                            name=self.name)
-        # limit: the stream buffers at most 2 × MAX_HEADER unread bytes before it stops reading
-        self._server = await asyncio.start_server(self._serve, bind, port, limit=MAX_HEADER,
-                                                  backlog=LISTEN_BACKLOG)
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self._server = server
+        self.port = int(server.sockets[0].getsockname()[1])
+        await server.start_serving()
         return self.port
 
     async def stop(self, grace: float = 2.0) -> None:
@@ -162,7 +165,8 @@ class HttpServer:
 
     # ------------------------------------------------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One accepted connection, to its end."""
         task = asyncio.current_task()
         assert task is not None and self.connections is not None
         guard = self.connections

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from gateway.clock import Clock
 from gateway.config.site import Panel
-from gateway.ops.connections import ConnectionGuard, RateLimitFilter
+from gateway.ops.connections import ConnectionGuard, RateLimitFilter, listen
 from gateway.ops.health import HealthMonitor, HealthReport, Level, monitor_for
 from gateway.ops.health_report import as_json
 from gateway.ops.http import MAX_BODY, HttpServer
@@ -168,13 +168,31 @@ class PanelServer(PanelActions):
     async def start(self) -> int:
         if self._http is not None:
             raise RuntimeError("panel server already started")
+        port = await self.adopt(await listen(self.serve, self._settings.bind,
+                                             self._settings.port))
+        log.info(kv("panel_started", bind=self._settings.bind, port=port))
+        return port
+
+    async def adopt(self, listener: asyncio.Server) -> int:
+        """Serve `listener`'s connections (`gateway.ops.connections.listen`, its connections
+        going to `serve`) from now on: what `start` does once it listens, and what the panel's
+        front (gateway.panel.front) hands over at the first connection. Returns the port."""
+        if self._http is not None:
+            raise RuntimeError("panel server already started")
         http = HttpServer(self.make_router(), name="panel", max_body=MAX_BODY,
                           headers=_SECURITY_HEADERS)
-        self.port = await http.start(self._settings.bind, self._settings.port)
-        self._hosts.port = self.port
         self._http = http
-        log.info(kv("panel_started", bind=self._settings.bind, port=self.port))
+        self.port = await http.adopt(listener)
+        self._hosts.port = self.port
         return self.port
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One accepted connection (of the listener `adopt` took), to its end."""
+        http = self._http
+        if http is None:  # (stopped before the connection's task ran)
+            writer.close()
+            return
+        await http.serve(reader, writer)
 
     async def stop(self) -> None:
         http, self._http = self._http, None

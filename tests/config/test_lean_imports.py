@@ -27,13 +27,29 @@ commands' parsers and code (~0.14 MiB), and pickle.py's pure-Python pickler (0.1
 
 def test_a_run_imports_no_other_command_and_no_pickle_module(tmp_path: Path) -> None:
     """A whole `roomwarden run` (the command's own entry point; the site's devices do not
-    answer): it boots — its config checked by the child and unpickled —, serves its panel,
-    runs and stops, and none of RUN_LEAVES_OUT was imported."""
+    answer): it boots — its config checked by the child and unpickled —, serves its panel
+    (one request: its server is made at the first, gateway.panel.front), runs and stops, and
+    none of RUN_LEAVES_OUT was imported."""
     found = run_fresh("""
-        import json, sys
+        import http.client, json, logging, re, sys, threading
         from pathlib import Path
         from gateway.cli import main
         tmp = Path(sys.argv[2])
+
+        def ask(port):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            conn.close()
+
+        class Panel(logging.Handler):
+            def emit(self, record):
+                found = re.search(r"event=panel_started .*port=(\\d+)", record.getMessage())
+                if found:
+                    threading.Thread(target=ask, args=(int(found[1]),), daemon=True).start()
+
+        logging.getLogger("gateway.panel.server").addHandler(Panel())
+        logging.getLogger("gateway.panel.server").setLevel(logging.INFO)
         code = main(["run", sys.argv[1], "--duration", "1.5", "--panel-port", "0",
                      "--state-dir", str(tmp / "state"), "--socket", str(tmp / "control.sock")])
         print(json.dumps({"code": code, "ran": "gateway.panel.server" in sys.modules,

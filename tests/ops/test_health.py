@@ -68,7 +68,7 @@ async def test_healthz_fails_while_the_rules_are_not_evaluated(
         live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
     gw = live.gateway
     monitor = monitor_for(gw)
-    assert live.gateway.panel is not None and live.gateway.panel.health is monitor
+    assert live.gateway.panel is not None and live.gateway.panel.server.health is monitor
     monitor.evaluator_stall_after = 0.5  # instead of 10 s, to keep the test short
     assert await _status(live) == "ok"
 

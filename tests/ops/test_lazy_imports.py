@@ -197,7 +197,10 @@ def test_panel_and_uplink_dependencies_come_with_their_sections(tmp_path: Path) 
             seen["full"] = [m for m in ("h11", "aiohttp", "paho") if m in sys.modules]
             seen["metrics_before_scrape"] = "prometheus_client" in sys.modules
             assert gateway.panel is not None
-            registry = gateway.panel.metrics
+            seen["panel_server_before_use"] = "gateway.panel.server" in sys.modules
+            registry = gateway.panel.server.metrics
+            seen["panel_server_after_use"] = [m for m in ("h11", "gateway.panel.server")
+                                              if m in sys.modules]
             seen["metrics_after_scrape"] = "prometheus_client" in sys.modules
             from gateway.ops.metrics import render
             seen["exposition"] = b"roomwarden_bus_poll_cycles_total" in render(registry)
@@ -208,7 +211,9 @@ def test_panel_and_uplink_dependencies_come_with_their_sections(tmp_path: Path) 
         asyncio.run(main())
         print(json.dumps(seen))
     """, tmp_path)
-    assert found == {"bare": [], "full": ["h11", "paho"], "metrics_before_scrape": False,
+    assert found == {"bare": [], "full": ["paho"], "metrics_before_scrape": False,
+                     "panel_server_before_use": False,
+                     "panel_server_after_use": ["h11", "gateway.panel.server"],
                      "metrics_after_scrape": False, "exposition": True}
 
 

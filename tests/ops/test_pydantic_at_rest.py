@@ -95,11 +95,26 @@ def test_a_running_gateway_needs_pydantic_only_where_it_still_does(tmp_path: Pat
     config = tmp_path / "site.yaml"
     config.write_text(yaml.safe_dump(site))
     found = run_fresh(f"""
-        import json, logging, sys
+        import http.client, json, logging, re, sys, threading
         from pathlib import Path
         from gateway.cli import main
         tmp = Path(sys.argv[2])
         at_rest = {{}}
+
+        class Panel(logging.Handler):  # the panel answers one request (its server is made)
+            def emit(self, record: logging.LogRecord) -> None:
+                found = re.search(r"event=panel_started .*port=(\\d+)", record.getMessage())
+                if found:
+                    threading.Thread(target=ask, args=(int(found[1]),), daemon=True).start()
+
+        def ask(port: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            conn.close()
+
+        logging.getLogger("gateway.panel.server").addHandler(Panel())
+        logging.getLogger("gateway.panel.server").setLevel(logging.INFO)
 
         class AtStop(logging.Handler):  # what the gateway holds when its stop is requested
             def emit(self, record: logging.LogRecord) -> None:
@@ -119,7 +134,7 @@ def test_a_running_gateway_needs_pydantic_only_where_it_still_does(tmp_path: Pat
                           "pydantic": [m for m in {PYDANTIC!r} if m in held]}}))
     """, tmp_path)
     assert found["code"] == 0
-    assert found["uplink"] and found["panel"]  # the run had what a site runs at rest
+    assert found["uplink"] and found["panel"]  # the run had what a site runs (its panel used)
     files = found["files"]
     assert isinstance(files, dict)
     needing = {name for name, file in files.items()

@@ -76,7 +76,9 @@ _PROBE = """
         status, invalid = ask(ports[0], "POST", "/api/login", json.dumps({"user": ""}))
         seen["invalid"] = [status, invalid.get("error"), invalid.get("message")]
         seen["after"] = [m for m in LEAVES_OUT if m in sys.modules]
+"""
 
+RUN_WITH_CLIENT = """
     threading.Thread(target=client, daemon=True).start()
     from gateway.cli import main
     tmp = Path(sys.argv[2])
@@ -84,10 +86,12 @@ _PROBE = """
                  "--state-dir", str(tmp / "state"), "--socket", str(tmp / "control.sock")])
     print(json.dumps({"code": code, **seen}))
 """
+"""A probe's end: its `client` thread started, a 4-second `roomwarden run` of the site, what
+the client saw printed."""
 
 
 def test_a_gateway_at_rest_holds_no_panel_or_boot_file_models(tmp_path: Path) -> None:
-    found = run_fresh(_PROBE.replace("LEAVES_OUT", repr(AT_REST_LEAVES_OUT))
+    found = run_fresh((_PROBE + RUN_WITH_CLIENT).replace("LEAVES_OUT", repr(AT_REST_LEAVES_OUT))
                       .replace("OURS", repr(OURS)), tmp_path)
     assert found["code"] == 0
     assert found["rest"] == {"ours": [], "loaded": []}
