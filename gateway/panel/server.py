@@ -19,10 +19,12 @@ session (cookie from `POST /api/login`, `gateway.panel.sessions`); reading needs
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from types import ModuleType
 
 from gateway.clock import Clock
 from gateway.config.site import Panel
@@ -30,7 +32,14 @@ from gateway.ops.connections import ConnectionGuard, RateLimitFilter, listen
 from gateway.ops.health import HealthMonitor, HealthReport, Level, monitor_for
 from gateway.ops.health_report import as_json
 from gateway.ops.http import MAX_BODY, HttpServer
-from gateway.ops.httptypes import HttpError, Request, Response, Router, json_response
+from gateway.ops.httptypes import (
+    Handler,
+    HttpError,
+    Request,
+    Response,
+    Router,
+    json_response,
+)
 from gateway.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.ops.metrics import Registry, make_registry, render
 from gateway.ops.routes import add_ops_routes
@@ -48,6 +57,8 @@ from gateway.panel.throttle import LoginThrottle
 __all__ = ["COOKIE", "MAX_BODY", "ApiError", "PanelServer", "kv"]
 
 log = logging.getLogger(__name__)
+
+VIEWS_MODULE = "gateway.panel.views"
 log.addFilter(RateLimitFilter(prefix="event=panel_login_throttled"))
 
 ApiError = HttpError
@@ -129,6 +140,7 @@ class PanelServer(PanelActions):
         self._static = _load_static()
         self._http: HttpServer | None = None
         self._history: History | None = None  # issue 12: made at the first read
+        self._views: asyncio.Task[ModuleType] | None = None  # the models' import (`_models`)
         self.port: int | None = None
 
     @property
@@ -147,23 +159,43 @@ class PanelServer(PanelActions):
         add_ops_routes(router, health=self._healthz,
                        metrics=self._metrics if self._settings.metrics else None,
                        allow=self._metrics_allow, name="panel")
-        router.add_get("/api/state", self._state)
+        router.add_get("/api/state", self._with_models(self._state))
         router.add_get("/api/me", self._me)
-        router.add_post("/api/login", self._login)
+        router.add_post("/api/login", self._with_models(self._login))
         router.add_post("/api/logout", self._logout)
-        router.add_post("/api/alarms/acknowledge", self._acknowledge)
-        router.add_post("/api/alarms/shelve", self._shelve)
-        router.add_post("/api/alarms/unshelve", self._unshelve)
-        router.add_post("/api/alarms/reset", self._reset_alarm)
-        router.add_post("/api/suppress", self._suppress)
-        router.add_post("/api/unsuppress", self._unsuppress)
-        router.add_post("/api/outputs/reset", self._reset_output)
+        router.add_post("/api/alarms/acknowledge", self._with_models(self._acknowledge))
+        router.add_post("/api/alarms/shelve", self._with_models(self._shelve))
+        router.add_post("/api/alarms/unshelve", self._with_models(self._unshelve))
+        router.add_post("/api/alarms/reset", self._with_models(self._reset_alarm))
+        router.add_post("/api/suppress", self._with_models(self._suppress))
+        router.add_post("/api/unsuppress", self._with_models(self._unsuppress))
+        router.add_post("/api/outputs/reset", self._with_models(self._reset_output))
         # --- issue 12: the Events and Incidents views (reading only; gateway.panel.events) ---
         router.add_get("/api/events", self._history_view(lambda h, q: h.events(q)))
         router.add_get("/api/incidents", self._history_view(lambda h, q: h.incidents(q)))
         router.add_get("/api/incidents/report", self._history_view(lambda h, q: h.report(q)))
         # --- end issue 12 ---
         return router
+
+    def _with_models(self, handler: Handler) -> Handler:
+        """`handler`, once the panel's models are imported (`_models`)."""
+
+        async def gated(request: Request) -> Response:
+            await self._models()
+            return await handler(request)
+
+        return gated
+
+    async def _models(self) -> None:
+        """The panel's models (gateway.panel.views: pydantic, about 7 MiB and 0.1-0.3 s here)
+        imported at the first request that needs them, in a worker thread: the safety core
+        shares this loop, and a first page load must not hold it. Requests meanwhile wait for
+        the same import; one that failed is tried again at the next request."""
+        loading = self._views
+        if loading is None or (loading.done() and loading.exception() is not None):
+            loading = self._views = asyncio.ensure_future(
+                asyncio.to_thread(importlib.import_module, VIEWS_MODULE))
+        await asyncio.shield(loading)
 
     async def start(self) -> int:
         if self._http is not None:

@@ -102,9 +102,17 @@ async def test_a_front_that_cannot_make_its_server_says_so_and_serves_at_its_nex
 
 
 _PROBE = """
-    import http.client, json, logging, re, sys, threading, time
+    import http.client, importlib.abc, json, logging, re, sys, threading, time
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
+
+    on_main = {}
+    class Where(importlib.abc.MetaPathFinder):  # which thread imports the panel's modules
+        def find_spec(self, name, path, target=None):
+            if name in ("gateway.panel.server", "gateway.panel.views"):
+                on_main.setdefault(name, threading.current_thread() is threading.main_thread())
+            return None
+    sys.meta_path.insert(0, Where())
 
     ports, lines = [], []
     class Lines(logging.Handler):
@@ -135,15 +143,20 @@ _PROBE = """
             seen["first"] = list(pool.map(get, [ports[0]] * 8))
         seen["after"] = [m for m in HEAVY if m in sys.modules]
         seen["opened"] = sum("event=panel_opened" in line for line in lines)
+        seen["on_main"] = on_main
 """
 
 
 def test_a_running_gateway_makes_its_panel_server_at_the_first_request(tmp_path: Path) -> None:
     """A real `roomwarden run` (tests/ops/site.yaml): at rest its panel listens without its
-    server's modules; eight first requests at once are all answered, by one server."""
+    server's modules; eight first requests at once are all answered, by one server, whose
+    modules and models were imported off the event loop's thread."""
     found = run_fresh(_PROBE + RUN_WITH_CLIENT, tmp_path)
     assert found["code"] == 0
     assert found["rest"] == []
     assert found["first"] == [[200, ["alarms", "drill", "evaluated"]]] * 8
     assert found["after"] == ["gateway.panel.server", "gateway.ops.http", "h11"]
     assert found["opened"] == 1
+    # the server's modules and the models /api/state needs (pydantic) were imported in a
+    # worker thread: the first page load did not hold the event loop the safety core runs on
+    assert found["on_main"] == {"gateway.panel.server": False, "gateway.panel.views": False}
