@@ -55,7 +55,7 @@ from gateway.contract.vocab import ContractError, MessageKind
 from gateway.field.sample import Sample
 from gateway.mqtt_client import SHORT_CONNECTION, STABLE_AFTER, Backoff
 from gateway.operator.command_queue import CommandQueue
-from gateway.operator.inbox import CommandInbox, Delivery
+from gateway.operator.inbox import CommandInbox, Delivery, prepare_commands
 from gateway.uplink.committer import Committer, Window
 from gateway.uplink.delivery import Sent
 from gateway.uplink.items import ALARM_MARK, Item
@@ -201,6 +201,11 @@ class Uplink:
 
     # ------------------------------------------------------------------ inbound (loop)
 
+    def _prepare_inbound(self, topic: str) -> None:
+        """In paho's thread, before a `cmd` message goes to the loop (`prepare_commands`)."""
+        if topic == self._topics[Channel.CMD]:
+            prepare_commands()
+
     def _on_inbound(self, topic: str, payload: bytes, retained: bool) -> None:
         """A message on a subscribed topic, on the event loop. Never raises."""
         try:
@@ -327,7 +332,8 @@ class Uplink:
         session = Session(options, loop,
                           will=(self._topics[Channel.STATE], self.state.offline().encode()),
                           subscriptions=inbound,
-                          handlers=Handlers(self._on_puback, self._on_inbound),
+                          handlers=Handlers(self._on_puback, self._on_inbound,
+                                            prepare=self._prepare_inbound),
                           resubscribe=Backoff(s.reconnect_min, s.reconnect_max))
         self._session = session
         try:

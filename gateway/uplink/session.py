@@ -68,6 +68,11 @@ class Handlers:
     """(mid, reason code value, reason text) for every PUBACK (a value ≥ 0x80 is a refusal)."""
     message: Callable[[str, bytes, bool], None]
     """(topic, payload, retained) of a message on a subscribed topic."""
+    prepare: Callable[[str], None] | None = None
+    """Called with a message's topic in the network thread, before the message goes to the
+    loop: what handling it needs and is not imported yet is imported there, not on the loop
+    the safety core runs on (the contract's models at the first command: gateway.uplink.
+    publisher). Must not raise."""
 
 
 def client_options(settings: UplinkSettings, client_id: str) -> ClientOptions:
@@ -130,6 +135,8 @@ class Session:
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             try:  # never raise in paho's thread: it would end the network loop
+                if self._handlers.prepare is not None:
+                    self._handlers.prepare(msg.topic)
                 payload = bytes(msg.payload)
                 with self._acks_lock:  # one hop to the loop for a burst, and a bound
                     if len(self._inbound) >= MAX_INBOUND_PENDING or \
