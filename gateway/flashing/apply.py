@@ -25,8 +25,10 @@ Applies are serialised: a second request waits for the first to finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
+import importlib
 import logging
 import time
 import uuid
@@ -59,6 +61,15 @@ if TYPE_CHECKING:
     from gateway.daemon import Gateway
 
 log = logging.getLogger("roomwarden.flashing")
+
+VERIFY_IMPORTS = ("cryptography.exceptions", "cryptography.hazmat.primitives.asymmetric.ed25519")
+"""What verifying an envelope's signature imports at its first use (cryptography: about 7 MiB,
+30 ms here, more on a Pi; a gateway at rest holds none of it): `_verifier_ready`."""
+
+
+def _import_all(names: tuple[str, ...]) -> None:
+    for name in names:
+        importlib.import_module(name)
 
 Progress = Callable[[ConfigStatus], None]
 MAX_ERRORS_REPORTED = 20
@@ -103,6 +114,7 @@ class ConfigApplier:
         self._tasks: set[asyncio.Task[ConfigStatus]] = set()
         self.rejections = RejectionLog()
         """Refusals, counted; their log lines rate-limited (a flood of bad `config/set`)."""
+        self._verifier: asyncio.Future[None] | None = None
 
     # --- entry points -------------------------------------------------------------------
 
@@ -119,6 +131,8 @@ class ConfigApplier:
         settings = settings_of(self.gateway.loaded)
         request_id, version = peek(raw)  # answered with what it names, even if it is broken
         self._say(progress, "received", request_id, version=version)
+        with contextlib.suppress(Exception):  # (failed: verifying imports it, and says so)
+            await self._verifier_ready()
         try:
             trusted = [parse_public_key_line(line) for line in settings.trusted_keys]
             envelope = verify_envelope(raw, gateway_id=self.gateway.loaded.config.gateway.id,
@@ -171,6 +185,19 @@ class ConfigApplier:
                 "event=reload_%s path=%s sha256=%s code=%s error=%s", status.state,
                 self.factory_path, digest[:12], status.code, status.error)
         return status
+
+    async def _verifier_ready(self) -> None:
+        """What verifying an envelope imports (`VERIFY_IMPORTS`) imported in a worker thread at
+        the first envelope, not on the event loop the safety core runs on. Envelopes that
+        arrive meanwhile wait for the same import and go on in their order of arrival; later
+        ones go on at once (a done import is not awaited again)."""
+        loading = self._verifier
+        if loading is None or (loading.done() and loading.exception() is not None):
+            loading = self._verifier = asyncio.ensure_future(
+                asyncio.to_thread(_import_all, VERIFY_IMPORTS))
+        if not loading.done():
+            await asyncio.shield(loading)
+        loading.result()
 
     # --- the pipeline ---------------------------------------------------------------------
 
