@@ -94,3 +94,19 @@ class Locker:
     def release(self) -> None:
         self.conn.execute("ROLLBACK")
         self.conn.close()
+
+
+def import_threads_probe(names: tuple[str, ...]) -> str:
+    """The start of a probe for `tests.ops.test_lazy_imports.run_fresh`: it records in
+    `on_main` (name → bool) whether each of `names` was first imported on the main thread —
+    the event loop's, in a gateway — or in another (issue 15, DESIGN principle 13)."""
+    return f"""
+    import importlib.abc, sys, threading
+    on_main = {{}}
+    class Where(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name in {names!r}:
+                on_main.setdefault(name, threading.current_thread() is threading.main_thread())
+            return None
+    sys.meta_path.insert(0, Where())
+"""

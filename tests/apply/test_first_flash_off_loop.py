@@ -14,21 +14,17 @@ import yaml
 
 from gateway.flashing.envelope import sign_config
 from gateway.flashing.keys import load_private_key, new_key_pair, public_key_line, public_of
+from tests.helpers import import_threads_probe
 from tests.ops.conftest import SITE
 from tests.ops.test_lazy_imports import run_fresh
 
-PROBE = """
-    import importlib.abc, json, logging, re, sys, threading, time
+WATCHED = ("cryptography", "cryptography.hazmat.primitives.asymmetric.ed25519")
+
+PROBE = import_threads_probe(WATCHED) + """
+    import json, logging, sys, threading, time
     from pathlib import Path
 
     WATCHED = ("cryptography", "cryptography.hazmat.primitives.asymmetric.ed25519")
-    on_main = {}
-    class Where(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name in WATCHED:
-                on_main.setdefault(name, threading.current_thread() is threading.main_thread())
-            return None
-    sys.meta_path.insert(0, Where())
 
     tmp = Path(sys.argv[2])
     ready = threading.Event()

@@ -19,6 +19,7 @@ from gateway.config.section import replaced
 from gateway.config.site import PanelUser
 from gateway.panel import front
 from gateway.panel.front import PanelFront
+from tests.helpers import import_threads_probe
 from tests.ops.test_lazy_imports import run_fresh
 from tests.panel.conftest import USER, FakeBackend, panel_settings
 from tests.panel.test_panel_at_rest import RUN_WITH_CLIENT
@@ -101,18 +102,10 @@ async def test_a_front_that_cannot_make_its_server_says_so_and_serves_at_its_nex
         await panel.stop()
 
 
-_PROBE = """
-    import http.client, importlib.abc, json, logging, re, sys, threading, time
+_PROBE = import_threads_probe(("gateway.panel.server", "gateway.panel.views")) + """
+    import http.client, json, logging, re, sys, threading, time
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
-
-    on_main = {}
-    class Where(importlib.abc.MetaPathFinder):  # which thread imports the panel's modules
-        def find_spec(self, name, path, target=None):
-            if name in ("gateway.panel.server", "gateway.panel.views"):
-                on_main.setdefault(name, threading.current_thread() is threading.main_thread())
-            return None
-    sys.meta_path.insert(0, Where())
 
     ports, lines = [], []
     class Lines(logging.Handler):

@@ -14,24 +14,20 @@ from pathlib import Path
 
 from gateway.contract.wire import CommandResult, RequestState, decode, encode
 from gateway.uplink.settings import OutboxSettings, UplinkSettings
+from tests.helpers import import_threads_probe
 from tests.ops.test_lazy_imports import run_fresh
 from tests.uplink.conftest import Broker, Subscriber
 
 SITE, GW = "site-1", "gw-1"
 CMD = f"roomwarden/{SITE}/{GW}/cmd"
 
-PROBE = """
-    import asyncio, importlib.abc, json, os, pickle, sys, threading, time
+MODELS = ("gateway.contract.codec", "gateway.contract.commands")
+
+PROBE = import_threads_probe(MODELS) + """
+    import asyncio, json, os, pickle, sys, time
     from pathlib import Path
 
     MODELS = ("gateway.contract.codec", "gateway.contract.commands")
-    on_main = {}
-    class Where(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name in MODELS:
-                on_main.setdefault(name, threading.current_thread() is threading.main_thread())
-            return None
-    sys.meta_path.insert(0, Where())
 
     from gateway.clock import SystemClock
     from gateway.uplink.publisher import Uplink
