@@ -25,6 +25,7 @@ from gateway.config.errors import ConfigErrors
 from gateway.config.loaded import LoadedConfig
 from gateway.control import ControlServer, default_socket_path
 from gateway.daemon import Gateway
+from gateway.first_import import FirstImport
 from gateway.flashing.keep import ConfigKeeper
 from gateway.flashing.store import BootChoice, ConfigStore, StoreError
 from gateway.flashing.store_files import kept_profiles
@@ -39,10 +40,14 @@ from gateway.service.watchdog import feed_watchdog
 
 if TYPE_CHECKING:  # made at the first apply, and at the first drill request (issue 15)
     from gateway.contract.configmsg import ConfigStatus
+    from gateway.control import Progress
     from gateway.drills.live_control import LiveDrills
     from gateway.flashing.apply import ConfigApplier
 
 log = logging.getLogger("roomwarden.service")
+APPLIER_MODULE = "gateway.flashing.apply"
+DRILLS_MODULES = ("gateway.drills.live_control", "gateway.drills.live")
+"""Live drills' control and their engine (a drill file's models, the runner: ~70 ms here)."""
 
 STATUS_EVERY = 10.0
 YOUNG_GC_THRESHOLD = 10_000
@@ -160,31 +165,31 @@ class Service:
         self.gateway.boot_problems = self.boot.problems
         self.keeper = ConfigKeeper(self.gateway, self.store, factory_path=factory_path)
         self._applier: ConfigApplier | None = None
-        self.gateway.on_config_set = lambda raw: self.applier.submit_envelope(raw)
+        self._applier_modules = FirstImport(APPLIER_MODULE)
+        self.gateway.on_config_set = self._config_set
         self._drills: LiveDrills | None = None  # issue 12: live drills
+        self._drill_modules = FirstImport(*DRILLS_MODULES)
         self.loop_errors: RateLimitFilter | None = None
         """asyncio's log of unawaited exceptions, rate-limited (gateway.loop_errors), once
         running."""
         self.control = ControlServer(
             control_path or default_socket_path(state_dir), status=self.status,
-            apply_text=lambda text, author, progress: self.applier.apply_text(
-                text, author=author, source="local", progress=progress),
-            apply_envelope=lambda raw, progress: self.applier.apply_envelope(
-                raw, source="local", progress=progress),
-            reload=lambda: self.applier.reload(),
+            apply_text=self._apply_text, apply_envelope=self._apply_envelope,
+            reload=self._reload_now,
             incidents=lambda request, send: answer_incidents(  # issue 12
                 self.gateway.recording.store, request, send),
-            drills=lambda request: self.drills.answer(request))  # issue 12: live drills
+            drills=self._drill)  # issue 12: live drills
         self.notifier = notifier or Notifier.from_env()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def applier(self) -> ConfigApplier:
         """The config applier, made at the first apply, reload or `config/set` (issue 15: a
-        gateway at rest holds none of its modules — the pipeline, envelopes, the health check;
-        0.15 MiB). They are imported there, on the event loop, in about 2 ms, before the apply
-        does anything (its check in a child, a new safety core built: far longer); the state
-        it needs from the start is the keeper's (gateway.flashing.keep)."""
+        gateway at rest holds none of its modules — the pipeline, envelopes, the health check,
+        the contract's config messages: pydantic). The entry points below import them in a
+        worker thread first (`ready_applier`: 25-65 ms here, more on a Pi, that the event loop
+        does not wait for); the state it needs from the start is the keeper's
+        (gateway.flashing.keep)."""
         if self._applier is None:
             from gateway.flashing.apply import ConfigApplier
 
@@ -194,14 +199,45 @@ class Service:
 
     @property
     def drills(self) -> LiveDrills:
-        """Issue 12: live drills, made at the first drill request (their module imported there,
-        on the event loop, in under a millisecond: a drill starts at the evaluator's next
-        round; issue 15)."""
+        """Issue 12: live drills, made at the first drill request (their modules imported in a
+        worker thread first by `_drill`: about 70 ms here; issue 15)."""
         if self._drills is None:
             from gateway.drills.live_control import LiveDrills
 
             self._drills = LiveDrills(self.gateway)
         return self._drills
+
+    async def ready_applier(self) -> ConfigApplier:
+        """The applier, its modules imported off the event loop (gateway.first_import)."""
+        await self._applier_modules.ready()
+        return self.applier
+
+    def _config_set(self, raw: bytes) -> None:
+        """A `config/set` payload, on the loop: applied in the background, in arrival order."""
+        if self._applier is not None:
+            self._applier.submit_envelope(raw)
+            return
+
+        async def first() -> None:
+            (await self.ready_applier()).submit_envelope(raw)
+
+        self._spawn(first(), "config-apply")
+
+    async def _apply_text(self, text: str, author: str, progress: Progress | None
+                          ) -> ConfigStatus:
+        return await (await self.ready_applier()).apply_text(
+            text, author=author, source="local", progress=progress)
+
+    async def _apply_envelope(self, raw: bytes, progress: Progress | None) -> ConfigStatus:
+        return await (await self.ready_applier()).apply_envelope(
+            raw, source="local", progress=progress)
+
+    async def _reload_now(self) -> ConfigStatus | None:
+        return await (await self.ready_applier()).reload()
+
+    async def _drill(self, request: dict[str, Any]) -> dict[str, Any]:
+        await self._drill_modules.ready()
+        return await self.drills.answer(request)
 
     def _publish_status(self, status: ConfigStatus) -> None:
         uplink = self.gateway.uplink
@@ -228,7 +264,7 @@ class Service:
     async def _reload(self) -> None:
         self.notifier.reloading()
         try:
-            await self.applier.reload()
+            await self._reload_now()
         finally:
             self.notifier.ready(self._status_line())
 

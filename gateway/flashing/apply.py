@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import importlib
 import logging
 import time
 import uuid
@@ -45,6 +44,7 @@ from gateway.config.section import defaults
 from gateway.config.site import FlashingSettings
 from gateway.config.yamllimits import DEFAULT_LIMITS
 from gateway.contract.wire import ConfigSet, ConfigStatus
+from gateway.first_import import FirstImport
 from gateway.flashing.envelope import EnvelopeRejected, verify_envelope
 from gateway.flashing.health_check import HealthReport, check_health, offline_devices
 from gateway.flashing.keep import ConfigKeeper
@@ -65,11 +65,6 @@ log = logging.getLogger("roomwarden.flashing")
 VERIFY_IMPORTS = ("cryptography.exceptions", "cryptography.hazmat.primitives.asymmetric.ed25519")
 """What verifying an envelope's signature imports at its first use (cryptography: about 7 MiB,
 30 ms here, more on a Pi; a gateway at rest holds none of it): `_verifier_ready`."""
-
-
-def _import_all(names: tuple[str, ...]) -> None:
-    for name in names:
-        importlib.import_module(name)
 
 Progress = Callable[[ConfigStatus], None]
 MAX_ERRORS_REPORTED = 20
@@ -114,7 +109,7 @@ class ConfigApplier:
         self._tasks: set[asyncio.Task[ConfigStatus]] = set()
         self.rejections = RejectionLog()
         """Refusals, counted; their log lines rate-limited (a flood of bad `config/set`)."""
-        self._verifier: asyncio.Future[None] | None = None
+        self._verifier = FirstImport(*VERIFY_IMPORTS)
 
     # --- entry points -------------------------------------------------------------------
 
@@ -187,17 +182,10 @@ class ConfigApplier:
         return status
 
     async def _verifier_ready(self) -> None:
-        """What verifying an envelope imports (`VERIFY_IMPORTS`) imported in a worker thread at
-        the first envelope, not on the event loop the safety core runs on. Envelopes that
-        arrive meanwhile wait for the same import and go on in their order of arrival; later
-        ones go on at once (a done import is not awaited again)."""
-        loading = self._verifier
-        if loading is None or (loading.done() and loading.exception() is not None):
-            loading = self._verifier = asyncio.ensure_future(
-                asyncio.to_thread(_import_all, VERIFY_IMPORTS))
-        if not loading.done():
-            await asyncio.shield(loading)
-        loading.result()
+        """What verifying an envelope imports (`VERIFY_IMPORTS`), imported at the first
+        envelope in a worker thread (gateway.first_import), not on the event loop the safety
+        core runs on; envelopes meanwhile wait for it and go on in their order of arrival."""
+        await self._verifier.ready()
 
     # --- the pipeline ---------------------------------------------------------------------
 

@@ -19,15 +19,14 @@ session (cookie from `POST /api/login`, `gateway.panel.sessions`); reading needs
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from types import ModuleType
 
 from gateway.clock import Clock
 from gateway.config.site import Panel
+from gateway.first_import import FirstImport
 from gateway.ops.connections import ConnectionGuard, RateLimitFilter, listen
 from gateway.ops.health import HealthMonitor, HealthReport, Level, monitor_for
 from gateway.ops.health_report import as_json
@@ -140,7 +139,7 @@ class PanelServer(PanelActions):
         self._static = _load_static()
         self._http: HttpServer | None = None
         self._history: History | None = None  # issue 12: made at the first read
-        self._views: asyncio.Task[ModuleType] | None = None  # the models' import (`_models`)
+        self._views = FirstImport(VIEWS_MODULE)  # the models, at the first need (`_models`)
         self.port: int | None = None
 
     @property
@@ -188,14 +187,9 @@ class PanelServer(PanelActions):
 
     async def _models(self) -> None:
         """The panel's models (gateway.panel.views: pydantic, about 7 MiB and 0.1-0.3 s here)
-        imported at the first request that needs them, in a worker thread: the safety core
-        shares this loop, and a first page load must not hold it. Requests meanwhile wait for
-        the same import; one that failed is tried again at the next request."""
-        loading = self._views
-        if loading is None or (loading.done() and loading.exception() is not None):
-            loading = self._views = asyncio.ensure_future(
-                asyncio.to_thread(importlib.import_module, VIEWS_MODULE))
-        await asyncio.shield(loading)
+        imported at the first request that needs them, in a worker thread
+        (gateway.first_import): the safety core shares this loop."""
+        await self._views.ready()
 
     async def start(self) -> int:
         if self._http is not None:

@@ -1,9 +1,11 @@
-"""The first flashed envelope does not hold the event loop (issue 15, DESIGN principle 13): a
-gateway at rest holds none of cryptography (about 7 MiB); what verifying an envelope's signature
-imports is imported in a worker thread at the first envelope (`ConfigApplier._verifier_ready`),
-not on the loop the buses, rules and sirens run on, and the envelope goes on through the
-pipeline. A real `roomwarden run` in a fresh interpreter (tests/ops/site.yaml, trusting one
-key), the envelope sent over its control socket as `roomwarden config apply --key` sends it."""
+"""The first flashed envelope and the first drill request do not hold the event loop (issue
+15, DESIGN principle 13): a gateway at rest holds neither the config applier (its pipeline and
+the contract's config messages: pydantic) nor cryptography (about 7 MiB) nor live drills; at
+their first use they are imported in a worker thread (gateway.first_import: the supervisor's
+`ready_applier`, `ConfigApplier._verifier_ready`, the supervisor's drill requests), not on the
+loop the buses, rules and sirens run on, and the envelope goes on through the pipeline. A real
+`roomwarden run` in a fresh interpreter (tests/ops/site.yaml, trusting one key), the envelope
+sent over its control socket as `roomwarden config apply --key` sends it."""
 
 from __future__ import annotations
 
@@ -18,13 +20,15 @@ from tests.helpers import import_threads_probe
 from tests.ops.conftest import SITE
 from tests.ops.test_lazy_imports import run_fresh
 
-WATCHED = ("cryptography", "cryptography.hazmat.primitives.asymmetric.ed25519")
+WATCHED = ("cryptography", "cryptography.hazmat.primitives.asymmetric.ed25519",
+           "gateway.flashing.apply", "gateway.drills.live_control", "gateway.drills.live")
 
 PROBE = import_threads_probe(WATCHED) + """
     import json, logging, sys, threading, time
     from pathlib import Path
 
-    WATCHED = ("cryptography", "cryptography.hazmat.primitives.asymmetric.ed25519")
+    WATCHED = ("cryptography", "cryptography.hazmat.primitives.asymmetric.ed25519",
+               "gateway.flashing.apply", "gateway.drills.live_control", "gateway.drills.live")
 
     tmp = Path(sys.argv[2])
     ready = threading.Event()
@@ -47,6 +51,9 @@ PROBE = import_threads_probe(WATCHED) + """
         seen["states"] = [(a.get("progress") or a.get("result") or {}).get("state")
                           for a in answers]
         seen["refusal"] = (answers[-1].get("result") or {}).get("code")
+        drill = list(request(tmp / "control.sock", {"op": "drill", "action": "status"},
+                             timeout=30))
+        seen["drill"] = drill[-1].get("ok")
         seen["on_main"] = on_main
 
     threading.Thread(target=client, daemon=True).start()
@@ -75,5 +82,6 @@ def test_the_first_envelope_s_crypto_is_imported_off_the_event_loop(tmp_path: Pa
     states = found["states"]
     assert isinstance(states, list) and states[0] == "received", found
     assert states[-1] == "applied" and found["refusal"] is None, found  # verified, applied
-    assert found["on_main"] == {"cryptography": False,
-                                "cryptography.hazmat.primitives.asymmetric.ed25519": False}
+    assert found["drill"] is True  # a live drill's status, its modules made for it
+    # neither the applier nor cryptography nor live drills were imported on the main thread
+    assert found["on_main"] == dict.fromkeys(WATCHED, False)
