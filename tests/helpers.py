@@ -110,3 +110,13 @@ def import_threads_probe(names: tuple[str, ...]) -> str:
             return None
     sys.meta_path.insert(0, Where())
 """
+
+
+PROBE_UNTIL = """
+    async def until(pred, what):
+        deadline = time.monotonic() + 30
+        while not pred():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.05)
+"""
+"""A probe's `await until(predicate, what)` (it needs `asyncio` and `time` imported)."""

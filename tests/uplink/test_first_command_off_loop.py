@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gateway.contract.wire import CommandResult, RequestState, decode, encode
 from gateway.uplink.settings import OutboxSettings, UplinkSettings
-from tests.helpers import import_threads_probe
+from tests.helpers import PROBE_UNTIL, import_threads_probe
 from tests.ops.test_lazy_imports import run_fresh
 from tests.uplink.conftest import Broker, Subscriber
 
@@ -34,12 +34,7 @@ PROBE = import_threads_probe(MODELS) + """
 
     tmp = Path(sys.argv[2])
 
-    async def until(pred, what):
-        deadline = time.monotonic() + 30
-        while not pred():
-            assert time.monotonic() < deadline, what
-            await asyncio.sleep(0.05)
-
+""" + PROBE_UNTIL + """
     async def main():
         settings = pickle.loads((tmp / "uplink.pickle").read_bytes())  # as from the check
         uplink = Uplink(settings, "site-1", "gw-1", tmp / "state", SystemClock(), {})

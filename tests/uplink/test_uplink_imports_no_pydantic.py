@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gateway.contract import wire as c
 from gateway.uplink.settings import OutboxSettings, UplinkSettings
+from tests.helpers import PROBE_UNTIL
 from tests.ops.test_lazy_imports import run_fresh
 from tests.uplink.conftest import Broker, Subscriber
 
@@ -59,12 +60,7 @@ PROBE = """
         client.loop_stop()
         return payload.decode()
 
-    async def until(pred, what):
-        deadline = time.monotonic() + 30
-        while not pred():
-            assert time.monotonic() < deadline, what
-            await asyncio.sleep(0.05)
-
+""" + PROBE_UNTIL + """
     async def main():
         settings = pickle.loads((tmp / "uplink.pickle").read_bytes())  # as from the check
         uplink = Uplink(settings, SITE, GW, tmp / "state", SystemClock(), POINTS)
