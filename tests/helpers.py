@@ -120,3 +120,16 @@ PROBE_UNTIL = """
             await asyncio.sleep(0.05)
 """
 """A probe's `await until(predicate, what)` (it needs `asyncio` and `time` imported)."""
+
+
+PROBE_PANEL_PORT = """
+    ports = []
+    class Port(logging.Handler):
+        def emit(self, record):
+            found = re.search(r"event=panel_started .*port=(\\d+)", record.getMessage())
+            if found:
+                ports.append(int(found[1]))
+    logging.getLogger("gateway.panel.server").addHandler(Port())
+    logging.getLogger("gateway.panel.server").setLevel(logging.INFO)
+"""
+"""A probe's `ports`: the panel's port once it listens (it needs `logging` and `re`)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.status import health_data, health_view
-from tests.helpers import until
+from tests.helpers import PROBE_PANEL_PORT, until
 from tests.ops.test_lazy_imports import run_fresh
 from tests.panel.live import live_panel
 
@@ -43,15 +43,7 @@ _PROBE = """
         return plain_import(name, globals, locals, fromlist, level)
     builtins.__import__ = recording
 
-    ports = []
-    class Port(logging.Handler):
-        def emit(self, record):
-            found = re.search(r"event=panel_started .*port=(\\d+)", record.getMessage())
-            if found:
-                ports.append(int(found[1]))
-    logging.getLogger("gateway.panel.server").addHandler(Port())
-    logging.getLogger("gateway.panel.server").setLevel(logging.INFO)
-
+""" + PROBE_PANEL_PORT + """
     def ask(port, method, path, body=None):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         headers = {"Content-Type": "application/json"} if body is not None else {}
