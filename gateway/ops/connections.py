@@ -40,13 +40,13 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 10.0
 LISTEN_BACKLOG = 32
-MAX_HEADER = 16 * 1024
-"""A request's line and headers at most (gateway.ops.http); also the stream's buffer limit: a
-connection buffers at most 2 × MAX_HEADER unread bytes before it stops reading."""
 """The listening socket's backlog: asyncio accepts up to this many connections in one loop pass,
 and a connection reaches the guard three passes after its accept (a shed one is closed one pass
 later), so the panel holds at most MAX_CONNECTIONS + 4 × LISTEN_BACKLOG descriptors (384) at any
 instant — measured by tests/bounds/test_panel_flood.py."""
+MAX_HEADER = 16 * 1024
+"""A request's line and headers at most (gateway.ops.http); also the stream's buffer limit: a
+connection buffers at most 2 × MAX_HEADER unread bytes before it stops reading."""
 LOG_INTERVAL = 60.0
 
 
