@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -65,7 +66,7 @@ MAX_AUTHOR = 64
 SOCKET_NAME = "control.sock"
 _CHUNK = 64 * 1024
 
-StatusHandler = Callable[[], dict[str, Any]]
+StatusHandler = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
 Progress = Callable[["ConfigStatus"], None]
 ApplyText = Callable[[str, str, Progress], Awaitable["ConfigStatus"]]
 ApplyEnvelope = Callable[[bytes, Progress], Awaitable["ConfigStatus"]]
@@ -272,7 +273,10 @@ class ControlServer:
                         "result": status.model_dump(mode="json", exclude_none=True)})
 
         if op == "status":
-            await send({"ok": True, "status": self._status()})
+            status = self._status()
+            if inspect.isawaitable(status):  # (what it first imports: off the loop's thread)
+                status = await status
+            await send({"ok": True, "status": status})
         elif op == "apply" and isinstance(request.get("config"), str):
             author = request.get("author")
             if not isinstance(author, str) or not 0 < len(author) <= 128 \

@@ -169,11 +169,12 @@ class Service:
         self.gateway.on_config_set = self._config_set
         self._drills: LiveDrills | None = None  # issue 12: live drills
         self._drill_modules = FirstImport(*DRILLS_MODULES)
+        self._status_modules = FirstImport("gateway.ops.status_report")  # (9 ms here)
         self.loop_errors: RateLimitFilter | None = None
         """asyncio's log of unawaited exceptions, rate-limited (gateway.loop_errors), once
         running."""
         self.control = ControlServer(
-            control_path or default_socket_path(state_dir), status=self.status,
+            control_path or default_socket_path(state_dir), status=self._status_now,
             apply_text=self._apply_text, apply_envelope=self._apply_envelope,
             reload=self._reload_now,
             incidents=lambda request, send: answer_incidents(  # issue 12
@@ -248,6 +249,11 @@ class Service:
         from gateway.ops.status_report import build_status_report
 
         return build_status_report(self.gateway).model_dump(mode="json")
+
+    async def _status_now(self) -> dict[str, Any]:
+        """`status()` for `roomwarden status`, its report's module imported off the loop."""
+        await self._status_modules.ready()
+        return self.status()
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)

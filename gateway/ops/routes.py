@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from gateway.ops.httptypes import HttpError, Request, Response, Router, json_response
 
@@ -42,8 +42,11 @@ def allowed(remote: str, allow: Sequence[Network] | None) -> bool:
 
 
 def add_ops_routes(router: Router, *, health: Health, metrics: Metrics | None,
-                   allow: Sequence[Network] | None = None, name: str = "panel") -> None:
-    """/healthz, and /metrics unless `metrics` is None (then it is an unknown path)."""
+                   allow: Sequence[Network] | None = None, name: str = "panel",
+                   ready: Callable[[], Awaitable[None]] | None = None) -> None:
+    """/healthz, and /metrics unless `metrics` is None (then it is an unknown path); `ready`
+    is awaited before a scrape renders (what rendering imports, off the event loop's thread:
+    gateway.first_import)."""
 
     async def healthz(request: Request) -> Response:
         status, body = health()
@@ -58,6 +61,8 @@ def add_ops_routes(router: Router, *, health: Health, metrics: Metrics | None,
         if not allowed(request.remote, allow):
             log.info("event=metrics_refused server=%s client=%s", name, request.remote)
             raise HttpError(403, "forbidden", "metrics are not served to this address")
+        if ready is not None:
+            await ready()
         rendered = serve()
         if rendered is None:
             raise HttpError(404, "not_found", "there is nothing here to report metrics of")

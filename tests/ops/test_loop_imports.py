@@ -3,9 +3,9 @@ principle 13): a real `roomwarden run` (tests/ops/site.yaml) at rest, then what 
 the panel's page, state, login check, Events and Incidents views, /healthz, /metrics,
 `roomwarden status`, a live drill's status, the incident list. Every module such a first use
 needs beyond what the gateway holds at rest is imported in a worker thread (gateway.first_import,
-gateway.panel.front); what is still imported on the loop's thread is this short list of small
-modules (a few milliseconds each here). A new name in it — pydantic, cryptography, the panel's
-server, the config applier — would hold the buses, rules and sirens at a first use."""
+gateway.panel.front); all the loop's thread imports is `pwd`. Any other name — pydantic,
+cryptography, the panel's server, the config applier — would hold the buses, rules and sirens
+at a first use."""
 
 from __future__ import annotations
 
@@ -15,13 +15,9 @@ from tests.helpers import PROBE_PANEL_PORT
 from tests.ops.test_lazy_imports import run_fresh
 
 ON_THE_LOOP = {
-    "gateway.ops.status_report",  # the first `roomwarden status` (9 ms here)
-    "gateway.ops.collector",  # the first /metrics scrape (6 ms with the next two)
-    "gateway.ops.exposition",
-    "gateway.ops.process_metrics",
     "pwd",  # the control socket names its peer (stdlib, a C module)
 }
-"""Modules the loop's thread may import after the start (each a few ms here)."""
+"""Modules the loop's thread may import after the start."""
 
 _PROBE = """
     import builtins, http.client, json, logging, re, sys, threading, time
