@@ -29,12 +29,6 @@ class FirstImport:
         self.names = names
         self._loading: asyncio.Future[None] | None = None
 
-    @property
-    def done(self) -> bool:
-        """Imported (by `ready()`)."""
-        loading = self._loading
-        return loading is not None and loading.done() and loading.exception() is None
-
     async def ready(self) -> None:
         loading = self._loading
         if loading is None or (loading.done() and loading.exception() is not None):

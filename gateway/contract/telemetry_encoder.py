@@ -35,8 +35,9 @@ _GOOD_TEXT = Quality.GOOD.value
 _GOOD_TAIL = b',"' + _GOOD_TEXT.encode() + b'"]'
 _SUMMED = frozenset({float, bool})
 _SPLICED = frozenset({float, int, bool, type(None)})
-_FLOATS = {float}
 """Values whose JSON has no comma: a run of them is split on the commas of `to_json`'s array."""
+_FLOATS = frozenset({float})
+"""A run of floats only: their texts from `jsontext.float_texts`' cache."""
 MAX_SHAPES = 1_000
 """Batches of points (by their first point) whose rows' heads `TelemetryEncoder` keeps."""
 Row = tuple[str, SampleValue, int, str]

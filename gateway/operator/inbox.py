@@ -25,7 +25,6 @@ by the same rule: `past_expiry`): then it is answered `expired` instead, and its
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import re
@@ -41,6 +40,7 @@ from gateway.contract.vocab import (
     REQUEST_ID_PATTERN,
     ContractError,
 )
+from gateway.first_import import import_all
 from gateway.operator import refusals as r
 from gateway.operator.replay import ReplayMemory, ReplayMemoryError, iso
 from gateway.operator.settings import PERMISSION_OF, OperatorSettings
@@ -381,8 +381,7 @@ def prepare_commands() -> None:
     if _PREPARED:
         return
     try:
-        importlib.import_module("gateway.contract.codec")
-        importlib.import_module("gateway.contract.commands")
+        import_all(("gateway.contract.codec", "gateway.contract.commands"))
         _PREPARED.append(True)
     except Exception:
         log.exception("event=command_models_failed")
