@@ -127,13 +127,14 @@ class Uplink:
         self._run_task: asyncio.Task[None] | None = None
         self._closed = False
         self._published = self._rejected = self._connects = 0
+        self._counted: Session | None = None  # the last session whose start was handled
         self._last_error: str | None = None
         self._on_config_set = on_config_set
         self.commands = CommandQueue(
             inbox or CommandInbox(site, gateway_id, clock, root=settings.root), self._answered)
         self._counts = dict.fromkeys(("received", "bad", "duplicate", "refused", "config"), 0)
         self.state_requests = StateRequests(
-            clock, lambda: self._queue_births(self._gateway_state()), self._send)
+            clock, lambda: self._queue_births(self.state.state()), self._send)
         self.committer.on_fresh_outbox = lambda: self.state_requests.request(None)
         self._latency = LatencyHistogram()
 
@@ -185,9 +186,6 @@ class Uplink:
     def _reject(self, why: str) -> None:
         self._rejected += 1
         log.warning("event=uplink_rejected reason=%r", why)
-
-    def _gateway_state(self) -> StateReport | None:
-        return self.state.state()
 
     def _queue_births(self, state: StateReport | None) -> None:
         """State (if any), catalog and active-alarm snapshot, committed at once."""
@@ -339,6 +337,7 @@ class Uplink:
         try:
             await session.open(s.broker, s.port, s.keepalive, max(10.0, s.keepalive))
             self._connects += 1
+            self._counted = session
             self._last_error = None
             log.info("event=uplink_connected broker=%s port=%d client_id=%s delivery=%s",
                      s.broker, s.port, self.client_id, s.delivery)
@@ -362,7 +361,8 @@ class Uplink:
 
     def status(self) -> UplinkStatus:
         """Never blocks: the outbox figures are refreshed by the writer at each commit."""
-        session = self._session
+        # connected once counted, births queued (not a loop turn earlier, at the CONNACK)
+        session = self._session if self._session is self._counted else None
         c, d = self._counts, self.delivery
         return UplinkStatus(
             connected=session is not None and session.connected,

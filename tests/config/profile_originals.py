@@ -20,6 +20,7 @@ from gateway.config.profile import (
     DataType,
     Name,
     RegisterType,
+    _escapes_known,
     _unescape,
 )
 from gateway.config.strict_model import Strict
@@ -214,6 +215,11 @@ class SerialTextProfile(Strict):
     reply_timeout: Duration = 1.0
     encoding: str = "ascii"
     fields: tuple[TextField, ...] = Field(min_length=1, max_length=MAX_PROFILE_POINTS)
+
+    @field_validator("request", "reply_terminator")
+    @classmethod
+    def _escapes(cls, text: str) -> str:
+        return _escapes_known(text)  # (added with the sections' check: both refuse alike)
 
     @field_validator("reply_pattern")
     @classmethod
