@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from gateway.config.duration import Duration
+from gateway.config.escapes import escapes_known, unescape
 from gateway.config.names import NAME_PATTERN as NAME_PATTERN  # re-exported: profiles, rules
 from gateway.config.names import Id as Id
 from gateway.config.names import Name as Name
@@ -297,25 +298,6 @@ def _compiles(pattern: str) -> str:
     return pattern
 
 
-def _escapes_known(text: str) -> str:
-    """`text`, or ValueError naming an escape Python does not know: `\\q`, a backslash
-    before a non-ASCII character, a lone one at the end (Python's decoder only warns about
-    them, and would send the backslash as it is)."""
-    for escape in _ESCAPE.finditer(text):
-        after = escape[1]
-        if not after:
-            raise ValueError("it ends in a lone \\ (write \\\\ for a backslash)")
-        if after not in _KNOWN_ESCAPES:
-            shown = f"\\{after}" if after.isascii() else "\\ before a non-ASCII character"
-            raise ValueError(f"unknown escape {shown} (known: \\r \\n \\t \\\\ \\xhh "
-                             "\\ooo \\uhhhh \\a \\b \\f \\v \\' \\\")")
-    return text
-
-
-_ESCAPE = re.compile(r"\\(.?)", re.S)
-_KNOWN_ESCAPES = frozenset("\n\\'\"abfnrtv01234567xuUN")
-
-
 @section
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SerialTextProfile:
@@ -327,9 +309,9 @@ class SerialTextProfile:
     source: str | None = None
     description: str | None = None
     default_poll_interval: Duration = 5.0
-    request: Annotated[str, Check(_escapes_known)]
+    request: Annotated[str, Check(escapes_known)]
     """Bytes sent to ask for a reading, with Python escapes (`Q1\\r`)."""
-    reply_terminator: Annotated[str, Check(_escapes_known)] = "\r"
+    reply_terminator: Annotated[str, Check(escapes_known)] = "\r"
     reply_pattern: Annotated[str, Check(_compiles)]
     """A regular expression with named groups; it must match the whole reply line."""
     reply_format: str | None = None
@@ -352,7 +334,7 @@ class SerialTextProfile:
                              "(ascii, latin-1, utf-8, gbk …)") from None
         for name in ("request", "reply_terminator"):
             try:  # the bytes the poller sends and waits for, made as it makes them
-                _unescape(getattr(self, name), self.encoding)
+                unescape(getattr(self, name), self.encoding)
             except (UnicodeError, ValueError) as exc:
                 raise ValueError(f"{name} {getattr(self, name)!r} cannot be sent in "
                                  f"{self.encoding}: {exc}") from None
@@ -369,19 +351,11 @@ class SerialTextProfile:
 
     @property
     def request_bytes(self) -> bytes:
-        return _unescape(self.request, self.encoding)
+        return unescape(self.request, self.encoding)
 
     @property
     def terminator_bytes(self) -> bytes:
-        return _unescape(self.reply_terminator, self.encoding)
-
-
-def _unescape(text: str, encoding: str) -> bytes:
-    """Bytes of `text` with Python escapes (`\\r`, `\\x03`) applied, however YAML quoted it;
-    ValueError for an escape Python does not know (`_escapes_known`), in the bytes as sent."""
-    data = text.encode(encoding)
-    _escapes_known(data.decode("latin-1"))  # (a multi-byte character may hold a 0x5c byte)
-    return data.decode("unicode_escape").encode("latin-1")
+        return unescape(self.reply_terminator, self.encoding)
 
 
 Profile = Annotated[ModbusProfile | SerialTextProfile, Discriminated("kind")]

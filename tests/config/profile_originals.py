@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config.duration import Duration
+from gateway.config.escapes import escapes_known, unescape
 from gateway.config.patterns import nests_unbounded_repeats
 from gateway.config.profile import (
     MAX_PROFILE_POINTS,
@@ -20,8 +21,6 @@ from gateway.config.profile import (
     DataType,
     Name,
     RegisterType,
-    _escapes_known,
-    _unescape,
 )
 from gateway.config.strict_model import Strict
 
@@ -219,7 +218,7 @@ class SerialTextProfile(Strict):
     @field_validator("request", "reply_terminator")
     @classmethod
     def _escapes(cls, text: str) -> str:
-        return _escapes_known(text)  # (added with the sections' check: both refuse alike)
+        return escapes_known(text)  # (added with the sections' check: both refuse alike)
 
     @field_validator("reply_pattern")
     @classmethod
@@ -248,7 +247,7 @@ class SerialTextProfile(Strict):
                              "(ascii, latin-1, utf-8, gbk …)") from None
         for name in ("request", "reply_terminator"):
             try:  # the bytes the poller sends and waits for, made as it makes them
-                _unescape(getattr(self, name), self.encoding)
+                unescape(getattr(self, name), self.encoding)
             except (UnicodeError, ValueError) as exc:
                 raise ValueError(f"{name} {getattr(self, name)!r} cannot be sent in "
                                  f"{self.encoding}: {exc}") from None
@@ -266,11 +265,11 @@ class SerialTextProfile(Strict):
 
     @property
     def request_bytes(self) -> bytes:
-        return _unescape(self.request, self.encoding)
+        return unescape(self.request, self.encoding)
 
     @property
     def terminator_bytes(self) -> bytes:
-        return _unescape(self.reply_terminator, self.encoding)
+        return unescape(self.reply_terminator, self.encoding)
 
 
 Profile = Annotated[ModbusProfile | SerialTextProfile, Field(discriminator="kind")]

@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.config.errors import ConfigErrors
+from gateway.config.escapes import unescape
 from gateway.config.loader import load_profile
-from gateway.config.profile import _unescape
 
 PROFILE = """\
 kind: serial_text
@@ -68,7 +68,7 @@ def test_an_unknown_escape_is_refused_naming_file_field_and_escape(
 
 def test_a_backslash_before_a_non_ascii_character_is_refused() -> None:
     with pytest.raises(ValueError, match="before a non-ASCII character"):
-        _unescape("Q\\é", "utf-8")
+        unescape("Q\\é", "utf-8")
 
 
 @given(st.text(alphabet=st.sampled_from(["\\", "r", "n", "x", "0", "7", "q", "é", "u", "N",
@@ -78,7 +78,7 @@ def test_any_text_is_bytes_or_a_value_error_never_a_warning(text: str, encoding:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            sent = _unescape(text, encoding)
+            sent = unescape(text, encoding)
         except ValueError:  # UnicodeError too: the validator words both
             return
     assert isinstance(sent, bytes)
