@@ -26,8 +26,8 @@ _INT = frozenset({int})
 _PLAIN = frozenset({float, int, bool, str, type(None)})
 _TEXT_MAX = TEXT_VALUE.max_length
 MAX_KNOWN_POINTS = 100_000
-"""Point ids `TelemetryEncoder` remembers as valid (a config's points; beyond: checked again
-at each batch, which is only slower)."""
+"""Point ids `TelemetryEncoder` remembers as valid, with their rows' JSON head (a config's
+points; beyond: checked again at each batch, which is only slower)."""
 
 _ENVELOPE = 1024
 """Bytes `payload` may add to a batch's rows at most (ids ≤ 64 characters, catalog, numbers)."""
@@ -38,8 +38,6 @@ _SPLICED = frozenset({float, int, bool, type(None)})
 """Values whose JSON has no comma: a run of them is split on the commas of `to_json`'s array."""
 _FLOATS = frozenset({float})
 """A run of floats only: their texts from `jsontext.float_texts`' cache."""
-MAX_SHAPES = 1_000
-"""Batches of points (by their first point) whose rows' heads `TelemetryEncoder` keeps."""
 Row = tuple[str, SampleValue, int, str]
 _Columns = tuple[int, tuple[str, ...], tuple[SampleValue, ...], tuple[int, ...], list[str],
                  set[type]]
@@ -99,11 +97,11 @@ class TelemetryEncoder:
         if catalog is not None:
             HASH.check("catalog", catalog)
         self.site, self.gateway, self.catalog = site, gateway, catalog
-        self._known: dict[str, None] = {}
-        """The point ids seen valid (a dict: a set of 2,000 took 128 KiB, this 51)."""
-        self._shapes: dict[str, tuple[tuple[str, ...], list[bytes]]] = {}
-        """By a batch's first point: its points (all valid) and each row's JSON head,
-        `,["<point>",` (a poll's batch has the same points in the same order every time)."""
+        self._heads: dict[str, bytes] = {}
+        """Each point id seen valid → its rows' JSON head, `,["<point>",`. Per point, not per
+        batch: reported by exception, a poll's batch holds the points that changed, a
+        different set almost every time (a cache by batch missed at every poll of the
+        2,000-point benchmark and wrote every head again: a tenth of the gateway's CPU)."""
 
     def rows(self, samples: list[Sample], produced: int, base: int | None = None
              ) -> tuple[int, list[Row]] | None:
@@ -154,13 +152,10 @@ class TelemetryEncoder:
             n = len(qualities)
             wire: list[str] = [_GOOD_TEXT] * n if qualities.count(Quality.GOOD) == n \
                 else list(map(_WIRE_QUALITY.__getitem__, qualities))
-            shape = self._shapes.get(points[0])
-            if shape is not None and shape[0] == points:
-                pass  # (equal tuples of the same strings: no lookup per point)
-            elif not all(map(self._known.__contains__, points)):
-                known = self._known
+            heads = self._heads
+            if not all(map(heads.__contains__, points)):
                 for point in points:
-                    if point not in known and not self._learn(point):
+                    if point not in heads and self._learn(point) is None:
                         return None
         except (TypeError, ValueError, KeyError):  # not 4-tuples, not a quality, unhashable
             return None
@@ -193,15 +188,12 @@ class TelemetryEncoder:
         (one `to_json` of the values alone, split on its commas), each point's head kept
         for its batch's points and a tail per `dt`. Issue 15: ~850 instructions a row less
         than `to_json` of the row tuples (their strings escaped, the tuples walked)."""
-        shape = self._shapes.get(points[0])
-        if shape is None or shape[0] != points:
-            if len(self._shapes) >= MAX_SHAPES and shape is None:
-                self._shapes.clear()
-            shape = (points, [b',["' + to_json(p)[1:] + b"," for p in points])
-            self._shapes[points[0]] = shape
+        heads: list[bytes | None] = list(map(self._heads.get, points))
+        if None in heads:  # (points past MAX_KNOWN_POINTS: valid, not remembered)
+            heads = [head or self._learn(p) for head, p in zip(heads, points, strict=True)]
         n = len(points)
         parts: list[bytes] = [b""] * (3 * n)
-        parts[0::3] = shape[1]
+        parts[0::3] = heads  # type: ignore[assignment]
         parts[1::3] = (float_texts(values) if floats  # type: ignore[arg-type]
                        else to_json(values)[1:-1].split(b","))
         first = stamps[0]
@@ -243,15 +235,17 @@ class TelemetryEncoder:
         encoded.points.update(cols[1])
         return True
 
-    def _learn(self, point: object) -> bool:
-        """Whether `point` is a valid point id (remembered, up to MAX_KNOWN_POINTS)."""
+    def _learn(self, point: object) -> bytes | None:
+        """`point`'s rows' JSON head if it is a valid point id (remembered, up to
+        MAX_KNOWN_POINTS), else None."""
         try:
             valid = POINT_ID.check("point", point)
         except ContractError:
-            return False
-        if len(self._known) < MAX_KNOWN_POINTS:
-            self._known[valid] = None
-        return True
+            return None
+        head = b',["' + to_json(valid)[1:] + b","
+        if len(self._heads) < MAX_KNOWN_POINTS:
+            self._heads[valid] = head
+        return head
 
     def encode(self, t0: int, rows: list[Row], *, seq: int, produced: int,
                stream: int | None = None, dseq: int | None = None) -> bytes:

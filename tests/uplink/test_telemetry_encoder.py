@@ -141,7 +141,7 @@ def _reference_rows(encoder: TelemetryEncoder, samples: list[Sample], produced: 
                 return None
         elif value is not None and kind is not bool:
             return None
-        if point not in encoder._known and not encoder._learn(point):
+        if point not in encoder._heads and encoder._learn(point) is None:
             return None
         if wire.get(quality) is None or type(ts) is not int:
             return None

@@ -1,11 +1,12 @@
 """The telemetry encoder's spliced rows (`TelemetryEncoder._spliced`: each row's head kept per
-batch of points, the values' JSON split and spliced in) and its per-batch point check give the
+point, the values' JSON split and spliced in) and its per-batch point check give the
 same rows, bytes and answers as the encoder before them (kept below verbatim as the reference:
 `_columns` and `_part` of 1ccba84), over polls that repeat their points as a bus loop's do —
 good numbers, booleans and nulls (the spliced path) and anything else (the old path)."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic_core import to_json
@@ -67,10 +68,10 @@ class _Before(TelemetryEncoder):
             n = len(qualities)
             wire: list[str] = [_GOOD_TEXT] * n if qualities.count(Quality.GOOD) == n \
                 else list(map(_WIRE_QUALITY.__getitem__, qualities))
-            known = self._known
+            known = self._heads  # (`_known` then, and `_learn` a bool: the same test)
             if not all(map(known.__contains__, points)):
                 for point in points:
-                    if point not in known and not self._learn(point):
+                    if point not in known and self._learn(point) is None:
                         return None
         except (TypeError, ValueError, KeyError):  # not 4-tuples, not a quality, unhashable
             return None
@@ -93,16 +94,19 @@ qualities = st.sampled_from(Quality)
 
 @st.composite
 def polls(draw: st.DrawFn) -> list[tuple[list[Sample], int]]:
-    """Polls of a few devices (each the same points in the same order every time, or now and
-    then others behind the same first point), their values mostly good numbers, in runs of
-    one time each (a block read, then `online`)."""
+    """Polls of a few devices (each the same points in the same order every time, the ones
+    of them that changed, or now and then others behind the same first point), their values
+    mostly good numbers, in runs of one time each (a block read, then `online`)."""
     devices = draw(st.lists(st.lists(points, min_size=1, max_size=8), min_size=1, max_size=3))
     out: list[tuple[list[Sample], int]] = []
     clock = draw(st.integers(0, 2**62))
     for _ in range(draw(st.integers(1, 8))):
         device = list(devices[draw(st.integers(0, len(devices) - 1))])
-        if draw(st.integers(0, 9)) == 0:
+        change = draw(st.integers(0, 9))
+        if change == 0:
             device = [device[0], *draw(st.lists(points, max_size=4))]
+        elif change < 4:  # reported by exception: the points that changed, in their order
+            device = [p for p in device if draw(st.booleans())] or device[:1]
         good = draw(st.integers(0, 3)) > 0
         batch = []
         for point in device:
@@ -153,4 +157,32 @@ def test_a_poll_of_floats_and_online_is_spliced() -> None:
         assert prepared is not None
         rows = encoder.rows(batch, 10**18 + 9)
         assert rows is not None and prepared.parts == [to_json(rows[1])[1:-1]]
-    assert list(encoder._shapes) == ["d.r0"]
+    assert set(encoder._heads) == {*points, "d.online"}
+
+
+def test_a_poll_reported_by_exception_writes_no_head_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The points of a later poll that changed — a different set at almost every poll — take
+    their rows' heads from the encoder: `to_json` is not called per point (it was, for every
+    head, whenever a batch's set of points differed from the one before)."""
+    import gateway.contract.telemetry_encoder as module
+
+    encoder = TelemetryEncoder(site="s1", gateway="g1", catalog=None)
+    points = [f"d.r{i}" for i in range(200)]
+    first = [Sample(p, 20.0 + i / 100, 10**18, Quality.GOOD) for i, p in enumerate(points)]
+    assert encoder.prepare(first, 10**18 + 9) is not None
+    calls: list[object] = []
+
+    def counted(value: object) -> bytes:
+        calls.append(value)
+        return to_json(value)
+
+    monkeypatch.setattr(module, "to_json", counted)
+    for poll in range(1, 4):
+        changed = [Sample(p, 20.0 + i / 100 + poll, 10**18 + poll, Quality.GOOD)
+                   for i, p in enumerate(points) if (i + poll) % 3]  # two in three changed
+        prepared = encoder.prepare(changed, 10**18 + 9 + poll)
+        rows = encoder.rows(changed, 10**18 + 9 + poll)
+        assert prepared is not None and rows is not None
+        assert prepared.parts == [to_json(rows[1])[1:-1]]
+    assert len(calls) <= 3 * 2, calls[:10]  # a poll: its new float texts, its `dt`
