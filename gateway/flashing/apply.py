@@ -64,7 +64,8 @@ log = logging.getLogger("roomwarden.flashing")
 
 VERIFY_IMPORTS = ("cryptography.exceptions", "cryptography.hazmat.primitives.asymmetric.ed25519")
 """What verifying an envelope's signature imports at its first use (cryptography: about 7 MiB,
-30 ms here, more on a Pi; a gateway at rest holds none of it): `_verifier_ready`."""
+30 ms here, more on a Pi; a gateway at rest holds none of it), imported at the first envelope
+in a worker thread (gateway.first_import)."""
 
 Progress = Callable[[ConfigStatus], None]
 MAX_ERRORS_REPORTED = 20
@@ -127,7 +128,7 @@ class ConfigApplier:
         request_id, version = peek(raw)  # answered with what it names, even if it is broken
         self._say(progress, "received", request_id, version=version)
         with contextlib.suppress(Exception):  # (failed: verifying imports it, and says so)
-            await self._verifier_ready()
+            await self._verifier.ready()  # off the loop's thread; envelopes keep their order
         try:
             trusted = [parse_public_key_line(line) for line in settings.trusted_keys]
             envelope = verify_envelope(raw, gateway_id=self.gateway.loaded.config.gateway.id,
@@ -180,12 +181,6 @@ class ConfigApplier:
                 "event=reload_%s path=%s sha256=%s code=%s error=%s", status.state,
                 self.factory_path, digest[:12], status.code, status.error)
         return status
-
-    async def _verifier_ready(self) -> None:
-        """What verifying an envelope imports (`VERIFY_IMPORTS`), imported at the first
-        envelope in a worker thread (gateway.first_import), not on the event loop the safety
-        core runs on; envelopes meanwhile wait for it and go on in their order of arrival."""
-        await self._verifier.ready()
 
     # --- the pipeline ---------------------------------------------------------------------
 

@@ -369,19 +369,14 @@ def command_result(site: str, gateway: str, cid: str, ts: int, refusal: r.Refuse
                              code=refusal.code)
 
 
-_PREPARED: list[bool] = []
-
-
 def prepare_commands() -> None:
     """Import the contract's models `CommandInbox.judge` decodes a command with (pydantic:
-    0.1-0.3 s here, more on a Pi), once, in the caller's thread: the uplink calls it in paho's
+    0.1-0.3 s here, more on a Pi) in the caller's thread: the uplink calls it in paho's
     network thread before a `cmd` message goes to the event loop, so a first acknowledgement
     in an alarm does not hold the loop the sirens run on (issue 15, DESIGN principle 13).
-    Never raises: should the import fail, `judge` imports them itself and says what failed."""
-    if _PREPARED:
-        return
+    Never raises: should the import fail, `judge` imports them itself and says what failed.
+    Once imported, a look-up in `sys.modules` each."""
     try:
         import_all(("gateway.contract.codec", "gateway.contract.commands"))
-        _PREPARED.append(True)
     except Exception:
         log.exception("event=command_models_failed")

@@ -2,7 +2,7 @@
 15, DESIGN principle 13): a gateway at rest holds neither the config applier (its pipeline and
 the contract's config messages: pydantic) nor cryptography (about 7 MiB) nor live drills; at
 their first use they are imported in a worker thread (gateway.first_import: the supervisor's
-`ready_applier`, `ConfigApplier._verifier_ready`, the supervisor's drill requests), not on the
+`ready_applier`, `ConfigApplier._verifier`, the supervisor's drill requests), not on the
 loop the buses, rules and sirens run on, and the envelope goes on through the pipeline. A real
 `roomwarden run` in a fresh interpreter (tests/ops/site.yaml, trusting one key), the envelope
 sent over its control socket as `roomwarden config apply --key` sends it."""
