@@ -119,9 +119,12 @@ def head_of_text(text: str) -> dict[str, Any] | None:
             at = _skip(text, at)
             if not isinstance(key, str) or key in BODY_KEYS or not text.startswith(":", at):
                 break
-            head[key], at = decoder.raw_decode(text, _skip(text, at + 1))
+            value, at = decoder.raw_decode(text, _skip(text, at + 1))
             at = _skip(text, at)
-            if not text.startswith(",", at):
+            if not text.startswith((",", "}"), at):  # (a number cut short parses: -10 as -1)
+                break
+            head[key] = value
+            if text[at] == "}":
                 break
             at += 1
     except (ValueError, RecursionError):  # cut off inside a value, or not JSON
