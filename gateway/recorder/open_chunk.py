@@ -14,24 +14,26 @@ sizes the store (`STORE_MARGIN`), and later chunks that outgrow it grow it by `S
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from itertools import repeat
 from operator import truediv
 from typing import Any
 
-from gateway.recorder.chunk import encode_scaled, encode_steps, exact_scale
+from gateway.recorder.chunk import exact_scale, scaled_body, values_body
 
 CHUNK = 128
 """Samples per sealed chunk (the open chunk holds at most this many, uncompressed)."""
 PROBE = 16
 """At its `PROBE`th sample a ring reserves its store of sealed chunks (`chunk_size`)."""
 PROBE_SHARE = 0.85
-"""What the store reserved at the `PROBE`th sample holds of a window of the estimated chunks:
-the estimate runs 0-30 % over the first sealed chunk (0-42 % on the plausible mix of
-tests/bench/bench_recorder.py, 2-27 % under to 27 % over on the simulator's site, 5th to 95th
-percentile), which sizes the store (`STORE_MARGIN`), so what the probe reserves is a lower
-bound for most rings: memory taken in a ring's first seconds (not all at its first seal), and
-freed at the first seal for the store made to measure."""
+"""What the store reserved at the `PROBE`th sample holds of a window of the estimated chunks'
+bodies: the estimate runs 4-42 % over the first sealed chunk's body at p2000 (registers at 0.01:
+tests/bench/bench_recorder.py, 5th to 95th percentile, median 5 %) and from a third under to
+twice over on its plausible mix (median 8 % under: bodies of a few dozen bytes, flags that do
+not change in their first samples), which sizes the store (`STORE_MARGIN`), so what the probe
+reserves is a lower bound for most rings: memory taken in a ring's first seconds (not all at
+its first seal), and freed at the first seal for the store made to measure. (With the steps in
+each chunk, before 7 Dec, it ran 0-30 % and 0-42 % over.)"""
 STORE_MARGIN = 1.0625
 """At its first seal a ring's store is made anew for a window of chunks like that one, + 1/16:
 the most a ring's live chunks take over two hours is 0.98-1.03 of a window of its first chunk
@@ -39,7 +41,9 @@ at p2000 (tests/bench/bench_recorder.py: 5th-95th percentile; 1.06 at most, 1 ri
 past 1/16), 0.97-1.08 on the plausible mix (262 past it), 0.98-1.06 on the simulator's site
 (43 past it). A tighter margin holds less but makes more stores anew later, and the blocks
 they leave behind held more of the process than the margin saved (+4 %: 599 re-allocations
-on the mix, whose RSS after two hours was 0.15 MiB over this)."""
+on the mix, whose RSS after two hours was 0.15 MiB over this). Those figures are of chunks
+with their steps; of bodies alone (7 Dec), 11 of the 2,000 p2000 stores are made anew after
+their first seal in 20 minutes (0 before), for 12 KiB of chunks copied."""
 STORE_STEP = 16
 """A chunk that does not fit the store (its live chunks and the new one) makes it anew at what
 they take + 1/16 of its length: allocated to size, the live chunks copied once. How much the
@@ -98,19 +102,20 @@ def as_doubles(values: array[Any], scale: int) -> Iterable[float]:
     return map(truediv, values, repeat(scale)) if scale else values
 
 
-def chunk_size(steps: Sequence[int], values: array[Any], scale: int, flags: bytes) -> float:
-    """The deflated size of a `CHUNK`-sample chunk like the open chunk's first samples (at
-    least 4: `steps` between them, `values`, `flags`): their sealed size and their first
-    half's, extrapolated (see `PROBE_SHARE`). Scaled integers are encoded as a seal encodes
-    them (`encode_scaled`, without the doubles and the codec's search: a third of the CPU)."""
+def chunk_size(values: array[Any], scale: int, flags: bytes) -> float:
+    """The deflated size of the body of a `CHUNK`-sample chunk like the open chunk's first
+    samples (at least 4: their `values` and `flags`; the steps' part is the block's, not the
+    ring's store's): their sealed size and their first half's, extrapolated (see
+    `PROBE_SHARE`). Scaled integers are encoded as a seal encodes them (`scaled_body`, without
+    the doubles and the codec's search: a third of the CPU)."""
     n = len(flags)
     half = n // 2
     if scale:
-        full = len(encode_scaled(0, steps, scale, values[:n], flags))
-        part = len(encode_scaled(0, steps[:half - 1], scale, values[:half], flags[:half]))
+        full = len(scaled_body(scale, values[:n], flags))
+        part = len(scaled_body(scale, values[:half], flags[:half]))
     else:
-        full = len(encode_steps(0, steps, values[:n], flags))
-        part = len(encode_steps(0, steps[:half - 1], values[:half], flags[:half]))
+        full = len(values_body(values[:n], flags))
+        part = len(values_body(values[:half], flags[:half]))
     return full + (full - part) * (CHUNK - n) / (n - half)
 
 

@@ -6,11 +6,13 @@ array that holds them or doubles (gateway/recorder/open_chunk.py), one flag byte
 `CHUNK` samples the open chunk is sealed (gateway/recorder/chunk.py): values become the
 deltas of a decimal scale's integers or the doubles' bits XOR-ed with the previous value's,
 timestamps and deltas go in the narrowest width that holds them, byte-transposed (all first
-bytes, then all second bytes …), and the lot is deflated. A constant point then costs well
-under a byte per sample, a slowly moving analog one a byte or two. Sealed chunks of one point
-live back to back in one `bytearray` (their lengths, first and last timestamps in one small
-array beside it, used the same way); the oldest is dropped once its newest sample is older than
-the window, or the point holds more than its sample cap.
+bytes, then all second bytes …), and each part is deflated: the values and flags (the body),
+and the timestamps' steps, which the rings of a block read seal alike and hold as one shared
+`bytes` (`_times`). A constant point then costs well under a byte per sample, a slowly moving
+analog one a byte or two. Sealed bodies of one point live back to back in one `bytearray`
+(their lengths, first and last timestamps in one small array beside it, used the same way, and
+their steps' parts in a list of as many slots); the oldest is dropped once its newest sample is
+older than the window, or the point holds more than its sample cap.
 
 Flag byte: bits 0-1 quality (good, stale, comm_error, invalid), bits 2-4 the value's kind
 (float, int, bool, None, string). Strings (text points, rare) are kept as an index into a
@@ -35,8 +37,9 @@ from itertools import accumulate, islice
 from typing import Any, NamedTuple
 
 from gateway.field.sample import Quality, Sample, Value
-from gateway.recorder.bookkeeping import drop_oldest, entries, note, reserve
+from gateway.recorder.bookkeeping import drop_oldest, entries, live_times, note, reserve
 from gateway.recorder.chunk import (
+    Sealed,
     decode_chunk,
     encode_chunk,
     encode_scaled,
@@ -70,7 +73,7 @@ from gateway.recorder.open_chunk import (
 )
 
 __all__ = ["CHUNK", "FIRST_CHUNKS", "MAX_STRINGS", "OVERFLOW_STRING", "PROBE", "FlightRecorder",
-           "PointRing", "Recorded", "decode_chunk", "encode_chunk"]
+           "PointRing", "Recorded", "Sealed", "decode_chunk", "encode_chunk"]
 
 OVERFLOW_STRING = "\u2026"
 
@@ -102,7 +105,7 @@ class PointRing:
     1 to 2 or 4 bytes, or doubles for a chunk.)"""
 
     __slots__ = ("_base", "_data", "_due", "_end", "_epoch", "_flags", "_head", "_index", "_last",
-                 "_open", "_scale", "_start", "_steps", "_strings", "_tail", "_values",
+                 "_open", "_scale", "_start", "_steps", "_strings", "_tail", "_times", "_values",
                  "max_samples", "window_ms")
 
     def __init__(self, window_s: float, max_samples: int, *,
@@ -137,7 +140,10 @@ class PointRing:
         """`_open` at which the ring acts: `PROBE` (reserve its store), then `CHUNK` (seal)."""
         self._data = bytearray()
         self._start = self._end = 0
-        """The sealed chunks are `_data[_start:_end]`, oldest first."""
+        """The sealed chunks' bodies are `_data[_start:_end]`, oldest first."""
+        self._times: list[bytes] = []
+        """Their steps' parts (`bytes` the rings sealing alike share): `_times[_head // 3:
+        _tail // 3]`, a slot for each of `_index`'s entries (gateway/recorder/bookkeeping.py)."""
         self._index: array[int] = array("i")
         self._head = self._tail = 0
         self._epoch = 0
@@ -174,8 +180,7 @@ class PointRing:
             return
         self._due, n = CHUNK, self._open
         if not self._data and n >= 4:
-            size = chunk_size(self._steps[1:n], self._values[:n], self._scale,
-                              bytes(self._flags[:n]))
+            size = chunk_size(self._values[:n], self._scale, bytes(self._flags[:n]))
             span = (self._last - self._base - self._steps[0]) * (CHUNK - 1) / (n - 1)
             self._data = bytearray(store_bytes(size, span, self.window_ms, self.max_samples,
                                                PROBE_SHARE))
@@ -186,10 +191,10 @@ class PointRing:
         first, newest = self._base + steps[0], self._last
         values = self._values
         if self._scale:
-            blob = encode_scaled(first, steps[1:], self._scale, values, bytes(self._flags))
+            times, body = encode_scaled(steps[1:], self._scale, values, bytes(self._flags))
             self._scale = 1  # (the next chunk's values find theirs)
         else:
-            blob = encode_steps(first, steps[1:], values, bytes(self._flags))
+            times, body = encode_steps(steps[1:], values, bytes(self._flags))
             if exact_scale(values[-1]):  # the next chunk tries integers again
                 self._values, self._scale = zeros("b"), 1
         # the chunks this one pushes out go first, so the store holds no more than a window
@@ -197,8 +202,8 @@ class PointRing:
                 self._index[self._head + 2] + self._epoch < newest - self.window_ms
                 or self.sealed + CHUNK > self.max_samples):
             drop_oldest(self)
-        self._store(blob, newest - first)
-        note(self, len(blob), first, newest)
+        self._store(body, newest - first)
+        note(self, len(body), first, newest, times)
         self._open = 0
         self._base = newest
         if steps.itemsize == 8:  # a chunk whose clock jumped
@@ -208,10 +213,10 @@ class PointRing:
             restart(steps)
         restart(self._flags)
 
-    def _store(self, blob: bytes, span_ms: int) -> None:
-        """Append a sealed chunk (`span_ms` from its first sample to its last) to `_data`
+    def _store(self, body: bytes, span_ms: int) -> None:
+        """Append a sealed chunk's body (`span_ms` from its first sample to its last) to `_data`
         without re-allocating it if it fits (see the class docstring)."""
-        size = len(blob)
+        size = len(body)
         if self._tail == self._head:  # the first, or all dropped (a gap past the window)
             window = partial(store_bytes, size, span_ms, self.window_ms, self.max_samples)
             made = window(STORE_MARGIN)
@@ -226,7 +231,7 @@ class PointRing:
                 with memoryview(self._data) as view:
                     view[:live] = view[self._start:self._end]
                 self._start, self._end = 0, live
-        self._data[self._end:self._end + size] = blob
+        self._data[self._end:self._end + size] = body
         self._end += size
 
     def _remake(self, length: int) -> None:
@@ -246,13 +251,23 @@ class PointRing:
         self._epoch += ms
 
     def chunk_index(self) -> array[int]:
-        """Length, first and last timestamp (ms) of each sealed chunk, oldest first (a copy)."""
+        """Body length, first and last timestamp (ms) of each sealed chunk, oldest first (a
+        copy)."""
         return entries(self)
 
+    def sealed_chunks(self) -> list[Sealed]:
+        """The sealed chunks (their two parts), oldest first."""
+        out, at = [], self._start
+        for length, times in zip(self.chunk_index()[0::3], live_times(self), strict=True):
+            out.append(Sealed(times, bytes(self._data[at:at + length])))
+            at += length
+        return out
+
     def nbytes(self) -> int:
-        """Bytes held in the arrays (their allocation, not counting object headers)."""
+        """Bytes held in the arrays and the steps' parts (their allocation, not counting object
+        headers; shared parts whole)."""
         return (CHUNK * (self._steps.itemsize + self._values.itemsize + 1) + len(self._data)
-                + len(self._index) * self._index.itemsize)
+                + len(self._index) * self._index.itemsize + sum(map(len, live_times(self))))
 
     def frozen(self) -> PointRing:
         """A copy (memory copies of the arrays) that later appends do not touch: for reading
@@ -269,6 +284,7 @@ class PointRing:
         copy._start, copy._end = 0, len(copy._data)
         copy._index = self.chunk_index()
         copy._head, copy._tail, copy._epoch = 0, len(copy._index), 0
+        copy._times = live_times(self)
         copy._strings = None if self._strings is None else list(self._strings)
         return copy
 
@@ -279,7 +295,7 @@ class PointRing:
 
     def _parts(self) -> list[object]:
         parts: list[object] = [self, self._steps, self._values, self._flags, self._data,
-                               self._index]
+                               self._index, self._times, *live_times(self)]
         return parts if self._strings is None else [*parts, self._strings, *self._strings]
 
     def samples(self, since_ns: int = 0, until_ns: int | None = None) -> list[Recorded]:
@@ -289,11 +305,10 @@ class PointRing:
         out: list[Recorded] = []
         at = self._start
         index = self.chunk_index()
-        for length, first, last in zip(index[0::3], index[1::3], index[2::3], strict=True):
+        for length, first, last, times in zip(index[0::3], index[1::3], index[2::3],
+                                              live_times(self), strict=True):
             if last >= lo and first <= hi:
-                ts, values, flags = decode_chunk(bytes(self._data[at:at + length]))
-                if ts[0] != first:  # moved since its seal (`shift`)
-                    ts = [t + first - ts[0] for t in ts]
+                ts, values, flags = decode_chunk(times, bytes(self._data[at:at + length]), first)
                 self._collect(out, ts, values, flags, lo, hi)
             at += length
         n = self._open
@@ -362,11 +377,15 @@ class FlightRecorder:
         return [] if ring is None else ring.samples(since_ns, until_ns)
 
     def nbytes(self) -> int:
-        """The rings' `nbytes`, each line once (rings share them: gateway/recorder/lines.py)."""
+        """The rings' `nbytes`, each line and steps' part once (rings share them:
+        gateway/recorder/lines.py, chunk.py)."""
         rings = self.rings.values()
         lines = {id(line): line for ring in rings for line in (ring._steps, ring._flags)}
-        return sum(ring.nbytes() - CHUNK * (ring._steps.itemsize + 1) for ring in rings) + sum(
-            CHUNK * line.itemsize for line in lines.values())
+        times = {id(part): part for ring in rings for part in live_times(ring)}
+        return sum(ring.nbytes() - CHUNK * (ring._steps.itemsize + 1)
+                   - sum(map(len, live_times(ring)))
+                   for ring in rings) + sum(CHUNK * line.itemsize for line in lines.values()
+                                            ) + sum(map(len, times.values()))
 
     def live_bytes(self) -> int:
         """Memory the recorder holds: its rings, the dict and the point names (each object

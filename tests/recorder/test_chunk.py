@@ -175,8 +175,9 @@ def test_any_chunk_comes_back_bit_for_bit(values: array[float], data: st.DataObj
                                    initial=first))
     flags = bytes(data.draw(st.lists(st.integers(0, 255), min_size=n, max_size=n)))
     steps = [b - a for a, b in itertools.pairwise(ts)]
-    for blob in (encode_chunk(array("q", ts), values, flags),
-                 encode_steps(ts[0], array("q", steps), values, flags)):
-        got_ts, got_values, got_flags = decode_chunk(blob)
+    for sealed in (encode_chunk(array("q", ts), values, flags),
+                   encode_steps(array("q", steps), values, flags),
+                   encode_steps(steps, values, flags)):
+        got_ts, got_values, got_flags = decode_chunk(*sealed, ts[0])
         assert got_ts == ts and got_flags == flags
         assert [bits(v) for v in got_values] == [bits(v) for v in values]

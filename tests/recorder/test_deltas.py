@@ -1,38 +1,35 @@
 """A seal's deltas narrowed at C level (gateway/recorder/deltas.py) against `narrow` of their
-list, and `encode_scaled` against the one before it (1ccba84, kept verbatim below): the same
-sealed bytes for any open chunk of integers ('b', 'h', 'i', any length), deltas of every
-width included."""
+list, and `scaled_body` against the list's way (1ccba84's `encode_scaled`, kept below but for
+the names and the steps, which are no longer a body's): the same sealed bytes for any open
+chunk of integers ('b', 'h', 'i', any length), deltas of every width included."""
 
 from __future__ import annotations
 
 from array import array
 from itertools import pairwise
 from operator import sub
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.recorder.chunk import _FIRST, _HEADER, SCALES, deflate, encode_scaled, narrow
+from gateway.recorder.chunk import _BODY, _FIRST, SCALES, deflate, narrow, scaled_body
 from gateway.recorder.deltas import narrowed_deltas
 
 LIMITS = {"b": 2**7, "h": 2**15, "i": 2**31}
 
 
-def old_encode_scaled(first_ms: int, steps: Any, scale: int, ints: array[int],
-                      flags: bytes) -> bytes:
-    """`encode_scaled` and `_deflate` before (verbatim but for the names)."""
+def old_scaled_body(scale: int, ints: array[int], flags: bytes) -> bytes:
+    """`encode_scaled` and `_deflate` before, less the steps."""
     m = ints.tolist()
-    return old_deflate(first_ms, steps, len(m), SCALES.index(scale) + 1, m[0],
-                       list(map(sub, m[1:], m[:-1])), b"", flags)
+    return old_deflate(len(m), SCALES.index(scale) + 1, m[0], list(map(sub, m[1:], m[:-1])),
+                       b"", flags)
 
 
-def old_deflate(first_ms: int, steps: Any, n: int, mode: int, first: int,
-                deltas: list[int], fixes: bytes, flags: bytes) -> bytes:
-    ts_code, ts_data = narrow(steps)
+def old_deflate(n: int, mode: int, first: int, deltas: list[int], fixes: bytes,
+                flags: bytes) -> bytes:
     value_code, value_data = narrow(deltas)
-    head = _HEADER.pack(n, first_ms, mode, ts_code | value_code << 4)
-    return deflate(b"".join((head, ts_data, _FIRST.pack(first), value_data, fixes, flags)))
+    head = _BODY.pack(n, mode, value_code)
+    return deflate(b"".join((head, _FIRST.pack(first), value_data, fixes, flags)))
 
 
 @st.composite
@@ -65,10 +62,8 @@ def test_deltas_narrow_as_their_list_does(ints: array[int]) -> None:
 @settings(max_examples=200, deadline=None)
 @given(ints=open_chunks(), scale=st.sampled_from(SCALES), flag=st.integers(0, 255))
 def test_a_seal_makes_the_bytes_it_made_before(ints: array[int], scale: int, flag: int) -> None:
-    steps = array("h", [1000 + i % 7 for i in range(len(ints) - 1)])
     flags = bytes([flag]) * len(ints)
-    assert encode_scaled(17_000, steps, scale, ints, flags) == old_encode_scaled(
-        17_000, steps, scale, ints, flags)
+    assert scaled_body(scale, ints, flags) == old_scaled_body(scale, ints, flags)
 
 
 def test_a_register_s_noise_is_narrowed_here() -> None:

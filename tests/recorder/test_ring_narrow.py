@@ -13,14 +13,13 @@ import math
 import struct
 import sys
 from array import array
-from collections.abc import Iterator
 from functools import partial
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.field.sample import Quality, Sample, Value
-from gateway.recorder.chunk import decode_chunk, encode_steps
+from gateway.recorder.chunk import Sealed, decode_chunk, encode_steps
 from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing, Recorded
 
 T0 = 1_700_000_000_000_000_000
@@ -43,7 +42,7 @@ class DoublesRing:
         self.numbers: list[float] = []
         self.flags: list[int] = []
         self.strings: list[str] = []
-        self.blobs: list[bytes] = []
+        self.blobs: list[Sealed] = []
 
     def append(self, ts_ns: int, value: Value, quality: Quality) -> None:
         if value is None:
@@ -64,7 +63,7 @@ class DoublesRing:
         self.flags.append(_QUALITY[quality] | kind << 2)
         if len(self.numbers) % CHUNK == 0:
             ms = self.ms[-CHUNK:]
-            self.blobs.append(encode_steps(ms[0], [b - a for a, b in itertools.pairwise(ms)],
+            self.blobs.append(encode_steps([b - a for a, b in itertools.pairwise(ms)],
                                            array("d", self.numbers[-CHUNK:]),
                                            bytes(self.flags[-CHUNK:])))
 
@@ -75,11 +74,9 @@ def scaled(mantissa: int, digits: int) -> float:
     return mantissa / power
 
 
-def sealed_blobs(ring: PointRing) -> Iterator[bytes]:
-    at = ring._start
-    for length in ring.chunk_index()[0::3]:
-        yield bytes(ring._data[at:at + length])
-        at += length
+def sealed_blobs(ring: PointRing) -> list[Sealed]:
+    """The ring's sealed chunks: their bodies from its store, their steps' parts."""
+    return ring.sealed_chunks()
 
 
 decimals = st.builds(lambda m, k: m / 10**k, st.integers(-2**34, 2**34), st.integers(0, 4))
@@ -150,8 +147,8 @@ def numbers_of(ring: PointRing, got: list[Recorded]) -> list[float]:
     """The doubles a ring reads back (sealed chunks decoded, the open chunk's values divided
     by its scale): what `samples()` turns into values."""
     out: list[float] = []
-    for blob in sealed_blobs(ring):
-        out += decode_chunk(blob)[1]
+    for blob, first in zip(sealed_blobs(ring), ring.chunk_index()[1::3], strict=True):
+        out += decode_chunk(*blob, first)[1]
     n = ring._open
     values = ring._values[:n].tolist()
     out += [v / ring._scale for v in values] if ring._scale else values

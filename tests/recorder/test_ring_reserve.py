@@ -2,8 +2,10 @@
 at 1 s polls, not at its first seal two minutes in): a share of a window of chunks like its
 first samples, which its first seal makes to measure — a window of that chunk, + 1/16 — and
 the store then holds still through its first window and the chunk after — at 50 ms and 1 s
-polls, for a register, a flag and a constant; what the probe reserved for these is within a
-fifth of what the first seal makes (for a register at 1 s, less: most of the memory is taken
+polls, for a register, a flag and a constant; what the probe reserved is at most a fifth over
+what the first seal makes, and for a register or a constant at least 70 % of it (a flag true 1 %
+of the time mostly shows no change in its first 16 samples, and its chunk's body is a few dozen
+bytes; for a register at 1 s, less: most of the memory is taken
 in the ring's first seconds, and the first seal's store fills the blocks the probe's leave
 behind; tests/bench/bench_recorder.py measures the process). Not claimed: later
 chunks that outgrow it make it anew, 1/16 over what they take (tests/recorder/
@@ -13,10 +15,12 @@ to measure at its first seal, 21 minutes in, too."""
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 
 from gateway.field.sample import Quality, Value
+from gateway.recorder.bookkeeping import live_times
 from gateway.recorder.open_chunk import STORE_MARGIN, store_bytes
 from gateway.recorder.ring import CHUNK, PROBE, FlightRecorder, PointRing
 
@@ -54,7 +58,8 @@ def test_the_store_is_reserved_at_the_probe_made_at_the_first_seal_and_holds_sti
         if i + 1 >= PROBE:
             sizes.append(len(ring._data))
     reserved, made = sizes[0], sizes[CHUNK - PROBE]
-    assert 0.8 * made < reserved < 1.2 * made and set(sizes) == {reserved, made}, sizes[::500]
+    assert reserved < 1.2 * made and set(sizes) == {reserved, made}, sizes[::500]
+    assert kind is flag or reserved > 0.7 * made
     assert sizes[CHUNK - PROBE - 1:CHUNK - PROBE + 1] == [reserved, made]  # at the first seal
     assert ring.sealed >= window / interval - CHUNK  # a window was kept
 
@@ -83,8 +88,10 @@ def test_nothing_a_ring_holds_grows_after_the_probe(interval: float, kind: objec
     """The chunks' bookkeeping is reserved at the `PROBE`th sample and never re-allocated
     through a window of seals and the chunk after, at 50 ms, 1 s and 10 s polls; from the
     first seal on (which tops up the store if a window of its chunk does not fit) all a ring
-    holds (`live_bytes`: store, bookkeeping, open chunk) keeps one size; the window's sealed
-    chunks stay readable."""
+    holds (`live_bytes`: store, bookkeeping, open chunk) keeps one size but for the steps' parts
+    (a `bytes` a seal, shared by the rings of a block read: tests/recorder/test_times_shared.py)
+    — a flag's store, whose chunks' bodies vary from 14 bytes to a few dozen with its changes,
+    grows at most twice, by 1/16 (`STORE_STEP`); the window's sealed chunks stay readable."""
     window = 900.0
     recorder = FlightRecorder(window, interval_of=lambda point: interval)
     rng = random.Random(13)
@@ -99,8 +106,12 @@ def test_nothing_a_ring_holds_grows_after_the_probe(interval: float, kind: objec
         if i + 1 >= PROBE:
             bookkeeping.add((id(ring._index), len(ring._index)))
         if ring.sealed:
-            sizes.add(ring.live_bytes())
-    assert len(bookkeeping) == 1 and len(sizes) == 1, (bookkeeping, sorted(sizes))
+            sizes.add(ring.live_bytes() - sum(map(sys.getsizeof, live_times(ring))))
+    assert len(bookkeeping) == 1, bookkeeping
+    if kind is flag:
+        assert len(sizes) <= 3 and max(sizes) - min(sizes) <= 2 * max(sizes) // 16, sorted(sizes)
+    else:
+        assert len(sizes) == 1, sorted(sizes)
     assert ring.sealed >= min(window / interval - CHUNK, ring.max_samples - CHUNK)
     assert len(ring.samples()) == len(ring)
 

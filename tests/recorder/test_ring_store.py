@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.field.sample import Quality, Value
+from gateway.recorder.chunk import Sealed
 from gateway.recorder.open_chunk import STORE_MARGIN, STORE_STEP, store_bytes
 from gateway.recorder.ring import CHUNK, PROBE, PointRing
 from tests.recorder.test_ring_narrow import DoublesRing, runs, sealed_blobs
@@ -32,18 +33,18 @@ class Kept:
     def __init__(self, window_s: float, max_samples: int) -> None:
         self.window_ms = int(window_s * 1000)
         self.max_samples = max(max_samples, 2 * CHUNK)
-        self.chunks: list[tuple[bytes, int, int]] = []
+        self.chunks: list[tuple[Sealed, int, int]] = []
         self.bound = 0
 
-    def seal(self, blob: bytes, first: int, last: int) -> None:
+    def seal(self, blob: Sealed, first: int, last: int) -> None:
         while self.chunks and (self.chunks[0][2] < last - self.window_ms
                                or (len(self.chunks) + 1) * CHUNK > self.max_samples):
             self.chunks.pop(0)
         if not self.chunks:
-            self.bound = max(self.bound, store_bytes(len(blob), last - first, self.window_ms,
+            self.bound = max(self.bound, store_bytes(len(blob.body), last - first, self.window_ms,
                                                      self.max_samples, STORE_MARGIN))
         self.chunks.append((blob, first, last))
-        need = sum(len(chunk) for chunk, _, _ in self.chunks)
+        need = sum(len(chunk.body) for chunk, _, _ in self.chunks)
         self.bound = max(self.bound, need + need // STORE_STEP)
 
 
@@ -71,9 +72,9 @@ def test_the_store_keeps_the_codecs_chunks_bit_for_bit_within_its_bound(
             kept.seal(reference.blobs[-1], ms[0], ms[-1])
             assert list(sealed_blobs(ring)) == [blob for blob, _, _ in kept.chunks]
             assert bytes(ring._data[ring._start:ring._end]) == b"".join(
-                blob for blob, _, _ in kept.chunks)
+                blob.body for blob, _, _ in kept.chunks)
             assert list(ring.chunk_index()) == [
-                x for blob, first, last in kept.chunks for x in (len(blob), first, last)]
+                x for blob, first, last in kept.chunks for x in (len(blob.body), first, last)]
             assert len(ring._data) <= kept.bound, (len(ring._data), kept.bound)
     assert [r.ts // MS for r in ring.frozen().samples()] == [r.ts // MS for r in ring.samples()]
 

@@ -58,13 +58,10 @@ def test_sealed_chunks_are_zlib_compress_bytes_and_decode(
         kind: Callable[[random.Random], Value]) -> None:
     rng = random.Random(4)
     ring = filled(kind, rng, 6 * CHUNK)
-    at = ring._start
-    index = ring.chunk_index()
-    for length in index[0::3]:
-        blob = bytes(ring._data[at:at + length])
-        at += length
-        raw = zlib.decompress(blob, wbits=-15)
-        assert zlib.compress(raw, 6, wbits=-15) == blob
-        ts, values, flags = decode_chunk(blob)
-        assert len(ts) == len(values) == len(flags) == CHUNK
+    for sealed, first in zip(ring.sealed_chunks(), ring.chunk_index()[1::3], strict=True):
+        for part in sealed:
+            raw = zlib.decompress(part, wbits=-15)
+            assert zlib.compress(raw, 6, wbits=-15) == part
+        ts, values, flags = decode_chunk(*sealed, first)
+        assert len(ts) == len(values) == len(flags) == CHUNK and ts[0] == first
     assert len(ring.samples()) == len(ring) == 6 * CHUNK
