@@ -21,7 +21,6 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import demo_screen
@@ -37,6 +36,7 @@ from gateway.ingest.service import IngestService
 from gateway.ingest.settings import IngestSettings
 from gateway.localservices import LocalMosquitto, LocalVictoria, ServiceError
 from gateway.panel.passwords import hash_password
+from gateway.records import dataclass, field
 from gateway.rules.config import default_rules_dir
 from gateway.sim.faults import Fault, FaultMode
 from gateway.sim.runner import describe, write_atomically

@@ -40,8 +40,9 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from gateway.records import dataclass
 
 DEFERRED = "urllib.request"
 _RUNNING: set[str] = set()

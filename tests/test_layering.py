@@ -166,8 +166,9 @@ def test_no_import_cycles() -> None:
     assert not found, "import cycles:\n" + "\n".join(lines)
 
 
-LEAVES = frozenset({"gateway.strict"})
-"""Modules outside the contract package that import nothing of gateway (the strict model base)."""
+LEAVES = frozenset({"gateway.strict", "gateway.records"})
+"""Modules outside the contract package that import nothing of gateway (the strict model base,
+the dataclass maker)."""
 
 
 def test_the_contract_is_a_leaf() -> None:

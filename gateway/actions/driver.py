@@ -28,7 +28,6 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.config.loaded import LoadedConfig
@@ -40,6 +39,7 @@ from gateway.field.latest import LatestSamples
 from gateway.field.modbus_link import CommFailure, ExceptionReply, ModbusLink
 from gateway.field.planner import ReadRequest
 from gateway.field.sample import Quality
+from gateway.records import dataclass
 
 log = logging.getLogger("roomwarden.actions")
 

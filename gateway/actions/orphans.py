@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from dataclasses import dataclass
 from typing import Any, get_args
 
 from gateway.config.duration_parse import parse_duration
@@ -41,6 +40,7 @@ from gateway.config.names import Id
 from gateway.config.outputs import Output, OutputRole, WriteBackoff
 from gateway.config.section import model_message, unvalidated
 from gateway.plain_json import INT64, is_float, is_int, is_text, matches
+from gateway.records import dataclass
 
 FORMAT = 1
 MAX_PENDING = 256

@@ -41,11 +41,11 @@ condition is clear and that is not latched, demands nothing; the caller leaves i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.clock import Clock
 from gateway.config.site import Interlock, Output
+from gateway.records import dataclass, field
 
 if TYPE_CHECKING:
     from gateway.alarms.events import AlarmView

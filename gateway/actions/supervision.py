@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from gateway.alarms.events import AlarmView
 from gateway.alarms.types import Evaluation, Severity
@@ -47,6 +46,7 @@ from gateway.clock import Clock
 from gateway.config.site import Output, OutputFeedback
 from gateway.field.bus_loop import ONLINE_POINT
 from gateway.field.sample import Quality, Sample
+from gateway.records import dataclass
 from gateway.rules.model import Escalation, RulePack
 
 NO_FEEDBACK_RULE = "actions.output_no_feedback"

@@ -3,7 +3,6 @@ read-only views of alarms, the flood status and the command error the panel show
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.alarms.lifecycle import (
@@ -16,6 +15,7 @@ from gateway.alarms.lifecycle import (
 from gateway.alarms.types import Severity
 from gateway.contract.enums import EventKind as EventKind  # re-exported (defined in the contract)
 from gateway.field.sample import Value
+from gateway.records import dataclass
 
 SYSTEM_ACTOR = "system"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.alarms.events import AlarmEvent
@@ -25,6 +24,7 @@ from gateway.alarms.journal_schema import (
     suppression_row,
 )
 from gateway.alarms.lifecycle import AlarmKey, AlarmRecord, Shelf, Suppression
+from gateway.records import dataclass, field
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.records import dataclass
 from gateway.storage import open_sqlite
 
 MAX_PAGE = 200

@@ -6,10 +6,10 @@ suppressions, the meta keys (flood detector, first-outs) and the last sequence n
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 
 from gateway.alarms.journal_schema import STATE_COLUMNS, record_of
 from gateway.alarms.lifecycle import AlarmKey, AlarmRecord, Shelf, Suppression
+from gateway.records import dataclass
 
 
 @dataclass(slots=True)

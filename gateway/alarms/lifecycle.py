@@ -110,7 +110,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from gateway.alarms.overlays import OutOfService as OutOfService  # re-exported
@@ -119,6 +118,7 @@ from gateway.alarms.overlays import Suppression as Suppression
 from gateway.alarms.overlays import scope_covers as scope_covers
 from gateway.alarms.types import Evaluation
 from gateway.contract.enums import AlarmState as AlarmState  # re-exported (defined in the contract)
+from gateway.records import dataclass
 
 
 class AlarmKey(NamedTuple):

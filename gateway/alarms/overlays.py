@@ -4,7 +4,7 @@ why and since (and until); and which alarms a suppression's scope covers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from gateway.records import dataclass
 
 
 @dataclass(frozen=True, slots=True)

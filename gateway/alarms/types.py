@@ -8,11 +8,11 @@ transitions as `AlarmEvent`s; actions (gateway.actions) drive outputs from the a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import cast
 
 from gateway.contract.enums import Severity as Severity  # re-exported (defined in the contract)
 from gateway.field.sample import Value
+from gateway.records import dataclass
 
 
 @dataclass(frozen=True, slots=True)

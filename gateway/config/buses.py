@@ -7,13 +7,13 @@ replace had them by inheritance. `Bus` is their union told apart by `type:`
 (gateway.config.section_markers' `Discriminated`: pydantic's `Field(discriminator="type")`,
 handed to pydantic when it builds a validator or a schema, not imported to declare it)."""
 
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from gateway.config.duration import Duration, at_most
 from gateway.config.names import Id
 from gateway.config.section import Limits, defaults, section
 from gateway.config.section_markers import Discriminated
+from gateway.records import dataclass
 
 MAX_BUS_TIMEOUT_S = 10.0
 """Longest wait for one reply on a bus (Modbus TCP gateways with a slow line behind them)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -37,6 +37,7 @@ from gateway.config.loader import (
 from gateway.config.section import is_section, validator
 from gateway.config.site import GatewayConfig
 from gateway.config.suggest import closest
+from gateway.records import dataclass, field
 
 SECTIONS = ("rooms", "buses", "devices", "outputs", "interlocks")
 """Lists whose items have an `id`: errors name the item by it (`devices[th-1]`)."""

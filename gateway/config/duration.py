@@ -11,7 +11,6 @@ i.e. only by a process that validates."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from gateway.config.duration_parse import (
@@ -20,6 +19,7 @@ from gateway.config.duration_parse import (
     format_duration,
     parse_duration,
 )
+from gateway.records import dataclass
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler

@@ -9,7 +9,8 @@ and never reads YAML itself (issue 15).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from gateway.records import dataclass
 
 PathPart = str | int
 YamlPath = tuple[PathPart, ...]

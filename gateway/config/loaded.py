@@ -8,9 +8,10 @@ holds neither the YAML reader nor the cross-checks (issue 15).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from gateway.records import dataclass, field
 
 if TYPE_CHECKING:
     from gateway.config.profile import ModbusProfile, SerialTextProfile

@@ -4,12 +4,12 @@ the role rules ask for), its supervision feedback and write back-off, and interl
 Plain frozen dataclasses, without pydantic at import (gateway.config.section, issue 15):
 pydantic validates them as fields of `GatewayConfig`, a running gateway uses them unpickled."""
 
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from gateway.config.duration import Duration
 from gateway.config.names import Id, Name, PointKey
 from gateway.config.section import Limits, defaults, section
+from gateway.records import dataclass
 
 OutputRole = Literal["siren", "strobe", "exhaust_fan", "alarm_panel", "hvac_stop",
                      "charge_inhibit", "other"]

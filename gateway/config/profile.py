@@ -19,7 +19,6 @@ with pydantic, lives in gateway.config.strict_model (given from here too, import
 
 import codecs
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -32,6 +31,7 @@ from gateway.config.names import PointKey as PointKey
 from gateway.config.patterns import nests_unbounded_repeats
 from gateway.config.section import Check, Limits, section
 from gateway.config.section_markers import Discriminated, prepared
+from gateway.records import dataclass
 
 if TYPE_CHECKING:
     from gateway.config.strict_model import Strict as Strict

@@ -20,8 +20,10 @@ dump or of `check`'s known keys, left out of equality and repr, kept by pickling
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, get_type_hints
+
+from gateway.records import dataclass
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler

@@ -4,7 +4,6 @@ re-exported here). Every class is a plain dataclass (gateway.config.section) but
 section's; the config is validated with `validator(GatewayConfig)` (gateway.config.loader)."""
 
 import re
-from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 from typing import Annotated, Literal, get_args
 
@@ -29,6 +28,7 @@ from gateway.operator.settings import (  # issue 9: remote operator commands
     Permission,
 )
 from gateway.recorder.settings import IncidentSettings, RecorderSettings  # issue 12
+from gateway.records import dataclass
 from gateway.rules.section import RulesSection
 from gateway.uplink.settings import UplinkSettings
 
@@ -299,7 +299,7 @@ class GatewayConfig:
     """Outputs that must not run together."""
     panel: Panel = defaults(Panel)
     """The local alarm panel (HTTP)."""
-    rules: RulesSection = RulesSection.model_construct()  # noqa: RUF009  (a frozen model)
+    rules: RulesSection = RulesSection.model_construct()  # a frozen model: one for all
     """Which rule packs run and site overrides of their parameters."""
     alarms: AlarmSettings = defaults(AlarmSettings)
     """Alarm management: chattering, floods, journal retention."""

@@ -10,7 +10,6 @@ gateway's site config (tests/test_layering.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ from gateway.config.bounded import FileTooLarge, NotARegularFile, read_bounded
 from gateway.config.errors import ConfigError, ConfigErrors, PathPart, YamlPath, format_path
 from gateway.config.section import model_message
 from gateway.config.yamllimits import DEFAULT_LIMITS, YamlLimits
+from gateway.records import dataclass, field
 
 __all__ = ["ConfigError", "ConfigErrors", "FileTooLarge", "LineMap", "NotARegularFile",
            "PathPart", "YamlPath", "format_path", "parse_yaml", "pydantic_errors",

@@ -6,7 +6,8 @@ is 0.8 MiB of it (issue 15)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+from gateway.records import dataclass, field
 
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64

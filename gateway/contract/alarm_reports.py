@@ -14,7 +14,6 @@ the models, and that the fields and their order are the models'.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import ClassVar
 
 from gateway.contract.channels import Channel
@@ -29,6 +28,7 @@ from gateway.contract.vocab import (
     ContractError,
     TextRule,
 )
+from gateway.records import dataclass
 
 ALARM_RULE = TextRule(128, min_length=1)
 """`AlarmRule`."""

@@ -4,10 +4,10 @@ gateway.contract.topics adds the message each channel carries (the models)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
 from gateway.contract.vocab import DEFAULT_ROOT, ID_RE, ContractError, MessageKind
+from gateway.records import dataclass
 
 # ---------------------------------------------------------------------------------- topics
 

@@ -32,7 +32,6 @@ them builds no validator.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.contract.channels import Channel, Topic
@@ -44,6 +43,7 @@ from gateway.contract.vocab import (
     ContractError,
     check_int,
 )
+from gateway.records import dataclass
 
 ACK_FIELDS = ("v", "site", "gateway", "ts", "stream", "upto", "highest")
 """`DeliveryAck`'s fields, in its order (tests/uplink/test_inbound.py checks it)."""

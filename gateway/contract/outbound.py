@@ -20,7 +20,6 @@ tests/ops/test_producer_builds_no_validator.py that a running gateway builds no 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
 from gateway.contract.channels import Channel
@@ -43,6 +42,7 @@ from gateway.contract.vocab import (
     check_float,
     check_int,
 )
+from gateway.records import dataclass, field
 
 UNIT = TextRule(16)
 """`PointMeta.unit`."""

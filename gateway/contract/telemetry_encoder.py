@@ -3,7 +3,6 @@ rules checked by hand, the model's exact encoding): `TelemetryEncoder`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from itertools import groupby
 
 from gateway.contract.enums import Quality
@@ -19,6 +18,7 @@ from gateway.contract.vocab import (
     TEXT_VALUE,
     ContractError,
 )
+from gateway.records import dataclass
 
 _WIRE_QUALITY = {q: q.value for q in Quality}
 _LIMIT = 2**63

@@ -7,8 +7,9 @@ checks share them)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import StrEnum
+
+from gateway.records import dataclass
 
 VERSION = 1
 DEFAULT_ROOT = "roomwarden"

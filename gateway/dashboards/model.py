@@ -14,8 +14,9 @@ query against the real databases and checks it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from gateway.records import dataclass, field
 
 Flavour = Literal["influxql", "metricsql"]
 FLAVOURS: tuple[Flavour, ...] = ("influxql", "metricsql")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from gateway.clock import ManualClock
 from gateway.config.loader import LoadedConfig
@@ -29,6 +28,7 @@ from gateway.field.points import bind_points
 from gateway.field.readings import bit_samples, failed_samples
 from gateway.field.sample import Quality, Sample
 from gateway.field.serial_text import SerialTextLink, SerialTextPoller
+from gateway.records import dataclass
 from gateway.sim.faults import FaultMode, FaultTable
 from gateway.sim.feedback import wire_feedback
 from gateway.sim.modbus_sim import DeviceImage, LogEntry

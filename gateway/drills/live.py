@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.alarms.events import DRILL_PREFIX, AlarmCommandError, AlarmEvent
@@ -39,6 +38,7 @@ from gateway.drills.model import Drill, Step, live_problems
 from gateway.drills.overlay_values import point_kinds, wrong_values
 from gateway.drills.sitecheck import site_problems
 from gateway.field.sample import Quality, Sample, Value
+from gateway.records import dataclass, field
 from gateway.rules.engine import RuleEngine
 from gateway.sim.signals import Signal
 

@@ -18,9 +18,8 @@ after the step). The recorder moves the output changes itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from gateway.clock import Clock, WallStepWatch
+from gateway.records import dataclass
 
 
 @dataclass(frozen=True, slots=True)

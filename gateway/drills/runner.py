@@ -6,7 +6,6 @@ from __future__ import annotations
 import fnmatch
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +23,7 @@ from gateway.drills.fast_site import FastSite
 from gateway.drills.model import Drill, ExpectAlarm, ExpectOutput, ExpectWrites, Step
 from gateway.drills.sitecheck import site_problems
 from gateway.evaluator import MIN_EVALUATION_SPACING
+from gateway.records import dataclass, field
 from gateway.rules.config import default_rules_dir, load_rule_packs
 from gateway.rules.model import RulePack
 from gateway.safety import SafetyCore

@@ -13,7 +13,6 @@ import heapq
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from gateway.clock import Clock, SystemClock
 from gateway.config.site import FailurePolicy
@@ -27,6 +26,7 @@ from gateway.field.poll import (
     worst_poll_seconds,
 )
 from gateway.field.sample import Quality, Sample
+from gateway.records import dataclass, field
 from gateway.wakeup import Wakeup
 
 log = logging.getLogger("roomwarden.field")

@@ -14,9 +14,8 @@ poll reads everything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from gateway.config.site import FailurePolicy
+from gateway.records import dataclass
 
 
 @dataclass

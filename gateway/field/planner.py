@@ -15,10 +15,10 @@ the next cycle without being learned again.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from gateway.config.profile import RegisterType
 from gateway.field.points import BoundPoint
+from gateway.records import dataclass
 
 FUNCTION_CODE = {
     RegisterType.COIL: 1,

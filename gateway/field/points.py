@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import weakref
-from dataclasses import dataclass, field
 
 from gateway.config.profile import (
     Flag,
@@ -14,6 +13,7 @@ from gateway.config.profile import (
     TextField,
 )
 from gateway.config.site import Device, PointOverride
+from gateway.records import dataclass, field
 
 DECIMAL_DIVISORS: dict[float, int] = {1 / 10 ** k: 10 ** k for k in range(1, 10)}
 """A scale that is exactly the double of 10^-k (0.1, 0.01, ...) → 10^k. Such a register is

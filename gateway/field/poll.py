@@ -8,7 +8,6 @@ The pollers (gateway.field.modbus_poller, gateway.field.serial_text) and the loo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from gateway.clock import Clock
@@ -16,6 +15,7 @@ from gateway.config.profile import ModbusProfile, SerialTextProfile
 from gateway.config.site import Device
 from gateway.field.points import BoundPoint, bind_points
 from gateway.field.sample import Sample
+from gateway.records import dataclass
 
 DEFAULT_WORST_POLL = 10.0
 """Worst poll assumed for a poller that does not say its own."""

@@ -32,7 +32,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +55,7 @@ from gateway.flashing.trial_terms import Source, refusal_of, trial_needs
 from gateway.isolated_check import check_apart
 from gateway.loop_errors import log_failure
 from gateway.offloop import off_loop
+from gateway.records import dataclass
 
 if TYPE_CHECKING:
     from gateway.daemon import Gateway

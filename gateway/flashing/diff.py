@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from gateway.config.section import validator
 from gateway.config.site import GatewayConfig
+from gateway.records import dataclass
 
 Op = Literal["+", "-", "~"]
 SECTION_ORDER = ("version", "gateway", "profiles_dir", "rooms", "buses", "devices", "outputs",

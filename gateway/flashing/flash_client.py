@@ -16,7 +16,6 @@ import os
 import queue
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -37,6 +36,7 @@ from gateway.flashing.link import FlashError as FlashError
 from gateway.flashing.link import Link
 from gateway.flashing.link import parse_broker_url as parse_broker_url
 from gateway.flashing.target import moves, newest, pick_version, short_sha
+from gateway.records import dataclass
 
 if TYPE_CHECKING:
     from gateway.flashing.precheck import ConfigCheck

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.clock import Clock
 from gateway.field.bus_loop import BusLoop
+from gateway.records import dataclass, field
 
 if TYPE_CHECKING:
     from gateway.uplink.publisher import Uplink

@@ -18,10 +18,10 @@ import contextlib
 import hashlib
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.records import dataclass
 from gateway.storage import private_dir
 
 if TYPE_CHECKING:  # cryptography (~7 MiB) is imported by the functions that use it

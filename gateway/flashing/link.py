@@ -14,7 +14,6 @@ import ssl
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.mqtt_client import ClientOptions, TlsOptions, build_client
+from gateway.records import dataclass
 
 if TYPE_CHECKING:
     from gateway.flashing.flash_client import FlashOptions

@@ -8,9 +8,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+
+from gateway.records import dataclass
 
 if TYPE_CHECKING:  # the envelope model is pydantic: imported at the first config/set (issue 15)
     from gateway.contract.configmsg import ConfigSet

@@ -9,9 +9,10 @@ importing the command line they are part of.)"""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from gateway.records import dataclass
 
 if TYPE_CHECKING:
     from gateway.config.loader import LoadedConfig

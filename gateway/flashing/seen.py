@@ -14,8 +14,9 @@ however many envelopes come in between.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeGuard
+
+from gateway.records import dataclass, field
 
 if TYPE_CHECKING:  # the envelope model is pydantic: imported at the first config/set (issue 15)
     from gateway.contract.configmsg import ConfigSet

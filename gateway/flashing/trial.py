@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.alarms.events import AlarmCommandError
 from gateway.alarms.lifecycle import AlarmKey, AlarmState
 from gateway.alarms.types import Evaluation
 from gateway.clock import Clock
+from gateway.records import dataclass, field
 from gateway.rules.model import DEVICE_ONLINE, RulePack
 
 if TYPE_CHECKING:

@@ -41,7 +41,6 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +50,7 @@ from gateway.config.duration import Duration, format_duration
 from gateway.ingest.fairqueue import GatewayId, gateway_of
 from gateway.ingest.items import Item
 from gateway.ingest.schema import ALARM_MEASUREMENT
+from gateway.records import dataclass, field
 from gateway.storage import open_sqlite, private_dir
 from gateway.strict import StrictModel
 

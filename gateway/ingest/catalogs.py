@@ -40,10 +40,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.contract.wire import PointCatalog, PointMeta
+from gateway.records import dataclass
 from gateway.storage import open_sqlite, private_dir
 
 log = logging.getLogger("roomwarden.ingest")

@@ -40,12 +40,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
 from gateway.ingest.items import Item
+from gateway.records import dataclass, field
 from gateway.strict import StrictModel
 
 GatewayId = tuple[str, str]

@@ -4,13 +4,12 @@ towards a gateway's acknowledgement watermark), and the small judgements made ab
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import urllib3
 from influxdb_client.rest import ApiException
 
 from gateway.contract.wire import AlarmEventMessage, GatewayState, IncidentChunk, TelemetryBatch
 from gateway.ingest.dedup import SeenKey
+from gateway.records import dataclass, field
 
 CatalogKey = tuple[str, str, str]
 Delivery = tuple[str, str, int, int]

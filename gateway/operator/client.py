@@ -12,7 +12,6 @@ from __future__ import annotations
 import queue
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,6 +28,7 @@ from gateway.contract.wire import (
 from gateway.flashing.flash_client import FlashError, FlashOptions, _Link, parse_broker_url
 from gateway.flashing.keys import KeyFileError, load_private_key
 from gateway.operator.signing import sign_command
+from gateway.records import dataclass, field
 
 
 @dataclass

@@ -15,7 +15,6 @@ held is refused; one a real alarm still demands stays on for that alarm, and say
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.actions.planner import OutputPlanner
@@ -25,6 +24,7 @@ from gateway.alarms.manager import AlarmManager
 from gateway.clock import Clock
 from gateway.contract.vocab import MAX_SHELVE_S
 from gateway.operator.refusals import NOT_APPLICABLE, TOO_LONG, Refused
+from gateway.records import dataclass
 
 if TYPE_CHECKING:  # the command models are pydantic: not imported at rest (issue 15)
     from gateway.contract.commands import AlarmCommand, AlarmRef

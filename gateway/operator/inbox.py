@@ -29,7 +29,6 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Union
 
 from gateway.clock import Clock
@@ -46,6 +45,7 @@ from gateway.operator.replay import ReplayMemory, ReplayMemoryError, iso
 from gateway.operator.settings import PERMISSION_OF, OperatorSettings
 from gateway.operator.signing import check_signature
 from gateway.ops.connections import LogBudget
+from gateway.records import dataclass
 
 if TYPE_CHECKING:
     from gateway.contract.commands import AlarmCommand, CommandResult

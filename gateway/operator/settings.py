@@ -4,11 +4,11 @@
 Plain frozen dataclasses, without pydantic at import (gateway.config.section, issue 15):
 pydantic validates them as fields of `GatewayConfig`, a running gateway uses them unpickled."""
 
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from gateway.config.section import Limits, section
 from gateway.flashing.keys import KeyFileError, TrustedKey, parse_public_key_line
+from gateway.records import dataclass
 
 Permission = Literal["acknowledge", "acknowledge_all", "shelve", "suppress", "reset_output"]
 KeyPermission = Literal["acknowledge", "acknowledge_all", "shelve", "suppress", "reset_output",

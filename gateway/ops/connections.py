@@ -32,8 +32,9 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
+
+from gateway.records import dataclass
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, ClassVar, TypeVar
 
 from gateway.alarms.events import AlarmView
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
+from gateway.records import dataclass
 
 _T = TypeVar("_T")
 STRICT_REPORTS: list[type[Any]] = []

@@ -10,7 +10,8 @@ import json
 import re
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+
+from gateway.records import dataclass, field
 
 
 class HttpError(Exception):

@@ -16,8 +16,9 @@ loads them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from gateway.records import dataclass
 
 if TYPE_CHECKING:
     from gateway.ops.exposition import Collector, Family

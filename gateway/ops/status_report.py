@@ -14,13 +14,13 @@ rules, outputs, uplink; `gateway.ops.health`) — and **Site** — are the rooms
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway import __version__
 from gateway.ops.health import HealthMonitor, monitor_for, progress_age
 from gateway.ops.health_report import HealthReport, as_json, strict_data, strict_reports
 from gateway.ops.source import MetricsSource
+from gateway.records import dataclass, field
 
 
 @strict_data

@@ -5,10 +5,10 @@ name and location, the unit, the limit crossed (or the condition in words) and w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from gateway.config.loaded import LoadedConfig
 from gateway.config.site import Location
+from gateway.records import dataclass
 from gateway.rules import model as m
 from gateway.rules.engine import Binding
 from gateway.rules.model import RulePack

@@ -17,7 +17,6 @@ import asyncio
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -34,6 +33,7 @@ from gateway.config.duration import parse_duration
 from gateway.recorder import reading
 from gateway.recorder.heads import panel_row
 from gateway.recorder.store import ID_PATTERN, IncidentError, IncidentStore
+from gateway.records import dataclass
 
 if TYPE_CHECKING:
     from gateway.clock import Clock

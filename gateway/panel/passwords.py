@@ -12,7 +12,8 @@ import binascii
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+
+from gateway.records import dataclass
 
 SCHEME = "scrypt"
 DEFAULT_N = 2**14

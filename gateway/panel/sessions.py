@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from gateway.clock import Clock
+from gateway.records import dataclass
 
 COOKIE = "roomwarden_session"
 MAX_SESSIONS = 256

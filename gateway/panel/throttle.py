@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Collection
-from dataclasses import dataclass, field
 
 from gateway.clock import Clock
+from gateway.records import dataclass, field
 
 WINDOW = 60.0
 PER_ADDRESS = 5

@@ -3,11 +3,11 @@ reads of the running gateway (`Sources`, gateway.recorder.hook)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.alarms.events import AlarmEvent, AlarmView
 from gateway.recorder.ring import PointRing
+from gateway.records import dataclass, field
 
 OutputSnapshot = tuple[bool | None, bool | None, str | None, int, int, int]
 """(commanded, confirmed, last error, writes, last write ns, commanded ns) of one output."""

@@ -37,7 +37,6 @@ import logging
 import os
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -46,6 +45,7 @@ from gateway.field.sample import Quality
 from gateway.recorder.record import QUALITY_CHAR, head_of, pieces_of, windows
 from gateway.recorder.ring import PointRing
 from gateway.recorder.store import PIECE, IncidentError, IncidentStore, dump
+from gateway.records import dataclass
 from gateway.storage import atomic_write, open_private, private_dir, write_fsync_close
 
 if TYPE_CHECKING:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import html
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.recorder.decimate import kept
+from gateway.records import dataclass
 
 MAX_PLOTS = 24
 WIDTH, HEIGHT = 900, 170

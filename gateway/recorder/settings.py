@@ -3,11 +3,11 @@
 Plain frozen dataclasses, without pydantic at import (gateway.config.section, issue 15):
 pydantic validates them as fields of `GatewayConfig`, a running gateway uses them unpickled."""
 
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from gateway.config.duration import Duration
 from gateway.config.section import Between, section
+from gateway.records import dataclass
 
 
 @section

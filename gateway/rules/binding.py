@@ -12,9 +12,9 @@ per (device, room) within a rule — one parameter dict for all the subjects tha
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.records import dataclass, field
 from gateway.rules import model as m
 from gateway.rules.compiler import Plan, Unbindable, prepare
 from gateway.rules.config import ParameterOverrides

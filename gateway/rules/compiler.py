@@ -15,9 +15,9 @@ members)` does both. Pure: no clock, no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 
+from gateway.records import dataclass
 from gateway.rules import model as m
 from gateway.rules.conditions import (
     Above,

@@ -10,13 +10,14 @@ imports the module and unpickles its rule packs without pydantic (issue 15).
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from typing import Annotated, Any, Literal
 
 from gateway.config.duration import parse_duration
 from gateway.config.names import NAME_PATTERN, Name
 from gateway.config.section import Between, Limits, section
 from gateway.config.section_markers import before, discriminated, tag
+from gateway.records import dataclass, field
 from gateway.rules.section import RoomType
 
 _REF = re.compile(r"^\$([a-z][a-z0-9_]*)$")

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from gateway.alarms.types import Evaluation, Severity
 from gateway.field.sample import Value
+from gateway.records import dataclass
 
 log = logging.getLogger("roomwarden.rules")
 

@@ -25,7 +25,7 @@ unpickles its checked packs without pydantic (issue 15).
 
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_type_hints
 
@@ -35,6 +35,7 @@ from gateway.config.errors import ConfigError, ConfigErrors, YamlPath
 from gateway.config.names import Name
 from gateway.config.section import Check, Limits, default_factory, section, validator
 from gateway.config.section_markers import KeepsWritten
+from gateway.records import dataclass
 from gateway.rules.condition_model import (
     CONDITION_KINDS,
     All,

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.records import dataclass, field
 from gateway.rules.agenda import Schedule as Schedule
 from gateway.rules.conditions import (
     Debounce,

@@ -6,13 +6,13 @@ child: a running gateway imports this module without pydantic (issue 15)."""
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from gateway.config.duration import DURATION_PATTERN, parse_duration
 from gateway.config.names import Id, Name
 from gateway.config.section import Check, Limits, default_factory, defaults, section
 from gateway.config.section_markers import KeepsWritten, before
+from gateway.records import dataclass
 
 RoomType = Literal["equipment", "data_center", "battery", "energy_storage", "distribution",
                    "ups", "other"]

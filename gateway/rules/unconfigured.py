@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.config.loaded import LoadedConfig
+from gateway.records import dataclass
 from gateway.rules.sitepoints import WeakMemo
 
 if TYPE_CHECKING:

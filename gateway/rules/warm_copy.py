@@ -31,9 +31,9 @@ import math
 import mmap
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gateway.records import dataclass
 from gateway.rules.rate_samples import stored_times, stored_values
 from gateway.rules.warm_file import MAX_POINT_SAMPLES, MAX_SAMPLES, room
 

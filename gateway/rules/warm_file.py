@@ -38,10 +38,10 @@ import sys
 import zlib
 from array import array
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from itertools import accumulate
 from typing import TYPE_CHECKING, TypeAlias
 
+from gateway.records import dataclass
 from gateway.rules.rate import MAX_WINDOW_SAMPLES
 from gateway.rules.warm_header import header, header_v1
 

@@ -8,10 +8,10 @@ models kept verbatim there). A gateway restoring its own file imports no pydanti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.plain_json import is_float, is_int, is_text
+from gateway.records import dataclass
 
 _V2_KEYS = frozenset({"version", "saved_ns", "saved_mono", "boot_id", "points"})
 _V2_NEEDED = frozenset({"version", "saved_ns", "points"})

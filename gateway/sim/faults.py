@@ -32,12 +32,12 @@ What each mode means per transport (RTU = modbus_rtu, TCP = modbus_tcp, text = s
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from gateway.records import dataclass
 from gateway.strict import StrictModel
 
 Transport = Literal["modbus_rtu", "modbus_tcp", "serial_text"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData
@@ -22,6 +21,7 @@ from gateway.config.section import replaced
 from gateway.config.site import Device
 from gateway.field.codec import decode, encode
 from gateway.field.points import BoundPoint, bind_points, scaled
+from gateway.records import dataclass
 from gateway.sim.compiled import ValueAt, compile_signal
 from gateway.sim.signals import Constant, SignalTable, Value, apply_set_flags, define_points
 

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import partial
 
 from pymodbus.constants import ExcCodes
@@ -33,6 +32,7 @@ from pymodbus.simulator import SimAction, SimData, SimDevice
 from gateway.config.loader import LoadedConfig
 from gateway.config.profile import ModbusProfile, RegisterType
 from gateway.config.site import ModbusRtuBus, ModbusTcpBus
+from gateway.records import dataclass
 from gateway.sim.faults import FaultMode, FaultTable, Transport, apply_fault
 from gateway.sim.modbus_image import REGISTER_OF_FUNCTION, DeviceImage, LogEntry
 from gateway.sim.signals import SignalTable, Value

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from gateway.config.profile import ModbusPoint
 from gateway.field.points import BoundPoint, scaled
+from gateway.records import dataclass
 from gateway.sim.signal_kinds import Clamp, Constant, Drift, Signal, noisy
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.clock import Clock, SystemClock
 from gateway.field.points import BoundPoint
+from gateway.records import dataclass
 from gateway.sim.normal import (
     NORMAL,
     Normal,

@@ -23,9 +23,10 @@ import os
 import termios
 import tty
 from collections import deque
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
+
+from gateway.records import dataclass
 
 READ_SIZE = 4096
 

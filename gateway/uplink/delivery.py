@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Literal
 
 from gateway.clock import Clock
 from gateway.contract.vocab import MessageKind
+from gateway.records import dataclass
 
 Mode = Literal["ingest", "puback"]
 NO_MATCHING_SUBSCRIBERS = 16

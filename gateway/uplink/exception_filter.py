@@ -20,12 +20,12 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import attrgetter, itemgetter, ne
 
 from gateway.clock import Clock
 from gateway.field.sample import Quality, Sample, Value
+from gateway.records import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)

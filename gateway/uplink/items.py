@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from gateway.contract.alarm_reports import EventReport, SnapshotReport
@@ -32,6 +31,7 @@ from gateway.contract.outbound import CatalogReport, OutboundMessage, StateRepor
 from gateway.contract.telemetry_encoder import EncodedRows, TelemetryEncoder
 from gateway.contract.vocab import MAX_BATCH_ROWS, ContractError, MessageKind
 from gateway.field.sample import Sample
+from gateway.records import dataclass
 from gateway.uplink.budget import incident_mark
 from gateway.uplink.outbox import Outbox
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from dataclasses import dataclass
 
 from gateway.contract.vocab import MessageKind
+from gateway.records import dataclass
 from gateway.uplink import outbox_table as table
 from gateway.uplink.budget import enforce_budget
 from gateway.uplink.outbox_table import OutboxError, Pending, Totals

@@ -30,11 +30,11 @@ import logging
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.clock import Clock
 from gateway.contract.vocab import MessageKind
+from gateway.records import dataclass
 from gateway.storage import MEMORY
 from gateway.uplink import outbox_table as table
 from gateway.uplink.outbox_table import OutboxError, Pending, Totals

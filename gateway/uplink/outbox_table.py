@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.contract.vocab import MessageKind
+from gateway.records import dataclass
 from gateway.storage import open_sqlite
 from gateway.uplink.budget import KIND_OF
 

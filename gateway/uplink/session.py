@@ -33,7 +33,6 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.mqtt_client import Backoff, ClientOptions, TlsOptions, build_client
 from gateway.ops.connections import RateLimitFilter
+from gateway.records import dataclass
 from gateway.uplink.settings import UplinkSettings
 from gateway.uplink.subscriptions import Subscriptions
 

@@ -19,7 +19,6 @@ Plain frozen dataclasses, without pydantic at import (gateway.config.section, is
 pydantic validates them as fields of `GatewayConfig`, a running gateway uses them unpickled.
 """
 
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from gateway.config.duration import Duration
@@ -27,6 +26,7 @@ from gateway.config.names import Name
 from gateway.config.section import Limits, default_factory, defaults, section
 from gateway.contract.channels import check_root
 from gateway.contract.vocab import DEFAULT_ROOT, ContractError
+from gateway.records import dataclass
 
 Deadband = Annotated[float, Limits(ge=0, allow_inf_nan=False)]
 """An absolute deadband: finite, not negative."""

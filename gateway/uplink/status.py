@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
 from gateway.contract.channels import Channel
 from gateway.contract.outbound import OutboxFigures
 from gateway.contract.vocab import MessageKind
+from gateway.records import dataclass, field
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                                       300.0)

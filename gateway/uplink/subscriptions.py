@@ -15,9 +15,8 @@ afresh: every filter is subscribed again (a clean session) with a fresh back-off
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from gateway.mqtt_client import Backoff
+from gateway.records import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)

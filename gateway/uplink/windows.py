@@ -4,8 +4,7 @@ then committed messages not handed out yet in this session (gateway.uplink.repla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from gateway.records import dataclass
 from gateway.uplink.outbox import Outbox, OutboxMessage
 from gateway.uplink.replay import ReplayPacer, take
 
