@@ -13,6 +13,10 @@ def escapes_known(text: str) -> str:
     them, and would send the backslash as it is)."""
     for escape in _ESCAPE.finditer(text):
         after = escape[1]
+        if after[:1] in _OCTAL:
+            if int(after, 8) > 0o377:
+                raise ValueError(f"octal escape \\{after} is past \\377 (one byte)")
+            continue
         if not after:
             raise ValueError("it ends in a lone \\ (write \\\\ for a backslash)")
         if after not in _KNOWN_ESCAPES:
@@ -22,7 +26,10 @@ def escapes_known(text: str) -> str:
     return text
 
 
-_ESCAPE = re.compile(r"\\(.?)", re.S)
+_ESCAPE = re.compile(r"\\([0-7]{1,3}|.?)", re.S)
+"""A backslash and what follows it: up to three octal digits (Python reads as many), or one
+character (none at the end)."""
+_OCTAL = frozenset("01234567")
 _KNOWN_ESCAPES = frozenset("\n\\'\"abfnrtv01234567xuUN")
 
 

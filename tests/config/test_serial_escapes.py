@@ -40,7 +40,7 @@ def _write(tmp_path: Path, request: str, terminator: str = "'\\r'") -> Path:
 
 @pytest.mark.parametrize(("request_", "sent"), [
     ("'Q1\\r'", b"Q1\r"), ('"Q1\\r"', b"Q1\r"), ("'\\x02R\\x03'", b"\x02R\x03"),
-    ("'\\101\\t'", b"A\t"), ("'a\\\\q'", b"a\\q")])
+    ("'\\101\\t'", b"A\t"), ("'a\\\\q'", b"a\\q"), ("'\\377\\1234'", b"\xffS4")])
 def test_known_escapes_are_sent_as_written(tmp_path: Path, request_: str, sent: bytes) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -53,6 +53,7 @@ def test_known_escapes_are_sent_as_written(tmp_path: Path, request_: str, sent: 
     ("request", "'Q1\\'", "ends in a lone \\"),
     ("reply_terminator", "'\\e'", "unknown escape \\e"),
     ("request", "'Q\\é'", "before a non-ASCII character"),
+    ("request", "'Q\\700'", "octal escape \\700 is past \\377"),
 ])
 def test_an_unknown_escape_is_refused_naming_file_field_and_escape(
         tmp_path: Path, field: str, written: str, told: str) -> None:
