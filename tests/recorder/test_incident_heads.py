@@ -121,6 +121,17 @@ def test_a_head_is_its_keys_before_the_large_ones_and_a_cut_text_never_lies(
         assert all(partial[k] == head[k] for k in partial)
 
 
+def test_a_number_cut_short_is_not_read_as_a_number() -> None:
+    """The example hypothesis found (its database is not in the repository): a text cut after
+    `-1` of `-10`, or after `tru` of `true`, leaves that key out of the head."""
+    text = json.dumps({"trigger": {"rule": "r"}, "count": -10, "seen": True, "points": {}})
+    cut = text.index("-10") + 2
+    assert head_of_text(text[:cut]) == {"trigger": {"rule": "r"}}
+    assert head_of_text(text[:text.index("true") + 3]) == {"trigger": {"rule": "r"},
+                                                         "count": -10}
+    assert head_of_text(text) == {"trigger": {"rule": "r"}, "count": -10, "seen": True}
+
+
 async def test_a_record_over_the_control_socket_comes_in_parts_and_is_checked(
         rig: Rig) -> None:
     store = IncidentStore(rig.state_dir / "incidents")
