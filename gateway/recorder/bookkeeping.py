@@ -75,7 +75,22 @@ def _rebase(ring: PointRing, first: int, last: int) -> None:
     for at in range(ring._head + 1, ring._tail, 3):
         index[at] -= low
         index[at + 1] -= low
-    ring._epoch = epoch + low
+    ring._epoch = _shared_epoch(epoch + low)
+
+
+_last_epoch = 0
+
+
+def _shared_epoch(epoch: int) -> int:
+    """`epoch`, as the int object the ring rebased before got if they are equal: the rings of a
+    block rebase to their first chunk's first time at their first seal, one after the other
+    (2,000 int objects of 36 bytes at 2,000 points, one a ring, before)."""
+    global _last_epoch
+    last = _last_epoch  # (one read: another thread's rings may rebase too)
+    if epoch == last:
+        return last
+    _last_epoch = epoch
+    return epoch
 
 
 def drop_oldest(ring: PointRing) -> None:

@@ -50,6 +50,8 @@ def test_a_blocks_rings_hold_one_steps_part_a_chunk() -> None:
             assert len({id(p[chunk]) for p in parts}) == 1
     ids = {id(part) for ring in recorder.rings.values() for part in live_times(ring)}
     assert len(ids) == 6  # 2 blocks × 3 chunks, not 400 × 3
+    for b in range(2):  # and one epoch object a block (bookkeeping.py `_shared_epoch`)
+        assert len({id(recorder.rings[f"d{b}.r{i}"]._epoch) for i in range(200)}) == 1
     for point, times in given.items():
         assert [r.ts for r in recorder.samples(point)] == times
 
