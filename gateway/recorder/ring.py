@@ -8,11 +8,12 @@ deltas of a decimal scale's integers or the doubles' bits XOR-ed with the previo
 timestamps and deltas go in the narrowest width that holds them, byte-transposed (all first
 bytes, then all second bytes …), and each part is deflated: the values and flags (the body),
 and the timestamps' steps, which the rings of a block read seal alike and hold as one shared
-`bytes` (`_times`). A constant point then costs well under a byte per sample, a slowly moving
-analog one a byte or two. Sealed bodies of one point live back to back in one `bytearray`
-(their lengths, first and last timestamps in one small array beside it, used the same way, and
-their steps' parts in a list of as many slots); the oldest is dropped once its newest sample is
-older than the window, or the point holds more than its sample cap.
+`bytes`, numbered in a table (gateway/recorder/parts.py). A constant point then costs well
+under a byte per sample, a slowly moving analog one a byte or two. Sealed bodies of one point
+live back to back in one `bytearray` (their offsets, and their lengths, first and last
+timestamps and steps' parts' numbers, in one small array of ints beside it, used the same
+way); the oldest is dropped once its newest sample is older than the window, or the point
+holds more than its sample cap.
 
 Flag byte: bits 0-1 quality (good, stale, comm_error, invalid), bits 2-4 the value's kind
 (float, int, bool, None, string). Strings (text points, rare) are kept as an index into a
@@ -37,7 +38,19 @@ from itertools import accumulate, islice
 from typing import Any, NamedTuple
 
 from gateway.field.sample import Quality, Sample, Value
-from gateway.recorder.bookkeeping import drop_oldest, entries, live_times, note, reserve
+from gateway.recorder.bookkeeping import (
+    END,
+    FIRST,
+    START,
+    STRIDE,
+    copy_bookkeeping,
+    drop_oldest,
+    entries,
+    live_times,
+    new_index,
+    note,
+    reserve,
+)
 from gateway.recorder.chunk import (
     Sealed,
     decode_chunk,
@@ -71,6 +84,7 @@ from gateway.recorder.open_chunk import (
     window_chunks,
     zeros,
 )
+from gateway.recorder.parts import Parts
 
 __all__ = ["CHUNK", "FIRST_CHUNKS", "MAX_STRINGS", "OVERFLOW_STRING", "PROBE", "FlightRecorder",
            "PointRing", "Recorded", "Sealed", "decode_chunk", "encode_chunk"]
@@ -104,8 +118,8 @@ class PointRing:
     (Open chunk steps widen from 2 to 4 bytes past 32 s apart, to 8 past ±24 days; values from
     1 to 2 or 4 bytes, or doubles for a chunk.)"""
 
-    __slots__ = ("_base", "_data", "_due", "_end", "_epoch", "_flags", "_head", "_index", "_last",
-                 "_open", "_scale", "_start", "_steps", "_strings", "_tail", "_times", "_values",
+    __slots__ = ("_base", "_data", "_due", "_epoch", "_flags", "_head", "_index", "_last",
+                 "_open", "_parts", "_scale", "_steps", "_strings", "_tail", "_values",
                  "max_samples", "window_ms")
 
     def __init__(self, window_s: float, max_samples: int, *,
@@ -118,9 +132,15 @@ class PointRing:
         chunk with a step past ±24 days (until it is sealed). Shared, copy-on-write, with the
         rings that have the same (gateway/recorder/lines.py), as is `_flags`."""
         self._flags: Line
+        self._parts: Parts
+        """The numbered steps' parts of the sealed chunks (gateway/recorder/parts.py): the
+        table of the ring made before this one (a recorder's rings share one)."""
         if beside is None:
             self._steps, self._flags = new_line("h"), new_line("B")
-        else:  # the ring made before this one: its lines, and its numbers where equal
+            self._parts = Parts()
+        else:
+            # the ring made before this one: its lines and table, and its numbers where equal
+            self._parts = beside._parts
             self._steps, self._flags = join(beside._steps), join(beside._flags)
             if beside.window_ms == self.window_ms:
                 self.window_ms = beside.window_ms
@@ -139,23 +159,20 @@ class PointRing:
         self._due = PROBE
         """`_open` at which the ring acts: `PROBE` (reserve its store), then `CHUNK` (seal)."""
         self._data = bytearray()
-        self._start = self._end = 0
-        """The sealed chunks' bodies are `_data[_start:_end]`, oldest first."""
-        self._times: list[bytes] = []
-        """Their steps' parts (`bytes` the rings sealing alike share): `_times[_head // 3:
-        _tail // 3]`, a slot for each of `_index`'s entries (gateway/recorder/bookkeeping.py)."""
-        self._index: array[int] = array("i")
-        self._head = self._tail = 0
+        """The sealed chunks' bodies, oldest first, are `_data[_index[START]:_index[END]]`."""
+        self._index: array[int] = new_index()
+        self._head = self._tail = FIRST
         self._epoch = 0
-        """Length, first and last timestamp (ms, less `_epoch`) of each sealed chunk, oldest
-        first, are `_index[_head:_tail]`; the array has slots for a window of chunks (`_act`;
+        """Length, first and last timestamp (ms, less `_epoch`) and steps' part number of
+        each sealed chunk, oldest first, are `_index[_head:_tail]`, after the store's
+        offsets; the array has slots for a window of chunks (`_act`;
         gateway/recorder/bookkeeping.py)."""
         self._strings: list[str] | None = None
 
     @property
     def sealed(self) -> int:
         """Samples in sealed chunks (from `_index`: an int past 256 is one more object)."""
-        return (self._tail - self._head) // 3 * CHUNK
+        return (self._tail - self._head) // STRIDE * CHUNK
 
     def __len__(self) -> int:
         return self.sealed + self._open
@@ -220,28 +237,34 @@ class PointRing:
         if self._tail == self._head:  # the first, or all dropped (a gap past the window)
             window = partial(store_bytes, size, span_ms, self.window_ms, self.max_samples)
             made = window(STORE_MARGIN)
-            if len(self._data) < window(1.0) or (not self._end and len(self._data) != made):
+            if len(self._data) < window(1.0) or (not self._index[END] and
+                                                 len(self._data) != made):
                 self._remake(made)  # (the first seal: made to measure; later, if short)
             reserve(self, window_chunks(span_ms, self.window_ms, self.max_samples, 0))
-        if self._end + size > len(self._data):
-            live = self._end - self._start
+        index = self._index
+        start, end = index[START], index[END]
+        if end + size > len(self._data):
+            live = end - start
             if live + size > len(self._data):
                 self._remake(live + size + len(self._data) // STORE_STEP)
-            elif self._start:  # move the live chunks back to the start (in place)
+            elif start:  # move the live chunks back to the start (in place)
                 with memoryview(self._data) as view:
-                    view[:live] = view[self._start:self._end]
-                self._start, self._end = 0, live
-        self._data[self._end:self._end + size] = body
-        self._end += size
+                    view[:live] = view[start:end]
+                index[START], index[END] = 0, live
+            end = index[END]
+        self._data[end:end + size] = body
+        index[END] = end + size
 
     def _remake(self, length: int) -> None:
         """`_data` anew, `length` bytes allocated to size (`bytearray.extend` over-allocates
         by an eighth), the live chunks copied to its start."""
-        live = self._end - self._start
+        index = self._index
+        start, end = index[START], index[END]
         data = bytearray(length)
         with memoryview(self._data) as view:
-            data[:live] = view[self._start:self._end]
-        self._data, self._start, self._end = data, 0, live
+            data[:end - start] = view[start:end]
+        self._data = data
+        index[START], index[END] = 0, end - start
 
     def shift(self, ms: int) -> None:
         """Move every sample by `ms` (a clock step: recorder/clockstep.py): the open chunk's
@@ -257,7 +280,7 @@ class PointRing:
 
     def sealed_chunks(self) -> list[Sealed]:
         """The sealed chunks (their two parts), oldest first."""
-        out, at = [], self._start
+        out, at = [], self._index[START]
         for length, times in zip(self.chunk_index()[0::3], live_times(self), strict=True):
             out.append(Sealed(times, bytes(self._data[at:at + length])))
             at += length
@@ -280,22 +303,19 @@ class PointRing:
         copy._flags = copy_of(self._flags, self._open)
         copy._scale = self._scale
         copy._open, copy._due = self._open, self._due
-        copy._data = self._data[self._start:self._end]
-        copy._start, copy._end = 0, len(copy._data)
-        copy._index = self.chunk_index()
-        copy._head, copy._tail, copy._epoch = 0, len(copy._index), 0
-        copy._times = live_times(self)
+        copy._data = self._data[self._index[START]:self._index[END]]
+        copy_bookkeeping(copy, self, len(copy._data))
         copy._strings = None if self._strings is None else list(self._strings)
         return copy
 
     def live_bytes(self) -> int:
         """Memory this ring holds (`sys.getsizeof` of it and everything it holds, the lines it
         shares with other rings whole)."""
-        return sum(map(sys.getsizeof, self._parts()))
+        return sum(map(sys.getsizeof, self._objects()))
 
-    def _parts(self) -> list[object]:
+    def _objects(self) -> list[object]:
         parts: list[object] = [self, self._steps, self._values, self._flags, self._data,
-                               self._index, self._times, *live_times(self)]
+                               self._index, *self._parts.containers(), *live_times(self)]
         return parts if self._strings is None else [*parts, self._strings, *self._strings]
 
     def samples(self, since_ns: int = 0, until_ns: int | None = None) -> list[Recorded]:
@@ -303,7 +323,7 @@ class PointRing:
         lo = since_ns // NS_PER_MS
         hi = math.inf if until_ns is None else until_ns // NS_PER_MS
         out: list[Recorded] = []
-        at = self._start
+        at = self._index[START]
         index = self.chunk_index()
         for length, first, last, times in zip(index[0::3], index[1::3], index[2::3],
                                               live_times(self), strict=True):
@@ -390,7 +410,7 @@ class FlightRecorder:
     def live_bytes(self) -> int:
         """Memory the recorder holds: its rings, the dict and the point names (each object
         once: rings share lines)."""
-        parts = {id(part): part for ring in self.rings.values() for part in ring._parts()}
+        parts = {id(part): part for ring in self.rings.values() for part in ring._objects()}
         return sys.getsizeof(self.rings) + sum(map(sys.getsizeof, [*self.rings,
                                                                    *parts.values()]))
 

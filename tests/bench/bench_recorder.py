@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from gateway.field.sample import Quality, Sample, Value
+from gateway.recorder.bookkeeping import live_span
 from gateway.recorder.ring import CHUNK, FlightRecorder
 from tests.bench.common import emit_json, print_table
 
@@ -122,7 +123,8 @@ class Minutes:
         rings = recorder.rings.values()
         self.per_point.append((recorder.live_bytes() / len(rings),
                                sum(len(ring._data) for ring in rings) / len(rings),
-                               sum(ring._end - ring._start for ring in rings) / len(rings)))
+                               sum(end - start for start, end in map(live_span, rings))
+                               / len(rings)))
 
     def watch(self, recorder: FlightRecorder) -> None:
         """Count the stores allocated anew since the last batch (a new array, or a new length)
@@ -138,7 +140,8 @@ class Minutes:
                     self.remade_at_first_seal += 1
                 else:
                     self.remade_later += 1
-                    self.copied += ring._end - ring._start - ring.chunk_index()[-3]
+                    start, end = live_span(ring)
+                    self.copied += end - start - ring.chunk_index()[-3]
 
 
 def fill(batches: Iterable[list[Sample]], seconds: int, minutes: Minutes | None = None

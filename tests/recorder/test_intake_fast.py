@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.field.sample import Quality, Sample, Value
+from gateway.recorder.bookkeeping import live_span
 from gateway.recorder.intake import QUALITY_CODE, encode_value
 from gateway.recorder.lines import diverge, put
 from gateway.recorder.ring import FlightRecorder, PointRing
@@ -162,7 +163,7 @@ def reads(draw: st.DrawFn) -> list[list[Sample]]:
 def state(ring: PointRing) -> tuple[object, ...]:
     """All a ring keeps (its lines' written slots, not their identity)."""
     n = ring._open
-    return (bytes(ring._data[ring._start:ring._end]), ring.chunk_index().tolist(), n,
+    return (bytes(ring._data[slice(*live_span(ring))]), ring.chunk_index().tolist(), n,
             ring._base, ring._last, ring._scale, ring._due, ring._values.typecode,
             ring._values[:n].tobytes(), ring._steps.typecode, ring._steps[:n].tolist(),
             ring._flags[:n].tolist(), ring._strings, len(ring._data), len(ring._index))

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.field.sample import Quality, Sample, Value
+from gateway.recorder.bookkeeping import live_span
 from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing, Recorded
 
 T0 = 1_700_000_000_000_000_000
@@ -35,7 +36,7 @@ def key(sample: Recorded) -> tuple[int, object, Quality]:
 
 
 def sealed(ring: PointRing) -> bytes:
-    return bytes(ring._data[ring._start:ring._end])
+    return bytes(ring._data[slice(*live_span(ring))])
 
 
 @st.composite

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.field.sample import Quality
-from gateway.recorder.bookkeeping import live_times
+from gateway.recorder.bookkeeping import FIRST, STRIDE, live_times
 from gateway.recorder.ring import CHUNK, PointRing, decode_chunk, encode_chunk
 
 T0 = 1_700_000_000_000_000_000
@@ -133,9 +133,10 @@ def test_an_incidents_ring_reserves_its_window_at_its_pace() -> None:
     rng = random.Random(3)
     for i in range(CHUNK):
         ring.append(T0 + i * S, (2250 + rng.randint(-25, 25)) * 0.01, Quality.GOOD)
-    store = ring.nbytes() - open_bytes(ring) - 8 * len(ring._index)  # less the open chunk and
-    # the chunks' bookkeeping
+    store = (ring.nbytes() - open_bytes(ring) - 8 * len(ring._index)  # less the open chunk, the
+             - sum(map(len, live_times(ring))))  # chunks' bookkeeping and steps
     assert ring.sealed == CHUNK
     # ≈ 1200 / 127 + 1 chunks of a few hundred bytes, +1/8 (256 of them would be ≈ 110 KB)
     assert 0 < store < 16 * 1024, store
-    assert len(ring._index) == 3 * (1200 // 127 + 2)  # a window of chunks' bookkeeping, +1
+    # a window of chunks' bookkeeping, +1, after the store's offsets
+    assert len(ring._index) == FIRST + STRIDE * (1200 // 127 + 2)

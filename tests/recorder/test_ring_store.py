@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.field.sample import Quality, Value
+from gateway.recorder.bookkeeping import live_span
 from gateway.recorder.chunk import Sealed
 from gateway.recorder.open_chunk import STORE_MARGIN, STORE_STEP, store_bytes
 from gateway.recorder.ring import CHUNK, PROBE, PointRing
@@ -71,7 +72,7 @@ def test_the_store_keeps_the_codecs_chunks_bit_for_bit_within_its_bound(
             ms = reference.ms[-CHUNK:]
             kept.seal(reference.blobs[-1], ms[0], ms[-1])
             assert list(sealed_blobs(ring)) == [blob for blob, _, _ in kept.chunks]
-            assert bytes(ring._data[ring._start:ring._end]) == b"".join(
+            assert bytes(ring._data[slice(*live_span(ring))]) == b"".join(
                 blob.body for blob, _, _ in kept.chunks)
             assert list(ring.chunk_index()) == [
                 x for blob, first, last in kept.chunks for x in (len(blob.body), first, last)]

@@ -17,13 +17,13 @@ MS = 1_000_000
 
 
 def block_reads(recorder: FlightRecorder, blocks: int, points: int, seconds: int,
-                left_out: dict[int, str] | None = None) -> dict[str, list[int]]:
+                left_out: dict[int, str] | None = None, start: int = 0) -> dict[str, list[int]]:
     """Each block's points read at one time a second (a jitter of its own), values moving;
     `left_out`: at that second, that point is not in its block's read. The times each point
     was given."""
-    rng = random.Random(5)
+    rng = random.Random(5 + start)
     given: dict[str, list[int]] = {}
-    for second in range(seconds):
+    for second in range(start, start + seconds):
         batch = []
         for b in range(blocks):
             ts = T0 + second * 1000 * MS + rng.randint(0, 30) * MS + b * 7 * MS
@@ -93,3 +93,25 @@ def test_a_clock_step_and_a_frozen_copy() -> None:
     assert [r.ts for r in ring.samples()] == [t - 3600 * 1000 * MS for t in given["d0.r2"]]
     assert [r.ts for r in frozen.samples()] == given["d0.r2"]
     assert live_times(frozen) == live_times(ring)
+
+
+def test_the_recorders_table_holds_the_live_parts_and_no_more() -> None:
+    """The rings hold their parts' numbers in the recorder's table (gateway/recorder/parts.py):
+    over nine windows of two blocks the table holds exactly the parts live in some ring — a
+    dropped chunk's part goes with the last ring holding it — and its slots stay a window's
+    (numbers freed are given again). A frozen copy has a table of its own."""
+    recorder = FlightRecorder(300.0)  # 2-3 chunks live a ring
+    sizes = []
+    for start in range(0, 18 * CHUNK, 2 * CHUNK):
+        block_reads(recorder, blocks=2, points=20, seconds=2 * CHUNK, start=start)
+        table = recorder.rings["d0.r0"]._parts
+        assert all(ring._parts is table for ring in recorder.rings.values())
+        live = {part for ring in recorder.rings.values() for part in live_times(ring)}
+        assert len(table) == len(live) and 2 * 2 <= len(live) <= 2 * 3
+        sizes.append(len(table._parts))
+    assert max(sizes) <= 2 * 4, sizes  # (2 blocks × at most 3 live and 1 being sealed)
+    ring = recorder.rings["d1.r4"]
+    frozen = ring.frozen()
+    assert frozen._parts is not table and len(frozen._parts) == len(set(live_times(ring)))
+    assert live_times(frozen) == live_times(ring)
+    assert [r.ts for r in frozen.samples()] == [r.ts for r in ring.samples()]
