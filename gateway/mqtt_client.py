@@ -28,13 +28,16 @@ whose code runs at the first look-up of a name it does not have yet (`FirstUse`)
 reads it — paho with PySocks, any other caller — gets the whole module, as before; a gateway
 without PySocks never runs it. If it was imported already (another library came first), it
 stays as it is. (Not `importlib.util.LazyLoader`: its module runs at any attribute access,
-`__spec__` included, which every later `import urllib.request` statement reads.)
+`__spec__` included, which every later `import urllib.request` statement reads.) `uuid` waits
+the same way: paho imports it for the client ids it makes up when given none and for
+websockets' keys; every client here is given its id (0.11 MiB: `uuid`, `_uuid`, libuuid).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import random
+import socket
 import ssl
 import sys
 import threading
@@ -44,7 +47,7 @@ from typing import Any, Literal
 
 from gateway.records import dataclass
 
-DEFERRED = "urllib.request"
+DEFERRED = ("urllib.request", "uuid")
 _RUNNING: set[str] = set()
 _FIRST_USE = threading.RLock()
 
@@ -84,7 +87,8 @@ def defer_import(name: str) -> None:
         setattr(sys.modules[parent], child, module)  # as `import urllib.request` binds it
 
 
-defer_import(DEFERRED)
+for _name in DEFERRED:
+    defer_import(_name)
 
 import paho.mqtt.client as mqtt  # noqa: E402  (after the deferral, which paho's import binds)
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
@@ -142,7 +146,27 @@ class _NoFilters(MQTTMatcher):
         return iter(())
 
 
-class _PatientClient(mqtt.Client):
+class _Client(mqtt.Client):
+    """A paho client that connects over TCP to an ASCII host name or address without the
+    `idna` codec: paho hands the host to `socket.create_connection` as a `str`, and Python's
+    `getaddrinfo` encodes every `str` host with that codec (even "127.0.0.1"), whose first use
+    imports `encodings.idna`, `stringprep` and `unicodedata`: 0.25 MiB of a gateway's RSS
+    (issue 15) for the Unicode host names it never has. An ASCII host goes to
+    `create_connection` as the same characters in bytes (what the codec makes of an ASCII name
+    whose labels are 1-63 characters; longer ones fail to resolve instead of failing to
+    encode), the rest as paho does it: a non-ASCII host, a proxy (PySocks), a Unix socket.
+    TLS asks the codec for the certificate's host name itself (`ssl`)."""
+
+    def _create_socket_connection(self) -> socket.socket:  # paho 2's own, the host in bytes
+        host = self._host
+        if not host.isascii() or self._get_proxy():
+            return super()._create_socket_connection()
+        return socket.create_connection((host.encode("ascii"), self._port),  # type: ignore[arg-type]
+                                        timeout=self._connect_timeout,
+                                        source_address=(self._bind_address, self._bind_port))
+
+
+class _PatientClient(_Client):
     """A paho client whose network thread waits `network_timeout` in select, not 1 s."""
 
     network_timeout = 1.0
@@ -157,7 +181,7 @@ class _PatientClient(mqtt.Client):
 def build_client(options: ClientOptions) -> mqtt.Client:
     """A configured client, not yet connected and with no callbacks set."""
     v5 = options.protocol == "5"
-    kind = mqtt.Client if options.network_timeout is None else _PatientClient
+    kind = _Client if options.network_timeout is None else _PatientClient
     client = kind(CallbackAPIVersion.VERSION2, client_id=options.client_id,
                          protocol=MQTTProtocolVersion.MQTTv5 if v5
                          else MQTTProtocolVersion.MQTTv311,

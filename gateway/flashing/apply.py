@@ -29,8 +29,8 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,7 +147,7 @@ class ConfigApplier:
                          progress: Progress | None = None) -> ConfigStatus:
         """An unsigned config from a trusted local channel (the control socket, whose file
         permissions are the authentication, or SIGHUP)."""
-        request_id = f"{source}-{uuid.uuid4().hex[:12]}"
+        request_id = f"{source}-{secrets.token_hex(6)}"
         self._say(progress, "received", request_id)
         if source == "local" and not settings_of(self.gateway.loaded).allow_local_unsigned:
             return self._say(progress, "rejected", request_id, code="unsigned",

@@ -34,8 +34,8 @@ import base64
 import binascii
 import hashlib
 import json
+import secrets
 import time
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -106,7 +106,7 @@ def sign_config(config_text: str, *, gateway: str, version: int, author: str,
     contract (e.g. an invalid gateway id, a config over MAX_CONFIG_BYTES)."""
     fields: dict[str, Any] = {
         "v": 1,
-        "id": request_id or f"flash-{uuid.uuid4().hex[:16]}",
+        "id": request_id or f"flash-{secrets.token_hex(8)}",
         "ts": time.time_ns() if now_ns is None else now_ns,
         "gateway": gateway,
         "version": version,

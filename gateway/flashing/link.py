@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import queue
 import re
+import secrets
 import socket
 import ssl
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -92,7 +92,7 @@ class Link:
         tls = TlsOptions(options.ca_file, options.cert_file, options.key_file,
                          options.insecure) if broker.tls else None
         client = build_client(ClientOptions(
-            client_id=f"roomwarden-flash-{uuid.uuid4().hex[:12]}", clean_session=True,
+            client_id=f"roomwarden-flash-{secrets.token_hex(6)}", clean_session=True,
             username=self.username,
             password=options.password if options.username else None, tls=tls))
 

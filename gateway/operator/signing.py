@@ -17,8 +17,8 @@ import base64
 import binascii
 import functools
 import json
+import secrets
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Final
 
 from gateway.contract.vocab import ContractError
@@ -60,7 +60,7 @@ def sign_command(fields: dict[str, Any], private_key: Ed25519PrivateKey, *, gate
     expiry, gateway and key id filled in unless given. ContractError if a field breaks the
     contract."""
     now = time.time_ns() if now_ns is None else now_ns
-    data = {"id": f"cmd-{uuid.uuid4().hex[:16]}", "ts": now,
+    data = {"id": f"cmd-{secrets.token_hex(8)}", "ts": now,
             "expires": now + int(lifetime_s * 1e9), **fields, "gateway": gateway,
             "key_id": key_id(private_key.public_key())}
     data.pop("signature", None)
