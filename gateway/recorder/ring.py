@@ -38,19 +38,8 @@ from itertools import accumulate, islice
 from typing import Any, NamedTuple
 
 from gateway.field.sample import Quality, Sample, Value
-from gateway.recorder.bookkeeping import (
-    END,
-    FIRST,
-    START,
-    STRIDE,
-    copy_bookkeeping,
-    drop_oldest,
-    entries,
-    live_times,
-    new_index,
-    note,
-    reserve,
-)
+from gateway.recorder import bookkeeping
+from gateway.recorder.bookkeeping import END, FIRST, START, live_times, reserve
 from gateway.recorder.chunk import (
     Sealed,
     decode_chunk,
@@ -133,13 +122,11 @@ class PointRing:
         rings that have the same (gateway/recorder/lines.py), as is `_flags`."""
         self._flags: Line
         self._parts: Parts
-        """The numbered steps' parts of the sealed chunks (gateway/recorder/parts.py): the
-        table of the ring made before this one (a recorder's rings share one)."""
+        """The steps' parts by number (gateway/recorder/parts.py): a recorder's rings share it."""
         if beside is None:
             self._steps, self._flags = new_line("h"), new_line("B")
             self._parts = Parts()
-        else:
-            # the ring made before this one: its lines and table, and its numbers where equal
+        else:  # the ring made before this one: its table and lines, its numbers where equal
             self._parts = beside._parts
             self._steps, self._flags = join(beside._steps), join(beside._flags)
             if beside.window_ms == self.window_ms:
@@ -160,19 +147,18 @@ class PointRing:
         """`_open` at which the ring acts: `PROBE` (reserve its store), then `CHUNK` (seal)."""
         self._data = bytearray()
         """The sealed chunks' bodies, oldest first, are `_data[_index[START]:_index[END]]`."""
-        self._index: array[int] = new_index()
+        self._index: array[int] = bookkeeping.new_index()
         self._head = self._tail = FIRST
         self._epoch = 0
-        """Length, first and last timestamp (ms, less `_epoch`) and steps' part number of
-        each sealed chunk, oldest first, are `_index[_head:_tail]`, after the store's
-        offsets; the array has slots for a window of chunks (`_act`;
-        gateway/recorder/bookkeeping.py)."""
+        """Length, first and last timestamp (ms, less `_epoch`), steps' part number of each
+        sealed chunk, oldest first, are `_index[_head:_tail]`, after the store's offsets; it
+        has slots for a window of chunks (`_act`; gateway/recorder/bookkeeping.py)."""
         self._strings: list[str] | None = None
 
     @property
     def sealed(self) -> int:
         """Samples in sealed chunks (from `_index`: an int past 256 is one more object)."""
-        return (self._tail - self._head) // STRIDE * CHUNK
+        return (self._tail - self._head) // bookkeeping.STRIDE * CHUNK
 
     def __len__(self) -> int:
         return self.sealed + self._open
@@ -218,9 +204,9 @@ class PointRing:
         while self._tail > self._head and (
                 self._index[self._head + 2] + self._epoch < newest - self.window_ms
                 or self.sealed + CHUNK > self.max_samples):
-            drop_oldest(self)
+            bookkeeping.drop_oldest(self)
         self._store(body, newest - first)
-        note(self, len(body), first, newest, times)
+        bookkeeping.note(self, len(body), first, newest, times)
         self._open = 0
         self._base = newest
         if steps.itemsize == 8:  # a chunk whose clock jumped
@@ -241,30 +227,28 @@ class PointRing:
                                                  len(self._data) != made):
                 self._remake(made)  # (the first seal: made to measure; later, if short)
             reserve(self, window_chunks(span_ms, self.window_ms, self.max_samples, 0))
-        index = self._index
-        start, end = index[START], index[END]
+        start, end = bookkeeping.live_span(self)
         if end + size > len(self._data):
             live = end - start
-            if live + size > len(self._data):
+            if live + size > len(self._data):  # (made anew with the live chunks at its start)
                 self._remake(live + size + len(self._data) // STORE_STEP)
             elif start:  # move the live chunks back to the start (in place)
                 with memoryview(self._data) as view:
                     view[:live] = view[start:end]
-                index[START], index[END] = 0, live
-            end = index[END]
+                self._index[START] = 0
+            end = live
         self._data[end:end + size] = body
-        index[END] = end + size
+        self._index[END] = end + size
 
     def _remake(self, length: int) -> None:
         """`_data` anew, `length` bytes allocated to size (`bytearray.extend` over-allocates
         by an eighth), the live chunks copied to its start."""
-        index = self._index
-        start, end = index[START], index[END]
+        start, end = bookkeeping.live_span(self)
         data = bytearray(length)
         with memoryview(self._data) as view:
             data[:end - start] = view[start:end]
         self._data = data
-        index[START], index[END] = 0, end - start
+        self._index[START], self._index[END] = 0, end - start
 
     def shift(self, ms: int) -> None:
         """Move every sample by `ms` (a clock step: recorder/clockstep.py): the open chunk's
@@ -276,7 +260,7 @@ class PointRing:
     def chunk_index(self) -> array[int]:
         """Body length, first and last timestamp (ms) of each sealed chunk, oldest first (a
         copy)."""
-        return entries(self)
+        return bookkeeping.entries(self)
 
     def sealed_chunks(self) -> list[Sealed]:
         """The sealed chunks (their two parts), oldest first."""
@@ -304,7 +288,7 @@ class PointRing:
         copy._scale = self._scale
         copy._open, copy._due = self._open, self._due
         copy._data = self._data[self._index[START]:self._index[END]]
-        copy_bookkeeping(copy, self, len(copy._data))
+        bookkeeping.copy_bookkeeping(copy, self, len(copy._data))
         copy._strings = None if self._strings is None else list(self._strings)
         return copy
 
