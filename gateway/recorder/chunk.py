@@ -3,8 +3,9 @@ value doubles, flag bytes) in a few hundred deflated bytes, in two parts (`Seale
 
 - `times`: the steps from each timestamp to the next (a width code, then the steps) deflated.
   The points of one block read are stamped together, so their rings seal the same steps: the
-  part is made once for all of them (`encode_times` remembers the last steps it deflated) and
-  the rings hold the one `bytes` object — at 2,000 points polled in blocks of 200 it was 43 %
+  part is deflated once for all of them (`encode_times` remembers the last steps it
+  deflated), and the recorder's table of parts (gateway/recorder/parts.py, equal parts under
+  one number) keeps it once — at 2,000 points polled in blocks of 200 it was 43 %
   of every ring's sealed bytes (117 of 271 a chunk, measured in the running gateway) kept 200
   times over. The first timestamp is not in it: the ring keeps each chunk's first and last.
 - `body`: header (count, value mode, value width code), the value words (see `pack_values`),
@@ -202,7 +203,8 @@ def encode_times(steps: Sequence[int]) -> bytes:
     """The `times` part of a chunk whose timestamps are these steps apart (ms). The last
     array of steps encoded is remembered by its bytes, and asked again gives the same `bytes`
     object: the rings of a block read seal together with the same steps
-    (gateway/recorder/lines.py), so they hold one part, made once."""
+    (gateway/recorder/lines.py), so the part is deflated once for them (CPU at a seal); that
+    they keep it once is the recorder's table's doing (gateway/recorder/parts.py)."""
     global _last_times
     key = None
     if isinstance(steps, array):
