@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -41,14 +42,46 @@ class ServiceNotInstalled(ServiceError):
     """Its binary is not on this machine."""
 
 
+LISTEN_PORTS_FROM = 20_000
+"""Ports for our listeners are drawn from here up to the kernel's ephemeral range."""
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux's default if it
+    cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (not one of RESERVED_PORTS)."""
+    """A TCP port free on 127.0.0.1 now, not one of RESERVED_PORTS, and below the kernel's
+    ephemeral range when there is room: a port from that range (what binding port 0 gives) can
+    be taken by any outgoing connection's local end between this check and the server's own
+    bind, and the server then exits with "address already in use". Below it, only another
+    listener can take it."""
+    low, _high = _ephemeral_range()
+    for _ in range(64 if low - LISTEN_PORTS_FROM >= 1_000 else 0):
+        port = random.randrange(LISTEN_PORTS_FROM, low)
+        if port not in RESERVED_PORTS and _bindable(port):
+            return port
     while True:
         with socket.socket() as s:
             s.bind((HOST, 0))
             port = int(s.getsockname()[1])
         if port not in RESERVED_PORTS:
             return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def find_binary(name: str, *fallbacks: str) -> str | None:
@@ -87,6 +120,30 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     SIGKILL): no orphaned broker or database after a crash."""
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    """The last `lines` lines of a service's log, on one line."""
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], ready: Callable[[], bool], *, name: str,
+                     where: str, timeout: float, log: Path) -> None:
+    """Wait until `ready()`; a ServiceError with the log's tail if the process exits first
+    (at once, not at the deadline) or does not answer within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            raise ServiceError(f"{name} exited with {process.returncode} at start: "
+                               f"{log_tail(log)}")
+        if time.monotonic() > deadline:
+            raise ServiceError(f"{name} did not answer on {where} within {timeout:g}s: "
+                               f"{log_tail(log)}")
+        time.sleep(0.05)
 
 
 class _LocalService:
@@ -152,23 +209,9 @@ class _LocalService:
         raise AssertionError("unreachable")
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
         assert self.process is not None
-        while not self.ready():
-            if self.process.poll() is not None:
-                raise ServiceError(f"{self.name} exited with {self.process.returncode} at "
-                                   f"start: {self._log_tail()}")
-            if time.monotonic() > deadline:
-                raise ServiceError(f"{self.name} did not answer on {HOST}:{self.port} within "
-                                   f"{self.ready_timeout:g}s: {self._log_tail()}")
-            time.sleep(0.05)
-
-    def _log_tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(text[-lines:]) or "(empty log)"
+        wait_until_ready(self.process, self.ready, name=self.name, where=f"{HOST}:{self.port}",
+                         timeout=self.ready_timeout, log=self.log_path)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, wait up to `timeout`, then SIGKILL. Idempotent."""
