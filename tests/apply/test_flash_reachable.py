@@ -19,17 +19,12 @@ import gateway.flashing.store
 import gateway.storage
 from gateway.flashing.envelope import sign_config
 from gateway.flashing.keys import load_private_key, new_key_pair, public_key_line, public_of
+from gateway.localservices import free_port
 from tests.apply.conftest import Running, ask, device, edit_config, running_service, until
 from tests.apply.test_flash_mqtt import Publisher, statuses, topics
 from tests.fixtures.services import Broker, Subscriber, broker
 
 __all__ = ["broker"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def offset(value: float) -> Any:

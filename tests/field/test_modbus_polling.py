@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +23,8 @@ from gateway.field.modbus_link import CommFailure, ModbusLink
 from gateway.field.modbus_poller import ModbusDevicePoller
 from gateway.field.poll import DevicePoller
 from gateway.field.sample import Quality, Sample
+from gateway.localservices import free_port
 from tests.helpers import modbus_profile, until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
