@@ -232,6 +232,12 @@ alarm. The value shown is the interval's calm end (the slope less its margin). T
 judging early: a sudden step (a sensor swapped, a set point jumped by 1 °C) within the first
 minutes of a window reads as a steep rate; in a filled window the same step reads as a slow
 one.
+
+**A sample leaves its window with a sample that arrives.** On a steady poll the oldest sample's
+time to leave falls a few milliseconds before or after the next sample's arrival; the gateway
+judges both in one round. A window's length is kept to one slot (the window / 240, at most
+1 s: 0.25 s in a 1-min window): judged when a sample arrives, a window holds its length less
+a slot; a point that stops reporting has its oldest samples leave a slot after their time.
 """
 
 

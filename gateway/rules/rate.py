@@ -17,7 +17,12 @@ When a slope is judged (the minimum detection time of a rate rule):
   limit, the condition node answers unknown (`gateway.rules.nodes.CompareLeaf`): it keeps its
   last state, and says "not exceeded" only once the interval is confidently below. A short or
   noisy window right after a start therefore neither raises nor returns an alarm. With
-  confidence 0 both ends are the plain slope.
+  confidence 0 both ends are the plain slope;
+* a sample leaves its window with the arrival within one slot (window / 240, at most
+  `DEPARTURE_SLACK`) of its departure, before or after it, else one slot after its departure:
+  judged after an arrival a window holds `window` less a slot, judged with no new sample up
+  to `window` and a slot (`Shape.slack`). On a steady poll departures and arrivals are one
+  round, not two.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from gateway.rules.rate_window import DEFAULT_MIN_SPAN as DEFAULT_MIN_SPAN
+from gateway.rules.rate_window import DEPARTURE_SLACK as DEPARTURE_SLACK
 from gateway.rules.rate_window import FAR as FAR
 from gateway.rules.rate_window import MAX_WINDOW_SAMPLES as MAX_WINDOW_SAMPLES
 from gateway.rules.rate_window import PLANNED_SPACING as PLANNED_SPACING

@@ -20,6 +20,10 @@ PLANNED_SPACING = 1.0
 sites; a 60 s window: 64 samples, an hour's: all 241); under faster polls its storage grows
 once to MAX_WINDOW_SAMPLES + 1 (gateway.rules.rate_samples)."""
 
+DEPARTURE_SLACK = 1.0
+"""The most a sample's departure from its window moves to meet an arrival (a window's
+`Shape.slack`: one slot, window / MAX_WINDOW_SAMPLES, at most this)."""
+
 DEFAULT_MIN_SPAN = 0.25
 """Without a `min_span`, a slope is judged once its samples span a quarter of the window."""
 
@@ -43,7 +47,7 @@ class Shape:
     (gateway.rules.shared), not six fields (and two floats) a window."""
 
     __slots__ = ("__weakref__", "confidence", "due", "leaves", "min_samples", "min_spacing",
-                 "min_span", "per", "size", "window")
+                 "min_span", "per", "size", "slack", "window")
 
     def __init__(self, window: float, per: float, min_samples: int, min_span: float | None,
                  confidence: float) -> None:
@@ -55,6 +59,17 @@ class Shape:
         self.confidence = max(0.0, confidence)
         self.min_samples = max(3 if self.confidence else 2, min_samples)
         self.min_spacing = window / MAX_WINDOW_SAMPLES
+        self.slack = min(self.min_spacing, DEPARTURE_SLACK)
+        """How far a departure moves to meet an arrival. Samples arrive and leave at the
+        poll's pace, each departure a few milliseconds before or after an arrival: judged
+        at their exact times, every departure would be a round of its own beside an
+        arrival's (a quarter of a site's rate evaluations and rounds at 2,000 points @1 s).
+        So a window judged after a sample of its own arrived drops the samples older than
+        `window - slack`, and one judged with no new sample (at its deadline, or in another
+        round) keeps them until they are `window + slack` old (its deadline): a departure
+        within one slot of an arrival — the window's resolution in time, it keeps one sample
+        a slot — is judged with it, and with no arrival it is judged one slot late at
+        most."""
         planned = window / PLANNED_SPACING
         self.size = math.ceil(planned) + 4 if planned < MAX_WINDOW_SAMPLES else None
         """The samples a window's storage is made for (None: its capacity)."""
@@ -227,8 +242,9 @@ class RateWindow:
         # about once a second
         ring, shape = self.samples, self.shape
         n = ring._len
-        if n:
-            horizon = now - shape.window
+        if n:  # a departure within `slack` of an arrival is judged with it (`Shape.slack`)
+            horizon = now - shape.window + shape.slack if self._dirty \
+                else now - (shape.window + shape.slack)
             t = ring.first
             if t < horizon:
                 times, values, size, head = ring._t, ring._v, ring._size, ring._head

@@ -243,7 +243,8 @@ def _delays_due(leaf: CompareLeaf | EqualsLeaf, now: float) -> float:
 
 
 def _window_due(window: RateWindow, now: float) -> float:
-    """When the window's oldest sample leaves it (kept in the window: `RateWindow.due`)."""
+    """When the window's oldest sample leaves it with no sample of its own arriving first
+    (`Shape.slack` after its departure; kept in the window: `RateWindow.due`)."""
     samples = window.samples
     if not samples._len:  # (`len()`: a call)
         return INF
@@ -251,7 +252,7 @@ def _window_due(window: RateWindow, now: float) -> float:
     if t0 != window.leaves:
         shape = window.shape
         if t0 != shape.leaves:  # asked by another window of the shape already: its answer
-            shape.leaves, shape.due = t0, _after(t0, shape.window)
+            shape.leaves, shape.due = t0, _after(t0, shape.window + shape.slack)
         window.leaves, window.due = t0, shape.due
     when = window.due
     return when if now < when else INF

@@ -22,6 +22,7 @@ from gateway.rules import rate as rate_module
 from gateway.rules import rate_samples as rate_samples_module
 from gateway.rules.rate import (
     DEFAULT_MIN_SPAN,
+    DEPARTURE_SLACK,
     FAR,
     MAX_WINDOW_SAMPLES,
     REBUILD_OPS,
@@ -33,7 +34,8 @@ from gateway.rules.rate_samples import SampleRing, stored_times, stored_values
 
 
 class DequeWindow:
-    """The window as it was before 2026-12-04 (a deque of (t, value) tuples), verbatim."""
+    """The window as it was before 2026-12-04 (a deque of (t, value) tuples), verbatim but for
+    the departure slack of 7 Dec (`fit`)."""
 
     __slots__ = (
         "_bad",
@@ -151,7 +153,10 @@ class DequeWindow:
         """(slope, margin) per `per` at `now`: the fitted slope and `confidence` standard
         errors of it; None while the window cannot be judged."""
         samples = self.samples
-        horizon = now - self.window
+        # (since 7 Dec 2026: a departure within a slot of an arrival is judged with it:
+        # gateway.rules.rate_window.Shape.slack)
+        slack = min(self.min_spacing, DEPARTURE_SLACK)
+        horizon = now - self.window + slack if self._dirty else now - (self.window + slack)
         if samples and samples[0][0] < horizon:
             while samples and samples[0][0] < horizon:
                 self._exclude(*samples.popleft())
@@ -375,8 +380,10 @@ def _window_bytes() -> int:
 
 @pytest.mark.parametrize(("length", "poll", "held"), [
     (3600.0, 1.0, MAX_WINDOW_SAMPLES + 1),  # an hour's window: 15 s slots
-    (60.0, 1.0, 61),  # a minute's window at 1 s polls (the shipped sites' fastest)
-    (600.0, 5.0, 121),
+    # judged at an arrival, a window holds its length less a slot (`Shape.slack`): the sample
+    # of exactly a window ago has left
+    (60.0, 1.0, 60),  # a minute's window at 1 s polls (the shipped sites' fastest)
+    (600.0, 5.0, 120),
 ])
 def test_a_window_allocates_its_storage_when_it_is_made(length: float, poll: float,
                                                         held: int) -> None:

@@ -50,13 +50,14 @@ def reference_unbalance(values: Sequence[float]) -> float | None:
 
 
 def reference_window_due(window: RateWindow, now: float) -> float:
-    """When the window's oldest sample leaves it (kept in the window: `RateWindow.due`)."""
+    """When the window's oldest sample leaves it with no sample of its own arriving first
+    (kept in the window: `RateWindow.due`)."""
     samples = window.samples
     if not samples._len:  # (`len()`: a call)
         return INF
     t0 = samples.first
     if t0 != window.leaves:
-        window.leaves, window.due = t0, _after(t0, window.shape.window)
+        window.leaves, window.due = t0, _after(t0, window.shape.window + window.shape.slack)
     when = window.due
     return when if now < when else INF
 
@@ -109,10 +110,11 @@ def test_a_window_given_another_length_forgets_its_shapes_deadline() -> None:
     asked, renewed = RateWindow(5.0, 60.0, 2), RateWindow(5.0, 60.0, 2)
     assert asked.shape is renewed.shape
     asked.add(100.0, 1.0)
-    assert DUE[RateWindow](asked, 100.0) == _after(100.0, 5.0)
+    slack = asked.shape.slack  # (5 s / 240)
+    assert DUE[RateWindow](asked, 100.0) == _after(100.0, 5.0 + slack)
     renewed.window = 4.0  # its own copy of the shape, made after the shape remembered 100.0
     renewed.add(100.0, 1.0)
-    assert DUE[RateWindow](renewed, 100.0) == _after(100.0, 4.0)
+    assert DUE[RateWindow](renewed, 100.0) == _after(100.0, 4.0 + slack)
 
 
 class ReferenceRing(SampleRing):
