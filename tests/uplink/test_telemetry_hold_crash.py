@@ -124,8 +124,15 @@ def test_a_gateway_killed_with_telemetry_in_memory_numbers_on_and_is_acknowledge
 
             wait_for(lambda: len(later()) >= 5, 30, "telemetry of the restarted gateway")
             target = max(b.dseq or 0 for b in later())
-            wait_for(lambda: seen.upto() >= target and gw.outbox_depth() == 0, 60,
-                     "the watermark past the skipped numbers, the outbox empty")
+            try:
+                wait_for(lambda: seen.upto() >= target and gw.outbox_depth() == 0, 60,
+                         "the watermark past the skipped numbers, the outbox empty")
+            except AssertionError as timed_out:  # say which half, for a run on a loaded machine
+                rows = [(t.rsplit("/", 1)[-1], getattr(decode(t, p), "dseq", None))
+                        for t, p in gw.outbox_rows()]
+                raise AssertionError(f"{timed_out}: watermark {seen.upto()}, target {target}, "
+                                     f"outbox rows (channel, dseq) {rows[:20]} of {len(rows)}, "
+                                     f"ingest {ingest.status()}") from None
             restarted = [b for b in later() if (b.dseq or 0) <= target]  # acknowledged
             assert gw.signal(signal.SIGTERM) == 0
         finally:
