@@ -6,8 +6,10 @@ clock, so only the rules' and alarms' CPU is measured — none of the polling, t
 
 Each device polls once a simulated second, the ten devices 0.1 s apart; a round runs after
 every second batch (the daemon's evaluator ran 4.6–5.7 rounds a second at 2,000 points), and
-after the one batch at 200 points. Samples are made as the gateway makes them: the signal's
-value to an int16 register (`raw = round(value / scale)`), decoded by
+after the one batch at 200 points; between batches, a round at each of the safety core's
+deadlines, as the daemon's evaluator runs them (`timer_rounds`). Samples are made as the
+gateway makes them: the signal's value to an int16 register (`raw = round(value / scale)`),
+decoded by
 `gateway.field.readings.point_samples`, plus the device's `online` point, stamped
 `REPLY_BEFORE_NS` before the rules take them (the poller stamps a reply when it arrives, and
 the batch reaches the rules after the decoding; stamped at the rules' own instant, about half
@@ -119,6 +121,20 @@ def rules_heap(top: int = 0) -> tuple[int, list[tuple[str, int, int]]]:
             [(line, size, count) for line, (size, count) in biggest])
 
 
+def timer_rounds(core: SafetyCore, clock: ManualClock, until: float) -> int:
+    """The rounds the daemon's evaluator (gateway/evaluator.py) runs with no new sample before
+    `until` (monotonic): one at each of the safety core's deadlines — a rule's timer, a rate
+    window's oldest sample leaving it; their number. (Until 7 Dec the loop ran rounds only
+    after batches, and a window's departure was judged there, never at its own time as in the
+    gateway.)"""
+    count = 0
+    while (due := core.next_deadline()) is not None and due < until and count < 1000:
+        clock.advance(max(0.0, due - clock.monotonic()))
+        core.step()
+        count += 1
+    return count
+
+
 def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool, top: int = 0
         ) -> dict[str, Any]:
     clock = ManualClock()
@@ -129,7 +145,7 @@ def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool, t
         bindings = len(core.engine.bindings())
         profiler = cProfile.Profile() if profile else None
         cpu = 0.0
-        rounds = samples = 0
+        rounds = samples = timer_only = 0
         evaluated = 0
         step = 1.0 / len(devices)
         per_round = BATCHES_PER_ROUND if len(devices) > 1 else 1
@@ -147,14 +163,20 @@ def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool, t
                 made = batch(device, table, clock.now_ns() - REPLY_BEFORE_NS)
                 began = time.process_time()
                 core.ingest(made)
-                if (index + 1) % per_round == 0 or index == len(devices) - 1:
+                stepped = (index + 1) % per_round == 0 or index == len(devices) - 1
+                if stepped:
                     core.step()
                     if measuring:
                         rounds += 1
+                next_batch = clock.monotonic() + step
+                # (a batch without its round waits for the next batch's: the rounds coalesce)
+                timers = timer_rounds(core, clock, next_batch) if stepped else 0
                 if measuring:
                     cpu += time.process_time() - began
                     samples += len(made)
-                clock.advance(step)
+                    rounds += timers
+                    timer_only += timers
+                clock.advance(next_batch - clock.monotonic())
         if profiler is not None:
             profiler.disable()
         evaluated = core.engine.evaluated - evaluated
@@ -163,7 +185,8 @@ def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool, t
     figures: dict[str, Any] = {
         "load": load.title, "bindings": bindings, "simulated_seconds": seconds,
         "warmup_seconds": warmup, "samples_per_s": samples / seconds,
-        "rounds_per_s": rounds / seconds, "evaluations_per_s": evaluated / seconds,
+        "rounds_per_s": rounds / seconds, "timer_rounds_per_s": timer_only / seconds,
+        "evaluations_per_s": evaluated / seconds,
         "cpu_pct_of_core": cpu / seconds * 100, "ms_per_round": cpu / rounds * 1000,
         "alarms_active": active,
     }
@@ -194,7 +217,8 @@ def main() -> dict[str, Any]:
     rows = []
     for f in results.values():
         rows.append((f"{f['load']}: CPU of a core", f"{f['cpu_pct_of_core']:.2f} %",
-                     f"{f['ms_per_round']:.2f} ms × {f['rounds_per_s']:.1f} rounds/s, "
+                     f"{f['ms_per_round']:.2f} ms × {f['rounds_per_s']:.1f} rounds/s "
+                     f"({f['timer_rounds_per_s']:.1f} for timers alone), "
                      f"{f['evaluations_per_s']:,.0f} evaluations/s of {f['bindings']} "
                      f"bindings, {f['alarms_active']} alarms"))
         if "rules_heap_mib" in f:
