@@ -28,15 +28,21 @@ without an uplink (what the rest of the gateway costs). At ×0.01 every register
 second (noise); the exception filter's deadband is 0, so every change is published.
 
 Environment: BENCH_PROCESS_WINDOW (s, default 30), BENCH_PROCESS_WARMUP (s, default 10),
-BENCH_PROCESS_LOADS (comma-separated load keys, default all), BENCH_PROCESS_RUNS (default 1:
-runs per load, each a fresh process; the table gives the run with the lowest CPU and lists the
-others — on a machine shared with other work the lowest is the least disturbed),
-BENCH_PROCESS_SOAK (s, default 0: a run of that many seconds at 2,000 points reporting RSS
-every minute, for "no growth"), BENCH_PROCESS_DELIVERY (`ingest`, the default: a real
-`roomwarden ingest` process writing to a real VictoriaMetrics acknowledges what it stored, as
-on a real site, so the outbox lets go of entries on its watermark; `puback`: no ingest, entries
-leave on the broker's PUBACK — what the benchmark measured before 2026-12-07, when the outbox
-kept every message on disk until it left, so the mode did not change what it wrote).
+BENCH_PROCESS_LOADS (comma-separated load keys, default all but the ablations),
+BENCH_PROCESS_RUNS (default 1: runs per load, each a fresh process; the table gives the run
+with the lowest CPU and lists the others — on a machine shared with other work the lowest is
+the least disturbed), BENCH_PROCESS_ABLATE (default 0: rounds of `p2000` and of the same load
+without the flight recorder, without the rule packs and without the uplink, interleaved, each
+part's cost in the whole process — what `p2000` loses without it; only these runs unless
+BENCH_PROCESS_LOADS names loads too), BENCH_PROCESS_SAMPLE (`<start>,<seconds>[,<path>]`: each
+gateway runs under tests/bench/sampled_run.py's CPU-time sampler from `start` s for `seconds`,
+and where its CPU went is printed after its load), BENCH_PROCESS_SOAK (s, default 0: a run of
+that many seconds at 2,000 points reporting RSS every minute, for "no growth"),
+BENCH_PROCESS_DELIVERY (`ingest`, the default: a real `roomwarden ingest` process writing to a
+real VictoriaMetrics acknowledges what it stored, as on a real site, so the outbox lets go of
+entries on its watermark; `puback`: no ingest, entries leave on the broker's PUBACK — what the
+benchmark measured before 2026-12-07, when the outbox kept every message on disk until it left,
+so the mode did not change what it wrote).
 """
 
 from __future__ import annotations
@@ -106,6 +112,10 @@ class Load:
     scale: float = 0.01
     """Of the registers: 0.01 moves every value at every poll (the noise); 1 (whole units)
     leaves most values as they were, as on a real site between polls."""
+    sections: tuple[tuple[str, Any], ...] = ()
+    """Config sections set in the gateway's config (an ablation: a part turned off)."""
+    ablation: bool = False
+    """Run only when named in BENCH_PROCESS_LOADS, or by BENCH_PROCESS_ABLATE."""
 
 
 LOADS = [
@@ -115,7 +125,16 @@ LOADS = [
     Load("p2000w", "2,000 points @1 s, 5 rule packs, whole units", 10, 200, "1s", scale=1.0),
     Load("p200f", "200 points @100 ms", 1, 200, "100ms"),
     Load("p1local", "1 point @1 s, no uplink", 1, 1, "1s", uplink=False),
+    Load("p2000norec", "2,000 points @1 s, 5 rule packs, no flight recorder", 10, 200, "1s",
+         sections=(("recorder", {"enabled": False}),), ablation=True),
+    Load("p2000norules", "2,000 points @1 s, no rule packs", 10, 200, "1s",
+         sections=(("rules", {"packs": []}),), ablation=True),
+    Load("p2000local", "2,000 points @1 s, 5 rule packs, no uplink", 10, 200, "1s",
+         uplink=False, ablation=True),
 ]
+ABLATIONS = {"p2000norec": "the flight recorder", "p2000norules": "the rules and alarms",
+             "p2000local": "the uplink"}
+"""What each ablation load leaves out of `p2000` (BENCH_PROCESS_ABLATE)."""
 
 
 def site(load: Load, profiles: Path) -> dict[str, Any]:
@@ -305,7 +324,9 @@ def _polls(status: dict[str, Any] | None) -> int:
 # --- one load ---------------------------------------------------------------------------------
 
 
-def _roomwarden() -> list[str]:
+def _roomwarden(env: dict[str, str] | None = None) -> list[str]:
+    if env and env.get("ROOMWARDEN_SAMPLE"):  # (BENCH_PROCESS_SAMPLE)
+        return [sys.executable, "-m", "tests.bench.sampled_run"]
     script = Path(sys.executable).with_name("roomwarden")
     return [str(script)] if script.exists() else [sys.executable, "-m", "gateway"]
 
@@ -315,7 +336,7 @@ def gateway_process(config: Path, work: Path, env: dict[str, str], panel_port: i
         subprocess.Popen[bytes]]:
     log = (work / "gateway.log").open("wb")
     process = subprocess.Popen(
-        [*_roomwarden(), "run", str(config), "--state-dir", str(work / "state"),
+        [*_roomwarden(env), "run", str(config), "--state-dir", str(work / "state"),
          "--control", str(work / "control.sock"), "--panel-port", str(panel_port)],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -378,7 +399,7 @@ def ingest_process(work: Path, broker_port: int) -> Iterator[subprocess.Popen[by
 
 def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter, *,
              window: float, warmup: float, soak: float = 0.0,
-             delivery: str = "ingest") -> dict[str, Any]:
+             delivery: str = "ingest", sample: bool = True) -> dict[str, Any]:
     """One load in a fresh gateway process with the unit's environment (stripped byte-code,
     cached beside `work`: shared by the runs of one benchmark). `delivery`: the uplink's mode
     (`ingest` needs an ingest answering on the broker: `main` runs one)."""
@@ -390,6 +411,7 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
                                 "exception": {"deadband": 0}}
             if "delivery" in {f.name for f in dataclasses.fields(UplinkSettings)}:
                 config["uplink"]["delivery"] = delivery
+        config.update(load.sections)
         gateway_config = work / "gateway.yaml"
         gateway_config.write_text(yaml.safe_dump(config, sort_keys=False))
         notify = NotifySocket(work / "notify.sock")
@@ -399,6 +421,9 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
                    p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}  # editable
         # install names (a git worktree measured its main checkout's code before 6 Dec)
         env.pop("WATCHDOG_PID", None)
+        sampled = _sample_spec(work) if sample else None
+        if sampled:
+            env["ROOMWARDEN_SAMPLE"] = sampled
         try:
             panel_port = free_port()
             started = time.monotonic()
@@ -417,6 +442,8 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
                 figures["evaluation_ms_mean"] = _evaluation_ms(panel_port)
         finally:
             notify.close()
+    if sampled:
+        _print_samples(Path(sampled.split(",", 2)[2]), load)
     figures.update({
         "load": load.title, "devices": load.devices, "points": load.devices * load.points,
         "interval": load.interval, "uplink": load.uplink,
@@ -428,6 +455,28 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
         "rule_bindings": _bindings(work / "gateway.log"),
     })
     return figures
+
+
+def _sample_spec(work: Path) -> str | None:
+    """ROOMWARDEN_SAMPLE for tests/bench/sampled_run.py from BENCH_PROCESS_SAMPLE
+    (`<start>,<seconds>[,<path>]`: the collapsed stacks kept at `path`, else in `work`)."""
+    spec = os.environ.get("BENCH_PROCESS_SAMPLE")
+    if not spec:
+        return None
+    parts = spec.split(",", 2)
+    if len(parts) < 2:
+        raise SystemExit("BENCH_PROCESS_SAMPLE is <start s>,<seconds>[,<path>]")
+    path = Path(parts[2]) if len(parts) == 3 else work / "cpu-samples.txt"
+    return f"{float(parts[0])},{float(parts[1])},{path.resolve()}"
+
+
+def _print_samples(path: Path, load: Load) -> None:
+    top = Path(f"{path}.top")
+    if not top.exists():
+        print(f"(no CPU samples for {load.key}: the run ended before the sampling did)")
+        return
+    print(f"\n== Where {load.title} spent its CPU (sampled; stacks: {path})")
+    print("".join(top.read_text().splitlines(keepends=True)[:28]), end="")
 
 
 class PublishedCounts(Protocol):
@@ -443,7 +492,7 @@ def first_start(work: Path, broker_port: int, counter: TelemetryCounter,
     start after an install or upgrade: it compiles what the gateway imports, so the measured
     runs start as a gateway does every other time (and carry no compiler's leftovers)."""
     return run_load(LOADS[0], work / "first-start", broker_port, counter, window=1.0,
-                    warmup=0.0, delivery=delivery)
+                    warmup=0.0, delivery=delivery, sample=False)
 
 
 def measure(pid: int, control: Path | None, counter: PublishedCounts, *, window: float,
@@ -535,7 +584,11 @@ def main() -> dict[str, Any]:
     delivery = os.environ.get("BENCH_PROCESS_DELIVERY", "ingest")
     if delivery not in ("ingest", "puback"):
         raise SystemExit("BENCH_PROCESS_DELIVERY must be ingest or puback")
-    loads = [load for load in LOADS if not wanted or load.key in wanted.split(",")]
+    ablate = max(0, int(os.environ.get("BENCH_PROCESS_ABLATE", "0")))
+    loads = [load for load in LOADS
+             if (load.key in wanted.split(",") if wanted else not load.ablation)]
+    if ablate and not wanted:
+        loads = []  # (the ablation's own runs only, unless loads are named as well)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="roomwarden-bench-process-") as tmp:
         work = Path(tmp)
@@ -552,6 +605,10 @@ def main() -> dict[str, Any]:
                     best = min(tries, key=lambda r: float(r["cpu_pct_of_core"]))
                     best["cpu_pct_runs"] = [r["cpu_pct_of_core"] for r in tries]
                     results[load.key] = best
+                if ablate:
+                    results["ablation"] = run_ablation(
+                        ablate, work, broker.port, counter, window=window, warmup=warmup,
+                        delivery=delivery)
                 if soak:
                     results["soak"] = run_load(LOADS[2], work / "soak", broker.port, counter,
                                                window=window, warmup=warmup, soak=soak,
@@ -560,6 +617,8 @@ def main() -> dict[str, Any]:
                 counter.close()
     rows = []
     for key, r in results.items():
+        if key == "ablation":
+            continue
         rows.append((
             r["load"] if key != "soak" else f"soak {soak:g} s: {r['load']}",
             f"{r['cpu_pct_of_core']:.2f} %" + _others(r),
@@ -574,17 +633,56 @@ def main() -> dict[str, Any]:
         ))
     answered = ("a real ingest acknowledging (delivery: ingest)" if delivery == "ingest"
                 else "no ingest, entries leave on PUBACK (delivery: puback)")
-    print_rows(f"Whole process: roomwarden run, Modbus TCP simulator, Mosquitto QoS 1, "
-               f"{answered}, {window:g} s windows after {warmup:g} s", rows)
+    if rows:
+        print_rows(f"Whole process: roomwarden run, Modbus TCP simulator, Mosquitto QoS 1, "
+                   f"{answered}, {window:g} s windows after {warmup:g} s", rows)
     print(f"first start (empty byte-code cache, as after an install or upgrade): first point "
           f"after {_opt(first['startup_to_first_point_s'], '.2f')} s, "
           f"{_opt(first['startup_cpu_s'], '.2f')} CPU s; the runs above read the cache")
     results["first_start"] = {k: first[k] for k in ("startup_to_first_point_s",
                                                     "startup_cpu_s")}
+    if "ablation" in results:
+        _print_ablation(results["ablation"], window, warmup)
     if "soak" in results:
         _print_soak(results["soak"], warmup)
     emit_json("process", results)
     return results
+
+
+def run_ablation(rounds: int, work: Path, broker_port: int, counter: TelemetryCounter, *,
+                 window: float, warmup: float, delivery: str) -> dict[str, Any]:
+    """`rounds` rounds of `p2000` and each of its ablations (ABLATIONS), interleaved — so a
+    machine's slow hour weighs on all of them alike —, each run a fresh process: the CPU of
+    each run, and what each part costs in the whole process (the median of `p2000` less the
+    median without the part: its cache misses and wake-ups included, which an in-process
+    benchmark of the part on its own does not see)."""
+    keys = ["p2000", *ABLATIONS]
+    by_key = {load.key: load for load in LOADS}
+    cpu: dict[str, list[float]] = {key: [] for key in keys}
+    for i in range(rounds):
+        for key in keys:
+            result = run_load(by_key[key], work / f"ablation-{key}-{i}", broker_port, counter,
+                              window=window, warmup=warmup, delivery=delivery)
+            cpu[key].append(float(result["cpu_pct_of_core"]))
+            print(f"ablation round {i + 1}/{rounds}: {key} {cpu[key][-1]:.2f} % of a core",
+                  flush=True)
+    whole = statistics.median(cpu["p2000"])
+    return {"rounds": rounds, "cpu_pct_runs": cpu,
+            "part_cpu_pct": {ABLATIONS[key]: whole - statistics.median(cpu[key])
+                             for key in ABLATIONS}}
+
+
+def _print_ablation(result: dict[str, Any], window: float, warmup: float) -> None:
+    runs = result["cpu_pct_runs"]
+    rows = [("all of it (p2000)", f"{statistics.median(runs['p2000']):.2f} %", "",
+             ", ".join(f"{c:.2f}" for c in runs["p2000"]))]
+    for key, part in ABLATIONS.items():
+        rows.append((f"without {part} ({key})", f"{statistics.median(runs[key]):.2f} %",
+                     f"{result['part_cpu_pct'][part]:.2f} %",
+                     ", ".join(f"{c:.2f}" for c in runs[key])))
+    print_rows(f"What each part costs at 2,000 points @1 s: {result['rounds']} interleaved "
+               f"rounds, {window:g} s windows after {warmup:g} s, medians", rows,
+               ("run", "CPU of a core", "the part's share", "each run"))
 
 
 HEADERS = ("load", "CPU of a core", "RSS MiB (median / max)", "wake-ups/s", "threads",
