@@ -27,32 +27,48 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from types import FrameType
+from types import CodeType, FrameType
 
 INTERVAL = 0.001
 """Seconds of process CPU time between samples (the kernel's tick bounds it: 4 ms at 250 Hz)."""
 
 
-def _frame_name(frame: FrameType) -> str:
-    code = frame.f_code
+SELF = "(the sampler)"
+"""Where a sample taken inside the handler (its own CPU time) is counted."""
+
+
+def _code_name(code: CodeType) -> str:
     path = code.co_filename
     for marker in ("site-packages/", "/lib/python3."):
         if marker in path:
             path = path.split(marker, 1)[1]
             break
     else:
-        path = os.path.relpath(path) if path.startswith("/") else path
+        path = path.removeprefix(_ROOT)
     return f"{code.co_name} ({path})"
+
+
+_ROOT = str(Path(__file__).resolve().parents[2]) + os.sep
+"""The checkout's root: `gateway/…` names are relative to it."""
 
 
 class Sampler:
     def __init__(self) -> None:
         self.stacks: Counter[tuple[str, ...]] = Counter()
+        self._names: dict[CodeType, str] = {}
+        """A name per code object, made once (the handler runs a thousand times a second)."""
 
     def on_signal(self, _signum: int, frame: FrameType | None) -> None:
-        names = []
+        names, known = [], self._names
         while frame is not None:
-            names.append(_frame_name(frame))
+            code = frame.f_code
+            if code is _HANDLER:  # a signal that came while the handler ran: its own cost
+                names = [SELF]
+                break
+            name = known.get(code)
+            if name is None:
+                name = known[code] = _code_name(code)
+            names.append(name)
             frame = frame.f_back
         self.stacks[tuple(reversed(names))] += 1
 
@@ -65,12 +81,15 @@ class Sampler:
         for stack, count in self.stacks.items():
             inner = next((name for name in reversed(stack) if "(gateway/" in name), stack[-1])
             functions[inner] += count
-            modules[inner.split("(", 1)[1].rstrip(")")] += count
+            modules[inner.split("(", 1)[1].rstrip(")") if inner != SELF else SELF] += count
         lines = [f"{total} samples"]
         for title, counts in (("by module", modules), ("by function", functions)):
             lines.append(f"-- {title} (the innermost gateway/ frame)")
             lines += [f"{100 * n / total:5.1f} %  {name}" for name, n in counts.most_common(30)]
         Path(f"{path}.top").write_text("\n".join(lines) + "\n")
+
+
+_HANDLER = Sampler.on_signal.__code__
 
 
 def start(spec: str) -> None:
@@ -79,6 +98,9 @@ def start(spec: str) -> None:
     signal.signal(signal.SIGPROF, sampler.on_signal)
 
     def control() -> None:
+        # not this thread: a SIGPROF that lands in its sleep wakes it to take the GIL for the
+        # handler's flag, each time (with the main thread busy, the write came 10 s late)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPROF})
         time.sleep(float(begin))
         signal.setitimer(signal.ITIMER_PROF, INTERVAL, INTERVAL)
         time.sleep(float(seconds))
