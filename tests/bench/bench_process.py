@@ -32,17 +32,17 @@ BENCH_PROCESS_LOADS (comma-separated load keys, default all but the ablations),
 BENCH_PROCESS_RUNS (default 1: runs per load, each a fresh process; the table gives the run
 with the lowest CPU and lists the others — on a machine shared with other work the lowest is
 the least disturbed), BENCH_PROCESS_ABLATE (default 0: rounds of `p2000` and of the same load
-without the flight recorder, without the rule packs and without the uplink, interleaved, each
-part's cost in the whole process — what `p2000` loses without it; only these runs unless
-BENCH_PROCESS_LOADS names loads too), BENCH_PROCESS_SAMPLE (`<start>,<seconds>[,<path>]`: each
-gateway runs under tests/bench/sampled_run.py's CPU-time sampler from `start` s for `seconds`,
-and where its CPU went is printed after its load), BENCH_PROCESS_SOAK (s, default 0: a run of
-that many seconds at 2,000 points reporting RSS every minute, for "no growth"),
-BENCH_PROCESS_DELIVERY (`ingest`, the default: a real `roomwarden ingest` process writing to a
-real VictoriaMetrics acknowledges what it stored, as on a real site, so the outbox lets go of
-entries on its watermark; `puback`: no ingest, entries leave on the broker's PUBACK — what the
-benchmark measured before 2026-12-07, when the outbox kept every message on disk until it left,
-so the mode did not change what it wrote).
+without the flight recorder, without the rule packs, without the uplink and without all three,
+interleaved, each part's cost in the whole process — what `p2000` loses without it; only these
+runs unless BENCH_PROCESS_LOADS names loads too), BENCH_PROCESS_SAMPLE
+(`<start>,<seconds>[,<path>]`: each gateway runs under tests/bench/sampled_run.py's CPU-time
+sampler from `start` s for `seconds`, and where its CPU went is printed after its load),
+BENCH_PROCESS_SOAK (s, default 0: a run of that many seconds at 2,000 points reporting RSS
+every minute, for "no growth"), BENCH_PROCESS_DELIVERY (`ingest`, the default: a real
+`roomwarden ingest` process writing to a real VictoriaMetrics acknowledges what it stored, as
+on a real site, so the outbox lets go of entries on its watermark; `puback`: no ingest, entries
+leave on the broker's PUBACK — what the benchmark measured before 2026-12-07, when the outbox
+kept every message on disk until it left, so the mode did not change what it wrote).
 """
 
 from __future__ import annotations
@@ -131,9 +131,13 @@ LOADS = [
          sections=(("rules", {"packs": []}),), ablation=True),
     Load("p2000local", "2,000 points @1 s, 5 rule packs, no uplink", 10, 200, "1s",
          uplink=False, ablation=True),
+    Load("p2000field", "2,000 points @1 s, no rule packs, recorder or uplink", 10, 200, "1s",
+         uplink=False, sections=(("recorder", {"enabled": False}), ("rules", {"packs": []})),
+         ablation=True),
 ]
 ABLATIONS = {"p2000norec": "the flight recorder", "p2000norules": "the rules and alarms",
-             "p2000local": "the uplink"}
+             "p2000local": "the uplink",
+             "p2000field": "all three (what is left: polling, decoding, the event loop)"}
 """What each ablation load leaves out of `p2000` (BENCH_PROCESS_ABLATE)."""
 
 
@@ -405,13 +409,8 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
     (`ingest` needs an ingest answering on the broker: `main` runs one)."""
     site_path = write_site(load, work)
     with simulator(site_path, work) as sim_config:
-        config = yaml.safe_load(sim_config.read_text())
-        if load.uplink:
-            config["uplink"] = {"broker": "127.0.0.1", "port": broker_port,
-                                "exception": {"deadband": 0}}
-            if "delivery" in {f.name for f in dataclasses.fields(UplinkSettings)}:
-                config["uplink"]["delivery"] = delivery
-        config.update(load.sections)
+        config = gateway_config_of(load, yaml.safe_load(sim_config.read_text()), broker_port,
+                                   delivery)
         gateway_config = work / "gateway.yaml"
         gateway_config.write_text(yaml.safe_dump(config, sort_keys=False))
         notify = NotifySocket(work / "notify.sock")
@@ -455,6 +454,20 @@ def run_load(load: Load, work: Path, broker_port: int, counter: TelemetryCounter
         "rule_bindings": _bindings(work / "gateway.log"),
     })
     return figures
+
+
+def gateway_config_of(load: Load, config: dict[str, Any], broker_port: int, delivery: str
+                      ) -> dict[str, Any]:
+    """The gateway's config for `load`: the simulator's site `config` (its buses pointing at
+    the simulator), the uplink to the broker if the load has one, the load's sections."""
+    config = dict(config)
+    if load.uplink:
+        config["uplink"] = {"broker": "127.0.0.1", "port": broker_port,
+                            "exception": {"deadband": 0}}
+        if "delivery" in {f.name for f in dataclasses.fields(UplinkSettings)}:
+            config["uplink"]["delivery"] = delivery
+    config.update(load.sections)
+    return config
 
 
 def _sample_spec(work: Path) -> str | None:
