@@ -14,7 +14,8 @@ from tests.bench.bench_process import ABLATIONS, LOADS, gateway_config_of, holdi
 
 BY_KEY = {load.key: load for load in LOADS}
 OFF = {"p2000": set(), "p2000norec": {"recorder"}, "p2000norules": {"rules"},
-       "p2000local": {"uplink"}, "p2000field": {"recorder", "rules", "uplink"}}
+       "p2000local": {"uplink"}, "p2000field": {"recorder", "rules", "uplink"},
+       "p2000uplink": {"recorder", "rules"}}
 
 
 @pytest.mark.parametrize("key", ["p2000", *ABLATIONS])

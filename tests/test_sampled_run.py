@@ -54,3 +54,21 @@ def test_samples_cpu_time_from_its_start_for_its_length(tmp_path: Path) -> None:
     finally:
         signal.setitimer(signal.ITIMER_PROF, 0, 0)
         signal.signal(signal.SIGPROF, previous)
+
+
+def test_a_sample_in_the_loops_selector_is_counted_as_other_threads_cpu(tmp_path: Path) -> None:
+    import selectors
+
+    from tests.bench.sampled_run import ASLEEP, _code_name
+
+    sampler = Sampler()
+    asleep = ("run_forever (x)", _code_name(selectors.EpollSelector.select.__code__))
+    busy = ("run_forever (x)", "update (gateway/field/latest.py)")
+    sampler.stacks[asleep] += 3
+    sampler.stacks[busy] += 1
+    out = tmp_path / "samples.txt"
+    sampler.write(out)
+    top = Path(f"{out}.top").read_text()
+    assert f" 75.0 %  {ASLEEP}\n" in top
+    assert " 25.0 %  gateway/field/latest.py\n" in top
+    assert "selectors" not in top

@@ -32,9 +32,9 @@ BENCH_PROCESS_LOADS (comma-separated load keys, default all but the ablations),
 BENCH_PROCESS_RUNS (default 1: runs per load, each a fresh process; the table gives the run
 with the lowest CPU and lists the others — on a machine shared with other work the lowest is
 the least disturbed), BENCH_PROCESS_ABLATE (default 0: rounds of `p2000` and of the same load
-without the flight recorder, without the rule packs, without the uplink and without all three,
-interleaved, each part's cost in the whole process — what `p2000` loses without it; only these
-runs unless BENCH_PROCESS_LOADS names loads too), BENCH_PROCESS_SAMPLE
+without the flight recorder, without the rule packs, without the uplink, without all three,
+and with the uplink alone, interleaved, each part's cost in the whole process — what `p2000`
+loses without it; only these runs unless BENCH_PROCESS_LOADS names loads too), BENCH_PROCESS_SAMPLE
 (`<start>,<seconds>[,<path>]`: each gateway runs under tests/bench/sampled_run.py's CPU-time
 sampler from `start` s for `seconds`, and where its CPU went is printed after its load),
 BENCH_PROCESS_SOAK (s, default 0: a run of that many seconds at 2,000 points reporting RSS
@@ -134,10 +134,14 @@ LOADS = [
     Load("p2000field", "2,000 points @1 s, no rule packs, recorder or uplink", 10, 200, "1s",
          uplink=False, sections=(("recorder", {"enabled": False}), ("rules", {"packs": []})),
          ablation=True),
+    Load("p2000uplink", "2,000 points @1 s, no rule packs or recorder", 10, 200, "1s",
+         sections=(("recorder", {"enabled": False}), ("rules", {"packs": []})), ablation=True),
 ]
 ABLATIONS = {"p2000norec": "the flight recorder", "p2000norules": "the rules and alarms",
              "p2000local": "the uplink",
-             "p2000field": "all three (what is left: polling, decoding, the event loop)"}
+             "p2000field": "all three (what is left: polling, decoding, the event loop)",
+             "p2000uplink": "the rules and the recorder (the uplink on: sampled alone, "
+                            "its own cost is p2000uplink less p2000field)"}
 """What each ablation load leaves out of `p2000` (BENCH_PROCESS_ABLATE)."""
 
 
@@ -170,6 +174,8 @@ class ProcSample:
     written_bytes: int = 0
     """Bytes the process has had written to storage (`/proc/<pid>/io` write_bytes: what
     reached the block layer — its fsyncs included, the file system's own journal not)."""
+    loop_cpu_seconds: float = 0.0
+    """The main thread's own CPU, the event loop's (/proc/<pid>/task/<pid>/stat)."""
 
 
 def _status_fields(path: Path) -> dict[str, str]:
@@ -185,7 +191,9 @@ def proc_sample(pid: int) -> ProcSample:
     child that checks a config at boot), memory, threads and context switches."""
     base = Path(f"/proc/{pid}")
     stat = (base / "stat").read_text().rsplit(")", 1)[1].split()
-    cpu = sum(int(field) for field in stat[11:15]) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = sum(int(field) for field in stat[11:15]) / tick
+    loop = _thread_cpu(base / "task" / str(pid) / "stat", tick)
     status = _status_fields(base / "status")
     voluntary = involuntary = 0
     for task in (base / "task").iterdir():
@@ -195,7 +203,15 @@ def proc_sample(pid: int) -> ProcSample:
             involuntary += int(fields["nonvoluntary_ctxt_switches"])
     return ProcSample(time.monotonic(), cpu, int(status["VmRSS"].split()[0]),
                       int(status["VmHWM"].split()[0]), voluntary, involuntary,
-                      int(status["Threads"]), _written_bytes(base))
+                      int(status["Threads"]), _written_bytes(base), loop)
+
+
+def _thread_cpu(stat: Path, tick: int) -> float:
+    """A thread's own CPU seconds (utime + stime of its /proc stat; 0.0 if it is gone)."""
+    with suppress(OSError):
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+    return 0.0
 
 
 def _written_bytes(base: Path) -> int:
@@ -537,6 +553,8 @@ def measure(pid: int, control: Path | None, counter: PublishedCounts, *, window:
     figures: dict[str, Any] = {
         "window_s": elapsed,
         "cpu_pct_of_core": 100 * (after.cpu_seconds - before.cpu_seconds) / elapsed,
+        "loop_thread_cpu_pct": 100 * (after.loop_cpu_seconds - before.loop_cpu_seconds)
+        / elapsed,
         "rss_mib_median": statistics.median(rss) / 1024 if rss else after.rss_kib / 1024,
         "rss_mib_last": after.rss_kib / 1024,
         "rss_mib_max": after.hwm_kib / 1024,
@@ -649,6 +667,11 @@ def main() -> dict[str, Any]:
     if rows:
         print_rows(f"Whole process: roomwarden run, Modbus TCP simulator, Mosquitto QoS 1, "
                    f"{answered}, {window:g} s windows after {warmup:g} s", rows)
+    if rows:
+        print("of which the event loop's thread (the main thread; the rest: the MQTT client's, "
+              "the outbox writer's and the other threads): " + ", ".join(
+                  f"{key} {r['loop_thread_cpu_pct']:.2f} %" for key, r in results.items()
+                  if key != "ablation"))
     print(f"first start (empty byte-code cache, as after an install or upgrade): first point "
           f"after {_opt(first['startup_to_first_point_s'], '.2f')} s, "
           f"{_opt(first['startup_cpu_s'], '.2f')} CPU s; the runs above read the cache")

@@ -35,6 +35,10 @@ INTERVAL = 0.001
 
 SELF = "(the sampler)"
 """Where a sample taken inside the handler (its own CPU time) is counted."""
+ASLEEP = "(the event loop asleep: other threads' CPU)"
+"""Where a sample that found the main thread in the selector's `select` is counted: asleep
+in `epoll_wait`, it used no CPU; another thread did (the signal woke the loop to run the
+handler)."""
 
 
 def _code_name(code: CodeType) -> str:
@@ -79,9 +83,10 @@ class Sampler:
         modules: Counter[str] = Counter()
         functions: Counter[str] = Counter()
         for stack, count in self.stacks.items():
-            inner = next((name for name in reversed(stack) if "(gateway/" in name), stack[-1])
+            inner = ASLEEP if _asleep(stack) else next(
+                (name for name in reversed(stack) if "(gateway/" in name), stack[-1])
             functions[inner] += count
-            modules[inner.split("(", 1)[1].rstrip(")") if inner != SELF else SELF] += count
+            modules[inner.split("(", 1)[1].rstrip(")") if "(" in inner[1:] else inner] += count
         lines = [f"{total} samples"]
         for title, counts in (("by module", modules), ("by function", functions)):
             lines.append(f"-- {title} (the innermost gateway/ frame)")
@@ -90,6 +95,11 @@ class Sampler:
 
 
 _HANDLER = Sampler.on_signal.__code__
+
+
+def _asleep(stack: tuple[str, ...]) -> bool:
+    """The stack of a main thread waiting in the event loop's selector."""
+    return bool(stack) and stack[-1].startswith("select (") and "selectors.py" in stack[-1]
 
 
 def start(spec: str) -> None:
