@@ -50,9 +50,9 @@ NEG_INT32 = -INT32  # (`-INT32` in a function is a negation, a new float, at eve
 DIVISORS = tuple(10.0 ** k for k in range(10))
 """The divisors of narrow values (gateway.field.points.DECIMAL_DIVISORS, and 1): a float
 divides an integer below 2⁵³ as the integer itself would, correctly rounded."""
-WIDE = 0
+WIDE = 0.0
 """`_d` of values kept as doubles that may be narrowed again (`compact`)…"""
-NEVER = -1
+NEVER = -1.0
 """…and of values kept as doubles for good (a ring made without `decimal`)."""
 _STEP: list[tuple[Any, Any, int]] = [(None, None, 0)]
 """The last narrow step `append` found: (time before, time, step), one tuple, read and

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 
 from gateway.rules.rate_samples import SampleRing
-from gateway.rules.shared import Field, shared
+from gateway.rules.shared import but, shared
 
 MAX_WINDOW_SAMPLES = 240
 """A rate window keeps at most this many samples: faster samples are thinned out."""
@@ -81,11 +81,16 @@ class Shape:
     def __copy__(self) -> Shape:
         """A copy (`gateway.rules.shared.but`) that remembers no deadline: its window may be
         another."""
-        copied = Shape.__new__(Shape)
-        for name in Shape.__slots__[1:]:
+        copied = Shape(self.window, self.per, self.min_samples, self.min_span, self.confidence)
+        for name in _SHAPE_FIELDS:  # (made as this one was; every field then as this one's)
             setattr(copied, name, getattr(self, name))
         copied.leaves = copied.due = math.nan
         return copied
+
+
+_SHAPE_FIELDS = ("confidence", "due", "leaves", "min_samples", "min_spacing", "min_span", "per",
+                 "size", "slack", "window")
+"""A `Shape`'s fields, named (a class compiled with mypyc has no `__slots__` to walk)."""
 
 
 class RateWindow:
@@ -128,13 +133,55 @@ class RateWindow:
         timed part)."""
         self._reset()
 
-    # the shape's fields, as the window's own
-    window: Field[float] = Field()
-    per: Field[float] = Field()
-    min_samples: Field[int] = Field()
-    min_span: Field[float] = Field()
-    confidence: Field[float] = Field()
-    min_spacing: Field[float] = Field()
+    # the shape's fields, as the window's own (set: the window takes a copy of its shape with
+    # the new value, `shared.but`; properties, not `shared.Field`s, which mypyc cannot compile)
+    @property
+    def window(self) -> float:
+        return self.shape.window
+
+    @window.setter
+    def window(self, value: float) -> None:
+        self.shape = but(self.shape, window=value)
+
+    @property
+    def per(self) -> float:
+        return self.shape.per
+
+    @per.setter
+    def per(self, value: float) -> None:
+        self.shape = but(self.shape, per=value)
+
+    @property
+    def min_samples(self) -> int:
+        return self.shape.min_samples
+
+    @min_samples.setter
+    def min_samples(self, value: int) -> None:
+        self.shape = but(self.shape, min_samples=value)
+
+    @property
+    def min_span(self) -> float:
+        return self.shape.min_span
+
+    @min_span.setter
+    def min_span(self, value: float) -> None:
+        self.shape = but(self.shape, min_span=value)
+
+    @property
+    def confidence(self) -> float:
+        return self.shape.confidence
+
+    @confidence.setter
+    def confidence(self, value: float) -> None:
+        self.shape = but(self.shape, confidence=value)
+
+    @property
+    def min_spacing(self) -> float:
+        return self.shape.min_spacing
+
+    @min_spacing.setter
+    def min_spacing(self, value: float) -> None:
+        self.shape = but(self.shape, min_spacing=value)
 
     def _reset(self) -> None:
         """Sums of nothing; the next sample is the origin. (When the sums are rebuilt or the

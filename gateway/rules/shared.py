@@ -22,6 +22,12 @@ from typing import Any, Generic, TypeVar, overload
 T = TypeVar("T")
 
 _made: weakref.WeakValueDictionary[tuple[object, ...], Any] = weakref.WeakValueDictionary()
+_kept: dict[tuple[object, ...], Any] = {}
+"""The objects of kinds that take no weak reference (a class compiled with mypyc, whose native
+classes have no `__weakref__`: gateway.rules.rate_window's `Shape` in a compiled build), kept
+for the process's life — one per distinct parameters, at most `MAX_KEPT` (beyond: made anew,
+not shared; equal, so nothing but memory depends on it)."""
+MAX_KEPT = 4096
 _recent: dict[Callable[..., Any], tuple[tuple[object, ...], Any]] = {}
 """Per `make`, the arguments of its latest call and what it gave (kept: one object a kind):
 the leaves of one plan are made one after another with the very same objects (a plan's
@@ -37,7 +43,14 @@ def shared(make: Callable[..., T], *args: object) -> T:
                    for a in args])
     found: T | None = _made.get(key)
     if found is None:
-        found = _made[key] = make(*args)
+        found = _kept.get(key)
+    if found is None:
+        found = make(*args)
+        try:
+            _made[key] = found
+        except TypeError:  # no weak reference to it
+            if len(_kept) < MAX_KEPT:
+                _kept[key] = found
     _recent[make] = (args, found)
     return found
 

@@ -6,6 +6,7 @@ from tests.bench import (
     bench_acquisition,
     bench_alarm_latency,
     bench_alarms,
+    bench_compiled,  # issue 15: the rate windows compiled with mypyc, a probe
     bench_fleet,
     bench_imports,
     bench_ingest,
@@ -27,6 +28,7 @@ def main() -> None:
     bench_poll_cost.main()
     bench_rules.main()
     bench_rules_round.main()
+    bench_compiled.main()
     bench_alarms.main()
     bench_outbox.main()
     bench_publish.main()
