@@ -86,6 +86,10 @@ PYMODBUS_FALLBACK = "3.9.2"
 another version is present); read from the installed connector when possible."""
 
 
+PEER_DELIVERY = "puback"
+"""RoomWarden's uplink mode here: no ingest runs beside the two gateways."""
+
+
 # --- the peer's virtualenv ----------------------------------------------------------------------
 
 
@@ -408,13 +412,18 @@ def main() -> dict[str, Any]:
             rw_counter = TelemetryCounter(broker.port)
             tb_counter = GatewayTelemetryCounter(broker.port)
             try:
-                first_start(work, broker.port, rw_counter)  # RoomWarden's byte-code cache
+                # no ingest here (ThingsBoard has none either): RoomWarden's entries leave on
+                # the broker's PUBACK, as this module's docstring says — `run_load`'s default
+                # waits for an ingest's acknowledgements, which would never come, and every
+                # batch went to disk and was sent again (7 Dec: 17 GB a day at 2,000 points)
+                first_start(work, broker.port, rw_counter, PEER_DELIVERY)  # its byte-code cache
                 for load in loads:
                     rw: list[dict[str, Any]] = []
                     tb: list[dict[str, Any]] = []
                     for i in range(runs):
                         rw.append(run_load(load, work / f"{load.key}-rw-{i}", broker.port,
-                                           rw_counter, window=window, warmup=warmup))
+                                           rw_counter, window=window, warmup=warmup,
+                                           delivery=PEER_DELIVERY))
                         tb.append(run_thingsboard(load, work / f"{load.key}-tb-{i}",
                                                   broker.port, tb_counter, window=window,
                                                   warmup=warmup, ranges=ranges))
