@@ -133,8 +133,8 @@ class RateWindow:
         timed part)."""
         self._reset()
 
-    # the shape's fields, as the window's own (set: the window takes a copy of its shape with
-    # the new value, `shared.but`; properties, not `shared.Field`s, which mypyc cannot compile)
+    # the shape's fields, as the window's own (properties, not `shared.Field`s, which mypyc
+    # cannot compile; only the length is ever set: the window takes a copy of its shape)
     @property
     def window(self) -> float:
         return self.shape.window
@@ -147,41 +147,21 @@ class RateWindow:
     def per(self) -> float:
         return self.shape.per
 
-    @per.setter
-    def per(self, value: float) -> None:
-        self.shape = but(self.shape, per=value)
-
     @property
     def min_samples(self) -> int:
         return self.shape.min_samples
-
-    @min_samples.setter
-    def min_samples(self, value: int) -> None:
-        self.shape = but(self.shape, min_samples=value)
 
     @property
     def min_span(self) -> float:
         return self.shape.min_span
 
-    @min_span.setter
-    def min_span(self, value: float) -> None:
-        self.shape = but(self.shape, min_span=value)
-
     @property
     def confidence(self) -> float:
         return self.shape.confidence
 
-    @confidence.setter
-    def confidence(self, value: float) -> None:
-        self.shape = but(self.shape, confidence=value)
-
     @property
     def min_spacing(self) -> float:
         return self.shape.min_spacing
-
-    @min_spacing.setter
-    def min_spacing(self, value: float) -> None:
-        self.shape = but(self.shape, min_spacing=value)
 
     def _reset(self) -> None:
         """Sums of nothing; the next sample is the origin. (When the sums are rebuilt or the
