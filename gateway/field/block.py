@@ -41,9 +41,11 @@ _CODES: dict[DataType, str] = {
 GOOD, INVALID = Quality.GOOD, Quality.INVALID
 _new = tuple.__new__
 
-_Scaling = tuple[float, float, bool, bool, float, float, bool]
+_Scaling = tuple[int | float, float, bool, bool, float, float, bool]
 """(scale or decimal divisor, offset, identity, divide, low, high, back to int) — see
-`_scaling`; one tuple for the points of a request that have the same."""
+`_scaling`; one tuple for the points of a request that have the same. A divisor is an int:
+`raw / 10` is the double nearest the quotient, `float(raw) / 10` not always for a raw past 2^53
+(what a compiled `float` would make of it: docs/performance.md, "A compiled build, tried")."""
 _Read = tuple[struct.Struct, int] | ReadRequest | None
 """How a point's raw value is read: None from the block's one unpack, (its own `Struct`, its
 byte offset) — little-endian, or overlapping a point before it —, or the request narrowed to

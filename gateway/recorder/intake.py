@@ -58,7 +58,7 @@ def record_into(rings: dict[str, PointRing], new: Callable[[str], PointRing | No
                 skipped += 1
                 continue
             ring = made
-        number: float
+        number: int | float  # (an int stays an int)
         at = ring._open
         scale = ring._scale
         if type(value) is float:
@@ -144,7 +144,7 @@ def widen(ring: PointRing, at: int, step: int) -> Line:
     return ring._steps
 
 
-def encode_value(ring: PointRing, value: Value) -> tuple[int, float]:
+def encode_value(ring: PointRing, value: Value) -> tuple[int, int | float]:
     """(kind, number) of a value that is no float, bool or int: None, a string (an index into
     `ring`'s table), or a subclass of those."""
     if value is None:
