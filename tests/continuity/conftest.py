@@ -243,6 +243,18 @@ async def until(check: Callable[[], bool], seconds: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
+async def read_state(observer: Observer, seconds: float = 20.0) -> dict[
+        Key, tuple[str, int | None]]:
+    """The panel's alarms, asked again until it answers (a `None` from `Observer.state` is a
+    request not answered in 2 s on a loaded machine, not "no alarms")."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (state := await observer.state()) is None:
+        assert loop.time() < deadline, f"the panel did not answer in {seconds:.0f} s"
+        await asyncio.sleep(0.2)
+    return state
+
+
 async def settle(observer: Observer, journal: Path, quiet: float = 4.0,
                  seconds: float = 90.0) -> dict[Key, tuple[str, int]]:
     """Wait until the five alarms are raised (the battery-room fire then latched) and the
@@ -262,6 +274,5 @@ async def settle(observer: Observer, journal: Path, quiet: float = 4.0,
             await asyncio.sleep(quiet)
             if last_seq(journal) == seq and not observer.site.read_point(
                     "smoke-batt-01.alarm"):
-                final = await observer.state() or {}
-                return expected_states(final)
+                return expected_states(await read_state(observer))
         await asyncio.sleep(0.5)

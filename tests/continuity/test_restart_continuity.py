@@ -23,6 +23,7 @@ from tests.continuity.conftest import (
     journal_events,
     last_seq,
     raise_hazards,
+    read_state,
     settle,
     simulated,
     until,
@@ -81,4 +82,4 @@ async def test_alarms_stay_raised_through_a_sigterm_and_a_crash_restart(
             assert answered > 0
         assert site.read_point("do-tx-01.do1") is True
         assert gw.status() is not None
-        assert (await observer.state() or {}).get(THRESHOLD) == expected[THRESHOLD]
+        assert (await read_state(observer)).get(THRESHOLD) == expected[THRESHOLD]
