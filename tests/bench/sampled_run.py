@@ -77,8 +77,10 @@ class Sampler:
         self.stacks[tuple(reversed(names))] += 1
 
     def write(self, path: Path) -> None:
-        path.write_text("".join(f"{';'.join(stack)} {count}\n"
-                                for stack, count in self.stacks.items()))
+        """The stacks to `path`, then the shares to `path`.top; each file appears whole (a
+        reader waiting for `.top` never reads it half written)."""
+        _write_whole(path, "".join(f"{';'.join(stack)} {count}\n"
+                                   for stack, count in self.stacks.items()))
         total = sum(self.stacks.values()) or 1
         modules: Counter[str] = Counter()
         functions: Counter[str] = Counter()
@@ -91,7 +93,13 @@ class Sampler:
         for title, counts in (("by module", modules), ("by function", functions)):
             lines.append(f"-- {title} (the innermost gateway/ frame)")
             lines += [f"{100 * n / total:5.1f} %  {name}" for name, n in counts.most_common(30)]
-        Path(f"{path}.top").write_text("\n".join(lines) + "\n")
+        _write_whole(Path(f"{path}.top"), "\n".join(lines) + "\n")
+
+
+def _write_whole(path: Path, text: str) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    os.replace(part, path)
 
 
 _HANDLER = Sampler.on_signal.__code__
