@@ -20,6 +20,7 @@ import json
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,13 @@ print(json.dumps(out))
 """
 
 
+def can_compile() -> bool:
+    """A C compiler and Python's headers are here (mypyc needs both; a machine may have one
+    alone: Debian's `gcc` and `python3-dev`)."""
+    include = sysconfig.get_paths().get("include", "")
+    return shutil.which("cc") is not None and (Path(include) / "Python.h").is_file()
+
+
 def compile_rate_windows(dest: Path) -> Path:
     """A copy of `gateway/` in `dest` with `COMPILED` compiled by mypyc; `dest` (to put on
     `sys.path`). RuntimeError with mypyc's output if it fails."""
@@ -80,6 +88,10 @@ def micro(root: Path) -> dict[str, Any]:
 
 
 def main() -> dict[str, Any]:
+    if not can_compile():
+        print("Rate windows compiled: skipped — no C compiler or no Python headers here "
+              "(Debian: apt-get install gcc python3-dev)")
+        return {}
     with tempfile.TemporaryDirectory(prefix="roomwarden-compiled-") as tmp:
         compiled = compile_rate_windows(Path(tmp))
         python, native = micro(REPO), micro(compiled)

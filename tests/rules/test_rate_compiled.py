@@ -8,14 +8,13 @@ sample, and the samples held at the end."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.bench.bench_compiled import compile_rate_windows
+from tests.bench.bench_compiled import can_compile, compile_rate_windows
 
 STREAM = """
 import json, math, random, sys
@@ -49,7 +48,7 @@ def _stream(root: Path) -> dict[str, object]:
     return result
 
 
-@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler for mypyc here")
+@pytest.mark.skipif(not can_compile(), reason="no C compiler or no Python headers for mypyc")
 def test_compiled_rate_windows_fit_what_the_python_ones_fit(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     compiled = _stream(compile_rate_windows(tmp_path))
