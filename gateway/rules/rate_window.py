@@ -133,8 +133,8 @@ class RateWindow:
         timed part)."""
         self._reset()
 
-    # the shape's fields, as the window's own (properties, not `shared.Field`s, which mypyc
-    # cannot compile; only the length is ever set: the window takes a copy of its shape)
+    # the window's length, as its own (a property, not a `shared.Field`, which mypyc cannot
+    # compile: tests/bench/bench_compiled.py); the other shape fields are read from `shape`
     @property
     def window(self) -> float:
         return self.shape.window
@@ -142,26 +142,6 @@ class RateWindow:
     @window.setter
     def window(self, value: float) -> None:
         self.shape = but(self.shape, window=value)
-
-    @property
-    def per(self) -> float:
-        return self.shape.per
-
-    @property
-    def min_samples(self) -> int:
-        return self.shape.min_samples
-
-    @property
-    def min_span(self) -> float:
-        return self.shape.min_span
-
-    @property
-    def confidence(self) -> float:
-        return self.shape.confidence
-
-    @property
-    def min_spacing(self) -> float:
-        return self.shape.min_spacing
 
     def _reset(self) -> None:
         """Sums of nothing; the next sample is the origin. (When the sums are rebuilt or the

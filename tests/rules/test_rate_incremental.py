@@ -31,9 +31,10 @@ ULP = 2.0 ** -52
 def _expected(window: RateWindow) -> tuple[float, float] | None:
     """What the window should answer for the samples it holds (after `fit` slid it)."""
     samples = list(window.samples)
-    if len(samples) < window.min_samples or samples[-1][0] - samples[0][0] < window.min_span:
+    shape = window.shape
+    if len(samples) < shape.min_samples or samples[-1][0] - samples[0][0] < shape.min_span:
         return None
-    return batch_fit(samples, window.confidence, window.per)
+    return batch_fit(samples, shape.confidence, shape.per)
 
 
 def _assert_close(window: RateWindow, got: tuple[float, float] | None,
@@ -50,12 +51,12 @@ def _assert_close(window: RateWindow, got: tuple[float, float] | None,
     values = [v for _, v in samples]
     span = samples[-1][0] - samples[0][0]
     # the scale of a slope in this window, and what the values' own rounding can move it by
-    scale = (max(values) - min(values)) / span * window.per
-    resolution = (1e5 * ULP * magnitude + 1e-100) / span * window.per
+    scale = (max(values) - min(values)) / span * window.shape.per
+    resolution = (1e5 * ULP * magnitude + 1e-100) / span * window.shape.per
     # the margin is a square root of the residuals' sum of squares, so the rounding those sums
     # carry (of values up to `magnitude`) moves it by about the root of their relative
     # rounding: a steady 0.0 after 256.0 left the window reads a margin of 7e-6 per minute
-    margin_resolution = _margin_resolution(magnitude, span, window.per)
+    margin_resolution = _margin_resolution(magnitude, span, window.shape.per)
     slope, margin = got
     want_slope, want_margin = want
     assert abs(slope - want_slope) <= 1e-6 * (abs(want_slope) + scale) + resolution, (
