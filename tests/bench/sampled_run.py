@@ -79,8 +79,10 @@ class Sampler:
     def write(self, path: Path) -> None:
         """The stacks to `path`, then the shares to `path`.top; each file appears whole (a
         reader waiting for `.top` never reads it half written)."""
-        _write_whole(path, "".join(f"{';'.join(stack)} {count}\n"
-                                   for stack, count in self.stacks.items()))
+        from gateway.storage import atomic_write
+
+        atomic_write(path, "".join(f"{';'.join(stack)} {count}\n"
+                                   for stack, count in self.stacks.items()).encode(), 0o644)
         total = sum(self.stacks.values()) or 1
         modules: Counter[str] = Counter()
         functions: Counter[str] = Counter()
@@ -93,13 +95,7 @@ class Sampler:
         for title, counts in (("by module", modules), ("by function", functions)):
             lines.append(f"-- {title} (the innermost gateway/ frame)")
             lines += [f"{100 * n / total:5.1f} %  {name}" for name, n in counts.most_common(30)]
-        _write_whole(Path(f"{path}.top"), "\n".join(lines) + "\n")
-
-
-def _write_whole(path: Path, text: str) -> None:
-    part = path.with_name(path.name + ".part")
-    part.write_text(text)
-    os.replace(part, path)
+        atomic_write(Path(f"{path}.top"), ("\n".join(lines) + "\n").encode(), 0o644)
 
 
 _HANDLER = Sampler.on_signal.__code__
