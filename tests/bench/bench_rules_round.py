@@ -25,7 +25,11 @@ simulated s, default 60), BENCH_RULES_ROUND_PROFILE=1 (cProfile the measured par
 own time), BENCH_RULES_ROUND_MEMORY=1 (tracemalloc: what was allocated under gateway/rules and
 gateway/alarms and is still held after the warm-up), BENCH_RULES_ROUND_MEMORY_TOP=N (with
 MEMORY: the N source lines holding most of it, each allocation counted at its innermost
-gateway/rules or gateway/alarms frame).
+gateway/rules or gateway/alarms frame), BENCH_RULES_ROUND_EVICT_MIB=N (default 0: before each
+batch, outside the timed part, one byte of every 64-byte line of an N-MiB buffer is written, so
+the rules' objects come back from further out, as in the daemon, where the other devices'
+batches, the flight recorder and the uplink run between one device's polls; on a machine whose
+last-level cache other tenants share, that is what a busy neighbour does to them).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ from gateway.sim.signals import SignalTable, define_points
 from tests.bench.bench_process import LOADS, Load, holding_profile, site
 from tests.bench.common import emit_json, print_table
 
+EVICT_LINE = 64
+"""Bytes per cache line (x86-64, and the Cortex-A72/A76 of a Raspberry Pi 4/5)."""
 ROUND_LOADS = ("p200", "p2000", "p2000w")
 REPLY_BEFORE_NS = 1_000_000
 """A batch's samples are stamped 1 ms before the rules take them (see the module docstring)."""
@@ -135,9 +141,11 @@ def timer_rounds(core: SafetyCore, clock: ManualClock, until: float) -> int:
     return count
 
 
-def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool, top: int = 0
-        ) -> dict[str, Any]:
+def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool, top: int = 0,
+        evict_mib: int = 0) -> dict[str, Any]:
     clock = ManualClock()
+    evict = bytearray(evict_mib << 20)
+    evicted = bytes(len(evict) // EVICT_LINE)
     with tempfile.TemporaryDirectory(prefix="roomwarden-bench-round-") as tmp:
         if memory:
             tracemalloc.start(12)
@@ -161,6 +169,8 @@ def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool, t
                     profiler.enable()
             for index, device in enumerate(devices):
                 made = batch(device, table, clock.now_ns() - REPLY_BEFORE_NS)
+                if evict:  # (a C-level strided store: one byte a line)
+                    evict[::EVICT_LINE] = evicted
                 began = time.process_time()
                 core.ingest(made)
                 stepped = (index + 1) % per_round == 0 or index == len(devices) - 1
@@ -188,7 +198,7 @@ def run(load: Load, *, warmup: int, seconds: int, profile: bool, memory: bool, t
         "rounds_per_s": rounds / seconds, "timer_rounds_per_s": timer_only / seconds,
         "evaluations_per_s": evaluated / seconds,
         "cpu_pct_of_core": cpu / seconds * 100, "ms_per_round": cpu / rounds * 1000,
-        "alarms_active": active,
+        "alarms_active": active, "evict_mib": evict_mib,
     }
     if memory:
         figures["rules_heap_mib"] = heap / 2**20
@@ -209,11 +219,12 @@ def main() -> dict[str, Any]:
     profile = os.environ.get("BENCH_RULES_ROUND_PROFILE") == "1"
     memory = os.environ.get("BENCH_RULES_ROUND_MEMORY") == "1"
     top = int(os.environ.get("BENCH_RULES_ROUND_MEMORY_TOP", "0"))
+    evict_mib = int(os.environ.get("BENCH_RULES_ROUND_EVICT_MIB", "0"))
     loads = {load.key: load for load in LOADS}
     results: dict[str, Any] = {}
     for key in keys:
         results[key] = run(loads[key], warmup=warmup, seconds=seconds, profile=profile,
-                           memory=memory, top=top)
+                           memory=memory, top=top, evict_mib=evict_mib)
     rows = []
     for f in results.values():
         rows.append((f"{f['load']}: CPU of a core", f"{f['cpu_pct_of_core']:.2f} %",
@@ -226,8 +237,9 @@ def main() -> dict[str, Any]:
                          f"{f['heap_per_binding_bytes']:,.0f} B per binding"))
             rows.extend((f"  {line}", f"{size / 2**20:.3f} MiB", f"{count:,} blocks")
                         for line, size, count in f.get("heap_lines", ()))
+    evicted = f", {evict_mib} MiB written between batches" if evict_mib else ""
     print_table(f"Rule rounds in-process (safety core on a manual clock, {seconds} s after "
-                f"{warmup} s)", rows)
+                f"{warmup} s{evicted})", rows)
     emit_json("rules_round", results)
     return results
 
