@@ -207,7 +207,7 @@ class HttpServer:
             status = exc.error_status_hint if exc.error_status_hint in ERROR_CODES else 400
             error = HttpError(status, ERROR_CODES[status], f"malformed request: {exc}"[:300])
             clean = await self._answer_and_close(h, reader, writer, error, linger=False)
-        except (ConnectionError, TimeoutError, h11.LocalProtocolError):
+        except (OSError, h11.LocalProtocolError):  # (ConnectionError, TimeoutError, ENOTCONN)
             pass
         finally:
             guard.lost(conn)
@@ -323,17 +323,20 @@ class HttpServer:
         if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             try:
                 await self._send(h, writer, response)
-            except (ConnectionError, TimeoutError, h11.LocalProtocolError):
+            except (OSError, h11.LocalProtocolError):
                 return False
         if not linger or not writer.can_write_eof():
             return True
-        writer.write_eof()
+        try:  # (the peer may have reset the connection since: ENOTCONN, not a ConnectionError)
+            writer.write_eof()
+        except OSError:
+            return False
         dropped = 0
         try:
             async with asyncio.timeout(1.0):
                 while dropped < LINGER_BYTES and (chunk := await reader.read(_CHUNK)):
                     dropped += len(chunk)
-        except (TimeoutError, ConnectionError):
+        except OSError:  # (TimeoutError and ConnectionError among them)
             pass
         return True
 

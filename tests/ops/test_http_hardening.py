@@ -177,3 +177,30 @@ async def test_a_slow_body_is_not_closed_as_idle_before_its_own_timeout(
         assert (status, data["error"]) == (408, "request_timeout")
     finally:
         await srv.stop()
+
+
+async def test_a_client_gone_before_its_413_costs_no_unhandled_exception(
+        server: HttpServer) -> None:
+    """A too-large request whose client closes at once: the 413 goes out to a socket the peer
+    has closed, loopback answers it with a reset before the server half-closes, and
+    `write_eof` fails with ENOTCONN (an OSError, not a ConnectionError). That failure is the
+    connection's own: nothing reaches the event loop's exception handler, and the server
+    answers the next client."""
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, object]] = []
+    before = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    try:
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", _port(server)))
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n")
+            sock.close()  # a FIN: the 413 that follows is answered with a reset
+            await asyncio.sleep(0.05)
+        await until(lambda: server.connections is not None and len(server.connections) == 0,
+                    5.0, "the five connections closed")
+        raw = await exchange(_port(server), b"GET /echo HTTP/1.1\r\nHost: x\r\n"
+                             b"Connection: close\r\n\r\n", timeout=3.0)
+        assert raw.startswith(b"HTTP/1.1 200 "), raw
+    finally:
+        loop.set_exception_handler(before)
+    assert unhandled == []
