@@ -48,6 +48,16 @@ class Item:
     queued_bytes: int = 0
     """What a QoS 0 item counts against the writer's QoS 0 queue bound."""
 
+    @property
+    def decoded(self) -> bool:
+        """A dead item's payload is a contract message, refused for what it says (kept whole
+        in the dead-letter log), not junk or a message a bug stopped."""
+        return self.dead_kind not in UNDECODED
+
+
+UNDECODED = frozenset({"malformed", "internal"})
+"""The dead kinds of payloads that did not decode (or whose decoding a bug stopped)."""
+
 
 def retryable(exc: BaseException) -> bool:
     """Worth another try: 429 and 5xx answers, timeouts and connection errors."""

@@ -120,7 +120,7 @@ class IngestWriter:
         is not flow-controlled by the broker (the central audit: 400 junk payloads of 1 MiB
         took the ingest to 670 MB)."""
         if item.dead_reason is not None and item.cut is None:
-            item.payload, item.cut = self.dead.cut(item.payload)
+            item.payload, item.cut = self.dead.cut(item.payload, decoded=item.decoded)
         if item.qos == 0:
             size = len(item.payload) + sum(map(len, item.lines))
             with self._qos0_lock:
@@ -323,7 +323,7 @@ class IngestWriter:
         self._seen.add([item.key for item in todo if item.key is not None
                         and item.delivery is None and item.dead_reason is None], now)
         self._budget.commit()
-        self.dead.add_many([(item.topic, item.payload, item.dead_reason, item.cut)
+        self.dead.add_many([(item.topic, item.payload, item.dead_reason, item.cut, item.decoded)
                             for item in items if item.dead_reason is not None], now)
         for item in items:
             if item.dead_reason is not None:

@@ -1,6 +1,8 @@
 """The ingest's dead-letter log is bounded: 100 MB of junk through a real Mosquitto into a real
 ingest leaves the log under its cap (it used to grow by the junk's full size), with each junk
-message recognisable by its length and SHA-256."""
+message recognisable by its length and SHA-256. A contract message it refuses for what it says
+(a catalog that never came, a gateway clock out of bounds) is acknowledged to its gateway and
+kept whole, however large, for a replay."""
 
 from __future__ import annotations
 
@@ -9,12 +11,15 @@ import hashlib
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
-from gateway.ingest.deadletter import MAX_PAYLOAD, PREFIX, DeadLetterLog
+from gateway.contract import wire as c
+from gateway.field.sample import Quality, Sample
+from gateway.ingest.deadletter import MAX_PAYLOAD, MAX_WHOLE, PREFIX, DeadLetterLog
 from gateway.ingest.service import IngestService
 from tests.fixtures.services import Broker, Victoria, wait_for
-from tests.ingest.test_service import GW, SITE, Gateway, make_settings
+from tests.ingest.test_service import GW, NOW, SITE, Gateway, make_settings
 
 
 def records(path: Path) -> list[dict[str, object]]:
@@ -87,3 +92,68 @@ def test_rotation_keeps_the_newest_files_within_the_cap(tmp_path: Path) -> None:
     again.add("t", b"after a restart", "bad", 200)  # appends, rotating by the file's real size
     assert on_disk(path) <= again.cap_bytes
     assert records(path)[-1]["time"] == 200
+
+
+def _large_batch(seq: int, t0: int, catalog: str | None) -> c.TelemetryBatch:
+    """800 readings of 80 points: a valid batch of ~40 KB, past the junk limit (16 KiB)."""
+    return c.TelemetryBatch.from_samples(
+        site=SITE, gateway=GW, seq=seq, produced=t0, catalog=catalog, samples=[
+            Sample(f"th-{i % 80}.temperature_{i // 80}", 20.0 + i / 7, t0 + i * 1000,
+                   Quality.GOOD) for i in range(800)]).model_copy(
+        update={"stream": 42, "dseq": seq})
+
+
+def test_a_refused_contract_message_is_kept_whole_for_a_replay(
+        tmp_path: Path, broker: Broker, victoria: Victoria, gateway: Gateway) -> None:
+    """Two valid batches larger than the junk limit, both refused for what they say — one
+    names a catalog that never comes, one comes from a clock ten minutes ahead — are
+    acknowledged to the gateway (which then lets go of them) and dead-lettered whole: each
+    record's payload is the message's bytes, which decode to its 800 readings. (They kept 1 KiB
+    of it: 779 readings gone for good.)"""
+    settings = make_settings(tmp_path, broker, victoria, catalog_wait="1500ms")
+    unknown = c.encode(_large_batch(1, NOW, "0123456789abcdef"))
+    ahead = c.encode(_large_batch(2, time.time_ns() + 600 * 10**9, None))
+    assert len(unknown) > MAX_PAYLOAD and len(ahead) > MAX_PAYLOAD
+    service = IngestService(settings)
+    service.start()
+    topic = f"roomwarden/{SITE}/{GW}/telemetry"
+    try:
+        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
+        gateway.raw(topic, unknown)
+        gateway.raw(topic, ahead)
+        wait_for(lambda: service.status()["dead_lettered"] == 2, timeout=30,
+                 what="both batches dead-lettered")
+        wait_for(lambda: service.status()["acked"] == 2, what="both acknowledged")
+    finally:
+        service.stop()
+    kept = records(settings.dead_letter)
+    assert sorted(int(str(r["length"])) for r in kept) == sorted([len(unknown), len(ahead)])
+    for record in kept:
+        payload = base64.b64decode(str(record["payload"]))
+        assert record["truncated"] is False
+        assert payload in (unknown, ahead)
+        assert record["sha256"] == hashlib.sha256(payload).hexdigest()
+        message = c.decode(topic, payload)
+        assert isinstance(message, c.TelemetryBatch) and len(message.samples) == 800
+    reasons = " | ".join(str(r["reason"]) for r in kept)
+    assert "unknown catalog" in reasons and "clock" in reasons.lower(), reasons
+
+
+def test_whole_messages_are_bounded_by_the_contract_and_by_the_file(tmp_path: Path) -> None:
+    """A decoded message is whole up to the contract's payload limit (2 MiB), junk up to 16 KiB;
+    a log made with small files keeps a whole record within half a file."""
+    log = DeadLetterLog(tmp_path / "dead.jsonl")
+    assert log.max_whole == MAX_WHOLE == 2 * 2**20
+    message = os.urandom(MAX_WHOLE)
+    assert log.cut(message, decoded=True) == (message, None)
+    kept, cut = log.cut(message)
+    assert kept == message[:PREFIX] and cut == (MAX_WHOLE, hashlib.sha256(message).hexdigest())
+    kept, cut = log.cut(message + b"x", decoded=True)
+    assert kept == message[:PREFIX] and cut is not None and cut[0] == MAX_WHOLE + 1
+    small = DeadLetterLog(tmp_path / "small.jsonl", max_file_bytes=200_000, max_payload=10_000,
+                          prefix=100)
+    assert 10_000 <= small.max_whole <= 75_000
+    for i in range(12):
+        small.add("t", bytes([i]) * small.max_whole, "refused", i, decoded=True)
+        assert on_disk(tmp_path / "small.jsonl") <= small.cap_bytes
+    assert all(r["truncated"] is False for r in records(tmp_path / "small.jsonl"))
