@@ -63,7 +63,10 @@ class AlarmRef(WireModel):
 
 class Acknowledge(_Command):
     action: Literal["acknowledge"]
-    alarms: Annotated[tuple[AlarmRef, ...], Field(min_length=1, max_length=500)]
+    alarms: Annotated[tuple[AlarmRef, ...], Field(min_length=1, max_length=500,
+                                                   fail_fast=True)]
+    """(`fail_fast`: the first bad reference ends the check — 21,000 empty objects in 64 KiB
+    made 42,000 errors and 150 ms of the event loop's time a message.)"""
     note: LongText | None = None
 
 

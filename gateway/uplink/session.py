@@ -32,6 +32,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ at most; more while the loop has not taken them are dropped, counted and logged 
 a minute (a flood of `cmd` messages must not queue without bound ahead of the bus loops)."""
 MAX_INBOUND_BYTES = 16 * 2**20
 """Their bytes at most (a config set is at most 2 MiB)."""
+INBOUND_SLICE = 0.01
+"""Seconds of the loop's time the inbound messages get in one turn (`Session._on_inbound`)."""
 NETWORK_TIMEOUT_SHARE = 0.25
 """paho's network thread waits up to this share of the keepalive with nothing to do (not
 paho's 1 s: an idle uplink's connection does not wake the process every second); a keepalive
@@ -235,16 +238,31 @@ class Session:
         return info.mid if info.rc == mqtt.MQTT_ERR_SUCCESS else None
 
     def _on_inbound(self) -> None:
-        """Every message received since the last call, in order (on the loop)."""
+        """The messages received since the last call, in order (on the loop), for at most
+        INBOUND_SLICE seconds: the rest in the loop's next turn, after the polls, rules and
+        timers due meanwhile (a burst of 256 costly messages — junk commands the contract
+        refuses — was handled in one call and held them for seconds: DESIGN 13). One message
+        at least a turn; one taken is no longer counted against the bound."""
         with self._acks_lock:
-            messages, self._inbound, self._inbound_bytes = self._inbound, [], 0
             dropped = self.inbound_dropped
         if dropped > self._dropped_logged:  # new drops since the last look
             self._dropped_logged = dropped
             log.warning("event=uplink_inbound_flood dropped=%d pending_max=%d", dropped,
                         MAX_INBOUND_PENDING)
-        for topic, payload, retained in messages:
+        deadline = time.monotonic() + INBOUND_SLICE
+        while True:
+            with self._acks_lock:
+                if not self._inbound:
+                    return  # (paho's thread calls again for the next message's arrival)
+                topic, payload, retained = self._inbound.pop(0)
+                self._inbound_bytes -= len(payload)
             self._handlers.message(topic, payload, retained)
+            if time.monotonic() >= deadline:
+                with self._acks_lock:
+                    more = bool(self._inbound)
+                if more:  # (paho's thread calls only when the list was empty)
+                    asyncio.get_running_loop().call_soon(self._on_inbound)
+                return
 
     def _on_pubacks(self) -> None:
         """Every PUBACK received since the last call, in order (on the loop)."""

@@ -30,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.clock import Clock, ManualClock, SystemClock
 from gateway.config.loader import load_gateway_config
 from gateway.config.section import replaced, validator
+from gateway.contract.vocab import ContractError
 from gateway.contract.wire import (
     ActiveAlarmsSnapshot,
     AlarmCommand,
@@ -762,3 +763,61 @@ async def test_at_most_max_inbound_pending_messages_wait_for_the_loop(
             assert session.inbound_dropped == 1000 - received
     finally:
         flood.close()
+
+
+JUNK_ACK = json.dumps({"v": 1, "id": "junk", "ts": 1, "action": "acknowledge",
+                       "alarms": [{}] * 21_000}, separators=(",", ":")).encode()
+"""An acknowledge of 21,000 empty alarm references in 64 KiB, unsigned: the contract refuses
+it; checking every reference made 42,000 errors and took ~150 ms of the event loop's time."""
+
+
+def test_a_command_with_thousands_of_bad_references_is_refused_at_the_first() -> None:
+    assert len(JUNK_ACK) <= 64 * 1024
+    with pytest.raises(ContractError) as refused:
+        decode(CMD, JUNK_ACK)
+    assert "alarms.0." in str(refused.value) and " more" not in str(refused.value)
+
+
+async def test_a_burst_of_costly_junk_commands_never_holds_the_event_loop(
+        broker: Broker, tmp_path: Path) -> None:
+    """256 junk commands arrive while the loop is busy (the most paho's thread keeps for
+    it): they are judged a slice of the loop's time at a time, in its turns, so timers and
+    polls keep running between them — they were judged in one turn, holding the loop for
+    seconds (the audit: a siren 14 s late behind 250 of them). Every one is judged."""
+    flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"junk-{os.getpid()}")
+    flood.connect("127.0.0.1", broker.port, keepalive=10)
+    flood.loop_start()
+    gaps: list[tuple[float, float]] = []
+    """(when a sleep of 5 ms began, how long it took)"""
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            gaps.append((last, now - last))
+            last = now
+
+    try:
+        async with uplink(settings(broker.port), tmp_path / "state") as up:
+            await until(lambda: up.status().subscribed, what="connect")
+            session = up._session
+            assert session is not None
+            before = up.status().commands_received
+            tick = asyncio.get_running_loop().create_task(ticker())
+            await asyncio.sleep(0.05)
+            for _ in range(MAX_INBOUND_PENDING):
+                flood.publish(CMD, JUNK_ACK, qos=0)
+            time.sleep(2.0)  # noqa: ASYNC251 - the loop busy elsewhere: paho's thread queues
+            released = time.monotonic()
+            await until(lambda: up.status().commands_received - before
+                        + session.inbound_dropped == MAX_INBOUND_PENDING, timeout=60,
+                        what="every junk command judged")
+            tick.cancel()
+            judged = up.status().commands_received - before
+            assert judged >= MAX_INBOUND_PENDING // 2, judged  # most waited for the loop
+            held = max(gap for began, gap in gaps if began >= released)
+            assert held < 1.0, f"the loop was held {held:.2f} s by {judged} junk commands"
+    finally:
+        flood.loop_stop()
+        flood.disconnect()
