@@ -69,6 +69,12 @@ in a worker thread (gateway.first_import)."""
 
 Progress = Callable[[ConfigStatus], None]
 MAX_ERRORS_REPORTED = 20
+MAX_ENVELOPES_WAITING = 4
+"""`config/set` envelopes that may wait for their turn to be verified behind the one under
+way (a technician flashes one at a time; each may be 2 MiB); more are refused `busy`, unread."""
+BUSY = "busy"
+_BUSY_ERROR = (f"{MAX_ENVELOPES_WAITING} configs already wait to be verified: this one was not "
+               "read; flash it again once they are answered")
 MAX_NOTE = 1000
 """Longest journal note of a rolled-back config (the reason is cut): the uplink contract's
 limit for an alarm event's note."""
@@ -111,11 +117,21 @@ class ConfigApplier:
         self.rejections = RejectionLog()
         """Refusals, counted; their log lines rate-limited (a flood of bad `config/set`)."""
         self._verifier = FirstImport(*VERIFY_IMPORTS)
+        self._verify_turn = asyncio.Lock()
+        """Envelopes are read and verified one at a time, in a worker thread."""
+        self._waiting = 0
+        """Envelopes waiting for their turn to be verified (at most MAX_ENVELOPES_WAITING)."""
 
     # --- entry points -------------------------------------------------------------------
 
     def submit_envelope(self, raw: bytes) -> None:
-        """From `config/set` (the uplink's event-loop callback): apply in the background."""
+        """From `config/set` (the uplink's event-loop callback): apply in the background — or,
+        with MAX_ENVELOPES_WAITING already waiting for their turn to be verified (a flood),
+        refused `busy` at once, unread."""
+        if self._waiting >= MAX_ENVELOPES_WAITING:
+            self.rejections.rejected_line("flash", None, BUSY, _BUSY_ERROR)
+            self._say(None, "rejected", None, code=BUSY, error=_BUSY_ERROR)
+            return
         task = asyncio.get_running_loop().create_task(
             self.apply_envelope(raw, source="flash"), name="config-apply")
         self._tasks.add(task)
@@ -125,18 +141,26 @@ class ConfigApplier:
     async def apply_envelope(self, raw: bytes, *, source: Source = "flash",
                              progress: Progress | None = None) -> ConfigStatus:
         settings = settings_of(self.gateway.loaded)
-        request_id, version = peek(raw)  # answered with what it names, even if it is broken
-        self._say(progress, "received", request_id, version=version)
-        with contextlib.suppress(Exception):  # (failed: verifying imports it, and says so)
-            await self._verifier.ready()  # off the loop's thread; envelopes keep their order
+        self._waiting += 1
+        try:  # one envelope read and verified at a time, in arrival order, off the loop: up
+            await self._verify_turn.acquire()  # to 2 MiB of JSON an attacker shaped (DESIGN 13)
+        finally:
+            self._waiting -= 1
         try:
+            request_id, version = await off_loop(peek, raw)  # (named even if it is broken)
+            self._say(progress, "received", request_id, version=version)
+            with contextlib.suppress(Exception):  # (failed: verifying imports it, and says so)
+                await self._verifier.ready()  # off the loop's thread
             trusted = [parse_public_key_line(line) for line in settings.trusted_keys]
-            envelope = verify_envelope(raw, gateway_id=self.gateway.loaded.config.gateway.id,
-                                       trusted=trusted, max_bytes=settings.max_bytes)
+            envelope = await off_loop(
+                verify_envelope, raw, gateway_id=self.gateway.loaded.config.gateway.id,
+                trusted=trusted, max_bytes=settings.max_bytes)
         except EnvelopeRejected as exc:
             self.rejections.rejected_line(source, request_id, exc.code, exc)
             return self._say(progress, "rejected", request_id, code=exc.code, error=str(exc),
                              version=version)
+        finally:  # (the next envelope's turn; this one queues for the apply before it runs)
+            self._verify_turn.release()
         candidate = Candidate(text=envelope.config, version=envelope.version,
                               sha256=envelope.sha256, author=envelope.author, source=source,
                               request_id=envelope.id, key_id=envelope.key_id,

@@ -14,8 +14,10 @@ import pytest
 
 from gateway.flashing.envelope import sign_config
 from gateway.flashing.keys import load_private_key
+from tests.apply.test_flash_mqtt import statuses
 from tests.fixtures.services import Broker
 from tests.flashing.live import live_gateway
+from tests.helpers import until
 
 LOGGER = "roomwarden.flashing"
 LOG_BUDGET = 30
@@ -83,10 +85,47 @@ async def test_a_flood_of_unsigned_config_sets_logs_at_most_the_budget(
         assert previous > LOG_BUDGET  # (what the gateway's inbound queue let through)
         said = lines(caplog, "config_rejected")
         assert len(said) == LOG_BUDGET, len(said)
-        assert all("code=unsigned" in line for line in said), said[:3]
+        # (each refused as unsigned, or — beyond the few waiting to be verified — as busy)
+        assert all("code=unsigned" in line or "code=busy" in line for line in said), said[:3]
         refused = applier.rejections.rejected
         assert refused == previous  # every one refused, and counted
         assert applier.rejections.suppressed == refused - LOG_BUDGET  # counted, said later
         warnings = [r for r in caplog.records if r.levelno >= logging.WARNING
                     and r.name == LOGGER]
         assert len(warnings) == LOG_BUDGET
+
+
+async def test_a_flood_of_large_junk_config_sets_never_holds_the_event_loop(
+        tmp_path: Path, broker: Broker) -> None:
+    """30 unsigned `config/set` payloads of 1 MiB shaped to be costly (an object holding a list
+    of 349,000 empty objects: half a second of a core each in the model's error path) were
+    read and verified on the event loop, each in a task of its own, and held it 15 s (the
+    audit: a siren 18 s late). Now envelopes are verified one at a time in a worker thread, at
+    most four wait, the rest are refused `busy` unread, and a nested field is refused before
+    the model reads it: the loop keeps its turns, every envelope gets its answer, and a signed
+    config flashed after the flood is applied."""
+    async with live_gateway(tmp_path, broker) as live:
+        applier = live.run.service.applier
+        junk = ('{"x":[' + ",".join(["{}"] * 349_000) + "]}").encode()
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = asyncio.get_running_loop().time()
+            while True:
+                await asyncio.sleep(0.005)
+                now = asyncio.get_running_loop().time()
+                gaps.append(now - last)
+                last = now
+
+        tick = asyncio.get_running_loop().create_task(ticker())
+        sent = [live.pub.client.publish(live.set_topic, junk, qos=1) for _ in range(30)]
+        await asyncio.to_thread(sent[-1].wait_for_publish, 30)
+        await until(lambda: applier.rejections.rejected == 30, 60, "30 junk envelopes refused")
+        tick.cancel()
+        assert max(gaps) < 1.0, f"the event loop was held {max(gaps):.2f} s"
+        codes = [s.get("code") for s in statuses(live.sub, live.status_topic)
+                 if s["state"] == "rejected"]
+        assert set(codes) <= {"busy", "malformed"} and "malformed" in codes, codes
+        text = live.write("after.yaml", lambda data: None).read_text()
+        answer = await live.send(text, 20)
+        assert answer["state"] == "applied", answer
