@@ -287,10 +287,17 @@ class ConfigApplier:
         explained = offline_devices(gw.bus_loops)
         try:
             await gw.reconfigure(loaded, version=c.version, sha256=c.sha256)
-        except Exception as exc:  # the new safety core could not be built: old one runs
+        except Exception as exc:
             log.exception("event=config_apply_failed id=%s", rid)
-            await self._discard(rid)
-            return "apply_failed", f"could not start the new config: {exc}"
+            if gw.loaded is loaded:  # swapped in, then a part failed after (the uplink, the
+                # panel): the previous config is run again whole — its rules, outputs, uplink
+                # and panel — as after a failed health check (it had been reported rolled
+                # back while the candidate's rules ran, without its panel or uplink)
+                log.error("event=config_rolling_back id=%s version=%d code=apply_failed",
+                          rid, c.version)
+                await gw.reconfigure(previous, version=previous_version, sha256=previous_sha)
+            await self._discard(rid)  # (else the candidate's core could not be built:
+            return "apply_failed", f"could not start the new config: {exc}"  # the old runs)
         began = gw.clock.monotonic()
         report = await check_health(lambda: gw.bus_loops, explained, lambda: gw.evaluations,
                                     gw.clock, settings_of(loaded).health_timeout,
