@@ -28,6 +28,7 @@ from gateway.config.names import NAME_PATTERN as NAME_PATTERN  # re-exported: pr
 from gateway.config.names import Id as Id
 from gateway.config.names import Name as Name
 from gateway.config.names import PointKey as PointKey
+from gateway.config.numbers import FiniteFloat, Scale, check_range
 from gateway.config.patterns import nests_unbounded_repeats
 from gateway.config.section import Check, Limits, section
 from gateway.config.section_markers import Discriminated, prepared
@@ -122,12 +123,11 @@ class ByteOrder(StrEnum):
 class ValidRange:
     """Engineering values outside [min, max] are reported with quality `invalid`."""
 
-    min: float | None = None
-    max: float | None = None
+    min: FiniteFloat | None = None
+    max: FiniteFloat | None = None
 
     def __post_init__(self) -> None:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}")
+        check_range(self.min, self.max, names=("min", "max"))
 
 
 @section
@@ -171,8 +171,8 @@ class PointCommon:
     unit: str | None = None
     quantity: Name | None = None
     """What the value means (temperature, h2_lel, smoke …); rules select points by it."""
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: Scale = 1.0
+    offset: FiniteFloat = 0.0
     """Engineering value = raw × scale + offset."""
     valid: ValidRange | None = None
     enum: dict[int, str] | None = None

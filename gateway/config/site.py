@@ -19,6 +19,7 @@ from gateway.config.buses import (
 from gateway.config.duration import Duration, at_most
 from gateway.config.ipnet import IPvAnyNetwork
 from gateway.config.names import Id, Name, PointKey
+from gateway.config.numbers import FiniteFloat, Scale, check_range
 from gateway.config.outputs import Interlock, Output, OutputFeedback, OutputRole, WriteBackoff
 from gateway.config.section import Check, Limits, default_factory, defaults, section
 from gateway.contract.vocab import MAX_CONFIG_BYTES
@@ -92,13 +93,13 @@ class Location:
 class PointOverride:
     """Site adjustments of one profile point for one device."""
 
-    valid_min: float | None = None
+    valid_min: FiniteFloat | None = None
     """Readings below this are invalid (the profile's own range by default)."""
-    valid_max: float | None = None
+    valid_max: FiniteFloat | None = None
     """Readings above this are invalid (the profile's own range by default)."""
-    scale: float | None = None
+    scale: Scale | None = None
     """Replaces the profile's scale factor for this device."""
-    offset: float | None = None
+    offset: FiniteFloat | None = None
     """Calibration offset added after the profile's own scale and offset."""
     quantity: Name | None = None
     """Replaces the point's quantity (what rules select it by)."""
@@ -109,6 +110,9 @@ class PointOverride:
     of its own (a detector zone on an input module), counted apart by `distinct: device`."""
     enabled: bool = True
     """False: the point is not read or reported."""
+
+    def __post_init__(self) -> None:
+        check_range(self.valid_min, self.valid_max, names=("valid_min", "valid_max"))
 
 
 @section

@@ -315,9 +315,8 @@ class HttpServer:
     async def _answer_and_close(self, h: h11.Connection, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter, error: HttpError, *,
                                 linger: bool) -> bool:
-        """Send `error` (if a response can still be sent) and close; with `linger`, read and
-        drop what the client is still sending first, within bounds. False: the answer could
-        not be sent (the connection is to be aborted)."""
+        """Send `error` (if it can still be) and close; with `linger`, read and drop what the
+        client still sends first, within bounds. False: not sent (abort the connection)."""
         response = error_response(error)
         response.headers["Connection"] = "close"
         if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -327,17 +326,15 @@ class HttpServer:
                 return False
         if not linger or not writer.can_write_eof():
             return True
-        try:  # (the peer may have reset the connection since: ENOTCONN, not a ConnectionError)
+        try:  # (a peer that reset the connection meanwhile: ENOTCONN, no ConnectionError)
             writer.write_eof()
         except OSError:
             return False
         dropped = 0
-        try:
+        with contextlib.suppress(OSError):  # (TimeoutError and ConnectionError among them)
             async with asyncio.timeout(1.0):
                 while dropped < LINGER_BYTES and (chunk := await reader.read(_CHUNK)):
                     dropped += len(chunk)
-        except OSError:  # (TimeoutError and ConnectionError among them)
-            pass
         return True
 
 

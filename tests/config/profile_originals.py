@@ -1,7 +1,9 @@
 """The device profiles' pydantic models as they were on 9d61447, verbatim (gateway/config/
 profile.py before its classes became sections, issue 15): tests/config/test_profile_sections.py
 proves the sections validate, refuse, dump and describe themselves as these did. Their helper
-functions and enums are the shipped ones (unchanged)."""
+functions and enums are the shipped ones (unchanged). One change since, made in both: the
+numbers a reading is computed with are finite and a scale is not 0 (gateway/config/numbers.py,
+7 Dec 2026)."""
 
 import codecs
 import re
@@ -22,19 +24,19 @@ from gateway.config.profile import (
     Name,
     RegisterType,
 )
+from gateway.config.numbers import FiniteFloat, Scale, check_range
 from gateway.config.strict_model import Strict
 
 
 class ValidRange(Strict):
     """Engineering values outside [min, max] are reported with quality `invalid`."""
 
-    min: float | None = None
-    max: float | None = None
+    min: FiniteFloat | None = None
+    max: FiniteFloat | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> "ValidRange":
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}")
+        check_range(self.min, self.max, names=("min", "max"))
         return self
 
 
@@ -62,8 +64,8 @@ class PointCommon(Strict):
     unit: str | None = None
     quantity: Name | None = None
     """What the value means (temperature, h2_lel, smoke …); rules select points by it."""
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: Scale = 1.0
+    offset: FiniteFloat = 0.0
     """Engineering value = raw × scale + offset."""
     valid: ValidRange | None = None
     enum: dict[int, str] | None = None

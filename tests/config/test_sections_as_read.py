@@ -5,7 +5,8 @@ replace: tests/data/sections_as_read.json was written by this file's cases run o
 reason) and from `roomwarden check` (with its "did you mean"), each accepted one's
 `model_dump(mode="json")`. A section is written at line 13 of tests/data/configs/valid.yaml,
 or in place of its line `line` (the gateway, a bus, a device). (`recorder:` and `incidents:`:
-tests/recorder/test_settings_refused.py.)"""
+tests/recorder/test_settings_refused.py.) One case changed since, on purpose: `scale: .inf` in a
+point override is refused too (gateway/config/numbers.py, 7 Dec 2026)."""
 
 from __future__ import annotations
 
