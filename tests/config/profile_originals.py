@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.config.duration import Duration
 from gateway.config.escapes import escapes_known, unescape
+from gateway.config.numbers import FiniteFloat, Scale, check_range
 from gateway.config.patterns import nests_unbounded_repeats
 from gateway.config.profile import (
     MAX_PROFILE_POINTS,
@@ -24,7 +25,6 @@ from gateway.config.profile import (
     Name,
     RegisterType,
 )
-from gateway.config.numbers import FiniteFloat, Scale, check_range
 from gateway.config.strict_model import Strict
 
 
