@@ -89,7 +89,8 @@ def parse_yaml(text: str, name: str, limits: YamlLimits = DEFAULT_LIMITS,
                 ConfigError(name, p, reason, lines.line_of(p)) for p, reason in problems
             )
         data = loader.construct_document(node)
-    except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+    except (ValueError, OverflowError) as exc:  # an integer of more digits than Python
+        # converts (4,300); a sexagesimal float (1:1:…:1.0) past a float's range
         raise ConfigErrors([ConfigError(name, (), f"refused: {exc}")]) from None
     except YamlLimitError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None

@@ -85,3 +85,15 @@ def test_any_text_is_bytes_or_a_value_error_never_a_warning(text: str, encoding:
     assert isinstance(sent, bytes)
     if "\\" not in text:
         assert sent == text.encode(encoding)
+
+
+@pytest.mark.parametrize("encoding", ["rot13", "hex", "base64", "no-such-codec"])
+def test_a_codec_that_is_no_text_encoding_is_refused_naming_it(tmp_path: Path,
+                                                               encoding: str) -> None:
+    """`rot13` and `hex` are codecs Python knows but no text encodings: the profile was taken
+    and reading it raised a LookupError (a traceback from `roomwarden check`)."""
+    path = _write(tmp_path, "'Q1\\r'")
+    path.write_text(path.read_text() + f"encoding: {encoding}\n")
+    with pytest.raises(ConfigErrors) as refused:
+        load_profile(path)
+    assert f"encoding {encoding!r} is not a text encoding" in str(refused.value)

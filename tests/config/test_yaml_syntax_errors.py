@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.config import yamlsafe
 from gateway.config.check_all import check_config
-from gateway.config.loader import ConfigError, ConfigErrors, parse_yaml
+from gateway.config.loader import ConfigError, ConfigErrors, load_gateway_config, parse_yaml
 from tests.shipped import FIRMWARE_CONFIGS
 
 TAB_REASON = ("a tab in the indentation: YAML indents with spaces, never tabs; replace the "
@@ -101,3 +102,15 @@ def test_a_tab_where_yaml_allows_one_is_no_error(loader: str) -> None:
         pytest.skip("PyYAML's own scanner refuses a tab before a comment too")
     data, _ = parse_yaml("a:\n  b: 1   \t# a comment after a tab\n", "ok.yaml")
     assert data == {"a": {"b": 1}}
+
+
+def test_a_sexagesimal_float_past_a_floats_range_is_refused_not_a_traceback(
+        tmp_path: Path) -> None:
+    """YAML 1.1 reads `1:1:…:1.0` as a base-60 float; 180 parts overflow a float, and the
+    loader raised OverflowError from `roomwarden check` (the config audit)."""
+    path = tmp_path / "sexagesimal.yaml"
+    path.write_text("x: " + ":".join(["1"] * 180) + ".0\n")
+    with pytest.raises(ConfigErrors) as refused:
+        load_gateway_config(path)
+    assert "refused:" in str(refused.value) and "too large" in str(refused.value)
+    assert main(["check", str(path)]) == 1
