@@ -370,4 +370,7 @@ def request(path: Path, body: dict[str, Any], timeout: float = 300.0) -> Iterato
                     return
         except ConnectionResetError:
             pass
+        except TimeoutError:  # a gateway that takes the connection and never answers: hung
+            raise ControlError(f"the gateway did not answer within {timeout:g} s (busy or "
+                               "hung: see its log, `journalctl -u roomwarden`)") from None
     raise ControlError("the gateway closed the connection without an answer")

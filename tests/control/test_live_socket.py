@@ -18,7 +18,7 @@ import pytest
 
 from gateway.config.loader import load_gateway_config
 from gateway.contract.wire import ConfigStatus
-from gateway.control import ControlServer, ControlSocketInUse, request
+from gateway.control import ControlError, ControlServer, ControlSocketInUse, request
 from gateway.sim.site import SimulatedSite
 from tests.apply.conftest import SITE, edit_config, for_tests
 
@@ -92,3 +92,17 @@ async def test_roomwarden_run_on_a_live_socket_refuses_and_the_first_keeps_answe
             assert await status_of(path) == "first"
         finally:
             await first.stop()
+
+
+def test_a_gateway_that_never_answers_is_a_plain_error_not_a_traceback(tmp_path: Path) -> None:
+    """`roomwarden status` against a gateway whose loop is stuck (the socket accepts, nothing
+    answers) raised TimeoutError with a traceback; it says what it waited for."""
+    path = tmp_path / "hung.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    try:
+        with pytest.raises(ControlError, match=r"did not answer within 0.3 s"):
+            list(request(path, {"op": "status"}, timeout=0.3))
+    finally:
+        server.close()
