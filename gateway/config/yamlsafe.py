@@ -276,11 +276,36 @@ def walk_lines(node: yaml.Node, path: tuple[str | int, ...],
         seen: set[object] = set()
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            if key in seen:
+            same = _as_read(key_node, key)
+            if same in seen:
                 lines.setdefault(path + (key,), key_node.start_mark.line + 1)
-                problems.append((path + (key,), f"key {key!r} appears twice in this mapping"))
-            seen.add(key)
+                problems.append((path + (key,), f"key {key!r} appears twice in this mapping"
+                                 + ("" if same == key else f" (as {same!r})")))
+            seen.add(same)
             walk_lines(value_node, path + (key,), lines, problems, visited)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             walk_lines(item, path + (index,), lines, problems, visited)
+
+
+_SCALARS = yaml.constructor.SafeConstructor()
+_READ_AS: dict[str, Any] = {"tag:yaml.org,2002:int": _SCALARS.construct_yaml_int,
+                            "tag:yaml.org,2002:float": _SCALARS.construct_yaml_float,
+                            "tag:yaml.org,2002:bool": _SCALARS.construct_yaml_bool,
+                            "tag:yaml.org,2002:null": _SCALARS.construct_yaml_null}
+"""The loader's own readings of a plain scalar (these keep nothing in the constructor)."""
+
+
+def _as_read(node: yaml.Node, text: str) -> object:
+    """A mapping key as the loader will read it: `1`, `0x1` and `01` are one int key (the
+    last silently won: an enum `{1: normal, 0x1: FIRE}` read 1 as FIRE — the config audit),
+    `yes` and `true` one bool; any other key (a string) as written."""
+    read = _READ_AS.get(node.tag) if isinstance(node, yaml.ScalarNode) else None
+    if read is None:
+        return text
+    try:
+        value: object = read(node)
+    except (ValueError, OverflowError, yaml.YAMLError):
+        return text
+    return value
+

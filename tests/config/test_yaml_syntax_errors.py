@@ -114,3 +114,23 @@ def test_a_sexagesimal_float_past_a_floats_range_is_refused_not_a_traceback(
         load_gateway_config(path)
     assert "refused:" in str(refused.value) and "too large" in str(refused.value)
     assert main(["check", str(path)]) == 1
+
+
+@pytest.mark.parametrize(("mapping", "twice"), [
+    ("{1: normal, 0x1: FIRE}", "'0x1' appears twice in this mapping (as 1)"),
+    ("{1: normal, 01: other}", "'01' appears twice in this mapping (as 1)"),
+    ("{yes: a, true: b}", "'true' appears twice in this mapping (as True)"),
+    ("{0.5: a, 0.50: b}", "'0.50' appears twice in this mapping (as 0.5)"),
+])
+def test_keys_written_differently_that_read_the_same_are_duplicates(mapping: str,
+                                                                    twice: str) -> None:
+    """An enum `{1: normal, 0x1: FIRE}` read 1 as FIRE without a word (the last key wins): the
+    duplicate check compared the keys as written (the config audit)."""
+    with pytest.raises(ConfigErrors) as refused:
+        parse_yaml(f"enum: {mapping}\n", "dk.yaml")
+    assert twice in str(refused.value)
+
+
+def test_keys_that_only_look_alike_are_not_duplicates() -> None:
+    data, _ = parse_yaml("enum: {1: a, '1': b, 2: c, 0x10: d}\n", "ok.yaml")
+    assert data == {"enum": {1: "a", "1": "b", 2: "c", 16: "d"}}
