@@ -8,6 +8,7 @@ and never reads YAML itself (issue 15).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from gateway.records import dataclass
@@ -25,7 +26,7 @@ class ConfigError:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {format_path(self.path) or '(top)'}: {self.reason}"
+        return _shown(f"{where}: {format_path(self.path) or '(top)'}: {self.reason}")
 
 
 class ConfigErrors(Exception):
@@ -46,3 +47,15 @@ def format_path(path: YamlPath) -> str:
         else:
             text += f".{part}" if text else part
     return text
+
+
+_UNSHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Control characters (but a newline and a tab) and bidirectional overrides: a key or value of
+a file that holds them would have been printed to the technician's terminal as they are — an
+escape sequence that rewrites the screen, or text shown backwards (the config audit)."""
+
+
+def _shown(text: str) -> str:
+    """`text` with the characters a terminal would act on written as escapes (`\\x1b`)."""
+    return _UNSHOWN.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+

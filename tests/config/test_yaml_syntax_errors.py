@@ -134,3 +134,17 @@ def test_keys_written_differently_that_read_the_same_are_duplicates(mapping: str
 def test_keys_that_only_look_alike_are_not_duplicates() -> None:
     data, _ = parse_yaml("enum: {1: a, '1': b, 2: c, 0x10: d}\n", "ok.yaml")
     assert data == {"enum": {1: "a", "1": "b", 2: "c", 16: "d"}}
+
+
+def test_control_characters_of_a_file_are_shown_escaped_not_sent_to_the_terminal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key holding an escape sequence (ESC [2J clears the screen) or a right-to-left
+    override was printed by `roomwarden check` as it was: the terminal acted on it."""
+    path = tmp_path / "ansi.yaml"
+    path.write_text(FIRMWARE_CONFIGS.joinpath("telecom_equipment_room.yaml").read_text()
+                    + '"evil\\e[2J\\u202ekey": 1\n')
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr()
+    printed = out.out + out.err
+    assert "evil\\x1b[2J\\u202ekey" in printed, printed
+    assert "\x1b" not in printed and "\u202e" not in printed
