@@ -28,6 +28,10 @@ from gateway.strict import StrictModel
 
 Id = Annotated[str, StringConstraints(pattern=ID.anchored, max_length=ID.max_length)]
 """Site, gateway, device and room ids (the config's `Id`); safe as a topic level."""
+Root = Annotated[str, StringConstraints(pattern=rf"^{ID.pattern}(?:/{ID.pattern})*$",
+                                        max_length=1024)]
+"""An MQTT topic root: one or more id-like levels (`roomwarden`, `acme/rw`;
+`gateway.contract.channels.check_root`)."""
 Name = Annotated[str, StringConstraints(pattern=NAME.anchored, max_length=NAME.max_length)]
 PointId = Annotated[str, StringConstraints(pattern=POINT_ID.anchored,
                                            max_length=POINT_ID.max_length)]

@@ -16,6 +16,7 @@ from gateway.contract.base import (
     LongText,
     Ns,
     RequestId,
+    Root,
     Signature,
     StatusCode,
     Upstream,
@@ -48,6 +49,13 @@ class _Command(WireModel):
     gateway: Id | None = None
     """The gateway the command is for (required when signed: a signature for one gateway is
     worthless on another)."""
+    site: Id | None = None
+    """The site of that gateway (required when signed: a gateway id is unique within its site
+    only, and one operator key is trusted at many sites — without it a command signed for
+    `gw-01` at one site would be carried out by `gw-01` at every other)."""
+    root: Root | None = None
+    """The topic root it is sent under (required when signed, for the same reason: two
+    deployments on one broker under different roots may have the same site and gateway ids)."""
     actor: Actor | None = None
     """Informational (logged); the journal names the signing key's owner."""
     key_id: KeyId | None = None

@@ -97,7 +97,8 @@ def run(args: argparse.Namespace, socket_path: Path) -> int:
 
 def _signed(key: Path, body: dict[str, Any], socket_path: Path) -> dict[str, Any] | None:
     """The start's signature (gateway.drills.signed) for the gateway answering at
-    `socket_path` (its id asked over the socket); None and a message if it cannot be made."""
+    `socket_path` (its id and site asked over the socket); None and a message if it cannot
+    be made."""
     from gateway.control import request
     from gateway.drills.signed import sign_start
     from gateway.flashing.keys import KeyFileError, load_private_key
@@ -112,7 +113,8 @@ def _signed(key: Path, body: dict[str, Any], socket_path: Path) -> dict[str, Any
         print(f"drill: the gateway's status: {status.get('error')}", file=sys.stderr)
         return None
     return sign_start(body["file"], body["name"], body["evacuation"],
-                      gateway=str(status["status"]["gateway"]), private_key=private_key)
+                      gateway=str(status["status"]["gateway"]),
+                      site=str(status["status"]["site"]), private_key=private_key)
 
 
 def _follow(ask: Callable[[dict[str, Any]], dict[str, Any]]) -> int:

@@ -134,7 +134,8 @@ class LiveDrills:
             return None
         try:
             return check_start(signed, text=text, name=name, evacuation=evacuation,
-                               gateway=cfg.gateway.id, operators=cfg.operators,
+                               gateway=cfg.gateway.id, site=cfg.gateway.site,
+                               operators=cfg.operators,
                                replay=self.gateway.replay_memory(),
                                now_ns=self.gateway.clock.now_ns())
         except DrillRefused as exc:

@@ -11,10 +11,13 @@ signature (the keys of `roomwarden keys new`) over
                                                     separators=(",", ":"), ensure_ascii=False)
 
 with `fields` = action `drill_start`, the drill file's SHA-256, its name, `evacuation`, the
-gateway's id, the key's id, a fresh id, issue time and expiry (at most
-`MAX_COMMAND_LIFETIME_S` later) — its own prefix, so no signed config or alarm command can pass
-for one. The gateway takes a signature only from a key under `operators.keys` that `may`
-`drill`, for itself, in its time, once (the operator commands' replay memory, on disk), and
+gateway's id and its site (a gateway id is unique within its site only, and an operator key is
+trusted at every site: a start signed for `gw-01` at one site must not sound `gw-01`'s sirens
+at another), the key's id, a fresh id, issue time and expiry (at most `MAX_COMMAND_LIFETIME_S`
+later) — its own prefix, so no signed config or alarm command can pass for one. A start
+without `site` (signed by an older roomwarden) is refused, saying to update it. The gateway
+takes a signature only from a key under `operators.keys` that `may` `drill`, for itself (its
+id and site), in its time, once (the operator commands' replay memory, on disk), and
 journals the drill as run by the key's owner, as the user the kernel names. A silent drill
 (outputs held) needs no signature; a signed one is checked all the same. Stopping a drill never
 needs one."""
@@ -45,7 +48,7 @@ PREFIX: Final = b"roomwarden/drill/v1\n"
 ACTION: Final = "drill_start"
 LIFETIME_S = 120.0
 _FIELDS: Final = {"action": str, "file_sha256": str, "name": str, "evacuation": bool,
-                  "gateway": str, "key_id": str, "id": str, "ts": int, "expires": int,
+                  "gateway": str, "site": str, "key_id": str, "id": str, "ts": int, "expires": int,
                   "signature": str}
 
 
@@ -64,14 +67,15 @@ def file_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def sign_start(text: str, name: str, evacuation: bool, *, gateway: str,
+def sign_start(text: str, name: str, evacuation: bool, *, gateway: str, site: str,
                private_key: Ed25519PrivateKey, now_ns: int | None = None,
                lifetime_s: float = LIFETIME_S) -> dict[str, Any]:
-    """The `signed` field of a drill start request for the drill file `text`."""
+    """The `signed` field of a drill start request for the drill file `text`, for `gateway`
+    at `site`."""
     now = time.time_ns() if now_ns is None else now_ns
     fields: dict[str, Any] = {
         "action": ACTION, "file_sha256": file_digest(text), "name": name,
-        "evacuation": evacuation, "gateway": gateway,
+        "evacuation": evacuation, "gateway": gateway, "site": site,
         "key_id": key_id(private_key.public_key()), "id": f"drill-{uuid.uuid4().hex[:16]}",
         "ts": now, "expires": now + int(lifetime_s * 1e9)}
     signature = private_key.sign(signing_bytes(fields))
@@ -79,16 +83,21 @@ def sign_start(text: str, name: str, evacuation: bool, *, gateway: str,
 
 
 def check_start(signed: object, *, text: str, name: str, evacuation: bool, gateway: str,
-                operators: OperatorSettings, replay: ReplayMemory | None,
+                site: str, operators: OperatorSettings, replay: ReplayMemory | None,
                 now_ns: int) -> str:
     """The owner of the key that signed this start (for the journal); DrillRefused saying why
     it is not taken."""
+    if isinstance(signed, dict) and set(signed) == set(_FIELDS) - {"site"}:
+        raise DrillRefused("the start names no site: it was signed by an older roomwarden "
+                           "that bound it to the gateway id only, which other sites may share; "
+                           "update the signing tool (roomwarden drill --live … --key KEY) and "
+                           "sign it anew")
     if not isinstance(signed, dict) or set(signed) != set(_FIELDS) or not all(
             type(signed[k]) is kind for k, kind in _FIELDS.items()):
         raise DrillRefused("signed: the fields " + ", ".join(_FIELDS) + " (from "
                            "`roomwarden drill --live … --key KEY`)")
     wanted = {"action": ACTION, "file_sha256": file_digest(text), "name": name,
-              "evacuation": evacuation, "gateway": gateway}
+              "evacuation": evacuation, "gateway": gateway, "site": site}
     for field, value in wanted.items():
         if signed[field] != value:
             raise DrillRefused(f"the signature is for another {field.replace('_', ' ')} "

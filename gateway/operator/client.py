@@ -78,7 +78,8 @@ def _send(o: CommandOptions, out: TextIO) -> int:
     except KeyFileError as exc:
         raise FlashError(str(exc)) from None
     try:
-        command = sign_command(o.fields, key, gateway=o.gateway, lifetime_s=o.lifetime_s)
+        command = sign_command(o.fields, key, gateway=o.gateway, site=o.site, root=o.root,
+                               lifetime_s=o.lifetime_s)
         cmd_topic = Topic(o.site, o.gateway, Channel.CMD, o.root)
         result_topic = Topic(o.site, o.gateway, Channel.CMD_RESULT, o.root)
         payload = encode(command)

@@ -12,9 +12,12 @@ that arrives can make these raise.
 
 An alarm command is carried out only if, in this order: it fits MAX_COMMAND_BYTES and the
 contract (`oversized`, `malformed`); it did not arrive retained (`retained`); it names this
-gateway (`wrong_gateway`); it is signed (`unsigned`, unless `operators.allow_unsigned`) by a
-trusted operator key (`untrusted_key`) and the signature verifies (`bad_signature`); the key
-may do the action (`not_permitted`); it has a valid lifetime of at most
+gateway and no other site or topic root (`wrong_gateway`); it is signed (`unsigned`, unless
+`operators.allow_unsigned`) by a trusted operator key (`untrusted_key`), names its gateway,
+site and root — signed with them, so bound to them: a gateway id is unique within its site
+only, and a key is trusted at every site (`wrong_gateway`; an older signing tool named the
+gateway only) — and the signature verifies (`bad_signature`); the key may do the action
+(`not_permitted`); it has a valid lifetime of at most
 MAX_COMMAND_LIFETIME_S (`bad_validity`), is not from the future beyond CLOCK_SKEW_S
 (`not_yet_valid`) and not past its expiry (`expired`); and the key never used its id before,
 also before a restart (`replayed`: `gateway.operator.replay`). Then `OperatorCommands` carries
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Literal, Union
 from gateway.clock import Clock
 from gateway.contract.channels import Channel, Topic
 from gateway.contract.vocab import (
+    DEFAULT_ROOT,
     MAX_COMMAND_BYTES,
     MAX_COMMAND_LIFETIME_S,
     REQUEST_ID_PATTERN,
@@ -48,7 +52,7 @@ from gateway.ops.connections import LogBudget
 from gateway.records import dataclass
 
 if TYPE_CHECKING:
-    from gateway.contract.commands import AlarmCommand, CommandResult
+    from gateway.contract.commands import AlarmCommand, CommandResult, RequestState
     from gateway.contract.topics import Message
     from gateway.operator.commands import Released
 
@@ -110,6 +114,7 @@ class CommandInbox:
         either every alarm command is refused."""
         self.site = site
         self.gateway = gateway
+        self.root = DEFAULT_ROOT if root is None else root
         self.clock = clock
         self._carry_out = carry_out
         self._policy = policy or OperatorSettings
@@ -163,9 +168,7 @@ class CommandInbox:
             if retained:
                 raise r.Refused(r.RETAINED, "a retained command is never carried out (it "
                                             "would be again at every reconnect)")
-            if cmd.gateway is not None and cmd.gateway != self.gateway:
-                raise r.Refused(r.WRONG_GATEWAY, f"the command is for gateway {cmd.gateway}, "
-                                                 f"not {self.gateway}")
+            self._check_target(cmd)
             if isinstance(cmd, RequestState):
                 self._say(logging.INFO, "event=command id=%s action=request_state ok=True",
                           cmd.id)
@@ -282,14 +285,33 @@ class CommandInbox:
         if operator is None:
             raise r.Refused(r.UNTRUSTED_KEY, f"key {cmd.key_id} is not among this gateway's "
                                              f"{len(policy.keys)} operator key(s)")
+        if cmd.gateway is None or cmd.site is None or cmd.root is None:
+            # before the signature: an older tool's signature does not verify (its fields
+            # lack these), and this says why — fail closed, with the remedy
+            raise r.Refused(r.WRONG_GATEWAY, "a signed command must name the gateway, site "
+                                             "and topic root it is for (this one names "
+                                             f"{_named(cmd)}): it was signed by an older "
+                                             "roomwarden that bound it to the gateway id only, "
+                                             "which other sites may share; update the signing "
+                                             "tool (roomwarden ack|shelve|…) and send it anew")
         check_signature(cmd, operator.trusted)
-        if cmd.gateway != self.gateway:
-            raise r.Refused(r.WRONG_GATEWAY, "a signed command must name the gateway it is for")
         permission = PERMISSION_OF[cmd.action]
         if permission not in operator.may:
             raise r.Refused(r.NOT_PERMITTED, f"key {cmd.key_id} ({operator.owner}) may not "
                                              f"{permission}; it may {', '.join(operator.may)}")
         return cmd.key_id, operator.owner
+
+    def _check_target(self, cmd: AlarmCommand | RequestState) -> None:
+        """Refused(WRONG_GATEWAY) if the command names another gateway, site or topic root
+        than this gateway's (a field it leaves out is checked by `_authenticate` when it is
+        signed)."""
+        for what, named, own in (("gateway", cmd.gateway, self.gateway),
+                                 ("site", cmd.site, self.site), ("topic root", cmd.root,
+                                                                 self.root)):
+            if named is not None and named != own:
+                raise r.Refused(r.WRONG_GATEWAY, f"the command is for {what} {named}, not "
+                                                 f"{own} (this is {self.root}/{self.site}/"
+                                                 f"{self.gateway})")
 
     def _check_time(self, cmd: AlarmCommand) -> None:
         now = self.clock.now_ns()
@@ -329,6 +351,13 @@ class CommandInbox:
                 changed: int | None = None, note: str | None = None) -> CommandResult:
         return command_result(self.site, self.gateway, cid, self.clock.now_ns(), refusal,
                               actor=actor, changed=changed, note=note)
+
+
+def _named(cmd: AlarmCommand) -> str:
+    """What of gateway, site and root a command names, for a refusal's message."""
+    named = [f"{what} {value}" for what, value in (("gateway", cmd.gateway), ("site", cmd.site),
+                                                  ("root", cmd.root)) if value is not None]
+    return ", ".join(named) or "none of them"
 
 
 def past_expiry(expires: int, now: int) -> float | None:

@@ -9,6 +9,12 @@ where `fields` is every field of the validated command except `signature`, defau
 — the same construction as a signed config (`gateway.flashing.envelope`), with its own prefix
 so that a signature over one can never pass for the other. The keys are the flashing keys
 (`roomwarden keys new`); the gateway trusts the ones its config lists under `operators.keys`.
+
+Among those fields are the command's target — `gateway`, `site` and `root` (the MQTT topic
+root) — so a signature for one gateway is worthless at another: a gateway id is unique within
+its site only, and an operator key is trusted at every site. The gateway refuses a signed
+command that names no site or root (`wrong_gateway`: signed by an older tool that bound the
+gateway id only).
 """
 
 from __future__ import annotations
@@ -55,14 +61,15 @@ def signing_bytes(command: AlarmCommand) -> bytes:
 
 
 def sign_command(fields: dict[str, Any], private_key: Ed25519PrivateKey, *, gateway: str,
-                 lifetime_s: float = 120.0, now_ns: int | None = None) -> AlarmCommand:
-    """A signed command from its action's fields (`action` and what it takes): id, issued-at,
-    expiry, gateway and key id filled in unless given. ContractError if a field breaks the
-    contract."""
+                 site: str, root: str, lifetime_s: float = 120.0,
+                 now_ns: int | None = None) -> AlarmCommand:
+    """A signed command from its action's fields (`action` and what it takes) for `gateway`
+    at `site` under the topic root `root`: id, issued-at, expiry, target and key id filled in
+    unless given. ContractError if a field breaks the contract."""
     now = time.time_ns() if now_ns is None else now_ns
     data = {"id": f"cmd-{secrets.token_hex(8)}", "ts": now,
             "expires": now + int(lifetime_s * 1e9), **fields, "gateway": gateway,
-            "key_id": key_id(private_key.public_key())}
+            "site": site, "root": root, "key_id": key_id(private_key.public_key())}
     data.pop("signature", None)
     from pydantic import ValidationError
 

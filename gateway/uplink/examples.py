@@ -14,6 +14,7 @@ from gateway.alarms.events import EventKind
 from gateway.alarms.lifecycle import AlarmState
 from gateway.alarms.types import Severity
 from gateway.contract.wire import (
+    DEFAULT_ROOT,
     INCIDENT_FORMAT,  # issue 12
     ActiveAlarm,
     ActiveAlarmsSnapshot,
@@ -56,7 +57,8 @@ def _signed(*, now: int = T, **fields: object) -> AlarmCommand:
 
     key = Ed25519PrivateKey.from_private_bytes(
         hashlib.sha256(b"roomwarden example operator key").digest())
-    return sign_command(dict(fields), key, gateway=GATEWAY, now_ns=now)
+    return sign_command(dict(fields), key, gateway=GATEWAY, site=SITE, root=DEFAULT_ROOT,
+                        now_ns=now)
 
 
 def _points() -> dict[str, PointMeta]:

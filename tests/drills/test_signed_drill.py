@@ -31,7 +31,7 @@ __all__ = ["keys"]  # fixture
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "firmware_configs" / "telecom_equipment_room.yaml"
-GATEWAY = "fsu-gz-tianhe-0301"
+GATEWAY, SITE_ID = "fsu-gz-tianhe-0301", "gz-tianhe-exchange"
 DRILL = """\
 drill: tx_fire_drill_signed
 title: Fire drill in the equipment room (signed)
@@ -111,7 +111,8 @@ def test_an_unsigned_evacuation_is_refused_where_local_users_may_not_change_thin
 
 def test_a_signed_evacuation_runs_in_the_key_owners_name_once(strict: Control,
                                                                keys: Keys) -> None:
-    signed = sign_start(DRILL, "fire.yaml", True, gateway=GATEWAY, private_key=keys.zhang.private)
+    signed = sign_start(DRILL, "fire.yaml", True, gateway=GATEWAY, site=SITE_ID,
+                        private_key=keys.zhang.private)
     answer = strict.answer(start(True, signed))
     assert answer["ok"] is True, answer
     assert answer["drill"]["mode"] == "evacuation"
@@ -121,26 +122,28 @@ def test_a_signed_evacuation_runs_in_the_key_owners_name_once(strict: Control,
     assert again["ok"] is False and "used before" in again["error"]
 
 
-@pytest.mark.parametrize("case", ["no drill right", "stranger", "other gateway", "other file",
-                                  "silent for evacuation", "expired", "bad signature",
-                                  "missing field"])
+@pytest.mark.parametrize("case", ["no drill right", "stranger", "other gateway", "other site",
+                                  "other file", "silent for evacuation", "expired",
+                                  "bad signature", "missing field"])
 def test_a_signed_start_that_is_not_good_is_refused(strict: Control, keys: Keys,
                                                     case: str) -> None:
-    key, gateway, text, mode, now = keys.zhang, GATEWAY, DRILL, True, None
+    key, gateway, site, text, mode, now = keys.zhang, GATEWAY, SITE_ID, DRILL, True, None
     if case == "no drill right":
         key = keys.acker
     elif case == "stranger":
         key = keys.stranger
     elif case == "other gateway":
         gateway = "fsu-elsewhere"
+    elif case == "other site":  # the same gateway id at another site (ids are per site)
+        site = "sz-nanshan-exchange"
     elif case == "other file":
         text = DRILL.replace("duration: 5m", "duration: 9m")
     elif case == "silent for evacuation":
         mode = False
     elif case == "expired":
         now = 1_700_000_000_000_000_000
-    signed = sign_start(text, "fire.yaml", mode, gateway=gateway, private_key=key.private,
-                        now_ns=now)
+    signed = sign_start(text, "fire.yaml", mode, gateway=gateway, site=site,
+                        private_key=key.private, now_ns=now)
     if case == "bad signature":
         raw = bytearray(base64.b64decode(signed["signature"]))
         raw[0] ^= 1
@@ -149,6 +152,27 @@ def test_a_signed_start_that_is_not_good_is_refused(strict: Control, keys: Keys,
         del signed["expires"]
     answer = strict.answer(start(True, signed))
     assert answer["ok"] is False and answer["error"].startswith("signed drill refused"), answer
+    assert strict.gateway.core.drill is None
+
+
+def test_a_start_signed_without_its_site_by_an_older_tool_is_refused(strict: Control,
+                                                                       keys: Keys) -> None:
+    """A start signed the old way, over the gateway id only (valid at every site with a
+    gateway of that id), is refused — saying to update the signing tool — and starts
+    nothing."""
+    import time
+
+    from gateway.drills.signed import file_digest, signing_bytes
+
+    now = time.time_ns()
+    fields: dict[str, Any] = {
+        "action": "drill_start", "file_sha256": file_digest(DRILL), "name": "fire.yaml",
+        "evacuation": True, "gateway": GATEWAY, "key_id": keys.zhang.public.key_id,
+        "id": "drill-oldtool00000001", "ts": now, "expires": now + 60_000_000_000}
+    fields["signature"] = base64.b64encode(
+        keys.zhang.private.sign(signing_bytes(fields))).decode()
+    answer = strict.answer(start(True, fields))
+    assert answer["ok"] is False and "update the signing tool" in answer["error"], answer
     assert strict.gateway.core.drill is None
 
 
@@ -174,7 +198,7 @@ def test_roomwarden_drill_live_key_signs_the_start(tmp_path: Path, keys: Keys) -
 
     c = Control(site_config(tmp_path, keys, local_unsigned=False), tmp_path / "state")
     sock = tmp_path / "control.sock"
-    server = ControlServer(sock, status=lambda: {"gateway": GATEWAY},
+    server = ControlServer(sock, status=lambda: {"gateway": GATEWAY, "site": SITE_ID},
                            apply_text=None, apply_envelope=None,  # type: ignore[arg-type]
                            reload=None, drills=c.drills.answer)  # type: ignore[arg-type]
     c.loop.run_until_complete(server.start())
@@ -210,7 +234,8 @@ def test_a_signed_start_waits_for_a_locked_replay_memory_off_the_event_loop(
     the file locked, the event loop (the rules, the buses) goes on; the start goes through once
     the lock is let go. Before, the write held the loop up to the file's 5 s busy timeout and
     the start was refused."""
-    signed = sign_start(DRILL, "fire.yaml", True, gateway=GATEWAY, private_key=keys.zhang.private)
+    signed = sign_start(DRILL, "fire.yaml", True, gateway=GATEWAY, site=SITE_ID,
+                        private_key=keys.zhang.private)
     strict.gateway.replay_memory()  # the file, as a gateway that took a command before has it
     lock = Locker(strict.gateway.state_dir / "operator" / "commands.sqlite", "EXCLUSIVE")
 
@@ -239,7 +264,7 @@ def test_a_signed_start_that_expires_while_its_id_waits_for_the_disk_is_not_star
     try:
         c.gateway.replay_memory()
         clock.advance(1.0)
-        signed = sign_start(DRILL, "fire.yaml", True, gateway=GATEWAY,
+        signed = sign_start(DRILL, "fire.yaml", True, gateway=GATEWAY, site=SITE_ID,
                             private_key=keys.zhang.private, now_ns=clock.now_ns(),
                             lifetime_s=30.0)
         lock = Locker(c.gateway.state_dir / "operator" / "commands.sqlite", "EXCLUSIVE")

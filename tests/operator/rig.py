@@ -54,6 +54,11 @@ class Rig:
     sender: mqtt.Client
     state_dir: Path
 
+    @property
+    def site_id(self) -> str:
+        """The gateway's site (what a command signed for it names)."""
+        return self.prefix.split("/")[1]
+
     def send(self, payload: Message | bytes, *, retain: bool = False) -> None:
         data = payload if isinstance(payload, bytes) else encode(payload)
         info = self.sender.publish(self.prefix + "cmd", data, qos=1, retain=retain)

@@ -5,16 +5,18 @@ outcome follow the gateway's `cmd/result`."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
 
 from gateway.localservices import free_port
 from tests.fixtures.operators import Keys
-from tests.fixtures.services import Broker
+from tests.fixtures.services import Broker, Subscriber
 from tests.operator.rig import OWNER, Rig, rig
 
 ROOMWARDEN = Path(sys.executable).with_name("roomwarden")
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def roomwarden(r: Rig, broker: Broker, *args: str, key: Path) -> tuple[int, str]:
@@ -72,3 +74,50 @@ async def test_the_operator_cli_end_to_end(tmp_path: Path, broker: Broker,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out_b, _ = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 2 and "cannot connect" in out_b.decode(), out_b
+
+
+async def test_a_command_the_cli_signed_for_another_site_or_root_is_refused_here(
+        tmp_path: Path, broker: Broker, keys: Keys) -> None:
+    """`roomwarden ack --site other-site` (or `--root acme/rw`) for a gateway of the same id:
+    its payload, taken off the broker and published to this site's gateway, is refused
+    `wrong_gateway` and changes nothing — the signature binds the command to its site and
+    topic root, not to the gateway id alone (ids are unique within a site only, and a NOC key
+    is trusted at every site). Before, it was carried out and the siren went off (an audit).
+    The same CLI aimed at this gateway is carried out."""
+    async with rig(tmp_path, broker, keys.operators()) as (r, _restart):
+        await r.fire(True)
+        ref = r.fire_ref()
+        alarm = f"{ref.rule}@{ref.subject}"
+
+        async def cli(site: str, root: str, timeout: str) -> tuple[int, str]:
+            # `-m gateway` from this checkout (the installed script may import another one)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway", "ack", "--alarm", alarm, "--gateway",
+                r.gateway_id, "--site", site, "--root", root, "--broker",
+                f"mqtt://127.0.0.1:{broker.port}", "--key", str(keys.zhang.private_path),
+                "--timeout", timeout, cwd=REPO, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode is not None
+            return proc.returncode, out.decode()
+
+        for site, root in (("other-site", "roomwarden"), (r.site_id, "acme/rw")):
+            wire = Subscriber(broker.port, f"{root}/{site}/{r.gateway_id}/cmd")
+            try:
+                assert wire.subscribed.wait(5)
+                code, out = await cli(site, root, "1s")  # nobody answers there
+                assert code == 1 and "no answer" in out, out
+                captured = wire.snapshot(lambda m: True)
+                assert len(captured) == 1, captured
+            finally:
+                wire.close()
+            payload = captured[0].payload
+            r.send(payload)  # replayed at this site's gateway of the same id
+            answer = await r.answer(json.loads(payload)["id"])
+            assert not answer.ok and answer.code == "wrong_gateway", (site, root, answer)
+            await r.still_sounding()
+        assert r.owner_acks() == []
+
+        code, out = await cli(r.site_id, "roomwarden", "20s")
+        assert code == 0 and "done: 1 alarm(s) changed" in out, out
+        await r.coil(False)

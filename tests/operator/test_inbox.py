@@ -81,7 +81,9 @@ def bench(tmp_path: Path, keys: Keys) -> Bench:
 def ack(bench: Bench, key: Any = None, **over: Any) -> AlarmCommand:
     signer = key or bench.keys.zhang
     over.setdefault("now_ns", bench.now())
-    return signer.sign(over.pop("gateway", GW), action="acknowledge", alarms=[REF], **over)
+    return signer.sign(over.pop("gateway", GW), site=over.pop("site", SITE),
+                       root=over.pop("root", "roomwarden"), action="acknowledge",
+                       alarms=[REF], **over)
 
 
 def refused(d: Delivery, code: str) -> str:
@@ -120,7 +122,7 @@ def test_every_refusal_has_its_code_and_carries_out_nothing(bench: Bench) -> Non
     other_key = ack(bench, keys.acker).model_copy(update={"key_id": good.key_id})
     refused(bench.send(other_key), r.BAD_SIGNATURE)
     refused(bench.send(ack(bench, gateway="gw-2")), r.WRONG_GATEWAY)
-    shelve = keys.acker.sign(GW, action="shelve", alarm=REF, now_ns=bench.now(),
+    shelve = keys.acker.sign(GW, site=SITE, action="shelve", alarm=REF, now_ns=bench.now(),
                              until=bench.now() + 3_600_000_000_000, reason="test")
     assert "may not shelve" in refused(bench.send(shelve), r.NOT_PERMITTED)
     refused(bench.send(ack(bench, now_ns=bench.now() - 200_000_000_000)), r.EXPIRED)
@@ -135,6 +137,38 @@ def test_every_refusal_has_its_code_and_carries_out_nothing(bench: Bench) -> Non
     assert bench.send(b"\xff" * (MAX_COMMAND_BYTES + 1)) == Delivery("bad", None)
     assert bench.send(b"[" * 100_000) == Delivery("bad", None)
     assert bench.recorder.done == []
+
+
+def test_a_command_signed_the_old_way_over_the_gateway_id_only_is_refused(
+        bench: Bench) -> None:
+    """A command as a signing tool from before site and root were bound made it — no `site`,
+    no `root`, signed over the rest — is valid at every site with a gateway of its id: it is
+    refused (fail closed), saying to update the signing tool, and nothing is carried out.
+    Before, it was carried out. Then the same command bound to another site or topic root,
+    even correctly signed, is refused too."""
+    import base64
+
+    from gateway.contract.wire import Channel, Topic, decode
+    from gateway.operator.signing import SIGNING_PREFIX
+
+    key, now = bench.keys.zhang, bench.now()
+    data: dict[str, Any] = {
+        "v": 1, "id": "cmd-old-tool", "ts": now, "expires": now + 60_000_000_000,
+        "gateway": GW, "key_id": key.public.key_id, "action": "acknowledge",
+        "alarms": [{"rule": REF.rule, "subject": REF.subject}]}
+    cmd = decode(Topic(SITE, GW, Channel.CMD), json.dumps(data).encode())
+    old = cmd.model_dump(mode="json", exclude={"signature", "site", "root"})  # (its fields)
+    text = json.dumps(old, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    data["signature"] = base64.b64encode(key.private.sign(SIGNING_PREFIX + text.encode())
+                                         ).decode()
+    error = refused(bench.send(json.dumps(data).encode()), r.WRONG_GATEWAY)
+    assert "update the signing tool" in error, error
+    assert bench.recorder.done == []
+    for elsewhere in ({"site": "site-2"}, {"root": "acme/rw"}):
+        error = refused(bench.send(ack(bench, **elsewhere)), r.WRONG_GATEWAY)
+        assert "not" in error and GW in error, error
+    assert bench.recorder.done == []
+    assert bench.send(ack(bench)).outcome == "applied"  # bound to this site and root
 
 
 def test_replayed_also_after_a_restart(bench: Bench) -> None:
@@ -202,7 +236,7 @@ def test_without_trusted_keys_or_memory_everything_is_refused(tmp_path: Path,
                                                               keys: Keys) -> None:
     clock = ManualClock(start_ns=1_800_000_000_000_000_000)
     inbox = CommandInbox(SITE, GW, clock, carry_out=Recorder())
-    cmd = keys.zhang.sign(GW, action="acknowledge", alarms=[REF], now_ns=clock.now_ns())
+    cmd = keys.zhang.sign(GW, site=SITE, action="acknowledge", alarms=[REF], now_ns=clock.now_ns())
     d = inbox.receive(encode(cmd), False)
     refused(d, r.UNTRUSTED_KEY)
     policy = keys.settings()

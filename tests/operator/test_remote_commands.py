@@ -25,27 +25,32 @@ async def test_every_refusal_has_its_code_and_the_siren_keeps_sounding(
         await r.fire(True)
         ref = r.fire_ref()
         now = time.time_ns()
-        signed = keys.zhang.sign(gw, action="acknowledge", alarms=[ref])
+        signed = keys.zhang.sign(gw, site=r.site_id, action="acknowledge", alarms=[ref])
         # (a retained command is refused too: tests/uplink/test_commands.py; a broker hands
         # a live subscriber a retained publish as a plain one, so it is not tried here)
         cases: list[tuple[str, AlarmCommand | bytes]] = [
             ("unsigned", signed.model_copy(update={"signature": None, "key_id": None})),
-            ("untrusted_key", keys.stranger.sign(gw, action="acknowledge", alarms=[ref])),
-            ("bad_signature", keys.zhang.sign(gw, action="acknowledge", alarms=[
+            ("untrusted_key", keys.stranger.sign(gw, site=r.site_id,
+                                                 action="acknowledge", alarms=[ref])),
+            ("bad_signature", keys.zhang.sign(gw, site=r.site_id, action="acknowledge", alarms=[
                 AlarmRef(rule="fire.smoke_detector", subject="smoke-tx-01.alarm")]
             ).model_copy(update={"alarms": (ref,)})),
-            ("bad_signature", keys.zhang.sign(gw, action="acknowledge_all").model_copy(
+            ("bad_signature", keys.zhang.sign(gw, site=r.site_id,
+                                              action="acknowledge_all").model_copy(
                 update={"room": None, "note": "all of them"})),
-            ("expired", keys.zhang.sign(gw, action="acknowledge", alarms=[ref],
+            ("expired", keys.zhang.sign(gw, site=r.site_id, action="acknowledge", alarms=[ref],
                                         now_ns=now - 180_000_000_000, lifetime_s=60)),
-            ("too_long", keys.zhang.sign(gw, action="shelve", alarm=ref, reason="until 2200",
+            ("too_long", keys.zhang.sign(gw, site=r.site_id,
+                                         action="shelve", alarm=ref, reason="until 2200",
                                          until=7_258_118_400_000_000_000)),
-            ("too_long", keys.zhang.sign(gw, action="suppress", scope="tx-3f", reason="x",
+            ("too_long", keys.zhang.sign(gw, site=r.site_id,
+                                         action="suppress", scope="tx-3f", reason="x",
                                          until=now + 8 * 86_400_000_000_000)),
-            ("not_permitted", keys.acker.sign(gw, action="shelve", alarm=ref, reason="quiet",
+            ("not_permitted", keys.acker.sign(gw, site=r.site_id,
+                                              action="shelve", alarm=ref, reason="quiet",
                                               until=now + 3_600_000_000_000)),
-            ("not_permitted", keys.acker.sign(gw, action="acknowledge_all")),
-            ("wrong_gateway", keys.zhang.sign("gw-elsewhere", action="acknowledge",
+            ("not_permitted", keys.acker.sign(gw, site=r.site_id, action="acknowledge_all")),
+            ("wrong_gateway", keys.zhang.sign("gw-elsewhere", site=r.site_id, action="acknowledge",
                                               alarms=[ref])),
             ("malformed", b'{"v": 1, "id": "no-alarms", "action": "acknowledge"}'),
         ]
@@ -77,7 +82,8 @@ async def test_a_signed_acknowledge_silences_and_its_replay_never_does(
         tmp_path: Path, broker: Broker, keys: Keys) -> None:
     async with rig(tmp_path, broker, keys.operators()) as (r, restart):
         await r.fire(True)
-        first = keys.zhang.sign(r.gateway_id, action="acknowledge", alarms=[r.fire_ref()],
+        first = keys.zhang.sign(r.gateway_id, site=r.site_id,
+                                action="acknowledge", alarms=[r.fire_ref()],
                                 note="on my way", lifetime_s=600)
         r.send(first)
         answer = await r.answer(first.id)
@@ -104,7 +110,8 @@ async def test_a_signed_acknowledge_silences_and_its_replay_never_does(
         after = await r.answer(first.id, 3)
         assert not after.ok and after.code == "replayed", after
         await r.still_sounding()
-        fresh = keys.zhang.sign(r.gateway_id, action="acknowledge", alarms=[r.fire_ref()])
+        fresh = keys.zhang.sign(r.gateway_id, site=r.site_id,
+                                action="acknowledge", alarms=[r.fire_ref()])
         r.send(fresh)
         assert (await r.answer(fresh.id)).ok
         await r.coil(False)
@@ -121,7 +128,8 @@ async def test_lab_mode_takes_unsigned_commands_and_says_so(
         uplink_check = monitor_for(r.gateway).check().checks["uplink"]
         assert uplink_check.status == "degraded" and "unsigned" in uplink_check.detail
         await r.fire(True)
-        unsigned = keys.zhang.sign(r.gateway_id, action="acknowledge", alarms=[r.fire_ref()],
+        unsigned = keys.zhang.sign(r.gateway_id, site=r.site_id,
+                                   action="acknowledge", alarms=[r.fire_ref()],
                                    actor="li.wei").model_copy(
             update={"signature": None, "key_id": None})
         r.send(unsigned)

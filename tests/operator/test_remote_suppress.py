@@ -22,7 +22,8 @@ async def test_a_signed_suppression_cannot_hide_an_unacknowledged_fire(
     async with rig(tmp_path, broker, keys.operators()) as (r, _restart):
         gw = r.gateway_id
         await r.fire(True)
-        refused = keys.zhang.sign(gw, action="suppress", scope="tx-3f", reason="hot work",
+        refused = keys.zhang.sign(gw, site=r.site_id,
+                                  action="suppress", scope="tx-3f", reason="hot work",
                                   until=time.time_ns() + HOUR_NS)
         r.send(refused)
         answer = await r.answer(refused.id)
@@ -33,10 +34,12 @@ async def test_a_signed_suppression_cannot_hide_an_unacknowledged_fire(
         assert r.site.read_point(STROBE) is True
         assert r.gateway.core.alarms.suppressions() == []
 
-        ack = keys.zhang.sign(gw, action="acknowledge_all", room="tx-3f", note="seen")
+        ack = keys.zhang.sign(gw, site=r.site_id,
+                              action="acknowledge_all", room="tx-3f", note="seen")
         r.send(ack)
         assert (await r.answer(ack.id)).ok
-        allowed = keys.zhang.sign(gw, action="suppress", scope="tx-3f", reason="detector fault",
+        allowed = keys.zhang.sign(gw, site=r.site_id,
+                                  action="suppress", scope="tx-3f", reason="detector fault",
                                   until=time.time_ns() + HOUR_NS)
         r.send(allowed)
         answer = await r.answer(allowed.id)

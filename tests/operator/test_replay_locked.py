@@ -24,7 +24,8 @@ async def test_the_buses_are_polled_while_a_command_waits_for_a_locked_replay_me
         await r.fire(True)  # the siren sounds
         uplink = r.gateway.uplink
         assert uplink is not None
-        signed = keys.zhang.sign(r.gateway_id, action="acknowledge", alarms=[r.fire_ref()])
+        signed = keys.zhang.sign(r.gateway_id, site=r.site_id,
+                                 action="acknowledge", alarms=[r.fire_ref()])
         lock = Locker(r.state_dir / "operator" / "commands.sqlite", "EXCLUSIVE")
         try:
             r.send(signed)
@@ -54,9 +55,10 @@ async def test_a_command_whose_validity_ends_while_the_memory_is_locked_is_not_c
         uplink = r.gateway.uplink
         assert uplink is not None
         ref = r.fire_ref()
-        signed = keys.zhang.sign(r.gateway_id, action="acknowledge", alarms=[ref],
+        signed = keys.zhang.sign(r.gateway_id, site=r.site_id, action="acknowledge", alarms=[ref],
                                  lifetime_s=3.0)
-        shelve = keys.zhang.sign(r.gateway_id, action="shelve", alarm=ref, reason="noisy",
+        shelve = keys.zhang.sign(r.gateway_id, site=r.site_id,
+                                 action="shelve", alarm=ref, reason="noisy",
                                  until=signed.ts + 3_600_000_000_000, lifetime_s=3.0)
         lock = Locker(r.state_dir / "operator" / "commands.sqlite", "EXCLUSIVE")
         try:

@@ -50,11 +50,14 @@ async def test_a_signed_reset_releases_the_charge_inhibit_and_others_are_refused
 
         # not now: the wrong key, an unknown output, and nothing changes
         cases = [
-            ("not_permitted", keys.acker.sign(gw, action="reset_output", output=INHIBIT),
+            ("not_permitted", keys.acker.sign(gw, site=r.site_id,
+                                              action="reset_output", output=INHIBIT),
              "may not reset_output"),
-            ("not_applicable", keys.zhang.sign(gw, action="reset_output", output="nowhere"),
+            ("not_applicable", keys.zhang.sign(gw, site=r.site_id,
+                                               action="reset_output", output="nowhere"),
              "unknown output 'nowhere'"),
-            ("not_applicable", keys.zhang.sign(gw, action="reset_output", output="siren-ess"),
+            ("not_applicable", keys.zhang.sign(gw, site=r.site_id,
+                                               action="reset_output", output="siren-ess"),
              "is not held until reset"),
         ]
         for code, cmd, why in cases:
@@ -63,7 +66,7 @@ async def test_a_signed_reset_releases_the_charge_inhibit_and_others_are_refused
             assert not answer.ok and answer.code == code and why in (answer.error or ""), answer
         assert coil() is True and core().planner.state[INHIBIT].held_by_reset
 
-        reset = keys.zhang.sign(gw, action="reset_output", output=INHIBIT,
+        reset = keys.zhang.sign(gw, site=r.site_id, action="reset_output", output=INHIBIT,
                                 note="cells checked", actor="someone else")
         r.send(reset)
         answer = await r.answer(reset.id)
@@ -74,7 +77,7 @@ async def test_a_signed_reset_releases_the_charge_inhibit_and_others_are_refused
         assert [(e.subject, e.actor, e.note) for e in journalled][-1] == (
             INHIBIT, OWNER, "reset: cells checked")
 
-        again = keys.zhang.sign(gw, action="reset_output", output=INHIBIT)
+        again = keys.zhang.sign(gw, site=r.site_id, action="reset_output", output=INHIBIT)
         r.send(again)
         answer = await r.answer(again.id)
         assert not answer.ok and answer.code == "not_applicable"

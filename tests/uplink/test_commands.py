@@ -98,7 +98,7 @@ def ack(cid: str, signer: OperatorKeyPair, *, note: str | None = None,
     """A signed acknowledge (issued `expires_in` before it expires; negative: expired)."""
     now = (clock or SystemClock()).now_ns()
     issued = now if expires_in > 0 else now + int((expires_in - 60) * 1e9)
-    return signer.sign(GW, id=cid, action="acknowledge", note=note, now_ns=issued,
+    return signer.sign(GW, site=SITE, id=cid, action="acknowledge", note=note, now_ns=issued,
                        lifetime_s=60.0 if expires_in <= 0 else expires_in,
                        alarms=[AlarmRef(rule="high_temp", subject="th-1.temperature")])
 
@@ -212,7 +212,7 @@ async def test_commands_are_applied_once_answered_and_stale_ones_refused(
         assert results_for(sub, "a4")[0].error == "failed: RuntimeError"
         assert results_for(sub, "a4")[0].code == "failed"
 
-        commander.send(keys.zhang.sign(GW, id="a5", action="acknowledge_all", room="r1"))
+        commander.send(keys.zhang.sign(GW, site=SITE, id="a5", action="acknowledge_all", room="r1"))
         await until(lambda: len(results_for(sub, "a5")) == 1, what="result a5")
         assert results_for(sub, "a5")[0].ok and handler.ids()[-1] == "a5"
 
@@ -622,7 +622,8 @@ async def test_a_remote_acknowledge_silences_the_siren_once(
             fire = next(v for v in gateway.core.alarms.active() if v.key.rule == FIRE)
             ref = AlarmRef(rule=fire.key.rule, subject=fire.key.subject)
             gw_id = cfg.gateway.id
-            cmd = keys.zhang.sign(gw_id, id="noc-ack-1", action="acknowledge", alarms=[ref],
+            cmd = keys.zhang.sign(gw_id, site=cfg.gateway.site,
+                                  id="noc-ack-1", action="acknowledge", alarms=[ref],
                                   note="on the phone with site")
             commander.send(cmd, topic=prefix + "cmd")
             await until(lambda: len(answers("noc-ack-1")) == 1, what="the command result")
@@ -639,7 +640,8 @@ async def test_a_remote_acknowledge_silences_the_siren_once(
             assert answers("noc-ack-1")[1].code == "replayed" and len(remote_acks()) == 1
 
             # an acknowledge that is no longer wanted is not applied
-            shelve = keys.zhang.sign(gw_id, id="noc-shelve-1", action="shelve", alarm=ref,
+            shelve = keys.zhang.sign(gw_id, site=cfg.gateway.site,
+                                     id="noc-shelve-1", action="shelve", alarm=ref,
                                      now_ns=time.time_ns() - 120_000_000_000, lifetime_s=60,
                                      until=time.time_ns() + 3_600_000_000_000, reason="late")
             commander.send(shelve, topic=prefix + "cmd")
@@ -649,7 +651,8 @@ async def test_a_remote_acknowledge_silences_the_siren_once(
             assert gateway.core.alarms.get(fire.key).shelf is None
 
             # refused by the alarm manager: the reason travels back
-            again = keys.zhang.sign(gw_id, id="noc-ack-2", action="acknowledge", alarms=[ref])
+            again = keys.zhang.sign(gw_id, site=cfg.gateway.site,
+                                    id="noc-ack-2", action="acknowledge", alarms=[ref])
             commander.send(again, topic=prefix + "cmd")
             await until(lambda: len(answers("noc-ack-2")) == 1, what="the second refusal")
             second = answers("noc-ack-2")[0]

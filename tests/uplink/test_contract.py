@@ -23,7 +23,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "mqtt-contract.md"
 
 
 def topic_for(message: c.Message, site: str = "s1", gateway: str = "g1") -> c.Topic:
-    site = getattr(message, "site", site)
+    site = getattr(message, "site", None) or site  # a command may name none either
     gateway = getattr(message, "gateway", None) or gateway  # a command may name none
     return c.Topic(site, gateway, c.channel_of(message))
 
