@@ -28,9 +28,7 @@ by the same rule: `past_expiry`): then it is answered `expired` instead, and its
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, Union
 
@@ -40,11 +38,11 @@ from gateway.contract.vocab import (
     DEFAULT_ROOT,
     MAX_COMMAND_BYTES,
     MAX_COMMAND_LIFETIME_S,
-    REQUEST_ID_PATTERN,
     ContractError,
 )
 from gateway.first_import import import_all
 from gateway.operator import refusals as r
+from gateway.operator.answers import command_result, recover_id
 from gateway.operator.replay import ReplayMemory, ReplayMemoryError, iso
 from gateway.operator.settings import PERMISSION_OF, OperatorSettings
 from gateway.operator.signing import check_signature
@@ -71,7 +69,6 @@ LOG_WINDOW_S = 60.0
 is counted (UplinkStatus), not logged line by line; the next line logged says how many were
 left out (`suppressed=N`)."""
 
-_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 Outcome = Literal["applied", "refused", "duplicate", "bad"]
 CarryOut = Callable[["AlarmCommand", str], Union[int, "Released"]]
@@ -366,36 +363,6 @@ def past_expiry(expires: int, now: int) -> float | None:
     sender's clock ahead of the gateway's (a `ts` in its future); `expires` is the sender's
     own limit, kept as signed."""
     return (now - expires) / 1e9 if expires < now else None
-
-
-def recover_id(payload: bytes) -> str | None:
-    """The `id` of a payload that broke the contract, if it still has a readable one."""
-    try:
-        data = json.loads(payload)
-    except Exception:  # not JSON, not UTF-8, nested too deep …
-        return None
-    cid = data.get("id") if isinstance(data, dict) else None
-    if isinstance(cid, str) and _REQUEST_ID.fullmatch(cid):
-        return cid
-    return None
-
-
-def command_result(site: str, gateway: str, cid: str, ts: int, refusal: r.Refused | None, *,
-                   actor: str | None = None, changed: int | None = None,
-                   note: str | None = None) -> CommandResult:
-    """The answer: ok, or the refusal's code and message (made printable, within limits)."""
-    from gateway.contract.commands import CommandResult
-
-    if refusal is None:
-        return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=True, actor=actor,
-                             changed=changed, note=None if note is None else note[:1000])
-    error = refusal.message.encode("utf-8", "backslashreplace").decode("utf-8")[:1000]
-    try:
-        return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=False,
-                             code=refusal.code, error=error, actor=actor)
-    except ValueError:
-        return CommandResult(site=site, gateway=gateway, id=cid, ts=ts, ok=False,
-                             code=refusal.code)
 
 
 def prepare_commands() -> None:
