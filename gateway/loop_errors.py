@@ -1,13 +1,14 @@
 """Exceptions nobody awaits, as asyncio logs them: the first of each kind with its traceback,
 then one line a minute saying how many more came, never a traceback per occurrence.
 
-Such exceptions come from code the gateway does not call itself, in a protocol callback: a
-Modbus TCP device whose reply's byte count disagrees with its data makes pymodbus raise
-`ModbusIOException` in `data_received`, and asyncio's default exception handler logs ~18 lines
-of traceback each time (the field audit: 2,900 a day for one device with the shipped back-off).
-The connection is handled as before (pymodbus drops it; the link reconnects and the device's
-poll fails with a comm error); only the log is bounded, by the project's `RateLimitFilter` on
-the `asyncio` logger, keyed by the message's first line (the rest names the protocol and
+Such exceptions come from code the gateway does not call itself, in a protocol callback, and
+asyncio's default exception handler logs ~18 lines of traceback each time: a Modbus TCP
+device whose reply's byte count disagreed with its data made pymodbus raise
+`ModbusIOException` in `data_received` (the field audit: 2,900 a day for one device with the
+shipped back-off; such a reply is now that read's comm error, gateway.field.modbus_replies'
+`UndecodableReply`). Whatever still raises there is handled as asyncio handles it (the
+transport is closed); only the log is bounded, by the project's `RateLimitFilter` on the
+`asyncio` logger, keyed by the message's first line (the rest names the protocol and
 transport objects, different every time).
 
 And the gateway's own background tasks, whose exceptions nobody awaits either: `log_failure`

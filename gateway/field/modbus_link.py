@@ -7,6 +7,16 @@ retry (`retries=0`): the bus loop owns retry and back-off, so one dead device co
 one timeout per poll. Register-read replies are decoded in one `struct` call
 (gateway.field.modbus_replies, issue 15), pymodbus's client otherwise as it is; replies are
 matched as before.
+
+The link alone (re)connects, one connection at a time: pymodbus's own reconnect task is off
+(`reconnect_delay=0`), and a read or write that finds the link down connects it again under
+a lock, closing the client first (`_connect`). The poll is the retry: a device that fails is
+polled with the bus loop's back-off (gateway.field.health), so one connection attempt per
+poll. The field audit: with both reconnecting after a Modbus TCP device restarted, each
+connect set the client's one transport and the overwritten one was never closed — a second
+connection to the device, left idle for minutes; a converter that takes one connection per
+bus link (RS-485 to Ethernet) refused every new one while the orphan held its slot, and the
+device stayed offline.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from pymodbus.pdu import ModbusPDU
 
 from gateway.config.profile import RegisterType
 from gateway.config.site import ModbusRtuBus, ModbusTcpBus
-from gateway.field.modbus_replies import ReadRepliesDecoder, words_struct
+from gateway.field.modbus_replies import ReadRepliesDecoder, UndecodableReply, words_struct
 from gateway.field.planner import ReadRequest
 from gateway.field.rtu_line import HuntingRtuFramer, UnitGuard
 
@@ -88,7 +98,7 @@ class ModbusLink:
             self.client = AsyncModbusSerialClient(
                 bus.port, baudrate=bus.baudrate, parity=bus.parity, stopbits=bus.stopbits,
                 bytesize=bus.bytesize, timeout=bus.timeout, retries=0,
-                reconnect_delay=0.5, reconnect_delay_max=10.0, name=bus.id,
+                reconnect_delay=0, name=bus.id,  # (the link reconnects: the docstring)
                 trace_pdu=self._received)
             self.client.ctx.framer = HuntingRtuFramer(ReadRepliesDecoder())
             self.guard = UnitGuard(bus.id, bus.timeout)
@@ -96,14 +106,28 @@ class ModbusLink:
         else:
             self.client = AsyncModbusTcpClient(
                 bus.host, port=bus.port, timeout=bus.timeout, retries=0,
-                reconnect_delay=0.5, reconnect_delay_max=10.0, name=bus.id)
+                reconnect_delay=0, name=bus.id)
             self.client.ctx.framer.decoder = ReadRepliesDecoder()
             self.frame_gap = 0.0
         self._last_frame_end = 0.0
+        self._connecting = asyncio.Lock()
 
     async def open(self) -> None:
-        if not await self.client.connect():  # polls retry the connection; the loop notes it
+        if not await self._connect():  # polls retry the connection; the loop notes it
             raise CommFailure(f"cannot connect to {self._endpoint()}")
+
+    async def _connect(self) -> bool:
+        """Connect unless connected; whether the link is connected now. One connect at a time
+        (a poll's read and an output's write may both find the link down), and the client is
+        closed first: pymodbus keeps one transport, and a connect sets it whether or not one
+        is open (`close()` closes it and cancels any reconnect task of pymodbus's). The caller
+        sends at once, with no await in between: pymodbus's `execute` connects by itself if
+        it finds no transport, outside this lock."""
+        async with self._connecting:
+            if self.client.connected:
+                return True
+            self.client.close()
+            return await self.client.connect()
 
     async def close(self) -> None:
         self.client.close()
@@ -125,10 +149,12 @@ class ModbusLink:
     async def _read(self, request: ReadRequest, unit: int,
                     extract: Callable[[ReadRequest, Any], Sequence[int] | Sequence[bool] | bytes]
                     ) -> Sequence[int] | Sequence[bool] | bytes:
-        if not self.client.connected and not await self.client.connect():
+        if not self.client.connected and not await self._connect():
             raise CommFailure(f"not connected to {self._endpoint()}")
         if self.frame_gap:  # (RTU only: no coroutine to await per TCP read)
             await self._respect_frame_gap(unit)
+            if not self.client.connected and not await self._connect():  # (lost meanwhile)
+                raise CommFailure(f"not connected to {self._endpoint()}")
         try:
             reply = await self._send(request, unit)
             return extract(request, reply)
@@ -149,6 +175,8 @@ class ModbusLink:
         """Raise unless `reply` is a reply of `request`'s function."""
         if reply is None:
             raise CommFailure("no reply")
+        if isinstance(reply, UndecodableReply):
+            raise CommFailure(reply.reason)
         if reply.isError():
             code = getattr(reply, "exception_code", None)
             if isinstance(code, int) and code:
@@ -189,9 +217,12 @@ class ModbusLink:
         await self._write("write_register", address, value, unit)
 
     async def _write(self, method: str, address: int, value: Any, unit: int) -> None:
-        if not self.client.connected and not await self.client.connect():
+        if not self.client.connected and not await self._connect():
             raise CommFailure(f"not connected to {self._endpoint()}")
-        await self._respect_frame_gap()  # (no unit guard: an alarm output never waits)
+        if self.frame_gap:  # (no unit guard: an alarm output never waits)
+            await self._respect_frame_gap()
+            if not self.client.connected and not await self._connect():  # (lost meanwhile)
+                raise CommFailure(f"not connected to {self._endpoint()}")
         try:
             reply = await getattr(self.client, method)(address, value, device_id=unit)
         except ModbusException as exc:
@@ -199,6 +230,9 @@ class ModbusLink:
             raise CommFailure(_short(exc)) from exc
         finally:
             self._last_frame_end = asyncio.get_running_loop().time()
+        if isinstance(reply, UndecodableReply):
+            self._failed(unit)
+            raise CommFailure(reply.reason)
         if reply.isError():
             raise exception_reply(int(getattr(reply, "exception_code", 0) or 0))
         expected = WRITE_FUNCTION_CODES[method]

@@ -11,10 +11,20 @@ the framer, TCP and RTU alike). For function codes 3 and 4 it builds the same re
 instances (subclasses of pymodbus's, with the same function code) whose `decode` reads all the
 registers with one precompiled `struct.Struct`, and skips the debug text while pymodbus's
 logger has debug off; every other reply (coils, exceptions, writes, anything while debugging)
-is pymodbus's own path. Same outcome for every frame: the same registers, the same error for a
-byte count past the frame's end (`ModbusIOException`, so the decoder answers None and the
-transaction manager raises "Unable to decode"), an odd byte count read as pymodbus reads it
-(its whole words; `tests/field/test_modbus_replies.py` compares the two on arbitrary frames).
+is pymodbus's own path. Same outcome for every frame: the same registers, an odd byte count
+read as pymodbus reads it (its whole words), the same frames undecodable — a byte count past
+the frame's end, an unknown function (`tests/field/test_modbus_replies.py` compares the two on
+arbitrary frames).
+
+An undecodable frame is answered as an `UndecodableReply`, not None: on None pymodbus's framer
+raises `ModbusIOException` inside `data_received`, where no call of ours can catch it — asyncio
+logged "Fatal error: protocol.data_received() call failed" with its traceback and dropped the
+connection, and the read waited out its timeout (the field audit: a device whose byte count
+ran one past its data). The reply goes to the waiting read, which fails at once with
+`CommFailure` naming the reason (`ModbusLink`). A TCP frame's length is its MBAP header's, so
+the stream is still in step and the connection is kept: the next read is answered. (An RTU
+frame's length is its byte count, so such a frame is never complete there; the RTU framer
+hunts on.)
 The reply is still matched as before: pymodbus's framer checks the transaction id and the
 unit, `ModbusLink` the function and the register count.
 
@@ -98,6 +108,16 @@ _PYMODBUS_LOG = logging.getLogger(Log.__module__)
 """The logger pymodbus's `Log` writes to ("pymodbus.logging")."""
 
 
+class UndecodableReply(ModbusPDU):
+    """A frame no reply could be decoded from (see the module docstring): the answer to the
+    read that waits for it, which `ModbusLink` fails with `reason`."""
+
+    def __init__(self, function_code: int, reason: str) -> None:
+        super().__init__()
+        self.function_code = function_code
+        self.reason = reason
+
+
 class ReadRepliesDecoder(DecodePDU):
     """The client's PDU decoder, lean for register-read replies (see the module docstring)."""
 
@@ -107,11 +127,20 @@ class ReadRepliesDecoder(DecodePDU):
     def decode(self, frame: bytes) -> ModbusPDU | None:
         lean = _LEAN.get(frame[0]) if frame else None
         if lean is None or _PYMODBUS_LOG.isEnabledFor(_DEBUG):  # (pymodbus's own debug line)
-            return super().decode(frame)
+            pdu: ModbusPDU | None = super().decode(frame)  # (it logs why it failed)
+            if pdu is None and frame:
+                return UndecodableReply(frame[0], f"undecodable reply of function {frame[0]}")
+            return pdu
         pdu = lean()
         try:
             pdu.decode(frame[1:])
         except (ModbusException, ValueError, IndexError, struct.error) as exc:
             Log.warning("Unable to decode frame {}", exc)  # type: ignore[no-untyped-call]
-            return None
+            return UndecodableReply(frame[0], f"undecodable reply: {_reason(exc)}")
         return pdu
+
+
+def _reason(exc: Exception) -> str:
+    """pymodbus's message without its "Modbus Error: [Input/Output] " prefix."""
+    text = str(exc)
+    return text.rsplit("] ", 1)[-1] if text.startswith("Modbus Error: [") else text

@@ -23,7 +23,7 @@ from gateway.config.profile import RegisterType
 from gateway.config.site import ModbusTcpBus
 from gateway.field.block import GOOD, INVALID, BlockDecoder, _new, _Run
 from gateway.field.modbus_link import FUNCTION_CODES, CommFailure, ModbusLink, exception_reply
-from gateway.field.modbus_replies import ReadRepliesDecoder
+from gateway.field.modbus_replies import ReadRepliesDecoder, UndecodableReply
 from gateway.field.planner import ReadRequest, plan_requests
 from gateway.field.readings import register_samples
 from gateway.field.sample import Sample
@@ -141,14 +141,15 @@ def test_the_decoder_reads_the_replys_bytes_as_it_read_its_registers(
 def test_a_reply_keeps_the_bytes_of_the_registers_it_read_before(frame: bytes) -> None:
     """The lean replies' `words` are the bytes of exactly the registers they read before
     (an odd byte count's whole words), and `registers` unpacks them; the same error where the
-    byte count runs past the frame."""
+    byte count runs past the frame (an `UndecodableReply`, where pymodbus's decoder gives
+    None)."""
     pdu = ReadRepliesDecoder().decode(frame)
     if not frame or frame[0] not in (3, 4):
         return
     try:
         before = old_words(frame[1:], frame[0])
     except (ModbusIOException, IndexError, struct.error):
-        assert pdu is None
+        assert isinstance(pdu, UndecodableReply)
         return
     assert pdu is not None
     words = getattr(pdu, "words", None)
@@ -180,11 +181,16 @@ def test_read_words_fails_as_read_failed_and_reads_what_it_read(
         frame: bytes, count: int, register: RegisterType, pymodbus_own: bool) -> None:
     """For any reply (pymodbus's own decoder's, as while its debug log is on, or ours) to any
     register read: `read_words`'s check raises what `read`'s raised, with the same words, or
-    gives the bytes of the registers `read` gave."""
+    gives the bytes of the registers `read` gave. An undecodable frame (pymodbus's None, which
+    never reached the check: its framer raised) fails both with the reason."""
     reply: ModbusPDU | None = (DecodePDU(False) if pymodbus_own else ReadRepliesDecoder()
                                ).decode(frame)
     link = _link()
     request = ReadRequest(register, 0, count, ())
+    if isinstance(reply, UndecodableReply):
+        assert _outcome(link._words, request, reply) == ("CommFailure", reply.reason) \
+            == _outcome(link._values, request, reply)
+        return
     before = _outcome(old_values, request, reply)
     now = _outcome(link._words, request, reply)
     if before[0] == "ok":
