@@ -1,8 +1,10 @@
 """Regular expressions a config gives the gateway to run: what shape would make one slow.
 
-A serial-text profile's `reply_pattern` is matched against every reply on the event loop; a
-pattern that repeats a repeat without bound (`(\\d+)+`) can backtrack for minutes on a line
-that nearly matches, holding every bus (the serial-text audit), so the check refuses it."""
+A serial-text profile's `reply_pattern` is matched against every reply; a pattern that repeats
+a repeat without bound (`(\\d+)+`) can backtrack for minutes on a line that nearly matches, so
+the check refuses it (the serial-text audit: it held every bus). The check finds the common
+shape, not every slow pattern (eight `(.*)` in a row passed it: the redos audit), so the poller
+also bounds each poll's matching (gateway.field.serial_text.MATCH_BUDGET)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 
 def nests_unbounded_repeats(pattern: str) -> bool:
     """An unbounded repeat (`+`, `*`, `{n,}`) inside another: the shape of the patterns whose
-    matching can take exponential time (a reply is matched on the event loop)."""
+    matching can take exponential time."""
     # the standard library's own pattern parser (no stubs; `sre_parse` is its deprecated name)
     import re._constants as c  # type: ignore[import-not-found]
     import re._parser as parser  # type: ignore[import-not-found]

@@ -21,6 +21,8 @@ import re
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import regex
+
 from gateway.config.duration import Duration
 from gateway.config.escapes import escapes_known, unescape
 from gateway.config.names import NAME_PATTERN as NAME_PATTERN  # re-exported: profiles, rules
@@ -286,9 +288,12 @@ class TextField(PointCommon):
 
 
 def _compiles(pattern: str) -> str:
+    """A pattern both `re` (the check below reads it) and `regex` (the poller runs it, within a
+    time budget: gateway.field.serial_text) compile."""
     try:
         re.compile(pattern)
-    except re.error as exc:
+        regex.compile(pattern)
+    except (re.error, regex.error) as exc:
         raise ValueError(f"reply_pattern is not a valid regular expression: {exc}") from exc
     if nests_unbounded_repeats(pattern):
         raise ValueError("reply_pattern repeats a repeat without bound (like (\\d+)+ or "

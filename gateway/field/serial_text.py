@@ -3,7 +3,9 @@
 Megatec Q1 UPSs and simple ASCII sensors are both just profiles of this one mechanism (see
 `hardware/profiles/megatec_q1_ups.yaml`). The port is opened with pyserial in non-blocking
 mode and read through the event loop, so a silent, babbling or stuck device never blocks other
-buses (`SerialTextLink`).
+buses (`SerialTextLink`). A reply line is matched against the profile's pattern in a worker
+thread with a deadline (`MATCH_BUDGET`), so no pattern and no line can hold the event loop or
+make a poll run long (`SerialTextPoller`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
+import regex
 import serial
 
 from gateway.clock import Clock
@@ -37,6 +40,43 @@ _FALSE = {"0", "false", "off", "no", "n", "f"}
 
 MAX_SKIPPED_LINES = 16
 """Lines a poll skips before it gives up waiting for one that matches the profile."""
+
+
+MATCH_BUDGET = 0.05
+"""Seconds one poll may spend matching its reply lines against the profile's pattern, all of
+them together. A real reply (at most `MAX_REPLY_BYTES`) takes microseconds against a sane
+pattern; past the budget the reply is a bad one (`CostlyReply`). Patterns that backtrack take
+seconds to hours on a line that nearly matches, and no check of a pattern's shape finds them all
+(the redos audit: eight `(.*)` fields in a row passed the check, and a 160-character line held
+the event loop 65 s under `re`)."""
+COSTLY_LOG_INTERVAL = 600.0
+"""Seconds between two warnings of a device's costly replies (each poll's error says it)."""
+
+
+class CostlyReply(Exception):
+    """A reply line whose match against the profile's pattern outran `MATCH_BUDGET`."""
+
+    def __init__(self, line: bytes) -> None:
+        self.line = line
+        super().__init__(f"matching the reply against the profile's reply_pattern took more "
+                         f"than {MATCH_BUDGET * 1000:g} ms (a pattern that backtracks: bound "
+                         f"its repeats): {line[:80]!r}")
+
+
+def timed_fullmatch(pattern: regex.Pattern[str], text: str, budget: float, concurrent: bool
+                    ) -> tuple[regex.Match[str] | None, float]:
+    """`pattern.fullmatch(text)` within `budget` seconds, and the seconds it took; TimeoutError
+    past the budget. `concurrent`: let go of the GIL while matching (in a worker thread, so the
+    event loop runs meanwhile; `re` never lets go of it, so a thread alone would not help)."""
+    began = time.monotonic()
+    if budget <= 0:
+        raise TimeoutError("no match budget left")
+    match = pattern.fullmatch(text, timeout=budget, concurrent=concurrent)
+    return match, time.monotonic() - began
+
+
+async def _any_line(line: bytes) -> bool:
+    return True
 
 
 class NoMatchingReply(TimeoutError):
@@ -125,15 +165,16 @@ class SerialTextLink:
         return bytes(stale)
 
     async def exchange(self, request: bytes, terminator: bytes, timeout: float,
-                       accept: Callable[[bytes], bool] = lambda line: True) -> bytes:
+                       accept: Callable[[bytes], Awaitable[bool]] = _any_line) -> bytes:
         """Send `request`, return the first reply line `accept` takes, without its terminator.
         Other lines — the request echoed by an RS-485 adapter, a noise line at the line's
         turnaround, lines longer than MAX_REPLY_BYTES — are skipped (at most
         MAX_SKIPPED_LINES).
 
         Raises TimeoutError when no complete line arrives in time (NoMatchingReply when lines
-        came but none was taken), ValueError when MAX_REPLY_BYTES come without a terminator,
-        and OSError when the port is gone or takes no request."""
+        came but none was taken), what `accept` raises (CostlyReply), ValueError when
+        MAX_REPLY_BYTES come without a terminator, and OSError when the port is gone or takes
+        no request."""
         if self._port is None:
             await self.open()
         port = self._port
@@ -164,8 +205,8 @@ class SerialTextLink:
                 with contextlib.suppress(ValueError, OSError):
                     loop.remove_reader(port.fileno())
 
-    async def _reply(self, terminator: bytes, timeout: float, accept: Callable[[bytes], bool],
-                     partial: bytes) -> bytes:
+    async def _reply(self, terminator: bytes, timeout: float,
+                     accept: Callable[[bytes], Awaitable[bool]], partial: bytes) -> bytes:
         """The reply line (see `exchange`). `partial`: a line begun before the request (b"":
         none); the first line to complete ends it if the two make a reply (a late one)."""
         loop = asyncio.get_running_loop()
@@ -177,10 +218,10 @@ class SerialTextLink:
                 line = bytes(self._buffer[:end])
                 del self._buffer[:end + len(terminator)]
                 if partial:
-                    late, partial = accept(partial + line), b""
+                    late, partial = await accept(partial + line), b""
                     if late:  # the rest of a reply begun before the request: an old reading
                         continue
-                if len(line) <= MAX_REPLY_BYTES and accept(line):
+                if len(line) <= MAX_REPLY_BYTES and await accept(line):
                     return line
                 skipped.append(line[:MAX_REPLY_BYTES])
                 if len(skipped) >= MAX_SKIPPED_LINES:
@@ -207,41 +248,92 @@ class SerialTextLink:
 
 
 class SerialTextPoller(DevicePollerBase[SerialTextProfile, SerialTextLink]):
+    """Polls one serial-text device. Its reply lines are matched with the `regex` module, which
+    can stop a match at a deadline and let go of the GIL meanwhile (the standard `re` can do
+    neither): each poll has `MATCH_BUDGET` for all its matching, run in a worker thread; a line
+    that outruns it is a bad reply (`CostlyReply`: comm_error samples, a failed poll, a warning
+    at most every `COSTLY_LOG_INTERVAL`), and the device is polled on as before."""
+
     def __init__(self, device: Device, profile: SerialTextProfile, link: SerialTextLink,
                  clock: Clock) -> None:
         super().__init__(device, profile, link, clock)
-        self.pattern = re.compile(profile.reply_pattern)
+        self.pattern = regex.compile(profile.reply_pattern)
         self.request = profile.request_bytes
         self.terminator = profile.terminator_bytes
+        self.costly_replies = 0
+        """Reply lines whose match outran the budget, since the start."""
+        self._budget = MATCH_BUDGET
+        self._accepted: tuple[bytes, regex.Match[str]] | None = None
+        self._warn_costly_after = float("-inf")
 
     @property
     def worst_poll_seconds(self) -> float:
-        """The whole reply must arrive within the profile's reply timeout."""
-        return self.profile.reply_timeout
+        """The whole reply must arrive within the profile's reply timeout; matching its lines
+        takes at most `MATCH_BUDGET` more."""
+        return self.profile.reply_timeout + MATCH_BUDGET
 
     async def poll(self) -> PollResult:
         samples: list[Sample] = []
+        self._budget, self._accepted = MATCH_BUDGET, None
         try:
             raw = await self.link.exchange(self.request, self.terminator,
                                            self.profile.reply_timeout, self.matches)
         except NoMatchingReply as exc:  # said as parse_reply says it, the line it ended on
-            return self.parse_reply(exc.last, self.clock.now_ns())
+            return self._samples(exc.last, None, self.clock.now_ns())
+        except CostlyReply as exc:
+            return self._costly(exc, self.clock.now_ns())
         except (TimeoutError, OSError, ValueError, serial.SerialException) as exc:
             failed_samples(self.points, self.clock.now_ns(), Quality.COMM_ERROR, samples)
             return PollResult(samples, answered=False, error=str(exc) or repr(exc), requests=1)
-        return self.parse_reply(raw, self.clock.now_ns())
+        accepted, self._accepted = self._accepted, None
+        if accepted is None or accepted[0] != raw:  # (never: the link returns what it took)
+            return self.parse_reply(raw, self.clock.now_ns())
+        return self._samples(raw, accepted[1], self.clock.now_ns())
 
-    def matches(self, raw: bytes) -> bool:
-        """A line is this device's reply (not an echo of the request, not noise)."""
+    async def matches(self, raw: bytes) -> bool:
+        """A line is this device's reply (not an echo of the request, not noise). Matched in a
+        worker thread within what is left of the poll's budget; CostlyReply past it."""
         text = raw.decode(self.profile.encoding, errors="replace")
-        return self.pattern.fullmatch(text) is not None
+        try:
+            match, spent = await asyncio.to_thread(timed_fullmatch, self.pattern, text,
+                                                   self._budget, True)
+        except TimeoutError:
+            self._budget = 0.0
+            raise CostlyReply(raw) from None
+        self._budget -= spent
+        if match is None:
+            return False
+        self._accepted = (raw, match)
+        return True
 
     def parse_reply(self, raw: bytes, ts: int) -> PollResult:
-        """Samples from one reply line (pure: any bytes in, never an exception out)."""
-        samples: list[Sample] = []
+        """Samples from one reply line (pure: any bytes in, never an exception out; matched
+        on the calling thread, within `MATCH_BUDGET`)."""
         text = raw.decode(self.profile.encoding, errors="replace")
-        match = self.pattern.fullmatch(text)
+        try:
+            match, _ = timed_fullmatch(self.pattern, text, MATCH_BUDGET, False)
+        except TimeoutError:
+            return self._costly(CostlyReply(raw), ts)
+        return self._samples(raw, match, ts)
+
+    def _costly(self, exc: CostlyReply, ts: int) -> PollResult:
+        """A bad reply: every point comm_error, the poll failed; counted, and warned of at
+        most every `COSTLY_LOG_INTERVAL` (the poll's error says it each time)."""
+        self.costly_replies += 1
+        now = self.clock.monotonic()
+        if now >= self._warn_costly_after:
+            self._warn_costly_after = now + COSTLY_LOG_INTERVAL
+            log.warning("event=serial_reply_too_costly device=%s profile=%s count=%d error=%s",
+                        self.device_id, self.profile.id, self.costly_replies, exc)
+        samples: list[Sample] = []
+        failed_samples(self.points, ts, Quality.COMM_ERROR, samples)
+        return PollResult(samples, answered=False, requests=1, error=str(exc))
+
+    def _samples(self, raw: bytes, match: regex.Match[str] | None, ts: int) -> PollResult:
+        """Samples from a reply line and its match (None: it does not match)."""
+        samples: list[Sample] = []
         if match is None:
+            text = raw.decode(self.profile.encoding, errors="replace")
             failed_samples(self.points, ts, Quality.COMM_ERROR, samples)
             return PollResult(samples, answered=False, requests=1,
                               error=f"reply does not match the profile: {text[:80]!r}")

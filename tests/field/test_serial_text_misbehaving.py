@@ -7,12 +7,15 @@
   reply (a wrong reading marked good); a good reply followed by noise in one read was lost;
 - the port was read between polls too: a babbling device cost CPU all the time;
 - profiles `roomwarden check` passed crashed `roomwarden run` at its start, or made a busy
-  loop (an unknown encoding, a bad escape, an empty terminator, a zero timeout or interval).
+  loop (an unknown encoding, a bad escape, an empty terminator, a zero timeout or interval);
+- a pattern the check passed (eight `(.*)` fields) and a 160-character line held the event loop
+  65 s (the redos audit): no bus polled, `status` unanswered, SIGTERM ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -84,6 +87,13 @@ async def line() -> AsyncIterator[Line]:
     pty = Line()
     yield pty
     pty.close()
+
+
+def q1_profile(**changes: Any) -> SerialTextProfile:
+    profile = load_profile(default_profiles_dir() / "megatec_q1_ups.yaml")
+    assert isinstance(profile, SerialTextProfile)
+    made = validator(SerialTextProfile)
+    return made.validate_python({**made.dump_python(profile), **changes})
 
 
 def poller_on(line: Line, profile: SerialTextProfile | None = None
@@ -291,3 +301,93 @@ def test_roomwarden_check_names_the_profile_and_why(tmp_path: Path, change: dict
     assert checked.returncode != 0
     out = checked.stdout + checked.stderr
     assert "site_th.yaml" in out and message in out and "Traceback" not in out
+
+
+class LoopGaps:
+    """A ticker task: the longest the event loop went without running it (to the end of the
+    `with`: a hold just before it ends counts, though the ticker never ran after it)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._last = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            self.longest = max(self.longest, now - self._last)
+            self._last = now
+
+    def __enter__(self) -> LoopGaps:
+        self._last = asyncio.get_running_loop().time()
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        self.longest = max(self.longest, asyncio.get_running_loop().time() - self._last)
+
+
+AUDIT_PATTERN = (r"^\((?P<input_voltage>.*) (?P<input_fault_voltage>.*) (?P<output_voltage>.*)"
+                 r" (?P<load_pct>.*) (?P<input_frequency>.*) (?P<battery_voltage>.*)"
+                 r" (?P<temperature>.*) (?P<status>[01]{8})\r?$")
+Q1_REPLY = b"(230.0 230.0 229.9 040 50.0 54.6 24.0 00001000\r"
+
+
+async def test_the_audit_pattern_and_a_160_character_line_hold_no_event_loop(
+        line: Line) -> None:
+    """The redos audit's profile (it passes the check) and its 160-character reply: under
+    `re`, on the event loop, 65 s at 100 % CPU. Now a bad reply in well under a second, the
+    loop running meanwhile, and the next good reply read."""
+    link, poller = poller_on(line, q1_profile(reply_pattern=AUDIT_PATTERN,
+                                              reply_timeout="300ms"))
+    try:
+        with LoopGaps() as gaps:
+            bad = ("(" + "1 " * 80)[:160].encode()
+            result = await poll_answered_with(poller, line, bad + b"\r")
+        assert gaps.longest < 1.0, f"the event loop was held {gaps.longest:.1f} s"
+        assert not result.answered and "does not match the profile" in str(result.error)
+        assert {q for _, q in readings(result).values()} == {"comm_error"}
+        result = await poll_answered_with(poller, line, Q1_REPLY)
+        assert result.answered, result.error
+        assert readings(result)["th1.input_voltage"] == (230.0, "good")
+    finally:
+        await link.close()
+
+
+BACKTRACKING = r"^T=(?P<temperature>(?:\d|\d\d)+(?:\.\d)?) H=(?P<humidity>\S+)\r?$"
+"""No repeat in a repeat, so the check takes it; on 34 digits and no ` H=` it takes ~3 s under
+`re` and `regex` alike (one way to split the digits after another): no check of a pattern's
+shape finds them all, so the poller bounds the time a match may take."""
+
+
+@pytest.mark.timeout(120)
+async def test_a_reply_whose_match_outruns_the_budget_is_a_bad_reply(
+        line: Line, caplog: pytest.LogCaptureFixture) -> None:
+    profile = th_profile(reply_pattern=BACKTRACKING, reply_timeout="5s")
+    link, poller = poller_on(line, profile)
+    loop = asyncio.get_running_loop()
+    caplog.set_level(logging.WARNING, logger="roomwarden.field")
+    try:
+        for _ in range(2):
+            began = loop.time()
+            with LoopGaps() as gaps:
+                result = await poll_answered_with(poller, line, b"T=" + b"1" * 34 + b"x\r")
+            took = loop.time() - began
+            assert gaps.longest < 1.0, f"the event loop was held {gaps.longest:.1f} s"
+            assert not result.answered
+            assert "took more than 50 ms" in str(result.error), result.error
+            assert {q for _, q in readings(result).values()} == {"comm_error"}
+            assert took < 1.0  # (not the 5 s reply timeout: ended at once)
+        assert poller.costly_replies == 2
+        warned = [r for r in caplog.records if "serial_reply_too_costly" in r.getMessage()]
+        assert len(warned) == 1  # (the second within COSTLY_LOG_INTERVAL: counted, not logged)
+        result = await poll_answered_with(poller, line, REPLY)  # polled on: a good reply
+        assert result.answered, result.error
+        assert readings(result)["th1.temperature"] == (23.4, "good")
+    finally:
+        await link.close()
+
