@@ -99,9 +99,10 @@ def parse_run(argv: list[str]) -> SimpleNamespace | None:
 def cmd_run(args: Args) -> int:
     import asyncio
 
+    from gateway.booting import BootFailed
     from gateway.daemon import default_state_dir
     from gateway.service.instance import ControlSocketInUse, InstanceRefused, claim
-    from gateway.supervisor import BootFailed, Service
+    from gateway.supervisor import Service
 
     state_dir = args.state_dir or default_state_dir()
     try:  # before anything in the state directory is opened (gateway.service.instance)

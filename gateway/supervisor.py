@@ -1,7 +1,8 @@
 """`roomwarden run`: the gateway as a service.
 
-Boots the config (the last-known-good one if a config was ever flashed, else the installed
-file; after a crash in the middle of an apply, the last-known-good), runs the `Gateway`, and
+Boots the config (gateway.booting: the last-known-good one if a config was ever flashed, else
+the installed file; after a crash in the middle of an apply, the last-known-good; the kept copy
+of the installed file's if the gateway cannot be made from it), runs the `Gateway`, and
 around it: the config applier (`config/set`, the control socket, SIGHUP), the control socket,
 the signals (SIGTERM/SIGINT: a clean stop; SIGHUP: reload the installed file), and systemd's
 notify protocol (READY, STATUS, the watchdog fed only while the poll loops are alive, the rules
@@ -17,20 +18,17 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.config.errors import ConfigErrors
+from gateway.booting import boot_config, kept_instead
 from gateway.config.loaded import LoadedConfig
 from gateway.control import ControlServer, default_socket_path
 from gateway.daemon import Gateway
 from gateway.first_import import FirstImport
 from gateway.flashing.keep import ConfigKeeper
-from gateway.flashing.store import BootChoice, ConfigStore, StoreError
-from gateway.flashing.store_files import kept_profiles
+from gateway.flashing.store import ConfigStore
 from gateway.heap import READ_SIZE, map_large_blocks, socket_read_size
-from gateway.isolated_check import check_apart
 from gateway.loop_errors import install as install_loop_errors
 from gateway.loop_errors import log_failure
 from gateway.ops.connections import RateLimitFilter
@@ -62,93 +60,6 @@ EVALUATOR_STALL = 10.0
 caught by the loop-lag probe instead (gateway.service.looplag)."""
 
 
-class BootFailed(RuntimeError):
-    pass
-
-
-def boot_config(store: ConfigStore, factory_path: Path,
-                rules_dir: Path | None = None) -> tuple[LoadedConfig, BootChoice]:
-    """The config to start with, loaded and checked. A last-known-good that no longer loads
-    (a profile it needs was removed by an upgrade) falls back to the installed file. While
-    the last-known-good is the kept copy of the installed file (version 0: nothing applied or
-    flashed yet), an installed file edited since is booted if it checks, else the copy."""
-    choice = store.boot(factory_path)
-    for problem in choice.problems:
-        log.error("event=config_store_damaged problem=%s", problem)
-    if choice.meta.source == "factory" and choice.path != factory_path:
-        edited = _edited_installed_file(store, factory_path, rules_dir, choice)
-        if edited is not None:
-            return edited
-    try:  # checked by a child process (gateway.isolated_check): no validator kept here
-        loaded = check_apart(choice.path, base_dir=factory_path.parent, rules_dir=rules_dir)
-        return loaded, choice
-    except ConfigErrors as exc:
-        if choice.path == factory_path:
-            raise BootFailed(str(exc)) from exc
-        kept = _with_kept_profiles(store, choice, factory_path, rules_dir, exc)
-        if kept is not None:
-            return kept
-        log.error("event=lkg_config_unusable version=%d errors=%s; starting the installed "
-                  "file", choice.meta.version, exc)
-    fallback = store.factory_choice(factory_path)
-    try:
-        return check_apart(fallback.path, rules_dir=rules_dir), fallback
-    except ConfigErrors as exc:
-        raise BootFailed(str(exc)) from exc
-
-
-def _with_kept_profiles(store: ConfigStore, choice: BootChoice, factory_path: Path,
-                        rules_dir: Path | None, failed: ConfigErrors
-                        ) -> tuple[LoadedConfig, BootChoice] | None:
-    """The last-known-good booted with the profiles kept beside it (the ones it was checked
-    with and ran on), when a profile file on disk now breaks it — a technician's edit with a
-    typo, a profile removed — so a restart or power cut never leaves a gateway that cannot
-    start. None if none were kept or it fails with them too."""
-    directory = kept_profiles(store.configs, choice.path)
-    if directory is None:
-        return None
-    try:
-        loaded = check_apart(choice.path, base_dir=factory_path.parent, rules_dir=rules_dir,
-                             profiles_from=directory)
-    except ConfigErrors:
-        return None
-    problem = (f"the profile files on disk break the last-known-good config ({failed}); it "
-               f"runs on the profiles kept with it ({directory}): fix the files, then restart "
-               "it")
-    log.error("event=lkg_booted_with_kept_profiles version=%d errors=%s kept=%s",
-              choice.meta.version, failed, directory)
-    return loaded, replace(choice, problems=(*choice.problems, problem))
-
-
-def _edited_installed_file(store: ConfigStore, factory_path: Path, rules_dir: Path | None,
-                           kept: BootChoice) -> tuple[LoadedConfig, BootChoice] | None:
-    """The installed file, loaded, if it differs from the kept copy `kept` and checks; None
-    (boot the copy) if it is the same, or broken — said in the log."""
-    try:
-        installed = store.factory_choice(factory_path)
-    except StoreError as exc:
-        reason = str(exc)
-    else:
-        if installed.meta.sha256 == kept.meta.sha256:
-            return None
-        try:
-            loaded = check_apart(installed.path, base_dir=factory_path.parent,
-                                 rules_dir=rules_dir)
-        except ConfigErrors as exc:
-            reason = str(exc)
-        else:
-            log.info("event=installed_config_changed path=%s sha256=%s", factory_path,
-                     installed.meta.sha256[:12])
-            return loaded, replace(installed, recovered=kept.recovered,
-                                   interrupted=kept.interrupted, problems=kept.problems)
-    when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(kept.meta.applied_ns / 1e9))
-            if kept.meta.applied_ns else "unknown")
-    log.error("event=installed_config_broken path=%s errors=%s; starting instead the config "
-              "this gateway last booted and ran from it: version 0 sha256=%s (kept %s, "
-              "%s)", factory_path, reason, kept.meta.sha256[:12], when, kept.path)
-    return None
-
-
 class Service:
     """One running gateway with its config applier, control socket, signals and notify."""
 
@@ -159,9 +70,7 @@ class Service:
         self.state_dir = state_dir
         self.store = ConfigStore(state_dir / "config")
         loaded, self.boot = boot_config(self.store, factory_path, rules_dir)
-        self.gateway = Gateway(loaded, state_dir=state_dir, rules_dir=rules_dir,
-                               panel_port=panel_port, config_version=self.boot.meta.version,
-                               config_sha256=self.boot.meta.sha256)
+        self.gateway = self._booted_gateway(loaded, rules_dir, panel_port)
         self.gateway.boot_problems = self.boot.problems
         self.keeper = ConfigKeeper(self.gateway, self.store, factory_path=factory_path)
         self._applier: ConfigApplier | None = None
@@ -182,6 +91,30 @@ class Service:
             drills=self._drill)  # issue 12: live drills
         self.notifier = notifier or Notifier.from_env()
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _booted_gateway(self, loaded: LoadedConfig, rules_dir: Path | None,
+                        panel_port: int | None) -> Gateway:
+        """The gateway of the booted config — or, if it cannot be made from the installed
+        file although the file passed its check (a value the check lets through, a file in
+        the way of one it opens), of the kept copy (`kept_instead`)."""
+        try:
+            return self._gateway(loaded, rules_dir, panel_port)
+        except Exception as exc:  # whatever it is: logged with its traceback, never a loop
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("event=gateway_not_made path=%s error=%s", self.boot.path, reason,
+                      exc_info=True)
+        # out of the `except`: the traceback, and the half-made gateway it holds (the alarm
+        # journal, the outbox), are let go before the kept copy's are opened
+        gc.collect()
+        loaded, self.boot = kept_instead(self.store, self.factory_path, rules_dir, self.boot,
+                                         reason)
+        return self._gateway(loaded, rules_dir, panel_port)
+
+    def _gateway(self, loaded: LoadedConfig, rules_dir: Path | None,
+                 panel_port: int | None) -> Gateway:
+        return Gateway(loaded, state_dir=self.state_dir, rules_dir=rules_dir,
+                       panel_port=panel_port, config_version=self.boot.meta.version,
+                       config_sha256=self.boot.meta.sha256)
 
     @property
     def applier(self) -> ConfigApplier:

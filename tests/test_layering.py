@@ -205,9 +205,10 @@ def test_an_edge_module_would_be_found() -> None:
 
 SECTIONS = frozenset({"gateway.uplink.settings", "gateway.rules.section",
                       "gateway.recorder.settings", "gateway.operator.settings",
-                      "gateway.flashing.keys"})
+                      "gateway.flashing.keys", "gateway.panel.passwords"})
 """The features' settings sections the site config is built from (they import only the
-leaves and the generic config)."""
+leaves and the generic config), and the parsers of the values it holds that a feature reads
+(a panel user's password hash: parsed by the check as the panel parses it at start)."""
 
 
 def test_the_site_config_reaches_only_the_settings_sections() -> None:

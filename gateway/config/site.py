@@ -28,6 +28,7 @@ from gateway.operator.settings import (  # issue 9: remote operator commands
     OperatorSettings,
     Permission,
 )
+from gateway.panel.passwords import parse_hash
 from gateway.recorder.settings import IncidentSettings, RecorderSettings  # issue 12
 from gateway.records import dataclass
 from gateway.rules.section import RulesSection
@@ -168,12 +169,20 @@ HostName = Annotated[str, Limits(min_length=1, max_length=253), Check(_host_name
 """A DNS name (`panel.site.example`) or an IP address (`192.168.10.2`, `[fd00::2]`)."""
 
 
+def _password_hash(text: str) -> str:
+    """A hash the panel can verify against, parsed as the panel parses it when the gateway
+    starts (gateway.panel.front: a malformed one stopped the start, after the check passed).
+    The reason never quotes the field: it may be a password written in by mistake."""
+    parse_hash(text)  # MalformedHash (a ValueError) says what is wrong
+    return text
+
+
 @section
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PanelUser:
     name: Annotated[str, Limits(pattern=r"^[A-Za-z0-9_.@-]+$", max_length=64)]
     """Login name."""
-    password_hash: str
+    password_hash: Annotated[str, Check(_password_hash)]
     """`roomwarden passwd` prints one (scrypt); never a plain password."""
     may: tuple[Permission, ...] = ALL_PERMISSIONS
     """What the user may do, with the names of `operators.keys[].may`: acknowledge (and
@@ -229,13 +238,13 @@ class AlarmSettings:
 
     chatter_count: Annotated[int, Limits(ge=2, le=100_000)] = 3
     """Activations within `chatter_window` that make an alarm chattering (held active)."""
-    chatter_window: Duration = 60.0
+    chatter_window: Annotated[Duration, Limits(gt=0)] = 60.0
     """The window `chatter_count` counts activations in."""
     chatter_hold: Duration = 60.0
     """How long the condition must stay clear before a chattering alarm returns."""
     flood_count: Annotated[int, Limits(ge=2, le=100_000)] = 10
     """More new alarms than this within `flood_window` is a flood."""
-    flood_window: Duration = 600.0
+    flood_window: Annotated[Duration, Limits(gt=0)] = 600.0
     """The window `flood_count` counts new alarms in."""
     retention_days: Annotated[float, Limits(gt=0, le=3650)] = 90.0
     """How long the alarm journal keeps events."""

@@ -1,7 +1,7 @@
 """What the gateway keeps of the config that runs, from its start: the installed file's config
 as the last-known-good (a restart with a broken installed file boots it), and the device
 profiles the running config was checked with, beside it in the store (a profile file broken or
-removed later cannot stop a restart booting it: gateway.supervisor.boot_config).
+removed later cannot stop a restart booting it: gateway.booting.boot_config).
 
 `ConfigKeeper` also holds what the config applier (gateway.flashing.apply) needs from the
 start: the store's lock, the highest version accepted and the installed file's digest as it

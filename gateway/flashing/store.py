@@ -309,7 +309,7 @@ class ConfigStore:
     def keep_profiles(self, sha256: str, texts: dict[str, str]) -> bool:
         """Keep beside the last-known-good config (if its sha256 is `sha256`) the profile texts
         it was checked with, replacing those kept: a profile file broken or removed later does
-        not stop the gateway booting it (gateway.supervisor.boot_config). False if the active
+        not stop the gateway booting it (gateway.booting.boot_config). False if the active
         config is another one."""
         state = self._state()
         if state.active is None:
@@ -326,7 +326,7 @@ class ConfigStore:
     def keep_installed(self, text: str, *, now_ns: int | None = None) -> ConfigMeta | None:
         """Keep the installed file's config, which the gateway booted and ran (version 0), as
         the last-known-good: a restart with a broken installed file then boots this copy
-        (gateway.supervisor.boot_config). Only while no applied or flashed config is the
+        (gateway.booting.boot_config). Only while no applied or flashed config is the
         last-known-good (those keep their meaning). Returns the kept meta, None if nothing
         changed (the same config is kept already, or another one is the last-known-good)."""
         state = self._state()

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from gateway.config.errors import ConfigError, ConfigErrors, YamlPath
 from gateway.config.loaded import LoadedConfig
 from gateway.rules.model import Rule, RulePack, load_pack, parameter_kinds
+from gateway.rules.param_limits import unbuildable
 from gateway.rules.responses import response_ids
 from gateway.rules.section import (
     ParameterOverride,
@@ -230,6 +231,9 @@ def check_rules(section: RulesSection, packs: Mapping[str, RulePack],
             problem = _value_problem(entry.rule, rule, key, entry.written(key))
             if problem is not None:
                 err(here + ("set", key), problem)
+    for path, reason in unbuildable(section, rules, loaded,
+                                    ParameterOverrides.for_site(loaded, packs)):
+        err(path, reason)
     return errors
 
 

@@ -192,7 +192,10 @@ HEADER = """# Rule reference
 Generated from the rule packs in `edge_rules/` by `python -m gateway.rules.doc > docs/rules.md`
 (a test fails when this page and the packs disagree). Every threshold is a parameter: override
 it per site, room type, room or device in the gateway config's `rules: parameters:` (the most
-specific wins: device > room > room type > site > chemistry default > default).
+specific wins: device > room > room type > site > chemistry default > default). `roomwarden
+check` judges the values every room and device ends up with: an override that leaves a band
+empty (`low` above `high` of a rule alarming outside [low, high], with the values it inherits
+from the other scopes and the defaults) or a rate window of 0 s is refused, naming it.
 
 **Battery chemistry.** A room or a device may declare `chemistry: vrla | vla | lfp | nmc`
 (a device's wins over its room's). Rules with per-chemistry defaults list them below with their

@@ -5,8 +5,9 @@ replace: tests/data/sections_as_read.json was written by this file's cases run o
 reason) and from `roomwarden check` (with its "did you mean"), each accepted one's
 `model_dump(mode="json")`. A section is written at line 13 of tests/data/configs/valid.yaml,
 or in place of its line `line` (the gateway, a bus, a device). (`recorder:` and `incidents:`:
-tests/recorder/test_settings_refused.py.) One case changed since, on purpose: `scale: .inf` in a
-point override is refused too (gateway/config/numbers.py, 7 Dec 2026)."""
+tests/recorder/test_settings_refused.py.) Changed since, on purpose (7 Dec 2026): `scale: .inf`
+in a point override is refused too (gateway/config/numbers.py), and a panel user's
+`password_hash` is parsed as the panel parses it (the two cases with made-up hashes)."""
 
 from __future__ import annotations
 

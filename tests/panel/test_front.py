@@ -21,7 +21,7 @@ from gateway.panel import front
 from gateway.panel.front import PanelFront
 from tests.helpers import import_threads_probe
 from tests.ops.test_lazy_imports import run_fresh
-from tests.panel.conftest import USER, FakeBackend, panel_settings
+from tests.panel.conftest import HASH, USER, FakeBackend, panel_settings
 from tests.panel.test_panel_at_rest import RUN_WITH_CLIENT
 
 
@@ -74,7 +74,8 @@ async def test_a_server_read_before_the_start_serves_from_the_start() -> None:
 
 
 def test_a_malformed_password_hash_is_refused_when_the_front_is_made() -> None:
-    settings = replaced(panel_settings(), users=(PanelUser(name=USER, password_hash="md5$x"),))
+    user = replaced(PanelUser(name=USER, password_hash=HASH), password_hash="md5$x")
+    settings = replaced(panel_settings(), users=(user,))  # unchecked: the check refuses it
     with pytest.raises(ValueError, match=r"^panel user 'ops': a password hash must look like"):
         PanelFront(FakeBackend(), settings, ManualClock())
 

@@ -1,0 +1,80 @@
+"""`roomwarden run` as a real process, restarted after a bad edit of the installed file: it
+boots the kept copy of the config it last booted and ran (README: a restart after a bad edit
+"boots that copy"), whether the edit fails the config check or passes it and then cannot be
+made into a gateway. An audit found the second kind crashing the start with a traceback (exit
+1) — under systemd a crash loop with no alarms — for configs the check let through."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+from gateway.config.loader import load_gateway_config
+from gateway.flashing.store import ConfigStore
+from gateway.sim.site import SimulatedSite
+from tests.apply.conftest import SITE, edit_config, for_tests, until
+from tests.apply.test_service_process import GatewayProcess, devices_online, processes
+
+__all__ = ["processes"]  # the fixture
+
+
+async def test_a_restart_after_a_bad_edit_boots_the_kept_copy(
+        tmp_path: Path, processes: list[GatewayProcess]) -> None:
+    async with SimulatedSite(load_gateway_config(SITE)) as site:
+        factory = site.write_config(tmp_path / "gateway.yaml")
+        factory.write_text(edit_config(factory.read_text(), for_tests), encoding="utf-8")
+        good = factory.read_text(encoding="utf-8")
+        state, control = tmp_path / "state", tmp_path / "control.sock"
+        store = ConfigStore(state / "config")
+        gw = GatewayProcess(factory, state, control)
+        processes.append(gw)
+
+        def runs_kept_copy() -> bool:
+            status = gw.status()
+            return devices_online(status) and status is not None and (
+                status["config_version"], status["config_sha256"]) == (0, good_sha)
+
+        async def restart() -> None:
+            assert gw.proc is not None
+            gw.proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(gw.proc.wait, 30) == 0
+            gw.log.write_bytes(b"")
+            gw.start()
+
+        gw.start()
+        await until(lambda: devices_online(gw.status()), 40, "the gateway up, devices online")
+        status = gw.status()
+        assert status is not None
+        good_sha = status["config_sha256"]
+        await until(lambda: (meta := store.active_meta()) is not None
+                    and meta.sha256 == good_sha, 30, "the installed file's config kept")
+
+        # an edit that passes the check, but the gateway cannot be made from it: the outbox
+        # is to be a file where a directory is (what the check cannot know)
+        def outbox_in_the_way(data: dict[str, Any]) -> None:
+            data["uplink"] = {"broker": "127.0.0.1", "port": 1,
+                              "outbox": {"path": str(tmp_path)}}
+
+        factory.write_text(edit_config(good, outbox_in_the_way), encoding="utf-8")
+        await restart()
+        await until(runs_kept_copy, 40, "the kept copy booted after the outbox edit")
+        log = gw.log.read_text()
+        assert "event=installed_config_broken" in log and "OutboxError" in log, log[-3000:]
+        assert gw.proc is not None and gw.proc.poll() is None
+
+        # an edit the check refuses now (an empty band: it passed the check and crashed the
+        # start before): the same
+        def empty_band(data: dict[str, Any]) -> None:
+            data.setdefault("rules", {}).setdefault("parameters", []).append(
+                {"rule": "environment.temperature_recommended", "set": {"low": 50, "high": 10}})
+
+        factory.write_text(edit_config(good, empty_band), encoding="utf-8")
+        await restart()
+        await until(runs_kept_copy, 40, "the kept copy booted after the band edit")
+        log = gw.log.read_text()
+        assert "event=installed_config_broken" in log and "low 50 is above high 10" in log, \
+            log[-3000:]
+        meta = store.active_meta()
+        assert meta is not None and meta.sha256 == good_sha  # the bad edits were not kept
