@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import regex
 
-from gateway.config.duration import Duration
+from gateway.config.buses import MAX_BUS_TIMEOUT_S
+from gateway.config.duration import Duration, at_most
 from gateway.config.escapes import escapes_known, unescape
 from gateway.config.names import NAME_PATTERN as NAME_PATTERN  # re-exported: profiles, rules
 from gateway.config.names import Id as Id
@@ -321,7 +322,10 @@ class SerialTextProfile:
     reply_format: str | None = None
     """How the simulator writes a reply: Python format fields named after the points
     (`({input_voltage:05.1f} …{status}\\r`); a bitstring field is given as its integer."""
-    reply_timeout: Duration = 1.0
+    reply_timeout: Annotated[Duration, at_most(MAX_BUS_TIMEOUT_S)] = 1.0
+    """How long the whole reply may take (at most 10 s, as a bus's `timeout`; the shorter of
+    this and the bus's `timeout` is waited: `300m` written for `300ms` waited 5 hours a poll,
+    the device `online` all the while)."""
     encoding: str = "ascii"
     fields: Annotated[tuple[TextField, ...], Limits(min_length=1, max_length=MAX_PROFILE_POINTS)]
 

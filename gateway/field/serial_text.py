@@ -267,17 +267,23 @@ class SerialTextPoller(DevicePollerBase[SerialTextProfile, SerialTextLink]):
         self._warn_costly_after = float("-inf")
 
     @property
+    def reply_timeout(self) -> float:
+        """How long the whole reply may take: the profile's `reply_timeout`, bounded by the
+        bus's `timeout` (what `roomwarden plan` shows, and what bounds a dead device's cost)."""
+        return min(self.profile.reply_timeout, self.link.bus.timeout)
+
+    @property
     def worst_poll_seconds(self) -> float:
-        """The whole reply must arrive within the profile's reply timeout; matching its lines
-        takes at most `MATCH_BUDGET` more."""
-        return self.profile.reply_timeout + MATCH_BUDGET
+        """The whole reply must arrive within `reply_timeout`; matching its lines takes at
+        most `MATCH_BUDGET` more."""
+        return self.reply_timeout + MATCH_BUDGET
 
     async def poll(self) -> PollResult:
         samples: list[Sample] = []
         self._budget, self._accepted = MATCH_BUDGET, None
         try:
             raw = await self.link.exchange(self.request, self.terminator,
-                                           self.profile.reply_timeout, self.matches)
+                                           self.reply_timeout, self.matches)
         except NoMatchingReply as exc:  # said as parse_reply says it, the line it ended on
             return self._samples(exc.last, None, self.clock.now_ns())
         except CostlyReply as exc:

@@ -1,9 +1,9 @@
 """The device profiles' pydantic models as they were on 9d61447, verbatim (gateway/config/
 profile.py before its classes became sections, issue 15): tests/config/test_profile_sections.py
 proves the sections validate, refuse, dump and describe themselves as these did. Their helper
-functions and enums are the shipped ones (unchanged). One change since, made in both: the
-numbers a reading is computed with are finite and a scale is not 0 (gateway/config/numbers.py,
-7 Dec 2026)."""
+functions and enums are the shipped ones (unchanged). Changed since, in both (7 Dec 2026): the
+numbers a reading is computed with are finite and a scale is not 0 (gateway/config/numbers.py),
+and a serial profile's `reply_timeout` is at most 10 s, as a bus's `timeout`."""
 
 import re
 import warnings
@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config.duration import Duration
+from gateway.config.buses import MAX_BUS_TIMEOUT_S
+from gateway.config.duration import Duration, at_most
 from gateway.config.escapes import escapes_known, unescape
 from gateway.config.numbers import FiniteFloat, Scale, check_range
 from gateway.config.patterns import nests_unbounded_repeats
@@ -212,7 +213,10 @@ class SerialTextProfile(Strict):
     reply_format: str | None = None
     """How the simulator writes a reply: Python format fields named after the points
     (`({input_voltage:05.1f} …{status}\\r`); a bitstring field is given as its integer."""
-    reply_timeout: Duration = 1.0
+    reply_timeout: Annotated[Duration, at_most(MAX_BUS_TIMEOUT_S)] = 1.0
+    """How long the whole reply may take (at most 10 s, as a bus's `timeout`; the shorter of
+    this and the bus's `timeout` is waited: `300m` written for `300ms` waited 5 hours a poll,
+    the device `online` all the while)."""
     encoding: str = "ascii"
     fields: tuple[TextField, ...] = Field(min_length=1, max_length=MAX_PROFILE_POINTS)
 

@@ -251,6 +251,7 @@ async def test_the_port_is_not_read_between_polls(line: Line) -> None:
     ({"request": "\u20acREAD\r"}, "cannot be sent in ascii"),
     ({"reply_terminator": ""}, "reply_terminator must not be empty"),
     ({"reply_timeout": "0s"}, "reply_timeout must be more than 0s"),
+    ({"reply_timeout": "300m"}, "longer than the limit of 10s"),
     ({"default_poll_interval": "0s"}, "default_poll_interval must be at least 50ms"),
 ])
 def test_a_profile_the_poller_cannot_run_is_refused_by_the_check(
@@ -391,3 +392,24 @@ async def test_a_reply_whose_match_outruns_the_budget_is_a_bad_reply(
     finally:
         await link.close()
 
+
+
+async def test_a_silent_device_is_given_up_at_the_bus_timeout_not_the_profiles(
+        line: Line) -> None:
+    """The bus's `timeout` bounds a reply (what `roomwarden plan` shows): a profile's longer
+    `reply_timeout` was waited instead — the audit's `300m` waited 5 hours a poll, the device
+    `online` all the while."""
+    profile = th_profile(reply_timeout="5s")
+    link = SerialTextLink(SerialTextBus(id="line", type="serial_text", port=line.path,
+                                        timeout=0.2))
+    device = Device(id="th1", bus="line", profile=profile.id, room="r")
+    poller = SerialTextPoller(device, profile, link, SystemClock())
+    try:
+        assert poller.reply_timeout == 0.2 and poller.worst_poll_seconds < 1.0
+        began = asyncio.get_running_loop().time()
+        result = await asyncio.wait_for(poller.poll(), 10)
+        took = asyncio.get_running_loop().time() - began
+        assert not result.answered and "within 0.2s" in (result.error or ""), result.error
+        assert took < 2.0, took  # (5 s: the profile's)
+    finally:
+        await link.close()
