@@ -43,6 +43,23 @@ __all__ = ["MAX_BUS_TIMEOUT_S", "AlarmSettings", "Bus", "BusCommon", "Chemistry"
            "Panel", "PanelUser", "PointOverride", "Room", "SerialTextBus", "WriteBackoff"]
 
 
+def _time_zone(name: str) -> str:
+    """A zone this machine's time-zone database knows (`Asia/Shangai` was taken, and the panel
+    and `status` then disagreed on the time shown: one fell back to UTC, one the name)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        try:  # (a machine without a time-zone database cannot judge: taken, shown as UTC)
+            ZoneInfo("Asia/Shanghai")
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            return name
+        raise ValueError(f"{name!r} is not a time zone this machine knows (IANA names: "
+                         "Asia/Shanghai, Asia/Urumqi, UTC …)") from None
+    return name
+
+
 @section
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayIdentity:
@@ -52,7 +69,7 @@ class GatewayIdentity:
     """The site's id: gateways of one site share it."""
     name: str | None = None
     """A human name for the panel's title and `roomwarden status`."""
-    timezone: str = "Asia/Shanghai"
+    timezone: Annotated[str, Check(_time_zone)] = "Asia/Shanghai"
     """IANA time zone of the site (`Asia/Shanghai`, `UTC` …): the panel, `status` and the demo show
     times in it. Default Asia/Shanghai."""
 

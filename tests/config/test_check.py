@@ -165,3 +165,13 @@ def test_a_file_of_many_unknown_keys_is_checked_with_its_schema_walked_once(
     assert check_all.known_keys.cache_info().misses == 1
     suggested = [e for e in errors if e.endswith("did you mean 'devices'?")]
     assert len(suggested) == check_all.MAX_SUGGESTIONS == 100
+
+
+def test_a_misspelt_time_zone_is_refused(tmp_path: Path) -> None:
+    """`Asia/Shangai` was taken: `status` then showed UTC and the panel the misspelt name."""
+    text = FIRMWARE_CONFIGS.joinpath("telecom_equipment_room.yaml").read_text()
+    assert "  timezone: Asia/Shanghai\n" in text
+    path = tmp_path / "tz.yaml"
+    path.write_text(text.replace("  timezone: Asia/Shanghai\n", "  timezone: Asia/Shangai\n"))
+    [error] = [str(e) for e in check_config(path).errors]
+    assert "gateway.timezone: 'Asia/Shangai' is not a time zone" in error
