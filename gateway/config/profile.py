@@ -21,8 +21,6 @@ import re
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import regex
-
 from gateway.config.buses import MAX_BUS_TIMEOUT_S
 from gateway.config.duration import Duration, at_most
 from gateway.config.escapes import escapes_known, unescape
@@ -291,6 +289,8 @@ class TextField(PointCommon):
 def _compiles(pattern: str) -> str:
     """A pattern both `re` (the check below reads it) and `regex` (the poller runs it, within a
     time budget: gateway.field.serial_text) compile."""
+    import regex  # (here: a gateway at rest does not hold it — 2 MiB — issue 15)
+
     try:
         re.compile(pattern)
         regex.compile(pattern)

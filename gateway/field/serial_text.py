@@ -16,8 +16,8 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import regex
 import serial
 
 from gateway.clock import Clock
@@ -26,6 +26,9 @@ from gateway.config.site import Device, SerialTextBus
 from gateway.field.poll import DevicePollerBase, PollResult
 from gateway.field.readings import failed_samples, point_samples
 from gateway.field.sample import Quality, Sample
+
+if TYPE_CHECKING:
+    import regex
 
 log = logging.getLogger("roomwarden.field")
 
@@ -257,6 +260,9 @@ class SerialTextPoller(DevicePollerBase[SerialTextProfile, SerialTextLink]):
     def __init__(self, device: Device, profile: SerialTextProfile, link: SerialTextLink,
                  clock: Clock) -> None:
         super().__init__(device, profile, link, clock)
+        import regex  # (at the first serial-text device: 2 MiB a gateway without one does
+        # not hold — issue 15)
+
         self.pattern = regex.compile(profile.reply_pattern)
         self.request = profile.request_bytes
         self.terminator = profile.terminator_bytes

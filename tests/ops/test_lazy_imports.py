@@ -40,7 +40,7 @@ def test_the_run_command_imports_no_optional_dependency(tmp_path: Path) -> None:
     found = run_fresh("""
         import json, sys
         import gateway.cli, gateway.supervisor  # what `roomwarden run` imports
-        heavy = ["h11", "aiohttp", "prometheus_client", "paho"]
+        heavy = ["h11", "aiohttp", "prometheus_client", "paho", "regex"]  # regex: serial text
         print(json.dumps({"loaded": [m for m in heavy if m in sys.modules]}))
     """, tmp_path)
     assert found == {"loaded": []}
