@@ -25,6 +25,17 @@ log = logging.getLogger("roomwarden.field")
 
 SPLITTABLE = (ILLEGAL_ADDRESS, ILLEGAL_VALUE)
 
+MERGE_RETRY_POLLS = 100
+"""Clean polls in a row (no read refused with exception 2 or 3) after which a device's learned
+splits are dropped for one poll and its merged reads tried again. A device that refused a read
+once (booting, a converter's firmware hiccup) was otherwise read in parts for good: about one
+request per point on a slow RS-485 line, where each costs the turnaround. A device that keeps
+refusing a point even alone never has a clean poll and keeps its splits."""
+MERGE_RETRY_MAX_POLLS = 64 * MERGE_RETRY_POLLS
+"""The longest wait between retries: each retry refused again (a real gap in the register
+map) doubles the wait up to this, so a real gap costs the refused reads that find it (one,
+unless the split has to be searched for) once per 6,400 polls at most."""
+
 
 class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
     def __init__(self, device: Device, profile: ModbusProfile, link: ModbusLink, clock: Clock,
@@ -32,6 +43,11 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
         super().__init__(device, profile, link, clock)
         self.max_gap = max_gap
         self.barriers: set[Barrier] = set()
+        self.clean_polls = 0
+        """Polls in a row with no read refused (exception 2 or 3) since the splits were last
+        learned or retried; a poll cut short by a lost link neither counts nor breaks the row."""
+        self.merge_retry_polls = MERGE_RETRY_POLLS
+        """Clean polls after which the merged reads are tried again (doubles, see above)."""
         self.unreadable: set[str] = set()
         """Points the device refuses even when read alone (reported `invalid`)."""
         self.plan: list[ReadRequest] = []
@@ -60,13 +76,53 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
         guard = self.link.guard
         return guard.wait_before(self.device.unit) if guard is not None else 0.0
 
+    def _begin_retry(self) -> set[Barrier] | None:
+        """Splits are learned, not configured: after `merge_retry_polls` clean polls, drop them
+        for this poll and read merged again. A read still refused is split in this poll as any
+        refused read is, so no point loses its sample. Returns the splits dropped, if any."""
+        if not self.barriers or self.clean_polls < self.merge_retry_polls:
+            return None
+        kept, self.barriers = self.barriers, set()
+        self._replan()
+        return kept
+
+    def _count_poll(self, kept: set[Barrier] | None, refused: bool, learned: bool,
+                    cut_short: bool) -> None:
+        """After a poll: count it clean, or settle a retry. Splits a retry learns again (a real
+        gap) are kept twice as long as before; a new split resets the wait."""
+        if kept is None:
+            if refused:
+                self.clean_polls = 0
+                if learned:
+                    self.merge_retry_polls = MERGE_RETRY_POLLS
+            elif self.barriers and not cut_short:
+                self.clean_polls += 1
+        elif learned:
+            if cut_short:  # the parts not read yet proved nothing
+                self.barriers |= kept
+                self._replan()
+            self.clean_polls = 0
+            self.merge_retry_polls = min(2 * self.merge_retry_polls, MERGE_RETRY_MAX_POLLS)
+            log.info("event=merge_retry_refused device=%s splits=%d next_retry_polls=%d",
+                     self.device_id, len(self.barriers), self.merge_retry_polls)
+        elif cut_short:
+            # the link failed before every read was made: keep the splits, try again next poll
+            self.barriers |= kept
+            self._replan()
+        else:
+            self.clean_polls = 0
+            self.merge_retry_polls = MERGE_RETRY_POLLS
+            log.info("event=splits_forgotten device=%s splits=%d requests=%d",
+                     self.device_id, len(kept), len(self.plan))
+
     async def poll(self) -> PollResult:
+        kept = self._begin_retry()
         samples: list[Sample] = []
         pending = list(self.plan)
         answered = delivered = False
         error: str | None = None
         requests = 0
-        learned = False
+        refused = learned = cut_short = False
         link, unit, decoders, now_ns = self.link, self.device.unit, self._decoders, \
             self.clock.now_ns
         while pending:
@@ -86,6 +142,7 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
             except ExceptionReply as exc:
                 answered = True  # the device is alive; it refused this range
                 if exc.code in SPLITTABLE:
+                    refused = True
                     split = split_request(request)
                     if split is not None:
                         barrier, parts = split
@@ -116,6 +173,7 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
                 for rest in pending:
                     failed_samples(rest.points, ts, Quality.COMM_ERROR, samples)
                 pending.clear()
+                cut_short = True
                 break
             answered = delivered = True
             ts = now_ns()
@@ -127,5 +185,6 @@ class ModbusDevicePoller(DevicePollerBase[ModbusProfile, ModbusLink]):
                 register_samples(request, values, ts, samples)
         if learned:
             self._replan()
+        self._count_poll(kept, refused, learned, cut_short)
         return PollResult(samples, answered=answered, error=error, requests=requests,
                           delivered=delivered)

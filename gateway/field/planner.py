@@ -9,7 +9,8 @@ Some devices answer a read that touches an unmapped register with exception 2 (i
 address) and so void every good point in it. `split_request` cuts such a request at its widest
 gap (or its middle) and returns a *barrier*: an address a merged request may no longer span.
 Barriers are remembered by the caller and passed to `plan_requests`, so the split survives
-the next cycle without being learned again.
+the next cycle without being learned again — until the caller (gateway.field.modbus_poller)
+drops them for one poll after enough clean ones, to find out whether they are still needed.
 """
 
 from __future__ import annotations

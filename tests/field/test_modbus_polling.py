@@ -20,7 +20,11 @@ from gateway.config.site import Device, FailurePolicy, ModbusRtuBus, ModbusTcpBu
 from gateway.field.bus_loop import BusLoop
 from gateway.field.codec import encode
 from gateway.field.modbus_link import CommFailure, ModbusLink
-from gateway.field.modbus_poller import ModbusDevicePoller
+from gateway.field.modbus_poller import (
+    MERGE_RETRY_MAX_POLLS,
+    MERGE_RETRY_POLLS,
+    ModbusDevicePoller,
+)
 from gateway.field.poll import DevicePoller
 from gateway.field.sample import Quality, Sample
 from gateway.localservices import free_port
@@ -180,6 +184,124 @@ async def test_a_point_the_device_refuses_alone_is_invalid_and_others_stay_good(
             assert values["d.missing"].quality is Quality.INVALID
             assert values["d.missing"].value is None
         assert poller.unreadable == {"d.missing"}
+    finally:
+        await link.close()
+
+
+def holding_poller(port: int, points: list[dict[str, object]]) -> tuple[ModbusDevicePoller,
+                                                                       ModbusLink]:
+    profile = modbus_profile(points)
+    bus = ModbusTcpBus(id="tcp1", type="modbus_tcp", host="127.0.0.1", port=port, timeout=0.5)
+    link = ModbusLink(bus)
+    device = Device(id="d", bus="tcp1", unit=1, profile=profile.id, room="r")
+    return ModbusDevicePoller(device, profile, link, SystemClock(), max_gap=8), link
+
+
+async def test_splits_learned_in_a_refusing_window_are_forgotten_after_clean_polls(
+        server: tuple[int, dict[int, Unit]]) -> None:
+    """The field audit: one window of exception 2 (a device booting, a converter's firmware
+    hiccup) split a device's one 4-register read into four 1-register reads for good. After
+    MERGE_RETRY_POLLS clean polls the merged read is tried again and, read, kept."""
+    port, units = server
+    poller, link = holding_poller(port, [
+        {"name": f"a{i}", "register": "holding", "address": i} for i in range(4)])
+    await link.open()
+    try:
+        units[1].refusing = {3: 2}
+        for _ in range(5):  # the window: split down to single reads, all refused
+            window = await poller.poll()
+            assert all(s.quality is Quality.INVALID for s in window.samples)
+        assert [(r.address, r.count) for r in poller.plan] == [(0, 1), (1, 1), (2, 1), (3, 1)]
+        units[1].refusing = {}
+        for _ in range(MERGE_RETRY_POLLS):  # the splits hold while they are proved
+            units[1].reads.clear()
+            values = by_point((await poller.poll()).samples)
+            assert [values[f"d.a{i}"].value for i in range(4)] == [100, 101, 102, 103]
+            assert all(s.good for s in values.values())
+            assert units[1].reads == [(3, 0, 1), (3, 1, 1), (3, 2, 1), (3, 3, 1)]
+        for _ in range(3):  # then one merged read again, and it stays merged
+            units[1].reads.clear()
+            values = by_point((await poller.poll()).samples)
+            assert [values[f"d.a{i}"].value for i in range(4)] == [100, 101, 102, 103]
+            assert all(s.good for s in values.values())
+            assert units[1].reads == [(3, 0, 4)]
+        assert poller.barriers == set()
+    finally:
+        await link.close()
+
+
+async def test_a_real_gap_stays_split_and_the_merged_read_is_retried_ever_more_rarely(
+        server: tuple[int, dict[int, Unit]]) -> None:
+    """Registers 4 and 5 are not mapped: the merged read 0..9 is refused every time it is
+    tried. It is tried after 100, then 200, then 400 clean polls (each retry refused doubles the
+    wait, up to MERGE_RETRY_MAX_POLLS), its refusal is followed in the same poll by the split
+    reads, and every point reads good in every poll."""
+    port, units = server
+    poller, link = holding_poller(port, [
+        {"name": "a0", "register": "holding", "address": 0},
+        {"name": "a1", "register": "holding", "address": 1},
+        {"name": "a3", "register": "holding", "address": 3},
+        {"name": "a6", "register": "holding", "address": 6},
+        {"name": "temp", "register": "holding", "address": 8, "type": "float32",
+         "quantity": "temperature"},
+    ])
+    split = [(3, 0, 4), (3, 6, 4)]
+    merged_in: list[int] = []
+    await link.open()
+    try:
+        for number in range(1, 705):
+            units[1].reads.clear()
+            result = await poller.poll()
+            values = by_point(result.samples)
+            assert all(s.good for s in result.samples), (number, result.samples)
+            assert [values[f"d.{p}"].value for p in ("a0", "a1", "a3", "a6")] == [
+                100, 101, 103, 106], number
+            assert values["d.temp"].value == pytest.approx(21.5)
+            # the server refuses a read of unmapped registers before its action sees it: the
+            # refused merged read shows as the one request more
+            assert units[1].reads == split, number
+            if result.requests == 3:
+                merged_in.append(number)
+            else:
+                assert result.requests == 2, number
+        assert merged_in == [1, 102, 303, 704]
+        assert poller.merge_retry_polls == 8 * MERGE_RETRY_POLLS
+        # the wait stops doubling at its cap
+        poller.merge_retry_polls = poller.clean_polls = MERGE_RETRY_MAX_POLLS
+        units[1].reads.clear()
+        result = await poller.poll()
+        assert all(s.good for s in result.samples)
+        assert result.requests == 3 and units[1].reads == split
+        assert poller.merge_retry_polls == MERGE_RETRY_MAX_POLLS
+    finally:
+        await link.close()
+
+
+async def test_a_merged_retry_cut_short_by_a_silent_device_keeps_the_splits_and_retries(
+        server: tuple[int, dict[int, Unit]]) -> None:
+    """A merged retry that the link cut short proved nothing: the splits stay, and the next
+    poll that gets through tries the merged read again."""
+    port, units = server
+    poller, link = holding_poller(port, [
+        {"name": "a0", "register": "holding", "address": 0},
+        {"name": "a1", "register": "holding", "address": 1},
+    ])
+    await link.open()
+    try:
+        units[1].refusing = {3: 2}
+        await poller.poll()  # learn a split
+        units[1].refusing = {}
+        for _ in range(MERGE_RETRY_POLLS):  # prove it
+            assert (await poller.poll()).requests == 2
+        units[1].silent = True
+        lost = await poller.poll()
+        assert lost.requests == 1 and lost.error is not None
+        assert all(s.quality is Quality.COMM_ERROR for s in lost.samples)
+        assert [(r.address, r.count) for r in poller.plan] == [(0, 1), (1, 1)]
+        units[1].silent = False
+        result = await poller.poll()
+        assert result.requests == 1 and all(s.good for s in result.samples), result
+        assert [(r.address, r.count) for r in poller.plan] == [(0, 2)]
     finally:
         await link.close()
 
