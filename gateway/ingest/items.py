@@ -88,3 +88,22 @@ def delivery_of(message: object) -> tuple[Delivery | None, Delivery | None]:
         if info.mode == "ingest" and info.stream is not None and info.floor is not None:
             return None, (message.site, message.gateway, info.stream, info.floor)
     return None, None
+
+
+def repeated_row(message: object) -> str | None:
+    """Why a telemetry batch is refused for holding a point twice at one time, or None: two
+    values of one series at one instant (VictoriaMetrics keeps both, InfluxDB the last: the
+    stores would disagree; gateways never send one — found by the central audit). It is
+    dead-lettered whole (kind `contract`), for a person to look at."""
+    if not isinstance(message, TelemetryBatch):
+        return None
+    rows = message.samples
+    if len({(row[0], row[2]) for row in rows}) == len(rows):
+        return None
+    seen: set[tuple[str, int]] = set()
+    for point, _value, dt, _quality in rows:
+        if (point, dt) in seen:
+            return (f"telemetry: point {point} appears twice at t0 + {dt} ns (a batch holds "
+                    "each point at most once)")
+        seen.add((point, dt))
+    return None

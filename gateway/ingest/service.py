@@ -24,11 +24,10 @@ Flow (DESIGN principle 5):
   at most every `request_state_interval`); when the catalog arrives the batch is written. Only
   after `catalog_wait` (or when its gateway holds more than its share of the park limit:
   `writer.shed`) does it go to the dead-letter log, payload included, for a replay.
-* Malformed messages and points the database rejects (4xx) go to the dead-letter log and are
-  acknowledged: they never block the stream; so are messages past their gateway's series
-  budget (`gateway.ingest.budget`; an event of a known alarm key always passes). A gateway
-  clock before 2020, 5 minutes ahead or far back (`gateway.ingest.timeline`): its telemetry is
-  dead-lettered, its alarm events and live states written at first receipt.
+* Malformed messages, a batch with a point twice at one time, points the database rejects
+  (4xx), messages past a gateway's series budget (`gateway.ingest.budget`) and the telemetry of
+  a gateway clock before 2020, 5 min ahead or far back (`gateway.ingest.timeline`; its alarm
+  events and states are written at receipt) are dead-lettered, acknowledged: no stream blocks.
 * A message received before a disconnect is never acknowledged after it (its packet id may
   name another message by then); the broker redelivers it and the duplicate is recognised.
 * End-to-end acknowledgement: after the database accepted a batch or event (or it was a
@@ -74,7 +73,7 @@ from gateway.ingest.catalogs import CatalogStore
 from gateway.ingest.dedup import seen_key
 from gateway.ingest.eventlabels import shaper
 from gateway.ingest.gatewaywatch import GatewayWatch
-from gateway.ingest.items import Item, delivery_of
+from gateway.ingest.items import Item, delivery_of, repeated_row
 from gateway.ingest.metrics import IngestMetrics
 from gateway.ingest.opshttp import OpsEndpoint
 from gateway.ingest.schema import UnknownCatalog, message_lines, restamped
@@ -318,9 +317,10 @@ class IngestService:
                 elif again:  # sent again: a duplicate
                     item.duplicate = True
                     raise _NotWritten
-                placed = self._timeline.place(message, item.key, msg.retain, now_ns)
-                if isinstance(placed, str):  # a gateway clock wrong (timecheck)
-                    item.dead_reason, item.dead_kind = placed, "clock"
+                twice = repeated_row(message)
+                placed = twice or self._timeline.place(message, item.key, msg.retain, now_ns)
+                if isinstance(placed, str):  # a gateway clock wrong (timecheck), a row twice
+                    item.dead_reason, item.dead_kind = placed, "contract" if twice else "clock"
                     raise _NotWritten
                 message, item.gateway_ts = placed  # (or at its receive time, in its order)
                 if isinstance(message, IncidentChunk):  # issue 12: for the incident store

@@ -19,7 +19,7 @@ from gateway.field.sample import Quality, Sample
 from gateway.ingest.deadletter import MAX_PAYLOAD, MAX_WHOLE, PREFIX, DeadLetterLog
 from gateway.ingest.service import IngestService
 from tests.fixtures.services import Broker, Victoria, wait_for
-from tests.ingest.test_service import GW, NOW, SITE, Gateway, make_settings
+from tests.ingest.test_service import GW, NOW, SITE, Gateway, make_settings, ms, values
 
 
 def records(path: Path) -> list[dict[str, object]]:
@@ -157,3 +157,33 @@ def test_whole_messages_are_bounded_by_the_contract_and_by_the_file(tmp_path: Pa
         small.add("t", bytes([i]) * small.max_whole, "refused", i, decoded=True)
         assert on_disk(tmp_path / "small.jsonl") <= small.cap_bytes
     assert all(r["truncated"] is False for r in records(tmp_path / "small.jsonl"))
+
+
+def test_a_batch_holding_a_point_twice_at_one_time_is_dead_lettered_whole(
+        tmp_path: Path, broker: Broker, victoria: Victoria, gateway: Gateway) -> None:
+    """Two values of one series at one instant: VictoriaMetrics stored both, InfluxDB keeps the
+    last (the central audit). The batch breaks the contract's "each point at most once": it is
+    dead-lettered whole and acknowledged, nothing of it written; the next batch is."""
+    settings = make_settings(tmp_path, broker, victoria)
+    twice = c.TelemetryBatch.from_samples(
+        site=SITE, gateway=GW, seq=1, produced=NOW, samples=[
+            Sample("th-9.temperature", 1.0, NOW, Quality.GOOD),
+            Sample("th-9.temperature", 99.0, NOW, Quality.GOOD)])
+    fine = c.TelemetryBatch.from_samples(
+        site=SITE, gateway=GW, seq=2, produced=NOW + 10**9, samples=[
+            Sample("th-9.temperature", 2.0, NOW + 10**9, Quality.GOOD)])
+    service = IngestService(settings)
+    service.start()
+    try:
+        wait_for(lambda: bool(service.status()["subscribed"]), what="ingest subscribed")
+        gateway.send(twice)
+        gateway.send(fine)
+        wait_for(lambda: service.status()["acked"] == 2, what="both acknowledged")
+        assert service.status()["dead_lettered"] == 1
+    finally:
+        service.stop()
+    [record] = records(settings.dead_letter)
+    assert "appears twice" in str(record["reason"]) and record["truncated"] is False
+    assert base64.b64decode(str(record["payload"])) == c.encode(twice)
+    # (no catalog: the measurement is `unclassified`); the repeated rows left nothing
+    assert values(victoria, "unclassified_value") == {ms(1): 2.0}
