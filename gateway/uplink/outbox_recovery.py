@@ -10,6 +10,18 @@ kind it does not know). An error that says nothing about the file's content (the
 an I/O error, the database is locked by another process, the directory cannot be written) is
 not damage: the caller retries it, or (at start) reports it.
 
+Only an outbox is ever moved aside. A file at the outbox's path is taken for one if it is empty
+(SQLite starts a new database in it; a crash right after the file was made leaves one), begins
+with SQLite's 16-byte header (`SQLite format 3\\0`: every case of damage the storage audit
+made — damage within the file, or all of it but the 100-byte header), or has a name ending in
+`.sqlite` (`outbox.sqlite`, the default: an outbox whose first page the damage took). Anything
+else — the config store's `state.json`, a text file, a directory, a socket — is not an outbox:
+`open_outbox` refuses it before touching it (OutboxError naming the path and why: its content
+and mode stay as they were), and the config that named it does not start (an audit pointed
+`uplink.outbox.path` at a writable file: it was renamed aside and replaced by an outbox). The
+path is also never one of the gateway's other state files (gateway.uplink.parts.outbox_path).
+While running, `reopen` moves the file this outbox opened and wrote itself.
+
 What the damaged file held is lost to the uplink: the telemetry backlog, unsent alarm events,
 snapshots and command results. The alarm journal still holds every alarm event; the retained
 active-alarm snapshot and the gateway state are published again on every connect anyway.
@@ -29,6 +41,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -41,6 +54,8 @@ from gateway.uplink.outbox_table import OutboxError, Pending, Totals
 
 log = logging.getLogger("roomwarden.uplink")
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
 _CORRUPT_NAMES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _CORRUPT_TEXT = ("malformed", "not a database")
 
@@ -89,7 +104,9 @@ def _load(path: str, synchronous: str) -> Opened:
 def open_outbox(path: Path, synchronous: str, clock: Clock) -> tuple[Opened, str | None]:
     """The outbox at `path`; a damaged one is moved aside and a fresh one started (then the
     second value is the note that was logged). OutboxError for a file that cannot be opened
-    for another reason (the disk, permissions, another process holding it)."""
+    for another reason (the disk, permissions, another process holding it), and for a file
+    that is not an outbox (module docstring), left untouched."""
+    refuse_foreign(path)
     try:
         return _load(str(path), synchronous), None
     except (sqlite3.Error, OutboxError, KeyError, ValueError, TypeError) as exc:
@@ -99,6 +116,31 @@ def open_outbox(path: Path, synchronous: str, clock: Clock) -> tuple[Opened, str
             raise OutboxError(f"cannot open outbox {path}: {exc}") from exc
         return _fresh(path, synchronous, clock, exc,
                       "its whole content (unsent telemetry, alarm events, snapshots)", None)
+
+
+def refuse_foreign(path: Path) -> None:
+    """OutboxError if something is at `path` that is not an outbox (module docstring): opening
+    it would narrow its mode and write SQLite's pages into it, or move it aside as damaged."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return  # a new outbox
+    except OSError as exc:
+        raise OutboxError(f"cannot open outbox {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        why = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+    elif info.st_size == 0 or path.name.endswith(".sqlite"):
+        return
+    else:
+        try:
+            with open(path, "rb") as f:
+                if f.read(len(SQLITE_HEADER)) == SQLITE_HEADER:
+                    return
+        except OSError as exc:
+            raise OutboxError(f"cannot open outbox {path}: {exc.strerror or exc}") from exc
+        why = "it does not begin with SQLite's header nor is its name *.sqlite"
+    raise OutboxError(f"outbox {path} exists and is not an outbox ({why}): refusing to move "
+                      "or overwrite it; give uplink.outbox.path a path of its own")
 
 
 def reopen(path: Path, synchronous: str, clock: Clock, exc: BaseException, lost: Totals,

@@ -23,13 +23,27 @@ from typing import Annotated, Literal
 
 from gateway.config.duration import Duration
 from gateway.config.names import Name
-from gateway.config.section import Limits, default_factory, defaults, section
+from gateway.config.section import Check, Limits, default_factory, defaults, section
+from gateway.config.state_files import owner_of
 from gateway.contract.channels import check_root
 from gateway.contract.vocab import DEFAULT_ROOT, ContractError
 from gateway.records import dataclass
 
 Deadband = Annotated[float, Limits(ge=0, allow_inf_nan=False)]
 """An absolute deadband: finite, not negative."""
+
+
+def _outbox_path(path: str) -> str:
+    """Not on the gateway's own other state (gateway.config.state_files): the outbox would
+    write its tables into that file, or move it aside as a damaged outbox. A relative path
+    is judged here, as the gateway resolves it (against its state directory); an absolute one
+    where the gateway knows its state directory (gateway.uplink.parts.outbox_path)."""
+    owner = owner_of(path)
+    if owner is not None:
+        raise ValueError(f"{path!r} is {owner} in the gateway's state directory: the outbox "
+                         "must not land on the gateway's own state (default "
+                         "uplink/outbox.sqlite)")
+    return path
 
 
 @section
@@ -52,8 +66,15 @@ class TlsSettings:
 @section
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxSettings:
-    path: str = "uplink/outbox.sqlite"
-    """Relative to the gateway's state directory (or absolute)."""
+    path: Annotated[str, Check(_outbox_path)] = "uplink/outbox.sqlite"
+    """Relative to the gateway's state directory (or absolute). Never one of the gateway's
+    own other files there (`alarms.sqlite`, `operator/commands.sqlite`, `rate_windows.bin`,
+    `gateway.lock`, `control.sock`, anything under `config/` or `incidents/`): the check
+    refuses it (an absolute path into the state directory: the gateway, when it starts the
+    config). An existing file at the path that is not an outbox — not empty, not beginning
+    with SQLite's header, its name not ending in `.sqlite` — is refused when the gateway
+    starts the config, never moved or overwritten; a damaged outbox is moved aside (logged
+    `event=outbox_corrupt`) and a fresh one started."""
     budget_mb: Annotated[float, Limits(gt=0, le=100_000)] = 256.0
     """Disk the outbox may use; past it the oldest telemetry goes first (alarm events last)."""
     commit_interval: Duration = 1.0

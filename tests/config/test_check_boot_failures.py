@@ -4,7 +4,9 @@ reason — it never tracebacks on them.
 An audit found configs that passed the check (or made it traceback in its warnings pass) and
 then crashed the gateway's start: a rule override whose `outside` band is empty (low above
 high, alone or with the rule's default or another scope's value), a rate window of 0 s, an
-alarm flood or chatter window of 0 s, a panel password hash the panel cannot parse."""
+alarm flood or chatter window of 0 s, a panel password hash the panel cannot parse. And one
+whose outbox path lands on the gateway's own state (`config/state.json`: the config store's
+state was renamed aside as a damaged outbox, tests/uplink/test_outbox_path.py)."""
 
 from __future__ import annotations
 
@@ -40,6 +42,12 @@ def panel_user(password_hash: str) -> Any:
     return change
 
 
+def outbox_path(path: str) -> Any:
+    def change(data: dict[str, Any]) -> None:
+        data["uplink"] = {"broker": "127.0.0.1", "outbox": {"path": path}}
+    return change
+
+
 CASES = {
     "low_above_high": (
         overrides({"rule": "environment.temperature_recommended",
@@ -68,6 +76,14 @@ CASES = {
     "hash_out_of_bounds": (
         panel_user("scrypt$3$8$1$GJooIsA8aT+mnyli1J3Iqw==$RmGdjVhyYPib3UAH05MZzcOlxdAngIgeCTAmx1rDfHc="),
         "panel.users[0].password_hash", "scrypt n must be a power of two"),
+    "outbox_on_the_config_stores_state": (
+        outbox_path("config/state.json"), "uplink.outbox.path",
+        "'config/state.json' is the config store (gateway.flashing.store) in the gateway's "
+        "state directory: the outbox must not land on the gateway's own state"),
+    "outbox_on_the_alarm_journal": (
+        outbox_path("alarms.sqlite"), "uplink.outbox.path",
+        "'alarms.sqlite' is the alarm journal (alarms.sqlite) in the gateway's state "
+        "directory"),
 }
 
 

@@ -65,11 +65,14 @@ def aside(path: Path) -> list[Path]:
     return sorted(path.parent.glob(path.name + ".corrupt-*"))
 
 
-@pytest.mark.parametrize("keep", [100, 3 * 4096], ids=["header-kept", "schema-kept"])
+@pytest.mark.parametrize("keep", [0, 100, 3 * 4096],
+                         ids=["header-lost", "header-kept", "schema-kept"])
 def test_a_damaged_outbox_is_moved_aside_and_a_fresh_one_started(
         tmp_path: Path, keep: int, caplog: pytest.LogCaptureFixture) -> None:
     """`header-kept`: SQLite refuses the file at opening; `schema-kept`: it opens and the rows
-    are unreadable (the audit's restart after damage at run time: `read_totals`)."""
+    are unreadable (the audit's restart after damage at run time: `read_totals`);
+    `header-lost`: not even SQLite's header is left — still taken for an outbox by its name
+    (`outbox.sqlite`: gateway.uplink.outbox_recovery, tests/uplink/test_outbox_path.py)."""
     path = tmp_path / "uplink" / "outbox.sqlite"
     old_stream = filled(path, n=400)
     scribble(path, keep=keep)
