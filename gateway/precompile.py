@@ -44,15 +44,18 @@ pydantic with the models a gateway at rest no longer imports (issue 15): the con
 (gateway.contract.wire: every message model) at its first command, incident or config message,
 the panel's (gateway.panel.views) at its first panel request."""
 RUN_IMPORTS = ("gateway.cli", "gateway.supervisor", "gateway.panel.server",
-               "gateway.uplink.publisher", "gateway.operator.inbox", *LATE_IMPORTS, *CODECS)
+               "gateway.uplink.publisher", "gateway.operator.inbox", "regex", *LATE_IMPORTS,
+               *CODECS)
 """What `roomwarden run` with the panel and an uplink imports before it serves or connects
-(tests/bench/bench_imports.py), the operator commands' checker and `LATE_IMPORTS`.
+(tests/bench/bench_imports.py), the operator commands' checker, `regex` (the first serial-text
+device's poller imports it) and `LATE_IMPORTS`.
 tests/service/test_unit_run.py keeps this list whole: a gateway started as the unit starts it
 compiles nothing after this ran, nor at its first scrape and broker connection."""
 CHECK_IMPORTS = ("gateway.isolated_check", "gateway.rules.config", "gateway.config.loader",
                  "gateway.config.yamlsafe", "yaml", "pickle", "pydantic._internal._dataclasses",
-                 "pydantic.dataclasses", "pydantic.type_adapter", *CODECS)
-"""What the config check's child imports (gateway.isolated_check), YAML's reader, pydantic's
+                 "pydantic.dataclasses", "pydantic.type_adapter", "regex", *CODECS)
+"""What the config check's child imports (gateway.isolated_check; `regex` at a serial-text
+profile's pattern), YAML's reader, pydantic's
 support for the config sections that are dataclasses (gateway.config.section) and the
 TypeAdapter it validates them with (imported when the first one is built: the site config no
 longer imports the wire contract, which brought it at import, issue 15), and the pickler of its
