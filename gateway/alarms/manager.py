@@ -102,16 +102,22 @@ class AlarmManager(AlarmCommands):
             if rec.state.annunciated and not is_drill(rec.key.subject):
                 self._rooms.enter(rec.key, rec.ev.room)
             self._index(rec)
-        try:
+        try:  # (any shape no version wrote — `null`, a list — is dropped, never a failed start:
+            # an audit's `flood: null` kept the gateway from starting mid-alarm, AttributeError)
             self._flood.load(json.loads(contents.meta.get("flood", "{}")), self._mono,
                              self._now)
+        except Exception as exc:
+            log.error("event=alarm_meta_unreadable key=flood error=%r", exc)
+            self._flood.load({}, self._mono, self._now)
+        try:
             self._rooms.load(json.loads(contents.meta.get("first_out", "[]")))
-        except (ValueError, TypeError) as exc:
-            log.error("event=alarm_meta_unreadable error=%r", exc)
+        except Exception as exc:
+            log.error("event=alarm_meta_unreadable key=first_out error=%r", exc)
+            self._rooms.load([])
         try:
             holds = json.loads(contents.meta.get("output_holds", "[]"))
             self._output_holds = {h for h in holds if isinstance(h, str)}
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:
             log.error("event=alarm_meta_unreadable key=output_holds error=%r", exc)
         self._kept = {key: value for key, value in contents.meta.items() if key in KEPT}
         drill_open = _drill_open(contents.meta.get("drill_open", ""))
@@ -382,7 +388,7 @@ def _drill_open(text: str) -> dict[str, str | None] | None:
         return None
     try:
         found = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         log.error("event=alarm_meta_unreadable key=drill_open error=%r", exc)
         return None
     if not isinstance(found, dict) or not isinstance(found.get("drill"), str) \

@@ -52,3 +52,23 @@ def test_only_known_keys_are_kept(make_manager: MakeManager) -> None:
     manager = make_manager()
     with pytest.raises(ValueError, match="not a kept meta key"):
         manager.keep("last_seq", "0")
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("flood", "null"), ("flood", "[]"), ("flood", '{"activations": 5}'),
+    ("first_out", "null"), ("first_out", '[["room"]]'), ("output_holds", "7"),
+    ("drill_open", "[1]")])
+def test_a_meta_value_of_a_shape_no_version_wrote_is_dropped_not_a_failed_start(
+        make_manager: MakeManager, journal_path: Path, key: str, value: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An audit set the journal's `flood` to `null` while an alarm was active: the next start
+    failed with AttributeError (under systemd, every start: no sirens driven). The value is
+    dropped and said; the alarms come back."""
+    first = make_manager()
+    first.observe([ev(subject="a")])
+    first.close()
+    with sqlite3.connect(journal_path) as conn:
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+    again = make_manager()
+    assert [a.key.subject for a in again.active()] == ["a"]
+    assert f"event=alarm_meta_unreadable key={key}" in caplog.text
