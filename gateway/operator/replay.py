@@ -57,7 +57,8 @@ class ReplayMemory:
         self.horizon_ns = 0
         try:
             self._open()
-        except (sqlite3.DatabaseError, OSError) as exc:
+        except (sqlite3.DatabaseError, OSError, ValueError, TypeError) as exc:  # (a horizon
+            # no version wrote — text, NULL — made a start fail: the memory is set aside)
             log.error("event=replay_memory_unusable path=%s error=%r", path, str(exc))
             self._set_aside()
             with contextlib.suppress(sqlite3.DatabaseError, OSError):
@@ -74,11 +75,14 @@ class ReplayMemory:
             db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER)")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('horizon', ?)", (self.clock.now_ns(),))
             row = db.execute("SELECT value FROM meta WHERE name = 'horizon'").fetchone()
-            db.execute("PRAGMA quick_check").fetchone()
+            (verdict,) = db.execute("PRAGMA quick_check").fetchone()
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {verdict}")
+            horizon = int(row[0])
         except BaseException:
             db.close()
             raise
-        self.horizon_ns = int(row[0])
+        self.horizon_ns = horizon
         self._db = db
         self.current_horizon()
 
@@ -145,7 +149,7 @@ class ReplayMemory:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    db.execute("DELETE FROM seen WHERE expires < ?", (now - self.skew_ns,))
+                    self._forget_expired(db, now - self.skew_ns)
                     db.execute("INSERT INTO seen VALUES (?, ?, ?, ?, ?, NULL)",
                                (key, cid, ts, expires, now))
                     self._bound(db)
@@ -155,6 +159,20 @@ class ReplayMemory:
                     raise
             except sqlite3.Error as exc:
                 raise ReplayMemoryError(f"replay memory: {exc}") from None
+
+    def _forget_expired(self, db: sqlite3.Connection, before: int) -> None:
+        """Forget the ids expired by `before` (wall clock), and move the horizon past the
+        newest of them: a command issued then is refused as older than the memory, not taken
+        for new — the clock audit stepped the wall clock forward (the id forgotten as expired)
+        and back (the command valid again), and a captured command was carried out twice."""
+        (newest,) = db.execute("SELECT max(ts) FROM seen WHERE expires < ?",
+                               (before,)).fetchone()
+        if newest is None:
+            return
+        db.execute("DELETE FROM seen WHERE expires < ?", (before,))
+        if int(newest) + 1 > self.horizon_ns:
+            self.horizon_ns = int(newest) + 1
+            db.execute("UPDATE meta SET value = ? WHERE name = 'horizon'", (self.horizon_ns,))
 
     def _bound(self, db: sqlite3.Connection) -> None:
         (count,) = db.execute("SELECT count(*) FROM seen").fetchone()

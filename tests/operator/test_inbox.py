@@ -357,3 +357,38 @@ def test_a_refusal_for_time_names_this_gateways_clock(bench: Bench) -> None:
     bench.clock.advance(3600)
     late = refused(bench.send(ack(bench, now_ns=bench.now() - 3600 * 10**9)), r.EXPIRED)
     assert "by this gateway's clock" in late
+
+
+def test_a_command_forgotten_by_a_clock_stepped_forward_is_not_new_after_it_steps_back(
+        bench: Bench) -> None:
+    """The clock audit: a command C applied; the wall clock stepped forward 880 s (C's id
+    forgotten as expired, at the next command's record) and back; C, captured, was carried out
+    a second time with 510 s of its lifetime left. Forgetting an id moves the memory's horizon
+    past it: C is refused."""
+    command = ack(bench, lifetime_s=600.0)
+    assert bench.send(command).outcome == "applied"
+    assert bench.send(command).outcome == "duplicate"
+    bench.clock.advance(60)
+    bench.clock.step_wall(880)
+    other = ack(bench, key=bench.keys.acker, now_ns=bench.now() - int(880e9), lifetime_s=900.0)
+    assert bench.send(other).outcome == "applied"  # (recorded: C forgotten, as expired)
+    bench.clock.step_wall(-880)
+    bench.clock.advance(30)
+    assert command.expires is not None and command.expires > bench.now()  # valid again
+    again = bench.send(command)
+    assert again.outcome != "applied", again
+    assert [who for _, who in bench.recorder.done] == ["Zhang Wei (NOC)", "noc.acker"]
+
+
+@pytest.mark.parametrize("horizon", ["'abc'", "NULL"])
+def test_a_replay_memory_of_a_shape_no_version_wrote_is_set_aside_not_a_failed_start(
+        bench: Bench, horizon: str) -> None:
+    """A horizon that is not a number (text, NULL) made `ReplayMemory()` raise at start."""
+    bench.memory.close()
+    with sqlite3.connect(bench.path) as conn:  # (a column of any type: `INTEGER` coerced)
+        conn.execute("DROP TABLE meta")
+        conn.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value)")
+        conn.execute(f"INSERT INTO meta VALUES ('horizon', {horizon})")
+    bench.restart()  # (raised ValueError / TypeError)
+    assert list(bench.path.parent.glob("commands.sqlite.corrupt-*"))
+    assert bench.send(ack(bench)).outcome == "applied"
