@@ -149,6 +149,13 @@ def _check_outputs(config: GatewayConfig,
         elif not point.writable or point.register is not RegisterType.COIL:
             err((*here, "point"), f"point {output.point!r} of {profile.id!r} is not a "
                                   "writable coil (`register: coil`, `writable: true`)")
+        elif (override := device.points.get(output.point)) is not None \
+                and not override.enabled:  # (never read back: a coil switched off by hand at
+            # the module was neither repaired nor reported — the outputs audit)
+            err((*here, "point"), f"point {output.point!r} of device {device.id!r} is "
+                                  "disabled (`enabled: false` in its points), so the output's "
+                                  "coil is never read back: a coil changed at the module "
+                                  "would be neither repaired nor reported; enable the point")
         key = (output.device, output.point)
         if key in targets:
             err((*here, "point"), f"{output.device}.{output.point} already drives "

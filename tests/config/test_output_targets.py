@@ -103,3 +103,30 @@ def test_check_warns_about_outputs_sharing_a_feedback_point(tmp_path: Path) -> N
                                    "point: do4,\n     feedback: {device: di1, point: di8"))
     done = _check(path)
     assert done.returncode == 0 and "feedback" not in done.stdout, done.stdout
+
+
+DISABLED_POINT = """\
+gateway: {id: gw, site: test}
+rooms:
+  - {id: batt, type: battery}
+buses:
+  - {id: rs485, type: modbus_rtu, port: /dev/ttyUSB0, baudrate: 38400}
+devices:
+  - {id: h2, bus: rs485, unit: 1, profile: generic_h2_detector, room: batt}
+  - {id: do1, bus: rs485, unit: 2, profile: generic_relay_module, room: batt,
+     points: {do1: {enabled: false}}}
+outputs:
+  - {id: siren, role: siren, device: do1, point: do1}
+"""
+
+
+def test_an_output_on_a_disabled_point_is_refused(tmp_path: Path) -> None:
+    """The outputs audit: with the siren's coil point disabled in the device's overrides (as the
+    shipped site disables unused inputs), the coil was never read back — switched off by hand
+    at the module during a fire alarm, it stayed off, unrepaired and unreported."""
+    path = tmp_path / "site.yaml"
+    path.write_text(DISABLED_POINT)
+    with pytest.raises(ConfigErrors) as refused:
+        load_gateway_config(path)
+    [error] = [str(e) for e in refused.value.errors]
+    assert "outputs[0].point" in error and "'do1' of device 'do1' is disabled" in error
