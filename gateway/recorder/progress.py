@@ -149,16 +149,20 @@ def replay(handle: BinaryIO, what: str, *, samples: bool = True,
                 break
             if kinds[n].startswith('{"samples"'):
                 if samples:
-                    _add_samples(rings, json.loads(text)["samples"])
+                    _add_samples(rings, _shaped(json.loads(text), "samples", dict, n))
                 continue
             entry = json.loads(text)
-            if "head" in entry:
-                head, points = entry["head"], entry["points"]
+            if n == 0:
+                head = _shaped(entry, "head", dict, n)
+                points = _shaped(entry, "points", dict, n)
             else:
-                _apply(head, entry["update"])
-                saved_ns = entry["update"].get("saved_ns")
+                update = _shaped(entry, "update", dict, n)
+                _apply(head, update)
+                saved_ns = update.get("saved_ns")
     except _TooLarge as exc:
         raise IncidentError(f"{what}: {exc}; it is read whole when it closes") from None
+    except _Damaged as exc:
+        raise IncidentError(f"{what} is damaged: {exc}") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IncidentError(f"{what} cannot be read: {exc!r}") from exc
     head = {**{k: v for k, v in head.items() if k not in _TAIL},
@@ -205,6 +209,9 @@ def mark_interrupted(store: IncidentStore) -> list[str]:
         except (IncidentError, OSError) as exc:
             log.error("event=incident_unreadable id=%s error=%s", incident_id, exc)
             continue
+        except Exception as exc:  # damaged past what `replay` checks: this incident only
+            log.error("event=incident_unreadable id=%s error=%r", incident_id, exc)
+            continue
         drop(store, incident_id)
     for incident_id in store.ids():
         if incident_id in marked:
@@ -221,6 +228,9 @@ def mark_interrupted(store: IncidentStore) -> list[str]:
                 continue
         except (IncidentError, OSError) as exc:
             log.error("event=incident_unreadable id=%s error=%s", incident_id, exc)
+            continue
+        except Exception as exc:  # a bug reading one record stops none of the others
+            log.error("event=incident_unreadable id=%s error=%r", incident_id, exc)
             continue
         marked.append(incident_id)
         log.warning("event=incident_interrupted id=%s reason=%r", incident_id,
@@ -263,6 +273,20 @@ def _sample_members(incident: OpenIncident, since: dict[str, int] | None) -> Ite
         yield _member({"samples": batch})
 
 
+class _Damaged(Exception):
+    """A member of a progress file that is not as the keeper writes it (`_shaped`)."""
+
+
+def _shaped(entry: Any, key: str, kind: type, n: int) -> Any:
+    """`entry[key]`, which must be a `kind`; `_Damaged` (naming the member) if it is not. A
+    member that parses but has another shape (`{"samples": []}`) raised AttributeError, which
+    stopped the start's recovery of every incident and `incident show` (the restart audit)."""
+    value = entry.get(key) if isinstance(entry, dict) else None
+    if not isinstance(value, kind):
+        raise _Damaged(f"member {n + 1}: {key} missing or not a {kind.__name__}")
+    return value
+
+
 class _TooLarge(Exception):
     """A reader's bound passed (`_texts`)."""
 
@@ -301,8 +325,11 @@ def _texts(handle: BinaryIO, max_bytes: int | None = None,
             inflate = zlib.decompressobj(wbits=31)
 
 
-def _add_samples(rings: dict[str, PointRing], samples: dict[str, dict[str, Any]]) -> None:
+def _add_samples(rings: dict[str, PointRing], samples: dict[str, Any]) -> None:
     for point, columns in samples.items():
+        if not (isinstance(columns, dict) and isinstance(columns.get("ts"), list)
+                and isinstance(columns.get("v"), list) and isinstance(columns.get("q"), str)):
+            raise _Damaged(f"samples of {point!r} are not ts and v lists and a q string")
         ring = rings.get(point)
         if ring is None:  # (as an incident's: no window, no cap but the file's)
             ring = rings[point] = PointRing(10.0**7, 10**9)
@@ -311,6 +338,11 @@ def _add_samples(rings: dict[str, PointRing], samples: dict[str, dict[str, Any]]
 
 
 def _apply(head: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, kind in (("events", list), ("output_changes", list)):
+        if not isinstance(update.get(key), kind) or not isinstance(head.get(key), kind):
+            raise _Damaged(f"{key} of an update or of the head missing or not a list")
+    if not isinstance(head.get("health"), dict):
+        raise _Damaged("health of the head missing or not an object")
     head["until_ns"] = update["until_ns"]
     head["events"] += update["events"]
     head["output_changes"] += update["output_changes"]
