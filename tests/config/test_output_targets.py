@@ -105,12 +105,7 @@ def test_check_warns_about_outputs_sharing_a_feedback_point(tmp_path: Path) -> N
     assert done.returncode == 0 and "feedback" not in done.stdout, done.stdout
 
 
-DISABLED_POINT = """\
-gateway: {id: gw, site: test}
-rooms:
-  - {id: batt, type: battery}
-buses:
-  - {id: rs485, type: modbus_rtu, port: /dev/ttyUSB0, baudrate: 38400}
+DISABLED_POINT = SHARED.split("devices:")[0] + """\
 devices:
   - {id: h2, bus: rs485, unit: 1, profile: generic_h2_detector, room: batt}
   - {id: do1, bus: rs485, unit: 2, profile: generic_relay_module, room: batt,
