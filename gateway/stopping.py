@@ -50,6 +50,7 @@ async def leave_outputs_safe(loaded: LoadedConfig, core: SafetyCore, driver: Out
             wanted[output.id] = output.stop_state == "on"
         elif output.id in planned:  # held as the real alarms want it, not as a drill did
             wanted[output.id] = planned[output.id]
+    _interlocked(loaded, wanted, driver)
     if not wanted:
         return
     deadline = clock.monotonic() + timeout
@@ -67,3 +68,28 @@ async def leave_outputs_safe(loaded: LoadedConfig, core: SafetyCore, driver: Out
             log.info("event=output_stop_state output=%s on=%s confirmed=%s error=%s",
                      output_id, on, written.confirmed == on and not written.failed,
                      written.last_error)
+
+
+def _interlocked(loaded: LoadedConfig, wanted: dict[str, bool], driver: OutputDriver) -> None:
+    """`wanted` with the interlocks kept through the stop: an output its stop state would turn
+    (or leave) on while one of its `while_on` outputs is on at the stop — written on, or held
+    as it is — is written off instead (the outputs audit: recirculation with `on_stop: on`
+    and the hydrogen purge fan held running, both on for as long as the gateway stayed
+    stopped). Locks chain (one off may free another's blocker): decided until nothing changes
+    (each pass turns one more output off at most once; cycles are refused by the check)."""
+    def on(output_id: str) -> bool:
+        if output_id in wanted:
+            return wanted[output_id]
+        state = driver.state.get(output_id)  # held as it is
+        return state is not None and (state.commanded is True or state.confirmed is True)
+
+    changed = True
+    while changed:
+        changed = False
+        for lock in loaded.config.interlocks:
+            if on(lock.output) and on(lock.while_on):
+                wanted[lock.output] = False
+                changed = True
+                log.warning("event=output_stop_state_interlocked output=%s while_on=%s "
+                            "reason=%r", lock.output, lock.while_on, lock.reason or "")
+
