@@ -12,7 +12,8 @@ KiB per point) and the write cheap enough to repeat.
 What is saved (`rate_windows.bin` in the state directory, 0600, replaced atomically: a crash
 leaves the old or the new file whole; its format: `gateway.rules.warm_file`): per point with a
 rate window, its windows' samples as they hold them, the monotonic clock and the wall-clock
-time of the save, the kernel's boot id, and a fingerprint of how the point is read (its device
+time of the save, the kernel's boot id, whether the system clock was synchronised then, and a
+fingerprint of how the point is read (its device
 entry, bus type and profile). When: every `period` — a tenth of the longest rate window,
 between `MIN_PERIOD` and `MAX_PERIOD` (10 s to 1 min; 1 min for the shipped packs), longer for
 a file that would pass a budget in bytes a day, and only if a window's values moved since
@@ -21,11 +22,18 @@ a power cut loses at most one period of samples (`warm_pace` says which).
 
 How long ago the save was: in the same boot, the monotonic clock's difference (true whatever
 NTP did to the wall clock); after a reboot, the wall clock's — but only if the system clock is
-synchronised (`gateway.clocksync`): a Pi without an RTC boots with a stale clock
-(fake-hwclock), and a gap of hours taken for seconds made a 12 °C step look like a fast rise
-(a false `fire.heat_rate_of_rise` 15 s after the boot, clock audit K3). Not synchronised (or a
-file of an unknown boot, written before boot ids were saved, on an unsynchronised clock): the
-windows start cold, logged (`event=rate_windows_cold`) with the reason.
+synchronised now and was at the save (`gateway.clocksync`): a Pi without an RTC boots with a
+stale clock (fake-hwclock), and a gap of hours taken for seconds made a 12 °C step look like a
+fast rise (a false `fire.heat_rate_of_rise` 15 s after the boot, clock audit K3); a save on a
+clock 3 h ahead and not synchronised (an RTC kept in local time), restored after a 3-hour stop
+on a synchronised one, took the stop for 10 s the same way (a false
+`environment.temperature_rate`, 7 Dec 2026). Otherwise (a file of another or an unknown boot
+saved on a clock not synchronised or not known to be — files written before 7 Dec 2026 did not
+say — or a clock not synchronised now) the windows start cold, logged
+(`event=rate_windows_cold`) with the reason. The clock state saved is a `SyncedCache`'s (read
+at most once a minute, and at once after a step — NTP's first sync steps a stale clock): a
+save up to a minute after a synchronisation that did not step the clock says "not
+synchronised", which costs a cold start, never a wrong gap.
 
 What is restored, at the start, into the new engine's windows: the union of the saved samples
 of the same point ids whose fingerprint is unchanged, younger than each window and not in the
@@ -64,6 +72,7 @@ from typing import TYPE_CHECKING, get_args
 
 from gateway import clocksync
 from gateway.clock import Clock
+from gateway.clocksync import SyncedCache
 from gateway.config.duration import DurationText
 from gateway.config.section import is_section
 from gateway.config.section_markers import section_hints
@@ -98,6 +107,7 @@ class RateMemory:
         self.clock = clock
         self.boot_id = (boot_id or clocksync.boot_id)()
         self._synchronised = synchronised
+        self._synced_at_save = SyncedCache(clock, read=synchronised)
         self._lock = threading.Lock()
         self._written_ns = 0
         self._written_bytes = 0  # the size of the file last written (`warm_pace.paced`)…
@@ -155,10 +165,15 @@ class RateMemory:
             if mono < file.saved_mono:
                 return None, "saved in this boot at a later monotonic time than now"
             return mono - file.saved_mono, "monotonic"
+        boot = "an unknown boot" if file.boot_id is None else "another boot"
         if not (self._synchronised or clocksync.synchronised)():
-            boot = "an unknown boot" if file.boot_id is None else "another boot"
             return None, (f"saved in {boot} and the system clock is not synchronised: the "
                           "time since the save is unknown")
+        if file.synced is not True:
+            known = ("was not synchronised" if file.synced is False
+                     else "is not known to have been synchronised (a file of before 7 Dec 2026)")
+            return None, (f"saved in {boot} on a system clock that {known} then: the time "
+                          "since the save is unknown")
         return (self.clock.now_ns() - file.saved_ns) / 1e9, "wall_clock"
 
     def _read(self) -> Saved:
@@ -181,7 +196,7 @@ class RateMemory:
         """What the windows hold now, as they store it (`warm_copy.capture`: copies only, on
         the event loop; the decoding and the encoding are `write`'s, on its thread)."""
         return capture(engine.rate_points(), self._sources_of(loaded), self.clock.now_ns(),
-                       self.clock.monotonic(), self.boot_id)
+                       self.clock.monotonic(), self.boot_id, self._synced_at_save())
 
     def save(self, engine: RuleEngine, loaded: LoadedConfig) -> bool:
         """Write what the windows hold now (at the stop, or from a test). True if written."""
@@ -206,7 +221,7 @@ class RateMemory:
                 nonlocal size
                 for piece in stream(snapshot.saved_ns, snapshot.saved_mono, snapshot.points,
                                     snapshot.times, snapshot.values, snapshot.count,
-                                    snapshot.boot_id):
+                                    snapshot.boot_id, snapshot.synced):
                     size += len(piece)
                     yield piece
 

@@ -68,6 +68,8 @@ class Snapshot:
     count: int
     """Samples in `times` and `values`."""
     boot_id: str | None = None
+    synced: bool | None = None
+    """Was the system clock synchronised at the save (None: not said, a version-2 file)."""
 
     def runs(self) -> dict[str, tuple[str, list[Run]]]:
         """point id → (fingerprint, its runs as arrays of their own): what `encode` takes."""
@@ -102,6 +104,7 @@ class Capture:
     held: int
     """Samples in all the runs (before a point's runs are thinned)."""
     boot_id: str | None = None
+    synced: bool | None = None
 
     def decoded(self) -> Snapshot:
         """The samples, as `SampleRing.times()` and `values()` give them, in the buffers of a
@@ -129,7 +132,7 @@ class Capture:
                 lengths, at = [MAX_POINT_SAMPLES], start + MAX_POINT_SAMPLES
             points[point_id] = (source, lengths)
         return Snapshot(self.saved_ns, self.saved_mono, self.newest, points, times, values, at,
-                        self.boot_id)
+                        self.boot_id, self.synced)
 
     @staticmethod
     def _stored(buffers: dict[str, memoryview[Any]], taken: dict[str, int], kind: str,
@@ -143,7 +146,8 @@ class Capture:
 
 
 def capture(states: Mapping[str, PointState], sources: Mapping[str, str], saved_ns: int,
-            saved_mono: float, boot_id: str | None = None) -> Capture:
+            saved_mono: float, boot_id: str | None = None, synced: bool | None = None
+            ) -> Capture:
     """The windows' samples as stored, of the points whose device has a fingerprint in
     `sources`, in order, up to `MAX_SAMPLES` in the file (a point of more than
     `MAX_POINT_SAMPLES` counts as that many: it is thinned): on the event loop, copies only.
@@ -201,7 +205,7 @@ def capture(states: Mapping[str, PointState], sources: Mapping[str, str], saved_
             fingerprints.append(source)
             windows.append(taken)
     return Capture(saved_ns, saved_mono, newest, ids, fingerprints, windows, layout, times,
-                   values, held, boot_id)
+                   values, held, boot_id, synced)
 
 
 def _lazy(count: int, code: str) -> memoryview[Any]:

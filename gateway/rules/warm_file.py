@@ -1,9 +1,10 @@
 """The file format of the saved rate windows (`rate_windows.bin`, `gateway.rules.warm`): encode a
 snapshot, decode and check what a file holds. Pure: bytes in, bytes out.
 
-Version 2 (written since 4 Dec 2026; `MAGIC`, then zlib level 1)::
+Version 3 (written since 7 Dec 2026; `MAGIC`, then zlib level 1)::
 
-    header (JSON, one line): {"version": 2, "saved_ns": …, "saved_mono": …, "boot_id": …,
+    header (JSON, one line): {"version": 3, "saved_ns": …, "saved_mono": …, "boot_id": …,
+                              "synced": true|false,
                               "points": {point id: {"source": fingerprint, "runs": [n, …]}}}
     "\n"
     ages:   the byte planes of int64 (little-endian): each sample's age at the save in ms
@@ -19,9 +20,14 @@ of a number's alike bytes — sign, exponent, leading digits — side by side) l
 level compress it to a third of version 1. `saved_mono` (the monotonic clock at the save)
 and `boot_id` (the kernel's, `gateway.clocksync`) were added on 5 Dec 2026: within one boot the
 gap since the save is measured on the monotonic clock, not the wall clock (a Pi without an RTC
-has its clock stepped); a file without them is of an unknown boot. Version 1 (JSON lists of
-ages in ms and values, per point the union already made) is still read: a file left by the
-release before is restored after an upgrade.
+has its clock stepped); a file without them is of an unknown boot. `synced` (version 3):
+whether the system clock was synchronised at the save — `saved_ns` of a clock that was not
+(an RTC kept in local time, a stale fake-hwclock) says nothing of when the save was, and a
+3-hour stop was once taken for 10 s (clock audit, K3 again). Version 2 (`MAGIC_V2`, written
+4–7 Dec 2026: the same without `synced`) is still read, its clock state unknown: restored
+only in the boot it was saved in (`gateway.rules.warm`). Version 1 (JSON lists of ages in ms
+and values, per point the union already made) is still read, and refused by the restore as of
+an unknown boot and clock state (the windows start cold, logged).
 
 Bounds, checked before anything is used: `MAX_FILE_BYTES` read, `MAX_DECODED_BYTES`
 decompressed, `MAX_POINT_SAMPLES` per point, `MAX_SAMPLES` in all; a file out of them, of
@@ -45,7 +51,8 @@ from gateway.records import dataclass
 from gateway.rules.rate import MAX_WINDOW_SAMPLES
 from gateway.rules.warm_header import header, header_v1
 
-MAGIC = b"roomwarden-rate-windows 2\n"
+MAGIC = b"roomwarden-rate-windows 3\n"
+MAGIC_V2 = b"roomwarden-rate-windows 2\n"
 MAGIC_V1 = b"roomwarden-rate-windows 1\n"
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DECODED_BYTES = 64 * 1024 * 1024
@@ -76,12 +83,15 @@ class Restorable:
 @dataclass(frozen=True, slots=True)
 class Saved:
     """What a file holds: the save's wall clock, its monotonic clock and the kernel's boot id
-    (None in files written before those were saved), and point id → what it restores from."""
+    (None in files written before those were saved), and point id → what it restores from;
+    `synced`: whether the system clock was synchronised at the save (None: not known, a file
+    of version 1 or 2)."""
 
     saved_ns: int
     saved_mono: float | None
     boot_id: str | None
     points: dict[str, Restorable]
+    synced: bool | None = None
 
 
 def room(count: int) -> memoryview[float]:
@@ -102,9 +112,10 @@ POPULATE = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE",
 
 
 def encode(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[Run]]],
-           boot_id: str | None = None) -> bytes:
+           boot_id: str | None = None, synced: bool | None = None) -> bytes:
     """The file for these points' runs, saved at `saved_ns` (wall clock) = `saved_mono`
-    (the monotonic clock the runs' times are of) in the boot `boot_id`."""
+    (the monotonic clock the runs' times are of) in the boot `boot_id`, the system clock
+    synchronised or not (None: a version-2 file, as written before that was saved)."""
     total = sum(len(times) for _, runs in points.values() for times, _ in runs)
     times, values = room(total), room(total)
     at = 0
@@ -115,19 +126,20 @@ def encode(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[R
             at += len(run_t)
     lengths = {point_id: (source, [len(run_t) for run_t, _ in runs])
                for point_id, (source, runs) in points.items()}
-    return b"".join(stream(saved_ns, saved_mono, lengths, times, values, total, boot_id))
+    return b"".join(stream(saved_ns, saved_mono, lengths, times, values, total, boot_id,
+                           synced))
 
 
 def stream(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[int]]],
            times: memoryview[float], values: memoryview[float], count: int,
-           boot_id: str | None = None) -> Iterator[bytes]:
+           boot_id: str | None = None, synced: bool | None = None) -> Iterator[bytes]:
     """The file, in pieces, for runs of these lengths (point id → (fingerprint, lengths))
     whose samples are the first `count` of `times` and `values` (views of 8-byte floats), one
     run after another. What it holds while it runs: the ages' int64 in a mapping as long as
-    `times` (`_mapping`) and pieces of at most `PIECE` bytes."""
+    `times` (`_mapping`) and pieces of at most `PIECE` bytes. `synced` None: version 2."""
     packer = zlib.compressobj(LEVEL)
-    yield MAGIC
-    for text in header_text(saved_ns, points, saved_mono, boot_id):
+    yield MAGIC_V2 if synced is None else MAGIC
+    for text in header_text(saved_ns, points, saved_mono, boot_id, synced):
         if piece := packer.compress(text.encode()):
             yield piece
     steps = _mapping(len(times)).cast("q")
@@ -144,19 +156,23 @@ def stream(saved_ns: int, saved_mono: float, points: dict[str, tuple[str, list[i
 
 
 def header_text(saved_ns: int, points: dict[str, tuple[str, list[int]]],
-                saved_mono: float | None = None, boot_id: str | None = None) -> Iterator[str]:
+                saved_mono: float | None = None, boot_id: str | None = None,
+                synced: bool | None = None) -> Iterator[str]:
     """The header's line (with its newline) in pieces, a point at a time: the text of
-    `json.dumps({"version": 2, "saved_ns": …, "saved_mono": …, "boot_id": …, "points": {id:
-    {"source": …, "runs": […]}}}, separators=(",", ":"))` (`saved_mono` and `boot_id` only
-    when given) without that dict of a dict per point alive at once (1,340
-    objects at the 2,000-point site: a save's peak of Python objects 765 → 353 KiB, the rest
-    zlib's state and a plane's piece; pools pymalloc takes for a peak stay in the process).
+    `json.dumps({"version": 3, "saved_ns": …, "saved_mono": …, "boot_id": …, "synced": …,
+    "points": {id: {"source": …, "runs": […]}}}, separators=(",", ":"))` (`saved_mono` and
+    `boot_id` only when given; without `synced`, version 2's) without that dict of a dict per
+    point alive at once (1,340 objects at the 2,000-point site: a save's peak of Python
+    objects 765 → 353 KiB, the rest zlib's state and a plane's piece; pools pymalloc takes
+    for a peak stay in the process).
     tests/rules/test_warm_file.py compares the two."""
-    yield f'{{"version":2,"saved_ns":{int(saved_ns)},'
+    yield f'{{"version":{2 if synced is None else 3},"saved_ns":{int(saved_ns)},'
     if saved_mono is not None and math.isfinite(saved_mono):
         yield f'"saved_mono":{json.dumps(float(saved_mono))},'
     if boot_id is not None:
         yield f'"boot_id":{json.dumps(boot_id)},'
+    if synced is not None:
+        yield f'"synced":{json.dumps(bool(synced))},'
     yield '"points":{'
     first = True
     for point_id, (source, runs) in points.items():
@@ -202,15 +218,16 @@ def decode(data: bytes) -> tuple[int, dict[str, Restorable]]:
 
 
 def decode_saved(data: bytes) -> Saved:
-    """What a file's bytes hold (either version; version 1 knows no boot)."""
+    """What a file's bytes hold (any version; version 1 knows no boot, versions 1 and 2 not
+    whether the clock was synchronised)."""
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
-    for magic, version in ((MAGIC, 2), (MAGIC_V1, 1)):
+    for magic, version in ((MAGIC, 3), (MAGIC_V2, 2), (MAGIC_V1, 1)):
         if data.startswith(magic):
             body, size = _inflate(memoryview(data)[len(magic):])
             if version == 1:
                 return _decode_v1(body[:size])
-            return _decode_v2(body, size)
+            return _decode_v2(body, size, version)
     raise ValueError("not a rate-window file of a known version")
 
 
@@ -270,11 +287,12 @@ def _decode_v1(body: bytes) -> Saved:
         for point_id, (source, ages_ms, values) in saved.points.items()})
 
 
-def _decode_v2(body: mmap.mmap, size: int) -> Saved:
+def _decode_v2(body: mmap.mmap, size: int, version: int) -> Saved:
+    """Version 2 or 3 (the same but for the header's `synced`)."""
     cut = body.find(b"\n", 0, size)
     if cut < 0:
         raise ValueError("no header")
-    read = header(json.loads(body[:cut]))
+    read = header(json.loads(body[:cut]), version)
     planes = memoryview(body)[cut + 1:size]
     total = 0
     for point_id, (_, runs) in read.points.items():
@@ -300,4 +318,4 @@ def _decode_v2(body: mmap.mmap, size: int) -> Saved:
             out[point_id] = Restorable(source, array("q", [-age for age, _ in merged]),
                                        array("d", [value for _, value in merged]))
         start = end
-    return Saved(read.saved_ns, read.saved_mono, read.boot_id, out)
+    return Saved(read.saved_ns, read.saved_mono, read.boot_id, out, read.synced)

@@ -15,6 +15,8 @@ from gateway.records import dataclass
 
 _V2_KEYS = frozenset({"version", "saved_ns", "saved_mono", "boot_id", "points"})
 _V2_NEEDED = frozenset({"version", "saved_ns", "points"})
+_V3_KEYS = _V2_KEYS | {"synced"}
+_V3_NEEDED = _V2_NEEDED | {"synced"}
 _V1_KEYS = frozenset({"version", "saved_ns", "points"})
 _RUNS_KEYS = frozenset({"source", "runs"})
 _V1_POINT_KEYS = frozenset({"source", "age_ms", "value"})
@@ -22,12 +24,14 @@ _V1_POINT_KEYS = frozenset({"source", "age_ms", "value"})
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """A version-2 header: `points` is point id → (fingerprint, run lengths)."""
+    """A version-2 or -3 header: `points` is point id → (fingerprint, run lengths);
+    `synced` None in version 2 (not known)."""
 
     saved_ns: int
     saved_mono: float | None
     boot_id: str | None
     points: dict[str, tuple[str, list[int]]]
+    synced: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,18 +42,21 @@ class HeaderV1:
     points: dict[str, tuple[str, list[int], list[float]]]
 
 
-def header(found: Any) -> Header:
-    """The version-2 header `found` (JSON data), or the model's ValidationError."""
-    if _is_header(found):
+def header(found: Any, version: int = 2) -> Header:
+    """The header `found` (JSON data) of a version-`version` file (2 or 3: the file's magic
+    line says which), or the model's ValidationError."""
+    if _is_header(found, version):
         return Header(found["saved_ns"], found.get("saved_mono"), found.get("boot_id"),
                       {point_id: (record["source"], record["runs"])
-                       for point_id, record in found["points"].items()})
-    from gateway.rules.warm_models import SavedHeader
+                       for point_id, record in found["points"].items()}, found.get("synced"))
+    from gateway.rules.warm_models import SavedHeader, SavedHeaderV3
 
-    model = SavedHeader.model_validate(found)
+    model: SavedHeader | SavedHeaderV3 = (SavedHeader if version == 2 else SavedHeaderV3
+                                          ).model_validate(found)
     return Header(model.saved_ns, model.saved_mono, model.boot_id,
                   {point_id: (record.source, record.runs)
-                   for point_id, record in model.points.items()})
+                   for point_id, record in model.points.items()},
+                  getattr(model, "synced", None))
 
 
 def header_v1(found: Any) -> HeaderV1:
@@ -65,10 +72,12 @@ def header_v1(found: Any) -> HeaderV1:
                                      for point_id, record in model.points.items()})
 
 
-def _is_header(found: Any) -> bool:
-    if not (type(found) is dict and _V2_NEEDED <= found.keys() <= _V2_KEYS
-            and is_int(found["version"], 2, 2) and is_int(found["saved_ns"])
-            and (found.get("saved_mono") is None or is_float(found["saved_mono"]))):
+def _is_header(found: Any, version: int = 2) -> bool:
+    needed, keys = (_V2_NEEDED, _V2_KEYS) if version == 2 else (_V3_NEEDED, _V3_KEYS)
+    if not (type(found) is dict and needed <= found.keys() <= keys
+            and is_int(found["version"], version, version) and is_int(found["saved_ns"])
+            and (found.get("saved_mono") is None or is_float(found["saved_mono"]))
+            and (version == 2 or type(found["synced"]) is bool)):
         return False
     boot_id = found.get("boot_id")
     points = found["points"]

@@ -33,3 +33,12 @@ class SavedHeader(StrictModel):
     saved_mono: float | None = None
     boot_id: str | None = None
     points: dict[str, SavedRuns]
+
+
+class SavedHeaderV3(StrictModel):
+    version: Literal[3]
+    saved_ns: int
+    saved_mono: float | None = None
+    boot_id: str | None = None
+    synced: bool
+    points: dict[str, SavedRuns]

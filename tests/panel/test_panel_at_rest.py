@@ -122,8 +122,10 @@ def test_the_gateway_s_own_boot_files_are_read_without_their_models(tmp_path: Pa
         from gateway.actions.orphans import decode
         from gateway.rules.warm_file import decode_saved, encode
         data = encode(10**18, 500.0, {"a.t": ("src", [(array("d", [499.0, 499.5]),
-                                                      array("d", [1.0, 2.0]))])}, "boot")
+                                                      array("d", [1.0, 2.0]))])}, "boot",
+                      True)
         saved = decode_saved(data)
+        assert saved.synced is True
         release = {"output": {"id": "fan-1", "role": "exhaust_fan", "device": "do-1",
                               "point": "do1", "rooms": ["batt"], "on_value": True,
                               "verify": True, "backoff": {"initial": 5.0, "multiplier": 2.0,

@@ -82,7 +82,7 @@ def _old_thinned(runs: list[Run], bound: int) -> Run:
 
 def decoding_snapshot(states: dict[str, PointState], sources: dict[str, str], now_ns: int,
                       mono: float, boot_id: str | None, point_bound: int = MAX_POINT_SAMPLES,
-                      total_bound: int = MAX_SAMPLES) -> Snapshot:
+                      total_bound: int = MAX_SAMPLES, synced: bool | None = None) -> Snapshot:
     """`RateMemory.snapshot` of before: every window decoded into the buffers, on the loop."""
     slots = sum(w.samples.allocated for state in states.values() for w in state.rates)
     times, values = room(slots), room(slots)
@@ -110,7 +110,7 @@ def decoding_snapshot(states: dict[str, PointState], sources: dict[str, str], no
             at = start
             break
         points[point_id] = (sources[state.device], runs)
-    return Snapshot(now_ns, mono, newest, points, times, values, at, boot_id)
+    return Snapshot(now_ns, mono, newest, points, times, values, at, boot_id, synced)
 
 
 # --- the two compared ---------------------------------------------------------------------
@@ -119,7 +119,8 @@ def decoding_snapshot(states: dict[str, PointState], sources: dict[str, str], no
 def file_of(snapshot: Snapshot) -> bytes:
     """The file `RateMemory.write` writes for `snapshot`."""
     return b"".join(stream(snapshot.saved_ns, snapshot.saved_mono, snapshot.points,
-                           snapshot.times, snapshot.values, snapshot.count, snapshot.boot_id))
+                           snapshot.times, snapshot.values, snapshot.count, snapshot.boot_id,
+                           snapshot.synced))
 
 
 def _feed(windows: list[RateWindow], ops: list[tuple[str, float, float]], clock: list[float]
@@ -237,9 +238,9 @@ def test_a_save_copies_the_windows_as_stored_and_decodes_them_on_the_writer(
     feed(1800)
     memory = RateMemory(tmp_path, clock)
     states = engine.rate_points()
-    before = decoding_snapshot(states, fingerprints(loaded), clock.now_ns(), clock.monotonic(),
-                               memory.boot_id)
     taken = memory.snapshot(engine, loaded)
+    before = decoding_snapshot(states, fingerprints(loaded), clock.now_ns(), clock.monotonic(),
+                               memory.boot_id, synced=taken.synced)
     assert isinstance(taken, Capture) and taken.held == before.count > 10 * len(states)
     layout = [taken.layout[i:i + warm_copy.RUN] for i in range(0, len(taken.layout),
                                                                  warm_copy.RUN)]

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from gateway.rules import warm_header
 from gateway.rules.warm_file import header_text
-from gateway.rules.warm_models import SavedHeader, SavedWindowsV1
+from gateway.rules.warm_models import SavedHeader, SavedHeaderV3, SavedWindowsV1
 from gateway.strict import StrictModel
 from tests.plain_json_strategies import ODD as _ODD
 from tests.plain_json_strategies import TEXT as _TEXT
@@ -117,6 +117,48 @@ def test_a_written_header_is_read_without_its_model() -> None:
     assert not warm_header._is_header({**found, "saved_mono": 2})
     assert warm_header._is_v1({"version": 1, "saved_ns": 5, "points": {
         "a.t": {"source": "s", "age_ms": [1], "value": [2.0]}}})
+
+
+_WRITTEN_V3 = st.builds(lambda found, synced: {**found, "version": 3, "synced": synced},
+                        _WRITTEN, st.booleans())
+
+
+def _ours_v3(found: object) -> tuple[str, object]:
+    try:
+        got = warm_header.header(found, 3)
+    except ValidationError as exc:
+        return "error", _errors(exc)
+    return "ok", json.dumps([got.saved_ns, got.saved_mono, got.boot_id, got.synced,
+                             got.points])
+
+
+def _theirs_v3(found: object) -> tuple[str, object]:
+    try:
+        got = SavedHeaderV3.model_validate(found)
+    except ValidationError as exc:
+        return "error", _errors(exc)
+    points = {p: (r.source, r.runs) for p, r in got.points.items()}
+    return "ok", json.dumps([got.saved_ns, got.saved_mono, got.boot_id, got.synced, points])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_WRITTEN_V3, _one_off(_WRITTEN_V3), _one_off(_WRITTEN_V3), _WRITTEN,
+                 _near(3, _RECORD), _ODD))
+@example({"version": 3, "saved_ns": 1, "synced": 1, "points": {}})
+@example({"version": 3, "saved_ns": 1, "synced": None, "points": {}})
+@example({"version": 3, "saved_ns": 1, "points": {}})
+def test_a_version_3_header_reads_as_its_model_read_it(found: object) -> None:
+    """Version 3 (7 Dec 2026) is version 2 and `synced`, a bool, required: a version-2
+    header in a version-3 file is refused."""
+    assert _ours_v3(found) == _theirs_v3(found)
+
+
+def test_the_gateway_writes_version_3_with_the_clock_state() -> None:
+    for synced in (True, False):
+        found = json.loads("".join(header_text(5, {"a.t": ("src", [3])}, 2.5, "boot", synced)))
+        assert found["version"] == 3 and found["synced"] is synced
+        assert warm_header._is_header(found, 3) and not warm_header._is_header(found, 2)
+        assert warm_header.header(found, 3).synced is synced
 
 
 @settings(max_examples=25, deadline=None)
