@@ -36,12 +36,13 @@ from gateway.alarms.types import Severity
 from gateway.contract.records import MAX_INCIDENT_BYTES, MAX_RECORD_BYTES
 from gateway.recorder import progress
 from gateway.recorder.clockstep import in_order
+from gateway.recorder.incident_ids import IncidentIds, incident_id
 from gateway.recorder.incident_state import OpenIncident, OutputSnapshot, RoomContext, Sources
 from gateway.recorder.progress import Since, mark_interrupted
 from gateway.recorder.record import record_of, record_pieces
 from gateway.recorder.ring import CHUNK, FlightRecorder, PointRing
 from gateway.recorder.settings import IncidentSettings
-from gateway.recorder.store import IncidentError, IncidentStore
+from gateway.recorder.store import IncidentStore
 
 log = logging.getLogger("roomwarden.incidents")
 
@@ -70,18 +71,6 @@ _MS = 1_000_000
 last copied)."""
 _ACTIVE = (AlarmState.ACTIVE_UNACKNOWLEDGED, AlarmState.ACTIVE_ACKNOWLEDGED)
 
-def incident_id(trigger: AlarmEvent, resumed: bool = False, copy: int = 1) -> str:
-    """`<trigger time>-<room>-<journal seq>`; a record resumed after a restart (`_resume`)
-    has the room part `<room>.resumed`: its seq may be the interrupted one's, in its second.
-    `copy` > 1 ends the room part with `.<copy>` (`IncidentKeeper._new_id`: the id without it
-    is taken)."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(trigger.ts // _NS))
-    extra = f".{copy}" if copy > 1 else ""
-    room = ((trigger.room or "site").replace("/", "_")[:72 - len(extra)]
-            + (".resumed" if resumed else "") + extra)
-    return f"{stamp}-{room}-{trigger.seq}"
-
-
 class IncidentKeeper:
     def __init__(self, recorder: FlightRecorder, store: IncidentStore,
                  settings: IncidentSettings, sources: Sources,
@@ -96,8 +85,7 @@ class IncidentKeeper:
         """The last journal event looked at (events before the keeper started are not)."""
         self.open: dict[str, OpenIncident] = {}
         """Open incidents by room."""
-        self._ids: set[str] = set()
-        """Ids this keeper gave (`_new_id`; their files may not be written yet)."""
+        self._ids = IncidentIds(store)
         self._resumed = False
         """The alarms active at the start were looked at (`_resume`, at the first batch)."""
         self.recent_events: deque[AlarmEvent] = deque(maxlen=RECENT_EVENTS)
@@ -228,7 +216,7 @@ class IncidentKeeper:
         if room in self.ended:  # the room's last record holds what came before its end
             start = max(start, min(self.ended[room] + _MS, trigger.ts))
         incident = OpenIncident(
-            id=self._new_id(trigger, resumed=trigger.note == RESUMED), room=room, trigger=trigger,
+            id=self._ids.new(trigger, resumed=trigger.note == RESUMED), room=room, trigger=trigger,
             context=self.sources.room_context(room), start_ns=start,
             end_ns=trigger.ts + int(self.settings.post * _NS),
             health_at_trigger=self.sources.health(), identity=self.sources.identity())
@@ -241,26 +229,6 @@ class IncidentKeeper:
                     "points=%d", incident.id, room, trigger.rule, trigger.subject,
                     trigger.severity, len(incident.context.points))
         self._advance(incident, force_save=True)
-
-    def _new_id(self, trigger: AlarmEvent, resumed: bool = False) -> str:
-        """`incident_id`, with `.2`, `.3`… if a record or progress file of that id is stored
-        or this keeper gave it: a record is only ever replaced by the process that opened it.
-        A Pi without a real-time clock comes up at the same time after each power cut, and the
-        journal's sequence does not move while a fire burns on: every start resumed the fire
-        under the same id and replaced the record of the start before (the restart audit)."""
-        copy = 1
-        while True:
-            candidate = incident_id(trigger, resumed, copy)
-            try:
-                taken = candidate in self._ids or any(
-                    path.exists() for path in (self.store.path_of(candidate),
-                                               self.store.progress_path_of(candidate)))
-            except (OSError, IncidentError):  # unreadable directory: its own save says so
-                taken = candidate in self._ids
-            if not taken:
-                self._ids.add(candidate)
-                return candidate
-            copy += 1
 
     def _extend(self, incident: OpenIncident, active_at: int) -> None:
         """An alarm of the incident's room was active at `active_at` (ns): end `post` after it,
@@ -385,7 +353,7 @@ class IncidentKeeper:
         start event) to its end, its events and output changes, and `drill`: its evaluation.
         Saved and sent like any other record; returns its id."""
         incident = OpenIncident(
-            id=self._new_id(dataclasses.replace(trigger, room=f"drill.{room}"[:80])),
+            id=self._ids.new(dataclasses.replace(trigger, room=f"drill.{room}"[:80])),
             room=room, trigger=trigger,
             context=self.sources.room_context(room),
             start_ns=start_ns - int(self.settings.pre * _NS), end_ns=end_ns,
