@@ -46,13 +46,7 @@ async def test_a_restart_after_a_bad_edit_boots_the_kept_copy(
             gw.log.write_bytes(b"")
             gw.start()
 
-        gw.start()
-        await until(lambda: devices_online(gw.status()), 40, "the gateway up, devices online")
-        status = gw.status()
-        assert status is not None
-        good_sha = status["config_sha256"]
-        await until(lambda: (meta := store.active_meta()) is not None
-                    and meta.sha256 == good_sha, 30, "the installed file's config kept")
+        good_sha = await started_and_kept(gw, store)
 
         # an edit that passes the check, but the gateway cannot be made from it: the outbox
         # is to be a file where a directory is (what the check cannot know)
@@ -100,13 +94,7 @@ async def test_an_outbox_path_onto_a_file_not_an_outbox_boots_the_kept_copy(
         victim.chmod(0o644)
         gw = GatewayProcess(factory, state, control)
         processes.append(gw)
-        gw.start()
-        await until(lambda: devices_online(gw.status()), 40, "the gateway up, devices online")
-        status = gw.status()
-        assert status is not None
-        good_sha = status["config_sha256"]
-        await until(lambda: (meta := store.active_meta()) is not None
-                    and meta.sha256 == good_sha, 30, "the installed file's config kept")
+        good_sha = await started_and_kept(gw, store)
 
         store_state = state / "config" / "state.json"
         for target, reason in [(victim, "exists and is not an outbox"),
@@ -143,3 +131,16 @@ async def test_an_outbox_path_onto_a_file_not_an_outbox_boots_the_kept_copy(
         assert sorted(state.iterdir()) and all(
             owner_of(entry.name) is not None for entry in state.iterdir()), \
             sorted(p.name for p in state.iterdir())
+
+
+async def started_and_kept(gw: GatewayProcess, store: ConfigStore) -> str:
+    """Start `gw`, wait until its devices are online and the installed file's config is kept
+    as the last-known-good; that config's SHA-256."""
+    gw.start()
+    await until(lambda: devices_online(gw.status()), 40, "the gateway up, devices online")
+    status = gw.status()
+    assert status is not None
+    good_sha: str = status["config_sha256"]
+    await until(lambda: (meta := store.active_meta()) is not None
+                and meta.sha256 == good_sha, 30, "the installed file's config kept")
+    return good_sha
